@@ -1,0 +1,85 @@
+import type * as grpc from '@grpc/grpc-js';
+import type { MessageTypeDefinition } from '@grpc/proto-loader';
+
+import type { Ack as _fedhpc_v1_Ack, Ack__Output as _fedhpc_v1_Ack__Output } from './fedhpc/v1/Ack';
+import type { AdminServiceClient as _fedhpc_v1_AdminServiceClient, AdminServiceDefinition as _fedhpc_v1_AdminServiceDefinition } from './fedhpc/v1/AdminService';
+import type { CancelTask as _fedhpc_v1_CancelTask, CancelTask__Output as _fedhpc_v1_CancelTask__Output } from './fedhpc/v1/CancelTask';
+import type { DownloadRequest as _fedhpc_v1_DownloadRequest, DownloadRequest__Output as _fedhpc_v1_DownloadRequest__Output } from './fedhpc/v1/DownloadRequest';
+import type { Encoding as _fedhpc_v1_Encoding, Encoding__Output as _fedhpc_v1_Encoding__Output } from './fedhpc/v1/Encoding';
+import type { EvalReport as _fedhpc_v1_EvalReport, EvalReport__Output as _fedhpc_v1_EvalReport__Output } from './fedhpc/v1/EvalReport';
+import type { EvalTask as _fedhpc_v1_EvalTask, EvalTask__Output as _fedhpc_v1_EvalTask__Output } from './fedhpc/v1/EvalTask';
+import type { Event as _fedhpc_v1_Event, Event__Output as _fedhpc_v1_Event__Output } from './fedhpc/v1/Event';
+import type { EventsRequest as _fedhpc_v1_EventsRequest, EventsRequest__Output as _fedhpc_v1_EventsRequest__Output } from './fedhpc/v1/EventsRequest';
+import type { HeartbeatRequest as _fedhpc_v1_HeartbeatRequest, HeartbeatRequest__Output as _fedhpc_v1_HeartbeatRequest__Output } from './fedhpc/v1/HeartbeatRequest';
+import type { HeartbeatResponse as _fedhpc_v1_HeartbeatResponse, HeartbeatResponse__Output as _fedhpc_v1_HeartbeatResponse__Output } from './fedhpc/v1/HeartbeatResponse';
+import type { JoinRequest as _fedhpc_v1_JoinRequest, JoinRequest__Output as _fedhpc_v1_JoinRequest__Output } from './fedhpc/v1/JoinRequest';
+import type { JoinResponse as _fedhpc_v1_JoinResponse, JoinResponse__Output as _fedhpc_v1_JoinResponse__Output } from './fedhpc/v1/JoinResponse';
+import type { ModelChunk as _fedhpc_v1_ModelChunk, ModelChunk__Output as _fedhpc_v1_ModelChunk__Output } from './fedhpc/v1/ModelChunk';
+import type { ModelRef as _fedhpc_v1_ModelRef, ModelRef__Output as _fedhpc_v1_ModelRef__Output } from './fedhpc/v1/ModelRef';
+import type { RoundInfo as _fedhpc_v1_RoundInfo, RoundInfo__Output as _fedhpc_v1_RoundInfo__Output } from './fedhpc/v1/RoundInfo';
+import type { RoundsRequest as _fedhpc_v1_RoundsRequest, RoundsRequest__Output as _fedhpc_v1_RoundsRequest__Output } from './fedhpc/v1/RoundsRequest';
+import type { RoundsResponse as _fedhpc_v1_RoundsResponse, RoundsResponse__Output as _fedhpc_v1_RoundsResponse__Output } from './fedhpc/v1/RoundsResponse';
+import type { SiteEval as _fedhpc_v1_SiteEval, SiteEval__Output as _fedhpc_v1_SiteEval__Output } from './fedhpc/v1/SiteEval';
+import type { SiteInfo as _fedhpc_v1_SiteInfo, SiteInfo__Output as _fedhpc_v1_SiteInfo__Output } from './fedhpc/v1/SiteInfo';
+import type { SiteServiceClient as _fedhpc_v1_SiteServiceClient, SiteServiceDefinition as _fedhpc_v1_SiteServiceDefinition } from './fedhpc/v1/SiteService';
+import type { SitesRequest as _fedhpc_v1_SitesRequest, SitesRequest__Output as _fedhpc_v1_SitesRequest__Output } from './fedhpc/v1/SitesRequest';
+import type { SitesResponse as _fedhpc_v1_SitesResponse, SitesResponse__Output as _fedhpc_v1_SitesResponse__Output } from './fedhpc/v1/SitesResponse';
+import type { StatusRequest as _fedhpc_v1_StatusRequest, StatusRequest__Output as _fedhpc_v1_StatusRequest__Output } from './fedhpc/v1/StatusRequest';
+import type { StatusResponse as _fedhpc_v1_StatusResponse, StatusResponse__Output as _fedhpc_v1_StatusResponse__Output } from './fedhpc/v1/StatusResponse';
+import type { Task as _fedhpc_v1_Task, Task__Output as _fedhpc_v1_Task__Output } from './fedhpc/v1/Task';
+import type { TasksRequest as _fedhpc_v1_TasksRequest, TasksRequest__Output as _fedhpc_v1_TasksRequest__Output } from './fedhpc/v1/TasksRequest';
+import type { TensorSpec as _fedhpc_v1_TensorSpec, TensorSpec__Output as _fedhpc_v1_TensorSpec__Output } from './fedhpc/v1/TensorSpec';
+import type { TrainTask as _fedhpc_v1_TrainTask, TrainTask__Output as _fedhpc_v1_TrainTask__Output } from './fedhpc/v1/TrainTask';
+import type { TrainingFailure as _fedhpc_v1_TrainingFailure, TrainingFailure__Output as _fedhpc_v1_TrainingFailure__Output } from './fedhpc/v1/TrainingFailure';
+import type { UploadChunk as _fedhpc_v1_UploadChunk, UploadChunk__Output as _fedhpc_v1_UploadChunk__Output } from './fedhpc/v1/UploadChunk';
+import type { UploadHeader as _fedhpc_v1_UploadHeader, UploadHeader__Output as _fedhpc_v1_UploadHeader__Output } from './fedhpc/v1/UploadHeader';
+import type { UploadMessage as _fedhpc_v1_UploadMessage, UploadMessage__Output as _fedhpc_v1_UploadMessage__Output } from './fedhpc/v1/UploadMessage';
+import type { UploadResult as _fedhpc_v1_UploadResult, UploadResult__Output as _fedhpc_v1_UploadResult__Output } from './fedhpc/v1/UploadResult';
+import type { UploadTrailer as _fedhpc_v1_UploadTrailer, UploadTrailer__Output as _fedhpc_v1_UploadTrailer__Output } from './fedhpc/v1/UploadTrailer';
+
+type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
+  new(...args: ConstructorParameters<Constructor>): Subtype;
+};
+
+export interface ProtoGrpcType {
+  fedhpc: {
+    v1: {
+      Ack: MessageTypeDefinition<_fedhpc_v1_Ack, _fedhpc_v1_Ack__Output>
+      AdminService: SubtypeConstructor<typeof grpc.Client, _fedhpc_v1_AdminServiceClient> & { service: _fedhpc_v1_AdminServiceDefinition }
+      CancelTask: MessageTypeDefinition<_fedhpc_v1_CancelTask, _fedhpc_v1_CancelTask__Output>
+      DownloadRequest: MessageTypeDefinition<_fedhpc_v1_DownloadRequest, _fedhpc_v1_DownloadRequest__Output>
+      Encoding: MessageTypeDefinition<_fedhpc_v1_Encoding, _fedhpc_v1_Encoding__Output>
+      EvalReport: MessageTypeDefinition<_fedhpc_v1_EvalReport, _fedhpc_v1_EvalReport__Output>
+      EvalTask: MessageTypeDefinition<_fedhpc_v1_EvalTask, _fedhpc_v1_EvalTask__Output>
+      Event: MessageTypeDefinition<_fedhpc_v1_Event, _fedhpc_v1_Event__Output>
+      EventsRequest: MessageTypeDefinition<_fedhpc_v1_EventsRequest, _fedhpc_v1_EventsRequest__Output>
+      HeartbeatRequest: MessageTypeDefinition<_fedhpc_v1_HeartbeatRequest, _fedhpc_v1_HeartbeatRequest__Output>
+      HeartbeatResponse: MessageTypeDefinition<_fedhpc_v1_HeartbeatResponse, _fedhpc_v1_HeartbeatResponse__Output>
+      JoinRequest: MessageTypeDefinition<_fedhpc_v1_JoinRequest, _fedhpc_v1_JoinRequest__Output>
+      JoinResponse: MessageTypeDefinition<_fedhpc_v1_JoinResponse, _fedhpc_v1_JoinResponse__Output>
+      ModelChunk: MessageTypeDefinition<_fedhpc_v1_ModelChunk, _fedhpc_v1_ModelChunk__Output>
+      ModelRef: MessageTypeDefinition<_fedhpc_v1_ModelRef, _fedhpc_v1_ModelRef__Output>
+      RoundInfo: MessageTypeDefinition<_fedhpc_v1_RoundInfo, _fedhpc_v1_RoundInfo__Output>
+      RoundsRequest: MessageTypeDefinition<_fedhpc_v1_RoundsRequest, _fedhpc_v1_RoundsRequest__Output>
+      RoundsResponse: MessageTypeDefinition<_fedhpc_v1_RoundsResponse, _fedhpc_v1_RoundsResponse__Output>
+      SiteEval: MessageTypeDefinition<_fedhpc_v1_SiteEval, _fedhpc_v1_SiteEval__Output>
+      SiteInfo: MessageTypeDefinition<_fedhpc_v1_SiteInfo, _fedhpc_v1_SiteInfo__Output>
+      SiteService: SubtypeConstructor<typeof grpc.Client, _fedhpc_v1_SiteServiceClient> & { service: _fedhpc_v1_SiteServiceDefinition }
+      SitesRequest: MessageTypeDefinition<_fedhpc_v1_SitesRequest, _fedhpc_v1_SitesRequest__Output>
+      SitesResponse: MessageTypeDefinition<_fedhpc_v1_SitesResponse, _fedhpc_v1_SitesResponse__Output>
+      StatusRequest: MessageTypeDefinition<_fedhpc_v1_StatusRequest, _fedhpc_v1_StatusRequest__Output>
+      StatusResponse: MessageTypeDefinition<_fedhpc_v1_StatusResponse, _fedhpc_v1_StatusResponse__Output>
+      Task: MessageTypeDefinition<_fedhpc_v1_Task, _fedhpc_v1_Task__Output>
+      TasksRequest: MessageTypeDefinition<_fedhpc_v1_TasksRequest, _fedhpc_v1_TasksRequest__Output>
+      TensorSpec: MessageTypeDefinition<_fedhpc_v1_TensorSpec, _fedhpc_v1_TensorSpec__Output>
+      TrainTask: MessageTypeDefinition<_fedhpc_v1_TrainTask, _fedhpc_v1_TrainTask__Output>
+      TrainingFailure: MessageTypeDefinition<_fedhpc_v1_TrainingFailure, _fedhpc_v1_TrainingFailure__Output>
+      UploadChunk: MessageTypeDefinition<_fedhpc_v1_UploadChunk, _fedhpc_v1_UploadChunk__Output>
+      UploadHeader: MessageTypeDefinition<_fedhpc_v1_UploadHeader, _fedhpc_v1_UploadHeader__Output>
+      UploadMessage: MessageTypeDefinition<_fedhpc_v1_UploadMessage, _fedhpc_v1_UploadMessage__Output>
+      UploadResult: MessageTypeDefinition<_fedhpc_v1_UploadResult, _fedhpc_v1_UploadResult__Output>
+      UploadTrailer: MessageTypeDefinition<_fedhpc_v1_UploadTrailer, _fedhpc_v1_UploadTrailer__Output>
+    }
+  }
+}
+

@@ -1,0 +1,13 @@
+// Original file: proto/fedhpc/v1/fedhpc.proto
+
+import type { Long } from '@grpc/proto-loader';
+
+export interface DownloadRequest {
+  'sha256'?: (string);
+  'offset'?: (number | string | Long);
+}
+
+export interface DownloadRequest__Output {
+  'sha256': (string);
+  'offset': (string);
+}

@@ -1,0 +1,29 @@
+// Original file: proto/fedhpc/v1/fedhpc.proto
+
+import type { Long } from '@grpc/proto-loader';
+
+export interface SiteInfo {
+  'siteId'?: (string);
+  'connected'?: (boolean);
+  'lastSeenMs'?: (number | string | Long);
+  'activity'?: (string);
+  'progress'?: (number | string);
+  'agentVersion'?: (string);
+  'bytesUp'?: (number | string | Long);
+  'bytesDown'?: (number | string | Long);
+  'roundsContributed'?: (number | string | Long);
+  'certificateFingerprint'?: (string);
+}
+
+export interface SiteInfo__Output {
+  'siteId': (string);
+  'connected': (boolean);
+  'lastSeenMs': (string);
+  'activity': (string);
+  'progress': (number);
+  'agentVersion': (string);
+  'bytesUp': (string);
+  'bytesDown': (string);
+  'roundsContributed': (string);
+  'certificateFingerprint': (string);
+}

@@ -1,0 +1,102 @@
+// Original file: proto/fedhpc/v1/fedhpc.proto
+
+import type * as grpc from '@grpc/grpc-js'
+import type { MethodDefinition } from '@grpc/proto-loader'
+import type { Ack as _fedhpc_v1_Ack, Ack__Output as _fedhpc_v1_Ack__Output } from '../../fedhpc/v1/Ack';
+import type { DownloadRequest as _fedhpc_v1_DownloadRequest, DownloadRequest__Output as _fedhpc_v1_DownloadRequest__Output } from '../../fedhpc/v1/DownloadRequest';
+import type { EvalReport as _fedhpc_v1_EvalReport, EvalReport__Output as _fedhpc_v1_EvalReport__Output } from '../../fedhpc/v1/EvalReport';
+import type { HeartbeatRequest as _fedhpc_v1_HeartbeatRequest, HeartbeatRequest__Output as _fedhpc_v1_HeartbeatRequest__Output } from '../../fedhpc/v1/HeartbeatRequest';
+import type { HeartbeatResponse as _fedhpc_v1_HeartbeatResponse, HeartbeatResponse__Output as _fedhpc_v1_HeartbeatResponse__Output } from '../../fedhpc/v1/HeartbeatResponse';
+import type { JoinRequest as _fedhpc_v1_JoinRequest, JoinRequest__Output as _fedhpc_v1_JoinRequest__Output } from '../../fedhpc/v1/JoinRequest';
+import type { JoinResponse as _fedhpc_v1_JoinResponse, JoinResponse__Output as _fedhpc_v1_JoinResponse__Output } from '../../fedhpc/v1/JoinResponse';
+import type { ModelChunk as _fedhpc_v1_ModelChunk, ModelChunk__Output as _fedhpc_v1_ModelChunk__Output } from '../../fedhpc/v1/ModelChunk';
+import type { Task as _fedhpc_v1_Task, Task__Output as _fedhpc_v1_Task__Output } from '../../fedhpc/v1/Task';
+import type { TasksRequest as _fedhpc_v1_TasksRequest, TasksRequest__Output as _fedhpc_v1_TasksRequest__Output } from '../../fedhpc/v1/TasksRequest';
+import type { TrainingFailure as _fedhpc_v1_TrainingFailure, TrainingFailure__Output as _fedhpc_v1_TrainingFailure__Output } from '../../fedhpc/v1/TrainingFailure';
+import type { UploadMessage as _fedhpc_v1_UploadMessage, UploadMessage__Output as _fedhpc_v1_UploadMessage__Output } from '../../fedhpc/v1/UploadMessage';
+import type { UploadResult as _fedhpc_v1_UploadResult, UploadResult__Output as _fedhpc_v1_UploadResult__Output } from '../../fedhpc/v1/UploadResult';
+
+export interface SiteServiceClient extends grpc.Client {
+  Download(argument: _fedhpc_v1_DownloadRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedhpc_v1_ModelChunk__Output>;
+  Download(argument: _fedhpc_v1_DownloadRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedhpc_v1_ModelChunk__Output>;
+  download(argument: _fedhpc_v1_DownloadRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedhpc_v1_ModelChunk__Output>;
+  download(argument: _fedhpc_v1_DownloadRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedhpc_v1_ModelChunk__Output>;
+  
+  Heartbeat(argument: _fedhpc_v1_HeartbeatRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_HeartbeatResponse__Output>): grpc.ClientUnaryCall;
+  Heartbeat(argument: _fedhpc_v1_HeartbeatRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_HeartbeatResponse__Output>): grpc.ClientUnaryCall;
+  Heartbeat(argument: _fedhpc_v1_HeartbeatRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_HeartbeatResponse__Output>): grpc.ClientUnaryCall;
+  Heartbeat(argument: _fedhpc_v1_HeartbeatRequest, callback: grpc.requestCallback<_fedhpc_v1_HeartbeatResponse__Output>): grpc.ClientUnaryCall;
+  heartbeat(argument: _fedhpc_v1_HeartbeatRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_HeartbeatResponse__Output>): grpc.ClientUnaryCall;
+  heartbeat(argument: _fedhpc_v1_HeartbeatRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_HeartbeatResponse__Output>): grpc.ClientUnaryCall;
+  heartbeat(argument: _fedhpc_v1_HeartbeatRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_HeartbeatResponse__Output>): grpc.ClientUnaryCall;
+  heartbeat(argument: _fedhpc_v1_HeartbeatRequest, callback: grpc.requestCallback<_fedhpc_v1_HeartbeatResponse__Output>): grpc.ClientUnaryCall;
+  
+  Join(argument: _fedhpc_v1_JoinRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
+  Join(argument: _fedhpc_v1_JoinRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
+  Join(argument: _fedhpc_v1_JoinRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
+  Join(argument: _fedhpc_v1_JoinRequest, callback: grpc.requestCallback<_fedhpc_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
+  join(argument: _fedhpc_v1_JoinRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
+  join(argument: _fedhpc_v1_JoinRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
+  join(argument: _fedhpc_v1_JoinRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
+  join(argument: _fedhpc_v1_JoinRequest, callback: grpc.requestCallback<_fedhpc_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
+  
+  ReportEval(argument: _fedhpc_v1_EvalReport, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  ReportEval(argument: _fedhpc_v1_EvalReport, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  ReportEval(argument: _fedhpc_v1_EvalReport, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  ReportEval(argument: _fedhpc_v1_EvalReport, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  reportEval(argument: _fedhpc_v1_EvalReport, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  reportEval(argument: _fedhpc_v1_EvalReport, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  reportEval(argument: _fedhpc_v1_EvalReport, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  reportEval(argument: _fedhpc_v1_EvalReport, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  
+  ReportFailure(argument: _fedhpc_v1_TrainingFailure, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  ReportFailure(argument: _fedhpc_v1_TrainingFailure, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  ReportFailure(argument: _fedhpc_v1_TrainingFailure, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  ReportFailure(argument: _fedhpc_v1_TrainingFailure, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  reportFailure(argument: _fedhpc_v1_TrainingFailure, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  reportFailure(argument: _fedhpc_v1_TrainingFailure, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  reportFailure(argument: _fedhpc_v1_TrainingFailure, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  reportFailure(argument: _fedhpc_v1_TrainingFailure, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  
+  Tasks(argument: _fedhpc_v1_TasksRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedhpc_v1_Task__Output>;
+  Tasks(argument: _fedhpc_v1_TasksRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedhpc_v1_Task__Output>;
+  tasks(argument: _fedhpc_v1_TasksRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedhpc_v1_Task__Output>;
+  tasks(argument: _fedhpc_v1_TasksRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedhpc_v1_Task__Output>;
+  
+  Upload(metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_UploadResult__Output>): grpc.ClientWritableStream<_fedhpc_v1_UploadMessage>;
+  Upload(metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_UploadResult__Output>): grpc.ClientWritableStream<_fedhpc_v1_UploadMessage>;
+  Upload(options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_UploadResult__Output>): grpc.ClientWritableStream<_fedhpc_v1_UploadMessage>;
+  Upload(callback: grpc.requestCallback<_fedhpc_v1_UploadResult__Output>): grpc.ClientWritableStream<_fedhpc_v1_UploadMessage>;
+  upload(metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_UploadResult__Output>): grpc.ClientWritableStream<_fedhpc_v1_UploadMessage>;
+  upload(metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_UploadResult__Output>): grpc.ClientWritableStream<_fedhpc_v1_UploadMessage>;
+  upload(options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_UploadResult__Output>): grpc.ClientWritableStream<_fedhpc_v1_UploadMessage>;
+  upload(callback: grpc.requestCallback<_fedhpc_v1_UploadResult__Output>): grpc.ClientWritableStream<_fedhpc_v1_UploadMessage>;
+  
+}
+
+export interface SiteServiceHandlers extends grpc.UntypedServiceImplementation {
+  Download: grpc.handleServerStreamingCall<_fedhpc_v1_DownloadRequest__Output, _fedhpc_v1_ModelChunk>;
+  
+  Heartbeat: grpc.handleUnaryCall<_fedhpc_v1_HeartbeatRequest__Output, _fedhpc_v1_HeartbeatResponse>;
+  
+  Join: grpc.handleUnaryCall<_fedhpc_v1_JoinRequest__Output, _fedhpc_v1_JoinResponse>;
+  
+  ReportEval: grpc.handleUnaryCall<_fedhpc_v1_EvalReport__Output, _fedhpc_v1_Ack>;
+  
+  ReportFailure: grpc.handleUnaryCall<_fedhpc_v1_TrainingFailure__Output, _fedhpc_v1_Ack>;
+  
+  Tasks: grpc.handleServerStreamingCall<_fedhpc_v1_TasksRequest__Output, _fedhpc_v1_Task>;
+  
+  Upload: grpc.handleClientStreamingCall<_fedhpc_v1_UploadMessage__Output, _fedhpc_v1_UploadResult>;
+  
+}
+
+export interface SiteServiceDefinition extends grpc.ServiceDefinition {
+  Download: MethodDefinition<_fedhpc_v1_DownloadRequest, _fedhpc_v1_ModelChunk, _fedhpc_v1_DownloadRequest__Output, _fedhpc_v1_ModelChunk__Output>
+  Heartbeat: MethodDefinition<_fedhpc_v1_HeartbeatRequest, _fedhpc_v1_HeartbeatResponse, _fedhpc_v1_HeartbeatRequest__Output, _fedhpc_v1_HeartbeatResponse__Output>
+  Join: MethodDefinition<_fedhpc_v1_JoinRequest, _fedhpc_v1_JoinResponse, _fedhpc_v1_JoinRequest__Output, _fedhpc_v1_JoinResponse__Output>
+  ReportEval: MethodDefinition<_fedhpc_v1_EvalReport, _fedhpc_v1_Ack, _fedhpc_v1_EvalReport__Output, _fedhpc_v1_Ack__Output>
+  ReportFailure: MethodDefinition<_fedhpc_v1_TrainingFailure, _fedhpc_v1_Ack, _fedhpc_v1_TrainingFailure__Output, _fedhpc_v1_Ack__Output>
+  Tasks: MethodDefinition<_fedhpc_v1_TasksRequest, _fedhpc_v1_Task, _fedhpc_v1_TasksRequest__Output, _fedhpc_v1_Task__Output>
+  Upload: MethodDefinition<_fedhpc_v1_UploadMessage, _fedhpc_v1_UploadResult, _fedhpc_v1_UploadMessage__Output, _fedhpc_v1_UploadResult__Output>
+}

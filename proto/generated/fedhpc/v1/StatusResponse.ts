@@ -1,0 +1,37 @@
+// Original file: proto/fedhpc/v1/fedhpc.proto
+
+import type { Long } from '@grpc/proto-loader';
+
+export interface StatusResponse {
+  'federation'?: (string);
+  'coordinatorVersion'?: (string);
+  'runId'?: (string);
+  'runState'?: (string);
+  'round'?: (number | string | Long);
+  'attempt'?: (number);
+  'phase'?: (string);
+  'roundsCommitted'?: (number | string | Long);
+  'roundsTotal'?: (number | string | Long);
+  'globalModelSha256'?: (string);
+  'sitesConnected'?: (number);
+  'sitesKnown'?: (number);
+  'phaseDeadlineMs'?: (number | string | Long);
+  'uptimeMs'?: (number | string | Long);
+}
+
+export interface StatusResponse__Output {
+  'federation': (string);
+  'coordinatorVersion': (string);
+  'runId': (string);
+  'runState': (string);
+  'round': (string);
+  'attempt': (number);
+  'phase': (string);
+  'roundsCommitted': (string);
+  'roundsTotal': (string);
+  'globalModelSha256': (string);
+  'sitesConnected': (number);
+  'sitesKnown': (number);
+  'phaseDeadlineMs': (string);
+  'uptimeMs': (string);
+}

@@ -1,0 +1,18 @@
+/**
+ * Public surface of `aggregation/`, the pure library of fedhpc: typed errors, streaming
+ * safetensors, weighted accumulation and server optimizers. No files, sockets or other parts:
+ * callers hand it byte sources and sinks.
+ */
+export {
+  AGGREGATION_ERROR_CODES,
+  AggregationError,
+  type AggregationErrorCode,
+  type AggregationErrorContext,
+  type Result,
+  fail,
+  ok,
+  unwrap,
+} from './errors.js';
+export * from './safetensors/index.js';
+export { type AccumulatorEncoding, type TensorLayoutEntry, WeightedAccumulator, checkFinite } from './accumulator.js';
+export * from './optimizers/index.js';

@@ -1,0 +1,112 @@
+/**
+ * File plumbing shared by coordinator and site agent: random-access byte sources over files,
+ * atomic writes (temp file, fsync, rename, fsync of the directory) and streaming SHA-256.
+ */
+import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+
+/** A file opened for random-access reads (the shape `aggregation` expects of a byte source). */
+export interface FileSource {
+  readonly size: number;
+  read(offset: number, length: number): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
+
+/** Opens `path` for random-access reads. Reads past the end are an error, never short. */
+export async function openFileSource(path: string): Promise<FileSource> {
+  const handle = await open(path, 'r');
+  const { size } = await handle.stat();
+  return {
+    size,
+    async read(offset: number, length: number): Promise<Uint8Array> {
+      if (offset < 0 || length < 0 || offset + length > size) {
+        throw new RangeError(`${path}: read [${offset}, ${offset + length}) outside file of ${size} bytes`);
+      }
+      const buf = Buffer.allocUnsafe(length);
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await handle.read(buf, done, length - done, offset + done);
+        if (bytesRead === 0) throw new RangeError(`${path}: unexpected end of file at ${offset + done}`);
+        done += bytesRead;
+      }
+      return buf;
+    },
+    close: () => handle.close(),
+  };
+}
+
+/** Fsyncs a directory so a rename inside it survives a power cut. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const h = await open(dir, 'r');
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}
+
+/**
+ * A file written under a temporary name and published atomically. Bytes are hashed as written,
+ * so the SHA-256 of a content-addressed file costs no second read.
+ */
+export class AtomicFile {
+  private readonly hash: Hash = createHash('sha256');
+  private written = 0;
+  private constructor(
+    readonly tempPath: string,
+    private readonly handle: FileHandle,
+  ) {}
+
+  /** Creates a temp file beside `dirOrFinal` (a folder, or the final path's folder). */
+  static async create(dir: string): Promise<AtomicFile> {
+    const tempPath = join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+    return new AtomicFile(tempPath, await open(tempPath, 'wx', 0o600));
+  }
+
+  get bytesWritten(): number {
+    return this.written;
+  }
+
+  async write(bytes: Uint8Array): Promise<void> {
+    this.hash.update(bytes);
+    let done = 0;
+    while (done < bytes.length) {
+      const { bytesWritten } = await this.handle.write(bytes, done, bytes.length - done);
+      done += bytesWritten;
+    }
+    this.written += bytes.length;
+  }
+
+  /** Fsyncs, renames to `finalPath` and fsyncs its folder. Returns the SHA-256 of the content. */
+  async commit(finalPath: string | ((sha256: string) => string)): Promise<{ path: string; sha256: string }> {
+    const sha256 = this.hash.digest('hex');
+    await this.handle.sync();
+    await this.handle.close();
+    const path = typeof finalPath === 'string' ? finalPath : finalPath(sha256);
+    await rename(this.tempPath, path);
+    await fsyncDir(dirname(path));
+    return { path, sha256 };
+  }
+
+  /** Deletes the temp file (after an error). */
+  async discard(): Promise<void> {
+    await this.handle.close().catch(() => undefined);
+    await rm(this.tempPath, { force: true });
+  }
+}
+
+/** SHA-256 of a file, streamed. */
+export async function sha256File(path: string, signal?: AbortSignal): Promise<string> {
+  const hash = createHash('sha256');
+  const stream = createReadStream(path, { highWaterMark: 1 << 20, signal });
+  for await (const chunk of stream) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Whether `name` is a lowercase hex SHA-256. */
+export function isSha256(name: string): boolean {
+  return /^[0-9a-f]{64}$/.test(name);
+}
+

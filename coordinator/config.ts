@@ -1,0 +1,83 @@
+/**
+ * The coordinator's process config: one zod schema, parsed once, frozen, printed at start-up.
+ * Unknown fields are errors (a typo must not silently fall back to a default).
+ */
+import { z } from 'zod';
+import { parseOptimizerOptions, type ResolvedOptimizerOptions } from '../aggregation/index.js';
+import { loadConfigFile } from '../common/config-file.js';
+
+/** Server optimizer and its hyper-parameters, validated by `aggregation` (unknown keys refused). */
+export const strategySchema = z
+  .object({ name: z.string() })
+  .passthrough()
+  .transform((value, ctx): ResolvedOptimizerOptions => {
+    const parsed = parseOptimizerOptions(value);
+    if (parsed.ok) return parsed.value;
+    for (const message of parsed.issues) ctx.addIssue({ code: 'custom', message });
+    return z.NEVER;
+  });
+
+const seconds = (def: number) => z.number().positive().max(7 * 24 * 3600).default(def);
+
+
+/** A run: how many rounds, k-of-n, deadlines, strategy and the training settings sent to sites. */
+export const runSchema = z
+  .object({
+    id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'letters, digits, . _ - (at most 64)'),
+    rounds: z.number().int().positive().max(1_000_000),
+    minSites: z.number().int().positive(),
+    expectedSites: z.array(z.string()).default([]),
+    strategy: strategySchema.default({ name: 'diloco' }),
+    weighting: z.enum(['samples', 'tokens', 'uniform']).default('samples'),
+    encoding: z.enum(['f32']).default('f32'),
+    /** Opaque training settings for the sites' runners (steps, batch size, lr, …). */
+    train: z.record(z.unknown()).default({}),
+    evaluate: z.boolean().default(true),
+    deadlines: z
+      .object({
+        openS: seconds(120),
+        trainingS: seconds(3600),
+        uploadS: seconds(3600),
+        aggregateS: seconds(3600),
+        commitS: seconds(600),
+        evalS: seconds(600),
+      })
+      .strict()
+      .default({}),
+    maxAttempts: z.number().int().positive().max(1000).default(5),
+  })
+  .strict();
+
+export const coordinatorConfigSchema = z
+  .object({
+    federation: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/),
+    listen: z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'host:port'),
+    tls: z.object({ ca: z.string(), cert: z.string(), key: z.string() }).strict(),
+    stateDir: z.string(),
+    model: z.object({ initial: z.string() }).strict(),
+    run: runSchema,
+    limits: z
+      .object({
+        maxChunkBytes: z.number().int().min(64 * 1024).max(4 * 1024 * 1024).default(1024 * 1024),
+        /** Elements per slice when reading and writing tensors at commit (bounded memory). */
+        sliceElements: z.number().int().min(1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
+      })
+      .strict()
+      .default({}),
+    heartbeatIntervalMs: z.number().int().min(100).max(600_000).default(2000),
+    log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info') }).strict().default({}),
+  })
+  .strict();
+
+export type CoordinatorOptions = z.input<typeof coordinatorConfigSchema>;
+export type ResolvedCoordinatorConfig = z.output<typeof coordinatorConfigSchema>;
+
+/** Loads and validates a coordinator config file; relative paths resolve against its folder. */
+export function loadCoordinatorConfig(file: string): ResolvedCoordinatorConfig {
+  return loadConfigFile(file, coordinatorConfigSchema, (c, rel) => ({
+    ...c,
+    tls: { ca: rel(c.tls.ca), cert: rel(c.tls.cert), key: rel(c.tls.key) },
+    stateDir: rel(c.stateDir),
+    model: { initial: rel(c.model.initial) },
+  }));
+}

@@ -1,0 +1,55 @@
+/**
+ * Typed coordinator errors. Each has a stable `code`; those that cross the wire say whether a retry
+ * can help, and `toServiceError` is the one place that maps them to gRPC status codes.
+ */
+import * as grpc from '@grpc/grpc-js';
+
+/** Stable error codes, with the gRPC status each maps to and whether a retry can help. */
+export const COORDINATOR_ERRORS = {
+  UNAUTHENTICATED: { status: grpc.status.UNAUTHENTICATED, retryable: false },
+  PERMISSION_DENIED: { status: grpc.status.PERMISSION_DENIED, retryable: false },
+  SITE_MISMATCH: { status: grpc.status.PERMISSION_DENIED, retryable: false },
+  PROTOCOL_VERSION: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
+  NOT_JOINED: { status: grpc.status.FAILED_PRECONDITION, retryable: true },
+  ROUND_CLOSED: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
+  NOT_INVITED: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
+  UPLOAD_INVALID: { status: grpc.status.INVALID_ARGUMENT, retryable: false },
+  TENSOR_MISMATCH: { status: grpc.status.INVALID_ARGUMENT, retryable: false },
+  NON_FINITE: { status: grpc.status.INVALID_ARGUMENT, retryable: false },
+  CHUNK_OUT_OF_RANGE: { status: grpc.status.OUT_OF_RANGE, retryable: false },
+  CHECKSUM_MISMATCH: { status: grpc.status.DATA_LOSS, retryable: true },
+  UPLOAD_INTERRUPTED: { status: grpc.status.ABORTED, retryable: true },
+  BAD_REQUEST: { status: grpc.status.INVALID_ARGUMENT, retryable: false },
+  MODEL_NOT_FOUND: { status: grpc.status.NOT_FOUND, retryable: false },
+  STATE_CORRUPT: { status: grpc.status.INTERNAL, retryable: false },
+  INTERNAL: { status: grpc.status.INTERNAL, retryable: true },
+} as const satisfies Record<string, { status: grpc.status; retryable: boolean }>;
+
+export type CoordinatorErrorCode = keyof typeof COORDINATOR_ERRORS;
+
+/** An error raised by the coordinator, safe to show to the caller (no secrets in message or context). */
+export class CoordinatorError extends Error {
+  readonly retryable: boolean;
+  constructor(
+    readonly code: CoordinatorErrorCode,
+    message: string,
+    readonly context: Readonly<Record<string, string | number | boolean>> = {},
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'CoordinatorError';
+    this.retryable = COORDINATOR_ERRORS[code].retryable;
+  }
+}
+
+/** Metadata keys that carry the fedhpc error code and retry hint next to the gRPC status. */
+export const ERROR_METADATA = { code: 'fedhpc-error-code', retryable: 'fedhpc-retryable' } as const;
+
+/** Maps any thrown value to the gRPC error the caller receives. Unknown errors become INTERNAL. */
+export function toServiceError(err: unknown): Partial<grpc.ServiceError> & { code: grpc.status; details: string } {
+  const e = err instanceof CoordinatorError ? err : new CoordinatorError('INTERNAL', 'internal error', {}, { cause: err });
+  const metadata = new grpc.Metadata();
+  metadata.set(ERROR_METADATA.code, e.code);
+  metadata.set(ERROR_METADATA.retryable, String(e.retryable));
+  return { code: COORDINATOR_ERRORS[e.code].status, details: `${e.code}: ${e.message}`, metadata, name: e.name, message: e.message };
+}

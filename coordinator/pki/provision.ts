@@ -1,0 +1,162 @@
+/**
+ * Writes a federation's certificates to disk: the CA, the coordinator, every site and every admin.
+ * Layout (keys are written with mode 0600, their folders with 0700):
+ *
+ * ```
+ * outDir/ca/ca.crt, ca/ca.key                       (the CA key stays with the admin's tooling)
+ * outDir/coordinator/coordinator.crt, coordinator.key, ca.crt
+ * outDir/sites/<id>/site.crt, site.key, ca.crt
+ * outDir/admins/<name>/admin.crt, admin.key, ca.crt
+ * ```
+ */
+import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { PkiError, PkiErrorCode } from './errors.js';
+import { type CertificateAndKey, type RandomBytes, createCa, issueCertificate } from './certificates.js';
+import { type Role, assertValidFederation, assertValidId, assertValidity } from './names.js';
+
+/** Options of {@link provisionFederation}. */
+export interface ProvisionFederationOptions {
+  /** Federation name; must match `ID_PATTERN`. */
+  readonly federation: string;
+  /** Site ids; each must match `ID_PATTERN` and be unique. */
+  readonly sites: readonly string[];
+  /** Admin names; each must match `ID_PATTERN` and be unique. */
+  readonly admins: readonly string[];
+  /** Folder to write into; created if missing. */
+  readonly outDir: string;
+  /** DNS names and IP addresses for the coordinator's SAN. Default `localhost`, `127.0.0.1`, `::1`. */
+  readonly coordinatorHosts?: readonly string[];
+  /** Validity of every certificate, in days. Default 365. */
+  readonly validityDays?: number;
+  /** Issuance time. Default `new Date()`. */
+  readonly now?: Date;
+  /** Overwrite an existing non-empty `outDir/ca`. Default false. */
+  readonly force?: boolean;
+  /** Random source for serial numbers. */
+  readonly randomBytes?: RandomBytes;
+  /** Cancels provisioning between certificates. */
+  readonly signal?: AbortSignal;
+}
+
+/** Paths of one issued certificate, its key and the CA certificate beside them. */
+export interface ProvisionedMember {
+  readonly id: string;
+  readonly role: Role;
+  readonly certPath: string;
+  readonly keyPath: string;
+  readonly caPath: string;
+}
+
+/** Every path {@link provisionFederation} wrote, all absolute. */
+export interface ProvisionManifest {
+  readonly federation: string;
+  readonly outDir: string;
+  readonly ca: { readonly certPath: string; readonly keyPath: string };
+  readonly coordinator: ProvisionedMember;
+  readonly sites: readonly ProvisionedMember[];
+  readonly admins: readonly ProvisionedMember[];
+}
+
+const IP_ADDRESS = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-fA-F:]*:[0-9a-fA-F:.]*)$/;
+
+function assertUnique(ids: readonly string[], role: Role): void {
+  const seen = new Set<string>();
+  for (const id of ids) {
+    assertValidId(id, role);
+    if (seen.has(id)) throw new PkiError(PkiErrorCode.DuplicateId, `duplicate ${role} id ${JSON.stringify(id)}`, { id, role });
+    seen.add(id);
+  }
+}
+
+async function isNonEmptyDir(path: string): Promise<boolean> {
+  try {
+    return (await readdir(path)).length > 0;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
+}
+
+async function writeCert(path: string, pem: string): Promise<void> {
+  await writeFile(path, pem, { mode: 0o644 });
+  await chmod(path, 0o644);
+}
+
+async function writeKey(path: string, pem: string): Promise<void> {
+  // `mode` applies only when the file is created; chmod covers an overwrite under `force`.
+  await writeFile(path, pem, { mode: 0o600 });
+  await chmod(path, 0o600);
+}
+
+async function writeMember(
+  dir: string,
+  stem: string,
+  role: Role,
+  id: string,
+  issued: { certPem: string; keyPem?: string },
+  caPem: string,
+): Promise<ProvisionedMember> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const member = { id, role, certPath: join(dir, `${stem}.crt`), keyPath: join(dir, `${stem}.key`), caPath: join(dir, 'ca.crt') };
+  await writeCert(member.certPath, issued.certPem);
+  await writeKey(member.keyPath, issued.keyPem ?? '');
+  await writeCert(member.caPath, caPem);
+  return member;
+}
+
+function checkAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted === true) throw new PkiError(PkiErrorCode.Aborted, 'provisioning was aborted', {}, { cause: signal.reason });
+}
+
+/**
+ * Creates a CA and issues the coordinator, site and admin certificates, writing them under
+ * `outDir`. All ids are checked before anything is written. With `force`, existing files are
+ * overwritten; files of members no longer listed are left in place.
+ *
+ * @throws {PkiError} `PKI_INVALID_ID`, `PKI_DUPLICATE_ID`, `PKI_INVALID_FEDERATION`,
+ *   `PKI_INVALID_OPTIONS`, `PKI_OUTPUT_EXISTS` (non-empty `outDir/ca` without `force`), `PKI_ABORTED`.
+ */
+export async function provisionFederation(options: ProvisionFederationOptions): Promise<ProvisionManifest> {
+  const { federation, sites, admins } = options;
+  const validityDays = options.validityDays ?? 365;
+  const now = options.now ?? new Date();
+  assertValidFederation(federation);
+  assertValidity(validityDays, now);
+  assertUnique(sites, 'site');
+  assertUnique(admins, 'admin');
+  const hosts = options.coordinatorHosts ?? ['localhost', '127.0.0.1', '::1'];
+  const ipAddresses = hosts.filter((host) => IP_ADDRESS.test(host));
+  const dnsNames = hosts.filter((host) => !IP_ADDRESS.test(host));
+
+  const outDir = resolve(options.outDir);
+  const caDir = join(outDir, 'ca');
+  if (options.force !== true && (await isNonEmptyDir(caDir))) {
+    throw new PkiError(PkiErrorCode.OutputExists, `${caDir} already holds a CA; pass force: true to replace it`, { path: caDir });
+  }
+  checkAborted(options.signal);
+  const random = options.randomBytes === undefined ? {} : { randomBytes: options.randomBytes };
+  const ca: CertificateAndKey = await createCa({ federation, validityDays, now, ...random });
+  await mkdir(caDir, { recursive: true, mode: 0o700 });
+  const caPaths = { certPath: join(caDir, 'ca.crt'), keyPath: join(caDir, 'ca.key') };
+  await writeCert(caPaths.certPath, ca.certPem);
+  await writeKey(caPaths.keyPath, ca.keyPem);
+
+  const issue = async (role: Role, id: string): Promise<{ certPem: string; keyPem?: string }> => {
+    checkAborted(options.signal);
+    const sans = role === 'coordinator' ? { dnsNames, ipAddresses } : {};
+    return issueCertificate({ ca, role, id, federation, validityDays, now, ...sans, ...random });
+  };
+  const coordinator = await writeMember(
+    join(outDir, 'coordinator'), 'coordinator', 'coordinator', 'coordinator', await issue('coordinator', 'coordinator'), ca.certPem,
+  );
+  const siteMembers: ProvisionedMember[] = [];
+  for (const id of sites) {
+    siteMembers.push(await writeMember(join(outDir, 'sites', id), 'site', 'site', id, await issue('site', id), ca.certPem));
+  }
+  const adminMembers: ProvisionedMember[] = [];
+  for (const id of admins) {
+    adminMembers.push(await writeMember(join(outDir, 'admins', id), 'admin', 'admin', id, await issue('admin', id), ca.certPem));
+  }
+  return Object.freeze({ federation, outDir, ca: caPaths, coordinator, sites: siteMembers, admins: adminMembers });
+}

@@ -1,0 +1,370 @@
+/**
+ * The round scheduler: `step(state, event, now) → { state, effects }` with one transition table.
+ * Pure: no clock, timer, socket or disk. The shell feeds it events and runs the effects it returns.
+ */
+import type {
+  AggregateState,
+  Contribution,
+  Effect,
+  OpenState,
+  PhaseName,
+  RefusalCode,
+  RunPlan,
+  RunState,
+  SchedulerEvent,
+  SchedulerEventType,
+  SchedulerState,
+  SiteProgress,
+  StepResult,
+  TrainingState,
+  UploadState,
+} from './types.js';
+import { REFUSAL_CODES } from './types.js';
+
+type EventOf<T extends SchedulerEventType> = Extract<SchedulerEvent, { type: T }>;
+type StateOf<P extends RunState['phase']> = Extract<RunState, { phase: P }>;
+type Handler<P extends RunState['phase'], T extends SchedulerEventType> = (
+  run: StateOf<P>,
+  event: EventOf<T>,
+  ctx: Ctx,
+) => StepResult;
+type PhaseTable<P extends RunState['phase']> = { readonly [T in SchedulerEventType]?: Handler<P, T> };
+type Table = { readonly [P in RunState['phase']]: PhaseTable<P> };
+
+interface Ctx {
+  readonly connected: readonly string[];
+  readonly now: number;
+}
+
+/** The initial scheduler state: no run, nobody connected. */
+export function initialSchedulerState(): SchedulerState {
+  return { connected: [], run: { phase: 'idle' } };
+}
+
+/** Advances the scheduler by one event. Unknown (state, event) pairs return a typed refusal. */
+export function step(state: SchedulerState, event: SchedulerEvent, now: number): StepResult {
+  const connected = connectedAfter(state.connected, event);
+  const ctx: Ctx = { connected, now };
+  const table = TABLE[state.run.phase] as Record<string, Handler<RunState['phase'], SchedulerEventType> | undefined>;
+  const stale = staleness(state.run, event);
+  if (stale) return refuse(state.run, event, REFUSAL_CODES.stale, stale);
+  const handler = table[event.type];
+  if (!handler) return refuse(state.run, event, REFUSAL_CODES.invalidInPhase, `${event.type} is not valid in ${state.run.phase}`);
+  return handler(state.run as never, event as never, ctx);
+}
+
+/** Late events are harmless whatever the phase: anything naming another attempt (or phase, for a timer). */
+function staleness(run: RunState, event: SchedulerEvent): string | undefined {
+  if (!('round' in event) || event.type === 'runStarted' || run.phase === 'idle') return undefined;
+  if (run.phase === 'finished' || run.phase === 'failed') return `${event.type} for ${event.round}.${event.attempt} after the run ${run.phase}`;
+  if (event.round !== run.round || event.attempt !== run.attempt) return `${event.type} for ${event.round}.${event.attempt}, current is ${run.round}.${run.attempt}`;
+  if (event.type === 'deadline' && event.phase !== run.phase) return `deadline for ${event.phase}, current phase is ${run.phase}`;
+  return undefined;
+}
+
+function connectedAfter(connected: readonly string[], event: SchedulerEvent): readonly string[] {
+  if (event.type === 'siteConnected' && !connected.includes(event.site)) return [...connected, event.site].sort();
+  if (event.type === 'siteDisconnected') return connected.filter((s) => s !== event.site);
+  return connected;
+}
+
+function refuse(run: RunState, event: SchedulerEvent, code: RefusalCode, message: string): StepResult {
+  return { ok: false, refusal: { code, phase: run.phase, event: event.type, message } };
+}
+
+function ok(ctx: Ctx, run: RunState, effects: readonly Effect[] = []): StepResult {
+  return { ok: true, state: { connected: ctx.connected, run }, effects };
+}
+
+// ------------------------------------------------------------------ phase entry
+
+function enterOpen(plan: RunPlan, round: number, attempt: number, ctx: Ctx, prior: readonly Effect[] = []): StepResult {
+  if (attempt >= plan.maxAttempts) {
+    const reason = `round ${round} failed ${plan.maxAttempts} attempts`;
+    return ok(ctx, { phase: 'failed', plan, reason }, [...prior, { type: 'runFailed', reason }]);
+  }
+  const deadline = ctx.now + plan.deadlines.open;
+  const open: OpenState = { phase: 'open', plan, round, attempt, deadline };
+  const effects: Effect[] = [
+    ...prior,
+    { type: 'recordRoundOpened', round, attempt },
+    ...entered(open, 'open'),
+  ];
+  const started = maybeStartTraining(open, ctx, false);
+  if (started) return { ...started, effects: [...effects, ...(started.ok ? started.effects : [])] } as StepResult;
+  return ok(ctx, open, effects);
+}
+
+function entered(s: { round: number; attempt: number; deadline: number }, phase: PhaseName): Effect[] {
+  return [
+    { type: 'phaseEntered', round: s.round, attempt: s.attempt, phase, deadline: s.deadline },
+    { type: 'armDeadline', round: s.round, attempt: s.attempt, phase, at: s.deadline },
+  ];
+}
+
+/** Moves `open` to `training` when the sites it waits for are there (or, at the deadline, enough are). */
+function maybeStartTraining(open: OpenState, ctx: Ctx, atDeadline: boolean): StepResult | undefined {
+  const { plan } = open;
+  const enough = ctx.connected.length >= plan.minSites;
+  const expectedHere =
+    plan.expectedSites.length === 0 ? enough : plan.expectedSites.every((s) => ctx.connected.includes(s));
+  if (!enough || (!expectedHere && !atDeadline)) return undefined;
+  const invited = [...ctx.connected];
+  const roster: Record<string, SiteProgress> = {};
+  for (const site of invited) roster[site] = { status: 'invited' };
+  const training: TrainingState = {
+    phase: 'training',
+    plan,
+    round: open.round,
+    attempt: open.attempt,
+    deadline: ctx.now + plan.deadlines.training,
+    roster,
+  };
+  return ok(ctx, training, [
+    ...entered(training, 'training'),
+    { type: 'sendTrainTasks', round: open.round, attempt: open.attempt, sites: invited },
+  ]);
+}
+
+function abortAttempt(s: { plan: RunPlan; round: number; attempt: number }, reason: string, ctx: Ctx, cancel: readonly string[]): StepResult {
+  const effects: Effect[] = [];
+  if (cancel.length > 0) effects.push({ type: 'cancelSites', round: s.round, attempt: s.attempt, sites: cancel, reason });
+  effects.push({ type: 'recordRoundAborted', round: s.round, attempt: s.attempt, reason });
+  return enterOpen(s.plan, s.round, s.attempt + 1, ctx, effects);
+}
+
+// ------------------------------------------------------------------ roster rules
+
+function sitesWith(roster: Readonly<Record<string, SiteProgress>>, ...statuses: SiteProgress['status'][]): string[] {
+  return Object.keys(roster)
+    .filter((s) => statuses.includes(roster[s]!.status))
+    .sort();
+}
+
+function contributions(roster: Readonly<Record<string, SiteProgress>>): Contribution[] {
+  return sitesWith(roster, 'uploaded').map((site) => {
+    const p = roster[site] as Extract<SiteProgress, { status: 'uploaded' }>;
+    return { site, weight: p.weight };
+  });
+}
+
+/**
+ * Re-evaluates a training/upload state after its roster changed or its deadline passed: abort when
+ * k-of-n can no longer be reached, move on when nobody is still working, otherwise stay.
+ */
+function settle(s: TrainingState | UploadState, ctx: Ctx, atDeadline: boolean, prior: readonly Effect[]): StepResult {
+  const { plan, roster } = s;
+  const stillTraining = sitesWith(roster, 'invited');
+  const stillUploading = sitesWith(roster, 'uploading');
+  const alive = sitesWith(roster, 'invited', 'uploading', 'uploaded');
+  if (alive.length < plan.minSites) {
+    const reason = `only ${alive.length} of ${plan.minSites} required sites remain`;
+    return withPrior(abortAttempt(s, reason, ctx, [...stillTraining, ...stillUploading]), prior);
+  }
+  if (s.phase === 'training') {
+    if (atDeadline) {
+      const late = stillTraining;
+      const next: Record<string, SiteProgress> = { ...roster };
+      for (const site of late) next[site] = { status: 'dropped', reason: 'training deadline passed' };
+      const cancel: Effect[] = late.length > 0
+        ? [{ type: 'cancelSites', round: s.round, attempt: s.attempt, sites: late, reason: 'training deadline passed' }]
+        : [];
+      return toUpload({ ...s, roster: next }, ctx, [...prior, ...cancel]);
+    }
+    if (stillTraining.length === 0) return toUpload(s, ctx, prior);
+    return ok(ctx, s, prior);
+  }
+  // upload phase
+  if (atDeadline) {
+    const late = stillUploading;
+    const next: Record<string, SiteProgress> = { ...roster };
+    for (const site of late) next[site] = { status: 'dropped', reason: 'upload deadline passed' };
+    const cancel: Effect[] = late.length > 0
+      ? [{ type: 'cancelSites', round: s.round, attempt: s.attempt, sites: late, reason: 'upload deadline passed' }]
+      : [];
+    return toAggregate({ ...s, roster: next }, ctx, [...prior, ...cancel]);
+  }
+  if (stillUploading.length === 0 && stillTraining.length === 0) return toAggregate(s, ctx, prior);
+  return ok(ctx, s, prior);
+}
+
+function withPrior(result: StepResult, prior: readonly Effect[]): StepResult {
+  return result.ok ? { ...result, effects: [...prior, ...result.effects] } : result;
+}
+
+function toUpload(s: TrainingState, ctx: Ctx, prior: readonly Effect[]): StepResult {
+  const alive = sitesWith(s.roster, 'uploading', 'uploaded');
+  if (alive.length < s.plan.minSites) {
+    return withPrior(abortAttempt(s, `only ${alive.length} of ${s.plan.minSites} required sites finished training`, ctx, sitesWith(s.roster, 'uploading')), prior);
+  }
+  const upload: UploadState = { ...s, phase: 'upload', deadline: ctx.now + s.plan.deadlines.upload };
+  if (sitesWith(s.roster, 'uploading').length === 0) return toAggregate(upload, ctx, [...prior, ...entered(upload, 'upload')]);
+  return ok(ctx, upload, [...prior, ...entered(upload, 'upload')]);
+}
+
+function toAggregate(s: UploadState, ctx: Ctx, prior: readonly Effect[]): StepResult {
+  const participants = contributions(s.roster);
+  if (participants.length < s.plan.minSites) {
+    return withPrior(
+      abortAttempt(s, `only ${participants.length} of ${s.plan.minSites} required uploads completed`, ctx, sitesWith(s.roster, 'invited', 'uploading')),
+      prior,
+    );
+  }
+  const dropped = sitesWith(s.roster, 'dropped', 'invited', 'uploading');
+  const agg: AggregateState = {
+    phase: 'aggregate',
+    plan: s.plan,
+    round: s.round,
+    attempt: s.attempt,
+    deadline: ctx.now + s.plan.deadlines.aggregate,
+    participants,
+    dropped,
+  };
+  return ok(ctx, agg, [
+    ...prior,
+    ...entered(agg, 'aggregate'),
+    { type: 'startAggregation', round: s.round, attempt: s.attempt, participants },
+  ]);
+}
+
+// ------------------------------------------------------------------ event guards
+
+type RoundEvent = { round: number; attempt: number };
+function current(s: { round: number; attempt: number }, e: RoundEvent): boolean {
+  return s.round === e.round && s.attempt === e.attempt;
+}
+
+function siteEvent(
+  s: TrainingState | UploadState,
+  e: RoundEvent & { site: string; type: SchedulerEventType },
+  ctx: Ctx,
+  apply: (p: SiteProgress) => SiteProgress | RefusalCode,
+): StepResult {
+  if (!current(s, e)) return refuse(s, e as SchedulerEvent, REFUSAL_CODES.stale, `event for round ${e.round}.${e.attempt}, current is ${s.round}.${s.attempt}`);
+  const progress = s.roster[e.site];
+  if (!progress) return refuse(s, e as SchedulerEvent, REFUSAL_CODES.notInvited, `site ${e.site} is not part of round ${s.round}.${s.attempt}`);
+  const next = apply(progress);
+  if (typeof next === 'string') return refuse(s, e as SchedulerEvent, next, `${e.type} from ${e.site} while it is ${progress.status}`);
+  return settle({ ...s, roster: { ...s.roster, [e.site]: next } }, ctx, false, []);
+}
+
+const onUploadStarted = (p: SiteProgress): SiteProgress | RefusalCode =>
+  p.status === 'invited' ? { status: 'uploading' } : p.status === 'dropped' ? REFUSAL_CODES.notInvited : REFUSAL_CODES.duplicate;
+
+function onUploadCompleted(weight: number) {
+  return (p: SiteProgress): SiteProgress | RefusalCode =>
+    p.status === 'uploading' ? { status: 'uploaded', weight } : p.status === 'uploaded' ? REFUSAL_CODES.duplicate : p.status === 'dropped' ? REFUSAL_CODES.notInvited : REFUSAL_CODES.invalidInPhase;
+}
+
+function onSiteFailed(reason: string) {
+  return (p: SiteProgress): SiteProgress | RefusalCode =>
+    p.status === 'invited' || p.status === 'uploading' ? { status: 'dropped', reason } : REFUSAL_CODES.duplicate;
+}
+
+function disconnect(s: TrainingState | UploadState, site: string, ctx: Ctx): StepResult {
+  const p = s.roster[site];
+  if (!p || (p.status !== 'invited' && p.status !== 'uploading')) return ok(ctx, s);
+  return settle({ ...s, roster: { ...s.roster, [site]: { status: 'dropped', reason: 'disconnected' } } }, ctx, false, []);
+}
+
+function deadline<P extends RunState['phase']>(s: StateOf<P> & { round: number; attempt: number }, e: EventOf<'deadline'>): Refusal | undefined {
+  if (!current(s, e) || e.phase !== s.phase) {
+    return { code: REFUSAL_CODES.stale, phase: s.phase, event: e.type, message: `deadline for ${e.phase} of ${e.round}.${e.attempt} is stale` };
+  }
+  return undefined;
+}
+type Refusal = Extract<StepResult, { ok: false }>['refusal'];
+
+function abortRun(s: { plan: RunPlan; round: number; attempt: number }, reason: string, ctx: Ctx, cancel: readonly string[]): StepResult {
+  const effects: Effect[] = [];
+  if (cancel.length > 0) effects.push({ type: 'cancelSites', round: s.round, attempt: s.attempt, sites: cancel, reason });
+  effects.push({ type: 'recordRoundAborted', round: s.round, attempt: s.attempt, reason });
+  effects.push({ type: 'runFailed', reason });
+  return ok(ctx, { phase: 'failed', plan: s.plan, reason }, effects);
+}
+
+const stay = <S extends RunState>(s: S, _e: SchedulerEvent, ctx: Ctx): StepResult => ok(ctx, s);
+
+const startRun = (_s: RunState, e: EventOf<'runStarted'>, ctx: Ctx): StepResult => {
+  if (e.round > e.plan.rounds) return ok(ctx, { phase: 'finished', plan: e.plan }, [{ type: 'runFinished', rounds: e.plan.rounds }]);
+  return enterOpen(e.plan, e.round, e.attempt, ctx);
+};
+
+// ------------------------------------------------------------------ the transition table
+
+const TABLE: Table = {
+  idle: { runStarted: startRun, siteConnected: stay, siteDisconnected: stay },
+  finished: { runStarted: startRun, siteConnected: stay, siteDisconnected: stay },
+  failed: { runStarted: startRun, siteConnected: stay, siteDisconnected: stay },
+  open: {
+    siteConnected: (s, _e, ctx) => maybeStartTraining(s, ctx, false) ?? ok(ctx, s),
+    siteDisconnected: stay,
+    deadline: (s, e, ctx) => {
+      const stale = deadline(s, e);
+      if (stale) return { ok: false, refusal: stale };
+      return maybeStartTraining(s, ctx, true) ?? abortAttempt(s, `only ${ctx.connected.length} of ${s.plan.minSites} required sites connected`, ctx, []);
+    },
+    abortRequested: (s, e, ctx) => abortRun(s, e.reason, ctx, []),
+  },
+  training: {
+    siteConnected: stay,
+    siteDisconnected: (s, e, ctx) => disconnect(s, e.site, ctx),
+    uploadStarted: (s, e, ctx) => siteEvent(s, e, ctx, onUploadStarted),
+    uploadCompleted: (s, e, ctx) => siteEvent(s, e, ctx, onUploadCompleted(e.weight)),
+    siteFailed: (s, e, ctx) => siteEvent(s, e, ctx, onSiteFailed(e.reason)),
+    deadline: (s, e, ctx) => {
+      const stale = deadline(s, e);
+      return stale ? { ok: false, refusal: stale } : settle(s, ctx, true, []);
+    },
+    abortRequested: (s, e, ctx) => abortRun(s, e.reason, ctx, sitesWith(s.roster, 'invited', 'uploading', 'uploaded')),
+  },
+  upload: {
+    siteConnected: stay,
+    siteDisconnected: (s, e, ctx) => disconnect(s, e.site, ctx),
+    uploadStarted: (s, e, ctx) => siteEvent(s, e, ctx, onUploadStarted),
+    uploadCompleted: (s, e, ctx) => siteEvent(s, e, ctx, onUploadCompleted(e.weight)),
+    siteFailed: (s, e, ctx) => siteEvent(s, e, ctx, onSiteFailed(e.reason)),
+    deadline: (s, e, ctx) => {
+      const stale = deadline(s, e);
+      return stale ? { ok: false, refusal: stale } : settle(s, ctx, true, []);
+    },
+    abortRequested: (s, e, ctx) => abortRun(s, e.reason, ctx, sitesWith(s.roster, 'invited', 'uploading', 'uploaded')),
+  },
+  aggregate: {
+    siteConnected: stay,
+    siteDisconnected: stay,
+    aggregated: (s, e, ctx) => {
+      if (!current(s, e)) return refuse(s, e, REFUSAL_CODES.stale, `aggregation result for ${e.round}.${e.attempt} is stale`);
+      const commit = { ...s, phase: 'commit' as const, modelSha256: e.modelSha256, deadline: ctx.now + s.plan.deadlines.commit };
+      return ok(ctx, commit, [
+        ...entered(commit, 'commit'),
+        { type: 'commitRound', round: s.round, attempt: s.attempt, participants: s.participants, dropped: s.dropped, modelSha256: e.modelSha256 },
+      ]);
+    },
+    aggregationFailed: (s, e, ctx) =>
+      current(s, e) ? abortAttempt(s, `aggregation failed: ${e.reason}`, ctx, []) : refuse(s, e, REFUSAL_CODES.stale, 'stale aggregation failure'),
+    deadline: (s, e, ctx) => {
+      const stale = deadline(s, e);
+      return stale ? { ok: false, refusal: stale } : abortAttempt(s, 'aggregation deadline passed', ctx, []);
+    },
+    abortRequested: (s, e, ctx) => abortRun(s, e.reason, ctx, []),
+  },
+  commit: {
+    siteConnected: stay,
+    siteDisconnected: stay,
+    committed: (s, e, ctx) => {
+      if (!current(s, e)) return refuse(s, e, REFUSAL_CODES.stale, `commit of ${e.round}.${e.attempt} is stale`);
+      if (s.round >= s.plan.rounds) return ok(ctx, { phase: 'finished', plan: s.plan }, [{ type: 'runFinished', rounds: s.plan.rounds }]);
+      return enterOpen(s.plan, s.round + 1, 0, ctx);
+    },
+    // A commit that cannot finish in time is a storage failure: the run stops rather than guess.
+    deadline: (s, e, ctx) => {
+      const stale = deadline(s, e);
+      if (stale) return { ok: false, refusal: stale };
+      // commitRound may already be in the journal: fail the run without recording an abort, and
+      // let a restart's replay decide whether the round was committed.
+      const reason = 'commit deadline passed';
+      return ok(ctx, { phase: 'failed', plan: s.plan, reason }, [{ type: 'runFailed', reason }]);
+    },
+  },
+};

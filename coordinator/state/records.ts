@@ -1,0 +1,111 @@
+/**
+ * The journal's record bodies. The journal is the source of truth for what happened: restart
+ * replays it, `admin rounds` reads it, and the audit trail is built on it.
+ */
+import type { ResolvedOptimizerOptions } from '../../aggregation/index.js';
+import type { RunPlan } from '../round/types.js';
+
+export interface RunStartedRecord {
+  readonly type: 'run-started';
+  readonly runId: string;
+  readonly plan: RunPlan;
+  readonly strategy: ResolvedOptimizerOptions;
+  readonly weighting: string;
+  readonly encoding: string;
+  readonly train: Record<string, unknown>;
+  readonly initialModelSha256: string;
+}
+
+/** A run's round count raised by a later start with the same run id. */
+export interface RunExtendedRecord {
+  readonly type: 'run-extended';
+  readonly runId: string;
+  readonly rounds: number;
+}
+
+export interface RoundOpenedRecord {
+  readonly type: 'round-opened';
+  readonly runId: string;
+  readonly round: number;
+  readonly attempt: number;
+}
+
+export interface ParticipantRecord {
+  readonly site: string;
+  readonly weight: number;
+  readonly samples: number;
+  readonly tokens: number;
+  readonly steps: number;
+  readonly trainLoss: number;
+  readonly deltaSha256: string;
+  readonly dataManifestSha256: string;
+}
+
+export interface RoundCommittedRecord {
+  readonly type: 'round-committed';
+  readonly runId: string;
+  readonly round: number;
+  readonly attempt: number;
+  readonly participants: readonly ParticipantRecord[];
+  readonly dropped: readonly string[];
+  readonly parentSha256: string;
+  readonly modelSha256: string;
+  readonly strategy: ResolvedOptimizerOptions;
+  readonly serverStep: number;
+  readonly bytesUp: number;
+  readonly bytesDown: number;
+  readonly startedMs: number;
+}
+
+export interface RoundAbortedRecord {
+  readonly type: 'round-aborted';
+  readonly runId: string;
+  readonly round: number;
+  readonly attempt: number;
+  readonly reason: string;
+}
+
+export interface EvalRecord {
+  readonly type: 'eval';
+  readonly runId: string;
+  readonly modelRound: number;
+  readonly modelSha256: string;
+  readonly sites: readonly { site: string; loss: number; samples: number }[];
+  /** Sample-weighted mean loss over the reporting sites. */
+  readonly loss: number;
+  readonly samples: number;
+}
+
+export interface RunFinishedRecord {
+  readonly type: 'run-finished';
+  readonly runId: string;
+  readonly rounds: number;
+  readonly modelSha256: string;
+}
+
+export interface RunFailedRecord {
+  readonly type: 'run-failed';
+  readonly runId: string;
+  readonly reason: string;
+}
+
+export type StateRecord =
+  | RunStartedRecord
+  | RunExtendedRecord
+  | RoundOpenedRecord
+  | RoundCommittedRecord
+  | RoundAbortedRecord
+  | EvalRecord
+  | RunFinishedRecord
+  | RunFailedRecord;
+
+/** Narrows journal bodies to the records of one run, by type. */
+export function recordsOf<T extends StateRecord['type']>(
+  bodies: readonly { readonly type: string }[],
+  runId: string,
+  type: T,
+): Extract<StateRecord, { type: T }>[] {
+  return bodies.filter(
+    (b): b is Extract<StateRecord, { type: T }> => b.type === type && (b as { runId?: string }).runId === runId,
+  );
+}

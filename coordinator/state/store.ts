@@ -1,0 +1,151 @@
+/**
+ * The coordinator's durable state behind one interface: the journal, content-addressed model
+ * checkpoints, optimizer state beside each checkpoint, and upload spools. `LocalStateStore` keeps
+ * it in `--state-dir`; a JetStream-backed store (for a standby coordinator) implements the same.
+ */
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AtomicFile, isSha256, openFileSource, type FileSource } from '../../common/files.js';
+import { CoordinatorError } from '../errors.js';
+import { Journal, type JournalBody, type JournalRecord } from './journal.js';
+
+/** What the coordinator needs from durable state. */
+export interface StateStore {
+  records(): readonly JournalRecord[];
+  append<B extends { readonly type: string }>(body: B): Promise<JournalRecord<B & JournalBody>>;
+  hasModel(sha256: string): Promise<boolean>;
+  /** Opens checkpoint `sha256` for random-access reads. */
+  openModel(sha256: string): Promise<FileSource>;
+  /** Local path of a checkpoint, for streaming downloads. */
+  modelPath(sha256: string): string;
+  /** A new checkpoint file; `commit` names it by its content hash. */
+  createModel(): Promise<PendingFile>;
+  /** Whether state buffer `slot` (e.g. `momentum`) was saved beside checkpoint `modelSha256`. */
+  hasOptimizerState(modelSha256: string, slot: string): Promise<boolean>;
+  openOptimizerState(modelSha256: string, slot: string): Promise<FileSource>;
+  /** A new optimizer-state file; `commit(\`${modelSha256}.${slot}\`)` stores it beside that checkpoint. */
+  createOptimizerState(): Promise<PendingFile>;
+  /** Folder for the upload spools of one round attempt (created on demand). */
+  spoolDir(round: number, attempt: number): Promise<string>;
+  /** Deletes spools of every attempt but the ones kept. */
+  pruneSpools(keep?: { round: number; attempt: number }): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A file being written; committed atomically under its final name. */
+export interface PendingFile {
+  write(bytes: Uint8Array): Promise<void>;
+  readonly bytesWritten: number;
+  /** Publishes the file; for models the name is the returned SHA-256. */
+  commit(name?: string): Promise<{ sha256: string }>;
+  discard(): Promise<void>;
+}
+
+/** The state store in a local directory (the default). */
+export class LocalStateStore implements StateStore {
+  private constructor(
+    readonly dir: string,
+    private readonly journal: Journal,
+  ) {}
+
+  /** Opens or creates `dir`, verifying the journal (a torn last line is repaired). */
+  static async open(dir: string, now?: () => number): Promise<LocalStateStore> {
+    for (const sub of ['models', 'optimizer', 'spool', 'tmp']) await mkdir(join(dir, sub), { recursive: true });
+    // Leftover temp files are writes that never committed; they were never referenced.
+    await rm(join(dir, 'tmp'), { recursive: true, force: true });
+    await mkdir(join(dir, 'tmp'), { recursive: true });
+    const journal = await Journal.open(join(dir, 'journal.jsonl'), now);
+    return new LocalStateStore(dir, journal);
+  }
+
+  records(): readonly JournalRecord[] {
+    return this.journal.records();
+  }
+
+  append<B extends { readonly type: string }>(body: B): Promise<JournalRecord<B & JournalBody>> {
+    return this.journal.append(body);
+  }
+
+  modelPath(sha256: string): string {
+    if (!isSha256(sha256)) throw new CoordinatorError('BAD_REQUEST', `not a SHA-256: ${JSON.stringify(sha256)}`);
+    return join(this.dir, 'models', `${sha256}.safetensors`);
+  }
+
+  async hasModel(sha256: string): Promise<boolean> {
+    return exists(this.modelPath(sha256));
+  }
+
+  async openModel(sha256: string): Promise<FileSource> {
+    if (!(await this.hasModel(sha256))) throw new CoordinatorError('MODEL_NOT_FOUND', `no checkpoint ${sha256}`, { sha256 });
+    return openFileSource(this.modelPath(sha256));
+  }
+
+  async createModel(): Promise<PendingFile> {
+    return this.pending((sha) => this.modelPath(sha));
+  }
+
+  private optimizerPath(name: string): string {
+    const [sha, slot, ...rest] = name.split('.');
+    if (!isSha256(sha ?? '') || !/^[a-z0-9]{1,32}$/.test(slot ?? '') || rest.length > 0) {
+      throw new CoordinatorError('BAD_REQUEST', `not an optimizer state name (<sha256>.<slot>): ${JSON.stringify(name)}`);
+    }
+    return join(this.dir, 'optimizer', `${name}.safetensors`);
+  }
+
+  hasOptimizerState(modelSha256: string, slot: string): Promise<boolean> {
+    return exists(this.optimizerPath(`${modelSha256}.${slot}`));
+  }
+
+  openOptimizerState(modelSha256: string, slot: string): Promise<FileSource> {
+    return openFileSource(this.optimizerPath(`${modelSha256}.${slot}`));
+  }
+
+  async createOptimizerState(): Promise<PendingFile> {
+    return this.pending((_sha, name) => {
+      if (!name) throw new CoordinatorError('INTERNAL', 'optimizer state needs the model hash as its name');
+      return this.optimizerPath(name);
+    });
+  }
+
+  private async pending(pathFor: (sha256: string, name?: string) => string): Promise<PendingFile> {
+    const file = await AtomicFile.create(join(this.dir, 'tmp'));
+    return {
+      write: (bytes) => file.write(bytes),
+      get bytesWritten() {
+        return file.bytesWritten;
+      },
+      commit: async (name) => {
+        const { sha256 } = await file.commit((sha) => pathFor(sha, name));
+        return { sha256 };
+      },
+      discard: () => file.discard(),
+    };
+  }
+
+  async spoolDir(round: number, attempt: number): Promise<string> {
+    const dir = join(this.dir, 'spool', `round-${round}.${attempt}`);
+    await mkdir(dir, { recursive: true });
+    return dir;
+  }
+
+  async pruneSpools(keep?: { round: number; attempt: number }): Promise<void> {
+    const root = join(this.dir, 'spool');
+    const keepName = keep ? `round-${keep.round}.${keep.attempt}` : undefined;
+    for (const name of await readdir(root)) {
+      if (name !== keepName) await rm(join(root, name), { recursive: true, force: true });
+    }
+  }
+
+  close(): Promise<void> {
+    return this.journal.close();
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

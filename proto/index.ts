@@ -1,0 +1,72 @@
+/**
+ * Loads the fedhpc wire contract at run time and exposes its generated types. The only module
+ * that touches proto-loader: coordinator and site agent both come here for the service definitions.
+ */
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { fileURLToPath } from 'node:url';
+import type { ProtoGrpcType } from './generated/fedhpc.js';
+
+export type { ProtoGrpcType } from './generated/fedhpc.js';
+export type { Ack, Ack__Output } from './generated/fedhpc/v1/Ack.js';
+export type { AdminServiceClient, AdminServiceHandlers, AdminServiceDefinition } from './generated/fedhpc/v1/AdminService.js';
+export type { CancelTask, CancelTask__Output } from './generated/fedhpc/v1/CancelTask.js';
+export type { DownloadRequest, DownloadRequest__Output } from './generated/fedhpc/v1/DownloadRequest.js';
+export type { Encoding, Encoding__Output } from './generated/fedhpc/v1/Encoding.js';
+export type { EvalReport, EvalReport__Output } from './generated/fedhpc/v1/EvalReport.js';
+export type { EvalTask, EvalTask__Output } from './generated/fedhpc/v1/EvalTask.js';
+export type { Event, Event__Output } from './generated/fedhpc/v1/Event.js';
+export type { EventsRequest, EventsRequest__Output } from './generated/fedhpc/v1/EventsRequest.js';
+export type { HeartbeatRequest, HeartbeatRequest__Output } from './generated/fedhpc/v1/HeartbeatRequest.js';
+export type { HeartbeatResponse, HeartbeatResponse__Output } from './generated/fedhpc/v1/HeartbeatResponse.js';
+export type { JoinRequest, JoinRequest__Output } from './generated/fedhpc/v1/JoinRequest.js';
+export type { JoinResponse, JoinResponse__Output } from './generated/fedhpc/v1/JoinResponse.js';
+export type { ModelChunk, ModelChunk__Output } from './generated/fedhpc/v1/ModelChunk.js';
+export type { ModelRef, ModelRef__Output } from './generated/fedhpc/v1/ModelRef.js';
+export type { RoundInfo, RoundInfo__Output } from './generated/fedhpc/v1/RoundInfo.js';
+export type { RoundsRequest, RoundsRequest__Output } from './generated/fedhpc/v1/RoundsRequest.js';
+export type { RoundsResponse, RoundsResponse__Output } from './generated/fedhpc/v1/RoundsResponse.js';
+export type { SiteEval, SiteEval__Output } from './generated/fedhpc/v1/SiteEval.js';
+export type { SiteInfo, SiteInfo__Output } from './generated/fedhpc/v1/SiteInfo.js';
+export type { SiteServiceClient, SiteServiceHandlers, SiteServiceDefinition } from './generated/fedhpc/v1/SiteService.js';
+export type { SitesRequest, SitesRequest__Output } from './generated/fedhpc/v1/SitesRequest.js';
+export type { SitesResponse, SitesResponse__Output } from './generated/fedhpc/v1/SitesResponse.js';
+export type { StatusRequest, StatusRequest__Output } from './generated/fedhpc/v1/StatusRequest.js';
+export type { StatusResponse, StatusResponse__Output } from './generated/fedhpc/v1/StatusResponse.js';
+export type { Task, Task__Output } from './generated/fedhpc/v1/Task.js';
+export type { TasksRequest, TasksRequest__Output } from './generated/fedhpc/v1/TasksRequest.js';
+export type { TensorSpec, TensorSpec__Output } from './generated/fedhpc/v1/TensorSpec.js';
+export type { TrainTask, TrainTask__Output } from './generated/fedhpc/v1/TrainTask.js';
+export type { TrainingFailure, TrainingFailure__Output } from './generated/fedhpc/v1/TrainingFailure.js';
+export type { UploadChunk, UploadChunk__Output } from './generated/fedhpc/v1/UploadChunk.js';
+export type { UploadHeader, UploadHeader__Output } from './generated/fedhpc/v1/UploadHeader.js';
+export type { UploadMessage, UploadMessage__Output } from './generated/fedhpc/v1/UploadMessage.js';
+export type { UploadResult, UploadResult__Output } from './generated/fedhpc/v1/UploadResult.js';
+export type { UploadTrailer, UploadTrailer__Output } from './generated/fedhpc/v1/UploadTrailer.js';
+
+/** Protocol version spoken by this build; `Join` refuses agents that speak another. */
+export const PROTOCOL_VERSION = 1;
+
+/** Largest message either side accepts: one 4 MiB chunk plus framing. */
+export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024;
+
+const PROTO_PATH = fileURLToPath(new URL('./fedhpc/v1/fedhpc.proto', import.meta.url));
+
+let cached: ProtoGrpcType | undefined;
+
+/** The loaded package `fedhpc.v1`, with bytes as Buffers and 64-bit integers as strings. */
+export function loadProto(): ProtoGrpcType {
+  if (cached) return cached;
+  const definition = protoLoader.loadSync(PROTO_PATH, {
+    keepCase: false,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
+  cached = grpc.loadPackageDefinition(definition) as unknown as ProtoGrpcType;
+  return cached;
+}
+
+/** Path of the .proto file, for reflection and tooling. */
+export const protoPath = PROTO_PATH;

@@ -1,0 +1,271 @@
+/**
+ * Fixtures for the round scheduler tests: a plan, one canonical state per run phase, one canonical
+ * event per event type, and helpers that drive `step` and unwrap its result.
+ */
+import { expect } from 'vitest';
+import { initialSchedulerState, step } from '../../../coordinator/round/machine.js';
+import type {
+  Contribution,
+  Effect,
+  PhaseName,
+  RefusalCode,
+  RunPlan,
+  RunState,
+  SchedulerEvent,
+  SchedulerEventType,
+  SchedulerState,
+  SiteProgress,
+  StepResult,
+} from '../../../coordinator/round/types.js';
+
+/** The fixed fake clock: every test starts here and moves `now` by hand. */
+export const T0 = 1_700_000_000_000;
+
+export const DEADLINES = { open: 1_000, training: 10_000, upload: 5_000, aggregate: 3_000, commit: 2_000 } as const;
+
+/** Two rounds, k = 2, three attempts per round, start at minSites. */
+export function makePlan(overrides: Partial<RunPlan> = {}): RunPlan {
+  return {
+    runId: 'run-1',
+    rounds: 2,
+    minSites: 2,
+    expectedSites: [],
+    deadlines: DEADLINES,
+    maxAttempts: 3,
+    ...overrides,
+  };
+}
+
+export const PLAN = makePlan();
+
+/** Every run phase, in the order the matrix lists them. */
+export const RUN_PHASES = ['idle', 'open', 'training', 'upload', 'aggregate', 'commit', 'finished', 'failed'] as const satisfies readonly RunState['phase'][];
+export type RunPhase = (typeof RUN_PHASES)[number];
+
+/** Every event type, in the order the matrix lists them. */
+export const EVENT_TYPES = [
+  'runStarted',
+  'siteConnected',
+  'siteDisconnected',
+  'uploadStarted',
+  'uploadCompleted',
+  'siteFailed',
+  'deadline',
+  'aggregated',
+  'aggregationFailed',
+  'committed',
+  'abortRequested',
+] as const satisfies readonly SchedulerEventType[];
+
+/** Event types that name a round and attempt (and so can be stale). */
+export const ROUND_TAGGED = [
+  'uploadStarted',
+  'uploadCompleted',
+  'siteFailed',
+  'deadline',
+  'aggregated',
+  'aggregationFailed',
+  'committed',
+] as const satisfies readonly SchedulerEventType[];
+
+const ALL = ['a', 'b', 'c'] as const;
+const baseRound = { plan: PLAN, round: 1, attempt: 0 } as const;
+
+/**
+ * One representative state per phase, all in round 1 attempt 0 of PLAN. The rosters mix statuses so
+ * that the canonical events (all about site `a`) hit interesting rules:
+ * - open: only `a` is connected, below minSites, so it keeps waiting;
+ * - training: `a` is uploading, `b` and `c` are still training;
+ * - upload: `a` is uploading, `b` uploaded (weight 20), `c` was dropped at the training deadline;
+ * - aggregate / commit: `a` (10) and `b` (20) contributed, `c` was dropped.
+ */
+export function canonicalState(phase: RunPhase): SchedulerState {
+  const connected = [...ALL];
+  const participants: Contribution[] = [
+    { site: 'a', weight: 10 },
+    { site: 'b', weight: 20 },
+  ];
+  switch (phase) {
+    case 'idle':
+      return initialSchedulerState();
+    case 'open':
+      return { connected: ['a'], run: { ...baseRound, phase: 'open', deadline: T0 + DEADLINES.open } };
+    case 'training':
+      return {
+        connected,
+        run: {
+          ...baseRound,
+          phase: 'training',
+          deadline: T0 + DEADLINES.training,
+          roster: { a: { status: 'uploading' }, b: { status: 'invited' }, c: { status: 'invited' } },
+        },
+      };
+    case 'upload':
+      return {
+        connected,
+        run: {
+          ...baseRound,
+          phase: 'upload',
+          deadline: T0 + DEADLINES.upload,
+          roster: {
+            a: { status: 'uploading' },
+            b: { status: 'uploaded', weight: 20 },
+            c: { status: 'dropped', reason: 'training deadline passed' },
+          },
+        },
+      };
+    case 'aggregate':
+      return {
+        connected,
+        run: { ...baseRound, phase: 'aggregate', deadline: T0 + DEADLINES.aggregate, participants, dropped: ['c'] },
+      };
+    case 'commit':
+      return {
+        connected,
+        run: {
+          ...baseRound,
+          phase: 'commit',
+          deadline: T0 + DEADLINES.commit,
+          participants,
+          dropped: ['c'],
+          modelSha256: 'sha-r1',
+        },
+      };
+    case 'finished':
+      return { connected, run: { phase: 'finished', plan: PLAN } };
+    case 'failed':
+      return { connected, run: { phase: 'failed', plan: PLAN, reason: 'earlier failure' } };
+  }
+}
+
+/** The phase name a deadline event for `phase` carries (idle/finished/failed have none: use `open`). */
+function deadlinePhase(phase: RunPhase): PhaseName {
+  return phase === 'idle' || phase === 'finished' || phase === 'failed' ? 'open' : phase;
+}
+
+/**
+ * One representative event per type, naming round 1 attempt 0 (the canonical states' attempt) and,
+ * for `deadline`, the phase of `phase`. Site events are about `a`; `siteConnected` brings a new `d`.
+ */
+export function canonicalEvent(type: SchedulerEventType, phase: RunPhase, at = { round: 1, attempt: 0 }): SchedulerEvent {
+  switch (type) {
+    case 'runStarted':
+      return { type, plan: PLAN, round: 1, attempt: 0 };
+    case 'siteConnected':
+      return { type, site: 'd' };
+    case 'siteDisconnected':
+      return { type, site: 'a' };
+    case 'uploadStarted':
+      return { type, site: 'a', ...at };
+    case 'uploadCompleted':
+      return { type, site: 'a', ...at, weight: 10 };
+    case 'siteFailed':
+      return { type, site: 'a', ...at, reason: 'CUDA out of memory' };
+    case 'deadline':
+      return { type, ...at, phase: deadlinePhase(phase) };
+    case 'aggregated':
+      return { type, ...at, modelSha256: 'sha-new' };
+    case 'aggregationFailed':
+      return { type, ...at, reason: 'shape mismatch' };
+    case 'committed':
+      return { type, ...at };
+    case 'abortRequested':
+      return { type, reason: 'operator abort' };
+  }
+}
+
+/** Unwraps an accepted step, failing the test with the refusal when it was refused. */
+export function expectOk(result: StepResult): { state: SchedulerState; effects: readonly Effect[] } {
+  if (!result.ok) expect.fail(`expected ok, got refusal ${result.refusal.code}: ${result.refusal.message}`);
+  return { state: result.state, effects: result.effects };
+}
+
+/** Asserts a refusal with exactly `code`, for `event` in `phase`. */
+export function expectRefusal(result: StepResult, code: RefusalCode, phase: RunPhase, event: SchedulerEventType): void {
+  if (result.ok) expect.fail(`expected refusal ${code}, got ok in ${result.state.run.phase}`);
+  expect(result.refusal.code).toBe(code);
+  expect(result.refusal.phase).toBe(phase);
+  expect(result.refusal.event).toBe(event);
+  expect(result.refusal.message.length).toBeGreaterThan(0);
+}
+
+/** Narrows a run state to `phase`, failing the test otherwise. */
+export function runIn<P extends RunState['phase']>(state: SchedulerState, phase: P): Extract<RunState, { phase: P }> {
+  expect(state.run.phase).toBe(phase);
+  return state.run as Extract<RunState, { phase: P }>;
+}
+
+/** Roster of a training/upload state. */
+export function rosterOf(state: SchedulerState): Readonly<Record<string, SiteProgress>> {
+  const run = state.run;
+  if (run.phase !== 'training' && run.phase !== 'upload') return expect.fail(`no roster in ${run.phase}`);
+  return run.roster;
+}
+
+/** A driver that keeps the state and the clock, and records every effect in order. */
+export class Driver {
+  state: SchedulerState;
+  now: number;
+  readonly effects: Effect[] = [];
+
+  constructor(state: SchedulerState = initialSchedulerState(), now = T0) {
+    this.state = state;
+    this.now = now;
+  }
+
+  /** Feeds an event that must be accepted; returns the effects of this step only. */
+  send(event: SchedulerEvent): readonly Effect[] {
+    const { state, effects } = expectOk(step(this.state, event, this.now));
+    this.state = state;
+    this.effects.push(...effects);
+    return effects;
+  }
+
+  /** Feeds an event that must be refused with `code`; the state must not change. */
+  refuse(event: SchedulerEvent, code: RefusalCode): void {
+    const before = this.state;
+    expectRefusal(step(this.state, event, this.now), code, this.state.run.phase, event.type);
+    expect(this.state).toBe(before);
+  }
+
+  /** Advances the fake clock. */
+  advance(ms: number): void {
+    this.now += ms;
+  }
+
+  /** Fires the deadline of the current phase at exactly its absolute time. */
+  fireDeadline(): readonly Effect[] {
+    const run = this.state.run;
+    if (run.phase === 'idle' || run.phase === 'finished' || run.phase === 'failed') return expect.fail(`no deadline in ${run.phase}`);
+    this.now = run.deadline;
+    return this.send({ type: 'deadline', round: run.round, attempt: run.attempt, phase: run.phase });
+  }
+
+  /** A site trains, starts uploading and completes with `weight`, in the current attempt. */
+  upload(site: string, weight: number): void {
+    const { round, attempt } = this.current();
+    this.send({ type: 'uploadStarted', site, round, attempt });
+    this.send({ type: 'uploadCompleted', site, round, attempt, weight });
+  }
+
+  /** Round and attempt of the current in-round state. */
+  current(): { round: number; attempt: number } {
+    const run = this.state.run;
+    if (run.phase === 'idle' || run.phase === 'finished' || run.phase === 'failed') return expect.fail(`no round in ${run.phase}`);
+    return { round: run.round, attempt: run.attempt };
+  }
+}
+
+/** Effects of one type, in order. */
+export function effectsOf<T extends Effect['type']>(effects: readonly Effect[], type: T): Extract<Effect, { type: T }>[] {
+  return effects.filter((e): e is Extract<Effect, { type: T }> => e.type === type);
+}
+
+/** `phaseEntered` + `armDeadline` for a phase entered at `now`. */
+export function enteredEffects(round: number, attempt: number, phase: PhaseName, now: number): Effect[] {
+  const deadline = now + DEADLINES[phase as keyof typeof DEADLINES];
+  return [
+    { type: 'phaseEntered', round, attempt, phase, deadline },
+    { type: 'armDeadline', round, attempt, phase, at: deadline },
+  ];
+}

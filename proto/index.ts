@@ -52,19 +52,24 @@ export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024;
 
 const PROTO_PATH = fileURLToPath(new URL('./fedhpc/v1/fedhpc.proto', import.meta.url));
 
+let cachedDefinition: protoLoader.PackageDefinition | undefined;
 let cached: ProtoGrpcType | undefined;
 
-/** The loaded package `fedhpc.v1`, with bytes as Buffers and 64-bit integers as strings. */
-export function loadProto(): ProtoGrpcType {
-  if (cached) return cached;
-  const definition = protoLoader.loadSync(PROTO_PATH, {
+/** The raw package definition (for server reflection). */
+export function loadPackageDefinition(): protoLoader.PackageDefinition {
+  cachedDefinition ??= protoLoader.loadSync(PROTO_PATH, {
     keepCase: false,
     longs: String,
     enums: String,
     defaults: true,
     oneofs: true,
   });
-  cached = grpc.loadPackageDefinition(definition) as unknown as ProtoGrpcType;
+  return cachedDefinition;
+}
+
+/** The loaded package `fedhpc.v1`, with bytes as Buffers and 64-bit integers as strings. */
+export function loadProto(): ProtoGrpcType {
+  cached ??= grpc.loadPackageDefinition(loadPackageDefinition()) as unknown as ProtoGrpcType;
   return cached;
 }
 

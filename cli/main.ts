@@ -1,0 +1,224 @@
+#!/usr/bin/env node
+/**
+ * The `fedhpc` command: argument parsing and wiring only. Every command accepts `--json`.
+ */
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { ConfigError } from '../common/config-file.js';
+import { createLogger } from '../common/logger.js';
+import { loadCoordinatorConfig, startCoordinator } from '../coordinator/index.js';
+import { BuiltinRunner, loadSiteConfig, SiteAgent, SiteAgentError } from '../site-agent/index.js';
+import { writeFederationFiles } from '../simulate/federation-files.js';
+import { SIMULATE_STRATEGIES, simulate, type SimulateRecord, type SimulateStrategy } from '../simulate/simulate.js';
+import { ADMIN_COMMANDS, runAdmin } from './admin.js';
+
+const USAGE = `usage: fedhpc <command> [options]
+
+  simulate     [--sites N] [--rounds R] [--strategy fedavg|diloco|fedadam] [--state-dir DIR]
+               [--min-sites K] [--timeout S] [--json]
+  coordinator  --config FILE
+  site         --config FILE
+  provision    --federation NAME --sites a,b,c --admins NAME[,NAME] --out DIR
+               [--coordinator HOST:PORT] [--json]
+  admin        status|sites|rounds --config ADMIN.json [--json]
+`;
+
+/** A usage error: exit code 2 and the usage text. */
+class UsageError extends Error {}
+
+const out = (s: string): void => void process.stdout.write(`${s}\n`);
+
+function intOption(value: string | undefined, name: string, def: number, min = 1): number {
+  if (value === undefined) return def;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+function required(value: string | undefined, name: string): string {
+  if (!value) throw new UsageError(`--${name} is required`);
+  return value;
+}
+
+/** Resolves when SIGINT or SIGTERM arrives. */
+function onTerminate(): AbortSignal {
+  const ac = new AbortController();
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => ac.abort(new Error(`received ${sig}`)));
+  return ac.signal;
+}
+
+async function cmdSimulate(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      sites: { type: 'string' },
+      rounds: { type: 'string' },
+      strategy: { type: 'string' },
+      'state-dir': { type: 'string' },
+      'min-sites': { type: 'string' },
+      timeout: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const strategy = (values.strategy ?? 'diloco') as SimulateStrategy;
+  if (!SIMULATE_STRATEGIES.includes(strategy)) throw new UsageError(`--strategy must be one of ${SIMULATE_STRATEGIES.join(', ')}`);
+  const sites = intOption(values.sites, 'sites', 4);
+  const json = values.json === true;
+  const print = (r: SimulateRecord): void => {
+    if (json) return out(JSON.stringify(r));
+    if (r.type === 'start') out(`fedhpc simulate: ${r.sites} sites, ${r.rounds} rounds, ${r.strategy}; state in ${r.stateDir}`);
+    else if (r.type === 'round') {
+      const per = Object.entries(r.siteEvalLoss).map(([s, l]) => `${s}=${l.toFixed(3)}`).join(' ');
+      out(
+        `round ${String(r.round).padStart(3)}  sites ${r.participants.length}${r.dropped.length ? ` (dropped ${r.dropped.join(',')})` : ''}  ` +
+          `eval ${r.evalLoss.toFixed(4)} [${per}]  up ${(r.bytesUp / 1e6).toFixed(2)} MB  down ${(r.bytesDown / 1e6).toFixed(2)} MB  ${r.seconds.toFixed(1)} s`,
+      );
+    } else {
+      out(
+        `done: ${r.rounds} rounds, ${r.sites} sites in ${r.seconds.toFixed(1)} s; eval loss ${r.initialEvalLoss.toFixed(4)} -> ${r.finalEvalLoss.toFixed(4)} ` +
+          `(bigram baseline ${r.bigramEvalLoss.toFixed(4)}); model ${r.modelSha256}`,
+      );
+    }
+  };
+  await simulate({
+    sites,
+    rounds: intOption(values.rounds, 'rounds', 10),
+    strategy,
+    stateDir: values['state-dir'],
+    minSites: values['min-sites'] === undefined ? undefined : intOption(values['min-sites'], 'min-sites', 1),
+    cliPath: fileURLToPath(import.meta.url),
+    timeoutS: intOption(values.timeout, 'timeout', 600),
+    emit: print,
+    signal: onTerminate(),
+  });
+  return 0;
+}
+
+async function cmdCoordinator(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' }, json: { type: 'boolean' } }, strict: true });
+  const config = loadCoordinatorConfig(required(values.config, 'config'));
+  const logger = createLogger({ name: 'coordinator', level: config.log.level, base: { federation: config.federation } });
+  logger.info({ config }, 'configuration');
+  const handle = await startCoordinator({ config, logger });
+  const signal = onTerminate();
+  await new Promise((r) => signal.addEventListener('abort', r, { once: true }));
+  logger.info('shutting down');
+  await handle.stop();
+  return 0;
+}
+
+async function cmdSite(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' }, json: { type: 'boolean' } }, strict: true });
+  const config = loadSiteConfig(required(values.config, 'config'));
+  const logger = createLogger({ name: 'site-agent', level: config.log.level, base: { site: config.site } });
+  logger.info({ config }, 'configuration');
+  const runner = new BuiltinRunner(config.runner);
+  const agent = new SiteAgent({ config, runner, logger });
+  try {
+    await agent.run(onTerminate());
+    return 0;
+  } catch (err) {
+    if (err instanceof SiteAgentError) {
+      logger.fatal({ code: err.code }, err.message);
+      process.stderr.write(`fedhpc site: ${err.code}: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+async function cmdProvision(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      federation: { type: 'string' },
+      sites: { type: 'string' },
+      admins: { type: 'string' },
+      out: { type: 'string' },
+      coordinator: { type: 'string' },
+      force: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const sites = required(values.sites, 'sites').split(',').filter(Boolean);
+  const coordinatorAddress = values.coordinator ?? 'localhost:7443';
+  const port = coordinatorAddress.slice(coordinatorAddress.lastIndexOf(':') + 1);
+  const files = await writeFederationFiles({
+    dir: required(values.out, 'out'),
+    federation: required(values.federation, 'federation'),
+    sites,
+    admins: required(values.admins, 'admins').split(',').filter(Boolean),
+    coordinatorAddress,
+    listen: `0.0.0.0:${port}`,
+    run: { id: 'run-1', rounds: 10, minSites: Math.max(1, sites.length - 1), expectedSites: sites, train: { steps: 60, batchSize: 64, lr: 0.01 } },
+    force: values.force === true,
+  });
+  const summary = {
+    coordinatorConfig: files.coordinatorConfig,
+    sites: Object.fromEntries(files.siteConfigs),
+    admins: Object.fromEntries(files.adminConfigs),
+    caKey: files.manifest?.ca.keyPath,
+  };
+  if (values.json) out(JSON.stringify(summary));
+  else {
+    out(`coordinator config: ${summary.coordinatorConfig}`);
+    for (const [s, f] of files.siteConfigs) out(`site ${s}: ${f}`);
+    for (const [a, f] of files.adminConfigs) out(`admin ${a}: ${f}`);
+    if (summary.caKey) out(`CA key (keep it offline, never on the coordinator): ${summary.caKey}`);
+  }
+  return 0;
+}
+
+async function cmdAdmin(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { config: { type: 'string' }, json: { type: 'boolean', default: false } },
+    allowPositionals: true,
+    strict: true,
+  });
+  const command = positionals[0];
+  if (!command || !(ADMIN_COMMANDS as readonly string[]).includes(command)) {
+    throw new UsageError(`admin needs a command: ${ADMIN_COMMANDS.join(' | ')}`);
+  }
+  return runAdmin(command, required(values.config, 'config'), values.json === true, out);
+}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  simulate: cmdSimulate,
+  coordinator: cmdCoordinator,
+  site: cmdSite,
+  provision: cmdProvision,
+  admin: cmdAdmin,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === '--help' || command === '-h') {
+    process.stdout.write(USAGE);
+    return command ? 0 : 2;
+  }
+  const fn = COMMANDS[command];
+  if (!fn) throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  return fn(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`fedhpc: ${(err as Error).message}\n\n${USAGE}`);
+      process.exitCode = 2;
+    } else if (err instanceof ConfigError) {
+      process.stderr.write(`fedhpc: ${err.message}\n`);
+      process.exitCode = 2;
+    } else {
+      const e = err as { code?: string; message?: string };
+      process.stderr.write(`fedhpc: ${e.code ? `${e.code}: ` : ''}${e.message ?? String(err)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

@@ -1,0 +1,89 @@
+/**
+ * The admin side of `AdminService`, for the CLI and `simulate`: typed calls with deadlines, wire
+ * messages converted to plain objects in one place.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { readTlsFiles, type TlsFiles } from '../common/tls.js';
+import {
+  loadProto,
+  type AdminServiceClient,
+  type RoundsResponse__Output,
+  type SitesResponse__Output,
+  type StatusResponse__Output,
+} from '../proto/index.js';
+
+export interface AdminClientOptions {
+  readonly coordinator: string;
+  readonly serverName?: string | undefined;
+  readonly tls: TlsFiles;
+  /** Per-call deadline; default 10 s. */
+  readonly timeoutMs?: number;
+}
+
+/** One event from the coordinator's bus. */
+export interface AdminEvent {
+  readonly kind: string;
+  readonly ts: number;
+  readonly body: Record<string, unknown>;
+}
+
+/** A connected admin client. */
+export class AdminClient {
+  private readonly client: AdminServiceClient;
+  private readonly timeoutMs: number;
+
+  constructor(o: AdminClientOptions) {
+    const tls = readTlsFiles(o.tls);
+    const options: grpc.ChannelOptions = {};
+    if (o.serverName) {
+      options['grpc.ssl_target_name_override'] = o.serverName;
+      options['grpc.default_authority'] = o.serverName;
+    }
+    this.client = new (loadProto().fedhpc.v1.AdminService)(o.coordinator, grpc.credentials.createSsl(tls.ca, tls.key, tls.cert), options);
+    this.timeoutMs = o.timeoutMs ?? 10_000;
+  }
+
+  private unary<Res>(fn: (deadline: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => void): Promise<Res> {
+    return new Promise((resolve, reject) =>
+      fn({ deadline: Date.now() + this.timeoutMs }, (err, res) => (err || res === undefined ? reject(err ?? new Error('empty response')) : resolve(res))),
+    );
+  }
+
+  status(): Promise<StatusResponse__Output> {
+    return this.unary((opts, cb) => this.client.Status({}, opts, cb));
+  }
+
+  sites(): Promise<SitesResponse__Output> {
+    return this.unary((opts, cb) => this.client.Sites({}, opts, cb));
+  }
+
+  rounds(): Promise<RoundsResponse__Output> {
+    return this.unary((opts, cb) => this.client.Rounds({}, opts, cb));
+  }
+
+  /** Waits until the coordinator answers (or the deadline passes). */
+  waitForReady(deadlineMs: number): Promise<void> {
+    return new Promise((resolve, reject) => this.client.waitForReady(deadlineMs, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /**
+   * Follows the event stream. `onEvent` gets each event; the promise settles when the stream ends
+   * or `signal` aborts.
+   */
+  events(onEvent: (e: AdminEvent) => void, signal: AbortSignal): Promise<void> {
+    const call = this.client.Events({}, { deadline: Infinity });
+    const abort = (): void => call.cancel();
+    signal.addEventListener('abort', abort, { once: true });
+    return new Promise<void>((resolve, reject) => {
+      call.on('data', (e: { kind: string; tsMs: string; json: string }) => {
+        onEvent({ kind: e.kind, ts: Number(e.tsMs), body: JSON.parse(e.json) as Record<string, unknown> });
+      });
+      call.on('end', () => resolve());
+      call.on('error', (err: grpc.ServiceError) => (err.code === grpc.status.CANCELLED && signal.aborted ? resolve() : reject(err)));
+    }).finally(() => signal.removeEventListener('abort', abort));
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * The files of a local federation: certificates, the initial model and ready-to-use configs for
+ * the coordinator, each site and the admin. Used by `fedhpc provision` and `fedhpc simulate`.
+ */
+import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { provisionFederation, type CoordinatorOptions, type ProvisionManifest } from '../coordinator/index.js';
+import {
+  defaultSiteLanguages,
+  initBuiltinModel,
+  resolveBuiltinConfig,
+  writeBuiltinModel,
+  type SiteOptions,
+} from '../site-agent/index.js';
+
+/** Training settings of the demo federation (builtin runner), chosen for ≈1 CPU-second per shard. */
+export const DEMO_TRAIN = { steps: 60, batchSize: 64, lr: 0.01 } as const;
+/** Size of each site's generated corpus in the demo. */
+export const DEMO_DATA = { trainChars: 200_000, heldoutChars: 20_000 } as const;
+/** Seed of the demo's initial model. */
+export const DEMO_MODEL_SEED = 42;
+
+export interface FederationFilesOptions {
+  readonly dir: string;
+  readonly federation: string;
+  readonly sites: readonly string[];
+  readonly admins: readonly string[];
+  /** Address sites dial (`host:port`). */
+  readonly coordinatorAddress: string;
+  /** Address the coordinator binds. */
+  readonly listen: string;
+  readonly run: CoordinatorOptions['run'];
+  readonly force?: boolean;
+}
+
+export interface FederationFiles {
+  /** The certificates written now; undefined when the folder already held the federation. */
+  readonly manifest: ProvisionManifest | undefined;
+  readonly initialModel: string;
+  readonly coordinatorConfig: string;
+  readonly siteConfigs: ReadonlyMap<string, string>;
+  readonly adminConfigs: ReadonlyMap<string, string>;
+}
+
+/** Admin CLI config: where the coordinator is and which certificate to present. */
+export interface AdminConfigFile {
+  readonly coordinator: string;
+  readonly serverName?: string;
+  readonly tls: { readonly ca: string; readonly cert: string; readonly key: string };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function writeJson(path: string, value: unknown): Promise<void> {
+  await writeFile(path, `${JSON.stringify(value, null, 2)}\n`, { mode: 0o600 });
+}
+
+/**
+ * Provisions certificates (unless `dir/ca` exists already), writes the builtin initial model and
+ * config files for every member. Configs use paths relative to their own folder.
+ */
+export async function writeFederationFiles(o: FederationFilesOptions): Promise<FederationFiles> {
+  // An existing federation (a re-run on the same folder) keeps its certificates.
+  const provisioned = o.force === true || !(await exists(join(o.dir, 'ca', 'ca.crt')));
+  const manifest = provisioned
+    ? await provisionFederation({ federation: o.federation, sites: [...o.sites], admins: [...o.admins], outDir: o.dir, force: o.force ?? false })
+    : undefined;
+  const initialModel = join(o.dir, 'initial-model.safetensors');
+  if (!(await exists(initialModel))) {
+    const config = resolveBuiltinConfig({});
+    await writeBuiltinModel(initialModel, initBuiltinModel(config, DEMO_MODEL_SEED), config);
+  }
+  const [host] = o.coordinatorAddress.split(':');
+  const serverName = host === 'localhost' ? undefined : 'localhost';
+
+  const coordDir = join(o.dir, 'coordinator');
+  const coordinatorConfig = join(coordDir, 'coordinator.json');
+  const coordinator: CoordinatorOptions = {
+    federation: o.federation,
+    listen: o.listen,
+    tls: { ca: 'ca.crt', cert: 'coordinator.crt', key: 'coordinator.key' },
+    stateDir: 'state',
+    model: { initial: relative(coordDir, initialModel) },
+    run: o.run,
+  };
+  await writeJson(coordinatorConfig, coordinator);
+
+  const languages = defaultSiteLanguages(o.sites.length);
+  const siteConfigs = new Map<string, string>();
+  for (const [i, site] of o.sites.entries()) {
+    const dir = join(o.dir, 'sites', site);
+    const file = join(dir, 'site.json');
+    const cfg: SiteOptions = {
+      site,
+      coordinator: o.coordinatorAddress,
+      ...(serverName ? { serverName } : {}),
+      tls: { ca: 'ca.crt', cert: 'site.crt', key: 'site.key' },
+      workDir: 'work',
+      runner: { kind: 'builtin', language: languages[i]!, ...DEMO_DATA, seed: i + 1 },
+    };
+    await writeJson(file, cfg);
+    siteConfigs.set(site, file);
+  }
+  const adminConfigs = new Map<string, string>();
+  for (const admin of o.admins) {
+    const dir = join(o.dir, 'admins', admin);
+    const file = join(dir, 'admin.json');
+    const cfg: AdminConfigFile = {
+      coordinator: o.coordinatorAddress,
+      ...(serverName ? { serverName } : {}),
+      tls: { ca: 'ca.crt', cert: 'admin.crt', key: 'admin.key' },
+    };
+    await writeJson(file, cfg);
+    adminConfigs.set(admin, file);
+  }
+  await mkdir(join(coordDir, 'state'), { recursive: true });
+  return { manifest, initialModel, coordinatorConfig, siteConfigs, adminConfigs };
+}

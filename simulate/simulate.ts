@@ -1,0 +1,240 @@
+/**
+ * `fedhpc simulate`: a whole federation on one machine. Provisions a temporary federation, starts
+ * the coordinator and N site agents as separate OS processes talking gRPC over mTLS on loopback,
+ * follows the run through the admin API, and reports one line per round and a summary.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, open } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { AdminClient } from '../coordinator/index.js';
+import type { RoundsResponse__Output } from '../proto/index.js';
+import { bigramEvalLoss, defaultSiteLanguages, siteDataset, VOCAB_SIZE } from '../site-agent/index.js';
+import { DEMO_DATA, DEMO_TRAIN, writeFederationFiles } from './federation-files.js';
+
+export const SIMULATE_STRATEGIES = ['fedavg', 'diloco', 'fedadam'] as const;
+export type SimulateStrategy = (typeof SIMULATE_STRATEGIES)[number];
+
+export interface SimulateOptions {
+  readonly sites: number;
+  readonly rounds: number;
+  readonly strategy: SimulateStrategy;
+  /** Keeps state here (and continues a run found there); default a new temporary folder. */
+  readonly stateDir?: string | undefined;
+  /** Contributions needed per round; default: all sites but one (at least 1). */
+  readonly minSites?: number | undefined;
+  /** Path of the CLI entry to start the parts with (`node <cli> coordinator …`). */
+  readonly cliPath: string;
+  /** Give up after this long. */
+  readonly timeoutS: number;
+  /** Receives each output record (round lines and the summary). */
+  readonly emit: (record: SimulateRecord) => void;
+  readonly signal?: AbortSignal;
+}
+
+export interface SiteEvalLine {
+  readonly site: string;
+  readonly loss: number;
+}
+
+export type SimulateRecord =
+  | { type: 'start'; stateDir: string; sites: number; rounds: number; strategy: string; coordinator: string }
+  | {
+      type: 'round';
+      round: number;
+      participants: string[];
+      dropped: string[];
+      evalLoss: number;
+      siteEvalLoss: Record<string, number>;
+      bytesUp: number;
+      bytesDown: number;
+      seconds: number;
+    }
+  | {
+      type: 'summary';
+      rounds: number;
+      sites: number;
+      initialEvalLoss: number;
+      finalEvalLoss: number;
+      bigramEvalLoss: number;
+      modelSha256: string;
+      seconds: number;
+      stateDir: string;
+    };
+
+/** Why a simulation did not finish. */
+export class SimulateError extends Error {
+  readonly code = 'SIMULATE_FAILED';
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+interface Part {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly log: string;
+}
+
+async function startPart(name: string, cliPath: string, args: string[], logDir: string): Promise<Part> {
+  const log = join(logDir, `${name}.log`);
+  const fh = await open(log, 'a');
+  const child = spawn(process.execPath, [cliPath, ...args], { stdio: ['ignore', fh.fd, fh.fd] });
+  child.once('exit', () => void fh.close().catch(() => undefined));
+  return { name, child, log };
+}
+
+async function stopPart(p: Part): Promise<void> {
+  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+  const exited = once(p.child, 'exit');
+  p.child.kill('SIGTERM');
+  const timer = setTimeout(() => p.child.kill('SIGKILL'), 5_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Runs a simulated federation to the end of its rounds; resolves with the summary. */
+export async function simulate(o: SimulateOptions): Promise<Extract<SimulateRecord, { type: 'summary' }>> {
+  const t0 = Date.now();
+  const stateDir = resolve(o.stateDir ?? (await mkdtemp(join(tmpdir(), 'fedhpc-sim-'))));
+  const logDir = join(stateDir, 'logs');
+  await mkdir(logDir, { recursive: true });
+  const sites = Array.from({ length: o.sites }, (_, i) => `site-${i + 1}`);
+  const port = await freePort();
+  const address = `localhost:${port}`;
+  const files = await writeFederationFiles({
+    dir: join(stateDir, 'federation'),
+    federation: 'simulation',
+    sites,
+    admins: ['admin'],
+    coordinatorAddress: address,
+    listen: `127.0.0.1:${port}`,
+    run: {
+      id: 'simulation',
+      rounds: o.rounds,
+      minSites: o.minSites ?? Math.max(1, o.sites - 1),
+      expectedSites: sites,
+      strategy: { name: o.strategy },
+      train: DEMO_TRAIN,
+      deadlines: { openS: 60, trainingS: 120, uploadS: 60, aggregateS: 60, commitS: 30, evalS: 30 },
+    },
+  });
+  o.emit({ type: 'start', stateDir, sites: o.sites, rounds: o.rounds, strategy: o.strategy, coordinator: address });
+
+  const parts: Part[] = [];
+  const admin = new AdminClient({
+    coordinator: address,
+    tls: {
+      ca: join(stateDir, 'federation/admins/admin/ca.crt'),
+      cert: join(stateDir, 'federation/admins/admin/admin.crt'),
+      key: join(stateDir, 'federation/admins/admin/admin.key'),
+    },
+  });
+  const stop = new AbortController();
+  const onOuterAbort = (): void => stop.abort(o.signal?.reason);
+  o.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  try {
+    const coordinator = await startPart('coordinator', o.cliPath, ['coordinator', '--config', files.coordinatorConfig], logDir);
+    parts.push(coordinator);
+    const died = new Promise<never>((_, reject) =>
+      coordinator.child.once('exit', (code, sig) => reject(new SimulateError(`coordinator exited (${code ?? sig}); see ${coordinator.log}`))),
+    );
+    died.catch(() => undefined);
+    await Promise.race([admin.waitForReady(Date.now() + 30_000), died]);
+
+    const printed = new Set<number>();
+    let done: (summary: Extract<SimulateRecord, { type: 'summary' }>) => void = () => undefined;
+    const finished = new Promise<Extract<SimulateRecord, { type: 'summary' }>>((r) => (done = r));
+    let checking = Promise.resolve();
+    const check = (): void => {
+      checking = checking.then(async () => {
+        const rounds = await admin.rounds();
+        for (const line of roundLines(rounds, printed)) o.emit(line);
+        const status = await admin.status();
+        if (status.runState === 'failed') throw new SimulateError(`the run failed; see ${coordinator.log}`);
+        const final = rounds.rounds.find((r) => r.outcome === 'committed' && r.round === String(o.rounds));
+        if (status.runState === 'finished' && final?.hasEval && rounds.hasInitialEval) {
+          done({
+            type: 'summary',
+            rounds: o.rounds,
+            sites: o.sites,
+            initialEvalLoss: rounds.initialEvalLoss,
+            finalEvalLoss: final.evalLoss,
+            bigramEvalLoss: bigramBaseline(o.sites),
+            modelSha256: status.globalModelSha256,
+            seconds: (Date.now() - t0) / 1000,
+            stateDir,
+          });
+        }
+      });
+      checking.catch((err: unknown) => stop.abort(err));
+    };
+    const following = admin.events((e) => {
+      if (e.kind === 'round.evaluated' || e.kind === 'run.finished' || e.kind === 'run.failed' || e.kind === 'round.committed') check();
+    }, stop.signal);
+    following.catch((err: unknown) => stop.abort(err));
+
+    for (const site of sites) {
+      parts.push(await startPart(site, o.cliPath, ['site', '--config', files.siteConfigs.get(site)!], logDir));
+    }
+    check(); // a run found finished in the state dir reports at once
+    const timeout = setTimeout(() => stop.abort(new SimulateError(`no result after ${o.timeoutS} s; logs in ${logDir}`)), o.timeoutS * 1000);
+    const aborted = new Promise<never>((_, reject) => stop.signal.addEventListener('abort', () => reject(stop.signal.reason), { once: true }));
+    try {
+      const summary = { ...(await Promise.race([finished, aborted, died])), seconds: (Date.now() - t0) / 1000 };
+      o.emit(summary);
+      return summary;
+    } finally {
+      clearTimeout(timeout);
+    }
+  } finally {
+    o.signal?.removeEventListener('abort', onOuterAbort);
+    stop.abort(new SimulateError('simulation over'));
+    admin.close();
+    // Sites first, so none reports the coordinator's shutdown as a failure.
+    for (const p of parts.slice(1).reverse()) await stopPart(p);
+    if (parts[0]) await stopPart(parts[0]);
+  }
+}
+
+/** Round records for committed rounds whose evaluation is known and that were not printed yet. */
+function roundLines(r: RoundsResponse__Output, printed: Set<number>): SimulateRecord[] {
+  const out: SimulateRecord[] = [];
+  for (const info of r.rounds) {
+    const round = Number(info.round);
+    if (info.outcome !== 'committed' || !info.hasEval || printed.has(round)) continue;
+    printed.add(round);
+    out.push({
+      type: 'round',
+      round,
+      participants: info.participants,
+      dropped: info.dropped,
+      evalLoss: info.evalLoss,
+      siteEvalLoss: Object.fromEntries(info.evals.map((e) => [e.siteId, e.loss])),
+      bytesUp: Number(info.bytesUp),
+      bytesDown: Number(info.bytesDown),
+      seconds: (Number(info.finishedMs) - Number(info.startedMs)) / 1000,
+    });
+  }
+  return out;
+}
+
+/** Held-out loss of a character bigram model fitted to the union of the sites' training data. */
+export function bigramBaseline(sites: number): number {
+  const languages = defaultSiteLanguages(sites);
+  const data = languages.map((language, i) => siteDataset({ language, ...DEMO_DATA, seed: i + 1 }));
+  return bigramEvalLoss(
+    data.map((d) => d.train),
+    data.map((d) => d.heldout),
+    VOCAB_SIZE,
+  );
+}

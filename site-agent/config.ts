@@ -1,0 +1,54 @@
+/**
+ * The site agent's process config: one zod schema, parsed once, frozen, printed at start-up.
+ * Unknown fields are errors naming the field and the file.
+ */
+import { z } from 'zod';
+import { loadConfigFile } from '../common/config-file.js';
+
+/** The builtin TypeScript trainer on generated text in one language (demo, tests). */
+export const builtinRunnerSchema = z
+  .object({
+    kind: z.literal('builtin'),
+    language: z.string(),
+    trainChars: z.number().int().min(1000).max(100_000_000).default(200_000),
+    heldoutChars: z.number().int().min(100).max(10_000_000).default(20_000),
+    /** Seed of the site's data (its corpus) and of minibatch sampling. */
+    seed: z.number().int().min(0).default(1),
+    /** Held-out positions scored per evaluation (evenly spaced); all when larger than the set. */
+    evalPositions: z.number().int().positive().default(20_000),
+    /** Keep the inner Adam state across rounds (DiLoCo's inner optimizer). */
+    keepOptimizerState: z.boolean().default(true),
+  })
+  .strict();
+
+export const siteConfigSchema = z
+  .object({
+    site: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits and -'),
+    coordinator: z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'host:port'),
+    /** TLS server name to verify when `coordinator` is an address the certificate does not name. */
+    serverName: z.string().optional(),
+    tls: z.object({ ca: z.string(), cert: z.string(), key: z.string() }).strict(),
+    workDir: z.string(),
+    runner: z.discriminatedUnion('kind', [builtinRunnerSchema]),
+    reconnect: z
+      .object({ initialMs: z.number().int().min(10).default(250), maxMs: z.number().int().min(100).default(15_000) })
+      .strict()
+      .default({}),
+    /** Give up after this long without reaching the coordinator (0: never). */
+    giveUpAfterS: z.number().min(0).default(0),
+    log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info') }).strict().default({}),
+  })
+  .strict();
+
+export type SiteOptions = z.input<typeof siteConfigSchema>;
+export type ResolvedSiteConfig = z.output<typeof siteConfigSchema>;
+export type ResolvedBuiltinRunner = z.output<typeof builtinRunnerSchema>;
+
+/** Loads and validates a site config file; relative paths resolve against its folder. */
+export function loadSiteConfig(file: string): ResolvedSiteConfig {
+  return loadConfigFile(file, siteConfigSchema, (c, rel) => ({
+    ...c,
+    tls: { ca: rel(c.tls.ca), cert: rel(c.tls.cert), key: rel(c.tls.key) },
+    workDir: rel(c.workDir),
+  }));
+}

@@ -1,0 +1,25 @@
+/** Typed site-agent errors with a stable `code` and whether retrying can help. */
+
+export const SITE_ERROR_CODES = [
+  'SPEC_INVALID',
+  'MODEL_INVALID',
+  'MODEL_CHECKSUM',
+  'TRAINING_FAILED',
+  'CANCELLED',
+  'REFUSED',
+  'UNREACHABLE',
+] as const;
+export type SiteErrorCode = (typeof SITE_ERROR_CODES)[number];
+
+export class SiteAgentError extends Error {
+  constructor(
+    readonly code: SiteErrorCode,
+    message: string,
+    readonly retryable: boolean,
+    readonly context: Readonly<Record<string, string | number | boolean>> = {},
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'SiteAgentError';
+  }
+}

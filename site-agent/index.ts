@@ -1,0 +1,16 @@
+/** Public surface of the site-agent part. */
+export { AGENT_VERSION, SiteAgent, type SiteAgentOptions } from './agent.js';
+export { loadSiteConfig, siteConfigSchema, type ResolvedSiteConfig, type SiteOptions } from './config.js';
+export { SiteAgentError } from './errors.js';
+export { BuiltinRunner, readBuiltinModel, writeBuiltinModel } from './runners/builtin.js';
+export type { Runner } from './runners/runner.js';
+export {
+  bigramEvalLoss,
+  builtinTensorSpecs,
+  defaultSiteLanguages,
+  initBuiltinModel,
+  resolveBuiltinConfig,
+  siteDataset,
+  trainCentral,
+  VOCAB_SIZE,
+} from './builtin/index.js';

@@ -1,0 +1,50 @@
+/**
+ * The contract between the agent and a training runner. A runner turns the global model file into
+ * a local model file (the shard's result) and scores a model on the site's held-out data. The
+ * agent computes the delta itself from the two files.
+ */
+
+/** Progress of a training shard, forwarded to the coordinator as heartbeats. */
+export interface TrainProgress {
+  readonly step: number;
+  readonly steps: number;
+  readonly loss: number;
+}
+
+export interface TrainRequest {
+  readonly runId: string;
+  readonly round: number;
+  readonly attempt: number;
+  /** The global model (F32 safetensors) the shard starts from. */
+  readonly globalPath: string;
+  readonly globalSha256: string;
+  /** `<work>/round-<r>/`: the runner writes `out/model.safetensors` there. */
+  readonly roundDir: string;
+  /** Training settings of the run (opaque JSON from the coordinator, validated by the runner). */
+  readonly train: Readonly<Record<string, unknown>>;
+  readonly signal: AbortSignal;
+  readonly onProgress: (p: TrainProgress) => void;
+}
+
+/** What a finished shard reports; `outPath` holds the local weights (F32, the global's names). */
+export interface TrainResult {
+  readonly outPath: string;
+  readonly samples: number;
+  readonly tokens: number;
+  readonly steps: number;
+  readonly trainLoss: number;
+  /** SHA-256 of what data this shard read (its data manifest). */
+  readonly dataManifestSha256: string;
+}
+
+export interface EvalResult {
+  readonly loss: number;
+  readonly samples: number;
+}
+
+/** A training runner (builtin, command, slurm). */
+export interface Runner {
+  readonly kind: string;
+  train(request: TrainRequest): Promise<TrainResult>;
+  evaluate(modelPath: string, signal: AbortSignal): Promise<EvalResult>;
+}

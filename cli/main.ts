@@ -8,7 +8,7 @@ import { ConfigError } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
 import { loadCoordinatorConfig, startCoordinator } from '../coordinator/index.js';
 import { BuiltinRunner, loadSiteConfig, SiteAgent, SiteAgentError } from '../site-agent/index.js';
-import { writeFederationFiles } from '../simulate/federation-files.js';
+import { DEMO_TRAIN, writeFederationFiles } from '../simulate/federation-files.js';
 import { SIMULATE_STRATEGIES, simulate, type SimulateRecord, type SimulateStrategy } from '../simulate/simulate.js';
 import { ADMIN_COMMANDS, runAdmin } from './admin.js';
 
@@ -152,7 +152,7 @@ async function cmdProvision(args: string[]): Promise<number> {
     admins: required(values.admins, 'admins').split(',').filter(Boolean),
     coordinatorAddress,
     listen: `0.0.0.0:${port}`,
-    run: { id: 'run-1', rounds: 10, minSites: Math.max(1, sites.length - 1), expectedSites: sites, train: { steps: 60, batchSize: 64, lr: 0.01 } },
+    run: { id: 'run-1', rounds: 10, minSites: Math.max(1, sites.length - 1), expectedSites: sites, train: DEMO_TRAIN },
     force: values.force === true,
   });
   const summary = {

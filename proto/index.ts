@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { ProtoGrpcType } from './generated/fedhpc.js';
 
 export type { ProtoGrpcType } from './generated/fedhpc.js';
+// <generated-exports>
 export type { Ack, Ack__Output } from './generated/fedhpc/v1/Ack.js';
 export type { AdminServiceClient, AdminServiceHandlers, AdminServiceDefinition } from './generated/fedhpc/v1/AdminService.js';
 export type { CancelTask, CancelTask__Output } from './generated/fedhpc/v1/CancelTask.js';
@@ -43,6 +44,7 @@ export type { UploadHeader, UploadHeader__Output } from './generated/fedhpc/v1/U
 export type { UploadMessage, UploadMessage__Output } from './generated/fedhpc/v1/UploadMessage.js';
 export type { UploadResult, UploadResult__Output } from './generated/fedhpc/v1/UploadResult.js';
 export type { UploadTrailer, UploadTrailer__Output } from './generated/fedhpc/v1/UploadTrailer.js';
+// </generated-exports>
 
 /** Protocol version spoken by this build; `Join` refuses agents that speak another. */
 export const PROTOCOL_VERSION = 1;

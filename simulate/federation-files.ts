@@ -14,7 +14,7 @@ import {
 } from '../site-agent/index.js';
 
 /** Training settings of the demo federation (builtin runner), chosen for ≈1 CPU-second per shard. */
-export const DEMO_TRAIN = { steps: 60, batchSize: 64, lr: 0.01 } as const;
+export const DEMO_TRAIN = { steps: 50, batchSize: 256, lr: 0.01 } as const;
 /** Size of each site's generated corpus in the demo. */
 export const DEMO_DATA = { trainChars: 200_000, heldoutChars: 20_000 } as const;
 /** Seed of the demo's initial model. */

@@ -25,6 +25,10 @@ export interface SimulateOptions {
   readonly stateDir?: string | undefined;
   /** Contributions needed per round; default: all sites but one (at least 1). */
   readonly minSites?: number | undefined;
+  /** Training settings per shard; default {@link DEMO_TRAIN}. */
+  readonly train?: { readonly steps: number; readonly batchSize: number; readonly lr: number } | undefined;
+  /** Strategy hyper-parameters (e.g. `{ lr: 0.7, momentum: 0.9 }` for DiLoCo's outer step). */
+  readonly strategyParams?: Readonly<Record<string, number>> | undefined;
   /** Path of the CLI entry to start the parts with (`node <cli> coordinator …`). */
   readonly cliPath: string;
   /** Give up after this long. */
@@ -123,8 +127,8 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
       rounds: o.rounds,
       minSites: o.minSites ?? Math.max(1, o.sites - 1),
       expectedSites: sites,
-      strategy: { name: o.strategy },
-      train: DEMO_TRAIN,
+      strategy: { name: o.strategy, ...o.strategyParams },
+      train: o.train ?? DEMO_TRAIN,
       deadlines: { openS: 60, trainingS: 120, uploadS: 60, aggregateS: 60, commitS: 30, evalS: 30 },
     },
   });

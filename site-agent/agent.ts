@@ -202,7 +202,8 @@ export class SiteAgent {
 
     this.activity = 'upload';
     const tensors = t.tensors.map((x) => ({ name: x.name, dtype: x.dtype, shape: x.shape.map(Number) }));
-    const maxChunk = t.maxChunkBytes > 0 ? t.maxChunkBytes : 1 << 20;
+    const allowed = t.maxChunkBytes > 0 ? t.maxChunkBytes : 1 << 20;
+    const maxChunk = Math.min(allowed, this.o.config.transfer.chunkBytes);
     const totalBytes = deltaBytes(tensors);
     const res = await uploadDelta(
       this.client!,
@@ -223,6 +224,7 @@ export class SiteAgent {
       deltaChunks(dl.path, result.outPath, tensors, maxChunk, signal),
       signal,
       (done, total) => (this.progress = done / total),
+      this.o.config.transfer.uploadRateBytesPerS,
     );
     log.info({ phase: 'upload', bytes: Number(res.receivedBytes) }, 'delta uploaded');
     this.activity = 'idle';

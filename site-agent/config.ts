@@ -30,6 +30,15 @@ export const siteConfigSchema = z
     tls: z.object({ ca: z.string(), cert: z.string(), key: z.string() }).strict(),
     workDir: z.string(),
     runner: z.discriminatedUnion('kind', [builtinRunnerSchema]),
+    transfer: z
+      .object({
+        /** Upload chunk size (capped by what the coordinator allows). */
+        chunkBytes: z.number().int().min(4096).max(4 * 1024 * 1024).default(1024 * 1024),
+        /** Upload rate limit in bytes per second, for centres that share their link (0: none). */
+        uploadRateBytesPerS: z.number().min(0).default(0),
+      })
+      .strict()
+      .default({}),
     reconnect: z
       .object({ initialMs: z.number().int().min(10).default(250), maxMs: z.number().int().min(100).default(15_000) })
       .strict()

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { sleep } from '../common/backoff.js';
 import { fsyncDir, sha256File } from '../common/files.js';
 import type { ModelChunk__Output, SiteServiceClient, UploadMessage, UploadResult__Output } from '../proto/index.js';
 import { SiteAgentError } from './errors.js';
@@ -99,6 +100,7 @@ export async function uploadDelta(
   chunks: AsyncIterable<Buffer>,
   signal: AbortSignal,
   onProgress: TransferProgress,
+  rateBytesPerS = 0,
 ): Promise<UploadResult__Output> {
   let call!: grpc.ClientWritableStream<UploadMessage>;
   const result = new Promise<UploadResult__Output>((resolve, reject) => {
@@ -124,11 +126,17 @@ export async function uploadDelta(
     });
     const hash = createHash('sha256');
     let offset = 0;
+    const started = Date.now();
     for await (const data of chunks) {
       hash.update(data);
       await send({ chunk: { offset, data } });
       offset += data.length;
       onProgress(offset, header.totalBytes);
+      if (rateBytesPerS > 0) {
+        // Pace to the limit: never ahead of rate × elapsed.
+        const ahead = (offset / rateBytesPerS) * 1000 - (Date.now() - started);
+        if (ahead > 0) await sleep(ahead, signal);
+      }
     }
     await send({ trailer: { sha256: hash.digest('hex') } });
     call.end();

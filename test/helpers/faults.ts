@@ -1,0 +1,84 @@
+/**
+ * Helpers for fault-injection tests: the coordinator's journal and log as parsed records, and the
+ * files under a folder.
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { TestFederation } from './federation.js';
+
+/** One line of a coordinator's journal, as written. */
+export interface JournalLine {
+  readonly seq: number;
+  readonly ts: number;
+  readonly prev: string;
+  readonly hash: string;
+  readonly body: { readonly type: string; readonly [key: string]: unknown };
+}
+
+/** The coordinator's state folder of a test federation. */
+export function coordinatorStateDir(fed: TestFederation): string {
+  return join(fed.dir, 'coordinator', 'state');
+}
+
+/** The coordinator's journal file of a test federation. */
+export function journalPath(fed: TestFederation): string {
+  return join(coordinatorStateDir(fed), 'journal.jsonl');
+}
+
+/** Parses a JSON-lines file (every line must be JSON). */
+export async function readJsonLines<T = Record<string, unknown>>(path: string): Promise<T[]> {
+  const text = await readFile(path, 'utf8');
+  return text
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as T);
+}
+
+/** Journal record bodies of one type, oldest first. */
+export async function journalBodies(path: string, type: string): Promise<Record<string, unknown>[]> {
+  return (await readJsonLines<JournalLine>(path)).map((r) => r.body).filter((b) => b.type === type);
+}
+
+/** A pino log line. */
+export interface LogLine {
+  readonly level: number;
+  readonly msg: string;
+  readonly [key: string]: unknown;
+}
+
+/** The JSON lines of a process log (pino); lines that are not JSON (a crash trace) are skipped. */
+export function parseLog(text: string): LogLine[] {
+  const out: LogLine[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      out.push(JSON.parse(line) as LogLine);
+    } catch {
+      // a partial last line
+    }
+  }
+  return out;
+}
+
+/** Every file below `dir` (paths relative to it); empty when `dir` does not exist. */
+export async function listFiles(dir: string, prefix = ''): Promise<string[]> {
+  let entries;
+  try {
+    entries = await readdir(join(dir, prefix), { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const out: string[] = [];
+  for (const e of entries) {
+    const rel = prefix ? join(prefix, e.name) : e.name;
+    if (e.isDirectory()) out.push(...(await listFiles(dir, rel)));
+    else out.push(rel);
+  }
+  return out;
+}
+
+/** True while the process has not exited. */
+export function isRunning(child: { exitCode: number | null; signalCode: NodeJS.Signals | null }): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}

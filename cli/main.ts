@@ -209,15 +209,20 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    const code = (err as { code?: unknown }).code;
+    if (err instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
       process.stderr.write(`fedhpc: ${(err as Error).message}\n\n${USAGE}`);
       process.exitCode = 2;
     } else if (err instanceof ConfigError) {
       process.stderr.write(`fedhpc: ${err.message}\n`);
       process.exitCode = 2;
+    } else if (typeof code === 'number' && typeof (err as { details?: unknown }).details === 'string') {
+      // A gRPC error from the coordinator: its details start with the fedhpc error code.
+      process.stderr.write(`fedhpc: ${(err as { details: string }).details}\n`);
+      process.exitCode = 1;
     } else {
-      const e = err as { code?: string; message?: string };
-      process.stderr.write(`fedhpc: ${e.code ? `${e.code}: ` : ''}${e.message ?? String(err)}\n`);
+      const e = err as { message?: string };
+      process.stderr.write(`fedhpc: ${typeof code === 'string' ? `${code}: ` : ''}${e.message ?? String(err)}\n`);
       process.exitCode = 1;
     }
   },

@@ -28,7 +28,8 @@ export interface JournalBody {
 
 /** Canonical JSON: object keys sorted, so a hash never depends on insertion order. */
 export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  // Array holes and undefined become null, exactly as JSON.stringify writes them to disk.
+  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : canonicalJson(v))).join(',')}]`;
   if (value && typeof value === 'object') {
     const entries = Object.keys(value as Record<string, unknown>)
       .filter((k) => (value as Record<string, unknown>)[k] !== undefined)

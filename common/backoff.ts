@@ -6,10 +6,14 @@ export interface BackoffOptions {
   readonly factor?: number;
 }
 
-/** Delay before retry number `attempt` (0-based): uniform in [0, min(max, initial·factor^attempt)]. */
+/**
+ * Delay before retry number `attempt` (0-based): uniform in [initial/2, cap] with
+ * cap = min(max, initial·factor^attempt), so a fleet of agents never retries in lock step and no
+ * delay ever exceeds `maxMs`.
+ */
 export function backoffDelay(options: BackoffOptions, attempt: number, random: () => number): number {
   const cap = Math.min(options.maxMs, options.initialMs * (options.factor ?? 2) ** attempt);
-  return Math.max(options.initialMs / 2, Math.floor(random() * cap));
+  return Math.min(cap, Math.max(options.initialMs / 2, Math.floor(random() * cap)));
 }
 
 /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */

@@ -10,6 +10,7 @@ import {
   type ServerOptimizer,
 } from '../aggregation/index.js';
 import type { FileSource } from '../common/files.js';
+import { CoordinatorError } from './errors.js';
 import type { PendingFile, StateStore } from './state/store.js';
 
 /** One verified upload to fold into the mean. */
@@ -103,7 +104,11 @@ async function openPreviousState(o: AggregateOptions, opened: FileSource[]): Pro
   const prev = o.previousStateSha256;
   return Promise.all(
     o.optimizer.stateSlots.map(async (slot) => {
-      if (prev === undefined || !(await o.store.hasOptimizerState(prev, slot))) return undefined;
+      if (prev === undefined) return undefined;
+      // Momentum silently reset to zero after a restart would change the run: refuse instead.
+      if (!(await o.store.hasOptimizerState(prev, slot))) {
+        throw new CoordinatorError('STATE_CORRUPT', `optimizer state ${slot} of checkpoint ${prev} is missing`, { slot });
+      }
       const src = await o.store.openOptimizerState(prev, slot);
       opened.push(src);
       return openSafetensors(src);

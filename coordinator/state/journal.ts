@@ -86,7 +86,9 @@ export class Journal {
   append<B extends { readonly type: string }>(body: B): Promise<JournalRecord<B & JournalBody>> {
     const run = async (): Promise<JournalRecord<B & JournalBody>> => {
       const last = this.entries[this.entries.length - 1];
-      const partial = { seq: (last?.seq ?? 0) + 1, ts: this.now(), prev: last?.hash ?? GENESIS_HASH, body: body as B & JournalBody };
+      // Stored and hashed exactly as it will read back (NaN → null, Dates → strings, …).
+      const stored = JSON.parse(JSON.stringify(body)) as B & JournalBody;
+      const partial = { seq: (last?.seq ?? 0) + 1, ts: this.now(), prev: last?.hash ?? GENESIS_HASH, body: stored };
       const record: JournalRecord<B & JournalBody> = { ...partial, hash: recordHash(partial) };
       await this.handle.write(`${JSON.stringify(record)}\n`);
       await this.handle.datasync();

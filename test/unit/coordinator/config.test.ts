@@ -1,0 +1,156 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ConfigError } from '../../../common/config-file.js';
+import { loadCoordinatorConfig } from '../../../coordinator/config.js';
+
+let dir: string;
+let file: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'fedhpc-config-'));
+  await mkdir(join(dir, 'etc'));
+  file = join(dir, 'etc', 'coordinator.json');
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function valid(): Record<string, unknown> {
+  return {
+    federation: 'fed-1',
+    listen: '127.0.0.1:7443',
+    tls: { ca: 'pki/ca.pem', cert: 'pki/coordinator.pem', key: '/abs/coordinator.key' },
+    stateDir: '../state',
+    model: { initial: 'models/init.safetensors' },
+    run: { id: 'run-1', rounds: 3, minSites: 2 },
+  };
+}
+
+async function write(config: unknown): Promise<void> {
+  await writeFile(file, typeof config === 'string' ? config : JSON.stringify(config));
+}
+
+function configError(): ConfigError {
+  try {
+    loadCoordinatorConfig(file);
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    const err = e as ConfigError;
+    expect(err.code).toBe('CONFIG_INVALID');
+    expect(err.file).toBe(file);
+    expect(err.message).toContain(file);
+    return err;
+  }
+  throw new Error('config was accepted');
+}
+
+describe('loadCoordinatorConfig', () => {
+  it('resolves relative paths against the file’s folder, fills defaults and freezes the result', async () => {
+    await write(valid());
+    const c = loadCoordinatorConfig(file);
+    expect(c.tls).toEqual({
+      ca: join(dir, 'etc', 'pki', 'ca.pem'),
+      cert: join(dir, 'etc', 'pki', 'coordinator.pem'),
+      key: '/abs/coordinator.key',
+    });
+    expect(c.stateDir).toBe(join(dir, 'state'));
+    expect(c.model.initial).toBe(join(dir, 'etc', 'models', 'init.safetensors'));
+    expect(c.run).toMatchObject({
+      id: 'run-1',
+      rounds: 3,
+      minSites: 2,
+      expectedSites: [],
+      strategy: { name: 'diloco', lr: 0.7, momentum: 0.9 },
+      weighting: 'samples',
+      encoding: 'f32',
+      train: {},
+      evaluate: true,
+      deadlines: { openS: 120, trainingS: 3600, uploadS: 3600, aggregateS: 3600, commitS: 600, evalS: 600 },
+      maxAttempts: 5,
+    });
+    expect(c.limits).toEqual({ maxChunkBytes: 1024 * 1024, sliceElements: 4 * 1024 * 1024 });
+    expect(c.heartbeatIntervalMs).toBe(2000);
+    expect(c.log).toEqual({ level: 'info' });
+    for (const part of [c, c.tls, c.model, c.run, c.run.deadlines, c.run.strategy, c.run.expectedSites, c.limits, c.log]) {
+      expect(Object.isFrozen(part)).toBe(true);
+    }
+    expect(() => {
+      (c.run as { rounds: number }).rounds = 99;
+    }).toThrow(TypeError);
+  });
+
+  it('keeps explicit strategy hyper-parameters and fills the rest', async () => {
+    await write({ ...valid(), run: { ...(valid().run as object), strategy: { name: 'fedadam', lr: 0.1 } } });
+    expect(loadCoordinatorConfig(file).run.strategy).toEqual({ name: 'fedadam', lr: 0.1, beta1: 0.9, beta2: 0.99, tau: 1e-3 });
+  });
+
+  it('refuses an unknown top-level field, naming it', async () => {
+    await write({ ...valid(), stateDirr: '/x' });
+    const e = configError();
+    expect(e.issues).toEqual(['stateDirr: unknown field']);
+    expect(e.message).toContain('stateDirr: unknown field');
+  });
+
+  it('refuses an unknown nested field, naming its dotted path', async () => {
+    const run = { ...(valid().run as object), deadlines: { trainS: 60 } };
+    await write({ ...valid(), run });
+    const e = configError();
+    expect(e.message).toContain('run.deadlines.trainS');
+    expect(e.issues).toEqual(['run.deadlines.trainS: unknown field']);
+  });
+
+  it('refuses a field of the wrong type, naming it', async () => {
+    await write({ ...valid(), run: { ...(valid().run as object), rounds: '3' } });
+    const e = configError();
+    expect(e.issues).toHaveLength(1);
+    expect(e.issues[0]).toMatch(/^run\.rounds: /);
+    expect(e.message).toContain('run.rounds');
+  });
+
+  it('names every bad field at once', async () => {
+    await write({ ...valid(), listen: 'nowhere', heartbeatIntervalMs: 5 });
+    const e = configError();
+    expect(e.issues.some((i) => i.startsWith('listen: '))).toBe(true);
+    expect(e.issues.some((i) => i.startsWith('heartbeatIntervalMs: '))).toBe(true);
+  });
+
+  it('refuses an out-of-range strategy hyper-parameter, naming run.strategy', async () => {
+    await write({ ...valid(), run: { ...(valid().run as object), strategy: { name: 'diloco', lr: -1 } } });
+    const e = configError();
+    expect(e.issues).toHaveLength(1);
+    expect(e.issues[0]).toMatch(/^run\.strategy: /);
+    expect(e.issues[0]).toContain('lr');
+  });
+
+  it('refuses a hyper-parameter the strategy does not have, naming run.strategy', async () => {
+    await write({ ...valid(), run: { ...(valid().run as object), strategy: { name: 'fedavg', momentum: 0.9 } } });
+    const e = configError();
+    expect(e.issues).toHaveLength(1);
+    expect(e.issues[0]).toMatch(/^run\.strategy: /);
+    expect(e.issues[0]).toContain('momentum');
+  });
+
+  it('refuses an unknown strategy name', async () => {
+    await write({ ...valid(), run: { ...(valid().run as object), strategy: { name: 'sgd' } } });
+    expect(configError().issues[0]).toMatch(/^run\.strategy: .*sgd/);
+  });
+
+  it('gives a clear ConfigError for a missing file', () => {
+    const e = configError();
+    expect(e.issues).toHaveLength(1);
+    expect(e.issues[0]).toMatch(/^cannot read: .*ENOENT/);
+  });
+
+  it('gives a clear ConfigError for invalid JSON', async () => {
+    await write('{"federation": "fed-1",');
+    const e = configError();
+    expect(e.issues).toHaveLength(1);
+    expect(e.issues[0]).toMatch(/^not valid JSON: /);
+  });
+
+  it('refuses a document that is not an object', async () => {
+    await write('[]');
+    expect(configError().issues[0]).toMatch(/^\(root\): /);
+  });
+});

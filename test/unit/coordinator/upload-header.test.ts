@@ -1,0 +1,149 @@
+import { describe, expect, it } from 'vitest';
+import { CoordinatorError, type CoordinatorErrorCode } from '../../../coordinator/errors.js';
+import { type UploadExpectation, validateHeader } from '../../../coordinator/service/upload.js';
+import type { UploadHeader__Output } from '../../../proto/index.js';
+
+const GLOBAL = 'a'.repeat(64);
+
+const EXPECTATION: UploadExpectation = {
+  runId: 'run-1',
+  round: 3,
+  attempt: 1,
+  globalSha256: GLOBAL,
+  tensors: [
+    { name: 'w', dtype: 'F32', shape: [2, 3], elements: 6 },
+    { name: 'b', dtype: 'F32', shape: [4], elements: 4 },
+  ],
+  encoding: 'f32',
+  maxChunkBytes: 1 << 20,
+  weighting: 'samples',
+};
+
+function header(patch: Partial<UploadHeader__Output> = {}): UploadHeader__Output {
+  return {
+    runId: 'run-1',
+    round: '3',
+    attempt: 1,
+    baseModelSha256: GLOBAL,
+    encoding: { name: 'f32' },
+    tensors: [
+      { name: 'w', dtype: 'F32', shape: ['2', '3'] },
+      { name: 'b', dtype: 'F32', shape: ['4'] },
+    ],
+    totalBytes: '40',
+    samples: '128',
+    tokens: '4096',
+    steps: '10',
+    trainLoss: 2.5,
+    dataManifestSha256: 'b'.repeat(64),
+    ...patch,
+  };
+}
+
+function refusal(h: UploadHeader__Output, exp: UploadExpectation = EXPECTATION): CoordinatorError {
+  try {
+    validateHeader(h, exp);
+  } catch (e) {
+    expect(e).toBeInstanceOf(CoordinatorError);
+    return e as CoordinatorError;
+  }
+  throw new Error('header was accepted');
+}
+
+function expectRefused(h: UploadHeader__Output, code: CoordinatorErrorCode, messagePart?: string, exp?: UploadExpectation): void {
+  const e = refusal(h, exp);
+  expect(e.code).toBe(code);
+  if (messagePart !== undefined) expect(e.message).toContain(messagePart);
+}
+
+describe('validateHeader', () => {
+  it('accepts a correct header and returns the intent weighted by samples', () => {
+    expect(validateHeader(header(), EXPECTATION)).toEqual({
+      round: 3,
+      attempt: 1,
+      totalBytes: 40,
+      weight: 128,
+      samples: 128,
+      tokens: 4096,
+      steps: 10,
+      trainLoss: 2.5,
+      dataManifestSha256: 'b'.repeat(64),
+    });
+  });
+
+  it('weights by tokens or uniformly as the run says', () => {
+    expect(validateHeader(header(), { ...EXPECTATION, weighting: 'tokens' }).weight).toBe(4096);
+    expect(validateHeader(header(), { ...EXPECTATION, weighting: 'uniform' }).weight).toBe(1);
+  });
+
+  it('gives weight 1 under uniform weighting even when samples and tokens are 0', () => {
+    const intent = validateHeader(header({ samples: '0', tokens: '0' }), { ...EXPECTATION, weighting: 'uniform' });
+    expect(intent).toMatchObject({ weight: 1, samples: 0, tokens: 0 });
+  });
+
+  it('accepts an empty data manifest hash and maps a non-finite loss to NaN', () => {
+    const intent = validateHeader(header({ dataManifestSha256: '', trainLoss: Number.POSITIVE_INFINITY }), EXPECTATION);
+    expect(intent.dataManifestSha256).toBe('');
+    expect(intent.trainLoss).toBeNaN();
+  });
+
+  it('refuses an upload for another run, round or attempt with ROUND_CLOSED', () => {
+    expectRefused(header({ runId: 'run-2' }), 'ROUND_CLOSED', 'run-2');
+    expectRefused(header({ round: '2' }), 'ROUND_CLOSED', 'round 2.1');
+    expectRefused(header({ attempt: 0 }), 'ROUND_CLOSED', 'round 3.0');
+    expect(refusal(header({ round: '4' })).context).toEqual({ round: 4, attempt: 1 });
+    expect(refusal(header({ attempt: 0 })).retryable).toBe(false);
+  });
+
+  it('refuses a delta computed against another base model with TENSOR_MISMATCH', () => {
+    expectRefused(header({ baseModelSha256: 'c'.repeat(64) }), 'TENSOR_MISMATCH', 'c'.repeat(64));
+  });
+
+  it('refuses an encoding that was not negotiated with UPLOAD_INVALID', () => {
+    expectRefused(header({ encoding: { name: 'int8' } }), 'UPLOAD_INVALID', 'int8');
+    expectRefused(header({ encoding: null }), 'UPLOAD_INVALID', 'encoding');
+  });
+
+  it('refuses a different tensor count with TENSOR_MISMATCH', () => {
+    expectRefused(header({ tensors: header().tensors.slice(0, 1) }), 'TENSOR_MISMATCH', '1 tensors');
+    expectRefused(header({ tensors: [...header().tensors, { name: 'x', dtype: 'F32', shape: ['1'] }] }), 'TENSOR_MISMATCH', '3 tensors');
+  });
+
+  it('refuses a tensor of another name, dtype or shape, naming the tensor', () => {
+    const [w, b] = header().tensors;
+    expectRefused(header({ tensors: [w!, { ...b!, name: 'bias' }] }), 'TENSOR_MISMATCH', '"bias"');
+    expectRefused(header({ tensors: [b!, w!] }), 'TENSOR_MISMATCH', '"b", expected "w"');
+    expectRefused(header({ tensors: [w!, { ...b!, dtype: 'BF16' }] }), 'TENSOR_MISMATCH', 'tensor b has dtype BF16');
+    expectRefused(header({ tensors: [{ ...w!, shape: ['3', '2'] }, b!] }), 'TENSOR_MISMATCH', 'tensor w has shape [3, 2]');
+    expectRefused(header({ tensors: [{ ...w!, shape: ['6'] }, b!] }), 'TENSOR_MISMATCH', 'tensor w');
+    expectRefused(header({ tensors: [w!, { ...b!, shape: ['4', '1'] }] }), 'TENSOR_MISMATCH', 'tensor b');
+    expect(refusal(header({ tensors: [w!, { ...b!, dtype: 'F16' }] })).context).toEqual({ tensor: 'b' });
+  });
+
+  it('refuses a totalBytes that does not match the tensors with UPLOAD_INVALID', () => {
+    expectRefused(header({ totalBytes: '36' }), 'UPLOAD_INVALID', 'totalBytes is 36');
+    expectRefused(header({ totalBytes: '44' }), 'UPLOAD_INVALID', 'need 40');
+  });
+
+  it('refuses zero samples under samples weighting and zero tokens under tokens weighting', () => {
+    expectRefused(header({ samples: '0' }), 'UPLOAD_INVALID', 'samples');
+    expectRefused(header({ tokens: '0' }), 'UPLOAD_INVALID', 'tokens', { ...EXPECTATION, weighting: 'tokens' });
+  });
+
+  it('refuses a data manifest hash that is not a lowercase SHA-256', () => {
+    expectRefused(header({ dataManifestSha256: 'B'.repeat(64) }), 'UPLOAD_INVALID', 'dataManifestSha256');
+    expectRefused(header({ dataManifestSha256: 'abc' }), 'UPLOAD_INVALID', 'dataManifestSha256');
+  });
+
+  it.each(['round', 'totalBytes', 'samples', 'tokens', 'steps'] as const)('refuses non-integer strings in u64 field %s', (field) => {
+    for (const bad of ['', '1.5', '-1', '1e3', ' 1', '0x10', 'abc', '12345678901234567', '9007199254740993']) {
+      expectRefused(header({ [field]: bad }), 'UPLOAD_INVALID', field);
+    }
+  });
+
+  it('refuses non-integer shape dimensions', () => {
+    const [w, b] = header().tensors;
+    expectRefused(header({ tensors: [{ ...w!, shape: ['2', '3.0'] }, b!] }), 'UPLOAD_INVALID', 'tensors[0].shape');
+    expectRefused(header({ tensors: [w!, { ...b!, shape: ['-4'] }] }), 'UPLOAD_INVALID', 'tensors[1].shape');
+  });
+});

@@ -16,7 +16,8 @@ export function authenticate(
     throw new CoordinatorError('UNAUTHENTICATED', result.issues.map((i) => i.message).join('; '));
   }
   if (result.value.role !== role) {
-    throw new CoordinatorError('PERMISSION_DENIED', `a ${result.value.role} certificate cannot call the ${role} API`, {
+    const article = /^[aeiou]/.test(result.value.role) ? 'an' : 'a';
+    throw new CoordinatorError('PERMISSION_DENIED', `${article} ${result.value.role} certificate cannot call the ${role} API`, {
       role: result.value.role,
     });
   }

@@ -1,0 +1,275 @@
+/**
+ * A raw `SiteService` client for tests that misbehave on purpose: built from arbitrary certificate
+ * files (another CA's, another site's, an admin's), it joins with any fields, opens the task stream,
+ * and sends hand-crafted upload streams message by message. Nothing here retries or repairs input:
+ * what the test builds is what the coordinator receives.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  MAX_MESSAGE_BYTES,
+  PROTOCOL_VERSION,
+  loadProto,
+  type JoinRequest,
+  type JoinResponse__Output,
+  type SiteServiceClient,
+  type Task__Output,
+  type TrainTask__Output,
+  type UploadHeader,
+  type UploadMessage,
+  type UploadResult__Output,
+} from '../../proto/index.js';
+import type { TestFederation } from './federation.js';
+
+/** PEM files of a TLS identity: the CA to trust the coordinator with, and the client's own pair. */
+export interface CertFiles {
+  readonly ca: string;
+  readonly cert: string;
+  readonly key: string;
+}
+
+/** The provisioned certificate files of site `site` in `fed`. */
+export function siteCertFiles(fed: TestFederation, site: string): CertFiles {
+  const dir = fed.member('sites', site);
+  return { ca: join(dir, 'ca.crt'), cert: join(dir, 'site.crt'), key: join(dir, 'site.key') };
+}
+
+/** The provisioned certificate files of admin `admin` in `fed`. */
+export function adminCertFiles(fed: TestFederation, admin = 'admin'): CertFiles {
+  const dir = fed.member('admins', admin);
+  return { ca: join(dir, 'ca.crt'), cert: join(dir, 'admin.crt'), key: join(dir, 'admin.key') };
+}
+
+/** The outcome of one call: its value, or the gRPC error the coordinator answered with. */
+export type CallOutcome<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: grpc.ServiceError };
+
+/** A refused call in the terms tests assert on. */
+export interface Refusal {
+  /** gRPC status code. */
+  readonly code: grpc.status;
+  /** The `fedhpc-error-code` metadata value, or undefined when the coordinator sent none. */
+  readonly fedhpcCode: string | undefined;
+  readonly details: string;
+}
+
+/** The refusal of a call that must have failed; throws (failing the test) when it succeeded. */
+export function refusal<T>(outcome: CallOutcome<T>): Refusal {
+  if (outcome.ok) throw new Error(`expected the call to be refused, it succeeded with ${JSON.stringify(outcome.value)}`);
+  const codes = outcome.error.metadata?.get('fedhpc-error-code') ?? [];
+  return { code: outcome.error.code, fedhpcCode: codes.length > 0 ? String(codes[0]) : undefined, details: outcome.error.details };
+}
+
+/** Options of {@link RawSiteClient}. */
+export interface RawSiteClientOptions {
+  /** `host:port` of the coordinator. */
+  readonly address: string;
+  readonly files: CertFiles;
+  /** Per-call deadline for unary calls and uploads; default 15 s. */
+  readonly timeoutMs?: number;
+}
+
+/** A `SiteService` client that sends exactly what it is given. */
+export class RawSiteClient {
+  private readonly client: SiteServiceClient;
+  private readonly timeoutMs: number;
+  private readonly streams = new Set<TaskStream>();
+
+  constructor(o: RawSiteClientOptions) {
+    const credentials = grpc.credentials.createSsl(readFileSync(o.files.ca), readFileSync(o.files.key), readFileSync(o.files.cert));
+    const { SiteService } = loadProto().fedhpc.v1;
+    this.client = new SiteService(o.address, credentials, {
+      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+      'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+      // Fail fast: a refused handshake must surface as an error, not as reconnect attempts.
+      'grpc.initial_reconnect_backoff_ms': 200,
+      'grpc.max_reconnect_backoff_ms': 1_000,
+    });
+    this.timeoutMs = o.timeoutMs ?? 15_000;
+  }
+
+  /** Calls `Join`; unset fields default to this build's protocol version and an empty site id. */
+  join(request: JoinRequest = {}): Promise<CallOutcome<JoinResponse__Output>> {
+    const req: JoinRequest = { protocolVersion: PROTOCOL_VERSION, agentVersion: 'raw-test-client', cachedModels: [], ...request };
+    return new Promise((resolve) => {
+      this.client.Join(req, { deadline: Date.now() + this.timeoutMs }, (err, res) =>
+        resolve(err ? { ok: false, error: err } : res ? { ok: true, value: res } : { ok: false, error: emptyResponse() }),
+      );
+    });
+  }
+
+  /** Opens the `Tasks` stream; tasks are collected until the stream ends or `close()`. */
+  openTasks(): TaskStream {
+    const stream = new TaskStream(this.client.Tasks({}, { deadline: Infinity }));
+    this.streams.add(stream);
+    return stream;
+  }
+
+  /**
+   * Sends `messages` on one `Upload` stream, one at a time (waiting for 'drain' when the HTTP/2
+   * window is full), then half-closes. Stops writing as soon as the coordinator has answered, so a
+   * stream it refused early is not fed further.
+   */
+  async upload(messages: readonly UploadMessage[]): Promise<CallOutcome<UploadResult__Output>> {
+    let settled = false;
+    let call!: grpc.ClientWritableStream<UploadMessage>;
+    const result = new Promise<CallOutcome<UploadResult__Output>>((resolve) => {
+      call = this.client.Upload({ deadline: Date.now() + this.timeoutMs }, (err, res) => {
+        settled = true;
+        resolve(err ? { ok: false, error: err } : res ? { ok: true, value: res } : { ok: false, error: emptyResponse() });
+      });
+    });
+    for (const message of messages) {
+      if (settled) break;
+      if (!call.write(message)) await Promise.race([once(call, 'drain'), result]);
+    }
+    if (!settled) call.end();
+    return result;
+  }
+
+  /** Ends every task stream opened here and closes the channel. */
+  close(): void {
+    for (const s of this.streams) s.close();
+    this.streams.clear();
+    this.client.close();
+  }
+}
+
+function emptyResponse(): grpc.ServiceError {
+  return Object.assign(new Error('empty response'), { code: grpc.status.INTERNAL, details: 'empty response', metadata: new grpc.Metadata() });
+}
+
+/** An open `Tasks` stream: every task received, and waits for the next train task. */
+export class TaskStream {
+  readonly tasks: Task__Output[] = [];
+  /** How the stream ended (its error, or 'end'), once it has. */
+  ended: grpc.ServiceError | 'end' | undefined;
+  private lastTrainRound = 0;
+  private readonly waiters = new Set<() => void>();
+
+  constructor(private readonly call: grpc.ClientReadableStream<Task__Output>) {
+    call.on('data', (task: Task__Output) => {
+      this.tasks.push(task);
+      this.wake();
+    });
+    call.on('error', (err: grpc.ServiceError) => {
+      this.ended ??= err;
+      this.wake();
+    });
+    call.on('end', () => {
+      this.ended ??= 'end';
+      this.wake();
+    });
+  }
+
+  private wake(): void {
+    for (const w of [...this.waiters]) w();
+  }
+
+  /**
+   * Resolves with the first train task of a round later than any returned before (so consecutive
+   * calls walk the run round by round). Rejects when the stream ends or `timeoutMs` passes.
+   */
+  nextTrain(timeoutMs = 30_000): Promise<TrainTask__Output> {
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        const task = this.tasks.map((t) => t.train).find((t): t is TrainTask__Output => !!t && Number(t.round) > this.lastTrainRound);
+        if (task) {
+          this.lastTrainRound = Number(task.round);
+          done();
+          resolve(task);
+        } else if (this.ended) {
+          done();
+          reject(new Error(`task stream ended before a train task for a round after ${this.lastTrainRound}: ${describeEnd(this.ended)}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`no train task for a round after ${this.lastTrainRound} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+      };
+      this.waiters.add(check);
+      check();
+    });
+  }
+
+  /** Cancels the stream (the coordinator sees the site leave). */
+  close(): void {
+    this.call.cancel();
+  }
+}
+
+function describeEnd(e: grpc.ServiceError | 'end'): string {
+  return e === 'end' ? 'the coordinator ended it' : `${grpc.status[e.code]}: ${e.details}`;
+}
+
+// ------------------------------------------------------------------ crafting deltas
+
+/** Number of values in a tensor of `shape` (wire shapes are uint64 strings). */
+export function elementsOf(shape: readonly (string | number)[]): number {
+  return shape.reduce<number>((n, d) => n * Number(d), 1);
+}
+
+/** Bytes of the f32 delta a train task asks for: Σ elements × 4, in the task's tensor order. */
+export function deltaBytes(task: TrainTask__Output): number {
+  return task.tensors.reduce((n, t) => n + elementsOf(t.shape) * 4, 0);
+}
+
+/**
+ * A well-formed f32 delta for `task` (little-endian, tensors in the task's order): small finite
+ * values, so that aggregating it is harmless. `poke` may overwrite values (e.g. a NaN).
+ */
+export function craftDelta(task: TrainTask__Output, poke?: (values: Float32Array) => void): Buffer {
+  const values = new Float32Array(deltaBytes(task) / 4);
+  for (let i = 0; i < values.length; i++) values[i] = ((i % 7) - 3) * 1e-4;
+  poke?.(values);
+  const out = Buffer.alloc(values.length * 4);
+  for (let i = 0; i < values.length; i++) out.writeFloatLE(values[i]!, i * 4);
+  return out;
+}
+
+/** The header a correct agent would send for `task`; `overrides` replace fields. */
+export function headerFor(task: TrainTask__Output, overrides: Partial<UploadHeader> = {}): UploadHeader {
+  return {
+    runId: task.runId,
+    round: task.round,
+    attempt: task.attempt,
+    baseModelSha256: task.globalModel?.sha256 ?? '',
+    encoding: { name: 'f32' },
+    tensors: task.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: [...t.shape] })),
+    totalBytes: deltaBytes(task),
+    samples: 1000,
+    tokens: 6000,
+    steps: 20,
+    trainLoss: 2.5,
+    dataManifestSha256: '',
+    ...overrides,
+  };
+}
+
+/** `data` as chunk messages of at most `maxChunkBytes` (a multiple of 4), starting at `offset`. */
+export function chunkMessages(data: Buffer, maxChunkBytes: number, offset = 0): UploadMessage[] {
+  const size = Math.max(4, maxChunkBytes - (maxChunkBytes % 4));
+  const out: UploadMessage[] = [];
+  for (let at = 0; at < data.length; at += size) out.push({ chunk: { offset: offset + at, data: data.subarray(at, at + size) } });
+  return out;
+}
+
+/** Hex SHA-256 of `data`. */
+export function sha256Hex(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** A complete, correct upload of `delta` for `task`: header, chunks, trailer. */
+export function validUpload(task: TrainTask__Output, delta: Buffer, header: Partial<UploadHeader> = {}): UploadMessage[] {
+  return [
+    { header: headerFor(task, { totalBytes: delta.length, ...header }) },
+    ...chunkMessages(delta, task.maxChunkBytes),
+    { trailer: { sha256: sha256Hex(delta) } },
+  ];
+}

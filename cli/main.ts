@@ -62,7 +62,9 @@ async function cmdSimulate(args: string[]): Promise<number> {
     strict: true,
   });
   const strategy = (values.strategy ?? 'diloco') as SimulateStrategy;
-  if (!SIMULATE_STRATEGIES.includes(strategy)) throw new UsageError(`--strategy must be one of ${SIMULATE_STRATEGIES.join(', ')}`);
+  if (!SIMULATE_STRATEGIES.includes(strategy)) {
+    throw new UsageError(`--strategy must be one of ${SIMULATE_STRATEGIES.join(', ')}, got ${JSON.stringify(values.strategy)}`);
+  }
   const sites = intOption(values.sites, 'sites', 4);
   const json = values.json === true;
   const print = (r: SimulateRecord): void => {

@@ -53,6 +53,9 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
   const clock = options.clock ?? systemClock;
   const tls = readTlsFiles(config.tls);
   const store = await LocalStateStore.open(config.stateDir, () => clock.now());
+  if (store.journalRepairedBytes > 0) {
+    logger.warn({ bytes: store.journalRepairedBytes }, 'cut off a torn last journal line (an append interrupted by a crash; it was never acknowledged)');
+  }
   const bus = new EventBus(() => clock.now());
   const registry = new SiteRegistry(() => clock.now());
   const resolver = createIdentityResolver({ federation: config.federation });

@@ -155,7 +155,9 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
     died.catch(() => undefined);
     await Promise.race([admin.waitForReady(Date.now() + 30_000), died]);
 
-    const printed = new Set<number>();
+    // Rounds committed by an earlier invocation on this state dir are not reported again.
+    const before = await admin.rounds();
+    const printed = new Set<number>(before.rounds.filter((r) => r.outcome === 'committed' && r.hasEval).map((r) => Number(r.round)));
     let done: (summary: Extract<SimulateRecord, { type: 'summary' }>) => void = () => undefined;
     const finished = new Promise<Extract<SimulateRecord, { type: 'summary' }>>((r) => (done = r));
     let checking = Promise.resolve();

@@ -111,6 +111,7 @@ export async function uploadDelta(
     () => new Promise<never>(() => undefined),
     (err: unknown) => Promise.reject(err),
   );
+  failed.catch(() => undefined); // observed by the races below; never an unhandled rejection
   const abort = (): void => call.cancel();
   signal.addEventListener('abort', abort, { once: true });
   try {
@@ -135,7 +136,7 @@ export async function uploadDelta(
       if (rateBytesPerS > 0) {
         // Pace to the limit: never ahead of rate × elapsed.
         const ahead = (offset / rateBytesPerS) * 1000 - (Date.now() - started);
-        if (ahead > 0) await sleep(ahead, signal);
+        if (ahead > 0) await Promise.race([sleep(ahead, signal), failed]);
       }
     }
     await send({ trailer: { sha256: hash.digest('hex') } });

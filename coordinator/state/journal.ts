@@ -68,13 +68,16 @@ export class Journal {
     private readonly handle: FileHandle,
     private readonly entries: JournalRecord[],
     private readonly now: () => number,
+    /** Bytes of a torn last line cut off when the journal was opened (0 when none). */
+    readonly repairedBytes: number,
   ) {}
 
   /** Opens (creating if missing) and verifies the journal at `path`. */
   static async open(path: string, now: () => number = Date.now): Promise<Journal> {
-    const records = await readJournal(path, { repairTornTail: true });
+    let repairedBytes = 0;
+    const records = await readJournal(path, { repairTornTail: true, onRepair: (n) => (repairedBytes = n) });
     const handle = await open(path, 'a');
-    return new Journal(handle, records, now);
+    return new Journal(handle, records, now, repairedBytes);
   }
 
   /** Every record, oldest first. */
@@ -110,7 +113,10 @@ export class Journal {
  * Reads and verifies a journal file. With `repairTornTail`, an unparsable final line without a
  * newline (an append cut by a crash) is removed from the file; without it, it is an error.
  */
-export async function readJournal(path: string, options: { repairTornTail: boolean }): Promise<JournalRecord[]> {
+export async function readJournal(
+  path: string,
+  options: { repairTornTail: boolean; onRepair?: (bytesCut: number) => void },
+): Promise<JournalRecord[]> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -135,8 +141,9 @@ export async function readJournal(path: string, options: { repairTornTail: boole
       throw new CoordinatorError('STATE_CORRUPT', `${path}: line ${lines.length + 1} is incomplete`, { line: lines.length + 1 });
     }
     await truncate(path, Buffer.byteLength(text) - Buffer.byteLength(torn));
+    options.onRepair?.(Buffer.byteLength(torn));
   }
   const check = verifyChain(records);
-  if (!check.ok) throw new CoordinatorError('STATE_CORRUPT', `${path}: record ${check.line}: ${check.reason}`, { line: check.line });
+  if (!check.ok) throw new CoordinatorError('STATE_CORRUPT', `${path}: line ${check.line}: ${check.reason}`, { line: check.line });
   return records;
 }

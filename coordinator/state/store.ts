@@ -62,6 +62,11 @@ export class LocalStateStore implements StateStore {
     return this.journal.records();
   }
 
+  /** Bytes of a torn last journal line cut off at open (a crash mid-append); 0 when none. */
+  get journalRepairedBytes(): number {
+    return this.journal.repairedBytes;
+  }
+
   append<B extends { readonly type: string }>(body: B): Promise<JournalRecord<B & JournalBody>> {
     return this.journal.append(body);
   }

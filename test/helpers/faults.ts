@@ -2,9 +2,9 @@
  * Helpers for fault-injection tests: the coordinator's journal and log as parsed records, and the
  * files under a folder.
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { TestFederation } from './federation.js';
+import type { Proc, TestFederation } from './federation.js';
 
 /** One line of a coordinator's journal, as written. */
 export interface JournalLine {
@@ -81,4 +81,31 @@ export async function listFiles(dir: string, prefix = ''): Promise<string[]> {
 /** True while the process has not exited. */
 export function isRunning(child: { exitCode: number | null; signalCode: NodeJS.Signals | null }): boolean {
   return child.exitCode === null && child.signalCode === null;
+}
+
+/**
+ * An upload rate (bytes/s) at which a site's delta takes about `seconds` to send. A delta is as
+ * large as the model's tensors, so the initial model file's size is a close upper bound.
+ */
+export async function uploadRateFor(fed: TestFederation, seconds: number): Promise<number> {
+  const { size } = await stat(fed.files.initialModel);
+  return Math.max(1, Math.floor(size / seconds));
+}
+
+/**
+ * `p`, unless one of `procs` exits first: then a rejection naming the process and its exit, so a
+ * test whose helper process crashed fails at once instead of timing out.
+ */
+export function whileAlive<T>(p: Promise<T>, procs: readonly Proc[]): Promise<T> {
+  let settled = false;
+  const died = new Promise<never>((_, reject) => {
+    for (const proc of procs) {
+      void proc.exited.then((code) => {
+        if (!settled) reject(new Error(`${proc.log.replace(/^.*\//, '').replace(/\.log$/, '')} exited unexpectedly (${String(code)})`));
+      });
+    }
+  });
+  return Promise.race([p, died]).finally(() => {
+    settled = true;
+  });
 }

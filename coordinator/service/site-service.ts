@@ -8,6 +8,10 @@ import type { Logger } from '../../common/logger.js';
 import { isSha256 } from '../../common/files.js';
 import {
   PROTOCOL_VERSION,
+  type KeyAdvertisement__Output,
+  type SharesSubmission__Output,
+  type SurvivorSignature__Output,
+  type UnmaskResponse__Output,
   type SiteServiceHandlers,
   type Task,
   type UploadMessage__Output,
@@ -34,6 +38,24 @@ export interface SiteServiceOptions {
   readonly bus: EventBus;
   readonly resolver: IdentityResolver;
   readonly logger: Logger;
+  /** The secure-aggregation stage handlers for a calling site (refusing when no secure round runs). */
+  readonly secure: (site: string) => SecureStageHandlers;
+}
+
+/** Handlers of the SecAgg+ stage RPCs for one calling site; each returns the empty Ack or throws. */
+export interface SecureStageHandlers {
+  advertise(m: KeyAdvertisement__Output): Record<string, never>;
+  submitShares(m: SharesSubmission__Output): Record<string, never>;
+  signSurvivors(m: SurvivorSignature__Output): Record<string, never>;
+  revealShares(m: UnmaskResponse__Output): Record<string, never>;
+}
+
+/** Stage handlers of a run without secure aggregation: every stage message is refused. */
+export function refuseSecureStages(): SecureStageHandlers {
+  const refuse = (): never => {
+    throw new CoordinatorError('ROUND_CLOSED', 'this run does not use secure aggregation: no key, share or unmask stage is open');
+  };
+  return { advertise: refuse, submitShares: refuse, signSurvivors: refuse, revealShares: refuse };
 }
 
 /** Converts a domain task to its wire form. */
@@ -245,6 +267,12 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
       o.driver.evals.report(id.id, Number(r.modelRound), r.modelSha256, loss, samples);
       return {};
     }),
+
+    // Secure-aggregation stages: answered by the secure round driver when the run uses it.
+    AdvertiseKeys: unary((call) => o.secure(joined(call).id).advertise(call.request)),
+    SubmitShares: unary((call) => o.secure(joined(call).id).submitShares(call.request)),
+    SignSurvivors: unary((call) => o.secure(joined(call).id).signSurvivors(call.request)),
+    RevealShares: unary((call) => o.secure(joined(call).id).revealShares(call.request)),
 
     ReportFailure: unary((call) => {
       const id = joined(call);

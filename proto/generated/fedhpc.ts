@@ -4,8 +4,10 @@ import type { MessageTypeDefinition } from '@grpc/proto-loader';
 import type { Ack as _fedhpc_v1_Ack, Ack__Output as _fedhpc_v1_Ack__Output } from './fedhpc/v1/Ack';
 import type { AdminServiceClient as _fedhpc_v1_AdminServiceClient, AdminServiceDefinition as _fedhpc_v1_AdminServiceDefinition } from './fedhpc/v1/AdminService';
 import type { CancelTask as _fedhpc_v1_CancelTask, CancelTask__Output as _fedhpc_v1_CancelTask__Output } from './fedhpc/v1/CancelTask';
+import type { ConsistencyTask as _fedhpc_v1_ConsistencyTask, ConsistencyTask__Output as _fedhpc_v1_ConsistencyTask__Output } from './fedhpc/v1/ConsistencyTask';
 import type { DownloadRequest as _fedhpc_v1_DownloadRequest, DownloadRequest__Output as _fedhpc_v1_DownloadRequest__Output } from './fedhpc/v1/DownloadRequest';
 import type { Encoding as _fedhpc_v1_Encoding, Encoding__Output as _fedhpc_v1_Encoding__Output } from './fedhpc/v1/Encoding';
+import type { EncryptedShare as _fedhpc_v1_EncryptedShare, EncryptedShare__Output as _fedhpc_v1_EncryptedShare__Output } from './fedhpc/v1/EncryptedShare';
 import type { EvalReport as _fedhpc_v1_EvalReport, EvalReport__Output as _fedhpc_v1_EvalReport__Output } from './fedhpc/v1/EvalReport';
 import type { EvalTask as _fedhpc_v1_EvalTask, EvalTask__Output as _fedhpc_v1_EvalTask__Output } from './fedhpc/v1/EvalTask';
 import type { Event as _fedhpc_v1_Event, Event__Output as _fedhpc_v1_Event__Output } from './fedhpc/v1/Event';
@@ -14,11 +16,17 @@ import type { HeartbeatRequest as _fedhpc_v1_HeartbeatRequest, HeartbeatRequest_
 import type { HeartbeatResponse as _fedhpc_v1_HeartbeatResponse, HeartbeatResponse__Output as _fedhpc_v1_HeartbeatResponse__Output } from './fedhpc/v1/HeartbeatResponse';
 import type { JoinRequest as _fedhpc_v1_JoinRequest, JoinRequest__Output as _fedhpc_v1_JoinRequest__Output } from './fedhpc/v1/JoinRequest';
 import type { JoinResponse as _fedhpc_v1_JoinResponse, JoinResponse__Output as _fedhpc_v1_JoinResponse__Output } from './fedhpc/v1/JoinResponse';
+import type { KeyAdvertisement as _fedhpc_v1_KeyAdvertisement, KeyAdvertisement__Output as _fedhpc_v1_KeyAdvertisement__Output } from './fedhpc/v1/KeyAdvertisement';
+import type { KeysTask as _fedhpc_v1_KeysTask, KeysTask__Output as _fedhpc_v1_KeysTask__Output } from './fedhpc/v1/KeysTask';
 import type { ModelChunk as _fedhpc_v1_ModelChunk, ModelChunk__Output as _fedhpc_v1_ModelChunk__Output } from './fedhpc/v1/ModelChunk';
 import type { ModelRef as _fedhpc_v1_ModelRef, ModelRef__Output as _fedhpc_v1_ModelRef__Output } from './fedhpc/v1/ModelRef';
+import type { RevealedShare as _fedhpc_v1_RevealedShare, RevealedShare__Output as _fedhpc_v1_RevealedShare__Output } from './fedhpc/v1/RevealedShare';
 import type { RoundInfo as _fedhpc_v1_RoundInfo, RoundInfo__Output as _fedhpc_v1_RoundInfo__Output } from './fedhpc/v1/RoundInfo';
 import type { RoundsRequest as _fedhpc_v1_RoundsRequest, RoundsRequest__Output as _fedhpc_v1_RoundsRequest__Output } from './fedhpc/v1/RoundsRequest';
 import type { RoundsResponse as _fedhpc_v1_RoundsResponse, RoundsResponse__Output as _fedhpc_v1_RoundsResponse__Output } from './fedhpc/v1/RoundsResponse';
+import type { SecAggParams as _fedhpc_v1_SecAggParams, SecAggParams__Output as _fedhpc_v1_SecAggParams__Output } from './fedhpc/v1/SecAggParams';
+import type { SharesSubmission as _fedhpc_v1_SharesSubmission, SharesSubmission__Output as _fedhpc_v1_SharesSubmission__Output } from './fedhpc/v1/SharesSubmission';
+import type { SharesTask as _fedhpc_v1_SharesTask, SharesTask__Output as _fedhpc_v1_SharesTask__Output } from './fedhpc/v1/SharesTask';
 import type { SiteEval as _fedhpc_v1_SiteEval, SiteEval__Output as _fedhpc_v1_SiteEval__Output } from './fedhpc/v1/SiteEval';
 import type { SiteInfo as _fedhpc_v1_SiteInfo, SiteInfo__Output as _fedhpc_v1_SiteInfo__Output } from './fedhpc/v1/SiteInfo';
 import type { SiteServiceClient as _fedhpc_v1_SiteServiceClient, SiteServiceDefinition as _fedhpc_v1_SiteServiceDefinition } from './fedhpc/v1/SiteService';
@@ -26,11 +34,14 @@ import type { SitesRequest as _fedhpc_v1_SitesRequest, SitesRequest__Output as _
 import type { SitesResponse as _fedhpc_v1_SitesResponse, SitesResponse__Output as _fedhpc_v1_SitesResponse__Output } from './fedhpc/v1/SitesResponse';
 import type { StatusRequest as _fedhpc_v1_StatusRequest, StatusRequest__Output as _fedhpc_v1_StatusRequest__Output } from './fedhpc/v1/StatusRequest';
 import type { StatusResponse as _fedhpc_v1_StatusResponse, StatusResponse__Output as _fedhpc_v1_StatusResponse__Output } from './fedhpc/v1/StatusResponse';
+import type { SurvivorSignature as _fedhpc_v1_SurvivorSignature, SurvivorSignature__Output as _fedhpc_v1_SurvivorSignature__Output } from './fedhpc/v1/SurvivorSignature';
 import type { Task as _fedhpc_v1_Task, Task__Output as _fedhpc_v1_Task__Output } from './fedhpc/v1/Task';
 import type { TasksRequest as _fedhpc_v1_TasksRequest, TasksRequest__Output as _fedhpc_v1_TasksRequest__Output } from './fedhpc/v1/TasksRequest';
 import type { TensorSpec as _fedhpc_v1_TensorSpec, TensorSpec__Output as _fedhpc_v1_TensorSpec__Output } from './fedhpc/v1/TensorSpec';
 import type { TrainTask as _fedhpc_v1_TrainTask, TrainTask__Output as _fedhpc_v1_TrainTask__Output } from './fedhpc/v1/TrainTask';
 import type { TrainingFailure as _fedhpc_v1_TrainingFailure, TrainingFailure__Output as _fedhpc_v1_TrainingFailure__Output } from './fedhpc/v1/TrainingFailure';
+import type { UnmaskResponse as _fedhpc_v1_UnmaskResponse, UnmaskResponse__Output as _fedhpc_v1_UnmaskResponse__Output } from './fedhpc/v1/UnmaskResponse';
+import type { UnmaskTask as _fedhpc_v1_UnmaskTask, UnmaskTask__Output as _fedhpc_v1_UnmaskTask__Output } from './fedhpc/v1/UnmaskTask';
 import type { UploadChunk as _fedhpc_v1_UploadChunk, UploadChunk__Output as _fedhpc_v1_UploadChunk__Output } from './fedhpc/v1/UploadChunk';
 import type { UploadHeader as _fedhpc_v1_UploadHeader, UploadHeader__Output as _fedhpc_v1_UploadHeader__Output } from './fedhpc/v1/UploadHeader';
 import type { UploadMessage as _fedhpc_v1_UploadMessage, UploadMessage__Output as _fedhpc_v1_UploadMessage__Output } from './fedhpc/v1/UploadMessage';
@@ -47,8 +58,10 @@ export interface ProtoGrpcType {
       Ack: MessageTypeDefinition<_fedhpc_v1_Ack, _fedhpc_v1_Ack__Output>
       AdminService: SubtypeConstructor<typeof grpc.Client, _fedhpc_v1_AdminServiceClient> & { service: _fedhpc_v1_AdminServiceDefinition }
       CancelTask: MessageTypeDefinition<_fedhpc_v1_CancelTask, _fedhpc_v1_CancelTask__Output>
+      ConsistencyTask: MessageTypeDefinition<_fedhpc_v1_ConsistencyTask, _fedhpc_v1_ConsistencyTask__Output>
       DownloadRequest: MessageTypeDefinition<_fedhpc_v1_DownloadRequest, _fedhpc_v1_DownloadRequest__Output>
       Encoding: MessageTypeDefinition<_fedhpc_v1_Encoding, _fedhpc_v1_Encoding__Output>
+      EncryptedShare: MessageTypeDefinition<_fedhpc_v1_EncryptedShare, _fedhpc_v1_EncryptedShare__Output>
       EvalReport: MessageTypeDefinition<_fedhpc_v1_EvalReport, _fedhpc_v1_EvalReport__Output>
       EvalTask: MessageTypeDefinition<_fedhpc_v1_EvalTask, _fedhpc_v1_EvalTask__Output>
       Event: MessageTypeDefinition<_fedhpc_v1_Event, _fedhpc_v1_Event__Output>
@@ -57,11 +70,17 @@ export interface ProtoGrpcType {
       HeartbeatResponse: MessageTypeDefinition<_fedhpc_v1_HeartbeatResponse, _fedhpc_v1_HeartbeatResponse__Output>
       JoinRequest: MessageTypeDefinition<_fedhpc_v1_JoinRequest, _fedhpc_v1_JoinRequest__Output>
       JoinResponse: MessageTypeDefinition<_fedhpc_v1_JoinResponse, _fedhpc_v1_JoinResponse__Output>
+      KeyAdvertisement: MessageTypeDefinition<_fedhpc_v1_KeyAdvertisement, _fedhpc_v1_KeyAdvertisement__Output>
+      KeysTask: MessageTypeDefinition<_fedhpc_v1_KeysTask, _fedhpc_v1_KeysTask__Output>
       ModelChunk: MessageTypeDefinition<_fedhpc_v1_ModelChunk, _fedhpc_v1_ModelChunk__Output>
       ModelRef: MessageTypeDefinition<_fedhpc_v1_ModelRef, _fedhpc_v1_ModelRef__Output>
+      RevealedShare: MessageTypeDefinition<_fedhpc_v1_RevealedShare, _fedhpc_v1_RevealedShare__Output>
       RoundInfo: MessageTypeDefinition<_fedhpc_v1_RoundInfo, _fedhpc_v1_RoundInfo__Output>
       RoundsRequest: MessageTypeDefinition<_fedhpc_v1_RoundsRequest, _fedhpc_v1_RoundsRequest__Output>
       RoundsResponse: MessageTypeDefinition<_fedhpc_v1_RoundsResponse, _fedhpc_v1_RoundsResponse__Output>
+      SecAggParams: MessageTypeDefinition<_fedhpc_v1_SecAggParams, _fedhpc_v1_SecAggParams__Output>
+      SharesSubmission: MessageTypeDefinition<_fedhpc_v1_SharesSubmission, _fedhpc_v1_SharesSubmission__Output>
+      SharesTask: MessageTypeDefinition<_fedhpc_v1_SharesTask, _fedhpc_v1_SharesTask__Output>
       SiteEval: MessageTypeDefinition<_fedhpc_v1_SiteEval, _fedhpc_v1_SiteEval__Output>
       SiteInfo: MessageTypeDefinition<_fedhpc_v1_SiteInfo, _fedhpc_v1_SiteInfo__Output>
       SiteService: SubtypeConstructor<typeof grpc.Client, _fedhpc_v1_SiteServiceClient> & { service: _fedhpc_v1_SiteServiceDefinition }
@@ -69,11 +88,14 @@ export interface ProtoGrpcType {
       SitesResponse: MessageTypeDefinition<_fedhpc_v1_SitesResponse, _fedhpc_v1_SitesResponse__Output>
       StatusRequest: MessageTypeDefinition<_fedhpc_v1_StatusRequest, _fedhpc_v1_StatusRequest__Output>
       StatusResponse: MessageTypeDefinition<_fedhpc_v1_StatusResponse, _fedhpc_v1_StatusResponse__Output>
+      SurvivorSignature: MessageTypeDefinition<_fedhpc_v1_SurvivorSignature, _fedhpc_v1_SurvivorSignature__Output>
       Task: MessageTypeDefinition<_fedhpc_v1_Task, _fedhpc_v1_Task__Output>
       TasksRequest: MessageTypeDefinition<_fedhpc_v1_TasksRequest, _fedhpc_v1_TasksRequest__Output>
       TensorSpec: MessageTypeDefinition<_fedhpc_v1_TensorSpec, _fedhpc_v1_TensorSpec__Output>
       TrainTask: MessageTypeDefinition<_fedhpc_v1_TrainTask, _fedhpc_v1_TrainTask__Output>
       TrainingFailure: MessageTypeDefinition<_fedhpc_v1_TrainingFailure, _fedhpc_v1_TrainingFailure__Output>
+      UnmaskResponse: MessageTypeDefinition<_fedhpc_v1_UnmaskResponse, _fedhpc_v1_UnmaskResponse__Output>
+      UnmaskTask: MessageTypeDefinition<_fedhpc_v1_UnmaskTask, _fedhpc_v1_UnmaskTask__Output>
       UploadChunk: MessageTypeDefinition<_fedhpc_v1_UploadChunk, _fedhpc_v1_UploadChunk__Output>
       UploadHeader: MessageTypeDefinition<_fedhpc_v1_UploadHeader, _fedhpc_v1_UploadHeader__Output>
       UploadMessage: MessageTypeDefinition<_fedhpc_v1_UploadMessage, _fedhpc_v1_UploadMessage__Output>

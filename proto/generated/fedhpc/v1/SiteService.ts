@@ -9,14 +9,27 @@ import type { HeartbeatRequest as _fedhpc_v1_HeartbeatRequest, HeartbeatRequest_
 import type { HeartbeatResponse as _fedhpc_v1_HeartbeatResponse, HeartbeatResponse__Output as _fedhpc_v1_HeartbeatResponse__Output } from '../../fedhpc/v1/HeartbeatResponse';
 import type { JoinRequest as _fedhpc_v1_JoinRequest, JoinRequest__Output as _fedhpc_v1_JoinRequest__Output } from '../../fedhpc/v1/JoinRequest';
 import type { JoinResponse as _fedhpc_v1_JoinResponse, JoinResponse__Output as _fedhpc_v1_JoinResponse__Output } from '../../fedhpc/v1/JoinResponse';
+import type { KeyAdvertisement as _fedhpc_v1_KeyAdvertisement, KeyAdvertisement__Output as _fedhpc_v1_KeyAdvertisement__Output } from '../../fedhpc/v1/KeyAdvertisement';
 import type { ModelChunk as _fedhpc_v1_ModelChunk, ModelChunk__Output as _fedhpc_v1_ModelChunk__Output } from '../../fedhpc/v1/ModelChunk';
+import type { SharesSubmission as _fedhpc_v1_SharesSubmission, SharesSubmission__Output as _fedhpc_v1_SharesSubmission__Output } from '../../fedhpc/v1/SharesSubmission';
+import type { SurvivorSignature as _fedhpc_v1_SurvivorSignature, SurvivorSignature__Output as _fedhpc_v1_SurvivorSignature__Output } from '../../fedhpc/v1/SurvivorSignature';
 import type { Task as _fedhpc_v1_Task, Task__Output as _fedhpc_v1_Task__Output } from '../../fedhpc/v1/Task';
 import type { TasksRequest as _fedhpc_v1_TasksRequest, TasksRequest__Output as _fedhpc_v1_TasksRequest__Output } from '../../fedhpc/v1/TasksRequest';
 import type { TrainingFailure as _fedhpc_v1_TrainingFailure, TrainingFailure__Output as _fedhpc_v1_TrainingFailure__Output } from '../../fedhpc/v1/TrainingFailure';
+import type { UnmaskResponse as _fedhpc_v1_UnmaskResponse, UnmaskResponse__Output as _fedhpc_v1_UnmaskResponse__Output } from '../../fedhpc/v1/UnmaskResponse';
 import type { UploadMessage as _fedhpc_v1_UploadMessage, UploadMessage__Output as _fedhpc_v1_UploadMessage__Output } from '../../fedhpc/v1/UploadMessage';
 import type { UploadResult as _fedhpc_v1_UploadResult, UploadResult__Output as _fedhpc_v1_UploadResult__Output } from '../../fedhpc/v1/UploadResult';
 
 export interface SiteServiceClient extends grpc.Client {
+  AdvertiseKeys(argument: _fedhpc_v1_KeyAdvertisement, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  AdvertiseKeys(argument: _fedhpc_v1_KeyAdvertisement, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  AdvertiseKeys(argument: _fedhpc_v1_KeyAdvertisement, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  AdvertiseKeys(argument: _fedhpc_v1_KeyAdvertisement, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  advertiseKeys(argument: _fedhpc_v1_KeyAdvertisement, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  advertiseKeys(argument: _fedhpc_v1_KeyAdvertisement, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  advertiseKeys(argument: _fedhpc_v1_KeyAdvertisement, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  advertiseKeys(argument: _fedhpc_v1_KeyAdvertisement, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  
   Download(argument: _fedhpc_v1_DownloadRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedhpc_v1_ModelChunk__Output>;
   Download(argument: _fedhpc_v1_DownloadRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedhpc_v1_ModelChunk__Output>;
   download(argument: _fedhpc_v1_DownloadRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedhpc_v1_ModelChunk__Output>;
@@ -58,6 +71,33 @@ export interface SiteServiceClient extends grpc.Client {
   reportFailure(argument: _fedhpc_v1_TrainingFailure, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
   reportFailure(argument: _fedhpc_v1_TrainingFailure, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
   
+  RevealShares(argument: _fedhpc_v1_UnmaskResponse, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  RevealShares(argument: _fedhpc_v1_UnmaskResponse, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  RevealShares(argument: _fedhpc_v1_UnmaskResponse, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  RevealShares(argument: _fedhpc_v1_UnmaskResponse, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  revealShares(argument: _fedhpc_v1_UnmaskResponse, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  revealShares(argument: _fedhpc_v1_UnmaskResponse, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  revealShares(argument: _fedhpc_v1_UnmaskResponse, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  revealShares(argument: _fedhpc_v1_UnmaskResponse, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  
+  SignSurvivors(argument: _fedhpc_v1_SurvivorSignature, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  SignSurvivors(argument: _fedhpc_v1_SurvivorSignature, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  SignSurvivors(argument: _fedhpc_v1_SurvivorSignature, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  SignSurvivors(argument: _fedhpc_v1_SurvivorSignature, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  signSurvivors(argument: _fedhpc_v1_SurvivorSignature, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  signSurvivors(argument: _fedhpc_v1_SurvivorSignature, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  signSurvivors(argument: _fedhpc_v1_SurvivorSignature, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  signSurvivors(argument: _fedhpc_v1_SurvivorSignature, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  
+  SubmitShares(argument: _fedhpc_v1_SharesSubmission, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  SubmitShares(argument: _fedhpc_v1_SharesSubmission, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  SubmitShares(argument: _fedhpc_v1_SharesSubmission, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  SubmitShares(argument: _fedhpc_v1_SharesSubmission, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  submitShares(argument: _fedhpc_v1_SharesSubmission, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  submitShares(argument: _fedhpc_v1_SharesSubmission, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  submitShares(argument: _fedhpc_v1_SharesSubmission, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  submitShares(argument: _fedhpc_v1_SharesSubmission, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  
   Tasks(argument: _fedhpc_v1_TasksRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedhpc_v1_Task__Output>;
   Tasks(argument: _fedhpc_v1_TasksRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedhpc_v1_Task__Output>;
   tasks(argument: _fedhpc_v1_TasksRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedhpc_v1_Task__Output>;
@@ -75,6 +115,8 @@ export interface SiteServiceClient extends grpc.Client {
 }
 
 export interface SiteServiceHandlers extends grpc.UntypedServiceImplementation {
+  AdvertiseKeys: grpc.handleUnaryCall<_fedhpc_v1_KeyAdvertisement__Output, _fedhpc_v1_Ack>;
+  
   Download: grpc.handleServerStreamingCall<_fedhpc_v1_DownloadRequest__Output, _fedhpc_v1_ModelChunk>;
   
   Heartbeat: grpc.handleUnaryCall<_fedhpc_v1_HeartbeatRequest__Output, _fedhpc_v1_HeartbeatResponse>;
@@ -85,6 +127,12 @@ export interface SiteServiceHandlers extends grpc.UntypedServiceImplementation {
   
   ReportFailure: grpc.handleUnaryCall<_fedhpc_v1_TrainingFailure__Output, _fedhpc_v1_Ack>;
   
+  RevealShares: grpc.handleUnaryCall<_fedhpc_v1_UnmaskResponse__Output, _fedhpc_v1_Ack>;
+  
+  SignSurvivors: grpc.handleUnaryCall<_fedhpc_v1_SurvivorSignature__Output, _fedhpc_v1_Ack>;
+  
+  SubmitShares: grpc.handleUnaryCall<_fedhpc_v1_SharesSubmission__Output, _fedhpc_v1_Ack>;
+  
   Tasks: grpc.handleServerStreamingCall<_fedhpc_v1_TasksRequest__Output, _fedhpc_v1_Task>;
   
   Upload: grpc.handleClientStreamingCall<_fedhpc_v1_UploadMessage__Output, _fedhpc_v1_UploadResult>;
@@ -92,11 +140,15 @@ export interface SiteServiceHandlers extends grpc.UntypedServiceImplementation {
 }
 
 export interface SiteServiceDefinition extends grpc.ServiceDefinition {
+  AdvertiseKeys: MethodDefinition<_fedhpc_v1_KeyAdvertisement, _fedhpc_v1_Ack, _fedhpc_v1_KeyAdvertisement__Output, _fedhpc_v1_Ack__Output>
   Download: MethodDefinition<_fedhpc_v1_DownloadRequest, _fedhpc_v1_ModelChunk, _fedhpc_v1_DownloadRequest__Output, _fedhpc_v1_ModelChunk__Output>
   Heartbeat: MethodDefinition<_fedhpc_v1_HeartbeatRequest, _fedhpc_v1_HeartbeatResponse, _fedhpc_v1_HeartbeatRequest__Output, _fedhpc_v1_HeartbeatResponse__Output>
   Join: MethodDefinition<_fedhpc_v1_JoinRequest, _fedhpc_v1_JoinResponse, _fedhpc_v1_JoinRequest__Output, _fedhpc_v1_JoinResponse__Output>
   ReportEval: MethodDefinition<_fedhpc_v1_EvalReport, _fedhpc_v1_Ack, _fedhpc_v1_EvalReport__Output, _fedhpc_v1_Ack__Output>
   ReportFailure: MethodDefinition<_fedhpc_v1_TrainingFailure, _fedhpc_v1_Ack, _fedhpc_v1_TrainingFailure__Output, _fedhpc_v1_Ack__Output>
+  RevealShares: MethodDefinition<_fedhpc_v1_UnmaskResponse, _fedhpc_v1_Ack, _fedhpc_v1_UnmaskResponse__Output, _fedhpc_v1_Ack__Output>
+  SignSurvivors: MethodDefinition<_fedhpc_v1_SurvivorSignature, _fedhpc_v1_Ack, _fedhpc_v1_SurvivorSignature__Output, _fedhpc_v1_Ack__Output>
+  SubmitShares: MethodDefinition<_fedhpc_v1_SharesSubmission, _fedhpc_v1_Ack, _fedhpc_v1_SharesSubmission__Output, _fedhpc_v1_Ack__Output>
   Tasks: MethodDefinition<_fedhpc_v1_TasksRequest, _fedhpc_v1_Task, _fedhpc_v1_TasksRequest__Output, _fedhpc_v1_Task__Output>
   Upload: MethodDefinition<_fedhpc_v1_UploadMessage, _fedhpc_v1_UploadResult, _fedhpc_v1_UploadMessage__Output, _fedhpc_v1_UploadResult__Output>
 }

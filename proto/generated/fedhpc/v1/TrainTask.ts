@@ -3,6 +3,7 @@
 import type { ModelRef as _fedhpc_v1_ModelRef, ModelRef__Output as _fedhpc_v1_ModelRef__Output } from '../../fedhpc/v1/ModelRef';
 import type { TensorSpec as _fedhpc_v1_TensorSpec, TensorSpec__Output as _fedhpc_v1_TensorSpec__Output } from '../../fedhpc/v1/TensorSpec';
 import type { Encoding as _fedhpc_v1_Encoding, Encoding__Output as _fedhpc_v1_Encoding__Output } from '../../fedhpc/v1/Encoding';
+import type { EncryptedShare as _fedhpc_v1_EncryptedShare, EncryptedShare__Output as _fedhpc_v1_EncryptedShare__Output } from '../../fedhpc/v1/EncryptedShare';
 import type { Long } from '@grpc/proto-loader';
 
 export interface TrainTask {
@@ -18,6 +19,8 @@ export interface TrainTask {
   'uploadDeadlineMs'?: (number | string | Long);
   'maxChunkBytes'?: (number);
   'evaluate'?: (boolean);
+  'shares'?: (_fedhpc_v1_EncryptedShare)[];
+  'shareHolders'?: (string)[];
 }
 
 export interface TrainTask__Output {
@@ -33,4 +36,6 @@ export interface TrainTask__Output {
   'uploadDeadlineMs': (string);
   'maxChunkBytes': (number);
   'evaluate': (boolean);
+  'shares': (_fedhpc_v1_EncryptedShare__Output)[];
+  'shareHolders': (string)[];
 }

@@ -16,3 +16,4 @@ export {
 export * from './safetensors/index.js';
 export { type AccumulatorEncoding, type TensorLayoutEntry, WeightedAccumulator, checkFinite } from './accumulator.js';
 export * from './optimizers/index.js';
+export * from './secagg/index.js';

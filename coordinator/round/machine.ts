@@ -20,18 +20,19 @@ import type {
   UploadState,
 } from './types.js';
 import { REFUSAL_CODES } from './types.js';
+import { enterKeys, enterUnmask, secureTable } from './secure.js';
 
-type EventOf<T extends SchedulerEventType> = Extract<SchedulerEvent, { type: T }>;
-type StateOf<P extends RunState['phase']> = Extract<RunState, { phase: P }>;
-type Handler<P extends RunState['phase'], T extends SchedulerEventType> = (
+export type EventOf<T extends SchedulerEventType> = Extract<SchedulerEvent, { type: T }>;
+export type StateOf<P extends RunState['phase']> = Extract<RunState, { phase: P }>;
+export type Handler<P extends RunState['phase'], T extends SchedulerEventType> = (
   run: StateOf<P>,
   event: EventOf<T>,
   ctx: Ctx,
 ) => StepResult;
-type PhaseTable<P extends RunState['phase']> = { readonly [T in SchedulerEventType]?: Handler<P, T> };
+export type PhaseTable<P extends RunState['phase']> = { readonly [T in SchedulerEventType]?: Handler<P, T> };
 type Table = { readonly [P in RunState['phase']]: PhaseTable<P> };
 
-interface Ctx {
+export interface Ctx {
   readonly connected: readonly string[];
   readonly now: number;
 }
@@ -68,17 +69,17 @@ function connectedAfter(connected: readonly string[], event: SchedulerEvent): re
   return connected;
 }
 
-function refuse(run: RunState, event: SchedulerEvent, code: RefusalCode, message: string): StepResult {
+export function refuse(run: RunState, event: SchedulerEvent, code: RefusalCode, message: string): StepResult {
   return { ok: false, refusal: { code, phase: run.phase, event: event.type, message } };
 }
 
-function ok(ctx: Ctx, run: RunState, effects: readonly Effect[] = []): StepResult {
+export function ok(ctx: Ctx, run: RunState, effects: readonly Effect[] = []): StepResult {
   return { ok: true, state: { connected: ctx.connected, run }, effects };
 }
 
 // ------------------------------------------------------------------ phase entry
 
-function enterOpen(plan: RunPlan, round: number, attempt: number, ctx: Ctx, prior: readonly Effect[] = []): StepResult {
+export function enterOpen(plan: RunPlan, round: number, attempt: number, ctx: Ctx, prior: readonly Effect[] = []): StepResult {
   if (attempt >= plan.maxAttempts) {
     const reason = `round ${round} failed ${plan.maxAttempts} attempts`;
     return ok(ctx, { phase: 'failed', plan, reason }, [...prior, { type: 'runFailed', reason }]);
@@ -95,7 +96,7 @@ function enterOpen(plan: RunPlan, round: number, attempt: number, ctx: Ctx, prio
   return ok(ctx, open, effects);
 }
 
-function entered(s: { round: number; attempt: number; deadline: number }, phase: PhaseName): Effect[] {
+export function entered(s: { round: number; attempt: number; deadline: number }, phase: PhaseName): Effect[] {
   return [
     { type: 'phaseEntered', round: s.round, attempt: s.attempt, phase, deadline: s.deadline },
     { type: 'armDeadline', round: s.round, attempt: s.attempt, phase, at: s.deadline },
@@ -110,23 +111,30 @@ function maybeStartTraining(open: OpenState, ctx: Ctx, atDeadline: boolean): Ste
     plan.expectedSites.length === 0 ? enough : plan.expectedSites.every((s) => ctx.connected.includes(s));
   if (!enough || (!expectedHere && !atDeadline)) return undefined;
   const invited = [...ctx.connected];
+  if (plan.secure) return enterKeys(open, invited, ctx);
+  return enterTraining(open, invited, ctx, []);
+}
+
+/** Invites `sites` to train (plain rounds: straight from `open`; secure: after `shares`). */
+export function enterTraining(s: { plan: RunPlan; round: number; attempt: number }, sites: readonly string[], ctx: Ctx, prior: readonly Effect[]): StepResult {
   const roster: Record<string, SiteProgress> = {};
-  for (const site of invited) roster[site] = { status: 'invited' };
+  for (const site of sites) roster[site] = { status: 'invited' };
   const training: TrainingState = {
     phase: 'training',
-    plan,
-    round: open.round,
-    attempt: open.attempt,
-    deadline: ctx.now + plan.deadlines.training,
+    plan: s.plan,
+    round: s.round,
+    attempt: s.attempt,
+    deadline: ctx.now + s.plan.deadlines.training,
     roster,
   };
   return ok(ctx, training, [
+    ...prior,
     ...entered(training, 'training'),
-    { type: 'sendTrainTasks', round: open.round, attempt: open.attempt, sites: invited },
+    { type: 'sendTrainTasks', round: s.round, attempt: s.attempt, sites: [...sites] },
   ]);
 }
 
-function abortAttempt(s: { plan: RunPlan; round: number; attempt: number }, reason: string, ctx: Ctx, cancel: readonly string[]): StepResult {
+export function abortAttempt(s: { plan: RunPlan; round: number; attempt: number }, reason: string, ctx: Ctx, cancel: readonly string[]): StepResult {
   const effects: Effect[] = [];
   if (cancel.length > 0) effects.push({ type: 'cancelSites', round: s.round, attempt: s.attempt, sites: cancel, reason });
   effects.push({ type: 'recordRoundAborted', round: s.round, attempt: s.attempt, reason });
@@ -135,7 +143,7 @@ function abortAttempt(s: { plan: RunPlan; round: number; attempt: number }, reas
 
 // ------------------------------------------------------------------ roster rules
 
-function sitesWith(roster: Readonly<Record<string, SiteProgress>>, ...statuses: SiteProgress['status'][]): string[] {
+export function sitesWith(roster: Readonly<Record<string, SiteProgress>>, ...statuses: SiteProgress['status'][]): string[] {
   return Object.keys(roster)
     .filter((s) => statuses.includes(roster[s]!.status))
     .sort();
@@ -188,7 +196,7 @@ function settle(s: TrainingState | UploadState, ctx: Ctx, atDeadline: boolean, p
   return ok(ctx, s, prior);
 }
 
-function withPrior(result: StepResult, prior: readonly Effect[]): StepResult {
+export function withPrior(result: StepResult, prior: readonly Effect[]): StepResult {
   return result.ok ? { ...result, effects: [...prior, ...result.effects] } : result;
 }
 
@@ -211,6 +219,19 @@ function toAggregate(s: UploadState, ctx: Ctx, prior: readonly Effect[]): StepRe
     );
   }
   const dropped = sitesWith(s.roster, 'dropped', 'invited', 'uploading');
+  if (s.plan.secure) return enterUnmask(s, participants, dropped, ctx, prior);
+  return enterAggregate(s, participants, dropped, [], ctx, prior);
+}
+
+/** Starts aggregation; `unmaskDropped` are secure share holders whose masks must be removed. */
+export function enterAggregate(
+  s: { plan: RunPlan; round: number; attempt: number },
+  participants: readonly Contribution[],
+  dropped: readonly string[],
+  unmaskDropped: readonly string[],
+  ctx: Ctx,
+  prior: readonly Effect[],
+): StepResult {
   const agg: AggregateState = {
     phase: 'aggregate',
     plan: s.plan,
@@ -223,14 +244,14 @@ function toAggregate(s: UploadState, ctx: Ctx, prior: readonly Effect[]): StepRe
   return ok(ctx, agg, [
     ...prior,
     ...entered(agg, 'aggregate'),
-    { type: 'startAggregation', round: s.round, attempt: s.attempt, participants },
+    { type: 'startAggregation', round: s.round, attempt: s.attempt, participants, dropped: unmaskDropped },
   ]);
 }
 
 // ------------------------------------------------------------------ event guards
 
 type RoundEvent = { round: number; attempt: number };
-function current(s: { round: number; attempt: number }, e: RoundEvent): boolean {
+export function current(s: { round: number; attempt: number }, e: RoundEvent): boolean {
   return s.round === e.round && s.attempt === e.attempt;
 }
 
@@ -275,7 +296,7 @@ function deadline<P extends RunState['phase']>(s: StateOf<P> & { round: number; 
 }
 type Refusal = Extract<StepResult, { ok: false }>['refusal'];
 
-function abortRun(s: { plan: RunPlan; round: number; attempt: number }, reason: string, ctx: Ctx, cancel: readonly string[]): StepResult {
+export function abortRun(s: { plan: RunPlan; round: number; attempt: number }, reason: string, ctx: Ctx, cancel: readonly string[]): StepResult {
   const effects: Effect[] = [];
   if (cancel.length > 0) effects.push({ type: 'cancelSites', round: s.round, attempt: s.attempt, sites: cancel, reason });
   effects.push({ type: 'recordRoundAborted', round: s.round, attempt: s.attempt, reason });
@@ -283,7 +304,7 @@ function abortRun(s: { plan: RunPlan; round: number; attempt: number }, reason: 
   return ok(ctx, { phase: 'failed', plan: s.plan, reason }, effects);
 }
 
-const stay = <S extends RunState>(s: S, _e: SchedulerEvent, ctx: Ctx): StepResult => ok(ctx, s);
+export const stay = <S extends RunState>(s: S, _e: SchedulerEvent, ctx: Ctx): StepResult => ok(ctx, s);
 
 const startRun = (_s: RunState, e: EventOf<'runStarted'>, ctx: Ctx): StepResult => {
   if (e.round > e.plan.rounds) return ok(ctx, { phase: 'finished', plan: e.plan }, [{ type: 'runFinished', rounds: e.plan.rounds }]);
@@ -293,6 +314,7 @@ const startRun = (_s: RunState, e: EventOf<'runStarted'>, ctx: Ctx): StepResult 
 // ------------------------------------------------------------------ the transition table
 
 const TABLE: Table = {
+  ...secureTable(),
   idle: { runStarted: startRun, siteConnected: stay, siteDisconnected: stay },
   finished: { runStarted: startRun, siteConnected: stay, siteDisconnected: stay },
   failed: { runStarted: startRun, siteConnected: stay, siteDisconnected: stay },

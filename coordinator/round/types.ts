@@ -22,7 +22,13 @@ export interface RunPlan {
   /** Sites the `open` phase waits for before its deadline; empty means "start at minSites". */
   readonly expectedSites: readonly string[];
   /** Per-phase deadlines, in milliseconds from the phase's start. */
-  readonly deadlines: Readonly<Record<'open' | 'training' | 'upload' | 'aggregate' | 'commit', number>>;
+  readonly deadlines: Readonly<Record<Exclude<PhaseName, 'keys' | 'shares' | 'unmask'>, number>> &
+    Partial<Readonly<Record<'keys' | 'shares' | 'unmask', number>>>;
+  /**
+   * Secure aggregation (SecAgg+): rounds run `keys` and `shares` before training and `unmask`
+   * after upload; `threshold` is the Shamir t. Undefined runs plain rounds.
+   */
+  readonly secure?: { readonly threshold: number } | undefined;
   /** Attempts of one round (an attempt ends in commit or abort) before the run fails. */
   readonly maxAttempts: number;
 }
@@ -48,6 +54,30 @@ export interface IdleState {
 }
 export interface OpenState extends InRound {
   readonly phase: 'open';
+}
+/** Where a site stands in a secure attempt's key or share exchange. */
+export type ExchangeProgress = 'waiting' | 'done' | 'dropped';
+/** Bonawitz et al. 2017 round 0: sites advertise their signed public keys. */
+export interface KeysState extends InRound {
+  readonly phase: 'keys';
+  readonly exchange: Readonly<Record<string, ExchangeProgress>>;
+}
+/** Bonawitz et al. 2017 round 1: sites exchange encrypted Shamir shares. */
+export interface SharesState extends InRound {
+  readonly phase: 'shares';
+  readonly exchange: Readonly<Record<string, ExchangeProgress>>;
+}
+/** Bonawitz et al. 2017 consistency check and round 3: survivors sign the list, then reveal shares. */
+export interface UnmaskState extends InRound {
+  readonly phase: 'unmask';
+  readonly step: 'consistency' | 'reveal';
+  readonly participants: readonly Contribution[];
+  /** Share holders whose masked input is not in the sum. */
+  readonly dropped: readonly string[];
+  /** Survivors that signed the list / revealed their shares, and those that went away. */
+  readonly signed: readonly string[];
+  readonly revealed: readonly string[];
+  readonly gone: readonly string[];
 }
 export interface TrainingState extends InRound {
   readonly phase: 'training';
@@ -86,8 +116,11 @@ export interface FailedState {
 export type RunState =
   | IdleState
   | OpenState
+  | KeysState
+  | SharesState
   | TrainingState
   | UploadState
+  | UnmaskState
   | AggregateState
   | CommitState
   | FinishedState
@@ -122,7 +155,11 @@ export type SchedulerEvent =
   | { readonly type: 'aggregated'; readonly round: number; readonly attempt: number; readonly modelSha256: string }
   | { readonly type: 'aggregationFailed'; readonly round: number; readonly attempt: number; readonly reason: string }
   | { readonly type: 'committed'; readonly round: number; readonly attempt: number }
-  | { readonly type: 'abortRequested'; readonly reason: string };
+  | { readonly type: 'abortRequested'; readonly reason: string }
+  | { readonly type: 'keysAdvertised'; readonly site: string; readonly round: number; readonly attempt: number }
+  | { readonly type: 'sharesSubmitted'; readonly site: string; readonly round: number; readonly attempt: number }
+  | { readonly type: 'survivorsSigned'; readonly site: string; readonly round: number; readonly attempt: number }
+  | { readonly type: 'sharesRevealed'; readonly site: string; readonly round: number; readonly attempt: number };
 
 export type SchedulerEventType = SchedulerEvent['type'];
 
@@ -132,6 +169,23 @@ export type Effect =
   | { readonly type: 'armDeadline'; readonly round: number; readonly attempt: number; readonly phase: PhaseName; readonly at: number }
   | { readonly type: 'recordRoundOpened'; readonly round: number; readonly attempt: number }
   | { readonly type: 'sendTrainTasks'; readonly round: number; readonly attempt: number; readonly sites: readonly string[] }
+  | { readonly type: 'sendKeysTasks'; readonly round: number; readonly attempt: number; readonly sites: readonly string[] }
+  | { readonly type: 'sendSharesTasks'; readonly round: number; readonly attempt: number; readonly sites: readonly string[] }
+  | {
+      readonly type: 'requestConsistency';
+      readonly round: number;
+      readonly attempt: number;
+      readonly survivors: readonly string[];
+      readonly dropped: readonly string[];
+    }
+  | {
+      readonly type: 'requestUnmask';
+      readonly round: number;
+      readonly attempt: number;
+      readonly sites: readonly string[];
+      readonly survivors: readonly string[];
+      readonly dropped: readonly string[];
+    }
   | {
       readonly type: 'cancelSites';
       readonly round: number;
@@ -144,6 +198,8 @@ export type Effect =
       readonly round: number;
       readonly attempt: number;
       readonly participants: readonly Contribution[];
+      /** Secure rounds: share holders whose pairwise masks must be removed. */
+      readonly dropped: readonly string[];
     }
   | {
       readonly type: 'commitRound';

@@ -50,7 +50,7 @@ describe('a clean two-round run with three sites', () => {
         { site: 'b', weight: weights.b },
         { site: 'c', weight: weights.c },
       ];
-      expected.push(...enteredEffects(round, 0, 'aggregate', d.now), { type: 'startAggregation', round, attempt: 0, participants });
+      expected.push(...enteredEffects(round, 0, 'aggregate', d.now), { type: 'startAggregation', round, attempt: 0, participants, dropped: [] });
       d.advance(500);
       d.send({ type: 'aggregated', round, attempt: 0, modelSha256: `sha-${round}` });
       expected.push(...enteredEffects(round, 0, 'commit', d.now), {
@@ -113,7 +113,7 @@ describe('k of n', () => {
       { type: 'cancelSites', round: 1, attempt: 0, sites: ['c'], reason: 'training deadline passed' },
       ...enteredEffects(1, 0, 'upload', d.now),
       ...enteredEffects(1, 0, 'aggregate', d.now),
-      { type: 'startAggregation', round: 1, attempt: 0, participants },
+      { type: 'startAggregation', round: 1, attempt: 0, participants, dropped: [] },
     ]);
     expect(runIn(d.state, 'aggregate').dropped).toEqual(['c']);
     d.send({ type: 'aggregated', round: 1, attempt: 0, modelSha256: 'm' });

@@ -174,7 +174,7 @@ const MATRIX: Record<RunPhase, Record<SchedulerEventType, Cell>> = {
       phase: 'aggregate',
       effects: [
         ...enteredEffects(1, 0, 'aggregate', T0),
-        { type: 'startAggregation', round: 1, attempt: 0, participants: [{ site: 'a', weight: 10 }, { site: 'b', weight: 20 }] },
+        { type: 'startAggregation', round: 1, attempt: 0, participants: [{ site: 'a', weight: 10 }, { site: 'b', weight: 20 }], dropped: [] },
       ],
       check: (s) => {
         const run = runIn(s, 'aggregate');

@@ -1,0 +1,195 @@
+/**
+ * The mask generator: a cryptographic PRG expanding a 32-byte seed into words of Z_2^b with
+ * AES-256-CTR (key = seed, IV = 0, encrypting zeros), as Google's production SecAgg does
+ * (Bonawitz et al. 2017, round 2 "masked input collection": PRG(b_u) and PRG(s_{u,v})).
+ *
+ * Words are read little-endian from the keystream, so word i of a mask is always keystream bytes
+ * [i·w, (i+1)·w) for w = b/8: a chunk starting at any word offset can be expanded on its own.
+ */
+import { Buffer } from 'node:buffer';
+import { type Cipher, createCipheriv } from 'node:crypto';
+import { assertBytes, SecAggError } from './errors.js';
+
+/** Word widths of the masking ring Z_2^b. */
+export type MaskBits = 16 | 32;
+/** A vector of Z_2^b words. */
+export type MaskWords = Uint32Array | Uint16Array;
+
+/** Bytes of keystream made per cipher call: 64 KiB of zeros, allocated once per call and reused. */
+export const PRG_CHUNK_BYTES = 65536;
+const AES_BLOCK = 16;
+const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+
+/**
+ * Expands `seed` into `count` words of `bits` bits, starting at word `wordOffset` of the infinite
+ * keystream (CTR counter = ⌊offset·w/16⌋, skipping the first offset·w mod 16 bytes of that block).
+ * expandMask(s, a, n) ‖ expandMask(s, a+n, m) equals expandMask(s, a, n+m).
+ */
+export function expandMask(seed: Uint8Array, wordOffset: number, count: number, bits: 32): Uint32Array;
+export function expandMask(seed: Uint8Array, wordOffset: number, count: number, bits: 16): Uint16Array;
+export function expandMask(seed: Uint8Array, wordOffset: number, count: number, bits: MaskBits): MaskWords;
+export function expandMask(seed: Uint8Array, wordOffset: number, count: number, bits: MaskBits): MaskWords {
+  checkCount(count);
+  if (bits !== 32 && bits !== 16) throw new SecAggError('INVALID_ARGUMENT', 'mask bits must be 16 or 32', { bits });
+  const out = bits === 32 ? new Uint32Array(count) : new Uint16Array(count);
+  expandMaskInto(out, seed, wordOffset);
+  return out;
+}
+
+/**
+ * {@link expandMask} into a caller-owned buffer (its length is the word count, its type the word
+ * width), so hot loops can reuse one buffer instead of allocating a mask per chunk.
+ */
+export function expandMaskInto(out: MaskWords, seed: Uint8Array, wordOffset: number): void {
+  const stream = new Keystream(seed, wordOffset, out.length, bitsOf(out));
+  const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+  for (let chunk = stream.next(); chunk !== undefined; chunk = stream.next()) bytes.set(chunk, stream.wordsBefore * stream.wordBytes);
+  if (!LITTLE_ENDIAN) swapToLittleEndian(bytes, stream.wordBytes);
+}
+
+/**
+ * Adds (`sign` = +1) or subtracts (−1) PRG(seed) to `target` in place, modulo 2^b, where word i
+ * of `target` meets word `wordOffset + i` of the keystream. Streams the keystream in 64 KiB
+ * chunks, so no mask-sized buffer is allocated.
+ */
+export function applyMask(target: MaskWords, seed: Uint8Array, wordOffset: number, sign: 1 | -1): void {
+  if (sign !== 1 && sign !== -1) throw new SecAggError('INVALID_ARGUMENT', 'mask sign must be +1 or -1', { sign });
+  const stream = new Keystream(seed, wordOffset, target.length, bitsOf(target));
+  for (let chunk = stream.next(); chunk !== undefined; chunk = stream.next()) {
+    const at = stream.wordsBefore;
+    // Separate monomorphic loops per word type and sign keep V8 on its fast typed-array path.
+    if (target instanceof Uint32Array) {
+      const words = stream.words32(chunk);
+      if (sign === 1) add32(target, words, at);
+      else sub32(target, words, at);
+    } else {
+      const words = stream.words16(chunk);
+      if (sign === 1) add16(target, words, at);
+      else sub16(target, words, at);
+    }
+  }
+}
+
+// Stores into Uint32Array/Uint16Array reduce mod 2^b (ToUint32/ToUint16), so plain + and − wrap.
+// Unrolled by four: ~25% faster in V8 than the plain loop, which otherwise bounds the mask rate.
+function add32(t: Uint32Array, w: Uint32Array, at: number): void {
+  const n = w.length;
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    t[at + i] = t[at + i]! + w[i]!;
+    t[at + i + 1] = t[at + i + 1]! + w[i + 1]!;
+    t[at + i + 2] = t[at + i + 2]! + w[i + 2]!;
+    t[at + i + 3] = t[at + i + 3]! + w[i + 3]!;
+  }
+  for (; i < n; i++) t[at + i] = t[at + i]! + w[i]!;
+}
+function sub32(t: Uint32Array, w: Uint32Array, at: number): void {
+  const n = w.length;
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    t[at + i] = t[at + i]! - w[i]!;
+    t[at + i + 1] = t[at + i + 1]! - w[i + 1]!;
+    t[at + i + 2] = t[at + i + 2]! - w[i + 2]!;
+    t[at + i + 3] = t[at + i + 3]! - w[i + 3]!;
+  }
+  for (; i < n; i++) t[at + i] = t[at + i]! - w[i]!;
+}
+function add16(t: Uint16Array, w: Uint16Array, at: number): void {
+  const n = w.length;
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    t[at + i] = t[at + i]! + w[i]!;
+    t[at + i + 1] = t[at + i + 1]! + w[i + 1]!;
+    t[at + i + 2] = t[at + i + 2]! + w[i + 2]!;
+    t[at + i + 3] = t[at + i + 3]! + w[i + 3]!;
+  }
+  for (; i < n; i++) t[at + i] = t[at + i]! + w[i]!;
+}
+function sub16(t: Uint16Array, w: Uint16Array, at: number): void {
+  const n = w.length;
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    t[at + i] = t[at + i]! - w[i]!;
+    t[at + i + 1] = t[at + i + 1]! - w[i + 1]!;
+    t[at + i + 2] = t[at + i + 2]! - w[i + 2]!;
+    t[at + i + 3] = t[at + i + 3]! - w[i + 3]!;
+  }
+  for (; i < n; i++) t[at + i] = t[at + i]! - w[i]!;
+}
+
+function bitsOf(words: MaskWords): MaskBits {
+  if (words instanceof Uint32Array) return 32;
+  if (words instanceof Uint16Array) return 16;
+  throw new SecAggError('INVALID_ARGUMENT', 'masked vectors must be Uint32Array or Uint16Array');
+}
+
+function checkCount(count: number): void {
+  if (!Number.isSafeInteger(count) || count < 0) throw new SecAggError('INVALID_ARGUMENT', 'word count must be a non-negative safe integer', { count });
+}
+
+/** Keystream bytes for words [offset, offset + count), handed out in chunks of at most 64 KiB. */
+class Keystream {
+  readonly wordBytes: number;
+  /** Words handed out before the chunk last returned by {@link next}. */
+  wordsBefore = 0;
+  private nextWord = 0;
+  private readonly cipher: Cipher;
+  private readonly zeros = Buffer.alloc(PRG_CHUNK_BYTES);
+  private scratch: Uint8Array | undefined;
+  private skip: number;
+  private remaining: number;
+
+  constructor(seed: Uint8Array, wordOffset: number, count: number, bits: MaskBits) {
+    assertBytes(seed, 32, 'mask seed');
+    checkCount(count);
+    this.wordBytes = bits / 8;
+    const byteOffset = wordOffset * this.wordBytes;
+    if (!Number.isSafeInteger(wordOffset) || wordOffset < 0 || !Number.isSafeInteger(byteOffset + count * this.wordBytes)) {
+      throw new SecAggError('INVALID_ARGUMENT', 'word offset must be a non-negative safe integer', { wordOffset });
+    }
+    const iv = Buffer.alloc(AES_BLOCK);
+    iv.writeBigUInt64BE(BigInt(Math.floor(byteOffset / AES_BLOCK)), 8);
+    this.cipher = createCipheriv('aes-256-ctr', seed, iv);
+    this.skip = byteOffset % AES_BLOCK; // a multiple of wordBytes, since AES_BLOCK is
+    this.remaining = this.skip + count * this.wordBytes;
+  }
+
+  /** The next chunk of keystream bytes (a whole number of words), or undefined at the end. */
+  next(): Uint8Array | undefined {
+    if (this.remaining === 0) return undefined;
+    const n = Math.min(PRG_CHUNK_BYTES, this.remaining);
+    this.remaining -= n;
+    const bytes = this.cipher.update(n === PRG_CHUNK_BYTES ? this.zeros : this.zeros.subarray(0, n)).subarray(this.skip);
+    this.skip = 0;
+    this.wordsBefore = this.nextWord;
+    this.nextWord += bytes.length / this.wordBytes;
+    return bytes;
+  }
+
+  /** `chunk` as little-endian 32-bit words (copied only if misaligned or on a big-endian host). */
+  words32(chunk: Uint8Array): Uint32Array {
+    const b = this.aligned(chunk);
+    return new Uint32Array(b.buffer, b.byteOffset, b.length / 4);
+  }
+
+  /** `chunk` as little-endian 16-bit words. */
+  words16(chunk: Uint8Array): Uint16Array {
+    const b = this.aligned(chunk);
+    return new Uint16Array(b.buffer, b.byteOffset, b.length / 2);
+  }
+
+  private aligned(chunk: Uint8Array): Uint8Array {
+    if (chunk.byteOffset % this.wordBytes === 0 && LITTLE_ENDIAN) return chunk;
+    this.scratch ??= new Uint8Array(PRG_CHUNK_BYTES);
+    const copy = this.scratch.subarray(0, chunk.length);
+    copy.set(chunk);
+    if (!LITTLE_ENDIAN) swapToLittleEndian(copy, this.wordBytes);
+    return copy;
+  }
+}
+
+function swapToLittleEndian(bytes: Uint8Array, wordBytes: number): void {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  if (wordBytes === 4) b.swap32();
+  else b.swap16();
+}

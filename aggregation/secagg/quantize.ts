@@ -1,0 +1,124 @@
+/**
+ * Fixed-point encoding of updates into Z_2^b (b ∈ {16, 32}) with unbiased stochastic rounding, so
+ * a modular sum of masked inputs decodes to the sum of the updates (Bonawitz et al. 2017, §3
+ * "inputs are vectors in Z_R"; Flower's SecAgg+ quantizer, with a data-fitted clip range).
+ *
+ * Encoding of x with clip c, q quantization bits, L = 2^q − 1 levels, weight w ≤ 1:
+ *   x' = clip(x·w, −c, c),  r = (x' + c)/(2c)·L,  v = ⌊r + u⌋, u ~ U[0, 1)  ⇒  E[v] = r.
+ * Decoding a sum of n encodings: Σx' ≈ (Σv)·2c/L − n·c, exact up to
+ *   |decode(Σ encode(xᵢ)) − Σ x'ᵢ| < n·2c/L   (each |v − r| < 1),
+ * provided the modular sum never wraps: n·(2^q − 1) < 2^b, guaranteed by n·2^q ≤ 2^b.
+ */
+import { randomBytes as nodeRandomBytes } from 'node:crypto';
+import { SecAggError, type SecAggResult, secaggFail, secaggOk } from './errors.js';
+import type { RandomBytes } from './encoding.js';
+import { type MaskBits, type MaskWords, expandMask } from './prg.js';
+
+/** The sum budget of one round: how many sites add q-bit values in Z_2^b. */
+export interface FixedPointBudget {
+  readonly sites: number;
+  readonly quantBits: number;
+  readonly modulusBits: MaskBits;
+}
+
+/** How updates are encoded: clip range c > 0, q quantization bits, modulus bits b. */
+export interface QuantizeOptions {
+  readonly clip: number;
+  readonly quantBits: number;
+  readonly modulusBits: MaskBits;
+}
+
+/** Per-call inputs of {@link quantize}. */
+export interface QuantizeInput {
+  /** The site's weight w ∈ [0, 1], multiplied in before clipping. Default 1. */
+  readonly weight?: number;
+  /** 32-byte seed of the rounding PRG; default fresh from `randomBytes`. */
+  readonly roundingSeed?: Uint8Array;
+  /** Element offset of this chunk within the whole vector (rounding words are taken from there). */
+  readonly wordOffset?: number;
+  readonly randomBytes?: RandomBytes;
+}
+
+/** Elements quantized per rounding-PRG call (bounds the scratch to 64 KiB). */
+const BLOCK = 16384;
+const TWO_POW_32 = 2 ** 32;
+
+/**
+ * Checks n·2^q ≤ 2^b, so a sum of `sites` q-bit values cannot wrap modulo 2^b (REFERENCE.md,
+ * "Secure aggregation"). `OVERFLOW_POSSIBLE` names n, q and b; `INVALID_ARGUMENT` for nonsense.
+ */
+export function checkFixedPointBudget(budget: FixedPointBudget): SecAggResult<FixedPointBudget> {
+  const { sites, quantBits, modulusBits } = budget;
+  if (modulusBits !== 16 && modulusBits !== 32) return secaggFail('INVALID_ARGUMENT', 'modulusBits must be 16 or 32', { modulusBits });
+  if (!Number.isSafeInteger(sites) || sites < 1) return secaggFail('INVALID_ARGUMENT', 'sites must be a positive integer', { sites });
+  if (!Number.isInteger(quantBits) || quantBits < 1 || quantBits > modulusBits) {
+    return secaggFail('INVALID_ARGUMENT', 'quantBits must be an integer in 1..modulusBits', { quantBits, modulusBits });
+  }
+  if (sites * 2 ** quantBits > 2 ** modulusBits) {
+    return secaggFail('OVERFLOW_POSSIBLE', `${sites} sites × 2^${quantBits} levels exceed the modulus 2^${modulusBits}: the masked sum could wrap`, {
+      sites,
+      quantBits,
+      modulusBits,
+      maxQuantBits: modulusBits - Math.ceil(Math.log2(sites)),
+    });
+  }
+  return secaggOk({ sites, quantBits, modulusBits });
+}
+
+/**
+ * Encodes `x` (one chunk of an update) into Z_2^b words with stochastic rounding (see the module
+ * comment). Throws `NON_FINITE` for NaN/±Inf (naming the index) and `INVALID_ARGUMENT` for bad
+ * options. Deterministic given `roundingSeed` and `wordOffset`, so chunks can be encoded apart.
+ */
+export function quantize(x: Float32Array, options: QuantizeOptions, input: QuantizeInput = {}): MaskWords {
+  const { clip: c, levels } = resolve(options);
+  const weight = input.weight ?? 1;
+  if (!(weight >= 0 && weight <= 1)) throw new SecAggError('INVALID_ARGUMENT', 'weight must be in [0, 1]', { weight });
+  const offset = input.wordOffset ?? 0;
+  const seed = input.roundingSeed ?? (input.randomBytes ?? nodeRandomBytes)(32);
+  const out = options.modulusBits === 32 ? new Uint32Array(x.length) : new Uint16Array(x.length);
+  const scale = levels / (2 * c);
+  for (let start = 0; start < x.length; start += BLOCK) {
+    const end = Math.min(x.length, start + BLOCK);
+    const u = expandMask(seed, offset + start, end - start, 32);
+    for (let i = start; i < end; i++) {
+      const xi = x[i]! * weight;
+      if (xi - xi !== 0) throw new SecAggError('NON_FINITE', 'update holds NaN or ±Infinity', { index: offset + i });
+      const clipped = xi < -c ? -c : xi > c ? c : xi;
+      const v = Math.floor((clipped + c) * scale + u[i - start]! / TWO_POW_32);
+      // (c + c)·scale may round above L, and u < 1 by only 2^-32: keep v within [0, L].
+      out[i] = v > levels ? levels : v;
+    }
+  }
+  return out;
+}
+
+/**
+ * Decodes a modular sum of `sites` encodings into Σ clip(xᵢ·wᵢ), error below
+ * {@link quantizationErrorBound}. Throws `OVERFLOW_POSSIBLE` when the budget does not hold.
+ */
+export function dequantizeSum(sum: MaskWords, sites: number, options: QuantizeOptions, out: Float32Array | Float64Array = new Float64Array(sum.length)): Float32Array | Float64Array {
+  const { clip: c, levels } = resolve(options);
+  const budget = checkFixedPointBudget({ sites, quantBits: options.quantBits, modulusBits: options.modulusBits });
+  if (!budget.ok) throw new SecAggError(budget.code, budget.issues.join('; '), budget.context);
+  if ((options.modulusBits === 32) !== (sum instanceof Uint32Array)) throw new SecAggError('INVALID_ARGUMENT', 'sum word width does not match modulusBits', { modulusBits: options.modulusBits });
+  if (out.length !== sum.length) throw new SecAggError('INVALID_ARGUMENT', 'output length differs from the sum', { out: out.length, sum: sum.length });
+  const step = (2 * c) / levels;
+  const shift = sites * c;
+  for (let i = 0; i < sum.length; i++) out[i] = sum[i]! * step - shift;
+  return out;
+}
+
+/** Worst-case |decode(Σ encode(xᵢ)) − Σ clip(xᵢ·wᵢ)| for `sites` sites: n·2c/(2^q − 1). */
+export function quantizationErrorBound(sites: number, options: QuantizeOptions): number {
+  const { clip: c, levels } = resolve(options);
+  return (sites * 2 * c) / levels;
+}
+
+function resolve(options: QuantizeOptions): { clip: number; levels: number } {
+  const { clip, quantBits, modulusBits } = options;
+  if (!(Number.isFinite(clip) && clip > 0)) throw new SecAggError('INVALID_ARGUMENT', 'clip must be a positive finite number', { clip });
+  const check = checkFixedPointBudget({ sites: 1, quantBits, modulusBits });
+  if (!check.ok) throw new SecAggError(check.code, check.issues.join('; '), check.context);
+  return { clip, levels: 2 ** quantBits - 1 };
+}

@@ -1,0 +1,168 @@
+/**
+ * The secure-aggregation phases of the round scheduler (SecAgg+, Bonawitz et al. 2017; Bell et
+ * al. 2020): `keys` and `shares` before training, `unmask` (consistency check, then share reveal)
+ * after upload. Pure, like the rest of the scheduler; imported only by `machine.ts`.
+ */
+import {
+  abortAttempt,
+  abortRun,
+  enterAggregate,
+  enterTraining,
+  entered,
+  ok,
+  refuse,
+  type Ctx,
+  type PhaseTable,
+} from './machine.js';
+import type {
+  Contribution,
+  Effect,
+  ExchangeProgress,
+  KeysState,
+  OpenState,
+  RunPlan,
+  SharesState,
+  StepResult,
+  UnmaskState,
+  UploadState,
+} from './types.js';
+import { REFUSAL_CODES } from './types.js';
+
+/** Fewest sites a secure exchange may continue with: k of k-of-n and the Shamir threshold. */
+function needed(plan: RunPlan): number {
+  return Math.max(plan.minSites, plan.secure?.threshold ?? 0);
+}
+
+function deadlineOf(plan: RunPlan, phase: 'keys' | 'shares' | 'unmask'): number {
+  return plan.deadlines[phase] ?? plan.deadlines.upload;
+}
+
+function withStatus(exchange: Readonly<Record<string, ExchangeProgress>>, status: ExchangeProgress): string[] {
+  return Object.keys(exchange)
+    .filter((s) => exchange[s] === status)
+    .sort();
+}
+
+/** Round 0: every invited site makes and signs fresh key pairs for this attempt. */
+export function enterKeys(open: OpenState, invited: readonly string[], ctx: Ctx): StepResult {
+  const exchange: Record<string, ExchangeProgress> = {};
+  for (const s of invited) exchange[s] = 'waiting';
+  const keys: KeysState = { ...open, phase: 'keys', deadline: ctx.now + deadlineOf(open.plan, 'keys'), exchange };
+  return ok(ctx, keys, [...entered(keys, 'keys'), { type: 'sendKeysTasks', round: open.round, attempt: open.attempt, sites: [...invited] }]);
+}
+
+/**
+ * Re-evaluates a key or share exchange: abort when fewer than needed sites can still finish it,
+ * move on when nobody is waiting (or the deadline passed), otherwise stay.
+ */
+function settleExchange(s: KeysState | SharesState, ctx: Ctx, atDeadline: boolean): StepResult {
+  const waiting = withStatus(s.exchange, 'waiting');
+  const done = withStatus(s.exchange, 'done');
+  const need = needed(s.plan);
+  if (done.length + (atDeadline ? 0 : waiting.length) < need) {
+    return abortAttempt(s, `only ${done.length + (atDeadline ? 0 : waiting.length)} of ${need} required sites in ${s.phase}`, ctx, [...waiting, ...done]);
+  }
+  if (waiting.length > 0 && !atDeadline) return ok(ctx, s);
+  const cancel: Effect[] = waiting.length > 0 ? [{ type: 'cancelSites', round: s.round, attempt: s.attempt, sites: waiting, reason: `${s.phase} deadline passed` }] : [];
+  if (s.phase === 'keys') {
+    const exchange: Record<string, ExchangeProgress> = {};
+    for (const site of done) exchange[site] = 'waiting';
+    const shares: SharesState = { ...s, phase: 'shares', deadline: ctx.now + deadlineOf(s.plan, 'shares'), exchange };
+    return ok(ctx, shares, [...cancel, ...entered(shares, 'shares'), { type: 'sendSharesTasks', round: s.round, attempt: s.attempt, sites: done }]);
+  }
+  return enterTraining(s, done, ctx, cancel);
+}
+
+function exchangeEvent(s: KeysState | SharesState, site: string, ctx: Ctx, to: ExchangeProgress, eventType: 'keysAdvertised' | 'sharesSubmitted' | 'siteFailed'): StepResult {
+  const now = s.exchange[site];
+  if (now === undefined) return refuse(s, { type: eventType } as never, REFUSAL_CODES.notInvited, `site ${site} is not part of ${s.phase} of round ${s.round}.${s.attempt}`);
+  if (now !== 'waiting') return refuse(s, { type: eventType } as never, now === 'dropped' ? REFUSAL_CODES.notInvited : REFUSAL_CODES.duplicate, `${eventType} from ${site} while it is ${now}`);
+  return settleExchange({ ...s, exchange: { ...s.exchange, [site]: to } }, ctx, false);
+}
+
+/** After upload: survivors (their masked input is in the sum) first sign the survivor list. */
+export function enterUnmask(s: UploadState, participants: readonly Contribution[], dropped: readonly string[], ctx: Ctx, prior: readonly Effect[]): StepResult {
+  const unmask: UnmaskState = {
+    phase: 'unmask',
+    plan: s.plan,
+    round: s.round,
+    attempt: s.attempt,
+    deadline: ctx.now + deadlineOf(s.plan, 'unmask'),
+    step: 'consistency',
+    participants,
+    dropped,
+    signed: [],
+    revealed: [],
+    gone: [],
+  };
+  const survivors = participants.map((p) => p.site);
+  return ok(ctx, unmask, [
+    ...prior,
+    ...entered(unmask, 'unmask'),
+    { type: 'requestConsistency', round: s.round, attempt: s.attempt, survivors, dropped: [...dropped] },
+  ]);
+}
+
+/** Moves the unmask phase on once every survivor that can still answer has answered. */
+function settleUnmask(u: UnmaskState, ctx: Ctx, atDeadline: boolean): StepResult {
+  const threshold = u.plan.secure?.threshold ?? 1;
+  const survivors = u.participants.map((p) => p.site);
+  const answered = u.step === 'consistency' ? u.signed : u.revealed;
+  const asked = u.step === 'consistency' ? survivors : u.signed;
+  const open = asked.filter((x) => !answered.includes(x) && !u.gone.includes(x));
+  if (answered.length + (atDeadline ? 0 : open.length) < threshold) {
+    return abortAttempt(u, `only ${answered.length + (atDeadline ? 0 : open.length)} of ${threshold} sites answered the ${u.step} step`, ctx, open);
+  }
+  if (open.length > 0 && !atDeadline) return ok(ctx, u);
+  if (u.step === 'consistency') {
+    const reveal: UnmaskState = { ...u, step: 'reveal', deadline: ctx.now + deadlineOf(u.plan, 'unmask') };
+    return ok(ctx, reveal, [
+      { type: 'armDeadline', round: u.round, attempt: u.attempt, phase: 'unmask', at: reveal.deadline },
+      { type: 'requestUnmask', round: u.round, attempt: u.attempt, sites: [...u.signed], survivors, dropped: [...u.dropped] },
+    ]);
+  }
+  return enterAggregate(u, u.participants, u.dropped, u.dropped, ctx, []);
+}
+
+function unmaskAnswer(u: UnmaskState, site: string, ctx: Ctx, step: UnmaskState['step'], eventType: 'survivorsSigned' | 'sharesRevealed'): StepResult {
+  const survivors = u.participants.map((p) => p.site);
+  const asked = step === 'consistency' ? survivors : u.signed;
+  if (u.step !== step) return refuse(u, { type: eventType } as never, REFUSAL_CODES.invalidInPhase, `${eventType} during the ${u.step} step`);
+  if (!asked.includes(site)) return refuse(u, { type: eventType } as never, REFUSAL_CODES.notInvited, `site ${site} was not asked in the ${step} step`);
+  const list = step === 'consistency' ? u.signed : u.revealed;
+  if (list.includes(site)) return refuse(u, { type: eventType } as never, REFUSAL_CODES.duplicate, `${site} answered the ${step} step twice`);
+  const next: UnmaskState = step === 'consistency' ? { ...u, signed: [...u.signed, site].sort() } : { ...u, revealed: [...u.revealed, site].sort() };
+  return settleUnmask(next, ctx, false);
+}
+
+/** The secure phases' rows of the transition table. */
+export function secureTable(): { keys: PhaseTable<'keys'>; shares: PhaseTable<'shares'>; unmask: PhaseTable<'unmask'> } {
+  type Row = (s: KeysState | SharesState, e: { site?: string; reason?: string }, ctx: Ctx) => StepResult;
+  const disconnect: Row = (s, e, ctx) => {
+    const site = e.site ?? '';
+    const now = s.exchange[site];
+    return now === 'waiting' || now === 'done' ? settleExchange({ ...s, exchange: { ...s.exchange, [site]: 'dropped' } }, ctx, false) : ok(ctx, s);
+  };
+  const exchangeRows = (advance: 'keysAdvertised' | 'sharesSubmitted'): Record<string, Row> => ({
+    siteConnected: (s, _e, ctx) => ok(ctx, s),
+    siteDisconnected: disconnect,
+    [advance]: (s, e, ctx) => exchangeEvent(s, e.site ?? '', ctx, 'done', advance),
+    siteFailed: (s, e, ctx) => exchangeEvent(s, e.site ?? '', ctx, 'dropped', 'siteFailed'),
+    deadline: (s, _e, ctx) => settleExchange(s, ctx, true),
+    abortRequested: (s, e, ctx) => abortRun(s, e.reason ?? 'aborted', ctx, Object.keys(s.exchange).filter((x) => s.exchange[x] !== 'dropped')),
+  });
+  return {
+    keys: exchangeRows('keysAdvertised') as PhaseTable<'keys'>,
+    shares: exchangeRows('sharesSubmitted') as PhaseTable<'shares'>,
+    unmask: {
+      siteConnected: (s, _e, ctx) => ok(ctx, s),
+      // A survivor that goes away cannot answer; its input stays in the sum.
+      siteDisconnected: (s, e, ctx) => (s.participants.some((p) => p.site === e.site) && !s.gone.includes(e.site) ? settleUnmask({ ...s, gone: [...s.gone, e.site].sort() }, ctx, false) : ok(ctx, s)),
+      survivorsSigned: (s, e, ctx) => unmaskAnswer(s, e.site, ctx, 'consistency', 'survivorsSigned'),
+      sharesRevealed: (s, e, ctx) => unmaskAnswer(s, e.site, ctx, 'reveal', 'sharesRevealed'),
+      siteFailed: (s, e, ctx) => (s.gone.includes(e.site) ? ok(ctx, s) : settleUnmask({ ...s, gone: [...s.gone, e.site].sort() }, ctx, false)),
+      deadline: (s, _e, ctx) => settleUnmask(s, ctx, true),
+      abortRequested: (s, e, ctx) => abortRun(s, e.reason, ctx, s.participants.map((p) => p.site)),
+    },
+  };
+}

@@ -21,10 +21,19 @@ export interface SpoolInput {
   readonly path: string;
 }
 
+/** Where the mean delta comes from, slice by slice over the flattened model (tensors in order). */
+export interface MeanSource {
+  read(elemOffset: number, count: number): Promise<Float32Array>;
+  close(): Promise<void>;
+}
+
 export interface AggregateOptions {
   readonly store: StateStore;
   readonly globalSha256: string;
+  /** Plain rounds: verified f32 spools and their weights. */
   readonly inputs: readonly SpoolInput[];
+  /** Secure rounds: the unmasked, dequantized mean instead of `inputs`. */
+  readonly mean?: MeanSource;
   readonly optimizer: ServerOptimizer;
   /** 1-based server step this aggregation makes. */
   readonly step: number;
@@ -43,16 +52,13 @@ export interface AggregateResult {
 
 /** Runs one aggregation and returns the new checkpoint's hash. Cleans up partial files on failure. */
 export async function aggregateRound(o: AggregateOptions): Promise<AggregateResult> {
-  const totalWeight = o.inputs.reduce((s, i) => s + i.weight, 0);
-  if (!(totalWeight > 0)) throw new Error('aggregation needs a positive total weight');
   const opened: FileSource[] = [];
   const pending: PendingFile[] = [];
+  const mean = o.mean ?? (await plainMean(o.inputs, o.openSpool));
   try {
     const globalSrc = await o.store.openModel(o.globalSha256);
     opened.push(globalSrc);
     const global = await openSafetensors(globalSrc);
-    const spools = await Promise.all(o.inputs.map((i) => o.openSpool(i.path)));
-    opened.push(...spools);
     const prevState = await openPreviousState(o, opened);
     const specs = global.tensors.map((t) => ({ name: t.name, dtype: 'F32' as const, shape: t.shape }));
     const modelFile = await o.store.createModel();
@@ -63,30 +69,22 @@ export async function aggregateRound(o: AggregateOptions): Promise<AggregateResu
     const stateWriters = await Promise.all(
       stateFiles.map((f) => createSafetensorsWriter(f, specs, { format: 'pt', optimizer: o.optimizer.name, step: String(o.step) })),
     );
-    // Normalised weights: a single participant's delta passes through exactly (w/W = 1).
-    const weights = o.inputs.map((i) => i.weight / totalWeight);
-    let spoolOffset = 0;
+    let flatOffset = 0;
     for (const t of global.tensors) {
       for (let start = 0; start < t.elements; start += o.sliceElements) {
         o.signal?.throwIfAborted();
         const n = Math.min(o.sliceElements, t.elements - start);
         const theta = await global.readF32(t.name, start, n);
-        const mean = new Float32Array(n);
-        for (let k = 0; k < spools.length; k++) {
-          const bytes = await spools[k]!.read(spoolOffset + start * 4, n * 4);
-          const delta = new Float32Array(bytes.buffer, bytes.byteOffset, n);
-          const w = weights[k]!;
-          for (let i = 0; i < n; i++) mean[i]! += w * delta[i]!;
-        }
+        const delta = await mean.read(flatOffset + start, n);
         const state: Record<string, Float32Array> = {};
         for (const [slotIndex, slot] of o.optimizer.stateSlots.entries()) {
           state[slot] = prevState[slotIndex] ? await prevState[slotIndex].readF32(t.name, start, n) : new Float32Array(n);
         }
-        o.optimizer.apply(theta, mean, state, o.step);
+        o.optimizer.apply(theta, delta, state, o.step);
         await model.writeF32(t.name, theta);
         for (const [slotIndex, slot] of o.optimizer.stateSlots.entries()) await stateWriters[slotIndex]!.writeF32(t.name, state[slot]!);
       }
-      spoolOffset += t.elements * 4;
+      flatOffset += t.elements;
     }
     const { bytesWritten } = await model.finish();
     for (const w of stateWriters) await w.finish();
@@ -97,7 +95,34 @@ export async function aggregateRound(o: AggregateOptions): Promise<AggregateResu
   } finally {
     for (const p of pending) await p.discard();
     for (const f of opened) await f.close();
+    await mean.close();
   }
+}
+
+/**
+ * The weighted mean of plain f32 spools with normalised weights wᵢ/W: a single participant's
+ * delta passes through exactly (w/W = 1).
+ */
+async function plainMean(inputs: readonly SpoolInput[], openSpool: (path: string) => Promise<FileSource>): Promise<MeanSource> {
+  const totalWeight = inputs.reduce((s, i) => s + i.weight, 0);
+  if (!(totalWeight > 0)) throw new Error('aggregation needs a positive total weight');
+  const spools = await Promise.all(inputs.map((i) => openSpool(i.path)));
+  const weights = inputs.map((i) => i.weight / totalWeight);
+  return {
+    async read(elemOffset, count) {
+      const mean = new Float32Array(count);
+      for (let k = 0; k < spools.length; k++) {
+        const bytes = await spools[k]!.read(elemOffset * 4, count * 4);
+        const delta = new Float32Array(bytes.buffer, bytes.byteOffset, count);
+        const w = weights[k]!;
+        for (let i = 0; i < count; i++) mean[i]! += w * delta[i]!;
+      }
+      return mean;
+    },
+    async close() {
+      for (const s of spools) await s.close();
+    },
+  };
 }
 
 async function openPreviousState(o: AggregateOptions, opened: FileSource[]): Promise<(SafetensorsFile | undefined)[]> {

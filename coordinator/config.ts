@@ -3,7 +3,7 @@
  * Unknown fields are errors (a typo must not silently fall back to a default).
  */
 import { z } from 'zod';
-import { parseOptimizerOptions, type ResolvedOptimizerOptions } from '../aggregation/index.js';
+import { checkFixedPointBudget, parseOptimizerOptions, type ResolvedOptimizerOptions } from '../aggregation/index.js';
 import { loadConfigFile } from '../common/config-file.js';
 
 /** Server optimizer and its hyper-parameters, validated by `aggregation` (unknown keys refused). */
@@ -16,6 +16,27 @@ export const strategySchema = z
     for (const message of parsed.issues) ctx.addIssue({ code: 'custom', message });
     return z.NEVER;
   });
+
+/**
+ * Secure aggregation (SecAgg+). The fixed-point budget n·2^q ≤ 2^b must hold for `maxSites`, or
+ * the run refuses to start. The clipping range comes from configuration, never from a site.
+ */
+export const secureAggregationSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    /** Shamir threshold t; default max(2, minSites). */
+    threshold: z.number().int().min(2).optional(),
+    quantBits: z.number().int().min(1).max(31).default(24),
+    modulusBits: z.union([z.literal(16), z.literal(32)]).default(32),
+    clip: z.number().positive().finite().default(1),
+    /** Site weights (samples) are divided by this and capped at 1. */
+    maxWeight: z.number().positive().default(1_000_000),
+    maxSites: z.number().int().min(2).max(65_536).default(64),
+    /** Neighbour graph degree (SecAgg+); 0: the complete graph up to 32 sites. */
+    degree: z.number().int().min(0).default(0),
+  })
+  .strict()
+  .default({});
 
 const seconds = (def: number) => z.number().positive().max(7 * 24 * 3600).default(def);
 
@@ -41,12 +62,27 @@ export const runSchema = z
         aggregateS: seconds(3600),
         commitS: seconds(600),
         evalS: seconds(600),
+        keysS: seconds(120),
+        sharesS: seconds(120),
+        unmaskS: seconds(300),
       })
       .strict()
       .default({}),
     maxAttempts: z.number().int().positive().max(1000).default(5),
+    secureAggregation: secureAggregationSchema,
   })
-  .strict();
+  .strict()
+  .superRefine((run, ctx) => {
+    const sa = run.secureAggregation;
+    if (!sa.enabled) return;
+    const budget = checkFixedPointBudget({ sites: sa.maxSites, quantBits: sa.quantBits, modulusBits: sa.modulusBits });
+    if (!budget.ok) ctx.addIssue({ code: 'custom', path: ['secureAggregation', 'quantBits'], message: budget.issues.join('; ') });
+    const sites = Math.max(run.expectedSites.length, run.minSites);
+    if (sites > sa.maxSites) ctx.addIssue({ code: 'custom', path: ['secureAggregation', 'maxSites'], message: `${sites} sites exceed maxSites ${sa.maxSites}` });
+    if (sa.threshold !== undefined && sa.threshold > sites && run.expectedSites.length > 0) {
+      ctx.addIssue({ code: 'custom', path: ['secureAggregation', 'threshold'], message: `threshold ${sa.threshold} exceeds the ${sites} expected sites` });
+    }
+  });
 
 export const coordinatorConfigSchema = z
   .object({

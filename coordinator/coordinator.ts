@@ -14,7 +14,7 @@ import { EventBus } from './events.js';
 import { createIdentityResolver } from './pki/index.js';
 import { SiteRegistry } from './registry.js';
 import { adminServiceHandlers } from './service/admin-service.js';
-import { refuseSecureStages, siteServiceHandlers } from './service/site-service.js';
+import { siteServiceHandlers } from './service/site-service.js';
 import { LocalStateStore } from './state/store.js';
 
 /** Version reported to agents and admins. */
@@ -83,7 +83,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
       bus,
       resolver,
       logger,
-      secure: () => refuseSecureStages(),
+      secure: (site) => driver.secureHandlers(site),
     }),
   );
   server.addService(

@@ -17,6 +17,9 @@ import type { SiteRegistry } from './registry.js';
 import { initialSchedulerState, step } from './round/machine.js';
 import type { Effect, RunPlan, SchedulerEvent, SchedulerState } from './round/types.js';
 import type { LayoutTensor, SpooledUpload, UploadExpectation, UploadIntent } from './service/upload.js';
+import { SecureSide } from './secure/coordinator-side.js';
+import type { SecureStageHandlers } from './service/site-service.js';
+import { refuseSecureStages } from './service/site-service.js';
 import type { ParticipantRecord } from './state/records.js';
 import type { StateStore } from './state/store.js';
 
@@ -77,6 +80,8 @@ export class RoundDriver {
   readonly evals: EvalTracker;
   private readonly log: Logger;
   private readonly startedMs: number;
+  /** Secure aggregation middleware, when the run uses it. */
+  private secure: SecureSide | undefined;
   private closed = false;
 
   constructor(private readonly o: DriverOptions) {
@@ -114,6 +119,15 @@ export class RoundDriver {
       recovered = recoverRun(store.records(), cfg.id)!;
     }
     const plan: RunPlan = { ...recovered.started.plan, rounds: recovered.rounds };
+    if (plan.secure) {
+      this.secure = new SecureSide({
+        config,
+        registry: this.o.registry,
+        logger: this.log,
+        dispatch: (e) => this.dispatch(e),
+        threshold: plan.secure.threshold,
+      });
+    }
     const model = await this.describeModel(recovered.globalSha256);
     this.run = {
       plan,
@@ -144,7 +158,9 @@ export class RoundDriver {
   private planFromConfig(): RunPlan {
     const r = this.o.config.run;
     const d = r.deadlines;
+    const sa = r.secureAggregation;
     return {
+      ...(sa.enabled ? { secure: { threshold: sa.threshold ?? Math.max(2, r.minSites) } } : {}),
       runId: r.id,
       rounds: r.rounds,
       minSites: r.minSites,
@@ -156,6 +172,9 @@ export class RoundDriver {
         upload: d.uploadS * 1000,
         aggregate: d.aggregateS * 1000,
         commit: d.commitS * 1000,
+        keys: d.keysS * 1000,
+        shares: d.sharesS * 1000,
+        unmask: d.unmaskS * 1000,
       },
     };
   }
@@ -219,10 +238,15 @@ export class RoundDriver {
       attempt: s.attempt,
       globalSha256: this.run.globalSha256,
       tensors: this.run.tensors,
-      encoding: this.o.config.run.encoding,
+      encoding: this.secure?.encoding ?? this.o.config.run.encoding,
       maxChunkBytes: this.o.config.limits.maxChunkBytes,
-      weighting: this.o.config.run.weighting,
+      weighting: this.secure ? 'uniform' : this.o.config.run.weighting,
     };
+  }
+
+  /** The secure-aggregation stage handlers for `site` (refusing when the run is plain). */
+  secureHandlers(site: string): SecureStageHandlers {
+    return this.secure?.handlers(site) ?? refuseSecureStages();
   }
 
   /** Marks the start of `site`'s upload; throws when the scheduler refuses it. */
@@ -310,6 +334,14 @@ export class RoundDriver {
         return;
       case 'sendTrainTasks':
         return this.sendTrainTasks(effect.round, effect.attempt, effect.sites);
+      case 'sendKeysTasks':
+        return this.secure?.sendKeys(runId, effect.round, effect.attempt, effect.sites);
+      case 'sendSharesTasks':
+        return this.secure?.sendShares(effect.round, effect.attempt, effect.sites);
+      case 'requestConsistency':
+        return this.secure?.sendConsistency(effect.round, effect.attempt, effect.survivors, effect.dropped);
+      case 'requestUnmask':
+        return this.secure?.sendUnmask(effect.round, effect.attempt, effect.sites);
       case 'cancelSites':
         for (const site of effect.sites) {
           this.o.registry.send(site, { kind: 'cancel', runId, round: effect.round, attempt: effect.attempt, reason: effect.reason });
@@ -371,8 +403,9 @@ export class RoundDriver {
         model: { sha256: run.globalSha256, sizeBytes: run.globalBytes },
         modelRound: run.modelRound,
         tensors: run.tensors,
-        encoding: this.o.config.run.encoding,
+        encoding: this.secure?.encoding ?? this.o.config.run.encoding,
         train: this.o.config.run.train,
+        ...(this.secure ? this.secure.trainExtras(round, attempt, site, sites) : { shares: [], shareHolders: [] }),
         trainingDeadlineMs: deadline,
         uploadDeadlineMs: deadline + this.o.config.run.deadlines.uploadS * 1000,
         maxChunkBytes: this.o.config.limits.maxChunkBytes,
@@ -392,7 +425,10 @@ export class RoundDriver {
         return { site, weight: u.intent.weight, path: u.spool.path };
       });
       const t0 = this.o.clock.now();
+      const elements = run.tensors.reduce((n, t) => n + t.elements, 0);
+      const mean = this.secure ? await this.secure.mean(round, attempt, inputs.map((i) => i.path), elements, openFileSource) : undefined;
       const result = await aggregateRound({
+        ...(mean ? { mean } : {}),
         store: this.o.store,
         globalSha256: run.globalSha256,
         inputs,

@@ -2,6 +2,7 @@
  * Site registry: who has joined, who is connected (holds an open `Tasks` stream), what each is
  * doing, and the channel to push tasks to it. Holds no protobuf: the service converts tasks.
  */
+import type { SecureRoundParams, StoredAdvertisement, StoredShare } from './secure/round.js';
 import type { LayoutTensor } from './service/upload.js';
 
 /** Work pushed to a site over its `Tasks` stream. */
@@ -20,6 +21,9 @@ export type SiteTask =
       readonly uploadDeadlineMs: number;
       readonly maxChunkBytes: number;
       readonly evaluate: boolean;
+      /** Secure rounds: shares sealed for this site, and the sites that completed the exchange. */
+      readonly shares: readonly StoredShare[];
+      readonly shareHolders: readonly string[];
     }
   | {
       readonly kind: 'eval';
@@ -28,7 +32,18 @@ export type SiteTask =
       readonly modelRound: number;
       readonly deadlineMs: number;
     }
-  | { readonly kind: 'cancel'; readonly runId: string; readonly round: number; readonly attempt: number; readonly reason: string };
+  | { readonly kind: 'cancel'; readonly runId: string; readonly round: number; readonly attempt: number; readonly reason: string }
+  | { readonly kind: 'keys'; readonly runId: string; readonly round: number; readonly attempt: number; readonly params: SecureRoundParams }
+  | { readonly kind: 'shares'; readonly runId: string; readonly round: number; readonly attempt: number; readonly adverts: readonly StoredAdvertisement[] }
+  | {
+      readonly kind: 'consistency' | 'unmask';
+      readonly runId: string;
+      readonly round: number;
+      readonly attempt: number;
+      readonly survivors: readonly string[];
+      readonly dropped: readonly string[];
+      readonly signatures: readonly { readonly site: string; readonly signature: Uint8Array }[];
+    };
 
 /** What the registry knows about one site. */
 export interface SiteRecord {

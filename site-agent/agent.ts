@@ -8,7 +8,19 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { backoffDelay, sleep } from '../common/backoff.js';
 import type { Logger } from '../common/logger.js';
-import { PROTOCOL_VERSION, type SiteServiceClient, type Task__Output, type TrainTask__Output } from '../proto/index.js';
+import { readTlsFiles } from '../common/tls.js';
+import {
+  PROTOCOL_VERSION,
+  type ConsistencyTask__Output,
+  type KeysTask__Output,
+  type SharesTask__Output,
+  type SiteServiceClient,
+  type Task__Output,
+  type TrainTask__Output,
+  type UnmaskTask__Output,
+} from '../proto/index.js';
+import { maskedBytes, maskedChunks } from './secure/masked-delta.js';
+import { SecureSession, type SecureParams } from './secure/session.js';
 import { createSiteClient } from './client.js';
 import type { ResolvedSiteConfig } from './config.js';
 import { deltaBytes, deltaChunks } from './delta.js';
@@ -47,10 +59,15 @@ export class SiteAgent {
   private round = 0;
   private readonly log: Logger;
   private readonly cacheDir: string;
+  /** Secure-aggregation state of the current attempt only; secrets are never written anywhere. */
+  private secure: { key: string; session: SecureSession; params: SecureParams } | undefined;
+  private readonly tls: { key: string; ca: string };
 
   constructor(private readonly o: SiteAgentOptions) {
     this.log = o.logger.child({ site: o.config.site });
     this.cacheDir = join(o.config.workDir, 'models');
+    const tls = readTlsFiles(o.config.tls);
+    this.tls = { key: tls.key.toString('utf8'), ca: tls.ca.toString('utf8') };
   }
 
   async run(signal: AbortSignal): Promise<void> {
@@ -142,11 +159,111 @@ export class SiteAgent {
       );
     } else if (task.kind === 'cancel' && task.cancel) {
       const c = task.cancel;
-      if (this.job?.key === `${c.runId}/${c.round}.${c.attempt}`) {
+      const key = `${c.runId}/${c.round}.${c.attempt}`;
+      if (this.secure?.key === key) this.secure = undefined;
+      if (this.job?.key === key) {
         this.log.warn({ round: Number(c.round), reason: c.reason }, 'round cancelled by the coordinator');
         this.stopJob(c.reason);
       }
+    } else if (task.kind === 'keys' && task.keys) {
+      void this.secureStage(task.keys, () => this.onKeys(task.keys!));
+    } else if (task.kind === 'shares' && task.shares) {
+      void this.secureStage(task.shares, () => this.onShares(task.shares!));
+    } else if (task.kind === 'consistency' && task.consistency) {
+      void this.secureStage(task.consistency, () => this.onConsistency(task.consistency!));
+    } else if (task.kind === 'unmask' && task.unmask) {
+      void this.secureStage(task.unmask, () => this.onUnmask(task.unmask!));
     }
+  }
+
+  /** Runs one secure stage; a failure is reported so the coordinator drops this site at once. */
+  private async secureStage(t: { runId: string; round: string; attempt: number }, fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      const e = err instanceof SiteAgentError ? err : undefined;
+      this.log.error({ round: Number(t.round), err: { code: e?.code ?? (err as grpc.ServiceError).code, message: (err as Error).message } }, 'secure aggregation step failed');
+      this.client?.ReportFailure(
+        { runId: t.runId, round: t.round, attempt: t.attempt, code: e?.code ?? 'SECURE_STEP_FAILED', message: (err as Error).message, retryable: false },
+        { deadline: Date.now() + 10_000 },
+        () => undefined,
+      );
+    }
+  }
+
+  private unary(call: (cb: (err: grpc.ServiceError | null) => void) => void): Promise<void> {
+    return new Promise((resolve, reject) => call((err) => (err ? reject(err) : resolve())));
+  }
+
+  /** Round 0: fresh key pairs for this attempt, advertised with the certificate's signature. */
+  private async onKeys(t: KeysTask__Output): Promise<void> {
+    const p = t.params!;
+    const params: SecureParams = {
+      threshold: p.threshold,
+      quantBits: p.quantBits,
+      modulusBits: p.modulusBits === 16 ? 16 : 32,
+      clip: p.clip,
+      maxWeight: p.maxWeight,
+      graphSeed: p.graphSeed,
+      degree: p.degree,
+      roster: p.roster,
+    };
+    const round = Number(t.round);
+    const session = new SecureSession({ site: this.o.config.site, runId: t.runId, round, attempt: t.attempt, params, certificateKey: this.tls.key, caPem: this.tls.ca, now: () => new Date() });
+    this.secure = { key: `${t.runId}/${round}.${t.attempt}`, session, params };
+    const ad = session.advertisement();
+    const cert = readTlsFiles(this.o.config.tls).cert.toString('utf8');
+    await this.unary((cb) =>
+      this.client!.AdvertiseKeys(
+        { runId: t.runId, round: t.round, attempt: t.attempt, siteId: this.o.config.site, cPublicKey: ad.cPk, sPublicKey: ad.sPk, signature: ad.signature, certificatePem: cert },
+        { deadline: Date.now() + 15_000 },
+        cb,
+      ),
+    );
+    this.log.info({ round, attempt: t.attempt, phase: 'keys' }, 'keys advertised');
+  }
+
+  private sessionFor(t: { runId: string; round: string; attempt: number }): SecureSession {
+    const key = `${t.runId}/${Number(t.round)}.${t.attempt}`;
+    if (this.secure?.key !== key) throw new SiteAgentError('REFUSED', `no secure session for ${key} (keys were never made here)`, false);
+    return this.secure.session;
+  }
+
+  /** Round 1: checks every neighbour's advertisement and sends sealed shares. */
+  private async onShares(t: SharesTask__Output): Promise<void> {
+    const session = this.sessionFor(t);
+    const shares = session.shares(
+      t.advertisements.map((a) => ({ site: a.siteId, cPk: a.cPublicKey, sPk: a.sPublicKey, signature: a.signature, certificatePem: a.certificatePem })),
+    );
+    await this.unary((cb) =>
+      this.client!.SubmitShares(
+        { runId: t.runId, round: t.round, attempt: t.attempt, shares: shares.map((x) => ({ fromSite: x.from, toSite: x.to, nonce: x.nonce, ciphertext: x.ciphertext })) },
+        { deadline: Date.now() + 15_000 },
+        cb,
+      ),
+    );
+    this.log.info({ round: Number(t.round), attempt: t.attempt, phase: 'shares', shares: shares.length }, 'shares sent');
+  }
+
+  /** Consistency check: sign the survivor list, after checking it. */
+  private async onConsistency(t: ConsistencyTask__Output): Promise<void> {
+    const signature = this.sessionFor(t).signSurvivors(t.survivors, t.dropped);
+    await this.unary((cb) =>
+      this.client!.SignSurvivors({ runId: t.runId, round: t.round, attempt: t.attempt, siteId: this.o.config.site, signature }, { deadline: Date.now() + 15_000 }, cb),
+    );
+  }
+
+  /** Round 3: reveal shares, once, after t matching signatures. */
+  private async onUnmask(t: UnmaskTask__Output): Promise<void> {
+    const shares = this.sessionFor(t).reveal(
+      t.survivors,
+      t.dropped,
+      t.signatures.map((x) => ({ site: x.siteId, signature: x.signature })),
+    );
+    await this.unary((cb) =>
+      this.client!.RevealShares({ runId: t.runId, round: t.round, attempt: t.attempt, shares }, { deadline: Date.now() + 15_000 }, cb),
+    );
+    this.log.info({ round: Number(t.round), attempt: t.attempt, phase: 'unmask', shares: shares.length }, 'shares revealed');
   }
 
   private stopJob(reason: string): void {
@@ -179,6 +296,12 @@ export class SiteAgent {
     log.info({ phase: 'training', bytes: dl.bytes, cached: dl.bytes === 0 }, dl.bytes === 0 ? 'global model already held' : 'global model downloaded');
     if (t.evaluate) await this.evaluate(t.runId, sha256, size, Number(t.modelRound), signal);
 
+    const secure = t.encoding?.name?.startsWith('secagg') ? this.sessionFor(t) : undefined;
+    secure?.receiveShares(
+      t.shares.map((x) => ({ from: x.fromSite, to: x.toSite, nonce: x.nonce, ciphertext: x.ciphertext })),
+      t.shareHolders,
+    );
+
     this.activity = 'training';
     const roundDir = join(this.o.config.workDir, `round-${round}`);
     await rm(roundDir, { recursive: true, force: true });
@@ -204,7 +327,10 @@ export class SiteAgent {
     const tensors = t.tensors.map((x) => ({ name: x.name, dtype: x.dtype, shape: x.shape.map(Number) }));
     const allowed = t.maxChunkBytes > 0 ? t.maxChunkBytes : 1 << 20;
     const maxChunk = Math.min(allowed, this.o.config.transfer.chunkBytes);
-    const totalBytes = deltaBytes(tensors);
+    const elements = tensors.reduce((n, x) => n + x.shape.reduce((a, b) => a * b, 1), 0);
+    const params = this.secure?.params;
+    const totalBytes = secure && params ? maskedBytes(elements, params) : deltaBytes(tensors);
+    const deltas = deltaChunks(dl.path, result.outPath, tensors, maxChunk, signal);
     const res = await uploadDelta(
       this.client!,
       {
@@ -221,7 +347,7 @@ export class SiteAgent {
         trainLoss: result.trainLoss,
         dataManifestSha256: result.dataManifestSha256,
       },
-      deltaChunks(dl.path, result.outPath, tensors, maxChunk, signal),
+      secure && params ? maskedChunks(deltas, elements, secure, params, result.samples) : deltas,
       signal,
       (done, total) => (this.progress = done / total),
       this.o.config.transfer.uploadRateBytesPerS,

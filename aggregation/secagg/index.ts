@@ -92,3 +92,4 @@ export {
   buildNeighbourGraph,
   defaultDegree,
 } from './graph.js';
+export { secureSessionId, survivorListBytes } from './session.js';

@@ -76,6 +76,8 @@ export function taskToWire(task: SiteTask): Task {
           uploadDeadlineMs: task.uploadDeadlineMs,
           maxChunkBytes: task.maxChunkBytes,
           evaluate: task.evaluate,
+          shares: task.shares.map((x) => ({ fromSite: x.from, toSite: x.to, nonce: x.nonce, ciphertext: x.ciphertext })),
+          shareHolders: [...task.shareHolders],
         },
       };
     case 'eval':
@@ -89,6 +91,57 @@ export function taskToWire(task: SiteTask): Task {
       };
     case 'cancel':
       return { cancel: { runId: task.runId, round: task.round, attempt: task.attempt, reason: task.reason } };
+    case 'keys': {
+      const p = task.params;
+      return {
+        keys: {
+          runId: task.runId,
+          round: task.round,
+          attempt: task.attempt,
+          params: {
+            threshold: p.threshold,
+            quantBits: p.quantBits,
+            modulusBits: p.modulusBits,
+            clip: p.clip,
+            maxWeight: p.maxWeight,
+            graphSeed: p.graphSeed,
+            degree: p.degree,
+            roster: [...p.roster],
+          },
+        },
+      };
+    }
+    case 'shares':
+      return {
+        shares: {
+          runId: task.runId,
+          round: task.round,
+          attempt: task.attempt,
+          advertisements: task.adverts.map((a) => ({
+            runId: task.runId,
+            round: task.round,
+            attempt: task.attempt,
+            siteId: a.site,
+            cPublicKey: a.cPk,
+            sPublicKey: a.sPk,
+            signature: a.signature,
+            certificatePem: a.certificatePem,
+          })),
+        },
+      };
+    case 'consistency':
+      return { consistency: { runId: task.runId, round: task.round, attempt: task.attempt, survivors: [...task.survivors], dropped: [...task.dropped] } };
+    case 'unmask':
+      return {
+        unmask: {
+          runId: task.runId,
+          round: task.round,
+          attempt: task.attempt,
+          survivors: [...task.survivors],
+          dropped: [...task.dropped],
+          signatures: task.signatures.map((x) => ({ runId: task.runId, round: task.round, attempt: task.attempt, siteId: x.site, signature: x.signature })),
+        },
+      };
   }
 }
 

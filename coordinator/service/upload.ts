@@ -25,7 +25,8 @@ export interface UploadExpectation {
   readonly attempt: number;
   readonly globalSha256: string;
   readonly tensors: readonly LayoutTensor[];
-  readonly encoding: 'f32';
+  /** `f32` for plain rounds; masked fixed point (`secagg32`, `secagg16`) for secure ones. */
+  readonly encoding: 'f32' | 'secagg32' | 'secagg16';
   readonly maxChunkBytes: number;
   readonly weighting: 'samples' | 'tokens' | 'uniform';
 }
@@ -49,6 +50,11 @@ function u64(value: string, field: string): number {
     throw new CoordinatorError('UPLOAD_INVALID', `${field} is not a valid integer: ${JSON.stringify(value)}`);
   }
   return Number(value);
+}
+
+/** Bytes per value of an upload encoding. */
+export function wordBytes(encoding: UploadExpectation['encoding']): number {
+  return encoding === 'secagg16' ? 2 : 4;
 }
 
 /** Checks a header against the open round and the global model's tensors. */
@@ -83,8 +89,10 @@ export function validateHeader(h: UploadHeader__Output, exp: UploadExpectation):
     if (shape.length !== t.shape.length || shape.some((d, j) => d !== t.shape[j])) {
       throw new CoordinatorError('TENSOR_MISMATCH', `tensor ${t.name} has shape [${shape.join(', ')}], expected [${t.shape.join(', ')}]`, { tensor: t.name });
     }
-    expectedBytes += t.elements * 4;
+    expectedBytes += t.elements * wordBytes(exp.encoding);
   });
+  // A masked upload carries one more word: the masked weight.
+  if (exp.encoding !== 'f32') expectedBytes += wordBytes(exp.encoding);
   const totalBytes = u64(h.totalBytes, 'totalBytes');
   if (totalBytes !== expectedBytes) {
     throw new CoordinatorError('UPLOAD_INVALID', `totalBytes is ${totalBytes}, the declared tensors need ${expectedBytes}`);
@@ -152,11 +160,14 @@ export async function spoolChunks(
             total: intent.totalBytes,
           });
         }
-        if (data.length % 4 !== 0) throw new CoordinatorError('UPLOAD_INVALID', `f32 chunk of ${data.length} bytes is not a whole number of values`);
-        const bytes = aligned(data, 4);
-        const bad = checkFinite(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4));
-        if (bad >= 0) {
-          throw new CoordinatorError('NON_FINITE', `delta value at byte ${offset + bad * 4} is NaN or infinite`, { byte: offset + bad * 4 });
+        const word = wordBytes(exp.encoding);
+        if (data.length % word !== 0) throw new CoordinatorError('UPLOAD_INVALID', `${exp.encoding} chunk of ${data.length} bytes is not a whole number of values`);
+        if (exp.encoding === 'f32') {
+          const bytes = aligned(data, 4);
+          const bad = checkFinite(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4));
+          if (bad >= 0) {
+            throw new CoordinatorError('NON_FINITE', `delta value at byte ${offset + bad * 4} is NaN or infinite`, { byte: offset + bad * 4 });
+          }
         }
         hash.update(data);
         await file.write(data, 0, data.length, offset);

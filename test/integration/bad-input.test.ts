@@ -168,6 +168,8 @@ describe('uploads that break the contract, during a run of real sites', () => {
         rounds: ROUNDS,
         minSites: 2,
         evaluate: false,
+        // The plain (f32) upload contract: secure rounds have their own suite.
+        secureAggregation: { enabled: false },
         deadlines: { openS: 30, trainingS: 30, uploadS: 30, aggregateS: 30, commitS: 30, evalS: 15 },
       },
     });

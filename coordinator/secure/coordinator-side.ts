@@ -1,0 +1,128 @@
+/**
+ * Secure aggregation at the coordinator, as middleware around the round driver: it runs the
+ * scheduler's secure effects (keys, shares, consistency, unmask tasks), checks the sites' stage
+ * messages and turns them into scheduler events, and supplies the unmasked mean at `aggregate`.
+ */
+import { randomBytes } from 'node:crypto';
+import type {
+  KeyAdvertisement__Output,
+  SharesSubmission__Output,
+  SurvivorSignature__Output,
+  UnmaskResponse__Output,
+} from '../../proto/index.js';
+import type { FileSource } from '../../common/files.js';
+import type { Logger } from '../../common/logger.js';
+import type { MeanSource } from '../aggregate.js';
+import type { ResolvedCoordinatorConfig } from '../config.js';
+import { CoordinatorError } from '../errors.js';
+import type { SiteRegistry } from '../registry.js';
+import type { SchedulerEvent, StepResult } from '../round/types.js';
+import type { SecureStageHandlers } from '../service/site-service.js';
+import { SecureRound, type StoredShare } from './round.js';
+import { secureMean } from './unmask.js';
+
+export interface SecureSideOptions {
+  readonly config: ResolvedCoordinatorConfig;
+  readonly registry: SiteRegistry;
+  readonly logger: Logger;
+  readonly dispatch: (event: SchedulerEvent) => StepResult;
+  /** Threshold t of the run (also in the scheduler's plan). */
+  readonly threshold: number;
+}
+
+/** The secure-aggregation side of one coordinator. */
+export class SecureSide {
+  private current: SecureRound | undefined;
+
+  constructor(private readonly o: SecureSideOptions) {}
+
+  /** Wire encoding of masked uploads. */
+  get encoding(): 'secagg32' | 'secagg16' {
+    return this.o.config.run.secureAggregation.modulusBits === 32 ? 'secagg32' : 'secagg16';
+  }
+
+  /** Round 0: a fresh attempt with fresh parameters; every invited site makes new keys. */
+  sendKeys(runId: string, round: number, attempt: number, sites: readonly string[]): void {
+    const sa = this.o.config.run.secureAggregation;
+    this.current = new SecureRound(runId, round, attempt, {
+      threshold: this.o.threshold,
+      quantBits: sa.quantBits,
+      modulusBits: sa.modulusBits,
+      clip: sa.clip,
+      maxWeight: sa.maxWeight,
+      graphSeed: randomBytes(32),
+      degree: sa.degree,
+      roster: [...sites].sort(),
+    });
+    for (const site of sites) this.send(site, { kind: 'keys', runId, round, attempt, params: this.current.params });
+  }
+
+  /** Round 1: every site that advertised gets all advertisements (it picks its neighbours). */
+  sendShares(round: number, attempt: number, sites: readonly string[]): void {
+    const r = this.round(round, attempt);
+    r.stage = 'shares';
+    const adverts = sites.map((s) => r.adverts.get(s)!).filter(Boolean);
+    for (const site of sites) this.send(site, { kind: 'shares', runId: r.runId, round, attempt, adverts });
+  }
+
+  /** Training: the share holders are fixed; each site receives the shares sealed for it. */
+  trainExtras(round: number, attempt: number, site: string, holders: readonly string[]): { shares: StoredShare[]; shareHolders: string[] } {
+    const r = this.round(round, attempt);
+    r.stage = 'closed';
+    r.holders = [...holders].sort();
+    return { shares: r.sharesFor(site), shareHolders: [...r.holders] };
+  }
+
+  /** Consistency check: survivors are asked to sign the list. */
+  sendConsistency(round: number, attempt: number, survivors: readonly string[], dropped: readonly string[]): void {
+    const r = this.round(round, attempt);
+    r.stage = 'consistency';
+    r.survivors = [...survivors].sort();
+    r.dropped = [...dropped].sort();
+    for (const site of survivors) this.send(site, { kind: 'consistency', runId: r.runId, round, attempt, survivors: r.survivors, dropped: r.dropped, signatures: [] });
+  }
+
+  /** Round 3: signers receive every signature and reveal their shares. */
+  sendUnmask(round: number, attempt: number, sites: readonly string[]): void {
+    const r = this.round(round, attempt);
+    r.stage = 'reveal';
+    const signatures = [...r.signatures.entries()].map(([site, signature]) => ({ site, signature }));
+    for (const site of sites) this.send(site, { kind: 'unmask', runId: r.runId, round, attempt, survivors: r.survivors, dropped: r.dropped, signatures });
+  }
+
+  /** The unmasked mean of the survivors' masked spools. */
+  mean(round: number, attempt: number, spools: readonly string[], elements: number, open: (p: string) => Promise<FileSource>): Promise<MeanSource> {
+    const r = this.round(round, attempt);
+    r.stage = 'closed';
+    return secureMean(r, spools, elements, open);
+  }
+
+  /** Stage RPC handlers for one calling site; each validates, then tells the scheduler. */
+  handlers(site: string): SecureStageHandlers {
+    const accept = (type: 'keysAdvertised' | 'sharesSubmitted' | 'survivorsSigned' | 'sharesRevealed', m: { round: string; attempt: number }): Record<string, never> => {
+      const r = this.o.dispatch({ type, site, round: Number(m.round), attempt: m.attempt });
+      if (!r.ok) throw new CoordinatorError('ROUND_CLOSED', `${type} refused: ${r.refusal.message}`);
+      return {};
+    };
+    const open = (): SecureRound => {
+      if (!this.current) throw new CoordinatorError('ROUND_CLOSED', 'no secure round is open');
+      return this.current;
+    };
+    return {
+      advertise: (m: KeyAdvertisement__Output) => (open().advertise(site, m), accept('keysAdvertised', m)),
+      submitShares: (m: SharesSubmission__Output) => (open().submitShares(site, m), accept('sharesSubmitted', m)),
+      signSurvivors: (m: SurvivorSignature__Output) => (open().signSurvivors(site, m), accept('survivorsSigned', m)),
+      revealShares: (m: UnmaskResponse__Output) => (open().revealShares(site, m), accept('sharesRevealed', m)),
+    };
+  }
+
+  private round(round: number, attempt: number): SecureRound {
+    const r = this.current;
+    if (!r || r.round !== round || r.attempt !== attempt) throw new CoordinatorError('INTERNAL', `no secure state for round ${round}.${attempt}`);
+    return r;
+  }
+
+  private send(site: string, task: Parameters<SiteRegistry['send']>[1]): void {
+    if (!this.o.registry.send(site, task)) this.o.logger.warn({ site, task: task.kind }, 'site has no open task stream');
+  }
+}

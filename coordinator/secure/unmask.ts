@@ -1,0 +1,106 @@
+/**
+ * Unmasking a secure round (Bonawitz et al. 2017, round 4 at the server): rebuild each survivor's
+ * self-mask seed and each dropped site's mask key from t revealed shares, then read the sum of the
+ * survivors' masked spools slice by slice, remove the masks, dequantize, and divide by the
+ * unmasked sum of weights. What comes out is only the weighted mean of the survivors' deltas.
+ */
+import {
+  buildNeighbourGraph,
+  combine,
+  dequantizeSum,
+  derivePairwiseMaskSeed,
+  importX25519PrivateKey,
+  sharedSecret,
+  unmaskSum,
+  secureSessionId,
+  type DroppedPair,
+  type NeighbourGraph,
+} from '../../aggregation/index.js';
+import type { FileSource } from '../../common/files.js';
+import type { MeanSource } from '../aggregate.js';
+import { CoordinatorError } from '../errors.js';
+import type { SecureRound } from './round.js';
+
+/** The neighbour graph over the sites that advertised keys, exactly as the sites build it. */
+export function attemptGraph(r: SecureRound): NeighbourGraph {
+  return buildNeighbourGraph({
+    sites: [...r.adverts.keys()],
+    roundSeed: r.params.graphSeed,
+    ...(r.params.degree > 0 ? { degree: r.params.degree, completeUpTo: 0 } : {}),
+  });
+}
+
+function rebuild(r: SecureRound, graph: NeighbourGraph, owner: string, kind: 'self_seed' | 'mask_key'): Uint8Array {
+  const groupSize = graph.neighbours(owner).length + 1;
+  const threshold = Math.min(r.params.threshold, groupSize);
+  const shares = [...r.revealed.values()].flat().filter((s) => s.owner === owner && s.kind === kind);
+  if (shares.length < threshold) {
+    throw new CoordinatorError('INTERNAL', `only ${shares.length} of ${threshold} shares of ${owner}'s ${kind.replace('_', ' ')} were revealed`);
+  }
+  try {
+    return combine(shares.map((s) => ({ x: s.x, y: s.y })), { threshold });
+  } catch (cause) {
+    throw new CoordinatorError('INTERNAL', `the revealed shares of ${owner}'s ${kind.replace('_', ' ')} are inconsistent`, {}, { cause });
+  }
+}
+
+/** Mask material the coordinator may rebuild: survivors' self seeds, dropped sites' pairwise seeds. */
+export function unmaskingSecrets(r: SecureRound): { selfSeeds: Uint8Array[]; droppedPairs: DroppedPair[] } {
+  const graph = attemptGraph(r);
+  const session = secureSessionId(r.runId, r.attempt);
+  const selfSeeds = r.survivors.map((u) => rebuild(r, graph, u, 'self_seed'));
+  const droppedPairs: DroppedPair[] = [];
+  for (const d of r.dropped) {
+    const key = importX25519PrivateKey(rebuild(r, graph, d, 'mask_key'));
+    for (const u of graph.neighbours(d).filter((n) => r.survivors.includes(n))) {
+      const sPk = r.adverts.get(u)!.sPk;
+      droppedPairs.push({ survivor: u, dropped: d, seed: derivePairwiseMaskSeed(sharedSecret(key, sPk), { run: session, round: r.round, siteA: u, siteB: d }) });
+    }
+  }
+  return { selfSeeds, droppedPairs };
+}
+
+/**
+ * A mean source over the survivors' masked spools (`elements` words each plus one weight word).
+ * Opens the spools, unmasks the weight word first, then serves unmasked slices.
+ */
+export async function secureMean(
+  r: SecureRound,
+  spoolPaths: readonly string[],
+  elements: number,
+  openSpool: (path: string) => Promise<FileSource>,
+): Promise<MeanSource> {
+  const { selfSeeds, droppedPairs } = unmaskingSecrets(r);
+  const bits = r.params.modulusBits;
+  const wordBytes = bits / 8;
+  const n = r.survivors.length;
+  const q = { clip: r.params.clip, quantBits: r.params.quantBits, modulusBits: bits };
+  const spools = await Promise.all(spoolPaths.map(openSpool));
+  const sumWords = async (wordOffset: number, count: number): Promise<Uint32Array | Uint16Array> => {
+    const sum = bits === 32 ? new Uint32Array(count) : new Uint16Array(count);
+    for (const spool of spools) {
+      const bytes = await spool.read(wordOffset * wordBytes, count * wordBytes);
+      const words = bits === 32 ? new Uint32Array(bytes.buffer, bytes.byteOffset, count) : new Uint16Array(bytes.buffer, bytes.byteOffset, count);
+      for (let i = 0; i < count; i++) sum[i] = sum[i]! + words[i]!; // wraps mod 2^b on store
+    }
+    return unmaskSum(sum, { survivorSelfSeeds: selfSeeds, droppedPairs, wordOffset });
+  };
+  try {
+    const weightSum = dequantizeSum(await sumWords(elements, 1), n, { ...q, clip: 1 })[0]!;
+    if (!(weightSum > 0)) throw new CoordinatorError('INTERNAL', `the unmasked sum of weights is ${weightSum}`);
+    return {
+      async read(elemOffset, count) {
+        const sum = dequantizeSum(await sumWords(elemOffset, count), n, q);
+        const mean = new Float32Array(count);
+        for (let i = 0; i < count; i++) mean[i] = sum[i]! / weightSum;
+        return mean;
+      },
+      async close() {
+        for (const s of spools) await s.close();
+      },
+    };
+  } catch (err) {
+    for (const s of spools) await s.close();
+    throw err;
+  }
+}

@@ -1,0 +1,801 @@
+#!/usr/bin/env python3
+"""fedhpc shard entry for NVIDIA Megatron-Bridge (default) or NeMo 2.0 (`--nemo2`).
+
+One shard of a round, in the round-directory contract of DESIGN.md ("Training runners"):
+import the global HF weights (round-dir/global/), train spec.train.max_steps steps from those
+weights only (no optimizer state is inherited), export HF weights in F32 into out/, append
+progress.jsonl, and commit DONE.json last (temp file + rename).
+
+  --round-dir DIR --check-spec [--nemo2] [--world-size N]
+      Dry mode, standard library only: validate spec.json and global/, print the plan as JSON on
+      stdout, exit 0 / 64 / 65. Never imports torch, NeMo or Megatron.
+  --round-dir DIR --phase import|train|finalize|all [--nemo2]
+      import    (one task)  global/ -> a framework checkpoint in scratch/
+      train     (all tasks) N steps; SIGUSR1/SIGTERM -> checkpoint in scratch/, exit 75
+      finalize  (one task)  last checkpoint -> HF export -> out/model.safetensors (F32) -> DONE.json
+      all       the three in this process (one GPU, no srun): for a single-GPU smoke run
+
+Exit codes: 0 done; 64 bad spec or usage; 65 global weights invalid or mismatched; 75 interrupted
+with a resumable checkpoint in scratch/ (resubmit); anything else a crash.
+
+HONESTY NOTE. This file has never run against NeMo or Megatron-Bridge: fedhpc's CI has no GPU and
+no NeMo. Only the dry mode and the stdlib helpers are tested (test/unit/trainers/nemo-recipe.test.ts).
+Every framework call below is written from the documentation and sources cited next to it; the
+comments marked UNVERIFIED are the places most likely to need a fix on a real container.
+
+References (looked up, not run):
+  [MB-bridge]  Megatron-Bridge docs/bridge-guide.md and src/megatron/bridge/models/conversion/
+               auto_bridge.py: AutoBridge.from_hf_pretrained, to_megatron_provider, import_ckpt,
+               export_ckpt(megatron_path, hf_path), save_hf_pretrained, export_hf_weights.
+  [MB-recipe]  src/megatron/bridge/recipes/common.py (_pretrain_common): the ConfigContainer shape
+               (TrainingConfig, ValidationConfig, GPTDatasetConfig, CheckpointConfig, ...).
+  [MB-entry]   docs/training/entry-points.md: pretrain(config, forward_step_func, callbacks=...),
+               checkpoint.pretrained_checkpoint = weights only, checkpoint.load = full resume.
+  [MB-ckpt]    docs/training/checkpointing.md: save / load / save_interval / load_optim /
+               pretrained_checkpoint / ckpt_format="torch_dist".
+  [MB-cb]      docs/training/callbacks.md: Callback.on_train_start / on_train_step_end /
+               on_train_end, context.state.train_state.step, context.loss_dict.
+  [MB-res]     docs/training/resiliency.md + Megatron-LM megatron/training/config.py:
+               TrainingConfig.exit_signal_handler / exit_signal (default SIGTERM): save and stop.
+  [MB-data]    docs/training/data-preparation.md: GPTDatasetConfig(data_path=<prefix of .bin/.idx>).
+  [MCORE-idx]  Megatron-LM megatron/core/datasets/indexed_dataset.py: the .idx layout we write.
+  [NEMO2-api]  NeMo nemo/collections/llm/api.py: import_ckpt(model, source, output_path, overwrite),
+               pretrain(model, data, trainer, log, resume, optim), export_ckpt(path, target,
+               output_path, overwrite).
+"""
+import argparse, hashlib, json, math, os, signal, struct, sys, time
+
+EXIT_OK, EXIT_BAD_SPEC, EXIT_BAD_GLOBAL, EXIT_INTERRUPTED = 0, 64, 65, 75
+TOKEN_BYTES = 4  # data.train_tokens: raw little-endian uint32 ids, the reference trainer's format
+ITEM_BYTES = {"F32": 4, "BF16": 2, "F16": 2}
+MAX_HEADER = 100_000_000
+PRECISIONS = ("bf16_mixed", "fp32")
+
+
+class Refusal(Exception):
+    """An input we will not train on; `code` is the process exit status."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+def bad_spec(message):
+    return Refusal(EXIT_BAD_SPEC, message)
+
+
+def bad_global(message):
+    return Refusal(EXIT_BAD_GLOBAL, message)
+
+
+def log(message):
+    print(f"nemo_shard: {message}", file=sys.stderr, flush=True)
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_atomic(path, data):
+    """The agent must never see a half-written file: temp file, fsync, rename."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path, obj):
+    write_atomic(path, json.dumps(obj, indent=2).encode() + b"\n")
+
+
+# ---------------------------------------------------------------- spec (same fields as torch_shard.py)
+
+def validate_spec(spec, round_dir):
+    """spec.json, checked field by field; the names are the reference trainer's
+    (site-agent/trainers/torch_shard.py) plus an optional `nemo` block for this recipe."""
+    def need(obj, key, kind, test=lambda v: True, default=None, where="spec"):
+        value = obj.get(key, default) if isinstance(obj, dict) else None
+        if not isinstance(value, kind) or isinstance(value, bool) or not test(value):
+            raise bad_spec(f"spec.json: {where}.{key} is missing or invalid ({value!r})")
+        return value
+    if not isinstance(spec, dict):
+        raise bad_spec("spec.json: not a JSON object")
+    train, data = spec.get("train"), spec.get("data")
+    nemo = spec.get("nemo", {})
+    if not isinstance(nemo, dict):
+        raise bad_spec("spec.json: nemo must be an object when present")
+    num, pos = (int, float), lambda v: v > 0 and math.isfinite(v)
+    opt_str = (str, type(None))
+    s = argparse.Namespace(
+        round=need(spec, "round", int, lambda v: v >= 0), seed=need(spec, "seed", int),
+        global_sha256=need(spec, "global_sha256", str, lambda v: len(v) == 64),
+        config_sha256=need(spec, "model_config_sha256", opt_str),
+        output_dtype=need(spec, "output_dtype", str, lambda v: v in ("F32", "BF16"), "F32"),
+        max_steps=need(train, "max_steps", int, lambda v: v >= 1, where="train"),
+        lr=need(train, "lr", num, pos, where="train"),
+        batch_size=need(train, "batch_size", int, lambda v: v >= 1, where="train"),
+        seq_len=need(train, "seq_len", int, lambda v: v >= 1, where="train"),
+        weight_decay=need(train, "weight_decay", num, lambda v: v >= 0, 0.0, where="train"),
+        warmup_steps=need(train, "warmup_steps", int, lambda v: v >= 0, 0, where="train"),
+        grad_clip=need(train, "grad_clip", num, lambda v: v >= 0, 1.0, where="train"),
+        micro_batch=need(train, "micro_batch_size", (int, type(None)), lambda v: v is None or v >= 1, where="train"),
+        checkpoint_every=need(train, "checkpoint_every", int, lambda v: v >= 0, 0, where="train"),
+        train_tokens=need(data, "train_tokens", opt_str, where="data"),
+        tokens_sha256=need(data, "train_tokens_sha256", opt_str, lambda v: v is None or len(v) == 64, where="data"),
+        megatron_prefix=need(data, "megatron_prefix", opt_str, where="data"),
+        cursor=need(data, "cursor", int, lambda v: v >= 0, 0, where="data"),
+        tp=need(nemo, "tensor_parallel", int, lambda v: v >= 1, 1, where="nemo"),
+        pp=need(nemo, "pipeline_parallel", int, lambda v: v >= 1, 1, where="nemo"),
+        precision=need(nemo, "precision", str, lambda v: v in PRECISIONS, "bf16_mixed", where="nemo"),
+        tokenizer_dir=need(nemo, "tokenizer_dir", opt_str, where="nemo"))
+    if (s.train_tokens is None) == (s.megatron_prefix is None):
+        raise bad_spec("spec.json: give exactly one of data.train_tokens (uint32 token file) and data.megatron_prefix (.bin/.idx prefix)")
+    s.micro_batch = min(s.micro_batch or 1, s.batch_size)
+    if s.batch_size % s.micro_batch:
+        raise bad_spec(f"spec.json: train.batch_size {s.batch_size} is not a multiple of train.micro_batch_size {s.micro_batch}")
+    resolve = lambda p: p if os.path.isabs(p) else os.path.join(round_dir, p)
+    s.tokens_path = resolve(s.train_tokens) if s.train_tokens else None
+    s.prefix_path = resolve(s.megatron_prefix) if s.megatron_prefix else None
+    s.tokenizer_path = resolve(s.tokenizer_dir) if s.tokenizer_dir else None
+    return s
+
+
+def load_config(path):
+    """global/config.json: an HF LlamaForCausalLM config the bridges can map (untied, bias-free)."""
+    try:
+        with open(path, "rb") as f:
+            c = json.load(f)
+        assert isinstance(c, dict), "not a JSON object"
+    except (OSError, ValueError, AssertionError) as e:
+        raise bad_global(f"{path}: {e}")
+    c = {"num_key_value_heads": c.get("num_attention_heads"), **c}
+    for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "vocab_size", "max_position_embeddings"):
+        if not isinstance(c.get(key), int) or isinstance(c[key], bool) or c[key] < 1:
+            raise bad_global(f"{path}: {key} must be a positive integer, got {c.get(key)!r}")
+    if "LlamaForCausalLM" not in (c.get("architectures") or ["LlamaForCausalLM"]):
+        raise bad_global(f"{path}: architectures {c.get('architectures')} lacks LlamaForCausalLM")
+    heads, kv = c["num_attention_heads"], c["num_key_value_heads"]
+    if c["hidden_size"] % heads or heads % kv:
+        raise bad_global(f"{path}: hidden_size % heads and heads % kv_heads must be 0")
+    if c.get("tie_word_embeddings") is True:
+        raise bad_global(f"{path}: tie_word_embeddings=true; fedhpc's Llama has untied embeddings")
+    return c
+
+
+def tensor_shapes(c):
+    """HF LlamaForCausalLM tensor names and shapes, in torch_shard.py's order (also ours in out/)."""
+    h, i, v = c["hidden_size"], c["intermediate_size"], c["vocab_size"]
+    kv = c["num_key_value_heads"] * (h // c["num_attention_heads"])
+    shapes = {"model.embed_tokens.weight": [v, h]}
+    for n in range(c["num_hidden_layers"]):
+        p = f"model.layers.{n}."
+        shapes.update({p + "self_attn.q_proj.weight": [h, h], p + "self_attn.k_proj.weight": [kv, h],
+                       p + "self_attn.v_proj.weight": [kv, h], p + "self_attn.o_proj.weight": [h, h],
+                       p + "mlp.gate_proj.weight": [i, h], p + "mlp.up_proj.weight": [i, h],
+                       p + "mlp.down_proj.weight": [h, i], p + "input_layernorm.weight": [h],
+                       p + "post_attention_layernorm.weight": [h]})
+    shapes.update({"model.norm.weight": [h], "lm_head.weight": [v, h]})
+    return shapes
+
+
+def check_safetensors_header(path, shapes):
+    """Names, shapes, dtypes and offsets of a safetensors file against `shapes`, reading the header only."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > min(size - 8, MAX_HEADER):
+                raise ValueError("header length past end of file")
+            header = json.loads(f.read(n))
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
+        header.pop("__metadata__", None)
+        if set(header) != set(shapes):
+            missing, extra = sorted(set(shapes) - set(header)), sorted(set(header) - set(shapes))
+            raise ValueError(f"tensor names differ from config.json's: missing {missing[:5]}, unexpected {extra[:5]}")
+        spans = []
+        for name, shape in shapes.items():
+            info = header[name]
+            dtype, (begin, end) = info.get("dtype"), info.get("data_offsets", (0, -1))
+            if list(info.get("shape", ())) != shape:
+                raise ValueError(f"{name} has shape {info.get('shape')}, config.json needs {shape}")
+            if dtype not in ITEM_BYTES:
+                raise ValueError(f"{name} has dtype {dtype}; F32, BF16 or F16 expected")
+            if end - begin != math.prod(shape) * ITEM_BYTES[dtype] or begin < 0 or 8 + n + end > size:
+                raise ValueError(f"{name} has data_offsets {[begin, end]} that do not fit its shape or the file")
+            spans.append((begin, end))
+        spans.sort()
+        if any(a[1] > b[0] for a, b in zip(spans, spans[1:])):
+            raise ValueError("tensor data overlaps")
+        return {name: header[name]["dtype"] for name in shapes}
+    except (OSError, ValueError, struct.error, AttributeError, TypeError) as e:
+        raise bad_global(f"{path}: {e}")
+
+
+def read_idx_count(prefix):
+    """Token count of a Megatron indexed dataset, from its .idx header and sequence lengths [MCORE-idx]."""
+    idx = prefix + ".idx"
+    try:
+        with open(idx, "rb") as f:
+            if f.read(9) != IDX_MAGIC or struct.unpack("<Q", f.read(8))[0] != 1:
+                raise ValueError("not a Megatron MMIDIDX v1 index")
+            f.read(1)
+            seqs = struct.unpack("<Q", f.read(8))[0]
+            struct.unpack("<Q", f.read(8))
+            lengths = f.read(4 * seqs)
+            if len(lengths) != 4 * seqs:
+                raise ValueError("index truncated")
+            if not os.path.exists(prefix + ".bin"):
+                raise ValueError(f"{prefix}.bin is missing")
+            return sum(struct.unpack(f"<{seqs}i", lengths)) if seqs else 0
+    except (OSError, ValueError, struct.error) as e:
+        raise bad_spec(f"data.megatron_prefix {prefix}: {e}")
+
+
+def open_round(round_dir):
+    """Everything checked before any compute: a refusal costs nothing. Standard library only."""
+    spec_path = os.path.join(round_dir, "spec.json")
+    try:
+        with open(spec_path, "rb") as f:
+            spec_bytes = f.read()
+        spec = json.loads(spec_bytes)
+    except (OSError, ValueError) as e:
+        raise bad_spec(f"{spec_path}: {e}")
+    s = validate_spec(spec, round_dir)
+    s.spec, s.spec_sha256 = spec, hashlib.sha256(spec_bytes).hexdigest()
+    s.round_dir = os.path.abspath(round_dir)
+    s.global_dir = os.path.join(s.round_dir, "global")
+    config_path, global_path = os.path.join(s.global_dir, "config.json"), os.path.join(s.global_dir, "model.safetensors")
+    if s.config_sha256 and (not os.path.exists(config_path) or sha256_file(config_path) != s.config_sha256):
+        raise bad_global(f"{config_path}: SHA-256 differs from spec.model_config_sha256")
+    s.config = load_config(config_path)
+    if s.seq_len > s.config["max_position_embeddings"]:
+        raise bad_spec(f"spec.json: train.seq_len {s.seq_len} > max_position_embeddings {s.config['max_position_embeddings']}")
+    if s.tokens_path:
+        try:
+            size = os.path.getsize(s.tokens_path)
+        except OSError as e:
+            raise bad_spec(f"data.train_tokens: {e}")
+        if size % TOKEN_BYTES or size < 2 * TOKEN_BYTES:
+            raise bad_spec(f"data.train_tokens {s.tokens_path}: {size} bytes is not a uint32 token file")
+        s.token_count = size // TOKEN_BYTES
+        s.data_sha256 = sha256_file(s.tokens_path)
+        if s.tokens_sha256 and s.data_sha256 != s.tokens_sha256:
+            raise bad_spec(f"data.train_tokens {s.tokens_path}: SHA-256 differs from data.train_tokens_sha256")
+        if s.cursor + s.seq_len + 1 > s.token_count:
+            raise bad_spec(f"spec.json: data.cursor {s.cursor} + seq_len does not fit {s.token_count} tokens")
+    else:
+        s.token_count = read_idx_count(s.prefix_path)
+        s.data_sha256 = hashlib.sha256((sha256_file(s.prefix_path + ".idx") + sha256_file(s.prefix_path + ".bin")).encode()).hexdigest()
+        if s.tokens_sha256 and s.data_sha256 != s.tokens_sha256:
+            raise bad_spec("data.megatron_prefix: SHA-256 of sha256(idx)+sha256(bin) differs from data.train_tokens_sha256")
+    if s.tokenizer_path and not os.path.isdir(s.tokenizer_path):
+        raise bad_spec(f"nemo.tokenizer_dir {s.tokenizer_path} is not a directory")
+    if not os.path.exists(global_path) or sha256_file(global_path) != s.global_sha256:
+        raise bad_global(f"{global_path}: missing, or its SHA-256 differs from spec.global_sha256")
+    s.global_dtypes = check_safetensors_header(global_path, tensor_shapes(s.config))
+    return s
+
+
+# ---------------------------------------------------------------- scratch layout and data
+
+IDX_MAGIC = b"MMIDIDX\x00\x00"  # [MCORE-idx] _INDEX_HEADER
+IDX_DTYPE_INT32 = 4             # [MCORE-idx] DType.int32
+IDX_MAX_SEQ = 1 << 30           # sequence lengths are int32: split long token files
+
+
+def paths(s, nemo2):
+    scratch = os.path.join(s.round_dir, "scratch")
+    kind = "nemo2" if nemo2 else "mbridge"
+    return argparse.Namespace(
+        scratch=scratch, hf_in=os.path.join(scratch, "hf_global"), init=os.path.join(scratch, f"{kind}_init"),
+        ckpt=os.path.join(scratch, f"{kind}_ckpt"), hf_out=os.path.join(scratch, "hf_export"),
+        data_prefix=os.path.join(scratch, "data", "tokens"), trained=os.path.join(scratch, "trained.json"),
+        imported=os.path.join(scratch, "imported.json"), spec_mark=os.path.join(scratch, "spec.sha256"),
+        out=os.path.join(s.round_dir, "out"), progress=os.path.join(s.round_dir, "progress.jsonl"),
+        done=os.path.join(s.round_dir, "DONE.json"))
+
+
+def write_megatron_index(tokens_path, prefix, cursor, count):
+    """A Megatron indexed dataset over tokens [cursor, count) of our uint32 file without copying it:
+    int32 little-endian has the same bytes for ids < 2^31, so `prefix.bin` is a symlink and only the
+    .idx is written (layout from [MCORE-idx] _IndexWriter: magic, version 1, dtype code, sequence
+    and document counts, int32 lengths, int64 byte pointers, int64 document indices)."""
+    os.makedirs(os.path.dirname(prefix), exist_ok=True)
+    lengths, pointers, at = [], [], cursor
+    while at < count:
+        n = min(IDX_MAX_SEQ, count - at)
+        lengths.append(n)
+        pointers.append(at * TOKEN_BYTES)
+        at += n
+    docs = list(range(len(lengths) + 1))  # one document per sequence; the reader needs docs[-1] == sequences
+    body = (IDX_MAGIC + struct.pack("<Q", 1) + struct.pack("<B", IDX_DTYPE_INT32)
+            + struct.pack("<Q", len(lengths)) + struct.pack("<Q", len(docs))
+            + struct.pack(f"<{len(lengths)}i", *lengths) + struct.pack(f"<{len(pointers)}q", *pointers)
+            + struct.pack(f"<{len(docs)}q", *docs))
+    bin_link = prefix + ".bin"
+    if os.path.lexists(bin_link):
+        os.remove(bin_link)
+    os.symlink(os.path.abspath(tokens_path), bin_link)
+    write_atomic(prefix + ".idx", body)
+
+
+def data_manifest(s):
+    m = {"path": s.spec["data"].get("train_tokens") or s.spec["data"].get("megatron_prefix"),
+         "format": "uint32le" if s.tokens_path else "megatron-indexed", "sha256": s.data_sha256,
+         "tokens": s.token_count, "cursor_start": s.cursor,
+         # Megatron's GPTDataset draws shuffled windows (seeded by spec.seed): no sequential cursor_end.
+         "sampling": "megatron-gpt-dataset", "seed": s.seed}
+    return m, hashlib.sha256(json.dumps(m, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def plan(s, nemo2, world_size):
+    p = paths(s, nemo2)
+    dp = world_size // (s.tp * s.pp) if world_size else None
+    if world_size and (world_size % (s.tp * s.pp) or s.batch_size % (s.micro_batch * dp)):
+        raise bad_spec(f"batch_size {s.batch_size} must be a multiple of micro_batch {s.micro_batch} x data-parallel "
+                       f"{world_size}/(tp {s.tp} x pp {s.pp})")
+    _, manifest_sha = data_manifest(s)
+    return {
+        "ok": True, "backend": "nemo2" if nemo2 else "megatron-bridge", "round": s.round, "seed": s.seed,
+        "steps": s.max_steps, "global_batch_size": s.batch_size, "micro_batch_size": s.micro_batch,
+        "seq_len": s.seq_len, "tokens": s.max_steps * s.batch_size * s.seq_len, "lr": s.lr,
+        "warmup_steps": s.warmup_steps, "precision": s.precision, "tensor_parallel": s.tp,
+        "pipeline_parallel": s.pp, "data_parallel": dp, "output_dtype": s.output_dtype,
+        "model": {k: s.config[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                                             "num_key_value_heads", "vocab_size")},
+        "global_dtypes": sorted(set(s.global_dtypes.values())), "data_tokens": s.token_count,
+        "dataManifestSha256": manifest_sha,
+        "phases": [f"import: global/ -> {os.path.relpath(p.init, s.round_dir)}",
+                   f"train: {s.max_steps} steps, checkpoints in {os.path.relpath(p.ckpt, s.round_dir)}",
+                   f"finalize: HF export -> out/model.safetensors ({s.output_dtype}) -> DONE.json"]}
+
+
+# ---------------------------------------------------------------- signals and rank helpers
+
+class StopFlag:
+    """Slurm's --signal=B:USR1@300 reaches the batch shell, which forwards USR1 (or TERM) here."""
+
+    def __init__(self):
+        self.signal, self.relay_usr1_as_term = None, False
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(sig, self.handle)
+
+    def handle(self, sig, _frame):
+        self.signal = self.signal or signal.Signals(sig).name
+        if sig == signal.SIGUSR1 and self.relay_usr1_as_term:
+            self.relay()
+
+    def relay(self):
+        """Megatron's exit handler listens for SIGTERM only [MB-res]: once it has replaced our
+        SIGTERM handler, re-raising USR1 as TERM makes it save a checkpoint and stop. (Not for
+        NeMo 2.0: Lightning treats SIGTERM as fatal; there our own callback stops the loop.)"""
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def slurm_to_torch_env():
+    """srun starts one task per GPU; torch.distributed wants RANK/WORLD_SIZE/LOCAL_RANK."""
+    for ours, slurms in (("RANK", "SLURM_PROCID"), ("WORLD_SIZE", "SLURM_NTASKS"), ("LOCAL_RANK", "SLURM_LOCALID")):
+        if ours not in os.environ and slurms in os.environ:
+            os.environ[ours] = os.environ[slurms]
+    os.environ.setdefault("MASTER_PORT", "29500")
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+
+
+def rank():
+    return int(os.environ.get("RANK", "0"))
+
+
+def truncate_progress(path, last_step):
+    """Drops lines past a resumed checkpoint (and torn ones), so each step is reported once."""
+    if not os.path.exists(path):
+        return
+    kept = []
+    with open(path, "rb") as f:
+        for line in f:
+            try:
+                if json.loads(line)["step"] <= last_step:
+                    kept.append(line if line.endswith(b"\n") else line + b"\n")
+            except (ValueError, KeyError, TypeError):
+                pass
+    write_atomic(path, b"".join(kept))
+
+
+def append_progress(path, step, loss, s):
+    with open(path, "a") as f:
+        f.write(json.dumps({"step": step, "loss": loss, "tokens": step * s.batch_size * s.seq_len,
+                            "ts": int(time.time() * 1000)}) + "\n")
+
+
+def prepare_scratch(s, p):
+    """A scratch/ written for another spec.json is stale: drop its checkpoints, keep nothing."""
+    import shutil
+    os.makedirs(p.scratch, exist_ok=True)
+    old = open(p.spec_mark).read().strip() if os.path.exists(p.spec_mark) else None
+    if old != s.spec_sha256:
+        for d in (p.init, p.ckpt, p.hf_out, p.hf_in):
+            shutil.rmtree(d, ignore_errors=True)
+        for f in (p.trained, p.imported):
+            if os.path.exists(f):
+                os.remove(f)
+        write_atomic(p.spec_mark, s.spec_sha256.encode())
+
+
+def hf_input_dir(s, p):
+    """global/ plus the site's tokenizer files: the HF loaders want a complete model directory."""
+    os.makedirs(p.hf_in, exist_ok=True)
+    sources = [os.path.join(s.global_dir, n) for n in ("config.json", "model.safetensors")]
+    if s.tokenizer_path:
+        sources += [os.path.join(s.tokenizer_path, n) for n in sorted(os.listdir(s.tokenizer_path))
+                    if not n.endswith((".safetensors", ".bin", ".pt")) and n != "config.json"]
+    for src in sources:
+        dst = os.path.join(p.hf_in, os.path.basename(src))
+        if not os.path.lexists(dst):
+            os.symlink(os.path.abspath(src), dst)
+    return p.hf_in
+
+
+# ---------------------------------------------------------------- phases: Megatron-Bridge
+
+def mb_import(s, p):
+    """HF -> Megatron checkpoint: AutoBridge.import_ckpt's own steps [MB-bridge], spelled out so the
+    tokenizer comes from nemo.tokenizer_dir (import_ckpt takes it from the HF directory, and global/
+    has none). The calls and kwargs are those import_ckpt makes in auto_bridge.py."""
+    import torch
+    from megatron.bridge import AutoBridge  # [MB-bridge]
+    from megatron.bridge.training.model_load_save import temporary_distributed_context
+    bridge = AutoBridge.from_hf_pretrained(hf_input_dir(s, p), torch_dtype=torch.float32)
+    with temporary_distributed_context(backend="gloo"):
+        model = bridge.to_megatron_model(wrap_with_ddp=False, use_cpu_initialization=True)
+        bridge.save_megatron_model(model, p.init, hf_tokenizer_path=s.tokenizer_path)
+
+
+def mb_config(s, p):
+    """A ConfigContainer shaped like recipes/common.py's _pretrain_common [MB-recipe], with the
+    round's numbers: train_iters = max_steps, constant LR after linear warmup (the reference
+    trainer's inner schedule), weights from `pretrained_checkpoint` only (no optimizer state,
+    iteration 0), resume from `load` = `save` = scratch/ [MB-entry][MB-ckpt].
+    UNVERIFIED: SchedulerConfig / OptimizerConfig field names beyond those in [MB-recipe]."""
+    import torch
+    from megatron.bridge import AutoBridge
+    from megatron.bridge.training.config import (CheckpointConfig, ConfigContainer, DistributedInitConfig,
+                                                 GPTDatasetConfig, LoggerConfig, RNGConfig, SchedulerConfig,
+                                                 TokenizerConfig, TrainingConfig, ValidationConfig)
+    from megatron.bridge.training.mixed_precision import MixedPrecisionConfig
+    from megatron.core.distributed import DistributedDataParallelConfig
+    from megatron.core.optimizer import OptimizerConfig
+
+    provider = AutoBridge.from_hf_pretrained(hf_input_dir(s, p), torch_dtype=torch.float32).to_megatron_provider(load_weights=False)
+    provider.tensor_model_parallel_size, provider.pipeline_model_parallel_size = s.tp, s.pp
+    provider.seq_length = s.seq_len
+    bf16 = s.precision == "bf16_mixed"
+    # fp32: F32 parameters end to end, so out/ holds real F32 values (see docs/nemo.md, "Precision").
+    precision = "bf16_mixed" if bf16 else MixedPrecisionConfig(bf16=False, fp16=False, params_dtype=torch.float32,
+                                                               pipeline_dtype=torch.float32, autocast_enabled=False,
+                                                               grad_reduce_in_fp32=True)
+    tokenizer = (TokenizerConfig(tokenizer_type="HuggingFaceTokenizer", tokenizer_model=s.tokenizer_path)
+                 if s.tokenizer_path else
+                 # UNVERIFIED: NullTokenizer adds one EOD id past vocab_size; with pre-tokenized data
+                 # and eod_mask_loss=False it only has to stay inside the embedding table.
+                 TokenizerConfig(tokenizer_type="NullTokenizer", vocab_size=s.config["vocab_size"] - 1))
+    save_every = s.checkpoint_every or max(1, s.max_steps // 4)
+    return ConfigContainer(
+        model=provider,
+        train=TrainingConfig(train_iters=s.max_steps, global_batch_size=s.batch_size, micro_batch_size=s.micro_batch,
+                             exit_signal_handler=True),  # SIGTERM: save to checkpoint.save and stop [MB-res]
+        validation=ValidationConfig(eval_interval=None, eval_iters=0),
+        optimizer=OptimizerConfig(optimizer="adam", lr=s.lr, min_lr=s.lr, weight_decay=s.weight_decay,
+                                  adam_beta1=0.9, adam_beta2=0.95, adam_eps=1e-8, clip_grad=s.grad_clip,
+                                  bf16=bf16, params_dtype=torch.bfloat16 if bf16 else torch.float32,
+                                  use_distributed_optimizer=True),
+        scheduler=SchedulerConfig(lr_decay_style="constant", lr_warmup_iters=s.warmup_steps, lr_warmup_init=0.0,
+                                  start_weight_decay=s.weight_decay, end_weight_decay=s.weight_decay,
+                                  weight_decay_incr_style="constant"),
+        ddp=DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=True,
+                                          overlap_param_gather=True, use_distributed_optimizer=True),
+        dataset=GPTDatasetConfig(random_seed=s.seed, seq_length=s.seq_len, data_path=s.data_prefix,
+                                 split="100,0,0", reset_attention_mask=False, reset_position_ids=False,
+                                 eod_mask_loss=False, num_dataset_builder_threads=1, dataloader_type="single",
+                                 path_to_cache=os.path.join(p.scratch, "data", "cache")),
+        logger=LoggerConfig(log_interval=1),
+        tokenizer=tokenizer,
+        checkpoint=CheckpointConfig(pretrained_checkpoint=p.init, save=p.ckpt, load=p.ckpt,
+                                    save_interval=save_every, ckpt_format="torch_dist", fully_parallel_save=True),
+        rng=RNGConfig(seed=s.seed),
+        dist=DistributedInitConfig(),
+        mixed_precision=precision,
+    )
+
+
+def mb_train(s, p, stop):
+    from megatron.bridge.training.callbacks import Callback  # [MB-cb]
+    from megatron.bridge.training.gpt_step import forward_step
+    from megatron.bridge.training.pretrain import pretrain
+
+    seen = {"step": 0}
+
+    class Progress(Callback):
+        def on_train_start(self, context):
+            seen["step"] = context.state.train_state.step
+            if rank() == 0:
+                truncate_progress(p.progress, seen["step"])  # resumed from a checkpoint at this step
+            if stop.signal:  # arrived during setup, before Megatron's handler: hand it over now
+                stop.relay()
+
+        def on_train_step_end(self, context):
+            seen["step"] = step = context.state.train_state.step
+            if rank() == 0 and context.loss_dict:
+                loss = context.loss_dict.get("lm loss")
+                append_progress(p.progress, step, float(loss) if loss is not None else None, s)
+
+    cfg = mb_config(s, p)
+    try:
+        pretrain(cfg, forward_step, callbacks=[Progress()])  # [MB-entry]
+    except SystemExit as e:  # Megatron may sys.exit() after its signal-triggered save
+        if e.code not in (None, 0):
+            raise
+    if seen["step"] < s.max_steps:
+        log(f"{stop.signal or 'stopped'} at step {seen['step']}/{s.max_steps}: checkpoint in {p.ckpt}")
+        return EXIT_INTERRUPTED
+    if rank() == 0:
+        write_json_atomic(p.trained, {"steps": seen["step"], "checkpoint": p.ckpt, "spec_sha256": s.spec_sha256})
+    return EXIT_OK
+
+
+def mb_export(s, p):
+    """Megatron checkpoint -> HF directory with AutoBridge.export_ckpt [MB-bridge] (loads the model
+    weights of the latest iter_N, not the optimizer's F32 master copy; see docs/nemo.md, "Precision")."""
+    import torch
+    from megatron.bridge import AutoBridge
+    bridge = AutoBridge.from_hf_pretrained(hf_input_dir(s, p), torch_dtype=torch.float32)
+    bridge.export_ckpt(megatron_path=p.ckpt, hf_path=p.hf_out)
+
+
+# ---------------------------------------------------------------- phases: NeMo 2.0
+
+def nemo2_model(s):
+    """An llm.LlamaModel with the HF config's shape (Salamandra's included). UNVERIFIED field names
+    of llm.LlamaConfig (NeMo 2.0 gpt/model/llama.py)."""
+    from nemo.collections import llm
+    c = s.config
+    cfg = llm.LlamaConfig(num_layers=c["num_hidden_layers"], hidden_size=c["hidden_size"],
+                          ffn_hidden_size=c["intermediate_size"], num_attention_heads=c["num_attention_heads"],
+                          num_query_groups=c["num_key_value_heads"], seq_length=s.seq_len,
+                          rotary_base=float(c.get("rope_theta", 10000.0)),
+                          layernorm_epsilon=float(c.get("rms_norm_eps", 1e-6)),
+                          share_embeddings_and_output_weights=False)
+    return llm.LlamaModel(cfg)
+
+
+def nemo2_import(s, p):
+    from nemo.collections import llm  # [NEMO2-api] import_ckpt
+    llm.import_ckpt(model=nemo2_model(s), source=f"hf://{hf_input_dir(s, p)}", output_path=p.init, overwrite=True)
+
+
+def nemo2_train(s, p, stop):
+    import lightning.pytorch as pl
+    import torch
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+    from nemo import lightning as nl
+    from nemo.collections import llm
+    from nemo.collections.common.tokenizers.huggingface.auto_tokenizer import AutoTokenizer
+    from megatron.core.optimizer import OptimizerConfig
+
+    if not s.tokenizer_path:
+        raise bad_spec("--nemo2 needs nemo.tokenizer_dir (NeMo's data module and importer load a tokenizer)")
+    interrupt_mark = os.path.join(p.scratch, "nemo2_interrupt.json")
+    seen = {"step": 0, "interrupted": False}
+
+    class Progress(pl.Callback):
+        """Lightning hooks; `outputs` is the reduced loss (a tensor or {"loss": tensor}). UNVERIFIED."""
+
+        def on_train_start(self, trainer, pl_module):
+            seen["step"] = trainer.global_step
+            if rank() == 0:
+                truncate_progress(p.progress, seen["step"])
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen["step"] = step = trainer.global_step
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            if rank() == 0:
+                append_progress(p.progress, step, float(loss) if loss is not None else None, s)
+            flag = torch.tensor([1 if stop.signal else 0], device=pl_module.device)
+            if torch.distributed.is_initialized():
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)  # every rank stops together
+            if flag.item() and step < s.max_steps:
+                path = os.path.join(p.ckpt, f"interrupt-step{step}")
+                trainer.save_checkpoint(path)  # collective; MegatronStrategy writes a distributed checkpoint
+                if rank() == 0:
+                    write_json_atomic(interrupt_mark, {"path": path, "step": step, "spec_sha256": s.spec_sha256})
+                seen["interrupted"] = True
+                trainer.should_stop = True
+
+    mark = json.load(open(interrupt_mark)) if os.path.exists(interrupt_mark) else None
+    if mark and mark.get("spec_sha256") == s.spec_sha256 and os.path.isdir(mark["path"]):
+        resume = nl.AutoResume(resume_from_path=mark["path"])  # full state: weights, AdamW, step
+    else:  # weights only from the imported global, no optimizer state [NEMO2-api] AutoResume/RestoreConfig
+        resume = nl.AutoResume(restore_config=nl.RestoreConfig(path=p.init, load_optim_state=False),
+                               resume_if_exists=False)
+    tokenizer = AutoTokenizer(s.tokenizer_path)
+    data = llm.PreTrainingDataModule(paths=[s.data_prefix], seq_length=s.seq_len, micro_batch_size=s.micro_batch,
+                                     global_batch_size=s.batch_size, tokenizer=tokenizer, split="100,0,0",
+                                     seed=s.seed, num_workers=2)
+    bf16 = s.precision == "bf16_mixed"
+    trainer = nl.Trainer(
+        devices=int(os.environ.get("SLURM_NTASKS_PER_NODE", "1")), num_nodes=int(os.environ.get("SLURM_NNODES", "1")),
+        accelerator="gpu", max_steps=s.max_steps, limit_val_batches=0, val_check_interval=s.max_steps + 1,
+        log_every_n_steps=1, enable_checkpointing=False, callbacks=[Progress()],
+        strategy=nl.MegatronStrategy(tensor_model_parallel_size=s.tp, pipeline_model_parallel_size=s.pp,
+                                     ckpt_load_optimizer=True),
+        # auto_requeue=False: Lightning would otherwise requeue on SIGUSR1 itself, and the job must be
+        # requeued by Slurm (the sbatch script) or resubmitted by the agent, never both (DESIGN.md).
+        plugins=[nl.MegatronMixedPrecision(precision="bf16-mixed" if bf16 else "32"),
+                 SLURMEnvironment(auto_requeue=False)])
+    optim = nl.MegatronOptimizerModule(
+        config=OptimizerConfig(optimizer="adam", lr=s.lr, min_lr=s.lr, weight_decay=s.weight_decay, adam_beta1=0.9,
+                               adam_beta2=0.95, adam_eps=1e-8, clip_grad=s.grad_clip, bf16=bf16,
+                               use_distributed_optimizer=True),
+        lr_scheduler=nl.lr_scheduler.WarmupHoldPolicyScheduler(warmup_steps=s.warmup_steps, hold_steps=s.max_steps,
+                                                               max_steps=s.max_steps) if s.warmup_steps else None)
+    llm.pretrain(model=nemo2_model(s), data=data, trainer=trainer, resume=resume, optim=optim,
+                 log=nl.NeMoLogger(log_dir=os.path.join(p.scratch, "nemo2_logs")))  # [NEMO2-api] pretrain
+    if seen["interrupted"] or seen["step"] < s.max_steps:
+        log(f"{stop.signal or 'stopped'} at step {seen['step']}/{s.max_steps}: checkpoint in {p.ckpt}")
+        return EXIT_INTERRUPTED
+    final = os.path.join(p.ckpt, f"final-step{seen['step']}")
+    trainer.save_checkpoint(final)
+    if rank() == 0:
+        write_json_atomic(p.trained, {"steps": seen["step"], "checkpoint": final, "spec_sha256": s.spec_sha256})
+    return EXIT_OK
+
+
+def nemo2_export(s, p):
+    from nemo.collections import llm  # [NEMO2-api] export_ckpt
+    trained = json.load(open(p.trained))
+    llm.export_ckpt(path=trained["checkpoint"], target="hf", output_path=p.hf_out, overwrite=True)
+
+
+# ---------------------------------------------------------------- finalize (both backends)
+
+def hf_to_out(s, p):
+    """Exported HF directory (one file or shards, any float dtype) -> out/model.safetensors in
+    torch_shard.py's tensor order and spec.output_dtype, checked against config.json; returns its SHA-256."""
+    import torch
+    from safetensors import safe_open
+    shapes = tensor_shapes(s.config)
+    files = sorted(os.path.join(p.hf_out, n) for n in os.listdir(p.hf_out) if n.endswith(".safetensors"))
+    where = {}
+    for path in files:
+        with safe_open(path, framework="pt") as f:
+            for name in f.keys():
+                where[name] = path
+    if set(shapes) - set(where):
+        raise RuntimeError(f"HF export in {p.hf_out} lacks {sorted(set(shapes) - set(where))[:5]}")
+    dtype = {"F32": torch.float32, "BF16": torch.bfloat16}[s.output_dtype]
+    header, offset = {}, 0
+    for name, shape in shapes.items():
+        nbytes = math.prod(shape) * ITEM_BYTES[s.output_dtype]
+        header[name] = {"dtype": s.output_dtype, "shape": shape, "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    header["__metadata__"] = {"format": "pt"}
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    os.makedirs(p.out, exist_ok=True)
+    target, digest = os.path.join(p.out, "model.safetensors"), hashlib.sha256()
+    with open(target + ".tmp", "wb") as out:
+        for chunk in (struct.pack("<Q", len(text)), text):
+            out.write(chunk)
+            digest.update(chunk)
+        for name, shape in shapes.items():
+            with safe_open(where[name], framework="pt") as f:
+                t = f.get_tensor(name)
+            if list(t.shape) != shape:
+                raise RuntimeError(f"exported {name} has shape {list(t.shape)}, config.json needs {shape}")
+            t = t.to(dtype).contiguous()
+            raw = (t.view(torch.int16) if dtype == torch.bfloat16 else t).numpy().tobytes()
+            out.write(raw)
+            digest.update(raw)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(target + ".tmp", target)
+    return digest.hexdigest()
+
+
+def finalize(s, p, nemo2):
+    if not os.path.exists(p.trained):
+        log(f"{p.trained} is missing: training has not finished")
+        return EXIT_INTERRUPTED
+    trained = json.load(open(p.trained))
+    (nemo2_export if nemo2 else mb_export)(s, p)
+    out_sha = hf_to_out(s, p)
+    losses = []
+    if os.path.exists(p.progress):
+        for line in open(p.progress):
+            try:
+                v = json.loads(line).get("loss")
+                if isinstance(v, (int, float)):
+                    losses.append(v)
+            except ValueError:
+                pass
+    manifest, manifest_sha = data_manifest(s)
+    steps = trained["steps"]
+    done = {"status": "done", "round": s.round, "steps": steps, "tokens": steps * s.batch_size * s.seq_len,
+            "samples": steps * s.batch_size, "trainLoss": sum(losses) / len(losses) if losses else None,
+            "dataManifestSha256": manifest_sha, "dataManifest": manifest, "outSha256": out_sha,
+            "outDtype": s.output_dtype, "runner": "nemo2" if nemo2 else "megatron-bridge", "precision": s.precision}
+    write_json_atomic(p.done, done)  # last: its presence means out/ is complete
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- main
+
+def run_phase(phase, s, nemo2, stop):
+    p = paths(s, nemo2)
+    s.data_prefix = s.prefix_path or p.data_prefix
+    if phase in ("import", "all"):
+        prepare_scratch(s, p)
+        if s.tokens_path:
+            write_megatron_index(s.tokens_path, p.data_prefix, s.cursor, s.token_count)
+        if not os.path.exists(p.imported):
+            (nemo2_import if nemo2 else mb_import)(s, p)
+            write_json_atomic(p.imported, {"path": p.init, "spec_sha256": s.spec_sha256})
+        if stop.signal:
+            return EXIT_INTERRUPTED
+    if phase in ("train", "all"):
+        if not os.path.exists(p.imported):
+            raise bad_spec(f"{p.imported} is missing: run --phase import first")
+        if os.path.exists(p.trained):
+            log("training already finished for this spec.json")
+        else:
+            code = (nemo2_train if nemo2 else mb_train)(s, p, stop)
+            if code != EXIT_OK:
+                return code
+    if phase in ("finalize", "all") and rank() == 0:
+        return finalize(s, p, nemo2)
+    return EXIT_OK
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # usage errors are a bad spec (64), not argparse's 2 (a crash)
+        self.print_usage(sys.stderr)
+        log(message)
+        raise SystemExit(EXIT_BAD_SPEC)
+
+
+def main(argv=None):
+    stop = StopFlag()  # first, so an early signal still ends in exit 75, not a kill
+    ap = Parser(description=__doc__.split("\n")[0])
+    ap.add_argument("--round-dir", required=True)
+    ap.add_argument("--check-spec", action="store_true", help="validate and print the plan; no NeMo import")
+    ap.add_argument("--phase", choices=("import", "train", "finalize", "all"), default="all")
+    ap.add_argument("--nemo2", action="store_true", help="NeMo 2.0 (nemo.collections.llm) instead of Megatron-Bridge")
+    ap.add_argument("--world-size", type=int, help="with --check-spec: check batch sizes against this many GPUs")
+    args = ap.parse_args(argv)
+    if sys.byteorder != "little":
+        ap.error("safetensors and token files are little-endian; this host is not")
+    try:
+        stop.relay_usr1_as_term = not args.nemo2
+        s = open_round(args.round_dir)
+        if args.check_spec:
+            print(json.dumps(plan(s, args.nemo2, args.world_size), indent=2))
+            return EXIT_OK
+        slurm_to_torch_env()
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if args.phase == "all" and world > 1:
+            raise bad_spec("--phase all runs in one process; with several tasks run import, train, finalize as steps")
+        plan(s, args.nemo2, world)
+        return run_phase(args.phase, s, args.nemo2, stop)
+    except Refusal as e:
+        log(str(e))
+        return e.code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,616 @@
+#!/usr/bin/env python3
+"""fedhpc reference trainer: a Llama-style decoder in plain PyTorch, run by the site agent.
+
+Modes (exit codes: 0 done, 64 bad spec or usage, 65 global weights invalid or mismatched,
+75 interrupted with a resumable checkpoint in scratch/, anything else a crash):
+
+  --init --config model.json --out DIR --seed N
+      DIR/model.safetensors (F32) + DIR/config.json: seeded round-0 weights, the same bytes on
+      every machine, device and PyTorch version for the same seed and config.
+  --round-dir DIR
+      One shard of a round (DESIGN.md, "Training runners"). Reads DIR/spec.json:
+        {round, seed, global_sha256, model_config_sha256?, output_dtype? ("F32" | "BF16"),
+         keep_optimizer_state? (a directory for DiLoCo's inner AdamW state across rounds),
+         train: {max_steps, lr, batch_size, seq_len, weight_decay? 0, warmup_steps? 0,
+                 grad_clip? 1.0, micro_batch_size?, checkpoint_every? 0},
+         data: {train_tokens, cursor? 0}}        (relative paths are relative to DIR)
+      and DIR/global/{model.safetensors,config.json}; appends {"step","steps","loss","tokens","ts"}
+      (ts in Unix ms) to DIR/progress.jsonl; writes DIR/out/model.safetensors, then DIR/DONE.json:
+        {status, round, steps, tokens, samples, trainLoss, dataManifestSha256, dataManifest,
+         nextCursor, outSha256, outDtype}
+      SIGUSR1/SIGTERM: finish the step, save DIR/scratch/resume.pt, exit 75. A rerun with the same
+      round, global_sha256, train and data resumes from it (attempt, run id and seed may differ),
+      reaching the same weights as an uninterrupted run on CPU.
+  --eval --model PATH --config config.json --tokens FILE [--seq-len N] [--max-batches K]
+      Prints {"loss": mean nats per token, "samples": tokens scored} on stdout.
+
+Token files are raw little-endian uint32 token ids, no header: uint16 cannot hold Salamandra's
+256,000-token vocabulary. Tensor names are Hugging Face LlamaForCausalLM's, so HF checkpoints
+(F32, BF16 or F16, one file) load directly and our outputs load in transformers.
+Standard library + torch only; runs on Debian's PyTorch 1.13 (CPU) and current PyTorch (CUDA).
+"""
+import argparse, contextlib, hashlib, json, math, mmap, os, signal, struct, sys, time
+
+import torch
+import torch.nn.functional as F
+
+EXIT_BAD_SPEC, EXIT_BAD_GLOBAL, EXIT_INTERRUPTED = 64, 65, 75
+TOKEN_BYTES = 4  # little-endian uint32 token ids
+DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
+# torch.frombuffer has no bfloat16 path in 1.13: half-width floats travel as int16 bit patterns.
+RAW_VIEW = {"F32": torch.float32, "BF16": torch.int16, "F16": torch.int16}
+ITEM_BYTES = {"F32": 4, "BF16": 2, "F16": 2}  # torch.dtype.itemsize is newer than 1.13
+
+
+class Refusal(Exception):
+    """An input we will not train on; `code` is the process exit status."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+def bad_spec(message):
+    return Refusal(EXIT_BAD_SPEC, message)
+
+
+def bad_global(message):
+    return Refusal(EXIT_BAD_GLOBAL, message)
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_atomic(path, data):
+    """Readers (the agent) must never see a half-written file: write a temp file, then rename."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_torch_atomic(obj, path):
+    tmp = f"{path}.tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- config and tensor layout
+
+def load_config(path, refuse):
+    """An HF LlamaConfig-style JSON file, checked for what this model can represent."""
+    try:
+        with open(path, "rb") as f:
+            raw = json.load(f)
+    except (OSError, ValueError) as e:
+        raise refuse(f"model config {path}: {e}")
+    c = {"num_key_value_heads": raw.get("num_attention_heads"), "rope_theta": 10000.0,
+         "rms_norm_eps": 1e-6, "initializer_range": 0.02, **raw}
+    for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "vocab_size", "max_position_embeddings"):
+        if not isinstance(c.get(key), int) or isinstance(c[key], bool) or c[key] < 1:
+            raise refuse(f"model config {path}: {key} must be a positive integer, got {c.get(key)!r}")
+    for key in ("rope_theta", "rms_norm_eps", "initializer_range"):
+        if not isinstance(c[key], (int, float)) or not c[key] > 0:
+            raise refuse(f"model config {path}: {key} must be a positive number")
+    heads, kv = c["num_attention_heads"], c["num_key_value_heads"]
+    if c["hidden_size"] % heads or heads % kv:
+        raise refuse(f"model config {path}: hidden_size % heads and heads % kv_heads must be 0")
+    unsupported = {"tie_word_embeddings": True, "attention_bias": True, "mlp_bias": True}
+    for key, value in unsupported.items():
+        if c.get(key) == value:
+            raise refuse(f"model config {path}: {key}={value} is not supported (untied, bias-free Llama only)")
+    if c.get("rope_scaling") or c.get("hidden_act", "silu") != "silu" or \
+            c.get("head_dim", c["hidden_size"] // heads) != c["hidden_size"] // heads:
+        raise refuse(f"model config {path}: rope_scaling, hidden_act other than silu and a custom head_dim "
+                     "are not supported")
+    return c
+
+
+def hf_config(c):
+    """What transformers needs to load our files as LlamaForCausalLM."""
+    keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+            "num_key_value_heads", "vocab_size", "max_position_embeddings", "rope_theta",
+            "rms_norm_eps", "initializer_range")
+    return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",
+            **{k: c[k] for k in keys}, "head_dim": c["hidden_size"] // c["num_attention_heads"],
+            "attention_bias": False, "mlp_bias": False, "rope_scaling": None,
+            "tie_word_embeddings": False, "torch_dtype": "float32"}
+
+
+def tensor_shapes(c):
+    """HF LlamaForCausalLM tensor names and shapes, in the order we write them."""
+    h, i, v = c["hidden_size"], c["intermediate_size"], c["vocab_size"]
+    kv = c["num_key_value_heads"] * (h // c["num_attention_heads"])
+    shapes = {"model.embed_tokens.weight": (v, h)}
+    for n in range(c["num_hidden_layers"]):
+        p = f"model.layers.{n}."
+        shapes.update({p + "self_attn.q_proj.weight": (h, h), p + "self_attn.k_proj.weight": (kv, h),
+                       p + "self_attn.v_proj.weight": (kv, h), p + "self_attn.o_proj.weight": (h, h),
+                       p + "mlp.gate_proj.weight": (i, h), p + "mlp.up_proj.weight": (i, h),
+                       p + "mlp.down_proj.weight": (h, i), p + "input_layernorm.weight": (h,),
+                       p + "post_attention_layernorm.weight": (h,)})
+    shapes.update({"model.norm.weight": (h,), "lm_head.weight": (v, h)})
+    return shapes
+
+
+# ---------------------------------------------------------------- safetensors
+
+def read_safetensors(path, shapes, refuse):
+    """Loads every tensor as F32 on the CPU, after checking names, shapes and offsets against `shapes`."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > min(size - 8, 100_000_000):
+                raise ValueError("header length past end of file")
+            header = json.loads(f.read(n))
+            header.pop("__metadata__", None)
+            if set(header) != set(shapes):
+                missing, extra = sorted(set(shapes) - set(header)), sorted(set(header) - set(shapes))
+                raise ValueError(f"tensor names differ from the config's: missing {missing[:5]}, "
+                                 f"unexpected {extra[:5]}")
+            out = {}
+            for name, shape in shapes.items():
+                info = header[name]
+                dtype, (begin, end) = info.get("dtype"), info.get("data_offsets", (0, -1))
+                if tuple(info.get("shape", ())) != shape:
+                    raise ValueError(f"{name} has shape {info.get('shape')}, the config needs {list(shape)}")
+                if dtype not in DTYPES:
+                    raise ValueError(f"{name} has dtype {dtype}; F32, BF16 or F16 expected")
+                nbytes = math.prod(shape) * ITEM_BYTES[dtype]
+                if end - begin != nbytes or begin < 0 or 8 + n + end > size:
+                    raise ValueError(f"{name} has data_offsets {[begin, end]} that do not fit its shape or the file")
+                f.seek(8 + n + begin)
+                raw = torch.frombuffer(bytearray(f.read(nbytes)), dtype=RAW_VIEW[dtype])
+                out[name] = raw.view(DTYPES[dtype]).to(torch.float32).reshape(shape)
+            return out
+    except (OSError, ValueError, struct.error, AttributeError, TypeError) as e:
+        raise refuse(f"{path}: {e}")
+
+
+def write_safetensors(path, tensors, dtype="F32"):
+    """Writes `tensors` (name order kept) atomically; returns the file's SHA-256."""
+    header, offset = {}, 0
+    for name, t in tensors.items():
+        nbytes = t.numel() * ITEM_BYTES[dtype]
+        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    header["__metadata__"] = {"format": "pt"}
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    digest, tmp = hashlib.sha256(), f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        for chunk in (struct.pack("<Q", len(text)), text):
+            f.write(chunk)
+            digest.update(chunk)
+        for t in tensors.values():
+            # Copy into a bytearray through a torch view: no numpy needed (optional in PyTorch 2.x).
+            data = bytearray(t.numel() * ITEM_BYTES[dtype])
+            src = t.detach().to("cpu", DTYPES[dtype]).reshape(-1).view(RAW_VIEW[dtype])
+            torch.frombuffer(data, dtype=RAW_VIEW[dtype]).copy_(src)
+            f.write(data)
+            digest.update(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- model
+
+# Functional over a dict of HF-named tensors: the file's names are the model's, with no mapping.
+
+def rms_norm(x, weight, eps):
+    # Normalised in F32 as HF Llama does, so bf16 autocast keeps its numerics.
+    y = x.float()
+    return weight * (y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+
+
+def rope(x, cos, sin):
+    # HF's rotate_half layout (HF's converted q/k weights assume it): halves of a head pair up.
+    a, b = x.chunk(2, dim=-1)
+    return x * cos.to(x.dtype) + torch.cat((-b, a), dim=-1) * sin.to(x.dtype)
+
+
+def attention(w, p, x, c, cos, sin):
+    b, s, _ = x.shape
+    heads, kv_heads = c["num_attention_heads"], c["num_key_value_heads"]
+    d = c["hidden_size"] // heads
+    q = F.linear(x, w[p + "q_proj.weight"]).view(b, s, heads, d).transpose(1, 2)
+    k = F.linear(x, w[p + "k_proj.weight"]).view(b, s, kv_heads, d).transpose(1, 2)
+    v = F.linear(x, w[p + "v_proj.weight"]).view(b, s, kv_heads, d).transpose(1, 2)
+    q, k = rope(q, cos, sin), rope(k, cos, sin)
+    # Grouped-query attention: KV head j serves query heads j*rep .. (j+1)*rep-1 (HF's repeat_kv).
+    k, v = (t.repeat_interleave(heads // kv_heads, dim=1) for t in (k, v))
+    if hasattr(F, "scaled_dot_product_attention"):  # PyTorch >= 2.0: fused, far less memory
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    else:
+        scores = (q @ k.transpose(-1, -2)) / math.sqrt(d)
+        future = torch.ones(s, s, dtype=torch.bool, device=x.device).triu(1)
+        y = scores.masked_fill(future, float("-inf")).softmax(-1, dtype=torch.float32).to(q.dtype) @ v
+    return F.linear(y.transpose(1, 2).reshape(b, s, -1), w[p + "o_proj.weight"])
+
+
+def forward(w, c, ids):
+    """LlamaForCausalLM's logits for token ids [batch, seq], with weights `w` under HF names."""
+    eps, d = c["rms_norm_eps"], c["hidden_size"] // c["num_attention_heads"]
+    inv_freq = 1.0 / float(c["rope_theta"]) ** (torch.arange(0, d, 2, device=ids.device).float() / d)
+    angles = torch.outer(torch.arange(ids.shape[1], device=ids.device).float(), inv_freq).repeat(1, 2)
+    cos, sin = angles.cos(), angles.sin()
+    x = F.embedding(ids, w["model.embed_tokens.weight"])
+    for i in range(c["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        x = x + attention(w, p + "self_attn.", rms_norm(x, w[p + "input_layernorm.weight"], eps), c, cos, sin)
+        h = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
+        gate, up = F.linear(h, w[p + "mlp.gate_proj.weight"]), F.linear(h, w[p + "mlp.up_proj.weight"])
+        x = x + F.linear(F.silu(gate) * up, w[p + "mlp.down_proj.weight"])  # SwiGLU
+    return F.linear(rms_norm(x, w["model.norm.weight"], eps), w["lm_head.weight"])
+
+
+def to_device(weights, device, trainable):
+    return {n: t.to(device).requires_grad_(trainable) for n, t in weights.items()}
+
+
+def pick_device():
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast(device):
+    """bf16 compute with F32 master weights on GPUs; plain F32 on CPU, where results are exact."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def hash32(x, k1, k2):
+    """lowbias32 (C. Wellons) with a key mixed in before and between its rounds, on int64 tensors
+    holding uint32 values. Products are split in 16-bit halves so nothing overflows int64: the
+    integers are the same on any device, thread count or PyTorch version."""
+    def mul(x, m):
+        return (x * (m & 0xFFFF) + (((x * (m >> 16)) & 0xFFFF) << 16)) & 0xFFFFFFFF
+    x = x ^ k1
+    x = mul(x ^ (x >> 16), 0x7FEB352D) ^ k2
+    x = mul(x ^ (x >> 15), 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def init_weights(c, seed, device):
+    """Uniform weights with std initializer_range (HF draws normal ones of that std) from a
+    counter-based hash: torch's RNG streams differ across versions and devices, and every site
+    must be able to reproduce round 0 byte for byte."""
+    half_width = c["initializer_range"] * math.sqrt(3.0)
+    weights = {}
+    for index, (name, shape) in enumerate(tensor_shapes(c).items()):
+        if name.endswith("norm.weight"):
+            weights[name] = torch.ones(shape)
+            continue
+        k1, k2 = (int(hash32(torch.tensor([v & 0xFFFFFFFF]), 0x9E3779B9, 0x85EBCA6B))
+                  for v in (seed, seed * 1000003 + index + 1))
+        # Small chunks keep a CPU's temporaries in cache (10x faster); a GPU wants few launches.
+        count, chunk = math.prod(shape), 1 << (24 if device.type == "cuda" else 16)
+        flat = torch.empty(count)
+        for start in range(0, count, chunk):
+            bits = hash32(torch.arange(start, min(start + chunk, count), device=device), k1, k2) >> 8
+            # 24 bits, centred: exact in F32, then one IEEE multiply, so the bytes are reproducible.
+            flat[start:start + chunk] = ((bits.float() * 2 - (2 ** 24 - 1)) * (half_width / 2 ** 24)).cpu()
+        weights[name] = flat.reshape(shape)
+    return weights
+
+
+# ---------------------------------------------------------------- data
+
+class TokenFile:
+    """A token file mapped copy-on-write (a writable buffer, so torch.frombuffer does not warn)."""
+
+    def __init__(self, path, refuse):
+        try:
+            size = os.path.getsize(path)
+            if size < 2 * TOKEN_BYTES or size % TOKEN_BYTES:
+                raise ValueError(f"{size} bytes: not a uint32 token file of at least 2 tokens")
+            with open(path, "rb") as f:
+                self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        except (OSError, ValueError) as e:
+            raise refuse(f"token file {path}: {e}")
+        self.path, self.size, self.count = path, size, size // TOKEN_BYTES
+        self.tokens = torch.frombuffer(self.map, dtype=torch.int32)  # ids < 2^31, checked on use
+
+    def windows(self, starts, length, vocab, refuse):
+        batch = torch.stack([self.tokens[s:s + length] for s in starts]).long()
+        if batch.min() < 0 or batch.max() >= vocab:
+            raise refuse(f"token file {self.path}: token ids must lie in [0, {vocab})")
+        return batch
+
+
+# ---------------------------------------------------------------- one round's shard
+
+def validate_spec(spec, round_dir):
+    def need(obj, key, kind, test=lambda v: True, default=None, where="spec"):
+        value = obj.get(key, default) if isinstance(obj, dict) else None
+        if not isinstance(value, kind) or isinstance(value, bool) or not test(value):
+            raise bad_spec(f"spec.json: {where}.{key} is missing or invalid ({value!r})")
+        return value
+    train, data = spec.get("train"), spec.get("data")
+    num, pos = (int, float), lambda v: v > 0 and math.isfinite(v)
+    s = argparse.Namespace(
+        round=need(spec, "round", int, lambda v: v >= 0), seed=need(spec, "seed", int),
+        global_sha256=need(spec, "global_sha256", str, lambda v: len(v) == 64),
+        config_sha256=need(spec, "model_config_sha256", (str, type(None))),
+        output_dtype=need(spec, "output_dtype", str, lambda v: v in ("F32", "BF16"), "F32"),
+        keep_state=need(spec, "keep_optimizer_state", (str, type(None))),
+        max_steps=need(train, "max_steps", int, lambda v: v >= 1, where="train"),
+        lr=need(train, "lr", num, pos, where="train"),
+        batch_size=need(train, "batch_size", int, lambda v: v >= 1, where="train"),
+        seq_len=need(train, "seq_len", int, lambda v: v >= 1, where="train"),
+        weight_decay=need(train, "weight_decay", num, lambda v: v >= 0, 0.0, where="train"),
+        warmup_steps=need(train, "warmup_steps", int, lambda v: v >= 0, 0, where="train"),
+        grad_clip=need(train, "grad_clip", num, lambda v: v >= 0, 1.0, where="train"),
+        micro_batch=need(train, "micro_batch_size", (int, type(None)), lambda v: v is None or v >= 1, where="train"),
+        checkpoint_every=need(train, "checkpoint_every", int, lambda v: v >= 0, 0, where="train"),
+        tokens_path=os.path.join(round_dir, need(data, "train_tokens", str, where="data")),
+        cursor=need(data, "cursor", int, lambda v: v >= 0, 0, where="data"))
+    s.micro_batch = min(s.micro_batch or s.batch_size, s.batch_size)
+    return s
+
+
+class StopFlag:
+    """Slurm sends SIGUSR1 (--signal) or SIGTERM before a kill: note it and stop between steps."""
+
+    def __init__(self):
+        self.signal = None
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(sig, self.handle)
+
+    def handle(self, sig, _frame):
+        self.signal = signal.Signals(sig).name
+
+
+def truncate_progress(path, last_step):
+    """Drops lines past the checkpoint (and any torn by a kill), so each step is reported once."""
+    if not os.path.exists(path):
+        return
+    kept = []
+    with open(path, "rb") as f:
+        for line in f:
+            try:
+                if json.loads(line)["step"] <= last_step:
+                    kept.append(line if line.endswith(b"\n") else line + b"\n")
+            except (ValueError, KeyError, TypeError):
+                pass
+    write_atomic(path, b"".join(kept))
+
+
+def open_round(round_dir):
+    """Reads and checks everything a shard needs before it trains: a refusal costs no compute."""
+    spec_path = os.path.join(round_dir, "spec.json")
+    try:
+        with open(spec_path, "rb") as f:
+            spec_bytes = f.read()
+        spec = json.loads(spec_bytes)
+        assert isinstance(spec, dict), "not a JSON object"
+    except (OSError, ValueError, AssertionError) as e:
+        raise bad_spec(f"{spec_path}: {e}")
+    s = validate_spec(spec, round_dir)
+    config_path = os.path.join(round_dir, "global", "config.json")
+    global_path = os.path.join(round_dir, "global", "model.safetensors")
+    if s.config_sha256 and (not os.path.exists(config_path) or sha256_file(config_path) != s.config_sha256):
+        raise bad_global(f"{config_path}: SHA-256 differs from spec.model_config_sha256 (pinned config)")
+    c = load_config(config_path, bad_global)
+    if s.seq_len > c["max_position_embeddings"]:
+        raise bad_spec(f"spec.json: train.seq_len {s.seq_len} > max_position_embeddings {c['max_position_embeddings']}")
+    data = TokenFile(s.tokens_path, bad_spec)
+    if s.cursor >= data.count or data.count < s.seq_len + 1:
+        raise bad_spec(f"spec.json: data.cursor {s.cursor} or seq_len {s.seq_len} does not fit {data.count} tokens")
+    if not os.path.exists(global_path) or sha256_file(global_path) != s.global_sha256:
+        raise bad_global(f"{global_path}: missing, or its SHA-256 differs from spec.global_sha256")
+    weights = read_safetensors(global_path, tensor_shapes(c), bad_global)
+    # A checkpoint belongs to what the shard computes, not to the attempt or run id around it.
+    work = {k: spec.get(k) for k in ("round", "global_sha256", "train", "data")}
+    work_key = hashlib.sha256(json.dumps(work, sort_keys=True).encode()).hexdigest()
+    return spec, work_key, s, c, data, weights
+
+
+class Shard:
+    """The training state of one shard. Its files hold tensors, ints and strings only, because
+    PyTorch 1.13's weights_only loader cannot read floats (and loading pickles unchecked is unsafe)."""
+
+    def __init__(self, c, s, weights, device):
+        self.c, self.s, self.device = c, s, device
+        self.w = to_device(weights, device, trainable=True)
+        self.opt = torch.optim.AdamW(self.w.values(), lr=s.lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=s.weight_decay)
+        self.shapes = {n: list(t.shape) for n, t in self.w.items()}
+        self.step, self.cursor, self.wraps, self.loss_sum = 0, s.cursor, 0, 0.0
+
+    def load_adamw(self, state):
+        # Hyperparameters come from this spec; only moments and step counts travel in files (loaded
+        # on the CPU: load_state_dict moves moments to the weights' device, keeps steps where AdamW wants them).
+        self.opt.load_state_dict({"state": state, "param_groups": self.opt.state_dict()["param_groups"]})
+
+    def save(self, path, work_key):
+        save_torch_atomic({"work_key": work_key, "step": self.step, "cursor": self.cursor, "wraps": self.wraps,
+                           "loss_sum": torch.tensor(self.loss_sum, dtype=torch.float64),
+                           "weights": {n: t.detach() for n, t in self.w.items()},
+                           "adamw": self.opt.state_dict()["state"]}, path)
+
+    def resume(self, path, work_key):
+        """Restores a checkpoint of this same work (round, global, train, data); False leaves the state fresh."""
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        if ck.get("work_key") != work_key:
+            return False
+        with torch.no_grad():
+            for n, t in self.w.items():
+                t.copy_(ck["weights"][n])
+        self.load_adamw(ck["adamw"])
+        self.step, self.cursor, self.wraps, self.loss_sum = ck["step"], ck["cursor"], ck["wraps"], ck["loss_sum"].item()
+        return True
+
+    def load_kept(self, path):
+        kept = torch.load(path, map_location="cpu", weights_only=True)
+        if kept.get("shapes") != self.shapes:
+            raise bad_spec(f"{path}: kept optimizer state belongs to another model shape")
+        self.load_adamw(kept["adamw"])
+
+    def save_kept(self, path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        save_torch_atomic({"shapes": self.shapes, "adamw": self.opt.state_dict()["state"]}, path)
+
+    def train_step(self, data):
+        s, starts = self.s, []
+        for _ in range(s.batch_size):  # sequential windows, wrapping to the file's start at its end
+            if self.cursor + s.seq_len + 1 > data.count:
+                self.cursor, self.wraps = 0, self.wraps + 1
+            starts.append(self.cursor)
+            self.cursor += s.seq_len
+        batch = data.windows(starts, s.seq_len + 1, self.c["vocab_size"], bad_spec).to(self.device)
+        for group in self.opt.param_groups:  # linear warmup, then constant (DiLoCo's inner schedule)
+            group["lr"] = s.lr * min(1.0, (self.step + 1) / s.warmup_steps) if s.warmup_steps else s.lr
+        self.opt.zero_grad(set_to_none=True)
+        loss = 0.0
+        for part in batch.split(s.micro_batch):  # gradient accumulation bounds activation memory
+            with autocast(self.device):
+                logits = forward(self.w, self.c, part[:, :-1])
+            part_loss = F.cross_entropy(logits.float().flatten(0, 1), part[:, 1:].flatten()) * (len(part) / len(batch))
+            part_loss.backward()
+            loss += part_loss.item()
+        if not math.isfinite(loss):
+            raise RuntimeError(f"loss is {loss} at step {self.step + 1}")
+        if s.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.w.values(), s.grad_clip)
+        self.opt.step()
+        self.step, self.loss_sum = self.step + 1, self.loss_sum + loss
+        return loss
+
+
+def train_round(round_dir, stop):
+    spec, work_key, s, c, data, weights = open_round(round_dir)
+    device = pick_device()
+    torch.manual_seed(s.seed)  # training draws no random numbers today; seeded for any that would
+    shard = Shard(c, s, weights, device)
+    del weights
+    scratch, out_dir = os.path.join(round_dir, "scratch"), os.path.join(round_dir, "out")
+    resume_path, progress_path = os.path.join(scratch, "resume.pt"), os.path.join(round_dir, "progress.jsonl")
+    kept_path = os.path.join(round_dir, s.keep_state, "adamw.pt") if s.keep_state else None
+    resumed = os.path.exists(resume_path) and shard.resume(resume_path, work_key)
+    if os.path.exists(resume_path) and not resumed:
+        print(f"torch_shard: ignoring {resume_path}: written for other round, global, train or data", file=sys.stderr)
+    if not resumed and kept_path and os.path.exists(kept_path):  # DiLoCo: inner AdamW state outlives a round
+        shard.load_kept(kept_path)
+    truncate_progress(progress_path, shard.step)
+    os.makedirs(scratch, exist_ok=True)
+    os.makedirs(out_dir, exist_ok=True)
+    print(f"torch_shard: round {s.round} steps {shard.step + 1}..{s.max_steps} on {device}",
+          file=sys.stderr, flush=True)
+    while shard.step < s.max_steps:
+        if stop.signal:  # checked between steps only; a signal after the last step lets the shard finish
+            shard.save(resume_path, work_key)
+            print(f"torch_shard: {stop.signal}: checkpoint at step {shard.step} in {resume_path}", file=sys.stderr)
+            raise SystemExit(EXIT_INTERRUPTED)
+        loss = shard.train_step(data)
+        with open(progress_path, "a") as f:
+            f.write(json.dumps({"step": shard.step, "steps": s.max_steps, "loss": loss,
+                                "tokens": shard.step * s.batch_size * s.seq_len, "ts": int(time.time() * 1000)}) + "\n")
+        if s.checkpoint_every and shard.step % s.checkpoint_every == 0 and shard.step < s.max_steps:
+            shard.save(resume_path, work_key)
+    out_sha = write_safetensors(os.path.join(out_dir, "model.safetensors"), shard.w, s.output_dtype)
+    write_done(round_dir, spec, s, data, shard, out_sha)
+    if kept_path:  # after DONE.json: a crash before it must leave the previous round's state for the retry
+        shard.save_kept(kept_path)
+    if os.path.exists(resume_path):
+        os.remove(resume_path)
+
+
+def write_done(round_dir, spec, s, data, shard, out_sha):
+    """DONE.json, written last: its presence (with exit 0) is what says the shard finished."""
+    manifest = {"path": spec["data"]["train_tokens"], "bytes": data.size, "sha256": sha256_file(s.tokens_path),
+                "format": "uint32le", "cursor_start": s.cursor, "cursor_end": shard.cursor, "wraps": shard.wraps}
+    manifest_sha = hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    done = {"status": "done", "round": s.round, "steps": shard.step, "tokens": shard.step * s.batch_size * s.seq_len,
+            "samples": shard.step * s.batch_size, "trainLoss": shard.loss_sum / shard.step,
+            "dataManifestSha256": manifest_sha, "dataManifest": manifest, "nextCursor": shard.cursor,
+            "outSha256": out_sha, "outDtype": s.output_dtype}
+    write_atomic(os.path.join(round_dir, "DONE.json"), json.dumps(done, indent=2).encode() + b"\n")
+
+
+# ---------------------------------------------------------------- init and eval
+
+def init(args):
+    c = load_config(args.config, bad_spec)
+    device = pick_device()
+    os.makedirs(args.out, exist_ok=True)
+    write_safetensors(os.path.join(args.out, "model.safetensors"), init_weights(c, args.seed, device))
+    write_atomic(os.path.join(args.out, "config.json"), json.dumps(hf_config(c), indent=2).encode() + b"\n")
+
+
+@torch.no_grad()
+def evaluate(args):
+    c = load_config(args.config, bad_spec)
+    device = pick_device()
+    seq = args.seq_len or min(c["max_position_embeddings"], 1024)
+    if not 1 <= seq <= c["max_position_embeddings"] or args.batch_size < 1 or (args.max_batches or 1) < 1:
+        raise bad_spec(f"--seq-len must lie in [1, {c['max_position_embeddings']}]; --batch-size, --max-batches >= 1")
+    w = to_device(read_safetensors(args.model, tensor_shapes(c), bad_global), device, trainable=False)
+    data = TokenFile(args.tokens, bad_spec)
+    n = data.count
+    seq = min(seq, n - 1)
+    starts = list(range(0, n - seq, seq))  # non-overlapping windows; a short tail is not scored
+    if args.max_batches is not None:
+        starts = starts[:args.max_batches * args.batch_size]
+    total, count = 0.0, 0
+    for i in range(0, len(starts), args.batch_size):
+        batch = data.windows(starts[i:i + args.batch_size], seq + 1, c["vocab_size"], bad_spec).to(device)
+        with autocast(device):
+            logits = forward(w, c, batch[:, :-1])
+        total += F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten(), reduction="sum").item()
+        count += batch[:, 1:].numel()
+    print(json.dumps({"loss": total / count if count else None, "samples": count}), flush=True)
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # a usage error is a bad spec (64), not argparse's 2, which reads as a crash
+        self.print_usage(sys.stderr)
+        print(f"torch_shard: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_SPEC)
+
+
+def main(argv=None):
+    stop = StopFlag()  # before weights and data load, so an early signal still ends in a checkpoint
+    p = Parser(description=__doc__.split("\n")[0])
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--init", action="store_true")
+    mode.add_argument("--round-dir")
+    mode.add_argument("--eval", action="store_true")
+    p.add_argument("--config")
+    p.add_argument("--out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model")
+    p.add_argument("--tokens")
+    p.add_argument("--seq-len", type=int)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-batches", type=int)
+    args = p.parse_args(argv)
+    needed = ["config", "out"] if args.init else ["model", "config", "tokens"] if args.eval else []
+    missing = [f"--{k}" for k in needed if getattr(args, k) is None]
+    if missing:
+        p.error(f"missing {', '.join(missing)}")
+    if sys.byteorder != "little":
+        p.error("safetensors and token files are little-endian; this host is not")
+    try:
+        if args.init:
+            init(args)
+        elif args.eval:
+            evaluate(args)
+        else:
+            train_round(args.round_dir, stop)
+    except Refusal as e:
+        print(f"torch_shard: {e}", file=sys.stderr)
+        return e.code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,348 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSafetensorsWriter, memorySink, memorySource, openSafetensors } from '../../../aggregation/index.js';
+import { TORCH_PYTHON, torchAvailable } from './require-torch.js';
+
+// The PyTorch reference trainer (site-agent/trainers/torch_shard.py) driven as the agent drives it:
+// a round directory in, exit code + DONE.json + out/model.safetensors back.
+const TRAINERS = fileURLToPath(new URL('../../../site-agent/trainers/', import.meta.url));
+const TRAINER = join(TRAINERS, 'torch_shard.py');
+const RUN_DEADLINE_MS = 90_000;
+const STEPS = 60;
+const BATCH = 8;
+const SEQ = 32;
+
+interface LlamaShape {
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_key_value_heads: number;
+  vocab_size: number;
+}
+
+/** Hugging Face LlamaForCausalLM's tensors for a config, in the trainer's file order. */
+function hfLlamaTensors(c: LlamaShape): [string, number[]][] {
+  const h = c.hidden_size;
+  const kv = c.num_key_value_heads * (h / c.num_attention_heads);
+  const out: [string, number[]][] = [['model.embed_tokens.weight', [c.vocab_size, h]]];
+  for (let i = 0; i < c.num_hidden_layers; i++) {
+    const p = `model.layers.${i}.`;
+    out.push(
+      [`${p}self_attn.q_proj.weight`, [h, h]],
+      [`${p}self_attn.k_proj.weight`, [kv, h]],
+      [`${p}self_attn.v_proj.weight`, [kv, h]],
+      [`${p}self_attn.o_proj.weight`, [h, h]],
+      [`${p}mlp.gate_proj.weight`, [c.intermediate_size, h]],
+      [`${p}mlp.up_proj.weight`, [c.intermediate_size, h]],
+      [`${p}mlp.down_proj.weight`, [h, c.intermediate_size]],
+      [`${p}input_layernorm.weight`, [h]],
+      [`${p}post_attention_layernorm.weight`, [h]],
+    );
+  }
+  out.push(['model.norm.weight', [h]], ['lm_head.weight', [c.vocab_size, h]]);
+  return out;
+}
+
+const readJson = async <T>(path: string): Promise<T> => JSON.parse(await readFile(path, 'utf8')) as T;
+const sha256 = (bytes: Uint8Array | string): string => createHash('sha256').update(bytes).digest('hex');
+
+describe('trainer model configs', () => {
+  it('salamandra-2b.json has Salamandra-2B parameter count (REFERENCE.md)', async () => {
+    const c = await readJson<LlamaShape>(join(TRAINERS, 'configs', 'salamandra-2b.json'));
+    const params = hfLlamaTensors(c).reduce((sum, [, shape]) => sum + shape.reduce((a, b) => a * b, 1), 0);
+    expect(params).toBe(2_253_490_176);
+  });
+});
+
+interface Exit {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function startTrainer(args: readonly string[]): { child: ChildProcess; exit: Promise<Exit> } {
+  const child = spawn(TORCH_PYTHON, [TRAINER, ...args], { stdio: ['ignore', 'pipe', 'pipe'], signal: AbortSignal.timeout(RUN_DEADLINE_MS) });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exit = new Promise<Exit>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+  return { child, exit };
+}
+
+const runTrainer = (...args: string[]): Promise<Exit> => startTrainer(args).exit;
+
+interface ProgressLine {
+  step: number;
+  steps: number;
+  loss: number;
+  tokens: number;
+  ts: number;
+}
+
+async function progress(roundDir: string): Promise<ProgressLine[]> {
+  const path = join(roundDir, 'progress.jsonl');
+  if (!existsSync(path)) return [];
+  return (await readFile(path, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as ProgressLine);
+}
+
+interface Spec {
+  round: number;
+  seed: number;
+  train: Record<string, number>;
+  data: Record<string, string | number>;
+  output_dtype: string;
+  global_sha256: string;
+  model_config_sha256?: string;
+  keep_optimizer_state?: string;
+  attempt?: number;
+}
+
+interface Done {
+  status: string;
+  round: number;
+  steps: number;
+  tokens: number;
+  samples: number;
+  trainLoss: number;
+  dataManifestSha256: string;
+  dataManifest: Record<string, string | number>;
+  outSha256: string;
+}
+
+const torch = torchAvailable();
+
+describe.skipIf(!torch.ok)('torch_shard.py (PyTorch reference trainer)', () => {
+  let work = '';
+  let tokensPath = '';
+  let heldoutPath = '';
+  let initDir = '';
+  let tiny: LlamaShape;
+  let fullRound: Promise<{ dir: string; exit: Exit }> | undefined;
+
+  // A repeating 11-token pattern: learnable by a tiny model in a few dozen steps.
+  const pattern = [3, 17, 42, 99, 5, 128, 64, 7, 200, 33, 11];
+  const tokenFile = (count: number, offset: number): Uint8Array => {
+    const view = new DataView(new ArrayBuffer(count * 4));
+    for (let i = 0; i < count; i++) view.setUint32(i * 4, pattern[(i + offset) % pattern.length]!, true);
+    return new Uint8Array(view.buffer);
+  };
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'fedhpc-torch-shard-'));
+    tokensPath = join(work, 'train.u32');
+    heldoutPath = join(work, 'heldout.u32');
+    await writeFile(tokensPath, tokenFile(20_000, 0));
+    await writeFile(heldoutPath, tokenFile(3_000, 5));
+    tiny = await readJson<LlamaShape>(join(TRAINERS, 'configs', 'tiny.json'));
+    initDir = join(work, 'init-seed1');
+    const init = await runTrainer('--init', '--config', join(TRAINERS, 'configs', 'tiny.json'), '--out', initDir, '--seed', '1');
+    expect(init, init.stderr).toMatchObject({ code: 0 });
+  });
+  afterAll(async () => {
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  async function makeRound(name: string, edit?: (spec: Spec) => void, weights = join(initDir, 'model.safetensors')): Promise<string> {
+    const dir = join(work, name);
+    await mkdir(join(dir, 'global'), { recursive: true });
+    await cp(weights, join(dir, 'global', 'model.safetensors'));
+    await cp(join(initDir, 'config.json'), join(dir, 'global', 'config.json'));
+    const spec: Spec = {
+      round: 3,
+      seed: 11,
+      train: { max_steps: STEPS, lr: 3e-3, batch_size: BATCH, seq_len: SEQ, warmup_steps: 5, weight_decay: 0.01 },
+      data: { train_tokens: tokensPath, cursor: 0 },
+      output_dtype: 'F32',
+      global_sha256: sha256(await readFile(weights)),
+      model_config_sha256: sha256(await readFile(join(initDir, 'config.json'))),
+    };
+    edit?.(spec);
+    await writeFile(join(dir, 'spec.json'), JSON.stringify(spec));
+    return dir;
+  }
+
+  /** One uninterrupted round, shared by the tests that compare against it. */
+  const trainedRound = (): Promise<{ dir: string; exit: Exit }> =>
+    (fullRound ??= makeRound('full').then(async (dir) => ({ dir, exit: await runTrainer('--round-dir', dir) })));
+
+  const openFile = async (path: string) => openSafetensors(memorySource(new Uint8Array(await readFile(path))));
+
+  it('--init writes the same bytes for the same seed and config, other bytes for another seed', { timeout: 60_000 }, async () => {
+    const config = join(TRAINERS, 'configs', 'tiny.json');
+    const [again, other] = await Promise.all([
+      runTrainer('--init', '--config', config, '--out', join(work, 'init-seed1-again'), '--seed', '1'),
+      runTrainer('--init', '--config', config, '--out', join(work, 'init-seed2'), '--seed', '2'),
+    ]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(other.code, other.stderr).toBe(0);
+    const first = await readFile(join(initDir, 'model.safetensors'));
+    expect(sha256(await readFile(join(work, 'init-seed1-again', 'model.safetensors')))).toBe(sha256(first));
+    expect(sha256(await readFile(join(work, 'init-seed2', 'model.safetensors')))).not.toBe(sha256(first));
+    expect(await readFile(join(work, 'init-seed1-again', 'config.json'), 'utf8')).toBe(await readFile(join(initDir, 'config.json'), 'utf8'));
+  });
+
+  it('--init writes exactly LlamaForCausalLM tensor names and shapes in F32, readable by openSafetensors', async () => {
+    const file = await openFile(join(initDir, 'model.safetensors'));
+    expect(file.metadata).toEqual({ format: 'pt' });
+    expect(file.tensors.map((t) => [t.name, t.shape])).toEqual(hfLlamaTensors(tiny));
+    expect(new Set(file.tensors.map((t) => t.dtype))).toEqual(new Set(['F32']));
+    expect(Array.from(await file.readF32('model.norm.weight', 0, tiny.hidden_size)).every((v) => v === 1)).toBe(true);
+    const embed = await file.readF32('model.embed_tokens.weight', 0, tiny.vocab_size * tiny.hidden_size);
+    const std = Math.sqrt(embed.reduce((s, v) => s + v * v, 0) / embed.length);
+    expect(std).toBeGreaterThan(0.018);
+    expect(std).toBeLessThan(0.022);
+    const config = await readJson<Record<string, unknown>>(join(initDir, 'config.json'));
+    expect(config).toMatchObject({ ...tiny, architectures: ['LlamaForCausalLM'], model_type: 'llama', tie_word_embeddings: false });
+  });
+
+  it('trains a round: loss falls, one progress line per step, DONE.json agrees with out/', { timeout: 60_000 }, async () => {
+    const { dir, exit } = await trainedRound();
+    expect(exit.code, exit.stderr).toBe(0);
+    const done = await readJson<Done>(join(dir, 'DONE.json'));
+    const outBytes = await readFile(join(dir, 'out', 'model.safetensors'));
+    expect(done).toMatchObject({ status: 'done', round: 3, steps: STEPS, samples: STEPS * BATCH, tokens: STEPS * BATCH * SEQ });
+    expect(done.outSha256).toBe(sha256(outBytes));
+    // The manifest hash is over its canonical JSON (sorted keys, no spaces), so the agent can recheck it.
+    const keys = Object.keys(done.dataManifest).sort();
+    expect(done.dataManifestSha256).toBe(sha256(JSON.stringify(done.dataManifest, keys)));
+    expect(done.dataManifest).toMatchObject({ sha256: sha256(await readFile(tokensPath)), bytes: 80_000, cursor_start: 0, format: 'uint32le' });
+
+    const lines = await progress(dir);
+    expect(lines.map((l) => l.step)).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
+    expect(lines.at(-1)).toMatchObject({ steps: STEPS, tokens: STEPS * BATCH * SEQ });
+    expect(lines.at(-1)!.loss).toBeLessThan(lines[0]!.loss / 4);
+    expect(existsSync(join(dir, 'scratch', 'resume.pt'))).toBe(false);
+
+    const out = await openSafetensors(memorySource(new Uint8Array(outBytes)));
+    const global = await openFile(join(dir, 'global', 'model.safetensors'));
+    expect(out.tensors.map((t) => [t.name, t.dtype, t.shape])).toEqual(global.tensors.map((t) => [t.name, t.dtype, t.shape]));
+    expect(sha256(outBytes)).not.toBe(sha256(await readFile(join(dir, 'global', 'model.safetensors'))));
+  });
+
+  it('on SIGTERM mid-training exits 75 with a checkpoint in scratch/; the rerun resumes to the uninterrupted weights', { timeout: 90_000 }, async () => {
+    const dir = await makeRound('interrupted');
+    const run = startTrainer(['--round-dir', dir]);
+    let exited = false;
+    void run.exit.finally(() => (exited = true)).catch(() => undefined);
+    const deadline = Date.now() + 60_000;
+    while ((await progress(dir)).length < 3) {
+      if (exited || Date.now() > deadline) throw new Error(`trainer exited or stalled before step 3: ${(await run.exit).stderr}`);
+      await sleep(20);
+    }
+    run.child.kill('SIGTERM');
+    const stopped = await run.exit;
+    expect(stopped.code, stopped.stderr).toBe(75);
+    expect(existsSync(join(dir, 'scratch', 'resume.pt'))).toBe(true);
+    expect(existsSync(join(dir, 'DONE.json'))).toBe(false);
+    const before = (await progress(dir)).length;
+    expect(before).toBeGreaterThanOrEqual(3);
+    expect(before).toBeLessThan(STEPS);
+
+    // The agent resubmits as a new attempt with a new seed: the checkpoint still applies.
+    const spec = await readJson<Spec>(join(dir, 'spec.json'));
+    await writeFile(join(dir, 'spec.json'), JSON.stringify({ ...spec, attempt: 2, seed: 12 }));
+    const resumed = await runTrainer('--round-dir', dir);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toContain(`steps ${before + 1}..${STEPS}`);
+    expect((await progress(dir)).map((l) => l.step)).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
+    expect(existsSync(join(dir, 'scratch', 'resume.pt'))).toBe(false);
+    // Exact on CPU: the checkpoint holds weights, AdamW moments and the data cursor.
+    const full = await trainedRound();
+    const outSha = sha256(await readFile(join(dir, 'out', 'model.safetensors')));
+    expect(outSha).toBe(sha256(await readFile(join(full.dir, 'out', 'model.safetensors'))));
+    const [a, b] = await Promise.all([readJson<Done>(join(dir, 'DONE.json')), readJson<Done>(join(full.dir, 'DONE.json'))]);
+    expect(a).toEqual(b);
+  });
+
+  it('--eval prints a finite loss per token, lower after training, and reads BF16 weights written by the repo', { timeout: 60_000 }, async () => {
+    const { dir } = await trainedRound();
+    // The same initial weights narrowed to BF16 by our own writer, as an HF bf16 checkpoint would come.
+    const init = await openFile(join(initDir, 'model.safetensors'));
+    const sink = memorySink();
+    const writer = await createSafetensorsWriter(sink, init.tensors.map((t) => ({ name: t.name, dtype: 'BF16' as const, shape: t.shape })));
+    for (const t of init.tensors) await writer.writeF32(t.name, await init.readF32(t.name, 0, t.elements));
+    await writer.finish();
+    const bf16Path = join(work, 'init-bf16.safetensors');
+    await writeFile(bf16Path, sink.bytes());
+
+    const config = join(initDir, 'config.json');
+    const evalArgs = (model: string) => ['--eval', '--model', model, '--config', config, '--tokens', heldoutPath, '--seq-len', '64'];
+    const runs = await Promise.all([
+      runTrainer(...evalArgs(join(initDir, 'model.safetensors'))),
+      runTrainer(...evalArgs(bf16Path)),
+      runTrainer(...evalArgs(join(dir, 'out', 'model.safetensors')), '--max-batches', '2'),
+    ]);
+    for (const r of runs) expect(r.code, r.stderr).toBe(0);
+    const [before, beforeBf16, after] = runs.map((r) => JSON.parse(r.stdout) as { loss: number; samples: number });
+    expect(Number.isFinite(before!.loss)).toBe(true);
+    expect(before!.loss).toBeGreaterThan(0.9 * Math.log(tiny.vocab_size));
+    expect(before!.samples).toBe(Math.floor((3_000 - 1) / 64) * 64);
+    expect(beforeBf16!.loss).toBeCloseTo(before!.loss, 2);
+    expect(after!.samples).toBe(2 * 8 * 64);
+    expect(after!.loss).toBeLessThan(before!.loss / 4);
+  });
+
+  it('keeps the inner AdamW state across rounds in keep_optimizer_state', { timeout: 60_000 }, async () => {
+    const stateDir = join(work, 'site-optimizer');
+    const keep = (s: Spec): void => {
+      s.train.max_steps = 5;
+      s.keep_optimizer_state = stateDir;
+    };
+    const first = await makeRound('kept-1', keep);
+    expect((await runTrainer('--round-dir', first)).code).toBe(0);
+    expect(existsSync(join(stateDir, 'adamw.pt'))).toBe(true);
+    // Same global, spec and data: only the carried moments can make the second shard differ.
+    const second = await makeRound('kept-2', keep);
+    const again = await runTrainer('--round-dir', second);
+    expect(again.code, again.stderr).toBe(0);
+    const [a, b] = await Promise.all([readJson<Done>(join(first, 'DONE.json')), readJson<Done>(join(second, 'DONE.json'))]);
+    expect(b.steps).toBe(5);
+    expect(b.outSha256).not.toBe(a.outSha256);
+  });
+
+  it('exits 64 for a spec it cannot honour', { timeout: 60_000 }, async () => {
+    const cases: [string, (s: Spec) => void, RegExp][] = [
+      ['no-max-steps', (s) => delete s.train.max_steps, /train\.max_steps/],
+      ['long-seq', (s) => (s.train.seq_len = 4096), /seq_len 4096 > max_position_embeddings 128/],
+      ['no-data', (s) => (s.data.train_tokens = join(work, 'missing.u32')), /token file .*missing\.u32/],
+      ['bad-dtype', (s) => (s.output_dtype = 'F8'), /output_dtype/],
+    ];
+    const dirs = await Promise.all(cases.map(([name, edit]) => makeRound(name, edit)));
+    const exits = await Promise.all(dirs.map((d) => runTrainer('--round-dir', d)));
+    exits.forEach((e, i) => {
+      expect(e.code, e.stderr).toBe(64);
+      expect(e.stderr).toMatch(cases[i]![2]);
+      expect(existsSync(join(dirs[i]!, 'DONE.json'))).toBe(false);
+    });
+  });
+
+  it('exits 65 for global weights of the wrong shape or hash, or a config that differs from the pinned one', { timeout: 60_000 }, async () => {
+    const wide = { ...(await readJson<Record<string, unknown>>(join(TRAINERS, 'configs', 'tiny.json'))), intermediate_size: 160 };
+    await writeFile(join(work, 'wide.json'), JSON.stringify(wide));
+    const init = await runTrainer('--init', '--config', join(work, 'wide.json'), '--out', join(work, 'init-wide'), '--seed', '1');
+    expect(init.code, init.stderr).toBe(0);
+    const dirs = await Promise.all([
+      makeRound('wrong-shape', undefined, join(work, 'init-wide', 'model.safetensors')),
+      makeRound('wrong-sha', (s) => (s.global_sha256 = '0'.repeat(64))),
+      makeRound('wrong-config', (s) => (s.model_config_sha256 = sha256('another tokenizer/config'))),
+    ]);
+    const exits = await Promise.all(dirs.map((d) => runTrainer('--round-dir', d)));
+    const expected = [/mlp\.gate_proj\.weight has shape \[160, 64\], the config needs \[172, 64\]/, /SHA-256 differs from spec\.global_sha256/, /model_config_sha256/];
+    exits.forEach((e, i) => {
+      expect(e.code, e.stderr).toBe(65);
+      expect(e.stderr).toMatch(expected[i]!);
+    });
+  });
+});

@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
 import { loadCoordinatorConfig, startCoordinator } from '../coordinator/index.js';
-import { BuiltinRunner, loadSiteConfig, SiteAgent, SiteAgentError } from '../site-agent/index.js';
+import { BuiltinRunner, DROP_PHASES, loadSiteConfig, SiteAgent, SiteAgentError, type DropPhase } from '../site-agent/index.js';
 import { DEMO_TRAIN, writeFederationFiles } from '../simulate/federation-files.js';
 import { SIMULATE_STRATEGIES, simulate, type SimulateRecord, type SimulateStrategy } from '../simulate/simulate.js';
 import { ADMIN_COMMANDS, runAdmin } from './admin.js';
@@ -15,7 +15,8 @@ import { ADMIN_COMMANDS, runAdmin } from './admin.js';
 const USAGE = `usage: fedhpc <command> [options]
 
   simulate     [--sites N] [--rounds R] [--strategy fedavg|diloco|fedadam] [--state-dir DIR]
-               [--min-sites K] [--timeout S] [--json]
+               [--min-sites K] [--no-secure-aggregation] [--drop SITE@PHASE]... [--timeout S] [--json]
+               (PHASE: keys, shares, upload, unmask)
   coordinator  --config FILE
   site         --config FILE
   provision    --federation NAME --sites a,b,c --admins NAME[,NAME] --out DIR
@@ -57,6 +58,8 @@ async function cmdSimulate(args: string[]): Promise<number> {
       'state-dir': { type: 'string' },
       'min-sites': { type: 'string' },
       timeout: { type: 'string' },
+      drop: { type: 'string', multiple: true },
+      'no-secure-aggregation': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
     strict: true,
@@ -66,6 +69,14 @@ async function cmdSimulate(args: string[]): Promise<number> {
     throw new UsageError(`--strategy must be one of ${SIMULATE_STRATEGIES.join(', ')}, got ${JSON.stringify(values.strategy)}`);
   }
   const sites = intOption(values.sites, 'sites', 4);
+  const drop = (values.drop ?? []).map((d) => {
+    const [site, phase] = d.split('@');
+    if (!site || !phase || !DROP_PHASES.includes(phase as DropPhase)) {
+      throw new UsageError(`--drop must be SITE@PHASE with PHASE one of ${DROP_PHASES.join(', ')}, got ${JSON.stringify(d)}`);
+    }
+    if (!/^site-\d+$/.test(site) || Number(site.slice(5)) > sites || Number(site.slice(5)) < 1) throw new UsageError(`--drop names ${site}; the sites are site-1 … site-${sites}`);
+    return { site, phase: phase as DropPhase };
+  });
   const json = values.json === true;
   const print = (r: SimulateRecord): void => {
     if (json) return out(JSON.stringify(r));
@@ -73,7 +84,7 @@ async function cmdSimulate(args: string[]): Promise<number> {
     else if (r.type === 'round') {
       const per = Object.entries(r.siteEvalLoss).map(([s, l]) => `${s}=${l.toFixed(3)}`).join(' ');
       out(
-        `round ${String(r.round).padStart(3)}  sites ${r.participants.length}${r.dropped.length ? ` (dropped ${r.dropped.join(',')})` : ''}  ` +
+        `round ${String(r.round).padStart(3)}${r.secure ? ' [secure]' : ''}  sites ${r.participants.length}${r.dropped.length ? ` (dropped ${r.dropped.join(',')})` : ''}  ` +
           `eval ${r.evalLoss.toFixed(4)} [${per}]  up ${(r.bytesUp / 1e6).toFixed(2)} MB  down ${(r.bytesDown / 1e6).toFixed(2)} MB  ${r.seconds.toFixed(1)} s`,
       );
     } else {
@@ -91,6 +102,8 @@ async function cmdSimulate(args: string[]): Promise<number> {
     minSites: values['min-sites'] === undefined ? undefined : intOption(values['min-sites'], 'min-sites', 1),
     cliPath: fileURLToPath(import.meta.url),
     timeoutS: intOption(values.timeout, 'timeout', 600),
+    secure: values['no-secure-aggregation'] !== true,
+    drop,
     emit: print,
     signal: onTerminate(),
   });
@@ -111,12 +124,14 @@ async function cmdCoordinator(args: string[]): Promise<number> {
 }
 
 async function cmdSite(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string' }, json: { type: 'boolean' } }, strict: true });
+  const { values } = parseArgs({ args, options: { config: { type: 'string' }, 'die-at': { type: 'string' }, json: { type: 'boolean' } }, strict: true });
+  const dieAt = values['die-at'] as DropPhase | undefined;
+  if (dieAt !== undefined && !DROP_PHASES.includes(dieAt)) throw new UsageError(`--die-at must be one of ${DROP_PHASES.join(', ')}, got ${JSON.stringify(dieAt)}`);
   const config = loadSiteConfig(required(values.config, 'config'));
   const logger = createLogger({ name: 'site-agent', level: config.log.level, base: { site: config.site } });
   logger.info({ config }, 'configuration');
   const runner = new BuiltinRunner(config.runner);
-  const agent = new SiteAgent({ config, runner, logger });
+  const agent = new SiteAgent({ config, runner, logger, dieAt });
   try {
     await agent.run(onTerminate());
     return 0;

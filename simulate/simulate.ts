@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { AdminClient } from '../coordinator/index.js';
 import type { RoundsResponse__Output } from '../proto/index.js';
-import { bigramEvalLoss, defaultSiteLanguages, siteDataset, VOCAB_SIZE } from '../site-agent/index.js';
+import { bigramEvalLoss, defaultSiteLanguages, siteDataset, VOCAB_SIZE, type DropPhase } from '../site-agent/index.js';
 import { DEMO_DATA, DEMO_TRAIN, writeFederationFiles } from './federation-files.js';
 
 export const SIMULATE_STRATEGIES = ['fedavg', 'diloco', 'fedadam'] as const;
@@ -29,6 +29,10 @@ export interface SimulateOptions {
   readonly train?: { readonly steps: number; readonly batchSize: number; readonly lr: number } | undefined;
   /** Strategy hyper-parameters (e.g. `{ lr: 0.7, momentum: 0.9 }` for DiLoCo's outer step). */
   readonly strategyParams?: Readonly<Record<string, number>> | undefined;
+  /** Secure aggregation (SecAgg+); on by default. */
+  readonly secure?: boolean | undefined;
+  /** Sites to kill when they reach a phase (each once; restarted after that round ends). */
+  readonly drop?: readonly { readonly site: string; readonly phase: DropPhase }[] | undefined;
   /** Path of the CLI entry to start the parts with (`node <cli> coordinator …`). */
   readonly cliPath: string;
   /** Give up after this long. */
@@ -48,6 +52,7 @@ export type SimulateRecord =
   | {
       type: 'round';
       round: number;
+      secure: boolean;
       participants: string[];
       dropped: string[];
       evalLoss: number;
@@ -128,6 +133,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
       minSites: o.minSites ?? Math.max(1, o.sites - 1),
       expectedSites: sites,
       strategy: { name: o.strategy, ...o.strategyParams },
+      secureAggregation: { enabled: o.secure ?? true },
       train: o.train ?? DEMO_TRAIN,
       deadlines: { openS: 60, trainingS: 120, uploadS: 60, aggregateS: 60, commitS: 30, evalS: 30 },
     },
@@ -164,7 +170,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
     const check = (): void => {
       checking = checking.then(async () => {
         const rounds = await admin.rounds();
-        for (const line of roundLines(rounds, printed)) o.emit(line);
+        for (const line of roundLines(rounds, printed, o.secure ?? true)) o.emit(line);
         const status = await admin.status();
         if (status.runState === 'failed') throw new SimulateError(`the run failed; see ${coordinator.log}`);
         const final = rounds.rounds.find((r) => r.outcome === 'committed' && r.round === String(o.rounds));
@@ -184,14 +190,29 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
       });
       checking.catch((err: unknown) => stop.abort(err));
     };
+    let reviveOnRoundEnd: () => void = () => undefined;
     const following = admin.events((e) => {
+      if (e.kind === 'round.committed' || e.kind === 'round.aborted') reviveOnRoundEnd();
       if (e.kind === 'round.evaluated' || e.kind === 'run.finished' || e.kind === 'run.failed' || e.kind === 'round.committed') check();
     }, stop.signal);
     following.catch((err: unknown) => stop.abort(err));
 
+    const siteArgs = (site: string, dieAt?: DropPhase): string[] => ['site', '--config', files.siteConfigs.get(site)!, ...(dieAt ? ['--die-at', dieAt] : [])];
+    const doomed = new Map((o.drop ?? []).map((d) => [d.site, d.phase]));
+    const killed = new Set<string>();
     for (const site of sites) {
-      parts.push(await startPart(site, o.cliPath, ['site', '--config', files.siteConfigs.get(site)!], logDir));
+      const part = await startPart(site, o.cliPath, siteArgs(site, doomed.get(site)), logDir);
+      if (doomed.has(site)) part.child.once('exit', () => killed.add(site));
+      parts.push(part);
     }
+    // A site killed by --drop comes back once the round it died in has ended, to rejoin the next.
+    const revive = (): void => {
+      for (const site of [...killed]) {
+        killed.delete(site);
+        void startPart(`${site}-restarted`, o.cliPath, siteArgs(site), logDir).then((p) => parts.push(p));
+      }
+    };
+    reviveOnRoundEnd = revive;
     check(); // a run found finished in the state dir reports at once
     const timeout = setTimeout(() => stop.abort(new SimulateError(`no result after ${o.timeoutS} s; logs in ${logDir}`)), o.timeoutS * 1000);
     const aborted = new Promise<never>((_, reject) => stop.signal.addEventListener('abort', () => reject(stop.signal.reason), { once: true }));
@@ -213,7 +234,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
 }
 
 /** Round records for committed rounds whose evaluation is known and that were not printed yet. */
-function roundLines(r: RoundsResponse__Output, printed: Set<number>): SimulateRecord[] {
+function roundLines(r: RoundsResponse__Output, printed: Set<number>, secure: boolean): SimulateRecord[] {
   const out: SimulateRecord[] = [];
   for (const info of r.rounds) {
     const round = Number(info.round);
@@ -222,6 +243,7 @@ function roundLines(r: RoundsResponse__Output, printed: Set<number>): SimulateRe
     out.push({
       type: 'round',
       round,
+      secure,
       participants: info.participants,
       dropped: info.dropped,
       evalLoss: info.evalLoss,

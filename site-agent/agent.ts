@@ -38,7 +38,16 @@ export interface SiteAgentOptions {
   readonly random?: () => number;
   /** Protocol version to announce (tests use another to check refusal). */
   readonly protocolVersion?: number;
+  /**
+   * Fault injection for simulations (`fedhpc simulate --drop SITE@PHASE`): the agent kills its own
+   * process with SIGKILL when it reaches this phase, as a crashed node would.
+   */
+  readonly dieAt?: DropPhase | undefined;
 }
+
+/** Phases at which `dieAt` can kill the agent. */
+export const DROP_PHASES = ['keys', 'shares', 'upload', 'unmask'] as const;
+export type DropPhase = (typeof DROP_PHASES)[number];
 
 interface Job {
   readonly key: string;
@@ -191,12 +200,19 @@ export class SiteAgent {
     }
   }
 
+  private maybeDie(phase: DropPhase): void {
+    if (this.o.dieAt !== phase) return;
+    this.log.warn({ phase }, 'fault injection: killing this agent');
+    process.kill(process.pid, 'SIGKILL');
+  }
+
   private unary(call: (cb: (err: grpc.ServiceError | null) => void) => void): Promise<void> {
     return new Promise((resolve, reject) => call((err) => (err ? reject(err) : resolve())));
   }
 
   /** Round 0: fresh key pairs for this attempt, advertised with the certificate's signature. */
   private async onKeys(t: KeysTask__Output): Promise<void> {
+    this.maybeDie('keys');
     const p = t.params!;
     const params: SecureParams = {
       threshold: p.threshold,
@@ -231,6 +247,7 @@ export class SiteAgent {
 
   /** Round 1: checks every neighbour's advertisement and sends sealed shares. */
   private async onShares(t: SharesTask__Output): Promise<void> {
+    this.maybeDie('shares');
     const session = this.sessionFor(t);
     const shares = session.shares(
       t.advertisements.map((a) => ({ site: a.siteId, cPk: a.cPublicKey, sPk: a.sPublicKey, signature: a.signature, certificatePem: a.certificatePem })),
@@ -247,6 +264,7 @@ export class SiteAgent {
 
   /** Consistency check: sign the survivor list, after checking it. */
   private async onConsistency(t: ConsistencyTask__Output): Promise<void> {
+    this.maybeDie('unmask');
     const signature = this.sessionFor(t).signSurvivors(t.survivors, t.dropped);
     await this.unary((cb) =>
       this.client!.SignSurvivors({ runId: t.runId, round: t.round, attempt: t.attempt, siteId: this.o.config.site, signature }, { deadline: Date.now() + 15_000 }, cb),
@@ -349,7 +367,10 @@ export class SiteAgent {
       },
       secure && params ? maskedChunks(deltas, elements, secure, params, result.samples) : deltas,
       signal,
-      (done, total) => (this.progress = done / total),
+      (done, total) => {
+        this.progress = done / total;
+        if (done >= total / 2) this.maybeDie('upload');
+      },
       this.o.config.transfer.uploadRateBytesPerS,
     );
     log.info({ phase: 'upload', bytes: Number(res.receivedBytes) }, 'delta uploaded');

@@ -116,7 +116,13 @@ function maybeStartTraining(open: OpenState, ctx: Ctx, atDeadline: boolean): Ste
 }
 
 /** Invites `sites` to train (plain rounds: straight from `open`; secure: after `shares`). */
-export function enterTraining(s: { plan: RunPlan; round: number; attempt: number }, sites: readonly string[], ctx: Ctx, prior: readonly Effect[]): StepResult {
+export function enterTraining(
+  s: { plan: RunPlan; round: number; attempt: number },
+  sites: readonly string[],
+  ctx: Ctx,
+  prior: readonly Effect[],
+  earlyDropped: readonly string[] = [],
+): StepResult {
   const roster: Record<string, SiteProgress> = {};
   for (const site of sites) roster[site] = { status: 'invited' };
   const training: TrainingState = {
@@ -126,6 +132,7 @@ export function enterTraining(s: { plan: RunPlan; round: number; attempt: number
     attempt: s.attempt,
     deadline: ctx.now + s.plan.deadlines.training,
     roster,
+    ...(earlyDropped.length > 0 ? { earlyDropped: [...earlyDropped] } : {}),
   };
   return ok(ctx, training, [
     ...prior,
@@ -219,8 +226,9 @@ function toAggregate(s: UploadState, ctx: Ctx, prior: readonly Effect[]): StepRe
     );
   }
   const dropped = sitesWith(s.roster, 'dropped', 'invited', 'uploading');
-  if (s.plan.secure) return enterUnmask(s, participants, dropped, ctx, prior);
-  return enterAggregate(s, participants, dropped, [], ctx, prior);
+  const recordDropped = [...dropped, ...(s.earlyDropped ?? [])].sort();
+  if (s.plan.secure) return enterUnmask(s, participants, dropped, recordDropped, ctx, prior);
+  return enterAggregate(s, participants, recordDropped, [], ctx, prior);
 }
 
 /** Starts aggregation; `unmaskDropped` are secure share holders whose masks must be removed. */

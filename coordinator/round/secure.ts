@@ -65,12 +65,13 @@ function settleExchange(s: KeysState | SharesState, ctx: Ctx, atDeadline: boolea
   if (waiting.length > 0 && !atDeadline) return ok(ctx, s);
   const cancel: Effect[] = waiting.length > 0 ? [{ type: 'cancelSites', round: s.round, attempt: s.attempt, sites: waiting, reason: `${s.phase} deadline passed` }] : [];
   if (s.phase === 'keys') {
+    // Sites lost during `keys` stay listed as dropped, so the round's record names them.
     const exchange: Record<string, ExchangeProgress> = {};
-    for (const site of done) exchange[site] = 'waiting';
+    for (const site of Object.keys(s.exchange)) exchange[site] = done.includes(site) ? 'waiting' : 'dropped';
     const shares: SharesState = { ...s, phase: 'shares', deadline: ctx.now + deadlineOf(s.plan, 'shares'), exchange };
     return ok(ctx, shares, [...cancel, ...entered(shares, 'shares'), { type: 'sendSharesTasks', round: s.round, attempt: s.attempt, sites: done }]);
   }
-  return enterTraining(s, done, ctx, cancel);
+  return enterTraining(s, done, ctx, cancel, Object.keys(s.exchange).filter((x) => !done.includes(x)).sort());
 }
 
 function exchangeEvent(s: KeysState | SharesState, site: string, ctx: Ctx, to: ExchangeProgress, eventType: 'keysAdvertised' | 'sharesSubmitted' | 'siteFailed'): StepResult {
@@ -81,7 +82,14 @@ function exchangeEvent(s: KeysState | SharesState, site: string, ctx: Ctx, to: E
 }
 
 /** After upload: survivors (their masked input is in the sum) first sign the survivor list. */
-export function enterUnmask(s: UploadState, participants: readonly Contribution[], dropped: readonly string[], ctx: Ctx, prior: readonly Effect[]): StepResult {
+export function enterUnmask(
+  s: UploadState,
+  participants: readonly Contribution[],
+  dropped: readonly string[],
+  recordDropped: readonly string[],
+  ctx: Ctx,
+  prior: readonly Effect[],
+): StepResult {
   const unmask: UnmaskState = {
     phase: 'unmask',
     plan: s.plan,
@@ -91,6 +99,7 @@ export function enterUnmask(s: UploadState, participants: readonly Contribution[
     step: 'consistency',
     participants,
     dropped,
+    recordDropped,
     signed: [],
     revealed: [],
     gone: [],
@@ -121,7 +130,7 @@ function settleUnmask(u: UnmaskState, ctx: Ctx, atDeadline: boolean): StepResult
       { type: 'requestUnmask', round: u.round, attempt: u.attempt, sites: [...u.signed], survivors, dropped: [...u.dropped] },
     ]);
   }
-  return enterAggregate(u, u.participants, u.dropped, u.dropped, ctx, []);
+  return enterAggregate(u, u.participants, u.recordDropped, u.dropped, ctx, []);
 }
 
 function unmaskAnswer(u: UnmaskState, site: string, ctx: Ctx, step: UnmaskState['step'], eventType: 'survivorsSigned' | 'sharesRevealed'): StepResult {

@@ -74,6 +74,8 @@ export interface UnmaskState extends InRound {
   readonly participants: readonly Contribution[];
   /** Share holders whose masked input is not in the sum. */
   readonly dropped: readonly string[];
+  /** Every site dropped from the attempt, for the record (share holders and earlier losses). */
+  readonly recordDropped: readonly string[];
   /** Survivors that signed the list / revealed their shares, and those that went away. */
   readonly signed: readonly string[];
   readonly revealed: readonly string[];
@@ -82,10 +84,13 @@ export interface UnmaskState extends InRound {
 export interface TrainingState extends InRound {
   readonly phase: 'training';
   readonly roster: Readonly<Record<string, SiteProgress>>;
+  /** Secure rounds: sites lost during `keys` or `shares` (not share holders), for the record. */
+  readonly earlyDropped?: readonly string[];
 }
 export interface UploadState extends InRound {
   readonly phase: 'upload';
   readonly roster: Readonly<Record<string, SiteProgress>>;
+  readonly earlyDropped?: readonly string[];
 }
 /** A contribution that made it into the sum. */
 export interface Contribution {

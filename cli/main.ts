@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
 import { loadCoordinatorConfig, startCoordinator } from '../coordinator/index.js';
-import { BuiltinRunner, DROP_PHASES, loadSiteConfig, SiteAgent, SiteAgentError, type DropPhase } from '../site-agent/index.js';
+import { createRunner, DROP_PHASES, RunnerConfigError, loadSiteConfig, SiteAgent, SiteAgentError, type DropPhase } from '../site-agent/index.js';
 import { DEMO_TRAIN, writeFederationFiles } from '../simulate/federation-files.js';
 import { SIMULATE_STRATEGIES, simulate, type SimulateRecord, type SimulateStrategy } from '../simulate/simulate.js';
 import { ADMIN_COMMANDS, runAdmin } from './admin.js';
@@ -130,7 +130,7 @@ async function cmdSite(args: string[]): Promise<number> {
   const config = loadSiteConfig(required(values.config, 'config'));
   const logger = createLogger({ name: 'site-agent', level: config.log.level, base: { site: config.site } });
   logger.info({ config }, 'configuration');
-  const runner = new BuiltinRunner(config.runner);
+  const runner = createRunner(config);
   const agent = new SiteAgent({ config, runner, logger, dieAt });
   try {
     await agent.run(onTerminate());
@@ -230,7 +230,7 @@ main(process.argv.slice(2)).then(
     if (err instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
       process.stderr.write(`fedhpc: ${(err as Error).message}\n\n${USAGE}`);
       process.exitCode = 2;
-    } else if (err instanceof ConfigError) {
+    } else if (err instanceof ConfigError || err instanceof RunnerConfigError) {
       process.stderr.write(`fedhpc: ${err.message}\n`);
       process.exitCode = 2;
     } else if (typeof code === 'number' && typeof (err as { details?: unknown }).details === 'string') {

@@ -322,7 +322,8 @@ export class SiteAgent {
 
     this.activity = 'training';
     const roundDir = join(this.o.config.workDir, `round-${round}`);
-    await rm(roundDir, { recursive: true, force: true });
+    // A Slurm shard's job record lives in its round dir: a restarted agent re-attaches to it.
+    if (this.o.runner.kind !== 'slurm') await rm(roundDir, { recursive: true, force: true });
     await mkdir(join(roundDir, 'out'), { recursive: true });
     const t0 = Date.now();
     const result = await this.o.runner.train({
@@ -334,6 +335,7 @@ export class SiteAgent {
       roundDir,
       train: JSON.parse(t.trainConfigJson || '{}') as Record<string, unknown>,
       signal,
+      deadlineMs: Number(t.trainingDeadlineMs) || undefined,
       onProgress: (p) => {
         this.progress = p.step / p.steps;
         this.trainLoss = p.loss;

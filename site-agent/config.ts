@@ -4,6 +4,8 @@
  */
 import { z } from 'zod';
 import { loadConfigFile } from '../common/config-file.js';
+import { commandRunnerSchema } from './runners/command.js';
+import { slurmRunnerSchema } from './runners/slurm.js';
 
 /** The builtin TypeScript trainer on generated text in one language (demo, tests). */
 export const builtinRunnerSchema = z
@@ -29,7 +31,7 @@ export const siteConfigSchema = z
     serverName: z.string().optional(),
     tls: z.object({ ca: z.string(), cert: z.string(), key: z.string() }).strict(),
     workDir: z.string(),
-    runner: z.discriminatedUnion('kind', [builtinRunnerSchema]),
+    runner: z.discriminatedUnion('kind', [builtinRunnerSchema, commandRunnerSchema, slurmRunnerSchema]),
     transfer: z
       .object({
         /** Upload chunk size (capped by what the coordinator allows). */
@@ -55,9 +57,17 @@ export type ResolvedBuiltinRunner = z.output<typeof builtinRunnerSchema>;
 
 /** Loads and validates a site config file; relative paths resolve against its folder. */
 export function loadSiteConfig(file: string): ResolvedSiteConfig {
-  return loadConfigFile(file, siteConfigSchema, (c, rel) => ({
-    ...c,
-    tls: { ca: rel(c.tls.ca), cert: rel(c.tls.cert), key: rel(c.tls.key) },
-    workDir: rel(c.workDir),
-  }));
+  return loadConfigFile(file, siteConfigSchema, (c, rel) => {
+    // Paths with a slash are files beside the config; bare names are looked up on PATH.
+    const exe = (p: string): string => (p.includes('/') ? rel(p) : p);
+    const opt = (p: string | undefined): string | undefined => (p === undefined ? undefined : rel(p));
+    const r = c.runner;
+    const runner =
+      r.kind === 'command'
+        ? { ...r, command: [exe(r.command[0]!), ...r.command.slice(1)], cwd: opt(r.cwd), modelConfig: opt(r.modelConfig), tokenizer: opt(r.tokenizer) }
+        : r.kind === 'slurm'
+          ? { ...r, template: opt(r.template), trainer: rel(r.trainer), python: exe(r.python), modelConfig: opt(r.modelConfig), tokenizer: opt(r.tokenizer) }
+          : r;
+    return { ...c, tls: { ca: rel(c.tls.ca), cert: rel(c.tls.cert), key: rel(c.tls.key) }, workDir: rel(c.workDir), runner };
+  });
 }

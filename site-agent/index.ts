@@ -4,6 +4,10 @@ export { loadSiteConfig, siteConfigSchema, type ResolvedSiteConfig, type SiteOpt
 export { SiteAgentError } from './errors.js';
 export { BuiltinRunner, readBuiltinModel, writeBuiltinModel } from './runners/builtin.js';
 export type { Runner } from './runners/runner.js';
+export { createRunner } from './runners/index.js';
+export { CommandRunner, commandRunnerSchema } from './runners/command.js';
+export { SlurmPendingError, SlurmRunner, slurmRunnerSchema } from './runners/slurm.js';
+export { RunnerConfigError } from './runners/round-dir.js';
 export {
   bigramEvalLoss,
   builtinTensorSpecs,

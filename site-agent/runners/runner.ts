@@ -24,6 +24,8 @@ export interface TrainRequest {
   readonly train: Readonly<Record<string, unknown>>;
   readonly signal: AbortSignal;
   readonly onProgress: (p: TrainProgress) => void;
+  /** When the coordinator stops waiting for this shard (ms since epoch); a queued job past it is reported. */
+  readonly deadlineMs?: number | undefined;
 }
 
 /** What a finished shard reports; `outPath` holds the local weights (F32, the global's names). */

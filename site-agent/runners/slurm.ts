@@ -1,0 +1,412 @@
+/**
+ * The `slurm` runner: a training shard as an sbatch job rendered from a template, followed with
+ * squeue / scontrol / sacct until it ends. After exit 75 or a preemption the job resumes from its
+ * own checkpoint by exactly one path: Slurm's requeue (`requeue: true`: the job is submitted with
+ * `--requeue` and the batch script runs `scontrol requeue` on exit 75; the agent never resubmits)
+ * or the agent's resubmission (`requeue: false`: `--no-requeue`, overriding the cluster's
+ * JobRequeue). Job ids are kept in `<roundDir>/job.json`, so a restarted agent re-attaches.
+ */
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { SiteAgentError } from '../errors.js';
+import { parseEvalOutput } from './command.js';
+import { ProgressTail, RunnerConfigError, exitOutcome, plannedSteps, prepareRoundDir, refusalError, shardSpecShape, tailOf, verifyShard, writeJsonAtomic } from './round-dir.js';
+import type { EvalResult, Runner, TrainRequest, TrainResult } from './runner.js';
+import { REQUIRED_SLURM_COMMANDS, SlurmCli, SlurmCommandError, TERMINAL_STATES, parseTimeLimit, runBlock, shellQuote as q, stateFromOutput, type JobInfo } from './slurm-cli.js';
+
+const line = z.string().min(1).regex(/^[^\r\n]*$/, 'a single line');
+/** Site config of the `slurm` runner (`runner.kind = "slurm"`). */
+export const slurmRunnerSchema = z
+  .object({
+    kind: z.literal('slurm'),
+    /** Path of the sbatch template (default: deploy/slurm/train.sbatch.tmpl); or `templateInline`. */
+    template: z.string().optional(),
+    templateInline: z.string().optional(),
+    partition: line,
+    account: line.optional(),
+    /** `--gpus` (a count or "type:count"). */
+    gpus: z.union([z.number().int().min(0), line]).optional(),
+    cpusPerTask: z.number().int().positive().optional(),
+    memory: line.optional(),
+    timeLimit: line.refine((s) => parseTimeLimit(s) !== undefined, 'a Slurm time limit: M, M:S, H:M:S, D-H, D-H:M or D-H:M:S'),
+    modules: z.array(line).default([]),
+    container: z.object({ image: line, runtime: z.enum(['apptainer', 'singularity']).default('apptainer'), args: z.array(line).default([]) }).strict().optional(),
+    /** The interpreter with torch on the compute nodes (often not the first python3 on PATH). */
+    python: line,
+    trainer: line,
+    trainerArgs: z.array(line).default([]),
+    /** Variables exported by the batch script. */
+    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a shell variable name'), z.string()).default({}),
+    /** `--signal=B:USR1@N`: the trainer's warning before the time limit (0: none). */
+    signalLeadS: z.number().int().min(0).max(86_400).default(300),
+    requeue: z.boolean().default(true),
+    /** Extra sbatch options, one `#SBATCH` line each (e.g. "--qos=normal"). */
+    sbatchOptions: z.array(line).default([]),
+    /** Working directory of the job (default: the round directory). */
+    cwd: line.optional(),
+    pollIntervalMs: z.number().int().min(100).max(300_000).default(5000),
+    commandTimeoutS: z.number().int().min(1).max(600).default(60),
+    /** Longest a job may stay PENDING before the round is reported as not startable. */
+    maxPendingS: z.number().int().positive().default(6 * 3600),
+    /** How long a preempted job may take to show up requeued (requeue mode). */
+    requeueSettleS: z.number().int().min(0).max(3600).default(60),
+    /** How long Slurm's commands may fail in a row (controller restart) before the round fails. */
+    controllerGraceS: z.number().int().min(0).max(3600).default(300),
+    /** After scancel, how long to wait for the job to end. */
+    cancelWaitS: z.number().int().min(1).max(3600).default(120),
+    maxRetries: z.number().int().min(0).max(5).default(1),
+    maxResumes: z.number().int().min(0).max(50).default(5),
+    evalArgs: z.array(z.string()).default(['--eval', '--model', '{model}']),
+    evalTimeLimit: line.refine((s) => parseTimeLimit(s) !== undefined, 'a Slurm time limit').default('1:00:00'),
+    ...shardSpecShape,
+    // Shared filesystems may show DONE.json to the agent's node a while after the job wrote it.
+    doneWaitMs: z.number().int().min(0).max(600_000).default(15_000),
+  })
+  .strict();
+
+export type SlurmRunnerOptions = z.input<typeof slurmRunnerSchema>;
+export type ResolvedSlurmRunner = z.output<typeof slurmRunnerSchema>;
+
+/** Where the runner keeps evaluation jobs, and the environment of the Slurm commands. */
+export interface SlurmRunnerContext {
+  readonly workDir: string;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/** A round request; `deadlineMs` (epoch ms) is when the coordinator stops waiting for the shard. */
+export type SlurmTrainRequest = TrainRequest & { readonly deadlineMs?: number };
+
+/** The job is still PENDING when it can no longer finish in time: the round will not get this shard. */
+export class SlurmPendingError extends SiteAgentError {
+  constructor(jobId: string, reason: string, pendingS: number, why: string) {
+    super('TRAINING_FAILED', `Slurm job ${jobId} is still PENDING (reason ${reason}) after ${pendingS} s: ${why}; cancelled it`, true, {
+      jobId,
+      slurmState: 'PENDING',
+      reason,
+      pendingS,
+    });
+    this.name = 'SlurmPendingError';
+  }
+}
+
+/** `<roundDir>/job.json`: what was submitted for which round attempt. */
+interface JobRecord {
+  version: 1;
+  runId: string;
+  round: number;
+  attempt: number;
+  globalSha256: string;
+  jobs: { id: string; name: string; submittedAt: string }[];
+  /** Name of a job being submitted (found by name if the agent died before recording its id). */
+  submitting?: string;
+  resumes: number;
+  crashes: number;
+}
+
+function defaultTemplate(): string {
+  const candidates = ['../../deploy/slurm/train.sbatch.tmpl', '../../../deploy/slurm/train.sbatch.tmpl'].map((p) => fileURLToPath(new URL(p, import.meta.url)));
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) throw new RunnerConfigError('slurm', [`default template not found (looked at ${candidates.join(', ')}); set runner.template`]);
+  return found;
+}
+
+/** Runs training shards and evaluations as Slurm batch jobs. */
+export class SlurmRunner implements Runner {
+  readonly kind = 'slurm';
+  private readonly cli: SlurmCli;
+  private readonly template: string;
+  private readonly timeLimitS: number;
+  private nextCursor: number | undefined;
+
+  /**
+   * Checks at agent start, not at the first round: the Slurm commands are on PATH and the template
+   * renders and passes `bash -n`. Throws {@link RunnerConfigError} naming what is wrong.
+   */
+  constructor(
+    private readonly o: ResolvedSlurmRunner,
+    private readonly ctx: SlurmRunnerContext,
+  ) {
+    const env = ctx.env ?? process.env;
+    this.cli = new SlurmCli({ env, timeoutMs: o.commandTimeoutS * 1000 });
+    if (o.template !== undefined && o.templateInline !== undefined) throw new RunnerConfigError('slurm', ['set runner.template or runner.templateInline, not both']);
+    const missing = this.cli.missing([...REQUIRED_SLURM_COMMANDS, 'bash']);
+    if (missing.length > 0) throw new RunnerConfigError('slurm', [`Slurm commands not found on PATH (${env['PATH'] ?? '(unset)'}): ${missing.join(', ')}`]);
+    const path = o.templateInline === undefined ? (o.template ?? defaultTemplate()) : undefined;
+    try {
+      this.template = o.templateInline ?? readFileSync(path!, 'utf8');
+    } catch (err) {
+      throw new RunnerConfigError('slurm', [`cannot read template ${path}: ${(err as Error).message}`], { cause: err });
+    }
+    this.timeLimitS = parseTimeLimit(o.timeLimit)!;
+    const where = path ?? 'runner.templateInline';
+    const runs = this.template.match(/\{\{\s*run\s*\}\}/g)?.length ?? 0;
+    if (runs !== 1) throw new RunnerConfigError('slurm', [`template ${where} must contain {{run}} exactly once (found ${runs})`]);
+    const script = this.render('/nonexistent/round-0', 'fedhpc-check', this.trainCommand('/nonexistent/round-0'), o.requeue, o.timeLimit);
+    const check = spawnSync('bash', ['-n'], { input: script, encoding: 'utf8', timeout: 10_000, env });
+    if (check.status !== 0) {
+      const msg = (check.stderr || check.error?.message || `exit ${check.status}`).trim().replaceAll('bash: ', '');
+      throw new RunnerConfigError('slurm', [`template ${where} does not render to a valid bash script: ${msg}`]);
+    }
+  }
+
+  private trainCommand(roundDir: string): string {
+    return this.launch([this.o.python, this.o.trainer, ...this.o.trainerArgs, '--round-dir', roundDir]);
+  }
+
+  private launch(argv: string[]): string {
+    const c = this.o.container;
+    return (c ? [c.runtime, 'exec', ...c.args, c.image, ...argv] : argv).map(q).join(' ');
+  }
+
+  private directives(roundDir: string, name: string, requeue: boolean, timeLimit: string): string[] {
+    const o = this.o;
+    return [
+      `--job-name=${name}`,
+      `--partition=${o.partition}`,
+      ...(o.account ? [`--account=${o.account}`] : []),
+      ...(o.gpus !== undefined && o.gpus !== 0 ? [`--gpus=${o.gpus}`] : []),
+      ...(o.cpusPerTask ? [`--cpus-per-task=${o.cpusPerTask}`] : []),
+      ...(o.memory ? [`--mem=${o.memory}`] : []),
+      `--time=${timeLimit}`,
+      ...(o.signalLeadS > 0 ? [`--signal=B:USR1@${o.signalLeadS}`] : []),
+      requeue ? '--requeue' : '--no-requeue',
+      `--output=${join(roundDir, 'slurm-%j.out')}`,
+      '--open-mode=append', // a requeued run appends to its first run's output instead of erasing it
+      `--chdir=${o.cwd ?? roundDir}`,
+      ...o.sbatchOptions,
+    ];
+  }
+
+  private render(roundDir: string, name: string, command: string, requeue: boolean, timeLimit: string): string {
+    const o = this.o;
+    const setup = [
+      ...(o.modules.length > 0 ? ['if ! type module >/dev/null 2>&1 && [ -f /etc/profile.d/modules.sh ]; then . /etc/profile.d/modules.sh; fi'] : []),
+      ...o.modules.map((m) => `module load ${q(m)} || { echo 'fedhpc: module load failed:' ${q(m)} >&2; exit 1; }`),
+      ...Object.entries(o.env).map(([k, v]) => `export ${k}=${q(v)}`),
+    ];
+    const vars: Record<string, string> = {
+      directives: this.directives(roundDir, name, requeue, timeLimit)
+        .map((d) => `#SBATCH ${d}`)
+        .join('\n'),
+      setup: setup.join('\n'),
+      run: runBlock(command, requeue),
+      round_dir: q(roundDir),
+      job_name: name,
+      partition: o.partition,
+      time_limit: timeLimit,
+      requeue: requeue ? '1' : '0',
+    };
+    return this.template.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (all, key: string) => {
+      const v = vars[key];
+      if (v === undefined) throw new RunnerConfigError('slurm', [`template placeholder ${all} is unknown (known: ${Object.keys(vars).join(', ')})`]);
+      return v;
+    });
+  }
+
+  async train(req: SlurmTrainRequest): Promise<TrainResult> {
+    req.signal.throwIfAborted();
+    let rec = await readRecord(req.roundDir);
+    if (rec === undefined || rec.runId !== req.runId || rec.round !== req.round || rec.attempt !== req.attempt || rec.globalSha256 !== req.globalSha256) {
+      if (rec !== undefined) await this.cancelStale(rec, req.signal);
+      await prepareRoundDir(req, this.o, this.nextCursor === undefined ? {} : { cursor: this.nextCursor });
+      rec = { version: 1, runId: req.runId, round: req.round, attempt: req.attempt, globalSha256: req.globalSha256, jobs: [], resumes: 0, crashes: 0 };
+      await writeRecord(req.roundDir, rec);
+    }
+    const tail = new ProgressTail(join(req.roundDir, 'progress.jsonl'), plannedSteps(req.train), req.onProgress, this.o.progressPollMs).start(req.signal);
+    try {
+      return await this.follow(req, rec, tail);
+    } finally {
+      await tail.stop();
+    }
+  }
+
+  /** Follows the round's current job (re-attaching to a recorded one) until the shard is done. */
+  private async follow(req: SlurmTrainRequest, rec: JobRecord, tail: ProgressTail): Promise<TrainResult> {
+    // A submission in flight when the agent died comes first: its job (if sbatch got that far) is the current one.
+    let jobId = rec.submitting !== undefined ? ((await this.adopt(req, rec)) ?? (await this.submit(req, rec))) : (rec.jobs.at(-1)?.id ?? (await this.submit(req, rec)));
+    for (;;) {
+      const end = await this.watch(jobId, req.roundDir, req.signal, { requeue: this.o.requeue, timeLimitS: this.timeLimitS, deadlineMs: req.deadlineMs });
+      const log = join(req.roundDir, `slurm-${jobId}.out`);
+      const context = { jobId, slurmState: end.state, exitCode: end.exitCode ?? -1, log };
+      const outcome = exitOutcome(end.exitCode ?? null);
+      if (end.state === 'COMPLETED' && outcome === 'done') {
+        await tail.stop();
+        const { result, done } = await verifyShard(req, this.o, tail.lastLoss);
+        if (done.nextCursor !== undefined) this.nextCursor = done.nextCursor;
+        return result;
+      }
+      if (outcome === 'bad-spec' || outcome === 'bad-global') throw refusalError(outcome, await tailOf(log), context);
+      const interrupted = outcome === 'resumable' || end.state === 'PREEMPTED' || end.state === 'NODE_FAIL';
+      if (interrupted && this.o.requeue) {
+        // Slurm owned the resume and did not requeue: resubmitting now would be the second path.
+        throw new SiteAgentError('TRAINING_FAILED', `Slurm job ${jobId} ended ${end.state} (exit ${end.exitCode ?? '?'}) and was not requeued: ${await tailOf(log)}`, true, context);
+      }
+      if (end.state === 'TIMEOUT' || end.state === 'CANCELLED' || end.state === 'DEADLINE') {
+        const why = end.state === 'TIMEOUT' ? `hit its time limit ${this.o.timeLimit}` : end.state === 'CANCELLED' ? 'was cancelled outside the agent' : 'passed its deadline';
+        throw new SiteAgentError('TRAINING_FAILED', `Slurm job ${jobId} ${why} (${end.state})`, true, context);
+      }
+      if (interrupted) {
+        if (++rec.resumes > this.o.maxResumes) throw new SiteAgentError('TRAINING_FAILED', `Slurm job ${jobId} was interrupted ${rec.resumes} times; giving up`, true, context);
+      } else if (++rec.crashes > this.o.maxRetries) {
+        throw new SiteAgentError('TRAINING_FAILED', `Slurm job ${jobId} ended ${end.state} (exit ${end.exitCode ?? '?'}) after ${rec.crashes} runs: ${await tailOf(log)}`, true, context);
+      }
+      jobId = await this.submit(req, rec);
+    }
+  }
+
+  /** After a restart mid-submission: the job named in the record, if Slurm has it. */
+  private async adopt(req: SlurmTrainRequest, rec: JobRecord): Promise<string | undefined> {
+    const name = rec.submitting;
+    if (name === undefined) return undefined;
+    const [id] = await this.cli.jobsNamed(name, req.signal);
+    if (id === undefined) return undefined;
+    rec.jobs.push({ id, name, submittedAt: new Date().toISOString() });
+    delete rec.submitting;
+    await writeRecord(req.roundDir, rec);
+    return id;
+  }
+
+  private async submit(req: SlurmTrainRequest, rec: JobRecord): Promise<string> {
+    const name = `fedhpc-r${req.round}-a${req.attempt}-${randomBytes(4).toString('hex')}`;
+    rec.submitting = name;
+    await writeRecord(req.roundDir, rec); // first, so a restart finds a job whose id we never saw
+    const script = join(req.roundDir, `job-${rec.jobs.length + 1}.sbatch`);
+    await writeFile(script, this.render(req.roundDir, name, this.trainCommand(req.roundDir), this.o.requeue, this.o.timeLimit), { mode: 0o700 });
+    // The options that keep the resume paths apart are repeated on the command line, which wins
+    // over whatever a site's template says.
+    const flags = this.directives(req.roundDir, name, this.o.requeue, this.o.timeLimit).filter((d) => /^--(job-name|requeue|no-requeue|signal|output|open-mode)/.test(d));
+    const id = await this.cli.sbatch(script, flags, req.signal).catch((err: unknown) => {
+      if (!(err instanceof SlurmCommandError)) throw err;
+      throw new SiteAgentError('TRAINING_FAILED', `cannot submit the training job: ${err.message}`, true, { script }, { cause: err });
+    });
+    rec.jobs.push({ id, name, submittedAt: new Date().toISOString() });
+    delete rec.submitting;
+    await writeRecord(req.roundDir, rec);
+    return id;
+  }
+
+  /** Polls the job until it ends; cancels it on abort, past the pending limits or far past its time limit. */
+  private async watch(jobId: string, dir: string, signal: AbortSignal, w: { requeue: boolean; timeLimitS: number; deadlineMs?: number | undefined }): Promise<JobInfo> {
+    const { requeue, timeLimitS, deadlineMs } = w;
+    let pendingSince: number | undefined;
+    let runningSince: number | undefined;
+    let settleSince: number | undefined;
+    let silentSince: number | undefined;
+    try {
+      for (;;) {
+        const info = await this.jobInfo(jobId, dir, signal).catch((err: unknown) => {
+          // A controller restart or a slow RPC is not the job's failure: ask again until a deadline.
+          if (!(err instanceof SlurmCommandError) || Date.now() - (silentSince ??= Date.now()) > this.o.controllerGraceS * 1000) throw err;
+          return undefined;
+        });
+        const now = Date.now();
+        if (info === undefined) {
+          // no answer this time
+        } else if (info.state === 'PENDING' || info.state === 'REQUEUE_HOLD') {
+          runningSince = undefined;
+          pendingSince ??= now;
+          const pendingS = Math.round((now - pendingSince) / 1000);
+          const late = deadlineMs !== undefined && now + timeLimitS * 1000 > deadlineMs;
+          if (late || pendingS > this.o.maxPendingS) {
+            await this.cancel(jobId);
+            const why = late ? `its time limit no longer fits before the round's deadline ${new Date(deadlineMs!).toISOString()}` : `longer than runner.maxPendingS ${this.o.maxPendingS}`;
+            throw new SlurmPendingError(jobId, info.reason ?? 'unknown', pendingS, why);
+          }
+        } else if (!TERMINAL_STATES.has(info.state) && info.state !== 'UNKNOWN') {
+          pendingSince = undefined;
+          if (info.state !== 'REQUEUED' && info.state !== 'REQUEUE_FED') runningSince ??= now;
+          // Slurm kills a job at its limit; one still running long after is beyond our control.
+          if (runningSince !== undefined && now - runningSince > (timeLimitS + this.o.cancelWaitS + 600) * 1000) {
+            await this.cancel(jobId);
+            throw new SiteAgentError('TRAINING_FAILED', `Slurm job ${jobId} still ${info.state} long past its time limit; cancelled it`, true, { jobId });
+          }
+        } else if (requeue && (info.state === 'PREEMPTED' || info.state === 'NODE_FAIL') && (settleSince ??= now) + this.o.requeueSettleS * 1000 > now) {
+          // Requeue mode: Slurm requeues a preempted or node-failed job; give it time to show up PENDING.
+        } else {
+          return info;
+        }
+        if (info !== undefined) silentSince = undefined;
+        await sleep(this.o.pollIntervalMs, undefined, { signal });
+      }
+    } catch (err) {
+      if (err instanceof SlurmCommandError && !signal.aborted) {
+        await this.cancel(jobId); // best effort: a job nobody follows would only waste the allocation
+        throw new SiteAgentError('TRAINING_FAILED', `Slurm did not answer about job ${jobId} for ${this.o.controllerGraceS} s: ${err.message}`, true, { jobId }, { cause: err });
+      }
+      if (!signal.aborted) throw err;
+      await this.cancel(jobId);
+      throw signal.reason ?? new SiteAgentError('CANCELLED', 'round aborted', false);
+    }
+  }
+
+  private async jobInfo(jobId: string, roundDir: string, signal: AbortSignal): Promise<JobInfo> {
+    const info = await this.cli.jobInfo(jobId, signal);
+    if (info.state !== 'UNKNOWN') return info;
+    // Forgotten (MinJobAge passed, no sacct): the job's own output says how its last run ended.
+    const out = await readFile(join(roundDir, `slurm-${jobId}.out`), 'utf8').catch(() => '');
+    const fromLog = stateFromOutput(jobId, out.slice(-262_144));
+    return fromLog.state === 'REQUEUED' ? { state: 'UNKNOWN', source: 'none' } : fromLog;
+  }
+
+  /** `scancel` and wait (bounded) for the job to leave the queue; never throws. */
+  private async cancel(jobId: string): Promise<void> {
+    const signal = AbortSignal.timeout(this.o.cancelWaitS * 1000);
+    try {
+      await this.cli.scancel(jobId, signal);
+      for (;;) {
+        const { state } = await this.cli.jobInfo(jobId, signal);
+        if (TERMINAL_STATES.has(state) || state === 'UNKNOWN') return;
+        await sleep(Math.min(this.o.pollIntervalMs, 1000), undefined, { signal });
+      }
+    } catch {
+      // Best effort: the job may outlive us, and the round is already lost.
+    }
+  }
+
+  private async cancelStale(rec: JobRecord, signal: AbortSignal): Promise<void> {
+    const last = rec.jobs.at(-1);
+    if (last === undefined) return;
+    const { state } = await this.cli.jobInfo(last.id, signal);
+    if (!TERMINAL_STATES.has(state) && state !== 'UNKNOWN') await this.cancel(last.id);
+  }
+
+  /** Scores a model in a batch job (no requeue, no resubmission), parsing its `{loss, samples}` line. */
+  async evaluate(modelPath: string, signal: AbortSignal): Promise<EvalResult> {
+    const dir = join(this.ctx.workDir, 'eval', `${Date.now()}-${randomBytes(4).toString('hex')}`);
+    await mkdir(dir, { recursive: true });
+    try {
+      const args = this.o.evalArgs.map((a) => a.replaceAll('{model}', modelPath).replaceAll('{modelConfig}', this.o.modelConfig ?? ''));
+      const result = join(dir, 'result.jsonl');
+      const name = `fedhpc-eval-${randomBytes(4).toString('hex')}`;
+      const script = join(dir, 'eval.sbatch');
+      await writeFile(script, this.render(dir, name, `${this.launch([this.o.python, this.o.trainer, ...args])} > ${q(result)}`, false, this.o.evalTimeLimit), { mode: 0o700 });
+      const id = await this.cli.sbatch(script, [`--job-name=${name}`, '--no-requeue', `--output=${join(dir, 'slurm-%j.out')}`], signal);
+      const end = await this.watch(id, dir, signal, { requeue: false, timeLimitS: parseTimeLimit(this.o.evalTimeLimit)! });
+      if (end.state !== 'COMPLETED' || end.exitCode !== 0) {
+        throw new SiteAgentError('TRAINING_FAILED', `evaluation job ${id} ended ${end.state} (exit ${end.exitCode ?? '?'}): ${await tailOf(join(dir, `slurm-${id}.out`))}`, true, { jobId: id });
+      }
+      return parseEvalOutput(await readFile(result, 'utf8').catch(() => ''), modelPath);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+}
+
+async function readRecord(roundDir: string): Promise<JobRecord | undefined> {
+  const text = await readFile(join(roundDir, 'job.json'), 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  try {
+    const r = JSON.parse(text) as JobRecord;
+    return r.version === 1 && Array.isArray(r.jobs) ? r : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const writeRecord = (roundDir: string, rec: JobRecord): Promise<void> => writeJsonAtomic(join(roundDir, 'job.json'), rec);

@@ -1,0 +1,82 @@
+/** Shared set-up of the runner tests: a small global model, round requests, the stand-in trainer. */
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createSafetensorsWriter, memorySink } from '../../../aggregation/index.js';
+import type { TrainProgress, TrainRequest } from '../../../site-agent/runners/runner.js';
+
+/** The stand-in trainer (a Node script following the round-dir contract). */
+export const FAKE_TRAINER = resolve('test/fixtures/trainers/fake-trainer.mjs');
+
+export interface Workspace {
+  readonly dir: string;
+  readonly globalPath: string;
+  readonly globalSha256: string;
+}
+
+/** A fresh folder (under `base`, or the OS temp folder) holding a two-tensor F32 global model. */
+export async function makeWorkspace(base?: string): Promise<Workspace> {
+  if (base) await mkdir(base, { recursive: true });
+  const dir = await mkdtemp(join(base ?? tmpdir(), 'fedhpc-runner-'));
+  const sink = memorySink();
+  const w = await createSafetensorsWriter(sink, [
+    { name: 'a.weight', dtype: 'F32', shape: [2, 3] },
+    { name: 'b.bias', dtype: 'F32', shape: [4] },
+  ]);
+  await w.writeF32('a.weight', Float32Array.from([1, 2, 3, 4, 5, 6]));
+  await w.writeF32('b.bias', Float32Array.from([0.5, 0.25, 0, -1]));
+  await w.finish();
+  const globalPath = join(dir, 'global.safetensors');
+  await writeFile(globalPath, sink.bytes());
+  return { dir, globalPath, globalSha256: createHash('sha256').update(sink.bytes()).digest('hex') };
+}
+
+/** A round request for the stand-in trainer; `fake` picks its behaviour (see the fixture). */
+export function trainRequest(
+  ws: Workspace,
+  fake: Record<string, unknown>,
+  options: { round?: number; signal?: AbortSignal; progress?: TrainProgress[]; name?: string } = {},
+): TrainRequest {
+  const round = options.round ?? 1;
+  return {
+    runId: 'run-test',
+    round,
+    attempt: 1,
+    globalPath: ws.globalPath,
+    globalSha256: ws.globalSha256,
+    roundDir: join(ws.dir, options.name ?? `round-${round}`),
+    train: { max_steps: 3, fake },
+    signal: options.signal ?? new AbortController().signal,
+    onProgress: (p) => options.progress?.push(p),
+  };
+}
+
+/** Lines of `scratch/runs.log`: one per trainer run (pid, Slurm job id, restart count). */
+export async function trainerRuns(roundDir: string): Promise<string[][]> {
+  const text = await readFile(join(roundDir, 'scratch', 'runs.log'), 'utf8').catch(() => '');
+  return text
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(' '));
+}
+
+/** Whether a process with this pid exists. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Resolves once `check` holds; throws after `timeoutMs`. */
+export async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -16,6 +16,7 @@ const USAGE = `usage: fedhpc <command> [options]
 
   simulate     [--sites N] [--rounds R] [--strategy fedavg|diloco|fedadam] [--state-dir DIR]
                [--min-sites K] [--no-secure-aggregation] [--drop SITE@PHASE]... [--timeout S] [--json]
+               [--runner builtin|command|slurm] [--python PATH]   (command/slurm: the PyTorch trainer)
                (PHASE: keys, shares, upload, unmask)
   coordinator  --config FILE
   site         --config FILE
@@ -48,6 +49,13 @@ function onTerminate(): AbortSignal {
   return ac.signal;
 }
 
+function runnerKind(value: string | undefined): 'builtin' | 'command' | 'slurm' {
+  const kinds = ['builtin', 'command', 'slurm'] as const;
+  if (value === undefined) return 'builtin';
+  if (!(kinds as readonly string[]).includes(value)) throw new UsageError(`--runner must be one of ${kinds.join(', ')}, got ${JSON.stringify(value)}`);
+  return value as (typeof kinds)[number];
+}
+
 async function cmdSimulate(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -59,6 +67,8 @@ async function cmdSimulate(args: string[]): Promise<number> {
       'min-sites': { type: 'string' },
       timeout: { type: 'string' },
       drop: { type: 'string', multiple: true },
+      runner: { type: 'string' },
+      python: { type: 'string' },
       'no-secure-aggregation': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
@@ -103,6 +113,8 @@ async function cmdSimulate(args: string[]): Promise<number> {
     cliPath: fileURLToPath(import.meta.url),
     timeoutS: intOption(values.timeout, 'timeout', 600),
     secure: values['no-secure-aggregation'] !== true,
+    runner: runnerKind(values.runner),
+    python: values.python,
     drop,
     emit: print,
     signal: onTerminate(),

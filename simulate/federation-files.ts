@@ -12,6 +12,7 @@ import {
   writeBuiltinModel,
   type SiteOptions,
 } from '../site-agent/index.js';
+import { torchInitialModel, torchRunner, type JobRunnerKind } from './torch-sites.js';
 
 /** Training settings of the demo federation (builtin runner), chosen for ≈1 CPU-second per shard. */
 export const DEMO_TRAIN = { steps: 50, batchSize: 256, lr: 0.01 } as const;
@@ -31,6 +32,8 @@ export interface FederationFilesOptions {
   readonly listen: string;
   readonly run: CoordinatorOptions['run'];
   readonly force?: boolean;
+  /** How sites train: the builtin TypeScript model (default) or torch_shard.py as a job. */
+  readonly trainer?: { readonly kind: JobRunnerKind; readonly python: string } | undefined;
 }
 
 export interface FederationFiles {
@@ -70,8 +73,13 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
   const manifest = provisioned
     ? await provisionFederation({ federation: o.federation, sites: [...o.sites], admins: [...o.admins], outDir: o.dir, force: o.force ?? false })
     : undefined;
-  const initialModel = join(o.dir, 'initial-model.safetensors');
-  if (!(await exists(initialModel))) {
+  let initialModel = join(o.dir, 'initial-model.safetensors');
+  let modelConfig: string | undefined;
+  if (o.trainer) {
+    const init = await torchInitialModel(o.dir, o.trainer.python);
+    initialModel = init.model;
+    modelConfig = init.config;
+  } else if (!(await exists(initialModel))) {
     const config = resolveBuiltinConfig({});
     await writeBuiltinModel(initialModel, initBuiltinModel(config, DEMO_MODEL_SEED), config);
   }
@@ -101,7 +109,10 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
       ...(serverName ? { serverName } : {}),
       tls: { ca: 'ca.crt', cert: 'site.crt', key: 'site.key' },
       workDir: 'work',
-      runner: { kind: 'builtin', language: languages[i]!, ...DEMO_DATA, seed: i + 1 },
+      runner:
+        o.trainer && modelConfig
+          ? await torchRunner(o.trainer.kind, dir, languages[i]!, i + 1, o.trainer.python, modelConfig)
+          : { kind: 'builtin', language: languages[i]!, ...DEMO_DATA, seed: i + 1 },
     };
     await writeJson(file, cfg);
     siteConfigs.set(site, file);

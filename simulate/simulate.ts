@@ -13,6 +13,7 @@ import { AdminClient } from '../coordinator/index.js';
 import type { RoundsResponse__Output } from '../proto/index.js';
 import { bigramEvalLoss, defaultSiteLanguages, siteDataset, VOCAB_SIZE, type DropPhase } from '../site-agent/index.js';
 import { DEMO_DATA, DEMO_TRAIN, writeFederationFiles } from './federation-files.js';
+import { TORCH_TRAIN, type JobRunnerKind } from './torch-sites.js';
 
 export const SIMULATE_STRATEGIES = ['fedavg', 'diloco', 'fedadam'] as const;
 export type SimulateStrategy = (typeof SIMULATE_STRATEGIES)[number];
@@ -29,6 +30,10 @@ export interface SimulateOptions {
   readonly train?: { readonly steps: number; readonly batchSize: number; readonly lr: number } | undefined;
   /** Strategy hyper-parameters (e.g. `{ lr: 0.7, momentum: 0.9 }` for DiLoCo's outer step). */
   readonly strategyParams?: Readonly<Record<string, number>> | undefined;
+  /** How sites train: `builtin` (default), or torch_shard.py through the `command` or `slurm` runner. */
+  readonly runner?: 'builtin' | JobRunnerKind | undefined;
+  /** Python with torch for the job runners (Debian's is not the first python3 on PATH). */
+  readonly python?: string | undefined;
   /** Secure aggregation (SecAgg+); on by default. */
   readonly secure?: boolean | undefined;
   /** Sites to kill when they reach a phase (each once; restarted after that round ends). */
@@ -127,6 +132,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
     admins: ['admin'],
     coordinatorAddress: address,
     listen: `127.0.0.1:${port}`,
+    trainer: o.runner === 'command' || o.runner === 'slurm' ? { kind: o.runner, python: o.python ?? '/usr/bin/python3' } : undefined,
     run: {
       id: 'simulation',
       rounds: o.rounds,
@@ -134,7 +140,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
       expectedSites: sites,
       strategy: { name: o.strategy, ...o.strategyParams },
       secureAggregation: { enabled: o.secure ?? true },
-      train: o.train ?? DEMO_TRAIN,
+      train: o.train ?? (o.runner === 'command' || o.runner === 'slurm' ? TORCH_TRAIN : DEMO_TRAIN),
       deadlines: { openS: 60, trainingS: 120, uploadS: 60, aggregateS: 60, commitS: 30, evalS: 30 },
     },
   });

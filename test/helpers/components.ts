@@ -1,0 +1,26 @@
+/**
+ * Optional components (torch, Slurm, …): a test that needs one skips and says why when it is
+ * missing, unless FEDHPC_REQUIRE (comma-separated) names it — then its absence is a failure.
+ */
+import { spawnSync } from 'node:child_process';
+
+/** Whether FEDHPC_REQUIRE names `component`. */
+export function required(component: string): boolean {
+  return (process.env['FEDHPC_REQUIRE'] ?? '').split(',').map((s) => s.trim()).includes(component);
+}
+
+/** Starts the one-node Slurm cluster (idempotent); returns why Slurm is unusable, or undefined. */
+export function slurmUnavailable(): string | undefined {
+  spawnSync('bash', ['scripts/ci/start-slurm.sh'], { encoding: 'utf8', timeout: 600_000 });
+  const sinfo = spawnSync('sinfo', ['-h', '-o', '%P %t'], { encoding: 'utf8', timeout: 15_000 });
+  if (sinfo.status === 0 && sinfo.stdout.trim() !== '') return undefined;
+  return `sinfo does not answer (${(sinfo.stderr || sinfo.error?.message || 'no partitions').trim()})`;
+}
+
+/** Throws when a required component is missing; otherwise reports the skip once on stdout. */
+export function skipUnless(component: string, unavailable: string | undefined): boolean {
+  if (unavailable === undefined) return false;
+  if (required(component)) throw new Error(`FEDHPC_REQUIRE names ${component}, but ${unavailable}`);
+  process.stdout.write(`skipping ${component} tests: ${unavailable}\n`);
+  return true;
+}

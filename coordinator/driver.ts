@@ -7,6 +7,8 @@ import { createOptimizer, openSafetensors, type ServerOptimizer } from '../aggre
 import { openFileSource } from '../common/files.js';
 import type { Logger } from '../common/logger.js';
 import { aggregateRound } from './aggregate.js';
+import type { Clock } from './clock.js';
+export { systemClock, type Clock } from './clock.js';
 import type { ResolvedCoordinatorConfig } from './config.js';
 import { CoordinatorError } from './errors.js';
 import { EvalTracker } from './evals.js';
@@ -21,22 +23,8 @@ import { SecureSide } from './secure/coordinator-side.js';
 import type { SecureStageHandlers } from './service/site-service.js';
 import { refuseSecureStages } from './service/site-service.js';
 import type { ParticipantRecord } from './state/records.js';
+import { runPlanFromConfig } from './plan.js';
 import type { StateStore } from './state/store.js';
-
-/** Injected time: the clock and a cancellable timer. */
-export interface Clock {
-  now(): number;
-  setTimer(ms: number, fn: () => void): () => void;
-}
-
-/** The real clock. */
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimer: (ms, fn) => {
-    const t = setTimeout(fn, ms);
-    return () => clearTimeout(t);
-  },
-};
 
 interface RunContext {
   readonly plan: RunPlan;
@@ -106,7 +94,7 @@ export class RoundDriver {
       await store.append({
         type: 'run-started',
         runId: cfg.id,
-        plan: this.planFromConfig(),
+        plan: runPlanFromConfig(config),
         strategy: cfg.strategy,
         weighting: cfg.weighting,
         encoding: cfg.encoding,
@@ -153,30 +141,6 @@ export class RoundDriver {
     });
     for (const site of this.o.registry.connected()) this.dispatch({ type: 'siteConnected', site });
     this.dispatch({ type: 'runStarted', plan, round: recovered.nextRound, attempt: recovered.nextAttempt });
-  }
-
-  private planFromConfig(): RunPlan {
-    const r = this.o.config.run;
-    const d = r.deadlines;
-    const sa = r.secureAggregation;
-    return {
-      ...(sa.enabled ? { secure: { threshold: sa.threshold ?? Math.max(2, r.minSites) } } : {}),
-      runId: r.id,
-      rounds: r.rounds,
-      minSites: r.minSites,
-      expectedSites: r.expectedSites,
-      maxAttempts: r.maxAttempts,
-      deadlines: {
-        open: d.openS * 1000,
-        training: d.trainingS * 1000,
-        upload: d.uploadS * 1000,
-        aggregate: d.aggregateS * 1000,
-        commit: d.commitS * 1000,
-        keys: d.keysS * 1000,
-        shares: d.sharesS * 1000,
-        unmask: d.unmaskS * 1000,
-      },
-    };
   }
 
   private async describeModel(sha256: string): Promise<{ bytes: number; tensors: LayoutTensor[] }> {

@@ -37,6 +37,14 @@ export interface Ctx {
   readonly now: number;
 }
 
+/**
+ * The fewest sites a round may continue with: k of k-of-n and, under secure aggregation, the
+ * Shamir threshold t (fewer than t survivors could never unmask).
+ */
+export function required(plan: RunPlan): number {
+  return Math.max(plan.minSites, plan.secure?.threshold ?? 0);
+}
+
 /** The initial scheduler state: no run, nobody connected. */
 export function initialSchedulerState(): SchedulerState {
   return { connected: [], run: { phase: 'idle' } };
@@ -106,7 +114,7 @@ export function entered(s: { round: number; attempt: number; deadline: number },
 /** Moves `open` to `training` when the sites it waits for are there (or, at the deadline, enough are). */
 function maybeStartTraining(open: OpenState, ctx: Ctx, atDeadline: boolean): StepResult | undefined {
   const { plan } = open;
-  const enough = ctx.connected.length >= plan.minSites;
+  const enough = ctx.connected.length >= required(plan);
   const expectedHere =
     plan.expectedSites.length === 0 ? enough : plan.expectedSites.every((s) => ctx.connected.includes(s));
   if (!enough || (!expectedHere && !atDeadline)) return undefined;
@@ -172,8 +180,8 @@ function settle(s: TrainingState | UploadState, ctx: Ctx, atDeadline: boolean, p
   const stillTraining = sitesWith(roster, 'invited');
   const stillUploading = sitesWith(roster, 'uploading');
   const alive = sitesWith(roster, 'invited', 'uploading', 'uploaded');
-  if (alive.length < plan.minSites) {
-    const reason = `only ${alive.length} of ${plan.minSites} required sites remain`;
+  if (alive.length < required(plan)) {
+    const reason = `only ${alive.length} of ${required(plan)} required sites remain`;
     return withPrior(abortAttempt(s, reason, ctx, [...stillTraining, ...stillUploading]), prior);
   }
   if (s.phase === 'training') {
@@ -209,8 +217,8 @@ export function withPrior(result: StepResult, prior: readonly Effect[]): StepRes
 
 function toUpload(s: TrainingState, ctx: Ctx, prior: readonly Effect[]): StepResult {
   const alive = sitesWith(s.roster, 'uploading', 'uploaded');
-  if (alive.length < s.plan.minSites) {
-    return withPrior(abortAttempt(s, `only ${alive.length} of ${s.plan.minSites} required sites finished training`, ctx, sitesWith(s.roster, 'uploading')), prior);
+  if (alive.length < required(s.plan)) {
+    return withPrior(abortAttempt(s, `only ${alive.length} of ${required(s.plan)} required sites finished training`, ctx, sitesWith(s.roster, 'uploading')), prior);
   }
   const upload: UploadState = { ...s, phase: 'upload', deadline: ctx.now + s.plan.deadlines.upload };
   if (sitesWith(s.roster, 'uploading').length === 0) return toAggregate(upload, ctx, [...prior, ...entered(upload, 'upload')]);
@@ -219,9 +227,9 @@ function toUpload(s: TrainingState, ctx: Ctx, prior: readonly Effect[]): StepRes
 
 function toAggregate(s: UploadState, ctx: Ctx, prior: readonly Effect[]): StepResult {
   const participants = contributions(s.roster);
-  if (participants.length < s.plan.minSites) {
+  if (participants.length < required(s.plan)) {
     return withPrior(
-      abortAttempt(s, `only ${participants.length} of ${s.plan.minSites} required uploads completed`, ctx, sitesWith(s.roster, 'invited', 'uploading')),
+      abortAttempt(s, `only ${participants.length} of ${required(s.plan)} required uploads completed`, ctx, sitesWith(s.roster, 'invited', 'uploading')),
       prior,
     );
   }
@@ -332,7 +340,7 @@ const TABLE: Table = {
     deadline: (s, e, ctx) => {
       const stale = deadline(s, e);
       if (stale) return { ok: false, refusal: stale };
-      return maybeStartTraining(s, ctx, true) ?? abortAttempt(s, `only ${ctx.connected.length} of ${s.plan.minSites} required sites connected`, ctx, []);
+      return maybeStartTraining(s, ctx, true) ?? abortAttempt(s, `only ${ctx.connected.length} of ${required(s.plan)} required sites connected`, ctx, []);
     },
     abortRequested: (s, e, ctx) => abortRun(s, e.reason, ctx, []),
   },

@@ -11,6 +11,7 @@ import {
   entered,
   ok,
   refuse,
+  required,
   type Ctx,
   type PhaseTable,
 } from './machine.js';
@@ -28,10 +29,6 @@ import type {
 } from './types.js';
 import { REFUSAL_CODES } from './types.js';
 
-/** Fewest sites a secure exchange may continue with: k of k-of-n and the Shamir threshold. */
-function needed(plan: RunPlan): number {
-  return Math.max(plan.minSites, plan.secure?.threshold ?? 0);
-}
 
 function deadlineOf(plan: RunPlan, phase: 'keys' | 'shares' | 'unmask'): number {
   return plan.deadlines[phase] ?? plan.deadlines.upload;
@@ -58,7 +55,7 @@ export function enterKeys(open: OpenState, invited: readonly string[], ctx: Ctx)
 function settleExchange(s: KeysState | SharesState, ctx: Ctx, atDeadline: boolean): StepResult {
   const waiting = withStatus(s.exchange, 'waiting');
   const done = withStatus(s.exchange, 'done');
-  const need = needed(s.plan);
+  const need = required(s.plan);
   if (done.length + (atDeadline ? 0 : waiting.length) < need) {
     return abortAttempt(s, `only ${done.length + (atDeadline ? 0 : waiting.length)} of ${need} required sites in ${s.phase}`, ctx, [...waiting, ...done]);
   }
@@ -124,10 +121,15 @@ function settleUnmask(u: UnmaskState, ctx: Ctx, atDeadline: boolean): StepResult
   }
   if (open.length > 0 && !atDeadline) return ok(ctx, u);
   if (u.step === 'consistency') {
+    // Only signers still here are asked to reveal; fewer than t of them could never unmask.
+    const revealers = u.signed.filter((x) => !u.gone.includes(x));
+    if (revealers.length < threshold) {
+      return abortAttempt(u, `only ${revealers.length} of ${threshold} signers can still reveal`, ctx, revealers);
+    }
     const reveal: UnmaskState = { ...u, step: 'reveal', deadline: ctx.now + deadlineOf(u.plan, 'unmask') };
     return ok(ctx, reveal, [
       { type: 'armDeadline', round: u.round, attempt: u.attempt, phase: 'unmask', at: reveal.deadline },
-      { type: 'requestUnmask', round: u.round, attempt: u.attempt, sites: [...u.signed], survivors, dropped: [...u.dropped] },
+      { type: 'requestUnmask', round: u.round, attempt: u.attempt, sites: revealers, survivors, dropped: [...u.dropped] },
     ]);
   }
   return enterAggregate(u, u.participants, u.recordDropped, u.dropped, ctx, []);
@@ -169,7 +171,11 @@ export function secureTable(): { keys: PhaseTable<'keys'>; shares: PhaseTable<'s
       siteDisconnected: (s, e, ctx) => (s.participants.some((p) => p.site === e.site) && !s.gone.includes(e.site) ? settleUnmask({ ...s, gone: [...s.gone, e.site].sort() }, ctx, false) : ok(ctx, s)),
       survivorsSigned: (s, e, ctx) => unmaskAnswer(s, e.site, ctx, 'consistency', 'survivorsSigned'),
       sharesRevealed: (s, e, ctx) => unmaskAnswer(s, e.site, ctx, 'reveal', 'sharesRevealed'),
-      siteFailed: (s, e, ctx) => (s.gone.includes(e.site) ? ok(ctx, s) : settleUnmask({ ...s, gone: [...s.gone, e.site].sort() }, ctx, false)),
+      siteFailed: (s, e, ctx) => {
+        if (!s.participants.some((p) => p.site === e.site)) return refuse(s, e, REFUSAL_CODES.notInvited, `site ${e.site} is not a survivor of this attempt`);
+        if (s.gone.includes(e.site)) return refuse(s, e, REFUSAL_CODES.duplicate, `site ${e.site} already left the unmask phase`);
+        return settleUnmask({ ...s, gone: [...s.gone, e.site].sort() }, ctx, false);
+      },
       deadline: (s, _e, ctx) => settleUnmask(s, ctx, true),
       abortRequested: (s, e, ctx) => abortRun(s, e.reason, ctx, s.participants.map((p) => p.site)),
     },

@@ -171,6 +171,11 @@ export function canonicalEvent(type: SchedulerEventType, phase: RunPhase, at = {
       return { type, ...at };
     case 'abortRequested':
       return { type, reason: 'operator abort' };
+    case 'keysAdvertised':
+    case 'sharesSubmitted':
+    case 'survivorsSigned':
+    case 'sharesRevealed':
+      return { type, site: 'a', ...at };
   }
 }
 
@@ -181,7 +186,7 @@ export function expectOk(result: StepResult): { state: SchedulerState; effects: 
 }
 
 /** Asserts a refusal with exactly `code`, for `event` in `phase`. */
-export function expectRefusal(result: StepResult, code: RefusalCode, phase: RunPhase, event: SchedulerEventType): void {
+export function expectRefusal(result: StepResult, code: RefusalCode, phase: RunState['phase'], event: SchedulerEventType): void {
   if (result.ok) expect.fail(`expected refusal ${code}, got ok in ${result.state.run.phase}`);
   expect(result.refusal.code).toBe(code);
   expect(result.refusal.phase).toBe(phase);
@@ -264,6 +269,139 @@ export function effectsOf<T extends Effect['type']>(effects: readonly Effect[], 
 /** `phaseEntered` + `armDeadline` for a phase entered at `now`. */
 export function enteredEffects(round: number, attempt: number, phase: PhaseName, now: number): Effect[] {
   const deadline = now + DEADLINES[phase as keyof typeof DEADLINES];
+  return [
+    { type: 'phaseEntered', round, attempt, phase, deadline },
+    { type: 'armDeadline', round, attempt, phase, at: deadline },
+  ];
+}
+
+// ------------------------------------------------------------------ secure (SecAgg+) runs
+
+/** Deadlines of a secure run: the three secure phases get their own, distinct from `upload`. */
+export const SECURE_DEADLINES = { ...DEADLINES, keys: 2_000, shares: 4_000, unmask: 1_500 } as const;
+
+/** A secure plan: PLAN's shape with `secure = { threshold }` (t = 2 unless told) and SECURE_DEADLINES. */
+export function makeSecurePlan(overrides: Partial<RunPlan> = {}, threshold = 2): RunPlan {
+  return makePlan({ deadlines: SECURE_DEADLINES, secure: { threshold }, ...overrides });
+}
+
+/** minSites 2, t = 2, two rounds, three attempts. */
+export const SECURE_PLAN = makeSecurePlan();
+
+/** Every run phase of a secure run, in the order the secure matrix lists them. */
+export const SECURE_RUN_PHASES = [
+  'idle',
+  'open',
+  'keys',
+  'shares',
+  'training',
+  'upload',
+  'unmask',
+  'aggregate',
+  'commit',
+  'finished',
+  'failed',
+] as const satisfies readonly RunState['phase'][];
+export type SecureRunPhase = (typeof SECURE_RUN_PHASES)[number];
+
+/** The secure events, and every event type (the plain eleven plus these four). */
+export const SECURE_ONLY_EVENTS = ['keysAdvertised', 'sharesSubmitted', 'survivorsSigned', 'sharesRevealed'] as const satisfies readonly SchedulerEventType[];
+export const ALL_EVENT_TYPES = [...EVENT_TYPES, ...SECURE_ONLY_EVENTS] as const satisfies readonly SchedulerEventType[];
+export const ALL_ROUND_TAGGED = [...ROUND_TAGGED, ...SECURE_ONLY_EVENTS] as const satisfies readonly SchedulerEventType[];
+
+/** The secure matrix' rows: the eleven phases plus the reveal step of `unmask` (a second row for it). */
+export type SecureRow = SecureRunPhase | 'unmask-reveal';
+
+const secureRound = { plan: SECURE_PLAN, round: 1, attempt: 0 } as const;
+
+/**
+ * One representative state per secure row, all in round 1 attempt 0 of SECURE_PLAN (minSites 2,
+ * t = 2) with a, b, c connected (open: only a). Events are about `a`:
+ * - keys: a is still advertising, b and c are done;
+ * - shares: a is still submitting, b and c are done, e was dropped during keys (not connected);
+ * - training / upload: as the plain states, with e recorded as dropped early;
+ * - unmask (consistency): a, b, c uploaded (10, 20, 30), share holder f did not, b signed;
+ * - unmask (reveal): a and b signed, b revealed, c went away during unmask;
+ * - aggregate / commit: a, b, c contributed; e (early) and f (share holder) are the round's dropped.
+ */
+export function canonicalSecureState(row: SecureRow): SchedulerState {
+  const connected = [...ALL];
+  const participants: Contribution[] = [
+    { site: 'a', weight: 10 },
+    { site: 'b', weight: 20 },
+    { site: 'c', weight: 30 },
+  ];
+  const at = (phase: PhaseName) => T0 + SECURE_DEADLINES[phase];
+  switch (row) {
+    case 'idle':
+      return initialSchedulerState();
+    case 'open':
+      return { connected: ['a'], run: { ...secureRound, phase: 'open', deadline: at('open') } };
+    case 'keys':
+      return { connected, run: { ...secureRound, phase: 'keys', deadline: at('keys'), exchange: { a: 'waiting', b: 'done', c: 'done' } } };
+    case 'shares':
+      return {
+        connected,
+        run: { ...secureRound, phase: 'shares', deadline: at('shares'), exchange: { a: 'waiting', b: 'done', c: 'done', e: 'dropped' } },
+      };
+    case 'training':
+    case 'upload': {
+      const plain = canonicalState(row).run;
+      return { connected, run: { ...plain, plan: SECURE_PLAN, earlyDropped: ['e'] } as RunState };
+    }
+    case 'unmask':
+    case 'unmask-reveal':
+      return {
+        connected,
+        run: {
+          ...secureRound,
+          phase: 'unmask',
+          deadline: at('unmask'),
+          step: row === 'unmask' ? 'consistency' : 'reveal',
+          participants,
+          dropped: ['f'],
+          recordDropped: ['e', 'f'],
+          signed: row === 'unmask' ? ['b'] : ['a', 'b'],
+          revealed: row === 'unmask' ? [] : ['b'],
+          gone: row === 'unmask' ? [] : ['c'],
+        },
+      };
+    case 'aggregate':
+      return { connected, run: { ...secureRound, phase: 'aggregate', deadline: at('aggregate'), participants, dropped: ['e', 'f'] } };
+    case 'commit':
+      return {
+        connected,
+        run: { ...secureRound, phase: 'commit', deadline: at('commit'), participants, dropped: ['e', 'f'], modelSha256: 'sha-r1' },
+      };
+    case 'finished':
+      return { connected, run: { phase: 'finished', plan: SECURE_PLAN } };
+    case 'failed':
+      return { connected, run: { phase: 'failed', plan: SECURE_PLAN, reason: 'earlier failure' } };
+  }
+}
+
+/** Like canonicalEvent, for a secure row: runStarted carries SECURE_PLAN, deadlines name the row's phase. */
+export function canonicalSecureEvent(type: SchedulerEventType, row: SecureRow, at = { round: 1, attempt: 0 }): SchedulerEvent {
+  switch (type) {
+    case 'runStarted':
+      return { type, plan: SECURE_PLAN, round: 1, attempt: 0 };
+    case 'deadline': {
+      const phase: PhaseName = row === 'idle' || row === 'finished' || row === 'failed' ? 'open' : row === 'unmask-reveal' ? 'unmask' : row;
+      return { type, ...at, phase };
+    }
+    case 'keysAdvertised':
+    case 'sharesSubmitted':
+    case 'survivorsSigned':
+    case 'sharesRevealed':
+      return { type, site: 'a', ...at };
+    default:
+      return canonicalEvent(type, 'open', at);
+  }
+}
+
+/** `phaseEntered` + `armDeadline` for a phase of a SECURE_DEADLINES plan entered at `now`. */
+export function secureEnteredEffects(round: number, attempt: number, phase: PhaseName, now: number): Effect[] {
+  const deadline = now + SECURE_DEADLINES[phase];
   return [
     { type: 'phaseEntered', round, attempt, phase, deadline },
     { type: 'armDeadline', round, attempt, phase, at: deadline },

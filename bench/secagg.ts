@@ -4,7 +4,10 @@
  *
  * 1. Mask generation: keystream throughput of {@link expandMaskInto} into a reused buffer on one
  *    core, against `openssl speed -evp aes-256-ctr` (16384-byte blocks) on the same machine in the
- *    same run. Also the site's other per-parameter kernels: {@link applyMask} and {@link quantize}.
+ *    same run. Both per CPU-second (`openssl speed` divides by its user CPU time unless given
+ *    `-elapsed`; the PRG by this process's user + system time), so the ratio holds on a shared
+ *    machine; the wall-clock figures are reported too. Also the site's other per-parameter
+ *    kernels: {@link applyMask} and {@link quantize}.
  * 2. Whole rounds: N sites × P parameters (F32), each site a separate process of the built CLI
  *    talking gRPC over mTLS on loopback to a coordinator process, training through the `command`
  *    runner with `bench/fixtures/sleep-trainer.mjs`, which sleeps S seconds without using the CPU
@@ -488,6 +491,11 @@ async function runRound(sc: Scenario, ctx: RunContext): Promise<RoundFigures> {
 const mean = (xs: readonly number[]): number => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length);
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
 const round5 = (x: number): number => Math.round(x * 1e5) / 1e5;
+/** Seconds from the end of the upload phase to the commit. */
+const afterUploadS = (r: RoundFigures): number => {
+  const at = r.phases.findIndex(([p]) => p === 'upload');
+  return r.phases.slice(at + 1).reduce((a, [, sec]) => a + sec, 0);
+};
 const phaseLine = (r: RoundFigures): string => r.phases.map(([p, sec]) => `${p} ${sec.toFixed(2)}`).join(', ');
 
 export const secagg: Benchmark = {
@@ -506,7 +514,7 @@ export const secagg: Benchmark = {
       const k = measureKernels();
       const openssl = await opensslAesCtr(false);
       const opensslElapsed = await opensslAesCtr(true);
-      const ratio = k.prg.cpu / openssl;
+      const ratio = k.prg.cpu / 1e9 / openssl;
       const gb = (x: number): string => (x / 1e9).toFixed(2);
       log(`mask PRG (expandMaskInto into a reused ${KERNEL_WORDS * 4} B buffer, 1 core): ${gb(k.prg.cpu)} GB/s per CPU-second (${gb(k.prg.wall)} GB/s wall)`);
       log(`openssl speed -evp aes-256-ctr (16384 B blocks):  ${openssl.toFixed(2)} GB/s per CPU-second (-elapsed: ${opensslElapsed.toFixed(2)} GB/s wall)`);
@@ -572,8 +580,14 @@ export const secagg: Benchmark = {
     if (drop) {
       if (drop.participants !== s.sites - 1) throw new Error(`secagg drop: the round committed with ${drop.participants} sites, expected ${s.sites - 1}`);
       if (secure) {
+        // The whole-round difference also holds one upload fewer and whatever else the machine did
+        // meanwhile; the time after the uploads (unmask, aggregate, commit) is where recovery works.
+        const postUpload = afterUploadS(drop) - afterUploadS(secure);
         figures['dropRecoveryS'] = round3(drop.roundS - secure.roundS);
+        figures['dropRecoveryPostUploadS'] = round3(postUpload);
+        figures['coordinatorCpuDropExtraS'] = round3(drop.coordinatorCpuS - secure.coordinatorCpuS);
         log(`drop at upload: ${drop.roundS.toFixed(2)} s, ${(drop.roundS - secure.roundS).toFixed(2)} s more than the secure round without a drop`);
+        log(`  after the uploads (unmask + aggregate + commit): ${afterUploadS(drop).toFixed(2)} s vs ${afterUploadS(secure).toFixed(2)} s, ${postUpload.toFixed(2)} s more`);
       }
     }
     if (plain && secure) log(`wire: ${figures['bytesPerParamSecure']} B/param secure, ${figures['bytesPerParamPlain']} B/param plain`);

@@ -30,7 +30,7 @@ export const secureAggregationSchema = z
     modulusBits: z.union([z.literal(16), z.literal(32)]).default(32),
     clip: z.number().positive().finite().default(1),
     /** Site weights (samples) are divided by this and capped at 1. */
-    maxWeight: z.number().positive().default(1_000_000),
+    maxWeight: z.number().positive().default(100_000),
     maxSites: z.number().int().min(2).max(65_536).default(64),
     /** Neighbour graph degree (SecAgg+); 0: the complete graph up to 32 sites. */
     degree: z.number().int().min(0).default(0),
@@ -79,6 +79,9 @@ export const runSchema = z
     if (!budget.ok) ctx.addIssue({ code: 'custom', path: ['secureAggregation', 'quantBits'], message: budget.issues.join('; ') });
     const sites = Math.max(run.expectedSites.length, run.minSites);
     if (sites > sa.maxSites) ctx.addIssue({ code: 'custom', path: ['secureAggregation', 'maxSites'], message: `${sites} sites exceed maxSites ${sa.maxSites}` });
+    if (sa.degree > 0 && (sa.threshold ?? Math.max(2, run.minSites)) > sa.degree + 1) {
+      ctx.addIssue({ code: 'custom', path: ['secureAggregation', 'threshold'], message: `threshold exceeds a neighbourhood of degree ${sa.degree} plus the site itself` });
+    }
     if (sa.threshold !== undefined && sa.threshold > sites && run.expectedSites.length > 0) {
       ctx.addIssue({ code: 'custom', path: ['secureAggregation', 'threshold'], message: `threshold ${sa.threshold} exceeds the ${sites} expected sites` });
     }

@@ -4,6 +4,7 @@
  * messages and turns them into scheduler events, and supplies the unmasked mean at `aggregate`.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type {
   KeyAdvertisement__Output,
   SharesSubmission__Output,
@@ -33,8 +34,11 @@ export interface SecureSideOptions {
 /** The secure-aggregation side of one coordinator. */
 export class SecureSide {
   private current: SecureRound | undefined;
+  private readonly caPem: string;
 
-  constructor(private readonly o: SecureSideOptions) {}
+  constructor(private readonly o: SecureSideOptions) {
+    this.caPem = readFileSync(o.config.tls.ca, 'utf8');
+  }
 
   /** Wire encoding of masked uploads. */
   get encoding(): 'secagg32' | 'secagg16' {
@@ -53,7 +57,7 @@ export class SecureSide {
       graphSeed: randomBytes(32),
       degree: sa.degree,
       roster: [...sites].sort(),
-    });
+    }, this.caPem);
     for (const site of sites) this.send(site, { kind: 'keys', runId, round, attempt, params: this.current.params });
   }
 
@@ -61,6 +65,8 @@ export class SecureSide {
   sendShares(round: number, attempt: number, sites: readonly string[]): void {
     const r = this.round(round, attempt);
     r.stage = 'shares';
+    // The graph is built over exactly U1: an advertisement that arrived after the scheduler moved on is dropped.
+    for (const site of [...r.adverts.keys()]) if (!sites.includes(site)) r.adverts.delete(site);
     const adverts = sites.map((s) => r.adverts.get(s)!).filter(Boolean);
     for (const site of sites) this.send(site, { kind: 'shares', runId: r.runId, round, attempt, adverts });
   }

@@ -11,7 +11,17 @@ import type {
   SurvivorSignature__Output,
   UnmaskResponse__Output,
 } from '../../proto/index.js';
+import { buildNeighbourGraph, secureSessionId, verifyAdvertisement, type NeighbourGraph } from '../../aggregation/index.js';
 import { CoordinatorError } from '../errors.js';
+
+/** The neighbour graph over the sites that advertised keys, exactly as the sites build it. */
+export function neighbourGraph(r: SecureRound): NeighbourGraph {
+  return buildNeighbourGraph({
+    sites: [...r.adverts.keys()],
+    roundSeed: r.params.graphSeed,
+    ...(r.params.degree > 0 ? { degree: r.params.degree, completeUpTo: 0 } : {}),
+  });
+}
 
 /** Parameters of a secure attempt (what `keys` tasks carry). */
 export interface SecureRoundParams {
@@ -68,6 +78,9 @@ export class SecureRound {
     readonly round: number,
     readonly attempt: number,
     readonly params: SecureRoundParams,
+    /** Federation CA: advertisements are verified here too, so a forgery never reaches honest sites. */
+    private readonly caPem: string,
+    private readonly now: () => Date = () => new Date(),
   ) {}
 
   private check(m: { runId: string; round: string; attempt: number }, stage: SecureStage): void {
@@ -91,6 +104,12 @@ export class SecureRound {
       throw new CoordinatorError('BAD_REQUEST', 'the advertisement carries no valid certificate', {}, { cause });
     }
     if (!cert.subject.split('\n').includes(`CN=${site}`)) throw new CoordinatorError('SITE_MISMATCH', `the advertised certificate is not ${site}'s`);
+    const session = secureSessionId(this.runId, this.attempt);
+    const check = verifyAdvertisement(
+      { run: session, round: this.round, site, cPk: m.cPublicKey, sPk: m.sPublicKey, signature: m.signature },
+      { ca: this.caPem, certificate: m.certificatePem, expected: { run: session, round: this.round, site }, now: this.now() },
+    );
+    if (!check.ok) throw new CoordinatorError('BAD_REQUEST', `advertisement of ${site} refused: ${check.code}: ${check.issues.join('; ')}`);
     this.adverts.set(site, { site, cPk: m.cPublicKey, sPk: m.sPublicKey, signature: m.signature, certificatePem: m.certificatePem });
   }
 
@@ -107,6 +126,11 @@ export class SecureRound {
       if (s.nonce.length !== 12 || s.ciphertext.length < 16 || s.ciphertext.length > 1024) throw new CoordinatorError('BAD_REQUEST', 'a share is malformed');
       seen.add(s.toSite);
     }
+    // Every neighbour must get a share: a truncated list would make an honest peer look faulty.
+    const missing = neighbourGraph(this).neighbours(site).filter((n) => !seen.has(n));
+    if (missing.length > 0) throw new CoordinatorError('BAD_REQUEST', `no share addressed to ${missing.join(', ')}`);
+    const strangers = [...seen].filter((to) => !neighbourGraph(this).neighbours(site).includes(to));
+    if (strangers.length > 0) throw new CoordinatorError('BAD_REQUEST', `shares addressed to ${strangers.join(', ')}, which are not ${site}'s neighbours`);
     this.shares.set(site, m.shares.map((s) => ({ from: s.fromSite, to: s.toSite, nonce: s.nonce, ciphertext: s.ciphertext })));
   }
 

@@ -5,7 +5,6 @@
  * unmasked sum of weights. What comes out is only the weighted mean of the survivors' deltas.
  */
 import {
-  buildNeighbourGraph,
   combine,
   dequantizeSum,
   derivePairwiseMaskSeed,
@@ -19,16 +18,10 @@ import {
 import type { FileSource } from '../../common/files.js';
 import type { MeanSource } from '../aggregate.js';
 import { CoordinatorError } from '../errors.js';
-import type { SecureRound } from './round.js';
+import { neighbourGraph, type SecureRound } from './round.js';
 
-/** The neighbour graph over the sites that advertised keys, exactly as the sites build it. */
-export function attemptGraph(r: SecureRound): NeighbourGraph {
-  return buildNeighbourGraph({
-    sites: [...r.adverts.keys()],
-    roundSeed: r.params.graphSeed,
-    ...(r.params.degree > 0 ? { degree: r.params.degree, completeUpTo: 0 } : {}),
-  });
-}
+/** The neighbour graph of an attempt (shared with the share checks). */
+export const attemptGraph = neighbourGraph;
 
 function rebuild(r: SecureRound, graph: NeighbourGraph, owner: string, kind: 'self_seed' | 'mask_key'): Uint8Array {
   const groupSize = graph.neighbours(owner).length + 1;

@@ -92,6 +92,8 @@ export class SecureSession {
   private revealed = false;
 
   constructor(private readonly o: SecureSessionOptions) {
+    // A site's own floor: a coordinator asking for t < 2 could make one site's input its "sum".
+    if (!(o.params.threshold >= 2)) throw new SiteAgentError('REFUSED', `secure aggregation threshold ${o.params.threshold} is below 2`, false);
     this.session = secureSessionId(o.runId, o.attempt);
     this.random = o.randomBytes ?? ((n) => new Uint8Array(nodeRandomBytes(n)));
     this.c = generateX25519KeyPair(this.random);
@@ -207,8 +209,11 @@ export class SecureSession {
       const ok = site === this.o.site ? true : cryptoVerify('sha256', list, new X509Certificate(pem!).publicKey, signature);
       if (ok) valid.add(site);
     }
-    if (valid.size < this.o.params.threshold) {
-      throw new SiteAgentError('REFUSED', `only ${valid.size} valid survivor signatures, ${this.o.params.threshold} required`, false);
+    // Under SecAgg+ only neighbours' signatures can be checked; t is clamped to the neighbourhood
+    // exactly as it was when the shares were split.
+    const need = Math.min(this.o.params.threshold, this.graph!.neighbours(this.o.site).length + 1);
+    if (valid.size < need) {
+      throw new SiteAgentError('REFUSED', `only ${valid.size} valid survivor signatures, ${need} required`, false);
     }
     this.revealed = true;
     const out: { owner: string; kind: 'self_seed' | 'mask_key'; x: number; y: Uint8Array }[] = [];

@@ -146,7 +146,12 @@ export class SlurmRunner implements Runner {
     this.timeLimitS = parseTimeLimit(o.timeLimit)!;
     const where = path ?? 'runner.templateInline';
     const runs = this.template.match(/\{\{\s*run\s*\}\}/g)?.length ?? 0;
-    if (runs !== 1) throw new RunnerConfigError('slurm', [`template ${where} must contain {{run}} exactly once (found ${runs})`]);
+    // A template either lets the agent generate its run block, or runs its own steps (the NeMo
+    // recipe's three srun steps) and prints the start and exit markers the runner reads itself.
+    const ownsRun = runs === 0 && this.template.includes('fedhpc-start') && this.template.includes('fedhpc-exit');
+    if (runs !== 1 && !ownsRun) {
+      throw new RunnerConfigError('slurm', [`template ${where} must contain {{run}} exactly once (found ${runs}), or print the fedhpc-start and fedhpc-exit markers itself`]);
+    }
     const script = this.render('/nonexistent/round-0', 'fedhpc-check', this.trainCommand('/nonexistent/round-0'), o.requeue, o.timeLimit);
     const check = spawnSync('bash', ['-n'], { input: script, encoding: 'utf8', timeout: 10_000, env });
     if (check.status !== 0) {

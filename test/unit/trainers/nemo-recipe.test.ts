@@ -277,3 +277,30 @@ describe('NeMo / Megatron-Bridge recipe (deploy/slurm)', () => {
     }
   });
 });
+
+describe('the NeMo template with the slurm runner', () => {
+  it('is accepted at agent start once its site constants are filled (it runs its own steps and prints the markers)', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { mkdtempSync, readFileSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { SlurmRunner, slurmRunnerSchema } = await import('../../../site-agent/runners/slurm.js');
+    const dir = mkdtempSync(join(tmpdir(), 'fedhpc-nemo-'));
+    try {
+      const filled = readFileSync('deploy/slurm/nemo-shard.sbatch', 'utf8')
+        .replaceAll('{{nodes}}', '1').replaceAll('{{gpus_per_node}}', '4').replaceAll('{{cpus_per_task}}', '16')
+        .replaceAll('{{container_runtime}}', 'none').replaceAll('{{container_image}}', 'none').replaceAll('{{container_mounts}}', '')
+        .replaceAll('{{python}}', 'python3').replaceAll('{{entry}}', '/opt/fedhpc/deploy/slurm/nemo_shard.py').replaceAll('{{nemo_flags}}', '');
+      const template = join(dir, 'nemo.sbatch');
+      writeFileSync(template, filled);
+      // Stand-in Slurm commands on PATH: construction only checks they exist and the script parses.
+      for (const cmd of ['sbatch', 'squeue', 'scontrol', 'scancel']) writeFileSync(join(dir, cmd), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+      const bash = spawnSync('which', ['bash'], { encoding: 'utf8' }).stdout.trim();
+      const env = { ...process.env, PATH: `${dir}:${bash.slice(0, bash.lastIndexOf('/'))}:/usr/bin:/bin` };
+      const options = slurmRunnerSchema.parse({ kind: 'slurm', partition: 'gpu', timeLimit: '2:00:00', python: 'python3', trainer: '/opt/fedhpc/deploy/slurm/nemo_shard.py', template });
+      expect(() => new SlurmRunner(options, { workDir: dir, env })).not.toThrow();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -26,10 +26,8 @@
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,6 +38,7 @@ import { AdminClient, type AdminEvent } from '../coordinator/index.js';
 import type { RoundInfo__Output } from '../proto/index.js';
 import { writeFederationFiles } from '../simulate/federation-files.js';
 import type { Benchmark } from './registry.js';
+import { freeLoopbackPort } from '../common/net.js';
 
 const exec = promisify(execFile);
 
@@ -315,15 +314,6 @@ async function stopProc(p: Proc): Promise<void> {
   clearTimeout(timer);
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
-}
 
 // ------------------------------------------------------------------ one federation, one round
 
@@ -372,7 +362,7 @@ async function runRound(sc: Scenario, ctx: RunContext): Promise<RoundFigures> {
   const logDir = join(dir, 'logs');
   await mkdir(logDir, { recursive: true });
   const sites = Array.from({ length: s.sites }, (_, i) => `site-${i + 1}`);
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const address = `localhost:${port}`;
   const files = await writeFederationFiles({
     dir: join(dir, 'federation'),

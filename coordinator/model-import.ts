@@ -1,5 +1,5 @@
 /**
- * Bringing a run's initial model into the state dir: any F32/BF16/F16 safetensors file is
+ * Bringing a run's initial model into the state dir. Every F32/BF16/F16 safetensors file is
  * rewritten as an F32 checkpoint (the global model is kept in F32), tensor by tensor in slices.
  */
 import { createSafetensorsWriter, openSafetensors } from '../aggregation/index.js';

@@ -6,7 +6,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, open } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { AdminClient } from '../coordinator/index.js';
@@ -14,6 +13,7 @@ import type { RoundsResponse__Output } from '../proto/index.js';
 import { bigramEvalLoss, defaultSiteLanguages, siteDataset, VOCAB_SIZE, type DropPhase } from '../site-agent/index.js';
 import { DEMO_DATA, DEMO_TRAIN, writeFederationFiles } from './federation-files.js';
 import { TORCH_TRAIN, type JobRunnerKind } from './torch-sites.js';
+import { freeLoopbackPort } from '../common/net.js';
 
 export const SIMULATE_STRATEGIES = ['fedavg', 'diloco', 'fedadam'] as const;
 export type SimulateStrategy = (typeof SIMULATE_STRATEGIES)[number];
@@ -83,15 +83,6 @@ export class SimulateError extends Error {
   readonly code = 'SIMULATE_FAILED';
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
-}
 
 interface Part {
   readonly name: string;
@@ -123,7 +114,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
   const logDir = join(stateDir, 'logs');
   await mkdir(logDir, { recursive: true });
   const sites = Array.from({ length: o.sites }, (_, i) => `site-${i + 1}`);
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const address = `localhost:${port}`;
   const files = await writeFederationFiles({
     dir: join(stateDir, 'federation'),

@@ -4,27 +4,19 @@
  * and an admin client to watch rounds. Everything talks gRPC over mTLS on loopback.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { AdminClient, loadCoordinatorConfig, startCoordinator, type CoordinatorHandle, type CoordinatorOptions } from '../../coordinator/index.js';
 import { silentLogger } from '../../common/logger.js';
 import { writeFederationFiles, type FederationFiles } from '../../simulate/federation-files.js';
+import { freeLoopbackPort } from '../../common/net.js';
 
 /** The built CLI; `npm test` builds before running vitest. */
 export const CLI = resolve('dist/cli/main.js');
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
-}
+/** A free loopback port (kept as a name for the tests that import it). */
+export const freePort = freeLoopbackPort;
 
 export interface TestFederation {
   readonly dir: string;

@@ -26,8 +26,8 @@ export interface SimulateOptions {
   readonly stateDir?: string | undefined;
   /** Contributions needed per round; default: all sites but one (at least 1). */
   readonly minSites?: number | undefined;
-  /** Training settings per shard; default {@link DEMO_TRAIN}. */
-  readonly train?: { readonly steps: number; readonly batchSize: number; readonly lr: number } | undefined;
+  /** Training settings per shard (`run.train`, read by the sites' runner); default per runner. */
+  readonly train?: Readonly<Record<string, unknown>> | undefined;
   /** Strategy hyper-parameters (e.g. `{ lr: 0.7, momentum: 0.9 }` for DiLoCo's outer step). */
   readonly strategyParams?: Readonly<Record<string, number>> | undefined;
   /** How sites train: `builtin` (default), or torch_shard.py through the `command` or `slurm` runner. */

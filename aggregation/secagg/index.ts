@@ -92,4 +92,4 @@ export {
   buildNeighbourGraph,
   defaultDegree,
 } from './graph.js';
-export { secureSessionId, survivorListBytes } from './session.js';
+export { neighbourhoodThreshold, secureSessionId, sessionGraph, survivorListBytes } from './session.js';

@@ -329,6 +329,23 @@ const startRun = (_s: RunState, e: EventOf<'runStarted'>, ctx: Ctx): StepResult 
 
 // ------------------------------------------------------------------ the transition table
 
+/** Training and upload take the same events: both track each invited site's progress on one roster. */
+function rosterRows<P extends 'training' | 'upload'>(): PhaseTable<P> {
+  const rows: PhaseTable<'training'> = {
+    siteConnected: stay,
+    siteDisconnected: (s, e, ctx) => disconnect(s, e.site, ctx),
+    uploadStarted: (s, e, ctx) => siteEvent(s, e, ctx, onUploadStarted),
+    uploadCompleted: (s, e, ctx) => siteEvent(s, e, ctx, onUploadCompleted(e.weight)),
+    siteFailed: (s, e, ctx) => siteEvent(s, e, ctx, onSiteFailed(e.reason)),
+    deadline: (s, e, ctx) => {
+      const stale = deadline(s, e);
+      return stale ? { ok: false, refusal: stale } : settle(s, ctx, true, []);
+    },
+    abortRequested: (s, e, ctx) => abortRun(s, e.reason, ctx, sitesWith(s.roster, 'invited', 'uploading', 'uploaded')),
+  };
+  return rows as unknown as PhaseTable<P>;
+}
+
 const TABLE: Table = {
   ...secureTable(),
   idle: { runStarted: startRun, siteConnected: stay, siteDisconnected: stay },
@@ -344,30 +361,8 @@ const TABLE: Table = {
     },
     abortRequested: (s, e, ctx) => abortRun(s, e.reason, ctx, []),
   },
-  training: {
-    siteConnected: stay,
-    siteDisconnected: (s, e, ctx) => disconnect(s, e.site, ctx),
-    uploadStarted: (s, e, ctx) => siteEvent(s, e, ctx, onUploadStarted),
-    uploadCompleted: (s, e, ctx) => siteEvent(s, e, ctx, onUploadCompleted(e.weight)),
-    siteFailed: (s, e, ctx) => siteEvent(s, e, ctx, onSiteFailed(e.reason)),
-    deadline: (s, e, ctx) => {
-      const stale = deadline(s, e);
-      return stale ? { ok: false, refusal: stale } : settle(s, ctx, true, []);
-    },
-    abortRequested: (s, e, ctx) => abortRun(s, e.reason, ctx, sitesWith(s.roster, 'invited', 'uploading', 'uploaded')),
-  },
-  upload: {
-    siteConnected: stay,
-    siteDisconnected: (s, e, ctx) => disconnect(s, e.site, ctx),
-    uploadStarted: (s, e, ctx) => siteEvent(s, e, ctx, onUploadStarted),
-    uploadCompleted: (s, e, ctx) => siteEvent(s, e, ctx, onUploadCompleted(e.weight)),
-    siteFailed: (s, e, ctx) => siteEvent(s, e, ctx, onSiteFailed(e.reason)),
-    deadline: (s, e, ctx) => {
-      const stale = deadline(s, e);
-      return stale ? { ok: false, refusal: stale } : settle(s, ctx, true, []);
-    },
-    abortRequested: (s, e, ctx) => abortRun(s, e.reason, ctx, sitesWith(s.roster, 'invited', 'uploading', 'uploaded')),
-  },
+  training: rosterRows<'training'>(),
+  upload: rosterRows<'upload'>(),
   aggregate: {
     siteConnected: stay,
     siteDisconnected: stay,

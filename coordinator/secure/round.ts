@@ -11,16 +11,12 @@ import type {
   SurvivorSignature__Output,
   UnmaskResponse__Output,
 } from '../../proto/index.js';
-import { buildNeighbourGraph, secureSessionId, verifyAdvertisement, type NeighbourGraph } from '../../aggregation/index.js';
+import { secureSessionId, sessionGraph, verifyAdvertisement, type NeighbourGraph } from '../../aggregation/index.js';
 import { CoordinatorError } from '../errors.js';
 
 /** The neighbour graph over the sites that advertised keys, exactly as the sites build it. */
 export function neighbourGraph(r: SecureRound): NeighbourGraph {
-  return buildNeighbourGraph({
-    sites: [...r.adverts.keys()],
-    roundSeed: r.params.graphSeed,
-    ...(r.params.degree > 0 ? { degree: r.params.degree, completeUpTo: 0 } : {}),
-  });
+  return sessionGraph([...r.adverts.keys()], r.params.graphSeed, r.params.degree);
 }
 
 /** Parameters of a secure attempt (what `keys` tasks carry). */
@@ -127,9 +123,10 @@ export class SecureRound {
       seen.add(s.toSite);
     }
     // Every neighbour must get a share: a truncated list would make an honest peer look faulty.
-    const missing = neighbourGraph(this).neighbours(site).filter((n) => !seen.has(n));
+    const neighbours = neighbourGraph(this).neighbours(site);
+    const missing = neighbours.filter((n) => !seen.has(n));
     if (missing.length > 0) throw new CoordinatorError('BAD_REQUEST', `no share addressed to ${missing.join(', ')}`);
-    const strangers = [...seen].filter((to) => !neighbourGraph(this).neighbours(site).includes(to));
+    const strangers = [...seen].filter((to) => !neighbours.includes(to));
     if (strangers.length > 0) throw new CoordinatorError('BAD_REQUEST', `shares addressed to ${strangers.join(', ')}, which are not ${site}'s neighbours`);
     this.shares.set(site, m.shares.map((s) => ({ from: s.fromSite, to: s.toSite, nonce: s.nonce, ciphertext: s.ciphertext })));
   }

@@ -11,6 +11,7 @@ import {
   importX25519PrivateKey,
   sharedSecret,
   unmaskSum,
+  neighbourhoodThreshold,
   secureSessionId,
   type DroppedPair,
   type NeighbourGraph,
@@ -20,12 +21,8 @@ import type { MeanSource } from '../aggregate.js';
 import { CoordinatorError } from '../errors.js';
 import { neighbourGraph, type SecureRound } from './round.js';
 
-/** The neighbour graph of an attempt (shared with the share checks). */
-export const attemptGraph = neighbourGraph;
-
 function rebuild(r: SecureRound, graph: NeighbourGraph, owner: string, kind: 'self_seed' | 'mask_key'): Uint8Array {
-  const groupSize = graph.neighbours(owner).length + 1;
-  const threshold = Math.min(r.params.threshold, groupSize);
+  const threshold = neighbourhoodThreshold(graph, owner, r.params.threshold);
   const shares = [...r.revealed.values()].flat().filter((s) => s.owner === owner && s.kind === kind);
   if (shares.length < threshold) {
     throw new CoordinatorError('INTERNAL', `only ${shares.length} of ${threshold} shares of ${owner}'s ${kind.replace('_', ' ')} were revealed`);
@@ -39,7 +36,7 @@ function rebuild(r: SecureRound, graph: NeighbourGraph, owner: string, kind: 'se
 
 /** Mask material the coordinator may rebuild: survivors' self seeds, dropped sites' pairwise seeds. */
 export function unmaskingSecrets(r: SecureRound): { selfSeeds: Uint8Array[]; droppedPairs: DroppedPair[] } {
-  const graph = attemptGraph(r);
+  const graph = neighbourGraph(r);
   const session = secureSessionId(r.runId, r.attempt);
   const selfSeeds = r.survivors.map((u) => rebuild(r, graph, u, 'self_seed'));
   const droppedPairs: DroppedPair[] = [];

@@ -6,7 +6,8 @@
  */
 import { randomBytes as nodeRandomBytes, sign as cryptoSign, verify as cryptoVerify, X509Certificate, type KeyObject } from 'node:crypto';
 import {
-  buildNeighbourGraph,
+  neighbourhoodThreshold,
+  sessionGraph,
   decodeSharePayload,
   derivePairwiseMaskSeed,
   deriveShareEncryptionKey,
@@ -114,7 +115,7 @@ export class SecureSession {
    */
   shares(advertisements: readonly PeerAdvertisement[]): WireShare[] {
     const present = advertisements.map((a) => a.site);
-    this.graph = buildNeighbourGraph({ sites: present, roundSeed: this.o.params.graphSeed, ...(this.o.params.degree > 0 ? { degree: this.o.params.degree, completeUpTo: 0 } : {}) });
+    this.graph = sessionGraph(present, this.o.params.graphSeed, this.o.params.degree);
     const neighbours = this.graph.neighbours(this.o.site);
     for (const peer of neighbours) {
       const ad = advertisements.find((a) => a.site === peer)!;
@@ -127,7 +128,7 @@ export class SecureSession {
     }
     // x-coordinates: 1-based positions in the sorted list of this site and its neighbours.
     const group = [...neighbours, this.o.site].sort();
-    const t = Math.min(this.o.params.threshold, group.length);
+    const t = neighbourhoodThreshold(this.graph, this.o.site, this.o.params.threshold);
     const seedShares = split(this.selfSeed, t, group.length, this.random);
     const keyShares = split(exportX25519PrivateKey(this.s.privateKey), t, group.length, this.random);
     const out: WireShare[] = [];
@@ -211,7 +212,7 @@ export class SecureSession {
     }
     // Under SecAgg+ only neighbours' signatures can be checked; t is clamped to the neighbourhood
     // exactly as it was when the shares were split.
-    const need = Math.min(this.o.params.threshold, this.graph!.neighbours(this.o.site).length + 1);
+    const need = neighbourhoodThreshold(this.graph!, this.o.site, this.o.params.threshold);
     if (valid.size < need) {
       throw new SiteAgentError('REFUSED', `only ${valid.size} valid survivor signatures, ${need} required`, false);
     }

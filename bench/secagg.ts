@@ -2,12 +2,9 @@
  * `npm run bench -- secagg [--sites N] [--params P] [--sleep S] [--only plain,secure,drop]
  * [--profile DIR] [--skip-prg] [--keep]`: what secure aggregation (SecAgg+) costs.
  *
- * 1. Mask generation: keystream throughput of {@link expandMaskInto} into a reused buffer on one
- *    core, against `openssl speed -evp aes-256-ctr` (16384-byte blocks) on the same machine in the
- *    same run. Both per CPU-second (`openssl speed` divides by its user CPU time unless given
- *    `-elapsed`; the PRG by this process's user + system time), so the ratio holds on a shared
- *    machine; the wall-clock figures are reported too. Also the site's other per-parameter
- *    kernels: {@link applyMask} and {@link quantize}.
+ * 1. The site's kernels on one core — the mask PRG beside `openssl speed` in the same run, plus
+ *    expandMaskInto, applyMask and quantize — in child processes started as agents are
+ *    (bench/secagg-kernels.ts says how and why).
  * 2. Whole rounds: N sites × P parameters (F32), each site a separate process of the built CLI
  *    talking gRPC over mTLS on loopback to a coordinator process, training through the `command`
  *    runner with `bench/fixtures/sleep-trainer.mjs`, which sleeps S seconds without using the CPU
@@ -32,21 +29,19 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { applyMask, createSafetensorsWriter, expandMaskInto, quantize } from '../aggregation/index.js';
+import { createSafetensorsWriter } from '../aggregation/index.js';
 import { AtomicFile } from '../common/files.js';
 import { AdminClient, type AdminEvent } from '../coordinator/index.js';
 import type { RoundInfo__Output } from '../proto/index.js';
 import { writeFederationFiles } from '../simulate/federation-files.js';
 import type { Benchmark } from './registry.js';
+import { secaggKernelFigures } from './secagg-kernels.js';
 import { freeLoopbackPort } from '../common/net.js';
+import { withMallocTuning } from '../common/malloc.js';
 
 const exec = promisify(execFile);
 
 const DEFAULTS = { sites: 8, params: 10_000_000, sleep: 5 } as const;
-/** Seconds each single-core kernel measurement runs. */
-const KERNEL_SECONDS = 2;
-/** Words per expandMaskInto call: 1 MiB, the site agent's default upload chunk. */
-const KERNEL_WORDS = 256 * 1024;
 const SCENARIOS = ['plain', 'secure', 'drop'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 
@@ -112,69 +107,6 @@ function parseArgs(args: readonly string[]): Settings {
 }
 
 // ------------------------------------------------------------------ single-core kernels
-
-const nowS = (): number => Number(process.hrtime.bigint()) / 1e9;
-
-/** Bytes per second of `fn` (which processes `bytes` each call), run for about `seconds` of wall time. */
-interface Throughput {
-  /** Per second of this process's CPU time (user + system, all its threads): per core. */
-  readonly cpu: number;
-  /** Per second of wall time (lower when other processes share the core). */
-  readonly wall: number;
-}
-
-function throughput(seconds: number, bytes: number, fn: (i: number) => void): Throughput {
-  fn(0); // warm-up: compile, allocate
-  let calls = 0;
-  const c0 = process.cpuUsage();
-  const t0 = nowS();
-  let t = t0;
-  while (t - t0 < seconds) {
-    fn(++calls);
-    t = nowS();
-  }
-  const c = process.cpuUsage(c0);
-  return { cpu: (calls * bytes) / ((c.user + c.system) / 1e6), wall: (calls * bytes) / (t - t0) };
-}
-
-interface KernelFigures {
-  readonly prg: Throughput;
-  readonly applyMask: Throughput;
-  readonly quantize: Throughput;
-}
-
-function measureKernels(): KernelFigures {
-  const seed = new Uint8Array(randomBytes(32));
-  const words = new Uint32Array(KERNEL_WORDS);
-  // Consecutive word offsets, as a site walks its vector chunk by chunk.
-  const prg = throughput(KERNEL_SECONDS, words.byteLength, (i) => expandMaskInto(words, seed, i * KERNEL_WORDS));
-  const apply = throughput(KERNEL_SECONDS, words.byteLength, (i) => applyMask(words, seed, i * KERNEL_WORDS, 1));
-  const x = new Float32Array(KERNEL_WORDS);
-  for (let i = 0; i < x.length; i++) x[i] = Math.sin(i) * 1e-3;
-  const q = { clip: 1, quantBits: 24, modulusBits: 32 as const };
-  const quant = throughput(KERNEL_SECONDS, x.byteLength, (i) => void quantize(x, q, { weight: 0.5, roundingSeed: seed, wordOffset: i * KERNEL_WORDS }));
-  return { prg, applyMask: apply, quantize: quant };
-}
-
-/**
- * OpenSSL's single-core AES-256-CTR speed over 16384-byte blocks, in GB/s. By default `openssl
- * speed` divides by the CPU (user) time it used; `elapsed` divides by wall time instead.
- */
-async function opensslAesCtr(elapsed: boolean): Promise<number> {
-  const args = ['speed', ...(elapsed ? ['-elapsed'] : []), '-evp', 'aes-256-ctr', '-seconds', String(KERNEL_SECONDS), '-bytes', '16384'];
-  const { stdout } = await exec('openssl', args, { timeout: 60_000 });
-  const lines = stdout.split('\n');
-  const header = lines.find((l) => /^type\s/.test(l));
-  const row = lines.find((l) => /^aes-256-ctr\s/i.test(l));
-  if (!header || !row) throw new Error(`secagg: cannot read openssl speed output:\n${stdout}`);
-  // "type  16384 bytes" / "AES-256-CTR  8866130.37k": columns after the first, in 1000s of bytes/s.
-  const sizes = [...header.matchAll(/(\d+) bytes/g)].map((m) => Number(m[1]));
-  const values = row.trim().split(/\s+/).slice(1);
-  const at = sizes.indexOf(16384);
-  const text = values[at];
-  if (at < 0 || text === undefined || !/^[\d.]+k$/.test(text)) throw new Error(`secagg: no 16384-byte column in openssl speed output:\n${stdout}`);
-  return (Number(text.slice(0, -1)) * 1000) / 1e9;
-}
 
 // ------------------------------------------------------------------ the synthetic model
 
@@ -295,7 +227,7 @@ interface Proc {
 async function startProc(name: string, args: string[], logDir: string, nodeArgs: string[]): Promise<Proc> {
   const log = join(logDir, `${name}.log`);
   const fh = await open(log, 'a');
-  const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { stdio: ['ignore', fh.fd, fh.fd] });
+  const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { stdio: ['ignore', fh.fd, fh.fd], env: withMallocTuning(process.env) });
   const exited = new Promise<number | string>((res) =>
     child.once('exit', (code, sig) => {
       void fh.close().catch(() => undefined);
@@ -497,29 +429,7 @@ export const secagg: Benchmark = {
     log(`secagg: ${machine}`);
     figures['machine'] = machine;
 
-    if (!s.skipPrg) {
-      // Per core means per CPU-second on both sides: `openssl speed` divides by its CPU time by
-      // default, so the PRG is divided by this process's CPU time too. The wall-clock figures
-      // (openssl -elapsed) are reported beside them: on a shared machine they mostly measure load.
-      const k = measureKernels();
-      const openssl = await opensslAesCtr(false);
-      const opensslElapsed = await opensslAesCtr(true);
-      const ratio = k.prg.cpu / 1e9 / openssl;
-      const gb = (x: number): string => (x / 1e9).toFixed(2);
-      log(`mask PRG (expandMaskInto into a reused ${KERNEL_WORDS * 4} B buffer, 1 core): ${gb(k.prg.cpu)} GB/s per CPU-second (${gb(k.prg.wall)} GB/s wall)`);
-      log(`openssl speed -evp aes-256-ctr (16384 B blocks):  ${openssl.toFixed(2)} GB/s per CPU-second (-elapsed: ${opensslElapsed.toFixed(2)} GB/s wall)`);
-      log(`  PRG / OpenSSL = ${(ratio * 100).toFixed(0)}% (target ≥ 50%)${ratio >= 0.5 ? '' : '  BELOW TARGET'}; wall-clock ratio ${((k.prg.wall / 1e9 / opensslElapsed) * 100).toFixed(0)}%`);
-      log(`applyMask (keystream + add, in place): ${gb(k.applyMask.cpu)} GB/s; quantize (f32 in, with its rounding PRG): ${gb(k.quantize.cpu)} GB/s (per CPU-second)`);
-      Object.assign(figures, {
-        prgGBs: round3(k.prg.cpu / 1e9),
-        opensslGBs: round3(openssl),
-        prgOverOpenssl: round3(ratio),
-        prgWallGBs: round3(k.prg.wall / 1e9),
-        opensslElapsedGBs: round3(opensslElapsed),
-        applyMaskGBs: round3(k.applyMask.cpu / 1e9),
-        quantizeGBs: round3(k.quantize.cpu / 1e9),
-      });
-    }
+    if (!s.skipPrg) Object.assign(figures, await secaggKernelFigures(log));
 
     const root = await mkdtemp(join(tmpdir(), 'fedhpc-bench-secagg-'));
     const layout = modelLayout(s.params);

@@ -64,7 +64,7 @@ export {
   split,
   tryCombine,
 } from './shamir.js';
-export { PRG_CHUNK_BYTES, type MaskBits, type MaskWords, applyMask, expandMask, expandMaskInto } from './prg.js';
+export { PRG_CHUNK_BYTES, type MaskBits, type MaskWords, applyMask, expandMask, expandMaskInto, forEachKeystreamChunk } from './prg.js';
 export {
   type FixedPointBudget,
   type QuantizeInput,

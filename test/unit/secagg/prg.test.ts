@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { applyMask, expandMask } from '../../../aggregation/secagg/index.js';
+import { applyMask, expandMask, forEachKeystreamChunk, PRG_CHUNK_BYTES } from '../../../aggregation/secagg/index.js';
 import { codeOf, seededRandomBytes } from './helpers.js';
 
 const seed = Uint8Array.from({ length: 32 }, (_, i) => i * 7 + 1);
@@ -79,5 +79,31 @@ describe('AES-256-CTR mask PRG', () => {
     expect(codeOf(() => expandMask(seed, -1, 8, 32))).toBe('INVALID_ARGUMENT');
     expect(codeOf(() => expandMask(seed, 0.5, 8, 32))).toBe('INVALID_ARGUMENT');
     expect(expandMask(seed, 5, 0, 16)).toHaveLength(0);
+  });
+
+  it('hands out the keystream in chunks of at most PRG_CHUNK_BYTES that concatenate to expandMask', () => {
+    for (const [offset, count, bits] of [
+      [3, 40_000, 32],
+      [0, 100_001, 16],
+      [PRG_CHUNK_BYTES / 4 - 1, PRG_CHUNK_BYTES / 2, 32],
+    ] as const) {
+      const parts: Buffer[] = [];
+      const firsts: number[] = [];
+      forEachKeystreamChunk(seed, offset, count, bits, (bytes, firstWord) => {
+        expect(bytes.length).toBeLessThanOrEqual(PRG_CHUNK_BYTES);
+        firsts.push(firstWord);
+        parts.push(Buffer.from(bytes));
+      });
+      const whole = Buffer.concat(parts);
+      const expected = expandMask(seed, offset, count, bits);
+      expect(whole.equals(Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength))).toBe(true);
+      // Each chunk's first-word index is the number of words handed out before it.
+      let words = 0;
+      parts.forEach((p, i) => {
+        expect(firsts[i]).toBe(words);
+        words += p.length / (bits / 8);
+      });
+    }
+    expect(codeOf(() => forEachKeystreamChunk(seed, 0, 4, 8 as 16, () => undefined))).toBe('INVALID_ARGUMENT');
   });
 });

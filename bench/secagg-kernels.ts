@@ -1,0 +1,143 @@
+/**
+ * The site's per-parameter secure-aggregation kernels on one core, for `bench secagg`: the mask
+ * PRG (AES-256-CTR keystream as {@link forEachKeystreamChunk} hands it to {@link applyMask}, output
+ * not copied), {@link expandMaskInto} (keystream copied into a caller's buffer), {@link applyMask}
+ * and {@link quantize}; beside `openssl speed -evp aes-256-ctr` (16384-byte blocks) measured in the
+ * same run, before and after ours, and averaged.
+ *
+ * The kernels run in child processes, because the glibc allocator settings a fedhpc process starts
+ * with (common/malloc.ts; `bin/fedhpc` and the launchers set them) decide whether every cipher
+ * call page-faults its output buffer in: once with the settings agents run with, once without, so
+ * the difference stays visible. Per core means per CPU-second on both sides: `openssl speed`
+ * divides by its CPU time unless given `-elapsed`, the kernels by their process's user + system
+ * time. Run this file directly to print one child's figures as JSON.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { applyMask, expandMaskInto, forEachKeystreamChunk, PRG_CHUNK_BYTES, quantize } from '../aggregation/index.js';
+import { MALLOC_TUNING, withMallocTuning } from '../common/malloc.js';
+
+const exec = promisify(execFile);
+
+/** Seconds each single-core kernel measurement runs. */
+const KERNEL_SECONDS = 2;
+/** Words per call: 1 MiB, the site agent's default upload chunk. */
+const KERNEL_WORDS = 256 * 1024;
+
+/** Bytes per second of a kernel. */
+interface Throughput {
+  /** Per second of the process's CPU time (user + system, all its threads): per core. */
+  readonly cpu: number;
+  /** Per second of wall time (lower when other processes share the core). */
+  readonly wall: number;
+}
+
+interface KernelFigures {
+  readonly prg: Throughput;
+  readonly expandInto: Throughput;
+  readonly applyMask: Throughput;
+  readonly quantize: Throughput;
+}
+
+const nowS = (): number => Number(process.hrtime.bigint()) / 1e9;
+
+/** Throughput of `fn` (which processes `bytes` each call), run for about `seconds` of wall time. */
+function throughput(seconds: number, bytes: number, fn: (i: number) => void): Throughput {
+  fn(0); // warm-up: compile, allocate
+  let calls = 0;
+  const c0 = process.cpuUsage();
+  const t0 = nowS();
+  let t = t0;
+  while (t - t0 < seconds) {
+    fn(++calls);
+    t = nowS();
+  }
+  const c = process.cpuUsage(c0);
+  return { cpu: (calls * bytes) / ((c.user + c.system) / 1e6), wall: (calls * bytes) / (t - t0) };
+}
+
+function measureKernels(): KernelFigures {
+  const seed = new Uint8Array(randomBytes(32));
+  const words = new Uint32Array(KERNEL_WORDS);
+  // Consecutive word offsets, as a site walks its vector chunk by chunk.
+  let sink = 0;
+  const prg = throughput(KERNEL_SECONDS, words.byteLength, (i) =>
+    forEachKeystreamChunk(seed, i * KERNEL_WORDS, KERNEL_WORDS, 32, (bytes) => {
+      sink ^= bytes[bytes.length - 1]!;
+    }),
+  );
+  if (sink === -1) throw new Error('unreachable: keeps the keystream observable');
+  const expandInto = throughput(KERNEL_SECONDS, words.byteLength, (i) => expandMaskInto(words, seed, i * KERNEL_WORDS));
+  const apply = throughput(KERNEL_SECONDS, words.byteLength, (i) => applyMask(words, seed, i * KERNEL_WORDS, 1));
+  const x = new Float32Array(KERNEL_WORDS);
+  for (let i = 0; i < x.length; i++) x[i] = Math.sin(i) * 1e-3;
+  const q = { clip: 1, quantBits: 24, modulusBits: 32 as const };
+  const quant = throughput(KERNEL_SECONDS, x.byteLength, (i) => void quantize(x, q, { weight: 0.5, roundingSeed: seed, wordOffset: i * KERNEL_WORDS }));
+  return { prg, expandInto, applyMask: apply, quantize: quant };
+}
+
+/** One child process's kernel figures, with or without the allocator settings. */
+async function kernelsInChild(tuned: boolean): Promise<KernelFigures> {
+  const env = tuned ? withMallocTuning(process.env) : { ...process.env };
+  if (!tuned) for (const name of Object.keys(MALLOC_TUNING)) delete env[name];
+  const { stdout } = await exec(process.execPath, [fileURLToPath(import.meta.url)], { env, timeout: 120_000 });
+  return JSON.parse(stdout) as KernelFigures;
+}
+
+/**
+ * OpenSSL's single-core AES-256-CTR speed over 16384-byte blocks, in GB/s. By default `openssl
+ * speed` divides by the CPU (user) time it used; `elapsed` divides by wall time instead.
+ */
+async function opensslAesCtr(elapsed: boolean): Promise<number> {
+  const args = ['speed', ...(elapsed ? ['-elapsed'] : []), '-evp', 'aes-256-ctr', '-seconds', String(KERNEL_SECONDS), '-bytes', '16384'];
+  const { stdout } = await exec('openssl', args, { timeout: 60_000 });
+  const lines = stdout.split('\n');
+  const header = lines.find((l) => /^type\s/.test(l));
+  const row = lines.find((l) => /^aes-256-ctr\s/i.test(l));
+  if (!header || !row) throw new Error(`secagg: cannot read openssl speed output:\n${stdout}`);
+  // "type  16384 bytes" / "AES-256-CTR  8866130.37k": columns after the first, in 1000s of bytes/s.
+  const sizes = [...header.matchAll(/(\d+) bytes/g)].map((m) => Number(m[1]));
+  const values = row.trim().split(/\s+/).slice(1);
+  const at = sizes.indexOf(16384);
+  const text = values[at];
+  if (at < 0 || text === undefined || !/^[\d.]+k$/.test(text)) throw new Error(`secagg: no 16384-byte column in openssl speed output:\n${stdout}`);
+  return (Number(text.slice(0, -1)) * 1000) / 1e9;
+}
+
+const round3 = (x: number): number => Math.round(x * 1000) / 1000;
+
+/** Measures the kernels and OpenSSL, logs them, and returns the figures for the JSON report. */
+export async function secaggKernelFigures(log: (line: string) => void): Promise<Record<string, number>> {
+  // OpenSSL before and after the tuned kernels, averaged, so drifting load weighs on both alike.
+  const opensslBefore = await opensslAesCtr(false);
+  const k = await kernelsInChild(true);
+  const opensslAfter = await opensslAesCtr(false);
+  const untuned = await kernelsInChild(false);
+  const opensslElapsed = await opensslAesCtr(true);
+  const openssl = (opensslBefore + opensslAfter) / 2;
+  const ratio = k.prg.cpu / 1e9 / openssl;
+  const gb = (x: number): string => (x / 1e9).toFixed(2);
+  log(`mask PRG (AES-256-CTR keystream, ${PRG_CHUNK_BYTES / 1024} KiB per call, 1 core): ${gb(k.prg.cpu)} GB/s per CPU-second (${gb(k.prg.wall)} GB/s wall)`);
+  log(`  the same without the allocator settings: ${gb(untuned.prg.cpu)} GB/s (every output buffer page-faulted in again)`);
+  log(`openssl speed -evp aes-256-ctr (16384 B blocks): ${openssl.toFixed(2)} GB/s per CPU-second (${opensslBefore.toFixed(2)} before, ${opensslAfter.toFixed(2)} after; -elapsed: ${opensslElapsed.toFixed(2)} GB/s wall)`);
+  log(`  PRG / OpenSSL = ${(ratio * 100).toFixed(0)}% (target ≥ 50%)${ratio >= 0.5 ? '' : '  BELOW TARGET'}; wall-clock ratio ${((k.prg.wall / 1e9 / opensslElapsed) * 100).toFixed(0)}%`);
+  log(`expandMaskInto (keystream copied into a reused ${KERNEL_WORDS * 4} B buffer): ${gb(k.expandInto.cpu)} GB/s`);
+  log(`applyMask (keystream + add, in place): ${gb(k.applyMask.cpu)} GB/s; quantize (f32 in, with its rounding PRG): ${gb(k.quantize.cpu)} GB/s (per CPU-second)`);
+  return {
+    prgGBs: round3(k.prg.cpu / 1e9),
+    opensslGBs: round3(openssl),
+    prgOverOpenssl: round3(ratio),
+    prgUntunedGBs: round3(untuned.prg.cpu / 1e9),
+    prgWallGBs: round3(k.prg.wall / 1e9),
+    opensslElapsedGBs: round3(opensslElapsed),
+    expandIntoGBs: round3(k.expandInto.cpu / 1e9),
+    applyMaskGBs: round3(k.applyMask.cpu / 1e9),
+    quantizeGBs: round3(k.quantize.cpu / 1e9),
+  };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  process.stdout.write(`${JSON.stringify(measureKernels())}\n`);
+}

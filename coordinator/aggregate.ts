@@ -8,17 +8,25 @@ import {
   openSafetensors,
   type SafetensorsFile,
   type ServerOptimizer,
+  type WireEncoding,
 } from '../aggregation/index.js';
 import type { FileSource } from '../common/files.js';
 import { CoordinatorError } from './errors.js';
+import type { KernelPool } from './kernel-pool.js';
+import { openWeightedSpools } from './kernel-spools.js';
 import type { PendingFile, StateStore } from './state/store.js';
 
 /** One verified upload to fold into the mean. */
 export interface SpoolInput {
   readonly site: string;
   readonly weight: number;
-  /** Raw little-endian f32 delta, tensors in the global model's order. */
+  /**
+   * The delta's wire bytes, tensors in the global model's order, each tensor in `encoding`
+   * (aggregation/kernels/encoding.ts: f32, bf16, or int8 blocks with per-block scales).
+   */
   readonly path: string;
+  /** How the spool is encoded; required, so a bf16 or int8 spool is never read as f32. */
+  readonly encoding: WireEncoding;
 }
 
 /** Where the mean delta comes from, slice by slice over the flattened model (tensors in order). */
@@ -43,6 +51,8 @@ export interface AggregateOptions {
   readonly openSpool: (path: string) => Promise<FileSource>;
   readonly metadata: Readonly<Record<string, string>>;
   readonly signal?: AbortSignal;
+  /** Worker threads for decoding and summing spools; absent: the same kernels in this thread. */
+  readonly pool?: KernelPool;
 }
 
 export interface AggregateResult {
@@ -54,7 +64,7 @@ export interface AggregateResult {
 export async function aggregateRound(o: AggregateOptions): Promise<AggregateResult> {
   const opened: FileSource[] = [];
   const pending: PendingFile[] = [];
-  const mean = o.mean ?? (await plainMean(o.inputs, o.openSpool));
+  const mean = o.mean ?? (await plainMean(o));
   try {
     const globalSrc = await o.store.openModel(o.globalSha256);
     opened.push(globalSrc);
@@ -100,29 +110,25 @@ export async function aggregateRound(o: AggregateOptions): Promise<AggregateResu
 }
 
 /**
- * The weighted mean of plain f32 spools with normalised weights wᵢ/W: a single participant's
- * delta passes through exactly (w/W = 1).
+ * The weighted mean of plain spools (f32, bf16 or int8, decoded slice by slice) with normalised
+ * weights f32(wᵢ/W), added in input order: a single participant's delta passes through exactly
+ * (w/W = 1). Runs in `o.pool`'s workers when given.
  */
-async function plainMean(inputs: readonly SpoolInput[], openSpool: (path: string) => Promise<FileSource>): Promise<MeanSource> {
-  const totalWeight = inputs.reduce((s, i) => s + i.weight, 0);
+async function plainMean(o: AggregateOptions): Promise<MeanSource> {
+  const totalWeight = o.inputs.reduce((s, i) => s + i.weight, 0);
   if (!(totalWeight > 0)) throw new Error('aggregation needs a positive total weight');
-  const spools = await Promise.all(inputs.map((i) => openSpool(i.path)));
-  const weights = inputs.map((i) => i.weight / totalWeight);
-  return {
-    async read(elemOffset, count) {
-      const mean = new Float32Array(count);
-      for (let k = 0; k < spools.length; k++) {
-        const bytes = await spools[k]!.read(elemOffset * 4, count * 4);
-        const delta = new Float32Array(bytes.buffer, bytes.byteOffset, count);
-        const w = weights[k]!;
-        for (let i = 0; i < count; i++) mean[i]! += w * delta[i]!;
-      }
-      return mean;
-    },
-    async close() {
-      for (const s of spools) await s.close();
-    },
-  };
+  const spools = o.inputs.map((i) => ({ path: i.path, encoding: i.encoding, weight: i.weight / totalWeight }));
+  return openWeightedSpools(spools, await tensorElements(o), { openSpool: o.openSpool, ...(o.pool ? { pool: o.pool } : {}), ...(o.signal ? { signal: o.signal } : {}) });
+}
+
+/** Value counts of the global model's tensors, in order: where each tensor starts in a spool. */
+async function tensorElements(o: AggregateOptions): Promise<number[]> {
+  const src = await o.store.openModel(o.globalSha256);
+  try {
+    return (await openSafetensors(src)).tensors.map((t) => t.elements);
+  } finally {
+    await src.close();
+  }
 }
 
 async function openPreviousState(o: AggregateOptions, opened: FileSource[]): Promise<(SafetensorsFile | undefined)[]> {

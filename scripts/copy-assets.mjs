@@ -9,3 +9,10 @@ cpSync('site-agent/trainers/configs', 'dist/site-agent/trainers/configs', { recu
 // The default sbatch template of the Slurm runner.
 mkdirSync('dist/deploy/slurm', { recursive: true });
 cpSync('deploy/slurm', 'dist/deploy/slurm', { recursive: true });
+// The aggregation kernels (kernels.wasm, also embedded in kernels-wasm.ts) and the kernel pool's
+// worker, plain JavaScript that tsc does not emit.
+mkdirSync('dist/aggregation/kernels', { recursive: true });
+cpSync('aggregation/kernels/kernels.wasm', 'dist/aggregation/kernels/kernels.wasm');
+cpSync('aggregation/kernels/kernels.wat', 'dist/aggregation/kernels/kernels.wat');
+mkdirSync('dist/coordinator', { recursive: true });
+cpSync('coordinator/kernel-worker.mjs', 'dist/coordinator/kernel-worker.mjs');

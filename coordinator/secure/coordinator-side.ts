@@ -14,16 +14,16 @@ import type {
 import type { FileSource } from '../../common/files.js';
 import type { Logger } from '../../common/logger.js';
 import type { MeanSource } from '../aggregate.js';
-import type { ResolvedCoordinatorConfig } from '../config.js';
+import type { RunningConfig } from '../config.js';
 import { CoordinatorError } from '../errors.js';
 import type { SiteRegistry } from '../registry.js';
 import type { SchedulerEvent, StepResult } from '../round/types.js';
 import type { SecureStageHandlers } from '../service/site-service.js';
 import { SecureRound, type StoredShare } from './round.js';
-import { secureMean } from './unmask.js';
+import { type SecureMeanOptions, secureMean } from './unmask.js';
 
 export interface SecureSideOptions {
-  readonly config: ResolvedCoordinatorConfig;
+  readonly config: RunningConfig;
   readonly registry: SiteRegistry;
   readonly logger: Logger;
   readonly dispatch: (event: SchedulerEvent) => StepResult;
@@ -97,10 +97,10 @@ export class SecureSide {
   }
 
   /** The unmasked mean of the survivors' masked spools. */
-  mean(round: number, attempt: number, spools: readonly string[], elements: number, open: (p: string) => Promise<FileSource>): Promise<MeanSource> {
+  mean(round: number, attempt: number, spools: readonly string[], elements: number, open: (p: string) => Promise<FileSource>, options: SecureMeanOptions = {}): Promise<MeanSource> {
     const r = this.round(round, attempt);
     r.stage = 'closed';
-    return secureMean(r, spools, elements, open);
+    return secureMean(r, spools, elements, open, options);
   }
 
   /** Stage RPC handlers for one calling site; each validates, then tells the scheduler. */

@@ -19,6 +19,8 @@ import {
 import type { FileSource } from '../../common/files.js';
 import type { MeanSource } from '../aggregate.js';
 import { CoordinatorError } from '../errors.js';
+import type { KernelPool } from '../kernel-pool.js';
+import { openMaskedSpools } from '../kernel-spools.js';
 import { neighbourGraph, type SecureRound } from './round.js';
 
 function rebuild(r: SecureRound, graph: NeighbourGraph, owner: string, kind: 'self_seed' | 'mask_key'): Uint8Array {
@@ -50,31 +52,31 @@ export function unmaskingSecrets(r: SecureRound): { selfSeeds: Uint8Array[]; dro
   return { selfSeeds, droppedPairs };
 }
 
+/** Where {@link secureMean} sums the masked words: a worker pool, or this thread. */
+export interface SecureMeanOptions {
+  readonly pool?: KernelPool;
+  readonly signal?: AbortSignal;
+}
+
 /**
  * A mean source over the survivors' masked spools (`elements` words each plus one weight word).
- * Opens the spools, unmasks the weight word first, then serves unmasked slices.
+ * Opens the spools, unmasks the weight word first, then serves unmasked slices. The modular sum
+ * of the spools runs in `options.pool`'s workers when given, else through in-thread kernels.
  */
 export async function secureMean(
   r: SecureRound,
   spoolPaths: readonly string[],
   elements: number,
   openSpool: (path: string) => Promise<FileSource>,
+  options: SecureMeanOptions = {},
 ): Promise<MeanSource> {
   const { selfSeeds, droppedPairs } = unmaskingSecrets(r);
   const bits = r.params.modulusBits;
-  const wordBytes = bits / 8;
   const n = r.survivors.length;
   const q = { clip: r.params.clip, quantBits: r.params.quantBits, modulusBits: bits };
-  const spools = await Promise.all(spoolPaths.map(openSpool));
-  const sumWords = async (wordOffset: number, count: number): Promise<Uint32Array | Uint16Array> => {
-    const sum = bits === 32 ? new Uint32Array(count) : new Uint16Array(count);
-    for (const spool of spools) {
-      const bytes = await spool.read(wordOffset * wordBytes, count * wordBytes);
-      const words = bits === 32 ? new Uint32Array(bytes.buffer, bytes.byteOffset, count) : new Uint16Array(bytes.buffer, bytes.byteOffset, count);
-      for (let i = 0; i < count; i++) sum[i] = sum[i]! + words[i]!; // wraps mod 2^b on store
-    }
-    return unmaskSum(sum, { survivorSelfSeeds: selfSeeds, droppedPairs, wordOffset });
-  };
+  const spools = await openMaskedSpools(spoolPaths, bits, { openSpool, ...options });
+  const sumWords = async (wordOffset: number, count: number): Promise<Uint32Array | Uint16Array> =>
+    unmaskSum(await spools.read(wordOffset, count), { survivorSelfSeeds: selfSeeds, droppedPairs, wordOffset });
   try {
     const weightSum = dequantizeSum(await sumWords(elements, 1), n, { ...q, clip: 1 })[0]!;
     if (!(weightSum > 0)) throw new CoordinatorError('INTERNAL', `the unmasked sum of weights is ${weightSum}`);
@@ -85,12 +87,10 @@ export async function secureMean(
         for (let i = 0; i < count; i++) mean[i] = sum[i]! / weightSum;
         return mean;
       },
-      async close() {
-        for (const s of spools) await s.close();
-      },
+      close: () => spools.close(),
     };
   } catch (err) {
-    for (const s of spools) await s.close();
+    await spools.close();
     throw err;
   }
 }

@@ -125,7 +125,7 @@ describe('aggregateRound', () => {
     const deltas = local.map((l, k) => l.map((v, i) => v - GLOBAL[k]!.values[i]!));
     deltas.forEach((d, k) => d.forEach((v, i) => expect(v).toBe(local[k]![i]! - GLOBAL[k]!.values[i]!)));
     const path = await writeSpool('site-a', deltas);
-    const sha = await aggregate(globalSha, [{ site: 'site-a', weight: 7, path }], { name: 'fedavg', lr: 1 });
+    const sha = await aggregate(globalSha, [{ site: 'site-a', weight: 7, path, encoding: 'f32' }], { name: 'fedavg', lr: 1 });
     const model = await readModel(sha);
     expect([...model.keys()]).toEqual(GLOBAL.map((t) => t.name));
     GLOBAL.forEach((t, k) => {
@@ -147,8 +147,8 @@ describe('aggregateRound', () => {
     const sha = await aggregate(
       globalSha,
       [
-        { site: 'a', weight: 1, path: p1 },
-        { site: 'b', weight: 3, path: p2 },
+        { site: 'a', weight: 1, path: p1, encoding: 'f32' },
+        { site: 'b', weight: 3, path: p2, encoding: 'f32' },
       ],
       { name: 'fedavg' },
     );
@@ -169,9 +169,9 @@ describe('aggregateRound', () => {
     const globalSha = await importModel(initial);
     const step1 = [Float32Array.of(0.5, 0.25, -1), Float32Array.of(0.125, -0.5)];
     const step2 = [Float32Array.of(-0.25, 0.5, 0.75), Float32Array.of(0, 1)];
-    const sha1 = await aggregate(globalSha, [{ site: 'a', weight: 1, path: await writeSpool('a', step1) }], { name: 'diloco' });
+    const sha1 = await aggregate(globalSha, [{ site: 'a', weight: 1, path: await writeSpool('a', step1), encoding: 'f32' }], { name: 'diloco' });
     expect(await store.hasOptimizerState(sha1, 'momentum')).toBe(true);
-    const sha2 = await aggregate(sha1, [{ site: 'a', weight: 1, path: await writeSpool('a', step2) }], { name: 'diloco' }, {
+    const sha2 = await aggregate(sha1, [{ site: 'a', weight: 1, path: await writeSpool('a', step2), encoding: 'f32' }], { name: 'diloco' }, {
       step: 2,
       previousStateSha256: sha1,
     });
@@ -219,8 +219,8 @@ describe('aggregateRound', () => {
     const path = await writeSpool('a', deltas);
     const other = await writeSpool('b', deltas.map((d) => d.map((v) => -v / 2)));
     const inputs = [
-      { site: 'a', weight: 2, path },
-      { site: 'b', weight: 5, path: other },
+      { site: 'a', weight: 2, path, encoding: 'f32' },
+      { site: 'b', weight: 5, path: other, encoding: 'f32' },
     ];
     const shaLarge = await aggregate(globalSha, inputs, { name: 'diloco' }, { sliceElements: 1 << 20 });
     const stateLarge = await readTensors(store.openOptimizerState(shaLarge, 'momentum'));
@@ -234,7 +234,7 @@ describe('aggregateRound', () => {
   it('cleans up and keeps the global model when a spool is short', async () => {
     const globalSha = await importModel(GLOBAL);
     const path = await writeSpool('a', [Float32Array.of(1, 2)]);
-    await expect(aggregate(globalSha, [{ site: 'a', weight: 1, path }], { name: 'diloco' })).rejects.toThrow(RangeError);
+    await expect(aggregate(globalSha, [{ site: 'a', weight: 1, path, encoding: 'f32' }], { name: 'diloco' })).rejects.toThrow(RangeError);
     expect(await readdir(join(dir, 'state', 'models'))).toEqual([`${globalSha}.safetensors`]);
     expect(await readdir(join(dir, 'state', 'optimizer'))).toEqual([]);
     expect(await readdir(join(dir, 'state', 'tmp'))).toEqual([]);

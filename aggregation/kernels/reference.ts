@@ -1,0 +1,80 @@
+/**
+ * Plain-JS reference implementations of the kernels in kernels.wat: the fallback where
+ * WebAssembly SIMD is missing, and the definition the WASM results are tested against bit for bit.
+ *
+ * Each weighted element is t = f32(w·x), acc = f32(acc + t). `Math.fround` of a double product or
+ * sum of two f32 values equals the f32 operation (a double holds the exact product of two f32s,
+ * and 53 ≥ 2·24 + 2 bits make the rounded double sum round correctly to f32), so these loops
+ * match the WASM f32x4 arithmetic exactly.
+ */
+import { INT8_BLOCK, INT8_BLOCK_BYTES } from './encoding.js';
+
+const f32 = Math.fround;
+
+/** acc[i] += w · src[i] for i < acc.length (f32 arithmetic). */
+export function accF32Ref(acc: Float32Array, src: Float32Array, w: number): void {
+  const wf = f32(w);
+  for (let i = 0; i < acc.length; i++) acc[i] = f32(acc[i]! + f32(wf * src[i]!));
+}
+
+/** acc[i] += w · bf16→f32(src[i]) for i < acc.length. */
+export function accBf16Ref(acc: Float32Array, src: Uint16Array, w: number): void {
+  const wf = f32(w);
+  const word = new Uint32Array(1);
+  const asF32 = new Float32Array(word.buffer);
+  for (let i = 0; i < acc.length; i++) {
+    word[0] = src[i]! << 16;
+    acc[i] = f32(acc[i]! + f32(wf * asF32[0]!));
+  }
+}
+
+/**
+ * acc[i] += w · (scale · q) for the acc.length values of the int8 block stream `bytes`, which
+ * starts at a block's scale; the first `skip` values of that block are not part of the range.
+ */
+export function accInt8Ref(acc: Float32Array, bytes: Uint8Array, w: number, skip = 0): void {
+  const wf = f32(w);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let block = 0;
+  let first = skip;
+  for (let done = 0; done < acc.length; block += INT8_BLOCK_BYTES, first = 0) {
+    const scale = view.getFloat32(block, true);
+    const m = Math.min(INT8_BLOCK - first, acc.length - done);
+    for (let j = 0; j < m; j++, done++) {
+      const value = f32(scale * view.getInt8(block + 4 + first + j));
+      acc[done] = f32(acc[done]! + f32(wf * value));
+    }
+  }
+}
+
+// Stores into Uint32Array / Uint16Array reduce modulo 2^32 / 2^16, so plain + and − wrap.
+
+/** acc[i] = acc[i] + src[i] mod 2^32. */
+export function addModU32Ref(acc: Uint32Array, src: Uint32Array): void {
+  for (let i = 0; i < acc.length; i++) acc[i] = acc[i]! + src[i]!;
+}
+
+/** acc[i] = acc[i] − src[i] mod 2^32. */
+export function subModU32Ref(acc: Uint32Array, src: Uint32Array): void {
+  for (let i = 0; i < acc.length; i++) acc[i] = acc[i]! - src[i]!;
+}
+
+/** acc[i] = acc[i] + src[i] mod 2^16. */
+export function addModU16Ref(acc: Uint16Array, src: Uint16Array): void {
+  for (let i = 0; i < acc.length; i++) acc[i] = acc[i]! + src[i]!;
+}
+
+/** acc[i] = acc[i] − src[i] mod 2^16. */
+export function subModU16Ref(acc: Uint16Array, src: Uint16Array): void {
+  for (let i = 0; i < acc.length; i++) acc[i] = acc[i]! - src[i]!;
+}
+
+/** Index of the first NaN or ±Infinity in `values`, or -1 when all are finite. */
+export function findNonFiniteRef(values: Float32Array): number {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    // v − v is 0 for every finite v and NaN for NaN and ±Inf: one subtraction, no calls.
+    if (v - v !== 0) return i;
+  }
+  return -1;
+}

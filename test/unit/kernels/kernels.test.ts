@@ -1,0 +1,219 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import {
+  AggregationError,
+  type Kernels,
+  type WireEncoding,
+  createKernels,
+  encodeInt8Blocks,
+  encodedRange,
+  f32ToBf16,
+  kernelWasmBytes,
+  referenceKernels,
+  wasmKernelsSupported,
+} from '../../../aggregation/index.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const wasm = createKernels();
+const ref = referenceKernels;
+
+/** Deterministic xorshift32 stream. */
+function rng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 2 ** 32;
+  };
+}
+
+const SPECIALS = [Number.NaN, Infinity, -Infinity, -0, 0, 1e-45, -1e-45, 3.4e38, -3.4e38, 1.1754942e-38];
+
+/** f32 values of mixed magnitudes with NaN, ±Inf, ±0 and subnormals sprinkled in. */
+function randomF32(n: number, seed: number, specials = true): Float32Array {
+  const r = rng(seed);
+  return Float32Array.from({ length: n }, () => {
+    const u = r();
+    if (specials && u < 0.05) return SPECIALS[Math.floor(r() * SPECIALS.length)]!;
+    return (r() * 2 - 1) * 2 ** Math.floor(r() * 40 - 20);
+  });
+}
+
+/** Bits with every NaN folded to one pattern: WebAssembly leaves NaN payloads unspecified. */
+function bits(a: Float32Array): number[] {
+  return Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length), (b, i) => (Number.isNaN(a[i]) ? 0x7fc00000 : b));
+}
+
+/** `bytes` copied to an odd offset of a larger buffer: an unaligned start. */
+function unaligned(bytes: Uint8Array, shift: number): Uint8Array {
+  const big = new Uint8Array(bytes.length + shift);
+  big.set(bytes, shift);
+  return big.subarray(shift);
+}
+
+const LENGTHS = [0, 1, 3, 15, 16, 17, 63, 64, 65, 127, 128, 129, 1000, 16383, 16384, 16385, 40_001];
+
+function bytesOf(a: ArrayBufferView): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+function both(run: (k: Kernels) => Float32Array): [Float32Array, Float32Array] {
+  return [run(wasm), run(ref)];
+}
+
+describe('kernels.wasm', () => {
+  it('runs WebAssembly SIMD on this Node (the reference is the fallback only)', () => {
+    expect(wasmKernelsSupported()).toBe(true);
+    expect(wasm.simd).toBe(true);
+    expect(ref.simd).toBe(false);
+  });
+
+  it('is what scripts/build-wasm.mjs makes of kernels.wat, and the embedded copy is the same bytes', () => {
+    execFileSync(process.execPath, [join(ROOT, 'scripts/build-wasm.mjs'), '--check'], { cwd: ROOT });
+    expect(Buffer.from(kernelWasmBytes()).equals(readFileSync(join(ROOT, 'aggregation/kernels/kernels.wasm')))).toBe(true);
+  });
+});
+
+describe('weighted accumulation: WebAssembly SIMD equals the JS reference bit for bit', () => {
+  const weights = [1, 0.25, -0.7, 1e-3, 3];
+
+  it.each(LENGTHS)('accF32 over %i values', (n) => {
+    for (const [k, w] of weights.entries()) {
+      const acc0 = randomF32(n, 100 + n + k);
+      const src = randomF32(n, 200 + n + k);
+      const [a, b] = both((kern) => {
+        const acc = acc0.slice();
+        kern.accF32(acc, src, w);
+        return acc;
+      });
+      expect(bits(a)).toEqual(bits(b));
+    }
+  });
+
+  it.each(LENGTHS)('accBf16 over %i values', (n) => {
+    for (const [k, w] of weights.entries()) {
+      const acc0 = randomF32(n, 300 + n + k);
+      const src = f32ToBf16(randomF32(n, 400 + n + k));
+      const [a, b] = both((kern) => {
+        const acc = acc0.slice();
+        kern.accBf16(acc, src, w);
+        return acc;
+      });
+      expect(bits(a)).toEqual(bits(b));
+    }
+  });
+
+  it.each(LENGTHS)('accInt8 over %i values, from every kind of block start', (n) => {
+    const r = rng(500 + n);
+    const bytes = Uint8Array.from({ length: encodedRange('int8', 127, n + 128).byteLength + 132 }, () => Math.floor(r() * 256));
+    for (const skip of [0, 1, 64, 127]) {
+      const acc0 = randomF32(n, 600 + n + skip);
+      const [a, b] = both((kern) => {
+        const acc = acc0.slice();
+        kern.accInt8(acc, bytes, 0.3, skip);
+        return acc;
+      });
+      expect(bits(a)).toEqual(bits(b));
+    }
+  });
+
+  it.each<WireEncoding>(['f32', 'bf16', 'int8'])('accEncoded %s reads wire bytes at unaligned starts', (encoding) => {
+    const n = 1031;
+    const values = randomF32(n, 77, encoding !== 'int8');
+    const wire = encoding === 'f32' ? bytesOf(values) : encoding === 'bf16' ? bytesOf(f32ToBf16(values)) : encodeInt8Blocks(values);
+    for (const shift of [1, 2, 3]) {
+      const src = unaligned(wire, shift);
+      const acc0 = randomF32(n, 78 + shift, false);
+      const [a, b] = both((kern) => {
+        const acc = acc0.slice();
+        kern.accEncoded(acc, src, encoding, 0.5);
+        return acc;
+      });
+      expect(bits(a)).toEqual(bits(b));
+    }
+  });
+
+  it('keeps the sign of zero as IEEE addition does (−0 + −0 = −0, +0 + −0 = +0)', () => {
+    for (const kern of [wasm, ref]) {
+      const acc = Float32Array.of(-0, 0, -0, 0);
+      kern.accF32(acc, Float32Array.of(-0, -0, 0, 0), 1);
+      expect(Array.from(acc).map((v) => Object.is(v, -0))).toEqual([true, false, false, false]);
+    }
+  });
+
+  it('refuses a source shorter than the accumulator with INVALID_ARGUMENT', () => {
+    for (const kern of [wasm, ref]) {
+      const err = (() => {
+        try {
+          kern.accEncoded(new Float32Array(10), new Uint8Array(39), 'f32', 1);
+        } catch (e) {
+          return e;
+        }
+        return undefined;
+      })();
+      expect(err).toBeInstanceOf(AggregationError);
+      expect((err as AggregationError).code).toBe('INVALID_ARGUMENT');
+    }
+  });
+});
+
+describe('modular addition of masked words', () => {
+  it.each(LENGTHS)('add/sub mod 2^32 and 2^16 over %i words equal the reference', (n) => {
+    const r = rng(900 + n);
+    const a32 = Uint32Array.from({ length: n }, () => Math.floor(r() * 2 ** 32));
+    const b32 = Uint32Array.from({ length: n }, () => Math.floor(r() * 2 ** 32));
+    const a16 = Uint16Array.from({ length: n }, () => Math.floor(r() * 2 ** 16));
+    const b16 = Uint16Array.from({ length: n }, () => Math.floor(r() * 2 ** 16));
+    for (const op of ['addModU32', 'subModU32'] as const) {
+      const x = a32.slice();
+      const y = a32.slice();
+      wasm[op](x, b32);
+      ref[op](y, b32);
+      expect(x).toEqual(y);
+    }
+    for (const op of ['addModU16', 'subModU16'] as const) {
+      const x = a16.slice();
+      const y = a16.slice();
+      wasm[op](x, b16);
+      ref[op](y, b16);
+      expect(x).toEqual(y);
+    }
+  });
+
+  it('wraps: 0xffffffff + 2 = 1 and 0 − 1 = 0xffff', () => {
+    for (const kern of [wasm, ref]) {
+      const a = Uint32Array.of(0xffffffff);
+      kern.addModU32(a, Uint32Array.of(2));
+      expect(a[0]).toBe(1);
+      const b = Uint16Array.of(0);
+      kern.subModU16(b, Uint16Array.of(1));
+      expect(b[0]).toBe(0xffff);
+    }
+  });
+});
+
+describe('findNonFinite', () => {
+  it.each(LENGTHS.filter((n) => n > 0))('finds the first NaN or ±Inf in %i values wherever it sits', (n) => {
+    const values = randomF32(n, 1200 + n, false);
+    expect(wasm.findNonFinite(values)).toBe(-1);
+    for (const at of [0, n >> 1, n - 1]) {
+      for (const bad of [Number.NaN, Infinity, -Infinity]) {
+        const v = values.slice();
+        v[at] = bad;
+        if (at + 1 < n) v[n - 1] = Number.NaN; // a later one must not win
+        expect(wasm.findNonFinite(v)).toBe(at);
+        expect(ref.findNonFinite(v)).toBe(at);
+      }
+    }
+  });
+
+  it('treats the largest finite f32 and subnormals as finite', () => {
+    const v = Float32Array.of(3.4028234663852886e38, -3.4028234663852886e38, 1e-45, -0);
+    expect(wasm.findNonFinite(v)).toBe(-1);
+    expect(ref.findNonFinite(v)).toBe(-1);
+  });
+});

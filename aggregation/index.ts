@@ -17,3 +17,15 @@ export * from './safetensors/index.js';
 export { type AccumulatorEncoding, type TensorLayoutEntry, WeightedAccumulator, checkFinite } from './accumulator.js';
 export * from './optimizers/index.js';
 export * from './secagg/index.js';
+export * from './kernels/index.js';
+export {
+  type DeltaEncoding,
+  type Piece,
+  type Segment,
+  deltaSegments,
+  encodedTensorBytes,
+  isUnitBoundary,
+  segmentAt,
+  segmentsBytes,
+  stripePieces,
+} from './wire-layout.js';

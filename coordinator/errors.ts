@@ -19,10 +19,19 @@ export const COORDINATOR_ERRORS = {
   CHUNK_OUT_OF_RANGE: { status: grpc.status.OUT_OF_RANGE, retryable: false },
   CHECKSUM_MISMATCH: { status: grpc.status.DATA_LOSS, retryable: true },
   UPLOAD_INTERRUPTED: { status: grpc.status.ABORTED, retryable: true },
+  /** A site opened more upload streams at once than `limits.maxStreamsPerSite`; its others go on. */
+  TOO_MANY_STREAMS: { status: grpc.status.RESOURCE_EXHAUSTED, retryable: true },
   BAD_REQUEST: { status: grpc.status.INVALID_ARGUMENT, retryable: false },
   MODEL_NOT_FOUND: { status: grpc.status.NOT_FOUND, retryable: false },
   STATE_CORRUPT: { status: grpc.status.INTERNAL, retryable: false },
   INTERNAL: { status: grpc.status.INTERNAL, retryable: true },
+  /** An admin command that the run's state does not allow (start while a run is active, ...). */
+  RUN_STATE: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
+  /** A revoked site's certificate. */
+  SITE_REVOKED: { status: grpc.status.PERMISSION_DENIED, retryable: false },
+  /** An enrolment the coordinator refuses (a key other than the site's, a certificate of another CA). */
+  ENROLMENT_REFUSED: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
+  UNKNOWN_SITE: { status: grpc.status.NOT_FOUND, retryable: false },
 } as const satisfies Record<string, { status: grpc.status; retryable: boolean }>;
 
 export type CoordinatorErrorCode = keyof typeof COORDINATOR_ERRORS;
@@ -45,11 +54,19 @@ export class CoordinatorError extends Error {
 /** Metadata keys that carry the fedhpc error code and retry hint next to the gRPC status. */
 export const ERROR_METADATA = { code: 'fedhpc-error-code', retryable: 'fedhpc-retryable' } as const;
 
+/** Longest error message sent to a caller, in characters. */
+const MAX_DETAILS_CHARS = 1024;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
 /** Maps any thrown value to the gRPC error the caller receives. Unknown errors become INTERNAL. */
 export function toServiceError(err: unknown): Partial<grpc.ServiceError> & { code: grpc.status; details: string } {
   const e = err instanceof CoordinatorError ? err : new CoordinatorError('INTERNAL', 'internal error', {}, { cause: err });
   const metadata = new grpc.Metadata();
   metadata.set(ERROR_METADATA.code, e.code);
   metadata.set(ERROR_METADATA.retryable, String(e.retryable));
-  return { code: COORDINATOR_ERRORS[e.code].status, details: `${e.code}: ${e.message}`, metadata, name: e.name, message: e.message };
+  // Messages may quote what the caller sent; the status travels in an HTTP/2 trailer, and one
+  // larger than the peer's header limit never arrives (the call hangs until its deadline).
+  // Lone surrogates (a quoted half of a character) make grpc-js's percent-encoding throw: replace them.
+  const message = (e.message.length > MAX_DETAILS_CHARS ? `${e.message.slice(0, MAX_DETAILS_CHARS)}… (${e.message.length} characters)` : e.message).replace(LONE_SURROGATE, '\uFFFD');
+  return { code: COORDINATOR_ERRORS[e.code].status, details: `${e.code}: ${message}`, metadata, name: e.name, message };
 }

@@ -20,6 +20,8 @@ export type SiteTask =
       readonly trainingDeadlineMs: number;
       readonly uploadDeadlineMs: number;
       readonly maxChunkBytes: number;
+      /** Upload streams the site may hold open at once. */
+      readonly maxStreams?: number;
       readonly evaluate: boolean;
       /** Secure rounds: shares sealed for this site, and the sites that completed the exchange. */
       readonly shares: readonly StoredShare[];
@@ -57,6 +59,8 @@ export interface SiteRecord {
   bytesUp: number;
   bytesDown: number;
   roundsContributed: number;
+  /** The transfer the site reported last (heartbeats), while one runs. */
+  transfer?: { direction: 'upload' | 'download'; bytes: number; total: number; rateBytesPerS: number; etaS: number; updatedAt: number };
   /** Set while the site holds an open `Tasks` stream. */
   deliver: ((task: SiteTask) => void) | undefined;
   /** Ends the open stream (when replaced by a newer one). */
@@ -143,5 +147,9 @@ export class SiteRegistry {
     site.lastSeenMs = this.now();
     if (activity !== undefined) site.activity = activity;
     if (progress !== undefined) site.progress = progress;
+    this.onTouch?.(id, site.activity, site.progress);
   }
+
+  /** Called on every heartbeat (the site logs of `admin logs`). */
+  onTouch: ((id: string, activity: string, progress: number) => void) | undefined;
 }

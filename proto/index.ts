@@ -11,6 +11,9 @@ export type { ProtoGrpcType } from './generated/fedhpc.js';
 // <generated-exports>
 export type { Ack, Ack__Output } from './generated/fedhpc/v1/Ack.js';
 export type { AdminServiceClient, AdminServiceHandlers, AdminServiceDefinition } from './generated/fedhpc/v1/AdminService.js';
+export type { ApproveSiteRequest, ApproveSiteRequest__Output } from './generated/fedhpc/v1/ApproveSiteRequest.js';
+export type { ApproveSiteResponse, ApproveSiteResponse__Output } from './generated/fedhpc/v1/ApproveSiteResponse.js';
+export type { AttemptInfo, AttemptInfo__Output } from './generated/fedhpc/v1/AttemptInfo.js';
 export type { CancelTask, CancelTask__Output } from './generated/fedhpc/v1/CancelTask.js';
 export type { ConsistencyTask, ConsistencyTask__Output } from './generated/fedhpc/v1/ConsistencyTask.js';
 export type { DownloadRequest, DownloadRequest__Output } from './generated/fedhpc/v1/DownloadRequest.js';
@@ -28,37 +31,56 @@ export type { KeyAdvertisement, KeyAdvertisement__Output } from './generated/fed
 export type { KeysTask, KeysTask__Output } from './generated/fedhpc/v1/KeysTask.js';
 export type { ModelChunk, ModelChunk__Output } from './generated/fedhpc/v1/ModelChunk.js';
 export type { ModelRef, ModelRef__Output } from './generated/fedhpc/v1/ModelRef.js';
+export type { ParticipantInfo, ParticipantInfo__Output } from './generated/fedhpc/v1/ParticipantInfo.js';
+export type { PhaseTiming, PhaseTiming__Output } from './generated/fedhpc/v1/PhaseTiming.js';
 export type { RevealedShare, RevealedShare__Output } from './generated/fedhpc/v1/RevealedShare.js';
+export type { RevokeSiteRequest, RevokeSiteRequest__Output } from './generated/fedhpc/v1/RevokeSiteRequest.js';
+export type { RevokeSiteResponse, RevokeSiteResponse__Output } from './generated/fedhpc/v1/RevokeSiteResponse.js';
+export type { RoundDetail, RoundDetail__Output } from './generated/fedhpc/v1/RoundDetail.js';
 export type { RoundInfo, RoundInfo__Output } from './generated/fedhpc/v1/RoundInfo.js';
+export type { RoundReceipt, RoundReceipt__Output } from './generated/fedhpc/v1/RoundReceipt.js';
+export type { RoundRequest, RoundRequest__Output } from './generated/fedhpc/v1/RoundRequest.js';
 export type { RoundsRequest, RoundsRequest__Output } from './generated/fedhpc/v1/RoundsRequest.js';
 export type { RoundsResponse, RoundsResponse__Output } from './generated/fedhpc/v1/RoundsResponse.js';
+export type { RunControlRequest, RunControlRequest__Output } from './generated/fedhpc/v1/RunControlRequest.js';
+export type { RunControlResponse, RunControlResponse__Output } from './generated/fedhpc/v1/RunControlResponse.js';
 export type { SecAggParams, SecAggParams__Output } from './generated/fedhpc/v1/SecAggParams.js';
 export type { SharesSubmission, SharesSubmission__Output } from './generated/fedhpc/v1/SharesSubmission.js';
 export type { SharesTask, SharesTask__Output } from './generated/fedhpc/v1/SharesTask.js';
 export type { SiteEval, SiteEval__Output } from './generated/fedhpc/v1/SiteEval.js';
 export type { SiteInfo, SiteInfo__Output } from './generated/fedhpc/v1/SiteInfo.js';
+export type { SiteLogLine, SiteLogLine__Output } from './generated/fedhpc/v1/SiteLogLine.js';
+export type { SiteLogsRequest, SiteLogsRequest__Output } from './generated/fedhpc/v1/SiteLogsRequest.js';
+export type { SiteLogsResponse, SiteLogsResponse__Output } from './generated/fedhpc/v1/SiteLogsResponse.js';
 export type { SiteServiceClient, SiteServiceHandlers, SiteServiceDefinition } from './generated/fedhpc/v1/SiteService.js';
 export type { SitesRequest, SitesRequest__Output } from './generated/fedhpc/v1/SitesRequest.js';
 export type { SitesResponse, SitesResponse__Output } from './generated/fedhpc/v1/SitesResponse.js';
+export type { StartRunRequest, StartRunRequest__Output } from './generated/fedhpc/v1/StartRunRequest.js';
 export type { StatusRequest, StatusRequest__Output } from './generated/fedhpc/v1/StatusRequest.js';
 export type { StatusResponse, StatusResponse__Output } from './generated/fedhpc/v1/StatusResponse.js';
 export type { SurvivorSignature, SurvivorSignature__Output } from './generated/fedhpc/v1/SurvivorSignature.js';
 export type { Task, Task__Output } from './generated/fedhpc/v1/Task.js';
 export type { TasksRequest, TasksRequest__Output } from './generated/fedhpc/v1/TasksRequest.js';
+export type { TensorDigest, TensorDigest__Output } from './generated/fedhpc/v1/TensorDigest.js';
 export type { TensorSpec, TensorSpec__Output } from './generated/fedhpc/v1/TensorSpec.js';
 export type { TrainTask, TrainTask__Output } from './generated/fedhpc/v1/TrainTask.js';
 export type { TrainingFailure, TrainingFailure__Output } from './generated/fedhpc/v1/TrainingFailure.js';
+export type { TransferProgress, TransferProgress__Output } from './generated/fedhpc/v1/TransferProgress.js';
 export type { UnmaskResponse, UnmaskResponse__Output } from './generated/fedhpc/v1/UnmaskResponse.js';
 export type { UnmaskTask, UnmaskTask__Output } from './generated/fedhpc/v1/UnmaskTask.js';
+export type { UploadAccepted, UploadAccepted__Output } from './generated/fedhpc/v1/UploadAccepted.js';
+export type { UploadAck, UploadAck__Output } from './generated/fedhpc/v1/UploadAck.js';
 export type { UploadChunk, UploadChunk__Output } from './generated/fedhpc/v1/UploadChunk.js';
 export type { UploadHeader, UploadHeader__Output } from './generated/fedhpc/v1/UploadHeader.js';
 export type { UploadMessage, UploadMessage__Output } from './generated/fedhpc/v1/UploadMessage.js';
+export type { UploadReply, UploadReply__Output } from './generated/fedhpc/v1/UploadReply.js';
+export type { UploadResend, UploadResend__Output } from './generated/fedhpc/v1/UploadResend.js';
 export type { UploadResult, UploadResult__Output } from './generated/fedhpc/v1/UploadResult.js';
 export type { UploadTrailer, UploadTrailer__Output } from './generated/fedhpc/v1/UploadTrailer.js';
 // </generated-exports>
 
 /** Protocol version spoken by this build; `Join` refuses agents that speak another. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Largest message either side accepts: one 4 MiB chunk plus framing. */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024;

@@ -29,6 +29,12 @@ export const siteConfigSchema = z
     coordinator: z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'host:port'),
     /** TLS server name to verify when `coordinator` is an address the certificate does not name. */
     serverName: z.string().optional(),
+    /** Outbound HTTP CONNECT proxy, `http://[user:password@]host:port` (default: `https_proxy` etc. from the environment). */
+    proxy: z
+      .string()
+      .url()
+      .refine((u) => /^http:\/\/[^/]+(:\d{1,5})?\/?$/.test(u), 'an http:// proxy URL with host and port and no path, e.g. http://proxy.example.org:3128')
+      .optional(),
     tls: z.object({ ca: z.string(), cert: z.string(), key: z.string() }).strict(),
     workDir: z.string(),
     runner: z.discriminatedUnion('kind', [builtinRunnerSchema, commandRunnerSchema, slurmRunnerSchema]),
@@ -38,6 +44,10 @@ export const siteConfigSchema = z
         chunkBytes: z.number().int().min(4096).max(4 * 1024 * 1024).default(1024 * 1024),
         /** Upload rate limit in bytes per second, for centres that share their link (0: none). */
         uploadRateBytesPerS: z.number().min(0).default(0),
+        /** Upload streams (stripes) per delta, to fill a long, fat link (capped by the coordinator). */
+        parallelStreams: z.number().int().min(1).max(64).default(1),
+        /** A transfer with no progress for this long fails (a broken one is resumed until then). */
+        idleTimeoutS: z.number().positive().max(24 * 3600).default(60),
       })
       .strict()
       .default({}),
@@ -45,6 +55,8 @@ export const siteConfigSchema = z
       .object({ initialMs: z.number().int().min(10).default(250), maxMs: z.number().int().min(100).default(15_000) })
       .strict()
       .default({}),
+    /** Prometheus endpoint of this agent (off unless configured); binds 127.0.0.1 by default. */
+    metrics: z.object({ port: z.number().int().min(0).max(65_535), host: z.string().default('127.0.0.1') }).strict().optional(),
     /** Give up after this long without reaching the coordinator (0: never). */
     giveUpAfterS: z.number().min(0).default(0),
     log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info') }).strict().default({}),

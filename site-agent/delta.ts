@@ -1,22 +1,13 @@
 /**
- * Δ = local − global, computed by the agent itself, streamed tensor by tensor from the two
- * safetensors files (never both models in memory), as little-endian f32 chunks in the global
- * model's tensor order.
+ * Δ = local − global, computed by the agent itself: see `encode.ts` for the wire encodings. This
+ * module keeps the plain f32 helpers other parts (simulation, tests) use.
  */
-import { openSafetensors } from '../aggregation/index.js';
-import { openFileSource } from '../common/files.js';
-import { SiteAgentError } from './errors.js';
-
-/** A tensor of the global model as the task declares it. */
-export interface TaskTensor {
-  readonly name: string;
-  readonly dtype: string;
-  readonly shape: readonly number[];
-}
+import { DeltaEncoder, type TaskTensor } from './encode.js';
+export type { TaskTensor } from './encode.js';
 
 /**
- * Yields the encoded delta in chunks of at most `maxChunkBytes` (a multiple of 4). Throws
- * MODEL_INVALID when the local file's names or shapes differ from the global model's.
+ * Yields the f32 delta in chunks of at most `maxChunkBytes`. Throws MODEL_INVALID when the local
+ * file's names or shapes differ from the global model's.
  */
 export async function* deltaChunks(
   globalPath: string,
@@ -25,33 +16,11 @@ export async function* deltaChunks(
   maxChunkBytes: number,
   signal: AbortSignal,
 ): AsyncGenerator<Buffer> {
-  const gSrc = await openFileSource(globalPath);
-  const lSrc = await openFileSource(localPath);
+  const enc = await DeltaEncoder.open(globalPath, localPath, tensors, 'f32');
   try {
-    const g = await openSafetensors(gSrc);
-    const l = await openSafetensors(lSrc);
-    const perChunk = Math.max(1, Math.floor(maxChunkBytes / 4));
-    for (const t of tensors) {
-      const gi = g.tensor(t.name);
-      const li = l.tensors.find((x) => x.name === t.name);
-      if (!li || li.shape.join() !== gi.shape.join()) {
-        throw new SiteAgentError('MODEL_INVALID', `local model's tensor ${t.name} is ${li ? `[${li.shape.join(', ')}]` : 'missing'}, global is [${gi.shape.join(', ')}]`, false);
-      }
-      for (let start = 0; start < gi.elements; start += perChunk) {
-        signal.throwIfAborted();
-        const n = Math.min(perChunk, gi.elements - start);
-        const global = await g.readF32(t.name, start, n);
-        const local = await l.readF32(t.name, start, n);
-        for (let i = 0; i < n; i++) local[i] = local[i]! - global[i]!;
-        yield Buffer.from(local.buffer, local.byteOffset, n * 4);
-      }
-    }
-    if (l.tensors.length !== tensors.length) {
-      throw new SiteAgentError('MODEL_INVALID', `local model has ${l.tensors.length} tensors, global has ${tensors.length}`, false);
-    }
+    for await (const c of enc.range(0, enc.totalBytes, maxChunkBytes, signal)) yield c.data;
   } finally {
-    await gSrc.close();
-    await lSrc.close();
+    await enc.close();
   }
 }
 

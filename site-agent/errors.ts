@@ -8,6 +8,10 @@ export const SITE_ERROR_CODES = [
   'CANCELLED',
   'REFUSED',
   'UNREACHABLE',
+  'TRANSFER_STALLED',
+  'CHUNK_CRC',
+  'UPLOAD_INCOMPLETE',
+  'CERTIFICATE_INVALID',
 ] as const;
 export type SiteErrorCode = (typeof SITE_ERROR_CODES)[number];
 

@@ -1,24 +1,75 @@
 /**
- * Moving models and deltas: downloads into a content-addressed cache (skipped when the model is
- * already held, resumed from a partial file, verified by SHA-256) and chunked uploads with
- * backpressure and a trailer hash.
+ * Moving models and deltas. Downloads land in a content-addressed cache (skipped when the model is
+ * already held), check each chunk's CRC32C, resume from the partial file after a break or a bad
+ * chunk, and verify the whole SHA-256. Uploads split the encoded delta into stripes, each on its own
+ * stream and resumed from the coordinator's acknowledged offset after a break; a shared pacer keeps
+ * all stripes within the site's rate limit. Idle (no-progress) timeouts end stalled transfers.
  */
-import type * as grpc from '@grpc/grpc-js';
-import { createHash } from 'node:crypto';
-import { once } from 'node:events';
+import * as grpc from '@grpc/grpc-js';
+import { crc32c } from '@node-rs/crc32';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { sleep } from '../common/backoff.js';
+import { backoffDelay, sleep } from '../common/backoff.js';
 import { fsyncDir, sha256File } from '../common/files.js';
 import type { ModelChunk__Output, SiteServiceClient, UploadMessage, UploadResult__Output } from '../proto/index.js';
+import { isUnitBoundary } from '../aggregation/index.js';
+import type { DeltaEncoder } from './encode.js';
 import { SiteAgentError } from './errors.js';
+import { sendStripe } from './upload-stripe.js';
 
 /** Bytes moved, for progress reports. */
 export type TransferProgress = (done: number, total: number) => void;
 
+/** How transfers behave when the network does not. */
+export interface TransferPolicy {
+  /** A transfer that makes no progress for this long fails. */
+  readonly idleMs: number;
+  readonly retry: { readonly initialMs: number; readonly maxMs: number };
+}
+
+export const DEFAULT_POLICY: TransferPolicy = { idleMs: 60_000, retry: { initialMs: 250, maxMs: 5_000 } };
+
+/** gRPC codes after which the same transfer cannot succeed by trying again. */
+const FINAL = new Set<grpc.status>([
+  grpc.status.INVALID_ARGUMENT,
+  grpc.status.OUT_OF_RANGE,
+  grpc.status.FAILED_PRECONDITION,
+  grpc.status.NOT_FOUND,
+  grpc.status.PERMISSION_DENIED,
+  grpc.status.UNAUTHENTICATED,
+]);
+
 /** Local path of a cached model. */
 export function cachedModelPath(cacheDir: string, sha256: string): string {
   return join(cacheDir, `${sha256}.safetensors`);
+}
+
+/**
+ * Runs `attempt` until it succeeds, retrying with backoff after transient failures while progress
+ * (as `position()` reports it) is made at least every `idleMs`.
+ */
+async function withRetries<T>(what: string, policy: TransferPolicy, signal: AbortSignal, position: () => number, attempt: () => Promise<T>): Promise<T> {
+  let failures = 0;
+  let lastPos = position();
+  let lastProgress = Date.now();
+  for (;;) {
+    try {
+      return await attempt();
+    } catch (err) {
+      signal.throwIfAborted();
+      const code = (err as grpc.ServiceError).code;
+      if ((err instanceof SiteAgentError && !err.retryable) || FINAL.has(code)) throw err;
+      if (position() > lastPos) {
+        lastPos = position();
+        lastProgress = Date.now();
+        failures = 0;
+      }
+      if (Date.now() - lastProgress > policy.idleMs) {
+        throw new SiteAgentError('TRANSFER_STALLED', `${what}: no progress for ${policy.idleMs / 1000} s (${(err as Error).message})`, true, {}, { cause: err });
+      }
+      await sleep(backoffDelay(policy.retry, failures++, Math.random), signal);
+    }
+  }
 }
 
 /**
@@ -32,6 +83,7 @@ export async function downloadModel(
   cacheDir: string,
   signal: AbortSignal,
   onProgress: TransferProgress,
+  policy: TransferPolicy = DEFAULT_POLICY,
 ): Promise<{ path: string; bytes: number }> {
   await mkdir(cacheDir, { recursive: true });
   const path = cachedModelPath(cacheDir, sha256);
@@ -42,27 +94,8 @@ export async function downloadModel(
     await rm(partial);
     offset = 0;
   }
-  const file = await open(partial, offset > 0 ? 'r+' : 'w', 0o600);
-  let received = 0;
-  try {
-    const call = client.Download({ sha256, offset }, { deadline: Infinity });
-    const abort = (): void => call.cancel();
-    signal.addEventListener('abort', abort, { once: true });
-    try {
-      for await (const chunk of call as AsyncIterable<ModelChunk__Output>) {
-        const at = Number(chunk.offset);
-        if (at !== offset + received) throw new SiteAgentError('MODEL_CHECKSUM', `download chunk at ${at}, expected ${offset + received}`, true);
-        await file.write(chunk.data, 0, chunk.data.length, at);
-        received += chunk.data.length;
-        onProgress(offset + received, sizeBytes);
-      }
-    } finally {
-      signal.removeEventListener('abort', abort);
-    }
-    await file.sync();
-  } finally {
-    await file.close();
-  }
+  const state = { offset, received: 0 };
+  await withRetries(`download of ${sha256}`, policy, signal, () => state.offset, () => downloadFrom(client, sha256, sizeBytes, partial, state, signal, onProgress, policy.idleMs));
   signal.throwIfAborted();
   const actual = await sha256File(partial, signal);
   if (actual !== sha256) {
@@ -71,7 +104,50 @@ export async function downloadModel(
   }
   await rename(partial, path);
   await fsyncDir(cacheDir);
-  return { path, bytes: received };
+  return { path, bytes: state.received };
+}
+
+/** One `Download` call from `state.offset`; a chunk failing its CRC32C ends it (the retry resumes there). */
+async function downloadFrom(
+  client: SiteServiceClient,
+  sha256: string,
+  sizeBytes: number,
+  partial: string,
+  state: { offset: number; received: number },
+  signal: AbortSignal,
+  onProgress: TransferProgress,
+  idleMs: number,
+): Promise<void> {
+  const file = await open(partial, state.offset > 0 ? 'r+' : 'w', 0o600);
+  const call = client.Download({ sha256, offset: state.offset }, { deadline: Infinity });
+  let timer: NodeJS.Timeout | undefined;
+  const arm = (): void => {
+    clearTimeout(timer);
+    timer = setTimeout(() => call.cancel(), idleMs);
+  };
+  const abort = (): void => call.cancel();
+  signal.addEventListener('abort', abort, { once: true });
+  try {
+    arm();
+    for await (const chunk of call as AsyncIterable<ModelChunk__Output>) {
+      arm();
+      const at = Number(chunk.offset);
+      if (at !== state.offset) throw new SiteAgentError('MODEL_CHECKSUM', `download chunk at ${at}, expected ${state.offset}`, true);
+      if (crc32c(chunk.data) !== chunk.crc32c) throw new SiteAgentError('CHUNK_CRC', `download chunk at ${at} failed its CRC32C: asking again from there`, true);
+      await file.write(chunk.data, 0, chunk.data.length, at);
+      state.offset += chunk.data.length;
+      state.received += chunk.data.length;
+      onProgress(state.offset, sizeBytes);
+    }
+    if (state.offset !== sizeBytes) throw new SiteAgentError('MODEL_CHECKSUM', `download ended at ${state.offset} of ${sizeBytes} bytes`, true);
+    await file.sync();
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener('abort', abort);
+    call.cancel();
+    await file.truncate(state.offset).catch(() => undefined);
+    await file.close();
+  }
 }
 
 /** What an upload declares before its bytes. */
@@ -82,7 +158,6 @@ export interface UploadHeaderFields {
   readonly baseModelSha256: string;
   readonly encoding: string;
   readonly tensors: readonly { name: string; dtype: string; shape: readonly number[] }[];
-  readonly totalBytes: number;
   readonly samples: number;
   readonly tokens: number;
   readonly steps: number;
@@ -90,65 +165,96 @@ export interface UploadHeaderFields {
   readonly dataManifestSha256: string;
 }
 
-/**
- * Streams one delta: header, chunks (waiting for 'drain' when the HTTP/2 window is full), trailer
- * with the SHA-256 of all bytes. Resolves with the coordinator's verdict.
- */
-export async function uploadDelta(
-  client: SiteServiceClient,
-  header: UploadHeaderFields,
-  chunks: AsyncIterable<Buffer>,
-  signal: AbortSignal,
-  onProgress: TransferProgress,
-  rateBytesPerS = 0,
-): Promise<UploadResult__Output> {
-  let call!: grpc.ClientWritableStream<UploadMessage>;
-  const result = new Promise<UploadResult__Output>((resolve, reject) => {
-    call = client.Upload({ deadline: Infinity }, (err, res) => (err || !res ? reject(err ?? new Error('empty upload result')) : resolve(res)));
-  });
-  // Settle `result` early on a failed call, so a write loop blocked on 'drain' does not hang.
-  const failed = result.then(
-    () => new Promise<never>(() => undefined),
-    (err: unknown) => Promise.reject(err),
-  );
-  failed.catch(() => undefined); // observed by the races below; never an unhandled rejection
-  const abort = (): void => call.cancel();
-  signal.addEventListener('abort', abort, { once: true });
-  try {
-    const send = async (msg: UploadMessage): Promise<void> => {
-      if (!call.write(msg)) await Promise.race([once(call, 'drain'), failed]);
-    };
-    await send({
-      header: {
-        ...header,
-        tensors: header.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: [...t.shape] })),
-        encoding: { name: header.encoding },
-      },
-    });
-    const hash = createHash('sha256');
-    let offset = 0;
-    const started = Date.now();
-    for await (const data of chunks) {
-      hash.update(data);
-      await send({ chunk: { offset, data } });
-      offset += data.length;
-      onProgress(offset, header.totalBytes);
-      if (rateBytesPerS > 0) {
-        // Pace to the limit: never ahead of rate × elapsed.
-        const ahead = (offset / rateBytesPerS) * 1000 - (Date.now() - started);
-        if (ahead > 0) await Promise.race([sleep(ahead, signal), failed]);
-      }
-    }
-    await send({ trailer: { sha256: hash.digest('hex') } });
-    call.end();
-    return await result;
-  } catch (err) {
-    call.cancel();
-    await result.catch(() => undefined);
-    throw err;
-  } finally {
-    signal.removeEventListener('abort', abort);
+/** How an upload runs. */
+export interface UploadOptions {
+  readonly chunkBytes: number;
+  /** Streams to split the delta over (already capped by the coordinator's allowance). */
+  readonly streams: number;
+  /** Site-wide upload rate limit in bytes per second, shared by all streams (0: none). */
+  readonly rateBytesPerS: number;
+  readonly policy?: TransferPolicy;
+  /** Bytes put on the wire, re-sent ones included (tests count them). */
+  readonly onSent?: (n: number) => void;
+}
+
+/** Splits [0, total) into `n` contiguous stripes whose bounds fall between values (int8: blocks). */
+export function planStripes(encoder: DeltaEncoder, n: number): { start: number; end: number }[] {
+  const total = encoder.totalBytes;
+  const cuts = [0];
+  for (let k = 1; k < n; k++) {
+    let at = Math.max(cuts[cuts.length - 1]!, Math.floor((total * k) / n));
+    while (at < total && !isUnitBoundary(encoder.segments, at)) at++;
+    if (at > cuts[cuts.length - 1]! && at < total) cuts.push(at);
   }
+  cuts.push(total);
+  return cuts.slice(1).map((end, i) => ({ start: cuts[i]!, end }));
+}
+
+/** A pacer shared by every stream of one site: never ahead of rate × elapsed. */
+export function ratePacer(rateBytesPerS: number, signal: AbortSignal): (n: number) => Promise<void> {
+  if (!(rateBytesPerS > 0)) return async () => undefined;
+  let next = Date.now();
+  return async (n) => {
+    // Each chunk takes the next free slot of n / rate seconds; streams queue on the same clock.
+    const now = Date.now();
+    const at = Math.max(next, now);
+    next = at + (n / rateBytesPerS) * 1000;
+    if (at > now) await sleep(at - now, signal);
+  };
+}
+
+/**
+ * Uploads the delta `encoder` produces: one stream per stripe, each retried and resumed until the
+ * coordinator has it all. Resolves with the result of the stream that completed the delta.
+ */
+export async function uploadDelta(client: SiteServiceClient, header: UploadHeaderFields, encoder: DeltaEncoder, outer: AbortSignal, onProgress: TransferProgress, o: UploadOptions): Promise<UploadResult__Output> {
+  const policy = o.policy ?? DEFAULT_POLICY;
+  // One stripe failing for good stops the others.
+  const stop = new AbortController();
+  const signal = AbortSignal.any([outer, stop.signal]);
+  const stripes = planStripes(encoder, Math.max(1, o.streams));
+  const positions = stripes.map((s) => s.start);
+  const done = (): number => positions.reduce((sum, p, i) => sum + p - stripes[i]!.start, 0);
+  const pace = ratePacer(o.rateBytesPerS, signal);
+  const results = await Promise.all(
+    stripes.map((s, i) =>
+      withRetries(`upload of stripe ${s.start}..${s.end}`, policy, signal, () => positions[i]!, async () => {
+        const call = client.Upload({ deadline: Infinity });
+        const abort = (): void => call.cancel();
+        signal.addEventListener('abort', abort, { once: true });
+        try {
+          const wireHeader: UploadMessage['header'] = {
+            ...header,
+            tensors: header.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: [...t.shape] })),
+            encoding: { name: header.encoding },
+            totalBytes: encoder.totalBytes,
+            stripeOffset: s.start,
+            stripeBytes: s.end - s.start,
+            stripeCount: stripes.length,
+            chunkBytes: o.chunkBytes,
+          };
+          const onPosition = (p: number): void => {
+            positions[i] = Math.max(positions[i]!, p);
+            onProgress(done(), encoder.totalBytes);
+          };
+          const result = await sendStripe(call, { encoder, header: wireHeader, start: s.start, end: s.end, chunkBytes: o.chunkBytes, idleMs: policy.idleMs, signal, pace, onSent: o.onSent ?? (() => undefined), onPosition });
+          call.end();
+          return result;
+        } catch (err) {
+          call.cancel();
+          throw err;
+        } finally {
+          signal.removeEventListener('abort', abort);
+        }
+      }).catch((err: unknown) => {
+        stop.abort(err);
+        throw err;
+      }),
+    ),
+  );
+  const complete = results.find((r) => r.complete);
+  if (!complete) throw new SiteAgentError('UPLOAD_INCOMPLETE', 'every stripe was received but none completed the delta', true);
+  return complete;
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -3,6 +3,7 @@
  * and hands them to the driver; every error leaves through `toServiceError`.
  */
 import type * as grpc from '@grpc/grpc-js';
+import { crc32c } from '@node-rs/crc32';
 import { open } from 'node:fs/promises';
 import type { Logger } from '../../common/logger.js';
 import { isSha256 } from '../../common/files.js';
@@ -14,7 +15,7 @@ import {
   type UnmaskResponse__Output,
   type SiteServiceHandlers,
   type Task,
-  type UploadMessage__Output,
+  type TransferProgress__Output,
 } from '../../proto/index.js';
 import type { RoundDriver } from '../driver.js';
 import { CoordinatorError, toServiceError } from '../errors.js';
@@ -22,16 +23,20 @@ import type { EventBus } from '../events.js';
 import type { IdentityResolver, PeerIdentity } from '../pki/index.js';
 import type { SiteRegistry, SiteTask } from '../registry.js';
 import type { StateStore } from '../state/store.js';
+import { ReceiptDesk } from '../audit/receipts.js';
 import { authenticate } from './auth.js';
-import { readMessages, writeWithBackpressure } from './streams.js';
-import { spoolChunks, validateHeader } from './upload.js';
+import { writeWithBackpressure } from './streams.js';
+import { UploadService, type TransferLimits } from './upload-service.js';
 
 export interface SiteServiceOptions {
   readonly federation: string;
   readonly version: string;
   readonly heartbeatIntervalMs: number;
   readonly maxChunkBytes: number;
+  /** Idle timeout of uploads when `transferLimits` is not given. */
   readonly uploadIdleMs: number;
+  /** Idle timeout, stream limit and window of transfers; default from the driver's config. */
+  readonly transferLimits?: () => TransferLimits;
   readonly driver: RoundDriver;
   readonly registry: SiteRegistry;
   readonly store: StateStore;
@@ -75,6 +80,7 @@ export function taskToWire(task: SiteTask): Task {
           trainingDeadlineMs: task.trainingDeadlineMs,
           uploadDeadlineMs: task.uploadDeadlineMs,
           maxChunkBytes: task.maxChunkBytes,
+          maxStreams: task.maxStreams ?? 1,
           evaluate: task.evaluate,
           shares: task.shares.map((x) => ({ fromSite: x.from, toSite: x.to, nonce: x.nonce, ciphertext: x.ciphertext })),
           shareHolders: [...task.shareHolders],
@@ -152,6 +158,9 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
     if (!o.registry.get(id.id)) throw new CoordinatorError('NOT_JOINED', `site ${id.id} must call Join first`);
     return id;
   };
+  const limits = o.transferLimits ?? (() => o.driver.transferLimits(o.uploadIdleMs));
+  const receipts = new ReceiptDesk({ federation: o.federation, store: o.store, logger: o.logger });
+  const uploads = new UploadService({ driver: o.driver, registry: o.registry, store: o.store, logger: o.logger, limits });
   const unary =
     <Req, Res>(fn: (call: grpc.ServerUnaryCall<Req, Res>) => Res) =>
     (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>): void => {
@@ -172,6 +181,10 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
           `agent speaks protocol version ${req.protocolVersion}, this coordinator speaks version ${PROTOCOL_VERSION}`,
           { agent: req.protocolVersion, coordinator: PROTOCOL_VERSION },
         );
+      }
+      // Stored, logged and published with every join: bounded and printable, or refused.
+      if (!/^[\x20-\x7e]{0,64}$/.test(req.agentVersion)) {
+        throw new CoordinatorError('BAD_REQUEST', `agent version must be at most 64 printable ASCII characters (got ${req.agentVersion.length} characters)`);
       }
       if (req.siteId !== '' && req.siteId !== id.id) {
         throw new CoordinatorError('SITE_MISMATCH', `certificate is for site ${id.id}, but the message claims ${req.siteId}`, {
@@ -195,6 +208,7 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
       const id = joined(call);
       const p = call.request.progress;
       o.registry.touch(id.id, call.request.activity.slice(0, 64), Number.isFinite(p) ? p : -1);
+      recordTransfer(o.registry, id.id, call.request.transfer);
       return { serverTimeMs: Date.now() };
     }),
 
@@ -243,11 +257,14 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
             if (!Number.isSafeInteger(offset) || offset < 0 || offset > size) {
               throw new CoordinatorError('CHUNK_OUT_OF_RANGE', `offset ${call.request.offset} outside model of ${size} bytes`);
             }
+            // A reader that takes nothing for the idle timeout is stalled: the download ends.
+            const idleMs = limits().idleMs;
             while (offset < size && !call.cancelled) {
               const n = Math.min(o.maxChunkBytes, size - offset);
               const buf = Buffer.allocUnsafe(n);
               const { bytesRead } = await file.read(buf, 0, n, offset);
-              await writeWithBackpressure(call, { offset, data: buf.subarray(0, bytesRead), totalBytes: size });
+              const data = buf.subarray(0, bytesRead);
+              await writeWithBackpressure(call, { offset, data, totalBytes: size, crc32c: crc32c(data) }, AbortSignal.timeout(idleMs));
               offset += bytesRead;
               o.driver.countBytes('down', bytesRead);
               const rec = o.registry.get(id.id);
@@ -263,50 +280,15 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
       })();
     },
 
-    Upload: (call, callback) => {
-      void (async () => {
-        const abort = new AbortController();
-        const messages = readMessages<UploadMessage__Output>(call, abort.signal, o.uploadIdleMs);
-        let began: { site: string; round: number; attempt: number } | undefined;
-        let site: string | undefined;
-        try {
-          const id = joined(call);
-          site = id.id;
-          o.registry.get(site)?.uploads.add(abort);
-          const first = await messages.next();
-          if (first.done || first.value.kind !== 'header' || !first.value.header) {
-            throw new CoordinatorError('UPLOAD_INVALID', 'an upload must start with a header');
-          }
-          const exp = o.driver.uploadExpectation();
-          const intent = validateHeader(first.value.header, exp);
-          o.driver.beginUpload(site, intent);
-          began = { site, round: intent.round, attempt: intent.attempt };
-          o.registry.touch(site, 'upload', 0);
-          const dir = await o.store.spoolDir(intent.round, intent.attempt);
-          const rec = o.registry.get(site);
-          const spool = await spoolChunks(messages, site, dir, intent, exp, (n) => {
-            o.driver.countBytes('up', n);
-            if (rec) rec.bytesUp += n;
-          });
-          const accepted = o.driver.completeUpload(site, intent, spool);
-          if (!accepted) throw new CoordinatorError('ROUND_CLOSED', `round ${intent.round}.${intent.attempt} no longer takes this upload`);
-          o.logger.info({ site, round: intent.round, phase: 'upload', bytes: spool.bytes }, 'upload verified');
-          callback(null, { accepted: true, receivedBytes: spool.bytes, message: 'verified' });
-        } catch (err) {
-          const e = err instanceof CoordinatorError ? err : new CoordinatorError('UPLOAD_INTERRUPTED', (err as Error).message, {}, { cause: err });
-          if (began) o.driver.failSite(began.site, began.round, began.attempt, `${e.code}: ${e.message}`);
-          else if (site && e.code !== 'ROUND_CLOSED' && e.code !== 'NOT_INVITED' && e.code !== 'NOT_JOINED') {
-            // A header that fails validation is still a broken contribution to the open round.
-            const s = o.driver.scheduler.run;
-            if (s.phase === 'training' || s.phase === 'upload') o.driver.failSite(site, s.round, s.attempt, `${e.code}: ${e.message}`);
-          }
-          o.logger.warn({ site, err: { code: e.code, message: e.message } }, 'upload refused');
-          callback(toServiceError(e));
-        } finally {
-          messages.dispose();
-          if (site) o.registry.get(site)?.uploads.delete(abort);
-        }
-      })();
+    Upload: (call) => {
+      let site: string;
+      try {
+        site = joined(call).id;
+      } catch (err) {
+        call.emit('error', toServiceError(err));
+        return;
+      }
+      void uploads.serve(call, site);
     },
 
     ReportEval: unary((call) => {
@@ -326,6 +308,8 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
     SubmitShares: unary((call) => o.secure(joined(call).id).submitShares(call.request)),
     SignSurvivors: unary((call) => o.secure(joined(call).id).signSurvivors(call.request)),
     RevealShares: unary((call) => o.secure(joined(call).id).revealShares(call.request)),
+    // Audit: a participant's signed receipt of a committed round, journaled once checked.
+    SubmitReceipt: (call, callback) => receipts.handle(call, callback, () => joined(call)),
 
     ReportFailure: unary((call) => {
       const id = joined(call);
@@ -333,5 +317,26 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
       o.driver.failSite(id.id, Number(r.round), r.attempt, `${r.code.slice(0, 64)}: ${r.message.slice(0, 512)}`);
       return {};
     }),
+  };
+}
+
+/** Keeps the transfer a heartbeat reports on the site's record (cleared when none runs). */
+function recordTransfer(registry: SiteRegistry, site: string, t: TransferProgress__Output | null | undefined): void {
+  const rec = registry.get(site);
+  if (!rec) return;
+  if (!t || (t.direction !== 'upload' && t.direction !== 'download')) {
+    delete rec.transfer;
+    return;
+  }
+  const bytes = Number(t.bytes);
+  const total = Number(t.totalBytes);
+  const rate = Number.isFinite(t.rateBytesPerS) && t.rateBytesPerS > 0 ? t.rateBytesPerS : 0;
+  rec.transfer = {
+    direction: t.direction,
+    bytes,
+    total,
+    rateBytesPerS: rate,
+    etaS: rate > 0 ? Math.max(0, total - bytes) / rate : -1,
+    updatedAt: Date.now(),
   };
 }

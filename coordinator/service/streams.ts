@@ -6,7 +6,12 @@ import { CoordinatorError } from '../errors.js';
 /** Writes one message, waiting for 'drain' when the stream's buffer is full. */
 export async function writeWithBackpressure<T>(stream: Writable, message: T, signal?: AbortSignal): Promise<void> {
   if (stream.write(message)) return;
-  await once(stream, 'drain', signal ? { signal } : {});
+  try {
+    await once(stream, 'drain', signal ? { signal } : {});
+  } catch (err) {
+    if (signal?.aborted) throw new CoordinatorError('UPLOAD_INTERRUPTED', 'the peer took no data for the idle timeout', {}, { cause: err });
+    throw err;
+  }
 }
 
 /**
@@ -19,8 +24,15 @@ export function readMessages<T>(
   idleMs: number,
 ): AsyncIterator<T> & { dispose(): void } {
   let timer: NodeJS.Timeout | undefined;
+  // Failing rejects the pending and every later `next()` instead of destroying the stream, so the
+  // handler can still end the call with a status the client sees. Each `next()` gets its own
+  // promise: racing every read against one long-lived "failed" promise would leave a reaction per
+  // read on it, each holding the message it resolved with — a whole upload's chunks kept alive.
+  let failure: Error | undefined;
+  let rejectPending: ((err: Error) => void) | undefined;
   const fail = (err: Error): void => {
-    if (!stream.destroyed) stream.destroy(err);
+    failure ??= err;
+    rejectPending?.(failure);
   };
   const arm = (): void => {
     clearTimeout(timer);
@@ -32,13 +44,26 @@ export function readMessages<T>(
   const inner = stream[Symbol.asyncIterator]() as AsyncIterator<T>;
   arm();
   return {
-    async next() {
-      const r = await inner.next();
-      arm();
-      return r;
+    next() {
+      if (failure) return Promise.reject(failure);
+      return new Promise<IteratorResult<T>>((resolve, reject) => {
+        rejectPending = reject;
+        inner.next().then(
+          (r) => {
+            rejectPending = undefined;
+            arm();
+            resolve(r);
+          },
+          (err: unknown) => {
+            rejectPending = undefined;
+            reject(err as Error);
+          },
+        );
+      });
     },
     dispose() {
       clearTimeout(timer);
+      fail(new CoordinatorError('UPLOAD_INTERRUPTED', 'stream closed'));
       signal.removeEventListener('abort', onAbort);
     },
   };

@@ -1,14 +1,11 @@
 /**
- * Receiving one site's delta: header checks against the open round and the global model, chunks
- * spooled to disk in order with bounds and finiteness checks, and the trailer's SHA-256 verified.
- * A delta joins the sum only once it is complete and verified (DESIGN.md, "Decisions").
+ * Checking an upload header: against the open round, the global model's tensors and the run's
+ * encoding, and the stripe it declares. The stream itself is served by `upload-stream.ts`; a delta
+ * joins the sum only once it is complete and verified (DESIGN.md, "Decisions").
  */
-import { createHash } from 'node:crypto';
-import { open, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { aligned, checkFinite } from '../../aggregation/index.js';
-import type { UploadHeader__Output, UploadMessage__Output } from '../../proto/index.js';
+import type { UploadHeader__Output } from '../../proto/index.js';
 import { CoordinatorError } from '../errors.js';
+import { deltaSegments, isUnitBoundary, segmentsBytes, type Segment, type DeltaEncoding } from '../../aggregation/index.js';
 
 /** One tensor of the global model as uploads must declare it. */
 export interface LayoutTensor {
@@ -25,8 +22,8 @@ export interface UploadExpectation {
   readonly attempt: number;
   readonly globalSha256: string;
   readonly tensors: readonly LayoutTensor[];
-  /** `f32` for plain rounds; masked fixed point (`secagg32`, `secagg16`) for secure ones. */
-  readonly encoding: 'f32' | 'secagg32' | 'secagg16';
+  /** `f32`, `bf16` or `int8` for plain rounds; masked fixed point (`secagg32`, `secagg16`) for secure ones. */
+  readonly encoding: DeltaEncoding;
   readonly maxChunkBytes: number;
   readonly weighting: 'samples' | 'tokens' | 'uniform';
 }
@@ -42,7 +39,16 @@ export interface UploadIntent {
   readonly steps: number;
   readonly trainLoss: number;
   readonly dataManifestSha256: string;
+  /** Byte layout of the delta in the run's encoding. */
+  readonly segments: readonly Segment[];
+  /** The stripe this stream carries, and how many the site splits its delta into. */
+  readonly stripe: { readonly start: number; readonly end: number; readonly count: number };
+  /** Largest chunk this stream sends. */
+  readonly chunkBytes: number;
 }
+
+/** Most stripes one delta may be split into. */
+export const MAX_STRIPES = 64;
 
 const U64 = /^\d{1,16}$/;
 function u64(value: string, field: string): number {
@@ -50,11 +56,6 @@ function u64(value: string, field: string): number {
     throw new CoordinatorError('UPLOAD_INVALID', `${field} is not a valid integer: ${JSON.stringify(value)}`);
   }
   return Number(value);
-}
-
-/** Bytes per value of an upload encoding. */
-export function wordBytes(encoding: UploadExpectation['encoding']): number {
-  return encoding === 'secagg16' ? 2 : 4;
 }
 
 /** Checks a header against the open round and the global model's tensors. */
@@ -76,7 +77,6 @@ export function validateHeader(h: UploadHeader__Output, exp: UploadExpectation):
   if (h.tensors.length !== exp.tensors.length) {
     throw new CoordinatorError('TENSOR_MISMATCH', `delta declares ${h.tensors.length} tensors, the global model has ${exp.tensors.length}`);
   }
-  let expectedBytes = 0;
   exp.tensors.forEach((t, i) => {
     const got = h.tensors[i]!;
     const shape = got.shape.map((d) => u64(d, `tensors[${i}].shape`));
@@ -89,10 +89,10 @@ export function validateHeader(h: UploadHeader__Output, exp: UploadExpectation):
     if (shape.length !== t.shape.length || shape.some((d, j) => d !== t.shape[j])) {
       throw new CoordinatorError('TENSOR_MISMATCH', `tensor ${t.name} has shape [${shape.join(', ')}], expected [${t.shape.join(', ')}]`, { tensor: t.name });
     }
-    expectedBytes += t.elements * wordBytes(exp.encoding);
   });
-  // A masked upload carries one more word: the masked weight.
-  if (exp.encoding !== 'f32') expectedBytes += wordBytes(exp.encoding);
+  // A masked upload carries one more segment: the masked weight word.
+  const segments = deltaSegments(exp.encoding, exp.tensors.map((t) => t.elements));
+  const expectedBytes = segmentsBytes(segments);
   const totalBytes = u64(h.totalBytes, 'totalBytes');
   if (totalBytes !== expectedBytes) {
     throw new CoordinatorError('UPLOAD_INVALID', `totalBytes is ${totalBytes}, the declared tensors need ${expectedBytes}`);
@@ -106,6 +106,9 @@ export function validateHeader(h: UploadHeader__Output, exp: UploadExpectation):
     round,
     attempt: h.attempt,
     totalBytes,
+    segments,
+    stripe: validateStripe(h, segments, totalBytes),
+    chunkBytes: validateChunkBytes(h.chunkBytes ?? 0, exp.maxChunkBytes),
     weight,
     samples,
     tokens,
@@ -122,75 +125,25 @@ export interface SpooledUpload {
   readonly sha256: string;
 }
 
-/**
- * Spools the chunks that follow a header to `<dir>/<site>.delta`, enforcing order, size and
- * finiteness, and verifies the trailer. Reading the next message only after the previous one is
- * on disk is the backpressure: grpc-js stops granting HTTP/2 window while we do not read.
- */
-export async function spoolChunks(
-  messages: AsyncIterator<UploadMessage__Output>,
-  site: string,
-  dir: string,
-  intent: UploadIntent,
-  exp: UploadExpectation,
-  onBytes: (n: number) => void,
-): Promise<SpooledUpload> {
-  const path = join(dir, `${site}.delta`);
-  const file = await open(path, 'w', 0o600);
-  const hash = createHash('sha256');
-  let received = 0;
-  let done = false;
-  try {
-    for (;;) {
-      const next = await messages.next();
-      if (next.done) throw new CoordinatorError('UPLOAD_INTERRUPTED', `upload ended after ${received} of ${intent.totalBytes} bytes without a trailer`);
-      const msg = next.value;
-      if (msg.kind === 'chunk' && msg.chunk) {
-        const offset = u64(msg.chunk.offset, 'chunk.offset');
-        const data = msg.chunk.data;
-        if (offset !== received) {
-          throw new CoordinatorError('CHUNK_OUT_OF_RANGE', `chunk at offset ${offset}, expected ${received}`, { offset, expected: received });
-        }
-        if (data.length === 0 || data.length > exp.maxChunkBytes) {
-          throw new CoordinatorError('CHUNK_OUT_OF_RANGE', `chunk of ${data.length} bytes (allowed 1..${exp.maxChunkBytes})`, { bytes: data.length });
-        }
-        if (offset + data.length > intent.totalBytes) {
-          throw new CoordinatorError('CHUNK_OUT_OF_RANGE', `chunk ends at ${offset + data.length}, past the declared ${intent.totalBytes} bytes`, {
-            end: offset + data.length,
-            total: intent.totalBytes,
-          });
-        }
-        const word = wordBytes(exp.encoding);
-        if (data.length % word !== 0) throw new CoordinatorError('UPLOAD_INVALID', `${exp.encoding} chunk of ${data.length} bytes is not a whole number of values`);
-        if (exp.encoding === 'f32') {
-          const bytes = aligned(data, 4);
-          const bad = checkFinite(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4));
-          if (bad >= 0) {
-            throw new CoordinatorError('NON_FINITE', `delta value at byte ${offset + bad * 4} is NaN or infinite`, { byte: offset + bad * 4 });
-          }
-        }
-        hash.update(data);
-        await file.write(data, 0, data.length, offset);
-        received += data.length;
-        onBytes(data.length);
-      } else if (msg.kind === 'trailer' && msg.trailer) {
-        if (received !== intent.totalBytes) {
-          throw new CoordinatorError('UPLOAD_INVALID', `trailer after ${received} of ${intent.totalBytes} bytes`);
-        }
-        const sha256 = hash.digest('hex');
-        if (msg.trailer.sha256 !== sha256) {
-          throw new CoordinatorError('CHECKSUM_MISMATCH', `delta SHA-256 is ${sha256}, the trailer says ${msg.trailer.sha256}`);
-        }
-        const extra = await messages.next();
-        if (!extra.done) throw new CoordinatorError('UPLOAD_INVALID', 'messages after the trailer');
-        done = true;
-        return { path, bytes: received, sha256 };
-      } else {
-        throw new CoordinatorError('UPLOAD_INVALID', `unexpected ${msg.kind ?? 'empty'} message after the header`);
-      }
-    }
-  } finally {
-    await file.close();
-    if (!done) await rm(path, { force: true });
+function validateStripe(h: UploadHeader__Output, segments: readonly Segment[], total: number): UploadIntent['stripe'] {
+  // Absent stripe fields (0/0/0) declare one stripe: the whole delta.
+  const count = h.stripeCount || 1;
+  const start = u64(h.stripeOffset ?? '0', 'stripeOffset');
+  const declared = u64(h.stripeBytes ?? '0', 'stripeBytes');
+  const bytes = !h.stripeCount && declared === 0 ? total : declared;
+  if (count > MAX_STRIPES) throw new CoordinatorError('UPLOAD_INVALID', `${count} stripes declared, at most ${MAX_STRIPES}`);
+  if (bytes <= 0 || start + bytes > total) {
+    throw new CoordinatorError('CHUNK_OUT_OF_RANGE', `stripe [${start}, ${start + bytes}) is empty or past the delta's ${total} bytes`, { start, bytes, total });
   }
+  if (!isUnitBoundary(segments, start) || !isUnitBoundary(segments, start + bytes)) {
+    throw new CoordinatorError('UPLOAD_INVALID', `stripe [${start}, ${start + bytes}) splits a value or int8 block`, { start, bytes });
+  }
+  if (count === 1 && bytes !== total) throw new CoordinatorError('UPLOAD_INVALID', `a single stripe must carry all ${total} bytes, not ${bytes}`);
+  return { start, end: start + bytes, count };
+}
+
+function validateChunkBytes(declared: number, max: number): number {
+  if (declared === 0) return max;
+  if (declared < 4 || declared > max) throw new CoordinatorError('CHUNK_OUT_OF_RANGE', `chunk size ${declared} outside 4..${max}`, { bytes: declared });
+  return declared;
 }

@@ -5,6 +5,7 @@
  * what the test builds is what the coordinator receives.
  */
 import * as grpc from '@grpc/grpc-js';
+import { crc32c } from '@node-rs/crc32';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -20,8 +21,10 @@ import {
   type TrainTask__Output,
   type UploadHeader,
   type UploadMessage,
+  type UploadReply__Output,
   type UploadResult__Output,
 } from '../../proto/index.js';
+import { deltaSegments, stripePieces, type DeltaEncoding } from '../../aggregation/index.js';
 import type { TestFederation } from './federation.js';
 
 /** PEM files of a TLS identity: the CA to trust the coordinator with, and the client's own pair. */
@@ -113,20 +116,22 @@ export class RawSiteClient {
    * stream it refused early is not fed further.
    */
   async upload(messages: readonly UploadMessage[]): Promise<CallOutcome<UploadResult__Output>> {
-    let settled = false;
-    let call!: grpc.ClientWritableStream<UploadMessage>;
-    const result = new Promise<CallOutcome<UploadResult__Output>>((resolve) => {
-      call = this.client.Upload({ deadline: Date.now() + this.timeoutMs }, (err, res) => {
-        settled = true;
-        resolve(err ? { ok: false, error: err } : res ? { ok: true, value: res } : { ok: false, error: emptyResponse() });
-      });
-    });
-    for (const message of messages) {
-      if (settled) break;
-      if (!call.write(message)) await Promise.race([once(call, 'drain'), result]);
-    }
-    if (!settled) call.end();
-    return result;
+    return (await this.uploadStream(messages)).outcome;
+  }
+
+  /**
+   * Like `upload`, with every reply of the coordinator (accepted offset, acks, resend requests).
+   * Chunks without a `crc32c` get the right one, and a stream with no digest message gets the
+   * right tensor digests after the chunks that complete them; anything set explicitly is sent as
+   * it is. `cancelAfter` cancels the call after that many messages (a broken connection).
+   */
+  async uploadStream(messages: readonly UploadMessage[], o: { cancelAfter?: number } = {}): Promise<UploadStreamOutcome> {
+    return runUploadStream(this.client, completeUpload(messages), this.timeoutMs, o.cancelAfter);
+  }
+
+  /** Opens one `Upload` stream driven message by message (stripes held open, breaks mid-way). */
+  openUpload(): UploadStream {
+    return new UploadStream(this.client.Upload({ deadline: Date.now() + this.timeoutMs }));
   }
 
   /** Ends every task stream opened here and closes the channel. */
@@ -252,11 +257,14 @@ export function headerFor(task: TrainTask__Output, overrides: Partial<UploadHead
   };
 }
 
-/** `data` as chunk messages of at most `maxChunkBytes` (a multiple of 4), starting at `offset`. */
+/** `data` as chunk messages (with CRC32C) of at most `maxChunkBytes` (a multiple of 4), starting at `offset`. */
 export function chunkMessages(data: Buffer, maxChunkBytes: number, offset = 0): UploadMessage[] {
   const size = Math.max(4, maxChunkBytes - (maxChunkBytes % 4));
   const out: UploadMessage[] = [];
-  for (let at = 0; at < data.length; at += size) out.push({ chunk: { offset: offset + at, data: data.subarray(at, at + size) } });
+  for (let at = 0; at < data.length; at += size) {
+    const part = data.subarray(at, at + size);
+    out.push({ chunk: { offset: offset + at, data: part, crc32c: crc32c(part) } });
+  }
   return out;
 }
 
@@ -272,4 +280,154 @@ export function validUpload(task: TrainTask__Output, delta: Buffer, header: Part
     ...chunkMessages(delta, task.maxChunkBytes),
     { trailer: { sha256: sha256Hex(delta) } },
   ];
+}
+
+// ------------------------------------------------------------------ the Upload stream by hand
+
+/** How one `Upload` stream ended, and what the coordinator said on it. */
+export interface UploadStreamOutcome {
+  readonly outcome: CallOutcome<UploadResult__Output>;
+  readonly replies: UploadReply__Output[];
+}
+
+/**
+ * Fills what a test leaves unset: each chunk's CRC32C, and — when the messages hold no digest —
+ * the SHA-256 of every tensor piece after the chunk that completes it (layout from the header).
+ */
+export function completeUpload(messages: readonly UploadMessage[]): UploadMessage[] {
+  const header = messages.find((m) => m.header)?.header;
+  const addDigests = header !== undefined && !messages.some((m) => m.digest);
+  const enc = (header?.encoding?.name ?? 'f32') as DeltaEncoding;
+  const known = ['f32', 'bf16', 'int8', 'secagg32', 'secagg16'].includes(enc);
+  const segments = header && known ? deltaSegments(enc, (header.tensors ?? []).map((t) => elementsOf(t.shape ?? []))) : [];
+  const total = segments.length > 0 ? segments[segments.length - 1]!.end : 0;
+  const start = Number(header?.stripeOffset ?? 0);
+  const bytes = Number(header?.stripeBytes ?? 0);
+  const pieces = stripePieces(segments, start, bytes > 0 ? start + bytes : total);
+  let piece = 0;
+  let hash = createHash('sha256');
+  const out: UploadMessage[] = [];
+  for (const m of messages) {
+    if (!m.chunk) {
+      out.push(m);
+      continue;
+    }
+    const data = Buffer.from(m.chunk.data as Uint8Array);
+    out.push({ chunk: { ...m.chunk, crc32c: m.chunk.crc32c ?? crc32c(data) } });
+    if (!addDigests) continue;
+    let at = Number(m.chunk.offset);
+    const end = at + data.length;
+    while (piece < pieces.length && at < end) {
+      const p = pieces[piece]!;
+      const to = Math.min(end, p.end);
+      if (to > at) hash.update(data.subarray(at - Number(m.chunk.offset), to - Number(m.chunk.offset)));
+      at = Math.max(at, to);
+      if (to !== p.end) break;
+      out.push({ digest: { tensor: p.tensor, sha256: hash.digest('hex') } });
+      hash = createHash('sha256');
+      piece++;
+    }
+  }
+  return out;
+}
+
+/** Runs one `Upload` stream: writes `messages` (honouring 'drain'), stops at the result or error. */
+export function runUploadStream(client: SiteServiceClient, messages: readonly UploadMessage[], timeoutMs: number, cancelAfter?: number): Promise<UploadStreamOutcome> {
+  const call = client.Upload({ deadline: Date.now() + timeoutMs });
+  const replies: UploadReply__Output[] = [];
+  let settled = false;
+  const done = new Promise<UploadStreamOutcome>((resolve) => {
+    const finish = (outcome: CallOutcome<UploadResult__Output>): void => {
+      if (settled) return;
+      settled = true;
+      resolve({ outcome, replies });
+    };
+    call.on('data', (r: UploadReply__Output) => {
+      replies.push(r);
+      if (r.result) {
+        call.end();
+        finish({ ok: true, value: r.result });
+      }
+    });
+    call.on('error', (err: grpc.ServiceError) => finish({ ok: false, error: err }));
+    call.on('end', () => finish({ ok: false, error: emptyResponse() }));
+  });
+  void (async () => {
+    let sent = 0;
+    for (const message of messages) {
+      if (settled) return;
+      if (cancelAfter !== undefined && sent >= cancelAfter) {
+        call.cancel();
+        return;
+      }
+      if (!call.write(message)) await Promise.race([once(call, 'drain').catch(() => undefined), done]);
+      sent++;
+    }
+    if (!settled) call.end();
+  })();
+  return done;
+}
+
+/** An `Upload` stream a test drives by hand: write, wait for replies, end or cancel. */
+export class UploadStream {
+  readonly replies: UploadReply__Output[] = [];
+  /** The result or the error the stream ended with. */
+  readonly outcome: Promise<CallOutcome<UploadResult__Output>>;
+  private readonly waiters = new Set<() => void>();
+  private ended = false;
+
+  constructor(private readonly call: grpc.ClientDuplexStream<UploadMessage, UploadReply__Output>) {
+    this.outcome = new Promise((resolve) => {
+      call.on('data', (r: UploadReply__Output) => {
+        this.replies.push(r);
+        if (r.result) resolve({ ok: true, value: r.result });
+        this.wake();
+      });
+      call.on('error', (err: grpc.ServiceError) => {
+        this.ended = true;
+        resolve({ ok: false, error: err });
+        this.wake();
+      });
+      call.on('end', () => {
+        this.ended = true;
+        resolve({ ok: false, error: emptyResponse() });
+        this.wake();
+      });
+    });
+  }
+
+  /** Writes messages as given (no CRC or digest filled in), honouring 'drain'. */
+  async write(...messages: UploadMessage[]): Promise<void> {
+    for (const m of messages) if (!this.call.write(m)) await Promise.race([once(this.call, 'drain'), this.outcome]);
+  }
+
+  /** Resolves with the first reply matching `pick` (waiting for it); rejects when the stream ends first. */
+  async reply<T>(pick: (r: UploadReply__Output) => T | undefined, timeoutMs = 15_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      for (const r of this.replies) {
+        const v = pick(r);
+        if (v !== undefined) return v;
+      }
+      if (this.ended) throw new Error(`upload stream ended without the awaited reply: ${JSON.stringify(await this.outcome)}`);
+      if (Date.now() > deadline) throw new Error('timed out waiting for an upload reply');
+      await new Promise<void>((r) => {
+        this.waiters.add(r);
+        setTimeout(r, 200);
+      });
+    }
+  }
+
+  end(): void {
+    this.call.end();
+  }
+
+  cancel(): void {
+    this.call.cancel();
+  }
+
+  private wake(): void {
+    for (const w of [...this.waiters]) w();
+    this.waiters.clear();
+  }
 }

@@ -28,7 +28,7 @@ import { maskedChunks } from '../../site-agent/secure/masked-delta.js';
 import { SiteAgentError } from '../../site-agent/errors.js';
 import { SecureSession, type SecureParams } from '../../site-agent/secure/session.js';
 import type { TestFederation } from './federation.js';
-import { chunkMessages, refusal, sha256Hex, siteCertFiles, type CallOutcome, type Refusal } from './raw-site.js';
+import { chunkMessages, completeUpload, refusal, runUploadStream, sha256Hex, siteCertFiles, type CallOutcome, type Refusal } from './raw-site.js';
 import { collect, f32Chunks, recordingRandom } from './secure-protocol.js';
 
 /** Task kinds a secure round sends. */
@@ -262,20 +262,8 @@ export class SecureRawSite {
 
   /** Sends an upload stream message by message (waiting for 'drain'), then half-closes. */
   async upload(messages: readonly UploadMessage[]): Promise<CallOutcome<UploadResult__Output>> {
-    let settled = false;
-    let call!: grpc.ClientWritableStream<UploadMessage>;
-    const result = new Promise<CallOutcome<UploadResult__Output>>((resolve) => {
-      call = this.client.Upload({ deadline: Date.now() + 30_000 }, (err, res) => {
-        settled = true;
-        resolve(err ? { ok: false, error: err } : { ok: true, value: res! });
-      });
-    });
-    for (const m of messages) {
-      if (settled) break;
-      if (!call.write(m)) await Promise.race([new Promise((r) => call.once('drain', r)), result]);
-    }
-    if (!settled) call.end();
-    return result;
+    // The bidirectional Upload stream; CRC32C and tensor digests are filled in when left unset.
+    return (await runUploadStream(this.client, completeUpload(messages), 30_000)).outcome;
   }
 
   private unary(f: (cb: (err: grpc.ServiceError | null, res?: unknown) => void) => void): Promise<CallOutcome<unknown>> {

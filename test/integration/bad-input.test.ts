@@ -12,7 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../common/config-file.js';
 import { AdminClient, loadCoordinatorConfig, type AdminEvent, type CoordinatorHandle } from '../../coordinator/index.js';
 import { createCa, issueCertificate } from '../../coordinator/pki/index.js';
-import type { RoundInfo__Output, TrainTask__Output, UploadMessage } from '../../proto/index.js';
+import { PROTOCOL_VERSION, type RoundInfo__Output, type TrainTask__Output, type UploadMessage } from '../../proto/index.js';
 import { loadSiteConfig } from '../../site-agent/index.js';
 import {
   createTestFederation,
@@ -123,11 +123,12 @@ describe('refusals at the door (identity, role, protocol, order of calls)', () =
 
   it('refuses an agent that speaks another protocol version, naming both versions', async () => {
     const client = rawSite(siteCertFiles(fed, 'site-3'));
-    const r = refusal(await client.join({ siteId: 'site-3', protocolVersion: 2 }));
+    const other = PROTOCOL_VERSION + 1;
+    const r = refusal(await client.join({ siteId: 'site-3', protocolVersion: other }));
     expect(r.code).toBe(grpc.status.FAILED_PRECONDITION);
     expect(r.fedhpcCode).toBe('PROTOCOL_VERSION');
-    expect(r.details).toMatch(/protocol version 2\b/);
-    expect(r.details).toMatch(/version 1\b/);
+    expect(r.details).toMatch(new RegExp(`protocol version ${other}\\b`));
+    expect(r.details).toMatch(new RegExp(`version ${PROTOCOL_VERSION}\\b`));
     expect(await knownSites(admin)).not.toContain('site-3');
   });
 

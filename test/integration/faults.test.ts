@@ -1,4 +1,4 @@
-import { access } from 'node:fs/promises';
+import { access, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -33,6 +33,9 @@ describe('a site that dies during its upload', () => {
     });
     // site-3 takes ~5 s to upload its delta: time enough to kill it half-way.
     const rate = await uploadRateFor(fed, 5);
+    // A broken upload is resumable: the site is given up on after this idle (no-progress) timeout.
+    const coordinatorConfig = JSON.parse(await readFile(fed.files.coordinatorConfig, 'utf8')) as Record<string, unknown>;
+    await writeFile(fed.files.coordinatorConfig, JSON.stringify({ ...coordinatorConfig, limits: { idleTimeoutS: 3 } }, null, 2));
     await fed.patchSiteConfig('site-3', (cfg) => ({ ...cfg, transfer: { chunkBytes: 4096, uploadRateBytesPerS: rate } }));
     const coordinator = await startCoordinatorProcess(fed);
     procs.push(coordinator);
@@ -58,10 +61,11 @@ describe('a site that dies during its upload', () => {
     expect(Number(uploading.site3.bytesUp)).toBeLessThan(rate * 4);
     await sites.get('site-3')!.stop('SIGKILL');
 
-    // The coordinator notices the dead upload and throws its spooled part away.
+    // The coordinator keeps the dead upload for the idle timeout (it could resume), then throws
+    // its spooled part away.
     const coordinatorLog = async () => parseLog(await coordinator.logText());
-    await waitFor('the coordinator to refuse site-3\'s broken upload', async () =>
-      (await coordinatorLog()).some((l) => l.msg === 'upload refused' && l['site'] === 'site-3') ? true : undefined,
+    await waitFor('the coordinator to abandon site-3\'s broken upload', async () =>
+      (await coordinatorLog()).some((l) => l.msg === 'upload abandoned: no progress for the idle timeout' && l['site'] === 'site-3') ? true : undefined,
     );
     const spool = join(coordinatorStateDir(fed), 'spool');
     expect((await listFiles(spool)).filter((f) => f.includes('site-3'))).toEqual([]);

@@ -58,10 +58,12 @@ function expectRefused(h: UploadHeader__Output, code: CoordinatorErrorCode, mess
 
 describe('validateHeader', () => {
   it('accepts a correct header and returns the intent weighted by samples', () => {
-    expect(validateHeader(header(), EXPECTATION)).toEqual({
+    expect(validateHeader(header(), EXPECTATION)).toMatchObject({
       round: 3,
       attempt: 1,
       totalBytes: 40,
+      stripe: { start: 0, end: 40, count: 1 },
+      chunkBytes: 1 << 20,
       weight: 128,
       samples: 128,
       tokens: 4096,

@@ -6,10 +6,12 @@ export interface ModelChunk {
   'offset'?: (number | string | Long);
   'data'?: (Buffer | Uint8Array | string);
   'totalBytes'?: (number | string | Long);
+  'crc32c'?: (number);
 }
 
 export interface ModelChunk__Output {
   'offset': (string);
   'data': (Buffer);
   'totalBytes': (string);
+  'crc32c': (number);
 }

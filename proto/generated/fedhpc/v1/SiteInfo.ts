@@ -13,6 +13,12 @@ export interface SiteInfo {
   'bytesDown'?: (number | string | Long);
   'roundsContributed'?: (number | string | Long);
   'certificateFingerprint'?: (string);
+  'revoked'?: (boolean);
+  'transferDirection'?: (string);
+  'transferBytes'?: (number | string | Long);
+  'transferTotal'?: (number | string | Long);
+  'transferRateBytesPerS'?: (number | string);
+  'transferEtaS'?: (number | string);
 }
 
 export interface SiteInfo__Output {
@@ -26,4 +32,10 @@ export interface SiteInfo__Output {
   'bytesDown': (string);
   'roundsContributed': (string);
   'certificateFingerprint': (string);
+  'revoked': (boolean);
+  'transferDirection': (string);
+  'transferBytes': (string);
+  'transferTotal': (string);
+  'transferRateBytesPerS': (number);
+  'transferEtaS': (number);
 }

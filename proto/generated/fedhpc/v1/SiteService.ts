@@ -11,6 +11,7 @@ import type { JoinRequest as _fedhpc_v1_JoinRequest, JoinRequest__Output as _fed
 import type { JoinResponse as _fedhpc_v1_JoinResponse, JoinResponse__Output as _fedhpc_v1_JoinResponse__Output } from '../../fedhpc/v1/JoinResponse';
 import type { KeyAdvertisement as _fedhpc_v1_KeyAdvertisement, KeyAdvertisement__Output as _fedhpc_v1_KeyAdvertisement__Output } from '../../fedhpc/v1/KeyAdvertisement';
 import type { ModelChunk as _fedhpc_v1_ModelChunk, ModelChunk__Output as _fedhpc_v1_ModelChunk__Output } from '../../fedhpc/v1/ModelChunk';
+import type { RoundReceipt as _fedhpc_v1_RoundReceipt, RoundReceipt__Output as _fedhpc_v1_RoundReceipt__Output } from '../../fedhpc/v1/RoundReceipt';
 import type { SharesSubmission as _fedhpc_v1_SharesSubmission, SharesSubmission__Output as _fedhpc_v1_SharesSubmission__Output } from '../../fedhpc/v1/SharesSubmission';
 import type { SurvivorSignature as _fedhpc_v1_SurvivorSignature, SurvivorSignature__Output as _fedhpc_v1_SurvivorSignature__Output } from '../../fedhpc/v1/SurvivorSignature';
 import type { Task as _fedhpc_v1_Task, Task__Output as _fedhpc_v1_Task__Output } from '../../fedhpc/v1/Task';
@@ -18,7 +19,7 @@ import type { TasksRequest as _fedhpc_v1_TasksRequest, TasksRequest__Output as _
 import type { TrainingFailure as _fedhpc_v1_TrainingFailure, TrainingFailure__Output as _fedhpc_v1_TrainingFailure__Output } from '../../fedhpc/v1/TrainingFailure';
 import type { UnmaskResponse as _fedhpc_v1_UnmaskResponse, UnmaskResponse__Output as _fedhpc_v1_UnmaskResponse__Output } from '../../fedhpc/v1/UnmaskResponse';
 import type { UploadMessage as _fedhpc_v1_UploadMessage, UploadMessage__Output as _fedhpc_v1_UploadMessage__Output } from '../../fedhpc/v1/UploadMessage';
-import type { UploadResult as _fedhpc_v1_UploadResult, UploadResult__Output as _fedhpc_v1_UploadResult__Output } from '../../fedhpc/v1/UploadResult';
+import type { UploadReply as _fedhpc_v1_UploadReply, UploadReply__Output as _fedhpc_v1_UploadReply__Output } from '../../fedhpc/v1/UploadReply';
 
 export interface SiteServiceClient extends grpc.Client {
   AdvertiseKeys(argument: _fedhpc_v1_KeyAdvertisement, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
@@ -89,6 +90,15 @@ export interface SiteServiceClient extends grpc.Client {
   signSurvivors(argument: _fedhpc_v1_SurvivorSignature, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
   signSurvivors(argument: _fedhpc_v1_SurvivorSignature, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
   
+  SubmitReceipt(argument: _fedhpc_v1_RoundReceipt, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  SubmitReceipt(argument: _fedhpc_v1_RoundReceipt, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  SubmitReceipt(argument: _fedhpc_v1_RoundReceipt, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  SubmitReceipt(argument: _fedhpc_v1_RoundReceipt, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  submitReceipt(argument: _fedhpc_v1_RoundReceipt, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  submitReceipt(argument: _fedhpc_v1_RoundReceipt, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  submitReceipt(argument: _fedhpc_v1_RoundReceipt, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  submitReceipt(argument: _fedhpc_v1_RoundReceipt, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
+  
   SubmitShares(argument: _fedhpc_v1_SharesSubmission, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
   SubmitShares(argument: _fedhpc_v1_SharesSubmission, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
   SubmitShares(argument: _fedhpc_v1_SharesSubmission, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
@@ -103,14 +113,10 @@ export interface SiteServiceClient extends grpc.Client {
   tasks(argument: _fedhpc_v1_TasksRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedhpc_v1_Task__Output>;
   tasks(argument: _fedhpc_v1_TasksRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_fedhpc_v1_Task__Output>;
   
-  Upload(metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_UploadResult__Output>): grpc.ClientWritableStream<_fedhpc_v1_UploadMessage>;
-  Upload(metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_UploadResult__Output>): grpc.ClientWritableStream<_fedhpc_v1_UploadMessage>;
-  Upload(options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_UploadResult__Output>): grpc.ClientWritableStream<_fedhpc_v1_UploadMessage>;
-  Upload(callback: grpc.requestCallback<_fedhpc_v1_UploadResult__Output>): grpc.ClientWritableStream<_fedhpc_v1_UploadMessage>;
-  upload(metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_UploadResult__Output>): grpc.ClientWritableStream<_fedhpc_v1_UploadMessage>;
-  upload(metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_UploadResult__Output>): grpc.ClientWritableStream<_fedhpc_v1_UploadMessage>;
-  upload(options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_UploadResult__Output>): grpc.ClientWritableStream<_fedhpc_v1_UploadMessage>;
-  upload(callback: grpc.requestCallback<_fedhpc_v1_UploadResult__Output>): grpc.ClientWritableStream<_fedhpc_v1_UploadMessage>;
+  Upload(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_fedhpc_v1_UploadMessage, _fedhpc_v1_UploadReply__Output>;
+  Upload(options?: grpc.CallOptions): grpc.ClientDuplexStream<_fedhpc_v1_UploadMessage, _fedhpc_v1_UploadReply__Output>;
+  upload(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_fedhpc_v1_UploadMessage, _fedhpc_v1_UploadReply__Output>;
+  upload(options?: grpc.CallOptions): grpc.ClientDuplexStream<_fedhpc_v1_UploadMessage, _fedhpc_v1_UploadReply__Output>;
   
 }
 
@@ -131,11 +137,13 @@ export interface SiteServiceHandlers extends grpc.UntypedServiceImplementation {
   
   SignSurvivors: grpc.handleUnaryCall<_fedhpc_v1_SurvivorSignature__Output, _fedhpc_v1_Ack>;
   
+  SubmitReceipt: grpc.handleUnaryCall<_fedhpc_v1_RoundReceipt__Output, _fedhpc_v1_Ack>;
+  
   SubmitShares: grpc.handleUnaryCall<_fedhpc_v1_SharesSubmission__Output, _fedhpc_v1_Ack>;
   
   Tasks: grpc.handleServerStreamingCall<_fedhpc_v1_TasksRequest__Output, _fedhpc_v1_Task>;
   
-  Upload: grpc.handleClientStreamingCall<_fedhpc_v1_UploadMessage__Output, _fedhpc_v1_UploadResult>;
+  Upload: grpc.handleBidiStreamingCall<_fedhpc_v1_UploadMessage__Output, _fedhpc_v1_UploadReply>;
   
 }
 
@@ -148,7 +156,8 @@ export interface SiteServiceDefinition extends grpc.ServiceDefinition {
   ReportFailure: MethodDefinition<_fedhpc_v1_TrainingFailure, _fedhpc_v1_Ack, _fedhpc_v1_TrainingFailure__Output, _fedhpc_v1_Ack__Output>
   RevealShares: MethodDefinition<_fedhpc_v1_UnmaskResponse, _fedhpc_v1_Ack, _fedhpc_v1_UnmaskResponse__Output, _fedhpc_v1_Ack__Output>
   SignSurvivors: MethodDefinition<_fedhpc_v1_SurvivorSignature, _fedhpc_v1_Ack, _fedhpc_v1_SurvivorSignature__Output, _fedhpc_v1_Ack__Output>
+  SubmitReceipt: MethodDefinition<_fedhpc_v1_RoundReceipt, _fedhpc_v1_Ack, _fedhpc_v1_RoundReceipt__Output, _fedhpc_v1_Ack__Output>
   SubmitShares: MethodDefinition<_fedhpc_v1_SharesSubmission, _fedhpc_v1_Ack, _fedhpc_v1_SharesSubmission__Output, _fedhpc_v1_Ack__Output>
   Tasks: MethodDefinition<_fedhpc_v1_TasksRequest, _fedhpc_v1_Task, _fedhpc_v1_TasksRequest__Output, _fedhpc_v1_Task__Output>
-  Upload: MethodDefinition<_fedhpc_v1_UploadMessage, _fedhpc_v1_UploadResult, _fedhpc_v1_UploadMessage__Output, _fedhpc_v1_UploadResult__Output>
+  Upload: MethodDefinition<_fedhpc_v1_UploadMessage, _fedhpc_v1_UploadReply, _fedhpc_v1_UploadMessage__Output, _fedhpc_v1_UploadReply__Output>
 }

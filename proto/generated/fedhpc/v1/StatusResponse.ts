@@ -17,6 +17,9 @@ export interface StatusResponse {
   'sitesKnown'?: (number);
   'phaseDeadlineMs'?: (number | string | Long);
   'uptimeMs'?: (number | string | Long);
+  'paused'?: (boolean);
+  'stateDirBytes'?: (number | string | Long);
+  'sitesRevoked'?: (number);
 }
 
 export interface StatusResponse__Output {
@@ -34,4 +37,7 @@ export interface StatusResponse__Output {
   'sitesKnown': (number);
   'phaseDeadlineMs': (string);
   'uptimeMs': (string);
+  'paused': (boolean);
+  'stateDirBytes': (string);
+  'sitesRevoked': (number);
 }

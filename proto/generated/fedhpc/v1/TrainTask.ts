@@ -21,6 +21,7 @@ export interface TrainTask {
   'evaluate'?: (boolean);
   'shares'?: (_fedhpc_v1_EncryptedShare)[];
   'shareHolders'?: (string)[];
+  'maxStreams'?: (number);
 }
 
 export interface TrainTask__Output {
@@ -38,4 +39,5 @@ export interface TrainTask__Output {
   'evaluate': (boolean);
   'shares': (_fedhpc_v1_EncryptedShare__Output)[];
   'shareHolders': (string)[];
+  'maxStreams': (number);
 }

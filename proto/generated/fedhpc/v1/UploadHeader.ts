@@ -17,6 +17,10 @@ export interface UploadHeader {
   'steps'?: (number | string | Long);
   'trainLoss'?: (number | string);
   'dataManifestSha256'?: (string);
+  'stripeOffset'?: (number | string | Long);
+  'stripeBytes'?: (number | string | Long);
+  'stripeCount'?: (number);
+  'chunkBytes'?: (number);
 }
 
 export interface UploadHeader__Output {
@@ -32,4 +36,8 @@ export interface UploadHeader__Output {
   'steps': (string);
   'trainLoss': (number);
   'dataManifestSha256': (string);
+  'stripeOffset': (string);
+  'stripeBytes': (string);
+  'stripeCount': (number);
+  'chunkBytes': (number);
 }

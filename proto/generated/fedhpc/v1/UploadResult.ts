@@ -6,10 +6,14 @@ export interface UploadResult {
   'accepted'?: (boolean);
   'receivedBytes'?: (number | string | Long);
   'message'?: (string);
+  'complete'?: (boolean);
+  'sha256'?: (string);
 }
 
 export interface UploadResult__Output {
   'accepted': (boolean);
   'receivedBytes': (string);
   'message': (string);
+  'complete': (boolean);
+  'sha256': (string);
 }

@@ -1,0 +1,160 @@
+/**
+ * The sending side of the transport benchmarks, run in a child process per site: a gRPC upload over
+ * the site agent's own client (`createSiteClient`: mTLS, channel options, receive window) with
+ * `SiteService.Upload` messages — header, CRC32C'd chunks within the acknowledged window, trailer —
+ * and a raw mTLS socket writing the same bytes. Each connects first (`prepare`) so that `run` times
+ * the transfer only, not process start-up or the TLS handshake.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { crc32c } from '@node-rs/crc32';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import * as tls from 'node:tls';
+import type { TlsFiles } from '../../common/tls.js';
+import { readTlsFiles } from '../../common/tls.js';
+import type { SiteServiceClient, UploadMessage, UploadReply__Output } from '../../proto/index.js';
+import { createSiteClient } from '../../site-agent/client.js';
+import { TLS_HEADER_BYTES, TLS_REPLY_BYTES } from './upload-sink.js';
+
+/** Options of one sender. */
+export interface SendOptions {
+  readonly transport: 'grpc' | 'tls';
+  readonly host: string;
+  readonly port: number;
+  readonly tls: TlsFiles;
+  readonly bytes: number;
+  readonly chunkBytes: number;
+  /** Wall-clock limit of the transfer; past it the sender fails. */
+  readonly deadlineMs: number;
+}
+
+/** What one sender measured (epoch milliseconds, comparable across processes on one machine). */
+export interface SendResult {
+  readonly bytes: number;
+  readonly startMs: number;
+  readonly endMs: number;
+  /** CPU time (user + system, all threads) the sender process used during the transfer. */
+  readonly cpuMs: number;
+}
+
+/** A connected sender; `run` moves the bytes once. */
+export interface Sender {
+  run(): Promise<Omit<SendResult, 'cpuMs'>>;
+  close(): void;
+}
+
+/** Distinct random chunks, cycled: incompressible, made before the clock starts. */
+function payload(chunkBytes: number): Buffer[] {
+  return Array.from({ length: 4 }, () => randomBytes(chunkBytes));
+}
+
+/** Connects a sender for `o.transport`. */
+export function prepareSender(o: SendOptions): Promise<Sender> {
+  return o.transport === 'grpc' ? prepareGrpc(o) : prepareTls(o);
+}
+
+async function prepareGrpc(o: SendOptions): Promise<Sender> {
+  const client = createSiteClient({ coordinator: `${o.host}:${o.port}`, serverName: 'localhost', tls: o.tls });
+  await new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + 30_000, (err) => (err ? reject(err) : resolve())));
+  const blocks = payload(o.chunkBytes);
+  return { run: () => grpcUpload(client, blocks, o), close: () => client.close() };
+}
+
+/** The coordinator's replies on one Upload stream, and waiting on them. */
+class Replies {
+  window = -1;
+  acked = 0;
+  result: UploadReply__Output['result'];
+  failure: Error | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(call: grpc.ClientDuplexStream<UploadMessage, UploadReply__Output>) {
+    call.on('data', (r: UploadReply__Output) => {
+      if (r.accepted) this.window = Number(r.accepted.windowBytes);
+      if (r.ack) this.acked = Number(r.ack.offset);
+      if (r.result) this.result = r.result;
+      this.changed();
+    });
+    call.on('error', (err: grpc.ServiceError) => {
+      this.failure = err;
+      this.changed();
+    });
+  }
+
+  /** Resolves once `done` holds; the call's deadline ends every wait with an error. */
+  async until(done: () => boolean): Promise<void> {
+    while (!done()) {
+      if (this.failure) throw this.failure;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+
+  private changed(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+}
+
+/** One Upload stream: never more than the coordinator's acknowledged window in flight. */
+async function grpcUpload(client: SiteServiceClient, blocks: readonly Buffer[], o: SendOptions): Promise<Omit<SendResult, 'cpuMs'>> {
+  const startMs = Date.now();
+  const call = client.Upload({ deadline: startMs + o.deadlineMs });
+  const replies = new Replies(call);
+  const send = async (m: UploadMessage): Promise<void> => {
+    if (call.write(m)) return;
+    if (replies.failure) throw replies.failure;
+    await once(call, 'drain'); // rejects if the call fails meanwhile
+  };
+  await send({ header: { runId: 'bench', round: '1', attempt: 1, totalBytes: String(o.bytes), chunkBytes: o.chunkBytes } });
+  await replies.until(() => replies.window >= 0);
+  for (let offset = 0, i = 0; offset < o.bytes; offset += o.chunkBytes, i++) {
+    const data = blocks[i % blocks.length]!.subarray(0, Math.min(o.chunkBytes, o.bytes - offset));
+    await replies.until(() => offset + data.length - replies.acked <= replies.window);
+    await send({ chunk: { offset: String(offset), data, crc32c: crc32c(data) } });
+  }
+  await send({ trailer: { sha256: '' } });
+  call.end();
+  await replies.until(() => replies.result !== undefined);
+  const result = replies.result;
+  if (!result?.accepted || Number(result.receivedBytes) !== o.bytes) {
+    throw new Error(`upload refused: ${result?.receivedBytes} of ${o.bytes} bytes, ${result?.message}`);
+  }
+  return { bytes: o.bytes, startMs, endMs: Date.now() };
+}
+
+async function prepareTls(o: SendOptions): Promise<Sender> {
+  const m = readTlsFiles(o.tls);
+  const socket = tls.connect({ host: o.host, port: o.port, ca: m.ca, cert: m.cert, key: m.key, servername: 'localhost' });
+  await once(socket, 'secureConnect');
+  const blocks = payload(o.chunkBytes);
+  return { run: () => tlsUpload(socket, blocks, o), close: () => socket.destroy() };
+}
+
+/** The same bytes, CRC32C'd per chunk as the gRPC sender does, over one TLS socket. */
+async function tlsUpload(socket: tls.TLSSocket, blocks: readonly Buffer[], o: SendOptions): Promise<Omit<SendResult, 'cpuMs'>> {
+  const replyChunks: Buffer[] = [];
+  socket.on('data', (d: Buffer) => replyChunks.push(d));
+  const ended = once(socket, 'end');
+  const timer = setTimeout(() => socket.destroy(new Error(`raw TLS upload exceeded ${o.deadlineMs} ms`)), o.deadlineMs);
+  try {
+    const startMs = Date.now();
+    const header = Buffer.alloc(TLS_HEADER_BYTES);
+    header.writeBigUInt64BE(BigInt(o.bytes));
+    socket.write(header);
+    let crc = 0;
+    for (let offset = 0, i = 0; offset < o.bytes; offset += o.chunkBytes, i++) {
+      const data = blocks[i % blocks.length]!.subarray(0, Math.min(o.chunkBytes, o.bytes - offset));
+      crc = crc32c(data, crc);
+      if (!socket.write(data)) await once(socket, 'drain');
+    }
+    await ended;
+    const reply = Buffer.concat(replyChunks);
+    if (reply.length !== TLS_REPLY_BYTES || Number(reply.readBigUInt64BE(0)) !== o.bytes || reply.readUInt32BE(8) !== crc >>> 0) {
+      throw new Error(`raw TLS upload not confirmed: reply of ${reply.length} bytes`);
+    }
+    return { bytes: o.bytes, startMs, endMs: Date.now() };
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,211 @@
+/**
+ * The `Upload` RPC: one stream per stripe of a site's delta. Keeps each site's `UploadSession`
+ * across broken streams of the same round attempt, limits the streams a site holds at once, ends
+ * stalled uploads by an idle (no-progress) timeout, and hands a complete, verified delta to the
+ * round driver. Protocol violations drop the site; a broken stream alone does not.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { open, rm, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../../common/logger.js';
+import type { UploadMessage__Output, UploadReply } from '../../proto/index.js';
+import type { RoundDriver } from '../driver.js';
+import { CoordinatorError, toServiceError } from '../errors.js';
+import type { SiteRegistry } from '../registry.js';
+import type { StateStore } from '../state/store.js';
+import { readMessages, writeWithBackpressure } from './streams.js';
+import { hashRange, UploadSession, type StreamOwner, type StripeState } from './upload-session.js';
+import { StripeReceiver } from './upload-stream.js';
+import { validateHeader, type UploadIntent } from './upload.js';
+
+/** Transfer limits the coordinator applies to every site. */
+export interface TransferLimits {
+  readonly idleMs: number;
+  readonly maxStreamsPerSite: number;
+  readonly windowBytes: number;
+}
+
+export interface UploadServiceOptions {
+  readonly driver: RoundDriver;
+  readonly registry: SiteRegistry;
+  readonly store: StateStore;
+  readonly logger: Logger;
+  readonly limits: () => TransferLimits;
+}
+
+type UploadCall = grpc.ServerDuplexStream<UploadMessage__Output, UploadReply>;
+
+/** Errors after which the site's partial upload is kept for a resume. */
+const RESUMABLE = new Set(['UPLOAD_INTERRUPTED', 'TOO_MANY_STREAMS']);
+
+/** Serves `Upload` streams and holds every site's resumable upload of the open attempt. */
+export class UploadService {
+  private readonly sessions = new Map<string, UploadSession>();
+  /** Per-site queue: headers of one site are handled one at a time (session and stripe set-up). */
+  private readonly setup = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly o: UploadServiceOptions) {}
+
+  /** Serves one stream of an authenticated, joined site. */
+  async serve(call: UploadCall, site: string): Promise<void> {
+    const limits = this.o.limits();
+    const abort = new AbortController();
+    let settle!: () => void;
+    const owner: StreamOwner = { abort, settled: new Promise<void>((r) => (settle = r)) };
+    const messages = readMessages<UploadMessage__Output>(call, abort.signal, limits.idleMs);
+    const rec = this.o.registry.get(site);
+    rec?.uploads.add(abort);
+    let session: UploadSession | undefined;
+    let file: FileHandle | undefined;
+    try {
+      const first = await messages.next();
+      if (first.done || first.value.kind !== 'header' || !first.value.header) throw new CoordinatorError('UPLOAD_INVALID', 'an upload must start with a header');
+      const exp = this.o.driver.uploadExpectation();
+      const intent = validateHeader(first.value.header, exp);
+      const attached = await this.serialised(site, async () => {
+        const s = await this.sessionFor(site, intent, exp, limits);
+        return { s, stripe: await this.attach(s, intent, owner, limits) };
+      });
+      session = attached.s;
+      const stripe = attached.stripe;
+      if (stripe.done) {
+        // An agent that restarted re-opens every stripe: one already received is just confirmed.
+        await writeWithBackpressure(call, { result: { accepted: true, receivedBytes: stripe.end - stripe.start, message: 'stripe already received', complete: false } });
+      } else {
+        file = await open(session.path, 'r+');
+        await this.receive(call, messages, session, stripe, file, limits);
+      }
+      call.end();
+    } catch (err) {
+      this.fail(site, session, err, call);
+    } finally {
+      messages.dispose();
+      rec?.uploads.delete(abort);
+      await file?.close();
+      for (const s of session?.stripes.values() ?? []) if (s.owner === owner) s.owner = undefined;
+      settle();
+    }
+  }
+
+  private async receive(call: UploadCall, messages: AsyncIterator<UploadMessage__Output>, session: UploadSession, stripe: StripeState, file: FileHandle, limits: TransferLimits): Promise<void> {
+    const site = session.site;
+    const rec = this.o.registry.get(site);
+    const receiver = new StripeReceiver(session, stripe, file, call, {
+      windowBytes: limits.windowBytes,
+      onBytes: (n) => {
+        this.o.driver.countBytes('up', n);
+        if (rec) rec.bytesUp += n;
+      },
+      finish: (sha) => this.finish(session, sha),
+      logResend: (offset, reason) => this.o.logger.warn({ site, round: session.round, phase: 'upload', offset, reason }, 'asked for upload bytes again'),
+    });
+    if (stripe.acked > stripe.start) this.o.logger.info({ site, round: session.round, phase: 'upload', offset: stripe.acked, stripe: stripe.start }, 'upload resumed');
+    await receiver.resume();
+    for (;;) {
+      const next = await messages.next();
+      if (next.done) throw new CoordinatorError('UPLOAD_INTERRUPTED', `stream ended at ${stripe.received} of stripe [${stripe.start}, ${stripe.end}) without a trailer`);
+      if (await receiver.handle(next.value)) return;
+    }
+  }
+
+  private serialised<T>(site: string, fn: () => Promise<T>): Promise<T> {
+    const run = (this.setup.get(site) ?? Promise.resolve()).then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.setup.set(site, tail);
+    void tail.then(() => {
+      if (this.setup.get(site) === tail) this.setup.delete(site);
+    });
+    return run;
+  }
+
+  /** The site's session for this attempt, created (and the upload begun) on its first stream. */
+  private async sessionFor(site: string, intent: UploadIntent, exp: UploadSession['exp'], limits: TransferLimits): Promise<UploadSession> {
+    const known = this.sessions.get(site);
+    if (known && known.round === intent.round && known.attempt === intent.attempt) {
+      if (known.finished) throw new CoordinatorError('ROUND_CLOSED', `the upload of round ${intent.round}.${intent.attempt} is already complete`);
+      const run = this.o.driver.scheduler.run;
+      const status = 'roster' in run ? run.roster[site]?.status : undefined;
+      if (status !== 'uploading') throw new CoordinatorError('NOT_INVITED', `site ${site} no longer takes part in round ${intent.round}.${intent.attempt}`);
+      return known;
+    }
+    known?.close(new CoordinatorError('ROUND_CLOSED', 'a newer round attempt started'));
+    this.o.driver.beginUpload(site, intent);
+    this.o.registry.touch(site, 'upload', 0);
+    const dir = await this.o.store.spoolDir(intent.round, intent.attempt);
+    const path = join(dir, `${site}.delta`);
+    await (await open(path, 'w', 0o600)).close();
+    const session = new UploadSession(site, intent, exp, path, limits.idleMs, (s) => this.idle(s, limits.idleMs));
+    this.sessions.set(site, session);
+    return session;
+  }
+
+  /** Attaches `owner` to the stripe its header names: within the stream limit, taking over a stale stream. */
+  private async attach(session: UploadSession, intent: UploadIntent, owner: StreamOwner, limits: TransferLimits): Promise<StripeState> {
+    const others = session.otherStreams(intent.stripe.start);
+    if (others + 1 > limits.maxStreamsPerSite) {
+      throw new CoordinatorError('TOO_MANY_STREAMS', `site ${session.site} already has ${others} upload streams open, the limit is ${limits.maxStreamsPerSite}`, {
+        open: others,
+        limit: limits.maxStreamsPerSite,
+      });
+    }
+    const stripe = session.stripeFor(intent);
+    const previous = stripe.owner;
+    if (previous) {
+      // The agent came back before we noticed its old stream break: the new stream takes over.
+      previous.abort.abort(new CoordinatorError('UPLOAD_INTERRUPTED', 'superseded by a newer stream for the same stripe'));
+      await previous.settled;
+    }
+    if (!stripe.done) stripe.owner = owner;
+    session.progressed();
+    return stripe;
+  }
+
+  /** Verifies the whole delta and hands it to the round. */
+  private async finish(session: UploadSession, trailerSha256: string): Promise<{ sha256: string }> {
+    const file = await open(session.path, 'r');
+    let sha256: string;
+    try {
+      sha256 = (await hashRange(file, 0, session.intent.totalBytes)).digest('hex');
+    } finally {
+      await file.close();
+    }
+    if (trailerSha256 !== '' && trailerSha256 !== sha256) throw new CoordinatorError('CHECKSUM_MISMATCH', `delta SHA-256 is ${sha256}, the trailer says ${trailerSha256}`);
+    session.finished = true;
+    session.close(new CoordinatorError('ROUND_CLOSED', 'upload complete'));
+    const accepted = this.o.driver.completeUpload(session.site, session.intent, { path: session.path, bytes: session.intent.totalBytes, sha256 });
+    if (!accepted) throw new CoordinatorError('ROUND_CLOSED', `round ${session.round}.${session.attempt} no longer takes this upload`);
+    this.o.logger.info({ site: session.site, round: session.round, phase: 'upload', bytes: session.intent.totalBytes }, 'upload verified');
+    return { sha256 };
+  }
+
+  private idle(session: UploadSession, idleMs: number): void {
+    if (this.sessions.get(session.site) !== session || session.finished) return;
+    const reason = `no upload progress for ${idleMs / 1000} s`;
+    const removed = this.discard(session, new CoordinatorError('UPLOAD_INTERRUPTED', reason));
+    this.o.driver.failSite(session.site, session.round, session.attempt, `UPLOAD_INTERRUPTED: ${reason}`);
+    void removed.then(() => this.o.logger.warn({ site: session.site, round: session.round, phase: 'upload', idleS: idleMs / 1000 }, 'upload abandoned: no progress for the idle timeout'));
+  }
+
+  /** Ends a session that will not complete; its partial spool goes (no partial contribution stays). */
+  private async discard(session: UploadSession, reason: CoordinatorError): Promise<void> {
+    session.close(reason);
+    if (this.sessions.get(session.site) === session) this.sessions.delete(session.site);
+    await rm(session.path, { force: true }).catch(() => undefined);
+  }
+
+  /** Reports a failed stream; drops the site unless the stream can be resumed. */
+  private fail(site: string, session: UploadSession | undefined, err: unknown, call: UploadCall): void {
+    const e = err instanceof CoordinatorError ? err : new CoordinatorError('UPLOAD_INTERRUPTED', (err as Error).message, {}, { cause: err });
+    if (!call.destroyed && !call.cancelled) call.emit('error', toServiceError(e));
+    if (!RESUMABLE.has(e.code)) {
+      if (session && !session.finished) void this.discard(session, e);
+      if (e.code !== 'ROUND_CLOSED' && e.code !== 'NOT_INVITED') {
+        // A header that fails validation is still a broken contribution to the open round.
+        const s = this.o.driver.scheduler.run;
+        if (s.phase === 'training' || s.phase === 'upload') this.o.driver.failSite(site, s.round, s.attempt, `${e.code}: ${e.message}`);
+      }
+    }
+    const level = RESUMABLE.has(e.code) ? 'info' : 'warn';
+    this.o.logger[level]({ site, phase: 'upload', err: { code: e.code, message: e.message } }, RESUMABLE.has(e.code) ? 'upload stream ended, resumable' : 'upload refused');
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * State of one site's resumable upload in the open round attempt: its stripes (contiguous byte
+ * ranges of the delta, each carried by one stream at a time), what each has written and
+ * acknowledged, and the spool file. It outlives a broken `Upload` call, so a stream that comes
+ * back resumes from the acknowledged offset; it ends with the attempt, a protocol violation, or
+ * the idle timeout (decisions 2026-11-27, "Resumable uploads").
+ */
+import { createHash, type Hash } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
+import { CoordinatorError } from '../errors.js';
+import type { UploadExpectation, UploadIntent } from './upload.js';
+import { stripePieces, type Piece } from '../../aggregation/index.js';
+
+/** A stream that owns a stripe; aborting it hands the stripe to a newer stream. */
+export interface StreamOwner {
+  readonly abort: AbortController;
+  readonly settled: Promise<void>;
+}
+
+/** One stripe: bytes [start, end) of the delta. */
+export interface StripeState {
+  readonly start: number;
+  readonly end: number;
+  readonly pieces: readonly Piece[];
+  /** Bytes written to the spool, contiguous from `start`. */
+  received: number;
+  /** Written, with no tensor digest pending: where a new stream resumes. */
+  acked: number;
+  owner: StreamOwner | undefined;
+  done: boolean;
+  /** Digest failures per piece start (bounded: the upload fails after a few). */
+  readonly digestFailures: Map<number, number>;
+}
+
+/** One site's upload in one round attempt. */
+export class UploadSession {
+  readonly stripes = new Map<number, StripeState>();
+  finished = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly site: string,
+    readonly intent: UploadIntent,
+    readonly exp: UploadExpectation,
+    readonly path: string,
+    private readonly idleMs: number,
+    private readonly onIdle: (session: UploadSession) => void,
+  ) {
+    this.progressed();
+  }
+
+  get round(): number {
+    return this.intent.round;
+  }
+
+  get attempt(): number {
+    return this.intent.attempt;
+  }
+
+  /** Restarts the idle (no-progress) timer. */
+  progressed(): void {
+    clearTimeout(this.timer);
+    if (this.finished) return;
+    this.timer = setTimeout(() => this.onIdle(this), this.idleMs);
+    this.timer.unref();
+  }
+
+  /** Streams currently attached to a stripe other than the one starting at `except`. */
+  otherStreams(except: number): number {
+    let n = 0;
+    for (const [start, s] of this.stripes) if (start !== except && s.owner) n++;
+    return n;
+  }
+
+  /**
+   * The stripe a new stream's header names: an existing one (a resume; its range must match) or a
+   * new one that overlaps none and keeps within the declared stripe count.
+   */
+  stripeFor(intent: UploadIntent): StripeState {
+    if (intent.totalBytes !== this.intent.totalBytes || intent.stripe.count !== this.intent.stripe.count) {
+      throw new CoordinatorError('UPLOAD_INVALID', `header disagrees with the upload already under way (${intent.totalBytes} bytes in ${intent.stripe.count} stripes, was ${this.intent.totalBytes} in ${this.intent.stripe.count})`);
+    }
+    const { start, end } = intent.stripe;
+    const known = this.stripes.get(start);
+    if (known) {
+      if (known.end !== end) throw new CoordinatorError('UPLOAD_INVALID', `stripe at ${start} ends at ${end}, it was declared to end at ${known.end}`);
+      return known;
+    }
+    for (const s of this.stripes.values()) {
+      if (start < s.end && s.start < end) throw new CoordinatorError('UPLOAD_INVALID', `stripe [${start}, ${end}) overlaps stripe [${s.start}, ${s.end})`);
+    }
+    if (this.stripes.size >= this.intent.stripe.count) {
+      throw new CoordinatorError('UPLOAD_INVALID', `more than the ${this.intent.stripe.count} declared stripes`);
+    }
+    const stripe: StripeState = {
+      start,
+      end,
+      pieces: stripePieces(intent.segments, start, end),
+      received: start,
+      acked: start,
+      owner: undefined,
+      done: false,
+      digestFailures: new Map(),
+    };
+    this.stripes.set(start, stripe);
+    return stripe;
+  }
+
+  /** Whether every declared stripe is complete and they cover the delta. */
+  complete(): boolean {
+    if (this.stripes.size !== this.intent.stripe.count) return false;
+    let bytes = 0;
+    for (const s of this.stripes.values()) {
+      if (!s.done) return false;
+      bytes += s.end - s.start;
+    }
+    return bytes === this.intent.totalBytes;
+  }
+
+  /** Stops the idle timer and aborts every attached stream. */
+  close(reason: CoordinatorError): void {
+    this.finished = true;
+    clearTimeout(this.timer);
+    for (const s of this.stripes.values()) s.owner?.abort.abort(reason);
+  }
+}
+
+/** Index of the piece holding byte `offset` of a stripe (`pieces.length` at the stripe's end). */
+export function pieceAt(pieces: readonly Piece[], offset: number): number {
+  const i = pieces.findIndex((p) => offset < p.end);
+  return i < 0 ? pieces.length : i;
+}
+
+/** SHA-256 state over spool bytes [start, end): how a resumed stream continues a tensor's digest. */
+export async function hashRange(file: FileHandle, start: number, end: number): Promise<Hash> {
+  const hash = createHash('sha256');
+  const buf = Buffer.allocUnsafe(Math.min(4 << 20, Math.max(1, end - start)));
+  for (let at = start; at < end; ) {
+    const { bytesRead } = await file.read(buf, 0, Math.min(buf.length, end - at), at);
+    if (bytesRead === 0) throw new CoordinatorError('INTERNAL', `spool ends at ${at}, expected ${end} bytes`);
+    hash.update(buf.subarray(0, bytesRead));
+    at += bytesRead;
+  }
+  return hash;
+}

@@ -1,0 +1,191 @@
+/**
+ * Serving one `Upload` stream: the header names a stripe of the site's delta, the coordinator
+ * answers with the offset to resume from, then writes chunks to the spool as they arrive —
+ * checking each chunk's CRC32C (a bad one is asked for again, never written) and each tensor's
+ * SHA-256 (a bad tensor is discarded and asked for again, a few times at most) — acknowledges
+ * durable offsets at least every quarter window, and ends with the stripe's result.
+ */
+import { crc32c } from '@node-rs/crc32';
+import { createHash, type Hash } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
+import type { UploadMessage__Output, UploadReply } from '../../proto/index.js';
+import { CoordinatorError } from '../errors.js';
+import { hashRange, pieceAt, type StripeState, type UploadSession } from './upload-session.js';
+import { writeWithBackpressure } from './streams.js';
+import { isUnitBoundary, type Piece } from '../../aggregation/index.js';
+import { checkValues } from './wire-layout.js';
+
+/** Consecutive CRC failures of one chunk before the upload fails. */
+export const MAX_CRC_RETRIES = 8;
+/** Digest failures of one tensor before the upload fails with CHECKSUM_MISMATCH. */
+export const MAX_DIGEST_RETRIES = 3;
+
+/** What a stream reports back to the service. */
+export interface StripeHooks {
+  readonly windowBytes: number;
+  onBytes(n: number): void;
+  /** The last stripe is complete: verify the whole delta and hand it to the round. */
+  finish(trailerSha256: string): Promise<{ sha256: string }>;
+  logResend(offset: number, reason: string): void;
+}
+
+/** Receives the messages of one stream for one stripe. */
+export class StripeReceiver {
+  private piece = 0;
+  private hash: Hash = createHash('sha256');
+  private awaiting: { piece: Piece; hex: string }[] = [];
+  private resync = false;
+  private dropped = 0;
+  private crcFailures = 0;
+  private lastAckSent: number;
+  /** At least two chunks, so a sender waiting for an ack always gets one. */
+  private readonly window: number;
+  private readonly ackEvery: number;
+
+  constructor(
+    private readonly session: UploadSession,
+    private readonly stripe: StripeState,
+    private readonly file: FileHandle,
+    private readonly out: Writable,
+    private readonly hooks: StripeHooks,
+  ) {
+    this.window = Math.max(hooks.windowBytes, 2 * session.intent.chunkBytes);
+    // Acks every quarter window: a sender blocked at a full window has always earned one.
+    this.ackEvery = Math.floor(this.window / 4);
+    this.lastAckSent = stripe.acked;
+  }
+
+  /** Rewinds to the acknowledged offset and rebuilds the digest of the tensor in progress. */
+  async resume(): Promise<void> {
+    const s = this.stripe;
+    s.received = s.acked;
+    this.piece = pieceAt(s.pieces, s.acked);
+    const p = s.pieces[this.piece];
+    this.hash = p && p.start < s.acked ? await hashRange(this.file, p.start, s.acked) : createHash('sha256');
+    await this.send({ accepted: { offset: s.acked, chunkBytes: this.session.intent.chunkBytes, windowBytes: this.window } });
+  }
+
+  /** Handles one message; resolves true when the stripe is finished and the stream may end. */
+  async handle(msg: UploadMessage__Output): Promise<boolean> {
+    if (msg.kind === 'chunk' && msg.chunk) await this.chunk(Number(msg.chunk.offset), msg.chunk.data, msg.chunk.crc32c);
+    else if (msg.kind === 'digest' && msg.digest) await this.digest(msg.digest.tensor, msg.digest.sha256);
+    else if (msg.kind === 'trailer' && msg.trailer) return this.trailer(msg.trailer.sha256);
+    else throw new CoordinatorError('UPLOAD_INVALID', `unexpected ${msg.kind ?? 'empty'} message after the header`);
+    return false;
+  }
+
+  private async chunk(offset: number, data: Buffer, crc: number): Promise<void> {
+    const s = this.stripe;
+    const max = this.session.intent.chunkBytes;
+    if (this.resync) {
+      // Chunks already in flight when we asked for a resend: dropped, within one window.
+      if (offset !== s.received) {
+        this.dropped += data.length;
+        if (this.dropped > this.window + max) throw new CoordinatorError('CHUNK_OUT_OF_RANGE', `still no chunk at ${s.received} after a resend request, ${this.dropped} bytes later`);
+        return;
+      }
+      this.resync = false;
+      this.dropped = 0;
+    }
+    if (this.awaiting.length > 0) throw new CoordinatorError('UPLOAD_INVALID', `chunk before the SHA-256 of tensor ${this.awaiting[0]!.piece.tensor}`);
+    if (offset !== s.received) {
+      const how = offset > s.received ? 'skips ahead of' : 'goes back before';
+      throw new CoordinatorError('CHUNK_OUT_OF_RANGE', `chunk at offset ${offset} ${how} the expected ${s.received}`, { offset, expected: s.received });
+    }
+    if (data.length === 0 || data.length > max) throw new CoordinatorError('CHUNK_OUT_OF_RANGE', `chunk of ${data.length} bytes (allowed 1..${max})`, { bytes: data.length });
+    const end = offset + data.length;
+    if (end > s.end) throw new CoordinatorError('CHUNK_OUT_OF_RANGE', `chunk ends at ${end}, past the declared ${s.end} bytes of its stripe`, { end, total: s.end });
+    if (!isUnitBoundary(this.session.intent.segments, end)) throw new CoordinatorError('UPLOAD_INVALID', `${this.session.exp.encoding} chunk ending at ${end} splits a value or block`);
+    if (crc32c(data) !== crc) {
+      if (++this.crcFailures > MAX_CRC_RETRIES) throw new CoordinatorError('CHECKSUM_MISMATCH', `chunk at ${offset} failed its CRC32C ${this.crcFailures} times`, { offset });
+      return this.resend(offset, 'CRC32C mismatch');
+    }
+    this.crcFailures = 0;
+    checkValues(this.session.exp.encoding, this.session.intent.segments, offset, data);
+    await this.file.write(data, 0, data.length, offset);
+    this.digestBytes(offset, data);
+    s.received = end;
+    this.hooks.onBytes(data.length);
+    this.session.progressed();
+    if (this.awaiting.length === 0) await this.advanceAck();
+  }
+
+  /** Feeds the tensor digests; queues every tensor piece the chunk completes. */
+  private digestBytes(offset: number, data: Buffer): void {
+    const pieces = this.stripe.pieces;
+    for (let at = offset; at < offset + data.length; ) {
+      const p = pieces[this.piece]!;
+      const to = Math.min(p.end, offset + data.length);
+      this.hash.update(data.subarray(at - offset, to - offset));
+      at = to;
+      if (to === p.end) {
+        this.awaiting.push({ piece: p, hex: this.hash.digest('hex') });
+        this.hash = createHash('sha256');
+        this.piece++;
+      }
+    }
+  }
+
+  private async digest(tensor: number, sha256: string): Promise<void> {
+    if (this.resync) return;
+    const next = this.awaiting.shift();
+    if (!next) throw new CoordinatorError('UPLOAD_INVALID', `SHA-256 of tensor ${tensor} before its last byte`);
+    if (next.piece.tensor !== tensor) throw new CoordinatorError('UPLOAD_INVALID', `SHA-256 of tensor ${tensor}, expected that of tensor ${next.piece.tensor}`);
+    if (sha256 === next.hex) {
+      if (this.awaiting.length === 0) await this.advanceAck();
+      return;
+    }
+    const s = this.stripe;
+    const p = next.piece;
+    const failures = (s.digestFailures.get(p.start) ?? 0) + 1;
+    s.digestFailures.set(p.start, failures);
+    if (failures > MAX_DIGEST_RETRIES) {
+      throw new CoordinatorError('CHECKSUM_MISMATCH', `tensor ${tensor} (bytes ${p.start}..${p.end}) failed its SHA-256 ${failures} times`, { tensor });
+    }
+    // Discard the tensor's bytes: they are written again over the same range.
+    this.piece = s.pieces.indexOf(p);
+    this.hash = createHash('sha256');
+    this.awaiting = [];
+    s.acked = Math.min(s.acked, p.start);
+    this.lastAckSent = Math.min(this.lastAckSent, p.start);
+    await this.resend(p.start, `SHA-256 mismatch of tensor ${tensor}`);
+  }
+
+  private async trailer(sha256: string): Promise<boolean> {
+    if (this.resync) return false;
+    const s = this.stripe;
+    if (s.received !== s.end || this.awaiting.length > 0) {
+      throw new CoordinatorError('UPLOAD_INVALID', `trailer after ${s.received - s.start} of ${s.end - s.start} stripe bytes${this.awaiting.length > 0 ? ' with a tensor SHA-256 missing' : ''}`);
+    }
+    s.done = true;
+    if (!this.session.complete()) {
+      await this.send({ result: { accepted: true, receivedBytes: s.end - s.start, message: 'stripe received', complete: false } });
+      return true;
+    }
+    const whole = await this.hooks.finish(sha256);
+    await this.send({ result: { accepted: true, receivedBytes: this.session.intent.totalBytes, message: 'verified', complete: true, sha256: whole.sha256 } });
+    return true;
+  }
+
+  private async resend(offset: number, reason: string): Promise<void> {
+    this.stripe.received = offset;
+    this.resync = true;
+    this.dropped = 0;
+    this.hooks.logResend(offset, reason);
+    await this.send({ resend: { offset, reason } });
+  }
+
+  private async advanceAck(): Promise<void> {
+    const s = this.stripe;
+    s.acked = s.received;
+    if (s.acked - this.lastAckSent >= this.ackEvery || s.acked === s.end) {
+      this.lastAckSent = s.acked;
+      await this.send({ ack: { offset: s.acked } });
+    }
+  }
+
+  private send(reply: UploadReply): Promise<void> {
+    return writeWithBackpressure(this.out, reply);
+  }
+}

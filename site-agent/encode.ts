@@ -1,0 +1,161 @@
+/**
+ * The delta Δ = local − global in the run's wire encoding, produced for any byte range of the
+ * encoded delta straight from the two safetensors files (never a whole model in memory): a
+ * resumed or re-requested stripe re-encodes exactly the bytes it had sent. Encodings are
+ * deterministic — the masked one takes its stochastic rounding from a seed fixed per attempt.
+ */
+import { encodeInt8Blocks, f32ToBf16, maskVector, openSafetensors, quantize, type SafetensorsFile } from '../aggregation/index.js';
+import { openFileSource } from '../common/files.js';
+import { deltaSegments, INT8_BLOCK, type Segment, type DeltaEncoding } from '../aggregation/index.js';
+import { SiteAgentError } from './errors.js';
+import type { SecureParams, SecureSession } from './secure/session.js';
+
+/** A tensor of the global model as the task declares it. */
+export interface TaskTensor {
+  readonly name: string;
+  readonly dtype: string;
+  readonly shape: readonly number[];
+}
+
+/** What a masked encoding needs: the attempt's session, its weight and a fixed rounding seed. */
+export interface MaskedInputs {
+  readonly session: SecureSession;
+  readonly params: SecureParams;
+  readonly samples: number;
+  readonly roundingSeed: Uint8Array;
+}
+
+/** One chunk of the encoded delta; it never spans two tensors. */
+export interface EncodedChunk {
+  readonly offset: number;
+  readonly data: Buffer;
+  /** Index of the tensor (segment) the chunk belongs to. */
+  readonly segment: number;
+}
+
+const elementsOf = (t: TaskTensor): number => t.shape.reduce((a, b) => a * b, 1);
+
+/** The delta of two safetensors files, encodable by byte range. */
+export class DeltaEncoder {
+  readonly segments: readonly Segment[];
+  readonly totalBytes: number;
+  private readonly elementStarts: number[] = [];
+  private readonly elements: number;
+
+  private constructor(
+    private readonly g: SafetensorsFile,
+    private readonly l: SafetensorsFile,
+    private readonly tensors: readonly TaskTensor[],
+    readonly encoding: DeltaEncoding,
+    private readonly masked: MaskedInputs | undefined,
+    private readonly closeFiles: () => Promise<void>,
+  ) {
+    this.segments = deltaSegments(encoding, tensors.map(elementsOf));
+    this.totalBytes = this.segments.length === 0 ? 0 : this.segments[this.segments.length - 1]!.end;
+    let n = 0;
+    for (const t of tensors) {
+      this.elementStarts.push(n);
+      n += elementsOf(t);
+    }
+    this.elements = n;
+  }
+
+  /**
+   * Opens the two files. Throws MODEL_INVALID when the local file's names or shapes differ from
+   * the global model's, or when the encoding is unknown.
+   */
+  static async open(globalPath: string, localPath: string, tensors: readonly TaskTensor[], encoding: string, masked?: MaskedInputs): Promise<DeltaEncoder> {
+    if (!['f32', 'bf16', 'int8', 'secagg32', 'secagg16'].includes(encoding)) throw new SiteAgentError('MODEL_INVALID', `unknown wire encoding ${JSON.stringify(encoding)}`, false);
+    if (encoding.startsWith('secagg') && !masked) throw new SiteAgentError('MODEL_INVALID', `encoding ${encoding} needs a secure session`, false);
+    const gSrc = await openFileSource(globalPath);
+    const lSrc = await openFileSource(localPath);
+    const close = async (): Promise<void> => {
+      await gSrc.close();
+      await lSrc.close();
+    };
+    try {
+      const g = await openSafetensors(gSrc);
+      const l = await openSafetensors(lSrc);
+      for (const t of tensors) {
+        const gi = g.tensor(t.name);
+        const li = l.tensors.find((x) => x.name === t.name);
+        if (!li || li.shape.join() !== gi.shape.join()) {
+          throw new SiteAgentError('MODEL_INVALID', `local model's tensor ${t.name} is ${li ? `[${li.shape.join(', ')}]` : 'missing'}, global is [${gi.shape.join(', ')}]`, false);
+        }
+      }
+      if (l.tensors.length !== tensors.length) throw new SiteAgentError('MODEL_INVALID', `local model has ${l.tensors.length} tensors, global has ${tensors.length}`, false);
+      return new DeltaEncoder(g, l, tensors, encoding as DeltaEncoding, masked, close);
+    } catch (err) {
+      await close();
+      throw err;
+    }
+  }
+
+  close(): Promise<void> {
+    return this.closeFiles();
+  }
+
+  /** Chunks of at most `chunkBytes` covering [start, end), both on value (int8: block) boundaries. */
+  async *range(start: number, end: number, chunkBytes: number, signal: AbortSignal): AsyncGenerator<EncodedChunk> {
+    for (const s of this.segments) {
+      const a = Math.max(s.start, start);
+      const b = Math.min(s.end, end);
+      if (a >= b) continue;
+      const perChunk = Math.max(1, Math.floor(chunkBytes / s.unit)) * s.unit;
+      for (let at = a; at < b; at += perChunk) {
+        signal.throwIfAborted();
+        const to = Math.min(b, at + perChunk);
+        yield { offset: at, data: await this.encode(s, at - s.start, to - s.start), segment: s.index };
+      }
+    }
+  }
+
+  /** Encodes bytes [from, to) of segment `s` (offsets relative to the segment, unit-aligned). */
+  private async encode(s: Segment, from: number, to: number): Promise<Buffer> {
+    if (s.index === this.tensors.length) return this.weightWord();
+    const t = this.tensors[s.index]!;
+    const n = elementsOf(t);
+    const first = this.encoding === 'int8' ? (from / s.unit) * INT8_BLOCK : from / s.unit;
+    const last = this.encoding === 'int8' ? Math.min(n, (Math.ceil(to / s.unit)) * INT8_BLOCK) : to / s.unit;
+    const delta = await this.readDelta(t.name, first, last - first);
+    switch (this.encoding) {
+      case 'f32':
+        return Buffer.from(delta.buffer, delta.byteOffset, delta.byteLength);
+      case 'bf16': {
+        const out = f32ToBf16(delta);
+        return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+      }
+      case 'int8': {
+        // The one int8 block format (aggregation/kernels/encoding.ts), decoded by the coordinator.
+        const out = encodeInt8Blocks(delta);
+        return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+      }
+      default:
+        return this.maskedWords(delta, this.elementStarts[s.index]! + first);
+    }
+  }
+
+  private async readDelta(name: string, first: number, count: number): Promise<Float32Array> {
+    const global = await this.g.readF32(name, first, count);
+    const local = await this.l.readF32(name, first, count);
+    for (let i = 0; i < count; i++) local[i] = local[i]! - global[i]!;
+    return local;
+  }
+
+  private maskedWords(x: Float32Array, wordOffset: number): Buffer {
+    const m = this.masked!;
+    const q = { clip: m.params.clip, quantBits: m.params.quantBits, modulusBits: m.params.modulusBits };
+    const words = quantize(x, q, { weight: m.session.weight(m.samples), wordOffset, roundingSeed: m.roundingSeed });
+    const masked = maskVector(words, { ...m.session.masks(), wordOffset });
+    return Buffer.from(masked.buffer, masked.byteOffset, masked.byteLength);
+  }
+
+  /** The masked weight word that ends a secure upload, so the coordinator learns only Σw. */
+  private weightWord(): Buffer {
+    const m = this.masked!;
+    const q = { clip: 1, quantBits: m.params.quantBits, modulusBits: m.params.modulusBits };
+    const w = quantize(new Float32Array([m.session.weight(m.samples)]), q, { wordOffset: this.elements, roundingSeed: m.roundingSeed });
+    const masked = maskVector(w, { ...m.session.masks(), wordOffset: this.elements });
+    return Buffer.from(masked.buffer, masked.byteOffset, masked.byteLength);
+  }
+}

@@ -8,6 +8,8 @@ export default defineConfig({
     pool: 'forks',
     // Two cores: integration tests start several processes each; run files one or two at a time.
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
+    // it.concurrent cases (crash points) start a coordinator and agents each: two at a time.
+    maxConcurrency: 2,
     setupFiles: ['test/setup/fail-on-console.ts'],
   },
 });

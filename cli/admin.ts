@@ -1,8 +1,15 @@
-/** `fedhpc admin status | sites | rounds`: wiring from arguments to the admin client and output. */
+/**
+ * `fedhpc admin …`: wiring from arguments to the admin client and output. Every command prints a
+ * human table by default and JSON with `--json`.
+ */
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { z } from 'zod';
-import { loadConfigFile } from '../common/config-file.js';
-import { AdminClient } from '../coordinator/index.js';
-import { formatBytes, formatTable } from './table.js';
+import { loadConfigFile, parseConfig } from '../common/config-file.js';
+import { AdminClient, runSchema } from '../coordinator/index.js';
+import { approveCommand } from './admin-enrol.js';
+import { watchCommand } from './admin-watch.js';
+import { formatBytes, formatDuration, formatTable, formatTime } from './table.js';
 
 const adminConfigSchema = z
   .object({
@@ -12,73 +19,184 @@ const adminConfigSchema = z
   })
   .strict();
 
-export const ADMIN_COMMANDS = ['status', 'sites', 'rounds'] as const;
+/** A parsed admin config file. */
+export type AdminConfig = z.output<typeof adminConfigSchema>;
+
+export const ADMIN_COMMANDS = ['status', 'sites', 'rounds', 'round', 'start', 'pause', 'resume', 'abort', 'approve', 'revoke', 'watch', 'logs'] as const;
+export type AdminCommand = (typeof ADMIN_COMMANDS)[number];
+
+/** Arguments of one admin command, as parsed by cli/main.ts. */
+export interface AdminArgs {
+  readonly command: AdminCommand;
+  /** The positional after the command: round number or site id. */
+  readonly target: string | undefined;
+  readonly config: string;
+  readonly json: boolean;
+  readonly run?: string | undefined;
+  readonly csr?: string | undefined;
+  readonly ca?: string | undefined;
+  readonly out?: string | undefined;
+  readonly reason?: string | undefined;
+  readonly limit?: number | undefined;
+  readonly language?: string | undefined;
+  readonly validityDays?: number | undefined;
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** A usage mistake in admin arguments (exit code 2). */
+export class AdminUsageError extends Error {}
+
+/** Loads an admin config file (relative paths resolve against its folder). */
+export function loadAdminConfig(file: string): AdminConfig {
+  return loadConfigFile(file, adminConfigSchema, (c, rel) => ({ ...c, tls: { ca: rel(c.tls.ca), cert: rel(c.tls.cert), key: rel(c.tls.key) } }));
+}
+
+const need = (value: string | undefined, what: string): string => {
+  if (!value) throw new AdminUsageError(what);
+  return value;
+};
 
 /** Runs one admin command and writes its output; returns the exit code. */
-export async function runAdmin(command: string, configFile: string, json: boolean, out: (s: string) => void): Promise<number> {
-  const cfg = loadConfigFile(configFile, adminConfigSchema, (c, rel) => ({
-    ...c,
-    tls: { ca: rel(c.tls.ca), cert: rel(c.tls.cert), key: rel(c.tls.key) },
-  }));
+export async function runAdmin(a: AdminArgs, out: (s: string) => void): Promise<number> {
+  const cfg = loadAdminConfig(a.config);
   const client = new AdminClient(cfg);
+  const print = (value: unknown, human: () => string): number => (out(a.json ? JSON.stringify(value) : human()), 0);
   try {
-    if (command === 'status') {
-      const s = await client.status();
-      if (json) return out(JSON.stringify(s)), 0;
-      out(
-        formatTable(
-          ['field', 'value'],
-          [
+    switch (a.command) {
+      case 'status': {
+        const s = await client.status();
+        return print(s, () =>
+          formatTable(['field', 'value'], [
             ['federation', s.federation],
-            ['run', `${s.runId} (${s.runState})`],
+            ['run', s.runId ? `${s.runId} (${s.runState})` : `none (${s.runState})`],
             ['round', s.phase ? `${s.round}.${s.attempt} ${s.phase}` : '-'],
+            ['deadline', Number(s.phaseDeadlineMs) > 0 ? formatTime(Number(s.phaseDeadlineMs)) : '-'],
             ['committed', `${s.roundsCommitted} / ${s.roundsTotal}`],
-            ['global model', s.globalModelSha256],
-            ['sites', `${s.sitesConnected} connected / ${s.sitesKnown} known`],
+            ['global model', s.globalModelSha256 || '-'],
+            ['sites', `${s.sitesConnected} connected / ${s.sitesKnown} known${s.sitesRevoked > 0 ? ` / ${s.sitesRevoked} revoked` : ''}`],
+            ['state dir', formatBytes(Number(s.stateDirBytes))],
             ['uptime', `${(Number(s.uptimeMs) / 1000).toFixed(0)} s`],
-          ],
-        ),
-      );
-    } else if (command === 'sites') {
-      const { sites } = await client.sites();
-      if (json) return out(JSON.stringify(sites)), 0;
-      out(
-        formatTable(
-          ['site', 'connected', 'activity', 'progress', 'up', 'down', 'rounds', 'agent'],
-          sites.map((s) => [
-            s.siteId,
-            s.connected ? 'yes' : 'no',
-            s.activity,
-            s.progress >= 0 ? `${(s.progress * 100).toFixed(0)}%` : '-',
-            formatBytes(Number(s.bytesUp)),
-            formatBytes(Number(s.bytesDown)),
-            s.roundsContributed,
-            s.agentVersion,
-          ].map(String)),
-        ),
-      );
-    } else if (command === 'rounds') {
-      const r = await client.rounds();
-      if (json) return out(JSON.stringify(r)), 0;
-      out(
-        formatTable(
-          ['round', 'outcome', 'participants', 'dropped', 'eval loss', 'up', 'model'],
-          r.rounds.map((x) => [
-            `${x.round}.${x.attempt}`,
-            x.outcome,
-            x.participants.join(',') || '-',
-            x.dropped.join(',') || (x.reason ? x.reason : '-'),
-            x.hasEval ? x.evalLoss.toFixed(4) : '-',
-            formatBytes(Number(x.bytesUp)),
-            x.modelSha256.slice(0, 12) || '-',
           ]),
-        ),
-      );
-    } else {
-      throw new Error(`unknown admin command ${JSON.stringify(command)} (expected ${ADMIN_COMMANDS.join(', ')})`);
+        );
+      }
+      case 'sites': {
+        const { sites } = await client.sites();
+        return print(sites, () =>
+          formatTable(
+            ['site', 'connected', 'activity', 'progress', 'transfer', 'up', 'down', 'rounds', 'agent'],
+            sites.map((s) => [
+              s.revoked ? `${s.siteId} (revoked)` : s.siteId,
+              s.connected ? 'yes' : 'no',
+              s.activity,
+              s.progress >= 0 ? `${(s.progress * 100).toFixed(0)}%` : '-',
+              transferCell(s),
+              formatBytes(Number(s.bytesUp)),
+              formatBytes(Number(s.bytesDown)),
+              String(s.roundsContributed),
+              s.agentVersion,
+            ]),
+          ),
+        );
+      }
+      case 'rounds': {
+        const r = await client.rounds();
+        return print(r, () =>
+          formatTable(
+            ['round', 'outcome', 'participants', 'dropped', 'eval loss', 'up', 'model'],
+            r.rounds.map((x) => [
+              `${x.round}.${x.attempt}`,
+              x.outcome,
+              x.participants.join(',') || '-',
+              x.dropped.join(',') || (x.reason ? x.reason : '-'),
+              x.hasEval ? x.evalLoss.toFixed(4) : '-',
+              formatBytes(Number(x.bytesUp)),
+              x.modelSha256.slice(0, 12) || '-',
+            ]),
+          ),
+        );
+      }
+      case 'round':
+        return await roundCommand(client, a, print);
+      case 'start': {
+        const file = resolve(need(a.run, 'admin start needs --run FILE (a run file: JSON with the run fields of the coordinator config)'));
+        const text = await readFile(file, 'utf8').catch((err: unknown) => {
+          throw new AdminUsageError(`cannot read run file ${file}: ${(err as Error).message}`);
+        });
+        // Checked here first so a typo is reported before anything is sent, naming field and file.
+        let json: unknown;
+        try {
+          json = JSON.parse(text);
+        } catch (err) {
+          throw new AdminUsageError(`run file ${file} is not valid JSON: ${(err as Error).message}`);
+        }
+        parseConfig(file, json, runSchema);
+        const r = await client.startRun(text, file);
+        return print(r, () => `${r.message}; run ${r.runId} is ${r.runState}`);
+      }
+      case 'pause':
+      case 'resume':
+      case 'abort': {
+        const r = a.command === 'pause' ? await client.pause(a.reason) : a.command === 'resume' ? await client.resume() : await client.abort(a.reason);
+        return print(r, () => formatTable(['run', 'state', 'note'], [[r.runId, r.runState, r.message]]));
+      }
+      case 'approve':
+        return await approveCommand(client, cfg, a, print);
+      case 'revoke': {
+        const site = need(a.target, 'admin revoke needs a site id: fedhpc admin revoke SITE --config ADMIN.json');
+        const r = await client.revokeSite(site, a.reason ?? '');
+        return print(r, () =>
+          formatTable(['site', 'revoked certificates', 'dropped from round'], [
+            [r.siteId, r.certificateFingerprints.map((f) => f.slice(0, 23)).join(' ') || '(none seen; the site id is refused)', Number(r.droppedFromRound) > 0 ? String(r.droppedFromRound) : '-'],
+          ]),
+        );
+      }
+      case 'watch':
+        return await watchCommand(client, a.json, out, a.signal);
+      case 'logs': {
+        const site = need(a.target, 'admin logs needs a site id: fedhpc admin logs SITE --config ADMIN.json');
+        const r = await client.siteLogs(site, a.limit ?? 50);
+        return print(r, () => formatTable(['time', 'kind', 'message'], r.lines.map((l) => [formatTime(Number(l.tsMs)), l.kind, l.message])));
+      }
     }
-    return 0;
   } finally {
     client.close();
   }
+}
+
+function transferCell(s: { transferDirection: string; transferBytes: string; transferTotal: string; transferRateBytesPerS: number; transferEtaS: number }): string {
+  if (!s.transferDirection) return '-';
+  const total = Number(s.transferTotal);
+  const pct = total > 0 ? ` ${((Number(s.transferBytes) / total) * 100).toFixed(0)}%` : '';
+  const eta = s.transferEtaS > 0 ? ` eta ${formatDuration(s.transferEtaS * 1000)}` : '';
+  return `${s.transferDirection}${pct} ${formatBytes(s.transferRateBytesPerS)}/s${eta}`;
+}
+
+async function roundCommand(client: AdminClient, a: AdminArgs, print: (v: unknown, human: () => string) => number): Promise<number> {
+  const n = Number(need(a.target, 'admin round needs a round number: fedhpc admin round N --config ADMIN.json'));
+  if (!Number.isSafeInteger(n) || n < 1) throw new AdminUsageError(`round must be a positive integer, got ${JSON.stringify(a.target)}`);
+  const d = await client.round(n);
+  return print(d, () => {
+    const parts: string[] = [`run ${d.runId}, round ${d.round}${d.hasEval ? `, eval loss ${d.evalLoss.toFixed(4)}` : ''}`];
+    for (const at of d.attempts) {
+      parts.push(
+        '',
+        formatTable(['attempt', 'outcome', 'dropped', 'up', 'down', 'parent', 'model'], [
+          [String(at.attempt), at.outcome + (at.reason ? ` (${at.reason})` : ''), at.dropped.join(',') || '-', formatBytes(Number(at.bytesUp)), formatBytes(Number(at.bytesDown)), at.parentSha256.slice(0, 12) || '-', at.modelSha256.slice(0, 12) || '-'],
+        ]),
+      );
+      if (at.phases.length > 0) {
+        parts.push('', formatTable(['phase', 'started', 'duration'], at.phases.map((p) => [p.phase, formatTime(Number(p.startedMs)), Number(p.durationMs) > 0 ? formatDuration(Number(p.durationMs)) : 'open'])));
+      }
+      if (at.participants.length > 0) {
+        parts.push(
+          '',
+          formatTable(['site', 'weight', 'samples', 'steps', 'train loss', 'delta', 'data manifest'], at.participants.map((p) => [
+            p.siteId, p.weight.toFixed(3), String(p.samples), String(p.steps), p.trainLoss >= 0 ? p.trainLoss.toFixed(4) : '-', p.deltaSha256.slice(0, 12), p.dataManifestSha256.slice(0, 12) || '-',
+          ])),
+        );
+      }
+    }
+    if (d.evals.length > 0) parts.push('', formatTable(['site', 'eval loss', 'samples'], d.evals.map((e) => [e.siteId, e.loss.toFixed(4), String(e.samples)])));
+    return parts.join('\n');
+  });
 }

@@ -7,22 +7,35 @@ import { parseArgs } from 'node:util';
 import { ConfigError } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
 import { loadCoordinatorConfig, startCoordinator } from '../coordinator/index.js';
-import { createRunner, DROP_PHASES, RunnerConfigError, loadSiteConfig, SiteAgent, SiteAgentError, type DropPhase } from '../site-agent/index.js';
+import { serveMetrics } from '../common/metrics-http.js';
+import { AgentMetrics, createRunner, DROP_PHASES, RunnerConfigError, loadSiteConfig, SiteAgent, SiteAgentError, type DropPhase } from '../site-agent/index.js';
 import { DEMO_TRAIN, writeFederationFiles } from '../simulate/federation-files.js';
 import { SIMULATE_STRATEGIES, simulate, type SimulateRecord, type SimulateStrategy } from '../simulate/simulate.js';
-import { ADMIN_COMMANDS, runAdmin } from './admin.js';
+import { containerLayout } from '../simulate/containers.js';
+import { buildFedhpcImage } from '../simulate/images.js';
+import { ADMIN_COMMANDS, AdminUsageError, runAdmin, type AdminCommand } from './admin.js';
+import { runAudit } from './audit.js';
+import { enrolCommand, renewCommand } from './admin-enrol.js';
 
 const USAGE = `usage: fedhpc <command> [options]
 
   simulate     [--sites N] [--rounds R] [--strategy fedavg|diloco|fedadam] [--state-dir DIR]
                [--min-sites K] [--no-secure-aggregation] [--drop SITE@PHASE]... [--timeout S] [--json]
+               [--containers]   (each part in its own Docker container; builtin runner only)
                [--runner builtin|command|slurm] [--python PATH]   (command/slurm: the PyTorch trainer)
                (PHASE: keys, shares, upload, unmask)
   coordinator  --config FILE
   site         --config FILE
+  site enroll  --site ID --federation NAME --out DIR [--json]   (key + CSR, made here; send the CSR)
+  site renew   --config FILE [--out CSR] [--json]               (CSR for a new certificate, same key)
   provision    --federation NAME --sites a,b,c --admins NAME[,NAME] --out DIR
                [--coordinator HOST:PORT] [--json]
-  admin        status|sites|rounds --config ADMIN.json [--json]
+  admin        COMMAND --config ADMIN.json [--json], COMMAND one of:
+               status | sites | rounds | round N | watch | logs SITE [--limit N]
+               start --run FILE | pause | resume | abort [--reason TEXT]
+               approve SITE --csr FILE --ca CA_DIR [--out DIR] [--language L] [--validity-days D]
+               revoke SITE [--reason TEXT]
+  admin audit  verify|export (--state-dir DIR | --nats URL [--stream NAME]) [--ca FILE] [--out FILE] [--json]
 `;
 
 /** A usage error: exit code 2 and the usage text. */
@@ -56,6 +69,13 @@ function runnerKind(value: string | undefined): 'builtin' | 'command' | 'slurm' 
   return value as (typeof kinds)[number];
 }
 
+/** `simulate --containers`: the local image (built from this package, or reused) and a network of containers. */
+async function simulateContainers(runner: string): Promise<Awaited<ReturnType<typeof containerLayout>>> {
+  if (runner !== 'builtin') throw new UsageError(`--containers runs the builtin trainer only (the image has no Python), not --runner ${runner}`);
+  const image = await buildFedhpcImage();
+  return containerLayout({ image: image.tag });
+}
+
 async function cmdSimulate(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -70,6 +90,7 @@ async function cmdSimulate(args: string[]): Promise<number> {
       runner: { type: 'string' },
       python: { type: 'string' },
       'no-secure-aggregation': { type: 'boolean', default: false },
+      containers: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
     strict: true,
@@ -114,6 +135,7 @@ async function cmdSimulate(args: string[]): Promise<number> {
     timeoutS: intOption(values.timeout, 'timeout', 600),
     secure: values['no-secure-aggregation'] !== true,
     runner: runnerKind(values.runner),
+    layout: values.containers ? await simulateContainers(runnerKind(values.runner)) : undefined,
     python: values.python,
     drop,
     emit: print,
@@ -136,6 +158,7 @@ async function cmdCoordinator(args: string[]): Promise<number> {
 }
 
 async function cmdSite(args: string[]): Promise<number> {
+  if (args[0] === 'enroll' || args[0] === 'renew') return cmdSiteEnrol(args[0], args.slice(1));
   const { values } = parseArgs({ args, options: { config: { type: 'string' }, 'die-at': { type: 'string' }, json: { type: 'boolean' } }, strict: true });
   const dieAt = values['die-at'] as DropPhase | undefined;
   if (dieAt !== undefined && !DROP_PHASES.includes(dieAt)) throw new UsageError(`--die-at must be one of ${DROP_PHASES.join(', ')}, got ${JSON.stringify(dieAt)}`);
@@ -143,7 +166,12 @@ async function cmdSite(args: string[]): Promise<number> {
   const logger = createLogger({ name: 'site-agent', level: config.log.level, base: { site: config.site } });
   logger.info({ config }, 'configuration');
   const runner = createRunner(config);
-  const agent = new SiteAgent({ config, runner, logger, dieAt });
+  const metrics = new AgentMetrics(config.site);
+  const endpoint = config.metrics
+    ? await serveMetrics({ ...config.metrics, contentType: metrics.registry.contentType, text: () => metrics.text() })
+    : undefined;
+  if (endpoint) logger.info({ metrics: endpoint.url }, 'metrics endpoint listening');
+  const agent = new SiteAgent({ config, runner, logger, dieAt, metrics });
   try {
     await agent.run(onTerminate());
     return 0;
@@ -154,7 +182,20 @@ async function cmdSite(args: string[]): Promise<number> {
       return 1;
     }
     throw err;
+  } finally {
+    await endpoint?.close();
   }
+}
+
+async function cmdSiteEnrol(command: 'enroll' | 'renew', args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { site: { type: 'string' }, federation: { type: 'string' }, out: { type: 'string' }, config: { type: 'string' }, json: { type: 'boolean', default: false } },
+    strict: true,
+  });
+  const json = values.json === true;
+  if (command === 'renew') return renewCommand({ config: required(values.config, 'config'), out: values.out, json }, out);
+  return enrolCommand({ site: required(values.site, 'site'), federation: required(values.federation, 'federation'), out: required(values.out, 'out'), json }, out);
 }
 
 async function cmdProvision(args: string[]): Promise<number> {
@@ -201,9 +242,21 @@ async function cmdProvision(args: string[]): Promise<number> {
 }
 
 async function cmdAdmin(args: string[]): Promise<number> {
+  if (args[0] === 'audit') return runAudit(args.slice(1));
   const { values, positionals } = parseArgs({
     args,
-    options: { config: { type: 'string' }, json: { type: 'boolean', default: false } },
+    options: {
+      config: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      run: { type: 'string' },
+      csr: { type: 'string' },
+      ca: { type: 'string' },
+      out: { type: 'string' },
+      reason: { type: 'string' },
+      limit: { type: 'string' },
+      language: { type: 'string' },
+      'validity-days': { type: 'string' },
+    },
     allowPositionals: true,
     strict: true,
   });
@@ -211,7 +264,25 @@ async function cmdAdmin(args: string[]): Promise<number> {
   if (!command || !(ADMIN_COMMANDS as readonly string[]).includes(command)) {
     throw new UsageError(`admin needs a command: ${ADMIN_COMMANDS.join(' | ')}`);
   }
-  return runAdmin(command, required(values.config, 'config'), values.json === true, out);
+  if (positionals.length > 2) throw new UsageError(`admin ${command} takes at most one argument, got ${positionals.slice(1).join(' ')}`);
+  return runAdmin(
+    {
+      command: command as AdminCommand,
+      target: positionals[1],
+      config: required(values.config, 'config'),
+      json: values.json === true,
+      run: values.run,
+      csr: values.csr,
+      ca: values.ca,
+      out: values.out,
+      reason: values.reason,
+      limit: values.limit === undefined ? undefined : intOption(values.limit, 'limit', 50),
+      language: values.language,
+      validityDays: values['validity-days'] === undefined ? undefined : intOption(values['validity-days'], 'validity-days', 365),
+      signal: command === 'watch' ? onTerminate() : undefined,
+    },
+    out,
+  );
 }
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
@@ -239,7 +310,7 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     const code = (err as { code?: unknown }).code;
-    if (err instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
+    if (err instanceof UsageError || err instanceof AdminUsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
       process.stderr.write(`fedhpc: ${(err as Error).message}\n\n${USAGE}`);
       process.exitCode = 2;
     } else if (err instanceof ConfigError || err instanceof RunnerConfigError) {

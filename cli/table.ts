@@ -18,3 +18,17 @@ export function formatBytes(n: number): string {
   }
   return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
 }
+
+/** A duration in milliseconds as `850 ms`, `12.3 s`, `4 min 05 s` or `2 h 03 min`. */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(1)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${String(Math.floor(s % 60)).padStart(2, '0')} s`;
+  return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')} min`;
+}
+
+/** A wall-clock time (ms since the epoch) as ISO 8601 UTC to the second. */
+export function formatTime(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}

@@ -3,10 +3,16 @@
  * messages converted to plain objects in one place.
  */
 import * as grpc from '@grpc/grpc-js';
+import { clientWindowOptions } from '../common/grpc-window.js';
 import { readTlsFiles, type TlsFiles } from '../common/tls.js';
 import {
   loadProto,
   type AdminServiceClient,
+  type ApproveSiteResponse__Output,
+  type RevokeSiteResponse__Output,
+  type RoundDetail__Output,
+  type RunControlResponse__Output,
+  type SiteLogsResponse__Output,
   type RoundsResponse__Output,
   type SitesResponse__Output,
   type StatusResponse__Output,
@@ -34,7 +40,8 @@ export class AdminClient {
 
   constructor(o: AdminClientOptions) {
     const tls = readTlsFiles(o.tls);
-    const options: grpc.ChannelOptions = {};
+    // The same receive window as sites (common/grpc-window.ts): large answers are not held to 64 KiB per round trip.
+    const options: grpc.ChannelOptions = { ...clientWindowOptions() };
     if (o.serverName) {
       options['grpc.ssl_target_name_override'] = o.serverName;
       options['grpc.default_authority'] = o.serverName;
@@ -59,6 +66,42 @@ export class AdminClient {
 
   rounds(): Promise<RoundsResponse__Output> {
     return this.unary((opts, cb) => this.client.Rounds({}, opts, cb));
+  }
+
+  /** Every attempt of round `round`: participants, dropped, phases, bytes, hashes, eval. */
+  round(round: number): Promise<RoundDetail__Output> {
+    return this.unary((opts, cb) => this.client.Round({ round }, opts, cb));
+  }
+
+  /** Starts a run from a run file's JSON text; `source` names the file in error messages. */
+  startRun(runJson: string, source: string): Promise<RunControlResponse__Output> {
+    return this.unary((opts, cb) => this.client.StartRun({ runJson, source }, opts, cb));
+  }
+
+  pause(reason = ''): Promise<RunControlResponse__Output> {
+    return this.unary((opts, cb) => this.client.PauseRun({ reason }, opts, cb));
+  }
+
+  resume(): Promise<RunControlResponse__Output> {
+    return this.unary((opts, cb) => this.client.ResumeRun({}, opts, cb));
+  }
+
+  abort(reason = ''): Promise<RunControlResponse__Output> {
+    return this.unary((opts, cb) => this.client.AbortRun({ reason }, opts, cb));
+  }
+
+  /** Tells the coordinator about a certificate the admin signed from a site's CSR. */
+  approveSite(siteId: string, certificatePem: string): Promise<ApproveSiteResponse__Output> {
+    return this.unary((opts, cb) => this.client.ApproveSite({ siteId, certificatePem }, opts, cb));
+  }
+
+  revokeSite(siteId: string, reason = ''): Promise<RevokeSiteResponse__Output> {
+    return this.unary((opts, cb) => this.client.RevokeSite({ siteId, reason }, opts, cb));
+  }
+
+  /** The site's recent log lines as the coordinator saw them (newest last). */
+  siteLogs(siteId: string, limit = 0): Promise<SiteLogsResponse__Output> {
+    return this.unary((opts, cb) => this.client.SiteLogs({ siteId, limit }, opts, cb));
   }
 
   /** Waits until the coordinator answers (or the deadline passes). */

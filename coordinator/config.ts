@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { checkFixedPointBudget, parseOptimizerOptions, type ResolvedOptimizerOptions } from '../aggregation/index.js';
 import { loadConfigFile } from '../common/config-file.js';
+import { natsSchema, resolveNatsPaths } from './nats/options.js';
 
 /** Server optimizer and its hyper-parameters, validated by `aggregation` (unknown keys refused). */
 export const strategySchema = z
@@ -50,7 +51,19 @@ export const runSchema = z
     expectedSites: z.array(z.string()).default([]),
     strategy: strategySchema.default({ name: 'diloco' }),
     weighting: z.enum(['samples', 'tokens', 'uniform']).default('samples'),
-    encoding: z.enum(['f32']).default('f32'),
+    /**
+     * How plain rounds combine deltas: the weighted mean, or a robust aggregator (coordinate-wise
+     * median, trimmed mean), which needs individual updates and so is refused under secure aggregation.
+     */
+    aggregator: z
+      .discriminatedUnion('name', [
+        z.object({ name: z.literal('mean') }).strict(),
+        z.object({ name: z.literal('median') }).strict(),
+        z.object({ name: z.literal('trimmed-mean'), trim: z.number().gt(0).lt(0.5) }).strict(),
+      ])
+      .default({ name: 'mean' }),
+    /** Wire encoding of plain rounds' deltas; secure rounds always use masked fixed point. */
+    encoding: z.enum(['f32', 'bf16', 'int8']).default('f32'),
     /** Opaque training settings for the sites' runners (steps, batch size, lr, …). */
     train: z.record(z.unknown()).default({}),
     evaluate: z.boolean().default(true),
@@ -75,6 +88,13 @@ export const runSchema = z
   .superRefine((run, ctx) => {
     const sa = run.secureAggregation;
     if (!sa.enabled) return;
+    if (run.aggregator.name !== 'mean') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['aggregator'],
+        message: `${run.aggregator.name} needs each site's own update, which secure aggregation hides from the coordinator; use the mean or set secureAggregation.enabled to false`,
+      });
+    }
     const budget = checkFixedPointBudget({ sites: sa.maxSites, quantBits: sa.quantBits, modulusBits: sa.modulusBits });
     if (!budget.ok) ctx.addIssue({ code: 'custom', path: ['secureAggregation', 'quantBits'], message: budget.issues.join('; ') });
     const sites = Math.max(run.expectedSites.length, run.minSites);
@@ -94,22 +114,51 @@ export const coordinatorConfigSchema = z
     tls: z.object({ ca: z.string(), cert: z.string(), key: z.string() }).strict(),
     stateDir: z.string(),
     model: z.object({ initial: z.string() }).strict(),
-    run: runSchema,
+    /** The run to drive at start-up; without one the coordinator idles until `fedhpc admin start`. */
+    run: runSchema.optional(),
+    /** Checkpoints kept: the last `keepLast` and every `keepEvery`-th round (0: none extra). */
+    retention: z
+      .object({ keepLast: z.number().int().min(1).max(1_000_000), keepEvery: z.number().int().min(0).max(1_000_000).default(0) })
+      .strict()
+      .optional(),
+    /** Prometheus endpoint (off unless configured); binds 127.0.0.1 unless `host` says otherwise. */
+    metrics: z
+      .object({ port: z.number().int().min(0).max(65_535), host: z.string().default('127.0.0.1') })
+      .strict()
+      .optional(),
     limits: z
       .object({
         maxChunkBytes: z.number().int().min(64 * 1024).max(4 * 1024 * 1024).default(1024 * 1024),
         /** Elements per slice when reading and writing tensors at commit (bounded memory). */
         sliceElements: z.number().int().min(1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
+        /** A transfer with no progress for this long ends (and a site gone this long is dropped). */
+        idleTimeoutS: z.number().positive().max(24 * 3600).default(60),
+        /** Upload streams (stripes) one site may hold open at once. */
+        maxStreamsPerSite: z.number().int().min(1).max(64).default(8),
+        /** Bytes a site may send past the last acknowledgement; also the most a break re-sends. */
+        uploadWindowBytes: z.number().int().min(256 * 1024).max(1024 * 1024 * 1024).default(16 * 1024 * 1024),
+        /** Calls per second each caller (site or admin certificate) may start, sustained. */
+        requestsPerS: z.number().positive().max(100_000).default(20),
+        /** Calls a caller may start at once after being idle (token bucket size). */
+        burst: z.number().int().min(1).max(100_000).default(100),
+        /** Calls (unary or streaming) one caller may have open at the same time. */
+        maxConcurrentCallsPerSite: z.number().int().min(1).max(10_000).default(32),
       })
       .strict()
       .default({}),
     heartbeatIntervalMs: z.number().int().min(100).max(600_000).default(2000),
+    /** Events and audit records to NATS / JetStream (off unless configured). */
+    nats: natsSchema.optional(),
     log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info') }).strict().default({}),
   })
   .strict();
 
 export type CoordinatorOptions = z.input<typeof coordinatorConfigSchema>;
 export type ResolvedCoordinatorConfig = z.output<typeof coordinatorConfigSchema>;
+/** A parsed run (from the coordinator config or a run file). */
+export type ResolvedRun = z.output<typeof runSchema>;
+/** The coordinator config with the run being driven. */
+export type RunningConfig = ResolvedCoordinatorConfig & { readonly run: ResolvedRun };
 
 /** Loads and validates a coordinator config file; relative paths resolve against its folder. */
 export function loadCoordinatorConfig(file: string): ResolvedCoordinatorConfig {
@@ -118,5 +167,6 @@ export function loadCoordinatorConfig(file: string): ResolvedCoordinatorConfig {
     tls: { ca: rel(c.tls.ca), cert: rel(c.tls.cert), key: rel(c.tls.key) },
     stateDir: rel(c.stateDir),
     model: { initial: rel(c.model.initial) },
+    ...(c.nats ? { nats: resolveNatsPaths(c.nats, rel) } : {}),
   }));
 }

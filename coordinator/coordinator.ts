@@ -5,6 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
+import { DEFAULT_FLOW_CONTROL_WINDOW_BYTES, FLOW_CONTROL_WINDOW_OPTION, createGrpcServer } from '../common/grpc-window.js';
 import { readTlsFiles } from '../common/tls.js';
 import type { Logger } from '../common/logger.js';
 import { MAX_MESSAGE_BYTES, loadPackageDefinition, loadProto } from '../proto/index.js';
@@ -14,8 +15,17 @@ import { EventBus } from './events.js';
 import { createIdentityResolver } from './pki/index.js';
 import { SiteRegistry } from './registry.js';
 import { adminServiceHandlers } from './service/admin-service.js';
+import { CallLimiter, withCallLimits } from './service/limits.js';
 import { siteServiceHandlers } from './service/site-service.js';
 import { LocalStateStore } from './state/store.js';
+import { tapAppends } from './audit/tap.js';
+import { NatsPublisher } from './nats/publisher.js';
+import { serveMetrics, type MetricsEndpoint } from '../common/metrics-http.js';
+import { CoordinatorMetrics } from './metrics.js';
+import { applyRetention } from './retention.js';
+import { SiteAccess, accessResolver } from './revocation.js';
+import { RoundTimeline } from './round-timeline.js';
+import { SiteLogBook } from './site-logs.js';
 
 /** Version reported to agents and admins. */
 export const COORDINATOR_VERSION = '0.1.0';
@@ -26,6 +36,8 @@ export interface CoordinatorHandle {
   readonly port: number;
   readonly bus: EventBus;
   readonly driver: RoundDriver;
+  /** The Prometheus endpoint, when `metrics` is configured. */
+  readonly metrics: MetricsEndpoint | undefined;
   /** Stops accepting calls, ends streams and closes the state store. */
   stop(): Promise<void>;
 }
@@ -42,9 +54,14 @@ export const SERVER_CHANNEL_OPTIONS: grpc.ServerOptions = {
   'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
   'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
   'grpc.keepalive_time_ms': 10_000,
-  'grpc.keepalive_timeout_ms': 5_000,
+  // 20 s (gRPC's default), not less: a PING answer queues behind up to a window of upload
+  // data (common/grpc-window.ts), and a short timeout dropped busy uploads under load.
+  'grpc.keepalive_timeout_ms': 20_000,
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+  // A 64 MiB receive window per connection: grpc-js servers keep 64 KiB (one window per round trip,
+  // about 2 MB/s at 30 ms) unless common/grpc-window.ts makes them honour this client option.
+  [FLOW_CONTROL_WINDOW_OPTION]: DEFAULT_FLOW_CONTROL_WINDOW_BYTES,
 };
 
 /** Starts a coordinator; resolves once it listens and its run has been recovered or started. */
@@ -52,26 +69,46 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
   const tls = readTlsFiles(config.tls);
-  const store = await LocalStateStore.open(config.stateDir, () => clock.now());
+  const opened = await LocalStateStore.open(config.stateDir, () => clock.now());
+  // With NATS, every durable journal append is also sent to the audit stream (after, never before).
+  const store = config.nats ? tapAppends(opened, () => nats?.recordAppended()) : opened;
   if (store.journalRepairedBytes > 0) {
     logger.warn({ bytes: store.journalRepairedBytes }, 'cut off a torn last journal line (an append interrupted by a crash; it was never acknowledged)');
   }
   const bus = new EventBus(() => clock.now());
+  const nats = config.nats
+    ? new NatsPublisher({ nats: config.nats, federation: config.federation, bus, records: () => store.records(), logger, now: () => clock.now() })
+    : undefined;
   const registry = new SiteRegistry(() => clock.now());
-  const resolver = createIdentityResolver({ federation: config.federation });
+  const access = new SiteAccess(store.records());
+  const resolver = accessResolver(createIdentityResolver({ federation: config.federation }), access);
+  const logs = new SiteLogBook(bus, () => clock.now());
+  registry.onTouch = (site, activity, progress) => logs.heartbeat(site, activity, progress);
+  const timeline = new RoundTimeline(bus);
+  const metrics = new CoordinatorMetrics({ bus, sites: registry, timeline, now: () => clock.now(), federation: config.federation });
   const onFatal =
     options.onFatal ??
     ((err: unknown) => {
       logger.fatal({ err }, 'coordinator cannot continue');
       process.exit(1);
     });
-  const driver = new RoundDriver({ config, store, registry, bus, logger, clock, onFatal });
+  const retention = config.retention;
+  const afterCommit = retention
+    ? async () => {
+        const runId = driver.runContext?.plan.runId ?? '';
+        const deleted = await applyRetention(store, runId, retention);
+        if (deleted.length > 0) logger.info({ deleted, retention }, 'checkpoints deleted by retention');
+      }
+    : undefined;
+  const driver = new RoundDriver({ config, store, registry, bus, logger, clock, onFatal, afterCommit });
 
   const proto = loadProto();
-  const server = new grpc.Server(SERVER_CHANNEL_OPTIONS);
+  const server = createGrpcServer({ ...SERVER_CHANNEL_OPTIONS, interceptors: [metrics.interceptor] });
+  // Every fedhpc RPC passes the per-caller rate and concurrency limits (health and reflection do not).
+  const limiter = new CallLimiter(config.limits, () => clock.now());
   server.addService(
     proto.fedhpc.v1.SiteService.service,
-    siteServiceHandlers({
+    withCallLimits(proto.fedhpc.v1.SiteService.service, siteServiceHandlers({
       federation: config.federation,
       version: COORDINATOR_VERSION,
       heartbeatIntervalMs: config.heartbeatIntervalMs,
@@ -84,21 +121,25 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
       resolver,
       logger,
       secure: (site) => driver.secureHandlers(site),
-    }),
+    }), limiter),
   );
   server.addService(
     proto.fedhpc.v1.AdminService.service,
-    adminServiceHandlers({
+    withCallLimits(proto.fedhpc.v1.AdminService.service, adminServiceHandlers({
       federation: config.federation,
       version: COORDINATOR_VERSION,
-      runId: config.run.id,
       driver,
       registry,
       store,
       bus,
       resolver,
+      access,
+      logs,
+      timeline,
+      caPem: tls.ca.toString('utf8'),
+      logger,
       maxBufferedEvents: 10_000,
-    }),
+    }), limiter),
   );
   const health = new HealthImplementation({ '': 'SERVING', 'fedhpc.v1.SiteService': 'SERVING', 'fedhpc.v1.AdminService': 'SERVING' });
   health.addToServer(server);
@@ -110,16 +151,23 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
   });
   const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
   const address = `${host}:${port}`;
+  // Started once the port is bound (a failed bind leaves no NATS connection behind), before the run.
+  nats?.start();
   await driver.start();
-  logger.info({ address, federation: config.federation, stateDir: config.stateDir }, 'coordinator listening');
+  const metricsEndpoint = config.metrics
+    ? await serveMetrics({ ...config.metrics, contentType: metrics.registry.contentType, text: () => metrics.text() })
+    : undefined;
+  logger.info({ address, federation: config.federation, stateDir: config.stateDir, metrics: metricsEndpoint?.url }, 'coordinator listening');
 
   return {
     address,
     port,
     bus,
     driver,
+    metrics: metricsEndpoint,
     async stop() {
       health.setStatus('', 'NOT_SERVING');
+      await metricsEndpoint?.close();
       driver.close();
       for (const site of registry.list()) site.close?.();
       // Streams that never end on their own (an idle Tasks stream) must not hold shutdown up.
@@ -134,6 +182,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
         });
       });
       await driver.idle().catch(() => undefined);
+      await nats?.stop();
       await store.close();
     },
   };

@@ -1,49 +1,90 @@
 /**
  * The in-process event bus: lifecycle events with one typed body per kind. Subscribers are called
- * synchronously and must not throw; the admin `Events` stream and (later) NATS hang off it.
+ * synchronously and must not throw; the admin `Events` stream and the NATS publisher hang off it.
+ *
+ * Each kind's body is defined by a zod schema, exported so that consumers of the NATS subjects
+ * (`<prefix>.events.<kind>`) and tests validate exactly what the coordinator promises to send.
  */
-import type { PhaseName } from './round/types.js';
+import { z } from 'zod';
+import { SECURE_PHASES } from './round/types.js';
+
+const id = z.string().min(1);
+const count = z.number().int().nonnegative();
+const round = z.number().int().positive();
+const attempt = count;
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
+const roundRef = { runId: id, round, attempt };
 
 /** Evaluation of one site for one model. */
-export interface SiteEvalBody {
-  readonly site: string;
-  readonly loss: number;
-  readonly samples: number;
-}
+export const siteEvalBodySchema = z.object({ site: id, loss: z.number(), samples: count }).strict();
+export type SiteEvalBody = z.infer<typeof siteEvalBodySchema>;
+
+/** One zod schema per event kind: the body published for it. */
+export const eventBodySchemas = {
+  'site.joined': z.object({ site: id, agentVersion: z.string(), fingerprint: z.string() }).strict(),
+  'site.left': z.object({ site: id }).strict(),
+  /** An admin approved a site's enrolment (its certificate's fingerprint, the approving admin). */
+  'site.approved': z.object({ site: id, fingerprint: z.string(), admin: z.string() }).strict(),
+  /** An admin revoked a site: it is refused from its next call on. */
+  'site.revoked': z.object({ site: id, fingerprint: z.string(), admin: z.string(), reason: z.string() }).strict(),
+  'run.started': z.object({ runId: id, rounds: round, nextRound: round, strategy: z.string() }).strict(),
+  'round.opened': z.object(roundRef).strict(),
+  'phase.changed': z.object({ ...roundRef, phase: z.enum(SECURE_PHASES), deadlineMs: z.number() }).strict(),
+  /** Bytes of a site's upload received so far (throttled by the emitter). */
+  'upload.progress': z.object({ ...roundRef, site: id, bytes: count, totalBytes: count }).strict(),
+  'upload.done': z.object({ ...roundRef, site: id, bytes: count, weight: z.number() }).strict(),
+  'site.dropped': z.object({ runId: z.string(), round, attempt, site: id, reason: z.string() }).strict(),
+  'round.committed': z
+    .object({
+      ...roundRef,
+      participants: z.array(id),
+      dropped: z.array(id),
+      modelSha256: sha256,
+      bytesUp: count,
+      bytesDown: count,
+      seconds: z.number().nonnegative(),
+    })
+    .strict(),
+  'round.aborted': z.object({ ...roundRef, reason: z.string() }).strict(),
+  'round.evaluated': z
+    .object({ runId: id, modelRound: count, modelSha256: sha256, loss: z.number(), samples: count, sites: z.array(siteEvalBodySchema) })
+    .strict(),
+  'run.finished': z.object({ runId: id, rounds: count, modelSha256: sha256 }).strict(),
+  'run.failed': z.object({ runId: id, reason: z.string() }).strict(),
+} as const;
 
 /** Every event kind with its body. */
-export interface EventBodies {
-  'site.joined': { site: string; agentVersion: string; fingerprint: string };
-  'site.left': { site: string };
-  'run.started': { runId: string; rounds: number; nextRound: number; strategy: string };
-  'round.opened': { runId: string; round: number; attempt: number };
-  'phase.changed': { runId: string; round: number; attempt: number; phase: PhaseName; deadlineMs: number };
-  'upload.done': { runId: string; round: number; attempt: number; site: string; bytes: number; weight: number };
-  'site.dropped': { runId: string; round: number; attempt: number; site: string; reason: string };
-  'round.committed': {
-    runId: string;
-    round: number;
-    attempt: number;
-    participants: string[];
-    dropped: string[];
-    modelSha256: string;
-    bytesUp: number;
-    bytesDown: number;
-    seconds: number;
-  };
-  'round.aborted': { runId: string; round: number; attempt: number; reason: string };
-  'round.evaluated': { runId: string; modelRound: number; modelSha256: string; loss: number; samples: number; sites: SiteEvalBody[] };
-  'run.finished': { runId: string; rounds: number; modelSha256: string };
-  'run.failed': { runId: string; reason: string };
-}
+export type EventBodies = { [K in keyof typeof eventBodySchemas]: z.infer<(typeof eventBodySchemas)[K]> };
 
 export type EventKind = keyof EventBodies;
+
+/** Every event kind, in the order of {@link eventBodySchemas}. */
+export const EVENT_KINDS = Object.keys(eventBodySchemas) as EventKind[];
 
 export interface BusEvent<K extends EventKind = EventKind> {
   readonly kind: K;
   readonly ts: number;
   readonly body: EventBodies[K];
 }
+
+/**
+ * A gap in the NATS event feed (not a bus event): while NATS was unreachable the bounded buffer
+ * overflowed and the oldest `dropped` events, emitted between `fromTs` and `toTs`, were discarded.
+ * Published on `<prefix>.events.nats.gap` when publishing resumes.
+ */
+export const natsGapBodySchema = z.object({ dropped: z.number().int().positive(), fromTs: z.number(), toTs: z.number(), buffered: count }).strict();
+export type NatsGapBody = z.infer<typeof natsGapBodySchema>;
+
+/** Kind of the gap notice on NATS. */
+export const NATS_GAP_KIND = 'nats.gap';
+
+/** The JSON message of one event on NATS: kind, emission time, federation and the body. */
+export function natsEventSchema<K extends EventKind>(kind: K) {
+  return z.object({ kind: z.literal(kind), ts: z.number(), federation: z.string(), body: eventBodySchemas[kind] }).strict();
+}
+
+/** The JSON message of the gap notice on NATS. */
+export const natsGapEventSchema = z.object({ kind: z.literal(NATS_GAP_KIND), ts: z.number(), federation: z.string(), body: natsGapBodySchema }).strict();
 
 type Listener = (event: BusEvent) => void;
 

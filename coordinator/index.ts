@@ -5,5 +5,8 @@ export { COORDINATOR_VERSION, startCoordinator, type CoordinatorHandle, type Sta
 export { systemClock, type Clock } from './driver.js';
 export { CoordinatorError, type CoordinatorErrorCode } from './errors.js';
 export type { BusEvent, EventBodies, EventKind } from './events.js';
+export { EVENT_KINDS, NATS_GAP_KIND, eventBodySchemas, natsEventSchema, natsGapEventSchema, type NatsGapBody } from './events.js';
 export { readJournal, verifyChain } from './state/journal.js';
-export { provisionFederation, type ProvisionManifest } from './pki/index.js';
+export { exportLines, readStateDirTrail, readStreamTrail, verifyAudit, type AuditLine, type AuditReport } from './audit/index.js';
+export { PkiError, enrolSite, loadCaFiles, provisionFederation, renewalCsr, signSiteCsr, writeAtomic, type ProvisionManifest } from './pki/index.js';
+export { runSchema, type ResolvedRun } from './config.js';

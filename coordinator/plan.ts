@@ -1,9 +1,9 @@
 /** The scheduler's view of a run, derived once from the coordinator config and journaled. */
-import type { ResolvedCoordinatorConfig } from './config.js';
+import type { RunningConfig } from './config.js';
 import type { RunPlan } from './round/types.js';
 
 /** k-of-n, deadlines in milliseconds, attempts and the secure-aggregation threshold of a run. */
-export function runPlanFromConfig(config: ResolvedCoordinatorConfig): RunPlan {
+export function runPlanFromConfig(config: Pick<RunningConfig, 'run'>): RunPlan {
   const r = config.run;
   const d = r.deadlines;
   const sa = r.secureAggregation;

@@ -19,14 +19,17 @@ import {
   type TrainTask__Output,
   type UnmaskTask__Output,
 } from '../proto/index.js';
-import { maskedBytes, maskedChunks } from './secure/masked-delta.js';
 import { SecureSession, type SecureParams } from './secure/session.js';
 import { createSiteClient } from './client.js';
 import type { ResolvedSiteConfig } from './config.js';
-import { deltaBytes, deltaChunks } from './delta.js';
 import { SiteAgentError } from './errors.js';
+import { ReceiptSigner } from './receipt.js';
 import type { Runner } from './runners/runner.js';
-import { downloadModel, uploadDelta } from './transfer.js';
+import { TransferMeter, stderrSink, wireProgress } from './progress.js';
+import { saveTrainedResult, trainedResult, uploadRoundDelta } from './round-upload.js';
+import { downloadModel, type TransferPolicy } from './transfer.js';
+import { checkCertificateDates, watchCertificate } from './cert-reload.js';
+import type { AgentMetrics } from './metrics.js';
 
 /** Version the agent reports at `Join`. */
 export const AGENT_VERSION = '0.1.0';
@@ -43,6 +46,8 @@ export interface SiteAgentOptions {
    * process with SIGKILL when it reaches this phase, as a crashed node would.
    */
   readonly dieAt?: DropPhase | undefined;
+  /** Prometheus metrics of this agent (served by the CLI when configured). */
+  readonly metrics?: AgentMetrics | undefined;
 }
 
 /** Phases at which `dieAt` can kill the agent. */
@@ -64,19 +69,28 @@ export class SiteAgent {
   private job: Job | undefined;
   private activity = 'idle';
   private progress = -1;
+  /** The transfer in progress, reported with heartbeats. */
+  private meter: TransferMeter | undefined;
   private trainLoss = 0;
   private round = 0;
   private readonly log: Logger;
   private readonly cacheDir: string;
   /** Secure-aggregation state of the current attempt only; secrets are never written anywhere. */
   private secure: { key: string; session: SecureSession; params: SecureParams } | undefined;
-  private readonly tls: { key: string; ca: string };
+  private tls: { key: string; ca: string };
+  /** The open task stream, and whether it is being closed to reconnect with a renewed certificate. */
+  private tasksCall: { cancel(): void } | undefined;
+  private certificateChanged = false;
+  private recycling = false;
+  /** Signs receipts of committed rounds this site contributed to (audit trail). */
+  private readonly receipts: ReceiptSigner;
 
   constructor(private readonly o: SiteAgentOptions) {
     this.log = o.logger.child({ site: o.config.site });
     this.cacheDir = join(o.config.workDir, 'models');
     const tls = readTlsFiles(o.config.tls);
     this.tls = { key: tls.key.toString('utf8'), ca: tls.ca.toString('utf8') };
+    this.receipts = new ReceiptSigner({ site: o.config.site, certificatePem: tls.cert.toString('utf8'), keyPem: this.tls.key, logger: this.log, client: () => this.client });
   }
 
   async run(signal: AbortSignal): Promise<void> {
@@ -84,31 +98,48 @@ export class SiteAgent {
     const random = this.o.random ?? Math.random;
     let failures = 0;
     let lastContact = Date.now();
-    while (!signal.aborted) {
-      this.client = createSiteClient(this.o.config);
-      try {
-        await this.join(signal);
-        failures = 0;
-        lastContact = Date.now();
-        await this.followTasks(signal);
-      } catch (err) {
-        if (signal.aborted) break;
-        const code = (err as grpc.ServiceError).code;
-        if (err instanceof SiteAgentError && !err.retryable) throw err;
-        if (PERMANENT.has(code) || (code === grpc.status.FAILED_PRECONDITION && /PROTOCOL_VERSION/.test((err as Error).message))) {
-          throw new SiteAgentError('REFUSED', `coordinator refused this agent: ${(err as grpc.ServiceError).details ?? (err as Error).message}`, false, {}, { cause: err });
+    const watcher = watchCertificate(this.o.config.tls.cert, this.o.config.tls.key, () => {
+      this.log.info({ cert: this.o.config.tls.cert }, 'site certificate file changed: reconnecting with it between rounds');
+      this.certificateChanged = true;
+      this.maybeReconnectForCertificate();
+    }, (why) => this.log.warn({ why }, 'certificate file changed but cannot be used; keeping the current one'));
+    try {
+      while (!signal.aborted) {
+        // Each connection reads the TLS files afresh: a renewed certificate is used from here on.
+        const tls = readTlsFiles(this.o.config.tls);
+        checkCertificateDates(tls.cert, this.o.config.tls.cert);
+        this.tls = { key: tls.key.toString('utf8'), ca: tls.ca.toString('utf8') };
+        this.client = createSiteClient(this.o.config);
+        try {
+          await this.join(signal);
+          this.o.metrics?.connected(true);
+          failures = 0;
+          lastContact = Date.now();
+          await this.followTasks(signal);
+        } catch (err) {
+          if (signal.aborted) break;
+          const code = (err as grpc.ServiceError).code;
+          this.o.metrics?.failed((err as { code?: string | number }).code);
+          if (err instanceof SiteAgentError && !err.retryable) throw err;
+          if (PERMANENT.has(code) || (code === grpc.status.FAILED_PRECONDITION && /PROTOCOL_VERSION/.test((err as Error).message))) {
+            throw new SiteAgentError('REFUSED', `coordinator refused this agent: ${(err as grpc.ServiceError).details ?? (err as Error).message}`, false, {}, { cause: err });
+          }
+          const giveUp = this.o.config.giveUpAfterS;
+          if (giveUp > 0 && Date.now() - lastContact > giveUp * 1000) {
+            throw new SiteAgentError('UNREACHABLE', `no contact with ${this.o.config.coordinator} for ${giveUp} s: ${(err as Error).message}`, false);
+          }
+          const delay = backoffDelay(this.o.config.reconnect, failures++, random);
+          this.log.warn({ err: { message: (err as Error).message, code }, retryInMs: delay }, 'connection to coordinator lost');
+        } finally {
+          this.o.metrics?.connected(false);
+          this.stopJob('disconnected');
+          this.client.close();
         }
-        const giveUp = this.o.config.giveUpAfterS;
-        if (giveUp > 0 && Date.now() - lastContact > giveUp * 1000) {
-          throw new SiteAgentError('UNREACHABLE', `no contact with ${this.o.config.coordinator} for ${giveUp} s: ${(err as Error).message}`, false);
-        }
-        const delay = backoffDelay(this.o.config.reconnect, failures++, random);
-        this.log.warn({ err: { message: (err as Error).message, code }, retryInMs: delay }, 'connection to coordinator lost');
-      } finally {
-        this.stopJob('disconnected');
-        this.client.close();
+        await sleep(backoffDelay(this.o.config.reconnect, failures, random), signal).catch(() => undefined);
       }
-      await sleep(backoffDelay(this.o.config.reconnect, failures, random), signal).catch(() => undefined);
+    } finally {
+      // Also on a refusal that ends the agent: no watcher outlives run().
+      watcher.close();
     }
   }
 
@@ -131,28 +162,47 @@ export class SiteAgent {
   /** Follows the task stream until it ends; heartbeats meanwhile. */
   private followTasks(signal: AbortSignal): Promise<void> {
     const call = this.client!.Tasks({}, { deadline: Infinity });
+    this.tasksCall = call;
     const heartbeat = setInterval(() => this.heartbeat(), 2_000);
     const onAbort = (): void => call.cancel();
     signal.addEventListener('abort', onAbort, { once: true });
     return new Promise<void>((resolve, reject) => {
       call.on('data', (task: Task__Output) => this.onTask(task));
-      call.on('error', (err) => reject(err));
+      call.on('error', (err) => (this.recycling ? resolve() : reject(err)));
       call.on('end', () => reject(new Error('coordinator closed the task stream')));
     }).finally(() => {
+      this.recycling = false;
+      this.tasksCall = undefined;
       clearInterval(heartbeat);
       signal.removeEventListener('abort', onAbort);
     });
   }
 
+  /**
+   * A renewed certificate is taken into use by reconnecting, but only between rounds (nothing to
+   * train, upload or unmask), so no round loses this site for it.
+   */
+  private maybeReconnectForCertificate(): void {
+    if (!this.certificateChanged || !this.tasksCall || this.activity !== 'idle' || this.secure) return;
+    this.certificateChanged = false;
+    this.recycling = true;
+    this.log.info('site certificate renewed on disk: reconnecting with it');
+    this.tasksCall.cancel();
+  }
+
   private heartbeat(): void {
+    this.maybeReconnectForCertificate();
     this.client?.Heartbeat(
-      { activity: this.activity, round: this.round, progress: this.progress, trainLoss: this.trainLoss },
+      { activity: this.activity, round: this.round, progress: this.progress, trainLoss: this.trainLoss, transfer: this.meter ? wireProgress(this.meter.snapshot()) : null },
       { deadline: Date.now() + 5_000 },
-      () => undefined,
+      (err) => (err ? undefined : this.o.metrics?.contact()),
     );
   }
 
   private onTask(task: Task__Output): void {
+    // A task's global model is what round `modelRound` committed: time to sign our receipt of it.
+    const announced = task.train ? { ...task.train, model: task.train.globalModel } : task.eval;
+    if (announced) this.receipts.committed(announced.runId, Number(announced.modelRound), announced.model?.sha256 ?? '');
     if (task.kind === 'train' && task.train) {
       const t = task.train;
       const key = `${t.runId}/${t.round}.${t.attempt}`;
@@ -282,6 +332,9 @@ export class SiteAgent {
       this.client!.RevealShares({ runId: t.runId, round: t.round, attempt: t.attempt, shares }, { deadline: Date.now() + 15_000 }, cb),
     );
     this.log.info({ round: Number(t.round), attempt: t.attempt, phase: 'unmask', shares: shares.length }, 'shares revealed');
+    // The attempt's secrets have served their purpose (Bonawitz et al. 2017, round 3 is the last).
+    if (this.secure?.key === `${t.runId}/${Number(t.round)}.${t.attempt}`) this.secure = undefined;
+    this.maybeReconnectForCertificate();
   }
 
   private stopJob(reason: string): void {
@@ -303,6 +356,24 @@ export class SiteAgent {
     log.info({ modelRound, loss: r.loss, samples: r.samples }, 'evaluation reported');
   }
 
+  /** Downloads a model with progress (TTY line or log lines, and heartbeats). */
+  private async download(sha256: string, size: number, signal: AbortSignal, log: Logger): Promise<{ path: string; bytes: number }> {
+    const meter = new TransferMeter('download', size, log.child({ phase: 'download' }), stderrSink());
+    this.meter = meter;
+    const policy: TransferPolicy = { idleMs: this.o.config.transfer.idleTimeoutS * 1000, retry: this.o.config.reconnect };
+    try {
+      const dl = await downloadModel(this.client!, sha256, size, this.cacheDir, signal, (done, total) => {
+        this.progress = done / total;
+        meter.update(done);
+      }, policy);
+      if (dl.bytes > 0) meter.finish();
+      this.o.metrics?.moved('down', dl.bytes);
+      return dl;
+    } finally {
+      if (this.meter === meter) this.meter = undefined;
+    }
+  }
+
   private async trainRound(t: TrainTask__Output, signal: AbortSignal): Promise<void> {
     const round = Number(t.round);
     this.round = round;
@@ -310,7 +381,7 @@ export class SiteAgent {
     const sha256 = t.globalModel?.sha256 ?? '';
     const size = Number(t.globalModel?.sizeBytes ?? 0);
     this.activity = 'download';
-    const dl = await downloadModel(this.client!, sha256, size, this.cacheDir, signal, (done, total) => (this.progress = done / total));
+    const dl = await this.download(sha256, size, signal, log);
     log.info({ phase: 'training', bytes: dl.bytes, cached: dl.bytes === 0 }, dl.bytes === 0 ? 'global model already held' : 'global model downloaded');
     if (t.evaluate) await this.evaluate(t.runId, sha256, size, Number(t.modelRound), signal);
 
@@ -322,11 +393,13 @@ export class SiteAgent {
 
     this.activity = 'training';
     const roundDir = join(this.o.config.workDir, `round-${round}`);
+    // A shard trained for this very task (the agent restarted mid-upload) is uploaded, not retrained.
+    const kept = secure ? undefined : await trainedResult(roundDir, t);
     // A Slurm shard's job record lives in its round dir: a restarted agent re-attaches to it.
-    if (this.o.runner.kind !== 'slurm') await rm(roundDir, { recursive: true, force: true });
+    if (!kept && this.o.runner.kind !== 'slurm') await rm(roundDir, { recursive: true, force: true });
     await mkdir(join(roundDir, 'out'), { recursive: true });
     const t0 = Date.now();
-    const result = await this.o.runner.train({
+    const result = kept ?? await this.o.runner.train({
       runId: t.runId,
       round,
       attempt: t.attempt,
@@ -341,44 +414,36 @@ export class SiteAgent {
         this.trainLoss = p.loss;
       },
     });
-    log.info({ phase: 'training', steps: result.steps, loss: result.trainLoss, seconds: (Date.now() - t0) / 1000 }, 'shard trained');
+    if (kept) log.info({ phase: 'training', steps: result.steps }, 'shard already trained for this task: uploading it');
+    else {
+      await saveTrainedResult(roundDir, t, result);
+      log.info({ phase: 'training', steps: result.steps, loss: result.trainLoss, seconds: (Date.now() - t0) / 1000 }, 'shard trained');
+    }
 
     this.activity = 'upload';
-    const tensors = t.tensors.map((x) => ({ name: x.name, dtype: x.dtype, shape: x.shape.map(Number) }));
-    const allowed = t.maxChunkBytes > 0 ? t.maxChunkBytes : 1 << 20;
-    const maxChunk = Math.min(allowed, this.o.config.transfer.chunkBytes);
-    const elements = tensors.reduce((n, x) => n + x.shape.reduce((a, b) => a * b, 1), 0);
-    const params = this.secure?.params;
-    const totalBytes = secure && params ? maskedBytes(elements, params) : deltaBytes(tensors);
-    const deltas = deltaChunks(dl.path, result.outPath, tensors, maxChunk, signal);
-    const res = await uploadDelta(
-      this.client!,
-      {
-        runId: t.runId,
-        round,
-        attempt: t.attempt,
-        baseModelSha256: sha256,
-        encoding: t.encoding?.name ?? 'f32',
-        tensors,
-        totalBytes,
-        samples: result.samples,
-        tokens: result.tokens,
-        steps: result.steps,
-        trainLoss: result.trainLoss,
-        dataManifestSha256: result.dataManifestSha256,
-      },
-      secure && params ? maskedChunks(deltas, elements, secure, params, result.samples) : deltas,
+    const res = await uploadRoundDelta({
+      client: this.client!,
+      config: this.o.config,
+      task: t,
+      globalPath: dl.path,
+      result,
+      secure: secure && this.secure ? { session: secure, params: this.secure.params } : undefined,
+      log,
       signal,
-      (done, total) => {
+      onMeter: (m) => (this.meter = m),
+      onProgress: (done, total) => {
         this.progress = done / total;
         if (done >= total / 2) this.maybeDie('upload');
       },
-      this.o.config.transfer.uploadRateBytesPerS,
-    );
+    });
     log.info({ phase: 'upload', bytes: Number(res.receivedBytes) }, 'delta uploaded');
+    this.o.metrics?.moved('up', Number(res.receivedBytes));
+    this.o.metrics?.roundTrained();
+    this.receipts.contributed({ runId: t.runId, round, parentSha256: sha256, dataManifestSha256: result.dataManifestSha256 });
     this.activity = 'idle';
     this.progress = -1;
     await rm(roundDir, { recursive: true, force: true });
+    this.maybeReconnectForCertificate();
   }
 
   private async reportFailure(t: TrainTask__Output, err: unknown, signal: AbortSignal): Promise<void> {
@@ -386,6 +451,7 @@ export class SiteAgent {
     const e = err instanceof SiteAgentError ? err : undefined;
     const message = (err as Error).message;
     this.log.error({ round: Number(t.round), err: { code: e?.code ?? (err as grpc.ServiceError).code, message } }, 'round failed at this site');
+    this.o.metrics?.failed(e?.code ?? (err as grpc.ServiceError).code);
     this.activity = 'idle';
     this.client?.ReportFailure(
       { runId: t.runId, round: t.round, attempt: t.attempt, code: e?.code ?? 'TRAINING_FAILED', message, retryable: e?.retryable ?? true },

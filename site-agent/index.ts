@@ -18,3 +18,4 @@ export {
   trainCentral,
   VOCAB_SIZE,
 } from './builtin/index.js';
+export { AgentMetrics } from './metrics.js';

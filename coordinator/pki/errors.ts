@@ -25,6 +25,8 @@ export const PkiErrorCode = {
   OutputExists: 'PKI_OUTPUT_EXISTS',
   /** The operation was cancelled through its `AbortSignal`. */
   Aborted: 'PKI_ABORTED',
+  /** The CA key needed to sign is not where the admin said (it is never with the coordinator). */
+  CaKeyMissing: 'PKI_CA_KEY_MISSING',
 } as const;
 
 /** Union of the values of {@link PkiErrorCode}. */

@@ -30,3 +30,4 @@ export {
   identityFromCertificate,
 } from './identity.js';
 export { type ProvisionFederationOptions, type ProvisionManifest, type ProvisionedMember, provisionFederation } from './provision.js';
+export { type EnrolFiles, enrolSite, loadCaFiles, renewalCsr, signSiteCsr, writeAtomic } from './enrol.js';

@@ -1,121 +1,177 @@
 /**
- * `AdminService`: status, sites, rounds and the live event stream, for the `fedhpc admin` CLI.
- * Needs an admin certificate; rounds are read from the journal, the source of truth.
+ * `AdminService`: status, sites, rounds, the live event stream, run control (start, pause, resume,
+ * abort), site approval and revocation, and each site's recent log, for the `fedhpc admin` CLI.
+ * Every RPC needs an admin certificate; rounds are read from the journal, the source of truth.
  */
 import type * as grpc from '@grpc/grpc-js';
-import type { AdminServiceHandlers, RoundInfo, SiteEval } from '../../proto/index.js';
+import { X509Certificate } from 'node:crypto';
+import { ConfigError, parseConfig } from '../../common/config-file.js';
+import type { Logger } from '../../common/logger.js';
+import type { AdminServiceHandlers, ApproveSiteRequest__Output } from '../../proto/index.js';
+import { runSchema } from '../config.js';
 import type { RoundDriver } from '../driver.js';
-import { toServiceError } from '../errors.js';
+import { CoordinatorError, toServiceError } from '../errors.js';
 import type { EventBus } from '../events.js';
-import type { IdentityResolver } from '../pki/index.js';
+import { ID_PATTERN, identityFromCertificate, type PeerIdentity } from '../pki/index.js';
 import type { SiteRegistry } from '../registry.js';
-import { recordsOf } from '../state/records.js';
+import { certificateKeys, type AccessResolver, type SiteAccess, type SiteApprovedRecord, type SiteRevokedRecord } from '../revocation.js';
+import type { RoundTimeline } from '../round-timeline.js';
+import type { SiteLogBook } from '../site-logs.js';
 import type { StateStore } from '../state/store.js';
+import { roundDetail, roundsOf } from './admin-rounds.js';
 import { authenticate } from './auth.js';
 
 export interface AdminServiceOptions {
   readonly federation: string;
   readonly version: string;
-  readonly runId: string;
   readonly driver: RoundDriver;
   readonly registry: SiteRegistry;
-  readonly store: StateStore;
+  readonly store: StateStore & { sizeBytes(): Promise<number> };
   readonly bus: EventBus;
-  readonly resolver: IdentityResolver;
+  readonly resolver: AccessResolver;
+  readonly access: SiteAccess;
+  readonly logs: SiteLogBook;
+  readonly timeline: RoundTimeline;
+  /** The federation CA certificate (PEM): approved certificates must chain to it. */
+  readonly caPem: string;
+  readonly logger: Logger;
   /** Most events buffered for a slow `Events` reader before its stream is ended. */
   readonly maxBufferedEvents: number;
 }
 
-const RUN_STATE: Record<string, string> = { idle: 'idle', finished: 'finished', failed: 'failed' };
-
 /** Builds the handlers of `AdminService`. */
 export function adminServiceHandlers(o: AdminServiceOptions): AdminServiceHandlers {
   const unary =
-    <Req, Res>(fn: () => Res) =>
+    <Req, Res>(fn: (req: Req, admin: PeerIdentity) => Res | Promise<Res>) =>
     (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>): void => {
-      try {
-        authenticate(call, o.resolver, 'admin');
-        callback(null, fn());
-      } catch (err) {
-        callback(toServiceError(err));
-      }
+      Promise.resolve()
+        .then(() => fn(call.request, authenticate(call, o.resolver, 'admin')))
+        .then((res) => callback(null, res), (err: unknown) => callback(toServiceError(err)));
     };
+  const runId = (): string => o.driver.runContext?.plan.runId ?? '';
+  const stateSize = cachedSize(o.store, 2_000);
 
   return {
-    Status: unary(() => {
+    Status: unary(async () => {
       const s = o.driver.scheduler.run;
       const run = o.driver.runContext;
-      const committed = recordsOf(o.store.records().map((r) => r.body), o.runId, 'round-committed');
       const inRound = 'round' in s ? s : undefined;
       return {
         federation: o.federation,
         coordinatorVersion: o.version,
-        runId: o.runId,
-        runState: RUN_STATE[s.phase] ?? 'running',
+        runId: runId(),
+        runState: run ? o.driver.runState : 'idle',
         round: inRound?.round ?? 0,
         attempt: inRound?.attempt ?? 0,
         phase: inRound ? s.phase : '',
-        roundsCommitted: committed.length,
+        roundsCommitted: o.store.records().filter((r) => r.body.type === 'round-committed' && r.body['runId'] === runId()).length,
         roundsTotal: run?.plan.rounds ?? 0,
         globalModelSha256: run?.globalSha256 ?? '',
         sitesConnected: o.registry.connected().length,
         sitesKnown: o.registry.list().length,
         phaseDeadlineMs: inRound?.deadline ?? 0,
         uptimeMs: o.driver.uptimeMs,
+        paused: o.driver.control.paused,
+        stateDirBytes: await stateSize(),
+        sitesRevoked: o.access.revokedCount,
       };
     }),
 
     Sites: unary(() => ({
-      sites: o.registry.list().map((s) => ({
-        siteId: s.id,
-        connected: s.deliver !== undefined,
-        lastSeenMs: s.lastSeenMs,
-        activity: s.activity,
-        progress: s.progress,
-        agentVersion: s.agentVersion,
-        bytesUp: s.bytesUp,
-        bytesDown: s.bytesDown,
-        roundsContributed: s.roundsContributed,
-        certificateFingerprint: s.fingerprint,
-      })),
+      sites: o.registry.list().map((s) => {
+        const t = s.transfer;
+        return {
+          siteId: s.id,
+          connected: s.deliver !== undefined,
+          lastSeenMs: s.lastSeenMs,
+          activity: s.activity,
+          progress: s.progress,
+          agentVersion: s.agentVersion,
+          bytesUp: s.bytesUp,
+          bytesDown: s.bytesDown,
+          roundsContributed: s.roundsContributed,
+          certificateFingerprint: s.fingerprint,
+          revoked: o.access.isRevoked(s.id),
+          ...(t
+            ? { transferDirection: t.direction, transferBytes: t.bytes, transferTotal: t.total, transferRateBytesPerS: t.rateBytesPerS, transferEtaS: t.etaS }
+            : {}),
+        };
+      }),
     })),
 
-    Rounds: unary(() => {
-      const records = o.store.records();
-      const evalOf = (modelRound: number): { evals: SiteEval[]; evalLoss: number; hasEval: boolean } => {
-        const e = o.driver.evals.result(modelRound);
-        return e
-          ? { evals: e.sites.map((x) => ({ siteId: x.site, loss: x.loss, samples: x.samples })), evalLoss: e.loss, hasEval: true }
-          : { evals: [], evalLoss: 0, hasEval: false };
-      };
-      const rounds: RoundInfo[] = [];
-      for (const r of records) {
-        const b = r.body;
-        if (b['runId'] !== o.runId) continue;
-        if (b.type === 'round-committed') {
-          const c = recordsOf([b], o.runId, 'round-committed')[0]!;
-          rounds.push({
-            round: c.round,
-            attempt: c.attempt,
-            outcome: 'committed',
-            participants: c.participants.map((p) => p.site),
-            dropped: [...c.dropped],
-            modelSha256: c.modelSha256,
-            parentSha256: c.parentSha256,
-            bytesUp: c.bytesUp,
-            bytesDown: c.bytesDown,
-            startedMs: c.startedMs,
-            finishedMs: r.ts,
-            strategy: c.strategy.name,
-            ...evalOf(c.round),
-          });
-        } else if (b.type === 'round-aborted') {
-          const a = recordsOf([b], o.runId, 'round-aborted')[0]!;
-          rounds.push({ round: a.round, attempt: a.attempt, outcome: 'aborted', reason: a.reason, finishedMs: r.ts });
-        }
+    Rounds: unary(() => roundsOf(o.store.records(), runId(), o.driver.evals)),
+
+    Round: unary((req) => {
+      const round = Number(req.round);
+      const detail = roundDetail(o.store.records(), runId(), round, o.driver.evals, o.timeline);
+      if (!detail) throw new CoordinatorError('BAD_REQUEST', `run ${JSON.stringify(runId())} has no round ${round} (yet)`, { round });
+      return detail;
+    }),
+
+    StartRun: unary(async (req, admin) => {
+      const source = req.source || 'run file';
+      let json: unknown;
+      try {
+        json = JSON.parse(req.runJson);
+      } catch (err) {
+        throw new CoordinatorError('BAD_REQUEST', `${source}: not valid JSON: ${(err as Error).message}`);
       }
-      const initial = evalOf(0);
-      return { rounds, initialEvals: initial.evals, initialEvalLoss: initial.evalLoss, hasInitialEval: initial.hasEval };
+      let run;
+      try {
+        run = parseConfig(source, json, runSchema);
+      } catch (err) {
+        if (err instanceof ConfigError) throw new CoordinatorError('BAD_REQUEST', err.message);
+        throw err;
+      }
+      await o.driver.startRun(run, json, admin.id);
+      o.logger.info({ runId: run.id, admin: admin.id }, 'run started by an admin');
+      return { runId: run.id, runState: o.driver.runState, message: `run ${run.id} started (${run.rounds} rounds)` };
+    }),
+
+    PauseRun: unary(async (req, admin) => {
+      const state = await o.driver.setPaused(true, admin.id);
+      o.logger.info({ runId: runId(), admin: admin.id, reason: req.reason }, 'run paused by an admin');
+      return { runId: runId(), runState: state, message: state === 'paused' ? 'paused' : 'pausing: the open round completes, then no new round opens' };
+    }),
+
+    ResumeRun: unary(async (_req, admin) => {
+      const state = await o.driver.setPaused(false, admin.id);
+      o.logger.info({ runId: runId(), admin: admin.id }, 'run resumed by an admin');
+      return { runId: runId(), runState: state, message: 'resumed' };
+    }),
+
+    AbortRun: unary(async (req, admin) => {
+      await o.driver.abortRun(admin.id, req.reason);
+      o.logger.warn({ runId: runId(), admin: admin.id, reason: req.reason }, 'run aborted by an admin');
+      return { runId: runId(), runState: 'aborted', message: 'the open round was aborted and the run ended' };
+    }),
+
+    ApproveSite: unary((req, admin) => approve(o, req, admin)),
+
+    RevokeSite: unary(async (req, admin) => {
+      const site = req.siteId;
+      if (!ID_PATTERN.test(site)) throw new CoordinatorError('BAD_REQUEST', `invalid site id ${JSON.stringify(site)}`);
+      const known = o.access.identify(site);
+      const registered = o.registry.get(site)?.fingerprint;
+      const fingerprints = [...new Set([...known.fingerprints, ...(registered ? [registered] : [])])].sort();
+      const record: SiteRevokedRecord = { type: 'site-revoked', site, fingerprints, keySha256s: known.keySha256s, reason: req.reason, admin: admin.id };
+      await o.store.append(record);
+      o.access.applyRevoked(record);
+      o.bus.emit('site.revoked', { site, fingerprint: fingerprints[0] ?? '', admin: admin.id, reason: req.reason });
+      o.logger.warn({ site, admin: admin.id, reason: req.reason, fingerprints }, 'site revoked');
+      // Refused from its next call on; what it holds open now is closed, and the round goes on without it.
+      const rec = o.registry.get(site);
+      for (const upload of rec?.uploads ?? []) upload.abort(new CoordinatorError('SITE_REVOKED', `site ${site} was revoked`));
+      rec?.close?.();
+      const droppedFromRound = o.driver.dropRevokedSite(site, `revoked by admin ${admin.id}${req.reason ? `: ${req.reason}` : ''}`);
+      return { siteId: site, certificateFingerprints: fingerprints, droppedFromRound };
+    }),
+
+    SiteLogs: unary((req) => {
+      if (!o.logs.has(req.siteId) && !o.registry.get(req.siteId)) {
+        throw new CoordinatorError('UNKNOWN_SITE', `no site ${JSON.stringify(req.siteId)} has been seen by this coordinator`);
+      }
+      return { siteId: req.siteId, lines: o.logs.recent(req.siteId, req.limit).map((l) => ({ tsMs: l.ts, kind: l.kind, message: l.message })) };
     }),
 
     Events: (call) => {
@@ -140,5 +196,55 @@ export function adminServiceHandlers(o: AdminServiceOptions): AdminServiceHandle
       call.on('close', stop);
       call.on('error', stop);
     },
+  };
+}
+
+/**
+ * Records a certificate the admin's tooling signed from a site's CSR: it must be a site
+ * certificate of this federation's CA, for `siteId`, still valid, and keep the site's key unless
+ * the site was revoked. The coordinator never signs anything itself.
+ */
+async function approve(o: AdminServiceOptions, req: ApproveSiteRequest__Output, admin: PeerIdentity) {
+  const refuse = (why: string): never => {
+    throw new CoordinatorError('ENROLMENT_REFUSED', `certificate for ${JSON.stringify(req.siteId)} refused: ${why}`, { site: req.siteId });
+  };
+  let keys: ReturnType<typeof certificateKeys>;
+  try {
+    keys = certificateKeys(req.certificatePem);
+  } catch {
+    throw new CoordinatorError('BAD_REQUEST', 'certificate_pem is not a readable PEM certificate');
+  }
+  const ca = new X509Certificate(o.caPem);
+  if (!keys.cert.checkIssued(ca) || !keys.cert.verify(ca.publicKey)) refuse('it is not signed by this federation CA');
+  const identity = identityFromCertificate(req.certificatePem);
+  if (!identity.ok) refuse(identity.issues.map((i) => i.message).join('; '));
+  const id = identity.ok ? identity.value : undefined;
+  if (id?.role !== 'site' || id.id !== req.siteId || id.federation !== o.federation) {
+    refuse(`it names ${id?.role ?? '?'} ${JSON.stringify(id?.id)} of federation ${JSON.stringify(id?.federation)}`);
+  }
+  if (keys.notAfterMs <= Date.now()) refuse('it has expired');
+  const { renewal } = o.access.checkApproval({ site: req.siteId, fingerprint: keys.fingerprint, keySha256: keys.keySha256 });
+  const record: SiteApprovedRecord = {
+    type: 'site-approved',
+    site: req.siteId,
+    fingerprint: keys.fingerprint,
+    keySha256: keys.keySha256,
+    notAfterMs: keys.notAfterMs,
+    renewal,
+    admin: admin.id,
+  };
+  await o.store.append(record);
+  o.access.applyApproved(record);
+  o.bus.emit('site.approved', { site: req.siteId, fingerprint: keys.fingerprint, admin: admin.id });
+  o.logger.info({ site: req.siteId, admin: admin.id, renewal, fingerprint: keys.fingerprint }, renewal ? 'site certificate renewed' : 'site enrolment approved');
+  return { siteId: req.siteId, certificateFingerprint: keys.fingerprint, renewal, notAfterMs: keys.notAfterMs };
+}
+
+/** The state dir's size, recomputed at most every `maxAgeMs` (a walk of the dir per `status`). */
+function cachedSize(store: { sizeBytes(): Promise<number> }, maxAgeMs: number): () => Promise<number> {
+  let cached: { at: number; bytes: Promise<number> } | undefined;
+  return () => {
+    if (!cached || Date.now() - cached.at > maxAgeMs) cached = { at: Date.now(), bytes: store.sizeBytes() };
+    return cached.bytes;
   };
 }

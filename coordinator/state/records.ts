@@ -14,6 +14,43 @@ export interface RunStartedRecord {
   readonly encoding: string;
   readonly train: Record<string, unknown>;
   readonly initialModelSha256: string;
+  /** The full resolved coordinator config the run started with, secrets left out (audit). Absent in older journals. */
+  readonly config?: Record<string, unknown>;
+}
+
+/**
+ * A site joined with a certificate (audit): written the first time a site connects and whenever its
+ * certificate or agent version changes; reconnections with the same certificate are only events.
+ */
+export interface SiteJoinedRecord {
+  readonly type: 'site-joined';
+  readonly site: string;
+  /** SHA-256 of the certificate DER (Node's `fingerprint256` format). */
+  readonly fingerprint: string;
+  readonly agentVersion: string;
+}
+
+/**
+ * A participant's signed receipt of a committed round (audit). The signature covers
+ * `common/receipt.ts`'s payload of the fields below; the certificate travels with it, so the
+ * receipt can be checked offline against the federation CA.
+ */
+export interface ReceiptRecord {
+  readonly type: 'receipt';
+  readonly federation: string;
+  readonly runId: string;
+  readonly round: number;
+  readonly site: string;
+  /** Hash of the `round-committed` record this receipt acknowledges. */
+  readonly committedHash: string;
+  readonly parentSha256: string;
+  readonly modelSha256: string;
+  readonly dataManifestSha256: string;
+  /** The site certificate (PEM) whose key signed, and its fingerprint. */
+  readonly certificatePem: string;
+  readonly fingerprint: string;
+  /** ECDSA P-256 / SHA-256 signature, DER, base64. */
+  readonly signature: string;
 }
 
 /** A run's round count raised by a later start with the same run id. */
@@ -97,7 +134,9 @@ export type StateRecord =
   | RoundAbortedRecord
   | EvalRecord
   | RunFinishedRecord
-  | RunFailedRecord;
+  | RunFailedRecord
+  | SiteJoinedRecord
+  | ReceiptRecord;
 
 /** Narrows journal bodies to the records of one run, by type. */
 export function recordsOf<T extends StateRecord['type']>(

@@ -141,9 +141,35 @@ export class LocalStateStore implements StateStore {
     }
   }
 
+  /**
+   * Deletes checkpoint `sha256` and the optimizer state saved beside it (retention). The caller
+   * decides that the journal no longer needs it.
+   */
+  async deleteCheckpoint(sha256: string): Promise<void> {
+    await rm(this.modelPath(sha256), { force: true });
+    for (const name of await readdir(join(this.dir, 'optimizer'))) {
+      if (name.startsWith(`${sha256}.`)) await rm(join(this.dir, 'optimizer', name), { force: true });
+    }
+  }
+
+  /** Bytes of every file under the state dir. */
+  async sizeBytes(): Promise<number> {
+    return dirBytes(this.dir);
+  }
+
   close(): Promise<void> {
     return this.journal.close();
   }
+}
+
+async function dirBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) total += await dirBytes(path);
+    else total += await stat(path).then((s) => s.size, () => 0);
+  }
+  return total;
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -69,7 +69,13 @@ describe('loadCoordinatorConfig', () => {
       deadlines: { openS: 120, trainingS: 3600, uploadS: 3600, aggregateS: 3600, commitS: 600, evalS: 600 },
       maxAttempts: 5,
     });
-    expect(c.limits).toEqual({ maxChunkBytes: 1024 * 1024, sliceElements: 4 * 1024 * 1024 });
+    expect(c.limits).toMatchObject({
+      maxChunkBytes: 1024 * 1024,
+      sliceElements: 4 * 1024 * 1024,
+      idleTimeoutS: 60,
+      maxStreamsPerSite: 8,
+      uploadWindowBytes: 16 * 1024 * 1024,
+    });
     expect(c.heartbeatIntervalMs).toBe(2000);
     expect(c.log).toEqual({ level: 'info' });
     for (const part of [c, c.tls, c.model, c.run, c.run.deadlines, c.run.strategy, c.run.expectedSites, c.limits, c.log]) {
@@ -129,6 +135,21 @@ describe('loadCoordinatorConfig', () => {
     expect(e.issues).toHaveLength(1);
     expect(e.issues[0]).toMatch(/^run\.strategy: /);
     expect(e.issues[0]).toContain('momentum');
+  });
+
+  it('refuses a robust aggregator under secure aggregation (it needs individual updates), naming run.aggregator', async () => {
+    await write({ ...valid(), run: { ...(valid().run as object), aggregator: { name: 'median' } } });
+    const e = configError();
+    expect(e.issues).toHaveLength(1);
+    expect(e.issues[0]).toMatch(/^run\.aggregator: median needs each site's own update/);
+  });
+
+  it('accepts a robust aggregator in plain rounds and refuses a trim outside (0, 0.5)', async () => {
+    const plain = { enabled: false };
+    await write({ ...valid(), run: { ...(valid().run as object), secureAggregation: plain, aggregator: { name: 'trimmed-mean', trim: 0.2 } } });
+    expect(loadCoordinatorConfig(file).run?.aggregator).toEqual({ name: 'trimmed-mean', trim: 0.2 });
+    await write({ ...valid(), run: { ...(valid().run as object), secureAggregation: plain, aggregator: { name: 'trimmed-mean', trim: 0.5 } } });
+    expect(configError().issues[0]).toMatch(/^run\.aggregator\.trim: /);
   });
 
   it('refuses an unknown strategy name', async () => {

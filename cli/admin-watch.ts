@@ -1,0 +1,76 @@
+/**
+ * `fedhpc admin watch`: live round progress from the `Events` stream plus a status poll, redrawn
+ * in the terminal (or one JSON object per line with `--json`); ends when the run ends.
+ */
+import type { AdminClient, AdminEvent } from '../coordinator/index.js';
+import { formatBytes, formatTable, formatTime } from './table.js';
+
+/** Run states after which there is nothing left to watch. */
+const ENDED = new Set(['finished', 'failed', 'aborted', 'idle']);
+const POLL_MS = 1_000;
+
+/** Follows the coordinator until the run ends or `signal` aborts; returns the exit code. */
+export async function watchCommand(client: AdminClient, json: boolean, out: (s: string) => void, signal?: AbortSignal): Promise<number> {
+  const stop = new AbortController();
+  const onAbort = (): void => stop.abort();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const recent: string[] = [];
+  const events = client
+    .events((e: AdminEvent) => {
+      if (json) out(JSON.stringify({ type: 'event', kind: e.kind, ts: e.ts, body: e.body }));
+      else {
+        recent.push(`${formatTime(e.ts)} ${e.kind} ${summary(e.body)}`);
+        if (recent.length > 8) recent.shift();
+      }
+    }, stop.signal)
+    .catch((err: unknown) => {
+      if (!stop.signal.aborted) throw err;
+    });
+  try {
+    for (;;) {
+      const [status, { sites }] = await Promise.all([client.status(), client.sites()]);
+      if (json) out(JSON.stringify({ type: 'status', status, sites }));
+      else out(screen(status, sites, recent));
+      if (ENDED.has(status.runState)) return status.runState === 'finished' ? 0 : status.runState === 'idle' ? 0 : 1;
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, POLL_MS);
+        stop.signal.addEventListener('abort', () => (clearTimeout(t), r()), { once: true });
+      });
+      if (stop.signal.aborted) return 0;
+    }
+  } finally {
+    stop.abort();
+    signal?.removeEventListener('abort', onAbort);
+    await events;
+  }
+}
+
+function summary(body: Record<string, unknown>): string {
+  return Object.entries(body)
+    .filter(([k]) => k !== 'runId')
+    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(',') : typeof v === 'object' ? JSON.stringify(v) : String(v)}`)
+    .join(' ')
+    .slice(0, 160);
+}
+
+type Status = Awaited<ReturnType<AdminClient['status']>>;
+type Site = Awaited<ReturnType<AdminClient['sites']>>['sites'][number];
+
+function screen(s: Status, sites: readonly Site[], recent: readonly string[]): string {
+  const deadline = Number(s.phaseDeadlineMs);
+  const left = deadline > 0 ? `${Math.max(0, Math.round((deadline - Date.now()) / 1000))} s left` : '';
+  const head = `${s.federation} · run ${s.runId || '-'} (${s.runState}) · round ${s.phase ? `${s.round}.${s.attempt} ${s.phase} ${left}` : '-'} · ${s.roundsCommitted}/${s.roundsTotal} committed`;
+  const table = formatTable(
+    ['site', 'state', 'activity', 'progress', 'transfer'],
+    sites.map((x) => [
+      x.siteId,
+      x.revoked ? 'revoked' : x.connected ? 'connected' : 'away',
+      x.activity,
+      x.progress >= 0 ? `${(x.progress * 100).toFixed(0)}%` : '-',
+      x.transferDirection ? `${x.transferDirection} ${formatBytes(Number(x.transferBytes))}/${formatBytes(Number(x.transferTotal))} ${formatBytes(x.transferRateBytesPerS)}/s` : '-',
+    ]),
+  );
+  // Clear the screen and home the cursor only on a terminal; a pipe gets plain frames.
+  const clear = process.stdout.isTTY ? '\x1b[2J\x1b[H' : '';
+  return `${clear}${head}\n\n${table}\n\n${recent.join('\n')}`;
+}

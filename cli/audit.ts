@@ -1,0 +1,103 @@
+/**
+ * `fedhpc admin audit verify | export`: checks the audit trail (hash chain and site receipts) of a
+ * state dir or a JetStream stream, or writes it out as JSON lines. Reads files and NATS only; it
+ * needs no coordinator and no admin certificate, so an auditor can run it on a copy.
+ */
+import { X509Certificate } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { exportLines, readStateDirTrail, readStreamTrail, verifyAudit, type AuditLine, type AuditReport } from '../coordinator/index.js';
+
+const USAGE = `usage:
+  fedhpc admin audit verify (--state-dir DIR | --nats URL [--stream NAME] [--subject SUBJECT]) [--ca FILE] [--require-receipts] [--json]
+  fedhpc admin audit export (--state-dir DIR | --nats URL [--stream NAME] [--subject SUBJECT]) [--out FILE] [--json]
+`;
+
+class AuditUsageError extends Error {}
+
+type Out = (s: string) => void;
+
+/** Runs `fedhpc admin audit …` with the arguments after `audit`; returns the exit code (1: broken trail, 2: usage). */
+export async function runAudit(args: string[], out: Out = (s) => void process.stdout.write(`${s}\n`), err: Out = (s) => void process.stderr.write(`${s}\n`)): Promise<number> {
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      options: {
+        'state-dir': { type: 'string' },
+        nats: { type: 'string' },
+        stream: { type: 'string', default: 'FEDHPC_AUDIT' },
+        subject: { type: 'string' },
+        ca: { type: 'string' },
+        out: { type: 'string' },
+        'require-receipts': { type: 'boolean', default: false },
+        json: { type: 'boolean', default: false },
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+    const [command, ...extra] = positionals;
+    if (command !== 'verify' && command !== 'export') throw new AuditUsageError(`audit needs a command: verify | export`);
+    if (extra.length > 0) throw new AuditUsageError(`audit ${command} takes no positional arguments, got ${extra.join(' ')}`);
+    const stateDir = values['state-dir'];
+    if ((stateDir === undefined) === (values.nats === undefined)) throw new AuditUsageError('give exactly one of --state-dir DIR or --nats URL');
+    const lines = stateDir !== undefined
+      ? await readStateDirTrail(stateDir)
+      : await readStreamTrail({ url: values.nats!, timeoutMs: 10_000, stream: values.stream!, ...(values.subject ? { subject: values.subject } : {}) });
+    const source = stateDir !== undefined ? `state dir ${stateDir}` : `stream ${values.stream} at ${values.nats}`;
+    if (command === 'export') return await exportTrail(lines, values.out, values.json === true, out);
+    const ca = values.ca === undefined ? undefined : await readCa(values.ca);
+    const report = verifyAudit(lines, { ...(ca ? { ca } : {}), requireReceipts: values['require-receipts'] === true });
+    if (values.json) out(JSON.stringify({ source, ...report }));
+    else out(humanReport(source, report));
+    return report.ok ? 0 : 1;
+  } catch (e) {
+    if (e instanceof AuditUsageError || (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+      err(`${(e as Error).message}\n${USAGE}`);
+      return 2;
+    }
+    err(`audit failed: ${(e as Error).message}`);
+    return 1;
+  }
+}
+
+async function readCa(file: string): Promise<X509Certificate[]> {
+  const text = await readFile(file, 'utf8');
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new AuditUsageError(`${file} holds no PEM certificate`);
+  return blocks.map((b) => new X509Certificate(b));
+}
+
+async function exportTrail(lines: readonly AuditLine[], file: string | undefined, json: boolean, out: Out): Promise<number> {
+  const text = exportLines(lines);
+  const last = lines.at(-1);
+  const head = last?.ok ? last.record.hash : undefined;
+  if (file === undefined) {
+    process.stdout.write(text);
+    return 0;
+  }
+  await writeFile(file, text);
+  out(json ? JSON.stringify({ records: lines.length, out: file, head }) : `exported ${lines.length} records to ${file}${head ? ` (head ${head})` : ''}`);
+  return 0;
+}
+
+function humanReport(source: string, r: AuditReport): string {
+  const rows = [
+    `audit trail of ${source}`,
+    `  records:          ${r.records}`,
+    `  committed rounds: ${r.committedRounds}`,
+    `  valid receipts:   ${r.receipts}${r.caChecked ? ' (certificates checked against the CA)' : ' (certificates NOT checked against a CA: pass --ca)'}`,
+    `  head:             ${r.head}`,
+  ];
+  if (r.missingReceipts.length > 0) {
+    rows.push(`  missing receipts: ${r.missingReceipts.length}`);
+    for (const m of r.missingReceipts.slice(0, 20)) rows.push(`    run ${m.runId} round ${m.round}: site ${m.site}`);
+    if (r.missingReceipts.length > 20) rows.push(`    … ${r.missingReceipts.length - 20} more`);
+  }
+  const b = r.firstBroken;
+  rows.push(
+    b
+      ? `BROKEN at record ${b.index + 1}${b.seq !== undefined ? ` (seq ${b.seq}` : ' ('}${b.type ? `, ${b.type}` : ''}${b.hash ? `, hash ${b.hash}` : ''}): ${b.reason}`
+      : 'OK: the chain is intact and every receipt verifies',
+  );
+  return rows.join('\n');
+}

@@ -1,0 +1,111 @@
+/**
+ * The coordinator's side of receipts: a participant submits its signed receipt of a committed
+ * round; it is checked against the committed record and the caller's certificate, then journaled
+ * (once per site and round), so the audit trail holds the sites' own signatures.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { X509Certificate } from 'node:crypto';
+import { isSha256 } from '../../common/files.js';
+import type { Logger } from '../../common/logger.js';
+import { verifyReceipt, type ReceiptFields } from '../../common/receipt.js';
+import type { Ack, RoundReceipt__Output } from '../../proto/index.js';
+import { CoordinatorError, toServiceError } from '../errors.js';
+import type { AuthContextLike, PeerIdentity } from '../pki/index.js';
+import type { JournalRecord } from '../state/journal.js';
+import type { ReceiptRecord, RoundCommittedRecord } from '../state/records.js';
+import type { StateStore } from '../state/store.js';
+
+export interface ReceiptDeskOptions {
+  readonly federation: string;
+  readonly store: Pick<StateStore, 'records' | 'append'>;
+  readonly logger: Logger;
+}
+
+/** A receipt as it came off the wire, converted to domain values. */
+export interface SubmittedReceipt {
+  readonly runId: string;
+  readonly round: number;
+  readonly parentSha256: string;
+  readonly modelSha256: string;
+  readonly dataManifestSha256: string;
+  readonly signature: Buffer;
+}
+
+/** Checks and journals receipts; submissions are handled one at a time (no duplicate records). */
+export class ReceiptDesk {
+  private tail: Promise<unknown> = Promise.resolve();
+  constructor(private readonly o: ReceiptDeskOptions) {}
+
+  /** The `SubmitReceipt` handler body: `identify` authenticates the caller (throws when it cannot). */
+  handle(
+    call: grpc.ServerUnaryCall<RoundReceipt__Output, Ack> & { getAuthContext(): AuthContextLike },
+    callback: grpc.sendUnaryData<Ack>,
+    identify: () => PeerIdentity,
+  ): void {
+    const run = async (): Promise<void> => {
+      const id = identify();
+      const der = call.getAuthContext().sslPeerCertificate?.raw;
+      if (!der) throw new CoordinatorError('UNAUTHENTICATED', 'the call has no peer certificate');
+      await this.submit(id, new X509Certificate(der), fromWire(call.request));
+    };
+    const result = this.tail.then(run, run);
+    this.tail = result.catch(() => undefined);
+    result.then(
+      () => callback(null, {}),
+      (err: unknown) => callback(toServiceError(err)),
+    );
+  }
+
+  /** Checks one receipt and journals it; a repeat of a journaled (site, run, round) is accepted as is. */
+  async submit(id: PeerIdentity, cert: X509Certificate, r: SubmittedReceipt): Promise<'recorded' | 'duplicate'> {
+    const records = this.o.store.records();
+    const committed = findCommitted(records, r.runId, r.round);
+    if (!committed) throw new CoordinatorError('BAD_REQUEST', `round ${r.round} of run ${r.runId} is not committed`, { runId: r.runId, round: r.round });
+    const participant = committed.body.participants.find((p) => p.site === id.id);
+    if (!participant) throw new CoordinatorError('NOT_INVITED', `site ${id.id} did not take part in round ${r.round} of run ${r.runId}`);
+    const expected = { parentSha256: committed.body.parentSha256, modelSha256: committed.body.modelSha256, dataManifestSha256: participant.dataManifestSha256 };
+    for (const [k, v] of Object.entries(expected)) {
+      if (r[k as keyof typeof expected] !== v) {
+        throw new CoordinatorError('BAD_REQUEST', `receipt ${k} ${r[k as keyof typeof expected]} differs from the committed round's ${v}`, { field: k });
+      }
+    }
+    const fields: ReceiptFields = { federation: this.o.federation, runId: r.runId, round: r.round, site: id.id, ...expected };
+    if (!verifyReceipt(fields, r.signature, cert.publicKey)) {
+      throw new CoordinatorError('BAD_REQUEST', `receipt signature of site ${id.id} does not verify with its certificate`);
+    }
+    const already = records.some((x) => x.body.type === 'receipt' && x.body['runId'] === r.runId && x.body['round'] === r.round && x.body['site'] === id.id);
+    if (already) return 'duplicate';
+    const record: ReceiptRecord = {
+      type: 'receipt',
+      ...fields,
+      committedHash: committed.hash,
+      certificatePem: cert.toString(),
+      fingerprint: cert.fingerprint256,
+      signature: r.signature.toString('base64'),
+    };
+    await this.o.store.append(record);
+    this.o.logger.info({ site: id.id, round: r.round, phase: 'commit', runId: r.runId }, 'receipt journaled');
+    return 'recorded';
+  }
+}
+
+function findCommitted(records: readonly JournalRecord[], runId: string, round: number): JournalRecord<RoundCommittedRecord & { type: string; [k: string]: unknown }> | undefined {
+  for (let i = records.length - 1; i >= 0; i--) {
+    const b = records[i]!.body;
+    if (b.type === 'round-committed' && b['runId'] === runId && b['round'] === round) return records[i] as JournalRecord<RoundCommittedRecord & { type: string; [k: string]: unknown }>;
+  }
+  return undefined;
+}
+
+/** Validates a wire receipt before use: every field has a shape, or the call is refused. */
+export function fromWire(m: RoundReceipt__Output): SubmittedReceipt {
+  const round = Number(m.round);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(m.runId)) throw new CoordinatorError('BAD_REQUEST', `receipt run id ${JSON.stringify(m.runId.slice(0, 80))} is not a run id`);
+  if (!Number.isSafeInteger(round) || round < 1) throw new CoordinatorError('BAD_REQUEST', `receipt round must be a positive integer, got ${m.round}`);
+  for (const [k, v] of [['parentSha256', m.parentSha256], ['modelSha256', m.modelSha256]] as const) {
+    if (!isSha256(v)) throw new CoordinatorError('BAD_REQUEST', `receipt ${k} is not a SHA-256`);
+  }
+  if (m.dataManifestSha256 !== '' && !isSha256(m.dataManifestSha256)) throw new CoordinatorError('BAD_REQUEST', 'receipt dataManifestSha256 is not a SHA-256');
+  if (m.signature.length === 0 || m.signature.length > 256) throw new CoordinatorError('BAD_REQUEST', `receipt signature must be 1..256 bytes, got ${m.signature.length}`);
+  return { runId: m.runId, round, parentSha256: m.parentSha256, modelSha256: m.modelSha256, dataManifestSha256: m.dataManifestSha256, signature: Buffer.from(m.signature) };
+}

@@ -1,0 +1,114 @@
+/**
+ * The coordinator's Prometheus metrics, on a registry of its own (never prom-client's global
+ * default, so two coordinators in one process never mix): rounds committed and aborted, phase
+ * durations, bytes up and down, active streams, each site's heartbeat age, and errors by code.
+ * Served over HTTP only when `metrics` is configured (see common/metrics-http.ts).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { EventBus } from './events.js';
+import type { SiteRegistry } from './registry.js';
+import type { RoundTimeline } from './round-timeline.js';
+
+/** The metric families and the gRPC interceptor that counts streams and errors. */
+export class CoordinatorMetrics {
+  readonly registry = new Registry();
+  private readonly activeStreams: Gauge<'method'>;
+  private readonly errors: Counter<'status' | 'code'>;
+
+  constructor(o: { bus: EventBus; sites: SiteRegistry; timeline: RoundTimeline; now: () => number; federation: string }) {
+    this.registry.setDefaultLabels({ federation: o.federation });
+    const registers = [this.registry];
+    const rounds = new Counter({ name: 'fedhpc_rounds_total', help: 'Round attempts that ended, by outcome', labelNames: ['outcome'] as const, registers });
+    const phases = new Histogram({
+      name: 'fedhpc_phase_duration_seconds',
+      help: 'Duration of round phases',
+      labelNames: ['phase'] as const,
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
+      registers,
+    });
+    const bytes = new Counter({ name: 'fedhpc_bytes_total', help: 'Model bytes moved between the coordinator and sites', labelNames: ['direction'] as const, registers });
+    this.activeStreams = new Gauge({ name: 'fedhpc_active_streams', help: 'Open streaming calls, by method', labelNames: ['method'] as const, registers });
+    this.errors = new Counter({ name: 'fedhpc_errors_total', help: 'Calls that ended with an error, by gRPC status and fedhpc code', labelNames: ['status', 'code'] as const, registers });
+    new Gauge({
+      name: 'fedhpc_site_heartbeat_age_seconds',
+      help: 'Seconds since each known site was last heard from',
+      labelNames: ['site', 'connected'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const s of o.sites.list()) this.set({ site: s.id, connected: String(s.deliver !== undefined) }, (o.now() - s.lastSeenMs) / 1000);
+      },
+    });
+    new Gauge({
+      name: 'fedhpc_sites_connected',
+      help: 'Sites holding an open task stream',
+      registers,
+      collect() {
+        this.set(o.sites.connected().length);
+      },
+    });
+    // Bytes are counted where they move (the registry's per-site totals); the counter follows them.
+    let seen = { up: 0, down: 0 };
+    const syncBytes = (): void => {
+      const now = { up: 0, down: 0 };
+      for (const s of o.sites.list()) {
+        now.up += s.bytesUp;
+        now.down += s.bytesDown;
+      }
+      if (now.up > seen.up) bytes.inc({ direction: 'up' }, now.up - seen.up);
+      if (now.down > seen.down) bytes.inc({ direction: 'down' }, now.down - seen.down);
+      seen = { up: Math.max(seen.up, now.up), down: Math.max(seen.down, now.down) };
+    };
+    bytes.inc({ direction: 'up' }, 0);
+    bytes.inc({ direction: 'down' }, 0);
+    rounds.inc({ outcome: 'committed' }, 0);
+    rounds.inc({ outcome: 'aborted' }, 0);
+    o.bus.subscribe((e) => {
+      if (e.kind === 'round.committed') rounds.inc({ outcome: 'committed' });
+      else if (e.kind === 'round.aborted') rounds.inc({ outcome: 'aborted' });
+      if (e.kind === 'round.committed' || e.kind === 'upload.done') syncBytes();
+    });
+    o.timeline.onPhaseEnded((span) => phases.observe({ phase: span.phase }, ((span.endedMs ?? span.startedMs) - span.startedMs) / 1000));
+    this.syncBytes = syncBytes;
+  }
+
+  private readonly syncBytes: () => void;
+
+  /** The text exposition of every metric. */
+  async text(): Promise<string> {
+    this.syncBytes();
+    return this.registry.metrics();
+  }
+
+  /** A server interceptor counting open streams and calls that end in an error status. */
+  readonly interceptor: grpc.ServerInterceptor = (method, call) => {
+    const streaming = method.requestStream || method.responseStream;
+    const name = method.path.slice(method.path.lastIndexOf('/') + 1);
+    let open = false;
+    const finish = (): void => {
+      if (open) this.activeStreams.dec({ method: name });
+      open = false;
+    };
+    return new grpc.ServerInterceptingCall(call, {
+      start: (next) => {
+        if (streaming) {
+          open = true;
+          this.activeStreams.inc({ method: name });
+        }
+        next({
+          onCancel: () => finish(),
+        });
+      },
+      sendStatus: (status, next) => {
+        if (status.code !== undefined && status.code !== grpc.status.OK) {
+          // Coordinator errors carry their fedhpc code as the details' prefix (errors.ts).
+          const code = /^([A-Z_]+): /.exec(status.details ?? '')?.[1] ?? 'NONE';
+          this.errors.inc({ status: grpc.status[status.code] ?? String(status.code), code });
+        }
+        finish();
+        next(status);
+      },
+    });
+  };
+}

@@ -1,0 +1,78 @@
+/**
+ * Receipts of committed rounds (audit trail). After each upload the agent remembers what it
+ * contributed (run, round, the model it trained on, its data manifest); when a later task shows
+ * that round committed (its global model and `modelRound`), it signs a receipt with its site
+ * certificate's key and submits it. A site signs only facts it knows itself.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
+import type { Logger } from '../common/logger.js';
+import { signReceipt } from '../common/receipt.js';
+import type { SiteServiceClient } from '../proto/index.js';
+
+/** What the agent contributed to a round. */
+export interface Contribution {
+  readonly runId: string;
+  readonly round: number;
+  readonly parentSha256: string;
+  readonly dataManifestSha256: string;
+}
+
+export interface ReceiptSignerOptions {
+  readonly site: string;
+  /** The site certificate (PEM): its subject's O names the federation. */
+  readonly certificatePem: string;
+  readonly keyPem: string;
+  readonly logger: Logger;
+  /** The current client, if connected. */
+  readonly client: () => SiteServiceClient | undefined;
+}
+
+/** Contributions remembered at most (older ones are forgotten unsigned). */
+const KEEP = 16;
+
+/** Remembers contributions and signs each once its round is known to be committed. */
+export class ReceiptSigner {
+  private readonly pending = new Map<string, Contribution>();
+  private readonly inFlight = new Set<string>();
+  private readonly key: KeyObject;
+  private readonly federation: string;
+
+  constructor(private readonly o: ReceiptSignerOptions) {
+    this.key = createPrivateKey(o.keyPem);
+    this.federation = /^O=(.*)$/m.exec(new X509Certificate(o.certificatePem).subject)?.[1] ?? '';
+  }
+
+  /** Records an accepted upload (the latest attempt of a round replaces an earlier one). */
+  contributed(c: Contribution): void {
+    const k = `${c.runId}/${c.round}`;
+    this.pending.delete(k);
+    this.pending.set(k, c);
+    while (this.pending.size > KEEP) this.pending.delete(this.pending.keys().next().value!);
+  }
+
+  /** A task announced that round `modelRound` of `runId` produced `modelSha256`: sign our receipt of it, if any. */
+  committed(runId: string, modelRound: number, modelSha256: string): void {
+    const k = `${runId}/${modelRound}`;
+    const c = this.pending.get(k);
+    if (!c || this.inFlight.has(k) || !/^[0-9a-f]{64}$/.test(modelSha256)) return;
+    const client = this.o.client();
+    if (!client) return;
+    const fields = { federation: this.federation, runId, round: modelRound, site: this.o.site, parentSha256: c.parentSha256, modelSha256, dataManifestSha256: c.dataManifestSha256 };
+    const signature = signReceipt(fields, this.key);
+    this.inFlight.add(k);
+    client.SubmitReceipt(
+      { runId, round: String(modelRound), parentSha256: c.parentSha256, modelSha256, dataManifestSha256: c.dataManifestSha256, signature },
+      { deadline: Date.now() + 15_000 },
+      (err: grpc.ServiceError | null) => {
+        this.inFlight.delete(k);
+        const log = this.o.logger.child({ round: modelRound, phase: 'commit' });
+        // Kept on a transient failure: the same announcement comes again with the next task.
+        if (err && err.code === 14 /* UNAVAILABLE */) return log.info({ err: { message: err.message } }, 'receipt not delivered yet');
+        this.pending.delete(k);
+        if (err) log.warn({ err: { code: err.code, message: err.details } }, 'receipt refused by the coordinator');
+        else log.info({ model: modelSha256 }, 'receipt of committed round signed and submitted');
+      },
+    );
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * `fedhpc admin revoke` mid-round, plain and secure: the revoked site's streams are closed, its
+ * agent is refused at its next call (PERMISSION_DENIED, and gives up), the round completes with
+ * the others, and the revocation survives a coordinator restart. Real processes over mTLS.
+ */
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { AdminClient } from '../../coordinator/index.js';
+import {
+  CLI,
+  createTestFederation,
+  startCoordinatorProcess,
+  startSiteProcess,
+  waitFor,
+  waitForCommitted,
+  type Proc,
+  type TestFederation,
+} from '../helpers/federation.js';
+
+const exec = promisify(execFile);
+
+/** A federation of 3 sites where site-3 uploads slowly, so that it can be revoked mid-upload. */
+async function slowSiteFederation(secure: boolean): Promise<{ fed: TestFederation; procs: Proc[]; admin: AdminClient }> {
+  const fed = await createTestFederation({
+    sites: 3,
+    run: {
+      rounds: 3,
+      minSites: 2,
+      train: { steps: 10, batchSize: 16, lr: 0.01 },
+      deadlines: { openS: 5, trainingS: 60, uploadS: 60, aggregateS: 30, commitS: 30, evalS: 15 },
+      secureAggregation: secure ? { enabled: true, threshold: 2 } : { enabled: false },
+    },
+  });
+  await fed.patchSiteConfig('site-3', (c) => ({ ...c, transfer: { uploadRateBytesPerS: 4_000, chunkBytes: 4096 } }));
+  const procs = [await startCoordinatorProcess(fed)];
+  for (const s of fed.sites) procs.push(await startSiteProcess(fed, s));
+  return { fed, procs, admin: fed.admin() };
+}
+
+async function revokeWhileUploading(fed: TestFederation, admin: AdminClient, site: string) {
+  const uploading = await waitFor(`${site} uploading in round 1`, async () => {
+    const { sites } = await admin.sites();
+    const s = sites.find((x) => x.siteId === site);
+    return s?.activity === 'upload' && s.transferDirection === 'upload' && Number(s.transferBytes) > 0 ? s : undefined;
+  }, 90_000, 100);
+  // The transfer the site reports is shown per site.
+  expect(Number(uploading.transferTotal)).toBeGreaterThan(Number(uploading.transferBytes));
+  expect(uploading.transferRateBytesPerS).toBeGreaterThan(0);
+  // Revoked from this process, at once: a CLI process would start too late on a loaded machine.
+  return admin.revokeSite(site, 'key compromised');
+}
+
+for (const secure of [false, true]) {
+  describe(`revoking a site mid-round (${secure ? 'secure aggregation: a dropout' : 'plain: its upload discarded'})`, () => {
+    let ctx: Awaited<ReturnType<typeof slowSiteFederation>> | undefined;
+    afterAll(async () => {
+      for (const p of ctx?.procs.reverse() ?? []) await p.stop();
+      await ctx?.fed.cleanup();
+    });
+
+    it('drops the site from the open round, which commits with the others; the site is refused from then on', async () => {
+      ctx = await slowSiteFederation(secure);
+      const { fed, procs, admin } = ctx;
+      const revoked = await revokeWhileUploading(fed, admin, 'site-3');
+      expect(revoked.siteId).toBe('site-3');
+      expect(revoked.droppedFromRound).toBe('1');
+      expect(revoked.certificateFingerprints).toHaveLength(1);
+
+      const rounds = await waitForCommitted(admin, 1, 90_000);
+      const first = rounds.rounds.find((r) => r.outcome === 'committed')!;
+      expect(first.round).toBe('1');
+      expect(first.participants).toEqual(['site-1', 'site-2']);
+      expect(first.dropped).toContain('site-3');
+
+      // The agent's next call is refused with PERMISSION_DENIED and a clear message; it gives up.
+      const site3 = procs[3]!;
+      expect(await Promise.race([site3.exited, new Promise((r) => setTimeout(() => r('still running'), 30_000))])).toBe(1);
+      expect(await site3.logText()).toMatch(/SITE_REVOKED: site site-3 was revoked by the federation admin/);
+      const sites = await admin.sites();
+      expect(sites.sites.find((s) => s.siteId === 'site-3')).toMatchObject({ revoked: true, connected: false });
+      const table = (await exec(process.execPath, [CLI, 'admin', 'sites', '--config', fed.files.adminConfigs.get('admin')!])).stdout;
+      expect(table).toMatch(/\nsite-3 \(revoked\)\s+no\s/);
+      const journal = (await readFile(join(fed.member('coordinator'), 'state', 'journal.jsonl'), 'utf8')).trim().split('\n').map((l) => (JSON.parse(l) as { body: Record<string, unknown> }).body);
+      expect(journal.find((b) => b['type'] === 'site-revoked')).toMatchObject({ site: 'site-3', reason: 'key compromised', admin: 'admin', fingerprints: revoked.certificateFingerprints });
+      await waitForCommitted(admin, 2, 90_000);
+    }, 240_000);
+
+    if (!secure) {
+      it('keeps the revocation across a coordinator restart', async () => {
+        const { fed, procs, admin } = ctx!;
+        await procs[0]!.stop();
+        procs[0] = await startCoordinatorProcess(fed, 'coordinator-2');
+        const again = await startSiteProcess(fed, 'site-3');
+        procs.push(again);
+        expect(await Promise.race([again.exited, new Promise((r) => setTimeout(() => r('still running'), 30_000))])).toBe(1);
+        expect(await again.logText()).toMatch(/coordinator refused this agent: SITE_REVOKED: site site-3 was revoked/);
+        const status = await waitFor('the restarted coordinator', () => admin.status(), 30_000);
+        expect(status.sitesRevoked).toBe(1);
+        await waitForCommitted(admin, 3, 90_000);
+        expect((await admin.rounds()).rounds.filter((r) => r.outcome === 'committed').every((r) => !r.participants.includes('site-3'))).toBe(true);
+      }, 180_000);
+    }
+  });
+}

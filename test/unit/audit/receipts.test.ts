@@ -1,0 +1,101 @@
+import { X509Certificate } from 'node:crypto';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { receiptPayload, signReceipt } from '../../../common/receipt.js';
+import { ReceiptDesk, parseAuditLines, receiptFromWire, verifyAudit } from '../../../coordinator/audit/index.js';
+import { CoordinatorError } from '../../../coordinator/errors.js';
+import type { PeerIdentity } from '../../../coordinator/pki/index.js';
+import { Journal, type JournalRecord } from '../../../coordinator/state/journal.js';
+import { silentLogger } from '../../../common/logger.js';
+import { FEDERATION, rechain, toText, writeTrail, type Trail } from './trail-fixture.js';
+
+let trail: Trail;
+let journal: Journal;
+let desk: ReceiptDesk;
+beforeEach(async () => {
+  trail = await writeTrail();
+  // Only the commits: the receipts are what this test submits.
+  const path = join(trail.dir, 'fresh.jsonl');
+  await writeFile(path, toText(rechain(trail.records.filter((r) => r.body.type !== 'receipt'))));
+  journal = await Journal.open(path);
+  desk = new ReceiptDesk({ federation: FEDERATION, store: journal, logger: silentLogger() });
+});
+afterEach(async () => {
+  await journal.close();
+  await rm(trail.dir, { recursive: true, force: true });
+});
+
+const committed = (round: number): JournalRecord => journal.records().find((r) => r.body.type === 'round-committed' && r.body['round'] === round)!;
+const id = (site: string): PeerIdentity => ({ role: 'site', id: site, federation: FEDERATION, fingerprint256: '' });
+
+function receipt(site: string, round: number, over: Partial<{ modelSha256: string; dataManifestSha256: string; key: string }> = {}) {
+  const b = committed(round).body as unknown as { runId: string; parentSha256: string; modelSha256: string; participants: { site: string; dataManifestSha256: string }[] };
+  const fields = {
+    federation: FEDERATION,
+    runId: b.runId,
+    round,
+    site,
+    parentSha256: b.parentSha256,
+    modelSha256: over.modelSha256 ?? b.modelSha256,
+    dataManifestSha256: over.dataManifestSha256 ?? b.participants.find((p) => p.site === site)?.dataManifestSha256 ?? '',
+  };
+  return { ...fields, signature: signReceipt(fields, over.key ?? trail.sites.get(site)!.keyPem) };
+}
+
+const cert = (site: string): X509Certificate => new X509Certificate(trail.sites.get(site)!.certPem);
+
+async function expectRefused(p: Promise<unknown>, code: string, message: RegExp): Promise<void> {
+  const err = await p.then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(CoordinatorError);
+  expect((err as CoordinatorError).code).toBe(code);
+  expect((err as CoordinatorError).message).toMatch(message);
+}
+
+describe('receipts submitted by sites', () => {
+  it('journals a valid receipt once, with the certificate, so the trail verifies offline', async () => {
+    const before = journal.records().length;
+    expect(await desk.submit(id('site-a'), cert('site-a'), receipt('site-a', 2))).toBe('recorded');
+    expect(await desk.submit(id('site-a'), cert('site-a'), receipt('site-a', 2))).toBe('duplicate');
+    const added = journal.records().slice(before);
+    expect(added.map((r) => r.body.type)).toEqual(['receipt']);
+    expect(added[0]!.body).toMatchObject({ site: 'site-a', round: 2, committedHash: committed(2).hash, fingerprint: cert('site-a').fingerprint256 });
+    const text = journal.records().map((r) => `${JSON.stringify(r)}\n`).join('');
+    expect(verifyAudit(parseAuditLines(text), { ca: [new X509Certificate(trail.ca.certPem)] }).ok).toBe(true);
+  });
+
+  it('refuses a receipt whose signature was made with another site\'s key', async () => {
+    await expectRefused(desk.submit(id('site-a'), cert('site-a'), receipt('site-a', 1, { key: trail.sites.get('site-b')!.keyPem })), 'BAD_REQUEST', /signature of site site-a does not verify/);
+  });
+
+  it('refuses a receipt of a model the round did not commit, and of a round not committed', async () => {
+    await expectRefused(desk.submit(id('site-a'), cert('site-a'), receipt('site-a', 1, { modelSha256: 'a'.repeat(64) })), 'BAD_REQUEST', /receipt modelSha256 a+ differs/);
+    await expectRefused(desk.submit(id('site-a'), cert('site-a'), { ...receipt('site-a', 1), round: 9 }), 'BAD_REQUEST', /round 9 of run r1 is not committed/);
+  });
+
+  it('refuses a receipt from a site that did not take part', async () => {
+    await expectRefused(desk.submit(id('site-c'), cert('site-a'), receipt('site-c', 1, { key: trail.sites.get('site-a')!.keyPem })), 'NOT_INVITED', /site site-c did not take part in round 1/);
+  });
+
+  it('validates wire receipts before use', () => {
+    const ok = { runId: 'r1', round: '1', parentSha256: 'a'.repeat(64), modelSha256: 'b'.repeat(64), dataManifestSha256: '', signature: Buffer.alloc(70, 1) };
+    expect(receiptFromWire(ok).round).toBe(1);
+    for (const [bad, msg] of [
+      [{ ...ok, round: '0' }, /round must be a positive integer/],
+      [{ ...ok, runId: 'a b' }, /is not a run id/],
+      [{ ...ok, modelSha256: 'xyz' }, /modelSha256 is not a SHA-256/],
+      [{ ...ok, dataManifestSha256: 'nope' }, /dataManifestSha256 is not a SHA-256/],
+      [{ ...ok, signature: Buffer.alloc(0) }, /signature must be 1..256 bytes/],
+    ] as const) {
+      expect(() => receiptFromWire(bad)).toThrow(CoordinatorError);
+      expect(() => receiptFromWire(bad)).toThrow(msg);
+    }
+  });
+
+  it('signs a payload in which no field can contain a newline', () => {
+    const f = { federation: 'f', runId: 'r', round: 1, site: 's', parentSha256: 'p', modelSha256: 'm', dataManifestSha256: '' };
+    expect(receiptPayload(f).toString()).toBe('fedhpc-receipt-v1\nf\nr\n1\ns\np\nm\n\n');
+    expect(() => receiptPayload({ ...f, runId: 'r\nx' })).toThrow(RangeError);
+    expect(() => receiptPayload({ ...f, round: 0 })).toThrow(RangeError);
+  });
+});

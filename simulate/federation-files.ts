@@ -31,6 +31,8 @@ export interface FederationFilesOptions {
   /** Address the coordinator binds. */
   readonly listen: string;
   readonly run: CoordinatorOptions['run'];
+  /** The coordinator's `limits` (defaults when absent). */
+  readonly limits?: CoordinatorOptions['limits'];
   readonly force?: boolean;
   /** How sites train: the builtin TypeScript model (default) or torch_shard.py as a job. */
   readonly trainer?: { readonly kind: JobRunnerKind; readonly python: string } | undefined;
@@ -70,8 +72,11 @@ async function writeJson(path: string, value: unknown): Promise<void> {
 export async function writeFederationFiles(o: FederationFilesOptions): Promise<FederationFiles> {
   // An existing federation (a re-run on the same folder) keeps its certificates.
   const provisioned = o.force === true || !(await exists(join(o.dir, 'ca', 'ca.crt')));
+  // The coordinator's certificate names the host the members dial, so no serverName override is needed.
+  const [host = 'localhost'] = o.coordinatorAddress.split(':');
+  const coordinatorHosts = [...new Set([host, 'localhost', '127.0.0.1', '::1'])];
   const manifest = provisioned
-    ? await provisionFederation({ federation: o.federation, sites: [...o.sites], admins: [...o.admins], outDir: o.dir, force: o.force ?? false })
+    ? await provisionFederation({ federation: o.federation, sites: [...o.sites], admins: [...o.admins], outDir: o.dir, force: o.force ?? false, coordinatorHosts })
     : undefined;
   let initialModel = join(o.dir, 'initial-model.safetensors');
   let modelConfig: string | undefined;
@@ -83,8 +88,8 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
     const config = resolveBuiltinConfig({});
     await writeBuiltinModel(initialModel, initBuiltinModel(config, DEMO_MODEL_SEED), config);
   }
-  const [host] = o.coordinatorAddress.split(':');
-  const serverName = host === 'localhost' ? undefined : 'localhost';
+  // A federation provisioned by an earlier run may name only localhost.
+  const serverName = provisioned || host === 'localhost' ? undefined : 'localhost';
 
   const coordDir = join(o.dir, 'coordinator');
   const coordinatorConfig = join(coordDir, 'coordinator.json');
@@ -95,6 +100,7 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
     stateDir: 'state',
     model: { initial: relative(coordDir, initialModel) },
     run: o.run,
+    ...(o.limits ? { limits: o.limits } : {}),
   };
   await writeJson(coordinatorConfig, coordinator);
 

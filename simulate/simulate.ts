@@ -14,6 +14,8 @@ import { bigramEvalLoss, defaultSiteLanguages, siteDataset, VOCAB_SIZE, type Dro
 import { DEMO_DATA, DEMO_TRAIN, writeFederationFiles } from './federation-files.js';
 import { TORCH_TRAIN, type JobRunnerKind } from './torch-sites.js';
 import { freeLoopbackPort } from '../common/net.js';
+import type { SimulateLayout } from './containers.js';
+import { withMallocTuning } from '../common/malloc.js';
 
 export const SIMULATE_STRATEGIES = ['fedavg', 'diloco', 'fedadam'] as const;
 export type SimulateStrategy = (typeof SIMULATE_STRATEGIES)[number];
@@ -45,6 +47,8 @@ export interface SimulateOptions {
   /** Receives each output record (round lines and the summary). */
   readonly emit: (record: SimulateRecord) => void;
   readonly signal?: AbortSignal;
+  /** Where the parts run: OS processes on loopback by default; `containerLayout()` for containers. Closed at the end. */
+  readonly layout?: SimulateLayout | undefined;
 }
 
 export interface SiteEvalLine {
@@ -90,10 +94,10 @@ interface Part {
   readonly log: string;
 }
 
-async function startPart(name: string, cliPath: string, args: string[], logDir: string): Promise<Part> {
+async function startPart(name: string, command: { file: string; args: string[] }, logDir: string): Promise<Part> {
   const log = join(logDir, `${name}.log`);
   const fh = await open(log, 'a');
-  const child = spawn(process.execPath, [cliPath, ...args], { stdio: ['ignore', fh.fd, fh.fd] });
+  const child = spawn(command.file, command.args, { stdio: ['ignore', fh.fd, fh.fd], env: withMallocTuning(process.env) });
   child.once('exit', () => void fh.close().catch(() => undefined));
   return { name, child, log };
 }
@@ -114,15 +118,16 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
   const logDir = join(stateDir, 'logs');
   await mkdir(logDir, { recursive: true });
   const sites = Array.from({ length: o.sites }, (_, i) => `site-${i + 1}`);
-  const port = await freeLoopbackPort();
-  const address = `localhost:${port}`;
-  const files = await writeFederationFiles({
-    dir: join(stateDir, 'federation'),
+  const layout = o.layout;
+  const port = layout ? 0 : await freeLoopbackPort();
+  const address = layout?.coordinatorAddress ?? `localhost:${port}`;
+  const fedDir = join(stateDir, 'federation');
+  const write = layout ? layout.writeFiles : (f: Parameters<SimulateLayout['writeFiles']>[0]) => writeFederationFiles({ ...f, coordinatorAddress: address, listen: `127.0.0.1:${port}` });
+  const files = await write({
+    dir: fedDir,
     federation: 'simulation',
     sites,
     admins: ['admin'],
-    coordinatorAddress: address,
-    listen: `127.0.0.1:${port}`,
     trainer: o.runner === 'command' || o.runner === 'slurm' ? { kind: o.runner, python: o.python ?? '/usr/bin/python3' } : undefined,
     run: {
       id: 'simulation',
@@ -134,12 +139,18 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
       train: o.train ?? (o.runner === 'command' || o.runner === 'slurm' ? TORCH_TRAIN : DEMO_TRAIN),
       deadlines: { openS: 60, trainingS: 120, uploadS: 60, aggregateS: 60, commitS: 30, evalS: 30 },
     },
+    // On one machine a site that went away is gone: drop it (and its partial upload) after 10 s
+    // without progress rather than holding its place for a WAN-sized minute.
+    limits: { idleTimeoutS: 10 },
   });
   o.emit({ type: 'start', stateDir, sites: o.sites, rounds: o.rounds, strategy: o.strategy, coordinator: address });
 
   const parts: Part[] = [];
+  const command = (name: string, args: string[]): { file: string; args: string[] } =>
+    layout ? layout.command(name, args, files, fedDir) : { file: process.execPath, args: [o.cliPath, ...args] };
   const admin = new AdminClient({
-    coordinator: address,
+    coordinator: layout?.adminAddress ?? address,
+    serverName: layout?.adminServerName,
     tls: {
       ca: join(stateDir, 'federation/admins/admin/ca.crt'),
       cert: join(stateDir, 'federation/admins/admin/admin.crt'),
@@ -150,7 +161,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
   const onOuterAbort = (): void => stop.abort(o.signal?.reason);
   o.signal?.addEventListener('abort', onOuterAbort, { once: true });
   try {
-    const coordinator = await startPart('coordinator', o.cliPath, ['coordinator', '--config', files.coordinatorConfig], logDir);
+    const coordinator = await startPart('coordinator', command('coordinator', ['coordinator', '--config', files.coordinatorConfig]), logDir);
     parts.push(coordinator);
     const died = new Promise<never>((_, reject) =>
       coordinator.child.once('exit', (code, sig) => reject(new SimulateError(`coordinator exited (${code ?? sig}); see ${coordinator.log}`))),
@@ -198,7 +209,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
     const doomed = new Map((o.drop ?? []).map((d) => [d.site, d.phase]));
     const killed = new Set<string>();
     for (const site of sites) {
-      const part = await startPart(site, o.cliPath, siteArgs(site, doomed.get(site)), logDir);
+      const part = await startPart(site, command(site, siteArgs(site, doomed.get(site))), logDir);
       if (doomed.has(site)) part.child.once('exit', () => killed.add(site));
       parts.push(part);
     }
@@ -206,7 +217,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
     const revive = (): void => {
       for (const site of [...killed]) {
         killed.delete(site);
-        void startPart(`${site}-restarted`, o.cliPath, siteArgs(site), logDir).then((p) => parts.push(p));
+        void startPart(`${site}-restarted`, command(`${site}-restarted`, siteArgs(site)), logDir).then((p) => parts.push(p));
       }
     };
     reviveOnRoundEnd = revive;
@@ -227,6 +238,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
     // Sites first, so none reports the coordinator's shutdown as a failure.
     for (const p of parts.slice(1).reverse()) await stopPart(p);
     if (parts[0]) await stopPart(parts[0]);
+    await layout?.close();
   }
 }
 

@@ -1,7 +1,14 @@
 /** The benchmarks `bench/main.ts` knows, by name. */
+import { aggregate } from './aggregate.js';
+import { audit } from './audit.js';
 import { convergence } from './convergence.js';
 import { convergenceTorch } from './convergence-torch.js';
+import { load } from './load.js';
+import { memory } from './memory.js';
+import { salamandra2b } from './salamandra.js';
 import { secagg } from './secagg.js';
+import { transport } from './transport.js';
+import { wan } from './wan.js';
 
 export interface Benchmark {
   /** Runs the benchmark, logging human-readable lines; returns its figures. */
@@ -9,7 +16,14 @@ export interface Benchmark {
 }
 
 export const BENCHMARKS: Record<string, Benchmark> = {
+  aggregate,
+  audit,
   convergence,
   'convergence-torch': convergenceTorch,
+  load,
+  memory,
+  'salamandra-2b': salamandra2b,
   secagg,
+  transport,
+  wan,
 };

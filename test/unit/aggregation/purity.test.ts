@@ -42,3 +42,28 @@ describe('aggregation purity', () => {
     expect(found.sort()).toEqual(['../x.js', './y.js', './z.js', 'node:fs', 'node:net', 'zod'].sort());
   });
 });
+
+// DESIGN.md, Layout (and docs/decisions.md): cli → simulate → coordinator | site-agent →
+// aggregation, common. The coordinator and the site agent never import each other, and common/
+// imports neither: a site ships without the coordinator's code, and the reverse.
+describe('layering', () => {
+  const repo = resolve(ROOT, '..');
+  const forbidden: Record<string, readonly string[]> = {
+    'site-agent': ['coordinator', 'simulate', 'cli', 'bench'],
+    coordinator: ['site-agent', 'simulate', 'cli', 'bench'],
+    common: ['coordinator', 'site-agent', 'aggregation', 'simulate', 'cli', 'bench'],
+  };
+  for (const [part, banned] of Object.entries(forbidden)) {
+    it(`${part}/ imports none of ${banned.join(', ')}`, () => {
+      const offences: string[] = [];
+      for (const file of tsFiles(join(repo, part))) {
+        for (const spec of specifiers(readFileSync(file, 'utf8'))) {
+          if (!spec.startsWith('.')) continue;
+          const top = relative(repo, resolve(dirname(file), spec)).split(sep)[0]!;
+          if (banned.includes(top)) offences.push(`${relative(repo, file)}: ${spec}`);
+        }
+      }
+      expect(offences).toEqual([]);
+    });
+  }
+});

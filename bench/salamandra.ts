@@ -1,0 +1,148 @@
+/**
+ * `npm run bench -- salamandra-2b [--dir DIR] [--only plain,secure] [--keep] [--json]`: one full
+ * DiLoCo round of a synthetic model with Salamandra-2B's real tensor names and shapes
+ * (2,253,490,176 parameters) across 4 sites on this machine, as separate processes over gRPC and
+ * mTLS — once with bf16 deltas (secure aggregation off) and once with secure aggregation on
+ * (masked fixed point in Z_2^16: 4 sites × 2^14 levels fit, half the bytes of Z_2^32). Reports the
+ * round time, the time in each phase and the coordinator's peak RSS (target ≤ 12 GB). Not part
+ * of CI: it needs about 65 GB of free disk and a quarter of an hour.
+ *
+ * Disk is the constraint, so the sites do not download what they already hold: once the
+ * coordinator has imported the initial model into its store, each site's model cache gets a hard
+ * link to that very file (the bytes a download would have verified), and the sites' stand-in
+ * trainer (`bench/fixtures/sleep-trainer.mjs`, no sleep) streams its local weights straight to
+ * BF16 files: global + uniform noise of amplitude 1e-3 (a pseudo-gradient of RMS ≈ 6e-4, as a real
+ * Salamandra-2B shard's is ≈ 5e-4).
+ */
+import { existsSync } from 'node:fs';
+import { link, mkdir, mkdtemp, rm, statfs } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { sha256File } from '../common/files.js';
+import type { Benchmark } from './registry.js';
+import { phaseLine, runBenchRound, type FederationPaths, type RoundFigures } from './tools/bench-federation.js';
+import { elementsOf, salamandra2bModel, writeSyntheticModel } from './tools/synthetic-model.js';
+
+const SITES = ['bsc', 'cineca', 'julich', 'lumi'] as const;
+const NEEDED_BYTES = 65e9;
+const KINDS = ['plain', 'secure'] as const;
+type Kind = (typeof KINDS)[number];
+
+function parse(args: readonly string[]): { dir: string; only: Set<Kind>; keep: boolean } {
+  let dir = tmpdir();
+  let only = new Set<Kind>(KINDS);
+  let keep = false;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === '--dir' && args[i + 1]) dir = args[++i]!;
+    else if (a === '--only' && args[i + 1]) {
+      const names = args[++i]!.split(',');
+      if (names.some((n) => !(KINDS as readonly string[]).includes(n))) throw new Error(`salamandra-2b: --only takes ${KINDS.join(',')}`);
+      only = new Set(names as Kind[]);
+    } else if (a === '--keep') keep = true;
+    else throw new Error(`salamandra-2b: unknown option ${a} (known: --dir DIR, --only plain,secure, --keep)`);
+  }
+  return { dir, only, keep };
+}
+
+function trainerPath(): string {
+  const candidates = [new URL('./fixtures/sleep-trainer.mjs', import.meta.url), new URL('../../bench/fixtures/sleep-trainer.mjs', import.meta.url)].map((u) => fileURLToPath(u));
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) throw new Error(`salamandra-2b: sleep-trainer.mjs not found (looked at ${candidates.join(', ')})`);
+  return found;
+}
+
+/**
+ * Waits for the coordinator's imported copy of the initial model, hard-links it into every site's
+ * cache, and removes the benchmark's own copy (the next round links it back from this store):
+ * 9 GB less on disk while the round runs. Returns the store's copy.
+ */
+async function seedSiteCaches(paths: FederationPaths, sha256: string, modelPath: string): Promise<string> {
+  const stored = join(paths.coordinatorStateDir, 'models', `${sha256}.safetensors`);
+  for (let waited = 0; !existsSync(stored); waited++) {
+    if (waited > 900) throw new Error(`salamandra-2b: the coordinator has not imported the initial model as ${stored}`);
+    await sleep(1000);
+  }
+  for (const work of paths.siteWorkDirs.values()) {
+    await mkdir(join(work, 'models'), { recursive: true });
+    await link(stored, join(work, 'models', `${sha256}.safetensors`));
+  }
+  await rm(modelPath);
+  return stored;
+}
+
+async function run(kind: Kind, root: string, modelPath: string, sha256: string, log: (l: string) => void): Promise<RoundFigures> {
+  const secure = kind === 'secure';
+  let stored: string | undefined;
+  try {
+    return await runBenchRound({
+      name: kind,
+      root,
+      sites: SITES,
+      modelPath,
+      run: {
+        minSites: SITES.length,
+        strategy: { name: 'diloco', lr: 0.7, momentum: 0.9 },
+        evaluate: false,
+        encoding: secure ? 'f32' : 'bf16',
+        secureAggregation: secure ? { enabled: true, modulusBits: 16, quantBits: 14, clip: 2e-3, maxSites: SITES.length } : { enabled: false },
+        train: { sleep_s: 0, noise: 1e-3 },
+        deadlines: { openS: 1800, keysS: 600, sharesS: 600, trainingS: 3600, uploadS: 3600, unmaskS: 1800, aggregateS: 3600, commitS: 1800, evalS: 60 },
+      },
+      site: (c, _site, i) => ({ ...c, runner: { kind: 'command', command: [process.execPath, trainerPath()], seed: i + 1, maxRetries: 0, outputDtype: 'BF16' } }),
+      beforeSites: async (paths) => void (stored = await seedSiteCaches(paths, sha256, modelPath)),
+      timeoutS: 3600,
+      log,
+    });
+  } finally {
+    if (stored !== undefined && !existsSync(modelPath)) await link(stored, modelPath);
+  }
+}
+
+export const salamandra2b: Benchmark = {
+  async run(args, log) {
+    const o = parse(args);
+    const t0 = Date.now();
+    const fs = await statfs(o.dir);
+    const free = fs.bavail * fs.bsize;
+    if (free < NEEDED_BYTES) throw new Error(`salamandra-2b: ${(free / 1e9).toFixed(0)} GB free in ${o.dir}, the benchmark needs about ${NEEDED_BYTES / 1e9} GB (pass --dir)`);
+    const root = await mkdtemp(join(o.dir, 'fedhpc-bench-salamandra-'));
+    const figures: Record<string, number | string | boolean> = { machine: `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}` };
+    try {
+      const tensors = salamandra2bModel();
+      const params = tensors.reduce((a, t) => a + elementsOf(t), 0);
+      const modelPath = join(root, 'initial-model.safetensors');
+      log(`salamandra-2b: writing the synthetic model (${tensors.length} tensors, ${params.toLocaleString('en')} F32 parameters) to ${root}`);
+      await writeSyntheticModel(modelPath, tensors, 'synthetic-salamandra-2b');
+      const sha256 = await sha256File(modelPath);
+      figures['params'] = params;
+      for (const kind of KINDS.filter((k) => o.only.has(k))) {
+        log(`${kind}: 4 sites, DiLoCo, ${kind === 'secure' ? 'secure aggregation (Z_2^16, 14-bit quantization, clip ±2e-3)' : 'bf16 deltas, secure aggregation off'}`);
+        const r = await run(kind, root, modelPath, sha256, log);
+        const cap = kind === 'plain' ? '' : 'Secure';
+        log(`  ${kind}: round ${r.roundS.toFixed(1)} s; coordinator peak RSS ${(r.coordinatorPeakRssBytes / 1e9).toFixed(2)} GB; up ${(r.bytesUp / 1e9).toFixed(2)} GB (${(r.bytesUp / (r.participants * params)).toFixed(2)} B/param), down ${(r.bytesDown / 1e9).toFixed(2)} GB`);
+        log(`  ${kind}: phases (s): ${phaseLine(r)}; CPU s: coordinator ${r.coordinatorCpuS.toFixed(1)}, site agents ${r.siteCpuS.map((x) => x.toFixed(1)).join(' ')}`);
+        Object.assign(figures, {
+          [`salamandra${cap}RoundS`]: Math.round(r.roundS * 10) / 10,
+          [`salamandra${cap}PeakRssGB`]: Math.round(r.coordinatorPeakRssBytes / 1e7) / 100,
+          [`salamandra${cap}Phases`]: phaseLine(r),
+          [`salamandra${cap}BytesPerParam`]: Math.round((r.bytesUp / (r.participants * params)) * 1000) / 1000,
+        });
+        // Keep the initial model (the coordinator's copy, same bytes) for the next round, drop the rest.
+        if (!o.keep) await rm(join(root, kind), { recursive: true, force: true });
+      }
+      const peaks = KINDS.filter((k) => o.only.has(k)).map((k) => Number(figures[`salamandra${k === 'plain' ? '' : 'Secure'}PeakRssGB`]));
+      figures['salamandraPeakRssGB'] = Math.max(...peaks);
+      figures['salamandraRoundS'] = figures['salamandraRoundS'] ?? 0;
+      figures['salamandraSecureRoundS'] = figures['salamandraSecureRoundS'] ?? 0;
+      figures['seconds'] = Math.round((Date.now() - t0) / 1000);
+      log(`coordinator peak RSS ${figures['salamandraPeakRssGB']} GB (target ≤ 12)`);
+      return figures;
+    } finally {
+      if (!o.keep) await rm(root, { recursive: true, force: true });
+      else log(`kept ${root}`);
+    }
+  },
+};

@@ -237,7 +237,11 @@ export async function uploadDelta(client: SiteServiceClient, header: UploadHeade
             positions[i] = Math.max(positions[i]!, p);
             onProgress(done(), encoder.totalBytes);
           };
-          const result = await sendStripe(call, { encoder, header: wireHeader, start: s.start, end: s.end, chunkBytes: o.chunkBytes, idleMs: policy.idleMs, signal, pace, onSent: o.onSent ?? (() => undefined), onPosition });
+          // A stream idle for a third of the stall limit is replaced by a fresh one (which resumes):
+          // one opened on a connection that died under it may never hear so. Only idleMs without
+          // progress across streams fails the transfer.
+          const streamIdleMs = Math.max(1_000, Math.floor(policy.idleMs / 3));
+          const result = await sendStripe(call, { encoder, header: wireHeader, start: s.start, end: s.end, chunkBytes: o.chunkBytes, idleMs: streamIdleMs, signal, pace, onSent: o.onSent ?? (() => undefined), onPosition });
           call.end();
           return result;
         } catch (err) {

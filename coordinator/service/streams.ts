@@ -9,7 +9,9 @@ export async function writeWithBackpressure<T>(stream: Writable, message: T, sig
   try {
     await once(stream, 'drain', signal ? { signal } : {});
   } catch (err) {
-    if (signal?.aborted) throw new CoordinatorError('UPLOAD_INTERRUPTED', 'the peer took no data for the idle timeout', {}, { cause: err });
+    if (signal?.aborted) {
+      throw signal.reason instanceof CoordinatorError ? signal.reason : new CoordinatorError('UPLOAD_INTERRUPTED', 'the peer stopped taking data', {}, { cause: err });
+    }
     throw err;
   }
 }

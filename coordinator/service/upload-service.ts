@@ -70,10 +70,10 @@ export class UploadService {
       const stripe = attached.stripe;
       if (stripe.done) {
         // An agent that restarted re-opens every stripe: one already received is just confirmed.
-        await writeWithBackpressure(call, { result: { accepted: true, receivedBytes: stripe.end - stripe.start, message: 'stripe already received', complete: false } });
+        await writeWithBackpressure(call, { result: { accepted: true, receivedBytes: stripe.end - stripe.start, message: 'stripe already received', complete: false } }, abort.signal);
       } else {
         file = await open(session.path, 'r+');
-        await this.receive(call, messages, session, stripe, file, limits);
+        await this.receive(call, messages, session, stripe, file, limits, abort.signal);
       }
       call.end();
     } catch (err) {
@@ -87,11 +87,20 @@ export class UploadService {
     }
   }
 
-  private async receive(call: UploadCall, messages: AsyncIterator<UploadMessage__Output>, session: UploadSession, stripe: StripeState, file: FileHandle, limits: TransferLimits): Promise<void> {
+  private async receive(
+    call: UploadCall,
+    messages: AsyncIterator<UploadMessage__Output>,
+    session: UploadSession,
+    stripe: StripeState,
+    file: FileHandle,
+    limits: TransferLimits,
+    signal: AbortSignal,
+  ): Promise<void> {
     const site = session.site;
     const rec = this.o.registry.get(site);
     const receiver = new StripeReceiver(session, stripe, file, call, {
       windowBytes: limits.windowBytes,
+      signal,
       onBytes: (n) => {
         this.o.driver.countBytes('up', n);
         if (rec) rec.bytesUp += n;

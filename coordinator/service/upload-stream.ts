@@ -24,6 +24,11 @@ export const MAX_DIGEST_RETRIES = 3;
 /** What a stream reports back to the service. */
 export interface StripeHooks {
   readonly windowBytes: number;
+  /**
+   * Aborted when a newer stream takes the stripe over (or the round ends): a reply blocked on a
+   * dead stream's 'drain' must give up, or the newer stream would wait for this one for ever.
+   */
+  readonly signal: AbortSignal;
   onBytes(n: number): void;
   /** The last stripe is complete: verify the whole delta and hand it to the round. */
   finish(trailerSha256: string): Promise<{ sha256: string }>;
@@ -186,6 +191,6 @@ export class StripeReceiver {
   }
 
   private send(reply: UploadReply): Promise<void> {
-    return writeWithBackpressure(this.out, reply);
+    return writeWithBackpressure(this.out, reply, this.hooks.signal);
   }
 }

@@ -73,10 +73,13 @@ describe('fedhpc admin: run control and every read command', () => {
     const file = await runFile('run-1.json', { ...baseRun, id: 'run-1', rounds: 4 });
     const started = await json(['start', '--run', file]);
     expect(started).toMatchObject({ runId: 'run-1', runState: 'running' });
-    await waitFor('round 1 committed', async () => (Number((await json(['status']))['roundsCommitted']) >= 1 ? true : undefined), 60_000, 200);
-    // Paused so that what follows reads a run that stands still (the pause test resumes it).
+    // Paused while its first round runs, so that what follows reads a run that stands still with
+    // rounds left (the pause test resumes it). Pausing only after a commit raced the next rounds on a
+    // loaded machine: the hold could land after the last one.
+    await waitFor('round 1 under way', async () => (['open', 'training', 'upload', 'aggregate', 'commit'].includes(String((await json(['status']))['phase'])) ? true : undefined), 60_000, 100);
     const paused = await json(['pause']);
     expect(['pausing', 'paused']).toContain(paused['runState']);
+    await waitFor('round 1 committed', async () => (Number((await json(['status']))['roundsCommitted']) >= 1 ? true : undefined), 60_000, 200);
 
     const status = await json(['status']);
     expect(status).toMatchObject({ federation: 'testfed', runId: 'run-1', roundsTotal: '4', paused: true });

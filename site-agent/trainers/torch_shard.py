@@ -12,6 +12,7 @@ Modes (exit codes: 0 done, 64 bad spec or usage, 65 global weights invalid or mi
         {round, seed, global_sha256, model_config_sha256?, output_dtype? ("F32" | "BF16"),
          keep_optimizer_state? (a directory for DiLoCo's inner AdamW state across rounds),
          train: {max_steps, lr, batch_size, seq_len, weight_decay? 0, warmup_steps? 0,
+                 decay_steps? 0, min_lr_ratio? 0.1,
                  grad_clip? 1.0, micro_batch_size?, checkpoint_every? 0},
          data: {train_tokens, cursor? 0}}        (relative paths are relative to DIR)
       and DIR/global/{model.safetensors,config.json}; appends {"step","steps","loss","tokens","ts"}
@@ -329,6 +330,17 @@ class TokenFile:
 
 # ---------------------------------------------------------------- one round's shard
 
+def lr_at(lr, step, warmup_steps, run_step, decay_steps, min_ratio):
+    """Learning rate of one step: linear warm-up over the first `warmup_steps` of a shard, then,
+    when `decay_steps` > 0, cosine decay from lr to min_ratio·lr over the run's first decay_steps
+    steps (counted across rounds by `run_step`), constant after; constant lr without decay."""
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+    if not decay_steps:
+        return lr * warm
+    t = min(run_step, decay_steps) / decay_steps
+    return lr * warm * (min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
 def validate_spec(spec, round_dir):
     def need(obj, key, kind, test=lambda v: True, default=None, where="spec"):
         value = obj.get(key, default) if isinstance(obj, dict) else None
@@ -349,6 +361,8 @@ def validate_spec(spec, round_dir):
         seq_len=need(train, "seq_len", int, lambda v: v >= 1, where="train"),
         weight_decay=need(train, "weight_decay", num, lambda v: v >= 0, 0.0, where="train"),
         warmup_steps=need(train, "warmup_steps", int, lambda v: v >= 0, 0, where="train"),
+        decay_steps=need(train, "decay_steps", int, lambda v: v >= 0, 0, where="train"),
+        min_lr_ratio=need(train, "min_lr_ratio", num, lambda v: 0 <= v <= 1, 0.1, where="train"),
         grad_clip=need(train, "grad_clip", num, lambda v: v >= 0, 1.0, where="train"),
         micro_batch=need(train, "micro_batch_size", (int, type(None)), lambda v: v is None or v >= 1, where="train"),
         checkpoint_every=need(train, "checkpoint_every", int, lambda v: v >= 0, 0, where="train"),
@@ -467,8 +481,10 @@ class Shard:
             starts.append(self.cursor)
             self.cursor += s.seq_len
         batch = data.windows(starts, s.seq_len + 1, self.c["vocab_size"], bad_spec).to(self.device)
-        for group in self.opt.param_groups:  # linear warmup, then constant (DiLoCo's inner schedule)
-            group["lr"] = s.lr * min(1.0, (self.step + 1) / s.warmup_steps) if s.warmup_steps else s.lr
+        # Inner steps of the whole run so far: rounds of max_steps each (DiLoCo's H), 1-based rounds.
+        run_step = max(0, s.round - 1) * s.max_steps + self.step
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(s.lr, self.step, s.warmup_steps, run_step, s.decay_steps, s.min_lr_ratio)
         self.opt.zero_grad(set_to_none=True)
         loss = 0.0
         for part in batch.split(s.micro_batch):  # gradient accumulation bounds activation memory

@@ -108,6 +108,7 @@ export class SiteAgent {
         // Each connection reads the TLS files afresh: a renewed certificate is used from here on.
         const tls = readTlsFiles(this.o.config.tls);
         checkCertificateDates(tls.cert, this.o.config.tls.cert);
+        let retryInMs = backoffDelay(this.o.config.reconnect, failures, random);
         this.tls = { key: tls.key.toString('utf8'), ca: tls.ca.toString('utf8') };
         this.client = createSiteClient(this.o.config);
         try {
@@ -128,14 +129,16 @@ export class SiteAgent {
           if (giveUp > 0 && Date.now() - lastContact > giveUp * 1000) {
             throw new SiteAgentError('UNREACHABLE', `no contact with ${this.o.config.coordinator} for ${giveUp} s: ${(err as Error).message}`, false);
           }
-          const delay = backoffDelay(this.o.config.reconnect, failures++, random);
-          this.log.warn({ err: { message: (err as Error).message, code }, retryInMs: delay }, 'connection to coordinator lost');
+          retryInMs = backoffDelay(this.o.config.reconnect, failures++, random);
+          // Never sleep past the give-up point: one last try there, then the agent says so and exits.
+          if (giveUp > 0) retryInMs = Math.max(0, Math.min(retryInMs, lastContact + giveUp * 1000 - Date.now()));
+          this.log.warn({ err: { message: (err as Error).message, code }, retryInMs }, 'connection to coordinator lost');
         } finally {
           this.o.metrics?.connected(false);
           this.stopJob('disconnected');
           this.client.close();
         }
-        await sleep(backoffDelay(this.o.config.reconnect, failures, random), signal).catch(() => undefined);
+        await sleep(retryInMs, signal).catch(() => undefined);
       }
     } finally {
       // Also on a refusal that ends the agent: no watcher outlives run().

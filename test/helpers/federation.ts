@@ -98,11 +98,11 @@ export interface Proc {
   logText(): Promise<string>;
 }
 
-/** Starts `fedhpc <args>` as a separate process, logging to `<logDir>/<name>.log`. */
-export async function startCli(name: string, args: string[], logDir: string): Promise<Proc> {
+/** Starts `fedhpc <args>` as a separate process (environment `env`), logging to `<logDir>/<name>.log`. */
+export async function startCli(name: string, args: string[], logDir: string, env: NodeJS.ProcessEnv = process.env): Promise<Proc> {
   const log = join(logDir, `${name}.log`);
   const fh = await open(log, 'a');
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', fh.fd, fh.fd] });
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', fh.fd, fh.fd], env });
   const exited = new Promise<number | string>((res) =>
     child.once('exit', (code, sig) => {
       void fh.close().catch(() => undefined);

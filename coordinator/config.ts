@@ -137,6 +137,11 @@ export const coordinatorConfigSchema = z
         maxStreamsPerSite: z.number().int().min(1).max(64).default(8),
         /** Bytes a site may send past the last acknowledgement; also the most a break re-sends. */
         uploadWindowBytes: z.number().int().min(256 * 1024).max(1024 * 1024 * 1024).default(16 * 1024 * 1024),
+        /**
+         * Upload bytes in flight across all sites and streams: each stream reserves its window from
+         * this one budget before it is accepted, and waits while it is spent.
+         */
+        uploadBudgetBytes: z.number().int().min(256 * 1024).max(64 * 1024 * 1024 * 1024).default(256 * 1024 * 1024),
         /** Calls per second each caller (site or admin certificate) may start, sustained. */
         requestsPerS: z.number().positive().max(100_000).default(20),
         /** Calls a caller may start at once after being idle (token bucket size). */
@@ -145,6 +150,17 @@ export const coordinatorConfigSchema = z
         maxConcurrentCallsPerSite: z.number().int().min(1).max(10_000).default(32),
       })
       .strict()
+      .superRefine((l, ctx) => {
+        // Every stream's window must fit the shared budget, or that stream would wait for ever.
+        const window = Math.max(l.uploadWindowBytes, 2 * l.maxChunkBytes);
+        if (l.uploadBudgetBytes < window) {
+          ctx.addIssue({
+            code: z.ZodIssueCode.custom,
+            path: ['uploadBudgetBytes'],
+            message: `must hold at least one stream’s window (${window} bytes: uploadWindowBytes, and two chunks of maxChunkBytes)`,
+          });
+        }
+      })
       .default({}),
     heartbeatIntervalMs: z.number().int().min(100).max(600_000).default(2000),
     /** Events and audit records to NATS / JetStream (off unless configured). */

@@ -16,6 +16,7 @@ import { createIdentityResolver } from './pki/index.js';
 import { SiteRegistry } from './registry.js';
 import { adminServiceHandlers } from './service/admin-service.js';
 import { CallLimiter, withCallLimits } from './service/limits.js';
+import { TransferBudget } from './service/transfer-budget.js';
 import { siteServiceHandlers } from './service/site-service.js';
 import { LocalStateStore } from './state/store.js';
 import { tapAppends } from './audit/tap.js';
@@ -85,7 +86,8 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
   const logs = new SiteLogBook(bus, () => clock.now());
   registry.onTouch = (site, activity, progress) => logs.heartbeat(site, activity, progress);
   const timeline = new RoundTimeline(bus);
-  const metrics = new CoordinatorMetrics({ bus, sites: registry, timeline, now: () => clock.now(), federation: config.federation });
+  const uploadBudget = new TransferBudget(config.limits.uploadBudgetBytes);
+  const metrics = new CoordinatorMetrics({ bus, sites: registry, timeline, now: () => clock.now(), federation: config.federation, budget: () => uploadBudget.usage() });
   const onFatal =
     options.onFatal ??
     ((err: unknown) => {
@@ -114,6 +116,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       maxChunkBytes: config.limits.maxChunkBytes,
       uploadIdleMs: 60_000,
+      uploadBudget,
       driver,
       registry,
       store,

@@ -9,6 +9,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { EventBus } from './events.js';
 import type { SiteRegistry } from './registry.js';
 import type { RoundTimeline } from './round-timeline.js';
+import type { BudgetUsage } from './service/transfer-budget.js';
 
 /** The metric families and the gRPC interceptor that counts streams and errors. */
 export class CoordinatorMetrics {
@@ -16,7 +17,7 @@ export class CoordinatorMetrics {
   private readonly activeStreams: Gauge<'method'>;
   private readonly errors: Counter<'status' | 'code'>;
 
-  constructor(o: { bus: EventBus; sites: SiteRegistry; timeline: RoundTimeline; now: () => number; federation: string }) {
+  constructor(o: { bus: EventBus; sites: SiteRegistry; timeline: RoundTimeline; now: () => number; federation: string; budget?: () => BudgetUsage }) {
     this.registry.setDefaultLabels({ federation: o.federation });
     const registers = [this.registry];
     const rounds = new Counter({ name: 'fedhpc_rounds_total', help: 'Round attempts that ended, by outcome', labelNames: ['outcome'] as const, registers });
@@ -40,6 +41,28 @@ export class CoordinatorMetrics {
         for (const s of o.sites.list()) this.set({ site: s.id, connected: String(s.deliver !== undefined) }, (o.now() - s.lastSeenMs) / 1000);
       },
     });
+    const budget = o.budget;
+    if (budget) {
+      new Gauge({
+        name: 'fedhpc_upload_budget_bytes',
+        help: 'The shared budget of in-flight upload bytes: its size, the part reserved by open streams',
+        labelNames: ['kind'] as const,
+        registers,
+        collect() {
+          const u = budget();
+          this.set({ kind: 'total' }, u.totalBytes);
+          this.set({ kind: 'used' }, u.usedBytes);
+        },
+      });
+      new Gauge({
+        name: 'fedhpc_upload_streams_queued',
+        help: 'Upload streams waiting for their window from the shared budget',
+        registers,
+        collect() {
+          this.set(budget().waiting);
+        },
+      });
+    }
     new Gauge({
       name: 'fedhpc_sites_connected',
       help: 'Sites holding an open task stream',

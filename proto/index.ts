@@ -73,6 +73,7 @@ export type { UploadAck, UploadAck__Output } from './generated/fedhpc/v1/UploadA
 export type { UploadChunk, UploadChunk__Output } from './generated/fedhpc/v1/UploadChunk.js';
 export type { UploadHeader, UploadHeader__Output } from './generated/fedhpc/v1/UploadHeader.js';
 export type { UploadMessage, UploadMessage__Output } from './generated/fedhpc/v1/UploadMessage.js';
+export type { UploadQueued, UploadQueued__Output } from './generated/fedhpc/v1/UploadQueued.js';
 export type { UploadReply, UploadReply__Output } from './generated/fedhpc/v1/UploadReply.js';
 export type { UploadResend, UploadResend__Output } from './generated/fedhpc/v1/UploadResend.js';
 export type { UploadResult, UploadResult__Output } from './generated/fedhpc/v1/UploadResult.js';

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../common/logger.js';
-import type { SiteServiceClient, TrainTask__Output, UploadResult__Output } from '../proto/index.js';
+import type { SiteServiceClient, TrainTask__Output, UploadQueued__Output, UploadResult__Output } from '../proto/index.js';
 import type { ResolvedSiteConfig } from './config.js';
 import { DeltaEncoder, type MaskedInputs } from './encode.js';
 import { stderrSink, TransferMeter, type ProgressSink } from './progress.js';
@@ -90,7 +90,13 @@ export async function uploadRoundDelta(i: RoundUploadInput): Promise<UploadResul
         meter.update(done);
         i.onProgress?.(done, total);
       },
-      { chunkBytes: Math.min(allowed, cfg.chunkBytes), streams: Math.min(cfg.parallelStreams, Math.max(1, t.maxStreams)), rateBytesPerS: cfg.uploadRateBytesPerS, policy },
+      {
+        chunkBytes: Math.min(allowed, cfg.chunkBytes),
+        streams: Math.min(cfg.parallelStreams, Math.max(1, t.maxStreams)),
+        rateBytesPerS: cfg.uploadRateBytesPerS,
+        policy,
+        onQueued: queuedOnce(i.log),
+      },
     );
     meter.finish();
     return res;
@@ -98,4 +104,14 @@ export async function uploadRoundDelta(i: RoundUploadInput): Promise<UploadResul
     i.onMeter(undefined);
     await encoder.close();
   }
+}
+
+/** Logs the first time the coordinator holds a stream back for its shared in-flight budget. */
+function queuedOnce(log: Logger): (q: UploadQueued__Output) => void {
+  let told = false;
+  return (q) => {
+    if (told) return;
+    told = true;
+    log.info({ phase: 'upload', budgetBytes: Number(q.budgetBytes), usedBytes: Number(q.usedBytes), waitingStreams: q.waitingStreams }, 'upload queued: the coordinator\'s in-flight budget is in use, waiting for room');
+  };
 }

@@ -11,7 +11,7 @@ import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { backoffDelay, sleep } from '../common/backoff.js';
 import { fsyncDir, sha256File } from '../common/files.js';
-import type { ModelChunk__Output, SiteServiceClient, UploadMessage, UploadResult__Output } from '../proto/index.js';
+import type { ModelChunk__Output, SiteServiceClient, UploadMessage, UploadQueued__Output, UploadResult__Output } from '../proto/index.js';
 import { isUnitBoundary } from '../aggregation/index.js';
 import type { DeltaEncoder } from './encode.js';
 import { SiteAgentError } from './errors.js';
@@ -175,6 +175,8 @@ export interface UploadOptions {
   readonly policy?: TransferPolicy;
   /** Bytes put on the wire, re-sent ones included (tests count them). */
   readonly onSent?: (n: number) => void;
+  /** A stream waits for the coordinator's shared in-flight budget (told again while it waits). */
+  readonly onQueued?: (q: UploadQueued__Output) => void;
 }
 
 /** Splits [0, total) into `n` contiguous stripes whose bounds fall between values (int8: blocks). */
@@ -241,7 +243,7 @@ export async function uploadDelta(client: SiteServiceClient, header: UploadHeade
           // one opened on a connection that died under it may never hear so. Only idleMs without
           // progress across streams fails the transfer.
           const streamIdleMs = Math.max(1_000, Math.floor(policy.idleMs / 3));
-          const result = await sendStripe(call, { encoder, header: wireHeader, start: s.start, end: s.end, chunkBytes: o.chunkBytes, idleMs: streamIdleMs, signal, pace, onSent: o.onSent ?? (() => undefined), onPosition });
+          const result = await sendStripe(call, { encoder, header: wireHeader, start: s.start, end: s.end, chunkBytes: o.chunkBytes, idleMs: streamIdleMs, signal, pace, onSent: o.onSent ?? (() => undefined), onPosition, onQueued: o.onQueued });
           call.end();
           return result;
         } catch (err) {

@@ -8,7 +8,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { crc32c } from '@node-rs/crc32';
 import { createHash, type Hash } from 'node:crypto';
 import { once } from 'node:events';
-import type { UploadMessage, UploadReply__Output, UploadResult__Output } from '../proto/index.js';
+import type { UploadMessage, UploadQueued__Output, UploadReply__Output, UploadResult__Output } from '../proto/index.js';
 import { stripePieces, type Piece } from '../aggregation/index.js';
 import type { DeltaEncoder } from './encode.js';
 import { SiteAgentError } from './errors.js';
@@ -29,6 +29,8 @@ export interface StripeJob {
   readonly onSent: (n: number) => void;
   /** Position reached in this stripe (for progress). */
   readonly onPosition: (offset: number) => void;
+  /** The coordinator holds the stream back until its shared in-flight budget has room. */
+  readonly onQueued?: ((q: UploadQueued__Output) => void) | undefined;
 }
 
 type Call = grpc.ClientDuplexStream<UploadMessage, UploadReply__Output>;
@@ -46,7 +48,7 @@ class Replies {
   private readonly waiters = new Set<() => void>();
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(call: Call, idleMs: number) {
+  constructor(call: Call, idleMs: number, onQueued?: (q: UploadQueued__Output) => void) {
     this.failed = new Promise<never>((_, reject) => (this.fail = reject));
     this.failed.catch(() => undefined);
     const arm = (): void => {
@@ -62,6 +64,7 @@ class Replies {
         this.resendTo = Number(r.resend.offset);
         this.acked = Math.min(this.acked, this.resendTo);
       } else if (r.result) this.result = r.result;
+      else if (r.queued) onQueued?.(r.queued); // the reply itself re-armed the idle timer
       this.notify();
     });
     call.on('error', (err: Error) => {
@@ -101,7 +104,7 @@ class Replies {
 
 /** Sends one stripe on `call`; resolves with the coordinator's result for it. */
 export async function sendStripe(call: Call, job: StripeJob): Promise<UploadResult__Output> {
-  const replies = new Replies(call, job.idleMs);
+  const replies = new Replies(call, job.idleMs, job.onQueued);
   const pieces = stripePieces(job.encoder.segments, job.start, job.end);
   try {
     const write = async (m: UploadMessage): Promise<void> => {

@@ -27,6 +27,7 @@ import { ReceiptDesk } from '../audit/receipts.js';
 import { authenticate } from './auth.js';
 import { writeWithBackpressure } from './streams.js';
 import { UploadService, type TransferLimits } from './upload-service.js';
+import type { TransferBudget } from './transfer-budget.js';
 
 export interface SiteServiceOptions {
   readonly federation: string;
@@ -37,6 +38,8 @@ export interface SiteServiceOptions {
   readonly uploadIdleMs: number;
   /** Idle timeout, stream limit and window of transfers; default from the driver's config. */
   readonly transferLimits?: () => TransferLimits;
+  /** The one budget of in-flight upload bytes, shared by all sites' streams. */
+  readonly uploadBudget: TransferBudget;
   readonly driver: RoundDriver;
   readonly registry: SiteRegistry;
   readonly store: StateStore;
@@ -160,7 +163,7 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
   };
   const limits = o.transferLimits ?? (() => o.driver.transferLimits(o.uploadIdleMs));
   const receipts = new ReceiptDesk({ federation: o.federation, store: o.store, logger: o.logger });
-  const uploads = new UploadService({ driver: o.driver, registry: o.registry, store: o.store, logger: o.logger, limits });
+  const uploads = new UploadService({ driver: o.driver, registry: o.registry, store: o.store, logger: o.logger, limits, budget: o.uploadBudget });
   const unary =
     <Req, Res>(fn: (call: grpc.ServerUnaryCall<Req, Res>) => Res) =>
     (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>): void => {

@@ -24,7 +24,7 @@ export function readMessages<T>(
   stream: Readable & { on(event: 'cancelled', fn: () => void): unknown },
   signal: AbortSignal,
   idleMs: number,
-): AsyncIterator<T> & { dispose(): void } {
+): AsyncIterator<T> & { dispose(): void; touch(): void } {
   let timer: NodeJS.Timeout | undefined;
   // Failing rejects the pending and every later `next()` instead of destroying the stream, so the
   // handler can still end the call with a status the client sees. Each `next()` gets its own
@@ -62,6 +62,10 @@ export function readMessages<T>(
           },
         );
       });
+    },
+    /** Restarts the idle timer: the handler itself is holding the client up (e.g. queued). */
+    touch() {
+      if (!failure) arm();
     },
     dispose() {
       clearTimeout(timer);

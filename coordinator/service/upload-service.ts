@@ -15,8 +15,9 @@ import type { SiteRegistry } from '../registry.js';
 import type { StateStore } from '../state/store.js';
 import { readMessages, writeWithBackpressure } from './streams.js';
 import { hashRange, UploadSession, type StreamOwner, type StripeState } from './upload-session.js';
-import { StripeReceiver } from './upload-stream.js';
+import { StripeReceiver, streamWindow } from './upload-stream.js';
 import { validateHeader, type UploadIntent } from './upload.js';
+import type { BudgetGrant, TransferBudget } from './transfer-budget.js';
 
 /** Transfer limits the coordinator applies to every site. */
 export interface TransferLimits {
@@ -31,9 +32,14 @@ export interface UploadServiceOptions {
   readonly store: StateStore;
   readonly logger: Logger;
   readonly limits: () => TransferLimits;
+  /** The one budget of in-flight upload bytes shared by every site's streams. */
+  readonly budget: TransferBudget;
 }
 
 type UploadCall = grpc.ServerDuplexStream<UploadMessage__Output, UploadReply>;
+
+/** How often a stream waiting for the budget tells its agent so (agents drop a stream silent for 1 s or more). */
+const QUEUED_REPORT_MS = 500;
 
 /** Errors after which the site's partial upload is kept for a resume. */
 const RESUMABLE = new Set(['UPLOAD_INTERRUPTED', 'TOO_MANY_STREAMS']);
@@ -57,6 +63,7 @@ export class UploadService {
     rec?.uploads.add(abort);
     let session: UploadSession | undefined;
     let file: FileHandle | undefined;
+    let grant: BudgetGrant | undefined;
     try {
       const first = await messages.next();
       if (first.done || first.value.kind !== 'header' || !first.value.header) throw new CoordinatorError('UPLOAD_INVALID', 'an upload must start with a header');
@@ -72,14 +79,16 @@ export class UploadService {
         // An agent that restarted re-opens every stripe: one already received is just confirmed.
         await writeWithBackpressure(call, { result: { accepted: true, receivedBytes: stripe.end - stripe.start, message: 'stripe already received', complete: false } }, abort.signal);
       } else {
+        grant = await this.reserveWindow(call, messages, session, streamWindow(limits.windowBytes, intent.chunkBytes), abort.signal);
         file = await open(session.path, 'r+');
-        await this.receive(call, messages, session, stripe, file, limits, abort.signal);
+        await this.receive(call, messages, session, stripe, file, grant.bytes, abort.signal);
       }
       call.end();
     } catch (err) {
       this.fail(site, session, err, call);
     } finally {
       messages.dispose();
+      grant?.release();
       rec?.uploads.delete(abort);
       await file?.close();
       for (const s of session?.stripes.values() ?? []) if (s.owner === owner) s.owner = undefined;
@@ -93,13 +102,13 @@ export class UploadService {
     session: UploadSession,
     stripe: StripeState,
     file: FileHandle,
-    limits: TransferLimits,
+    windowBytes: number,
     signal: AbortSignal,
   ): Promise<void> {
     const site = session.site;
     const rec = this.o.registry.get(site);
     const receiver = new StripeReceiver(session, stripe, file, call, {
-      windowBytes: limits.windowBytes,
+      windowBytes,
       signal,
       onBytes: (n) => {
         this.o.driver.countBytes('up', n);
@@ -115,6 +124,32 @@ export class UploadService {
       if (next.done) throw new CoordinatorError('UPLOAD_INTERRUPTED', `stream ended at ${stripe.received} of stripe [${stripe.start}, ${stripe.end}) without a trailer`);
       if (await receiver.handle(next.value)) return;
     }
+  }
+
+  /**
+   * Reserves the stream's window from the shared budget before the stream is accepted. While it
+   * waits, the agent is told so (a `queued` reply) and neither the stream's nor the session's
+   * idle timeout runs: waiting for other sites' bytes is not a stall of this one.
+   */
+  private async reserveWindow(
+    call: UploadCall,
+    messages: { touch(): void },
+    session: UploadSession,
+    windowBytes: number,
+    signal: AbortSignal,
+  ): Promise<BudgetGrant> {
+    let logged = false;
+    const budget = this.o.budget;
+    return budget.acquire(session.site, windowBytes, signal, () => {
+      messages.touch();
+      session.progressed();
+      const { usedBytes, totalBytes, waiting } = budget.usage();
+      void writeWithBackpressure(call, { queued: { budgetBytes: totalBytes, usedBytes, waitingStreams: waiting } }, signal).catch(() => undefined);
+      if (!logged) {
+        logged = true;
+        this.o.logger.info({ site: session.site, round: session.round, phase: 'upload', usedBytes, totalBytes, waiting }, 'upload stream queued: the in-flight budget is in use');
+      }
+    }, QUEUED_REPORT_MS);
   }
 
   private serialised<T>(site: string, fn: () => Promise<T>): Promise<T> {

@@ -21,8 +21,18 @@ export const MAX_CRC_RETRIES = 8;
 /** Digest failures of one tensor before the upload fails with CHECKSUM_MISMATCH. */
 export const MAX_DIGEST_RETRIES = 3;
 
+/**
+ * Bytes an agent may send past the last acknowledgement on one stream: the configured window, but
+ * at least two chunks, so a sender waiting for an ack always gets one. This is what each stream
+ * reserves from the shared transfer budget.
+ */
+export function streamWindow(windowBytes: number, chunkBytes: number): number {
+  return Math.max(windowBytes, 2 * chunkBytes);
+}
+
 /** What a stream reports back to the service. */
 export interface StripeHooks {
+  /** The stream's window, as {@link streamWindow} gives it and the budget granted it. */
   readonly windowBytes: number;
   /**
    * Aborted when a newer stream takes the stripe over (or the round ends): a reply blocked on a
@@ -44,7 +54,6 @@ export class StripeReceiver {
   private dropped = 0;
   private crcFailures = 0;
   private lastAckSent: number;
-  /** At least two chunks, so a sender waiting for an ack always gets one. */
   private readonly window: number;
   private readonly ackEvery: number;
 
@@ -55,7 +64,7 @@ export class StripeReceiver {
     private readonly out: Writable,
     private readonly hooks: StripeHooks,
   ) {
-    this.window = Math.max(hooks.windowBytes, 2 * session.intent.chunkBytes);
+    this.window = hooks.windowBytes;
     // Acks every quarter window: a sender blocked at a full window has always earned one.
     this.ackEvery = Math.floor(this.window / 4);
     this.lastAckSent = stripe.acked;

@@ -65,6 +65,7 @@ import type { UploadAck as _fedhpc_v1_UploadAck, UploadAck__Output as _fedhpc_v1
 import type { UploadChunk as _fedhpc_v1_UploadChunk, UploadChunk__Output as _fedhpc_v1_UploadChunk__Output } from './fedhpc/v1/UploadChunk';
 import type { UploadHeader as _fedhpc_v1_UploadHeader, UploadHeader__Output as _fedhpc_v1_UploadHeader__Output } from './fedhpc/v1/UploadHeader';
 import type { UploadMessage as _fedhpc_v1_UploadMessage, UploadMessage__Output as _fedhpc_v1_UploadMessage__Output } from './fedhpc/v1/UploadMessage';
+import type { UploadQueued as _fedhpc_v1_UploadQueued, UploadQueued__Output as _fedhpc_v1_UploadQueued__Output } from './fedhpc/v1/UploadQueued';
 import type { UploadReply as _fedhpc_v1_UploadReply, UploadReply__Output as _fedhpc_v1_UploadReply__Output } from './fedhpc/v1/UploadReply';
 import type { UploadResend as _fedhpc_v1_UploadResend, UploadResend__Output as _fedhpc_v1_UploadResend__Output } from './fedhpc/v1/UploadResend';
 import type { UploadResult as _fedhpc_v1_UploadResult, UploadResult__Output as _fedhpc_v1_UploadResult__Output } from './fedhpc/v1/UploadResult';
@@ -141,6 +142,7 @@ export interface ProtoGrpcType {
       UploadChunk: MessageTypeDefinition<_fedhpc_v1_UploadChunk, _fedhpc_v1_UploadChunk__Output>
       UploadHeader: MessageTypeDefinition<_fedhpc_v1_UploadHeader, _fedhpc_v1_UploadHeader__Output>
       UploadMessage: MessageTypeDefinition<_fedhpc_v1_UploadMessage, _fedhpc_v1_UploadMessage__Output>
+      UploadQueued: MessageTypeDefinition<_fedhpc_v1_UploadQueued, _fedhpc_v1_UploadQueued__Output>
       UploadReply: MessageTypeDefinition<_fedhpc_v1_UploadReply, _fedhpc_v1_UploadReply__Output>
       UploadResend: MessageTypeDefinition<_fedhpc_v1_UploadResend, _fedhpc_v1_UploadResend__Output>
       UploadResult: MessageTypeDefinition<_fedhpc_v1_UploadResult, _fedhpc_v1_UploadResult__Output>

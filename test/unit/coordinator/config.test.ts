@@ -75,6 +75,7 @@ describe('loadCoordinatorConfig', () => {
       idleTimeoutS: 60,
       maxStreamsPerSite: 8,
       uploadWindowBytes: 16 * 1024 * 1024,
+      uploadBudgetBytes: 256 * 1024 * 1024,
     });
     expect(c.heartbeatIntervalMs).toBe(2000);
     expect(c.log).toEqual({ level: 'info' });
@@ -150,6 +151,17 @@ describe('loadCoordinatorConfig', () => {
     expect(loadCoordinatorConfig(file).run?.aggregator).toEqual({ name: 'trimmed-mean', trim: 0.2 });
     await write({ ...valid(), run: { ...(valid().run as object), secureAggregation: plain, aggregator: { name: 'trimmed-mean', trim: 0.5 } } });
     expect(configError().issues[0]).toMatch(/^run\.aggregator\.trim: /);
+  });
+
+  it('refuses an upload budget that cannot hold one stream’s window, naming limits.uploadBudgetBytes', async () => {
+    await write({ ...valid(), limits: { uploadWindowBytes: 32 * 1024 * 1024, uploadBudgetBytes: 16 * 1024 * 1024 } });
+    expect(configError().issues).toEqual([
+      'limits.uploadBudgetBytes: must hold at least one stream’s window (33554432 bytes: uploadWindowBytes, and two chunks of maxChunkBytes)',
+    ]);
+    await write({ ...valid(), limits: { maxChunkBytes: 4 * 1024 * 1024, uploadWindowBytes: 256 * 1024, uploadBudgetBytes: 4 * 1024 * 1024 } });
+    expect(configError().message).toContain('8388608 bytes');
+    await write({ ...valid(), limits: { uploadBudgetBytes: 32 * 1024 * 1024 } });
+    expect(loadCoordinatorConfig(file).limits.uploadBudgetBytes).toBe(32 * 1024 * 1024);
   });
 
   it('refuses an unknown strategy name', async () => {

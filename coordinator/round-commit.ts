@@ -1,0 +1,166 @@
+/**
+ * The end of a round attempt: aggregating its verified uploads into a candidate model (on the
+ * kernel worker pool when it starts), then committing that model to the journal. Both report back
+ * to the scheduler through the driver's `RoundContext`.
+ */
+import { openSafetensors } from '../aggregation/index.js';
+import { openFileSource } from '../common/files.js';
+import { aggregateRound } from './aggregate.js';
+import { crashPoint } from './crash-points.js';
+import { KernelPool } from './kernel-pool.js';
+import { isRobust, robustMean } from './robust.js';
+import type { AttemptContext, RoundContext } from './round-context.js';
+import type { LayoutTensor } from './service/upload.js';
+import type { ParticipantRecord } from './state/records.js';
+import type { StateStore } from './state/store.js';
+
+/** Size and tensor layout of the model stored under `sha256`. */
+export async function describeModel(store: StateStore, sha256: string): Promise<{ bytes: number; tensors: LayoutTensor[] }> {
+  const src = await store.openModel(sha256);
+  try {
+    const file = await openSafetensors(src);
+    return {
+      bytes: src.size,
+      tensors: file.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: [...t.shape], elements: t.elements })),
+    };
+  } finally {
+    await src.close();
+  }
+}
+
+/** Aggregates and commits round attempts of the driven run; owns the kernel worker pool. */
+export class RoundCommitter {
+  /** Worker threads that decode and sum spools, started at the first aggregation; undefined inside: in-thread kernels. */
+  private kernelPool: Promise<KernelPool | undefined> | undefined;
+
+  constructor(private readonly ctx: RoundContext) {}
+
+  /** Sums the verified uploads of `sites` into a candidate model; reports `aggregated` or `aggregationFailed`. */
+  async aggregate(att: AttemptContext, round: number, attempt: number, sites: readonly string[]): Promise<void> {
+    const run = this.ctx.run();
+    try {
+      // A site revoked after its upload: plain rounds leave it out; a masked input cannot be taken
+      // out of a secure sum, so that attempt restarts (fresh keys) without the site.
+      const revoked = sites.filter((site) => this.ctx.control.excluded.has(site));
+      if (revoked.length > 0 && this.ctx.secure()) throw new Error(`revoked site(s) ${revoked.join(', ')} in the masked sum`);
+      sites = sites.filter((site) => !this.ctx.control.excluded.has(site));
+      for (const site of revoked) this.ctx.control.leftOut.add(site);
+      if (sites.length < run.plan.minSites) throw new Error(`only ${sites.length} of ${run.plan.minSites} required uploads remain after revocation`);
+      const inputs = sites.map((site) => {
+        const u = att.uploads.get(site);
+        if (!u) throw new Error(`no verified upload from ${site}`);
+        // The spool holds the raw wire bytes: aggregation decodes them by the run's plain encoding
+        // (a secure round passes its unmasked `mean` instead and never decodes these).
+        return { site, weight: u.intent.weight, path: u.spool.path, encoding: this.ctx.config().run.encoding };
+      });
+      const t0 = this.ctx.o.clock.now();
+      const elements = run.tensors.reduce((n, t) => n + t.elements, 0);
+      const pool = await this.kernels();
+      const aggregator = this.ctx.config().run.aggregator;
+      const secure = this.ctx.secure();
+      const mean = secure
+        ? await secure.mean(round, attempt, inputs.map((i) => i.path), elements, openFileSource, pool ? { pool } : {})
+        : isRobust(aggregator)
+          ? await robustMean(aggregator, inputs, run.tensors.map((t) => t.elements), openFileSource)
+          : undefined;
+      const result = await aggregateRound({
+        ...(mean ? { mean } : {}),
+        ...(pool ? { pool } : {}),
+        store: this.ctx.o.store,
+        globalSha256: run.globalSha256,
+        inputs,
+        optimizer: run.optimizer,
+        step: run.serverSteps + 1,
+        previousStateSha256: run.stateSha256,
+        sliceElements: this.ctx.o.config.limits.sliceElements,
+        openSpool: openFileSource,
+        metadata: { fedhpc_run: run.plan.runId, fedhpc_round: String(round) },
+      });
+      this.ctx.log.info({ round, attempt, phase: 'aggregate', ms: this.ctx.o.clock.now() - t0, model: result.modelSha256 }, 'aggregated');
+      this.ctx.dispatch({ type: 'aggregated', round, attempt, modelSha256: result.modelSha256 });
+    } catch (err) {
+      this.ctx.log.error({ round, attempt, phase: 'aggregate', err }, 'aggregation failed');
+      this.ctx.dispatch({ type: 'aggregationFailed', round, attempt, reason: (err as Error).message });
+    }
+  }
+
+  /** Journals the candidate as the round's model (the commit point), moves the run onto it and feeds `committed`. */
+  async commit(att: AttemptContext, round: number, attempt: number, allSites: readonly string[], allDropped: readonly string[], modelSha256: string): Promise<void> {
+    const run = this.ctx.run();
+    // Only uploads left out of the sum are dropped here: a site revoked once aggregation had
+    // started is in this round's model, and the record says so.
+    const sites = allSites.filter((site) => !this.ctx.control.leftOut.has(site));
+    const dropped = [...new Set([...allDropped, ...allSites.filter((site) => this.ctx.control.leftOut.has(site))])].sort();
+    const participants: ParticipantRecord[] = sites.map((site) => {
+      const u = att.uploads.get(site)!;
+      return {
+        site,
+        weight: u.intent.weight,
+        samples: u.intent.samples,
+        tokens: u.intent.tokens,
+        steps: u.intent.steps,
+        trainLoss: Number.isFinite(u.intent.trainLoss) ? u.intent.trainLoss : -1,
+        deltaSha256: u.spool.sha256,
+        dataManifestSha256: u.intent.dataManifestSha256,
+      };
+    });
+    const parentSha256 = run.globalSha256;
+    const model = await describeModel(this.ctx.o.store, modelSha256);
+    // The journal append is the commit point: the checkpoint is already on disk under its hash.
+    crashPoint('commit.before-journal');
+    await this.ctx.o.store.append({
+      type: 'round-committed',
+      runId: run.plan.runId,
+      round,
+      attempt,
+      participants,
+      dropped: [...dropped],
+      parentSha256,
+      modelSha256,
+      strategy: this.ctx.config().run.strategy,
+      serverStep: run.serverSteps + 1,
+      bytesUp: att.bytesUp,
+      bytesDown: att.bytesDown,
+      startedMs: att.startedMs,
+    });
+    crashPoint('commit.after-journal');
+    run.globalSha256 = modelSha256;
+    run.globalBytes = model.bytes;
+    run.modelRound = round;
+    run.stateSha256 = modelSha256;
+    run.serverSteps += 1;
+    for (const site of sites) {
+      const rec = this.ctx.o.registry.get(site);
+      if (rec) rec.roundsContributed += 1;
+    }
+    await this.ctx.o.store.pruneSpools();
+    await this.ctx.o.afterCommit?.();
+    const seconds = (this.ctx.o.clock.now() - att.startedMs) / 1000;
+    this.ctx.log.info({ round, attempt, phase: 'commit', participants: sites, dropped, model: modelSha256, seconds }, 'round committed');
+    this.ctx.o.bus.emit('round.committed', {
+      runId: run.plan.runId,
+      round,
+      attempt,
+      participants: [...sites],
+      dropped: [...dropped],
+      modelSha256,
+      bytesUp: att.bytesUp,
+      bytesDown: att.bytesDown,
+      seconds,
+    });
+    this.ctx.advance({ type: 'committed', round, attempt });
+  }
+
+  /** Stops the kernel worker pool once it has started. */
+  close(): void {
+    void this.kernelPool?.then((pool) => pool?.close());
+  }
+
+  private kernels(): Promise<KernelPool | undefined> {
+    this.kernelPool ??= KernelPool.start().catch((err: unknown) => {
+      this.ctx.log.warn({ phase: 'aggregate', err }, 'kernel worker pool unavailable; aggregating in the event-loop thread');
+      return undefined;
+    });
+    return this.kernelPool;
+  }
+}

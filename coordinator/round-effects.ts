@@ -1,0 +1,171 @@
+/**
+ * Runs the round scheduler's effects for the driver, one at a time in the order the scheduler
+ * emitted them: journal records, tasks to sites, deadline timers, and the aggregate and commit
+ * steps (round-commit.ts). Owns the open attempt's bookkeeping and the deadline timers.
+ */
+import { CoordinatorError } from './errors.js';
+import { phaseCrashPoint } from './crash-points.js';
+import { RoundCommitter } from './round-commit.js';
+import type { AttemptContext, RoundContext } from './round-context.js';
+import type { Effect } from './round/types.js';
+
+/** The driver's effect queue: effects run in order, and a failing one is fatal (`onFatal`). */
+export class EffectRunner {
+  private queue: Promise<void> = Promise.resolve();
+  private readonly timers = new Map<string, () => void>();
+  private readonly steps: RoundCommitter;
+  private current: AttemptContext | undefined;
+  private closed = false;
+
+  constructor(private readonly ctx: RoundContext) {
+    this.steps = new RoundCommitter(ctx);
+  }
+
+  /** The round attempt opened last (its uploads and traffic); undefined before the first. */
+  get attempt(): AttemptContext | undefined {
+    return this.current;
+  }
+
+  /** Queues `effect` behind every effect queued so far. */
+  enqueue(effect: Effect): void {
+    this.queueTask(() => this.runEffect(effect));
+  }
+
+  /** Queues `task` in order with the effects (e.g. a journal record the scheduler does not emit). */
+  queueTask(task: () => Promise<void>): void {
+    this.queue = this.queue.then(task).catch((err: unknown) => this.ctx.o.onFatal(err));
+  }
+
+  /** Resolves when every effect queued so far has run. */
+  idle(): Promise<void> {
+    return this.queue;
+  }
+
+  /** Cancels the armed phase deadline, if any. */
+  cancelDeadlines(): void {
+    for (const cancel of this.timers.values()) cancel();
+    this.timers.clear();
+  }
+
+  /** Stops timers and the kernel pool; an effect already running finishes, queued ones do nothing. */
+  close(): void {
+    this.closed = true;
+    this.cancelDeadlines();
+    this.steps.close();
+  }
+
+  private async runEffect(effect: Effect): Promise<void> {
+    if (this.closed) return;
+    const run = this.ctx.run();
+    const runId = run.plan.runId;
+    switch (effect.type) {
+      case 'phaseEntered':
+        this.ctx.log.info({ round: effect.round, attempt: effect.attempt, phase: effect.phase }, `phase ${effect.phase}`);
+        phaseCrashPoint(effect.phase);
+        this.ctx.o.bus.emit('phase.changed', { runId, round: effect.round, attempt: effect.attempt, phase: effect.phase, deadlineMs: effect.deadline });
+        return;
+      case 'armDeadline': {
+        this.cancelDeadlines();
+        const key = `${effect.round}.${effect.attempt}.${effect.phase}`;
+        const ms = Math.max(0, effect.at - this.ctx.o.clock.now());
+        this.timers.set(key, this.ctx.o.clock.setTimer(ms, () => {
+          this.timers.delete(key);
+          this.ctx.dispatch({ type: 'deadline', round: effect.round, attempt: effect.attempt, phase: effect.phase });
+        }));
+        return;
+      }
+      case 'recordRoundOpened':
+        await this.ctx.o.store.append({ type: 'round-opened', runId, round: effect.round, attempt: effect.attempt });
+        this.current = { round: effect.round, attempt: effect.attempt, startedMs: this.ctx.o.clock.now(), bytesUp: 0, bytesDown: 0, uploads: new Map() };
+        this.ctx.control.excluded.clear();
+        this.ctx.control.leftOut.clear();
+        this.ctx.o.bus.emit('round.opened', { runId, round: effect.round, attempt: effect.attempt });
+        return;
+      case 'sendTrainTasks':
+        return this.sendTrainTasks(effect.round, effect.attempt, effect.sites);
+      case 'sendKeysTasks':
+        return this.ctx.secure()?.sendKeys(runId, effect.round, effect.attempt, effect.sites);
+      case 'sendSharesTasks':
+        return this.ctx.secure()?.sendShares(effect.round, effect.attempt, effect.sites);
+      case 'requestConsistency':
+        return this.ctx.secure()?.sendConsistency(effect.round, effect.attempt, effect.survivors, effect.dropped);
+      case 'requestUnmask':
+        return this.ctx.secure()?.sendUnmask(effect.round, effect.attempt, effect.sites);
+      case 'cancelSites':
+        for (const site of effect.sites) {
+          this.ctx.o.registry.send(site, { kind: 'cancel', runId, round: effect.round, attempt: effect.attempt, reason: effect.reason });
+          for (const upload of this.ctx.o.registry.get(site)?.uploads ?? []) upload.abort(new CoordinatorError('ROUND_CLOSED', effect.reason));
+          this.ctx.o.bus.emit('site.dropped', { runId, round: effect.round, attempt: effect.attempt, site, reason: effect.reason });
+        }
+        return;
+      case 'startAggregation':
+        // Not awaited: aggregation reports back through the scheduler, other effects may run meanwhile.
+        void this.steps.aggregate(this.current!, effect.round, effect.attempt, effect.participants.map((p) => p.site));
+        return;
+      case 'commitRound':
+        return this.steps.commit(this.current!, effect.round, effect.attempt, effect.participants.map((p) => p.site), effect.dropped, effect.modelSha256);
+      case 'recordRoundAborted':
+        this.ctx.log.warn({ round: effect.round, attempt: effect.attempt, reason: effect.reason }, 'round attempt aborted');
+        await this.ctx.o.store.append({ type: 'round-aborted', runId, round: effect.round, attempt: effect.attempt, reason: effect.reason });
+        await this.ctx.o.store.pruneSpools();
+        this.ctx.o.bus.emit('round.aborted', { runId, round: effect.round, attempt: effect.attempt, reason: effect.reason });
+        return;
+      case 'runFinished':
+        if (!this.ctx.o.store.records().some((r) => r.body.type === 'run-finished' && r.body['runId'] === runId && r.body['rounds'] === effect.rounds)) {
+          await this.ctx.o.store.append({ type: 'run-finished', runId, rounds: effect.rounds, modelSha256: run.globalSha256 });
+        }
+        this.ctx.log.info({ rounds: effect.rounds, model: run.globalSha256 }, 'run finished');
+        this.ctx.o.bus.emit('run.finished', { runId, rounds: effect.rounds, modelSha256: run.globalSha256 });
+        this.ctx.evals.startFinal(run.modelRound, run.globalSha256, this.ctx.o.registry, this.finalEvalTask(), this.ctx.config().run.deadlines.evalS * 1000);
+        return;
+      case 'runFailed':
+        this.ctx.log.error({ reason: effect.reason }, 'run failed');
+        await this.ctx.o.store.append({ type: 'run-failed', runId, reason: effect.reason });
+        this.ctx.o.bus.emit('run.failed', { runId, reason: effect.reason });
+        return;
+    }
+  }
+
+  /** The task that asks a site to evaluate the run's final model. */
+  finalEvalTask() {
+    const run = this.ctx.run();
+    return {
+      kind: 'eval' as const,
+      runId: run.plan.runId,
+      model: { sha256: run.globalSha256, sizeBytes: run.globalBytes },
+      modelRound: run.modelRound,
+      deadlineMs: this.ctx.o.clock.now() + this.ctx.config().run.deadlines.evalS * 1000,
+    };
+  }
+
+  /** Sends `sites` the round's training task; a site without an open task stream is dropped (`siteFailed`). */
+  sendTrainTasks(round: number, attempt: number, sites: readonly string[]): void {
+    const run = this.ctx.run();
+    const s = this.ctx.scheduler().run;
+    const deadline = s.phase === 'training' ? s.deadline : this.ctx.o.clock.now();
+    const config = this.ctx.config();
+    const secure = this.ctx.secure();
+    const evaluate = config.run.evaluate;
+    if (evaluate) this.ctx.evals.expect(run.plan.runId, run.modelRound, run.globalSha256, sites, config.run.deadlines.evalS * 1000);
+    for (const site of sites) {
+      const sent = this.ctx.o.registry.send(site, {
+        kind: 'train',
+        runId: run.plan.runId,
+        round,
+        attempt,
+        model: { sha256: run.globalSha256, sizeBytes: run.globalBytes },
+        modelRound: run.modelRound,
+        tensors: run.tensors,
+        encoding: secure?.encoding ?? config.run.encoding,
+        train: config.run.train,
+        ...(secure ? secure.trainExtras(round, attempt, site, sites) : { shares: [], shareHolders: [] }),
+        trainingDeadlineMs: deadline,
+        uploadDeadlineMs: deadline + config.run.deadlines.uploadS * 1000,
+        maxChunkBytes: this.ctx.o.config.limits.maxChunkBytes,
+        maxStreams: this.ctx.o.config.limits.maxStreamsPerSite,
+        evaluate: evaluate && !this.ctx.evals.hasReport(run.modelRound, site),
+      });
+      if (!sent) this.ctx.dispatch({ type: 'siteFailed', site, round, attempt, reason: 'no open task stream' });
+    }
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * Starting (or resuming) a run for the driver: the journal records that start or extend it, and
+ * the `RunContext` its rounds are driven from.
+ */
+import { createOptimizer } from '../aggregation/index.js';
+import { auditedConfig } from './audit/config.js';
+import type { RunningConfig } from './config.js';
+import { importInitialModel } from './model-import.js';
+import { runPlanFromConfig } from './plan.js';
+import { recoverRun, type RecoveredRun } from './recovery.js';
+import { describeModel } from './round-commit.js';
+import type { RunContext } from './round-context.js';
+import type { RunPlan } from './round/types.js';
+import type { StateStore } from './state/store.js';
+
+/**
+ * The run of `config` as the journal has it, once journaled: a run never started is started
+ * (its initial model imported), one configured with more rounds than it had is extended.
+ */
+export async function journalRunStart(store: StateStore, config: RunningConfig): Promise<RecoveredRun> {
+  const cfg = config.run;
+  const recovered = recoverRun(store.records(), cfg.id);
+  if (!recovered) {
+    const initial = await importInitialModel(store, config.model.initial, config.limits.sliceElements);
+    await store.append({
+      type: 'run-started',
+      runId: cfg.id,
+      plan: runPlanFromConfig(config),
+      strategy: cfg.strategy,
+      weighting: cfg.weighting,
+      encoding: cfg.encoding,
+      train: cfg.train,
+      initialModelSha256: initial.sha256,
+      config: auditedConfig(config),
+    });
+    return recoverRun(store.records(), cfg.id)!;
+  }
+  if (cfg.rounds > recovered.rounds) {
+    await store.append({ type: 'run-extended', runId: cfg.id, rounds: cfg.rounds });
+    return recoverRun(store.records(), cfg.id)!;
+  }
+  return recovered;
+}
+
+/** The context a recovered run is driven from: `plan`, a fresh optimizer, and its global model's layout. */
+export async function runContextOf(store: StateStore, recovered: RecoveredRun, plan: RunPlan): Promise<RunContext> {
+  const model = await describeModel(store, recovered.globalSha256);
+  return {
+    plan,
+    optimizer: createOptimizer(recovered.started.strategy),
+    globalSha256: recovered.globalSha256,
+    globalBytes: model.bytes,
+    modelRound: recovered.nextRound - 1,
+    stateSha256: recovered.stateSha256,
+    serverSteps: recovered.serverSteps,
+    tensors: model.tensors,
+  };
+}

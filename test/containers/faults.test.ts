@@ -3,11 +3,11 @@
  * site cut off the network for longer than the phase deadline, and the coordinator container
  * restarted mid-round. Each records how long detection and recovery took against the deadline.
  */
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AdminEvent } from '../../coordinator/index.js';
 import { docker } from '../../simulate/images.js';
-import { waitFor } from '../helpers/federation.js';
+import { patchJsonFile, waitFor } from '../helpers/federation.js';
 import { ContainerFederation, containerLogs, recordFigure, skipWithoutDocker } from './harness.js';
 
 const skip = await skipWithoutDocker();
@@ -16,10 +16,6 @@ const SITES = ['site-1', 'site-2', 'site-3'];
 /** The first event of `kind` after `t` that `match` accepts, waiting for it. */
 function eventAfter(fed: ContainerFederation, kind: string, t: number, match: (e: AdminEvent) => boolean = () => true, timeoutMs = 90_000): Promise<AdminEvent> {
   return waitFor(`a ${kind} event`, async () => fed.eventsOf(kind).find((e) => e.ts >= t && match(e)), timeoutMs, 100);
-}
-
-async function patchJson(file: string, patch: (cfg: Record<string, unknown>) => Record<string, unknown>): Promise<void> {
-  await writeFile(file, JSON.stringify(patch(JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>), null, 2));
 }
 
 /** Every site holds the final model of the run (checked by hashing the file in its volume). */
@@ -43,7 +39,7 @@ describe.skipIf(skip)('faults in a federation of containers', () => {
     });
     // site-3 needs ~6 s for its upload: time to kill it half-way.
     const { size } = await stat(fed.files.initialModel);
-    await patchJson(fed.files.siteConfigs.get('site-3')!, (c) => ({ ...c, transfer: { chunkBytes: 4096, uploadRateBytesPerS: Math.floor(size / 6) } }));
+    await patchJsonFile(fed.files.siteConfigs.get('site-3')!, (c) => ({ ...c, transfer: { chunkBytes: 4096, uploadRateBytesPerS: Math.floor(size / 6) } }));
     const containers = new Map<string, Awaited<ReturnType<ContainerFederation['startSite']>>>();
     for (const s of SITES) containers.set(s, await fed.startSite(s));
 

@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readdir, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GenericContainer, Network, Wait, type StartedNetwork, type StartedTestContainer } from 'testcontainers';
@@ -18,7 +18,7 @@ import { COORDINATOR_HOST, COORDINATOR_PORT, memberMounts, writeContainerFederat
 import type { FederationFiles } from '../../simulate/federation-files.js';
 import { buildFedhpcImage, buildNatsImage, docker, dockerUnavailable } from '../../simulate/images.js';
 import { skipUnless } from '../helpers/components.js';
-import { waitFor } from '../helpers/federation.js';
+import { patchJsonFile, waitFor } from '../helpers/federation.js';
 
 process.env['TESTCONTAINERS_RYUK_DISABLED'] ??= 'true';
 
@@ -129,10 +129,7 @@ export class ContainerFederation {
         deadlines: o.deadlines ?? { openS: 20, keysS: 15, sharesS: 15, trainingS: 30, uploadS: 30, unmaskS: 15, aggregateS: 30, commitS: 30, evalS: 15 },
       },
     });
-    if (o.coordinatorPatch) {
-      const cfg = JSON.parse(await readFile(files.coordinatorConfig, 'utf8')) as Record<string, unknown>;
-      await writeFile(files.coordinatorConfig, JSON.stringify(o.coordinatorPatch(cfg), null, 2));
-    }
+    if (o.coordinatorPatch) await patchJsonFile(files.coordinatorConfig, o.coordinatorPatch);
     const network = await new Network().start();
     const fed = new ContainerFederation(dir, files, network, images, await freeLoopbackPort(), network.getName().slice(-8));
     if (o.nats) await fed.startNats();

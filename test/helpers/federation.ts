@@ -29,12 +29,20 @@ export interface TestFederation {
   admin(): AdminClient;
   /** Edits a site's config file (e.g. a slower upload). */
   patchSiteConfig(site: string, patch: (cfg: Record<string, unknown>) => Record<string, unknown>): Promise<void>;
+  /** Edits the coordinator's config file (limits, metrics, …) before it starts. */
+  patchCoordinatorConfig(patch: (cfg: Record<string, unknown>) => Record<string, unknown>): Promise<void>;
   cleanup(): Promise<void>;
 }
 
 export interface TestFederationOptions {
   readonly sites?: number;
   readonly run?: Partial<CoordinatorOptions['run']>;
+}
+
+/** Rewrites a JSON config file through `patch`. */
+export async function patchJsonFile(file: string, patch: (cfg: Record<string, unknown>) => Record<string, unknown>): Promise<void> {
+  const cfg = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+  await writeFile(file, JSON.stringify(patch(cfg), null, 2));
 }
 
 /** Provisions a federation with `sites` builtin sites in a new temp folder. */
@@ -76,11 +84,8 @@ export async function createTestFederation(o: TestFederationOptions = {}): Promi
       admins.push(c);
       return c;
     },
-    async patchSiteConfig(site, patch) {
-      const file = files.siteConfigs.get(site)!;
-      const cfg = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
-      await writeFile(file, JSON.stringify(patch(cfg), null, 2));
-    },
+    patchSiteConfig: (site, patch) => patchJsonFile(files.siteConfigs.get(site)!, patch),
+    patchCoordinatorConfig: (patch) => patchJsonFile(files.coordinatorConfig, patch),
     async cleanup() {
       for (const a of admins) a.close();
       await rm(dir, { recursive: true, force: true });

@@ -41,9 +41,7 @@ describe('fedhpc admin: run control and every read command', () => {
     fed = await createTestFederation({ sites: 3 });
     adminConfig = fed.files.adminConfigs.get('admin')!;
     // The coordinator starts without a run: it idles until an admin starts one.
-    const cfg = JSON.parse(await readFile(fed.files.coordinatorConfig, 'utf8')) as Record<string, unknown>;
-    delete cfg['run'];
-    await writeFile(fed.files.coordinatorConfig, JSON.stringify(cfg));
+    await fed.patchCoordinatorConfig(({ run: _run, ...cfg }) => cfg);
     procs.push(await startCoordinatorProcess(fed));
     for (const s of fed.sites) procs.push(await startSiteProcess(fed, s));
     await waitFor('3 connected sites', async () => ((await json(['status']))['sitesConnected'] === 3 ? true : undefined), 30_000, 300);

@@ -2,11 +2,11 @@
  * Prometheus endpoints scraped during a real federation (coordinator and agent), and checkpoint
  * retention over a whole run: the last K and every Nth kept, the state dir's size in `status`.
  */
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCoordinatorConfig, type AdminClient } from '../../coordinator/index.js';
-import { createTestFederation, freePort, startCoordinatorProcess, startSiteProcess, waitFor, waitForCommitted, type Proc, type TestFederation } from '../helpers/federation.js';
+import { createTestFederation, freePort, startCoordinatorProcess, startSiteProcess, waitForCommitted, type Proc, type TestFederation } from '../helpers/federation.js';
 
 /** The value of one sample line (`name{labels} value`) whose text contains every fragment. */
 function sample(text: string, name: string, ...fragments: string[]): number | undefined {
@@ -29,8 +29,7 @@ describe('metrics endpoints and checkpoint retention', () => {
     });
     coordinatorPort = await freePort();
     sitePort = await freePort();
-    const cfg = JSON.parse(await readFile(fed.files.coordinatorConfig, 'utf8')) as Record<string, unknown>;
-    await writeFile(fed.files.coordinatorConfig, JSON.stringify({ ...cfg, retention: { keepLast: 2, keepEvery: 3 }, metrics: { port: coordinatorPort } }));
+    await fed.patchCoordinatorConfig((cfg) => ({ ...cfg, retention: { keepLast: 2, keepEvery: 3 }, metrics: { port: coordinatorPort } }));
     await fed.patchSiteConfig('site-1', (c) => ({ ...c, metrics: { port: sitePort } }));
     procs.push(await startCoordinatorProcess(fed));
     for (const s of fed.sites) procs.push(await startSiteProcess(fed, s));

@@ -45,10 +45,8 @@ describe.skipIf(skip)('the audit trail of a federation publishing to NATS', () =
     nats = await startNatsServer();
     fed = await createTestFederation({ sites: 2, run: { rounds: ROUNDS, minSites: 2 } });
     caFile = join(fed.dir, 'coordinator', 'ca.crt');
-    const cfgFile = fed.files.coordinatorConfig;
-    const cfg = JSON.parse(await readFile(cfgFile, 'utf8')) as Record<string, unknown>;
     // A small buffer, so the outage below overflows it and a gap must be reported.
-    await writeFile(cfgFile, JSON.stringify({ ...cfg, nats: { url: nats.url, bufferEvents: 5, timeoutMs: 2_000 } }));
+    await fed.patchCoordinatorConfig((cfg) => ({ ...cfg, nats: { url: nats.url, bufferEvents: 5, timeoutMs: 2_000 } }));
     watcher = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 50 });
     watcher.subscribe('fedhpc.testfed.events.>', { callback: (_e, m: Msg) => messages.push({ subject: m.subject, json: m.json<Record<string, unknown>>() }) });
     await watcher.flush();

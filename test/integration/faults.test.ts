@@ -1,4 +1,4 @@
-import { access, readFile, writeFile } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -34,8 +34,7 @@ describe('a site that dies during its upload', () => {
     // site-3 takes ~5 s to upload its delta: time enough to kill it half-way.
     const rate = await uploadRateFor(fed, 5);
     // A broken upload is resumable: the site is given up on after this idle (no-progress) timeout.
-    const coordinatorConfig = JSON.parse(await readFile(fed.files.coordinatorConfig, 'utf8')) as Record<string, unknown>;
-    await writeFile(fed.files.coordinatorConfig, JSON.stringify({ ...coordinatorConfig, limits: { idleTimeoutS: 3 } }, null, 2));
+    await fed.patchCoordinatorConfig((cfg) => ({ ...cfg, limits: { idleTimeoutS: 3 } }));
     await fed.patchSiteConfig('site-3', (cfg) => ({ ...cfg, transfer: { chunkBytes: 4096, uploadRateBytesPerS: rate } }));
     const coordinator = await startCoordinatorProcess(fed);
     procs.push(coordinator);

@@ -4,7 +4,6 @@
  * that is not part of the run. The coordinator must answer every call with a status, never throw,
  * and commit exactly the rounds the real sites produce.
  */
-import { readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readJournal, verifyChain, type CoordinatorHandle } from '../../coordinator/index.js';
 import { PROTOCOL_VERSION } from '../../proto/index.js';
@@ -32,11 +31,8 @@ describe('fuzzing SiteService while a federation trains', () => {
     const hint = { runId: 'test-run', siteId: FUZZER, protocolVersion: PROTOCOL_VERSION, round: 1, attempt: 1 };
     for (const rpc of rpcs) inputs.set(rpc.method, fuzzInputs(rpc.requestType, CASES, 0x5eed + rpc.method.length, hint));
     fed = await createTestFederation({ sites: 4, run: { rounds: 3, minSites: 3, expectedSites: REAL_SITES, train: { steps: 5, batchSize: 16, lr: 0.01 } } });
-    const file = fed.files.coordinatorConfig;
-    const cfg = JSON.parse(await readFile(file, 'utf8')) as { limits?: Record<string, number> };
     // The fuzzer sends thousands of calls a second: lift the per-caller limits (tested elsewhere).
-    cfg.limits = { ...cfg.limits, requestsPerS: 100_000, burst: 100_000, maxConcurrentCallsPerSite: 10_000 };
-    await writeFile(file, JSON.stringify(cfg, null, 2));
+    await fed.patchCoordinatorConfig((cfg) => ({ ...cfg, limits: { ...(cfg['limits'] as object), requestsPerS: 100_000, burst: 100_000, maxConcurrentCallsPerSite: 10_000 } }));
     coordinator = await startCoordinatorInProcess(fed);
     for (const s of REAL_SITES) procs.push(await startSiteProcess(fed, s));
     client = new RawRpcClient(fed.address, siteCertFiles(fed, FUZZER));

@@ -4,7 +4,6 @@
  * open calls, and a message over the size limit is refused before any handler sees it.
  */
 import * as grpc from '@grpc/grpc-js';
-import { readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CoordinatorHandle } from '../../coordinator/index.js';
 import { CallLimiter } from '../../coordinator/service/limits.js';
@@ -20,10 +19,7 @@ const EVENTS = rpcNamed('AdminService/Events');
 
 /** Sets `limits` fields in a test federation's coordinator config file. */
 async function patchLimits(fed: TestFederation, limits: Record<string, number>): Promise<void> {
-  const file = fed.files.coordinatorConfig;
-  const cfg = JSON.parse(await readFile(file, 'utf8')) as { limits?: Record<string, number> };
-  cfg.limits = { ...cfg.limits, ...limits };
-  await writeFile(file, JSON.stringify(cfg, null, 2));
+  await fed.patchCoordinatorConfig((cfg) => ({ ...cfg, limits: { ...(cfg['limits'] as object), ...limits } }));
 }
 
 describe('per-caller limits (real coordinator over mTLS)', () => {

@@ -7,7 +7,7 @@
  * seed, pairwise seeds, Shamir coefficients, shares held or revealed — appears in any log, event or
  * the journal, in hex, base64, base64url or as a JSON-serialised Buffer.
  */
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AdminEvent } from '../../coordinator/index.js';
@@ -28,10 +28,6 @@ afterEach(async () => {
   await fed?.cleanup();
   fed = undefined;
 });
-
-async function patchJson(file: string, patch: (cfg: Record<string, unknown>) => Record<string, unknown>): Promise<void> {
-  await writeFile(file, JSON.stringify(patch(JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>), null, 2));
-}
 
 /** Every way a secret could be written out: hex, base64, base64url, and pino's JSON of a Buffer. */
 function encodings(secret: Uint8Array): string[] {
@@ -54,8 +50,8 @@ function byteCounts(bytes: Buffer): Uint32Array {
 describe('a real secure federation with one raw site whose secrets are known', () => {
   it('spools only uniform-looking masked words, and writes no seed, share or private key to logs, events or the journal', async () => {
     fed = await createTestFederation({ sites: 4, run: secureRun({ rounds: 1, strategy: { name: 'diloco' }, evaluate: true, minSites: 3 }) });
-    await patchJson(fed.files.coordinatorConfig, (c) => ({ ...c, log: { level: 'trace' } }));
-    for (const s of ['site-1', 'site-2', 'site-3']) await patchJson(fed.files.siteConfigs.get(s)!, (c) => ({ ...c, log: { level: 'trace' } }));
+    await fed.patchCoordinatorConfig((c) => ({ ...c, log: { level: 'trace' } }));
+    for (const s of ['site-1', 'site-2', 'site-3']) await fed.patchSiteConfig(s, (c) => ({ ...c, log: { level: 'trace' } }));
     const coordinator = await startCoordinatorProcess(fed);
     procs.push(coordinator);
     const admin = fed.admin();

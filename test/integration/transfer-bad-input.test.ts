@@ -6,7 +6,6 @@
  * drop site-3 with a clear code and the round commits with the others.
  */
 import * as grpc from '@grpc/grpc-js';
-import { readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AdminClient, AdminEvent } from '../../coordinator/index.js';
 import type { RoundInfo__Output, TrainTask__Output, UploadMessage } from '../../proto/index.js';
@@ -47,9 +46,7 @@ describe('resumable uploads: corrupted, broken and excessive streams', () => {
         deadlines: { openS: 30, trainingS: 30, uploadS: 30, aggregateS: 30, commitS: 30, evalS: 15 },
       },
     });
-    const file = fed.files.coordinatorConfig;
-    const cfg = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
-    await writeFile(file, JSON.stringify({ ...cfg, limits: { maxStreamsPerSite: MAX_STREAMS, idleTimeoutS: 20, uploadWindowBytes: WINDOW } }, null, 2));
+    await fed.patchCoordinatorConfig((cfg) => ({ ...cfg, limits: { maxStreamsPerSite: MAX_STREAMS, idleTimeoutS: 20, uploadWindowBytes: WINDOW } }));
     procs.push(await startCoordinatorProcess(fed));
     admin = fed.admin();
     await admin.waitForReady(Date.now() + 20_000);

@@ -5,7 +5,6 @@
  * budget in use are told so (`queued`) and accepted when it frees, and waiting for other sites'
  * bytes — here more than twice the idle timeout — is not taken for a stall.
  */
-import { readFile, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AdminClient } from '../../coordinator/index.js';
@@ -37,11 +36,9 @@ describe('one in-flight upload budget shared by every site', () => {
         deadlines: { openS: 30, trainingS: 30, uploadS: 45, aggregateS: 30, commitS: 30, evalS: 15 },
       },
     });
-    const file = fed.files.coordinatorConfig;
-    const cfg = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
     const limits = { maxChunkBytes: 64 * 1024, uploadWindowBytes: WINDOW, uploadBudgetBytes: WINDOW, idleTimeoutS: IDLE_S };
     metricsPort = await freePort();
-    await writeFile(file, JSON.stringify({ ...cfg, limits, metrics: { port: metricsPort } }, null, 2));
+    await fed.patchCoordinatorConfig((cfg) => ({ ...cfg, limits, metrics: { port: metricsPort } }));
     procs.push(await startCoordinatorProcess(fed));
     admin = fed.admin();
     await admin.waitForReady(Date.now() + 20_000).catch(async (err: unknown) => {

@@ -3,7 +3,7 @@
  * connection mid-way (over two stripes, re-sending at most one window each), and a site agent
  * process killed with SIGKILL mid-upload and started again (it resumes, not from zero).
  */
-import { stat, writeFile, readFile } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -75,11 +75,7 @@ describe('uploads resume after a broken connection or a killed agent', () => {
     await fed?.cleanup();
   });
 
-  async function setLimits(f: TestFederation, patch: Record<string, unknown>): Promise<void> {
-    const file = f.files.coordinatorConfig;
-    const cfg = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
-    await writeFile(file, JSON.stringify({ ...cfg, ...patch }, null, 2));
-  }
+  const setLimits = (f: TestFederation, patch: Record<string, unknown>): Promise<void> => f.patchCoordinatorConfig((cfg) => ({ ...cfg, ...patch }));
 
   it('resumes each stripe after the connection breaks mid-upload, re-sending at most one window per stripe', async () => {
     fed = await createTestFederation({ sites: 1, run: { rounds: 1, minSites: 1, expectedSites: ['site-1'], evaluate: false, secureAggregation: { enabled: false } } });

@@ -10,6 +10,7 @@ import { AdminClient, runSchema } from '../coordinator/index.js';
 import { approveCommand } from './admin-enrol.js';
 import { watchCommand } from './admin-watch.js';
 import { formatBytes, formatDuration, formatTable, formatTime } from './table.js';
+import type { StatusResponse__Output } from '../proto/index.js';
 
 const adminConfigSchema = z
   .object({
@@ -75,6 +76,7 @@ export async function runAdmin(a: AdminArgs, out: (s: string) => void): Promise<
             ['global model', s.globalModelSha256 || '-'],
             ['sites', `${s.sitesConnected} connected / ${s.sitesKnown} known${s.sitesRevoked > 0 ? ` / ${s.sitesRevoked} revoked` : ''}`],
             ['state dir', formatBytes(Number(s.stateDirBytes))],
+            ['upload budget', budgetCell(s)],
             ['uptime', `${(Number(s.uptimeMs) / 1000).toFixed(0)} s`],
           ]),
         );
@@ -199,4 +201,10 @@ async function roundCommand(client: AdminClient, a: AdminArgs, print: (v: unknow
     if (d.evals.length > 0) parts.push('', formatTable(['site', 'eval loss', 'samples'], d.evals.map((e) => [e.siteId, e.loss.toFixed(4), String(e.samples)])));
     return parts.join('\n');
   });
+}
+
+/** In-flight upload bytes of all sites against the coordinator's one budget, and streams waiting for room. */
+function budgetCell(s: StatusResponse__Output): string {
+  const queued = s.uploadStreamsQueued > 0 ? `, ${s.uploadStreamsQueued} stream${s.uploadStreamsQueued === 1 ? '' : 's'} queued` : '';
+  return `${formatBytes(Number(s.uploadBudgetUsedBytes))} of ${formatBytes(Number(s.uploadBudgetBytes))} in flight${queued}`;
 }

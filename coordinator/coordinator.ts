@@ -142,6 +142,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
       caPem: tls.ca.toString('utf8'),
       logger,
       maxBufferedEvents: 10_000,
+      uploadBudget: () => uploadBudget.usage(),
     }), limiter),
   );
   const health = new HealthImplementation({ '': 'SERVING', 'fedhpc.v1.SiteService': 'SERVING', 'fedhpc.v1.AdminService': 'SERVING' });

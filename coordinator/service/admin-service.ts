@@ -8,6 +8,7 @@ import { X509Certificate } from 'node:crypto';
 import { ConfigError, parseConfig } from '../../common/config-file.js';
 import type { Logger } from '../../common/logger.js';
 import type { AdminServiceHandlers, ApproveSiteRequest__Output } from '../../proto/index.js';
+import type { BudgetUsage } from './transfer-budget.js';
 import { runSchema } from '../config.js';
 import type { RoundDriver } from '../driver.js';
 import { CoordinatorError, toServiceError } from '../errors.js';
@@ -37,6 +38,12 @@ export interface AdminServiceOptions {
   readonly logger: Logger;
   /** Most events buffered for a slow `Events` reader before its stream is ended. */
   readonly maxBufferedEvents: number;
+  /** How full the shared in-flight upload budget is. */
+  readonly uploadBudget: () => BudgetUsage;
+}
+
+function budgetFields(u: BudgetUsage): { uploadBudgetBytes: number; uploadBudgetUsedBytes: number; uploadStreamsQueued: number } {
+  return { uploadBudgetBytes: u.totalBytes, uploadBudgetUsedBytes: u.usedBytes, uploadStreamsQueued: u.waiting };
 }
 
 /** Builds the handlers of `AdminService`. */
@@ -74,6 +81,7 @@ export function adminServiceHandlers(o: AdminServiceOptions): AdminServiceHandle
         paused: o.driver.control.paused,
         stateDirBytes: await stateSize(),
         sitesRevoked: o.access.revokedCount,
+        ...budgetFields(o.uploadBudget()),
       };
     }),
 

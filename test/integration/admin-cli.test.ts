@@ -57,7 +57,10 @@ describe('fedhpc admin: run control and every read command', () => {
     expect(s['runId']).toBe('');
     // Idle, the state dir may still be empty (nothing journaled until a site joins): a number, at least.
     expect(Number.isSafeInteger(Number(s['stateDirBytes']))).toBe(true);
-    expect((await fedhpc(['status'])).stdout).toMatch(/run\s+none \(idle\)/);
+    expect(Number(s['uploadBudgetBytes'])).toBe(256 * 1024 * 1024);
+    const human = (await fedhpc(['status'])).stdout;
+    expect(human).toMatch(/run\s+none \(idle\)/);
+    expect(human).toMatch(/upload budget\s+0 B of 256\.0 MiB in flight/);
   });
 
   it('refuses a run file with an unknown field, naming the field and the file', async () => {

@@ -88,6 +88,7 @@ describe('one in-flight upload budget shared by every site', () => {
     const whole2 = completeUpload([{ header: headerFor(task2, { chunkBytes: chunk }) }, ...chunkMessages(craftDelta(task2), chunk), { trailer: { sha256: '' } }]);
     await other.write(whole2[0]!);
     await other.reply((r) => r.queued);
+    expect(await admin.status()).toMatchObject({ uploadBudgetBytes: String(WINDOW), uploadBudgetUsedBytes: String(WINDOW), uploadStreamsQueued: 2 });
 
     const body = a.slice(1, -1);
     const started = Date.now();

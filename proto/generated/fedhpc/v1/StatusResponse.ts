@@ -20,6 +20,9 @@ export interface StatusResponse {
   'paused'?: (boolean);
   'stateDirBytes'?: (number | string | Long);
   'sitesRevoked'?: (number);
+  'uploadBudgetBytes'?: (number | string | Long);
+  'uploadBudgetUsedBytes'?: (number | string | Long);
+  'uploadStreamsQueued'?: (number);
 }
 
 export interface StatusResponse__Output {
@@ -40,4 +43,7 @@ export interface StatusResponse__Output {
   'paused': (boolean);
   'stateDirBytes': (string);
   'sitesRevoked': (number);
+  'uploadBudgetBytes': (string);
+  'uploadBudgetUsedBytes': (string);
+  'uploadStreamsQueued': (number);
 }

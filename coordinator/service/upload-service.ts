@@ -59,6 +59,8 @@ export class UploadService {
     let settle!: () => void;
     const owner: StreamOwner = { abort, settled: new Promise<void>((r) => (settle = r)) };
     const messages = readMessages<UploadMessage__Output>(call, abort.signal, limits.idleMs);
+    // A client gone while its stream waits for the shared budget must leave the queue at once.
+    call.once('cancelled', () => abort.abort(new CoordinatorError('UPLOAD_INTERRUPTED', 'the client cancelled the stream')));
     const rec = this.o.registry.get(site);
     rec?.uploads.add(abort);
     let session: UploadSession | undefined;

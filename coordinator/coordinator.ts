@@ -102,7 +102,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
         if (deleted.length > 0) logger.info({ deleted, retention }, 'checkpoints deleted by retention');
       }
     : undefined;
-  const driver = new RoundDriver({ config, store, registry, bus, logger, clock, onFatal, afterCommit });
+  const driver = new RoundDriver({ config, store, registry, bus, logger, clock, onFatal, afterCommit, revokedSites: access.lockedOutSites() });
 
   const proto = loadProto();
   const server = createGrpcServer({ ...SERVER_CHANNEL_OPTIONS, interceptors: [metrics.interceptor] });

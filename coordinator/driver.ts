@@ -36,6 +36,8 @@ export interface DriverOptions {
   readonly onFatal: (err: unknown) => void;
   /** Runs after each commit is journaled, before the next round opens (checkpoint retention). */
   readonly afterCommit?: (() => Promise<void>) | undefined;
+  /** Sites locked out by a revocation in the journal at start-up: rounds never wait for them. */
+  readonly revokedSites: readonly string[];
 }
 
 /** Runs rounds: the scheduler, its effects, and the open round's bookkeeping. */
@@ -78,6 +80,7 @@ export class RoundDriver {
       dispatch: (event) => this.dispatch(event),
       advance: (event) => this.advance(event),
     });
+    for (const site of o.revokedSites) this.excuseSite(site, true);
   }
 
   /**
@@ -184,14 +187,24 @@ export class RoundDriver {
 
   /**
    * Drops a revoked site from the open round: before its upload completes through the scheduler's
-   * drop path (a dropout under secure aggregation); after, its upload is left out of the sum.
+   * drop path (a dropout under secure aggregation); after, its upload is left out of the sum. From
+   * now on no `open` phase waits for it, whether or not a round is open. Returns the round, or 0.
    */
   dropRevokedSite(site: string, reason: string): number {
+    this.excuseSite(site, true);
     const s = this.state.run;
     if (!('round' in s)) return 0;
     this.control.excluded.add(site);
     this.failSite(site, s.round, s.attempt, reason);
     return s.round;
+  }
+
+  /**
+   * Whether the `open` phase may stop waiting for `site` when the plan expects it: a revoked site
+   * can never connect, until an admin approves a new certificate for it.
+   */
+  excuseSite(site: string, excused: boolean): void {
+    this.dispatch({ type: 'siteExcused', site, excused });
   }
 
   /** "running", "pausing" (the open round still runs), "paused", or the scheduler's end state. */

@@ -150,6 +150,17 @@ export class SiteAccess {
     return this.sites.get(site)?.revoked === true;
   }
 
+  /** Whether `site` is revoked and no certificate was approved for it since: it cannot call at all. */
+  isLockedOut(site: string): boolean {
+    const e = this.sites.get(site);
+    return e?.revoked === true && e.approvedSince.size === 0;
+  }
+
+  /** Every site that {@link isLockedOut}, sorted. */
+  lockedOutSites(): string[] {
+    return [...this.sites.keys()].filter((site) => this.isLockedOut(site)).sort();
+  }
+
   /** Number of revoked site ids. */
   get revokedCount(): number {
     return [...this.sites.values()].filter((e) => e.revoked).length;

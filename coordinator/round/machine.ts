@@ -34,6 +34,7 @@ type Table = { readonly [P in RunState['phase']]: PhaseTable<P> };
 
 export interface Ctx {
   readonly connected: readonly string[];
+  readonly excused: readonly string[];
   readonly now: number;
 }
 
@@ -45,15 +46,14 @@ export function required(plan: RunPlan): number {
   return Math.max(plan.minSites, plan.secure?.threshold ?? 0);
 }
 
-/** The initial scheduler state: no run, nobody connected. */
+/** The initial scheduler state: no run, nobody connected or excused. */
 export function initialSchedulerState(): SchedulerState {
-  return { connected: [], run: { phase: 'idle' } };
+  return { connected: [], excused: [], run: { phase: 'idle' } };
 }
 
 /** Advances the scheduler by one event. Unknown (state, event) pairs return a typed refusal. */
 export function step(state: SchedulerState, event: SchedulerEvent, now: number): StepResult {
-  const connected = connectedAfter(state.connected, event);
-  const ctx: Ctx = { connected, now };
+  const ctx: Ctx = { connected: connectedAfter(state.connected, event), excused: excusedAfter(state.excused, event), now };
   const table = TABLE[state.run.phase] as Record<string, Handler<RunState['phase'], SchedulerEventType> | undefined>;
   const stale = staleness(state.run, event);
   if (stale) return refuse(state.run, event, REFUSAL_CODES.stale, stale);
@@ -77,12 +77,18 @@ function connectedAfter(connected: readonly string[], event: SchedulerEvent): re
   return connected;
 }
 
+function excusedAfter(excused: readonly string[], event: SchedulerEvent): readonly string[] {
+  if (event.type !== 'siteExcused') return excused;
+  const others = excused.filter((s) => s !== event.site);
+  return event.excused ? [...others, event.site].sort() : others;
+}
+
 export function refuse(run: RunState, event: SchedulerEvent, code: RefusalCode, message: string): StepResult {
   return { ok: false, refusal: { code, phase: run.phase, event: event.type, message } };
 }
 
 export function ok(ctx: Ctx, run: RunState, effects: readonly Effect[] = []): StepResult {
-  return { ok: true, state: { connected: ctx.connected, run }, effects };
+  return { ok: true, state: { connected: ctx.connected, excused: ctx.excused, run }, effects };
 }
 
 // ------------------------------------------------------------------ phase entry
@@ -111,12 +117,15 @@ export function entered(s: { round: number; attempt: number; deadline: number },
   ];
 }
 
-/** Moves `open` to `training` when the sites it waits for are there (or, at the deadline, enough are). */
+/**
+ * Moves `open` to `training` when the sites it waits for are there (or, at the deadline, enough are).
+ * It waits for the expected sites that are not excused: an excused site could never come.
+ */
 function maybeStartTraining(open: OpenState, ctx: Ctx, atDeadline: boolean): StepResult | undefined {
   const { plan } = open;
   const enough = ctx.connected.length >= required(plan);
-  const expectedHere =
-    plan.expectedSites.length === 0 ? enough : plan.expectedSites.every((s) => ctx.connected.includes(s));
+  const awaited = plan.expectedSites.filter((s) => !ctx.excused.includes(s));
+  const expectedHere = awaited.every((s) => ctx.connected.includes(s));
   if (!enough || (!expectedHere && !atDeadline)) return undefined;
   const invited = [...ctx.connected];
   if (plan.secure) return enterKeys(open, invited, ctx);
@@ -329,11 +338,15 @@ const startRun = (_s: RunState, e: EventOf<'runStarted'>, ctx: Ctx): StepResult 
 
 // ------------------------------------------------------------------ the transition table
 
+/** A site came, or need no longer be waited for: `open` may start training now. */
+const reconsiderOpen = (s: OpenState, _e: SchedulerEvent, ctx: Ctx): StepResult => maybeStartTraining(s, ctx, false) ?? ok(ctx, s);
+
 /** Training and upload take the same events: both track each invited site's progress on one roster. */
 function rosterRows<P extends 'training' | 'upload'>(): PhaseTable<P> {
   const rows: PhaseTable<'training'> = {
     siteConnected: stay,
     siteDisconnected: (s, e, ctx) => disconnect(s, e.site, ctx),
+    siteExcused: stay,
     uploadStarted: (s, e, ctx) => siteEvent(s, e, ctx, onUploadStarted),
     uploadCompleted: (s, e, ctx) => siteEvent(s, e, ctx, onUploadCompleted(e.weight)),
     siteFailed: (s, e, ctx) => siteEvent(s, e, ctx, onSiteFailed(e.reason)),
@@ -348,12 +361,13 @@ function rosterRows<P extends 'training' | 'upload'>(): PhaseTable<P> {
 
 const TABLE: Table = {
   ...secureTable(),
-  idle: { runStarted: startRun, siteConnected: stay, siteDisconnected: stay },
-  finished: { runStarted: startRun, siteConnected: stay, siteDisconnected: stay },
-  failed: { runStarted: startRun, siteConnected: stay, siteDisconnected: stay },
+  idle: { runStarted: startRun, siteConnected: stay, siteDisconnected: stay, siteExcused: stay },
+  finished: { runStarted: startRun, siteConnected: stay, siteDisconnected: stay, siteExcused: stay },
+  failed: { runStarted: startRun, siteConnected: stay, siteDisconnected: stay, siteExcused: stay },
   open: {
-    siteConnected: (s, _e, ctx) => maybeStartTraining(s, ctx, false) ?? ok(ctx, s),
+    siteConnected: reconsiderOpen,
     siteDisconnected: stay,
+    siteExcused: reconsiderOpen,
     deadline: (s, e, ctx) => {
       const stale = deadline(s, e);
       if (stale) return { ok: false, refusal: stale };
@@ -366,6 +380,7 @@ const TABLE: Table = {
   aggregate: {
     siteConnected: stay,
     siteDisconnected: stay,
+    siteExcused: stay,
     aggregated: (s, e, ctx) => {
       if (!current(s, e)) return refuse(s, e, REFUSAL_CODES.stale, `aggregation result for ${e.round}.${e.attempt} is stale`);
       const commit = { ...s, phase: 'commit' as const, modelSha256: e.modelSha256, deadline: ctx.now + s.plan.deadlines.commit };
@@ -385,6 +400,7 @@ const TABLE: Table = {
   commit: {
     siteConnected: stay,
     siteDisconnected: stay,
+    siteExcused: stay,
     committed: (s, e, ctx) => {
       if (!current(s, e)) return refuse(s, e, REFUSAL_CODES.stale, `commit of ${e.round}.${e.attempt} is stale`);
       if (s.round >= s.plan.rounds) return ok(ctx, { phase: 'finished', plan: s.plan }, [{ type: 'runFinished', rounds: s.plan.rounds }]);

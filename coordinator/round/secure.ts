@@ -157,6 +157,7 @@ export function secureTable(): { keys: PhaseTable<'keys'>; shares: PhaseTable<'s
   const exchangeRows = (advance: 'keysAdvertised' | 'sharesSubmitted'): Record<string, Row> => ({
     siteConnected: (s, _e, ctx) => ok(ctx, s),
     siteDisconnected: disconnect,
+    siteExcused: (s, _e, ctx) => ok(ctx, s),
     [advance]: (s, e, ctx) => exchangeEvent(s, e.site ?? '', ctx, 'done', advance),
     siteFailed: (s, e, ctx) => exchangeEvent(s, e.site ?? '', ctx, 'dropped', 'siteFailed'),
     deadline: (s, _e, ctx) => settleExchange(s, ctx, true),
@@ -167,6 +168,7 @@ export function secureTable(): { keys: PhaseTable<'keys'>; shares: PhaseTable<'s
     shares: exchangeRows('sharesSubmitted') as PhaseTable<'shares'>,
     unmask: {
       siteConnected: (s, _e, ctx) => ok(ctx, s),
+      siteExcused: (s, _e, ctx) => ok(ctx, s),
       // A survivor that goes away cannot answer; its input stays in the sum.
       siteDisconnected: (s, e, ctx) => (s.participants.some((p) => p.site === e.site) && !s.gone.includes(e.site) ? settleUnmask({ ...s, gone: [...s.gone, e.site].sort() }, ctx, false) : ok(ctx, s)),
       survivorsSigned: (s, e, ctx) => unmaskAnswer(s, e.site, ctx, 'consistency', 'survivorsSigned'),

@@ -131,9 +131,14 @@ export type RunState =
   | FinishedState
   | FailedState;
 
-/** Whole scheduler state: the run plus which sites are connected right now. */
+/** Whole scheduler state: the run, which sites are connected right now, and which are excused. */
 export interface SchedulerState {
   readonly connected: readonly string[];
+  /**
+   * Sites the `open` phase does not wait for even when the plan expects them (sorted): the shell
+   * excuses a site that cannot connect, such as a revoked one, and lifts that when it can again.
+   */
+  readonly excused: readonly string[];
   readonly run: RunState;
 }
 
@@ -141,6 +146,8 @@ export type SchedulerEvent =
   | { readonly type: 'runStarted'; readonly plan: RunPlan; readonly round: number; readonly attempt: number }
   | { readonly type: 'siteConnected'; readonly site: string }
   | { readonly type: 'siteDisconnected'; readonly site: string }
+  /** `site` stops (`excused`) or starts again being waited for by `open`; valid in every phase. */
+  | { readonly type: 'siteExcused'; readonly site: string; readonly excused: boolean }
   | { readonly type: 'uploadStarted'; readonly site: string; readonly round: number; readonly attempt: number }
   | {
       readonly type: 'uploadCompleted';

@@ -232,6 +232,7 @@ async function approve(o: AdminServiceOptions, req: ApproveSiteRequest__Output, 
   }
   if (keys.notAfterMs <= Date.now()) refuse('it has expired');
   const { renewal } = o.access.checkApproval({ site: req.siteId, fingerprint: keys.fingerprint, keySha256: keys.keySha256 });
+  const lockedOut = o.access.isLockedOut(req.siteId);
   const record: SiteApprovedRecord = {
     type: 'site-approved',
     site: req.siteId,
@@ -243,6 +244,8 @@ async function approve(o: AdminServiceOptions, req: ApproveSiteRequest__Output, 
   };
   await o.store.append(record);
   o.access.applyApproved(record);
+  // Re-enrolled after a revocation: it can connect again, so rounds that expect it wait for it again.
+  if (lockedOut) o.driver.excuseSite(req.siteId, false);
   o.bus.emit('site.approved', { site: req.siteId, fingerprint: keys.fingerprint, admin: admin.id });
   o.logger.info({ site: req.siteId, admin: admin.id, renewal, fingerprint: keys.fingerprint }, renewal ? 'site certificate renewed' : 'site enrolment approved');
   return { siteId: req.siteId, certificateFingerprint: keys.fingerprint, renewal, notAfterMs: keys.notAfterMs };

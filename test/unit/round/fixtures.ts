@@ -55,6 +55,7 @@ export const EVENT_TYPES = [
   'aggregationFailed',
   'committed',
   'abortRequested',
+  'siteExcused',
 ] as const satisfies readonly SchedulerEventType[];
 
 /** Event types that name a round and attempt (and so can be stale). */
@@ -71,6 +72,11 @@ export const ROUND_TAGGED = [
 const ALL = ['a', 'b', 'c'] as const;
 const baseRound = { plan: PLAN, round: 1, attempt: 0 } as const;
 
+/** A scheduler state with `run`, `connected` sites (a, b, c unless told) and nobody excused. */
+export function withRun(run: RunState, connected: readonly string[] = ALL): SchedulerState {
+  return { connected: [...connected], excused: [], run };
+}
+
 /**
  * One representative state per phase, all in round 1 attempt 0 of PLAN. The rosters mix statuses so
  * that the canonical events (all about site `a`) hit interesting rules:
@@ -80,7 +86,6 @@ const baseRound = { plan: PLAN, round: 1, attempt: 0 } as const;
  * - aggregate / commit: `a` (10) and `b` (20) contributed, `c` was dropped.
  */
 export function canonicalState(phase: RunPhase): SchedulerState {
-  const connected = [...ALL];
   const participants: Contribution[] = [
     { site: 'a', weight: 10 },
     { site: 'b', weight: 20 },
@@ -89,52 +94,33 @@ export function canonicalState(phase: RunPhase): SchedulerState {
     case 'idle':
       return initialSchedulerState();
     case 'open':
-      return { connected: ['a'], run: { ...baseRound, phase: 'open', deadline: T0 + DEADLINES.open } };
+      return withRun({ ...baseRound, phase: 'open', deadline: T0 + DEADLINES.open }, ['a']);
     case 'training':
-      return {
-        connected,
-        run: {
-          ...baseRound,
-          phase: 'training',
-          deadline: T0 + DEADLINES.training,
-          roster: { a: { status: 'uploading' }, b: { status: 'invited' }, c: { status: 'invited' } },
-        },
-      };
+      return withRun({
+        ...baseRound,
+        phase: 'training',
+        deadline: T0 + DEADLINES.training,
+        roster: { a: { status: 'uploading' }, b: { status: 'invited' }, c: { status: 'invited' } },
+      });
     case 'upload':
-      return {
-        connected,
-        run: {
-          ...baseRound,
-          phase: 'upload',
-          deadline: T0 + DEADLINES.upload,
-          roster: {
-            a: { status: 'uploading' },
-            b: { status: 'uploaded', weight: 20 },
-            c: { status: 'dropped', reason: 'training deadline passed' },
-          },
+      return withRun({
+        ...baseRound,
+        phase: 'upload',
+        deadline: T0 + DEADLINES.upload,
+        roster: {
+          a: { status: 'uploading' },
+          b: { status: 'uploaded', weight: 20 },
+          c: { status: 'dropped', reason: 'training deadline passed' },
         },
-      };
+      });
     case 'aggregate':
-      return {
-        connected,
-        run: { ...baseRound, phase: 'aggregate', deadline: T0 + DEADLINES.aggregate, participants, dropped: ['c'] },
-      };
+      return withRun({ ...baseRound, phase: 'aggregate', deadline: T0 + DEADLINES.aggregate, participants, dropped: ['c'] });
     case 'commit':
-      return {
-        connected,
-        run: {
-          ...baseRound,
-          phase: 'commit',
-          deadline: T0 + DEADLINES.commit,
-          participants,
-          dropped: ['c'],
-          modelSha256: 'sha-r1',
-        },
-      };
+      return withRun({ ...baseRound, phase: 'commit', deadline: T0 + DEADLINES.commit, participants, dropped: ['c'], modelSha256: 'sha-r1' });
     case 'finished':
-      return { connected, run: { phase: 'finished', plan: PLAN } };
+      return withRun({ phase: 'finished', plan: PLAN });
     case 'failed':
-      return { connected, run: { phase: 'failed', plan: PLAN, reason: 'earlier failure' } };
+      return withRun({ phase: 'failed', plan: PLAN, reason: 'earlier failure' });
   }
 }
 
@@ -145,7 +131,8 @@ function deadlinePhase(phase: RunPhase): PhaseName {
 
 /**
  * One representative event per type, naming round 1 attempt 0 (the canonical states' attempt) and,
- * for `deadline`, the phase of `phase`. Site events are about `a`; `siteConnected` brings a new `d`.
+ * for `deadline`, the phase of `phase`. Site events are about `a`; `siteConnected` brings a new `d`;
+ * `siteExcused` excuses `c`.
  */
 export function canonicalEvent(type: SchedulerEventType, phase: RunPhase, at = { round: 1, attempt: 0 }): SchedulerEvent {
   switch (type) {
@@ -171,6 +158,8 @@ export function canonicalEvent(type: SchedulerEventType, phase: RunPhase, at = {
       return { type, ...at };
     case 'abortRequested':
       return { type, reason: 'operator abort' };
+    case 'siteExcused':
+      return { type, site: 'c', excused: true };
     case 'keysAdvertised':
     case 'sharesSubmitted':
     case 'survivorsSigned':
@@ -304,7 +293,7 @@ export const SECURE_RUN_PHASES = [
 ] as const satisfies readonly RunState['phase'][];
 export type SecureRunPhase = (typeof SECURE_RUN_PHASES)[number];
 
-/** The secure events, and every event type (the plain eleven plus these four). */
+/** The secure events, and every event type (the plain twelve plus these four). */
 export const SECURE_ONLY_EVENTS = ['keysAdvertised', 'sharesSubmitted', 'survivorsSigned', 'sharesRevealed'] as const satisfies readonly SchedulerEventType[];
 export const ALL_EVENT_TYPES = [...EVENT_TYPES, ...SECURE_ONLY_EVENTS] as const satisfies readonly SchedulerEventType[];
 export const ALL_ROUND_TAGGED = [...ROUND_TAGGED, ...SECURE_ONLY_EVENTS] as const satisfies readonly SchedulerEventType[];
@@ -325,7 +314,6 @@ const secureRound = { plan: SECURE_PLAN, round: 1, attempt: 0 } as const;
  * - aggregate / commit: a, b, c contributed; e (early) and f (share holder) are the round's dropped.
  */
 export function canonicalSecureState(row: SecureRow): SchedulerState {
-  const connected = [...ALL];
   const participants: Contribution[] = [
     { site: 'a', weight: 10 },
     { site: 'b', weight: 20 },
@@ -336,47 +324,38 @@ export function canonicalSecureState(row: SecureRow): SchedulerState {
     case 'idle':
       return initialSchedulerState();
     case 'open':
-      return { connected: ['a'], run: { ...secureRound, phase: 'open', deadline: at('open') } };
+      return withRun({ ...secureRound, phase: 'open', deadline: at('open') }, ['a']);
     case 'keys':
-      return { connected, run: { ...secureRound, phase: 'keys', deadline: at('keys'), exchange: { a: 'waiting', b: 'done', c: 'done' } } };
+      return withRun({ ...secureRound, phase: 'keys', deadline: at('keys'), exchange: { a: 'waiting', b: 'done', c: 'done' } });
     case 'shares':
-      return {
-        connected,
-        run: { ...secureRound, phase: 'shares', deadline: at('shares'), exchange: { a: 'waiting', b: 'done', c: 'done', e: 'dropped' } },
-      };
+      return withRun({ ...secureRound, phase: 'shares', deadline: at('shares'), exchange: { a: 'waiting', b: 'done', c: 'done', e: 'dropped' } });
     case 'training':
     case 'upload': {
       const plain = canonicalState(row).run;
-      return { connected, run: { ...plain, plan: SECURE_PLAN, earlyDropped: ['e'] } as RunState };
+      return withRun({ ...plain, plan: SECURE_PLAN, earlyDropped: ['e'] } as RunState);
     }
     case 'unmask':
     case 'unmask-reveal':
-      return {
-        connected,
-        run: {
-          ...secureRound,
-          phase: 'unmask',
-          deadline: at('unmask'),
-          step: row === 'unmask' ? 'consistency' : 'reveal',
-          participants,
-          dropped: ['f'],
-          recordDropped: ['e', 'f'],
-          signed: row === 'unmask' ? ['b'] : ['a', 'b'],
-          revealed: row === 'unmask' ? [] : ['b'],
-          gone: row === 'unmask' ? [] : ['c'],
-        },
-      };
+      return withRun({
+        ...secureRound,
+        phase: 'unmask',
+        deadline: at('unmask'),
+        step: row === 'unmask' ? 'consistency' : 'reveal',
+        participants,
+        dropped: ['f'],
+        recordDropped: ['e', 'f'],
+        signed: row === 'unmask' ? ['b'] : ['a', 'b'],
+        revealed: row === 'unmask' ? [] : ['b'],
+        gone: row === 'unmask' ? [] : ['c'],
+      });
     case 'aggregate':
-      return { connected, run: { ...secureRound, phase: 'aggregate', deadline: at('aggregate'), participants, dropped: ['e', 'f'] } };
+      return withRun({ ...secureRound, phase: 'aggregate', deadline: at('aggregate'), participants, dropped: ['e', 'f'] });
     case 'commit':
-      return {
-        connected,
-        run: { ...secureRound, phase: 'commit', deadline: at('commit'), participants, dropped: ['e', 'f'], modelSha256: 'sha-r1' },
-      };
+      return withRun({ ...secureRound, phase: 'commit', deadline: at('commit'), participants, dropped: ['e', 'f'], modelSha256: 'sha-r1' });
     case 'finished':
-      return { connected, run: { phase: 'finished', plan: SECURE_PLAN } };
+      return withRun({ phase: 'finished', plan: SECURE_PLAN });
     case 'failed':
-      return { connected, run: { phase: 'failed', plan: SECURE_PLAN, reason: 'earlier failure' } };
+      return withRun({ phase: 'failed', plan: SECURE_PLAN, reason: 'earlier failure' });
   }
 }
 

@@ -1,13 +1,14 @@
 /**
  * Property test of the round scheduler: random event sequences (mostly about the current attempt,
  * some stale, some from strangers) never throw, only refuse with known codes, never move a round
- * backwards, and commit each round at most once, with at least minSites real uploads.
+ * backwards, commit each round at most once, with at least minSites real uploads, and leave `open`
+ * before its deadline only with every expected site that is not excused.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { initialSchedulerState, step } from '../../../coordinator/round/machine.js';
 import { PLAIN_PHASES, REFUSAL_CODES, SECURE_PHASES } from '../../../coordinator/round/types.js';
-import type { Contribution, PhaseName, RunPlan, SchedulerEvent, SchedulerState } from '../../../coordinator/round/types.js';
+import type { Contribution, Effect, PhaseName, RunPlan, SchedulerEvent, SchedulerState } from '../../../coordinator/round/types.js';
 import { T0, makePlan, makeSecurePlan } from './fixtures.js';
 
 const SITES = ['a', 'b', 'c', 'd'] as const;
@@ -24,6 +25,7 @@ const siteArb = fc.constantFrom(...SITES);
 /** An event before it is resolved against the state it is fed to. */
 type Action =
   | { readonly type: 'siteConnected' | 'siteDisconnected'; readonly site: string }
+  | { readonly type: 'siteExcused'; readonly site: string; readonly excused: boolean }
   | { readonly type: 'uploadStarted' | 'siteFailed'; readonly site: string; readonly tag: Tag }
   | { readonly type: 'uploadCompleted'; readonly site: string; readonly tag: Tag; readonly weight: number }
   | { readonly type: 'deadline'; readonly tag: Tag; readonly phase: PhaseName | 'current' }
@@ -42,6 +44,7 @@ const actionArb: fc.Arbitrary<Action> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ type: fc.constant('deadline' as const), tag: tagArb, phase: fc.constantFrom<PhaseName | 'current'>('current', 'current', ...PLAIN_PHASES) }) },
   { weight: 4, arbitrary: fc.record({ type: fc.constantFrom('aggregated' as const, 'aggregationFailed' as const, 'committed' as const), tag: tagArb }) },
   { weight: 1, arbitrary: fc.constant({ type: 'abortRequested' as const }) },
+  { weight: 2, arbitrary: fc.record({ type: fc.constant('siteExcused' as const), site: siteArb, excused: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ type: fc.constant('runStarted' as const), round: fc.integer({ min: 1, max: 4 }), attempt: fc.integer({ min: 0, max: 2 }) }) },
   { weight: 2, arbitrary: fc.record({ type: fc.constant('advance' as const), ms: fc.integer({ min: 1, max: 12_000 }) }) },
   { weight: 20, arbitrary: fc.record({ type: fc.constant('progress' as const), pick: fc.nat(), weight: fc.integer({ min: 1, max: 1_000 }) }) },
@@ -140,6 +143,8 @@ function resolve(action: Exclude<Action, { type: 'advance' }>, state: SchedulerS
     case 'siteConnected':
     case 'siteDisconnected':
       return { type: action.type, site: action.site };
+    case 'siteExcused':
+      return { type: action.type, site: action.site, excused: action.excused };
     case 'uploadStarted':
       return { type: action.type, site: action.site, ...at(action.tag) };
     case 'siteFailed':
@@ -198,6 +203,20 @@ const SECURE_ANSWERS = new Set<string>(['keysAdvertised', 'sharesSubmitted', 'su
 /** Fewest sites a round may be completed with: k, and for secure plans the Shamir t. */
 const needed = (plan: RunPlan): number => Math.max(plan.minSites, plan.secure?.threshold ?? 0);
 
+/**
+ * An attempt leaves `open` (plain: training tasks; secure: keys tasks) before the open deadline only
+ * with every expected site that is not excused; at that deadline it may go without them.
+ */
+function checkOpenWaited(plan: RunPlan, before: SchedulerState, event: SchedulerEvent, after: SchedulerState, effects: readonly Effect[]): void {
+  if (event.type === 'deadline' && before.run.phase === 'open') return;
+  const start = plan.secure ? 'sendKeysTasks' : 'sendTrainTasks';
+  for (const effect of effects) {
+    if (effect.type !== start) continue;
+    const awaited = plan.expectedSites.filter((s) => !after.excused.includes(s));
+    for (const s of awaited) expect(effect.sites, `${effect.type} of ${effect.round}.${effect.attempt} without expected ${s}`).toContain(s);
+  }
+}
+
 /** Feeds the sequence, checking every step; returns how many rounds it committed. */
 function checkSequence(plan: RunPlan, actions: readonly Action[]): number {
   let commits = 0;
@@ -231,6 +250,7 @@ function checkSequence(plan: RunPlan, actions: readonly Action[]): number {
       expect(byKey.has(event.site), `second accepted upload from ${event.site} in ${key}`).toBe(false);
       log.uploads.set(key, byKey.set(event.site, event.weight));
     }
+    checkOpenWaited(log.plan, state, event, result.state, result.effects);
     for (const effect of result.effects) {
       const key = 'round' in effect ? `${effect.round}.${effect.attempt}` : '';
       if (effect.type === 'sendTrainTasks') log.invited.set(key, effect.sites);

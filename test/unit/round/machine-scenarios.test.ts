@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { REFUSAL_CODES } from '../../../coordinator/round/types.js';
 import type { Effect } from '../../../coordinator/round/types.js';
-import { DEADLINES, Driver, T0, effectsOf, enteredEffects, makePlan, rosterOf, runIn } from './fixtures.js';
+import { DEADLINES, Driver, T0, effectsOf, enteredEffects, makePlan, rosterOf, runIn, withRun } from './fixtures.js';
 
 /** A driver with a run of `plan` started at T0 and sites a, b, c connecting 100 ms apart. */
 function startedRun(planOverrides: Parameters<typeof makePlan>[0] = {}, sites = ['a', 'b', 'c']): Driver {
@@ -86,7 +86,7 @@ describe('a clean two-round run with three sites', () => {
   });
 
   it('resumes at the round and attempt it is started with', () => {
-    const d = new Driver({ connected: ['a', 'b'], run: { phase: 'idle' } });
+    const d = new Driver(withRun({ phase: 'idle' }, ['a', 'b']));
     const effects = d.send({ type: 'runStarted', plan: makePlan({ rounds: 3 }), round: 2, attempt: 1 });
     expect(effects[0]).toEqual({ type: 'recordRoundOpened', round: 2, attempt: 1 });
     expect(effectsOf(effects, 'sendTrainTasks')).toEqual([{ type: 'sendTrainTasks', round: 2, attempt: 1, sites: ['a', 'b'] }]);
@@ -234,6 +234,55 @@ describe('the open phase', () => {
     d.fireDeadline();
     expect(d.state.run.phase).toBe('open');
     expect(d.current()).toEqual({ round: 1, attempt: 1 });
+  });
+});
+
+describe('an excused expected site (revoked: it can never connect)', () => {
+  it('starts training at once with the others when the missing expected site is excused', () => {
+    const d = startedRun({ expectedSites: ['a', 'b', 'c'] }, ['a', 'b']);
+    expect(d.state.run.phase).toBe('open');
+    d.advance(100);
+    const effects = d.send({ type: 'siteExcused', site: 'c', excused: true });
+    expect(effects).toEqual([...enteredEffects(1, 0, 'training', d.now), { type: 'sendTrainTasks', round: 1, attempt: 0, sites: ['a', 'b'] }]);
+    expect(d.state.excused).toEqual(['c']);
+  });
+
+  it('does not wait for it in the next round either, nor start below minSites', () => {
+    const d = startedRun({ expectedSites: ['a', 'b', 'c'] }, []);
+    d.send({ type: 'siteExcused', site: 'c', excused: true });
+    d.send({ type: 'siteConnected', site: 'a' });
+    expect(d.state.run.phase).toBe('open');
+    d.send({ type: 'siteConnected', site: 'b' });
+    d.upload('a', 1);
+    d.upload('b', 2);
+    d.send({ type: 'aggregated', round: 1, attempt: 0, modelSha256: 'sha-1' });
+    const effects = d.send({ type: 'committed', round: 1, attempt: 0 });
+    expect(effectsOf(effects, 'sendTrainTasks')).toEqual([{ type: 'sendTrainTasks', round: 2, attempt: 0, sites: ['a', 'b'] }]);
+  });
+
+  it('is waited for again once the excusal is lifted (approved again)', () => {
+    const d = startedRun({ expectedSites: ['a', 'b', 'c'] }, []);
+    d.send({ type: 'siteExcused', site: 'c', excused: true });
+    expect(d.send({ type: 'siteExcused', site: 'c', excused: false })).toEqual([]);
+    expect(d.state.excused).toEqual([]);
+    d.send({ type: 'siteConnected', site: 'a' });
+    d.send({ type: 'siteConnected', site: 'b' });
+    expect(d.state.run.phase).toBe('open');
+    d.send({ type: 'siteConnected', site: 'c' });
+    expect(Object.keys(rosterOf(d.state))).toEqual(['a', 'b', 'c']);
+  });
+
+  it('keeps an excusal recorded in every phase and applies it at the next open', () => {
+    const d = startedRun({ expectedSites: ['a', 'b', 'c'] });
+    expect(d.send({ type: 'siteExcused', site: 'c', excused: true })).toEqual([]);
+    expect(d.state.run.phase).toBe('training');
+    d.send({ type: 'siteDisconnected', site: 'c' });
+    d.upload('a', 1);
+    d.upload('b', 2);
+    d.send({ type: 'aggregated', round: 1, attempt: 0, modelSha256: 'sha-1' });
+    d.send({ type: 'committed', round: 1, attempt: 0 });
+    expect(d.current()).toEqual({ round: 2, attempt: 0 });
+    expect(Object.keys(rosterOf(d.state))).toEqual(['a', 'b']);
   });
 });
 

@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { REFUSAL_CODES } from '../../../coordinator/round/types.js';
 import type { Effect, RunPlan } from '../../../coordinator/round/types.js';
-import { DEADLINES, Driver, SECURE_DEADLINES, T0, effectsOf, makeSecurePlan, rosterOf, runIn, secureEnteredEffects as entered } from './fixtures.js';
+import { DEADLINES, Driver, SECURE_DEADLINES, T0, effectsOf, makeSecurePlan, rosterOf, runIn, secureEnteredEffects as entered, withRun } from './fixtures.js';
 
 const { invalidInPhase: INVALID, duplicate: DUPLICATE, notInvited: NOT_INVITED, stale: STALE } = REFUSAL_CODES;
 
@@ -114,7 +114,7 @@ describe('a clean secure round', () => {
   });
 
   it('falls back to the upload deadline for secure phases without their own', () => {
-    const d = new Driver({ connected: ['a', 'b'], run: { phase: 'idle' } });
+    const d = new Driver(withRun({ phase: 'idle' }, ['a', 'b']));
     d.send({ type: 'runStarted', plan: makeSecurePlan({ deadlines: DEADLINES }), round: 1, attempt: 0 });
     expect(effectsOf(d.effects, 'armDeadline').at(-1)).toEqual({ type: 'armDeadline', round: 1, attempt: 0, phase: 'keys', at: T0 + DEADLINES.upload });
     d.advance(7);
@@ -443,5 +443,14 @@ describe('the open phase of a secure run', () => {
     d.fireDeadline();
     expect(runIn(d.state, 'open').attempt).toBe(1);
     expect(effectsOf(d.effects, 'sendKeysTasks')).toEqual([]);
+  });
+  it('starts keys at once with the others when the missing expected site is excused', () => {
+    const d = new Driver();
+    d.send({ type: 'runStarted', plan: makeSecurePlan({ expectedSites: ['a', 'b', 'c'] }), round: 1, attempt: 0 });
+    d.send({ type: 'siteConnected', site: 'a' });
+    d.send({ type: 'siteConnected', site: 'b' });
+    expect(d.state.run.phase).toBe('open');
+    d.send({ type: 'siteExcused', site: 'c', excused: true });
+    expect(effectsOf(d.effects, 'sendKeysTasks')).toEqual([{ type: 'sendKeysTasks', round: 1, attempt: 0, sites: ['a', 'b'] }]);
   });
 });

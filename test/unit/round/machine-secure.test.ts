@@ -1,6 +1,6 @@
 /**
  * The round scheduler's transition matrix for a SECURE plan (SecAgg+, `plan.secure = { threshold }`):
- * every (run phase, event type) pair of the eleven phases × fifteen events, plus a row for the reveal
+ * every (run phase, event type) pair of the eleven phases × sixteen events, plus a row for the reveal
  * step of `unmask`. Valid pairs assert the new state and the exact effects, the rest the refusal code.
  * Then stale events in the secure phases and the site rules of the secure events.
  */
@@ -33,9 +33,17 @@ type Cell =
   | { readonly phase: RunState['phase']; readonly effects: readonly Effect[]; readonly check?: (state: SchedulerState) => void };
 
 const ALL = ['a', 'b', 'c'];
+/** The run phase of a row (and of its refusals): the reveal row is `unmask`. */
+const phaseOf = (row: SecureRow): RunState['phase'] => (row === 'unmask-reveal' ? 'unmask' : row);
 const same = (phase: RunState['phase'], check?: (s: SchedulerState) => void): Cell => ({ phase, effects: [], ...(check ? { check } : {}) });
 const connectedIs = (sites: string[]) => (s: SchedulerState) => expect(s.connected).toEqual(sites);
 const runUnchanged = (row: SecureRow) => (s: SchedulerState) => expect(s.run).toEqual(canonicalSecureState(row).run);
+/** The canonical siteExcused (c) where it cannot start a round: recorded, the run untouched. */
+const excusalRecorded = (row: SecureRow): Cell =>
+  same(phaseOf(row), (s) => {
+    expect(s.excused).toEqual(['c']);
+    runUnchanged(row)(s);
+  });
 
 /** The secure events are only ever valid in their own phase (and step). */
 const secureInvalid: Record<(typeof SECURE_ONLY_EVENTS)[number], Cell> = {
@@ -137,6 +145,7 @@ const MATRIX: Record<SecureRow, Record<SchedulerEventType, Cell>> = {
     committed: { refuse: INVALID },
     abortRequested: { refuse: INVALID },
     ...secureInvalid,
+    siteExcused: excusalRecorded('idle'),
   },
   open: {
     runStarted: { refuse: INVALID },
@@ -164,6 +173,7 @@ const MATRIX: Record<SecureRow, Record<SchedulerEventType, Cell>> = {
     committed: { refuse: INVALID },
     abortRequested: failedWith('operator abort'),
     ...secureInvalid,
+    siteExcused: excusalRecorded('open'),
   },
   keys: {
     runStarted: { refuse: INVALID },
@@ -185,6 +195,7 @@ const MATRIX: Record<SecureRow, Record<SchedulerEventType, Cell>> = {
     sharesSubmitted: { refuse: INVALID },
     survivorsSigned: { refuse: INVALID },
     sharesRevealed: { refuse: INVALID },
+    siteExcused: excusalRecorded('keys'),
   },
   shares: {
     runStarted: { refuse: INVALID },
@@ -206,6 +217,7 @@ const MATRIX: Record<SecureRow, Record<SchedulerEventType, Cell>> = {
     sharesSubmitted: toTraining(ALL, ['e']),
     survivorsSigned: { refuse: INVALID },
     sharesRevealed: { refuse: INVALID },
+    siteExcused: excusalRecorded('shares'),
   },
   training: {
     runStarted: { refuse: INVALID },
@@ -230,6 +242,7 @@ const MATRIX: Record<SecureRow, Record<SchedulerEventType, Cell>> = {
     committed: { refuse: INVALID },
     abortRequested: failedWith('operator abort', [cancelled(ALL, 'operator abort')]),
     ...secureInvalid,
+    siteExcused: excusalRecorded('training'),
   },
   upload: {
     runStarted: { refuse: INVALID },
@@ -269,6 +282,7 @@ const MATRIX: Record<SecureRow, Record<SchedulerEventType, Cell>> = {
     committed: { refuse: INVALID },
     abortRequested: failedWith('operator abort', [cancelled(['a', 'b'], 'operator abort')]),
     ...secureInvalid,
+    siteExcused: excusalRecorded('upload'),
   },
   unmask: {
     runStarted: { refuse: INVALID },
@@ -295,6 +309,7 @@ const MATRIX: Record<SecureRow, Record<SchedulerEventType, Cell>> = {
     survivorsSigned: same('unmask', (s) => expect(unmaskOf(s)).toEqual({ ...canonicalSecureState('unmask').run, signed: ['a', 'b'] })),
     // The reveal must not start before the survivors agreed on the list (Bonawitz et al. 2017, §4).
     sharesRevealed: { refuse: INVALID },
+    siteExcused: excusalRecorded('unmask'),
   },
   'unmask-reveal': {
     runStarted: { refuse: INVALID },
@@ -334,6 +349,7 @@ const MATRIX: Record<SecureRow, Record<SchedulerEventType, Cell>> = {
       ],
       check: (s) => expect(runIn(s, 'aggregate').dropped).toEqual(['e', 'f']),
     },
+    siteExcused: excusalRecorded('unmask-reveal'),
   },
   aggregate: {
     runStarted: { refuse: INVALID },
@@ -366,6 +382,7 @@ const MATRIX: Record<SecureRow, Record<SchedulerEventType, Cell>> = {
     committed: { refuse: INVALID },
     abortRequested: failedWith('operator abort'),
     ...secureInvalid,
+    siteExcused: excusalRecorded('aggregate'),
   },
   commit: {
     runStarted: { refuse: INVALID },
@@ -394,24 +411,23 @@ const MATRIX: Record<SecureRow, Record<SchedulerEventType, Cell>> = {
     },
     abortRequested: { refuse: INVALID },
     ...secureInvalid,
+    siteExcused: excusalRecorded('commit'),
   },
-  finished: overRun({ siteConnected: same('finished'), siteDisconnected: same('finished') }),
-  failed: overRun({ siteConnected: same('failed'), siteDisconnected: same('failed') }),
+  finished: overRun({ siteConnected: same('finished'), siteDisconnected: same('finished'), siteExcused: excusalRecorded('finished') }),
+  failed: overRun({ siteConnected: same('failed'), siteDisconnected: same('failed'), siteExcused: excusalRecorded('failed') }),
 };
 
 const ROWS: readonly SecureRow[] = [...SECURE_RUN_PHASES, 'unmask-reveal'];
 const CASES = SECURE_RUN_PHASES.flatMap((phase) => ALL_EVENT_TYPES.map((type) => ({ phase, type, cell: MATRIX[phase]?.[type] })));
 
-/** The refusal's `phase` is the run phase: the reveal row is `unmask`. */
-const phaseOf = (row: SecureRow): RunState['phase'] => (row === 'unmask-reveal' ? 'unmask' : row);
 
 describe('secure round scheduler transition matrix', () => {
-  it('covers every (phase, event) pair exactly once: 11 phases × 15 events, and the reveal step', () => {
+  it('covers every (phase, event) pair exactly once: 11 phases × 16 events, and the reveal step', () => {
     expect(SECURE_RUN_PHASES).toHaveLength(11);
-    expect(ALL_EVENT_TYPES).toHaveLength(15);
-    expect(new Set(ALL_EVENT_TYPES).size).toBe(15);
-    expect(CASES).toHaveLength(165);
-    expect(new Set(CASES.map((c) => `${c.phase}/${c.type}`)).size).toBe(165);
+    expect(ALL_EVENT_TYPES).toHaveLength(16);
+    expect(new Set(ALL_EVENT_TYPES).size).toBe(16);
+    expect(CASES).toHaveLength(176);
+    expect(new Set(CASES.map((c) => `${c.phase}/${c.type}`)).size).toBe(176);
     for (const c of CASES) expect(c.cell, `${c.phase}/${c.type}`).toBeDefined();
     expect(Object.keys(MATRIX).sort()).toEqual([...ROWS].sort());
     for (const row of ROWS) expect(Object.keys(MATRIX[row]).sort(), row).toEqual([...ALL_EVENT_TYPES].sort());

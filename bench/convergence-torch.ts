@@ -85,7 +85,12 @@ const DEFAULTS = {
 const PUBLIC_SEED = 1000;
 const DEFAULT_CENTRAL_LRS = [1e-3, 3e-3] as const;
 
+/** How the trainers read their token files: torch_shard.py's `train.data_order`, central's `--data-order`. */
+const DATA_ORDERS = ['shuffled', 'sequential'] as const;
+type DataOrder = (typeof DATA_ORDERS)[number];
+
 type Settings = { -readonly [K in keyof typeof DEFAULTS]: number } & {
+  dataOrder: DataOrder;
   centralLrs: number[];
   python: string;
   secure: boolean;
@@ -117,7 +122,7 @@ function positive(flag: string, text: string | undefined, integer: boolean, zero
 }
 
 function parseArgs(args: readonly string[]): Settings {
-  const s: Settings = { ...DEFAULTS, centralLrs: [...DEFAULT_CENTRAL_LRS], python: '/usr/bin/python3', secure: true, keep: false };
+  const s: Settings = { ...DEFAULTS, dataOrder: 'shuffled', centralLrs: [...DEFAULT_CENTRAL_LRS], python: '/usr/bin/python3', secure: true, keep: false };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     if (arg === '--keep' || arg === '--no-secure') {
@@ -133,6 +138,12 @@ function parseArgs(args: readonly string[]): Settings {
       s.python = value;
       continue;
     }
+    if (flag === '--data-order') {
+      const value = text();
+      if (!DATA_ORDERS.includes(value as DataOrder)) throw new Error(`convergence-torch: --data-order must be one of ${DATA_ORDERS.join(', ')}, got ${value ?? 'nothing'}`);
+      s.dataOrder = value as DataOrder;
+      continue;
+    }
     if (flag === '--central-lr') {
       const value = text();
       s.centralLrs = (value ?? '').split(',').map((v) => positive(flag, v, false));
@@ -140,7 +151,7 @@ function parseArgs(args: readonly string[]): Settings {
     }
     const key = FLAGS[flag];
     if (key === undefined) {
-      throw new Error(`convergence-torch: unknown option ${arg} (known: ${[...Object.keys(FLAGS), '--central-lr', '--python', '--no-secure', '--keep'].join(', ')})`);
+      throw new Error(`convergence-torch: unknown option ${arg} (known: ${[...Object.keys(FLAGS), '--data-order', '--central-lr', '--python', '--no-secure', '--keep'].join(', ')})`);
     }
     s[key] = positive(flag, text(), INTEGER_SETTINGS.has(key), key === 'pretrainSteps');
   }
@@ -208,12 +219,12 @@ async function centralRun(
   model: string,
   config: string,
   tokens: readonly string[],
-  o: { steps: number; batchPerFile: number; seqLen: number; lr: number; out: string; minLrRatio?: number },
+  o: { steps: number; batchPerFile: number; seqLen: number; lr: number; dataOrder: DataOrder; out: string; minLrRatio?: number },
 ): Promise<{ steps: number; tokens: number; trainLoss: number }> {
   const args = [centralScript(), '--trainer', TORCH_TRAINER, '--model', model, '--config', config, '--tokens', ...tokens];
   args.push('--steps', String(o.steps), '--batch-per-site', String(o.batchPerFile), '--seq-len', String(o.seqLen), '--lr', String(o.lr));
   // torch_shard.py's defaults in the sites' spec: no weight decay, no warmup, clip 1.0.
-  args.push('--weight-decay', '0', '--warmup-steps', '0', '--out', o.out);
+  args.push('--weight-decay', '0', '--warmup-steps', '0', '--data-order', o.dataOrder, '--out', o.out);
   // The sites' schedule too: cosine decay over all of this run's steps (none for pretraining).
   if (o.minLrRatio !== undefined) args.push('--decay-steps', String(o.steps), '--min-lr-ratio', String(o.minLrRatio));
   const { stdout } = await exec(python, args, { timeout: 3_600_000 });
@@ -238,7 +249,7 @@ async function startingModel(s: Settings, fed: string, languages: readonly Langu
   const batch = s.sites * s.batch;
   const chars = s.pretrainSteps * batch * s.seqLen + 1; // read once: no window repeats
   await writeFile(corpus, Buffer.from(Uint32Array.from(mixedTokens(languages, uniform, chars, PUBLIC_SEED)).buffer));
-  const r = await centralRun(s.python, init.model, init.config, [corpus], { steps: s.pretrainSteps, batchPerFile: batch, seqLen: s.seqLen, lr: s.pretrainLr, out: dir });
+  const r = await centralRun(s.python, init.model, init.config, [corpus], { steps: s.pretrainSteps, batchPerFile: batch, seqLen: s.seqLen, lr: s.pretrainLr, dataOrder: s.dataOrder, out: dir });
   // Replaces the seeded weights in place: the federation and central start from these bytes.
   await copyFile(join(dir, 'model.safetensors'), init.model);
   log(`pretrained: ${r.steps} steps × batch ${batch} on ${chars} public tokens, lr ${s.pretrainLr}: train loss ${r.trainLoss.toFixed(4)}`);
@@ -275,7 +286,7 @@ async function dilocoRun(s: Settings, stateDir: string, log: (line: string) => v
     minSites: s.sites,
     // torch_shard.py's spec fields (the run's train settings are opaque to the coordinator).
     // decay_steps: the inner lr follows one cosine over the whole run (rounds × H steps), as central's does.
-    train: { max_steps: s.steps, lr: s.lr, batch_size: s.batch, seq_len: s.seqLen, weight_decay: 0, warmup_steps: 0, decay_steps: s.rounds * s.steps, min_lr_ratio: s.minLrRatio },
+    train: { max_steps: s.steps, lr: s.lr, batch_size: s.batch, seq_len: s.seqLen, weight_decay: 0, warmup_steps: 0, decay_steps: s.rounds * s.steps, min_lr_ratio: s.minLrRatio, data_order: s.dataOrder },
     secure: s.secure,
     cliPath: resolve('dist/cli/main.js'),
     timeoutS: 3600,
@@ -311,7 +322,7 @@ async function centralSweep(s: Settings, stateDir: string, start: { model: strin
   for (const lr of s.centralLrs) {
     const dir = join(stateDir, `central-${lr}`);
     const started = Date.now();
-    const r = await centralRun(s.python, start.model, start.config, sites.map((x) => x.train), { steps: s.rounds * s.steps, batchPerFile: s.batch, seqLen: s.seqLen, lr, out: dir, minLrRatio: s.minLrRatio });
+    const r = await centralRun(s.python, start.model, start.config, sites.map((x) => x.train), { steps: s.rounds * s.steps, batchPerFile: s.batch, seqLen: s.seqLen, lr, dataOrder: s.dataOrder, out: dir, minLrRatio: s.minLrRatio });
     const evalLoss = await unionEvalLoss(s.python, join(dir, 'model.safetensors'), start.config, sites);
     const seconds = (Date.now() - started) / 1000;
     out.push({ lr, evalLoss, trainLoss: r.trainLoss, seconds });
@@ -400,6 +411,7 @@ export const convergenceTorch: Benchmark = {
       seqLen: s.seqLen,
       innerLr: s.lr,
       minLrRatio: s.minLrRatio,
+      dataOrder: s.dataOrder,
       dilocoOuterLr: s.outerLr,
       dilocoOuterMomentum: s.outerMomentum,
       totalTokens,

@@ -12,9 +12,12 @@ Modes (exit codes: 0 done, 64 bad spec or usage, 65 global weights invalid or mi
         {round, seed, global_sha256, model_config_sha256?, output_dtype? ("F32" | "BF16"),
          keep_optimizer_state? (a directory for DiLoCo's inner AdamW state across rounds),
          train: {max_steps, lr, batch_size, seq_len, weight_decay? 0, warmup_steps? 0,
-                 decay_steps? 0, min_lr_ratio? 0.1,
+                 decay_steps? 0, min_lr_ratio? 0.1, data_order? "shuffled" | "sequential",
                  grad_clip? 1.0, micro_batch_size?, checkpoint_every? 0},
          data: {train_tokens, cursor? 0}}        (relative paths are relative to DIR)
+      data_order: "shuffled" reads the file's non-overlapping seq_len windows in a permutation keyed
+      by the file's SHA-256, a new one each epoch, and `cursor` counts windows read since the first
+      epoch began; "sequential" reads them in file order and `cursor` is a token offset.
       and DIR/global/{model.safetensors,config.json}; appends {"step","steps","loss","tokens","ts"}
       (ts in Unix ms) to DIR/progress.jsonl; writes DIR/out/model.safetensors, then DIR/DONE.json:
         {status, round, steps, tokens, samples, trainLoss, dataManifestSha256, dataManifest,
@@ -328,6 +331,58 @@ class TokenFile:
         return batch
 
 
+M64 = (1 << 64) - 1
+
+
+def mix64(x):
+    """splitmix64's finaliser: a bijection of 64-bit integers that scatters every input bit."""
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
+    return x ^ (x >> 31)
+
+
+def permuted(i, n, key, epoch):
+    """Element `i` of a permutation of range(n) keyed by (key, epoch): a four-round Feistel network
+    on the smallest even-width power of two >= n, walking the cycle until it lands below n. No table,
+    so any number of windows costs O(1) memory, and the order is the same on every machine and
+    PyTorch version."""
+    half = max(1, ((n - 1).bit_length() + 1) // 2)
+    mask = (1 << half) - 1
+    keys = [mix64((key + mix64(epoch * 4 + r + 1)) & M64) for r in range(4)]
+    x = i
+    while True:
+        left, right = x >> half, x & mask
+        for k in keys:
+            left, right = right, left ^ (mix64(right ^ k) & mask)
+        x = (left << half) | right
+        if x < n:
+            return x
+
+
+def take_windows(order, cursor, count, seq_len, batch, key):
+    """Starts of the next `batch` windows of seq_len + 1 tokens of a `count`-token file read from
+    `cursor` in `order`; returns them, the cursor after them, and how often the file wrapped."""
+    starts, wraps = [], 0
+    if order == "sequential":  # windows in file order, wrapping to the start at the end
+        for _ in range(batch):
+            if cursor + seq_len + 1 > count:
+                cursor, wraps = 0, wraps + 1
+            starts.append(cursor)
+            cursor += seq_len
+        return starts, cursor, wraps
+    n = (count - 1) // seq_len  # windows whose last target token is in the file
+    for _ in range(batch):
+        epoch, i = divmod(cursor, n)
+        starts.append(permuted(i, n, key, epoch) * seq_len)
+        cursor += 1
+    return starts, cursor, cursor // n - (cursor - batch) // n
+
+
+def order_key(sha256_hex):
+    """The shuffle key of a token file: its content, so a site and a baseline reading the same file agree."""
+    return int(sha256_hex[:16], 16)
+
+
 # ---------------------------------------------------------------- one round's shard
 
 def lr_at(lr, step, warmup_steps, run_step, decay_steps, min_ratio):
@@ -363,6 +418,7 @@ def validate_spec(spec, round_dir):
         warmup_steps=need(train, "warmup_steps", int, lambda v: v >= 0, 0, where="train"),
         decay_steps=need(train, "decay_steps", int, lambda v: v >= 0, 0, where="train"),
         min_lr_ratio=need(train, "min_lr_ratio", num, lambda v: 0 <= v <= 1, 0.1, where="train"),
+        data_order=need(train, "data_order", str, lambda v: v in ("shuffled", "sequential"), "shuffled", where="train"),
         grad_clip=need(train, "grad_clip", num, lambda v: v >= 0, 1.0, where="train"),
         micro_batch=need(train, "micro_batch_size", (int, type(None)), lambda v: v is None or v >= 1, where="train"),
         checkpoint_every=need(train, "checkpoint_every", int, lambda v: v >= 0, 0, where="train"),
@@ -418,8 +474,9 @@ def open_round(round_dir):
     if s.seq_len > c["max_position_embeddings"]:
         raise bad_spec(f"spec.json: train.seq_len {s.seq_len} > max_position_embeddings {c['max_position_embeddings']}")
     data = TokenFile(s.tokens_path, bad_spec)
-    if s.cursor >= data.count or data.count < s.seq_len + 1:
+    if data.count < s.seq_len + 1 or (s.data_order == "sequential" and s.cursor >= data.count):
         raise bad_spec(f"spec.json: data.cursor {s.cursor} or seq_len {s.seq_len} does not fit {data.count} tokens")
+    data.sha256 = sha256_file(s.tokens_path)  # the manifest's, and the shuffle's key
     if not os.path.exists(global_path) or sha256_file(global_path) != s.global_sha256:
         raise bad_global(f"{global_path}: missing, or its SHA-256 differs from spec.global_sha256")
     weights = read_safetensors(global_path, tensor_shapes(c), bad_global)
@@ -474,12 +531,9 @@ class Shard:
         save_torch_atomic({"shapes": self.shapes, "adamw": self.opt.state_dict()["state"]}, path)
 
     def train_step(self, data):
-        s, starts = self.s, []
-        for _ in range(s.batch_size):  # sequential windows, wrapping to the file's start at its end
-            if self.cursor + s.seq_len + 1 > data.count:
-                self.cursor, self.wraps = 0, self.wraps + 1
-            starts.append(self.cursor)
-            self.cursor += s.seq_len
+        s = self.s
+        starts, self.cursor, wrapped = take_windows(s.data_order, self.cursor, data.count, s.seq_len, s.batch_size, order_key(data.sha256))
+        self.wraps += wrapped
         batch = data.windows(starts, s.seq_len + 1, self.c["vocab_size"], bad_spec).to(self.device)
         # Inner steps of the whole run so far: rounds of max_steps each (DiLoCo's H), 1-based rounds.
         run_step = max(0, s.round - 1) * s.max_steps + self.step
@@ -542,8 +596,8 @@ def train_round(round_dir, stop):
 
 def write_done(round_dir, spec, s, data, shard, out_sha):
     """DONE.json, written last: its presence (with exit 0) is what says the shard finished."""
-    manifest = {"path": spec["data"]["train_tokens"], "bytes": data.size, "sha256": sha256_file(s.tokens_path),
-                "format": "uint32le", "cursor_start": s.cursor, "cursor_end": shard.cursor, "wraps": shard.wraps}
+    manifest = {"path": spec["data"]["train_tokens"], "bytes": data.size, "sha256": data.sha256, "format": "uint32le",
+                "order": s.data_order, "cursor_start": s.cursor, "cursor_end": shard.cursor, "wraps": shard.wraps}
     manifest_sha = hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     done = {"status": "done", "round": s.round, "steps": shard.step, "tokens": shard.step * s.batch_size * s.seq_len,
             "samples": shard.step * s.batch_size, "trainLoss": shard.loss_sum / shard.step,

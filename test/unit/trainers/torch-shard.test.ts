@@ -100,7 +100,7 @@ async function progress(roundDir: string): Promise<ProgressLine[]> {
 interface Spec {
   round: number;
   seed: number;
-  train: Record<string, number>;
+  train: Record<string, number | string>;
   data: Record<string, string | number>;
   output_dtype: string;
   global_sha256: string;
@@ -312,12 +312,59 @@ describe.skipIf(!torch.ok)('torch_shard.py (PyTorch reference trainer)', () => {
     expect(b.outSha256).not.toBe(a.outSha256);
   });
 
+  it('reads a shuffled stream by default (every window once an epoch, keyed by the data) and file order on request', { timeout: 60_000 }, async () => {
+    // take_windows itself, over a file of 100 windows: two epochs, two keys.
+    const probe = `
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("ts", sys.argv[1]); ts = importlib.util.module_from_spec(spec); spec.loader.exec_module(ts)
+count, L = 100 * 32 + 1, 32
+def epochs(key):
+    starts, cursor, wraps = ts.take_windows("shuffled", 0, count, L, 200, key)
+    return starts[:100], starts[100:], cursor, wraps
+a1, a2, cursor, wraps = epochs(1)
+b1, _, _, _ = epochs(2)
+print(json.dumps({"a1": a1, "a2": a2, "a1again": epochs(1)[0], "b1": b1, "cursor": cursor, "wraps": wraps,
+                  "seq": ts.take_windows("sequential", 3136, count, L, 3, 1)}))`;
+    const r = await new Promise<Exit>((resolve, reject) => {
+      const child = spawn(TORCH_PYTHON, ['-c', probe, TRAINER], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      child.on('error', reject).on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const o = JSON.parse(r.stdout) as Record<string, number[] | number | [number[], number, number]>;
+    const every = Array.from({ length: 100 }, (_, i) => i * 32);
+    for (const epoch of [o['a1'], o['a2'], o['b1']] as number[][]) expect([...epoch].sort((x, y) => x - y)).toEqual(every);
+    expect(o['a1']).not.toEqual(every); // shuffled, not file order
+    expect(o['a2']).not.toEqual(o['a1']); // a new order each epoch
+    expect(o['b1']).not.toEqual(o['a1']); // another file, another order
+    expect(o['a1again']).toEqual(o['a1']); // the same file reads the same order, on any machine
+    expect([o['cursor'], o['wraps']]).toEqual([200, 2]); // the cursor counts windows
+    expect(o['seq']).toEqual([[3136, 3168, 0], 32, 1]); // file order: a token offset that wraps
+
+    // A shard reports its data order and where the next round's stream continues.
+    const { dir } = await trainedRound();
+    const done = await readJson<Done>(join(dir, 'DONE.json'));
+    expect(done.dataManifest).toMatchObject({ order: 'shuffled', cursor_start: 0, cursor_end: STEPS * BATCH });
+    expect(done.nextCursor).toBe(STEPS * BATCH);
+    const sequential = await makeRound('sequential', (sp) => {
+      sp.train['data_order'] = 'sequential';
+      sp.train.max_steps = 3;
+    });
+    expect((await runTrainer('--round-dir', sequential)).code).toBe(0);
+    const seqDone = await readJson<Done>(join(sequential, 'DONE.json'));
+    expect(seqDone.dataManifest).toMatchObject({ order: 'sequential', cursor_end: 3 * BATCH * SEQ });
+  });
+
   it('exits 64 for a spec it cannot honour', { timeout: 60_000 }, async () => {
     const cases: [string, (s: Spec) => void, RegExp][] = [
       ['no-max-steps', (s) => delete s.train.max_steps, /train\.max_steps/],
       ['long-seq', (s) => (s.train.seq_len = 4096), /seq_len 4096 > max_position_embeddings 128/],
       ['no-data', (s) => (s.data.train_tokens = join(work, 'missing.u32')), /token file .*missing\.u32/],
       ['bad-dtype', (s) => (s.output_dtype = 'F8'), /output_dtype/],
+      ['bad-order', (s) => (s.train['data_order'] = 'random'), /train\.data_order/],
     ];
     const dirs = await Promise.all(cases.map(([name, edit]) => makeRound(name, edit)));
     const exits = await Promise.all(dirs.map((d) => runTrainer('--round-dir', d)));

@@ -1,18 +1,21 @@
 /**
  * `fedhpc admin revoke` mid-round, plain and secure: the revoked site's streams are closed, its
  * agent is refused at its next call (PERMISSION_DENIED, and gives up), the round completes with
- * the others, later rounds no longer wait in `open` for it although the run expects it, and the
- * revocation survives a coordinator restart. Real processes over mTLS.
+ * the others, later rounds no longer wait in `open` for it although the run expects it, the
+ * revocation survives a coordinator restart, and once an admin approves a new key for the site,
+ * rounds wait for it again. Real processes over mTLS.
  */
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { AdminClient } from '../../coordinator/index.js';
 import {
   CLI,
   createTestFederation,
+  startCli,
   startCoordinatorProcess,
   startSiteProcess,
   waitFor,
@@ -28,13 +31,14 @@ const OPEN_S = 60;
 
 /**
  * A federation of 3 expected sites where site-3 uploads slowly, so that it can be revoked
- * mid-upload. Four rounds, so that one opens under a restarted coordinator.
+ * mid-upload. Five rounds: the fourth opens under a restarted coordinator, the fifth after site-3
+ * is enrolled again.
  */
 async function slowSiteFederation(secure: boolean): Promise<{ fed: TestFederation; procs: Proc[]; admin: AdminClient }> {
   const fed = await createTestFederation({
     sites: 3,
     run: {
-      rounds: 4,
+      rounds: 5,
       minSites: 2,
       train: { steps: 10, batchSize: 16, lr: 0.01 },
       deadlines: { openS: OPEN_S, trainingS: 60, uploadS: 60, aggregateS: 30, commitS: 30, evalS: 15 },
@@ -121,8 +125,31 @@ for (const secure of [false, true]) {
         expect(status.sitesRevoked).toBe(1);
         // The revocation replayed from the journal: round 4 does not wait for site-3 either.
         expect(await openPhaseMs(admin, 4)).toBeLessThan(PROMPT_OPEN_MS);
+        // Held after round 4 (which is training now), so site-3 can be enrolled again before round 5.
+        await admin.pause('re-enrolling site-3');
         await waitForCommitted(admin, 4, 90_000);
         expect((await admin.rounds()).rounds.filter((r) => r.outcome === 'committed').every((r) => !r.participants.includes('site-3'))).toBe(true);
+      }, 180_000);
+
+      it('waits for the site again once an admin approves a new key for it', async () => {
+        const { fed, procs, admin } = ctx!;
+        await waitFor('the run held after round 4', async () => ((await admin.status()).runState === 'paused' ? true : undefined), 90_000, 200);
+        const dir = join(fed.dir, 're-enrol-site-3');
+        await exec(process.execPath, [CLI, 'site', 'enroll', '--site', 'site-3', '--federation', 'testfed', '--out', dir]);
+        const approve = ['admin', 'approve', 'site-3', '--csr', join(dir, 'site.csr'), '--ca', join(fed.dir, 'ca'), '--config', fed.files.adminConfigs.get('admin')!, '--json'];
+        const approved = JSON.parse((await exec(process.execPath, [CLI, ...approve])).stdout) as { config: string };
+        await admin.resume();
+        // Round 5 waits in open for site-3, expected and no longer revoked, while its agent is not running.
+        await waitFor('round 5 open', async () => {
+          const st = await admin.status();
+          return st.round === '5' && st.phase === 'open' ? true : undefined;
+        }, 30_000, 200);
+        await sleep(5_000);
+        expect(await admin.status()).toMatchObject({ round: '5', phase: 'open' });
+        procs.push(await startCli('site-3-again', ['site', '--config', approved.config], fed.dir));
+        await waitForCommitted(admin, 5, 120_000);
+        const fifth = (await admin.rounds()).rounds.find((r) => r.round === '5' && r.outcome === 'committed')!;
+        expect(fifth.participants).toEqual(['site-1', 'site-2', 'site-3']);
       }, 180_000);
     }
   });

@@ -146,6 +146,14 @@ function emptyResponse(): grpc.ServiceError {
   return Object.assign(new Error('empty response'), { code: grpc.status.INTERNAL, details: 'empty response', metadata: new grpc.Metadata() });
 }
 
+
+/** A raw client for `site` of `fed` that has joined and holds its task stream, as an agent would. */
+export async function joinedRawSite(fed: TestFederation, site: string): Promise<{ client: RawSiteClient; tasks: TaskStream }> {
+  const client = new RawSiteClient({ address: fed.address, files: siteCertFiles(fed, site) });
+  const joined = await client.join({ siteId: site });
+  if (!joined.ok) throw new Error(`raw ${site} could not join: ${joined.error.details}`);
+  return { client, tasks: client.openTasks() };
+}
 /** An open `Tasks` stream: every task received, and waits for the next train task. */
 export class TaskStream {
   readonly tasks: Task__Output[] = [];

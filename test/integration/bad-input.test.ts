@@ -31,6 +31,7 @@ import {
   headerFor,
   refusal,
   sha256Hex,
+  joinedRawSite,
   siteCertFiles,
   validUpload,
   type CertFiles,
@@ -179,11 +180,8 @@ describe('uploads that break the contract, during a run of real sites', () => {
     await admin.waitForReady(Date.now() + 20_000);
     // The bus says why a site was dropped (RoundInfo only says that it was).
     following = admin.events((e) => events.push(e), stopEvents.signal).catch(() => undefined);
-    raw = new RawSiteClient({ address: fed.address, files: siteCertFiles(fed, 'site-3') });
-    const joined = await raw.join({ siteId: 'site-3' });
-    if (!joined.ok) throw new Error(`raw site-3 could not join: ${joined.error.details}`);
     // The round waits for every expected site, so the raw site is in each round's roster.
-    tasks = raw.openTasks();
+    ({ client: raw, tasks } = await joinedRawSite(fed, 'site-3'));
     for (const s of ['site-1', 'site-2']) procs.push(await startSiteProcess(fed, s));
   });
   afterAll(async () => {

@@ -17,7 +17,7 @@ import {
   craftDelta,
   headerFor,
   refusal,
-  siteCertFiles,
+  joinedRawSite,
   type TaskStream,
 } from '../helpers/raw-site.js';
 
@@ -51,10 +51,7 @@ describe('resumable uploads: corrupted, broken and excessive streams', () => {
     admin = fed.admin();
     await admin.waitForReady(Date.now() + 20_000);
     following = admin.events((e) => events.push(e), stopEvents.signal).catch(() => undefined);
-    raw = new RawSiteClient({ address: fed.address, files: siteCertFiles(fed, 'site-3') });
-    const joined = await raw.join({ siteId: 'site-3' });
-    if (!joined.ok) throw new Error(`raw site-3 could not join: ${joined.error.details}`);
-    tasks = raw.openTasks();
+    ({ client: raw, tasks } = await joinedRawSite(fed, 'site-3'));
     for (const s of ['site-1', 'site-2']) procs.push(await startSiteProcess(fed, s));
   });
   afterAll(async () => {

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AdminClient } from '../../coordinator/index.js';
 import type { TrainTask__Output, UploadMessage } from '../../proto/index.js';
 import { createTestFederation, freePort, startCoordinatorProcess, startSiteProcess, waitFor, type Proc, type TestFederation } from '../helpers/federation.js';
-import { RawSiteClient, chunkMessages, completeUpload, craftDelta, headerFor, siteCertFiles, type TaskStream } from '../helpers/raw-site.js';
+import { chunkMessages, completeUpload, craftDelta, headerFor, joinedRawSite, type RawSiteClient, type TaskStream } from '../helpers/raw-site.js';
 
 /** The smallest window; the budget holds exactly one. */
 const WINDOW = 256 * 1024;
@@ -44,12 +44,7 @@ describe('one in-flight upload budget shared by every site', () => {
     await admin.waitForReady(Date.now() + 20_000).catch(async (err: unknown) => {
       throw new Error(`coordinator did not start: ${await procs[0]!.logText()}`, { cause: err });
     });
-    for (const site of ['site-2', 'site-3']) {
-      const client = new RawSiteClient({ address: fed.address, files: siteCertFiles(fed, site) });
-      const joined = await client.join({ siteId: site });
-      if (!joined.ok) throw new Error(`raw ${site} could not join: ${joined.error.details}`);
-      raw.set(site, { client, tasks: client.openTasks() });
-    }
+    for (const site of ['site-2', 'site-3']) raw.set(site, await joinedRawSite(fed, site));
     procs.push(await startSiteProcess(fed, 'site-1'));
   });
   afterAll(async () => {

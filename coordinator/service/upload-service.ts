@@ -141,12 +141,18 @@ export class UploadService {
     signal: AbortSignal,
   ): Promise<BudgetGrant> {
     let logged = false;
+    let reporting = false; // a client that does not read gets no pile of reports (nor of 'drain' waits)
     const budget = this.o.budget;
     return budget.acquire(session.site, windowBytes, signal, () => {
       messages.touch();
       session.progressed();
       const { usedBytes, totalBytes, waiting } = budget.usage();
-      void writeWithBackpressure(call, { queued: { budgetBytes: totalBytes, usedBytes, waitingStreams: waiting } }, signal).catch(() => undefined);
+      if (!reporting) {
+        reporting = true;
+        void writeWithBackpressure(call, { queued: { budgetBytes: totalBytes, usedBytes, waitingStreams: waiting } }, signal)
+          .catch(() => undefined)
+          .finally(() => (reporting = false));
+      }
       if (!logged) {
         logged = true;
         this.o.logger.info({ site: session.site, round: session.round, phase: 'upload', usedBytes, totalBytes, waiting }, 'upload stream queued: the in-flight budget is in use');

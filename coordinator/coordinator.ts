@@ -86,7 +86,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
   const logs = new SiteLogBook(bus, () => clock.now());
   registry.onTouch = (site, activity, progress) => logs.heartbeat(site, activity, progress);
   const timeline = new RoundTimeline(bus);
-  const uploadBudget = new TransferBudget(config.limits.uploadBudgetBytes);
+  const uploadBudget = new TransferBudget(config.limits.uploadBudgetBytes, clock);
   const metrics = new CoordinatorMetrics({ bus, sites: registry, timeline, now: () => clock.now(), federation: config.federation, budget: () => uploadBudget.usage() });
   const onFatal =
     options.onFatal ??
@@ -117,6 +117,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
       maxChunkBytes: config.limits.maxChunkBytes,
       uploadIdleMs: 60_000,
       uploadBudget,
+      clock,
       driver,
       registry,
       store,

@@ -17,6 +17,7 @@ import {
   type Task,
   type TransferProgress__Output,
 } from '../../proto/index.js';
+import type { Clock } from '../clock.js';
 import type { RoundDriver } from '../driver.js';
 import { CoordinatorError, toServiceError } from '../errors.js';
 import type { EventBus } from '../events.js';
@@ -40,6 +41,8 @@ export interface SiteServiceOptions {
   readonly transferLimits?: () => TransferLimits;
   /** The one budget of in-flight upload bytes, shared by all sites' streams. */
   readonly uploadBudget: TransferBudget;
+  /** Times the upload streams' and sessions' idle timeouts. */
+  readonly clock: Clock;
   readonly driver: RoundDriver;
   readonly registry: SiteRegistry;
   readonly store: StateStore;
@@ -163,7 +166,7 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
   };
   const limits = o.transferLimits ?? (() => o.driver.transferLimits(o.uploadIdleMs));
   const receipts = new ReceiptDesk({ federation: o.federation, store: o.store, logger: o.logger });
-  const uploads = new UploadService({ driver: o.driver, registry: o.registry, store: o.store, logger: o.logger, limits, budget: o.uploadBudget });
+  const uploads = new UploadService({ driver: o.driver, registry: o.registry, store: o.store, logger: o.logger, limits, budget: o.uploadBudget, clock: o.clock });
   const unary =
     <Req, Res>(fn: (call: grpc.ServerUnaryCall<Req, Res>) => Res) =>
     (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>): void => {

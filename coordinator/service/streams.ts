@@ -1,6 +1,7 @@
 /** Small helpers for grpc-js streams: backpressure-aware writes and cancellable reads. */
 import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
+import type { Clock } from '../clock.js';
 import { CoordinatorError } from '../errors.js';
 
 /** Writes one message, waiting for 'drain' when the stream's buffer is full. */
@@ -18,14 +19,15 @@ export async function writeWithBackpressure<T>(stream: Writable, message: T, sig
 
 /**
  * Iterates the messages of a client stream. The iteration throws when the client cancels, when
- * `signal` aborts (with its reason), or when no message arrives for `idleMs` (no progress).
+ * `signal` aborts (with its reason), or when no message arrives for `idleMs` on `clock` (no progress).
  */
 export function readMessages<T>(
   stream: Readable & { on(event: 'cancelled', fn: () => void): unknown },
   signal: AbortSignal,
   idleMs: number,
+  clock: Clock,
 ): AsyncIterator<T> & { dispose(): void; touch(): void } {
-  let timer: NodeJS.Timeout | undefined;
+  let cancelIdle: (() => void) | undefined;
   // Failing rejects the pending and every later `next()` instead of destroying the stream, so the
   // handler can still end the call with a status the client sees. Each `next()` gets its own
   // promise: racing every read against one long-lived "failed" promise would leave a reaction per
@@ -37,8 +39,8 @@ export function readMessages<T>(
     rejectPending?.(failure);
   };
   const arm = (): void => {
-    clearTimeout(timer);
-    timer = setTimeout(() => fail(new CoordinatorError('UPLOAD_INTERRUPTED', `no data for ${idleMs / 1000} s`)), idleMs);
+    cancelIdle?.();
+    cancelIdle = clock.setTimer(idleMs, () => fail(new CoordinatorError('UPLOAD_INTERRUPTED', `no data for ${idleMs / 1000} s`)));
   };
   const onAbort = (): void => fail(signal.reason instanceof Error ? signal.reason : new CoordinatorError('ROUND_CLOSED', String(signal.reason)));
   signal.addEventListener('abort', onAbort, { once: true });
@@ -68,7 +70,7 @@ export function readMessages<T>(
       if (!failure) arm();
     },
     dispose() {
-      clearTimeout(timer);
+      cancelIdle?.();
       fail(new CoordinatorError('UPLOAD_INTERRUPTED', 'stream closed'));
       signal.removeEventListener('abort', onAbort);
     },

@@ -7,6 +7,7 @@
  * seconds; the next free window goes to the waiting stream of the site holding the fewest windows
  * (the earliest among equals), so one site opening many stripes cannot starve the others.
  */
+import type { Clock } from '../clock.js';
 import { CoordinatorError } from '../errors.js';
 
 /** A reserved window; release it exactly once (later calls do nothing). */
@@ -35,7 +36,11 @@ export class TransferBudget {
   private readonly held = new Map<string, number>();
   private readonly waiters: Waiter[] = [];
 
-  constructor(readonly totalBytes: number) {
+  /** `clock` times the reports to waiting streams (the coordinator passes the system clock). */
+  constructor(
+    readonly totalBytes: number,
+    private readonly clock: Clock,
+  ) {
     if (!Number.isSafeInteger(totalBytes) || totalBytes <= 0) throw new RangeError(`transfer budget must be a positive number of bytes, got ${totalBytes}`);
   }
 
@@ -55,10 +60,17 @@ export class TransferBudget {
     if (signal.aborted) return Promise.reject(abortReason(signal));
     if (this.waiters.length === 0 && this.used + bytes <= this.totalBytes) return Promise.resolve(this.take(site, bytes));
     return new Promise<BudgetGrant>((resolve, reject) => {
-      const timer = onWait ? setInterval(onWait, reportMs) : undefined;
-      timer?.unref();
+      let cancelReport: (() => void) | undefined;
+      // Re-armed before each report, so a report that ends the wait (done) cancels the next one.
+      const reportLater = (report: () => void): void => {
+        cancelReport = this.clock.setTimer(reportMs, () => {
+          reportLater(report);
+          report();
+        }, { background: true });
+      };
+      if (onWait) reportLater(onWait);
       const done = (): void => {
-        clearInterval(timer);
+        cancelReport?.();
         signal.removeEventListener('abort', onAbort);
       };
       const waiter: Waiter = {

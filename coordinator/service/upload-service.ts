@@ -8,6 +8,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../common/logger.js';
+import type { Clock } from '../clock.js';
 import type { UploadMessage__Output, UploadReply } from '../../proto/index.js';
 import type { RoundDriver } from '../driver.js';
 import { CoordinatorError, toServiceError } from '../errors.js';
@@ -34,6 +35,8 @@ export interface UploadServiceOptions {
   readonly limits: () => TransferLimits;
   /** The one budget of in-flight upload bytes shared by every site's streams. */
   readonly budget: TransferBudget;
+  /** Times the stream and session idle timeouts (the coordinator passes the system clock). */
+  readonly clock: Clock;
 }
 
 type UploadCall = grpc.ServerDuplexStream<UploadMessage__Output, UploadReply>;
@@ -58,7 +61,7 @@ export class UploadService {
     const abort = new AbortController();
     let settle!: () => void;
     const owner: StreamOwner = { abort, settled: new Promise<void>((r) => (settle = r)) };
-    const messages = readMessages<UploadMessage__Output>(call, abort.signal, limits.idleMs);
+    const messages = readMessages<UploadMessage__Output>(call, abort.signal, limits.idleMs, this.o.clock);
     // A client gone while its stream waits for the shared budget must leave the queue at once.
     call.once('cancelled', () => abort.abort(new CoordinatorError('UPLOAD_INTERRUPTED', 'the client cancelled the stream')));
     const rec = this.o.registry.get(site);
@@ -186,7 +189,7 @@ export class UploadService {
     const dir = await this.o.store.spoolDir(intent.round, intent.attempt);
     const path = join(dir, `${site}.delta`);
     await (await open(path, 'w', 0o600)).close();
-    const session = new UploadSession(site, intent, exp, path, limits.idleMs, (s) => this.idle(s, limits.idleMs));
+    const session = new UploadSession({ site, intent, exp, path, idleMs: limits.idleMs, onIdle: (s) => this.idle(s, limits.idleMs), clock: this.o.clock });
     this.sessions.set(site, session);
     return session;
   }

@@ -7,6 +7,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
+import type { Clock } from '../clock.js';
 import { CoordinatorError } from '../errors.js';
 import type { UploadExpectation, UploadIntent } from './upload.js';
 import { stripePieces, type Piece } from '../../aggregation/index.js';
@@ -32,20 +33,36 @@ export interface StripeState {
   readonly digestFailures: Map<number, number>;
 }
 
+/** What an upload session is made of. */
+export interface UploadSessionOptions {
+  readonly site: string;
+  /** The header of the site's first stream in this attempt. */
+  readonly intent: UploadIntent;
+  readonly exp: UploadExpectation;
+  /** The spool file the stripes are written to. */
+  readonly path: string;
+  /** No progress for this long ends the session (`onIdle`). */
+  readonly idleMs: number;
+  readonly onIdle: (session: UploadSession) => void;
+  /** Times the idle timeout (the coordinator passes the system clock). */
+  readonly clock: Clock;
+}
+
 /** One site's upload in one round attempt. */
 export class UploadSession {
   readonly stripes = new Map<number, StripeState>();
   finished = false;
-  private timer: NodeJS.Timeout | undefined;
+  readonly site: string;
+  readonly intent: UploadIntent;
+  readonly exp: UploadExpectation;
+  readonly path: string;
+  private cancelIdle: (() => void) | undefined;
 
-  constructor(
-    readonly site: string,
-    readonly intent: UploadIntent,
-    readonly exp: UploadExpectation,
-    readonly path: string,
-    private readonly idleMs: number,
-    private readonly onIdle: (session: UploadSession) => void,
-  ) {
+  constructor(private readonly o: UploadSessionOptions) {
+    this.site = o.site;
+    this.intent = o.intent;
+    this.exp = o.exp;
+    this.path = o.path;
     this.progressed();
   }
 
@@ -59,10 +76,10 @@ export class UploadSession {
 
   /** Restarts the idle (no-progress) timer. */
   progressed(): void {
-    clearTimeout(this.timer);
+    this.cancelIdle?.();
     if (this.finished) return;
-    this.timer = setTimeout(() => this.onIdle(this), this.idleMs);
-    this.timer.unref();
+    // In the background: a session nobody closes at shutdown must not keep the process alive.
+    this.cancelIdle = this.o.clock.setTimer(this.o.idleMs, () => this.o.onIdle(this), { background: true });
   }
 
   /** Streams currently attached to a stripe other than the one starting at `except`. */
@@ -120,7 +137,7 @@ export class UploadSession {
   /** Stops the idle timer and aborts every attached stream. */
   close(reason: CoordinatorError): void {
     this.finished = true;
-    clearTimeout(this.timer);
+    this.cancelIdle?.();
     for (const s of this.stripes.values()) s.owner?.abort.abort(reason);
   }
 }

@@ -1,13 +1,15 @@
 /** The one in-flight budget shared by every site's upload streams. */
 import { describe, expect, it } from 'vitest';
 import { TransferBudget, type BudgetGrant } from '../../../coordinator/service/transfer-budget.js';
+import { ManualClock } from '../../helpers/clock.js';
 
 const MiB = 1 << 20;
+/** Lets granted promises settle (the event loop, not a timer: time itself is the fake clock's). */
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 describe('TransferBudget', () => {
   it('grants windows while they fit, then holds streams until a window is released', async () => {
-    const budget = new TransferBudget(32 * MiB);
+    const budget = new TransferBudget(32 * MiB, new ManualClock());
     const never = new AbortController().signal;
     const a = await budget.acquire('site-1', 16 * MiB, never);
     const b = await budget.acquire('site-2', 16 * MiB, never);
@@ -28,7 +30,7 @@ describe('TransferBudget', () => {
   });
 
   it('never lets the bytes reserved exceed the budget, whatever the order of requests and releases', async () => {
-    const budget = new TransferBudget(10 * MiB);
+    const budget = new TransferBudget(10 * MiB, new ManualClock());
     const held: BudgetGrant[] = [];
     let peak = 0;
     const pending: Promise<void>[] = [];
@@ -54,7 +56,7 @@ describe('TransferBudget', () => {
   });
 
   it('gives a freed window to the waiting site that holds the fewest, not to the one that asked most', async () => {
-    const budget = new TransferBudget(2 * MiB);
+    const budget = new TransferBudget(2 * MiB, new ManualClock());
     const never = new AbortController().signal;
     const greedy = await budget.acquire('greedy', MiB, never);
     const other = await budget.acquire('modest', MiB, never);
@@ -79,24 +81,49 @@ describe('TransferBudget', () => {
     expect(budget.usage().usedBytes).toBe(0);
   });
 
-  it('drops an aborted waiter with its stream’s reason, and tells a waiter it waits', async () => {
-    const budget = new TransferBudget(MiB);
+  it('tells a waiter it waits at once and every reportMs, and drops it with its stream’s reason when aborted', async () => {
+    const clock = new ManualClock();
+    const budget = new TransferBudget(MiB, clock);
     const held = await budget.acquire('site-1', MiB, new AbortController().signal);
     const stream = new AbortController();
     let told = 0;
     const waiting = budget.acquire('site-2', MiB, stream.signal, () => told++, 10);
-    await new Promise((r) => setTimeout(r, 35));
-    expect(told).toBeGreaterThanOrEqual(3); // once at once, then every 10 ms
+    expect(told).toBe(1); // at once
+    clock.advance(9);
+    expect(told).toBe(1);
+    clock.advance(1);
+    expect(told).toBe(2);
+    clock.advance(25);
+    expect(told).toBe(4); // at 20 and 30 ms
     stream.abort(new Error('superseded'));
     await expect(waiting).rejects.toThrow('superseded');
     expect(budget.usage().waiting).toBe(0);
+    expect(clock.pending).toBe(0); // the report timer went with the waiter
+    clock.advance(100);
+    expect(told).toBe(4);
     held.release();
     expect(budget.usage().usedBytes).toBe(0);
   });
 
+  it('stops telling a waiter it waits once its window is granted', async () => {
+    const clock = new ManualClock();
+    const budget = new TransferBudget(MiB, clock);
+    const held = await budget.acquire('site-1', MiB, new AbortController().signal);
+    let told = 0;
+    const waiting = budget.acquire('site-2', MiB, new AbortController().signal, () => told++, 500);
+    clock.advance(1_000);
+    expect(told).toBe(3);
+    held.release();
+    const granted = await waiting;
+    expect(clock.pending).toBe(0);
+    clock.advance(5_000);
+    expect(told).toBe(3);
+    granted.release();
+  });
+
   it('refuses a window larger than the whole budget instead of waiting for ever', () => {
-    const budget = new TransferBudget(MiB);
+    const budget = new TransferBudget(MiB, new ManualClock());
     expect(() => budget.acquire('site-1', 2 * MiB, new AbortController().signal)).toThrow(/cannot fit the transfer budget/);
-    expect(() => new TransferBudget(0)).toThrow(/positive/);
+    expect(() => new TransferBudget(0, new ManualClock())).toThrow(/positive/);
   });
 });

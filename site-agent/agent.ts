@@ -147,7 +147,11 @@ export class SiteAgent {
   }
 
   private join(signal: AbortSignal): Promise<void> {
-    return new Promise((resolve, reject) => {
+    // The lifetime signal outlives every connection: a listener left on it per Join leaked one
+    // closure per reconnect (and Node warned after ten), so it goes when the call settles.
+    let onAbort: (() => void) | undefined;
+    return new Promise<void>((resolve, reject) => {
+      signal.throwIfAborted();
       const deadline = Date.now() + 15_000;
       this.client!.Join(
         { protocolVersion: this.o.protocolVersion ?? PROTOCOL_VERSION, siteId: this.o.config.site, agentVersion: AGENT_VERSION },
@@ -158,7 +162,10 @@ export class SiteAgent {
           resolve();
         },
       );
-      signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+      onAbort = () => reject(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+    }).finally(() => {
+      if (onAbort) signal.removeEventListener('abort', onAbort);
     });
   }
 

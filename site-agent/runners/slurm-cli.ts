@@ -127,6 +127,13 @@ export function parseTimeLimit(s: string): number | undefined {
   return n(5) * 60 + n(6);
 }
 
+/**
+ * What the `slurm` runner asks of Slurm. {@link SlurmCli} is the real one; a test may stand in a
+ * scripted controller for sequences a one-node cluster cannot produce on demand (a job preempted
+ * twice), so the runner depends on this shape, not on the class.
+ */
+export type SlurmCommands = Pick<SlurmCli, 'missing' | 'sbatch' | 'jobInfo' | 'jobsNamed' | 'scancel'>;
+
 /** Runs Slurm's commands. */
 export class SlurmCli {
   private sacctAvailable: boolean;

@@ -18,7 +18,7 @@ import { SiteAgentError } from '../errors.js';
 import { parseEvalOutput } from './command.js';
 import { ProgressTail, RunnerConfigError, exitOutcome, plannedSteps, prepareRoundDir, refusalError, shardSpecShape, tailOf, verifyShard, writeJsonAtomic } from './round-dir.js';
 import type { EvalResult, Runner, TrainRequest, TrainResult } from './runner.js';
-import { REQUIRED_SLURM_COMMANDS, SlurmCli, SlurmCommandError, TERMINAL_STATES, parseTimeLimit, runBlock, shellQuote as q, stateFromOutput, type JobInfo } from './slurm-cli.js';
+import { REQUIRED_SLURM_COMMANDS, SlurmCli, SlurmCommandError, TERMINAL_STATES, parseTimeLimit, runBlock, shellQuote as q, stateFromOutput, type JobInfo, type SlurmCommands } from './slurm-cli.js';
 
 const line = z.string().min(1).regex(/^[^\r\n]*$/, 'a single line');
 /** Site config of the `slurm` runner (`runner.kind = "slurm"`). */
@@ -77,6 +77,8 @@ export type ResolvedSlurmRunner = z.output<typeof slurmRunnerSchema>;
 export interface SlurmRunnerContext {
   readonly workDir: string;
   readonly env?: NodeJS.ProcessEnv;
+  /** Slurm's commands; default: the real ones on `env`'s PATH. Tests pass a scripted controller. */
+  readonly cli?: SlurmCommands;
 }
 
 /** A round request; `deadlineMs` (epoch ms) is when the coordinator stops waiting for the shard. */
@@ -119,7 +121,7 @@ function defaultTemplate(): string {
 /** Runs training shards and evaluations as Slurm batch jobs. */
 export class SlurmRunner implements Runner {
   readonly kind = 'slurm';
-  private readonly cli: SlurmCli;
+  private readonly cli: SlurmCommands;
   private readonly template: string;
   private readonly timeLimitS: number;
   private nextCursor: number | undefined;
@@ -133,7 +135,7 @@ export class SlurmRunner implements Runner {
     private readonly ctx: SlurmRunnerContext,
   ) {
     const env = ctx.env ?? process.env;
-    this.cli = new SlurmCli({ env, timeoutMs: o.commandTimeoutS * 1000 });
+    this.cli = ctx.cli ?? new SlurmCli({ env, timeoutMs: o.commandTimeoutS * 1000 });
     if (o.template !== undefined && o.templateInline !== undefined) throw new RunnerConfigError('slurm', ['set runner.template or runner.templateInline, not both']);
     const missing = this.cli.missing([...REQUIRED_SLURM_COMMANDS, 'bash']);
     if (missing.length > 0) throw new RunnerConfigError('slurm', [`Slurm commands not found on PATH (${env['PATH'] ?? '(unset)'}): ${missing.join(', ')}`]);
@@ -315,6 +317,8 @@ export class SlurmRunner implements Runner {
           // no answer this time
         } else if (info.state === 'PENDING' || info.state === 'REQUEUE_HOLD') {
           runningSince = undefined;
+          // The requeue showed up: a later preemption of this job gets a settle window of its own.
+          settleSince = undefined;
           pendingSince ??= now;
           const pendingS = Math.round((now - pendingSince) / 1000);
           const late = deadlineMs !== undefined && now + timeLimitS * 1000 > deadlineMs;
@@ -325,6 +329,7 @@ export class SlurmRunner implements Runner {
           }
         } else if (!TERMINAL_STATES.has(info.state) && info.state !== 'UNKNOWN') {
           pendingSince = undefined;
+          settleSince = undefined;
           if (info.state !== 'REQUEUED' && info.state !== 'REQUEUE_FED') runningSince ??= now;
           // Slurm kills a job at its limit; one still running long after is beyond our control.
           if (runningSince !== undefined && now - runningSince > (timeLimitS + this.o.cancelWaitS + 600) * 1000) {

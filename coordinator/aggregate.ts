@@ -50,6 +50,10 @@ export interface AggregateOptions {
   readonly sliceElements: number;
   readonly openSpool: (path: string) => Promise<FileSource>;
   readonly metadata: Readonly<Record<string, string>>;
+  /**
+   * Stops the aggregation between slices and its kernel pool jobs mid-way: it then rejects with
+   * the signal's reason, and its partial checkpoint and optimizer state files are removed.
+   */
   readonly signal?: AbortSignal;
   /** Worker threads for decoding and summing spools; absent: the same kernels in this thread. */
   readonly pool?: KernelPool;
@@ -98,6 +102,8 @@ export async function aggregateRound(o: AggregateOptions): Promise<AggregateResu
     }
     const { bytesWritten } = await model.finish();
     for (const w of stateWriters) await w.finish();
+    // Last chance: once committed, an aborted attempt's checkpoint would stay behind as an orphan.
+    o.signal?.throwIfAborted();
     const { sha256 } = await modelFile.commit();
     for (const [slotIndex, slot] of o.optimizer.stateSlots.entries()) await stateFiles[slotIndex]!.commit(`${sha256}.${slot}`);
     pending.length = 0;

@@ -7,6 +7,7 @@ import { openSafetensors } from '../aggregation/index.js';
 import { openFileSource } from '../common/files.js';
 import { aggregateRound } from './aggregate.js';
 import { crashPoint } from './crash-points.js';
+import { CoordinatorError } from './errors.js';
 import { KernelPool } from './kernel-pool.js';
 import { isRobust, robustMean } from './robust.js';
 import type { AttemptContext, RoundContext } from './round-context.js';
@@ -32,12 +33,21 @@ export async function describeModel(store: StateStore, sha256: string): Promise<
 export class RoundCommitter {
   /** Worker threads that decode and sum spools, started at the first aggregation; undefined inside: in-thread kernels. */
   private kernelPool: Promise<KernelPool | undefined> | undefined;
+  /** The aggregation running now, so that the end of its attempt can stop it. */
+  private running: { readonly round: number; readonly attempt: number; readonly controller: AbortController } | undefined;
 
   constructor(private readonly ctx: RoundContext) {}
 
-  /** Sums the verified uploads of `sites` into a candidate model; reports `aggregated` or `aggregationFailed`. */
+  /**
+   * Sums the verified uploads of `sites` into a candidate model; reports `aggregated` or
+   * `aggregationFailed`. Stopped by {@link abortAggregation}, it reports nothing (the scheduler
+   * has already left the attempt), leaves no checkpoint and frees the kernel pool for the next one.
+   */
   async aggregate(att: AttemptContext, round: number, attempt: number, sites: readonly string[]): Promise<void> {
     const run = this.ctx.run();
+    const controller = new AbortController();
+    const { signal } = controller;
+    this.running = { round, attempt, controller };
     try {
       // A site revoked after its upload: plain rounds leave it out; a masked input cannot be taken
       // out of a secure sum, so that attempt restarts (fresh keys) without the site.
@@ -59,13 +69,14 @@ export class RoundCommitter {
       const aggregator = this.ctx.config().run.aggregator;
       const secure = this.ctx.secure();
       const mean = secure
-        ? await secure.mean(round, attempt, inputs.map((i) => i.path), elements, openFileSource, pool ? { pool } : {})
+        ? await secure.mean(round, attempt, inputs.map((i) => i.path), elements, openFileSource, { ...(pool ? { pool } : {}), signal })
         : isRobust(aggregator)
-          ? await robustMean(aggregator, inputs, run.tensors.map((t) => t.elements), openFileSource)
+          ? await robustMean(aggregator, inputs, run.tensors.map((t) => t.elements), openFileSource, signal)
           : undefined;
       const result = await aggregateRound({
         ...(mean ? { mean } : {}),
         ...(pool ? { pool } : {}),
+        signal,
         store: this.ctx.o.store,
         globalSha256: run.globalSha256,
         inputs,
@@ -79,9 +90,26 @@ export class RoundCommitter {
       this.ctx.log.info({ round, attempt, phase: 'aggregate', ms: this.ctx.o.clock.now() - t0, model: result.modelSha256 }, 'aggregated');
       this.ctx.dispatch({ type: 'aggregated', round, attempt, modelSha256: result.modelSha256 });
     } catch (err) {
+      if (signal.aborted) {
+        this.ctx.log.info({ round, attempt, phase: 'aggregate', reason: String(signal.reason) }, 'aggregation stopped');
+        return;
+      }
       this.ctx.log.error({ round, attempt, phase: 'aggregate', err }, 'aggregation failed');
       this.ctx.dispatch({ type: 'aggregationFailed', round, attempt, reason: (err as Error).message });
+    } finally {
+      if (this.running?.controller === controller) this.running = undefined;
     }
+  }
+
+  /**
+   * Stops the aggregation of `round`.`attempt` if it still runs (its deadline passed, an admin
+   * aborted the run, or the attempt failed otherwise): a result nobody will commit must not hold
+   * the kernel pool the next attempt needs, nor leave a checkpoint behind. `reason` is what its
+   * pool jobs and `aggregateRound` reject with. Another attempt's aggregation is left alone.
+   */
+  abortAggregation(round: number, attempt: number, reason: Error): void {
+    const r = this.running;
+    if (r !== undefined && r.round === round && r.attempt === attempt) r.controller.abort(reason);
   }
 
   /** Journals the candidate as the round's model (the commit point), moves the run onto it and feeds `committed`. */
@@ -151,8 +179,9 @@ export class RoundCommitter {
     this.ctx.advance({ type: 'committed', round, attempt });
   }
 
-  /** Stops the kernel worker pool once it has started. */
+  /** Stops a running aggregation and the kernel worker pool once it has started. */
   close(): void {
+    this.running?.controller.abort(new CoordinatorError('ROUND_CLOSED', 'the coordinator is stopping'));
     void this.kernelPool?.then((pool) => pool?.close());
   }
 

@@ -47,7 +47,10 @@ export class EffectRunner {
     this.timers.clear();
   }
 
-  /** Stops timers and the kernel pool; an effect already running finishes, queued ones do nothing. */
+  /**
+   * Stops timers, a running aggregation and the kernel pool; an effect already running finishes,
+   * queued ones do nothing.
+   */
   close(): void {
     this.closed = true;
     this.cancelDeadlines();
@@ -105,6 +108,8 @@ export class EffectRunner {
       case 'commitRound':
         return this.steps.commit(this.current!, effect.round, effect.attempt, effect.participants.map((p) => p.site), effect.dropped, effect.modelSha256);
       case 'recordRoundAborted':
+        // First: the attempt's aggregation, if one runs, would only hold the pool and write an orphan.
+        this.steps.abortAggregation(effect.round, effect.attempt, new CoordinatorError('ROUND_CLOSED', `round ${effect.round} attempt ${effect.attempt} aborted: ${effect.reason}`, { round: effect.round, attempt: effect.attempt }));
         this.ctx.log.warn({ round: effect.round, attempt: effect.attempt, reason: effect.reason }, 'round attempt aborted');
         await this.ctx.o.store.append({ type: 'round-aborted', runId, round: effect.round, attempt: effect.attempt, reason: effect.reason });
         await this.ctx.o.store.pruneSpools();

@@ -1,0 +1,227 @@
+/**
+ * The aggregate step as the round driver runs it: the effect runner (round-effects.ts) starting and
+ * aborting aggregations through round-commit.ts, on a real state store and the real kernel worker
+ * pool. The driver's scheduler is left out: the test feeds the effects it would emit.
+ */
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { createOptimizer, createSafetensorsWriter, memorySink } from '../../../aggregation/index.js';
+import { systemClock } from '../../../coordinator/clock.js';
+import { coordinatorConfigSchema, runSchema, type RunningConfig } from '../../../coordinator/config.js';
+import { CoordinatorError } from '../../../coordinator/errors.js';
+import { EvalTracker } from '../../../coordinator/evals.js';
+import { EventBus } from '../../../coordinator/events.js';
+import { KernelPool, type PoolJob } from '../../../coordinator/kernel-pool.js';
+import { importInitialModel } from '../../../coordinator/model-import.js';
+import { SiteRegistry } from '../../../coordinator/registry.js';
+import type { SchedulerEvent } from '../../../coordinator/round/types.js';
+import { describeModel } from '../../../coordinator/round-commit.js';
+import type { RoundContext, RunContext } from '../../../coordinator/round-context.js';
+import { EffectRunner } from '../../../coordinator/round-effects.js';
+import { RunControlState } from '../../../coordinator/run-control.js';
+import type { UploadIntent } from '../../../coordinator/service/upload.js';
+import { LocalStateStore } from '../../../coordinator/state/store.js';
+
+/** Values of the model's one tensor: four slices of 262144, so an aggregation is four pool jobs. */
+const ELEMENTS = 1 << 20;
+const SLICE = 1 << 18;
+
+let dir: string;
+let store: LocalStateStore;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'fedhpc-round-commit-'));
+  store = await LocalStateStore.open(join(dir, 'state'), () => 0);
+});
+afterEach(async () => {
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function values(n: number, seed: number): Float32Array {
+  let x = seed >>> 0;
+  return Float32Array.from({ length: n }, () => {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    return Math.fround((x / 2 ** 32) * 4 - 2);
+  });
+}
+
+async function importGlobal(): Promise<string> {
+  const sink = memorySink();
+  const w = await createSafetensorsWriter(sink, [{ name: 'w', dtype: 'F32', shape: [1024, 1024] }], { format: 'pt' });
+  await w.writeF32('w', values(ELEMENTS, 1));
+  await w.finish();
+  const path = join(dir, 'initial.safetensors');
+  await writeFile(path, sink.bytes());
+  return (await importInitialModel(store, path, SLICE)).sha256;
+}
+
+/** A plain f32 spool (outside the state store's spool folders, which an abort prunes). */
+async function writeSpool(name: string, seed: number): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, values(ELEMENTS, seed).map((v) => v * 1e-3));
+  return path;
+}
+
+function intent(round: number, attempt: number, weight: number): UploadIntent {
+  return {
+    round,
+    attempt,
+    totalBytes: ELEMENTS * 4,
+    weight,
+    samples: weight,
+    tokens: weight,
+    steps: 1,
+    trainLoss: 1,
+    dataManifestSha256: '0'.repeat(64),
+    segments: [],
+    stripe: { start: 0, end: ELEMENTS * 4, count: 1 },
+    chunkBytes: 1 << 20,
+  };
+}
+
+/** The driver as the effect runner sees it, with the scheduler's feed recorded instead of stepped. */
+async function harness(globalSha256: string): Promise<{ ctx: RoundContext; events: SchedulerEvent[]; logs: Record<string, unknown>[]; fatal: unknown[] }> {
+  const events: SchedulerEvent[] = [];
+  const logs: Record<string, unknown>[] = [];
+  const fatal: unknown[] = [];
+  const logger = pino(
+    { level: 'info' },
+    new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        logs.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+        done();
+      },
+    }),
+  );
+  const config: RunningConfig = {
+    ...coordinatorConfigSchema.parse({
+      federation: 'fed-1',
+      listen: '127.0.0.1:7443',
+      tls: { ca: 'ca.pem', cert: 'c.pem', key: 'c.key' },
+      stateDir: join(dir, 'state'),
+      model: { initial: 'initial.safetensors' },
+      limits: { sliceElements: SLICE },
+    }),
+    run: runSchema.parse({ id: 'run-1', rounds: 3, minSites: 1, strategy: { name: 'fedavg', lr: 1 } }),
+  };
+  const model = await describeModel(store, globalSha256);
+  const run: RunContext = {
+    plan: {
+      runId: 'run-1',
+      rounds: 3,
+      minSites: 1,
+      expectedSites: [],
+      deadlines: { open: 60_000, training: 60_000, upload: 60_000, aggregate: 60_000, commit: 60_000 },
+      maxAttempts: 5,
+    },
+    optimizer: createOptimizer(config.run.strategy),
+    globalSha256,
+    globalBytes: model.bytes,
+    modelRound: 0,
+    stateSha256: undefined,
+    serverSteps: 0,
+    tensors: model.tensors,
+  };
+  const bus = new EventBus();
+  const o = {
+    config,
+    store,
+    registry: new SiteRegistry(Date.now),
+    bus,
+    logger,
+    clock: systemClock,
+    onFatal: (err: unknown) => void fatal.push(err),
+    revokedSites: [],
+  };
+  const ctx: RoundContext = {
+    o,
+    log: logger,
+    control: new RunControlState(),
+    evals: new EvalTracker({ store, bus, clock: systemClock, logger, onFatal: o.onFatal }),
+    run: () => run,
+    config: () => config,
+    secure: () => undefined,
+    scheduler: () => ({ connected: [], excused: [], run: { phase: 'idle' } }),
+    dispatch: (event) => void events.push(event),
+    advance: (event) => void events.push(event),
+  };
+  return { ctx, events, logs, fatal };
+}
+
+/** Resolves once `check` holds; throws after `timeoutMs`. */
+async function waitUntil(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('aggregation of an aborted round attempt', () => {
+  it('stops at once, leaves no checkpoint and frees the kernel pool for the next attempt', { timeout: 60_000 }, async () => {
+    const globalSha256 = await importGlobal();
+    const { ctx, events, logs, fatal } = await harness(globalSha256);
+    const spoolA = await writeSpool('a.delta', 2);
+    const spoolB = await writeSpool('b.delta', 3);
+    const runner = new EffectRunner(ctx);
+
+    // Every pool job, with the number of spools it adds and how it ended.
+    const jobs: { sources: number; outcome: Promise<unknown> }[] = [];
+    let onFirstJob = (): void => undefined;
+    const realRun = KernelPool.prototype.run;
+    vi.spyOn(KernelPool.prototype, 'run').mockImplementation(function (this: KernelPool, job: PoolJob, signal?: AbortSignal) {
+      const p = realRun.call(this, job, signal);
+      jobs.push({ sources: job.sources.length, outcome: p.then(() => 'done', (err: unknown) => err) });
+      if (jobs.length === 1) onFirstJob();
+      return p;
+    });
+
+    // Attempt 0 sums 40 spools (slow pool jobs); attempt 1 sums one other spool (another model).
+    const sitesA = Array.from({ length: 40 }, (_, i) => `site-${i}`);
+    const open = (attempt: number, sites: readonly string[], path: string): void => {
+      runner.enqueue({ type: 'recordRoundOpened', round: 1, attempt });
+      runner.queueTask(() => {
+        for (const site of sites) runner.attempt!.uploads.set(site, { intent: intent(1, attempt, 1), spool: { path, bytes: ELEMENTS * 4, sha256: '0'.repeat(64) } });
+        return Promise.resolve();
+      });
+      runner.enqueue({ type: 'startAggregation', round: 1, attempt, participants: sites.map((site) => ({ site, weight: 1 })), dropped: [] });
+    };
+    // The aggregate deadline of attempt 0 passes while its first pool job runs: the scheduler
+    // aborts the attempt and opens the next one at once.
+    onFirstJob = () => {
+      runner.enqueue({ type: 'recordRoundAborted', round: 1, attempt: 0, reason: 'aggregation deadline passed' });
+      open(1, ['site-b'], spoolB);
+    };
+    open(0, sitesA, spoolA);
+
+    const settled = (attempt: number): boolean =>
+      events.some((e) => 'attempt' in e && e.attempt === attempt) || logs.some((l) => l['attempt'] === attempt && l['msg'] === 'aggregation stopped');
+    await waitUntil(() => settled(0) && settled(1), 30_000, 'both aggregations to end');
+    await runner.idle();
+    runner.close();
+
+    // Attempt 0 reported nothing to the scheduler, which had left it; attempt 1 produced its model.
+    expect(events.map((e) => [e.type, 'attempt' in e ? e.attempt : -1])).toEqual([['aggregated', 1]]);
+    const next = events[0] as Extract<SchedulerEvent, { type: 'aggregated' }>;
+    expect(logs.find((l) => l['attempt'] === 0 && l['msg'] === 'aggregation stopped')?.['reason']).toContain('aggregation deadline passed');
+
+    // Attempt 0's pool job in flight rejected with the abort reason, and it submitted no other:
+    // every later job was attempt 1's, which never waited behind the aborted sum.
+    const outcomes = await Promise.all(jobs.map(async (j) => ({ sources: j.sources, outcome: await j.outcome })));
+    expect(outcomes.filter((j) => j.sources === sitesA.length)).toHaveLength(1);
+    const aborted = outcomes[0]!.outcome;
+    expect(aborted).toBeInstanceOf(CoordinatorError);
+    expect(aborted).toMatchObject({ code: 'ROUND_CLOSED', context: { round: 1, attempt: 0 } });
+    expect((aborted as Error).message).toContain('aggregation deadline passed');
+    expect(outcomes.slice(1)).toEqual(Array.from({ length: ELEMENTS / SLICE }, () => ({ sources: 1, outcome: 'done' })));
+
+    // No checkpoint of attempt 0, finished or partial: only the initial model and attempt 1's.
+    expect((await readdir(dirname(store.modelPath(globalSha256)))).sort()).toEqual([globalSha256, next.modelSha256].map((sha) => `${sha}.safetensors`).sort());
+    expect(await readdir(join(dir, 'state', 'tmp'))).toEqual([]);
+    expect(fatal).toEqual([]);
+  });
+});

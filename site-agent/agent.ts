@@ -24,6 +24,7 @@ import { createSiteClient } from './client.js';
 import type { ResolvedSiteConfig } from './config.js';
 import { SiteAgentError } from './errors.js';
 import { ReceiptSigner } from './receipt.js';
+import { classifyFailure } from './retry.js';
 import type { Runner } from './runners/runner.js';
 import { TransferMeter, stderrSink, wireProgress } from './progress.js';
 import { saveTrainedResult, trainedResult, uploadRoundDelta } from './round-upload.js';
@@ -59,9 +60,6 @@ interface Job {
   readonly abort: AbortController;
   readonly done: Promise<void>;
 }
-
-/** gRPC codes after which retrying the same call cannot succeed. */
-const PERMANENT = new Set<grpc.status>([grpc.status.PERMISSION_DENIED, grpc.status.UNAUTHENTICATED]);
 
 /** One site's agent. `run` resolves when `signal` aborts and rejects on a permanent refusal. */
 export class SiteAgent {
@@ -121,9 +119,12 @@ export class SiteAgent {
           if (signal.aborted) break;
           const code = (err as grpc.ServiceError).code;
           this.o.metrics?.failed((err as { code?: string | number }).code);
-          if (err instanceof SiteAgentError && !err.retryable) throw err;
-          if (PERMANENT.has(code) || (code === grpc.status.FAILED_PRECONDITION && /PROTOCOL_VERSION/.test((err as Error).message))) {
-            throw new SiteAgentError('REFUSED', `coordinator refused this agent: ${(err as grpc.ServiceError).details ?? (err as Error).message}`, false, {}, { cause: err });
+          // The coordinator's verdict decides (site-agent/retry.ts): NOT_JOINED is retried by
+          // joining again, which the next turn of this loop does; PROTOCOL_VERSION and the like end it.
+          const verdict = classifyFailure(err);
+          if (!verdict.retryable) {
+            if (err instanceof SiteAgentError) throw err;
+            throw new SiteAgentError('REFUSED', `coordinator refused this agent: ${verdict.reason}`, false, { code: verdict.code }, { cause: err });
           }
           const giveUp = this.o.config.giveUpAfterS;
           if (giveUp > 0 && Date.now() - lastContact > giveUp * 1000) {
@@ -200,6 +201,24 @@ export class SiteAgent {
     this.tasksCall.cancel();
   }
 
+  /**
+   * Reacts to a failure the coordinator answered NOT_JOINED: it no longer knows this session (it
+   * restarted, say), so nothing sent on it can succeed. The agent reconnects and joins again, and
+   * the new task stream brings whatever the coordinator still wants from this site. Returns whether
+   * it did (false: another verdict, for the caller to handle).
+   */
+  private rejoinIfForgotten(err: unknown, during: string): boolean {
+    const verdict = classifyFailure(err);
+    if (!verdict.rejoin) return false;
+    this.log.warn({ during, err: { code: verdict.code, message: verdict.reason } }, 'the coordinator does not know this session: joining again');
+    // No open stream: the run loop is already reconnecting, and that joins again.
+    if (this.tasksCall) {
+      this.recycling = true;
+      this.tasksCall.cancel();
+    }
+    return true;
+  }
+
   private heartbeat(): void {
     this.maybeReconnectForCertificate();
     this.client?.Heartbeat(
@@ -223,9 +242,9 @@ export class SiteAgent {
       this.job = { key, abort, done };
     } else if (task.kind === 'eval' && task.eval) {
       const e = task.eval;
-      void this.evaluate(e.runId, e.model?.sha256 ?? '', Number(e.model?.sizeBytes ?? 0), Number(e.modelRound), new AbortController().signal).catch((err) =>
-        this.log.warn({ err: { message: (err as Error).message } }, 'evaluation failed'),
-      );
+      void this.evaluate(e.runId, e.model?.sha256 ?? '', Number(e.model?.sizeBytes ?? 0), Number(e.modelRound), new AbortController().signal).catch((err) => {
+        if (!this.rejoinIfForgotten(err, 'evaluation')) this.log.warn({ err: { message: (err as Error).message } }, 'evaluation failed');
+      });
     } else if (task.kind === 'cancel' && task.cancel) {
       const c = task.cancel;
       const key = `${c.runId}/${c.round}.${c.attempt}`;
@@ -250,6 +269,7 @@ export class SiteAgent {
     try {
       await fn();
     } catch (err) {
+      if (this.rejoinIfForgotten(err, `secure aggregation step of round ${t.round}`)) return;
       const e = err instanceof SiteAgentError ? err : undefined;
       this.log.error({ round: Number(t.round), err: { code: e?.code ?? (err as grpc.ServiceError).code, message: (err as Error).message } }, 'secure aggregation step failed');
       this.client?.ReportFailure(
@@ -458,13 +478,16 @@ export class SiteAgent {
 
   private async reportFailure(t: TrainTask__Output, err: unknown, signal: AbortSignal): Promise<void> {
     if (signal.aborted) return; // cancelled by the coordinator or by a disconnect: nothing to report
+    // A report on a forgotten session would be refused too; after the new Join the coordinator decides.
+    if (this.rejoinIfForgotten(err, `round ${t.round}`)) return;
+    const verdict = classifyFailure(err);
     const e = err instanceof SiteAgentError ? err : undefined;
     const message = (err as Error).message;
     this.log.error({ round: Number(t.round), err: { code: e?.code ?? (err as grpc.ServiceError).code, message } }, 'round failed at this site');
     this.o.metrics?.failed(e?.code ?? (err as grpc.ServiceError).code);
     this.activity = 'idle';
     this.client?.ReportFailure(
-      { runId: t.runId, round: t.round, attempt: t.attempt, code: e?.code ?? 'TRAINING_FAILED', message, retryable: e?.retryable ?? true },
+      { runId: t.runId, round: t.round, attempt: t.attempt, code: e?.code ?? 'TRAINING_FAILED', message, retryable: verdict.retryable },
       { deadline: Date.now() + 10_000 },
       () => undefined,
     );

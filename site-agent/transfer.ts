@@ -5,7 +5,6 @@
  * stream and resumed from the coordinator's acknowledged offset after a break; a shared pacer keeps
  * all stripes within the site's rate limit. Idle (no-progress) timeouts end stalled transfers.
  */
-import * as grpc from '@grpc/grpc-js';
 import { crc32c } from '@node-rs/crc32';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -15,6 +14,7 @@ import type { ModelChunk__Output, SiteServiceClient, UploadMessage, UploadQueued
 import { isUnitBoundary } from '../aggregation/index.js';
 import type { DeltaEncoder } from './encode.js';
 import { SiteAgentError } from './errors.js';
+import { classifyFailure } from './retry.js';
 import { sendStripe } from './upload-stripe.js';
 
 /** Bytes moved, for progress reports. */
@@ -28,16 +28,6 @@ export interface TransferPolicy {
 }
 
 export const DEFAULT_POLICY: TransferPolicy = { idleMs: 60_000, retry: { initialMs: 250, maxMs: 5_000 } };
-
-/** gRPC codes after which the same transfer cannot succeed by trying again. */
-const FINAL = new Set<grpc.status>([
-  grpc.status.INVALID_ARGUMENT,
-  grpc.status.OUT_OF_RANGE,
-  grpc.status.FAILED_PRECONDITION,
-  grpc.status.NOT_FOUND,
-  grpc.status.PERMISSION_DENIED,
-  grpc.status.UNAUTHENTICATED,
-]);
 
 /** Local path of a cached model. */
 export function cachedModelPath(cacheDir: string, sha256: string): string {
@@ -57,8 +47,10 @@ async function withRetries<T>(what: string, policy: TransferPolicy, signal: Abor
       return await attempt();
     } catch (err) {
       signal.throwIfAborted();
-      const code = (err as grpc.ServiceError).code;
-      if ((err instanceof SiteAgentError && !err.retryable) || FINAL.has(code)) throw err;
+      const verdict = classifyFailure(err);
+      // A session the coordinator no longer knows needs a new Join first, which is the agent's to
+      // make (it drops the round's work and joins again): retrying here would only stall.
+      if (!verdict.retryable || verdict.rejoin) throw err;
       if (position() > lastPos) {
         lastPos = position();
         lastProgress = Date.now();

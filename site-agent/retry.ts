@@ -1,0 +1,112 @@
+/**
+ * Retry or give up: the one place where the agent decides, after a failed call or step, whether
+ * trying again can help. The run loop (Join and the task stream), transfers (Download, Upload) and
+ * a round's failure report all ask `classifyFailure`.
+ *
+ * The evidence, in order:
+ * 1. the agent's own errors (`SiteAgentError`) say so themselves;
+ * 2. a coordinator's refusal carries its verdict next to the gRPC status, in the
+ *    `fedhpc-retryable` and `fedhpc-error-code` metadata (coordinator/errors.ts, `toServiceError`;
+ *    its call limiter too): that verdict is taken as it is, so one status can mean both (a
+ *    FAILED_PRECONDITION is NOT_JOINED, retryable, or PROTOCOL_VERSION, final);
+ * 3. without that verdict (a coordinator that sends none, or a status grpc-js raised on this side:
+ *    UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED) the status decides, by `STATUS_VERDICTS`;
+ * 4. anything else (a runner's error, the file system's) is retryable.
+ *
+ * Decisions that changed when the agent began reading the coordinator's verdict (each is tested in
+ * test/unit/site-agent/retry.test.ts and test/integration/agent-coordinator-verdicts.test.ts):
+ * - Download and Upload answered NOT_JOINED (FAILED_PRECONDITION, retryable): were final and failed
+ *   the round at this site, with a failure report the coordinator refused too. Now the agent joins
+ *   again (`rejoin`) and the coordinator's task stream says what is still wanted. The same holds for
+ *   an evaluation and a secure-aggregation step answered NOT_JOINED.
+ * - Download and Upload refused with a code the coordinator marks final on a status that used to be
+ *   retried (STATE_CORRUPT, INTERNAL): were retried until the transfer's idle timeout; now fail at once.
+ * - Join and the task stream refused with any code the coordinator marks final: only
+ *   PERMISSION_DENIED, UNAUTHENTICATED and a FAILED_PRECONDITION whose text named PROTOCOL_VERSION
+ *   ended the agent, the rest were retried forever (BAD_REQUEST for an invalid agent version); now
+ *   every final verdict ends the agent with REFUSED.
+ * - Join and the task stream refused without a verdict: INVALID_ARGUMENT, NOT_FOUND, OUT_OF_RANGE and
+ *   every FAILED_PRECONDITION are now final, as they already were for transfers; the agent no longer
+ *   reads the error's text.
+ * - A round's failure report says `retryable` by the verdict; it said true for every gRPC error.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { SiteAgentError } from './errors.js';
+
+/** Metadata keys of the coordinator's verdict (the same names as coordinator/errors.ts `ERROR_METADATA`). */
+export const VERDICT_METADATA = { code: 'fedhpc-error-code', retryable: 'fedhpc-retryable' } as const;
+
+/** The coordinator's code for a call from a session it does not know: join again, then retry. */
+export const NOT_JOINED = 'NOT_JOINED';
+
+/**
+ * The agent's own verdict per gRPC status, for failures the coordinator did not classify. Final:
+ * what gRPC's status guide says no retry of the same call fixes (the caller's request or rights
+ * are wrong); everything else may pass (a restart, a full budget, a dropped link).
+ */
+export const STATUS_VERDICTS = {
+  OK: { retryable: true },
+  CANCELLED: { retryable: true },
+  UNKNOWN: { retryable: true },
+  INVALID_ARGUMENT: { retryable: false },
+  DEADLINE_EXCEEDED: { retryable: true },
+  NOT_FOUND: { retryable: false },
+  ALREADY_EXISTS: { retryable: true },
+  PERMISSION_DENIED: { retryable: false },
+  RESOURCE_EXHAUSTED: { retryable: true },
+  FAILED_PRECONDITION: { retryable: false },
+  ABORTED: { retryable: true },
+  OUT_OF_RANGE: { retryable: false },
+  UNIMPLEMENTED: { retryable: true },
+  INTERNAL: { retryable: true },
+  UNAVAILABLE: { retryable: true },
+  DATA_LOSS: { retryable: true },
+  UNAUTHENTICATED: { retryable: false },
+} as const satisfies Record<keyof typeof grpc.status, { retryable: boolean }>;
+
+/** What the agent does about one failure. */
+export interface FailureVerdict {
+  /** Whether trying the same call or step again can succeed. */
+  readonly retryable: boolean;
+  /** Whether it can succeed again only after a new Join (the coordinator does not know this session). */
+  readonly rejoin: boolean;
+  /** A stable code: the agent's own, the coordinator's, the gRPC status name, or UNCLASSIFIED. */
+  readonly code: string;
+  /** Why, in words (the coordinator's details, or the error's message), for logs and reports. */
+  readonly reason: string;
+  /** What the verdict rests on. */
+  readonly source: 'agent' | 'coordinator' | 'status' | 'other';
+}
+
+/** Decides whether `err` is worth another try; see the module comment for the order of evidence. */
+export function classifyFailure(err: unknown): FailureVerdict {
+  if (err instanceof SiteAgentError) return { retryable: err.retryable, rejoin: false, code: err.code, reason: err.message, source: 'agent' };
+  const status = grpcStatusOf(err);
+  if (status === undefined) {
+    return { retryable: true, rejoin: false, code: 'UNCLASSIFIED', reason: err instanceof Error ? err.message : String(err), source: 'other' };
+  }
+  const e = err as grpc.ServiceError;
+  const reason = e.details || e.message;
+  const statusName = grpc.status[status] as keyof typeof grpc.status;
+  const said = verdictOf(e.metadata);
+  if (said) {
+    const code = said.code ?? statusName;
+    return { retryable: said.retryable, rejoin: said.retryable && code === NOT_JOINED, code, reason, source: 'coordinator' };
+  }
+  return { retryable: STATUS_VERDICTS[statusName].retryable, rejoin: false, code: statusName, reason, source: 'status' };
+}
+
+/** The gRPC status of a gRPC error (a number grpc-js knows), else undefined. */
+function grpcStatusOf(err: unknown): grpc.status | undefined {
+  const code = (err as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'number' && typeof grpc.status[code] === 'string' ? (code as grpc.status) : undefined;
+}
+
+/** The coordinator's verdict, when its metadata holds a well-formed one. */
+function verdictOf(metadata: grpc.Metadata | undefined): { retryable: boolean; code: string | undefined } | undefined {
+  const retryable = String(metadata?.get(VERDICT_METADATA.retryable)[0] ?? '');
+  if (retryable !== 'true' && retryable !== 'false') return undefined;
+  const code = String(metadata?.get(VERDICT_METADATA.code)[0] ?? '');
+  // Codes end up in logs and metrics labels: only the coordinator's shape of code is kept.
+  return { retryable: retryable === 'true', code: /^[A-Z][A-Z0-9_]{0,63}$/.test(code) ? code : undefined };
+}

@@ -3,13 +3,10 @@
  * Pure: no clock, timer, socket or disk. The shell feeds it events and runs the effects it returns.
  */
 import type {
-  AggregateState,
   Contribution,
   Effect,
   OpenState,
-  PhaseName,
   RefusalCode,
-  RunPlan,
   RunState,
   SchedulerEvent,
   SchedulerEventType,
@@ -20,31 +17,12 @@ import type {
   UploadState,
 } from './types.js';
 import { REFUSAL_CODES } from './types.js';
-import { enterKeys, enterUnmask, secureTable } from './secure.js';
+import { current, entered, ok, refuse, required, sitesWith, stay, withPrior, type Ctx, type EventOf, type Handler, type PhaseTable, type RoundEvent, type StateOf } from './transition.js';
+import { abortAttempt, abortRun, enterAggregate, enterOpen, maybeStartTraining } from './phase-entry.js';
+import { enterUnmask } from './secure-entry.js';
+import { secureTable } from './secure.js';
 
-export type EventOf<T extends SchedulerEventType> = Extract<SchedulerEvent, { type: T }>;
-export type StateOf<P extends RunState['phase']> = Extract<RunState, { phase: P }>;
-export type Handler<P extends RunState['phase'], T extends SchedulerEventType> = (
-  run: StateOf<P>,
-  event: EventOf<T>,
-  ctx: Ctx,
-) => StepResult;
-export type PhaseTable<P extends RunState['phase']> = { readonly [T in SchedulerEventType]?: Handler<P, T> };
 type Table = { readonly [P in RunState['phase']]: PhaseTable<P> };
-
-export interface Ctx {
-  readonly connected: readonly string[];
-  readonly excused: readonly string[];
-  readonly now: number;
-}
-
-/**
- * The fewest sites a round may continue with: k of k-of-n and, under secure aggregation, the
- * Shamir threshold t (fewer than t survivors could never unmask).
- */
-export function required(plan: RunPlan): number {
-  return Math.max(plan.minSites, plan.secure?.threshold ?? 0);
-}
 
 /** The initial scheduler state: no run, nobody connected or excused. */
 export function initialSchedulerState(): SchedulerState {
@@ -83,95 +61,9 @@ function excusedAfter(excused: readonly string[], event: SchedulerEvent): readon
   return event.excused ? [...others, event.site].sort() : others;
 }
 
-export function refuse(run: RunState, event: SchedulerEvent, code: RefusalCode, message: string): StepResult {
-  return { ok: false, refusal: { code, phase: run.phase, event: event.type, message } };
-}
-
-export function ok(ctx: Ctx, run: RunState, effects: readonly Effect[] = []): StepResult {
-  return { ok: true, state: { connected: ctx.connected, excused: ctx.excused, run }, effects };
-}
-
 // ------------------------------------------------------------------ phase entry
 
-export function enterOpen(plan: RunPlan, round: number, attempt: number, ctx: Ctx, prior: readonly Effect[] = []): StepResult {
-  if (attempt >= plan.maxAttempts) {
-    const reason = `round ${round} failed ${plan.maxAttempts} attempts`;
-    return ok(ctx, { phase: 'failed', plan, reason }, [...prior, { type: 'runFailed', reason }]);
-  }
-  const deadline = ctx.now + plan.deadlines.open;
-  const open: OpenState = { phase: 'open', plan, round, attempt, deadline };
-  const effects: Effect[] = [
-    ...prior,
-    { type: 'recordRoundOpened', round, attempt },
-    ...entered(open, 'open'),
-  ];
-  const started = maybeStartTraining(open, ctx, false);
-  if (started) return { ...started, effects: [...effects, ...(started.ok ? started.effects : [])] } as StepResult;
-  return ok(ctx, open, effects);
-}
-
-export function entered(s: { round: number; attempt: number; deadline: number }, phase: PhaseName): Effect[] {
-  return [
-    { type: 'phaseEntered', round: s.round, attempt: s.attempt, phase, deadline: s.deadline },
-    { type: 'armDeadline', round: s.round, attempt: s.attempt, phase, at: s.deadline },
-  ];
-}
-
-/**
- * Moves `open` to `training` when the sites it waits for are there (or, at the deadline, enough are).
- * It waits for the expected sites that are not excused: an excused site could never come.
- */
-function maybeStartTraining(open: OpenState, ctx: Ctx, atDeadline: boolean): StepResult | undefined {
-  const { plan } = open;
-  const enough = ctx.connected.length >= required(plan);
-  const awaited = plan.expectedSites.filter((s) => !ctx.excused.includes(s));
-  const expectedHere = awaited.every((s) => ctx.connected.includes(s));
-  if (!enough || (!expectedHere && !atDeadline)) return undefined;
-  const invited = [...ctx.connected];
-  if (plan.secure) return enterKeys(open, invited, ctx);
-  return enterTraining(open, invited, ctx, []);
-}
-
-/** Invites `sites` to train (plain rounds: straight from `open`; secure: after `shares`). */
-export function enterTraining(
-  s: { plan: RunPlan; round: number; attempt: number },
-  sites: readonly string[],
-  ctx: Ctx,
-  prior: readonly Effect[],
-  earlyDropped: readonly string[] = [],
-): StepResult {
-  const roster: Record<string, SiteProgress> = {};
-  for (const site of sites) roster[site] = { status: 'invited' };
-  const training: TrainingState = {
-    phase: 'training',
-    plan: s.plan,
-    round: s.round,
-    attempt: s.attempt,
-    deadline: ctx.now + s.plan.deadlines.training,
-    roster,
-    ...(earlyDropped.length > 0 ? { earlyDropped: [...earlyDropped] } : {}),
-  };
-  return ok(ctx, training, [
-    ...prior,
-    ...entered(training, 'training'),
-    { type: 'sendTrainTasks', round: s.round, attempt: s.attempt, sites: [...sites] },
-  ]);
-}
-
-export function abortAttempt(s: { plan: RunPlan; round: number; attempt: number }, reason: string, ctx: Ctx, cancel: readonly string[]): StepResult {
-  const effects: Effect[] = [];
-  if (cancel.length > 0) effects.push({ type: 'cancelSites', round: s.round, attempt: s.attempt, sites: cancel, reason });
-  effects.push({ type: 'recordRoundAborted', round: s.round, attempt: s.attempt, reason });
-  return enterOpen(s.plan, s.round, s.attempt + 1, ctx, effects);
-}
-
 // ------------------------------------------------------------------ roster rules
-
-export function sitesWith(roster: Readonly<Record<string, SiteProgress>>, ...statuses: SiteProgress['status'][]): string[] {
-  return Object.keys(roster)
-    .filter((s) => statuses.includes(roster[s]!.status))
-    .sort();
-}
 
 function contributions(roster: Readonly<Record<string, SiteProgress>>): Contribution[] {
   return sitesWith(roster, 'uploaded').map((site) => {
@@ -220,10 +112,6 @@ function settle(s: TrainingState | UploadState, ctx: Ctx, atDeadline: boolean, p
   return ok(ctx, s, prior);
 }
 
-export function withPrior(result: StepResult, prior: readonly Effect[]): StepResult {
-  return result.ok ? { ...result, effects: [...prior, ...result.effects] } : result;
-}
-
 function toUpload(s: TrainingState, ctx: Ctx, prior: readonly Effect[]): StepResult {
   const alive = sitesWith(s.roster, 'uploading', 'uploaded');
   if (alive.length < required(s.plan)) {
@@ -248,37 +136,7 @@ function toAggregate(s: UploadState, ctx: Ctx, prior: readonly Effect[]): StepRe
   return enterAggregate(s, participants, recordDropped, [], ctx, prior);
 }
 
-/** Starts aggregation; `unmaskDropped` are secure share holders whose masks must be removed. */
-export function enterAggregate(
-  s: { plan: RunPlan; round: number; attempt: number },
-  participants: readonly Contribution[],
-  dropped: readonly string[],
-  unmaskDropped: readonly string[],
-  ctx: Ctx,
-  prior: readonly Effect[],
-): StepResult {
-  const agg: AggregateState = {
-    phase: 'aggregate',
-    plan: s.plan,
-    round: s.round,
-    attempt: s.attempt,
-    deadline: ctx.now + s.plan.deadlines.aggregate,
-    participants,
-    dropped,
-  };
-  return ok(ctx, agg, [
-    ...prior,
-    ...entered(agg, 'aggregate'),
-    { type: 'startAggregation', round: s.round, attempt: s.attempt, participants, dropped: unmaskDropped },
-  ]);
-}
-
 // ------------------------------------------------------------------ event guards
-
-type RoundEvent = { round: number; attempt: number };
-export function current(s: { round: number; attempt: number }, e: RoundEvent): boolean {
-  return s.round === e.round && s.attempt === e.attempt;
-}
 
 function siteEvent(
   s: TrainingState | UploadState,
@@ -320,16 +178,6 @@ function deadline<P extends RunState['phase']>(s: StateOf<P> & { round: number; 
   return undefined;
 }
 type Refusal = Extract<StepResult, { ok: false }>['refusal'];
-
-export function abortRun(s: { plan: RunPlan; round: number; attempt: number }, reason: string, ctx: Ctx, cancel: readonly string[]): StepResult {
-  const effects: Effect[] = [];
-  if (cancel.length > 0) effects.push({ type: 'cancelSites', round: s.round, attempt: s.attempt, sites: cancel, reason });
-  effects.push({ type: 'recordRoundAborted', round: s.round, attempt: s.attempt, reason });
-  effects.push({ type: 'runFailed', reason });
-  return ok(ctx, { phase: 'failed', plan: s.plan, reason }, effects);
-}
-
-export const stay = <S extends RunState>(s: S, _e: SchedulerEvent, ctx: Ctx): StepResult => ok(ctx, s);
 
 const startRun = (_s: RunState, e: EventOf<'runStarted'>, ctx: Ctx): StepResult => {
   if (e.round > e.plan.rounds) return ok(ctx, { phase: 'finished', plan: e.plan }, [{ type: 'runFinished', rounds: e.plan.rounds }]);

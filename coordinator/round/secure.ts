@@ -1,51 +1,27 @@
 /**
  * The secure-aggregation phases of the round scheduler (SecAgg+, Bonawitz et al. 2017; Bell et
  * al. 2020): `keys` and `shares` before training, `unmask` (consistency check, then share reveal)
- * after upload. Pure, like the rest of the scheduler; imported only by `machine.ts`.
+ * after upload: their rows of the transition table. Pure, like the rest of the scheduler; imported
+ * only by `machine.ts`; entering these phases is `secure-entry.ts`.
  */
-import {
-  abortAttempt,
-  abortRun,
-  enterAggregate,
-  enterTraining,
-  entered,
-  ok,
-  refuse,
-  required,
-  type Ctx,
-  type PhaseTable,
-} from './machine.js';
+import { entered, ok, refuse, required, type Ctx, type PhaseTable } from './transition.js';
+import { abortAttempt, abortRun, enterAggregate, enterTraining } from './phase-entry.js';
+import { deadlineOf } from './secure-entry.js';
 import type {
-  Contribution,
   Effect,
   ExchangeProgress,
   KeysState,
-  OpenState,
-  RunPlan,
   SharesState,
   StepResult,
   UnmaskState,
-  UploadState,
 } from './types.js';
 import { REFUSAL_CODES } from './types.js';
 
-
-function deadlineOf(plan: RunPlan, phase: 'keys' | 'shares' | 'unmask'): number {
-  return plan.deadlines[phase] ?? plan.deadlines.upload;
-}
 
 function withStatus(exchange: Readonly<Record<string, ExchangeProgress>>, status: ExchangeProgress): string[] {
   return Object.keys(exchange)
     .filter((s) => exchange[s] === status)
     .sort();
-}
-
-/** Round 0: every invited site makes and signs fresh key pairs for this attempt. */
-export function enterKeys(open: OpenState, invited: readonly string[], ctx: Ctx): StepResult {
-  const exchange: Record<string, ExchangeProgress> = {};
-  for (const s of invited) exchange[s] = 'waiting';
-  const keys: KeysState = { ...open, phase: 'keys', deadline: ctx.now + deadlineOf(open.plan, 'keys'), exchange };
-  return ok(ctx, keys, [...entered(keys, 'keys'), { type: 'sendKeysTasks', round: open.round, attempt: open.attempt, sites: [...invited] }]);
 }
 
 /**
@@ -76,37 +52,6 @@ function exchangeEvent(s: KeysState | SharesState, site: string, ctx: Ctx, to: E
   if (now === undefined) return refuse(s, { type: eventType } as never, REFUSAL_CODES.notInvited, `site ${site} is not part of ${s.phase} of round ${s.round}.${s.attempt}`);
   if (now !== 'waiting') return refuse(s, { type: eventType } as never, now === 'dropped' ? REFUSAL_CODES.notInvited : REFUSAL_CODES.duplicate, `${eventType} from ${site} while it is ${now}`);
   return settleExchange({ ...s, exchange: { ...s.exchange, [site]: to } }, ctx, false);
-}
-
-/** After upload: survivors (their masked input is in the sum) first sign the survivor list. */
-export function enterUnmask(
-  s: UploadState,
-  participants: readonly Contribution[],
-  dropped: readonly string[],
-  recordDropped: readonly string[],
-  ctx: Ctx,
-  prior: readonly Effect[],
-): StepResult {
-  const unmask: UnmaskState = {
-    phase: 'unmask',
-    plan: s.plan,
-    round: s.round,
-    attempt: s.attempt,
-    deadline: ctx.now + deadlineOf(s.plan, 'unmask'),
-    step: 'consistency',
-    participants,
-    dropped,
-    recordDropped,
-    signed: [],
-    revealed: [],
-    gone: [],
-  };
-  const survivors = participants.map((p) => p.site);
-  return ok(ctx, unmask, [
-    ...prior,
-    ...entered(unmask, 'unmask'),
-    { type: 'requestConsistency', round: s.round, attempt: s.attempt, survivors, dropped: [...dropped] },
-  ]);
 }
 
 /** Moves the unmask phase on once every survivor that can still answer has answered. */

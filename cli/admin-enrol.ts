@@ -7,12 +7,13 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { enrolSite, loadCaFiles, renewalCsr, signSiteCsr, writeAtomic, type AdminClient } from '../coordinator/index.js';
 import { loadSiteConfig } from '../site-agent/index.js';
-import { AdminUsageError, type AdminArgs, type AdminConfig } from './admin.js';
+import type { AdminArgs, AdminConfig } from './admin.js';
+import { UsageError } from './usage-error.js';
 import { formatTable } from './table.js';
 
 const readText = (path: string, what: string): Promise<string> =>
   readFile(path, 'utf8').catch((err: unknown) => {
-    throw new AdminUsageError(`cannot read ${what} ${path}: ${(err as Error).message}`);
+    throw new UsageError(`cannot read ${what} ${path}: ${(err as Error).message}`);
   });
 
 /**
@@ -22,9 +23,9 @@ const readText = (path: string, what: string): Promise<string> =>
  */
 export async function approveCommand(client: AdminClient, cfg: AdminConfig, a: AdminArgs, print: (v: unknown, human: () => string) => number): Promise<number> {
   const site = a.target;
-  if (!site) throw new AdminUsageError('admin approve needs a site id: fedhpc admin approve SITE --csr FILE --ca DIR --config ADMIN.json');
-  if (!a.csr) throw new AdminUsageError('admin approve needs --csr FILE (the request made by fedhpc site enroll or renew)');
-  if (!a.ca) throw new AdminUsageError('admin approve needs --ca DIR (the CA folder of fedhpc provision, holding ca.crt and ca.key)');
+  if (!site) throw new UsageError('admin approve needs a site id: fedhpc admin approve SITE --csr FILE --ca DIR --config ADMIN.json');
+  if (!a.csr) throw new UsageError('admin approve needs --csr FILE (the request made by fedhpc site enroll or renew)');
+  if (!a.ca) throw new UsageError('admin approve needs --ca DIR (the CA folder of fedhpc provision, holding ca.crt and ca.key)');
   const csrPath = resolve(a.csr);
   const csrPem = await readText(csrPath, 'CSR');
   const ca = await loadCaFiles(resolve(a.ca));

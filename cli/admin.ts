@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { loadConfigFile, parseConfig } from '../common/config-file.js';
 import { AdminClient, runSchema } from '../coordinator/index.js';
 import { approveCommand } from './admin-enrol.js';
+import { UsageError } from './usage-error.js';
 import { watchCommand } from './admin-watch.js';
 import { formatBytes, formatDuration, formatTable, formatTime } from './table.js';
 import type { StatusResponse__Output } from '../proto/index.js';
@@ -44,8 +45,6 @@ export interface AdminArgs {
   readonly signal?: AbortSignal | undefined;
 }
 
-/** A usage mistake in admin arguments (exit code 2). */
-export class AdminUsageError extends Error {}
 
 /** Loads an admin config file (relative paths resolve against its folder). */
 export function loadAdminConfig(file: string): AdminConfig {
@@ -53,7 +52,7 @@ export function loadAdminConfig(file: string): AdminConfig {
 }
 
 const need = (value: string | undefined, what: string): string => {
-  if (!value) throw new AdminUsageError(what);
+  if (!value) throw new UsageError(what);
   return value;
 };
 
@@ -122,14 +121,14 @@ export async function runAdmin(a: AdminArgs, out: (s: string) => void): Promise<
       case 'start': {
         const file = resolve(need(a.run, 'admin start needs --run FILE (a run file: JSON with the run fields of the coordinator config)'));
         const text = await readFile(file, 'utf8').catch((err: unknown) => {
-          throw new AdminUsageError(`cannot read run file ${file}: ${(err as Error).message}`);
+          throw new UsageError(`cannot read run file ${file}: ${(err as Error).message}`);
         });
         // Checked here first so a typo is reported before anything is sent, naming field and file.
         let json: unknown;
         try {
           json = JSON.parse(text);
         } catch (err) {
-          throw new AdminUsageError(`run file ${file} is not valid JSON: ${(err as Error).message}`);
+          throw new UsageError(`run file ${file} is not valid JSON: ${(err as Error).message}`);
         }
         parseConfig(file, json, runSchema);
         const r = await client.startRun(text, file);
@@ -175,7 +174,7 @@ function transferCell(s: { transferDirection: string; transferBytes: string; tra
 
 async function roundCommand(client: AdminClient, a: AdminArgs, print: (v: unknown, human: () => string) => number): Promise<number> {
   const n = Number(need(a.target, 'admin round needs a round number: fedhpc admin round N --config ADMIN.json'));
-  if (!Number.isSafeInteger(n) || n < 1) throw new AdminUsageError(`round must be a positive integer, got ${JSON.stringify(a.target)}`);
+  if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`round must be a positive integer, got ${JSON.stringify(a.target)}`);
   const d = await client.round(n);
   return print(d, () => {
     const parts: string[] = [`run ${d.runId}, round ${d.round}${d.hasEval ? `, eval loss ${d.evalLoss.toFixed(4)}` : ''}`];

@@ -7,13 +7,13 @@ import { X509Certificate } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { exportLines, readStateDirTrail, readStreamTrail, verifyAudit, type AuditLine, type AuditReport } from '../coordinator/index.js';
+import { UsageError, isUsageError } from './usage-error.js';
 
 const USAGE = `usage:
   fedhpc admin audit verify (--state-dir DIR | --nats URL [--stream NAME] [--subject SUBJECT]) [--ca FILE] [--require-receipts] [--json]
   fedhpc admin audit export (--state-dir DIR | --nats URL [--stream NAME] [--subject SUBJECT]) [--out FILE] [--json]
 `;
 
-class AuditUsageError extends Error {}
 
 type Out = (s: string) => void;
 
@@ -36,10 +36,10 @@ export async function runAudit(args: string[], out: Out = (s) => void process.st
       strict: true,
     });
     const [command, ...extra] = positionals;
-    if (command !== 'verify' && command !== 'export') throw new AuditUsageError(`audit needs a command: verify | export`);
-    if (extra.length > 0) throw new AuditUsageError(`audit ${command} takes no positional arguments, got ${extra.join(' ')}`);
+    if (command !== 'verify' && command !== 'export') throw new UsageError(`audit needs a command: verify | export`);
+    if (extra.length > 0) throw new UsageError(`audit ${command} takes no positional arguments, got ${extra.join(' ')}`);
     const stateDir = values['state-dir'];
-    if ((stateDir === undefined) === (values.nats === undefined)) throw new AuditUsageError('give exactly one of --state-dir DIR or --nats URL');
+    if ((stateDir === undefined) === (values.nats === undefined)) throw new UsageError('give exactly one of --state-dir DIR or --nats URL');
     const lines = stateDir !== undefined
       ? await readStateDirTrail(stateDir)
       : await readStreamTrail({ url: values.nats!, timeoutMs: 10_000, stream: values.stream!, ...(values.subject ? { subject: values.subject } : {}) });
@@ -51,7 +51,7 @@ export async function runAudit(args: string[], out: Out = (s) => void process.st
     else out(humanReport(source, report));
     return report.ok ? 0 : 1;
   } catch (e) {
-    if (e instanceof AuditUsageError || (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+    if (isUsageError(e)) {
       err(`${(e as Error).message}\n${USAGE}`);
       return 2;
     }
@@ -63,7 +63,7 @@ export async function runAudit(args: string[], out: Out = (s) => void process.st
 async function readCa(file: string): Promise<X509Certificate[]> {
   const text = await readFile(file, 'utf8');
   const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  if (blocks.length === 0) throw new AuditUsageError(`${file} holds no PEM certificate`);
+  if (blocks.length === 0) throw new UsageError(`${file} holds no PEM certificate`);
   return blocks.map((b) => new X509Certificate(b));
 }
 

@@ -9,11 +9,9 @@ import { createLogger } from '../common/logger.js';
 import { loadCoordinatorConfig, startCoordinator } from '../coordinator/index.js';
 import { serveMetrics } from '../common/metrics-http.js';
 import { AgentMetrics, createRunner, DROP_PHASES, RunnerConfigError, loadSiteConfig, SiteAgent, SiteAgentError, type DropPhase } from '../site-agent/index.js';
-import { DEMO_TRAIN, writeFederationFiles } from '../simulate/federation-files.js';
-import { SIMULATE_STRATEGIES, simulate, type SimulateRecord, type SimulateStrategy } from '../simulate/simulate.js';
-import { containerLayout } from '../simulate/containers.js';
-import { buildFedhpcImage } from '../simulate/images.js';
-import { ADMIN_COMMANDS, AdminUsageError, runAdmin, type AdminCommand } from './admin.js';
+import { DEMO_TRAIN, writeFederationFiles, SIMULATE_STRATEGIES, simulate, type SimulateRecord, type SimulateStrategy, containerLayout, buildFedhpcImage } from '../simulate/index.js';
+import { ADMIN_COMMANDS, runAdmin, type AdminCommand } from './admin.js';
+import { UsageError, isUsageError } from './usage-error.js';
 import { runAudit } from './audit.js';
 import { enrolCommand, renewCommand } from './admin-enrol.js';
 
@@ -37,9 +35,6 @@ const USAGE = `usage: fedhpc <command> [options]
                revoke SITE [--reason TEXT]
   admin audit  verify|export (--state-dir DIR | --nats URL [--stream NAME]) [--ca FILE] [--out FILE] [--json]
 `;
-
-/** A usage error: exit code 2 and the usage text. */
-class UsageError extends Error {}
 
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
 
@@ -310,7 +305,7 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     const code = (err as { code?: unknown }).code;
-    if (err instanceof UsageError || err instanceof AdminUsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
+    if (isUsageError(err)) {
       process.stderr.write(`fedhpc: ${(err as Error).message}\n\n${USAGE}`);
       process.exitCode = 2;
     } else if (err instanceof ConfigError || err instanceof RunnerConfigError) {

@@ -13,13 +13,10 @@ import {
   type SiteOptions,
 } from '../site-agent/index.js';
 import { torchInitialModel, torchRunner, type JobRunnerKind } from './torch-sites.js';
+import { DEMO_DATA, DEMO_MODEL_SEED } from './demo.js';
 
 /** Training settings of the demo federation (builtin runner), chosen for ≈1 CPU-second per shard. */
 export const DEMO_TRAIN = { steps: 50, batchSize: 256, lr: 0.01 } as const;
-/** Size of each site's generated corpus in the demo. */
-export const DEMO_DATA = { trainChars: 200_000, heldoutChars: 20_000 } as const;
-/** Seed of the demo's initial model. */
-export const DEMO_MODEL_SEED = 42;
 
 export interface FederationFilesOptions {
   readonly dir: string;

@@ -8,9 +8,8 @@ import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { createRng, encodeText, generateText, type Language } from '../site-agent/builtin/index.js';
-import { siteDataset, type SiteOptions } from '../site-agent/index.js';
-import { DEMO_DATA, DEMO_MODEL_SEED } from './federation-files.js';
+import { createRng, encodeText, generateText, type Language, siteDataset, type SiteOptions } from '../site-agent/index.js';
+import { DEMO_DATA, DEMO_MODEL_SEED } from './demo.js';
 
 const exec = promisify(execFile);
 

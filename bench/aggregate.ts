@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { INT8_BLOCK_BYTES, int8Bytes } from '../aggregation/index.js';
-import { KernelPool, type PoolEncoding, type PoolRegion } from '../coordinator/kernel-pool.js';
+import { KernelPool, type PoolEncoding, type PoolRegion } from '../coordinator/index.js';
 import type { Benchmark } from './registry.js';
 
 const FIXTURE = fileURLToPath(new URL('../../bench/fixtures/aggregate_numpy.py', import.meta.url));

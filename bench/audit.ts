@@ -15,9 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { signReceipt } from '../common/receipt.js';
-import { readStateDirTrail, verifyAudit } from '../coordinator/audit/index.js';
-import { createCa, issueCertificate } from '../coordinator/pki/index.js';
-import { GENESIS_HASH, readJournal, recordHash, type JournalBody, type JournalRecord } from '../coordinator/state/journal.js';
+import { readStateDirTrail, verifyAudit, createCa, issueCertificate, GENESIS_HASH, readJournal, recordHash, type JournalBody, type JournalRecord } from '../coordinator/index.js';
 import type { Benchmark } from './registry.js';
 
 const FED = 'benchfed';

@@ -43,10 +43,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { simulate, type SimulateRecord } from '../simulate/simulate.js';
-import { dominantMix, mixedTokens, TORCH_TRAIN, TORCH_TRAINER, torchInitialModel, writeMixedSiteTokens } from '../simulate/torch-sites.js';
-import { bigramEvalLoss, LANGUAGES, VOCAB_SIZE, type Language } from '../site-agent/builtin/index.js';
-import { defaultSiteLanguages } from '../site-agent/index.js';
+import { simulate, type SimulateRecord, dominantMix, mixedTokens, TORCH_TRAIN, TORCH_TRAINER, torchInitialModel, writeMixedSiteTokens } from '../simulate/index.js';
+import { bigramEvalLoss, LANGUAGES, VOCAB_SIZE, type Language, defaultSiteLanguages } from '../site-agent/index.js';
 import type { Benchmark } from './registry.js';
 
 const exec = promisify(execFile);

@@ -19,11 +19,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { DEMO_DATA, DEMO_MODEL_SEED } from '../simulate/federation-files.js';
-import { simulate, type SimulateRecord, type SimulateStrategy } from '../simulate/simulate.js';
-import { evaluate, type BuiltinParams, type ResolvedBuiltinConfig } from '../site-agent/builtin/index.js';
-import { builtinRunnerSchema } from '../site-agent/config.js';
-import { defaultSiteLanguages, initBuiltinModel, resolveBuiltinConfig, siteDataset, trainCentral } from '../site-agent/index.js';
+import { DEMO_DATA, DEMO_MODEL_SEED, simulate, type SimulateRecord, type SimulateStrategy } from '../simulate/index.js';
+import { evaluate, type BuiltinParams, type ResolvedBuiltinConfig, builtinRunnerSchema, defaultSiteLanguages, initBuiltinModel, resolveBuiltinConfig, siteDataset, trainCentral } from '../site-agent/index.js';
 import type { Benchmark } from './registry.js';
 
 /**

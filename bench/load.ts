@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path';
 import { freeLoopbackPort } from '../common/net.js';
 import { AdminClient } from '../coordinator/index.js';
 import { PROTOCOL_VERSION, loadProto, type SiteServiceClient } from '../proto/index.js';
-import { writeFederationFiles } from '../simulate/federation-files.js';
+import { writeFederationFiles } from '../simulate/index.js';
 import type { Benchmark } from './registry.js';
 
 const CLI = resolve('dist/cli/main.js');

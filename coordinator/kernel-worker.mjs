@@ -16,8 +16,25 @@ const init = workerData;
 const k = /** @type {any} */ (new WebAssembly.Instance(init.module, { env: { memory: init.memory } }).exports);
 const control = new Int32Array(init.control);
 
+/**
+ * One source of a job: a spool file (`fd`, its bytes from `base`) or bytes in the shared memory at `base`.
+ * @typedef {{ encoding: 'f32' | 'bf16' | 'int8' | 'u32' | 'u16', fd?: number, base: number, elemInTensor: number, weight: number }} Source
+ */
+/**
+ * One job of the pool: add `sources` into `count` elements of `targetSize` bytes at `target`.
+ * @typedef {{ id: number, target: number, targetSize: number, count: number, clear: boolean, sources: Source[] }} Job
+ */
+/** The port to the pool; a worker is only ever started by the pool. */
+const port = /** @type {import('node:worker_threads').MessagePort} */ (parentPort);
+
 // Mirrors encodedRange() in aggregation/kernels/encoding.ts (int8: blocks of 128 values, each
 // after a 4-byte f32 scale; ⌈e/128⌉·4 + e bytes hold the first e values of a tensor).
+/**
+ * @param {string} encoding
+ * @param {number} elem
+ * @param {number} count
+ * @returns {{ offset: number, length: number, skip: number }}
+ */
 function range(encoding, elem, count) {
   switch (encoding) {
     case 'f32':
@@ -37,6 +54,13 @@ function range(encoding, elem, count) {
   }
 }
 
+/**
+ * @param {number} fd
+ * @param {Uint8Array} bytes
+ * @param {number} at
+ * @param {number} length
+ * @param {number} position
+ */
 function readFully(fd, bytes, at, length, position) {
   let done = 0;
   while (done < length) {
@@ -48,7 +72,15 @@ function readFully(fd, bytes, at, length, position) {
 
 const slotBytes = Math.floor(init.scratchBytes / 4 / 64) * 64;
 
-/** Address of source `s`'s bytes for values [elem, elem + m): in place, or read into scratch slot `slot`. */
+/**
+ * Address of source `s`'s bytes for values [elem, elem + m): in place, or read into scratch slot `slot`.
+ * @param {Uint8Array} bytes
+ * @param {Source} s
+ * @param {number} elem
+ * @param {number} m
+ * @param {number} slot
+ * @returns {{ ptr: number, skip: number }}
+ */
 function locate(bytes, s, elem, m, slot) {
   const r = range(s.encoding, elem, m);
   if (s.fd === undefined) return { ptr: s.base + r.offset, skip: r.skip };
@@ -57,13 +89,32 @@ function locate(bytes, s, elem, m, slot) {
   return { ptr, skip: r.skip };
 }
 
-/** Whether sources[i..i+3] can go through one four-source kernel call (same f32 or bf16 encoding). */
+/**
+ * Whether sources[i..i+3] can go through one four-source kernel call (same f32 or bf16 encoding).
+ * @param {Source[]} sources
+ * @param {number} i
+ */
 function quad(sources, i) {
-  const e = sources[i].encoding;
+  const e = at(sources, i).encoding;
   if ((e !== 'f32' && e !== 'bf16') || i + 4 > sources.length) return false;
-  return sources[i + 1].encoding === e && sources[i + 2].encoding === e && sources[i + 3].encoding === e;
+  return at(sources, i + 1).encoding === e && at(sources, i + 2).encoding === e && at(sources, i + 3).encoding === e;
 }
 
+/**
+ * `list[i]`, which the caller knows is there.
+ * @template T
+ * @param {readonly T[]} list
+ * @param {number} i
+ * @returns {T}
+ */
+function at(list, i) {
+  return /** @type {T} */ (list[i]);
+}
+
+/**
+ * Runs this thread's share of `job`; false when the pool aborted it meanwhile.
+ * @param {Job} job
+ */
 function run(job) {
   const bytes = new Uint8Array(init.memory.buffer); // refreshed per job: the memory may have grown
   const size = job.targetSize;
@@ -81,14 +132,14 @@ function run(job) {
     for (let i = 0; i < sources.length; ) {
       if (quad(sources, i)) {
         // One pass over the accumulator for four sources, in order: the same roundings.
-        const p = [0, 1, 2, 3].map((j) => locate(bytes, sources[i + j], sources[i + j].elemInTensor + a, m, j).ptr);
-        const w = [0, 1, 2, 3].map((j) => sources[i + j].weight);
-        const kernel = sources[i].encoding === 'f32' ? k.acc_f32_x4 : k.acc_bf16_x4;
+        const p = [0, 1, 2, 3].map((j) => locate(bytes, at(sources, i + j), at(sources, i + j).elemInTensor + a, m, j).ptr);
+        const w = [0, 1, 2, 3].map((j) => at(sources, i + j).weight);
+        const kernel = at(sources, i).encoding === 'f32' ? k.acc_f32_x4 : k.acc_bf16_x4;
         kernel(target, p[0], p[1], p[2], p[3], m, w[0], w[1], w[2], w[3]);
         i += 4;
         continue;
       }
-      const s = sources[i++];
+      const s = at(sources, i++);
       const { ptr: src, skip } = locate(bytes, s, s.elemInTensor + a, m, 0);
       switch (s.encoding) {
         case 'f32':
@@ -111,13 +162,13 @@ function run(job) {
   }
 }
 
-parentPort.on('message', (job) => {
+port.on('message', (/** @type {Job} */ job) => {
   try {
     const completed = run(job);
-    parentPort.postMessage({ id: job.id, ok: completed, aborted: !completed });
+    port.postMessage({ id: job.id, ok: completed, aborted: !completed });
   } catch (err) {
     const e = /** @type {Error & { code?: string }} */ (err);
-    parentPort.postMessage({ id: job.id, ok: false, error: { name: e.name, message: e.message, code: e.code } });
+    port.postMessage({ id: job.id, ok: false, error: { name: e.name, message: e.message, code: e.code } });
   }
 });
-parentPort.postMessage({ ready: true });
+port.postMessage({ ready: true });

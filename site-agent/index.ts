@@ -1,6 +1,6 @@
 /** Public surface of the site-agent part. */
 export { AGENT_VERSION, DROP_PHASES, SiteAgent, type DropPhase, type SiteAgentOptions } from './agent.js';
-export { loadSiteConfig, siteConfigSchema, type ResolvedSiteConfig, type SiteOptions } from './config.js';
+export { builtinRunnerSchema, loadSiteConfig, siteConfigSchema, type ResolvedSiteConfig, type SiteOptions } from './config.js';
 export { SiteAgentError } from './errors.js';
 export { BuiltinRunner, readBuiltinModel, writeBuiltinModel } from './runners/builtin.js';
 export type { Runner } from './runners/runner.js';
@@ -9,13 +9,22 @@ export { CommandRunner, commandRunnerSchema } from './runners/command.js';
 export { SlurmPendingError, SlurmRunner, slurmRunnerSchema } from './runners/slurm.js';
 export { RunnerConfigError } from './runners/round-dir.js';
 export {
+  LANGUAGES,
   bigramEvalLoss,
   builtinTensorSpecs,
+  createRng,
   defaultSiteLanguages,
+  encodeText,
+  evaluate,
+  generateText,
   initBuiltinModel,
   resolveBuiltinConfig,
   siteDataset,
   trainCentral,
   VOCAB_SIZE,
+  type BuiltinParams,
+  type Language,
+  type ResolvedBuiltinConfig,
 } from './builtin/index.js';
 export { AgentMetrics } from './metrics.js';
+export { createSiteClient } from './client.js';

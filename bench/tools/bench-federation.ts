@@ -15,7 +15,7 @@ import { withMallocTuning } from '../../common/malloc.js';
 import { freeLoopbackPort } from '../../common/net.js';
 import { AdminClient, type AdminEvent } from '../../coordinator/index.js';
 import type { RoundInfo__Output } from '../../proto/index.js';
-import { writeFederationFiles } from '../../simulate/federation-files.js';
+import { writeFederationFiles } from '../../simulate/index.js';
 
 const CLI = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
 

@@ -10,6 +10,11 @@ if (!file) {
   console.error('usage: cpuprofile-top.mjs FILE.cpuprofile [N] [FILTER-REGEX]');
   process.exit(2);
 }
+/**
+ * The parts of V8's .cpuprofile this reads.
+ * @typedef {{ id: number, children?: number[], callFrame: { functionName: string, url: string, lineNumber: number } }} ProfileNode
+ */
+/** @type {{ nodes: ProfileNode[], samples: number[], timeDeltas: number[] }} */
 const p = JSON.parse(readFileSync(file, 'utf8'));
 const byId = new Map(p.nodes.map((n) => [n.id, n]));
 const parent = new Map();
@@ -17,7 +22,7 @@ for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
 const micros = new Map();
 for (let i = 0; i < p.samples.length; i++) micros.set(p.samples[i], (micros.get(p.samples[i]) ?? 0) + (p.timeDeltas[i] ?? 0));
 const total = [...micros.values()].reduce((a, b) => a + b, 0);
-const key = (n) => `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.replace(/^.*\/(dist|node_modules)\//, '$1/')}:${n.callFrame.lineNumber + 1}`;
+const key = (/** @type {ProfileNode | undefined} */ n) => n === undefined ? '(unknown)' : `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.replace(/^.*\/(dist|node_modules)\//, '$1/')}:${n.callFrame.lineNumber + 1}`;
 const self = new Map();
 const incl = new Map();
 for (const [id, us] of micros) {
@@ -33,7 +38,7 @@ for (const [id, us] of micros) {
 }
 const n = Number(nArg ?? 25);
 const re = filter ? new RegExp(filter) : undefined;
-const show = (title, m) => {
+const show = (/** @type {string} */ title, /** @type {Map<string, number>} */ m) => {
   console.log(`--- ${title}`);
   for (const [k, us] of [...m].filter(([k]) => !re || re.test(k)).sort((a, b) => b[1] - a[1]).slice(0, n)) {
     console.log(`${(us / 1e6).toFixed(3).padStart(8)} s ${((100 * us) / total).toFixed(1).padStart(5)}%  ${k}`);

@@ -13,7 +13,7 @@ import * as tls from 'node:tls';
 import type { TlsFiles } from '../../common/tls.js';
 import { readTlsFiles } from '../../common/tls.js';
 import type { SiteServiceClient, UploadMessage, UploadReply__Output } from '../../proto/index.js';
-import { createSiteClient } from '../../site-agent/client.js';
+import { createSiteClient } from '../../site-agent/index.js';
 import { TLS_HEADER_BYTES, TLS_REPLY_BYTES } from './upload-sink.js';
 
 /** Options of one sender. */

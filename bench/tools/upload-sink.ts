@@ -12,7 +12,7 @@ import * as tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { createGrpcServer } from '../../common/grpc-window.js';
 import type { TlsMaterial } from '../../common/tls.js';
-import { SERVER_CHANNEL_OPTIONS } from '../../coordinator/coordinator.js';
+import { SERVER_CHANNEL_OPTIONS } from '../../coordinator/index.js';
 import { loadProto, type UploadMessage__Output, type UploadReply } from '../../proto/index.js';
 
 /** What the receivers do with the bytes, for the bench's output. */

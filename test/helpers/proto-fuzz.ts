@@ -56,7 +56,7 @@ export function encodeWire(fields: readonly WireField[]): Buffer {
 }
 
 function descriptor(typeName: string): { fields: FieldDescriptor[] } {
-  const entry = loadPackageDefinition()[typeName] as protoLoader.MessageTypeDefinition | undefined;
+  const entry = loadPackageDefinition()[typeName] as protoLoader.MessageTypeDefinition<unknown, unknown> | undefined;
   if (!entry) throw new Error(`no message ${typeName} in the proto`);
   return { fields: (entry.type as { field: FieldDescriptor[] }).field };
 }

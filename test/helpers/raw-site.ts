@@ -307,7 +307,7 @@ export function completeUpload(messages: readonly UploadMessage[]): UploadMessag
   const addDigests = header !== undefined && !messages.some((m) => m.digest);
   const enc = (header?.encoding?.name ?? 'f32') as DeltaEncoding;
   const known = ['f32', 'bf16', 'int8', 'secagg32', 'secagg16'].includes(enc);
-  const segments = header && known ? deltaSegments(enc, (header.tensors ?? []).map((t) => elementsOf(t.shape ?? []))) : [];
+  const segments = header && known ? deltaSegments(enc, (header.tensors ?? []).map((t) => elementsOf((t.shape ?? []).map((d) => Number(d))))) : [];
   const total = segments.length > 0 ? segments[segments.length - 1]!.end : 0;
   const start = Number(header?.stripeOffset ?? 0);
   const bytes = Number(header?.stripeBytes ?? 0);
@@ -409,13 +409,16 @@ export class UploadStream {
     for (const m of messages) if (!this.call.write(m)) await Promise.race([once(this.call, 'drain'), this.outcome]);
   }
 
-  /** Resolves with the first reply matching `pick` (waiting for it); rejects when the stream ends first. */
-  async reply<T>(pick: (r: UploadReply__Output) => T | undefined, timeoutMs = 15_000): Promise<T> {
+  /**
+   * Resolves with the first reply for which `pick` gives a value (waiting for it); rejects when the
+   * stream ends first. An absent oneof field reads `null` (proto-loader's defaults): not a match.
+   */
+  async reply<T>(pick: (r: UploadReply__Output) => T | null | undefined, timeoutMs = 15_000): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       for (const r of this.replies) {
         const v = pick(r);
-        if (v !== undefined) return v;
+        if (v !== undefined && v !== null) return v;
       }
       if (this.ended) throw new Error(`upload stream ended without the awaited reply: ${JSON.stringify(await this.outcome)}`);
       if (Date.now() > deadline) throw new Error('timed out waiting for an upload reply');

@@ -48,7 +48,7 @@ describe.skipIf(skip)('the audit trail of a federation publishing to NATS', () =
     // A small buffer, so the outage below overflows it and a gap must be reported.
     await fed.patchCoordinatorConfig((cfg) => ({ ...cfg, nats: { url: nats.url, bufferEvents: 5, timeoutMs: 2_000 } }));
     watcher = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 50 });
-    watcher.subscribe('fedhpc.testfed.events.>', { callback: (_e, m: Msg) => messages.push({ subject: m.subject, json: m.json<Record<string, unknown>>() }) });
+    watcher.subscribe('fedhpc.testfed.events.>', { callback: (_e, m: Msg) => void messages.push({ subject: m.subject, json: m.json<Record<string, unknown>>() }) });
     await watcher.flush();
     // The gap event is published the moment the coordinator reconnects, when this watcher may be
     // reconnecting itself: a stream on its subject keeps it, whoever reconnects first.

@@ -426,7 +426,7 @@ describe('config files with a wrong field', () => {
   }
 
   it('accepts the unedited configs (control)', async () => {
-    expect(loadCoordinatorConfig(await write('coordinator-ok.json', coordinatorConfig())).run.rounds).toBe(3);
+    expect(loadCoordinatorConfig(await write('coordinator-ok.json', coordinatorConfig())).run?.rounds).toBe(3);
     expect(loadSiteConfig(await write('site-ok.json', siteConfig())).site).toBe('site-1');
   });
 

@@ -35,7 +35,7 @@ describe('fedhpc provision, then coordinator, site and admin from the written co
     expect(summary.caKey).toBe(join(dir, 'ca', 'ca.key'));
     const coord = loadCoordinatorConfig(summary.coordinatorConfig);
     expect(coord.federation).toBe('clifed');
-    expect(coord.run.expectedSites).toEqual(['bsc', 'hlrs']);
+    expect(coord.run?.expectedSites).toEqual(['bsc', 'hlrs']);
     expect(coord.tls.key.startsWith(join(dir, 'coordinator'))).toBe(true);
     await expect(stat(join(dir, 'coordinator', 'ca.key'))).rejects.toThrow();
     expect(loadSiteConfig(summary.sites['bsc']!).coordinator).toBe(`localhost:${port}`);

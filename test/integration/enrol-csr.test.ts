@@ -68,7 +68,7 @@ describe('enrolment by CSR, approval, renewal without stopping', () => {
     // One byte of the signature changed: the CSR was not signed by the key it carries.
     const pem = await readFile(join(dir, 'site.csr'), 'utf8');
     const der = Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
-    der[der.length - 1] ^= 0x01;
+    der[der.length - 1]! ^= 0x01;
     const tampered = join(dir, 'tampered.csr');
     await writeFile(tampered, `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`);
     expect((await fails(approve('site-x', tampered))).stderr).toMatch(/PKI_INVALID_CSR: CSR signature does not verify/);

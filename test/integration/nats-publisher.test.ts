@@ -52,7 +52,7 @@ describe.skipIf(skip)('publishing to a real nats-server', () => {
     // The watcher reconnects faster than the publisher, so it is back before the gap notice goes out.
     const watcher = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 50 });
     const messages: Rig['messages'] = [];
-    watcher.subscribe('fedhpc.natsfed.events.>', { callback: (_e, m: Msg) => messages.push({ subject: m.subject, json: m.json<Record<string, unknown>>() }) });
+    watcher.subscribe('fedhpc.natsfed.events.>', { callback: (_e, m: Msg) => void messages.push({ subject: m.subject, json: m.json<Record<string, unknown>>() }) });
     await watcher.flush();
     publisher.start();
     return { server, store, bus, publisher, watcher, messages, dir };

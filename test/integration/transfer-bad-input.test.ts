@@ -98,7 +98,7 @@ describe('resumable uploads: corrupted, broken and excessive streams', () => {
     const at = m.indexOf(m.filter((x) => x.chunk)[2]!);
     const bad = m[at]!.chunk!;
     const corrupted = Buffer.from(bad.data as Uint8Array);
-    corrupted[0] ^= 0xff; // the bytes changed in flight, the CRC is the sender's
+    corrupted[0]! ^= 0xff; // the bytes changed in flight, the CRC is the sender's
     m.splice(at, 0, { chunk: { ...bad, data: corrupted } });
     const s = await raw.uploadStream(m);
     expect(s.outcome).toMatchObject({ ok: true, value: { accepted: true, complete: true } });
@@ -199,14 +199,14 @@ describe('resumable uploads: corrupted, broken and excessive streams', () => {
     await second.write(m[0]!);
     const at = await second.reply((r) => r.accepted);
     // At least what was acknowledged to the sender, at most what it sent.
-    const sentBefore = m.slice(1, half).reduce((n, x) => n + (x.chunk?.data.length ?? 0), 0);
+    const sentBefore = m.slice(1, half).reduce((n, x) => n + (x.chunk?.data?.length ?? 0), 0);
     const from = Number(at.offset);
     expect(from).toBeGreaterThanOrEqual(acked);
     expect(from).toBeLessThanOrEqual(sentBefore);
     expect(Number(at.windowBytes)).toBe(WINDOW);
     expect(sentBefore - from).toBeLessThanOrEqual(WINDOW);
     // Everything from the acknowledged offset on (digests of tensors that end later included).
-    const kept = (x: UploadMessage | undefined): boolean => x?.chunk !== undefined && Number(x.chunk.offset) >= from;
+    const kept = (x: UploadMessage | undefined): boolean => x?.chunk != null && Number(x.chunk.offset) >= from;
     const chunkBefore = (all: UploadMessage[], i: number): UploadMessage | undefined => all.slice(0, i).reverse().find((y) => y.chunk);
     const rest = m.slice(1).filter((x, i, all) => (x.chunk ? kept(x) : x.digest ? kept(chunkBefore(all, i)) : true));
     await second.write(...rest);

@@ -28,7 +28,7 @@ describe('audit verify', () => {
   it('names a record whose field was changed: its index, hash and "hash does not match"', () => {
     const records = clone();
     const i = indexOf(records, 'round-committed', 1);
-    (records[i]!.body as { modelSha256: string }).modelSha256 = 'f'.repeat(64);
+    Object.assign(records[i]!.body, { modelSha256: 'f'.repeat(64) });
     const r = verify(toText(records));
     expect(r.ok).toBe(false);
     expect(r.firstBroken).toMatchObject({ index: i, seq: i + 1, hash: trail.records[i]!.hash, type: 'round-committed' });
@@ -48,10 +48,10 @@ describe('audit verify', () => {
   it('catches history rewritten and re-chained by the coordinator: the receipts no longer match the committed model', () => {
     const records = clone();
     const i = indexOf(records, 'round-committed', 0);
-    (records[i]!.body as { modelSha256: string }).modelSha256 = 'e'.repeat(64);
+    Object.assign(records[i]!.body, { modelSha256: 'e'.repeat(64) });
     // A thorough forger also points the receipts at the rewritten record; only the signatures stay.
     const relinked = rechain(records);
-    for (const x of relinked) if (x.body.type === 'receipt' && x.body['round'] === 1) (x.body as { committedHash: string }).committedHash = relinked[i]!.hash;
+    for (const x of relinked) if (x.body.type === 'receipt' && x.body['round'] === 1) Object.assign(x.body, { committedHash: relinked[i]!.hash });
     const rewritten = rechain(relinked);
     const r = verify(toText(rewritten));
     const first = indexOf(rewritten, 'receipt', 0);
@@ -72,10 +72,10 @@ describe('audit verify', () => {
     expect(r.firstBroken!.reason).toBe('receipt certificate was not issued by the federation CA');
 
     const records2 = clone();
-    const body = records2[i]!.body as { signature: string };
-    const sig = Buffer.from(body.signature, 'base64');
+    const body = records2[i]!.body;
+    const sig = Buffer.from(String(body['signature']), 'base64');
     sig[sig.length - 1]! ^= 0x01;
-    body.signature = sig.toString('base64');
+    Object.assign(body, { signature: sig.toString('base64') });
     const r2 = verify(toText(rechain(records2)));
     expect(r2.firstBroken).toMatchObject({ index: i, type: 'receipt' });
     expect(r2.firstBroken!.reason).toMatch(/signature of site site-b does not verify/);

@@ -31,7 +31,7 @@ const TENSORS = [
   { name: 'proj', shape: [389] },
   { name: 'norm', shape: [128] },
 ] as const;
-const SIZES = TENSORS.map((t) => t.shape.reduce((a, d) => a * d, 1));
+const SIZES = TENSORS.map((t) => t.shape.reduce<number>((a, d) => a * d, 1));
 
 let dir: string;
 let store: LocalStateStore;

@@ -221,7 +221,7 @@ describe('aggregateRound', () => {
     const inputs = [
       { site: 'a', weight: 2, path, encoding: 'f32' },
       { site: 'b', weight: 5, path: other, encoding: 'f32' },
-    ];
+    ] as const;
     const shaLarge = await aggregate(globalSha, inputs, { name: 'diloco' }, { sliceElements: 1 << 20 });
     const stateLarge = await readTensors(store.openOptimizerState(shaLarge, 'momentum'));
     for (const sliceElements of [1, 3]) {

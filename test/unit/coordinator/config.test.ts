@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -79,6 +80,7 @@ describe('loadCoordinatorConfig', () => {
     });
     expect(c.heartbeatIntervalMs).toBe(2000);
     expect(c.log).toEqual({ level: 'info' });
+    assert(c.run, 'a config with a run section has a resolved run');
     for (const part of [c, c.tls, c.model, c.run, c.run.deadlines, c.run.strategy, c.run.expectedSites, c.limits, c.log]) {
       expect(Object.isFrozen(part)).toBe(true);
     }
@@ -89,7 +91,7 @@ describe('loadCoordinatorConfig', () => {
 
   it('keeps explicit strategy hyper-parameters and fills the rest', async () => {
     await write({ ...valid(), run: { ...(valid().run as object), strategy: { name: 'fedadam', lr: 0.1 } } });
-    expect(loadCoordinatorConfig(file).run.strategy).toEqual({ name: 'fedadam', lr: 0.1, beta1: 0.9, beta2: 0.99, tau: 1e-3 });
+    expect(loadCoordinatorConfig(file).run?.strategy).toEqual({ name: 'fedadam', lr: 0.1, beta1: 0.9, beta2: 0.99, tau: 1e-3 });
   });
 
   it('refuses an unknown top-level field, naming it', async () => {

@@ -36,6 +36,11 @@ function header(patch: Partial<UploadHeader__Output> = {}): UploadHeader__Output
     steps: '10',
     trainLoss: 2.5,
     dataManifestSha256: 'b'.repeat(64),
+    // What the wire decodes when a sender sets no stripe fields: the whole delta, one stripe.
+    stripeOffset: '0',
+    stripeBytes: '0',
+    stripeCount: 0,
+    chunkBytes: 0,
     ...patch,
   };
 }

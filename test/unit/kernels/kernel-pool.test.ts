@@ -103,8 +103,8 @@ describe('KernelPool', () => {
   it('adds masked words modulo 2^32 and 2^16', async () => {
     for (const [encoding, Words, modulus] of [['u32', Uint32Array, 2 ** 32], ['u16', Uint16Array, 2 ** 16]] as const) {
       const n = 150_001;
-      const a = Words.from({ length: n }, (_, i) => (i * 2654435761) % modulus);
-      const b = Words.from({ length: n }, (_, i) => (i * 40503 + 7) % modulus);
+      const a = Words.from(Array.from({ length: n }, (_, i) => (i * 2654435761) % modulus));
+      const b = Words.from(Array.from({ length: n }, (_, i) => (i * 40503 + 7) % modulus));
       const size = a.BYTES_PER_ELEMENT;
       const ra = pool.allocate(n * size);
       const rb = pool.allocate(n * size);

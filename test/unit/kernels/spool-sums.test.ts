@@ -23,7 +23,7 @@ describe('openMaskedSpools (the masked sum secureMean unmasks)', () => {
     const n = 70_001;
     const modulus = 2 ** bits;
     const Words = bits === 32 ? Uint32Array : Uint16Array;
-    const spools = [0, 1, 2].map((k) => Words.from({ length: n }, (_, i) => (modulus - 1 - ((i * (k + 3) * 2654435761) % 1000)) % modulus));
+    const spools = [0, 1, 2].map((k) => Words.from(Array.from({ length: n }, (_, i) => (modulus - 1 - ((i * (k + 3) * 2654435761) % 1000)) % modulus)));
     const paths = await Promise.all(
       spools.map(async (w, k) => {
         const path = join(dir, `masked-${bits}-${k}`);

@@ -7,8 +7,10 @@ import { step } from '../../../coordinator/round/machine.js';
 import { PLAIN_PHASES, REFUSAL_CODES } from '../../../coordinator/round/types.js';
 import type { Effect, RefusalCode, SchedulerEventType, SchedulerState } from '../../../coordinator/round/types.js';
 import {
+  ALL_EVENT_TYPES,
+  ALL_ROUND_TAGGED,
   DEADLINES,
-  EVENT_TYPES,
+  SECURE_ONLY_EVENTS,
   PLAN,
   ROUND_TAGGED,
   RUN_PHASES,
@@ -84,15 +86,19 @@ const overRun = (extra: Partial<Record<SchedulerEventType, Cell>>): Record<Sched
   runStarted: startedWithAll,
   siteConnected: same('finished'),
   siteDisconnected: same('finished'),
-  ...Object.fromEntries(ROUND_TAGGED.map((t) => [t, { refuse: STALE }])),
+  ...Object.fromEntries(ALL_ROUND_TAGGED.map((t) => [t, { refuse: STALE }])),
   abortRequested: { refuse: INVALID },
   siteExcused: excusalRecorded('finished'),
   ...extra,
 }) as Record<SchedulerEventType, Cell>;
 
+/** A plain run never asks for keys, shares or unmasking: the secure stages' events are invalid in it. */
+const SECURE_EVENTS_INVALID = Object.fromEntries(SECURE_ONLY_EVENTS.map((t) => [t, { refuse: INVALID }])) as Record<(typeof SECURE_ONLY_EVENTS)[number], Cell>;
+
 /** The matrix. Typed as a total record, so a missing pair does not compile; counted below too. */
 const MATRIX: Record<RunPhase, Record<SchedulerEventType, Cell>> = {
   idle: {
+    ...SECURE_EVENTS_INVALID,
     runStarted: {
       phase: 'open',
       effects: [{ type: 'recordRoundOpened', round: 1, attempt: 0 }, ...enteredEffects(1, 0, 'open', T0)],
@@ -112,6 +118,7 @@ const MATRIX: Record<RunPhase, Record<SchedulerEventType, Cell>> = {
     siteExcused: excusalRecorded('idle'),
   },
   open: {
+    ...SECURE_EVENTS_INVALID,
     runStarted: { refuse: INVALID },
     siteConnected: {
       phase: 'training',
@@ -139,6 +146,7 @@ const MATRIX: Record<RunPhase, Record<SchedulerEventType, Cell>> = {
     siteExcused: excusalRecorded('open'),
   },
   training: {
+    ...SECURE_EVENTS_INVALID,
     runStarted: { refuse: INVALID },
     siteConnected: same('training', (s) => {
       expect(s.connected).toEqual(['a', 'b', 'c', 'd']);
@@ -172,6 +180,7 @@ const MATRIX: Record<RunPhase, Record<SchedulerEventType, Cell>> = {
     siteExcused: excusalRecorded('training'),
   },
   upload: {
+    ...SECURE_EVENTS_INVALID,
     runStarted: { refuse: INVALID },
     siteConnected: same('upload', connectedIs(['a', 'b', 'c', 'd'])),
     // a was the only one still uploading; without it only b remains, below k = 2.
@@ -215,6 +224,7 @@ const MATRIX: Record<RunPhase, Record<SchedulerEventType, Cell>> = {
     siteExcused: excusalRecorded('upload'),
   },
   aggregate: {
+    ...SECURE_EVENTS_INVALID,
     runStarted: { refuse: INVALID },
     siteConnected: same('aggregate', connectedIs(['a', 'b', 'c', 'd'])),
     siteDisconnected: same('aggregate', connectedIs(['b', 'c'])),
@@ -243,6 +253,7 @@ const MATRIX: Record<RunPhase, Record<SchedulerEventType, Cell>> = {
     siteExcused: excusalRecorded('aggregate'),
   },
   commit: {
+    ...SECURE_EVENTS_INVALID,
     runStarted: { refuse: INVALID },
     siteConnected: same('commit', connectedIs(['a', 'b', 'c', 'd'])),
     siteDisconnected: same('commit', connectedIs(['b', 'c'])),
@@ -277,21 +288,21 @@ const MATRIX: Record<RunPhase, Record<SchedulerEventType, Cell>> = {
   failed: overRun({ siteConnected: same('failed'), siteDisconnected: same('failed'), siteExcused: excusalRecorded('failed') }),
 };
 
-const CASES = RUN_PHASES.flatMap((phase) => EVENT_TYPES.map((type) => ({ phase, type, cell: MATRIX[phase][type] })));
+const CASES = RUN_PHASES.flatMap((phase) => ALL_EVENT_TYPES.map((type) => ({ phase, type, cell: MATRIX[phase][type] })));
 
 describe('round scheduler transition matrix', () => {
-  it('covers every (phase, event) pair exactly once: 8 phases × 12 events', () => {
+  it('covers every (phase, event) pair exactly once: 8 phases × 16 events', () => {
     expect(RUN_PHASES).toHaveLength(8);
-    expect(EVENT_TYPES).toHaveLength(12);
-    expect(CASES).toHaveLength(96);
-    expect(new Set(CASES.map((c) => `${c.phase}/${c.type}`)).size).toBe(96);
+    expect(ALL_EVENT_TYPES).toHaveLength(16);
+    expect(CASES).toHaveLength(128);
+    expect(new Set(CASES.map((c) => `${c.phase}/${c.type}`)).size).toBe(128);
     for (const c of CASES) expect(c.cell, `${c.phase}/${c.type}`).toBeDefined();
     expect(Object.keys(MATRIX).sort()).toEqual([...RUN_PHASES].sort());
-    for (const phase of RUN_PHASES) expect(Object.keys(MATRIX[phase]).sort()).toEqual([...EVENT_TYPES].sort());
+    for (const phase of RUN_PHASES) expect(Object.keys(MATRIX[phase]).sort()).toEqual([...ALL_EVENT_TYPES].sort());
   });
 
   describe.each(RUN_PHASES)('in %s', (phase) => {
-    it.each(EVENT_TYPES.map((type) => ({ type, cell: MATRIX[phase][type] })))('$type', ({ type, cell }) => {
+    it.each(ALL_EVENT_TYPES.map((type) => ({ type, cell: MATRIX[phase][type] })))('$type', ({ type, cell }) => {
       const state = canonicalState(phase);
       const frozen = structuredClone(state);
       const result = step(state, canonicalEvent(type, phase), T0);

@@ -52,9 +52,9 @@ function configError(): ConfigError {
 describe('the fixed-point budget maxSites·2^quantBits ≤ 2^modulusBits', () => {
   it('accepts the defaults (64 sites × 2^24 ≤ 2^32) and the edge 2^8 sites × 2^24 = 2^32', async () => {
     await withSecure({});
-    expect(loadCoordinatorConfig(file).run.secureAggregation).toMatchObject({ maxSites: 64, quantBits: 24, modulusBits: 32 });
+    expect(loadCoordinatorConfig(file).run?.secureAggregation).toMatchObject({ maxSites: 64, quantBits: 24, modulusBits: 32 });
     await withSecure({ maxSites: 256, quantBits: 24 });
-    expect(loadCoordinatorConfig(file).run.secureAggregation.maxSites).toBe(256);
+    expect(loadCoordinatorConfig(file).run?.secureAggregation.maxSites).toBe(256);
   });
 
   it('refuses 257 sites with q = 24 in Z_2^32, naming run.secureAggregation.quantBits and the file', async () => {
@@ -68,7 +68,7 @@ describe('the fixed-point budget maxSites·2^quantBits ≤ 2^modulusBits', () =>
     await withSecure({ modulusBits: 16, quantBits: 12 });
     expect(configError().issues.join('\n')).toMatch(/run\.secureAggregation\.quantBits: 64 sites × 2\^12 levels exceed the modulus 2\^16/);
     await withSecure({ modulusBits: 16, quantBits: 10 });
-    expect(loadCoordinatorConfig(file).run.secureAggregation.quantBits).toBe(10);
+    expect(loadCoordinatorConfig(file).run?.secureAggregation.quantBits).toBe(10);
   });
 
   it('refuses more expected sites than maxSites, naming run.secureAggregation.maxSites', async () => {
@@ -78,7 +78,7 @@ describe('the fixed-point budget maxSites·2^quantBits ≤ 2^modulusBits', () =>
 
   it('does not check the budget when secure aggregation is off', async () => {
     await withSecure({ enabled: false, maxSites: 65_536, quantBits: 31 });
-    expect(loadCoordinatorConfig(file).run.secureAggregation.enabled).toBe(false);
+    expect(loadCoordinatorConfig(file).run?.secureAggregation.enabled).toBe(false);
   });
 });
 

@@ -118,6 +118,8 @@ interface Done {
   trainLoss: number;
   dataManifestSha256: string;
   dataManifest: Record<string, string | number>;
+  /** Where the next round's data stream continues (the reference trainer's `data.cursor`). */
+  nextCursor: number;
   outSha256: string;
 }
 

@@ -14,7 +14,7 @@ import { planStripes } from '../../../site-agent/transfer.js';
 
 const SHAPES = [[3, 100], [7], [1, 130]] as const;
 const tensors = SHAPES.map((shape, k) => ({ name: `t${k}`, dtype: 'F32', shape: [...shape] }));
-const n = (k: number): number => SHAPES[k]!.reduce((a, b) => a * b, 1);
+const n = (k: number): number => SHAPES[k]!.reduce<number>((a, b) => a * b, 1);
 const deltaValue = (k: number, i: number): number => Math.fround(Math.sin(k * 31 + i) * 0.01 * (k + 1));
 
 let dir: string;

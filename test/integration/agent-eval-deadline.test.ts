@@ -1,0 +1,103 @@
+/**
+ * The eval-only task after a run's last round carries a deadline (`deadlineMs`, the coordinator's
+ * `evalS`): an evaluation that hangs is abandoned there, with a warning, its process ended, and the
+ * agent goes on as before. Real gRPC with mTLS against a coordinator stand-in; the command runner
+ * with an evaluation script that never finishes.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { PROTOCOL_VERSION } from '../../proto/index.js';
+import { CommandRunner, commandRunnerSchema, loadSiteConfig } from '../../site-agent/index.js';
+import { cachedModelPath } from '../../site-agent/transfer.js';
+import { createTestFederation, type TestFederation } from '../helpers/federation.js';
+import { serveSiteStandIn, startAgentInProcess, until, WARN, type AgentUnderTest, type SiteStandIn } from '../helpers/stand-in-coordinator.js';
+
+const MODEL = randomBytes(4096);
+const SHA = createHash('sha256').update(MODEL).digest('hex');
+const JOINED = { federation: 'testfed', siteId: 'site-1', protocolVersion: PROTOCOL_VERSION, heartbeatIntervalMs: 2_000, coordinatorVersion: 'stand-in' };
+/** An evaluation that writes its pid and then never answers. */
+const HANGING_EVAL = `import { writeFileSync } from 'node:fs';
+writeFileSync(process.env.PID_FILE, String(process.pid));
+setTimeout(() => undefined, 120_000);
+`;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('the eval-only task after the last round', () => {
+  let fed: TestFederation;
+  let standIn: SiteStandIn | undefined;
+  let agent: AgentUnderTest | undefined;
+  let pid: number | undefined;
+
+  beforeEach(async () => {
+    fed = await createTestFederation({ sites: 1 });
+  });
+  afterEach(async () => {
+    await agent?.stop();
+    standIn?.close();
+    if (pid !== undefined && alive(pid)) process.kill(pid, 'SIGKILL');
+    await fed.cleanup();
+  });
+
+  it('is abandoned at its deadline when the evaluation hangs: a warning, the process ended, nothing reported, the agent still heartbeating', async () => {
+    const script = join(fed.dir, 'hanging-eval.mjs');
+    const pidFile = join(fed.dir, 'eval.pid');
+    await writeFile(script, HANGING_EVAL);
+    const runner = new CommandRunner(
+      commandRunnerSchema.parse({ kind: 'command', command: [process.execPath, script], evalArgs: ['--eval'], env: { PID_FILE: pidFile }, evalTimeoutS: 120, killGraceS: 1 }),
+    );
+    // The global model is already held, so the evaluation starts at once.
+    const workDir = loadSiteConfig(fed.files.siteConfigs.get('site-1')!).workDir;
+    await mkdir(join(workDir, 'models'), { recursive: true });
+    await writeFile(cachedModelPath(join(workDir, 'models'), SHA), MODEL);
+
+    let deadlineMs = 0;
+    const heartbeats: number[] = [];
+    standIn = await serveSiteStandIn(fed, {
+      Join: (_call, cb) => cb(null, JOINED),
+      Tasks: (call) => {
+        deadlineMs = Date.now() + 1_500;
+        call.write({ eval: { runId: 'run-e', model: { sha256: SHA, sizeBytes: MODEL.length }, modelRound: 3, deadlineMs } });
+      },
+      Heartbeat: (_call, cb) => {
+        heartbeats.push(Date.now());
+        cb(null, { serverTimeMs: Date.now() });
+      },
+      ReportEval: (_call, cb) => cb(null, {}),
+    });
+    agent = startAgentInProcess(fed, 'site-1', standIn.address, { runner });
+    await until('the evaluation to start', () => deadlineMs > 0, 10_000);
+    pid = Number(await waitForFile(pidFile, 5_000));
+
+    await until('a warning that the evaluation was abandoned', () => agent!.logs.some((l) => l.level === WARN && /deadline/.test(l.msg)), deadlineMs - Date.now() + 3_000);
+    const warning = agent.logs.find((l) => l.level === WARN && /deadline/.test(l.msg))!;
+    expect(warning.time).toBeGreaterThanOrEqual(deadlineMs - 50);
+    expect(warning.time).toBeLessThan(deadlineMs + 1_500);
+    expect(warning).toMatchObject({ modelRound: 3 });
+    // The runner ended the evaluation's process group (SIGTERM, then SIGKILL after its grace).
+    await until('the evaluation process to end', () => !alive(pid!), 4_000);
+    expect(standIn.calls['ReportEval']).toBeUndefined();
+    // Still healthy: connected and heartbeating after the abandoned evaluation.
+    await until('a heartbeat after the deadline', () => heartbeats.some((t) => t > warning.time), 5_000);
+    expect(agent.outcome()).toBeUndefined();
+  }, 30_000);
+});
+
+async function waitForFile(path: string, timeoutMs: number): Promise<string> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const text = await readFile(path, 'utf8').catch(() => '');
+    if (text !== '') return text;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${path}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

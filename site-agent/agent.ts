@@ -12,6 +12,7 @@ import { readTlsFiles } from '../common/tls.js';
 import {
   PROTOCOL_VERSION,
   type ConsistencyTask__Output,
+  type EvalTask__Output,
   type KeysTask__Output,
   type SharesTask__Output,
   type SiteServiceClient,
@@ -51,6 +52,12 @@ export interface SiteAgentOptions {
   readonly metrics?: AgentMetrics | undefined;
 }
 
+/**
+ * How long an eval-only task may take when the coordinator names no deadline (the coordinator's
+ * default `deadlines.evalS`): no evaluation is waited for without a bound.
+ */
+const EVAL_DEADLINE_FALLBACK_MS = 600_000;
+
 /** Phases at which `dieAt` can kill the agent. */
 export const DROP_PHASES = ['keys', 'shares', 'upload', 'unmask'] as const;
 export type DropPhase = (typeof DROP_PHASES)[number];
@@ -80,6 +87,8 @@ export class SiteAgent {
   private tasksCall: { cancel(): void } | undefined;
   private certificateChanged = false;
   private recycling = false;
+  /** Aborted when the current connection ends: work started for it (an eval-only task) stops then. */
+  private connection = new AbortController();
   /** Signs receipts of committed rounds this site contributed to (audit trail). */
   private readonly receipts: ReceiptSigner;
 
@@ -109,6 +118,7 @@ export class SiteAgent {
         let retryInMs = backoffDelay(this.o.config.reconnect, failures, random);
         this.tls = { key: tls.key.toString('utf8'), ca: tls.ca.toString('utf8') };
         this.client = createSiteClient(this.o.config);
+        this.connection = new AbortController();
         try {
           await this.join(signal);
           this.o.metrics?.connected(true);
@@ -137,6 +147,7 @@ export class SiteAgent {
         } finally {
           this.o.metrics?.connected(false);
           this.stopJob('disconnected');
+          this.connection.abort(new SiteAgentError('CANCELLED', 'disconnected', false));
           this.client.close();
         }
         await sleep(retryInMs, signal).catch(() => undefined);
@@ -241,10 +252,7 @@ export class SiteAgent {
       const done = this.trainRound(t, abort.signal).catch((err) => this.reportFailure(t, err, abort.signal));
       this.job = { key, abort, done };
     } else if (task.kind === 'eval' && task.eval) {
-      const e = task.eval;
-      void this.evaluate(e.runId, e.model?.sha256 ?? '', Number(e.model?.sizeBytes ?? 0), Number(e.modelRound), new AbortController().signal).catch((err) => {
-        if (!this.rejoinIfForgotten(err, 'evaluation')) this.log.warn({ err: { message: (err as Error).message } }, 'evaluation failed');
-      });
+      void this.evaluateFinal(task.eval);
     } else if (task.kind === 'cancel' && task.cancel) {
       const c = task.cancel;
       const key = `${c.runId}/${c.round}.${c.attempt}`;
@@ -374,10 +382,43 @@ export class SiteAgent {
     this.activity = 'idle';
   }
 
+  /**
+   * The eval-only task after the last round. It belongs to no round job, so nothing else stops it:
+   * it is bounded by the task's deadline and by this connection. An evaluation still running at the
+   * deadline is abandoned (the runner is told to stop; the agent stops waiting even if it does not)
+   * and the coordinator, which stops waiting then too, goes on without this site's score.
+   */
+  private async evaluateFinal(e: EvalTask__Output): Promise<void> {
+    const modelRound = Number(e.modelRound);
+    const deadlineMs = Number(e.deadlineMs) > 0 ? Number(e.deadlineMs) : Date.now() + EVAL_DEADLINE_FALLBACK_MS;
+    const deadline = new AbortController();
+    const timer = setTimeout(
+      () => deadline.abort(new SiteAgentError('DEADLINE_PASSED', `the evaluation of round ${modelRound}'s model passed its deadline`, false, { modelRound, deadlineMs })),
+      Math.max(0, deadlineMs - Date.now()),
+    );
+    const connection = this.connection.signal;
+    const signal = AbortSignal.any([connection, deadline.signal]);
+    try {
+      await stopWaitingOnAbort(this.evaluate(e.runId, e.model?.sha256 ?? '', Number(e.model?.sizeBytes ?? 0), modelRound, signal), signal);
+    } catch (err) {
+      if (deadline.signal.aborted) {
+        this.log.warn({ modelRound, deadlineMs, activity: this.activity }, 'evaluation abandoned at the coordinator\'s deadline');
+      } else if (connection.aborted) {
+        this.log.info({ modelRound }, 'evaluation stopped: the connection closed (the coordinator asks again after the next Join)');
+      } else if (!this.rejoinIfForgotten(err, 'evaluation')) {
+        this.log.warn({ modelRound, err: { message: (err as Error).message } }, 'evaluation failed');
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   private async evaluate(runId: string, sha256: string, size: number, modelRound: number, signal: AbortSignal): Promise<void> {
     const log = this.log.child({ round: modelRound, phase: 'training' });
     const { path } = await downloadModel(this.client!, sha256, size, this.cacheDir, signal, () => undefined);
     const r = await this.o.runner.evaluate(path, signal);
+    // A runner that finished after all must not report a score the caller has given up on.
+    signal.throwIfAborted();
     await new Promise<void>((resolve, reject) =>
       this.client!.ReportEval({ runId, modelRound, modelSha256: sha256, loss: r.loss, samples: r.samples }, { deadline: Date.now() + 15_000 }, (err) =>
         err ? reject(err) : resolve(),
@@ -492,4 +533,17 @@ export class SiteAgent {
       () => undefined,
     );
   }
+}
+
+/**
+ * Settles with `work`, or rejects with the signal's reason as soon as it aborts: a runner that
+ * ignores its signal cannot hold the caller past a deadline. A late outcome of `work` is dropped.
+ */
+function stopWaitingOnAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    void work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }

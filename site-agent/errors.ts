@@ -12,6 +12,8 @@ export const SITE_ERROR_CODES = [
   'CHUNK_CRC',
   'UPLOAD_INCOMPLETE',
   'CERTIFICATE_INVALID',
+  /** The coordinator's deadline for a task passed before the agent finished it. */
+  'DEADLINE_PASSED',
 ] as const;
 export type SiteErrorCode = (typeof SITE_ERROR_CODES)[number];
 

@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../common/logger.js';
+import { expectLogs, testLogger } from '../helpers/logger.js';
 import { readStreamTrail, tapAppends, verifyAudit } from '../../coordinator/audit/index.js';
 import { EventBus, natsEventSchema, natsGapEventSchema, type EventKind } from '../../coordinator/events.js';
 import { NatsPublisher, natsSchema } from '../../coordinator/nats/index.js';
@@ -48,7 +48,7 @@ describe.skipIf(skip)('publishing to a real nats-server', () => {
     let publisher: NatsPublisher | undefined;
     const store = tapAppends(await LocalStateStore.open(dir), () => publisher?.recordAppended());
     const bus = new EventBus();
-    publisher = new NatsPublisher({ nats: natsSchema.parse({ url: server.url, bufferEvents, timeoutMs: 2_000 }), federation: 'natsfed', bus, records: () => store.records(), logger: silentLogger() });
+    publisher = new NatsPublisher({ nats: natsSchema.parse({ url: server.url, bufferEvents, timeoutMs: 2_000 }), federation: 'natsfed', bus, records: () => store.records(), logger: testLogger().logger });
     // The watcher reconnects faster than the publisher, so it is back before the gap notice goes out.
     const watcher = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 50 });
     const messages: Rig['messages'] = [];
@@ -101,6 +101,7 @@ describe.skipIf(skip)('publishing to a real nats-server', () => {
   });
 
   it('survives a NATS restart: the journal written meanwhile is replayed without loss or doubles, and the event gap is reported', async () => {
+    expectLogs(/^NATS disconnected; buffering events$/, /^NATS event gap/);
     rig = await setup(3);
     const r = rig;
     await r.store.append({ type: 'round-opened', runId: 'run', round: 1, attempt: 0 });

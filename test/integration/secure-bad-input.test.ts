@@ -1,7 +1,7 @@
 /**
  * Bad input inside a secure federation. Every site is a raw secure site (`SecureRawSite`): it holds
  * a real site certificate and takes part honestly through the agent's own `SecureSession` and
- * `maskedChunks` up to the one step where a test makes it misbehave. The coordinator runs in
+ * `DeltaEncoder` up to the one step where a test makes it misbehave. The coordinator runs in
  * process. Each misbehaviour is refused with a clear error; the round then completes with a
  * committed update that is the plain weighted mean of its participants' known deltas (checked
  * against the stored models, FedAvg with lr 1), or the attempt aborts cleanly and the next one
@@ -10,6 +10,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
+import { expectLogs } from '../helpers/logger.js';
 import { secureSessionId, signAdvertisement } from '../../aggregation/index.js';
 import type { RoundInfo__Output, TrainTask__Output, UnmaskResponse } from '../../proto/index.js';
 import { waitFor } from '../helpers/federation.js';
@@ -207,6 +208,7 @@ describe('share lists (bad input at SubmitShares and at the receiving site)', ()
   // site-2 reaches site-2, which refuses it (AES-GCM binds from and to), reports and is dropped:
   // the cost of a malicious peer is one honest site's contribution, never a wrong sum.
   it("a share sealed for another site is refused by its receiver (SHARE_AUTH_FAILED), which drops out; the round commits the survivors' mean", async () => {
+    expectLogs(/^site dropped from round$/);
     f = await rawSecureFederation(4);
     const { info, uploaded, outcomes } = await playRound((u) => ({
       ...honest('site-4', 1, u),
@@ -246,6 +248,7 @@ describe('share lists (bad input at SubmitShares and at the receiving site)', ()
 
 describe('masked uploads and unmask responses out of turn', () => {
   it('refuses masked chunks sent once the upload phase is over (ROUND_CLOSED) and the round commits with everyone', async () => {
+    expectLogs((l) => l.msg === 'upload refused' && (l['err'] as { code?: string } | undefined)?.code === 'ROUND_CLOSED');
     f = await rawSecureFederation(4);
     const late: { fedhpcCode: string | undefined; details: string }[] = [];
     let sent: import('../../proto/index.js').UploadMessage[] = [];
@@ -263,6 +266,7 @@ describe('masked uploads and unmask responses out of turn', () => {
   });
 
   it("refuses a masked vector of the wrong length (UPLOAD_INVALID) and drops its sender; its pairwise masks are removed and the others' mean is committed", async () => {
+    expectLogs(/^site dropped from round$/, /^upload refused$/);
     f = await rawSecureFederation(4);
     const answers: { fedhpcCode: string | undefined; details: string }[] = [];
     const { info, uploaded, outcomes } = await playRound((u) => ({
@@ -310,6 +314,7 @@ describe('masked uploads and unmask responses out of turn', () => {
   });
 
   it('a forged revealed share makes the rebuild fail: the attempt aborts at aggregate with the reason, nothing is committed for it, the next attempt commits the right mean', async () => {
+    expectLogs(/^aggregation failed$/, /^round attempt aborted$/);
     f = await rawSecureFederation(4);
     const { info, rounds, uploaded } = await playRound((u) => (attempt) => ({
       ...honest('site-4', 1, u),

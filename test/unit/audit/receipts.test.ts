@@ -7,7 +7,7 @@ import { ReceiptDesk, parseAuditLines, receiptFromWire, verifyAudit } from '../.
 import { CoordinatorError } from '../../../coordinator/errors.js';
 import type { PeerIdentity } from '../../../coordinator/pki/index.js';
 import { Journal, type JournalRecord } from '../../../coordinator/state/journal.js';
-import { silentLogger } from '../../../common/logger.js';
+import { testLogger } from '../../helpers/logger.js';
 import { FEDERATION, rechain, toText, writeTrail, type Trail } from './trail-fixture.js';
 
 let trail: Trail;
@@ -19,7 +19,7 @@ beforeEach(async () => {
   const path = join(trail.dir, 'fresh.jsonl');
   await writeFile(path, toText(rechain(trail.records.filter((r) => r.body.type !== 'receipt'))));
   journal = await Journal.open(path);
-  desk = new ReceiptDesk({ federation: FEDERATION, store: journal, logger: silentLogger() });
+  desk = new ReceiptDesk({ federation: FEDERATION, store: journal, logger: testLogger().logger });
 });
 afterEach(async () => {
   await journal.close();

@@ -1,13 +1,13 @@
 /** Transfer progress as the agent shows and reports it: bytes, rate, ETA; one TTY line or log lines. */
 import { describe, expect, it } from 'vitest';
-import { silentLogger } from '../../../common/logger.js';
+import { testLogger } from '../../helpers/logger.js';
 import { TransferMeter, eta } from '../../../site-agent/progress.js';
 
 describe('TransferMeter', () => {
   it('measures rate and ETA and redraws one terminal line', () => {
     let now = 0;
     const lines: string[] = [];
-    const m = new TransferMeter('upload', 10 * 1024 * 1024, silentLogger(), { tty: true, write: (l) => lines.push(l) }, () => now);
+    const m = new TransferMeter('upload', 10 * 1024 * 1024, testLogger().logger, { tty: true, write: (l) => lines.push(l) }, () => now);
     for (let i = 1; i <= 4; i++) {
       now = i * 1000;
       m.update(i * 1024 * 1024);
@@ -24,7 +24,7 @@ describe('TransferMeter', () => {
 
   it('writes nothing to a non-terminal sink (it logs instead) and has no ETA before any rate', () => {
     const lines: string[] = [];
-    const m = new TransferMeter('download', 100, silentLogger(), { tty: false, write: (l) => lines.push(l) }, () => 0);
+    const m = new TransferMeter('download', 100, testLogger().logger, { tty: false, write: (l) => lines.push(l) }, () => 0);
     m.update(0);
     expect(lines).toEqual([]);
     expect(eta(m.snapshot())).toBe(-1);

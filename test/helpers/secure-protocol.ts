@@ -2,10 +2,10 @@
  * One secure-aggregation attempt run in process: N site-side `SecureSession`s and the
  * coordinator-side `SecureRound` exchanging exactly the messages the gRPC services would carry
  * (the `__Output` shapes), masked uploads written to spool files in a temp folder by the site-side
- * `maskedChunks`, and the unmasked mean read back through `secureMean`. Every step is a method,
+ * `DeltaEncoder`, and the unmasked mean read back through `secureMean`. Every step is a method,
  * so a test can stop, drop a site or tamper with a message between any two of them.
  */
-import { createCipheriv, createHash } from 'node:crypto';
+import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +14,8 @@ import { SecureRound, type SecureRoundParams } from '../../coordinator/secure/ro
 import { secureMean } from '../../coordinator/secure/unmask.js';
 import { openFileSource } from '../../common/files.js';
 import type { KeyAdvertisement__Output, SharesSubmission__Output, UnmaskResponse__Output } from '../../proto/index.js';
-import { maskedChunks } from '../../site-agent/secure/masked-delta.js';
+import { DeltaEncoder } from '../../site-agent/encode.js';
+import { createSafetensorsWriter, memorySink } from '../../aggregation/index.js';
 import { SecureSession, type PeerAdvertisement, type SecureParams, type WireShare } from '../../site-agent/secure/session.js';
 
 /** A deterministic randomBytes: AES-256-CTR keyed by SHA-256(label). Every byte it hands out is recorded. */
@@ -64,19 +65,45 @@ export interface InProcessOptions {
   readonly seed?: string;
 }
 
-/** The f32 bytes of `x` cut into chunks of `chunkElements` (as the agent's delta reader yields them). */
-export async function* f32Chunks(x: Float32Array, chunkElements: number): AsyncGenerator<Buffer> {
-  for (let at = 0; at < x.length; at += chunkElements) {
-    const part = x.slice(at, Math.min(x.length, at + chunkElements));
-    yield Buffer.from(part.buffer, part.byteOffset, part.byteLength);
-  }
+/** Writes `values` as one F32 tensor `delta` of a safetensors file at `path`. */
+async function writeVector(path: string, values: Float32Array): Promise<void> {
+  const sink = memorySink();
+  const w = await createSafetensorsWriter(sink, [{ name: 'delta', dtype: 'F32', shape: [values.length] }]);
+  await w.writeF32('delta', values);
+  await w.finish();
+  await writeFile(path, sink.bytes());
 }
 
-/** Concatenates an async iterable of buffers. */
-export async function collect(chunks: AsyncIterable<Buffer>): Promise<Buffer> {
-  const out: Buffer[] = [];
-  for await (const c of chunks) out.push(Buffer.from(c));
-  return Buffer.concat(out);
+/**
+ * The masked upload of `delta` for this attempt, made by the agent's own `DeltaEncoder` (the
+ * secagg encoding of `params.modulusBits`): the global model is zeros and the trained one is
+ * `delta`, so local − global is `delta` exactly. `roundingSeed` fixes the stochastic rounding, as
+ * the agent fixes it per attempt; random when not given.
+ */
+export async function encodeMasked(
+  delta: Float32Array,
+  session: SecureSession,
+  params: SecureParams,
+  samples: number,
+  o: { chunkBytes?: number; roundingSeed?: Uint8Array } = {},
+): Promise<Buffer> {
+  const dir = await mkdtemp(join(tmpdir(), 'fedhpc-masked-'));
+  try {
+    await writeVector(join(dir, 'global.safetensors'), new Float32Array(delta.length));
+    await writeVector(join(dir, 'local.safetensors'), delta);
+    const masked = { session, params, samples, roundingSeed: o.roundingSeed ?? randomBytes(32) };
+    const tensors = [{ name: 'delta', dtype: 'F32', shape: [delta.length] }];
+    const enc = await DeltaEncoder.open(join(dir, 'global.safetensors'), join(dir, 'local.safetensors'), tensors, `secagg${params.modulusBits}`, masked);
+    try {
+      const parts: Buffer[] = [];
+      for await (const c of enc.range(0, enc.totalBytes, o.chunkBytes ?? 1 << 16, new AbortController().signal)) parts.push(c.data);
+      return Buffer.concat(parts);
+    } finally {
+      await enc.close();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /** Wire form of a site's advertisement, as `KeyAdvertisement__Output`. */
@@ -186,10 +213,10 @@ export class InProcessSecAgg {
     }
   }
 
-  /** Upload: the site's masked vector (through the agent's `maskedChunks`), spooled to a file. */
+  /** Upload: the site's masked vector (through the agent's `DeltaEncoder`), spooled to a file. */
   async upload(site: string, delta: Float32Array, samples: number, chunkElements = 4099): Promise<string> {
     this.dir ??= await mkdtemp(join(tmpdir(), 'fedhpc-secure-'));
-    const bytes = await collect(maskedChunks(f32Chunks(delta, chunkElements), delta.length, this.sessions.get(site)!, this.params, samples));
+    const bytes = await encodeMasked(delta, this.sessions.get(site)!, this.params, samples, { chunkBytes: chunkElements * (this.params.modulusBits / 8) });
     const path = join(this.dir, `${site}.delta`);
     await writeFile(path, bytes);
     this.spools.set(site, path);

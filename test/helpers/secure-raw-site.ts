@@ -1,16 +1,13 @@
 /**
  * A raw site that takes part in a secure round honestly — keys, shares, a masked upload, the
  * consistency signature and the reveal, all with the agent's own `SecureSession` and
- * `maskedChunks` — one step per method, so a test decides what it sends at each step and can
+ * `DeltaEncoder` — one step per method, so a test decides what it sends at each step and can
  * misbehave at exactly one of them. It holds a real site certificate of the federation; its
  * randomness is recorded, so a test knows every secret it drew.
  */
 import * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import {
-  MAX_MESSAGE_BYTES,
-  PROTOCOL_VERSION,
-  loadProto,
   type ConsistencyTask__Output,
   type KeyAdvertisement,
   type KeysTask__Output,
@@ -24,12 +21,11 @@ import {
   type UploadMessage,
   type UploadResult__Output,
 } from '../../proto/index.js';
-import { maskedChunks } from '../../site-agent/secure/masked-delta.js';
 import { SiteAgentError } from '../../site-agent/errors.js';
 import { SecureSession, type SecureParams } from '../../site-agent/secure/session.js';
 import type { TestFederation } from './federation.js';
-import { chunkMessages, completeUpload, refusal, runUploadStream, sha256Hex, siteCertFiles, type CallOutcome, type Refusal } from './raw-site.js';
-import { collect, f32Chunks, recordingRandom } from './secure-protocol.js';
+import { RawSiteClient, chunkMessages, completeUpload, refusal, runUploadStream, sha256Hex, siteCertFiles, type CallOutcome, type Refusal } from './raw-site.js';
+import { encodeMasked, recordingRandom } from './secure-protocol.js';
 
 /** Task kinds a secure round sends. */
 export type TaskKind = NonNullable<Task__Output['kind']>;
@@ -49,6 +45,7 @@ export class SecureRawSite {
   /** Sessions by attempt key. */
   readonly sessions = new Map<string, { session: SecureSession; params: SecureParams }>();
   ended: grpc.ServiceError | 'end' | undefined;
+  private readonly raw: RawSiteClient;
   private readonly client: SiteServiceClient;
   private stream: grpc.ClientReadableStream<Task__Output> | undefined;
   private readonly waiters = new Set<() => void>();
@@ -67,13 +64,8 @@ export class SecureRawSite {
     this.keyPem = readFileSync(files.key, 'utf8');
     this.certPem = readFileSync(files.cert, 'utf8');
     this.caPem = readFileSync(files.ca, 'utf8');
-    const { SiteService } = loadProto().fedhpc.v1;
-    this.client = new SiteService(fed.address, grpc.credentials.createSsl(Buffer.from(this.caPem), Buffer.from(this.keyPem), Buffer.from(this.certPem)), {
-      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-      'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
-      'grpc.initial_reconnect_backoff_ms': 200,
-      'grpc.max_reconnect_backoff_ms': 1_000,
-    });
+    this.raw = new RawSiteClient({ address: fed.address, files });
+    this.client = this.raw.client;
     const rec = recordingRandom(label);
     this.random = rec.random;
     this.drawn = rec.drawn;
@@ -81,11 +73,8 @@ export class SecureRawSite {
 
   /** Joins and opens the task stream (the coordinator then counts it as connected). */
   async connect(): Promise<void> {
-    await new Promise<void>((resolve, reject) =>
-      this.client.Join({ protocolVersion: PROTOCOL_VERSION, siteId: this.site, agentVersion: 'secure-raw-site' }, { deadline: Date.now() + 15_000 }, (err) =>
-        err ? reject(err) : resolve(),
-      ),
-    );
+    const joined = await this.raw.join({ siteId: this.site, agentVersion: 'secure-raw-site' });
+    if (!joined.ok) throw joined.error;
     const call = this.client.Tasks({}, { deadline: Infinity });
     call.on('data', (t: Task__Output) => {
       this.tasks.push(t);
@@ -202,7 +191,7 @@ export class SecureRawSite {
   /** The masked bytes of `delta` (f32, the task's tensor order) for this attempt. */
   async masked(t: TrainTask__Output, delta: Float32Array, samples: number): Promise<Buffer> {
     const { session, params } = this.session(t);
-    return collect(maskedChunks(f32Chunks(delta, 1 << 14), delta.length, session, params, samples));
+    return encodeMasked(delta, session, params, samples);
   }
 
   /** A complete upload of masked bytes: header (secagg encoding), chunks, trailer. */

@@ -1,14 +1,13 @@
 /**
  * Guarantee 4, in process: what a site uploads looks uniformly random whatever it masks. Masked
- * words come out of the agent's own `maskedChunks` over a `SecureSession` that went through keys
+ * words come out of the agent's own `DeltaEncoder` over a `SecureSession` that went through keys
  * and shares; a zero vector and a constant one are masked, and the bytes and words pass Pearson's
  * χ² test against the uniform distribution (α = 1e-4). The same check on words captured in the
  * coordinator's spool during a real secure round is in `test/integration/secure-federation.test.ts`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chiSquared, chiSquaredCritical } from '../secagg/helpers.js';
-import { InProcessSecAgg, collect, f32Chunks, makeIdentities, type Identities } from '../../helpers/secure-protocol.js';
-import { maskedChunks } from '../../../site-agent/secure/masked-delta.js';
+import { InProcessSecAgg, encodeMasked, makeIdentities, type Identities } from '../../helpers/secure-protocol.js';
 import { quantize } from '../../../aggregation/index.js';
 
 const SITES = ['site-a', 'site-b', 'site-c'];
@@ -29,7 +28,7 @@ async function maskedOf(bits: 16 | 32, x: Float32Array, seed: string): Promise<M
   p.shares();
   p.deliverShares();
   const out = new Map<string, Buffer>();
-  for (const s of SITES) out.set(s, await collect(maskedChunks(f32Chunks(x, 4096), x.length, p.sessions.get(s)!, p.params, 500)));
+  for (const s of SITES) out.set(s, await encodeMasked(x, p.sessions.get(s)!, p.params, 500, { chunkBytes: 4096 * (p.params.modulusBits / 8) }));
   return out;
 }
 

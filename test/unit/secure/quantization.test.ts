@@ -1,7 +1,7 @@
 /**
  * Guarantee 5, end to end: the quantization error of a realistic pseudo-gradient (RMS 5e-4,
  * absmax 1.6e-3, REFERENCE.md's Salamandra figures) after the whole path — the agent's
- * `maskedChunks` (clip, weight, stochastic rounding, masks) and the coordinator's `secureMean`
+ * `DeltaEncoder` (clip, weight, stochastic rounding, masks) and the coordinator's `secureMean`
  * (sum of spools, unmask, dequantize, divide by the unmasked Σw) — against the plain weighted mean.
  * The library-level figures for a sum (16 sites, c = 2e-3, q = 28 / 12) are in
  * `test/unit/secagg/quantize.test.ts` ("realistic pseudo-gradients").
@@ -57,7 +57,7 @@ async function relativeError(s: Setting, seed: string): Promise<{ measured: numb
   }
 }
 
-describe('quantization error of a realistic pseudo-gradient through masked-delta and secureMean (4 sites)', () => {
+describe('quantization error of a realistic pseudo-gradient through the agent DeltaEncoder and secureMean (4 sites)', () => {
   it('stays below 1% of the RMS in Z_2^32 with the default encoding (q = 24, c = 1, weight 1): ≈ 0.005%', async () => {
     const { measured, predicted } = await relativeError({ modulusBits: 32, quantBits: 24, clip: 1, maxWeight: 1000, samples: 1000 }, 'z32-default');
     expect(measured).toBeLessThan(0.01);

@@ -1,7 +1,7 @@
 /**
  * Guarantee 1 of secure aggregation: what the coordinator unmasks is the plain weighted mean of
  * the surviving sites' deltas, up to fixed-point quantization. The sites' side (`SecureSession`,
- * the agent's `maskedChunks`) and the coordinator's (`SecureRound`, `secureMean`) run in process
+ * the agent's `DeltaEncoder`) and the coordinator's (`SecureRound`, `secureMean`) run in process
  * and exchange the service messages; masked vectors go through spool files as at the coordinator.
  *
  * The bound. Each site encodes y = clip(x·w, −c, c) with q bits and stochastic rounding, and its

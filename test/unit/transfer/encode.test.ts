@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bf16ToF32, createSafetensorsWriter, decodeInt8Blocks, memorySink } from '../../../aggregation/index.js';
 import { isUnitBoundary } from '../../../aggregation/index.js';
-import { DeltaEncoder } from '../../../site-agent/encode.js';
+import { DeltaEncoder, type MaskedInputs } from '../../../site-agent/encode.js';
+import { InProcessSecAgg, makeIdentities } from '../../helpers/secure-protocol.js';
 import { planStripes } from '../../../site-agent/transfer.js';
 
 const SHAPES = [[3, 100], [7], [1, 130]] as const;
@@ -47,10 +48,25 @@ async function collect(enc: DeltaEncoder, start: number, end: number, chunk: num
   return Buffer.concat(parts);
 }
 
+/**
+ * The masked inputs of one attempt of a 3-site secure round, through keys and shares, with a fixed
+ * rounding seed as the agent fixes it per attempt.
+ */
+async function maskedInputs(modulusBits: 16 | 32): Promise<{ inputs: MaskedInputs; done: () => Promise<void> }> {
+  const sites = ['site-a', 'site-b', 'site-c'];
+  const p = new InProcessSecAgg(await makeIdentities(sites), { threshold: 2, modulusBits, quantBits: modulusBits === 16 ? 12 : 24, seed: `stripes-${modulusBits}` });
+  p.keys();
+  p.shares();
+  p.deliverShares();
+  const inputs = { session: p.sessions.get('site-b')!, params: p.params, samples: 500, roundingSeed: new Uint8Array(32).fill(7) };
+  return { inputs, done: () => p.cleanup() };
+}
+
 describe('DeltaEncoder', () => {
-  for (const encoding of ['f32', 'bf16', 'int8'] as const) {
+  for (const encoding of ['f32', 'bf16', 'int8', 'secagg32', 'secagg16'] as const) {
     it(`re-encodes any stripe of a ${encoding} delta to the same bytes as the whole`, async () => {
-      const enc = await DeltaEncoder.open(globalPath, localPath, tensors, encoding);
+      const secure = encoding.startsWith('secagg') ? await maskedInputs(encoding === 'secagg16' ? 16 : 32) : undefined;
+      const enc = await DeltaEncoder.open(globalPath, localPath, tensors, encoding, secure?.inputs);
       try {
         const whole = await collect(enc, 0, enc.totalBytes, 1 << 20);
         expect(whole.length).toBe(enc.totalBytes);
@@ -64,8 +80,15 @@ describe('DeltaEncoder', () => {
             expect(part.equals(whole.subarray(s.start, s.end))).toBe(true);
           }
         }
+        if (secure) {
+          // Masked words are not the delta: every tensor's words plus the weight word, masked.
+          const words = [0, 1, 2].reduce((a, k) => a + n(k), 0) + 1;
+          expect(enc.totalBytes).toBe(words * (encoding === 'secagg16' ? 2 : 4));
+          expect(enc.segments).toHaveLength(tensors.length + 1);
+        }
       } finally {
         await enc.close();
+        await secure?.done();
       }
     });
   }

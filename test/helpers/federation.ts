@@ -8,7 +8,10 @@ import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { AdminClient, loadCoordinatorConfig, startCoordinator, type CoordinatorHandle, type CoordinatorOptions } from '../../coordinator/index.js';
-import { silentLogger } from '../../common/logger.js';
+import { testLogger, type ExpectedLog } from './logger.js';
+import { waitFor } from './wait.js';
+
+export { waitFor } from './wait.js';
 import { writeFederationFiles, type FederationFiles } from '../../simulate/federation-files.js';
 import { freeLoopbackPort } from '../../common/net.js';
 
@@ -137,32 +140,19 @@ export function startSiteProcess(fed: TestFederation, site: string): Promise<Pro
   return startCli(site, ['site', '--config', fed.files.siteConfigs.get(site)!], fed.dir);
 }
 
-/** Starts the coordinator of `fed` inside the test process (for tests that poke its services). */
-export async function startCoordinatorInProcess(fed: TestFederation): Promise<CoordinatorHandle> {
+/**
+ * Starts the coordinator of `fed` inside the test process (for tests that poke its services). Its
+ * warnings and errors fail the test unless listed in `expectLogs`.
+ */
+export async function startCoordinatorInProcess(fed: TestFederation, o: { expectLogs?: readonly ExpectedLog[] } = {}): Promise<CoordinatorHandle> {
   const config = loadCoordinatorConfig(fed.files.coordinatorConfig);
   return startCoordinator({
     config,
-    logger: silentLogger(),
+    logger: testLogger({ expect: o.expectLogs ?? [], level: 'info' }).logger,
     onFatal: (err) => {
       throw err;
     },
   });
-}
-
-/** Polls `probe` (an RPC, not a sleep loop on local state) until it returns a value or time runs out. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000, everyMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      lastError = err;
-    }
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  throw new Error(`timed out waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`);
 }
 
 /** Waits until `n` rounds are committed; returns the admin rounds response. */

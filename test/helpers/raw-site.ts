@@ -76,7 +76,8 @@ export interface RawSiteClientOptions {
 
 /** A `SiteService` client that sends exactly what it is given. */
 export class RawSiteClient {
-  private readonly client: SiteServiceClient;
+  /** The generated client, for RPCs this class does not wrap (the secure stages). */
+  readonly client: SiteServiceClient;
   private readonly timeoutMs: number;
   private readonly streams = new Set<TaskStream>();
 

@@ -111,15 +111,6 @@ export function startAgentInProcess(fed: TestFederation, site: string, address: 
   };
 }
 
-/** Resolves once `check` holds, polling every 20 ms; throws naming `what` after `timeoutMs`. */
-export async function until(what: string, check: () => boolean, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 /** A runner for agents that must never get as far as training or evaluating. */
 export const UNUSED_RUNNER: Runner = {
   kind: 'unused',

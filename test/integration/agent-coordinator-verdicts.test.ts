@@ -16,7 +16,8 @@ import { SiteAgentError } from '../../site-agent/errors.js';
 import { downloadModel } from '../../site-agent/transfer.js';
 import { createTestFederation, type TestFederation } from '../helpers/federation.js';
 import { siteCertFiles } from '../helpers/raw-site.js';
-import { serveSiteStandIn, startAgentInProcess, until, UNUSED_RUNNER, WARN, type AgentUnderTest, type SiteStandIn } from '../helpers/stand-in-coordinator.js';
+import { serveSiteStandIn, startAgentInProcess, UNUSED_RUNNER, WARN, type AgentUnderTest, type SiteStandIn } from '../helpers/stand-in-coordinator.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const MODEL = randomBytes(4096);
 const SHA = createHash('sha256').update(MODEL).digest('hex');
@@ -56,8 +57,8 @@ describe('the agent follows the coordinator\'s verdict on a refusal', () => {
       ReportFailure: (_call, cb) => cb(null, {}),
     });
     agent = startAgentInProcess(fed, 'site-1', standIn.address, { runner: UNUSED_RUNNER, reconnect: FAST });
-    await until('a second Join', () => (standIn!.calls['Join'] ?? 0) >= 2, 10_000);
-    await until('a second task stream', () => streams >= 2, 5_000);
+    await waitUntil('a second Join', () => (standIn!.calls['Join'] ?? 0) >= 2, 10_000);
+    await waitUntil('a second task stream', () => streams >= 2, 5_000);
     expect(standIn.calls['Download']).toBe(1);
     // The round was not reported failed: the coordinator, once it knows the site again, decides.
     expect(standIn.calls['ReportFailure']).toBeUndefined();
@@ -71,7 +72,7 @@ describe('the agent follows the coordinator\'s verdict on a refusal', () => {
       Tasks: (call) => void call.emit('error', refusal('NOT_JOINED', 'site site-1 must call Join first')),
     });
     agent = startAgentInProcess(fed, 'site-1', standIn.address, { runner: UNUSED_RUNNER, reconnect: FAST });
-    await until('three joins', () => (standIn!.calls['Join'] ?? 0) >= 3, 10_000);
+    await waitUntil('three joins', () => (standIn!.calls['Join'] ?? 0) >= 3, 10_000);
     expect(agent.outcome()).toBeUndefined();
   });
 
@@ -80,7 +81,7 @@ describe('the agent follows the coordinator\'s verdict on a refusal', () => {
       Join: (_call, cb) => cb(refusal('BAD_REQUEST', 'agent version must be at most 64 printable ASCII characters')),
     });
     agent = startAgentInProcess(fed, 'site-1', standIn.address, { runner: UNUSED_RUNNER, reconnect: FAST });
-    await until('the agent to stop', () => agent!.outcome() !== undefined, 5_000);
+    await waitUntil('the agent to stop', () => agent!.outcome() !== undefined, 5_000);
     const err = agent.outcome();
     expect(err).toBeInstanceOf(SiteAgentError);
     expect((err as SiteAgentError).code).toBe('REFUSED');

@@ -12,7 +12,8 @@ import { PROTOCOL_VERSION } from '../../proto/index.js';
 import { CommandRunner, commandRunnerSchema, loadSiteConfig } from '../../site-agent/index.js';
 import { cachedModelPath } from '../../site-agent/transfer.js';
 import { createTestFederation, type TestFederation } from '../helpers/federation.js';
-import { serveSiteStandIn, startAgentInProcess, until, WARN, type AgentUnderTest, type SiteStandIn } from '../helpers/stand-in-coordinator.js';
+import { serveSiteStandIn, startAgentInProcess, WARN, type AgentUnderTest, type SiteStandIn } from '../helpers/stand-in-coordinator.js';
+import { waitFor, waitUntil } from '../helpers/wait.js';
 
 const MODEL = randomBytes(4096);
 const SHA = createHash('sha256').update(MODEL).digest('hex');
@@ -75,29 +76,20 @@ describe('the eval-only task after the last round', () => {
       ReportEval: (_call, cb) => cb(null, {}),
     });
     agent = startAgentInProcess(fed, 'site-1', standIn.address, { runner });
-    await until('the evaluation to start', () => deadlineMs > 0, 10_000);
-    pid = Number(await waitForFile(pidFile, 5_000));
+    await waitUntil('the evaluation to start', () => deadlineMs > 0, 10_000);
+    pid = Number(await waitFor(pidFile, async () => (await readFile(pidFile, 'utf8').catch(() => '')) || undefined, 5_000, 20));
 
-    await until('a warning that the evaluation was abandoned', () => agent!.logs.some((l) => l.level === WARN && /deadline/.test(l.msg)), deadlineMs - Date.now() + 3_000);
+    await waitUntil('a warning that the evaluation was abandoned', () => agent!.logs.some((l) => l.level === WARN && /deadline/.test(l.msg)), deadlineMs - Date.now() + 3_000);
     const warning = agent.logs.find((l) => l.level === WARN && /deadline/.test(l.msg))!;
     expect(warning.time).toBeGreaterThanOrEqual(deadlineMs - 50);
     expect(warning.time).toBeLessThan(deadlineMs + 1_500);
     expect(warning).toMatchObject({ modelRound: 3 });
     // The runner ended the evaluation's process group (SIGTERM, then SIGKILL after its grace).
-    await until('the evaluation process to end', () => !alive(pid!), 4_000);
+    await waitUntil('the evaluation process to end', () => !alive(pid!), 4_000);
     expect(standIn.calls['ReportEval']).toBeUndefined();
     // Still healthy: connected and heartbeating after the abandoned evaluation.
-    await until('a heartbeat after the deadline', () => heartbeats.some((t) => t > warning.time), 5_000);
+    await waitUntil('a heartbeat after the deadline', () => heartbeats.some((t) => t > warning.time), 5_000);
     expect(agent.outcome()).toBeUndefined();
   }, 30_000);
 });
 
-async function waitForFile(path: string, timeoutMs: number): Promise<string> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const text = await readFile(path, 'utf8').catch(() => '');
-    if (text !== '') return text;
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${path}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

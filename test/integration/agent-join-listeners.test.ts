@@ -7,7 +7,8 @@ import * as grpc from '@grpc/grpc-js';
 import { getEventListeners } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createTestFederation, type TestFederation } from '../helpers/federation.js';
-import { serveSiteStandIn, startAgentInProcess, until, UNUSED_RUNNER, type AgentUnderTest, type SiteStandIn } from '../helpers/stand-in-coordinator.js';
+import { serveSiteStandIn, startAgentInProcess, UNUSED_RUNNER, type AgentUnderTest, type SiteStandIn } from '../helpers/stand-in-coordinator.js';
+import { waitUntil } from '../helpers/wait.js';
 
 describe('an agent reconnecting after failed joins', () => {
   let fed: TestFederation;
@@ -37,7 +38,7 @@ describe('an agent reconnecting after failed joins', () => {
     let most = 0;
     const sampler = setInterval(() => (most = Math.max(most, getEventListeners(signal, 'abort').length)), 5);
     try {
-      await until('15 joins', () => (standIn!.calls['Join'] ?? 0) >= 15, 20_000);
+      await waitUntil('15 joins', () => (standIn!.calls['Join'] ?? 0) >= 15, 20_000);
     } finally {
       clearInterval(sampler);
     }

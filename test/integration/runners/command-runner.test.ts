@@ -10,7 +10,8 @@ import { SiteAgentError } from '../../../site-agent/errors.js';
 import { CommandRunner, commandRunnerSchema, type CommandRunnerOptions } from '../../../site-agent/runners/command.js';
 import { RunnerConfigError } from '../../../site-agent/runners/round-dir.js';
 import type { TrainProgress } from '../../../site-agent/runners/runner.js';
-import { FAKE_TRAINER, alive, makeWorkspace, trainRequest, trainerRuns, waitUntil, type Workspace } from './helpers.js';
+import { FAKE_TRAINER, alive, makeWorkspace, trainRequest, trainerRuns, type Workspace } from './helpers.js';
+import { waitUntil } from '../../helpers/wait.js';
 
 const runner = (extra: Partial<CommandRunnerOptions> = {}): CommandRunner =>
   new CommandRunner(commandRunnerSchema.parse({ kind: 'command', command: [process.execPath, FAKE_TRAINER], progressPollMs: 50, killGraceS: 2, ...extra }));
@@ -114,12 +115,12 @@ describe('command runner (stand-in trainer)', () => {
     const p = runner().train(req);
     let pid = 0;
     await waitUntil(
+      'the trainer to start',
       async () => {
         pid = Number(await readFile(join(req.roundDir, 'scratch', 'pid'), 'utf8').catch(() => '0'));
         return pid > 0;
       },
       20_000,
-      'the trainer to start',
     );
     expect(alive(pid)).toBe(true);
     abort.abort(new SiteAgentError('CANCELLED', 'round aborted by the test', false));

@@ -19,7 +19,8 @@ import { RunnerConfigError } from '../../../site-agent/runners/round-dir.js';
 import type { TrainProgress } from '../../../site-agent/runners/runner.js';
 import { parseScontrolJob, parseTimeLimit, stateFromOutput } from '../../../site-agent/runners/slurm-cli.js';
 import { SlurmPendingError, SlurmRunner, slurmRunnerSchema, type SlurmRunnerOptions } from '../../../site-agent/runners/slurm.js';
-import { FAKE_TRAINER, alive, makeWorkspace, trainRequest, trainerRuns, waitUntil, type Workspace } from './helpers.js';
+import { FAKE_TRAINER, alive, makeWorkspace, trainRequest, trainerRuns, type Workspace } from './helpers.js';
+import { waitUntil } from '../../helpers/wait.js';
 
 const REQUIRED = (process.env['FEDHPC_REQUIRE'] ?? '').split(',').map((s) => s.trim()).includes('slurm');
 
@@ -121,13 +122,13 @@ describe.skipIf(unavailable !== undefined).concurrent(title, () => {
     let id = '';
     let pid = 0;
     await waitUntil(
+      'the job to run',
       async () => {
         id = (await jobIds(roundDir).catch(() => [])).at(-1) ?? '';
         pid = Number(await readFile(join(roundDir, 'scratch', 'pid'), 'utf8').catch(() => '0'));
         return id !== '' && pid > 0 && squeueState(id) === 'RUNNING';
       },
       60_000,
-      'the job to run',
     );
     return { id, pid };
   };
@@ -177,7 +178,7 @@ describe.skipIf(unavailable !== undefined).concurrent(title, () => {
     const { id, pid } = await running(req.roundDir);
     abort.abort(new SiteAgentError('CANCELLED', 'round aborted by the test', false));
     expect((await rejection(p)).code).toBe('CANCELLED');
-    await waitUntil(() => !alive(pid), 20_000, 'the trainer to end');
+    await waitUntil('the trainer to end', () => !alive(pid), 20_000);
     const state = spawnSync('scontrol', ['show', 'job', '-o', id], { encoding: 'utf8' }).stdout;
     if (state !== '') expect(state).toMatch(/JobState=CANCELLED/);
   });

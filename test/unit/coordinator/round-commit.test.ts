@@ -6,8 +6,8 @@
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
+import { testLogger, type LogLine } from '../../helpers/logger.js';
+import { waitUntil } from '../../helpers/wait.js';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createOptimizer, createSafetensorsWriter, memorySink } from '../../../aggregation/index.js';
 import { systemClock } from '../../../coordinator/clock.js';
@@ -84,19 +84,11 @@ function intent(round: number, attempt: number, weight: number): UploadIntent {
 }
 
 /** The driver as the effect runner sees it, with the scheduler's feed recorded instead of stepped. */
-async function harness(globalSha256: string): Promise<{ ctx: RoundContext; events: SchedulerEvent[]; logs: Record<string, unknown>[]; fatal: unknown[] }> {
+async function harness(globalSha256: string): Promise<{ ctx: RoundContext; events: SchedulerEvent[]; logs: readonly LogLine[]; fatal: unknown[] }> {
   const events: SchedulerEvent[] = [];
-  const logs: Record<string, unknown>[] = [];
   const fatal: unknown[] = [];
-  const logger = pino(
-    { level: 'info' },
-    new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        logs.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-        done();
-      },
-    }),
-  );
+  // The aborted attempt is announced ('round attempt aborted'); any other warning fails the test.
+  const { logger, lines: logs } = testLogger({ level: 'info', expect: [/^round attempt aborted$/] });
   const config: RunningConfig = {
     ...coordinatorConfigSchema.parse({
       federation: 'fed-1',
@@ -152,14 +144,6 @@ async function harness(globalSha256: string): Promise<{ ctx: RoundContext; event
   return { ctx, events, logs, fatal };
 }
 
-/** Resolves once `check` holds; throws after `timeoutMs`. */
-async function waitUntil(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('aggregation of an aborted round attempt', () => {
   it('stops at once, leaves no checkpoint and frees the kernel pool for the next attempt', { timeout: 60_000 }, async () => {
@@ -200,7 +184,7 @@ describe('aggregation of an aborted round attempt', () => {
 
     const settled = (attempt: number): boolean =>
       events.some((e) => 'attempt' in e && e.attempt === attempt) || logs.some((l) => l['attempt'] === attempt && l['msg'] === 'aggregation stopped');
-    await waitUntil(() => settled(0) && settled(1), 30_000, 'both aggregations to end');
+    await waitUntil('both aggregations to end', () => settled(0) && settled(1), 30_000);
     await runner.idle();
     runner.close();
 

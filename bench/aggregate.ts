@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- aggregate [--sites N] [--values V] [--reps R] [--threads T] [--keep]`:
- * decode-and-accumulate throughput of the kernel pool (coordinator/kernel-pool.ts, WebAssembly
+ * decode-and-accumulate throughput of the kernel pool (coordinator/aggregate/kernel-pool.ts, WebAssembly
  * SIMD in worker threads) against numpy doing the same sums on the same data in the same run.
  *
  * N sites' deltas of V values each (default 4 × 32 Mi: 512 MiB of f32 deltas, 256 MiB of bf16,

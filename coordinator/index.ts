@@ -2,12 +2,12 @@
 export { AdminClient, type AdminClientOptions, type AdminEvent } from './admin-client.js';
 export { coordinatorConfigSchema, loadCoordinatorConfig, type CoordinatorOptions, type ResolvedCoordinatorConfig } from './config.js';
 export { COORDINATOR_VERSION, SERVER_CHANNEL_OPTIONS, startCoordinator, type CoordinatorHandle, type StartCoordinatorOptions } from './coordinator.js';
-export { systemClock, type Clock } from './driver.js';
-export { CoordinatorError, type CoordinatorErrorCode } from './errors.js';
-export type { BusEvent, EventBodies, EventKind } from './events.js';
-export { EVENT_KINDS, NATS_GAP_KIND, eventBodySchemas, natsEventSchema, natsGapEventSchema, type NatsGapBody } from './events.js';
+export { systemClock, type Clock } from './shell/driver.js';
+export { CoordinatorError, type CoordinatorErrorCode } from './core/errors.js';
+export type { BusEvent, EventBodies, EventKind } from './observe/events.js';
+export { EVENT_KINDS, NATS_GAP_KIND, eventBodySchemas, natsEventSchema, natsGapEventSchema, type NatsGapBody } from './observe/events.js';
 export { GENESIS_HASH, readJournal, recordHash, verifyChain, type JournalBody, type JournalRecord } from './state/journal.js';
 export { exportLines, readStateDirTrail, readStreamTrail, verifyAudit, type AuditLine, type AuditReport } from './audit/index.js';
 export { PkiError, createCa, enrolSite, issueCertificate, loadCaFiles, provisionFederation, renewalCsr, signSiteCsr, writeAtomic, type ProvisionManifest } from './pki/index.js';
 export { runSchema, type ResolvedRun } from './config.js';
-export { KernelPool, type PoolEncoding, type PoolRegion } from './kernel-pool.js';
+export { KernelPool, type PoolEncoding, type PoolRegion } from './aggregate/kernel-pool.js';

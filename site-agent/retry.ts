@@ -6,7 +6,7 @@
  * The evidence, in order:
  * 1. the agent's own errors (`SiteAgentError`) say so themselves;
  * 2. a coordinator's refusal carries its verdict next to the gRPC status, in the
- *    `fedhpc-retryable` and `fedhpc-error-code` metadata (coordinator/errors.ts, `toServiceError`;
+ *    `fedhpc-retryable` and `fedhpc-error-code` metadata (coordinator/core/errors.ts, `toServiceError`;
  *    its call limiter too): that verdict is taken as it is, so one status can mean both (a
  *    FAILED_PRECONDITION is NOT_JOINED, retryable, or PROTOCOL_VERSION, final);
  * 3. without that verdict (a coordinator that sends none, or a status grpc-js raised on this side:
@@ -33,7 +33,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { SiteAgentError } from './errors.js';
 
-/** Metadata keys of the coordinator's verdict (the same names as coordinator/errors.ts `ERROR_METADATA`). */
+/** Metadata keys of the coordinator's verdict (the same names as coordinator/core/errors.ts `ERROR_METADATA`). */
 export const VERDICT_METADATA = { code: 'fedhpc-error-code', retryable: 'fedhpc-retryable' } as const;
 
 /** The coordinator's code for a call from a session it does not know: join again, then retry. */

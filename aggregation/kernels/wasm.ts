@@ -3,7 +3,7 @@
  * with the plain-JS reference as fallback where SIMD (or shared memory) is unavailable.
  *
  * The module imports one shared memory, so worker threads can instantiate it over the same
- * WebAssembly.Memory (see coordinator/kernel-pool.ts); here, in one thread, operands are copied
+ * WebAssembly.Memory (see coordinator/aggregate/kernel-pool.ts); here, in one thread, operands are copied
  * through a small window of the instance's own memory.
  */
 import { Buffer } from 'node:buffer';

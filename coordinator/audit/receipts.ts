@@ -9,7 +9,7 @@ import { isSha256 } from '../../common/files.js';
 import type { Logger } from '../../common/logger.js';
 import { verifyReceipt, type ReceiptFields } from '../../common/receipt.js';
 import type { Ack, RoundReceipt__Output } from '../../proto/index.js';
-import { CoordinatorError, toServiceError } from '../errors.js';
+import { CoordinatorError, toServiceError } from '../core/errors.js';
 import type { AuthContextLike, PeerIdentity } from '../pki/index.js';
 import type { JournalRecord } from '../state/journal.js';
 import type { ReceiptRecord, RoundCommittedRecord } from '../state/records.js';

@@ -6,7 +6,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CoordinatorError } from '../errors.js';
+import { CoordinatorError } from '../core/errors.js';
 import { natsConnectOptions, type NatsConnectSettings } from '../nats/options.js';
 import type { JournalRecord } from '../state/journal.js';
 import type { AuditLine } from './verify.js';

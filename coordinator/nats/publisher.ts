@@ -10,7 +10,7 @@ import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManage
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { backoffDelay, sleep } from '../../common/backoff.js';
 import type { Logger } from '../../common/logger.js';
-import { NATS_GAP_KIND, eventBodySchemas, type BusEvent, type EventBus, type NatsGapBody } from '../events.js';
+import { NATS_GAP_KIND, eventBodySchemas, type BusEvent, type EventBus, type NatsGapBody } from '../observe/events.js';
 import type { JournalRecord } from '../state/journal.js';
 import { ensureAuditStream, lastAuditRecord, publishAuditRecord, replayFrom, type AuditTarget } from './audit-stream.js';
 import { EventBuffer } from './event-buffer.js';

@@ -13,10 +13,10 @@ import type {
 } from '../../proto/index.js';
 import type { FileSource } from '../../common/files.js';
 import type { Logger } from '../../common/logger.js';
-import type { MeanSource } from '../aggregate.js';
+import type { MeanSource } from '../aggregate/checkpoint-writer.js';
 import type { RunningConfig } from '../config.js';
-import { CoordinatorError } from '../errors.js';
-import type { SiteRegistry } from '../registry.js';
+import { CoordinatorError } from '../core/errors.js';
+import type { SiteRegistry } from '../sites/registry.js';
 import type { SchedulerEvent, StepResult } from '../round/types.js';
 import type { SecureStageHandlers } from '../service/site-service.js';
 import { SecureRound, type StoredShare } from './round.js';

@@ -12,7 +12,7 @@ import type {
   UnmaskResponse__Output,
 } from '../../proto/index.js';
 import { secureSessionId, sessionGraph, verifyAdvertisement, type NeighbourGraph } from '../../aggregation/index.js';
-import { CoordinatorError } from '../errors.js';
+import { CoordinatorError } from '../core/errors.js';
 
 /** The neighbour graph over the sites that advertised keys, exactly as the sites build it. */
 export function neighbourGraph(r: SecureRound): NeighbourGraph {

@@ -17,10 +17,10 @@ import {
   type NeighbourGraph,
 } from '../../aggregation/index.js';
 import type { FileSource } from '../../common/files.js';
-import type { MeanSource } from '../aggregate.js';
-import { CoordinatorError } from '../errors.js';
-import type { KernelPool } from '../kernel-pool.js';
-import { openMaskedSpools } from '../kernel-spools.js';
+import type { MeanSource } from '../aggregate/checkpoint-writer.js';
+import { CoordinatorError } from '../core/errors.js';
+import type { KernelPool } from '../aggregate/kernel-pool.js';
+import { openMaskedSpools } from '../aggregate/kernel-spools.js';
 import { neighbourGraph, type SecureRound } from './round.js';
 
 function rebuild(r: SecureRound, graph: NeighbourGraph, owner: string, kind: 'self_seed' | 'mask_key'): Uint8Array {

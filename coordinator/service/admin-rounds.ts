@@ -3,8 +3,8 @@
  * (the source of truth) plus the phase timings this process observed.
  */
 import type { AttemptInfo, RoundDetail, RoundInfo, RoundsResponse, SiteEval } from '../../proto/index.js';
-import type { EvalTracker } from '../evals.js';
-import type { RoundTimeline } from '../round-timeline.js';
+import type { EvalTracker } from '../shell/evals.js';
+import type { RoundTimeline } from '../shell/timeline.js';
 import type { JournalRecord } from '../state/journal.js';
 import { recordsOf } from '../state/records.js';
 

@@ -3,9 +3,9 @@
  * field), checked for the role the service needs and, for sites, against the revocations.
  */
 import { identityFromAuthContext, type AuthContextLike, type IdentityResolver, type PeerIdentity, type Role } from '../pki/index.js';
-import { CoordinatorError } from '../errors.js';
+import { CoordinatorError } from '../core/errors.js';
 
-/** A resolver that can also refuse an identity (revoked sites); see coordinator/revocation.ts. */
+/** A resolver that can also refuse an identity (revoked sites); see coordinator/sites/revocation.ts. */
 type MaybeAccessResolver = IdentityResolver & { refusal?: (identity: PeerIdentity) => string | undefined };
 
 /**

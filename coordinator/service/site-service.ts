@@ -17,18 +17,18 @@ import {
   type Task,
   type TransferProgress__Output,
 } from '../../proto/index.js';
-import type { Clock } from '../clock.js';
-import type { RoundDriver } from '../driver.js';
-import { CoordinatorError, toServiceError } from '../errors.js';
-import type { EventBus } from '../events.js';
+import type { Clock } from '../core/clock.js';
+import type { RoundDriver } from '../shell/driver.js';
+import { CoordinatorError, toServiceError } from '../core/errors.js';
+import type { EventBus } from '../observe/events.js';
 import type { IdentityResolver, PeerIdentity } from '../pki/index.js';
-import type { SiteRegistry, SiteTask } from '../registry.js';
+import type { SiteRegistry, SiteTask } from '../sites/registry.js';
 import type { StateStore } from '../state/store.js';
 import { ReceiptDesk } from '../audit/receipts.js';
 import { authenticate } from './auth.js';
 import { writeWithBackpressure } from './streams.js';
-import { UploadService, type TransferLimits } from './upload-service.js';
-import type { TransferBudget } from './transfer-budget.js';
+import { UploadService, type TransferLimits } from '../upload/service.js';
+import type { TransferBudget } from '../upload/budget.js';
 
 export interface SiteServiceOptions {
   readonly federation: string;

@@ -1,8 +1,8 @@
 /** Small helpers for grpc-js streams: backpressure-aware writes and cancellable reads. */
 import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
-import type { Clock } from '../clock.js';
-import { CoordinatorError } from '../errors.js';
+import type { Clock } from '../core/clock.js';
+import { CoordinatorError } from '../core/errors.js';
 
 /** Writes one message, waiting for 'drain' when the stream's buffer is full. */
 export async function writeWithBackpressure<T>(stream: Writable, message: T, signal?: AbortSignal): Promise<void> {

@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { open, readFile, truncate, type FileHandle } from 'node:fs/promises';
-import { CoordinatorError } from '../errors.js';
+import { CoordinatorError } from '../core/errors.js';
 
 /** Hash of the (virtual) record before the first one. */
 export const GENESIS_HASH = '0'.repeat(64);

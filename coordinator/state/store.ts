@@ -6,7 +6,7 @@
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AtomicFile, isSha256, openFileSource, type FileSource } from '../../common/files.js';
-import { CoordinatorError } from '../errors.js';
+import { CoordinatorError } from '../core/errors.js';
 import { Journal, type JournalBody, type JournalRecord } from './journal.js';
 
 /** What the coordinator needs from durable state. */

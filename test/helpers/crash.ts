@@ -1,5 +1,5 @@
 /**
- * A coordinator process armed with a kill point (`FEDHPC_CRASH_AT`, coordinator/crash-points.ts):
+ * A coordinator process armed with a kill point (`FEDHPC_CRASH_AT`, coordinator/core/crash-points.ts):
  * the built CLI started with that variable in its environment.
  */
 import { startCli, type Proc, type TestFederation } from './federation.js';

@@ -9,7 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CoordinatorError, toServiceError, type CoordinatorErrorCode } from '../../coordinator/errors.js';
+import { CoordinatorError, toServiceError, type CoordinatorErrorCode } from '../../coordinator/core/errors.js';
 import { PROTOCOL_VERSION, type Task } from '../../proto/index.js';
 import { createSiteClient } from '../../site-agent/client.js';
 import { SiteAgentError } from '../../site-agent/errors.js';

@@ -12,7 +12,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readStreamTrail, verifyAudit } from '../../coordinator/audit/index.js';
-import { natsEventSchema, natsGapEventSchema, type EventKind } from '../../coordinator/events.js';
+import { natsEventSchema, natsGapEventSchema, type EventKind } from '../../coordinator/observe/events.js';
 import type { JournalRecord } from '../../coordinator/state/journal.js';
 import { skipUnless } from '../helpers/components.js';
 import { journalPath, coordinatorStateDir } from '../helpers/faults.js';

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { readJournal, verifyChain } from '../../coordinator/index.js';
-import type { CrashPoint } from '../../coordinator/crash-points.js';
+import type { CrashPoint } from '../../coordinator/core/crash-points.js';
 import { startArmedCoordinator } from '../helpers/crash.js';
 import { journalPath, readJsonLines, whileAlive, isRunning, type JournalLine } from '../helpers/faults.js';
 import { createTestFederation, startCoordinatorProcess, startSiteProcess, waitFor, type Proc, type TestFederation } from '../helpers/federation.js';

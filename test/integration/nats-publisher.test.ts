@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { expectLogs, testLogger } from '../helpers/logger.js';
 import { readStreamTrail, tapAppends, verifyAudit } from '../../coordinator/audit/index.js';
-import { EventBus, natsEventSchema, natsGapEventSchema, type EventKind } from '../../coordinator/events.js';
+import { EventBus, natsEventSchema, natsGapEventSchema, type EventKind } from '../../coordinator/observe/events.js';
 import { NatsPublisher, natsSchema } from '../../coordinator/nats/index.js';
 import { LocalStateStore } from '../../coordinator/state/store.js';
 import { skipUnless } from '../helpers/components.js';

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { loadCoordinatorConfig } from '../../../coordinator/config.js';
 import { auditedConfig } from '../../../coordinator/audit/config.js';
 import { siteJoinedRecord } from '../../../coordinator/audit/joins.js';
-import { EVENT_KINDS, eventBodySchemas, natsEventSchema } from '../../../coordinator/events.js';
+import { EVENT_KINDS, eventBodySchemas, natsEventSchema } from '../../../coordinator/observe/events.js';
 import { EventBuffer } from '../../../coordinator/nats/event-buffer.js';
 import { replayFrom } from '../../../coordinator/nats/audit-stream.js';
 import { natsSchema } from '../../../coordinator/nats/options.js';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { receiptPayload, signReceipt } from '../../../common/receipt.js';
 import { ReceiptDesk, parseAuditLines, receiptFromWire, verifyAudit } from '../../../coordinator/audit/index.js';
-import { CoordinatorError } from '../../../coordinator/errors.js';
+import { CoordinatorError } from '../../../coordinator/core/errors.js';
 import type { PeerIdentity } from '../../../coordinator/pki/index.js';
 import { Journal, type JournalRecord } from '../../../coordinator/state/journal.js';
 import { testLogger } from '../../helpers/logger.js';

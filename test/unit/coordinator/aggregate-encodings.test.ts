@@ -18,10 +18,10 @@ import {
   openSafetensors,
 } from '../../../aggregation/index.js';
 import { openFileSource } from '../../../common/files.js';
-import { aggregateRound, type SpoolInput } from '../../../coordinator/aggregate.js';
-import { CoordinatorError } from '../../../coordinator/errors.js';
-import { KernelPool } from '../../../coordinator/kernel-pool.js';
-import { importInitialModel } from '../../../coordinator/model-import.js';
+import { aggregateRound, type SpoolInput } from '../../../coordinator/aggregate/checkpoint-writer.js';
+import { CoordinatorError } from '../../../coordinator/core/errors.js';
+import { KernelPool } from '../../../coordinator/aggregate/kernel-pool.js';
+import { importInitialModel } from '../../../coordinator/state/model-import.js';
 import { LocalStateStore } from '../../../coordinator/state/store.js';
 
 // Sizes around the int8 block of 128: short last blocks, a one-value tensor, several blocks.

@@ -11,8 +11,8 @@ import {
   openSafetensors,
 } from '../../../aggregation/index.js';
 import { type FileSource, openFileSource } from '../../../common/files.js';
-import { aggregateRound, type SpoolInput } from '../../../coordinator/aggregate.js';
-import { importInitialModel } from '../../../coordinator/model-import.js';
+import { aggregateRound, type SpoolInput } from '../../../coordinator/aggregate/checkpoint-writer.js';
+import { importInitialModel } from '../../../coordinator/state/model-import.js';
 import { LocalStateStore } from '../../../coordinator/state/store.js';
 
 interface TensorValues {

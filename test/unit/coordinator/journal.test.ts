@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, writeFile, appendFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CoordinatorError } from '../../../coordinator/errors.js';
+import { CoordinatorError } from '../../../coordinator/core/errors.js';
 import {
   GENESIS_HASH,
   Journal,

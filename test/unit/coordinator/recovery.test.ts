@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { recoverRun } from '../../../coordinator/recovery.js';
+import { recoverRun } from '../../../coordinator/state/recovery.js';
 import { GENESIS_HASH, type JournalBody, type JournalRecord, recordHash, verifyChain } from '../../../coordinator/state/journal.js';
 import type { EvalRecord, RoundCommittedRecord, RunStartedRecord, StateRecord } from '../../../coordinator/state/records.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkpointsToDelete } from '../../../coordinator/retention.js';
+import { checkpointsToDelete } from '../../../coordinator/state/retention.js';
 import type { JournalRecord } from '../../../coordinator/state/journal.js';
 
 const sha = (n: number): string => n.toString(16).padStart(64, '0');

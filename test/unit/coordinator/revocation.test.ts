@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { CoordinatorError } from '../../../coordinator/errors.js';
-import { SiteAccess, type SiteApprovedRecord, type SiteRevokedRecord } from '../../../coordinator/revocation.js';
+import { CoordinatorError } from '../../../coordinator/core/errors.js';
+import { SiteAccess, type SiteApprovedRecord, type SiteRevokedRecord } from '../../../coordinator/sites/revocation.js';
 import type { JournalRecord } from '../../../coordinator/state/journal.js';
 import type { PeerIdentity } from '../../../coordinator/pki/index.js';
 

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openFileSource } from '../../../common/files.js';
-import type { SpoolInput } from '../../../coordinator/aggregate.js';
-import { robustMean, trimCount, type AggregatorOptions } from '../../../coordinator/robust.js';
+import type { SpoolInput } from '../../../coordinator/aggregate/checkpoint-writer.js';
+import { robustMean, trimCount, type AggregatorOptions } from '../../../coordinator/aggregate/robust.js';
 
 /** Two tensors of 5 and 300 values, so slices cross a tensor boundary. */
 const TENSORS = [5, 300];

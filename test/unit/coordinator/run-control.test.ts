@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../common/config-file.js';
 import { runSchema } from '../../../coordinator/config.js';
-import { CoordinatorError } from '../../../coordinator/errors.js';
-import { RunControlState, activeRunAtStart, assertCanStart } from '../../../coordinator/run-control.js';
+import { CoordinatorError } from '../../../coordinator/core/errors.js';
+import { RunControlState, activeRunAtStart, assertCanStart } from '../../../coordinator/shell/run-control.js';
 import type { JournalRecord } from '../../../coordinator/state/journal.js';
 
 const journal = (...bodies: object[]): JournalRecord[] => bodies.map((body, i) => ({ seq: i + 1, ts: 0, prev: '', hash: '', body: body as JournalRecord['body'] }));

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CoordinatorError, type CoordinatorErrorCode } from '../../../coordinator/errors.js';
+import { CoordinatorError, type CoordinatorErrorCode } from '../../../coordinator/core/errors.js';
 import { LocalStateStore } from '../../../coordinator/state/store.js';
 
 let dir: string;

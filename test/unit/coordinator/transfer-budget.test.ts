@@ -1,6 +1,6 @@
 /** The one in-flight budget shared by every site's upload streams. */
 import { describe, expect, it } from 'vitest';
-import { TransferBudget, type BudgetGrant } from '../../../coordinator/service/transfer-budget.js';
+import { TransferBudget, type BudgetGrant } from '../../../coordinator/upload/budget.js';
 import { ManualClock } from '../../helpers/clock.js';
 
 const MiB = 1 << 20;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { CoordinatorError, type CoordinatorErrorCode } from '../../../coordinator/errors.js';
-import { type UploadExpectation, validateHeader } from '../../../coordinator/service/upload.js';
+import { CoordinatorError, type CoordinatorErrorCode } from '../../../coordinator/core/errors.js';
+import { type UploadExpectation, validateHeader } from '../../../coordinator/upload/header.js';
 import type { UploadHeader__Output } from '../../../proto/index.js';
 
 const GLOBAL = 'a'.repeat(64);

@@ -2,10 +2,10 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { deltaSegments } from '../../../aggregation/index.js';
-import { CoordinatorError } from '../../../coordinator/errors.js';
+import { CoordinatorError } from '../../../coordinator/core/errors.js';
 import { readMessages } from '../../../coordinator/service/streams.js';
-import type { UploadExpectation, UploadIntent } from '../../../coordinator/service/upload.js';
-import { UploadSession } from '../../../coordinator/service/upload-session.js';
+import type { UploadExpectation, UploadIntent } from '../../../coordinator/upload/header.js';
+import { UploadSession } from '../../../coordinator/upload/session.js';
 import { ManualClock } from '../../helpers/clock.js';
 
 const IDLE_MS = 60_000;

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeInt8Blocks, f32ToBf16, referenceKernels } from '../../../aggregation/index.js';
-import { CoordinatorError } from '../../../coordinator/errors.js';
-import { KernelPool } from '../../../coordinator/kernel-pool.js';
+import { CoordinatorError } from '../../../coordinator/core/errors.js';
+import { KernelPool } from '../../../coordinator/aggregate/kernel-pool.js';
 
 let pool: KernelPool;
 let dir: string;

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openFileSource } from '../../../common/files.js';
-import { KernelPool } from '../../../coordinator/kernel-pool.js';
+import { KernelPool } from '../../../coordinator/aggregate/kernel-pool.js';
 import { secureMean } from '../../../coordinator/secure/unmask.js';
 import { InProcessSecAgg, makeIdentities, pseudoGradient, type Identities } from '../../helpers/secure-protocol.js';
 

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkFinite, referenceKernels } from '../../../aggregation/index.js';
 import { openFileSource } from '../../../common/files.js';
-import { KernelPool } from '../../../coordinator/kernel-pool.js';
-import { openMaskedSpools } from '../../../coordinator/kernel-spools.js';
+import { KernelPool } from '../../../coordinator/aggregate/kernel-pool.js';
+import { openMaskedSpools } from '../../../coordinator/aggregate/kernel-spools.js';
 
 let pool: KernelPool;
 let dir: string;

@@ -4,7 +4,7 @@
  * count, and nothing refused changes what the attempt has collected.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CoordinatorError, type CoordinatorErrorCode } from '../../../coordinator/errors.js';
+import { CoordinatorError, type CoordinatorErrorCode } from '../../../coordinator/core/errors.js';
 import { InProcessSecAgg, advertisementMessage, makeIdentities, revealMessage, sharesMessage, type Identities } from '../../helpers/secure-protocol.js';
 
 const SITES = ['site-a', 'site-b', 'site-c', 'site-d'];

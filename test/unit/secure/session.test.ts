@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CoordinatorError } from '../../../coordinator/errors.js';
+import { CoordinatorError } from '../../../coordinator/core/errors.js';
 import { unmaskingSecrets } from '../../../coordinator/secure/unmask.js';
 import { combine, secureSessionId } from '../../../aggregation/index.js';
 import { SiteAgentError } from '../../../site-agent/errors.js';

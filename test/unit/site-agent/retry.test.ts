@@ -4,7 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { COORDINATOR_ERRORS, CoordinatorError, toServiceError, type CoordinatorErrorCode } from '../../../coordinator/errors.js';
+import { COORDINATOR_ERRORS, CoordinatorError, toServiceError, type CoordinatorErrorCode } from '../../../coordinator/core/errors.js';
 import { SiteAgentError } from '../../../site-agent/errors.js';
 import { classifyFailure, STATUS_VERDICTS } from '../../../site-agent/retry.js';
 

@@ -3,9 +3,9 @@
  * may start and end, stripe pieces, and the value checks the coordinator makes as bytes arrive.
  */
 import { describe, expect, it } from 'vitest';
-import { CoordinatorError } from '../../../coordinator/errors.js';
+import { CoordinatorError } from '../../../coordinator/core/errors.js';
 import { deltaSegments, encodedTensorBytes, isUnitBoundary, stripePieces } from '../../../aggregation/index.js';
-import { checkValues } from '../../../coordinator/service/wire-layout.js';
+import { checkValues } from '../../../coordinator/upload/value-checks.js';
 
 describe('wire layout', () => {
   it('sizes a tensor of n values per encoding (int8: ceil(n/128) scales + n values)', () => {

@@ -6,7 +6,7 @@
  * (`<prefix>.events.<kind>`) and tests validate exactly what the coordinator promises to send.
  */
 import { z } from 'zod';
-import { SECURE_PHASES } from './round/types.js';
+import { SECURE_PHASES } from '../round/types.js';
 
 const id = z.string().min(1);
 const count = z.number().int().nonnegative();

@@ -2,8 +2,8 @@
  * Site registry: who has joined, who is connected (holds an open `Tasks` stream), what each is
  * doing, and the channel to push tasks to it. Holds no protobuf: the service converts tasks.
  */
-import type { SecureRoundParams, StoredAdvertisement, StoredShare } from './secure/round.js';
-import type { LayoutTensor } from './service/upload.js';
+import type { SecureRoundParams, StoredAdvertisement, StoredShare } from '../secure/round.js';
+import type { LayoutTensor } from '../upload/header.js';
 
 /** Work pushed to a site over its `Tasks` stream. */
 export type SiteTask =

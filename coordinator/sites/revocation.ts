@@ -7,9 +7,9 @@
  * unless an admin approves it after the revocation (a re-enrolment with a new key).
  */
 import { X509Certificate, createHash } from 'node:crypto';
-import { CoordinatorError } from './errors.js';
-import type { IdentityResolver, IdentityResult, PeerIdentity } from './pki/index.js';
-import type { JournalRecord } from './state/journal.js';
+import { CoordinatorError } from '../core/errors.js';
+import type { IdentityResolver, IdentityResult, PeerIdentity } from '../pki/index.js';
+import type { JournalRecord } from '../state/journal.js';
 
 /** Journal record of an approved enrolment or renewal. */
 export interface SiteApprovedRecord {

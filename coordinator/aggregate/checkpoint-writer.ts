@@ -9,12 +9,12 @@ import {
   type SafetensorsFile,
   type ServerOptimizer,
   type WireEncoding,
-} from '../aggregation/index.js';
-import type { FileSource } from '../common/files.js';
-import { CoordinatorError } from './errors.js';
+} from '../../aggregation/index.js';
+import type { FileSource } from '../../common/files.js';
+import { CoordinatorError } from '../core/errors.js';
 import type { KernelPool } from './kernel-pool.js';
 import { openWeightedSpools } from './kernel-spools.js';
-import type { PendingFile, StateStore } from './state/store.js';
+import type { PendingFile, StateStore } from '../state/store.js';
 
 /** One verified upload to fold into the mean. */
 export interface SpoolInput {

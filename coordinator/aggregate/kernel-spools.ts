@@ -6,9 +6,9 @@
  * SIMD, or the JS reference). Both give the same bits. Memory: one slice per spool at most.
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { type Kernels, SpoolLayout, WIRE_ENCODINGS, type WireEncoding, createKernels } from '../aggregation/index.js';
-import type { FileSource } from '../common/files.js';
-import { CoordinatorError } from './errors.js';
+import { type Kernels, SpoolLayout, WIRE_ENCODINGS, type WireEncoding, createKernels } from '../../aggregation/index.js';
+import type { FileSource } from '../../common/files.js';
+import { CoordinatorError } from '../core/errors.js';
 import type { KernelPool, PoolSource } from './kernel-pool.js';
 
 /** One spool to add: the raw wire bytes of every tensor in the global model's order. */

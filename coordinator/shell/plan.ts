@@ -1,6 +1,6 @@
 /** The scheduler's view of a run, derived once from the coordinator config and journaled. */
-import type { RunningConfig } from './config.js';
-import type { RunPlan } from './round/types.js';
+import type { RunningConfig } from '../config.js';
+import type { RunPlan } from '../round/types.js';
 
 /** k-of-n, deadlines in milliseconds, attempts and the secure-aggregation threshold of a run. */
 export function runPlanFromConfig(config: Pick<RunningConfig, 'run'>): RunPlan {

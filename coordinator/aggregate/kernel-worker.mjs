@@ -1,4 +1,4 @@
-// One thread of the kernel pool (coordinator/kernel-pool.ts). Plain JavaScript on purpose: a
+// One thread of the kernel pool (coordinator/aggregate/kernel-pool.ts). Plain JavaScript on purpose: a
 // worker must start without a TypeScript loader, under vitest as from dist/.
 //
 // It instantiates kernels.wasm over the pool's shared memory and runs its share of each job: for

@@ -6,8 +6,8 @@
  * (coordinator/config.ts). Both are unweighted: weighting by reported samples would hand a lying
  * site the very leverage the aggregator is there to take away.
  */
-import type { FileSource } from '../common/files.js';
-import type { MeanSource, SpoolInput } from './aggregate.js';
+import type { FileSource } from '../../common/files.js';
+import type { MeanSource, SpoolInput } from './checkpoint-writer.js';
 import { openWeightedSpools, type SpoolSlices } from './kernel-spools.js';
 
 /** How a plain round combines its deltas. */

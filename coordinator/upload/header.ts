@@ -4,7 +4,7 @@
  * joins the sum only once it is complete and verified (DESIGN.md, "Decisions").
  */
 import type { UploadHeader__Output } from '../../proto/index.js';
-import { CoordinatorError } from '../errors.js';
+import { CoordinatorError } from '../core/errors.js';
 import { deltaSegments, isUnitBoundary, segmentsBytes, type Segment, type DeltaEncoding } from '../../aggregation/index.js';
 
 /** One tensor of the global model as uploads must declare it. */

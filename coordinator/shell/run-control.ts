@@ -3,11 +3,11 @@
  * coordinator config's embedded run, or one an admin started with `fedhpc admin start`), whether
  * it is paused or was aborted, and the sites revoked out of the open round.
  */
-import { parseConfig } from '../common/config-file.js';
-import { runSchema, type ResolvedRun } from './config.js';
-import { CoordinatorError } from './errors.js';
-import type { RunState, SchedulerEvent } from './round/types.js';
-import type { JournalRecord } from './state/journal.js';
+import { parseConfig } from '../../common/config-file.js';
+import { runSchema, type ResolvedRun } from '../config.js';
+import { CoordinatorError } from '../core/errors.js';
+import type { RunState, SchedulerEvent } from '../round/types.js';
+import type { JournalRecord } from '../state/journal.js';
 
 /** Journal record of a run started by an admin: the run file as sent, so a restart can resume it. */
 export interface RunRequestedRecord {

@@ -10,11 +10,11 @@ import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import type { UploadMessage__Output, UploadReply } from '../../proto/index.js';
-import { CoordinatorError } from '../errors.js';
-import { hashRange, pieceAt, type StripeState, type UploadSession } from './upload-session.js';
-import { writeWithBackpressure } from './streams.js';
+import { CoordinatorError } from '../core/errors.js';
+import { hashRange, pieceAt, type StripeState, type UploadSession } from './session.js';
+import { writeWithBackpressure } from '../service/streams.js';
 import { isUnitBoundary, type Piece } from '../../aggregation/index.js';
-import { checkValues } from './wire-layout.js';
+import { checkValues } from './value-checks.js';
 
 /** Consecutive CRC failures of one chunk before the upload fails. */
 export const MAX_CRC_RETRIES = 8;

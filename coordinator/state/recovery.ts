@@ -3,8 +3,8 @@
  * lost or repeated; an interrupted round starts again with a fresh attempt number (so nothing keyed
  * to an attempt, such as secure-aggregation keys, is ever reused).
  */
-import type { JournalRecord } from './state/journal.js';
-import { recordsOf, type EvalRecord, type RoundCommittedRecord, type RunStartedRecord } from './state/records.js';
+import type { JournalRecord } from './journal.js';
+import { recordsOf, type EvalRecord, type RoundCommittedRecord, type RunStartedRecord } from './records.js';
 
 /** A run as the journal left it. */
 export interface RecoveredRun {

@@ -3,11 +3,11 @@
  * emitted them: journal records, tasks to sites, deadline timers, and the aggregate and commit
  * steps (round-commit.ts). Owns the open attempt's bookkeeping and the deadline timers.
  */
-import { CoordinatorError } from './errors.js';
-import { phaseCrashPoint } from './crash-points.js';
-import { RoundCommitter } from './round-commit.js';
-import type { AttemptContext, RoundContext } from './round-context.js';
-import type { Effect } from './round/types.js';
+import { CoordinatorError } from '../core/errors.js';
+import { phaseCrashPoint } from '../core/crash-points.js';
+import { RoundCommitter } from './commit.js';
+import type { AttemptContext, RoundContext } from './context.js';
+import type { Effect } from '../round/types.js';
 
 /** The driver's effect queue: effects run in order, and a failing one is fatal (`onFatal`). */
 export class EffectRunner {

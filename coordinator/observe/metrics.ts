@@ -7,9 +7,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { EventBus } from './events.js';
-import type { SiteRegistry } from './registry.js';
-import type { RoundTimeline } from './round-timeline.js';
-import type { BudgetUsage } from './service/transfer-budget.js';
+import type { SiteRegistry } from '../sites/registry.js';
+import type { RoundTimeline } from '../shell/timeline.js';
+import type { BudgetUsage } from '../upload/budget.js';
 
 /** The metric families and the gRPC interceptor that counts streams and errors. */
 export class CoordinatorMetrics {

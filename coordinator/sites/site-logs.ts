@@ -4,7 +4,7 @@
  * Bounded: the newest {@link SITE_LOG_LINES} lines per site, in memory only (the journal and the
  * site's own logs are the durable record).
  */
-import type { BusEvent, EventBus } from './events.js';
+import type { BusEvent, EventBus } from '../observe/events.js';
 
 /** Lines kept per site. */
 export const SITE_LOG_LINES = 200;

@@ -7,9 +7,9 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
-import type { Clock } from '../clock.js';
-import { CoordinatorError } from '../errors.js';
-import type { UploadExpectation, UploadIntent } from './upload.js';
+import type { Clock } from '../core/clock.js';
+import { CoordinatorError } from '../core/errors.js';
+import type { UploadExpectation, UploadIntent } from './header.js';
 import { stripePieces, type Piece } from '../../aggregation/index.js';
 
 /** A stream that owns a stripe; aborting it hands the stripe to a newer stream. */

@@ -3,17 +3,17 @@
  * kernel worker pool when it starts), then committing that model to the journal. Both report back
  * to the scheduler through the driver's `RoundContext`.
  */
-import { openSafetensors } from '../aggregation/index.js';
-import { openFileSource } from '../common/files.js';
-import { aggregateRound } from './aggregate.js';
-import { crashPoint } from './crash-points.js';
-import { CoordinatorError } from './errors.js';
-import { KernelPool } from './kernel-pool.js';
-import { isRobust, robustMean } from './robust.js';
-import type { AttemptContext, RoundContext } from './round-context.js';
-import type { LayoutTensor } from './service/upload.js';
-import type { ParticipantRecord } from './state/records.js';
-import type { StateStore } from './state/store.js';
+import { openSafetensors } from '../../aggregation/index.js';
+import { openFileSource } from '../../common/files.js';
+import { aggregateRound } from '../aggregate/checkpoint-writer.js';
+import { crashPoint } from '../core/crash-points.js';
+import { CoordinatorError } from '../core/errors.js';
+import { KernelPool } from '../aggregate/kernel-pool.js';
+import { isRobust, robustMean } from '../aggregate/robust.js';
+import type { AttemptContext, RoundContext } from './context.js';
+import type { LayoutTensor } from '../upload/header.js';
+import type { ParticipantRecord } from '../state/records.js';
+import type { StateStore } from '../state/store.js';
 
 /** Size and tensor layout of the model stored under `sha256`. */
 export async function describeModel(store: StateStore, sha256: string): Promise<{ bytes: number; tensors: LayoutTensor[] }> {

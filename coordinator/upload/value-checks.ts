@@ -3,7 +3,7 @@
  * aggregation/wire-layout.ts, shared with the site agent).
  */
 import { checkFinite, segmentAt, type DeltaEncoding, type Segment } from '../../aggregation/index.js';
-import { CoordinatorError } from '../errors.js';
+import { CoordinatorError } from '../core/errors.js';
 
 /**
  * Checks the values of `data` (delta bytes from `offset`, unit-aligned) that the coordinator can

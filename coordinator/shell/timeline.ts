@@ -3,7 +3,7 @@
  * and the phase-duration metric. In memory, bounded to the latest {@link TIMELINE_ATTEMPTS}
  * attempts: phase timings are observations, not journaled state.
  */
-import type { BusEvent, EventBus } from './events.js';
+import type { BusEvent, EventBus } from '../observe/events.js';
 
 /** Attempts whose phases are kept. */
 export const TIMELINE_ATTEMPTS = 1000;

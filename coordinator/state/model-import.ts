@@ -2,9 +2,9 @@
  * Bringing a run's initial model into the state dir. Every F32/BF16/F16 safetensors file is
  * rewritten as an F32 checkpoint (the global model is kept in F32), tensor by tensor in slices.
  */
-import { createSafetensorsWriter, openSafetensors } from '../aggregation/index.js';
-import { openFileSource } from '../common/files.js';
-import type { StateStore } from './state/store.js';
+import { createSafetensorsWriter, openSafetensors } from '../../aggregation/index.js';
+import { openFileSource } from '../../common/files.js';
+import type { StateStore } from './store.js';
 
 /** Imports `path` and returns the content hash of the F32 checkpoint in the store. */
 export async function importInitialModel(store: StateStore, path: string, sliceElements: number): Promise<{ sha256: string }> {

@@ -5,8 +5,8 @@
  * model (round 0, the run's first parent). Runs after a commit, before the next round opens, so
  * no aggregation writes a checkpoint meanwhile.
  */
-import { recordsOf, type RoundCommittedRecord } from './state/records.js';
-import type { JournalRecord } from './state/journal.js';
+import { recordsOf, type RoundCommittedRecord } from './records.js';
+import type { JournalRecord } from './journal.js';
 
 /** `retention` of the coordinator config. */
 export interface RetentionPolicy {

@@ -7,8 +7,8 @@
  * seconds; the next free window goes to the waiting stream of the site holding the fewest windows
  * (the earliest among equals), so one site opening many stripes cannot starve the others.
  */
-import type { Clock } from '../clock.js';
-import { CoordinatorError } from '../errors.js';
+import type { Clock } from '../core/clock.js';
+import { CoordinatorError } from '../core/errors.js';
 
 /** A reserved window; release it exactly once (later calls do nothing). */
 export interface BudgetGrant {

@@ -3,15 +3,15 @@
  * commit steps (round-commit.ts): the run and attempt being driven, and the driver's live state
  * read through `RoundContext`, so that each piece keeps one owner.
  */
-import type { ServerOptimizer } from '../aggregation/index.js';
-import type { Logger } from '../common/logger.js';
-import type { RunningConfig } from './config.js';
+import type { ServerOptimizer } from '../../aggregation/index.js';
+import type { Logger } from '../../common/logger.js';
+import type { RunningConfig } from '../config.js';
 import type { DriverOptions } from './driver.js';
 import type { EvalTracker } from './evals.js';
-import type { RunPlan, SchedulerEvent, SchedulerState } from './round/types.js';
+import type { RunPlan, SchedulerEvent, SchedulerState } from '../round/types.js';
 import type { RunControlState } from './run-control.js';
-import type { SecureSide } from './secure/coordinator-side.js';
-import type { LayoutTensor, SpooledUpload, UploadIntent } from './service/upload.js';
+import type { SecureSide } from '../secure/coordinator-side.js';
+import type { LayoutTensor, SpooledUpload, UploadIntent } from '../upload/header.js';
 
 /** The run being driven: its plan, optimizer and the global model its next round trains. */
 export interface RunContext {

@@ -3,12 +3,12 @@
  * reports, and the per-site and overall result once all have answered or the deadline passed.
  * Results are journaled (type `eval`) and announced as `round.evaluated`.
  */
-import type { Logger } from '../common/logger.js';
+import type { Logger } from '../../common/logger.js';
 import type { Clock } from './driver.js';
-import type { EventBus } from './events.js';
-import type { SiteRegistry, SiteTask } from './registry.js';
-import type { EvalRecord } from './state/records.js';
-import type { StateStore } from './state/store.js';
+import type { EventBus } from '../observe/events.js';
+import type { SiteRegistry, SiteTask } from '../sites/registry.js';
+import type { EvalRecord } from '../state/records.js';
+import type { StateStore } from '../state/store.js';
 
 interface Pending {
   readonly runId: string;

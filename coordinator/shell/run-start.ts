@@ -2,16 +2,16 @@
  * Starting (or resuming) a run for the driver: the journal records that start or extend it, and
  * the `RunContext` its rounds are driven from.
  */
-import { createOptimizer } from '../aggregation/index.js';
-import { auditedConfig } from './audit/config.js';
-import type { RunningConfig } from './config.js';
-import { importInitialModel } from './model-import.js';
+import { createOptimizer } from '../../aggregation/index.js';
+import { auditedConfig } from '../audit/config.js';
+import type { RunningConfig } from '../config.js';
+import { importInitialModel } from '../state/model-import.js';
 import { runPlanFromConfig } from './plan.js';
-import { recoverRun, type RecoveredRun } from './recovery.js';
-import { describeModel } from './round-commit.js';
-import type { RunContext } from './round-context.js';
-import type { RunPlan } from './round/types.js';
-import type { StateStore } from './state/store.js';
+import { recoverRun, type RecoveredRun } from '../state/recovery.js';
+import { describeModel } from './commit.js';
+import type { RunContext } from './context.js';
+import type { RunPlan } from '../round/types.js';
+import type { StateStore } from '../state/store.js';
 
 /**
  * The run of `config` as the journal has it, once journaled: a run never started is started

@@ -4,25 +4,25 @@
  * answers the services' questions about the open round. Effects run one at a time in order; the
  * scheduler itself stays pure.
  */
-import type { Logger } from '../common/logger.js';
-import type { Clock } from './clock.js';
-export { systemClock, type Clock } from './clock.js';
-import type { ResolvedCoordinatorConfig, ResolvedRun, RunningConfig } from './config.js';
-import { CoordinatorError } from './errors.js';
+import type { Logger } from '../../common/logger.js';
+import type { Clock } from '../core/clock.js';
+export { systemClock, type Clock } from '../core/clock.js';
+import type { ResolvedCoordinatorConfig, ResolvedRun, RunningConfig } from '../config.js';
+import { CoordinatorError } from '../core/errors.js';
 import { EvalTracker } from './evals.js';
-import type { EventBus } from './events.js';
-import type { SiteRegistry } from './registry.js';
-import { initialSchedulerState, step } from './round/machine.js';
-import type { RunPlan, SchedulerEvent, SchedulerState } from './round/types.js';
-import type { RunContext } from './round-context.js';
-import { EffectRunner } from './round-effects.js';
+import type { EventBus } from '../observe/events.js';
+import type { SiteRegistry } from '../sites/registry.js';
+import { initialSchedulerState, step } from '../round/machine.js';
+import type { RunPlan, SchedulerEvent, SchedulerState } from '../round/types.js';
+import type { RunContext } from './context.js';
+import { EffectRunner } from './effects.js';
 import { journalRunStart, runContextOf } from './run-start.js';
-import type { SpooledUpload, UploadExpectation, UploadIntent } from './service/upload.js';
-import { SecureSide } from './secure/coordinator-side.js';
-import type { SecureStageHandlers } from './service/site-service.js';
-import { refuseSecureStages } from './service/site-service.js';
-import type { StateStore } from './state/store.js';
-import { siteJoinedRecord } from './audit/joins.js';
+import type { SpooledUpload, UploadExpectation, UploadIntent } from '../upload/header.js';
+import { SecureSide } from '../secure/coordinator-side.js';
+import type { SecureStageHandlers } from '../service/site-service.js';
+import { refuseSecureStages } from '../service/site-service.js';
+import type { StateStore } from '../state/store.js';
+import { siteJoinedRecord } from '../audit/joins.js';
 import { RunControlState, activeRunAtStart, assertCanStart } from './run-control.js';
 
 export interface DriverOptions {

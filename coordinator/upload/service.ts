@@ -8,17 +8,17 @@ import type * as grpc from '@grpc/grpc-js';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../common/logger.js';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../core/clock.js';
 import type { UploadMessage__Output, UploadReply } from '../../proto/index.js';
-import type { RoundDriver } from '../driver.js';
-import { CoordinatorError, toServiceError } from '../errors.js';
-import type { SiteRegistry } from '../registry.js';
+import type { RoundDriver } from '../shell/driver.js';
+import { CoordinatorError, toServiceError } from '../core/errors.js';
+import type { SiteRegistry } from '../sites/registry.js';
 import type { StateStore } from '../state/store.js';
-import { readMessages, writeWithBackpressure } from './streams.js';
-import { hashRange, UploadSession, type StreamOwner, type StripeState } from './upload-session.js';
-import { StripeReceiver, streamWindow } from './upload-stream.js';
-import { validateHeader, type UploadIntent } from './upload.js';
-import type { BudgetGrant, TransferBudget } from './transfer-budget.js';
+import { readMessages, writeWithBackpressure } from '../service/streams.js';
+import { hashRange, UploadSession, type StreamOwner, type StripeState } from './session.js';
+import { StripeReceiver, streamWindow } from './stream.js';
+import { validateHeader, type UploadIntent } from './header.js';
+import type { BudgetGrant, TransferBudget } from './budget.js';
 
 /** Transfer limits the coordinator applies to every site. */
 export interface TransferLimits {

@@ -20,8 +20,8 @@ import {
   compileKernelModule,
   createKernelMemory,
   wasmKernelsSupported,
-} from '../aggregation/index.js';
-import { CoordinatorError } from './errors.js';
+} from '../../aggregation/index.js';
+import { CoordinatorError } from '../core/errors.js';
 
 /** What a source holds: a plain wire encoding (weighted, into f32) or masked words (mod 2^b). */
 export type PoolEncoding = WireEncoding | 'u32' | 'u16';

@@ -3,6 +3,7 @@ import { cpSync, mkdirSync } from 'node:fs';
 mkdirSync('dist/proto', { recursive: true });
 cpSync('proto/fedhpc', 'dist/proto/fedhpc', { recursive: true });
 // Python bytecode caches left by local runs are not part of the package.
+/** @param {string} src */
 const noPycache = (src) => !src.split(/[\\/]/).includes('__pycache__');
 // The PyTorch reference trainer and its configs, started by the command and Slurm runners. It
 // imports deploy/slurm/fedhpc_round_dir.py (copied below) from ../../deploy/slurm/, as in the repository.

@@ -4,7 +4,9 @@
 One shard of a round, in the round-directory contract of DESIGN.md ("Training runners"):
 import the global HF weights (round-dir/global/), train spec.train.max_steps steps from those
 weights only (no optimizer state is inherited), export HF weights in F32 into out/, append
-progress.jsonl, and commit DONE.json last (temp file + rename).
+progress.jsonl, and commit DONE.json last (temp file + rename). The contract's checks and files
+(spec.json fields, global/ checks, progress lines, DONE.json, exit codes) are fedhpc_round_dir.py,
+beside this file and shared with the reference trainer (site-agent/trainers/torch_shard.py).
 
   --round-dir DIR --check-spec [--nemo2] [--world-size N]
       Dry mode, standard library only: validate spec.json and global/, print the plan as JSON on
@@ -19,7 +21,9 @@ Exit codes: 0 done; 64 bad spec or usage; 65 global weights invalid or mismatche
 with a resumable checkpoint in scratch/ (resubmit); anything else a crash.
 
 HONESTY NOTE. This file has never run against NeMo or Megatron-Bridge: fedhpc's CI has no GPU and
-no NeMo. Only the dry mode and the stdlib helpers are tested (test/unit/trainers/nemo-recipe.test.ts).
+no NeMo. Only the dry mode is tested here (test/unit/trainers/nemo-recipe.test.ts); the contract's
+helpers in fedhpc_round_dir.py are also run by the reference trainer's tests and their own
+(torch-shard.test.ts, round-dir-contract.test.ts).
 Every framework call below is written from the documentation and sources cited next to it; the
 comments marked UNVERIFIED are the places most likely to need a fix on a real container.
 
@@ -43,180 +47,49 @@ References (looked up, not run):
                pretrain(model, data, trainer, log, resume, optim), export_ckpt(path, target,
                output_path, overwrite).
 """
-import argparse, hashlib, json, math, os, signal, struct, sys, time
+import argparse, hashlib, json, os, signal, struct, sys
 
-EXIT_OK, EXIT_BAD_SPEC, EXIT_BAD_GLOBAL, EXIT_INTERRUPTED = 0, 64, 65, 75
-TOKEN_BYTES = 4  # data.train_tokens: raw little-endian uint32 ids, the reference trainer's format
-ITEM_BYTES = {"F32": 4, "BF16": 2, "F16": 2}
-MAX_HEADER = 100_000_000
+# The round-directory contract (spec.json, global/, progress.jsonl, DONE.json, exit codes) is shared
+# with the reference trainer: fedhpc_round_dir.py, beside this file (mount this directory whole).
+_HERE = os.path.dirname(os.path.realpath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+from fedhpc_round_dir import (  # noqa: E402
+    EXIT_INTERRUPTED, EXIT_OK, TOKEN_BYTES, Parser, Refusal, append_progress, bad_spec, check_global_sha256,
+    check_safetensors_header, load_round_config, manifest_sha256, need, pinned_sha256, read_spec,
+    safetensors_header, sha256_file, tensor_shapes, token_count, truncate_progress, validate_spec, write_atomic,
+    write_done, write_json_atomic)
+
 PRECISIONS = ("bf16_mixed", "fp32")
-
-
-class Refusal(Exception):
-    """An input we will not train on; `code` is the process exit status."""
-
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code = code
-
-
-def bad_spec(message):
-    return Refusal(EXIT_BAD_SPEC, message)
-
-
-def bad_global(message):
-    return Refusal(EXIT_BAD_GLOBAL, message)
 
 
 def log(message):
     print(f"nemo_shard: {message}", file=sys.stderr, flush=True)
 
 
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
+# ---------------------------------------------------------------- spec (the reference trainer's fields + nemo)
 
-
-def write_atomic(path, data):
-    """The agent must never see a half-written file: temp file, fsync, rename."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path, obj):
-    write_atomic(path, json.dumps(obj, indent=2).encode() + b"\n")
-
-
-# ---------------------------------------------------------------- spec (same fields as torch_shard.py)
-
-def validate_spec(spec, round_dir):
-    """spec.json, checked field by field; the names are the reference trainer's
-    (site-agent/trainers/torch_shard.py) plus an optional `nemo` block for this recipe."""
-    def need(obj, key, kind, test=lambda v: True, default=None, where="spec"):
-        value = obj.get(key, default) if isinstance(obj, dict) else None
-        if not isinstance(value, kind) or isinstance(value, bool) or not test(value):
-            raise bad_spec(f"spec.json: {where}.{key} is missing or invalid ({value!r})")
-        return value
-    if not isinstance(spec, dict):
-        raise bad_spec("spec.json: not a JSON object")
-    train, data = spec.get("train"), spec.get("data")
-    nemo = spec.get("nemo", {})
+def validate_nemo_spec(spec, round_dir):
+    """spec.json: the fields every trainer reads (fedhpc_round_dir.validate_spec; the micro-batch
+    defaults to 1 here, Megatron's unit of work), plus this recipe's data.megatron_prefix and an
+    optional `nemo` block."""
+    s = validate_spec(spec, round_dir, micro_batch_default=1)
+    data, nemo = spec.get("data"), spec.get("nemo", {})
     if not isinstance(nemo, dict):
         raise bad_spec("spec.json: nemo must be an object when present")
-    num, pos = (int, float), lambda v: v > 0 and math.isfinite(v)
     opt_str = (str, type(None))
-    s = argparse.Namespace(
-        round=need(spec, "round", int, lambda v: v >= 0), seed=need(spec, "seed", int),
-        global_sha256=need(spec, "global_sha256", str, lambda v: len(v) == 64),
-        config_sha256=need(spec, "model_config_sha256", opt_str),
-        output_dtype=need(spec, "output_dtype", str, lambda v: v in ("F32", "BF16"), "F32"),
-        max_steps=need(train, "max_steps", int, lambda v: v >= 1, where="train"),
-        lr=need(train, "lr", num, pos, where="train"),
-        batch_size=need(train, "batch_size", int, lambda v: v >= 1, where="train"),
-        seq_len=need(train, "seq_len", int, lambda v: v >= 1, where="train"),
-        weight_decay=need(train, "weight_decay", num, lambda v: v >= 0, 0.0, where="train"),
-        warmup_steps=need(train, "warmup_steps", int, lambda v: v >= 0, 0, where="train"),
-        grad_clip=need(train, "grad_clip", num, lambda v: v >= 0, 1.0, where="train"),
-        micro_batch=need(train, "micro_batch_size", (int, type(None)), lambda v: v is None or v >= 1, where="train"),
-        checkpoint_every=need(train, "checkpoint_every", int, lambda v: v >= 0, 0, where="train"),
-        train_tokens=need(data, "train_tokens", opt_str, where="data"),
-        tokens_sha256=need(data, "train_tokens_sha256", opt_str, lambda v: v is None or len(v) == 64, where="data"),
-        megatron_prefix=need(data, "megatron_prefix", opt_str, where="data"),
-        cursor=need(data, "cursor", int, lambda v: v >= 0, 0, where="data"),
-        tp=need(nemo, "tensor_parallel", int, lambda v: v >= 1, 1, where="nemo"),
-        pp=need(nemo, "pipeline_parallel", int, lambda v: v >= 1, 1, where="nemo"),
-        precision=need(nemo, "precision", str, lambda v: v in PRECISIONS, "bf16_mixed", where="nemo"),
-        tokenizer_dir=need(nemo, "tokenizer_dir", opt_str, where="nemo"))
+    s.megatron_prefix = need(data, "megatron_prefix", opt_str, where="data")
+    s.tp = need(nemo, "tensor_parallel", int, lambda v: v >= 1, 1, where="nemo")
+    s.pp = need(nemo, "pipeline_parallel", int, lambda v: v >= 1, 1, where="nemo")
+    s.precision = need(nemo, "precision", str, lambda v: v in PRECISIONS, "bf16_mixed", where="nemo")
+    s.tokenizer_dir = need(nemo, "tokenizer_dir", opt_str, where="nemo")
     if (s.train_tokens is None) == (s.megatron_prefix is None):
         raise bad_spec("spec.json: give exactly one of data.train_tokens (uint32 token file) and data.megatron_prefix (.bin/.idx prefix)")
-    s.micro_batch = min(s.micro_batch or 1, s.batch_size)
     if s.batch_size % s.micro_batch:
         raise bad_spec(f"spec.json: train.batch_size {s.batch_size} is not a multiple of train.micro_batch_size {s.micro_batch}")
-    resolve = lambda p: p if os.path.isabs(p) else os.path.join(round_dir, p)
-    s.tokens_path = resolve(s.train_tokens) if s.train_tokens else None
-    s.prefix_path = resolve(s.megatron_prefix) if s.megatron_prefix else None
-    s.tokenizer_path = resolve(s.tokenizer_dir) if s.tokenizer_dir else None
+    s.prefix_path = os.path.join(round_dir, s.megatron_prefix) if s.megatron_prefix else None
+    s.tokenizer_path = os.path.join(round_dir, s.tokenizer_dir) if s.tokenizer_dir else None
     return s
-
-
-def load_config(path):
-    """global/config.json: an HF LlamaForCausalLM config the bridges can map (untied, bias-free)."""
-    try:
-        with open(path, "rb") as f:
-            c = json.load(f)
-        assert isinstance(c, dict), "not a JSON object"
-    except (OSError, ValueError, AssertionError) as e:
-        raise bad_global(f"{path}: {e}")
-    c = {"num_key_value_heads": c.get("num_attention_heads"), **c}
-    for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                "num_key_value_heads", "vocab_size", "max_position_embeddings"):
-        if not isinstance(c.get(key), int) or isinstance(c[key], bool) or c[key] < 1:
-            raise bad_global(f"{path}: {key} must be a positive integer, got {c.get(key)!r}")
-    if "LlamaForCausalLM" not in (c.get("architectures") or ["LlamaForCausalLM"]):
-        raise bad_global(f"{path}: architectures {c.get('architectures')} lacks LlamaForCausalLM")
-    heads, kv = c["num_attention_heads"], c["num_key_value_heads"]
-    if c["hidden_size"] % heads or heads % kv:
-        raise bad_global(f"{path}: hidden_size % heads and heads % kv_heads must be 0")
-    if c.get("tie_word_embeddings") is True:
-        raise bad_global(f"{path}: tie_word_embeddings=true; fedhpc's Llama has untied embeddings")
-    return c
-
-
-def tensor_shapes(c):
-    """HF LlamaForCausalLM tensor names and shapes, in torch_shard.py's order (also ours in out/)."""
-    h, i, v = c["hidden_size"], c["intermediate_size"], c["vocab_size"]
-    kv = c["num_key_value_heads"] * (h // c["num_attention_heads"])
-    shapes = {"model.embed_tokens.weight": [v, h]}
-    for n in range(c["num_hidden_layers"]):
-        p = f"model.layers.{n}."
-        shapes.update({p + "self_attn.q_proj.weight": [h, h], p + "self_attn.k_proj.weight": [kv, h],
-                       p + "self_attn.v_proj.weight": [kv, h], p + "self_attn.o_proj.weight": [h, h],
-                       p + "mlp.gate_proj.weight": [i, h], p + "mlp.up_proj.weight": [i, h],
-                       p + "mlp.down_proj.weight": [h, i], p + "input_layernorm.weight": [h],
-                       p + "post_attention_layernorm.weight": [h]})
-    shapes.update({"model.norm.weight": [h], "lm_head.weight": [v, h]})
-    return shapes
-
-
-def check_safetensors_header(path, shapes):
-    """Names, shapes, dtypes and offsets of a safetensors file against `shapes`, reading the header only."""
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            if n > min(size - 8, MAX_HEADER):
-                raise ValueError("header length past end of file")
-            header = json.loads(f.read(n))
-        if not isinstance(header, dict):
-            raise ValueError("header is not a JSON object")
-        header.pop("__metadata__", None)
-        if set(header) != set(shapes):
-            missing, extra = sorted(set(shapes) - set(header)), sorted(set(header) - set(shapes))
-            raise ValueError(f"tensor names differ from config.json's: missing {missing[:5]}, unexpected {extra[:5]}")
-        spans = []
-        for name, shape in shapes.items():
-            info = header[name]
-            dtype, (begin, end) = info.get("dtype"), info.get("data_offsets", (0, -1))
-            if list(info.get("shape", ())) != shape:
-                raise ValueError(f"{name} has shape {info.get('shape')}, config.json needs {shape}")
-            if dtype not in ITEM_BYTES:
-                raise ValueError(f"{name} has dtype {dtype}; F32, BF16 or F16 expected")
-            if end - begin != math.prod(shape) * ITEM_BYTES[dtype] or begin < 0 or 8 + n + end > size:
-                raise ValueError(f"{name} has data_offsets {[begin, end]} that do not fit its shape or the file")
-            spans.append((begin, end))
-        spans.sort()
-        if any(a[1] > b[0] for a, b in zip(spans, spans[1:])):
-            raise ValueError("tensor data overlaps")
-        return {name: header[name]["dtype"] for name in shapes}
-    except (OSError, ValueError, struct.error, AttributeError, TypeError) as e:
-        raise bad_global(f"{path}: {e}")
 
 
 def read_idx_count(prefix):
@@ -241,34 +114,15 @@ def read_idx_count(prefix):
 
 def open_round(round_dir):
     """Everything checked before any compute: a refusal costs nothing. Standard library only."""
-    spec_path = os.path.join(round_dir, "spec.json")
-    try:
-        with open(spec_path, "rb") as f:
-            spec_bytes = f.read()
-        spec = json.loads(spec_bytes)
-    except (OSError, ValueError) as e:
-        raise bad_spec(f"{spec_path}: {e}")
-    s = validate_spec(spec, round_dir)
+    spec, spec_bytes = read_spec(round_dir)
+    s = validate_nemo_spec(spec, round_dir)
     s.spec, s.spec_sha256 = spec, hashlib.sha256(spec_bytes).hexdigest()
     s.round_dir = os.path.abspath(round_dir)
     s.global_dir = os.path.join(s.round_dir, "global")
-    config_path, global_path = os.path.join(s.global_dir, "config.json"), os.path.join(s.global_dir, "model.safetensors")
-    if s.config_sha256 and (not os.path.exists(config_path) or sha256_file(config_path) != s.config_sha256):
-        raise bad_global(f"{config_path}: SHA-256 differs from spec.model_config_sha256")
-    s.config = load_config(config_path)
-    if s.seq_len > s.config["max_position_embeddings"]:
-        raise bad_spec(f"spec.json: train.seq_len {s.seq_len} > max_position_embeddings {s.config['max_position_embeddings']}")
+    s.config = load_round_config(s.round_dir, s)
     if s.tokens_path:
-        try:
-            size = os.path.getsize(s.tokens_path)
-        except OSError as e:
-            raise bad_spec(f"data.train_tokens: {e}")
-        if size % TOKEN_BYTES or size < 2 * TOKEN_BYTES:
-            raise bad_spec(f"data.train_tokens {s.tokens_path}: {size} bytes is not a uint32 token file")
-        s.token_count = size // TOKEN_BYTES
-        s.data_sha256 = sha256_file(s.tokens_path)
-        if s.tokens_sha256 and s.data_sha256 != s.tokens_sha256:
-            raise bad_spec(f"data.train_tokens {s.tokens_path}: SHA-256 differs from data.train_tokens_sha256")
+        s.token_count = token_count(s.tokens_path)
+        s.data_sha256 = pinned_sha256(s.tokens_path, s.tokens_sha256)
         if s.cursor + s.seq_len + 1 > s.token_count:
             raise bad_spec(f"spec.json: data.cursor {s.cursor} + seq_len does not fit {s.token_count} tokens")
     else:
@@ -278,9 +132,9 @@ def open_round(round_dir):
             raise bad_spec("data.megatron_prefix: SHA-256 of sha256(idx)+sha256(bin) differs from data.train_tokens_sha256")
     if s.tokenizer_path and not os.path.isdir(s.tokenizer_path):
         raise bad_spec(f"nemo.tokenizer_dir {s.tokenizer_path} is not a directory")
-    if not os.path.exists(global_path) or sha256_file(global_path) != s.global_sha256:
-        raise bad_global(f"{global_path}: missing, or its SHA-256 differs from spec.global_sha256")
-    s.global_dtypes = check_safetensors_header(global_path, tensor_shapes(s.config))
+    global_path = check_global_sha256(s.round_dir, s)
+    _, layout = check_safetensors_header(global_path, tensor_shapes(s.config))
+    s.global_dtypes = {name: dtype for name, (dtype, _, _) in layout.items()}
     return s
 
 
@@ -333,7 +187,7 @@ def data_manifest(s):
          "tokens": s.token_count, "cursor_start": s.cursor,
          # Megatron's GPTDataset draws shuffled windows (seeded by spec.seed): no sequential cursor_end.
          "sampling": "megatron-gpt-dataset", "seed": s.seed}
-    return m, hashlib.sha256(json.dumps(m, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return m, manifest_sha256(m)
 
 
 def plan(s, nemo2, world_size):
@@ -391,27 +245,6 @@ def slurm_to_torch_env():
 
 def rank():
     return int(os.environ.get("RANK", "0"))
-
-
-def truncate_progress(path, last_step):
-    """Drops lines past a resumed checkpoint (and torn ones), so each step is reported once."""
-    if not os.path.exists(path):
-        return
-    kept = []
-    with open(path, "rb") as f:
-        for line in f:
-            try:
-                if json.loads(line)["step"] <= last_step:
-                    kept.append(line if line.endswith(b"\n") else line + b"\n")
-            except (ValueError, KeyError, TypeError):
-                pass
-    write_atomic(path, b"".join(kept))
-
-
-def append_progress(path, step, loss, s):
-    with open(path, "a") as f:
-        f.write(json.dumps({"step": step, "loss": loss, "tokens": step * s.batch_size * s.seq_len,
-                            "ts": int(time.time() * 1000)}) + "\n")
 
 
 def prepare_scratch(s, p):
@@ -533,7 +366,8 @@ def mb_train(s, p, stop):
             seen["step"] = step = context.state.train_state.step
             if rank() == 0 and context.loss_dict:
                 loss = context.loss_dict.get("lm loss")
-                append_progress(p.progress, step, float(loss) if loss is not None else None, s)
+                append_progress(p.progress, step, s.max_steps, float(loss) if loss is not None else None,
+                                s.batch_size, s.seq_len)
 
     cfg = mb_config(s, p)
     try:
@@ -605,7 +439,8 @@ def nemo2_train(s, p, stop):
             seen["step"] = step = trainer.global_step
             loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
             if rank() == 0:
-                append_progress(p.progress, step, float(loss) if loss is not None else None, s)
+                append_progress(p.progress, step, s.max_steps, float(loss) if loss is not None else None,
+                                s.batch_size, s.seq_len)
             flag = torch.tensor([1 if stop.signal else 0], device=pl_module.device)
             if torch.distributed.is_initialized():
                 torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)  # every rank stops together
@@ -679,25 +514,17 @@ def hf_to_out(s, p):
     if set(shapes) - set(where):
         raise RuntimeError(f"HF export in {p.hf_out} lacks {sorted(set(shapes) - set(where))[:5]}")
     dtype = {"F32": torch.float32, "BF16": torch.bfloat16}[s.output_dtype]
-    header, offset = {}, 0
-    for name, shape in shapes.items():
-        nbytes = math.prod(shape) * ITEM_BYTES[s.output_dtype]
-        header[name] = {"dtype": s.output_dtype, "shape": shape, "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-    header["__metadata__"] = {"format": "pt"}
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
     os.makedirs(p.out, exist_ok=True)
     target, digest = os.path.join(p.out, "model.safetensors"), hashlib.sha256()
     with open(target + ".tmp", "wb") as out:
-        for chunk in (struct.pack("<Q", len(text)), text):
-            out.write(chunk)
-            digest.update(chunk)
+        head = safetensors_header(shapes.items(), s.output_dtype)
+        out.write(head)
+        digest.update(head)
         for name, shape in shapes.items():
             with safe_open(where[name], framework="pt") as f:
                 t = f.get_tensor(name)
-            if list(t.shape) != shape:
-                raise RuntimeError(f"exported {name} has shape {list(t.shape)}, config.json needs {shape}")
+            if tuple(t.shape) != shape:
+                raise RuntimeError(f"exported {name} has shape {list(t.shape)}, config.json needs {list(shape)}")
             t = t.to(dtype).contiguous()
             raw = (t.view(torch.int16) if dtype == torch.bfloat16 else t).numpy().tobytes()
             out.write(raw)
@@ -724,13 +551,11 @@ def finalize(s, p, nemo2):
                     losses.append(v)
             except ValueError:
                 pass
-    manifest, manifest_sha = data_manifest(s)
-    steps = trained["steps"]
-    done = {"status": "done", "round": s.round, "steps": steps, "tokens": steps * s.batch_size * s.seq_len,
-            "samples": steps * s.batch_size, "trainLoss": sum(losses) / len(losses) if losses else None,
-            "dataManifestSha256": manifest_sha, "dataManifest": manifest, "outSha256": out_sha,
-            "outDtype": s.output_dtype, "runner": "nemo2" if nemo2 else "megatron-bridge", "precision": s.precision}
-    write_json_atomic(p.done, done)  # last: its presence means out/ is complete
+    manifest, _ = data_manifest(s)
+    # Last: its presence means out/ is complete. trainLoss: the mean of progress.jsonl's losses.
+    write_done(s.round_dir, s.round, trained["steps"], s.batch_size, s.seq_len,
+               sum(losses) / len(losses) if losses else None, manifest, out_sha, s.output_dtype,
+               {"runner": "nemo2" if nemo2 else "megatron-bridge", "precision": s.precision})
     return EXIT_OK
 
 
@@ -762,24 +587,15 @@ def run_phase(phase, s, nemo2, stop):
     return EXIT_OK
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # usage errors are a bad spec (64), not argparse's 2 (a crash)
-        self.print_usage(sys.stderr)
-        log(message)
-        raise SystemExit(EXIT_BAD_SPEC)
-
-
 def main(argv=None):
     stop = StopFlag()  # first, so an early signal still ends in exit 75, not a kill
-    ap = Parser(description=__doc__.split("\n")[0])
+    ap = Parser("nemo_shard", description=__doc__.split("\n")[0])
     ap.add_argument("--round-dir", required=True)
     ap.add_argument("--check-spec", action="store_true", help="validate and print the plan; no NeMo import")
     ap.add_argument("--phase", choices=("import", "train", "finalize", "all"), default="all")
     ap.add_argument("--nemo2", action="store_true", help="NeMo 2.0 (nemo.collections.llm) instead of Megatron-Bridge")
     ap.add_argument("--world-size", type=int, help="with --check-spec: check batch sizes against this many GPUs")
-    args = ap.parse_args(argv)
-    if sys.byteorder != "little":
-        ap.error("safetensors and token files are little-endian; this host is not")
+    args = ap.parse_args(argv)  # usage errors and a big-endian host exit 64
     try:
         stop.relay_usr1_as_term = not args.nemo2
         s = open_round(args.round_dir)

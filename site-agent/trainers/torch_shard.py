@@ -14,7 +14,8 @@ Modes (exit codes: 0 done, 64 bad spec or usage, 65 global weights invalid or mi
          train: {max_steps, lr, batch_size, seq_len, weight_decay? 0, warmup_steps? 0,
                  decay_steps? 0, min_lr_ratio? 0.1, data_order? "shuffled" | "sequential",
                  grad_clip? 1.0, micro_batch_size?, checkpoint_every? 0},
-         data: {train_tokens, cursor? 0}}        (relative paths are relative to DIR)
+         data: {train_tokens, train_tokens_sha256? (a pin: exit 64 for other bytes), cursor? 0}}
+      (relative paths are relative to DIR).
       data_order: "shuffled" reads the file's non-overlapping seq_len windows in a permutation keyed
       by the file's SHA-256, a new one each epoch, and `cursor` counts windows read since the first
       epoch began; "sequential" reads them in file order and `cursor` is a token offset.
@@ -32,52 +33,43 @@ Token files are raw little-endian uint32 token ids, no header: uint16 cannot hol
 256,000-token vocabulary. Tensor names are Hugging Face LlamaForCausalLM's, so HF checkpoints
 (F32, BF16 or F16, one file) load directly and our outputs load in transformers.
 Standard library + torch only; runs on Debian's PyTorch 1.13 (CPU) and current PyTorch (CUDA).
+
+The round-directory contract (spec.json's common fields, the checks of global/, progress lines,
+DONE.json, atomic writes, exit codes) is deploy/slurm/fedhpc_round_dir.py, shared with the NeMo
+recipe. This file finds it beside itself (copy both when you install the trainer alone), else in
+../../deploy/slurm/ (the repository and dist/).
 """
-import argparse, contextlib, hashlib, json, math, mmap, os, signal, struct, sys, time
+import contextlib, hashlib, json, math, mmap, os, signal, sys
 
-import torch
-import torch.nn.functional as F
 
-EXIT_BAD_SPEC, EXIT_BAD_GLOBAL, EXIT_INTERRUPTED = 64, 65, 75
-TOKEN_BYTES = 4  # little-endian uint32 token ids
+def _round_dir_module_dir():
+    """Where fedhpc_round_dir.py is: beside this file (an installed copy), else ../../deploy/slurm/."""
+    here = os.path.dirname(os.path.realpath(__file__))
+    candidates = [here, os.path.join(os.path.dirname(os.path.dirname(here)), "deploy", "slurm")]
+    for d in candidates:
+        if os.path.isfile(os.path.join(d, "fedhpc_round_dir.py")):
+            return d
+    raise ImportError(f"fedhpc_round_dir.py (deploy/slurm/ in the repository) is in none of {candidates}: "
+                      "copy it beside torch_shard.py")
+
+
+_MODULE_DIR = _round_dir_module_dir()
+if _MODULE_DIR not in sys.path:
+    sys.path.insert(0, _MODULE_DIR)
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+# bench/ reaches some of these as torch_shard.<name> (EXIT_BAD_SPEC, Refusal, sha256_file, load_config, ...).
+from fedhpc_round_dir import (  # noqa: E402
+    EXIT_BAD_SPEC, EXIT_INTERRUPTED, ITEM_BYTES, TOKEN_BYTES, Parser, Refusal, append_progress, bad_global,
+    bad_spec, check_global_sha256, check_safetensors_header, load_config, load_round_config, need, pinned_sha256,
+    read_spec, safetensors_header, sha256_file, tensor_shapes, token_count, truncate_progress, validate_spec,
+    write_done, write_json_atomic)
+
 DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
 # torch.frombuffer has no bfloat16 path in 1.13: half-width floats travel as int16 bit patterns.
 RAW_VIEW = {"F32": torch.float32, "BF16": torch.int16, "F16": torch.int16}
-ITEM_BYTES = {"F32": 4, "BF16": 2, "F16": 2}  # torch.dtype.itemsize is newer than 1.13
-
-
-class Refusal(Exception):
-    """An input we will not train on; `code` is the process exit status."""
-
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code = code
-
-
-def bad_spec(message):
-    return Refusal(EXIT_BAD_SPEC, message)
-
-
-def bad_global(message):
-    return Refusal(EXIT_BAD_GLOBAL, message)
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def write_atomic(path, data):
-    """Readers (the agent) must never see a half-written file: write a temp file, then rename."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def save_torch_atomic(obj, path):
@@ -87,36 +79,6 @@ def save_torch_atomic(obj, path):
 
 
 # ---------------------------------------------------------------- config and tensor layout
-
-def load_config(path, refuse):
-    """An HF LlamaConfig-style JSON file, checked for what this model can represent."""
-    try:
-        with open(path, "rb") as f:
-            raw = json.load(f)
-    except (OSError, ValueError) as e:
-        raise refuse(f"model config {path}: {e}")
-    c = {"num_key_value_heads": raw.get("num_attention_heads"), "rope_theta": 10000.0,
-         "rms_norm_eps": 1e-6, "initializer_range": 0.02, **raw}
-    for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                "num_key_value_heads", "vocab_size", "max_position_embeddings"):
-        if not isinstance(c.get(key), int) or isinstance(c[key], bool) or c[key] < 1:
-            raise refuse(f"model config {path}: {key} must be a positive integer, got {c.get(key)!r}")
-    for key in ("rope_theta", "rms_norm_eps", "initializer_range"):
-        if not isinstance(c[key], (int, float)) or not c[key] > 0:
-            raise refuse(f"model config {path}: {key} must be a positive number")
-    heads, kv = c["num_attention_heads"], c["num_key_value_heads"]
-    if c["hidden_size"] % heads or heads % kv:
-        raise refuse(f"model config {path}: hidden_size % heads and heads % kv_heads must be 0")
-    unsupported = {"tie_word_embeddings": True, "attention_bias": True, "mlp_bias": True}
-    for key, value in unsupported.items():
-        if c.get(key) == value:
-            raise refuse(f"model config {path}: {key}={value} is not supported (untied, bias-free Llama only)")
-    if c.get("rope_scaling") or c.get("hidden_act", "silu") != "silu" or \
-            c.get("head_dim", c["hidden_size"] // heads) != c["hidden_size"] // heads:
-        raise refuse(f"model config {path}: rope_scaling, hidden_act other than silu and a custom head_dim "
-                     "are not supported")
-    return c
-
 
 def hf_config(c):
     """What transformers needs to load our files as LlamaForCausalLM."""
@@ -129,72 +91,31 @@ def hf_config(c):
             "tie_word_embeddings": False, "torch_dtype": "float32"}
 
 
-def tensor_shapes(c):
-    """HF LlamaForCausalLM tensor names and shapes, in the order we write them."""
-    h, i, v = c["hidden_size"], c["intermediate_size"], c["vocab_size"]
-    kv = c["num_key_value_heads"] * (h // c["num_attention_heads"])
-    shapes = {"model.embed_tokens.weight": (v, h)}
-    for n in range(c["num_hidden_layers"]):
-        p = f"model.layers.{n}."
-        shapes.update({p + "self_attn.q_proj.weight": (h, h), p + "self_attn.k_proj.weight": (kv, h),
-                       p + "self_attn.v_proj.weight": (kv, h), p + "self_attn.o_proj.weight": (h, h),
-                       p + "mlp.gate_proj.weight": (i, h), p + "mlp.up_proj.weight": (i, h),
-                       p + "mlp.down_proj.weight": (h, i), p + "input_layernorm.weight": (h,),
-                       p + "post_attention_layernorm.weight": (h,)})
-    shapes.update({"model.norm.weight": (h,), "lm_head.weight": (v, h)})
-    return shapes
-
-
 # ---------------------------------------------------------------- safetensors
 
 def read_safetensors(path, shapes, refuse):
     """Loads every tensor as F32 on the CPU, after checking names, shapes and offsets against `shapes`."""
+    data_start, layout = check_safetensors_header(path, shapes, refuse)
     try:
-        size = os.path.getsize(path)
+        out = {}
         with open(path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            if n > min(size - 8, 100_000_000):
-                raise ValueError("header length past end of file")
-            header = json.loads(f.read(n))
-            header.pop("__metadata__", None)
-            if set(header) != set(shapes):
-                missing, extra = sorted(set(shapes) - set(header)), sorted(set(header) - set(shapes))
-                raise ValueError(f"tensor names differ from the config's: missing {missing[:5]}, "
-                                 f"unexpected {extra[:5]}")
-            out = {}
             for name, shape in shapes.items():
-                info = header[name]
-                dtype, (begin, end) = info.get("dtype"), info.get("data_offsets", (0, -1))
-                if tuple(info.get("shape", ())) != shape:
-                    raise ValueError(f"{name} has shape {info.get('shape')}, the config needs {list(shape)}")
-                if dtype not in DTYPES:
-                    raise ValueError(f"{name} has dtype {dtype}; F32, BF16 or F16 expected")
-                nbytes = math.prod(shape) * ITEM_BYTES[dtype]
-                if end - begin != nbytes or begin < 0 or 8 + n + end > size:
-                    raise ValueError(f"{name} has data_offsets {[begin, end]} that do not fit its shape or the file")
-                f.seek(8 + n + begin)
-                raw = torch.frombuffer(bytearray(f.read(nbytes)), dtype=RAW_VIEW[dtype])
+                dtype, begin, end = layout[name]
+                f.seek(data_start + begin)
+                raw = torch.frombuffer(bytearray(f.read(end - begin)), dtype=RAW_VIEW[dtype])
                 out[name] = raw.view(DTYPES[dtype]).to(torch.float32).reshape(shape)
-            return out
-    except (OSError, ValueError, struct.error, AttributeError, TypeError) as e:
+        return out
+    except (OSError, ValueError) as e:
         raise refuse(f"{path}: {e}")
 
 
 def write_safetensors(path, tensors, dtype="F32"):
     """Writes `tensors` (name order kept) atomically; returns the file's SHA-256."""
-    header, offset = {}, 0
-    for name, t in tensors.items():
-        nbytes = t.numel() * ITEM_BYTES[dtype]
-        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-    header["__metadata__"] = {"format": "pt"}
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
+    head = safetensors_header(((name, tuple(t.shape)) for name, t in tensors.items()), dtype)
     digest, tmp = hashlib.sha256(), f"{path}.tmp"
     with open(tmp, "wb") as f:
-        for chunk in (struct.pack("<Q", len(text)), text):
-            f.write(chunk)
-            digest.update(chunk)
+        f.write(head)
+        digest.update(head)
         for t in tensors.values():
             # Copy into a bytearray through a torch view: no numpy needed (optional in PyTorch 2.x).
             data = bytearray(t.numel() * ITEM_BYTES[dtype])
@@ -313,15 +234,13 @@ class TokenFile:
     """A token file mapped copy-on-write (a writable buffer, so torch.frombuffer does not warn)."""
 
     def __init__(self, path, refuse):
+        self.count = token_count(path, refuse)
         try:
-            size = os.path.getsize(path)
-            if size < 2 * TOKEN_BYTES or size % TOKEN_BYTES:
-                raise ValueError(f"{size} bytes: not a uint32 token file of at least 2 tokens")
             with open(path, "rb") as f:
                 self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
         except (OSError, ValueError) as e:
             raise refuse(f"token file {path}: {e}")
-        self.path, self.size, self.count = path, size, size // TOKEN_BYTES
+        self.path, self.size = path, self.count * TOKEN_BYTES
         self.tokens = torch.frombuffer(self.map, dtype=torch.int32)  # ids < 2^31, checked on use
 
     def windows(self, starts, length, vocab, refuse):
@@ -396,35 +315,16 @@ def lr_at(lr, step, warmup_steps, run_step, decay_steps, min_ratio):
     return lr * warm * (min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
-def validate_spec(spec, round_dir):
-    def need(obj, key, kind, test=lambda v: True, default=None, where="spec"):
-        value = obj.get(key, default) if isinstance(obj, dict) else None
-        if not isinstance(value, kind) or isinstance(value, bool) or not test(value):
-            raise bad_spec(f"spec.json: {where}.{key} is missing or invalid ({value!r})")
-        return value
+def torch_spec(spec, round_dir):
+    """spec.json: the fields every trainer reads (fedhpc_round_dir.validate_spec; the micro-batch
+    defaults to the whole batch), data.train_tokens required, and this trainer's own fields."""
+    s = validate_spec(spec, round_dir)
     train, data = spec.get("train"), spec.get("data")
-    num, pos = (int, float), lambda v: v > 0 and math.isfinite(v)
-    s = argparse.Namespace(
-        round=need(spec, "round", int, lambda v: v >= 0), seed=need(spec, "seed", int),
-        global_sha256=need(spec, "global_sha256", str, lambda v: len(v) == 64),
-        config_sha256=need(spec, "model_config_sha256", (str, type(None))),
-        output_dtype=need(spec, "output_dtype", str, lambda v: v in ("F32", "BF16"), "F32"),
-        keep_state=need(spec, "keep_optimizer_state", (str, type(None))),
-        max_steps=need(train, "max_steps", int, lambda v: v >= 1, where="train"),
-        lr=need(train, "lr", num, pos, where="train"),
-        batch_size=need(train, "batch_size", int, lambda v: v >= 1, where="train"),
-        seq_len=need(train, "seq_len", int, lambda v: v >= 1, where="train"),
-        weight_decay=need(train, "weight_decay", num, lambda v: v >= 0, 0.0, where="train"),
-        warmup_steps=need(train, "warmup_steps", int, lambda v: v >= 0, 0, where="train"),
-        decay_steps=need(train, "decay_steps", int, lambda v: v >= 0, 0, where="train"),
-        min_lr_ratio=need(train, "min_lr_ratio", num, lambda v: 0 <= v <= 1, 0.1, where="train"),
-        data_order=need(train, "data_order", str, lambda v: v in ("shuffled", "sequential"), "shuffled", where="train"),
-        grad_clip=need(train, "grad_clip", num, lambda v: v >= 0, 1.0, where="train"),
-        micro_batch=need(train, "micro_batch_size", (int, type(None)), lambda v: v is None or v >= 1, where="train"),
-        checkpoint_every=need(train, "checkpoint_every", int, lambda v: v >= 0, 0, where="train"),
-        tokens_path=os.path.join(round_dir, need(data, "train_tokens", str, where="data")),
-        cursor=need(data, "cursor", int, lambda v: v >= 0, 0, where="data"))
-    s.micro_batch = min(s.micro_batch or s.batch_size, s.batch_size)
+    need(data, "train_tokens", str, where="data")
+    s.keep_state = need(spec, "keep_optimizer_state", (str, type(None)))
+    s.decay_steps = need(train, "decay_steps", int, lambda v: v >= 0, 0, where="train")
+    s.min_lr_ratio = need(train, "min_lr_ratio", (int, float), lambda v: 0 <= v <= 1, 0.1, where="train")
+    s.data_order = need(train, "data_order", str, lambda v: v in ("shuffled", "sequential"), "shuffled", where="train")
     return s
 
 
@@ -440,45 +340,16 @@ class StopFlag:
         self.signal = signal.Signals(sig).name
 
 
-def truncate_progress(path, last_step):
-    """Drops lines past the checkpoint (and any torn by a kill), so each step is reported once."""
-    if not os.path.exists(path):
-        return
-    kept = []
-    with open(path, "rb") as f:
-        for line in f:
-            try:
-                if json.loads(line)["step"] <= last_step:
-                    kept.append(line if line.endswith(b"\n") else line + b"\n")
-            except (ValueError, KeyError, TypeError):
-                pass
-    write_atomic(path, b"".join(kept))
-
-
 def open_round(round_dir):
     """Reads and checks everything a shard needs before it trains: a refusal costs no compute."""
-    spec_path = os.path.join(round_dir, "spec.json")
-    try:
-        with open(spec_path, "rb") as f:
-            spec_bytes = f.read()
-        spec = json.loads(spec_bytes)
-        assert isinstance(spec, dict), "not a JSON object"
-    except (OSError, ValueError, AssertionError) as e:
-        raise bad_spec(f"{spec_path}: {e}")
-    s = validate_spec(spec, round_dir)
-    config_path = os.path.join(round_dir, "global", "config.json")
-    global_path = os.path.join(round_dir, "global", "model.safetensors")
-    if s.config_sha256 and (not os.path.exists(config_path) or sha256_file(config_path) != s.config_sha256):
-        raise bad_global(f"{config_path}: SHA-256 differs from spec.model_config_sha256 (pinned config)")
-    c = load_config(config_path, bad_global)
-    if s.seq_len > c["max_position_embeddings"]:
-        raise bad_spec(f"spec.json: train.seq_len {s.seq_len} > max_position_embeddings {c['max_position_embeddings']}")
+    spec, _ = read_spec(round_dir)
+    s = torch_spec(spec, round_dir)
+    c = load_round_config(round_dir, s)
     data = TokenFile(s.tokens_path, bad_spec)
     if data.count < s.seq_len + 1 or (s.data_order == "sequential" and s.cursor >= data.count):
         raise bad_spec(f"spec.json: data.cursor {s.cursor} or seq_len {s.seq_len} does not fit {data.count} tokens")
-    data.sha256 = sha256_file(s.tokens_path)  # the manifest's, and the shuffle's key
-    if not os.path.exists(global_path) or sha256_file(global_path) != s.global_sha256:
-        raise bad_global(f"{global_path}: missing, or its SHA-256 differs from spec.global_sha256")
+    data.sha256 = pinned_sha256(s.tokens_path, s.tokens_sha256)  # the manifest's, and the shuffle's key
+    global_path = check_global_sha256(round_dir, s)
     weights = read_safetensors(global_path, tensor_shapes(c), bad_global)
     # A checkpoint belongs to what the shard computes, not to the attempt or run id around it.
     work = {k: spec.get(k) for k in ("round", "global_sha256", "train", "data")}
@@ -581,29 +452,23 @@ def train_round(round_dir, stop):
             print(f"torch_shard: {stop.signal}: checkpoint at step {shard.step} in {resume_path}", file=sys.stderr)
             raise SystemExit(EXIT_INTERRUPTED)
         loss = shard.train_step(data)
-        with open(progress_path, "a") as f:
-            f.write(json.dumps({"step": shard.step, "steps": s.max_steps, "loss": loss,
-                                "tokens": shard.step * s.batch_size * s.seq_len, "ts": int(time.time() * 1000)}) + "\n")
+        append_progress(progress_path, shard.step, s.max_steps, loss, s.batch_size, s.seq_len)
         if s.checkpoint_every and shard.step % s.checkpoint_every == 0 and shard.step < s.max_steps:
             shard.save(resume_path, work_key)
     out_sha = write_safetensors(os.path.join(out_dir, "model.safetensors"), shard.w, s.output_dtype)
-    write_done(round_dir, spec, s, data, shard, out_sha)
+    write_shard_done(round_dir, spec, s, data, shard, out_sha)
     if kept_path:  # after DONE.json: a crash before it must leave the previous round's state for the retry
         shard.save_kept(kept_path)
     if os.path.exists(resume_path):
         os.remove(resume_path)
 
 
-def write_done(round_dir, spec, s, data, shard, out_sha):
+def write_shard_done(round_dir, spec, s, data, shard, out_sha):
     """DONE.json, written last: its presence (with exit 0) is what says the shard finished."""
     manifest = {"path": spec["data"]["train_tokens"], "bytes": data.size, "sha256": data.sha256, "format": "uint32le",
                 "order": s.data_order, "cursor_start": s.cursor, "cursor_end": shard.cursor, "wraps": shard.wraps}
-    manifest_sha = hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    done = {"status": "done", "round": s.round, "steps": shard.step, "tokens": shard.step * s.batch_size * s.seq_len,
-            "samples": shard.step * s.batch_size, "trainLoss": shard.loss_sum / shard.step,
-            "dataManifestSha256": manifest_sha, "dataManifest": manifest, "nextCursor": shard.cursor,
-            "outSha256": out_sha, "outDtype": s.output_dtype}
-    write_atomic(os.path.join(round_dir, "DONE.json"), json.dumps(done, indent=2).encode() + b"\n")
+    write_done(round_dir, s.round, shard.step, s.batch_size, s.seq_len, shard.loss_sum / shard.step, manifest,
+               out_sha, s.output_dtype, {"nextCursor": shard.cursor})
 
 
 # ---------------------------------------------------------------- init and eval
@@ -613,7 +478,7 @@ def init(args):
     device = pick_device()
     os.makedirs(args.out, exist_ok=True)
     write_safetensors(os.path.join(args.out, "model.safetensors"), init_weights(c, args.seed, device))
-    write_atomic(os.path.join(args.out, "config.json"), json.dumps(hf_config(c), indent=2).encode() + b"\n")
+    write_json_atomic(os.path.join(args.out, "config.json"), hf_config(c))
 
 
 @torch.no_grad()
@@ -640,16 +505,9 @@ def evaluate(args):
     print(json.dumps({"loss": total / count if count else None, "samples": count}), flush=True)
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # a usage error is a bad spec (64), not argparse's 2, which reads as a crash
-        self.print_usage(sys.stderr)
-        print(f"torch_shard: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_BAD_SPEC)
-
-
 def main(argv=None):
     stop = StopFlag()  # before weights and data load, so an early signal still ends in a checkpoint
-    p = Parser(description=__doc__.split("\n")[0])
+    p = Parser("torch_shard", description=__doc__.split("\n")[0])
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--init", action="store_true")
     mode.add_argument("--round-dir")
@@ -662,13 +520,11 @@ def main(argv=None):
     p.add_argument("--seq-len", type=int)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-batches", type=int)
-    args = p.parse_args(argv)
+    args = p.parse_args(argv)  # usage errors and a big-endian host exit 64
     needed = ["config", "out"] if args.init else ["model", "config", "tokens"] if args.eval else []
     missing = [f"--{k}" for k in needed if getattr(args, k) is None]
     if missing:
         p.error(f"missing {', '.join(missing)}")
-    if sys.byteorder != "little":
-        p.error("safetensors and token files are little-endian; this host is not")
     try:
         if args.init:
             init(args)

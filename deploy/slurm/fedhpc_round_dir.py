@@ -1,0 +1,351 @@
+"""fedhpc's round-directory contract, the trainer's side: one module for both trainers.
+
+The site agent (site-agent/runners/round-dir.ts) lays out a round directory and reads back what a
+trainer leaves in it:
+
+  spec.json                 written by the agent: what to train           read_spec, validate_spec
+  global/config.json        the HF LlamaForCausalLM config, maybe pinned  load_round_config
+  global/model.safetensors  the global weights, pinned by global_sha256   check_global_sha256,
+                                                                          check_safetensors_header
+  data.train_tokens         raw little-endian uint32 token ids            token_count, pinned_sha256
+  scratch/                  the trainer's own (checkpoints)
+  progress.jsonl            one line per optimizer step                   append_progress,
+                            (cut back to the checkpoint on a resume)      truncate_progress
+  out/model.safetensors     the shard's weights                           safetensors_header
+  DONE.json                 written last, atomically: the shard is done   write_done
+
+and the exit code: 0 done, 64 bad spec or usage, 65 global weights invalid or mismatched, 75
+interrupted with a resumable checkpoint in scratch/, anything else a crash (TRAINER_EXIT in
+round-dir.ts). A refusal is raised as `Refusal` (bad_spec / bad_global) before any compute.
+
+Imported by site-agent/trainers/torch_shard.py (the PyTorch reference trainer, run in CI) and by
+deploy/slurm/nemo_shard.py (the NeMo / Megatron-Bridge recipe, run in NVIDIA's container). It lives
+beside nemo_shard.py, so a NeMo job needs that one directory only; torch_shard.py looks for it
+beside itself, then in ../../deploy/slurm/ (the repository's and dist/'s layout). Standard library
+only: nemo_shard.py's dry mode (--check-spec) imports neither torch nor NeMo.
+Tested directly by test/unit/trainers/round-dir-contract.test.ts.
+"""
+import argparse, hashlib, json, math, os, struct, sys, time
+
+EXIT_OK, EXIT_BAD_SPEC, EXIT_BAD_GLOBAL, EXIT_INTERRUPTED = 0, 64, 65, 75
+TOKEN_BYTES = 4  # token files: little-endian uint32 ids, no header (uint16 cannot hold 256k vocabularies)
+ITEM_BYTES = {"F32": 4, "BF16": 2, "F16": 2}  # the float dtypes a global safetensors file may hold
+OUTPUT_DTYPES = ("F32", "BF16")  # spec.output_dtype: what out/model.safetensors must hold
+MAX_HEADER = 100_000_000  # bytes of a safetensors JSON header, as the safetensors library limits it
+
+
+# ---------------------------------------------------------------- refusals and usage errors
+
+class Refusal(Exception):
+    """An input we will not train on; `code` is the process exit status."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+def bad_spec(message):
+    return Refusal(EXIT_BAD_SPEC, message)
+
+
+def bad_global(message):
+    return Refusal(EXIT_BAD_GLOBAL, message)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors exit 64 (a bad spec), not argparse's 2, which the agent reads as a
+    crash; parse_args also refuses a big-endian host (safetensors and token files are little-endian)."""
+
+    def __init__(self, log_name, **kwargs):
+        super().__init__(**kwargs)
+        self.log_name = log_name
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        print(f"{self.log_name}: {message}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_BAD_SPEC)
+
+    def parse_args(self, args=None, namespace=None):
+        parsed = super().parse_args(args, namespace)
+        if sys.byteorder != "little":
+            self.error("safetensors and token files are little-endian; this host is not")
+        return parsed
+
+
+# ---------------------------------------------------------------- files
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_atomic(path, data):
+    """The agent must never see a half-written file: temp file, fsync, rename."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path, obj):
+    write_atomic(path, json.dumps(obj, indent=2).encode() + b"\n")
+
+
+def pinned_sha256(path, pinned, what="data.train_tokens", pin="data.train_tokens_sha256", refuse=bad_spec):
+    """SHA-256 of a file, refused when it differs from `pinned` (None pins nothing)."""
+    digest = sha256_file(path)
+    if pinned and digest != pinned:
+        raise refuse(f"{what} {path}: SHA-256 differs from {pin}")
+    return digest
+
+
+def token_count(path, refuse=bad_spec):
+    """Number of tokens in a uint32 token file of at least two tokens (one input, one target)."""
+    try:
+        size = os.path.getsize(path)
+        if not os.path.isfile(path):
+            raise ValueError("not a regular file")
+        if size < 2 * TOKEN_BYTES or size % TOKEN_BYTES:
+            raise ValueError(f"{size} bytes: not a uint32 token file of at least 2 tokens")
+    except (OSError, ValueError) as e:
+        raise refuse(f"token file {path}: {e}")
+    return size // TOKEN_BYTES
+
+
+# ---------------------------------------------------------------- spec.json
+
+def read_spec(round_dir):
+    """spec.json's parsed value and its bytes (the bytes for a hash of what was asked)."""
+    path = os.path.join(round_dir, "spec.json")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        return json.loads(data), data
+    except (OSError, ValueError) as e:
+        raise bad_spec(f"{path}: {e}")
+
+
+def need(obj, key, kind, test=lambda v: True, default=None, where="spec"):
+    """obj[key] (or `default`) if it is a `kind` (never a bool) that passes `test`; else a bad spec."""
+    value = obj.get(key, default) if isinstance(obj, dict) else None
+    if not isinstance(value, kind) or isinstance(value, bool) or not test(value):
+        raise bad_spec(f"spec.json: {where}.{key} is missing or invalid ({value!r})")
+    return value
+
+
+def validate_spec(spec, round_dir, micro_batch_default=None):
+    """The fields every trainer reads, checked one by one (a trainer then reads its own with `need`):
+
+      round, seed, global_sha256, model_config_sha256?, output_dtype? ("F32" | "BF16"),
+      train: {max_steps, lr, batch_size, seq_len, weight_decay? 0, warmup_steps? 0, grad_clip? 1.0,
+              micro_batch_size? (default: `micro_batch_default`, None = the whole batch),
+              checkpoint_every? 0},
+      data:  {train_tokens? (resolved against round_dir into tokens_path), train_tokens_sha256?, cursor? 0}
+
+    data.train_tokens is optional here: the NeMo recipe may read a Megatron dataset instead."""
+    if not isinstance(spec, dict):
+        raise bad_spec("spec.json: not a JSON object")
+    train, data = spec.get("train"), spec.get("data")
+    num, pos, opt_str = (int, float), (lambda v: v > 0 and math.isfinite(v)), (str, type(None))
+    s = argparse.Namespace(
+        round=need(spec, "round", int, lambda v: v >= 0), seed=need(spec, "seed", int),
+        global_sha256=need(spec, "global_sha256", str, lambda v: len(v) == 64),
+        config_sha256=need(spec, "model_config_sha256", opt_str),
+        output_dtype=need(spec, "output_dtype", str, lambda v: v in OUTPUT_DTYPES, "F32"),
+        max_steps=need(train, "max_steps", int, lambda v: v >= 1, where="train"),
+        lr=need(train, "lr", num, pos, where="train"),
+        batch_size=need(train, "batch_size", int, lambda v: v >= 1, where="train"),
+        seq_len=need(train, "seq_len", int, lambda v: v >= 1, where="train"),
+        weight_decay=need(train, "weight_decay", num, lambda v: v >= 0, 0.0, where="train"),
+        warmup_steps=need(train, "warmup_steps", int, lambda v: v >= 0, 0, where="train"),
+        grad_clip=need(train, "grad_clip", num, lambda v: v >= 0, 1.0, where="train"),
+        micro_batch=need(train, "micro_batch_size", (int, type(None)), lambda v: v is None or v >= 1, where="train"),
+        checkpoint_every=need(train, "checkpoint_every", int, lambda v: v >= 0, 0, where="train"),
+        train_tokens=need(data, "train_tokens", opt_str, lambda v: v != "", where="data"),
+        tokens_sha256=need(data, "train_tokens_sha256", opt_str, lambda v: v is None or len(v) == 64, where="data"),
+        cursor=need(data, "cursor", int, lambda v: v >= 0, 0, where="data"))
+    s.micro_batch = min(s.micro_batch or micro_batch_default or s.batch_size, s.batch_size)
+    # os.path.join keeps an absolute path as it is: relative paths are relative to the round directory.
+    s.tokens_path = os.path.join(round_dir, s.train_tokens) if s.train_tokens is not None else None
+    return s
+
+
+# ---------------------------------------------------------------- global/: config and weights
+
+def load_config(path, refuse=bad_global):
+    """An HF LlamaConfig-style JSON file, checked for what fedhpc's Llama can represent (untied,
+    bias-free, SiLU, plain RoPE); missing rope_theta, rms_norm_eps and initializer_range get HF's
+    Llama defaults. `refuse` is bad_global for a round's global/config.json, bad_spec for a
+    config named on the command line."""
+    try:
+        with open(path, "rb") as f:
+            raw = json.load(f)
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        raise refuse(f"model config {path}: {e}")
+    c = {"num_key_value_heads": raw.get("num_attention_heads"), "rope_theta": 10000.0,
+         "rms_norm_eps": 1e-6, "initializer_range": 0.02, **raw}
+    for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "vocab_size", "max_position_embeddings"):
+        if not isinstance(c.get(key), int) or isinstance(c[key], bool) or c[key] < 1:
+            raise refuse(f"model config {path}: {key} must be a positive integer, got {c.get(key)!r}")
+    for key in ("rope_theta", "rms_norm_eps", "initializer_range"):
+        if not isinstance(c[key], (int, float)) or isinstance(c[key], bool) or not 0 < c[key] < math.inf:
+            raise refuse(f"model config {path}: {key} must be a positive number")
+    architectures = c.get("architectures") or ["LlamaForCausalLM"]
+    if not isinstance(architectures, list) or "LlamaForCausalLM" not in architectures:
+        raise refuse(f"model config {path}: architectures {architectures!r} lacks LlamaForCausalLM")
+    heads, kv = c["num_attention_heads"], c["num_key_value_heads"]
+    if c["hidden_size"] % heads or heads % kv:
+        raise refuse(f"model config {path}: hidden_size % heads and heads % kv_heads must be 0")
+    unsupported = {"tie_word_embeddings": True, "attention_bias": True, "mlp_bias": True}
+    for key, value in unsupported.items():
+        if c.get(key) == value:
+            raise refuse(f"model config {path}: {key}={value} is not supported (untied, bias-free Llama only)")
+    if c.get("rope_scaling") or c.get("hidden_act", "silu") != "silu" or \
+            c.get("head_dim", c["hidden_size"] // heads) != c["hidden_size"] // heads:
+        raise refuse(f"model config {path}: rope_scaling, hidden_act other than silu and a custom head_dim "
+                     "are not supported")
+    return c
+
+
+def load_round_config(round_dir, s):
+    """global/config.json of a round: its pin (spec.model_config_sha256), its fields (65), and
+    train.seq_len against its max_position_embeddings (64)."""
+    path = os.path.join(round_dir, "global", "config.json")
+    if s.config_sha256 and (not os.path.exists(path) or sha256_file(path) != s.config_sha256):
+        raise bad_global(f"{path}: SHA-256 differs from spec.model_config_sha256 (pinned config)")
+    c = load_config(path, bad_global)
+    if s.seq_len > c["max_position_embeddings"]:
+        raise bad_spec(f"spec.json: train.seq_len {s.seq_len} > max_position_embeddings {c['max_position_embeddings']}")
+    return c
+
+
+def check_global_sha256(round_dir, s):
+    """Path of global/model.safetensors, refused (65) when missing or not spec.global_sha256."""
+    path = os.path.join(round_dir, "global", "model.safetensors")
+    if not os.path.exists(path) or sha256_file(path) != s.global_sha256:
+        raise bad_global(f"{path}: missing, or its SHA-256 differs from spec.global_sha256")
+    return path
+
+
+def tensor_shapes(c):
+    """HF LlamaForCausalLM tensor names and shapes (tuples), in the order the trainers write them."""
+    h, i, v = c["hidden_size"], c["intermediate_size"], c["vocab_size"]
+    kv = c["num_key_value_heads"] * (h // c["num_attention_heads"])
+    shapes = {"model.embed_tokens.weight": (v, h)}
+    for n in range(c["num_hidden_layers"]):
+        p = f"model.layers.{n}."
+        shapes.update({p + "self_attn.q_proj.weight": (h, h), p + "self_attn.k_proj.weight": (kv, h),
+                       p + "self_attn.v_proj.weight": (kv, h), p + "self_attn.o_proj.weight": (h, h),
+                       p + "mlp.gate_proj.weight": (i, h), p + "mlp.up_proj.weight": (i, h),
+                       p + "mlp.down_proj.weight": (h, i), p + "input_layernorm.weight": (h,),
+                       p + "post_attention_layernorm.weight": (h,)})
+    shapes.update({"model.norm.weight": (h,), "lm_head.weight": (v, h)})
+    return shapes
+
+
+def check_safetensors_header(path, shapes, refuse=bad_global):
+    """Reads only the header of a safetensors file and checks it against `shapes`: the same names,
+    each shape, a float dtype (F32, BF16, F16), offsets that fit the shape and the file and do not
+    overlap. Returns (data_start, {name: (dtype, begin, end)}) in `shapes`' order; a tensor's bytes
+    are [data_start + begin, data_start + end) of the file."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > min(size - 8, MAX_HEADER):
+                raise ValueError("header length past end of file")
+            header = json.loads(f.read(n))
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
+        header.pop("__metadata__", None)
+        if set(header) != set(shapes):
+            missing, extra = sorted(set(shapes) - set(header)), sorted(set(header) - set(shapes))
+            raise ValueError(f"tensor names differ from the config's: missing {missing[:5]}, unexpected {extra[:5]}")
+        layout = {}
+        for name, shape in shapes.items():
+            info = header[name]
+            dtype, (begin, end) = info.get("dtype"), info.get("data_offsets", (0, -1))
+            if tuple(info.get("shape", ())) != tuple(shape):
+                raise ValueError(f"{name} has shape {info.get('shape')}, the config needs {list(shape)}")
+            if dtype not in ITEM_BYTES:
+                raise ValueError(f"{name} has dtype {dtype}; F32, BF16 or F16 expected")
+            if not all(isinstance(x, int) and not isinstance(x, bool) for x in (begin, end)) or \
+                    end - begin != math.prod(shape) * ITEM_BYTES[dtype] or begin < 0 or 8 + n + end > size:
+                raise ValueError(f"{name} has data_offsets {[begin, end]} that do not fit its shape or the file")
+            layout[name] = (dtype, begin, end)
+        spans = sorted((begin, end) for _, begin, end in layout.values())
+        if any(a[1] > b[0] for a, b in zip(spans, spans[1:])):
+            raise ValueError("tensor data overlaps")
+        return 8 + n, layout
+    except (OSError, ValueError, struct.error, AttributeError, TypeError) as e:
+        raise refuse(f"{path}: {e}")
+
+
+def safetensors_header(tensors, dtype):
+    """The bytes before the data of a safetensors file holding `tensors` ((name, shape) pairs, in
+    file order) in `dtype`, back to back: the 8-byte header length, then the JSON header (with
+    {"format": "pt"} metadata, as PyTorch's writer) padded with spaces to a multiple of 8."""
+    header, offset = {}, 0
+    for name, shape in tensors:
+        nbytes = math.prod(shape) * ITEM_BYTES[dtype]
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    header["__metadata__"] = {"format": "pt"}
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text
+
+
+# ---------------------------------------------------------------- progress.jsonl and DONE.json
+
+def truncate_progress(path, last_step):
+    """Drops lines past a resumed checkpoint (and any torn by a kill), so each step is reported once.
+    The agent notices the shorter file and reads it again from the start."""
+    if not os.path.exists(path):
+        return
+    kept = []
+    with open(path, "rb") as f:
+        for line in f:
+            try:
+                if json.loads(line)["step"] <= last_step:
+                    kept.append(line if line.endswith(b"\n") else line + b"\n")
+            except (ValueError, KeyError, TypeError):
+                pass
+    write_atomic(path, b"".join(kept))
+
+
+def append_progress(path, step, steps, loss, batch_size, seq_len):
+    """One progress.jsonl line: {"step", "steps", "loss", "tokens", "ts" (Unix ms)}. A missing or
+    non-finite loss is written as null (valid JSON; the agent skips such a line)."""
+    loss = float(loss) if loss is not None and math.isfinite(loss) else None
+    with open(path, "a") as f:
+        f.write(json.dumps({"step": step, "steps": steps, "loss": loss, "tokens": step * batch_size * seq_len,
+                            "ts": int(time.time() * 1000)}) + "\n")
+
+
+def manifest_sha256(manifest):
+    """DONE.json's dataManifestSha256: SHA-256 of the manifest as canonical JSON (sorted keys, no spaces)."""
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def write_done(round_dir, round_number, steps, batch_size, seq_len, train_loss, manifest, out_sha256, out_dtype,
+               extra=None):
+    """DONE.json, written atomically and last: its presence (with exit 0) says out/ is complete.
+    trainLoss is left out when unknown (the agent's schema takes a finite number or nothing);
+    `extra` adds a trainer's own fields (nextCursor, runner, ...)."""
+    done = {"status": "done", "round": round_number, "steps": steps, "tokens": steps * batch_size * seq_len,
+            "samples": steps * batch_size}
+    if train_loss is not None and math.isfinite(train_loss):
+        done["trainLoss"] = train_loss
+    done.update({"dataManifestSha256": manifest_sha256(manifest), "dataManifest": manifest,
+                 "outSha256": out_sha256, "outDtype": out_dtype, **(extra or {})})
+    write_json_atomic(os.path.join(round_dir, "DONE.json"), done)
+    return done

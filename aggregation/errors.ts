@@ -1,8 +1,9 @@
 /**
- * Typed errors and results for the aggregation library.
+ * Typed errors of the aggregation library.
  *
- * Bugs and broken invariants throw {@link AggregationError}; expected outcomes (a file that fails
- * validation, options that do not parse) return a {@link Result}.
+ * Bad arguments throw {@link AggregationError}; expected outcomes (a file that fails validation,
+ * options that do not parse) return a `Result` (result.ts) with one of these codes; broken
+ * invariants throw an `InvariantError` (invariant.ts).
  */
 
 /** Stable error codes of the aggregation library. Callers branch on these, never on messages. */
@@ -49,33 +50,4 @@ export class AggregationError extends Error {
     this.code = code;
     this.context = context;
   }
-}
-
-/**
- * Outcome of an operation whose failure is expected (invalid input from outside).
- * A failure lists human-readable `issues`; `code` (when set) is the code of the first issue, the
- * one an {@link AggregationError} raised from this result would carry.
- */
-export type Result<T> =
-  | { readonly ok: true; readonly value: T }
-  | { readonly ok: false; readonly issues: readonly string[]; readonly code?: AggregationErrorCode };
-
-/** Builds a successful {@link Result}. */
-export function ok<T>(value: T): Result<T> {
-  return { ok: true, value };
-}
-
-/** Builds a failed {@link Result}. */
-export function fail<T = never>(issues: readonly string[], code?: AggregationErrorCode): Result<T> {
-  return code === undefined ? { ok: false, issues } : { ok: false, issues, code };
-}
-
-/**
- * Returns the value of a successful result, or throws an {@link AggregationError} carrying the
- * failure's code (`fallback` when it has none) and its issues in `context.issues`.
- */
-export function unwrap<T>(result: Result<T>, fallback: AggregationErrorCode, what: string): T {
-  if (result.ok) return result.value;
-  const code = result.code ?? fallback;
-  throw new AggregationError(code, `${what}: ${result.issues.join('; ')}`, { issues: result.issues });
 }

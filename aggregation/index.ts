@@ -1,18 +1,11 @@
 /**
- * Public surface of `aggregation/`, the pure library of fedhpc: typed errors, streaming
- * safetensors, weighted accumulation and server optimizers. No files, sockets or other parts:
- * callers hand it byte sources and sinks.
+ * Public surface of `aggregation/`, the pure library of fedhpc: typed errors, the project's one
+ * `Result` type and `invariant` helper, streaming safetensors, weighted accumulation and server
+ * optimizers. No files, sockets or other parts: callers hand it byte sources and sinks.
  */
-export {
-  AGGREGATION_ERROR_CODES,
-  AggregationError,
-  type AggregationErrorCode,
-  type AggregationErrorContext,
-  type Result,
-  fail,
-  ok,
-  unwrap,
-} from './errors.js';
+export { AGGREGATION_ERROR_CODES, AggregationError, type AggregationErrorCode, type AggregationErrorContext } from './errors.js';
+export { type CodedErrorClass, type Err, type FailureContext, type Ok, type Result, err, ok, unwrap } from './result.js';
+export { InvariantError, invariant } from './invariant.js';
 export * from './safetensors/index.js';
 export { type AccumulatorEncoding, type TensorLayoutEntry, WeightedAccumulator, checkFinite } from './accumulator.js';
 export * from './optimizers/index.js';

@@ -2,7 +2,8 @@
  * Server optimizer options with the defaults of the papers they come from, validated by hand:
  * `aggregation/` imports no package (see DESIGN.md, Layout), so no zod here.
  */
-import { type Result, fail, ok } from '../errors.js';
+import type { AggregationErrorCode } from '../errors.js';
+import { type Result, err, ok } from '../result.js';
 
 /** Names of the server optimizers, in the order they are documented. */
 export const OPTIMIZER_NAMES = ['fedavg', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad', 'diloco'] as const;
@@ -55,11 +56,11 @@ function checkParam(key: ParamName, value: unknown): string | undefined {
  * Parses and defaults optimizer options. Unknown keys and out-of-range values are reported, never
  * dropped or clamped; failures carry code `OPTIONS_INVALID` and one issue per bad field.
  */
-export function parseOptimizerOptions(input: unknown): Result<ResolvedOptimizerOptions> {
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) return fail(['options: expected an object'], 'OPTIONS_INVALID');
+export function parseOptimizerOptions(input: unknown): Result<ResolvedOptimizerOptions, AggregationErrorCode> {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) return err('OPTIONS_INVALID', 'options: expected an object');
   const record = input as Record<string, unknown>;
   if (!isName(record.name)) {
-    return fail([`name: expected one of ${OPTIMIZER_NAMES.join(', ')}, got ${JSON.stringify(record.name)}`], 'OPTIONS_INVALID');
+    return err('OPTIONS_INVALID', `name: expected one of ${OPTIMIZER_NAMES.join(', ')}, got ${JSON.stringify(record.name)}`);
   }
   const defaults: Readonly<Record<string, number>> = OPTIMIZER_DEFAULTS[record.name];
   const resolved: Record<string, unknown> = { name: record.name, ...defaults };
@@ -74,7 +75,7 @@ export function parseOptimizerOptions(input: unknown): Result<ResolvedOptimizerO
     if (issue === undefined) resolved[key] = value;
     else issues.push(issue);
   }
-  if (issues.length > 0) return fail(issues, 'OPTIONS_INVALID');
+  if (issues.length > 0) return err('OPTIONS_INVALID', issues);
   return ok(Object.freeze(resolved) as ResolvedOptimizerOptions);
 }
 

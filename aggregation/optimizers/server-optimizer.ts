@@ -2,7 +2,8 @@
  * Server optimizers: turn the weighted mean delta of a round into a new global model. All are
  * elementwise, so they run over bounded slices of tensors of any size.
  */
-import { AggregationError, unwrap } from '../errors.js';
+import { AggregationError } from '../errors.js';
+import { unwrap } from '../result.js';
 import { type OptimizerName, type OptimizerOptions, type ResolvedOptimizerOptions, parseOptimizerOptions } from './options.js';
 
 /**
@@ -114,7 +115,7 @@ function build(o: ResolvedOptimizerOptions): { slots: readonly string[]; update:
  * `OPTIONS_INVALID` with `context.issues` naming each bad field. The caller's object is not kept.
  */
 export function createOptimizer(options: OptimizerOptions): ServerOptimizer {
-  const resolved = unwrap(parseOptimizerOptions(options), 'OPTIONS_INVALID', 'invalid optimizer options');
+  const resolved = unwrap(parseOptimizerOptions(options), AggregationError, 'invalid optimizer options');
   const { name, ...params } = resolved;
   const { slots, update } = build(resolved);
   return Object.freeze({

@@ -3,7 +3,9 @@
  * section): 8-byte little-endian length N, N bytes of UTF-8 JSON padded with spaces, then one data
  * buffer in which tensors lie contiguously, without overlap or holes.
  */
-import { type AggregationErrorCode, type Result, fail, ok } from '../errors.js';
+import type { AggregationErrorCode } from '../errors.js';
+import { invariant } from '../invariant.js';
+import { type Result, err, ok } from '../result.js';
 import { type Dtype, DTYPE_SIZES, isDtype } from './dtype.js';
 
 /** Largest header accepted, as in the reference implementation (100 MB). */
@@ -37,26 +39,25 @@ export interface SafetensorsHeader {
 
 type Issue = { code: AggregationErrorCode; message: string };
 
-function failWith<T>(issues: Issue[]): Result<T> {
-  return fail(
-    issues.map((i) => i.message),
-    issues[0]?.code,
-  );
+function failWith(issues: readonly Issue[]): Result<never, AggregationErrorCode> {
+  const first = issues[0];
+  invariant(first !== undefined, 'a failed header check has at least one issue');
+  return err(first.code, issues.map((i) => i.message));
 }
 
 /**
  * Validates the 8-byte length prefix: N must fit the 100 MB limit and, when the file size is known,
  * the file must hold 8 + N bytes.
  */
-export function parseHeaderLength(prefix: Uint8Array, fileSize?: number): Result<number> {
-  if (prefix.length < 8) return fail([`file has ${prefix.length} bytes, fewer than the 8-byte length prefix`], 'SAFETENSORS_TRUNCATED');
+export function parseHeaderLength(prefix: Uint8Array, fileSize?: number): Result<number, AggregationErrorCode> {
+  if (prefix.length < 8) return err('SAFETENSORS_TRUNCATED', `file has ${prefix.length} bytes, fewer than the 8-byte length prefix`);
   const n = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
   if (n > BigInt(SAFETENSORS_MAX_HEADER_BYTES)) {
-    return fail([`header length ${n} exceeds ${SAFETENSORS_MAX_HEADER_BYTES} bytes`], 'SAFETENSORS_HEADER_INVALID');
+    return err('SAFETENSORS_HEADER_INVALID', `header length ${n} exceeds ${SAFETENSORS_MAX_HEADER_BYTES} bytes`);
   }
   const length = Number(n);
   if (fileSize !== undefined && 8 + length > fileSize) {
-    return fail([`header length ${length} runs past the end of a ${fileSize}-byte file`], 'SAFETENSORS_TRUNCATED');
+    return err('SAFETENSORS_TRUNCATED', `header length ${length} runs past the end of a ${fileSize}-byte file`);
   }
   return ok(length);
 }
@@ -66,28 +67,28 @@ export function parseHeaderLength(prefix: Uint8Array, fileSize?: number): Result
  * least the 8 + N header bytes (it may hold the whole file); `fileSize`, when known, must equal the
  * end of the data buffer. Every problem found is listed; `code` is that of the first.
  */
-export function parseSafetensorsHeader(headerBytes: Uint8Array, fileSize?: number): Result<SafetensorsHeader> {
+export function parseSafetensorsHeader(headerBytes: Uint8Array, fileSize?: number): Result<SafetensorsHeader, AggregationErrorCode> {
   const length = parseHeaderLength(headerBytes, fileSize);
   if (!length.ok) return length;
   if (headerBytes.length < 8 + length.value) {
-    return fail([`given ${headerBytes.length} bytes, header needs ${8 + length.value}`], 'SAFETENSORS_TRUNCATED');
+    return err('SAFETENSORS_TRUNCATED', `given ${headerBytes.length} bytes, header needs ${8 + length.value}`);
   }
   return parseHeaderJson(headerBytes.subarray(8, 8 + length.value), fileSize);
 }
 
 /** Validates the JSON part of a header (N bytes); see {@link parseSafetensorsHeader}. */
-export function parseHeaderJson(json: Uint8Array, fileSize?: number): Result<SafetensorsHeader> {
+export function parseHeaderJson(json: Uint8Array, fileSize?: number): Result<SafetensorsHeader, AggregationErrorCode> {
   const headerLength = json.length;
   let parsed: unknown;
   try {
     const text = new TextDecoder('utf-8', { fatal: true }).decode(json);
-    if (!text.startsWith('{')) return fail(['header JSON must start with "{"'], 'SAFETENSORS_HEADER_INVALID');
+    if (!text.startsWith('{')) return err('SAFETENSORS_HEADER_INVALID', 'header JSON must start with "{"');
     parsed = JSON.parse(text);
   } catch (error) {
-    return fail([`header is not UTF-8 JSON: ${String(error)}`], 'SAFETENSORS_HEADER_INVALID');
+    return err('SAFETENSORS_HEADER_INVALID', `header is not UTF-8 JSON: ${String(error)}`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    return fail(['header JSON is not an object'], 'SAFETENSORS_HEADER_INVALID');
+    return err('SAFETENSORS_HEADER_INVALID', 'header JSON is not an object');
   }
   const issues: Issue[] = [];
   const metadata: Record<string, string> = {};
@@ -209,7 +210,7 @@ export interface SafetensorsPlan {
 export function planSafetensors(
   tensors: readonly SafetensorsTensorSpec[],
   metadata: Readonly<Record<string, string>> = { format: 'pt' },
-): Result<SafetensorsPlan> {
+): Result<SafetensorsPlan, AggregationErrorCode> {
   const issues: string[] = [];
   const seen = new Set<string>();
   for (const [key, value] of Object.entries(metadata)) {
@@ -231,7 +232,7 @@ export function planSafetensors(
     located.push({ name: t.name, dtype: t.dtype, shape: [...t.shape], byteLength, elements, begin: at });
     at += byteLength;
   }
-  if (issues.length > 0) return fail(issues, 'INVALID_ARGUMENT');
+  if (issues.length > 0) return err('INVALID_ARGUMENT', issues);
   const json = new TextEncoder().encode(`{${entries.join(',')}}`);
   const headerLength = Math.ceil(json.length / 8) * 8;
   const headerBytes = new Uint8Array(8 + headerLength).fill(0x20);

@@ -1,7 +1,8 @@
 /**
  * Streaming safetensors reader: reads the header once, then only the byte ranges asked for.
  */
-import { AggregationError, unwrap } from '../errors.js';
+import { AggregationError } from '../errors.js';
+import { unwrap } from '../result.js';
 import { type ByteSource, readExactly } from './byte-io.js';
 import { DTYPE_SIZES, decodeToF32, isFloatDtype } from './dtype.js';
 import { type SafetensorsTensorInfo, parseHeaderJson, parseHeaderLength } from './header.js';
@@ -44,9 +45,9 @@ function checkRange(name: string, offset: number, count: number, limit: number, 
  */
 export async function openSafetensors(source: ByteSource): Promise<SafetensorsFile> {
   const prefix = await readExactly(source, 0, Math.min(8, source.size));
-  const length = unwrap(parseHeaderLength(prefix, source.size), 'SAFETENSORS_HEADER_INVALID', 'invalid safetensors header');
+  const length = unwrap(parseHeaderLength(prefix, source.size), AggregationError, 'invalid safetensors header');
   const json = await readExactly(source, 8, length);
-  const header = unwrap(parseHeaderJson(json, source.size), 'SAFETENSORS_HEADER_INVALID', 'invalid safetensors header');
+  const header = unwrap(parseHeaderJson(json, source.size), AggregationError, 'invalid safetensors header');
   const byName = new Map(header.tensors.map((t) => [t.name, t]));
 
   const tensor = (name: string): SafetensorsTensorInfo => {

@@ -2,7 +2,8 @@
  * Streaming safetensors writer: the header is computed from the declared tensors and written
  * first, then each tensor's data is streamed in pieces, strictly in declared order.
  */
-import { AggregationError, unwrap } from '../errors.js';
+import { AggregationError } from '../errors.js';
+import { unwrap } from '../result.js';
 import type { ByteSink } from './byte-io.js';
 import { encodeFromF32, isFloatDtype } from './dtype.js';
 import { type SafetensorsHeader, type SafetensorsTensorSpec, planSafetensors } from './header.js';
@@ -34,7 +35,7 @@ export async function createSafetensorsWriter(
   tensors: readonly SafetensorsTensorSpec[],
   metadata?: Readonly<Record<string, string>>,
 ): Promise<SafetensorsWriter> {
-  const plan = unwrap(planSafetensors(tensors, metadata), 'INVALID_ARGUMENT', 'invalid safetensors declaration');
+  const plan = unwrap(planSafetensors(tensors, metadata), AggregationError, 'invalid safetensors declaration');
   const infos = plan.header.tensors;
   let index = 0; // first tensor not yet complete
   let written = 0; // bytes of tensor `index` written so far

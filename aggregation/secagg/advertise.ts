@@ -5,7 +5,8 @@
  */
 import { Buffer } from 'node:buffer';
 import { type KeyObject, X509Certificate, createPrivateKey, sign, verify } from 'node:crypto';
-import { SecAggError, type SecAggResult, secaggFail, secaggOk } from './errors.js';
+import { SecAggError, type SecAggErrorCode } from './errors.js';
+import { type Result, err, ok } from '../result.js';
 import { assertId, assertRound, encodeFields } from './encoding.js';
 import { X25519_KEY_BYTES } from './keys.js';
 
@@ -72,39 +73,39 @@ export interface VerifyAdvertisementOptions {
  * `CERTIFICATE_EXPIRED`, `CERTIFICATE_NOT_SITE`, `SITE_MISMATCH`, `KEY_INVALID`,
  * `SIGNATURE_INVALID`, `RUN_MISMATCH`, `ROUND_MISMATCH`.
  */
-export function verifyAdvertisement(signed: SignedKeyAdvertisement, options: VerifyAdvertisementOptions): SecAggResult<KeyAdvertisement> {
+export function verifyAdvertisement(signed: SignedKeyAdvertisement, options: VerifyAdvertisementOptions): Result<KeyAdvertisement, SecAggErrorCode> {
   const certs = parseCertificates(options);
   if (!certs.ok) return certs;
   const { cert, ca } = certs.value;
   const context = { site: signed.site, round: signed.round };
   if (cert.checkIssued(ca) === false || !cert.verify(ca.publicKey)) {
-    return secaggFail('CERTIFICATE_UNTRUSTED', 'site certificate is not issued by the federation CA', context);
+    return err('CERTIFICATE_UNTRUSTED', 'site certificate is not issued by the federation CA', context);
   }
   const now = options.now.getTime();
   if (!(now >= Date.parse(cert.validFrom) && now <= Date.parse(cert.validTo))) {
-    return secaggFail('CERTIFICATE_EXPIRED', 'site certificate is not valid at this time', { ...context, validFrom: cert.validFrom, validTo: cert.validTo });
+    return err('CERTIFICATE_EXPIRED', 'site certificate is not valid at this time', { ...context, validFrom: cert.validFrom, validTo: cert.validTo });
   }
   const subject = subjectFields(cert.subject);
-  if (subject.OU !== 'site') return secaggFail('CERTIFICATE_NOT_SITE', 'certificate is not a site certificate (OU must be "site")', { ...context, ou: subject.OU });
+  if (subject.OU !== 'site') return err('CERTIFICATE_NOT_SITE', 'certificate is not a site certificate (OU must be "site")', { ...context, ou: subject.OU });
   if (subject.CN !== signed.site || signed.site !== options.expected.site) {
-    return secaggFail('SITE_MISMATCH', 'advertisement, certificate CN and expected site differ', { ...context, cn: subject.CN, expected: options.expected.site });
+    return err('SITE_MISMATCH', 'advertisement, certificate CN and expected site differ', { ...context, cn: subject.CN, expected: options.expected.site });
   }
   let bytes: Uint8Array;
   try {
     bytes = encodeAdvertisement(signed);
   } catch (error) {
-    if (error instanceof SecAggError) return secaggFail(error.code === 'INVALID_ARGUMENT' ? 'KEY_INVALID' : error.code, error.message, context);
+    if (error instanceof SecAggError) return err(error.code === 'INVALID_ARGUMENT' ? 'KEY_INVALID' : error.code, error.message, context);
     throw error;
   }
   if (!(signed.signature instanceof Uint8Array) || !verify('sha256', bytes, cert.publicKey, signed.signature)) {
-    return secaggFail('SIGNATURE_INVALID', 'advertisement signature does not verify against the site certificate', context);
+    return err('SIGNATURE_INVALID', 'advertisement signature does not verify against the site certificate', context);
   }
   // Checked after the signature, so a replayed, validly signed advertisement is named as such.
-  if (signed.run !== options.expected.run) return secaggFail('RUN_MISMATCH', 'advertisement is for another run', { ...context, expectedRun: options.expected.run });
+  if (signed.run !== options.expected.run) return err('RUN_MISMATCH', 'advertisement is for another run', { ...context, expectedRun: options.expected.run });
   if (signed.round !== options.expected.round) {
-    return secaggFail('ROUND_MISMATCH', 'advertisement is for another round', { ...context, expectedRound: options.expected.round });
+    return err('ROUND_MISMATCH', 'advertisement is for another round', { ...context, expectedRound: options.expected.round });
   }
-  return secaggOk({ run: signed.run, round: signed.round, site: signed.site, cPk: signed.cPk, sPk: signed.sPk });
+  return ok({ run: signed.run, round: signed.round, site: signed.site, cPk: signed.cPk, sPk: signed.sPk });
 }
 
 function checkKeys(ad: KeyAdvertisement): void {
@@ -117,22 +118,22 @@ function checkKeys(ad: KeyAdvertisement): void {
   if (Buffer.from(ad.cPk).equals(ad.sPk)) throw new SecAggError('KEY_INVALID', 'cPk and sPk must differ', { site: ad.site });
 }
 
-function parseCertificates(options: VerifyAdvertisementOptions): SecAggResult<{ cert: X509Certificate; ca: X509Certificate }> {
+function parseCertificates(options: VerifyAdvertisementOptions): Result<{ cert: X509Certificate; ca: X509Certificate }, SecAggErrorCode> {
   let ca: X509Certificate;
   let cert: X509Certificate;
   try {
     ca = options.ca instanceof X509Certificate ? options.ca : new X509Certificate(options.ca);
   } catch {
-    return secaggFail('CERTIFICATE_INVALID', 'federation CA is not a readable X.509 certificate');
+    return err('CERTIFICATE_INVALID', 'federation CA is not a readable X.509 certificate');
   }
   try {
     cert = options.certificate instanceof X509Certificate ? options.certificate : new X509Certificate(toBuffer(options.certificate));
   } catch {
-    return secaggFail('CERTIFICATE_INVALID', 'site certificate is not a readable X.509 certificate', { site: options.expected.site });
+    return err('CERTIFICATE_INVALID', 'site certificate is not a readable X.509 certificate', { site: options.expected.site });
   }
-  if (!ca.ca) return secaggFail('CERTIFICATE_UNTRUSTED', 'the given CA certificate is not a CA (basicConstraints)');
-  if (cert.ca) return secaggFail('CERTIFICATE_NOT_SITE', 'site certificate is a CA certificate', { site: options.expected.site });
-  return secaggOk({ cert, ca });
+  if (!ca.ca) return err('CERTIFICATE_UNTRUSTED', 'the given CA certificate is not a CA (basicConstraints)');
+  if (cert.ca) return err('CERTIFICATE_NOT_SITE', 'site certificate is a CA certificate', { site: options.expected.site });
+  return ok({ cert, ca });
 }
 
 function toBuffer(value: string | Uint8Array): string | Buffer {

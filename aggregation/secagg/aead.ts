@@ -5,7 +5,8 @@
  */
 import { Buffer } from 'node:buffer';
 import { createCipheriv, createDecipheriv, randomBytes as nodeRandomBytes } from 'node:crypto';
-import { assertBytes, SecAggError, type SecAggResult, secaggFail, secaggOk } from './errors.js';
+import { assertBytes, SecAggError, type SecAggErrorCode } from './errors.js';
+import { type Result, err, ok } from '../result.js';
 import { type RandomBytes, assertId, assertRound, encodeFields } from './encoding.js';
 import { SHAMIR_SHARE_BYTES } from './shamir.js';
 
@@ -62,25 +63,25 @@ export function sealShare(key: Uint8Array, context: ShareContext, plaintext: Uin
  * `SHARE_CONTEXT_MISMATCH` (the clear context differs from the expected one), `SHARE_AUTH_FAILED`
  * (tag check failed: wrong key, tampered bytes, or a context rewritten in transit).
  */
-export function openShare(key: Uint8Array, sealed: SealedShare, expected: ShareContext): SecAggResult<Uint8Array> {
+export function openShare(key: Uint8Array, sealed: SealedShare, expected: ShareContext): Result<Uint8Array, SecAggErrorCode> {
   assertBytes(key, 32, 'share encryption key');
   const where = { from: expected.from, to: expected.to, round: expected.round };
   if (!(sealed.nonce instanceof Uint8Array) || sealed.nonce.length !== GCM_NONCE_BYTES || !(sealed.tag instanceof Uint8Array) || sealed.tag.length !== GCM_TAG_BYTES || !(sealed.ciphertext instanceof Uint8Array)) {
-    return secaggFail('SHARE_MALFORMED', 'sealed share has a bad nonce, tag or ciphertext', where);
+    return err('SHARE_MALFORMED', 'sealed share has a bad nonce, tag or ciphertext', where);
   }
   const c = sealed.context;
   if (c.run !== expected.run || c.round !== expected.round || c.from !== expected.from || c.to !== expected.to) {
-    return secaggFail('SHARE_CONTEXT_MISMATCH', 'sealed share is addressed to another run, round or pair of sites', { ...where, sealedFrom: c.from, sealedTo: c.to, sealedRound: c.round });
+    return err('SHARE_CONTEXT_MISMATCH', 'sealed share is addressed to another run, round or pair of sites', { ...where, sealedFrom: c.from, sealedTo: c.to, sealedRound: c.round });
   }
   const decipher = createDecipheriv('aes-256-gcm', key, sealed.nonce, { authTagLength: GCM_TAG_BYTES });
   decipher.setAAD(shareAssociatedData(expected));
   decipher.setAuthTag(sealed.tag);
   const head = decipher.update(sealed.ciphertext);
   try {
-    return secaggOk(new Uint8Array(Buffer.concat([head, decipher.final()])));
+    return ok(new Uint8Array(Buffer.concat([head, decipher.final()])));
   } catch {
     head.fill(0);
-    return secaggFail('SHARE_AUTH_FAILED', 'share failed authentication (wrong key, tampered ciphertext or associated data)', where);
+    return err('SHARE_AUTH_FAILED', 'share failed authentication (wrong key, tampered ciphertext or associated data)', where);
   }
 }
 
@@ -110,11 +111,11 @@ export function encodeSharePayload(payload: SharePayload): Uint8Array {
 }
 
 /** Decodes a {@link SharePayload}; `SHARE_MALFORMED` for a wrong length or x = 0. */
-export function decodeSharePayload(bytes: Uint8Array): SecAggResult<SharePayload> {
-  if (!(bytes instanceof Uint8Array) || bytes.length !== SHARE_PAYLOAD_BYTES) return secaggFail('SHARE_MALFORMED', `share payload must be ${SHARE_PAYLOAD_BYTES} bytes`);
+export function decodeSharePayload(bytes: Uint8Array): Result<SharePayload, SecAggErrorCode> {
+  if (!(bytes instanceof Uint8Array) || bytes.length !== SHARE_PAYLOAD_BYTES) return err('SHARE_MALFORMED', `share payload must be ${SHARE_PAYLOAD_BYTES} bytes`);
   const x = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).readUInt32BE(0);
-  if (x === 0) return secaggFail('SHARE_MALFORMED', 'share x must not be 0');
-  return secaggOk({
+  if (x === 0) return err('SHARE_MALFORMED', 'share x must not be 0');
+  return ok({
     x,
     maskKeyShare: bytes.slice(4, 4 + SHAMIR_SHARE_BYTES),
     selfSeedShare: bytes.slice(4 + SHAMIR_SHARE_BYTES),

@@ -1,9 +1,9 @@
 /**
- * Typed errors and results of the secure-aggregation library.
+ * Typed errors of the secure-aggregation library.
  *
- * Bugs and broken invariants throw {@link SecAggError}; expected failures on input from outside (a
- * forged advertisement, a tampered share) return a {@link SecAggResult}. Messages and contexts
- * carry ids, rounds and sizes, never key material, seeds or shares.
+ * Bad arguments throw {@link SecAggError}; expected failures on input from outside (a forged
+ * advertisement, a tampered share) return a `Result` (../result.ts) with one of these codes.
+ * Messages and contexts carry ids, rounds and sizes, never key material, seeds or shares.
  */
 
 /** Stable error codes of `aggregation/secagg/`. Callers branch on these, never on messages. */
@@ -46,27 +46,6 @@ export class SecAggError extends Error {
     this.code = code;
     this.context = context;
   }
-}
-
-/** Outcome of a check on input from outside: the value, or a code and human-readable issues. */
-export type SecAggResult<T> =
-  | { readonly ok: true; readonly value: T }
-  | { readonly ok: false; readonly code: SecAggErrorCode; readonly issues: readonly string[]; readonly context: SecAggErrorContext };
-
-/** Builds a successful {@link SecAggResult}. */
-export function secaggOk<T>(value: T): SecAggResult<T> {
-  return { ok: true, value };
-}
-
-/** Builds a failed {@link SecAggResult}. */
-export function secaggFail<T = never>(code: SecAggErrorCode, issue: string, context: SecAggErrorContext = {}): SecAggResult<T> {
-  return { ok: false, code, issues: [issue], context };
-}
-
-/** Returns the value of a successful result or throws a {@link SecAggError} with its code. */
-export function unwrapSecAgg<T>(result: SecAggResult<T>): T {
-  if (result.ok) return result.value;
-  throw new SecAggError(result.code, result.issues.join('; '), result.context);
 }
 
 /** Throws `INVALID_ARGUMENT` unless `bytes` is a Uint8Array of exactly `length` bytes. */

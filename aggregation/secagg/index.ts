@@ -9,10 +9,6 @@ export {
   SecAggError,
   type SecAggErrorCode,
   type SecAggErrorContext,
-  type SecAggResult,
-  secaggFail,
-  secaggOk,
-  unwrapSecAgg,
 } from './errors.js';
 export { type RandomBytes, compareSiteIds } from './encoding.js';
 export {

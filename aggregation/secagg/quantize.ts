@@ -10,7 +10,8 @@
  * provided the modular sum never wraps: n·(2^q − 1) < 2^b, guaranteed by n·2^q ≤ 2^b.
  */
 import { randomBytes as nodeRandomBytes } from 'node:crypto';
-import { SecAggError, type SecAggResult, secaggFail, secaggOk } from './errors.js';
+import { SecAggError, type SecAggErrorCode } from './errors.js';
+import { type Result, err, ok, unwrap } from '../result.js';
 import type { RandomBytes } from './encoding.js';
 import { type MaskBits, type MaskWords, expandMask } from './prg.js';
 
@@ -47,22 +48,22 @@ const TWO_POW_32 = 2 ** 32;
  * Checks n·2^q ≤ 2^b, so a sum of `sites` q-bit values cannot wrap modulo 2^b (REFERENCE.md,
  * "Secure aggregation"). `OVERFLOW_POSSIBLE` names n, q and b; `INVALID_ARGUMENT` for nonsense.
  */
-export function checkFixedPointBudget(budget: FixedPointBudget): SecAggResult<FixedPointBudget> {
+export function checkFixedPointBudget(budget: FixedPointBudget): Result<FixedPointBudget, SecAggErrorCode> {
   const { sites, quantBits, modulusBits } = budget;
-  if (modulusBits !== 16 && modulusBits !== 32) return secaggFail('INVALID_ARGUMENT', 'modulusBits must be 16 or 32', { modulusBits });
-  if (!Number.isSafeInteger(sites) || sites < 1) return secaggFail('INVALID_ARGUMENT', 'sites must be a positive integer', { sites });
+  if (modulusBits !== 16 && modulusBits !== 32) return err('INVALID_ARGUMENT', 'modulusBits must be 16 or 32', { modulusBits });
+  if (!Number.isSafeInteger(sites) || sites < 1) return err('INVALID_ARGUMENT', 'sites must be a positive integer', { sites });
   if (!Number.isInteger(quantBits) || quantBits < 1 || quantBits > modulusBits) {
-    return secaggFail('INVALID_ARGUMENT', 'quantBits must be an integer in 1..modulusBits', { quantBits, modulusBits });
+    return err('INVALID_ARGUMENT', 'quantBits must be an integer in 1..modulusBits', { quantBits, modulusBits });
   }
   if (sites * 2 ** quantBits > 2 ** modulusBits) {
-    return secaggFail('OVERFLOW_POSSIBLE', `${sites} sites × 2^${quantBits} levels exceed the modulus 2^${modulusBits}: the masked sum could wrap`, {
+    return err('OVERFLOW_POSSIBLE', `${sites} sites × 2^${quantBits} levels exceed the modulus 2^${modulusBits}: the masked sum could wrap`, {
       sites,
       quantBits,
       modulusBits,
       maxQuantBits: modulusBits - Math.ceil(Math.log2(sites)),
     });
   }
-  return secaggOk({ sites, quantBits, modulusBits });
+  return ok({ sites, quantBits, modulusBits });
 }
 
 /**
@@ -99,8 +100,7 @@ export function quantize(x: Float32Array, options: QuantizeOptions, input: Quant
  */
 export function dequantizeSum(sum: MaskWords, sites: number, options: QuantizeOptions, out: Float32Array | Float64Array = new Float64Array(sum.length)): Float32Array | Float64Array {
   const { clip: c, levels } = resolve(options);
-  const budget = checkFixedPointBudget({ sites, quantBits: options.quantBits, modulusBits: options.modulusBits });
-  if (!budget.ok) throw new SecAggError(budget.code, budget.issues.join('; '), budget.context);
+  unwrap(checkFixedPointBudget({ sites, quantBits: options.quantBits, modulusBits: options.modulusBits }), SecAggError);
   if ((options.modulusBits === 32) !== (sum instanceof Uint32Array)) throw new SecAggError('INVALID_ARGUMENT', 'sum word width does not match modulusBits', { modulusBits: options.modulusBits });
   if (out.length !== sum.length) throw new SecAggError('INVALID_ARGUMENT', 'output length differs from the sum', { out: out.length, sum: sum.length });
   const step = (2 * c) / levels;
@@ -118,7 +118,6 @@ export function quantizationErrorBound(sites: number, options: QuantizeOptions):
 function resolve(options: QuantizeOptions): { clip: number; levels: number } {
   const { clip, quantBits, modulusBits } = options;
   if (!(Number.isFinite(clip) && clip > 0)) throw new SecAggError('INVALID_ARGUMENT', 'clip must be a positive finite number', { clip });
-  const check = checkFixedPointBudget({ sites: 1, quantBits, modulusBits });
-  if (!check.ok) throw new SecAggError(check.code, check.issues.join('; '), check.context);
+  unwrap(checkFixedPointBudget({ sites: 1, quantBits, modulusBits }), SecAggError);
   return { clip, levels: 2 ** quantBits - 1 };
 }

@@ -4,7 +4,8 @@
  * s-key private scalar and self-mask seed) and round 4 (the coordinator rebuilds them from t shares).
  */
 import { randomBytes as nodeRandomBytes } from 'node:crypto';
-import { assertBytes, SecAggError, type SecAggResult, secaggFail, secaggOk } from './errors.js';
+import { assertBytes, SecAggError, type SecAggErrorCode } from './errors.js';
+import { type Result, err, ok, unwrap } from '../result.js';
 import type { RandomBytes } from './encoding.js';
 
 /** The field prime 2^521 − 1. */
@@ -55,7 +56,7 @@ export interface CombineOptions {
  * (y ≥ p, x out of range, bad length), `SHAMIR_INCONSISTENT` (extra shares off the polynomial, or
  * a result that is not a 256-bit secret — the mark of a forged or mixed share).
  */
-export function tryCombine(shares: readonly ShamirShare[], options: CombineOptions = {}): SecAggResult<Uint8Array> {
+export function tryCombine(shares: readonly ShamirShare[], options: CombineOptions = {}): Result<Uint8Array, SecAggErrorCode> {
   const { threshold } = options;
   if (threshold !== undefined && (!Number.isInteger(threshold) || threshold < 1)) {
     throw new SecAggError('INVALID_ARGUMENT', 'threshold must be a positive integer', { threshold });
@@ -63,34 +64,32 @@ export function tryCombine(shares: readonly ShamirShare[], options: CombineOptio
   const points: Point[] = [];
   const seen = new Set<number>();
   for (const share of shares) {
-    if (!Number.isInteger(share.x) || share.x < 1 || share.x > SHAMIR_MAX_X) return secaggFail('SHAMIR_OUT_OF_FIELD', 'share x must be in 1..2^32-1', { x: share.x });
-    if (seen.has(share.x)) return secaggFail('SHAMIR_DUPLICATE_X', 'two shares have the same x', { x: share.x });
+    if (!Number.isInteger(share.x) || share.x < 1 || share.x > SHAMIR_MAX_X) return err('SHAMIR_OUT_OF_FIELD', 'share x must be in 1..2^32-1', { x: share.x });
+    if (seen.has(share.x)) return err('SHAMIR_DUPLICATE_X', 'two shares have the same x', { x: share.x });
     seen.add(share.x);
-    if (!(share.y instanceof Uint8Array) || share.y.length !== SHAMIR_SHARE_BYTES) return secaggFail('SHAMIR_OUT_OF_FIELD', 'share y must be 66 bytes', { x: share.x });
+    if (!(share.y instanceof Uint8Array) || share.y.length !== SHAMIR_SHARE_BYTES) return err('SHAMIR_OUT_OF_FIELD', 'share y must be 66 bytes', { x: share.x });
     const y = bytesToBigInt(share.y);
-    if (y >= FIELD_PRIME) return secaggFail('SHAMIR_OUT_OF_FIELD', 'share y is not below the field prime', { x: share.x });
+    if (y >= FIELD_PRIME) return err('SHAMIR_OUT_OF_FIELD', 'share y is not below the field prime', { x: share.x });
     points.push({ x: BigInt(share.x), y });
   }
   const needed = threshold ?? points.length;
   if (points.length === 0 || points.length < needed) {
-    return secaggFail('SHAMIR_TOO_FEW_SHARES', 'fewer shares than the threshold', { shares: points.length, threshold: needed });
+    return err('SHAMIR_TOO_FEW_SHARES', 'fewer shares than the threshold', { shares: points.length, threshold: needed });
   }
   const basis = points.slice(0, needed);
   for (const extra of points.slice(needed)) {
-    if (interpolateAt(basis, extra.x) !== extra.y) return secaggFail('SHAMIR_INCONSISTENT', 'a share lies off the polynomial of the others', { x: Number(extra.x) });
+    if (interpolateAt(basis, extra.x) !== extra.y) return err('SHAMIR_INCONSISTENT', 'a share lies off the polynomial of the others', { x: Number(extra.x) });
   }
   const secret = interpolateAt(basis, 0n);
   if (secret >> BigInt(8 * SHAMIR_SECRET_BYTES) !== 0n) {
-    return secaggFail('SHAMIR_INCONSISTENT', 'shares do not rebuild a 256-bit secret (forged or mixed shares)', { shares: basis.length });
+    return err('SHAMIR_INCONSISTENT', 'shares do not rebuild a 256-bit secret (forged or mixed shares)', { shares: basis.length });
   }
-  return secaggOk(bigIntToBytes(secret, SHAMIR_SECRET_BYTES));
+  return ok(bigIntToBytes(secret, SHAMIR_SECRET_BYTES));
 }
 
 /** {@link tryCombine} that throws a {@link SecAggError} with the refusal's code. */
 export function combine(shares: readonly ShamirShare[], options: CombineOptions = {}): Uint8Array {
-  const result = tryCombine(shares, options);
-  if (result.ok) return result.value;
-  throw new SecAggError(result.code, result.issues.join('; '), result.context);
+  return unwrap(tryCombine(shares, options), SecAggError);
 }
 
 /** A point of a polynomial over the field. */

@@ -2,13 +2,14 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createCa, issueCertificate, type CertificateAndKey } from '../../../coordinator/pki/index.js';
 import {
   type KeyAdvertisement,
-  type SecAggResult,
+  type SecAggErrorCode,
   type SignedKeyAdvertisement,
   encodeAdvertisement,
   generateX25519KeyPair,
   signAdvertisement,
   verifyAdvertisement,
 } from '../../../aggregation/secagg/index.js';
+import type { Result } from '../../../aggregation/index.js';
 import { codeOf, seededRandomBytes } from './helpers.js';
 
 const NOW = new Date('2026-01-15T12:00:00Z');
@@ -39,9 +40,9 @@ function advertisement(round = 5, site = 'site-a'): KeyAdvertisement {
 }
 
 const expected = { run: 'run-1', round: 5, site: 'site-a' };
-const verifyA = (signed: SignedKeyAdvertisement, certPem = siteA.certPem, exp = expected, now = NOW): SecAggResult<KeyAdvertisement> =>
+const verifyA = (signed: SignedKeyAdvertisement, certPem = siteA.certPem, exp = expected, now = NOW): Result<KeyAdvertisement, SecAggErrorCode> =>
   verifyAdvertisement(signed, { ca: ca.certPem, certificate: certPem, expected: exp, now });
-const codeOfResult = (r: SecAggResult<unknown>): string => (r.ok ? 'ok' : r.code);
+const codeOfResult = (r: Result<unknown, SecAggErrorCode>): string => (r.ok ? 'ok' : r.code);
 
 describe('key advertisements', () => {
   it('verifies an advertisement signed by the site it names', () => {

@@ -115,7 +115,6 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
       version: COORDINATOR_VERSION,
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       maxChunkBytes: config.limits.maxChunkBytes,
-      uploadIdleMs: 60_000,
       uploadBudget,
       clock,
       driver,

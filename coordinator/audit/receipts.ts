@@ -3,14 +3,11 @@
  * round; it is checked against the committed record and the caller's certificate, then journaled
  * (once per site and round), so the audit trail holds the sites' own signatures.
  */
-import type * as grpc from '@grpc/grpc-js';
-import { X509Certificate } from 'node:crypto';
-import { isSha256 } from '../../common/files.js';
+import type { X509Certificate } from 'node:crypto';
 import type { Logger } from '../../common/logger.js';
 import { verifyReceipt, type ReceiptFields } from '../../common/receipt.js';
-import type { Ack, RoundReceipt__Output } from '../../proto/index.js';
-import { CoordinatorError, toServiceError } from '../core/errors.js';
-import type { AuthContextLike, PeerIdentity } from '../pki/index.js';
+import { CoordinatorError } from '../core/errors.js';
+import type { PeerIdentity } from '../pki/index.js';
 import type { JournalRecord } from '../state/journal.js';
 import type { ReceiptRecord, RoundCommittedRecord } from '../state/records.js';
 import type { StateStore } from '../state/store.js';
@@ -21,7 +18,7 @@ export interface ReceiptDeskOptions {
   readonly logger: Logger;
 }
 
-/** A receipt as it came off the wire, converted to domain values. */
+/** A receipt as it came off the wire, converted to domain values (coordinator/service/wire.ts). */
 export interface SubmittedReceipt {
   readonly runId: string;
   readonly round: number;
@@ -36,24 +33,18 @@ export class ReceiptDesk {
   private tail: Promise<unknown> = Promise.resolve();
   constructor(private readonly o: ReceiptDeskOptions) {}
 
-  /** The `SubmitReceipt` handler body: `identify` authenticates the caller (throws when it cannot). */
-  handle(
-    call: grpc.ServerUnaryCall<RoundReceipt__Output, Ack> & { getAuthContext(): AuthContextLike },
-    callback: grpc.sendUnaryData<Ack>,
-    identify: () => PeerIdentity,
-  ): void {
-    const run = async (): Promise<void> => {
-      const id = identify();
-      const der = call.getAuthContext().sslPeerCertificate?.raw;
-      if (!der) throw new CoordinatorError('UNAUTHENTICATED', 'the call has no peer certificate');
-      await this.submit(id, new X509Certificate(der), fromWire(call.request));
+  /**
+   * Runs submissions one at a time (no duplicate records): `read` identifies the caller and converts
+   * its receipt (throwing refuses it), then the receipt is checked and journaled.
+   */
+  enqueue(read: () => { id: PeerIdentity; certificate: X509Certificate; receipt: SubmittedReceipt }): Promise<'recorded' | 'duplicate'> {
+    const run = async (): Promise<'recorded' | 'duplicate'> => {
+      const { id, certificate, receipt } = read();
+      return this.submit(id, certificate, receipt);
     };
     const result = this.tail.then(run, run);
     this.tail = result.catch(() => undefined);
-    result.then(
-      () => callback(null, {}),
-      (err: unknown) => callback(toServiceError(err)),
-    );
+    return result;
   }
 
   /** Checks one receipt and journals it; a repeat of a journaled (site, run, round) is accepted as is. */
@@ -95,17 +86,4 @@ function findCommitted(records: readonly JournalRecord[], runId: string, round: 
     if (b.type === 'round-committed' && b['runId'] === runId && b['round'] === round) return records[i] as JournalRecord<RoundCommittedRecord & { type: string; [k: string]: unknown }>;
   }
   return undefined;
-}
-
-/** Validates a wire receipt before use: every field has a shape, or the call is refused. */
-export function fromWire(m: RoundReceipt__Output): SubmittedReceipt {
-  const round = Number(m.round);
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(m.runId)) throw new CoordinatorError('BAD_REQUEST', `receipt run id ${JSON.stringify(m.runId.slice(0, 80))} is not a run id`);
-  if (!Number.isSafeInteger(round) || round < 1) throw new CoordinatorError('BAD_REQUEST', `receipt round must be a positive integer, got ${m.round}`);
-  for (const [k, v] of [['parentSha256', m.parentSha256], ['modelSha256', m.modelSha256]] as const) {
-    if (!isSha256(v)) throw new CoordinatorError('BAD_REQUEST', `receipt ${k} is not a SHA-256`);
-  }
-  if (m.dataManifestSha256 !== '' && !isSha256(m.dataManifestSha256)) throw new CoordinatorError('BAD_REQUEST', 'receipt dataManifestSha256 is not a SHA-256');
-  if (m.signature.length === 0 || m.signature.length > 256) throw new CoordinatorError('BAD_REQUEST', `receipt signature must be 1..256 bytes, got ${m.signature.length}`);
-  return { runId: m.runId, round, parentSha256: m.parentSha256, modelSha256: m.modelSha256, dataManifestSha256: m.dataManifestSha256, signature: Buffer.from(m.signature) };
 }

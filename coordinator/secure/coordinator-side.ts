@@ -5,21 +5,15 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type {
-  KeyAdvertisement__Output,
-  SharesSubmission__Output,
-  SurvivorSignature__Output,
-  UnmaskResponse__Output,
-} from '../../proto/index.js';
 import type { FileSource } from '../../common/files.js';
 import type { Logger } from '../../common/logger.js';
 import type { MeanSource } from '../aggregate/checkpoint-writer.js';
 import type { RunningConfig } from '../config.js';
 import { CoordinatorError } from '../core/errors.js';
 import type { SiteRegistry } from '../sites/registry.js';
-import type { SchedulerEvent, StepResult } from '../round/types.js';
-import type { SecureStageHandlers } from '../service/site-service.js';
-import { SecureRound, type StoredShare } from './round.js';
+import type { RunState, SchedulerEvent, StepResult } from '../round/types.js';
+import type { AttemptRef, SecureStageHandlers } from './messages.js';
+import { SecureRound, type SecureStage, type StoredShare } from './round.js';
 import { type SecureMeanOptions, secureMean } from './unmask.js';
 
 export interface SecureSideOptions {
@@ -27,8 +21,25 @@ export interface SecureSideOptions {
   readonly registry: SiteRegistry;
   readonly logger: Logger;
   readonly dispatch: (event: SchedulerEvent) => StepResult;
+  /** The scheduler's run state now: the secure stage open for messages is read from it. */
+  readonly phase: () => RunState;
   /** Threshold t of the run (also in the scheduler's plan). */
   readonly threshold: number;
+}
+
+/** The stage whose messages the scheduler's `run` accepts. */
+export function secureStageOf(run: RunState): SecureStage {
+  if (run.phase === 'keys' || run.phase === 'shares') return run.phase;
+  if (run.phase === 'unmask') return run.step;
+  return 'closed';
+}
+
+/** Stage handlers of a run without secure aggregation: every stage message is refused. */
+export function refuseSecureStages(): SecureStageHandlers {
+  const refuse = (): never => {
+    throw new CoordinatorError('ROUND_CLOSED', 'this run does not use secure aggregation: no key, share or unmask stage is open');
+  };
+  return { advertise: refuse, submitShares: refuse, signSurvivors: refuse, revealShares: refuse };
 }
 
 /** The secure-aggregation side of one coordinator. */
@@ -48,7 +59,7 @@ export class SecureSide {
   /** Round 0: a fresh attempt with fresh parameters; every invited site makes new keys. */
   sendKeys(runId: string, round: number, attempt: number, sites: readonly string[]): void {
     const sa = this.o.config.run.secureAggregation;
-    this.current = new SecureRound(runId, round, attempt, {
+    const params = {
       threshold: this.o.threshold,
       quantBits: sa.quantBits,
       modulusBits: sa.modulusBits,
@@ -57,14 +68,14 @@ export class SecureSide {
       graphSeed: randomBytes(32),
       degree: sa.degree,
       roster: [...sites].sort(),
-    }, this.caPem);
+    };
+    this.current = new SecureRound({ runId, round, attempt, params, caPem: this.caPem, stage: () => secureStageOf(this.o.phase()) });
     for (const site of sites) this.send(site, { kind: 'keys', runId, round, attempt, params: this.current.params });
   }
 
   /** Round 1: every site that advertised gets all advertisements (it picks its neighbours). */
   sendShares(round: number, attempt: number, sites: readonly string[]): void {
     const r = this.round(round, attempt);
-    r.stage = 'shares';
     // The graph is built over exactly U1: an advertisement that arrived after the scheduler moved on is dropped.
     for (const site of [...r.adverts.keys()]) if (!sites.includes(site)) r.adverts.delete(site);
     const adverts = sites.map((s) => r.adverts.get(s)!).filter(Boolean);
@@ -74,7 +85,6 @@ export class SecureSide {
   /** Training: the share holders are fixed; each site receives the shares sealed for it. */
   trainExtras(round: number, attempt: number, site: string, holders: readonly string[]): { shares: StoredShare[]; shareHolders: string[] } {
     const r = this.round(round, attempt);
-    r.stage = 'closed';
     r.holders = [...holders].sort();
     return { shares: r.sharesFor(site), shareHolders: [...r.holders] };
   }
@@ -82,7 +92,6 @@ export class SecureSide {
   /** Consistency check: survivors are asked to sign the list. */
   sendConsistency(round: number, attempt: number, survivors: readonly string[], dropped: readonly string[]): void {
     const r = this.round(round, attempt);
-    r.stage = 'consistency';
     r.survivors = [...survivors].sort();
     r.dropped = [...dropped].sort();
     for (const site of survivors) this.send(site, { kind: 'consistency', runId: r.runId, round, attempt, survivors: r.survivors, dropped: r.dropped, signatures: [] });
@@ -91,7 +100,6 @@ export class SecureSide {
   /** Round 3: signers receive every signature and reveal their shares. */
   sendUnmask(round: number, attempt: number, sites: readonly string[]): void {
     const r = this.round(round, attempt);
-    r.stage = 'reveal';
     const signatures = [...r.signatures.entries()].map(([site, signature]) => ({ site, signature }));
     for (const site of sites) this.send(site, { kind: 'unmask', runId: r.runId, round, attempt, survivors: r.survivors, dropped: r.dropped, signatures });
   }
@@ -99,14 +107,13 @@ export class SecureSide {
   /** The unmasked mean of the survivors' masked spools. */
   mean(round: number, attempt: number, spools: readonly string[], elements: number, open: (p: string) => Promise<FileSource>, options: SecureMeanOptions = {}): Promise<MeanSource> {
     const r = this.round(round, attempt);
-    r.stage = 'closed';
     return secureMean(r, spools, elements, open, options);
   }
 
   /** Stage RPC handlers for one calling site; each validates, then tells the scheduler. */
   handlers(site: string): SecureStageHandlers {
-    const accept = (type: 'keysAdvertised' | 'sharesSubmitted' | 'survivorsSigned' | 'sharesRevealed', m: { round: string; attempt: number }): Record<string, never> => {
-      const r = this.o.dispatch({ type, site, round: Number(m.round), attempt: m.attempt });
+    const accept = (type: 'keysAdvertised' | 'sharesSubmitted' | 'survivorsSigned' | 'sharesRevealed', m: AttemptRef): Record<string, never> => {
+      const r = this.o.dispatch({ type, site, round: m.round, attempt: m.attempt });
       if (!r.ok) throw new CoordinatorError('ROUND_CLOSED', `${type} refused: ${r.refusal.message}`);
       return {};
     };
@@ -115,10 +122,10 @@ export class SecureSide {
       return this.current;
     };
     return {
-      advertise: (m: KeyAdvertisement__Output) => (open().advertise(site, m), accept('keysAdvertised', m)),
-      submitShares: (m: SharesSubmission__Output) => (open().submitShares(site, m), accept('sharesSubmitted', m)),
-      signSurvivors: (m: SurvivorSignature__Output) => (open().signSurvivors(site, m), accept('survivorsSigned', m)),
-      revealShares: (m: UnmaskResponse__Output) => (open().revealShares(site, m), accept('sharesRevealed', m)),
+      advertise: (m) => (open().advertise(site, m), accept('keysAdvertised', m)),
+      submitShares: (m) => (open().submitShares(site, m), accept('sharesSubmitted', m)),
+      signSurvivors: (m) => (open().signSurvivors(site, m), accept('survivorsSigned', m)),
+      revealShares: (m) => (open().revealShares(site, m), accept('sharesRevealed', m)),
     };
   }
 

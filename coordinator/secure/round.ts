@@ -4,13 +4,7 @@
  * It never holds a secret until the unmask step hands it exactly the shares the protocol allows.
  */
 import { X509Certificate } from 'node:crypto';
-import type {
-  KeyAdvertisement__Output,
-  RevealedShare__Output,
-  SharesSubmission__Output,
-  SurvivorSignature__Output,
-  UnmaskResponse__Output,
-} from '../../proto/index.js';
+import type { AttemptRef, KeyAdvertisement, SharesSubmission, SurvivorSignature, UnmaskResponse } from './messages.js';
 import { secureSessionId, sessionGraph, verifyAdvertisement, type NeighbourGraph } from '../../aggregation/index.js';
 import { CoordinatorError } from '../core/errors.js';
 
@@ -58,9 +52,29 @@ export interface Revealed {
 /** The stage the coordinator is collecting for. */
 export type SecureStage = 'keys' | 'shares' | 'consistency' | 'reveal' | 'closed';
 
+/** What a secure attempt is and where it stands. */
+export interface SecureRoundOptions {
+  readonly runId: string;
+  readonly round: number;
+  readonly attempt: number;
+  readonly params: SecureRoundParams;
+  /** Federation CA: advertisements are verified here too, so a forgery never reaches honest sites. */
+  readonly caPem: string;
+  /**
+   * The stage now, read from the round scheduler (the one record of the phase; this class keeps no
+   * copy of it): a message for any other stage is refused.
+   */
+  readonly stage: () => SecureStage;
+  /** The time certificates are checked at. */
+  readonly now?: () => Date;
+}
+
 /** State of one secure attempt at the coordinator. */
 export class SecureRound {
-  stage: SecureStage = 'keys';
+  readonly runId: string;
+  readonly round: number;
+  readonly attempt: number;
+  readonly params: SecureRoundParams;
   readonly adverts = new Map<string, StoredAdvertisement>();
   readonly shares = new Map<string, StoredShare[]>();
   readonly signatures = new Map<string, Buffer>();
@@ -69,25 +83,30 @@ export class SecureRound {
   dropped: readonly string[] = [];
   holders: readonly string[] = [];
 
-  constructor(
-    readonly runId: string,
-    readonly round: number,
-    readonly attempt: number,
-    readonly params: SecureRoundParams,
-    /** Federation CA: advertisements are verified here too, so a forgery never reaches honest sites. */
-    private readonly caPem: string,
-    private readonly now: () => Date = () => new Date(),
-  ) {}
+  private readonly caPem: string;
+  private readonly stage: () => SecureStage;
+  private readonly now: () => Date;
 
-  private check(m: { runId: string; round: string; attempt: number }, stage: SecureStage): void {
-    if (m.runId !== this.runId || Number(m.round) !== this.round || m.attempt !== this.attempt) {
+  constructor(o: SecureRoundOptions) {
+    this.runId = o.runId;
+    this.round = o.round;
+    this.attempt = o.attempt;
+    this.params = o.params;
+    this.caPem = o.caPem;
+    this.stage = o.stage;
+    this.now = o.now ?? (() => new Date());
+  }
+
+  private check(m: AttemptRef, stage: SecureStage): void {
+    if (m.runId !== this.runId || m.round !== this.round || m.attempt !== this.attempt) {
       throw new CoordinatorError('ROUND_CLOSED', `message for ${m.runId} round ${m.round}.${m.attempt}, the open secure attempt is ${this.round}.${this.attempt}`);
     }
-    if (this.stage !== stage) throw new CoordinatorError('ROUND_CLOSED', `the ${stage} stage is over (now: ${this.stage})`);
+    const now = this.stage();
+    if (now !== stage) throw new CoordinatorError('ROUND_CLOSED', `the ${stage} stage is over (now: ${now})`);
   }
 
   /** Round 0: a site's signed public keys. Refuses a site advertising for another or twice. */
-  advertise(site: string, m: KeyAdvertisement__Output): void {
+  advertise(site: string, m: KeyAdvertisement): void {
     this.check(m, 'keys');
     if (m.siteId !== site) throw new CoordinatorError('SITE_MISMATCH', `certificate is for site ${site}, the advertisement names ${m.siteId}`);
     if (!this.params.roster.includes(site)) throw new CoordinatorError('NOT_INVITED', `site ${site} is not in this attempt's roster`);
@@ -110,7 +129,7 @@ export class SecureRound {
   }
 
   /** Round 1: a site's sealed shares, one per neighbour, each addressed from the caller. */
-  submitShares(site: string, m: SharesSubmission__Output): void {
+  submitShares(site: string, m: SharesSubmission): void {
     this.check(m, 'shares');
     if (!this.adverts.has(site)) throw new CoordinatorError('NOT_INVITED', `site ${site} did not advertise keys`);
     if (this.shares.has(site)) throw new CoordinatorError('BAD_REQUEST', `site ${site} already submitted its shares`);
@@ -139,7 +158,7 @@ export class SecureRound {
   }
 
   /** Consistency check: a survivor's signature over the survivor list (verified by its peers). */
-  signSurvivors(site: string, m: SurvivorSignature__Output): void {
+  signSurvivors(site: string, m: SurvivorSignature): void {
     this.check(m, 'consistency');
     if (m.siteId !== site) throw new CoordinatorError('SITE_MISMATCH', `certificate is for site ${site}, the signature names ${m.siteId}`);
     if (!this.survivors.includes(site)) throw new CoordinatorError('NOT_INVITED', `site ${site} is not a survivor of this attempt`);
@@ -149,13 +168,13 @@ export class SecureRound {
   }
 
   /** Round 3: shares revealed by one signer; each must be of a survivor's seed or a dropped site's key. */
-  revealShares(site: string, m: UnmaskResponse__Output): void {
+  revealShares(site: string, m: UnmaskResponse): void {
     this.check(m, 'reveal');
     if (!this.signatures.has(site)) throw new CoordinatorError('NOT_INVITED', `site ${site} was not asked to unmask`);
     if (this.revealed.has(site)) throw new CoordinatorError('BAD_REQUEST', `site ${site} already answered the unmask request`);
     const out: Revealed[] = [];
     const seen = new Set<string>();
-    for (const r of m.shares as RevealedShare__Output[]) {
+    for (const r of m.shares) {
       const expected = this.survivors.includes(r.owner) ? 'self_seed' : this.dropped.includes(r.owner) ? 'mask_key' : undefined;
       if (!expected || r.kind !== expected) {
         throw new CoordinatorError('BAD_REQUEST', `revealed ${r.kind} of ${r.owner}, which the survivor list does not allow`);

@@ -10,7 +10,7 @@ import type { Logger } from '../../common/logger.js';
 import type { AdminServiceHandlers, ApproveSiteRequest__Output } from '../../proto/index.js';
 import type { BudgetUsage } from '../upload/budget.js';
 import { runSchema } from '../config.js';
-import type { RoundDriver } from '../shell/driver.js';
+import type { AdminRoundPort } from '../shell/ports.js';
 import { CoordinatorError, toServiceError } from '../core/errors.js';
 import type { EventBus } from '../observe/events.js';
 import { ID_PATTERN, identityFromCertificate, type PeerIdentity } from '../pki/index.js';
@@ -25,7 +25,8 @@ import { authenticate } from './auth.js';
 export interface AdminServiceOptions {
   readonly federation: string;
   readonly version: string;
-  readonly driver: RoundDriver;
+  /** The run, as the admin RPCs see and steer it. */
+  readonly driver: AdminRoundPort;
   readonly registry: SiteRegistry;
   readonly store: StateStore & { sizeBytes(): Promise<number> };
   readonly bus: EventBus;
@@ -78,7 +79,7 @@ export function adminServiceHandlers(o: AdminServiceOptions): AdminServiceHandle
         sitesKnown: o.registry.list().length,
         phaseDeadlineMs: inRound?.deadline ?? 0,
         uptimeMs: o.driver.uptimeMs,
-        paused: o.driver.control.paused,
+        paused: o.driver.paused,
         stateDirBytes: await stateSize(),
         sitesRevoked: o.access.revokedCount,
         ...budgetFields(o.uploadBudget()),

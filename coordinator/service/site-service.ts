@@ -4,30 +4,32 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { crc32c } from '@node-rs/crc32';
+import { X509Certificate } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import type { Logger } from '../../common/logger.js';
 import { isSha256 } from '../../common/files.js';
-import {
-  PROTOCOL_VERSION,
-  type KeyAdvertisement__Output,
-  type SharesSubmission__Output,
-  type SurvivorSignature__Output,
-  type UnmaskResponse__Output,
-  type SiteServiceHandlers,
-  type Task,
-  type TransferProgress__Output,
-} from '../../proto/index.js';
+import { PROTOCOL_VERSION, type SiteServiceHandlers, type TransferProgress__Output } from '../../proto/index.js';
 import type { Clock } from '../core/clock.js';
-import type { RoundDriver } from '../shell/driver.js';
+import type { SiteRoundPort, TransferLimits, UploadRoundPort } from '../shell/ports.js';
+import type { SecureStageHandlers } from '../secure/messages.js';
 import { CoordinatorError, toServiceError } from '../core/errors.js';
 import type { EventBus } from '../observe/events.js';
-import type { IdentityResolver, PeerIdentity } from '../pki/index.js';
-import type { SiteRegistry, SiteTask } from '../sites/registry.js';
+import type { AuthContextLike, IdentityResolver, PeerIdentity } from '../pki/index.js';
+import type { SiteRegistry } from '../sites/registry.js';
 import type { StateStore } from '../state/store.js';
 import { ReceiptDesk } from '../audit/receipts.js';
 import { authenticate } from './auth.js';
 import { writeWithBackpressure } from './streams.js';
-import { UploadService, type TransferLimits } from '../upload/service.js';
+import {
+  keyAdvertisementFromWire,
+  receiptFromWire,
+  sharesSubmissionFromWire,
+  survivorSignatureFromWire,
+  taskToWire,
+  u64,
+  unmaskResponseFromWire,
+} from './wire.js';
+import { UploadService } from '../upload/service.js';
 import type { TransferBudget } from '../upload/budget.js';
 
 export interface SiteServiceOptions {
@@ -35,15 +37,12 @@ export interface SiteServiceOptions {
   readonly version: string;
   readonly heartbeatIntervalMs: number;
   readonly maxChunkBytes: number;
-  /** Idle timeout of uploads when `transferLimits` is not given. */
-  readonly uploadIdleMs: number;
-  /** Idle timeout, stream limit and window of transfers; default from the driver's config. */
-  readonly transferLimits?: () => TransferLimits;
   /** The one budget of in-flight upload bytes, shared by all sites' streams. */
   readonly uploadBudget: TransferBudget;
   /** Times the upload streams' and sessions' idle timeouts. */
   readonly clock: Clock;
-  readonly driver: RoundDriver;
+  /** The open round, as the site RPCs and uploads see it. */
+  readonly driver: SiteRoundPort & UploadRoundPort;
   readonly registry: SiteRegistry;
   readonly store: StateStore;
   readonly bus: EventBus;
@@ -53,110 +52,6 @@ export interface SiteServiceOptions {
   readonly secure: (site: string) => SecureStageHandlers;
 }
 
-/** Handlers of the SecAgg+ stage RPCs for one calling site; each returns the empty Ack or throws. */
-export interface SecureStageHandlers {
-  advertise(m: KeyAdvertisement__Output): Record<string, never>;
-  submitShares(m: SharesSubmission__Output): Record<string, never>;
-  signSurvivors(m: SurvivorSignature__Output): Record<string, never>;
-  revealShares(m: UnmaskResponse__Output): Record<string, never>;
-}
-
-/** Stage handlers of a run without secure aggregation: every stage message is refused. */
-export function refuseSecureStages(): SecureStageHandlers {
-  const refuse = (): never => {
-    throw new CoordinatorError('ROUND_CLOSED', 'this run does not use secure aggregation: no key, share or unmask stage is open');
-  };
-  return { advertise: refuse, submitShares: refuse, signSurvivors: refuse, revealShares: refuse };
-}
-
-/** Converts a domain task to its wire form. */
-export function taskToWire(task: SiteTask): Task {
-  switch (task.kind) {
-    case 'train':
-      return {
-        train: {
-          runId: task.runId,
-          round: task.round,
-          attempt: task.attempt,
-          globalModel: { sha256: task.model.sha256, sizeBytes: task.model.sizeBytes },
-          modelRound: task.modelRound,
-          tensors: task.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: [...t.shape] })),
-          encoding: { name: task.encoding },
-          trainConfigJson: JSON.stringify(task.train),
-          trainingDeadlineMs: task.trainingDeadlineMs,
-          uploadDeadlineMs: task.uploadDeadlineMs,
-          maxChunkBytes: task.maxChunkBytes,
-          maxStreams: task.maxStreams ?? 1,
-          evaluate: task.evaluate,
-          shares: task.shares.map((x) => ({ fromSite: x.from, toSite: x.to, nonce: x.nonce, ciphertext: x.ciphertext })),
-          shareHolders: [...task.shareHolders],
-        },
-      };
-    case 'eval':
-      return {
-        eval: {
-          runId: task.runId,
-          model: { sha256: task.model.sha256, sizeBytes: task.model.sizeBytes },
-          modelRound: task.modelRound,
-          deadlineMs: task.deadlineMs,
-        },
-      };
-    case 'cancel':
-      return { cancel: { runId: task.runId, round: task.round, attempt: task.attempt, reason: task.reason } };
-    case 'keys': {
-      const p = task.params;
-      return {
-        keys: {
-          runId: task.runId,
-          round: task.round,
-          attempt: task.attempt,
-          params: {
-            threshold: p.threshold,
-            quantBits: p.quantBits,
-            modulusBits: p.modulusBits,
-            clip: p.clip,
-            maxWeight: p.maxWeight,
-            graphSeed: p.graphSeed,
-            degree: p.degree,
-            roster: [...p.roster],
-          },
-        },
-      };
-    }
-    case 'shares':
-      return {
-        shares: {
-          runId: task.runId,
-          round: task.round,
-          attempt: task.attempt,
-          advertisements: task.adverts.map((a) => ({
-            runId: task.runId,
-            round: task.round,
-            attempt: task.attempt,
-            siteId: a.site,
-            cPublicKey: a.cPk,
-            sPublicKey: a.sPk,
-            signature: a.signature,
-            certificatePem: a.certificatePem,
-          })),
-        },
-      };
-    case 'consistency':
-      return { consistency: { runId: task.runId, round: task.round, attempt: task.attempt, survivors: [...task.survivors], dropped: [...task.dropped] } };
-    case 'unmask':
-      return {
-        unmask: {
-          runId: task.runId,
-          round: task.round,
-          attempt: task.attempt,
-          survivors: [...task.survivors],
-          dropped: [...task.dropped],
-          signatures: task.signatures.map((x) => ({ runId: task.runId, round: task.round, attempt: task.attempt, siteId: x.site, signature: x.signature })),
-        },
-      };
-  }
-}
-
 /** Builds the handlers of `SiteService`. */
 export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers {
   const joined = (call: Parameters<typeof authenticate>[0]): PeerIdentity => {
@@ -164,7 +59,7 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
     if (!o.registry.get(id.id)) throw new CoordinatorError('NOT_JOINED', `site ${id.id} must call Join first`);
     return id;
   };
-  const limits = o.transferLimits ?? (() => o.driver.transferLimits(o.uploadIdleMs));
+  const limits = (): TransferLimits => o.driver.transferLimits();
   const receipts = new ReceiptDesk({ federation: o.federation, store: o.store, logger: o.logger });
   const uploads = new UploadService({ driver: o.driver, registry: o.registry, store: o.store, logger: o.logger, limits, budget: o.uploadBudget, clock: o.clock });
   const unary =
@@ -305,22 +200,29 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
       if (!Number.isFinite(loss) || !Number.isSafeInteger(samples) || samples <= 0) {
         throw new CoordinatorError('BAD_REQUEST', `evaluation needs a finite loss and positive samples (got ${loss}, ${r.samples})`);
       }
-      o.driver.evals.report(id.id, Number(r.modelRound), r.modelSha256, loss, samples);
+      o.driver.reportEval(id.id, u64(r.modelRound, 'modelRound'), r.modelSha256, loss, samples);
       return {};
     }),
 
     // Secure-aggregation stages: answered by the secure round driver when the run uses it.
-    AdvertiseKeys: unary((call) => o.secure(joined(call).id).advertise(call.request)),
-    SubmitShares: unary((call) => o.secure(joined(call).id).submitShares(call.request)),
-    SignSurvivors: unary((call) => o.secure(joined(call).id).signSurvivors(call.request)),
-    RevealShares: unary((call) => o.secure(joined(call).id).revealShares(call.request)),
+    AdvertiseKeys: unary((call) => o.secure(joined(call).id).advertise(keyAdvertisementFromWire(call.request))),
+    SubmitShares: unary((call) => o.secure(joined(call).id).submitShares(sharesSubmissionFromWire(call.request))),
+    SignSurvivors: unary((call) => o.secure(joined(call).id).signSurvivors(survivorSignatureFromWire(call.request))),
+    RevealShares: unary((call) => o.secure(joined(call).id).revealShares(unmaskResponseFromWire(call.request))),
     // Audit: a participant's signed receipt of a committed round, journaled once checked.
-    SubmitReceipt: (call, callback) => receipts.handle(call, callback, () => joined(call)),
+    SubmitReceipt: (call, callback) => {
+      receipts
+        .enqueue(() => ({ id: joined(call), certificate: peerCertificate(call), receipt: receiptFromWire(call.request) }))
+        .then(
+          () => callback(null, {}),
+          (err: unknown) => callback(toServiceError(err)),
+        );
+    },
 
     ReportFailure: unary((call) => {
       const id = joined(call);
       const r = call.request;
-      o.driver.failSite(id.id, Number(r.round), r.attempt, `${r.code.slice(0, 64)}: ${r.message.slice(0, 512)}`);
+      o.driver.failSite(id.id, u64(r.round, 'round'), r.attempt, `${r.code.slice(0, 64)}: ${r.message.slice(0, 512)}`);
       return {};
     }),
   };
@@ -345,4 +247,11 @@ function recordTransfer(registry: SiteRegistry, site: string, t: TransferProgres
     etaS: rate > 0 ? Math.max(0, total - bytes) / rate : -1,
     updatedAt: Date.now(),
   };
+}
+
+/** The caller's certificate as the TLS layer saw it (the receipt is checked against its key). */
+function peerCertificate(call: { getAuthContext(): AuthContextLike }): X509Certificate {
+  const der = call.getAuthContext().sslPeerCertificate?.raw;
+  if (!der) throw new CoordinatorError('UNAUTHENTICATED', 'the call has no peer certificate');
+  return new X509Certificate(der);
 }

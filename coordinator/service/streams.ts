@@ -18,14 +18,16 @@ export async function writeWithBackpressure<T>(stream: Writable, message: T, sig
 }
 
 /**
- * Iterates the messages of a client stream. The iteration throws when the client cancels, when
- * `signal` aborts (with its reason), or when no message arrives for `idleMs` on `clock` (no progress).
+ * Iterates the messages of a client stream, each converted by `convert` (the wire edge: a message
+ * it refuses fails the read). The iteration throws when the client cancels, when `signal` aborts
+ * (with its reason), or when no message arrives for `idleMs` on `clock` (no progress).
  */
-export function readMessages<T>(
+export function readMessages<W, T>(
   stream: Readable & { on(event: 'cancelled', fn: () => void): unknown },
   signal: AbortSignal,
   idleMs: number,
   clock: Clock,
+  convert: (message: W) => T,
 ): AsyncIterator<T> & { dispose(): void; touch(): void } {
   let cancelIdle: (() => void) | undefined;
   // Failing rejects the pending and every later `next()` instead of destroying the stream, so the
@@ -45,7 +47,7 @@ export function readMessages<T>(
   const onAbort = (): void => fail(signal.reason instanceof Error ? signal.reason : new CoordinatorError('ROUND_CLOSED', String(signal.reason)));
   signal.addEventListener('abort', onAbort, { once: true });
   stream.on('cancelled', () => fail(new CoordinatorError('UPLOAD_INTERRUPTED', 'the client cancelled the stream')));
-  const inner = stream[Symbol.asyncIterator]() as AsyncIterator<T>;
+  const inner = stream[Symbol.asyncIterator]() as AsyncIterator<W>;
   arm();
   return {
     next() {
@@ -56,7 +58,11 @@ export function readMessages<T>(
           (r) => {
             rejectPending = undefined;
             arm();
-            resolve(r);
+            try {
+              resolve(r.done ? r : { done: false, value: convert(r.value) });
+            } catch (err) {
+              reject(err as Error);
+            }
           },
           (err: unknown) => {
             rejectPending = undefined;

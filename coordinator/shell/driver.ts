@@ -13,14 +13,15 @@ import { EvalTracker } from './evals.js';
 import type { EventBus } from '../observe/events.js';
 import type { SiteRegistry } from '../sites/registry.js';
 import { initialSchedulerState, step } from '../round/machine.js';
-import type { RunPlan, SchedulerEvent, SchedulerState } from '../round/types.js';
+import type { RunPlan, SchedulerEvent, SchedulerState, SiteProgress } from '../round/types.js';
 import type { RunContext } from './context.js';
 import { EffectRunner } from './effects.js';
 import { journalRunStart, runContextOf } from './run-start.js';
 import type { SpooledUpload, UploadExpectation, UploadIntent } from '../upload/header.js';
 import { SecureSide } from '../secure/coordinator-side.js';
-import type { SecureStageHandlers } from '../service/site-service.js';
-import { refuseSecureStages } from '../service/site-service.js';
+import { refuseSecureStages } from '../secure/coordinator-side.js';
+import type { SecureStageHandlers } from '../secure/messages.js';
+import type { AdminRoundPort, AttemptAt, SiteRoundPort, TransferLimits, UploadRoundPort } from './ports.js';
 import type { StateStore } from '../state/store.js';
 import { siteJoinedRecord } from '../audit/joins.js';
 import { RunControlState, activeRunAtStart, assertCanStart } from './run-control.js';
@@ -41,7 +42,7 @@ export interface DriverOptions {
 }
 
 /** Runs rounds: the scheduler, its effects, and the open round's bookkeeping. */
-export class RoundDriver {
+export class RoundDriver implements SiteRoundPort, UploadRoundPort, AdminRoundPort {
   private state: SchedulerState = initialSchedulerState();
   private run: RunContext | undefined;
   /** Runs the scheduler's effects in order (round-effects.ts). */
@@ -117,6 +118,7 @@ export class RoundDriver {
         registry: this.o.registry,
         logger: this.log,
         dispatch: (e) => this.dispatch(e),
+        phase: () => this.state.run,
         threshold: plan.secure.threshold,
       });
     }
@@ -306,9 +308,28 @@ export class RoundDriver {
   }
 
   /** Idle timeout, stream limit and window of transfers (`limits`). */
-  transferLimits(defaultIdleMs = 60_000): { idleMs: number; maxStreamsPerSite: number; windowBytes: number } {
+  transferLimits(): TransferLimits {
     const l = this.o.config.limits;
-    return { idleMs: l.idleTimeoutS ? l.idleTimeoutS * 1000 : defaultIdleMs, maxStreamsPerSite: l.maxStreamsPerSite ?? 8, windowBytes: l.uploadWindowBytes ?? 16 << 20 };
+    return { idleMs: l.idleTimeoutS * 1000, maxStreamsPerSite: l.maxStreamsPerSite, windowBytes: l.uploadWindowBytes };
+  }
+
+  /** A site's score of a committed model (federated evaluation). */
+  reportEval(site: string, modelRound: number, modelSha256: string, loss: number, samples: number): void {
+    this.evals.report(site, modelRound, modelSha256, loss, samples);
+  }
+
+  uploadingAttempt(): AttemptAt | undefined {
+    const s = this.state.run;
+    return s.phase === 'training' || s.phase === 'upload' ? { round: s.round, attempt: s.attempt } : undefined;
+  }
+
+  siteStatus(site: string): SiteProgress['status'] | undefined {
+    const s = this.state.run;
+    return 'roster' in s ? s.roster[site]?.status : undefined;
+  }
+
+  get paused(): boolean {
+    return this.control.paused;
   }
 
   siteConnected(site: string): void {

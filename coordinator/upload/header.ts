@@ -1,9 +1,9 @@
 /**
  * Checking an upload header: against the open round, the global model's tensors and the run's
- * encoding, and the stripe it declares. The stream itself is served by `upload-stream.ts`; a delta
+ * encoding, and the stripe it declares. The header arrives converted by the wire edge (coordinator/service/wire.ts); the stream itself is served by `stream.ts`; a delta
  * joins the sum only once it is complete and verified (DESIGN.md, "Decisions").
  */
-import type { UploadHeader__Output } from '../../proto/index.js';
+import type { UploadHeader } from './frames.js';
 import { CoordinatorError } from '../core/errors.js';
 import { deltaSegments, isUnitBoundary, segmentsBytes, type Segment, type DeltaEncoding } from '../../aggregation/index.js';
 
@@ -50,17 +50,9 @@ export interface UploadIntent {
 /** Most stripes one delta may be split into. */
 export const MAX_STRIPES = 64;
 
-const U64 = /^\d{1,16}$/;
-function u64(value: string, field: string): number {
-  if (!U64.test(value) || !Number.isSafeInteger(Number(value))) {
-    throw new CoordinatorError('UPLOAD_INVALID', `${field} is not a valid integer: ${JSON.stringify(value)}`);
-  }
-  return Number(value);
-}
-
 /** Checks a header against the open round and the global model's tensors. */
-export function validateHeader(h: UploadHeader__Output, exp: UploadExpectation): UploadIntent {
-  const round = u64(h.round, 'round');
+export function validateHeader(h: UploadHeader, exp: UploadExpectation): UploadIntent {
+  const round = h.round;
   if (h.runId !== exp.runId || round !== exp.round || h.attempt !== exp.attempt) {
     throw new CoordinatorError(
       'ROUND_CLOSED',
@@ -71,15 +63,15 @@ export function validateHeader(h: UploadHeader__Output, exp: UploadExpectation):
   if (h.baseModelSha256 !== exp.globalSha256) {
     throw new CoordinatorError('TENSOR_MISMATCH', `delta computed against model ${h.baseModelSha256}, the round's global model is ${exp.globalSha256}`);
   }
-  if (h.encoding?.name !== exp.encoding) {
-    throw new CoordinatorError('UPLOAD_INVALID', `encoding ${JSON.stringify(h.encoding?.name)} was not negotiated for this run (expected ${exp.encoding})`);
+  if (h.encoding !== exp.encoding) {
+    throw new CoordinatorError('UPLOAD_INVALID', `encoding ${JSON.stringify(h.encoding)} was not negotiated for this run (expected ${exp.encoding})`);
   }
   if (h.tensors.length !== exp.tensors.length) {
     throw new CoordinatorError('TENSOR_MISMATCH', `delta declares ${h.tensors.length} tensors, the global model has ${exp.tensors.length}`);
   }
   exp.tensors.forEach((t, i) => {
     const got = h.tensors[i]!;
-    const shape = got.shape.map((d) => u64(d, `tensors[${i}].shape`));
+    const shape = got.shape;
     if (got.name !== t.name) {
       throw new CoordinatorError('TENSOR_MISMATCH', `tensor ${i} is ${JSON.stringify(got.name)}, expected ${JSON.stringify(t.name)}`, { index: i });
     }
@@ -93,12 +85,11 @@ export function validateHeader(h: UploadHeader__Output, exp: UploadExpectation):
   // A masked upload carries one more segment: the masked weight word.
   const segments = deltaSegments(exp.encoding, exp.tensors.map((t) => t.elements));
   const expectedBytes = segmentsBytes(segments);
-  const totalBytes = u64(h.totalBytes, 'totalBytes');
+  const totalBytes = h.totalBytes;
   if (totalBytes !== expectedBytes) {
     throw new CoordinatorError('UPLOAD_INVALID', `totalBytes is ${totalBytes}, the declared tensors need ${expectedBytes}`);
   }
-  const samples = u64(h.samples, 'samples');
-  const tokens = u64(h.tokens, 'tokens');
+  const { samples, tokens } = h;
   const weight = exp.weighting === 'uniform' ? 1 : exp.weighting === 'samples' ? samples : tokens;
   if (!(weight > 0)) throw new CoordinatorError('UPLOAD_INVALID', `weighting by ${exp.weighting} needs a positive count, got ${weight}`);
   if (!/^([0-9a-f]{64})?$/.test(h.dataManifestSha256)) throw new CoordinatorError('UPLOAD_INVALID', 'dataManifestSha256 is not a SHA-256');
@@ -108,11 +99,11 @@ export function validateHeader(h: UploadHeader__Output, exp: UploadExpectation):
     totalBytes,
     segments,
     stripe: validateStripe(h, segments, totalBytes),
-    chunkBytes: validateChunkBytes(h.chunkBytes ?? 0, exp.maxChunkBytes),
+    chunkBytes: validateChunkBytes(h.chunkBytes, exp.maxChunkBytes),
     weight,
     samples,
     tokens,
-    steps: u64(h.steps, 'steps'),
+    steps: h.steps,
     trainLoss: Number.isFinite(h.trainLoss) ? h.trainLoss : Number.NaN,
     dataManifestSha256: h.dataManifestSha256,
   };
@@ -125,11 +116,11 @@ export interface SpooledUpload {
   readonly sha256: string;
 }
 
-function validateStripe(h: UploadHeader__Output, segments: readonly Segment[], total: number): UploadIntent['stripe'] {
+function validateStripe(h: UploadHeader, segments: readonly Segment[], total: number): UploadIntent['stripe'] {
   // Absent stripe fields (0/0/0) declare one stripe: the whole delta.
   const count = h.stripeCount || 1;
-  const start = u64(h.stripeOffset ?? '0', 'stripeOffset');
-  const declared = u64(h.stripeBytes ?? '0', 'stripeBytes');
+  const start = h.stripeOffset;
+  const declared = h.stripeBytes;
   const bytes = !h.stripeCount && declared === 0 ? total : declared;
   if (count > MAX_STRIPES) throw new CoordinatorError('UPLOAD_INVALID', `${count} stripes declared, at most ${MAX_STRIPES}`);
   if (bytes <= 0 || start + bytes > total) {

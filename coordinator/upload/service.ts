@@ -4,13 +4,13 @@
  * stalled uploads by an idle (no-progress) timeout, and hands a complete, verified delta to the
  * round driver. Protocol violations drop the site; a broken stream alone does not.
  */
-import type * as grpc from '@grpc/grpc-js';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../common/logger.js';
 import type { Clock } from '../core/clock.js';
-import type { UploadMessage__Output, UploadReply } from '../../proto/index.js';
-import type { RoundDriver } from '../shell/driver.js';
+import type { TransferLimits, UploadRoundPort } from '../shell/ports.js';
+import { uploadFrameFromWire, type UploadCall } from '../service/wire.js';
+import type { UploadFrame } from './frames.js';
 import { CoordinatorError, toServiceError } from '../core/errors.js';
 import type { SiteRegistry } from '../sites/registry.js';
 import type { StateStore } from '../state/store.js';
@@ -20,15 +20,9 @@ import { StripeReceiver, streamWindow } from './stream.js';
 import { validateHeader, type UploadIntent } from './header.js';
 import type { BudgetGrant, TransferBudget } from './budget.js';
 
-/** Transfer limits the coordinator applies to every site. */
-export interface TransferLimits {
-  readonly idleMs: number;
-  readonly maxStreamsPerSite: number;
-  readonly windowBytes: number;
-}
-
 export interface UploadServiceOptions {
-  readonly driver: RoundDriver;
+  /** The open round, as uploads see it. */
+  readonly driver: UploadRoundPort;
   readonly registry: SiteRegistry;
   readonly store: StateStore;
   readonly logger: Logger;
@@ -39,7 +33,6 @@ export interface UploadServiceOptions {
   readonly clock: Clock;
 }
 
-type UploadCall = grpc.ServerDuplexStream<UploadMessage__Output, UploadReply>;
 
 /** How often a stream waiting for the budget tells its agent so (agents drop a stream silent for 1 s or more). */
 const QUEUED_REPORT_MS = 500;
@@ -61,7 +54,7 @@ export class UploadService {
     const abort = new AbortController();
     let settle!: () => void;
     const owner: StreamOwner = { abort, settled: new Promise<void>((r) => (settle = r)) };
-    const messages = readMessages<UploadMessage__Output>(call, abort.signal, limits.idleMs, this.o.clock);
+    const messages = readMessages(call, abort.signal, limits.idleMs, this.o.clock, uploadFrameFromWire);
     // A client gone while its stream waits for the shared budget must leave the queue at once.
     call.once('cancelled', () => abort.abort(new CoordinatorError('UPLOAD_INTERRUPTED', 'the client cancelled the stream')));
     const rec = this.o.registry.get(site);
@@ -71,7 +64,7 @@ export class UploadService {
     let grant: BudgetGrant | undefined;
     try {
       const first = await messages.next();
-      if (first.done || first.value.kind !== 'header' || !first.value.header) throw new CoordinatorError('UPLOAD_INVALID', 'an upload must start with a header');
+      if (first.done || first.value.kind !== 'header') throw new CoordinatorError('UPLOAD_INVALID', 'an upload must start with a header');
       const exp = this.o.driver.uploadExpectation();
       const intent = validateHeader(first.value.header, exp);
       const attached = await this.serialised(site, async () => {
@@ -103,7 +96,7 @@ export class UploadService {
 
   private async receive(
     call: UploadCall,
-    messages: AsyncIterator<UploadMessage__Output>,
+    messages: AsyncIterator<UploadFrame>,
     session: UploadSession,
     stripe: StripeState,
     file: FileHandle,
@@ -178,9 +171,7 @@ export class UploadService {
     const known = this.sessions.get(site);
     if (known && known.round === intent.round && known.attempt === intent.attempt) {
       if (known.finished) throw new CoordinatorError('ROUND_CLOSED', `the upload of round ${intent.round}.${intent.attempt} is already complete`);
-      const run = this.o.driver.scheduler.run;
-      const status = 'roster' in run ? run.roster[site]?.status : undefined;
-      if (status !== 'uploading') throw new CoordinatorError('NOT_INVITED', `site ${site} no longer takes part in round ${intent.round}.${intent.attempt}`);
+      if (this.o.driver.siteStatus(site) !== 'uploading') throw new CoordinatorError('NOT_INVITED', `site ${site} no longer takes part in round ${intent.round}.${intent.attempt}`);
       return known;
     }
     known?.close(new CoordinatorError('ROUND_CLOSED', 'a newer round attempt started'));
@@ -256,8 +247,8 @@ export class UploadService {
       if (session && !session.finished) void this.discard(session, e);
       if (e.code !== 'ROUND_CLOSED' && e.code !== 'NOT_INVITED') {
         // A header that fails validation is still a broken contribution to the open round.
-        const s = this.o.driver.scheduler.run;
-        if (s.phase === 'training' || s.phase === 'upload') this.o.driver.failSite(site, s.round, s.attempt, `${e.code}: ${e.message}`);
+        const at = this.o.driver.uploadingAttempt();
+        if (at) this.o.driver.failSite(site, at.round, at.attempt, `${e.code}: ${e.message}`);
       }
     }
     const level = RESUMABLE.has(e.code) ? 'info' : 'warn';

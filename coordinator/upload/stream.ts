@@ -9,7 +9,8 @@ import { crc32c } from '@node-rs/crc32';
 import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
-import type { UploadMessage__Output, UploadReply } from '../../proto/index.js';
+import type { UploadReply } from '../../proto/index.js';
+import type { UploadFrame } from './frames.js';
 import { CoordinatorError } from '../core/errors.js';
 import { hashRange, pieceAt, type StripeState, type UploadSession } from './session.js';
 import { writeWithBackpressure } from '../service/streams.js';
@@ -81,11 +82,11 @@ export class StripeReceiver {
   }
 
   /** Handles one message; resolves true when the stripe is finished and the stream may end. */
-  async handle(msg: UploadMessage__Output): Promise<boolean> {
-    if (msg.kind === 'chunk' && msg.chunk) await this.chunk(Number(msg.chunk.offset), msg.chunk.data, msg.chunk.crc32c);
-    else if (msg.kind === 'digest' && msg.digest) await this.digest(msg.digest.tensor, msg.digest.sha256);
-    else if (msg.kind === 'trailer' && msg.trailer) return this.trailer(msg.trailer.sha256);
-    else throw new CoordinatorError('UPLOAD_INVALID', `unexpected ${msg.kind ?? 'empty'} message after the header`);
+  async handle(frame: UploadFrame): Promise<boolean> {
+    if (frame.kind === 'chunk') await this.chunk(frame.offset, frame.data, frame.crc32c);
+    else if (frame.kind === 'digest') await this.digest(frame.tensor, frame.sha256);
+    else if (frame.kind === 'trailer') return this.trailer(frame.sha256);
+    else throw new CoordinatorError('UPLOAD_INVALID', `unexpected ${frame.kind} message after the header`);
     return false;
   }
 

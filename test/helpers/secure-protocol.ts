@@ -10,7 +10,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCa, issueCertificate } from '../../coordinator/pki/index.js';
-import { SecureRound, type SecureRoundParams } from '../../coordinator/secure/round.js';
+import { SecureRound, type SecureRoundParams, type SecureStage } from '../../coordinator/secure/round.js';
+import { keyAdvertisementFromWire, sharesSubmissionFromWire, survivorSignatureFromWire, unmaskResponseFromWire } from '../../coordinator/service/wire.js';
 import { secureMean } from '../../coordinator/secure/unmask.js';
 import { openFileSource } from '../../common/files.js';
 import type { KeyAdvertisement__Output, SharesSubmission__Output, UnmaskResponse__Output } from '../../proto/index.js';
@@ -131,6 +132,8 @@ export class InProcessSecAgg {
   /** Every random byte each site drew (its keys, seeds, Shamir coefficients, nonces). */
   readonly drawn = new Map<string, Uint8Array[]>();
   readonly coordinator: SecureRound;
+  /** The stage the round scheduler would be in: the test drives it, the coordinator's round reads it. */
+  stage: SecureStage = 'keys';
   readonly spools = new Map<string, string>();
   private dir: string | undefined;
 
@@ -154,7 +157,7 @@ export class InProcessSecAgg {
       roster,
     };
     this.params = params;
-    this.coordinator = new SecureRound(this.runId, this.round, this.attempt, params, identities.caPem);
+    this.coordinator = new SecureRound({ runId: this.runId, round: this.round, attempt: this.attempt, params, caPem: identities.caPem, stage: () => this.stage });
     for (const site of roster) {
       const rec = o.seed === undefined ? undefined : recordingRandom(`${o.seed}/${site}`);
       if (rec) this.drawn.set(site, rec.drawn);
@@ -182,7 +185,7 @@ export class InProcessSecAgg {
 
   /** Round 0: `sites` advertise their signed keys to the coordinator. */
   keys(sites: readonly string[] = this.sites): void {
-    for (const site of sites) this.coordinator.advertise(site, advertisementMessage(this, site));
+    for (const site of sites) this.coordinator.advertise(site, keyAdvertisementFromWire(advertisementMessage(this, site)));
   }
 
   /** What the coordinator relays in the `shares` task: every stored advertisement. */
@@ -192,20 +195,20 @@ export class InProcessSecAgg {
 
   /** Round 1: `sites` verify the relayed advertisements and submit sealed shares. Returns them. */
   shares(sites: readonly string[] = [...this.coordinator.adverts.keys()]): Map<string, WireShare[]> {
-    this.coordinator.stage = 'shares';
+    this.stage = 'shares';
     const adverts = this.relayedAdvertisements();
     const out = new Map<string, WireShare[]>();
     for (const site of sites) {
       const shares = this.sessions.get(site)!.shares(adverts);
       out.set(site, shares);
-      this.coordinator.submitShares(site, sharesMessage(this, shares));
+      this.coordinator.submitShares(site, sharesSubmissionFromWire(sharesMessage(this, shares)));
     }
     return out;
   }
 
   /** Training: the coordinator fixes U2 = `holders`; each holder opens the shares sealed for it. */
   deliverShares(holders: readonly string[] = [...this.coordinator.shares.keys()]): void {
-    this.coordinator.stage = 'closed';
+    this.stage = 'closed';
     this.coordinator.holders = [...holders].sort();
     for (const site of holders) {
       const shares = this.coordinator.sharesFor(site).map((s) => ({ from: s.from, to: s.to, nonce: s.nonce, ciphertext: s.ciphertext }));
@@ -225,12 +228,12 @@ export class InProcessSecAgg {
 
   /** Consistency check: the coordinator announces U3 and the dropped holders; `signers` sign. */
   consistency(survivors: readonly string[], dropped: readonly string[], signers: readonly string[] = survivors): void {
-    this.coordinator.stage = 'consistency';
+    this.stage = 'consistency';
     this.coordinator.survivors = [...survivors].sort();
     this.coordinator.dropped = [...dropped].sort();
     for (const site of signers) {
       const signature = this.sessions.get(site)!.signSurvivors(this.coordinator.survivors, this.coordinator.dropped);
-      this.coordinator.signSurvivors(site, { runId: this.runId, round: String(this.round), attempt: this.attempt, siteId: site, signature: Buffer.from(signature) });
+      this.coordinator.signSurvivors(site, survivorSignatureFromWire({ runId: this.runId, round: String(this.round), attempt: this.attempt, siteId: site, signature: Buffer.from(signature) }));
     }
   }
 
@@ -241,16 +244,16 @@ export class InProcessSecAgg {
 
   /** Round 3: `sites` reveal their shares to the coordinator (what the unmask request asks). */
   reveal(sites: readonly string[] = [...this.coordinator.signatures.keys()]): void {
-    this.coordinator.stage = 'reveal';
+    this.stage = 'reveal';
     for (const site of sites) {
       const shares = this.sessions.get(site)!.reveal(this.coordinator.survivors, this.coordinator.dropped, this.relayedSignatures());
-      this.coordinator.revealShares(site, revealMessage(this, shares));
+      this.coordinator.revealShares(site, unmaskResponseFromWire(revealMessage(this, shares)));
     }
   }
 
   /** The unmasked weighted mean over the survivors' spools (the coordinator's `aggregate`). */
   async mean(elements: number): Promise<Float32Array> {
-    this.coordinator.stage = 'closed';
+    this.stage = 'closed';
     const paths = this.coordinator.survivors.map((s) => this.spools.get(s)!);
     const source = await secureMean(this.coordinator, paths, elements, openFileSource);
     try {

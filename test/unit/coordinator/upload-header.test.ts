@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { CoordinatorError, type CoordinatorErrorCode } from '../../../coordinator/core/errors.js';
-import { type UploadExpectation, validateHeader } from '../../../coordinator/upload/header.js';
+import { type UploadExpectation, type UploadIntent, validateHeader as validateDomainHeader } from '../../../coordinator/upload/header.js';
+import { uploadHeaderFromWire } from '../../../coordinator/service/wire.js';
+import type { UploadHeader__Output as WireHeader } from '../../../proto/index.js';
+
+/** A wire header through the edge (where counts become integers), then checked against the round. */
+function validateHeader(h: WireHeader, exp: UploadExpectation): UploadIntent {
+  return validateDomainHeader(uploadHeaderFromWire(h), exp);
+}
 import type { UploadHeader__Output } from '../../../proto/index.js';
 
 const GLOBAL = 'a'.repeat(64);

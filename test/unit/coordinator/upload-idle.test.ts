@@ -96,7 +96,7 @@ const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 describe('readMessages idle timeout', () => {
   it('fails the pending read when no message arrives for the idle timeout', async () => {
     const clock = new ManualClock();
-    const messages = readMessages<string>(clientStream(), new AbortController().signal, IDLE_MS, clock);
+    const messages = readMessages(clientStream(), new AbortController().signal, IDLE_MS, clock, (m: string) => m);
     const read = messages.next();
     clock.advance(IDLE_MS - 1);
     await tick();
@@ -111,7 +111,7 @@ describe('readMessages idle timeout', () => {
   it('restarts the timeout on each message and on touch()', async () => {
     const clock = new ManualClock();
     const stream = clientStream();
-    const messages = readMessages<string>(stream, new AbortController().signal, IDLE_MS, clock);
+    const messages = readMessages(stream, new AbortController().signal, IDLE_MS, clock, (m: string) => m);
     clock.advance(IDLE_MS - 1);
     stream.write('chunk-1');
     await expect(messages.next()).resolves.toEqual({ done: false, value: 'chunk-1' });
@@ -128,7 +128,7 @@ describe('readMessages idle timeout', () => {
   it('fails with the signal’s reason when aborted, and leaves no timer once disposed', async () => {
     const clock = new ManualClock();
     const abort = new AbortController();
-    const messages = readMessages<string>(clientStream(), abort.signal, IDLE_MS, clock);
+    const messages = readMessages(clientStream(), abort.signal, IDLE_MS, clock, (m: string) => m);
     const read = messages.next();
     const reason = new CoordinatorError('UPLOAD_INTERRUPTED', 'superseded by a newer stream for the same stripe');
     abort.abort(reason);

@@ -76,7 +76,7 @@ describe('the consistency check and the one-time reveal', () => {
 
   it('refuses when the other survivors signed another list than this site (inconsistent rosters)', () => {
     const p = throughShares('inconsistent');
-    p.coordinator.stage = 'consistency';
+    p.stage = 'consistency';
     // The coordinator shows site-a one list and everybody else another.
     const listA = { survivors: ['site-a', 'site-b', 'site-c', 'site-d'], dropped: ['site-e'] };
     const listB = { survivors: ['site-a', 'site-b', 'site-c', 'site-e'], dropped: ['site-d'] };
@@ -177,7 +177,7 @@ describe('shares a site refuses to open', () => {
     const p = new InProcessSecAgg(ids, { threshold: T, seed });
     p.keys();
     p.shares();
-    p.coordinator.stage = 'closed';
+    p.stage = 'closed';
     p.coordinator.holders = [...SITES];
     const inbox = p.coordinator.sharesFor('site-c').map((s) => ({ from: s.from, to: s.to, nonce: s.nonce, ciphertext: s.ciphertext }));
     return { p, inbox, c: p.sessions.get('site-c')! };

@@ -1,0 +1,205 @@
+/**
+ * The coordinator's wire edge: generated protobuf messages in, domain values out (and tasks the
+ * other way). Every number that travels as a 64-bit string becomes a safe integer here or the call
+ * is refused, so nothing behind the services (the secure round, uploads, receipts) handles a
+ * generated `__Output` type or calls `Number()` on a wire field.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { isSha256 } from '../../common/files.js';
+import type {
+  KeyAdvertisement__Output,
+  RoundReceipt__Output,
+  SharesSubmission__Output,
+  SurvivorSignature__Output,
+  Task,
+  UnmaskResponse__Output,
+  UploadHeader__Output,
+  UploadMessage__Output,
+  UploadReply,
+} from '../../proto/index.js';
+import type { SubmittedReceipt } from '../audit/receipts.js';
+import { CoordinatorError, type CoordinatorErrorCode } from '../core/errors.js';
+import type { AttemptRef, KeyAdvertisement, SharesSubmission, SurvivorSignature, UnmaskResponse } from '../secure/messages.js';
+import type { SiteTask } from '../sites/registry.js';
+import type { UploadFrame, UploadHeader } from '../upload/frames.js';
+
+const U64 = /^\d{1,16}$/;
+
+/** A uint64 field (a decimal string on the wire) as a safe integer; refused with `code` otherwise. */
+export function u64(value: string, field: string, code: CoordinatorErrorCode = 'BAD_REQUEST'): number {
+  if (!U64.test(value) || !Number.isSafeInteger(Number(value))) {
+    throw new CoordinatorError(code, `${field} is not a valid integer: ${JSON.stringify(value.slice(0, 40))}`);
+  }
+  return Number(value);
+}
+
+function attemptRef(m: { runId: string; round: string; attempt: number }): AttemptRef {
+  return { runId: m.runId, round: u64(m.round, 'round'), attempt: m.attempt };
+}
+
+// ------------------------------------------------------------------ SecAgg+ stages
+
+/** Round 0's advertisement. */
+export function keyAdvertisementFromWire(m: KeyAdvertisement__Output): KeyAdvertisement {
+  return { ...attemptRef(m), siteId: m.siteId, cPublicKey: m.cPublicKey, sPublicKey: m.sPublicKey, signature: m.signature, certificatePem: m.certificatePem };
+}
+
+/** Round 1's sealed shares. */
+export function sharesSubmissionFromWire(m: SharesSubmission__Output): SharesSubmission {
+  return { ...attemptRef(m), shares: m.shares.map((s) => ({ fromSite: s.fromSite, toSite: s.toSite, nonce: s.nonce, ciphertext: s.ciphertext })) };
+}
+
+/** The consistency check's signature. */
+export function survivorSignatureFromWire(m: SurvivorSignature__Output): SurvivorSignature {
+  return { ...attemptRef(m), siteId: m.siteId, signature: m.signature };
+}
+
+/** Round 3's revealed shares. */
+export function unmaskResponseFromWire(m: UnmaskResponse__Output): UnmaskResponse {
+  return { ...attemptRef(m), shares: m.shares.map((r) => ({ owner: r.owner, kind: r.kind, x: r.x, y: r.y })) };
+}
+
+// ------------------------------------------------------------------ receipts
+
+/** A site's receipt of a committed round: every field has a shape, or the call is refused. */
+export function receiptFromWire(m: RoundReceipt__Output): SubmittedReceipt {
+  const round = Number(m.round);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(m.runId)) throw new CoordinatorError('BAD_REQUEST', `receipt run id ${JSON.stringify(m.runId.slice(0, 80))} is not a run id`);
+  if (!Number.isSafeInteger(round) || round < 1) throw new CoordinatorError('BAD_REQUEST', `receipt round must be a positive integer, got ${m.round}`);
+  for (const [k, v] of [['parentSha256', m.parentSha256], ['modelSha256', m.modelSha256]] as const) {
+    if (!isSha256(v)) throw new CoordinatorError('BAD_REQUEST', `receipt ${k} is not a SHA-256`);
+  }
+  if (m.dataManifestSha256 !== '' && !isSha256(m.dataManifestSha256)) throw new CoordinatorError('BAD_REQUEST', 'receipt dataManifestSha256 is not a SHA-256');
+  if (m.signature.length === 0 || m.signature.length > 256) throw new CoordinatorError('BAD_REQUEST', `receipt signature must be 1..256 bytes, got ${m.signature.length}`);
+  return { runId: m.runId, round, parentSha256: m.parentSha256, modelSha256: m.modelSha256, dataManifestSha256: m.dataManifestSha256, signature: Buffer.from(m.signature) };
+}
+
+// ------------------------------------------------------------------ uploads
+
+/** An `Upload` call as its handler holds it: frames come in through {@link uploadFrameFromWire}. */
+export type UploadCall = grpc.ServerDuplexStream<UploadMessage__Output, UploadReply>;
+
+/** An upload header with its counts as safe integers (UPLOAD_INVALID otherwise). */
+export function uploadHeaderFromWire(h: UploadHeader__Output): UploadHeader {
+  const n = (value: string, field: string): number => u64(value, field, 'UPLOAD_INVALID');
+  return {
+    runId: h.runId,
+    round: n(h.round, 'round'),
+    attempt: h.attempt,
+    baseModelSha256: h.baseModelSha256,
+    encoding: h.encoding?.name,
+    tensors: h.tensors.map((t, i) => ({ name: t.name, dtype: t.dtype, shape: t.shape.map((d) => n(d, `tensors[${i}].shape`)) })),
+    totalBytes: n(h.totalBytes, 'totalBytes'),
+    samples: n(h.samples, 'samples'),
+    tokens: n(h.tokens, 'tokens'),
+    steps: n(h.steps, 'steps'),
+    trainLoss: h.trainLoss,
+    dataManifestSha256: h.dataManifestSha256,
+    stripeOffset: n(h.stripeOffset ?? '0', 'stripeOffset'),
+    stripeBytes: n(h.stripeBytes ?? '0', 'stripeBytes'),
+    stripeCount: h.stripeCount ?? 0,
+    chunkBytes: h.chunkBytes ?? 0,
+  };
+}
+
+/**
+ * One message of an upload stream. A chunk's offset is taken as sent (the stream checks it against
+ * what it expects and asks for a resend or refuses: CHUNK_OUT_OF_RANGE).
+ */
+export function uploadFrameFromWire(m: UploadMessage__Output): UploadFrame {
+  if (m.kind === 'header' && m.header) return { kind: 'header', header: uploadHeaderFromWire(m.header) };
+  if (m.kind === 'chunk' && m.chunk) return { kind: 'chunk', offset: Number(m.chunk.offset), data: m.chunk.data, crc32c: m.chunk.crc32c };
+  if (m.kind === 'digest' && m.digest) return { kind: 'digest', tensor: m.digest.tensor, sha256: m.digest.sha256 };
+  if (m.kind === 'trailer' && m.trailer) return { kind: 'trailer', sha256: m.trailer.sha256 };
+  return { kind: 'empty' };
+}
+
+// ------------------------------------------------------------------ tasks (out)
+
+/** Converts a domain task to its wire form. */
+export function taskToWire(task: SiteTask): Task {
+  switch (task.kind) {
+    case 'train':
+      return {
+        train: {
+          runId: task.runId,
+          round: task.round,
+          attempt: task.attempt,
+          globalModel: { sha256: task.model.sha256, sizeBytes: task.model.sizeBytes },
+          modelRound: task.modelRound,
+          tensors: task.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: [...t.shape] })),
+          encoding: { name: task.encoding },
+          trainConfigJson: JSON.stringify(task.train),
+          trainingDeadlineMs: task.trainingDeadlineMs,
+          uploadDeadlineMs: task.uploadDeadlineMs,
+          maxChunkBytes: task.maxChunkBytes,
+          maxStreams: task.maxStreams ?? 1,
+          evaluate: task.evaluate,
+          shares: task.shares.map((x) => ({ fromSite: x.from, toSite: x.to, nonce: x.nonce, ciphertext: x.ciphertext })),
+          shareHolders: [...task.shareHolders],
+        },
+      };
+    case 'eval':
+      return {
+        eval: {
+          runId: task.runId,
+          model: { sha256: task.model.sha256, sizeBytes: task.model.sizeBytes },
+          modelRound: task.modelRound,
+          deadlineMs: task.deadlineMs,
+        },
+      };
+    case 'cancel':
+      return { cancel: { runId: task.runId, round: task.round, attempt: task.attempt, reason: task.reason } };
+    case 'keys': {
+      const p = task.params;
+      return {
+        keys: {
+          runId: task.runId,
+          round: task.round,
+          attempt: task.attempt,
+          params: {
+            threshold: p.threshold,
+            quantBits: p.quantBits,
+            modulusBits: p.modulusBits,
+            clip: p.clip,
+            maxWeight: p.maxWeight,
+            graphSeed: p.graphSeed,
+            degree: p.degree,
+            roster: [...p.roster],
+          },
+        },
+      };
+    }
+    case 'shares':
+      return {
+        shares: {
+          runId: task.runId,
+          round: task.round,
+          attempt: task.attempt,
+          advertisements: task.adverts.map((a) => ({
+            runId: task.runId,
+            round: task.round,
+            attempt: task.attempt,
+            siteId: a.site,
+            cPublicKey: a.cPk,
+            sPublicKey: a.sPk,
+            signature: a.signature,
+            certificatePem: a.certificatePem,
+          })),
+        },
+      };
+    case 'consistency':
+      return { consistency: { runId: task.runId, round: task.round, attempt: task.attempt, survivors: [...task.survivors], dropped: [...task.dropped] } };
+    case 'unmask':
+      return {
+        unmask: {
+          runId: task.runId,
+          round: task.round,
+          attempt: task.attempt,
+          survivors: [...task.survivors],
+          dropped: [...task.dropped],
+          signatures: task.signatures.map((x) => ({ runId: task.runId, round: task.round, attempt: task.attempt, siteId: x.site, signature: x.signature })),
+        },
+      };
+  }
+}

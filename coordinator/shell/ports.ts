@@ -1,0 +1,72 @@
+/**
+ * What the services may ask of the round, and nothing more: each service depends on the port it
+ * needs, not on the `RoundDriver` class, so the services and the round shell do not import each
+ * other. `RoundDriver` implements all three.
+ */
+import type { ResolvedRun } from '../config.js';
+import type { SchedulerState, SiteProgress } from '../round/types.js';
+import type { SpooledUpload, UploadExpectation, UploadIntent } from '../upload/header.js';
+import type { RunContext } from './context.js';
+import type { EvalTracker } from './evals.js';
+
+/** The attempt a round is at. */
+export interface AttemptAt {
+  readonly round: number;
+  readonly attempt: number;
+}
+
+/** Idle timeout, stream limit and window of transfers (`limits`). */
+export interface TransferLimits {
+  readonly idleMs: number;
+  readonly maxStreamsPerSite: number;
+  readonly windowBytes: number;
+}
+
+/** Drops a site from an attempt; shared by the site RPCs and uploads. */
+export interface SiteFailurePort {
+  /** Drops `site` from the attempt (bad upload, failed training). Stale reports are ignored. */
+  failSite(site: string, round: number, attempt: number, reason: string): void;
+  /** Counts transfer bytes of the attempt in progress. */
+  countBytes(direction: 'up' | 'down', n: number): void;
+}
+
+/** What the site RPCs (task stream, downloads, evaluation and failure reports) ask of the round. */
+export interface SiteRoundPort extends SiteFailurePort {
+  siteConnected(site: string): void;
+  siteDisconnected(site: string, awayTooLong?: boolean): void;
+  /** A site's score of a committed model (federated evaluation). */
+  reportEval(site: string, modelRound: number, modelSha256: string, loss: number, samples: number): void;
+  transferLimits(): TransferLimits;
+}
+
+/** What the upload service asks of the round. */
+export interface UploadRoundPort extends SiteFailurePort {
+  /** What an upload must match now; throws ROUND_CLOSED when no round takes uploads. */
+  uploadExpectation(): UploadExpectation;
+  /** The attempt that trains or takes uploads now, if any. */
+  uploadingAttempt(): AttemptAt | undefined;
+  /** `site`'s status in that attempt (undefined when it is not part of it). */
+  siteStatus(site: string): SiteProgress['status'] | undefined;
+  /** Marks the start of `site`'s upload; throws when the scheduler refuses it. */
+  beginUpload(site: string, intent: UploadIntent): void;
+  /** A verified upload joins the round's sum; false when the attempt no longer takes it. */
+  completeUpload(site: string, intent: UploadIntent, spool: SpooledUpload): boolean;
+}
+
+/** What the admin RPCs ask of (and tell) the run. */
+export interface AdminRoundPort {
+  /** The scheduler state (read-only), for status. */
+  readonly scheduler: SchedulerState;
+  readonly runContext: Readonly<RunContext> | undefined;
+  /** "running", "pausing", "paused", "aborted" or the scheduler's end state. */
+  readonly runState: string;
+  readonly uptimeMs: number;
+  readonly paused: boolean;
+  readonly evals: EvalTracker;
+  startRun(run: ResolvedRun, raw: unknown, admin: string): Promise<void>;
+  setPaused(paused: boolean, admin: string): Promise<string>;
+  abortRun(admin: string, reason: string): Promise<void>;
+  /** Drops a revoked site from the open attempt and excuses it from later ones; returns the round, or 0. */
+  dropRevokedSite(site: string, reason: string): number;
+  excuseSite(site: string, excused: boolean): void;
+}

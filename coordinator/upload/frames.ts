@@ -1,0 +1,43 @@
+/**
+ * An upload stream's messages as the upload service works on them, converted from the wire by
+ * `coordinator/service/wire.ts` (64-bit counts are safe integers here): the header, then chunks,
+ * tensor digests and the trailer.
+ */
+
+/** One tensor as an upload header declares it. */
+export interface DeclaredTensor {
+  readonly name: string;
+  readonly dtype: string;
+  readonly shape: readonly number[];
+}
+
+/** The first message of every upload stream: what the delta is and which stripe this stream carries. */
+export interface UploadHeader {
+  readonly runId: string;
+  readonly round: number;
+  readonly attempt: number;
+  readonly baseModelSha256: string;
+  /** The wire encoding's name; undefined when the sender named none. */
+  readonly encoding: string | undefined;
+  readonly tensors: readonly DeclaredTensor[];
+  readonly totalBytes: number;
+  readonly samples: number;
+  readonly tokens: number;
+  readonly steps: number;
+  readonly trainLoss: number;
+  readonly dataManifestSha256: string;
+  /** 0/0/0 declares one stripe: the whole delta. */
+  readonly stripeOffset: number;
+  readonly stripeBytes: number;
+  readonly stripeCount: number;
+  /** 0: the coordinator's maximum. */
+  readonly chunkBytes: number;
+}
+
+/** One message of an upload stream. */
+export type UploadFrame =
+  | { readonly kind: 'header'; readonly header: UploadHeader }
+  | { readonly kind: 'chunk'; readonly offset: number; readonly data: Buffer; readonly crc32c: number }
+  | { readonly kind: 'digest'; readonly tensor: number; readonly sha256: string }
+  | { readonly kind: 'trailer'; readonly sha256: string }
+  | { readonly kind: 'empty' };

@@ -1,6 +1,6 @@
 /**
- * What the round driver shares with its effect runner (round-effects.ts) and its aggregate and
- * commit steps (round-commit.ts): the run and attempt being driven, and the driver's live state
+ * What the round driver shares with its effect runner (effects.ts) and its aggregate and
+ * commit steps (commit.ts): the run and attempt being driven, and the driver's live state
  * read through `RoundContext`, so that each piece keeps one owner.
  */
 import type { ServerOptimizer } from '../../aggregation/index.js';

@@ -1,6 +1,6 @@
 /**
  * The thin shell around the round scheduler: feeds it events, hands its effects (journal, tasks,
- * timers, aggregation) to the effect runner (round-effects.ts), takes admin run control, and
+ * timers, aggregation) to the effect runner (effects.ts), takes admin run control, and
  * answers the services' questions about the open round. Effects run one at a time in order; the
  * scheduler itself stays pure.
  */
@@ -45,7 +45,7 @@ export interface DriverOptions {
 export class RoundDriver implements SiteRoundPort, UploadRoundPort, AdminRoundPort {
   private state: SchedulerState = initialSchedulerState();
   private run: RunContext | undefined;
-  /** Runs the scheduler's effects in order (round-effects.ts). */
+  /** Runs the scheduler's effects in order (effects.ts). */
   private readonly runner: EffectRunner;
   readonly evals: EvalTracker;
   private readonly log: Logger;

@@ -1,8 +1,9 @@
 /**
  * Runs the round scheduler's effects for the driver, one at a time in the order the scheduler
  * emitted them: journal records, tasks to sites, deadline timers, and the aggregate and commit
- * steps (round-commit.ts). Owns the open attempt's bookkeeping and the deadline timers.
+ * steps (commit.ts). Owns the open attempt's bookkeeping and the deadline timers.
  */
+import { invariant } from '../../aggregation/index.js';
 import { CoordinatorError } from '../core/errors.js';
 import { phaseCrashPoint } from '../core/crash-points.js';
 import { RoundCommitter } from './commit.js';
@@ -23,6 +24,12 @@ export class EffectRunner {
 
   /** The round attempt opened last (its uploads and traffic); undefined before the first. */
   get attempt(): AttemptContext | undefined {
+    return this.current;
+  }
+
+  /** The attempt whose uploads are aggregated or committed: the scheduler opened it first. */
+  private openAttempt(): AttemptContext {
+    invariant(this.current !== undefined, 'an attempt is open before its uploads are aggregated or committed');
     return this.current;
   }
 
@@ -103,10 +110,10 @@ export class EffectRunner {
         return;
       case 'startAggregation':
         // Not awaited: aggregation reports back through the scheduler, other effects may run meanwhile.
-        void this.steps.aggregate(this.current!, effect.round, effect.attempt, effect.participants.map((p) => p.site));
+        void this.steps.aggregate(this.openAttempt(), effect.round, effect.attempt, effect.participants.map((p) => p.site));
         return;
       case 'commitRound':
-        return this.steps.commit(this.current!, effect.round, effect.attempt, effect.participants.map((p) => p.site), effect.dropped, effect.modelSha256);
+        return this.steps.commit(this.openAttempt(), effect.round, effect.attempt, effect.participants.map((p) => p.site), effect.dropped, effect.modelSha256);
       case 'recordRoundAborted':
         // First: the attempt's aggregation, if one runs, would only hold the pool and write an orphan.
         this.steps.abortAggregation(effect.round, effect.attempt, new CoordinatorError('ROUND_CLOSED', `round ${effect.round} attempt ${effect.attempt} aborted: ${effect.reason}`, { round: effect.round, attempt: effect.attempt }));

@@ -4,6 +4,7 @@
  * chunk may start or end at (whole values, whole int8 blocks), and how a stripe of the delta cuts
  * into per-tensor pieces (DESIGN.md "Tensors"; docs/decisions.md, resumable uploads).
  */
+import { invariant } from './invariant.js';
 import { INT8_BLOCK_BYTES, int8Bytes, type WireEncoding } from './kernels/encoding.js';
 
 /** Encodings a delta may travel in: plain (`f32`, `bf16`, `int8`) or masked fixed point. */
@@ -68,7 +69,8 @@ export function isUnitBoundary(segments: readonly Segment[], offset: number): bo
   const total = segmentsBytes(segments);
   if (offset === 0 || offset === total) return true;
   if (offset < 0 || offset > total) return false;
-  const s = segments[segmentAt(segments, offset)]!;
+  const s = segments[segmentAt(segments, offset)];
+  invariant(s !== undefined, 'an offset inside a non-empty delta lies in one of its segments');
   return (offset - s.start) % s.unit === 0;
 }
 

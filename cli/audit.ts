@@ -6,6 +6,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { invariant } from '../aggregation/index.js';
 import { exportLines, readStateDirTrail, readStreamTrail, verifyAudit, type AuditLine, type AuditReport } from '../coordinator/index.js';
 import { UsageError, isUsageError } from './usage-error.js';
 
@@ -40,9 +41,7 @@ export async function runAudit(args: string[], out: Out = (s) => void process.st
     if (extra.length > 0) throw new UsageError(`audit ${command} takes no positional arguments, got ${extra.join(' ')}`);
     const stateDir = values['state-dir'];
     if ((stateDir === undefined) === (values.nats === undefined)) throw new UsageError('give exactly one of --state-dir DIR or --nats URL');
-    const lines = stateDir !== undefined
-      ? await readStateDirTrail(stateDir)
-      : await readStreamTrail({ url: values.nats!, timeoutMs: 10_000, stream: values.stream!, ...(values.subject ? { subject: values.subject } : {}) });
+    const lines = stateDir !== undefined ? await readStateDirTrail(stateDir) : await readStreamTrail(streamOptions(values));
     const source = stateDir !== undefined ? `state dir ${stateDir}` : `stream ${values.stream} at ${values.nats}`;
     if (command === 'export') return await exportTrail(lines, values.out, values.json === true, out);
     const ca = values.ca === undefined ? undefined : await readCa(values.ca);
@@ -58,6 +57,13 @@ export async function runAudit(args: string[], out: Out = (s) => void process.st
     err(`audit failed: ${(e as Error).message}`);
     return 1;
   }
+}
+
+/** Where `--nats`, `--stream` and `--subject` say the trail is; the usage check leaves `--nats` when there is no `--state-dir`. */
+function streamOptions(values: { nats?: string | undefined; stream: string; subject?: string | undefined }): Parameters<typeof readStreamTrail>[0] {
+  const url = values.nats;
+  invariant(url !== undefined, 'without --state-dir, the usage check leaves --nats');
+  return { url, timeoutMs: 10_000, stream: values.stream, ...(values.subject ? { subject: values.subject } : {}) };
 }
 
 async function readCa(file: string): Promise<X509Certificate[]> {

@@ -10,6 +10,7 @@
  *   tensors, so a tensor of n values takes ⌈n/128⌉·4 + n bytes.
  */
 import { AggregationError } from '../errors.js';
+import { invariant } from '../invariant.js';
 
 /** The plain-mode wire encodings of a delta. */
 export type WireEncoding = 'f32' | 'bf16' | 'int8';
@@ -133,12 +134,14 @@ export class SpoolLayout {
     const out: SpoolSegment[] = [];
     let tensor = this.tensorAt(elemOffset);
     for (let done = 0; done < count; tensor++) {
-      const n = this.tensorElements[tensor]!;
-      const elemInTensor = elemOffset + done - this.elemStarts[tensor]!;
+      const n = this.tensorElements[tensor];
+      const elemStart = this.elemStarts[tensor];
+      const tensorByteOffset = this.byteStarts[tensor];
+      invariant(n !== undefined && elemStart !== undefined && tensorByteOffset !== undefined, 'values inside the model lie in one of its tensors');
+      const elemInTensor = elemOffset + done - elemStart;
       const take = Math.min(n - elemInTensor, count - done);
       if (take === 0) continue; // empty tensors hold no values
       const range = encodedRange(this.encoding, elemInTensor, take);
-      const tensorByteOffset = this.byteStarts[tensor]!;
       out.push({ tensor, elemInTensor, count: take, outOffset: done, tensorByteOffset, byteOffset: tensorByteOffset + range.byteOffset, byteLength: range.byteLength, skip: range.skip });
       done += take;
     }

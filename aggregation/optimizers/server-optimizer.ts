@@ -3,6 +3,7 @@
  * elementwise, so they run over bounded slices of tensors of any size.
  */
 import { AggregationError } from '../errors.js';
+import { invariant } from '../invariant.js';
 import { unwrap } from '../result.js';
 import { type OptimizerName, type OptimizerOptions, type ResolvedOptimizerOptions, parseOptimizerOptions } from './options.js';
 
@@ -27,7 +28,9 @@ export interface ServerOptimizer {
 type Update = (global: Float32Array, delta: Float32Array, state: Record<string, Float32Array>) => void;
 
 function slot(state: Record<string, Float32Array>, name: string): Float32Array {
-  return state[name]!; // presence and length checked by `checkShapes` before any update
+  const buffer = state[name];
+  invariant(buffer !== undefined, 'each state slot of the optimizer is present (checkShapes runs before any update)');
+  return buffer;
 }
 
 function checkShapes(

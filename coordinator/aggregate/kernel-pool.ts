@@ -19,6 +19,7 @@ import {
   type WireEncoding,
   compileKernelModule,
   createKernelMemory,
+  invariant,
   wasmKernelsSupported,
 } from '../../aggregation/index.js';
 import { CoordinatorError } from '../core/errors.js';
@@ -142,7 +143,8 @@ export class KernelPool {
     const size = align(Math.max(bytes, 1));
     let slot = this.free.findIndex((f) => f.bytes >= size);
     if (slot < 0) slot = this.grow(size);
-    const f = this.free[slot]!;
+    const f = this.free[slot];
+    invariant(f !== undefined, 'a block found or grown is in the free list');
     const ptr = f.ptr;
     if (f.bytes === size) this.free.splice(slot, 1);
     else this.free[slot] = { ptr: f.ptr + size, bytes: f.bytes - size };
@@ -198,11 +200,14 @@ export class KernelPool {
     const done = new Promise<void>((resolve, reject) => {
       this.running = { id, pending: 0, error: undefined, aborted: false, resolve, reject };
     });
-    const running = this.running!;
+    invariant(this.running !== undefined, 'the promise executor set the running job before returning');
+    const running = this.running;
     for (let p = 0; p < parts; p++) {
+      const worker = this.workers[p];
+      invariant(worker !== undefined, 'a job has at most as many parts as the pool has workers');
       running.pending++;
-      this.workers[p]!.ref(); // an awaited job must keep the process alive
-      this.workers[p]!.postMessage({ id, target: job.target, targetSize, count: job.count, clear: job.clear, sources: job.sources });
+      worker.ref(); // an awaited job must keep the process alive
+      worker.postMessage({ id, target: job.target, targetSize, count: job.count, clear: job.clear, sources: job.sources });
     }
     const onAbort = (): void => {
       running.aborted = true;
@@ -253,7 +258,7 @@ export class KernelPool {
     } catch (cause) {
       throw new CoordinatorError('INTERNAL', `kernel pool memory cannot grow by ${pages} pages beyond ${end} bytes`, {}, { cause });
     }
-    if (tail > 0) last!.bytes += pages * WASM_PAGE_BYTES;
+    if (last !== undefined && tail > 0) last.bytes += pages * WASM_PAGE_BYTES;
     else this.free.push({ ptr: end, bytes: pages * WASM_PAGE_BYTES });
     return this.free.length - 1;
   }
@@ -262,15 +267,16 @@ export class KernelPool {
     // Sorted free list with coalescing of neighbours.
     let i = this.free.findIndex((f) => f.ptr > ptr);
     if (i < 0) i = this.free.length;
-    this.free.splice(i, 0, { ptr, bytes: size });
+    const block = { ptr, bytes: size };
+    this.free.splice(i, 0, block);
     const next = this.free[i + 1];
     if (next && ptr + size === next.ptr) {
-      this.free[i]!.bytes += next.bytes;
+      block.bytes += next.bytes;
       this.free.splice(i + 1, 1);
     }
     const prev = this.free[i - 1];
     if (prev && prev.ptr + prev.bytes === ptr) {
-      prev.bytes += this.free[i]!.bytes;
+      prev.bytes += block.bytes;
       this.free.splice(i, 1);
     }
   }

@@ -6,7 +6,7 @@
  * SIMD, or the JS reference). Both give the same bits. Memory: one slice per spool at most.
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { type Kernels, SpoolLayout, WIRE_ENCODINGS, type WireEncoding, createKernels } from '../../aggregation/index.js';
+import { type Kernels, SpoolLayout, WIRE_ENCODINGS, type WireEncoding, createKernels, invariant } from '../../aggregation/index.js';
 import type { FileSource } from '../../common/files.js';
 import { CoordinatorError } from '../core/errors.js';
 import type { KernelPool, PoolSource } from './kernel-pool.js';
@@ -52,7 +52,11 @@ export async function openWeightedSpools(
     if (!WIRE_ENCODINGS.includes(s.encoding)) throw new CoordinatorError('BAD_REQUEST', `spool ${s.path} has unknown encoding ${JSON.stringify(s.encoding)}`);
   }
   const layouts = new Map(WIRE_ENCODINGS.map((e) => [e, new SpoolLayout(e, tensorElements)]));
-  const layout = (e: WireEncoding): SpoolLayout => layouts.get(e)!;
+  const layout = (e: WireEncoding): SpoolLayout => {
+    const l = layouts.get(e);
+    invariant(l !== undefined, 'every wire encoding has a layout');
+    return l;
+  };
   if (o.pool) {
     const pool = o.pool;
     const files = await openAll(spools.map((s) => s.path));
@@ -62,13 +66,11 @@ export async function openWeightedSpools(
         const target = pool.allocate(count * 4);
         try {
           for (const seg of layout('f32').segments(elemOffset, count)) {
-            const sources: PoolSource[] = spools.map((s, k) => ({
-              encoding: s.encoding,
-              weight: s.weight,
-              elemInTensor: seg.elemInTensor,
-              base: layout(s.encoding).tensorByteOffset(seg.tensor),
-              fd: files[k]!.fd,
-            }));
+            const sources: PoolSource[] = spools.map((s, k) => {
+              const file = files[k];
+              invariant(file !== undefined, 'each spool has an open file');
+              return { encoding: s.encoding, weight: s.weight, elemInTensor: seg.elemInTensor, base: layout(s.encoding).tensorByteOffset(seg.tensor), fd: file.fd };
+            });
             await pool.run({ target: target.ptr + seg.outOffset * 4, count: seg.count, clear: true, sources }, o.signal);
           }
           out.set(pool.f32(target.ptr, count));
@@ -86,9 +88,11 @@ export async function openWeightedSpools(
     async read(elemOffset, count) {
       const out = new Float32Array(count);
       for (const [k, s] of spools.entries()) {
+        const source = sources[k];
+        invariant(source !== undefined, 'each spool has an open source');
         for (const seg of layout(s.encoding).segments(elemOffset, count)) {
           o.signal?.throwIfAborted();
-          const bytes = await sources[k]!.read(seg.byteOffset, seg.byteLength);
+          const bytes = await source.read(seg.byteOffset, seg.byteLength);
           kernels.accEncoded(out.subarray(seg.outOffset, seg.outOffset + seg.count), bytes, s.encoding, s.weight, seg.skip);
         }
       }

@@ -8,6 +8,7 @@
  */
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { invariant } from '../../aggregation/index.js';
 import { backoffDelay, sleep } from '../../common/backoff.js';
 import type { Logger } from '../../common/logger.js';
 import { NATS_GAP_KIND, eventBodySchemas, type BusEvent, type EventBus, type NatsGapBody } from '../observe/events.js';
@@ -170,8 +171,14 @@ export class NatsPublisher {
   }
 
   private publishJson(subject: string, value: unknown): boolean {
+    const nc = this.nc;
+    if (nc === undefined) {
+      // The connection closed meanwhile: the caller buffers; the reconnect path flushes.
+      this.connected = false;
+      return false;
+    }
     try {
-      this.nc!.publish(subject, JSON.stringify(value));
+      nc.publish(subject, JSON.stringify(value));
       return true;
     } catch {
       // Closed or draining: the caller buffers; the reconnect path flushes.
@@ -200,7 +207,8 @@ export class NatsPublisher {
     try {
       do {
         this.pumpAgain = false;
-        const js = this.js!;
+        const js = this.js;
+        invariant(js !== undefined, 'audit records are pumped only once JetStream was reached');
         if (this.resyncNeeded) {
           this.resyncNeeded = false;
           this.cursor = await this.resync(js.manager);

@@ -2,7 +2,7 @@
  * Starting (or resuming) a run for the driver: the journal records that start or extend it, and
  * the `RunContext` its rounds are driven from.
  */
-import { createOptimizer } from '../../aggregation/index.js';
+import { createOptimizer, invariant } from '../../aggregation/index.js';
 import { auditedConfig } from '../audit/config.js';
 import type { RunningConfig } from '../config.js';
 import { importInitialModel } from '../state/model-import.js';
@@ -33,11 +33,15 @@ export async function journalRunStart(store: StateStore, config: RunningConfig):
       initialModelSha256: initial.sha256,
       config: auditedConfig(config),
     });
-    return recoverRun(store.records(), cfg.id)!;
+    const started = recoverRun(store.records(), cfg.id);
+    invariant(started !== undefined, 'a run just journaled as started is recovered from the journal');
+    return started;
   }
   if (cfg.rounds > recovered.rounds) {
     await store.append({ type: 'run-extended', runId: cfg.id, rounds: cfg.rounds });
-    return recoverRun(store.records(), cfg.id)!;
+    const extended = recoverRun(store.records(), cfg.id);
+    invariant(extended !== undefined, 'a run just journaled as extended is recovered from the journal');
+    return extended;
   }
   return recovered;
 }

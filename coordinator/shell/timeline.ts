@@ -3,6 +3,7 @@
  * and the phase-duration metric. In memory, bounded to the latest {@link TIMELINE_ATTEMPTS}
  * attempts: phase timings are observations, not journaled state.
  */
+import { invariant } from '../../aggregation/index.js';
 import type { BusEvent, EventBus } from '../observe/events.js';
 
 /** Attempts whose phases are kept. */
@@ -51,7 +52,11 @@ export class RoundTimeline {
       let spans = this.attempts.get(key);
       if (!spans) {
         this.attempts.set(key, (spans = []));
-        if (this.attempts.size > TIMELINE_ATTEMPTS) this.attempts.delete(this.attempts.keys().next().value!);
+        if (this.attempts.size > TIMELINE_ATTEMPTS) {
+          const oldest = this.attempts.keys().next().value;
+          invariant(oldest !== undefined, 'a timeline over its capacity has an oldest attempt');
+          this.attempts.delete(oldest);
+        }
       }
       spans.push({ phase: b.phase, startedMs: e.ts, endedMs: undefined });
     } else if (e.kind === 'round.committed' || e.kind === 'round.aborted') {

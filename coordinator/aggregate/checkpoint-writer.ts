@@ -9,6 +9,7 @@ import {
   type SafetensorsFile,
   type ServerOptimizer,
   type WireEncoding,
+  invariant,
 } from '../../aggregation/index.js';
 import type { FileSource } from '../../common/files.js';
 import { CoordinatorError } from '../core/errors.js';
@@ -96,7 +97,12 @@ export async function aggregateRound(o: AggregateOptions): Promise<AggregateResu
         }
         o.optimizer.apply(theta, delta, state, o.step);
         await model.writeF32(t.name, theta);
-        for (const [slotIndex, slot] of o.optimizer.stateSlots.entries()) await stateWriters[slotIndex]!.writeF32(t.name, state[slot]!);
+        for (const [slotIndex, slot] of o.optimizer.stateSlots.entries()) {
+          const writer = stateWriters[slotIndex];
+          const values = state[slot];
+          invariant(writer !== undefined && values !== undefined, "each optimizer state slot has a writer and this slice's values");
+          await writer.writeF32(t.name, values);
+        }
       }
       flatOffset += t.elements;
     }
@@ -105,7 +111,11 @@ export async function aggregateRound(o: AggregateOptions): Promise<AggregateResu
     // Last chance: once committed, an aborted attempt's checkpoint would stay behind as an orphan.
     o.signal?.throwIfAborted();
     const { sha256 } = await modelFile.commit();
-    for (const [slotIndex, slot] of o.optimizer.stateSlots.entries()) await stateFiles[slotIndex]!.commit(`${sha256}.${slot}`);
+    for (const [slotIndex, slot] of o.optimizer.stateSlots.entries()) {
+      const file = stateFiles[slotIndex];
+      invariant(file !== undefined, 'each optimizer state slot has a staged file');
+      await file.commit(`${sha256}.${slot}`);
+    }
     pending.length = 0;
     return { modelSha256: sha256, modelBytes: bytesWritten };
   } finally {
@@ -122,7 +132,9 @@ export async function aggregateRound(o: AggregateOptions): Promise<AggregateResu
  */
 async function plainMean(o: AggregateOptions): Promise<MeanSource> {
   const totalWeight = o.inputs.reduce((s, i) => s + i.weight, 0);
-  if (!(totalWeight > 0)) throw new Error('aggregation needs a positive total weight');
+  if (!(totalWeight > 0)) {
+    throw new CoordinatorError('ZERO_WEIGHT', 'aggregation needs a positive total weight', { inputs: o.inputs.length, totalWeight });
+  }
   const spools = o.inputs.map((i) => ({ path: i.path, encoding: i.encoding, weight: i.weight / totalWeight }));
   return openWeightedSpools(spools, await tensorElements(o), { openSpool: o.openSpool, ...(o.pool ? { pool: o.pool } : {}), ...(o.signal ? { signal: o.signal } : {}) });
 }

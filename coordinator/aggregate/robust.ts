@@ -7,6 +7,7 @@
  * site the very leverage the aggregator is there to take away.
  */
 import type { FileSource } from '../../common/files.js';
+import { CoordinatorError } from '../core/errors.js';
 import type { MeanSource, SpoolInput } from './checkpoint-writer.js';
 import { openWeightedSpools, type SpoolSlices } from './kernel-spools.js';
 
@@ -36,8 +37,8 @@ export async function robustMean(
   openSpool: (path: string) => Promise<FileSource>,
   signal?: AbortSignal,
 ): Promise<MeanSource> {
-  if (aggregator.name === 'mean') throw new Error('robustMean: the mean is not a robust aggregator');
-  if (inputs.length === 0) throw new Error('robustMean: no inputs');
+  if (aggregator.name === 'mean') throw new CoordinatorError('BAD_REQUEST', 'robustMean: the mean is not a robust aggregator', { aggregator: aggregator.name });
+  if (inputs.length === 0) throw new CoordinatorError('TOO_FEW_UPLOADS', 'robustMean: no inputs', { uploads: 0, needed: 1 });
   // Each site decoded on its own: a weighted "sum" of one spool with weight 1 is its values.
   const sources: SpoolSlices<Float32Array>[] = [];
   try {

@@ -32,6 +32,15 @@ export const COORDINATOR_ERRORS = {
   /** An enrolment the coordinator refuses (a key other than the site's, a certificate of another CA). */
   ENROLMENT_REFUSED: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
   UNKNOWN_SITE: { status: grpc.status.NOT_FOUND, retryable: false },
+  /**
+   * Fewer verified uploads than an aggregation needs (the run's `minSites` once revoked sites are
+   * left out; at least one for a robust aggregator). A later attempt may gather enough.
+   */
+  TOO_FEW_UPLOADS: { status: grpc.status.FAILED_PRECONDITION, retryable: true },
+  /** A site revoked after its upload is in a masked sum, which cannot leave it out: the attempt restarts without it. */
+  REVOKED_IN_SUM: { status: grpc.status.FAILED_PRECONDITION, retryable: true },
+  /** Uploads whose weights do not add up to a positive total: there is no weighted mean to take. */
+  ZERO_WEIGHT: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
 } as const satisfies Record<string, { status: grpc.status; retryable: boolean }>;
 
 export type CoordinatorErrorCode = keyof typeof COORDINATOR_ERRORS;

@@ -3,7 +3,7 @@
  * kernel worker pool when it starts), then committing that model to the journal. Both report back
  * to the scheduler through the driver's `RoundContext`.
  */
-import { openSafetensors } from '../../aggregation/index.js';
+import { invariant, openSafetensors } from '../../aggregation/index.js';
 import { openFileSource } from '../../common/files.js';
 import { aggregateRound } from '../aggregate/checkpoint-writer.js';
 import { crashPoint } from '../core/crash-points.js';
@@ -52,13 +52,17 @@ export class RoundCommitter {
       // A site revoked after its upload: plain rounds leave it out; a masked input cannot be taken
       // out of a secure sum, so that attempt restarts (fresh keys) without the site.
       const revoked = sites.filter((site) => this.ctx.control.excluded.has(site));
-      if (revoked.length > 0 && this.ctx.secure()) throw new Error(`revoked site(s) ${revoked.join(', ')} in the masked sum`);
+      if (revoked.length > 0 && this.ctx.secure()) {
+        throw new CoordinatorError('REVOKED_IN_SUM', `revoked site(s) ${revoked.join(', ')} in the masked sum`, { round, attempt, sites: revoked.join(',') });
+      }
       sites = sites.filter((site) => !this.ctx.control.excluded.has(site));
       for (const site of revoked) this.ctx.control.leftOut.add(site);
-      if (sites.length < run.plan.minSites) throw new Error(`only ${sites.length} of ${run.plan.minSites} required uploads remain after revocation`);
+      if (sites.length < run.plan.minSites) {
+        throw new CoordinatorError('TOO_FEW_UPLOADS', `only ${sites.length} of ${run.plan.minSites} required uploads remain after revocation`, { round, attempt, uploads: sites.length, needed: run.plan.minSites });
+      }
       const inputs = sites.map((site) => {
         const u = att.uploads.get(site);
-        if (!u) throw new Error(`no verified upload from ${site}`);
+        invariant(u !== undefined, 'each site the scheduler aggregates has a verified upload in the attempt');
         // The spool holds the raw wire bytes: aggregation decodes them by the run's plain encoding
         // (a secure round passes its unmasked `mean` instead and never decodes these).
         return { site, weight: u.intent.weight, path: u.spool.path, encoding: this.ctx.config().run.encoding };
@@ -120,7 +124,8 @@ export class RoundCommitter {
     const sites = allSites.filter((site) => !this.ctx.control.leftOut.has(site));
     const dropped = [...new Set([...allDropped, ...allSites.filter((site) => this.ctx.control.leftOut.has(site))])].sort();
     const participants: ParticipantRecord[] = sites.map((site) => {
-      const u = att.uploads.get(site)!;
+      const u = att.uploads.get(site);
+      invariant(u !== undefined, 'each participant of a committed round has a verified upload in the attempt');
       return {
         site,
         weight: u.intent.weight,

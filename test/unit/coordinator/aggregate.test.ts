@@ -12,6 +12,7 @@ import {
 } from '../../../aggregation/index.js';
 import { type FileSource, openFileSource } from '../../../common/files.js';
 import { aggregateRound, type SpoolInput } from '../../../coordinator/aggregate/checkpoint-writer.js';
+import { CoordinatorError } from '../../../coordinator/core/errors.js';
 import { importInitialModel } from '../../../coordinator/state/model-import.js';
 import { LocalStateStore } from '../../../coordinator/state/store.js';
 
@@ -238,6 +239,15 @@ describe('aggregateRound', () => {
     expect(await readdir(join(dir, 'state', 'models'))).toEqual([`${globalSha}.safetensors`]);
     expect(await readdir(join(dir, 'state', 'optimizer'))).toEqual([]);
     expect(await readdir(join(dir, 'state', 'tmp'))).toEqual([]);
+  });
+
+  it('refuses uploads without a positive total weight with ZERO_WEIGHT and writes no checkpoint', async () => {
+    const globalSha = await importModel(GLOBAL);
+    const path = await writeSpool('a', GLOBAL.map((t) => new Float32Array(t.values.length)));
+    const refused = await aggregate(globalSha, [{ site: 'a', weight: 0, path, encoding: 'f32' }], { name: 'fedavg', lr: 1 }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(CoordinatorError);
+    expect(refused).toMatchObject({ code: 'ZERO_WEIGHT', retryable: false, context: { inputs: 1, totalWeight: 0 } });
+    expect(await readdir(join(dir, 'state', 'models'))).toEqual([`${globalSha}.safetensors`]);
   });
 });
 

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openFileSource } from '../../../common/files.js';
 import type { SpoolInput } from '../../../coordinator/aggregate/checkpoint-writer.js';
+import { CoordinatorError } from '../../../coordinator/core/errors.js';
 import { robustMean, trimCount, type AggregatorOptions } from '../../../coordinator/aggregate/robust.js';
 
 /** Two tensors of 5 and 300 values, so slices cross a tensor boundary. */
@@ -30,6 +31,17 @@ async function readAll(aggregator: AggregatorOptions, inputs: SpoolInput[], slic
 }
 
 describe('robust aggregators', () => {
+  it('refuse the plain mean (BAD_REQUEST) and an aggregation without uploads (TOO_FEW_UPLOADS)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fedhpc-robust-'));
+    const one = [await spool(dir, 'a', new Float32Array(N), 'f32')];
+    const mean = await robustMean({ name: 'mean' }, one, TENSORS, (p) => openFileSource(p)).catch((e: unknown) => e);
+    expect(mean).toBeInstanceOf(CoordinatorError);
+    expect(mean).toMatchObject({ code: 'BAD_REQUEST' });
+    const none = await robustMean({ name: 'median' }, [], TENSORS, (p) => openFileSource(p)).catch((e: unknown) => e);
+    expect(none).toBeInstanceOf(CoordinatorError);
+    expect(none).toMatchObject({ code: 'TOO_FEW_UPLOADS', retryable: true, context: { uploads: 0, needed: 1 } });
+  });
+
   it('keep one site that uploads huge values from moving the model: median and trimmed mean per coordinate', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'fedhpc-robust-'));
     // Honest sites k = 0..3 upload (k + 1) / 8 · sign(i); the attacker uploads 1e6 everywhere.

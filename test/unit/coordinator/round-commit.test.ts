@@ -6,7 +6,7 @@
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { testLogger, type LogLine } from '../../helpers/logger.js';
+import { expectLogs, testLogger, type LogLine } from '../../helpers/logger.js';
 import { waitUntil } from '../../helpers/wait.js';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createOptimizer, createSafetensorsWriter, memorySink } from '../../../aggregation/index.js';
@@ -19,8 +19,8 @@ import { KernelPool, type PoolJob } from '../../../coordinator/aggregate/kernel-
 import { importInitialModel } from '../../../coordinator/state/model-import.js';
 import { SiteRegistry } from '../../../coordinator/sites/registry.js';
 import type { SchedulerEvent } from '../../../coordinator/round/types.js';
-import { describeModel } from '../../../coordinator/shell/commit.js';
-import type { RoundContext, RunContext } from '../../../coordinator/shell/context.js';
+import { RoundCommitter, describeModel } from '../../../coordinator/shell/commit.js';
+import type { AttemptContext, RoundContext, RunContext } from '../../../coordinator/shell/context.js';
 import { EffectRunner } from '../../../coordinator/shell/effects.js';
 import { RunControlState } from '../../../coordinator/shell/run-control.js';
 import type { UploadIntent } from '../../../coordinator/upload/header.js';
@@ -207,5 +207,38 @@ describe('aggregation of an aborted round attempt', () => {
     expect((await readdir(dirname(store.modelPath(globalSha256)))).sort()).toEqual([globalSha256, next.modelSha256].map((sha) => `${sha}.safetensors`).sort());
     expect(await readdir(join(dir, 'state', 'tmp'))).toEqual([]);
     expect(fatal).toEqual([]);
+  });
+});
+
+describe('aggregation refusals', () => {
+  /** Attempt 0 of round 1 with a verified upload from each of `sites`. */
+  async function attemptWith(sites: readonly string[]): Promise<AttemptContext> {
+    const path = await writeSpool('a.delta', 2);
+    const uploads: AttemptContext['uploads'] = new Map();
+    for (const site of sites) uploads.set(site, { intent: intent(1, 0, 1), spool: { path, bytes: ELEMENTS * 4, sha256: '0'.repeat(64) } });
+    return { round: 1, attempt: 0, startedMs: 0, bytesUp: 0, bytesDown: 0, uploads };
+  }
+
+  /** The error the committer logged with 'aggregation failed', as pino serialised it. */
+  const failure = (logs: readonly LogLine[]): unknown => logs.find((l) => l.msg === 'aggregation failed')?.['err'];
+
+  it('fails the attempt with TOO_FEW_UPLOADS when revocation leaves fewer uploads than minSites', async () => {
+    expectLogs(/^aggregation failed$/);
+    const { ctx, events, logs } = await harness(await importGlobal());
+    ctx.control.excluded.add('site-a');
+    await new RoundCommitter(ctx).aggregate(await attemptWith(['site-a']), 1, 0, ['site-a']);
+    expect(events).toEqual([{ type: 'aggregationFailed', round: 1, attempt: 0, reason: 'only 0 of 1 required uploads remain after revocation' }]);
+    expect(failure(logs)).toMatchObject({ type: 'CoordinatorError', code: 'TOO_FEW_UPLOADS', context: { round: 1, attempt: 0, uploads: 0, needed: 1 } });
+  });
+
+  it('fails a secure attempt with REVOKED_IN_SUM when a revoked site is in the masked sum', async () => {
+    expectLogs(/^aggregation failed$/);
+    const { ctx, events, logs } = await harness(await importGlobal());
+    // Only whether the round is secure matters before the sum starts.
+    const secure = { ...ctx, secure: () => ({}) as NonNullable<ReturnType<RoundContext['secure']>> };
+    ctx.control.excluded.add('site-b');
+    await new RoundCommitter(secure).aggregate(await attemptWith(['site-a', 'site-b']), 1, 0, ['site-a', 'site-b']);
+    expect(events).toEqual([{ type: 'aggregationFailed', round: 1, attempt: 0, reason: 'revoked site(s) site-b in the masked sum' }]);
+    expect(failure(logs)).toMatchObject({ type: 'CoordinatorError', code: 'REVOKED_IN_SUM', context: { sites: 'site-b' } });
   });
 });

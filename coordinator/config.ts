@@ -25,7 +25,7 @@ export const strategySchema = z
 export const secureAggregationSchema = z
   .object({
     enabled: z.boolean().default(true),
-    /** Shamir threshold t; default max(2, minSites). */
+    /** Shamir threshold t; default max(2, minSites), by {@link secureThreshold} (it depends on the run). */
     threshold: z.number().int().min(2).optional(),
     quantBits: z.number().int().min(1).max(31).default(24),
     modulusBits: z.union([z.literal(16), z.literal(32)]).default(32),
@@ -38,6 +38,15 @@ export const secureAggregationSchema = z
   })
   .strict()
   .default({});
+
+/**
+ * The Shamir threshold of a secure run: the configured one, or max(2, minSites). The one place of
+ * this default, which depends on another field; it stays out of the parsed config, which is also
+ * what the journal keeps and parses again.
+ */
+export function secureThreshold(run: { readonly minSites: number; readonly secureAggregation: { readonly threshold?: number | undefined } }): number {
+  return run.secureAggregation.threshold ?? Math.max(2, run.minSites);
+}
 
 const seconds = (def: number) => z.number().positive().max(7 * 24 * 3600).default(def);
 
@@ -99,7 +108,7 @@ export const runSchema = z
     if (!budget.ok) ctx.addIssue({ code: 'custom', path: ['secureAggregation', 'quantBits'], message: budget.issues.join('; ') });
     const sites = Math.max(run.expectedSites.length, run.minSites);
     if (sites > sa.maxSites) ctx.addIssue({ code: 'custom', path: ['secureAggregation', 'maxSites'], message: `${sites} sites exceed maxSites ${sa.maxSites}` });
-    if (sa.degree > 0 && (sa.threshold ?? Math.max(2, run.minSites)) > sa.degree + 1) {
+    if (sa.degree > 0 && secureThreshold(run) > sa.degree + 1) {
       ctx.addIssue({ code: 'custom', path: ['secureAggregation', 'threshold'], message: `threshold exceeds a neighbourhood of degree ${sa.degree} plus the site itself` });
     }
     if (sa.threshold !== undefined && sa.threshold > sites && run.expectedSites.length > 0) {

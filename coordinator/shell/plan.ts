@@ -1,5 +1,5 @@
 /** The scheduler's view of a run, derived once from the coordinator config and journaled. */
-import type { RunningConfig } from '../config.js';
+import { secureThreshold, type RunningConfig } from '../config.js';
 import type { RunPlan } from '../round/types.js';
 
 /** k-of-n, deadlines in milliseconds, attempts and the secure-aggregation threshold of a run. */
@@ -8,7 +8,7 @@ export function runPlanFromConfig(config: Pick<RunningConfig, 'run'>): RunPlan {
   const d = r.deadlines;
   const sa = r.secureAggregation;
   return {
-    ...(sa.enabled ? { secure: { threshold: sa.threshold ?? Math.max(2, r.minSites) } } : {}),
+    ...(sa.enabled ? { secure: { threshold: secureThreshold(r) } } : {}),
     runId: r.id,
     rounds: r.rounds,
     minSites: r.minSites,

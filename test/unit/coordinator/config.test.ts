@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../common/config-file.js';
-import { loadCoordinatorConfig } from '../../../coordinator/config.js';
+import { loadCoordinatorConfig, runSchema, secureThreshold } from '../../../coordinator/config.js';
+import { runPlanFromConfig } from '../../../coordinator/shell/plan.js';
 
 let dir: string;
 let file: string;
@@ -187,5 +188,16 @@ describe('loadCoordinatorConfig', () => {
   it('refuses a document that is not an object', async () => {
     await write('[]');
     expect(configError().issues[0]).toMatch(/^\(root\): /);
+  });
+});
+
+describe('secureThreshold', () => {
+  it('is max(2, minSites) when the run sets none, the configured one otherwise, and is what the plan carries', () => {
+    const run = (extra: Record<string, unknown>) => runSchema.parse({ id: 'run-1', rounds: 1, minSites: 1, ...extra });
+    expect(secureThreshold(run({}))).toBe(2);
+    expect(secureThreshold(run({ minSites: 5 }))).toBe(5);
+    expect(secureThreshold(run({ minSites: 5, secureAggregation: { threshold: 3 } }))).toBe(3);
+    expect(run({ minSites: 5 }).secureAggregation.threshold).toBeUndefined(); // derived, never written into the config
+    expect(runPlanFromConfig({ run: run({ minSites: 5 }) }).secure).toEqual({ threshold: 5 });
   });
 });

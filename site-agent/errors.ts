@@ -14,9 +14,12 @@ export const SITE_ERROR_CODES = [
   'CERTIFICATE_INVALID',
   /** The coordinator's deadline for a task passed before the agent finished it. */
   'DEADLINE_PASSED',
+  /** A coordinator's message breaks the wire contract (a uint64 that is no safe integer, a required field missing). */
+  'WIRE_INVALID',
 ] as const;
 export type SiteErrorCode = (typeof SITE_ERROR_CODES)[number];
 
+/** An agent failure with a stable `code`, typed context and whether retrying can help. */
 export class SiteAgentError extends Error {
   constructor(
     readonly code: SiteErrorCode,

@@ -7,13 +7,14 @@ import { randomBytes } from 'node:crypto';
 import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../common/logger.js';
-import type { SiteServiceClient, TrainTask__Output, UploadQueued__Output, UploadResult__Output } from '../proto/index.js';
+import type { SiteServiceClient, TrainTask__Output } from '../proto/index.js';
 import type { ResolvedSiteConfig } from './config.js';
 import { DeltaEncoder, type MaskedInputs } from './encode.js';
 import { stderrSink, TransferMeter, type ProgressSink } from './progress.js';
 import type { TrainResult } from './runners/runner.js';
 import type { SecureParams, SecureSession } from './secure/session.js';
 import { uploadDelta, type TransferPolicy } from './transfer.js';
+import type { UploadOutcome, UploadQueue } from './wire.js';
 
 const RESULT_FILE = 'trained.json';
 
@@ -57,7 +58,7 @@ export interface RoundUploadInput {
 }
 
 /** Encodes and uploads the round's delta; resolves with the coordinator's verdict. */
-export async function uploadRoundDelta(i: RoundUploadInput): Promise<UploadResult__Output> {
+export async function uploadRoundDelta(i: RoundUploadInput): Promise<UploadOutcome> {
   const t = i.task;
   const tensors = t.tensors.map((x) => ({ name: x.name, dtype: x.dtype, shape: x.shape.map(Number) }));
   const encoding = t.encoding?.name || 'f32';
@@ -107,11 +108,11 @@ export async function uploadRoundDelta(i: RoundUploadInput): Promise<UploadResul
 }
 
 /** Logs the first time the coordinator holds a stream back for its shared in-flight budget. */
-function queuedOnce(log: Logger): (q: UploadQueued__Output) => void {
+function queuedOnce(log: Logger): (q: UploadQueue) => void {
   let told = false;
   return (q) => {
     if (told) return;
     told = true;
-    log.info({ phase: 'upload', budgetBytes: Number(q.budgetBytes), usedBytes: Number(q.usedBytes), waitingStreams: q.waitingStreams }, 'upload queued: the coordinator\'s in-flight budget is in use, waiting for room');
+    log.info({ phase: 'upload', budgetBytes: q.budgetBytes, usedBytes: q.usedBytes, waitingStreams: q.waitingStreams }, 'upload queued: the coordinator\'s in-flight budget is in use, waiting for room');
   };
 }

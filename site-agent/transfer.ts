@@ -10,12 +10,13 @@ import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { backoffDelay, sleep } from '../common/backoff.js';
 import { fsyncDir, sha256File } from '../common/files.js';
-import type { ModelChunk__Output, SiteServiceClient, UploadMessage, UploadQueued__Output, UploadResult__Output } from '../proto/index.js';
+import type { SiteServiceClient, UploadMessage } from '../proto/index.js';
 import { isUnitBoundary } from '../aggregation/index.js';
 import type { DeltaEncoder } from './encode.js';
 import { SiteAgentError } from './errors.js';
 import { classifyFailure } from './retry.js';
 import { sendStripe } from './upload-stripe.js';
+import { modelChunksFromWire, type UploadOutcome, type UploadQueue } from './wire.js';
 
 /** Bytes moved, for progress reports. */
 export type TransferProgress = (done: number, total: number) => void;
@@ -121,9 +122,9 @@ async function downloadFrom(
   signal.addEventListener('abort', abort, { once: true });
   try {
     arm();
-    for await (const chunk of call as AsyncIterable<ModelChunk__Output>) {
+    for await (const chunk of modelChunksFromWire(call)) {
       arm();
-      const at = Number(chunk.offset);
+      const at = chunk.offset;
       if (at !== state.offset) throw new SiteAgentError('MODEL_CHECKSUM', `download chunk at ${at}, expected ${state.offset}`, true);
       if (crc32c(chunk.data) !== chunk.crc32c) throw new SiteAgentError('CHUNK_CRC', `download chunk at ${at} failed its CRC32C: asking again from there`, true);
       await file.write(chunk.data, 0, chunk.data.length, at);
@@ -168,7 +169,7 @@ export interface UploadOptions {
   /** Bytes put on the wire, re-sent ones included (tests count them). */
   readonly onSent?: (n: number) => void;
   /** A stream waits for the coordinator's shared in-flight budget (told again while it waits). */
-  readonly onQueued?: (q: UploadQueued__Output) => void;
+  readonly onQueued?: (q: UploadQueue) => void;
 }
 
 /** Splits [0, total) into `n` contiguous stripes whose bounds fall between values (int8: blocks). */
@@ -201,7 +202,7 @@ export function ratePacer(rateBytesPerS: number, signal: AbortSignal): (n: numbe
  * Uploads the delta `encoder` produces: one stream per stripe, each retried and resumed until the
  * coordinator has it all. Resolves with the result of the stream that completed the delta.
  */
-export async function uploadDelta(client: SiteServiceClient, header: UploadHeaderFields, encoder: DeltaEncoder, outer: AbortSignal, onProgress: TransferProgress, o: UploadOptions): Promise<UploadResult__Output> {
+export async function uploadDelta(client: SiteServiceClient, header: UploadHeaderFields, encoder: DeltaEncoder, outer: AbortSignal, onProgress: TransferProgress, o: UploadOptions): Promise<UploadOutcome> {
   const policy = o.policy ?? DEFAULT_POLICY;
   // One stripe failing for good stops the others.
   const stop = new AbortController();

@@ -4,14 +4,14 @@
  * more than one window past the last acknowledgement, going back when the coordinator asks for
  * bytes again. A broken stream throws; the caller opens another, which resumes.
  */
-import type * as grpc from '@grpc/grpc-js';
 import { crc32c } from '@node-rs/crc32';
 import { createHash, type Hash } from 'node:crypto';
 import { once } from 'node:events';
-import type { UploadMessage, UploadQueued__Output, UploadReply__Output, UploadResult__Output } from '../proto/index.js';
+import type { UploadMessage } from '../proto/index.js';
 import { stripePieces, type Piece } from '../aggregation/index.js';
 import type { DeltaEncoder } from './encode.js';
 import { SiteAgentError } from './errors.js';
+import { uploadReplyFromWire, wireError, type UploadOutcome, type UploadQueue, type UploadReply, type UploadStream } from './wire.js';
 
 /** Everything one stripe stream needs. */
 export interface StripeJob {
@@ -30,17 +30,15 @@ export interface StripeJob {
   /** Position reached in this stripe (for progress). */
   readonly onPosition: (offset: number) => void;
   /** The coordinator holds the stream back until its shared in-flight budget has room. */
-  readonly onQueued?: ((q: UploadQueued__Output) => void) | undefined;
+  readonly onQueued?: ((q: UploadQueue) => void) | undefined;
 }
-
-type Call = grpc.ClientDuplexStream<UploadMessage, UploadReply__Output>;
 
 /** Replies of the coordinator, as state the sender waits on. */
 class Replies {
   accepted: { offset: number; windowBytes: number } | undefined;
   acked = 0;
   resendTo: number | undefined;
-  result: UploadResult__Output | undefined;
+  result: UploadOutcome | undefined;
   error: Error | undefined;
   /** Rejects with the stream's error (a write blocked on 'drain' races it). */
   readonly failed: Promise<never>;
@@ -48,7 +46,7 @@ class Replies {
   private readonly waiters = new Set<() => void>();
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(call: Call, idleMs: number, onQueued?: (q: UploadQueued__Output) => void) {
+  constructor(call: UploadStream, idleMs: number, private readonly onQueued?: (q: UploadQueue) => void) {
     this.failed = new Promise<never>((_, reject) => (this.fail = reject));
     this.failed.catch(() => undefined);
     const arm = (): void => {
@@ -56,15 +54,16 @@ class Replies {
       this.timer = setTimeout(() => call.cancel(), idleMs);
     };
     arm();
-    call.on('data', (r: UploadReply__Output) => {
+    call.on('data', (r) => {
       arm();
-      if (r.accepted) this.accepted = { offset: Number(r.accepted.offset), windowBytes: Number(r.accepted.windowBytes) };
-      else if (r.ack) this.acked = Math.max(this.acked, Number(r.ack.offset));
-      else if (r.resend) {
-        this.resendTo = Number(r.resend.offset);
-        this.acked = Math.min(this.acked, this.resendTo);
-      } else if (r.result) this.result = r.result;
-      else if (r.queued) onQueued?.(r.queued); // the reply itself re-armed the idle timer
+      const reply = uploadReplyFromWire(r);
+      if (reply.ok) this.apply(reply.value);
+      else {
+        // A reply that breaks the contract ends this stream as a break would; the error says why.
+        this.error ??= wireError(reply);
+        this.fail(this.error);
+        call.cancel();
+      }
       this.notify();
     });
     call.on('error', (err: Error) => {
@@ -81,6 +80,16 @@ class Replies {
   }
 
   readonly touch: () => void;
+
+  private apply(r: UploadReply | undefined): void {
+    if (r?.kind === 'accepted') this.accepted = { offset: r.offset, windowBytes: r.windowBytes };
+    else if (r?.kind === 'ack') this.acked = Math.max(this.acked, r.offset);
+    else if (r?.kind === 'resend') {
+      this.resendTo = r.offset;
+      this.acked = Math.min(this.acked, this.resendTo);
+    } else if (r?.kind === 'result') this.result = r.outcome;
+    else if (r?.kind === 'queued') this.onQueued?.(r.queue); // the reply itself re-armed the idle timer
+  }
 
   /** Resolves once `ready()` holds; throws the stream's error. */
   async until(ready: () => boolean): Promise<void> {
@@ -103,7 +112,7 @@ class Replies {
 }
 
 /** Sends one stripe on `call`; resolves with the coordinator's result for it. */
-export async function sendStripe(call: Call, job: StripeJob): Promise<UploadResult__Output> {
+export async function sendStripe(call: UploadStream, job: StripeJob): Promise<UploadOutcome> {
   const replies = new Replies(call, job.idleMs, job.onQueued);
   const pieces = stripePieces(job.encoder.segments, job.start, job.end);
   try {

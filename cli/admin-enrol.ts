@@ -5,7 +5,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { enrolSite, loadCaFiles, renewalCsr, signSiteCsr, writeAtomic, type AdminClient } from '../coordinator/index.js';
+import { DEFAULT_VALIDITY_DAYS, enrolSite, loadCaFiles, renewalCsr, signSiteCsr, writeAtomic, type AdminClient } from '../coordinator/index.js';
 import { loadSiteConfig } from '../site-agent/index.js';
 import type { AdminArgs, AdminConfig } from './admin.js';
 import { UsageError } from './usage-error.js';
@@ -29,7 +29,7 @@ export async function approveCommand(client: AdminClient, cfg: AdminConfig, a: A
   const csrPath = resolve(a.csr);
   const csrPem = await readText(csrPath, 'CSR');
   const ca = await loadCaFiles(resolve(a.ca));
-  const certPem = await signSiteCsr({ ca, csrPem, site, validityDays: a.validityDays ?? 365, now: new Date() });
+  const certPem = await signSiteCsr({ ca, csrPem, site, validityDays: a.validityDays ?? DEFAULT_VALIDITY_DAYS, now: new Date() });
   // The coordinator's word first: a refused certificate is never written anywhere.
   const r = await client.approveSite(site, certPem);
   const outDir = resolve(a.out ?? dirname(csrPath));

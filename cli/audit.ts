@@ -7,7 +7,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { invariant } from '../aggregation/index.js';
-import { exportLines, readStateDirTrail, readStreamTrail, verifyAudit, type AuditLine, type AuditReport } from '../coordinator/index.js';
+import { DEFAULT_AUDIT_STREAM, exportLines, readStateDirTrail, readStreamTrail, verifyAudit, type AuditLine, type AuditReport } from '../coordinator/index.js';
 import { UsageError, isUsageError } from './usage-error.js';
 
 const USAGE = `usage:
@@ -26,7 +26,7 @@ export async function runAudit(args: string[], out: Out = (s) => void process.st
       options: {
         'state-dir': { type: 'string' },
         nats: { type: 'string' },
-        stream: { type: 'string', default: 'FEDHPC_AUDIT' },
+        stream: { type: 'string', default: DEFAULT_AUDIT_STREAM },
         subject: { type: 'string' },
         ca: { type: 'string' },
         out: { type: 'string' },

@@ -8,6 +8,7 @@ export type { BusEvent, EventBodies, EventKind } from './observe/events.js';
 export { EVENT_KINDS, NATS_GAP_KIND, eventBodySchemas, natsEventSchema, natsGapEventSchema, type NatsGapBody } from './observe/events.js';
 export { GENESIS_HASH, readJournal, recordHash, verifyChain, type JournalBody, type JournalRecord } from './state/journal.js';
 export { exportLines, readStateDirTrail, readStreamTrail, verifyAudit, type AuditLine, type AuditReport } from './audit/index.js';
-export { PkiError, createCa, enrolSite, issueCertificate, loadCaFiles, provisionFederation, renewalCsr, signSiteCsr, writeAtomic, type ProvisionManifest } from './pki/index.js';
+export { DEFAULT_VALIDITY_DAYS, PkiError, createCa, enrolSite, issueCertificate, loadCaFiles, provisionFederation, renewalCsr, signSiteCsr, writeAtomic, type ProvisionManifest } from './pki/index.js';
 export { runSchema, type ResolvedRun } from './config.js';
 export { KernelPool, type PoolEncoding, type PoolRegion } from './aggregate/kernel-pool.js';
+export { DEFAULT_AUDIT_STREAM } from './nats/index.js';

@@ -6,6 +6,9 @@ import { readFileSync } from 'node:fs';
 import { credsAuthenticator, type NodeConnectionOptions } from '@nats-io/transport-node';
 import { z } from 'zod';
 
+/** The JetStream stream of the audit trail unless `nats.auditStream` names another. */
+export const DEFAULT_AUDIT_STREAM = 'FEDHPC_AUDIT';
+
 const subjectToken = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 
 /** `nats`: where events and audit records go. */
@@ -18,7 +21,7 @@ export const natsSchema = z
     /** Events kept while NATS is unreachable; beyond it the oldest are dropped and the gap reported. */
     bufferEvents: z.number().int().min(0).max(10_000_000).default(10_000),
     /** JetStream stream of the audit trail (created if missing, file storage). */
-    auditStream: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).default('FEDHPC_AUDIT'),
+    auditStream: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).default(DEFAULT_AUDIT_STREAM),
     /** Deadline of one connection attempt and of one JetStream acknowledgement. */
     timeoutMs: z.number().int().min(100).max(600_000).default(5_000),
     /** TLS towards the NATS server (CA to trust; client certificate and key for mutual TLS). */

@@ -29,5 +29,5 @@ export {
   identityFromAuthContext,
   identityFromCertificate,
 } from './identity.js';
-export { type ProvisionFederationOptions, type ProvisionManifest, type ProvisionedMember, provisionFederation } from './provision.js';
+export { DEFAULT_VALIDITY_DAYS, type ProvisionFederationOptions, type ProvisionManifest, type ProvisionedMember, provisionFederation } from './provision.js';
 export { type EnrolFiles, enrolSite, loadCaFiles, renewalCsr, signSiteCsr, writeAtomic } from './enrol.js';

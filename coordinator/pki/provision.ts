@@ -16,6 +16,10 @@ import { type CertificateAndKey, type RandomBytes, createCa, issueCertificate } 
 import { type Role, assertValidFederation, assertValidId, assertValidity } from './names.js';
 
 /** Options of {@link provisionFederation}. */
+
+/** Validity of certificates `fedhpc provision` and `admin approve` issue when none is given, in days. */
+export const DEFAULT_VALIDITY_DAYS = 365;
+
 export interface ProvisionFederationOptions {
   /** Federation name; must match `ID_PATTERN`. */
   readonly federation: string;
@@ -27,7 +31,7 @@ export interface ProvisionFederationOptions {
   readonly outDir: string;
   /** DNS names and IP addresses for the coordinator's SAN. Default `localhost`, `127.0.0.1`, `::1`. */
   readonly coordinatorHosts?: readonly string[];
-  /** Validity of every certificate, in days. Default 365. */
+  /** Validity of every certificate, in days. Default {@link DEFAULT_VALIDITY_DAYS}. */
   readonly validityDays?: number;
   /** Issuance time. Default `new Date()`. */
   readonly now?: Date;
@@ -119,7 +123,7 @@ function checkAborted(signal: AbortSignal | undefined): void {
  */
 export async function provisionFederation(options: ProvisionFederationOptions): Promise<ProvisionManifest> {
   const { federation, sites, admins } = options;
-  const validityDays = options.validityDays ?? 365;
+  const validityDays = options.validityDays ?? DEFAULT_VALIDITY_DAYS;
   const now = options.now ?? new Date();
   assertValidFederation(federation);
   assertValidity(validityDays, now);

@@ -8,6 +8,7 @@ import type { Logger } from '../../common/logger.js';
 import type { Clock } from '../core/clock.js';
 export { systemClock, type Clock } from '../core/clock.js';
 import type { ResolvedCoordinatorConfig, ResolvedRun, RunningConfig } from '../config.js';
+import { invariant } from '../../aggregation/index.js';
 import { CoordinatorError } from '../core/errors.js';
 import { EvalTracker } from './evals.js';
 import type { EventBus } from '../observe/events.js';
@@ -74,7 +75,7 @@ export class RoundDriver implements SiteRoundPort, UploadRoundPort, AdminRoundPo
       log: this.log,
       control: this.control,
       evals: this.evals,
-      run: () => this.run!,
+      run: () => this.activeRun('an effect runs only while a run is driven'),
       config: () => this.config,
       secure: () => this.secure,
       scheduler: () => this.state,
@@ -180,7 +181,7 @@ export class RoundDriver implements SiteRoundPort, UploadRoundPort, AdminRoundPo
     this.control.aborted = true;
     if (this.control.setPaused(false) || phase === 'commit' || phase === 'idle') {
       // Held at a round boundary: no round is open, so the run just ends.
-      this.state = { ...this.state, run: { phase: 'failed', plan: this.run!.plan, reason: why } };
+      this.state = { ...this.state, run: { phase: 'failed', plan: this.activeRun('an active run being aborted has a run context').plan, reason: why } };
       this.runner.enqueue({ type: 'runFailed', reason: why });
       return;
     }
@@ -242,6 +243,12 @@ export class RoundDriver implements SiteRoundPort, UploadRoundPort, AdminRoundPo
     return this.state;
   }
 
+  /** The run being driven; `why` names the invariant that says there must be one. */
+  private activeRun(why: string): RunContext {
+    invariant(this.run !== undefined, why);
+    return this.run;
+  }
+
   get runContext(): Readonly<RunContext> | undefined {
     return this.run;
   }
@@ -287,7 +294,7 @@ export class RoundDriver implements SiteRoundPort, UploadRoundPort, AdminRoundPo
     const att = this.runner.attempt;
     if (att && att.round === intent.round && att.attempt === intent.attempt) att.uploads.set(site, { intent, spool });
     const r = this.dispatch({ type: 'uploadCompleted', site, round: intent.round, attempt: intent.attempt, weight: intent.weight });
-    if (r.ok) this.o.bus.emit('upload.done', { runId: this.run!.plan.runId, round: intent.round, attempt: intent.attempt, site, bytes: spool.bytes, weight: intent.weight });
+    if (r.ok) this.o.bus.emit('upload.done', { runId: this.activeRun('an accepted upload belongs to the driven run').plan.runId, round: intent.round, attempt: intent.attempt, site, bytes: spool.bytes, weight: intent.weight });
     return r.ok;
   }
 

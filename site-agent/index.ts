@@ -1,5 +1,6 @@
 /** Public surface of the site-agent part. */
-export { AGENT_VERSION, DROP_PHASES, SiteAgent, type DropPhase, type SiteAgentOptions } from './agent.js';
+export { AGENT_VERSION, SiteAgent, type SiteAgentOptions } from './agent.js';
+export { DROP_PHASES, type DropPhase } from './faults.js';
 export { builtinRunnerSchema, loadSiteConfig, siteConfigSchema, type ResolvedSiteConfig, type SiteOptions } from './config.js';
 export { SiteAgentError } from './errors.js';
 export { BuiltinRunner, readBuiltinModel, writeBuiltinModel } from './runners/builtin.js';

@@ -7,19 +7,19 @@ import { randomBytes } from 'node:crypto';
 import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../common/logger.js';
-import type { SiteServiceClient, TrainTask__Output } from '../proto/index.js';
+import type { SiteServiceClient } from '../proto/index.js';
 import type { ResolvedSiteConfig } from './config.js';
 import { DeltaEncoder, type MaskedInputs } from './encode.js';
 import { stderrSink, TransferMeter, type ProgressSink } from './progress.js';
 import type { TrainResult } from './runners/runner.js';
 import type { SecureParams, SecureSession } from './secure/session.js';
 import { uploadDelta, type TransferPolicy } from './transfer.js';
-import type { UploadOutcome, UploadQueue } from './wire.js';
+import { attemptKey, type TrainTask, type UploadOutcome, type UploadQueue } from './wire.js';
 
 const RESULT_FILE = 'trained.json';
 
 /** The training result of this exact task, when a previous run of the agent left it complete. */
-export async function trainedResult(roundDir: string, t: TrainTask__Output): Promise<TrainResult | undefined> {
+export async function trainedResult(roundDir: string, t: TrainTask): Promise<TrainResult | undefined> {
   try {
     const saved = JSON.parse(await readFile(join(roundDir, RESULT_FILE), 'utf8')) as { key: string; result: TrainResult };
     if (saved.key !== taskKey(t)) return undefined;
@@ -31,21 +31,21 @@ export async function trainedResult(roundDir: string, t: TrainTask__Output): Pro
 }
 
 /** Records a finished shard, atomically, so a restart can upload it without training again. */
-export async function saveTrainedResult(roundDir: string, t: TrainTask__Output, result: TrainResult): Promise<void> {
+export async function saveTrainedResult(roundDir: string, t: TrainTask, result: TrainResult): Promise<void> {
   const tmp = join(roundDir, `${RESULT_FILE}.tmp`);
   await writeFile(tmp, JSON.stringify({ key: taskKey(t), result }), { mode: 0o600 });
   await rename(tmp, join(roundDir, RESULT_FILE));
 }
 
-function taskKey(t: TrainTask__Output): string {
-  return `${t.runId}/${t.round}.${t.attempt}/${t.globalModel?.sha256 ?? ''}`;
+function taskKey(t: TrainTask): string {
+  return `${attemptKey(t)}/${t.globalModel.sha256}`;
 }
 
 /** What the agent hands the upload step. */
 export interface RoundUploadInput {
   readonly client: SiteServiceClient;
   readonly config: ResolvedSiteConfig;
-  readonly task: TrainTask__Output;
+  readonly task: TrainTask;
   readonly globalPath: string;
   readonly result: TrainResult;
   readonly secure: { session: SecureSession; params: SecureParams } | undefined;
@@ -60,23 +60,22 @@ export interface RoundUploadInput {
 /** Encodes and uploads the round's delta; resolves with the coordinator's verdict. */
 export async function uploadRoundDelta(i: RoundUploadInput): Promise<UploadOutcome> {
   const t = i.task;
-  const tensors = t.tensors.map((x) => ({ name: x.name, dtype: x.dtype, shape: x.shape.map(Number) }));
-  const encoding = t.encoding?.name || 'f32';
+  const { tensors, encoding } = t;
   const masked: MaskedInputs | undefined = i.secure ? { ...i.secure, samples: i.result.samples, roundingSeed: randomBytes(32) } : undefined;
   const encoder = await DeltaEncoder.open(i.globalPath, i.result.outPath, tensors, encoding, masked);
   const meter = new TransferMeter('upload', encoder.totalBytes, i.log.child({ phase: 'upload' }), i.sink ?? stderrSink());
   i.onMeter(meter);
   const cfg = i.config.transfer;
-  const allowed = t.maxChunkBytes > 0 ? t.maxChunkBytes : 1 << 20;
+  const allowed = t.maxChunkBytes ?? 1 << 20;
   const policy: TransferPolicy = { idleMs: cfg.idleTimeoutS * 1000, retry: i.config.reconnect };
   try {
     const res = await uploadDelta(
       i.client,
       {
         runId: t.runId,
-        round: Number(t.round),
+        round: t.round,
         attempt: t.attempt,
-        baseModelSha256: t.globalModel?.sha256 ?? '',
+        baseModelSha256: t.globalModel.sha256,
         encoding,
         tensors,
         samples: i.result.samples,

@@ -1,0 +1,260 @@
+/**
+ * The site's work on one train task, the round job: download the global model, score it when
+ * asked, train a shard through the runner, upload the delta (masked under secure aggregation),
+ * and remember the contribution for its receipt. One job runs at a time; a newer attempt, a
+ * cancel or a lost connection stops it. The eval-only task after the last round runs here too,
+ * bounded by its deadline and its connection since no job carries it.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../common/logger.js';
+import type { SiteActivity } from './activity.js';
+import type { ResolvedSiteConfig } from './config.js';
+import { SiteAgentError } from './errors.js';
+import type { FaultPoint } from './faults.js';
+import type { CoordinatorLink } from './link.js';
+import type { AgentMetrics } from './metrics.js';
+import { stderrSink, TransferMeter } from './progress.js';
+import type { Contribution } from './receipt.js';
+import { classifyFailure } from './retry.js';
+import { saveTrainedResult, trainedResult, uploadRoundDelta } from './round-upload.js';
+import type { TrainResult, Runner } from './runners/runner.js';
+import type { SecureAttempt } from './secure/stages.js';
+import { downloadModel, type TransferPolicy } from './transfer.js';
+import { attemptKey, type AttemptRef, type CancelTask, type EvalTask, type ModelRef, type TrainTask } from './wire.js';
+
+/**
+ * How long an eval-only task may take when the coordinator names no deadline (the coordinator's
+ * default `deadlines.evalS`): no evaluation is waited for without a bound.
+ */
+const EVAL_DEADLINE_FALLBACK_MS = 600_000;
+
+/** The calls a round job makes: transfers on the client, a score, a failure report. */
+export type RoundLink = Pick<CoordinatorLink, 'client' | 'reportEval' | 'reportFailure'>;
+
+/** What round jobs need from the agent around them. */
+export interface RoundJobsOptions {
+  readonly config: ResolvedSiteConfig;
+  readonly runner: Runner;
+  readonly log: Logger;
+  /** Where downloaded models are cached, by content. */
+  readonly cacheDir: string;
+  /** Written as the job goes; heartbeats read it. */
+  readonly activity: SiteActivity;
+  readonly metrics: AgentMetrics | undefined;
+  /** The connection the next call goes on. */
+  readonly link: () => RoundLink;
+  /** Remembers an accepted upload, to sign its receipt once the round commits. */
+  readonly contributed: (c: Contribution) => void;
+  /** The secure session of attempt `a` (REFUSED when this site made no keys for it). */
+  readonly secureAttempt: (a: AttemptRef) => SecureAttempt;
+  readonly fault: FaultPoint;
+  /** Reconnects when `err` says the coordinator forgot this session; whether it did. */
+  readonly rejoinIfForgotten: (err: unknown, during: string) => boolean;
+  /** Called when a job has finished and the site is between rounds. */
+  readonly onIdle: () => void;
+}
+
+interface Job {
+  readonly key: string;
+  readonly abort: AbortController;
+  readonly done: Promise<void>;
+}
+
+/** Runs the round job of each train task, one at a time, and the eval-only task. */
+export class RoundJobs {
+  private job: Job | undefined;
+
+  constructor(private readonly o: RoundJobsOptions) {}
+
+  /** Starts the job of `t`, unless it already runs; a job of another attempt is stopped first. */
+  start(t: TrainTask): void {
+    const key = attemptKey(t);
+    if (this.job?.key === key) return;
+    this.stop('superseded by a new round task');
+    const abort = new AbortController();
+    const done = this.train(t, abort.signal).catch((err) => this.reportFailure(t, err, abort.signal));
+    this.job = { key, abort, done };
+  }
+
+  /** Stops the job of the cancelled attempt, if it is the one running. */
+  cancel(c: CancelTask): void {
+    if (this.job?.key !== attemptKey(c)) return;
+    this.o.log.warn({ round: c.round, reason: c.reason }, 'round cancelled by the coordinator');
+    this.stop(c.reason);
+  }
+
+  /** Stops the running job, if any: its signal aborts with CANCELLED and `reason`. */
+  stop(reason: string): void {
+    if (!this.job) return;
+    this.job.abort.abort(new SiteAgentError('CANCELLED', reason, false));
+    this.job = undefined;
+    this.o.activity.activity = 'idle';
+  }
+
+  /**
+   * The eval-only task after the last round. It belongs to no round job, so nothing else stops it:
+   * it is bounded by the task's deadline and by `connection`. An evaluation still running at the
+   * deadline is abandoned (the runner is told to stop; the agent stops waiting even if it does not)
+   * and the coordinator, which stops waiting then too, goes on without this site's score.
+   */
+  async evaluateFinal(e: EvalTask, connection: AbortSignal): Promise<void> {
+    const modelRound = e.modelRound;
+    const deadlineMs = e.deadlineMs ?? Date.now() + EVAL_DEADLINE_FALLBACK_MS;
+    const deadline = new AbortController();
+    const timer = setTimeout(
+      () => deadline.abort(new SiteAgentError('DEADLINE_PASSED', `the evaluation of round ${modelRound}'s model passed its deadline`, false, { modelRound, deadlineMs })),
+      Math.max(0, deadlineMs - Date.now()),
+    );
+    const signal = AbortSignal.any([connection, deadline.signal]);
+    try {
+      await stopWaitingOnAbort(this.evaluate(e.runId, e.model, modelRound, signal), signal);
+    } catch (err) {
+      if (deadline.signal.aborted) {
+        this.o.log.warn({ modelRound, deadlineMs, activity: this.o.activity.activity }, 'evaluation abandoned at the coordinator\'s deadline');
+      } else if (connection.aborted) {
+        this.o.log.info({ modelRound }, 'evaluation stopped: the connection closed (the coordinator asks again after the next Join)');
+      } else if (!this.o.rejoinIfForgotten(err, 'evaluation')) {
+        this.o.log.warn({ modelRound, err: { message: (err as Error).message } }, 'evaluation failed');
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Scores `model` (the model round `modelRound` produced) and reports the score. */
+  private async evaluate(runId: string, model: ModelRef, modelRound: number, signal: AbortSignal): Promise<void> {
+    const log = this.o.log.child({ round: modelRound, phase: 'training' });
+    const { path } = await downloadModel(this.o.link().client, model.sha256, model.sizeBytes, this.o.cacheDir, signal, () => undefined);
+    const r = await this.o.runner.evaluate(path, signal);
+    // A runner that finished after all must not report a score the caller has given up on.
+    signal.throwIfAborted();
+    await this.o.link().reportEval({ runId, modelRound, modelSha256: model.sha256, loss: r.loss, samples: r.samples });
+    log.info({ modelRound, loss: r.loss, samples: r.samples }, 'evaluation reported');
+  }
+
+  /** The job of one train task, from download to receipt. */
+  private async train(t: TrainTask, signal: AbortSignal): Promise<void> {
+    const activity = this.o.activity;
+    activity.round = t.round;
+    const log = this.o.log.child({ round: t.round, attempt: t.attempt });
+    activity.activity = 'download';
+    const dl = await this.download(t.globalModel, signal, log);
+    log.info({ phase: 'training', bytes: dl.bytes, cached: dl.bytes === 0 }, dl.bytes === 0 ? 'global model already held' : 'global model downloaded');
+    if (t.evaluate) await this.evaluate(t.runId, t.globalModel, t.modelRound, signal);
+
+    // Bonawitz et al. 2017, round 2 begins with the shares neighbours sealed for this site.
+    const secure = t.encoding.startsWith('secagg') ? this.o.secureAttempt(t) : undefined;
+    secure?.session.receiveShares(t.shares, t.shareHolders);
+
+    activity.activity = 'training';
+    const roundDir = join(this.o.config.workDir, `round-${t.round}`);
+    const result = await this.trainShard(t, dl.path, roundDir, secure !== undefined, log, signal);
+
+    activity.activity = 'upload';
+    const res = await uploadRoundDelta({
+      client: this.o.link().client,
+      config: this.o.config,
+      task: t,
+      globalPath: dl.path,
+      result,
+      secure,
+      log,
+      signal,
+      onMeter: (m) => (activity.meter = m),
+      onProgress: (done, total) => {
+        activity.progress = done / total;
+        if (done >= total / 2) this.o.fault('upload');
+      },
+    });
+    log.info({ phase: 'upload', bytes: res.receivedBytes }, 'delta uploaded');
+    this.o.metrics?.moved('up', res.receivedBytes);
+    this.o.metrics?.roundTrained();
+    this.o.contributed({ runId: t.runId, round: t.round, parentSha256: t.globalModel.sha256, dataManifestSha256: result.dataManifestSha256 });
+    activity.activity = 'idle';
+    activity.progress = -1;
+    await rm(roundDir, { recursive: true, force: true });
+    this.o.onIdle();
+  }
+
+  /** Trains the shard in `roundDir`, or takes the one a previous run of the agent left complete there. */
+  private async trainShard(t: TrainTask, globalPath: string, roundDir: string, secure: boolean, log: Logger, signal: AbortSignal): Promise<TrainResult> {
+    // A shard trained for this very task (the agent restarted mid-upload) is uploaded, not retrained.
+    const kept = secure ? undefined : await trainedResult(roundDir, t);
+    // A Slurm shard's job record lives in its round dir: a restarted agent re-attaches to it.
+    if (!kept && this.o.runner.kind !== 'slurm') await rm(roundDir, { recursive: true, force: true });
+    await mkdir(join(roundDir, 'out'), { recursive: true });
+    if (kept) {
+      log.info({ phase: 'training', steps: kept.steps }, 'shard already trained for this task: uploading it');
+      return kept;
+    }
+    const activity = this.o.activity;
+    const t0 = Date.now();
+    const result = await this.o.runner.train({
+      runId: t.runId,
+      round: t.round,
+      attempt: t.attempt,
+      globalPath,
+      globalSha256: t.globalModel.sha256,
+      roundDir,
+      train: t.trainConfig,
+      signal,
+      deadlineMs: t.trainingDeadlineMs,
+      onProgress: (p) => {
+        activity.progress = p.step / p.steps;
+        activity.trainLoss = p.loss;
+      },
+    });
+    await saveTrainedResult(roundDir, t, result);
+    log.info({ phase: 'training', steps: result.steps, loss: result.trainLoss, seconds: (Date.now() - t0) / 1000 }, 'shard trained');
+    return result;
+  }
+
+  /** Downloads a model with progress (TTY line or log lines, and heartbeats). */
+  private async download(model: ModelRef, signal: AbortSignal, log: Logger): Promise<{ path: string; bytes: number }> {
+    const activity = this.o.activity;
+    const meter = new TransferMeter('download', model.sizeBytes, log.child({ phase: 'download' }), stderrSink());
+    activity.meter = meter;
+    const policy: TransferPolicy = { idleMs: this.o.config.transfer.idleTimeoutS * 1000, retry: this.o.config.reconnect };
+    try {
+      const dl = await downloadModel(this.o.link().client, model.sha256, model.sizeBytes, this.o.cacheDir, signal, (done, total) => {
+        activity.progress = done / total;
+        meter.update(done);
+      }, policy);
+      if (dl.bytes > 0) meter.finish();
+      this.o.metrics?.moved('down', dl.bytes);
+      return dl;
+    } finally {
+      if (activity.meter === meter) activity.meter = undefined;
+    }
+  }
+
+  /** Tells the coordinator this site failed the attempt, unless the job was stopped on purpose. */
+  private reportFailure(t: TrainTask, err: unknown, signal: AbortSignal): void {
+    if (signal.aborted) return; // cancelled by the coordinator or by a disconnect: nothing to report
+    // A report on a forgotten session would be refused too; after the new Join the coordinator decides.
+    if (this.o.rejoinIfForgotten(err, `round ${t.round}`)) return;
+    const verdict = classifyFailure(err);
+    const e = err instanceof SiteAgentError ? err : undefined;
+    const code = e?.code ?? (err as grpc.ServiceError).code;
+    const message = (err as Error).message;
+    this.o.log.error({ round: t.round, err: { code, message } }, 'round failed at this site');
+    this.o.metrics?.failed(code);
+    this.o.activity.activity = 'idle';
+    this.o.link().reportFailure(t, { code: e?.code ?? 'TRAINING_FAILED', message, retryable: verdict.retryable });
+  }
+}
+
+/**
+ * Settles with `work`, or rejects with the signal's reason as soon as it aborts: a runner that
+ * ignores its signal cannot hold the caller past a deadline. A late outcome of `work` is dropped.
+ */
+function stopWaitingOnAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    void work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}

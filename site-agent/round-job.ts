@@ -21,7 +21,7 @@ import { classifyFailure } from './retry.js';
 import { saveTrainedResult, trainedResult, uploadRoundDelta } from './round-upload.js';
 import type { TrainResult, Runner } from './runners/runner.js';
 import type { SecureAttempt } from './secure/stages.js';
-import { downloadModel, type TransferPolicy } from './transfer.js';
+import { downloadModel, transferPolicy } from './transfer.js';
 import { attemptKey, type AttemptRef, type CancelTask, type EvalTask, type ModelRef, type TrainTask } from './wire.js';
 
 /**
@@ -126,7 +126,7 @@ export class RoundJobs {
   /** Scores `model` (the model round `modelRound` produced) and reports the score. */
   private async evaluate(runId: string, model: ModelRef, modelRound: number, signal: AbortSignal): Promise<void> {
     const log = this.o.log.child({ round: modelRound, phase: 'training' });
-    const { path } = await downloadModel(this.o.link().client, model.sha256, model.sizeBytes, this.o.cacheDir, signal, () => undefined);
+    const { path } = await downloadModel(this.o.link().client, model.sha256, model.sizeBytes, this.o.cacheDir, signal, () => undefined, transferPolicy(this.o.config));
     const r = await this.o.runner.evaluate(path, signal);
     // A runner that finished after all must not report a score the caller has given up on.
     signal.throwIfAborted();
@@ -216,7 +216,7 @@ export class RoundJobs {
     const activity = this.o.activity;
     const meter = new TransferMeter('download', model.sizeBytes, log.child({ phase: 'download' }), stderrSink());
     activity.meter = meter;
-    const policy: TransferPolicy = { idleMs: this.o.config.transfer.idleTimeoutS * 1000, retry: this.o.config.reconnect };
+    const policy = transferPolicy(this.o.config);
     try {
       const dl = await downloadModel(this.o.link().client, model.sha256, model.sizeBytes, this.o.cacheDir, signal, (done, total) => {
         activity.progress = done / total;

@@ -13,7 +13,7 @@ import { DeltaEncoder, type MaskedInputs } from './encode.js';
 import { stderrSink, TransferMeter, type ProgressSink } from './progress.js';
 import type { TrainResult } from './runners/runner.js';
 import type { SecureParams, SecureSession } from './secure/session.js';
-import { uploadDelta, type TransferPolicy } from './transfer.js';
+import { transferPolicy, uploadDelta } from './transfer.js';
 import { attemptKey, type TrainTask, type UploadOutcome, type UploadQueue } from './wire.js';
 
 const RESULT_FILE = 'trained.json';
@@ -67,7 +67,7 @@ export async function uploadRoundDelta(i: RoundUploadInput): Promise<UploadOutco
   i.onMeter(meter);
   const cfg = i.config.transfer;
   const allowed = t.maxChunkBytes ?? 1 << 20;
-  const policy: TransferPolicy = { idleMs: cfg.idleTimeoutS * 1000, retry: i.config.reconnect };
+  const policy = transferPolicy(i.config);
   try {
     const res = await uploadDelta(
       i.client,

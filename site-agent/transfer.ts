@@ -22,13 +22,18 @@ import { modelChunksFromWire, type UploadOutcome, type UploadQueue } from './wir
 export type TransferProgress = (done: number, total: number) => void;
 
 /** How transfers behave when the network does not. */
+/** How long a transfer may stall and how it backs off: from the site config, never a second default. */
 export interface TransferPolicy {
-  /** A transfer that makes no progress for this long fails. */
+  /** A transfer that makes no progress for this long fails (`transfer.idleTimeoutS`). */
   readonly idleMs: number;
+  /** Backoff between tries (`reconnect`). */
   readonly retry: { readonly initialMs: number; readonly maxMs: number };
 }
 
-export const DEFAULT_POLICY: TransferPolicy = { idleMs: 60_000, retry: { initialMs: 250, maxMs: 5_000 } };
+/** The transfer policy of a resolved site config. */
+export function transferPolicy(config: { transfer: { idleTimeoutS: number }; reconnect: { initialMs: number; maxMs: number } }): TransferPolicy {
+  return { idleMs: config.transfer.idleTimeoutS * 1000, retry: config.reconnect };
+}
 
 /** Local path of a cached model. */
 export function cachedModelPath(cacheDir: string, sha256: string): string {
@@ -76,7 +81,7 @@ export async function downloadModel(
   cacheDir: string,
   signal: AbortSignal,
   onProgress: TransferProgress,
-  policy: TransferPolicy = DEFAULT_POLICY,
+  policy: TransferPolicy,
 ): Promise<{ path: string; bytes: number }> {
   await mkdir(cacheDir, { recursive: true });
   const path = cachedModelPath(cacheDir, sha256);
@@ -165,7 +170,7 @@ export interface UploadOptions {
   readonly streams: number;
   /** Site-wide upload rate limit in bytes per second, shared by all streams (0: none). */
   readonly rateBytesPerS: number;
-  readonly policy?: TransferPolicy;
+  readonly policy: TransferPolicy;
   /** Bytes put on the wire, re-sent ones included (tests count them). */
   readonly onSent?: (n: number) => void;
   /** A stream waits for the coordinator's shared in-flight budget (told again while it waits). */
@@ -203,7 +208,7 @@ export function ratePacer(rateBytesPerS: number, signal: AbortSignal): (n: numbe
  * coordinator has it all. Resolves with the result of the stream that completed the delta.
  */
 export async function uploadDelta(client: SiteServiceClient, header: UploadHeaderFields, encoder: DeltaEncoder, outer: AbortSignal, onProgress: TransferProgress, o: UploadOptions): Promise<UploadOutcome> {
-  const policy = o.policy ?? DEFAULT_POLICY;
+  const { policy } = o;
   // One stripe failing for good stops the others.
   const stop = new AbortController();
   const signal = AbortSignal.any([outer, stop.signal]);

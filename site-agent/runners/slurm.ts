@@ -18,7 +18,8 @@ import { SiteAgentError } from '../errors.js';
 import { parseEvalOutput } from './command.js';
 import { ProgressTail, RunnerConfigError, exitOutcome, plannedSteps, prepareRoundDir, refusalError, shardSpecShape, tailOf, verifyShard, writeJsonAtomic } from './round-dir.js';
 import type { EvalResult, Runner, TrainRequest, TrainResult } from './runner.js';
-import { REQUIRED_SLURM_COMMANDS, SlurmCli, SlurmCommandError, TERMINAL_STATES, parseTimeLimit, runBlock, shellQuote as q, stateFromOutput, type JobInfo, type SlurmCommands } from './slurm-cli.js';
+import { blockPlaceholderIssues, ignoredDirectives, renderJobScript, sbatchDirectives } from './sbatch-template.js';
+import { REQUIRED_SLURM_COMMANDS, SlurmCli, SlurmCommandError, TERMINAL_STATES, parseTimeLimit, shellQuote as q, stateFromOutput, type JobInfo, type SlurmCommands } from './slurm-cli.js';
 
 const line = z.string().min(1).regex(/^[^\r\n]*$/, 'a single line');
 /** Site config of the `slurm` runner (`runner.kind = "slurm"`). */
@@ -127,8 +128,10 @@ export class SlurmRunner implements Runner {
   private nextCursor: number | undefined;
 
   /**
-   * Checks at agent start, not at the first round: the Slurm commands are on PATH and the template
-   * renders and passes `bash -n`. Throws {@link RunnerConfigError} naming what is wrong.
+   * Checks at agent start, not at the first round: the Slurm commands are on PATH, the template's
+   * multi-line placeholders stand alone on their lines, and it renders to a script that passes
+   * `bash -n` with every `#SBATCH` line before the first command (sbatch ignores those after it).
+   * Throws {@link RunnerConfigError} naming what is wrong.
    */
   constructor(
     private readonly o: ResolvedSlurmRunner,
@@ -147,6 +150,8 @@ export class SlurmRunner implements Runner {
     }
     this.timeLimitS = parseTimeLimit(o.timeLimit)!;
     const where = path ?? 'runner.templateInline';
+    const misplaced = blockPlaceholderIssues(this.template);
+    if (misplaced.length > 0) throw new RunnerConfigError('slurm', misplaced.map((issue) => `template ${where} ${issue}`));
     const runs = this.template.match(/\{\{\s*run\s*\}\}/g)?.length ?? 0;
     // A template either lets the agent generate its run block, or runs its own steps (the NeMo
     // recipe's three srun steps) and prints the start and exit markers the runner reads itself.
@@ -160,6 +165,10 @@ export class SlurmRunner implements Runner {
       const msg = (check.stderr || check.error?.message || `exit ${check.status}`).trim().replaceAll('bash: ', '');
       throw new RunnerConfigError('slurm', [`template ${where} does not render to a valid bash script: ${msg}`]);
     }
+    const late = ignoredDirectives(script);
+    if (late !== undefined) {
+      throw new RunnerConfigError('slurm', [`template ${where} renders #SBATCH lines after the first command (line ${late.line}: ${late.command}), which sbatch ignores: ${late.ignored.join(' ')}`]);
+    }
   }
 
   private trainCommand(roundDir: string): string {
@@ -172,48 +181,11 @@ export class SlurmRunner implements Runner {
   }
 
   private directives(roundDir: string, name: string, requeue: boolean, timeLimit: string): string[] {
-    const o = this.o;
-    return [
-      `--job-name=${name}`,
-      `--partition=${o.partition}`,
-      ...(o.account ? [`--account=${o.account}`] : []),
-      ...(o.gpus !== undefined && o.gpus !== 0 ? [`--gpus=${o.gpus}`] : []),
-      ...(o.cpusPerTask ? [`--cpus-per-task=${o.cpusPerTask}`] : []),
-      ...(o.memory ? [`--mem=${o.memory}`] : []),
-      `--time=${timeLimit}`,
-      ...(o.signalLeadS > 0 ? [`--signal=B:USR1@${o.signalLeadS}`] : []),
-      requeue ? '--requeue' : '--no-requeue',
-      `--output=${join(roundDir, 'slurm-%j.out')}`,
-      '--open-mode=append', // a requeued run appends to its first run's output instead of erasing it
-      `--chdir=${o.cwd ?? roundDir}`,
-      ...o.sbatchOptions,
-    ];
+    return sbatchDirectives(this.o, { roundDir, name, requeue, timeLimit });
   }
 
   private render(roundDir: string, name: string, command: string, requeue: boolean, timeLimit: string): string {
-    const o = this.o;
-    const setup = [
-      ...(o.modules.length > 0 ? ['if ! type module >/dev/null 2>&1 && [ -f /etc/profile.d/modules.sh ]; then . /etc/profile.d/modules.sh; fi'] : []),
-      ...o.modules.map((m) => `module load ${q(m)} || { echo 'fedhpc: module load failed:' ${q(m)} >&2; exit 1; }`),
-      ...Object.entries(o.env).map(([k, v]) => `export ${k}=${q(v)}`),
-    ];
-    const vars: Record<string, string> = {
-      directives: this.directives(roundDir, name, requeue, timeLimit)
-        .map((d) => `#SBATCH ${d}`)
-        .join('\n'),
-      setup: setup.join('\n'),
-      run: runBlock(command, requeue),
-      round_dir: q(roundDir),
-      job_name: name,
-      partition: o.partition,
-      time_limit: timeLimit,
-      requeue: requeue ? '1' : '0',
-    };
-    return this.template.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (all, key: string) => {
-      const v = vars[key];
-      if (v === undefined) throw new RunnerConfigError('slurm', [`template placeholder ${all} is unknown (known: ${Object.keys(vars).join(', ')})`]);
-      return v;
-    });
+    return renderJobScript(this.template, this.o, { roundDir, name, command, requeue, timeLimit });
   }
 
   async train(req: SlurmTrainRequest): Promise<TrainResult> {

@@ -1,8 +1,11 @@
 /**
  * `fedhpc admin watch`: live round progress from the `Events` stream plus a status poll, redrawn
- * in the terminal (or one JSON object per line with `--json`); ends when the run ends.
+ * in the terminal (or one JSON object per line with `--json`); ends when the run ends. What the
+ * coordinator sends is printed as data (common/text.ts): no event or site field reaches the
+ * terminal as a control.
  */
 import type { AdminClient, AdminEvent } from '../coordinator/index.js';
+import { printable, safeJson } from '../common/text.js';
 import { formatBytes, formatTable, formatTime } from './table.js';
 
 /** Run states after which there is nothing left to watch. */
@@ -17,9 +20,9 @@ export async function watchCommand(client: AdminClient, json: boolean, out: (s: 
   const recent: string[] = [];
   const events = client
     .events((e: AdminEvent) => {
-      if (json) out(JSON.stringify({ type: 'event', kind: e.kind, ts: e.ts, body: e.body }));
+      if (json) out(safeJson({ type: 'event', kind: e.kind, ts: e.ts, body: e.body }));
       else {
-        recent.push(`${formatTime(e.ts)} ${e.kind} ${summary(e.body)}`);
+        recent.push(printable(`${formatTime(e.ts)} ${e.kind} ${summary(e.body)}`));
         if (recent.length > 8) recent.shift();
       }
     }, stop.signal)
@@ -29,7 +32,7 @@ export async function watchCommand(client: AdminClient, json: boolean, out: (s: 
   try {
     for (;;) {
       const [status, { sites }] = await Promise.all([client.status(), client.sites()]);
-      if (json) out(JSON.stringify({ type: 'status', status, sites }));
+      if (json) out(safeJson({ type: 'status', status, sites }));
       else out(screen(status, sites, recent));
       if (ENDED.has(status.runState)) return status.runState === 'finished' ? 0 : status.runState === 'idle' ? 0 : 1;
       await new Promise<void>((r) => {
@@ -59,7 +62,7 @@ type Site = Awaited<ReturnType<AdminClient['sites']>>['sites'][number];
 function screen(s: Status, sites: readonly Site[], recent: readonly string[]): string {
   const deadline = Number(s.phaseDeadlineMs);
   const left = deadline > 0 ? `${Math.max(0, Math.round((deadline - Date.now()) / 1000))} s left` : '';
-  const head = `${s.federation} · run ${s.runId || '-'} (${s.runState}) · round ${s.phase ? `${s.round}.${s.attempt} ${s.phase} ${left}` : '-'} · ${s.roundsCommitted}/${s.roundsTotal} committed`;
+  const head = printable(`${s.federation} · run ${s.runId || '-'} (${s.runState}) · round ${s.phase ? `${s.round}.${s.attempt} ${s.phase} ${left}` : '-'} · ${s.roundsCommitted}/${s.roundsTotal} committed`);
   const table = formatTable(
     ['site', 'state', 'activity', 'progress', 'transfer'],
     sites.map((x) => [
@@ -70,7 +73,8 @@ function screen(s: Status, sites: readonly Site[], recent: readonly string[]): s
       x.transferDirection ? `${x.transferDirection} ${formatBytes(Number(x.transferBytes))}/${formatBytes(Number(x.transferTotal))} ${formatBytes(x.transferRateBytesPerS)}/s` : '-',
     ]),
   );
-  // Clear the screen and home the cursor only on a terminal; a pipe gets plain frames.
+  // Everything above is printable (the table escapes its cells): the one control written is this
+  // one, which clears the screen and homes the cursor, and only on a terminal; a pipe gets plain frames.
   const clear = process.stdout.isTTY ? '\x1b[2J\x1b[H' : '';
   return `${clear}${head}\n\n${table}\n\n${recent.join('\n')}`;
 }

@@ -11,6 +11,7 @@ import { approveCommand } from './admin-enrol.js';
 import { UsageError } from './usage-error.js';
 import { watchCommand } from './admin-watch.js';
 import { formatBytes, formatDuration, formatTable, formatTime } from './table.js';
+import { printable, safeJson } from '../common/text.js';
 import type { StatusResponse__Output } from '../proto/index.js';
 
 const adminConfigSchema = z
@@ -60,7 +61,9 @@ const need = (value: string | undefined, what: string): string => {
 export async function runAdmin(a: AdminArgs, out: (s: string) => void): Promise<number> {
   const cfg = loadAdminConfig(a.config);
   const client = new AdminClient(cfg);
-  const print = (value: unknown, human: () => string): number => (out(a.json ? JSON.stringify(value) : human()), 0);
+  // What the coordinator sends is data: the human form is made printable (the lines the CLI lays
+  // out stay lines), and the JSON form is exact JSON with every control escaped.
+  const print = (value: unknown, human: () => string): number => (out(a.json ? safeJson(value) : printable(human(), { keepNewlines: true })), 0);
   try {
     switch (a.command) {
       case 'status': {

@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { invariant } from '../aggregation/index.js';
 import { DEFAULT_AUDIT_STREAM, exportLines, readStateDirTrail, readStreamTrail, verifyAudit, type AuditLine, type AuditReport } from '../coordinator/index.js';
 import { UsageError, isUsageError } from './usage-error.js';
+import { printable } from '../common/text.js';
 
 const USAGE = `usage:
   fedhpc admin audit verify (--state-dir DIR | --nats URL [--stream NAME] [--subject SUBJECT]) [--ca FILE] [--require-receipts] [--json]
@@ -47,14 +48,15 @@ export async function runAudit(args: string[], out: Out = (s) => void process.st
     const ca = values.ca === undefined ? undefined : await readCa(values.ca);
     const report = verifyAudit(lines, { ...(ca ? { ca } : {}), requireReceipts: values['require-receipts'] === true });
     if (values.json) out(JSON.stringify({ source, ...report }));
-    else out(humanReport(source, report));
+    // A journal's text is whatever was journaled (or tampered in): printed as data.
+    else out(printable(humanReport(source, report), { keepNewlines: true }));
     return report.ok ? 0 : 1;
   } catch (e) {
     if (isUsageError(e)) {
       err(`${(e as Error).message}\n${USAGE}`);
       return 2;
     }
-    err(`audit failed: ${(e as Error).message}`);
+    err(`audit failed: ${printable((e as Error).message, { keepNewlines: true })}`);
     return 1;
   }
 }

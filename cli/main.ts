@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
+import { printable } from '../common/text.js';
 import { loadCoordinatorConfig, startCoordinator } from '../coordinator/index.js';
 import { serveMetrics } from '../common/metrics-http.js';
 import { AgentMetrics, createRunner, DROP_PHASES, RunnerConfigError, loadSiteConfig, SiteAgent, SiteAgentError, type DropPhase } from '../site-agent/index.js';
@@ -173,7 +174,7 @@ async function cmdSite(args: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof SiteAgentError) {
       logger.fatal({ code: err.code }, err.message);
-      process.stderr.write(`fedhpc site: ${err.code}: ${err.message}\n`);
+      process.stderr.write(`fedhpc site: ${err.code}: ${printable(err.message, { keepNewlines: true })}\n`);
       return 1;
     }
     throw err;
@@ -305,19 +306,21 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     const code = (err as { code?: unknown }).code;
+    // Messages may quote what a coordinator, a site or a file said: printed as data (common/text.ts).
+    const lines = (text: string): string => printable(text, { keepNewlines: true });
     if (isUsageError(err)) {
-      process.stderr.write(`fedhpc: ${(err as Error).message}\n\n${USAGE}`);
+      process.stderr.write(`fedhpc: ${lines((err as Error).message)}\n\n${USAGE}`);
       process.exitCode = 2;
     } else if (err instanceof ConfigError || err instanceof RunnerConfigError) {
-      process.stderr.write(`fedhpc: ${err.message}\n`);
+      process.stderr.write(`fedhpc: ${lines(err.message)}\n`);
       process.exitCode = 2;
     } else if (typeof code === 'number' && typeof (err as { details?: unknown }).details === 'string') {
-      // A gRPC error from the coordinator: its details start with the fedhpc error code.
-      process.stderr.write(`fedhpc: ${(err as { details: string }).details}\n`);
+      // A gRPC error from the coordinator: its details start with the fedhpc error code, and are one line.
+      process.stderr.write(`fedhpc: ${printable((err as { details: string }).details)}\n`);
       process.exitCode = 1;
     } else {
       const e = err as { message?: string };
-      process.stderr.write(`fedhpc: ${typeof code === 'string' ? `${code}: ` : ''}${e.message ?? String(err)}\n`);
+      process.stderr.write(`fedhpc: ${typeof code === 'string' ? `${printable(code)}: ` : ''}${lines(e.message ?? String(err))}\n`);
       process.exitCode = 1;
     }
   },

@@ -1,10 +1,17 @@
 /** Plain-text tables for human output (the `--json` form is the machine one). */
+import { printable } from '../common/text.js';
 
-/** Formats rows under headers with columns padded to their widest cell. */
+/**
+ * Formats rows under headers with columns padded to their widest cell. Cells hold text from the
+ * network (site activity, agent versions, reasons): each is made printable first (common/text.ts),
+ * so no cell can steer the terminal or break its row into lines of its own.
+ */
 export function formatTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
-  return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+  const cells = [headers, ...rows].map((r) => headers.map((_, i) => printable(r[i] ?? '')));
+  const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  const line = (row: readonly string[]): string => row.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  const [head = [], ...body] = cells;
+  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
 }
 
 /** Human-readable byte count. */

@@ -23,6 +23,8 @@ import { tapAppends } from './audit/tap.js';
 import { NatsPublisher } from './nats/publisher.js';
 import { serveMetrics, type MetricsEndpoint } from '../common/metrics-http.js';
 import { CoordinatorMetrics } from './observe/metrics.js';
+import { registerRunMetrics, runSnapshot } from './observe/run-metrics.js';
+import { healthProbe } from './observe/health-probe.js';
 import { applyRetention } from './state/retention.js';
 import { SiteAccess, accessResolver } from './sites/revocation.js';
 import { RoundTimeline } from './shell/timeline.js';
@@ -103,6 +105,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
       }
     : undefined;
   const driver = new RoundDriver({ config, store, registry, bus, logger, clock, onFatal, afterCommit, revokedSites: access.lockedOutSites() });
+  registerRunMetrics({ registry: metrics.registry, bus, sites: registry, run: () => runSnapshot(driver, () => store.records()) });
 
   const proto = loadProto();
   const server = createGrpcServer({ ...SERVER_CHANNEL_OPTIONS, interceptors: [metrics.interceptor] });
@@ -158,8 +161,10 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
   // Started once the port is bound (a failed bind leaves no NATS connection behind), before the run.
   nats?.start();
   await driver.start();
+  // The metrics port also answers grpc.health.v1 over cleartext HTTP/2, for probes without a certificate.
+  const probe = config.metrics ? healthProbe(health) : undefined;
   const metricsEndpoint = config.metrics
-    ? await serveMetrics({ ...config.metrics, contentType: metrics.registry.contentType, text: () => metrics.text() })
+    ? await serveMetrics({ ...config.metrics, contentType: metrics.registry.contentType, text: () => metrics.text(), http2: probe?.accept })
     : undefined;
   logger.info({ address, federation: config.federation, stateDir: config.stateDir, metrics: metricsEndpoint?.url }, 'coordinator listening');
 
@@ -171,6 +176,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
     metrics: metricsEndpoint,
     async stop() {
       health.setStatus('', 'NOT_SERVING');
+      probe?.close();
       await metricsEndpoint?.close();
       driver.close();
       for (const site of registry.list()) site.close?.();

@@ -5,7 +5,7 @@
  * Served over HTTP only when `metrics` is configured (see common/metrics-http.ts).
  */
 import * as grpc from '@grpc/grpc-js';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { EventBus } from './events.js';
 import type { SiteRegistry } from '../sites/registry.js';
 import type { RoundTimeline } from '../shell/timeline.js';
@@ -19,6 +19,8 @@ export class CoordinatorMetrics {
 
   constructor(o: { bus: EventBus; sites: SiteRegistry; timeline: RoundTimeline; now: () => number; federation: string; budget?: () => BudgetUsage }) {
     this.registry.setDefaultLabels({ federation: o.federation });
+    // Node's process metrics (CPU, memory, event-loop lag, GC, handles), prom-client's standard names.
+    collectDefaultMetrics({ register: this.registry });
     const registers = [this.registry];
     const rounds = new Counter({ name: 'fedhpc_rounds_total', help: 'Round attempts that ended, by outcome', labelNames: ['outcome'] as const, registers });
     const phases = new Histogram({

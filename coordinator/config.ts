@@ -76,6 +76,12 @@ export const runSchema = z
     /** Opaque training settings for the sites' runners (steps, batch size, lr, …). */
     train: z.record(z.unknown()).default({}),
     evaluate: z.boolean().default(true),
+    /**
+     * The most samples one site's evaluation may rest on: every evaluation the run asks for asks
+     * for at most this many, and a report above it is refused (EVAL_INVALID). At most 2^40, so
+     * the total over up to 8192 sites stays an exact integer.
+     */
+    evalMaxSamples: z.number().int().positive().max(2 ** 40).default(1_000_000_000),
     deadlines: z
       .object({
         openS: seconds(120),

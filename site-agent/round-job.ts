@@ -130,7 +130,16 @@ export class RoundJobs {
     const r = await this.o.runner.evaluate(path, signal);
     // A runner that finished after all must not report a score the caller has given up on.
     signal.throwIfAborted();
-    await this.o.link().reportEval({ runId, modelRound, modelSha256: model.sha256, loss: r.loss, samples: r.samples });
+    try {
+      await this.o.link().reportEval({ runId, modelRound, modelSha256: model.sha256, loss: r.loss, samples: r.samples });
+    } catch (err) {
+      // The coordinator's final word on the score (not asked, more samples than asked for, closed)
+      // is about this score, not the round: training goes on. Anything else is the round's failure.
+      const verdict = classifyFailure(err);
+      if (verdict.source !== 'coordinator' || verdict.retryable) throw err;
+      log.warn({ modelRound, loss: r.loss, samples: r.samples, code: verdict.code, reason: verdict.reason }, 'evaluation refused by the coordinator');
+      return;
+    }
     log.info({ modelRound, loss: r.loss, samples: r.samples }, 'evaluation reported');
   }
 

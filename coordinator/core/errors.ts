@@ -41,6 +41,13 @@ export const COORDINATOR_ERRORS = {
   REVOKED_IN_SUM: { status: grpc.status.FAILED_PRECONDITION, retryable: true },
   /** Uploads whose weights do not add up to a positive total: there is no weighted mean to take. */
   ZERO_WEIGHT: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
+  /**
+   * An evaluation report whose figures are no score: a loss not finite or below 0, samples not a
+   * positive integer or more than the evaluation asked for (`run.evalMaxSamples`).
+   */
+  EVAL_INVALID: { status: grpc.status.INVALID_ARGUMENT, retryable: false },
+  /** An evaluation report nobody asked this site for: another run, another model, a second different score. */
+  NOT_ASKED: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
 } as const satisfies Record<string, { status: grpc.status; retryable: boolean }>;
 
 export type CoordinatorErrorCode = keyof typeof COORDINATOR_ERRORS;

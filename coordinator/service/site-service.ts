@@ -21,6 +21,7 @@ import { ReceiptDesk } from '../audit/receipts.js';
 import { authenticate } from './auth.js';
 import { writeWithBackpressure } from './streams.js';
 import {
+  evalReportFromWire,
   keyAdvertisementFromWire,
   receiptFromWire,
   sharesSubmissionFromWire,
@@ -194,13 +195,7 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
 
     ReportEval: unary((call) => {
       const id = joined(call);
-      const r = call.request;
-      const loss = r.loss;
-      const samples = Number(r.samples);
-      if (!Number.isFinite(loss) || !Number.isSafeInteger(samples) || samples <= 0) {
-        throw new CoordinatorError('BAD_REQUEST', `evaluation needs a finite loss and positive samples (got ${loss}, ${r.samples})`);
-      }
-      o.driver.reportEval(id.id, u64(r.modelRound, 'modelRound'), r.modelSha256, loss, samples);
+      o.driver.reportEval(id.id, evalReportFromWire(call.request));
       return {};
     }),
 

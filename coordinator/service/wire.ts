@@ -7,6 +7,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { isSha256 } from '../../common/files.js';
 import type {
+  EvalReport__Output,
   KeyAdvertisement__Output,
   RoundReceipt__Output,
   SharesSubmission__Output,
@@ -20,10 +21,13 @@ import type {
 import type { SubmittedReceipt } from '../audit/receipts.js';
 import { CoordinatorError, type CoordinatorErrorCode } from '../core/errors.js';
 import type { AttemptRef, KeyAdvertisement, SharesSubmission, SurvivorSignature, UnmaskResponse } from '../secure/messages.js';
+import type { EvalReport } from '../shell/evals.js';
 import type { SiteTask } from '../sites/registry.js';
 import type { UploadFrame, UploadHeader } from '../upload/frames.js';
 
 const U64 = /^\d{1,16}$/;
+/** A run id, as `runSchema` defines it. */
+const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /** A uint64 field (a decimal string on the wire) as a safe integer; refused with `code` otherwise. */
 export function u64(value: string, field: string, code: CoordinatorErrorCode = 'BAD_REQUEST'): number {
@@ -35,6 +39,25 @@ export function u64(value: string, field: string, code: CoordinatorErrorCode = '
 
 function attemptRef(m: { runId: string; round: string; attempt: number }): AttemptRef {
   return { runId: m.runId, round: u64(m.round, 'round'), attempt: m.attempt };
+}
+
+// ------------------------------------------------------------------ evaluation reports
+
+/**
+ * A site's score of a model, checked for what the report alone can tell (EVAL_INVALID otherwise):
+ * a run id and a SHA-256, a loss that is finite and at least 0, samples a positive safe integer.
+ * Whether the site was asked, and for how many samples at most, is the tracker's to say.
+ */
+export function evalReportFromWire(m: EvalReport__Output): EvalReport {
+  const invalid = (why: string): CoordinatorError => new CoordinatorError('EVAL_INVALID', `evaluation report refused: ${why}`);
+  if (!RUN_ID.test(m.runId)) throw invalid(`run id ${JSON.stringify(m.runId.slice(0, 80))} is not a run id`);
+  if (!isSha256(m.modelSha256)) throw invalid('modelSha256 is not a SHA-256');
+  const modelRound = u64(m.modelRound, 'modelRound', 'EVAL_INVALID');
+  if (!Number.isFinite(m.loss) || m.loss < 0) throw invalid(`loss must be a finite number of at least 0, got ${m.loss}`);
+  const samples = u64(m.samples, 'samples', 'EVAL_INVALID');
+  if (samples < 1) throw invalid('samples must be a positive integer, got 0');
+  // -0 would read back from the journal as 0: one zero, so figures agree before and after a restart.
+  return { runId: m.runId, modelRound, modelSha256: m.modelSha256, loss: m.loss === 0 ? 0 : m.loss, samples };
 }
 
 // ------------------------------------------------------------------ SecAgg+ stages
@@ -64,7 +87,7 @@ export function unmaskResponseFromWire(m: UnmaskResponse__Output): UnmaskRespons
 /** A site's receipt of a committed round: every field has a shape, or the call is refused. */
 export function receiptFromWire(m: RoundReceipt__Output): SubmittedReceipt {
   const round = Number(m.round);
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(m.runId)) throw new CoordinatorError('BAD_REQUEST', `receipt run id ${JSON.stringify(m.runId.slice(0, 80))} is not a run id`);
+  if (!RUN_ID.test(m.runId)) throw new CoordinatorError('BAD_REQUEST', `receipt run id ${JSON.stringify(m.runId.slice(0, 80))} is not a run id`);
   if (!Number.isSafeInteger(round) || round < 1) throw new CoordinatorError('BAD_REQUEST', `receipt round must be a positive integer, got ${m.round}`);
   for (const [k, v] of [['parentSha256', m.parentSha256], ['modelSha256', m.modelSha256]] as const) {
     if (!isSha256(v)) throw new CoordinatorError('BAD_REQUEST', `receipt ${k} is not a SHA-256`);

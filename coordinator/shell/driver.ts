@@ -10,7 +10,7 @@ export { systemClock, type Clock } from '../core/clock.js';
 import type { ResolvedCoordinatorConfig, ResolvedRun, RunningConfig } from '../config.js';
 import { invariant } from '../../aggregation/index.js';
 import { CoordinatorError } from '../core/errors.js';
-import { EvalTracker } from './evals.js';
+import { EvalTracker, type EvalReport } from './evals.js';
 import type { EventBus } from '../observe/events.js';
 import type { SiteRegistry } from '../sites/registry.js';
 import { initialSchedulerState, step } from '../round/machine.js';
@@ -320,9 +320,12 @@ export class RoundDriver implements SiteRoundPort, UploadRoundPort, AdminRoundPo
     return { idleMs: l.idleTimeoutS * 1000, maxStreamsPerSite: l.maxStreamsPerSite, windowBytes: l.uploadWindowBytes };
   }
 
-  /** A site's score of a committed model (federated evaluation). */
-  reportEval(site: string, modelRound: number, modelSha256: string, loss: number, samples: number): void {
-    this.evals.report(site, modelRound, modelSha256, loss, samples);
+  /** A site's score of a committed model (federated evaluation); throws the tracker's refusal. */
+  reportEval(site: string, report: EvalReport): void {
+    const r = this.evals.report(site, report);
+    if (r.ok) return;
+    this.log.warn({ site, modelRound: report.modelRound, code: r.code, reason: r.issues.join('; ') }, 'evaluation report refused');
+    throw new CoordinatorError(r.code, r.issues.join('; '), { site, modelRound: report.modelRound });
   }
 
   uploadingAttempt(): AttemptAt | undefined {

@@ -8,6 +8,7 @@ import { CoordinatorError } from '../core/errors.js';
 import { phaseCrashPoint } from '../core/crash-points.js';
 import { RoundCommitter } from './commit.js';
 import type { AttemptContext, RoundContext } from './context.js';
+import type { EvalAsk } from './evals.js';
 import type { Effect } from '../round/types.js';
 
 /** The driver's effect queue: effects run in order, and a failing one is fatal (`onFatal`). */
@@ -128,7 +129,8 @@ export class EffectRunner {
         }
         this.ctx.log.info({ rounds: effect.rounds, model: run.globalSha256 }, 'run finished');
         this.ctx.o.bus.emit('run.finished', { runId, rounds: effect.rounds, modelSha256: run.globalSha256 });
-        this.ctx.evals.startFinal(run.modelRound, run.globalSha256, this.ctx.o.registry, this.finalEvalTask(), this.ctx.config().run.deadlines.evalS * 1000);
+        // A run that evaluates nothing asks for no final score either.
+        if (this.ctx.config().run.evaluate) this.ctx.evals.startFinal(this.evalAsk(), this.ctx.o.registry, this.finalEvalTask());
         return;
       case 'runFailed':
         this.ctx.log.error({ reason: effect.reason }, 'run failed');
@@ -136,6 +138,13 @@ export class EffectRunner {
         this.ctx.o.bus.emit('run.failed', { runId, reason: effect.reason });
         return;
     }
+  }
+
+  /** What sites are asked to score now: the current global model, within the run's bounds. */
+  private evalAsk(): EvalAsk {
+    const run = this.ctx.run();
+    const config = this.ctx.config().run;
+    return { runId: run.plan.runId, modelRound: run.modelRound, modelSha256: run.globalSha256, maxSamples: config.evalMaxSamples, timeoutMs: config.deadlines.evalS * 1000 };
   }
 
   /** The task that asks a site to evaluate the run's final model. */
@@ -158,7 +167,7 @@ export class EffectRunner {
     const config = this.ctx.config();
     const secure = this.ctx.secure();
     const evaluate = config.run.evaluate;
-    if (evaluate) this.ctx.evals.expect(run.plan.runId, run.modelRound, run.globalSha256, sites, config.run.deadlines.evalS * 1000);
+    if (evaluate) this.ctx.evals.expect(this.evalAsk(), sites);
     for (const site of sites) {
       const sent = this.ctx.o.registry.send(site, {
         kind: 'train',

@@ -7,7 +7,7 @@ import type { ResolvedRun } from '../config.js';
 import type { SchedulerState, SiteProgress } from '../round/types.js';
 import type { SpooledUpload, UploadExpectation, UploadIntent } from '../upload/header.js';
 import type { RunContext } from './context.js';
-import type { EvalTracker } from './evals.js';
+import type { EvalReport, EvalTracker } from './evals.js';
 
 /** The attempt a round is at. */
 export interface AttemptAt {
@@ -34,8 +34,11 @@ export interface SiteFailurePort {
 export interface SiteRoundPort extends SiteFailurePort {
   siteConnected(site: string): void;
   siteDisconnected(site: string, awayTooLong?: boolean): void;
-  /** A site's score of a committed model (federated evaluation). */
-  reportEval(site: string, modelRound: number, modelSha256: string, loss: number, samples: number): void;
+  /**
+   * A site's score of a committed model (federated evaluation); throws NOT_ASKED, EVAL_INVALID or
+   * ROUND_CLOSED when it does not count.
+   */
+  reportEval(site: string, report: EvalReport): void;
   transferLimits(): TransferLimits;
 }
 

@@ -3,6 +3,7 @@
  * can help, and `toServiceError` is the one place that maps them to gRPC status codes.
  */
 import * as grpc from '@grpc/grpc-js';
+import { printable } from '../../common/text.js';
 
 /** Stable error codes, with the gRPC status each maps to and whether a retry can help. */
 export const COORDINATOR_ERRORS = {
@@ -48,22 +49,33 @@ export const COORDINATOR_ERRORS = {
   EVAL_INVALID: { status: grpc.status.INVALID_ARGUMENT, retryable: false },
   /** An evaluation report nobody asked this site for: another run, another model, a second different score. */
   NOT_ASKED: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
+  /**
+   * Free text that must be a label or one line (an agent version, an activity, a failure code, an
+   * admin's reason) holds a control or bidi character, or is too long (common/text.ts).
+   */
+  TEXT_INVALID: { status: grpc.status.INVALID_ARGUMENT, retryable: false },
 } as const satisfies Record<string, { status: grpc.status; retryable: boolean }>;
 
 export type CoordinatorErrorCode = keyof typeof COORDINATOR_ERRORS;
 
-/** An error raised by the coordinator, safe to show to the caller (no secrets in message or context). */
+/**
+ * An error raised by the coordinator, safe to show to the caller (no secrets in message or context).
+ * Messages and context often quote what a caller sent, and they reach logs, trailers and terminals:
+ * both are kept printable (common/text.ts), whatever the caller put in them.
+ */
 export class CoordinatorError extends Error {
   readonly retryable: boolean;
+  readonly context: Readonly<Record<string, string | number | boolean>>;
   constructor(
     readonly code: CoordinatorErrorCode,
     message: string,
-    readonly context: Readonly<Record<string, string | number | boolean>> = {},
+    context: Readonly<Record<string, string | number | boolean>> = {},
     options?: { cause?: unknown },
   ) {
-    super(message, options);
+    super(printable(message), options);
     this.name = 'CoordinatorError';
     this.retryable = COORDINATOR_ERRORS[code].retryable;
+    this.context = Object.fromEntries(Object.entries(context).map(([k, v]) => [k, typeof v === 'string' ? printable(v) : v]));
   }
 }
 

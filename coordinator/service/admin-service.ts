@@ -21,6 +21,7 @@ import type { SiteLogBook } from '../sites/site-logs.js';
 import type { StateStore } from '../state/store.js';
 import { roundDetail, roundsOf } from './admin-rounds.js';
 import { authenticate } from './auth.js';
+import { lineFromWire } from './wire.js';
 
 export interface AdminServiceOptions {
   readonly federation: string;
@@ -118,7 +119,7 @@ export function adminServiceHandlers(o: AdminServiceOptions): AdminServiceHandle
     }),
 
     StartRun: unary(async (req, admin) => {
-      const source = req.source || 'run file';
+      const source = lineFromWire(req.source, 'source') || 'run file';
       let json: unknown;
       try {
         json = JSON.parse(req.runJson);
@@ -129,7 +130,8 @@ export function adminServiceHandlers(o: AdminServiceOptions): AdminServiceHandle
       try {
         run = parseConfig(source, json, runSchema);
       } catch (err) {
-        if (err instanceof ConfigError) throw new CoordinatorError('BAD_REQUEST', err.message);
+        // One line per refusal: the details travel as one line and are printed as one.
+        if (err instanceof ConfigError) throw new CoordinatorError('BAD_REQUEST', `invalid run ${source}: ${err.issues.join('; ')}`);
         throw err;
       }
       await o.driver.startRun(run, json, admin.id);
@@ -138,8 +140,9 @@ export function adminServiceHandlers(o: AdminServiceOptions): AdminServiceHandle
     }),
 
     PauseRun: unary(async (req, admin) => {
+      const reason = lineFromWire(req.reason, 'reason');
       const state = await o.driver.setPaused(true, admin.id);
-      o.logger.info({ runId: runId(), admin: admin.id, reason: req.reason }, 'run paused by an admin');
+      o.logger.info({ runId: runId(), admin: admin.id, reason }, 'run paused by an admin');
       return { runId: runId(), runState: state, message: state === 'paused' ? 'paused' : 'pausing: the open round completes, then no new round opens' };
     }),
 
@@ -150,8 +153,9 @@ export function adminServiceHandlers(o: AdminServiceOptions): AdminServiceHandle
     }),
 
     AbortRun: unary(async (req, admin) => {
-      await o.driver.abortRun(admin.id, req.reason);
-      o.logger.warn({ runId: runId(), admin: admin.id, reason: req.reason }, 'run aborted by an admin');
+      const reason = lineFromWire(req.reason, 'reason');
+      await o.driver.abortRun(admin.id, reason);
+      o.logger.warn({ runId: runId(), admin: admin.id, reason }, 'run aborted by an admin');
       return { runId: runId(), runState: 'aborted', message: 'the open round was aborted and the run ended' };
     }),
 
@@ -160,19 +164,20 @@ export function adminServiceHandlers(o: AdminServiceOptions): AdminServiceHandle
     RevokeSite: unary(async (req, admin) => {
       const site = req.siteId;
       if (!ID_PATTERN.test(site)) throw new CoordinatorError('BAD_REQUEST', `invalid site id ${JSON.stringify(site)}`);
+      const reason = lineFromWire(req.reason, 'reason');
       const known = o.access.identify(site);
       const registered = o.registry.get(site)?.fingerprint;
       const fingerprints = [...new Set([...known.fingerprints, ...(registered ? [registered] : [])])].sort();
-      const record: SiteRevokedRecord = { type: 'site-revoked', site, fingerprints, keySha256s: known.keySha256s, reason: req.reason, admin: admin.id };
+      const record: SiteRevokedRecord = { type: 'site-revoked', site, fingerprints, keySha256s: known.keySha256s, reason, admin: admin.id };
       await o.store.append(record);
       o.access.applyRevoked(record);
-      o.bus.emit('site.revoked', { site, fingerprint: fingerprints[0] ?? '', admin: admin.id, reason: req.reason });
-      o.logger.warn({ site, admin: admin.id, reason: req.reason, fingerprints }, 'site revoked');
+      o.bus.emit('site.revoked', { site, fingerprint: fingerprints[0] ?? '', admin: admin.id, reason });
+      o.logger.warn({ site, admin: admin.id, reason, fingerprints }, 'site revoked');
       // Refused from its next call on; what it holds open now is closed, and the round goes on without it.
       const rec = o.registry.get(site);
       for (const upload of rec?.uploads ?? []) upload.abort(new CoordinatorError('SITE_REVOKED', `site ${site} was revoked`));
       rec?.close?.();
-      const droppedFromRound = o.driver.dropRevokedSite(site, `revoked by admin ${admin.id}${req.reason ? `: ${req.reason}` : ''}`);
+      const droppedFromRound = o.driver.dropRevokedSite(site, `revoked by admin ${admin.id}${reason ? `: ${reason}` : ''}`);
       return { siteId: site, certificateFingerprints: fingerprints, droppedFromRound };
     }),
 

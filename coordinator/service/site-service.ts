@@ -22,12 +22,13 @@ import { authenticate } from './auth.js';
 import { writeWithBackpressure } from './streams.js';
 import {
   evalReportFromWire,
+  failureFromWire,
   keyAdvertisementFromWire,
+  labelFromWire,
   receiptFromWire,
   sharesSubmissionFromWire,
   survivorSignatureFromWire,
   taskToWire,
-  u64,
   unmaskResponseFromWire,
 } from './wire.js';
 import { UploadService } from '../upload/service.js';
@@ -84,10 +85,8 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
           { agent: req.protocolVersion, coordinator: PROTOCOL_VERSION },
         );
       }
-      // Stored, logged and published with every join: bounded and printable, or refused.
-      if (!/^[\x20-\x7e]{0,64}$/.test(req.agentVersion)) {
-        throw new CoordinatorError('BAD_REQUEST', `agent version must be at most 64 printable ASCII characters (got ${req.agentVersion.length} characters)`);
-      }
+      // Stored, logged and published with every join: bounded and printable, or refused (TEXT_INVALID).
+      labelFromWire(req.agentVersion, 'agent version');
       if (req.siteId !== '' && req.siteId !== id.id) {
         throw new CoordinatorError('SITE_MISMATCH', `certificate is for site ${id.id}, but the message claims ${req.siteId}`, {
           certificate: id.id,
@@ -109,7 +108,7 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
     Heartbeat: unary((call) => {
       const id = joined(call);
       const p = call.request.progress;
-      o.registry.touch(id.id, call.request.activity.slice(0, 64), Number.isFinite(p) ? p : -1);
+      o.registry.touch(id.id, labelFromWire(call.request.activity, 'activity'), Number.isFinite(p) ? p : -1);
       recordTransfer(o.registry, id.id, call.request.transfer);
       return { serverTimeMs: Date.now() };
     }),
@@ -216,8 +215,8 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
 
     ReportFailure: unary((call) => {
       const id = joined(call);
-      const r = call.request;
-      o.driver.failSite(id.id, u64(r.round, 'round'), r.attempt, `${r.code.slice(0, 64)}: ${r.message.slice(0, 512)}`);
+      const f = failureFromWire(call.request);
+      o.driver.failSite(id.id, f.round, f.attempt, `${f.code}: ${f.message}`);
       return {};
     }),
   };

@@ -6,6 +6,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { isSha256 } from '../../common/files.js';
+import { codePointName, findControl, printable } from '../../common/text.js';
 import type {
   EvalReport__Output,
   KeyAdvertisement__Output,
@@ -13,6 +14,7 @@ import type {
   SharesSubmission__Output,
   SurvivorSignature__Output,
   Task,
+  TrainingFailure__Output,
   UnmaskResponse__Output,
   UploadHeader__Output,
   UploadMessage__Output,
@@ -41,7 +43,55 @@ function attemptRef(m: { runId: string; round: string; attempt: number }): Attem
   return { runId: m.runId, round: u64(m.round, 'round'), attempt: m.attempt };
 }
 
-// ------------------------------------------------------------------ evaluation reports
+// ------------------------------------------------------------------ free text
+
+/**
+ * Longest free-text fields, in characters. A label is written by fedhpc's own software (agent
+ * version, heartbeat activity, failure code); a line is typed by a person (an admin's reason, a run
+ * file's name); a message relays what a trainer or runner printed.
+ */
+export const TEXT_LIMITS = { label: 64, line: 512, message: 1024 } as const;
+
+/** A label: printable ASCII, at most {@link TEXT_LIMITS}.label characters, or TEXT_INVALID. */
+export function labelFromWire(value: string, field: string): string {
+  if (value.length > TEXT_LIMITS.label) throw new CoordinatorError('TEXT_INVALID', `${field} must be at most ${TEXT_LIMITS.label} characters, got ${value.length}`, { field });
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e) throw new CoordinatorError('TEXT_INVALID', `${field} must be printable ASCII; character ${i} is ${codePointName(value.codePointAt(i) ?? c)}`, { field });
+  }
+  return value;
+}
+
+/**
+ * One line of text: any character but the controls of common/text.ts (C0 with tab and newline,
+ * DEL, C1, bidi controls), at most {@link TEXT_LIMITS}.line characters, or TEXT_INVALID. Refused
+ * rather than escaped: whoever typed it can type it again, and the journal keeps what they typed.
+ */
+export function lineFromWire(value: string, field: string): string {
+  if (value.length > TEXT_LIMITS.line) throw new CoordinatorError('TEXT_INVALID', `${field} must be at most ${TEXT_LIMITS.line} characters, got ${value.length}`, { field });
+  const bad = findControl(value);
+  if (bad) throw new CoordinatorError('TEXT_INVALID', `${field} must be one line without control or bidi characters; character ${bad.index} is ${codePointName(bad.codePoint)}`, { field });
+  return value;
+}
+
+/**
+ * A message relayed from elsewhere (what a trainer printed when it failed): escaped, not refused,
+ * since an honest site cannot choose what its trainer prints and refusing would lose the report.
+ * Controls become visible escapes (`printable`); beyond {@link TEXT_LIMITS}.message characters it
+ * is cut, and says so.
+ */
+export function messageFromWire(value: string): string {
+  const text = printable(value);
+  if (text.length <= TEXT_LIMITS.message) return text;
+  return `${printable(text.slice(0, TEXT_LIMITS.message))}… (${text.length} characters)`;
+}
+
+// ------------------------------------------------------------------ site reports
+
+/** A site's failure report: the attempt it gives up, and why (code and message checked as above). */
+export function failureFromWire(m: TrainingFailure__Output): { round: number; attempt: number; code: string; message: string } {
+  return { round: u64(m.round, 'round'), attempt: m.attempt, code: labelFromWire(m.code, 'failure code'), message: messageFromWire(m.message) };
+}
 
 /**
  * A site's score of a model, checked for what the report alone can tell (EVAL_INVALID otherwise):

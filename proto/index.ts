@@ -87,20 +87,46 @@ export const PROTOCOL_VERSION = 2;
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024;
 
 const PROTO_PATH = fileURLToPath(new URL('./fedhpc/v1/fedhpc.proto', import.meta.url));
+/** The contract's file name as protoc and reflection clients know it: its path under `proto/`. */
+export const PROTO_FILE_NAME = 'fedhpc/v1/fedhpc.proto';
 
 let cachedDefinition: protoLoader.PackageDefinition | undefined;
 let cached: ProtoGrpcType | undefined;
 
 /** The raw package definition (for server reflection). */
 export function loadPackageDefinition(): protoLoader.PackageDefinition {
-  cachedDefinition ??= protoLoader.loadSync(PROTO_PATH, {
-    keepCase: false,
-    longs: String,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-  });
+  cachedDefinition ??= renameFileDescriptors(
+    protoLoader.loadSync(PROTO_PATH, {
+      keepCase: false,
+      longs: String,
+      enums: String,
+      defaults: true,
+      oneofs: true,
+    }),
+    'fedhpc_v1.proto',
+    PROTO_FILE_NAME,
+  );
   return cachedDefinition;
+}
+
+/**
+ * protobufjs names the descriptor of a package it parsed after the package (`fedhpc_v1.proto`),
+ * not after the file, so reflection served the contract under a name no client could ask for by
+ * its path. Rewrites field 1 (`name`) of each serialized FileDescriptorProto named `from`: it is
+ * the first field protobufjs writes, a tag byte 0x0a and a varint length.
+ */
+function renameFileDescriptors(def: protoLoader.PackageDefinition, from: string, to: string): protoLoader.PackageDefinition {
+  const named = Buffer.concat([Buffer.from([0x0a, Buffer.byteLength(from)]), Buffer.from(from)]);
+  const renamed = Buffer.concat([Buffer.from([0x0a, Buffer.byteLength(to)]), Buffer.from(to)]);
+  for (const entry of Object.values(def)) {
+    const files = (entry as { fileDescriptorProtos?: Buffer[] }).fileDescriptorProtos;
+    if (!Array.isArray(files)) continue;
+    // Every definition shares one array: each descriptor is rewritten once.
+    for (const [i, file] of files.entries()) {
+      if (file.subarray(0, named.length).equals(named)) files[i] = Buffer.concat([renamed, file.subarray(named.length)]);
+    }
+  }
+  return def;
 }
 
 /** The loaded package `fedhpc.v1`, with bytes as Buffers and 64-bit integers as strings. */

@@ -27,6 +27,12 @@ export const SECAGG_ERROR_CODES = [
   'SHAMIR_INCONSISTENT',
   'OVERFLOW_POSSIBLE',
   'NON_FINITE',
+  /** A declared weight outside (0, maxSiteWeight]: refused, never clamped. */
+  'WEIGHT_OUT_OF_RANGE',
+  /** The unmasked Σw differs from the sum of the declared weights by more than rounding allows. */
+  'WEIGHT_SUM_MISMATCH',
+  /** A coordinate of the unmasked sum lies beyond what the declared weights and the clip allow. */
+  'SUM_OUT_OF_RANGE',
 ] as const;
 
 /** One of {@link SECAGG_ERROR_CODES}. */

@@ -1,8 +1,9 @@
 /**
  * Public surface of `aggregation/secagg/`: the pure cryptography of SecAgg+ (Bonawitz et al.
  * 2017; Bell et al. 2020) — X25519 keys and HKDF, signed key advertisements, AES-GCM share
- * encryption, Shamir sharing over 2^521 − 1, the AES-CTR mask PRG, fixed-point quantization,
- * masking in Z_2^b and the neighbour graph. No I/O; randomness and clocks are injected.
+ * encryption, Shamir sharing over 2^521 − 1, the AES-CTR mask PRG, fixed-point quantization, a
+ * site's weight and the checks of an unmasked sum, masking in Z_2^b and the neighbour graph. No
+ * I/O; randomness and clocks are injected.
  */
 export {
   SECAGG_ERROR_CODES,
@@ -70,6 +71,17 @@ export {
   quantizationErrorBound,
   quantize,
 } from './quantize.js';
+export {
+  WEIGHTINGS,
+  type DeclaredCounts,
+  type Weighting,
+  checkSumRange,
+  checkWeightSum,
+  declaredCount,
+  encodedWeight,
+  sumRangeBound,
+  weightSumTolerance,
+} from './bounds.js';
 export {
   type DroppedPair,
   type MaskOptions,

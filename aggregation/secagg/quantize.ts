@@ -4,7 +4,9 @@
  * "inputs are vectors in Z_R"; Flower's SecAgg+ quantizer, with a data-fitted clip range).
  *
  * Encoding of x with clip c, q quantization bits, L = 2^q − 1 levels, weight w ≤ 1:
- *   x' = clip(x·w, −c, c),  r = (x' + c)/(2c)·L,  v = ⌊r + u⌋, u ~ U[0, 1)  ⇒  E[v] = r.
+ *   x' = w·clip(x, −c, c),  r = (x' + c)/(2c)·L,  v = ⌊r + u⌋, u ~ U[0, 1)  ⇒  E[v] = r.
+ * The clip comes before the weight, so |x'| ≤ w·c for any x: an honest site with |x| > c never
+ * leaves the range the coordinator checks an unmasked sum against (bounds.ts).
  * Decoding a sum of n encodings: Σx' ≈ (Σv)·2c/L − n·c, exact up to
  *   |decode(Σ encode(xᵢ)) − Σ x'ᵢ| < n·2c/L   (each |v − r| < 1),
  * provided the modular sum never wraps: n·(2^q − 1) < 2^b, guaranteed by n·2^q ≤ 2^b.
@@ -31,7 +33,7 @@ export interface QuantizeOptions {
 
 /** Per-call inputs of {@link quantize}. */
 export interface QuantizeInput {
-  /** The site's weight w ∈ [0, 1], multiplied in before clipping. Default 1. */
+  /** The site's weight w ∈ [0, 1], multiplied into the clipped value. Default 1. */
   readonly weight?: number;
   /** 32-byte seed of the rounding PRG; default fresh from `randomBytes`. */
   readonly roundingSeed?: Uint8Array;
@@ -83,10 +85,10 @@ export function quantize(x: Float32Array, options: QuantizeOptions, input: Quant
     const end = Math.min(x.length, start + BLOCK);
     const u = expandMask(seed, offset + start, end - start, 32);
     for (let i = start; i < end; i++) {
-      const xi = x[i]! * weight;
+      const xi = x[i]!;
       if (xi - xi !== 0) throw new SecAggError('NON_FINITE', 'update holds NaN or ±Infinity', { index: offset + i });
       const clipped = xi < -c ? -c : xi > c ? c : xi;
-      const v = Math.floor((clipped + c) * scale + u[i - start]! / TWO_POW_32);
+      const v = Math.floor((weight * clipped + c) * scale + u[i - start]! / TWO_POW_32);
       // (c + c)·scale may round above L, and u < 1 by only 2^-32: keep v within [0, L].
       out[i] = v > levels ? levels : v;
     }
@@ -95,7 +97,7 @@ export function quantize(x: Float32Array, options: QuantizeOptions, input: Quant
 }
 
 /**
- * Decodes a modular sum of `sites` encodings into Σ clip(xᵢ·wᵢ), error below
+ * Decodes a modular sum of `sites` encodings into Σ wᵢ·clip(xᵢ), error below
  * {@link quantizationErrorBound}. Throws `OVERFLOW_POSSIBLE` when the budget does not hold.
  */
 export function dequantizeSum(sum: MaskWords, sites: number, options: QuantizeOptions, out: Float32Array | Float64Array = new Float64Array(sum.length)): Float32Array | Float64Array {
@@ -109,7 +111,7 @@ export function dequantizeSum(sum: MaskWords, sites: number, options: QuantizeOp
   return out;
 }
 
-/** Worst-case |decode(Σ encode(xᵢ)) − Σ clip(xᵢ·wᵢ)| for `sites` sites: n·2c/(2^q − 1). */
+/** Worst-case |decode(Σ encode(xᵢ)) − Σ wᵢ·clip(xᵢ)| for `sites` sites: n·2c/(2^q − 1). */
 export function quantizationErrorBound(sites: number, options: QuantizeOptions): number {
   const { clip: c, levels } = resolve(options);
   return (sites * 2 * c) / levels;

@@ -30,7 +30,7 @@ const rmsOf = (v: ArrayLike<number>): number => {
   return Math.sqrt(s / v.length);
 };
 
-/** Encodes each site's update, sums modulo 2^b, decodes; returns decoded and the exact Σ clip(x·w). */
+/** Encodes each site's update, sums modulo 2^b, decodes; returns decoded and the exact Σ w·clip(x). */
 function roundTrip(xs: readonly Float32Array[], options: QuantizeOptions, weights: readonly number[], label: string): { decoded: Float64Array; exact: Float64Array } {
   const len = xs[0]!.length;
   const acc = options.modulusBits === 32 ? new Uint32Array(len) : new Uint16Array(len);
@@ -38,7 +38,7 @@ function roundTrip(xs: readonly Float32Array[], options: QuantizeOptions, weight
   xs.forEach((x, s) => {
     const w = weights[s]!;
     addModular(acc, quantize(x, options, { weight: w, roundingSeed: seededRandomBytes(`${label}-${s}`)(32) }));
-    for (let i = 0; i < len; i++) exact[i]! += Math.max(-options.clip, Math.min(options.clip, x[i]! * w));
+    for (let i = 0; i < len; i++) exact[i]! += w * Math.max(-options.clip, Math.min(options.clip, x[i]!));
   });
   return { decoded: dequantizeSum(acc, xs.length, options) as Float64Array, exact };
 }
@@ -60,7 +60,7 @@ describe('fixed-point budget', () => {
 });
 
 describe('stochastic-rounding quantization', () => {
-  it('stays within n·2c/(2^q − 1) of Σ clip(xᵢ·wᵢ) in the worst case', () => {
+  it('stays within n·2c/(2^q − 1) of Σ wᵢ·clip(xᵢ) in the worst case', () => {
     const arb = fc.record({
       sites: fc.integer({ min: 1, max: 16 }),
       b: fc.constantFrom(16 as const, 32 as const),

@@ -75,6 +75,8 @@ export const memory: Benchmark = {
             strategy: { name: 'fedavg' },
             evaluate: false,
             secureAggregation: secure ? { enabled: true, maxSites: Math.max(high, 2) } : { enabled: false },
+            // The sleep trainer declares 64 samples and names no steps or batch size.
+            maxSiteWeight: 64,
             train: { sleep_s: 0, noise: 1e-3 },
             deadlines: { openS: 900, keysS: 300, sharesS: 300, trainingS: 1800, uploadS: 1800, unmaskS: 900, aggregateS: 1800, commitS: 900, evalS: 60 },
           },

@@ -88,6 +88,8 @@ async function run(kind: Kind, root: string, modelPath: string, sha256: string, 
         evaluate: false,
         encoding: secure ? 'f32' : 'bf16',
         secureAggregation: secure ? { enabled: true, modulusBits: 16, quantBits: 14, clip: 2e-3, maxSites: SITES.length } : { enabled: false },
+        // The sleep trainer declares 64 samples and names no steps or batch size.
+        maxSiteWeight: 64,
         train: { sleep_s: 0, noise: 1e-3 },
         deadlines: { openS: 1800, keysS: 600, sharesS: 600, trainingS: 3600, uploadS: 3600, unmaskS: 1800, aggregateS: 3600, commitS: 1800, evalS: 60 },
       },

@@ -135,6 +135,8 @@ function runRound(sc: Scenario, ctx: RunContext): Promise<RoundFigures> {
       strategy: { name: 'fedavg' },
       evaluate: false,
       secureAggregation: { enabled: sc.secure },
+      // The sleep trainer declares 64 samples and names no steps or batch size.
+      maxSiteWeight: 64,
       train: { sleep_s: s.sleep, noise: 1e-3 },
       deadlines: { openS: 300, keysS: 120, sharesS: 120, trainingS: 600, uploadS: 600, unmaskS: 300, aggregateS: 600, commitS: 300, evalS: 60 },
     },

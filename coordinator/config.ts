@@ -3,7 +3,7 @@
  * Unknown fields are errors (a typo must not silently fall back to a default).
  */
 import { z } from 'zod';
-import { checkFixedPointBudget, parseOptimizerOptions, type ResolvedOptimizerOptions } from '../aggregation/index.js';
+import { WEIGHTINGS, checkFixedPointBudget, parseOptimizerOptions, type ResolvedOptimizerOptions, type Weighting } from '../aggregation/index.js';
 import { loadConfigFile } from '../common/config-file.js';
 import { natsSchema, resolveNatsPaths } from './nats/options.js';
 
@@ -30,8 +30,11 @@ export const secureAggregationSchema = z
     quantBits: z.number().int().min(1).max(31).default(24),
     modulusBits: z.union([z.literal(16), z.literal(32)]).default(32),
     clip: z.number().positive().finite().default(1),
-    /** Site weights (samples) are divided by this and capped at 1. */
-    maxWeight: z.number().positive().default(100_000),
+    /**
+     * The old name of `run.maxSiteWeight`, still read: alone it sets it, beside it it must agree
+     * (a different value is refused, naming both).
+     */
+    maxWeight: z.number().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
     maxSites: z.number().int().min(2).max(65_536).default(64),
     /** Neighbour graph degree (SecAgg+); 0: the complete graph up to 32 sites. */
     degree: z.number().int().min(0).default(0),
@@ -50,6 +53,31 @@ export function secureThreshold(run: { readonly minSites: number; readonly secur
 
 const seconds = (def: number) => z.number().positive().max(7 * 24 * 3600).default(def);
 
+/**
+ * The default of `run.maxSiteWeight`: the largest weight an honest site can declare in the unit of
+ * `weighting`, from the run's own training settings — samples: steps × batch size; tokens: that ×
+ * sequence length; uniform: 1. Steps are `max_steps` (the torch and NeMo trainers) or `steps` (the
+ * builtin runner), the batch `batch_size` or `batchSize`, the sequence length `seq_len`, or 1 where
+ * the settings name none (the builtin runner counts one token per sample). Undefined when the
+ * settings do not say (a command trainer with its own settings): the run must then set it.
+ */
+export function defaultMaxSiteWeight(run: { readonly weighting: Weighting; readonly train: Readonly<Record<string, unknown>> }): number | undefined {
+  if (run.weighting === 'uniform') return 1;
+  // A key that is present must be a positive integer; `null` means absent.
+  const setting = (...keys: string[]): number | null | undefined => {
+    const key = keys.find((k) => run.train[k] !== undefined);
+    if (key === undefined) return null;
+    const v = run.train[key];
+    return typeof v === 'number' && Number.isSafeInteger(v) && v > 0 ? v : undefined;
+  };
+  const steps = setting('max_steps', 'steps');
+  const batch = setting('batch_size', 'batchSize');
+  const seqLen = run.weighting === 'tokens' ? setting('seq_len') : 1;
+  if (!steps || !batch || seqLen === undefined) return undefined;
+  const weight = steps * batch * (seqLen ?? 1);
+  return Number.isSafeInteger(weight) ? weight : undefined;
+}
+
 
 /** A run: how many rounds, k-of-n, deadlines, strategy and the training settings sent to sites. */
 export const runSchema = z
@@ -59,7 +87,13 @@ export const runSchema = z
     minSites: z.number().int().positive(),
     expectedSites: z.array(z.string()).default([]),
     strategy: strategySchema.default({ name: 'diloco' }),
-    weighting: z.enum(['samples', 'tokens', 'uniform']).default('samples'),
+    weighting: z.enum(WEIGHTINGS).default('samples'),
+    /**
+     * The largest weight one site may declare, in the unit of `weighting`: an upload header above it
+     * is refused (WEIGHT_OUT_OF_RANGE) in plain and secure rounds, never clamped; under secure
+     * aggregation a site's weight word is its count over this. Default {@link defaultMaxSiteWeight}.
+     */
+    maxSiteWeight: z.number().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
     /**
      * How plain rounds combine deltas: the weighted mean, or a robust aggregator (coordinate-wise
      * median, trimmed mean), which needs individual updates and so is refused under secure aggregation.
@@ -120,6 +154,29 @@ export const runSchema = z
     if (sa.threshold !== undefined && sa.threshold > sites && run.expectedSites.length > 0) {
       ctx.addIssue({ code: 'custom', path: ['secureAggregation', 'threshold'], message: `threshold ${sa.threshold} exceeds the ${sites} expected sites` });
     }
+  })
+  .transform((run, ctx) => {
+    // One weight setting: the resolved run carries `maxSiteWeight` only, so parsing it again
+    // gives the same run.
+    const { maxWeight: oldName, ...secureAggregation } = run.secureAggregation;
+    if (oldName !== undefined && run.maxSiteWeight !== undefined && oldName !== run.maxSiteWeight) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['secureAggregation', 'maxWeight'],
+        message: `${oldName} disagrees with run.maxSiteWeight ${run.maxSiteWeight}: secureAggregation.maxWeight is the old name of run.maxSiteWeight; keep run.maxSiteWeight only`,
+      });
+      return z.NEVER;
+    }
+    const maxSiteWeight = run.maxSiteWeight ?? oldName ?? defaultMaxSiteWeight(run);
+    if (maxSiteWeight === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['maxSiteWeight'],
+        message: `required: run.train does not say how much one site trains per round (positive integers max_steps or steps, and batch_size or batchSize${run.weighting === 'tokens' ? ', and seq_len' : ''}), so the largest weight an honest site can declare in ${run.weighting} is unknown`,
+      });
+      return z.NEVER;
+    }
+    return { ...run, maxSiteWeight, secureAggregation };
   });
 
 export const coordinatorConfigSchema = z

@@ -4,7 +4,7 @@
  * resumed or re-requested stripe re-encodes exactly the bytes it had sent. Encodings are
  * deterministic — the masked one takes its stochastic rounding from a seed fixed per attempt.
  */
-import { encodeInt8Blocks, f32ToBf16, maskVector, openSafetensors, quantize, type SafetensorsFile } from '../aggregation/index.js';
+import { encodeInt8Blocks, f32ToBf16, maskVector, openSafetensors, quantize, type DeclaredCounts, type SafetensorsFile } from '../aggregation/index.js';
 import { openFileSource } from '../common/files.js';
 import { deltaSegments, INT8_BLOCK, type Segment, type DeltaEncoding } from '../aggregation/index.js';
 import { SiteAgentError } from './errors.js';
@@ -17,11 +17,12 @@ export interface TaskTensor {
   readonly shape: readonly number[];
 }
 
-/** What a masked encoding needs: the attempt's session, its weight and a fixed rounding seed. */
+/** What a masked encoding needs: the attempt's session, the counts the header declares and a fixed rounding seed. */
 export interface MaskedInputs {
   readonly session: SecureSession;
   readonly params: SecureParams;
-  readonly samples: number;
+  /** The samples and tokens of the upload header: the weight is made of them (`SecureSession.weight`). */
+  readonly counts: DeclaredCounts;
   readonly roundingSeed: Uint8Array;
 }
 
@@ -47,7 +48,8 @@ export class DeltaEncoder {
     private readonly l: SafetensorsFile,
     private readonly tensors: readonly TaskTensor[],
     readonly encoding: DeltaEncoding,
-    private readonly masked: MaskedInputs | undefined,
+    /** With the weight w of the masked encoding: Δ is sent as w·clip(Δ, −c, c), and w as the weight word. */
+    private readonly masked: (MaskedInputs & { readonly weight: number }) | undefined,
     private readonly closeFiles: () => Promise<void>,
   ) {
     this.segments = deltaSegments(encoding, tensors.map(elementsOf));
@@ -62,11 +64,13 @@ export class DeltaEncoder {
 
   /**
    * Opens the two files. Throws MODEL_INVALID when the local file's names or shapes differ from
-   * the global model's, or when the encoding is unknown.
+   * the global model's, or when the encoding is unknown; a masked encoding whose count exceeds the
+   * run's maxSiteWeight throws WEIGHT_OUT_OF_RANGE before anything is read.
    */
   static async open(globalPath: string, localPath: string, tensors: readonly TaskTensor[], encoding: string, masked?: MaskedInputs): Promise<DeltaEncoder> {
     if (!['f32', 'bf16', 'int8', 'secagg32', 'secagg16'].includes(encoding)) throw new SiteAgentError('MODEL_INVALID', `unknown wire encoding ${JSON.stringify(encoding)}`, false);
     if (encoding.startsWith('secagg') && !masked) throw new SiteAgentError('MODEL_INVALID', `encoding ${encoding} needs a secure session`, false);
+    const weighted = masked ? { ...masked, weight: masked.session.weight(masked.counts) } : undefined;
     const gSrc = await openFileSource(globalPath);
     const lSrc = await openFileSource(localPath);
     const close = async (): Promise<void> => {
@@ -84,7 +88,7 @@ export class DeltaEncoder {
         }
       }
       if (l.tensors.length !== tensors.length) throw new SiteAgentError('MODEL_INVALID', `local model has ${l.tensors.length} tensors, global has ${tensors.length}`, false);
-      return new DeltaEncoder(g, l, tensors, encoding as DeltaEncoding, masked, close);
+      return new DeltaEncoder(g, l, tensors, encoding as DeltaEncoding, weighted, close);
     } catch (err) {
       await close();
       throw err;
@@ -145,7 +149,7 @@ export class DeltaEncoder {
   private maskedWords(x: Float32Array, wordOffset: number): Buffer {
     const m = this.masked!;
     const q = { clip: m.params.clip, quantBits: m.params.quantBits, modulusBits: m.params.modulusBits };
-    const words = quantize(x, q, { weight: m.session.weight(m.samples), wordOffset, roundingSeed: m.roundingSeed });
+    const words = quantize(x, q, { weight: m.weight, wordOffset, roundingSeed: m.roundingSeed });
     const masked = maskVector(words, { ...m.session.masks(), wordOffset });
     return Buffer.from(masked.buffer, masked.byteOffset, masked.byteLength);
   }
@@ -154,7 +158,7 @@ export class DeltaEncoder {
   private weightWord(): Buffer {
     const m = this.masked!;
     const q = { clip: 1, quantBits: m.params.quantBits, modulusBits: m.params.modulusBits };
-    const w = quantize(new Float32Array([m.session.weight(m.samples)]), q, { wordOffset: this.elements, roundingSeed: m.roundingSeed });
+    const w = quantize(new Float32Array([m.weight]), q, { wordOffset: this.elements, roundingSeed: m.roundingSeed });
     const masked = maskVector(w, { ...m.session.masks(), wordOffset: this.elements });
     return Buffer.from(masked.buffer, masked.byteOffset, masked.byteLength);
   }

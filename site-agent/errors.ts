@@ -16,6 +16,8 @@ export const SITE_ERROR_CODES = [
   'DEADLINE_PASSED',
   /** A coordinator's message breaks the wire contract (a uint64 that is no safe integer, a required field missing). */
   'WIRE_INVALID',
+  /** The trained shard's count (samples, tokens) exceeds the run's maxSiteWeight: the masked upload is refused, not clamped. */
+  'WEIGHT_OUT_OF_RANGE',
 ] as const;
 export type SiteErrorCode = (typeof SITE_ERROR_CODES)[number];
 

@@ -61,7 +61,8 @@ export interface RoundUploadInput {
 export async function uploadRoundDelta(i: RoundUploadInput): Promise<UploadOutcome> {
   const t = i.task;
   const { tensors, encoding } = t;
-  const masked: MaskedInputs | undefined = i.secure ? { ...i.secure, samples: i.result.samples, roundingSeed: randomBytes(32) } : undefined;
+  const counts = { samples: i.result.samples, tokens: i.result.tokens };
+  const masked: MaskedInputs | undefined = i.secure ? { ...i.secure, counts, roundingSeed: randomBytes(32) } : undefined;
   const encoder = await DeltaEncoder.open(i.globalPath, i.result.outPath, tensors, encoding, masked);
   const meter = new TransferMeter('upload', encoder.totalBytes, i.log.child({ phase: 'upload' }), i.sink ?? stderrSink());
   i.onMeter(meter);

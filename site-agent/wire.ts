@@ -25,7 +25,7 @@ import type {
   UploadReply__Output,
   UploadResult__Output,
 } from '../proto/index.js';
-import { err, ok, type Err, type Ok, type Result } from '../aggregation/index.js';
+import { WEIGHTINGS, err, ok, type Err, type Ok, type Result, type Weighting } from '../aggregation/index.js';
 import type { TaskTensor } from './encode.js';
 import { SiteAgentError } from './errors.js';
 import type { PeerAdvertisement, SecureParams, WireShare } from './secure/session.js';
@@ -232,18 +232,29 @@ function decodeEval(e: EvalTask__Output): EvalTask {
 function decodeKeys(t: KeysTask__Output, a: AttemptRef): KeysStage {
   const p = t.params;
   if (!p) throw new Refusal('a keys task without its secure-aggregation parameters');
+  // The weight word divides by it: a coordinator's nonsense must not become a NaN weight.
+  if (!(Number.isFinite(p.maxWeight) && p.maxWeight >= 1)) throw new Refusal(`a keys task whose maxWeight ${p.maxWeight} is not a number ≥ 1`);
   const params: SecureParams = {
     threshold: p.threshold,
     quantBits: p.quantBits,
     // 0 (unset) keeps the protocol's default modulus.
     modulusBits: p.modulusBits === 16 ? 16 : 32,
     clip: p.clip,
-    maxWeight: p.maxWeight,
+    maxSiteWeight: p.maxWeight,
+    weighting: decodeWeighting(p.weighting),
     graphSeed: p.graphSeed,
     degree: p.degree,
     roster: p.roster,
   };
   return { kind: 'keys', ...a, params };
+}
+
+/** `run.weighting` as a keys task carries it; empty from coordinators that did not send it: samples. */
+function decodeWeighting(w: string): Weighting {
+  if (w === '') return 'samples';
+  const known = WEIGHTINGS.find((x) => x === w);
+  if (!known) throw new Refusal(`a keys task weighting by ${JSON.stringify(w)}, not one of ${WEIGHTINGS.join(', ')}`);
+  return known;
 }
 
 function decodeShares(t: SharesTask__Output, a: AttemptRef): SharesStage {

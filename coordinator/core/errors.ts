@@ -47,6 +47,15 @@ export const COORDINATOR_ERRORS = {
    * positive integer or more than the evaluation asked for (`run.evalMaxSamples`).
    */
   EVAL_INVALID: { status: grpc.status.INVALID_ARGUMENT, retryable: false },
+  /** An upload header whose weight (samples, tokens or 1, by `run.weighting`) exceeds `run.maxSiteWeight`: refused, never clamped. */
+  WEIGHT_OUT_OF_RANGE: { status: grpc.status.OUT_OF_RANGE, retryable: false },
+  /**
+   * Secure rounds: the unmasked Σw differs from the sum of the weights the participants declared in
+   * their headers by more than rounding allows. The sum cannot say which site lied; a later attempt may pass.
+   */
+  WEIGHT_SUM_MISMATCH: { status: grpc.status.FAILED_PRECONDITION, retryable: true },
+  /** Secure rounds: a coordinate of the unmasked sum lies beyond Σwᵢ·c plus rounding. A later attempt may pass. */
+  SUM_OUT_OF_RANGE: { status: grpc.status.FAILED_PRECONDITION, retryable: true },
   /** An evaluation report nobody asked this site for: another run, another model, a second different score. */
   NOT_ASKED: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
   /**

@@ -64,7 +64,8 @@ export class SecureSide {
       quantBits: sa.quantBits,
       modulusBits: sa.modulusBits,
       clip: sa.clip,
-      maxWeight: sa.maxWeight,
+      maxSiteWeight: this.o.config.run.maxSiteWeight,
+      weighting: this.o.config.run.weighting,
       graphSeed: randomBytes(32),
       degree: sa.degree,
       roster: [...sites].sort(),
@@ -104,10 +105,21 @@ export class SecureSide {
     for (const site of sites) this.send(site, { kind: 'unmask', runId: r.runId, round, attempt, survivors: r.survivors, dropped: r.dropped, signatures });
   }
 
-  /** The unmasked mean of the survivors' masked spools. */
-  mean(round: number, attempt: number, spools: readonly string[], elements: number, open: (p: string) => Promise<FileSource>, options: SecureMeanOptions = {}): Promise<MeanSource> {
+  /**
+   * The unmasked mean of the survivors' masked spools, checked against the counts each survivor
+   * declared in its upload header (`declared`, by site; see unmask.ts).
+   */
+  mean(
+    round: number,
+    attempt: number,
+    spools: readonly string[],
+    declared: ReadonlyMap<string, number>,
+    elements: number,
+    open: (p: string) => Promise<FileSource>,
+    options: SecureMeanOptions = {},
+  ): Promise<MeanSource> {
     const r = this.round(round, attempt);
-    return secureMean(r, spools, elements, open, options);
+    return secureMean(r, spools, declared, elements, open, options);
   }
 
   /** Stage RPC handlers for one calling site; each validates, then tells the scheduler. */

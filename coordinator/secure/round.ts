@@ -5,7 +5,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import type { AttemptRef, KeyAdvertisement, SharesSubmission, SurvivorSignature, UnmaskResponse } from './messages.js';
-import { secureSessionId, sessionGraph, verifyAdvertisement, type NeighbourGraph } from '../../aggregation/index.js';
+import { secureSessionId, sessionGraph, verifyAdvertisement, type NeighbourGraph, type Weighting } from '../../aggregation/index.js';
 import { CoordinatorError } from '../core/errors.js';
 
 /** The neighbour graph over the sites that advertised keys, exactly as the sites build it. */
@@ -19,7 +19,10 @@ export interface SecureRoundParams {
   readonly quantBits: number;
   readonly modulusBits: 16 | 32;
   readonly clip: number;
-  readonly maxWeight: number;
+  /** `run.maxSiteWeight`: a site's weight word is its count over this (at most 1). */
+  readonly maxSiteWeight: number;
+  /** What a site's count is (`run.weighting`): the weight word follows it. */
+  readonly weighting: Weighting;
   readonly graphSeed: Buffer;
   readonly degree: number;
   readonly roster: readonly string[];

@@ -1,10 +1,22 @@
 /**
  * Unmasking a secure round (Bonawitz et al. 2017, round 4 at the server): rebuild each survivor's
  * self-mask seed and each dropped site's mask key from t revealed shares, then read the sum of the
- * survivors' masked spools slice by slice, remove the masks, dequantize, and divide by the
- * unmasked sum of weights. What comes out is only the weighted mean of the survivors' deltas.
+ * survivors' masked spools slice by slice, remove the masks, dequantize, and divide by the sum of
+ * the weights the survivors declared. What comes out is only the weighted mean of their deltas.
+ *
+ * Two checks stand between the sum and the model (aggregation/secagg/bounds.ts): the unmasked Σw
+ * must equal the declared weights' sum within n·2/(2^q − 1) (WEIGHT_SUM_MISMATCH), and every
+ * coordinate must lie within Σwᵢ·c + n·2c/(2^q − 1) (SUM_OUT_OF_RANGE). Either failure aborts the
+ * attempt; the sum cannot say which survivor sent the words that broke it.
  */
 import {
+  checkSumRange,
+  checkWeightSum,
+  encodedWeight,
+  invariant,
+  sumRangeBound,
+  type Result,
+  type SecAggErrorCode,
   combine,
   dequantizeSum,
   derivePairwiseMaskSeed,
@@ -18,7 +30,7 @@ import {
 } from '../../aggregation/index.js';
 import type { FileSource } from '../../common/files.js';
 import type { MeanSource } from '../aggregate/checkpoint-writer.js';
-import { CoordinatorError } from '../core/errors.js';
+import { CoordinatorError, type CoordinatorErrorCode } from '../core/errors.js';
 import type { KernelPool } from '../aggregate/kernel-pool.js';
 import { openMaskedSpools } from '../aggregate/kernel-spools.js';
 import { neighbourGraph, type SecureRound } from './round.js';
@@ -52,6 +64,34 @@ export function unmaskingSecrets(r: SecureRound): { selfSeeds: Uint8Array[]; dro
   return { selfSeeds, droppedPairs };
 }
 
+/** The codes of the two checks of an unmasked sum: either one aborts the attempt. */
+export const SUM_CHECK_CODES: readonly CoordinatorErrorCode[] = ['WEIGHT_SUM_MISMATCH', 'SUM_OUT_OF_RANGE'];
+
+/** A failed check of the library as the coordinator's error of the same code, naming the survivors. */
+function checked<T>(result: Result<T, SecAggErrorCode>, r: SecureRound): T {
+  if (result.ok) return result.value;
+  const code: CoordinatorErrorCode = result.code === 'WEIGHT_SUM_MISMATCH' || result.code === 'SUM_OUT_OF_RANGE' || result.code === 'WEIGHT_OUT_OF_RANGE' ? result.code : 'INTERNAL';
+  const facts = Object.entries(result.context).filter((e): e is [string, number | string | boolean] => ['number', 'string', 'boolean'].includes(typeof e[1]));
+  throw new CoordinatorError(code, `${result.issues.join('; ')}; the survivors were ${r.survivors.join(', ')} (the sum cannot say which of them sent it)`, {
+    ...Object.fromEntries(facts),
+    round: r.round,
+    attempt: r.attempt,
+    survivors: r.survivors.join(','),
+  });
+}
+
+/**
+ * The weight each survivor declared in its clear upload header (`declared`: its count in the run's
+ * unit, by site), recomputed exactly as its encoder computed it, Float32 rounding included.
+ */
+export function declaredWeights(r: SecureRound, declared: ReadonlyMap<string, number>): number[] {
+  return r.survivors.map((site) => {
+    const count = declared.get(site);
+    invariant(count !== undefined, 'every survivor of a secure attempt declared its count in a verified upload header');
+    return checked(encodedWeight(count, r.params.maxSiteWeight), r);
+  });
+}
+
 /** Where {@link secureMean} sums the masked words: a worker pool, or this thread. */
 export interface SecureMeanOptions {
   readonly pool?: KernelPool;
@@ -60,16 +100,21 @@ export interface SecureMeanOptions {
 
 /**
  * A mean source over the survivors' masked spools (`elements` words each plus one weight word).
- * Opens the spools, unmasks the weight word first, then serves unmasked slices. The modular sum
+ * Opens the spools and unmasks the weight word first: the Σw check runs before any slice is
+ * served, the range check on every slice served. The mean divides by the declared Σwᵢ, so a
+ * passing sum gives a mean within ±(c + n·2c/((2^q − 1)·Σwᵢ)) in every coordinate. The modular sum
  * of the spools runs in `options.pool`'s workers when given, else through in-thread kernels.
  */
 export async function secureMean(
   r: SecureRound,
   spoolPaths: readonly string[],
+  declared: ReadonlyMap<string, number>,
   elements: number,
   openSpool: (path: string) => Promise<FileSource>,
   options: SecureMeanOptions = {},
 ): Promise<MeanSource> {
+  invariant(spoolPaths.length === r.survivors.length, 'a secure sum reads one spool per survivor');
+  const weights = declaredWeights(r, declared);
   const { selfSeeds, droppedPairs } = unmaskingSecrets(r);
   const bits = r.params.modulusBits;
   const n = r.survivors.length;
@@ -78,11 +123,13 @@ export async function secureMean(
   const sumWords = async (wordOffset: number, count: number): Promise<Uint32Array | Uint16Array> =>
     unmaskSum(await spools.read(wordOffset, count), { survivorSelfSeeds: selfSeeds, droppedPairs, wordOffset });
   try {
-    const weightSum = dequantizeSum(await sumWords(elements, 1), n, { ...q, clip: 1 })[0]!;
-    if (!(weightSum > 0)) throw new CoordinatorError('INTERNAL', `the unmasked sum of weights is ${weightSum}`);
+    const unmasked = dequantizeSum(await sumWords(elements, 1), n, { ...q, clip: 1 })[0]!;
+    const weightSum = checked(checkWeightSum(unmasked, weights, q.quantBits), r);
+    const bound = sumRangeBound(weightSum, n, q);
     return {
       async read(elemOffset, count) {
         const sum = dequantizeSum(await sumWords(elemOffset, count), n, q);
+        checked(checkSumRange(sum, bound, elemOffset), r);
         const mean = new Float32Array(count);
         for (let i = 0; i < count; i++) mean[i] = sum[i]! / weightSum;
         return mean;

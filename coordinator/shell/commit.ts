@@ -12,7 +12,8 @@ import { KernelPool } from '../aggregate/kernel-pool.js';
 import { isRobust, robustMean } from '../aggregate/robust.js';
 import type { AttemptContext, RoundContext } from './context.js';
 import type { LayoutTensor } from '../upload/header.js';
-import type { ParticipantRecord } from '../state/records.js';
+import { recordsOf, type ParticipantRecord } from '../state/records.js';
+import { SUM_CHECK_CODES } from '../secure/unmask.js';
 import type { StateStore } from '../state/store.js';
 
 /** Size and tensor layout of the model stored under `sha256`. */
@@ -73,7 +74,7 @@ export class RoundCommitter {
       const aggregator = this.ctx.config().run.aggregator;
       const secure = this.ctx.secure();
       const mean = secure
-        ? await secure.mean(round, attempt, inputs.map((i) => i.path), elements, openFileSource, { ...(pool ? { pool } : {}), signal })
+        ? await secure.mean(round, attempt, inputs.map((i) => i.path), new Map(inputs.map((i) => [i.site, i.weight])), elements, openFileSource, { ...(pool ? { pool } : {}), signal })
         : isRobust(aggregator)
           ? await robustMean(aggregator, inputs, run.tensors.map((t) => t.elements), openFileSource, signal)
           : undefined;
@@ -99,10 +100,30 @@ export class RoundCommitter {
         return;
       }
       this.ctx.log.error({ round, attempt, phase: 'aggregate', err }, 'aggregation failed');
-      this.ctx.dispatch({ type: 'aggregationFailed', round, attempt, reason: (err as Error).message });
+      const coded = err instanceof CoordinatorError ? err : undefined;
+      // A journal that cannot be written is fatal, as it is for every effect.
+      if (coded && SUM_CHECK_CODES.includes(coded.code)) await this.sumCheckFailed(att, round, attempt, sites, coded).catch((e: unknown) => this.ctx.o.onFatal(e));
+      // The reason starts with the code, so the journal and `admin rounds` name it.
+      this.ctx.dispatch({ type: 'aggregationFailed', round, attempt, reason: coded ? `${coded.code}: ${coded.message}` : (err as Error).message });
     } finally {
       if (this.running?.controller === controller) this.running = undefined;
     }
+  }
+
+  /**
+   * Journals a failed check of a secure sum with the attempt's participants and the counts they
+   * declared — the sum cannot say which of them sent the words, so an admin gets them all — and
+   * pauses the run once two attempts of the same round have failed a check, as `fedhpc admin pause`
+   * does: the round may still commit, no later round opens until an admin resumes.
+   */
+  private async sumCheckFailed(att: AttemptContext, round: number, attempt: number, sites: readonly string[], err: CoordinatorError): Promise<void> {
+    const runId = this.ctx.run().plan.runId;
+    const participants = sites.map((site) => ({ site, weight: att.uploads.get(site)?.intent.weight ?? 0 }));
+    await this.ctx.o.store.append({ type: 'sum-check-failed', runId, round, attempt, code: err.code, message: err.message, participants });
+    const failed = recordsOf(this.ctx.o.store.records().map((r) => r.body), runId, 'sum-check-failed').filter((r) => r.round === round);
+    if (failed.length < 2) return;
+    const attempts = failed.map((f) => `${f.attempt} (${f.code}: ${f.participants.map((p) => p.site).join(', ')})`).join(', ');
+    await this.ctx.pause(`the secure sum of round ${round} failed its checks in attempts ${attempts}: one of those sites sends words its header does not match`);
   }
 
   /**

@@ -54,4 +54,6 @@ export interface RoundContext {
   dispatch(event: SchedulerEvent): void;
   /** Feeds an event that opens a round, or holds it while the run is paused. */
   advance(event: SchedulerEvent): void;
+  /** Pauses the run as an admin's pause does (journaled, with `reason`), for an admin to look at. */
+  pause(reason: string): Promise<void>;
 }

@@ -81,6 +81,12 @@ export class RoundDriver implements SiteRoundPort, UploadRoundPort, AdminRoundPo
       scheduler: () => this.state,
       dispatch: (event) => this.dispatch(event),
       advance: (event) => this.advance(event),
+      pause: async (reason) => {
+        const phase = this.state.run.phase;
+        if (phase === 'idle' || phase === 'finished' || phase === 'failed') return;
+        this.log.warn({ reason }, 'run paused by the coordinator');
+        await this.setPaused(true, 'coordinator', reason);
+      },
     });
     for (const site of o.revokedSites) this.excuseSite(site, true);
   }
@@ -154,15 +160,15 @@ export class RoundDriver implements SiteRoundPort, UploadRoundPort, AdminRoundPo
     this.log.info({ held: event.type }, 'run paused at a round boundary');
   }
 
-  /** Pauses (the open round completes; no new one opens) or resumes the run. */
-  async setPaused(paused: boolean, admin: string): Promise<string> {
+  /** Pauses (the open round completes; no new one opens) or resumes the run; `reason` is journaled. */
+  async setPaused(paused: boolean, admin: string, reason?: string): Promise<string> {
     const runId = this.active?.run.id;
     const phase = this.state.run.phase;
     if (!runId || phase === 'idle' || phase === 'finished' || phase === 'failed') {
       throw new CoordinatorError('RUN_STATE', `no active run to ${paused ? 'pause' : 'resume'} (run state: ${phase})`);
     }
     if (this.control.paused === paused) return this.runState;
-    await this.o.store.append({ type: paused ? 'run-paused' : 'run-resumed', runId, admin });
+    await this.o.store.append({ type: paused ? 'run-paused' : 'run-resumed', runId, admin, ...(reason ? { reason } : {}) });
     const held = this.control.setPaused(paused);
     if (held) this.dispatch(held);
     return this.runState;
@@ -271,7 +277,8 @@ export class RoundDriver implements SiteRoundPort, UploadRoundPort, AdminRoundPo
       tensors: this.run.tensors,
       encoding: this.secure?.encoding ?? this.config.run.encoding,
       maxChunkBytes: this.o.config.limits.maxChunkBytes,
-      weighting: this.secure ? 'uniform' : this.config.run.weighting,
+      weighting: this.config.run.weighting,
+      maxSiteWeight: this.config.run.maxSiteWeight,
     };
   }
 

@@ -126,6 +126,23 @@ export interface RunFailedRecord {
   readonly reason: string;
 }
 
+/**
+ * A secure attempt whose unmasked sum failed a check (`code`: WEIGHT_SUM_MISMATCH or
+ * SUM_OUT_OF_RANGE), with every participant and the count it declared: the sum cannot say which
+ * of them sent the words, so an admin gets them all. A `round-aborted` record follows; the second
+ * of these in one round pauses the run (a `run-paused` record whose admin is `coordinator`).
+ */
+export interface SumCheckFailedRecord {
+  readonly type: 'sum-check-failed';
+  readonly runId: string;
+  readonly round: number;
+  readonly attempt: number;
+  readonly code: string;
+  readonly message: string;
+  /** Each participant and its declared weight (samples, tokens or 1, by `run.weighting`). */
+  readonly participants: readonly { readonly site: string; readonly weight: number }[];
+}
+
 export type StateRecord =
   | RunStartedRecord
   | RunExtendedRecord
@@ -135,6 +152,7 @@ export type StateRecord =
   | EvalRecord
   | RunFinishedRecord
   | RunFailedRecord
+  | SumCheckFailedRecord
   | SiteJoinedRecord
   | ReceiptRecord;
 

@@ -5,7 +5,7 @@
  */
 import type { UploadHeader } from './frames.js';
 import { CoordinatorError } from '../core/errors.js';
-import { deltaSegments, isUnitBoundary, segmentsBytes, type Segment, type DeltaEncoding } from '../../aggregation/index.js';
+import { declaredCount, deltaSegments, isUnitBoundary, segmentsBytes, type Segment, type DeltaEncoding, type Weighting } from '../../aggregation/index.js';
 
 /** One tensor of the global model as uploads must declare it. */
 export interface LayoutTensor {
@@ -25,7 +25,10 @@ export interface UploadExpectation {
   /** `f32`, `bf16` or `int8` for plain rounds; masked fixed point (`secagg32`, `secagg16`) for secure ones. */
   readonly encoding: DeltaEncoding;
   readonly maxChunkBytes: number;
-  readonly weighting: 'samples' | 'tokens' | 'uniform';
+  /** What a site's weight counts (secure rounds too: the masked weight word follows it). */
+  readonly weighting: Weighting;
+  /** The largest weight one site may declare (`run.maxSiteWeight`); a larger one is refused. */
+  readonly maxSiteWeight: number;
 }
 
 /** A validated upload header in domain terms. */
@@ -90,8 +93,12 @@ export function validateHeader(h: UploadHeader, exp: UploadExpectation): UploadI
     throw new CoordinatorError('UPLOAD_INVALID', `totalBytes is ${totalBytes}, the declared tensors need ${expectedBytes}`);
   }
   const { samples, tokens } = h;
-  const weight = exp.weighting === 'uniform' ? 1 : exp.weighting === 'samples' ? samples : tokens;
+  const weight = declaredCount(exp.weighting, { samples, tokens });
   if (!(weight > 0)) throw new CoordinatorError('UPLOAD_INVALID', `weighting by ${exp.weighting} needs a positive count, got ${weight}`);
+  // Refused, never clamped: a site claiming more than an honest one could would dictate the mean.
+  if (weight > exp.maxSiteWeight) {
+    throw new CoordinatorError('WEIGHT_OUT_OF_RANGE', `a weight of ${weight} ${exp.weighting} exceeds the run's maxSiteWeight ${exp.maxSiteWeight}`, { weight, maxSiteWeight: exp.maxSiteWeight });
+  }
   if (!/^([0-9a-f]{64})?$/.test(h.dataManifestSha256)) throw new CoordinatorError('UPLOAD_INVALID', 'dataManifestSha256 is not a SHA-256');
   return {
     round,

@@ -6,6 +6,8 @@
  */
 import { randomBytes as nodeRandomBytes, sign as cryptoSign, verify as cryptoVerify, X509Certificate, type KeyObject } from 'node:crypto';
 import {
+  declaredCount,
+  encodedWeight,
   neighbourhoodThreshold,
   sessionGraph,
   decodeSharePayload,
@@ -24,9 +26,11 @@ import {
   secureSessionId,
   survivorListBytes,
   GCM_TAG_BYTES,
+  type DeclaredCounts,
   type MaskBits,
   type NeighbourGraph,
   type PairwiseMask,
+  type Weighting,
   type X25519KeyPair,
 } from '../../aggregation/index.js';
 import { SiteAgentError } from '../errors.js';
@@ -37,7 +41,10 @@ export interface SecureParams {
   readonly quantBits: number;
   readonly modulusBits: MaskBits;
   readonly clip: number;
-  readonly maxWeight: number;
+  /** `run.maxSiteWeight`: the weight word is this site's count over it, and a larger count is refused. */
+  readonly maxSiteWeight: number;
+  /** What the count is (`run.weighting`): samples, tokens, or 1 for every site. */
+  readonly weighting: Weighting;
   readonly graphSeed: Uint8Array;
   readonly degree: number;
   readonly roster: readonly string[];
@@ -181,9 +188,16 @@ export class SecureSession {
     return { selfSeed: this.selfSeed, pairwise };
   }
 
-  /** Weight folded into the masked vector: samples over the run's maximum, at most 1. */
-  weight(samples: number): number {
-    return Math.min(samples, this.o.params.maxWeight) / this.o.params.maxWeight;
+  /**
+   * The weight folded into the masked vector and sent as its weight word: this site's count in the
+   * run's unit over `maxSiteWeight`, Float32-rounded — what the coordinator recomputes from the
+   * clear header. A count above `maxSiteWeight` is refused (WEIGHT_OUT_OF_RANGE), never clamped.
+   */
+  weight(counts: DeclaredCounts): number {
+    const { weighting, maxSiteWeight } = this.o.params;
+    const w = encodedWeight(declaredCount(weighting, counts), maxSiteWeight);
+    if (!w.ok) throw new SiteAgentError('WEIGHT_OUT_OF_RANGE', `${w.issues.join('; ')} (weighting by ${weighting})`, false, { weighting, maxSiteWeight });
+    return w.value;
   }
 
   /** Consistency check: signs the survivor list after checking it is one the protocol allows. */

@@ -257,8 +257,9 @@ export function headerFor(task: TrainTask__Output, overrides: Partial<UploadHead
     encoding: { name: 'f32' },
     tensors: task.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: [...t.shape] })),
     totalBytes: deltaBytes(task),
-    samples: 1000,
-    tokens: 6000,
+    // What a builtin site of the test federation declares: steps 20 × batchSize 32, one token each.
+    samples: 640,
+    tokens: 640,
     steps: 20,
     trainLoss: 2.5,
     dataManifestSha256: '',

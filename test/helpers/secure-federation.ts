@@ -14,7 +14,7 @@ import { createTestFederation, startCoordinatorInProcess, type TestFederation } 
 import { coordinatorStateDir } from './faults.js';
 import { SecureRawSite } from './secure-raw-site.js';
 
-/** maxWeight of the test runs: samples ≤ 1000 give weights ≤ 1 without wasting the grid. */
+/** maxSiteWeight of the test runs: raw sites declare at most 1000 samples (a weight of 1). */
 export const MAX_WEIGHT = 1000;
 
 /** Run settings of a secure test run; `run` overrides them. */
@@ -23,7 +23,7 @@ export function secureRun(overrides: Partial<CoordinatorOptions['run']> = {}): P
     rounds: 1,
     strategy: { name: 'fedavg', lr: 1 },
     evaluate: false,
-    secureAggregation: { maxWeight: MAX_WEIGHT },
+    maxSiteWeight: MAX_WEIGHT,
     deadlines: { openS: 30, trainingS: 60, uploadS: 60, aggregateS: 30, commitS: 30, evalS: 15, keysS: 20, sharesS: 20, unmaskS: 20 },
     ...overrides,
   };
@@ -93,8 +93,9 @@ export async function modelValues(fed: TestFederation, sha256: string): Promise<
 
 /**
  * Asserts a committed FedAvg (lr 1) round moved the model by the plain weighted mean of the
- * participants' deltas, within the quantization bound (n·2c/(2^q − 1) + |m|·n·2/(2^q − 1)) / Σw
- * per element (c = 1, q = 24 by default) plus f32 rounding of the stored models.
+ * participants' clipped deltas, Σ wᵢ·clip(Δᵢ) / Σ wᵢ with wᵢ = f32(samplesᵢ / maxSiteWeight), within
+ * the quantization bound n·2c/((2^q − 1)·Σw) per element (c = 1, q = 24 by default) plus f32
+ * rounding of the stored models.
  */
 export async function expectCommittedMean(
   fed: TestFederation,
@@ -111,17 +112,17 @@ export async function expectCommittedMean(
   let weightSum = 0;
   const mean = new Float64Array(parent.length);
   for (const s of participants) {
-    const w = Math.min(samples.get(s)!, MAX_WEIGHT) / MAX_WEIGHT;
+    const w = Math.fround(samples.get(s)! / MAX_WEIGHT);
     weightSum += w;
     const d = deltas.get(s)!;
     expect(d.length).toBe(parent.length);
-    for (let i = 0; i < d.length; i++) mean[i]! += Math.max(-q.clip, Math.min(q.clip, d[i]! * w));
+    for (let i = 0; i < d.length; i++) mean[i]! += w * Math.max(-q.clip, Math.min(q.clip, d[i]!));
   }
   const levels = 2 ** q.quantBits - 1;
   let worst = -Infinity;
   for (let i = 0; i < mean.length; i++) {
     const m = mean[i]! / weightSum;
-    const bound = ((n * 2 * q.clip) / levels + (Math.abs(m) * n * 2) / levels) / (weightSum - (n * 2) / levels) + (Math.abs(parent[i]!) + Math.abs(m)) * 2 ** -22;
+    const bound = (n * 2 * q.clip) / levels / weightSum + (Math.abs(parent[i]!) + Math.abs(m)) * 2 ** -22;
     worst = Math.max(worst, Math.abs(model[i]! - parent[i]! - m) - bound);
   }
   expect(worst, `round ${info.round}.${info.attempt}: committed update differs from the plain weighted mean of ${participants.join(', ')}`).toBeLessThanOrEqual(0);

@@ -60,7 +60,7 @@ export interface InProcessOptions {
   readonly quantBits?: number;
   readonly modulusBits?: 16 | 32;
   readonly clip?: number;
-  readonly maxWeight?: number;
+  readonly maxSiteWeight?: number;
   readonly degree?: number;
   /** Label of the sites' seeded randomness (one stream per site); default: node:crypto's. */
   readonly seed?: string;
@@ -78,8 +78,9 @@ async function writeVector(path: string, values: Float32Array): Promise<void> {
 /**
  * The masked upload of `delta` for this attempt, made by the agent's own `DeltaEncoder` (the
  * secagg encoding of `params.modulusBits`): the global model is zeros and the trained one is
- * `delta`, so local − global is `delta` exactly. `roundingSeed` fixes the stochastic rounding, as
- * the agent fixes it per attempt; random when not given.
+ * `delta`, so local − global is `delta` exactly. The site declares `samples` and 10 tokens a
+ * sample (as the raw sites' headers do). `roundingSeed` fixes the stochastic rounding, as the
+ * agent fixes it per attempt; random when not given.
  */
 export async function encodeMasked(
   delta: Float32Array,
@@ -92,7 +93,7 @@ export async function encodeMasked(
   try {
     await writeVector(join(dir, 'global.safetensors'), new Float32Array(delta.length));
     await writeVector(join(dir, 'local.safetensors'), delta);
-    const masked = { session, params, samples, roundingSeed: o.roundingSeed ?? randomBytes(32) };
+    const masked = { session, params, counts: { samples, tokens: samples * 10 }, roundingSeed: o.roundingSeed ?? randomBytes(32) };
     const tensors = [{ name: 'delta', dtype: 'F32', shape: [delta.length] }];
     const enc = await DeltaEncoder.open(join(dir, 'global.safetensors'), join(dir, 'local.safetensors'), tensors, `secagg${params.modulusBits}`, masked);
     try {
@@ -135,6 +136,8 @@ export class InProcessSecAgg {
   /** The stage the round scheduler would be in: the test drives it, the coordinator's round reads it. */
   stage: SecureStage = 'keys';
   readonly spools = new Map<string, string>();
+  /** The samples each site declared with its upload (its header's count). */
+  readonly declared = new Map<string, number>();
   private dir: string | undefined;
 
   constructor(
@@ -151,7 +154,8 @@ export class InProcessSecAgg {
       quantBits: o.quantBits ?? 24,
       modulusBits: o.modulusBits ?? 32,
       clip: o.clip ?? 1,
-      maxWeight: o.maxWeight ?? 1_000_000,
+      maxSiteWeight: o.maxSiteWeight ?? 1000,
+      weighting: 'samples',
       graphSeed,
       degree: o.degree ?? 0,
       roster,
@@ -223,6 +227,7 @@ export class InProcessSecAgg {
     const path = join(this.dir, `${site}.delta`);
     await writeFile(path, bytes);
     this.spools.set(site, path);
+    this.declared.set(site, samples);
     return path;
   }
 
@@ -255,7 +260,7 @@ export class InProcessSecAgg {
   async mean(elements: number): Promise<Float32Array> {
     this.stage = 'closed';
     const paths = this.coordinator.survivors.map((s) => this.spools.get(s)!);
-    const source = await secureMean(this.coordinator, paths, elements, openFileSource);
+    const source = await secureMean(this.coordinator, paths, this.declared, elements, openFileSource);
     try {
       return await source.read(0, elements);
     } finally {

@@ -153,7 +153,7 @@ describe('refusals at the door (identity, role, protocol, order of calls)', () =
  */
 describe('uploads that break the contract, during a run of real sites', () => {
   // One round per contract-breaking test, two for the closed-round test.
-  const ROUNDS = 10;
+  const ROUNDS = 11;
   let fed: TestFederation;
   let admin: AdminClient;
   let raw: RawSiteClient;
@@ -335,6 +335,14 @@ describe('uploads that break the contract, during a run of real sites', () => {
     },
   ];
 
+    {
+      // With its delta, such a weight would be the whole mean; it is refused, never clamped.
+      name: 'refuses a header claiming 2^53 − 1 samples, beyond the run\'s maxSiteWeight (steps 20 × batchSize 32)',
+      messages: (task) => validUpload(task, craftDelta(task), { samples: Number.MAX_SAFE_INTEGER }),
+      status: grpc.status.OUT_OF_RANGE,
+      code: 'WEIGHT_OUT_OF_RANGE',
+      names: () => [String(Number.MAX_SAFE_INTEGER), 'maxSiteWeight 640'],
+    },
   for (const m of misbehaviours) {
     it(`${m.name}, drops the site and commits the round with the others`, async () => {
       const task = await tasks.nextTrain(45_000);
@@ -400,7 +408,7 @@ describe('config files with a wrong field', () => {
     tls: { ca: 'ca.crt', cert: 'coordinator.crt', key: 'coordinator.key' },
     stateDir: 'state',
     model: { initial: 'initial.safetensors' },
-    run: { id: 'run-1', rounds: 3, minSites: 2 },
+    run: { id: 'run-1', rounds: 3, minSites: 2, train: { steps: 20, batchSize: 32, lr: 0.01 } },
   });
   const siteConfig = (): Record<string, unknown> => ({
     site: 'site-1',

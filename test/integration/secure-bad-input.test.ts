@@ -322,7 +322,7 @@ describe('masked uploads and unmask responses out of turn', () => {
     }));
     const aborted = rounds.filter((r) => r.outcome === 'aborted');
     expect(aborted.map((r) => r.attempt)).toEqual([0]);
-    expect(aborted[0]!.reason).toMatch(/aggregation failed: the revealed shares of site-1's self seed are inconsistent/);
+    expect(aborted[0]!.reason).toMatch(/aggregation failed: INTERNAL: the revealed shares of site-1's self seed are inconsistent/);
     expect(info.attempt).toBe(1);
     expect([...info.participants].sort()).toEqual(['site-1', 'site-2', 'site-3', 'site-4']);
     const journal = await journalAttempts();

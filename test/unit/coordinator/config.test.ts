@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../common/config-file.js';
-import { loadCoordinatorConfig, runSchema, secureThreshold } from '../../../coordinator/config.js';
+import { defaultMaxSiteWeight, loadCoordinatorConfig, runSchema, secureThreshold } from '../../../coordinator/config.js';
 import { runPlanFromConfig } from '../../../coordinator/shell/plan.js';
 
 let dir: string;
@@ -25,7 +25,7 @@ function valid(): Record<string, unknown> {
     tls: { ca: 'pki/ca.pem', cert: 'pki/coordinator.pem', key: '/abs/coordinator.key' },
     stateDir: '../state',
     model: { initial: 'models/init.safetensors' },
-    run: { id: 'run-1', rounds: 3, minSites: 2 },
+    run: { id: 'run-1', rounds: 3, minSites: 2, maxSiteWeight: 1000 },
   };
 }
 
@@ -65,6 +65,7 @@ describe('loadCoordinatorConfig', () => {
       expectedSites: [],
       strategy: { name: 'diloco', lr: 0.7, momentum: 0.9 },
       weighting: 'samples',
+      maxSiteWeight: 1000,
       encoding: 'f32',
       train: {},
       evaluate: true,
@@ -193,11 +194,65 @@ describe('loadCoordinatorConfig', () => {
 
 describe('secureThreshold', () => {
   it('is max(2, minSites) when the run sets none, the configured one otherwise, and is what the plan carries', () => {
-    const run = (extra: Record<string, unknown>) => runSchema.parse({ id: 'run-1', rounds: 1, minSites: 1, ...extra });
+    const run = (extra: Record<string, unknown>) => runSchema.parse({ id: 'run-1', rounds: 1, minSites: 1, maxSiteWeight: 1, ...extra });
     expect(secureThreshold(run({}))).toBe(2);
     expect(secureThreshold(run({ minSites: 5 }))).toBe(5);
     expect(secureThreshold(run({ minSites: 5, secureAggregation: { threshold: 3 } }))).toBe(3);
     expect(run({ minSites: 5 }).secureAggregation.threshold).toBeUndefined(); // derived, never written into the config
     expect(runPlanFromConfig({ run: run({ minSites: 5 }) }).secure).toEqual({ threshold: 5 });
+  });
+});
+
+describe('run.maxSiteWeight: one weight setting, refused not clamped', () => {
+  const BUILTIN = { steps: 50, batchSize: 256, lr: 0.01 };
+  const TORCH = { max_steps: 30, lr: 3e-3, batch_size: 16, seq_len: 64 };
+  const run = (extra: Record<string, unknown>) => runSchema.parse({ id: 'run-1', rounds: 1, minSites: 1, ...extra });
+
+  it("defaults to what an honest site can declare under the run's training settings, in the unit of run.weighting", () => {
+    // The builtin runner: samples = steps × batchSize, one token per sample.
+    expect(run({ train: BUILTIN }).maxSiteWeight).toBe(50 * 256);
+    expect(run({ train: BUILTIN, weighting: 'tokens' }).maxSiteWeight).toBe(50 * 256);
+    // The torch and NeMo trainers: max_steps × batch_size samples, × seq_len tokens (their DONE.json).
+    expect(run({ train: TORCH }).maxSiteWeight).toBe(30 * 16);
+    expect(run({ train: TORCH, weighting: 'tokens' }).maxSiteWeight).toBe(30 * 16 * 64);
+    // Uniform: every site weighs 1, whatever the settings say.
+    expect(run({ weighting: 'uniform' }).maxSiteWeight).toBe(1);
+    expect(defaultMaxSiteWeight({ weighting: 'samples', train: { sleep_s: 1 } })).toBeUndefined();
+    expect(defaultMaxSiteWeight({ weighting: 'tokens', train: { ...TORCH, seq_len: 0 } })).toBeUndefined();
+    expect(defaultMaxSiteWeight({ weighting: 'samples', train: { steps: 2 ** 40, batchSize: 2 ** 20 } })).toBeUndefined();
+  });
+
+  it('keeps an explicit value, and the resolved run parses again to itself', () => {
+    const r = run({ train: BUILTIN, maxSiteWeight: 20_000 });
+    expect(r.maxSiteWeight).toBe(20_000);
+    expect(r.secureAggregation).not.toHaveProperty('maxWeight');
+    expect(runSchema.parse(r)).toEqual(r);
+    expect(runSchema.parse(run({ train: BUILTIN }))).toEqual(run({ train: BUILTIN }));
+  });
+
+  it('reads the old name secureAggregation.maxWeight alone or when it agrees, and refuses it with a different value, naming both', async () => {
+    expect(run({ train: BUILTIN, secureAggregation: { maxWeight: 5000 } }).maxSiteWeight).toBe(5000);
+    expect(run({ train: BUILTIN, maxSiteWeight: 5000, secureAggregation: { maxWeight: 5000 } })).toMatchObject({ maxSiteWeight: 5000, secureAggregation: { enabled: true } });
+    await write({ ...valid(), run: { ...(valid().run as object), secureAggregation: { maxWeight: 100_000 } } });
+    const e = configError();
+    expect(e.issues).toEqual([
+      'run.secureAggregation.maxWeight: 100000 disagrees with run.maxSiteWeight 1000: secureAggregation.maxWeight is the old name of run.maxSiteWeight; keep run.maxSiteWeight only',
+    ]);
+  });
+
+  it('is required when the training settings do not say how much a site trains, naming run.maxSiteWeight', async () => {
+    await write({ ...valid(), run: { id: 'run-1', rounds: 3, minSites: 2, train: { sleep_s: 1 } } });
+    const e = configError();
+    expect(e.issues).toHaveLength(1);
+    expect(e.issues[0]).toMatch(/^run\.maxSiteWeight: required: run\.train does not say how much one site trains per round/);
+    await write({ ...valid(), run: { id: 'run-1', rounds: 3, minSites: 2, weighting: 'tokens', train: { ...TORCH, seq_len: 'long' } } });
+    expect(configError().issues[0]).toMatch(/^run\.maxSiteWeight: required: .*and seq_len\)/);
+  });
+
+  it('refuses a maxSiteWeight below 1 (no count could pass) or above 2^53 − 1', async () => {
+    await write({ ...valid(), run: { ...(valid().run as object), maxSiteWeight: 0.5 } });
+    expect(configError().issues[0]).toMatch(/^run\.maxSiteWeight: /);
+    await write({ ...valid(), run: { ...(valid().run as object), maxSiteWeight: 2 ** 53 } });
+    expect(configError().issues[0]).toMatch(/^run\.maxSiteWeight: /);
   });
 });

@@ -84,9 +84,10 @@ function intent(round: number, attempt: number, weight: number): UploadIntent {
 }
 
 /** The driver as the effect runner sees it, with the scheduler's feed recorded instead of stepped. */
-async function harness(globalSha256: string): Promise<{ ctx: RoundContext; events: SchedulerEvent[]; logs: readonly LogLine[]; fatal: unknown[] }> {
+async function harness(globalSha256: string): Promise<{ ctx: RoundContext; events: SchedulerEvent[]; logs: readonly LogLine[]; fatal: unknown[]; paused: string[] }> {
   const events: SchedulerEvent[] = [];
   const fatal: unknown[] = [];
+  const paused: string[] = [];
   // The aborted attempt is announced ('round attempt aborted'); any other warning fails the test.
   const { logger, lines: logs } = testLogger({ level: 'info', expect: [/^round attempt aborted$/] });
   const config: RunningConfig = {
@@ -98,7 +99,7 @@ async function harness(globalSha256: string): Promise<{ ctx: RoundContext; event
       model: { initial: 'initial.safetensors' },
       limits: { sliceElements: SLICE },
     }),
-    run: runSchema.parse({ id: 'run-1', rounds: 3, minSites: 1, strategy: { name: 'fedavg', lr: 1 } }),
+    run: runSchema.parse({ id: 'run-1', rounds: 3, minSites: 1, maxSiteWeight: 1000, strategy: { name: 'fedavg', lr: 1 } }),
   };
   const model = await describeModel(store, globalSha256);
   const run: RunContext = {
@@ -140,8 +141,12 @@ async function harness(globalSha256: string): Promise<{ ctx: RoundContext; event
     scheduler: () => ({ connected: [], excused: [], run: { phase: 'idle' } }),
     dispatch: (event) => void events.push(event),
     advance: (event) => void events.push(event),
+    pause: (reason) => {
+      paused.push(reason);
+      return Promise.resolve();
+    },
   };
-  return { ctx, events, logs, fatal };
+  return { ctx, events, logs, fatal, paused };
 }
 
 
@@ -227,7 +232,7 @@ describe('aggregation refusals', () => {
     const { ctx, events, logs } = await harness(await importGlobal());
     ctx.control.excluded.add('site-a');
     await new RoundCommitter(ctx).aggregate(await attemptWith(['site-a']), 1, 0, ['site-a']);
-    expect(events).toEqual([{ type: 'aggregationFailed', round: 1, attempt: 0, reason: 'only 0 of 1 required uploads remain after revocation' }]);
+    expect(events).toEqual([{ type: 'aggregationFailed', round: 1, attempt: 0, reason: 'TOO_FEW_UPLOADS: only 0 of 1 required uploads remain after revocation' }]);
     expect(failure(logs)).toMatchObject({ type: 'CoordinatorError', code: 'TOO_FEW_UPLOADS', context: { round: 1, attempt: 0, uploads: 0, needed: 1 } });
   });
 
@@ -238,7 +243,61 @@ describe('aggregation refusals', () => {
     const secure = { ...ctx, secure: () => ({}) as NonNullable<ReturnType<RoundContext['secure']>> };
     ctx.control.excluded.add('site-b');
     await new RoundCommitter(secure).aggregate(await attemptWith(['site-a', 'site-b']), 1, 0, ['site-a', 'site-b']);
-    expect(events).toEqual([{ type: 'aggregationFailed', round: 1, attempt: 0, reason: 'revoked site(s) site-b in the masked sum' }]);
+    expect(events).toEqual([{ type: 'aggregationFailed', round: 1, attempt: 0, reason: 'REVOKED_IN_SUM: revoked site(s) site-b in the masked sum' }]);
     expect(failure(logs)).toMatchObject({ type: 'CoordinatorError', code: 'REVOKED_IN_SUM', context: { sites: 'site-b' } });
+  });
+
+  it('journals each failed check of a secure sum with every participant and its declared weight, and pauses the run at the second failure of the round', async () => {
+    expectLogs(/^aggregation failed$/);
+    const { ctx, events, paused, fatal } = await harness(await importGlobal());
+    const path = await writeSpool('a.delta', 2);
+    const attempt = (n: number): AttemptContext => ({
+      round: 1,
+      attempt: n,
+      startedMs: 0,
+      bytesUp: 0,
+      bytesDown: 0,
+      uploads: new Map([
+        ['site-a', { intent: intent(1, n, 640), spool: { path, bytes: ELEMENTS * 4, sha256: '0'.repeat(64) } }],
+        ['site-b', { intent: intent(1, n, 320), spool: { path, bytes: ELEMENTS * 4, sha256: '0'.repeat(64) } }],
+      ]),
+    });
+    // The unmasking's verdicts, as secureMean throws them (test/unit/secure/sum-checks.test.ts checks the checks).
+    const verdicts = [
+      new CoordinatorError('WEIGHT_SUM_MISMATCH', 'the unmasked sum of weights is 0.000001, the 2 declared weights add up to 0.96'),
+      new CoordinatorError('SUM_OUT_OF_RANGE', 'coordinate 0 of the unmasked sum is 128, beyond ±0.96'),
+    ];
+    const secure = { ...ctx, secure: () => ({ mean: () => Promise.reject(verdicts.shift()!) }) as unknown as NonNullable<ReturnType<RoundContext['secure']>> };
+    const committer = new RoundCommitter(secure);
+    await committer.aggregate(attempt(0), 1, 0, ['site-a', 'site-b']);
+    expect(paused).toEqual([]);
+    await committer.aggregate(attempt(1), 1, 1, ['site-a', 'site-b']);
+
+    // Each attempt aborts with its code first in the reason (the journal's round-aborted and `admin rounds` show it).
+    expect(events).toEqual([
+      { type: 'aggregationFailed', round: 1, attempt: 0, reason: 'WEIGHT_SUM_MISMATCH: the unmasked sum of weights is 0.000001, the 2 declared weights add up to 0.96' },
+      { type: 'aggregationFailed', round: 1, attempt: 1, reason: 'SUM_OUT_OF_RANGE: coordinate 0 of the unmasked sum is 128, beyond ±0.96' },
+    ]);
+    const participants = [
+      { site: 'site-a', weight: 640 },
+      { site: 'site-b', weight: 320 },
+    ];
+    expect(store.records().map((r) => r.body).filter((b) => b.type === 'sum-check-failed')).toEqual([
+      { type: 'sum-check-failed', runId: 'run-1', round: 1, attempt: 0, code: 'WEIGHT_SUM_MISMATCH', message: 'the unmasked sum of weights is 0.000001, the 2 declared weights add up to 0.96', participants },
+      { type: 'sum-check-failed', runId: 'run-1', round: 1, attempt: 1, code: 'SUM_OUT_OF_RANGE', message: 'coordinate 0 of the unmasked sum is 128, beyond ±0.96', participants },
+    ]);
+    expect(paused).toEqual([
+      'the secure sum of round 1 failed its checks in attempts 0 (WEIGHT_SUM_MISMATCH: site-a, site-b), 1 (SUM_OUT_OF_RANGE: site-a, site-b): one of those sites sends words its header does not match',
+    ]);
+    expect(fatal).toEqual([]);
+  });
+
+  it('journals nothing and pauses nothing for an aggregation that fails otherwise', async () => {
+    expectLogs(/^aggregation failed$/);
+    const { ctx, paused } = await harness(await importGlobal());
+    const secure = { ...ctx, secure: () => ({ mean: () => Promise.reject(new CoordinatorError('INTERNAL', 'the revealed shares are inconsistent')) }) as unknown as NonNullable<ReturnType<RoundContext['secure']>> };
+    for (const n of [0, 1]) await new RoundCommitter(secure).aggregate(await attemptWith(['site-a']), 1, n, ['site-a']);
+    expect(store.records().some((r) => r.body.type === 'sum-check-failed')).toBe(false);
+    expect(paused).toEqual([]);
   });
 });

@@ -6,7 +6,7 @@ import { RunControlState, activeRunAtStart, assertCanStart } from '../../../coor
 import type { JournalRecord } from '../../../coordinator/state/journal.js';
 
 const journal = (...bodies: object[]): JournalRecord[] => bodies.map((body, i) => ({ seq: i + 1, ts: 0, prev: '', hash: '', body: body as JournalRecord['body'] }));
-const raw = (id: string) => ({ id, rounds: 2, minSites: 1 });
+const raw = (id: string) => ({ id, rounds: 2, minSites: 1, maxSiteWeight: 1 });
 const embedded = runSchema.parse(raw('embedded'));
 
 describe('which run a (re)started coordinator drives', () => {

@@ -24,6 +24,7 @@ const EXPECTATION: UploadExpectation = {
   encoding: 'f32',
   maxChunkBytes: 1 << 20,
   weighting: 'samples',
+  maxSiteWeight: 4096,
 };
 
 function header(patch: Partial<UploadHeader__Output> = {}): UploadHeader__Output {
@@ -142,6 +143,18 @@ describe('validateHeader', () => {
   it('refuses zero samples under samples weighting and zero tokens under tokens weighting', () => {
     expectRefused(header({ samples: '0' }), 'UPLOAD_INVALID', 'samples');
     expectRefused(header({ tokens: '0' }), 'UPLOAD_INVALID', 'tokens', { ...EXPECTATION, weighting: 'tokens' });
+  });
+
+  it('refuses a weight above maxSiteWeight with WEIGHT_OUT_OF_RANGE in the unit of the weighting, never clamping it', () => {
+    // At the bound: accepted as declared.
+    expect(validateHeader(header({ samples: '4096' }), EXPECTATION).weight).toBe(4096);
+    expectRefused(header({ samples: '4097' }), 'WEIGHT_OUT_OF_RANGE', 'a weight of 4097 samples exceeds the run\'s maxSiteWeight 4096');
+    expectRefused(header({ samples: String(Number.MAX_SAFE_INTEGER) }), 'WEIGHT_OUT_OF_RANGE', String(Number.MAX_SAFE_INTEGER));
+    const e = refusal(header({ tokens: '4097' }), { ...EXPECTATION, weighting: 'tokens' });
+    expect(e).toMatchObject({ code: 'WEIGHT_OUT_OF_RANGE', retryable: false, context: { weight: 4097, maxSiteWeight: 4096 } });
+    // Under tokens weighting the samples do not count, and under uniform neither does.
+    expect(validateHeader(header({ samples: '999999' }), { ...EXPECTATION, weighting: 'tokens' }).weight).toBe(4096);
+    expect(validateHeader(header({ samples: '999999', tokens: '999999' }), { ...EXPECTATION, weighting: 'uniform', maxSiteWeight: 1 }).weight).toBe(1);
   });
 
   it('refuses a data manifest hash that is not a lowercase SHA-256', () => {

@@ -19,6 +19,7 @@ const EXPECTATION: UploadExpectation = {
   encoding: 'f32',
   maxChunkBytes: 1 << 20,
   weighting: 'uniform',
+  maxSiteWeight: 1,
 };
 
 const INTENT: UploadIntent = {

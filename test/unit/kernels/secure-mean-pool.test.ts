@@ -33,7 +33,7 @@ describe('secureMean in the kernel pool', () => {
     [32, 24],
     [16, 13],
   ] as const)('unmasks the same mean as in this thread in Z_2^%i (q = %i) with one site dropped', async (modulusBits, quantBits) => {
-    const p = new InProcessSecAgg(identities, { threshold: 3, modulusBits, quantBits, clip: 0.25, maxWeight: 1000, seed: `pool-${modulusBits}` });
+    const p = new InProcessSecAgg(identities, { threshold: 3, modulusBits, quantBits, clip: 0.25, maxSiteWeight: 1000, seed: `pool-${modulusBits}` });
     try {
       p.keys();
       p.shares();
@@ -44,7 +44,7 @@ describe('secureMean in the kernel pool', () => {
       p.reveal();
       const inThread = await p.mean(ELEMENTS);
       const paths = p.coordinator.survivors.map((s) => p.spools.get(s)!);
-      const pooled = await read(await secureMean(p.coordinator, paths, ELEMENTS, openFileSource, { pool }));
+      const pooled = await read(await secureMean(p.coordinator, paths, p.declared, ELEMENTS, openFileSource, { pool }));
       expect(new Uint32Array(pooled.buffer)).toEqual(new Uint32Array(inThread.buffer));
       expect(Math.max(...Array.from(pooled, Math.abs))).toBeGreaterThan(0);
     } finally {

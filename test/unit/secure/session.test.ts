@@ -281,7 +281,7 @@ describe('SecAgg+ neighbourhoods', () => {
   it('reveals when t exceeds the neighbourhood size (t is clamped to it when shares are split)', async () => {
     const eight = await makeIdentities(['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8']);
     // 8 sites, degree 4: each neighbourhood (4 neighbours and the site) holds 5 shares; t = 6.
-    const p = new InProcessSecAgg(eight, { threshold: 6, degree: 4, seed: 'clamped', maxWeight: 1000 });
+    const p = new InProcessSecAgg(eight, { threshold: 6, degree: 4, seed: 'clamped', maxSiteWeight: 1000 });
     p.keys();
     p.shares();
     p.deliverShares();
@@ -301,7 +301,7 @@ describe('SecAgg+ neighbourhoods', () => {
 describe('session ids bind every key to run and attempt', () => {
   it('makes fresh keys for every attempt: no two attempts share a public key or a self seed', () => {
     const rec = recordingRandom('same-label');
-    const params = { threshold: T, quantBits: 24, modulusBits: 32 as const, clip: 1, maxWeight: 1, graphSeed: new Uint8Array(32), degree: 0, roster: SITES };
+    const params = { threshold: T, quantBits: 24, modulusBits: 32 as const, clip: 1, maxSiteWeight: 1, weighting: 'samples' as const, graphSeed: new Uint8Array(32), degree: 0, roster: SITES };
     const site = ids.sites.get('site-a')!;
     const make = (attempt: number): SecureSession =>
       new SecureSession({ site: 'site-a', runId: 'r', round: 1, attempt, params, certificateKey: site.keyPem, caPem: ids.caPem, now: () => new Date(), randomBytes: rec.random });

@@ -4,12 +4,13 @@
  * the agent's `DeltaEncoder`) and the coordinator's (`SecureRound`, `secureMean`) run in process
  * and exchange the service messages; masked vectors go through spool files as at the coordinator.
  *
- * The bound. Each site encodes y = clip(x·w, −c, c) with q bits and stochastic rounding, and its
- * weight w ∈ [0, 1] in one extra word with clip 1. Decoding a sum over n sites errs by less than
- * n·2c/(2^q − 1) per element (numerator N) and n·2/(2^q − 1) on Σw (denominator W), so
- *   |m̂ − m| ≤ (n·2c/(2^q − 1) + |m|·n·2/(2^q − 1)) / (W − n·2/(2^q − 1))   with m = N/W,
- * i.e. the per-element bound n·2c/(2^q − 1) taken relative to Σw, plus the weight word's share.
- * The mean leaves `secureMean` as f32, which adds |m̂|·2^-24.
+ * The bound. Each site encodes y = w·clip(x, −c, c) with q bits and stochastic rounding, and its
+ * weight w = f32(samples / maxSiteWeight) in one extra word with clip 1. Decoding a sum over n
+ * sites errs by less than n·2c/(2^q − 1) per element (numerator N); the coordinator checks the
+ * unmasked Σw against the declared weights and divides by the declared W = Σ wᵢ, so
+ *   |m̂ − m| ≤ n·2c/((2^q − 1)·W)   with m = N/W,
+ * i.e. the per-element bound n·2c/(2^q − 1) taken relative to Σw. The mean leaves `secureMean` as
+ * f32, which adds |m̂|·2^-24.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { InProcessSecAgg, makeIdentities, pseudoGradient, type Identities } from '../../helpers/secure-protocol.js';
@@ -18,7 +19,7 @@ const FIVE = ['site-a', 'site-b', 'site-c', 'site-d', 'site-e'];
 const EIGHT = [...FIVE, 'site-f', 'site-g', 'site-h'];
 const ELEMENTS = 10_007; // not a multiple of the chunk size: the last chunk is short
 const MAX_WEIGHT = 1000;
-const SAMPLES: Record<string, number> = { 'site-a': 1000, 'site-b': 700, 'site-c': 400, 'site-d': 250, 'site-e': 900, 'site-f': 1500, 'site-g': 120, 'site-h': 610 };
+const SAMPLES: Record<string, number> = { 'site-a': 1000, 'site-b': 700, 'site-c': 400, 'site-d': 250, 'site-e': 900, 'site-f': 950, 'site-g': 120, 'site-h': 610 };
 
 let five: Identities;
 let eight: Identities;
@@ -44,22 +45,22 @@ function deltas(sites: readonly string[], clip: number): Map<string, Float32Arra
   return new Map(sites.map((s) => [s, pseudoGradient(ELEMENTS, clip / 4, clip * 1.5, s)]));
 }
 
-/** The plain weighted mean Σ clip(xᵢ·wᵢ, −c, c) / Σ wᵢ the protocol must reproduce, in f64. */
+/** The plain weighted mean Σ wᵢ·clip(xᵢ, −c, c) / Σ wᵢ the protocol must reproduce, in f64. */
 function plainMean(inputs: ReadonlyMap<string, Float32Array>, sites: readonly string[], clip: number): { mean: Float64Array; weightSum: number } {
   const mean = new Float64Array(ELEMENTS);
   let weightSum = 0;
   for (const s of sites) {
-    const w = Math.min(SAMPLES[s]!, MAX_WEIGHT) / MAX_WEIGHT;
+    const w = Math.fround(SAMPLES[s]! / MAX_WEIGHT);
     weightSum += w;
     const x = inputs.get(s)!;
-    for (let i = 0; i < ELEMENTS; i++) mean[i]! += Math.max(-clip, Math.min(clip, x[i]! * w));
+    for (let i = 0; i < ELEMENTS; i++) mean[i]! += w * Math.max(-clip, Math.min(clip, x[i]!));
   }
   for (let i = 0; i < ELEMENTS; i++) mean[i]! /= weightSum;
   return { mean, weightSum };
 }
 
 async function runAttempt(c: Case): Promise<{ secure: Float32Array; plain: Float64Array; withDropped: Float64Array; bound: (m: number) => number }> {
-  const p = new InProcessSecAgg(c.identities(), { threshold: c.threshold, modulusBits: c.modulusBits, quantBits: c.quantBits, clip: c.clip, maxWeight: MAX_WEIGHT, degree: c.degree, seed: c.label });
+  const p = new InProcessSecAgg(c.identities(), { threshold: c.threshold, modulusBits: c.modulusBits, quantBits: c.quantBits, clip: c.clip, maxSiteWeight: MAX_WEIGHT, degree: c.degree, seed: c.label });
   try {
     const inputs = deltas(p.sites, c.clip);
     p.keys();
@@ -73,9 +74,7 @@ async function runAttempt(c: Case): Promise<{ secure: Float32Array; plain: Float
     const { mean: plain, weightSum } = plainMean(inputs, survivors, c.clip);
     const n = survivors.length;
     const levels = 2 ** c.quantBits - 1;
-    const numerator = (n * 2 * c.clip) / levels;
-    const weightWord = (n * 2) / levels;
-    const bound = (m: number): number => (numerator + Math.abs(m) * weightWord) / (weightSum - weightWord) + (Math.abs(m) + 1e-3) * 2 ** -23;
+    const bound = (m: number): number => (n * 2 * c.clip) / levels / weightSum + (Math.abs(m) + 1e-3) * 2 ** -23;
     return { secure, plain, withDropped: plainMean(inputs, p.sites, c.clip).mean, bound };
   } finally {
     await p.cleanup();
@@ -104,7 +103,7 @@ const cases: Case[] = [
 
 describe('the unmasked mean equals the plain weighted mean of the survivors within the quantization bound', () => {
   for (const c of cases) {
-    it(`${c.label}: |m̂ − m| ≤ (n·2c/(2^q−1) + |m|·n·2/(2^q−1)) / Σw per element`, async () => {
+    it(`${c.label}: |m̂ − m| ≤ n·2c/((2^q−1)·Σw) per element`, async () => {
       const { secure, plain, withDropped, bound } = await runAttempt(c);
       expect(secure).toHaveLength(ELEMENTS);
       const { worst, maxErr } = maxExcess(secure, plain, bound);
@@ -120,7 +119,7 @@ describe('the unmasked mean equals the plain weighted mean of the survivors with
   }
 
   it('leaves a site that advertised keys but never sent shares out of U2: nothing of it needs unmasking', async () => {
-    const p = new InProcessSecAgg(five, { threshold: 3, clip: 0.25, maxWeight: MAX_WEIGHT, seed: 'late' });
+    const p = new InProcessSecAgg(five, { threshold: 3, clip: 0.25, maxSiteWeight: MAX_WEIGHT, seed: 'late' });
     try {
       const inputs = deltas(p.sites, 0.25);
       p.keys();
@@ -133,7 +132,7 @@ describe('the unmasked mean equals the plain weighted mean of the survivors with
       const secure = await p.mean(ELEMENTS);
       const { mean, weightSum } = plainMean(inputs, holders, 0.25);
       const levels = 2 ** 24 - 1;
-      const bound = (m: number): number => ((4 * 0.5) / levels + (Math.abs(m) * 8) / levels) / (weightSum - 8 / levels) + (Math.abs(m) + 1e-3) * 2 ** -23;
+      const bound = (m: number): number => (4 * 0.5) / levels / weightSum + (Math.abs(m) + 1e-3) * 2 ** -23;
       expect(maxExcess(secure, mean, bound).worst).toBeLessThanOrEqual(0);
       // No secret of site-d was asked for: it is neither a survivor nor a dropped share holder.
       const owners = new Set([...p.coordinator.revealed.values()].flat().map((r) => r.owner));

@@ -16,7 +16,7 @@ import { makeIdentities, type Identities } from '../../helpers/secure-protocol.j
 
 const SITES = ['site-a', 'site-b', 'site-c'];
 const ATTEMPT: AttemptRef = { runId: 'run-s', round: 4, attempt: 1 };
-const PARAMS: SecureParams = { threshold: 2, quantBits: 16, modulusBits: 32, clip: 1, maxWeight: 100, graphSeed: new Uint8Array(32), degree: 0, roster: SITES };
+const PARAMS: SecureParams = { threshold: 2, quantBits: 16, modulusBits: 32, clip: 1, maxSiteWeight: 100, weighting: 'samples', graphSeed: new Uint8Array(32), degree: 0, roster: SITES };
 
 let ids: Identities;
 beforeAll(async () => {

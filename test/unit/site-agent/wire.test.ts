@@ -93,12 +93,22 @@ describe('tasks from the wire', () => {
     expect(refusalOf(taskFromWire(trainTask({ trainConfigJson: '{' }))).issues[0]).toMatch(/not JSON/);
   });
 
-  it('refuses a keys task without its parameters, and maps an unset modulus to 32 bits', () => {
+  it('refuses a keys task without its parameters, and maps an unset modulus to 32 bits and an unset weighting to samples', () => {
     const keys = { runId: 'run-w', round: '3', attempt: 0, params: null };
     expect(refusalOf(taskFromWire({ kind: 'keys', keys })).attempt).toEqual({ runId: 'run-w', round: 3, attempt: 0 });
-    const params = { threshold: 2, quantBits: 16, modulusBits: 0, clip: 1, maxWeight: 100, graphSeed: Buffer.alloc(32), degree: 0, roster: ['a', 'b'] };
+    const params = { threshold: 2, quantBits: 16, modulusBits: 0, clip: 1, maxWeight: 100, weighting: '', graphSeed: Buffer.alloc(32), degree: 0, roster: ['a', 'b'] };
     const d = taskFromWire({ kind: 'keys', keys: { ...keys, params } });
-    expect(d.ok && d.value).toMatchObject({ kind: 'keys', round: 3, params: { modulusBits: 32, threshold: 2 } });
+    expect(d.ok && d.value).toMatchObject({ kind: 'keys', round: 3, params: { modulusBits: 32, threshold: 2, maxSiteWeight: 100, weighting: 'samples' } });
+    const tokens = taskFromWire({ kind: 'keys', keys: { ...keys, params: { ...params, weighting: 'tokens' } } });
+    expect(tokens.ok && tokens.value).toMatchObject({ params: { weighting: 'tokens' } });
+  });
+
+  it('refuses a keys task whose maxWeight is below 1 or whose weighting is unknown: a weight word must not become NaN', () => {
+    const params = { threshold: 2, quantBits: 16, modulusBits: 32, clip: 1, maxWeight: 100, weighting: 'samples', graphSeed: Buffer.alloc(32), degree: 0, roster: ['a', 'b'] };
+    const keys = (p: Partial<typeof params>) => taskFromWire({ kind: 'keys', keys: { runId: 'run-w', round: '3', attempt: 0, params: { ...params, ...p } } });
+    expect(refusalOf(keys({ maxWeight: 0 })).issues[0]).toMatch(/maxWeight 0/);
+    expect(refusalOf(keys({ maxWeight: Number.NaN })).issues[0]).toMatch(/maxWeight NaN/);
+    expect(refusalOf(keys({ weighting: 'bytes' })).issues[0]).toMatch(/weighting by "bytes"/);
   });
 
   it('decodes an eval task with no deadline as undefined, and a cancel with its attempt', () => {

@@ -58,7 +58,7 @@ async function maskedInputs(modulusBits: 16 | 32): Promise<{ inputs: MaskedInput
   p.keys();
   p.shares();
   p.deliverShares();
-  const inputs = { session: p.sessions.get('site-b')!, params: p.params, samples: 500, roundingSeed: new Uint8Array(32).fill(7) };
+  const inputs = { session: p.sessions.get('site-b')!, params: p.params, counts: { samples: 500, tokens: 5000 }, roundingSeed: new Uint8Array(32).fill(7) };
   return { inputs, done: () => p.cleanup() };
 }
 

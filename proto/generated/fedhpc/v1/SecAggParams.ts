@@ -10,6 +10,7 @@ export interface SecAggParams {
   'graphSeed'?: (Buffer | Uint8Array | string);
   'degree'?: (number);
   'roster'?: (string)[];
+  'weighting'?: (string);
 }
 
 export interface SecAggParams__Output {
@@ -21,4 +22,5 @@ export interface SecAggParams__Output {
   'graphSeed': (Buffer);
   'degree': (number);
   'roster': (string)[];
+  'weighting': (string);
 }

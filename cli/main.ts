@@ -13,29 +13,9 @@ import { AgentMetrics, createRunner, DROP_PHASES, RunnerConfigError, loadSiteCon
 import { DEMO_TRAIN, writeFederationFiles, SIMULATE_STRATEGIES, simulate, type SimulateRecord, type SimulateStrategy, containerLayout, buildFedhpcImage } from '../simulate/index.js';
 import { ADMIN_COMMANDS, runAdmin, type AdminCommand } from './admin.js';
 import { UsageError, isUsageError } from './usage-error.js';
+import { USAGE, usageOf, wantsHelp } from './usage.js';
 import { runAudit } from './audit.js';
 import { enrolCommand, renewCommand } from './admin-enrol.js';
-
-const USAGE = `usage: fedhpc <command> [options]
-
-  simulate     [--sites N] [--rounds R] [--strategy fedavg|diloco|fedadam] [--state-dir DIR]
-               [--min-sites K] [--no-secure-aggregation] [--drop SITE@PHASE]... [--timeout S] [--json]
-               [--containers]   (each part in its own Docker container; builtin runner only)
-               [--runner builtin|command|slurm] [--python PATH]   (command/slurm: the PyTorch trainer)
-               (PHASE: keys, shares, upload, unmask)
-  coordinator  --config FILE
-  site         --config FILE
-  site enroll  --site ID --federation NAME --out DIR [--json]   (key + CSR, made here; send the CSR)
-  site renew   --config FILE [--out CSR] [--json]               (CSR for a new certificate, same key)
-  provision    --federation NAME --sites a,b,c --admins NAME[,NAME] --out DIR
-               [--coordinator HOST:PORT] [--json]
-  admin        COMMAND --config ADMIN.json [--json], COMMAND one of:
-               status | sites | rounds | round N | watch | logs SITE [--limit N]
-               start --run FILE | pause | resume | abort [--reason TEXT]
-               approve SITE --csr FILE --ca CA_DIR [--out DIR] [--language L] [--validity-days D]
-               revoke SITE [--reason TEXT]
-  admin audit  verify|export (--state-dir DIR | --nats URL [--stream NAME]) [--ca FILE] [--out FILE] [--json]
-`;
 
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
 
@@ -297,6 +277,11 @@ async function main(argv: string[]): Promise<number> {
   }
   const fn = COMMANDS[command];
   if (!fn) throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  // Every command answers --help before its options are checked (parseArgs would refuse it).
+  if (wantsHelp(rest)) {
+    process.stdout.write(usageOf(command));
+    return 0;
+  }
   return fn(rest);
 }
 

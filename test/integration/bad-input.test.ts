@@ -333,8 +333,6 @@ describe('uploads that break the contract, during a run of real sites', () => {
       code: 'CHECKSUM_MISMATCH',
       names: (task) => [sha256Hex(craftDelta(task)), sha256Hex(Buffer.from('something else'))],
     },
-  ];
-
     {
       // With its delta, such a weight would be the whole mean; it is refused, never clamped.
       name: 'refuses a header claiming 2^53 − 1 samples, beyond the run\'s maxSiteWeight (steps 20 × batchSize 32)',
@@ -343,6 +341,8 @@ describe('uploads that break the contract, during a run of real sites', () => {
       code: 'WEIGHT_OUT_OF_RANGE',
       names: () => [String(Number.MAX_SAFE_INTEGER), 'maxSiteWeight 640'],
     },
+  ];
+
   for (const m of misbehaviours) {
     it(`${m.name}, drops the site and commits the round with the others`, async () => {
       const task = await tasks.nextTrain(45_000);

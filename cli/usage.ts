@@ -1,0 +1,48 @@
+/**
+ * The `fedhpc` command's usage text, one section per command, and the one rule for help: any
+ * command given `--help` or `-h` prints its section and exits 0, before its options are parsed.
+ */
+
+/** Each command's usage lines (a command's subcommands are in its section). */
+export const COMMAND_USAGE: Readonly<Record<string, string>> = {
+  simulate: `  fedhpc simulate     [--sites N] [--rounds R] [--strategy fedavg|diloco|fedadam] [--state-dir DIR]
+               [--min-sites K] [--no-secure-aggregation] [--drop SITE@PHASE]... [--timeout S] [--json]
+               [--containers]   (each part in its own Docker container; builtin runner only)
+               [--runner builtin|command|slurm] [--python PATH]   (command/slurm: the PyTorch trainer)
+               (PHASE: keys, shares, upload, unmask)
+`,
+  coordinator: `  fedhpc coordinator  --config FILE
+`,
+  site: `  fedhpc site         --config FILE
+  fedhpc site enroll  --site ID --federation NAME --out DIR [--json]   (key + CSR, made here; send the CSR)
+  fedhpc site renew   --config FILE [--out CSR] [--json]               (CSR for a new certificate, same key)
+`,
+  provision: `  fedhpc provision    --federation NAME --sites a,b,c --admins NAME[,NAME] --out DIR
+               [--coordinator HOST:PORT] [--force] [--json]
+`,
+  admin: `  fedhpc admin        COMMAND --config ADMIN.json [--json], COMMAND one of:
+               status | sites | rounds | round N | watch | logs SITE [--limit N]
+               start --run FILE | pause | resume | abort [--reason TEXT]
+               approve SITE --csr FILE --ca CA_DIR [--out DIR] [--language L] [--validity-days D]
+               revoke SITE [--reason TEXT]
+  fedhpc admin audit  verify (--state-dir DIR | --nats URL [--stream NAME] [--subject SUBJECT]) [--ca FILE] [--require-receipts] [--json]
+  fedhpc admin audit  export (--state-dir DIR | --nats URL [--stream NAME] [--subject SUBJECT]) [--out FILE] [--json]
+`,
+};
+
+/** The whole usage text: every command's section. */
+export const USAGE = `usage: fedhpc <command> [options]   (every command answers --help)
+
+${Object.values(COMMAND_USAGE).join('')}`;
+
+/** The usage text of `command` (the whole text for one it does not know). */
+export function usageOf(command: string): string {
+  const section = COMMAND_USAGE[command];
+  return section === undefined ? USAGE : `usage:\n${section}`;
+}
+
+/** Whether a command's arguments ask for help: `--help` or `-h` anywhere before a `--`. */
+export function wantsHelp(args: readonly string[]): boolean {
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).some((a) => a === '--help' || a === '-h');
+}

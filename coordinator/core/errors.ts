@@ -42,11 +42,6 @@ export const COORDINATOR_ERRORS = {
   REVOKED_IN_SUM: { status: grpc.status.FAILED_PRECONDITION, retryable: true },
   /** Uploads whose weights do not add up to a positive total: there is no weighted mean to take. */
   ZERO_WEIGHT: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
-  /**
-   * An evaluation report whose figures are no score: a loss not finite or below 0, samples not a
-   * positive integer or more than the evaluation asked for (`run.evalMaxSamples`).
-   */
-  EVAL_INVALID: { status: grpc.status.INVALID_ARGUMENT, retryable: false },
   /** An upload header whose weight (samples, tokens or 1, by `run.weighting`) exceeds `run.maxSiteWeight`: refused, never clamped. */
   WEIGHT_OUT_OF_RANGE: { status: grpc.status.OUT_OF_RANGE, retryable: false },
   /**
@@ -56,6 +51,11 @@ export const COORDINATOR_ERRORS = {
   WEIGHT_SUM_MISMATCH: { status: grpc.status.FAILED_PRECONDITION, retryable: true },
   /** Secure rounds: a coordinate of the unmasked sum lies beyond Σwᵢ·c plus rounding. A later attempt may pass. */
   SUM_OUT_OF_RANGE: { status: grpc.status.FAILED_PRECONDITION, retryable: true },
+  /**
+   * An evaluation report whose figures are no score: a loss not finite or below 0, samples not a
+   * positive integer or more than the evaluation asked for (`run.evalMaxSamples`).
+   */
+  EVAL_INVALID: { status: grpc.status.INVALID_ARGUMENT, retryable: false },
   /** An evaluation report nobody asked this site for: another run, another model, a second different score. */
   NOT_ASKED: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
   /**

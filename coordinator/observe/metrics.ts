@@ -1,7 +1,8 @@
 /**
  * The coordinator's Prometheus metrics, on a registry of its own (never prom-client's global
  * default, so two coordinators in one process never mix): rounds committed and aborted, phase
- * durations, bytes up and down, active streams, each site's heartbeat age, and errors by code.
+ * durations, bytes up and down, active streams, each site's heartbeat age, errors by code, and
+ * refused callers by reason.
  * Served over HTTP only when `metrics` is configured (see common/metrics-http.ts).
  */
 import * as grpc from '@grpc/grpc-js';
@@ -10,12 +11,14 @@ import type { EventBus } from './events.js';
 import type { SiteRegistry } from '../sites/registry.js';
 import type { RoundTimeline } from '../shell/timeline.js';
 import type { BudgetUsage } from '../upload/budget.js';
+import { REFUSAL_REASONS, type RefusalReason } from './refusals.js';
 
 /** The metric families and the gRPC interceptor that counts streams and errors. */
 export class CoordinatorMetrics {
   readonly registry = new Registry();
   private readonly activeStreams: Gauge<'method'>;
   private readonly errors: Counter<'status' | 'code'>;
+  private readonly refused: Counter<'reason'>;
 
   constructor(o: { bus: EventBus; sites: SiteRegistry; timeline: RoundTimeline; now: () => number; federation: string; budget?: () => BudgetUsage }) {
     this.registry.setDefaultLabels({ federation: o.federation });
@@ -33,6 +36,13 @@ export class CoordinatorMetrics {
     const bytes = new Counter({ name: 'fedhpc_bytes_total', help: 'Model bytes moved between the coordinator and sites', labelNames: ['direction'] as const, registers });
     this.activeStreams = new Gauge({ name: 'fedhpc_active_streams', help: 'Open streaming calls, by method', labelNames: ['method'] as const, registers });
     this.errors = new Counter({ name: 'fedhpc_errors_total', help: 'Calls that ended with an error, by gRPC status and fedhpc code', labelNames: ['status', 'code'] as const, registers });
+    this.refused = new Counter({
+      name: 'fedhpc_refused_total',
+      help: 'Callers refused: a failed TLS handshake, a site that is not a member, a revoked certificate',
+      labelNames: ['reason'] as const,
+      registers,
+    });
+    for (const reason of REFUSAL_REASONS) this.refused.inc({ reason }, 0);
     new Gauge({
       name: 'fedhpc_site_heartbeat_age_seconds',
       help: 'Seconds since each known site was last heard from',
@@ -99,6 +109,11 @@ export class CoordinatorMetrics {
   }
 
   private readonly syncBytes: () => void;
+
+  /** Counts one refused caller (coordinator/observe/refusals.ts reports them). */
+  countRefused(reason: RefusalReason): void {
+    this.refused.inc({ reason });
+  }
 
   /** The text exposition of every metric. */
   async text(): Promise<string> {

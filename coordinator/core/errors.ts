@@ -30,6 +30,11 @@ export const COORDINATOR_ERRORS = {
   RUN_STATE: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
   /** A revoked site's certificate. */
   SITE_REVOKED: { status: grpc.status.PERMISSION_DENIED, retryable: false },
+  /**
+   * A site certificate the federation CA signed for a site that is not a member: not in the
+   * coordinator's `members` and never approved by an admin (coordinator/sites/membership.ts).
+   */
+  NOT_MEMBER: { status: grpc.status.PERMISSION_DENIED, retryable: false },
   /** An enrolment the coordinator refuses (a key other than the site's, a certificate of another CA). */
   ENROLMENT_REFUSED: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
   UNKNOWN_SITE: { status: grpc.status.NOT_FOUND, retryable: false },

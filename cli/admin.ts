@@ -76,7 +76,8 @@ export async function runAdmin(a: AdminArgs, out: (s: string) => void): Promise<
             ['deadline', Number(s.phaseDeadlineMs) > 0 ? formatTime(Number(s.phaseDeadlineMs)) : '-'],
             ['committed', `${s.roundsCommitted} / ${s.roundsTotal}`],
             ['global model', s.globalModelSha256 || '-'],
-            ['sites', `${s.sitesConnected} connected / ${s.sitesKnown} known${s.sitesRevoked > 0 ? ` / ${s.sitesRevoked} revoked` : ''}`],
+            ['sites', `${s.sitesConnected} connected / ${s.sitesKnown} known / ${s.sitesMembers} members${s.sitesRevoked > 0 ? ` / ${s.sitesRevoked} revoked` : ''}`],
+            ['refused', refusalsCell(s)],
             ['state dir', formatBytes(Number(s.stateDirBytes))],
             ['upload budget', budgetCell(s)],
             ['uptime', `${(Number(s.uptimeMs) / 1000).toFixed(0)} s`],
@@ -206,6 +207,13 @@ async function roundCommand(client: AdminClient, a: AdminArgs, print: (v: unknow
 }
 
 /** In-flight upload bytes of all sites against the coordinator's one budget, and streams waiting for room. */
+/** Callers refused recently, per reason: "2 tls_handshake, 1 not_member in the last 60 min". */
+function refusalsCell(s: StatusResponse__Output): string {
+  const window = `in the last ${Math.round(s.refusalsWindowS / 60)} min`;
+  const counts = s.recentRefusals.filter((r) => Number(r.count) > 0).map((r) => `${r.count} ${r.reason}`);
+  return counts.length > 0 ? `${counts.join(', ')} ${window}` : `none ${window}`;
+}
+
 function budgetCell(s: StatusResponse__Output): string {
   const queued = s.uploadStreamsQueued > 0 ? `, ${s.uploadStreamsQueued} stream${s.uploadStreamsQueued === 1 ? '' : 's'} queued` : '';
   return `${formatBytes(Number(s.uploadBudgetUsedBytes))} of ${formatBytes(Number(s.uploadBudgetBytes))} in flight${queued}`;

@@ -186,6 +186,13 @@ export const coordinatorConfigSchema = z
     tls: z.object({ ca: z.string(), cert: z.string(), key: z.string() }).strict(),
     stateDir: z.string(),
     model: z.object({ initial: z.string() }).strict(),
+    /**
+     * Sites that are members of the federation (`fedhpc provision` lists every site it issued a
+     * certificate for). With admin approvals, the only site certificates that may join; journaled at
+     * start-up, so removing a name here does not remove a member (revoke it). See
+     * coordinator/sites/membership.ts.
+     */
+    members: z.array(z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a site id: lower-case letters, digits, - (at most 63)')).default([]),
     /** The run to drive at start-up; without one the coordinator idles until `fedhpc admin start`. */
     run: runSchema.optional(),
     /** Checkpoints kept: the last `keepLast` and every `keepEvery`-th round (0: none extra). */

@@ -1,6 +1,6 @@
 /**
- * Starting and stopping a coordinator: state store, registry, round driver, and one gRPC server
- * (SiteService, AdminService, health, reflection) over mTLS.
+ * Starting and stopping a coordinator: state store, registry, membership, round driver, and one gRPC
+ * server (SiteService, AdminService, health, reflection) behind the coordinator's own mTLS listener.
  */
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
@@ -29,6 +29,9 @@ import { applyRetention } from './state/retention.js';
 import { SiteAccess, accessResolver } from './sites/revocation.js';
 import { RoundTimeline } from './shell/timeline.js';
 import { SiteLogBook } from './sites/site-logs.js';
+import { restoreMembership } from './sites/membership.js';
+import { RefusalMonitor } from './observe/refusals.js';
+import { listenTls } from './service/tls-listener.js';
 
 /** Version reported to agents and admins. */
 export const COORDINATOR_VERSION = '0.1.0';
@@ -84,12 +87,15 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
     : undefined;
   const registry = new SiteRegistry(() => clock.now());
   const access = new SiteAccess(store.records());
-  const resolver = accessResolver(createIdentityResolver({ federation: config.federation }), access);
   const logs = new SiteLogBook(bus, () => clock.now());
   registry.onTouch = (site, activity, progress) => logs.heartbeat(site, activity, progress);
   const timeline = new RoundTimeline(bus);
   const uploadBudget = new TransferBudget(config.limits.uploadBudgetBytes, clock);
   const metrics = new CoordinatorMetrics({ bus, sites: registry, timeline, now: () => clock.now(), federation: config.federation, budget: () => uploadBudget.usage() });
+  // Refused handshakes, non-members and revoked certificates: counted, kept for `status`, logged.
+  const refusals = new RefusalMonitor({ logger, now: () => clock.now(), count: (reason) => metrics.countRefused(reason) });
+  const resolver = accessResolver(createIdentityResolver({ federation: config.federation }), access, refusals);
+  const membership = await restoreMembership(store, config, refusals, logger);
   const onFatal =
     options.onFatal ??
     ((err: unknown) => {
@@ -125,6 +131,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
       store,
       bus,
       resolver,
+      membership,
       logger,
       secure: (site) => driver.secureHandlers(site),
     }), limiter),
@@ -146,16 +153,17 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
       logger,
       maxBufferedEvents: 10_000,
       uploadBudget: () => uploadBudget.usage(),
+      membership,
+      refusals,
     }), limiter),
   );
   const health = new HealthImplementation({ '': 'SERVING', 'fedhpc.v1.SiteService': 'SERVING', 'fedhpc.v1.AdminService': 'SERVING' });
   health.addToServer(server);
   new ReflectionService(loadPackageDefinition()).addToServer(server);
 
-  const credentials = grpc.ServerCredentials.createSsl(tls.ca, [{ cert_chain: tls.cert, private_key: tls.key }], true);
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(config.listen, credentials, (err, p) => (err ? reject(err) : resolve(p)));
-  });
+  // TLS is terminated here, not inside grpc-js, so that refused handshakes are seen (tls-listener.ts).
+  const listener = await listenTls({ listen: config.listen, tls, server, refusals });
+  const port = listener.port;
   const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
   const address = `${host}:${port}`;
   // Started once the port is bound (a failed bind leaves no NATS connection behind), before the run.
@@ -180,6 +188,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
       await metricsEndpoint?.close();
       driver.close();
       for (const site of registry.list()) site.close?.();
+      listener.stopAccepting();
       // Streams that never end on their own (an idle Tasks stream) must not hold shutdown up.
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
@@ -191,6 +200,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
           resolve();
         });
       });
+      await listener.close();
       await driver.idle().catch(() => undefined);
       await nats?.stop();
       await store.close();

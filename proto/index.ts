@@ -33,6 +33,7 @@ export type { ModelChunk, ModelChunk__Output } from './generated/fedhpc/v1/Model
 export type { ModelRef, ModelRef__Output } from './generated/fedhpc/v1/ModelRef.js';
 export type { ParticipantInfo, ParticipantInfo__Output } from './generated/fedhpc/v1/ParticipantInfo.js';
 export type { PhaseTiming, PhaseTiming__Output } from './generated/fedhpc/v1/PhaseTiming.js';
+export type { RefusalCount, RefusalCount__Output } from './generated/fedhpc/v1/RefusalCount.js';
 export type { RevealedShare, RevealedShare__Output } from './generated/fedhpc/v1/RevealedShare.js';
 export type { RevokeSiteRequest, RevokeSiteRequest__Output } from './generated/fedhpc/v1/RevokeSiteRequest.js';
 export type { RevokeSiteResponse, RevokeSiteResponse__Output } from './generated/fedhpc/v1/RevokeSiteResponse.js';

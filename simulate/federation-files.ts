@@ -96,6 +96,8 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
     tls: { ca: 'ca.crt', cert: 'coordinator.crt', key: 'coordinator.key' },
     stateDir: 'state',
     model: { initial: relative(coordDir, initialModel) },
+    // Every site given a certificate here is a member; others join only when an admin approves them.
+    members: [...o.sites],
     run: o.run,
     ...(o.limits ? { limits: o.limits } : {}),
   };

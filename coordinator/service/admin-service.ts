@@ -18,6 +18,8 @@ import type { SiteRegistry } from '../sites/registry.js';
 import { certificateKeys, type AccessResolver, type SiteAccess, type SiteApprovedRecord, type SiteRevokedRecord } from '../sites/revocation.js';
 import type { RoundTimeline } from '../shell/timeline.js';
 import type { SiteLogBook } from '../sites/site-logs.js';
+import type { Membership } from '../sites/membership.js';
+import type { RefusalMonitor } from '../observe/refusals.js';
 import type { StateStore } from '../state/store.js';
 import { roundDetail, roundsOf } from './admin-rounds.js';
 import { authenticate } from './auth.js';
@@ -42,6 +44,10 @@ export interface AdminServiceOptions {
   readonly maxBufferedEvents: number;
   /** How full the shared in-flight upload budget is. */
   readonly uploadBudget: () => BudgetUsage;
+  /** The federation's members; an approval admits its site. */
+  readonly membership: Pick<Membership, 'approved' | 'size'>;
+  /** Recent refused callers, per reason, for `status`. */
+  readonly refusals: Pick<RefusalMonitor, 'recent' | 'windowMs'>;
 }
 
 function budgetFields(u: BudgetUsage): { uploadBudgetBytes: number; uploadBudgetUsedBytes: number; uploadStreamsQueued: number } {
@@ -83,6 +89,9 @@ export function adminServiceHandlers(o: AdminServiceOptions): AdminServiceHandle
         paused: o.driver.paused,
         stateDirBytes: await stateSize(),
         sitesRevoked: o.access.revokedCount,
+        sitesMembers: o.membership.size,
+        recentRefusals: o.refusals.recent(),
+        refusalsWindowS: Math.round(o.refusals.windowMs / 1000),
         ...budgetFields(o.uploadBudget()),
       };
     }),
@@ -250,6 +259,8 @@ async function approve(o: AdminServiceOptions, req: ApproveSiteRequest__Output, 
   };
   await o.store.append(record);
   o.access.applyApproved(record);
+  // The journaled approval is the membership record: the site is a member from now on (a renewal keeps it one).
+  o.membership.approved(record);
   // Re-enrolled after a revocation: it can connect again, so rounds that expect it wait for it again.
   if (lockedOut) o.driver.excuseSite(req.siteId, false);
   o.bus.emit('site.approved', { site: req.siteId, fingerprint: keys.fingerprint, admin: admin.id });

@@ -6,14 +6,14 @@ import { identityFromAuthContext, type AuthContextLike, type IdentityResolver, t
 import { CoordinatorError } from '../core/errors.js';
 
 /** A resolver that can also refuse an identity (revoked sites); see coordinator/sites/revocation.ts. */
-type MaybeAccessResolver = IdentityResolver & { refusal?: (identity: PeerIdentity) => string | undefined };
+type MaybeAccessResolver = IdentityResolver & { refusal?: (identity: PeerIdentity, peer?: string) => string | undefined };
 
 /**
  * Reads the caller's identity and requires `role`; throws UNAUTHENTICATED, PERMISSION_DENIED, or
  * SITE_REVOKED (also PERMISSION_DENIED on the wire) for a revoked site certificate.
  */
 export function authenticate(
-  call: { getAuthContext(): AuthContextLike },
+  call: { getAuthContext(): AuthContextLike; getPeer?(): string },
   resolver: MaybeAccessResolver,
   role: Role,
 ): PeerIdentity {
@@ -21,7 +21,7 @@ export function authenticate(
   if (!result.ok) {
     throw new CoordinatorError('UNAUTHENTICATED', result.issues.map((i) => i.message).join('; '));
   }
-  const refusal = resolver.refusal?.(result.value);
+  const refusal = resolver.refusal?.(result.value, call.getPeer?.());
   if (refusal !== undefined) throw new CoordinatorError('SITE_REVOKED', refusal, { site: result.value.id });
   if (result.value.role !== role) {
     const article = /^[aeiou]/.test(result.value.role) ? 'an' : 'a';

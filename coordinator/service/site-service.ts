@@ -16,6 +16,7 @@ import { CoordinatorError, toServiceError } from '../core/errors.js';
 import type { EventBus } from '../observe/events.js';
 import type { AuthContextLike, IdentityResolver, PeerIdentity } from '../pki/index.js';
 import type { SiteRegistry } from '../sites/registry.js';
+import type { Membership } from '../sites/membership.js';
 import type { StateStore } from '../state/store.js';
 import { ReceiptDesk } from '../audit/receipts.js';
 import { authenticate } from './auth.js';
@@ -49,6 +50,8 @@ export interface SiteServiceOptions {
   readonly store: StateStore;
   readonly bus: EventBus;
   readonly resolver: IdentityResolver;
+  /** Who may take part: every site call of a site that is not a member is refused (NOT_MEMBER). */
+  readonly membership: Pick<Membership, 'require'>;
   readonly logger: Logger;
   /** The secure-aggregation stage handlers for a calling site (refusing when no secure round runs). */
   readonly secure: (site: string) => SecureStageHandlers;
@@ -56,8 +59,14 @@ export interface SiteServiceOptions {
 
 /** Builds the handlers of `SiteService`. */
 export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers {
-  const joined = (call: Parameters<typeof authenticate>[0]): PeerIdentity => {
+  // A member site's certificate, else refused: a non-member never joins, streams tasks or uploads.
+  const member = (call: Parameters<typeof authenticate>[0]): PeerIdentity => {
     const id = authenticate(call, o.resolver, 'site');
+    o.membership.require(id, call.getPeer?.() ?? 'unknown');
+    return id;
+  };
+  const joined = (call: Parameters<typeof authenticate>[0]): PeerIdentity => {
+    const id = member(call);
     if (!o.registry.get(id.id)) throw new CoordinatorError('NOT_JOINED', `site ${id.id} must call Join first`);
     return id;
   };
@@ -76,7 +85,7 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
 
   return {
     Join: unary((call) => {
-      const id = authenticate(call, o.resolver, 'site');
+      const id = member(call);
       const req = call.request;
       if (req.protocolVersion !== PROTOCOL_VERSION) {
         throw new CoordinatorError(

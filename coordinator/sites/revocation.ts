@@ -9,6 +9,7 @@
 import { X509Certificate, createHash } from 'node:crypto';
 import { CoordinatorError } from '../core/errors.js';
 import type { IdentityResolver, IdentityResult, PeerIdentity } from '../pki/index.js';
+import type { RefusalSink } from '../observe/refusals.js';
 import type { JournalRecord } from '../state/journal.js';
 
 /** Journal record of an approved enrolment or renewal. */
@@ -169,11 +170,15 @@ export class SiteAccess {
 
 /** An identity resolver that also answers the revocation check and notes the site keys it sees. */
 export interface AccessResolver extends IdentityResolver {
-  refusal(identity: PeerIdentity): string | undefined;
+  /** Why `identity` (calling from `peer`) may not call, or undefined; a refusal is reported. */
+  refusal(identity: PeerIdentity, peer?: string): string | undefined;
 }
 
-/** Wraps `base` so that `authenticate` can refuse revoked sites. */
-export function accessResolver(base: IdentityResolver, access: SiteAccess): AccessResolver {
+/**
+ * Wraps `base` so that `authenticate` can refuse revoked sites; each refusal is reported to
+ * `refusals` (counted and logged, coordinator/observe/refusals.ts).
+ */
+export function accessResolver(base: IdentityResolver, access: SiteAccess, refusals?: RefusalSink): AccessResolver {
   return {
     resolve(certificate): IdentityResult {
       const result = base.resolve(certificate);
@@ -184,6 +189,10 @@ export function accessResolver(base: IdentityResolver, access: SiteAccess): Acce
       return base.size;
     },
     clear: () => base.clear(),
-    refusal: (identity) => access.refusal(identity),
+    refusal: (identity, peer) => {
+      const why = access.refusal(identity);
+      if (why !== undefined) refusals?.refused({ reason: 'revoked', peer: peer ?? 'unknown', cause: '', fingerprint: identity.fingerprint256, site: identity.id });
+      return why;
+    },
   };
 }

@@ -25,6 +25,7 @@ import type { ModelChunk as _fedhpc_v1_ModelChunk, ModelChunk__Output as _fedhpc
 import type { ModelRef as _fedhpc_v1_ModelRef, ModelRef__Output as _fedhpc_v1_ModelRef__Output } from './fedhpc/v1/ModelRef';
 import type { ParticipantInfo as _fedhpc_v1_ParticipantInfo, ParticipantInfo__Output as _fedhpc_v1_ParticipantInfo__Output } from './fedhpc/v1/ParticipantInfo';
 import type { PhaseTiming as _fedhpc_v1_PhaseTiming, PhaseTiming__Output as _fedhpc_v1_PhaseTiming__Output } from './fedhpc/v1/PhaseTiming';
+import type { RefusalCount as _fedhpc_v1_RefusalCount, RefusalCount__Output as _fedhpc_v1_RefusalCount__Output } from './fedhpc/v1/RefusalCount';
 import type { RevealedShare as _fedhpc_v1_RevealedShare, RevealedShare__Output as _fedhpc_v1_RevealedShare__Output } from './fedhpc/v1/RevealedShare';
 import type { RevokeSiteRequest as _fedhpc_v1_RevokeSiteRequest, RevokeSiteRequest__Output as _fedhpc_v1_RevokeSiteRequest__Output } from './fedhpc/v1/RevokeSiteRequest';
 import type { RevokeSiteResponse as _fedhpc_v1_RevokeSiteResponse, RevokeSiteResponse__Output as _fedhpc_v1_RevokeSiteResponse__Output } from './fedhpc/v1/RevokeSiteResponse';
@@ -102,6 +103,7 @@ export interface ProtoGrpcType {
       ModelRef: MessageTypeDefinition<_fedhpc_v1_ModelRef, _fedhpc_v1_ModelRef__Output>
       ParticipantInfo: MessageTypeDefinition<_fedhpc_v1_ParticipantInfo, _fedhpc_v1_ParticipantInfo__Output>
       PhaseTiming: MessageTypeDefinition<_fedhpc_v1_PhaseTiming, _fedhpc_v1_PhaseTiming__Output>
+      RefusalCount: MessageTypeDefinition<_fedhpc_v1_RefusalCount, _fedhpc_v1_RefusalCount__Output>
       RevealedShare: MessageTypeDefinition<_fedhpc_v1_RevealedShare, _fedhpc_v1_RevealedShare__Output>
       RevokeSiteRequest: MessageTypeDefinition<_fedhpc_v1_RevokeSiteRequest, _fedhpc_v1_RevokeSiteRequest__Output>
       RevokeSiteResponse: MessageTypeDefinition<_fedhpc_v1_RevokeSiteResponse, _fedhpc_v1_RevokeSiteResponse__Output>

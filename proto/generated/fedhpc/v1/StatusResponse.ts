@@ -1,5 +1,6 @@
 // Original file: proto/fedhpc/v1/fedhpc.proto
 
+import type { RefusalCount as _fedhpc_v1_RefusalCount, RefusalCount__Output as _fedhpc_v1_RefusalCount__Output } from '../../fedhpc/v1/RefusalCount';
 import type { Long } from '@grpc/proto-loader';
 
 export interface StatusResponse {
@@ -23,6 +24,9 @@ export interface StatusResponse {
   'uploadBudgetBytes'?: (number | string | Long);
   'uploadBudgetUsedBytes'?: (number | string | Long);
   'uploadStreamsQueued'?: (number);
+  'sitesMembers'?: (number);
+  'recentRefusals'?: (_fedhpc_v1_RefusalCount)[];
+  'refusalsWindowS'?: (number);
 }
 
 export interface StatusResponse__Output {
@@ -46,4 +50,7 @@ export interface StatusResponse__Output {
   'uploadBudgetBytes': (string);
   'uploadBudgetUsedBytes': (string);
   'uploadStreamsQueued': (number);
+  'sitesMembers': (number);
+  'recentRefusals': (_fedhpc_v1_RefusalCount__Output)[];
+  'refusalsWindowS': (number);
 }

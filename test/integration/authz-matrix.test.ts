@@ -49,8 +49,11 @@ describe('authorization matrix: every RPC × every kind of caller', () => {
 
   beforeAll(async () => {
     fed = await createTestFederation({ sites: 3, run: { rounds: 1, minSites: 3 } });
-    // The admin probes abort the run and revoke a site: the coordinator says so, as it should.
-    coordinator = await startCoordinatorInProcess(fed, { expectLogs: [/^round attempt aborted$/, /^run aborted by an admin$/, /^run failed$/, /^site revoked$/] });
+    // The admin probes abort the run and revoke a site, and the probes without a certificate, with
+    // another CA's or with a revoked one are refused: the coordinator says so, as it should.
+    coordinator = await startCoordinatorInProcess(fed, {
+      expectLogs: [/^round attempt aborted$/, /^run aborted by an admin$/, /^run failed$/, /^site revoked$/, /^caller refused$/],
+    });
     // Same federation name and site id, signed by a CA the coordinator never trusted.
     const now = new Date();
     const otherCa = await createCa({ federation: 'testfed', validityDays: 1, now });

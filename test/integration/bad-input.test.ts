@@ -14,6 +14,7 @@ import { AdminClient, loadCoordinatorConfig, type AdminEvent, type CoordinatorHa
 import { createCa, issueCertificate } from '../../coordinator/pki/index.js';
 import { PROTOCOL_VERSION, type RoundInfo__Output, type TrainTask__Output, type UploadMessage } from '../../proto/index.js';
 import { loadSiteConfig } from '../../site-agent/index.js';
+import { expectLogs } from '../helpers/logger.js';
 import {
   createTestFederation,
   startCoordinatorInProcess,
@@ -70,6 +71,7 @@ describe('refusals at the door (identity, role, protocol, order of calls)', () =
   });
 
   it('refuses at the TLS handshake a client certificate issued by another CA, and registers nothing', async () => {
+    expectLogs(/^caller refused$/);
     const now = new Date();
     const otherCa = await createCa({ federation: 'testfed', validityDays: 1, now });
     const forged = await issueCertificate({ ca: otherCa, role: 'site', id: 'site-1', federation: 'testfed', validityDays: 1, now });

@@ -36,6 +36,8 @@ describe('fedhpc provision, then coordinator, site and admin from the written co
     const coord = loadCoordinatorConfig(summary.coordinatorConfig);
     expect(coord.federation).toBe('clifed');
     expect(coord.run?.expectedSites).toEqual(['bsc', 'hlrs']);
+    // Every site provisioned is a member; any other site certificate is refused until approved.
+    expect(coord.members).toEqual(['bsc', 'hlrs']);
     expect(coord.tls.key.startsWith(join(dir, 'coordinator'))).toBe(true);
     await expect(stat(join(dir, 'coordinator', 'ca.key'))).rejects.toThrow();
     expect(loadSiteConfig(summary.sites['bsc']!).coordinator).toBe(`localhost:${port}`);

@@ -146,7 +146,7 @@ describe('the coordinator TLS listener', () => {
     // Node counts a resumed TLS 1.3 session without a certificate as verified; the listener verifies
     // outside OpenSSL, so it must never resume. A member's session offered back is not resumed.
     const site = await issueCertificate({ ca, role: 'site', id: 'hlrs', federation: 'eurohpc', validityDays: 1, now: NOW });
-    const leaf = { cert: site.certPem, key: site.keyPem };
+    const leaf = { cert: site.certPem, key: site.keyPem ?? '' };
     const first = await memberTls(leaf);
     expect(first.reused).toBe(false);
     expect(first.session, 'the client kept a session to offer back').toBeDefined();

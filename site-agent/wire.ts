@@ -234,6 +234,8 @@ function decodeKeys(t: KeysTask__Output, a: AttemptRef): KeysStage {
   if (!p) throw new Refusal('a keys task without its secure-aggregation parameters');
   // The weight word divides by it: a coordinator's nonsense must not become a NaN weight.
   if (!(Number.isFinite(p.maxWeight) && p.maxWeight >= 1)) throw new Refusal(`a keys task whose maxWeight ${p.maxWeight} is not a number ≥ 1`);
+  // Words are 16 or 32 bits; any other width would mask in a ring the coordinator does not sum in.
+  if (p.modulusBits !== 0 && p.modulusBits !== 16 && p.modulusBits !== 32) throw new Refusal(`a keys task whose modulus is 2^${p.modulusBits} (words are 16 or 32 bits)`);
   const params: SecureParams = {
     threshold: p.threshold,
     quantBits: p.quantBits,

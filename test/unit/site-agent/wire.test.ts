@@ -103,12 +103,14 @@ describe('tasks from the wire', () => {
     expect(tokens.ok && tokens.value).toMatchObject({ params: { weighting: 'tokens' } });
   });
 
-  it('refuses a keys task whose maxWeight is below 1 or whose weighting is unknown: a weight word must not become NaN', () => {
+  it('refuses a keys task whose maxWeight is below 1, whose weighting is unknown or whose modulus is not 16 or 32 bits', () => {
     const params = { threshold: 2, quantBits: 16, modulusBits: 32, clip: 1, maxWeight: 100, weighting: 'samples', graphSeed: Buffer.alloc(32), degree: 0, roster: ['a', 'b'] };
     const keys = (p: Partial<typeof params>) => taskFromWire({ kind: 'keys', keys: { runId: 'run-w', round: '3', attempt: 0, params: { ...params, ...p } } });
     expect(refusalOf(keys({ maxWeight: 0 })).issues[0]).toMatch(/maxWeight 0/);
     expect(refusalOf(keys({ maxWeight: Number.NaN })).issues[0]).toMatch(/maxWeight NaN/);
     expect(refusalOf(keys({ weighting: 'bytes' })).issues[0]).toMatch(/weighting by "bytes"/);
+    expect(refusalOf(keys({ modulusBits: 17 })).issues[0]).toMatch(/modulus is 2\^17/);
+    expect(refusalOf(keys({ modulusBits: 64 })).issues[0]).toMatch(/modulus is 2\^64/);
   });
 
   it('decodes an eval task with no deadline as undefined, and a cancel with its attempt', () => {

@@ -4,6 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { clientWindowOptions } from '../common/grpc-window.js';
+import { mutualTlsCredentials } from '../common/grpc-tls.js';
 import { readTlsFiles, type TlsFiles } from '../common/tls.js';
 import {
   loadProto,
@@ -42,11 +43,10 @@ export class AdminClient {
     const tls = readTlsFiles(o.tls);
     // The same receive window as sites (common/grpc-window.ts): large answers are not held to 64 KiB per round trip.
     const options: grpc.ChannelOptions = { ...clientWindowOptions() };
-    if (o.serverName) {
-      options['grpc.ssl_target_name_override'] = o.serverName;
-      options['grpc.default_authority'] = o.serverName;
-    }
-    this.client = new (loadProto().fedhpc.v1.AdminService)(o.coordinator, grpc.credentials.createSsl(tls.ca, tls.key, tls.cert), options);
+    if (o.serverName) options['grpc.default_authority'] = o.serverName;
+    // The coordinator's name is checked by these credentials; an IP address is not sent as SNI (common/grpc-tls.ts).
+    const credentials = mutualTlsCredentials(tls, { target: o.coordinator, serverName: o.serverName });
+    this.client = new (loadProto().fedhpc.v1.AdminService)(o.coordinator, credentials, options);
     this.timeoutMs = o.timeoutMs ?? 10_000;
   }
 

@@ -1,6 +1,7 @@
 /** The agent's gRPC client: mTLS credentials and channel options for large, long-lived streams. */
 import * as grpc from '@grpc/grpc-js';
 import { clientWindowOptions } from '../common/grpc-window.js';
+import { mutualTlsCredentials } from '../common/grpc-tls.js';
 import { readTlsFiles } from '../common/tls.js';
 import { MAX_MESSAGE_BYTES, loadProto, type SiteServiceClient } from '../proto/index.js';
 import type { ResolvedSiteConfig } from './config.js';
@@ -9,7 +10,8 @@ import { proxiedTarget } from './proxy.js';
 /** Creates a SiteService client for `config.coordinator`, authenticated by the site certificate. */
 export function createSiteClient(config: Pick<ResolvedSiteConfig, 'coordinator' | 'serverName' | 'tls' | 'proxy'>): SiteServiceClient {
   const tls = readTlsFiles(config.tls);
-  const credentials = grpc.credentials.createSsl(tls.ca, tls.key, tls.cert);
+  // The coordinator's name is checked by these credentials; an IP address is not sent as SNI (common/grpc-tls.ts).
+  const credentials = mutualTlsCredentials(tls, { target: config.coordinator, serverName: config.serverName });
   const options: grpc.ChannelOptions = {
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
     'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
@@ -24,10 +26,7 @@ export function createSiteClient(config: Pick<ResolvedSiteConfig, 'coordinator' 
     // Downloads of the global model need a receive window larger than HTTP/2's 64 KiB too.
     ...clientWindowOptions(),
   };
-  if (config.serverName) {
-    options['grpc.ssl_target_name_override'] = config.serverName;
-    options['grpc.default_authority'] = config.serverName;
-  }
+  if (config.serverName) options['grpc.default_authority'] = config.serverName;
   const { SiteService } = loadProto().fedhpc.v1;
   if (config.proxy) {
     const via = proxiedTarget(config.coordinator, config.proxy);

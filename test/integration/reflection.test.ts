@@ -62,7 +62,7 @@ describe('server reflection', () => {
     };
     const m = fed.member('admins', 'admin');
     const credentials = grpc.credentials.createSsl(readFileSync(join(m, 'ca.crt')), readFileSync(join(m, 'admin.key')), readFileSync(join(m, 'admin.crt')));
-    client = new pkg.grpc.reflection.v1.ServerReflection(fed.address, credentials) as typeof client;
+    client = new pkg.grpc.reflection.v1.ServerReflection(fed.address, credentials) as unknown as typeof client;
   });
   afterAll(async () => {
     client?.close();

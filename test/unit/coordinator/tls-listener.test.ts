@@ -15,22 +15,8 @@ import { type CertificateAndKey, createCa, issueCertificate } from '../../../coo
 import { listenTls, type TlsListener } from '../../../coordinator/service/tls-listener.js';
 import { waitFor } from '../../helpers/wait.js';
 import { NOW } from '../pki/fixtures.js';
+import { CHANNEL_OPTIONS, EchoClient, echoService } from '../../helpers/echo-service.js';
 
-// Dial the IP but check the certificate as `localhost` (an IP as SNI name trips Node's DEP0123 warning).
-const CHANNEL_OPTIONS: grpc.ChannelOptions = { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' };
-
-const echoService = {
-  whoAmI: {
-    path: '/fedhpc.test.Echo/WhoAmI',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: (value: Buffer) => value,
-    requestDeserialize: (value: Buffer) => value,
-    responseSerialize: (value: Buffer) => value,
-    responseDeserialize: (value: Buffer) => value,
-  },
-} satisfies grpc.ServiceDefinition;
-const EchoClient = grpc.makeGenericClientConstructor(echoService, 'Echo');
 
 let ca: CertificateAndKey;
 let server: grpc.Server;

@@ -9,24 +9,8 @@ import {
   issueCertificate,
 } from '../../../coordinator/pki/index.js';
 import { NOW } from './fixtures.js';
+import { CHANNEL_OPTIONS, EchoClient, echoService } from '../../helpers/echo-service.js';
 
-// Dial the IP but check the certificate as `localhost`: giving TLS an IP as its SNI name trips Node's DEP0123 warning.
-const CHANNEL_OPTIONS: grpc.ChannelOptions = { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' };
-
-// A hand-built service over raw Buffers: the handshake, not protobuf, is under test.
-const echoService = {
-  whoAmI: {
-    path: '/fedhpc.test.Echo/WhoAmI',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: (value: Buffer) => value,
-    requestDeserialize: (value: Buffer) => value,
-    responseSerialize: (value: Buffer) => value,
-    responseDeserialize: (value: Buffer) => value,
-  },
-} satisfies grpc.ServiceDefinition;
-
-const EchoClient = grpc.makeGenericClientConstructor(echoService, 'Echo');
 
 interface Observed {
   transportSecurityType: string | undefined;

@@ -50,6 +50,7 @@ export interface AggregateOptions {
   readonly previousStateSha256: string | undefined;
   readonly sliceElements: number;
   readonly openSpool: (path: string) => Promise<FileSource>;
+  /** Entries added to the checkpoint's `__metadata__`, on top of the global model's own. */
   readonly metadata: Readonly<Record<string, string>>;
   /**
    * Stops the aggregation between slices and its kernel pool jobs mid-way: it then rejects with
@@ -78,7 +79,9 @@ export async function aggregateRound(o: AggregateOptions): Promise<AggregateResu
     const specs = global.tensors.map((t) => ({ name: t.name, dtype: 'F32' as const, shape: t.shape }));
     const modelFile = await o.store.createModel();
     pending.push(modelFile);
-    const model = await createSafetensorsWriter(modelFile, specs, { format: 'pt', ...o.metadata });
+    // The user's metadata (licence, source, …) travels from the initial model into every checkpoint;
+    // this round's entries are added on top.
+    const model = await createSafetensorsWriter(modelFile, specs, { format: 'pt', ...global.metadata, ...o.metadata });
     const stateFiles = await Promise.all(o.optimizer.stateSlots.map(() => o.store.createOptimizerState()));
     pending.push(...stateFiles);
     const stateWriters = await Promise.all(

@@ -252,6 +252,19 @@ describe('aggregateRound', () => {
 });
 
 describe('importInitialModel', () => {
+  it("keeps the initial model's __metadata__ in every committed checkpoint, with this round's entries added", async () => {
+    const globalSha = await importModel(GLOBAL);
+    const deltas = GLOBAL.map((t, k) => values(t.values.length, 30 + k).map((v) => v * 1e-3));
+    const first = await aggregate(globalSha, [{ site: 'a', weight: 1, path: await writeSpool('a', deltas), encoding: 'f32' }], { name: 'fedavg', lr: 1 });
+    const second = await aggregate(first, [{ site: 'a', weight: 1, path: await writeSpool('a2', deltas), encoding: 'f32' }], { name: 'fedavg', lr: 1 }, { step: 2 });
+    for (const [sha, round] of [[first, '1'], [second, '2']] as const) {
+      const src = await store.openModel(sha);
+      const file = await openSafetensors(src);
+      expect(file.metadata).toEqual({ format: 'pt', origin: 'test', round });
+      await src.close();
+    }
+  });
+
   it('imports a BF16 model as an F32 checkpoint with the same values', async () => {
     // Values exact in BF16 (8 significant bits).
     const tensors: TensorValues[] = [

@@ -12,7 +12,7 @@ import type { AdminClient, CoordinatorHandle, CoordinatorOptions } from '../../c
 import type { RoundInfo__Output, TrainTask__Output } from '../../proto/index.js';
 import { createTestFederation, startCoordinatorInProcess, type TestFederation } from './federation.js';
 import { coordinatorStateDir } from './faults.js';
-import { SecureRawSite } from './secure-raw-site.js';
+import { SecureRawSite, type Behaviour } from './secure-raw-site.js';
 
 /** maxSiteWeight of the test runs: raw sites declare at most 1000 samples (a weight of 1). */
 export const MAX_WEIGHT = 1000;
@@ -70,6 +70,23 @@ export function siteDelta(site: string, round: number): (t: TrainTask__Output) =
     const v = new Float32Array(n);
     for (let i = 0; i < n; i++) v[i] = (((i * k + round) % 11) - 5) * 1e-4 * k;
     return v;
+  };
+}
+
+/**
+ * An honest raw site's behaviour for `round`: it declares `samples` and uploads its `siteDelta`,
+ * recording in `uploaded` what it sent (the test's own expected mean is computed from it).
+ */
+export function honestSite(site: string, round: number, samples: number, uploaded: Map<string, Float32Array>, extra: Partial<Behaviour> = {}): Behaviour {
+  const delta = siteDelta(site, round);
+  return {
+    samples,
+    delta: (t: TrainTask__Output) => {
+      const d = delta(t);
+      uploaded.set(site, d);
+      return d;
+    },
+    ...extra,
   };
 }
 

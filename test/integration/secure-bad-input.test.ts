@@ -12,10 +12,10 @@ import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { expectLogs } from '../helpers/logger.js';
 import { secureSessionId, signAdvertisement } from '../../aggregation/index.js';
-import type { RoundInfo__Output, TrainTask__Output, UnmaskResponse } from '../../proto/index.js';
+import type { RoundInfo__Output, UnmaskResponse } from '../../proto/index.js';
 import { waitFor } from '../helpers/federation.js';
 import { journalBodies, journalPath } from '../helpers/faults.js';
-import { expectCommittedMean, rawSecureFederation, siteDelta, type RawSecureFederation } from '../helpers/secure-federation.js';
+import { expectCommittedMean, honestSite, rawSecureFederation, type RawSecureFederation } from '../helpers/secure-federation.js';
 import { siteCertFiles } from '../helpers/raw-site.js';
 import { participate, refused, type AttemptOutcome, type Behaviour } from '../helpers/secure-raw-site.js';
 
@@ -36,16 +36,7 @@ afterEach(async () => {
 type Uploaded = Map<string, Float32Array>;
 
 function honest(site: string, round: number, uploaded: Uploaded, extra: Partial<Behaviour> = {}): Behaviour {
-  const delta = siteDelta(site, round);
-  return {
-    samples: SAMPLES.get(site)!,
-    delta: (t: TrainTask__Output) => {
-      const d = delta(t);
-      uploaded.set(site, d);
-      return d;
-    },
-    ...extra,
-  };
+  return honestSite(site, round, SAMPLES.get(site)!, uploaded, extra);
 }
 
 /** Rounds of the run as the admin API reports them, once `round` has committed. */

@@ -8,11 +8,10 @@
  */
 import { spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { TrainTask__Output } from '../../proto/index.js';
 import { expectLogs } from '../helpers/logger.js';
 import { CLI, startCoordinatorInProcess, waitFor } from '../helpers/federation.js';
 import { coordinatorStateDir, journalBodies, journalPath } from '../helpers/faults.js';
-import { expectCommittedMean, rawSecureFederation, siteDelta, type RawSecureFederation } from '../helpers/secure-federation.js';
+import { expectCommittedMean, honestSite, rawSecureFederation, type RawSecureFederation } from '../helpers/secure-federation.js';
 import { participate, type AttemptOutcome, type Behaviour } from '../helpers/secure-raw-site.js';
 
 const SAMPLES = new Map([
@@ -30,16 +29,7 @@ afterEach(async () => {
 });
 
 function honest(site: string, uploaded: Map<string, Float32Array>, extra: Partial<Behaviour> = {}): Behaviour {
-  const delta = siteDelta(site, 1);
-  return {
-    samples: SAMPLES.get(site)!,
-    delta: (t: TrainTask__Output) => {
-      const d = delta(t);
-      uploaded.set(site, d);
-      return d;
-    },
-    ...extra,
-  };
+  return honestSite(site, 1, SAMPLES.get(site)!, uploaded, extra);
 }
 
 /** site-4's masked vector with `edit` applied to its 32-bit words (the weight word last). */

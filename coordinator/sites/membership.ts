@@ -15,6 +15,7 @@
  * Nothing removes a member: revocation is how a site is shut out. Removing a name from `members`
  * in the config changes nothing already journaled.
  */
+import { invariant } from '../../aggregation/index.js';
 import { CoordinatorError } from '../core/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { RefusalSink } from '../observe/refusals.js';
@@ -55,7 +56,9 @@ export function membersOf(records: readonly JournalRecord[]): { members: Set<str
   for (const { body } of records) {
     if (body.type === 'membership-seeded') {
       seeded = true;
-      for (const s of (body as unknown as MembershipSeededRecord).sites) members.add(s);
+      const sites = body['sites'];
+      invariant(Array.isArray(sites) && sites.every((s) => typeof s === 'string'), 'a membership-seeded record lists its sites by id');
+      for (const s of sites) members.add(s);
     } else if (body.type === 'member-added' || body.type === 'site-approved') {
       members.add(String(body['site']));
     }

@@ -14,6 +14,7 @@ import { SiteAgentError } from '../../../site-agent/errors.js';
 import { SiteActivity } from '../../../site-agent/activity.js';
 import type { FailureReport } from '../../../site-agent/link.js';
 import { RoundJobs, type RoundLink } from '../../../site-agent/round-job.js';
+import { loadProto } from '../../../proto/index.js';
 import type { Runner } from '../../../site-agent/runners/runner.js';
 import { cachedModelPath } from '../../../site-agent/transfer.js';
 import type { TrainTask } from '../../../site-agent/wire.js';
@@ -55,7 +56,10 @@ async function runJob(reportEval: () => Promise<void>, expectLogs: RegExp[]): Pr
       return Promise.reject(new SiteAgentError('TRAINING_FAILED', 'stops the test job here', false));
     },
   };
-  const link = { client: {}, reportEval, reportFailure: (_a: unknown, f: FailureReport) => void failures.push(f) } as unknown as RoundLink;
+  // A real client that is never called: the global model is already in the cache, so nothing downloads.
+  const { SiteService } = loadProto().fedhpc.v1;
+  const client = new SiteService('127.0.0.1:1', grpc.credentials.createInsecure());
+  const link: RoundLink = { client, reportEval, reportFailure: (_a, f) => void failures.push(f) };
   const config = siteConfigSchema.parse({ site: 'site-1', coordinator: 'localhost:1', tls: { ca: 'ca', cert: 'c', key: 'k' }, workDir: dir, runner: { kind: 'builtin', language: 'en' } });
   const jobs = new RoundJobs({
     config,
@@ -90,6 +94,7 @@ async function runJob(reportEval: () => Promise<void>, expectLogs: RegExp[]): Pr
   };
   jobs.start(task);
   const failure = await waitFor('the job to end with a failure report', () => failures[0], 10_000, 20);
+  client.close();
   return { trained, failure };
 }
 

@@ -1,0 +1,214 @@
+"""Byte formats of the fedhpc protocol outside secure aggregation, written from docs/protocol.md:
+CRC32C, the delta encodings and their layouts, receipts, canonical JSON and the journal chain, and
+the safetensors header of a downloaded model. Standard library and numpy only.
+"""
+
+import hashlib
+import json
+import math
+import struct
+from decimal import Decimal
+
+import numpy as np
+
+# The protocol version this implementation speaks (docs/protocol.md, first line).
+PROTOCOL_VERSION = 3
+
+# ----------------------------------------------------------------------------- CRC32C
+
+
+def _crc_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC_TABLE = _crc_table()
+
+
+def crc32c(data):
+    """CRC32C (Castagnoli, reflected 0x1EDC6F41), as a Download or Upload chunk carries it."""
+    crc = 0xFFFFFFFF
+    table = _CRC_TABLE
+    for b in bytes(data):
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+# ----------------------------------------------------------------------------- delta encodings
+
+INT8_BLOCK = 128
+
+
+def f32_to_bf16(bits):
+    """Delta encodings, bf16: the upper 16 bits of an f32 (given as its bits) rounded to nearest even."""
+    if (bits & 0x7F800000) == 0x7F800000 and (bits & 0x007FFFFF) != 0:
+        return (bits >> 16) | 0x0040
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) & 0xFFFF
+
+
+def encode_int8(values):
+    """Delta encodings, int8: blocks of 128, each an f32 scale = f32(absmax/127) and the int8 values."""
+    x = np.asarray(values, dtype=np.float32)
+    out = bytearray()
+    for start in range(0, len(x), INT8_BLOCK):
+        block = x[start:start + INT8_BLOCK].astype(np.float64)
+        absmax = float(np.max(np.abs(block))) if len(block) else 0.0
+        scale = float(np.float32(absmax / 127))
+        out += struct.pack("<f", scale)
+        if scale == 0:
+            out += bytes(len(block))
+            continue
+        r = block / scale
+        q = np.sign(r) * np.floor(np.abs(r) + 0.5)
+        out += np.clip(q, -127, 127).astype(np.int8).tobytes()
+    return bytes(out)
+
+
+def segment_bytes(encoding, elements):
+    """Bytes of one tensor of `elements` values in `encoding`."""
+    if encoding in ("f32", "secagg32"):
+        return 4 * elements
+    if encoding in ("bf16", "secagg16"):
+        return 2 * elements
+    if encoding == "int8":
+        return 4 * math.ceil(elements / INT8_BLOCK) + elements
+    raise ValueError(f"unknown encoding {encoding}")
+
+
+def unit_bytes(encoding):
+    """Delta encodings: the unit a chunk may not split."""
+    return {"f32": 4, "bf16": 2, "int8": 4 + INT8_BLOCK, "secagg32": 4, "secagg16": 2}[encoding]
+
+
+def delta_segments(encoding, element_counts):
+    """The segments (tensors, then the weight word of a masked encoding) as (index, start, end, unit)."""
+    segments, at = [], 0
+    unit = unit_bytes(encoding)
+    for i, n in enumerate(element_counts):
+        size = segment_bytes(encoding, n)
+        segments.append((i, at, at + size, unit))
+        at += size
+    if encoding in ("secagg32", "secagg16"):
+        segments.append((len(element_counts), at, at + unit, unit))
+    return segments
+
+
+# ----------------------------------------------------------------------------- receipts
+
+
+def receipt_payload(federation, run_id, round_, site, parent, model, manifest):
+    """Receipts: the signed payload; printable ASCII fields without spaces, a positive round."""
+    if isinstance(round_, bool) or not isinstance(round_, int) or round_ < 1:
+        raise ValueError(f"RangeError: round {round_!r} is not a positive integer")
+    fields = [federation, run_id, str(round_), site, parent, model, manifest]
+    for f in fields:
+        if any(not 0x21 <= ord(ch) <= 0x7E for ch in f):
+            raise ValueError(f"RangeError: receipt field {f!r} is not printable ASCII without spaces")
+    return ("fedhpc-receipt-v1\n" + "".join(f + "\n" for f in fields)).encode("ascii")
+
+
+# ----------------------------------------------------------------------------- canonical JSON
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _string(s):
+    out = ['"']
+    for ch in s:
+        o = ord(ch)
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif o < 0x20 or 0xD800 <= o <= 0xDFFF:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def ecmascript_number(x):
+    """Canonical JSON, a number: ECMAScript Number::toString (shortest round-trip digits)."""
+    x = float(x)
+    if math.isnan(x) or math.isinf(x):
+        return "null"
+    if x == 0:
+        return "0"
+    sign = "-" if x < 0 else ""
+    # repr gives the shortest digits that round-trip; value = digits × 10^exponent.
+    _, digit_tuple, exponent = Decimal(repr(abs(x))).as_tuple()
+    digits = "".join(map(str, digit_tuple)).lstrip("0")
+    stripped = digits.rstrip("0")
+    exponent += len(digits) - len(stripped)
+    digits = stripped
+    n = len(digits) + exponent  # value = 0.digits × 10^n
+    k = len(digits)
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        text = "0." + "0" * (-n) + digits
+    else:
+        e = n - 1
+        text = (digits[0] + ("." + digits[1:] if k > 1 else "")) + "e" + ("+" if e >= 0 else "-") + str(abs(e))
+    return sign + text
+
+
+def _utf16_key(s):
+    return s.encode("utf-16-be", "surrogatepass")
+
+
+def canonical_json(value):
+    """Canonical JSON: keys sorted by UTF-16 code units, ECMAScript strings and numbers, no space."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, (int, float)):
+        return ecmascript_number(value)
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, list):
+        return "[" + ",".join(canonical_json(v) for v in value) + "]"
+    if isinstance(value, dict):
+        keys = sorted(value.keys(), key=_utf16_key)
+        return "{" + ",".join(_string(k) + ":" + canonical_json(value[k]) for k in keys) + "}"
+    raise TypeError(f"not JSON: {value!r}")
+
+
+def parse_json_as_ecmascript(text):
+    """JSON.parse: every number a double (so 9007199254740993 reads as 9007199254740992)."""
+    return json.loads(text, parse_int=float)
+
+
+def canonical_sha256(value):
+    return hashlib.sha256(canonical_json(value).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+GENESIS_HASH = "0" * 64
+
+
+def record_hash(seq, ts, prev, body):
+    """The journal hash chain: SHA-256 of the canonical JSON of {seq, ts, prev, body}."""
+    return canonical_sha256({"seq": seq, "ts": ts, "prev": prev, "body": body})
+
+
+# ----------------------------------------------------------------------------- safetensors
+
+
+def safetensors_tensors(data):
+    """The tensors of a safetensors file, in file order: [(name, dtype, shape)]."""
+    if len(data) < 8:
+        raise ValueError("not a safetensors file: shorter than its header length")
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n].decode("utf-8"))
+    entries = [(k, v) for k, v in header.items() if k != "__metadata__"]
+    entries.sort(key=lambda kv: kv[1]["data_offsets"][0])
+    return [(k, v["dtype"], list(v["shape"])) for k, v in entries]

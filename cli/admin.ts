@@ -107,13 +107,14 @@ export async function runAdmin(a: AdminArgs, out: (s: string) => void): Promise<
         const r = await client.rounds();
         return print(r, () =>
           formatTable(
-            ['round', 'outcome', 'participants', 'dropped', 'eval loss', 'up', 'model'],
+            ['round', 'outcome', 'participants', 'dropped', 'eval loss', '± quant', 'up', 'model'],
             r.rounds.map((x) => [
               `${x.round}.${x.attempt}`,
               x.outcome,
               x.participants.join(',') || '-',
               x.dropped.join(',') || (x.reason ? x.reason : '-'),
               x.hasEval ? x.evalLoss.toFixed(4) : '-',
+              x.quantizationBound > 0 ? x.quantizationBound.toExponential(2) : '-',
               formatBytes(Number(x.bytesUp)),
               x.modelSha256.slice(0, 12) || '-',
             ]),

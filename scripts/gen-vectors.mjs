@@ -471,10 +471,11 @@ function maskedSum(m) {
   const dropped = 'site-b';
   const survivors = ['site-a', 'site-c'];
   /** @type {Record<string, number[]>} */
-  const values = { 'site-a': [0.5, -0.25, 2, 0.001], 'site-b': [0.1, 0.1, 0.1, 0.1], 'site-c': [-0.125, 0.75, -0.5, 0] };
+  // The last coordinate is zero at both survivors: it decodes to exactly 0 (zero is a level).
+  const values = { 'site-a': [0.5, -0.25, 2, 0.001, 0], 'site-b': [0.1, 0.1, 0.1, 0.1, 0.1], 'site-c': [-0.125, 0.75, -0.5, 0, 0] };
   /** @type {Record<string, number>} */
   const counts = { 'site-a': 250, 'site-b': 400, 'site-c': 1000 };
-  const elements = 4;
+  const elements = 5;
   const pairSeed = (/** @type {string} */ u, /** @type {string} */ v) => fixedBytes(`sum/pair/${[u, v].sort().join('+')}`, 32);
   const site = (/** @type {string} */ u) => {
     const w = a.encodedWeight(counts[u] ?? 0, maxSiteWeight);

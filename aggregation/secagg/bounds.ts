@@ -4,11 +4,12 @@
  * A site's weight is the count it declares in the run's unit (`samples`, `tokens`, or 1 under
  * `uniform`) over the run's `maxSiteWeight`, rounded to Float32 exactly as the encoder uses it; a
  * count above `maxSiteWeight` is refused, never clamped. The encoder (quantize.ts) sends
- * w·clip(Δ, −c, c) and a weight word w (clip 1), each within one quantization level of its value.
- * So with L = 2^q − 1 levels, an honest unmasked sum of n sites whose declared weights are wᵢ obeys
+ * w·clip(Δ, −c, c) and a weight word w (clip 1), each within one quantization step of its value.
+ * With the zero level Z = 2^(q−1) − 1 a step is c/Z (protocol version 3), so an honest unmasked sum
+ * of n sites whose declared weights are wᵢ obeys
  *
- *   |Σw − Σ wᵢ|          ≤ n·2/L             (the weight word)
- *   |any coordinate|     ≤ Σ wᵢ·c + n·2c/L   (every element of the sum)
+ *   |Σw − Σ wᵢ|          ≤ n/Z               (the weight word)
+ *   |any coordinate|     ≤ Σ wᵢ·c + n·c/Z    (every element of the sum)
  *
  * for any Δ, however large (it is clipped before it is weighted). Both checks allow n·c·2^-40 more
  * for the floating-point rounding of the decode. A site that bypasses the encoder can still add
@@ -17,6 +18,7 @@
  */
 import { type Result, err, ok } from '../result.js';
 import type { SecAggErrorCode } from './errors.js';
+import { zeroLevel } from './quantize.js';
 
 /** Units a site's weight is counted in; `uniform` weighs every site 1. */
 export const WEIGHTINGS = ['samples', 'tokens', 'uniform'] as const;
@@ -51,14 +53,14 @@ export function encodedWeight(count: number, maxSiteWeight: number): Result<numb
   return ok(Math.fround(count / maxSiteWeight));
 }
 
-/** How far an honest unmasked Σw may lie from the sum of `sites` declared weights: n·2/(2^q − 1). */
+/** How far an honest unmasked Σw may lie from the sum of `sites` declared weights: n/(2^(q−1) − 1). */
 export function weightSumTolerance(sites: number, quantBits: number): number {
-  return (sites * 2) / (2 ** quantBits - 1) + sites * FP_SLACK;
+  return sites / zeroLevel(quantBits) + sites * FP_SLACK;
 }
 
-/** The largest |coordinate| of an honest unmasked sum: Σwᵢ·c + n·2c/(2^q − 1). */
+/** The largest |coordinate| of an honest unmasked sum: Σwᵢ·c + n·c/(2^(q−1) − 1). */
 export function sumRangeBound(weightSum: number, sites: number, o: { readonly clip: number; readonly quantBits: number }): number {
-  return weightSum * o.clip + (sites * 2 * o.clip) / (2 ** o.quantBits - 1) + sites * o.clip * FP_SLACK;
+  return weightSum * o.clip + (sites * o.clip) / zeroLevel(o.quantBits) + sites * o.clip * FP_SLACK;
 }
 
 /**

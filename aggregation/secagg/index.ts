@@ -68,8 +68,10 @@ export {
   type QuantizeOptions,
   checkFixedPointBudget,
   dequantizeSum,
+  meanErrorBound,
   quantizationErrorBound,
   quantize,
+  zeroLevel,
 } from './quantize.js';
 export {
   WEIGHTINGS,

@@ -3,13 +3,17 @@
  * a modular sum of masked inputs decodes to the sum of the updates (Bonawitz et al. 2017, §3
  * "inputs are vectors in Z_R"; Flower's SecAgg+ quantizer, with a data-fitted clip range).
  *
- * Encoding of x with clip c, q quantization bits, L = 2^q − 1 levels, weight w ≤ 1:
- *   x' = w·clip(x, −c, c),  r = (x' + c)/(2c)·L,  v = ⌊r + u⌋, u ~ U[0, 1)  ⇒  E[v] = r.
- * The clip comes before the weight, so |x'| ≤ w·c for any x: an honest site with |x| > c never
- * leaves the range the coordinator checks an unmasked sum against (bounds.ts).
- * Decoding a sum of n encodings: Σx' ≈ (Σv)·2c/L − n·c, exact up to
- *   |decode(Σ encode(xᵢ)) − Σ x'ᵢ| < n·2c/L   (each |v − r| < 1),
- * provided the modular sum never wraps: n·(2^q − 1) < 2^b, guaranteed by n·2^q ≤ 2^b.
+ * Encoding of x with clip c, q ≥ 2 quantization bits and weight w ≤ 1 on a grid whose zero is a
+ * level, Z = 2^(q−1) − 1 (protocol version 3):
+ *   x' = w·clip(x, −c, c),  t = x'·Z/c ∈ [−Z, Z],  k = ⌊t + u⌋, u ~ U[0, 1),  v = Z + k ∈ [0, 2Z].
+ * E[k] = t, so the encoding is unbiased; and x' = 0 gives t = 0, k = 0 and v = Z exactly, whatever
+ * u is — a coordinate no site moved sums to n·Z and decodes to exactly 0. (Version 2 used
+ * L = 2^q − 1 levels over [−c, c]: zero fell half-way between two levels and every untouched weight
+ * drifted by rounding noise ÷ Σw.) The clip comes before the weight, so |x'| ≤ w·c for any x: an
+ * honest site with |x| > c never leaves the range the coordinator checks an unmasked sum against
+ * (bounds.ts). Decoding a sum of n encodings subtracts the offset in integers, then scales:
+ *   Σx' ≈ (Σv − n·Z)·c/Z,   |decode(Σ encode(xᵢ)) − Σ x'ᵢ| < n·c/Z   (each |k − t| < 1),
+ * provided the modular sum never wraps: n·2Z < 2^b, guaranteed by n·2^q ≤ 2^b.
  */
 import { randomBytes as nodeRandomBytes } from 'node:crypto';
 import { SecAggError, type SecAggErrorCode } from './errors.js';
@@ -54,8 +58,8 @@ export function checkFixedPointBudget(budget: FixedPointBudget): Result<FixedPoi
   const { sites, quantBits, modulusBits } = budget;
   if (modulusBits !== 16 && modulusBits !== 32) return err('INVALID_ARGUMENT', 'modulusBits must be 16 or 32', { modulusBits });
   if (!Number.isSafeInteger(sites) || sites < 1) return err('INVALID_ARGUMENT', 'sites must be a positive integer', { sites });
-  if (!Number.isInteger(quantBits) || quantBits < 1 || quantBits > modulusBits) {
-    return err('INVALID_ARGUMENT', 'quantBits must be an integer in 1..modulusBits', { quantBits, modulusBits });
+  if (!Number.isInteger(quantBits) || quantBits < 2 || quantBits > modulusBits) {
+    return err('INVALID_ARGUMENT', 'quantBits must be an integer in 2..modulusBits (one bit leaves no level but zero)', { quantBits, modulusBits });
   }
   if (sites * 2 ** quantBits > 2 ** modulusBits) {
     return err('OVERFLOW_POSSIBLE', `${sites} sites × 2^${quantBits} levels exceed the modulus 2^${modulusBits}: the masked sum could wrap`, {
@@ -74,13 +78,13 @@ export function checkFixedPointBudget(budget: FixedPointBudget): Result<FixedPoi
  * options. Deterministic given `roundingSeed` and `wordOffset`, so chunks can be encoded apart.
  */
 export function quantize(x: Float32Array, options: QuantizeOptions, input: QuantizeInput = {}): MaskWords {
-  const { clip: c, levels } = resolve(options);
+  const { clip: c, zero } = resolve(options);
   const weight = input.weight ?? 1;
   if (!(weight >= 0 && weight <= 1)) throw new SecAggError('INVALID_ARGUMENT', 'weight must be in [0, 1]', { weight });
   const offset = input.wordOffset ?? 0;
   const seed = input.roundingSeed ?? (input.randomBytes ?? nodeRandomBytes)(32);
   const out = options.modulusBits === 32 ? new Uint32Array(x.length) : new Uint16Array(x.length);
-  const scale = levels / (2 * c);
+  const scale = zero / c;
   for (let start = 0; start < x.length; start += BLOCK) {
     const end = Math.min(x.length, start + BLOCK);
     const u = expandMask(seed, offset + start, end - start, 32);
@@ -88,9 +92,10 @@ export function quantize(x: Float32Array, options: QuantizeOptions, input: Quant
       const xi = x[i]!;
       if (xi - xi !== 0) throw new SecAggError('NON_FINITE', 'update holds NaN or ±Infinity', { index: offset + i });
       const clipped = xi < -c ? -c : xi > c ? c : xi;
-      const v = Math.floor((weight * clipped + c) * scale + u[i - start]! / TWO_POW_32);
-      // (c + c)·scale may round above L, and u < 1 by only 2^-32: keep v within [0, L].
-      out[i] = v > levels ? levels : v;
+      const k = Math.floor(weight * clipped * scale + u[i - start]! / TWO_POW_32);
+      // c·scale may round above Z, and u < 1 by only 2^-32: keep k within [−Z, Z]. The offset Z
+      // is added as an integer, so t = 0 (x' = 0, or −0) gives exactly Z.
+      out[i] = zero + (k > zero ? zero : k < -zero ? -zero : k);
     }
   }
   return out;
@@ -101,25 +106,42 @@ export function quantize(x: Float32Array, options: QuantizeOptions, input: Quant
  * {@link quantizationErrorBound}. Throws `OVERFLOW_POSSIBLE` when the budget does not hold.
  */
 export function dequantizeSum(sum: MaskWords, sites: number, options: QuantizeOptions, out: Float32Array | Float64Array = new Float64Array(sum.length)): Float32Array | Float64Array {
-  const { clip: c, levels } = resolve(options);
+  const { clip: c, zero } = resolve(options);
   unwrap(checkFixedPointBudget({ sites, quantBits: options.quantBits, modulusBits: options.modulusBits }), SecAggError);
   if ((options.modulusBits === 32) !== (sum instanceof Uint32Array)) throw new SecAggError('INVALID_ARGUMENT', 'sum word width does not match modulusBits', { modulusBits: options.modulusBits });
   if (out.length !== sum.length) throw new SecAggError('INVALID_ARGUMENT', 'output length differs from the sum', { out: out.length, sum: sum.length });
-  const step = (2 * c) / levels;
-  const shift = sites * c;
-  for (let i = 0; i < sum.length; i++) out[i] = sum[i]! * step - shift;
+  const step = c / zero;
+  // Σv < n·2^q ≤ 2^b ≤ 2^32, so Σv − n·Z is an exact integer in float64: the offset leaves in
+  // integers and only the scaling rounds (an untouched coordinate decodes to exactly 0).
+  const shift = sites * zero;
+  for (let i = 0; i < sum.length; i++) out[i] = (sum[i]! - shift) * step;
   return out;
 }
 
-/** Worst-case |decode(Σ encode(xᵢ)) − Σ wᵢ·clip(xᵢ)| for `sites` sites: n·2c/(2^q − 1). */
+/** Worst-case |decode(Σ encode(xᵢ)) − Σ wᵢ·clip(xᵢ)| for `sites` sites: n·c/(2^(q−1) − 1). */
 export function quantizationErrorBound(sites: number, options: QuantizeOptions): number {
-  const { clip: c, levels } = resolve(options);
-  return (sites * 2 * c) / levels;
+  const { clip: c, zero } = resolve(options);
+  return (sites * c) / zero;
 }
 
-function resolve(options: QuantizeOptions): { clip: number; levels: number } {
+/**
+ * Worst-case error of a committed secure mean, Σ wᵢ·clip(xᵢ) / Σwᵢ, in any coordinate: the
+ * sum's bound ÷ Σw, n·c / ((2^(q−1) − 1)·Σw); rounding the mean to float32 adds at most half an
+ * ulp of its value. Σw is in encoded weights (each count ÷ maxSiteWeight), so few samples per
+ * round mean a larger bound.
+ */
+export function meanErrorBound(sites: number, weightSum: number, options: QuantizeOptions): number {
+  return quantizationErrorBound(sites, options) / weightSum;
+}
+
+/** The zero level Z = 2^(q−1) − 1 of q quantization bits: the word of x' = 0. */
+export function zeroLevel(quantBits: number): number {
+  return 2 ** (quantBits - 1) - 1;
+}
+
+function resolve(options: QuantizeOptions): { clip: number; zero: number } {
   const { clip, quantBits, modulusBits } = options;
   if (!(Number.isFinite(clip) && clip > 0)) throw new SecAggError('INVALID_ARGUMENT', 'clip must be a positive finite number', { clip });
   unwrap(checkFixedPointBudget({ sites: 1, quantBits, modulusBits }), SecAggError);
-  return { clip, levels: 2 ** quantBits - 1 };
+  return { clip, zero: zeroLevel(quantBits) };
 }

@@ -5,8 +5,8 @@
  * the weights the survivors declared. What comes out is only the weighted mean of their deltas.
  *
  * Two checks stand between the sum and the model (aggregation/secagg/bounds.ts): the unmasked Σw
- * must equal the declared weights' sum within n·2/(2^q − 1) (WEIGHT_SUM_MISMATCH), and every
- * coordinate must lie within Σwᵢ·c + n·2c/(2^q − 1) (SUM_OUT_OF_RANGE). Either failure aborts the
+ * must equal the declared weights' sum within n/(2^(q−1) − 1) (WEIGHT_SUM_MISMATCH), and every
+ * coordinate must lie within Σwᵢ·c + n·c/(2^(q−1) − 1) (SUM_OUT_OF_RANGE). Either failure aborts the
  * attempt; the sum cannot say which survivor sent the words that broke it.
  */
 import {
@@ -102,7 +102,7 @@ export interface SecureMeanOptions {
  * A mean source over the survivors' masked spools (`elements` words each plus one weight word).
  * Opens the spools and unmasks the weight word first: the Σw check runs before any slice is
  * served, the range check on every slice served. The mean divides by the declared Σwᵢ, so a
- * passing sum gives a mean within ±(c + n·2c/((2^q − 1)·Σwᵢ)) in every coordinate. The modular sum
+ * passing sum gives a mean within ±(c + n·c/((2^(q−1) − 1)·Σwᵢ)) in every coordinate. The modular sum
  * of the spools runs in `options.pool`'s workers when given, else through in-thread kernels.
  */
 export async function secureMean(

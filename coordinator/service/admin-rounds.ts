@@ -2,7 +2,10 @@
  * The round history of `admin rounds` and the detail of `admin round N`, read from the journal
  * (the source of truth) plus the phase timings this process observed.
  */
+import { z } from 'zod';
+import { encodedWeight, meanErrorBound, type QuantizeOptions } from '../../aggregation/index.js';
 import type { AttemptInfo, RoundDetail, RoundInfo, RoundsResponse, SiteEval } from '../../proto/index.js';
+import { secureAggregationSchema } from '../config.js';
 import type { EvalTracker } from '../shell/evals.js';
 import type { RoundTimeline } from '../shell/timeline.js';
 import type { JournalRecord } from '../state/journal.js';
@@ -17,12 +20,42 @@ function evalOf(evals: EvalTracker, modelRound: number): EvalFields {
     : { evals: [], evalLoss: 0, hasEval: false };
 }
 
+/** The run fields of a `run-started` record's audited config the quantization bound needs. */
+const securedRun = z.object({
+  run: z.object({ maxSiteWeight: z.number().positive(), secureAggregation: secureAggregationSchema }),
+});
+
+/**
+ * The quantization of a secure run, from the config its `run-started` record kept (the run's
+ * truth, not today's config); undefined for plain runs and journals without the config.
+ */
+function runQuantization(body: Record<string, unknown>): { readonly q: QuantizeOptions; readonly maxSiteWeight: number } | undefined {
+  const parsed = securedRun.safeParse(body['config']);
+  if (!parsed.success || !parsed.data.run.secureAggregation.enabled) return undefined;
+  const { clip, quantBits, modulusBits } = parsed.data.run.secureAggregation;
+  return { q: { clip, quantBits, modulusBits }, maxSiteWeight: parsed.data.run.maxSiteWeight };
+}
+
+/** n·c/((2^(q−1) − 1)·Σw) of a committed secure round, Σw from the participants' declared counts. */
+function quantizationBound(quant: ReturnType<typeof runQuantization>, counts: readonly number[]): number {
+  if (!quant || counts.length === 0) return 0;
+  let weightSum = 0;
+  for (const c of counts) {
+    const w = encodedWeight(c, quant.maxSiteWeight);
+    if (!w.ok) return 0;
+    weightSum += w.value;
+  }
+  return meanErrorBound(counts.length, weightSum, quant.q);
+}
+
 /** Every committed and aborted attempt of `runId`, in journal order. */
 export function roundsOf(records: readonly JournalRecord[], runId: string, evals: EvalTracker): RoundsResponse {
   const rounds: RoundInfo[] = [];
+  let quant: ReturnType<typeof runQuantization>;
   for (const r of records) {
     const b = r.body;
     if (b['runId'] !== runId) continue;
+    if (b.type === 'run-started') quant = runQuantization(b);
     if (b.type === 'round-committed') {
       const c = recordsOf([b], runId, 'round-committed')[0]!;
       rounds.push({
@@ -38,6 +71,7 @@ export function roundsOf(records: readonly JournalRecord[], runId: string, evals
         startedMs: c.startedMs,
         finishedMs: r.ts,
         strategy: c.strategy.name,
+        quantizationBound: quantizationBound(quant, c.participants.map((p) => p.weight)),
         ...evalOf(evals, c.round),
       });
     } else if (b.type === 'round-aborted') {

@@ -62,13 +62,16 @@ export async function rawSecureFederation(sites: number, run: Partial<Coordinato
   };
 }
 
-/** Site i's delta (f32, task tensor order): distinct per site and round, small and finite. */
+/**
+ * Site i's delta (f32, task tensor order): distinct per site and round, small and finite; every
+ * seventh coordinate is one no site trained (exactly 0 everywhere), as a frozen weight would be.
+ */
 export function siteDelta(site: string, round: number): (t: TrainTask__Output) => Float32Array {
   const k = Number(site.replace(/\D+/g, '')) || 1;
   return (t) => {
     const n = t.tensors.reduce((a, x) => a + x.shape.reduce((b, d) => b * Number(d), 1), 0);
     const v = new Float32Array(n);
-    for (let i = 0; i < n; i++) v[i] = (((i * k + round) % 11) - 5) * 1e-4 * k;
+    for (let i = 0; i < n; i++) v[i] = i % 7 === 0 ? 0 : (((i * k + round) % 11) - 5) * 1e-4 * k;
     return v;
   };
 }
@@ -111,8 +114,9 @@ export async function modelValues(fed: TestFederation, sha256: string): Promise<
 /**
  * Asserts a committed FedAvg (lr 1) round moved the model by the plain weighted mean of the
  * participants' clipped deltas, Σ wᵢ·clip(Δᵢ) / Σ wᵢ with wᵢ = f32(samplesᵢ / maxSiteWeight), within
- * the quantization bound n·2c/((2^q − 1)·Σw) per element (c = 1, q = 24 by default) plus f32
- * rounding of the stored models.
+ * the quantization bound n·c/((2^(q−1) − 1)·Σw) per element (c = 1, q = 24 by default) plus f32
+ * rounding of the stored models — the bound `admin rounds` reports — and left every coordinate
+ * that all participants left at zero exactly where it was (zero is a level of the quantizer).
  */
 export async function expectCommittedMean(
   fed: TestFederation,
@@ -135,12 +139,19 @@ export async function expectCommittedMean(
     expect(d.length).toBe(parent.length);
     for (let i = 0; i < d.length; i++) mean[i]! += w * Math.max(-q.clip, Math.min(q.clip, d[i]!));
   }
-  const levels = 2 ** q.quantBits - 1;
+  const quantBound = (n * q.clip) / (2 ** (q.quantBits - 1) - 1) / weightSum;
+  expect(info.quantizationBound / quantBound, 'admin rounds shows the bound of this round').toBeCloseTo(1, 9);
   let worst = -Infinity;
+  let untouched = 0;
   for (let i = 0; i < mean.length; i++) {
     const m = mean[i]! / weightSum;
-    const bound = (n * 2 * q.clip) / levels / weightSum + (Math.abs(parent[i]!) + Math.abs(m)) * 2 ** -22;
+    const bound = quantBound + (Math.abs(parent[i]!) + Math.abs(m)) * 2 ** -22;
     worst = Math.max(worst, Math.abs(model[i]! - parent[i]! - m) - bound);
+    if (participants.every((s) => deltas.get(s)![i] === 0)) {
+      untouched++;
+      expect(model[i], `round ${info.round}: coordinate ${i}, left at zero by every participant, moved`).toBe(parent[i]);
+    }
   }
+  expect(untouched, 'the deltas leave some coordinates untrained').toBeGreaterThan(0);
   expect(worst, `round ${info.round}.${info.attempt}: committed update differs from the plain weighted mean of ${participants.join(', ')}`).toBeLessThanOrEqual(0);
 }

@@ -20,7 +20,8 @@ const SAMPLES = new Map([
   ['site-3', 400],
   ['site-4', 900],
 ]);
-const LEVELS = 2 ** 24 - 1;
+/** The zero level Z of q = 24: a weight word is Z + w·Z. */
+const ZERO = 2 ** 23 - 1;
 
 let f: RawSecureFederation | undefined;
 afterEach(async () => {
@@ -51,10 +52,10 @@ describe('the checks of a secure sum', () => {
     const bad = (attempt: number): Behaviour =>
       honest('site-4', uploaded, {
         ...(attempt === 0
-          ? // w = 0.9 is ⌊(w + 1)/2·L⌉ above the masks: take w·L/2 levels off, leaving a weight of ~1e-6.
-            { upload: tampered((w) => void (w[w.length - 1] = w[w.length - 1]! - Math.round((0.9 * LEVELS) / 2) + 8)) }
+          ? // w = 0.9 is Z + ⌊w·Z⌉ under the masks: take w·Z steps off, leaving a weight of ~1e-6.
+            { upload: tampered((w) => void (w[w.length - 1] = w[w.length - 1]! - Math.round(0.9 * ZERO) + 8)) }
           : attempt === 1
-            ? // 2^30 levels of 2c/L: 128 in value, where no honest sum of four sites goes past ±4.
+            ? // 2^30 steps of c/Z: 128 in value, where no honest sum of four sites goes past ±4.
               { upload: tampered((w) => void (w[3] = w[3]! + 2 ** 30)) }
             : {}),
       });

@@ -213,7 +213,7 @@ describe('protocol test vectors', () => {
     expect(list.text).toBe(JSON.stringify([list.label, list.session, list.round, [...list.survivors].sort(), [...list.dropped].sort()]));
   });
 
-  it('quantize-mask: v = min(L, ⌊(w·clip(x) + c)·L/(2c) + u/2^32⌋), then masked; the weight word at the end', () => {
+  it('quantize-mask: v = Z + clamp(⌊w·clip(x)·(Z/c) + u/2^32⌋, −Z, Z), then masked; the weight word at the end', () => {
     const v = read('quantize-mask.json');
     for (const c of v.cases) {
       const weight = aggregation.encodedWeight(c.count, c.maxSiteWeight);
@@ -221,11 +221,13 @@ describe('protocol test vectors', () => {
       const seed = bytes(c.roundingSeed);
       const x = Float32Array.from(c.values);
       expect(Array.from(aggregation.expandMask(seed, c.wordOffset, x.length, 32))).toEqual(c.roundingWords);
-      const L = 2 ** c.params.quantBits - 1;
+      const Z = 2 ** (c.params.quantBits - 1) - 1;
       const byFormula = (xi: number, w: number, clip: number, u: number): number => {
         const clipped = Math.min(clip, Math.max(-clip, xi));
-        return Math.min(L, Math.floor((w * clipped + clip) * (L / (2 * clip)) + u / 2 ** 32));
+        return Z + Math.max(-Z, Math.min(Z, Math.floor(w * clipped * (Z / clip) + u / 2 ** 32)));
       };
+      // Zero is a level: x = 0 gives the word Z whatever its rounding word.
+      for (let i = 0; i < c.values.length; i++) if (c.values[i] === 0) expect(c.quantized[i]).toBe(Z);
       expect(Array.from(x, (xi, i) => byFormula(xi, c.weight, c.params.clip, at(c.roundingWords, i)))).toEqual(c.quantized);
       const quantized = aggregation.quantize(x, c.params, { weight: c.weight, wordOffset: c.wordOffset, roundingSeed: seed });
       expect(Array.from(quantized)).toEqual(c.quantized);
@@ -267,6 +269,14 @@ describe('protocol test vectors', () => {
     expect(v.unmasked).toEqual(v.unmasked.map((_, i) => survivors.reduce((acc, s) => acc + at(s.quantized, i), 0) % 2 ** 32));
     const decoded = aggregation.dequantizeSum(unmasked.subarray(0, v.elements), survivors.length, q);
     expect(Array.from(decoded)).toEqual(v.decoded);
+    // By hand: the offset n·Z leaves in integers, then one scaling by c/Z.
+    const Z = 2 ** (q.quantBits - 1) - 1;
+    expect(v.unmasked.slice(0, v.elements).map((w) => (w - survivors.length * Z) * (q.clip / Z))).toEqual(v.decoded);
+    // A coordinate every survivor left at zero decodes to exactly 0.
+    v.decoded.forEach((d, i) => {
+      if (survivors.every((s) => at(s.values, i) === 0)) expect(d).toBe(0);
+    });
+    expect(survivors.every((s) => at(s.values, v.elements - 1) === 0)).toBe(true);
     expect(aggregation.dequantizeSum(unmasked.subarray(v.elements), survivors.length, { ...q, clip: 1 })[0]).toBe(v.weightSum);
     const checked = aggregation.checkWeightSum(v.weightSum, survivors.map((s) => s.weight), q.quantBits);
     expect(checked.ok && checked.value).toBe(v.declaredWeightSum);

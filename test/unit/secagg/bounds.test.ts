@@ -19,6 +19,7 @@ import {
   quantize,
   sumRangeBound,
   weightSumTolerance,
+  zeroLevel,
 } from '../../../aggregation/secagg/index.js';
 import { seededRandomBytes } from './helpers.js';
 
@@ -127,7 +128,7 @@ describe('the checks of an unmasked sum', () => {
       fc.property(sumCase, (c) => {
         const r = unmaskedSum(c);
         expect(r.code).toBeUndefined();
-        // The bound they guarantee: every coordinate of the mean within c + n·2c/((2^q − 1)·Σw).
+        // The bound they guarantee: every coordinate of the mean within c + n·c/((2^(q−1) − 1)·Σw).
         const o = options(c);
         const edge = sumRangeBound(r.weightSum, c.n, o) / r.weightSum;
         for (const m of r.mean) expect(Math.abs(m)).toBeLessThanOrEqual(edge);
@@ -150,7 +151,7 @@ describe('the checks of an unmasked sum', () => {
     );
   });
 
-  it("always catch one site shifting a delta word by more than the honest sum's range, 2·(Σwᵢ·c + n·2c/(2^q − 1)) (mod 2^b): SUM_OUT_OF_RANGE", () => {
+  it("always catch one site shifting a delta word by more than the honest sum's range, 2·(Σwᵢ·c + n·c/(2^(q−1) − 1)) (mod 2^b): SUM_OUT_OF_RANGE", () => {
     const attack = sumCase.chain((c) =>
       fc.record({ c: fc.constant(c), site: fc.integer({ min: 0, max: c.n - 1 }), at: fc.integer({ min: 0, max: LEN - 1 }), u: fc.double({ min: 0, max: 1, noNaN: true }) }),
     );
@@ -158,7 +159,7 @@ describe('the checks of an unmasked sum', () => {
       fc.property(attack, ({ c, site, at, u }) => {
         const o = options(c);
         const weightSum = c.counts.reduce((s, k) => s + weightOf(k, c.maxSiteWeight), 0);
-        const step = (2 * o.clip) / (2 ** o.quantBits - 1);
+        const step = o.clip / zeroLevel(o.quantBits);
         // One level of margin above the range's width, for the rounding of the decode.
         const min = Math.floor((2 * sumRangeBound(weightSum, c.n, o)) / step) + 2;
         // Where the honest range covers most of the ring, every shift can wrap back into it.
@@ -175,19 +176,19 @@ describe('the checks of an unmasked sum', () => {
 
   it("catch the attack of issue 14: one site's weight word lowered to ~1e-6 while its header says 500 samples", () => {
     const c: SumCase = { n: 4, b: 32, qSlack: 0, clip: 1, maxSiteWeight: 1000, counts: [500, 700, 400, 900], scale: 0.01, seed: 'issue-14' };
-    const levels = 2 ** options(c).quantBits - 1;
+    const zero = zeroLevel(options(c).quantBits);
     const r = unmaskedSum(c, (s, words) => {
-      // The weight word of w is ⌊(w + 1)/2·L⌉; 1e-6 is ≈ 8 levels above the zero point L/2.
-      if (s === 0) words[LEN] = words[LEN]! - Math.round((0.5 - 1e-6) * (levels / 2));
+      // The weight word of w is Z + ⌊w·Z⌉; 1e-6 is ≈ 8 levels above the zero level Z.
+      if (s === 0) words[LEN] = words[LEN]! - Math.round((0.5 - 1e-6) * zero);
     });
     expect(r.code).toBe('WEIGHT_SUM_MISMATCH');
     expect(checkWeightSum(2.0000015, [0.5, 0.7, 0.4, 0.9], 24)).toMatchObject({ ok: false, code: 'WEIGHT_SUM_MISMATCH', context: { sites: 4 } });
   });
 
-  it('name the first coordinate beyond the bound; the tolerance is n·2/(2^q − 1) and the bound Σw·c + n·2c/(2^q − 1), each with n·c·2^-40 for rounding', () => {
+  it('name the first coordinate beyond the bound; the tolerance is n/(2^(q−1) − 1) and the bound Σw·c + n·c/(2^(q−1) − 1), each with n·c·2^-40 for rounding', () => {
     expect(checkSumRange(Float64Array.of(0.5, -2.5, 3), 2, 100)).toMatchObject({ ok: false, code: 'SUM_OUT_OF_RANGE', context: { index: 101, value: -2.5, bound: 2 } });
     expect(checkSumRange(Float64Array.of(Number.NaN), 2)).toMatchObject({ ok: false, code: 'SUM_OUT_OF_RANGE' });
-    expect(weightSumTolerance(4, 24)).toBe(8 / (2 ** 24 - 1) + 4 * 2 ** -40);
-    expect(sumRangeBound(2.5, 4, { clip: 0.5, quantBits: 24 })).toBe(2.5 * 0.5 + 4 / (2 ** 24 - 1) + 4 * 0.5 * 2 ** -40);
+    expect(weightSumTolerance(4, 24)).toBe(4 / (2 ** 23 - 1) + 4 * 2 ** -40);
+    expect(sumRangeBound(2.5, 4, { clip: 0.5, quantBits: 24 })).toBe(2.5 * 0.5 + 2 / (2 ** 23 - 1) + 4 * 0.5 * 2 ** -40);
   });
 });

@@ -6,7 +6,7 @@
  * The library-level figures for a sum (16 sites, c = 2e-3, q = 28 / 12) are in
  * `test/unit/secagg/quantize.test.ts` ("realistic pseudo-gradients").
  *
- * Stochastic rounding to a grid of step Δ = 2c/(2^q − 1) errs by Δ·(1 − f) or −Δ·f (f the fraction),
+ * Stochastic rounding to a grid of step Δ = c/(2^(q−1) − 1) errs by Δ·(1 − f) or −Δ·f (f the fraction),
  * variance Δ²·f(1 − f), on average Δ²/6; over n sites with weights wᵢ the mean errs by about
  * Δ·√(n/6) / Σw (RMS). So the error relative to the gradient's RMS is Δ·√(n/6) / (Σw · 5e-4).
  */
@@ -50,7 +50,7 @@ async function relativeError(s: Setting, seed: string): Promise<{ measured: numb
       for (const site of SITES) plain += w * Math.max(-s.clip, Math.min(s.clip, grads.get(site)![i]!));
       err[i] = mean[i]! - plain / (w * SITES.length);
     }
-    const step = (2 * s.clip) / (2 ** s.quantBits - 1);
+    const step = s.clip / (2 ** (s.quantBits - 1) - 1);
     return { measured: rmsOf(err) / RMS, predicted: (step * Math.sqrt(SITES.length / 6)) / (w * SITES.length) / RMS };
   } finally {
     await p.cleanup();

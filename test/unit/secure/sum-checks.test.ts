@@ -79,7 +79,7 @@ describe('secureMean checks the unmasked sum before any value leaves it', () => 
     expect(e.context).toMatchObject({ round: 1, attempt: 0, survivors: 'site-a,site-b,site-c,site-d', sites: 4 });
   });
 
-  it('refuses a sum with a coordinate beyond Σwᵢ·c + n·2c/(2^q − 1) with SUM_OUT_OF_RANGE, naming the coordinate', async () => {
+  it('refuses a sum with a coordinate beyond Σwᵢ·c + n·c/(2^(q−1) − 1) with SUM_OUT_OF_RANGE, naming the coordinate', async () => {
     const e = await refusal('out-of-range', (words) => {
       // 2^30 levels of 2c/(2^24 − 1) each: about 32 in value, where the honest sum stays within ±0.54.
       words[17] = words[17]! + 2 ** 30;

@@ -6,10 +6,10 @@
  *
  * The bound. Each site encodes y = w·clip(x, −c, c) with q bits and stochastic rounding, and its
  * weight w = f32(samples / maxSiteWeight) in one extra word with clip 1. Decoding a sum over n
- * sites errs by less than n·2c/(2^q − 1) per element (numerator N); the coordinator checks the
+ * sites errs by less than n·c/(2^(q−1) − 1) per element (numerator N); the coordinator checks the
  * unmasked Σw against the declared weights and divides by the declared W = Σ wᵢ, so
- *   |m̂ − m| ≤ n·2c/((2^q − 1)·W)   with m = N/W,
- * i.e. the per-element bound n·2c/(2^q − 1) taken relative to Σw. The mean leaves `secureMean` as
+ *   |m̂ − m| ≤ n·c/((2^(q−1) − 1)·W)   with m = N/W,
+ * i.e. the per-element bound n·c/(2^(q−1) − 1) taken relative to Σw. The mean leaves `secureMean` as
  * f32, which adds |m̂|·2^-24.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -73,8 +73,8 @@ async function runAttempt(c: Case): Promise<{ secure: Float32Array; plain: Float
     const secure = await p.mean(ELEMENTS);
     const { mean: plain, weightSum } = plainMean(inputs, survivors, c.clip);
     const n = survivors.length;
-    const levels = 2 ** c.quantBits - 1;
-    const bound = (m: number): number => (n * 2 * c.clip) / levels / weightSum + (Math.abs(m) + 1e-3) * 2 ** -23;
+    const zero = 2 ** (c.quantBits - 1) - 1;
+    const bound = (m: number): number => (n * c.clip) / zero / weightSum + (Math.abs(m) + 1e-3) * 2 ** -23;
     return { secure, plain, withDropped: plainMean(inputs, p.sites, c.clip).mean, bound };
   } finally {
     await p.cleanup();
@@ -103,7 +103,7 @@ const cases: Case[] = [
 
 describe('the unmasked mean equals the plain weighted mean of the survivors within the quantization bound', () => {
   for (const c of cases) {
-    it(`${c.label}: |m̂ − m| ≤ n·2c/((2^q−1)·Σw) per element`, async () => {
+    it(`${c.label}: |m̂ − m| ≤ n·c/((2^(q−1)−1)·Σw) per element`, async () => {
       const { secure, plain, withDropped, bound } = await runAttempt(c);
       expect(secure).toHaveLength(ELEMENTS);
       const { worst, maxErr } = maxExcess(secure, plain, bound);
@@ -131,8 +131,8 @@ describe('the unmasked mean equals the plain weighted mean of the survivors with
       p.reveal();
       const secure = await p.mean(ELEMENTS);
       const { mean, weightSum } = plainMean(inputs, holders, 0.25);
-      const levels = 2 ** 24 - 1;
-      const bound = (m: number): number => (4 * 0.5) / levels / weightSum + (Math.abs(m) + 1e-3) * 2 ** -23;
+      const zero = 2 ** 23 - 1;
+      const bound = (m: number): number => (4 * 0.5) / zero / weightSum + (Math.abs(m) + 1e-3) * 2 ** -23;
       expect(maxExcess(secure, mean, bound).worst).toBeLessThanOrEqual(0);
       // No secret of site-d was asked for: it is neither a survivor nor a dropped share holder.
       const owners = new Set([...p.coordinator.revealed.values()].flat().map((r) => r.owner));

@@ -20,6 +20,7 @@ export interface RoundInfo {
   'evalLoss'?: (number | string);
   'hasEval'?: (boolean);
   'strategy'?: (string);
+  'quantizationBound'?: (number | string);
 }
 
 export interface RoundInfo__Output {
@@ -39,4 +40,5 @@ export interface RoundInfo__Output {
   'evalLoss': (number);
   'hasEval': (boolean);
   'strategy': (string);
+  'quantizationBound': (number);
 }

@@ -23,6 +23,7 @@ export type { EvalReport, EvalReport__Output } from './generated/fedhpc/v1/EvalR
 export type { EvalTask, EvalTask__Output } from './generated/fedhpc/v1/EvalTask.js';
 export type { Event, Event__Output } from './generated/fedhpc/v1/Event.js';
 export type { EventsRequest, EventsRequest__Output } from './generated/fedhpc/v1/EventsRequest.js';
+export type { FoldedPart, FoldedPart__Output } from './generated/fedhpc/v1/FoldedPart.js';
 export type { HeartbeatRequest, HeartbeatRequest__Output } from './generated/fedhpc/v1/HeartbeatRequest.js';
 export type { HeartbeatResponse, HeartbeatResponse__Output } from './generated/fedhpc/v1/HeartbeatResponse.js';
 export type { JoinRequest, JoinRequest__Output } from './generated/fedhpc/v1/JoinRequest.js';
@@ -82,7 +83,7 @@ export type { UploadTrailer, UploadTrailer__Output } from './generated/fedhpc/v1
 // </generated-exports>
 
 /** Protocol version spoken by this build; `Join` refuses agents that speak another. */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 /** Largest message either side accepts: one 4 MiB chunk plus framing. */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024;

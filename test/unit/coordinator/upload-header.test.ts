@@ -49,6 +49,9 @@ function header(patch: Partial<UploadHeader__Output> = {}): UploadHeader__Output
     stripeBytes: '0',
     stripeCount: 0,
     chunkBytes: 0,
+    trainStartedMs: '0',
+    trainFinishedMs: '0',
+    folded: [],
     ...patch,
   };
 }

@@ -28,6 +28,7 @@ function trainTask(patch: Partial<TrainTask__Output> = {}): Task__Output {
     shares: [],
     shareHolders: [],
     maxStreams: 2,
+    maxStaleness: 0,
     ...patch,
   };
   return { kind: 'train', train };

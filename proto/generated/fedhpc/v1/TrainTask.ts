@@ -22,6 +22,7 @@ export interface TrainTask {
   'shares'?: (_fedhpc_v1_EncryptedShare)[];
   'shareHolders'?: (string)[];
   'maxStreams'?: (number);
+  'maxStaleness'?: (number);
 }
 
 export interface TrainTask__Output {
@@ -40,4 +41,5 @@ export interface TrainTask__Output {
   'shares': (_fedhpc_v1_EncryptedShare__Output)[];
   'shareHolders': (string)[];
   'maxStreams': (number);
+  'maxStaleness': (number);
 }

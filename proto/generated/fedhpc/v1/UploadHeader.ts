@@ -2,6 +2,7 @@
 
 import type { Encoding as _fedhpc_v1_Encoding, Encoding__Output as _fedhpc_v1_Encoding__Output } from '../../fedhpc/v1/Encoding';
 import type { TensorSpec as _fedhpc_v1_TensorSpec, TensorSpec__Output as _fedhpc_v1_TensorSpec__Output } from '../../fedhpc/v1/TensorSpec';
+import type { FoldedPart as _fedhpc_v1_FoldedPart, FoldedPart__Output as _fedhpc_v1_FoldedPart__Output } from '../../fedhpc/v1/FoldedPart';
 import type { Long } from '@grpc/proto-loader';
 
 export interface UploadHeader {
@@ -21,6 +22,9 @@ export interface UploadHeader {
   'stripeBytes'?: (number | string | Long);
   'stripeCount'?: (number);
   'chunkBytes'?: (number);
+  'trainStartedMs'?: (number | string | Long);
+  'trainFinishedMs'?: (number | string | Long);
+  'folded'?: (_fedhpc_v1_FoldedPart)[];
 }
 
 export interface UploadHeader__Output {
@@ -40,4 +44,7 @@ export interface UploadHeader__Output {
   'stripeBytes': (string);
   'stripeCount': (number);
   'chunkBytes': (number);
+  'trainStartedMs': (string);
+  'trainFinishedMs': (string);
+  'folded': (_fedhpc_v1_FoldedPart__Output)[];
 }

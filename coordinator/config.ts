@@ -6,6 +6,9 @@ import { z } from 'zod';
 import { WEIGHTINGS, checkFixedPointBudget, parseOptimizerOptions, type ResolvedOptimizerOptions, type Weighting } from '../aggregation/index.js';
 import { loadConfigFile } from '../common/config-file.js';
 import { natsSchema, resolveNatsPaths } from './nats/options.js';
+import { CHECKPOINT_DTYPES, type CheckpointDtype } from './state/checkpoint-dtype.js';
+
+const CHECKPOINT_DTYPE_NAMES = Object.keys(CHECKPOINT_DTYPES) as [CheckpointDtype, ...CheckpointDtype[]];
 
 /** Server optimizer and its hyper-parameters, validated by `aggregation` (unknown keys refused). */
 export const strategySchema = z
@@ -107,6 +110,12 @@ export const runSchema = z
       .default({ name: 'mean' }),
     /** Wire encoding of plain rounds' deltas; secure rounds always use masked fixed point. */
     encoding: z.enum(['f32', 'bf16', 'int8']).default('f32'),
+    /**
+     * The dtype of the run's checkpoints, the files sites download: every float tensor in it. Absent:
+     * each tensor keeps the initial model's own dtype. The server optimizer steps f32 master
+     * weights kept beside a narrower checkpoint, so small updates are not rounded away.
+     */
+    checkpointDtype: z.enum(CHECKPOINT_DTYPE_NAMES).optional(),
     /** Opaque training settings for the sites' runners (steps, batch size, lr, …). */
     train: z.record(z.unknown()).default({}),
     evaluate: z.boolean().default(true),

@@ -143,6 +143,28 @@ export function f32ToF16(src: Float32Array, dst: Uint16Array = new Uint16Array(s
 }
 
 /**
+ * The smallest magnitude, as f32 bits, that {@link f32ToBf16} and {@link f32ToF16} round to ±Inf:
+ * halfway past the largest finite value, where round-to-nearest-even goes to the (even) infinity.
+ */
+const OVERFLOW_BITS = { BF16: 0x7f7f8000, F16: 0x477ff000 } as const;
+
+/**
+ * The index of the first finite value of `values` that narrowing to `dtype` turns into ±Inf (f16
+ * above 65504 after rounding, bf16 only next to f32's own limit), or −1 when none does. Lets a
+ * writer refuse to store an infinity the f32 values did not hold.
+ */
+export function narrowingOverflow(values: Float32Array, dtype: FloatDtype): number {
+  if (dtype === 'F32') return -1;
+  const limit = OVERFLOW_BITS[dtype];
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  for (let i = 0; i < bits.length; i++) {
+    const abs = bits[i]! & 0x7fffffff;
+    if (abs >= limit && abs < 0x7f800000) return i;
+  }
+  return -1;
+}
+
+/**
  * Returns `bytes` as a view whose byte offset is a multiple of `alignment`, copying into a fresh
  * buffer only when the given view is misaligned (typed-array views require alignment).
  */

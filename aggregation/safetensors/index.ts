@@ -15,6 +15,7 @@ export {
   f32ToF16,
   isDtype,
   isFloatDtype,
+  narrowingOverflow,
 } from './dtype.js';
 export {
   type SafetensorsHeader,

@@ -1,12 +1,14 @@
 /**
  * The `aggregate` phase: the weighted mean of the participants' spooled deltas, one bounded slice
- * at a time, fed to the server optimizer; the new global model and optimizer state are streamed
- * to new content-addressed files. Memory: a few slices, never a whole tensor.
+ * at a time, fed to the server optimizer; the new global model (in the run's checkpoint dtype),
+ * its f32 master weights and the optimizer state are streamed to new content-addressed files.
+ * Memory: a few slices, never a whole tensor.
  */
 import {
   createSafetensorsWriter,
   openSafetensors,
   type SafetensorsFile,
+  type SafetensorsWriter,
   type ServerOptimizer,
   type WireEncoding,
   invariant,
@@ -15,6 +17,7 @@ import type { FileSource } from '../../common/files.js';
 import { CoordinatorError } from '../core/errors.js';
 import type { KernelPool } from './kernel-pool.js';
 import { openWeightedSpools } from './kernel-spools.js';
+import { checkFitsDtype, MASTER_WEIGHTS_SLOT, needsMasterWeights } from '../state/checkpoint-dtype.js';
 import type { PendingFile, StateStore } from '../state/store.js';
 
 /** One verified upload to fold into the mean. */
@@ -66,8 +69,24 @@ export interface AggregateResult {
   readonly modelBytes: number;
 }
 
-/** Runs one aggregation and returns the new checkpoint's hash. Cleans up partial files on failure. */
+/** The files one aggregation writes: the checkpoint, the optimizer state slots and the f32 master. */
+interface CheckpointWriters {
+  readonly model: SafetensorsWriter;
+  readonly modelFile: PendingFile;
+  /** One per optimizer state slot, in `stateSlots` order. */
+  readonly state: readonly { readonly slot: string; readonly file: PendingFile; readonly writer: SafetensorsWriter }[];
+  /** The f32 master weights, when the checkpoint has a tensor narrower than F32. */
+  readonly master: { readonly file: PendingFile; readonly writer: SafetensorsWriter } | undefined;
+}
+
+/**
+ * Runs one aggregation and returns the new checkpoint's hash. Cleans up partial files on failure.
+ * The optimizer steps the f32 master weights of the global model (its file widened where it has
+ * none); the checkpoint keeps each tensor's dtype, rounded to nearest even, and a checkpoint
+ * narrower than F32 gets the new master beside it.
+ */
 export async function aggregateRound(o: AggregateOptions): Promise<AggregateResult> {
+  invariant(!o.optimizer.stateSlots.includes(MASTER_WEIGHTS_SLOT), 'no optimizer state slot is named like the master weights');
   const opened: FileSource[] = [];
   const pending: PendingFile[] = [];
   const mean = o.mean ?? (await plainMean(o));
@@ -75,50 +94,40 @@ export async function aggregateRound(o: AggregateOptions): Promise<AggregateResu
     const globalSrc = await o.store.openModel(o.globalSha256);
     opened.push(globalSrc);
     const global = await openSafetensors(globalSrc);
+    const master = await openMasterWeights(o, global, opened);
     const prevState = await openPreviousState(o, opened);
-    const specs = global.tensors.map((t) => ({ name: t.name, dtype: 'F32' as const, shape: t.shape }));
-    const modelFile = await o.store.createModel();
-    pending.push(modelFile);
-    // The user's metadata (licence, source, …) travels from the initial model into every checkpoint;
-    // this round's entries are added on top.
-    const model = await createSafetensorsWriter(modelFile, specs, { format: 'pt', ...global.metadata, ...o.metadata });
-    const stateFiles = await Promise.all(o.optimizer.stateSlots.map(() => o.store.createOptimizerState()));
-    pending.push(...stateFiles);
-    const stateWriters = await Promise.all(
-      stateFiles.map((f) => createSafetensorsWriter(f, specs, { format: 'pt', optimizer: o.optimizer.name, step: String(o.step) })),
-    );
+    const out = await createCheckpointWriters(o, global, pending);
     let flatOffset = 0;
     for (const t of global.tensors) {
       for (let start = 0; start < t.elements; start += o.sliceElements) {
         o.signal?.throwIfAborted();
         const n = Math.min(o.sliceElements, t.elements - start);
-        const theta = await global.readF32(t.name, start, n);
+        const theta = await (master ?? global).readF32(t.name, start, n);
         const delta = await mean.read(flatOffset + start, n);
         const state: Record<string, Float32Array> = {};
         for (const [slotIndex, slot] of o.optimizer.stateSlots.entries()) {
           state[slot] = prevState[slotIndex] ? await prevState[slotIndex].readF32(t.name, start, n) : new Float32Array(n);
         }
         o.optimizer.apply(theta, delta, state, o.step);
-        await model.writeF32(t.name, theta);
-        for (const [slotIndex, slot] of o.optimizer.stateSlots.entries()) {
-          const writer = stateWriters[slotIndex];
+        checkFitsDtype(theta, t.dtype, t.name, start);
+        await out.model.writeF32(t.name, theta);
+        await out.master?.writer.writeF32(t.name, theta);
+        for (const { slot, writer } of out.state) {
           const values = state[slot];
-          invariant(writer !== undefined && values !== undefined, "each optimizer state slot has a writer and this slice's values");
+          invariant(values !== undefined, "each optimizer state slot has this slice's values");
           await writer.writeF32(t.name, values);
         }
       }
       flatOffset += t.elements;
     }
-    const { bytesWritten } = await model.finish();
-    for (const w of stateWriters) await w.finish();
+    const { bytesWritten } = await out.model.finish();
+    for (const { writer } of out.state) await writer.finish();
+    await out.master?.writer.finish();
     // Last chance: once committed, an aborted attempt's checkpoint would stay behind as an orphan.
     o.signal?.throwIfAborted();
-    const { sha256 } = await modelFile.commit();
-    for (const [slotIndex, slot] of o.optimizer.stateSlots.entries()) {
-      const file = stateFiles[slotIndex];
-      invariant(file !== undefined, 'each optimizer state slot has a staged file');
-      await file.commit(`${sha256}.${slot}`);
-    }
+    const { sha256 } = await out.modelFile.commit();
+    for (const { slot, file } of out.state) await file.commit(`${sha256}.${slot}`);
+    await out.master?.file.commit(`${sha256}.${MASTER_WEIGHTS_SLOT}`);
     pending.length = 0;
     return { modelSha256: sha256, modelBytes: bytesWritten };
   } finally {
@@ -126,6 +135,62 @@ export async function aggregateRound(o: AggregateOptions): Promise<AggregateResu
     for (const f of opened) await f.close();
     await mean.close();
   }
+}
+
+/**
+ * Stages the new checkpoint (the global model's tensors and dtypes, its metadata with this round's
+ * entries on top), one F32 file per optimizer state slot, and the F32 master when the checkpoint
+ * is narrower. Every staged file is added to `pending`.
+ */
+async function createCheckpointWriters(o: AggregateOptions, global: SafetensorsFile, pending: PendingFile[]): Promise<CheckpointWriters> {
+  const f32 = global.tensors.map((t) => ({ name: t.name, dtype: 'F32' as const, shape: t.shape }));
+  const stage = async (create: () => Promise<PendingFile>): Promise<PendingFile> => {
+    const file = await create();
+    pending.push(file);
+    return file;
+  };
+  const modelFile = await stage(() => o.store.createModel());
+  // The user's metadata (licence, source, …) travels from the initial model into every checkpoint;
+  // this round's entries are added on top.
+  const model = await createSafetensorsWriter(
+    modelFile,
+    global.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })),
+    { format: 'pt', ...global.metadata, ...o.metadata },
+  );
+  const state: CheckpointWriters['state'][number][] = [];
+  for (const slot of o.optimizer.stateSlots) {
+    const file = await stage(() => o.store.createOptimizerState());
+    state.push({ slot, file, writer: await createSafetensorsWriter(file, f32, { format: 'pt', optimizer: o.optimizer.name, step: String(o.step) }) });
+  }
+  let master: CheckpointWriters['master'];
+  if (needsMasterWeights(global.tensors)) {
+    const file = await stage(() => o.store.createOptimizerState());
+    master = { file, writer: await createSafetensorsWriter(file, f32, { format: 'pt', master: 'f32', step: String(o.step) }) };
+  }
+  return { model, modelFile, state, master };
+}
+
+/**
+ * The f32 master weights of the global model, or undefined where its own file is exact (an F32
+ * checkpoint, or an initial model the import did not narrow). A committed checkpoint narrower
+ * than F32 without its master is refused: stepping from the rounded file would silently drop
+ * what the rounding took, as a momentum reset to zero would change the run.
+ */
+async function openMasterWeights(o: AggregateOptions, global: SafetensorsFile, opened: FileSource[]): Promise<SafetensorsFile | undefined> {
+  if (!(await o.store.hasOptimizerState(o.globalSha256, MASTER_WEIGHTS_SLOT))) {
+    if (o.previousStateSha256 !== undefined && needsMasterWeights(global.tensors)) {
+      throw new CoordinatorError('STATE_CORRUPT', `the f32 master weights of checkpoint ${o.globalSha256} are missing`, { slot: MASTER_WEIGHTS_SLOT });
+    }
+    return undefined;
+  }
+  const src = await o.store.openOptimizerState(o.globalSha256, MASTER_WEIGHTS_SLOT);
+  opened.push(src);
+  const master = await openSafetensors(src);
+  const layout = (f: SafetensorsFile): string => JSON.stringify(f.tensors.map((t) => [t.name, t.shape]));
+  if (layout(master) !== layout(global) || master.tensors.some((t) => t.dtype !== 'F32')) {
+    throw new CoordinatorError('STATE_CORRUPT', `the master weights of checkpoint ${o.globalSha256} do not match its tensors`, { slot: MASTER_WEIGHTS_SLOT });
+  }
+  return master;
 }
 
 /**

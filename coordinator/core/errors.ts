@@ -57,6 +57,11 @@ export const COORDINATOR_ERRORS = {
   /** Secure rounds: a coordinate of the unmasked sum lies beyond Σwᵢ·c plus rounding. A later attempt may pass. */
   SUM_OUT_OF_RANGE: { status: grpc.status.FAILED_PRECONDITION, retryable: true },
   /**
+   * A new checkpoint value, finite in f32, that the run's checkpoint dtype cannot hold (f16 beyond
+   * 65504): the import or the aggregation is refused rather than a checkpoint holding ±Inf.
+   */
+  CHECKPOINT_OVERFLOW: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
+  /**
    * An evaluation report whose figures are no score: a loss not finite or below 0, samples not a
    * positive integer or more than the evaluation asked for (`run.evalMaxSamples`).
    */

@@ -5,6 +5,7 @@
 import { createOptimizer, invariant } from '../../aggregation/index.js';
 import { auditedConfig } from '../audit/config.js';
 import type { RunningConfig } from '../config.js';
+import { CHECKPOINT_DTYPES } from '../state/checkpoint-dtype.js';
 import { importInitialModel } from '../state/model-import.js';
 import { runPlanFromConfig } from './plan.js';
 import { recoverRun, type RecoveredRun } from '../state/recovery.js';
@@ -21,7 +22,8 @@ export async function journalRunStart(store: StateStore, config: RunningConfig):
   const cfg = config.run;
   const recovered = recoverRun(store.records(), cfg.id);
   if (!recovered) {
-    const initial = await importInitialModel(store, config.model.initial, config.limits.sliceElements);
+    const dtype = cfg.checkpointDtype;
+    const initial = await importInitialModel(store, config.model.initial, config.limits.sliceElements, dtype && CHECKPOINT_DTYPES[dtype]);
     await store.append({
       type: 'run-started',
       runId: cfg.id,
@@ -31,6 +33,7 @@ export async function journalRunStart(store: StateStore, config: RunningConfig):
       encoding: cfg.encoding,
       train: cfg.train,
       initialModelSha256: initial.sha256,
+      ...(dtype ? { checkpointDtype: dtype } : {}),
       config: auditedConfig(config),
     });
     const started = recoverRun(store.records(), cfg.id);

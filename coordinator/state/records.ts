@@ -4,6 +4,7 @@
  */
 import type { ResolvedOptimizerOptions } from '../../aggregation/index.js';
 import type { RunPlan } from '../round/types.js';
+import type { CheckpointDtype } from './checkpoint-dtype.js';
 
 export interface RunStartedRecord {
   readonly type: 'run-started';
@@ -14,6 +15,11 @@ export interface RunStartedRecord {
   readonly encoding: string;
   readonly train: Record<string, unknown>;
   readonly initialModelSha256: string;
+  /**
+   * `run.checkpointDtype` when the run set it; absent, each tensor keeps the initial model's dtype
+   * (older journals: every checkpoint F32). The initial checkpoint's tensors show what was applied.
+   */
+  readonly checkpointDtype?: CheckpointDtype;
   /** The full resolved coordinator config the run started with, secrets left out (audit). Absent in older journals. */
   readonly config?: Record<string, unknown>;
 }

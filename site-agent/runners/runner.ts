@@ -15,7 +15,7 @@ export interface TrainRequest {
   readonly runId: string;
   readonly round: number;
   readonly attempt: number;
-  /** The global model (F32 safetensors) the shard starts from. */
+  /** The global model the shard starts from: safetensors in the run's checkpoint dtype (F32, BF16 or F16 tensors). */
   readonly globalPath: string;
   readonly globalSha256: string;
   /** `<work>/round-<r>/`: the runner writes `out/model.safetensors` there. */

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { aligned, bf16ToF32, decodeToF32, dtypeSize, f16ToF32, f32ToBf16, f32ToF16 } from '../../../aggregation/index.js';
+import { aligned, bf16ToF32, decodeToF32, dtypeSize, f16ToF32, f32ToBf16, f32ToF16, narrowingOverflow } from '../../../aggregation/index.js';
 
 describe('dtype conversions', () => {
   it('knows the size of every dtype', () => {
@@ -62,6 +62,26 @@ describe('dtype conversions', () => {
     halves.set([0xc0, 0x3f, 0x00, 0xc0], 1); // bf16 1.5, -2
     expect(Array.from(decodeToF32(halves.subarray(1), 'BF16'))).toEqual([1.5, -2]);
     expect(aligned(halves.subarray(1), 2).byteOffset % 2).toBe(0);
+  });
+
+  it('finds the first finite value that narrowing makes infinite, exactly where the converters do', () => {
+    const f32 = (bits: number): number => new Float32Array(Uint32Array.of(bits).buffer)[0]!;
+    // f16: 65519.99… stays 65504, 65520 (the tie past it) rounds to Inf; bf16: the same next to f32's limit.
+    expect(narrowingOverflow(Float32Array.of(1, -65504, f32(0x477fefff), -65520, 65520), 'F16')).toBe(3);
+    expect(narrowingOverflow(Float32Array.of(f32(0x7f7f7fff), f32(0xff7f8000)), 'BF16')).toBe(1);
+    // Already infinite or NaN is not an overflow, and F32 never narrows.
+    expect(narrowingOverflow(Float32Array.of(Infinity, -Infinity, NaN, 1e38), 'F16')).toBe(3);
+    expect(narrowingOverflow(Float32Array.of(3.4e38, 1e30), 'F32')).toBe(-1);
+    for (const [dtype, convert] of [['F16', f32ToF16], ['BF16', f32ToBf16]] as const) {
+      fc.assert(
+        // Any finite magnitude, and many near each limit.
+        fc.property(fc.oneof(fc.integer({ min: 0, max: 0x7f7fffff }), fc.integer({ min: 0x477fe000, max: 0x47800fff }), fc.integer({ min: 0x7f7f0000, max: 0x7f7fffff })), (bits) => {
+          const value = Float32Array.of(f32(bits));
+          const inf = ((convert(value)[0]! & 0x7fff) === (dtype === 'F16' ? 0x7c00 : 0x7f80));
+          expect(narrowingOverflow(value, dtype)).toBe(inf ? 0 : -1);
+        }),
+      );
+    }
   });
 
   it('keeps a 1M-element bf16 round trip within half a bf16 ulp', () => {

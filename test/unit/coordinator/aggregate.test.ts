@@ -265,14 +265,14 @@ describe('importInitialModel', () => {
     }
   });
 
-  it('imports a BF16 model as an F32 checkpoint with the same values', async () => {
+  it('imports a BF16 model as an F32 checkpoint with the same values when the run asks for f32', async () => {
     // Values exact in BF16 (8 significant bits).
     const tensors: TensorValues[] = [
       { name: 'emb', shape: [2, 2], values: Float32Array.of(1.5, -2, 0.15625, 3072) },
       { name: 'norm', shape: [3], values: Float32Array.of(1, 0, -0.0078125) },
     ];
     const path = await writeModelFile('bf16.safetensors', tensors, 'BF16');
-    const { sha256 } = await importInitialModel(store, path, 3);
+    const { sha256 } = await importInitialModel(store, path, 3, 'F32');
     const src = await store.openModel(sha256);
     const file = await openSafetensors(src);
     expect(file.tensors.map((t) => [t.name, t.dtype, t.shape])).toEqual([

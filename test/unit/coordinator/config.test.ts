@@ -168,6 +168,19 @@ describe('loadCoordinatorConfig', () => {
     expect(loadCoordinatorConfig(file).limits.uploadBudgetBytes).toBe(32 * 1024 * 1024);
   });
 
+  it("takes run.checkpointDtype f32, bf16 or f16, absent by default (the initial model's dtypes), and refuses another value naming it", async () => {
+    await write(valid());
+    expect(loadCoordinatorConfig(file).run?.checkpointDtype).toBeUndefined();
+    for (const dtype of ['f32', 'bf16', 'f16'] as const) {
+      await write({ ...valid(), run: { ...(valid().run as object), checkpointDtype: dtype } });
+      expect(loadCoordinatorConfig(file).run?.checkpointDtype).toBe(dtype);
+    }
+    await write({ ...valid(), run: { ...(valid().run as object), checkpointDtype: 'BF16' } });
+    const e = configError();
+    expect(e.issues).toHaveLength(1);
+    expect(e.issues[0]).toMatch(/^run\.checkpointDtype: .*'f32' \| 'bf16' \| 'f16'.*'BF16'/);
+  });
+
   it('refuses an unknown strategy name', async () => {
     await write({ ...valid(), run: { ...(valid().run as object), strategy: { name: 'sgd' } } });
     expect(configError().issues[0]).toMatch(/^run\.strategy: .*sgd/);

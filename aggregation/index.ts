@@ -22,3 +22,4 @@ export {
   segmentsBytes,
   stripePieces,
 } from './wire-layout.js';
+export { type UploadWeight, type UploadWeightCode, type WorkPart, discountedCount, uploadWeight } from './staleness.js';

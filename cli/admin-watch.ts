@@ -64,13 +64,16 @@ function screen(s: Status, sites: readonly Site[], recent: readonly string[]): s
   const left = deadline > 0 ? `${Math.max(0, Math.round((deadline - Date.now()) / 1000))} s left` : '';
   const head = printable(`${s.federation} · run ${s.runId || '-'} (${s.runState}) · round ${s.phase ? `${s.round}.${s.attempt} ${s.phase} ${left}` : '-'} · ${s.roundsCommitted}/${s.roundsTotal} committed`);
   const table = formatTable(
-    ['site', 'state', 'activity', 'progress', 'transfer'],
+    ['site', 'state', 'activity', 'progress', 'transfer', 'last round', 'stale', 'busy'],
     sites.map((x) => [
       x.siteId,
       x.revoked ? 'revoked' : x.connected ? 'connected' : 'away',
       x.activity,
       x.progress >= 0 ? `${(x.progress * 100).toFixed(0)}%` : '-',
       x.transferDirection ? `${x.transferDirection} ${formatBytes(Number(x.transferBytes))}/${formatBytes(Number(x.transferTotal))} ${formatBytes(x.transferRateBytesPerS)}/s` : '-',
+      Number(x.lastRound) > 0 ? `r${x.lastRound}: ${x.lastTokens} tok, ${x.lastSteps} steps` : '-',
+      Number(x.lastRound) > 0 ? String(x.lastStaleness) : '-',
+      x.busyFraction >= 0 ? `${(x.busyFraction * 100).toFixed(0)}%` : '-',
     ]),
   );
   // Everything above is printable (the table escapes its cells): the one control written is this

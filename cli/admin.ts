@@ -12,7 +12,7 @@ import { UsageError } from './usage-error.js';
 import { watchCommand } from './admin-watch.js';
 import { formatBytes, formatDuration, formatTable, formatTime } from './table.js';
 import { printable, safeJson } from '../common/text.js';
-import type { StatusResponse__Output } from '../proto/index.js';
+import type { SiteInfo__Output, StatusResponse__Output } from '../proto/index.js';
 
 const adminConfigSchema = z
   .object({
@@ -88,7 +88,7 @@ export async function runAdmin(a: AdminArgs, out: (s: string) => void): Promise<
         const { sites } = await client.sites();
         return print(sites, () =>
           formatTable(
-            ['site', 'connected', 'activity', 'progress', 'transfer', 'up', 'down', 'rounds', 'agent'],
+            ['site', 'connected', 'activity', 'progress', 'transfer', 'up', 'down', 'rounds', 'last round', 'busy', 'agent'],
             sites.map((s) => [
               s.revoked ? `${s.siteId} (revoked)` : s.siteId,
               s.connected ? 'yes' : 'no',
@@ -98,6 +98,8 @@ export async function runAdmin(a: AdminArgs, out: (s: string) => void): Promise<
               formatBytes(Number(s.bytesUp)),
               formatBytes(Number(s.bytesDown)),
               String(s.roundsContributed),
+              lastRoundCell(s),
+              s.busyFraction >= 0 ? `${(s.busyFraction * 100).toFixed(0)}%` : '-',
               s.agentVersion,
             ]),
           ),
@@ -177,6 +179,14 @@ function transferCell(s: { transferDirection: string; transferBytes: string; tra
   return `${s.transferDirection}${pct} ${formatBytes(s.transferRateBytesPerS)}/s${eta}`;
 }
 
+/** The site's last committed round: "r3: 51200 tok, 25 steps, stale 1, +1 folded". */
+function lastRoundCell(s: SiteInfo__Output): string {
+  if (Number(s.lastRound) === 0) return '-';
+  const stale = s.lastStaleness > 0 ? `, stale ${s.lastStaleness}` : '';
+  const folded = s.lastFoldedParts > 0 ? `, +${s.lastFoldedParts} folded` : '';
+  return `r${s.lastRound}: ${s.lastTokens} tok, ${s.lastSteps} steps${stale}${folded}`;
+}
+
 async function roundCommand(client: AdminClient, a: AdminArgs, print: (v: unknown, human: () => string) => number): Promise<number> {
   const n = Number(need(a.target, 'admin round needs a round number: fedhpc admin round N --config ADMIN.json'));
   if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`round must be a positive integer, got ${JSON.stringify(a.target)}`);
@@ -196,8 +206,18 @@ async function roundCommand(client: AdminClient, a: AdminArgs, print: (v: unknow
       if (at.participants.length > 0) {
         parts.push(
           '',
-          formatTable(['site', 'weight', 'samples', 'steps', 'train loss', 'delta', 'data manifest'], at.participants.map((p) => [
-            p.siteId, p.weight.toFixed(3), String(p.samples), String(p.steps), p.trainLoss >= 0 ? p.trainLoss.toFixed(4) : '-', p.deltaSha256.slice(0, 12), p.dataManifestSha256.slice(0, 12) || '-',
+          formatTable(['site', 'weight', 'samples', 'tokens', 'steps', 'stale', 'folded', 'busy', 'train loss', 'delta', 'data manifest'], at.participants.map((p) => [
+            p.siteId,
+            p.weight.toFixed(3),
+            String(p.samples),
+            String(p.tokens),
+            String(p.steps),
+            String(p.staleness),
+            p.foldedParts > 0 ? `${p.foldedParts} (${p.foldedCount.toFixed(0)})` : '-',
+            p.busyFraction >= 0 ? `${(p.busyFraction * 100).toFixed(0)}%` : '-',
+            p.trainLoss >= 0 ? p.trainLoss.toFixed(4) : '-',
+            p.deltaSha256.slice(0, 12),
+            p.dataManifestSha256.slice(0, 12) || '-',
           ])),
         );
       }

@@ -30,7 +30,7 @@ export const secureAggregationSchema = z
     enabled: z.boolean().default(true),
     /** Shamir threshold t; default max(2, minSites), by {@link secureThreshold} (it depends on the run). */
     threshold: z.number().int().min(2).optional(),
-    quantBits: z.number().int().min(1).max(31).default(24),
+    quantBits: z.number().int().min(2).max(31).default(24),
     modulusBits: z.union([z.literal(16), z.literal(32)]).default(32),
     clip: z.number().positive().finite().default(1),
     /**
@@ -66,19 +66,64 @@ const seconds = (def: number) => z.number().positive().max(7 * 24 * 3600).defaul
  */
 export function defaultMaxSiteWeight(run: { readonly weighting: Weighting; readonly train: Readonly<Record<string, unknown>> }): number | undefined {
   if (run.weighting === 'uniform') return 1;
-  // A key that is present must be a positive integer; `null` means absent.
-  const setting = (...keys: string[]): number | null | undefined => {
-    const key = keys.find((k) => run.train[k] !== undefined);
-    if (key === undefined) return null;
-    const v = run.train[key];
-    return typeof v === 'number' && Number.isSafeInteger(v) && v > 0 ? v : undefined;
-  };
+  // A time budget says nothing of how much a site trains: the run must set maxSiteWeight.
+  const budget = trainBudget(run.train);
+  if (budget?.seconds !== undefined) return undefined;
+  if (budget?.tokens !== undefined) {
+    const batch = batchTokens(run.train);
+    return batch === undefined ? undefined : budget.tokens + batch;
+  }
+  const setting = trainSetting(run.train);
   const steps = setting('max_steps', 'steps');
   const batch = setting('batch_size', 'batchSize');
   const seqLen = run.weighting === 'tokens' ? setting('seq_len') : 1;
   if (!steps || !batch || seqLen === undefined) return undefined;
   const weight = steps * batch * (seqLen ?? 1);
   return Number.isSafeInteger(weight) ? weight : undefined;
+}
+
+/** A positive-integer training setting under the first of `keys` present; `null`: none present. */
+function trainSetting(train: Readonly<Record<string, unknown>>) {
+  return (...keys: string[]): number | null | undefined => {
+    const key = keys.find((k) => train[k] !== undefined);
+    if (key === undefined) return null;
+    const v = train[key];
+    return typeof v === 'number' && Number.isSafeInteger(v) && v > 0 ? v : undefined;
+  };
+}
+
+/** Tokens of one batch: batch size × `seq_len` (1 when none is named); undefined when no batch size is. */
+export function batchTokens(train: Readonly<Record<string, unknown>>): number | undefined {
+  const setting = trainSetting(train);
+  const batch = setting('batch_size', 'batchSize');
+  const seqLen = setting('seq_len');
+  if (!batch || seqLen === undefined) return undefined;
+  return batch * (seqLen ?? 1);
+}
+
+/**
+ * A round's training budget, `run.train.budget` (issue 16): wall-clock seconds or tokens per site
+ * and round instead of a step count; each site trains until its budget is spent.
+ */
+export const trainBudgetSchema = z
+  .union([
+    z.object({ seconds: z.number().positive().finite() }).strict(),
+    z.object({ tokens: z.number().int().positive().max(Number.MAX_SAFE_INTEGER) }).strict(),
+  ])
+  .optional();
+export type TrainBudget = { readonly seconds?: number; readonly tokens?: number };
+
+/** A token-budgeted run's most tokens per fresh upload: the budget plus one batch (undefined otherwise). */
+export function tokenCap(train: Readonly<Record<string, unknown>>): number | undefined {
+  const tokens = trainBudget(train)?.tokens;
+  const batch = batchTokens(train);
+  return tokens === undefined || batch === undefined ? undefined : tokens + batch;
+}
+
+/** The run's budget, when `train.budget` is a valid one (the run schema reports an invalid one). */
+export function trainBudget(train: Readonly<Record<string, unknown>>): TrainBudget | undefined {
+  const parsed = trainBudgetSchema.safeParse(train['budget']);
+  return parsed.success ? parsed.data : undefined;
 }
 
 
@@ -116,8 +161,16 @@ export const runSchema = z
      * weights kept beside a narrower checkpoint, so small updates are not rounded away.
      */
     checkpointDtype: z.enum(CHECKPOINT_DTYPE_NAMES).optional(),
-    /** Opaque training settings for the sites' runners (steps, batch size, lr, …). */
+    /**
+     * Training settings for the sites' runners (steps, batch size, lr, …), opaque but for `budget`
+     * ({@link trainBudgetSchema}), which the coordinator checks and sizes weights by.
+     */
     train: z.record(z.unknown()).default({}),
+    /**
+     * Most rounds an upload's base may lie behind the round's model; older work is refused
+     * (STALE_DELTA). Folded stale work counts ⌊k/(1 + s)⌋ (docs/protocol.md).
+     */
+    maxStaleness: z.number().int().min(0).max(64).default(2),
     evaluate: z.boolean().default(true),
     /**
      * The most samples one site's evaluation may rest on: every evaluation the run asks for asks
@@ -144,6 +197,22 @@ export const runSchema = z
   })
   .strict()
   .superRefine((run, ctx) => {
+    if (run.train['budget'] !== undefined) {
+      const b = trainBudgetSchema.safeParse(run.train['budget']);
+      const seconds = b.success ? trainBudget(run.train)?.seconds : undefined;
+      if (!b.success) {
+        ctx.addIssue({ code: 'custom', path: ['train', 'budget'], message: 'a budget is { "seconds": S } or { "tokens": T }, positive (a zero budget trains nothing)' });
+      } else if (seconds !== undefined && seconds >= run.deadlines.trainingS) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['train', 'budget', 'seconds'],
+          message: `a budget of ${seconds} s is not shorter than the training deadline (deadlines.trainingS ${run.deadlines.trainingS} s): no site could finish and upload in time`,
+        });
+      }
+      if (run.weighting !== 'tokens') {
+        ctx.addIssue({ code: 'custom', path: ['weighting'], message: `budgeted rounds weigh by the work done: set weighting to "tokens" (it is ${JSON.stringify(run.weighting)})` });
+      }
+    }
     const sa = run.secureAggregation;
     if (!sa.enabled) return;
     if (run.aggregator.name !== 'mean') {
@@ -181,7 +250,10 @@ export const runSchema = z
       ctx.addIssue({
         code: 'custom',
         path: ['maxSiteWeight'],
-        message: `required: run.train does not say how much one site trains per round (positive integers max_steps or steps, and batch_size or batchSize${run.weighting === 'tokens' ? ', and seq_len' : ''}), so the largest weight an honest site can declare in ${run.weighting} is unknown`,
+        message:
+          trainBudget(run.train)?.seconds !== undefined
+            ? 'required: a time-budgeted run does not say how many tokens one site can train per round; set it to the fastest site\'s tokens per budget plus a margin (docs/operators.md, "Budgeted rounds")'
+            : `required: run.train does not say how much one site trains per round (positive integers max_steps or steps, and batch_size or batchSize${run.weighting === 'tokens' ? ', and seq_len' : ''}, or a token budget with batch_size), so the largest weight an honest site can declare in ${run.weighting} is unknown`,
       });
       return z.NEVER;
     }

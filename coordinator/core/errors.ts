@@ -49,6 +49,14 @@ export const COORDINATOR_ERRORS = {
   ZERO_WEIGHT: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
   /** An upload header whose weight (samples, tokens or 1, by `run.weighting`) exceeds `run.maxSiteWeight`: refused, never clamped. */
   WEIGHT_OUT_OF_RANGE: { status: grpc.status.OUT_OF_RANGE, retryable: false },
+  /** A token-budgeted run: an upload declaring more tokens than the budget plus one batch. */
+  BUDGET_EXCEEDED: { status: grpc.status.OUT_OF_RANGE, retryable: false },
+  /** An upload part's base is no committed model of this run: its delta cannot be placed. */
+  BASE_UNKNOWN: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
+  /** An upload part's base is more than `run.maxStaleness` rounds old: drop it and train from the task's model. */
+  STALE_DELTA: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
+  /** A folded part whose work (site, base) a committed round already counted: work counts once. */
+  ALREADY_COUNTED: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
   /**
    * Secure rounds: the unmasked Σw differs from the sum of the weights the participants declared in
    * their headers by more than rounding allows. The sum cannot say which site lied; a later attempt may pass.

@@ -181,6 +181,33 @@ function registerSiteMetrics(o: RunMetricsOptions): void {
     },
   });
   new Gauge({
+    name: 'fedhpc_site_round_work',
+    help: 'What each site did in the last committed round it took part in: tokens, steps, staleness (rounds its base lay behind), folded parts',
+    labelNames: ['site', 'kind'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const s of o.sites.list()) {
+        const l = s.lastRound;
+        if (l === undefined) continue;
+        this.set({ site: s.id, kind: 'tokens' }, l.tokens);
+        this.set({ site: s.id, kind: 'steps' }, l.steps);
+        this.set({ site: s.id, kind: 'staleness' }, l.staleness);
+        this.set({ site: s.id, kind: 'folded_parts' }, l.foldedParts);
+      }
+    },
+  });
+  new Gauge({
+    name: 'fedhpc_site_busy_ratio',
+    help: "Each site's busy fraction in the last committed round it took part in: first to last training step over the round's wall time",
+    labelNames: ['site'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const s of o.sites.list()) if (s.lastRound?.busyFraction !== undefined) this.set({ site: s.id }, s.lastRound.busyFraction);
+    },
+  });
+  new Gauge({
     name: 'fedhpc_site_transfer_bytes',
     help: "The transfer each site reports in its heartbeats, while one runs: bytes done and the transfer's size",
     labelNames: ['site', 'direction', 'kind'] as const,

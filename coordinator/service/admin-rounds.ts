@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { encodedWeight, meanErrorBound, type QuantizeOptions } from '../../aggregation/index.js';
 import type { AttemptInfo, RoundDetail, RoundInfo, RoundsResponse, SiteEval } from '../../proto/index.js';
 import { secureAggregationSchema } from '../config.js';
+import { busyFraction } from '../observe/busy.js';
 import type { EvalTracker } from '../shell/evals.js';
 import type { RoundTimeline } from '../shell/timeline.js';
 import type { JournalRecord } from '../state/journal.js';
@@ -111,6 +112,10 @@ export function roundDetail(records: readonly JournalRecord[], runId: string, ro
           trainLoss: p.trainLoss,
           deltaSha256: p.deltaSha256,
           dataManifestSha256: p.dataManifestSha256,
+          staleness: p.staleness ?? 0,
+          foldedParts: p.folded?.length ?? 0,
+          foldedCount: (p.folded ?? []).reduce((a, f) => a + f.count, 0),
+          busyFraction: busyFraction(p, c.startedMs, r.ts) ?? -1,
         })),
         dropped: [...c.dropped],
         phases: phases(attempt),

@@ -111,6 +111,16 @@ export function adminServiceHandlers(o: AdminServiceOptions): AdminServiceHandle
           roundsContributed: s.roundsContributed,
           certificateFingerprint: s.fingerprint,
           revoked: o.access.isRevoked(s.id),
+          ...(s.lastRound
+            ? {
+                lastRound: s.lastRound.round,
+                lastTokens: s.lastRound.tokens,
+                lastSteps: s.lastRound.steps,
+                lastStaleness: s.lastRound.staleness,
+                lastFoldedParts: s.lastRound.foldedParts,
+                busyFraction: s.lastRound.busyFraction ?? -1,
+              }
+            : { busyFraction: -1 }),
           ...(t
             ? { transferDirection: t.direction, transferBytes: t.bytes, transferTotal: t.total, transferRateBytesPerS: t.rateBytesPerS, transferEtaS: t.etaS }
             : {}),

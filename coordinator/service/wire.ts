@@ -172,6 +172,14 @@ export function uploadHeaderFromWire(h: UploadHeader__Output): UploadHeader {
     stripeBytes: n(h.stripeBytes ?? '0', 'stripeBytes'),
     stripeCount: h.stripeCount ?? 0,
     chunkBytes: h.chunkBytes ?? 0,
+    trainStartedMs: n(h.trainStartedMs ?? '0', 'trainStartedMs'),
+    trainFinishedMs: n(h.trainFinishedMs ?? '0', 'trainFinishedMs'),
+    folded: (h.folded ?? []).map((f, i) => ({
+      baseModelSha256: f.baseModelSha256,
+      samples: n(f.samples, `folded[${i}].samples`),
+      tokens: n(f.tokens, `folded[${i}].tokens`),
+      steps: n(f.steps, `folded[${i}].steps`),
+    })),
   };
 }
 
@@ -207,6 +215,7 @@ export function taskToWire(task: SiteTask): Task {
           uploadDeadlineMs: task.uploadDeadlineMs,
           maxChunkBytes: task.maxChunkBytes,
           maxStreams: task.maxStreams ?? 1,
+          maxStaleness: task.maxStaleness ?? 0,
           evaluate: task.evaluate,
           shares: task.shares.map((x) => ({ fromSite: x.from, toSite: x.to, nonce: x.nonce, ciphertext: x.ciphertext })),
           shareHolders: [...task.shareHolders],

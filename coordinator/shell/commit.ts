@@ -6,6 +6,7 @@
 import { invariant, openSafetensors } from '../../aggregation/index.js';
 import { openFileSource } from '../../common/files.js';
 import { aggregateRound } from '../aggregate/checkpoint-writer.js';
+import { busyFraction } from '../observe/busy.js';
 import { crashPoint } from '../core/crash-points.js';
 import { CoordinatorError } from '../core/errors.js';
 import { KernelPool } from '../aggregate/kernel-pool.js';
@@ -156,6 +157,11 @@ export class RoundCommitter {
         trainLoss: Number.isFinite(u.intent.trainLoss) ? u.intent.trainLoss : -1,
         deltaSha256: u.spool.sha256,
         dataManifestSha256: u.intent.dataManifestSha256,
+        baseModelSha256: u.intent.baseModelSha256,
+        staleness: u.intent.staleness,
+        folded: u.intent.folded.map((f) => ({ ...f })),
+        trainStartedMs: u.intent.trainStartedMs,
+        trainFinishedMs: u.intent.trainFinishedMs,
       };
     });
     const parentSha256 = run.globalSha256;
@@ -178,14 +184,26 @@ export class RoundCommitter {
       startedMs: att.startedMs,
     });
     crashPoint('commit.after-journal');
+    run.bases.recordCommit(round, modelSha256, parentSha256, participants);
     run.globalSha256 = modelSha256;
     run.globalBytes = model.bytes;
     run.modelRound = round;
     run.stateSha256 = modelSha256;
     run.serverSteps += 1;
-    for (const site of sites) {
-      const rec = this.ctx.o.registry.get(site);
-      if (rec) rec.roundsContributed += 1;
+    const now = this.ctx.o.clock.now();
+    for (const p of participants) {
+      const rec = this.ctx.o.registry.get(p.site);
+      if (!rec) continue;
+      rec.roundsContributed += 1;
+      rec.lastRound = {
+        round,
+        tokens: p.tokens,
+        steps: p.steps,
+        staleness: p.staleness ?? 0,
+        foldedParts: p.folded?.length ?? 0,
+        foldedCount: (p.folded ?? []).reduce((a, f) => a + f.count, 0),
+        busyFraction: busyFraction(p, att.startedMs, now),
+      };
     }
     await this.ctx.o.store.pruneSpools();
     await this.ctx.o.afterCommit?.();

@@ -12,6 +12,7 @@ import type { RunPlan, SchedulerEvent, SchedulerState } from '../round/types.js'
 import type { RunControlState } from './run-control.js';
 import type { SecureSide } from '../secure/coordinator-side.js';
 import type { LayoutTensor, SpooledUpload, UploadIntent } from '../upload/header.js';
+import type { RunBases } from '../upload/bases.js';
 
 /** The run being driven: its plan, optimizer and the global model its next round trains. */
 export interface RunContext {
@@ -24,6 +25,8 @@ export interface RunContext {
   stateSha256: string | undefined;
   serverSteps: number;
   tensors: LayoutTensor[];
+  /** Committed models an upload may name as its base, and the work already counted. */
+  readonly bases: RunBases;
 }
 
 /** The open round attempt: its traffic and the verified uploads that join its sum. */

@@ -7,7 +7,7 @@
 import type { Logger } from '../../common/logger.js';
 import type { Clock } from '../core/clock.js';
 export { systemClock, type Clock } from '../core/clock.js';
-import type { ResolvedCoordinatorConfig, ResolvedRun, RunningConfig } from '../config.js';
+import { tokenCap, type ResolvedCoordinatorConfig, type ResolvedRun, type RunningConfig } from '../config.js';
 import { invariant } from '../../aggregation/index.js';
 import { CoordinatorError } from '../core/errors.js';
 import { EvalTracker, type EvalReport } from './evals.js';
@@ -279,6 +279,10 @@ export class RoundDriver implements SiteRoundPort, UploadRoundPort, AdminRoundPo
       maxChunkBytes: this.o.config.limits.maxChunkBytes,
       weighting: this.config.run.weighting,
       maxSiteWeight: this.config.run.maxSiteWeight,
+      modelRound: this.run.modelRound,
+      maxStaleness: this.config.run.maxStaleness,
+      bases: this.run.bases,
+      tokenCap: tokenCap(this.config.run.train),
     };
   }
 

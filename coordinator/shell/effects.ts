@@ -184,6 +184,7 @@ export class EffectRunner {
         uploadDeadlineMs: deadline + config.run.deadlines.uploadS * 1000,
         maxChunkBytes: this.ctx.o.config.limits.maxChunkBytes,
         maxStreams: this.ctx.o.config.limits.maxStreamsPerSite,
+        maxStaleness: config.run.maxStaleness,
         evaluate: evaluate && !this.ctx.evals.hasReport(run.modelRound, site),
       });
       if (!sent) this.ctx.dispatch({ type: 'siteFailed', site, round, attempt, reason: 'no open task stream' });

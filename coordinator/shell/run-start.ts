@@ -13,6 +13,7 @@ import { describeModel } from './commit.js';
 import type { RunContext } from './context.js';
 import type { RunPlan } from '../round/types.js';
 import type { StateStore } from '../state/store.js';
+import { RunBases } from '../upload/bases.js';
 
 /**
  * The run of `config` as the journal has it, once journaled: a run never started is started
@@ -61,5 +62,6 @@ export async function runContextOf(store: StateStore, recovered: RecoveredRun, p
     stateSha256: recovered.stateSha256,
     serverSteps: recovered.serverSteps,
     tensors: model.tensors,
+    bases: new RunBases(recovered.started.initialModelSha256, recovered.committed),
   };
 }

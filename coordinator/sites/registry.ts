@@ -22,6 +22,8 @@ export type SiteTask =
       readonly maxChunkBytes: number;
       /** Upload streams the site may hold open at once. */
       readonly maxStreams?: number;
+      /** Most rounds an upload's base may lie behind `modelRound` (`run.maxStaleness`). */
+      readonly maxStaleness?: number;
       readonly evaluate: boolean;
       /** Secure rounds: shares sealed for this site, and the sites that completed the exchange. */
       readonly shares: readonly StoredShare[];
@@ -47,6 +49,20 @@ export type SiteTask =
       readonly signatures: readonly { readonly site: string; readonly signature: Uint8Array }[];
     };
 
+/** What one site did in a committed round: work, staleness, busy fraction (issue 16). */
+export interface ContributionStats {
+  readonly round: number;
+  readonly tokens: number;
+  readonly steps: number;
+  /** Rounds its fresh part's base lay behind the round's model. */
+  readonly staleness: number;
+  /** Earlier work folded in: parts and what they counted. */
+  readonly foldedParts: number;
+  readonly foldedCount: number;
+  /** Training span ÷ round wall time; undefined when the site reported no span. */
+  readonly busyFraction: number | undefined;
+}
+
 /** What the registry knows about one site. */
 export interface SiteRecord {
   readonly id: string;
@@ -59,6 +75,8 @@ export interface SiteRecord {
   bytesUp: number;
   bytesDown: number;
   roundsContributed: number;
+  /** The last committed round this site took part in since the coordinator started (budgeted rounds). */
+  lastRound?: ContributionStats;
   /** The transfer the site reported last (heartbeats), while one runs. */
   transfer?: { direction: 'upload' | 'download'; bytes: number; total: number; rateBytesPerS: number; etaS: number; updatedAt: number };
   /** Set while the site holds an open `Tasks` stream. */

@@ -73,8 +73,20 @@ export interface RoundOpenedRecord {
   readonly attempt: number;
 }
 
+/** Earlier work a participant folded into its upload (protocol version 4). */
+export interface FoldedPartRecord {
+  readonly baseModelSha256: string;
+  readonly staleness: number;
+  readonly samples: number;
+  readonly tokens: number;
+  readonly steps: number;
+  /** What the part counted: its discounted count times the scale that fitted it under maxSiteWeight. */
+  readonly count: number;
+}
+
 export interface ParticipantRecord {
   readonly site: string;
+  /** The count the upload weighed with (fresh and folded parts together, discounted). */
   readonly weight: number;
   readonly samples: number;
   readonly tokens: number;
@@ -82,6 +94,14 @@ export interface ParticipantRecord {
   readonly trainLoss: number;
   readonly deltaSha256: string;
   readonly dataManifestSha256: string;
+  /** The global model the fresh part trained from; absent before protocol version 4 (the parent). */
+  readonly baseModelSha256?: string;
+  /** Rounds the fresh part's base lay behind the round's model. */
+  readonly staleness?: number;
+  readonly folded?: readonly FoldedPartRecord[];
+  /** First and last training step of the fresh part, ms on the site's clock (0: unknown). */
+  readonly trainStartedMs?: number;
+  readonly trainFinishedMs?: number;
 }
 
 export interface RoundCommittedRecord {

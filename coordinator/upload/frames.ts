@@ -32,6 +32,19 @@ export interface UploadHeader {
   readonly stripeCount: number;
   /** 0: the coordinator's maximum. */
   readonly chunkBytes: number;
+  /** First and last training step of the fresh work, ms on the site's clock (0/0: unknown). */
+  readonly trainStartedMs: number;
+  readonly trainFinishedMs: number;
+  /** Earlier work folded into this delta, each part with its own base. */
+  readonly folded: readonly DeclaredFoldedPart[];
+}
+
+/** A part of an upload trained from an older base (docs/protocol.md, "Bases, staleness and folded work"). */
+export interface DeclaredFoldedPart {
+  readonly baseModelSha256: string;
+  readonly samples: number;
+  readonly tokens: number;
+  readonly steps: number;
 }
 
 /** One message of an upload stream. */

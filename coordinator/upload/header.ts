@@ -4,8 +4,9 @@
  * joins the sum only once it is complete and verified (DESIGN.md, "Decisions").
  */
 import type { UploadHeader } from './frames.js';
+import type { RunBases } from './bases.js';
 import { CoordinatorError } from '../core/errors.js';
-import { declaredCount, deltaSegments, isUnitBoundary, segmentsBytes, type Segment, type DeltaEncoding, type Weighting } from '../../aggregation/index.js';
+import { declaredCount, deltaSegments, isUnitBoundary, segmentsBytes, uploadWeight, type Segment, type DeltaEncoding, type Weighting } from '../../aggregation/index.js';
 
 /** One tensor of the global model as uploads must declare it. */
 export interface LayoutTensor {
@@ -29,6 +30,25 @@ export interface UploadExpectation {
   readonly weighting: Weighting;
   /** The largest weight one site may declare (`run.maxSiteWeight`); a larger one is refused. */
   readonly maxSiteWeight: number;
+  /** Round that produced the round's global model (0: the initial model): staleness counts from it. */
+  readonly modelRound: number;
+  /** Most rounds a part's base may lie behind `modelRound` (`run.maxStaleness`). */
+  readonly maxStaleness: number;
+  /** The run's committed models and the work already counted. */
+  readonly bases: RunBases;
+  /** Token-budgeted runs: the most tokens one fresh part may declare (the budget plus one batch). */
+  readonly tokenCap?: number | undefined;
+}
+
+/** A folded part as validated: its base's staleness and what it counts in the upload's weight. */
+export interface FoldedIntent {
+  readonly baseModelSha256: string;
+  readonly staleness: number;
+  readonly samples: number;
+  readonly tokens: number;
+  readonly steps: number;
+  /** Its discounted count times the scale that fitted the parts under maxSiteWeight. */
+  readonly count: number;
 }
 
 /** A validated upload header in domain terms. */
@@ -36,6 +56,7 @@ export interface UploadIntent {
   readonly round: number;
   readonly attempt: number;
   readonly totalBytes: number;
+  /** The count the upload weighs with: fresh and folded parts, discounted (W in docs/protocol.md). */
   readonly weight: number;
   readonly samples: number;
   readonly tokens: number;
@@ -48,13 +69,19 @@ export interface UploadIntent {
   readonly stripe: { readonly start: number; readonly end: number; readonly count: number };
   /** Largest chunk this stream sends. */
   readonly chunkBytes: number;
+  readonly baseModelSha256: string;
+  /** Rounds the fresh part's base lies behind the round's model. */
+  readonly staleness: number;
+  readonly folded: readonly FoldedIntent[];
+  readonly trainStartedMs: number;
+  readonly trainFinishedMs: number;
 }
 
 /** Most stripes one delta may be split into. */
 export const MAX_STRIPES = 64;
 
-/** Checks a header against the open round and the global model's tensors. */
-export function validateHeader(h: UploadHeader, exp: UploadExpectation): UploadIntent {
+/** Checks `site`'s header against the open round, the global model's tensors and the run's bases. */
+export function validateHeader(h: UploadHeader, exp: UploadExpectation, site: string): UploadIntent {
   const round = h.round;
   if (h.runId !== exp.runId || round !== exp.round || h.attempt !== exp.attempt) {
     throw new CoordinatorError(
@@ -63,9 +90,7 @@ export function validateHeader(h: UploadHeader, exp: UploadExpectation): UploadI
       { round, attempt: h.attempt },
     );
   }
-  if (h.baseModelSha256 !== exp.globalSha256) {
-    throw new CoordinatorError('TENSOR_MISMATCH', `delta computed against model ${h.baseModelSha256}, the round's global model is ${exp.globalSha256}`);
-  }
+  const staleness = stalenessOf(h.baseModelSha256, exp, 'the delta');
   if (h.encoding !== exp.encoding) {
     throw new CoordinatorError('UPLOAD_INVALID', `encoding ${JSON.stringify(h.encoding)} was not negotiated for this run (expected ${exp.encoding})`);
   }
@@ -93,13 +118,24 @@ export function validateHeader(h: UploadHeader, exp: UploadExpectation): UploadI
     throw new CoordinatorError('UPLOAD_INVALID', `totalBytes is ${totalBytes}, the declared tensors need ${expectedBytes}`);
   }
   const { samples, tokens } = h;
-  const weight = declaredCount(exp.weighting, { samples, tokens });
-  if (!(weight > 0)) throw new CoordinatorError('UPLOAD_INVALID', `weighting by ${exp.weighting} needs a positive count, got ${weight}`);
-  // Refused, never clamped: a site claiming more than an honest one could would dictate the mean.
-  if (weight > exp.maxSiteWeight) {
-    throw new CoordinatorError('WEIGHT_OUT_OF_RANGE', `a weight of ${weight} ${exp.weighting} exceeds the run's maxSiteWeight ${exp.maxSiteWeight}`, { weight, maxSiteWeight: exp.maxSiteWeight });
+  const count = declaredCount(exp.weighting, { samples, tokens });
+  if (!(count > 0)) throw new CoordinatorError('UPLOAD_INVALID', `weighting by ${exp.weighting} needs a positive count, got ${count}`);
+  if (exp.tokenCap !== undefined && tokens > exp.tokenCap) {
+    throw new CoordinatorError('BUDGET_EXCEEDED', `${tokens} tokens declared, more than the round's token budget plus one batch (${exp.tokenCap})`, { tokens, cap: exp.tokenCap });
   }
+  // Refused, never clamped: a site claiming more than an honest one could would dictate the mean.
+  if (count > exp.maxSiteWeight) {
+    throw new CoordinatorError('WEIGHT_OUT_OF_RANGE', `a weight of ${count} ${exp.weighting} exceeds the run's maxSiteWeight ${exp.maxSiteWeight}`, { weight: count, maxSiteWeight: exp.maxSiteWeight });
+  }
+  const folded = validateFolded(h, exp, site, staleness);
+  const w = uploadWeight(
+    { count, staleness },
+    folded.map((f) => ({ count: declaredCount(exp.weighting, f), staleness: f.staleness })),
+    exp.maxSiteWeight,
+  );
+  if (!w.ok) throw new CoordinatorError(w.code === 'WEIGHT_OUT_OF_RANGE' ? 'WEIGHT_OUT_OF_RANGE' : 'UPLOAD_INVALID', w.issues.join('; '), { maxSiteWeight: exp.maxSiteWeight });
   if (!/^([0-9a-f]{64})?$/.test(h.dataManifestSha256)) throw new CoordinatorError('UPLOAD_INVALID', 'dataManifestSha256 is not a SHA-256');
+  if (h.trainFinishedMs < h.trainStartedMs) throw new CoordinatorError('UPLOAD_INVALID', `trainFinishedMs ${h.trainFinishedMs} is before trainStartedMs ${h.trainStartedMs}`);
   return {
     round,
     attempt: h.attempt,
@@ -107,13 +143,52 @@ export function validateHeader(h: UploadHeader, exp: UploadExpectation): UploadI
     segments,
     stripe: validateStripe(h, segments, totalBytes),
     chunkBytes: validateChunkBytes(h.chunkBytes, exp.maxChunkBytes),
-    weight,
+    weight: w.value.weight,
     samples,
     tokens,
     steps: h.steps,
     trainLoss: Number.isFinite(h.trainLoss) ? h.trainLoss : Number.NaN,
     dataManifestSha256: h.dataManifestSha256,
+    baseModelSha256: h.baseModelSha256,
+    staleness,
+    folded: folded.map((f, i) => ({ ...f, count: w.value.folded[i]! * w.value.foldScale })),
+    trainStartedMs: h.trainStartedMs,
+    trainFinishedMs: h.trainFinishedMs,
   };
+}
+
+/** Rounds `base` lies behind the round's model: `BASE_UNKNOWN` for no committed model, `STALE_DELTA` beyond maxStaleness. */
+function stalenessOf(base: string, exp: UploadExpectation, what: string): number {
+  const r = exp.bases.roundOf(base);
+  if (r === undefined) {
+    throw new CoordinatorError('BASE_UNKNOWN', `${what} was computed against model ${JSON.stringify(base.slice(0, 64))}, which is no committed model of run ${exp.runId}`);
+  }
+  const staleness = exp.modelRound - r;
+  if (staleness < 0 || staleness > exp.maxStaleness) {
+    throw new CoordinatorError('STALE_DELTA', `${what} was computed against the model of round ${r}, ${staleness} rounds behind round ${exp.modelRound}'s (at most ${exp.maxStaleness}): drop it and train from the task's model`, {
+      baseRound: r,
+      modelRound: exp.modelRound,
+      maxStaleness: exp.maxStaleness,
+    });
+  }
+  return staleness;
+}
+
+/** The folded parts: bases known, distinct, strictly older than the fresh part's, not counted before. */
+function validateFolded(h: UploadHeader, exp: UploadExpectation, site: string, freshStaleness: number): Omit<FoldedIntent, 'count'>[] {
+  if (h.folded.length > exp.maxStaleness) throw new CoordinatorError('UPLOAD_INVALID', `${h.folded.length} folded parts, at most ${exp.maxStaleness} (the run's maxStaleness)`);
+  const seen = new Set<string>();
+  return h.folded.map((f, i) => {
+    const staleness = stalenessOf(f.baseModelSha256, exp, `folded part ${i}`);
+    if (staleness <= freshStaleness || seen.has(f.baseModelSha256)) {
+      throw new CoordinatorError('UPLOAD_INVALID', `folded part ${i}'s base must be distinct and older than the fresh part's (staleness ${staleness}, fresh ${freshStaleness})`);
+    }
+    seen.add(f.baseModelSha256);
+    if (exp.bases.isCounted(site, f.baseModelSha256)) {
+      throw new CoordinatorError('ALREADY_COUNTED', `folded part ${i}: ${site}'s work from the model of round ${exp.modelRound - staleness} was counted in a committed round already`, { staleness });
+    }
+    return { baseModelSha256: f.baseModelSha256, staleness, samples: f.samples, tokens: f.tokens, steps: f.steps };
+  });
 }
 
 /** Result of a complete, verified upload. */

@@ -66,7 +66,7 @@ export class UploadService {
       const first = await messages.next();
       if (first.done || first.value.kind !== 'header') throw new CoordinatorError('UPLOAD_INVALID', 'an upload must start with a header');
       const exp = this.o.driver.uploadExpectation();
-      const intent = validateHeader(first.value.header, exp);
+      const intent = validateHeader(first.value.header, exp, site);
       const attached = await this.serialised(site, async () => {
         const s = await this.sessionFor(site, intent, exp, limits);
         return { s, stripe: await this.attach(s, intent, owner, limits) };

@@ -259,7 +259,33 @@ describe('run.maxSiteWeight: one weight setting, refused not clamped', () => {
     expect(e.issues).toHaveLength(1);
     expect(e.issues[0]).toMatch(/^run\.maxSiteWeight: required: run\.train does not say how much one site trains per round/);
     await write({ ...valid(), run: { id: 'run-1', rounds: 3, minSites: 2, weighting: 'tokens', train: { ...TORCH, seq_len: 'long' } } });
-    expect(configError().issues[0]).toMatch(/^run\.maxSiteWeight: required: .*and seq_len\)/);
+    expect(configError().issues[0]).toMatch(/^run\.maxSiteWeight: required: .*and seq_len, or a token budget/);
+  });
+
+  describe('budgeted rounds (run.train.budget)', () => {
+    const budgeted = (budget: unknown, extra: Record<string, unknown> = {}) => ({ ...valid(), run: { id: 'run-1', rounds: 3, minSites: 2, weighting: 'tokens', train: { batch_size: 8, seq_len: 64, budget }, ...extra } });
+
+    it('defaults maxSiteWeight to a token budget plus one batch, and maxStaleness to 2', () => {
+      const r = run({ weighting: 'tokens', train: { batch_size: 8, seq_len: 64, budget: { tokens: 100_000 } } });
+      expect(r).toMatchObject({ maxSiteWeight: 100_000 + 512, maxStaleness: 2 });
+    });
+
+    it('refuses a time-budgeted run without maxSiteWeight, pointing at how to size it, and takes one with it', async () => {
+      await write(budgeted({ seconds: 60 }));
+      expect(configError().issues).toEqual([expect.stringMatching(/^run\.maxSiteWeight: required: a time-budgeted run .*docs\/operators\.md/)]);
+      expect(run({ weighting: 'tokens', maxSiteWeight: 50_000, train: { budget: { seconds: 60 } } }).maxSiteWeight).toBe(50_000);
+    });
+
+    it('refuses a zero budget, a budget not shorter than the training deadline, both kinds at once, and a weighting other than tokens', async () => {
+      for (const bad of [{ seconds: 0 }, { tokens: 0 }, { seconds: 10, tokens: 10 }, { steps: 5 }, 'ten minutes']) {
+        await write(budgeted(bad, { maxSiteWeight: 1000 }));
+        expect(configError().issues, JSON.stringify(bad)).toContainEqual(expect.stringMatching(/^run\.train\.budget: a budget is/));
+      }
+      await write(budgeted({ seconds: 600 }, { maxSiteWeight: 1000, deadlines: { trainingS: 600 } }));
+      expect(configError().issues).toEqual(['run.train.budget.seconds: a budget of 600 s is not shorter than the training deadline (deadlines.trainingS 600 s): no site could finish and upload in time']);
+      await write(budgeted({ tokens: 1000 }, { weighting: 'samples', maxSiteWeight: 1000 }));
+      expect(configError().issues).toEqual([expect.stringMatching(/^run\.weighting: budgeted rounds weigh by the work done: set weighting to "tokens"/)]);
+    });
   });
 
   it('refuses a maxSiteWeight below 1 (no count could pass) or above 2^53 − 1', async () => {

@@ -24,6 +24,7 @@ import type { AttemptContext, RoundContext, RunContext } from '../../../coordina
 import { EffectRunner } from '../../../coordinator/shell/effects.js';
 import { RunControlState } from '../../../coordinator/shell/run-control.js';
 import type { UploadIntent } from '../../../coordinator/upload/header.js';
+import { RunBases } from '../../../coordinator/upload/bases.js';
 import { LocalStateStore } from '../../../coordinator/state/store.js';
 
 /** Values of the model's one tensor: four slices of 262144, so an aggregation is four pool jobs. */
@@ -80,6 +81,11 @@ function intent(round: number, attempt: number, weight: number): UploadIntent {
     segments: [],
     stripe: { start: 0, end: ELEMENTS * 4, count: 1 },
     chunkBytes: 1 << 20,
+    baseModelSha256: '0'.repeat(64),
+    staleness: 0,
+    folded: [],
+    trainStartedMs: 0,
+    trainFinishedMs: 0,
   };
 }
 
@@ -118,6 +124,7 @@ async function harness(globalSha256: string): Promise<{ ctx: RoundContext; event
     stateSha256: undefined,
     serverSteps: 0,
     tensors: model.tensors,
+    bases: new RunBases(globalSha256),
   };
   const bus = new EventBus();
   const o = {

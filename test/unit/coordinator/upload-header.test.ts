@@ -4,13 +4,25 @@ import { type UploadExpectation, type UploadIntent, validateHeader as validateDo
 import { uploadHeaderFromWire } from '../../../coordinator/service/wire.js';
 import type { UploadHeader__Output as WireHeader } from '../../../proto/index.js';
 
-/** A wire header through the edge (where counts become integers), then checked against the round. */
-function validateHeader(h: WireHeader, exp: UploadExpectation): UploadIntent {
-  return validateDomainHeader(uploadHeaderFromWire(h), exp);
+/** A wire header through the edge (where counts become integers), then checked against `site-1`'s round. */
+function validateHeader(h: WireHeader, exp: UploadExpectation, site = 'site-1'): UploadIntent {
+  return validateDomainHeader(uploadHeaderFromWire(h), exp, site);
 }
 import type { UploadHeader__Output } from '../../../proto/index.js';
+import { RunBases } from '../../../coordinator/upload/bases.js';
 
 const GLOBAL = 'a'.repeat(64);
+const INITIAL = '0'.repeat(64);
+const ROUND_1 = '1'.repeat(64);
+
+/** A run at round 3: the initial model, round 1's and round 2's (GLOBAL); site-1 took part in round 1 from the initial model. */
+function runBases(): RunBases {
+  const participant = { site: 'site-1', weight: 1, samples: 1, tokens: 1, steps: 1, trainLoss: 1, deltaSha256: 'd'.repeat(64), dataManifestSha256: '' };
+  const bases = new RunBases(INITIAL);
+  bases.recordCommit(1, ROUND_1, INITIAL, [participant]);
+  bases.recordCommit(2, GLOBAL, ROUND_1, []);
+  return bases;
+}
 
 const EXPECTATION: UploadExpectation = {
   runId: 'run-1',
@@ -25,6 +37,9 @@ const EXPECTATION: UploadExpectation = {
   maxChunkBytes: 1 << 20,
   weighting: 'samples',
   maxSiteWeight: 4096,
+  modelRound: 2,
+  maxStaleness: 2,
+  bases: runBases(),
 };
 
 function header(patch: Partial<UploadHeader__Output> = {}): UploadHeader__Output {
@@ -113,8 +128,60 @@ describe('validateHeader', () => {
     expect(refusal(header({ attempt: 0 })).retryable).toBe(false);
   });
 
-  it('refuses a delta computed against another base model with TENSOR_MISMATCH', () => {
-    expectRefused(header({ baseModelSha256: 'c'.repeat(64) }), 'TENSOR_MISMATCH', 'c'.repeat(64));
+  it('refuses a delta computed against no committed model of the run with BASE_UNKNOWN', () => {
+    expectRefused(header({ baseModelSha256: 'c'.repeat(64) }), 'BASE_UNKNOWN', 'c'.repeat(64));
+  });
+
+  it('discounts a delta from an older base by ⌊k/(1 + s)⌋ and refuses one beyond maxStaleness with STALE_DELTA', () => {
+    expect(validateHeader(header({ baseModelSha256: ROUND_1 }), EXPECTATION)).toMatchObject({ staleness: 1, weight: 64, samples: 128 });
+    expect(validateHeader(header({ baseModelSha256: INITIAL, samples: '100' }), EXPECTATION)).toMatchObject({ staleness: 2, weight: 33 });
+    const e = refusal(header({ baseModelSha256: INITIAL }), { ...EXPECTATION, maxStaleness: 1 });
+    expect(e.code).toBe('STALE_DELTA');
+    expect(e.retryable).toBe(false);
+    expect(e.context).toMatchObject({ baseRound: 0, modelRound: 2, maxStaleness: 1 });
+  });
+
+  describe('folded parts (budgeted rounds)', () => {
+    const fold = (base: string, samples: number) => ({ baseModelSha256: base, samples: String(samples), tokens: '0', steps: '3' });
+
+    it('adds a folded part discounted by its staleness to the weight, and journals what it counted', () => {
+      // site-2 missed round 2's window with 90 samples trained from ROUND_1: staleness 1, counts 45.
+      const intent = validateHeader(header({ folded: [fold(ROUND_1, 90)] }), EXPECTATION, 'site-2');
+      expect(intent).toMatchObject({ weight: 128 + 45, staleness: 0, folded: [{ baseModelSha256: ROUND_1, staleness: 1, samples: 90, count: 45 }] });
+    });
+
+    it('scales the folded parts down to fit maxSiteWeight, never the fresh part', () => {
+      const intent = validateHeader(header({ samples: '4000', folded: [fold(ROUND_1, 400), fold(INITIAL, 300)] }), EXPECTATION, 'site-2');
+      // F = 4000, S = 200 + 100: only 96 fit, each folded part × 96/300.
+      expect(intent.weight).toBe(4096);
+      expect(intent.folded.map((f) => f.count)).toEqual([64, 32]);
+      expectRefused(header({ samples: '4097', folded: [fold(ROUND_1, 2)] }), 'WEIGHT_OUT_OF_RANGE');
+    });
+
+    it('refuses work a committed round counted already (ALREADY_COUNTED): site-1 took part in round 1 from the initial model', () => {
+      expectRefused(header({ folded: [fold(INITIAL, 10)] }), 'ALREADY_COUNTED', 'site-1');
+      expect(validateHeader(header({ folded: [fold(INITIAL, 10)] }), EXPECTATION, 'site-2').weight).toBe(128 + 3);
+    });
+
+    it('refuses folded parts not strictly older than the fresh part, repeated bases, unknown or too stale bases, and too many parts', () => {
+      expectRefused(header({ folded: [fold(GLOBAL, 10)] }), 'UPLOAD_INVALID', 'older');
+      expectRefused(header({ baseModelSha256: ROUND_1, folded: [fold(ROUND_1, 10)] }), 'UPLOAD_INVALID', 'older');
+      expectRefused(header({ folded: [fold(ROUND_1, 10), fold(ROUND_1, 10)] }), 'UPLOAD_INVALID', 'distinct');
+      expectRefused(header({ folded: [fold('e'.repeat(64), 10)] }), 'BASE_UNKNOWN', 'folded part 0');
+      expectRefused(header({ folded: [fold(INITIAL, 10)] }), 'STALE_DELTA', undefined, { ...EXPECTATION, maxStaleness: 1 });
+      expectRefused(header({ folded: [fold(ROUND_1, 1), fold(INITIAL, 1)] }), 'UPLOAD_INVALID', 'at most 1', { ...EXPECTATION, maxStaleness: 1, bases: runBases() });
+    });
+  });
+
+  it('refuses more tokens than a token budget plus one batch with BUDGET_EXCEEDED', () => {
+    const exp = { ...EXPECTATION, weighting: 'tokens' as const, tokenCap: 4096 };
+    expect(validateHeader(header({ tokens: '4096' }), exp).weight).toBe(4096);
+    expectRefused(header({ tokens: '4097' }), 'BUDGET_EXCEEDED', '4097', exp);
+  });
+
+  it('refuses a busy span that ends before it starts', () => {
+    expect(validateHeader(header({ trainStartedMs: '1000', trainFinishedMs: '5000' }), EXPECTATION)).toMatchObject({ trainStartedMs: 1000, trainFinishedMs: 5000 });
+    expectRefused(header({ trainStartedMs: '5000', trainFinishedMs: '1000' }), 'UPLOAD_INVALID', 'before');
   });
 
   it('refuses an encoding that was not negotiated with UPLOAD_INVALID', () => {

@@ -6,6 +6,7 @@ import { CoordinatorError } from '../../../coordinator/core/errors.js';
 import { readMessages } from '../../../coordinator/service/streams.js';
 import type { UploadExpectation, UploadIntent } from '../../../coordinator/upload/header.js';
 import { UploadSession } from '../../../coordinator/upload/session.js';
+import { RunBases } from '../../../coordinator/upload/bases.js';
 import { ManualClock } from '../../helpers/clock.js';
 
 const IDLE_MS = 60_000;
@@ -20,6 +21,9 @@ const EXPECTATION: UploadExpectation = {
   maxChunkBytes: 1 << 20,
   weighting: 'uniform',
   maxSiteWeight: 1,
+  modelRound: 0,
+  maxStaleness: 2,
+  bases: new RunBases('a'.repeat(64)),
 };
 
 const INTENT: UploadIntent = {
@@ -35,6 +39,11 @@ const INTENT: UploadIntent = {
   segments: deltaSegments('f32', [4]),
   stripe: { start: 0, end: 16, count: 1 },
   chunkBytes: 16,
+  baseModelSha256: 'a'.repeat(64),
+  staleness: 0,
+  folded: [],
+  trainStartedMs: 0,
+  trainFinishedMs: 0,
 };
 
 function session(clock: ManualClock, onIdle: (s: UploadSession) => void): UploadSession {

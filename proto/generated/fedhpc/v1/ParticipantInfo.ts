@@ -11,6 +11,10 @@ export interface ParticipantInfo {
   'trainLoss'?: (number | string);
   'deltaSha256'?: (string);
   'dataManifestSha256'?: (string);
+  'staleness'?: (number);
+  'foldedParts'?: (number);
+  'foldedCount'?: (number | string);
+  'busyFraction'?: (number | string);
 }
 
 export interface ParticipantInfo__Output {
@@ -22,4 +26,8 @@ export interface ParticipantInfo__Output {
   'trainLoss': (number);
   'deltaSha256': (string);
   'dataManifestSha256': (string);
+  'staleness': (number);
+  'foldedParts': (number);
+  'foldedCount': (number);
+  'busyFraction': (number);
 }

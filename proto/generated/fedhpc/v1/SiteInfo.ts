@@ -19,6 +19,12 @@ export interface SiteInfo {
   'transferTotal'?: (number | string | Long);
   'transferRateBytesPerS'?: (number | string);
   'transferEtaS'?: (number | string);
+  'lastRound'?: (number | string | Long);
+  'lastTokens'?: (number | string | Long);
+  'lastSteps'?: (number | string | Long);
+  'lastStaleness'?: (number);
+  'lastFoldedParts'?: (number);
+  'busyFraction'?: (number | string);
 }
 
 export interface SiteInfo__Output {
@@ -38,4 +44,10 @@ export interface SiteInfo__Output {
   'transferTotal': (string);
   'transferRateBytesPerS': (number);
   'transferEtaS': (number);
+  'lastRound': (string);
+  'lastTokens': (string);
+  'lastSteps': (string);
+  'lastStaleness': (number);
+  'lastFoldedParts': (number);
+  'busyFraction': (number);
 }

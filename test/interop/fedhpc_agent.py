@@ -1,0 +1,491 @@
+#!/usr/bin/python3
+"""A fedhpc site agent in Python: the second implementation that keeps the first honest.
+
+Written from docs/protocol.md, proto/fedhpc/v1/fedhpc.proto and proto/vectors/ only (nothing is
+taken from site-agent/). It joins over mutual TLS with the site's provisioned certificate, keeps
+its Tasks stream open, heartbeats, downloads global models (CRC32C per chunk, SHA-256 of the file),
+trains with a deterministic stand-in trainer, uploads plain or masked deltas in striped, windowed,
+resumable streams, takes part in every SecAgg+ stage and signs receipts of committed rounds.
+
+Every round's delta and declared counts are written to the dump folder (round-<r>.f32 and
+round-<r>.json) so a test can compute the expected mean on its own; events.jsonl records what the
+agent did. Test-only behaviour: --drop-at-upload R (cut the connection instead of uploading in
+round R, having shared), --cut-upload R:N (cut the first upload stream of round R after N bytes,
+once, and resume it).
+
+Usage: /usr/bin/python3 fedhpc_agent.py --address HOST:PORT --ca ca.crt --cert site.crt
+       --key site.key --dump DIR [--stubs DIR] [options]
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import queue
+
+import grpc
+import numpy as np
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from cryptography.x509.oid import NameOID
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fedhpc_formats as fmt  # noqa: E402
+import fedhpc_secagg as sa  # noqa: E402
+from fedhpc_secure import Refused, SecureAttempt, sign_p256  # noqa: E402
+from fedhpc_upload import Upload, UploadFailed, error_of  # noqa: E402
+
+PROTOCOL_VERSION = fmt.PROTOCOL_VERSION
+AGENT_VERSION = "fedhpc-interop-py/1"
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024
+HEARTBEAT_S = 2.0
+CALL_TIMEOUT_S = 15.0
+EXIT_REFUSED = 3
+
+
+def load_stubs(stubs_dir):
+    """The .proto's Python stubs: from `stubs_dir`, or generated now with grpc_tools into a temp dir."""
+    if not stubs_dir:
+        from grpc_tools import protoc
+
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        stubs_dir = tempfile.mkdtemp(prefix="fedhpc-pystubs-")
+        proto = os.path.join(root, "proto")
+        if protoc.main(["protoc", f"-I{proto}", f"--python_out={stubs_dir}", f"--grpc_python_out={stubs_dir}", os.path.join(proto, "fedhpc", "v1", "fedhpc.proto")]) != 0:
+            raise SystemExit("grpc_tools.protoc could not compile proto/fedhpc/v1/fedhpc.proto")
+    sys.path.insert(0, stubs_dir)
+    from fedhpc.v1 import fedhpc_pb2, fedhpc_pb2_grpc
+
+    return fedhpc_pb2, fedhpc_pb2_grpc
+
+
+class Dump:
+    """The dump folder: events, each round's delta and counts, for the test to read."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        os.makedirs(folder, exist_ok=True)
+        self.lock = threading.Lock()
+
+    def event(self, kind, **fields):
+        line = json.dumps({"ts": int(time.time() * 1000), "event": kind, **fields}, sort_keys=True)
+        with self.lock:
+            with open(os.path.join(self.folder, "events.jsonl"), "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+        print(line, file=sys.stderr, flush=True)
+
+    def round(self, round_, delta, counts):
+        np.asarray(delta, dtype="<f4").tofile(os.path.join(self.folder, f"round-{round_}.f32"))
+        with open(os.path.join(self.folder, f"round-{round_}.json"), "w", encoding="utf-8") as fh:
+            json.dump({"round": round_, "elements": len(delta), **counts}, fh)
+
+
+class Trainer:
+    """A deterministic stand-in for training: Δ from a seeded generator, small values, every
+    coordinate i ≡ 3 (mod 7) exactly zero and coordinate 5 beyond any clip of 1 (it is clipped)."""
+
+    def __init__(self, seed, samples_base):
+        self.seed = seed
+        self.samples_base = samples_base
+
+    def train(self, round_, elements):
+        rng = np.random.default_rng([self.seed, round_])
+        delta = rng.uniform(-2e-3, 2e-3, elements).astype(np.float32)
+        delta[3::7] = 0
+        if elements > 5:
+            delta[5] = 3.0
+        samples = self.samples_base + 37 * round_
+        counts = {"samples": samples, "tokens": samples * 8, "steps": 4, "trainLoss": 2.5 / (1 + round_)}
+        return delta, counts
+
+    def evaluate(self, model_round):
+        return 3.0 / (1 + model_round), 50
+
+
+def encode_plain(delta, encoding, element_counts):
+    """Delta encodings of a plain round, tensor by tensor."""
+    if encoding == "f32":
+        return np.asarray(delta, dtype="<f4").tobytes()
+    out, at = bytearray(), 0
+    for n in element_counts:
+        part = np.asarray(delta[at:at + n], dtype=np.float32)
+        at += n
+        if encoding == "bf16":
+            bits = part.view(np.uint32).astype(np.uint64)
+            nan = ((bits & 0x7F800000) == 0x7F800000) & ((bits & 0x007FFFFF) != 0)
+            rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) & 0xFFFF
+            out += np.where(nan, (bits >> 16) | 0x0040, rounded).astype("<u2").tobytes()
+        elif encoding == "int8":
+            out += fmt.encode_int8(part)
+        else:
+            raise Refused("ENCODING_UNKNOWN", f"encoding {encoding!r} is not one this agent speaks")
+    return bytes(out)
+
+
+class Agent:
+    def __init__(self, args, pb, pbg):
+        self.args, self.pb = args, pb
+        read = lambda p: open(p, "rb").read()  # noqa: E731
+        self.cert_pem, key_pem, ca_pem = read(args.cert), read(args.key), read(args.ca)
+        cert = x509.load_pem_x509_certificate(self.cert_pem)
+        self.site = args.site or cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+        self.federation = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value
+        self.signing_key = load_pem_private_key(key_pem, None)
+        self.ca = x509.load_pem_x509_certificate(ca_pem)
+        creds = grpc.ssl_channel_credentials(root_certificates=ca_pem, private_key=key_pem, certificate_chain=self.cert_pem)
+        options = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.keepalive_time_ms", 10_000),
+            ("grpc.keepalive_timeout_ms", 20_000),
+        ]
+        self.channel = grpc.secure_channel(args.address, creds, options)
+        self.stub = pbg.SiteServiceStub(self.channel)
+        self.dump = Dump(args.dump)
+        self.trainer = Trainer(args.seed if args.seed is not None else int(hashlib.sha256(self.site.encode()).hexdigest()[:8], 16), args.samples)
+        self.models = os.path.join(args.dump, "models")
+        os.makedirs(self.models, exist_ok=True)
+        self.stop = threading.Event()
+        self.work = queue.Queue()
+        self.attempts = {}
+        self.cancels = {}
+        self.contributions = {}
+        self.receipted = set()
+        self.dropped_rounds = set()
+        self.cut = dict(x.split(":") for x in args.cut_upload)
+        self.cut = {int(r): int(n) for r, n in self.cut.items()}
+        self.activity, self.round = "idle", 0
+        self.tasks_call = None
+        self.dropping = False
+        self.exit_code = 0
+
+    # ------------------------------------------------------------------ connection loop
+
+    def run(self):
+        threading.Thread(target=self._worker, daemon=True, name="worker").start()
+        threading.Thread(target=self._heartbeats, daemon=True, name="heartbeat").start()
+        loop = threading.Thread(target=self._connection_loop, daemon=True, name="tasks")
+        loop.start()
+        while not self.stop.wait(0.2):
+            pass
+        if self.tasks_call is not None:
+            self.tasks_call.cancel()
+        self.channel.close()
+        return self.exit_code
+
+    def shutdown(self, *_):
+        self.dump.event("stopping")
+        self.stop.set()
+
+    def _connection_loop(self):
+        backoff = 0.2
+        while not self.stop.is_set():
+            try:
+                self._join()
+                self.tasks_call = self.stub.Tasks(self.pb.TasksRequest())
+                self.dump.event("tasks-open")
+                backoff = 0.2
+                for task in self.tasks_call:
+                    self._dispatch(task)
+                self.dump.event("tasks-ended")
+            except grpc.RpcError as e:
+                code, retryable, details = error_of(e)
+                if self.stop.is_set():
+                    return
+                if self.dropping:
+                    self.dropping = False
+                    self.dump.event("reconnecting-after-drop")
+                    time.sleep(self.args.drop_pause)
+                    continue
+                self.dump.event("connection-lost", code=code, retryable=retryable, details=details)
+                if not retryable and code != "NOT_JOINED":
+                    self.dump.event("refused", code=code, details=details)
+                    self.exit_code = EXIT_REFUSED
+                    self.stop.set()
+                    return
+            time.sleep(backoff)
+            backoff = min(5.0, backoff * 2)
+
+    def _join(self):
+        r = self.stub.Join(self.pb.JoinRequest(protocol_version=PROTOCOL_VERSION, site_id=self.site, agent_version=AGENT_VERSION), timeout=CALL_TIMEOUT_S)
+        if r.site_id != self.site or r.protocol_version != PROTOCOL_VERSION or r.federation != self.federation:
+            self.dump.event("refused", code="JOIN_MISMATCH", details=f"Join answered {r.site_id}@{r.federation} v{r.protocol_version}, expected {self.site}@{self.federation} v{PROTOCOL_VERSION}")
+            self.exit_code = EXIT_REFUSED
+            self.stop.set()
+            raise SystemExit(EXIT_REFUSED)
+        self.dump.event("joined", federation=r.federation, heartbeat_interval_ms=r.heartbeat_interval_ms)
+
+    def _heartbeats(self):
+        while not self.stop.wait(HEARTBEAT_S):
+            try:
+                self.stub.Heartbeat(self.pb.HeartbeatRequest(activity=self.activity, round=self.round, progress=-1.0), timeout=CALL_TIMEOUT_S)
+            except grpc.RpcError:
+                pass  # status only; the Tasks stream decides about the connection
+
+    def _dispatch(self, task):
+        kind = task.WhichOneof("kind")
+        if kind is None:
+            return  # a task kind this agent does not know (a newer coordinator's): ignored
+        body = getattr(task, kind)
+        if kind == "cancel":
+            key = (body.run_id, body.round, body.attempt)
+            self.cancels.setdefault(key, threading.Event()).set()
+            self.attempts.pop(key, None)
+            self.dump.event("cancelled", round=body.round, attempt=body.attempt, reason=body.reason)
+            return
+        self.work.put((kind, body))
+
+    # ------------------------------------------------------------------ tasks, one at a time
+
+    def _worker(self):
+        handlers = {"keys": self._keys, "shares": self._shares, "train": self._train, "consistency": self._consistency, "unmask": self._unmask, "eval": self._eval}
+        while not self.stop.is_set():
+            try:
+                kind, body = self.work.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            key = (body.run_id, getattr(body, "round", 0), getattr(body, "attempt", 0))
+            try:
+                handlers[kind](body)
+            except Refused as e:
+                self._fail(key, e.code, str(e))
+            except UploadFailed as e:
+                if e.code != "CANCELLED":
+                    self._fail(key, e.code, str(e))
+            except grpc.RpcError as e:
+                code, _, details = error_of(e)
+                self.dump.event("call-refused", task=kind, round=key[1], attempt=key[2], code=code, details=details)
+            except Exception as e:  # a bug of this agent: reported, and the test sees it in events
+                traceback.print_exc()
+                self._fail(key, "AGENT_ERROR", f"{type(e).__name__}: {e}")
+            finally:
+                self.activity = "idle"
+
+    def _fail(self, key, code, message):
+        self.dump.event("failure", round=key[1], attempt=key[2], code=code, message=message)
+        try:
+            self.stub.ReportFailure(self.pb.TrainingFailure(run_id=key[0], round=key[1], attempt=key[2], code=code[:64], message=message[:1024], retryable=False), timeout=CALL_TIMEOUT_S)
+        except grpc.RpcError:
+            pass
+
+    def _attempt(self, body):
+        return self.attempts.get((body.run_id, body.round, body.attempt))
+
+    def _keys(self, t):
+        p = t.params
+        params = {
+            "threshold": p.threshold,
+            "quant_bits": p.quant_bits,
+            "modulus_bits": 32 if p.modulus_bits == 0 else p.modulus_bits,
+            "clip": p.clip,
+            "max_weight": p.max_weight,
+            "weighting": p.weighting,
+            "graph_seed": bytes(p.graph_seed),
+            "degree": p.degree,
+            "roster": list(p.roster),
+        }
+        self.activity, self.round = "keys", t.round
+        att = SecureAttempt(self.site, t.run_id, t.round, t.attempt, params, self.signing_key, self.ca)
+        self.attempts[(t.run_id, t.round, t.attempt)] = att
+        c_pk, s_pk, signature = att.advertisement()
+        self.stub.AdvertiseKeys(
+            self.pb.KeyAdvertisement(run_id=t.run_id, round=t.round, attempt=t.attempt, site_id=self.site, c_public_key=c_pk, s_public_key=s_pk, signature=signature, certificate_pem=self.cert_pem.decode()),
+            timeout=CALL_TIMEOUT_S,
+        )
+        self.dump.event("advertised", round=t.round, attempt=t.attempt, threshold=p.threshold, roster=list(p.roster))
+
+    def _shares(self, t):
+        att = self._attempt(t)
+        if att is None:
+            return  # secrets of an attempt this agent no longer holds: it dropped out
+        self.activity = "shares"
+        ads = [(a.site_id, a.c_public_key, a.s_public_key, a.signature, a.certificate_pem, a.run_id, a.round, a.attempt) for a in t.advertisements]
+        sealed = att.shares(ads)
+        shares = [self.pb.EncryptedShare(from_site=self.site, to_site=to, nonce=nonce, ciphertext=ct) for to, nonce, ct in sealed]
+        self.stub.SubmitShares(self.pb.SharesSubmission(run_id=t.run_id, round=t.round, attempt=t.attempt, shares=shares), timeout=CALL_TIMEOUT_S)
+        self.dump.event("shared", round=t.round, attempt=t.attempt, neighbours=att.neighbours)
+
+    def _consistency(self, t):
+        att = self._attempt(t)
+        if att is None:
+            return
+        self.activity = "consistency"
+        signature = att.sign_survivors(list(t.survivors), list(t.dropped))
+        self.stub.SignSurvivors(self.pb.SurvivorSignature(run_id=t.run_id, round=t.round, attempt=t.attempt, site_id=self.site, signature=signature), timeout=CALL_TIMEOUT_S)
+        self.dump.event("signed", round=t.round, attempt=t.attempt, survivors=list(t.survivors), dropped=list(t.dropped))
+
+    def _unmask(self, t):
+        att = self._attempt(t)
+        if att is None:
+            return
+        self.activity = "unmask"
+        shares = att.reveal(list(t.survivors), list(t.dropped), [(s.site_id, s.signature) for s in t.signatures])
+        wire = [self.pb.RevealedShare(owner=o, kind=k, x=x, y=y) for o, k, x, y in shares]
+        self.stub.RevealShares(self.pb.UnmaskResponse(run_id=t.run_id, round=t.round, attempt=t.attempt, shares=wire), timeout=CALL_TIMEOUT_S)
+        self.dump.event("revealed", round=t.round, attempt=t.attempt, shares=[[o, k] for o, k, _, _ in shares])
+
+    # ------------------------------------------------------------------ a round's work
+
+    def _train(self, t):
+        key = (t.run_id, t.round, t.attempt)
+        cancel = self.cancels.setdefault(key, threading.Event())
+        self.round = t.round
+        self._receipt(t.run_id, t.model_round, t.global_model.sha256)
+        encoding = t.encoding.name or "f32"
+        secure = encoding in ("secagg32", "secagg16")
+        att = self._attempt(t) if secure else None
+        if secure and att is None:
+            raise Refused("SECURE_SESSION_LOST", "a secure train task of an attempt whose keys this agent does not hold")
+        if secure:
+            if (encoding == "secagg32") != (att.params["modulus_bits"] == 32):
+                raise Refused("WIRE_INVALID", f"encoding {encoding} with a modulus of 2^{att.params['modulus_bits']}")
+            att.receive_shares([(s.from_site, s.to_site, s.nonce, s.ciphertext) for s in t.shares], list(t.share_holders))
+        model = self._download(t.global_model.sha256, cancel)
+        declared = [(x.name, x.dtype, list(x.shape)) for x in t.tensors]
+        if fmt.safetensors_tensors(model) != declared:
+            raise Refused("MODEL_INVALID", "the global model's tensors differ from the task's")
+        if t.evaluate:
+            loss, samples = self.trainer.evaluate(t.model_round)
+            self.stub.ReportEval(self.pb.EvalReport(run_id=t.run_id, model_round=t.model_round, model_sha256=t.global_model.sha256, loss=loss, samples=samples), timeout=CALL_TIMEOUT_S)
+            self.dump.event("evaluated", model_round=t.model_round, loss=loss)
+        self.activity = "training"
+        counts_per_tensor = [int(np.prod(x.shape, dtype=np.int64)) for x in t.tensors]
+        train_started_ms = int(time.time() * 1000)
+        delta, counts = self.trainer.train(t.round, sum(counts_per_tensor))
+        train_finished_ms = int(time.time() * 1000)
+        manifest = hashlib.sha256(f"fedhpc-interop:{self.site}:{t.round}".encode()).hexdigest()
+        self.dump.round(t.round, delta, {**counts, "attempt": t.attempt, "encoding": encoding})
+        if t.round in self.args.drop_at_upload and t.round not in self.dropped_rounds:
+            return self._drop(t)
+        self.activity = "upload"
+        if secure:
+            words, weight = att.masked_words(delta, counts["samples"])
+            data = sa.words_bytes(words, att.params["modulus_bits"])
+        else:
+            data = encode_plain(delta, encoding, counts_per_tensor)
+        header = self.pb.UploadHeader(
+            run_id=t.run_id, round=t.round, attempt=t.attempt, base_model_sha256=t.global_model.sha256, encoding=self.pb.Encoding(name=encoding),
+            tensors=list(t.tensors), total_bytes=len(data), samples=counts["samples"], tokens=counts["tokens"], steps=counts["steps"],
+            train_loss=counts["trainLoss"], data_manifest_sha256=manifest, train_started_ms=train_started_ms, train_finished_ms=train_finished_ms,
+        )
+        cut = self.cut.pop(t.round, None)
+        deadline = t.upload_deadline_ms / 1000 if t.upload_deadline_ms else time.time() + 300
+        upload = Upload(
+            self.stub, self.pb, header, data, fmt.delta_segments(encoding, counts_per_tensor), t.max_streams or 1, min(t.max_chunk_bytes or 1 << 20, self.args.chunk_bytes),
+            deadline, lambda kind, **f: self.dump.event(kind, round=t.round, attempt=t.attempt, **f), cut_after=cut, cancelled=cancel, min_stripe_bytes=self.args.min_stripe_bytes,
+        )
+        self.dump.event("uploading", round=t.round, attempt=t.attempt, bytes=len(data), stripes=upload.stripes, sha256=upload.sha256)
+        result = upload.run()
+        self.contributions[(t.run_id, t.round)] = (t.global_model.sha256, manifest)
+        self.dump.event("uploaded", round=t.round, attempt=t.attempt, **result)
+
+    def _drop(self, t):
+        """Test behaviour: having shared, cut the connection as a crashed agent would (its secrets lost)."""
+        self.dropped_rounds.add(t.round)
+        self.attempts.clear()
+        self.dropping = True
+        self.dump.event("dropping", round=t.round, attempt=t.attempt)
+        if self.tasks_call is not None:
+            self.tasks_call.cancel()
+
+    def _eval(self, t):
+        self._receipt(t.run_id, t.model_round, t.model.sha256)
+        self.activity = "evaluate"
+        self._download(t.model.sha256, threading.Event())
+        loss, samples = self.trainer.evaluate(t.model_round)
+        self.stub.ReportEval(self.pb.EvalReport(run_id=t.run_id, model_round=t.model_round, model_sha256=t.model.sha256, loss=loss, samples=samples), timeout=CALL_TIMEOUT_S)
+        self.dump.event("evaluated", model_round=t.model_round, loss=loss, final=True)
+
+    def _download(self, sha256, cancel):
+        """Download: chunks checked by CRC32C, asked again from the last good byte; the file by SHA-256."""
+        path = os.path.join(self.models, f"{sha256}.safetensors")
+        if os.path.exists(path):
+            return open(path, "rb").read()
+        self.activity = "download"
+        buf, failures = bytearray(), 0
+        total = None
+        while total is None or len(buf) < total:
+            if cancel.is_set():
+                raise UploadFailed("CANCELLED", "cancelled during download")
+            try:
+                for chunk in self.stub.Download(self.pb.DownloadRequest(sha256=sha256, offset=len(buf)), timeout=120):
+                    if chunk.offset != len(buf) or fmt.crc32c(chunk.data) != chunk.crc32c:
+                        failures += 1
+                        self.dump.event("download-bad-chunk", offset=chunk.offset, expected=len(buf))
+                        break
+                    buf += chunk.data
+                    total = chunk.total_bytes
+                if total is None:
+                    total = len(buf)
+            except grpc.RpcError as e:
+                code, retryable, details = error_of(e)
+                failures += 1
+                if not retryable:
+                    raise Refused(code, f"download of {sha256}: {details}") from e
+            if failures > 8:
+                raise Refused("DOWNLOAD_FAILED", f"download of {sha256} failed {failures} times")
+        if hashlib.sha256(buf).hexdigest() != sha256:
+            raise Refused("MODEL_CORRUPT", f"the downloaded model's SHA-256 is not {sha256}")
+        with open(path + ".part", "wb") as fh:
+            fh.write(buf)
+        os.replace(path + ".part", path)
+        self.dump.event("downloaded", sha256=sha256, bytes=len(buf))
+        return bytes(buf)
+
+    # ------------------------------------------------------------------ receipts
+
+    def _receipt(self, run_id, model_round, model_sha256):
+        """Receipts: a task naming round R's model tells that R committed; sign what this site knows."""
+        k = (run_id, model_round)
+        if k not in self.contributions or k in self.receipted or not re.fullmatch(r"[0-9a-f]{64}", model_sha256):
+            return
+        parent, manifest = self.contributions[k]
+        payload = fmt.receipt_payload(self.federation, run_id, model_round, self.site, parent, model_sha256, manifest)
+        signature = sign_p256(self.signing_key, payload)
+        try:
+            self.stub.SubmitReceipt(
+                self.pb.RoundReceipt(run_id=run_id, round=model_round, parent_sha256=parent, model_sha256=model_sha256, data_manifest_sha256=manifest, signature=signature),
+                timeout=CALL_TIMEOUT_S,
+            )
+            self.receipted.add(k)
+            self.dump.event("receipt", round=model_round, model=model_sha256)
+        except grpc.RpcError as e:
+            code, _, details = error_of(e)
+            if code != "UNAVAILABLE":
+                self.receipted.add(k)
+            self.dump.event("receipt-refused", round=model_round, code=code, details=details)
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--address", required=True)
+    ap.add_argument("--ca", required=True)
+    ap.add_argument("--cert", required=True)
+    ap.add_argument("--key", required=True)
+    ap.add_argument("--site", help="the site id (default: the certificate's CN)")
+    ap.add_argument("--dump", required=True, help="folder for events, deltas and counts")
+    ap.add_argument("--stubs", default=os.environ.get("FEDHPC_PY_STUBS"), help="generated stubs (default: generate now)")
+    ap.add_argument("--seed", type=int, help="the trainer's seed (default: from the site id)")
+    ap.add_argument("--samples", type=int, default=200, help="samples declared in round r: this + 37·r")
+    ap.add_argument("--chunk-bytes", type=int, default=16 * 1024)
+    ap.add_argument("--min-stripe-bytes", type=int, default=32 * 1024)
+    ap.add_argument("--drop-at-upload", type=int, action="append", default=[], metavar="ROUND")
+    ap.add_argument("--drop-pause", type=float, default=1.0, help="seconds offline after a drop")
+    ap.add_argument("--cut-upload", action="append", default=[], metavar="ROUND:BYTES")
+    args = ap.parse_args(argv[1:])
+    pb, pbg = load_stubs(args.stubs)
+    agent = Agent(args, pb, pbg)
+    signal.signal(signal.SIGTERM, agent.shutdown)
+    signal.signal(signal.SIGINT, agent.shutdown)
+    return agent.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -3,7 +3,10 @@
  * machine without netem. Every block read from one side is stamped on arrival and written to the
  * other side once its delay has passed, so the delay adds latency without capping throughput: many
  * blocks are in flight at once, as on a long fat pipe. The queue of delayed bytes is bounded; when
- * it is full the proxy stops reading, which TCP turns into back-pressure on the sender.
+ * it is full the proxy stops reading, which TCP turns into back-pressure on the sender. With
+ * `bytesPerS` the link also has a bandwidth: a block leaves no earlier than its delay and no
+ * earlier than the previous block's departure plus its own bytes at that rate (a token bucket of
+ * one block), so a sender gets at most that rate, as through a WAN link it shares with no one.
  */
 import { once } from 'node:events';
 import * as net from 'node:net';
@@ -16,6 +19,8 @@ export interface DelayProxyOptions {
   readonly oneWayDelayMs: number;
   /** Bytes queued per direction before reading pauses. Default 256 MiB, far above 1 GB/s × delay. */
   readonly maxQueuedBytes?: number;
+  /** Bandwidth of each direction in bytes per second; default unlimited. */
+  readonly bytesPerS?: number;
 }
 
 /** A listening proxy. */
@@ -25,9 +30,16 @@ export interface DelayProxy {
 }
 
 /** One direction of a proxied connection: blocks wait in arrival order until they are due. */
-function delayLine(from: net.Socket, to: net.Socket, delayMs: number, maxQueuedBytes: number): void {
+function delayLine(from: net.Socket, to: net.Socket, delayMs: number, maxQueuedBytes: number, bytesPerS = Infinity): void {
   const queue: { due: number; data: Buffer | null }[] = [];
   let queued = 0;
+  // When the link is free again: the last block's departure plus its transmission time.
+  let linkFreeAt = 0;
+  const dueOf = (bytes: number): number => {
+    const due = Math.max(performance.now() + delayMs, linkFreeAt);
+    linkFreeAt = due + (bytes * 1000) / bytesPerS;
+    return due;
+  };
   let timer: NodeJS.Timeout | undefined;
   // Bytes held here (waiting for their time, or written but not yet taken by the kernel).
   const held = (): number => queued + to.writableLength;
@@ -58,13 +70,13 @@ function delayLine(from: net.Socket, to: net.Socket, delayMs: number, maxQueuedB
   }
   to.on('drain', resumeIfRoom);
   from.on('data', (data: Buffer) => {
-    queue.push({ due: performance.now() + delayMs, data });
+    queue.push({ due: dueOf(data.length), data });
     queued += data.length;
     if (held() >= maxQueuedBytes) from.pause();
     schedule();
   });
   from.on('end', () => {
-    queue.push({ due: performance.now() + delayMs, data: null });
+    queue.push({ due: dueOf(0), data: null });
     schedule();
   });
   // Blocks still due when the receiving side is gone have nowhere to go.
@@ -89,8 +101,8 @@ export async function startDelayProxy(options: DelayProxyOptions): Promise<Delay
         upstream.destroy();
       });
     }
-    delayLine(client, upstream, options.oneWayDelayMs, maxQueued);
-    delayLine(upstream, client, options.oneWayDelayMs, maxQueued);
+    delayLine(client, upstream, options.oneWayDelayMs, maxQueued, options.bytesPerS);
+    delayLine(upstream, client, options.oneWayDelayMs, maxQueued, options.bytesPerS);
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');

@@ -22,9 +22,9 @@ describe('delay proxy', () => {
     for (const c of cleanups.splice(0)) await c();
   });
 
-  async function proxied(oneWayDelayMs: number): Promise<DelayProxy> {
+  async function proxied(oneWayDelayMs: number, bytesPerS?: number): Promise<DelayProxy> {
     const echo = await echoServer();
-    const proxy = await startDelayProxy({ target: { host: '127.0.0.1', port: (echo.address() as net.AddressInfo).port }, oneWayDelayMs });
+    const proxy = await startDelayProxy({ target: { host: '127.0.0.1', port: (echo.address() as net.AddressInfo).port }, oneWayDelayMs, ...(bytesPerS ? { bytesPerS } : {}) });
     cleanups.push(async () => {
       await proxy.close();
       await new Promise<void>((r) => echo.close(() => r()));
@@ -53,6 +53,21 @@ describe('delay proxy', () => {
     await once(socket, 'data');
     // Two one-way delays; timers never fire early, so this lower bound holds on any machine.
     expect(performance.now() - start).toBeGreaterThanOrEqual(48);
+    socket.destroy();
+  });
+
+  it('caps each direction at bytesPerS: 2 MiB at 8 MiB/s takes at least 250 ms, intact', async () => {
+    const proxy = await proxied(1, 8 * 1024 * 1024);
+    const sent = randomBytes(2 * 1024 * 1024);
+    const socket = net.connect({ host: '127.0.0.1', port: proxy.port, allowHalfOpen: true });
+    const received: Buffer[] = [];
+    socket.on('data', (d: Buffer) => received.push(d));
+    const start = performance.now();
+    socket.end(sent);
+    await once(socket, 'end');
+    // The echo passes the link twice (there and back), each at most 8 MiB/s, pipelined: ≥ 250 ms.
+    expect(performance.now() - start).toBeGreaterThanOrEqual(245);
+    expect(Buffer.concat(received).equals(sent)).toBe(true);
     socket.destroy();
   });
 });

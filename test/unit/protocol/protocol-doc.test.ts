@@ -67,8 +67,7 @@ describe('docs/protocol.md', () => {
   it('names only paths that exist', () => {
     const named = [...DOC.matchAll(/`([^`\s]+)`/g)].map((m) => m[1]!).filter((p) => /^(?:aggregation|common|proto|coordinator|site-agent|scripts|docs|test)\/[\w./-]+$/.test(p));
     expect(named.length).toBeGreaterThan(20);
-    // test/interop/ is the Python agent to come (issue 15); the rule names it ahead of time.
-    const missing = [...new Set(named)].filter((p) => !existsSync(join(ROOT, p)) && p !== 'test/interop/');
+    const missing = [...new Set(named)].filter((p) => !existsSync(join(ROOT, p)));
     expect(missing).toEqual([]);
   });
 });

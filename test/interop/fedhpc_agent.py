@@ -11,7 +11,8 @@ Every round's delta and declared counts are written to the dump folder (round-<r
 round-<r>.json) so a test can compute the expected mean on its own; events.jsonl records what the
 agent did. Test-only behaviour: --drop-at-upload R (cut the connection instead of uploading in
 round R, having shared), --cut-upload R:N (cut the first upload stream of round R after N bytes,
-once, and resume it).
+once, and resume it), --corrupt-upload R:crc|digest (one chunk with a wrong CRC32C, or one piece
+with a wrong SHA-256, in round R: the coordinator asks for it again).
 
 Usage: /usr/bin/python3 fedhpc_agent.py --address HOST:PORT --ca ca.crt --cert site.crt
        --key site.key --dump DIR [--stubs DIR] [options]
@@ -161,6 +162,10 @@ class Agent:
         self.dropped_rounds = set()
         self.cut = dict(x.split(":") for x in args.cut_upload)
         self.cut = {int(r): int(n) for r, n in self.cut.items()}
+        self.corrupt = {}
+        for x in args.corrupt_upload:
+            r, what = x.split(":")
+            self.corrupt.setdefault(int(r), set()).add(what)
         self.activity, self.round = "idle", 0
         self.tasks_call = None
         self.dropping = False
@@ -380,6 +385,7 @@ class Agent:
         upload = Upload(
             self.stub, self.pb, header, data, fmt.delta_segments(encoding, counts_per_tensor), t.max_streams or 1, min(t.max_chunk_bytes or 1 << 20, self.args.chunk_bytes),
             deadline, lambda kind, **f: self.dump.event(kind, round=t.round, attempt=t.attempt, **f), cut_after=cut, cancelled=cancel, min_stripe_bytes=self.args.min_stripe_bytes,
+            corrupt=self.corrupt.pop(t.round, ()),
         )
         self.dump.event("uploading", round=t.round, attempt=t.attempt, bytes=len(data), stripes=upload.stripes, sha256=upload.sha256)
         result = upload.run()
@@ -479,6 +485,7 @@ def main(argv):
     ap.add_argument("--drop-at-upload", type=int, action="append", default=[], metavar="ROUND")
     ap.add_argument("--drop-pause", type=float, default=1.0, help="seconds offline after a drop")
     ap.add_argument("--cut-upload", action="append", default=[], metavar="ROUND:BYTES")
+    ap.add_argument("--corrupt-upload", action="append", default=[], metavar="ROUND:crc|digest", help="one bad CRC32C or piece digest, once")
     args = ap.parse_args(argv[1:])
     pb, pbg = load_stubs(args.stubs)
     agent = Agent(args, pb, pbg)

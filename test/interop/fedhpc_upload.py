@@ -66,7 +66,7 @@ def pieces_of(segments, start, end):
 class Upload:
     """One attempt's delta upload. `header` is an UploadHeader without its stripe fields."""
 
-    def __init__(self, stub, pb, header, data, segments, streams, chunk_bytes, deadline_s, events, cut_after=None, cancelled=None, min_stripe_bytes=32 * 1024):
+    def __init__(self, stub, pb, header, data, segments, streams, chunk_bytes, deadline_s, events, cut_after=None, cancelled=None, min_stripe_bytes=32 * 1024, corrupt=()):
         self.stub, self.pb, self.header, self.data = stub, pb, header, data
         self.segments = segments
         self.sha256 = hashlib.sha256(data).hexdigest()
@@ -74,6 +74,8 @@ class Upload:
         self.deadline_s = deadline_s
         self.events = events
         self.cut_after = cut_after
+        # Test behaviour: "crc" sends one chunk with a wrong CRC32C, "digest" one wrong piece digest.
+        self.corrupt = set(corrupt)
         self.cancelled = cancelled or threading.Event()
         self.stripes = plan_stripes(segments, len(data), streams, min_stripe_bytes)
         self.complete = None
@@ -223,11 +225,20 @@ class StripeStream:
             if end <= self.pos or end > self.acked + self.window:
                 return
             data = self.u.data[self.pos:end]
-            self.outbox.put(self.u.pb.UploadMessage(chunk=self.u.pb.UploadChunk(offset=self.pos, data=data, crc32c=fmt.crc32c(data))))
+            crc = fmt.crc32c(data)
+            if "crc" in self.u.corrupt:
+                self.u.corrupt.discard("crc")
+                crc ^= 1
+                self.u.events("upload-corrupted", stripe=self.index, what="crc", offset=self.pos)
+            self.outbox.put(self.u.pb.UploadMessage(chunk=self.u.pb.UploadChunk(offset=self.pos, data=data, crc32c=crc)))
             self.sent_here += end - self.pos
             for seg, s, e in self.pieces:
                 if e == end:
                     digest = hashlib.sha256(self.u.data[s:e]).hexdigest()
+                    if "digest" in self.u.corrupt:
+                        self.u.corrupt.discard("digest")
+                        digest = hashlib.sha256(b"not " + self.u.data[s:e]).hexdigest()
+                        self.u.events("upload-corrupted", stripe=self.index, what="digest", tensor=seg)
                     self.outbox.put(self.u.pb.UploadMessage(digest=self.u.pb.TensorDigest(tensor=seg, sha256=digest)))
             self.pos = end
             if self.cut_after is not None and self.sent_here >= self.cut_after:

@@ -51,11 +51,17 @@ describe.skipIf(skip)('the Python site agent in secure rounds beside TypeScript 
     expectLogs(
       (l) => l.msg === 'round failed at this site' && site2InRound3(l),
       (l) => l.msg === 'site dropped from round' && site2InRound3(l),
+      // The bytes the Python agent sends wrong on purpose (below) are asked for again.
+      (l) => l.msg === 'asked for upload bytes again' && l['site'] === PY && (l['round'] === 1 || l['round'] === TS_DROPS),
     );
     const started = Date.now();
     f.startTsAgent('site-1');
     f.startTsAgent('site-2', TS_DROPS);
-    python = f.startPython(PY, ['--drop-at-upload', String(PY_DROPS), '--cut-upload', `${PY_CUT}:${CUT_AFTER}`, '--min-stripe-bytes', String(256 * 1024)]);
+    python = f.startPython(PY, [
+      ...['--drop-at-upload', String(PY_DROPS), '--cut-upload', `${PY_CUT}:${CUT_AFTER}`, '--min-stripe-bytes', String(256 * 1024)],
+      // One chunk with a bad CRC32C in round 1, one piece with a bad SHA-256 in round 3: both resent.
+      ...['--corrupt-upload', '1:crc', '--corrupt-upload', `${TS_DROPS}:digest`],
+    ]);
     committed = await f.completed(ROUNDS);
     process.stdout.write(`python interop: ${ROUNDS} secure rounds in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   }, 120_000);
@@ -103,6 +109,14 @@ describe.skipIf(skip)('the Python site agent in secure rounds beside TypeScript 
     // Striped and windowed: more than one stripe, each larger than the coordinator's window.
     const uploading = ev.find((e) => e.event === 'uploading' && e.round === PY_CUT)!;
     expect((uploading['stripes'] as unknown[]).length).toBeGreaterThan(1);
+  });
+
+  it('sent again, from where the coordinator asked, a chunk whose CRC32C and a piece whose SHA-256 it had sent wrong', () => {
+    const resends = python.events().filter((e) => e.event === 'upload-resend');
+    expect(resends.map((e) => [e.round, String(e['reason']).replace(/ .*/, '')])).toEqual([
+      [1, 'CRC32C'],
+      [TS_DROPS, 'SHA-256'],
+    ]);
   });
 
   it('sent a receipt of every round it took part in, and audit verify passes with none missing', async () => {

@@ -176,6 +176,14 @@ class Agent:
         if kind is None:
             return  # a task kind this agent does not know (a newer coordinator's): ignored
         body = getattr(task, kind)
+        # Conventions: a uint64 above 2^53 − 1 breaks the contract (WIRE_INVALID), as a task
+        # without the body its kind requires does.
+        too_big = [f.name for f, v in body.ListFields() if f.type == f.TYPE_UINT64 and not isinstance(v, (list, tuple)) and v > sa.MAX_SAFE_INTEGER]
+        missing = {"train": "global_model", "eval": "model", "keys": "params"}.get(kind)
+        if too_big or (missing and not body.HasField(missing)):
+            what = f"{', '.join(too_big)} above 2^53 - 1" if too_big else f"no {missing}"
+            self._fail((body.run_id, min(getattr(body, "round", 0), sa.MAX_SAFE_INTEGER), getattr(body, "attempt", 0)), "WIRE_INVALID", f"a {kind} task with {what}")
+            return
         if kind == "cancel":
             key = (body.run_id, body.round, body.attempt)
             self.cancels.setdefault(key, threading.Event()).set()

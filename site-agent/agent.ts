@@ -254,12 +254,14 @@ export class SiteAgent {
     if (!task) return;
     // A task's global model is what round `modelRound` committed: time to sign our receipt of it.
     if (task.kind === 'train') this.receipts.committed(task.runId, task.modelRound, task.globalModel.sha256);
-    if (task.kind === 'eval') this.receipts.committed(task.runId, task.modelRound, task.model.sha256);
+    if (task.kind === 'eval' || task.kind === 'finished') this.receipts.committed(task.runId, task.modelRound, task.model.sha256);
     switch (task.kind) {
       case 'train':
         return this.jobs.start(task);
       case 'eval':
         return void this.jobs.evaluateFinal(task, this.connection.signal);
+      case 'finished':
+        return;
       case 'cancel':
         this.stages.cancel(task);
         return this.jobs.cancel(task);

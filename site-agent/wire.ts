@@ -82,6 +82,14 @@ export interface EvalTask {
   readonly deadlineMs: number | undefined;
 }
 
+/** The run finished with this model and asks for no score: contributors of its round sign receipts. */
+export interface FinishedTask {
+  readonly kind: 'finished';
+  readonly runId: string;
+  readonly model: ModelRef;
+  readonly modelRound: number;
+}
+
 /** Stop whatever belongs to this attempt. */
 export interface CancelTask extends AttemptRef {
   readonly kind: 'cancel';
@@ -119,7 +127,7 @@ export interface UnmaskStage extends AttemptRef {
 export type SecureStage = KeysStage | SharesStage | ConsistencyStage | UnmaskStage;
 
 /** Everything the coordinator's task stream can ask of a site. */
-export type SiteTask = TrainTask | EvalTask | CancelTask | SecureStage;
+export type SiteTask = TrainTask | EvalTask | FinishedTask | CancelTask | SecureStage;
 
 /** The code of every refusal at the wire edge. */
 export type WireErrorCode = 'WIRE_INVALID';
@@ -146,6 +154,11 @@ export function taskFromWire(task: Task__Output): DecodedTask {
         return ok(undefined);
       case 'eval':
         return ok(decodeEval(present(task.eval, 'eval')));
+      case 'finished': {
+        const f = present(task.finished, 'finished');
+        if (f.runId === '') throw new Refusal('a finished task without its run id');
+        return ok({ kind: 'finished', runId: f.runId, model: decodeModel(f.model, 'model'), modelRound: u64(f.modelRound, 'modelRound') });
+      }
       case 'cancel': {
         const c = present(task.cancel, 'cancel');
         return ok({ kind: 'cancel', ...decodeAttempt(c), reason: c.reason });

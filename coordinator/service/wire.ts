@@ -230,6 +230,8 @@ export function taskToWire(task: SiteTask): Task {
           deadlineMs: task.deadlineMs,
         },
       };
+    case 'finished':
+      return { finished: { runId: task.runId, model: { sha256: task.model.sha256, sizeBytes: task.model.sizeBytes }, modelRound: task.modelRound } };
     case 'cancel':
       return { cancel: { runId: task.runId, round: task.round, attempt: task.attempt, reason: task.reason } };
     case 'keys': {

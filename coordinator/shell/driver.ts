@@ -366,7 +366,10 @@ export class RoundDriver implements SiteRoundPort, UploadRoundPort, AdminRoundPo
       this.runner.sendTrainTasks(s.round, s.attempt, [site]);
     }
     const run = this.run;
-    if (run && this.state.run.phase === 'finished') this.evals.requestFinal(site, this.o.registry, this.runner.finalEvalTask());
+    if (run && this.state.run.phase === 'finished') {
+      if (this.config.run.evaluate) this.evals.requestFinal(site, this.o.registry, this.runner.finalEvalTask());
+      else this.o.registry.send(site, this.runner.finishedTask());
+    }
   }
 
   siteDisconnected(site: string, awayTooLong = false): void {

@@ -129,8 +129,10 @@ export class EffectRunner {
         }
         this.ctx.log.info({ rounds: effect.rounds, model: run.globalSha256 }, 'run finished');
         this.ctx.o.bus.emit('run.finished', { runId, rounds: effect.rounds, modelSha256: run.globalSha256 });
-        // A run that evaluates nothing asks for no final score either.
+        // A run that evaluates nothing asks for no final score either, but its last round's
+        // contributors still learn that it committed, to sign their receipts.
         if (this.ctx.config().run.evaluate) this.ctx.evals.startFinal(this.evalAsk(), this.ctx.o.registry, this.finalEvalTask());
+        else for (const site of this.ctx.o.registry.connected()) this.ctx.o.registry.send(site, this.finishedTask());
         return;
       case 'runFailed':
         this.ctx.log.error({ reason: effect.reason }, 'run failed');
@@ -145,6 +147,12 @@ export class EffectRunner {
     const run = this.ctx.run();
     const config = this.ctx.config().run;
     return { runId: run.plan.runId, modelRound: run.modelRound, modelSha256: run.globalSha256, maxSamples: config.evalMaxSamples, timeoutMs: config.deadlines.evalS * 1000 };
+  }
+
+  /** The notice that the run finished with its current model, for a run that evaluates nothing. */
+  finishedTask() {
+    const run = this.ctx.run();
+    return { kind: 'finished' as const, runId: run.plan.runId, model: { sha256: run.globalSha256, sizeBytes: run.globalBytes }, modelRound: run.modelRound };
   }
 
   /** The task that asks a site to evaluate the run's final model. */

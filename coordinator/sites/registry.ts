@@ -36,6 +36,7 @@ export type SiteTask =
       readonly modelRound: number;
       readonly deadlineMs: number;
     }
+  | { readonly kind: 'finished'; readonly runId: string; readonly model: { readonly sha256: string; readonly sizeBytes: number }; readonly modelRound: number }
   | { readonly kind: 'cancel'; readonly runId: string; readonly round: number; readonly attempt: number; readonly reason: string }
   | { readonly kind: 'keys'; readonly runId: string; readonly round: number; readonly attempt: number; readonly params: SecureRoundParams }
   | { readonly kind: 'shares'; readonly runId: string; readonly round: number; readonly attempt: number; readonly adverts: readonly StoredAdvertisement[] }

@@ -15,6 +15,7 @@ import type { EvalReport as _fedhpc_v1_EvalReport, EvalReport__Output as _fedhpc
 import type { EvalTask as _fedhpc_v1_EvalTask, EvalTask__Output as _fedhpc_v1_EvalTask__Output } from './fedhpc/v1/EvalTask';
 import type { Event as _fedhpc_v1_Event, Event__Output as _fedhpc_v1_Event__Output } from './fedhpc/v1/Event';
 import type { EventsRequest as _fedhpc_v1_EventsRequest, EventsRequest__Output as _fedhpc_v1_EventsRequest__Output } from './fedhpc/v1/EventsRequest';
+import type { FinishedTask as _fedhpc_v1_FinishedTask, FinishedTask__Output as _fedhpc_v1_FinishedTask__Output } from './fedhpc/v1/FinishedTask';
 import type { FoldedPart as _fedhpc_v1_FoldedPart, FoldedPart__Output as _fedhpc_v1_FoldedPart__Output } from './fedhpc/v1/FoldedPart';
 import type { HeartbeatRequest as _fedhpc_v1_HeartbeatRequest, HeartbeatRequest__Output as _fedhpc_v1_HeartbeatRequest__Output } from './fedhpc/v1/HeartbeatRequest';
 import type { HeartbeatResponse as _fedhpc_v1_HeartbeatResponse, HeartbeatResponse__Output as _fedhpc_v1_HeartbeatResponse__Output } from './fedhpc/v1/HeartbeatResponse';
@@ -94,6 +95,7 @@ export interface ProtoGrpcType {
       EvalTask: MessageTypeDefinition<_fedhpc_v1_EvalTask, _fedhpc_v1_EvalTask__Output>
       Event: MessageTypeDefinition<_fedhpc_v1_Event, _fedhpc_v1_Event__Output>
       EventsRequest: MessageTypeDefinition<_fedhpc_v1_EventsRequest, _fedhpc_v1_EventsRequest__Output>
+      FinishedTask: MessageTypeDefinition<_fedhpc_v1_FinishedTask, _fedhpc_v1_FinishedTask__Output>
       FoldedPart: MessageTypeDefinition<_fedhpc_v1_FoldedPart, _fedhpc_v1_FoldedPart__Output>
       HeartbeatRequest: MessageTypeDefinition<_fedhpc_v1_HeartbeatRequest, _fedhpc_v1_HeartbeatRequest__Output>
       HeartbeatResponse: MessageTypeDefinition<_fedhpc_v1_HeartbeatResponse, _fedhpc_v1_HeartbeatResponse__Output>

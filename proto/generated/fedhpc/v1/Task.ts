@@ -7,6 +7,7 @@ import type { KeysTask as _fedhpc_v1_KeysTask, KeysTask__Output as _fedhpc_v1_Ke
 import type { SharesTask as _fedhpc_v1_SharesTask, SharesTask__Output as _fedhpc_v1_SharesTask__Output } from '../../fedhpc/v1/SharesTask';
 import type { ConsistencyTask as _fedhpc_v1_ConsistencyTask, ConsistencyTask__Output as _fedhpc_v1_ConsistencyTask__Output } from '../../fedhpc/v1/ConsistencyTask';
 import type { UnmaskTask as _fedhpc_v1_UnmaskTask, UnmaskTask__Output as _fedhpc_v1_UnmaskTask__Output } from '../../fedhpc/v1/UnmaskTask';
+import type { FinishedTask as _fedhpc_v1_FinishedTask, FinishedTask__Output as _fedhpc_v1_FinishedTask__Output } from '../../fedhpc/v1/FinishedTask';
 
 export interface Task {
   'train'?: (_fedhpc_v1_TrainTask | null);
@@ -16,7 +17,8 @@ export interface Task {
   'shares'?: (_fedhpc_v1_SharesTask | null);
   'consistency'?: (_fedhpc_v1_ConsistencyTask | null);
   'unmask'?: (_fedhpc_v1_UnmaskTask | null);
-  'kind'?: "train"|"eval"|"cancel"|"keys"|"shares"|"consistency"|"unmask";
+  'finished'?: (_fedhpc_v1_FinishedTask | null);
+  'kind'?: "train"|"eval"|"cancel"|"keys"|"shares"|"consistency"|"unmask"|"finished";
 }
 
 export interface Task__Output {
@@ -27,5 +29,6 @@ export interface Task__Output {
   'shares'?: (_fedhpc_v1_SharesTask__Output | null);
   'consistency'?: (_fedhpc_v1_ConsistencyTask__Output | null);
   'unmask'?: (_fedhpc_v1_UnmaskTask__Output | null);
-  'kind'?: "train"|"eval"|"cancel"|"keys"|"shares"|"consistency"|"unmask";
+  'finished'?: (_fedhpc_v1_FinishedTask__Output | null);
+  'kind'?: "train"|"eval"|"cancel"|"keys"|"shares"|"consistency"|"unmask"|"finished";
 }

@@ -210,7 +210,8 @@ def compare_logits(ts, transformers, c, weights, ids, device, attn, out):
 def train_reference(ts, c, weights, batch, args, device, out):
     s = argparse.Namespace(lr=args.lr, weight_decay=0.0, batch_size=args.batch, seq_len=args.seq_len,
                            micro_batch=args.micro_batch, warmup_steps=0, grad_clip=1.0, cursor=0,
-                           round=1, max_steps=args.steps, decay_steps=0, min_lr_ratio=1.0, data_order="sequential")
+                           round=1, max_steps=args.steps, planned_steps=args.steps, decay_steps=0, min_lr_ratio=1.0,
+                           data_order="sequential")
     reset_peak(device)
     # Shard trains the tensors to_device gives it: on a CPU those are `weights` themselves, which the
     # transformers half must still receive untouched.

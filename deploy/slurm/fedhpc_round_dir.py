@@ -4,13 +4,15 @@ The site agent (site-agent/runners/round-dir.ts) lays out a round directory and 
 trainer leaves in it:
 
   spec.json                 written by the agent: what to train           read_spec, validate_spec
+                            (version 2: an optional budget)                 budget_allows, StepClock
   global/config.json        the HF LlamaForCausalLM config, maybe pinned  load_round_config
   global/model.safetensors  the global weights, pinned by global_sha256   check_global_sha256,
                                                                           check_safetensors_header
   data.train_tokens         raw little-endian uint32 token ids            token_count, pinned_sha256
   scratch/                  the trainer's own (checkpoints)
-  progress.jsonl            one line per optimizer step                   append_progress,
-                            (cut back to the checkpoint on a resume)      truncate_progress
+  progress.jsonl            one line per optimizer step, with its end     append_progress,
+                            time `ts` (cut back to the checkpoint on a     truncate_progress,
+                            resume)                                        progress_span
   out/model.safetensors     the shard's weights                           safetensors_header
   DONE.json                 written last, atomically: the shard is done   write_done
 
@@ -28,6 +30,7 @@ Tested directly by test/unit/trainers/round-dir-contract.test.ts.
 import argparse, hashlib, json, math, os, struct, sys, time
 
 EXIT_OK, EXIT_BAD_SPEC, EXIT_BAD_GLOBAL, EXIT_INTERRUPTED = 0, 64, 65, 75
+SPEC_VERSION = 2  # the newest spec.json this module reads (1: steps only; 2: + budget, ts, the busy span)
 TOKEN_BYTES = 4  # token files: little-endian uint32 ids, no header (uint16 cannot hold 256k vocabularies)
 ITEM_BYTES = {"F32": 4, "BF16": 2, "F16": 2}  # the float dtypes a global safetensors file may hold
 OUTPUT_DTYPES = ("F32", "BF16")  # spec.output_dtype: what out/model.safetensors must hold
@@ -141,23 +144,35 @@ def need(obj, key, kind, test=lambda v: True, default=None, where="spec"):
 def validate_spec(spec, round_dir, micro_batch_default=None):
     """The fields every trainer reads, checked one by one (a trainer then reads its own with `need`):
 
+      version? 1 (2 when a budget may be present; a newer version is refused),
       round, seed, global_sha256, model_config_sha256?, output_dtype? ("F32" | "BF16"),
-      train: {max_steps, lr, batch_size, seq_len, weight_decay? 0, warmup_steps? 0, grad_clip? 1.0,
+      budget? {"seconds": S > 0} | {"tokens": T >= 1},
+      train: {max_steps (optional beside a budget: then a cap), lr, batch_size, seq_len,
+              weight_decay? 0, warmup_steps? 0, grad_clip? 1.0,
               micro_batch_size? (default: `micro_batch_default`, None = the whole batch),
               checkpoint_every? 0},
       data:  {train_tokens? (resolved against round_dir into tokens_path), train_tokens_sha256?, cursor? 0}
 
-    data.train_tokens is optional here: the NeMo recipe may read a Megatron dataset instead."""
+    data.train_tokens is optional here: the NeMo recipe may read a Megatron dataset instead.
+    Besides the fields it sets `budget_seconds` and `budget_tokens` (None when not given) and
+    `planned_steps`: the steps the shard will take when they are known in advance (max_steps; a
+    token budget's ceil(T / (batch_size * seq_len)), capped by max_steps), None under a time
+    budget without max_steps."""
     if not isinstance(spec, dict):
         raise bad_spec("spec.json: not a JSON object")
     train, data = spec.get("train"), spec.get("data")
     num, pos, opt_str = (int, float), (lambda v: v > 0 and math.isfinite(v)), (str, type(None))
+    version = need(spec, "version", int, lambda v: 1 <= v <= SPEC_VERSION, 1)
+    budget_seconds, budget_tokens = read_budget(spec)
+    budgeted = budget_seconds is not None or budget_tokens is not None
     s = argparse.Namespace(
-        round=need(spec, "round", int, lambda v: v >= 0), seed=need(spec, "seed", int),
+        version=version, round=need(spec, "round", int, lambda v: v >= 0), seed=need(spec, "seed", int),
         global_sha256=need(spec, "global_sha256", str, lambda v: len(v) == 64),
         config_sha256=need(spec, "model_config_sha256", opt_str),
         output_dtype=need(spec, "output_dtype", str, lambda v: v in OUTPUT_DTYPES, "F32"),
-        max_steps=need(train, "max_steps", int, lambda v: v >= 1, where="train"),
+        budget_seconds=budget_seconds, budget_tokens=budget_tokens,
+        max_steps=need(train, "max_steps", (int, type(None)) if budgeted else int,
+                       lambda v: v is None or v >= 1, where="train"),
         lr=need(train, "lr", num, pos, where="train"),
         batch_size=need(train, "batch_size", int, lambda v: v >= 1, where="train"),
         seq_len=need(train, "seq_len", int, lambda v: v >= 1, where="train"),
@@ -170,9 +185,74 @@ def validate_spec(spec, round_dir, micro_batch_default=None):
         tokens_sha256=need(data, "train_tokens_sha256", opt_str, lambda v: v is None or len(v) == 64, where="data"),
         cursor=need(data, "cursor", int, lambda v: v >= 0, 0, where="data"))
     s.micro_batch = min(s.micro_batch or micro_batch_default or s.batch_size, s.batch_size)
+    s.planned_steps = s.max_steps
+    if budget_tokens is not None:
+        by_tokens = -(-budget_tokens // (s.batch_size * s.seq_len))  # ceil: the step that reaches T is taken
+        s.planned_steps = min(by_tokens, s.max_steps) if s.max_steps is not None else by_tokens
     # os.path.join keeps an absolute path as it is: relative paths are relative to the round directory.
     s.tokens_path = os.path.join(round_dir, s.train_tokens) if s.train_tokens is not None else None
     return s
+
+
+def read_budget(spec):
+    """spec.budget as (seconds, tokens), one of them set, or (None, None) when absent: a JSON object
+    with exactly one key, `seconds` (a positive finite number) or `tokens` (a positive integer)."""
+    budget = spec.get("budget")
+    if budget is None:
+        return None, None
+    if not isinstance(budget, dict) or len(budget) != 1 or not set(budget) <= {"seconds", "tokens"}:
+        raise bad_spec(f"spec.json: budget must be {{\"seconds\": S}} or {{\"tokens\": T}}, got {budget!r}")
+    if "seconds" in budget:
+        return need(budget, "seconds", (int, float), lambda v: 0 < v < math.inf, where="budget"), None
+    return None, need(budget, "tokens", int, lambda v: v >= 1, where="budget")
+
+
+def budget_allows(s, steps_done, elapsed_s):
+    """Whether a shard that has taken `steps_done` steps in `elapsed_s` seconds of training starts
+    another. A token budget stops once the tokens reach T (so the last step may overshoot by less
+    than one batch), a time budget once S seconds of training have elapsed (the step running then
+    finishes), and max_steps caps either. A shard always takes its first step."""
+    if s.planned_steps is not None and steps_done >= s.planned_steps:
+        return False
+    if s.budget_seconds is not None:
+        return steps_done == 0 or elapsed_s < s.budget_seconds
+    return True
+
+
+def planned_or_estimate(s, steps_done, elapsed_s):
+    """The `steps` of a progress line: the planned steps, or under a time budget without a cap the
+    steps the pace so far would reach by the end of the budget (at least the steps taken)."""
+    if s.planned_steps is not None:
+        return s.planned_steps
+    if steps_done == 0 or elapsed_s <= 0:
+        return max(1, steps_done)
+    return max(steps_done, int(round(s.budget_seconds * steps_done / elapsed_s)))
+
+
+class StepClock:
+    """The wall clock of a shard's training. `now_ms()` is Unix ms taken from the monotonic clock
+    (anchored to the wall clock once), so progress timestamps never go backwards when NTP steps the
+    system clock. `started_ms` is when the first step began and `elapsed_s()` the seconds of
+    training so far; both carry over a resume (pass what the checkpoint kept), so a time budget
+    counts training time, not the time a job waited in the queue."""
+
+    def __init__(self, started_ms=None, elapsed_s=0.0):
+        self._mono0, self._wall0 = time.monotonic(), time.time() * 1000
+        self.started_ms, self._before = started_ms, float(elapsed_s)
+        self._run0 = None
+
+    def now_ms(self):
+        return int(self._wall0 + (time.monotonic() - self._mono0) * 1000)
+
+    def step_starts(self):
+        """Call before each step: the first call starts the clock (and `started_ms`, if not kept)."""
+        if self._run0 is None:
+            self._run0 = time.monotonic()
+            if self.started_ms is None:
+                self.started_ms = self.now_ms()
+
+    def elapsed_s(self):
+        return self._before + (time.monotonic() - self._run0 if self._run0 is not None else 0.0)
 
 
 # ---------------------------------------------------------------- global/: config and weights
@@ -322,13 +402,38 @@ def truncate_progress(path, last_step):
     write_atomic(path, b"".join(kept))
 
 
-def append_progress(path, step, steps, loss, batch_size, seq_len):
-    """One progress.jsonl line: {"step", "steps", "loss", "tokens", "ts" (Unix ms)}. A missing or
-    non-finite loss is written as null (valid JSON; the agent skips such a line)."""
+def append_progress(path, step, steps, loss, batch_size, seq_len, ts=None):
+    """One progress.jsonl line: {"step", "steps", "loss", "tokens", "ts"}, ts the Unix ms at which the
+    step ended (a StepClock's now_ms(); the wall clock when not given). A missing or non-finite loss
+    is written as null (valid JSON; the agent skips such a line)."""
     loss = float(loss) if loss is not None and math.isfinite(loss) else None
+    ts = int(time.time() * 1000) if ts is None else int(ts)
     with open(path, "a") as f:
         f.write(json.dumps({"step": step, "steps": steps, "loss": loss, "tokens": step * batch_size * seq_len,
-                            "ts": int(time.time() * 1000)}) + "\n")
+                            "ts": ts}) + "\n")
+
+
+def progress_span(path):
+    """(first ts, last ts, losses) of progress.jsonl's step lines: the busy span's ends when no
+    StepClock kept a start (the first line's ts is the end of the first step), and the logged losses."""
+    first = last = None
+    losses = []
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(record, dict):
+                    continue
+                ts, loss = record.get("ts"), record.get("loss")
+                if isinstance(ts, int) and not isinstance(ts, bool):
+                    first = ts if first is None else first
+                    last = ts
+                if isinstance(loss, (int, float)) and not isinstance(loss, bool):
+                    losses.append(loss)
+    return first, last, losses
 
 
 def manifest_sha256(manifest):
@@ -337,14 +442,17 @@ def manifest_sha256(manifest):
 
 
 def write_done(round_dir, round_number, steps, batch_size, seq_len, train_loss, manifest, out_sha256, out_dtype,
-               extra=None):
+               extra=None, span=None):
     """DONE.json, written atomically and last: its presence (with exit 0) says out/ is complete.
     trainLoss is left out when unknown (the agent's schema takes a finite number or nothing);
-    `extra` adds a trainer's own fields (nextCursor, runner, ...)."""
+    `span` = (trainStartedMs, trainFinishedMs): the start of the first step and the end of the last,
+    Unix ms (left out when unknown); `extra` adds a trainer's own fields (nextCursor, runner, ...)."""
     done = {"status": "done", "round": round_number, "steps": steps, "tokens": steps * batch_size * seq_len,
             "samples": steps * batch_size}
     if train_loss is not None and math.isfinite(train_loss):
         done["trainLoss"] = train_loss
+    if span is not None and None not in span:
+        done["trainStartedMs"], done["trainFinishedMs"] = int(span[0]), max(int(span[0]), int(span[1]))
     done.update({"dataManifestSha256": manifest_sha256(manifest), "dataManifest": manifest,
                  "outSha256": out_sha256, "outDtype": out_dtype, **(extra or {})})
     write_json_atomic(os.path.join(round_dir, "DONE.json"), done)

@@ -3,7 +3,8 @@
 
 One shard of a round, in the round-directory contract of DESIGN.md ("Training runners"):
 import the global HF weights (round-dir/global/), train spec.train.max_steps steps from those
-weights only (no optimizer state is inherited), export HF weights in F32 into out/, append
+weights only (no optimizer state is inherited) -- or, with spec.budget (contract version 2), as many
+steps as a token budget takes or a time budget allows -- export HF weights in F32 into out/, append
 progress.jsonl, and commit DONE.json last (temp file + rename). The contract's checks and files
 (spec.json fields, global/ checks, progress lines, DONE.json, exit codes) are fedhpc_round_dir.py,
 beside this file and shared with the reference trainer (site-agent/trainers/torch_shard.py).
@@ -21,7 +22,9 @@ Exit codes: 0 done; 64 bad spec or usage; 65 global weights invalid or mismatche
 with a resumable checkpoint in scratch/ (resubmit); anything else a crash.
 
 HONESTY NOTE. This file has never run against NeMo or Megatron-Bridge: fedhpc's CI has no GPU and
-no NeMo. Only the dry mode is tested here (test/unit/trainers/nemo-recipe.test.ts); the contract's
+no NeMo. Only the dry mode is tested here (test/unit/trainers/nemo-recipe.test.ts), the budget's
+plumbing included (the steps a token budget plans, a time budget's cap); how a time budget stops
+Megatron's or Lightning's loop (mb_train, nemo2_train) is UNTESTED and marked UNVERIFIED. The contract's
 helpers in fedhpc_round_dir.py are also run by the reference trainer's tests and their own
 (torch-shard.test.ts, round-dir-contract.test.ts).
 Every framework call below is written from the documentation and sources cited next to it; the
@@ -55,12 +58,15 @@ _HERE = os.path.dirname(os.path.realpath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 from fedhpc_round_dir import (  # noqa: E402
-    EXIT_INTERRUPTED, EXIT_OK, TOKEN_BYTES, Parser, Refusal, append_progress, bad_spec, check_global_sha256,
-    check_safetensors_header, load_round_config, manifest_sha256, need, pinned_sha256, read_spec,
-    safetensors_header, sha256_file, tensor_shapes, token_count, truncate_progress, validate_spec, write_atomic,
-    write_done, write_json_atomic)
+    EXIT_INTERRUPTED, EXIT_OK, TOKEN_BYTES, Parser, Refusal, StepClock, append_progress, bad_spec,
+    budget_allows, check_global_sha256, check_safetensors_header, load_round_config, manifest_sha256, need,
+    pinned_sha256, planned_or_estimate, progress_span, read_spec, safetensors_header, sha256_file, tensor_shapes,
+    token_count, truncate_progress, validate_spec, write_atomic, write_done, write_json_atomic)
 
 PRECISIONS = ("bf16_mixed", "fp32")
+# Under a time budget without train.max_steps the frameworks still want an iteration count: one no
+# budget reaches, so the budget stops the loop. Their schedules here are warm-up then constant.
+UNCAPPED_ITERS = 10 ** 9
 
 
 def log(message):
@@ -154,7 +160,7 @@ def paths(s, nemo2):
         data_prefix=os.path.join(scratch, "data", "tokens"), trained=os.path.join(scratch, "trained.json"),
         imported=os.path.join(scratch, "imported.json"), spec_mark=os.path.join(scratch, "spec.sha256"),
         out=os.path.join(s.round_dir, "out"), progress=os.path.join(s.round_dir, "progress.jsonl"),
-        done=os.path.join(s.round_dir, "DONE.json"))
+        done=os.path.join(s.round_dir, "DONE.json"), clock=os.path.join(scratch, "clock.json"))
 
 
 def write_megatron_index(tokens_path, prefix, cursor, count):
@@ -197,10 +203,14 @@ def plan(s, nemo2, world_size):
         raise bad_spec(f"batch_size {s.batch_size} must be a multiple of micro_batch {s.micro_batch} x data-parallel "
                        f"{world_size}/(tp {s.tp} x pp {s.pp})")
     _, manifest_sha = data_manifest(s)
+    steps = s.planned_steps  # None: a time budget without a cap decides
+    budget = ({"seconds": s.budget_seconds} if s.budget_seconds is not None else
+              {"tokens": s.budget_tokens} if s.budget_tokens is not None else None)
     return {
         "ok": True, "backend": "nemo2" if nemo2 else "megatron-bridge", "round": s.round, "seed": s.seed,
-        "steps": s.max_steps, "global_batch_size": s.batch_size, "micro_batch_size": s.micro_batch,
-        "seq_len": s.seq_len, "tokens": s.max_steps * s.batch_size * s.seq_len, "lr": s.lr,
+        "spec_version": s.version, "budget": budget, "max_steps": s.max_steps, "train_iters": train_iters(s),
+        "steps": steps, "global_batch_size": s.batch_size, "micro_batch_size": s.micro_batch,
+        "seq_len": s.seq_len, "tokens": steps * s.batch_size * s.seq_len if steps else None, "lr": s.lr,
         "warmup_steps": s.warmup_steps, "precision": s.precision, "tensor_parallel": s.tp,
         "pipeline_parallel": s.pp, "data_parallel": dp, "output_dtype": s.output_dtype,
         "model": {k: s.config[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -208,8 +218,50 @@ def plan(s, nemo2, world_size):
         "global_dtypes": sorted(set(s.global_dtypes.values())), "data_tokens": s.token_count,
         "dataManifestSha256": manifest_sha,
         "phases": [f"import: global/ -> {os.path.relpath(p.init, s.round_dir)}",
-                   f"train: {s.max_steps} steps, checkpoints in {os.path.relpath(p.ckpt, s.round_dir)}",
+                   f"train: {steps_text(s)}, checkpoints in {os.path.relpath(p.ckpt, s.round_dir)}",
                    f"finalize: HF export -> out/model.safetensors ({s.output_dtype}) -> DONE.json"]}
+
+
+def train_iters(s):
+    """The iteration count the framework is given: the planned steps, or (a time budget without a
+    cap) one the budget stops first."""
+    return s.planned_steps if s.planned_steps is not None else UNCAPPED_ITERS
+
+
+def steps_text(s):
+    if s.budget_seconds is not None:
+        cap = f", at most {s.max_steps} steps" if s.max_steps is not None else ""
+        return f"until {s.budget_seconds} s of training{cap}"
+    if s.budget_tokens is not None:
+        return f"{s.planned_steps} steps (token budget {s.budget_tokens})"
+    return f"{s.max_steps} steps"
+
+
+class BudgetClock:
+    """The shard's StepClock, kept in scratch/clock.json by rank 0 after every step, so a resumed
+    job continues the time budget and the busy span where the interrupted one stopped."""
+
+    def __init__(self, s, p):
+        self.s, self.path = s, p.clock
+        kept = json.load(open(self.path)) if os.path.exists(self.path) else {}
+        if kept.get("spec_sha256") != s.spec_sha256:
+            kept = {}
+        self.clock = StepClock(kept.get("started_ms"), kept.get("elapsed_s", 0.0))
+        self.last_ms = kept.get("last_ms")
+
+    def step_starts(self):
+        self.clock.step_starts()
+
+    def step_ended(self, step):
+        """Records the step's end; returns its timestamp and whether the budget allows another."""
+        self.last_ms = self.clock.now_ms()
+        if rank() == 0:
+            write_json_atomic(self.path, {"spec_sha256": self.s.spec_sha256, "started_ms": self.clock.started_ms,
+                                          "elapsed_s": self.clock.elapsed_s(), "last_ms": self.last_ms, "step": step})
+        return self.last_ms, budget_allows(self.s, step, self.clock.elapsed_s())
+
+    def steps(self, step):
+        return planned_or_estimate(self.s, step, self.clock.elapsed_s())
 
 
 # ---------------------------------------------------------------- signals and rank helpers
@@ -318,10 +370,10 @@ def mb_config(s, p):
                  # UNVERIFIED: NullTokenizer adds one EOD id past vocab_size; with pre-tokenized data
                  # and eod_mask_loss=False it only has to stay inside the embedding table.
                  TokenizerConfig(tokenizer_type="NullTokenizer", vocab_size=s.config["vocab_size"] - 1))
-    save_every = s.checkpoint_every or max(1, s.max_steps // 4)
+    save_every = s.checkpoint_every or (max(1, s.planned_steps // 4) if s.planned_steps else 100)
     return ConfigContainer(
         model=provider,
-        train=TrainingConfig(train_iters=s.max_steps, global_batch_size=s.batch_size, micro_batch_size=s.micro_batch,
+        train=TrainingConfig(train_iters=train_iters(s), global_batch_size=s.batch_size, micro_batch_size=s.micro_batch,
                              exit_signal_handler=True),  # SIGTERM: save to checkpoint.save and stop [MB-res]
         validation=ValidationConfig(eval_interval=None, eval_iters=0),
         optimizer=OptimizerConfig(optimizer="adam", lr=s.lr, min_lr=s.lr, weight_decay=s.weight_decay,
@@ -352,7 +404,8 @@ def mb_train(s, p, stop):
     from megatron.bridge.training.gpt_step import forward_step
     from megatron.bridge.training.pretrain import pretrain
 
-    seen = {"step": 0}
+    seen = {"step": 0, "budget_spent": False}
+    clock = BudgetClock(s, p)
 
     class Progress(Callback):
         def on_train_start(self, context):
@@ -361,13 +414,22 @@ def mb_train(s, p, stop):
                 truncate_progress(p.progress, seen["step"])  # resumed from a checkpoint at this step
             if stop.signal:  # arrived during setup, before Megatron's handler: hand it over now
                 stop.relay()
+            clock.step_starts()  # the first step's start (a resumed job continues the kept clock)
 
         def on_train_step_end(self, context):
             seen["step"] = step = context.state.train_state.step
+            ts, more = clock.step_ended(step)
             if rank() == 0 and context.loss_dict:
                 loss = context.loss_dict.get("lm loss")
-                append_progress(p.progress, step, s.max_steps, float(loss) if loss is not None else None,
-                                s.batch_size, s.seq_len)
+                append_progress(p.progress, step, clock.steps(step), float(loss) if loss is not None else None,
+                                s.batch_size, s.seq_len, ts=ts)
+            if not more and step < train_iters(s) and not seen["budget_spent"]:
+                # A time budget is spent before train_iters: stop the way a preemption does. UNVERIFIED:
+                # Megatron's exit handler saves a checkpoint and all-gathers the signal, so every rank
+                # stops after this same iteration (only rank 0's clock decides; [MB-res]).
+                seen["budget_spent"] = True
+                if rank() == 0:
+                    stop.relay()
 
     cfg = mb_config(s, p)
     try:
@@ -375,8 +437,8 @@ def mb_train(s, p, stop):
     except SystemExit as e:  # Megatron may sys.exit() after its signal-triggered save
         if e.code not in (None, 0):
             raise
-    if seen["step"] < s.max_steps:
-        log(f"{stop.signal or 'stopped'} at step {seen['step']}/{s.max_steps}: checkpoint in {p.ckpt}")
+    if seen["step"] < train_iters(s) and not seen["budget_spent"]:
+        log(f"{stop.signal or 'stopped'} at step {seen['step']}/{steps_text(s)}: checkpoint in {p.ckpt}")
         return EXIT_INTERRUPTED
     if rank() == 0:
         write_json_atomic(p.trained, {"steps": seen["step"], "checkpoint": p.ckpt, "spec_sha256": s.spec_sha256})
@@ -425,7 +487,9 @@ def nemo2_train(s, p, stop):
     if not s.tokenizer_path:
         raise bad_spec("--nemo2 needs nemo.tokenizer_dir (NeMo's data module and importer load a tokenizer)")
     interrupt_mark = os.path.join(p.scratch, "nemo2_interrupt.json")
-    seen = {"step": 0, "interrupted": False}
+    seen = {"step": 0, "interrupted": False, "budget_spent": False}
+    clock = BudgetClock(s, p)
+    iters = train_iters(s)
 
     class Progress(pl.Callback):
         """Lightning hooks; `outputs` is the reduced loss (a tensor or {"loss": tensor}). UNVERIFIED."""
@@ -434,17 +498,23 @@ def nemo2_train(s, p, stop):
             seen["step"] = trainer.global_step
             if rank() == 0:
                 truncate_progress(p.progress, seen["step"])
+            clock.step_starts()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             seen["step"] = step = trainer.global_step
             loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            ts, more = clock.step_ended(step)
             if rank() == 0:
-                append_progress(p.progress, step, s.max_steps, float(loss) if loss is not None else None,
-                                s.batch_size, s.seq_len)
-            flag = torch.tensor([1 if stop.signal else 0], device=pl_module.device)
+                append_progress(p.progress, step, clock.steps(step), float(loss) if loss is not None else None,
+                                s.batch_size, s.seq_len, ts=ts)
+            # 1: a signal (checkpoint, exit 75); 2: rank 0's clock says the time budget is spent (finish).
+            flag = torch.tensor([1 if stop.signal else 2 if (rank() == 0 and not more) else 0], device=pl_module.device)
             if torch.distributed.is_initialized():
                 torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)  # every rank stops together
-            if flag.item() and step < s.max_steps:
+            if flag.item() == 2 and step < iters:  # UNVERIFIED: should_stop ends fit() after this batch
+                seen["budget_spent"] = True
+                trainer.should_stop = True
+            elif flag.item() == 1 and step < iters:
                 path = os.path.join(p.ckpt, f"interrupt-step{step}")
                 trainer.save_checkpoint(path)  # collective; MegatronStrategy writes a distributed checkpoint
                 if rank() == 0:
@@ -465,7 +535,7 @@ def nemo2_train(s, p, stop):
     bf16 = s.precision == "bf16_mixed"
     trainer = nl.Trainer(
         devices=int(os.environ.get("SLURM_NTASKS_PER_NODE", "1")), num_nodes=int(os.environ.get("SLURM_NNODES", "1")),
-        accelerator="gpu", max_steps=s.max_steps, limit_val_batches=0, val_check_interval=s.max_steps + 1,
+        accelerator="gpu", max_steps=iters, limit_val_batches=0, val_check_interval=iters + 1,
         log_every_n_steps=1, enable_checkpointing=False, callbacks=[Progress()],
         strategy=nl.MegatronStrategy(tensor_model_parallel_size=s.tp, pipeline_model_parallel_size=s.pp,
                                      ckpt_load_optimizer=True),
@@ -477,12 +547,12 @@ def nemo2_train(s, p, stop):
         config=OptimizerConfig(optimizer="adam", lr=s.lr, min_lr=s.lr, weight_decay=s.weight_decay, adam_beta1=0.9,
                                adam_beta2=0.95, adam_eps=1e-8, clip_grad=s.grad_clip, bf16=bf16,
                                use_distributed_optimizer=True),
-        lr_scheduler=nl.lr_scheduler.WarmupHoldPolicyScheduler(warmup_steps=s.warmup_steps, hold_steps=s.max_steps,
-                                                               max_steps=s.max_steps) if s.warmup_steps else None)
+        lr_scheduler=nl.lr_scheduler.WarmupHoldPolicyScheduler(warmup_steps=s.warmup_steps, hold_steps=iters,
+                                                               max_steps=iters) if s.warmup_steps else None)
     llm.pretrain(model=nemo2_model(s), data=data, trainer=trainer, resume=resume, optim=optim,
                  log=nl.NeMoLogger(log_dir=os.path.join(p.scratch, "nemo2_logs")))  # [NEMO2-api] pretrain
-    if seen["interrupted"] or seen["step"] < s.max_steps:
-        log(f"{stop.signal or 'stopped'} at step {seen['step']}/{s.max_steps}: checkpoint in {p.ckpt}")
+    if seen["interrupted"] or (seen["step"] < iters and not seen["budget_spent"]):
+        log(f"{stop.signal or 'stopped'} at step {seen['step']}/{steps_text(s)}: checkpoint in {p.ckpt}")
         return EXIT_INTERRUPTED
     final = os.path.join(p.ckpt, f"final-step{seen['step']}")
     trainer.save_checkpoint(final)
@@ -542,20 +612,16 @@ def finalize(s, p, nemo2):
     trained = json.load(open(p.trained))
     (nemo2_export if nemo2 else mb_export)(s, p)
     out_sha = hf_to_out(s, p)
-    losses = []
-    if os.path.exists(p.progress):
-        for line in open(p.progress):
-            try:
-                v = json.loads(line).get("loss")
-                if isinstance(v, (int, float)):
-                    losses.append(v)
-            except ValueError:
-                pass
+    first_ts, last_ts, losses = progress_span(p.progress)
+    kept = json.load(open(p.clock)) if os.path.exists(p.clock) else {}
+    # The busy span: the kept clock's first-step start, else the first line's ts (that step's end).
+    started = kept.get("started_ms") if kept.get("spec_sha256") == s.spec_sha256 else None
     manifest, _ = data_manifest(s)
     # Last: its presence means out/ is complete. trainLoss: the mean of progress.jsonl's losses.
     write_done(s.round_dir, s.round, trained["steps"], s.batch_size, s.seq_len,
                sum(losses) / len(losses) if losses else None, manifest, out_sha, s.output_dtype,
-               {"runner": "nemo2" if nemo2 else "megatron-bridge", "precision": s.precision})
+               {"runner": "nemo2" if nemo2 else "megatron-bridge", "precision": s.precision},
+               span=(started if started is not None else first_ts, last_ts))
     return EXIT_OK
 
 

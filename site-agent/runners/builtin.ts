@@ -1,7 +1,9 @@
 /**
  * The builtin runner: the TypeScript character model of `site-agent/builtin/`, trained in-process
  * on the site's generated text. Training runs in slices of steps so the event loop (heartbeats,
- * cancellation) keeps turning.
+ * cancellation) keeps turning. A budget (`run.train.budget`) decides the steps as in every
+ * trainer: a token budget's ⌈T / batchSize⌉ (one token per sample here), or steps until S seconds
+ * of training have elapsed.
  */
 import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
@@ -24,17 +26,21 @@ import {
 } from '../builtin/index.js';
 import type { ResolvedBuiltinRunner } from '../config.js';
 import { SiteAgentError } from '../errors.js';
+import { budgetAllows, plannedShardSteps, stepsEstimate, trainBudgetSchema, type TrainBudget } from './budget.js';
 import type { EvalResult, Runner, TrainRequest, TrainResult } from './runner.js';
 
 /** Training settings the builtin runner accepts from the run (`run.train` in the coordinator config). */
 export const builtinTrainSchema = z
   .object({
-    steps: z.number().int().positive().max(1_000_000),
+    /** Steps per shard; beside a budget, a cap. */
+    steps: z.number().int().positive().max(1_000_000).optional(),
     batchSize: z.number().int().positive().max(65_536),
     lr: z.number().positive().max(1),
     gradClip: z.number().positive().optional(),
+    budget: trainBudgetSchema.optional(),
   })
-  .strict();
+  .strict()
+  .refine((t) => t.steps !== undefined || t.budget !== undefined, { message: 'give steps, a budget, or both', path: ['steps'] });
 
 const STEPS_PER_SLICE = 10;
 
@@ -105,29 +111,50 @@ export class BuiltinRunner implements Runner {
     let params: ReadonlyMap<string, Float32Array> = start;
     let state = this.options.keepOptimizerState ? this.innerState : undefined;
     let lossSum = 0;
-    for (let done = 0; done < spec.steps; ) {
+    let done = 0;
+    const planned = plannedShardSteps(spec.budget, spec.steps, spec.batchSize);
+    const startedMs = Date.now();
+    let finishedMs = startedMs;
+    while (budgetAllows(spec.budget, planned, done, Date.now() - startedMs)) {
       req.signal.throwIfAborted();
-      const steps = Math.min(STEPS_PER_SLICE, spec.steps - done);
+      const steps = this.sliceSteps(spec.budget, planned, done, Date.now() - startedMs);
       const r = trainShard({ params, config, data: this.data.train, steps, batchSize: spec.batchSize, lr: spec.lr, rng, optimizerState: state, gradClip: spec.gradClip });
       params = r.params;
       state = r.optimizerState;
       lossSum += r.loss * steps;
       done += steps;
-      req.onProgress({ step: done, steps: spec.steps, loss: r.loss });
+      finishedMs = Date.now();
+      req.onProgress({ step: done, steps: stepsEstimate(spec.budget, planned, done, finishedMs - startedMs), loss: r.loss });
       await yieldToLoop();
     }
     if (this.options.keepOptimizerState) this.innerState = state;
     const outPath = join(req.roundDir, 'out', 'model.safetensors');
     await writeBuiltinModel(outPath, params, config);
-    const samples = spec.steps * spec.batchSize;
+    const samples = done * spec.batchSize;
     return {
       outPath,
       samples,
       tokens: samples,
-      steps: spec.steps,
-      trainLoss: lossSum / spec.steps,
+      steps: done,
+      trainLoss: lossSum / done,
       dataManifestSha256: this.manifestSha256,
+      trainStartedMs: startedMs,
+      trainFinishedMs: finishedMs,
     };
+  }
+
+  /**
+   * Steps of the next slice: up to {@link STEPS_PER_SLICE} and the planned steps left; under a time
+   * budget only as many as fit the time left at the pace so far (one to begin with), so the budget
+   * stops the shard within about one step, as it stops the other trainers.
+   */
+  private sliceSteps(budget: TrainBudget | undefined, planned: number | undefined, done: number, elapsedMs: number): number {
+    let steps = Math.min(STEPS_PER_SLICE, planned === undefined ? STEPS_PER_SLICE : planned - done);
+    if (budget !== undefined && 'seconds' in budget) {
+      const left = budget.seconds * 1000 - elapsedMs;
+      steps = done === 0 ? 1 : Math.max(1, Math.min(steps, Math.floor(left / (elapsedMs / done))));
+    }
+    return steps;
   }
 
   async evaluate(modelPath: string, signal: AbortSignal): Promise<EvalResult> {

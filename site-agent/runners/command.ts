@@ -86,7 +86,7 @@ export class CommandRunner implements Runner {
         const outcome = exitOutcome(exit.code);
         if (outcome === 'done') {
           await tail.stop();
-          const { result, done } = await verifyShard(req, this.o, tail.lastLoss);
+          const { result, done } = await verifyShard(req, this.o, tail);
           if (done.nextCursor !== undefined) this.nextCursor = done.nextCursor;
           return result;
         }

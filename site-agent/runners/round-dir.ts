@@ -1,9 +1,9 @@
 /**
  * The round directory contract shared by the `command` and `slurm` runners (DESIGN.md, "Training
- * runners"): the agent writes `spec.json` and `global/`, the job appends `progress.jsonl`, writes
- * `out/model.safetensors` and commits `DONE.json` last. A shard is finished only when the exit
- * code, `DONE.json` and the output's names, shapes and SHA-256 all agree; this file checks the
- * last two.
+ * runners"; specified in docs/protocol.md, "The trainer contract"): the agent writes `spec.json`
+ * and `global/`, the job appends `progress.jsonl`, writes `out/model.safetensors` and commits
+ * `DONE.json` last. A shard is finished only when the exit code, `DONE.json` and the output's
+ * names, shapes and SHA-256 all agree; this file checks the last two.
  */
 import { accessSync, constants } from 'node:fs';
 import { copyFile, link, mkdir, open, readFile, rm, stat } from 'node:fs/promises';
@@ -13,7 +13,15 @@ import { z } from 'zod';
 import { openSafetensors, type SafetensorsTensorInfo } from '../../aggregation/index.js';
 import { AtomicFile, openFileSource, sha256File } from '../../common/files.js';
 import { SiteAgentError } from '../errors.js';
+import { readTrainBudget } from './budget.js';
 import type { TrainRequest, TrainResult } from './runner.js';
+
+/**
+ * The version of the trainer contract `spec.json` speaks. 1: a step count; 2: an optional
+ * `budget` (seconds or tokens) beside or instead of `train.max_steps`, a `ts` on every progress
+ * line, and the busy span (`trainStartedMs`, `trainFinishedMs`) in `DONE.json`.
+ */
+export const TRAINER_CONTRACT_VERSION = 2;
 
 /** Exit codes of a training job (DESIGN.md): anything else is a crash. */
 export const TRAINER_EXIT = { DONE: 0, BAD_SPEC: 64, BAD_GLOBAL: 65, RESUMABLE: 75 } as const;
@@ -66,23 +74,36 @@ export const doneSchema = z
     dataManifestSha256: sha256Hex,
     outSha256: sha256Hex,
     nextCursor: z.number().int().min(0).optional(),
+    /** Contract version 2: the start of the first step and the end of the last, Unix ms. */
+    trainStartedMs: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+    trainFinishedMs: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
   })
-  .passthrough();
+  .passthrough()
+  .refine((d) => d.trainStartedMs === undefined || d.trainFinishedMs === undefined || d.trainStartedMs <= d.trainFinishedMs, {
+    message: 'trainStartedMs is after trainFinishedMs',
+    path: ['trainFinishedMs'],
+  });
 export type DoneRecord = z.output<typeof doneSchema>;
 
-const spec = (req: TrainRequest, o: ShardSpecOptions, extra: Record<string, unknown>): Record<string, unknown> => ({
-  version: 1,
-  run_id: req.runId,
-  round: req.round,
-  attempt: req.attempt,
-  // Reproducible per (site, round, attempt); a resumed job reads the same spec, so the same seed.
-  seed: (o.seed * 1_000_003 + req.round * 1009 + req.attempt) % 2 ** 31,
-  global_sha256: req.globalSha256,
-  output_dtype: o.outputDtype,
-  ...(o.keepOptimizerState ? { keep_optimizer_state: '../optimizer-state' } : {}),
-  train: req.train,
-  data: { ...o.data, ...extra },
-});
+function spec(req: TrainRequest, o: ShardSpecOptions, extra: Record<string, unknown>): Record<string, unknown> {
+  const budget = readTrainBudget(req.train);
+  // The budget travels once, at the top and checked; `train` is the rest of the run's settings.
+  const train = Object.fromEntries(Object.entries(req.train).filter(([key]) => key !== 'budget'));
+  return {
+    version: TRAINER_CONTRACT_VERSION,
+    run_id: req.runId,
+    round: req.round,
+    attempt: req.attempt,
+    // Reproducible per (site, round, attempt); a resumed job reads the same spec, so the same seed.
+    seed: (o.seed * 1_000_003 + req.round * 1009 + req.attempt) % 2 ** 31,
+    global_sha256: req.globalSha256,
+    output_dtype: o.outputDtype,
+    ...(o.keepOptimizerState ? { keep_optimizer_state: '../optimizer-state' } : {}),
+    ...(budget ? { budget } : {}),
+    train,
+    data: { ...o.data, ...extra },
+  };
+}
 
 /** Writes `content` to `path` atomically (temp file, fsync, rename). */
 export async function writeJsonAtomic(path: string, content: unknown): Promise<void> {
@@ -102,6 +123,7 @@ export async function writeJsonAtomic(path: string, content: unknown): Promise<v
  * of an earlier attempt (`DONE.json`, `out/`, `progress.jsonl`) are removed first.
  */
 export async function prepareRoundDir(req: TrainRequest, o: ShardSpecOptions, dataExtra: Record<string, unknown> = {}): Promise<void> {
+  readTrainBudget(req.train); // a malformed budget is refused before anything is laid out
   const dir = req.roundDir;
   await rm(join(dir, 'DONE.json'), { force: true });
   await rm(join(dir, 'progress.jsonl'), { force: true });
@@ -199,12 +221,22 @@ export async function compareWithGlobal(globalPath: string, outPath: string, dty
   return issues.slice(0, 10);
 }
 
+/** What the agent saw in `progress.jsonl`: the fallbacks for what `DONE.json` leaves out. */
+export interface ProgressSeen {
+  readonly lastLoss: number | undefined;
+  /** `ts` of the first and the last step line read (Unix ms). */
+  readonly firstTs: number | undefined;
+  readonly lastTs: number | undefined;
+}
+
 /**
  * Checks a job that exited 0: `DONE.json` is there and valid, the SHA-256 of
  * `out/model.safetensors` is the one it names, and names, shapes and dtype match the global
  * model. Returns the shard's result; throws a {@link SiteAgentError} saying which part disagrees.
+ * The busy span is DONE.json's, else progress.jsonl's first and last `ts` (a version-1 trainer;
+ * the first `ts` is then the end of the first step), else 0.
  */
-export async function verifyShard(req: TrainRequest, o: ShardSpecOptions, lastLoss: number | undefined): Promise<{ result: TrainResult; done: DoneRecord }> {
+export async function verifyShard(req: TrainRequest, o: ShardSpecOptions, seen: ProgressSeen): Promise<{ result: TrainResult; done: DoneRecord }> {
   const done = await readDone(req.roundDir, o.doneWaitMs, req.signal);
   if (!done.ok) {
     throw new SiteAgentError('TRAINING_FAILED', `the training job exited 0 without a valid DONE.json: ${done.issues.join('; ')}`, false, { roundDir: req.roundDir });
@@ -231,8 +263,14 @@ export async function verifyShard(req: TrainRequest, o: ShardSpecOptions, lastLo
   if (issues.length > 0) {
     throw new SiteAgentError('MODEL_INVALID', `out/model.safetensors does not match the global model: ${issues.join('; ')}`, false, { roundDir: req.roundDir });
   }
-  const trainLoss = d.trainLoss ?? lastLoss ?? 0;
-  return { done: d, result: { outPath, samples: d.samples, tokens: d.tokens, steps: d.steps, trainLoss, dataManifestSha256: d.dataManifestSha256 } };
+  const trainLoss = d.trainLoss ?? seen.lastLoss ?? 0;
+  const fromDone = d.trainStartedMs !== undefined && d.trainFinishedMs !== undefined;
+  const fromProgress = seen.firstTs !== undefined && seen.lastTs !== undefined && seen.firstTs <= seen.lastTs;
+  const [trainStartedMs, trainFinishedMs] = fromDone ? [d.trainStartedMs!, d.trainFinishedMs!] : fromProgress ? [seen.firstTs!, seen.lastTs!] : [0, 0];
+  return {
+    done: d,
+    result: { outPath, samples: d.samples, tokens: d.tokens, steps: d.steps, trainLoss, dataManifestSha256: d.dataManifestSha256, trainStartedMs, trainFinishedMs },
+  };
 }
 
 /** What an exit code means for the round (DESIGN.md). */
@@ -274,7 +312,16 @@ export async function tailOf(path: string, bytes = 600): Promise<string> {
   }
 }
 
-const progressLine = z.object({ step: z.number().int().min(0), loss: z.number(), steps: z.number().int().positive().optional() }).passthrough();
+const progressLine = z
+  .object({
+    step: z.number().int().min(0),
+    loss: z.number(),
+    steps: z.number().int().positive().optional(),
+    ts: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  })
+  .passthrough();
+/** A line whose loss is null (not a number) still says when its step ended. */
+const stepTime = z.object({ ts: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER) }).passthrough();
 
 /**
  * Follows `progress.jsonl` by reading what was appended since the last read, at a bounded interval
@@ -282,7 +329,7 @@ const progressLine = z.object({ step: z.number().int().min(0), loss: z.number(),
  * complete line is forwarded through `onProgress`; a torn last line waits for its newline and a
  * malformed one is skipped.
  */
-export class ProgressTail {
+export class ProgressTail implements ProgressSeen {
   private offset = 0;
   private rest = '';
   private timer: NodeJS.Timeout | undefined;
@@ -290,6 +337,9 @@ export class ProgressTail {
   private stopped = false;
   /** Loss of the last line read. */
   lastLoss: number | undefined;
+  /** `ts` of the first and the last line read since the file was (re)started (Unix ms). */
+  firstTs: number | undefined;
+  lastTs: number | undefined;
 
   constructor(
     private readonly path: string,
@@ -324,7 +374,11 @@ export class ProgressTail {
     if (!handle) return;
     try {
       const { size } = await handle.stat();
-      if (size < this.offset) this.offset = 0; // truncated by a resumed trainer: read it again
+      if (size < this.offset) {
+        this.offset = 0; // truncated by a resumed trainer: read it again
+        this.rest = '';
+        this.firstTs = this.lastTs = undefined;
+      }
       // Bounded reads: at most 1 MiB per tick however fast the job writes.
       const length = Math.min(size - this.offset, 1 << 20);
       if (length <= 0) return;
@@ -346,6 +400,11 @@ export class ProgressTail {
       json = JSON.parse(line);
     } catch {
       return;
+    }
+    const time = stepTime.safeParse(json);
+    if (time.success) {
+      this.firstTs ??= time.data.ts;
+      this.lastTs = Math.max(this.lastTs ?? 0, time.data.ts);
     }
     const p = progressLine.safeParse(json);
     if (!p.success) return;

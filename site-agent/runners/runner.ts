@@ -37,6 +37,14 @@ export interface TrainResult {
   readonly trainLoss: number;
   /** SHA-256 of what data this shard read (its data manifest). */
   readonly dataManifestSha256: string;
+  /**
+   * The busy span, Unix ms: when the first training step began and the last one ended (the
+   * trainer's DONE.json, else the first and last `ts` of its progress.jsonl). The upload header
+   * carries them so the coordinator can show the site's busy fraction. Absent or 0: not known (a
+   * runner that does not say). Every runner of this repository fills them.
+   */
+  readonly trainStartedMs?: number;
+  readonly trainFinishedMs?: number;
 }
 
 export interface EvalResult {
@@ -44,7 +52,7 @@ export interface EvalResult {
   readonly samples: number;
 }
 
-/** A training runner (builtin, command, slurm). */
+/** A training runner (builtin, standin, command, slurm). */
 export interface Runner {
   readonly kind: string;
   train(request: TrainRequest): Promise<TrainResult>;

@@ -216,7 +216,7 @@ export class SlurmRunner implements Runner {
       const outcome = exitOutcome(end.exitCode ?? null);
       if (end.state === 'COMPLETED' && outcome === 'done') {
         await tail.stop();
-        const { result, done } = await verifyShard(req, this.o, tail.lastLoss);
+        const { result, done } = await verifyShard(req, this.o, tail);
         if (done.nextCursor !== undefined) this.nextCursor = done.nextCursor;
         return result;
       }

@@ -8,21 +8,27 @@ Modes (exit codes: 0 done, 64 bad spec or usage, 65 global weights invalid or mi
       DIR/model.safetensors (F32) + DIR/config.json: seeded round-0 weights, the same bytes on
       every machine, device and PyTorch version for the same seed and config.
   --round-dir DIR
-      One shard of a round (DESIGN.md, "Training runners"). Reads DIR/spec.json:
-        {round, seed, global_sha256, model_config_sha256?, output_dtype? ("F32" | "BF16"),
+      One shard of a round (DESIGN.md, "Training runners"). Reads DIR/spec.json (contract version 2):
+        {version? 2, round, seed, global_sha256, model_config_sha256?, output_dtype? ("F32" | "BF16"),
          keep_optimizer_state? (a directory for DiLoCo's inner AdamW state across rounds),
-         train: {max_steps, lr, batch_size, seq_len, weight_decay? 0, warmup_steps? 0,
-                 decay_steps? 0, min_lr_ratio? 0.1, data_order? "shuffled" | "sequential",
+         budget? {"seconds": S} | {"tokens": T},
+         train: {max_steps (beside a budget optional, a cap), lr, batch_size, seq_len, weight_decay? 0,
+                 warmup_steps? 0, decay_steps? 0, min_lr_ratio? 0.1, data_order? "shuffled" | "sequential",
                  grad_clip? 1.0, micro_batch_size?, checkpoint_every? 0},
          data: {train_tokens, train_tokens_sha256? (a pin: exit 64 for other bytes), cursor? 0}}
       (relative paths are relative to DIR).
+      A budget decides the steps: with {"tokens": T} the shard stops once its tokens reach T (the
+      last step may pass T by less than one batch); with {"seconds": S} it starts no step after S
+      seconds of training (time in the queue or between a kill and the resume does not count).
       data_order: "shuffled" reads the file's non-overlapping seq_len windows in a permutation keyed
       by the file's SHA-256, a new one each epoch, and `cursor` counts windows read since the first
       epoch began; "sequential" reads them in file order and `cursor` is a token offset.
       and DIR/global/{model.safetensors,config.json}; appends {"step","steps","loss","tokens","ts"}
-      (ts in Unix ms) to DIR/progress.jsonl; writes DIR/out/model.safetensors, then DIR/DONE.json:
-        {status, round, steps, tokens, samples, trainLoss, dataManifestSha256, dataManifest,
-         nextCursor, outSha256, outDtype}
+      (ts: Unix ms at the end of the step, never decreasing; steps: the planned steps, under a time
+      budget an estimate) to DIR/progress.jsonl; writes DIR/out/model.safetensors, then DIR/DONE.json:
+        {status, round, steps, tokens, samples, trainLoss, trainStartedMs, trainFinishedMs,
+         dataManifestSha256, dataManifest, nextCursor, outSha256, outDtype}
+      (trainStartedMs: the start of the first step, trainFinishedMs: the end of the last, Unix ms).
       SIGUSR1/SIGTERM: finish the step, save DIR/scratch/resume.pt, exit 75. A rerun with the same
       round, global_sha256, train and data resumes from it (attempt, run id and seed may differ),
       reaching the same weights as an uninterrupted run on CPU.
@@ -62,10 +68,10 @@ import torch.nn.functional as F  # noqa: E402
 
 # bench/ reaches some of these as torch_shard.<name> (EXIT_BAD_SPEC, Refusal, sha256_file, load_config, ...).
 from fedhpc_round_dir import (  # noqa: E402
-    EXIT_BAD_SPEC, EXIT_INTERRUPTED, ITEM_BYTES, TOKEN_BYTES, Parser, Refusal, append_progress, bad_global,
-    bad_spec, check_global_sha256, check_safetensors_header, load_config, load_round_config, need, pinned_sha256,
-    read_spec, safetensors_header, sha256_file, tensor_shapes, token_count, truncate_progress, validate_spec,
-    write_done, write_json_atomic)
+    EXIT_BAD_SPEC, EXIT_INTERRUPTED, ITEM_BYTES, TOKEN_BYTES, Parser, Refusal, StepClock, append_progress,
+    bad_global, bad_spec, budget_allows, check_global_sha256, check_safetensors_header, load_config,
+    load_round_config, need, pinned_sha256, planned_or_estimate, read_spec, safetensors_header, sha256_file,
+    tensor_shapes, token_count, truncate_progress, validate_spec, write_done, write_json_atomic)
 
 DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
 # torch.frombuffer has no bfloat16 path in 1.13: half-width floats travel as int16 bit patterns.
@@ -325,6 +331,9 @@ def torch_spec(spec, round_dir):
     s.decay_steps = need(train, "decay_steps", int, lambda v: v >= 0, 0, where="train")
     s.min_lr_ratio = need(train, "min_lr_ratio", (int, float), lambda v: 0 <= v <= 1, 0.1, where="train")
     s.data_order = need(train, "data_order", str, lambda v: v in ("shuffled", "sequential"), "shuffled", where="train")
+    if s.decay_steps and s.planned_steps is None:
+        # The cosine decay counts the run's steps as rounds x steps per round: a time budget has no such count.
+        raise bad_spec("spec.json: train.decay_steps needs a step count per round: give train.max_steps beside a time budget")
     return s
 
 
@@ -352,7 +361,7 @@ def open_round(round_dir):
     global_path = check_global_sha256(round_dir, s)
     weights = read_safetensors(global_path, tensor_shapes(c), bad_global)
     # A checkpoint belongs to what the shard computes, not to the attempt or run id around it.
-    work = {k: spec.get(k) for k in ("round", "global_sha256", "train", "data")}
+    work = {k: spec.get(k) for k in ("round", "global_sha256", "train", "data", "budget")}
     work_key = hashlib.sha256(json.dumps(work, sort_keys=True).encode()).hexdigest()
     return spec, work_key, s, c, data, weights
 
@@ -367,15 +376,19 @@ class Shard:
         self.opt = torch.optim.AdamW(self.w.values(), lr=s.lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=s.weight_decay)
         self.shapes = {n: list(t.shape) for n, t in self.w.items()}
         self.step, self.cursor, self.wraps, self.loss_sum = 0, s.cursor, 0, 0.0
+        # The training clock a resume continues: first step's start, seconds trained, last step's end.
+        self.started_ms, self.elapsed_s, self.last_ms = None, 0.0, None
 
     def load_adamw(self, state):
         # Hyperparameters come from this spec; only moments and step counts travel in files (loaded
         # on the CPU: load_state_dict moves moments to the weights' device, keeps steps where AdamW wants them).
         self.opt.load_state_dict({"state": state, "param_groups": self.opt.state_dict()["param_groups"]})
 
-    def save(self, path, work_key):
+    def save(self, path, work_key, clock):
+        clock_state = {"started_ms": clock.started_ms, "last_ms": self.last_ms,
+                       "elapsed_s": torch.tensor(clock.elapsed_s(), dtype=torch.float64)}
         save_torch_atomic({"work_key": work_key, "step": self.step, "cursor": self.cursor, "wraps": self.wraps,
-                           "loss_sum": torch.tensor(self.loss_sum, dtype=torch.float64),
+                           "loss_sum": torch.tensor(self.loss_sum, dtype=torch.float64), "clock": clock_state,
                            "weights": {n: t.detach() for n, t in self.w.items()},
                            "adamw": self.opt.state_dict()["state"]}, path)
 
@@ -389,6 +402,9 @@ class Shard:
                 t.copy_(ck["weights"][n])
         self.load_adamw(ck["adamw"])
         self.step, self.cursor, self.wraps, self.loss_sum = ck["step"], ck["cursor"], ck["wraps"], ck["loss_sum"].item()
+        clock = ck.get("clock") or {}
+        self.started_ms, self.last_ms = clock.get("started_ms"), clock.get("last_ms")
+        self.elapsed_s = clock["elapsed_s"].item() if "elapsed_s" in clock else 0.0
         return True
 
     def load_kept(self, path):
@@ -406,8 +422,9 @@ class Shard:
         starts, self.cursor, wrapped = take_windows(s.data_order, self.cursor, data.count, s.seq_len, s.batch_size, order_key(data.sha256))
         self.wraps += wrapped
         batch = data.windows(starts, s.seq_len + 1, self.c["vocab_size"], bad_spec).to(self.device)
-        # Inner steps of the whole run so far: rounds of max_steps each (DiLoCo's H), 1-based rounds.
-        run_step = max(0, s.round - 1) * s.max_steps + self.step
+        # Inner steps of the whole run so far: rounds of planned_steps each (DiLoCo's H), 1-based rounds.
+        # (None only under a time budget without max_steps, where torch_spec refuses a decay.)
+        run_step = max(0, s.round - 1) * (s.planned_steps or 0) + self.step
         for group in self.opt.param_groups:
             group["lr"] = lr_at(s.lr, self.step, s.warmup_steps, run_step, s.decay_steps, s.min_lr_ratio)
         self.opt.zero_grad(set_to_none=True)
@@ -444,31 +461,36 @@ def train_round(round_dir, stop):
     truncate_progress(progress_path, shard.step)
     os.makedirs(scratch, exist_ok=True)
     os.makedirs(out_dir, exist_ok=True)
-    print(f"torch_shard: round {s.round} steps {shard.step + 1}..{s.max_steps} on {device}",
-          file=sys.stderr, flush=True)
-    while shard.step < s.max_steps:
+    last = s.planned_steps if s.planned_steps is not None else f"(budget {s.budget_seconds} s)"
+    print(f"torch_shard: round {s.round} steps {shard.step + 1}..{last} on {device}", file=sys.stderr, flush=True)
+    clock = StepClock(shard.started_ms, shard.elapsed_s)
+    while budget_allows(s, shard.step, clock.elapsed_s()):
         if stop.signal:  # checked between steps only; a signal after the last step lets the shard finish
-            shard.save(resume_path, work_key)
+            shard.save(resume_path, work_key, clock)
             print(f"torch_shard: {stop.signal}: checkpoint at step {shard.step} in {resume_path}", file=sys.stderr)
             raise SystemExit(EXIT_INTERRUPTED)
+        clock.step_starts()
         loss = shard.train_step(data)
-        append_progress(progress_path, shard.step, s.max_steps, loss, s.batch_size, s.seq_len)
-        if s.checkpoint_every and shard.step % s.checkpoint_every == 0 and shard.step < s.max_steps:
-            shard.save(resume_path, work_key)
+        shard.last_ms = clock.now_ms()
+        steps = planned_or_estimate(s, shard.step, clock.elapsed_s())
+        append_progress(progress_path, shard.step, steps, loss, s.batch_size, s.seq_len, ts=shard.last_ms)
+        if s.checkpoint_every and shard.step % s.checkpoint_every == 0 and budget_allows(s, shard.step, clock.elapsed_s()):
+            shard.save(resume_path, work_key, clock)
     out_sha = write_safetensors(os.path.join(out_dir, "model.safetensors"), shard.w, s.output_dtype)
-    write_shard_done(round_dir, spec, s, data, shard, out_sha)
+    write_shard_done(round_dir, spec, s, data, shard, out_sha, (clock.started_ms, shard.last_ms))
     if kept_path:  # after DONE.json: a crash before it must leave the previous round's state for the retry
         shard.save_kept(kept_path)
     if os.path.exists(resume_path):
         os.remove(resume_path)
 
 
-def write_shard_done(round_dir, spec, s, data, shard, out_sha):
-    """DONE.json, written last: its presence (with exit 0) is what says the shard finished."""
+def write_shard_done(round_dir, spec, s, data, shard, out_sha, span):
+    """DONE.json, written last: its presence (with exit 0) is what says the shard finished. `span`:
+    the start of the first step and the end of the last, Unix ms (the busy span)."""
     manifest = {"path": spec["data"]["train_tokens"], "bytes": data.size, "sha256": data.sha256, "format": "uint32le",
                 "order": s.data_order, "cursor_start": s.cursor, "cursor_end": shard.cursor, "wraps": shard.wraps}
     write_done(round_dir, s.round, shard.step, s.batch_size, s.seq_len, shard.loss_sum / shard.step, manifest,
-               out_sha, s.output_dtype, {"nextCursor": shard.cursor})
+               out_sha, s.output_dtype, {"nextCursor": shard.cursor}, span=span)
 
 
 # ---------------------------------------------------------------- init and eval

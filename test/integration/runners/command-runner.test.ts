@@ -53,6 +53,24 @@ describe('command runner (stand-in trainer)', () => {
     expect(JSON.parse(await readFile(join(second.roundDir, 'spec.json'), 'utf8')).data).toEqual({ cursor: 7 });
   });
 
+  it('speaks contract version 2: the budget at the top of spec.json, the busy span from DONE.json, else from progress.jsonl\'s first and last ts', async () => {
+    const req = next({});
+    const budgeted = { ...req, train: { ...req.train, budget: { tokens: 100 } } };
+    const fromProgress = await runner().train(budgeted);
+    const spec = JSON.parse(await readFile(join(req.roundDir, 'spec.json'), 'utf8')) as Record<string, unknown>;
+    expect(spec).toMatchObject({ version: 2, budget: { tokens: 100 }, train: req.train });
+    expect(spec['train']).not.toHaveProperty('budget');
+    const ts = (await readFile(join(req.roundDir, 'progress.jsonl'), 'utf8')).trim().split('\n').map((l) => (JSON.parse(l) as { ts: number }).ts);
+    expect(fromProgress).toMatchObject({ trainStartedMs: ts[0], trainFinishedMs: ts.at(-1) });
+    expect(fromProgress.trainFinishedMs! - fromProgress.trainStartedMs!).toBeGreaterThanOrEqual(2 * 20 - 2);
+    const fromDone = await runner().train(next({ span: [1_764_900_000_000, 1_764_900_003_000] }));
+    expect(fromDone).toMatchObject({ trainStartedMs: 1_764_900_000_000, trainFinishedMs: 1_764_900_003_000 });
+    const bad = next({});
+    const err = await rejection(runner().train({ ...bad, train: { ...bad.train, budget: { seconds: 0 } } }));
+    expect(err).toMatchObject({ code: 'SPEC_INVALID', retryable: false });
+    expect(await trainerRuns(bad.roundDir)).toHaveLength(0);
+  });
+
   it('reports exit 64 as a permanent SPEC_INVALID without a rerun', async () => {
     const req = next({ exitCode: 64 });
     const err = await rejection(runner().train(req));

@@ -242,6 +242,39 @@ describe('NeMo / Megatron-Bridge recipe (deploy/slurm)', () => {
     expect(JSON.parse(nemo2.stdout)).toMatchObject({ backend: 'nemo2' });
   });
 
+  it('--check-spec plans a budget (contract version 2): a token budget\'s steps, a time budget\'s cap or an iteration count the budget stops first', async () => {
+    // The plumbing only: how a time budget ends Megatron's or Lightning's loop cannot run here (no NeMo).
+    const train = { ...(spec.train as Record<string, unknown>) };
+    delete train.max_steps;
+    const plans: Record<string, unknown>[] = [];
+    for (const edit of [
+      { version: 2, train, budget: { tokens: 1000 } }, // 8 x 32 = 256 tokens a step: 4 steps
+      { version: 2, budget: { tokens: 1000 } }, // max_steps 5 does not bind
+      { version: 2, train: { ...train, max_steps: 3 }, budget: { tokens: 1000 } },
+      { version: 2, train, budget: { seconds: 90 } },
+      { version: 2, budget: { seconds: 90 } },
+    ]) {
+      await writeSpec({ ...spec, ...edit });
+      const r = checkSpec(roundDir);
+      expect(r.code, r.stderr).toBe(0);
+      plans.push(JSON.parse(r.stdout) as Record<string, unknown>);
+    }
+    const pick = (p: Record<string, unknown>) => [p['steps'], p['tokens'], p['max_steps'], p['train_iters'], p['budget']];
+    expect(plans.map(pick)).toEqual([
+      [4, 1024, null, 4, { tokens: 1000 }],
+      [4, 1024, 5, 4, { tokens: 1000 }],
+      [3, 768, 3, 3, { tokens: 1000 }],
+      [null, null, null, 1e9, { seconds: 90 }],
+      [5, 1280, 5, 5, { seconds: 90 }],
+    ]);
+    expect(plans[3]!['phases']).toContain('train: until 90 s of training, checkpoints in scratch/mbridge_ckpt');
+    expect(plans[0]!['spec_version']).toBe(2);
+    await writeSpec({ ...spec, version: 2, budget: { seconds: 90, tokens: 5 } });
+    const refused = checkSpec(roundDir);
+    expect(refused.code).toBe(64);
+    expect(refused.stderr).toContain('budget must be');
+  });
+
   it('--check-spec exits 64 for a spec without train.max_steps', async () => {
     const train = { ...(spec.train as Record<string, unknown>) };
     delete train.max_steps;

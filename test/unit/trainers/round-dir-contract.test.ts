@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { memorySource, openSafetensors } from '../../../aggregation/index.js';
-import { ProgressTail, readDone, TRAINER_EXIT } from '../../../site-agent/runners/round-dir.js';
+import { ProgressTail, prepareRoundDir, readDone, shardSpecShape, TRAINER_CONTRACT_VERSION, TRAINER_EXIT } from '../../../site-agent/runners/round-dir.js';
+import { z } from 'zod';
 import type { TrainProgress } from '../../../site-agent/runners/runner.js';
 import { TORCH_PYTHON, torchAvailable } from './require-torch.js';
 
@@ -115,6 +116,60 @@ print(json.dumps({"ok": ok, "micro1": micro1, "abs": abs_path, "refused": [refus
       expect(r?.code).toBe(64);
       expect(r?.message).toMatch(expected[i]!);
     });
+  });
+
+  it('reads a version-2 budget: a token budget plans ceil(T / tokens a step) steps (capped by max_steps), a time budget none; a bad budget or a newer version is refused with 64', () => {
+    const out = pyJson<{ plans: [number | null, number | null, number | null][]; allows: boolean[]; estimate: number; refused: (Refused | null)[] }>(`
+spec = json.loads(sys.argv[1])
+train = {k: v for k, v in spec["train"].items() if k != "max_steps"}
+def plan(**kw):
+    s = rd.validate_spec({**spec, **kw}, "/r")
+    return [s.planned_steps, s.budget_seconds, s.budget_tokens]
+time_s = rd.validate_spec({**spec, "version": 2, "train": train, "budget": {"seconds": 2}}, "/r")
+print(json.dumps({
+    "plans": [plan(), plan(version=2, train=train, budget={"tokens": 1000}), plan(budget={"tokens": 1000}),
+              plan(version=2, train=train, budget={"seconds": 2.5}), plan(budget={"tokens": 256})],
+    "allows": [rd.budget_allows(time_s, 0, 99.0), rd.budget_allows(time_s, 5, 1.99), rd.budget_allows(time_s, 5, 2.0)],
+    "estimate": rd.planned_or_estimate(time_s, 10, 0.5),
+    "refused": [refusal(lambda b=b: rd.validate_spec({**spec, "budget": b}, "/r"))
+                for b in ({"seconds": 0}, {"tokens": 0}, {"tokens": 1.5}, {"seconds": 1, "tokens": 1}, {"minutes": 1}, [])]
+               + [refusal(lambda: rd.validate_spec({**spec, "version": 3}, "/r")),
+                  refusal(lambda: rd.validate_spec({**spec, "train": train}, "/r"))]}))
+`, [JSON.stringify(SPEC)]);
+    // SPEC: batch 8 x seq 32 = 256 tokens a step, max_steps 5.
+    expect(out.plans).toEqual([
+      [5, null, null],
+      [4, null, 1000],
+      [4, null, 1000],
+      [null, 2.5, null],
+      [1, null, 256],
+    ]);
+    expect(out.allows).toEqual([true, true, false]); // the first step always; none once 2 s are spent
+    expect(out.estimate).toBe(40); // 10 steps in 0.5 s: 40 by the end of 2 s
+    expect(out.refused.map((r) => r?.code)).toEqual([64, 64, 64, 64, 64, 64, 64, 64]);
+    expect(out.refused[0]?.message).toMatch(/budget\.seconds/);
+    expect(out.refused[3]?.message).toMatch(/budget must be/);
+    expect(out.refused[6]?.message).toMatch(/spec\.version/);
+    expect(out.refused[7]?.message).toMatch(/train\.max_steps/); // without a budget the step count is required
+  });
+
+  it('the agent writes spec.json version 2 with the run\'s budget at its top, which validate_spec reads', async () => {
+    const dir = join(work, 'agent-spec');
+    const global = join(work, 'agent-global.safetensors');
+    writeFileSync(global, 'not read by prepareRoundDir');
+    const options = z.object(shardSpecShape).parse({});
+    const train = { max_steps: 50, lr: 3e-4, batch_size: 8, seq_len: 32, budget: { tokens: 1000 } };
+    await prepareRoundDir({ runId: 'r', round: 2, attempt: 0, globalPath: global, globalSha256: 'a'.repeat(64), roundDir: dir, train, signal: AbortSignal.timeout(TIMEOUT_MS), onProgress: () => undefined }, options);
+    const written = JSON.parse(readFileSync(join(dir, 'spec.json'), 'utf8')) as Record<string, unknown>;
+    expect(written).toMatchObject({ version: TRAINER_CONTRACT_VERSION, budget: { tokens: 1000 }, train: { max_steps: 50, batch_size: 8 } });
+    expect(written['train']).not.toHaveProperty('budget');
+    const s = pyJson<{ version: number; planned: number }>(`
+s = rd.validate_spec(rd.read_spec(sys.argv[1])[0], sys.argv[1])
+print(json.dumps({"version": s.version, "planned": s.planned_steps}))`, [dir]);
+    expect(s).toEqual({ version: 2, planned: 4 });
+    await expect(
+      prepareRoundDir({ runId: 'r', round: 2, attempt: 0, globalPath: global, globalSha256: 'a'.repeat(64), roundDir: dir, train: { ...train, budget: { hours: 1 } }, signal: AbortSignal.timeout(TIMEOUT_MS), onProgress: () => undefined }, options),
+    ).rejects.toMatchObject({ code: 'SPEC_INVALID' });
   });
 
   it('load_config fills HF Llama defaults and refuses what fedhpc\'s Llama cannot represent with 65 (64 when asked)', () => {
@@ -234,6 +289,32 @@ rd.append_progress(path, 3, 5, float("nan"), 8, 32)  # not a number: written as 
     ]);
   });
 
+  it('a StepClock\'s ts never decreases, progress_span reads the busy span back, and the agent\'s ProgressTail sees the same first and last ts', async () => {
+    const path = join(work, 'progress-ts.jsonl');
+    rmSync(path, { force: true });
+    const out = pyJson<{ ts: number[]; span: [number, number, number[]]; started: number; elapsed: number }>(`
+import time
+path = sys.argv[1]
+clock = rd.StepClock()
+ts = []
+for step in (1, 2, 3):
+    clock.step_starts()
+    time.sleep(0.02)
+    ts.append(clock.now_ms())
+    rd.append_progress(path, step, 3, 1.0 / step, 8, 32, ts=ts[-1])
+resumed = rd.StepClock(started_ms=clock.started_ms, elapsed_s=clock.elapsed_s())
+print(json.dumps({"ts": ts, "span": rd.progress_span(path), "started": clock.started_ms, "elapsed": resumed.elapsed_s()}))
+`, [path]);
+    expect(out.ts[1]! - out.ts[0]!).toBeGreaterThanOrEqual(19);
+    expect(out.ts[2]! - out.ts[1]!).toBeGreaterThanOrEqual(19);
+    expect(out.started).toBeLessThanOrEqual(out.ts[0]! - 19);
+    expect(out.span).toEqual([out.ts[0], out.ts[2], [1, 0.5, 1 / 3]]);
+    expect(out.elapsed).toBeGreaterThanOrEqual(0.06); // a resumed clock counts the training before it
+    const tail = new ProgressTail(path, undefined, () => undefined, 50);
+    await tail.stop();
+    expect([tail.firstTs, tail.lastTs]).toEqual([out.ts[0], out.ts[2]]);
+  });
+
   it('write_done writes a DONE.json the agent accepts, without trainLoss when the loss is unknown', async () => {
     const dirs = [join(work, 'done-loss'), join(work, 'done-no-loss')];
     const manifest = { path: 'tokens.u32', sha256: 'b'.repeat(64), tokens: 4096, format: 'uint32le' };
@@ -241,7 +322,7 @@ rd.append_progress(path, 3, 5, float("nan"), 8, 32)  # not a number: written as 
 manifest = json.loads(${JSON.stringify(JSON.stringify(manifest))})
 for d, loss in ((${JSON.stringify(dirs[0])}, 2.5), (${JSON.stringify(dirs[1])}, None)):
     os.makedirs(d, exist_ok=True)
-    rd.write_done(d, 3, 5, 8, 32, loss, manifest, "c" * 64, "F32", {"nextCursor": 40})
+    rd.write_done(d, 3, 5, 8, 32, loss, manifest, "c" * 64, "F32", {"nextCursor": 40}, span=(1000, 2500) if loss else None)
 `);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
@@ -254,6 +335,8 @@ for d, loss in ((${JSON.stringify(dirs[0])}, 2.5), (${JSON.stringify(dirs[1])}, 
       expect(done.value).toMatchObject({ status: 'done', round: 3, steps: 5, tokens: 5 * 8 * 32, samples: 40, outSha256: 'c'.repeat(64), nextCursor: 40, outDtype: 'F32' });
       expect(done.value.dataManifestSha256).toBe(createHash('sha256').update(canonical).digest('hex'));
       expect(done.value.trainLoss).toBe(i === 0 ? 2.5 : undefined);
+      // Contract version 2: the busy span, left out when unknown.
+      expect([done.value.trainStartedMs, done.value.trainFinishedMs]).toEqual(i === 0 ? [1000, 2500] : [undefined, undefined]);
     }
     expect(readFileSync(join(dirs[1]!, 'DONE.json'), 'utf8')).not.toContain('trainLoss');
   });

@@ -107,6 +107,8 @@ interface Spec {
   model_config_sha256?: string;
   keep_optimizer_state?: string;
   attempt?: number;
+  version?: number;
+  budget?: Record<string, number>;
 }
 
 interface Done {
@@ -121,6 +123,9 @@ interface Done {
   /** Where the next round's data stream continues (the reference trainer's `data.cursor`). */
   nextCursor: number;
   outSha256: string;
+  /** Contract version 2: the start of the first step and the end of the last (Unix ms). */
+  trainStartedMs: number;
+  trainFinishedMs: number;
 }
 
 const torch = torchAvailable();
@@ -248,7 +253,8 @@ describe.skipIf(!torch.ok)('torch_shard.py (PyTorch reference trainer)', () => {
     expect(stopped.code, stopped.stderr).toBe(75);
     expect(existsSync(join(dir, 'scratch', 'resume.pt'))).toBe(true);
     expect(existsSync(join(dir, 'DONE.json'))).toBe(false);
-    const before = (await progress(dir)).length;
+    const interrupted = await progress(dir);
+    const before = interrupted.length;
     expect(before).toBeGreaterThanOrEqual(3);
     expect(before).toBeLessThan(STEPS);
 
@@ -265,7 +271,11 @@ describe.skipIf(!torch.ok)('torch_shard.py (PyTorch reference trainer)', () => {
     const outSha = sha256(await readFile(join(dir, 'out', 'model.safetensors')));
     expect(outSha).toBe(sha256(await readFile(join(full.dir, 'out', 'model.safetensors'))));
     const [a, b] = await Promise.all([readJson<Done>(join(dir, 'DONE.json')), readJson<Done>(join(full.dir, 'DONE.json'))]);
-    expect(a).toEqual(b);
+    const work = ({ trainStartedMs: _s, trainFinishedMs: _f, ...rest }: Done): Omit<Done, 'trainStartedMs' | 'trainFinishedMs'> => rest;
+    expect(work(a)).toEqual(work(b));
+    // The busy span runs from the first run's first step (kept in the checkpoint) to the rerun's last.
+    expect(a.trainStartedMs).toBeLessThanOrEqual(interrupted[0]!.ts);
+    expect(a.trainFinishedMs).toBe((await progress(dir)).at(-1)!.ts);
   });
 
   it('--eval prints a finite loss per token, lower after training, and reads BF16 weights written by the repo', { timeout: 60_000 }, async () => {
@@ -360,6 +370,56 @@ print(json.dumps({"a1": a1, "a2": a2, "a1again": epochs(1)[0], "b1": b1, "cursor
     expect(seqDone.dataManifest).toMatchObject({ order: 'sequential', cursor_end: 3 * BATCH * SEQ });
   });
 
+  it('under a time budget starts no step after S seconds of training; DONE.json\'s steps, tokens and busy span agree with progress.jsonl, whose ts increase', { timeout: 60_000 }, async () => {
+    const budgetS = 1.5;
+    const dir = await makeRound('budget-seconds', (s) => {
+      delete s.train.max_steps;
+      s.version = 2;
+      s.budget = { seconds: budgetS };
+    });
+    const exit = await runTrainer('--round-dir', dir);
+    expect(exit.code, exit.stderr).toBe(0);
+    const done = await readJson<Done>(join(dir, 'DONE.json'));
+    const lines = await progress(dir);
+    expect(done.steps).toBeGreaterThan(2);
+    expect(lines.map((l) => l.step)).toEqual(Array.from({ length: done.steps }, (_, i) => i + 1));
+    expect(done).toMatchObject({ tokens: done.steps * BATCH * SEQ, samples: done.steps * BATCH, trainFinishedMs: lines.at(-1)!.ts });
+    expect(lines.at(-1)!.tokens).toBe(done.tokens);
+    for (const [i, l] of lines.entries()) if (i > 0) expect(l.ts).toBeGreaterThanOrEqual(lines[i - 1]!.ts);
+    expect(lines.at(-1)!.ts).toBeGreaterThan(lines[0]!.ts);
+    expect(done.trainStartedMs).toBeLessThanOrEqual(lines[0]!.ts);
+    // Busy until the budget is spent, and no later than the step running then (plus scheduling slack).
+    const busyMs = done.trainFinishedMs - done.trainStartedMs;
+    const stepMs = busyMs / done.steps;
+    expect(busyMs).toBeGreaterThanOrEqual(budgetS * 1000);
+    expect(busyMs).toBeLessThan(budgetS * 1000 + 2 * stepMs + 500);
+    // The last line's `steps` is the count reached: under a time budget it is the pace's estimate.
+    expect(lines.at(-1)!.steps).toBe(done.steps);
+  });
+
+  it('under a token budget stops at the first step whose tokens reach T, less than one batch past it; max_steps caps it', { timeout: 60_000 }, async () => {
+    const perStep = BATCH * SEQ; // 256 tokens a step
+    const [byTokens, capped] = await Promise.all([
+      makeRound('budget-tokens', (s) => {
+        delete s.train.max_steps;
+        s.budget = { tokens: 1000 };
+      }),
+      makeRound('budget-tokens-capped', (s) => {
+        s.train.max_steps = 2;
+        s.budget = { tokens: 1000 };
+      }),
+    ]);
+    const exits = await Promise.all([runTrainer('--round-dir', byTokens), runTrainer('--round-dir', capped)]);
+    for (const e of exits) expect(e.code, e.stderr).toBe(0);
+    const done = await readJson<Done>(join(byTokens, 'DONE.json'));
+    expect(done).toMatchObject({ steps: 4, tokens: 4 * perStep });
+    expect(done.tokens).toBeGreaterThanOrEqual(1000);
+    expect(done.tokens).toBeLessThan(1000 + perStep);
+    expect((await progress(byTokens)).map((l) => [l.steps, l.tokens])).toEqual([1, 2, 3, 4].map((i) => [4, i * perStep]));
+    expect(done.trainFinishedMs).toBeGreaterThanOrEqual(done.trainStartedMs);
+    expect(await readJson<Done>(join(capped, 'DONE.json'))).toMatchObject({ steps: 2, tokens: 2 * perStep });
+  });
+
   it('exits 64 for a spec it cannot honour', { timeout: 60_000 }, async () => {
     const cases: [string, (s: Spec) => void, RegExp][] = [
       ['no-max-steps', (s) => delete s.train.max_steps, /train\.max_steps/],
@@ -367,6 +427,18 @@ print(json.dumps({"a1": a1, "a2": a2, "a1again": epochs(1)[0], "b1": b1, "cursor
       ['no-data', (s) => (s.data.train_tokens = join(work, 'missing.u32')), /token file .*missing\.u32/],
       ['bad-dtype', (s) => (s.output_dtype = 'F8'), /output_dtype/],
       ['bad-order', (s) => (s.train['data_order'] = 'random'), /train\.data_order/],
+      ['two-budgets', (s) => (s.budget = { seconds: 1, tokens: 100 }), /budget must be/],
+      ['zero-seconds', (s) => (s.budget = { seconds: 0 }), /budget\.seconds/],
+      ['newer-contract', (s) => (s.version = 3), /spec\.version/],
+      [
+        'decay-without-steps',
+        (s) => {
+          delete s.train.max_steps;
+          s.budget = { seconds: 1 };
+          s.train['decay_steps'] = 100;
+        },
+        /decay_steps needs a step count/,
+      ],
     ];
     const dirs = await Promise.all(cases.map(([name, edit]) => makeRound(name, edit)));
     const exits = await Promise.all(dirs.map((d) => runTrainer('--round-dir', d)));

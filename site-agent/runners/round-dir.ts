@@ -264,13 +264,18 @@ export async function verifyShard(req: TrainRequest, o: ShardSpecOptions, seen: 
     throw new SiteAgentError('MODEL_INVALID', `out/model.safetensors does not match the global model: ${issues.join('; ')}`, false, { roundDir: req.roundDir });
   }
   const trainLoss = d.trainLoss ?? seen.lastLoss ?? 0;
-  const fromDone = d.trainStartedMs !== undefined && d.trainFinishedMs !== undefined;
-  const fromProgress = seen.firstTs !== undefined && seen.lastTs !== undefined && seen.firstTs <= seen.lastTs;
-  const [trainStartedMs, trainFinishedMs] = fromDone ? [d.trainStartedMs!, d.trainFinishedMs!] : fromProgress ? [seen.firstTs!, seen.lastTs!] : [0, 0];
+  const [trainStartedMs, trainFinishedMs] = busySpan(d, seen);
   return {
     done: d,
     result: { outPath, samples: d.samples, tokens: d.tokens, steps: d.steps, trainLoss, dataManifestSha256: d.dataManifestSha256, trainStartedMs, trainFinishedMs },
   };
+}
+
+/** The busy span: DONE.json's, else progress.jsonl's first and last `ts`, else 0/0 (not known). */
+function busySpan(d: DoneRecord, seen: ProgressSeen): [number, number] {
+  if (d.trainStartedMs !== undefined && d.trainFinishedMs !== undefined) return [d.trainStartedMs, d.trainFinishedMs];
+  if (seen.firstTs !== undefined && seen.lastTs !== undefined && seen.firstTs <= seen.lastTs) return [seen.firstTs, seen.lastTs];
+  return [0, 0];
 }
 
 /** What an exit code means for the round (DESIGN.md). */

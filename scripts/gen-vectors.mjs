@@ -125,6 +125,7 @@ export const VECTORS = {
   'canonical-json.json': { about: "Canonical JSON (the journal's hash input): key order by UTF-16 code units, ECMAScript numbers and strings.", spec: 'canonical-json', derive: canonicalJson },
   'journal.json': { about: "A three-record journal: each record's canonical JSON and hash, chained from the genesis hash.", spec: 'the-journal-hash-chain', derive: journal },
   'wire-encodings.json': { about: 'Delta wire encodings and checks: CRC32C, f32 → bf16, int8 blocks and the byte layout of every encoding.', spec: 'delta-encodings', derive: wireEncodings },
+  'folded-weight.json': { about: "Folded work: the staleness discount ⌊k/(1+s)⌋, an upload's weight W = F + min(S, M − F) with λ and each part's count λ·S_i, the weights refused, and one mixed delta, clipped (secure) and not (plain).", spec: 'bases-staleness-and-folded-work', derive: foldedWeight },
 };
 
 /**
@@ -711,6 +712,84 @@ function wireEncodings(m) {
     bf16: { f32Bits: Array.from(new Uint32Array(bf16.buffer)).map((b) => b.toString(16).padStart(8, '0')), bf16Bits: Array.from(bf16Bits).map((b) => b.toString(16).padStart(4, '0')) },
     int8: { values: Array.from(block), encoded: hex(int8) },
     layouts: { tensors: [3, 130], cases: encodings.map((encoding) => ({ encoding, segments: a.deltaSegments(encoding, [3, 130]) })) },
+  };
+}
+
+/**
+ * The mixed delta of a folded upload, as docs/protocol.md writes it: f32((F·clip(Δ_f) + Σ c_i·clip(Δ_i)) / W)
+ * with c_i = λ·S_i, in float64, the parts added in order; no clip when `clip` is undefined (plain rounds).
+ * @param {readonly number[]} fresh
+ * @param {readonly (readonly number[])[]} parts
+ * @param {{ fresh: number, counts: readonly number[], weight: number }} w
+ * @param {number | undefined} clip
+ */
+function mixFolded(fresh, parts, w, clip) {
+  const cl = (/** @type {number} */ x) => (clip === undefined ? x : Math.max(-clip, Math.min(clip, x)));
+  return fresh.map((x, j) => {
+    let acc = w.fresh * cl(x);
+    parts.forEach((p, i) => (acc += /** @type {number} */ (w.counts[i]) * cl(/** @type {number} */ (p[j]))));
+    return Math.fround(acc / w.weight);
+  });
+}
+
+/** @param {VectorModules} m */
+function foldedWeight(m) {
+  const a = m.aggregation;
+  const max = Number.MAX_SAFE_INTEGER;
+  /**
+   * @param {string} name
+   * @param {{ count: number, staleness: number }} fresh
+   * @param {{ count: number, staleness: number }[]} folded
+   * @param {number} maxSiteWeight
+   */
+  const weigh = (name, fresh, folded, maxSiteWeight) => {
+    const r = a.uploadWeight(fresh, folded, maxSiteWeight);
+    if (!r.ok) return { name, fresh, folded, maxSiteWeight, code: r.code };
+    const v = r.value;
+    return { name, fresh, folded, maxSiteWeight, weight: v.weight, freshCount: v.fresh, discounted: v.folded, foldScale: v.foldScale, counts: v.folded.map((s) => s * v.foldScale) };
+  };
+  const cases = [
+    weigh('fresh work alone', { count: 1024, staleness: 0 }, [], 1400),
+    weigh('one part a round stale, room for all of it: λ = 1', { count: 1024, staleness: 0 }, [{ count: 1024, staleness: 1 }], 2000),
+    weigh('the same part shrunk to fit maxSiteWeight: λ = 376/512', { count: 1024, staleness: 0 }, [{ count: 1024, staleness: 1 }], 1400),
+    weigh('two parts shrunk together: λ = 600/833, not a binary fraction', { count: 900, staleness: 0 }, [{ count: 1000, staleness: 1 }, { count: 999, staleness: 2 }], 1500),
+    weigh('fresh work fills maxSiteWeight: no room, λ = 0', { count: 1400, staleness: 0 }, [{ count: 1024, staleness: 1 }], 1400),
+    weigh('a stale fresh part (trained from the previous model) is discounted too', { count: 1024, staleness: 1 }, [{ count: 1024, staleness: 2 }], 1400),
+    weigh('a part that counts nothing after the discount', { count: 10, staleness: 0 }, [{ count: 1, staleness: 1 }], 100),
+    weigh('counts at the edge of uint64 on the wire (2^53 − 1)', { count: 3, staleness: 0 }, [{ count: max, staleness: 1 }, { count: max, staleness: 2 }], max),
+    weigh('refused: the fresh part above maxSiteWeight', { count: 1401, staleness: 0 }, [], 1400),
+    weigh('refused: the fresh part discounted to 0', { count: 1, staleness: 1 }, [{ count: 1024, staleness: 2 }], 1400),
+  ];
+  const mixCase = /** @type {{ weight: number, freshCount: number, counts: number[] }} */ (cases[3]);
+  const fresh = [0, 0.1, -0.2, 0.7, -3, 0.25, 1e-7, -0.5].map(Math.fround);
+  const parts = [
+    [0, -0.4, 0.3, 0.9, 0.05, -0.25, 2, 0.125].map(Math.fround),
+    [0, 0.6, -0.6, -0.1, 0.2, 1e-3, -7, 0.375].map(Math.fround),
+  ];
+  const w = { fresh: mixCase.freshCount, counts: mixCase.counts, weight: mixCase.weight };
+  return {
+    discount: /** @type {[number, number][]} */ ([
+      [0, 0],
+      [1, 0],
+      [1, 1],
+      [7, 0],
+      [7, 1],
+      [7, 2],
+      [7, 6],
+      [1024, 1],
+      [1024, 2],
+      [1000, 3],
+      [max, 1],
+      [max, 2],
+    ]).map(([count, staleness]) => ({ count, staleness, discounted: a.discountedCount(count, staleness) })),
+    cases,
+    mix: {
+      weights: cases[3]?.name,
+      fresh,
+      parts,
+      secure: { clip: 0.5, mixed: mixFolded(fresh, parts, w, 0.5) },
+      plain: { mixed: mixFolded(fresh, parts, w, undefined) },
+    },
   };
 }
 

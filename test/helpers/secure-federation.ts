@@ -113,7 +113,8 @@ export async function modelValues(fed: TestFederation, sha256: string): Promise<
 
 /**
  * Asserts a committed FedAvg (lr 1) round moved the model by the plain weighted mean of the
- * participants' clipped deltas, Σ wᵢ·clip(Δᵢ) / Σ wᵢ with wᵢ = f32(samplesᵢ / maxSiteWeight), within
+ * participants' clipped deltas, Σ wᵢ·clip(Δᵢ) / Σ wᵢ with wᵢ = f32(countᵢ / maxWeight) (`samples`
+ * holds each count in the run's unit; `maxWeight` is the run's maxSiteWeight), within
  * the quantization bound n·c/((2^(q−1) − 1)·Σw) per element (c = 1, q = 24 by default) plus f32
  * rounding of the stored models — the bound `admin rounds` reports — and left every coordinate
  * that all participants left at zero exactly where it was (zero is a level of the quantizer).
@@ -124,6 +125,7 @@ export async function expectCommittedMean(
   deltas: ReadonlyMap<string, Float32Array>,
   samples: ReadonlyMap<string, number>,
   q = { clip: 1, quantBits: 24 },
+  maxWeight = MAX_WEIGHT,
 ): Promise<void> {
   expect(info.outcome).toBe('committed');
   const parent = await modelValues(fed, info.parentSha256);
@@ -133,7 +135,7 @@ export async function expectCommittedMean(
   let weightSum = 0;
   const mean = new Float64Array(parent.length);
   for (const s of participants) {
-    const w = Math.fround(samples.get(s)! / MAX_WEIGHT);
+    const w = Math.fround(samples.get(s)! / maxWeight);
     weightSum += w;
     const d = deltas.get(s)!;
     expect(d.length).toBe(parent.length);

@@ -6,13 +6,19 @@ taken from site-agent/). It joins over mutual TLS with the site's provisioned ce
 its Tasks stream open, heartbeats, downloads global models (CRC32C per chunk, SHA-256 of the file),
 trains with a deterministic stand-in trainer, uploads plain or masked deltas in striped, windowed,
 resumable streams, takes part in every SecAgg+ stage and signs receipts of committed rounds.
+It honours a round's training budget (tokens or seconds) and keeps work that missed its round to
+fold into a later upload (fedhpc_fold.py: discounted by staleness, weighed W, mixed, masked with the
+later attempt's keys; refused parts dropped and the fresh delta sent alone).
 
 Every round's delta and declared counts are written to the dump folder (round-<r>.f32 and
 round-<r>.json) so a test can compute the expected mean on its own; events.jsonl records what the
 agent did. Test-only behaviour: --drop-at-upload R (cut the connection instead of uploading in
 round R, having shared), --cut-upload R:N (cut the first upload stream of round R after N bytes,
 once, and resume it), --corrupt-upload R:crc|digest (one chunk with a wrong CRC32C, or one piece
-with a wrong SHA-256, in round R: the coordinator asks for it again).
+with a wrong SHA-256, in round R: the coordinator asks for it again), --miss-window R (train round
+R, keep the work and leave the attempt with ReportFailure DEADLINE_PASSED instead of uploading),
+--refold R (fold once more in round R the parts a committed round already counted: the coordinator
+refuses them with ALREADY_COUNTED and the agent sends its fresh delta alone).
 
 Usage: /usr/bin/python3 fedhpc_agent.py --address HOST:PORT --ca ca.crt --cert site.crt
        --key site.key --dump DIR [--stubs DIR] [options]
@@ -39,8 +45,9 @@ from cryptography.x509.oid import NameOID
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fedhpc_formats as fmt  # noqa: E402
 import fedhpc_secagg as sa  # noqa: E402
+from fedhpc_fold import FOLD_REFUSALS, Fold, part_count  # noqa: E402
 from fedhpc_secure import Refused, SecureAttempt, sign_p256  # noqa: E402
-from fedhpc_site import Dump, Trainer, encode_plain  # noqa: E402
+from fedhpc_site import Dump, Trainer, encode_plain, train_config  # noqa: E402
 from fedhpc_upload import Upload, UploadFailed, error_of  # noqa: E402
 
 PROTOCOL_VERSION = fmt.PROTOCOL_VERSION
@@ -49,6 +56,10 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024
 HEARTBEAT_S = 2.0
 CALL_TIMEOUT_S = 15.0
 EXIT_REFUSED = 3
+# The task kinds this agent handles; it ignores any other.
+TASK_KINDS = ("keys", "shares", "train", "consistency", "unmask", "eval", "finished", "cancel")
+# Upload failures after which the trained work can no longer count in its round: it is kept and folded later.
+MISSED_ROUND = ("ROUND_CLOSED", "NOT_INVITED", "DEADLINE", "CANCELLED")
 
 
 def load_stubs(stubs_dir):
@@ -87,7 +98,7 @@ class Agent:
         self.channel = grpc.secure_channel(args.address, creds, options)
         self.stub = pbg.SiteServiceStub(self.channel)
         self.dump = Dump(args.dump)
-        self.trainer = Trainer(args.seed if args.seed is not None else int(hashlib.sha256(self.site.encode()).hexdigest()[:8], 16), args.samples)
+        self.trainer = Trainer(args.seed if args.seed is not None else int(hashlib.sha256(self.site.encode()).hexdigest()[:8], 16), args.samples, args.step_ms / 1000)
         self.models = os.path.join(args.dump, "models")
         os.makedirs(self.models, exist_ok=True)
         self.stop = threading.Event()
@@ -97,6 +108,8 @@ class Agent:
         self.contributions = {}
         self.receipted = set()
         self.dropped_rounds = set()
+        self.missed_rounds = set()
+        self.fold = Fold(os.path.join(args.dump, "kept"), self.dump.event, args.refold)
         self.cut = dict(x.split(":") for x in args.cut_upload)
         self.cut = {int(r): int(n) for r, n in self.cut.items()}
         self.corrupt = {}
@@ -173,13 +186,13 @@ class Agent:
 
     def _dispatch(self, task):
         kind = task.WhichOneof("kind")
-        if kind is None:
+        if kind not in TASK_KINDS:
             return  # a task kind this agent does not know (a newer coordinator's): ignored
         body = getattr(task, kind)
         # Conventions: a uint64 above 2^53 − 1 breaks the contract (WIRE_INVALID), as a task
         # without the body its kind requires does.
         too_big = [f.name for f, v in body.ListFields() if f.type == f.TYPE_UINT64 and not isinstance(v, (list, tuple)) and v > sa.MAX_SAFE_INTEGER]
-        missing = {"train": "global_model", "eval": "model", "keys": "params"}.get(kind)
+        missing = {"train": "global_model", "eval": "model", "keys": "params", "finished": "model"}.get(kind)
         if too_big or (missing and not body.HasField(missing)):
             what = f"{', '.join(too_big)} above 2^53 - 1" if too_big else f"no {missing}"
             self._fail((body.run_id, min(getattr(body, "round", 0), sa.MAX_SAFE_INTEGER), getattr(body, "attempt", 0)), "WIRE_INVALID", f"a {kind} task with {what}")
@@ -195,7 +208,7 @@ class Agent:
     # ------------------------------------------------------------------ tasks, one at a time
 
     def _worker(self):
-        handlers = {"keys": self._keys, "shares": self._shares, "train": self._train, "consistency": self._consistency, "unmask": self._unmask, "eval": self._eval}
+        handlers = {"keys": self._keys, "shares": self._shares, "train": self._train, "consistency": self._consistency, "unmask": self._unmask, "eval": self._eval, "finished": self._finished}
         while not self.stop.is_set():
             try:
                 kind, body = self.work.get(timeout=0.5)
@@ -297,6 +310,7 @@ class Agent:
             if (encoding == "secagg32") != (att.params["modulus_bits"] == 32):
                 raise Refused("WIRE_INVALID", f"encoding {encoding} with a modulus of 2^{att.params['modulus_bits']}")
             att.receive_shares([(s.from_site, s.to_site, s.nonce, s.ciphertext) for s in t.shares], list(t.share_holders))
+        train = train_config(t.train_config_json)
         model = self._download(t.global_model.sha256, cancel)
         declared = [(x.name, x.dtype, list(x.shape)) for x in t.tensors]
         if fmt.safetensors_tensors(model) != declared:
@@ -307,35 +321,75 @@ class Agent:
             self.dump.event("evaluated", model_round=t.model_round, loss=loss)
         self.activity = "training"
         counts_per_tensor = [int(np.prod(x.shape, dtype=np.int64)) for x in t.tensors]
-        train_started_ms = int(time.time() * 1000)
-        delta, counts = self.trainer.train(t.round, sum(counts_per_tensor))
-        train_finished_ms = int(time.time() * 1000)
+        delta, counts = self.trainer.train(t.round, sum(counts_per_tensor), train)
         manifest = hashlib.sha256(f"fedhpc-interop:{self.site}:{t.round}".encode()).hexdigest()
-        self.dump.round(t.round, delta, {**counts, "attempt": t.attempt, "encoding": encoding})
+        self.dump.round(t.round, delta, {**counts, "attempt": t.attempt, "encoding": encoding, "base": t.global_model.sha256, "modelRound": t.model_round})
         if t.round in self.args.drop_at_upload and t.round not in self.dropped_rounds:
             return self._drop(t)
+        if t.round in self.args.miss_window and t.round not in self.missed_rounds:
+            return self._miss(t, delta, counts, "--miss-window: trained, but not uploaded in its window")
         self.activity = "upload"
+        # Bases, staleness and folded work: kept parts go with the fresh delta (secure rounds, whose
+        # parameters say the run's weighting and maxSiteWeight; a plain task says neither).
+        weighting = (att.params["weighting"] or "samples") if secure else None
+        plan = None
         if secure:
-            words, weight = att.masked_words(delta, counts["samples"])
+            plan = self.fold.plan(t.run_id, t.round, t.global_model.sha256, t.model_round, t.max_staleness, weighting, att.params["max_weight"], att.params["clip"], delta, counts)
+        try:
+            try:
+                result = self._upload(t, att, encoding, counts_per_tensor, delta, counts, manifest, cancel, plan)
+            except UploadFailed as e:
+                refusal = next((c for c in e.codes if c in FOLD_REFUSALS), None)
+                if plan is None or refusal is None:
+                    raise
+                self.dump.event("fold-refused", round=t.round, attempt=t.attempt, code=refusal, codes=e.codes, message=str(e))
+                self.fold.refused(plan, refusal)
+                plan = None
+                result = self._upload(t, att, encoding, counts_per_tensor, delta, counts, manifest, cancel, None)
+        except UploadFailed as e:
+            if e.code in MISSED_ROUND:
+                self._miss(t, delta, counts, f"the upload could not count in its round ({e.code})", report=False)
+            raise
+        self.contributions[(t.run_id, t.round)] = (t.global_model.sha256, manifest)
+        if plan is not None:
+            self.fold.uploaded(plan, t.run_id, t.round)
+        self.dump.event("uploaded", round=t.round, attempt=t.attempt, folded=0 if plan is None else len(plan["parts"]), **result)
+
+    def _upload(self, t, att, encoding, counts_per_tensor, fresh, counts, manifest, cancel, plan):
+        """One upload of the attempt: the fresh delta alone, or mixed with the plan's folded parts."""
+        delta = fresh if plan is None else plan["delta"]
+        if att is not None:
+            weighting = att.params["weighting"] or "samples"
+            count = plan["weight"] if plan is not None else part_count(weighting, counts)
+            words, _ = att.masked_words(delta, count)
             data = sa.words_bytes(words, att.params["modulus_bits"])
         else:
             data = encode_plain(delta, encoding, counts_per_tensor)
+        folded = [] if plan is None else [self.pb.FoldedPart(base_model_sha256=p["base"], samples=p["samples"], tokens=p["tokens"], steps=p["steps"]) for p in plan["parts"]]
         header = self.pb.UploadHeader(
             run_id=t.run_id, round=t.round, attempt=t.attempt, base_model_sha256=t.global_model.sha256, encoding=self.pb.Encoding(name=encoding),
             tensors=list(t.tensors), total_bytes=len(data), samples=counts["samples"], tokens=counts["tokens"], steps=counts["steps"],
-            train_loss=counts["trainLoss"], data_manifest_sha256=manifest, train_started_ms=train_started_ms, train_finished_ms=train_finished_ms,
+            train_loss=counts["trainLoss"], data_manifest_sha256=manifest, train_started_ms=counts["trainStartedMs"], train_finished_ms=counts["trainFinishedMs"], folded=folded,
         )
-        cut = self.cut.pop(t.round, None)
         deadline = t.upload_deadline_ms / 1000 if t.upload_deadline_ms else time.time() + 300
         upload = Upload(
             self.stub, self.pb, header, data, fmt.delta_segments(encoding, counts_per_tensor), t.max_streams or 1, min(t.max_chunk_bytes or 1 << 20, self.args.chunk_bytes),
-            deadline, lambda kind, **f: self.dump.event(kind, round=t.round, attempt=t.attempt, **f), cut_after=cut, cancelled=cancel, min_stripe_bytes=self.args.min_stripe_bytes,
-            corrupt=self.corrupt.pop(t.round, ()),
+            deadline, lambda kind, **f: self.dump.event(kind, round=t.round, attempt=t.attempt, **f), cut_after=self.cut.pop(t.round, None), cancelled=cancel,
+            min_stripe_bytes=self.args.min_stripe_bytes, corrupt=self.corrupt.pop(t.round, ()),
         )
-        self.dump.event("uploading", round=t.round, attempt=t.attempt, bytes=len(data), stripes=upload.stripes, sha256=upload.sha256)
-        result = upload.run()
-        self.contributions[(t.run_id, t.round)] = (t.global_model.sha256, manifest)
-        self.dump.event("uploaded", round=t.round, attempt=t.attempt, **result)
+        self.dump.event("uploading", round=t.round, attempt=t.attempt, bytes=len(data), stripes=upload.stripes, sha256=upload.sha256, folded=len(folded))
+        return upload.run()
+
+    def _miss(self, t, delta, counts, why, report=True):
+        """Work that will not count in its round: kept with its base and counts to fold into a later
+        upload. With `report`, the site leaves the attempt at once (ReportFailure) so the round need
+        not wait for its deadline; its secrets of the attempt go."""
+        self.missed_rounds.add(t.round)
+        record = {"runId": t.run_id, "round": t.round, "attempt": t.attempt, "base": t.global_model.sha256, "baseRound": t.model_round, "samples": counts["samples"], "tokens": counts["tokens"], "steps": counts["steps"]}
+        self.fold.keep_missed(record, delta, why)
+        if report:
+            self.attempts.pop((t.run_id, t.round, t.attempt), None)
+            self._fail((t.run_id, t.round, t.attempt), "DEADLINE_PASSED", f"round {t.round}'s delta missed its upload window: kept to fold into a later upload")
 
     def _drop(self, t):
         """Test behaviour: having shared, cut the connection as a crashed agent would (its secrets lost)."""
@@ -353,6 +407,11 @@ class Agent:
         loss, samples = self.trainer.evaluate(t.model_round)
         self.stub.ReportEval(self.pb.EvalReport(run_id=t.run_id, model_round=t.model_round, model_sha256=t.model.sha256, loss=loss, samples=samples), timeout=CALL_TIMEOUT_S)
         self.dump.event("evaluated", model_round=t.model_round, loss=loss, final=True)
+
+    def _finished(self, t):
+        """The run finished without an evaluation: the task names the final model, so its round committed."""
+        self._receipt(t.run_id, t.model_round, t.model.sha256)
+        self.dump.event("finished", model_round=t.model_round)
 
     def _download(self, sha256, cancel):
         """Download: chunks checked by CRC32C, asked again from the last good byte; the file by SHA-256."""
@@ -407,11 +466,14 @@ class Agent:
             )
             self.receipted.add(k)
             self.dump.event("receipt", round=model_round, model=model_sha256)
+            self.fold.settled(run_id, model_round, counted=True)
         except grpc.RpcError as e:
             code, _, details = error_of(e)
             if code != "UNAVAILABLE":
                 self.receipted.add(k)
             self.dump.event("receipt-refused", round=model_round, code=code, details=details)
+            if code == "NOT_INVITED":
+                self.fold.settled(run_id, model_round, counted=False)
 
 
 def main(argv):
@@ -431,6 +493,9 @@ def main(argv):
     ap.add_argument("--drop-pause", type=float, default=1.0, help="seconds offline after a drop")
     ap.add_argument("--cut-upload", action="append", default=[], metavar="ROUND:BYTES")
     ap.add_argument("--corrupt-upload", action="append", default=[], metavar="ROUND:crc|digest", help="one bad CRC32C or piece digest, once")
+    ap.add_argument("--miss-window", type=int, action="append", default=[], metavar="ROUND", help="train ROUND, keep the work, report a failure instead of uploading")
+    ap.add_argument("--refold", type=int, action="append", default=[], metavar="ROUND", help="fold again in ROUND the parts a committed round counted (refused: ALREADY_COUNTED)")
+    ap.add_argument("--step-ms", type=float, default=5.0, help="the stand-in trainer's time per step")
     args = ap.parse_args(argv[1:])
     pb, pbg = load_stubs(args.stubs)
     agent = Agent(args, pb, pbg)

@@ -23,6 +23,7 @@ class UploadFailed(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.retryable = retryable
+        self.codes = [code]
 
 
 def error_of(e):
@@ -87,9 +88,12 @@ class Upload:
         with ThreadPoolExecutor(max_workers=count) as pool:
             futures = [pool.submit(self._stripe, i, a, b, count) for i, (a, b) in enumerate(self.stripes)]
             errors = [f.exception() for f in futures]
-        for e in errors:
-            if e is not None:
-                raise e
+        failed = [e for e in errors if e is not None]
+        if failed:
+            # Stripes may fail differently (one header refused, another finding the attempt closed
+            # to the site since): every stripe's code goes with the first error.
+            failed[0].codes = [getattr(e, "code", type(e).__name__) for e in failed]
+            raise failed[0]
         if self.complete is None:
             raise UploadFailed("UPLOAD_INCOMPLETE", "every stripe was received but no stream reported the delta complete")
         return self.complete

@@ -16,6 +16,8 @@ export interface FixedDeltaRunnerOptions {
   readonly samples: (round: number) => number;
   /** A round whose training fails (the agent reports it and drops out of the attempt, having shared). */
   readonly failRound?: number;
+  /** Tokens declared in `round` (default: 8 per sample). */
+  readonly tokens?: (round: number) => number;
 }
 
 /** Trains by adding a fixed Δ; `deltas` holds, per round, the Δ the agent will compute and send. */
@@ -50,7 +52,7 @@ export class FixedDeltaRunner implements Runner {
     return {
       outPath,
       samples,
-      tokens: samples * 8,
+      tokens: this.o.tokens?.(r.round) ?? samples * 8,
       steps: 4,
       trainLoss: 1.5,
       dataManifestSha256: createHash('sha256').update(`fixed-delta:${this.o.site}:${r.round}`).digest('hex'),

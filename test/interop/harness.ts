@@ -23,6 +23,21 @@ export interface PyEvent {
   readonly [key: string]: unknown;
 }
 
+/** What the Python agent trained in a round, as its dump's round-<r>.json says. */
+export interface PyRound {
+  readonly samples: number;
+  readonly tokens: number;
+  readonly steps: number;
+  readonly attempt: number;
+  /** The global model it trained from, and the round that committed it. */
+  readonly base: string;
+  readonly modelRound: number;
+  readonly trainStartedMs: number;
+  readonly trainFinishedMs: number;
+  /** The end of each step, Unix ms. */
+  readonly stepTs: readonly number[];
+}
+
 /** Samples a TypeScript site declares in `round` (the Python agent's are in its dump). */
 export function tsSamples(site: string, round: number): number {
   return 300 + 100 * Number(site.replace(/\D+/g, '')) + 10 * round;
@@ -55,11 +70,11 @@ export class PythonAgent {
     return existsSync(this.log) ? readFileSync(this.log, 'utf8').split('\n').slice(-40).join('\n') : '(no log)';
   }
 
-  /** The delta it trained in `round` and the samples it declared, from its dump folder. */
-  round(round: number): { delta: Float32Array; samples: number } {
+  /** The delta it trained in `round` and what it declared, from its dump folder. */
+  round(round: number): { delta: Float32Array } & PyRound {
     const bytes = readFileSync(join(this.dump, `round-${round}.f32`));
-    const meta = JSON.parse(readFileSync(join(this.dump, `round-${round}.json`), 'utf8')) as { samples: number };
-    return { delta: new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4), samples: meta.samples };
+    const meta = JSON.parse(readFileSync(join(this.dump, `round-${round}.json`), 'utf8')) as PyRound;
+    return { ...meta, delta: new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4) };
   }
 
   async stop(): Promise<void> {
@@ -100,9 +115,9 @@ export class InteropFederation {
     return f;
   }
 
-  /** A real TypeScript agent for `site` whose runner adds a known Δ (and fails `failRound`). */
-  startTsAgent(site: string, failRound?: number): void {
-    const runner = new FixedDeltaRunner({ site, samples: (r) => tsSamples(site, r), ...(failRound ? { failRound } : {}) });
+  /** A real TypeScript agent for `site` whose runner adds a known Δ (and fails `failRound`; declares `tokens`). */
+  startTsAgent(site: string, failRound?: number, tokens?: (round: number) => number): void {
+    const runner = new FixedDeltaRunner({ site, samples: (r) => tsSamples(site, r), ...(failRound ? { failRound } : {}), ...(tokens ? { tokens } : {}) });
     this.runners.set(site, runner);
     const agent = new SiteAgent({ config: loadSiteConfig(this.fed.files.siteConfigs.get(site)!), runner, logger: testLogger({ level: 'warn' }).logger });
     const stop = new AbortController();

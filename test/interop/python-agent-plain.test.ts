@@ -2,7 +2,8 @@
  * The Python agent of test/interop/ in plain rounds, in the compact encodings it writes from the
  * page alone (bf16 and int8 blocks, docs/protocol.md "Delta encodings"), beside a TypeScript
  * SiteAgent: each committed update must be the weighted mean of what each site's delta decodes to,
- * coordinates both left at zero must not move, and every receipt must verify.
+ * coordinates both left at zero must not move, and every receipt must verify (the int8 run evaluates
+ * nothing, so the last round's receipts come from the FinishedTask).
  */
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -87,7 +88,8 @@ describe.skipIf(skip)('the Python site agent in plain rounds', () => {
 
   for (const encoding of ['bf16', 'int8'] as const) {
     it(`uploads ${encoding} deltas the coordinator averages exactly as a TypeScript agent's, striped over a small window, and signs its receipts`, async () => {
-      const run = { rounds: 2, minSites: 2, evaluate: true, encoding, secureAggregation: { enabled: false }, strategy: { name: 'fedavg' as const, lr: 1 }, maxSiteWeight: 1000 };
+      // The int8 run evaluates nothing: its last round's receipts are signed on the FinishedTask.
+      const run = { rounds: 2, minSites: 2, evaluate: encoding === 'bf16', encoding, secureAggregation: { enabled: false }, strategy: { name: 'fedavg' as const, lr: 1 }, maxSiteWeight: 1000 };
       f = await InteropFederation.start(2, run);
       f.startTsAgent('site-1');
       const python = f.startPython(PY, ['--min-stripe-bytes', String(64 * 1024)]);
@@ -101,6 +103,7 @@ describe.skipIf(skip)('the Python site agent in plain rounds', () => {
       const ca = new X509Certificate(readFileSync(siteCertFiles(f.fed, PY).ca, 'utf8'));
       const report = verifyAudit(await readStateDirTrail(coordinatorStateDir(f.fed)), { ca: [ca], requireReceipts: true });
       expect(report).toMatchObject({ ok: true, committedRounds: 2, receipts: 4, missingReceipts: [] });
+      if (encoding === 'int8') expect(python.events().find((e) => e.event === 'finished')).toMatchObject({ model_round: 2 });
     }, 90_000);
   }
 });

@@ -14,7 +14,7 @@ import { INTEROP_DIR, PYTHON, ROOT, pythonInteropUnavailable } from './python.js
 const skip = skipUnless('python-interop', pythonInteropUnavailable());
 
 describe.skipIf(skip)('the Python implementation against proto/vectors/', () => {
-  it('derives every vector file exactly (x25519+HKDF, PRG, quantize-mask, masked sum, Shamir, sealed shares, signed payloads, graph, receipts, canonical JSON, journal, wire encodings, encoded fields)', () => {
+  it('derives every vector file exactly (x25519+HKDF, PRG, quantize-mask, masked sum, Shamir, sealed shares, signed payloads, graph, receipts, canonical JSON, journal, wire encodings, encoded fields, folded weights)', () => {
     const r = spawnSync(PYTHON, [join(INTEROP_DIR, 'vectors_check.py'), join(ROOT, 'proto', 'vectors')], { encoding: 'utf8', timeout: 120_000 });
     const lines = r.stdout.trim().split('\n');
     expect(r.stderr, 'vectors_check.py wrote to stderr').toBe('');

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fedhpc_fold as fold  # noqa: E402
 import fedhpc_formats as fmt  # noqa: E402
 import fedhpc_secagg as sa  # noqa: E402
 
@@ -296,6 +297,28 @@ def check_wire_encodings(v, c):
         c.eq(got, case["segments"], f"layout {case['encoding']}")
 
 
+def check_folded_weight(v, c):
+    for d in v["discount"]:
+        c.eq(fold.discounted(d["count"], d["staleness"]), d["discounted"], f"discount {d['count']} at staleness {d['staleness']}")
+    by_name = {}
+    for case in v["cases"]:
+        name = case["name"]
+        by_name[name] = case
+        fresh = (case["fresh"]["count"], case["fresh"]["staleness"])
+        parts = [(p["count"], p["staleness"]) for p in case["folded"]]
+        if "code" in case:
+            c.code(lambda: fold.upload_weight(fresh, parts, case["maxSiteWeight"]), case["code"], name)
+            continue
+        w, f, s, scale = fold.upload_weight(fresh, parts, case["maxSiteWeight"])
+        c.eq([w, f, s, scale], [case["weight"], case["freshCount"], case["discounted"], case["foldScale"]], f"{name}: W, F, S_i, λ")
+        c.eq([si * scale for si in s], case["counts"], f"{name}: λ·S_i")
+    m = v["mix"]
+    w = by_name[m["weights"]]
+    for kind, clip in (("secure", m["secure"]["clip"]), ("plain", None)):
+        got = fold.mix(np.asarray(m["fresh"], dtype=np.float32), [np.asarray(p, dtype=np.float32) for p in m["parts"]], w["freshCount"], w["counts"], w["weight"], clip)
+        c.eq([float(x) for x in got], m[kind]["mixed"], f"the {kind} mixed delta")
+
+
 CHECKERS = {
     "encoded-fields.json": check_encoded_fields,
     "x25519-hkdf.json": check_x25519_hkdf,
@@ -310,6 +333,7 @@ CHECKERS = {
     "canonical-json.json": check_canonical_json,
     "journal.json": check_journal,
     "wire-encodings.json": check_wire_encodings,
+    "folded-weight.json": check_folded_weight,
 }
 
 

@@ -358,4 +358,43 @@ describe('protocol test vectors', () => {
     expect(hex(aggregation.encodeInt8Blocks(Float32Array.from(v.int8.values)))).toBe(v.int8.encoded);
     for (const c of v.layouts.cases) expect(aggregation.deltaSegments(c.encoding, v.layouts.tensors)).toEqual(c.segments);
   });
+
+  it('folded-weight: ⌊k/(1+s)⌋ in integers, W = F + min(S, M − F), λ and λ·S_i, the refusals, and the mixed delta in float64 rounded once', () => {
+    const v = read('folded-weight.json');
+    for (const d of v.discount) {
+      // Written out in integers (BigInt), as the page says; and the library.
+      expect(d.discounted).toBe(Number(BigInt(d.count) / BigInt(1 + d.staleness)));
+      expect(aggregation.discountedCount(d.count, d.staleness)).toBe(d.discounted);
+    }
+    for (const c of v.cases) {
+      const r = aggregation.uploadWeight(c.fresh, c.folded, c.maxSiteWeight);
+      const f = Number(BigInt(c.fresh.count) / BigInt(1 + c.fresh.staleness));
+      if ('code' in c) {
+        expect(r.ok ? 'accepted' : r.code, c.name).toBe(c.code);
+        expect(f > 0 && f <= c.maxSiteWeight, c.name).toBe(false);
+        continue;
+      }
+      expect(r.ok && { weight: r.value.weight, freshCount: r.value.fresh, discounted: r.value.folded, foldScale: r.value.foldScale }, c.name).toEqual({ weight: c.weight, freshCount: c.freshCount, discounted: c.discounted, foldScale: c.foldScale });
+      const parts = c.folded.map((p) => Number(BigInt(p.count) / BigInt(1 + p.staleness)));
+      const total = parts.reduce((a, b) => a + b, 0);
+      const taken = Math.min(total, c.maxSiteWeight - f);
+      expect([f, parts, f + taken, total === 0 ? 1 : taken / total], c.name).toEqual([c.freshCount, c.discounted, c.weight, c.foldScale]);
+      expect(c.counts, c.name).toEqual(parts.map((p) => p * c.foldScale));
+      expect(c.weight, c.name).toBeLessThanOrEqual(c.maxSiteWeight);
+    }
+    const w = v.cases.find((c) => c.name === v.mix.weights);
+    if (!w || 'code' in w) throw new Error('the mix names no accepted case');
+    const mix = (clip: number | undefined): number[] =>
+      v.mix.fresh.map((x, j) => {
+        const cl = (y: number): number => (clip === undefined ? y : Math.max(-clip, Math.min(clip, y)));
+        let acc = w.freshCount * cl(x);
+        v.mix.parts.forEach((p, i) => (acc += w.counts[i]! * cl(p[j]!)));
+        return Math.fround(acc / w.weight);
+      });
+    expect(mix(v.mix.secure.clip)).toEqual(v.mix.secure.mixed);
+    expect(mix(undefined)).toEqual(v.mix.plain.mixed);
+    // The inputs are float32 values; a clipped mix stays within the clip.
+    for (const x of [...v.mix.fresh, ...v.mix.parts.flat(), ...v.mix.secure.mixed, ...v.mix.plain.mixed]) expect(Math.fround(x)).toBe(x);
+    for (const x of v.mix.secure.mixed) expect(Math.abs(x)).toBeLessThanOrEqual(v.mix.secure.clip);
+  });
 });

@@ -90,7 +90,7 @@ export function validateHeader(h: UploadHeader, exp: UploadExpectation, site: st
       { round, attempt: h.attempt },
     );
   }
-  const staleness = stalenessOf(h.baseModelSha256, exp, 'the delta');
+  const staleness = stalenessOf(h.baseModelSha256, exp, 'the delta', 'fresh');
   if (h.encoding !== exp.encoding) {
     throw new CoordinatorError('UPLOAD_INVALID', `encoding ${JSON.stringify(h.encoding)} was not negotiated for this run (expected ${exp.encoding})`);
   }
@@ -157,15 +157,20 @@ export function validateHeader(h: UploadHeader, exp: UploadExpectation, site: st
   };
 }
 
-/** Rounds `base` lies behind the round's model: `BASE_UNKNOWN` for no committed model, `STALE_DELTA` beyond maxStaleness. */
-function stalenessOf(base: string, exp: UploadExpectation, what: string): number {
+/**
+ * Rounds `base` lies behind the round's model: `BASE_UNKNOWN` for no committed model, `STALE_DELTA`
+ * beyond maxStaleness. `part` goes into the error's context: a refused folded part leaves the site
+ * in the round, free to send its fresh work alone (`isFoldRefusal`).
+ */
+function stalenessOf(base: string, exp: UploadExpectation, what: string, part: 'fresh' | 'folded'): number {
   const r = exp.bases.roundOf(base);
   if (r === undefined) {
-    throw new CoordinatorError('BASE_UNKNOWN', `${what} was computed against model ${JSON.stringify(base.slice(0, 64))}, which is no committed model of run ${exp.runId}`);
+    throw new CoordinatorError('BASE_UNKNOWN', `${what} was computed against model ${JSON.stringify(base.slice(0, 64))}, which is no committed model of run ${exp.runId}`, { part });
   }
   const staleness = exp.modelRound - r;
   if (staleness < 0 || staleness > exp.maxStaleness) {
     throw new CoordinatorError('STALE_DELTA', `${what} was computed against the model of round ${r}, ${staleness} rounds behind round ${exp.modelRound}'s (at most ${exp.maxStaleness}): drop it and train from the task's model`, {
+      part,
       baseRound: r,
       modelRound: exp.modelRound,
       maxStaleness: exp.maxStaleness,
@@ -174,18 +179,23 @@ function stalenessOf(base: string, exp: UploadExpectation, what: string): number
   return staleness;
 }
 
+/** Whether `e` refused an upload for one of its folded parts only: the fresh work may still come alone. */
+export function isFoldRefusal(e: CoordinatorError): boolean {
+  return e.context['part'] === 'folded';
+}
+
 /** The folded parts: bases known, distinct, strictly older than the fresh part's, not counted before. */
 function validateFolded(h: UploadHeader, exp: UploadExpectation, site: string, freshStaleness: number): Omit<FoldedIntent, 'count'>[] {
-  if (h.folded.length > exp.maxStaleness) throw new CoordinatorError('UPLOAD_INVALID', `${h.folded.length} folded parts, at most ${exp.maxStaleness} (the run's maxStaleness)`);
+  if (h.folded.length > exp.maxStaleness) throw new CoordinatorError('UPLOAD_INVALID', `${h.folded.length} folded parts, at most ${exp.maxStaleness} (the run's maxStaleness)`, { part: 'folded' });
   const seen = new Set<string>();
   return h.folded.map((f, i) => {
-    const staleness = stalenessOf(f.baseModelSha256, exp, `folded part ${i}`);
+    const staleness = stalenessOf(f.baseModelSha256, exp, `folded part ${i}`, 'folded');
     if (staleness <= freshStaleness || seen.has(f.baseModelSha256)) {
-      throw new CoordinatorError('UPLOAD_INVALID', `folded part ${i}'s base must be distinct and older than the fresh part's (staleness ${staleness}, fresh ${freshStaleness})`);
+      throw new CoordinatorError('UPLOAD_INVALID', `folded part ${i}'s base must be distinct and older than the fresh part's (staleness ${staleness}, fresh ${freshStaleness})`, { part: 'folded' });
     }
     seen.add(f.baseModelSha256);
     if (exp.bases.isCounted(site, f.baseModelSha256)) {
-      throw new CoordinatorError('ALREADY_COUNTED', `folded part ${i}: ${site}'s work from the model of round ${exp.modelRound - staleness} was counted in a committed round already`, { staleness });
+      throw new CoordinatorError('ALREADY_COUNTED', `folded part ${i}: ${site}'s work from the model of round ${exp.modelRound - staleness} was counted in a committed round already`, { part: 'folded', staleness });
     }
     return { baseModelSha256: f.baseModelSha256, staleness, samples: f.samples, tokens: f.tokens, steps: f.steps };
   });

@@ -17,7 +17,7 @@ import type { StateStore } from '../state/store.js';
 import { readMessages, writeWithBackpressure } from '../service/streams.js';
 import { hashRange, UploadSession, type StreamOwner, type StripeState } from './session.js';
 import { StripeReceiver, streamWindow } from './stream.js';
-import { validateHeader, type UploadIntent } from './header.js';
+import { isFoldRefusal, validateHeader, type UploadIntent } from './header.js';
 import type { BudgetGrant, TransferBudget } from './budget.js';
 
 export interface UploadServiceOptions {
@@ -245,8 +245,9 @@ export class UploadService {
     if (!call.destroyed && !call.cancelled) call.emit('error', toServiceError(e));
     if (!RESUMABLE.has(e.code)) {
       if (session && !session.finished) void this.discard(session, e);
-      if (e.code !== 'ROUND_CLOSED' && e.code !== 'NOT_INVITED') {
-        // A header that fails validation is still a broken contribution to the open round.
+      if (e.code !== 'ROUND_CLOSED' && e.code !== 'NOT_INVITED' && !(session === undefined && isFoldRefusal(e))) {
+        // A header that fails validation is still a broken contribution to the open round — but
+        // one refused for a folded part only leaves the site free to send its fresh work alone.
         const at = this.o.driver.uploadingAttempt();
         if (at) this.o.driver.failSite(site, at.round, at.attempt, `${e.code}: ${e.message}`);
       }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CoordinatorError, type CoordinatorErrorCode } from '../../../coordinator/core/errors.js';
-import { type UploadExpectation, type UploadIntent, validateHeader as validateDomainHeader } from '../../../coordinator/upload/header.js';
+import { type UploadExpectation, type UploadIntent, isFoldRefusal, validateHeader as validateDomainHeader } from '../../../coordinator/upload/header.js';
 import { uploadHeaderFromWire } from '../../../coordinator/service/wire.js';
 import type { UploadHeader__Output as WireHeader } from '../../../proto/index.js';
 
@@ -160,6 +160,11 @@ describe('validateHeader', () => {
 
     it('refuses work a committed round counted already (ALREADY_COUNTED): site-1 took part in round 1 from the initial model', () => {
       expectRefused(header({ folded: [fold(INITIAL, 10)] }), 'ALREADY_COUNTED', 'site-1');
+      // A refused fold leaves the site in the round (its fresh work may come alone); a refused fresh part does not.
+      expect(isFoldRefusal(refusal(header({ folded: [fold(INITIAL, 10)] })))).toBe(true);
+      expect(isFoldRefusal(refusal(header({ folded: [fold('e'.repeat(64), 10)] })))).toBe(true);
+      expect(isFoldRefusal(refusal(header({ baseModelSha256: 'e'.repeat(64) })))).toBe(false);
+      expect(isFoldRefusal(refusal(header({ baseModelSha256: INITIAL }), { ...EXPECTATION, maxStaleness: 1 }))).toBe(false);
       expect(validateHeader(header({ folded: [fold(INITIAL, 10)] }), EXPECTATION, 'site-2').weight).toBe(128 + 3);
     });
 

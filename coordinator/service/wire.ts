@@ -216,6 +216,8 @@ export function taskToWire(task: SiteTask): Task {
           maxChunkBytes: task.maxChunkBytes,
           maxStreams: task.maxStreams ?? 1,
           maxStaleness: task.maxStaleness ?? 0,
+          weighting: task.weighting ?? '',
+          maxSiteWeight: task.maxSiteWeight ?? 0,
           evaluate: task.evaluate,
           shares: task.shares.map((x) => ({ fromSite: x.from, toSite: x.to, nonce: x.nonce, ciphertext: x.ciphertext })),
           shareHolders: [...task.shareHolders],

@@ -193,6 +193,8 @@ export class EffectRunner {
         maxChunkBytes: this.ctx.o.config.limits.maxChunkBytes,
         maxStreams: this.ctx.o.config.limits.maxStreamsPerSite,
         maxStaleness: config.run.maxStaleness,
+        weighting: config.run.weighting,
+        maxSiteWeight: config.run.maxSiteWeight,
         evaluate: evaluate && !this.ctx.evals.hasReport(run.modelRound, site),
       });
       if (!sent) this.ctx.dispatch({ type: 'siteFailed', site, round, attempt, reason: 'no open task stream' });

@@ -24,6 +24,9 @@ export type SiteTask =
       readonly maxStreams?: number;
       /** Most rounds an upload's base may lie behind `modelRound` (`run.maxStaleness`). */
       readonly maxStaleness?: number;
+      /** `run.weighting` and `run.maxSiteWeight`: what a folding site mixes its parts by. */
+      readonly weighting?: string;
+      readonly maxSiteWeight?: number;
       readonly evaluate: boolean;
       /** Secure rounds: shares sealed for this site, and the sites that completed the exchange. */
       readonly shares: readonly StoredShare[];

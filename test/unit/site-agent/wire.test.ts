@@ -29,6 +29,8 @@ function trainTask(patch: Partial<TrainTask__Output> = {}): Task__Output {
     shareHolders: [],
     maxStreams: 2,
     maxStaleness: 0,
+    weighting: '',
+    maxSiteWeight: 0,
     ...patch,
   };
   return { kind: 'train', train };

@@ -23,6 +23,8 @@ export interface TrainTask {
   'shareHolders'?: (string)[];
   'maxStreams'?: (number);
   'maxStaleness'?: (number);
+  'weighting'?: (string);
+  'maxSiteWeight'?: (number | string);
 }
 
 export interface TrainTask__Output {
@@ -42,4 +44,6 @@ export interface TrainTask__Output {
   'shareHolders': (string)[];
   'maxStreams': (number);
   'maxStaleness': (number);
+  'weighting': (string);
+  'maxSiteWeight': (number);
 }

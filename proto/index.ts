@@ -23,6 +23,7 @@ export type { EvalReport, EvalReport__Output } from './generated/fedhpc/v1/EvalR
 export type { EvalTask, EvalTask__Output } from './generated/fedhpc/v1/EvalTask.js';
 export type { Event, Event__Output } from './generated/fedhpc/v1/Event.js';
 export type { EventsRequest, EventsRequest__Output } from './generated/fedhpc/v1/EventsRequest.js';
+export type { FinishedTask, FinishedTask__Output } from './generated/fedhpc/v1/FinishedTask.js';
 export type { FoldedPart, FoldedPart__Output } from './generated/fedhpc/v1/FoldedPart.js';
 export type { HeartbeatRequest, HeartbeatRequest__Output } from './generated/fedhpc/v1/HeartbeatRequest.js';
 export type { HeartbeatResponse, HeartbeatResponse__Output } from './generated/fedhpc/v1/HeartbeatResponse.js';

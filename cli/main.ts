@@ -10,12 +10,13 @@ import { printable } from '../common/text.js';
 import { loadCoordinatorConfig, startCoordinator } from '../coordinator/index.js';
 import { serveMetrics } from '../common/metrics-http.js';
 import { AgentMetrics, createRunner, DROP_PHASES, RunnerConfigError, loadSiteConfig, SiteAgent, SiteAgentError, type DropPhase } from '../site-agent/index.js';
-import { DEMO_TRAIN, writeFederationFiles, SIMULATE_STRATEGIES, simulate, type SimulateRecord, type SimulateStrategy, containerLayout, buildFedhpcImage } from '../simulate/index.js';
+import { DEMO_TRAIN, writeFederationFiles, SIMULATE_STRATEGIES, simulate, type SimulateRecord, type SimulateStrategy, type SiteRoundWork, containerLayout, buildFedhpcImage } from '../simulate/index.js';
 import { ADMIN_COMMANDS, runAdmin, type AdminCommand } from './admin.js';
 import { UsageError, isUsageError } from './usage-error.js';
 import { USAGE, usageOf, wantsHelp } from './usage.js';
 import { runAudit } from './audit.js';
 import { enrolCommand, renewCommand } from './admin-enrol.js';
+import { speedOptions } from './simulate-options.js';
 
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
 
@@ -38,13 +39,6 @@ function onTerminate(): AbortSignal {
   return ac.signal;
 }
 
-function runnerKind(value: string | undefined): 'builtin' | 'command' | 'slurm' {
-  const kinds = ['builtin', 'command', 'slurm'] as const;
-  if (value === undefined) return 'builtin';
-  if (!(kinds as readonly string[]).includes(value)) throw new UsageError(`--runner must be one of ${kinds.join(', ')}, got ${JSON.stringify(value)}`);
-  return value as (typeof kinds)[number];
-}
-
 /** `simulate --containers`: the local image (built from this package, or reused) and a network of containers. */
 async function simulateContainers(runner: string): Promise<Awaited<ReturnType<typeof containerLayout>>> {
   if (runner !== 'builtin') throw new UsageError(`--containers runs the builtin trainer only (the image has no Python), not --runner ${runner}`);
@@ -65,6 +59,8 @@ async function cmdSimulate(args: string[]): Promise<number> {
       drop: { type: 'string', multiple: true },
       runner: { type: 'string' },
       python: { type: 'string' },
+      'site-speeds': { type: 'string' },
+      'budget-s': { type: 'string' },
       'no-secure-aggregation': { type: 'boolean', default: false },
       containers: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
@@ -75,7 +71,13 @@ async function cmdSimulate(args: string[]): Promise<number> {
   if (!SIMULATE_STRATEGIES.includes(strategy)) {
     throw new UsageError(`--strategy must be one of ${SIMULATE_STRATEGIES.join(', ')}, got ${JSON.stringify(values.strategy)}`);
   }
-  const sites = intOption(values.sites, 'sites', 4);
+  const speeds = speedOptions({
+    sites: values.sites === undefined ? undefined : intOption(values.sites, 'sites', 4),
+    runner: values.runner,
+    siteSpeeds: values['site-speeds'],
+    budgetS: values['budget-s'],
+  });
+  const sites = speeds.sites;
   const drop = (values.drop ?? []).map((d) => {
     const [site, phase] = d.split('@');
     if (!site || !phase || !DROP_PHASES.includes(phase as DropPhase)) {
@@ -87,17 +89,20 @@ async function cmdSimulate(args: string[]): Promise<number> {
   const json = values.json === true;
   const print = (r: SimulateRecord): void => {
     if (json) return out(JSON.stringify(r));
-    if (r.type === 'start') out(`fedhpc simulate: ${r.sites} sites, ${r.rounds} rounds, ${r.strategy}; state in ${r.stateDir}`);
-    else if (r.type === 'round') {
+    if (r.type === 'start') {
+      const how = speeds.siteSpeeds ? `; stand-in trainers at speeds ${speeds.siteSpeeds.join(':')}` : speeds.runner === 'standin' ? '; stand-in trainers' : '';
+      const budget = speeds.budgetS === undefined ? '' : `, a ${speeds.budgetS} s budget a round`;
+      out(`fedhpc simulate: ${r.sites} sites, ${r.rounds} rounds, ${r.strategy}${how}${budget}; state in ${r.stateDir}`);
+    } else if (r.type === 'round') {
       const per = Object.entries(r.siteEvalLoss).map(([s, l]) => `${s}=${l.toFixed(3)}`).join(' ');
       out(
         `round ${String(r.round).padStart(3)}${r.secure ? ' [secure]' : ''}  sites ${r.participants.length}${r.dropped.length ? ` (dropped ${r.dropped.join(',')})` : ''}  ` +
-          `eval ${r.evalLoss.toFixed(4)} [${per}]  up ${(r.bytesUp / 1e6).toFixed(2)} MB  down ${(r.bytesDown / 1e6).toFixed(2)} MB  ${r.seconds.toFixed(1)} s`,
+          `eval ${r.evalLoss.toFixed(4)} [${per}]  work [${workText(r.work)}]  up ${(r.bytesUp / 1e6).toFixed(2)} MB  down ${(r.bytesDown / 1e6).toFixed(2)} MB  ${r.seconds.toFixed(1)} s`,
       );
     } else {
       out(
         `done: ${r.rounds} rounds, ${r.sites} sites in ${r.seconds.toFixed(1)} s; eval loss ${r.initialEvalLoss.toFixed(4)} -> ${r.finalEvalLoss.toFixed(4)} ` +
-          `(bigram baseline ${r.bigramEvalLoss.toFixed(4)}); model ${r.modelSha256}`,
+          `(${speeds.runner === 'standin' ? 'the stand-in objective, not a language model' : `bigram baseline ${r.bigramEvalLoss.toFixed(4)}`}); model ${r.modelSha256}`,
       );
     }
   };
@@ -110,14 +115,28 @@ async function cmdSimulate(args: string[]): Promise<number> {
     cliPath: fileURLToPath(import.meta.url),
     timeoutS: intOption(values.timeout, 'timeout', 600),
     secure: values['no-secure-aggregation'] !== true,
-    runner: runnerKind(values.runner),
-    layout: values.containers ? await simulateContainers(runnerKind(values.runner)) : undefined,
+    runner: speeds.runner,
+    siteSpeeds: speeds.siteSpeeds,
+    budgetS: speeds.budgetS,
+    layout: values.containers ? await simulateContainers(speeds.runner) : undefined,
     python: values.python,
     drop,
     emit: print,
     signal: onTerminate(),
   });
   return 0;
+}
+
+/** A round's work per site: `site-1 20 steps 41.0k tokens busy 0.83`, with staleness when not 0. */
+function workText(work: Readonly<Record<string, SiteRoundWork>>): string {
+  const k = (n: number): string => (n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : String(n));
+  return Object.entries(work)
+    .map(([site, w]) => {
+      const busy = w.busyFraction === undefined ? '' : ` busy ${w.busyFraction.toFixed(2)}`;
+      const stale = w.staleness ? ` stale ${w.staleness}` : '';
+      return `${site} ${w.steps} steps ${k(w.tokens)} tokens${busy}${stale}`;
+    })
+    .join(', ');
 }
 
 async function cmdCoordinator(args: string[]): Promise<number> {

@@ -8,7 +8,11 @@ export const COMMAND_USAGE: Readonly<Record<string, string>> = {
   simulate: `  fedhpc simulate     [--sites N] [--rounds R] [--strategy fedavg|diloco|fedadam] [--state-dir DIR]
                [--min-sites K] [--no-secure-aggregation] [--drop SITE@PHASE]... [--timeout S] [--json]
                [--containers]   (each part in its own Docker container; builtin runner only)
-               [--runner builtin|command|slurm] [--python PATH]   (command/slurm: the PyTorch trainer)
+               [--runner builtin|standin|command|slurm] [--python PATH]   (command/slurm: the PyTorch trainer)
+               [--site-speeds 1,2,3]   (stand-in trainers that sleep as GPUs compute, at these relative
+                                        speeds, one per site; selects --runner standin)
+               [--budget-s S]   (a time budget per round: each site trains S seconds, its speed decides
+                                 its steps; builtin and standin runners)
                (PHASE: keys, shares, upload, unmask)
 `,
   coordinator: `  fedhpc coordinator  --config FILE

@@ -13,6 +13,7 @@ import {
   type SiteOptions,
 } from '../site-agent/index.js';
 import { torchInitialModel, torchRunner, type JobRunnerKind } from './torch-sites.js';
+import { standinRunner, type StandinSites } from './standin-sites.js';
 import { DEMO_DATA, DEMO_MODEL_SEED } from './demo.js';
 
 /** Training settings of the demo federation (builtin runner), chosen for ≈1 CPU-second per shard. */
@@ -33,6 +34,8 @@ export interface FederationFilesOptions {
   readonly force?: boolean;
   /** How sites train: the builtin TypeScript model (default) or torch_shard.py as a job. */
   readonly trainer?: { readonly kind: JobRunnerKind; readonly python: string } | undefined;
+  /** Sites run the stand-in trainer at these speeds instead (on the builtin initial model). */
+  readonly standin?: StandinSites | undefined;
 }
 
 export interface FederationFiles {
@@ -114,8 +117,9 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
       ...(serverName ? { serverName } : {}),
       tls: { ca: 'ca.crt', cert: 'site.crt', key: 'site.key' },
       workDir: 'work',
-      runner:
-        o.trainer && modelConfig
+      runner: o.standin
+        ? standinRunner(o.standin, i)
+        : o.trainer && modelConfig
           ? await torchRunner(o.trainer.kind, dir, languages[i]!, i + 1, o.trainer.python, modelConfig)
           : { kind: 'builtin', language: languages[i]!, ...DEMO_DATA, seed: i + 1 },
     };

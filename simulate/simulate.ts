@@ -14,6 +14,7 @@ import { bigramEvalLoss, defaultSiteLanguages, siteDataset, VOCAB_SIZE, type Dro
 import { DEMO_TRAIN, writeFederationFiles } from './federation-files.js';
 import { DEMO_DATA } from './demo.js';
 import { TORCH_TRAIN, type JobRunnerKind } from './torch-sites.js';
+import { STANDIN_STEP_MS, STANDIN_TRAIN, simulatedTraining, type StandinSites } from './standin-sites.js';
 import { freeLoopbackPort } from '../common/net.js';
 import type { SimulateLayout } from './containers.js';
 import { withMallocTuning } from '../common/malloc.js';
@@ -33,8 +34,15 @@ export interface SimulateOptions {
   readonly train?: Readonly<Record<string, unknown>> | undefined;
   /** Strategy hyper-parameters (e.g. `{ lr: 0.7, momentum: 0.9 }` for DiLoCo's outer step). */
   readonly strategyParams?: Readonly<Record<string, number>> | undefined;
-  /** How sites train: `builtin` (default), or torch_shard.py through the `command` or `slurm` runner. */
-  readonly runner?: 'builtin' | JobRunnerKind | undefined;
+  /**
+   * How sites train: `builtin` (default), torch_shard.py through the `command` or `slurm` runner,
+   * or `standin`: stand-in trainers that sleep as a GPU computes (the default with `siteSpeeds`).
+   */
+  readonly runner?: 'builtin' | 'standin' | JobRunnerKind | undefined;
+  /** Relative speeds of the stand-in trainers, one per site (all 1 when absent). */
+  readonly siteSpeeds?: readonly number[] | undefined;
+  /** A time budget per round in seconds (`run.train.budget.seconds`); builtin and stand-in sites. */
+  readonly budgetS?: number | undefined;
   /** Python with torch for the job runners (Debian's is not the first python3 on PATH). */
   readonly python?: string | undefined;
   /** Secure aggregation (SecAgg+); on by default. */
@@ -57,6 +65,18 @@ export interface SiteEvalLine {
   readonly loss: number;
 }
 
+/**
+ * What one site did in a committed round, as `admin round N` reports its upload: tokens and steps,
+ * the staleness of its base, and its busy fraction (first to last training step ÷ the round's wall
+ * time; absent when the coordinator could not compute it).
+ */
+export interface SiteRoundWork {
+  readonly tokens: number;
+  readonly steps: number;
+  readonly staleness: number;
+  readonly busyFraction?: number;
+}
+
 export type SimulateRecord =
   | { type: 'start'; stateDir: string; sites: number; rounds: number; strategy: string; coordinator: string }
   | {
@@ -67,6 +87,8 @@ export type SimulateRecord =
       dropped: string[];
       evalLoss: number;
       siteEvalLoss: Record<string, number>;
+      /** Per participant: tokens and steps trained this round. */
+      work: Record<string, SiteRoundWork>;
       bytesUp: number;
       bytesDown: number;
       seconds: number;
@@ -124,12 +146,17 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
   const address = layout?.coordinatorAddress ?? `localhost:${port}`;
   const fedDir = join(stateDir, 'federation');
   const write = layout ? layout.writeFiles : (f: Parameters<SimulateLayout['writeFiles']>[0]) => writeFederationFiles({ ...f, coordinatorAddress: address, listen: `127.0.0.1:${port}` });
+  const runner = o.runner ?? (o.siteSpeeds ? 'standin' : 'builtin');
+  const standin: StandinSites | undefined = runner === 'standin' ? { speeds: o.siteSpeeds ?? sites.map(() => 1), stepMs: STANDIN_STEP_MS } : undefined;
+  const jobs = runner === 'command' || runner === 'slurm';
+  const training = simulatedTraining(o.train ?? (jobs ? TORCH_TRAIN : standin ? STANDIN_TRAIN : DEMO_TRAIN), o.budgetS, standin);
   const files = await write({
     dir: fedDir,
     federation: 'simulation',
     sites,
     admins: ['admin'],
-    trainer: o.runner === 'command' || o.runner === 'slurm' ? { kind: o.runner, python: o.python ?? '/usr/bin/python3' } : undefined,
+    trainer: jobs ? { kind: runner, python: o.python ?? '/usr/bin/python3' } : undefined,
+    standin,
     run: {
       id: 'simulation',
       rounds: o.rounds,
@@ -137,8 +164,10 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
       expectedSites: sites,
       strategy: { name: o.strategy, ...o.strategyParams },
       secureAggregation: { enabled: o.secure ?? true },
-      train: o.train ?? (o.runner === 'command' || o.runner === 'slurm' ? TORCH_TRAIN : DEMO_TRAIN),
-      deadlines: { openS: 60, trainingS: 120, uploadS: 60, aggregateS: 60, commitS: 30, evalS: 30 },
+      train: training.train,
+      ...(training.weighting ? { weighting: training.weighting } : {}),
+      ...(training.maxSiteWeight !== undefined ? { maxSiteWeight: training.maxSiteWeight } : {}),
+      deadlines: { openS: 60, trainingS: training.trainingS, uploadS: 60, aggregateS: 60, commitS: 30, evalS: 30 },
     },
     // On one machine a site that went away is gone: drop it (and its partial upload) after 10 s
     // without progress rather than holding its place for a WAN-sized minute.
@@ -179,7 +208,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
     const check = (): void => {
       checking = checking.then(async () => {
         const rounds = await admin.rounds();
-        for (const line of roundLines(rounds, printed, o.secure ?? true)) o.emit(line);
+        for (const line of await roundLines(admin, rounds, printed, o.secure ?? true)) o.emit(line);
         const status = await admin.status();
         if (status.runState === 'failed') throw new SimulateError(`the run failed; see ${coordinator.log}`);
         const final = rounds.rounds.find((r) => r.outcome === 'committed' && r.round === String(o.rounds));
@@ -244,7 +273,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
 }
 
 /** Round records for committed rounds whose evaluation is known and that were not printed yet. */
-function roundLines(r: RoundsResponse__Output, printed: Set<number>, secure: boolean): SimulateRecord[] {
+async function roundLines(admin: AdminClient, r: RoundsResponse__Output, printed: Set<number>, secure: boolean): Promise<SimulateRecord[]> {
   const out: SimulateRecord[] = [];
   for (const info of r.rounds) {
     const round = Number(info.round);
@@ -258,12 +287,26 @@ function roundLines(r: RoundsResponse__Output, printed: Set<number>, secure: boo
       dropped: info.dropped,
       evalLoss: info.evalLoss,
       siteEvalLoss: Object.fromEntries(info.evals.map((e) => [e.siteId, e.loss])),
+      work: await roundWork(admin, round),
       bytesUp: Number(info.bytesUp),
       bytesDown: Number(info.bytesDown),
       seconds: (Number(info.finishedMs) - Number(info.startedMs)) / 1000,
     });
   }
   return out;
+}
+
+/** Each participant's tokens and steps in committed round `round`, from its journaled upload counts. */
+async function roundWork(admin: AdminClient, round: number): Promise<Record<string, SiteRoundWork>> {
+  const detail = await admin.round(round);
+  const committed = detail.attempts.find((a) => a.outcome === 'committed');
+  return Object.fromEntries(
+    (committed?.participants ?? []).map((p) => [
+      p.siteId,
+      // A busy fraction below 0 is one the coordinator could not compute (no span reported).
+      { tokens: Number(p.tokens), steps: Number(p.steps), staleness: p.staleness, ...(p.busyFraction >= 0 ? { busyFraction: p.busyFraction } : {}) },
+    ]),
+  );
 }
 
 /** Held-out loss of a character bigram model fitted to the union of the sites' training data. */

@@ -8,6 +8,7 @@ export type { Runner } from './runners/runner.js';
 export { createRunner } from './runners/index.js';
 export { CommandRunner, commandRunnerSchema } from './runners/command.js';
 export { SlurmPendingError, SlurmRunner, slurmRunnerSchema } from './runners/slurm.js';
+export { StandinRunner, standinRunnerSchema, type StandinRunnerOptions } from './runners/standin.js';
 export { RunnerConfigError } from './runners/round-dir.js';
 export {
   LANGUAGES,

@@ -4,6 +4,7 @@ import { BuiltinRunner } from './builtin.js';
 import { CommandRunner } from './command.js';
 import type { Runner } from './runner.js';
 import { SlurmRunner } from './slurm.js';
+import { StandinRunner } from './standin.js';
 
 /** Builds the runner the site config names; throws RunnerConfigError when it cannot work. */
 export function createRunner(config: ResolvedSiteConfig): Runner {
@@ -15,5 +16,7 @@ export function createRunner(config: ResolvedSiteConfig): Runner {
       return new CommandRunner(r);
     case 'slurm':
       return new SlurmRunner(r, { workDir: config.workDir });
+    case 'standin':
+      return new StandinRunner(r);
   }
 }

@@ -110,6 +110,44 @@ describe('fedhpc simulate on the command line', () => {
     expect(r.stdout).toBe('');
   });
 
+  it('refuses bad --site-speeds and --budget-s with exit 2 naming the option, and --help lists both', async () => {
+    const cases: [string[], RegExp][] = [
+      [['--site-speeds', '1,0,2'], /--site-speeds must be positive numbers/],
+      [['--site-speeds', '1,2,3', '--sites', '2'], /--site-speeds gives 3 speeds for --sites 2/],
+      [['--budget-s', '0'], /--budget-s must be a number of seconds above 0/],
+      [['--budget-s=-1.5', '--site-speeds', '1,2'], /--budget-s must be a number of seconds above 0/],
+    ];
+    const runs = await Promise.all(cases.map(([args]) => runCli(['simulate', ...args], 30_000)));
+    runs.forEach((r, i) => {
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(cases[i]![1]);
+      expect(r.stdout).toBe('');
+    });
+    const help = await runCli(['simulate', '--help'], 30_000);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('--site-speeds 1,2,3');
+    expect(help.stdout).toContain('--budget-s S');
+  });
+
+  it('runs stand-in sites of speeds 1:3 under a time budget: the fast site takes three times the steps, and each round line shows tokens, steps and busy fractions', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fedhpc-sim-speeds-'));
+    const r = await runCli(['simulate', '--site-speeds', '1,3', '--budget-s', '0.5', '--rounds', '1', '--min-sites', '2', '--state-dir', dir, '--json'], 90_000);
+    expect(r.code, r.stderr).toBe(0);
+    const round = jsonLines(r.stdout).find((l) => l.type === 'round')!;
+    const work = round['work'] as Record<string, { tokens: number; steps: number; busyFraction?: number; staleness: number }>;
+    // 50 ms a step at speed 1: 10 steps in 0.5 s; speed 3: 30. Each 8 x 256 tokens.
+    expect(work['site-1']!.steps).toBeGreaterThanOrEqual(8);
+    expect(work['site-1']!.steps).toBeLessThanOrEqual(10);
+    expect(work['site-2']!.steps / work['site-1']!.steps).toBeGreaterThan(2.5);
+    expect(work['site-2']!.steps).toBeLessThanOrEqual(30);
+    for (const w of Object.values(work)) {
+      expect(w.tokens).toBe(w.steps * 8 * 256);
+      expect(w.staleness).toBe(0);
+      expect(w.busyFraction).toBeGreaterThan(0);
+      expect(w.busyFraction).toBeLessThanOrEqual(1);
+    }
+  }, 120_000);
+
   it('refuses a coordinator config with a misspelt field, naming the field and the file, before starting anything', async () => {
     dir = await mkdtemp(join(tmpdir(), 'fedhpc-cfg-test-'));
     const file = join(dir, 'coordinator.json');

@@ -1,0 +1,64 @@
+/**
+ * `fedhpc simulate`'s options for sites of unequal speed (issue 16): `--site-speeds` and
+ * `--budget-s`, checked against each other and the other options. Every mistake is a
+ * {@link UsageError} (exit 2) that names the option.
+ */
+import { UsageError } from './usage-error.js';
+
+/** Runners `simulate` can start. */
+export const SIMULATE_RUNNERS = ['builtin', 'standin', 'command', 'slurm'] as const;
+export type SimulateRunner = (typeof SIMULATE_RUNNERS)[number];
+
+/** The longest time budget a simulated round may have. */
+const MAX_BUDGET_S = 3600;
+
+/** What the speed and budget options resolve to. */
+export interface SpeedOptions {
+  readonly sites: number;
+  readonly runner: SimulateRunner;
+  readonly siteSpeeds: readonly number[] | undefined;
+  readonly budgetS: number | undefined;
+}
+
+/** A strictly positive, finite decimal number, or undefined. */
+function positive(text: string): number | undefined {
+  const n = /^\s*(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$/.test(text) ? Number(text) : NaN;
+  return Number.isFinite(n) && n > 0 ? n : undefined;
+}
+
+/**
+ * Resolves `--sites`, `--runner`, `--site-speeds` and `--budget-s`. `--site-speeds 1,2,3` gives
+ * each site's relative speed (positive numbers, one per site; `--sites` defaults to their count)
+ * and selects the stand-in trainer; `--budget-s S` gives every round a time budget of S seconds
+ * (0 < S ≤ 3600), with the builtin or the stand-in trainer.
+ */
+export function speedOptions(v: { sites: number | undefined; runner: string | undefined; siteSpeeds: string | undefined; budgetS: string | undefined }): SpeedOptions {
+  if (v.runner !== undefined && !(SIMULATE_RUNNERS as readonly string[]).includes(v.runner)) {
+    throw new UsageError(`--runner must be one of ${SIMULATE_RUNNERS.join(', ')}, got ${JSON.stringify(v.runner)}`);
+  }
+  let siteSpeeds: number[] | undefined;
+  if (v.siteSpeeds !== undefined) {
+    const parts = v.siteSpeeds.split(',');
+    siteSpeeds = parts.map((p) => {
+      const n = positive(p);
+      if (n === undefined) throw new UsageError(`--site-speeds must be positive numbers separated by commas (e.g. 1,2,3), got ${JSON.stringify(p)} in ${JSON.stringify(v.siteSpeeds)}`);
+      return n;
+    });
+    if (v.sites !== undefined && siteSpeeds.length !== v.sites) {
+      throw new UsageError(`--site-speeds gives ${siteSpeeds.length} speeds for --sites ${v.sites}: give one speed per site`);
+    }
+    if (v.runner !== undefined && v.runner !== 'standin') {
+      throw new UsageError(`--site-speeds sets the speeds of stand-in trainers (--runner standin), not of --runner ${v.runner}`);
+    }
+  }
+  const runner = (v.runner ?? (siteSpeeds ? 'standin' : 'builtin')) as SimulateRunner;
+  let budgetS: number | undefined;
+  if (v.budgetS !== undefined) {
+    budgetS = positive(v.budgetS);
+    if (budgetS === undefined || budgetS > MAX_BUDGET_S) throw new UsageError(`--budget-s must be a number of seconds above 0 and at most ${MAX_BUDGET_S}, got ${JSON.stringify(v.budgetS)}`);
+    if (runner !== 'builtin' && runner !== 'standin') {
+      throw new UsageError(`--budget-s works with the builtin and stand-in trainers, not --runner ${runner} (its speed, so the weight a site may declare, is not known here)`);
+    }
+  }
+  return { sites: v.sites ?? siteSpeeds?.length ?? 4, runner, siteSpeeds, budgetS };
+}

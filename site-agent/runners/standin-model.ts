@@ -1,0 +1,120 @@
+/**
+ * The stand-in trainer's objective: a quadratic bowl per site, so a stand-in shard produces a real
+ * local model that moves with the work done, at the cost of one pass over the weights. Site s wants
+ * every coordinate i of tensor k at its target τ_s(k, i) = scale · (c(k, i) + h · u_s(k, i)), with
+ * c shared by all sites and u_s its own (uniform in [−1, 1), from a counter hash: no table, any
+ * model size). A step closes a share `pull` of the distance to the target, so n steps give, in
+ * closed form, w' = τ + (w − τ)(1 − pull)^n; the loss is mean((w − τ)²) / scale². The federation's
+ * weighted mean of such shards moves toward the sites' mean target: a loss that falls by rounds
+ * and by work, with no gradient computed. It stands in for training; it is not a model of text.
+ */
+import { dirname } from 'node:path';
+import { createSafetensorsWriter, isFloatDtype, openSafetensors, type SafetensorsFile } from '../../aggregation/index.js';
+import { AtomicFile, openFileSource } from '../../common/files.js';
+import { SiteAgentError } from '../errors.js';
+
+/** The objective's settings (the stand-in runner's site config). */
+export interface StandinObjective {
+  /** This site's target: its seed. */
+  readonly seed: number;
+  /** Coordinates' scale of the targets. */
+  readonly targetScale: number;
+  /** How far the sites' targets differ, relative to their shared part (0: one target for all). */
+  readonly heterogeneity: number;
+}
+
+/** Elements per read and write: 4 MiB of f32 at a time, whatever the model's size. */
+const SLICE = 1 << 20;
+const COMMON_SEED = 0x5eed_c0de;
+
+/** lowbias32 (C. Wellons): a 32-bit finaliser that scatters every input bit. */
+function mix32(x: number): number {
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x7feb352d);
+  x ^= x >>> 15;
+  x = Math.imul(x, 0x846ca68b);
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+/** The keys of tensor `k`: shared, and this site's. */
+function keys(o: StandinObjective, k: number): { common: number; site: number } {
+  return { common: mix32(COMMON_SEED ^ mix32(k + 1)), site: mix32(mix32(o.seed + 0x9e37_79b9) ^ mix32(k + 0x10001)) };
+}
+
+/** Fills `out[j]` with τ(k, start + j) for j < out.length. */
+function targets(o: StandinObjective, k: number, start: number, out: Float64Array): void {
+  const { common, site } = keys(o, k);
+  const scale = o.targetScale / 2 ** 31;
+  for (let j = 0; j < out.length; j++) {
+    // A Weyl step per index, then the finaliser: one hash per uniform.
+    const step = Math.imul(start + j, 0x9e37_79b9);
+    const c = mix32((common + step) >>> 0) - 2 ** 31;
+    const u = mix32((site + step) >>> 0) - 2 ** 31;
+    out[j] = scale * (c + o.heterogeneity * u);
+  }
+}
+
+async function withModel<T>(path: string, use: (file: SafetensorsFile) => Promise<T>): Promise<T> {
+  const src = await openFileSource(path);
+  try {
+    const file = await openSafetensors(src);
+    const other = file.tensors.find((t) => !isFloatDtype(t.dtype));
+    if (other) throw new SiteAgentError('MODEL_INVALID', `the stand-in trainer moves float tensors only; ${other.name} is ${other.dtype}`, false);
+    return await use(file);
+  } finally {
+    await src.close();
+  }
+}
+
+/**
+ * The loss of `modelPath` at this site, over the first `elements` coordinates of every tensor:
+ * mean((w − τ)²) / scale². Returns it and the coordinates scored.
+ */
+export function standinLoss(modelPath: string, o: StandinObjective, elements: number): Promise<{ loss: number; samples: number }> {
+  return withModel(modelPath, async (file) => {
+    let sum = 0;
+    let count = 0;
+    for (const [k, t] of file.tensors.entries()) {
+      const n = Math.min(elements, t.elements);
+      const w = await file.readF32(t.name, 0, n);
+      const tau = new Float64Array(n);
+      targets(o, k, 0, tau);
+      for (let j = 0; j < n; j++) sum += (w[j]! - tau[j]!) ** 2;
+      count += n;
+    }
+    return { loss: count === 0 ? 0 : sum / count / o.targetScale ** 2, samples: count };
+  });
+}
+
+/**
+ * Writes the model after `steps` steps from `globalPath` to `outPath` (F32, the global's names,
+ * shapes and metadata), atomically: one read of each global byte and one write of each output
+ * byte, a slice at a time, so a model of any size costs one pass and 4 MiB of buffers.
+ */
+export async function writeStandinModel(globalPath: string, outPath: string, o: StandinObjective, pull: number, steps: number, signal: AbortSignal): Promise<void> {
+  const keep = (1 - pull) ** steps;
+  await withModel(globalPath, async (file) => {
+    const sink = await AtomicFile.create(dirname(outPath));
+    try {
+      const specs = file.tensors.map((t) => ({ name: t.name, dtype: 'F32' as const, shape: t.shape }));
+      const writer = await createSafetensorsWriter(sink, specs, file.metadata);
+      const tau = new Float64Array(SLICE);
+      for (const [k, t] of file.tensors.entries()) {
+        for (let start = 0; start < t.elements; start += SLICE) {
+          signal.throwIfAborted();
+          const w = await file.readF32(t.name, start, Math.min(SLICE, t.elements - start));
+          const target = tau.subarray(0, w.length);
+          targets(o, k, start, target);
+          for (let j = 0; j < w.length; j++) w[j] = target[j]! + (w[j]! - target[j]!) * keep;
+          await writer.writeF32(t.name, w);
+        }
+      }
+      await writer.finish();
+      await sink.commit(outPath);
+    } catch (err) {
+      await sink.discard();
+      throw err;
+    }
+  });
+}

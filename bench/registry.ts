@@ -3,6 +3,7 @@ import { aggregate } from './aggregate.js';
 import { audit } from './audit.js';
 import { convergence } from './convergence.js';
 import { convergenceTorch } from './convergence-torch.js';
+import { heterogeneity } from './heterogeneity.js';
 import { load } from './load.js';
 import { memory } from './memory.js';
 import { salamandra2b } from './salamandra.js';
@@ -20,6 +21,7 @@ export const BENCHMARKS: Record<string, Benchmark> = {
   audit,
   convergence,
   'convergence-torch': convergenceTorch,
+  heterogeneity,
   load,
   memory,
   'salamandra-2b': salamandra2b,

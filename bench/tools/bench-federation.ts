@@ -73,14 +73,14 @@ class CpuWatch {
   }
 }
 
-interface Proc {
+export interface Proc {
   readonly name: string;
   readonly child: ChildProcess;
   readonly log: string;
   readonly exited: Promise<number | string>;
 }
 
-async function startProc(name: string, args: string[], logDir: string, nodeArgs: string[]): Promise<Proc> {
+export async function startProc(name: string, args: string[], logDir: string, nodeArgs: string[]): Promise<Proc> {
   const log = join(logDir, `${name}.log`);
   const fh = await open(log, 'a');
   const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { stdio: ['ignore', fh.fd, fh.fd], env: withMallocTuning(process.env) });
@@ -93,7 +93,7 @@ async function startProc(name: string, args: string[], logDir: string, nodeArgs:
   return { name, child, log, exited };
 }
 
-async function stopProc(p: Proc): Promise<void> {
+export async function stopProc(p: Proc): Promise<void> {
   if (p.child.exitCode !== null || p.child.signalCode !== null) return;
   p.child.kill('SIGTERM');
   // Generous: a profiled process writes its profile on the way out.

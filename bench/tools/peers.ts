@@ -71,9 +71,9 @@ export function spawnPeer(request: PeerRequest): Peer {
   };
 }
 
-/** A delay proxy in its own process (so its event loop competes with neither end). */
-export async function startProxyPeer(targetPort: number, oneWayDelayMs: number): Promise<{ port: number; stop(): void }> {
-  const peer = spawnPeer({ role: 'proxy', target: { host: '127.0.0.1', port: targetPort }, oneWayDelayMs });
+/** A delay proxy in its own process (so its event loop competes with neither end), optionally of limited bandwidth each way. */
+export async function startProxyPeer(targetPort: number, oneWayDelayMs: number, bytesPerS?: number): Promise<{ port: number; stop(): void }> {
+  const peer = spawnPeer({ role: 'proxy', target: { host: '127.0.0.1', port: targetPort }, oneWayDelayMs, ...(bytesPerS ? { bytesPerS } : {}) });
   try {
     const { port } = await peer.next('delay proxy', 30_000);
     if (port === undefined) throw new Error('delay proxy did not report its port');

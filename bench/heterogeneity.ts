@@ -1,0 +1,209 @@
+/**
+ * `npm run bench -- heterogeneity [--json] [--params 100000000] [--rounds 3] [--speeds 1,2,3]
+ * [--steps 20] [--step-ms 1000] [--mbps 100] [--delay-ms 15]`: what budgeted rounds save on sites of
+ * unequal speed (issue 16). A real federation — the coordinator and one agent per site, each a
+ * process of the built CLI, gRPC over mTLS — on a synthetic model of `--params` F32 parameters (so
+ * downloading, uploading and aggregating it costs real time), each site behind its own link of
+ * `--mbps` MB/s each way with `--delay-ms` one-way delay (bench/tools/delay-proxy.ts in its own
+ * process: a WAN stand-in on a machine without netem). The sites train with the `standin` runner,
+ * which spends its steps sleeping (`--step-ms` ÷ speed each), as a GPU would leave the CPU, and
+ * writes real progress timestamps; plain bf16 uploads.
+ *
+ * Two runs in one process, the same federation settings:
+ * - fixed: every site trains `--steps` steps per round (today's lock-step rounds);
+ * - budget: every site trains for `--steps` × `--step-ms` ms per round (`train.budget.seconds`),
+ *   the time the slowest site (speed 1) needs for the fixed steps, so both runs wait equally long
+ *   for their slowest site.
+ *
+ * Figures, over rounds 2.. of each run (round 1 also pays the agents' start-up):
+ * - `minBusyFractionFixed`, `minBusyFractionBudget`: the least busy site's mean busy fraction
+ *   (first to last training step ÷ the round's wall time, as the coordinator reports it);
+ * - `tokensPerSBudgetOverFixed`: whole-federation tokens per wall second, budget ÷ fixed. With
+ *   speeds 1:2:3 and a free sync it would be exactly (1+2+3)/(3·1) = 2.0.
+ */
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freeLoopbackPort } from '../common/net.js';
+import { AdminClient } from '../coordinator/index.js';
+import { writeFederationFiles } from '../simulate/index.js';
+import type { Benchmark } from './registry.js';
+import { patchJson, startProc, stopProc, type Proc } from './tools/bench-federation.js';
+import { startProxyPeer } from './tools/peers.js';
+import { blockModel, writeSyntheticModel } from './tools/synthetic-model.js';
+import { fixed, intArg } from './tools/upload-setup.js';
+
+const BATCH = 8;
+const SEQ_LEN = 512;
+
+interface RunFigures {
+  /** Per site: mean busy fraction over the measured rounds. */
+  readonly busy: Map<string, number>;
+  readonly tokens: number;
+  readonly wallS: number;
+  /** Per site: mean tokens per measured round. */
+  readonly siteTokens: Map<string, number>;
+  readonly roundS: number[];
+}
+
+interface Setup {
+  readonly root: string;
+  readonly modelPath: string;
+  readonly sites: readonly string[];
+  readonly speeds: readonly number[];
+  readonly rounds: number;
+  readonly steps: number;
+  readonly stepMs: number;
+  readonly bytesPerS: number;
+  readonly delayMs: number;
+  readonly log: (line: string) => void;
+}
+
+/** One run of `rounds` rounds with `train`; returns the figures of rounds 2.. . */
+async function runFederation(s: Setup, name: string, train: Record<string, unknown>, maxSiteWeight: number): Promise<RunFigures> {
+  const dir = join(s.root, name);
+  const logDir = join(dir, 'logs');
+  await mkdir(logDir, { recursive: true });
+  const port = await freeLoopbackPort();
+  const files = await writeFederationFiles({
+    dir: join(dir, 'federation'),
+    federation: 'bench',
+    sites: [...s.sites],
+    admins: ['admin'],
+    coordinatorAddress: `localhost:${port}`,
+    listen: `127.0.0.1:${port}`,
+    run: {
+      id: `heterogeneity-${name}`,
+      rounds: s.rounds,
+      minSites: s.sites.length,
+      expectedSites: [...s.sites],
+      strategy: { name: 'fedavg', lr: 1 },
+      weighting: 'tokens',
+      maxSiteWeight,
+      encoding: 'bf16',
+      evaluate: false,
+      secureAggregation: { enabled: false },
+      train,
+      deadlines: { openS: 120, trainingS: 600, uploadS: 600, aggregateS: 600, commitS: 600 },
+    },
+  });
+  await patchJson(files.coordinatorConfig, (c) => ({ ...c, model: { initial: s.modelPath } }));
+  const proxies: { stop(): void }[] = [];
+  const procs: Proc[] = [];
+  const adminDir = join(dir, 'federation', 'admins', 'admin');
+  const admin = new AdminClient({ coordinator: `localhost:${port}`, tls: { ca: join(adminDir, 'ca.crt'), cert: join(adminDir, 'admin.crt'), key: join(adminDir, 'admin.key') } });
+  try {
+    for (const [i, site] of s.sites.entries()) {
+      const proxy = await startProxyPeer(port, s.delayMs, s.bytesPerS);
+      proxies.push(proxy);
+      const file = files.siteConfigs.get(site)!;
+      const cfg = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+      const runner = { kind: 'standin', speed: s.speeds[i]!, stepMs: s.stepMs, seed: i + 1 };
+      await writeFile(file, `${JSON.stringify({ ...cfg, coordinator: `localhost:${proxy.port}`, runner }, null, 2)}\n`, { mode: 0o600 });
+    }
+    const coordinator = await startProc('coordinator', ['coordinator', '--config', files.coordinatorConfig], logDir, []);
+    procs.push(coordinator);
+    await admin.waitForReady(Date.now() + 600_000);
+    for (const site of s.sites) procs.push(await startProc(site, ['site', '--config', files.siteConfigs.get(site)!], logDir, []));
+    const deadline = Date.now() + (s.rounds * (s.steps * s.stepMs + 300_000) + 300_000);
+    for (;;) {
+      const st = await admin.status();
+      if (st.runState === 'finished') break;
+      if (st.runState === 'failed' || st.runState === 'aborted') throw new Error(`heterogeneity ${name}: the run ${st.runState}; logs in ${logDir}`);
+      if (Date.now() > deadline) throw new Error(`heterogeneity ${name}: not finished in time; logs in ${logDir}`);
+      if (coordinator.child.exitCode !== null) throw new Error(`heterogeneity ${name}: the coordinator exited; logs in ${logDir}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const { rounds } = await admin.rounds();
+    const committed = rounds.filter((r) => r.outcome === 'committed').sort((a, b) => Number(a.round) - Number(b.round));
+    const busy = new Map<string, number[]>();
+    const siteTokens = new Map<string, number[]>();
+    let tokens = 0;
+    const roundS: number[] = [];
+    for (let i = 1; i < committed.length; i++) {
+      const r = committed[i]!;
+      const wall = (Number(r.finishedMs) - Number(committed[i - 1]!.finishedMs)) / 1000;
+      roundS.push(wall);
+      const detail = await admin.round(Number(r.round));
+      const attempt = detail.attempts.find((a) => a.outcome === 'committed')!;
+      for (const p of attempt.participants) {
+        tokens += Number(p.tokens);
+        (busy.get(p.siteId) ?? busy.set(p.siteId, []).get(p.siteId)!).push(p.busyFraction);
+        (siteTokens.get(p.siteId) ?? siteTokens.set(p.siteId, []).get(p.siteId)!).push(Number(p.tokens));
+      }
+      s.log(`  ${name} round ${r.round}: ${wall.toFixed(1)} s; ${attempt.participants.map((p) => `${p.siteId} ${p.tokens} tok busy ${(p.busyFraction * 100).toFixed(0)}%`).join(', ')}`);
+    }
+    const mean = (v: readonly number[]): number => v.reduce((a, b) => a + b, 0) / v.length;
+    return {
+      busy: new Map([...busy].map(([k, v]) => [k, mean(v)])),
+      siteTokens: new Map([...siteTokens].map(([k, v]) => [k, mean(v)])),
+      tokens,
+      wallS: roundS.reduce((a, b) => a + b, 0),
+      roundS,
+    };
+  } finally {
+    admin.close();
+    for (const p of procs.slice(1).reverse()) await stopProc(p);
+    if (procs[0]) await stopProc(procs[0]);
+    for (const p of proxies) p.stop();
+  }
+}
+
+export const heterogeneity: Benchmark = {
+  async run(args, log) {
+    const params = intArg(args, 'params', 100_000_000);
+    const rounds = intArg(args, 'rounds', 3);
+    const steps = intArg(args, 'steps', 20);
+    const stepMs = intArg(args, 'step-ms', 1000);
+    const mbps = intArg(args, 'mbps', 100);
+    const delayMs = intArg(args, 'delay-ms', 15);
+    const speedsArg = args[args.indexOf('--speeds') + 1];
+    const speeds = args.includes('--speeds') && speedsArg ? speedsArg.split(',').map(Number) : [1, 2, 3];
+    if (speeds.some((v) => !(v > 0)) || rounds < 2) throw new Error('--speeds must be positive numbers and --rounds at least 2');
+    const sites = speeds.map((_, i) => `site-${i + 1}`);
+    const root = await mkdtemp(join(tmpdir(), 'fedhpc-bench-heterogeneity-'));
+    try {
+      const modelPath = join(root, 'model.safetensors');
+      await writeSyntheticModel(modelPath, blockModel(params), 'heterogeneity');
+      const setup: Setup = { root, modelPath, sites, speeds, rounds, steps, stepMs, bytesPerS: mbps * 1e6, delayMs, log };
+      const tokensPerStep = BATCH * SEQ_LEN;
+      const fastest = Math.max(...speeds);
+      log(
+        `heterogeneity: ${sites.length} sites at speeds ${speeds.join(':')}, ${params / 1e6} M F32 parameters (bf16 uploads), ${mbps} MB/s and ${delayMs} ms each way per site, ` +
+          `${rounds} rounds per run, ${steps} steps × ${stepMs} ms at speed 1; stand-in trainers (sleeping steps)`,
+      );
+      const base = { batch_size: BATCH, seq_len: SEQ_LEN };
+      const fixedRun = await runFederation(setup, 'fixed', { ...base, max_steps: steps }, steps * tokensPerStep);
+      const budgetS = (steps * stepMs) / 1000;
+      // A time budget needs maxSiteWeight: the fastest site's tokens in the budget, plus a step of margin.
+      const budgetMax = Math.ceil(budgetS * 1000 / (stepMs / fastest) + 2) * tokensPerStep;
+      const budgetRun = await runFederation(setup, 'budget', { ...base, budget: { seconds: budgetS } }, budgetMax);
+      const minBusy = (r: RunFigures): number => Math.min(...r.busy.values());
+      const tps = (r: RunFigures): number => r.tokens / r.wallS;
+      const ratio = tps(budgetRun) / tps(fixedRun);
+      const ideal = speeds.reduce((a, b) => a + b, 0) / (speeds.length * Math.min(...speeds));
+      log(
+        `heterogeneity: fixed ${fixed(tps(fixedRun) / 1000, 1)} k tok/s (rounds ${fixedRun.roundS.map((x) => x.toFixed(1)).join(', ')} s), min busy ${fixed(minBusy(fixedRun), 3)}; ` +
+          `budget ${fixed(tps(budgetRun) / 1000, 1)} k tok/s (rounds ${budgetRun.roundS.map((x) => x.toFixed(1)).join(', ')} s), min busy ${fixed(minBusy(budgetRun), 3)}; ` +
+          `tokens/s budget ÷ fixed ${fixed(ratio, 3)} (free sync: ${fixed(ideal, 3)}; target ≥ 1.8)`,
+      );
+      return {
+        minBusyFractionFixed: fixed(minBusy(fixedRun), 3),
+        minBusyFractionBudget: fixed(minBusy(budgetRun), 3),
+        tokensPerSBudgetOverFixed: fixed(ratio, 3),
+        tokensPerSFreeSync: fixed(ideal, 3),
+        tokensPerSFixed: fixed(tps(fixedRun), 0),
+        tokensPerSBudget: fixed(tps(budgetRun), 0),
+        meanRoundSFixed: fixed(fixedRun.wallS / fixedRun.roundS.length, 2),
+        meanRoundSBudget: fixed(budgetRun.wallS / budgetRun.roundS.length, 2),
+        params,
+        speeds: speeds.join(':'),
+        linkMBs: mbps,
+        budgetS,
+      };
+    } finally {
+      if (!args.includes('--keep')) await rm(root, { recursive: true, force: true });
+      else log(`kept ${root}`);
+    }
+  },
+};

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { WEIGHTINGS, checkFixedPointBudget, parseOptimizerOptions, type ResolvedOptimizerOptions, type Weighting } from '../aggregation/index.js';
 import { loadConfigFile } from '../common/config-file.js';
+import { trainBudgetSchema, type TrainBudget } from '../common/train-budget.js';
 import { natsSchema, resolveNatsPaths } from './nats/options.js';
 import { CHECKPOINT_DTYPES, type CheckpointDtype } from './state/checkpoint-dtype.js';
 
@@ -101,17 +102,6 @@ export function batchTokens(train: Readonly<Record<string, unknown>>): number | 
   return batch * (seqLen ?? 1);
 }
 
-/**
- * A round's training budget, `run.train.budget` (issue 16): wall-clock seconds or tokens per site
- * and round instead of a step count; each site trains until its budget is spent.
- */
-export const trainBudgetSchema = z
-  .union([
-    z.object({ seconds: z.number().positive().finite() }).strict(),
-    z.object({ tokens: z.number().int().positive().max(Number.MAX_SAFE_INTEGER) }).strict(),
-  ])
-  .optional();
-export type TrainBudget = { readonly seconds?: number; readonly tokens?: number };
 
 /** A token-budgeted run's most tokens per fresh upload: the budget plus one batch (undefined otherwise). */
 export function tokenCap(train: Readonly<Record<string, unknown>>): number | undefined {
@@ -121,9 +111,11 @@ export function tokenCap(train: Readonly<Record<string, unknown>>): number | und
 }
 
 /** The run's budget, when `train.budget` is a valid one (the run schema reports an invalid one). */
-export function trainBudget(train: Readonly<Record<string, unknown>>): TrainBudget | undefined {
+export function trainBudget(train: Readonly<Record<string, unknown>>): { readonly seconds?: number; readonly tokens?: number } | undefined {
   const parsed = trainBudgetSchema.safeParse(train['budget']);
-  return parsed.success ? parsed.data : undefined;
+  if (!parsed.success) return undefined;
+  const b: TrainBudget = parsed.data;
+  return 'seconds' in b ? { seconds: b.seconds } : { tokens: b.tokens };
 }
 
 

@@ -4,17 +4,10 @@
  * it from the run's training settings here; the job runners pass it to the trainer as
  * `spec.json`'s `budget` (contract version 2, docs/protocol.md "The trainer contract").
  */
-import { z } from 'zod';
+import { trainBudgetSchema, type TrainBudget } from '../../common/train-budget.js';
 import { SiteAgentError } from '../errors.js';
 
-/** `{ seconds: S }` or `{ tokens: T }`: exactly one, positive. */
-export const trainBudgetSchema = z.union([
-  z.object({ seconds: z.number().positive().finite() }).strict(),
-  z.object({ tokens: z.number().int().positive().max(Number.MAX_SAFE_INTEGER) }).strict(),
-]);
-
-/** A parsed budget. */
-export type TrainBudget = z.output<typeof trainBudgetSchema>;
+export { trainBudgetSchema, type TrainBudget };
 
 /**
  * The budget of a run's training settings, undefined when there is none. A malformed one is the

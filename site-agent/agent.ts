@@ -82,7 +82,15 @@ export class SiteAgent {
     this.cacheDir = join(o.config.workDir, 'models');
     const tls = readTlsFiles(o.config.tls);
     this.tls = { key: tls.key.toString('utf8'), ca: tls.ca.toString('utf8') };
-    this.receipts = new ReceiptSigner({ site: o.config.site, certificatePem: tls.cert.toString('utf8'), keyPem: this.tls.key, logger: this.log, client: () => this.link?.client });
+    this.receipts = new ReceiptSigner({
+      site: o.config.site,
+      certificatePem: tls.cert.toString('utf8'),
+      keyPem: this.tls.key,
+      logger: this.log,
+      client: () => this.link?.client,
+      // A receipt's verdict settles kept work its upload folded: done when counted, kept again when not.
+      onVerdict: (c, counted) => void this.jobs.kept().then((k) => k.settle(c, counted)).catch((err: unknown) => this.log.warn({ err: { message: (err as Error).message } }, 'kept work not settled')),
+    });
     const link = (): CoordinatorLink => this.currentLink();
     const fault = faultPoint(o.dieAt, this.log);
     const rejoinIfForgotten = (err: unknown, during: string): boolean => this.rejoinIfForgotten(err, during);
@@ -110,12 +118,15 @@ export class SiteAgent {
       fault,
       rejoinIfForgotten,
       onIdle: betweenRounds,
+      receiptsSettled: () => this.receipts.settled(),
     });
   }
 
   /** Connects, and again after each break, until `signal` aborts or the coordinator refuses for good. */
   async run(signal: AbortSignal): Promise<void> {
     await mkdir(this.cacheDir, { recursive: true });
+    // Kept work an earlier run of the agent folded waits for its round's receipt, as if just uploaded.
+    for (const c of await (await this.jobs.kept()).pendingContributions()) this.receipts.contributed(c);
     const reach: Reach = { failures: 0, lastContact: Date.now(), random: this.o.random ?? Math.random };
     const watcher = watchCertificate(this.o.config.tls.cert, this.o.config.tls.key, () => {
       this.log.info({ cert: this.o.config.tls.cert }, 'site certificate file changed: reconnecting with it between rounds');
@@ -129,8 +140,9 @@ export class SiteAgent {
         await sleep(retryInMs, signal).catch(() => undefined);
       }
     } finally {
-      // Also on a refusal that ends the agent: no watcher outlives run().
+      // Also on a refusal that ends the agent: no watcher, and no shard finishing for a keep, outlives run().
       watcher.close();
+      await this.jobs.stopAll('the agent is stopping');
     }
   }
 

@@ -1,7 +1,10 @@
 /**
  * Δ = local − global, computed by the agent itself: see `encode.ts` for the wire encodings. This
- * module keeps the plain f32 helpers other parts (simulation, tests) use.
+ * module keeps the plain f32 helpers other parts (simulation, tests, kept and folded work) use.
  */
+import { dirname } from 'node:path';
+import { createSafetensorsWriter } from '../aggregation/index.js';
+import { AtomicFile } from '../common/files.js';
 import { DeltaEncoder, type TaskTensor } from './encode.js';
 export type { TaskTensor } from './encode.js';
 
@@ -27,4 +30,37 @@ export async function* deltaChunks(
 /** Total encoded bytes of a delta over `tensors` (f32). */
 export function deltaBytes(tensors: readonly TaskTensor[]): number {
   return tensors.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1) * 4, 0);
+}
+
+/** Elements read and written at a time when a delta file is made: 256 KiB of f32. */
+const FILE_CHUNK_ELEMENTS = 1 << 16;
+
+/**
+ * Writes an F32 safetensors file of `tensors` (names and shapes as the task declares them) whose
+ * values `values(name, first, count)` produces chunk by chunk, never a whole model in memory.
+ * Atomic: written under a temporary name beside `path`, fsynced, then renamed; a failure leaves
+ * nothing at `path`. Returns the file's SHA-256.
+ */
+export async function writeF32File(
+  path: string,
+  tensors: readonly TaskTensor[],
+  values: (name: string, first: number, count: number) => Promise<Float32Array>,
+  signal: AbortSignal,
+): Promise<string> {
+  const file = await AtomicFile.create(dirname(path));
+  try {
+    const writer = await createSafetensorsWriter(file, tensors.map((t) => ({ name: t.name, dtype: 'F32' as const, shape: t.shape })));
+    for (const t of tensors) {
+      const n = t.shape.reduce((a, b) => a * b, 1);
+      for (let first = 0; first < n; first += FILE_CHUNK_ELEMENTS) {
+        signal.throwIfAborted();
+        await writer.writeF32(t.name, await values(t.name, first, Math.min(FILE_CHUNK_ELEMENTS, n - first)));
+      }
+    }
+    await writer.finish();
+    return (await file.commit(path)).sha256;
+  } catch (err) {
+    await file.discard();
+    throw err;
+  }
 }

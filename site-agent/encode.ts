@@ -1,10 +1,11 @@
 /**
  * The delta Δ = local − global in the run's wire encoding, produced for any byte range of the
- * encoded delta straight from the two safetensors files (never a whole model in memory): a
- * resumed or re-requested stripe re-encodes exactly the bytes it had sent. Encodings are
- * deterministic — the masked one takes its stochastic rounding from a seed fixed per attempt.
+ * encoded delta straight from the two safetensors files (never a whole model in memory), or from
+ * one f32 file that holds Δ itself (a folded delta, `fold.ts`): a resumed or re-requested stripe
+ * re-encodes exactly the bytes it had sent. Encodings are deterministic — the masked one takes its
+ * stochastic rounding from a seed fixed per attempt.
  */
-import { encodeInt8Blocks, f32ToBf16, maskVector, openSafetensors, quantize, type DeclaredCounts, type SafetensorsFile } from '../aggregation/index.js';
+import { encodeInt8Blocks, f32ToBf16, maskVector, openSafetensors, quantize, type SafetensorsFile } from '../aggregation/index.js';
 import { openFileSource } from '../common/files.js';
 import { deltaSegments, INT8_BLOCK, type Segment, type DeltaEncoding } from '../aggregation/index.js';
 import { SiteAgentError } from './errors.js';
@@ -17,13 +18,22 @@ export interface TaskTensor {
   readonly shape: readonly number[];
 }
 
-/** What a masked encoding needs: the attempt's session, the counts the header declares and a fixed rounding seed. */
+/** What a masked encoding needs: the attempt's session, the upload's count and a fixed rounding seed. */
 export interface MaskedInputs {
   readonly session: SecureSession;
   readonly params: SecureParams;
-  /** The samples and tokens of the upload header: the weight is made of them (`SecureSession.weight`). */
-  readonly counts: DeclaredCounts;
+  /**
+   * The count the upload weighs with, in the run's unit: the header's own count, or W of a folded
+   * upload (`uploadWeight`) — what the coordinator recomputes from the clear header. The weight
+   * word is made of it (`SecureSession.weight`).
+   */
+  readonly count: number;
   readonly roundingSeed: Uint8Array;
+}
+
+/** Where Δ's values come from: element ranges of one tensor, as f32. */
+interface DeltaValues {
+  read(name: string, first: number, count: number): Promise<Float32Array>;
 }
 
 /** One chunk of the encoded delta; it never spans two tensors. */
@@ -44,8 +54,7 @@ export class DeltaEncoder {
   private readonly elements: number;
 
   private constructor(
-    private readonly g: SafetensorsFile,
-    private readonly l: SafetensorsFile,
+    private readonly values: DeltaValues,
     private readonly tensors: readonly TaskTensor[],
     readonly encoding: DeltaEncoding,
     /** With the weight w of the masked encoding: Δ is sent as w·clip(Δ, −c, c), and w as the weight word. */
@@ -68,9 +77,7 @@ export class DeltaEncoder {
    * run's maxSiteWeight throws WEIGHT_OUT_OF_RANGE before anything is read.
    */
   static async open(globalPath: string, localPath: string, tensors: readonly TaskTensor[], encoding: string, masked?: MaskedInputs): Promise<DeltaEncoder> {
-    if (!['f32', 'bf16', 'int8', 'secagg32', 'secagg16'].includes(encoding)) throw new SiteAgentError('MODEL_INVALID', `unknown wire encoding ${JSON.stringify(encoding)}`, false);
-    if (encoding.startsWith('secagg') && !masked) throw new SiteAgentError('MODEL_INVALID', `encoding ${encoding} needs a secure session`, false);
-    const weighted = masked ? { ...masked, weight: masked.session.weight(masked.counts) } : undefined;
+    const weighted = weightedInputs(encoding, masked);
     const gSrc = await openFileSource(globalPath);
     const lSrc = await openFileSource(localPath);
     const close = async (): Promise<void> => {
@@ -88,9 +95,32 @@ export class DeltaEncoder {
         }
       }
       if (l.tensors.length !== tensors.length) throw new SiteAgentError('MODEL_INVALID', `local model has ${l.tensors.length} tensors, global has ${tensors.length}`, false);
-      return new DeltaEncoder(g, l, tensors, encoding as DeltaEncoding, weighted, close);
+      return new DeltaEncoder(differenceOf(g, l), tensors, encoding as DeltaEncoding, weighted, close);
     } catch (err) {
       await close();
+      throw err;
+    }
+  }
+
+  /**
+   * Opens a file that holds Δ itself: F32 tensors named and shaped as the task's (a folded delta,
+   * `fold.ts`). Throws as {@link open} does.
+   */
+  static async openDelta(deltaPath: string, tensors: readonly TaskTensor[], encoding: string, masked?: MaskedInputs): Promise<DeltaEncoder> {
+    const weighted = weightedInputs(encoding, masked);
+    const src = await openFileSource(deltaPath);
+    try {
+      const d = await openSafetensors(src);
+      for (const t of tensors) {
+        const di = d.tensors.find((x) => x.name === t.name);
+        if (!di || di.dtype !== 'F32' || di.shape.join() !== t.shape.join()) {
+          throw new SiteAgentError('MODEL_INVALID', `delta file's tensor ${t.name} is ${di ? `${di.dtype} [${di.shape.join(', ')}]` : 'missing'}, the task's is F32 [${t.shape.join(', ')}]`, false);
+        }
+      }
+      if (d.tensors.length !== tensors.length) throw new SiteAgentError('MODEL_INVALID', `delta file has ${d.tensors.length} tensors, the task ${tensors.length}`, false);
+      return new DeltaEncoder({ read: (name, first, count) => d.readF32(name, first, count) }, tensors, encoding as DeltaEncoding, weighted, () => src.close());
+    } catch (err) {
+      await src.close();
       throw err;
     }
   }
@@ -121,7 +151,7 @@ export class DeltaEncoder {
     const n = elementsOf(t);
     const first = this.encoding === 'int8' ? (from / s.unit) * INT8_BLOCK : from / s.unit;
     const last = this.encoding === 'int8' ? Math.min(n, (Math.ceil(to / s.unit)) * INT8_BLOCK) : to / s.unit;
-    const delta = await this.readDelta(t.name, first, last - first);
+    const delta = await this.values.read(t.name, first, last - first);
     switch (this.encoding) {
       case 'f32':
         return Buffer.from(delta.buffer, delta.byteOffset, delta.byteLength);
@@ -137,13 +167,6 @@ export class DeltaEncoder {
       default:
         return this.maskedWords(delta, this.elementStarts[s.index]! + first);
     }
-  }
-
-  private async readDelta(name: string, first: number, count: number): Promise<Float32Array> {
-    const global = await this.g.readF32(name, first, count);
-    const local = await this.l.readF32(name, first, count);
-    for (let i = 0; i < count; i++) local[i] = local[i]! - global[i]!;
-    return local;
   }
 
   private maskedWords(x: Float32Array, wordOffset: number): Buffer {
@@ -162,4 +185,23 @@ export class DeltaEncoder {
     const masked = maskVector(w, { ...m.session.masks(), wordOffset: this.elements });
     return Buffer.from(masked.buffer, masked.byteOffset, masked.byteLength);
   }
+}
+
+/** Checks the encoding and, for a masked one, computes the weight once (WEIGHT_OUT_OF_RANGE before anything is read). */
+function weightedInputs(encoding: string, masked: MaskedInputs | undefined): (MaskedInputs & { readonly weight: number }) | undefined {
+  if (!['f32', 'bf16', 'int8', 'secagg32', 'secagg16'].includes(encoding)) throw new SiteAgentError('MODEL_INVALID', `unknown wire encoding ${JSON.stringify(encoding)}`, false);
+  if (encoding.startsWith('secagg') && !masked) throw new SiteAgentError('MODEL_INVALID', `encoding ${encoding} needs a secure session`, false);
+  return masked ? { ...masked, weight: masked.session.weight(masked.count) } : undefined;
+}
+
+/** Δ = local − global, element by element in f32 (the one rounding every delta of the agent has). */
+function differenceOf(g: SafetensorsFile, l: SafetensorsFile): DeltaValues {
+  return {
+    async read(name, first, count) {
+      const global = await g.readF32(name, first, count);
+      const local = await l.readF32(name, first, count);
+      for (let i = 0; i < count; i++) local[i] = local[i]! - global[i]!;
+      return local;
+    },
+  };
 }

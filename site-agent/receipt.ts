@@ -9,6 +9,7 @@ import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import type { Logger } from '../common/logger.js';
 import { signReceipt } from '../common/receipt.js';
 import type { SiteServiceClient } from '../proto/index.js';
+import { classifyFailure } from './retry.js';
 
 /** What the agent contributed to a round. */
 export interface Contribution {
@@ -26,6 +27,12 @@ export interface ReceiptSignerOptions {
   readonly logger: Logger;
   /** The current client, if connected. */
   readonly client: () => SiteServiceClient | undefined;
+  /**
+   * The coordinator's verdict on a contribution: `counted` when it accepted the receipt (the
+   * committed round holds this site's upload), false when it answered NOT_INVITED (the round
+   * committed without this site). Other answers say neither, and nothing is called.
+   */
+  readonly onVerdict?: (c: Contribution, counted: boolean) => void;
 }
 
 /** Contributions remembered at most (older ones are forgotten unsigned). */
@@ -34,7 +41,7 @@ const KEEP = 16;
 /** Remembers contributions and signs each once its round is known to be committed. */
 export class ReceiptSigner {
   private readonly pending = new Map<string, Contribution>();
-  private readonly inFlight = new Set<string>();
+  private readonly inFlight = new Map<string, Promise<void>>();
   private readonly key: KeyObject;
   private readonly federation: string;
 
@@ -60,19 +67,29 @@ export class ReceiptSigner {
     if (!client) return;
     const fields = { federation: this.federation, runId, round: modelRound, site: this.o.site, parentSha256: c.parentSha256, modelSha256, dataManifestSha256: c.dataManifestSha256 };
     const signature = signReceipt(fields, this.key);
-    this.inFlight.add(k);
+    let settle!: () => void;
+    this.inFlight.set(k, new Promise<void>((r) => (settle = r)));
     client.SubmitReceipt(
       { runId, round: String(modelRound), parentSha256: c.parentSha256, modelSha256, dataManifestSha256: c.dataManifestSha256, signature },
       { deadline: Date.now() + 15_000 },
       (err: grpc.ServiceError | null) => {
         this.inFlight.delete(k);
+        settle();
         const log = this.o.logger.child({ round: modelRound, phase: 'commit' });
         // Kept on a transient failure: the same announcement comes again with the next task.
         if (err && err.code === 14 /* UNAVAILABLE */) return log.info({ err: { message: err.message } }, 'receipt not delivered yet');
         this.pending.delete(k);
-        if (err) log.warn({ err: { code: err.code, message: err.details } }, 'receipt refused by the coordinator');
+        const notInvited = err !== null && classifyFailure(err).code === 'NOT_INVITED';
+        if (!err || notInvited) this.o.onVerdict?.(c, !err);
+        if (notInvited) log.info({ model: modelSha256 }, 'the round committed without this site\'s upload: no receipt');
+        else if (err) log.warn({ err: { code: err.code, message: err.details } }, 'receipt refused by the coordinator');
         else log.info({ model: modelSha256 }, 'receipt of committed round signed and submitted');
       },
     );
+  }
+
+  /** Resolves once every receipt in flight now has its answer (each waits 15 s at most). */
+  async settled(): Promise<void> {
+    await Promise.all([...this.inFlight.values()]);
   }
 }

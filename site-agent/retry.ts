@@ -29,6 +29,11 @@
  *   every FAILED_PRECONDITION are now final, as they already were for transfers; the agent no longer
  *   reads the error's text.
  * - A round's failure report says `retryable` by the verdict; it said true for every gRPC error.
+ *
+ * After a failed upload of trained work, `afterUploadFailure` decides what becomes of the work
+ * (issue 16, docs/protocol.md "Bases, staleness and folded work"): the coordinator refused the
+ * folded parts (send the fresh delta alone, the window allowing), the round no longer takes this
+ * site's upload (keep the work on disk to fold into a later upload), or the failure is the round's.
  */
 import * as grpc from '@grpc/grpc-js';
 import { SiteAgentError } from './errors.js';
@@ -109,4 +114,39 @@ function verdictOf(metadata: grpc.Metadata | undefined): { retryable: boolean; c
   const code = String(metadata?.get(VERDICT_METADATA.code)[0] ?? '');
   // Codes end up in logs and metrics labels: only the coordinator's shape of code is kept.
   return { retryable: retryable === 'true', code: /^[A-Z][A-Z0-9_]{0,63}$/.test(code) ? code : undefined };
+}
+
+/**
+ * The coordinator's codes for an upload's folded parts it will not count (a base it never
+ * committed, one older than `max_staleness`, work a committed round already counted): the parts are
+ * dropped and the fresh delta may go alone.
+ */
+export const FOLD_REFUSALS: readonly string[] = ['BASE_UNKNOWN', 'STALE_DELTA', 'ALREADY_COUNTED'];
+
+/** The coordinator's codes for an upload its round no longer takes: the attempt is over, or this site is out of it. */
+export const MISSED_ROUND: readonly string[] = ['ROUND_CLOSED', 'NOT_INVITED'];
+
+/**
+ * What becomes of trained work whose upload failed:
+ * - `fresh-only`: the coordinator refused the folded parts; drop them and upload the fresh delta alone;
+ * - `keep`: the work can no longer count in its round (the job was stopped to keep it, the upload
+ *   window passed, or the coordinator closed the attempt to this site); keep it on disk and fold it
+ *   into a later upload;
+ * - `fail`: anything else, the round's failure at this site as before.
+ */
+export type UploadFailureAction = 'fresh-only' | 'keep' | 'fail';
+
+/**
+ * Decides {@link UploadFailureAction} for `err`. `folded`: the failed upload carried folded parts;
+ * `stoppedToKeep`: the job was stopped by a newer task or the coordinator's cancel, not by a lost
+ * connection (whose task may come back to resume the same upload).
+ */
+export function afterUploadFailure(err: unknown, o: { readonly folded: boolean; readonly stoppedToKeep: boolean }): UploadFailureAction {
+  if (o.stoppedToKeep) return 'keep';
+  // The agent's own word that the task's upload window has passed.
+  if (err instanceof SiteAgentError && err.code === 'DEADLINE_PASSED') return 'keep';
+  const verdict = classifyFailure(err);
+  if (verdict.source !== 'coordinator') return 'fail';
+  if (o.folded && FOLD_REFUSALS.includes(verdict.code)) return 'fresh-only';
+  return MISSED_ROUND.includes(verdict.code) ? 'keep' : 'fail';
 }

@@ -1,9 +1,11 @@
 /**
  * The site's work on one train task, the round job: download the global model, score it when
- * asked, train a shard through the runner, upload the delta (masked under secure aggregation),
- * and remember the contribution for its receipt. One job runs at a time; a newer attempt, a
- * cancel or a lost connection stops it. The eval-only task after the last round runs here too,
- * bounded by its deadline and its connection since no job carries it.
+ * asked, train a shard through the runner, upload the delta (masked under secure aggregation) with
+ * any kept work folded in, and remember the contribution for its receipt. One job runs at a time; a
+ * lost connection stops it. A newer task or the coordinator's cancel stops it too, but a shard in
+ * training then finishes and is kept (kept-work.ts): the next job waits for it, bounded by its own
+ * training deadline, and folds it. The eval-only task after the last round runs here too, bounded
+ * by its deadline and its connection since no job carries it.
  */
 import type * as grpc from '@grpc/grpc-js';
 import { mkdir, rm } from 'node:fs/promises';
@@ -16,9 +18,12 @@ import type { FaultPoint } from './faults.js';
 import type { CoordinatorLink } from './link.js';
 import type { AgentMetrics } from './metrics.js';
 import { stderrSink, TransferMeter } from './progress.js';
+import type { FoldTerms } from './fold.js';
+import { KeptWork, keptWorkDir } from './kept-work.js';
+import { sweepSavedShards, uploadWithKeptWork } from './missed-work.js';
 import type { Contribution } from './receipt.js';
-import { classifyFailure } from './retry.js';
-import { saveTrainedResult, trainedResult, uploadRoundDelta } from './round-upload.js';
+import { afterUploadFailure, classifyFailure } from './retry.js';
+import { saveTrainedResult, trainedResult } from './round-upload.js';
 import type { TrainResult, Runner } from './runners/runner.js';
 import type { SecureAttempt } from './secure/stages.js';
 import { downloadModel, transferPolicy } from './transfer.js';
@@ -29,6 +34,12 @@ import { attemptKey, type AttemptRef, type CancelTask, type EvalTask, type Model
  * default `deadlines.evalS`): no evaluation is waited for without a bound.
  */
 const EVAL_DEADLINE_FALLBACK_MS = 600_000;
+
+/** How long a job waits for the previous round's shard to finish when its task names no training deadline. */
+const DRAIN_FALLBACK_MS = 3_600_000;
+
+/** How long a stopping agent waits for its jobs to end. */
+const STOP_GRACE_MS = 5_000;
 
 /** The calls a round job makes: transfers on the client, a score, a failure report. */
 export type RoundLink = Pick<CoordinatorLink, 'client' | 'reportEval' | 'reportFailure'>;
@@ -54,43 +65,89 @@ export interface RoundJobsOptions {
   readonly rejoinIfForgotten: (err: unknown, during: string) => boolean;
   /** Called when a job has finished and the site is between rounds. */
   readonly onIdle: () => void;
+  /** Resolves once the receipts in flight have their verdicts (kept work folded earlier may be settled by them). */
+  readonly receiptsSettled?: () => Promise<void>;
 }
 
 interface Job {
   readonly key: string;
-  readonly abort: AbortController;
-  readonly done: Promise<void>;
+  /** The task's global model: a newer task from the same model makes a shard in training worthless. */
+  readonly model: string;
+  /** Stops the job: downloads, waits, the upload. */
+  readonly soft: AbortController;
+  /** Stops the runner too. */
+  readonly hard: AbortController;
+  /** Stopped by a newer task or the coordinator's cancel: a trained shard is kept, one in training finishes first. */
+  keepOnStop: boolean;
+  done: Promise<void>;
 }
 
 /** Runs the round job of each train task, one at a time, and the eval-only task. */
 export class RoundJobs {
   private job: Job | undefined;
+  /** The current job and stopped ones whose shard still finishes training, to be kept. */
+  private readonly live = new Set<Job>();
+  private store: Promise<KeptWork> | undefined;
 
   constructor(private readonly o: RoundJobsOptions) {}
 
-  /** Starts the job of `t`, unless it already runs; a job of another attempt is stopped first. */
+  /** The site's kept work (opened once, from `<workDir>/kept/`). */
+  kept(): Promise<KeptWork> {
+    this.store ??= KeptWork.open(keptWorkDir(this.o.config.workDir), this.o.log);
+    return this.store;
+  }
+
+  /**
+   * Starts the job of `t`, unless it already runs; a job of another attempt is stopped first, its
+   * shard kept (finishing its training) unless `t` trains from the same model.
+   */
   start(t: TrainTask): void {
     const key = attemptKey(t);
     if (this.job?.key === key) return;
-    this.stop('superseded by a new round task');
-    const abort = new AbortController();
-    const done = this.train(t, abort.signal).catch((err) => this.reportFailure(t, err, abort.signal));
-    this.job = { key, abort, done };
+    this.stop('superseded by a new round task', { keep: this.job !== undefined && this.job.model !== t.globalModel.sha256 });
+    // A stopped shard from this task's own model (a new attempt of its round) would be superseded: not waited for.
+    for (const j of this.live) if (j.model === t.globalModel.sha256) j.hard.abort(new SiteAgentError('CANCELLED', 'a new attempt trains from the same model', false));
+    const job: Job = { key, model: t.globalModel.sha256, soft: new AbortController(), hard: new AbortController(), keepOnStop: false, done: Promise.resolve() };
+    this.live.add(job);
+    job.done = this.train(t, job)
+      .catch((err) => this.reportFailure(t, err, job))
+      .finally(() => this.live.delete(job));
+    this.job = job;
   }
 
-  /** Stops the job of the cancelled attempt, if it is the one running. */
+  /** Stops the job of the cancelled attempt, if it is the one running; its shard is kept. */
   cancel(c: CancelTask): void {
     if (this.job?.key !== attemptKey(c)) return;
     this.o.log.warn({ round: c.round, reason: c.reason }, 'round cancelled by the coordinator');
-    this.stop(c.reason);
+    this.stop(c.reason, { keep: true });
   }
 
-  /** Stops the running job, if any: its signal aborts with CANCELLED and `reason`. */
-  stop(reason: string): void {
-    if (!this.job) return;
-    this.job.abort.abort(new SiteAgentError('CANCELLED', reason, false));
+  /**
+   * Stops the running job, if any: its signal aborts with CANCELLED and `reason`. With `keep`, a
+   * shard in training finishes (the runner is not stopped) and is kept, as is a trained one.
+   */
+  stop(reason: string, o: { readonly keep: boolean } = { keep: false }): void {
+    const job = this.job;
+    if (!job) return;
+    const why = new SiteAgentError('CANCELLED', reason, false);
+    job.keepOnStop = o.keep;
+    job.soft.abort(why);
+    if (!o.keep) job.hard.abort(why);
     this.job = undefined;
     this.o.activity.activity = 'idle';
+  }
+
+  /**
+   * Stops every job, shards still training for keeps included (the agent is stopping), and waits
+   * for them to end, at most `graceMs` (a runner that ignores its signal is not waited for).
+   */
+  async stopAll(reason: string, graceMs = STOP_GRACE_MS): Promise<void> {
+    this.stop(reason);
+    const jobs = [...this.live];
+    for (const j of jobs) j.hard.abort(new SiteAgentError('CANCELLED', reason, false));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(jobs.map((j) => j.done)), new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
+    clearTimeout(timer);
   }
 
   /**
@@ -144,7 +201,8 @@ export class RoundJobs {
   }
 
   /** The job of one train task, from download to receipt. */
-  private async train(t: TrainTask, signal: AbortSignal): Promise<void> {
+  private async train(t: TrainTask, job: Job): Promise<void> {
+    const signal = job.soft.signal;
     const activity = this.o.activity;
     activity.round = t.round;
     const log = this.o.log.child({ round: t.round, attempt: t.attempt });
@@ -157,38 +215,110 @@ export class RoundJobs {
     const secure = t.encoding.startsWith('secagg') ? this.o.secureAttempt(t) : undefined;
     secure?.session.receiveShares(t.shares, t.shareHolders);
 
+    await this.waitForStopped(job, t, log);
+    const kept = await this.kept();
+    await sweepSavedShards({ workDir: this.o.config.workDir, cacheDir: this.o.cacheDir, task: t, kept, log, signal });
     activity.activity = 'training';
     const roundDir = join(this.o.config.workDir, `round-${t.round}`);
-    const result = await this.trainShard(t, dl.path, roundDir, secure !== undefined, log, signal);
+    // The runner stops only with the hard signal: a job stopped to keep its shard lets it finish.
+    const result = await this.trainShard(t, dl.path, roundDir, secure !== undefined, log, job);
+    if (signal.aborted) {
+      if (job.keepOnStop) return this.keepMissed(t, dl.path, result, roundDir, log, job);
+      // A lost connection: the shard stays saved in its round directory, for the task coming back.
+      throw signal.reason;
+    }
 
     activity.activity = 'upload';
-    const res = await uploadRoundDelta({
-      client: this.o.link().client,
-      config: this.o.config,
-      task: t,
-      globalPath: dl.path,
-      result,
-      secure,
-      log,
-      signal,
-      onMeter: (m) => (activity.meter = m),
-      onProgress: (done, total) => {
-        activity.progress = done / total;
-        if (done >= total / 2) this.o.fault('upload');
-      },
-    });
-    log.info({ phase: 'upload', bytes: res.receivedBytes }, 'delta uploaded');
-    this.o.metrics?.moved('up', res.receivedBytes);
+    await this.o.receiptsSettled?.();
+    // The keys task's parameters make the weight word, so a secure round mixes by them; a plain one by the task's own.
+    const terms: FoldTerms | undefined = secure
+      ? { weighting: secure.params.weighting, maxSiteWeight: secure.params.maxSiteWeight, clip: secure.params.clip }
+      : t.weighting !== undefined && t.maxSiteWeight !== undefined
+        ? { weighting: t.weighting, maxSiteWeight: t.maxSiteWeight, clip: undefined }
+        : undefined;
+    let res;
+    try {
+      res = await uploadWithKeptWork({
+        client: this.o.link().client,
+        config: this.o.config,
+        task: t,
+        globalPath: dl.path,
+        result,
+        secure,
+        log,
+        signal,
+        kept,
+        terms,
+        roundDir,
+        onMeter: (m) => (activity.meter = m),
+        onProgress: (done, total) => {
+          activity.progress = done / total;
+          if (done >= total / 2) this.o.fault('upload');
+        },
+      });
+    } catch (err) {
+      if (afterUploadFailure(err, { folded: false, stoppedToKeep: signal.aborted && job.keepOnStop }) !== 'keep') throw err;
+      return this.keepMissed(t, dl.path, result, roundDir, log, job, err);
+    }
+    const { outcome, folded } = res;
+    log.info({ phase: 'upload', bytes: outcome.receivedBytes, folded: folded.length }, 'delta uploaded');
+    const contribution = { runId: t.runId, round: t.round, parentSha256: t.globalModel.sha256, dataManifestSha256: result.dataManifestSha256 };
+    // Pending before anything else: a crash from here on leaves the parts for the receipt (or ALREADY_COUNTED) to settle.
+    await kept.markFolded(folded, { ...contribution, attempt: t.attempt });
+    await rm(roundDir, { recursive: true, force: true });
+    this.o.metrics?.moved('up', outcome.receivedBytes);
     this.o.metrics?.roundTrained();
-    this.o.contributed({ runId: t.runId, round: t.round, parentSha256: t.globalModel.sha256, dataManifestSha256: result.dataManifestSha256 });
+    this.o.contributed(contribution);
     activity.activity = 'idle';
     activity.progress = -1;
-    await rm(roundDir, { recursive: true, force: true });
     this.o.onIdle();
   }
 
+  /**
+   * Keeps `result`, trained for `t` but not counted in its round, on disk to fold into a later upload
+   * (kept-work.ts), and clears the round directory.
+   */
+  private async keepMissed(t: TrainTask, globalPath: string, result: TrainResult, roundDir: string, log: Logger, job: Job, cause?: unknown): Promise<void> {
+    const why = cause === undefined ? (job.soft.signal.reason as Error).message : classifyFailure(cause).reason;
+    log.warn({ phase: 'upload', why, samples: result.samples, tokens: result.tokens }, 'the trained delta missed its round: keeping it to fold into the next upload');
+    const kept = await this.kept();
+    try {
+      await kept.keep({ runId: t.runId, round: t.round, attempt: t.attempt, baseModelSha256: t.globalModel.sha256, baseModelRound: t.modelRound, basePath: globalPath, result, tensors: t.tensors }, job.hard.signal);
+    } catch (err) {
+      // Stopped on purpose (the agent stops), the shard stays saved for the sweep of the next run.
+      if (job.hard.signal.aborted) throw err;
+      log.warn({ err: { message: (err as Error).message } }, 'the trained delta could not be kept: it is lost to the federation');
+      throw err;
+    }
+    await rm(roundDir, { recursive: true, force: true });
+    if (this.job === job) {
+      this.o.activity.activity = 'idle';
+      this.o.onIdle();
+    }
+  }
+
+  /**
+   * Waits for stopped jobs whose shards still finish training (the runner trains one shard at a
+   * time), until `t`'s training deadline: past it they are stopped and nothing of theirs is kept.
+   */
+  private async waitForStopped(job: Job, t: TrainTask, log: Logger): Promise<void> {
+    const others = [...this.live].filter((j) => j !== job);
+    if (others.length === 0) return;
+    log.info({ phase: 'training', jobs: others.length }, 'waiting for the shard of an earlier task to finish training: it is kept and folded');
+    const deadlineMs = t.trainingDeadlineMs ?? Date.now() + DRAIN_FALLBACK_MS;
+    const timer = setTimeout(() => {
+      log.info({ phase: 'training' }, 'the earlier shard still trains at this round\'s training deadline: stopped, nothing of it kept');
+      for (const j of others) j.hard.abort(new SiteAgentError('DEADLINE_PASSED', `round ${t.round}'s training deadline passed while an earlier shard still trained`, false));
+    }, Math.max(0, deadlineMs - Date.now()));
+    try {
+      await stopWaitingOnAbort(Promise.all(others.map((j) => j.done)), job.soft.signal);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Trains the shard in `roundDir`, or takes the one a previous run of the agent left complete there. */
-  private async trainShard(t: TrainTask, globalPath: string, roundDir: string, secure: boolean, log: Logger, signal: AbortSignal): Promise<TrainResult> {
+  private async trainShard(t: TrainTask, globalPath: string, roundDir: string, secure: boolean, log: Logger, job: Job): Promise<TrainResult> {
     // A shard trained for this very task (the agent restarted mid-upload) is uploaded, not retrained.
     const kept = secure ? undefined : await trainedResult(roundDir, t);
     // A Slurm shard's job record lives in its round dir: a restarted agent re-attaches to it.
@@ -208,9 +338,11 @@ export class RoundJobs {
       globalSha256: t.globalModel.sha256,
       roundDir,
       train: t.trainConfig,
-      signal,
+      signal: job.hard.signal,
       deadlineMs: t.trainingDeadlineMs,
       onProgress: (p) => {
+        // A stopped job's shard trains on unseen: heartbeats report the current job.
+        if (this.job !== job) return;
         activity.progress = p.step / p.steps;
         activity.trainLoss = p.loss;
       },
@@ -240,8 +372,8 @@ export class RoundJobs {
   }
 
   /** Tells the coordinator this site failed the attempt, unless the job was stopped on purpose. */
-  private reportFailure(t: TrainTask, err: unknown, signal: AbortSignal): void {
-    if (signal.aborted) return; // cancelled by the coordinator or by a disconnect: nothing to report
+  private reportFailure(t: TrainTask, err: unknown, job: Job): void {
+    if (job.soft.signal.aborted) return; // cancelled by the coordinator or by a disconnect: nothing to report
     // A report on a forgotten session would be refused too; after the new Join the coordinator decides.
     if (this.o.rejoinIfForgotten(err, `round ${t.round}`)) return;
     const verdict = classifyFailure(err);

@@ -1,15 +1,19 @@
 /**
  * The upload step of a round, as the agent runs it: the trained shard's result kept beside the round
  * (so an agent restarted mid-upload resumes the same bytes instead of training again), the delta
- * encoded in the task's encoding and sent over the allowed number of streams, with progress.
+ * encoded in the task's encoding and sent over the allowed number of streams, with progress. A
+ * folded upload (fold.ts) sends the mixed delta from its file, names its parts in the header and
+ * weighs with W, the weight word included.
  */
 import { randomBytes } from 'node:crypto';
 import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { declaredCount } from '../aggregation/index.js';
 import type { Logger } from '../common/logger.js';
 import type { SiteServiceClient } from '../proto/index.js';
 import type { ResolvedSiteConfig } from './config.js';
 import { DeltaEncoder, type MaskedInputs } from './encode.js';
+import type { FoldPlan } from './fold.js';
 import { stderrSink, TransferMeter, type ProgressSink } from './progress.js';
 import type { TrainResult } from './runners/runner.js';
 import type { SecureParams, SecureSession } from './secure/session.js';
@@ -18,22 +22,46 @@ import { attemptKey, type TrainTask, type UploadOutcome, type UploadQueue } from
 
 const RESULT_FILE = 'trained.json';
 
-/** The training result of this exact task, when a previous run of the agent left it complete. */
-export async function trainedResult(roundDir: string, t: TrainTask): Promise<TrainResult | undefined> {
+/** The task a saved shard was trained for: enough to keep it as missed work (kept-work.ts) when its task is gone. */
+export interface SavedShardTask {
+  readonly runId: string;
+  readonly round: number;
+  readonly attempt: number;
+  readonly baseModelSha256: string;
+  readonly modelRound: number;
+}
+
+/** A finished shard a run of the agent left in a round directory. */
+export interface SavedShard {
+  readonly key: string;
+  /** Absent in a file an agent before issue 16 wrote. */
+  readonly task?: SavedShardTask;
+  readonly result: TrainResult;
+}
+
+/** The shard saved in `roundDir` whose local model still exists, whatever task it was for. */
+export async function savedShard(roundDir: string): Promise<SavedShard | undefined> {
   try {
-    const saved = JSON.parse(await readFile(join(roundDir, RESULT_FILE), 'utf8')) as { key: string; result: TrainResult };
-    if (saved.key !== taskKey(t)) return undefined;
+    const saved = JSON.parse(await readFile(join(roundDir, RESULT_FILE), 'utf8')) as SavedShard;
     await stat(saved.result.outPath);
-    return saved.result;
+    return saved;
   } catch {
     return undefined;
   }
 }
 
+/** The training result of this exact task, when a previous run of the agent left it complete. */
+export async function trainedResult(roundDir: string, t: TrainTask): Promise<TrainResult | undefined> {
+  const saved = await savedShard(roundDir);
+  return saved?.key === taskKey(t) ? saved.result : undefined;
+}
+
 /** Records a finished shard, atomically, so a restart can upload it without training again. */
 export async function saveTrainedResult(roundDir: string, t: TrainTask, result: TrainResult): Promise<void> {
   const tmp = join(roundDir, `${RESULT_FILE}.tmp`);
-  await writeFile(tmp, JSON.stringify({ key: taskKey(t), result }), { mode: 0o600 });
+  const task: SavedShardTask = { runId: t.runId, round: t.round, attempt: t.attempt, baseModelSha256: t.globalModel.sha256, modelRound: t.modelRound };
+  const saved: SavedShard = { key: taskKey(t), task, result };
+  await writeFile(tmp, JSON.stringify(saved), { mode: 0o600 });
   await rename(tmp, join(roundDir, RESULT_FILE));
 }
 
@@ -55,6 +83,8 @@ export interface RoundUploadInput {
   readonly onMeter: (meter: TransferMeter | undefined) => void;
   readonly onProgress?: (done: number, total: number) => void;
   readonly sink?: ProgressSink;
+  /** A folded upload: the plan (its parts and W) and the file holding the mixed delta. */
+  readonly fold?: { readonly plan: FoldPlan; readonly deltaPath: string } | undefined;
 }
 
 /** Encodes and uploads the round's delta; resolves with the coordinator's verdict. */
@@ -62,8 +92,14 @@ export async function uploadRoundDelta(i: RoundUploadInput): Promise<UploadOutco
   const t = i.task;
   const { tensors, encoding } = t;
   const counts = { samples: i.result.samples, tokens: i.result.tokens };
-  const masked: MaskedInputs | undefined = i.secure ? { ...i.secure, counts, roundingSeed: randomBytes(32) } : undefined;
-  const encoder = await DeltaEncoder.open(i.globalPath, i.result.outPath, tensors, encoding, masked);
+  const fold = i.fold;
+  // The weight word carries W of a folded upload, what the coordinator recomputes from the header's parts.
+  const masked: MaskedInputs | undefined = i.secure
+    ? { ...i.secure, count: fold?.plan.weight ?? declaredCount(i.secure.params.weighting, counts), roundingSeed: randomBytes(32) }
+    : undefined;
+  const encoder = fold
+    ? await DeltaEncoder.openDelta(fold.deltaPath, tensors, encoding, masked)
+    : await DeltaEncoder.open(i.globalPath, i.result.outPath, tensors, encoding, masked);
   const meter = new TransferMeter('upload', encoder.totalBytes, i.log.child({ phase: 'upload' }), i.sink ?? stderrSink());
   i.onMeter(meter);
   const cfg = i.config.transfer;
@@ -84,6 +120,10 @@ export async function uploadRoundDelta(i: RoundUploadInput): Promise<UploadOutco
         steps: i.result.steps,
         trainLoss: i.result.trainLoss,
         dataManifestSha256: i.result.dataManifestSha256,
+        // The busy span travels as the runner reported it; the coordinator shows it, never weighs by it.
+        trainStartedMs: i.result.trainStartedMs ?? 0,
+        trainFinishedMs: i.result.trainFinishedMs ?? 0,
+        folded: (fold?.plan.parts ?? []).map(({ part: p }) => ({ baseModelSha256: p.baseModelSha256, samples: p.samples, tokens: p.tokens, steps: p.steps })),
       },
       encoder,
       i.signal,

@@ -161,6 +161,19 @@ export interface UploadHeaderFields {
   readonly steps: number;
   readonly trainLoss: number;
   readonly dataManifestSha256: string;
+  /** The busy span of the fresh work, Unix ms (absent or 0: not known); display only. */
+  readonly trainStartedMs?: number;
+  readonly trainFinishedMs?: number;
+  /** Earlier work folded into the delta, by base (docs/protocol.md, "Bases, staleness and folded work"). */
+  readonly folded?: readonly FoldedPartFields[];
+}
+
+/** One folded part as the header names it: its base and its counts. */
+export interface FoldedPartFields {
+  readonly baseModelSha256: string;
+  readonly samples: number;
+  readonly tokens: number;
+  readonly steps: number;
 }
 
 /** How an upload runs. */
@@ -226,6 +239,7 @@ export async function uploadDelta(client: SiteServiceClient, header: UploadHeade
           const wireHeader: UploadMessage['header'] = {
             ...header,
             tensors: header.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: [...t.shape] })),
+            folded: (header.folded ?? []).map((f) => ({ ...f })),
             encoding: { name: header.encoding },
             totalBytes: encoder.totalBytes,
             stripeOffset: s.start,

@@ -61,6 +61,23 @@ export interface TrainTask extends AttemptRef {
   readonly trainConfig: Readonly<Record<string, unknown>>;
   /** Epoch milliseconds by which the shard must be trained; undefined when none is named. */
   readonly trainingDeadlineMs: number | undefined;
+  /**
+   * Epoch milliseconds after which the attempt takes no upload; undefined when none is named (an
+   * upload is then tried until the coordinator refuses it).
+   */
+  readonly uploadDeadlineMs?: number | undefined;
+  /**
+   * Most rounds a part's base may lie behind `modelRound` (`run.maxStaleness`); older kept work is
+   * dropped, not sent. 0 or absent (a coordinator before protocol version 4): nothing is folded.
+   */
+  readonly maxStaleness?: number;
+  /**
+   * What an upload's weight counts (`run.weighting`) and the most one site may declare
+   * (`run.maxSiteWeight`): kept work is mixed into an upload by them. Absent when the coordinator
+   * does not send them (empty, 0): a plain round then folds nothing.
+   */
+  readonly weighting?: Weighting | undefined;
+  readonly maxSiteWeight?: number | undefined;
   /** The largest upload chunk the coordinator takes; undefined when it names none. */
   readonly maxChunkBytes: number | undefined;
   /** Upload streams this site may open at once (0 means 1). */
@@ -208,6 +225,7 @@ function decodeAttempt(m: { runId: string; round: string; attempt: number }): At
 
 function decodeTrain(t: TrainTask__Output, a: AttemptRef): TrainTask {
   const deadline = u64(t.trainingDeadlineMs, 'trainingDeadlineMs');
+  const uploadDeadline = u64(t.uploadDeadlineMs, 'uploadDeadlineMs');
   return {
     kind: 'train',
     ...a,
@@ -217,6 +235,10 @@ function decodeTrain(t: TrainTask__Output, a: AttemptRef): TrainTask {
     encoding: t.encoding?.name || 'f32',
     trainConfig: decodeTrainConfig(t.trainConfigJson),
     trainingDeadlineMs: deadline > 0 ? deadline : undefined,
+    uploadDeadlineMs: uploadDeadline > 0 ? uploadDeadline : undefined,
+    maxStaleness: t.maxStaleness,
+    weighting: t.weighting === '' ? undefined : decodeWeighting(t.weighting, 'a train task'),
+    maxSiteWeight: decodeMaxSiteWeight(t.maxSiteWeight),
     maxChunkBytes: t.maxChunkBytes > 0 ? t.maxChunkBytes : undefined,
     maxStreams: t.maxStreams,
     evaluate: t.evaluate,
@@ -256,7 +278,7 @@ function decodeKeys(t: KeysTask__Output, a: AttemptRef): KeysStage {
     modulusBits: p.modulusBits === 16 ? 16 : 32,
     clip: p.clip,
     maxSiteWeight: p.maxWeight,
-    weighting: decodeWeighting(p.weighting),
+    weighting: p.weighting === '' ? 'samples' : decodeWeighting(p.weighting, 'a keys task'),
     graphSeed: p.graphSeed,
     degree: p.degree,
     roster: p.roster,
@@ -264,12 +286,18 @@ function decodeKeys(t: KeysTask__Output, a: AttemptRef): KeysStage {
   return { kind: 'keys', ...a, params };
 }
 
-/** `run.weighting` as a keys task carries it; empty from coordinators that did not send it: samples. */
-function decodeWeighting(w: string): Weighting {
-  if (w === '') return 'samples';
+/** `run.weighting` as a task carries it (a keys task's empty one, from coordinators that did not send it, reads as samples). */
+function decodeWeighting(w: string, what: string): Weighting {
   const known = WEIGHTINGS.find((x) => x === w);
-  if (!known) throw new Refusal(`a keys task weighting by ${JSON.stringify(w)}, not one of ${WEIGHTINGS.join(', ')}`);
+  if (!known) throw new Refusal(`${what} weighting by ${JSON.stringify(w)}, not one of ${WEIGHTINGS.join(', ')}`);
   return known;
+}
+
+/** A train task's `max_site_weight`: 0 is "not sent"; anything else must be a number ≥ 1, or the mix would divide by nonsense. */
+function decodeMaxSiteWeight(m: number): number | undefined {
+  if (m === 0) return undefined;
+  if (!(Number.isFinite(m) && m >= 1)) throw new Refusal(`a train task whose maxSiteWeight ${m} is not a number ≥ 1`);
+  return m;
 }
 
 function decodeShares(t: SharesTask__Output, a: AttemptRef): SharesStage {

@@ -6,7 +6,6 @@
  */
 import { randomBytes as nodeRandomBytes, sign as cryptoSign, verify as cryptoVerify, X509Certificate, type KeyObject } from 'node:crypto';
 import {
-  declaredCount,
   encodedWeight,
   neighbourhoodThreshold,
   sessionGraph,
@@ -26,7 +25,6 @@ import {
   secureSessionId,
   survivorListBytes,
   GCM_TAG_BYTES,
-  type DeclaredCounts,
   type MaskBits,
   type NeighbourGraph,
   type PairwiseMask,
@@ -189,13 +187,14 @@ export class SecureSession {
   }
 
   /**
-   * The weight folded into the masked vector and sent as its weight word: this site's count in the
-   * run's unit over `maxSiteWeight`, Float32-rounded — what the coordinator recomputes from the
-   * clear header. A count above `maxSiteWeight` is refused (WEIGHT_OUT_OF_RANGE), never clamped.
+   * The weight folded into the masked vector and sent as its weight word: the upload's count in the
+   * run's unit (the header's own count, or W of a folded upload) over `maxSiteWeight`,
+   * Float32-rounded — what the coordinator recomputes from the clear header. A count above
+   * `maxSiteWeight` is refused (WEIGHT_OUT_OF_RANGE), never clamped.
    */
-  weight(counts: DeclaredCounts): number {
+  weight(count: number): number {
     const { weighting, maxSiteWeight } = this.o.params;
-    const w = encodedWeight(declaredCount(weighting, counts), maxSiteWeight);
+    const w = encodedWeight(count, maxSiteWeight);
     if (!w.ok) throw new SiteAgentError('WEIGHT_OUT_OF_RANGE', `${w.issues.join('; ')} (weighting by ${weighting})`, false, { weighting, maxSiteWeight });
     return w.value;
   }

@@ -16,7 +16,7 @@ import { secureMean } from '../../coordinator/secure/unmask.js';
 import { openFileSource } from '../../common/files.js';
 import type { KeyAdvertisement__Output, SharesSubmission__Output, UnmaskResponse__Output } from '../../proto/index.js';
 import { DeltaEncoder } from '../../site-agent/encode.js';
-import { createSafetensorsWriter, memorySink } from '../../aggregation/index.js';
+import { createSafetensorsWriter, declaredCount, memorySink } from '../../aggregation/index.js';
 import { SecureSession, type PeerAdvertisement, type SecureParams, type WireShare } from '../../site-agent/secure/session.js';
 
 /** A deterministic randomBytes: AES-256-CTR keyed by SHA-256(label). Every byte it hands out is recorded. */
@@ -93,7 +93,7 @@ export async function encodeMasked(
   try {
     await writeVector(join(dir, 'global.safetensors'), new Float32Array(delta.length));
     await writeVector(join(dir, 'local.safetensors'), delta);
-    const masked = { session, params, counts: { samples, tokens: samples * 10 }, roundingSeed: o.roundingSeed ?? randomBytes(32) };
+    const masked = { session, params, count: declaredCount(params.weighting, { samples, tokens: samples * 10 }), roundingSeed: o.roundingSeed ?? randomBytes(32) };
     const tensors = [{ name: 'delta', dtype: 'F32', shape: [delta.length] }];
     const enc = await DeltaEncoder.open(join(dir, 'global.safetensors'), join(dir, 'local.safetensors'), tensors, `secagg${params.modulusBits}`, masked);
     try {

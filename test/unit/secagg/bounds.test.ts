@@ -3,7 +3,8 @@
  * encoder the agent uses: every site's vector is `quantize`d as `DeltaEncoder` does it (w·clip(Δ)
  * and the weight word w, one rounding seed per site), the vectors are added modulo 2^b and decoded
  * as `secureMean` decodes them. Masks are left out: they cancel exactly in the modular sum, so the
- * checks see the same words with or without them.
+ * checks see the same words with or without them. Folded uploads (issue 16) are mixed by the
+ * agent's own `mixDeltas` and weighed with W from `uploadWeight`, as a site sends them.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -21,6 +22,8 @@ import {
   weightSumTolerance,
   zeroLevel,
 } from '../../../aggregation/secagg/index.js';
+import { uploadWeight } from '../../../aggregation/index.js';
+import { mixDeltas } from '../../../site-agent/fold.js';
 import { seededRandomBytes } from './helpers.js';
 
 /** Coordinates of every site's vector; the weight word follows them, as in a masked upload. */
@@ -80,14 +83,14 @@ const weightOf = (count: number, maxSiteWeight: number): number => {
  * The sum of every site's words as the coordinator unmasks it, through both checks; `tamper` may
  * change one site's words (coordinates, then the weight word at index LEN) before they are added.
  */
-function unmaskedSum(c: SumCase, tamper?: (site: number, words: MaskWords) => void): { code: string | undefined; weightSum: number; mean: Float64Array } {
+function unmaskedSum(c: SumCase, tamper?: (site: number, words: MaskWords) => void, vectorOf: (s: number) => Float32Array = (s) => delta(c, s)): { code: string | undefined; weightSum: number; mean: Float64Array } {
   const o = options(c);
   const weights = c.counts.map((k) => weightOf(k, c.maxSiteWeight));
   const acc = c.b === 32 ? new Uint32Array(LEN + 1) : new Uint16Array(LEN + 1);
   weights.forEach((w, s) => {
     const roundingSeed = seededRandomBytes(`${c.seed}/rounding/${s}`)(32);
     const words = c.b === 32 ? new Uint32Array(LEN + 1) : new Uint16Array(LEN + 1);
-    words.set(quantize(delta(c, s), o, { weight: w, roundingSeed }));
+    words.set(quantize(vectorOf(s), o, { weight: w, roundingSeed }));
     words.set(quantize(Float32Array.of(w), { ...o, clip: 1 }, { roundingSeed, wordOffset: LEN }), LEN);
     tamper?.(s, words);
     addModular(acc, words);
@@ -131,6 +134,34 @@ describe('the checks of an unmasked sum', () => {
         // The bound they guarantee: every coordinate of the mean within c + n·c/((2^(q−1) − 1)·Σw).
         const o = options(c);
         const edge = sumRangeBound(r.weightSum, c.n, o) / r.weightSum;
+        for (const m of r.mean) expect(Math.abs(m)).toBeLessThanOrEqual(edge);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('never fail honest folded uploads: each site weighs with W from uploadWeight over its fresh and stale parts, and sends their clipped mix', () => {
+    // Each site: the fresh part's count (≤ maxSiteWeight), up to 2 stale parts of any count and staleness 1..3.
+    const folded = sumCase.chain((c) =>
+      fc.record({
+        c: fc.constant(c),
+        parts: fc.array(fc.array(fc.record({ count: fc.integer({ min: 0, max: c.maxSiteWeight }), staleness: fc.integer({ min: 1, max: 3 }) }), { maxLength: 2 }), { minLength: c.n, maxLength: c.n }),
+      }),
+    );
+    fc.assert(
+      fc.property(folded, ({ c, parts }) => {
+        const sites = c.counts.map((fresh, s) => {
+          const w = uploadWeight({ count: fresh, staleness: 0 }, parts[s]!, c.maxSiteWeight);
+          if (!w.ok) throw new Error(w.issues.join('; '));
+          const stale = parts[s]!.map((_, i) => delta({ ...c, seed: `${c.seed}/part-${i}` }, s));
+          const m = { fresh: w.value.fresh, parts: w.value.folded.map((k) => k * w.value.foldScale), total: w.value.weight, clip: c.clip };
+          return { weight: w.value.weight, vector: mixDeltas(new Float32Array(LEN), delta(c, s), stale, m) };
+        });
+        const withW: SumCase = { ...c, counts: sites.map((x) => x.weight) };
+        for (const x of sites) expect(x.weight).toBeLessThanOrEqual(c.maxSiteWeight);
+        const r = unmaskedSum(withW, undefined, (s) => sites[s]!.vector);
+        expect(r.code).toBeUndefined();
+        const edge = sumRangeBound(r.weightSum, c.n, options(c)) / r.weightSum;
         for (const m of r.mean) expect(Math.abs(m)).toBeLessThanOrEqual(edge);
       }),
       { numRuns: 300 },

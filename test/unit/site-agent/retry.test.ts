@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { COORDINATOR_ERRORS, CoordinatorError, toServiceError, type CoordinatorErrorCode } from '../../../coordinator/core/errors.js';
 import { SiteAgentError } from '../../../site-agent/errors.js';
-import { classifyFailure, STATUS_VERDICTS } from '../../../site-agent/retry.js';
+import { afterUploadFailure, classifyFailure, STATUS_VERDICTS } from '../../../site-agent/retry.js';
 
 /** What the agent's client sees when the coordinator refuses a call with `code`. */
 function refusedWith(code: CoordinatorErrorCode, message = 'test refusal'): grpc.ServiceError {
@@ -74,5 +74,22 @@ describe('classifyFailure', () => {
     it('a FAILED_PRECONDITION without a verdict is final whatever its text; the run loop used to retry it unless it named PROTOCOL_VERSION', () => {
       expect(classifyFailure(bare(grpc.status.FAILED_PRECONDITION, 'NOT_JOINED: site must call Join first'))).toMatchObject({ retryable: false, rejoin: false });
     });
+  });
+});
+
+describe('afterUploadFailure', () => {
+  it('sends the fresh delta alone when the coordinator refuses folded parts, keeps work a round no longer takes, and fails the rest', () => {
+    for (const code of ['BASE_UNKNOWN', 'STALE_DELTA', 'ALREADY_COUNTED'] as const) {
+      expect(afterUploadFailure(refusedWith(code), { folded: true, stoppedToKeep: false }), code).toBe('fresh-only');
+      // Without folded parts, a refusal of the fresh part's base is the round's failure.
+      expect(afterUploadFailure(refusedWith(code), { folded: false, stoppedToKeep: false }), code).toBe('fail');
+    }
+    for (const code of ['ROUND_CLOSED', 'NOT_INVITED'] as const) expect(afterUploadFailure(refusedWith(code), { folded: true, stoppedToKeep: false }), code).toBe('keep');
+    expect(afterUploadFailure(new SiteAgentError('DEADLINE_PASSED', 'the upload window passed', false), { folded: false, stoppedToKeep: false })).toBe('keep');
+    expect(afterUploadFailure(new SiteAgentError('CANCELLED', 'superseded by a new round task', false), { folded: false, stoppedToKeep: true })).toBe('keep');
+    expect(afterUploadFailure(new SiteAgentError('CANCELLED', 'disconnected', false), { folded: false, stoppedToKeep: false })).toBe('fail');
+    expect(afterUploadFailure(refusedWith('WEIGHT_OUT_OF_RANGE'), { folded: true, stoppedToKeep: false })).toBe('fail');
+    // A status without the coordinator's verdict says nothing about the round.
+    expect(afterUploadFailure(bare(grpc.status.FAILED_PRECONDITION), { folded: true, stoppedToKeep: false })).toBe('fail');
   });
 });

@@ -45,7 +45,7 @@ function refusalOf(d: DecodedTask): Extract<DecodedTask, { ok: false }> {
 
 describe('tasks from the wire', () => {
   it('decodes a train task with its uint64 fields as numbers and its train config parsed once', () => {
-    const d = taskFromWire(trainTask({ trainingDeadlineMs: '1700000000000', maxChunkBytes: 65536 }));
+    const d = taskFromWire(trainTask({ trainingDeadlineMs: '1700000000000', uploadDeadlineMs: '1700000060000', maxChunkBytes: 65536, maxStaleness: 2 }));
     expect(d).toEqual({
       ok: true,
       value: {
@@ -59,6 +59,8 @@ describe('tasks from the wire', () => {
         encoding: 'int8',
         trainConfig: { steps: 3 },
         trainingDeadlineMs: 1_700_000_000_000,
+        uploadDeadlineMs: 1_700_000_060_000,
+        maxStaleness: 2,
         maxChunkBytes: 65536,
         maxStreams: 2,
         evaluate: true,
@@ -70,7 +72,7 @@ describe('tasks from the wire', () => {
 
   it('reads the wire defaults as "none named": f32, no deadline, no chunk limit, an empty config', () => {
     const d = taskFromWire(trainTask({ encoding: null, trainConfigJson: '' }));
-    expect(d.ok && d.value).toMatchObject({ encoding: 'f32', trainConfig: {}, trainingDeadlineMs: undefined, maxChunkBytes: undefined });
+    expect(d.ok && d.value).toMatchObject({ encoding: 'f32', trainConfig: {}, trainingDeadlineMs: undefined, uploadDeadlineMs: undefined, maxStaleness: 0, maxChunkBytes: undefined });
   });
 
   it('keys a task by run, round and attempt as the agent always has', () => {
@@ -94,6 +96,16 @@ describe('tasks from the wire', () => {
     expect(refusalOf(taskFromWire(trainTask({ globalModel: null }))).issues[0]).toMatch(/without its globalModel/);
     expect(refusalOf(taskFromWire(trainTask({ trainConfigJson: '[1, 2]' }))).issues[0]).toMatch(/not a JSON object/);
     expect(refusalOf(taskFromWire(trainTask({ trainConfigJson: '{' }))).issues[0]).toMatch(/not JSON/);
+  });
+
+  it('reads a train task\'s weighting and maxSiteWeight (empty and 0: not sent), refusing an unknown weighting and a maxSiteWeight below 1', () => {
+    expect(taskFromWire(trainTask({ weighting: 'tokens', maxSiteWeight: 9_000_000 }))).toMatchObject({ ok: true, value: { weighting: 'tokens', maxSiteWeight: 9_000_000 } });
+    expect(taskFromWire(trainTask())).toMatchObject({ ok: true, value: { weighting: undefined, maxSiteWeight: undefined } });
+    expect(refusalOf(taskFromWire(trainTask({ weighting: 'bytes' }))).issues[0]).toMatch(/train task weighting by "bytes"/);
+    const low = refusalOf(taskFromWire(trainTask({ weighting: 'samples', maxSiteWeight: 0.5 })));
+    expect(low.issues[0]).toMatch(/maxSiteWeight 0\.5/);
+    expect(low.attempt).toEqual({ runId: 'run-w', round: 7, attempt: 2 });
+    expect(refusalOf(taskFromWire(trainTask({ maxSiteWeight: Number.NaN }))).issues[0]).toMatch(/maxSiteWeight NaN/);
   });
 
   it('refuses a keys task without its parameters, and maps an unset modulus to 32 bits and an unset weighting to samples', () => {

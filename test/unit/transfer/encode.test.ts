@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bf16ToF32, createSafetensorsWriter, decodeInt8Blocks, memorySink } from '../../../aggregation/index.js';
+import { bf16ToF32, createSafetensorsWriter, declaredCount, decodeInt8Blocks, memorySink } from '../../../aggregation/index.js';
 import { isUnitBoundary } from '../../../aggregation/index.js';
 import { DeltaEncoder, type MaskedInputs } from '../../../site-agent/encode.js';
 import { InProcessSecAgg, makeIdentities } from '../../helpers/secure-protocol.js';
@@ -58,7 +58,7 @@ async function maskedInputs(modulusBits: 16 | 32): Promise<{ inputs: MaskedInput
   p.keys();
   p.shares();
   p.deliverShares();
-  const inputs = { session: p.sessions.get('site-b')!, params: p.params, counts: { samples: 500, tokens: 5000 }, roundingSeed: new Uint8Array(32).fill(7) };
+  const inputs = { session: p.sessions.get('site-b')!, params: p.params, count: declaredCount(p.params.weighting, { samples: 500, tokens: 5000 }), roundingSeed: new Uint8Array(32).fill(7) };
   return { inputs, done: () => p.cleanup() };
 }
 

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { loadConfigFile } from '../common/config-file.js';
 import { commandRunnerSchema } from './runners/command.js';
 import { slurmRunnerSchema } from './runners/slurm.js';
+import { standinRunnerSchema } from './runners/standin.js';
 
 /** The builtin TypeScript trainer on generated text in one language (demo, tests). */
 export const builtinRunnerSchema = z
@@ -37,7 +38,7 @@ export const siteConfigSchema = z
       .optional(),
     tls: z.object({ ca: z.string(), cert: z.string(), key: z.string() }).strict(),
     workDir: z.string(),
-    runner: z.discriminatedUnion('kind', [builtinRunnerSchema, commandRunnerSchema, slurmRunnerSchema]),
+    runner: z.discriminatedUnion('kind', [builtinRunnerSchema, commandRunnerSchema, slurmRunnerSchema, standinRunnerSchema]),
     transfer: z
       .object({
         /** Upload chunk size (capped by what the coordinator allows). */

@@ -160,8 +160,8 @@ async function cmdSite(args: string[]): Promise<number> {
   const config = loadSiteConfig(required(values.config, 'config'));
   const logger = createLogger({ name: 'site-agent', level: config.log.level, base: { site: config.site } });
   logger.info({ config }, 'configuration');
-  const runner = createRunner(config);
   const metrics = new AgentMetrics(config.site);
+  const runner = createRunner(config, { log: logger.child({ component: 'runner' }), metrics });
   const endpoint = config.metrics
     ? await serveMetrics({ ...config.metrics, contentType: metrics.registry.contentType, text: () => metrics.text() })
     : undefined;
@@ -178,6 +178,8 @@ async function cmdSite(args: string[]): Promise<number> {
     }
     throw err;
   } finally {
+    // Jobs submitted ahead (runner.submitAhead) wait for tasks this agent will not receive.
+    await runner.close?.();
     await endpoint?.close();
   }
 }

@@ -12,6 +12,7 @@ export class AgentMetrics {
   private readonly rounds: Counter;
   private readonly bytes: Counter<'direction'>;
   private readonly errors: Counter<'code'>;
+  private readonly modelWait: Counter;
   private lastContactMs: number | undefined;
 
   constructor(site: string, private readonly now: () => number = Date.now) {
@@ -21,6 +22,11 @@ export class AgentMetrics {
     this.rounds = new Counter({ name: 'fedhpc_agent_rounds_trained_total', help: 'Round shards trained and uploaded', registers });
     this.bytes = new Counter({ name: 'fedhpc_agent_bytes_total', help: 'Model bytes moved, by direction', labelNames: ['direction'] as const, registers });
     this.errors = new Counter({ name: 'fedhpc_agent_errors_total', help: 'Failures, by code', labelNames: ['code'] as const, registers });
+    this.modelWait = new Counter({
+      name: 'fedhpc_agent_model_wait_seconds_total',
+      help: 'Seconds training allocations held their nodes idle waiting for the global model (Slurm jobs submitted ahead)',
+      registers,
+    });
     const self = this;
     new Gauge({
       name: 'fedhpc_agent_last_contact_age_seconds',
@@ -49,6 +55,11 @@ export class AgentMetrics {
 
   moved(direction: 'up' | 'down', bytes: number): void {
     if (bytes > 0) this.bytes.inc({ direction }, bytes);
+  }
+
+  /** A shard's job waited `ms` for its model before training (idle, not busy). */
+  modelWaited(ms: number): void {
+    if (ms > 0) this.modelWait.inc(ms / 1000);
   }
 
   failed(code: string | number | undefined): void {

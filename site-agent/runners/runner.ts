@@ -45,6 +45,12 @@ export interface TrainResult {
    */
   readonly trainStartedMs?: number;
   readonly trainFinishedMs?: number;
+  /**
+   * How long the shard's allocation held its nodes waiting for the global model before training
+   * (ms): a Slurm job submitted ahead of its round's task (`runner.submitAhead`). Idle time, not
+   * busy: it lies before `trainStartedMs`. Absent: the job did not wait (or was not submitted ahead).
+   */
+  readonly idleWaitMs?: number;
 }
 
 export interface EvalResult {
@@ -57,4 +63,11 @@ export interface Runner {
   readonly kind: string;
   train(request: TrainRequest): Promise<TrainResult>;
   evaluate(modelPath: string, signal: AbortSignal): Promise<EvalResult>;
+  /**
+   * The run ended (or this site left it): work the runner started ahead for its next round (a
+   * Slurm job submitted ahead) is cancelled. Never throws.
+   */
+  endRun?(runId: string): Promise<void>;
+  /** The agent stops: work started ahead of a task that will not come is cancelled. Never throws. */
+  close?(): Promise<void>;
 }

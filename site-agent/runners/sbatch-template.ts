@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { RunnerConfigError } from './round-dir.js';
-import { runBlock, shellQuote as q } from './slurm-cli.js';
+import { runBlock, shellQuote as q, type ModelWait } from './slurm-cli.js';
 
 /** What of the slurm runner's config (`ResolvedSlurmRunner`) goes into a batch script. */
 export interface SbatchSite {
@@ -28,10 +28,12 @@ export interface SbatchJob {
   readonly command: string;
   readonly requeue: boolean;
   readonly timeLimit: string;
+  /** A job submitted ahead of its round's task: it waits for the model first (slurm-cli.ts). */
+  readonly modelWait?: ModelWait | undefined;
 }
 
 /** The sbatch options of a job (without `#SBATCH `), in the order they are written. */
-export function sbatchDirectives(o: SbatchSite, job: Omit<SbatchJob, 'command'>): string[] {
+export function sbatchDirectives(o: SbatchSite, job: Omit<SbatchJob, 'command' | 'modelWait'>): string[] {
   return [
     `--job-name=${job.name}`,
     `--partition=${o.partition}`,
@@ -65,7 +67,7 @@ export function renderJobScript(template: string, o: SbatchSite, job: SbatchJob)
       .map((d) => `#SBATCH ${d}`)
       .join('\n'),
     setup: setupLines(o).join('\n'),
-    run: runBlock(job.command, job.requeue),
+    run: runBlock(job.command, job.requeue, job.modelWait),
     round_dir: q(job.roundDir),
     job_name: job.name,
     partition: o.partition,

@@ -127,6 +127,13 @@ export function parseTimeLimit(s: string): number | undefined {
   return n(5) * 60 + n(6);
 }
 
+/** A Slurm time limit of `seconds`, as "D-HH:MM:SS" (the inverse of {@link parseTimeLimit}). */
+export function formatTimeLimit(seconds: number): string {
+  const pad = (n: number): string => String(n).padStart(2, '0');
+  const s = Math.max(0, Math.ceil(seconds));
+  return `${Math.floor(s / 86_400)}-${pad(Math.floor((s % 86_400) / 3600))}:${pad(Math.floor((s % 3600) / 60))}:${pad(s % 60)}`;
+}
+
 /**
  * What the `slurm` runner asks of Slurm. {@link SlurmCli} is the real one; a test may stand in a
  * scripted controller for sequences a one-node cluster cannot produce on demand (a job preempted
@@ -233,17 +240,59 @@ export class SlurmCli {
 /** `s` as one single-quoted shell word. */
 export const shellQuote = (s: string): string => `'${s.replaceAll("'", `'\\''`)}'`;
 
+/** Exit code of a job submitted ahead whose model never came (its READY marker): it gave up waiting. */
+export const AHEAD_GAVE_UP_EXIT = 69;
+
+/** The wait of a job submitted before its round's task (`runner.submitAhead`). */
+export interface ModelWait {
+  /** The round directory whose `READY` marker the job waits for. */
+  readonly roundDir: string;
+  readonly pollMs: number;
+  /** After this many seconds without the marker the job exits {@link AHEAD_GAVE_UP_EXIT}. */
+  readonly giveUpS: number;
+}
+
+/**
+ * The wait of an ahead job: polls for `READY` (the agent writes it last, by rename, after
+ * spec.json and global/), then records the wait once in `MODEL_WAIT.json` (a requeued run, finding
+ * the marker at once, keeps the first record). TERM/INT end the wait at once (scancel); USR1 is
+ * ignored until the trainer runs.
+ */
+function modelWaitBlock(w: ModelWait): string {
+  const dir = shellQuote(w.roundDir);
+  const pollS = (w.pollMs / 1000).toFixed(3);
+  return `# Submitted ahead (runner.submitAhead): no training until the agent writes READY, last.
+trap 'exit 143' TERM INT
+trap '' USR1
+fedhpc_wait_t0=$(date +%s%3N)
+fedhpc_give_up=$(( $(date +%s) + ${w.giveUpS} ))
+while [ ! -e ${dir}/READY ]; do
+  if [ "$(date +%s)" -ge "$fedhpc_give_up" ]; then
+    echo "fedhpc-exit job=\${SLURM_JOB_ID:-none} restart=\${SLURM_RESTART_COUNT:-0} code=${AHEAD_GAVE_UP_EXIT} (no model after ${w.giveUpS} s)"
+    exit ${AHEAD_GAVE_UP_EXIT}
+  fi
+  sleep ${pollS}
+done
+fedhpc_wait_t1=$(date +%s%3N)
+if [ ! -e ${dir}/MODEL_WAIT.json ]; then
+  printf '{"waitStartedMs":%s,"readyMs":%s,"modelWaitMs":%s}\n' "$fedhpc_wait_t0" "$fedhpc_wait_t1" "$((fedhpc_wait_t1 - fedhpc_wait_t0))" > ${dir}/MODEL_WAIT.json.tmp && mv -f ${dir}/MODEL_WAIT.json.tmp ${dir}/MODEL_WAIT.json
+fi
+echo "fedhpc-model-ready job=\${SLURM_JOB_ID:-none} waited_ms=$((fedhpc_wait_t1 - fedhpc_wait_t0))"
+`;
+}
+
 /**
  * The part of the batch script that meets Slurm: runs `command` in the background, forwards
  * USR1/TERM/INT to it (a signal to the batch shell alone never reaches the trainer), waits, prints
  * the `fedhpc-start` / `fedhpc-exit` markers {@link stateFromOutput} reads, and in requeue mode
- * asks Slurm to requeue the job on exit 75. Exits with the trainer's code.
+ * asks Slurm to requeue the job on exit 75. Exits with the trainer's code. With `wait` (a job
+ * submitted ahead) the trainer starts only once the round's model is there.
  */
-export function runBlock(command: string, requeue: boolean): string {
+export function runBlock(command: string, requeue: boolean, wait?: ModelWait): string {
   return `# fedhpc run block (generated): trainer in the background, signals forwarded, exit recorded.
 set +e  # a failing wait must not end the script before the exit is recorded
 echo "fedhpc-start job=\${SLURM_JOB_ID:-none} restart=\${SLURM_RESTART_COUNT:-0} host=$(hostname)"
-fedhpc_child=
+${wait === undefined ? '' : modelWaitBlock(wait)}fedhpc_child=
 fedhpc_forward() { if [ -n "$fedhpc_child" ]; then kill -s "$1" "$fedhpc_child" 2>/dev/null || true; fi; }
 trap 'fedhpc_forward USR1' USR1
 trap 'fedhpc_forward TERM' TERM

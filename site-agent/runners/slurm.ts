@@ -5,21 +5,25 @@
  * `--requeue` and the batch script runs `scontrol requeue` on exit 75; the agent never resubmits)
  * or the agent's resubmission (`requeue: false`: `--no-requeue`, overriding the cluster's
  * JobRequeue). Job ids are kept in `<roundDir>/job.json`, so a restarted agent re-attaches.
+ * With `submitAhead` the next round's job is submitted as soon as a shard is done and waits on its
+ * node for the model (slurm-ahead.ts); the task that comes adopts it, anything else cancels it.
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import type { Logger } from '../../common/logger.js';
 import { SiteAgentError } from '../errors.js';
 import { parseEvalOutput } from './command.js';
-import { ProgressTail, RunnerConfigError, exitOutcome, plannedSteps, prepareRoundDir, refusalError, shardSpecShape, tailOf, verifyShard, writeJsonAtomic } from './round-dir.js';
+import { ProgressTail, RunnerConfigError, exitOutcome, plannedSteps, prepareRoundDir, refusalError, shardSpecShape, tailOf, verifyShard } from './round-dir.js';
 import type { EvalResult, Runner, TrainRequest, TrainResult } from './runner.js';
 import { blockPlaceholderIssues, ignoredDirectives, renderJobScript, sbatchDirectives } from './sbatch-template.js';
-import { REQUIRED_SLURM_COMMANDS, SlurmCli, SlurmCommandError, TERMINAL_STATES, parseTimeLimit, shellQuote as q, stateFromOutput, type JobInfo, type SlurmCommands } from './slurm-cli.js';
+import { markReady, nextRoundDir, readModelWait, readRecord, waitingAhead, waitingAheadJobs, writeRecord, type JobRecord } from './slurm-ahead.js';
+import { AHEAD_GAVE_UP_EXIT, REQUIRED_SLURM_COMMANDS, SlurmCli, SlurmCommandError, TERMINAL_STATES, formatTimeLimit, parseTimeLimit, shellQuote as q, stateFromOutput, type JobInfo, type ModelWait, type SlurmCommands } from './slurm-cli.js';
 
 const line = z.string().min(1).regex(/^[^\r\n]*$/, 'a single line');
 /** Site config of the `slurm` runner (`runner.kind = "slurm"`). */
@@ -68,6 +72,15 @@ export const slurmRunnerSchema = z
     ...shardSpecShape,
     // Shared filesystems may show DONE.json to the agent's node a while after the job wrote it.
     doneWaitMs: z.number().int().min(0).max(600_000).default(15_000),
+    /**
+     * Submit round r+1's job as soon as round r's shard is done, so its queue wait overlaps the
+     * round's aggregation; once running it waits for the model, idle (docs/operators.md).
+     */
+    submitAhead: z.boolean().default(false),
+    /** How long a job submitted ahead, once running, waits for its model before it exits 69; added to its time limit. */
+    aheadWaitS: z.number().int().min(10).max(86_400).default(1800),
+    /** How often a job submitted ahead looks for the model's READY marker on the shared filesystem. */
+    aheadPollMs: z.number().int().min(100).max(60_000).default(2000),
   })
   .strict();
 
@@ -80,6 +93,10 @@ export interface SlurmRunnerContext {
   readonly env?: NodeJS.ProcessEnv;
   /** Slurm's commands; default: the real ones on `env`'s PATH. Tests pass a scripted controller. */
   readonly cli?: SlurmCommands;
+  /** Where the runner says what it did ahead of a task (submitted, adopted, cancelled, waited). */
+  readonly log?: Logger | undefined;
+  /** Told how long each shard's job waited for its model (AgentMetrics.modelWaited). */
+  readonly metrics?: { modelWaited(ms: number): void } | undefined;
 }
 
 /** A round request; `deadlineMs` (epoch ms) is when the coordinator stops waiting for the shard. */
@@ -96,20 +113,6 @@ export class SlurmPendingError extends SiteAgentError {
     });
     this.name = 'SlurmPendingError';
   }
-}
-
-/** `<roundDir>/job.json`: what was submitted for which round attempt. */
-interface JobRecord {
-  version: 1;
-  runId: string;
-  round: number;
-  attempt: number;
-  globalSha256: string;
-  jobs: { id: string; name: string; submittedAt: string }[];
-  /** Name of a job being submitted (found by name if the agent died before recording its id). */
-  submitting?: string;
-  resumes: number;
-  crashes: number;
 }
 
 function defaultTemplate(): string {
@@ -159,10 +162,14 @@ export class SlurmRunner implements Runner {
     if (runs !== 1 && !ownsRun) {
       throw new RunnerConfigError('slurm', [`template ${where} must contain {{run}} exactly once (found ${runs}), or print the fedhpc-start and fedhpc-exit markers itself`]);
     }
-    const script = this.render('/nonexistent/round-0', 'fedhpc-check', this.trainCommand('/nonexistent/round-0'), o.requeue, o.timeLimit);
-    const check = spawnSync('bash', ['-n'], { input: script, encoding: 'utf8', timeout: 10_000, env });
-    if (check.status !== 0) {
-      const msg = (check.stderr || check.error?.message || `exit ${check.status}`).trim().replaceAll('bash: ', '');
+    if (o.submitAhead && runs !== 1) {
+      throw new RunnerConfigError('slurm', [`runner.submitAhead needs a template with {{run}}: the wait for the model is part of the generated run block, and template ${where} runs its own steps`]);
+    }
+    const check = '/nonexistent/round-0';
+    const script = this.render(check, 'fedhpc-check', this.trainCommand(check), o.requeue, o.timeLimit, o.submitAhead ? this.modelWait(check) : undefined);
+    const syntax = spawnSync('bash', ['-n'], { input: script, encoding: 'utf8', timeout: 10_000, env });
+    if (syntax.status !== 0) {
+      const msg = (syntax.stderr || syntax.error?.message || `exit ${syntax.status}`).trim().replaceAll('bash: ', '');
       throw new RunnerConfigError('slurm', [`template ${where} does not render to a valid bash script: ${msg}`]);
     }
     const late = ignoredDirectives(script);
@@ -184,18 +191,28 @@ export class SlurmRunner implements Runner {
     return sbatchDirectives(this.o, { roundDir, name, requeue, timeLimit });
   }
 
-  private render(roundDir: string, name: string, command: string, requeue: boolean, timeLimit: string): string {
-    return renderJobScript(this.template, this.o, { roundDir, name, command, requeue, timeLimit });
+  private render(roundDir: string, name: string, command: string, requeue: boolean, timeLimit: string, modelWait?: ModelWait): string {
+    return renderJobScript(this.template, this.o, { roundDir, name, command, requeue, timeLimit, modelWait });
+  }
+
+  private modelWait(roundDir: string): ModelWait {
+    return { roundDir, pollMs: this.o.aheadPollMs, giveUpS: this.o.aheadWaitS };
   }
 
   async train(req: SlurmTrainRequest): Promise<TrainResult> {
     req.signal.throwIfAborted();
+    // A job submitted ahead for another directory waits for a task that is not this one.
+    await this.dropAhead((dir) => dir !== req.roundDir, `round ${req.round} (attempt ${req.attempt}) of run ${req.runId} came instead`);
     let rec = await readRecord(req.roundDir);
-    if (rec === undefined || rec.runId !== req.runId || rec.round !== req.round || rec.attempt !== req.attempt || rec.globalSha256 !== req.globalSha256) {
+    if (waitingAhead(rec) && rec.runId === req.runId && rec.round === req.round) {
+      await this.adoptAhead(req, rec);
+    } else if (rec === undefined || rec.runId !== req.runId || rec.round !== req.round || rec.attempt !== req.attempt || rec.globalSha256 !== req.globalSha256) {
       if (rec !== undefined) await this.cancelStale(rec, req.signal);
-      await prepareRoundDir(req, this.o, this.nextCursor === undefined ? {} : { cursor: this.nextCursor });
+      for (const f of ['READY', 'MODEL_WAIT.json']) await rm(join(req.roundDir, f), { force: true });
+      await prepareRoundDir(req, this.o, this.cursor());
       rec = { version: 1, runId: req.runId, round: req.round, attempt: req.attempt, globalSha256: req.globalSha256, jobs: [], resumes: 0, crashes: 0 };
       await writeRecord(req.roundDir, rec);
+      await markReady(req);
     }
     const tail = new ProgressTail(join(req.roundDir, 'progress.jsonl'), plannedSteps(req.train), req.onProgress, this.o.progressPollMs).start(req.signal);
     try {
@@ -205,12 +222,85 @@ export class SlurmRunner implements Runner {
     }
   }
 
+  private cursor(): Record<string, unknown> {
+    return this.nextCursor === undefined ? {} : { cursor: this.nextCursor };
+  }
+
+  /** The task of a job submitted ahead came: lay out its directory, then `READY` last; the job trains. */
+  private async adoptAhead(req: SlurmTrainRequest, rec: JobRecord & { ahead: NonNullable<JobRecord['ahead']> }): Promise<void> {
+    await prepareRoundDir(req, this.o, this.cursor());
+    Object.assign(rec, { attempt: req.attempt, globalSha256: req.globalSha256 });
+    rec.ahead.adoptedAt = new Date().toISOString();
+    await writeRecord(req.roundDir, rec); // before READY: a restarted agent then follows it as this task's job
+    await markReady(req);
+    this.ctx.log?.info({ round: req.round, attempt: req.attempt, phase: 'training', jobId: rec.jobs.at(-1)?.id ?? rec.submitting }, 'adopted the job submitted ahead: model ready, it trains');
+  }
+
+  /**
+   * Round `req.round`'s shard is done: submits round r+1's job now, into `<workDir>/round-<r+1>`,
+   * to wait there for its model. Best effort: a failure costs only the head start.
+   */
+  private async submitAhead(req: SlurmTrainRequest): Promise<void> {
+    const dir = nextRoundDir(req);
+    const log = this.ctx.log?.child({ round: req.round + 1, phase: 'training' });
+    if (dir === undefined) {
+      log?.warn({ roundDir: req.roundDir }, 'not submitting ahead: the round directory is not named round-<r>');
+      return;
+    }
+    try {
+      const old = await readRecord(dir);
+      if (old !== undefined && !waitingAhead(old)) {
+        log?.info({ dir }, 'not submitting ahead: the next round directory is in use');
+        return;
+      }
+      if (old !== undefined) await this.cancelStale(old, req.signal);
+      const entries = await readdir(dir).catch(() => [] as string[]);
+      if (old === undefined && entries.length > 0) {
+        log?.info({ dir }, 'not submitting ahead: the next round directory is in use');
+        return;
+      }
+      await rm(dir, { recursive: true, force: true });
+      await mkdir(dir, { recursive: true });
+      const rec: JobRecord = { version: 1, runId: req.runId, round: req.round + 1, attempt: 0, globalSha256: '', jobs: [], resumes: 0, crashes: 0, ahead: { afterRound: req.round, submittedAt: new Date().toISOString() } };
+      await writeRecord(dir, rec);
+      const jobId = await this.submit(dir, rec, req.signal, true);
+      log?.info({ jobId, aheadWaitS: this.o.aheadWaitS }, "submitted the next round's job ahead: it waits for the model");
+    } catch (err) {
+      log?.warn({ err: { message: (err as Error).message } }, "could not submit the next round's job ahead: it is submitted when its task comes");
+    }
+  }
+
+  /** Cancels the jobs submitted ahead whose directory `drop` selects, and removes their directories; never throws. */
+  private async dropAhead(drop: (dir: string, rec: JobRecord) => boolean, why: string): Promise<void> {
+    for (const { dir, rec } of await waitingAheadJobs(this.ctx.workDir)) {
+      if (!drop(dir, rec)) continue;
+      const jobId = rec.jobs.at(-1)?.id;
+      if (jobId !== undefined) await this.cancel(jobId);
+      else if (rec.submitting !== undefined) for (const id of await this.cli.jobsNamed(rec.submitting, AbortSignal.timeout(this.o.commandTimeoutS * 1000)).catch(() => [])) await this.cancel(id);
+      await rm(dir, { recursive: true, force: true });
+      this.ctx.log?.info({ round: rec.round, phase: 'training', jobId, why }, 'cancelled the job submitted ahead: its task will not come');
+    }
+  }
+
+  /** The run ended (or the site left it): cancels its jobs submitted ahead. */
+  async endRun(runId: string): Promise<void> {
+    await this.dropAhead((_, rec) => rec.runId === runId, `run ${runId} ended`).catch(() => undefined);
+  }
+
+  /** The agent stops: cancels every job submitted ahead (a restarted agent would not be told why they wait). */
+  async close(): Promise<void> {
+    await this.dropAhead(() => true, 'the agent stops').catch(() => undefined);
+  }
+
   /** Follows the round's current job (re-attaching to a recorded one) until the shard is done. */
   private async follow(req: SlurmTrainRequest, rec: JobRecord, tail: ProgressTail): Promise<TrainResult> {
     // A submission in flight when the agent died comes first: its job (if sbatch got that far) is the current one.
-    let jobId = rec.submitting !== undefined ? ((await this.adopt(req, rec)) ?? (await this.submit(req, rec))) : (rec.jobs.at(-1)?.id ?? (await this.submit(req, rec)));
+    const submit = (): Promise<string> => this.submit(req.roundDir, rec, req.signal);
+    let jobId = rec.submitting !== undefined ? ((await this.adopt(req, rec)) ?? (await submit())) : (rec.jobs.at(-1)?.id ?? (await submit()));
     for (;;) {
-      const end = await this.watch(jobId, req.roundDir, req.signal, { requeue: this.o.requeue, timeLimitS: this.timeLimitS, deadlineMs: req.deadlineMs });
+      // A job submitted ahead may run its wait too before Slurm's time limit.
+      const waitS = rec.ahead !== undefined && jobId === rec.jobs[0]?.id ? this.o.aheadWaitS : 0;
+      const end = await this.watch(jobId, req.roundDir, req.signal, { requeue: this.o.requeue, timeLimitS: this.timeLimitS, waitS, deadlineMs: req.deadlineMs });
       const log = join(req.roundDir, `slurm-${jobId}.out`);
       const context = { jobId, slurmState: end.state, exitCode: end.exitCode ?? -1, log };
       const outcome = exitOutcome(end.exitCode ?? null);
@@ -218,7 +308,14 @@ export class SlurmRunner implements Runner {
         await tail.stop();
         const { result, done } = await verifyShard(req, this.o, tail);
         if (done.nextCursor !== undefined) this.nextCursor = done.nextCursor;
-        return result;
+        if (this.o.submitAhead) await this.submitAhead(req);
+        return this.withModelWait(req, jobId, result);
+      }
+      if (end.exitCode === AHEAD_GAVE_UP_EXIT && waitS > 0) {
+        // Gave up waiting before its task came (adopted too late): a fresh job, no crash counted.
+        this.ctx.log?.info({ round: req.round, phase: 'training', jobId }, 'the job submitted ahead gave up waiting for the model: submitting a new one');
+        jobId = await submit();
+        continue;
       }
       if (outcome === 'bad-spec' || outcome === 'bad-global') throw refusalError(outcome, await tailOf(log), context);
       const interrupted = outcome === 'resumable' || end.state === 'PREEMPTED' || end.state === 'NODE_FAIL';
@@ -235,8 +332,17 @@ export class SlurmRunner implements Runner {
       } else if (++rec.crashes > this.o.maxRetries) {
         throw new SiteAgentError('TRAINING_FAILED', `Slurm job ${jobId} ended ${end.state} (exit ${end.exitCode ?? '?'}) after ${rec.crashes} runs: ${await tailOf(log)}`, true, context);
       }
-      jobId = await this.submit(req, rec);
+      jobId = await submit();
     }
+  }
+
+  /** `result` with the job's wait for its model, reported where the agent looks (log, metrics). */
+  private async withModelWait(req: SlurmTrainRequest, jobId: string, result: TrainResult): Promise<TrainResult> {
+    const idleWaitMs = await readModelWait(req.roundDir);
+    if (idleWaitMs === undefined) return result;
+    this.ctx.log?.info({ round: req.round, attempt: req.attempt, phase: 'training', jobId, idleWaitMs }, 'the job submitted ahead held its nodes idle, waiting for the model');
+    this.ctx.metrics?.modelWaited(idleWaitMs);
+    return { ...result, idleWaitMs };
   }
 
   /** After a restart mid-submission: the job named in the record, if Slurm has it. */
@@ -251,28 +357,31 @@ export class SlurmRunner implements Runner {
     return id;
   }
 
-  private async submit(req: SlurmTrainRequest, rec: JobRecord): Promise<string> {
-    const name = `fedhpc-r${req.round}-a${req.attempt}-${randomBytes(4).toString('hex')}`;
+  /** Submits a job for `dir`; `ahead`: one that waits for its model first, its time limit lengthened by the wait. */
+  private async submit(dir: string, rec: JobRecord, signal: AbortSignal, ahead = false): Promise<string> {
+    const name = `fedhpc-r${rec.round}-${ahead ? 'ahead' : `a${rec.attempt}`}-${randomBytes(4).toString('hex')}`;
     rec.submitting = name;
-    await writeRecord(req.roundDir, rec); // first, so a restart finds a job whose id we never saw
-    const script = join(req.roundDir, `job-${rec.jobs.length + 1}.sbatch`);
-    await writeFile(script, this.render(req.roundDir, name, this.trainCommand(req.roundDir), this.o.requeue, this.o.timeLimit), { mode: 0o700 });
+    await writeRecord(dir, rec); // first, so a restart finds a job whose id we never saw
+    const script = join(dir, `job-${rec.jobs.length + 1}.sbatch`);
+    const timeLimit = ahead ? formatTimeLimit(this.timeLimitS + this.o.aheadWaitS) : this.o.timeLimit;
+    await writeFile(script, this.render(dir, name, this.trainCommand(dir), this.o.requeue, timeLimit, ahead ? this.modelWait(dir) : undefined), { mode: 0o700 });
     // The options that keep the resume paths apart are repeated on the command line, which wins
     // over whatever a site's template says.
-    const flags = this.directives(req.roundDir, name, this.o.requeue, this.o.timeLimit).filter((d) => /^--(job-name|requeue|no-requeue|signal|output|open-mode)/.test(d));
-    const id = await this.cli.sbatch(script, flags, req.signal).catch((err: unknown) => {
+    const flags = this.directives(dir, name, this.o.requeue, timeLimit).filter((d) => /^--(job-name|requeue|no-requeue|signal|output|open-mode)/.test(d) || (ahead && d.startsWith('--time=')));
+    const id = await this.cli.sbatch(script, flags, signal).catch((err: unknown) => {
       if (!(err instanceof SlurmCommandError)) throw err;
       throw new SiteAgentError('TRAINING_FAILED', `cannot submit the training job: ${err.message}`, true, { script }, { cause: err });
     });
     rec.jobs.push({ id, name, submittedAt: new Date().toISOString() });
     delete rec.submitting;
-    await writeRecord(req.roundDir, rec);
+    await writeRecord(dir, rec);
     return id;
   }
 
   /** Polls the job until it ends; cancels it on abort, past the pending limits or far past its time limit. */
-  private async watch(jobId: string, dir: string, signal: AbortSignal, w: { requeue: boolean; timeLimitS: number; deadlineMs?: number | undefined }): Promise<JobInfo> {
+  private async watch(jobId: string, dir: string, signal: AbortSignal, w: { requeue: boolean; timeLimitS: number; waitS?: number; deadlineMs?: number | undefined }): Promise<JobInfo> {
     const { requeue, timeLimitS, deadlineMs } = w;
+    const runLimitS = timeLimitS + (w.waitS ?? 0);
     let pendingSince: number | undefined;
     let runningSince: number | undefined;
     let settleSince: number | undefined;
@@ -304,7 +413,7 @@ export class SlurmRunner implements Runner {
           settleSince = undefined;
           if (info.state !== 'REQUEUED' && info.state !== 'REQUEUE_FED') runningSince ??= now;
           // Slurm kills a job at its limit; one still running long after is beyond our control.
-          if (runningSince !== undefined && now - runningSince > (timeLimitS + this.o.cancelWaitS + 600) * 1000) {
+          if (runningSince !== undefined && now - runningSince > (runLimitS + this.o.cancelWaitS + 600) * 1000) {
             await this.cancel(jobId);
             throw new SiteAgentError('TRAINING_FAILED', `Slurm job ${jobId} still ${info.state} long past its time limit; cancelled it`, true, { jobId });
           }
@@ -379,16 +488,3 @@ export class SlurmRunner implements Runner {
     }
   }
 }
-
-async function readRecord(roundDir: string): Promise<JobRecord | undefined> {
-  const text = await readFile(join(roundDir, 'job.json'), 'utf8').catch(() => undefined);
-  if (text === undefined) return undefined;
-  try {
-    const r = JSON.parse(text) as JobRecord;
-    return r.version === 1 && Array.isArray(r.jobs) ? r : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-const writeRecord = (roundDir: string, rec: JobRecord): Promise<void> => writeJsonAtomic(join(roundDir, 'job.json'), rec);

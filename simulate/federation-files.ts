@@ -32,8 +32,11 @@ export interface FederationFilesOptions {
   /** The coordinator's `limits` (defaults when absent). */
   readonly limits?: CoordinatorOptions['limits'];
   readonly force?: boolean;
-  /** How sites train: the builtin TypeScript model (default) or torch_shard.py as a job. */
-  readonly trainer?: { readonly kind: JobRunnerKind; readonly python: string } | undefined;
+  /**
+   * How sites train: the builtin TypeScript model (default) or torch_shard.py as a job; `siteData`:
+   * extra fields of each site's runner `data` (spec.json `data`), one object per site in order.
+   */
+  readonly trainer?: { readonly kind: JobRunnerKind; readonly python: string; readonly siteData?: readonly Readonly<Record<string, unknown>>[] } | undefined;
   /** Sites run the stand-in trainer at these speeds instead (on the builtin initial model). */
   readonly standin?: StandinSites | undefined;
 }
@@ -120,7 +123,7 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
       runner: o.standin
         ? standinRunner(o.standin, i)
         : o.trainer && modelConfig
-          ? await torchRunner(o.trainer.kind, dir, languages[i]!, i + 1, o.trainer.python, modelConfig)
+          ? await torchRunner(o.trainer.kind, dir, languages[i]!, i + 1, o.trainer.python, modelConfig, o.trainer.siteData?.[i])
           : { kind: 'builtin', language: languages[i]!, ...DEMO_DATA, seed: i + 1 },
     };
     await writeJson(file, cfg);

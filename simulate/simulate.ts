@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { mkdir, mkdtemp, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { AdminClient } from '../coordinator/index.js';
+import { AdminClient, type CoordinatorOptions } from '../coordinator/index.js';
 import type { RoundsResponse__Output } from '../proto/index.js';
 import { bigramEvalLoss, defaultSiteLanguages, siteDataset, VOCAB_SIZE, type DropPhase } from '../site-agent/index.js';
 import { DEMO_TRAIN, writeFederationFiles } from './federation-files.js';
@@ -43,6 +43,16 @@ export interface SimulateOptions {
   readonly siteSpeeds?: readonly number[] | undefined;
   /** A time budget per round in seconds (`run.train.budget.seconds`); builtin and stand-in sites. */
   readonly budgetS?: number | undefined;
+  /**
+   * How the coordinator weighs deltas (`run.weighting`); default: tokens with `budgetS`, else the
+   * coordinator's default. A token budget in `train` needs `tokens`.
+   */
+  readonly weighting?: NonNullable<CoordinatorOptions['run']>['weighting'];
+  /**
+   * Job runners only: extra fields of each site's `data` (spec.json `data`), one object per site in
+   * site order — e.g. torch_shard.py's `token_budget_scale`, a benchmark's stand-in for a slower site.
+   */
+  readonly siteData?: readonly Readonly<Record<string, unknown>>[] | undefined;
   /** Python with torch for the job runners (Debian's is not the first python3 on PATH). */
   readonly python?: string | undefined;
   /** Secure aggregation (SecAgg+); on by default. */
@@ -137,6 +147,11 @@ async function stopPart(p: Part): Promise<void> {
 /** Runs a simulated federation to the end of its rounds; resolves with the summary. */
 export async function simulate(o: SimulateOptions): Promise<Extract<SimulateRecord, { type: 'summary' }>> {
   const t0 = Date.now();
+  const runner = o.runner ?? (o.siteSpeeds ? 'standin' : 'builtin');
+  const jobs = runner === 'command' || runner === 'slurm';
+  if (o.siteData !== undefined && (!jobs || o.siteData.length !== o.sites)) {
+    throw new SimulateError(`siteData needs a job runner (command or slurm) and one object per site: ${o.siteData.length} for ${o.sites} sites with runner ${runner}`);
+  }
   const stateDir = resolve(o.stateDir ?? (await mkdtemp(join(tmpdir(), 'fedhpc-sim-'))));
   const logDir = join(stateDir, 'logs');
   await mkdir(logDir, { recursive: true });
@@ -146,16 +161,15 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
   const address = layout?.coordinatorAddress ?? `localhost:${port}`;
   const fedDir = join(stateDir, 'federation');
   const write = layout ? layout.writeFiles : (f: Parameters<SimulateLayout['writeFiles']>[0]) => writeFederationFiles({ ...f, coordinatorAddress: address, listen: `127.0.0.1:${port}` });
-  const runner = o.runner ?? (o.siteSpeeds ? 'standin' : 'builtin');
   const standin: StandinSites | undefined = runner === 'standin' ? { speeds: o.siteSpeeds ?? sites.map(() => 1), stepMs: STANDIN_STEP_MS } : undefined;
-  const jobs = runner === 'command' || runner === 'slurm';
   const training = simulatedTraining(o.train ?? (jobs ? TORCH_TRAIN : standin ? STANDIN_TRAIN : DEMO_TRAIN), o.budgetS, standin);
+  const weighting = o.weighting ?? training.weighting;
   const files = await write({
     dir: fedDir,
     federation: 'simulation',
     sites,
     admins: ['admin'],
-    trainer: jobs ? { kind: runner, python: o.python ?? '/usr/bin/python3' } : undefined,
+    trainer: jobs ? { kind: runner, python: o.python ?? '/usr/bin/python3', ...(o.siteData ? { siteData: o.siteData } : {}) } : undefined,
     standin,
     run: {
       id: 'simulation',
@@ -165,7 +179,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
       strategy: { name: o.strategy, ...o.strategyParams },
       secureAggregation: { enabled: o.secure ?? true },
       train: training.train,
-      ...(training.weighting ? { weighting: training.weighting } : {}),
+      ...(weighting ? { weighting } : {}),
       ...(training.maxSiteWeight !== undefined ? { maxSiteWeight: training.maxSiteWeight } : {}),
       deadlines: { openS: 60, trainingS: training.trainingS, uploadS: 60, aggregateS: 60, commitS: 30, evalS: 30 },
     },

@@ -113,7 +113,7 @@ export async function writeMixedSiteTokens(
   return { train, heldout };
 }
 
-/** The runner block of a site config that trains with torch_shard.py. */
+/** The runner block of a site config that trains with torch_shard.py; `data`: extra spec.json `data` fields. */
 export async function torchRunner(
   kind: JobRunnerKind,
   dir: string,
@@ -121,10 +121,11 @@ export async function torchRunner(
   seed: number,
   python: string,
   modelConfig: string,
+  data: Readonly<Record<string, unknown>> = {},
 ): Promise<SiteOptions['runner']> {
   const tokens = await tokenFiles(join(dir, 'data'), language, seed);
   const shared = {
-    data: { train_tokens: tokens.train },
+    data: { ...data, train_tokens: tokens.train },
     seed,
     modelConfig,
     keepOptimizerState: true,

@@ -15,11 +15,18 @@ Modes (exit codes: 0 done, 64 bad spec or usage, 65 global weights invalid or mi
          train: {max_steps (beside a budget optional, a cap), lr, batch_size, seq_len, weight_decay? 0,
                  warmup_steps? 0, decay_steps? 0, min_lr_ratio? 0.1, data_order? "shuffled" | "sequential",
                  grad_clip? 1.0, micro_batch_size?, checkpoint_every? 0},
-         data: {train_tokens, train_tokens_sha256? (a pin: exit 64 for other bytes), cursor? 0}}
+         data: {train_tokens, train_tokens_sha256? (a pin: exit 64 for other bytes), cursor? 0,
+                token_budget_scale? 1}}
       (relative paths are relative to DIR).
       A budget decides the steps: with {"tokens": T} the shard stops once its tokens reach T (the
       last step may pass T by less than one batch); with {"seconds": S} it starts no step after S
       seconds of training (time in the queue or between a kill and the resume does not count).
+      data.token_budget_scale (0 < f <= 1, a site's own setting, only beside a token budget) is a
+      benchmark stand-in for a slower accelerator: on a machine where every site trains at the same
+      speed, a site of relative speed f trains the tokens it would reach in the fastest site's
+      round, floor(T * f + 0.5) instead of T (bench/convergence-torch.ts --heterogeneous). It only
+      ever lowers the tokens, so the coordinator's cap (T plus one batch) holds. Not for real sites:
+      a real site's speed decides its tokens under a time budget.
       data_order: "shuffled" reads the file's non-overlapping seq_len windows in a permutation keyed
       by the file's SHA-256, a new one each epoch, and `cursor` counts windows read since the first
       epoch began; "sequential" reads them in file order and `cursor` is a token offset.
@@ -331,6 +338,14 @@ def torch_spec(spec, round_dir):
     s.decay_steps = need(train, "decay_steps", int, lambda v: v >= 0, 0, where="train")
     s.min_lr_ratio = need(train, "min_lr_ratio", (int, float), lambda v: 0 <= v <= 1, 0.1, where="train")
     s.data_order = need(train, "data_order", str, lambda v: v in ("shuffled", "sequential"), "shuffled", where="train")
+    scale = need(data, "token_budget_scale", (int, float), lambda v: 0 < v <= 1, 1, where="data")
+    if scale != 1:
+        if s.budget_tokens is None:
+            raise bad_spec("spec.json: data.token_budget_scale scales a token budget: the spec has no budget {\"tokens\": T}")
+        # The stand-in for a slower accelerator (the module's docstring): fewer tokens, the same rule for steps.
+        s.budget_tokens = max(1, math.floor(s.budget_tokens * scale + 0.5))
+        by_tokens = -(-s.budget_tokens // (s.batch_size * s.seq_len))
+        s.planned_steps = min(by_tokens, s.max_steps) if s.max_steps is not None else by_tokens
     if s.decay_steps and s.planned_steps is None:
         # The cosine decay counts the run's steps as rounds x steps per round: a time budget has no such count.
         raise bad_spec("spec.json: train.decay_steps needs a step count per round: give train.max_steps beside a time budget")

@@ -420,6 +420,28 @@ print(json.dumps({"a1": a1, "a2": a2, "a1again": epochs(1)[0], "b1": b1, "cursor
     expect(await readJson<Done>(join(capped, 'DONE.json'))).toMatchObject({ steps: 2, tokens: 2 * perStep });
   });
 
+  it('data.token_budget_scale (the benchmarks\' stand-in for a slower site) trains round(T × f) tokens by the same rule, never more than T', { timeout: 60_000 }, async () => {
+    const perStep = BATCH * SEQ; // 256 tokens a step
+    // T = 12 steps' tokens: a third is 4 steps, two thirds 8; 0.3 of it is 921.6 → 922 tokens → 4 steps.
+    const budget = 12 * perStep;
+    const scales = [1 / 3, 2 / 3, 0.3, 1];
+    const dirs = await Promise.all(
+      scales.map((f, i) =>
+        makeRound(`budget-scale-${i}`, (s) => {
+          delete s.train.max_steps;
+          s.budget = { tokens: budget };
+          s.data['token_budget_scale'] = f;
+        }),
+      ),
+    );
+    const exits = await Promise.all(dirs.map((d) => runTrainer('--round-dir', d)));
+    for (const e of exits) expect(e.code, e.stderr).toBe(0);
+    const done = await Promise.all(dirs.map((d) => readJson<Done>(join(d, 'DONE.json'))));
+    expect(done.map((d) => [d.steps, d.tokens])).toEqual([4, 8, 4, 12].map((n) => [n, n * perStep]));
+    // Progress lines plan the scaled steps.
+    expect((await progress(dirs[0]!)).map((l) => l.steps)).toEqual([4, 4, 4, 4]);
+  });
+
   it('exits 64 for a spec it cannot honour', { timeout: 60_000 }, async () => {
     const cases: [string, (s: Spec) => void, RegExp][] = [
       ['no-max-steps', (s) => delete s.train.max_steps, /train\.max_steps/],
@@ -430,6 +452,23 @@ print(json.dumps({"a1": a1, "a2": a2, "a1again": epochs(1)[0], "b1": b1, "cursor
       ['two-budgets', (s) => (s.budget = { seconds: 1, tokens: 100 }), /budget must be/],
       ['zero-seconds', (s) => (s.budget = { seconds: 0 }), /budget\.seconds/],
       ['newer-contract', (s) => (s.version = 3), /spec\.version/],
+      ['scale-without-budget', (s) => (s.data['token_budget_scale'] = 0.5), /token_budget_scale scales a token budget/],
+      [
+        'scale-of-time-budget',
+        (s) => {
+          s.budget = { seconds: 1 };
+          s.data['token_budget_scale'] = 0.5;
+        },
+        /token_budget_scale scales a token budget/,
+      ],
+      [
+        'scale-above-one',
+        (s) => {
+          s.budget = { tokens: 1000 };
+          s.data['token_budget_scale'] = 1.5;
+        },
+        /data\.token_budget_scale is missing or invalid/,
+      ],
       [
         'decay-without-steps',
         (s) => {

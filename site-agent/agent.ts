@@ -271,15 +271,21 @@ export class SiteAgent {
       case 'train':
         return this.jobs.start(task);
       case 'eval':
+        this.endRun(task.runId);
         return void this.jobs.evaluateFinal(task, this.connection.signal);
       case 'finished':
-        return;
+        return this.endRun(task.runId);
       case 'cancel':
         this.stages.cancel(task);
         return this.jobs.cancel(task);
       default:
         return void this.stages.run(task);
     }
+  }
+
+  /** The run is over (its final evaluation or `finished` task): a job submitted ahead for a next round will get no model. */
+  private endRun(runId: string): void {
+    this.o.runner.endRun?.(runId).catch((err: unknown) => this.log.warn({ err: { message: (err as Error).message } }, 'could not cancel the job submitted ahead'));
   }
 
   /** A task that breaks the wire contract: refused, and reported when the coordinator waits on its attempt. */

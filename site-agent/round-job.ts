@@ -348,7 +348,7 @@ export class RoundJobs {
       },
     });
     await saveTrainedResult(roundDir, t, result);
-    log.info({ phase: 'training', steps: result.steps, loss: result.trainLoss, seconds: (Date.now() - t0) / 1000 }, 'shard trained');
+    log.info({ phase: 'training', steps: result.steps, loss: result.trainLoss, seconds: (Date.now() - t0) / 1000, ...(result.idleWaitMs ? { idleWaitMs: result.idleWaitMs } : {}) }, 'shard trained');
     return result;
   }
 

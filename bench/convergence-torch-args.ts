@@ -48,11 +48,14 @@ export const DEFAULT_CENTRAL_LRS = [2e-3, 3e-3, 5e-3, 7e-3] as const;
 
 /**
  * What `--heterogeneous` changes unless told otherwise: 8 rounds of the fastest site's 24 steps (2
- * federations and a central run per seed, 3 seeds, fit in about 20 minutes on 2 cores; 24 steps
- * split 8:16:24 at speeds 1:2:3), and central's sweep narrowed to the default mode's best lr and its
- * neighbours, run on the first seed only (the best of them serves the others).
+ * federations and a central run per seed, 3 seeds: 13 minutes on 2 cores at load 2–7; 24 steps
+ * split 8:16:24 at speeds 1:2:3), and central's sweep, run on the first seed only (its best serves
+ * the others), around its best lr for this short run from the pretrained start. Measured on seed 1
+ * (128 steps × batch 24, bench/RESULTS.md "After issue 16: heterogeneous budgets"): 5e-4 0.9030,
+ * 7e-4 0.8960, 1e-3 0.8915, 2e-3 0.8952, 3e-3 0.9183, 5e-3 0.9369, 7e-3 1.0114 — lower than the
+ * default mode's best (5e-3 over 600 steps).
  */
-export const HETEROGENEOUS_DEFAULTS = { rounds: 8, steps: 24, seeds: 3, centralLrs: [3e-3, 5e-3, 7e-3] } as const;
+export const HETEROGENEOUS_DEFAULTS = { rounds: 8, steps: 24, seeds: 3, centralLrs: [7e-4, 1e-3, 2e-3] } as const;
 
 /** How the trainers read their token files: torch_shard.py's `train.data_order`, central's `--data-order`. */
 export const DATA_ORDERS = ['shuffled', 'sequential'] as const;

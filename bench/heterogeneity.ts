@@ -131,7 +131,8 @@ async function runFederation(s: Setup, name: string, train: Record<string, unkno
         (busy.get(p.siteId) ?? busy.set(p.siteId, []).get(p.siteId)!).push(p.busyFraction);
         (siteTokens.get(p.siteId) ?? siteTokens.set(p.siteId, []).get(p.siteId)!).push(Number(p.tokens));
       }
-      s.log(`  ${name} round ${r.round}: ${wall.toFixed(1)} s; ${attempt.participants.map((p) => `${p.siteId} ${p.tokens} tok busy ${(p.busyFraction * 100).toFixed(0)}%`).join(', ')}`);
+      const phases = attempt.phases.map((p) => `${p.phase} ${(Number(p.durationMs) / 1000).toFixed(1)}`).join(', ');
+      s.log(`  ${name} round ${r.round}: ${wall.toFixed(1)} s (${phases}); ${attempt.participants.map((p) => `${p.siteId} ${p.tokens} tok busy ${(p.busyFraction * 100).toFixed(0)}%`).join(', ')}`);
     }
     const mean = (v: readonly number[]): number => v.reduce((a, b) => a + b, 0) / v.length;
     return {

@@ -4,6 +4,7 @@
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { recordsOf, type RoundCommittedRecord } from '../../coordinator/state/records.js';
 import type { Proc, TestFederation } from './federation.js';
 
 /** One line of a coordinator's journal, as written. */
@@ -37,6 +38,11 @@ export async function readJsonLines<T = Record<string, unknown>>(path: string): 
 /** Journal record bodies of one type, oldest first. */
 export async function journalBodies(path: string, type: string): Promise<Record<string, unknown>[]> {
   return (await readJsonLines<JournalLine>(path)).map((r) => r.body).filter((b) => b.type === type);
+}
+
+/** The committed rounds of `runId` (the test federations' run by default), oldest first, typed as the coordinator writes them. */
+export async function committedRecords(fed: TestFederation, runId = 'test-run'): Promise<RoundCommittedRecord[]> {
+  return recordsOf((await readJsonLines<JournalLine>(journalPath(fed))).map((r) => r.body), runId, 'round-committed');
 }
 
 /** A pino log line. */

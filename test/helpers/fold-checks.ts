@@ -8,44 +8,12 @@ import { join } from 'node:path';
 import { expect } from 'vitest';
 import { openSafetensors } from '../../aggregation/index.js';
 import { openFileSource } from '../../common/files.js';
-import { coordinatorStateDir, journalBodies, journalPath } from './faults.js';
+import type { RoundCommittedRecord } from '../../coordinator/state/records.js';
+import { coordinatorStateDir } from './faults.js';
 import type { TestFederation } from './federation.js';
 
-/** A folded part as the journal's participant record lists it. */
-export interface JournalFoldedPart {
-  readonly baseModelSha256: string;
-  readonly staleness: number;
-  readonly samples: number;
-  readonly tokens: number;
-  readonly steps: number;
-  readonly count: number;
-}
-
-/** A participant record of a committed round. */
-export interface JournalParticipant {
-  readonly site: string;
-  readonly weight: number;
-  readonly samples: number;
-  readonly baseModelSha256?: string;
-  readonly staleness?: number;
-  readonly folded?: readonly JournalFoldedPart[];
-}
-
-/** A committed round as journaled. */
-export interface JournalCommit {
-  readonly round: number;
-  readonly parentSha256: string;
-  readonly modelSha256: string;
-  readonly participants: readonly JournalParticipant[];
-}
-
-/** The committed rounds of the federation's journal, oldest first. */
-export async function committedRounds(fed: TestFederation): Promise<JournalCommit[]> {
-  return (await journalBodies(journalPath(fed), 'round-committed')) as unknown as JournalCommit[];
-}
-
 /** Every (round, part) in which the journal counted `site`'s work trained from `base`, fresh or folded. */
-export function countedWork(commits: readonly JournalCommit[], site: string, base: string): { round: number; as: 'fresh' | 'folded' }[] {
+export function countedWork(commits: readonly RoundCommittedRecord[], site: string, base: string): { round: number; as: 'fresh' | 'folded' }[] {
   const out: { round: number; as: 'fresh' | 'folded' }[] = [];
   for (const c of commits) {
     for (const p of c.participants.filter((x) => x.site === site)) {
@@ -96,7 +64,7 @@ export function foldedDelta(fresh: Delta, freshCount: number, parts: readonly { 
  * participants (W from the journal, Δ from `deltas`), up to f32 rounding of the stored models and of
  * the coordinator's f32 sum.
  */
-export async function expectPlainMean(fed: TestFederation, c: JournalCommit, deltas: ReadonlyMap<string, Delta>): Promise<void> {
+export async function expectPlainMean(fed: TestFederation, c: RoundCommittedRecord, deltas: ReadonlyMap<string, Delta>): Promise<void> {
   const parent = await modelTensors(fed, c.parentSha256);
   const model = await modelTensors(fed, c.modelSha256);
   const total = c.participants.reduce((s, p) => s + p.weight, 0);

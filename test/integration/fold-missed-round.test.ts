@@ -11,7 +11,9 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CoordinatorHandle, CoordinatorOptions } from '../../coordinator/index.js';
-import { committedRounds, expectPlainMean, foldedDelta, keptFiles, modelTensors, type Delta, type JournalCommit } from '../helpers/fold-checks.js';
+import type { RoundCommittedRecord } from '../../coordinator/state/records.js';
+import { committedRecords } from '../helpers/faults.js';
+import { expectPlainMean, foldedDelta, keptFiles, modelTensors, type Delta } from '../helpers/fold-checks.js';
 import { createTestFederation, startCoordinatorInProcess, waitForCommitted, type TestFederation } from '../helpers/federation.js';
 import { KnownDeltaRunner, startKnownDeltaAgent, type InProcessAgent } from '../helpers/known-delta-runner.js';
 import { expectLogs } from '../helpers/logger.js';
@@ -57,7 +59,7 @@ function expectSlowSiteLines(): void {
 }
 
 /** What round 3 must be: site-3's one upload folds its round-2 shard at staleness 1; the others are fresh. */
-function roundThree(commits: readonly JournalCommit[], runners: ReadonlyMap<string, KnownDeltaRunner>): { round3: JournalCommit; deltas: Map<string, Delta> } {
+function roundThree(commits: readonly RoundCommittedRecord[], runners: ReadonlyMap<string, KnownDeltaRunner>): { round3: RoundCommittedRecord; deltas: Map<string, Delta> } {
   const [r1, r2, r3] = commits;
   expect(r2!.participants.map((p) => p.site).sort()).toEqual(['site-1', 'site-2']);
   expect(r3!.participants.map((p) => p.site).sort()).toEqual(['site-1', 'site-2', 'site-3']);
@@ -84,7 +86,7 @@ describe('a site that misses a round\'s upload window', () => {
     const maxSiteWeight = 800;
     const f = await federation({ rounds: 4, maxSiteWeight, secureAggregation: { enabled: false }, deadlines: { openS: 30, trainingS: TRAINING_S, uploadS: 30, aggregateS: 30, commitS: 30, evalS: 15 } });
     await waitForCommitted(f.admin(), 4, 50_000);
-    const commits = await committedRounds(f);
+    const commits = await committedRecords(f);
     const { round3, deltas } = roundThree(commits, new Map(agents.map((a) => [a.site, a.runner])));
     const slow = round3.participants.find((p) => p.site === SLOW)!;
     // F = 630 fills most of 800: the part's ⌊620 / 2⌋ = 310 is scaled down to the 170 left.
@@ -105,7 +107,7 @@ describe('a site that misses a round\'s upload window', () => {
       secureRun({ rounds: 3, minSites: 2, deadlines: { openS: 30, trainingS: TRAINING_S, uploadS: 30, aggregateS: 30, commitS: 30, evalS: 15, keysS: 20, sharesS: 20, unmaskS: 20 } }),
     );
     const rounds = await waitForCommitted(f.admin(), 3, 50_000);
-    const commits = await committedRounds(f);
+    const commits = await committedRecords(f);
     const { round3, deltas } = roundThree(commits, new Map(agents.map((a) => [a.site, a.runner])));
     const slow = round3.participants.find((p) => p.site === SLOW)!;
     expect(slow.weight).toBe(samples(SLOW)(3) + Math.floor(samples(SLOW)(2) / 2));

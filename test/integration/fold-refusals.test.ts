@@ -17,7 +17,8 @@ import { openSafetensors } from '../../aggregation/index.js';
 import { openFileSource, sha256File } from '../../common/files.js';
 import { silentLogger } from '../../common/logger.js';
 import type { CoordinatorHandle } from '../../coordinator/index.js';
-import { committedRounds, countedWork, keptFiles } from '../helpers/fold-checks.js';
+import { committedRecords } from '../helpers/faults.js';
+import { countedWork, keptFiles } from '../helpers/fold-checks.js';
 import { createTestFederation, startCoordinatorInProcess, waitForCommitted, type TestFederation } from '../helpers/federation.js';
 import { KnownDeltaRunner, startKnownDeltaAgent, type InProcessAgent } from '../helpers/known-delta-runner.js';
 import { expectLogs } from '../helpers/logger.js';
@@ -79,7 +80,7 @@ describe('kept work the coordinator would not count', () => {
   it('a kept part older than max_staleness is dropped, not sent', async () => {
     const { f, site2, initialSha256 } = await federation(1, 3);
     await waitForCommitted(f.admin(), 3, 30_000);
-    const commits = await committedRounds(f);
+    const commits = await committedRecords(f);
     expect(commits[2]!.participants.map((p) => p.site).sort()).toEqual(['site-1', 'site-2', 'site-3']);
     for (const c of commits) for (const p of c.participants) expect(p.folded ?? [], `round ${c.round}, ${p.site}`).toEqual([]);
     expect(countedWork(commits, 'site-2', initialSha256)).toEqual([{ round: 1, as: 'fresh' }]);
@@ -97,7 +98,7 @@ describe('kept work the coordinator would not count', () => {
     );
     const { f, site2, initialSha256 } = await federation(2, 2);
     await waitForCommitted(f.admin(), 3, 30_000);
-    const commits = await committedRounds(f);
+    const commits = await committedRecords(f);
     const [r1, r2] = commits;
     const said = site2.log.lines.filter((l) => l['round'] === 2).map((l) => l.msg);
     expect(said).toEqual(expect.arrayContaining(['folding kept work into this upload', 'the coordinator refused the folded parts: uploading the fresh delta alone', 'delta uploaded']));

@@ -9,7 +9,8 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CoordinatorHandle } from '../../coordinator/index.js';
-import { committedRounds, countedWork, keptFiles } from '../helpers/fold-checks.js';
+import { committedRecords } from '../helpers/faults.js';
+import { countedWork, keptFiles } from '../helpers/fold-checks.js';
 import { createTestFederation, startCoordinatorInProcess, waitForCommitted, type TestFederation } from '../helpers/federation.js';
 import { KnownDeltaRunner, startKnownDeltaAgent, type InProcessAgent } from '../helpers/known-delta-runner.js';
 import { expectLogs } from '../helpers/logger.js';
@@ -85,7 +86,7 @@ describe('sites that fall behind or join late', () => {
 
     const again = start(f, 'site-3', new KnownDeltaRunner({ site: 'site-3', samples: samples('site-3') }));
     await waitForCommitted(f.admin(), 5, 40_000);
-    const commits = await committedRounds(f);
+    const commits = await committedRecords(f);
     const [r1, , r3, r4] = commits;
     expect(r3!.participants.map((p) => p.site).sort()).toEqual(['site-1', 'site-2']);
     // Kept from round 2 (trained from round 1's model), folded into round 4 at staleness 2, once.
@@ -122,7 +123,7 @@ describe('sites that fall behind or join late', () => {
     await training;
     const late = start(f, 'site-3', new KnownDeltaRunner({ site: 'site-3', samples: samples('site-3') }));
     await waitForCommitted(f.admin(), 5, 40_000);
-    const commits = await committedRounds(f);
+    const commits = await committedRecords(f);
     expect(commits.map((c) => c.participants.some((p) => p.site === 'site-3'))).toEqual([false, false, false, true, true]);
     for (const c of commits.slice(3)) {
       const p = c.participants.find((x) => x.site === 'site-3')!;

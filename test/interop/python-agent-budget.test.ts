@@ -19,7 +19,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readStateDirTrail, verifyAudit } from '../../coordinator/audit/index.js';
 import type { RoundInfo__Output } from '../../proto/index.js';
 import { skipUnless } from '../helpers/components.js';
-import { coordinatorStateDir, journalBodies, journalPath } from '../helpers/faults.js';
+import type { RoundCommittedRecord } from '../../coordinator/state/records.js';
+import { committedRecords, coordinatorStateDir, journalBodies, journalPath } from '../helpers/faults.js';
 import { expectLogs, type LogLine } from '../helpers/logger.js';
 import { siteCertFiles } from '../helpers/raw-site.js';
 import { expectCommittedMean, secureRun } from '../helpers/secure-federation.js';
@@ -42,27 +43,6 @@ const SEQ_LEN = 32;
 const MAX_WEIGHT = 1400;
 /** Tokens a TypeScript site declares in `round`: at least the budget, less than one batch more. */
 const tsTokens = (site: string) => (round: number) => BUDGET + 10 * Number(site.replace(/\D+/g, '')) + round;
-
-/** A participant record of a committed round, as journaled. */
-interface Participant {
-  readonly site: string;
-  readonly weight: number;
-  readonly samples: number;
-  readonly tokens: number;
-  readonly steps: number;
-  readonly baseModelSha256?: string;
-  readonly staleness?: number;
-  readonly trainStartedMs?: number;
-  readonly trainFinishedMs?: number;
-  readonly folded?: readonly { baseModelSha256: string; staleness: number; samples: number; tokens: number; steps: number; count: number }[];
-}
-interface Commit {
-  readonly round: number;
-  readonly parentSha256: string;
-  readonly modelSha256: string;
-  readonly participants: readonly Participant[];
-  readonly dropped: readonly string[];
-}
 
 /** The page's fold arithmetic, written out here: ⌊k/(1+s)⌋, W = F + min(S, M − F), λ, c_i = λ·S_i. */
 function foldWeights(fresh: number, parts: readonly { count: number; staleness: number }[], max: number): { w: number; f: number; s: number[]; lambda: number; c: number[] } {
@@ -90,7 +70,7 @@ describe.skipIf(skip)('the Python site agent in a token-budgeted secure run: mis
   let f: InteropFederation;
   let python: PythonAgent;
   let committed: RoundInfo__Output[] = [];
-  let journal: Commit[] = [];
+  let journal: RoundCommittedRecord[] = [];
 
   beforeAll(async () => {
     f = await InteropFederation.start(
@@ -124,7 +104,7 @@ describe.skipIf(skip)('the Python site agent in a token-budgeted secure run: mis
     f.startTsAgent('site-2', undefined, tsTokens('site-2'));
     python = f.startPython(PY, ['--miss-window', String(MISSED), '--refold', String(REFOLDS), '--min-stripe-bytes', String(256 * 1024)]);
     committed = await f.completed(ROUNDS);
-    journal = (await journalBodies(journalPath(f.fed), 'round-committed')) as unknown as Commit[];
+    journal = await committedRecords(f.fed);
     process.stdout.write(`python interop: ${ROUNDS} token-budgeted secure rounds with a fold in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   }, 90_000);
 

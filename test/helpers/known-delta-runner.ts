@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { sleep } from '../../common/backoff.js';
 import { loadSiteConfig, readBuiltinModel, SiteAgent, writeBuiltinModel, type ResolvedSiteConfig } from '../../site-agent/index.js';
 import type { EvalResult, Runner, TrainRequest, TrainResult } from '../../site-agent/runners/runner.js';
+import type { CoordinatorHandle } from '../../coordinator/index.js';
 import type { TestFederation } from './federation.js';
 import { testLogger, type ExpectedLog, type TestLogger } from './logger.js';
 
@@ -127,4 +128,26 @@ export function startKnownDeltaAgent(
       await done;
     },
   };
+}
+
+/** `site-N`'s samples in round r, distinct per site and round: the fold tests' declared counts. */
+export const knownSamples = (site: string) => (round: number): number => 300 + 100 * Number(site.slice(-1)) + 10 * round;
+
+/**
+ * What one fold test starts — its federation, the in-process coordinator, the agents — and stops
+ * after each test (`afterEach(() => run.stop())`): the agents first, then the coordinator, then the files.
+ */
+export class FoldTestRun {
+  fed: TestFederation | undefined;
+  coordinator: CoordinatorHandle | undefined;
+  agents: InProcessAgent[] = [];
+
+  async stop(): Promise<void> {
+    for (const a of this.agents) await a.stop();
+    this.agents = [];
+    await this.coordinator?.stop();
+    this.coordinator = undefined;
+    await this.fed?.cleanup();
+    this.fed = undefined;
+  }
 }

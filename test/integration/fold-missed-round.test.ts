@@ -10,12 +10,12 @@
  * quantization bound in a secure one.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { CoordinatorHandle, CoordinatorOptions } from '../../coordinator/index.js';
+import type { CoordinatorOptions } from '../../coordinator/index.js';
 import type { RoundCommittedRecord } from '../../coordinator/state/records.js';
 import { committedRecords } from '../helpers/faults.js';
 import { expectPlainMean, foldedDelta, keptFiles, modelTensors, type Delta } from '../helpers/fold-checks.js';
 import { createTestFederation, startCoordinatorInProcess, waitForCommitted, type TestFederation } from '../helpers/federation.js';
-import { KnownDeltaRunner, startKnownDeltaAgent, type InProcessAgent } from '../helpers/known-delta-runner.js';
+import { FoldTestRun, KnownDeltaRunner, knownSamples, startKnownDeltaAgent } from '../helpers/known-delta-runner.js';
 import { expectLogs } from '../helpers/logger.js';
 import { expectCommittedMean, secureRun } from '../helpers/secure-federation.js';
 
@@ -23,28 +23,18 @@ const SLOW = 'site-3';
 /** site-3's round-2 shard outlasts the training deadline by 1.5 s. */
 const TRAINING_S = 5;
 const SLOW_MS = 6_500;
-const samples = (site: string) => (round: number): number => 300 + 100 * Number(site.slice(-1)) + 10 * round;
 
-let fed: TestFederation | undefined;
-let coordinator: CoordinatorHandle | undefined;
-let agents: InProcessAgent[] = [];
-afterEach(async () => {
-  for (const a of agents) await a.stop();
-  agents = [];
-  await coordinator?.stop();
-  coordinator = undefined;
-  await fed?.cleanup();
-  fed = undefined;
-});
+const live = new FoldTestRun();
+afterEach(() => live.stop());
 
 /** The coordinator and three agents; site-3 slow in round 2. */
 async function federation(run: Partial<CoordinatorOptions['run']>): Promise<TestFederation> {
   const f = await createTestFederation({ sites: 3, run: { minSites: 2, strategy: { name: 'fedavg', lr: 1 }, evaluate: false, ...run } });
-  fed = f;
-  coordinator = await startCoordinatorInProcess(f);
+  live.fed = f;
+  live.coordinator = await startCoordinatorInProcess(f);
   for (const site of f.sites) {
-    const runner = new KnownDeltaRunner({ site, samples: samples(site), delayMs: (r) => (site === SLOW && r === 2 ? SLOW_MS : 0) });
-    agents.push(startKnownDeltaAgent(f, runner, site));
+    const runner = new KnownDeltaRunner({ site, samples: knownSamples(site), delayMs: (r) => (site === SLOW && r === 2 ? SLOW_MS : 0) });
+    live.agents.push(startKnownDeltaAgent(f, runner, site));
   }
   return f;
 }
@@ -87,14 +77,14 @@ describe('a site that misses a round\'s upload window', () => {
     const f = await federation({ rounds: 4, maxSiteWeight, secureAggregation: { enabled: false }, deadlines: { openS: 30, trainingS: TRAINING_S, uploadS: 30, aggregateS: 30, commitS: 30, evalS: 15 } });
     await waitForCommitted(f.admin(), 4, 50_000);
     const commits = await committedRecords(f);
-    const { round3, deltas } = roundThree(commits, new Map(agents.map((a) => [a.site, a.runner])));
+    const { round3, deltas } = roundThree(commits, new Map(live.agents.map((a) => [a.site, a.runner])));
     const slow = round3.participants.find((p) => p.site === SLOW)!;
     // F = 630 fills most of 800: the part's ⌊620 / 2⌋ = 310 is scaled down to the 170 left.
     expect(slow.weight).toBe(maxSiteWeight);
-    expect(slow.folded![0]!.count).toBeCloseTo(maxSiteWeight - samples(SLOW)(3), 9);
+    expect(slow.folded![0]!.count).toBeCloseTo(maxSiteWeight - knownSamples(SLOW)(3), 9);
     await expectPlainMean(f, round3, deltas);
     // Round 4's task told site-3 round 3 committed; its receipt was accepted: the kept part is done.
-    const slowAgent = agents.find((a) => a.site === SLOW)!;
+    const slowAgent = live.agents.find((a) => a.site === SLOW)!;
     await expect.poll(() => keptFiles(slowAgent.config.workDir), { timeout: 10_000 }).toEqual([]);
     expect(slowAgent.log.lines.some((l) => l.msg === 'kept work done: counted in a committed round')).toBe(true);
   }, 60_000);
@@ -108,9 +98,9 @@ describe('a site that misses a round\'s upload window', () => {
     );
     const rounds = await waitForCommitted(f.admin(), 3, 50_000);
     const commits = await committedRecords(f);
-    const { round3, deltas } = roundThree(commits, new Map(agents.map((a) => [a.site, a.runner])));
+    const { round3, deltas } = roundThree(commits, new Map(live.agents.map((a) => [a.site, a.runner])));
     const slow = round3.participants.find((p) => p.site === SLOW)!;
-    expect(slow.weight).toBe(samples(SLOW)(3) + Math.floor(samples(SLOW)(2) / 2));
+    expect(slow.weight).toBe(knownSamples(SLOW)(3) + Math.floor(knownSamples(SLOW)(2) / 2));
     const info = rounds.rounds.find((r) => r.outcome === 'committed' && Number(r.round) === 3)!;
     const order = [...(await modelTensors(f, round3.parentSha256)).keys()];
     const flat = (d: Delta): Float32Array => Float32Array.from(order.flatMap((name) => Array.from(d.get(name)!)));

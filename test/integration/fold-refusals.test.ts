@@ -16,28 +16,17 @@ import { KeptWork, keptWorkDir } from '../../site-agent/kept-work.js';
 import { openSafetensors } from '../../aggregation/index.js';
 import { openFileSource, sha256File } from '../../common/files.js';
 import { silentLogger } from '../../common/logger.js';
-import type { CoordinatorHandle } from '../../coordinator/index.js';
 import { committedRecords } from '../helpers/faults.js';
 import { countedWork, keptFiles } from '../helpers/fold-checks.js';
 import { createTestFederation, startCoordinatorInProcess, waitForCommitted, type TestFederation } from '../helpers/federation.js';
-import { KnownDeltaRunner, startKnownDeltaAgent, type InProcessAgent } from '../helpers/known-delta-runner.js';
+import { FoldTestRun, type InProcessAgent, KnownDeltaRunner, knownSamples, startKnownDeltaAgent } from '../helpers/known-delta-runner.js';
 import { expectLogs } from '../helpers/logger.js';
 
-const samples = (site: string) => (round: number): number => 300 + 100 * Number(site.slice(-1)) + 10 * round;
 const MAX_SITE_WEIGHT = 1000;
 const PLANTED_SAMPLES = 400;
 
-let fed: TestFederation | undefined;
-let coordinator: CoordinatorHandle | undefined;
-let agents: InProcessAgent[] = [];
-afterEach(async () => {
-  for (const a of agents) await a.stop();
-  agents = [];
-  await coordinator?.stop();
-  coordinator = undefined;
-  await fed?.cleanup();
-  fed = undefined;
-});
+const live = new FoldTestRun();
+afterEach(() => live.stop());
 
 /**
  * A federation of three plain sites; as site-2 starts its shard of `plantAt`, a kept part trained
@@ -48,8 +37,8 @@ async function federation(maxStaleness: number, plantAt: number): Promise<{ f: T
     sites: 3,
     run: { rounds: 3, minSites: 2, maxStaleness, strategy: { name: 'fedavg', lr: 1 }, evaluate: false, maxSiteWeight: MAX_SITE_WEIGHT, secureAggregation: { enabled: false } },
   });
-  fed = f;
-  coordinator = await startCoordinatorInProcess(f);
+  live.fed = f;
+  live.coordinator = await startCoordinatorInProcess(f);
   const initialSha256 = await sha256File(f.files.initialModel);
   const plant = async (workDir: string): Promise<void> => {
     // Some other local model: the initial one trained differently (a builtin init of another seed).
@@ -66,14 +55,14 @@ async function federation(maxStaleness: number, plantAt: number): Promise<{ f: T
   for (const site of f.sites) {
     const runner = new KnownDeltaRunner({
       site,
-      samples: samples(site),
+      samples: knownSamples(site),
       beforeTrain: async (r) => {
         if (site === 'site-2' && r.round === plantAt) await plant(join(r.roundDir, '..'));
       },
     });
-    agents.push(startKnownDeltaAgent(f, runner, site));
+    live.agents.push(startKnownDeltaAgent(f, runner, site));
   }
-  return { f, site2: agents.find((a) => a.site === 'site-2')!, initialSha256 };
+  return { f, site2: live.agents.find((a) => a.site === 'site-2')!, initialSha256 };
 }
 
 describe('kept work the coordinator would not count', () => {
@@ -106,7 +95,7 @@ describe('kept work the coordinator would not count', () => {
     // The planted part is never counted again; site-2's round-2 work counts in round 2, fresh and alone.
     expect(countedWork(commits, 'site-2', initialSha256)).toEqual([{ round: 1, as: 'fresh' }]);
     expect(r2!.participants.map((p) => p.site).sort()).toEqual(['site-1', 'site-2', 'site-3']);
-    expect(r2!.participants.find((p) => p.site === 'site-2')).toMatchObject({ baseModelSha256: r1!.modelSha256, weight: samples('site-2')(2) });
+    expect(r2!.participants.find((p) => p.site === 'site-2')).toMatchObject({ baseModelSha256: r1!.modelSha256, weight: knownSamples('site-2')(2) });
     expect(r2!.participants.find((p) => p.site === 'site-2')!.folded ?? []).toEqual([]);
     expect(countedWork(commits, 'site-2', r1!.modelSha256)).toEqual([{ round: 2, as: 'fresh' }]);
     expect(await keptFiles(site2.config.workDir)).toEqual([]);

@@ -8,31 +8,20 @@
  *   models it downloaded then, and in no round before.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { CoordinatorHandle } from '../../coordinator/index.js';
 import { committedRecords } from '../helpers/faults.js';
 import { countedWork, keptFiles } from '../helpers/fold-checks.js';
 import { createTestFederation, startCoordinatorInProcess, waitForCommitted, type TestFederation } from '../helpers/federation.js';
-import { KnownDeltaRunner, startKnownDeltaAgent, type InProcessAgent } from '../helpers/known-delta-runner.js';
+import { FoldTestRun, type InProcessAgent, KnownDeltaRunner, knownSamples, startKnownDeltaAgent } from '../helpers/known-delta-runner.js';
 import { expectLogs } from '../helpers/logger.js';
 
-const samples = (site: string) => (round: number): number => 300 + 100 * Number(site.slice(-1)) + 10 * round;
 const MAX_SITE_WEIGHT = 1000;
 
-let fed: TestFederation | undefined;
-let coordinator: CoordinatorHandle | undefined;
-let agents: InProcessAgent[] = [];
-afterEach(async () => {
-  for (const a of agents) await a.stop();
-  agents = [];
-  await coordinator?.stop();
-  coordinator = undefined;
-  await fed?.cleanup();
-  fed = undefined;
-});
+const live = new FoldTestRun();
+afterEach(() => live.stop());
 
 function start(f: TestFederation, site: string, runner: KnownDeltaRunner): InProcessAgent {
   const a = startKnownDeltaAgent(f, runner, site);
-  agents.push(a);
+  live.agents.push(a);
   return a;
 }
 
@@ -57,10 +46,10 @@ describe('sites that fall behind or join late', () => {
         deadlines: { openS: 30, trainingS: 5, uploadS: 30, aggregateS: 30, commitS: 30, evalS: 15 },
       },
     });
-    fed = f;
-    coordinator = await startCoordinatorInProcess(f);
-    start(f, 'site-1', new KnownDeltaRunner({ site: 'site-1', samples: samples('site-1') }));
-    start(f, 'site-2', new KnownDeltaRunner({ site: 'site-2', samples: samples('site-2') }));
+    live.fed = f;
+    live.coordinator = await startCoordinatorInProcess(f);
+    start(f, 'site-1', new KnownDeltaRunner({ site: 'site-1', samples: knownSamples('site-1') }));
+    start(f, 'site-2', new KnownDeltaRunner({ site: 'site-2', samples: knownSamples('site-2') }));
     // Round 2 outlasts the training deadline; round 3 would take long enough to be stopped in.
     let roundThreeTraining!: () => void;
     const training = new Promise<void>((r) => (roundThreeTraining = r));
@@ -69,7 +58,7 @@ describe('sites that fall behind or join late', () => {
       'site-3',
       new KnownDeltaRunner({
         site: 'site-3',
-        samples: samples('site-3'),
+        samples: knownSamples('site-3'),
         delayMs: (r) => (r === 2 ? 6_500 : r === 3 ? 60_000 : 0),
         beforeTrain: async (r) => {
           if (r.round === 3) roundThreeTraining();
@@ -80,18 +69,18 @@ describe('sites that fall behind or join late', () => {
     await training;
     expect(await keptFiles(first.config.workDir)).toHaveLength(2);
     await first.stop();
-    agents = agents.filter((a) => a !== first);
+    live.agents = live.agents.filter((a) => a !== first);
     const kept = await keptFiles(first.config.workDir);
     expect(kept).toHaveLength(2);
 
-    const again = start(f, 'site-3', new KnownDeltaRunner({ site: 'site-3', samples: samples('site-3') }));
+    const again = start(f, 'site-3', new KnownDeltaRunner({ site: 'site-3', samples: knownSamples('site-3') }));
     await waitForCommitted(f.admin(), 5, 40_000);
     const commits = await committedRecords(f);
     const [r1, , r3, r4] = commits;
     expect(r3!.participants.map((p) => p.site).sort()).toEqual(['site-1', 'site-2']);
     // Kept from round 2 (trained from round 1's model), folded into round 4 at staleness 2, once.
     expect(countedWork(commits, 'site-3', r1!.modelSha256)).toEqual([{ round: 4, as: 'folded' }]);
-    expect(r4!.participants.find((p) => p.site === 'site-3')!.folded).toMatchObject([{ baseModelSha256: r1!.modelSha256, staleness: 2, samples: samples('site-3')(2), count: Math.floor(samples('site-3')(2) / 3) }]);
+    expect(r4!.participants.find((p) => p.site === 'site-3')!.folded).toMatchObject([{ baseModelSha256: r1!.modelSha256, staleness: 2, samples: knownSamples('site-3')(2), count: Math.floor(knownSamples('site-3')(2) / 3) }]);
     // Round 5's task announced round 4: the receipt was accepted and the kept part is gone.
     await expect.poll(() => keptFiles(again.config.workDir), { timeout: 10_000 }).toEqual([]);
   }, 60_000);
@@ -110,24 +99,24 @@ describe('sites that fall behind or join late', () => {
         deadlines: { openS: 30, trainingS: 20, uploadS: 30, aggregateS: 30, commitS: 30, evalS: 15 },
       },
     });
-    fed = f;
-    coordinator = await startCoordinatorInProcess(f);
+    live.fed = f;
+    live.coordinator = await startCoordinatorInProcess(f);
     let roundThreeTraining!: () => void;
     const training = new Promise<void>((r) => (roundThreeTraining = r));
     // Round 3 trains for 2 s at site-1, long enough to join in the middle of it.
     const beforeTrain = async (r: { round: number }): Promise<void> => {
       if (r.round === 3) roundThreeTraining();
     };
-    start(f, 'site-1', new KnownDeltaRunner({ site: 'site-1', samples: samples('site-1'), beforeTrain, delayMs: (r) => (r === 3 ? 2_000 : 0) }));
-    start(f, 'site-2', new KnownDeltaRunner({ site: 'site-2', samples: samples('site-2') }));
+    start(f, 'site-1', new KnownDeltaRunner({ site: 'site-1', samples: knownSamples('site-1'), beforeTrain, delayMs: (r) => (r === 3 ? 2_000 : 0) }));
+    start(f, 'site-2', new KnownDeltaRunner({ site: 'site-2', samples: knownSamples('site-2') }));
     await training;
-    const late = start(f, 'site-3', new KnownDeltaRunner({ site: 'site-3', samples: samples('site-3') }));
+    const late = start(f, 'site-3', new KnownDeltaRunner({ site: 'site-3', samples: knownSamples('site-3') }));
     await waitForCommitted(f.admin(), 5, 40_000);
     const commits = await committedRecords(f);
     expect(commits.map((c) => c.participants.some((p) => p.site === 'site-3'))).toEqual([false, false, false, true, true]);
     for (const c of commits.slice(3)) {
       const p = c.participants.find((x) => x.site === 'site-3')!;
-      expect(p).toMatchObject({ baseModelSha256: c.parentSha256, staleness: 0, weight: samples('site-3')(c.round) });
+      expect(p).toMatchObject({ baseModelSha256: c.parentSha256, staleness: 0, weight: knownSamples('site-3')(c.round) });
       expect(p.folded ?? []).toEqual([]);
     }
     // Its first shard trained from the model round 3 committed: nothing before it had that model.

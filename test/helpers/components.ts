@@ -11,10 +11,11 @@ export function required(component: string): boolean {
 
 /** Starts the one-node Slurm cluster (idempotent); returns why Slurm is unusable, or undefined. */
 export function slurmUnavailable(): string | undefined {
-  spawnSync('bash', ['scripts/ci/start-slurm.sh'], { encoding: 'utf8', timeout: 600_000 });
+  const start = spawnSync('bash', ['scripts/ci/start-slurm.sh'], { encoding: 'utf8', timeout: 600_000 });
   const sinfo = spawnSync('sinfo', ['-h', '-o', '%P %t'], { encoding: 'utf8', timeout: 15_000 });
   if (sinfo.status === 0 && sinfo.stdout.trim() !== '') return undefined;
-  return `sinfo does not answer (${(sinfo.stderr || sinfo.error?.message || 'no partitions').trim()})`;
+  const why = (start.stderr ?? '').trim().split('\n').slice(-2).join(' ') || start.error?.message || '';
+  return `sinfo does not answer (${(sinfo.stderr || sinfo.error?.message || 'no partitions').trim()})${why ? `; start-slurm.sh: ${why}` : ''}`;
 }
 
 /** Throws when a required component is missing; otherwise reports the skip once on stdout. */

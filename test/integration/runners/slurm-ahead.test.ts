@@ -18,20 +18,13 @@ import { readRecord } from '../../../site-agent/runners/slurm-ahead.js';
 import { formatTimeLimit, parseTimeLimit } from '../../../site-agent/runners/slurm-cli.js';
 import { SlurmRunner, slurmRunnerSchema, type SlurmRunnerOptions } from '../../../site-agent/runners/slurm.js';
 import { testLogger } from '../../helpers/logger.js';
+import { required, slurmUnavailable } from '../../helpers/components.js';
 import { waitFor, waitUntil } from '../../helpers/wait.js';
 import { FAKE_TRAINER, makeWorkspace, trainRequest, type Workspace } from './helpers.js';
 
-const REQUIRED = (process.env['FEDHPC_REQUIRE'] ?? '').split(',').map((s) => s.trim()).includes('slurm');
-
-/** Starts the cluster (idempotent); returns why Slurm is unusable, or undefined. */
-function startSlurm(): string | undefined {
-  const start = spawnSync('bash', ['scripts/ci/start-slurm.sh'], { encoding: 'utf8', timeout: 600_000 });
-  const sinfo = spawnSync('sinfo', ['-h', '-o', '%P %t'], { encoding: 'utf8', timeout: 15_000 });
-  if (sinfo.status === 0 && sinfo.stdout.trim() !== '') return undefined;
-  const why = (start.stderr ?? '').trim().split('\n').slice(-2).join(' ') || start.error?.message || '';
-  return `sinfo does not answer (${(sinfo.stderr || sinfo.error?.message || 'no partitions').trim()})${why ? `; start-slurm.sh: ${why}` : ''}`;
-}
-const unavailable = startSlurm();
+const REQUIRED = required('slurm');
+/** Starts the cluster (idempotent); why Slurm is unusable, or undefined. */
+const unavailable = slurmUnavailable();
 
 if (unavailable !== undefined && REQUIRED) {
   describe('slurm runner, submitAhead', () => {

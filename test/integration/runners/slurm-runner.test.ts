@@ -20,19 +20,12 @@ import type { TrainProgress } from '../../../site-agent/runners/runner.js';
 import { parseScontrolJob, parseTimeLimit, stateFromOutput } from '../../../site-agent/runners/slurm-cli.js';
 import { SlurmPendingError, SlurmRunner, slurmRunnerSchema, type SlurmRunnerOptions } from '../../../site-agent/runners/slurm.js';
 import { FAKE_TRAINER, alive, makeWorkspace, trainRequest, trainerRuns, type Workspace } from './helpers.js';
+import { required, slurmUnavailable } from '../../helpers/components.js';
 import { waitUntil } from '../../helpers/wait.js';
 
-const REQUIRED = (process.env['FEDHPC_REQUIRE'] ?? '').split(',').map((s) => s.trim()).includes('slurm');
-
-/** Starts the cluster (idempotent); returns why Slurm is unusable, or undefined. */
-function startSlurm(): string | undefined {
-  const start = spawnSync('bash', ['scripts/ci/start-slurm.sh'], { encoding: 'utf8', timeout: 600_000 });
-  const sinfo = spawnSync('sinfo', ['-h', '-o', '%P %t'], { encoding: 'utf8', timeout: 15_000 });
-  if (sinfo.status === 0 && sinfo.stdout.trim() !== '') return undefined;
-  const why = (start.stderr ?? '').trim().split('\n').slice(-2).join(' ') || start.error?.message || '';
-  return `sinfo does not answer (${(sinfo.stderr || sinfo.error?.message || 'no partitions').trim()})${why ? `; start-slurm.sh: ${why}` : ''}`;
-}
-const unavailable = startSlurm();
+const REQUIRED = required('slurm');
+/** Starts the cluster (idempotent); why Slurm is unusable, or undefined. */
+const unavailable = slurmUnavailable();
 
 if (unavailable !== undefined && REQUIRED) {
   describe('slurm runner', () => {

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { CoordinatorError } from '../../../coordinator/core/errors.js';
 import { deltaSegments, encodedTensorBytes, isUnitBoundary, stripePieces } from '../../../aggregation/index.js';
-import { checkValues } from '../../../coordinator/upload/value-checks.js';
+import { checkValues, firstNonFiniteBf16 } from '../../../coordinator/upload/value-checks.js';
 
 describe('wire layout', () => {
   it('sizes a tensor of n values per encoding (int8: ceil(n/128) scales + n values)', () => {
@@ -64,5 +64,33 @@ describe('wire layout', () => {
     expect(() => checkValues('int8', seg, 0, int8)).not.toThrow();
     // Masked words are uniformly random: nothing to check.
     expect(() => checkValues('secagg32', deltaSegments('secagg32', [2]), 0, Buffer.from(f32))).not.toThrow();
+  });
+
+  it('finds the first non-finite bf16 value at every alignment and position, as the per-value check does', () => {
+    const obvious = (b: Uint8Array): number => {
+      for (let i = 0; i + 1 < b.length; i += 2) if (((b[i]! | (b[i + 1]! << 8)) & 0x7f80) === 0x7f80) return i;
+      return -1;
+    };
+    const backing = new Uint8Array(64 + 8);
+    for (let i = 0; i < backing.length; i += 2) backing.set([0x80, 0x3f], i); // 1.0 everywhere
+    const bads = [[0x80, 0x7f], [0x80, 0xff], [0xc1, 0x7f], [0x80, 0x7f]]; // +Inf, -Inf, NaN
+    for (let shift = 0; shift < 4; shift++) {
+      for (let length = 0; length <= 40; length += 2) {
+        const clean = backing.subarray(shift, shift + length);
+        expect(firstNonFiniteBf16(clean)).toBe(-1);
+        for (let at = 0; at + 1 < length; at += 2) {
+          for (const [lo, hi] of bads) {
+            const copy = new Uint8Array(backing);
+            const view = copy.subarray(shift, shift + length);
+            view.set([lo!, hi!], at);
+            if (at + 6 < length) view.set([0x80, 0x7f], at + 4); // a later bad value must not win
+            expect(firstNonFiniteBf16(view)).toBe(obvious(view));
+            expect(firstNonFiniteBf16(view)).toBe(at);
+          }
+        }
+      }
+    }
+    // Largest finite magnitude and subnormals pass; every exponent-all-ones pattern fails.
+    expect(firstNonFiniteBf16(new Uint8Array([0x7f, 0x7f, 0x01, 0x00, 0x7f, 0xff]))).toBe(-1);
   });
 });

@@ -15,7 +15,7 @@ import { CoordinatorError, toServiceError } from '../core/errors.js';
 import type { SiteRegistry } from '../sites/registry.js';
 import type { StateStore } from '../state/store.js';
 import { readMessages, writeWithBackpressure } from '../service/streams.js';
-import { hashRange, UploadSession, type StreamOwner, type StripeState } from './session.js';
+import { UploadSession, type StreamOwner, type StripeState } from './session.js';
 import { StripeReceiver, streamWindow } from './stream.js';
 import { isFoldRefusal, validateHeader, type UploadIntent } from './header.js';
 import type { BudgetGrant, TransferBudget } from './budget.js';
@@ -211,7 +211,7 @@ export class UploadService {
     const file = await open(session.path, 'r');
     let sha256: string;
     try {
-      sha256 = (await hashRange(file, 0, session.intent.totalBytes)).digest('hex');
+      sha256 = await session.digest.finish(file, session.intent.totalBytes);
     } finally {
       await file.close();
     }

@@ -48,9 +48,49 @@ export interface UploadSessionOptions {
   readonly clock: Clock;
 }
 
+/**
+ * The SHA-256 of the whole delta, fed with each chunk as it is written when the chunk continues
+ * the bytes hashed so far — all of a one-stripe upload, the first stripe of a striped one — so the
+ * spool is not read back to hash it once complete. A rewind behind what was hashed (a resumed
+ * stream, a tensor discarded after a bad digest) gives the streaming state up, and `finish` hashes
+ * the spool from the start as it used to: rare faults cost a re-read, never a wrong digest.
+ */
+export class DeltaDigest {
+  private hash: Hash | undefined = createHash('sha256');
+  private at = 0;
+
+  /** Bytes `data` were written at `offset`. */
+  written(offset: number, data: Uint8Array): void {
+    if (this.hash === undefined || offset !== this.at) return;
+    this.hash.update(data);
+    this.at += data.length;
+  }
+
+  /** Bytes from `offset` on will be written again. */
+  rewound(offset: number): void {
+    if (offset < this.at) this.hash = undefined;
+  }
+
+  /** Bytes already hashed (0 once given up): what `finish` need not read. */
+  get hashedBytes(): number {
+    return this.hash === undefined ? 0 : this.at;
+  }
+
+  /** The digest of spool bytes [0, total): what was streamed, then the rest read from `file`. */
+  async finish(file: FileHandle, total: number): Promise<string> {
+    const hash = this.hash ?? createHash('sha256');
+    const from = this.hashedBytes;
+    this.hash = undefined;
+    if (from < total) await feedRange(hash, file, from, total);
+    return hash.digest('hex');
+  }
+}
+
 /** One site's upload in one round attempt. */
 export class UploadSession {
   readonly stripes = new Map<number, StripeState>();
+  /** The whole delta's SHA-256 as the bytes arrive. */
+  readonly digest = new DeltaDigest();
   finished = false;
   readonly site: string;
   readonly intent: UploadIntent;
@@ -151,6 +191,11 @@ export function pieceAt(pieces: readonly Piece[], offset: number): number {
 /** SHA-256 state over spool bytes [start, end): how a resumed stream continues a tensor's digest. */
 export async function hashRange(file: FileHandle, start: number, end: number): Promise<Hash> {
   const hash = createHash('sha256');
+  await feedRange(hash, file, start, end);
+  return hash;
+}
+
+async function feedRange(hash: Hash, file: FileHandle, start: number, end: number): Promise<void> {
   const buf = Buffer.allocUnsafe(Math.min(4 << 20, Math.max(1, end - start)));
   for (let at = start; at < end; ) {
     const { bytesRead } = await file.read(buf, 0, Math.min(buf.length, end - at), at);
@@ -158,5 +203,4 @@ export async function hashRange(file: FileHandle, start: number, end: number): P
     hash.update(buf.subarray(0, bytesRead));
     at += bytesRead;
   }
-  return hash;
 }

@@ -74,6 +74,7 @@ export class StripeReceiver {
   /** Rewinds to the acknowledged offset and rebuilds the digest of the tensor in progress. */
   async resume(): Promise<void> {
     const s = this.stripe;
+    this.session.digest.rewound(s.acked);
     s.received = s.acked;
     this.piece = pieceAt(s.pieces, s.acked);
     const p = s.pieces[this.piece];
@@ -119,6 +120,7 @@ export class StripeReceiver {
     this.crcFailures = 0;
     checkValues(this.session.exp.encoding, this.session.intent.segments, offset, data);
     await this.file.write(data, 0, data.length, offset);
+    this.session.digest.written(offset, data);
     this.digestBytes(offset, data);
     s.received = end;
     this.hooks.onBytes(data.length);
@@ -184,6 +186,7 @@ export class StripeReceiver {
   }
 
   private async resend(offset: number, reason: string): Promise<void> {
+    this.session.digest.rewound(offset);
     this.stripe.received = offset;
     this.resync = true;
     this.dropped = 0;

@@ -3,6 +3,7 @@
  * connection mid-way (over two stripes, re-sending at most one window each), and a site agent
  * process killed with SIGKILL mid-upload and started again (it resumes, not from zero).
  */
+import { createHash } from 'node:crypto';
 import { stat, writeFile } from 'node:fs/promises';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -107,6 +108,11 @@ describe('uploads resume after a broken connection or a killed agent', () => {
       { chunkBytes: 64 * 1024, streams: 2, rateBytesPerS: 0, policy: { idleMs: 20_000, retry: { initialMs: 100, maxMs: 500 } }, onSent: (n) => (sent += n) },
     );
     expect(res).toMatchObject({ accepted: true, complete: true });
+    // The coordinator's digest of the whole delta, streamed as it arrived and read back where a
+    // cut rewound it, is the digest of exactly the bytes the encoder makes.
+    const whole = createHash('sha256');
+    for await (const c of encoder.range(0, encoder.totalBytes, 1 << 20, new AbortController().signal)) whole.update(c.data);
+    expect(res.sha256).toBe(whole.digest('hex'));
     expect(proxy.cuts()).toBe(1);
     expect(sent).toBeGreaterThanOrEqual(encoder.totalBytes);
     expect(sent - encoder.totalBytes).toBeLessThanOrEqual(2 * WINDOW);

@@ -99,10 +99,16 @@ export class AtomicFile {
 
 /** SHA-256 of a file, streamed. */
 export async function sha256File(path: string, signal?: AbortSignal): Promise<string> {
+  return (await hashFilePrefix(path, Infinity, signal)).digest('hex');
+}
+
+/** A SHA-256 state fed with the first `bytes` bytes of `path` (all of it for Infinity), to continue. */
+export async function hashFilePrefix(path: string, bytes: number, signal?: AbortSignal): Promise<Hash> {
   const hash = createHash('sha256');
-  const stream = createReadStream(path, { highWaterMark: 1 << 20, signal });
+  if (bytes <= 0) return hash;
+  const stream = createReadStream(path, { highWaterMark: 1 << 20, signal, ...(Number.isFinite(bytes) ? { end: bytes - 1 } : {}) });
   for await (const chunk of stream) hash.update(chunk as Buffer);
-  return hash.digest('hex');
+  return hash;
 }
 
 /** Whether `name` is a lowercase hex SHA-256. */

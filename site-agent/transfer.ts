@@ -6,10 +6,11 @@
  * all stripes within the site's rate limit. Idle (no-progress) timeouts end stalled transfers.
  */
 import { crc32c } from '@node-rs/crc32';
+import type { Hash } from 'node:crypto';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { backoffDelay, sleep } from '../common/backoff.js';
-import { fsyncDir, sha256File } from '../common/files.js';
+import { fsyncDir, hashFilePrefix } from '../common/files.js';
 import type { SiteServiceClient, UploadMessage } from '../proto/index.js';
 import { isUnitBoundary } from '../aggregation/index.js';
 import type { DeltaEncoder } from './encode.js';
@@ -92,10 +93,12 @@ export async function downloadModel(
     await rm(partial);
     offset = 0;
   }
-  const state = { offset, received: 0 };
+  // The digest is fed as chunks are written (in order, from a partial file's end): the file is
+  // read back only for the prefix an earlier agent left, never whole.
+  const state = { offset, received: 0, hash: await hashFilePrefix(partial, offset, signal) };
   await withRetries(`download of ${sha256}`, policy, signal, () => state.offset, () => downloadFrom(client, sha256, sizeBytes, partial, state, signal, onProgress, policy.idleMs));
   signal.throwIfAborted();
-  const actual = await sha256File(partial, signal);
+  const actual = state.hash.digest('hex');
   if (actual !== sha256) {
     await rm(partial, { force: true });
     throw new SiteAgentError('MODEL_CHECKSUM', `downloaded model hashes to ${actual}, expected ${sha256}`, true);
@@ -111,7 +114,7 @@ async function downloadFrom(
   sha256: string,
   sizeBytes: number,
   partial: string,
-  state: { offset: number; received: number },
+  state: { offset: number; received: number; readonly hash: Hash },
   signal: AbortSignal,
   onProgress: TransferProgress,
   idleMs: number,
@@ -133,6 +136,7 @@ async function downloadFrom(
       if (at !== state.offset) throw new SiteAgentError('MODEL_CHECKSUM', `download chunk at ${at}, expected ${state.offset}`, true);
       if (crc32c(chunk.data) !== chunk.crc32c) throw new SiteAgentError('CHUNK_CRC', `download chunk at ${at} failed its CRC32C: asking again from there`, true);
       await file.write(chunk.data, 0, chunk.data.length, at);
+      state.hash.update(chunk.data);
       state.offset += chunk.data.length;
       state.received += chunk.data.length;
       onProgress(state.offset, sizeBytes);

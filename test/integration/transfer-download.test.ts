@@ -7,7 +7,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { crc32c } from '@node-rs/crc32';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { freeLoopbackPort } from '../../common/net.js';
@@ -98,5 +98,28 @@ describe('model downloads: CRC32C, resume, idle timeout', () => {
     expect(Date.now() - t0).toBeLessThan(10_000);
     // What did arrive is kept for the next try.
     expect((await stat(join(fed.dir, 'cache', `${SHA}.safetensors.partial`))).size).toBe(2 * CHUNK);
+  });
+
+  it('continues the partial file an earlier agent left, hashing its prefix from disk and the rest as it arrives', async () => {
+    const address = await serve(sendFrom((c) => c));
+    await mkdir(join(fed.dir, 'cache'), { recursive: true });
+    await writeFile(join(fed.dir, 'cache', `${SHA}.safetensors.partial`), MODEL.subarray(0, 3 * CHUNK + 100));
+    const got = await download(address);
+    expect(requests).toEqual([3 * CHUNK + 100]);
+    expect(got.bytes).toBe(MODEL.length - (3 * CHUNK + 100));
+    expect((await readFile(got.path)).equals(MODEL)).toBe(true);
+  });
+
+  it('refuses a model whose kept prefix is corrupt, and removes the partial file so the next try starts clean', async () => {
+    const address = await serve(sendFrom((c) => c));
+    await mkdir(join(fed.dir, 'cache'), { recursive: true });
+    const partial = join(fed.dir, 'cache', `${SHA}.safetensors.partial`);
+    const bad = Buffer.from(MODEL.subarray(0, 2 * CHUNK));
+    bad.writeUInt8(bad.readUInt8(10) ^ 1, 10);
+    await writeFile(partial, bad);
+    await expect(download(address)).rejects.toMatchObject({ code: 'MODEL_CHECKSUM' });
+    await expect(stat(partial)).rejects.toMatchObject({ code: 'ENOENT' });
+    const got = await download(address);
+    expect((await readFile(got.path)).equals(MODEL)).toBe(true);
   });
 });

@@ -19,6 +19,8 @@ const adminConfigSchema = z
     coordinator: z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'host:port'),
     serverName: z.string().optional(),
     tls: z.object({ ca: z.string(), cert: z.string(), key: z.string() }).strict(),
+    /** The coordinator's dashboard, `http(s)://host:port`: `admin dashboard-token` prints a sign-in link to it. */
+    dashboard: z.string().optional(),
   })
   .strict();
 

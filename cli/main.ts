@@ -17,6 +17,7 @@ import { USAGE, usageOf, wantsHelp } from './usage.js';
 import { runAudit } from './audit.js';
 import { enrolCommand, renewCommand } from './admin-enrol.js';
 import { speedOptions } from './simulate-options.js';
+import { dashboardTokenCommand } from './admin-dashboard.js';
 
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
 
@@ -93,6 +94,7 @@ async function cmdSimulate(args: string[]): Promise<number> {
       const how = speeds.siteSpeeds ? `; stand-in trainers at speeds ${speeds.siteSpeeds.join(':')}` : speeds.runner === 'standin' ? '; stand-in trainers' : '';
       const budget = speeds.budgetS === undefined ? '' : `, a ${speeds.budgetS} s budget a round`;
       out(`fedhpc simulate: ${r.sites} sites, ${r.rounds} rounds, ${r.strategy}${how}${budget}; state in ${r.stateDir}`);
+      if (r.dashboard) out(`dashboard: ${r.dashboard}`);
     } else if (r.type === 'round') {
       const per = Object.entries(r.siteEvalLoss).map(([s, l]) => `${s}=${l.toFixed(3)}`).join(' ');
       out(
@@ -240,6 +242,7 @@ async function cmdProvision(args: string[]): Promise<number> {
 
 async function cmdAdmin(args: string[]): Promise<number> {
   if (args[0] === 'audit') return runAudit(args.slice(1));
+  if (args[0] === 'dashboard-token') return dashboardTokenCommand(args.slice(1), out);
   const { values, positionals } = parseArgs({
     args,
     options: {

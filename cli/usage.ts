@@ -29,6 +29,8 @@ export const COMMAND_USAGE: Readonly<Record<string, string>> = {
                start --run FILE | pause | resume | abort [--reason TEXT]
                approve SITE --csr FILE --ca CA_DIR [--out DIR] [--language L] [--validity-days D]
                revoke SITE [--reason TEXT]
+  fedhpc admin dashboard-token --config ADMIN.json [--valid-minutes N] [--url http(s)://HOST:PORT] [--json]
+                                (a sign-in token for the coordinator's dashboard, signed with the admin's key)
   fedhpc admin audit  verify (--state-dir DIR | --nats URL [--stream NAME] [--subject SUBJECT]) [--ca FILE] [--require-receipts] [--json]
   fedhpc admin audit  export (--state-dir DIR | --nats URL [--stream NAME] [--subject SUBJECT]) [--out FILE] [--json]
 `,

@@ -7,6 +7,7 @@ import { WEIGHTINGS, checkFixedPointBudget, parseOptimizerOptions, type Resolved
 import { loadConfigFile } from '../common/config-file.js';
 import { trainBudgetSchema, type TrainBudget } from '../common/train-budget.js';
 import { natsSchema, resolveNatsPaths } from './nats/options.js';
+import { dashboardSchema } from './dashboard/options.js';
 import { CHECKPOINT_DTYPES, type CheckpointDtype } from './state/checkpoint-dtype.js';
 
 const CHECKPOINT_DTYPE_NAMES = Object.keys(CHECKPOINT_DTYPES) as [CheckpointDtype, ...CheckpointDtype[]];
@@ -317,6 +318,11 @@ export const coordinatorConfigSchema = z
     heartbeatIntervalMs: z.number().int().min(100).max(600_000).default(2000),
     /** Events and audit records to NATS / JetStream (off unless configured). */
     nats: natsSchema.optional(),
+    /**
+     * The read-only web dashboard for admins (off unless configured; `{}` serves it on
+     * 127.0.0.1:8480). A non-loopback `listen` needs `tls`. See coordinator/dashboard/.
+     */
+    dashboard: dashboardSchema.optional(),
     log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info') }).strict().default({}),
   })
   .strict();

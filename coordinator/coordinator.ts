@@ -3,6 +3,7 @@
  * server (SiteService, AdminService, health, reflection) behind the coordinator's own mTLS listener.
  */
 import * as grpc from '@grpc/grpc-js';
+import { X509Certificate } from 'node:crypto';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import { DEFAULT_FLOW_CONTROL_WINDOW_BYTES, FLOW_CONTROL_WINDOW_OPTION, createGrpcServer } from '../common/grpc-window.js';
@@ -32,6 +33,9 @@ import { SiteLogBook } from './sites/site-logs.js';
 import { restoreMembership } from './sites/membership.js';
 import { RefusalMonitor } from './observe/refusals.js';
 import { listenTls } from './service/tls-listener.js';
+import { startDashboard, type DashboardEndpoint } from './dashboard/server.js';
+import { FailureBook } from './dashboard/failures.js';
+import { OpenAttemptUploads } from './observe/uploads.js';
 
 /** Version reported to agents and admins. */
 export const COORDINATOR_VERSION = '0.1.0';
@@ -44,6 +48,8 @@ export interface CoordinatorHandle {
   readonly driver: RoundDriver;
   /** The Prometheus endpoint, when `metrics` is configured. */
   readonly metrics: MetricsEndpoint | undefined;
+  /** The web dashboard, when `dashboard` is configured. */
+  readonly dashboard: DashboardEndpoint | undefined;
   /** Stops accepting calls, ends streams and closes the state store. */
   stop(): Promise<void>;
 }
@@ -174,7 +180,34 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
   const metricsEndpoint = config.metrics
     ? await serveMetrics({ ...config.metrics, contentType: metrics.registry.contentType, text: () => metrics.text(), http2: probe?.accept })
     : undefined;
-  logger.info({ address, federation: config.federation, stateDir: config.stateDir, metrics: metricsEndpoint?.url }, 'coordinator listening');
+  // Its readers follow the bus from start-up, so the pages show failures and uploads since then.
+  const failures = config.dashboard ? new FailureBook(bus) : undefined;
+  const uploads = config.dashboard ? new OpenAttemptUploads(bus) : undefined;
+  const dashboard =
+    config.dashboard && failures && uploads
+      ? await startDashboard({
+          config: config.dashboard,
+          tls,
+          bus,
+          logger: logger.child({ component: 'dashboard' }),
+          sources: {
+            federation: config.federation,
+            version: COORDINATOR_VERSION,
+            driver,
+            registry,
+            records: () => store.records(),
+            timeline,
+            isRevoked: (site) => access.isRevoked(site),
+            members: () => membership.list(),
+            uploadBudget: () => uploadBudget.usage(),
+            uploads,
+            failures,
+            ca: new X509Certificate(tls.ca),
+            now: () => clock.now(),
+          },
+        })
+      : undefined;
+  logger.info({ address, federation: config.federation, stateDir: config.stateDir, metrics: metricsEndpoint?.url, dashboard: dashboard?.url }, 'coordinator listening');
 
   return {
     address,
@@ -182,8 +215,10 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
     bus,
     driver,
     metrics: metricsEndpoint,
+    dashboard,
     async stop() {
       health.setStatus('', 'NOT_SERVING');
+      await dashboard?.close();
       probe?.close();
       await metricsEndpoint?.close();
       driver.close();

@@ -12,3 +12,5 @@ export { DEFAULT_VALIDITY_DAYS, PkiError, createCa, enrolSite, issueCertificate,
 export { runSchema, type ResolvedRun } from './config.js';
 export { KernelPool, type PoolEncoding, type PoolRegion } from './aggregate/kernel-pool.js';
 export { DEFAULT_AUDIT_STREAM } from './nats/index.js';
+export { createDashboardToken } from './dashboard/token.js';
+export type { DashboardEndpoint } from './dashboard/server.js';

@@ -21,3 +21,10 @@ cpSync('aggregation/kernels/kernels.wasm', 'dist/aggregation/kernels/kernels.was
 cpSync('aggregation/kernels/kernels.wat', 'dist/aggregation/kernels/kernels.wat');
 mkdirSync('dist/coordinator/aggregate', { recursive: true });
 cpSync('coordinator/aggregate/kernel-worker.mjs', 'dist/coordinator/aggregate/kernel-worker.mjs');
+// The dashboard's pages, scripts and styles, and uPlot from its npm package: every asset the
+// dashboard serves is in the build, none is fetched from elsewhere (coordinator/dashboard/server.ts).
+cpSync('coordinator/dashboard/static', 'dist/coordinator/dashboard/static', { recursive: true });
+mkdirSync('dist/coordinator/dashboard/static/vendor', { recursive: true });
+cpSync('node_modules/uplot/dist/uPlot.iife.min.js', 'dist/coordinator/dashboard/static/vendor/uPlot.iife.min.js');
+cpSync('node_modules/uplot/dist/uPlot.min.css', 'dist/coordinator/dashboard/static/vendor/uPlot.min.css');
+cpSync('node_modules/uplot/LICENSE', 'dist/coordinator/dashboard/static/vendor/uPlot.LICENSE');

@@ -39,6 +39,8 @@ export interface FederationFilesOptions {
   readonly trainer?: { readonly kind: JobRunnerKind; readonly python: string; readonly siteData?: readonly Readonly<Record<string, unknown>>[] } | undefined;
   /** Sites run the stand-in trainer at these speeds instead (on the builtin initial model). */
   readonly standin?: StandinSites | undefined;
+  /** The coordinator's web dashboard (off when absent); its URL goes into the admins' configs. */
+  readonly dashboard?: { readonly listen: string; readonly url: string } | undefined;
 }
 
 export interface FederationFiles {
@@ -55,6 +57,8 @@ export interface AdminConfigFile {
   readonly coordinator: string;
   readonly serverName?: string;
   readonly tls: { readonly ca: string; readonly cert: string; readonly key: string };
+  /** The coordinator's dashboard, for `fedhpc admin dashboard-token`'s sign-in link. */
+  readonly dashboard?: string;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -106,6 +110,7 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
     members: [...o.sites],
     run: o.run,
     ...(o.limits ? { limits: o.limits } : {}),
+    ...(o.dashboard ? { dashboard: { listen: o.dashboard.listen } } : {}),
   };
   await writeJson(coordinatorConfig, coordinator);
 
@@ -137,6 +142,7 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
       coordinator: o.coordinatorAddress,
       ...(serverName ? { serverName } : {}),
       tls: { ca: 'ca.crt', cert: 'admin.crt', key: 'admin.key' },
+      ...(o.dashboard ? { dashboard: o.dashboard.url } : {}),
     };
     await writeJson(file, cfg);
     adminConfigs.set(admin, file);

@@ -5,10 +5,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, open } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { AdminClient, type CoordinatorOptions } from '../coordinator/index.js';
+import { AdminClient, createDashboardToken, type CoordinatorOptions } from '../coordinator/index.js';
 import type { RoundsResponse__Output } from '../proto/index.js';
 import { bigramEvalLoss, defaultSiteLanguages, siteDataset, VOCAB_SIZE, type DropPhase } from '../site-agent/index.js';
 import { DEMO_TRAIN, writeFederationFiles } from './federation-files.js';
@@ -88,7 +88,16 @@ export interface SiteRoundWork {
 }
 
 export type SimulateRecord =
-  | { type: 'start'; stateDir: string; sites: number; rounds: number; strategy: string; coordinator: string }
+  | {
+      type: 'start';
+      stateDir: string;
+      sites: number;
+      rounds: number;
+      strategy: string;
+      coordinator: string;
+      /** The dashboard's sign-in link (with a token of the simulation's admin), when it runs. */
+      dashboard?: string;
+    }
   | {
       type: 'round';
       round: number;
@@ -160,7 +169,12 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
   const port = layout ? 0 : await freeLoopbackPort();
   const address = layout?.coordinatorAddress ?? `localhost:${port}`;
   const fedDir = join(stateDir, 'federation');
-  const write = layout ? layout.writeFiles : (f: Parameters<SimulateLayout['writeFiles']>[0]) => writeFederationFiles({ ...f, coordinatorAddress: address, listen: `127.0.0.1:${port}` });
+  // The dashboard on loopback (process layout only: a container's port is not this machine's).
+  const dashboardPort = layout ? undefined : await freeLoopbackPort();
+  const dashboard = dashboardPort === undefined ? undefined : { listen: `127.0.0.1:${dashboardPort}`, url: `http://127.0.0.1:${dashboardPort}` };
+  const write = layout
+    ? layout.writeFiles
+    : (f: Parameters<SimulateLayout['writeFiles']>[0]) => writeFederationFiles({ ...f, coordinatorAddress: address, listen: `127.0.0.1:${port}`, dashboard });
   const standin: StandinSites | undefined = runner === 'standin' ? { speeds: o.siteSpeeds ?? sites.map(() => 1), stepMs: STANDIN_STEP_MS } : undefined;
   const training = simulatedTraining(o.train ?? (jobs ? TORCH_TRAIN : standin ? STANDIN_TRAIN : DEMO_TRAIN), o.budgetS, standin);
   const weighting = o.weighting ?? training.weighting;
@@ -187,7 +201,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
     // without progress rather than holding its place for a WAN-sized minute.
     limits: { idleTimeoutS: 10 },
   });
-  o.emit({ type: 'start', stateDir, sites: o.sites, rounds: o.rounds, strategy: o.strategy, coordinator: address });
+  o.emit({ type: 'start', stateDir, sites: o.sites, rounds: o.rounds, strategy: o.strategy, coordinator: address, ...(dashboard ? { dashboard: await dashboardLink(stateDir, dashboard.url, o.timeoutS) } : {}) });
 
   const parts: Part[] = [];
   const command = (name: string, args: string[]): { file: string; args: string[] } =>
@@ -284,6 +298,17 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
     if (parts[0]) await stopPart(parts[0]);
     await layout?.close();
   }
+}
+
+/**
+ * A sign-in link to the simulation's dashboard: a token of its admin, valid for the simulation's
+ * timeout (at least an hour, at most the dashboard's default cap of a day).
+ */
+async function dashboardLink(stateDir: string, url: string, timeoutS: number): Promise<string> {
+  const dir = join(stateDir, 'federation/admins/admin');
+  const [certPem, keyPem] = await Promise.all([readFile(join(dir, 'admin.crt'), 'utf8'), readFile(join(dir, 'admin.key'), 'utf8')]);
+  const validS = Math.min(24 * 3600, Math.max(3600, timeoutS));
+  return `${url}/login#token=${createDashboardToken({ certPem, keyPem, validMs: validS * 1000 }).token}`;
 }
 
 /** Round records for committed rounds whose evaluation is known and that were not printed yet. */

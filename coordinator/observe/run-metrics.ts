@@ -15,6 +15,7 @@ import type { AdminRoundPort } from '../shell/ports.js';
 import type { JournalRecord } from '../state/journal.js';
 import type { SiteRegistry } from '../sites/registry.js';
 import type { BusEvent, EventBodies, EventBus, EventKind } from './events.js';
+import { OpenAttemptUploads } from './uploads.js';
 
 /** The run as `admin status` shows it. */
 export interface RunSnapshot {
@@ -226,34 +227,26 @@ function registerSiteMetrics(o: RunMetricsOptions): void {
 
 /** The open attempt's uploads, as the coordinator receives them (events), per site. */
 function registerUploadMetrics(o: RunMetricsOptions): void {
-  const received = new Gauge({
+  const uploads = new OpenAttemptUploads(o.bus);
+  new Gauge({
     name: 'fedhpc_upload_received_bytes',
     help: "Bytes of each site's upload of the open attempt received so far",
     labelNames: ['site'] as const,
     registers: [o.registry],
+    collect() {
+      this.reset();
+      for (const u of uploads.list()) this.set({ site: u.site }, u.bytes);
+    },
   });
-  const expected = new Gauge({
+  new Gauge({
     name: 'fedhpc_upload_size_bytes',
     help: "Size of each site's upload of the open attempt, as its header declared",
     labelNames: ['site'] as const,
     registers: [o.registry],
-  });
-  o.bus.subscribe((e) => {
-    if (e.kind === 'round.opened') {
-      received.reset();
-      expected.reset();
-      return;
-    }
-    const progress = bodyOf(e, 'upload.progress');
-    if (progress) {
-      received.set({ site: progress.site }, progress.bytes);
-      expected.set({ site: progress.site }, progress.totalBytes);
-    }
-    const done = bodyOf(e, 'upload.done');
-    if (done) {
-      received.set({ site: done.site }, done.bytes);
-      expected.set({ site: done.site }, done.bytes);
-    }
+    collect() {
+      this.reset();
+      for (const u of uploads.list()) this.set({ site: u.site }, u.totalBytes);
+    },
   });
 }
 

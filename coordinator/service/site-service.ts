@@ -102,7 +102,8 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
           claimed: req.siteId,
         });
       }
-      o.registry.join(id.id, id.fingerprint256, req.agentVersion);
+      const joinedSite = o.registry.join(id.id, id.fingerprint256, req.agentVersion);
+      joinedSite.certificateNotAfterMs = Date.parse(peerCertificate(call).validTo);
       o.logger.info({ site: id.id, agentVersion: req.agentVersion }, 'site joined');
       o.bus.emit('site.joined', { site: id.id, agentVersion: req.agentVersion, fingerprint: id.fingerprint256 });
       return {

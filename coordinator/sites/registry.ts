@@ -71,6 +71,8 @@ export interface ContributionStats {
 export interface SiteRecord {
   readonly id: string;
   fingerprint: string;
+  /** When the certificate the site joined with expires (epoch ms), for the dashboard. */
+  certificateNotAfterMs?: number;
   agentVersion: string;
   joinedAtMs: number;
   lastSeenMs: number;

@@ -1,13 +1,15 @@
 /**
  * `npm run bench -- heterogeneity [--json] [--params 100000000] [--rounds 3] [--speeds 1,2,3]
- * [--steps 20] [--step-ms 1000] [--mbps 100] [--delay-ms 15]`: what budgeted rounds save on sites of
+ * [--steps 20] [--step-ms 1000] [--mbps 100] [--delay-ms 15] [--checkpoint-dtype bf16] [--profile DIR]`: what budgeted rounds save on sites of
  * unequal speed (issue 16). A real federation — the coordinator and one agent per site, each a
  * process of the built CLI, gRPC over mTLS — on a synthetic model of `--params` F32 parameters (so
  * downloading, uploading and aggregating it costs real time), each site behind its own link of
  * `--mbps` MB/s each way with `--delay-ms` one-way delay (bench/tools/delay-proxy.ts in its own
  * process: a WAN stand-in on a machine without netem). The sites train with the `standin` runner,
  * which spends its steps sleeping (`--step-ms` ÷ speed each), as a GPU would leave the CPU, and
- * writes real progress timestamps; plain bf16 uploads.
+ * writes real progress timestamps; plain bf16 uploads. The run keeps its checkpoints in bf16 by
+ * default (`--checkpoint-dtype`; the coordinator's f32 master weights stay beside them), as a
+ * federation of language models would: every site downloads half the bytes of an f32 model.
  *
  * Two runs in one process, the same federation settings:
  * - fixed: every site trains `--steps` steps per round (today's lock-step rounds);
@@ -56,6 +58,10 @@ interface Setup {
   readonly stepMs: number;
   readonly bytesPerS: number;
   readonly delayMs: number;
+  /** The run's checkpoint dtype (`--checkpoint-dtype`): what every site downloads each round. */
+  readonly checkpointDtype: 'f32' | 'bf16';
+  /** `--profile DIR`: every process of the run writes a V8 CPU profile under DIR/<run>/. */
+  readonly profileDir: string | undefined;
   readonly log: (line: string) => void;
 }
 
@@ -81,6 +87,7 @@ async function runFederation(s: Setup, name: string, train: Record<string, unkno
       weighting: 'tokens',
       maxSiteWeight,
       encoding: 'bf16',
+      checkpointDtype: s.checkpointDtype,
       evaluate: false,
       secureAggregation: { enabled: false },
       train,
@@ -101,10 +108,11 @@ async function runFederation(s: Setup, name: string, train: Record<string, unkno
       const runner = { kind: 'standin', speed: s.speeds[i]!, stepMs: s.stepMs, seed: i + 1 };
       await writeFile(file, `${JSON.stringify({ ...cfg, coordinator: `localhost:${proxy.port}`, runner }, null, 2)}\n`, { mode: 0o600 });
     }
-    const coordinator = await startProc('coordinator', ['coordinator', '--config', files.coordinatorConfig], logDir, []);
+    const nodeArgs = s.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${join(s.profileDir, name)}`] : [];
+    const coordinator = await startProc('coordinator', ['coordinator', '--config', files.coordinatorConfig], logDir, nodeArgs);
     procs.push(coordinator);
     await admin.waitForReady(Date.now() + 600_000);
-    for (const site of s.sites) procs.push(await startProc(site, ['site', '--config', files.siteConfigs.get(site)!], logDir, []));
+    for (const site of s.sites) procs.push(await startProc(site, ['site', '--config', files.siteConfigs.get(site)!], logDir, nodeArgs));
     const deadline = Date.now() + (s.rounds * (s.steps * s.stepMs + 300_000) + 300_000);
     for (;;) {
       const st = await admin.status();
@@ -166,11 +174,16 @@ export const heterogeneity: Benchmark = {
     try {
       const modelPath = join(root, 'model.safetensors');
       await writeSyntheticModel(modelPath, blockModel(params), 'heterogeneity');
-      const setup: Setup = { root, modelPath, sites, speeds, rounds, steps, stepMs, bytesPerS: mbps * 1e6, delayMs, log };
+      const profileAt = args.indexOf('--profile');
+      const profileDir = profileAt >= 0 ? args[profileAt + 1] : undefined;
+      if (profileAt >= 0 && !profileDir) throw new Error('--profile needs a directory');
+      const dtypeArg = args.includes('--checkpoint-dtype') ? args[args.indexOf('--checkpoint-dtype') + 1] : 'bf16';
+      if (dtypeArg !== 'f32' && dtypeArg !== 'bf16') throw new Error('--checkpoint-dtype takes f32 or bf16');
+      const setup: Setup = { root, modelPath, sites, speeds, rounds, steps, stepMs, bytesPerS: mbps * 1e6, delayMs, checkpointDtype: dtypeArg, profileDir, log };
       const tokensPerStep = BATCH * SEQ_LEN;
       const fastest = Math.max(...speeds);
       log(
-        `heterogeneity: ${sites.length} sites at speeds ${speeds.join(':')}, ${params / 1e6} M F32 parameters (bf16 uploads), ${mbps} MB/s and ${delayMs} ms each way per site, ` +
+        `heterogeneity: ${sites.length} sites at speeds ${speeds.join(':')}, ${params / 1e6} M F32 parameters (bf16 uploads, ${dtypeArg} checkpoints), ${mbps} MB/s and ${delayMs} ms each way per site, ` +
           `${rounds} rounds per run, ${steps} steps × ${stepMs} ms at speed 1; stand-in trainers (sleeping steps)`,
       );
       const base = { batch_size: BATCH, seq_len: SEQ_LEN };
@@ -200,6 +213,7 @@ export const heterogeneity: Benchmark = {
         params,
         speeds: speeds.join(':'),
         linkMBs: mbps,
+        checkpointDtype: dtypeArg,
         budgetS,
       };
     } finally {

@@ -1,10 +1,14 @@
 /**
- * `npm run bench -- salamandra-2b [--dir DIR] [--only plain,secure] [--keep] [--json]`: one full
+ * `npm run bench -- salamandra-2b [--dir DIR] [--only plain,secure] [--keep] [--profile DIR] [--json]`: one full
  * DiLoCo round of a synthetic model with Salamandra-2B's real tensor names and shapes
  * (2,253,490,176 parameters) across 4 sites on this machine, as separate processes over gRPC and
  * mTLS — once with bf16 deltas (secure aggregation off) and once with secure aggregation on
  * (masked fixed point in Z_2^16: 4 sites × 2^14 levels fit, half the bytes of Z_2^32). Reports the
- * round time, the time in each phase and the coordinator's peak RSS (target ≤ 12 GB). Not part
+ * round time, the time in each phase, the coordinator's peak RSS (target ≤ 12 GB) and the CPU
+ * each byte costs (issue 18): `salamandraCoordinatorCpuPerGb`, the coordinator's CPU from leaving
+ * `open` to `aggregate` ÷ the GB it took in (target ≤ 3), and `salamandraSiteCpuPerGb`, the
+ * busiest agent's own CPU over the round ÷ the GB it sent (target ≤ 4), with their `…Secure…`
+ * counterparts and the secure ÷ plain ratios (target ≤ 1.3). Not part
  * of CI: it needs about 65 GB of free disk and a quarter of an hour.
  *
  * Disk is the constraint, so the sites do not download what they already hold: once the
@@ -30,8 +34,9 @@ const NEEDED_BYTES = 65e9;
 const KINDS = ['plain', 'secure'] as const;
 type Kind = (typeof KINDS)[number];
 
-function parse(args: readonly string[]): { dir: string; only: Set<Kind>; keep: boolean } {
+function parse(args: readonly string[]): { dir: string; only: Set<Kind>; keep: boolean; profile: string | undefined } {
   let dir = tmpdir();
+  let profile: string | undefined;
   let only = new Set<Kind>(KINDS);
   let keep = false;
   for (let i = 0; i < args.length; i++) {
@@ -42,9 +47,10 @@ function parse(args: readonly string[]): { dir: string; only: Set<Kind>; keep: b
       if (names.some((n) => !(KINDS as readonly string[]).includes(n))) throw new Error(`salamandra-2b: --only takes ${KINDS.join(',')}`);
       only = new Set(names as Kind[]);
     } else if (a === '--keep') keep = true;
-    else throw new Error(`salamandra-2b: unknown option ${a} (known: --dir DIR, --only plain,secure, --keep)`);
+    else if (a === '--profile' && args[i + 1]) profile = args[++i]!;
+    else throw new Error(`salamandra-2b: unknown option ${a} (known: --dir DIR, --only plain,secure, --keep, --profile DIR)`);
   }
-  return { dir, only, keep };
+  return { dir, only, keep, profile };
 }
 
 function trainerPath(): string {
@@ -73,7 +79,7 @@ async function seedSiteCaches(paths: FederationPaths, sha256: string, modelPath:
   return stored;
 }
 
-async function run(kind: Kind, root: string, modelPath: string, sha256: string, log: (l: string) => void): Promise<RoundFigures> {
+async function run(kind: Kind, root: string, modelPath: string, sha256: string, profile: string | undefined, log: (l: string) => void): Promise<RoundFigures> {
   const secure = kind === 'secure';
   let stored: string | undefined;
   try {
@@ -96,6 +102,8 @@ async function run(kind: Kind, root: string, modelPath: string, sha256: string, 
       site: (c, _site, i) => ({ ...c, runner: { kind: 'command', command: [process.execPath, trainerPath()], seed: i + 1, maxRetries: 0, outputDtype: 'BF16' } }),
       beforeSites: async (paths) => void (stored = await seedSiteCaches(paths, sha256, modelPath)),
       timeoutS: 3600,
+      // `--profile DIR`: V8 CPU profiles of the coordinator and every agent, under DIR/<kind>/.
+      ...(profile ? { nodeArgs: () => ['--cpu-prof', `--cpu-prof-dir=${join(profile, kind)}`] } : {}),
       log,
     });
   } finally {
@@ -122,11 +130,20 @@ export const salamandra2b: Benchmark = {
       figures['params'] = params;
       for (const kind of KINDS.filter((k) => o.only.has(k))) {
         log(`${kind}: 4 sites, DiLoCo, ${kind === 'secure' ? 'secure aggregation (Z_2^16, 14-bit quantization, clip ±2e-3)' : 'bf16 deltas, secure aggregation off'}`);
-        const r = await run(kind, root, modelPath, sha256, log);
+        const r = await run(kind, root, modelPath, sha256, o.profile, log);
         const cap = kind === 'plain' ? '' : 'Secure';
         log(`  ${kind}: round ${r.roundS.toFixed(1)} s; coordinator peak RSS ${(r.coordinatorPeakRssBytes / 1e9).toFixed(2)} GB; up ${(r.bytesUp / 1e9).toFixed(2)} GB (${(r.bytesUp / (r.participants * params)).toFixed(2)} B/param), down ${(r.bytesDown / 1e9).toFixed(2)} GB`);
         log(`  ${kind}: phases (s): ${phaseLine(r)}; CPU s: coordinator ${r.coordinatorCpuS.toFixed(1)}, site agents ${r.siteCpuS.map((x) => x.toFixed(1)).join(' ')}`);
+        // Per GB: the coordinator's CPU taking the uploads in ÷ all bytes up; each agent's own CPU
+        // over the round (its trainer is a child process, not counted) ÷ the bytes it sent.
+        const upGb = r.bytesUp / 1e9;
+        const siteGb = upGb / r.participants;
+        const coordinatorPerGb = r.coordinatorIngestCpuS / upGb;
+        const sitePerGb = Math.max(...r.siteCpuS) / siteGb;
+        log(`  ${kind}: CPU s per GB: coordinator ${coordinatorPerGb.toFixed(2)} (${r.coordinatorIngestCpuS.toFixed(1)} CPU-s for ${upGb.toFixed(2)} GB; target ≤ 3), largest site ${sitePerGb.toFixed(2)} (target ≤ 4)`);
         Object.assign(figures, {
+          [`salamandra${cap}CoordinatorCpuPerGb`]: Math.round(coordinatorPerGb * 100) / 100,
+          [`salamandra${cap}SiteCpuPerGb`]: Math.round(sitePerGb * 100) / 100,
           [`salamandra${cap}RoundS`]: Math.round(r.roundS * 10) / 10,
           [`salamandra${cap}PeakRssGB`]: Math.round(r.coordinatorPeakRssBytes / 1e7) / 100,
           [`salamandra${cap}Phases`]: phaseLine(r),
@@ -139,6 +156,11 @@ export const salamandra2b: Benchmark = {
       figures['salamandraPeakRssGB'] = Math.max(...peaks);
       figures['salamandraRoundS'] = figures['salamandraRoundS'] ?? 0;
       figures['salamandraSecureRoundS'] = figures['salamandraSecureRoundS'] ?? 0;
+      if (o.only.size === KINDS.length) {
+        // The secure round's per-byte CPU against the plain round's (target: within 1.3×).
+        figures['salamandraSecureOverPlainCoordinatorCpuPerGb'] = Math.round((Number(figures['salamandraSecureCoordinatorCpuPerGb']) / Number(figures['salamandraCoordinatorCpuPerGb'])) * 100) / 100;
+        figures['salamandraSecureOverPlainSiteCpuPerGb'] = Math.round((Number(figures['salamandraSecureSiteCpuPerGb']) / Number(figures['salamandraSiteCpuPerGb'])) * 100) / 100;
+      }
       figures['seconds'] = Math.round((Date.now() - t0) / 1000);
       log(`coordinator peak RSS ${figures['salamandraPeakRssGB']} GB (target ≤ 12)`);
       return figures;

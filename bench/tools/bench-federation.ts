@@ -157,6 +157,12 @@ export interface RoundFigures {
   readonly bytesUp: number;
   readonly bytesDown: number;
   readonly coordinatorCpuS: number;
+  /**
+   * The coordinator's CPU from leaving `open` (`keys` for a secure round) to entering `unmask` or
+   * `aggregate`: taking in every upload (a site may upload before `upload` opens, so `training` is
+   * counted too; the coordinator does little else then).
+   */
+  readonly coordinatorIngestCpuS: number;
   readonly coordinatorPeakRssBytes: number;
   /** Per surviving site agent over the round (its own CPU, not the trainer's). */
   readonly siteCpuS: number[];
@@ -208,6 +214,7 @@ export async function runBenchRound(o: BenchRoundOptions): Promise<RoundFigures>
 
     const phases: { phase: string; ts: number }[] = [];
     let leftOpen: Map<number, CpuSample> | undefined;
+    let ingested: Map<number, CpuSample> | undefined;
     let resolveCommitted: (e: AdminEvent) => void = () => undefined;
     let rejectRound: (err: Error) => void = () => undefined;
     const committed = new Promise<AdminEvent>((res, rej) => {
@@ -219,6 +226,7 @@ export async function runBenchRound(o: BenchRoundOptions): Promise<RoundFigures>
       if (e.kind === 'phase.changed' && round === 1) {
         const phase = String(e.body['phase']);
         if (phase !== 'open' && leftOpen === undefined) leftOpen = watch.sample();
+        if ((phase === 'unmask' || phase === 'aggregate') && ingested === undefined) ingested = watch.sample();
         phases.push({ phase, ts: e.ts });
         o.log(`  ${o.name}: phase ${phase}`);
       } else if (e.kind === 'round.committed' && round === 1) {
@@ -266,6 +274,7 @@ export async function runBenchRound(o: BenchRoundOptions): Promise<RoundFigures>
       bytesUp: Number(info.bytesUp),
       bytesDown: Number(info.bytesDown),
       coordinatorCpuS: cpu(coordinator.child.pid, 'self'),
+      coordinatorIngestCpuS: ingested && coordinator.child.pid !== undefined ? (ingested.get(coordinator.child.pid)?.self ?? 0) - (start.get(coordinator.child.pid)?.self ?? 0) : Number.NaN,
       coordinatorPeakRssBytes,
       siteCpuS: survivors.map((p) => cpu(p.child.pid, 'self')),
       trainerCpuS: survivors.map((p) => cpu(p.child.pid, 'children')),

@@ -6,6 +6,7 @@
  * stochastic rounding from a seed fixed per attempt.
  */
 import { encodeInt8Blocks, f32ToBf16, maskVector, openSafetensors, quantize, type SafetensorsFile } from '../aggregation/index.js';
+import { createKernels, type Kernels } from '../aggregation/index.js';
 import { openFileSource } from '../common/files.js';
 import { deltaSegments, INT8_BLOCK, type Segment, type DeltaEncoding } from '../aggregation/index.js';
 import { SiteAgentError } from './errors.js';
@@ -34,7 +35,15 @@ export interface MaskedInputs {
 /** Where Δ's values come from: element ranges of one tensor, as f32. */
 interface DeltaValues {
   read(name: string, first: number, count: number): Promise<Float32Array>;
+  /**
+   * The same range straight to bf16 wire values, when the source can (F32 or BF16 files): one
+   * fused pass, no f32 copies of the two models in between. Bit for bit `f32ToBf16(read(...))`.
+   */
+  readonly bf16?: ((name: string, first: number, count: number) => Promise<Uint16Array | undefined>) | undefined;
 }
+
+/** The SIMD kernels of the fused delta, made on first use; every call is synchronous. */
+let deltaKernels: Kernels | undefined;
 
 /** One chunk of the encoded delta; it never spans two tensors. */
 export interface EncodedChunk {
@@ -151,6 +160,10 @@ export class DeltaEncoder {
     const n = elementsOf(t);
     const first = this.encoding === 'int8' ? (from / s.unit) * INT8_BLOCK : from / s.unit;
     const last = this.encoding === 'int8' ? Math.min(n, (Math.ceil(to / s.unit)) * INT8_BLOCK) : to / s.unit;
+    if (this.encoding === 'bf16') {
+      const fused = await this.values.bf16?.(t.name, first, last - first);
+      if (fused) return Buffer.from(fused.buffer, fused.byteOffset, fused.byteLength);
+    }
     const delta = await this.values.read(t.name, first, last - first);
     switch (this.encoding) {
       case 'f32':
@@ -196,12 +209,25 @@ function weightedInputs(encoding: string, masked: MaskedInputs | undefined): (Ma
 
 /** Δ = local − global, element by element in f32 (the one rounding every delta of the agent has). */
 function differenceOf(g: SafetensorsFile, l: SafetensorsFile): DeltaValues {
+  const fusable = (dtype: string): dtype is 'F32' | 'BF16' => dtype === 'F32' || dtype === 'BF16';
   return {
     async read(name, first, count) {
       const global = await g.readF32(name, first, count);
       const local = await l.readF32(name, first, count);
       for (let i = 0; i < count; i++) local[i] = local[i]! - global[i]!;
       return local;
+    },
+    async bf16(name, first, count) {
+      const gd = g.tensor(name).dtype;
+      const ld = l.tensor(name).dtype;
+      if (!fusable(gd) || !fusable(ld)) return undefined; // F16 and friends: the general path
+      const gs = gd === 'F32' ? 4 : 2;
+      const ls = ld === 'F32' ? 4 : 2;
+      const [global, local] = await Promise.all([g.readBytes(name, first * gs, count * gs), l.readBytes(name, first * ls, count * ls)]);
+      const out = new Uint16Array(count);
+      deltaKernels ??= createKernels();
+      deltaKernels.deltaToBf16(out, local, ld, global, gd);
+      return out;
     },
   };
 }

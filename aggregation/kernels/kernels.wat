@@ -338,4 +338,79 @@
       (local.set $src (i32.add (local.get $src) (i32.const 4)))
       (br $tail)))
     (i32.const -1))
+
+  ;; bf16 bits of four f32 lanes, in the low half of each i32 lane: round to nearest even, and a NaN
+  ;; stays a NaN (its quiet bit forced, so truncation cannot turn it into an infinity) — exactly
+  ;; f32ToBf16 (aggregation/safetensors/dtype.ts).
+  (func $bf16_rne (param $x v128) (result v128)
+    (v128.bitselect
+      (i32x4.shr_u (v128.or (local.get $x) (v128.const i32x4 0x400000 0x400000 0x400000 0x400000)) (i32.const 16))
+      (i32x4.shr_u
+        (i32x4.add
+          (i32x4.add (local.get $x) (v128.const i32x4 0x7fff 0x7fff 0x7fff 0x7fff))
+          (v128.and (i32x4.shr_u (local.get $x) (i32.const 16)) (v128.const i32x4 1 1 1 1)))
+        (i32.const 16))
+      (i32x4.gt_u
+        (v128.and (local.get $x) (v128.const i32x4 0x7fffffff 0x7fffffff 0x7fffffff 0x7fffffff))
+        (v128.const i32x4 0x7f800000 0x7f800000 0x7f800000 0x7f800000))))
+
+  (func $bf16_rne1 (param $x i32) (result i32)
+    (if (result i32) (i32.gt_u (i32.and (local.get $x) (i32.const 0x7fffffff)) (i32.const 0x7f800000))
+      (then (i32.or (i32.shr_u (local.get $x) (i32.const 16)) (i32.const 0x40)))
+      (else (i32.shr_u
+        (i32.add (i32.add (local.get $x) (i32.const 0x7fff)) (i32.and (i32.shr_u (local.get $x) (i32.const 16)) (i32.const 1)))
+        (i32.const 16)))))
+
+  ;; A site's delta in bf16: dst[i] = bf16(f32(l[i]) − f32(g[i])) for $n values, each source f32
+  ;; ($lh / $gh = 0) or bf16 ($lh / $gh = 1; widening is exact). One f32 subtraction and one
+  ;; rounding per value, as the JS path (encode.ts: difference, then f32ToBf16).
+  (func (export "delta_to_bf16") (param $dst i32) (param $l i32) (param $g i32) (param $n i32) (param $lh i32) (param $gh i32)
+    (local $i i32) (local $n8 i32) (local $la v128) (local $lb v128) (local $ga v128) (local $gb v128) (local $v v128)
+    (local $ls i32) (local $gs i32)
+    (local.set $n8 (i32.and (local.get $n) (i32.const -8)))
+    ;; bytes per 8 values of each source
+    (local.set $ls (select (i32.const 16) (i32.const 32) (local.get $lh)))
+    (local.set $gs (select (i32.const 16) (i32.const 32) (local.get $gh)))
+    (block $done (loop $loop
+      (br_if $done (i32.eq (local.get $i) (local.get $n8)))
+      (if (local.get $lh)
+        (then
+          (local.set $v (v128.load (local.get $l)))
+          (local.set $la (i32x4.shl (i32x4.extend_low_i16x8_u (local.get $v)) (i32.const 16)))
+          (local.set $lb (i32x4.shl (i32x4.extend_high_i16x8_u (local.get $v)) (i32.const 16))))
+        (else
+          (local.set $la (v128.load (local.get $l)))
+          (local.set $lb (v128.load offset=16 (local.get $l)))))
+      (if (local.get $gh)
+        (then
+          (local.set $v (v128.load (local.get $g)))
+          (local.set $ga (i32x4.shl (i32x4.extend_low_i16x8_u (local.get $v)) (i32.const 16)))
+          (local.set $gb (i32x4.shl (i32x4.extend_high_i16x8_u (local.get $v)) (i32.const 16))))
+        (else
+          (local.set $ga (v128.load (local.get $g)))
+          (local.set $gb (v128.load offset=16 (local.get $g)))))
+      (v128.store (local.get $dst)
+        (i16x8.narrow_i32x4_u
+          (call $bf16_rne (f32x4.sub (local.get $la) (local.get $ga)))
+          (call $bf16_rne (f32x4.sub (local.get $lb) (local.get $gb)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 8)))
+      (local.set $l (i32.add (local.get $l) (local.get $ls)))
+      (local.set $g (i32.add (local.get $g) (local.get $gs)))
+      (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+      (br $loop)))
+    (block $tdone (loop $tail
+      (br_if $tdone (i32.eq (local.get $i) (local.get $n)))
+      (i32.store16 (local.get $dst)
+        (call $bf16_rne1 (i32.reinterpret_f32 (f32.sub
+          (if (result f32) (local.get $lh)
+            (then (f32.reinterpret_i32 (i32.shl (i32.load16_u (local.get $l)) (i32.const 16))))
+            (else (f32.load (local.get $l))))
+          (if (result f32) (local.get $gh)
+            (then (f32.reinterpret_i32 (i32.shl (i32.load16_u (local.get $g)) (i32.const 16))))
+            (else (f32.load (local.get $g))))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (local.set $l (i32.add (local.get $l) (i32.shr_u (local.get $ls) (i32.const 3))))
+      (local.set $g (i32.add (local.get $g) (i32.shr_u (local.get $gs) (i32.const 3))))
+      (local.set $dst (i32.add (local.get $dst) (i32.const 2)))
+      (br $tail))))
 )

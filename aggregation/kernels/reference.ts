@@ -78,3 +78,25 @@ export function findNonFiniteRef(values: Float32Array): number {
   }
   return -1;
 }
+
+/**
+ * dst[i] = bf16(local[i] − global[i]) for i < dst.length: both sources little-endian F32 or BF16
+ * bytes, widened to f32 (exact), subtracted in f32, rounded to nearest even with a NaN kept a NaN
+ * (quiet bit forced), as f32ToBf16 (safetensors/dtype.ts) rounds.
+ */
+export function deltaToBf16Ref(dst: Uint16Array, local: Uint8Array, localDtype: 'F32' | 'BF16', global: Uint8Array, globalDtype: 'F32' | 'BF16'): void {
+  const l = new DataView(local.buffer, local.byteOffset, local.byteLength);
+  const g = new DataView(global.buffer, global.byteOffset, global.byteLength);
+  const f = new Float32Array(1);
+  const bits = new Uint32Array(f.buffer);
+  const read = (v: DataView, dtype: 'F32' | 'BF16', i: number): number => {
+    if (dtype === 'F32') return v.getFloat32(i * 4, true);
+    bits[0] = v.getUint16(i * 2, true) << 16;
+    return f[0]!;
+  };
+  for (let i = 0; i < dst.length; i++) {
+    f[0] = read(l, localDtype, i) - read(g, globalDtype, i);
+    const x = bits[0]!;
+    dst[i] = (x & 0x7fffffff) > 0x7f800000 ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+  }
+}

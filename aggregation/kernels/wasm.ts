@@ -16,6 +16,7 @@ import {
   accInt8Ref,
   addModU16Ref,
   addModU32Ref,
+  deltaToBf16Ref,
   findNonFiniteRef,
   subModU16Ref,
   subModU32Ref,
@@ -35,6 +36,8 @@ export interface KernelExports {
   add_mod_u16(acc: number, src: number, n: number): void;
   sub_mod_u16(acc: number, src: number, n: number): void;
   find_non_finite(src: number, n: number): number;
+  /** dst[i] = bf16(f32(l[i]) − f32(g[i])) for n values; $lh / $gh: 1 when that source is bf16, 0 when f32. */
+  delta_to_bf16(dst: number, l: number, g: number, n: number, lh: number, gh: number): void;
   /** Zeroes n bytes at dst (memory.fill). */
   zero(dst: number, n: number): void;
 }
@@ -103,6 +106,12 @@ export interface Kernels {
   subModU16(acc: Uint16Array, src: Uint16Array): void;
   /** Index of the first NaN or ±Infinity, or -1. */
   findNonFinite(values: Float32Array): number;
+  /**
+   * A delta in bf16: dst[i] = bf16(local[i] − global[i]) for i < dst.length, the subtraction in
+   * f32, rounded to nearest even. `local` and `global` are little-endian bytes of F32 or BF16
+   * values, at any byte offset (no copy to align them first).
+   */
+  deltaToBf16(dst: Uint16Array, local: Uint8Array, localDtype: 'F32' | 'BF16', global: Uint8Array, globalDtype: 'F32' | 'BF16'): void;
 }
 
 /** WebAssembly SIMD kernels where supported, else {@link referenceKernels}. */
@@ -128,13 +137,17 @@ export const referenceKernels: Kernels = Object.freeze({
   addModU16: (acc: Uint16Array, src: Uint16Array) => addModU16Ref(acc, checkedSrc(acc, src)),
   subModU16: (acc: Uint16Array, src: Uint16Array) => subModU16Ref(acc, checkedSrc(acc, src)),
   findNonFinite: findNonFiniteRef,
+  deltaToBf16: (dst: Uint16Array, local: Uint8Array, localDtype: 'F32' | 'BF16', global: Uint8Array, globalDtype: 'F32' | 'BF16') =>
+    deltaToBf16Ref(dst, checkedDelta(dst, local, localDtype), localDtype, checkedDelta(dst, global, globalDtype), globalDtype),
 });
 
 /** Elements per pass through the instance's memory window. */
 const PIECE = 16384;
 const ACC_AT = 0;
 const SRC_AT = PIECE * 4;
-const WINDOW_PAGES = Math.ceil((SRC_AT + PIECE * 4 + 1024) / WASM_PAGE_BYTES);
+/** A third operand (deltaToBf16's output), after the first two. */
+const DST_AT = SRC_AT + PIECE * 4;
+const WINDOW_PAGES = Math.ceil((DST_AT + PIECE * 2 + 1024) / WASM_PAGE_BYTES);
 
 /** The SIMD kernels in this thread, operands copied through a window of PIECE elements. */
 class WasmKernels implements Kernels {
@@ -198,6 +211,21 @@ class WasmKernels implements Kernels {
     return -1;
   }
 
+  deltaToBf16(dst: Uint16Array, local: Uint8Array, localDtype: 'F32' | 'BF16', global: Uint8Array, globalDtype: 'F32' | 'BF16'): void {
+    checkedDelta(dst, local, localDtype);
+    checkedDelta(dst, global, globalDtype);
+    const ls = localDtype === 'F32' ? 4 : 2;
+    const gs = globalDtype === 'F32' ? 4 : 2;
+    const out = bytesOf(dst);
+    for (let done = 0; done < dst.length; done += PIECE) {
+      const m = Math.min(PIECE, dst.length - done);
+      this.bytes.set(local.subarray(done * ls, (done + m) * ls), ACC_AT);
+      this.bytes.set(global.subarray(done * gs, (done + m) * gs), SRC_AT);
+      this.k.delta_to_bf16(DST_AT, ACC_AT, SRC_AT, m, ls === 2 ? 1 : 0, gs === 2 ? 1 : 0);
+      out.set(this.bytes.subarray(DST_AT, DST_AT + m * 2), done * 2);
+    }
+  }
+
   private words(acc: Uint32Array | Uint16Array, src: Uint32Array | Uint16Array, size: number, run: (n: number) => void): void {
     const a = bytesOf(acc);
     const s = bytesOf(src);
@@ -213,6 +241,12 @@ class WasmKernels implements Kernels {
 
 function bytesOf(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+function checkedDelta(dst: Uint16Array, src: Uint8Array, dtype: 'F32' | 'BF16'): Uint8Array {
+  const need = dst.length * (dtype === 'F32' ? 4 : 2);
+  if (src.length < need) throw new AggregationError('INVALID_ARGUMENT', `${dtype} source of ${src.length} bytes is shorter than ${dst.length} values`, { dst: dst.length, src: src.length });
+  return src;
 }
 
 function checkedSrc<T extends { length: number }>(acc: { length: number }, src: T): T {

@@ -217,3 +217,43 @@ describe('findNonFinite', () => {
     expect(ref.findNonFinite(v)).toBe(-1);
   });
 });
+
+describe('deltaToBf16: a site delta in bf16, WebAssembly SIMD equals the JS reference and the encoder', () => {
+  /** The encoder's own composition: widen, subtract in f32, f32ToBf16. */
+  function composed(local: Float32Array, global: Float32Array): Uint16Array {
+    const d = new Float32Array(local.length);
+    for (let i = 0; i < d.length; i++) d[i] = local[i]! - global[i]!;
+    return f32ToBf16(d);
+  }
+  /** `x` as it would be stored in `dtype`: the bytes, and the f32 values they hold. */
+  function stored(x: Float32Array, dtype: 'F32' | 'BF16'): { bytes: Uint8Array; values: Float32Array } {
+    if (dtype === 'F32') return { bytes: bytesOf(x), values: x };
+    const halves = f32ToBf16(x);
+    return { bytes: bytesOf(halves), values: new Float32Array(Uint32Array.from(halves, (h) => h << 16).buffer) };
+  }
+  /** bf16 bits with every NaN folded to one pattern (payloads are unspecified). */
+  const folded = (h: Uint16Array): number[] => Array.from(h, (b) => ((b & 0x7f80) === 0x7f80 && (b & 0x7f) !== 0 ? 0x7fc0 : b));
+
+  for (const [ld, gd] of [['F32', 'F32'], ['BF16', 'BF16'], ['F32', 'BF16'], ['BF16', 'F32']] as const) {
+    it(`${ld} local − ${gd} global, every length around the SIMD width and the window, at odd offsets`, () => {
+      for (const n of LENGTHS) {
+        const global = randomF32(n, 7 + n);
+        const local = Float32Array.from(global, (g, i) => (i % 7 === 0 ? randomF32(1, i + 1)[0]! : g + (g * 1e-3 * ((i % 5) - 2)) / 2));
+        const l = stored(local, ld);
+        const g = stored(global, gd);
+        const want = folded(composed(l.values, g.values));
+        const a = new Uint16Array(n);
+        const b = new Uint16Array(n);
+        wasm.deltaToBf16(a, unaligned(l.bytes, 3), ld, unaligned(g.bytes, 1), gd);
+        ref.deltaToBf16(b, l.bytes, ld, g.bytes, gd);
+        expect(folded(a)).toEqual(want);
+        expect(folded(b)).toEqual(want);
+      }
+    });
+  }
+
+  it('refuses a source shorter than the output', () => {
+    expect(() => wasm.deltaToBf16(new Uint16Array(4), new Uint8Array(16), 'F32', new Uint8Array(12), 'F32')).toThrow(AggregationError);
+    expect(() => ref.deltaToBf16(new Uint16Array(4), new Uint8Array(7), 'BF16', new Uint8Array(8), 'BF16')).toThrow(AggregationError);
+  });
+});

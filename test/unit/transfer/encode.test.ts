@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bf16ToF32, createSafetensorsWriter, declaredCount, decodeInt8Blocks, memorySink } from '../../../aggregation/index.js';
+import { bf16ToF32, createSafetensorsWriter, declaredCount, decodeInt8Blocks, f32ToBf16, memorySink } from '../../../aggregation/index.js';
 import { isUnitBoundary } from '../../../aggregation/index.js';
 import { DeltaEncoder, type MaskedInputs } from '../../../site-agent/encode.js';
 import { InProcessSecAgg, makeIdentities } from '../../helpers/secure-protocol.js';
@@ -105,6 +105,37 @@ describe('DeltaEncoder', () => {
       for (let i = 0; i < n(0); i++) expect(Math.abs(got[i]! - deltaValue(0, i))).toBeLessThanOrEqual(Math.abs(deltaValue(0, i)) / 128);
     } finally {
       await enc.close();
+    }
+  });
+
+  it('makes the same bf16 bytes fused from F32 and BF16 files as the f32 delta rounded, for every pairing of dtypes', async () => {
+    const seeded = (seed: number) => (k: number, i: number) => Math.sin(seed * 1e3 + k * 7919 + i) * (1 + (i % 9)) * 1e-2;
+    for (const [gd, ld] of [['F32', 'BF16'], ['BF16', 'BF16'], ['BF16', 'F32']] as const) {
+      const g = join(dir, `g-${gd}.safetensors`);
+      const l = join(dir, `l-${ld}.safetensors`);
+      const writeAs = async (path: string, dtype: 'F32' | 'BF16', f: (k: number, i: number) => number): Promise<Float32Array[]> => {
+        const sink = memorySink();
+        const w = await createSafetensorsWriter(sink, tensors.map((t) => ({ name: t.name, dtype, shape: t.shape })));
+        const held: Float32Array[] = [];
+        for (let k = 0; k < tensors.length; k++) {
+          const v = Float32Array.from({ length: n(k) }, (_, i) => f(k, i));
+          await w.writeF32(`t${k}`, v);
+          held.push(dtype === 'F32' ? v : bf16ToF32(f32ToBf16(v)));
+        }
+        await w.finish();
+        await writeFile(path, sink.bytes());
+        return held;
+      };
+      const gv = await writeAs(g, gd, seeded(1));
+      const lv = await writeAs(l, ld, (k, i) => seeded(1)(k, i) + seeded(2)(k, i) * 1e-2);
+      const enc = await DeltaEncoder.open(g, l, tensors.map((t) => ({ ...t, dtype: gd })), 'bf16');
+      try {
+        const bytes = await collect(enc, 0, enc.totalBytes, 4096);
+        const want = f32ToBf16(Float32Array.from(lv.flatMap((t, k) => Array.from(t, (x, i) => x - gv[k]![i]!))));
+        expect(Buffer.from(want.buffer).equals(bytes)).toBe(true);
+      } finally {
+        await enc.close();
+      }
     }
   });
 

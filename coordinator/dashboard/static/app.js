@@ -201,7 +201,7 @@ async function renderRounds() {
       data.push(xs.map(() => base.loss));
       series.push({ label: 'baseline: initial model', stroke: '#999', width: 1, dash: [1, 4] });
     }
-    chartQueue.push(() => new UPlot({ width: Math.max(320, chartBox.clientWidth), height: 300, scales: { x: { time: false } }, axes: [{ label: 'round' }, { label: 'eval loss' }], series }, data, chartBox));
+    chartQueue.push(() => new UPlot({ width: Math.max(320, chartBox.clientWidth), height: 300, scales: { x: { time: false } }, axes: [{ label: 'round', incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000] }, { label: 'eval loss' }], series }, data, chartBox));
   } else {
     chartBox.append(h('p', null, 'No evaluation yet.'));
   }

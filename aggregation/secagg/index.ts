@@ -87,13 +87,18 @@ export {
 export {
   type DroppedPair,
   type MaskOptions,
+  type MaskedEncodeInput,
   type PairwiseMask,
   type UnmaskOptions,
   addModular,
   maskVector,
   pairwiseSign,
+  quantizeAndMask,
+  unmaskDequantize,
   unmaskSum,
+  unmaskSumInPlace,
 } from './mask.js';
+export { MASK_SLICE_WORDS, MaskWorkspace, type MaskWorkspaceOptions } from './mask-workspace.js';
 export {
   DEFAULT_COMPLETE_GRAPH_MAX_SITES,
   NEIGHBOUR_GRAPH_LABEL,

@@ -6,7 +6,9 @@
  */
 import { SecAggError } from './errors.js';
 import { compareSiteIds } from './encoding.js';
-import { type MaskWords, applyMask } from './prg.js';
+import { MASK_SLICE_WORDS, MaskWorkspace, type SignedStream } from './mask-workspace.js';
+import { type MaskBits, type MaskWords, Keystream } from './prg.js';
+import { type QuantizeOptions, dequantizeParams, quantizeParams, quantizeRange } from './quantize.js';
 
 /** One pairwise mask of a site: the seed s_{u,v} shared with `peer`, added (+1) or subtracted (−1). */
 export interface PairwiseMask {
@@ -51,19 +53,82 @@ export function pairwiseSign(self: string, peer: string): 1 | -1 {
 
 /**
  * Returns y = x + PRG(b) + Σ sign·PRG(s) mod 2^b for one chunk (Bonawitz et al. 2017, round 2).
- * `quantized` is not modified.
+ * `quantized` is not modified. A site's encoder calls {@link quantizeAndMask} instead, which
+ * makes the same words without the intermediate vector.
  */
-export function maskVector(quantized: MaskWords, options: MaskOptions): MaskWords {
-  const offset = options.wordOffset ?? 0;
+export function maskVector(quantized: MaskWords, options: MaskOptions, workspace?: MaskWorkspace): MaskWords {
   const out = quantized.slice();
-  applyMask(out, options.selfSeed, offset, 1);
+  const streams = maskStreams(options, out.length, bitsOf(out));
+  foldSlices(out, streams, workspace ?? new MaskWorkspace(), (slice, at) => out.set(slice, at));
+  return out;
+}
+
+/** What a site's encoder masks one chunk with: {@link MaskOptions}, its weight and rounding seed. */
+export interface MaskedEncodeInput extends MaskOptions {
+  /** The site's weight w ∈ [0, 1], multiplied into the clipped value (as {@link quantize}'s). */
+  readonly weight: number;
+  /** 32-byte seed of the rounding PRG, fixed per attempt. */
+  readonly roundingSeed: Uint8Array;
+}
+
+/**
+ * The site's masked encoding of one chunk, fused: for each slice of {@link MASK_SLICE_WORDS}
+ * elements, quantise and weight into `workspace`'s slice, fold the self mask and each pairwise
+ * mask into it, copy it out. The words equal `maskVector(quantize(x, options, input), input)`
+ * bit for bit; nothing is allocated per slice but keystream bytes, and `x` is not copied.
+ */
+export function quantizeAndMask(x: Float32Array, options: QuantizeOptions, input: MaskedEncodeInput, workspace?: MaskWorkspace): MaskWords {
+  const p = quantizeParams(options, input.weight);
+  const bits = options.modulusBits;
+  const offset = input.wordOffset ?? 0;
+  const out = bits === 32 ? new Uint32Array(x.length) : new Uint16Array(x.length);
+  if (x.length === 0) return out;
+  const rounding = new Keystream(input.roundingSeed, offset, x.length, 32);
+  const streams = maskStreams(input, x.length, bits);
+  const ws = workspace ?? new MaskWorkspace();
+  for (let at = 0; at < x.length; at += MASK_SLICE_WORDS) {
+    const n = Math.min(MASK_SLICE_WORDS, x.length - at);
+    const slice = ws.slice(bits, n);
+    quantizeRange(x, at, n, rounding.words32(rounding.take(n)), slice, 0, p, offset);
+    ws.fold(streams, bits, n);
+    out.set(slice, at);
+  }
+  return out;
+}
+
+/** The self mask (+1) and each pairwise mask (its sign), checking that no peer is listed twice. */
+function maskStreams(options: MaskOptions, count: number, bits: MaskBits): SignedStream[] {
+  const offset = options.wordOffset ?? 0;
+  const streams: SignedStream[] = [{ stream: new Keystream(options.selfSeed, offset, count, bits), sign: 1 }];
   const peers = new Set<string>();
   for (const { peer, seed, sign } of options.pairwise) {
     if (peers.has(peer)) throw new SecAggError('INVALID_ARGUMENT', 'pairwise mask listed twice for one peer', { peer });
+    if (sign !== 1 && sign !== -1) throw new SecAggError('INVALID_ARGUMENT', 'mask sign must be +1 or -1', { sign });
     peers.add(peer);
-    applyMask(out, seed, offset, sign);
+    streams.push({ stream: new Keystream(seed, offset, count, bits), sign });
   }
-  return out;
+  return streams;
+}
+
+/**
+ * Copies each slice of `words` into `ws`, folds every stream into it (the streams start at
+ * words[0]) and hands it to `consume` with its position; `words` itself is left as it was.
+ */
+function foldSlices(words: MaskWords, streams: readonly SignedStream[], ws: MaskWorkspace, consume: (slice: MaskWords, at: number, n: number) => void): void {
+  const bits = bitsOf(words);
+  for (let at = 0; at < words.length; at += MASK_SLICE_WORDS) {
+    const n = Math.min(MASK_SLICE_WORDS, words.length - at);
+    const slice = ws.slice(bits, n);
+    slice.set(words.subarray(at, at + n));
+    ws.fold(streams, bits, n);
+    consume(slice, at, n);
+  }
+}
+
+function bitsOf(words: MaskWords): MaskBits {
+  if (words instanceof Uint32Array) return 32;
+  if (words instanceof Uint16Array) return 16;
+  throw new SecAggError('INVALID_ARGUMENT', 'masked vectors must be Uint32Array or Uint16Array');
 }
 
 /** acc += x mod 2^b, in place (the coordinator's running sum of masked inputs). */
@@ -78,18 +143,55 @@ export function addModular(acc: MaskWords, x: MaskWords): void {
  * Removes masks from a sum of masked inputs (Bonawitz et al. 2017, round 4): subtracts each
  * survivor's PRG(b_u), and for each dropped site v and surviving neighbour u, the term
  * sign(u,v)·PRG(s_{u,v}) that u added and v's missing input no longer cancels. Returns the sum of
- * the survivors' quantized inputs mod 2^b; `sum` is not modified.
+ * the survivors' quantized inputs mod 2^b; `sum` is not modified ({@link unmaskSumInPlace} is the
+ * coordinator's form, without the copy).
  */
-export function unmaskSum(sum: MaskWords, options: UnmaskOptions): MaskWords {
-  const offset = options.wordOffset ?? 0;
+export function unmaskSum(sum: MaskWords, options: UnmaskOptions, workspace?: MaskWorkspace): MaskWords {
   const out = sum.slice();
-  for (const seed of options.survivorSelfSeeds) applyMask(out, seed, offset, -1);
+  unmaskSumInPlace(out, options, workspace);
+  return out;
+}
+
+/**
+ * {@link unmaskSum} in place: every mask removed from `sum` slice by slice through `workspace`,
+ * one cipher per seed for the whole call and no other allocation per slice.
+ */
+export function unmaskSumInPlace(sum: MaskWords, options: UnmaskOptions, workspace?: MaskWorkspace): void {
+  const streams = unmaskStreams(options, sum.length, bitsOf(sum));
+  if (sum.length > 0) foldSlices(sum, streams, workspace ?? new MaskWorkspace(), (slice, at) => sum.set(slice, at));
+}
+
+/**
+ * The coordinator's unmasking and decoding of one slice of the sum, fused: equal bit for bit to
+ * `dequantizeSum(unmaskSum(sum, options), sites, quantize)`, each slice decoded while it is in
+ * `workspace` (with its checks: OVERFLOW_POSSIBLE, INVALID_ARGUMENT). `sum` is not modified.
+ */
+export function unmaskDequantize(
+  sum: MaskWords,
+  sites: number,
+  quantize: QuantizeOptions,
+  options: UnmaskOptions,
+  workspace?: MaskWorkspace,
+  out: Float64Array = new Float64Array(sum.length),
+): Float64Array {
+  const { shift, step } = dequantizeParams(sum, sites, quantize, out);
+  const bits = bitsOf(sum);
+  const streams = unmaskStreams(options, sum.length, bits);
+  const ws = workspace ?? new MaskWorkspace();
+  if (sum.length > 0) foldSlices(sum, streams, ws, (_, at, n) => ws.decode(bits, n, shift, step, out, at));
+  return out;
+}
+
+/** Survivors' self masks (−1) and dropped pairs' masks (the sign the survivor added, negated). */
+function unmaskStreams(options: UnmaskOptions, count: number, bits: MaskBits): SignedStream[] {
+  const offset = options.wordOffset ?? 0;
+  const streams: SignedStream[] = options.survivorSelfSeeds.map((seed) => ({ stream: new Keystream(seed, offset, count, bits), sign: -1 }));
   const pairs = new Set<string>();
   for (const { survivor, dropped, seed } of options.droppedPairs) {
     const key = JSON.stringify([survivor, dropped]);
     if (pairs.has(key)) throw new SecAggError('INVALID_ARGUMENT', 'dropped pair listed twice', { survivor, dropped });
     pairs.add(key);
-    applyMask(out, seed, offset, pairwiseSign(survivor, dropped) === 1 ? -1 : 1);
+    streams.push({ stream: new Keystream(seed, offset, count, bits), sign: pairwiseSign(survivor, dropped) === 1 ? -1 : 1 });
   }
-  return out;
+  return streams;
 }

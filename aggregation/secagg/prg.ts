@@ -21,8 +21,11 @@ export type MaskWords = Uint32Array | Uint16Array;
  * speed`, 256 KiB ~72%; 1 MiB falls back to ~40%, as glibc then maps fresh pages for every output).
  */
 export const PRG_CHUNK_BYTES = 256 * 1024;
-/** The plaintext AES-CTR encrypts: zeros, shared by every keystream and never written. */
-const ZEROS = Buffer.alloc(PRG_CHUNK_BYTES);
+/**
+ * The plaintext AES-CTR encrypts: zeros, shared by every keystream and never written; one AES
+ * block longer than a chunk, so a chunk that starts mid-block (the skipped bytes) still fits.
+ */
+const ZEROS = Buffer.alloc(PRG_CHUNK_BYTES + 16);
 const AES_BLOCK = 16;
 const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 
@@ -97,7 +100,9 @@ export function applyMask(target: MaskWords, seed: Uint8Array, wordOffset: numbe
 
 // Stores into Uint32Array/Uint16Array reduce mod 2^b (ToUint32/ToUint16), so plain + and − wrap.
 // Unrolled by four: ~25% faster in V8 than the plain loop, which otherwise bounds the mask rate.
-function add32(t: Uint32Array, w: Uint32Array, at: number): void {
+// Exported for the plain-JS path of MaskWorkspace (mask-workspace.ts), not from the index.
+/** t[at + i] += w[i] mod 2^32. */
+export function add32(t: Uint32Array, w: Uint32Array, at: number): void {
   const n = w.length;
   let i = 0;
   for (; i + 4 <= n; i += 4) {
@@ -108,7 +113,8 @@ function add32(t: Uint32Array, w: Uint32Array, at: number): void {
   }
   for (; i < n; i++) t[at + i] = t[at + i]! + w[i]!;
 }
-function sub32(t: Uint32Array, w: Uint32Array, at: number): void {
+/** t[at + i] −= w[i] mod 2^32. */
+export function sub32(t: Uint32Array, w: Uint32Array, at: number): void {
   const n = w.length;
   let i = 0;
   for (; i + 4 <= n; i += 4) {
@@ -119,7 +125,8 @@ function sub32(t: Uint32Array, w: Uint32Array, at: number): void {
   }
   for (; i < n; i++) t[at + i] = t[at + i]! - w[i]!;
 }
-function add16(t: Uint16Array, w: Uint16Array, at: number): void {
+/** t[at + i] += w[i] mod 2^16. */
+export function add16(t: Uint16Array, w: Uint16Array, at: number): void {
   const n = w.length;
   let i = 0;
   for (; i + 4 <= n; i += 4) {
@@ -130,7 +137,8 @@ function add16(t: Uint16Array, w: Uint16Array, at: number): void {
   }
   for (; i < n; i++) t[at + i] = t[at + i]! + w[i]!;
 }
-function sub16(t: Uint16Array, w: Uint16Array, at: number): void {
+/** t[at + i] −= w[i] mod 2^16. */
+export function sub16(t: Uint16Array, w: Uint16Array, at: number): void {
   const n = w.length;
   let i = 0;
   for (; i + 4 <= n; i += 4) {
@@ -152,8 +160,12 @@ function checkCount(count: number): void {
   if (!Number.isSafeInteger(count) || count < 0) throw new SecAggError('INVALID_ARGUMENT', 'word count must be a non-negative safe integer', { count });
 }
 
-/** Keystream bytes for words [offset, offset + count), handed out in chunks of at most PRG_CHUNK_BYTES. */
-class Keystream {
+/**
+ * Keystream bytes for words [offset, offset + count), handed out in chunks of at most
+ * PRG_CHUNK_BYTES ({@link next}) or of as many words as asked ({@link take}). One cipher per
+ * keystream, so fused loops over slices keep one per seed and pay for no other set-up.
+ */
+export class Keystream {
   readonly wordBytes: number;
   /** Words handed out before the chunk last returned by {@link next}. */
   wordsBefore = 0;
@@ -183,10 +195,28 @@ class Keystream {
     if (this.remaining === 0) return undefined;
     const n = Math.min(PRG_CHUNK_BYTES, this.remaining);
     this.remaining -= n;
-    const bytes = this.cipher.update(n === PRG_CHUNK_BYTES ? ZEROS : ZEROS.subarray(0, n)).subarray(this.skip);
+    const bytes = this.cipher.update(ZEROS.subarray(0, n)).subarray(this.skip);
     this.skip = 0;
     this.wordsBefore = this.nextWord;
     this.nextWord += bytes.length / this.wordBytes;
+    return bytes;
+  }
+
+  /**
+   * The next `words` words' keystream bytes (at most PRG_CHUNK_BYTES of them, no more than are
+   * left), valid until the caller drops them. Node's `cipher.update` cannot write into a caller's
+   * buffer, so each call still allocates its output: slices of PRG_CHUNK_BYTES amortise that.
+   */
+  take(words: number): Uint8Array {
+    const n = words * this.wordBytes;
+    if (!(Number.isSafeInteger(words) && words > 0 && n <= PRG_CHUNK_BYTES && n <= this.remaining - this.skip)) {
+      throw new SecAggError('INVALID_ARGUMENT', 'keystream slice must be 1..PRG_CHUNK_BYTES bytes and within the words asked for', { words });
+    }
+    const bytes = this.cipher.update(ZEROS.subarray(0, this.skip + n)).subarray(this.skip);
+    this.remaining -= this.skip + n;
+    this.skip = 0;
+    this.wordsBefore = this.nextWord;
+    this.nextWord += words;
     return bytes;
   }
 

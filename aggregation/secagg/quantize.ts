@@ -19,7 +19,7 @@ import { randomBytes as nodeRandomBytes } from 'node:crypto';
 import { SecAggError, type SecAggErrorCode } from './errors.js';
 import { type Result, err, ok, unwrap } from '../result.js';
 import type { RandomBytes } from './encoding.js';
-import { type MaskBits, type MaskWords, expandMask } from './prg.js';
+import { type MaskBits, type MaskWords, Keystream, PRG_CHUNK_BYTES } from './prg.js';
 
 /** The sum budget of one round: how many sites add q-bit values in Z_2^b. */
 export interface FixedPointBudget {
@@ -46,8 +46,8 @@ export interface QuantizeInput {
   readonly randomBytes?: RandomBytes;
 }
 
-/** Elements quantized per rounding-PRG call (bounds the scratch to 64 KiB). */
-const BLOCK = 16384;
+/** Elements quantized per rounding-PRG call: 64 Ki words, PRG_CHUNK_BYTES of keystream. */
+const BLOCK = PRG_CHUNK_BYTES / 4;
 const TWO_POW_32 = 2 ** 32;
 
 /**
@@ -78,27 +78,51 @@ export function checkFixedPointBudget(budget: FixedPointBudget): Result<FixedPoi
  * options. Deterministic given `roundingSeed` and `wordOffset`, so chunks can be encoded apart.
  */
 export function quantize(x: Float32Array, options: QuantizeOptions, input: QuantizeInput = {}): MaskWords {
-  const { clip: c, zero } = resolve(options);
-  const weight = input.weight ?? 1;
-  if (!(weight >= 0 && weight <= 1)) throw new SecAggError('INVALID_ARGUMENT', 'weight must be in [0, 1]', { weight });
+  const p = quantizeParams(options, input.weight ?? 1);
   const offset = input.wordOffset ?? 0;
   const seed = input.roundingSeed ?? (input.randomBytes ?? nodeRandomBytes)(32);
   const out = options.modulusBits === 32 ? new Uint32Array(x.length) : new Uint16Array(x.length);
-  const scale = zero / c;
+  if (x.length === 0) return out;
+  // One rounding keystream for the whole chunk, read block by block: no cipher per block.
+  const rounding = new Keystream(seed, offset, x.length, 32);
   for (let start = 0; start < x.length; start += BLOCK) {
-    const end = Math.min(x.length, start + BLOCK);
-    const u = expandMask(seed, offset + start, end - start, 32);
-    for (let i = start; i < end; i++) {
-      const xi = x[i]!;
-      if (xi - xi !== 0) throw new SecAggError('NON_FINITE', 'update holds NaN or ±Infinity', { index: offset + i });
-      const clipped = xi < -c ? -c : xi > c ? c : xi;
-      const k = Math.floor(weight * clipped * scale + u[i - start]! / TWO_POW_32);
-      // c·scale may round above Z, and u < 1 by only 2^-32: keep k within [−Z, Z]. The offset Z
-      // is added as an integer, so t = 0 (x' = 0, or −0) gives exactly Z.
-      out[i] = zero + (k > zero ? zero : k < -zero ? -zero : k);
-    }
+    const n = Math.min(BLOCK, x.length - start);
+    quantizeRange(x, start, n, rounding.words32(rounding.take(n)), out, start, p, offset);
   }
   return out;
+}
+
+/** {@link quantize}'s resolved options: clip c, zero level Z, Z/c and the weight. */
+export interface QuantizeParams {
+  readonly clip: number;
+  readonly zero: number;
+  readonly scale: number;
+  readonly weight: number;
+}
+
+/** Checks `options` and the weight once for a whole chunk (INVALID_ARGUMENT as {@link quantize}). */
+export function quantizeParams(options: QuantizeOptions, weight: number): QuantizeParams {
+  const { clip, zero } = resolve(options);
+  if (!(weight >= 0 && weight <= 1)) throw new SecAggError('INVALID_ARGUMENT', 'weight must be in [0, 1]', { weight });
+  return { clip, zero, scale: zero / clip, weight };
+}
+
+/**
+ * Encodes x[from, from + n) into out[outAt, outAt + n) with rounding words u[0, n): the one
+ * element formula of {@link quantize}, shared with the fused masking path (mask.ts) so the two
+ * cannot drift apart. `offset` is x's element offset in the whole vector (for NON_FINITE's index).
+ */
+export function quantizeRange(x: Float32Array, from: number, n: number, u: Uint32Array, out: MaskWords, outAt: number, p: QuantizeParams, offset: number): void {
+  const { clip: c, zero, scale, weight } = p;
+  for (let i = 0; i < n; i++) {
+    const xi = x[from + i]!;
+    if (xi - xi !== 0) throw new SecAggError('NON_FINITE', 'update holds NaN or ±Infinity', { index: offset + from + i });
+    const clipped = xi < -c ? -c : xi > c ? c : xi;
+    const k = Math.floor(weight * clipped * scale + u[i]! / TWO_POW_32);
+    // c·scale may round above Z, and u < 1 by only 2^-32: keep k within [−Z, Z]. The offset Z
+    // is added as an integer, so t = 0 (x' = 0, or −0) gives exactly Z.
+    out[outAt + i] = zero + (k > zero ? zero : k < -zero ? -zero : k);
+  }
 }
 
 /**
@@ -106,16 +130,23 @@ export function quantize(x: Float32Array, options: QuantizeOptions, input: Quant
  * {@link quantizationErrorBound}. Throws `OVERFLOW_POSSIBLE` when the budget does not hold.
  */
 export function dequantizeSum(sum: MaskWords, sites: number, options: QuantizeOptions, out: Float32Array | Float64Array = new Float64Array(sum.length)): Float32Array | Float64Array {
+  const { shift, step } = dequantizeParams(sum, sites, options, out);
+  for (let i = 0; i < sum.length; i++) out[i] = (sum[i]! - shift) * step;
+  return out;
+}
+
+/**
+ * The checks of {@link dequantizeSum} and its two constants: word i decodes to (sumᵢ − shift)·step.
+ * Shared with the fused unmasking path (mask.ts, `unmaskDequantize`).
+ */
+export function dequantizeParams(sum: MaskWords, sites: number, options: QuantizeOptions, out: { readonly length: number }): { shift: number; step: number } {
   const { clip: c, zero } = resolve(options);
   unwrap(checkFixedPointBudget({ sites, quantBits: options.quantBits, modulusBits: options.modulusBits }), SecAggError);
   if ((options.modulusBits === 32) !== (sum instanceof Uint32Array)) throw new SecAggError('INVALID_ARGUMENT', 'sum word width does not match modulusBits', { modulusBits: options.modulusBits });
   if (out.length !== sum.length) throw new SecAggError('INVALID_ARGUMENT', 'output length differs from the sum', { out: out.length, sum: sum.length });
-  const step = c / zero;
   // Σv < n·2^q ≤ 2^b ≤ 2^32, so Σv − n·Z is an exact integer in float64: the offset leaves in
   // integers and only the scaling rounds (an untouched coordinate decodes to exactly 0).
-  const shift = sites * zero;
-  for (let i = 0; i < sum.length; i++) out[i] = (sum[i]! - shift) * step;
-  return out;
+  return { shift: sites * zero, step: c / zero };
 }
 
 /** Worst-case |decode(Σ encode(xᵢ)) − Σ wᵢ·clip(xᵢ)| for `sites` sites: n·c/(2^(q−1) − 1). */

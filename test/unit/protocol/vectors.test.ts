@@ -235,6 +235,8 @@ describe('protocol test vectors', () => {
       const masked = aggregation.maskVector(quantized, masks);
       expect(Array.from(masked)).toEqual(c.masked);
       expect(hex(new Uint8Array(masked.buffer, masked.byteOffset, masked.byteLength))).toBe(c.maskedBytes);
+      // The site's encoder makes the same words fused, without the quantized vector.
+      expect(Array.from(aggregation.quantizeAndMask(x, c.params, { ...masks, weight: c.weight, roundingSeed: seed }))).toEqual(c.masked);
       // The same words by hand: + PRG(b) and ± each pairwise PRG, at the element offset, mod 2^b.
       const mod = 2 ** c.params.modulusBits;
       const prg = (seedHex: string): number[] => Array.from(aggregation.expandMask(bytes(seedHex), c.wordOffset, x.length, c.params.modulusBits));
@@ -269,6 +271,10 @@ describe('protocol test vectors', () => {
     expect(v.unmasked).toEqual(v.unmasked.map((_, i) => survivors.reduce((acc, s) => acc + at(s.quantized, i), 0) % 2 ** 32));
     const decoded = aggregation.dequantizeSum(unmasked.subarray(0, v.elements), survivors.length, q);
     expect(Array.from(decoded)).toEqual(v.decoded);
+    // The coordinator's fused unmask-and-decode gives the same values.
+    const droppedPairs = v.survivors.map((u) => ({ survivor: u, dropped, seed: seedOf(u, dropped) }));
+    const fused = aggregation.unmaskDequantize(sum.subarray(0, v.elements), survivors.length, q, { survivorSelfSeeds: survivors.map((s) => bytes(s.selfSeed)), droppedPairs });
+    expect(Array.from(fused)).toEqual(v.decoded);
     // By hand: the offset n·Z leaves in integers, then one scaling by c/Z.
     const Z = 2 ** (q.quantBits - 1) - 1;
     expect(v.unmasked.slice(0, v.elements).map((w) => (w - survivors.length * Z) * (q.clip / Z))).toEqual(v.decoded);

@@ -1,0 +1,144 @@
+/**
+ * The reusable memory of the fused masking paths (mask.ts): one slice of masked words, into which
+ * keystream slices are folded (added or subtracted modulo 2^b), and from which a sum is decoded.
+ * With WebAssembly SIMD (mask-kernels.wat) the slice lives in the kernels' own memory: keystream
+ * slices are copied in, four of one sign at a time, and folded in one pass; a sum decodes there
+ * too. Elsewhere, or on a big-endian host, the same folds run in plain JS. Either way nothing is
+ * allocated per slice but typed-array views and the keystream bytes Node's `cipher.update` hands
+ * back (it cannot write into a caller's buffer).
+ *
+ * A workspace belongs to one caller (a site's encoder, the coordinator's unmasking) and one
+ * thread; create one per such caller rather than per call, as compiling the kernels costs a
+ * fraction of a millisecond.
+ */
+import { Buffer } from 'node:buffer';
+import { SecAggError } from './errors.js';
+import { MASK_KERNELS_WASM_BASE64 } from './mask-kernels-wasm.js';
+import { type MaskBits, type MaskWords, type Keystream, add16, add32, sub16, sub32 } from './prg.js';
+
+/** The exports of mask-kernels.wat: byte addresses in its memory, counts in words, m = 0 adds, −1 subtracts. */
+interface MaskKernelExports {
+  readonly memory: WebAssembly.Memory;
+  fold4_mod_u32(acc: number, src: number, stride: number, n: number, m: number): void;
+  fold_mod_u32(acc: number, src: number, n: number, m: number): void;
+  fold_mod_u16(acc: number, src: number, n: number, m: number): void;
+  dequant_u32_f64(dst: number, src: number, n: number, shift: number, step: number): void;
+}
+
+/**
+ * Words per slice of the fused loops. Each keystream call makes a slice's worth (128 KiB for
+ * 32-bit words: measured within a few per cent of 256 KiB calls), and the window — the slice, four
+ * keystream slices and a decoded f64 slice, 896 KiB — stays in a core's L2.
+ */
+export const MASK_SLICE_WORDS = 32 * 1024;
+
+/** A keystream to fold and the sign it is folded with. */
+export interface SignedStream {
+  readonly stream: Keystream;
+  readonly sign: 1 | -1;
+}
+
+const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+const SLICE_BYTES = MASK_SLICE_WORDS * 4;
+const ACC_AT = 0;
+const SRC_AT = SLICE_BYTES;
+const F64_AT = SRC_AT + 4 * SLICE_BYTES;
+/** Bytes the window needs; mask-kernels.wat declares at least this much memory. */
+const WINDOW_BYTES = F64_AT + MASK_SLICE_WORDS * 8;
+
+/** The mask kernels, or undefined where this runtime lacks WebAssembly SIMD. */
+function instantiateMaskKernels(): MaskKernelExports | undefined {
+  if (typeof WebAssembly !== 'object') return undefined;
+  const bytes = Uint8Array.from(Buffer.from(MASK_KERNELS_WASM_BASE64, 'base64'));
+  if (!WebAssembly.validate(bytes)) return undefined;
+  const k = new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports as unknown as MaskKernelExports;
+  if (k.memory.buffer.byteLength < WINDOW_BYTES) throw new SecAggError('INVALID_ARGUMENT', 'mask-kernels.wat declares less memory than the window needs', { bytes: k.memory.buffer.byteLength });
+  return k;
+}
+
+/** How a {@link MaskWorkspace} folds: `reference` forces the plain-JS loops (tests compare both). */
+export interface MaskWorkspaceOptions {
+  readonly reference?: boolean;
+}
+
+/** One slice of masked words and the kernels that fold keystreams into it. */
+export class MaskWorkspace {
+  /** True when the folds run in WebAssembly SIMD. */
+  readonly simd: boolean;
+  private readonly k: MaskKernelExports | undefined;
+  private readonly window: ArrayBufferLike;
+  private readonly bytes: Uint8Array;
+
+  constructor(options: MaskWorkspaceOptions = {}) {
+    this.k = options.reference !== true && LITTLE_ENDIAN ? instantiateMaskKernels() : undefined;
+    this.simd = this.k !== undefined;
+    // The kernels' memory is never grown, so its buffer (and views of it) stay attached.
+    this.window = this.k?.memory.buffer ?? new ArrayBuffer(SLICE_BYTES);
+    this.bytes = new Uint8Array(this.window);
+  }
+
+  /**
+   * The slice: `count` ≤ {@link MASK_SLICE_WORDS} words of `bits` bits, to be filled by the
+   * caller, folded into by {@link fold}, and read back before the next call to this method.
+   */
+  slice(bits: MaskBits, count: number): MaskWords {
+    if (!(Number.isSafeInteger(count) && count >= 0 && count <= MASK_SLICE_WORDS)) {
+      throw new SecAggError('INVALID_ARGUMENT', `a mask slice holds at most ${MASK_SLICE_WORDS} words`, { count });
+    }
+    return bits === 32 ? new Uint32Array(this.window, ACC_AT, count) : new Uint16Array(this.window, ACC_AT, count);
+  }
+
+  /**
+   * slice[0, count) += Σ sign · the next `count` words of each stream, mod 2^b, where the slice is
+   * the one {@link slice} last returned with these `bits` and `count`.
+   */
+  fold(streams: readonly SignedStream[], bits: MaskBits, count: number): void {
+    if (this.k === undefined || bits !== 32) {
+      for (const s of streams) this.foldOne(s, bits, count);
+      return;
+    }
+    // Modular addition commutes: fold the streams of each sign four at a time, the rest singly.
+    for (const sign of [1, -1] as const) {
+      const same = streams.filter((s) => s.sign === sign);
+      let i = 0;
+      for (; i + 4 <= same.length; i += 4) {
+        for (let j = 0; j < 4; j++) this.bytes.set(same[i + j]!.stream.take(count), SRC_AT + j * SLICE_BYTES);
+        this.k.fold4_mod_u32(ACC_AT, SRC_AT, SLICE_BYTES, count, sign === 1 ? 0 : -1);
+      }
+      for (; i < same.length; i++) this.foldOne(same[i]!, bits, count);
+    }
+  }
+
+  /**
+   * Decodes the slice's `count` words as out[outAt + i] = (word − shift) · step, the formula of
+   * dequantizeSum (quantize.ts), bit for bit.
+   */
+  decode(bits: MaskBits, count: number, shift: number, step: number, out: Float64Array, outAt: number): void {
+    if (this.k !== undefined && bits === 32) {
+      this.k.dequant_u32_f64(F64_AT, ACC_AT, count, shift, step);
+      out.set(new Float64Array(this.window, F64_AT, count), outAt);
+      return;
+    }
+    const words = this.slice(bits, count);
+    for (let i = 0; i < count; i++) out[outAt + i] = (words[i]! - shift) * step;
+  }
+
+  private foldOne({ stream, sign }: SignedStream, bits: MaskBits, count: number): void {
+    const chunk = stream.take(count);
+    if (this.k !== undefined) {
+      this.bytes.set(chunk, SRC_AT);
+      if (bits === 32) this.k.fold_mod_u32(ACC_AT, SRC_AT, count, sign === 1 ? 0 : -1);
+      else this.k.fold_mod_u16(ACC_AT, SRC_AT, count, sign === 1 ? 0 : -1);
+      return;
+    }
+    if (bits === 32) {
+      const target = new Uint32Array(this.window, ACC_AT, count);
+      if (sign === 1) add32(target, stream.words32(chunk), 0);
+      else sub32(target, stream.words32(chunk), 0);
+    } else {
+      const target = new Uint16Array(this.window, ACC_AT, count);
+      if (sign === 1) add16(target, stream.words16(chunk), 0);
+      else sub16(target, stream.words16(chunk), 0);
+    }
+  }
+}

@@ -1,0 +1,165 @@
+import { createCipheriv } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import {
+  MASK_SLICE_WORDS,
+  type MaskBits,
+  type MaskWords,
+  MaskWorkspace,
+  type PairwiseMask,
+  type QuantizeOptions,
+  dequantizeSum,
+  maskVector,
+  pairwiseSign,
+  quantize,
+  quantizeAndMask,
+  unmaskDequantize,
+  unmaskSum,
+  unmaskSumInPlace,
+} from '../../../aggregation/secagg/index.js';
+import { codeOf, seededRandomBytes } from './helpers.js';
+
+// The reference: the simple composition the fused path replaced, written from the spec alone
+// (prg.ts module comment, quantize.ts module comment, mask.ts), with its own keystream straight
+// from node:crypto. quantize + mask + unmask + dequantise, one whole-vector pass at a time.
+
+/** Words [offset, offset + count) of AES-256-CTR(seed, IV = 0) over zeros, little-endian. */
+function refWords(seed: Uint8Array, offset: number, count: number, bits: MaskBits): number[] {
+  const w = bits / 8;
+  const iv = Buffer.alloc(16);
+  iv.writeBigUInt64BE(BigInt(Math.floor((offset * w) / 16)), 8);
+  const skip = (offset * w) % 16;
+  const bytes = createCipheriv('aes-256-ctr', seed, iv).update(Buffer.alloc(skip + count * w)).subarray(skip);
+  return Array.from({ length: count }, (_, i) => (bits === 32 ? bytes.readUInt32LE(i * 4) : bytes.readUInt16LE(i * 2)));
+}
+
+function refQuantize(x: Float32Array, q: QuantizeOptions, weight: number, seed: Uint8Array, offset: number): number[] {
+  const Z = 2 ** (q.quantBits - 1) - 1;
+  const u = refWords(seed, offset, x.length, 32);
+  return Array.from(x, (xi, i) => {
+    const clipped = xi < -q.clip ? -q.clip : xi > q.clip ? q.clip : xi;
+    const k = Math.floor(weight * clipped * (Z / q.clip) + u[i]! / 2 ** 32);
+    return Z + (k > Z ? Z : k < -Z ? -Z : k);
+  });
+}
+
+/** words + Σ sign·PRG(seed) mod 2^b. */
+function refFold(words: readonly number[], terms: readonly { seed: Uint8Array; sign: 1 | -1 }[], offset: number, bits: MaskBits): number[] {
+  const mod = 2 ** bits;
+  const streams = terms.map((t) => ({ words: refWords(t.seed, offset, words.length, bits), sign: t.sign }));
+  return words.map((v, i) => {
+    let acc = v;
+    for (const s of streams) acc = (((acc + s.sign * s.words[i]!) % mod) + mod) % mod;
+    return acc;
+  });
+}
+
+/** The first index where `got` differs from `want` (or the shorter length), −1 when they are equal: a cheap failure on long vectors. */
+function firstDifference(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  const n = Math.min(got.length, want.length);
+  for (let i = 0; i < n; i++) if (!Object.is(got[i], want[i])) return i;
+  return got.length === want.length ? -1 : n;
+}
+
+const SITES = ['site-1', 'site-2', 'site-3', 'site-4', 'site-5', 'site-6', 'site-7', 'site-8', 'site-9', 'site-a'];
+
+interface Case {
+  readonly name: string;
+  readonly bits: MaskBits;
+  readonly quantBits: number;
+  readonly length: number;
+  readonly offset: number;
+  /** This site's index in SITES, and how many of the others are its neighbours. */
+  readonly self: number;
+  readonly peers: number;
+}
+
+// Lengths around the slice size and the kernels' 8-word steps; offsets off the AES block; peer
+// counts that leave groups of four and singles of each sign.
+const CASES: readonly Case[] = [
+  { name: 'one word at offset 0, no peers', bits: 32, quantBits: 24, length: 1, offset: 0, self: 0, peers: 0 },
+  { name: 'odd length mid-block, 3 peers of both signs', bits: 32, quantBits: 24, length: 1013, offset: 3, self: 2, peers: 3 },
+  { name: 'two and a half slices, 7 peers all added (lowest id)', bits: 32, quantBits: 24, length: 2 * MASK_SLICE_WORDS + 16387, offset: 1_000_003, self: 0, peers: 7 },
+  { name: 'a slice and a bit, 7 peers all subtracted (highest id)', bits: 32, quantBits: 24, length: MASK_SLICE_WORDS + 9, offset: 5, self: 7, peers: 7 },
+  { name: 'mixed signs, 9 peers', bits: 32, quantBits: 20, length: 40_001, offset: 77, self: 4, peers: 9 },
+  { name: '16-bit words, 5 peers', bits: 16, quantBits: 13, length: MASK_SLICE_WORDS + 1001, offset: 11, self: 3, peers: 5 },
+];
+
+function inputs(c: Case): { x: Float32Array; pairwise: PairwiseMask[]; selfSeed: Uint8Array; roundingSeed: Uint8Array; q: QuantizeOptions } {
+  const random = seededRandomBytes(`fused ${c.name}`);
+  const x = new Float32Array(c.length);
+  for (let i = 0; i < x.length; i++) x[i] = i % 17 === 0 ? 0 : i % 29 === 0 ? 5 * (i % 2 ? 1 : -1) : Math.sin(i * 0.37) * 0.8;
+  const self = SITES[c.self]!;
+  const pairwise = SITES.filter((s) => s !== self)
+    .slice(0, c.peers)
+    .map((peer) => ({ peer, seed: random(32), sign: pairwiseSign(self, peer) }));
+  return { x, pairwise, selfSeed: random(32), roundingSeed: random(32), q: { clip: 1.5, quantBits: c.quantBits, modulusBits: c.bits } };
+}
+
+const workspaces = [
+  { kind: 'WebAssembly SIMD', ws: new MaskWorkspace() },
+  { kind: 'plain JS', ws: new MaskWorkspace({ reference: true }) },
+];
+
+describe('fused masking (quantise, weight and mask per slice; unmask and decode per slice)', () => {
+  it('runs in WebAssembly SIMD here, and in plain JS when asked', () => {
+    expect(workspaces[0]!.ws.simd).toBe(true);
+    expect(workspaces[1]!.ws.simd).toBe(false);
+  });
+
+  for (const c of CASES) {
+    for (const { kind, ws } of workspaces) {
+      it(`makes the reference composition's words bit for bit: ${c.name} (${kind})`, () => {
+        const { x, pairwise, selfSeed, roundingSeed, q } = inputs(c);
+        const weight = 0.625;
+        const quantized = refQuantize(x, q, weight, roundingSeed, c.offset);
+        const expected = refFold(quantized, [{ seed: selfSeed, sign: 1 }, ...pairwise], c.offset, c.bits);
+        const fused = quantizeAndMask(x, q, { weight, roundingSeed, selfSeed, pairwise, wordOffset: c.offset }, ws);
+        expect(fused).toBeInstanceOf(c.bits === 32 ? Uint32Array : Uint16Array);
+        expect(firstDifference(fused, expected)).toBe(-1);
+        // The library's unfused forms agree too.
+        const words = quantize(x, q, { weight, roundingSeed, wordOffset: c.offset });
+        expect(firstDifference(words, quantized)).toBe(-1);
+        expect(firstDifference(maskVector(words, { selfSeed, pairwise, wordOffset: c.offset }, ws), expected)).toBe(-1);
+      });
+
+      it(`unmasks and decodes as the reference does, bit for bit: ${c.name} (${kind})`, () => {
+        const { pairwise, selfSeed } = inputs(c);
+        const random = seededRandomBytes(`sum ${c.name}`);
+        const sum: MaskWords = c.bits === 32 ? new Uint32Array(c.length) : new Uint16Array(c.length);
+        const raw = random(sum.byteLength);
+        new Uint8Array(sum.buffer).set(raw);
+        const before = Array.from(sum);
+        const self = SITES[c.self]!;
+        const droppedPairs = pairwise.map((p) => ({ survivor: p.peer, dropped: self, seed: p.seed }));
+        const survivorSelfSeeds = [selfSeed, random(32), random(32)];
+        const options = { survivorSelfSeeds, droppedPairs, wordOffset: c.offset };
+        const terms = [...survivorSelfSeeds.map((seed) => ({ seed, sign: -1 as const })), ...droppedPairs.map((d) => ({ seed: d.seed, sign: pairwiseSign(d.survivor, d.dropped) === 1 ? (-1 as const) : (1 as const) }))];
+        const expected = refFold(before, terms, c.offset, c.bits);
+        expect(firstDifference(unmaskSum(sum, options, ws), expected)).toBe(-1);
+        const q = { clip: 1.5, quantBits: c.quantBits, modulusBits: c.bits };
+        const sites = 3;
+        const unmasked = c.bits === 32 ? Uint32Array.from(expected) : Uint16Array.from(expected);
+        const decoded = unmaskDequantize(sum, sites, q, options, ws);
+        expect(firstDifference(decoded, dequantizeSum(unmasked, sites, q))).toBe(-1);
+        expect(firstDifference(sum, before)).toBe(-1);
+        unmaskSumInPlace(sum, options, ws);
+        expect(firstDifference(sum, expected)).toBe(-1);
+      });
+    }
+  }
+
+  it('refuses what quantize and maskVector refuse, with the same codes', () => {
+    const { x, pairwise, selfSeed, roundingSeed, q } = inputs(CASES[1]!);
+    const input = { weight: 0.5, roundingSeed, selfSeed, pairwise };
+    x[700] = Number.NaN;
+    expect(codeOf(() => quantizeAndMask(x, q, input))).toBe('NON_FINITE');
+    expect(codeOf(() => quantize(x, q, input))).toBe('NON_FINITE');
+    x[700] = 0;
+    expect(codeOf(() => quantizeAndMask(x, q, { ...input, weight: 1.5 }))).toBe('INVALID_ARGUMENT');
+    expect(codeOf(() => quantizeAndMask(x, q, { ...input, pairwise: [...pairwise, pairwise[0]!] }))).toBe('INVALID_ARGUMENT');
+    expect(codeOf(() => quantizeAndMask(x, q, { ...input, selfSeed: selfSeed.subarray(0, 16) }))).toBe('INVALID_ARGUMENT');
+    const sum = new Uint32Array(10);
+    expect(codeOf(() => unmaskDequantize(sum, 2, { ...q, modulusBits: 16, quantBits: 13 }, { survivorSelfSeeds: [selfSeed], droppedPairs: [] }))).toBe('INVALID_ARGUMENT');
+    expect(codeOf(() => unmaskDequantize(sum, 2 ** 10, q, { survivorSelfSeeds: [selfSeed], droppedPairs: [] }))).toBe('OVERFLOW_POSSIBLE');
+  });
+});

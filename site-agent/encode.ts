@@ -5,7 +5,7 @@
  * re-encodes exactly the bytes it had sent. Encodings are deterministic — the masked one takes its
  * stochastic rounding from a seed fixed per attempt.
  */
-import { encodeInt8Blocks, f32ToBf16, maskVector, openSafetensors, quantize, type SafetensorsFile } from '../aggregation/index.js';
+import { encodeInt8Blocks, f32ToBf16, MaskWorkspace, openSafetensors, quantizeAndMask, type MaskOptions, type SafetensorsFile } from '../aggregation/index.js';
 import { createKernels, type Kernels } from '../aggregation/index.js';
 import { openFileSource } from '../common/files.js';
 import { deltaSegments, INT8_BLOCK, type Segment, type DeltaEncoding } from '../aggregation/index.js';
@@ -61,6 +61,7 @@ export class DeltaEncoder {
   readonly totalBytes: number;
   private readonly elementStarts: number[] = [];
   private readonly elements: number;
+  private maskKitMemo: { masks: MaskOptions; workspace: MaskWorkspace } | undefined;
 
   private constructor(
     private readonly values: DeltaValues,
@@ -185,8 +186,8 @@ export class DeltaEncoder {
   private maskedWords(x: Float32Array, wordOffset: number): Buffer {
     const m = this.masked!;
     const q = { clip: m.params.clip, quantBits: m.params.quantBits, modulusBits: m.params.modulusBits };
-    const words = quantize(x, q, { weight: m.weight, wordOffset, roundingSeed: m.roundingSeed });
-    const masked = maskVector(words, { ...m.session.masks(), wordOffset });
+    // Quantise, weigh and mask in one pass per slice (the words of quantize + maskVector, bit for bit).
+    const masked = quantizeAndMask(x, q, { ...this.maskKit().masks, weight: m.weight, roundingSeed: m.roundingSeed, wordOffset }, this.maskKit().workspace);
     return Buffer.from(masked.buffer, masked.byteOffset, masked.byteLength);
   }
 
@@ -194,9 +195,18 @@ export class DeltaEncoder {
   private weightWord(): Buffer {
     const m = this.masked!;
     const q = { clip: 1, quantBits: m.params.quantBits, modulusBits: m.params.modulusBits };
-    const w = quantize(new Float32Array([m.weight]), q, { wordOffset: this.elements, roundingSeed: m.roundingSeed });
-    const masked = maskVector(w, { ...m.session.masks(), wordOffset: this.elements });
+    const w = new Float32Array([m.weight]);
+    const masked = quantizeAndMask(w, q, { ...this.maskKit().masks, weight: 1, roundingSeed: m.roundingSeed, wordOffset: this.elements }, this.maskKit().workspace);
     return Buffer.from(masked.buffer, masked.byteOffset, masked.byteLength);
+  }
+
+  /**
+   * The attempt's mask seeds and the encoder's workspace, made at the first masked chunk: the seeds
+   * cost one X25519 agreement per neighbour, which every chunk used to pay again.
+   */
+  private maskKit(): { masks: MaskOptions; workspace: MaskWorkspace } {
+    this.maskKitMemo ??= { masks: this.masked!.session.masks(), workspace: new MaskWorkspace() };
+    return this.maskKitMemo;
   }
 }
 

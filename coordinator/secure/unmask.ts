@@ -18,11 +18,11 @@ import {
   type Result,
   type SecAggErrorCode,
   combine,
-  dequantizeSum,
   derivePairwiseMaskSeed,
   importX25519PrivateKey,
   sharedSecret,
-  unmaskSum,
+  MaskWorkspace,
+  unmaskDequantize,
   neighbourhoodThreshold,
   secureSessionId,
   type DroppedPair,
@@ -119,16 +119,23 @@ export async function secureMean(
   const bits = r.params.modulusBits;
   const n = r.survivors.length;
   const q = { clip: r.params.clip, quantBits: r.params.quantBits, modulusBits: bits };
+  // Unmasking and decoding fused slice by slice in one workspace, into one reused f64 buffer. It is
+  // synchronous, and each caller checks and divides the decoded sum before its next await, so no
+  // decoded sum outlives the turn that made it.
+  const workspace = new MaskWorkspace();
   const spools = await openMaskedSpools(spoolPaths, bits, { openSpool, ...options });
-  const sumWords = async (wordOffset: number, count: number): Promise<Uint32Array | Uint16Array> =>
-    unmaskSum(await spools.read(wordOffset, count), { survivorSelfSeeds: selfSeeds, droppedPairs, wordOffset });
+  let decoded = new Float64Array(0);
+  const unmaskedSum = (words: Uint32Array | Uint16Array, wordOffset: number, quantize: typeof q): Float64Array => {
+    if (decoded.length !== words.length) decoded = new Float64Array(words.length);
+    return unmaskDequantize(words, n, quantize, { survivorSelfSeeds: selfSeeds, droppedPairs, wordOffset }, workspace, decoded);
+  };
   try {
-    const unmasked = dequantizeSum(await sumWords(elements, 1), n, { ...q, clip: 1 })[0]!;
+    const unmasked = unmaskedSum(await spools.read(elements, 1), elements, { ...q, clip: 1 })[0]!;
     const weightSum = checked(checkWeightSum(unmasked, weights, q.quantBits), r);
     const bound = sumRangeBound(weightSum, n, q);
     return {
       async read(elemOffset, count) {
-        const sum = dequantizeSum(await sumWords(elemOffset, count), n, q);
+        const sum = unmaskedSum(await spools.read(elemOffset, count), elemOffset, q);
         checked(checkSumRange(sum, bound, elemOffset), r);
         const mean = new Float32Array(count);
         for (let i = 0; i < count; i++) mean[i] = sum[i]! / weightSum;

@@ -11,6 +11,8 @@ import { dirname, join } from 'node:path';
 export interface FileSource {
   readonly size: number;
   read(offset: number, length: number): Promise<Uint8Array>;
+  /** Fills all of `target` from `offset`: a caller that reads chunk after chunk reuses one buffer. */
+  readInto(offset: number, target: Uint8Array): Promise<Uint8Array>;
   close(): Promise<void>;
 }
 
@@ -18,21 +20,26 @@ export interface FileSource {
 export async function openFileSource(path: string): Promise<FileSource> {
   const handle = await open(path, 'r');
   const { size } = await handle.stat();
+  const readInto = async (offset: number, target: Uint8Array): Promise<Uint8Array> => {
+    const length = target.length;
+    if (offset < 0 || offset + length > size) {
+      throw new RangeError(`${path}: read [${offset}, ${offset + length}) outside file of ${size} bytes`);
+    }
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await handle.read(target, done, length - done, offset + done);
+      if (bytesRead === 0) throw new RangeError(`${path}: unexpected end of file at ${offset + done}`);
+      done += bytesRead;
+    }
+    return target;
+  };
   return {
     size,
     async read(offset: number, length: number): Promise<Uint8Array> {
-      if (offset < 0 || length < 0 || offset + length > size) {
-        throw new RangeError(`${path}: read [${offset}, ${offset + length}) outside file of ${size} bytes`);
-      }
-      const buf = Buffer.allocUnsafe(length);
-      let done = 0;
-      while (done < length) {
-        const { bytesRead } = await handle.read(buf, done, length - done, offset + done);
-        if (bytesRead === 0) throw new RangeError(`${path}: unexpected end of file at ${offset + done}`);
-        done += bytesRead;
-      }
-      return buf;
+      if (length < 0) throw new RangeError(`${path}: read [${offset}, ${offset + length}) outside file of ${size} bytes`);
+      return readInto(offset, Buffer.allocUnsafe(length));
     },
+    readInto,
     close: () => handle.close(),
   };
 }

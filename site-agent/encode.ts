@@ -39,7 +39,24 @@ interface DeltaValues {
    * The same range straight to bf16 wire values, when the source can (F32 or BF16 files): one
    * fused pass, no f32 copies of the two models in between. Bit for bit `f32ToBf16(read(...))`.
    */
-  readonly bf16?: ((name: string, first: number, count: number) => Promise<Uint16Array | undefined>) | undefined;
+  readonly bf16?: ((name: string, first: number, count: number, scratch: ReadScratch) => Promise<Uint16Array | undefined>) | undefined;
+}
+
+/**
+ * Read buffers one `range` walk reuses from chunk to chunk (a stripe's walk is sequential; stripes
+ * walk concurrently, each with its own): the two models' bytes are read into them, not into a
+ * fresh buffer per chunk, so a GB sent leaves a GB less garbage behind.
+ */
+class ReadScratch {
+  private global = Buffer.alloc(0);
+  private local = Buffer.alloc(0);
+
+  /** The two buffers, grown to at least these sizes, as views of exactly them. */
+  take(globalBytes: number, localBytes: number): { global: Buffer; local: Buffer } {
+    if (this.global.length < globalBytes) this.global = Buffer.allocUnsafeSlow(globalBytes);
+    if (this.local.length < localBytes) this.local = Buffer.allocUnsafeSlow(localBytes);
+    return { global: this.global.subarray(0, globalBytes), local: this.local.subarray(0, localBytes) };
+  }
 }
 
 /** The SIMD kernels of the fused delta, made on first use; every call is synchronous. */
@@ -141,6 +158,7 @@ export class DeltaEncoder {
 
   /** Chunks of at most `chunkBytes` covering [start, end), both on value (int8: block) boundaries. */
   async *range(start: number, end: number, chunkBytes: number, signal: AbortSignal): AsyncGenerator<EncodedChunk> {
+    const scratch = new ReadScratch();
     for (const s of this.segments) {
       const a = Math.max(s.start, start);
       const b = Math.min(s.end, end);
@@ -149,20 +167,20 @@ export class DeltaEncoder {
       for (let at = a; at < b; at += perChunk) {
         signal.throwIfAborted();
         const to = Math.min(b, at + perChunk);
-        yield { offset: at, data: await this.encode(s, at - s.start, to - s.start), segment: s.index };
+        yield { offset: at, data: await this.encode(s, at - s.start, to - s.start, scratch), segment: s.index };
       }
     }
   }
 
   /** Encodes bytes [from, to) of segment `s` (offsets relative to the segment, unit-aligned). */
-  private async encode(s: Segment, from: number, to: number): Promise<Buffer> {
+  private async encode(s: Segment, from: number, to: number, scratch: ReadScratch): Promise<Buffer> {
     if (s.index === this.tensors.length) return this.weightWord();
     const t = this.tensors[s.index]!;
     const n = elementsOf(t);
     const first = this.encoding === 'int8' ? (from / s.unit) * INT8_BLOCK : from / s.unit;
     const last = this.encoding === 'int8' ? Math.min(n, (Math.ceil(to / s.unit)) * INT8_BLOCK) : to / s.unit;
     if (this.encoding === 'bf16') {
-      const fused = await this.values.bf16?.(t.name, first, last - first);
+      const fused = await this.values.bf16?.(t.name, first, last - first, scratch);
       if (fused) return Buffer.from(fused.buffer, fused.byteOffset, fused.byteLength);
     }
     const delta = await this.values.read(t.name, first, last - first);
@@ -227,13 +245,14 @@ function differenceOf(g: SafetensorsFile, l: SafetensorsFile): DeltaValues {
       for (let i = 0; i < count; i++) local[i] = local[i]! - global[i]!;
       return local;
     },
-    async bf16(name, first, count) {
+    async bf16(name, first, count, scratch) {
       const gd = g.tensor(name).dtype;
       const ld = l.tensor(name).dtype;
       if (!fusable(gd) || !fusable(ld)) return undefined; // F16 and friends: the general path
       const gs = gd === 'F32' ? 4 : 2;
       const ls = ld === 'F32' ? 4 : 2;
-      const [global, local] = await Promise.all([g.readBytes(name, first * gs, count * gs), l.readBytes(name, first * ls, count * ls)]);
+      const into = scratch.take(count * gs, count * ls);
+      const [global, local] = await Promise.all([g.readBytesInto(name, first * gs, into.global), l.readBytesInto(name, first * ls, into.local)]);
       const out = new Uint16Array(count);
       deltaKernels ??= createKernels();
       deltaKernels.deltaToBf16(out, local, ld, global, gd);

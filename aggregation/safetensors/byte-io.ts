@@ -12,6 +12,8 @@ import { AggregationError } from '../errors.js';
 export interface ByteSource {
   readonly size: number;
   read(offset: number, length: number): Promise<Uint8Array>;
+  /** Optional: fills all of `target` from `offset` (a reader that reuses its buffers). */
+  readInto?(offset: number, target: Uint8Array): Promise<Uint8Array>;
 }
 
 /**

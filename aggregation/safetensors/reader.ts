@@ -19,6 +19,8 @@ export interface SafetensorsFile {
   tensor(name: string): SafetensorsTensorInfo;
   /** Raw little-endian bytes `[byteOffset, byteOffset + byteLength)` of a tensor's data (offsets relative to the tensor). */
   readBytes(name: string, byteOffset: number, byteLength: number): Promise<Uint8Array>;
+  /** {@link readBytes} into `target` (all of it): a source that can fill a caller's buffer does, no new one. */
+  readBytesInto(name: string, byteOffset: number, target: Uint8Array): Promise<Uint8Array>;
   /**
    * Elements `[elemOffset, elemOffset + elemCount)` of an F32, BF16 or F16 tensor as a fresh
    * Float32Array; other dtypes throw `SAFETENSORS_DTYPE_UNSUPPORTED`.
@@ -62,6 +64,14 @@ export async function openSafetensors(source: ByteSource): Promise<SafetensorsFi
     return readExactly(source, info.byteOffset + byteOffset, byteLength);
   };
 
+  const readBytesInto = async (name: string, byteOffset: number, target: Uint8Array): Promise<Uint8Array> => {
+    const info = tensor(name);
+    checkRange(name, byteOffset, target.length, info.byteLength, 'bytes');
+    if (source.readInto) return source.readInto(info.byteOffset + byteOffset, target);
+    target.set(await readExactly(source, info.byteOffset + byteOffset, target.length));
+    return target;
+  };
+
   const readF32 = async (name: string, elemOffset: number, elemCount: number): Promise<Float32Array> => {
     const info = tensor(name);
     if (!isFloatDtype(info.dtype)) {
@@ -76,5 +86,5 @@ export async function openSafetensors(source: ByteSource): Promise<SafetensorsFi
     return decodeToF32(bytes, info.dtype);
   };
 
-  return { tensors: header.tensors, metadata: header.metadata, dataOffset: header.dataOffset, tensor, readBytes, readF32 };
+  return { tensors: header.tensors, metadata: header.metadata, dataOffset: header.dataOffset, tensor, readBytes, readBytesInto, readF32 };
 }

@@ -106,6 +106,11 @@ describe('openFileSource', () => {
       await expect(src.read(-1, 2)).rejects.toThrow(RangeError);
       await expect(src.read(0, -1)).rejects.toThrow(RangeError);
       await expect(src.read(2, 3)).rejects.toThrow(/read \[2, 5\) outside file of 4 bytes/);
+      // readInto fills the caller's buffer, all of it, and refuses the same ranges.
+      const target = Buffer.alloc(2);
+      expect(await src.readInto(1, target)).toBe(target);
+      expect([...target]).toEqual([2, 3]);
+      await expect(src.readInto(3, Buffer.alloc(2))).rejects.toThrow(/read \[3, 5\) outside file of 4 bytes/);
     } finally {
       await src.close();
     }

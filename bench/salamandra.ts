@@ -8,7 +8,8 @@
  * each byte costs (issue 18): `salamandraCoordinatorCpuPerGb`, the coordinator's CPU from leaving
  * `open` to `aggregate` ÷ the GB it took in (target ≤ 3), and `salamandraSiteCpuPerGb`, the
  * busiest agent's own CPU over the round ÷ the GB it sent (target ≤ 4), with their `…Secure…`
- * counterparts and the secure ÷ plain ratios (target ≤ 1.3). Not part
+ * counterparts and the secure ÷ plain ratios (target ≤ 1.3). `--params N` runs the same round on
+ * a block model of N parameters instead (a quick profile of the same path; not the figure). Not part
  * of CI: it needs about 65 GB of free disk and a quarter of an hour.
  *
  * Disk is the constraint, so the sites do not download what they already hold: once the
@@ -27,16 +28,18 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { sha256File } from '../common/files.js';
 import type { Benchmark } from './registry.js';
 import { phaseLine, runBenchRound, type FederationPaths, type RoundFigures } from './tools/bench-federation.js';
-import { elementsOf, salamandra2bModel, writeSyntheticModel } from './tools/synthetic-model.js';
+import { blockModel, elementsOf, salamandra2bModel, writeSyntheticModel } from './tools/synthetic-model.js';
 
 const SITES = ['bsc', 'cineca', 'julich', 'lumi'] as const;
 const NEEDED_BYTES = 65e9;
+const SALAMANDRA_PARAMS = 2_253_490_176;
 const KINDS = ['plain', 'secure'] as const;
 type Kind = (typeof KINDS)[number];
 
-function parse(args: readonly string[]): { dir: string; only: Set<Kind>; keep: boolean; profile: string | undefined } {
+function parse(args: readonly string[]): { dir: string; only: Set<Kind>; keep: boolean; profile: string | undefined; params: number | undefined } {
   let dir = tmpdir();
   let profile: string | undefined;
+  let params: number | undefined;
   let only = new Set<Kind>(KINDS);
   let keep = false;
   for (let i = 0; i < args.length; i++) {
@@ -48,9 +51,12 @@ function parse(args: readonly string[]): { dir: string; only: Set<Kind>; keep: b
       only = new Set(names as Kind[]);
     } else if (a === '--keep') keep = true;
     else if (a === '--profile' && args[i + 1]) profile = args[++i]!;
-    else throw new Error(`salamandra-2b: unknown option ${a} (known: --dir DIR, --only plain,secure, --keep, --profile DIR)`);
+    else if (a === '--params' && args[i + 1]) {
+      params = Number(args[++i]);
+      if (!Number.isSafeInteger(params) || params < 4000) throw new Error('salamandra-2b: --params takes a whole number ≥ 4000');
+    } else throw new Error(`salamandra-2b: unknown option ${a} (known: --dir DIR, --only plain,secure, --keep, --profile DIR, --params N)`);
   }
-  return { dir, only, keep, profile };
+  return { dir, only, keep, profile, params };
 }
 
 function trainerPath(): string {
@@ -117,11 +123,12 @@ export const salamandra2b: Benchmark = {
     const t0 = Date.now();
     const fs = await statfs(o.dir);
     const free = fs.bavail * fs.bsize;
-    if (free < NEEDED_BYTES) throw new Error(`salamandra-2b: ${(free / 1e9).toFixed(0)} GB free in ${o.dir}, the benchmark needs about ${NEEDED_BYTES / 1e9} GB (pass --dir)`);
+    const tensors = o.params === undefined ? salamandra2bModel() : blockModel(o.params);
+    const needed = NEEDED_BYTES * (tensors.reduce((a, t) => a + elementsOf(t), 0) / SALAMANDRA_PARAMS);
+    if (free < needed) throw new Error(`salamandra-2b: ${(free / 1e9).toFixed(0)} GB free in ${o.dir}, the benchmark needs about ${(needed / 1e9).toFixed(1)} GB (pass --dir)`);
     const root = await mkdtemp(join(o.dir, 'fedhpc-bench-salamandra-'));
     const figures: Record<string, number | string | boolean> = { machine: `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}` };
     try {
-      const tensors = salamandra2bModel();
       const params = tensors.reduce((a, t) => a + elementsOf(t), 0);
       const modelPath = join(root, 'initial-model.safetensors');
       log(`salamandra-2b: writing the synthetic model (${tensors.length} tensors, ${params.toLocaleString('en')} F32 parameters) to ${root}`);

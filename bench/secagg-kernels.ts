@@ -3,20 +3,39 @@
  * PRG (AES-256-CTR keystream as {@link forEachKeystreamChunk} hands it to {@link applyMask}, output
  * not copied), {@link expandMaskInto} (keystream copied into a caller's buffer), {@link applyMask}
  * and {@link quantize}; beside `openssl speed -evp aes-256-ctr` (16384-byte blocks) measured in the
- * same run, before and after ours, and averaged.
+ * same run, before and after ours, and averaged. Then the two whole paths, in CPU-seconds (median
+ * of 5): `siteMaskCpuS`, a site's encoder over 10 M parameters in 1 MiB upload chunks (quantise +
+ * weight + self mask + 7 pairwise masks, as site-agent/encode.ts calls it), and
+ * `coordinatorUnmaskCpuS`, the coordinator's unmask + dequantise of a 10 M-word sum in its 4 Mi
+ * slices for 8 sites with one dropped (7 self masks and 7 dropped pairs, as
+ * coordinator/secure/unmask.ts calls it; summing the spools is not counted).
  *
  * The kernels run in child processes, because the glibc allocator settings a fedhpc process starts
  * with (common/malloc.ts; `bin/fedhpc` and the launchers set them) decide whether every cipher
  * call page-faults its output buffer in: once with the settings agents run with, once without, so
  * the difference stays visible. Per core means per CPU-second on both sides: `openssl speed`
  * divides by its CPU time unless given `-elapsed`, the kernels by their process's user + system
- * time. Run this file directly to print one child's figures as JSON.
+ * time. Run this file directly to print one child's figures as JSON (`pipelines` as its argument:
+ * the two paths').
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { applyMask, expandMaskInto, forEachKeystreamChunk, PRG_CHUNK_BYTES, quantize } from '../aggregation/index.js';
+import {
+  applyMask,
+  expandMaskInto,
+  forEachKeystreamChunk,
+  MaskWorkspace,
+  pairwiseSign,
+  PRG_CHUNK_BYTES,
+  quantize,
+  quantizeAndMask,
+  unmaskDequantize,
+  type DroppedPair,
+  type MaskWords,
+  type PairwiseMask,
+} from '../aggregation/index.js';
 import { MALLOC_TUNING, withMallocTuning } from '../common/malloc.js';
 
 const exec = promisify(execFile);
@@ -86,6 +105,12 @@ async function kernelsInChild(tuned: boolean): Promise<KernelFigures> {
   return JSON.parse(stdout) as KernelFigures;
 }
 
+/** The encoder and unmasker pipelines in a child process started as agents are. */
+async function pipelinesInChild(): Promise<PipelineFigures> {
+  const { stdout } = await exec(process.execPath, [fileURLToPath(import.meta.url), 'pipelines'], { env: withMallocTuning(process.env), timeout: 300_000, maxBuffer: 1 << 20 });
+  return JSON.parse(stdout) as PipelineFigures;
+}
+
 /**
  * OpenSSL's single-core AES-256-CTR speed over 16384-byte blocks, in GB/s. By default `openssl
  * speed` divides by the CPU (user) time it used; `elapsed` divides by wall time instead.
@@ -108,6 +133,89 @@ async function opensslAesCtr(elapsed: boolean): Promise<number> {
 
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
 
+// ------------------------------------------------------------------ the whole encoder and unmasker
+
+/** Parameters masked by one site, sites in the federation (one dropped at the coordinator). */
+const PIPELINE_PARAMS = 10_000_000;
+const PIPELINE_SITES = 8;
+/** Repetitions of each pipeline measurement; the median is reported. */
+const PIPELINE_REPEATS = 5;
+/** The coordinator's default slice (`limits.sliceElements`). */
+const COORDINATOR_SLICE = 4 * 1024 * 1024;
+
+/** CPU-seconds (user + system, all threads) of each pipeline, median of {@link PIPELINE_REPEATS}. */
+interface PipelineFigures {
+  readonly siteMaskCpuS: number;
+  readonly coordinatorUnmaskCpuS: number;
+  readonly siteMaskRunsS: readonly number[];
+  readonly coordinatorUnmaskRunsS: readonly number[];
+}
+
+const cpuSecondsOf = (fn: () => void): number => {
+  const c0 = process.cpuUsage();
+  fn();
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / 1e6;
+};
+const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/**
+ * What a site's masked encoder does for one upload chunk (site-agent/encode.ts, `maskedWords`):
+ * quantise with the weight, add the self mask and one pairwise mask per neighbour, fused.
+ */
+function siteMaskChunk(x: Float32Array, wordOffset: number, m: { selfSeed: Uint8Array; pairwise: PairwiseMask[]; roundingSeed: Uint8Array; workspace: MaskWorkspace }): MaskWords {
+  const q = { clip: 1, quantBits: 24, modulusBits: 32 as const };
+  return quantizeAndMask(x, q, { weight: 0.5, roundingSeed: m.roundingSeed, selfSeed: m.selfSeed, pairwise: m.pairwise, wordOffset }, m.workspace);
+}
+
+/** What the coordinator does with one slice of the sum of masked spools (coordinator/secure/unmask.ts). */
+function coordinatorUnmaskSlice(sum: Uint32Array, wordOffset: number, o: { selfSeeds: Uint8Array[]; droppedPairs: DroppedPair[]; workspace: MaskWorkspace; decoded: Float64Array }): Float32Array | Float64Array {
+  const q = { clip: 1, quantBits: 24, modulusBits: 32 as const };
+  return unmaskDequantize(sum, PIPELINE_SITES - 1, q, { survivorSelfSeeds: o.selfSeeds, droppedPairs: o.droppedPairs, wordOffset }, o.workspace, o.decoded.subarray(0, sum.length));
+}
+
+/**
+ * The site's encoder over {@link PIPELINE_PARAMS} parameters in upload chunks of
+ * {@link KERNEL_WORDS} words (self mask + 7 pairwise masks), and the coordinator's unmask +
+ * dequantise of the same number of words in its slices (7 survivors' self masks, the dropped
+ * site's 7 pairwise masks), each timed {@link PIPELINE_REPEATS} times.
+ */
+function measurePipelines(): PipelineFigures {
+  const seed = (): Uint8Array => new Uint8Array(randomBytes(32));
+  const sites = Array.from({ length: PIPELINE_SITES }, (_, i) => `site-${i + 1}`);
+  const pairwise: PairwiseMask[] = sites.slice(1).map((peer) => ({ peer, seed: seed(), sign: pairwiseSign('site-1', peer) }));
+  const site = { selfSeed: seed(), pairwise, roundingSeed: seed(), workspace: new MaskWorkspace() };
+  const x = new Float32Array(PIPELINE_PARAMS);
+  for (let i = 0; i < x.length; i++) x[i] = Math.sin(i) * 1e-3;
+  const dropped = sites[PIPELINE_SITES - 1]!;
+  const unmask = {
+    selfSeeds: sites.slice(0, -1).map(() => seed()),
+    droppedPairs: sites.slice(0, -1).map((survivor): DroppedPair => ({ survivor, dropped, seed: seed() })),
+    workspace: new MaskWorkspace(),
+    decoded: new Float64Array(COORDINATOR_SLICE),
+  };
+  const sum = new Uint32Array(PIPELINE_PARAMS);
+  for (let i = 0; i < sum.length; i++) sum[i] = (i * 2654435761) >>> 0;
+  let sink = 0;
+  const siteOnce = (): void => {
+    for (let at = 0; at < x.length; at += KERNEL_WORDS) sink ^= siteMaskChunk(x.subarray(at, Math.min(x.length, at + KERNEL_WORDS)), at, site)[0]!;
+  };
+  const coordinatorOnce = (slices: Uint32Array[]): void => {
+    for (let i = 0, at = 0; i < slices.length; at += slices[i]!.length, i++) sink += coordinatorUnmaskSlice(slices[i]!, at, unmask)[0]!;
+  };
+  siteOnce(); // warm-up: compile, allocate
+  const siteMaskRunsS = Array.from({ length: PIPELINE_REPEATS }, () => cpuSecondsOf(siteOnce));
+  const slicesOf = (): Uint32Array[] => Array.from({ length: Math.ceil(sum.length / COORDINATOR_SLICE) }, (_, i) => sum.slice(i * COORDINATOR_SLICE, (i + 1) * COORDINATOR_SLICE));
+  coordinatorOnce(slicesOf());
+  const coordinatorUnmaskRunsS = Array.from({ length: PIPELINE_REPEATS }, () => {
+    // The spool reader hands each slice over as a fresh array, as here; making it is not timed.
+    const slices = slicesOf();
+    return cpuSecondsOf(() => coordinatorOnce(slices));
+  });
+  if (Number.isNaN(sink)) throw new Error('unreachable: keeps the outputs observable');
+  return { siteMaskCpuS: median(siteMaskRunsS), coordinatorUnmaskCpuS: median(coordinatorUnmaskRunsS), siteMaskRunsS, coordinatorUnmaskRunsS };
+}
+
 /** Measures the kernels and OpenSSL, logs them, and returns the figures for the JSON report. */
 export async function secaggKernelFigures(log: (line: string) => void): Promise<Record<string, number>> {
   // OpenSSL before and after the tuned kernels, averaged, so drifting load weighs on both alike.
@@ -125,7 +233,13 @@ export async function secaggKernelFigures(log: (line: string) => void): Promise<
   log(`  PRG / OpenSSL = ${(ratio * 100).toFixed(0)}% (target ≥ 50%)${ratio >= 0.5 ? '' : '  BELOW TARGET'}; wall-clock ratio ${((k.prg.wall / 1e9 / opensslElapsed) * 100).toFixed(0)}%`);
   log(`expandMaskInto (keystream copied into a reused ${KERNEL_WORDS * 4} B buffer): ${gb(k.expandInto.cpu)} GB/s`);
   log(`applyMask (keystream + add, in place): ${gb(k.applyMask.cpu)} GB/s; quantize (f32 in, with its rounding PRG): ${gb(k.quantize.cpu)} GB/s (per CPU-second)`);
+  const p = await pipelinesInChild();
+  const runs = (xs: readonly number[]): string => xs.map((x) => x.toFixed(3)).join(', ');
+  log(`site mask encoder (${PIPELINE_PARAMS / 1e6} M parameters, self + ${PIPELINE_SITES - 1} pairwise masks): ${p.siteMaskCpuS.toFixed(3)} CPU-s, median of ${runs(p.siteMaskRunsS)} (target ≤ 0.20)`);
+  log(`coordinator unmask + dequantise (${PIPELINE_SITES} sites, one dropped): ${p.coordinatorUnmaskCpuS.toFixed(3)} CPU-s, median of ${runs(p.coordinatorUnmaskRunsS)} (target ≤ 0.15)`);
   return {
+    siteMaskCpuS: round3(p.siteMaskCpuS),
+    coordinatorUnmaskCpuS: round3(p.coordinatorUnmaskCpuS),
     prgGBs: round3(k.prg.cpu / 1e9),
     opensslGBs: round3(openssl),
     prgOverOpenssl: round3(ratio),
@@ -139,5 +253,5 @@ export async function secaggKernelFigures(log: (line: string) => void): Promise<
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  process.stdout.write(`${JSON.stringify(measureKernels())}\n`);
+  process.stdout.write(`${JSON.stringify(process.argv[2] === 'pipelines' ? measurePipelines() : measureKernels())}\n`);
 }

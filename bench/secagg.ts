@@ -3,8 +3,10 @@
  * [--profile DIR] [--skip-prg] [--keep]`: what secure aggregation (SecAgg+) costs.
  *
  * 1. The site's kernels on one core — the mask PRG beside `openssl speed` in the same run, plus
- *    expandMaskInto, applyMask and quantize — in child processes started as agents are
- *    (bench/secagg-kernels.ts says how and why).
+ *    expandMaskInto, applyMask and quantize — and the CPU-seconds of a site's whole masking encoder
+ *    (`siteMaskCpuS`) and of the coordinator's unmask + dequantise (`coordinatorUnmaskCpuS`), in
+ *    child processes started as agents are (bench/secagg-kernels.ts says how and why; `--skip-prg`
+ *    skips all of them).
  * 2. Whole rounds: N sites × P parameters (F32), each site a separate process of the built CLI
  *    talking gRPC over mTLS on loopback to a coordinator process, training through the `command`
  *    runner with `bench/fixtures/sleep-trainer.mjs`, which sleeps S seconds without using the CPU

@@ -23,6 +23,8 @@ const MAX_USED_NONCES = 10_000;
 export interface DashboardViewer {
   readonly admin: string;
   readonly via: 'certificate' | 'session';
+  /** Whether the credential still holds (a session ends on expiry, sign-out or eviction): long event streams ask. */
+  readonly valid: () => boolean;
 }
 
 /** Why a request is refused: 401 without a credential, 403 with a wrong one. */
@@ -107,7 +109,7 @@ export class DashboardAuth {
       this.sessions.delete(key);
       return refuse(401, 'SESSION_EXPIRED', 'the session expired with its token: sign in again');
     }
-    return { ok: true, value: { admin: session.admin, via: 'session' } };
+    return { ok: true, value: { admin: session.admin, via: 'session', valid: () => this.sessions.get(key) === session && session.expiresMs > this.o.now() } };
   }
 
   /** Sessions held now. */
@@ -122,7 +124,8 @@ export class DashboardAuth {
     const id = this.o.resolver.resolve(raw);
     if (!id.ok) return refuse(403, 'CERTIFICATE_REFUSED', id.issues.map((i) => i.message).join('; '));
     if (id.value.role !== 'admin') return refuse(403, 'NOT_ADMIN', `a ${id.value.role} certificate cannot read the dashboard`);
-    return { ok: true, value: { admin: id.value.id, via: 'certificate' } };
+    // The handshake checked the certificate's dates; a connection outliving it is the TLS layer's to end.
+    return { ok: true, value: { admin: id.value.id, via: 'certificate', valid: () => true } };
   }
 
   private cookie(value: string, maxAgeS: number): string {

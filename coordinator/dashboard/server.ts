@@ -191,7 +191,8 @@ async function route(r: Routed): Promise<void> {
   res.setHeader('X-Fedhpc-Admin', who.value.admin);
   if (page) return send(res, 200, r.assets.get('index.html')!, 'no-store');
   if (path === '/api/events') {
-    if (!r.streams.open(res)) json(res, 503, { error: 'TOO_MANY_STREAMS', message: 'too many live dashboards are open; close one' });
+    if (req.method !== 'GET') return json(res, 405, { error: 'READ_ONLY', message: 'the event stream is read with GET' });
+    if (!r.streams.open(res, who.value.valid)) json(res, 503, { error: 'TOO_MANY_STREAMS', message: 'too many live dashboards are open; close one' });
     return;
   }
   json(res, 200, view!());

@@ -23,7 +23,8 @@ export interface EventStreamsOptions {
 
 /** Open event streams and what feeds them. */
 export class EventStreams {
-  private readonly streams = new Set<ServerResponse>();
+  /** Each open stream, and whether its viewer's credential still holds. */
+  private readonly streams = new Map<ServerResponse, () => boolean>();
   private readonly unsubscribe: () => void;
   private readonly keepalive: NodeJS.Timeout;
   private readonly ticker: NodeJS.Timeout;
@@ -37,13 +38,16 @@ export class EventStreams {
     this.ticker.unref();
   }
 
-  /** Takes `res` as a new stream; false when the bound is reached (the caller answers 503). */
-  open(res: ServerResponse): boolean {
+  /**
+   * Takes `res` as a new stream, ended once `valid` says its credential no longer holds; false
+   * when the bound is reached (the caller answers 503).
+   */
+  open(res: ServerResponse, valid: () => boolean): boolean {
     if (this.streams.size >= this.o.maxStreams) return false;
     res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
     // Reconnect after 2 s when the stream breaks.
     res.write('retry: 2000\n\n');
-    this.streams.add(res);
+    this.streams.set(res, valid);
     res.on('close', () => this.streams.delete(res));
     return true;
   }
@@ -57,7 +61,7 @@ export class EventStreams {
     this.unsubscribe();
     clearInterval(this.keepalive);
     clearInterval(this.ticker);
-    for (const res of this.streams) res.end();
+    for (const res of this.streams.keys()) res.end();
     this.streams.clear();
   }
 
@@ -76,13 +80,17 @@ export class EventStreams {
   }
 
   private write(chunk: string): void {
-    for (const res of this.streams) {
-      if (res.writableLength > MAX_BUFFERED_BYTES) {
+    for (const [res, valid] of this.streams) {
+      if (!valid()) {
+        // Signed out or expired: the browser reconnects, is refused, and goes to the sign-in page.
+        this.streams.delete(res);
+        res.end();
+      } else if (res.writableLength > MAX_BUFFERED_BYTES) {
         this.streams.delete(res);
         res.destroy();
-        continue;
+      } else {
+        res.write(chunk);
       }
-      res.write(chunk);
     }
   }
 }

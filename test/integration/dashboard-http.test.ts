@@ -81,15 +81,29 @@ describe('the dashboard over HTTP on loopback', () => {
     expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
     expect(await page.text()).not.toMatch(/<script>|https?:\/\/(?!127\.0\.0\.1)/);
 
-    // The live stream answers as server-sent events.
-    const ac = new AbortController();
-    const events = await fetch(`${url}/api/events`, { headers, signal: ac.signal });
+    // The live stream carries the bus's events as server-sent events.
+    const events = await fetch(`${url}/api/events`, { headers });
     expect([events.status, events.headers.get('content-type')]).toEqual([200, 'text/event-stream; charset=utf-8']);
-    ac.abort();
+    const reader = events.body!.getReader();
+    const decoder = new TextDecoder();
+    let received = '';
+    const readUntil = async (done: (text: string) => boolean): Promise<boolean> => {
+      while (!done(received)) {
+        const chunk = await reader.read();
+        if (chunk.done) return false;
+        received += decoder.decode(chunk.value);
+      }
+      return true;
+    };
+    coordinator.bus.emit('site.left', { site: 'site-1' });
+    expect(await readUntil((t) => t.includes('event: site.left\ndata: {"ts":'))).toBe(true);
 
-    // Signed out: the same cookie no longer opens anything.
+    // Signed out: the same cookie no longer opens anything, and the open stream ends at its next event.
     expect((await fetch(`${url}/api/logout`, { method: 'POST', headers })).status).toBe(204);
     expect((await fetch(`${url}/api/overview`, { headers })).status).toBe(401);
+    coordinator.bus.emit('site.left', { site: 'site-2' });
+    expect(await readUntil(() => false)).toBe(false);
+    expect(received).not.toContain('site-2');
   });
 
   it('answers only to loopback names (no DNS rebinding)', async () => {

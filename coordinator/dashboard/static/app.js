@@ -210,7 +210,7 @@ async function renderRounds() {
     'div',
     null,
     card('Loss per round', h('p', { class: 'note' }, 'Federated evaluation of each committed model: overall (sample-weighted) and per site; round 0 and the dotted line are the initial model, the baseline this run knows.'), chartBox),
-    card('Phase timings', timingLegend(), table(['round', 'phases', 'total'], rounds.slice(-50).reverse().map((x) => [`${x.round}.${x.attempt}`, phaseBar(x.phases, longest), duration(x.phases.reduce((/** @type {number} */ a, /** @type {Json} */ p) => a + (p.durationMs ?? 0), 0))]), 'timings')),
+    card('Phase timings', h('p', { class: 'note' }, 'The newest 50 attempts this coordinator process watched (timings are observed, not journaled: a restarted coordinator shows none for earlier rounds).'), timingLegend(), table(['round', 'phases', 'total'], rounds.slice(-50).reverse().map((x) => [`${x.round}.${x.attempt}`, phaseBar(x.phases, longest), duration(x.phases.reduce((/** @type {number} */ a, /** @type {Json} */ p) => a + (p.durationMs ?? 0), 0))]), 'timings')),
     card(
       'Rounds',
       r['truncated'] ? h('p', { class: 'note' }, 'The newest rounds; fedhpc admin rounds lists all.') : null,

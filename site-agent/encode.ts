@@ -40,6 +40,11 @@ interface DeltaValues {
    * fused pass, no f32 copies of the two models in between. Bit for bit `f32ToBf16(read(...))`.
    */
   readonly bf16?: ((name: string, first: number, count: number, scratch: ReadScratch) => Promise<Uint16Array | undefined>) | undefined;
+  /**
+   * The same range as f32 in one fused pass, into the walk's scratch (valid until its next call)
+   * unless `fresh`; bit for bit `read(...)`.
+   */
+  readonly f32?: ((name: string, first: number, count: number, scratch: ReadScratch, fresh: boolean) => Promise<Float32Array | undefined>) | undefined;
 }
 
 /**
@@ -50,6 +55,13 @@ interface DeltaValues {
 class ReadScratch {
   private global = Buffer.alloc(0);
   private local = Buffer.alloc(0);
+  private values = new Float32Array(0);
+
+  /** An f32 buffer of `count` values, reused by the walk's next chunk. */
+  f32(count: number): Float32Array {
+    if (this.values.length < count) this.values = new Float32Array(count);
+    return this.values.subarray(0, count);
+  }
 
   /** The two buffers, grown to at least these sizes, as views of exactly them. */
   take(globalBytes: number, localBytes: number): { global: Buffer; local: Buffer } {
@@ -183,7 +195,9 @@ export class DeltaEncoder {
       const fused = await this.values.bf16?.(t.name, first, last - first, scratch);
       if (fused) return Buffer.from(fused.buffer, fused.byteOffset, fused.byteLength);
     }
-    const delta = await this.values.read(t.name, first, last - first);
+    // f32 goes on the wire as it is, so it needs a buffer of its own; the others encode from it.
+    const fused = await this.values.f32?.(t.name, first, last - first, scratch, this.encoding === 'f32');
+    const delta = fused ?? (await this.values.read(t.name, first, last - first));
     switch (this.encoding) {
       case 'f32':
         return Buffer.from(delta.buffer, delta.byteOffset, delta.byteLength);
@@ -238,6 +252,17 @@ function weightedInputs(encoding: string, masked: MaskedInputs | undefined): (Ma
 /** Δ = local − global, element by element in f32 (the one rounding every delta of the agent has). */
 function differenceOf(g: SafetensorsFile, l: SafetensorsFile): DeltaValues {
   const fusable = (dtype: string): dtype is 'F32' | 'BF16' => dtype === 'F32' || dtype === 'BF16';
+  /** Both files' bytes of the range, read into the walk's scratch; undefined for F16 and friends (the general path). */
+  const rawBytes = async (name: string, first: number, count: number, scratch: ReadScratch) => {
+    const gd = g.tensor(name).dtype;
+    const ld = l.tensor(name).dtype;
+    if (!fusable(gd) || !fusable(ld)) return undefined;
+    const gs = gd === 'F32' ? 4 : 2;
+    const ls = ld === 'F32' ? 4 : 2;
+    const into = scratch.take(count * gs, count * ls);
+    const [global, local] = await Promise.all([g.readBytesInto(name, first * gs, into.global), l.readBytesInto(name, first * ls, into.local)]);
+    return { global, gd, local, ld };
+  };
   return {
     async read(name, first, count) {
       const global = await g.readF32(name, first, count);
@@ -246,16 +271,17 @@ function differenceOf(g: SafetensorsFile, l: SafetensorsFile): DeltaValues {
       return local;
     },
     async bf16(name, first, count, scratch) {
-      const gd = g.tensor(name).dtype;
-      const ld = l.tensor(name).dtype;
-      if (!fusable(gd) || !fusable(ld)) return undefined; // F16 and friends: the general path
-      const gs = gd === 'F32' ? 4 : 2;
-      const ls = ld === 'F32' ? 4 : 2;
-      const into = scratch.take(count * gs, count * ls);
-      const [global, local] = await Promise.all([g.readBytesInto(name, first * gs, into.global), l.readBytesInto(name, first * ls, into.local)]);
+      const bytes = await rawBytes(name, first, count, scratch);
+      if (!bytes) return undefined;
       const out = new Uint16Array(count);
-      deltaKernels ??= createKernels();
-      deltaKernels.deltaToBf16(out, local, ld, global, gd);
+      (deltaKernels ??= createKernels()).deltaToBf16(out, bytes.local, bytes.ld, bytes.global, bytes.gd);
+      return out;
+    },
+    async f32(name, first, count, scratch, fresh) {
+      const bytes = await rawBytes(name, first, count, scratch);
+      if (!bytes) return undefined;
+      const out = fresh ? new Float32Array(count) : scratch.f32(count);
+      (deltaKernels ??= createKernels()).deltaToF32(out, bytes.local, bytes.ld, bytes.global, bytes.gd);
       return out;
     },
   };

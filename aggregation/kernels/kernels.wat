@@ -361,12 +361,13 @@
         (i32.add (i32.add (local.get $x) (i32.const 0x7fff)) (i32.and (i32.shr_u (local.get $x) (i32.const 16)) (i32.const 1)))
         (i32.const 16)))))
 
-  ;; A site's delta in bf16: dst[i] = bf16(f32(l[i]) − f32(g[i])) for $n values, each source f32
-  ;; ($lh / $gh = 0) or bf16 ($lh / $gh = 1; widening is exact). One f32 subtraction and one
-  ;; rounding per value, as the JS path (encode.ts: difference, then f32ToBf16).
-  (func (export "delta_to_bf16") (param $dst i32) (param $l i32) (param $g i32) (param $n i32) (param $lh i32) (param $gh i32)
+  ;; A site's delta: dst[i] = f32(l[i]) − f32(g[i]) for $n values, each source f32 ($lh / $gh = 0)
+  ;; or bf16 ($lh / $gh = 1; widening is exact), written as f32 ($ob = 0) or rounded to bf16
+  ;; ($ob = 1, $bf16_rne). One f32 subtraction and at most one rounding per value, as the JS path
+  ;; (encode.ts: the difference, then f32ToBf16).
+  (func (export "delta") (param $dst i32) (param $l i32) (param $g i32) (param $n i32) (param $lh i32) (param $gh i32) (param $ob i32)
     (local $i i32) (local $n8 i32) (local $la v128) (local $lb v128) (local $ga v128) (local $gb v128) (local $v v128)
-    (local $ls i32) (local $gs i32)
+    (local $ls i32) (local $gs i32) (local $d f32)
     (local.set $n8 (i32.and (local.get $n) (i32.const -8)))
     ;; bytes per 8 values of each source
     (local.set $ls (select (i32.const 16) (i32.const 32) (local.get $lh)))
@@ -389,28 +390,38 @@
         (else
           (local.set $ga (v128.load (local.get $g)))
           (local.set $gb (v128.load offset=16 (local.get $g)))))
-      (v128.store (local.get $dst)
-        (i16x8.narrow_i32x4_u
-          (call $bf16_rne (f32x4.sub (local.get $la) (local.get $ga)))
-          (call $bf16_rne (f32x4.sub (local.get $lb) (local.get $gb)))))
+      (local.set $la (f32x4.sub (local.get $la) (local.get $ga)))
+      (local.set $lb (f32x4.sub (local.get $lb) (local.get $gb)))
+      (if (local.get $ob)
+        (then
+          (v128.store (local.get $dst) (i16x8.narrow_i32x4_u (call $bf16_rne (local.get $la)) (call $bf16_rne (local.get $lb))))
+          (local.set $dst (i32.add (local.get $dst) (i32.const 16))))
+        (else
+          (v128.store (local.get $dst) (local.get $la))
+          (v128.store offset=16 (local.get $dst) (local.get $lb))
+          (local.set $dst (i32.add (local.get $dst) (i32.const 32)))))
       (local.set $i (i32.add (local.get $i) (i32.const 8)))
       (local.set $l (i32.add (local.get $l) (local.get $ls)))
       (local.set $g (i32.add (local.get $g) (local.get $gs)))
-      (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
       (br $loop)))
     (block $tdone (loop $tail
       (br_if $tdone (i32.eq (local.get $i) (local.get $n)))
-      (i32.store16 (local.get $dst)
-        (call $bf16_rne1 (i32.reinterpret_f32 (f32.sub
-          (if (result f32) (local.get $lh)
-            (then (f32.reinterpret_i32 (i32.shl (i32.load16_u (local.get $l)) (i32.const 16))))
-            (else (f32.load (local.get $l))))
-          (if (result f32) (local.get $gh)
-            (then (f32.reinterpret_i32 (i32.shl (i32.load16_u (local.get $g)) (i32.const 16))))
-            (else (f32.load (local.get $g))))))))
+      (local.set $d (f32.sub
+        (if (result f32) (local.get $lh)
+          (then (f32.reinterpret_i32 (i32.shl (i32.load16_u (local.get $l)) (i32.const 16))))
+          (else (f32.load (local.get $l))))
+        (if (result f32) (local.get $gh)
+          (then (f32.reinterpret_i32 (i32.shl (i32.load16_u (local.get $g)) (i32.const 16))))
+          (else (f32.load (local.get $g))))))
+      (if (local.get $ob)
+        (then
+          (i32.store16 (local.get $dst) (call $bf16_rne1 (i32.reinterpret_f32 (local.get $d))))
+          (local.set $dst (i32.add (local.get $dst) (i32.const 2))))
+        (else
+          (f32.store (local.get $dst) (local.get $d))
+          (local.set $dst (i32.add (local.get $dst) (i32.const 4)))))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (local.set $l (i32.add (local.get $l) (i32.shr_u (local.get $ls) (i32.const 3))))
       (local.set $g (i32.add (local.get $g) (i32.shr_u (local.get $gs) (i32.const 3))))
-      (local.set $dst (i32.add (local.get $dst) (i32.const 2)))
       (br $tail))))
 )

@@ -79,24 +79,38 @@ export function findNonFiniteRef(values: Float32Array): number {
   return -1;
 }
 
-/**
- * dst[i] = bf16(local[i] − global[i]) for i < dst.length: both sources little-endian F32 or BF16
- * bytes, widened to f32 (exact), subtracted in f32, rounded to nearest even with a NaN kept a NaN
- * (quiet bit forced), as f32ToBf16 (safetensors/dtype.ts) rounds.
- */
-export function deltaToBf16Ref(dst: Uint16Array, local: Uint8Array, localDtype: 'F32' | 'BF16', global: Uint8Array, globalDtype: 'F32' | 'BF16'): void {
-  const l = new DataView(local.buffer, local.byteOffset, local.byteLength);
-  const g = new DataView(global.buffer, global.byteOffset, global.byteLength);
+/** The f32 value of element i of little-endian F32 or BF16 bytes (BF16 widens exactly). */
+function widened(dtype: 'F32' | 'BF16'): (v: DataView, i: number) => number {
   const f = new Float32Array(1);
   const bits = new Uint32Array(f.buffer);
-  const read = (v: DataView, dtype: 'F32' | 'BF16', i: number): number => {
-    if (dtype === 'F32') return v.getFloat32(i * 4, true);
-    bits[0] = v.getUint16(i * 2, true) << 16;
-    return f[0]!;
-  };
+  return dtype === 'F32'
+    ? (v, i) => v.getFloat32(i * 4, true)
+    : (v, i) => {
+        bits[0] = v.getUint16(i * 2, true) << 16;
+        return f[0]!;
+      };
+}
+
+/** dst[i] = local[i] − global[i] in f32, both sources little-endian F32 or BF16 bytes. */
+export function deltaToF32Ref(dst: Float32Array, local: Uint8Array, localDtype: 'F32' | 'BF16', global: Uint8Array, globalDtype: 'F32' | 'BF16'): void {
+  const l = new DataView(local.buffer, local.byteOffset, local.byteLength);
+  const g = new DataView(global.buffer, global.byteOffset, global.byteLength);
+  const lw = widened(localDtype);
+  const gw = widened(globalDtype);
+  for (let i = 0; i < dst.length; i++) dst[i] = lw(l, i) - gw(g, i);
+}
+
+/**
+ * dst[i] = bf16(local[i] − global[i]) for i < dst.length: the f32 difference of
+ * {@link deltaToF32Ref}, rounded to nearest even with a NaN kept a NaN (quiet bit forced), as
+ * f32ToBf16 (safetensors/dtype.ts) rounds.
+ */
+export function deltaToBf16Ref(dst: Uint16Array, local: Uint8Array, localDtype: 'F32' | 'BF16', global: Uint8Array, globalDtype: 'F32' | 'BF16'): void {
+  const d = new Float32Array(dst.length);
+  deltaToF32Ref(d, local, localDtype, global, globalDtype);
+  const bits = new Uint32Array(d.buffer);
   for (let i = 0; i < dst.length; i++) {
-    f[0] = read(l, localDtype, i) - read(g, globalDtype, i);
-    const x = bits[0]!;
+    const x = bits[i]!;
     dst[i] = (x & 0x7fffffff) > 0x7f800000 ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
   }
 }

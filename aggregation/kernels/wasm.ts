@@ -17,6 +17,7 @@ import {
   addModU16Ref,
   addModU32Ref,
   deltaToBf16Ref,
+  deltaToF32Ref,
   findNonFiniteRef,
   subModU16Ref,
   subModU32Ref,
@@ -36,8 +37,8 @@ export interface KernelExports {
   add_mod_u16(acc: number, src: number, n: number): void;
   sub_mod_u16(acc: number, src: number, n: number): void;
   find_non_finite(src: number, n: number): number;
-  /** dst[i] = bf16(f32(l[i]) − f32(g[i])) for n values; $lh / $gh: 1 when that source is bf16, 0 when f32. */
-  delta_to_bf16(dst: number, l: number, g: number, n: number, lh: number, gh: number): void;
+  /** dst[i] = f32(l[i]) − f32(g[i]) for n values, as f32 (ob 0) or rounded to bf16 (ob 1); lh / gh: 1 when that source is bf16, 0 when f32. */
+  delta(dst: number, l: number, g: number, n: number, lh: number, gh: number, ob: number): void;
   /** Zeroes n bytes at dst (memory.fill). */
   zero(dst: number, n: number): void;
 }
@@ -112,6 +113,8 @@ export interface Kernels {
    * values, at any byte offset (no copy to align them first).
    */
   deltaToBf16(dst: Uint16Array, local: Uint8Array, localDtype: 'F32' | 'BF16', global: Uint8Array, globalDtype: 'F32' | 'BF16'): void;
+  /** {@link deltaToBf16} without the rounding: dst[i] = local[i] − global[i] in f32. */
+  deltaToF32(dst: Float32Array, local: Uint8Array, localDtype: 'F32' | 'BF16', global: Uint8Array, globalDtype: 'F32' | 'BF16'): void;
 }
 
 /** WebAssembly SIMD kernels where supported, else {@link referenceKernels}. */
@@ -139,15 +142,17 @@ export const referenceKernels: Kernels = Object.freeze({
   findNonFinite: findNonFiniteRef,
   deltaToBf16: (dst: Uint16Array, local: Uint8Array, localDtype: 'F32' | 'BF16', global: Uint8Array, globalDtype: 'F32' | 'BF16') =>
     deltaToBf16Ref(dst, checkedDelta(dst, local, localDtype), localDtype, checkedDelta(dst, global, globalDtype), globalDtype),
+  deltaToF32: (dst: Float32Array, local: Uint8Array, localDtype: 'F32' | 'BF16', global: Uint8Array, globalDtype: 'F32' | 'BF16') =>
+    deltaToF32Ref(dst, checkedDelta(dst, local, localDtype), localDtype, checkedDelta(dst, global, globalDtype), globalDtype),
 });
 
 /** Elements per pass through the instance's memory window. */
 const PIECE = 16384;
 const ACC_AT = 0;
 const SRC_AT = PIECE * 4;
-/** A third operand (deltaToBf16's output), after the first two. */
+/** A third operand (a delta's output), after the first two. */
 const DST_AT = SRC_AT + PIECE * 4;
-const WINDOW_PAGES = Math.ceil((DST_AT + PIECE * 2 + 1024) / WASM_PAGE_BYTES);
+const WINDOW_PAGES = Math.ceil((DST_AT + PIECE * 4 + 1024) / WASM_PAGE_BYTES);
 
 /** The SIMD kernels in this thread, operands copied through a window of PIECE elements. */
 class WasmKernels implements Kernels {
@@ -212,17 +217,26 @@ class WasmKernels implements Kernels {
   }
 
   deltaToBf16(dst: Uint16Array, local: Uint8Array, localDtype: 'F32' | 'BF16', global: Uint8Array, globalDtype: 'F32' | 'BF16'): void {
+    this.delta(dst, local, localDtype, global, globalDtype);
+  }
+
+  deltaToF32(dst: Float32Array, local: Uint8Array, localDtype: 'F32' | 'BF16', global: Uint8Array, globalDtype: 'F32' | 'BF16'): void {
+    this.delta(dst, local, localDtype, global, globalDtype);
+  }
+
+  private delta(dst: Uint16Array | Float32Array, local: Uint8Array, localDtype: 'F32' | 'BF16', global: Uint8Array, globalDtype: 'F32' | 'BF16'): void {
     checkedDelta(dst, local, localDtype);
     checkedDelta(dst, global, globalDtype);
     const ls = localDtype === 'F32' ? 4 : 2;
     const gs = globalDtype === 'F32' ? 4 : 2;
+    const os = dst.BYTES_PER_ELEMENT;
     const out = bytesOf(dst);
     for (let done = 0; done < dst.length; done += PIECE) {
       const m = Math.min(PIECE, dst.length - done);
       this.bytes.set(local.subarray(done * ls, (done + m) * ls), ACC_AT);
       this.bytes.set(global.subarray(done * gs, (done + m) * gs), SRC_AT);
-      this.k.delta_to_bf16(DST_AT, ACC_AT, SRC_AT, m, ls === 2 ? 1 : 0, gs === 2 ? 1 : 0);
-      out.set(this.bytes.subarray(DST_AT, DST_AT + m * 2), done * 2);
+      this.k.delta(DST_AT, ACC_AT, SRC_AT, m, ls === 2 ? 1 : 0, gs === 2 ? 1 : 0, os === 2 ? 1 : 0);
+      out.set(this.bytes.subarray(DST_AT, DST_AT + m * os), done * os);
     }
   }
 
@@ -243,7 +257,7 @@ function bytesOf(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
-function checkedDelta(dst: Uint16Array, src: Uint8Array, dtype: 'F32' | 'BF16'): Uint8Array {
+function checkedDelta(dst: Uint16Array | Float32Array, src: Uint8Array, dtype: 'F32' | 'BF16'): Uint8Array {
   const need = dst.length * (dtype === 'F32' ? 4 : 2);
   if (src.length < need) throw new AggregationError('INVALID_ARGUMENT', `${dtype} source of ${src.length} bytes is shorter than ${dst.length} values`, { dst: dst.length, src: src.length });
   return src;

@@ -218,7 +218,7 @@ describe('findNonFinite', () => {
   });
 });
 
-describe('deltaToBf16: a site delta in bf16, WebAssembly SIMD equals the JS reference and the encoder', () => {
+describe('deltaToBf16 and deltaToF32: a site delta, WebAssembly SIMD equals the JS reference and the encoder', () => {
   /** The encoder's own composition: widen, subtract in f32, f32ToBf16. */
   function composed(local: Float32Array, global: Float32Array): Uint16Array {
     const d = new Float32Array(local.length);
@@ -248,6 +248,14 @@ describe('deltaToBf16: a site delta in bf16, WebAssembly SIMD equals the JS refe
         ref.deltaToBf16(b, l.bytes, ld, g.bytes, gd);
         expect(folded(a)).toEqual(want);
         expect(folded(b)).toEqual(want);
+        // Without the rounding: the f32 difference itself.
+        const d = Float32Array.from(l.values, (x, i) => x - g.values[i]!);
+        const fa = new Float32Array(n);
+        const fb = new Float32Array(n);
+        wasm.deltaToF32(fa, unaligned(l.bytes, 2), ld, unaligned(g.bytes, 3), gd);
+        ref.deltaToF32(fb, l.bytes, ld, g.bytes, gd);
+        expect(bits(fa)).toEqual(bits(d));
+        expect(bits(fb)).toEqual(bits(d));
       }
     });
   }
@@ -255,5 +263,6 @@ describe('deltaToBf16: a site delta in bf16, WebAssembly SIMD equals the JS refe
   it('refuses a source shorter than the output', () => {
     expect(() => wasm.deltaToBf16(new Uint16Array(4), new Uint8Array(16), 'F32', new Uint8Array(12), 'F32')).toThrow(AggregationError);
     expect(() => ref.deltaToBf16(new Uint16Array(4), new Uint8Array(7), 'BF16', new Uint8Array(8), 'BF16')).toThrow(AggregationError);
+    expect(() => wasm.deltaToF32(new Float32Array(4), new Uint8Array(16), 'F32', new Uint8Array(7), 'BF16')).toThrow(AggregationError);
   });
 });

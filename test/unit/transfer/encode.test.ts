@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bf16ToF32, createSafetensorsWriter, declaredCount, decodeInt8Blocks, f32ToBf16, memorySink } from '../../../aggregation/index.js';
+import { bf16ToF32, createSafetensorsWriter, declaredCount, decodeInt8Blocks, encodeInt8Blocks, f32ToBf16, memorySink } from '../../../aggregation/index.js';
 import { isUnitBoundary } from '../../../aggregation/index.js';
 import { DeltaEncoder, type MaskedInputs } from '../../../site-agent/encode.js';
 import { InProcessSecAgg, makeIdentities } from '../../helpers/secure-protocol.js';
@@ -108,7 +108,7 @@ describe('DeltaEncoder', () => {
     }
   });
 
-  it('makes the same bf16 bytes fused from F32 and BF16 files as the f32 delta rounded, for every pairing of dtypes', async () => {
+  it('makes the same bf16, f32 and int8 bytes fused from F32 and BF16 files as from the f32 delta, for every pairing of dtypes', async () => {
     const seeded = (seed: number) => (k: number, i: number) => Math.sin(seed * 1e3 + k * 7919 + i) * (1 + (i % 9)) * 1e-2;
     for (const [gd, ld] of [['F32', 'BF16'], ['BF16', 'BF16'], ['BF16', 'F32']] as const) {
       const g = join(dir, `g-${gd}.safetensors`);
@@ -128,13 +128,19 @@ describe('DeltaEncoder', () => {
       };
       const gv = await writeAs(g, gd, seeded(1));
       const lv = await writeAs(l, ld, (k, i) => seeded(1)(k, i) + seeded(2)(k, i) * 1e-2);
-      const enc = await DeltaEncoder.open(g, l, tensors.map((t) => ({ ...t, dtype: gd })), 'bf16');
-      try {
-        const bytes = await collect(enc, 0, enc.totalBytes, 4096);
-        const want = f32ToBf16(Float32Array.from(lv.flatMap((t, k) => Array.from(t, (x, i) => x - gv[k]![i]!))));
-        expect(Buffer.from(want.buffer).equals(bytes)).toBe(true);
-      } finally {
-        await enc.close();
+      const deltas = lv.map((t, k) => Float32Array.from(t, (x, i) => x - gv[k]![i]!));
+      const wants = {
+        bf16: Buffer.concat(deltas.map((d) => Buffer.from(f32ToBf16(d).buffer))),
+        f32: Buffer.concat(deltas.map((d) => Buffer.from(d.buffer))),
+        int8: Buffer.concat(deltas.map((d) => Buffer.from(encodeInt8Blocks(d)))),
+      };
+      for (const encoding of ['bf16', 'f32', 'int8'] as const) {
+        const enc = await DeltaEncoder.open(g, l, tensors.map((t) => ({ ...t, dtype: gd })), encoding);
+        try {
+          expect((await collect(enc, 0, enc.totalBytes, 4096)).equals(wants[encoding])).toBe(true);
+        } finally {
+          await enc.close();
+        }
       }
     }
   });

@@ -6,6 +6,9 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
 import type { ProtoGrpcType } from './generated/fedhpc.js';
+import type { UploadMessage, UploadMessage__Output } from './generated/fedhpc/v1/UploadMessage.js';
+import type { UploadReply } from './generated/fedhpc/v1/UploadReply.js';
+import { installFramePassThrough, uploadRequestCodec } from './upload-codec.js';
 
 export type { ProtoGrpcType } from './generated/fedhpc.js';
 // <generated-exports>
@@ -132,11 +135,31 @@ function renameFileDescriptors(def: protoLoader.PackageDefinition, from: string,
   return def;
 }
 
-/** The loaded package `fedhpc.v1`, with bytes as Buffers and 64-bit integers as strings. */
+/**
+ * The loaded package `fedhpc.v1`, with bytes as Buffers and 64-bit integers as strings.
+ * `SiteService.Upload` reads and writes chunk messages with `proto/upload-codec.ts` (same bytes on
+ * the wire; a sent chunk's data is copied once instead of twice) and every other message as generated.
+ */
 export function loadProto(): ProtoGrpcType {
-  cached ??= grpc.loadPackageDefinition(loadPackageDefinition()) as unknown as ProtoGrpcType;
+  cached ??= grpc.loadPackageDefinition(withUploadCodec(loadPackageDefinition())) as unknown as ProtoGrpcType;
   return cached;
 }
+
+/**
+ * `def` with the hand-written chunk codec on `SiteService.Upload`'s requests, for clients and
+ * servers alike; a copy, since grpc-js takes a method's codec when it builds the client class.
+ */
+function withUploadCodec(def: protoLoader.PackageDefinition): protoLoader.PackageDefinition {
+  const service = def['fedhpc.v1.SiteService'] as protoLoader.ServiceDefinition;
+  const upload = service.Upload as protoLoader.MethodDefinition<UploadMessage, UploadReply, UploadMessage__Output>;
+  const codec = uploadRequestCodec({ serialize: upload.requestSerialize, deserialize: upload.requestDeserialize }, installFramePassThrough());
+  return {
+    ...def,
+    'fedhpc.v1.SiteService': { ...service, Upload: { ...upload, requestSerialize: codec.serialize, requestDeserialize: codec.deserialize } },
+  };
+}
+
+export { installFramePassThrough } from './upload-codec.js';
 
 /** Path of the .proto file, for reflection and tooling. */
 export const protoPath = PROTO_PATH;

@@ -8,8 +8,9 @@
  * process: a WAN stand-in on a machine without netem). The sites train with the `standin` runner,
  * which spends its steps sleeping (`--step-ms` ÷ speed each), as a GPU would leave the CPU, and
  * writes real progress timestamps; plain bf16 uploads. The run keeps its checkpoints in bf16 by
- * default (`--checkpoint-dtype`; the coordinator's f32 master weights stay beside them), as a
- * federation of language models would: every site downloads half the bytes of an f32 model.
+ * default (`--checkpoint-dtype`; the coordinator's f32 master weights stay beside them) and the
+ * stand-ins write BF16 local models, as a federation of language models would: every site
+ * downloads, writes and reads half the bytes of an f32 model.
  *
  * Two runs in one process, the same federation settings:
  * - fixed: every site trains `--steps` steps per round (today's lock-step rounds);
@@ -105,7 +106,8 @@ async function runFederation(s: Setup, name: string, train: Record<string, unkno
       proxies.push(proxy);
       const file = files.siteConfigs.get(site)!;
       const cfg = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
-      const runner = { kind: 'standin', speed: s.speeds[i]!, stepMs: s.stepMs, seed: i + 1 };
+      // BF16 local models, as a GPU trainer of a language model writes them (outputDtype).
+      const runner = { kind: 'standin', speed: s.speeds[i]!, stepMs: s.stepMs, seed: i + 1, outputDtype: 'BF16' };
       await writeFile(file, `${JSON.stringify({ ...cfg, coordinator: `localhost:${proxy.port}`, runner }, null, 2)}\n`, { mode: 0o600 });
     }
     const nodeArgs = s.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${join(s.profileDir, name)}`] : [];

@@ -105,16 +105,16 @@ export function standinLoss(modelPath: string, o: StandinObjective, elements: nu
 }
 
 /**
- * Writes the model after `steps` steps from `globalPath` to `outPath` (F32, the global's names,
+ * Writes the model after `steps` steps from `globalPath` to `outPath` (`dtype`, the global's names,
  * shapes and metadata), atomically: one read of each global byte and one write of each output
  * byte, a slice at a time, so a model of any size costs one pass and 4 MiB of buffers.
  */
-export async function writeStandinModel(globalPath: string, outPath: string, o: StandinObjective, pull: number, steps: number, signal: AbortSignal): Promise<void> {
+export async function writeStandinModel(globalPath: string, outPath: string, o: StandinObjective, pull: number, steps: number, signal: AbortSignal, dtype: 'F32' | 'BF16' = 'F32'): Promise<void> {
   const keep = (1 - pull) ** steps;
   await withModel(globalPath, async (file) => {
     const sink = await AtomicFile.create(dirname(outPath));
     try {
-      const specs = file.tensors.map((t) => ({ name: t.name, dtype: 'F32' as const, shape: t.shape }));
+      const specs = file.tensors.map((t) => ({ name: t.name, dtype, shape: t.shape }));
       const writer = await createSafetensorsWriter(sink, specs, file.metadata);
       const tau = new Float64Array(SLICE);
       for (const [k, t] of file.tensors.entries()) {

@@ -41,6 +41,8 @@ export const standinRunnerSchema = z
     heterogeneity: z.number().min(0).max(100).default(0.5),
     /** Coordinates of each tensor an evaluation scores (its first ones). */
     evalElements: z.number().int().positive().max(1 << 24).default(4096),
+    /** The dtype of the local model it writes, as a GPU trainer's `outputDtype` (BF16: half the bytes). */
+    outputDtype: z.enum(['F32', 'BF16']).default('F32'),
   })
   .strict();
 
@@ -141,7 +143,7 @@ export class StandinRunner implements Runner {
       await progress.close();
     }
     const outPath = join(req.roundDir, 'out', 'model.safetensors');
-    await writeStandinModel(req.globalPath, outPath, this.objective, this.o.pull, done, req.signal);
+    await writeStandinModel(req.globalPath, outPath, this.objective, this.o.pull, done, req.signal, this.o.outputDtype);
     return {
       outPath,
       samples: done * t.batch,

@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSafetensorsWriter, memorySink, memorySource, openSafetensors } from '../../../aggregation/index.js';
+import { createSafetensorsWriter, f32ToBf16, memorySink, memorySource, openSafetensors } from '../../../aggregation/index.js';
 import { builtinRunnerSchema, initBuiltinModel, resolveBuiltinConfig, writeBuiltinModel } from '../../../site-agent/index.js';
 import { budgetAllows, plannedShardSteps, readTrainBudget, stepsEstimate } from '../../../site-agent/runners/budget.js';
 import { BuiltinRunner } from '../../../site-agent/runners/builtin.js';
@@ -151,6 +151,20 @@ describe('the stand-in runner', () => {
     expect((await runner.evaluate(many.outPath, AbortSignal.timeout(10_000))).loss).toBeLessThan(1e-9);
     // Another site's target is elsewhere.
     expect((await standin({ seed: 2, evalElements: BIG }).evaluate(many.outPath, AbortSignal.timeout(10_000))).loss).toBeGreaterThan(0.01);
+  });
+
+  it('writes its model in BF16 when told to, as a GPU trainer with outputDtype BF16 does: the F32 model rounded, half the bytes', async () => {
+    const f32 = await standin({ speed: 1000, stepMs: 1 }).train(request({ steps: 10, batch_size: 1 }));
+    const f32Bytes = await readFile(f32.outPath);
+    const asF32 = await openSafetensors(memorySource(new Uint8Array(f32Bytes)));
+    const bf16 = await standin({ speed: 1000, stepMs: 1, outputDtype: 'BF16' }).train(request({ steps: 10, batch_size: 1 }));
+    const asBf16 = await openSafetensors(memorySource(new Uint8Array(await readFile(bf16.outPath))));
+    expect(asBf16.tensors.map((t) => [t.name, t.dtype, t.shape])).toEqual(asF32.tensors.map((t) => [t.name, 'BF16', t.shape]));
+    for (const t of asF32.tensors) {
+      const want = f32ToBf16(await asF32.readF32(t.name, 0, t.elements));
+      const got = await asBf16.readBytes(t.name, 0, t.elements * 2);
+      expect(Buffer.from(got).equals(Buffer.from(want.buffer))).toBe(true);
+    }
   });
 
   it('refuses training settings it cannot honour with SPEC_INVALID, and stops when the round is aborted', async () => {

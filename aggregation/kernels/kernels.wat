@@ -424,4 +424,33 @@
       (local.set $l (i32.add (local.get $l) (i32.shr_u (local.get $ls) (i32.const 3))))
       (local.set $g (i32.add (local.get $g) (i32.shr_u (local.get $gs) (i32.const 3))))
       (br $tail))))
+
+  ;; Index of the first bf16 NaN or ±Inf among $n values at $src, or -1: all eight exponent bits
+  ;; set, as for f32 (bf16 keeps f32's exponent). 32 values a step, four compares OR-ed.
+  (func (export "find_non_finite_bf16") (param $src i32) (param $n i32) (result i32)
+    (local $i i32) (local $n32 i32) (local $mask v128)
+    (local.set $mask (v128.const i16x8 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80))
+    (local.set $n32 (i32.and (local.get $n) (i32.const -32)))
+    (block $done (loop $loop
+      (br_if $done (i32.eq (local.get $i) (local.get $n32)))
+      (if (v128.any_true
+            (v128.or
+              (v128.or
+                (i16x8.eq (v128.and (v128.load offset=0 (local.get $src)) (local.get $mask)) (local.get $mask))
+                (i16x8.eq (v128.and (v128.load offset=16 (local.get $src)) (local.get $mask)) (local.get $mask)))
+              (v128.or
+                (i16x8.eq (v128.and (v128.load offset=32 (local.get $src)) (local.get $mask)) (local.get $mask))
+                (i16x8.eq (v128.and (v128.load offset=48 (local.get $src)) (local.get $mask)) (local.get $mask)))))
+        (then (br $done)))
+      (local.set $i (i32.add (local.get $i) (i32.const 32)))
+      (local.set $src (i32.add (local.get $src) (i32.const 64)))
+      (br $loop)))
+    (block $tdone (loop $tail
+      (br_if $tdone (i32.eq (local.get $i) (local.get $n)))
+      (if (i32.eq (i32.and (i32.load16_u (local.get $src)) (i32.const 0x7f80)) (i32.const 0x7f80))
+        (then (return (local.get $i))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (local.set $src (i32.add (local.get $src) (i32.const 2)))
+      (br $tail)))
+    (i32.const -1))
 )

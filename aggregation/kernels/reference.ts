@@ -79,6 +79,12 @@ export function findNonFiniteRef(values: Float32Array): number {
   return -1;
 }
 
+/** Index of the first bf16 NaN or ±Infinity among little-endian bf16 `bytes`, or -1. */
+export function findNonFiniteBf16Ref(bytes: Uint8Array): number {
+  for (let i = 0; i + 1 < bytes.length; i += 2) if (((bytes[i]! | (bytes[i + 1]! << 8)) & 0x7f80) === 0x7f80) return i >>> 1;
+  return -1;
+}
+
 /** The f32 value of element i of little-endian F32 or BF16 bytes (BF16 widens exactly). */
 function widened(dtype: 'F32' | 'BF16'): (v: DataView, i: number) => number {
   const f = new Float32Array(1);

@@ -18,6 +18,7 @@ import {
   addModU32Ref,
   deltaToBf16Ref,
   deltaToF32Ref,
+  findNonFiniteBf16Ref,
   findNonFiniteRef,
   subModU16Ref,
   subModU32Ref,
@@ -37,6 +38,7 @@ export interface KernelExports {
   add_mod_u16(acc: number, src: number, n: number): void;
   sub_mod_u16(acc: number, src: number, n: number): void;
   find_non_finite(src: number, n: number): number;
+  find_non_finite_bf16(src: number, n: number): number;
   /** dst[i] = f32(l[i]) − f32(g[i]) for n values, as f32 (ob 0) or rounded to bf16 (ob 1); lh / gh: 1 when that source is bf16, 0 when f32. */
   delta(dst: number, l: number, g: number, n: number, lh: number, gh: number, ob: number): void;
   /** Zeroes n bytes at dst (memory.fill). */
@@ -107,6 +109,8 @@ export interface Kernels {
   subModU16(acc: Uint16Array, src: Uint16Array): void;
   /** Index of the first NaN or ±Infinity, or -1. */
   findNonFinite(values: Float32Array): number;
+  /** Index of the first bf16 NaN or ±Infinity among little-endian bf16 `bytes` (any offset), or -1. */
+  findNonFiniteBf16(bytes: Uint8Array): number;
   /**
    * A delta in bf16: dst[i] = bf16(local[i] − global[i]) for i < dst.length, the subtraction in
    * f32, rounded to nearest even. `local` and `global` are little-endian bytes of F32 or BF16
@@ -140,6 +144,7 @@ export const referenceKernels: Kernels = Object.freeze({
   addModU16: (acc: Uint16Array, src: Uint16Array) => addModU16Ref(acc, checkedSrc(acc, src)),
   subModU16: (acc: Uint16Array, src: Uint16Array) => subModU16Ref(acc, checkedSrc(acc, src)),
   findNonFinite: findNonFiniteRef,
+  findNonFiniteBf16: findNonFiniteBf16Ref,
   deltaToBf16: (dst: Uint16Array, local: Uint8Array, localDtype: 'F32' | 'BF16', global: Uint8Array, globalDtype: 'F32' | 'BF16') =>
     deltaToBf16Ref(dst, checkedDelta(dst, local, localDtype), localDtype, checkedDelta(dst, global, globalDtype), globalDtype),
   deltaToF32: (dst: Float32Array, local: Uint8Array, localDtype: 'F32' | 'BF16', global: Uint8Array, globalDtype: 'F32' | 'BF16') =>
@@ -211,6 +216,17 @@ class WasmKernels implements Kernels {
       const m = Math.min(PIECE, values.length - done);
       this.bytes.set(src.subarray(done * 4, (done + m) * 4), SRC_AT);
       const at = this.k.find_non_finite(SRC_AT, m);
+      if (at >= 0) return done + at;
+    }
+    return -1;
+  }
+
+  findNonFiniteBf16(bytes: Uint8Array): number {
+    const n = bytes.length >>> 1;
+    for (let done = 0; done < n; done += PIECE) {
+      const m = Math.min(PIECE, n - done);
+      this.bytes.set(bytes.subarray(done * 2, (done + m) * 2), SRC_AT);
+      const at = this.k.find_non_finite_bf16(SRC_AT, m);
       if (at >= 0) return done + at;
     }
     return -1;

@@ -266,3 +266,22 @@ describe('deltaToBf16 and deltaToF32: a site delta, WebAssembly SIMD equals the 
     expect(() => wasm.deltaToF32(new Float32Array(4), new Uint8Array(16), 'F32', new Uint8Array(7), 'BF16')).toThrow(AggregationError);
   });
 });
+
+describe('findNonFiniteBf16: WebAssembly SIMD equals the JS reference', () => {
+  it('finds the first bf16 NaN or infinity at every length around the SIMD step and the window, at odd offsets', () => {
+    for (const n of LENGTHS) {
+      const clean = f32ToBf16(randomF32(n, 3 + n, false));
+      expect(wasm.findNonFiniteBf16(unaligned(bytesOf(clean), 1))).toBe(-1);
+      expect(ref.findNonFiniteBf16(bytesOf(clean))).toBe(-1);
+      for (const at of [0, Math.floor(n / 2), n - 1].filter((i) => i >= 0 && i < n)) {
+        for (const bad of [0x7f80, 0xff80, 0x7fc1]) {
+          const h = Uint16Array.from(clean);
+          h[at] = bad;
+          if (at + 3 < n) h[at + 3] = 0x7f80; // a later one must not win
+          expect(wasm.findNonFiniteBf16(unaligned(bytesOf(h), 3))).toBe(at);
+          expect(ref.findNonFiniteBf16(bytesOf(h))).toBe(at);
+        }
+      }
+    }
+  });
+});

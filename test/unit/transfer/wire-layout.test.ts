@@ -90,6 +90,14 @@ describe('wire layout', () => {
         }
       }
     }
+    // A whole chunk goes through the SIMD kernel: the same answer, in bytes.
+    const chunk = Buffer.alloc(1 << 16);
+    for (let i = 0; i < chunk.length; i += 2) chunk.writeUInt16LE(0x3f80, i);
+    expect(firstNonFiniteBf16(chunk)).toBe(-1);
+    chunk.writeUInt16LE(0xff80, 40_002); // -Inf
+    chunk.writeUInt16LE(0x7fc0, 50_000);
+    expect(firstNonFiniteBf16(chunk)).toBe(40_002);
+    expect(firstNonFiniteBf16(chunk.subarray(1, 40_001))).toBe(-1);
     // Largest finite magnitude and subnormals pass; every exponent-all-ones pattern fails.
     expect(firstNonFiniteBf16(new Uint8Array([0x7f, 0x7f, 0x01, 0x00, 0x7f, 0xff]))).toBe(-1);
   });

@@ -82,9 +82,11 @@ export function quantizeAndMask(x: Float32Array, options: QuantizeOptions, input
   const bits = options.modulusBits;
   const offset = input.wordOffset ?? 0;
   const out = bits === 32 ? new Uint32Array(x.length) : new Uint16Array(x.length);
+  // The masks' seeds are checked even for no words, as maskVector checks them; the rounding seed
+  // only when there are words to round, as quantize does.
+  const streams = maskStreams(input, x.length, bits);
   if (x.length === 0) return out;
   const rounding = new Keystream(input.roundingSeed, offset, x.length, 32);
-  const streams = maskStreams(input, x.length, bits);
   const ws = workspace ?? new MaskWorkspace();
   for (let at = 0; at < x.length; at += MASK_SLICE_WORDS) {
     const n = Math.min(MASK_SLICE_WORDS, x.length - at);

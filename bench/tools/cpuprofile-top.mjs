@@ -3,11 +3,15 @@
 // the top functions by self time and by inclusive time. Samples are wall-clock time of the main
 // thread, so "(idle)" is time waiting and contention on a shared machine inflates every entry.
 //   node bench/tools/cpuprofile-top.mjs FILE.cpuprofile [N] [FILTER-REGEX]
+//   node bench/tools/cpuprofile-top.mjs FILE.cpuprofile --categories
+// The second form sums the samples into what the byte path spends them on (hash, CRC, value checks,
+// kernels, disk, TLS and sockets, gRPC and HTTP/2, protobuf, copies, GC, …): each sample goes to
+// the category of the nearest frame, from the sampled one up, that names one.
 import { readFileSync } from 'node:fs';
 
 const [file, nArg, filter] = process.argv.slice(2);
 if (!file) {
-  console.error('usage: cpuprofile-top.mjs FILE.cpuprofile [N] [FILTER-REGEX]');
+  console.error('usage: cpuprofile-top.mjs FILE.cpuprofile [N] [FILTER-REGEX] | FILE.cpuprofile --categories');
   process.exit(2);
 }
 /**
@@ -35,6 +39,46 @@ for (const [id, us] of micros) {
     seen.add(name);
     incl.set(name, (incl.get(name) ?? 0) + us);
   }
+}
+/** Categories of the byte path, first match wins within a frame; frames are tried from the leaf up. */
+const CATEGORIES = [
+  ['idle', /^\(idle\)/],
+  ['garbage collection', /^\(garbage collector\)/],
+  ['native, not attributed (program)', /^\(program\)/],
+  ['aggregation (after upload)', /coordinator\/aggregate\/|optimizers\/|secure\/unmask/],
+  ['hash (SHA-256)', /node:internal\/crypto\/hash|hashFilePrefix|sha256File|DeltaDigest|digestBytes|hashRange/],
+  ['CRC32C', /crc32/],
+  ['value checks', /value-checks|findNonFinite|checkFinite/],
+  ['delta and mask kernels', /wasm-function|kernels\/wasm|secagg\/|deltaToBf16|deltaToF32/],
+  ['AES-CTR (masks)', /node:internal\/crypto\/cipher/],
+  ['disk (fs reads and writes)', /^(read|write|writeBuffer|writeString|fsync|openFileHandle|close|fstat|stat) :0|node:internal\/fs\/|readInto|readBytesInto|common\/files/],
+  ['TLS and sockets', /_tls_wrap|node:tls|stream_base_commons|node:net|onStreamRead|writeGeneric|writev/],
+  ['gRPC and HTTP/2 framing', /@grpc\/grpc-js|node:internal\/http2|node:http2/],
+  ['protobuf', /protobufjs|@protobufjs|upload-codec|proto\//],
+  ['buffer copies', /_copyActual|^concat |FastBuffer|createUnsafeBuffer|allocUnsafe|node:buffer/],
+  ['start-up (module loading)', /node:internal\/modules|compileSourceTextModule|wrapSafe|compileForInternalLoader/],
+];
+if (nArg === '--categories') {
+  const sums = new Map();
+  for (const [id, us] of micros) {
+    let cat = 'other';
+    for (let cur = id; cur !== undefined; cur = parent.get(cur)) {
+      const name = key(byId.get(cur));
+      const hit = CATEGORIES.find(([, re]) => re.test(name));
+      if (hit) {
+        cat = hit[0];
+        break;
+      }
+    }
+    sums.set(cat, (sums.get(cat) ?? 0) + us);
+  }
+  const busy = total - (sums.get('idle') ?? 0);
+  console.log(`${file}: ${(total / 1e6).toFixed(2)} s sampled, ${(busy / 1e6).toFixed(2)} s not idle`);
+  for (const [cat, us] of [...sums].sort((a, b) => b[1] - a[1])) {
+    if (cat === 'idle') continue;
+    console.log(`${(us / 1e6).toFixed(3).padStart(8)} s ${((100 * us) / busy).toFixed(1).padStart(5)}% of busy  ${cat}`);
+  }
+  process.exit(0);
 }
 const n = Number(nArg ?? 25);
 const re = filter ? new RegExp(filter) : undefined;

@@ -40,7 +40,10 @@ for (const [id, us] of micros) {
     incl.set(name, (incl.get(name) ?? 0) + us);
   }
 }
-/** Categories of the byte path, first match wins within a frame; frames are tried from the leaf up. */
+/**
+ * Categories of the byte path, first match wins within a frame; frames are tried from the leaf up.
+ * @type {[string, RegExp][]}
+ */
 const CATEGORIES = [
   ['idle', /^\(idle\)/],
   ['garbage collection', /^\(garbage collector\)/],

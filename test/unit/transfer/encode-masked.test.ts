@@ -4,11 +4,9 @@
  * (quantize of w with clip 1 and weight 1, masked at word offset `elements`) at the end — the
  * fused encoder must send exactly those bytes, in any chunking.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSafetensorsWriter, declaredCount, maskVector, memorySink, quantize } from '../../../aggregation/index.js';
+import { writeDeltaFiles, type DeltaFiles } from '../../helpers/delta-files.js';
+import { declaredCount, maskVector, quantize } from '../../../aggregation/index.js';
 import { DeltaEncoder } from '../../../site-agent/encode.js';
 import { InProcessSecAgg, makeIdentities } from '../../helpers/secure-protocol.js';
 
@@ -20,28 +18,15 @@ const deltaValue = (k: number, i: number): number => Math.fround(Math.sin(k * 31
 
 const globalValue = (i: number): number => (i % 5) - 2;
 
-let dir: string;
+let files: DeltaFiles;
 let globalPath: string;
 let localPath: string;
 
-async function write(path: string, f: (k: number, i: number) => number): Promise<void> {
-  const sink = memorySink();
-  const w = await createSafetensorsWriter(sink, tensors.map((t) => ({ name: t.name, dtype: 'F32' as const, shape: t.shape })));
-  for (let k = 0; k < tensors.length; k++) await w.writeF32(`t${k}`, Float32Array.from({ length: n(k) }, (_, i) => f(k, i)));
-  await w.finish();
-  await writeFile(path, sink.bytes());
-}
-
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'fedhpc-encode-masked-'));
-  globalPath = join(dir, 'global.safetensors');
-  localPath = join(dir, 'local.safetensors');
-  await write(globalPath, (k, i) => globalValue(i));
-  await write(localPath, (k, i) => globalValue(i) + deltaValue(k, i));
+  files = await writeDeltaFiles(SHAPES, (k, i) => globalValue(i), deltaValue);
+  ({ globalPath, localPath } = files);
 });
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+afterAll(() => files.remove());
 
 describe('DeltaEncoder, masked', () => {
   for (const modulusBits of [32, 16] as const) {

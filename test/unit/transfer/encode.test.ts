@@ -3,10 +3,10 @@
  * bytes of the whole encoding (what resuming relies on), bf16 rounds to nearest even, int8 is the
  * fixed block format, and stripes fall on value and block boundaries.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeDeltaFiles, type DeltaFiles } from '../../helpers/delta-files.js';
 import { bf16ToF32, createSafetensorsWriter, declaredCount, decodeInt8Blocks, encodeInt8Blocks, f32ToBf16, memorySink } from '../../../aggregation/index.js';
 import { isUnitBoundary } from '../../../aggregation/index.js';
 import { DeltaEncoder, type MaskedInputs } from '../../../site-agent/encode.js';
@@ -18,29 +18,17 @@ const tensors = SHAPES.map((shape, k) => ({ name: `t${k}`, dtype: 'F32', shape: 
 const n = (k: number): number => SHAPES[k]!.reduce<number>((a, b) => a * b, 1);
 const deltaValue = (k: number, i: number): number => Math.fround(Math.sin(k * 31 + i) * 0.01 * (k + 1));
 
+let files: DeltaFiles;
 let dir: string;
 let globalPath: string;
 let localPath: string;
 
-async function write(path: string, f: (k: number, i: number) => number): Promise<void> {
-  const sink = memorySink();
-  const w = await createSafetensorsWriter(sink, tensors.map((t) => ({ name: t.name, dtype: 'F32' as const, shape: t.shape })));
-  for (let k = 0; k < tensors.length; k++) await w.writeF32(`t${k}`, Float32Array.from({ length: n(k) }, (_, i) => f(k, i)));
-  await w.finish();
-  await writeFile(path, sink.bytes());
-}
-
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'fedhpc-encode-'));
-  globalPath = join(dir, 'global.safetensors');
-  localPath = join(dir, 'local.safetensors');
   // Global values are small integers, so local − global is exactly the intended delta in f32.
-  await write(globalPath, (k, i) => (i % 5) - 2);
-  await write(localPath, (k, i) => (i % 5) - 2 + deltaValue(k, i));
+  files = await writeDeltaFiles(SHAPES, (k, i) => (i % 5) - 2, deltaValue);
+  ({ dir, globalPath, localPath } = files);
 });
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+afterAll(() => files.remove());
 
 async function collect(enc: DeltaEncoder, start: number, end: number, chunk: number): Promise<Buffer> {
   const parts: Buffer[] = [];

@@ -15,6 +15,7 @@ import { ADMIN_COMMANDS, runAdmin, type AdminCommand } from './admin.js';
 import { UsageError, isUsageError } from './usage-error.js';
 import { USAGE, usageOf, wantsHelp } from './usage.js';
 import { runAudit } from './audit.js';
+import { runExport } from './export.js';
 import { enrolCommand, renewCommand } from './admin-enrol.js';
 import { speedOptions } from './simulate-options.js';
 import { dashboardTokenCommand } from './admin-dashboard.js';
@@ -291,6 +292,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   site: cmdSite,
   provision: cmdProvision,
   admin: cmdAdmin,
+  export: (args) => runExport(args),
 };
 
 async function main(argv: string[]): Promise<number> {

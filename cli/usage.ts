@@ -24,6 +24,12 @@ export const COMMAND_USAGE: Readonly<Record<string, string>> = {
   provision: `  fedhpc provision    --federation NAME --sites a,b,c --admins NAME[,NAME] --out DIR
                [--coordinator HOST:PORT] [--force] [--json]
 `,
+  export: `  fedhpc export       --state-dir DIR --round N --format hf --model-config FILE --tokenizer DIR --out DIR
+               [--dtype f32|bf16] [--run ID] [--json]
+               (the committed model of round N in Hugging Face layout, with a provenance card;
+                the config and tokenizer must be those the run pinned)
+  fedhpc export verify DIR --state-dir DIR [--json]   (the files against the card, the card against the journal)
+`,
   admin: `  fedhpc admin        COMMAND --config ADMIN.json [--json], COMMAND one of:
                status | sites | rounds | round N | watch | logs SITE [--limit N]
                start --run FILE | pause | resume | abort [--reason TEXT]

@@ -14,3 +14,4 @@ export { KernelPool, type PoolEncoding, type PoolRegion } from './aggregate/kern
 export { DEFAULT_AUDIT_STREAM } from './nats/index.js';
 export { createDashboardToken } from './dashboard/token.js';
 export type { DashboardEndpoint } from './dashboard/server.js';
+export { EXPORT_ERROR_CODES, ExportError, HF_SHARD_LIMIT_BYTES, exportHf, verifyHfExport, type ExportErrorCode, type ExportHfOptions, type ExportHfResult, type ExportVerifyReport } from './export/index.js';

@@ -20,6 +20,8 @@ const COMMANDS: readonly (readonly string[])[] = [
   ['admin', 'audit'],
   ['admin', 'audit', 'verify'],
   ['admin', 'audit', 'export'],
+  ['export'],
+  ['export', 'verify'],
 ];
 
 describe('fedhpc <command> --help', () => {

@@ -82,7 +82,7 @@ describe.skipIf(skip)('the web dashboard in a browser', () => {
   const open = async (path: string): Promise<void> => {
     const before = Number(await page.evaluate(() => document.body.dataset['renders'] ?? '0'));
     await page.click(`nav a[data-page="${path}"]`);
-    await page.waitForFunction((p, n) => document.body.dataset['page'] === p && Number(document.body.dataset['renders']) > n, { timeout: 15_000 }, path, before);
+    await page.waitForFunction((p, n) => document.body.dataset['page'] === p && Number(document.body.dataset['renders']) > n, { timeout: 30_000 }, path, before);
   };
   const text = (selector: string): Promise<string> => page.$eval(selector, (el) => el.textContent ?? '');
 
@@ -106,7 +106,7 @@ describe.skipIf(skip)('the web dashboard in a browser', () => {
       args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--disable-background-networking', '--disable-component-update'],
     });
     page = await browser.newPage();
-    await page.setViewport({ width: 1280, height: 860 });
+    await page.setViewport({ width: 1440, height: 900 });
     await page.setRequestInterception(true);
     page.on('request', (req) => {
       const u = new URL(req.url());
@@ -169,7 +169,8 @@ describe.skipIf(skip)('the web dashboard in a browser', () => {
     const a = adminCertFiles(fed);
     const token = createDashboardToken({ certPem: await readFile(a.cert, 'utf8'), keyPem: await readFile(a.key, 'utf8'), validMs: 3600_000 }).token;
     await page.goto(`${url}/login#token=${token}`);
-    await page.waitForFunction(() => document.body.dataset['page'] === '/', { timeout: 15_000 });
+    // Generous: on a loaded two-core machine chromium takes its time to start its renderers.
+    await page.waitForFunction(() => document.body.dataset['page'] === '/', { timeout: 60_000 });
     const cookie = (await page.cookies()).find((c) => c.name === 'fedhpc_dashboard');
     expect(cookie).toMatchObject({ httpOnly: true, sameSite: 'Strict', secure: true });
     expect(await page.evaluate(() => document.cookie)).toBe('');
@@ -230,7 +231,7 @@ describe.skipIf(skip)('the web dashboard in a browser', () => {
     const rows = await page.$$eval('#sites-table tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent ?? '')));
     const site1 = rows.find((r) => r[0] === 'site-1')!;
     expect(site1[1]).toBe('connected');
-    expect(site1[10]).toMatch(/^\d{4}-\d\d-\d\d .* \(\d+ d\)$/);
+    expect(site1[10]).toMatch(/^\d{4}-\d\d-\d\d \(\d+ d\)$/);
     expect(site1[11]).toBe('not reported');
     const site3 = rows.find((r) => r[0] === 'site-3')!;
     // Markup from the network is text: shown as sent, never run or parsed.

@@ -273,7 +273,7 @@ async function renderSites() {
           f.total === 0
             ? '0'
             : h('div', { class: 'failures' }, `${f.total}: `, h('code', null, String(last?.code || 'no code')), ' ', h('span', { class: 'failure-message' }, String(last?.message ?? '')), ` (round ${last?.round}.${last?.attempt})`),
-          notAfter ? h('span', { class: days < 30 ? 'warn' : '' }, `${time(notAfter)} (${Math.floor(days)} d)`) : '-',
+          notAfter ? h('span', { class: days < 30 ? 'warn nowrap' : 'nowrap', title: time(notAfter) }, `${time(notAfter).slice(0, 10)} (${Math.floor(days)} d)`) : '-',
           h('span', { class: 'absent' }, 'not reported'),
         ];
       }),

@@ -59,9 +59,11 @@ export async function runExport(args: string[], out: Out = (s) => void process.s
       err(`${(e as Error).message}\nusage:\n${COMMAND_USAGE['export'] ?? ''}`);
       return 2;
     }
-    if (!(e instanceof ExportError)) throw e;
-    if (json) out(JSON.stringify({ ok: false, code: e.code, message: e.message, context: e.context }));
-    else err(`fedhpc export: ${e.code}: ${printable(e.message, { keepNewlines: true })}`);
+    // Anything else (a disk full, a file this user cannot read) is reported the same way, with its own code.
+    const code = e instanceof ExportError ? e.code : String((e as { code?: unknown }).code ?? 'EXPORT_FAILED');
+    const message = (e as Error).message ?? String(e);
+    if (json) out(JSON.stringify({ ok: false, code, message, ...(e instanceof ExportError ? { context: e.context } : {}) }));
+    else err(`fedhpc export: ${printable(code)}: ${printable(message, { keepNewlines: true })}`);
     return 1;
   }
 }

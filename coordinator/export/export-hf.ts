@@ -5,6 +5,7 @@
  * or tokenizer other than the run pinned, a config that does not describe the checkpoint, and an
  * `--out` that holds files.
  */
+import { constants } from 'node:fs';
 import { copyFile, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openSafetensors, type FloatDtype } from '../../aggregation/index.js';
@@ -74,7 +75,7 @@ export async function exportHf(o: ExportHfOptions): Promise<ExportHfResult> {
     const config = hfConfigJson(raw, shown as FloatDtype);
     await writeFile(join(o.out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`, { flag: 'wx' });
     await writeFile(join(o.out, 'generation_config.json'), `${JSON.stringify(generationConfigJson(config), null, 2)}\n`, { flag: 'wx' });
-    for (const f of tokenizerFiles) await copyFile(join(o.tokenizer, f), join(o.out, f));
+    for (const f of tokenizerFiles) await copyFile(join(o.tokenizer, f), join(o.out, f), constants.COPYFILE_EXCL);
     const files = await hashFiles(o.out);
     const card: CardData = { format: CARD_FORMAT, ...prov, pins: { ...prov.pins, modelConfigSha256 }, dtype: shown, checkpointDtype: dtypes.join('+'), files };
     await writeFile(join(o.out, 'README.md'), renderCard(card), { flag: 'wx' });

@@ -159,7 +159,7 @@ function withUploadCodec(def: protoLoader.PackageDefinition): protoLoader.Packag
   };
 }
 
-export { installFramePassThrough } from './upload-codec.js';
+export { chunkDataBuffer, installFramePassThrough } from './upload-codec.js';
 
 /** Path of the .proto file, for reflection and tooling. */
 export const protoPath = PROTO_PATH;

@@ -102,7 +102,34 @@ class PreFramedMessage extends Uint8Array {
 Object.setPrototypeOf(PreFramedMessage.prototype, Buffer.prototype);
 
 /**
- * `UploadMessage{chunk}` as protobufjs encodes it, written with one copy of the data. With `preFramed`
+ * Room a chunk's data buffer keeps before the data — the frame prefix and the message's tags and
+ * varints, 28 bytes at most — and after it (the CRC field, 6 at most). 32 keeps the data 8-aligned.
+ */
+const ROOM_BEFORE = 32;
+const ROOM_AFTER = 8;
+/** The whole buffers {@link chunkDataBuffer} made, by backing store: only they are written around their data. */
+const rooms = new WeakMap<ArrayBufferLike, Buffer<ArrayBuffer>>();
+
+/**
+ * A buffer for `bytes` bytes of a chunk's data with room around it, in memory of its own: a chunk
+ * message made of it is written around the data in place, with no copy of the data
+ * ({@link encodeChunkMessage}). The delta encoder makes its chunks in such buffers.
+ */
+export function chunkDataBuffer(bytes: number): Buffer {
+  const whole = Buffer.allocUnsafeSlow(ROOM_BEFORE + bytes + ROOM_AFTER);
+  rooms.set(whole.buffer, whole);
+  return whole.subarray(ROOM_BEFORE, ROOM_BEFORE + bytes);
+}
+
+/** The whole {@link chunkDataBuffer} when `data` is all of its data (its room may be written), else undefined. */
+function roomOf(data: Uint8Array): Buffer<ArrayBuffer> | undefined {
+  const whole = rooms.get(data.buffer);
+  return whole && data.byteOffset === ROOM_BEFORE && whole.byteLength === ROOM_BEFORE + data.byteLength + ROOM_AFTER ? whole : undefined;
+}
+
+/**
+ * `UploadMessage{chunk}` as protobufjs encodes it, written with one copy of the data (none when
+ * the data is a {@link chunkDataBuffer}: the message is written around it). With `preFramed`
  * the 5 bytes before the message hold its gRPC frame prefix (uncompressed), for
  * {@link installFramePassThrough}. Returns undefined for input this codec leaves to the generated
  * serializer: an offset that is not a non-negative safe integer or decimal uint64, data that is not
@@ -121,7 +148,12 @@ export function encodeChunkMessage(chunk: ChunkInput, preFramed = false): Buffer
   if (crc != null) inner += 1 + varintBytes(crc);
   const length = 1 + varintBytes(inner) + inner;
   const head = preFramed ? GRPC_FRAME_PREFIX_BYTES : 0;
-  const buf = Buffer.allocUnsafe(head + length);
+  // In place: the message starts where its bytes before the data fit in front of the data.
+  const whole = data == null ? undefined : roomOf(data);
+  const inPlace = whole !== undefined;
+  const before = length - (data?.byteLength ?? 0) - (crc != null ? 1 + varintBytes(crc) : 0);
+  const at = ROOM_BEFORE - before - head;
+  const buf = whole ? whole.subarray(at, at + head + length) : Buffer.allocUnsafe(head + length);
   if (preFramed) {
     buf[0] = 0; // not compressed
     buf.writeUInt32BE(length, 1);
@@ -136,7 +168,7 @@ export function encodeChunkMessage(chunk: ChunkInput, preFramed = false): Buffer
   if (data != null) {
     buf[pos++] = TAG_DATA;
     pos = writeVarint(buf, pos, data.byteLength);
-    buf.set(data, pos);
+    if (!inPlace) buf.set(data, pos);
     pos += data.byteLength;
   }
   if (crc != null) {

@@ -8,6 +8,7 @@
 import { encodeInt8Blocks, f32ToBf16, MaskWorkspace, openSafetensors, quantizeAndMask, type MaskOptions, type SafetensorsFile } from '../aggregation/index.js';
 import { createKernels, type Kernels } from '../aggregation/index.js';
 import { openFileSource } from '../common/files.js';
+import { chunkDataBuffer } from '../proto/index.js';
 import { deltaSegments, INT8_BLOCK, type Segment, type DeltaEncoding } from '../aggregation/index.js';
 import { SiteAgentError } from './errors.js';
 import type { SecureParams, SecureSession } from './secure/session.js';
@@ -69,6 +70,12 @@ class ReadScratch {
     if (this.local.length < localBytes) this.local = Buffer.allocUnsafeSlow(localBytes);
     return { global: this.global.subarray(0, globalBytes), local: this.local.subarray(0, localBytes) };
   }
+}
+
+/** `count` f32 values in a buffer with room for the chunk message around them (no copy when sent). */
+function f32Room(count: number): Float32Array {
+  const room = chunkDataBuffer(count * 4);
+  return new Float32Array(room.buffer, room.byteOffset, count);
 }
 
 /** The SIMD kernels of the fused delta, made on first use; every call is synchronous. */
@@ -273,14 +280,15 @@ function differenceOf(g: SafetensorsFile, l: SafetensorsFile): DeltaValues {
     async bf16(name, first, count, scratch) {
       const bytes = await rawBytes(name, first, count, scratch);
       if (!bytes) return undefined;
-      const out = new Uint16Array(count);
+      const room = chunkDataBuffer(count * 2);
+      const out = new Uint16Array(room.buffer, room.byteOffset, count);
       (deltaKernels ??= createKernels()).deltaToBf16(out, bytes.local, bytes.ld, bytes.global, bytes.gd);
       return out;
     },
     async f32(name, first, count, scratch, fresh) {
       const bytes = await rawBytes(name, first, count, scratch);
       if (!bytes) return undefined;
-      const out = fresh ? new Float32Array(count) : scratch.f32(count);
+      const out = fresh ? f32Room(count) : scratch.f32(count);
       (deltaKernels ??= createKernels()).deltaToF32(out, bytes.local, bytes.ld, bytes.global, bytes.gd);
       return out;
     },

@@ -8,7 +8,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadProto, protoPath, type UploadMessage, type UploadMessage__Output, type UploadReply } from '../../../proto/index.js';
-import { decodeChunkMessage, encodeChunkMessage, installFramePassThrough, uploadRequestCodec } from '../../../proto/upload-codec.js';
+import { chunkDataBuffer, decodeChunkMessage, encodeChunkMessage, installFramePassThrough, uploadRequestCodec } from '../../../proto/upload-codec.js';
 import { encodeWire } from '../../helpers/proto-fuzz.js';
 
 const OPTIONS = { keepCase: false, longs: String, enums: String, defaults: true, oneofs: true };
@@ -63,6 +63,31 @@ describe('the Upload chunk codec writes what protobufjs writes', () => {
     expect(framed[0]).toBe(0);
     expect(framed.readUInt32BE(1)).toBe(message.length);
     expect(framed.subarray(5).equals(message)).toBe(true);
+  });
+
+  it('writes a chunk made in a chunkDataBuffer around its data, in place, to the same bytes', () => {
+    for (const [offset, bytes, crc32c] of [[0, 0, 0], [5, 1, 1], [2 ** 40, 1000, 0xffffffff], [2 ** 53 - 1, 70_000, 127], ['18446744073709551615', 3, 128]] as const) {
+      for (const preFramed of [false, true]) {
+        const data = chunkDataBuffer(bytes);
+        data.set(bytesOf(bytes));
+        const chunk = { offset, data, crc32c };
+        const message = encodeChunkMessage(chunk, preFramed)!;
+        expect(Buffer.from(message).equals(generated.serialize({ chunk }))).toBe(true);
+        // No copy: the message is the data's own memory, and the data is still the data.
+        expect(message.buffer).toBe(data.buffer);
+        expect(data.equals(bytesOf(bytes))).toBe(true);
+        if (preFramed) {
+          const framed = (message as unknown as { framed(): Buffer }).framed();
+          expect(framed.readUInt32BE(1)).toBe(message.length);
+          expect(framed.subarray(5).equals(message)).toBe(true);
+        }
+      }
+    }
+    // A view of part of such a buffer is not given the room: it is copied as any other data.
+    const part = chunkDataBuffer(100).subarray(10, 20);
+    const copied = encodeChunkMessage({ offset: 1, data: part, crc32c: 2 })!;
+    expect(copied.buffer).not.toBe(part.buffer);
+    expect(Buffer.from(copied).equals(generated.serialize({ chunk: { offset: 1, data: part, crc32c: 2 } }))).toBe(true);
   });
 
   it.each([

@@ -6,8 +6,9 @@
  * `--out` that holds files.
  */
 import { constants } from 'node:fs';
-import { copyFile, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { copyFile, mkdir, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { openSafetensors, type FloatDtype } from '../../aggregation/index.js';
 import { openFileSource, sha256File } from '../../common/files.js';
 import { renderCard, CARD_FORMAT, type CardData } from './card.js';
@@ -51,6 +52,8 @@ const DTYPES = { f32: 'F32', bf16: 'BF16' } as const satisfies Record<string, Fl
 /** Writes the export; throws {@link ExportError} for each refusal. */
 export async function exportHf(o: ExportHfOptions): Promise<ExportHfResult> {
   if (!Number.isSafeInteger(o.round) || o.round < 1) throw new ExportError('EXPORT_BAD_INPUT', `the round must be an integer >= 1, got ${o.round}`);
+  const limit = o.shardLimitBytes ?? HF_SHARD_LIMIT_BYTES;
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new ExportError('EXPORT_BAD_INPUT', `the shard limit must be a positive integer of bytes, got ${limit}`);
   await checkOutEmpty(o.out);
   const records = await readStateJournal(o.stateDir);
   const prov = provenanceOf(records, o.round, o.runId);
@@ -70,19 +73,39 @@ export async function exportHf(o: ExportHfOptions): Promise<ExportHfResult> {
     const dtypes = [...new Set(file.tensors.map((t) => t.dtype))];
     const dtype: FloatDtype | undefined = o.dtype === undefined ? undefined : DTYPES[o.dtype];
     const shown = dtype ?? (dtypes.length === 1 ? dtypes[0]! : 'F32');
-    await mkdir(o.out, { recursive: true });
-    await writeWeights(o.out, file, dtype, o.shardLimitBytes ?? HF_SHARD_LIMIT_BYTES);
-    const config = hfConfigJson(raw, shown as FloatDtype);
-    await writeFile(join(o.out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`, { flag: 'wx' });
-    await writeFile(join(o.out, 'generation_config.json'), `${JSON.stringify(generationConfigJson(config), null, 2)}\n`, { flag: 'wx' });
-    for (const f of tokenizerFiles) await copyFile(join(o.tokenizer, f), join(o.out, f), constants.COPYFILE_EXCL);
-    const files = await hashFiles(o.out);
-    const card: CardData = { format: CARD_FORMAT, ...prov, pins: { ...prov.pins, modelConfigSha256 }, dtype: shown, checkpointDtype: dtypes.join('+'), files };
-    await writeFile(join(o.out, 'README.md'), renderCard(card), { flag: 'wx' });
-    return { out: o.out, runId: prov.runId, round: o.round, dtype: shown, files: { ...files, 'README.md': await sha256File(join(o.out, 'README.md')) } };
+    // Written beside --out and renamed into place: a failed export leaves no half folder behind.
+    const tmp = join(dirname(resolve(o.out)), `.${basename(resolve(o.out))}.export-${process.pid}-${randomBytes(4).toString('hex')}`);
+    await mkdir(dirname(tmp), { recursive: true });
+    await mkdir(tmp);
+    try {
+      await writeWeights(tmp, file, dtype, limit);
+      const config = hfConfigJson(raw, shown as FloatDtype);
+      await writeFile(join(tmp, 'config.json'), `${JSON.stringify(config, null, 2)}\n`, { flag: 'wx' });
+      await writeFile(join(tmp, 'generation_config.json'), `${JSON.stringify(generationConfigJson(config), null, 2)}\n`, { flag: 'wx' });
+      for (const f of tokenizerFiles) await copyFile(join(o.tokenizer, f), join(tmp, f), constants.COPYFILE_EXCL);
+      const files = await hashFiles(tmp);
+      const card: CardData = { format: CARD_FORMAT, ...prov, pins: { ...prov.pins, modelConfigSha256 }, dtype: shown, checkpointDtype: dtypes.join('+'), files };
+      await writeFile(join(tmp, 'README.md'), renderCard(card), { flag: 'wx' });
+      const cardSha256 = await sha256File(join(tmp, 'README.md'));
+      await publish(tmp, o.out);
+      return { out: o.out, runId: prov.runId, round: o.round, dtype: shown, files: { ...files, 'README.md': cardSha256 } };
+    } catch (e) {
+      await rm(tmp, { recursive: true, force: true });
+      throw e;
+    }
   } finally {
     await src.close();
   }
+}
+
+/** Moves the finished export to `out`: an empty `out` is removed first (rmdir refuses one that gained files meanwhile). */
+async function publish(tmp: string, out: string): Promise<void> {
+  await rmdir(out).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return;
+    if (e.code === 'ENOTEMPTY' || e.code === 'EEXIST') throw new ExportError('EXPORT_OUT_NOT_EMPTY', `--out ${out} gained files while the export was written`);
+    throw e;
+  });
+  await rename(tmp, out);
 }
 
 /** SHA-256 of every file in `dir` but the card, by name (sorted). */

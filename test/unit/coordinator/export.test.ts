@@ -4,7 +4,7 @@
  * of other sizes, and the shard planner. The journal is written through the real `Journal`.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -78,10 +78,25 @@ describe('exportHf refusals outside a real run', () => {
     await expect(codeOf(exportHf(opts({ stateDir: dir })))).resolves.toBe('EXPORT_STATE_INVALID');
   });
 
+  it('refuses a shard limit that is not a positive integer (EXPORT_BAD_INPUT)', async () => {
+    const { opts } = await stateDir({ modelConfigSha256: sha(await readFile(TINY)), tokenizerSha256: sha('{}') });
+    await expect(codeOf(exportHf(opts({ shardLimitBytes: Number.NaN })))).resolves.toBe('EXPORT_BAD_INPUT');
+  });
+
   it('exports a state dir whose run pinned both files', async () => {
     const { opts } = await stateDir({ modelConfigSha256: sha(await readFile(TINY)), tokenizerSha256: sha('{}') });
     const r = await exportHf(opts());
     expect(Object.keys(r.files).sort()).toEqual(['README.md', 'config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json']);
+    expect((await readdir(dir)).filter((n) => n.startsWith('.'))).toEqual([]); // the folder it was written in is gone
+  });
+
+  it('leaves nothing behind when the export fails while writing', async () => {
+    const { opts } = await stateDir({ modelConfigSha256: sha(await readFile(TINY)), tokenizerSha256: sha('{}') });
+    // A tokenizer_config.json that is a folder: the weights are written, then its copy fails.
+    await mkdir(join(dir, 'tok', 'tokenizer_config.json'));
+    const e: unknown = await exportHf(opts({ out: join(dir, 'new', 'out') })).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'EISDIR' });
+    expect(await readdir(join(dir, 'new'))).toEqual([]);
   });
 });
 

@@ -8,7 +8,7 @@ import { X509Certificate, type KeyObject } from 'node:crypto';
 import { verifyReceipt } from '../../common/receipt.js';
 import { identityFromCertificate } from '../pki/index.js';
 import { GENESIS_HASH, recordHash, type JournalRecord } from '../state/journal.js';
-import type { ReceiptRecord, RoundCommittedRecord } from '../state/records.js';
+import { isRecordOf, type ReceiptRecord, type RoundCommittedRecord } from '../state/records.js';
 
 /** One line of a trail as read: a parsed record, or why it is not one. */
 export type AuditLine = { readonly ok: true; readonly record: JournalRecord } | { readonly ok: false; readonly reason: string };
@@ -80,12 +80,12 @@ export function verifyAudit(lines: readonly AuditLine[], options: VerifyAuditOpt
     if (r.prev !== prev) return fail(`prev ${r.prev} is not the hash of the record before it (${prev})`);
     if (recordHash(r) !== r.hash) return fail('hash does not match the record (a field was changed)');
     prev = r.hash;
-    if (r.body.type === 'round-committed') {
-      const c = { ...(r.body as unknown as RoundCommittedRecord), hash: r.hash };
+    if (isRecordOf(r.body, 'round-committed')) {
+      const c = { ...r.body, hash: r.hash };
       committed.set(r.hash, c);
       for (const p of c.participants ?? []) expected.set(key(c.runId, c.round, p.site), { runId: c.runId, round: c.round, site: p.site });
-    } else if (r.body.type === 'receipt') {
-      const receipt = r.body as unknown as ReceiptRecord;
+    } else if (isRecordOf(r.body, 'receipt')) {
+      const receipt = r.body;
       const problem = receiptProblem(receipt, r.ts, committed, certs);
       if (problem) return fail(problem);
       receipts += 1;

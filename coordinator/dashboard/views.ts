@@ -10,7 +10,7 @@ import type { AdminRoundPort } from '../shell/ports.js';
 import type { RoundTimeline } from '../shell/timeline.js';
 import type { SiteRegistry } from '../sites/registry.js';
 import type { JournalRecord } from '../state/journal.js';
-import { recordsOf } from '../state/records.js';
+import { isRecordOf, recordsOf } from '../state/records.js';
 import type { RunState } from '../round/types.js';
 import { runSnapshot } from '../observe/run-metrics.js';
 import type { OpenAttemptUploads } from '../observe/uploads.js';
@@ -241,12 +241,10 @@ function receiptsPerRound(records: readonly JournalRecord[]) {
   const rounds = new Map<string, { runId: string; round: number; attempt: number; hash: string; participants: string[]; receipts: string[] }>();
   for (const r of records) {
     const b = r.body;
-    if (b.type === 'round-committed') {
-      const c = b as unknown as { runId: string; round: number; attempt: number; participants: { site: string }[] };
-      rounds.set(r.hash, { runId: c.runId, round: c.round, attempt: c.attempt, hash: r.hash, participants: c.participants.map((p) => p.site), receipts: [] });
-    } else if (b.type === 'receipt') {
-      const x = b as unknown as { committedHash: string; site: string };
-      rounds.get(x.committedHash)?.receipts.push(x.site);
+    if (isRecordOf(b, 'round-committed')) {
+      rounds.set(r.hash, { runId: b.runId, round: b.round, attempt: b.attempt, hash: r.hash, participants: b.participants.map((p) => p.site), receipts: [] });
+    } else if (isRecordOf(b, 'receipt')) {
+      rounds.get(b.committedHash)?.receipts.push(b.site);
     }
   }
   return [...rounds.values()].map((x) => ({ ...x, missing: x.participants.filter((p) => !x.receipts.includes(p)) }));

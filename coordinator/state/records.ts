@@ -182,6 +182,11 @@ export type StateRecord =
   | SiteJoinedRecord
   | ReceiptRecord;
 
+/** Whether one journal body is a record of `type`: the narrowing of {@link recordsOf}, for any run. */
+export function isRecordOf<T extends StateRecord['type']>(body: { readonly type: string }, type: T): body is Extract<StateRecord, { type: T }> {
+  return body.type === type;
+}
+
 /** Narrows journal bodies to the records of one run, by type. */
 export function recordsOf<T extends StateRecord['type']>(
   bodies: readonly { readonly type: string }[],

@@ -15,12 +15,12 @@ import type { EvalResult, Runner, TrainRequest, TrainResult } from '../../site-a
 import { createTestFederation, startCoordinatorInProcess, waitForCommitted } from './federation.js';
 import { testLogger } from './logger.js';
 
-/** Writes `tensors` (name → shape) as F32 safetensors with seeded values in [-0.05, 0.05]. */
-export async function writeSeededModel(path: string, tensors: ReadonlyMap<string, readonly number[]>, seed: number): Promise<void> {
+/** Writes `tensors` (name → shape) as safetensors (F32 unless `dtype`) with seeded values in [-0.05, 0.05]. */
+export async function writeSeededModel(path: string, tensors: ReadonlyMap<string, readonly number[]>, seed: number, dtype: 'F32' | 'BF16' = 'F32'): Promise<void> {
   const h = await open(path, 'w');
   try {
     const sink = { write: async (b: Uint8Array): Promise<void> => void (await h.write(b)) };
-    const w = await createSafetensorsWriter(sink, [...tensors].map(([name, shape]) => ({ name, dtype: 'F32' as const, shape })));
+    const w = await createSafetensorsWriter(sink, [...tensors].map(([name, shape]) => ({ name, dtype, shape })));
     let x = seed >>> 0;
     for (const [name, shape] of tensors) {
       const v = new Float32Array(shape.reduce((a, d) => a * d, 1));

@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ExportError, exportHf, type ExportHfOptions } from '../../../coordinator/index.js';
+import { ExportError, exportHf, verifyHfExport, type ExportHfOptions } from '../../../coordinator/index.js';
 import { checkDescribes, llamaTensors, parseLlamaConfig } from '../../../coordinator/export/llama-config.js';
 import { planShards } from '../../../coordinator/export/weights.js';
 import { Journal } from '../../../coordinator/state/journal.js';
@@ -24,11 +24,11 @@ beforeEach(async () => {
 afterEach(() => rm(dir, { recursive: true, force: true }));
 
 /** A state dir with one committed round of the tiny Llama; `pins` go into the run's train settings. */
-async function stateDir(pins: Record<string, string> | undefined): Promise<{ state: string; opts: (o?: Partial<ExportHfOptions>) => ExportHfOptions; checkpoint: string }> {
+async function stateDir(pins: Record<string, string> | undefined, dtype: 'F32' | 'BF16' = 'F32'): Promise<{ state: string; opts: (o?: Partial<ExportHfOptions>) => ExportHfOptions; checkpoint: string }> {
   const state = join(dir, 'state');
   await mkdir(join(state, 'models'), { recursive: true });
   const tmpModel = join(dir, 'model.safetensors');
-  await writeSeededModel(tmpModel, llamaTensors(parseLlamaConfig(JSON.parse(await readFile(TINY, 'utf8')), TINY).shape), 3);
+  await writeSeededModel(tmpModel, llamaTensors(parseLlamaConfig(JSON.parse(await readFile(TINY, 'utf8')), TINY).shape), 3, dtype);
   const bytes = await readFile(tmpModel);
   const checkpoint = join(state, 'models', `${sha(bytes)}.safetensors`);
   await writeFile(checkpoint, bytes);
@@ -88,6 +88,18 @@ describe('exportHf refusals outside a real run', () => {
     const r = await exportHf(opts());
     expect(Object.keys(r.files).sort()).toEqual(['README.md', 'config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json']);
     expect((await readdir(dir)).filter((n) => n.startsWith('.'))).toEqual([]); // the folder it was written in is gone
+  });
+
+  it('keeps a bf16 checkpoint\'s bytes by default and widens it exactly with --dtype f32', async () => {
+    const { opts, checkpoint } = await stateDir({ modelConfigSha256: sha(await readFile(TINY)), tokenizerSha256: sha('{}') }, 'BF16');
+    const kept = await exportHf(opts({ out: join(dir, 'kept') }));
+    expect(kept.dtype).toBe('BF16');
+    const exported = await readFile(join(dir, 'kept', 'model.safetensors'));
+    expect(sha(exported)).toBe(sha(await readFile(checkpoint))); // same header and data: the checkpoint itself
+    expect(JSON.parse(await readFile(join(dir, 'kept', 'config.json'), 'utf8'))).toMatchObject({ torch_dtype: 'bfloat16' });
+    const wide = await exportHf(opts({ out: join(dir, 'wide'), dtype: 'f32' }));
+    expect(wide.dtype).toBe('F32');
+    expect(await verifyHfExport(join(dir, 'wide'), join(dir, 'state'))).toMatchObject({ ok: true, weightsChecked: true });
   });
 
   it('leaves nothing behind when the export fails while writing', async () => {

@@ -32,7 +32,16 @@ import { wireError, type DecodedTask } from './wire.js';
 export const AGENT_VERSION = '0.1.0';
 
 /** How often the agent tells the coordinator it is alive, and what it is doing. */
+/** Heartbeats when the coordinator names no interval; one it names is followed within the bounds below. */
 const HEARTBEAT_INTERVAL_MS = 2_000;
+/** A coordinator cannot make a site heartbeat more often than this, nor less often than the next. */
+export const HEARTBEAT_BOUNDS_MS = { min: 500, max: 60_000 } as const;
+
+/** The interval to heartbeat at: the coordinator's, within {@link HEARTBEAT_BOUNDS_MS}, else the default. */
+export function heartbeatInterval(askedMs: number): number {
+  if (!(askedMs > 0)) return HEARTBEAT_INTERVAL_MS;
+  return Math.min(HEARTBEAT_BOUNDS_MS.max, Math.max(HEARTBEAT_BOUNDS_MS.min, askedMs));
+}
 
 /** What a site agent is made of. */
 export interface SiteAgentOptions {
@@ -62,6 +71,8 @@ interface Reach {
 export class SiteAgent {
   /** The latest connection (kept after it closes: work still finishing reports on the newest). */
   private link: CoordinatorLink | undefined;
+  /** The heartbeat interval of the current connection (the coordinator's, as {@link heartbeatInterval} bounds it). */
+  private heartbeatMs = HEARTBEAT_INTERVAL_MS;
   private readonly activity = new SiteActivity();
   private readonly log: Logger;
   private readonly cacheDir: string;
@@ -202,14 +213,15 @@ export class SiteAgent {
   private async join(link: CoordinatorLink, signal: AbortSignal): Promise<void> {
     const hello = { protocolVersion: this.o.protocolVersion ?? PROTOCOL_VERSION, siteId: this.o.config.site, agentVersion: AGENT_VERSION };
     const joined = await link.join(hello, signal);
-    this.log.info({ federation: joined.federation, coordinatorVersion: joined.coordinatorVersion }, 'joined federation');
+    this.heartbeatMs = heartbeatInterval(joined.heartbeatIntervalMs);
+    this.log.info({ federation: joined.federation, coordinatorVersion: joined.coordinatorVersion, heartbeatMs: this.heartbeatMs }, 'joined federation');
   }
 
   /** Follows the task stream until it ends; heartbeats meanwhile. Resolves only when closed on purpose. */
   private async followTasks(link: CoordinatorLink, signal: AbortSignal): Promise<void> {
     const stream = link.openTasks((task) => this.onTask(task));
     this.tasks = stream;
-    const heartbeat = setInterval(() => this.heartbeat(), HEARTBEAT_INTERVAL_MS);
+    const heartbeat = setInterval(() => this.heartbeat(), this.heartbeatMs);
     const onAbort = (): void => stream.cancel();
     signal.addEventListener('abort', onAbort, { once: true });
     try {

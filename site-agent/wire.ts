@@ -322,11 +322,14 @@ function decodeModel(m: ModelRef__Output | null, field: string): ModelRef {
 export interface JoinInfo {
   readonly federation: string;
   readonly coordinatorVersion: string;
+  /** The heartbeat interval the coordinator asks for (0: it names none). */
+  readonly heartbeatIntervalMs: number;
 }
 
 /** Decodes the answer to `Join`. */
 export function joinFromWire(res: JoinResponse__Output): JoinInfo {
-  return { federation: res.federation, coordinatorVersion: res.coordinatorVersion };
+  const asked = Number(res.heartbeatIntervalMs);
+  return { federation: res.federation, coordinatorVersion: res.coordinatorVersion, heartbeatIntervalMs: Number.isSafeInteger(asked) && asked > 0 ? asked : 0 };
 }
 
 /** One chunk of a model download. */

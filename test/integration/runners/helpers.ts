@@ -5,9 +5,31 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createSafetensorsWriter, memorySink } from '../../../aggregation/index.js';
 import type { TrainProgress, TrainRequest } from '../../../site-agent/runners/runner.js';
+import type { SlurmRunnerOptions } from '../../../site-agent/runners/slurm.js';
 
 /** The stand-in trainer (a Node script following the round-dir contract). */
 export const FAKE_TRAINER = resolve('test/fixtures/trainers/fake-trainer.mjs');
+
+/**
+ * Slurm runner options for the stand-in trainer on the debug partition, polling fast enough for a
+ * test and waiting no longer than one needs; `extra` adds or overrides.
+ */
+export function fakeSlurmOptions(extra: Partial<SlurmRunnerOptions> = {}): SlurmRunnerOptions {
+  return {
+    kind: 'slurm',
+    partition: 'debug',
+    timeLimit: '5',
+    python: process.execPath,
+    trainer: FAKE_TRAINER,
+    signalLeadS: 0,
+    pollIntervalMs: 300,
+    progressPollMs: 100,
+    doneWaitMs: 2000,
+    cancelWaitS: 30,
+    commandTimeoutS: 30,
+    ...extra,
+  };
+}
 
 export interface Workspace {
   readonly dir: string;

@@ -20,7 +20,7 @@ import { SlurmRunner, slurmRunnerSchema, type SlurmRunnerOptions } from '../../.
 import { testLogger } from '../../helpers/logger.js';
 import { required, slurmUnavailable } from '../../helpers/components.js';
 import { waitFor, waitUntil } from '../../helpers/wait.js';
-import { FAKE_TRAINER, makeWorkspace, trainRequest, type Workspace } from './helpers.js';
+import { fakeSlurmOptions, makeWorkspace, trainRequest, type Workspace } from './helpers.js';
 
 const REQUIRED = required('slurm');
 /** Starts the cluster (idempotent); why Slurm is unusable, or undefined. */
@@ -34,23 +34,7 @@ if (unavailable !== undefined && REQUIRED) {
   });
 }
 
-const options = (extra: Partial<SlurmRunnerOptions> = {}): SlurmRunnerOptions => ({
-  kind: 'slurm',
-  partition: 'debug',
-  timeLimit: '5',
-  python: process.execPath,
-  trainer: FAKE_TRAINER,
-  signalLeadS: 0,
-  pollIntervalMs: 300,
-  progressPollMs: 100,
-  doneWaitMs: 2000,
-  cancelWaitS: 30,
-  commandTimeoutS: 30,
-  submitAhead: true,
-  aheadPollMs: 200,
-  aheadWaitS: 120,
-  ...extra,
-});
+const options = (extra: Partial<SlurmRunnerOptions> = {}): SlurmRunnerOptions => fakeSlurmOptions({ submitAhead: true, aheadPollMs: 200, aheadWaitS: 120, ...extra });
 
 describe('submitAhead config (no cluster needed)', () => {
   it('defaults to off and bounds the wait of a job submitted ahead', ({ expect }) => {

@@ -19,7 +19,7 @@ import { RunnerConfigError } from '../../../site-agent/runners/round-dir.js';
 import type { TrainProgress } from '../../../site-agent/runners/runner.js';
 import { parseScontrolJob, parseTimeLimit, stateFromOutput } from '../../../site-agent/runners/slurm-cli.js';
 import { SlurmPendingError, SlurmRunner, slurmRunnerSchema, type SlurmRunnerOptions } from '../../../site-agent/runners/slurm.js';
-import { FAKE_TRAINER, alive, makeWorkspace, trainRequest, trainerRuns, type Workspace } from './helpers.js';
+import { alive, fakeSlurmOptions, makeWorkspace, trainRequest, trainerRuns, type Workspace } from './helpers.js';
 import { required, slurmUnavailable } from '../../helpers/components.js';
 import { waitUntil } from '../../helpers/wait.js';
 
@@ -81,20 +81,7 @@ describe.skipIf(unavailable !== undefined).concurrent(title, () => {
     await rm(ws.dir, { recursive: true, force: true });
   });
 
-  const options = (extra: Partial<SlurmRunnerOptions> = {}): SlurmRunnerOptions => ({
-    kind: 'slurm',
-    partition: 'debug',
-    timeLimit: '5',
-    python: process.execPath,
-    trainer: FAKE_TRAINER,
-    signalLeadS: 0,
-    pollIntervalMs: 300,
-    progressPollMs: 100,
-    doneWaitMs: 2000,
-    cancelWaitS: 30,
-    commandTimeoutS: 30,
-    ...extra,
-  });
+  const options = fakeSlurmOptions;
   const runner = (extra: Partial<SlurmRunnerOptions> = {}, runnerEnv = env): SlurmRunner =>
     new SlurmRunner(slurmRunnerSchema.parse(options(extra)), { workDir: ws.dir, env: runnerEnv });
   const submissions = async (roundDir: string): Promise<number> =>

@@ -9,7 +9,7 @@ import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobInfo, SlurmCommands, SlurmState } from '../../../site-agent/runners/slurm-cli.js';
 import { SlurmRunner, slurmRunnerSchema } from '../../../site-agent/runners/slurm.js';
-import { FAKE_TRAINER, makeWorkspace, trainRequest, type Workspace } from '../../integration/runners/helpers.js';
+import { FAKE_TRAINER, fakeSlurmOptions, makeWorkspace, trainRequest, type Workspace } from '../../integration/runners/helpers.js';
 
 /** One step of the script: Slurm reports `state` for `polls` polls in a row. */
 interface Step {
@@ -96,18 +96,7 @@ describe('slurm runner, requeue mode (scripted Slurm states)', () => {
     ];
     const req = trainRequest(ws, {}, { name: 'preempted-twice' });
     const slurm = new ScriptedSlurm(script, req.roundDir);
-    const options = slurmRunnerSchema.parse({
-      kind: 'slurm',
-      partition: 'debug',
-      timeLimit: '5',
-      python: process.execPath,
-      trainer: FAKE_TRAINER,
-      signalLeadS: 0,
-      pollIntervalMs,
-      progressPollMs: 100,
-      doneWaitMs: 2000,
-      requeueSettleS,
-    });
+    const options = slurmRunnerSchema.parse(fakeSlurmOptions({ pollIntervalMs, requeueSettleS }));
     const runner = new SlurmRunner(options, { workDir: ws.dir, cli: slurm });
 
     const result = await runner.train(req);

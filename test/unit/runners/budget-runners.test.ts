@@ -14,6 +14,7 @@ import { BuiltinRunner } from '../../../site-agent/runners/builtin.js';
 import type { TrainProgress, TrainRequest, TrainResult } from '../../../site-agent/runners/runner.js';
 import { StandinRunner, standinRunnerSchema, type StandinRunnerOptions } from '../../../site-agent/runners/standin.js';
 import { SiteAgentError } from '../../../site-agent/errors.js';
+import { readProgressLines } from '../../helpers/progress-lines.js';
 
 let work = '';
 let globalPath = '';
@@ -58,18 +59,7 @@ function request(train: Record<string, unknown>, global = globalPath): TrainRequ
 
 const standin = (o: Partial<StandinRunnerOptions> = {}): StandinRunner => new StandinRunner(standinRunnerSchema.parse({ kind: 'standin', ...o }));
 
-interface ProgressLine {
-  step: number;
-  steps: number;
-  loss: number;
-  tokens: number;
-  ts: number;
-}
-const progressLines = async (roundDir: string): Promise<ProgressLine[]> =>
-  (await readFile(join(roundDir, 'progress.jsonl'), 'utf8'))
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as ProgressLine);
+const progressLines = readProgressLines;
 
 const span = (r: TrainResult): number => r.trainFinishedMs! - r.trainStartedMs!;
 

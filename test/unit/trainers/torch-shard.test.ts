@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSafetensorsWriter, memorySink, memorySource, openSafetensors } from '../../../aggregation/index.js';
 import { TORCH_PYTHON, torchAvailable } from './require-torch.js';
+import { readProgressLines } from '../../helpers/progress-lines.js';
 
 // The PyTorch reference trainer (site-agent/trainers/torch_shard.py) driven as the agent drives it:
 // a round directory in, exit code + DONE.json + out/model.safetensors back.
@@ -83,19 +84,8 @@ function startTrainer(args: readonly string[]): { child: ChildProcess; exit: Pro
 
 const runTrainer = (...args: string[]): Promise<Exit> => startTrainer(args).exit;
 
-interface ProgressLine {
-  step: number;
-  steps: number;
-  loss: number;
-  tokens: number;
-  ts: number;
-}
 
-async function progress(roundDir: string): Promise<ProgressLine[]> {
-  const path = join(roundDir, 'progress.jsonl');
-  if (!existsSync(path)) return [];
-  return (await readFile(path, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as ProgressLine);
-}
+const progress = readProgressLines;
 
 interface Spec {
   round: number;

@@ -34,7 +34,7 @@ import type { Benchmark } from './registry.js';
 import { patchJson, startProc, stopProc, type Proc } from './tools/bench-federation.js';
 import { startProxyPeer } from './tools/peers.js';
 import { blockModel, writeSyntheticModel } from './tools/synthetic-model.js';
-import { fixed, intArg } from './tools/upload-setup.js';
+import { fixed, intArg, textArg } from './tools/upload-setup.js';
 
 const BATCH = 8;
 const SEQ_LEN = 512;
@@ -168,19 +168,16 @@ export const heterogeneity: Benchmark = {
     const stepMs = intArg(args, 'step-ms', 1000);
     const mbps = intArg(args, 'mbps', 100);
     const delayMs = intArg(args, 'delay-ms', 15);
-    const speedsArg = args[args.indexOf('--speeds') + 1];
-    const speeds = args.includes('--speeds') && speedsArg ? speedsArg.split(',').map(Number) : [1, 2, 3];
+    const speeds = textArg(args, 'speeds')?.split(',').map(Number) ?? [1, 2, 3];
     if (speeds.some((v) => !(v > 0)) || rounds < 2) throw new Error('--speeds must be positive numbers and --rounds at least 2');
+    const profileDir = textArg(args, 'profile');
+    const dtypeArg = textArg(args, 'checkpoint-dtype') ?? 'bf16';
+    if (dtypeArg !== 'f32' && dtypeArg !== 'bf16') throw new Error('--checkpoint-dtype takes f32 or bf16');
     const sites = speeds.map((_, i) => `site-${i + 1}`);
     const root = await mkdtemp(join(tmpdir(), 'fedhpc-bench-heterogeneity-'));
     try {
       const modelPath = join(root, 'model.safetensors');
       await writeSyntheticModel(modelPath, blockModel(params), 'heterogeneity');
-      const profileAt = args.indexOf('--profile');
-      const profileDir = profileAt >= 0 ? args[profileAt + 1] : undefined;
-      if (profileAt >= 0 && !profileDir) throw new Error('--profile needs a directory');
-      const dtypeArg = args.includes('--checkpoint-dtype') ? args[args.indexOf('--checkpoint-dtype') + 1] : 'bf16';
-      if (dtypeArg !== 'f32' && dtypeArg !== 'bf16') throw new Error('--checkpoint-dtype takes f32 or bf16');
       const setup: Setup = { root, modelPath, sites, speeds, rounds, steps, stepMs, bytesPerS: mbps * 1e6, delayMs, checkpointDtype: dtypeArg, profileDir, log };
       const tokensPerStep = BATCH * SEQ_LEN;
       const fastest = Math.max(...speeds);

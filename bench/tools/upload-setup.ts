@@ -58,6 +58,15 @@ export function intArg(args: readonly string[], name: string, fallback: number):
   return value;
 }
 
+/** Reads `--name VALUE` from `args`: undefined when absent, refused when the value is missing. */
+export function textArg(args: readonly string[], name: string): string | undefined {
+  const i = args.indexOf(`--${name}`);
+  if (i < 0) return undefined;
+  const raw = args[i + 1];
+  if (raw === undefined || raw.startsWith('--')) throw new Error(`--${name} needs a value`);
+  return raw;
+}
+
 /** Options of one upload of `bytes` to `port` on loopback, with a deadline no healthy run reaches. */
 export function sender(transport: SendOptions['transport'], port: number, tls: TlsFiles, bytes: number): SendOptions {
   // At least 1 MB/s, plus start-up slack: only a stuck transfer hits it.

@@ -4,7 +4,7 @@
  */
 import { AggregationError } from './errors.js';
 import { type Kernels, createKernels } from './kernels/wasm.js';
-import { findNonFiniteRef } from './kernels/reference.js';
+import { findNonFiniteBf16Ref, findNonFiniteRef } from './kernels/reference.js';
 import { bf16ToF32 } from './safetensors/dtype.js';
 
 /** One tensor of the model layout an accumulator sums over. */
@@ -35,6 +35,17 @@ export function checkFinite(values: Float32Array): number {
   if (values.length < FINITE_KERNEL_MIN) return findNonFiniteRef(values);
   finiteKernels ??= createKernels();
   return finiteKernels.findNonFinite(values);
+}
+
+/**
+ * Index of the first bf16 NaN or ±Infinity among little-endian bf16 `bytes` (any byte offset), or
+ * -1 when all are finite: {@link checkFinite} for bf16, large inputs through the SIMD kernel (about
+ * four times a 32-bit word loop per CPU-second, copy included).
+ */
+export function checkFiniteBf16(bytes: Uint8Array): number {
+  if (bytes.length < 2 * FINITE_KERNEL_MIN) return findNonFiniteBf16Ref(bytes);
+  finiteKernels ??= createKernels();
+  return finiteKernels.findNonFiniteBf16(bytes);
 }
 
 /**

@@ -7,7 +7,7 @@ export { AGGREGATION_ERROR_CODES, AggregationError, type AggregationErrorCode, t
 export { type CodedErrorClass, type Err, type FailureContext, type Ok, type Result, err, ok, unwrap } from './result.js';
 export { InvariantError, invariant } from './invariant.js';
 export * from './safetensors/index.js';
-export { type AccumulatorEncoding, type TensorLayoutEntry, WeightedAccumulator, checkFinite } from './accumulator.js';
+export { type AccumulatorEncoding, type TensorLayoutEntry, WeightedAccumulator, checkFinite, checkFiniteBf16 } from './accumulator.js';
 export * from './optimizers/index.js';
 export * from './secagg/index.js';
 export * from './kernels/index.js';

@@ -4,8 +4,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { CoordinatorError } from '../../../coordinator/core/errors.js';
-import { deltaSegments, encodedTensorBytes, isUnitBoundary, stripePieces } from '../../../aggregation/index.js';
-import { checkValues, firstNonFiniteBf16 } from '../../../coordinator/upload/value-checks.js';
+import { checkFiniteBf16, deltaSegments, encodedTensorBytes, isUnitBoundary, stripePieces } from '../../../aggregation/index.js';
+import { checkValues } from '../../../coordinator/upload/value-checks.js';
 
 describe('wire layout', () => {
   it('sizes a tensor of n values per encoding (int8: ceil(n/128) scales + n values)', () => {
@@ -67,6 +67,11 @@ describe('wire layout', () => {
   });
 
   it('finds the first non-finite bf16 value at every alignment and position, as the per-value check does', () => {
+    // The byte of the first bad value, as checkValues names it (-1: none).
+    const firstNonFiniteBf16 = (b: Uint8Array): number => {
+      const at = checkFiniteBf16(b);
+      return at < 0 ? -1 : 2 * at;
+    };
     const obvious = (b: Uint8Array): number => {
       for (let i = 0; i + 1 < b.length; i += 2) if (((b[i]! | (b[i + 1]! << 8)) & 0x7f80) === 0x7f80) return i;
       return -1;
@@ -97,6 +102,7 @@ describe('wire layout', () => {
     chunk.writeUInt16LE(0xff80, 40_002); // -Inf
     chunk.writeUInt16LE(0x7fc0, 50_000);
     expect(firstNonFiniteBf16(chunk)).toBe(40_002);
+    expect(() => checkValues('bf16', deltaSegments('bf16', [chunk.length / 2]), 1000, chunk)).toThrow(/bf16 value at byte 41002/);
     expect(firstNonFiniteBf16(chunk.subarray(1, 40_001))).toBe(-1);
     // Largest finite magnitude and subnormals pass; every exponent-all-ones pattern fails.
     expect(firstNonFiniteBf16(new Uint8Array([0x7f, 0x7f, 0x01, 0x00, 0x7f, 0xff]))).toBe(-1);

@@ -91,6 +91,8 @@ export async function createTestFederation(o: TestFederationOptions = {}): Promi
     patchCoordinatorConfig: (patch) => patchJsonFile(files.coordinatorConfig, patch),
     async cleanup() {
       for (const a of admins) a.close();
+      // FEDHPC_KEEP_TEST_DIRS=1 keeps the federation's directory (logs, state dir) for a post-mortem.
+      if (process.env['FEDHPC_KEEP_TEST_DIRS']) return;
       await rm(dir, { recursive: true, force: true });
     },
   };

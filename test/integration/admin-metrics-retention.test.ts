@@ -6,7 +6,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCoordinatorConfig, type AdminClient } from '../../coordinator/index.js';
-import { createTestFederation, freePort, startCoordinatorProcess, startSiteProcess, waitForCommitted, type Proc, type TestFederation } from '../helpers/federation.js';
+import { createTestFederation, freePort, startCoordinatorProcess, startSiteProcess, waitFor, waitForCommitted, type Proc, type TestFederation } from '../helpers/federation.js';
 
 /** The value of one sample line (`name{labels} value`) whose text contains every fragment. */
 function sample(text: string, name: string, ...fragments: string[]): number | undefined {
@@ -68,6 +68,9 @@ describe('metrics endpoints and checkpoint retention', () => {
 
   it('keeps the last 2 and every 3rd checkpoint, never the current one, and reports the state dir size', async () => {
     const rounds = await waitForCommitted(admin, 7, 120_000);
+    // Retention runs after a commit is journaled (which `rounds` reads) and before the run moves
+    // on, so the state dir is settled only once the run has finished.
+    await waitFor('the run to finish', async () => ((await admin.status()).runState === 'finished' ? true : undefined), 30_000);
     const byRound = new Map(rounds.rounds.filter((r) => r.outcome === 'committed').map((r) => [Number(r.round), r.modelSha256]));
     const journal = (await readFile(join(stateDir(), 'journal.jsonl'), 'utf8')).split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { body: Record<string, unknown> }).body);
     const initial = String(journal.find((b) => b['type'] === 'run-started')!['initialModelSha256']);

@@ -340,6 +340,7 @@ export class RoundJobs {
       train: t.trainConfig,
       signal: job.hard.signal,
       deadlineMs: t.trainingDeadlineMs,
+      secure,
       onProgress: (p) => {
         // A stopped job's shard trains on unseen: heartbeats report the current job.
         if (this.job !== job) return;

@@ -123,6 +123,8 @@ export async function uploadRoundDelta(i: RoundUploadInput): Promise<UploadOutco
         // The busy span travels as the runner reported it; the coordinator shows it, never weighs by it.
         trainStartedMs: i.result.trainStartedMs ?? 0,
         trainFinishedMs: i.result.trainFinishedMs ?? 0,
+        appliedStalenessSteps: i.result.appliedStaleness ?? 0,
+        busyMs: i.result.busyMs ?? 0,
         folded: (fold?.plan.parts ?? []).map(({ part: p }) => ({ baseModelSha256: p.baseModelSha256, samples: p.samples, tokens: p.tokens, steps: p.steps })),
       },
       encoder,

@@ -168,6 +168,12 @@ export interface UploadHeaderFields {
   /** The busy span of the fresh work, Unix ms (absent or 0: not known); display only. */
   readonly trainStartedMs?: number;
   readonly trainFinishedMs?: number;
+  /**
+   * A persistent trainer's snapshot (overlapped runs): steps between its previous snapshot and the
+   * one that applied the base, and milliseconds of steps in the busy span (absent or 0: not known).
+   */
+  readonly appliedStalenessSteps?: number;
+  readonly busyMs?: number;
   /** Earlier work folded into the delta, by base (docs/protocol.md, "Bases, staleness and folded work"). */
   readonly folded?: readonly FoldedPartFields[];
 }

@@ -5,6 +5,8 @@
  */
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
+import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
+import { sha256File } from '../../common/files.js';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { SiteAgentError } from '../errors.js';
@@ -19,7 +21,9 @@ import {
   shardSpecShape,
   tailOf,
   verifyShard,
+  writeJsonAtomic,
 } from './round-dir.js';
+import type { PersistentCapable, PersistentLaunch, PersistentTrainer } from './persistent.js';
 import type { EvalResult, Runner, TrainRequest, TrainResult } from './runner.js';
 
 /** Site config of the `command` runner (`runner.kind = "command"`). */
@@ -56,7 +60,7 @@ interface Exit {
 }
 
 /** Runs training shards and evaluations as local processes. */
-export class CommandRunner implements Runner {
+export class CommandRunner implements Runner, PersistentCapable {
   readonly kind = 'command';
   private readonly env: NodeJS.ProcessEnv;
   private readonly cwd: string;
@@ -104,6 +108,50 @@ export class CommandRunner implements Runner {
     }
   }
 
+  get outputDtype(): string {
+    return this.o.outputDtype;
+  }
+
+  get persistentRetries(): number {
+    return this.o.maxRetries + this.o.maxResumes;
+  }
+
+  /**
+   * The persistent trainer of an overlapped run: the command with `--session-dir DIR`, its output
+   * in `DIR/trainer.log`, its process group's leader in `DIR/trainer.pid` — a trainer an earlier
+   * agent process left running (it was killed) is ended first, so that two never share a session.
+   */
+  async startPersistent(launch: PersistentLaunch): Promise<PersistentTrainer> {
+    const extra: Record<string, unknown> = {};
+    if (this.o.modelConfig !== undefined) {
+      await copyFile(this.o.modelConfig, join(launch.dir, 'config.json'));
+      extra['model_config_sha256'] = await sha256File(this.o.modelConfig);
+    }
+    await writeJsonAtomic(join(launch.dir, 'spec.json'), { ...launch.spec, seed: this.o.seed, output_dtype: this.o.outputDtype, data: { ...this.o.data }, ...extra });
+    const pidFile = join(launch.dir, 'trainer.pid');
+    const orphan = Number(await readFile(pidFile, 'utf8').catch(() => ''));
+    if (Number.isInteger(orphan) && orphan > 0) {
+      killGroup(orphan, 'SIGKILL');
+      launch.log?.warn({ phase: 'training', pid: orphan }, 'ended a persistent trainer an earlier agent process left running');
+    }
+    const stop = new AbortController();
+    const exit = this.run([...this.o.command.slice(1), '--session-dir', launch.dir], join(launch.dir, 'trainer.log'), stop.signal, Date.now() + this.o.maxRuntimeS * 1000, undefined, (pid) => {
+      void writeFile(pidFile, String(pid));
+    });
+    const exited = exit.then(
+      (e) => e.code,
+      () => null,
+    );
+    void exited.then(() => rm(pidFile, { force: true }));
+    return {
+      exited,
+      kill: async () => {
+        stop.abort(new SiteAgentError('CANCELLED', 'the persistent trainer was stopped', false));
+        await exited;
+      },
+    };
+  }
+
   async evaluate(modelPath: string, signal: AbortSignal): Promise<EvalResult> {
     const args = this.o.evalArgs.map((a) => a.replaceAll('{model}', modelPath).replaceAll('{modelConfig}', this.o.modelConfig ?? ''));
     let stdout = '';
@@ -121,7 +169,7 @@ export class CommandRunner implements Runner {
    * evaluations, stdout to `onStdout`). Ends the group on abort or at `deadline`: SIGTERM, then
    * SIGKILL after the grace period. Resolves when the process has exited.
    */
-  private run(args: string[], log: string | undefined, signal: AbortSignal, deadline: number, onStdout?: (s: string) => void): Promise<Exit> {
+  private run(args: string[], log: string | undefined, signal: AbortSignal, deadline: number, onStdout?: (s: string) => void, onSpawn?: (pid: number) => void): Promise<Exit> {
     signal.throwIfAborted();
     const fd = log === undefined ? undefined : openSync(log, 'a');
     let child;
@@ -135,6 +183,7 @@ export class CommandRunner implements Runner {
     } finally {
       if (fd !== undefined) closeSync(fd);
     }
+    if (child.pid !== undefined) onSpawn?.(child.pid);
     child.stdout?.setEncoding('utf8').on('data', (s: string) => onStdout?.(s));
     return new Promise<Exit>((resolvePromise, reject) => {
       let stopped: unknown;

@@ -4,6 +4,7 @@ import type { ResolvedSiteConfig } from '../config.js';
 import type { AgentMetrics } from '../metrics.js';
 import { BuiltinRunner } from './builtin.js';
 import { CommandRunner } from './command.js';
+import { OverlapRunner } from './persistent.js';
 import type { Runner } from './runner.js';
 import { SlurmRunner } from './slurm.js';
 import { StandinRunner } from './standin.js';
@@ -16,6 +17,14 @@ export interface RunnerServices {
 
 /** Builds the runner the site config names; throws RunnerConfigError when it cannot work. */
 export function createRunner(config: ResolvedSiteConfig, services: RunnerServices = {}): Runner {
+  // Overlapped runs train through a persistent session of whichever runner the site has.
+  return new OverlapRunner(baseRunner(config, services), { workDir: config.workDir, log: services.log, stopGraceMs: STOP_GRACE_MS });
+}
+
+/** How long a persistent trainer gets after `STOP` at the run's end before it is killed. */
+const STOP_GRACE_MS = 30_000;
+
+function baseRunner(config: ResolvedSiteConfig, services: RunnerServices): Runner {
   const r = config.runner;
   switch (r.kind) {
     case 'builtin':

@@ -26,6 +26,11 @@ export interface TrainRequest {
   readonly onProgress: (p: TrainProgress) => void;
   /** When the coordinator stops waiting for this shard (ms since epoch); a queued job past it is reported. */
   readonly deadlineMs?: number | undefined;
+  /**
+   * The round is secure: a persistent trainer's snapshot of an earlier attempt is not reused (one
+   * delta never goes out under two mask sets).
+   */
+  readonly secure?: boolean | undefined;
 }
 
 /** What a finished shard reports; `outPath` holds the local weights (F32, the global's names). */
@@ -51,6 +56,12 @@ export interface TrainResult {
    * busy: it lies before `trainStartedMs`. Absent: the job did not wait (or was not submitted ahead).
    */
   readonly idleWaitMs?: number;
+  /**
+   * A persistent trainer's snapshot (overlapped runs): the steps between its previous snapshot and
+   * the one that applied this round's global, and the milliseconds of steps in the busy span.
+   */
+  readonly appliedStaleness?: number;
+  readonly busyMs?: number;
 }
 
 export interface EvalResult {

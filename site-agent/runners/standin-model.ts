@@ -135,3 +135,49 @@ export async function writeStandinModel(globalPath: string, outPath: string, o: 
     }
   });
 }
+
+/**
+ * A persistent stand-in's snapshot after it applied global `g` (α of the correction) to
+ * parameters j steps past its last snapshot `s`, then took k more steps (docs/protocol.md, "The
+ * persistent trainer"): w = τ + ρᵏ·(ρʲ·(s − τ) + α·(g − s)), ρ = 1 − pull — the closed form of j
+ * steps, θ ← θ + α·(g − s), and k steps. One read of each byte of `g` and `s` and one write.
+ */
+export async function writeStandinApplied(
+  globalPath: string,
+  snapshotPath: string,
+  outPath: string,
+  o: StandinObjective,
+  m: { readonly pull: number; readonly before: number; readonly after: number; readonly alpha: number },
+  signal: AbortSignal,
+  dtype: 'F32' | 'BF16' = 'F32',
+): Promise<void> {
+  const keepAfter = (1 - m.pull) ** m.after;
+  const keepBefore = (1 - m.pull) ** m.before;
+  await withModel(snapshotPath, (snap) =>
+    withModel(globalPath, async (file) => {
+      const sink = await AtomicFile.create(dirname(outPath));
+      try {
+        const specs = file.tensors.map((t) => ({ name: t.name, dtype, shape: t.shape }));
+        const writer = await createSafetensorsWriter(sink, specs, file.metadata);
+        const tau = new Float64Array(SLICE);
+        for (const [k, t] of file.tensors.entries()) {
+          for (let start = 0; start < t.elements; start += SLICE) {
+            signal.throwIfAborted();
+            const n = Math.min(SLICE, t.elements - start);
+            const g = await file.readF32(t.name, start, n);
+            const s = await snap.readF32(t.name, start, n);
+            const target = tau.subarray(0, n);
+            targets(o, k, start, target);
+            for (let j = 0; j < n; j++) g[j] = target[j]! + keepAfter * (keepBefore * (s[j]! - target[j]!) + m.alpha * (g[j]! - s[j]!));
+            await writer.writeF32(t.name, g);
+          }
+        }
+        await writer.finish();
+        await sink.commit(outPath);
+      } catch (err) {
+        await sink.discard();
+        throw err;
+      }
+    }),
+  );
+}

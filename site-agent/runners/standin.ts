@@ -13,13 +13,15 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { formatZodIssues } from '../../common/config-file.js';
 import { SiteAgentError } from '../errors.js';
 import { budgetAllows, plannedShardSteps, stepsEstimate, trainBudgetSchema, type TrainBudget } from './budget.js';
 import type { EvalResult, Runner, TrainRequest, TrainResult } from './runner.js';
+import { writeJsonAtomic } from './round-dir.js';
+import type { PersistentCapable, PersistentLaunch, PersistentTrainer } from './persistent.js';
 import { standinLoss, writeStandinModel, type StandinObjective } from './standin-model.js';
+import { startStandinPersistent, until } from './standin-persistent.js';
 
 /** Site config of the stand-in runner (`runner.kind = "standin"`). */
 export const standinRunnerSchema = z
@@ -87,22 +89,11 @@ function readTrain(train: Readonly<Record<string, unknown>>): StandinTrain {
   return parsed.data;
 }
 
-/** Sleeps until `ms` on the performance clock; an abort rejects with the signal's reason. */
-async function until(ms: number, signal: AbortSignal): Promise<void> {
-  // A timer may fire a fraction of a millisecond early: sleep again until the clock has passed `ms`.
-  for (let wait = ms - performance.now(); wait > 0; wait = ms - performance.now()) {
-    try {
-      await sleep(Math.max(1, Math.ceil(wait)), undefined, { signal });
-    } catch {
-      throw signal.reason;
-    }
-  }
-  signal.throwIfAborted();
-}
-
 /** A stand-in for a GPU trainer: paced sleeps, real progress lines and a real local model. */
-export class StandinRunner implements Runner {
+export class StandinRunner implements Runner, PersistentCapable {
   readonly kind = 'standin';
+  /** The loop runs in the agent's process: a failure of it is not a crash a restart would mend. */
+  readonly persistentRetries = 0;
   private readonly objective: StandinObjective;
   private readonly manifestSha256: string;
 
@@ -154,6 +145,31 @@ export class StandinRunner implements Runner {
       trainStartedMs: Math.round(wall0 + t0),
       trainFinishedMs: Math.round(wall0 + finished),
     };
+  }
+
+  get outputDtype(): 'F32' | 'BF16' {
+    return this.o.outputDtype;
+  }
+
+  /** The persistent trainer of an overlapped run, in this process (standin-persistent.ts). */
+  async startPersistent(launch: PersistentLaunch): Promise<PersistentTrainer> {
+    const t = readTrain({ ...(launch.spec['train'] as Record<string, unknown>), budget: launch.spec['budget'] });
+    const budget = launch.spec['budget'] as TrainBudget;
+    const overlap = launch.spec['overlap'] as { alpha: number };
+    await writeJsonAtomic(join(launch.dir, 'spec.json'), { ...launch.spec, seed: this.o.seed, output_dtype: this.o.outputDtype, data: {} });
+    return startStandinPersistent(launch, {
+      stepMs: this.o.stepMs / this.o.speed,
+      pull: this.o.pull,
+      evalElements: this.o.evalElements,
+      outputDtype: this.o.outputDtype,
+      objective: this.objective,
+      manifestSha256: this.manifestSha256,
+      batch: t.batch,
+      seqLen: t.seqLen,
+      maxSteps: t.maxSteps,
+      budget,
+      alpha: overlap.alpha,
+    });
   }
 
   async evaluate(modelPath: string, signal: AbortSignal): Promise<EvalResult> {

@@ -63,6 +63,8 @@ async function cmdSimulate(args: string[]): Promise<number> {
       python: { type: 'string' },
       'site-speeds': { type: 'string' },
       'budget-s': { type: 'string' },
+      overlap: { type: 'boolean', default: false },
+      fragments: { type: 'string' },
       'no-secure-aggregation': { type: 'boolean', default: false },
       containers: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
@@ -78,6 +80,8 @@ async function cmdSimulate(args: string[]): Promise<number> {
     runner: values.runner,
     siteSpeeds: values['site-speeds'],
     budgetS: values['budget-s'],
+    overlap: values.overlap,
+    fragments: values.fragments,
   });
   const sites = speeds.sites;
   const drop = (values.drop ?? []).map((d) => {
@@ -93,7 +97,7 @@ async function cmdSimulate(args: string[]): Promise<number> {
     if (json) return out(JSON.stringify(r));
     if (r.type === 'start') {
       const how = speeds.siteSpeeds ? `; stand-in trainers at speeds ${speeds.siteSpeeds.join(':')}` : speeds.runner === 'standin' ? '; stand-in trainers' : '';
-      const budget = speeds.budgetS === undefined ? '' : `, a ${speeds.budgetS} s budget a round`;
+      const budget = speeds.budgetS === undefined ? '' : `, a ${speeds.budgetS} s budget a round${speeds.overlap ? ', training overlapped with the syncs' : ''}`;
       out(`fedhpc simulate: ${r.sites} sites, ${r.rounds} rounds, ${r.strategy}${how}${budget}; state in ${r.stateDir}`);
       if (r.dashboard) out(`dashboard: ${r.dashboard}`);
     } else if (r.type === 'round') {
@@ -121,6 +125,7 @@ async function cmdSimulate(args: string[]): Promise<number> {
     runner: speeds.runner,
     siteSpeeds: speeds.siteSpeeds,
     budgetS: speeds.budgetS,
+    overlap: speeds.overlap,
     layout: values.containers ? await simulateContainers(speeds.runner) : undefined,
     python: values.python,
     drop,

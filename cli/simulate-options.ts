@@ -18,6 +18,8 @@ export interface SpeedOptions {
   readonly runner: SimulateRunner;
   readonly siteSpeeds: readonly number[] | undefined;
   readonly budgetS: number | undefined;
+  /** Overlapped rounds: persistent trainers that train on through each sync (`--overlap`). */
+  readonly overlap: boolean;
 }
 
 /** A strictly positive, finite decimal number, or undefined. */
@@ -32,7 +34,14 @@ function positive(text: string): number | undefined {
  * and selects the stand-in trainer; `--budget-s S` gives every round a time budget of S seconds
  * (0 < S ≤ 3600), with the builtin or the stand-in trainer.
  */
-export function speedOptions(v: { sites: number | undefined; runner: string | undefined; siteSpeeds: string | undefined; budgetS: string | undefined }): SpeedOptions {
+export function speedOptions(v: {
+  sites: number | undefined;
+  runner: string | undefined;
+  siteSpeeds: string | undefined;
+  budgetS: string | undefined;
+  overlap?: boolean | undefined;
+  fragments?: string | undefined;
+}): SpeedOptions {
   if (v.runner !== undefined && !(SIMULATE_RUNNERS as readonly string[]).includes(v.runner)) {
     throw new UsageError(`--runner must be one of ${SIMULATE_RUNNERS.join(', ')}, got ${JSON.stringify(v.runner)}`);
   }
@@ -60,5 +69,11 @@ export function speedOptions(v: { sites: number | undefined; runner: string | un
       throw new UsageError(`--budget-s works with the builtin and stand-in trainers, not --runner ${runner} (its speed, so the weight a site may declare, is not known here)`);
     }
   }
-  return { sites: v.sites ?? siteSpeeds?.length ?? 4, runner, siteSpeeds, budgetS };
+  if (v.fragments !== undefined) {
+    throw new UsageError(`--fragments ${v.fragments}: fragment-wise syncs (Streaming DiLoCo's P staggered fragments) are not built; --overlap syncs the whole model a round late (docs/decisions.md)`);
+  }
+  const overlap = v.overlap === true;
+  if (overlap && runner !== 'standin') throw new UsageError(`--overlap needs persistent trainers: the stand-in trainer (--runner standin or --site-speeds), not --runner ${runner}`);
+  if (overlap && budgetS === undefined) throw new UsageError('--overlap needs --budget-s: the budget is the training each sync carries');
+  return { sites: v.sites ?? siteSpeeds?.length ?? 4, runner, siteSpeeds, budgetS, overlap };
 }

@@ -43,6 +43,8 @@ export interface SimulateOptions {
   readonly siteSpeeds?: readonly number[] | undefined;
   /** A time budget per round in seconds (`run.train.budget.seconds`); builtin and stand-in sites. */
   readonly budgetS?: number | undefined;
+  /** Overlapped rounds (`run.train.overlap`): persistent stand-in trainers; needs `budgetS`. */
+  readonly overlap?: boolean | undefined;
   /**
    * How the coordinator weighs deltas (`run.weighting`); default: tokens with `budgetS`, else the
    * coordinator's default. A token budget in `train` needs `tokens`.
@@ -176,7 +178,8 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
     ? layout.writeFiles
     : (f: Parameters<SimulateLayout['writeFiles']>[0]) => writeFederationFiles({ ...f, coordinatorAddress: address, listen: `127.0.0.1:${port}`, dashboard });
   const standin: StandinSites | undefined = runner === 'standin' ? { speeds: o.siteSpeeds ?? sites.map(() => 1), stepMs: STANDIN_STEP_MS } : undefined;
-  const training = simulatedTraining(o.train ?? (jobs ? TORCH_TRAIN : standin ? STANDIN_TRAIN : DEMO_TRAIN), o.budgetS, standin);
+  if (o.overlap && (!standin || o.budgetS === undefined)) throw new SimulateError('overlapped rounds need stand-in trainers (siteSpeeds or runner standin) and a time budget (budgetS)');
+  const training = simulatedTraining(o.train ?? (jobs ? TORCH_TRAIN : standin ? STANDIN_TRAIN : DEMO_TRAIN), o.budgetS, standin, o.overlap === true);
   const weighting = o.weighting ?? training.weighting;
   const files = await write({
     dir: fedDir,

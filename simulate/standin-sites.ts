@@ -46,15 +46,20 @@ const TRAINING_S = 120;
  * the tokens of the most steps an honest site can start within the budget, plus one batch — for
  * stand-ins ⌈S · speed / step time⌉ steps (their steps are paced by the clock, never faster); for
  * the builtin trainer one step a millisecond, far faster than its CPU steps (tens of ms each).
+ * `overlap` (stand-ins with a budget only; the caller checks) makes the run's syncs overlapped.
  */
-export function simulatedTraining(base: Readonly<Record<string, unknown>>, budgetS: number | undefined, standin: StandinSites | undefined): SimulatedTraining {
+export function simulatedTraining(base: Readonly<Record<string, unknown>>, budgetS: number | undefined, standin: StandinSites | undefined, overlap = false): SimulatedTraining {
   if (budgetS === undefined) return { train: { ...base }, trainingS: TRAINING_S };
   const trainingS = Math.max(TRAINING_S, Math.ceil(budgetS) + 60);
   if (standin) {
     const fastest = Math.max(...standin.speeds);
-    const steps = Math.ceil((budgetS * 1000 * fastest) / standin.stepMs) + 1;
+    // Overlapped, a sync whose global comes late trains on until it is applied: room for the budget
+    // again (a sync slower than the budget), so maxSiteWeight is sized for twice the budget.
+    const seconds = overlap ? 2 * budgetS : budgetS;
+    const steps = Math.ceil((seconds * 1000 * fastest) / standin.stepMs) + 1;
     const tokensPerStep = STANDIN_BATCH.batch_size * STANDIN_BATCH.seq_len;
-    return { train: { ...STANDIN_BATCH, budget: { seconds: budgetS } }, weighting: 'tokens', maxSiteWeight: steps * tokensPerStep, trainingS };
+    const train = { ...STANDIN_BATCH, budget: { seconds: budgetS }, ...(overlap ? { overlap: { mode: 'whole-model' } } : {}) };
+    return { train, weighting: 'tokens', maxSiteWeight: steps * tokensPerStep, trainingS };
   }
   const { steps: _steps, ...builtin } = base;
   const batch = typeof base['batchSize'] === 'number' ? base['batchSize'] : 1;

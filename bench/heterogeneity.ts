@@ -23,6 +23,14 @@
  *   (first to last training step ÷ the round's wall time, as the coordinator reports it);
  * - `tokensPerSBudgetOverFixed`: whole-federation tokens per wall second, budget ÷ fixed. With
  *   speeds 1:2:3 and a free sync it would be exactly (1+2+3)/(3·1) = 2.0.
+ *
+ * A third run, overlap (issue 17): the budget run's settings with `train.overlap` — persistent
+ * stand-in trainers that train on through each sync (docs/protocol.md, "The persistent trainer").
+ * - `minBusyFractionOverlap`: the least busy site's busy fraction from its trainer's own step
+ *   timestamps (Σ step durations in progress.jsonl ÷ wall time, rounds 2..);
+ * - `tokensPerSOverlapOverFixed`: tokens per wall second, overlap ÷ fixed (target ≥ 2.0);
+ * - `maxAppliedStaleness`: the most steps a sync's global was applied late, against τ, the steps of
+ *   one budget at the fastest site's pace.
  */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -47,6 +55,13 @@ interface RunFigures {
   /** Per site: mean tokens per measured round. */
   readonly siteTokens: Map<string, number>;
   readonly roundS: number[];
+  /** The largest applied staleness a committed upload reported (overlapped runs; 0 otherwise). */
+  readonly maxAppliedStaleness: number;
+  /**
+   * Per site: busy fraction from its trainer's own step timestamps over the measured rounds (Σ
+   * step durations ÷ wall time), read from a persistent trainer's progress.jsonl; empty otherwise.
+   */
+  readonly stepBusy: Map<string, number>;
 }
 
 interface Setup {
@@ -98,6 +113,7 @@ async function runFederation(s: Setup, name: string, train: Record<string, unkno
   await patchJson(files.coordinatorConfig, (c) => ({ ...c, model: { initial: s.modelPath } }));
   const proxies: { stop(): void }[] = [];
   const procs: Proc[] = [];
+  const workDirs = new Map<string, string>();
   const adminDir = join(dir, 'federation', 'admins', 'admin');
   const admin = new AdminClient({ coordinator: `localhost:${port}`, tls: { ca: join(adminDir, 'ca.crt'), cert: join(adminDir, 'admin.crt'), key: join(adminDir, 'admin.key') } });
   try {
@@ -106,6 +122,7 @@ async function runFederation(s: Setup, name: string, train: Record<string, unkno
       proxies.push(proxy);
       const file = files.siteConfigs.get(site)!;
       const cfg = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+      workDirs.set(site, String(cfg['workDir']));
       // BF16 local models, as a GPU trainer of a language model writes them (outputDtype).
       const runner = { kind: 'standin', speed: s.speeds[i]!, stepMs: s.stepMs, seed: i + 1, outputDtype: 'BF16' };
       await writeFile(file, `${JSON.stringify({ ...cfg, coordinator: `localhost:${proxy.port}`, runner }, null, 2)}\n`, { mode: 0o600 });
@@ -129,6 +146,7 @@ async function runFederation(s: Setup, name: string, train: Record<string, unkno
     const busy = new Map<string, number[]>();
     const siteTokens = new Map<string, number[]>();
     let tokens = 0;
+    let maxAppliedStaleness = 0;
     const roundS: number[] = [];
     for (let i = 1; i < committed.length; i++) {
       const r = committed[i]!;
@@ -138,6 +156,7 @@ async function runFederation(s: Setup, name: string, train: Record<string, unkno
       const attempt = detail.attempts.find((a) => a.outcome === 'committed')!;
       for (const p of attempt.participants) {
         tokens += Number(p.tokens);
+        maxAppliedStaleness = Math.max(maxAppliedStaleness, p.appliedStaleness ?? 0);
         (busy.get(p.siteId) ?? busy.set(p.siteId, []).get(p.siteId)!).push(p.busyFraction);
         (siteTokens.get(p.siteId) ?? siteTokens.set(p.siteId, []).get(p.siteId)!).push(Number(p.tokens));
       }
@@ -145,7 +164,22 @@ async function runFederation(s: Setup, name: string, train: Record<string, unkno
       s.log(`  ${name} round ${r.round}: ${wall.toFixed(1)} s (${phases}); ${attempt.participants.map((p) => `${p.siteId} ${p.tokens} tok busy ${(p.busyFraction * 100).toFixed(0)}%`).join(', ')}`);
     }
     const mean = (v: readonly number[]): number => v.reduce((a, b) => a + b, 0) / v.length;
+    const from = Number(committed[0]!.finishedMs);
+    const to = Number(committed[committed.length - 1]!.finishedMs);
+    const stepBusy = new Map<string, number>();
+    for (const site of s.sites) {
+      const lines = await readFile(join(workDirs.get(site)!, 'persistent', `heterogeneity-${name}`, 'progress.jsonl'), 'utf8').catch(() => undefined);
+      if (lines === undefined) continue;
+      let busyMs = 0;
+      for (const l of lines.trim().split('\n')) {
+        const p = JSON.parse(l) as { ts: number; stepMs: number };
+        if (p.ts > from && p.ts <= to) busyMs += p.stepMs;
+      }
+      stepBusy.set(site, busyMs / (to - from));
+    }
     return {
+      maxAppliedStaleness,
+      stepBusy,
       busy: new Map([...busy].map(([k, v]) => [k, mean(v)])),
       siteTokens: new Map([...siteTokens].map(([k, v]) => [k, mean(v)])),
       tokens,
@@ -191,20 +225,34 @@ export const heterogeneity: Benchmark = {
       // A time budget needs maxSiteWeight: the fastest site's tokens in the budget, plus a step of margin.
       const budgetMax = Math.ceil(budgetS * 1000 / (stepMs / fastest) + 2) * tokensPerStep;
       const budgetRun = await runFederation(setup, 'budget', { ...base, budget: { seconds: budgetS } }, budgetMax);
+      // Overlapped: the same budget per sync, persistent trainers; a sync whose global comes late trains on.
+      const overlapRun = await runFederation(setup, 'overlap', { ...base, budget: { seconds: budgetS }, overlap: { mode: 'whole-model' } }, 2 * budgetMax);
       const minBusy = (r: RunFigures): number => Math.min(...r.busy.values());
       const tps = (r: RunFigures): number => r.tokens / r.wallS;
       const ratio = tps(budgetRun) / tps(fixedRun);
+      const overlapRatio = tps(overlapRun) / tps(fixedRun);
+      const minStepBusy = Math.min(...overlapRun.stepBusy.values());
+      // τ of a whole-model sync: the steps of one budget at the fastest site's pace.
+      const tau = Math.ceil((budgetS * 1000) / (stepMs / fastest));
       const ideal = speeds.reduce((a, b) => a + b, 0) / (speeds.length * Math.min(...speeds));
       log(
         `heterogeneity: fixed ${fixed(tps(fixedRun) / 1000, 1)} k tok/s (rounds ${fixedRun.roundS.map((x) => x.toFixed(1)).join(', ')} s), min busy ${fixed(minBusy(fixedRun), 3)}; ` +
           `budget ${fixed(tps(budgetRun) / 1000, 1)} k tok/s (rounds ${budgetRun.roundS.map((x) => x.toFixed(1)).join(', ')} s), min busy ${fixed(minBusy(budgetRun), 3)}; ` +
-          `tokens/s budget ÷ fixed ${fixed(ratio, 3)} (free sync: ${fixed(ideal, 3)}; target ≥ 1.8)`,
+          `tokens/s budget ÷ fixed ${fixed(ratio, 3)} (free sync: ${fixed(ideal, 3)}; target ≥ 1.8); ` +
+          `overlap ${fixed(tps(overlapRun) / 1000, 1)} k tok/s (rounds ${overlapRun.roundS.map((x) => x.toFixed(1)).join(', ')} s), min busy from step timestamps ${fixed(minStepBusy, 3)} (target ≥ 0.95), ` +
+          `tokens/s overlap ÷ fixed ${fixed(overlapRatio, 3)} (target ≥ 2.0), max applied staleness ${overlapRun.maxAppliedStaleness} steps (τ ${tau})`,
       );
       return {
         minBusyFractionFixed: fixed(minBusy(fixedRun), 3),
         minBusyFractionBudget: fixed(minBusy(budgetRun), 3),
         tokensPerSBudgetOverFixed: fixed(ratio, 3),
         tokensPerSFreeSync: fixed(ideal, 3),
+        minBusyFractionOverlap: fixed(minStepBusy, 3),
+        tokensPerSOverlapOverFixed: fixed(overlapRatio, 3),
+        maxAppliedStaleness: overlapRun.maxAppliedStaleness,
+        tau,
+        tokensPerSOverlap: fixed(tps(overlapRun), 0),
+        meanRoundSOverlap: fixed(overlapRun.wallS / overlapRun.roundS.length, 2),
         tokensPerSFixed: fixed(tps(fixedRun), 0),
         tokensPerSBudget: fixed(tps(budgetRun), 0),
         meanRoundSFixed: fixed(fixedRun.wallS / fixedRun.roundS.length, 2),

@@ -58,6 +58,11 @@ export const COORDINATOR_ERRORS = {
   /** A folded part whose work (site, base) a committed round already counted: work counts once. */
   ALREADY_COUNTED: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
   /**
+   * Overlapped rounds: an upload whose applied staleness (inner steps between the site's previous
+   * snapshot and the step that applied the round's model) exceeds `run.train.overlap.maxAppliedSteps`.
+   */
+  STALE_TRAINER: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
+  /**
    * Secure rounds: the unmasked Σw differs from the sum of the weights the participants declared in
    * their headers by more than rounding allows. The sum cannot say which site lied; a later attempt may pass.
    */

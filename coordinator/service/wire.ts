@@ -180,6 +180,8 @@ export function uploadHeaderFromWire(h: UploadHeader__Output): UploadHeader {
       tokens: n(f.tokens, `folded[${i}].tokens`),
       steps: n(f.steps, `folded[${i}].steps`),
     })),
+    appliedStalenessSteps: h.appliedStalenessSteps ?? 0,
+    busyMs: n(h.busyMs ?? '0', 'busyMs'),
   };
 }
 

@@ -37,6 +37,13 @@ export interface UploadHeader {
   readonly trainFinishedMs: number;
   /** Earlier work folded into this delta, each part with its own base. */
   readonly folded: readonly DeclaredFoldedPart[];
+  /**
+   * Overlapped rounds: inner steps between the site's previous snapshot and the step that applied
+   * this delta's base (0 when not overlapped; docs/protocol.md, "The persistent trainer").
+   */
+  readonly appliedStalenessSteps: number;
+  /** Sum of the training steps' durations within the busy span, ms (0: unknown). */
+  readonly busyMs: number;
 }
 
 /** A part of an upload trained from an older base (docs/protocol.md, "Bases, staleness and folded work"). */

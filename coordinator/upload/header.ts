@@ -38,6 +38,8 @@ export interface UploadExpectation {
   readonly bases: RunBases;
   /** Token-budgeted runs: the most tokens one fresh part may declare (the budget plus one batch). */
   readonly tokenCap?: number | undefined;
+  /** Overlapped runs: the most inner steps a sync's applied staleness may be (`run.train.overlap.maxAppliedSteps`). */
+  readonly maxAppliedSteps?: number | undefined;
 }
 
 /** A folded part as validated: its base's staleness and what it counts in the upload's weight. */
@@ -75,6 +77,10 @@ export interface UploadIntent {
   readonly folded: readonly FoldedIntent[];
   readonly trainStartedMs: number;
   readonly trainFinishedMs: number;
+  /** Overlapped rounds: inner steps between the site's previous snapshot and the step that applied the base (0 otherwise). */
+  readonly appliedStaleness: number;
+  /** Sum of the training steps' durations within the busy span, ms (0: not reported). */
+  readonly busyMs: number;
 }
 
 /** Most stripes one delta may be split into. */
@@ -134,8 +140,7 @@ export function validateHeader(h: UploadHeader, exp: UploadExpectation, site: st
     exp.maxSiteWeight,
   );
   if (!w.ok) throw new CoordinatorError(w.code === 'WEIGHT_OUT_OF_RANGE' ? 'WEIGHT_OUT_OF_RANGE' : 'UPLOAD_INVALID', w.issues.join('; '), { maxSiteWeight: exp.maxSiteWeight });
-  if (!/^([0-9a-f]{64})?$/.test(h.dataManifestSha256)) throw new CoordinatorError('UPLOAD_INVALID', 'dataManifestSha256 is not a SHA-256');
-  if (h.trainFinishedMs < h.trainStartedMs) throw new CoordinatorError('UPLOAD_INVALID', `trainFinishedMs ${h.trainFinishedMs} is before trainStartedMs ${h.trainStartedMs}`);
+  validateTrainingReport(h, exp);
   return {
     round,
     attempt: h.attempt,
@@ -154,7 +159,27 @@ export function validateHeader(h: UploadHeader, exp: UploadExpectation, site: st
     folded: folded.map((f, i) => ({ ...f, count: w.value.folded[i]! * w.value.foldScale })),
     trainStartedMs: h.trainStartedMs,
     trainFinishedMs: h.trainFinishedMs,
+    appliedStaleness: h.appliedStalenessSteps,
+    busyMs: h.busyMs,
   };
+}
+
+/**
+ * What the header reports of the training beside its counts: the data manifest, the busy span, and
+ * in an overlapped run the applied staleness, refused above the run's bound (`STALE_TRAINER`): a
+ * trainer that applied the last sum that late trained too far from it.
+ */
+function validateTrainingReport(h: UploadHeader, exp: UploadExpectation): void {
+  if (!/^([0-9a-f]{64})?$/.test(h.dataManifestSha256)) throw new CoordinatorError('UPLOAD_INVALID', 'dataManifestSha256 is not a SHA-256');
+  if (h.trainFinishedMs < h.trainStartedMs) throw new CoordinatorError('UPLOAD_INVALID', `trainFinishedMs ${h.trainFinishedMs} is before trainStartedMs ${h.trainStartedMs}`);
+  const limit = exp.maxAppliedSteps;
+  if (limit !== undefined && h.appliedStalenessSteps > limit) {
+    throw new CoordinatorError(
+      'STALE_TRAINER',
+      `the trainer applied round ${exp.modelRound}'s model ${h.appliedStalenessSteps} inner steps after its previous snapshot, more than the run's maxAppliedSteps ${limit}`,
+      { round: exp.round, appliedStaleness: h.appliedStalenessSteps, limit },
+    );
+  }
 }
 
 /**

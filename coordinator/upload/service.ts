@@ -253,6 +253,13 @@ export class UploadService {
       }
     }
     const level = RESUMABLE.has(e.code) ? 'info' : 'warn';
-    this.o.logger[level]({ site, phase: 'upload', err: { code: e.code, message: e.message } }, RESUMABLE.has(e.code) ? 'upload stream ended, resumable' : 'upload refused');
+    this.o.logger[level]({ site, phase: 'upload', ...staleTrainerFields(e), err: { code: e.code, message: e.message } }, RESUMABLE.has(e.code) ? 'upload stream ended, resumable' : 'upload refused');
   }
+}
+
+/** A trainer refused for its applied staleness is logged with the figures an operator tunes `maxAppliedSteps` by. */
+function staleTrainerFields(e: CoordinatorError): Record<string, unknown> {
+  if (e.code !== 'STALE_TRAINER') return {};
+  const { round, appliedStaleness, limit } = e.context;
+  return { round, appliedStaleness, limit };
 }

@@ -370,6 +370,8 @@ class Agent:
             run_id=t.run_id, round=t.round, attempt=t.attempt, base_model_sha256=t.global_model.sha256, encoding=self.pb.Encoding(name=encoding),
             tensors=list(t.tensors), total_bytes=len(data), samples=counts["samples"], tokens=counts["tokens"], steps=counts["steps"],
             train_loss=counts["trainLoss"], data_manifest_sha256=manifest, train_started_ms=counts["trainStartedMs"], train_finished_ms=counts["trainFinishedMs"], folded=folded,
+            # Lock-step rounds: nothing is applied late (docs/protocol.md, "Header").
+            applied_staleness_steps=0, busy_ms=counts["busyMs"],
         )
         deadline = t.upload_deadline_ms / 1000 if t.upload_deadline_ms else time.time() + 300
         upload = Upload(

@@ -12,7 +12,7 @@ from decimal import Decimal
 import numpy as np
 
 # The protocol version this implementation speaks (docs/protocol.md, first line).
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 
 # ----------------------------------------------------------------------------- CRC32C
 

@@ -85,7 +85,8 @@ class Trainer:
     ⌈T / (batch_size · seq_len)⌉ steps (at least T tokens, less than T plus one batch), a time
     budget S starts no step once S seconds have passed since the first step began; `max_steps`
     caps either; samples = steps · batch_size, tokens = samples · seq_len. The busy span is the
-    start of the first step and the end of the last, Unix ms from a monotonic clock."""
+    start of the first step and the end of the last, Unix ms from a monotonic clock, and the busy
+    time (the header's busy_ms, protocol version 5) the sum of the steps' durations."""
 
     def __init__(self, seed, samples_base, step_s=0.005):
         self.seed = seed
@@ -108,15 +109,17 @@ class Trainer:
         wall0, mono0 = time.time(), time.monotonic()
         now_ms = lambda: int((wall0 + time.monotonic() - mono0) * 1000)  # noqa: E731
         first = time.monotonic()
-        started_ms, steps, progress = now_ms(), 0, []
+        started_ms, steps, progress, busy_s = now_ms(), 0, [], 0.0
         while True:
             if planned is not None and steps >= planned:
                 break
             if budget is not None and budget[0] == "seconds" and steps > 0 and time.monotonic() - first >= budget[1]:
                 break
+            step_start = time.monotonic()
             time.sleep(self.step_s)
             delta += rng.uniform(-5e-4, 5e-4, elements).astype(np.float32)
             steps += 1
+            busy_s += time.monotonic() - step_start
             progress.append(now_ms())
         delta[3::7] = 0
         if elements > 5:
@@ -127,7 +130,7 @@ class Trainer:
         else:
             samples = steps * batch
             tokens = samples * seq_len
-        counts = {"samples": samples, "tokens": tokens, "steps": steps, "trainLoss": 2.5 / (1 + round_), "trainStartedMs": started_ms, "trainFinishedMs": progress[-1], "stepTs": progress}
+        counts = {"samples": samples, "tokens": tokens, "steps": steps, "trainLoss": 2.5 / (1 + round_), "trainStartedMs": started_ms, "trainFinishedMs": progress[-1], "busyMs": int(busy_s * 1000), "stepTs": progress}
         return delta, counts
 
     def evaluate(self, model_round):

@@ -86,6 +86,8 @@ function intent(round: number, attempt: number, weight: number): UploadIntent {
     folded: [],
     trainStartedMs: 0,
     trainFinishedMs: 0,
+    appliedStaleness: 0,
+    busyMs: 0,
   };
 }
 

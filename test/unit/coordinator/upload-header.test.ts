@@ -67,6 +67,8 @@ function header(patch: Partial<UploadHeader__Output> = {}): UploadHeader__Output
     trainStartedMs: '0',
     trainFinishedMs: '0',
     folded: [],
+    appliedStalenessSteps: 0,
+    busyMs: '0',
     ...patch,
   };
 }
@@ -187,6 +189,29 @@ describe('validateHeader', () => {
   it('refuses a busy span that ends before it starts', () => {
     expect(validateHeader(header({ trainStartedMs: '1000', trainFinishedMs: '5000' }), EXPECTATION)).toMatchObject({ trainStartedMs: 1000, trainFinishedMs: 5000 });
     expectRefused(header({ trainStartedMs: '5000', trainFinishedMs: '1000' }), 'UPLOAD_INVALID', 'before');
+  });
+
+  describe('overlapped rounds (run.train.overlap)', () => {
+    const bounded = { ...EXPECTATION, maxAppliedSteps: 8 };
+
+    it('carries the applied staleness and busy time into the intent, up to the bound and without one', () => {
+      expect(validateHeader(header({ appliedStalenessSteps: 8, busyMs: '4200' }), bounded)).toMatchObject({ appliedStaleness: 8, busyMs: 4200 });
+      expect(validateHeader(header({ appliedStalenessSteps: 2 ** 32 - 1 }), EXPECTATION).appliedStaleness).toBe(2 ** 32 - 1);
+      expect(validateHeader(header(), bounded)).toMatchObject({ appliedStaleness: 0, busyMs: 0 });
+    });
+
+    it('refuses an applied staleness above maxAppliedSteps with STALE_TRAINER, which drops the site from the attempt', () => {
+      const e = refusal(header({ appliedStalenessSteps: 9 }), bounded);
+      expect(e).toMatchObject({ code: 'STALE_TRAINER', retryable: false, context: { round: 3, appliedStaleness: 9, limit: 8 } });
+      expect(e.message).toContain('9 inner steps');
+      expect(e.message).toContain('maxAppliedSteps 8');
+      expect(isFoldRefusal(e)).toBe(false);
+    });
+
+    it('refuses a busy time that is no safe integer at the wire edge (UPLOAD_INVALID)', () => {
+      expectRefused(header({ busyMs: '9007199254740993' }), 'UPLOAD_INVALID', 'busyMs');
+      expectRefused(header({ busyMs: '-1' }), 'UPLOAD_INVALID', 'busyMs');
+    });
   });
 
   it('refuses an encoding that was not negotiated with UPLOAD_INVALID', () => {

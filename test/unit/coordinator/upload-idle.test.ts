@@ -44,6 +44,8 @@ const INTENT: UploadIntent = {
   folded: [],
   trainStartedMs: 0,
   trainFinishedMs: 0,
+  appliedStaleness: 0,
+  busyMs: 0,
 };
 
 function session(clock: ManualClock, onIdle: (s: UploadSession) => void): UploadSession {

@@ -113,6 +113,14 @@ describe('the Upload chunk codec writes what protobufjs writes', () => {
     ];
     for (const m of messages) expect(fast.serialize(m).equals(generated.serialize(m))).toBe(true);
   });
+
+  it('carries the version-5 header fields (applied staleness, busy time) through both ends as the generated codec does', () => {
+    const m: UploadMessage = { header: { runId: 'r', round: '3', attempt: 1, trainStartedMs: '1000', trainFinishedMs: '9000', appliedStalenessSteps: 12, busyMs: '7654' } };
+    const wire = fast.serialize(m);
+    expect(wire.equals(generated.serialize(m))).toBe(true);
+    expect(fast.deserialize(wire)).toEqual(generated.deserialize(wire));
+    expect(fast.deserialize(wire).header).toMatchObject({ appliedStalenessSteps: 12, busyMs: '7654' });
+  });
 });
 
 describe('the Upload chunk codec reads what protobufjs reads', () => {

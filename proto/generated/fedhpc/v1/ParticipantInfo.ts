@@ -15,6 +15,8 @@ export interface ParticipantInfo {
   'foldedParts'?: (number);
   'foldedCount'?: (number | string);
   'busyFraction'?: (number | string);
+  'appliedStaleness'?: (number);
+  'busyMs'?: (number | string | Long);
 }
 
 export interface ParticipantInfo__Output {
@@ -30,4 +32,6 @@ export interface ParticipantInfo__Output {
   'foldedParts': (number);
   'foldedCount': (number);
   'busyFraction': (number);
+  'appliedStaleness': (number);
+  'busyMs': (string);
 }

@@ -25,6 +25,7 @@ export interface SiteInfo {
   'lastStaleness'?: (number);
   'lastFoldedParts'?: (number);
   'busyFraction'?: (number | string);
+  'lastAppliedStaleness'?: (number);
 }
 
 export interface SiteInfo__Output {
@@ -50,4 +51,5 @@ export interface SiteInfo__Output {
   'lastStaleness': (number);
   'lastFoldedParts': (number);
   'busyFraction': (number);
+  'lastAppliedStaleness': (number);
 }

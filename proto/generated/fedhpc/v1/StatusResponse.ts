@@ -27,6 +27,9 @@ export interface StatusResponse {
   'sitesMembers'?: (number);
   'recentRefusals'?: (_fedhpc_v1_RefusalCount)[];
   'refusalsWindowS'?: (number);
+  'maxAppliedStalenessSteps'?: (number);
+  'appliedStalenessLimit'?: (number);
+  'lastRoundBytesUp'?: (number | string | Long);
 }
 
 export interface StatusResponse__Output {
@@ -53,4 +56,7 @@ export interface StatusResponse__Output {
   'sitesMembers': (number);
   'recentRefusals': (_fedhpc_v1_RefusalCount__Output)[];
   'refusalsWindowS': (number);
+  'maxAppliedStalenessSteps': (number);
+  'appliedStalenessLimit': (number);
+  'lastRoundBytesUp': (string);
 }

@@ -25,6 +25,8 @@ export interface UploadHeader {
   'trainStartedMs'?: (number | string | Long);
   'trainFinishedMs'?: (number | string | Long);
   'folded'?: (_fedhpc_v1_FoldedPart)[];
+  'appliedStalenessSteps'?: (number);
+  'busyMs'?: (number | string | Long);
 }
 
 export interface UploadHeader__Output {
@@ -47,4 +49,6 @@ export interface UploadHeader__Output {
   'trainStartedMs': (string);
   'trainFinishedMs': (string);
   'folded': (_fedhpc_v1_FoldedPart__Output)[];
+  'appliedStalenessSteps': (number);
+  'busyMs': (string);
 }

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { WEIGHTINGS, checkFixedPointBudget, parseOptimizerOptions, type ResolvedOptimizerOptions, type Weighting } from '../aggregation/index.js';
 import { loadConfigFile } from '../common/config-file.js';
 import { trainBudgetSchema, type TrainBudget } from '../common/train-budget.js';
+import { trainOverlapSchema, type TrainOverlap } from '../common/train-overlap.js';
 import { natsSchema, resolveNatsPaths } from './nats/options.js';
 import { dashboardSchema } from './dashboard/options.js';
 import { CHECKPOINT_DTYPES, type CheckpointDtype } from './state/checkpoint-dtype.js';
@@ -119,6 +120,33 @@ export function trainBudget(train: Readonly<Record<string, unknown>>): { readonl
   return 'seconds' in b ? { seconds: b.seconds } : { tokens: b.tokens };
 }
 
+/** The run's overlap (`train.overlap`), when it sets a valid one (the run schema reports an invalid one). */
+export function trainOverlap(train: Readonly<Record<string, unknown>>): TrainOverlap | undefined {
+  const parsed = trainOverlapSchema.safeParse(train['overlap']);
+  return parsed.success ? parsed.data : undefined;
+}
+
+const FRAGMENTS_NOT_BUILT =
+  'fragment-wise sync (P staggered fragments, as Streaming DiLoCo syncs) is not built: use mode "whole-model" (docs/decisions.md, "Overlapped rounds: protocol version 5")';
+
+/**
+ * Checks `train.overlap` (issue 17): the shared schema, with a fragment-wise sync named as such
+ * rather than as an unknown key or mode, and a budget, the training each sync carries.
+ */
+function checkOverlap(train: Readonly<Record<string, unknown>>, ctx: z.RefinementCtx): void {
+  const raw = train['overlap'];
+  const path = ['train', 'overlap'];
+  if (typeof raw === 'object' && raw !== null && ('fragments' in raw || ('mode' in raw && raw.mode === 'fragments'))) {
+    ctx.addIssue({ code: 'custom', path: [...path, 'fragments' in raw ? 'fragments' : 'mode'], message: FRAGMENTS_NOT_BUILT });
+  } else {
+    const parsed = trainOverlapSchema.safeParse(raw);
+    if (!parsed.success) for (const issue of parsed.error.issues) ctx.addIssue({ code: 'custom', path: [...path, ...issue.path], message: issue.message });
+  }
+  if (train['budget'] === undefined) {
+    ctx.addIssue({ code: 'custom', path, message: 'an overlapped run needs a budget, the training each sync carries: set run.train.budget to { "seconds": S } or { "tokens": T }' });
+  }
+}
+
 
 /** A run: how many rounds, k-of-n, deadlines, strategy and the training settings sent to sites. */
 export const runSchema = z
@@ -156,7 +184,8 @@ export const runSchema = z
     checkpointDtype: z.enum(CHECKPOINT_DTYPE_NAMES).optional(),
     /**
      * Training settings for the sites' runners (steps, batch size, lr, …), opaque but for `budget`
-     * ({@link trainBudgetSchema}), which the coordinator checks and sizes weights by.
+     * ({@link trainBudgetSchema}), which the coordinator checks and sizes weights by, and `overlap`
+     * ({@link trainOverlapSchema}), whose `maxAppliedSteps` it enforces (STALE_TRAINER).
      */
     train: z.record(z.unknown()).default({}),
     /**
@@ -190,6 +219,7 @@ export const runSchema = z
   })
   .strict()
   .superRefine((run, ctx) => {
+    if (run.train['overlap'] !== undefined) checkOverlap(run.train, ctx);
     if (run.train['budget'] !== undefined) {
       const b = trainBudgetSchema.safeParse(run.train['budget']);
       const seconds = b.success ? trainBudget(run.train)?.seconds : undefined;

@@ -7,7 +7,7 @@
 import type { Logger } from '../../common/logger.js';
 import type { Clock } from '../core/clock.js';
 export { systemClock, type Clock } from '../core/clock.js';
-import { tokenCap, type ResolvedCoordinatorConfig, type ResolvedRun, type RunningConfig } from '../config.js';
+import { tokenCap, trainOverlap, type ResolvedCoordinatorConfig, type ResolvedRun, type RunningConfig } from '../config.js';
 import { invariant } from '../../aggregation/index.js';
 import { CoordinatorError } from '../core/errors.js';
 import { EvalTracker, type EvalReport } from './evals.js';
@@ -283,6 +283,7 @@ export class RoundDriver implements SiteRoundPort, UploadRoundPort, AdminRoundPo
       maxStaleness: this.config.run.maxStaleness,
       bases: this.run.bases,
       tokenCap: tokenCap(this.config.run.train),
+      maxAppliedSteps: trainOverlap(this.config.run.train)?.maxAppliedSteps,
     };
   }
 

@@ -3,8 +3,8 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConfigError } from '../../../common/config-file.js';
-import { defaultMaxSiteWeight, loadCoordinatorConfig, runSchema, secureThreshold } from '../../../coordinator/config.js';
+import { ConfigError, parseConfig } from '../../../common/config-file.js';
+import { defaultMaxSiteWeight, loadCoordinatorConfig, runSchema, secureThreshold, trainOverlap } from '../../../coordinator/config.js';
 import { runPlanFromConfig } from '../../../coordinator/shell/plan.js';
 
 let dir: string;
@@ -293,5 +293,65 @@ describe('run.maxSiteWeight: one weight setting, refused not clamped', () => {
     expect(configError().issues[0]).toMatch(/^run\.maxSiteWeight: /);
     await write({ ...valid(), run: { ...(valid().run as object), maxSiteWeight: 2 ** 53 } });
     expect(configError().issues[0]).toMatch(/^run\.maxSiteWeight: /);
+  });
+});
+
+describe('overlapped rounds (run.train.overlap)', () => {
+  /** `budget` null: none. */
+  const train = (overlap: unknown, budget: unknown = { seconds: 60 }) => ({ batch_size: 8, seq_len: 64, ...(budget === null ? {} : { budget }), overlap });
+  const overlapped = (overlap: unknown, budget?: unknown) => ({ ...valid(), run: { id: 'run-1', rounds: 3, minSites: 2, weighting: 'tokens', maxSiteWeight: 50_000, train: train(overlap, budget) } });
+  /** The issues `admin start` reports for a run file (the run schema, which the coordinator parses again at run start), named as in a coordinator config. */
+  const startIssues = (overlap: unknown, budget?: unknown): string[] => {
+    try {
+      parseConfig('run.json', { id: 'run-1', rounds: 3, minSites: 2, weighting: 'tokens', maxSiteWeight: 50_000, train: train(overlap, budget) }, runSchema);
+    } catch (e) {
+      expect(e).toBeInstanceOf(ConfigError);
+      return (e as ConfigError).issues.map((i) => `run.${i}`);
+    }
+    throw new Error('run was accepted');
+  };
+
+  it('takes the whole-model mode with alpha defaulted to 1 and an optional bound, and passes train.overlap to the sites as it is', async () => {
+    await write(overlapped({ mode: 'whole-model', maxAppliedSteps: 64 }));
+    const c = loadCoordinatorConfig(file);
+    expect(c.run?.train['overlap']).toEqual({ mode: 'whole-model', maxAppliedSteps: 64 });
+    expect(trainOverlap(c.run!.train)).toEqual({ mode: 'whole-model', maxAppliedSteps: 64, alpha: 1 });
+    expect(trainOverlap({ overlap: { mode: 'whole-model', alpha: 0.5 } })).toEqual({ mode: 'whole-model', alpha: 0.5 });
+    expect(trainOverlap({})).toBeUndefined();
+  });
+
+  it('refuses fragment-wise sync, as a mode or as fragments: P, saying it is not built and pointing at docs/decisions.md', async () => {
+    for (const [bad, field] of [[{ mode: 'fragments' }, 'mode'], [{ mode: 'whole-model', fragments: 4 }, 'fragments'], [{ mode: 'fragments', fragments: 4 }, 'fragments']] as const) {
+      await write(overlapped(bad));
+      expect(configError().issues, JSON.stringify(bad)).toEqual([expect.stringMatching(new RegExp(`^run\\.train\\.overlap\\.${field}: fragment-wise sync .* is not built: use mode "whole-model" \\(docs/decisions\\.md, `))]);
+      expect(startIssues(bad)).toEqual([expect.stringMatching(/fragment-wise sync .*is not built/)]);
+    }
+  });
+
+  it('refuses another mode, a bound that is no positive integer, an alpha outside (0, 1] and unknown fields, naming the field', async () => {
+    const cases: [unknown, string][] = [
+      [{ mode: 'streaming' }, 'run.train.overlap.mode'],
+      [{}, 'run.train.overlap.mode'],
+      [{ mode: 'whole-model', maxAppliedSteps: 0 }, 'run.train.overlap.maxAppliedSteps'],
+      [{ mode: 'whole-model', maxAppliedSteps: 2.5 }, 'run.train.overlap.maxAppliedSteps'],
+      [{ mode: 'whole-model', alpha: 0 }, 'run.train.overlap.alpha'],
+      [{ mode: 'whole-model', alpha: 1.5 }, 'run.train.overlap.alpha'],
+      [{ mode: 'whole-model', lag: 2 }, 'run.train.overlap'],
+      ['whole-model', 'run.train.overlap'],
+    ];
+    for (const [bad, path] of cases) {
+      await write(overlapped(bad));
+      const issues = configError().issues;
+      expect(issues, JSON.stringify(bad)).toHaveLength(1);
+      expect(issues[0]!.startsWith(`${path}: `), `${JSON.stringify(bad)}: ${issues[0]}`).toBe(true);
+      expect(startIssues(bad), JSON.stringify(bad)).toEqual(issues);
+    }
+  });
+
+  it('refuses an overlapped run without a budget: the budget is the training each sync carries', async () => {
+    await write(overlapped({ mode: 'whole-model' }, null));
+    expect(configError().issues).toEqual([expect.stringMatching(/^run\.train\.overlap: an overlapped run needs a budget, the training each sync carries: set run\.train\.budget/)]);
+    expect(startIssues({ mode: 'whole-model' }, null)).toEqual([expect.stringMatching(/^run\.train\.overlap: an overlapped run needs a budget/)]);
+    expect(trainOverlap(runSchema.parse({ id: 'run-1', rounds: 3, minSites: 2, weighting: 'tokens', train: train({ mode: 'whole-model' }, { tokens: 4096 }) }).train)).toEqual({ mode: 'whole-model', alpha: 1 });
   });
 });

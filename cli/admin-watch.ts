@@ -62,9 +62,10 @@ type Site = Awaited<ReturnType<AdminClient['sites']>>['sites'][number];
 function screen(s: Status, sites: readonly Site[], recent: readonly string[]): string {
   const deadline = Number(s.phaseDeadlineMs);
   const left = deadline > 0 ? `${Math.max(0, Math.round((deadline - Date.now()) / 1000))} s left` : '';
-  const head = printable(`${s.federation} · run ${s.runId || '-'} (${s.runState}) · round ${s.phase ? `${s.round}.${s.attempt} ${s.phase} ${left}` : '-'} · ${s.roundsCommitted}/${s.roundsTotal} committed`);
+  const applied = s.maxAppliedStalenessSteps > 0 || s.appliedStalenessLimit > 0 ? ` · applied staleness max ${s.maxAppliedStalenessSteps}${s.appliedStalenessLimit > 0 ? `/${s.appliedStalenessLimit}` : ''} steps` : '';
+  const head = printable(`${s.federation} · run ${s.runId || '-'} (${s.runState}) · round ${s.phase ? `${s.round}.${s.attempt} ${s.phase} ${left}` : '-'} · ${s.roundsCommitted}/${s.roundsTotal} committed${applied}`);
   const table = formatTable(
-    ['site', 'state', 'activity', 'progress', 'transfer', 'last round', 'stale', 'busy'],
+    ['site', 'state', 'activity', 'progress', 'transfer', 'last round', 'stale', 'applied', 'busy'],
     sites.map((x) => [
       x.siteId,
       x.revoked ? 'revoked' : x.connected ? 'connected' : 'away',
@@ -73,6 +74,7 @@ function screen(s: Status, sites: readonly Site[], recent: readonly string[]): s
       x.transferDirection ? `${x.transferDirection} ${formatBytes(Number(x.transferBytes))}/${formatBytes(Number(x.transferTotal))} ${formatBytes(x.transferRateBytesPerS)}/s` : '-',
       Number(x.lastRound) > 0 ? `r${x.lastRound}: ${x.lastTokens} tok, ${x.lastSteps} steps` : '-',
       Number(x.lastRound) > 0 ? String(x.lastStaleness) : '-',
+      Number(x.lastRound) > 0 ? String(x.lastAppliedStaleness) : '-',
       x.busyFraction >= 0 ? `${(x.busyFraction * 100).toFixed(0)}%` : '-',
     ]),
   );

@@ -77,6 +77,8 @@ export async function runAdmin(a: AdminArgs, out: (s: string) => void): Promise<
             ['round', s.phase ? `${s.round}.${s.attempt} ${s.phase}` : '-'],
             ['deadline', Number(s.phaseDeadlineMs) > 0 ? formatTime(Number(s.phaseDeadlineMs)) : '-'],
             ['committed', `${s.roundsCommitted} / ${s.roundsTotal}`],
+            ['last round up', Number(s.roundsCommitted) > 0 ? formatBytes(Number(s.lastRoundBytesUp)) : '-'],
+            ['applied staleness', appliedStalenessCell(s)],
             ['global model', s.globalModelSha256 || '-'],
             ['sites', `${s.sitesConnected} connected / ${s.sitesKnown} known / ${s.sitesMembers} members${s.sitesRevoked > 0 ? ` / ${s.sitesRevoked} revoked` : ''}`],
             ['refused', refusalsCell(s)],
@@ -181,12 +183,20 @@ function transferCell(s: { transferDirection: string; transferBytes: string; tra
   return `${s.transferDirection}${pct} ${formatBytes(s.transferRateBytesPerS)}/s${eta}`;
 }
 
-/** The site's last committed round: "r3: 51200 tok, 25 steps, stale 1, +1 folded". */
+/** The site's last committed round: "r3: 51200 tok, 25 steps, stale 1, +1 folded, applied 12 steps late". */
 function lastRoundCell(s: SiteInfo__Output): string {
   if (Number(s.lastRound) === 0) return '-';
   const stale = s.lastStaleness > 0 ? `, stale ${s.lastStaleness}` : '';
   const folded = s.lastFoldedParts > 0 ? `, +${s.lastFoldedParts} folded` : '';
-  return `r${s.lastRound}: ${s.lastTokens} tok, ${s.lastSteps} steps${stale}${folded}`;
+  const applied = s.lastAppliedStaleness > 0 ? `, applied ${s.lastAppliedStaleness} steps late` : '';
+  return `r${s.lastRound}: ${s.lastTokens} tok, ${s.lastSteps} steps${stale}${folded}${applied}`;
+}
+
+/** Overlapped rounds: the largest applied staleness of the run's committed rounds, and its bound: "12 steps (limit 64)". */
+function appliedStalenessCell(s: StatusResponse__Output): string {
+  if (Number(s.roundsCommitted) === 0 && s.appliedStalenessLimit === 0) return '-';
+  const limit = s.appliedStalenessLimit > 0 ? ` (limit ${s.appliedStalenessLimit})` : '';
+  return `${s.maxAppliedStalenessSteps} steps max${limit}`;
 }
 
 async function roundCommand(client: AdminClient, a: AdminArgs, print: (v: unknown, human: () => string) => number): Promise<number> {
@@ -208,13 +218,14 @@ async function roundCommand(client: AdminClient, a: AdminArgs, print: (v: unknow
       if (at.participants.length > 0) {
         parts.push(
           '',
-          formatTable(['site', 'weight', 'samples', 'tokens', 'steps', 'stale', 'folded', 'busy', 'train loss', 'delta', 'data manifest'], at.participants.map((p) => [
+          formatTable(['site', 'weight', 'samples', 'tokens', 'steps', 'stale', 'applied', 'folded', 'busy', 'train loss', 'delta', 'data manifest'], at.participants.map((p) => [
             p.siteId,
             p.weight.toFixed(3),
             String(p.samples),
             String(p.tokens),
             String(p.steps),
             String(p.staleness),
+            String(p.appliedStaleness),
             p.foldedParts > 0 ? `${p.foldedParts} (${p.foldedCount.toFixed(0)})` : '-',
             p.busyFraction >= 0 ? `${(p.busyFraction * 100).toFixed(0)}%` : '-',
             p.trainLoss >= 0 ? p.trainLoss.toFixed(4) : '-',

@@ -10,9 +10,11 @@
  * next attempt opens), and the last evaluation since this process started.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { trainOverlap } from '../config.js';
 import { SECURE_PHASES } from '../round/types.js';
 import type { AdminRoundPort } from '../shell/ports.js';
 import type { JournalRecord } from '../state/journal.js';
+import { isRecordOf } from '../state/records.js';
 import type { SiteRegistry } from '../sites/registry.js';
 import type { BusEvent, EventBodies, EventBus, EventKind } from './events.js';
 import { OpenAttemptUploads } from './uploads.js';
@@ -31,6 +33,30 @@ export interface RunSnapshot {
   readonly phaseDeadlineMs: number;
   readonly roundsPlanned: number;
   readonly roundsCommitted: number;
+  /** Overlapped rounds: the largest applied staleness of any participant of the committed rounds, inner steps. */
+  readonly maxAppliedStaleness: number;
+  /** Overlapped rounds: the run's bound on it (`run.train.overlap.maxAppliedSteps`); 0: none. */
+  readonly appliedStalenessLimit: number;
+  /** Bytes the sites uploaded in the last committed round (an overlapped run's bytes per sync; 0: none yet). */
+  readonly lastRoundBytesUp: number;
+}
+
+/** What the journal says of `runId`'s committed rounds, and the applied staleness bound it started with. */
+export type CommittedSummary = Pick<RunSnapshot, 'roundsCommitted' | 'maxAppliedStaleness' | 'appliedStalenessLimit' | 'lastRoundBytesUp'>;
+
+/** {@link CommittedSummary} of `runId`, from the journal. */
+export function committedSummary(records: readonly JournalRecord[], runId: string): CommittedSummary {
+  const s = { roundsCommitted: 0, maxAppliedStaleness: 0, appliedStalenessLimit: 0, lastRoundBytesUp: 0 };
+  for (const r of records) {
+    const b = r.body;
+    if (b['runId'] !== runId) continue;
+    if (isRecordOf(b, 'run-started')) s.appliedStalenessLimit = trainOverlap(b.train)?.maxAppliedSteps ?? 0;
+    if (!isRecordOf(b, 'round-committed')) continue;
+    s.roundsCommitted += 1;
+    s.lastRoundBytesUp = b.bytesUp;
+    for (const p of b.participants) s.maxAppliedStaleness = Math.max(s.maxAppliedStaleness, p.appliedStaleness ?? 0);
+  }
+  return s;
 }
 
 export interface RunMetricsOptions {
@@ -56,7 +82,7 @@ export function runSnapshot(driver: Pick<AdminRoundPort, 'scheduler' | 'runConte
     phase: inRound ? s.phase : '',
     phaseDeadlineMs: inRound?.deadline ?? 0,
     roundsPlanned: run.plan.rounds,
-    roundsCommitted: records().filter((r) => r.body.type === 'round-committed' && r.body['runId'] === runId).length,
+    ...committedSummary(records(), runId),
   };
 }
 
@@ -109,6 +135,14 @@ export function registerRunMetrics(o: RunMetricsOptions): void {
     collect() {
       const phase = o.run()?.phase ?? '';
       for (const p of SECURE_PHASES) this.set({ phase: p }, p === phase ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'fedhpc_max_applied_staleness_steps',
+    help: "Overlapped rounds: the largest applied staleness, in inner steps, of any participant of the current run's committed rounds",
+    registers,
+    collect() {
+      this.set(o.run()?.maxAppliedStaleness ?? 0);
     },
   });
   new Gauge({
@@ -199,8 +233,18 @@ function registerSiteMetrics(o: RunMetricsOptions): void {
     },
   });
   new Gauge({
+    name: 'fedhpc_site_applied_staleness_steps',
+    help: "Overlapped rounds: each site's applied staleness in the last committed round it took part in, inner steps between its previous snapshot and the step that applied the round's model",
+    labelNames: ['site'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const s of o.sites.list()) if (s.lastRound !== undefined) this.set({ site: s.id }, s.lastRound.appliedStaleness);
+    },
+  });
+  new Gauge({
     name: 'fedhpc_site_busy_ratio',
-    help: "Each site's busy fraction in the last committed round it took part in: first to last training step over the round's wall time",
+    help: "Each site's busy fraction in the last committed round it took part in: time training over the time it had (its busy time since its previous round's work ended, or first to last step over the round's wall time)",
     labelNames: ['site'] as const,
     registers,
     collect() {

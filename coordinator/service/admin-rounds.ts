@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { encodedWeight, meanErrorBound, type QuantizeOptions } from '../../aggregation/index.js';
 import type { AttemptInfo, RoundDetail, RoundInfo, RoundsResponse, SiteEval } from '../../proto/index.js';
 import { secureAggregationSchema } from '../config.js';
-import { busyFraction } from '../observe/busy.js';
+import { busyFraction, finishesOf } from '../observe/busy.js';
 import type { EvalTracker } from '../shell/evals.js';
 import type { RoundTimeline } from '../shell/timeline.js';
 import type { JournalRecord } from '../state/journal.js';
@@ -87,6 +87,7 @@ export function roundsOf(records: readonly JournalRecord[], runId: string, evals
 /** Every attempt of round `round` of `runId`: outcome, participants, phases, bytes, hashes, eval. */
 export function roundDetail(records: readonly JournalRecord[], runId: string, round: number, evals: EvalTracker, timeline: RoundTimeline): RoundDetail | undefined {
   const attempts = new Map<number, AttemptInfo>();
+  const previousFinishes = finishesOf(records, runId, round - 1);
   const phases = (attempt: number) =>
     timeline.phases(runId, round, attempt).map((p) => ({ phase: p.phase, startedMs: p.startedMs, durationMs: p.endedMs === undefined ? 0 : p.endedMs - p.startedMs }));
   for (const r of records) {
@@ -115,7 +116,9 @@ export function roundDetail(records: readonly JournalRecord[], runId: string, ro
           staleness: p.staleness ?? 0,
           foldedParts: p.folded?.length ?? 0,
           foldedCount: (p.folded ?? []).reduce((a, f) => a + f.count, 0),
-          busyFraction: busyFraction(p, c.startedMs, r.ts) ?? -1,
+          busyFraction: busyFraction(p, c.startedMs, r.ts, previousFinishes.get(p.site)) ?? -1,
+          appliedStaleness: p.appliedStaleness ?? 0,
+          busyMs: p.busyMs ?? 0,
         })),
         dropped: [...c.dropped],
         phases: phases(attempt),

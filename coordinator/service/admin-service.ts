@@ -20,6 +20,7 @@ import type { RoundTimeline } from '../shell/timeline.js';
 import type { SiteLogBook } from '../sites/site-logs.js';
 import type { Membership } from '../sites/membership.js';
 import type { RefusalMonitor } from '../observe/refusals.js';
+import { committedSummary, type CommittedSummary } from '../observe/run-metrics.js';
 import type { StateStore } from '../state/store.js';
 import { roundDetail, roundsOf } from './admin-rounds.js';
 import { authenticate } from './auth.js';
@@ -48,6 +49,11 @@ export interface AdminServiceOptions {
   readonly membership: Pick<Membership, 'approved' | 'size'>;
   /** Recent refused callers, per reason, for `status`. */
   readonly refusals: Pick<RefusalMonitor, 'recent' | 'windowMs'>;
+}
+
+/** The committed rounds as `Status` names them. */
+function statusOfCommitted(c: CommittedSummary): { roundsCommitted: number; maxAppliedStalenessSteps: number; appliedStalenessLimit: number; lastRoundBytesUp: number } {
+  return { roundsCommitted: c.roundsCommitted, maxAppliedStalenessSteps: c.maxAppliedStaleness, appliedStalenessLimit: c.appliedStalenessLimit, lastRoundBytesUp: c.lastRoundBytesUp };
 }
 
 function budgetFields(u: BudgetUsage): { uploadBudgetBytes: number; uploadBudgetUsedBytes: number; uploadStreamsQueued: number } {
@@ -79,7 +85,7 @@ export function adminServiceHandlers(o: AdminServiceOptions): AdminServiceHandle
         round: inRound?.round ?? 0,
         attempt: inRound?.attempt ?? 0,
         phase: inRound ? s.phase : '',
-        roundsCommitted: o.store.records().filter((r) => r.body.type === 'round-committed' && r.body['runId'] === runId()).length,
+        ...statusOfCommitted(committedSummary(o.store.records(), runId())),
         roundsTotal: run?.plan.rounds ?? 0,
         globalModelSha256: run?.globalSha256 ?? '',
         sitesConnected: o.registry.connected().length,
@@ -118,6 +124,7 @@ export function adminServiceHandlers(o: AdminServiceOptions): AdminServiceHandle
                 lastSteps: s.lastRound.steps,
                 lastStaleness: s.lastRound.staleness,
                 lastFoldedParts: s.lastRound.foldedParts,
+                lastAppliedStaleness: s.lastRound.appliedStaleness,
                 busyFraction: s.lastRound.busyFraction ?? -1,
               }
             : { busyFraction: -1 }),

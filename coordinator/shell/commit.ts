@@ -6,7 +6,7 @@
 import { invariant, openSafetensors } from '../../aggregation/index.js';
 import { openFileSource } from '../../common/files.js';
 import { aggregateRound } from '../aggregate/checkpoint-writer.js';
-import { busyFraction } from '../observe/busy.js';
+import { busyFraction, finishesOf } from '../observe/busy.js';
 import { crashPoint } from '../core/crash-points.js';
 import { CoordinatorError } from '../core/errors.js';
 import { KernelPool } from '../aggregate/kernel-pool.js';
@@ -162,8 +162,12 @@ export class RoundCommitter {
         folded: u.intent.folded.map((f) => ({ ...f })),
         trainStartedMs: u.intent.trainStartedMs,
         trainFinishedMs: u.intent.trainFinishedMs,
+        appliedStaleness: u.intent.appliedStaleness,
+        busyMs: u.intent.busyMs,
       };
     });
+    // Where each site's work counted in the previous round ended: its busy fraction measures from there.
+    const previousFinishes = finishesOf(this.ctx.o.store.records(), run.plan.runId, round - 1);
     const parentSha256 = run.globalSha256;
     const model = await describeModel(this.ctx.o.store, modelSha256);
     // The journal append is the commit point: the checkpoint is already on disk under its hash.
@@ -202,7 +206,8 @@ export class RoundCommitter {
         staleness: p.staleness ?? 0,
         foldedParts: p.folded?.length ?? 0,
         foldedCount: (p.folded ?? []).reduce((a, f) => a + f.count, 0),
-        busyFraction: busyFraction(p, att.startedMs, now),
+        appliedStaleness: p.appliedStaleness ?? 0,
+        busyFraction: busyFraction(p, att.startedMs, now, previousFinishes.get(p.site)),
       };
     }
     await this.ctx.o.store.pruneSpools();

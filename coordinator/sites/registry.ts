@@ -63,7 +63,9 @@ export interface ContributionStats {
   /** Earlier work folded in: parts and what they counted. */
   readonly foldedParts: number;
   readonly foldedCount: number;
-  /** Training span ÷ round wall time; undefined when the site reported no span. */
+  /** Overlapped rounds: inner steps between its previous snapshot and the step that applied the round's model (0 otherwise). */
+  readonly appliedStaleness: number;
+  /** Time training over the time it had (coordinator/observe/busy.ts); undefined when the site reported no span. */
   readonly busyFraction: number | undefined;
 }
 

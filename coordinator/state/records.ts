@@ -102,6 +102,13 @@ export interface ParticipantRecord {
   /** First and last training step of the fresh part, ms on the site's clock (0: unknown). */
   readonly trainStartedMs?: number;
   readonly trainFinishedMs?: number;
+  /**
+   * Overlapped rounds (protocol version 5): inner steps between the site's previous snapshot and
+   * the step that applied the round's model; absent before version 5, 0 when not overlapped.
+   */
+  readonly appliedStaleness?: number;
+  /** The sum of the fresh part's step durations, ms (absent before version 5; 0: not reported). */
+  readonly busyMs?: number;
 }
 
 export interface RoundCommittedRecord {

@@ -142,7 +142,7 @@ describe('fedhpc admin: run control and every read command', () => {
     expect(Number((await json(['status']))['roundsCommitted'])).toBe(4);
     // On an ended run, the table form draws one frame and exits.
     const frame = (await fedhpc(['watch'])).stdout;
-    expect(frame).toMatch(/^testfed · run run-1 \(finished\) · round - · 4\/4 committed\n\nsite\s+state\s+activity\s+progress\s+transfer\s+last round\s+stale\s+busy\n/);
+    expect(frame).toMatch(/^testfed · run run-1 \(finished\) · round - · 4\/4 committed\n\nsite\s+state\s+activity\s+progress\s+transfer\s+last round\s+stale\s+applied\s+busy\n/);
     expect(frame).toMatch(/\nsite-1\s+connected\s/);
   }, 150_000);
 

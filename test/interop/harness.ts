@@ -34,6 +34,8 @@ export interface PyRound {
   readonly modelRound: number;
   readonly trainStartedMs: number;
   readonly trainFinishedMs: number;
+  /** The sum of its steps' durations, ms (the header's busy_ms). */
+  readonly busyMs: number;
   /** The end of each step, Unix ms. */
   readonly stepTs: readonly number[];
 }

@@ -108,7 +108,7 @@ describe.skipIf(skip)('the Python site agent in a token-budgeted secure run: mis
     process.stdout.write(`python interop: ${ROUNDS} token-budgeted secure rounds with a fold in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   }, 90_000);
 
-  it('trained to the token budget each round (at least T tokens, less than T plus one batch) and reported its busy span from its step times', () => {
+  it('trained to the token budget each round (at least T tokens, less than T plus one batch) and reported its busy span and busy time from its step times', () => {
     for (let r = 1; r <= ROUNDS; r++) {
       const d = python.round(r);
       expect(d.tokens, `round ${r}`).toBeGreaterThanOrEqual(BUDGET);
@@ -118,12 +118,15 @@ describe.skipIf(skip)('the Python site agent in a token-budgeted secure run: mis
       expect(d.trainFinishedMs).toBe(d.stepTs.at(-1));
       expect(d.trainStartedMs).toBeLessThanOrEqual(d.stepTs[0]!);
       expect([...d.stepTs].sort((a, b) => a - b)).toEqual(d.stepTs);
+      // Steps are sleeps back to back: busy nearly all of the span, never (beyond rounding to ms) more.
+      expect(d.busyMs, `round ${r}`).toBeGreaterThan(0);
+      expect(d.busyMs, `round ${r}`).toBeLessThanOrEqual(d.trainFinishedMs - d.trainStartedMs + 1);
     }
     for (const c of journal) {
       const p = c.participants.find((x) => x.site === PY);
       if (!p) continue;
       const d = python.round(c.round);
-      expect(p, `round ${c.round}`).toMatchObject({ tokens: d.tokens, samples: d.samples, steps: d.steps, trainStartedMs: d.trainStartedMs, trainFinishedMs: d.trainFinishedMs });
+      expect(p, `round ${c.round}`).toMatchObject({ tokens: d.tokens, samples: d.samples, steps: d.steps, trainStartedMs: d.trainStartedMs, trainFinishedMs: d.trainFinishedMs, busyMs: d.busyMs, appliedStaleness: 0 });
     }
   });
 

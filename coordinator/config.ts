@@ -127,7 +127,7 @@ export function trainOverlap(train: Readonly<Record<string, unknown>>): TrainOve
 }
 
 const FRAGMENTS_NOT_BUILT =
-  'fragment-wise sync (P staggered fragments, as Streaming DiLoCo syncs) is not built: use mode "whole-model" (docs/decisions.md, "Overlapped rounds: protocol version 5")';
+  'fragment-wise sync (P staggered fragments, as Streaming DiLoCo syncs) is not built: use mode "whole-model" (docs/decisions.md, "Overlapped rounds sync the whole model a round late")';
 
 /**
  * Checks `train.overlap` (issue 17): the shared schema, with a fragment-wise sync named as such

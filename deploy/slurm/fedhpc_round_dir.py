@@ -20,6 +20,21 @@ and the exit code: 0 done, 64 bad spec or usage, 65 global weights invalid or mi
 interrupted with a resumable checkpoint in scratch/, anything else a crash (TRAINER_EXIT in
 round-dir.ts). A refusal is raised as `Refusal` (bad_spec / bad_global) before any compute.
 
+Contract version 3 adds the persistent session (docs/protocol.md, "The persistent trainer"): one
+trainer for the whole run, in a session directory (bottom of this file):
+
+  spec.json                     version 3, mode "persistent": a round's fields    validate_session_spec
+                                without round, attempt, global_sha256
+  syncs/<r>.<a>/READY.json      the agent's, last: {round, attempt, modelRound,   next_ready
+                                globalSha256}
+  config.json                   the model config (or the first sync's global/)    session_config_path
+  syncs/<r>.<a>/global/         the sync's global model                           check_sync_global
+  syncs/<r>.<a>/out/, DONE.json the snapshot, DONE.json last                      SyncTally, write_sync_done
+  progress.jsonl                {step, loss, tokens, ts, stepMs, sync,            append_sync_progress
+                                appliedGlobalRound}
+  state/                        the trainer's own: what a restart resumes from
+  STOP                          the agent's: exit 0 at the next step boundary     stop_requested
+
 Imported by site-agent/trainers/torch_shard.py (the PyTorch reference trainer, run in CI) and by
 deploy/slurm/nemo_shard.py (the NeMo / Megatron-Bridge recipe, run in NVIDIA's container). It lives
 beside nemo_shard.py, so a NeMo job needs that one directory only; torch_shard.py looks for it
@@ -27,10 +42,12 @@ beside itself, then in ../../deploy/slurm/ (the repository's and dist/'s layout)
 only: nemo_shard.py's dry mode (--check-spec) imports neither torch nor NeMo.
 Tested directly by test/unit/trainers/round-dir-contract.test.ts.
 """
-import argparse, hashlib, json, math, os, struct, sys, time
+import argparse, hashlib, json, math, os, re, struct, sys, time
 
 EXIT_OK, EXIT_BAD_SPEC, EXIT_BAD_GLOBAL, EXIT_INTERRUPTED = 0, 64, 65, 75
-SPEC_VERSION = 2  # the newest spec.json this module reads (1: steps only; 2: + budget, ts, the busy span)
+CONTRACT_VERSION = 3  # 1: steps only; 2: + budget, ts, the busy span; 3: + the persistent session
+ROUND_SPEC_VERSION = 2  # the newest round directory spec.json (version 3 is a session's only)
+SESSION_SPEC_VERSION = 3  # a persistent session's spec.json: {"version": 3, "mode": "persistent", ...}
 TOKEN_BYTES = 4  # token files: little-endian uint32 ids, no header (uint16 cannot hold 256k vocabularies)
 ITEM_BYTES = {"F32": 4, "BF16": 2, "F16": 2}  # the float dtypes a global safetensors file may hold
 OUTPUT_DTYPES = ("F32", "BF16")  # spec.output_dtype: what out/model.safetensors must hold
@@ -160,14 +177,25 @@ def validate_spec(spec, round_dir, micro_batch_default=None):
     budget without max_steps."""
     if not isinstance(spec, dict):
         raise bad_spec("spec.json: not a JSON object")
+    if spec.get("mode") == "persistent":
+        raise bad_spec(f"spec.json: spec.version {spec.get('version')!r} with mode \"persistent\" is a persistent "
+                       "session (contract version 3): pass its directory as --session-dir, not --round-dir")
+    version = need(spec, "version", int, lambda v: 1 <= v <= ROUND_SPEC_VERSION, 1)
+    return shard_fields(spec, round_dir, micro_batch_default, version=version,
+                        round=need(spec, "round", int, lambda v: v >= 0),
+                        global_sha256=need(spec, "global_sha256", str, lambda v: len(v) == 64))
+
+
+def shard_fields(spec, base_dir, micro_batch_default, **head):
+    """The training fields a round's spec and a session's share (validate_spec's list, less version,
+    round and global_sha256, which come in `head`), as a namespace; relative paths resolve against
+    `base_dir`."""
     train, data = spec.get("train"), spec.get("data")
     num, pos, opt_str = (int, float), (lambda v: v > 0 and math.isfinite(v)), (str, type(None))
-    version = need(spec, "version", int, lambda v: 1 <= v <= SPEC_VERSION, 1)
     budget_seconds, budget_tokens = read_budget(spec)
     budgeted = budget_seconds is not None or budget_tokens is not None
     s = argparse.Namespace(
-        version=version, round=need(spec, "round", int, lambda v: v >= 0), seed=need(spec, "seed", int),
-        global_sha256=need(spec, "global_sha256", str, lambda v: len(v) == 64),
+        **head, seed=need(spec, "seed", int),
         config_sha256=need(spec, "model_config_sha256", opt_str),
         output_dtype=need(spec, "output_dtype", str, lambda v: v in OUTPUT_DTYPES, "F32"),
         budget_seconds=budget_seconds, budget_tokens=budget_tokens,
@@ -190,7 +218,7 @@ def validate_spec(spec, round_dir, micro_batch_default=None):
         by_tokens = -(-budget_tokens // (s.batch_size * s.seq_len))  # ceil: the step that reaches T is taken
         s.planned_steps = min(by_tokens, s.max_steps) if s.max_steps is not None else by_tokens
     # os.path.join keeps an absolute path as it is: relative paths are relative to the round directory.
-    s.tokens_path = os.path.join(round_dir, s.train_tokens) if s.train_tokens is not None else None
+    s.tokens_path = os.path.join(base_dir, s.train_tokens) if s.train_tokens is not None else None
     return s
 
 
@@ -298,7 +326,12 @@ def load_config(path, refuse=bad_global):
 def load_round_config(round_dir, s):
     """global/config.json of a round: its pin (spec.model_config_sha256), its fields (65), and
     train.seq_len against its max_position_embeddings (64)."""
-    path = os.path.join(round_dir, "global", "config.json")
+    return load_pinned_config(os.path.join(round_dir, "global", "config.json"), s)
+
+
+def load_pinned_config(path, s):
+    """A model config the spec may pin (model_config_sha256: 65 for other bytes), checked by
+    load_config (65) and against train.seq_len (64)."""
     if s.config_sha256 and (not os.path.exists(path) or sha256_file(path) != s.config_sha256):
         raise bad_global(f"{path}: SHA-256 differs from spec.model_config_sha256 (pinned config)")
     c = load_config(path, bad_global)
@@ -444,9 +477,19 @@ def manifest_sha256(manifest):
 def write_done(round_dir, round_number, steps, batch_size, seq_len, train_loss, manifest, out_sha256, out_dtype,
                extra=None, span=None):
     """DONE.json, written atomically and last: its presence (with exit 0) says out/ is complete.
-    trainLoss is left out when unknown (the agent's schema takes a finite number or nothing);
-    `span` = (trainStartedMs, trainFinishedMs): the start of the first step and the end of the last,
-    Unix ms (left out when unknown); `extra` adds a trainer's own fields (nextCursor, runner, ...)."""
+    Returns the record (done_record's)."""
+    done = done_record(round_number, steps, batch_size, seq_len, train_loss, manifest, out_sha256, out_dtype,
+                       extra, span)
+    write_json_atomic(os.path.join(round_dir, "DONE.json"), done)
+    return done
+
+
+def done_record(round_number, steps, batch_size, seq_len, train_loss, manifest, out_sha256, out_dtype,
+                extra=None, span=None):
+    """A DONE.json's fields. trainLoss is left out when unknown (the agent's schema takes a finite
+    number or nothing); `span` = (trainStartedMs, trainFinishedMs): the start of the first step and
+    the end of the last, Unix ms (left out when unknown); `extra` adds a trainer's own fields
+    (nextCursor, runner, ...)."""
     done = {"status": "done", "round": round_number, "steps": steps, "tokens": steps * batch_size * seq_len,
             "samples": steps * batch_size}
     if train_loss is not None and math.isfinite(train_loss):
@@ -455,5 +498,161 @@ def write_done(round_dir, round_number, steps, batch_size, seq_len, train_loss, 
         done["trainStartedMs"], done["trainFinishedMs"] = int(span[0]), max(int(span[0]), int(span[1]))
     done.update({"dataManifestSha256": manifest_sha256(manifest), "dataManifest": manifest,
                  "outSha256": out_sha256, "outDtype": out_dtype, **(extra or {})})
-    write_json_atomic(os.path.join(round_dir, "DONE.json"), done)
     return done
+
+
+# ---------------------------------------------------------------- the persistent session (contract version 3)
+#
+# docs/protocol.md, "The persistent trainer": one trainer process per site and run, driven through a
+# session directory. What a trainer shares with any other is here (the spec, finding the next READY,
+# the per-sync tally, progress lines, DONE.json, STOP); the tensors (apply, snapshot, state/) are the
+# trainer's own.
+
+SYNC_NAME = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")  # syncs/<round>.<attempt>
+
+
+def validate_session_spec(spec, session_dir, micro_batch_default=None):
+    """A persistent session's spec.json: {"version": 3, "mode": "persistent", run_id, seed, output_dtype?,
+    model_config_sha256?, budget (required: the training each sync carries), overlap? {alpha? 1, in (0, 1]},
+    train, data} -- a round's fields (validate_spec) without round, attempt and global_sha256, which
+    each sync's READY.json names instead; those three are refused here, not ignored. Sets `run_id`
+    and `alpha` beside the round's fields (`round` and `global_sha256` are None)."""
+    if not isinstance(spec, dict):
+        raise bad_spec("spec.json: not a JSON object")
+    need(spec, "version", int, lambda v: v == SESSION_SPEC_VERSION)
+    need(spec, "mode", str, lambda v: v == "persistent")
+    for key in ("round", "attempt", "global_sha256"):
+        if key in spec:
+            raise bad_spec(f"spec.json: spec.{key} belongs in a sync's READY.json, not in a persistent session's spec")
+    overlap = spec.get("overlap", {})
+    if not isinstance(overlap, dict):
+        raise bad_spec(f"spec.json: spec.overlap must be a JSON object, got {overlap!r}")
+    if read_budget(spec) == (None, None):
+        raise bad_spec("spec.json: a persistent session needs spec.budget ({\"seconds\": S} or {\"tokens\": T}): "
+                       "the training each sync carries")
+    return shard_fields(spec, session_dir, micro_batch_default, version=SESSION_SPEC_VERSION, round=None,
+                        global_sha256=None, run_id=need(spec, "run_id", str, lambda v: v != ""),
+                        alpha=need(overlap, "alpha", (int, float), lambda v: 0 < v <= 1, 1.0, where="overlap"))
+
+
+def sync_name(sync):
+    """A sync's directory name: (round, attempt) -> "<round>.<attempt>"."""
+    return f"{sync[0]}.{sync[1]}"
+
+
+def sync_dir(session_dir, sync):
+    return os.path.join(session_dir, "syncs", sync_name(sync))
+
+
+def stop_requested(session_dir):
+    """The agent's STOP: the run is over, exit 0 at the next step boundary."""
+    return os.path.exists(os.path.join(session_dir, "STOP"))
+
+
+def next_ready(session_dir, after):
+    """The lowest sync above `after` ((round, attempt) of the last snapshot, None before the first)
+    whose READY.json is there, as ((round, attempt), ready), else None. `ready` is READY.json checked
+    (64 otherwise): {"round", "attempt"} naming its directory, "modelRound" >= 0, "globalSha256"."""
+    try:
+        names = os.listdir(os.path.join(session_dir, "syncs"))
+    except FileNotFoundError:
+        return None
+    syncs = sorted((int(m[1]), int(m[2])) for m in map(SYNC_NAME.match, names) if m)
+    for sync in (x for x in syncs if after is None or x > tuple(after)):
+        path = os.path.join(sync_dir(session_dir, sync), "READY.json")
+        try:
+            with open(path, "rb") as f:
+                ready = json.load(f)
+        except FileNotFoundError:
+            continue  # laid out, not ready: the agent renames READY.json in last
+        except (OSError, ValueError) as e:
+            raise bad_spec(f"{path}: {e}")
+        ints = ("round", "attempt", "modelRound")
+        if not isinstance(ready, dict) or \
+                not all(isinstance(ready.get(k), int) and not isinstance(ready[k], bool) and ready[k] >= 0 for k in ints) or \
+                not isinstance(ready.get("globalSha256"), str) or not re.fullmatch("[0-9a-f]{64}", ready["globalSha256"]):
+            raise bad_spec(f"{path}: not {{\"round\", \"attempt\", \"modelRound\": integers >= 0, "
+                           f"\"globalSha256\": 64 hex digits}}: {json.dumps(ready)[:200]}")
+        if (ready["round"], ready["attempt"]) != sync:
+            raise bad_spec(f"{path}: names round {ready['round']} attempt {ready['attempt']}, not its directory's")
+        return sync, ready
+    return None
+
+
+def session_config_path(session_dir, sync):
+    """Where a session's model config is: <session>/config.json (the agent's command runner copies the
+    site's modelConfig there), else the global/config.json of `sync` (the first sync applied), as in
+    a round directory. Load it with load_pinned_config."""
+    path = os.path.join(session_dir, "config.json")
+    return path if os.path.exists(path) else os.path.join(sync_dir(session_dir, sync), "global", "config.json")
+
+
+def check_sync_global(session_dir, sync, ready):
+    """Path of a sync's global/model.safetensors, refused (65) when missing or not READY's
+    globalSha256. Its names and shapes are the reader's to check (check_safetensors_header)."""
+    path = os.path.join(sync_dir(session_dir, sync), "global", "model.safetensors")
+    if not os.path.exists(path) or sha256_file(path) != ready["globalSha256"]:
+        raise bad_global(f"{path}: missing, or its SHA-256 differs from READY.json's globalSha256")
+    return path
+
+
+class SyncTally:
+    """What one sync's training adds up to: the steps from the end of the last snapshot (or, after a
+    start or a restart, from the first step) to the next snapshot, and whether its global is applied.
+    `first_step` is the session step its first step will be; `cursor` and `wraps` the trainer's data
+    position then; `started_ms` the end of the last snapshot (None: the first step's start)."""
+
+    def __init__(self, first_step, cursor, wraps, started_ms=None):
+        self.first_step, self.cursor_start, self.wraps_start = first_step, cursor, wraps
+        self.started_ms, self.finished_ms = started_ms, None
+        self.steps, self.loss_sum, self.busy_ms = 0, 0.0, 0
+        self.sync = self.ready = self.staleness = None
+
+    def applied(self, sync, ready):
+        """The sync's global is applied before the next step: the steps since the last snapshot are
+        the sync's applied staleness."""
+        self.sync, self.ready, self.staleness = tuple(sync), ready, self.steps
+
+    def step_done(self, loss, started_ms, finished_ms):
+        if self.started_ms is None:
+            self.started_ms = started_ms
+        self.steps, self.loss_sum = self.steps + 1, self.loss_sum + loss
+        self.busy_ms += finished_ms - started_ms
+        self.finished_ms = finished_ms
+
+    def due(self, s, now_ms):
+        """Whether the snapshot is due: the sync's global is applied and its budget (s.budget_*,
+        capped by s.max_steps) is spent, counted from `started_ms`."""
+        if self.sync is None:
+            return False
+        elapsed_s = (now_ms - self.started_ms) / 1000 if self.started_ms is not None else 0.0
+        return not budget_allows(s, self.steps, elapsed_s)
+
+    def done(self, s, manifest, out_sha256, base_sha256, extra=None):
+        """The sync's DONE.json record (write it with write_sync_done after the trainer's state/): a
+        version-2 DONE.json of the sync's own steps, plus attempt, baseSha256 (the global the
+        snapshot is measured against), appliedStaleness, busyMs and the session steps it spans."""
+        return done_record(
+            self.sync[0], self.steps, s.batch_size, s.seq_len, self.loss_sum / self.steps, manifest, out_sha256,
+            s.output_dtype, {"attempt": self.sync[1], "baseSha256": base_sha256, "modelRound": self.ready["modelRound"],
+                             "appliedStaleness": self.staleness, "busyMs": self.busy_ms, "firstStep": self.first_step,
+                             "lastStep": self.first_step + self.steps - 1, **(extra or {})},
+            span=(self.started_ms, self.finished_ms))
+
+
+def write_sync_done(session_dir, sync, done):
+    """syncs/<round>.<attempt>/DONE.json, atomically and last (after out/ and the trainer's state/)."""
+    write_json_atomic(os.path.join(sync_dir(session_dir, sync), "DONE.json"), done)
+
+
+def append_sync_progress(path, step, loss, batch_size, seq_len, ts, step_ms, sync, applied_round):
+    """One progress.jsonl line of a session: {"step", "loss", "tokens", "ts", "stepMs", "sync",
+    "appliedGlobalRound"}. `step` and `tokens` count from the session's start; `sync` is the
+    "<round>.<attempt>" whose global is applied and which the step trains for, or null while the
+    trainer trains ahead of the next READY (those steps count toward the next sync); `applied_round`
+    is the modelRound of the last global applied. A non-finite loss is written as null."""
+    loss = float(loss) if loss is not None and math.isfinite(loss) else None
+    with open(path, "a") as f:
+        f.write(json.dumps({"step": step, "loss": loss, "tokens": step * batch_size * seq_len, "ts": int(ts),
+                            "stepMs": int(step_ms), "sync": sync_name(sync) if sync else None,
+                            "appliedGlobalRound": applied_round}) + "\n")

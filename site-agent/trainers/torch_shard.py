@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """fedhpc reference trainer: a Llama-style decoder in plain PyTorch, run by the site agent.
 
-Modes (exit codes: 0 done, 64 bad spec or usage, 65 global weights invalid or mismatched,
-75 interrupted with a resumable checkpoint in scratch/, anything else a crash):
+Modes (exit codes: 0 done (a session: stopped), 64 bad spec or usage, 65 global weights invalid or
+mismatched, 75 interrupted with a resumable checkpoint in scratch/ (a session: in state/), anything
+else a crash):
 
   --init --config model.json --out DIR --seed N
       DIR/model.safetensors (F32) + DIR/config.json: seeded round-0 weights, the same bytes on
@@ -39,6 +40,24 @@ Modes (exit codes: 0 done, 64 bad spec or usage, 65 global weights invalid or mi
       SIGUSR1/SIGTERM: finish the step, save DIR/scratch/resume.pt, exit 75. A rerun with the same
       round, global_sha256, train and data resumes from it (attempt, run id and seed may differ),
       reaching the same weights as an uninterrupted run on CPU.
+  --session-dir DIR [--sync-wait-s S]
+      The persistent trainer of an overlapped run (contract version 3, docs/protocol.md "The
+      persistent trainer"): one process for the whole run, which never stops for a sync. Reads
+      DIR/spec.json {version 3, mode "persistent", run_id, seed, budget (per sync), overlap? {alpha? 1},
+      output_dtype?, model_config_sha256?, train, data} (the round mode's train and data fields;
+      decay_steps counts the session's steps) and the model config DIR/config.json (else the first
+      sync's global/config.json). Before each step it takes up the lowest syncs/<round>.<attempt>/
+      READY.json above its last snapshot: the first global is loaded as the parameters, a later g is
+      applied as θ <- θ + α·(g - θₛ) (θₛ: the parameters at the last snapshot), one that is the base
+      already applies nothing. Once that sync's budget (counted from the end of the last snapshot;
+      train.max_steps caps it) is spent it writes syncs/<r>.<a>/out/model.safetensors, then
+      DIR/state/ (θₛ, AdamW, step, data cursor, the base, the DONE record), then DONE.json, and
+      trains on. It waits for the first global only (S seconds, default 3600, then exit 75). AdamW
+      and the data cursor carry across syncs; a sync's data manifest covers its own steps.
+      Appends {"step","loss","tokens","ts","stepMs","sync","appliedGlobalRound"} to DIR/progress.jsonl.
+      DIR/STOP: exit 0 at the next step boundary. SIGTERM/SIGUSR1: exit 75 after the step, with no
+      new snapshot. A restart resumes from state/ at the last snapshot (training since is lost, never
+      counted twice) and writes that sync's DONE.json again if the crash lost it.
   --eval --model PATH --config config.json --tokens FILE [--seq-len N] [--max-batches K]
       Prints {"loss": mean nats per token, "samples": tokens scored} on stdout.
 
@@ -52,7 +71,7 @@ DONE.json, atomic writes, exit codes) is deploy/slurm/fedhpc_round_dir.py, share
 recipe. This file finds it beside itself (copy both when you install the trainer alone), else in
 ../../deploy/slurm/ (the repository and dist/).
 """
-import contextlib, hashlib, json, math, mmap, os, signal, sys
+import contextlib, hashlib, json, math, mmap, os, signal, sys, time
 
 
 def _round_dir_module_dir():
@@ -75,10 +94,12 @@ import torch.nn.functional as F  # noqa: E402
 
 # bench/ reaches some of these as torch_shard.<name> (EXIT_BAD_SPEC, Refusal, sha256_file, load_config, ...).
 from fedhpc_round_dir import (  # noqa: E402
-    EXIT_BAD_SPEC, EXIT_INTERRUPTED, ITEM_BYTES, TOKEN_BYTES, Parser, Refusal, StepClock, append_progress,
-    bad_global, bad_spec, budget_allows, check_global_sha256, check_safetensors_header, load_config,
-    load_round_config, need, pinned_sha256, planned_or_estimate, read_spec, safetensors_header, sha256_file,
-    tensor_shapes, token_count, truncate_progress, validate_spec, write_done, write_json_atomic)
+    EXIT_BAD_SPEC, EXIT_INTERRUPTED, ITEM_BYTES, TOKEN_BYTES, Parser, Refusal, StepClock, SyncTally, append_progress,
+    append_sync_progress, bad_global, bad_spec, budget_allows, check_global_sha256, check_safetensors_header,
+    check_sync_global, load_config, load_pinned_config, load_round_config, need, next_ready, pinned_sha256,
+    planned_or_estimate, read_spec, safetensors_header, session_config_path, sha256_file, stop_requested, sync_dir,
+    sync_name, tensor_shapes, token_count, truncate_progress, validate_session_spec, validate_spec, write_atomic,
+    write_done, write_json_atomic, write_sync_done)
 
 DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
 # torch.frombuffer has no bfloat16 path in 1.13: half-width floats travel as int16 bit patterns.
@@ -328,13 +349,18 @@ def lr_at(lr, step, warmup_steps, run_step, decay_steps, min_ratio):
     return lr * warm * (min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
-def torch_spec(spec, round_dir):
-    """spec.json: the fields every trainer reads (fedhpc_round_dir.validate_spec; the micro-batch
-    defaults to the whole batch), data.train_tokens required, and this trainer's own fields."""
-    s = validate_spec(spec, round_dir)
+def torch_spec(spec, base_dir, session=False):
+    """spec.json: the fields every trainer reads (fedhpc_round_dir.validate_spec, or
+    validate_session_spec for a persistent session; the micro-batch defaults to the whole batch),
+    data.train_tokens required, and this trainer's own fields."""
+    s = validate_session_spec(spec, base_dir) if session else validate_spec(spec, base_dir)
     train, data = spec.get("train"), spec.get("data")
     need(data, "train_tokens", str, where="data")
     s.keep_state = need(spec, "keep_optimizer_state", (str, type(None)))
+    if session and s.keep_state:
+        # A session keeps AdamW in its own state/ and in memory: the round mode's directory has no use.
+        print("torch_shard: keep_optimizer_state unused in a persistent session (state/ keeps AdamW)", file=sys.stderr)
+        s.keep_state = None
     s.decay_steps = need(train, "decay_steps", int, lambda v: v >= 0, 0, where="train")
     s.min_lr_ratio = need(train, "min_lr_ratio", (int, float), lambda v: 0 <= v <= 1, 0.1, where="train")
     s.data_order = need(train, "data_order", str, lambda v: v in ("shuffled", "sequential"), "shuffled", where="train")
@@ -346,7 +372,7 @@ def torch_spec(spec, round_dir):
         s.budget_tokens = max(1, math.floor(s.budget_tokens * scale + 0.5))
         by_tokens = -(-s.budget_tokens // (s.batch_size * s.seq_len))
         s.planned_steps = min(by_tokens, s.max_steps) if s.max_steps is not None else by_tokens
-    if s.decay_steps and s.planned_steps is None:
+    if s.decay_steps and s.planned_steps is None and not session:
         # The cosine decay counts the run's steps as rounds x steps per round: a time budget has no such count.
         raise bad_spec("spec.json: train.decay_steps needs a step count per round: give train.max_steps beside a time budget")
     return s
@@ -369,16 +395,23 @@ def open_round(round_dir):
     spec, _ = read_spec(round_dir)
     s = torch_spec(spec, round_dir)
     c = load_round_config(round_dir, s)
-    data = TokenFile(s.tokens_path, bad_spec)
-    if data.count < s.seq_len + 1 or (s.data_order == "sequential" and s.cursor >= data.count):
-        raise bad_spec(f"spec.json: data.cursor {s.cursor} or seq_len {s.seq_len} does not fit {data.count} tokens")
-    data.sha256 = pinned_sha256(s.tokens_path, s.tokens_sha256)  # the manifest's, and the shuffle's key
+    data = open_data(s)
     global_path = check_global_sha256(round_dir, s)
     weights = read_safetensors(global_path, tensor_shapes(c), bad_global)
     # A checkpoint belongs to what the shard computes, not to the attempt or run id around it.
     work = {k: spec.get(k) for k in ("round", "global_sha256", "train", "data", "budget")}
     work_key = hashlib.sha256(json.dumps(work, sort_keys=True).encode()).hexdigest()
     return spec, work_key, s, c, data, weights
+
+
+def open_data(s):
+    """The token file, checked against the spec (seq_len, cursor, the pin) and hashed: the hash is
+    the data manifest's and the shuffle's key."""
+    data = TokenFile(s.tokens_path, bad_spec)
+    if data.count < s.seq_len + 1 or (s.data_order == "sequential" and s.cursor >= data.count):
+        raise bad_spec(f"spec.json: data.cursor {s.cursor} or seq_len {s.seq_len} does not fit {data.count} tokens")
+    data.sha256 = pinned_sha256(s.tokens_path, s.tokens_sha256)
+    return data
 
 
 class Shard:
@@ -391,6 +424,10 @@ class Shard:
         self.opt = torch.optim.AdamW(self.w.values(), lr=s.lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=s.weight_decay)
         self.shapes = {n: list(t.shape) for n, t in self.w.items()}
         self.step, self.cursor, self.wraps, self.loss_sum = 0, s.cursor, 0, 0.0
+        # Inner steps of the run before this shard's first: rounds of planned_steps each (DiLoCo's H),
+        # 1-based rounds (None only under a time budget without max_steps, where torch_spec refuses a
+        # decay); a persistent session counts its own steps from the run's start.
+        self.run_step_base = max(0, s.round - 1) * (s.planned_steps or 0) if s.round is not None else 0
         # The training clock a resume continues: first step's start, seconds trained, last step's end.
         self.started_ms, self.elapsed_s, self.last_ms = None, 0.0, None
 
@@ -437,9 +474,7 @@ class Shard:
         starts, self.cursor, wrapped = take_windows(s.data_order, self.cursor, data.count, s.seq_len, s.batch_size, order_key(data.sha256))
         self.wraps += wrapped
         batch = data.windows(starts, s.seq_len + 1, self.c["vocab_size"], bad_spec).to(self.device)
-        # Inner steps of the whole run so far: rounds of planned_steps each (DiLoCo's H), 1-based rounds.
-        # (None only under a time budget without max_steps, where torch_spec refuses a decay.)
-        run_step = max(0, s.round - 1) * (s.planned_steps or 0) + self.step
+        run_step = self.run_step_base + self.step
         for group in self.opt.param_groups:
             group["lr"] = lr_at(s.lr, self.step, s.warmup_steps, run_step, s.decay_steps, s.min_lr_ratio)
         self.opt.zero_grad(set_to_none=True)
@@ -502,10 +537,176 @@ def train_round(round_dir, stop):
 def write_shard_done(round_dir, spec, s, data, shard, out_sha, span):
     """DONE.json, written last: its presence (with exit 0) is what says the shard finished. `span`:
     the start of the first step and the end of the last, Unix ms (the busy span)."""
-    manifest = {"path": spec["data"]["train_tokens"], "bytes": data.size, "sha256": data.sha256, "format": "uint32le",
-                "order": s.data_order, "cursor_start": s.cursor, "cursor_end": shard.cursor, "wraps": shard.wraps}
+    manifest = data_manifest(spec, s, data, s.cursor, shard.cursor, shard.wraps)
     write_done(round_dir, s.round, shard.step, s.batch_size, s.seq_len, shard.loss_sum / shard.step, manifest,
                out_sha, s.output_dtype, {"nextCursor": shard.cursor}, span=span)
+
+
+def data_manifest(spec, s, data, cursor_start, cursor_end, wraps):
+    """What a shard's (or a sync's) steps read: the file, its order, and the cursor range."""
+    return {"path": spec["data"]["train_tokens"], "bytes": data.size, "sha256": data.sha256, "format": "uint32le",
+            "order": s.data_order, "cursor_start": cursor_start, "cursor_end": cursor_end, "wraps": wraps}
+
+
+# ---------------------------------------------------------------- a persistent session (contract version 3)
+
+SESSION_STATE = "session.pt"  # in state/, beside config.json
+READY_POLL_S = 0.1  # how often a trainer with no model yet looks for the first READY.json
+
+
+def log(message):
+    print(f"torch_shard: {message}", file=sys.stderr, flush=True)
+
+
+class Session:
+    """One persistent trainer (docs/protocol.md, "The persistent trainer"): a Shard (θ, AdamW, the
+    step and the data cursor, all kept across syncs), θₛ (the parameters at the last snapshot, F32 on
+    the CPU), the base (the last global applied) and the last snapshot's sync. state/ holds what a
+    restart resumes from, tensors, ints and strings only (Shard's rule)."""
+
+    def __init__(self, session_dir, spec, s, data, device):
+        self.dir, self.spec, self.s, self.data, self.device = session_dir, spec, s, data, device
+        self.state_path = os.path.join(session_dir, "state", SESSION_STATE)
+        self.shard = self.c = self.config_bytes = self.snap = None
+        self.base = self.base_round = self.last_sync = None
+
+    def use_config(self, path, c):
+        """The model config `c`, read from `path`, whose bytes go into state/ for a restart."""
+        self.c = c
+        with open(path, "rb") as f:
+            self.config_bytes = f.read()
+
+    def check_config(self, path):
+        """A config the agent lays out after the session's first sync must be the session's."""
+        if os.path.exists(path) and sha256_file(path) != hashlib.sha256(self.config_bytes).hexdigest():
+            raise bad_global(f"{path}: differs from the model config the session trains (state/config.json)")
+
+    def restore(self):
+        """Resumes from state/: θ = θₛ of the last snapshot, whose sync is done (its DONE.json written
+        again if the crash lost it). False when there is no state/ (a fresh start)."""
+        if not os.path.exists(self.state_path):
+            return False
+        ck = torch.load(self.state_path, map_location="cpu", weights_only=True)
+        if ck["run_id"] != self.s.run_id:
+            raise bad_spec(f"{self.state_path}: state of run {ck['run_id']!r}, but spec.json names {self.s.run_id!r}")
+        config = os.path.join(os.path.dirname(self.state_path), "config.json")
+        self.use_config(config, load_config(config, bad_spec))
+        self.check_config(os.path.join(self.dir, "config.json"))
+        self.snap = {n: t.detach().clone() for n, t in ck["weights"].items()}
+        self.shard = Shard(self.c, self.s, ck["weights"], self.device)
+        self.shard.load_adamw(ck["adamw"])
+        self.shard.step, self.shard.cursor, self.shard.wraps = ck["step"], ck["cursor"], ck["wraps"]
+        self.base, self.base_round, self.last_sync = ck["base_sha256"], ck["base_model_round"], tuple(ck["sync"])
+        done_dir = sync_dir(self.dir, self.last_sync)
+        # The agent removes the syncs of rounds it is done with: only a sync still there needs its DONE.json.
+        if os.path.isdir(done_dir) and not os.path.exists(os.path.join(done_dir, "DONE.json")):
+            done = json.loads(ck["done"])
+            out = os.path.join(done_dir, "out", "model.safetensors")
+            if not os.path.exists(out) or sha256_file(out) != done["outSha256"]:
+                os.makedirs(os.path.dirname(out), exist_ok=True)
+                # θₛ is what the snapshot was written from: the same bytes again.
+                if write_safetensors(out, self.snap, done["outDtype"]) != done["outSha256"]:
+                    raise RuntimeError(f"{out}: rewritten from state/ with another SHA-256 than DONE.json's")
+            write_sync_done(self.dir, self.last_sync, done)
+            log(f"wrote the lost DONE.json of sync {sync_name(self.last_sync)} again from state/")
+        return True
+
+    def apply(self, sync, ready):
+        """Applies a sync's global g at a step boundary: the first sync loads g as θ (and the model
+        config beside it); a g that is the base applies nothing; any other θ <- θ + α·(g - θₛ).
+        Refuses (65) a g that is not READY's hash or not the model's names and shapes."""
+        sdir = sync_dir(self.dir, sync)
+        path = check_sync_global(self.dir, sync, ready)
+        if self.shard is None:
+            config = session_config_path(self.dir, sync)  # pinned by model_config_sha256, as a round's
+            self.use_config(config, load_pinned_config(config, self.s))
+            self.shard = Shard(self.c, self.s, read_safetensors(path, tensor_shapes(self.c), bad_global), self.device)
+            how = "loaded as the parameters"
+        elif ready["globalSha256"] == self.base:
+            how = "is the base already: nothing applied"
+        else:
+            self.check_config(os.path.join(sdir, "global", "config.json"))
+            assert self.snap is not None, "a trainer with a model past its first sync has a snapshot"
+            g = read_safetensors(path, tensor_shapes(self.c), bad_global)
+            with torch.no_grad():
+                for n, t in self.shard.w.items():
+                    t.add_((g[n] - self.snap[n]).to(t.device), alpha=self.s.alpha)
+            how = f"applied as θ + {self.s.alpha}·(g - θₛ)"
+        self.base, self.base_round = ready["globalSha256"], ready["modelRound"]
+        log(f"sync {sync_name(sync)}: global of round {ready['modelRound']} ({self.base[:12]}) {how} "
+            f"after step {self.shard.step}")
+
+    def snapshot(self, tally):
+        """The sync's snapshot, in the contract's order: out/model.safetensors, then state/, then DONE.json."""
+        out_dir = os.path.join(sync_dir(self.dir, tally.sync), "out")
+        os.makedirs(out_dir, exist_ok=True)
+        out_sha = write_safetensors(os.path.join(out_dir, "model.safetensors"), self.shard.w, self.s.output_dtype)
+        self.snap = {n: t.detach().to("cpu", copy=True) for n, t in self.shard.w.items()}
+        manifest = data_manifest(self.spec, self.s, self.data, tally.cursor_start, self.shard.cursor,
+                                 self.shard.wraps - tally.wraps_start)
+        done = tally.done(self.s, manifest, out_sha, self.base, {"nextCursor": self.shard.cursor})
+        os.makedirs(os.path.dirname(self.state_path), exist_ok=True)
+        config = os.path.join(os.path.dirname(self.state_path), "config.json")
+        if not os.path.exists(config):
+            write_atomic(config, self.config_bytes)
+        save_torch_atomic({"run_id": self.s.run_id, "sync": list(tally.sync), "base_sha256": self.base,
+                           "base_model_round": self.base_round, "step": self.shard.step, "cursor": self.shard.cursor,
+                           "wraps": self.shard.wraps, "weights": self.snap, "adamw": self.shard.opt.state_dict()["state"],
+                           "done": json.dumps(done)}, self.state_path)
+        write_sync_done(self.dir, tally.sync, done)
+        self.last_sync = tally.sync
+        return done
+
+
+def train_session(session_dir, stop, sync_wait_s):
+    """--session-dir: trains until STOP (exit 0), a signal (exit 75, state/ keeps the last snapshot)
+    or a refusal; before each step it takes up the next READY.json and takes a due snapshot. It
+    waits only for the first global (at most sync_wait_s seconds, then exit 75), never for a later one."""
+    spec, _ = read_spec(session_dir)
+    s = torch_spec(spec, session_dir, session=True)
+    session = Session(session_dir, spec, s, open_data(s), pick_device())
+    torch.manual_seed(s.seed)  # training draws no random numbers today; seeded for any that would
+    progress_path = os.path.join(session_dir, "progress.jsonl")
+    if session.restore():
+        log(f"session {s.run_id}: resumed from state/ at step {session.shard.step} "
+            f"(sync {sync_name(session.last_sync)} done) on {session.device}")
+    truncate_progress(progress_path, session.shard.step if session.shard else 0)
+    clock = StepClock()
+    wait_until = clock.now_ms() + sync_wait_s * 1000
+    shard = session.shard
+    tally = SyncTally(shard.step + 1 if shard else 1, shard.cursor if shard else s.cursor, shard.wraps if shard else 0)
+    while True:
+        if stop_requested(session_dir):
+            log(f"STOP: exit 0 after step {session.shard.step if session.shard else 0}")
+            return
+        if stop.signal:
+            log(f"{stop.signal}: exit 75 after step {session.shard.step if session.shard else 0}; state/ keeps "
+                f"the snapshot of sync {sync_name(session.last_sync) if session.last_sync else '(none yet)'}")
+            raise SystemExit(EXIT_INTERRUPTED)
+        if tally.sync is None:
+            found = next_ready(session_dir, session.last_sync)
+            if found:
+                session.apply(*found)
+                tally.applied(*found)
+            elif session.shard is None:  # nothing to train before the first global
+                if clock.now_ms() > wait_until:
+                    log(f"no READY.json in {session_dir}/syncs/ after {sync_wait_s} s: exit 75")
+                    raise SystemExit(EXIT_INTERRUPTED)
+                time.sleep(READY_POLL_S)
+                continue
+        shard = session.shard
+        if tally.due(s, clock.now_ms()):
+            done = session.snapshot(tally)
+            log(f"sync {sync_name(tally.sync)}: snapshot at step {shard.step}: {done['steps']} steps, applied "
+                f"staleness {done['appliedStaleness']}, busy {done['busyMs']} ms")
+            tally = SyncTally(shard.step + 1, shard.cursor, shard.wraps, started_ms=clock.now_ms())
+            continue
+        started = clock.now_ms()
+        loss = shard.train_step(session.data)
+        finished = clock.now_ms()
+        tally.step_done(loss, started, finished)
+        append_sync_progress(progress_path, shard.step, loss, s.batch_size, s.seq_len, finished, finished - started,
+                             tally.sync, session.base_round)
 
 
 # ---------------------------------------------------------------- init and eval
@@ -548,6 +749,7 @@ def main(argv=None):
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--init", action="store_true")
     mode.add_argument("--round-dir")
+    mode.add_argument("--session-dir")
     mode.add_argument("--eval", action="store_true")
     p.add_argument("--config")
     p.add_argument("--out")
@@ -557,6 +759,7 @@ def main(argv=None):
     p.add_argument("--seq-len", type=int)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-batches", type=int)
+    p.add_argument("--sync-wait-s", type=float, default=3600.0)
     args = p.parse_args(argv)  # usage errors and a big-endian host exit 64
     needed = ["config", "out"] if args.init else ["model", "config", "tokens"] if args.eval else []
     missing = [f"--{k}" for k in needed if getattr(args, k) is None]
@@ -567,6 +770,8 @@ def main(argv=None):
             init(args)
         elif args.eval:
             evaluate(args)
+        elif args.session_dir:
+            train_session(args.session_dir, stop, args.sync_wait_s)
         else:
             train_round(args.round_dir, stop)
     except Refusal as e:

@@ -5,7 +5,7 @@
  * through a {@link PersistentSession} — the session directory, one sync per train task, the
  * trainer's supervision — and any other run through the runner itself.
  */
-import { copyFile, link, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
@@ -23,6 +23,9 @@ export const PERSISTENT_CONTRACT_VERSION = 3;
 
 /** How often the agent looks for a sync's `DONE.json` and new progress lines. */
 const POLL_MS = 200;
+
+/** The most of `progress.jsonl` one look reads: its end, where the newest line is. */
+const PROGRESS_READ_MAX = 64 * 1024;
 
 /**
  * The overlap setting of a run's training settings, undefined when the run does not overlap. A
@@ -221,13 +224,28 @@ export class PersistentSession {
     }
   }
 
-  /** Reports the sync's newest progress line (the trainer appends; a line cut mid-write waits for its end). */
+  /**
+   * Reports the sync's newest progress line. Reads only what the trainer appended since the last
+   * look (a run's file grows by a line a step); a line cut mid-write waits for its end.
+   */
   private async forwardProgress(req: TrainRequest, name: string): Promise<void> {
-    const text = await readFile(join(this.dir, 'progress.jsonl'), 'utf8').catch(() => '');
-    if (text.length < this.progressRead) this.progressRead = 0; // a restarted trainer cut the file back
-    const end = text.lastIndexOf('\n') + 1;
-    const fresh = text.slice(this.progressRead, end);
-    this.progressRead = end;
+    const file = await open(join(this.dir, 'progress.jsonl'), 'r').catch(() => undefined);
+    if (!file) return;
+    let fresh = '';
+    try {
+      const size = (await file.stat()).size;
+      if (size < this.progressRead) this.progressRead = 0; // a restarted trainer cut the file back
+      const want = Math.min(size - this.progressRead, PROGRESS_READ_MAX);
+      if (want <= 0) return;
+      const buf = Buffer.alloc(want);
+      const { bytesRead } = await file.read(buf, 0, want, size - want);
+      const text = buf.subarray(0, bytesRead).toString('utf8');
+      const end = text.lastIndexOf('\n') + 1;
+      fresh = text.slice(0, end);
+      this.progressRead = size - want + Buffer.byteLength(fresh);
+    } finally {
+      await file.close();
+    }
     let last: SessionProgress | undefined;
     for (const line of fresh.split('\n')) {
       if (line === '') continue;
@@ -235,7 +253,7 @@ export class PersistentSession {
         const p = JSON.parse(line) as SessionProgress;
         if (p.sync === name) last = p;
       } catch {
-        // a malformed line is the trainer's to explain in its log; progress is display only
+        // a malformed or partial line (the window's first) is the trainer's to explain; progress is display only
       }
     }
     if (last && typeof last.loss === 'number') req.onProgress({ step: last.step, steps: last.step, loss: last.loss });

@@ -8,6 +8,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSafetensorsWriter, memorySink, memorySource, openSafetensors } from '../../../aggregation/index.js';
+import { CommandRunner, commandRunnerSchema } from '../../../site-agent/runners/command.js';
+import { OverlapRunner, sessionDir } from '../../../site-agent/runners/persistent.js';
+import type { TrainProgress, TrainRequest } from '../../../site-agent/runners/runner.js';
 import { TORCH_PYTHON, torchAvailable } from './require-torch.js';
 
 // The reference trainer's persistent mode (docs/protocol.md, "The persistent trainer (contract
@@ -354,5 +357,42 @@ describe.skipIf(!torch.ok)('torch_shard.py --session-dir (persistent trainer, co
       expect(existsSync(syncPath(d, '1.0', 'DONE.json'))).toBe(false);
       expect(existsSync(join(d, 'state'))).toBe(false);
     }
+  });
+
+  it('is the persistent trainer the agent\'s command runner launches: two syncs through OverlapRunner pass its checks, STOP ends it', { timeout: 40_000 }, async () => {
+    const workDir = join(work, 'agent');
+    await writeFile(join(work, 'model-config.json'), config);
+    const base = new CommandRunner(
+      commandRunnerSchema.parse({ kind: 'command', command: [TORCH_PYTHON, TRAINER], modelConfig: join(work, 'model-config.json'), data: { train_tokens: tokensPath }, seed: 5, killGraceS: 5 }),
+    );
+    const runner = new OverlapRunner(base, { workDir, stopGraceMs: 20_000 });
+    const progressSeen: TrainProgress[] = [];
+    const request = (round: number, globalPath: string, globalSha256: string): TrainRequest => ({
+      runId: 'run-agent',
+      round,
+      attempt: 0,
+      globalPath,
+      globalSha256,
+      roundDir: join(workDir, `round-${round}`),
+      train: { lr: 3e-3, batch_size: BATCH, seq_len: SEQ, warmup_steps: 5, budget: { seconds: 1 }, overlap: { mode: 'whole-model' } },
+      signal: AbortSignal.timeout(WAIT_MS),
+      onProgress: (p) => progressSeen.push(p),
+    });
+    try {
+      const s1 = await runner.train(request(1, join(work, 'init', 'model.safetensors'), sha256(initModel)));
+      expect(s1).toMatchObject({ appliedStaleness: 0, tokens: s1.steps * TOKENS_A_STEP, samples: s1.steps * BATCH });
+      expect(s1.busyMs).toBeLessThanOrEqual((s1.trainFinishedMs ?? 0) - (s1.trainStartedMs ?? 0));
+      expect(s1.busyMs).toBeGreaterThan(0);
+      // One site, outer step 1: the next global is the snapshot itself (kept: the agent clears old syncs).
+      const g2 = join(work, 'agent-g2.safetensors');
+      await writeFile(g2, await readFile(s1.outPath));
+      const s2 = await runner.train(request(2, g2, sha256(await readFile(g2))));
+      expect(s2.outPath).toBe(join(sessionDir(workDir, 'run-agent'), 'syncs', '2.0', 'out', 'model.safetensors'));
+      expect(s2.steps).toBeGreaterThan(0);
+      expect(progressSeen.length).toBeGreaterThan(0);
+    } finally {
+      await runner.endRun('run-agent');
+    }
+    expect(await readFile(join(sessionDir(workDir, 'run-agent'), 'trainer.log'), 'utf8')).toMatch(/STOP: exit 0 after step \d+/);
   });
 });

@@ -21,6 +21,11 @@ beside this file and shared with the reference trainer (site-agent/trainers/torc
 Exit codes: 0 done; 64 bad spec or usage; 65 global weights invalid or mismatched; 75 interrupted
 with a resumable checkpoint in scratch/ (resubmit); anything else a crash.
 
+NOT BUILT: the persistent mode of overlapped rounds (contract version 3, --session-dir). This
+recipe trains round directories only; docs/nemo.md, "Overlapped rounds (persistent mode)", has an
+UNVERIFIED design, and site-agent/trainers/torch_shard.py --session-dir is the working trainer.
+The session's contract helpers are already in fedhpc_round_dir.py.
+
 HONESTY NOTE. This file has never run against NeMo or Megatron-Bridge: fedhpc's CI has no GPU and
 no NeMo. Only the dry mode is tested here (test/unit/trainers/nemo-recipe.test.ts), the budget's
 plumbing included (the steps a token budget plans, a time budget's cap); how a time budget stops

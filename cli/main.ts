@@ -135,14 +135,15 @@ async function cmdSimulate(args: string[]): Promise<number> {
   return 0;
 }
 
-/** A round's work per site: `site-1 20 steps 41.0k tokens busy 0.83`, with staleness when not 0. */
+/** A round's work per site: `site-1 20 steps 41.0k tokens busy 0.83`, with staleness and applied staleness when not 0. */
 function workText(work: Readonly<Record<string, SiteRoundWork>>): string {
   const k = (n: number): string => (n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : String(n));
   return Object.entries(work)
     .map(([site, w]) => {
       const busy = w.busyFraction === undefined ? '' : ` busy ${w.busyFraction.toFixed(2)}`;
       const stale = w.staleness ? ` stale ${w.staleness}` : '';
-      return `${site} ${w.steps} steps ${k(w.tokens)} tokens${busy}${stale}`;
+      const late = w.appliedStaleness ? ` applied ${w.appliedStaleness} steps late` : '';
+      return `${site} ${w.steps} steps ${k(w.tokens)} tokens${busy}${stale}${late}`;
     })
     .join(', ');
 }

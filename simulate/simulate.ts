@@ -87,6 +87,8 @@ export interface SiteRoundWork {
   readonly steps: number;
   readonly staleness: number;
   readonly busyFraction?: number;
+  /** Overlapped rounds: steps between the site's previous snapshot and the one that applied this round's global. */
+  readonly appliedStaleness?: number;
 }
 
 export type SimulateRecord =
@@ -346,7 +348,13 @@ async function roundWork(admin: AdminClient, round: number): Promise<Record<stri
     (committed?.participants ?? []).map((p) => [
       p.siteId,
       // A busy fraction below 0 is one the coordinator could not compute (no span reported).
-      { tokens: Number(p.tokens), steps: Number(p.steps), staleness: p.staleness, ...(p.busyFraction >= 0 ? { busyFraction: p.busyFraction } : {}) },
+      {
+        tokens: Number(p.tokens),
+        steps: Number(p.steps),
+        staleness: p.staleness,
+        ...(p.busyFraction >= 0 ? { busyFraction: p.busyFraction } : {}),
+        ...(p.appliedStaleness > 0 ? { appliedStaleness: p.appliedStaleness } : {}),
+      },
     ]),
   );
 }

@@ -597,18 +597,15 @@ class Session:
         self.shard.load_adamw(ck["adamw"])
         self.shard.step, self.shard.cursor, self.shard.wraps = ck["step"], ck["cursor"], ck["wraps"]
         self.base, self.base_round, self.last_sync = ck["base_sha256"], ck["base_model_round"], tuple(ck["sync"])
+        # out/ was renamed into place before state/ was written: only DONE.json can be missing. The
+        # agent removes the syncs of rounds it is done with, maybe right now: a sync gone needs none.
         done_dir = sync_dir(self.dir, self.last_sync)
-        # The agent removes the syncs of rounds it is done with: only a sync still there needs its DONE.json.
         if os.path.isdir(done_dir) and not os.path.exists(os.path.join(done_dir, "DONE.json")):
-            done = json.loads(ck["done"])
-            out = os.path.join(done_dir, "out", "model.safetensors")
-            if not os.path.exists(out) or sha256_file(out) != done["outSha256"]:
-                os.makedirs(os.path.dirname(out), exist_ok=True)
-                # θₛ is what the snapshot was written from: the same bytes again.
-                if write_safetensors(out, self.snap, done["outDtype"]) != done["outSha256"]:
-                    raise RuntimeError(f"{out}: rewritten from state/ with another SHA-256 than DONE.json's")
-            write_sync_done(self.dir, self.last_sync, done)
-            log(f"wrote the lost DONE.json of sync {sync_name(self.last_sync)} again from state/")
+            try:
+                write_sync_done(self.dir, self.last_sync, json.loads(ck["done"]))
+                log(f"wrote the lost DONE.json of sync {sync_name(self.last_sync)} again from state/")
+            except FileNotFoundError:
+                log(f"sync {sync_name(self.last_sync)} was removed while its DONE.json was written again")
         return True
 
     def apply(self, sync, ready):

@@ -7,6 +7,7 @@
  * JobRequeue). Job ids are kept in `<roundDir>/job.json`, so a restarted agent re-attaches.
  * With `submitAhead` the next round's job is submitted as soon as a shard is done and waits on its
  * node for the model (slurm-ahead.ts); the task that comes adopts it, anything else cancels it.
+ * An overlapped run's persistent trainer is one job for the whole run (slurm-persistent.ts).
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -20,9 +21,11 @@ import type { Logger } from '../../common/logger.js';
 import { SiteAgentError } from '../errors.js';
 import { parseEvalOutput } from './command.js';
 import { ProgressTail, RunnerConfigError, exitOutcome, plannedSteps, prepareRoundDir, refusalError, shardSpecShape, tailOf, verifyShard } from './round-dir.js';
+import type { PersistentCapable, PersistentLaunch, PersistentTrainer } from './persistent.js';
 import type { EvalResult, Runner, TrainRequest, TrainResult } from './runner.js';
 import { blockPlaceholderIssues, ignoredDirectives, renderJobScript, sbatchDirectives } from './sbatch-template.js';
 import { markReady, nextRoundDir, readModelWait, readRecord, waitingAhead, waitingAheadJobs, writeRecord, type JobRecord } from './slurm-ahead.js';
+import { startSessionJob, writeSessionSpec } from './slurm-persistent.js';
 import { AHEAD_GAVE_UP_EXIT, REQUIRED_SLURM_COMMANDS, SlurmCli, SlurmCommandError, TERMINAL_STATES, formatTimeLimit, parseTimeLimit, shellQuote as q, stateFromOutput, type JobInfo, type ModelWait, type SlurmCommands } from './slurm-cli.js';
 
 const line = z.string().min(1).regex(/^[^\r\n]*$/, 'a single line');
@@ -122,12 +125,14 @@ function defaultTemplate(): string {
   return found;
 }
 
-/** Runs training shards and evaluations as Slurm batch jobs. */
-export class SlurmRunner implements Runner {
+/** Runs training shards and evaluations as Slurm batch jobs, and an overlapped run's trainer as one job. */
+export class SlurmRunner implements Runner, PersistentCapable {
   readonly kind = 'slurm';
   private readonly cli: SlurmCommands;
   private readonly template: string;
   private readonly timeLimitS: number;
+  /** Whether the template's run block is generated ({{run}}), so the agent chooses the trainer's command. */
+  private readonly generatedRun: boolean;
   private nextCursor: number | undefined;
 
   /**
@@ -159,6 +164,7 @@ export class SlurmRunner implements Runner {
     // A template either lets the agent generate its run block, or runs its own steps (the NeMo
     // recipe's three srun steps) and prints the start and exit markers the runner reads itself.
     const ownsRun = runs === 0 && this.template.includes('fedhpc-start') && this.template.includes('fedhpc-exit');
+    this.generatedRun = runs === 1;
     if (runs !== 1 && !ownsRun) {
       throw new RunnerConfigError('slurm', [`template ${where} must contain {{run}} exactly once (found ${runs}), or print the fedhpc-start and fedhpc-exit markers itself`]);
     }
@@ -364,18 +370,60 @@ export class SlurmRunner implements Runner {
     await writeRecord(dir, rec); // first, so a restart finds a job whose id we never saw
     const script = join(dir, `job-${rec.jobs.length + 1}.sbatch`);
     const timeLimit = ahead ? formatTimeLimit(this.timeLimitS + this.o.aheadWaitS) : this.o.timeLimit;
-    await writeFile(script, this.render(dir, name, this.trainCommand(dir), this.o.requeue, timeLimit, ahead ? this.modelWait(dir) : undefined), { mode: 0o700 });
-    // The options that keep the resume paths apart are repeated on the command line, which wins
-    // over whatever a site's template says.
-    const flags = this.directives(dir, name, this.o.requeue, timeLimit).filter((d) => /^--(job-name|requeue|no-requeue|signal|output|open-mode)/.test(d) || (ahead && d.startsWith('--time=')));
-    const id = await this.cli.sbatch(script, flags, signal).catch((err: unknown) => {
-      if (!(err instanceof SlurmCommandError)) throw err;
-      throw new SiteAgentError('TRAINING_FAILED', `cannot submit the training job: ${err.message}`, true, { script }, { cause: err });
-    });
+    const id = await this.sbatch(script, { roundDir: dir, name, command: this.trainCommand(dir), timeLimit, modelWait: ahead ? this.modelWait(dir) : undefined }, signal);
     rec.jobs.push({ id, name, submittedAt: new Date().toISOString() });
     delete rec.submitting;
     await writeRecord(dir, rec);
     return id;
+  }
+
+  /**
+   * Writes `job`'s batch script to `script` and submits it in the runner's resume mode. The options
+   * that keep the resume paths apart are repeated on the command line, which wins over whatever a
+   * site's template says; so is the time limit of a job submitted ahead, lengthened by its wait.
+   */
+  private async sbatch(script: string, job: { roundDir: string; name: string; command: string; timeLimit: string; modelWait?: ModelWait | undefined }, signal: AbortSignal): Promise<string> {
+    const { roundDir, name, timeLimit, modelWait } = job;
+    await writeFile(script, this.render(roundDir, name, job.command, this.o.requeue, timeLimit, modelWait), { mode: 0o700 });
+    const flags = this.directives(roundDir, name, this.o.requeue, timeLimit).filter((d) => /^--(job-name|requeue|no-requeue|signal|output|open-mode)/.test(d) || (modelWait !== undefined && d.startsWith('--time=')));
+    return this.cli.sbatch(script, flags, signal).catch((err: unknown) => {
+      if (!(err instanceof SlurmCommandError)) throw err;
+      throw new SiteAgentError('TRAINING_FAILED', `cannot submit the training job: ${err.message}`, true, { script }, { cause: err });
+    });
+  }
+
+  get outputDtype(): string {
+    return this.o.outputDtype;
+  }
+
+  /** Ends of the session's job (a crash, a job not requeued) the session survives, as the shards' retries and resumes. */
+  get persistentRetries(): number {
+    return this.o.maxRetries + this.o.maxResumes;
+  }
+
+  /**
+   * The persistent trainer of an overlapped run: ONE job for the whole run running the trainer with
+   * `--session-dir DIR` (its output in `DIR/trainer.log`, Slurm's in `DIR/slurm-<id>.out`), in the
+   * runner's resume mode — with `requeue` a preempted job comes back under the same id and the
+   * trainer resumes from `state/`. A job an earlier agent process left live is re-attached, never
+   * doubled (`DIR/slurm-job.json`). Refused when the template runs its own steps (no `{{run}}`).
+   */
+  async startPersistent(launch: PersistentLaunch): Promise<PersistentTrainer> {
+    if (!this.generatedRun) {
+      throw new SiteAgentError('SPEC_INVALID', "the run overlaps training with its syncs (run.train.overlap), but this site's Slurm template runs its own steps (no {{run}}): it cannot start a persistent trainer", false);
+    }
+    await writeSessionSpec(launch, this.o);
+    const dir = launch.dir;
+    const command = `${this.launch([this.o.python, this.o.trainer, ...this.o.trainerArgs, '--session-dir', dir])} >> ${q(join(dir, 'trainer.log'))} 2>&1`;
+    const deadline = (): AbortSignal => AbortSignal.timeout(this.o.commandTimeoutS * 1000);
+    return startSessionJob(launch, String(launch.spec['run_id'] ?? ''), {
+      requeue: this.o.requeue,
+      jobName: () => `fedhpc-session-${randomBytes(4).toString('hex')}`,
+      submit: (name, script) => this.sbatch(script, { roundDir: dir, name, command, timeLimit: this.o.timeLimit }, deadline()),
+      watch: (jobId, signal) => this.watch(jobId, dir, signal, { requeue: this.o.requeue, timeLimitS: this.timeLimitS }),
+      jobInfo: (jobId) => this.cli.jobInfo(jobId, deadline()),
+      jobsNamed: (name) => this.cli.jobsNamed(name, deadline()),
+    });
   }
 
   /** Polls the job until it ends; cancels it on abort, past the pending limits or far past its time limit. */

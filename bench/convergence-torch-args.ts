@@ -113,7 +113,7 @@ export type Settings = { -readonly [K in keyof typeof DEFAULTS]: number } & {
   secure: boolean;
   keep: boolean;
   /** `--heterogeneous SPEEDS`: budgeted against fixed-step runs over `seeds` seeds; undefined in the default mode. */
-  heterogeneous: { readonly plan: HeterogeneousPlan; readonly seeds: number } | undefined;
+  heterogeneous: { readonly plan: HeterogeneousPlan; readonly seeds: number; readonly overlap: boolean } | undefined;
 };
 
 const FLAGS: Record<string, keyof typeof DEFAULTS> = {
@@ -131,7 +131,7 @@ const FLAGS: Record<string, keyof typeof DEFAULTS> = {
   '--min-lr-ratio': 'minLrRatio',
 };
 const INTEGER_SETTINGS = new Set<keyof typeof DEFAULTS>(['sites', 'rounds', 'steps', 'batch', 'seqLen', 'pretrainSteps']);
-const OTHER_FLAGS = ['--data-order', '--central-lr', '--heterogeneous', '--seeds', '--python', '--no-secure', '--keep'];
+const OTHER_FLAGS = ['--data-order', '--central-lr', '--heterogeneous', '--seeds', '--overlap', '--python', '--no-secure', '--keep'];
 
 /** A usage error of the benchmark's options. */
 export class ConvergenceTorchUsageError extends Error {
@@ -156,10 +156,12 @@ export function parseConvergenceTorchArgs(args: readonly string[]): Settings {
   const given = new Set<string>();
   let speeds: number[] | undefined;
   let seeds: number | undefined;
+  let overlap = false;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
-    if (arg === '--keep' || arg === '--no-secure') {
+    if (arg === '--keep' || arg === '--no-secure' || arg === '--overlap') {
       if (arg === '--keep') s.keep = true;
+      else if (arg === '--overlap') overlap = true;
       else s.secure = false;
       continue;
     }
@@ -206,9 +208,11 @@ export function parseConvergenceTorchArgs(args: readonly string[]): Settings {
     if (!given.has('--central-lr')) s.centralLrs = [...HETEROGENEOUS_DEFAULTS.centralLrs];
     const plan = heterogeneousPlan(speeds, s.steps, s.batch, s.seqLen);
     if (!plan.ok) throw usage(plan.issues.join('; '));
-    s.heterogeneous = { plan: plan.value, seeds: seeds ?? HETEROGENEOUS_DEFAULTS.seeds };
+    s.heterogeneous = { plan: plan.value, seeds: seeds ?? HETEROGENEOUS_DEFAULTS.seeds, overlap };
   } else if (seeds !== undefined) {
     throw usage('--seeds needs --heterogeneous (the default mode runs one seed)');
+  } else if (overlap) {
+    throw usage('--overlap needs --heterogeneous (the overlapped run is compared with its budgeted run)');
   }
   if (s.minLrRatio > 1) throw usage(`--min-lr-ratio must be at most 1, got ${s.minLrRatio}`);
   if (s.outerMomentum >= 1) throw usage(`--outer-momentum must be below 1, got ${s.outerMomentum}`);

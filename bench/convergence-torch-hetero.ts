@@ -23,9 +23,15 @@
  * shuffled window order (keyed by the file's SHA-256). The pretrained starting model (public text
  * and initial weights) is one for all seeds, pretrained once.
  *
+ * `--overlap` adds a third federation per seed (issue 17): the budgeted run with persistent
+ * trainers (`train.overlap`), which train on through each sync; a sync whose global comes back
+ * late carries more than its budget, so this run trains more tokens in its rounds (reported).
+ *
  * Figures (means over seeds, with each seed's value and the spread):
  * - `budgetOverFixedLoss`: final held-out loss of the budgeted run ÷ the fixed-step run's.
  * - `dilocoOverCentralLoss`: the budgeted run's ÷ central's (`fixedOverCentralLoss`: the fixed one's).
+ * - `overlapOverSyncLoss` (`--overlap`): the overlapped run's ÷ the budgeted run's, with its tokens
+ *   and wall time over the budgeted run's and the largest applied staleness.
  */
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -36,6 +42,9 @@ import { centralSweep, dilocoRun, siteData, startingModel, unionEvalLoss, type C
 
 type Figures = Record<string, number | string | boolean>;
 
+/** An overlapped sync may carry at most this many budgets' tokens (`run.maxSiteWeight`). */
+const OVERLAP_WEIGHT_BUDGETS = 40;
+
 /** One seed's final held-out losses. */
 interface SeedResult {
   readonly seed: number;
@@ -45,10 +54,12 @@ interface SeedResult {
   readonly startEvalLoss: number;
   readonly budgetedSeconds: number;
   readonly fixedSeconds: number;
+  /** `--overlap`: the overlapped run's final loss, its seconds, its tokens ÷ the budgeted run's, its largest applied staleness. */
+  readonly overlapped?: { readonly loss: number; readonly seconds: number; readonly tokensOverBudgeted: number; readonly maxAppliedStaleness: number };
 }
 
 /** The two federation runs of a seed: run.train and per-site data of each. */
-function variants(s: Settings, plan: HeterogeneousPlan): { budgeted: DilocoVariant; fixed: DilocoVariant } {
+function variants(s: Settings, plan: HeterogeneousPlan): { budgeted: DilocoVariant; fixed: DilocoVariant; overlapped: DilocoVariant } {
   // torch_shard.py's settings as in the default mode, without a cosine (sites take different steps).
   const common = { lr: s.lr, batch_size: s.batch, seq_len: s.seqLen, weight_decay: 0, warmup_steps: 0, data_order: s.dataOrder };
   return {
@@ -59,10 +70,33 @@ function variants(s: Settings, plan: HeterogeneousPlan): { budgeted: DilocoVaria
       siteData: plan.scales.map((f) => ({ token_budget_scale: f })),
     },
     fixed: { label: 'fixed', train: { ...common, max_steps: plan.fixedSteps }, weighting: 'tokens' },
+    // The budgeted run with persistent trainers that train on through each sync (issue 17): a sync
+    // whose global comes back late carries more than its budget, so the weight cap is the run's
+    // budget many times over (a sync on these CPUs takes several budgets' time).
+    overlapped: {
+      label: 'overlapped',
+      train: { ...common, budget: { tokens: plan.budgetTokens }, overlap: { mode: 'whole-model' } },
+      weighting: 'tokens',
+      siteData: plan.scales.map((f) => ({ token_budget_scale: f })),
+      maxSiteWeight: OVERLAP_WEIGHT_BUDGETS * plan.budgetTokens,
+    },
   };
 }
 
 /** Refuses a run whose committed rounds did not train the planned tokens per site. */
+/** Tokens committed over a run's rounds, all sites. */
+function tokensOf(rounds: readonly RoundLine[]): number {
+  return rounds.reduce((sum, r) => sum + Object.values(r.work).reduce((a, w) => a + w.tokens, 0), 0);
+}
+
+/** Refuses an overlapped run a sync of which trained less than its site's budget. */
+function checkAtLeast(label: string, rounds: readonly RoundLine[], budgets: readonly number[]): void {
+  for (const r of rounds) {
+    const seen = budgets.map((_, i) => r.work[`site-${i + 1}`]?.tokens ?? 0);
+    if (seen.some((t, i) => t < budgets[i]!)) throw new Error(`convergence-torch: ${label} round ${r.round} trained ${seen.join(', ')} tokens per site, below the budgets ${budgets.join(', ')}`);
+  }
+}
+
 function checkTokens(label: string, rounds: readonly RoundLine[], expected: readonly number[]): void {
   for (const r of rounds) {
     const seen = expected.map((_, i) => r.work[`site-${i + 1}`]?.tokens);
@@ -82,7 +116,7 @@ function spread(values: readonly number[]): { mean: number; std: number; min: nu
 const bySeed = (results: readonly SeedResult[], f: (r: SeedResult) => number): string => results.map((r) => `${r.seed}:${f(r).toFixed(4)}`).join(',');
 
 /** Runs the heterogeneous mode: per seed a budgeted and a fixed-step federation and central AdamW. */
-export async function heterogeneousConvergence(s: Settings, h: { readonly plan: HeterogeneousPlan; readonly seeds: number }, log: (line: string) => void): Promise<Figures> {
+export async function heterogeneousConvergence(s: Settings, h: { readonly plan: HeterogeneousPlan; readonly seeds: number; readonly overlap?: boolean }, log: (line: string) => void): Promise<Figures> {
   const t0 = Date.now();
   const { plan, seeds } = h;
   const siteLanguages = defaultSiteLanguages(s.sites);
@@ -107,7 +141,7 @@ export async function heterogeneousConvergence(s: Settings, h: { readonly plan: 
   for (let seed = 1; seed <= seeds; seed++) {
     const firstSeed = (seed - 1) * s.sites + 1;
     const seedDir = join(root, `seed-${seed}`);
-    const runOne = async (v: DilocoVariant, expected: readonly number[]) => {
+    const runOne = async (v: DilocoVariant, expected: readonly number[] | undefined) => {
       const stateDir = join(seedDir, v.label);
       const fed = join(stateDir, 'federation');
       // The shared start where simulate() finds and keeps it, and this seed's data.
@@ -117,15 +151,18 @@ export async function heterogeneousConvergence(s: Settings, h: { readonly plan: 
       const data = await siteData(s, fed, languages, firstSeed);
       const began = Date.now();
       const run = await dilocoRun(s, stateDir, log, v);
-      checkTokens(`seed ${seed} ${v.label}`, run.rounds, expected);
+      // An overlapped sync trains at least its budget, more when its global comes late.
+      if (expected) checkTokens(`seed ${seed} ${v.label}`, run.rounds, expected);
+      else checkAtLeast(`seed ${seed} ${v.label}`, run.rounds, budgets);
       return { ...run, data, seconds: (Date.now() - began) / 1000 };
     };
     log(`seed ${seed}: site data seeds ${firstSeed}..${firstSeed + s.sites - 1}`);
     const budgeted = await runOne(runs.budgeted, budgets);
     const fixed = await runOne(runs.fixed, plan.budgetedSteps.map(() => plan.fixedSteps * plan.stepTokens));
+    const overlapped = h.overlap ? await runOne(runs.overlapped, undefined) : undefined;
     const sites = budgeted.data.files;
     const startEvalLoss = await unionEvalLoss(s.python, start.model, start.config, sites);
-    for (const [label, run] of [['budgeted', budgeted], ['fixed', fixed]] as const) {
+    for (const [label, run] of [['budgeted', budgeted], ['fixed', fixed], ...(overlapped ? [['overlapped', overlapped] as const] : [])] as const) {
       if (Math.abs(run.summary.initialEvalLoss - startEvalLoss) > 1e-9 * startEvalLoss) {
         throw new Error(`convergence-torch: seed ${seed}'s ${label} federation scored the starting model ${run.summary.initialEvalLoss}, the benchmark ${startEvalLoss}: evaluations or data differ`);
       }
@@ -142,6 +179,16 @@ export async function heterogeneousConvergence(s: Settings, h: { readonly plan: 
       startEvalLoss,
       budgetedSeconds: budgeted.seconds,
       fixedSeconds: fixed.seconds,
+      ...(overlapped
+        ? {
+            overlapped: {
+              loss: overlapped.summary.finalEvalLoss,
+              seconds: overlapped.seconds,
+              tokensOverBudgeted: tokensOf(overlapped.rounds) / tokensOf(budgeted.rounds),
+              maxAppliedStaleness: Math.max(0, ...overlapped.rounds.flatMap((x) => Object.values(x.work).map((w) => w.appliedStaleness ?? 0))),
+            },
+          }
+        : {}),
     };
     results.push(r);
     log(
@@ -157,9 +204,31 @@ export async function heterogeneousConvergence(s: Settings, h: { readonly plan: 
     `budgetOverFixedLoss ${ratio.mean.toFixed(4)} (min ${ratio.min.toFixed(4)}, max ${ratio.max.toFixed(4)}, std ${ratio.std.toFixed(4)}); ` +
       `budgeted ÷ central ${overCentral.mean.toFixed(4)}, fixed ÷ central ${fixedOverCentral.mean.toFixed(4)}; total ${seconds.toFixed(0)} s`,
   );
+  const withOverlap = results.filter((r) => r.overlapped !== undefined);
+  const overlapFigures: Figures = {};
+  if (withOverlap.length > 0) {
+    const o = spread(withOverlap.map((r) => r.overlapped!.loss / r.budgeted));
+    Object.assign(overlapFigures, {
+      overlapOverSyncLoss: o.mean,
+      overlapOverSyncLossMin: o.min,
+      overlapOverSyncLossMax: o.max,
+      overlapOverSyncLossStd: o.std,
+      overlapOverSyncLossBySeed: bySeed(withOverlap, (r) => r.overlapped!.loss / r.budgeted),
+      overlapTokensOverSyncBySeed: bySeed(withOverlap, (r) => r.overlapped!.tokensOverBudgeted),
+      overlapSecondsOverSyncBySeed: bySeed(withOverlap, (r) => r.overlapped!.seconds / r.budgetedSeconds),
+      overlapMaxAppliedStaleness: Math.max(...withOverlap.map((r) => r.overlapped!.maxAppliedStaleness)),
+      overlappedEvalLossBySeed: bySeed(withOverlap, (r) => r.overlapped!.loss),
+    });
+    log(
+      `overlapOverSyncLoss ${o.mean.toFixed(4)} (min ${o.min.toFixed(4)}, max ${o.max.toFixed(4)}, std ${o.std.toFixed(4)}; target ≤ 1.02); ` +
+        `tokens overlapped ÷ budgeted ${String(overlapFigures['overlapTokensOverSyncBySeed'])}, wall ${String(overlapFigures['overlapSecondsOverSyncBySeed'])}, ` +
+        `largest applied staleness ${String(overlapFigures['overlapMaxAppliedStaleness'])} steps`,
+    );
+  }
   if (!s.keep) await rm(root, { recursive: true, force: true });
   return {
     mode: 'heterogeneous',
+    ...overlapFigures,
     budgetOverFixedLoss: ratio.mean,
     budgetOverFixedLossMin: ratio.min,
     budgetOverFixedLossMax: ratio.max,

@@ -139,6 +139,8 @@ export interface DilocoVariant {
   readonly train: Readonly<Record<string, unknown>>;
   readonly weighting: SimulateOptions['weighting'];
   readonly siteData?: SimulateOptions['siteData'];
+  /** The most tokens a site may declare a round (an overlapped sync may carry more than its budget). */
+  readonly maxSiteWeight?: number;
 }
 
 /** DiLoCo through the real federation; returns its summary and committed rounds. */
@@ -158,7 +160,7 @@ export async function dilocoRun(s: Settings, stateDir: string, log: (line: strin
     // torch_shard.py's spec fields (the run's train settings are opaque to the coordinator).
     // decay_steps: the inner lr follows one cosine over the whole run (rounds × H steps), as central's does.
     train: variant?.train ?? { max_steps: s.steps, lr: s.lr, batch_size: s.batch, seq_len: s.seqLen, weight_decay: 0, warmup_steps: 0, decay_steps: s.rounds * s.steps, min_lr_ratio: s.minLrRatio, data_order: s.dataOrder },
-    ...(variant ? { weighting: variant.weighting, siteData: variant.siteData } : {}),
+    ...(variant ? { weighting: variant.weighting, siteData: variant.siteData, maxSiteWeight: variant.maxSiteWeight } : {}),
     secure: s.secure,
     cliPath: resolve('dist/cli/main.js'),
     timeoutS: 3600,

@@ -45,6 +45,8 @@ export interface SimulateOptions {
   readonly budgetS?: number | undefined;
   /** Overlapped rounds (`run.train.overlap`): persistent stand-in trainers; needs `budgetS`. */
   readonly overlap?: boolean | undefined;
+  /** `run.maxSiteWeight`, instead of what the budget sizes (a token budget's default: T plus one batch). */
+  readonly maxSiteWeight?: number | undefined;
   /**
    * How the coordinator weighs deltas (`run.weighting`); default: tokens with `budgetS`, else the
    * coordinator's default. A token budget in `train` needs `tokens`.
@@ -199,7 +201,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
       secureAggregation: { enabled: o.secure ?? true },
       train: training.train,
       ...(weighting ? { weighting } : {}),
-      ...(training.maxSiteWeight !== undefined ? { maxSiteWeight: training.maxSiteWeight } : {}),
+      ...((o.maxSiteWeight ?? training.maxSiteWeight) !== undefined ? { maxSiteWeight: o.maxSiteWeight ?? training.maxSiteWeight } : {}),
       deadlines: { openS: 60, trainingS: training.trainingS, uploadS: 60, aggregateS: 60, commitS: 30, evalS: 30 },
     },
     // On one machine a site that went away is gone: drop it (and its partial upload) after 10 s

@@ -5,8 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
-import { sha256File } from '../../common/files.js';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { SiteAgentError } from '../errors.js';
@@ -21,7 +20,7 @@ import {
   shardSpecShape,
   tailOf,
   verifyShard,
-  writeJsonAtomic,
+  writeSessionSpec,
 } from './round-dir.js';
 import type { PersistentCapable, PersistentLaunch, PersistentTrainer } from './persistent.js';
 import type { EvalResult, Runner, TrainRequest, TrainResult } from './runner.js';
@@ -122,12 +121,7 @@ export class CommandRunner implements Runner, PersistentCapable {
    * agent process left running (it was killed) is ended first, so that two never share a session.
    */
   async startPersistent(launch: PersistentLaunch): Promise<PersistentTrainer> {
-    const extra: Record<string, unknown> = {};
-    if (this.o.modelConfig !== undefined) {
-      await copyFile(this.o.modelConfig, join(launch.dir, 'config.json'));
-      extra['model_config_sha256'] = await sha256File(this.o.modelConfig);
-    }
-    await writeJsonAtomic(join(launch.dir, 'spec.json'), { ...launch.spec, seed: this.o.seed, output_dtype: this.o.outputDtype, data: { ...this.o.data }, ...extra });
+    await writeSessionSpec(launch, this.o);
     const pidFile = join(launch.dir, 'trainer.pid');
     const orphan = Number(await readFile(pidFile, 'utf8').catch(() => ''));
     if (Number.isInteger(orphan) && orphan > 0) {

@@ -14,6 +14,7 @@ import { openSafetensors, type SafetensorsTensorInfo } from '../../aggregation/i
 import { AtomicFile, openFileSource, sha256File } from '../../common/files.js';
 import { SiteAgentError } from '../errors.js';
 import { readTrainBudget } from './budget.js';
+import type { PersistentLaunch } from './persistent.js';
 import type { TrainRequest, TrainResult } from './runner.js';
 
 /**
@@ -140,6 +141,20 @@ export async function prepareRoundDir(req: TrainRequest, o: ShardSpecOptions, da
     specExtra['model_config_sha256'] = await sha256File(o.modelConfig, req.signal);
   }
   await writeJsonAtomic(join(dir, 'spec.json'), { ...spec(req, o, extra), ...specExtra });
+}
+
+/**
+ * Writes a persistent session's `spec.json` (docs/protocol.md, "The persistent trainer"): the
+ * agent's fields and the job runner's own — seed, output dtype, data, and the model config copied
+ * beside it as `config.json` with its SHA-256.
+ */
+export async function writeSessionSpec(launch: PersistentLaunch, o: Pick<ShardSpecOptions, 'seed' | 'outputDtype' | 'data' | 'modelConfig'>): Promise<void> {
+  const extra: Record<string, unknown> = {};
+  if (o.modelConfig !== undefined) {
+    await copyFile(o.modelConfig, join(launch.dir, 'config.json'));
+    extra['model_config_sha256'] = await sha256File(o.modelConfig);
+  }
+  await writeJsonAtomic(join(launch.dir, 'spec.json'), { ...launch.spec, seed: o.seed, output_dtype: o.outputDtype, data: { ...o.data }, ...extra });
 }
 
 /** Pins the run may set in `run.train.pins`: SHA-256 of the model config and the tokenizer. */

@@ -6,11 +6,10 @@
  * second job for that. The job's id is kept in `<session>/slurm-job.json`, so a restarted agent
  * re-attaches to a job that is still live instead of starting a second trainer on the session.
  */
-import { copyFile, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { sha256File } from '../../common/files.js';
 import type { PersistentLaunch, PersistentTrainer } from './persistent.js';
-import { writeJsonAtomic, type ShardSpecOptions } from './round-dir.js';
+import { writeJsonAtomic } from './round-dir.js';
 import { TERMINAL_STATES, type JobInfo, type SlurmState } from './slurm-cli.js';
 
 /** `<session>/slurm-job.json`: the jobs submitted for a session, the last one current. */
@@ -53,20 +52,6 @@ export async function readSessionJob(dir: string): Promise<SessionJobRecord | un
 }
 
 const writeSessionJob = (dir: string, rec: SessionJobRecord): Promise<void> => writeJsonAtomic(recordPath(dir), rec);
-
-/**
- * Writes the session's `spec.json`: the agent's fields and the runner's own (seed, output dtype,
- * data, the model config copied beside it as `config.json` with its SHA-256), as the command
- * runner does.
- */
-export async function writeSessionSpec(launch: PersistentLaunch, o: Pick<ShardSpecOptions, 'seed' | 'outputDtype' | 'data' | 'modelConfig'>): Promise<void> {
-  const extra: Record<string, unknown> = {};
-  if (o.modelConfig !== undefined) {
-    await copyFile(o.modelConfig, join(launch.dir, 'config.json'));
-    extra['model_config_sha256'] = await sha256File(o.modelConfig);
-  }
-  await writeJsonAtomic(join(launch.dir, 'spec.json'), { ...launch.spec, seed: o.seed, output_dtype: o.outputDtype, data: { ...o.data }, ...extra });
-}
 
 /**
  * What a final job state means as the trainer's exit: COMPLETED its exit code (0 after STOP),

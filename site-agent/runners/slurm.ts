@@ -20,12 +20,12 @@ import { z } from 'zod';
 import type { Logger } from '../../common/logger.js';
 import { SiteAgentError } from '../errors.js';
 import { parseEvalOutput } from './command.js';
-import { ProgressTail, RunnerConfigError, exitOutcome, plannedSteps, prepareRoundDir, refusalError, shardSpecShape, tailOf, verifyShard } from './round-dir.js';
+import { ProgressTail, RunnerConfigError, exitOutcome, plannedSteps, prepareRoundDir, refusalError, shardSpecShape, tailOf, verifyShard, writeSessionSpec } from './round-dir.js';
 import type { PersistentCapable, PersistentLaunch, PersistentTrainer } from './persistent.js';
 import type { EvalResult, Runner, TrainRequest, TrainResult } from './runner.js';
 import { blockPlaceholderIssues, ignoredDirectives, renderJobScript, sbatchDirectives } from './sbatch-template.js';
 import { markReady, nextRoundDir, readModelWait, readRecord, waitingAhead, waitingAheadJobs, writeRecord, type JobRecord } from './slurm-ahead.js';
-import { startSessionJob, writeSessionSpec } from './slurm-persistent.js';
+import { startSessionJob } from './slurm-persistent.js';
 import { AHEAD_GAVE_UP_EXIT, REQUIRED_SLURM_COMMANDS, SlurmCli, SlurmCommandError, TERMINAL_STATES, formatTimeLimit, parseTimeLimit, shellQuote as q, stateFromOutput, type JobInfo, type ModelWait, type SlurmCommands } from './slurm-cli.js';
 
 const line = z.string().min(1).regex(/^[^\r\n]*$/, 'a single line');

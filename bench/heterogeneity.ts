@@ -34,7 +34,7 @@
  */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { freeLoopbackPort } from '../common/net.js';
 import { AdminClient } from '../coordinator/index.js';
 import { writeFederationFiles } from '../simulate/index.js';
@@ -122,7 +122,7 @@ async function runFederation(s: Setup, name: string, train: Record<string, unkno
       proxies.push(proxy);
       const file = files.siteConfigs.get(site)!;
       const cfg = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
-      workDirs.set(site, String(cfg['workDir']));
+      workDirs.set(site, resolve(dirname(file), String(cfg['workDir'])));
       // BF16 local models, as a GPU trainer of a language model writes them (outputDtype).
       const runner = { kind: 'standin', speed: s.speeds[i]!, stepMs: s.stepMs, seed: i + 1, outputDtype: 'BF16' };
       await writeFile(file, `${JSON.stringify({ ...cfg, coordinator: `localhost:${proxy.port}`, runner }, null, 2)}\n`, { mode: 0o600 });

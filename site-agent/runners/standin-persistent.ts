@@ -9,7 +9,10 @@
  * agent resumes from: the last snapshot (a hard link), its sync and its DONE record.
  */
 import { appendFile, link, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sha256File } from '../../common/files.js';
@@ -66,21 +69,54 @@ function after(name: string, than: string | undefined): boolean {
   return r > r0 || (r === r0 && a > a0);
 }
 
-/** Starts the loop on `launch.dir`; it resumes from `state/` when there is one. */
+/**
+ * Starts the loop on `launch.dir`; it resumes from `state/` when there is one. Where the module is
+ * compiled (dist/), the loop runs in a worker thread of its own, as a trainer is a process of its
+ * own: the agent's work in its event loop (encoding, hashing, gRPC) would otherwise delay the
+ * stand-in's steps and show as idle time that a real trainer would not have. From sources (the
+ * unit tests) it runs in the agent's thread.
+ */
 export function startStandinPersistent(launch: PersistentLaunch, pace: StandinPace): PersistentTrainer {
+  const workerFile = fileURLToPath(new URL('./standin-worker.js', import.meta.url));
+  if (existsSync(workerFile)) return startInWorker(workerFile, launch, pace);
   const abort = new AbortController();
-  const exited = runLoop(launch.dir, pace, abort.signal).then(
+  const exited = runStandinLoop(launch.dir, pace, abort.signal).then(
     () => 0,
     (err: unknown) => {
       if (abort.signal.aborted) return null;
       launch.log?.error({ phase: 'training', err: { message: (err as Error).message } }, 'the stand-in persistent trainer failed');
-      return err instanceof SiteAgentError && err.code === 'MODEL_INVALID' ? 65 : 1;
+      return loopExitCode(err);
     },
   );
   return {
     exited,
     kill: async () => {
       abort.abort(new SiteAgentError('CANCELLED', 'the persistent trainer was stopped', false));
+      await exited;
+    },
+  };
+}
+
+/** The exit code of a loop that failed: 65 for a global it refused, 1 otherwise. */
+export function loopExitCode(err: unknown): number {
+  return err instanceof SiteAgentError && err.code === 'MODEL_INVALID' ? 65 : 1;
+}
+
+function startInWorker(file: string, launch: PersistentLaunch, pace: StandinPace): PersistentTrainer {
+  const worker = new Worker(file, { workerData: { dir: launch.dir, pace } });
+  let killed = false;
+  worker.on('message', (m: { error?: string }) => {
+    if (m.error !== undefined) launch.log?.error({ phase: 'training', err: { message: m.error } }, 'the stand-in persistent trainer failed');
+  });
+  const exited = new Promise<number | null>((resolve) => {
+    worker.once('error', () => resolve(killed ? null : 1));
+    worker.once('exit', (code) => resolve(killed ? null : code));
+  });
+  return {
+    exited,
+    kill: async () => {
+      killed = true;
+      await worker.terminate();
       await exited;
     },
   };
@@ -112,7 +148,8 @@ async function nextReady(dir: string, last: string | undefined): Promise<Ready |
 /** How often the loop looks for `STOP` and a new sync, and flushes its progress lines. */
 const CHECK_MS = 100;
 
-async function runLoop(dir: string, p: StandinPace, signal: AbortSignal): Promise<void> {
+/** Runs the loop until `STOP` (resolves) or a failure or `signal` (rejects). */
+export async function runStandinLoop(dir: string, p: StandinPace, signal: AbortSignal): Promise<void> {
   const loop = new StandinLoop(dir, p, signal);
   try {
     await loop.run();

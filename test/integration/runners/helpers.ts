@@ -1,6 +1,7 @@
 /** Shared set-up of the runner tests: a small global model, round requests, the stand-in trainer. */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createSafetensorsWriter, memorySink } from '../../../aggregation/index.js';
@@ -94,3 +95,27 @@ export function alive(pid: number): boolean {
   }
 }
 
+
+/**
+ * A PATH shim in front of the real `sbatch` that logs each call's arguments, so a test counts
+ * submissions instead of assuming them. `env` puts it first on PATH; `submissions(fragment)` counts
+ * the calls whose arguments contain `fragment`.
+ */
+export interface SbatchShim {
+  readonly env: NodeJS.ProcessEnv;
+  submissions(fragment: string): Promise<number>;
+  remove(): Promise<void>;
+}
+
+export async function sbatchShim(): Promise<SbatchShim> {
+  const dir = await mkdtemp(join(tmpdir(), 'fedhpc-sbatch-shim-'));
+  const log = join(dir, 'sbatch.log');
+  const real = spawnSync('bash', ['-c', 'command -v sbatch'], { encoding: 'utf8' }).stdout.trim();
+  await writeFile(join(dir, 'sbatch'), `#!/bin/sh\necho "$*" >> '${log}'\nexec '${real}' "$@"\n`);
+  await chmod(join(dir, 'sbatch'), 0o755);
+  return {
+    env: { ...process.env, PATH: `${dir}:${process.env['PATH'] ?? ''}` },
+    submissions: async (fragment) => (await readFile(log, 'utf8').catch(() => '')).split('\n').filter((l) => l.includes(fragment)).length,
+    remove: () => rm(dir, { recursive: true, force: true }),
+  };
+}

@@ -10,8 +10,7 @@
  * (comma-separated) contains `slurm`: then it fails.
  */
 import { spawnSync } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { SiteAgentError } from '../../../site-agent/errors.js';
@@ -21,7 +20,7 @@ import { readSessionJob } from '../../../site-agent/runners/slurm-persistent.js'
 import { SlurmRunner, slurmRunnerSchema, type SlurmRunnerOptions } from '../../../site-agent/runners/slurm.js';
 import { required, slurmUnavailable } from '../../helpers/components.js';
 import { waitUntil } from '../../helpers/wait.js';
-import { fakeSlurmOptions, makeWorkspace, type Workspace } from './helpers.js';
+import { fakeSlurmOptions, makeWorkspace, sbatchShim, type SbatchShim, type Workspace } from './helpers.js';
 
 const TRAINER = resolve('test/fixtures/trainers/fake-persistent-trainer.mjs');
 const REQUIRED = required('slurm');
@@ -40,20 +39,16 @@ const title = unavailable === undefined ? 'persistent trainer as one Slurm job (
 
 describe.skipIf(unavailable !== undefined).concurrent(title, () => {
   let ws: Workspace;
-  let shim: string;
+  let shim: SbatchShim;
   let env: NodeJS.ProcessEnv;
-  const sbatchLog = (): string => join(shim, 'sbatch.log');
 
   beforeAll(async () => {
     ws = await makeWorkspace();
-    shim = await mkdtemp(join(tmpdir(), 'fedhpc-sbatch-shim-'));
-    const real = spawnSync('bash', ['-c', 'command -v sbatch'], { encoding: 'utf8' }).stdout.trim();
-    await writeFile(join(shim, 'sbatch'), `#!/bin/sh\necho "$*" >> '${sbatchLog()}'\nexec '${real}' "$@"\n`);
-    await chmod(join(shim, 'sbatch'), 0o755);
-    env = { ...process.env, PATH: `${shim}:${process.env['PATH'] ?? ''}` };
+    shim = await sbatchShim();
+    env = shim.env;
   });
   afterAll(async () => {
-    await rm(shim, { recursive: true, force: true });
+    await shim.remove();
     await rm(ws.dir, { recursive: true, force: true });
   });
 
@@ -72,8 +67,7 @@ describe.skipIf(unavailable !== undefined).concurrent(title, () => {
     signal: AbortSignal.timeout(60_000),
     onProgress: () => undefined,
   });
-  const submissions = async (dir: string): Promise<number> =>
-    (await readFile(sbatchLog(), 'utf8').catch(() => '')).split('\n').filter((l) => l.includes(`${dir}/`)).length;
+  const submissions = (dir: string): Promise<number> => shim.submissions(`${dir}/`);
   const jobIds = async (dir: string): Promise<string[]> => ((await readSessionJob(dir))?.jobs ?? []).map((j) => j.id);
   const starts = async (dir: string): Promise<number> => (await readFile(join(dir, 'runs.log'), 'utf8').catch(() => '')).split('\n').filter(Boolean).length;
   const squeueState = (id: string): string => spawnSync('squeue', ['-h', '-j', id, '-o', '%T'], { encoding: 'utf8' }).stdout.trim();

@@ -10,7 +10,7 @@
  * (comma-separated) contains `slurm`: then it fails.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, it } from 'vitest';
@@ -19,7 +19,7 @@ import { RunnerConfigError } from '../../../site-agent/runners/round-dir.js';
 import type { TrainProgress } from '../../../site-agent/runners/runner.js';
 import { parseScontrolJob, parseTimeLimit, stateFromOutput } from '../../../site-agent/runners/slurm-cli.js';
 import { SlurmPendingError, SlurmRunner, slurmRunnerSchema, type SlurmRunnerOptions } from '../../../site-agent/runners/slurm.js';
-import { alive, fakeSlurmOptions, makeWorkspace, trainRequest, trainerRuns, type Workspace } from './helpers.js';
+import { alive, fakeSlurmOptions, makeWorkspace, sbatchShim, trainRequest, trainerRuns, type SbatchShim, type Workspace } from './helpers.js';
 import { required, slurmUnavailable } from '../../helpers/components.js';
 import { waitUntil } from '../../helpers/wait.js';
 
@@ -63,29 +63,24 @@ const title = unavailable === undefined ? 'slurm runner on a real cluster (stand
 
 describe.skipIf(unavailable !== undefined).concurrent(title, () => {
   let ws: Workspace;
-  let shim: string;
+  let shim: SbatchShim;
   let env: NodeJS.ProcessEnv;
-  const sbatchLog = (): string => join(shim, 'sbatch.log');
 
   beforeAll(async () => {
     // Round directories must be visible to slurmd: same host here, so any local folder does.
     ws = await makeWorkspace();
-    shim = await mkdtemp(join(tmpdir(), 'fedhpc-sbatch-shim-'));
-    const real = spawnSync('bash', ['-c', 'command -v sbatch'], { encoding: 'utf8' }).stdout.trim();
-    await writeFile(join(shim, 'sbatch'), `#!/bin/sh\necho "$*" >> '${sbatchLog()}'\nexec '${real}' "$@"\n`);
-    await chmod(join(shim, 'sbatch'), 0o755);
-    env = { ...process.env, PATH: `${shim}:${process.env['PATH'] ?? ''}` };
+    shim = await sbatchShim();
+    env = shim.env;
   });
   afterAll(async () => {
-    await rm(shim, { recursive: true, force: true });
+    await shim.remove();
     await rm(ws.dir, { recursive: true, force: true });
   });
 
   const options = fakeSlurmOptions;
   const runner = (extra: Partial<SlurmRunnerOptions> = {}, runnerEnv = env): SlurmRunner =>
     new SlurmRunner(slurmRunnerSchema.parse(options(extra)), { workDir: ws.dir, env: runnerEnv });
-  const submissions = async (roundDir: string): Promise<number> =>
-    (await readFile(sbatchLog(), 'utf8').catch(() => '')).split('\n').filter((l) => l.includes(`${roundDir}/`)).length;
+  const submissions = (dir: string): Promise<number> => shim.submissions(`${dir}/`);
   const jobIds = async (roundDir: string): Promise<string[]> =>
     (JSON.parse(await readFile(join(roundDir, 'job.json'), 'utf8')) as { jobs: { id: string }[] }).jobs.map((j) => j.id);
   const squeueState = (id: string): string => spawnSync('squeue', ['-h', '-j', id, '-o', '%T'], { encoding: 'utf8' }).stdout.trim();

@@ -105,26 +105,37 @@ export function standinLoss(modelPath: string, o: StandinObjective, elements: nu
 }
 
 /**
- * Writes the model after `steps` steps from `globalPath` to `outPath` (`dtype`, the global's names,
- * shapes and metadata), atomically: one read of each global byte and one write of each output
- * byte, a slice at a time, so a model of any size costs one pass and 4 MiB of buffers.
+ * Writes `outPath` (`dtype`, the names, shapes and metadata of `paths[0]`), atomically, from the
+ * models at `paths` a slice at a time: `f` gets each one's values of the slice and the targets
+ * there, and returns the slice's output values. One read of each input byte and one write of each
+ * output byte, 4 MiB of buffers per input whatever the model's size.
  */
-export async function writeStandinModel(globalPath: string, outPath: string, o: StandinObjective, pull: number, steps: number, signal: AbortSignal, dtype: 'F32' | 'BF16' = 'F32'): Promise<void> {
-  const keep = (1 - pull) ** steps;
-  await withModel(globalPath, async (file) => {
+async function writeMapped(
+  paths: readonly string[],
+  outPath: string,
+  o: StandinObjective,
+  dtype: 'F32' | 'BF16',
+  signal: AbortSignal,
+  f: (values: Float32Array[], target: Float64Array) => Float32Array,
+): Promise<void> {
+  const sources = await Promise.all(paths.map((p) => openFileSource(p)));
+  try {
+    const files = await Promise.all(sources.map((src) => openSafetensors(src)));
+    const other = files.flatMap((file) => file.tensors).find((t) => !isFloatDtype(t.dtype));
+    if (other) throw new SiteAgentError('MODEL_INVALID', `the stand-in trainer moves float tensors only; ${other.name} is ${other.dtype}`, false);
+    const first = files[0]!;
     const sink = await AtomicFile.create(dirname(outPath));
     try {
-      const specs = file.tensors.map((t) => ({ name: t.name, dtype, shape: t.shape }));
-      const writer = await createSafetensorsWriter(sink, specs, file.metadata);
+      const writer = await createSafetensorsWriter(sink, first.tensors.map((t) => ({ name: t.name, dtype, shape: t.shape })), first.metadata);
       const tau = new Float64Array(SLICE);
-      for (const [k, t] of file.tensors.entries()) {
+      for (const [k, t] of first.tensors.entries()) {
         for (let start = 0; start < t.elements; start += SLICE) {
           signal.throwIfAborted();
-          const w = await file.readF32(t.name, start, Math.min(SLICE, t.elements - start));
-          const target = tau.subarray(0, w.length);
+          const n = Math.min(SLICE, t.elements - start);
+          const values = await Promise.all(files.map((file) => file.readF32(t.name, start, n)));
+          const target = tau.subarray(0, n);
           targets(o, k, start, target);
-          for (let j = 0; j < w.length; j++) w[j] = target[j]! + (w[j]! - target[j]!) * keep;
-          await writer.writeF32(t.name, w);
+          await writer.writeF32(t.name, f(values, target));
         }
       }
       await writer.finish();
@@ -133,6 +144,17 @@ export async function writeStandinModel(globalPath: string, outPath: string, o: 
       await sink.discard();
       throw err;
     }
+  } finally {
+    await Promise.all(sources.map((src) => src.close()));
+  }
+}
+
+/** Writes the model after `steps` steps from `globalPath` to `outPath`: w' = τ + (w − τ)(1 − pull)^steps. */
+export function writeStandinModel(globalPath: string, outPath: string, o: StandinObjective, pull: number, steps: number, signal: AbortSignal, dtype: 'F32' | 'BF16' = 'F32'): Promise<void> {
+  const keep = (1 - pull) ** steps;
+  return writeMapped([globalPath], outPath, o, dtype, signal, ([w], target) => {
+    for (let j = 0; j < w!.length; j++) w![j] = target[j]! + (w![j]! - target[j]!) * keep;
+    return w!;
   });
 }
 
@@ -140,9 +162,9 @@ export async function writeStandinModel(globalPath: string, outPath: string, o: 
  * A persistent stand-in's snapshot after it applied global `g` (α of the correction) to
  * parameters j steps past its last snapshot `s`, then took k more steps (docs/protocol.md, "The
  * persistent trainer"): w = τ + ρᵏ·(ρʲ·(s − τ) + α·(g − s)), ρ = 1 − pull — the closed form of j
- * steps, θ ← θ + α·(g − s), and k steps. One read of each byte of `g` and `s` and one write.
+ * steps, θ ← θ + α·(g − s), and k steps.
  */
-export async function writeStandinApplied(
+export function writeStandinApplied(
   globalPath: string,
   snapshotPath: string,
   outPath: string,
@@ -153,31 +175,8 @@ export async function writeStandinApplied(
 ): Promise<void> {
   const keepAfter = (1 - m.pull) ** m.after;
   const keepBefore = (1 - m.pull) ** m.before;
-  await withModel(snapshotPath, (snap) =>
-    withModel(globalPath, async (file) => {
-      const sink = await AtomicFile.create(dirname(outPath));
-      try {
-        const specs = file.tensors.map((t) => ({ name: t.name, dtype, shape: t.shape }));
-        const writer = await createSafetensorsWriter(sink, specs, file.metadata);
-        const tau = new Float64Array(SLICE);
-        for (const [k, t] of file.tensors.entries()) {
-          for (let start = 0; start < t.elements; start += SLICE) {
-            signal.throwIfAborted();
-            const n = Math.min(SLICE, t.elements - start);
-            const g = await file.readF32(t.name, start, n);
-            const s = await snap.readF32(t.name, start, n);
-            const target = tau.subarray(0, n);
-            targets(o, k, start, target);
-            for (let j = 0; j < n; j++) g[j] = target[j]! + keepAfter * (keepBefore * (s[j]! - target[j]!) + m.alpha * (g[j]! - s[j]!));
-            await writer.writeF32(t.name, g);
-          }
-        }
-        await writer.finish();
-        await sink.commit(outPath);
-      } catch (err) {
-        await sink.discard();
-        throw err;
-      }
-    }),
-  );
+  return writeMapped([globalPath, snapshotPath], outPath, o, dtype, signal, ([g, s], target) => {
+    for (let j = 0; j < g!.length; j++) g![j] = target[j]! + keepAfter * (keepBefore * (s![j]! - target[j]!) + m.alpha * (g![j]! - s![j]!));
+    return g!;
+  });
 }

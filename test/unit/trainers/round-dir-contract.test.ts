@@ -3,62 +3,24 @@ import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { memorySource, openSafetensors } from '../../../aggregation/index.js';
 import { ProgressTail, prepareRoundDir, readDone, shardSpecShape, TRAINER_CONTRACT_VERSION, TRAINER_EXIT } from '../../../site-agent/runners/round-dir.js';
 import { z } from 'zod';
 import type { TrainProgress } from '../../../site-agent/runners/runner.js';
 import { TORCH_PYTHON, torchAvailable } from './require-torch.js';
+import { PYTHON, ROOT, SLURM_DIR, TIMEOUT_MS, py, pyJson, type Refused } from './round-dir-python.js';
 
 // deploy/slurm/fedhpc_round_dir.py is the trainer's side of the round-directory contract, shared by
 // the reference trainer (torch_shard.py) and the NeMo recipe (nemo_shard.py). Here it is run on its
 // own (standard library only, no torch) and its files are read by the agent's own code
 // (site-agent/runners/round-dir.ts): exit codes, refusals, progress lines, DONE.json, safetensors.
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const SLURM_DIR = join(ROOT, 'deploy', 'slurm');
 const MODULE = join(SLURM_DIR, 'fedhpc_round_dir.py');
 const TORCH_SHARD = join(ROOT, 'site-agent', 'trainers', 'torch_shard.py');
-const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
-const TIMEOUT_MS = 20_000;
 
 const work = mkdtempSync(join(tmpdir(), 'fedhpc-round-dir-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-/** Python prelude: the module imported as `rd`, and `refusal(fn)`, which prints a Refusal as JSON. */
-const PRELUDE = `
-import json, os, sys
-sys.path.insert(0, ${JSON.stringify(SLURM_DIR)})
-import fedhpc_round_dir as rd
-def refusal(fn):
-    try:
-        fn()
-    except rd.Refusal as e:
-        return {"code": e.code, "message": str(e)}
-    return None
-`;
-
-function py(code: string, args: string[] = []): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(PYTHON, ['-c', `${PRELUDE}\n${code}`, ...args], {
-    encoding: 'utf8',
-    timeout: TIMEOUT_MS,
-    env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' },
-  });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** Runs `code` (with `args` as sys.argv[1:]) and parses the JSON it prints last. */
-function pyJson<T>(code: string, args: string[] = []): T {
-  const r = py(code, args);
-  expect(r.stderr).toBe('');
-  expect(r.status).toBe(0);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
-}
-
-interface Refused {
-  code: number;
-  message: string;
-}
 
 const CONFIG = {
   architectures: ['LlamaForCausalLM'],

@@ -1,43 +1,16 @@
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { pyJson, type Refused } from './round-dir-python.js';
 
 // The persistent session's side of deploy/slurm/fedhpc_round_dir.py (contract version 3,
 // docs/protocol.md "The persistent trainer"), run on its own: standard library only, no torch, so
 // these run wherever a python3 is. torch-persistent.test.ts drives the reference trainer through it.
-const SLURM_DIR = join(fileURLToPath(new URL('../../../', import.meta.url)), 'deploy', 'slurm');
-const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
-const TIMEOUT_MS = 20_000;
 
 const work = mkdtempSync(join(tmpdir(), 'fedhpc-session-dir-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-/** Runs `code` with the module imported as `rd` and `refusal(fn)` (a Refusal as JSON); parses what it prints last. */
-function pyJson<T>(code: string, args: string[] = []): T {
-  const prelude = `
-import json, os, sys
-sys.path.insert(0, ${JSON.stringify(SLURM_DIR)})
-import fedhpc_round_dir as rd
-def refusal(fn):
-    try:
-        fn()
-    except rd.Refusal as e:
-        return {"code": e.code, "message": str(e)}
-    return None
-`;
-  const r = spawnSync(PYTHON, ['-c', `${prelude}\n${code}`, ...args], { encoding: 'utf8', timeout: TIMEOUT_MS, env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' } });
-  expect(r.stderr).toBe('');
-  expect(r.status).toBe(0);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
-}
-
-interface Refused {
-  code: number;
-  message: string;
-}
 
 const SESSION_SPEC = {
   version: 3,

@@ -55,7 +55,7 @@ References (looked up, not run):
                pretrain(model, data, trainer, log, resume, optim), export_ckpt(path, target,
                output_path, overwrite).
 """
-import argparse, hashlib, json, os, signal, struct, sys
+import argparse, hashlib, json, math, os, signal, socket, struct, subprocess, sys, time
 
 # The round-directory contract (spec.json, global/, progress.jsonl, DONE.json, exit codes) is shared
 # with the reference trainer: fedhpc_round_dir.py, beside this file (mount this directory whole).
@@ -63,7 +63,7 @@ _HERE = os.path.dirname(os.path.realpath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 from fedhpc_round_dir import (  # noqa: E402
-    EXIT_INTERRUPTED, EXIT_OK, TOKEN_BYTES, Parser, Refusal, StepClock, append_progress, bad_spec,
+    EXIT_INTERRUPTED, EXIT_OK, ITEM_BYTES, TOKEN_BYTES, Parser, Refusal, StepClock, append_progress, bad_spec,
     budget_allows, check_global_sha256, check_safetensors_header, load_round_config, manifest_sha256, need,
     pinned_sha256, planned_or_estimate, progress_span, read_spec, safetensors_header, sha256_file, tensor_shapes,
     token_count, truncate_progress, validate_spec, write_atomic, write_done, write_json_atomic)
@@ -131,6 +131,16 @@ def open_round(round_dir):
     s.round_dir = os.path.abspath(round_dir)
     s.global_dir = os.path.join(s.round_dir, "global")
     s.config = load_round_config(s.round_dir, s)
+    open_data(s)
+    global_path = check_global_sha256(s.round_dir, s)
+    _, layout = check_safetensors_header(global_path, tensor_shapes(s.config))
+    s.global_dtypes = {name: dtype for name, (dtype, _, _) in layout.items()}
+    return s
+
+
+def open_data(s):
+    """The data (a token file or a Megatron prefix) against the spec and its pin, and the tokenizer
+    directory: sets token_count and data_sha256 (64 on a mismatch)."""
     if s.tokens_path:
         s.token_count = token_count(s.tokens_path)
         s.data_sha256 = pinned_sha256(s.tokens_path, s.tokens_sha256)
@@ -143,10 +153,6 @@ def open_round(round_dir):
             raise bad_spec("data.megatron_prefix: SHA-256 of sha256(idx)+sha256(bin) differs from data.train_tokens_sha256")
     if s.tokenizer_path and not os.path.isdir(s.tokenizer_path):
         raise bad_spec(f"nemo.tokenizer_dir {s.tokenizer_path} is not a directory")
-    global_path = check_global_sha256(s.round_dir, s)
-    _, layout = check_safetensors_header(global_path, tensor_shapes(s.config))
-    s.global_dtypes = {name: dtype for name, (dtype, _, _) in layout.items()}
-    return s
 
 
 # ---------------------------------------------------------------- scratch layout and data
@@ -161,6 +167,7 @@ def paths(s, nemo2):
     kind = "nemo2" if nemo2 else "mbridge"
     return argparse.Namespace(
         scratch=scratch, hf_in=os.path.join(scratch, "hf_global"), init=os.path.join(scratch, f"{kind}_init"),
+        hf_config=os.path.join(s.global_dir, "config.json"), hf_weights=os.path.join(s.global_dir, "model.safetensors"),
         ckpt=os.path.join(scratch, f"{kind}_ckpt"), hf_out=os.path.join(scratch, "hf_export"),
         data_prefix=os.path.join(scratch, "data", "tokens"), trained=os.path.join(scratch, "trained.json"),
         imported=os.path.join(scratch, "imported.json"), spec_mark=os.path.join(scratch, "spec.sha256"),
@@ -185,11 +192,16 @@ def write_megatron_index(tokens_path, prefix, cursor, count):
             + struct.pack("<Q", len(lengths)) + struct.pack("<Q", len(docs))
             + struct.pack(f"<{len(lengths)}i", *lengths) + struct.pack(f"<{len(pointers)}q", *pointers)
             + struct.pack(f"<{len(docs)}q", *docs))
-    bin_link = prefix + ".bin"
-    if os.path.lexists(bin_link):
-        os.remove(bin_link)
-    os.symlink(os.path.abspath(tokens_path), bin_link)
-    write_atomic(prefix + ".idx", body)
+    # Every task of a session writes these same bytes at once: temp names of its own, then renames
+    # (atomic, the last one wins), never a remove-then-create another task could race.
+    unique = f".{os.getpid()}.{socket.gethostname()}.tmp"
+    os.symlink(os.path.abspath(tokens_path), prefix + ".bin" + unique)
+    os.replace(prefix + ".bin" + unique, prefix + ".bin")
+    with open(prefix + ".idx" + unique, "wb") as f:
+        f.write(body)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(prefix + ".idx" + unique, prefix + ".idx")
 
 
 def data_manifest(s):
@@ -319,14 +331,16 @@ def prepare_scratch(s, p):
 
 
 def hf_input_dir(s, p):
-    """global/ plus the site's tokenizer files: the HF loaders want a complete model directory."""
+    """p.hf_in: an HF model directory of symlinks to p.hf_config (as config.json), p.hf_weights (as
+    model.safetensors) and the site's tokenizer files: the HF loaders want a complete model directory.
+    A round's are global/'s; a session's the session's config and a sync's global."""
     os.makedirs(p.hf_in, exist_ok=True)
-    sources = [os.path.join(s.global_dir, n) for n in ("config.json", "model.safetensors")]
+    sources = [(p.hf_config, "config.json"), (p.hf_weights, "model.safetensors")]
     if s.tokenizer_path:
-        sources += [os.path.join(s.tokenizer_path, n) for n in sorted(os.listdir(s.tokenizer_path))
+        sources += [(os.path.join(s.tokenizer_path, n), n) for n in sorted(os.listdir(s.tokenizer_path))
                     if not n.endswith((".safetensors", ".bin", ".pt")) and n != "config.json"]
-    for src in sources:
-        dst = os.path.join(p.hf_in, os.path.basename(src))
+    for src, name in sources:
+        dst = os.path.join(p.hf_in, name)
         if not os.path.lexists(dst):
             os.symlink(os.path.abspath(src), dst)
     return p.hf_in
@@ -334,27 +348,44 @@ def hf_input_dir(s, p):
 
 # ---------------------------------------------------------------- phases: Megatron-Bridge
 
+def mb_bridge(hf_dir=None, config_path=None):
+    """A Megatron-Bridge AutoBridge [MB-bridge]: of an HF model directory (a round's: its weights are
+    what mb_import converts), or of a config.json alone (a session's: from_hf_config, no weights; each
+    sync's global is loaded with load_hf_weights). Our configs may leave `architectures` out, which the
+    bridge dispatches on."""
+    import torch
+    from megatron.bridge import AutoBridge
+    if hf_dir is not None:
+        return AutoBridge.from_hf_pretrained(hf_dir, torch_dtype=torch.float32)
+    from transformers import LlamaConfig
+    config = LlamaConfig.from_json_file(config_path)
+    config.architectures = config.architectures or ["LlamaForCausalLM"]
+    return AutoBridge.from_hf_config(config)
+
+
 def mb_import(s, p):
     """HF -> Megatron checkpoint: AutoBridge.import_ckpt's own steps [MB-bridge], spelled out so the
     tokenizer comes from nemo.tokenizer_dir (import_ckpt takes it from the HF directory, and global/
     has none). The calls and kwargs are those import_ckpt makes in auto_bridge.py."""
-    import torch
-    from megatron.bridge import AutoBridge  # [MB-bridge]
     from megatron.bridge.training.model_load_save import temporary_distributed_context
-    bridge = AutoBridge.from_hf_pretrained(hf_input_dir(s, p), torch_dtype=torch.float32)
+    bridge = mb_bridge(hf_input_dir(s, p))
     with temporary_distributed_context(backend="gloo"):
         model = bridge.to_megatron_model(wrap_with_ddp=False, use_cpu_initialization=True)
         bridge.save_megatron_model(model, p.init, hf_tokenizer_path=s.tokenizer_path)
 
 
-def mb_config(s, p):
+def mb_config(s, p, bridge, session=None):
     """A ConfigContainer shaped like recipes/common.py's _pretrain_common [MB-recipe], with the
     round's numbers: train_iters = max_steps, constant LR after linear warmup (the reference
     trainer's inner schedule), weights from `pretrained_checkpoint` only (no optimizer state,
     iteration 0), resume from `load` = `save` = scratch/ [MB-entry][MB-ckpt].
+    A session (`session` = {"resume_step": k or None}) differs: nemo.session_steps iterations, no
+    pretrained checkpoint (its callback loads the first global), state/ as save and load (at the
+    last snapshot's iteration, ckpt_step), no exit signal handler (a signal must leave no new
+    checkpoint) and no overlapped parameter all-gather (parameters are whole after each optimizer
+    step, so the callback can edit and export them).
     UNVERIFIED: SchedulerConfig / OptimizerConfig field names beyond those in [MB-recipe]."""
     import torch
-    from megatron.bridge import AutoBridge
     from megatron.bridge.training.config import (CheckpointConfig, ConfigContainer, DistributedInitConfig,
                                                  GPTDatasetConfig, LoggerConfig, RNGConfig, SchedulerConfig,
                                                  TokenizerConfig, TrainingConfig, ValidationConfig)
@@ -362,7 +393,7 @@ def mb_config(s, p):
     from megatron.core.distributed import DistributedDataParallelConfig
     from megatron.core.optimizer import OptimizerConfig
 
-    provider = AutoBridge.from_hf_pretrained(hf_input_dir(s, p), torch_dtype=torch.float32).to_megatron_provider(load_weights=False)
+    provider = bridge.to_megatron_provider(load_weights=False)
     provider.tensor_model_parallel_size, provider.pipeline_model_parallel_size = s.tp, s.pp
     provider.seq_length = s.seq_len
     bf16 = s.precision == "bf16_mixed"
@@ -375,11 +406,21 @@ def mb_config(s, p):
                  # UNVERIFIED: NullTokenizer adds one EOD id past vocab_size; with pre-tokenized data
                  # and eod_mask_loss=False it only has to stay inside the embedding table.
                  TokenizerConfig(tokenizer_type="NullTokenizer", vocab_size=s.config["vocab_size"] - 1))
-    save_every = s.checkpoint_every or (max(1, s.planned_steps // 4) if s.planned_steps else 100)
+    if session is None:
+        save_every = s.checkpoint_every or (max(1, s.planned_steps // 4) if s.planned_steps else 100)
+        iters, checkpoint = train_iters(s), CheckpointConfig(
+            pretrained_checkpoint=p.init, save=p.ckpt, load=p.ckpt, save_interval=save_every, ckpt_format="torch_dist",
+            fully_parallel_save=True)
+    else:  # the callback sets save_interval to 0, and to 1 for the iteration of a snapshot [MB-train]
+        step = session["resume_step"]
+        iters, checkpoint = s.session_steps, CheckpointConfig(
+            save=p.ckpt, load=p.ckpt if step is not None else None, ckpt_step=step, ckpt_format="torch_dist",
+            fully_parallel_save=True)
     return ConfigContainer(
         model=provider,
-        train=TrainingConfig(train_iters=train_iters(s), global_batch_size=s.batch_size, micro_batch_size=s.micro_batch,
-                             exit_signal_handler=True),  # SIGTERM: save to checkpoint.save and stop [MB-res]
+        train=TrainingConfig(train_iters=iters, global_batch_size=s.batch_size, micro_batch_size=s.micro_batch,
+                             # a round: SIGTERM saves to checkpoint.save and stops [MB-res]
+                             exit_signal_handler=session is None),
         validation=ValidationConfig(eval_interval=None, eval_iters=0),
         optimizer=OptimizerConfig(optimizer="adam", lr=s.lr, min_lr=s.lr, weight_decay=s.weight_decay,
                                   adam_beta1=0.9, adam_beta2=0.95, adam_eps=1e-8, clip_grad=s.grad_clip,
@@ -389,19 +430,25 @@ def mb_config(s, p):
                                   start_weight_decay=s.weight_decay, end_weight_decay=s.weight_decay,
                                   weight_decay_incr_style="constant"),
         ddp=DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=True,
-                                          overlap_param_gather=True, use_distributed_optimizer=True),
+                                          overlap_param_gather=session is None, use_distributed_optimizer=True),
         dataset=GPTDatasetConfig(random_seed=s.seed, seq_length=s.seq_len, data_path=s.data_prefix,
                                  split="100,0,0", reset_attention_mask=False, reset_position_ids=False,
                                  eod_mask_loss=False, num_dataset_builder_threads=1, dataloader_type="single",
                                  path_to_cache=os.path.join(p.scratch, "data", "cache")),
         logger=LoggerConfig(log_interval=1),
         tokenizer=tokenizer,
-        checkpoint=CheckpointConfig(pretrained_checkpoint=p.init, save=p.ckpt, load=p.ckpt,
-                                    save_interval=save_every, ckpt_format="torch_dist", fully_parallel_save=True),
+        checkpoint=checkpoint,
         rng=RNGConfig(seed=s.seed),
         dist=DistributedInitConfig(),
         mixed_precision=precision,
     )
+
+
+def mb_finished_step(context):
+    """The number of the step that has just ended, in on_train_step_end: Megatron-Bridge's loop adds 1
+    to train_state.step after a step's callbacks (training/train.py, v0.3.0 to v0.6.0), so there
+    the counter still holds the steps before this one. (In on_train_start it is the steps done.)"""
+    return context.state.train_state.step + 1
 
 
 def mb_train(s, p, stop):
@@ -422,7 +469,7 @@ def mb_train(s, p, stop):
             clock.step_starts()  # the first step's start (a resumed job continues the kept clock)
 
         def on_train_step_end(self, context):
-            seen["step"] = step = context.state.train_state.step
+            seen["step"] = step = mb_finished_step(context)
             ts, more = clock.step_ended(step)
             if rank() == 0 and context.loss_dict:
                 loss = context.loss_dict.get("lm loss")
@@ -436,7 +483,7 @@ def mb_train(s, p, stop):
                 if rank() == 0:
                     stop.relay()
 
-    cfg = mb_config(s, p)
+    cfg = mb_config(s, p, mb_bridge(hf_input_dir(s, p)))
     try:
         pretrain(cfg, forward_step, callbacks=[Progress()])  # [MB-entry]
     except SystemExit as e:  # Megatron may sys.exit() after its signal-triggered save
@@ -453,10 +500,7 @@ def mb_train(s, p, stop):
 def mb_export(s, p):
     """Megatron checkpoint -> HF directory with AutoBridge.export_ckpt [MB-bridge] (loads the model
     weights of the latest iter_N, not the optimizer's F32 master copy; see docs/nemo.md, "Precision")."""
-    import torch
-    from megatron.bridge import AutoBridge
-    bridge = AutoBridge.from_hf_pretrained(hf_input_dir(s, p), torch_dtype=torch.float32)
-    bridge.export_ckpt(megatron_path=p.ckpt, hf_path=p.hf_out)
+    mb_bridge(hf_input_dir(s, p)).export_ckpt(megatron_path=p.ckpt, hf_path=p.hf_out)
 
 
 # ---------------------------------------------------------------- phases: NeMo 2.0
@@ -480,9 +524,12 @@ def nemo2_import(s, p):
     llm.import_ckpt(model=nemo2_model(s), source=f"hf://{hf_input_dir(s, p)}", output_path=p.init, overwrite=True)
 
 
-def nemo2_train(s, p, stop):
-    import lightning.pytorch as pl
-    import torch
+def nemo2_pretrain(s, p, iters, callback, resume):
+    """llm.pretrain [NEMO2-api] with the spec's model, data, optimizer and parallelism, `iters`
+    steps, one callback and `resume` (an nl.AutoResume); returns the trainer. Checkpoints are saved
+    synchronously (ckpt_async_save=False): what trainer.save_checkpoint wrote is complete when it
+    returns, for an export that reads it and for a process that exits next."""
+    import torch  # noqa: F401 (NeMo expects torch imported first)
     from lightning.pytorch.plugins.environments import SLURMEnvironment
     from nemo import lightning as nl
     from nemo.collections import llm
@@ -491,6 +538,37 @@ def nemo2_train(s, p, stop):
 
     if not s.tokenizer_path:
         raise bad_spec("--nemo2 needs nemo.tokenizer_dir (NeMo's data module and importer load a tokenizer)")
+    tokenizer = AutoTokenizer(s.tokenizer_path)
+    data = llm.PreTrainingDataModule(paths=[s.data_prefix], seq_length=s.seq_len, micro_batch_size=s.micro_batch,
+                                     global_batch_size=s.batch_size, tokenizer=tokenizer, split="100,0,0",
+                                     seed=s.seed, num_workers=2)
+    bf16 = s.precision == "bf16_mixed"
+    trainer = nl.Trainer(
+        devices=int(os.environ.get("SLURM_NTASKS_PER_NODE", "1")), num_nodes=int(os.environ.get("SLURM_NNODES", "1")),
+        accelerator="gpu", max_steps=iters, limit_val_batches=0, val_check_interval=iters + 1,
+        log_every_n_steps=1, enable_checkpointing=False, callbacks=[callback],
+        strategy=nl.MegatronStrategy(tensor_model_parallel_size=s.tp, pipeline_model_parallel_size=s.pp,
+                                     ckpt_load_optimizer=True, ckpt_async_save=False),
+        # auto_requeue=False: Lightning would otherwise requeue on SIGUSR1 itself, and the job must be
+        # requeued by Slurm (the sbatch script) or resubmitted by the agent, never both (DESIGN.md).
+        plugins=[nl.MegatronMixedPrecision(precision="bf16-mixed" if bf16 else "32"),
+                 SLURMEnvironment(auto_requeue=False)])
+    optim = nl.MegatronOptimizerModule(
+        config=OptimizerConfig(optimizer="adam", lr=s.lr, min_lr=s.lr, weight_decay=s.weight_decay, adam_beta1=0.9,
+                               adam_beta2=0.95, adam_eps=1e-8, clip_grad=s.grad_clip, bf16=bf16,
+                               use_distributed_optimizer=True),
+        lr_scheduler=nl.lr_scheduler.WarmupHoldPolicyScheduler(warmup_steps=s.warmup_steps, hold_steps=iters,
+                                                               max_steps=iters) if s.warmup_steps else None)
+    llm.pretrain(model=nemo2_model(s), data=data, trainer=trainer, resume=resume, optim=optim,
+                 log=nl.NeMoLogger(log_dir=os.path.join(p.scratch, "nemo2_logs")))  # [NEMO2-api] pretrain
+    return trainer
+
+
+def nemo2_train(s, p, stop):
+    import lightning.pytorch as pl
+    import torch
+    from nemo import lightning as nl
+
     interrupt_mark = os.path.join(p.scratch, "nemo2_interrupt.json")
     seen = {"step": 0, "interrupted": False, "budget_spent": False}
     clock = BudgetClock(s, p)
@@ -533,29 +611,7 @@ def nemo2_train(s, p, stop):
     else:  # weights only from the imported global, no optimizer state [NEMO2-api] AutoResume/RestoreConfig
         resume = nl.AutoResume(restore_config=nl.RestoreConfig(path=p.init, load_optim_state=False),
                                resume_if_exists=False)
-    tokenizer = AutoTokenizer(s.tokenizer_path)
-    data = llm.PreTrainingDataModule(paths=[s.data_prefix], seq_length=s.seq_len, micro_batch_size=s.micro_batch,
-                                     global_batch_size=s.batch_size, tokenizer=tokenizer, split="100,0,0",
-                                     seed=s.seed, num_workers=2)
-    bf16 = s.precision == "bf16_mixed"
-    trainer = nl.Trainer(
-        devices=int(os.environ.get("SLURM_NTASKS_PER_NODE", "1")), num_nodes=int(os.environ.get("SLURM_NNODES", "1")),
-        accelerator="gpu", max_steps=iters, limit_val_batches=0, val_check_interval=iters + 1,
-        log_every_n_steps=1, enable_checkpointing=False, callbacks=[Progress()],
-        strategy=nl.MegatronStrategy(tensor_model_parallel_size=s.tp, pipeline_model_parallel_size=s.pp,
-                                     ckpt_load_optimizer=True),
-        # auto_requeue=False: Lightning would otherwise requeue on SIGUSR1 itself, and the job must be
-        # requeued by Slurm (the sbatch script) or resubmitted by the agent, never both (DESIGN.md).
-        plugins=[nl.MegatronMixedPrecision(precision="bf16-mixed" if bf16 else "32"),
-                 SLURMEnvironment(auto_requeue=False)])
-    optim = nl.MegatronOptimizerModule(
-        config=OptimizerConfig(optimizer="adam", lr=s.lr, min_lr=s.lr, weight_decay=s.weight_decay, adam_beta1=0.9,
-                               adam_beta2=0.95, adam_eps=1e-8, clip_grad=s.grad_clip, bf16=bf16,
-                               use_distributed_optimizer=True),
-        lr_scheduler=nl.lr_scheduler.WarmupHoldPolicyScheduler(warmup_steps=s.warmup_steps, hold_steps=iters,
-                                                               max_steps=iters) if s.warmup_steps else None)
-    llm.pretrain(model=nemo2_model(s), data=data, trainer=trainer, resume=resume, optim=optim,
-                 log=nl.NeMoLogger(log_dir=os.path.join(p.scratch, "nemo2_logs")))  # [NEMO2-api] pretrain
+    trainer = nemo2_pretrain(s, p, iters, Progress(), resume)
     if seen["interrupted"] or (seen["step"] < iters and not seen["budget_spent"]):
         log(f"{stop.signal or 'stopped'} at step {seen['step']}/{steps_text(s)}: checkpoint in {p.ckpt}")
         return EXIT_INTERRUPTED
@@ -566,18 +622,70 @@ def nemo2_train(s, p, stop):
     return EXIT_OK
 
 
-def nemo2_export(s, p):
+def nemo2_export(s, p, checkpoint=None):
+    """A NeMo checkpoint (a round's trained one by default) -> an HF directory in p.hf_out."""
     from nemo.collections import llm  # [NEMO2-api] export_ckpt
-    trained = json.load(open(p.trained))
-    llm.export_ckpt(path=trained["checkpoint"], target="hf", output_path=p.hf_out, overwrite=True)
+    checkpoint = checkpoint or json.load(open(p.trained))["checkpoint"]
+    llm.export_ckpt(path=checkpoint, target="hf", output_path=p.hf_out, overwrite=True)
 
 
 # ---------------------------------------------------------------- finalize (both backends)
 
+class OutWriter:
+    """out/model.safetensors of a shard or a snapshot, in torch_shard.py's tensor order and
+    spec.output_dtype, names and shapes checked against the model config. The tensors may come in
+    any order (an HF directory's files, Megatron-Bridge's streamed export): the header is known from
+    the config, so each is written at its own offset; the file is renamed into place only once
+    every tensor is in it. Names outside the config are skipped (HF exports may carry buffers)."""
+
+    def __init__(self, s, path):
+        import torch
+        self.shapes, self.dtype, self.path, self.skipped = tensor_shapes(s.config), s.output_dtype, path, []
+        self.torch_dtype = {"F32": torch.float32, "BF16": torch.bfloat16}[s.output_dtype]
+        head = safetensors_header(self.shapes.items(), self.dtype)
+        self.offsets, at = {}, len(head)
+        for name, shape in self.shapes.items():
+            self.offsets[name] = at
+            at += ITEM_BYTES[self.dtype] * math.prod(shape)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self.file, self.missing = open(path + ".tmp", "wb"), set(self.shapes)
+        self.file.write(head)
+        self.file.truncate(at)
+
+    def put(self, name, tensor):
+        import torch
+        if name not in self.shapes:
+            self.skipped.append(name)
+            return
+        if tuple(tensor.shape) != self.shapes[name]:
+            raise RuntimeError(f"exported {name} has shape {list(tensor.shape)}, config.json needs {list(self.shapes[name])}")
+        # Through a torch view into a bytearray: no numpy needed; bf16 travels as its int16 bit patterns.
+        view = torch.int16 if self.dtype == "BF16" else torch.float32
+        src = tensor.detach().to("cpu", self.torch_dtype).contiguous().reshape(-1).view(view)
+        raw = bytearray(src.numel() * ITEM_BYTES[self.dtype])
+        torch.frombuffer(raw, dtype=view).copy_(src)
+        self.file.seek(self.offsets[name])
+        self.file.write(raw)
+        self.missing.discard(name)
+
+    def finish(self):
+        """Renames the complete file into place; returns its SHA-256."""
+        if self.missing:
+            self.file.close()
+            raise RuntimeError(f"export lacks {sorted(self.missing)[:5]} (of {len(self.missing)} tensors)")
+        if self.skipped:
+            log(f"export: skipped {len(self.skipped)} tensors the config does not name, e.g. {self.skipped[:3]}")
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        digest = sha256_file(self.path + ".tmp")
+        os.replace(self.path + ".tmp", self.path)
+        return digest
+
+
 def hf_to_out(s, p):
-    """Exported HF directory (one file or shards, any float dtype) -> out/model.safetensors in
-    torch_shard.py's tensor order and spec.output_dtype, checked against config.json; returns its SHA-256."""
-    import torch
+    """Exported HF directory (one file or shards, any float dtype) -> p.out/model.safetensors
+    (OutWriter); returns its SHA-256."""
     from safetensors import safe_open
     shapes = tensor_shapes(s.config)
     files = sorted(os.path.join(p.hf_out, n) for n in os.listdir(p.hf_out) if n.endswith(".safetensors"))
@@ -588,26 +696,11 @@ def hf_to_out(s, p):
                 where[name] = path
     if set(shapes) - set(where):
         raise RuntimeError(f"HF export in {p.hf_out} lacks {sorted(set(shapes) - set(where))[:5]}")
-    dtype = {"F32": torch.float32, "BF16": torch.bfloat16}[s.output_dtype]
-    os.makedirs(p.out, exist_ok=True)
-    target, digest = os.path.join(p.out, "model.safetensors"), hashlib.sha256()
-    with open(target + ".tmp", "wb") as out:
-        head = safetensors_header(shapes.items(), s.output_dtype)
-        out.write(head)
-        digest.update(head)
-        for name, shape in shapes.items():
-            with safe_open(where[name], framework="pt") as f:
-                t = f.get_tensor(name)
-            if tuple(t.shape) != shape:
-                raise RuntimeError(f"exported {name} has shape {list(t.shape)}, config.json needs {list(shape)}")
-            t = t.to(dtype).contiguous()
-            raw = (t.view(torch.int16) if dtype == torch.bfloat16 else t).numpy().tobytes()
-            out.write(raw)
-            digest.update(raw)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(target + ".tmp", target)
-    return digest.hexdigest()
+    writer = OutWriter(s, os.path.join(p.out, "model.safetensors"))
+    for name in shapes:
+        with safe_open(where[name], framework="pt") as f:
+            writer.put(name, f.get_tensor(name))
+    return writer.finish()
 
 
 def finalize(s, p, nemo2):

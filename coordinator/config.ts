@@ -69,9 +69,10 @@ const seconds = (def: number) => z.number().positive().max(7 * 24 * 3600).defaul
  */
 export function defaultMaxSiteWeight(run: { readonly weighting: Weighting; readonly train: Readonly<Record<string, unknown>> }): number | undefined {
   if (run.weighting === 'uniform') return 1;
-  // A time budget says nothing of how much a site trains: the run must set maxSiteWeight.
+  // A time budget says nothing of how much a site trains, nor does an overlapped run's budget (a
+  // sync that waits on a late global trains on): the run must set maxSiteWeight.
   const budget = trainBudget(run.train);
-  if (budget?.seconds !== undefined) return undefined;
+  if (budget?.seconds !== undefined || run.train['overlap'] !== undefined) return undefined;
   if (budget?.tokens !== undefined) {
     const batch = batchTokens(run.train);
     return batch === undefined ? undefined : budget.tokens + batch;
@@ -105,8 +106,13 @@ export function batchTokens(train: Readonly<Record<string, unknown>>): number | 
 }
 
 
-/** A token-budgeted run's most tokens per fresh upload: the budget plus one batch (undefined otherwise). */
+/**
+ * A token-budgeted run's most tokens per fresh upload: the budget plus one batch (undefined
+ * otherwise). Not in an overlapped run: a sync whose global comes back late trains on until it is
+ * applied and carries more than its budget, so there `maxSiteWeight` alone bounds it.
+ */
 export function tokenCap(train: Readonly<Record<string, unknown>>): number | undefined {
+  if (train['overlap'] !== undefined) return undefined;
   const tokens = trainBudget(train)?.tokens;
   const batch = batchTokens(train);
   return tokens === undefined || batch === undefined ? undefined : tokens + batch;
@@ -274,7 +280,9 @@ export const runSchema = z
         code: 'custom',
         path: ['maxSiteWeight'],
         message:
-          trainBudget(run.train)?.seconds !== undefined
+          run.train['overlap'] !== undefined
+            ? 'required: an overlapped run\'s sync trains on until its global is applied, so one may carry more than the budget; set it to the fastest site\'s tokens per budget plus its slowest sync, e.g. twice the budget\'s (docs/operators.md, "Overlapped rounds")'
+            : trainBudget(run.train)?.seconds !== undefined
             ? 'required: a time-budgeted run does not say how many tokens one site can train per round; set it to the fastest site\'s tokens per budget plus a margin (docs/operators.md, "Budgeted rounds")'
             : `required: run.train does not say how much one site trains per round (positive integers max_steps or steps, and batch_size or batchSize${run.weighting === 'tokens' ? ', and seq_len' : ''}, or a token budget with batch_size), so the largest weight an honest site can declare in ${run.weighting} is unknown`,
       });

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../../../common/config-file.js';
-import { defaultMaxSiteWeight, loadCoordinatorConfig, runSchema, secureThreshold, trainOverlap } from '../../../coordinator/config.js';
+import { defaultMaxSiteWeight, loadCoordinatorConfig, runSchema, secureThreshold, tokenCap, trainOverlap } from '../../../coordinator/config.js';
 import { runPlanFromConfig } from '../../../coordinator/shell/plan.js';
 
 let dir: string;
@@ -352,6 +352,14 @@ describe('overlapped rounds (run.train.overlap)', () => {
     await write(overlapped({ mode: 'whole-model' }, null));
     expect(configError().issues).toEqual([expect.stringMatching(/^run\.train\.overlap: an overlapped run needs a budget, the training each sync carries: set run\.train\.budget/)]);
     expect(startIssues({ mode: 'whole-model' }, null)).toEqual([expect.stringMatching(/^run\.train\.overlap: an overlapped run needs a budget/)]);
-    expect(trainOverlap(runSchema.parse({ id: 'run-1', rounds: 3, minSites: 2, weighting: 'tokens', train: train({ mode: 'whole-model' }, { tokens: 4096 }) }).train)).toEqual({ mode: 'whole-model', alpha: 1 });
+    expect(trainOverlap(runSchema.parse({ id: 'run-1', rounds: 3, minSites: 2, weighting: 'tokens', maxSiteWeight: 50_000, train: train({ mode: 'whole-model' }, { tokens: 4096 }) }).train)).toEqual({ mode: 'whole-model', alpha: 1 });
+  });
+
+  it('bounds an overlapped sync by maxSiteWeight, never by the token budget plus a batch: a sync whose global comes late carries more', () => {
+    const tokenBudget = train({ mode: 'whole-model' }, { tokens: 4096 });
+    expect(tokenCap(tokenBudget)).toBeUndefined();
+    expect(tokenCap(train(undefined, { tokens: 4096 }))).toBe(4096 + 8 * 64);
+    expect(defaultMaxSiteWeight({ weighting: 'tokens', train: tokenBudget })).toBeUndefined();
+    expect(() => runSchema.parse({ id: 'run-1', rounds: 3, minSites: 2, weighting: 'tokens', train: tokenBudget })).toThrow(/an overlapped run's sync trains on until its global is applied/);
   });
 });

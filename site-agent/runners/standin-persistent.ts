@@ -166,13 +166,28 @@ interface Pending extends Ready {
   readonly staleness: number;
 }
 
+/**
+ * The training a sync's delta holds, which its DONE.json counts: from the snapshot before the apply
+ * of its base. A sync that applies a new global starts at the last snapshot; one that applies
+ * nothing (a new attempt of its round, on the same base) continues the last sync's window, since
+ * its delta against that base holds the last sync's steps too (they were never counted).
+ */
+interface Window {
+  steps: number;
+  busyMs: number;
+  lossSum: number;
+  /** performance.now() of its start. */
+  start: number;
+}
+
+const newWindow = (start: number): Window => ({ steps: 0, busyMs: 0, lossSum: 0, start });
+
 /** What a snapshot is taken from. */
 interface At {
   readonly step: number;
+  /** Steps since the last snapshot: the closed form's. */
   readonly since: number;
-  readonly busyMs: number;
-  readonly lossSum: number;
-  readonly spanStart: number;
+  readonly window: Window;
   readonly lossRef: number;
 }
 
@@ -213,9 +228,10 @@ class StandinLoop {
     let last = this.state?.lastSync;
     let pending: Pending | undefined;
     let since = 0;
-    let busyMs = 0;
-    let lossSum = 0;
-    let spanStart = performance.now();
+    let win = newWindow(performance.now());
+    const done = this.state?.done;
+    let lastWin: Window | undefined = done && { steps: done.steps, busyMs: done.busyMs, lossSum: (done.trainLoss ?? 0) * done.steps, start: (done.trainStartedMs ?? 0) - this.wall0 };
+    let lastStaleness = done?.appliedStaleness ?? 0;
     let writing: Promise<void> = Promise.resolve();
     let checked = -Infinity;
     const t0 = performance.now();
@@ -230,9 +246,10 @@ class StandinLoop {
         if (ready) {
           await this.checkGlobal(ready);
           const applies = ready.globalSha256 !== base;
-          pending = { ...ready, applies, before: since, staleness: applies && this.snapshotTaken ? since : 0 };
+          pending = { ...ready, applies, before: since, staleness: !this.snapshotTaken ? 0 : applies ? since : lastStaleness };
           if (applies) lossRef = (await standinLoss(ready.globalPath, this.p.objective, this.p.evalElements)).loss;
-          if (base === undefined) spanStart = performance.now();
+          if (base === undefined) win = newWindow(performance.now());
+          else if (!applies && lastWin) win = { steps: lastWin.steps + win.steps, busyMs: lastWin.busyMs + win.busyMs, lossSum: lastWin.lossSum + win.lossSum, start: lastWin.start };
           base = ready.globalSha256;
         } else if (base === undefined) {
           // No parameters before the first global: the only wait there is.
@@ -240,14 +257,14 @@ class StandinLoop {
           continue;
         }
       }
-      if (pending && !budgetAllows(this.p.budget, planned, since, performance.now() - spanStart)) {
-        writing = this.snapshot(pending, { step, since, busyMs, lossSum, spanStart, lossRef }, writing);
+      if (pending && !budgetAllows(this.p.budget, planned, win.steps, performance.now() - win.start)) {
+        writing = this.snapshot(pending, { step, since, window: win, lossRef }, writing);
         last = pending.name;
+        lastWin = win;
+        lastStaleness = pending.staleness;
         pending = undefined;
         since = 0;
-        busyMs = 0;
-        lossSum = 0;
-        spanStart = performance.now();
+        win = newWindow(performance.now());
       }
       const began = performance.now();
       // Paced against the previous step's planned end: timer lateness does not slow the site down.
@@ -256,9 +273,10 @@ class StandinLoop {
       const ended = performance.now();
       step += 1;
       since += 1;
-      busyMs += ended - began;
+      win.steps += 1;
+      win.busyMs += ended - began;
       const loss = lossRef * (1 - this.p.pull) ** (2 * (since - (pending?.before ?? 0)));
-      lossSum += loss;
+      win.lossSum += loss;
       this.lines.push(JSON.stringify({ step, loss, tokens: step * tokensPerStep, ts: Math.round(this.wall0 + ended), stepMs: Math.round((ended - began) * 1000) / 1000, sync: pending?.name ?? null, appliedGlobalRound: pending?.modelRound ?? null }));
     }
     await writing;
@@ -286,7 +304,7 @@ class StandinLoop {
     const first = !this.snapshotTaken;
     this.snapshotTaken = true;
     const finished = Math.round(this.wall0 + performance.now());
-    const started = Math.min(finished, Math.round(this.wall0 + at.spanStart));
+    const started = Math.min(finished, Math.round(this.wall0 + at.window.start));
     await earlier;
     const syncDir = join(this.dir, 'syncs', sync.name);
     const out = join(syncDir, 'out', 'model.safetensors');
@@ -300,17 +318,17 @@ class StandinLoop {
       status: 'done',
       round: sync.round,
       attempt: sync.attempt,
-      steps: at.since,
-      tokens: at.since * tokensPerStep,
-      samples: at.since * this.p.batch,
-      trainLoss: at.since === 0 ? at.lossRef : at.lossSum / at.since,
+      steps: at.window.steps,
+      tokens: at.window.steps * tokensPerStep,
+      samples: at.window.steps * this.p.batch,
+      trainLoss: at.window.steps === 0 ? at.lossRef : at.window.lossSum / at.window.steps,
       dataManifestSha256: this.p.manifestSha256,
       outSha256: await sha256File(out, this.signal),
       trainStartedMs: started,
       trainFinishedMs: finished,
       baseSha256: sync.globalSha256,
       appliedStaleness: sync.staleness,
-      busyMs: Math.round(at.busyMs),
+      busyMs: Math.round(at.window.busyMs),
     };
     const tmp = `${this.snapshotPath}.new`;
     await rm(tmp, { force: true });

@@ -613,6 +613,25 @@ class SyncTally:
         the sync's applied staleness."""
         self.sync, self.ready, self.staleness = tuple(sync), ready, self.steps
 
+    def continued(self, sync, ready, last):
+        """The sync names the base again (a new attempt of its round): nothing is applied, and its
+        delta against that base holds the last sync's steps as well (never counted), so it counts
+        from the last sync's start, with its applied staleness. `last` is the last sync's tally, or
+        its DONE.json record after a restart (None: not known, the sync counts its own steps)."""
+        if isinstance(last, dict):
+            if "cursorStart" not in last:
+                return self.applied(sync, ready)
+            prev = SyncTally(last["firstStep"], last["cursorStart"], last["wrapsStart"], last.get("trainStartedMs"))
+            prev.steps, prev.busy_ms, prev.staleness = last["steps"], last["busyMs"], last["appliedStaleness"]
+            prev.loss_sum = (last.get("trainLoss") or 0.0) * last["steps"]
+            last = prev
+        if last is None:
+            return self.applied(sync, ready)
+        self.first_step, self.cursor_start, self.wraps_start = last.first_step, last.cursor_start, last.wraps_start
+        self.started_ms = last.started_ms if last.started_ms is not None else self.started_ms
+        self.steps, self.loss_sum, self.busy_ms = last.steps + self.steps, last.loss_sum + self.loss_sum, last.busy_ms + self.busy_ms
+        self.sync, self.ready, self.staleness = tuple(sync), ready, last.staleness
+
     def step_done(self, loss, started_ms, finished_ms):
         if self.started_ms is None:
             self.started_ms = started_ms
@@ -636,7 +655,8 @@ class SyncTally:
             self.sync[0], self.steps, s.batch_size, s.seq_len, self.loss_sum / self.steps, manifest, out_sha256,
             s.output_dtype, {"attempt": self.sync[1], "baseSha256": base_sha256, "modelRound": self.ready["modelRound"],
                              "appliedStaleness": self.staleness, "busyMs": self.busy_ms, "firstStep": self.first_step,
-                             "lastStep": self.first_step + self.steps - 1, **(extra or {})},
+                             "lastStep": self.first_step + self.steps - 1, "cursorStart": self.cursor_start,
+                             "wrapsStart": self.wraps_start, **(extra or {})},
             span=(self.started_ms, self.finished_ms))
 
 

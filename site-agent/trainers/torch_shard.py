@@ -568,7 +568,7 @@ class Session:
         self.dir, self.spec, self.s, self.data, self.device = session_dir, spec, s, data, device
         self.state_path = os.path.join(session_dir, "state", SESSION_STATE)
         self.shard = self.c = self.config_bytes = self.snap = None
-        self.base = self.base_round = self.last_sync = None
+        self.base = self.base_round = self.last_sync = self.last_done = None
 
     def use_config(self, path, c):
         """The model config `c`, read from `path`, whose bytes go into state/ for a restart."""
@@ -597,6 +597,7 @@ class Session:
         self.shard.load_adamw(ck["adamw"])
         self.shard.step, self.shard.cursor, self.shard.wraps = ck["step"], ck["cursor"], ck["wraps"]
         self.base, self.base_round, self.last_sync = ck["base_sha256"], ck["base_model_round"], tuple(ck["sync"])
+        self.last_done = json.loads(ck["done"])
         # out/ was renamed into place before state/ was written: only DONE.json can be missing. The
         # agent removes the syncs of rounds it is done with, maybe right now: a sync gone needs none.
         done_dir = sync_dir(self.dir, self.last_sync)
@@ -611,16 +612,19 @@ class Session:
     def apply(self, sync, ready):
         """Applies a sync's global g at a step boundary: the first sync loads g as θ (and the model
         config beside it); a g that is the base applies nothing; any other θ <- θ + α·(g - θₛ).
-        Refuses (65) a g that is not READY's hash or not the model's names and shapes."""
+        Refuses (65) a g that is not READY's hash or not the model's names and shapes. Returns
+        whether anything was applied."""
         sdir = sync_dir(self.dir, sync)
         path = check_sync_global(self.dir, sync, ready)
+        applies = True
         if self.shard is None:
             config = session_config_path(self.dir, sync)  # pinned by model_config_sha256, as a round's
             self.use_config(config, load_pinned_config(config, self.s))
             self.shard = Shard(self.c, self.s, read_safetensors(path, tensor_shapes(self.c), bad_global), self.device)
             how = "loaded as the parameters"
         elif ready["globalSha256"] == self.base:
-            how = "is the base already: nothing applied"
+            how = "is the base already: nothing applied, counted from the last sync's start"
+            applies = False
         else:
             self.check_config(os.path.join(sdir, "global", "config.json"))
             assert self.snap is not None, "a trainer with a model past its first sync has a snapshot"
@@ -632,6 +636,7 @@ class Session:
         self.base, self.base_round = ready["globalSha256"], ready["modelRound"]
         log(f"sync {sync_name(sync)}: global of round {ready['modelRound']} ({self.base[:12]}) {how} "
             f"after step {self.shard.step}")
+        return applies
 
     def snapshot(self, tally):
         """The sync's snapshot, in the contract's order: out/model.safetensors, then state/, then DONE.json."""
@@ -672,6 +677,8 @@ def train_session(session_dir, stop, sync_wait_s):
     wait_until = clock.now_ms() + sync_wait_s * 1000
     shard = session.shard
     tally = SyncTally(shard.step + 1 if shard else 1, shard.cursor if shard else s.cursor, shard.wraps if shard else 0)
+    # The last sync's tally (its DONE.json after a restart): a sync on the same base counts from it.
+    last_tally = session.last_done
     while True:
         if stop_requested(session_dir):
             log(f"STOP: exit 0 after step {session.shard.step if session.shard else 0}")
@@ -682,9 +689,10 @@ def train_session(session_dir, stop, sync_wait_s):
             raise SystemExit(EXIT_INTERRUPTED)
         if tally.sync is None:
             found = next_ready(session_dir, session.last_sync)
-            if found:
-                session.apply(*found)
+            if found and session.apply(*found):
                 tally.applied(*found)
+            elif found:
+                tally.continued(*found, last_tally)
             elif session.shard is None:  # nothing to train before the first global
                 if clock.now_ms() > wait_until:
                     log(f"no READY.json in {session_dir}/syncs/ after {sync_wait_s} s: exit 75")
@@ -696,6 +704,7 @@ def train_session(session_dir, stop, sync_wait_s):
             done = session.snapshot(tally)
             log(f"sync {sync_name(tally.sync)}: snapshot at step {shard.step}: {done['steps']} steps, applied "
                 f"staleness {done['appliedStaleness']}, busy {done['busyMs']} ms")
+            last_tally = tally
             tally = SyncTally(shard.step + 1, shard.cursor, shard.wraps, started_ms=clock.now_ms())
             continue
         started = clock.now_ms()

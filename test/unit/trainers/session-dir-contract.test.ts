@@ -183,6 +183,8 @@ print(json.dumps({"due": due, "timeDue": time_due, "done": done, "written": writ
       busyMs: 250,
       firstStep: 11,
       lastStep: 15,
+      cursorStart: 80,
+      wrapsStart: 0,
       nextCursor: 120,
     });
     expect(out.written).toEqual(out.done);
@@ -190,5 +192,33 @@ print(json.dumps({"due": due, "timeDue": time_due, "done": done, "written": writ
       { step: 16, loss: 0.5, tokens: 16 * 256, ts: 1234, stepMs: 50, sync: '3.1', appliedGlobalRound: 2 },
       { step: 17, loss: null, tokens: 17 * 256, ts: 1290, stepMs: 56, sync: null, appliedGlobalRound: 2 },
     ]);
+  });
+
+  it('SyncTally.continued: a sync on the same base (a new attempt) counts from the last sync\'s start, in the process or from its DONE.json after a restart', () => {
+    const dir = join(work, 'continued');
+    mkdirSync(dir, { recursive: true });
+    const out = pyJson<{ live: Record<string, unknown>; restarted: Record<string, unknown>; old: Record<string, unknown> }>(`
+s = rd.validate_session_spec(json.loads(sys.argv[2]), sys.argv[1])
+ready = {"round": 3, "attempt": 0, "modelRound": 2, "globalSha256": "c" * 64}
+last = rd.SyncTally(first_step=11, cursor=80, wraps=0, started_ms=1000)
+for i in range(2):
+    last.step_done(1.0, 1000 + 100 * i, 1050 + 100 * i)
+last.applied((3, 0), ready)
+for i in range(2, 4):
+    last.step_done(3.0, 1000 + 100 * i, 1050 + 100 * i)
+def again(prev):
+    t = rd.SyncTally(first_step=15, cursor=112, wraps=0, started_ms=1400)
+    t.step_done(5.0, 1400, 1450)
+    t.continued((3, 1), dict(ready, attempt=1), prev)
+    return t.done(s, {}, "d" * 64, "c" * 64)
+record = last.done(s, {}, "e" * 64, "c" * 64)
+old = {k: v for k, v in record.items() if k not in ("cursorStart", "wrapsStart")}
+print(json.dumps({"live": again(last), "restarted": again(record), "old": again(old)}))
+`, [dir, JSON.stringify(SESSION_SPEC)]);
+    const merged = { attempt: 1, steps: 5, trainLoss: 2.6, trainStartedMs: 1000, trainFinishedMs: 1450, appliedStaleness: 2, busyMs: 250, firstStep: 11, lastStep: 15, cursorStart: 80 };
+    expect(out.live).toMatchObject(merged);
+    expect(out.restarted).toMatchObject(merged);
+    // A DONE.json of an older trainer (no cursorStart) cannot be continued: the sync counts its own step.
+    expect(out.old).toMatchObject({ steps: 1, firstStep: 15, appliedStaleness: 1 });
   });
 });

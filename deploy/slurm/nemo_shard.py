@@ -17,17 +17,43 @@ beside this file and shared with the reference trainer (site-agent/trainers/torc
       train     (all tasks) N steps; SIGUSR1/SIGTERM -> checkpoint in scratch/, exit 75
       finalize  (one task)  last checkpoint -> HF export -> out/model.safetensors (F32) -> DONE.json
       all       the three in this process (one GPU, no srun): for a single-GPU smoke run
+  --session-dir DIR [--check-spec] [--nemo2] [--world-size N] [--sync-wait-s S]
+      The persistent trainer of an overlapped run (contract version 3, docs/protocol.md "The
+      persistent trainer"; torch_shard.py --session-dir is the reference): ONE job for the whole
+      run, every task running this. DIR/spec.json: version 3 (a round's fields less round, attempt
+      and global_sha256; budget: the training each sync carries; overlap.alpha; nemo.session_steps,
+      default 100000, the iterations the framework is given). The framework trains without an end;
+      at each step boundary its callback (Megatron-Bridge on_train_step_end, Lightning
+      on_train_batch_end) runs SessionControl: rank 0 reads STOP, the next syncs/<r>.<a>/READY.json
+      and the sync's budget, and broadcasts one decision that every rank carries out at that step:
+        apply     the first global loaded as the parameters (waited for, at most S s, then exit 75);
+                  a later g as θ <- θ + α·(g - θₛ) in place under torch.no_grad(), g brought into
+                  each rank's TP/PP shards by the framework's own loader (Megatron-Bridge
+                  load_hf_weights; NeMo 2.0: the round mode's import in a child process, then a
+                  weights-only checkpoint load), then the optimizer's main parameters reloaded; a g
+                  that is the base already applies nothing (the sync counts on from the last)
+        snapshot  once the sync's budget is spent: out/model.safetensors through the round mode's
+                  export path and writer (Megatron-Bridge export_hf_weights; NeMo 2.0
+                  export_ckpt in a child), θₛ kept on the host, the framework's checkpoint into
+                  DIR/state/, then state/session.json and DONE.json, last; training goes on
+        stop      STOP: exit 0; SIGTERM/SIGUSR1: exit 75 after the step, no new snapshot
+      A restart resumes from state/ (the last snapshot's checkpoint, optimizer included) and writes
+      that sync's DONE.json again if it was lost. --check-spec: spec, data, model config (when
+      known) and state/ checked, the plan printed; standard library only.
 
-Exit codes: 0 done; 64 bad spec or usage; 65 global weights invalid or mismatched; 75 interrupted
-with a resumable checkpoint in scratch/ (resubmit); anything else a crash.
+Exit codes: 0 done (a session: stopped); 64 bad spec or usage; 65 global weights invalid or
+mismatched; 75 interrupted with a resumable checkpoint in scratch/ (a session: in state/); anything
+else a crash.
 
-NOT BUILT: the persistent mode of overlapped rounds (contract version 3, --session-dir). This
-recipe trains round directories only; docs/nemo.md, "Overlapped rounds (persistent mode)", has an
-UNVERIFIED design, and site-agent/trainers/torch_shard.py --session-dir is the working trainer.
-The session's contract helpers are already in fedhpc_round_dir.py.
+UNVERIFIED: the persistent mode has never run against NeMo or Megatron-Bridge. Its loop
+(SessionControl: decisions, the correction, snapshots, state/, restarts, STOP, signals, the NeMo
+2.0 child processes) is framework-neutral and tested with a plain-PyTorch stand-in for the
+framework (test/unit/trainers/nemo-session.test.ts); MbHands and Nemo2Hands, the framework's side,
+are written from the sources cited below and not run. docs/nemo.md, "Overlapped rounds", lists
+what to check on a real node.
 
 HONESTY NOTE. This file has never run against NeMo or Megatron-Bridge: fedhpc's CI has no GPU and
-no NeMo. Only the dry mode is tested here (test/unit/trainers/nemo-recipe.test.ts), the budget's
+no NeMo. Only the dry modes are tested here (test/unit/trainers/nemo-recipe.test.ts), the budget's
 plumbing included (the steps a token budget plans, a time budget's cap); how a time budget stops
 Megatron's or Lightning's loop (mb_train, nemo2_train) is UNTESTED and marked UNVERIFIED. The contract's
 helpers in fedhpc_round_dir.py are also run by the reference trainer's tests and their own
@@ -54,8 +80,24 @@ References (looked up, not run):
   [NEMO2-api]  NeMo nemo/collections/llm/api.py: import_ckpt(model, source, output_path, overwrite),
                pretrain(model, data, trainer, log, resume, optim), export_ckpt(path, target,
                output_path, overwrite).
+  For the persistent mode (read in the sources, Megatron-Bridge v0.3.0 to v0.6.0, NeMo 2025-09):
+  [MB-bridge]  auto_bridge.py also: from_hf_config(config) (no weights), load_hf_weights(model,
+               hf_path) (HF -> each rank's TP/PP shards, copied into the parameters),
+               export_hf_weights(model, cpu, show_progress) ("all ranks get full tensors").
+  [MB-train]   training/train.py: callbacks on_train_start / on_train_step_start /
+               on_train_step_end; train_state.step += 1 after on_train_step_end; the loop runs
+               while train_state.step < cfg.train.train_iters; checkpoint_and_decide_exit saves when
+               cfg.checkpoint.save_interval divides the step, both read each iteration;
+               overlap_param_gather=False all-gathers parameters right after the optimizer step.
+               config.py CheckpointConfig.ckpt_step: load that iteration.
+  [MCORE-opt]  Megatron-LM megatron/core/optimizer/optimizer.py: reload_model_params() "whenever the
+               parameters are changed outside of the optimizer" (main params from model params).
+  [NEMO2-strategy] nemo/lightning/pytorch/strategies/megatron_strategy.py: load_checkpoint(path,
+               selective_restore=True) and load_model_state_dict(checkpoint) (which reloads the
+               optimizers' main params), as selective_restore does for a RestoreConfig;
+               save_checkpoint; ckpt_async_save (default True).
 """
-import argparse, hashlib, json, math, os, signal, socket, struct, subprocess, sys, time
+import argparse, hashlib, json, math, os, shutil, signal, socket, struct, subprocess, sys, time
 
 # The round-directory contract (spec.json, global/, progress.jsonl, DONE.json, exit codes) is shared
 # with the reference trainer: fedhpc_round_dir.py, beside this file (mount this directory whole).
@@ -63,10 +105,13 @@ _HERE = os.path.dirname(os.path.realpath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 from fedhpc_round_dir import (  # noqa: E402
-    EXIT_INTERRUPTED, EXIT_OK, ITEM_BYTES, TOKEN_BYTES, Parser, Refusal, StepClock, append_progress, bad_spec,
-    budget_allows, check_global_sha256, check_safetensors_header, load_round_config, manifest_sha256, need,
-    pinned_sha256, planned_or_estimate, progress_span, read_spec, safetensors_header, sha256_file, tensor_shapes,
-    token_count, truncate_progress, validate_spec, write_atomic, write_done, write_json_atomic)
+    EXIT_BAD_GLOBAL, EXIT_BAD_SPEC, EXIT_INTERRUPTED, EXIT_OK, ITEM_BYTES, SYNC_NAME, TOKEN_BYTES, Parser, Refusal,
+    StepClock, SyncTally, append_progress, append_sync_progress, bad_global, bad_spec, budget_allows,
+    check_global_sha256, check_safetensors_header, check_sync_global, load_pinned_config, load_round_config,
+    manifest_sha256, need, next_ready, pinned_sha256, planned_or_estimate, progress_span, read_spec,
+    safetensors_header, session_config_path, sha256_file, stop_requested, sync_dir, sync_name, tensor_shapes,
+    token_count, truncate_progress, validate_session_spec, validate_spec, write_atomic, write_done,
+    write_json_atomic, write_sync_done)
 
 PRECISIONS = ("bf16_mixed", "fp32")
 # Under a time budget without train.max_steps the frameworks still want an iteration count: one no
@@ -80,11 +125,13 @@ def log(message):
 
 # ---------------------------------------------------------------- spec (the reference trainer's fields + nemo)
 
-def validate_nemo_spec(spec, round_dir):
-    """spec.json: the fields every trainer reads (fedhpc_round_dir.validate_spec; the micro-batch
-    defaults to 1 here, Megatron's unit of work), plus this recipe's data.megatron_prefix and an
-    optional `nemo` block."""
-    s = validate_spec(spec, round_dir, micro_batch_default=1)
+def validate_nemo_spec(spec, round_dir, session=False):
+    """spec.json: the fields every trainer reads (fedhpc_round_dir.validate_spec, or
+    validate_session_spec for a persistent session; the micro-batch defaults to 1 here, Megatron's
+    unit of work), plus this recipe's data.megatron_prefix and an optional `nemo` block (a session's
+    also nemo.session_steps). Relative paths resolve against `round_dir` (a session's directory)."""
+    validate = validate_session_spec if session else validate_spec
+    s = validate(spec, round_dir, micro_batch_default=1)
     data, nemo = spec.get("data"), spec.get("nemo", {})
     if not isinstance(nemo, dict):
         raise bad_spec("spec.json: nemo must be an object when present")
@@ -94,6 +141,8 @@ def validate_nemo_spec(spec, round_dir):
     s.pp = need(nemo, "pipeline_parallel", int, lambda v: v >= 1, 1, where="nemo")
     s.precision = need(nemo, "precision", str, lambda v: v in PRECISIONS, "bf16_mixed", where="nemo")
     s.tokenizer_dir = need(nemo, "tokenizer_dir", opt_str, where="nemo")
+    # A session's framework still wants an iteration count, and Megatron sizes its data index by it.
+    s.session_steps = need(nemo, "session_steps", int, lambda v: v >= 1, SESSION_STEPS, where="nemo") if session else None
     if (s.train_tokens is None) == (s.megatron_prefix is None):
         raise bad_spec("spec.json: give exactly one of data.train_tokens (uint32 token file) and data.megatron_prefix (.bin/.idx prefix)")
     if s.batch_size % s.micro_batch:
@@ -213,25 +262,37 @@ def data_manifest(s):
     return m, manifest_sha256(m)
 
 
-def plan(s, nemo2, world_size):
-    p = paths(s, nemo2)
+def data_parallel(s, world_size):
+    """The data-parallel size on `world_size` GPUs (None when not given), refused (64) when the
+    global batch does not split into micro-batches over it."""
     dp = world_size // (s.tp * s.pp) if world_size else None
     if world_size and (world_size % (s.tp * s.pp) or s.batch_size % (s.micro_batch * dp)):
         raise bad_spec(f"batch_size {s.batch_size} must be a multiple of micro_batch {s.micro_batch} x data-parallel "
                        f"{world_size}/(tp {s.tp} x pp {s.pp})")
+    return dp
+
+
+def budget_json(s):
+    return ({"seconds": s.budget_seconds} if s.budget_seconds is not None else
+            {"tokens": s.budget_tokens} if s.budget_tokens is not None else None)
+
+
+def model_json(c):
+    return {k: c[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size")}
+
+
+def plan(s, nemo2, world_size):
+    p = paths(s, nemo2)
+    dp = data_parallel(s, world_size)
     _, manifest_sha = data_manifest(s)
     steps = s.planned_steps  # None: a time budget without a cap decides
-    budget = ({"seconds": s.budget_seconds} if s.budget_seconds is not None else
-              {"tokens": s.budget_tokens} if s.budget_tokens is not None else None)
     return {
         "ok": True, "backend": "nemo2" if nemo2 else "megatron-bridge", "round": s.round, "seed": s.seed,
-        "spec_version": s.version, "budget": budget, "max_steps": s.max_steps, "train_iters": train_iters(s),
+        "spec_version": s.version, "budget": budget_json(s), "max_steps": s.max_steps, "train_iters": train_iters(s),
         "steps": steps, "global_batch_size": s.batch_size, "micro_batch_size": s.micro_batch,
         "seq_len": s.seq_len, "tokens": steps * s.batch_size * s.seq_len if steps else None, "lr": s.lr,
         "warmup_steps": s.warmup_steps, "precision": s.precision, "tensor_parallel": s.tp,
-        "pipeline_parallel": s.pp, "data_parallel": dp, "output_dtype": s.output_dtype,
-        "model": {k: s.config[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
-                                             "num_key_value_heads", "vocab_size")},
+        "pipeline_parallel": s.pp, "data_parallel": dp, "output_dtype": s.output_dtype, "model": model_json(s.config),
         "global_dtypes": sorted(set(s.global_dtypes.values())), "data_tokens": s.token_count,
         "dataManifestSha256": manifest_sha,
         "phases": [f"import: global/ -> {os.path.relpath(p.init, s.round_dir)}",
@@ -723,6 +784,805 @@ def finalize(s, p, nemo2):
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- the persistent session (contract version 3)
+#
+# docs/protocol.md, "The persistent trainer". The reference is torch_shard.py's train_session; the
+# contract's pieces are fedhpc_round_dir.py's. SessionControl is framework-neutral and runs in CI
+# with a plain-PyTorch stand-in for the framework (test/unit/trainers/nemo-session.test.ts); the
+# Hands of Megatron-Bridge and NeMo 2.0 below have never run (no GPU, no NeMo): UNVERIFIED.
+
+SESSION_STEPS = 100_000  # nemo.session_steps by default: a bound no run should reach
+READY_POLL_S = 0.5       # how often a session with no model yet looks for its first READY.json
+FIRST_WAIT_S = 3600      # how long the other tasks wait for rank 0's conversion of the first global (NeMo 2.0)
+# A step boundary's decision, broadcast by rank 0 as [flags, round, attempt, exit code]:
+STOP_FLAG, SIGNAL_FLAG, APPLY, FIRST, SNAPSHOT, FAIL = 1, 2, 4, 8, 16, 32
+NOTHING = [0, 0, 0, 0]
+
+
+def session_paths(s, nemo2):
+    """A session's layout: state/ is the recipe's own (a round's scratch/), progress.jsonl beside it."""
+    state = os.path.join(s.round_dir, "state")
+    kind = "nemo2" if nemo2 else "mbridge"
+    return argparse.Namespace(
+        scratch=state, session=os.path.join(state, "session.json"), config=os.path.join(state, "config.json"),
+        ckpt=os.path.join(state, f"{kind}_ckpt"), hf_global=os.path.join(state, "hf_global"),
+        imports=os.path.join(state, "imports"), exports=os.path.join(state, "exports"),
+        data_prefix=os.path.join(state, "data", "tokens"), progress=os.path.join(s.round_dir, "progress.jsonl"),
+        init=None)
+
+
+def open_session(session_dir, config_from_state=False):
+    """A session's checks before any compute, standard library only: spec.json version 3 with the
+    recipe's fields (64), the data and its pin (64), state/session.json of an earlier start (64 when
+    it is another run's) and the model config once it is known (65): state/config.json on a resume
+    (or in a child, `config_from_state`), else <session>/config.json or the first READY sync's
+    global/config.json (session_config_path); s.config is None until then."""
+    spec, spec_bytes = read_spec(session_dir)
+    s = validate_nemo_spec(spec, session_dir, session=True)
+    s.spec, s.spec_sha256 = spec, hashlib.sha256(spec_bytes).hexdigest()
+    s.round_dir = os.path.abspath(session_dir)  # relative paths, paths() and hf_input_dir start here, as a round's
+    open_data(s)
+    s.state = read_session_state(s)
+    s.config_path = None
+    if s.state is not None or config_from_state:
+        s.config_path = os.path.join(s.round_dir, "state", "config.json")
+    else:
+        found = next_ready(s.round_dir, None)
+        if found or os.path.exists(os.path.join(s.round_dir, "config.json")):
+            s.config_path = session_config_path(s.round_dir, found[0] if found else None)
+    s.config = load_pinned_config(s.config_path, s) if s.config_path else None
+    if s.state is not None:
+        check_same_config(s, os.path.join(s.round_dir, "config.json"))
+    return s
+
+
+def read_session_state(s):
+    """state/session.json, the last committed snapshot (sync, base, step, checkpoint, DONE record),
+    checked to be this run's; None on a fresh start."""
+    path = os.path.join(s.round_dir, "state", "session.json")
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, "rb") as f:
+            st = json.load(f)
+        missing = [k for k in ("run_id", "sync", "step", "checkpoint", "done", "base_sha256", "base_model_round")
+                   if k not in st]
+        if missing:
+            raise ValueError(f"lacks {missing}")
+        st["sync"] = tuple(st["sync"])
+    except (OSError, ValueError, TypeError) as e:
+        raise bad_spec(f"{path}: {e}")
+    if st["run_id"] != s.run_id:
+        raise bad_spec(f"{path}: state of run {st.get('run_id')!r}, but spec.json names {s.run_id!r}")
+    return st
+
+
+def check_same_config(s, path):
+    """A model config laid out beside the session's (a sync's global/config.json, <session>/config.json
+    after a restart) must be the session's own (65)."""
+    if os.path.exists(path) and sha256_file(path) != sha256_file(s.config_path):
+        raise bad_global(f"{path}: differs from the model config the session trains ({s.config_path})")
+
+
+def check_sync(s, sync, ready):
+    """A sync's global before it is applied (65): READY's SHA-256, the model's names, shapes and
+    float dtypes, and the session's config."""
+    path = check_sync_global(s.round_dir, sync, ready)
+    check_safetensors_header(path, tensor_shapes(s.config))
+    check_same_config(s, os.path.join(sync_dir(s.round_dir, sync), "global", "config.json"))
+
+
+def wait_first_ready(s, stop, wait_s):
+    """A fresh start has nothing to train before a global: the lowest READY.json, polled for at most
+    wait_s seconds. Returns (sync, ready), else the exit code: 0 on STOP, 75 on a signal or none."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        if stop_requested(s.round_dir):
+            log("STOP before the first global: exit 0")
+            return EXIT_OK
+        if stop.signal:
+            log(f"{stop.signal} before the first global: exit 75")
+            return EXIT_INTERRUPTED
+        found = next_ready(s.round_dir, None)
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            log(f"no READY.json in {s.round_dir}/syncs/ after {wait_s} s: exit 75")
+            return EXIT_INTERRUPTED
+        time.sleep(READY_POLL_S)
+
+
+def session_manifest(s, tally):
+    """A sync's data manifest: the data (Megatron samples it shuffled, so no cursor range) and the
+    session steps the sync trained."""
+    manifest, _ = data_manifest(s)
+    return {**manifest, "session_steps": [tally.first_step, tally.first_step + tally.steps - 1]}
+
+
+def refusal_or_crash(code, what):
+    """A child's exit code as the error to raise: its refusal (64, 65) stays a refusal."""
+    if code in (EXIT_BAD_SPEC, EXIT_BAD_GLOBAL):
+        return Refusal(code, f"{what} refused it (exit {code}); its log says why")
+    return RuntimeError(f"{what} exited {code}")
+
+
+class Hands:
+    """What SessionControl asks of the framework that trains: this rank's parameter shards, the
+    framework's own loader and exporter, its checkpoint and its loop. The defaults are plain
+    PyTorch: torch.distributed collectives when it is initialized (one process otherwise), and
+    parameters copied to the host. MbHands and Nemo2Hands fill in the rest."""
+    runner = None
+    first_loaded = False  # the framework loaded the first sync's global itself, before training
+
+    def named_params(self):
+        """(name, tensor) of this rank's parameters (its tensor/pipeline shards), in a stable order."""
+        raise NotImplementedError
+
+    def host_copy(self):
+        import torch
+        with torch.no_grad():
+            return {name: t.detach().to("cpu", copy=True) for name, t in self.named_params()}
+
+    def device(self):
+        import torch
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+    def agree_max(self, values):
+        """Every rank's `values` reduced by MAX: a signal one rank saw, the loss only the last pipeline stage has."""
+        import torch
+        if not torch.distributed.is_initialized():
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64, device=self.device())
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return t.tolist()
+
+    def broadcast(self, decision):
+        """Rank 0's decision, on every rank."""
+        import torch
+        if not torch.distributed.is_initialized():
+            return list(decision)
+        t = torch.tensor(decision, dtype=torch.int64, device=self.device())
+        torch.distributed.broadcast(t, src=0)
+        return t.tolist()
+
+    def prepare_global(self, sync):
+        """Rank 0: makes the sync's global loadable by load_global; returns a child process still
+        doing it (polled at each step boundary while training goes on), or None when it is ready."""
+        return None
+
+    def global_scratch(self, sync):
+        """What prepare_global made for the sync, removed once every rank has loaded it."""
+        return []
+
+    def load_global(self, sync):
+        """Every rank: the sync's global g into this rank's parameters, in place (the framework
+        scatters it over tensor and pipeline ranks)."""
+        raise NotImplementedError
+
+    def reload_main(self):
+        """Every rank: the optimizer's main (F32) parameters from the model parameters just edited."""
+
+    def snapshot(self, step, sync, out_path):
+        """Every rank: the snapshot after `step`. Writes out_path (rank 0; None elsewhere) or has a
+        child write it, and has the framework checkpoint its whole state into state/. Returns
+        (checkpoint, out SHA-256 or None, child or None)."""
+        raise NotImplementedError
+
+    def snapshot_done(self, commit, wait):
+        """Rank 0: out/'s SHA-256 once the snapshot's checkpoint and out/ are complete, else None
+        (`wait`: block until they are)."""
+        raise NotImplementedError
+
+    def drop_checkpoints(self, keep):
+        """Rank 0: state/'s checkpoints other than `keep`, the committed one."""
+
+    def end_loop(self):
+        """Every rank: the framework's loop ends after this step."""
+        raise NotImplementedError
+
+
+class SessionControl:
+    """The persistent trainer's loop (torch_shard.py's train_session) around a framework that runs
+    the steps and calls start, step_starts and step_ended from its callback. Rank 0 (`lead`) reads
+    and writes the session's files and decides at each step boundary, as torch_shard.py does before
+    each step: STOP, a signal, the next READY.json, the sync's budget. The decision is broadcast and
+    every rank carries it out at the same boundary: stop, apply a global, or take a snapshot. Rank 0
+    keeps the sync's SyncTally, the base and a snapshot waiting for its commit; every rank keeps
+    θₛ, its own parameter shards at the last snapshot, on the host."""
+
+    def __init__(self, s, p, stop, hands, lead, first=None):
+        self.s, self.p, self.stop, self.hands, self.lead, self.first = s, p, stop, hands, lead, first
+        self.clock, st = StepClock(), s.state
+        self.last_sync = tuple(st["sync"]) if st else None
+        self.base, self.base_round = (st["base_sha256"], st["base_model_round"]) if st else (None, None)
+        self.last_tally = st["done"] if st else None  # a sync on the same base counts on from it (SyncTally.continued)
+        self.snap = self.tally = self.importing = self.committing = self.outcome = self.failure = None
+        self.started_ms, self.stale = None, []
+
+    # ------------------------------------------------ the framework's calls, on every rank
+
+    def start(self, step):
+        """At the framework's train start, after `step` steps (a resume: the snapshot's, whose
+        checkpoint it loaded, so θₛ is the parameters now). A fresh start takes up the first sync."""
+        self.tally = SyncTally(step + 1, self.s.cursor, 0)
+        if self.lead:
+            truncate_progress(self.p.progress, step)
+        if self.s.state is not None:
+            if self.lead:
+                self.rewrite_lost_done()
+                log(f"session {self.s.run_id}: resumed from state/ at step {step} (sync {sync_name(self.last_sync)} done)")
+            self.snap = self.hands.host_copy()
+            return
+        decision = self.lead_decides(self.first_decision) if self.lead else NOTHING
+        self.act(step, self.hands.broadcast(decision))
+
+    def step_starts(self):
+        self.started_ms = self.clock.now_ms()
+
+    def step_ended(self, step, loss):
+        """After optimizer step `step` (counted from the session's start) with its loss where this
+        rank has one; False once the loop is to end (STOP, a signal)."""
+        finished = self.clock.now_ms()
+        known = loss is not None and math.isfinite(loss)
+        signal_seen, loss = self.hands.agree_max([1.0 if self.stop.signal else 0.0, loss if known else -math.inf])
+        loss = loss if math.isfinite(loss) else None
+        decision = NOTHING
+        if self.lead:
+            started = self.started_ms if self.started_ms is not None else finished
+            self.tally.step_done(loss if loss is not None else math.nan, started, finished)  # NaN: no trainLoss
+            append_sync_progress(self.p.progress, step, loss, self.s.batch_size, self.s.seq_len, finished,
+                                 finished - started, self.tally.sync, self.base_round)
+            decision = self.lead_decides(lambda: self.decide(signal_seen > 0))
+        return self.act(step, self.hands.broadcast(decision))
+
+    def finish(self):
+        """After the framework's loop: commits a snapshot taken at its last step, returns the exit code."""
+        if self.lead and self.committing is not None and self.outcome is None:
+            self.commit(wait=True)
+        if self.outcome is None:  # the loop ran out of iterations
+            raise bad_spec(f"the session trained nemo.session_steps ({self.s.session_steps}) steps, all the "
+                           "framework was given: raise nemo.session_steps")
+        return self.outcome
+
+    # ------------------------------------------------ rank 0: the decision
+
+    def lead_decides(self, decide):
+        """Rank 0's decision; when deciding raised, FAIL with its exit code, so the other ranks stop
+        too instead of waiting in the next collective (act raises the error itself here)."""
+        try:
+            return decide()
+        except Exception as e:  # noqa: BLE001 - raised again by act, after the broadcast
+            self.failure = e
+            return [FAIL, 0, 0, e.code if isinstance(e, Refusal) else 1]
+
+    def first_decision(self):
+        sync, ready = self.first
+        if not self.hands.first_loaded:
+            check_sync(self.s, sync, ready)
+            assert self.hands.prepare_global(sync) is None, "a first global is converted before training"
+        self.take(sync, ready, True, "loaded as the parameters")
+        return NOTHING if self.hands.first_loaded else [APPLY | FIRST, sync[0], sync[1], 0]
+
+    def decide(self, signal_seen):
+        for path in self.stale:  # every rank has loaded these since: the broadcast above came after
+            shutil.rmtree(path, ignore_errors=True)
+        self.stale = []
+        if self.committing is not None:
+            self.commit()
+        if stop_requested(self.s.round_dir):
+            return [STOP_FLAG, 0, 0, 0]
+        if signal_seen:
+            return [SIGNAL_FLAG, 0, 0, 0]
+        flags, sync = 0, (0, 0)
+        if self.tally.sync is None:
+            found = self.next_global()
+            if found is not None:
+                sync, ready, load = found
+                self.take(sync, ready, load, f"applied as θ + {self.s.alpha}·(g - θₛ)" if load else
+                          "is the base already: nothing applied, counted from the last sync's start")
+                flags = APPLY if load else 0
+        # A second snapshot waits for the first one's commit: the sync trains on meanwhile.
+        if self.tally.sync is not None and self.committing is None and self.tally.due(self.s, self.clock.now_ms()):
+            flags, sync = flags | SNAPSHOT, self.tally.sync
+        return [flags, sync[0], sync[1], 0]
+
+    def next_global(self):
+        """The next sync to take up, as (sync, ready, load), load False for a global that is the
+        base already; None while there is none or while prepare_global's child converts it."""
+        if self.importing is not None:
+            sync, ready, child = self.importing
+            code = child.poll()
+            if code is None:
+                return None
+            self.importing = None
+            if code != 0:
+                raise refusal_or_crash(code, f"the conversion of sync {sync_name(sync)}'s global")
+            return sync, ready, True
+        found = next_ready(self.s.round_dir, self.last_sync)
+        if found is None:
+            return None
+        sync, ready = found
+        if ready["globalSha256"] == self.base:
+            return sync, ready, False
+        check_sync(self.s, sync, ready)
+        child = self.hands.prepare_global(sync)
+        if child is not None:
+            self.importing = (sync, ready, child)
+            return None
+        return sync, ready, True
+
+    def take(self, sync, ready, load, how):
+        """The sync's global counts as applied before the next step (rank 0's books); one that is
+        the base already (a new attempt of its round) continues the last sync's tally, as the
+        reference trainer's does."""
+        if load:
+            self.tally.applied(sync, ready)
+        else:
+            self.tally.continued(sync, ready, self.last_tally)
+        self.base, self.base_round = ready["globalSha256"], ready["modelRound"]
+        log(f"sync {sync_name(sync)}: global of round {ready['modelRound']} ({self.base[:12]}) {how} "
+            f"after step {self.tally.first_step + self.tally.steps - 1}")
+
+    def commit(self, wait=False):
+        """The snapshot waiting for its checkpoint (or its export) is committed once they are
+        complete: state/session.json, which names the checkpoint a restart resumes from, then
+        DONE.json, last. out/ is complete before either."""
+        c = self.committing
+        try:
+            out_sha = self.hands.snapshot_done(c, wait)
+        except Exception:
+            if not self.stop.signal:
+                raise
+            # The job's signal reached the export child too: the snapshot is lost, state/ stays the last one's.
+            log(f"sync {sync_name(c.sync)}: its snapshot's export ended with {self.stop.signal}: not committed")
+            self.committing = None
+            return
+        if out_sha is None:
+            return
+        done = c.tally.done(self.s, session_manifest(self.s, c.tally), out_sha, c.base,
+                            {"runner": self.hands.runner, "precision": self.s.precision})
+        write_json_atomic(self.p.session, {"run_id": self.s.run_id, "sync": list(c.sync), "base_sha256": c.base,
+                                           "base_model_round": c.base_round, "step": c.step,
+                                           "checkpoint": c.checkpoint, "done": done})
+        try:
+            write_sync_done(self.s.round_dir, c.sync, done)
+        except FileNotFoundError:
+            log(f"sync {sync_name(c.sync)} was removed before its DONE.json was written")
+        self.hands.drop_checkpoints(c.checkpoint)
+        self.committing = None
+        log(f"sync {sync_name(c.sync)}: snapshot at step {c.step}: {done['steps']} steps, applied staleness "
+            f"{done['appliedStaleness']}, busy {done['busyMs']} ms")
+
+    def rewrite_lost_done(self):
+        """A restart: state/ was written before the last snapshot's DONE.json, which a crash may have
+        lost. The agent removes the syncs it is done with, maybe right now: a sync gone needs none."""
+        d = sync_dir(self.s.round_dir, self.last_sync)
+        if os.path.isdir(d) and not os.path.exists(os.path.join(d, "DONE.json")):
+            try:
+                write_sync_done(self.s.round_dir, self.last_sync, self.s.state["done"])
+                log(f"wrote the lost DONE.json of sync {sync_name(self.last_sync)} again from state/")
+            except FileNotFoundError:
+                log(f"sync {sync_name(self.last_sync)} was removed while its DONE.json was written again")
+
+    def end_children(self):
+        """STOP or a signal: a conversion or an export still running is of no use any more."""
+        for child in (self.importing[2] if self.importing else None, self.committing.child if self.committing else None):
+            if child is not None and child.poll() is None:
+                child.terminate()
+                try:
+                    child.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+
+    # ------------------------------------------------ every rank: the decision carried out
+
+    def act(self, step, decision):
+        flags, r, a, code = (int(x) for x in decision)
+        sync = (r, a)
+        if flags & FAIL:
+            if self.failure is not None:
+                raise self.failure
+            if code in (EXIT_BAD_SPEC, EXIT_BAD_GLOBAL):
+                raise Refusal(code, f"rank 0 refused at step {step}: its log says why")
+            raise RuntimeError(f"rank 0 failed at step {step}: its log says why")
+        if flags & (STOP_FLAG | SIGNAL_FLAG):
+            self.outcome = EXIT_OK if flags & STOP_FLAG else EXIT_INTERRUPTED
+            if self.lead:
+                self.end_children()
+                log(f"STOP: exit 0 after step {step}" if flags & STOP_FLAG else
+                    f"{self.stop.signal or 'a signal'}: exit 75 after step {step}; state/ keeps the snapshot of sync "
+                    f"{sync_name(self.last_sync) if self.last_sync else '(none yet)'}")
+            self.hands.end_loop()
+            return False
+        if flags & APPLY:
+            self.apply(sync, first=bool(flags & FIRST))
+            if self.lead:
+                self.stale += self.hands.global_scratch(sync)
+        if flags & SNAPSHOT:
+            self.snapshot(step, sync)
+        return True
+
+    def apply(self, sync, first):
+        """The sync's global at this step boundary: the first loaded as θ, a later one applied as
+        θ <- θ + α·(g - θₛ), in F32 tensor by tensor from a host copy of θ taken before the framework
+        loaded g into the parameters (each rank its own shards); then the optimizer's main
+        parameters follow. AdamW's moments are kept, as the reference trainer keeps them."""
+        import torch
+        params = self.hands.named_params()
+        theta = None if first else self.hands.host_copy()
+        if not first and (self.snap is None or set(self.snap) != set(theta)):
+            raise RuntimeError("θₛ does not cover this rank's parameters: no snapshot since the first sync?")
+        self.hands.load_global(sync)
+        if not first:
+            with torch.no_grad():
+                for name, t in params:
+                    g = t.detach().to(torch.float32)
+                    snap = self.snap[name].to(t.device, torch.float32)
+                    t.copy_(theta[name].to(t.device, torch.float32) + self.s.alpha * (g - snap))
+        self.hands.reload_main()
+
+    def snapshot(self, step, sync):
+        """The sync's snapshot: out/model.safetensors and the framework's checkpoint in state/
+        (Hands.snapshot), θₛ its host copy; rank 0 commits it once both are complete."""
+        out = os.path.join(sync_dir(self.s.round_dir, sync), "out", "model.safetensors") if self.lead else None
+        checkpoint, out_sha, child = self.hands.snapshot(step, sync, out)
+        self.snap = self.hands.host_copy()
+        if self.lead:
+            self.committing = argparse.Namespace(sync=sync, tally=self.tally, step=step, checkpoint=checkpoint,
+                                                 out_sha=out_sha, child=child, base=self.base, base_round=self.base_round)
+            self.last_sync, self.last_tally = sync, self.tally
+            self.tally = SyncTally(step + 1, self.s.cursor, 0, started_ms=self.clock.now_ms())
+
+
+# ---------------------------------------------------------------- the session: Megatron-Bridge
+
+class MbHands(Hands):
+    """Megatron-Bridge's hands, from its callback's CallbackContext [MB-cb] (model chunks, optimizer,
+    state), set by mb_session's callback before each call. UNVERIFIED: the calls are from [MB-bridge],
+    [MB-train] and [MCORE-opt], none has run."""
+    runner = "megatron-bridge"
+
+    def __init__(self, s, p, bridge):
+        self.s, self.p, self.bridge, self.context = s, p, bridge, None
+
+    def named_params(self):
+        return [(f"{i}.{name}", t) for i, chunk in enumerate(self.context.model) for name, t in chunk.named_parameters()]
+
+    def hf_dir(self, sync):
+        return os.path.join(self.p.hf_global, sync_name(sync))
+
+    def prepare_global(self, sync):
+        # The bridge's loader reads an HF model directory: the session's config.json and the sync's global.
+        hf_input_dir(self.s, argparse.Namespace(hf_in=self.hf_dir(sync), hf_config=self.p.config, hf_weights=os.path.join(
+            sync_dir(self.s.round_dir, sync), "global", "model.safetensors")))
+        return None
+
+    def global_scratch(self, sync):
+        return [self.hf_dir(sync)]
+
+    def load_global(self, sync):
+        # HF tensors -> each rank's TP/PP shards, copied into the parameters in place [MB-bridge], the
+        # conversion the round mode's import does (to_megatron_model loads through it).
+        self.bridge.load_hf_weights(self.context.model, self.hf_dir(sync))
+
+    def reload_main(self):
+        # The distributed optimizer's F32 main shards from the (bf16) model parameters [MCORE-opt].
+        self.context.optimizer.reload_model_params()
+
+    def snapshot(self, step, sync, out_path):
+        writer = OutWriter(self.s, out_path) if out_path else None
+        # Collective: every rank takes part in the TP/PP gathers and gets whole HF tensors [MB-bridge];
+        # the round mode's export (export_ckpt) writes through the same stream.
+        for name, tensor in self.bridge.export_hf_weights(self.context.model, cpu=True, show_progress=False):
+            if writer is not None:
+                writer.put(name, tensor)
+        # Megatron's own save, at the end of this iteration, into state/ [MB-train]: the callback sets
+        # save_interval back to 0 when the next step starts.
+        self.context.state.cfg.checkpoint.save_interval = 1
+        return self.iter_dir(step), writer.finish() if writer else None, None
+
+    def iter_dir(self, step):
+        return os.path.join(self.p.ckpt, f"iter_{step:07d}")  # Megatron's checkpoint name [MB-ckpt]
+
+    def snapshot_done(self, commit, wait):
+        # The save ran before this step boundary's callback (or before the loop ended).
+        if not os.path.isdir(commit.checkpoint):
+            raise RuntimeError(f"Megatron did not save the snapshot's checkpoint {commit.checkpoint} (save_interval = 1)")
+        return commit.out_sha
+
+    def drop_checkpoints(self, keep):
+        for name in os.listdir(self.p.ckpt):
+            if name.startswith("iter_") and os.path.join(self.p.ckpt, name) != keep:
+                shutil.rmtree(os.path.join(self.p.ckpt, name), ignore_errors=True)
+
+    def end_loop(self):
+        # The loop runs while train_state.step < train_iters and counts this step after the callbacks
+        # [MB-train]; no exit signal handler, so no checkpoint: state/ stays the last snapshot's.
+        self.context.state.cfg.train.train_iters = self.context.state.train_state.step + 1
+
+
+def mb_session(s, p, stop, first):
+    """--session-dir with Megatron-Bridge: pretrain() [MB-entry] for nemo.session_steps iterations,
+    from state/'s checkpoint on a resume (else the callback loads the first global into the model
+    Megatron initialised), with a callback that drives SessionControl."""
+    from megatron.bridge.training.callbacks import Callback  # [MB-cb]
+    from megatron.bridge.training.gpt_step import forward_step
+    from megatron.bridge.training.pretrain import pretrain
+
+    bridge = mb_bridge(config_path=s.config_path)
+    hands = MbHands(s, p, bridge)
+    control = SessionControl(s, p, stop, hands, rank() == 0, first)
+
+    class Session(Callback):
+        def on_train_start(self, context):
+            hands.context = context
+            context.state.cfg.checkpoint.save_interval = 0  # no save but a snapshot's
+            control.start(context.state.train_state.step)
+
+        def on_train_step_start(self, context):
+            hands.context = context
+            context.state.cfg.checkpoint.save_interval = 0
+            control.step_starts()
+
+        def on_train_step_end(self, context):
+            hands.context = context
+            loss = (context.loss_dict or {}).get("lm loss")  # the last pipeline stage's only
+            control.step_ended(mb_finished_step(context), float(loss) if loss is not None else None)
+
+    cfg = mb_config(s, p, bridge, session={"resume_step": s.state["step"] if s.state else None})
+    try:
+        pretrain(cfg, forward_step, callbacks=[Session()])  # [MB-entry]
+    except SystemExit as e:  # Megatron may sys.exit(0) when its loop ends
+        if e.code not in (None, 0):
+            raise
+    return control.finish()
+
+
+# ---------------------------------------------------------------- the session: NeMo 2.0
+
+def import_dir(p, sync):
+    return os.path.join(p.imports, sync_name(sync))
+
+
+def export_result(p, sync):
+    return os.path.join(p.exports, f"{sync_name(sync)}.json")
+
+
+class Nemo2Hands(Hands):
+    """NeMo 2.0's hands, from its Lightning callback (trainer, pl_module). NeMo converts HF weights
+    only from and to checkpoints (import_ckpt, export_ckpt [NEMO2-api]), so on rank 0 a child
+    process runs the round mode's import (a sync's global) or export (a snapshot) with a world of
+    one while the ranks train on; a converted global is loaded as RestoreConfig's weights-only
+    restore loads one [NEMO2-strategy]. UNVERIFIED: none of it has run."""
+    runner = "nemo2"
+
+    def __init__(self, s, p, first_loaded):
+        self.s, self.p, self.first_loaded = s, p, first_loaded
+        self.trainer = self.module = None
+
+    def named_params(self):
+        return list(self.module.named_parameters())
+
+    def prepare_global(self, sync):
+        return spawn_session_child(self.s, "import", sync)
+
+    def global_scratch(self, sync):
+        return [import_dir(self.p, sync), os.path.join(self.p.hf_global, sync_name(sync))]
+
+    def load_global(self, sync):
+        # The sharded load of the imported checkpoint's weights into each rank's shards, as
+        # MegatronStrategy.selective_restore does for a RestoreConfig; load_model_state_dict then
+        # refreshes the optimizer's main parameters from them [NEMO2-strategy].
+        strategy = self.trainer.strategy
+        checkpoint = strategy.load_checkpoint(import_dir(self.p, sync), selective_restore=True)
+        strategy.load_model_state_dict(checkpoint, strict=True)
+
+    def reload_main(self):
+        for optimizer in self.trainer.strategy.optimizers:  # McoreDistributedOptimizer [MCORE-opt]
+            optimizer.reload_model_params()
+
+    def snapshot(self, step, sync, out_path):
+        path = os.path.join(self.p.ckpt, f"snapshot-step{step}")
+        self.trainer.save_checkpoint(path)  # collective, and complete on return (nemo2_pretrain saves synchronously)
+        child = spawn_session_child(self.s, "finalize", sync, path) if out_path else None
+        return path, None, child
+
+    def snapshot_done(self, commit, wait):
+        code = commit.child.wait() if wait else commit.child.poll()
+        if code is None:
+            return None
+        if code != 0:
+            raise refusal_or_crash(code, f"the export of sync {sync_name(commit.sync)}'s snapshot")
+        with open(export_result(self.p, commit.sync)) as f:
+            return json.load(f)["outSha256"]
+
+    def drop_checkpoints(self, keep):
+        for name in os.listdir(self.p.ckpt):
+            if name.startswith("snapshot-step") and os.path.join(self.p.ckpt, name) != keep:
+                shutil.rmtree(os.path.join(self.p.ckpt, name), ignore_errors=True)
+
+    def end_loop(self):
+        self.trainer.should_stop = True  # Lightning ends fit() after this batch, as the round mode's budget stop
+
+
+def spawn_session_child(s, phase, sync, checkpoint=None):
+    """A child of rank 0 running session_child: the round mode's import or finalize on one sync, in
+    a world of one away from the job's torch.distributed and Slurm task variables, as the round
+    mode runs them as one-task job steps."""
+    dist = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k not in dist}
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    env.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    argv = [sys.executable, os.path.realpath(__file__), "--session-dir", s.round_dir, "--nemo2", "--phase", phase,
+            "--sync", sync_name(sync)] + (["--checkpoint", checkpoint] if checkpoint else [])
+    return subprocess.Popen(argv, env=env)
+
+
+def session_child(args):
+    """--session-dir DIR --nemo2 --phase import|finalize --sync R.A [--checkpoint PATH]: the session's
+    own steps (spawn_session_child), never the agent's. import: the sync's global -> a NeMo checkpoint
+    in state/imports/R.A (nemo2_import). finalize: a snapshot's checkpoint -> HF (nemo2_export) ->
+    syncs/R.A/out/model.safetensors (hf_to_out), its SHA-256 in state/exports/R.A.json."""
+    for sig in (signal.SIGTERM, signal.SIGUSR1):  # the job's signal, or the parent's terminate(), ends a child
+        signal.signal(sig, signal.SIG_DFL)
+    s = open_session(args.session_dir, config_from_state=True)
+    p = session_paths(s, nemo2=True)
+    m = SYNC_NAME.match(args.sync)
+    if not m or args.phase not in ("import", "finalize") or (args.phase == "finalize") != bool(args.checkpoint):
+        raise bad_spec("--sync R.A with --phase import, or with --phase finalize --checkpoint PATH")
+    sync = (int(m[1]), int(m[2]))
+    where = sync_dir(s.round_dir, sync)
+    if args.phase == "import":
+        nemo2_import(s, argparse.Namespace(hf_in=os.path.join(p.hf_global, args.sync), hf_config=p.config,
+                                           hf_weights=os.path.join(where, "global", "model.safetensors"),
+                                           init=import_dir(p, sync)))
+        return EXIT_OK
+    q = argparse.Namespace(hf_out=os.path.join(p.exports, args.sync), out=os.path.join(where, "out"))
+    shutil.rmtree(q.hf_out, ignore_errors=True)
+    nemo2_export(s, q, args.checkpoint)
+    write_json_atomic(export_result(p, sync), {"outSha256": hf_to_out(s, q), "checkpoint": args.checkpoint})
+    shutil.rmtree(q.hf_out, ignore_errors=True)
+    return EXIT_OK
+
+
+def nemo2_first_global(s, p, first, stop):
+    """NeMo 2.0, a fresh start: rank 0 converts the first sync's global before training and names it
+    in state/first-<job>.json; the job's other tasks wait for that file (no torch.distributed yet).
+    Returns ((sync, ready), the converted checkpoint), which the framework loads at its start, or
+    None when a signal ended the wait or the conversion."""
+    job = f"{os.environ.get('SLURM_JOB_ID', 'local')}.{os.environ.get('SLURM_RESTART_COUNT', '0')}"
+    mark = os.path.join(p.scratch, f"first-{job}.json")
+    if rank() == 0:
+        sync, ready = first
+        check_sync(s, sync, ready)
+        code = spawn_session_child(s, "import", sync).wait()
+        if code != 0 and stop.signal:
+            return None
+        if code != 0:
+            raise refusal_or_crash(code, f"the conversion of sync {sync_name(sync)}'s global")
+        write_json_atomic(mark, {"sync": list(sync), "ready": ready})
+    else:
+        deadline = time.monotonic() + FIRST_WAIT_S
+        while not os.path.exists(mark):
+            if stop.signal:
+                return None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"rank 0 wrote no {mark} in {FIRST_WAIT_S} s")
+            time.sleep(READY_POLL_S)
+    with open(mark) as f:
+        m = json.load(f)
+    sync = tuple(m["sync"])
+    return (sync, m["ready"]), import_dir(p, sync)
+
+
+def nemo2_session(s, p, stop, first):
+    """--session-dir with NeMo 2.0: llm.pretrain for nemo.session_steps steps, from state/'s
+    checkpoint on a resume (full state: weights, AdamW, step), else from the first global converted
+    before training (weights only), with a Lightning callback that drives SessionControl."""
+    import lightning.pytorch as pl
+    from nemo import lightning as nl
+
+    if s.state is not None:
+        resume, hands = nl.AutoResume(resume_from_path=s.state["checkpoint"]), Nemo2Hands(s, p, first_loaded=False)
+    else:
+        converted = nemo2_first_global(s, p, first, stop)
+        if converted is None:
+            log(f"{stop.signal} while the first global was converted: exit 75")
+            return EXIT_INTERRUPTED
+        first, path = converted
+        resume = nl.AutoResume(restore_config=nl.RestoreConfig(path=path, load_optim_state=False), resume_if_exists=False)
+        hands = Nemo2Hands(s, p, first_loaded=True)
+    control = SessionControl(s, p, stop, hands, rank() == 0, first)
+
+    class Session(pl.Callback):
+        def on_train_start(self, trainer, pl_module):
+            hands.trainer, hands.module = trainer, pl_module
+            control.start(trainer.global_step)
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            control.step_starts()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs  # UNVERIFIED, as the round mode's
+            control.step_ended(trainer.global_step, float(loss) if loss is not None else None)
+
+    try:
+        nemo2_pretrain(s, p, s.session_steps, Session(), resume)
+    except Refusal:
+        raise
+    except Exception:
+        if not stop.signal:
+            raise
+        # Lightning ends fit() with an exception on SIGTERM; state/ is the last snapshot's all the same.
+        log(f"{stop.signal}: exit 75; state/ keeps the last snapshot")
+        return EXIT_INTERRUPTED
+    return control.finish()
+
+
+# ---------------------------------------------------------------- the session: entry
+
+def session_plan(s, nemo2, world_size):
+    """--session-dir --check-spec: what the session will do, as JSON."""
+    dp = data_parallel(s, world_size)
+    per_sync, st = s.planned_steps, s.state
+    _, manifest_sha = data_manifest(s)
+    return {
+        "ok": True, "mode": "persistent", "backend": "nemo2" if nemo2 else "megatron-bridge", "run_id": s.run_id,
+        "seed": s.seed, "spec_version": s.version, "budget": budget_json(s), "alpha": s.alpha, "max_steps": s.max_steps,
+        "steps_per_sync": per_sync, "tokens_per_sync": per_sync * s.batch_size * s.seq_len if per_sync else None,
+        "session_steps": s.session_steps, "global_batch_size": s.batch_size, "micro_batch_size": s.micro_batch,
+        "seq_len": s.seq_len, "lr": s.lr, "warmup_steps": s.warmup_steps, "precision": s.precision,
+        "tensor_parallel": s.tp, "pipeline_parallel": s.pp, "data_parallel": dp, "output_dtype": s.output_dtype,
+        "model": model_json(s.config) if s.config else None, "data_tokens": s.token_count,
+        "dataManifestSha256": manifest_sha,
+        "resume": {"step": st["step"], "sync": sync_name(st["sync"])} if st else None,
+        "loop": [f"resume: state/ at step {st['step']}, sync {sync_name(st['sync'])} done" if st else
+                 "wait: the first syncs/<round>.<attempt>/READY.json, loaded as the parameters",
+                 f"apply: a later global g as θ + {s.alpha}·(g - θₛ) at the next step boundary",
+                 f"snapshot: each sync after {steps_text(s)} from the last snapshot: "
+                 f"out/model.safetensors ({s.output_dtype}), state/, DONE.json",
+                 "stop: STOP -> exit 0; SIGTERM/SIGUSR1 -> exit 75, state/ kept at the last snapshot"]}
+
+
+def run_session(s, nemo2, stop, wait_s, train=None):
+    """--session-dir: the persistent trainer. Every task of the job runs this; before the framework
+    starts, each waits for the first READY.json on its own (a fresh start) and writes the same
+    Megatron index; rank 0 keeps the session's config in state/. `train(s, p, stop, first)` is the
+    framework's loop: mb_session or nemo2_session (the tests give a plain-PyTorch stand-in)."""
+    p = session_paths(s, nemo2)
+    os.makedirs(p.scratch, exist_ok=True)
+    s.data_prefix = s.prefix_path or p.data_prefix
+    if s.tokens_path:
+        write_megatron_index(s.tokens_path, p.data_prefix, s.cursor, s.token_count)
+    first = None
+    if s.state is None:
+        first = wait_first_ready(s, stop, wait_s)
+        if not isinstance(first, tuple):
+            return first
+        s.config_path = session_config_path(s.round_dir, first[0])
+        s.config = load_pinned_config(s.config_path, s)
+        if rank() == 0:
+            with open(s.config_path, "rb") as f:
+                write_atomic(p.config, f.read())
+    return (train or (nemo2_session if nemo2 else mb_session))(s, p, stop, first)
+
+
+def session_main(args, stop):
+    if args.sync is not None:
+        return session_child(args)
+    if args.phase is not None:
+        raise bad_spec("--phase is a round's (--round-dir): a session runs its own steps")
+    s = open_session(args.session_dir)
+    if args.check_spec:
+        print(json.dumps(session_plan(s, args.nemo2, args.world_size), indent=2))
+        return EXIT_OK
+    slurm_to_torch_env()
+    session_plan(s, args.nemo2, int(os.environ.get("WORLD_SIZE", "1")))  # the batch against the GPUs (64)
+    return run_session(s, args.nemo2, stop, args.sync_wait_s)
+
+
 # ---------------------------------------------------------------- main
 
 def run_phase(phase, s, nemo2, stop):
@@ -754,24 +1614,34 @@ def run_phase(phase, s, nemo2, stop):
 def main(argv=None):
     stop = StopFlag()  # first, so an early signal still ends in exit 75, not a kill
     ap = Parser("nemo_shard", description=__doc__.split("\n")[0])
-    ap.add_argument("--round-dir", required=True)
+    where = ap.add_mutually_exclusive_group(required=True)
+    where.add_argument("--round-dir", help="one shard of a round")
+    where.add_argument("--session-dir", help="the persistent trainer of an overlapped run (contract version 3)")
     ap.add_argument("--check-spec", action="store_true", help="validate and print the plan; no NeMo import")
-    ap.add_argument("--phase", choices=("import", "train", "finalize", "all"), default="all")
+    ap.add_argument("--phase", choices=("import", "train", "finalize", "all"), help="a round's phase (default all)")
     ap.add_argument("--nemo2", action="store_true", help="NeMo 2.0 (nemo.collections.llm) instead of Megatron-Bridge")
     ap.add_argument("--world-size", type=int, help="with --check-spec: check batch sizes against this many GPUs")
+    ap.add_argument("--sync-wait-s", type=float, default=3600.0, help="--session-dir: how long to wait for the first READY.json")
+    ap.add_argument("--sync", help=argparse.SUPPRESS)  # a session's own child steps (spawn_session_child)
+    ap.add_argument("--checkpoint", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)  # usage errors and a big-endian host exit 64
     try:
+        if args.session_dir is not None:
+            return session_main(args, stop)  # no Megatron exit handler in a session: USR1 stays ours
+        if args.sync is not None:
+            raise bad_spec("--sync belongs to --session-dir")
         stop.relay_usr1_as_term = not args.nemo2
+        phase = args.phase or "all"
         s = open_round(args.round_dir)
         if args.check_spec:
             print(json.dumps(plan(s, args.nemo2, args.world_size), indent=2))
             return EXIT_OK
         slurm_to_torch_env()
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        if args.phase == "all" and world > 1:
+        if phase == "all" and world > 1:
             raise bad_spec("--phase all runs in one process; with several tasks run import, train, finalize as steps")
         plan(s, args.nemo2, world)
-        return run_phase(args.phase, s, args.nemo2, stop)
+        return run_phase(phase, s, args.nemo2, stop)
     except Refusal as e:
         log(str(e))
         return e.code

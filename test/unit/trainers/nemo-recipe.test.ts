@@ -74,14 +74,16 @@ interface Run {
   stderr: string;
 }
 
-function checkSpec(roundDir: string, ...extra: string[]): Run {
-  const r = spawnSync(PYTHON, [ENTRY, '--round-dir', roundDir, '--check-spec', ...extra], {
+function entry(...args: string[]): Run {
+  const r = spawnSync(PYTHON, [ENTRY, ...args], {
     encoding: 'utf8',
     timeout: RUN_TIMEOUT_MS,
     env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' },
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
+
+const checkSpec = (roundDir: string, ...extra: string[]): Run => entry('--round-dir', roundDir, '--check-spec', ...extra);
 
 /** Renders every {{placeholder}}: the agent's with plausible values, the site constants with `values`. */
 async function renderTemplate(values: Record<string, string>): Promise<string> {
@@ -308,6 +310,144 @@ describe('NeMo / Megatron-Bridge recipe (deploy/slurm)', () => {
     } finally {
       await writeFile(config, JSON.stringify(CONFIG));
     }
+  });
+});
+
+describe('NeMo / Megatron-Bridge recipe: the persistent session\'s dry mode (--session-dir --check-spec)', () => {
+  // The session's loop itself runs under a plain-PyTorch stand-in in nemo-session.test.ts; its
+  // NeMo and Megatron-Bridge calls cannot run here (no GPU, no NeMo).
+  let work: string;
+  let sessionDir: string;
+  let weights: Uint8Array;
+  const SESSION_SPEC = {
+    version: 3,
+    mode: 'persistent',
+    run_id: 'run-9',
+    seed: 7,
+    budget: { tokens: 1000 }, // 8 x 32 = 256 tokens a step: 4 steps a sync
+    overlap: { alpha: 0.5 },
+    train: { lr: 3e-4, batch_size: 8, seq_len: 32, micro_batch_size: 2 },
+    data: { train_tokens: 'tokens.u32' },
+  };
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'fedhpc-nemo-session-spec-'));
+    sessionDir = join(work, 'persistent', 'run-9');
+    await mkdir(sessionDir, { recursive: true });
+    await writeFile(join(sessionDir, 'tokens.u32'), new Uint8Array(new Uint32Array(4096).map((_, i) => (i * 7) % CONFIG.vocab_size).buffer));
+    weights = await globalWeights();
+  });
+
+  afterAll(async () => {
+    await rm(work, { recursive: true, force: true });
+  });
+
+  const writeSession = (value: unknown): Promise<void> => writeFile(join(sessionDir, 'spec.json'), JSON.stringify(value));
+  const sessionCheck = (...extra: string[]): Run => entry('--session-dir', sessionDir, '--check-spec', ...extra);
+  const planOf = (r: Run): Record<string, unknown> => {
+    expect(r.code, r.stderr).toBe(0);
+    return JSON.parse(r.stdout) as Record<string, unknown>;
+  };
+
+  it('plans a version-3 spec without importing NeMo: the budget each sync carries, alpha, the framework\'s iterations, the parallelism', async () => {
+    await writeSession(SESSION_SPEC);
+    const plan = planOf(sessionCheck('--world-size', '4'));
+    expect(plan).toMatchObject({
+      ok: true, mode: 'persistent', backend: 'megatron-bridge', run_id: 'run-9', spec_version: 3, budget: { tokens: 1000 },
+      alpha: 0.5, max_steps: null, steps_per_sync: 4, tokens_per_sync: 1024, session_steps: 100_000, global_batch_size: 8,
+      micro_batch_size: 2, data_parallel: 4, output_dtype: 'F32', data_tokens: 4096, model: null, resume: null,
+    });
+    expect(plan['loop']).toContain('apply: a later global g as θ + 0.5·(g - θₛ) at the next step boundary');
+    expect(planOf(sessionCheck('--nemo2'))).toMatchObject({ backend: 'nemo2', data_parallel: null });
+  });
+
+  it('reads a time budget (a cap from train.max_steps), alpha\'s default and nemo.session_steps', async () => {
+    const plans = [];
+    for (const edit of [
+      { budget: { seconds: 90 } },
+      { budget: { seconds: 90 }, train: { ...SESSION_SPEC.train, max_steps: 3 } },
+      { budget: { tokens: 1000 }, train: { ...SESSION_SPEC.train, max_steps: 3 } }, // the cap binds: 3 < 4
+      { overlap: {}, nemo: { session_steps: 500 } },
+    ]) {
+      await writeSession({ ...SESSION_SPEC, ...edit });
+      plans.push(planOf(sessionCheck()));
+    }
+    const pick = (p: Record<string, unknown>) => [p['budget'], p['max_steps'], p['steps_per_sync'], p['tokens_per_sync'], p['alpha'], p['session_steps']];
+    expect(plans.map(pick)).toEqual([
+      [{ seconds: 90 }, null, null, null, 0.5, 100_000],
+      [{ seconds: 90 }, 3, 3, 768, 0.5, 100_000],
+      [{ tokens: 1000 }, 3, 3, 768, 0.5, 100_000],
+      [{ tokens: 1000 }, null, 4, 1024, 1, 500],
+    ]);
+  });
+
+  it('takes the model config from the session, else from the first READY sync\'s global/, and refuses one its pin does not match with 65', async () => {
+    await writeSession(SESSION_SPEC);
+    const sync = join(sessionDir, 'syncs', '3.0');
+    await mkdir(join(sync, 'global'), { recursive: true });
+    await writeFile(join(sync, 'global', 'config.json'), JSON.stringify(CONFIG));
+    await writeFile(join(sync, 'global', 'model.safetensors'), weights);
+    await writeFile(join(sync, 'READY.json'), JSON.stringify({ round: 3, attempt: 0, modelRound: 2, globalSha256: sha256(weights) }));
+    try {
+      expect(planOf(sessionCheck())['model']).toEqual({ hidden_size: 8, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, vocab_size: 32 });
+      await writeFile(join(sessionDir, 'config.json'), JSON.stringify({ ...CONFIG, num_hidden_layers: 3 }));
+      expect(planOf(sessionCheck())['model']).toMatchObject({ num_hidden_layers: 3 }); // the session's own wins
+      await writeSession({ ...SESSION_SPEC, model_config_sha256: sha256('another config') });
+      const pinned = sessionCheck();
+      expect(pinned.code).toBe(65);
+      expect(pinned.stderr).toContain('model_config_sha256');
+    } finally {
+      await rm(join(sessionDir, 'syncs'), { recursive: true, force: true });
+      await rm(join(sessionDir, 'config.json'), { force: true });
+    }
+  });
+
+  it('plans a resume from state/ of this run and refuses another run\'s state/ with 64', async () => {
+    await writeSession(SESSION_SPEC);
+    await mkdir(join(sessionDir, 'state'), { recursive: true });
+    await writeFile(join(sessionDir, 'state', 'config.json'), JSON.stringify(CONFIG));
+    const state = { run_id: 'run-9', sync: [4, 1], step: 12, checkpoint: '/x', done: {}, base_sha256: sha256(weights), base_model_round: 3 };
+    try {
+      await writeFile(join(sessionDir, 'state', 'session.json'), JSON.stringify(state));
+      expect(planOf(sessionCheck())).toMatchObject({ resume: { step: 12, sync: '4.1' }, model: { num_hidden_layers: 2 } });
+      await writeFile(join(sessionDir, 'state', 'session.json'), JSON.stringify({ ...state, run_id: 'run-8' }));
+      const other = sessionCheck();
+      expect(other.code).toBe(64);
+      expect(other.stderr).toContain("state of run 'run-8', but spec.json names 'run-9'");
+    } finally {
+      await rm(join(sessionDir, 'state'), { recursive: true, force: true });
+    }
+  });
+
+  it('exits 64 for a spec it cannot honour, for a round\'s options, and when the batch does not split over the GPUs', async () => {
+    const noBudget: Record<string, unknown> = { ...SESSION_SPEC };
+    delete noBudget['budget'];
+    const cases: [unknown, RegExp][] = [
+      [noBudget, /a persistent session needs spec\.budget/],
+      [{ ...SESSION_SPEC, version: 2 }, /spec\.version/],
+      [{ ...SESSION_SPEC, round: 3 }, /spec\.round belongs in a sync's READY\.json/],
+      [{ ...SESSION_SPEC, overlap: { alpha: 1.5 } }, /overlap\.alpha/],
+      [{ ...SESSION_SPEC, nemo: { session_steps: 0 } }, /nemo\.session_steps/],
+      [{ ...SESSION_SPEC, train: { ...SESSION_SPEC.train, batch_size: 7 } }, /not a multiple of train\.micro_batch_size/],
+    ];
+    for (const [value, message] of cases) {
+      await writeSession(value);
+      const r = sessionCheck();
+      expect(r.code, JSON.stringify(value)).toBe(64);
+      expect(r.stderr).toMatch(message);
+    }
+    await writeSession(SESSION_SPEC);
+    expect(sessionCheck('--world-size', '3').code).toBe(64);
+    const phase = entry('--session-dir', sessionDir, '--phase', 'train');
+    expect(phase.code).toBe(64);
+    expect(phase.stderr).toContain("--phase is a round's");
+    const both = entry('--session-dir', sessionDir, '--round-dir', sessionDir, '--check-spec');
+    expect(both.code).toBe(64);
+    expect(both.stderr).toContain('not allowed with argument');
+    // A round directory never takes a session's spec: the refusal names the right option.
+    const asRound = checkSpec(sessionDir);
+    expect(asRound.code).toBe(64);
+    expect(asRound.stderr).toContain('pass its directory as --session-dir, not --round-dir');
   });
 });
 

@@ -123,11 +123,10 @@ describe('a persistent stand-in trainer driven by the agent', () => {
       const secure = (await runner.train(request({ round: 2, attempt: 2, global: g1, sha: g1Sha, secure: true }))) as Sync;
       expect(secure.outPath).not.toBe(s2.outPath);
       // The same global: nothing to apply, and the delta against it holds the last snapshot's steps
-      // too (never counted), so they are counted here, from the same start; its budget is spent already.
+      // too (never counted), so they are counted here, from the same start (plus the steps since).
       expect(secure.appliedStaleness).toBe(s2.appliedStaleness);
       expect(secure.trainStartedMs).toBe(s2.trainStartedMs);
       expect(secure.steps).toBeGreaterThanOrEqual(s2.steps);
-      expect(secure.steps).toBeLessThan(s2.steps + 15);
       expect(secure.tokens).toBe(secure.steps * 32);
     } finally {
       await runner.endRun('run-o');

@@ -11,8 +11,9 @@ const none = { sites: undefined, runner: undefined, siteSpeeds: undefined, budge
 
 describe('simulate --site-speeds and --budget-s', () => {
   it('give stand-in sites their speeds (the site count defaults to theirs) and every round a time budget', () => {
-    expect(speedOptions(none)).toEqual({ sites: 4, runner: 'builtin', siteSpeeds: undefined, budgetS: undefined });
-    expect(speedOptions({ ...none, siteSpeeds: '1,2,3', budgetS: '2.5' })).toEqual({ sites: 3, runner: 'standin', siteSpeeds: [1, 2, 3], budgetS: 2.5 });
+    expect(speedOptions(none)).toEqual({ sites: 4, runner: 'builtin', siteSpeeds: undefined, budgetS: undefined, overlap: false });
+    expect(speedOptions({ ...none, siteSpeeds: '1,2,3', budgetS: '2.5' })).toEqual({ sites: 3, runner: 'standin', siteSpeeds: [1, 2, 3], budgetS: 2.5, overlap: false });
+    expect(speedOptions({ ...none, siteSpeeds: '1,2,3', budgetS: '2', overlap: true })).toMatchObject({ runner: 'standin', budgetS: 2, overlap: true });
     expect(speedOptions({ ...none, sites: 2, siteSpeeds: '0.5, 1.5', runner: 'standin' })).toMatchObject({ sites: 2, siteSpeeds: [0.5, 1.5] });
     expect(speedOptions({ ...none, budgetS: '3' })).toMatchObject({ runner: 'builtin', budgetS: 3 });
     expect(speedOptions({ ...none, runner: 'standin' })).toMatchObject({ runner: 'standin', siteSpeeds: undefined });
@@ -26,6 +27,9 @@ describe('simulate --site-speeds and --budget-s', () => {
     [{ siteSpeeds: '1,Infinity' }, /--site-speeds must be positive numbers/],
     [{ siteSpeeds: '1,2,3', sites: 4 }, /--site-speeds gives 3 speeds for --sites 4/],
     [{ siteSpeeds: '1,2', runner: 'builtin' }, /--site-speeds sets the speeds of stand-in trainers .*--runner builtin/],
+    [{ siteSpeeds: '1,2', overlap: true }, /--overlap needs --budget-s/],
+    [{ budgetS: '2', overlap: true }, /--overlap needs persistent trainers: the stand-in trainer/],
+    [{ siteSpeeds: '1,2', budgetS: '2', overlap: true, fragments: '4' }, /--fragments 4: fragment-wise syncs .* are not built/],
     [{ budgetS: '0' }, /--budget-s must be a number of seconds above 0/],
     [{ budgetS: '-5' }, /--budget-s must be a number of seconds above 0/],
     [{ budgetS: 'soon' }, /--budget-s must be a number of seconds above 0/],

@@ -34,7 +34,8 @@ describe('overlapped rounds: applied staleness at the coordinator', () => {
         evaluate: false,
         secureAggregation: { enabled: false },
         weighting: 'tokens',
-        // What headerFor declares: 640 tokens, within the budget plus one batch of 32.
+        // An overlapped run sets maxSiteWeight (a late sync carries more than its budget); headerFor declares 640 tokens.
+        maxSiteWeight: 2 * 640,
         train: { budget: { tokens: 640 }, batchSize: 32, lr: 0.01, overlap: { mode: 'whole-model', maxAppliedSteps: LIMIT } },
       },
     });

@@ -14,7 +14,6 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import type { Logger } from '../../common/logger.js';
@@ -26,7 +25,10 @@ import type { EvalResult, Runner, TrainRequest, TrainResult } from './runner.js'
 import { blockPlaceholderIssues, ignoredDirectives, renderJobScript, sbatchDirectives } from './sbatch-template.js';
 import { markReady, nextRoundDir, readModelWait, readRecord, waitingAhead, waitingAheadJobs, writeRecord, type JobRecord } from './slurm-ahead.js';
 import { startSessionJob } from './slurm-persistent.js';
-import { AHEAD_GAVE_UP_EXIT, REQUIRED_SLURM_COMMANDS, SlurmCli, SlurmCommandError, TERMINAL_STATES, formatTimeLimit, parseTimeLimit, shellQuote as q, stateFromOutput, type JobInfo, type ModelWait, type SlurmCommands } from './slurm-cli.js';
+import { AHEAD_GAVE_UP_EXIT, REQUIRED_SLURM_COMMANDS, SlurmCli, SlurmCommandError, formatTimeLimit, parseTimeLimit, shellQuote as q, type ModelWait, type SlurmCommands } from './slurm-cli.js';
+import { SlurmJobWatcher } from './slurm-watch.js';
+
+export { SlurmPendingError } from './slurm-watch.js';
 
 const line = z.string().min(1).regex(/^[^\r\n]*$/, 'a single line');
 /** Site config of the `slurm` runner (`runner.kind = "slurm"`). */
@@ -105,19 +107,6 @@ export interface SlurmRunnerContext {
 /** A round request; `deadlineMs` (epoch ms) is when the coordinator stops waiting for the shard. */
 export type SlurmTrainRequest = TrainRequest & { readonly deadlineMs?: number };
 
-/** The job is still PENDING when it can no longer finish in time: the round will not get this shard. */
-export class SlurmPendingError extends SiteAgentError {
-  constructor(jobId: string, reason: string, pendingS: number, why: string) {
-    super('TRAINING_FAILED', `Slurm job ${jobId} is still PENDING (reason ${reason}) after ${pendingS} s: ${why}; cancelled it`, true, {
-      jobId,
-      slurmState: 'PENDING',
-      reason,
-      pendingS,
-    });
-    this.name = 'SlurmPendingError';
-  }
-}
-
 function defaultTemplate(): string {
   const candidates = ['../../deploy/slurm/train.sbatch.tmpl', '../../../deploy/slurm/train.sbatch.tmpl'].map((p) => fileURLToPath(new URL(p, import.meta.url)));
   const found = candidates.find((p) => existsSync(p));
@@ -129,6 +118,7 @@ function defaultTemplate(): string {
 export class SlurmRunner implements Runner, PersistentCapable {
   readonly kind = 'slurm';
   private readonly cli: SlurmCommands;
+  private readonly jobs: SlurmJobWatcher;
   private readonly template: string;
   private readonly timeLimitS: number;
   /** Whether the template's run block is generated ({{run}}), so the agent chooses the trainer's command. */
@@ -147,6 +137,7 @@ export class SlurmRunner implements Runner, PersistentCapable {
   ) {
     const env = ctx.env ?? process.env;
     this.cli = ctx.cli ?? new SlurmCli({ env, timeoutMs: o.commandTimeoutS * 1000 });
+    this.jobs = new SlurmJobWatcher(this.cli, o);
     if (o.template !== undefined && o.templateInline !== undefined) throw new RunnerConfigError('slurm', ['set runner.template or runner.templateInline, not both']);
     const missing = this.cli.missing([...REQUIRED_SLURM_COMMANDS, 'bash']);
     if (missing.length > 0) throw new RunnerConfigError('slurm', [`Slurm commands not found on PATH (${env['PATH'] ?? '(unset)'}): ${missing.join(', ')}`]);
@@ -213,7 +204,7 @@ export class SlurmRunner implements Runner, PersistentCapable {
     if (waitingAhead(rec) && rec.runId === req.runId && rec.round === req.round) {
       await this.adoptAhead(req, rec);
     } else if (rec === undefined || rec.runId !== req.runId || rec.round !== req.round || rec.attempt !== req.attempt || rec.globalSha256 !== req.globalSha256) {
-      if (rec !== undefined) await this.cancelStale(rec, req.signal);
+      if (rec !== undefined) await this.jobs.cancelStale(rec, req.signal);
       for (const f of ['READY', 'MODEL_WAIT.json']) await rm(join(req.roundDir, f), { force: true });
       await prepareRoundDir(req, this.o, this.cursor());
       rec = { version: 1, runId: req.runId, round: req.round, attempt: req.attempt, globalSha256: req.globalSha256, jobs: [], resumes: 0, crashes: 0 };
@@ -259,7 +250,7 @@ export class SlurmRunner implements Runner, PersistentCapable {
         log?.info({ dir }, 'not submitting ahead: the next round directory is in use');
         return;
       }
-      if (old !== undefined) await this.cancelStale(old, req.signal);
+      if (old !== undefined) await this.jobs.cancelStale(old, req.signal);
       const entries = await readdir(dir).catch(() => [] as string[]);
       if (old === undefined && entries.length > 0) {
         log?.info({ dir }, 'not submitting ahead: the next round directory is in use');
@@ -281,8 +272,8 @@ export class SlurmRunner implements Runner, PersistentCapable {
     for (const { dir, rec } of await waitingAheadJobs(this.ctx.workDir)) {
       if (!drop(dir, rec)) continue;
       const jobId = rec.jobs.at(-1)?.id;
-      if (jobId !== undefined) await this.cancel(jobId);
-      else if (rec.submitting !== undefined) for (const id of await this.cli.jobsNamed(rec.submitting, AbortSignal.timeout(this.o.commandTimeoutS * 1000)).catch(() => [])) await this.cancel(id);
+      if (jobId !== undefined) await this.jobs.cancel(jobId);
+      else if (rec.submitting !== undefined) for (const id of await this.cli.jobsNamed(rec.submitting, AbortSignal.timeout(this.o.commandTimeoutS * 1000)).catch(() => [])) await this.jobs.cancel(id);
       await rm(dir, { recursive: true, force: true });
       this.ctx.log?.info({ round: rec.round, phase: 'training', jobId, why }, 'cancelled the job submitted ahead: its task will not come');
     }
@@ -306,7 +297,7 @@ export class SlurmRunner implements Runner, PersistentCapable {
     for (;;) {
       // A job submitted ahead may run its wait too before Slurm's time limit.
       const waitS = rec.ahead !== undefined && jobId === rec.jobs[0]?.id ? this.o.aheadWaitS : 0;
-      const end = await this.watch(jobId, req.roundDir, req.signal, { requeue: this.o.requeue, timeLimitS: this.timeLimitS, waitS, deadlineMs: req.deadlineMs });
+      const end = await this.jobs.watch(jobId, req.roundDir, req.signal, { requeue: this.o.requeue, timeLimitS: this.timeLimitS, waitS, deadlineMs: req.deadlineMs });
       const log = join(req.roundDir, `slurm-${jobId}.out`);
       const context = { jobId, slurmState: end.state, exitCode: end.exitCode ?? -1, log };
       const outcome = exitOutcome(end.exitCode ?? null);
@@ -420,99 +411,10 @@ export class SlurmRunner implements Runner, PersistentCapable {
       requeue: this.o.requeue,
       jobName: () => `fedhpc-session-${randomBytes(4).toString('hex')}`,
       submit: (name, script) => this.sbatch(script, { roundDir: dir, name, command, timeLimit: this.o.timeLimit }, deadline()),
-      watch: (jobId, signal) => this.watch(jobId, dir, signal, { requeue: this.o.requeue, timeLimitS: this.timeLimitS }),
+      watch: (jobId, signal) => this.jobs.watch(jobId, dir, signal, { requeue: this.o.requeue, timeLimitS: this.timeLimitS }),
       jobInfo: (jobId) => this.cli.jobInfo(jobId, deadline()),
       jobsNamed: (name) => this.cli.jobsNamed(name, deadline()),
     });
-  }
-
-  /** Polls the job until it ends; cancels it on abort, past the pending limits or far past its time limit. */
-  private async watch(jobId: string, dir: string, signal: AbortSignal, w: { requeue: boolean; timeLimitS: number; waitS?: number; deadlineMs?: number | undefined }): Promise<JobInfo> {
-    const { requeue, timeLimitS, deadlineMs } = w;
-    const runLimitS = timeLimitS + (w.waitS ?? 0);
-    let pendingSince: number | undefined;
-    let runningSince: number | undefined;
-    let settleSince: number | undefined;
-    let silentSince: number | undefined;
-    try {
-      for (;;) {
-        const info = await this.jobInfo(jobId, dir, signal).catch((err: unknown) => {
-          // A controller restart or a slow RPC is not the job's failure: ask again until a deadline.
-          if (!(err instanceof SlurmCommandError) || Date.now() - (silentSince ??= Date.now()) > this.o.controllerGraceS * 1000) throw err;
-          return undefined;
-        });
-        const now = Date.now();
-        if (info === undefined) {
-          // no answer this time
-        } else if (info.state === 'PENDING' || info.state === 'REQUEUE_HOLD') {
-          runningSince = undefined;
-          // The requeue showed up: a later preemption of this job gets a settle window of its own.
-          settleSince = undefined;
-          pendingSince ??= now;
-          const pendingS = Math.round((now - pendingSince) / 1000);
-          const late = deadlineMs !== undefined && now + timeLimitS * 1000 > deadlineMs;
-          if (late || pendingS > this.o.maxPendingS) {
-            await this.cancel(jobId);
-            const why = late ? `its time limit no longer fits before the round's deadline ${new Date(deadlineMs!).toISOString()}` : `longer than runner.maxPendingS ${this.o.maxPendingS}`;
-            throw new SlurmPendingError(jobId, info.reason ?? 'unknown', pendingS, why);
-          }
-        } else if (!TERMINAL_STATES.has(info.state) && info.state !== 'UNKNOWN') {
-          pendingSince = undefined;
-          settleSince = undefined;
-          if (info.state !== 'REQUEUED' && info.state !== 'REQUEUE_FED') runningSince ??= now;
-          // Slurm kills a job at its limit; one still running long after is beyond our control.
-          if (runningSince !== undefined && now - runningSince > (runLimitS + this.o.cancelWaitS + 600) * 1000) {
-            await this.cancel(jobId);
-            throw new SiteAgentError('TRAINING_FAILED', `Slurm job ${jobId} still ${info.state} long past its time limit; cancelled it`, true, { jobId });
-          }
-        } else if (requeue && (info.state === 'PREEMPTED' || info.state === 'NODE_FAIL') && (settleSince ??= now) + this.o.requeueSettleS * 1000 > now) {
-          // Requeue mode: Slurm requeues a preempted or node-failed job; give it time to show up PENDING.
-        } else {
-          return info;
-        }
-        if (info !== undefined) silentSince = undefined;
-        await sleep(this.o.pollIntervalMs, undefined, { signal });
-      }
-    } catch (err) {
-      if (err instanceof SlurmCommandError && !signal.aborted) {
-        await this.cancel(jobId); // best effort: a job nobody follows would only waste the allocation
-        throw new SiteAgentError('TRAINING_FAILED', `Slurm did not answer about job ${jobId} for ${this.o.controllerGraceS} s: ${err.message}`, true, { jobId }, { cause: err });
-      }
-      if (!signal.aborted) throw err;
-      await this.cancel(jobId);
-      throw signal.reason ?? new SiteAgentError('CANCELLED', 'round aborted', false);
-    }
-  }
-
-  private async jobInfo(jobId: string, roundDir: string, signal: AbortSignal): Promise<JobInfo> {
-    const info = await this.cli.jobInfo(jobId, signal);
-    if (info.state !== 'UNKNOWN') return info;
-    // Forgotten (MinJobAge passed, no sacct): the job's own output says how its last run ended.
-    const out = await readFile(join(roundDir, `slurm-${jobId}.out`), 'utf8').catch(() => '');
-    const fromLog = stateFromOutput(jobId, out.slice(-262_144));
-    return fromLog.state === 'REQUEUED' ? { state: 'UNKNOWN', source: 'none' } : fromLog;
-  }
-
-  /** `scancel` and wait (bounded) for the job to leave the queue; never throws. */
-  private async cancel(jobId: string): Promise<void> {
-    const signal = AbortSignal.timeout(this.o.cancelWaitS * 1000);
-    try {
-      await this.cli.scancel(jobId, signal);
-      for (;;) {
-        const { state } = await this.cli.jobInfo(jobId, signal);
-        if (TERMINAL_STATES.has(state) || state === 'UNKNOWN') return;
-        await sleep(Math.min(this.o.pollIntervalMs, 1000), undefined, { signal });
-      }
-    } catch {
-      // Best effort: the job may outlive us, and the round is already lost.
-    }
-  }
-
-  private async cancelStale(rec: JobRecord, signal: AbortSignal): Promise<void> {
-    const last = rec.jobs.at(-1);
-    if (last === undefined) return;
-    const { state } = await this.cli.jobInfo(last.id, signal);
-    if (!TERMINAL_STATES.has(state) && state !== 'UNKNOWN') await this.cancel(last.id);
   }
 
   /** Scores a model in a batch job (no requeue, no resubmission), parsing its `{loss, samples}` line. */
@@ -526,7 +428,7 @@ export class SlurmRunner implements Runner, PersistentCapable {
       const script = join(dir, 'eval.sbatch');
       await writeFile(script, this.render(dir, name, `${this.launch([this.o.python, this.o.trainer, ...args])} > ${q(result)}`, false, this.o.evalTimeLimit), { mode: 0o700 });
       const id = await this.cli.sbatch(script, [`--job-name=${name}`, '--no-requeue', `--output=${join(dir, 'slurm-%j.out')}`], signal);
-      const end = await this.watch(id, dir, signal, { requeue: false, timeLimitS: parseTimeLimit(this.o.evalTimeLimit)! });
+      const end = await this.jobs.watch(id, dir, signal, { requeue: false, timeLimitS: parseTimeLimit(this.o.evalTimeLimit)! });
       if (end.state !== 'COMPLETED' || end.exitCode !== 0) {
         throw new SiteAgentError('TRAINING_FAILED', `evaluation job ${id} ended ${end.state} (exit ${end.exitCode ?? '?'}): ${await tailOf(join(dir, `slurm-${id}.out`))}`, true, { jobId: id });
       }

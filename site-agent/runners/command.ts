@@ -130,13 +130,14 @@ export class CommandRunner implements Runner, PersistentCapable {
     }
     const stop = new AbortController();
     const exit = this.run([...this.o.command.slice(1), '--session-dir', launch.dir], join(launch.dir, 'trainer.log'), stop.signal, Date.now() + this.o.maxRuntimeS * 1000, undefined, (pid) => {
-      void writeFile(pidFile, String(pid));
+      // Without the record an orphan is not found after a crash of the agent; the trainer still runs.
+      writeFile(pidFile, String(pid)).catch((err: unknown) => launch.log?.warn({ phase: 'training', err: { message: (err as Error).message } }, 'could not record the persistent trainer\'s pid'));
     });
     const exited = exit.then(
       (e) => e.code,
       () => null,
     );
-    void exited.then(() => rm(pidFile, { force: true }));
+    void exited.then(() => rm(pidFile, { force: true })).catch(() => undefined);
     return {
       exited,
       kill: async () => {

@@ -51,6 +51,12 @@ export function syncName(round: number, attempt: number): string {
   return `${round}.${attempt}`;
 }
 
+/** A sync's round and attempt from its name `<round>.<attempt>`, for ordering syncs by number. */
+export function syncOrder(name: string): [number, number] {
+  const [round, attempt] = name.split('.').map(Number);
+  return [round ?? 0, attempt ?? 0];
+}
+
 /** `DONE.json` of a sync: a version-2 record and what a snapshot adds. */
 export const syncDoneSchema = z.intersection(
   doneSchema,
@@ -186,12 +192,13 @@ export class PersistentSession {
     const syncs = join(this.dir, 'syncs');
     const earlier = (await readdir(syncs)).filter((n) => n !== name);
     if (reuse) {
-      for (const n of earlier.filter((x) => Number(x.split('.')[0]) === req.round).sort().reverse()) {
+      const sameRound = earlier.filter((x) => syncOrder(x)[0] === req.round).sort((x, y) => syncOrder(y)[1] - syncOrder(x)[1]);
+      for (const n of sameRound) {
         const done = await readSyncDone(join(syncs, n));
         if (done?.baseSha256 === req.globalSha256) return this.check(req, join(syncs, n), done);
       }
     }
-    for (const n of earlier) if (Number(n.split('.')[0]) < req.round) await rm(join(syncs, n), { recursive: true, force: true });
+    for (const n of earlier) if (syncOrder(n)[0] < req.round) await rm(join(syncs, n), { recursive: true, force: true });
     const dir = join(syncs, name);
     let done = await readSyncDone(dir);
     if (!done) {

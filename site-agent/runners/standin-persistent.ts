@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { sha256File } from '../../common/files.js';
 import { SiteAgentError } from '../errors.js';
 import { budgetAllows, plannedShardSteps, type TrainBudget } from './budget.js';
-import type { PersistentLaunch, PersistentTrainer, SyncDone } from './persistent.js';
+import { syncOrder, type PersistentLaunch, type PersistentTrainer, type SyncDone } from './persistent.js';
 import { writeJsonAtomic } from './round-dir.js';
 import { standinLoss, writeStandinApplied, writeStandinModel, type StandinObjective } from './standin-model.js';
 
@@ -54,12 +54,6 @@ interface Ready {
   readonly modelRound: number;
   readonly globalSha256: string;
   readonly globalPath: string;
-}
-
-/** Orders sync names `<round>.<attempt>` by round, then attempt. */
-function syncOrder(name: string): [number, number] {
-  const [r, a] = name.split('.').map(Number);
-  return [r ?? 0, a ?? 0];
 }
 
 function after(name: string, than: string | undefined): boolean {

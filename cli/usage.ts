@@ -13,6 +13,8 @@ export const COMMAND_USAGE: Readonly<Record<string, string>> = {
                                         speeds, one per site; selects --runner standin)
                [--budget-s S]   (a time budget per round: each site trains S seconds, its speed decides
                                  its steps; builtin and standin runners)
+               [--overlap]   (persistent stand-in trainers that train on through each sync; needs --budget-s.
+                              --fragments P is refused: fragment-wise syncs are not built)
                (PHASE: keys, shares, upload, unmask)
 `,
   coordinator: `  fedhpc coordinator  --config FILE

@@ -70,6 +70,8 @@ describe.skipIf(skip)('the web dashboard in a browser', () => {
   let page: Page;
   let raw: RawSiteClient | undefined;
   const agents: Proc[] = [];
+  /** The page's console and failed requests, for a failure's message. */
+  const browserLog: string[] = [];
   /** Requests the browser tried to send anywhere but this machine. */
   const offsite: string[] = [];
   /** When set, the sites view the browser gets is this body instead of the coordinator's. */
@@ -108,6 +110,8 @@ describe.skipIf(skip)('the web dashboard in a browser', () => {
     page = await browser.newPage();
     await page.setViewport({ width: 1440, height: 900 });
     await page.setRequestInterception(true);
+    page.on('console', (m) => browserLog.push(`${m.type()}: ${m.text()}`));
+    page.on('requestfailed', (r) => browserLog.push(`failed ${r.method()} ${new URL(r.url()).pathname}: ${r.failure()?.errorText ?? ''}`));
     page.on('request', (req) => {
       const u = new URL(req.url());
       if (u.protocol !== 'data:' && u.hostname !== '127.0.0.1' && u.hostname !== 'localhost') {
@@ -170,7 +174,11 @@ describe.skipIf(skip)('the web dashboard in a browser', () => {
     const token = createDashboardToken({ certPem: await readFile(a.cert, 'utf8'), keyPem: await readFile(a.key, 'utf8'), validMs: 3600_000 }).token;
     await page.goto(`${url}/login#token=${token}`);
     // Generous: on a loaded two-core machine chromium takes its time to start its renderers.
-    await page.waitForFunction(() => document.body.dataset['page'] === '/', { timeout: 60_000 });
+    await page.waitForFunction(() => document.body?.dataset['page'] === '/', { timeout: 60_000 }).catch(async (err: unknown) => {
+      // Seen only on loaded CI dry runs, never reproduced: say where the page was and what it showed.
+      const seen = await page.evaluate(() => document.documentElement.outerHTML.slice(0, 600)).catch((e: unknown) => `(no document: ${String(e)})`);
+      throw new Error(`${(err as Error).message}; the page is at ${page.url()} showing ${seen}; browser log: ${browserLog.slice(-10).join(' | ')}`, { cause: err });
+    });
     const cookie = (await page.cookies()).find((c) => c.name === 'fedhpc_dashboard');
     expect(cookie).toMatchObject({ httpOnly: true, sameSite: 'Strict', secure: true });
     expect(await page.evaluate(() => document.cookie)).toBe('');

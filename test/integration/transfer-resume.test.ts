@@ -24,7 +24,7 @@ const WINDOW = 256 * 1024;
  * hears of the cut — no reset reaches its socket, as when a firewall drops a path silently — and
  * its channel keeps sending on the dead connection until the keepalive gives up (10 s + 20 s,
  * site-agent/client.ts). The limit must outlast that, as the default (`transfer.idleTimeoutS`, 60 s)
- * does.
+ * does, and so must the coordinator's idle limit for the upload (`limits.idleTimeoutS`).
  */
 const STALL_MS = 45_000;
 
@@ -92,7 +92,8 @@ describe('uploads resume after a broken connection or a killed agent', () => {
     const localPath = join(fed.dir, 'big-local.safetensors');
     await writeModel(globalPath, 4, 256 * 1024, (k, i) => Math.sin(k + i / 100));
     await writeModel(localPath, 4, 256 * 1024, (k, i) => Math.sin(k + i / 100) + 1e-3 * ((i % 13) - 6));
-    await setLimits(fed, { model: { initial: globalPath }, limits: { uploadWindowBytes: WINDOW, maxStreamsPerSite: 2, idleTimeoutS: 30 } });
+    // The coordinator's idle limit outlasts the keepalive too, or it drops the upload first (STALL_MS).
+    await setLimits(fed, { model: { initial: globalPath }, limits: { uploadWindowBytes: WINDOW, maxStreamsPerSite: 2, idleTimeoutS: STALL_MS / 1000 } });
     procs.push(await startCoordinatorProcess(fed));
     const raw = new RawSiteClient({ address: fed.address, files: siteCertFiles(fed, 'site-1') });
     closers.push(() => raw.close());

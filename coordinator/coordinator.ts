@@ -25,6 +25,7 @@ import { NatsPublisher } from './nats/publisher.js';
 import { serveMetrics, type MetricsEndpoint } from '../common/metrics-http.js';
 import { CoordinatorMetrics } from './observe/metrics.js';
 import { registerRunMetrics, runSnapshot } from './observe/run-metrics.js';
+import { registerUsageMetrics } from './audit/usage.js';
 import { healthProbe } from './observe/health-probe.js';
 import { applyRetention } from './state/retention.js';
 import { SiteAccess, accessResolver } from './sites/revocation.js';
@@ -118,6 +119,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
     : undefined;
   const driver = new RoundDriver({ config, store, registry, bus, logger, clock, onFatal, afterCommit, revokedSites: access.lockedOutSites() });
   registerRunMetrics({ registry: metrics.registry, bus, sites: registry, run: () => runSnapshot(driver, () => store.records()) });
+  registerUsageMetrics(metrics.registry, () => store.records());
 
   const proto = loadProto();
   const server = createGrpcServer({ ...SERVER_CHANNEL_OPTIONS, interceptors: [metrics.interceptor] });

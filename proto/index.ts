@@ -46,6 +46,7 @@ export type { RoundDetail, RoundDetail__Output } from './generated/fedhpc/v1/Rou
 export type { RoundInfo, RoundInfo__Output } from './generated/fedhpc/v1/RoundInfo.js';
 export type { RoundReceipt, RoundReceipt__Output } from './generated/fedhpc/v1/RoundReceipt.js';
 export type { RoundRequest, RoundRequest__Output } from './generated/fedhpc/v1/RoundRequest.js';
+export type { RoundUsage, RoundUsage__Output } from './generated/fedhpc/v1/RoundUsage.js';
 export type { RoundsRequest, RoundsRequest__Output } from './generated/fedhpc/v1/RoundsRequest.js';
 export type { RoundsResponse, RoundsResponse__Output } from './generated/fedhpc/v1/RoundsResponse.js';
 export type { RunControlRequest, RunControlRequest__Output } from './generated/fedhpc/v1/RunControlRequest.js';
@@ -84,10 +85,14 @@ export type { UploadReply, UploadReply__Output } from './generated/fedhpc/v1/Upl
 export type { UploadResend, UploadResend__Output } from './generated/fedhpc/v1/UploadResend.js';
 export type { UploadResult, UploadResult__Output } from './generated/fedhpc/v1/UploadResult.js';
 export type { UploadTrailer, UploadTrailer__Output } from './generated/fedhpc/v1/UploadTrailer.js';
+export type { UsageRequest, UsageRequest__Output } from './generated/fedhpc/v1/UsageRequest.js';
+export type { UsageResponse, UsageResponse__Output } from './generated/fedhpc/v1/UsageResponse.js';
+export type { UsageRound, UsageRound__Output } from './generated/fedhpc/v1/UsageRound.js';
+export type { UsageRow, UsageRow__Output } from './generated/fedhpc/v1/UsageRow.js';
 // </generated-exports>
 
 /** Protocol version spoken by this build; `Join` refuses agents that speak another. */
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 
 /** Largest message either side accepts: one 4 MiB chunk plus framing. */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024;

@@ -26,6 +26,7 @@ import { classifyFailure } from './retry.js';
 import { RoundJobs } from './round-job.js';
 import type { Runner } from './runners/runner.js';
 import { SecureStages } from './secure/stages.js';
+import { UsageMeter } from './usage.js';
 import { wireError, type DecodedTask } from './wire.js';
 
 /** Version the agent reports at `Join`. */
@@ -93,7 +94,11 @@ export class SiteAgent {
     this.cacheDir = join(o.config.workDir, 'models');
     const tls = readTlsFiles(o.config.tls);
     this.tls = { key: tls.key.toString('utf8'), ca: tls.ca.toString('utf8') };
+    const meter = new UsageMeter({
+      accounting: (jobs, signal) => (o.runner.accounting ? o.runner.accounting(jobs, signal) : Promise.reject(new Error(`the ${o.runner.kind} runner has no scheduler accounting`))),
+    });
     this.receipts = new ReceiptSigner({
+      measure: (allocation, final, signal) => meter.measure(allocation, final, signal),
       site: o.config.site,
       certificatePem: tls.cert.toString('utf8'),
       keyPem: this.tls.key,
@@ -277,16 +282,17 @@ export class SiteAgent {
     // A kind this agent does not know (a newer coordinator's) is ignored, as proto3 intends.
     if (!task) return;
     // A task's global model is what round `modelRound` committed: time to sign our receipt of it.
+    // The run's final round is signed once the run has ended here: a persistent trainer's job then
+    // has ended too, and its tail after the last snapshot is that round's usage.
     if (task.kind === 'train') this.receipts.committed(task.runId, task.modelRound, task.globalModel.sha256);
-    if (task.kind === 'eval' || task.kind === 'finished') this.receipts.committed(task.runId, task.modelRound, task.model.sha256);
     switch (task.kind) {
       case 'train':
         return this.jobs.start(task);
       case 'eval':
-        this.endRun(task.runId);
+        this.receipts.committed(task.runId, task.modelRound, task.model.sha256, true, this.endRun(task.runId));
         return void this.jobs.evaluateFinal(task, this.connection.signal);
       case 'finished':
-        return this.endRun(task.runId);
+        return this.receipts.committed(task.runId, task.modelRound, task.model.sha256, true, this.endRun(task.runId));
       case 'cancel':
         this.stages.cancel(task);
         return this.jobs.cancel(task);
@@ -296,8 +302,8 @@ export class SiteAgent {
   }
 
   /** The run is over (its final evaluation or `finished` task): a job submitted ahead for a next round will get no model. */
-  private endRun(runId: string): void {
-    this.o.runner.endRun?.(runId).catch((err: unknown) => this.log.warn({ err: { message: (err as Error).message } }, 'could not cancel the job submitted ahead'));
+  private endRun(runId: string): Promise<void> {
+    return (this.o.runner.endRun?.(runId) ?? Promise.resolve()).catch((err: unknown) => this.log.warn({ err: { message: (err as Error).message } }, 'could not end the run\'s work (a job submitted ahead, a persistent trainer)'));
   }
 
   /** A task that breaks the wire contract: refused, and reported when the coordinator waits on its attempt. */

@@ -2,14 +2,17 @@
  * Receipts of committed rounds (audit trail). After each upload the agent remembers what it
  * contributed (run, round, the model it trained on, its data manifest); when a later task shows
  * that round committed (its global model and `modelRound`), it signs a receipt with its site
- * certificate's key and submits it. A site signs only facts it knows itself.
+ * certificate's key and submits it. A site signs only facts it knows itself — the usage it signs
+ * (protocol version 6) is its own measure of the round's allocation (site-agent/usage.ts).
  */
 import type * as grpc from '@grpc/grpc-js';
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import type { Logger } from '../common/logger.js';
 import { signReceipt } from '../common/receipt.js';
+import { usageToWire, type RoundUsage } from '../common/usage.js';
 import type { SiteServiceClient } from '../proto/index.js';
 import { classifyFailure } from './retry.js';
+import type { Allocation } from './usage.js';
 
 /** What the agent contributed to a round. */
 export interface Contribution {
@@ -17,6 +20,8 @@ export interface Contribution {
   readonly round: number;
   readonly parentSha256: string;
   readonly dataManifestSha256: string;
+  /** How the round's shard was allocated (its runner's word); undefined: not known (kept work, a restart). */
+  readonly allocation?: Allocation | undefined;
 }
 
 export interface ReceiptSignerOptions {
@@ -33,6 +38,8 @@ export interface ReceiptSignerOptions {
    * committed without this site). Other answers say neither, and nothing is called.
    */
   readonly onVerdict?: (c: Contribution, counted: boolean) => void;
+  /** Measures a contribution's allocation into the usage its receipt carries (`final`: the run's last round). */
+  readonly measure: (allocation: Allocation | undefined, final: boolean, signal: AbortSignal) => Promise<RoundUsage>;
 }
 
 /** Contributions remembered at most (older ones are forgotten unsigned). */
@@ -58,23 +65,45 @@ export class ReceiptSigner {
     while (this.pending.size > KEEP) this.pending.delete(this.pending.keys().next().value!);
   }
 
-  /** A task announced that round `modelRound` of `runId` produced `modelSha256`: sign our receipt of it, if any. */
-  committed(runId: string, modelRound: number, modelSha256: string): void {
+  /**
+   * A task announced that round `modelRound` of `runId` produced `modelSha256`: sign our receipt of
+   * it, if any, once `after` (the run's end, for its final round) has settled and the round's usage
+   * is measured. `final`: the run has no later round.
+   */
+  committed(runId: string, modelRound: number, modelSha256: string, final = false, after: Promise<unknown> = Promise.resolve()): void {
     const k = `${runId}/${modelRound}`;
     const c = this.pending.get(k);
-    if (!c || this.inFlight.has(k) || !/^[0-9a-f]{64}$/.test(modelSha256)) return;
-    const client = this.o.client();
-    if (!client) return;
-    const fields = { federation: this.federation, runId, round: modelRound, site: this.o.site, parentSha256: c.parentSha256, modelSha256, dataManifestSha256: c.dataManifestSha256 };
-    const signature = signReceipt(fields, this.key);
+    if (!c || this.inFlight.has(k) || !/^[0-9a-f]{64}$/.test(modelSha256) || !this.o.client()) return;
     let settle!: () => void;
     this.inFlight.set(k, new Promise<void>((r) => (settle = r)));
+    const done = (): void => {
+      this.inFlight.delete(k);
+      settle();
+    };
+    void after
+      .catch(() => undefined)
+      .then(() => this.o.measure(c.allocation, final, AbortSignal.timeout(120_000)))
+      .then(
+        (usage) => this.submit(c, modelSha256, usage, done),
+        (err: unknown) => {
+          this.o.logger.warn({ round: modelRound, phase: 'commit', err: { message: (err as Error).message } }, 'usage of the round not measured: receipt not signed yet');
+          done();
+        },
+      );
+  }
+
+  private submit(c: Contribution, modelSha256: string, usage: RoundUsage, done: () => void): void {
+    const { runId, round: modelRound } = c;
+    const k = `${runId}/${modelRound}`;
+    const client = this.o.client();
+    if (!client) return done();
+    const fields = { federation: this.federation, runId, round: modelRound, site: this.o.site, parentSha256: c.parentSha256, modelSha256, dataManifestSha256: c.dataManifestSha256, usage };
+    const signature = signReceipt(fields, this.key);
     client.SubmitReceipt(
-      { runId, round: String(modelRound), parentSha256: c.parentSha256, modelSha256, dataManifestSha256: c.dataManifestSha256, signature },
+      { runId, round: String(modelRound), parentSha256: c.parentSha256, modelSha256, dataManifestSha256: c.dataManifestSha256, signature, usage: usageToWire(usage) },
       { deadline: Date.now() + 15_000 },
       (err: grpc.ServiceError | null) => {
-        this.inFlight.delete(k);
-        settle();
+        done();
         const log = this.o.logger.child({ round: modelRound, phase: 'commit' });
         // Kept on a transient failure: the same announcement comes again with the next task.
         if (err && err.code === 14 /* UNAVAILABLE */) return log.info({ err: { message: err.message } }, 'receipt not delivered yet');
@@ -83,7 +112,7 @@ export class ReceiptSigner {
         if (!err || notInvited) this.o.onVerdict?.(c, !err);
         if (notInvited) log.info({ model: modelSha256 }, 'the round committed without this site\'s upload: no receipt');
         else if (err) log.warn({ err: { code: err.code, message: err.details } }, 'receipt refused by the coordinator');
-        else log.info({ model: modelSha256 }, 'receipt of committed round signed and submitted');
+        else log.info({ model: modelSha256, usage }, 'receipt of committed round signed and submitted');
       },
     );
   }

@@ -6,6 +6,7 @@
 import type { X509Certificate } from 'node:crypto';
 import type { Logger } from '../../common/logger.js';
 import { verifyReceipt, type ReceiptFields } from '../../common/receipt.js';
+import type { RoundUsage } from '../../common/usage.js';
 import { CoordinatorError } from '../core/errors.js';
 import type { PeerIdentity } from '../pki/index.js';
 import type { JournalRecord } from '../state/journal.js';
@@ -26,6 +27,8 @@ export interface SubmittedReceipt {
   readonly modelSha256: string;
   readonly dataManifestSha256: string;
   readonly signature: Buffer;
+  /** The site's declared usage of the round (checked in shape on arrival; signed). */
+  readonly usage: RoundUsage;
 }
 
 /** Checks and journals receipts; submissions are handled one at a time (no duplicate records). */
@@ -60,7 +63,7 @@ export class ReceiptDesk {
         throw new CoordinatorError('BAD_REQUEST', `receipt ${k} ${r[k as keyof typeof expected]} differs from the committed round's ${v}`, { field: k });
       }
     }
-    const fields: ReceiptFields = { federation: this.o.federation, runId: r.runId, round: r.round, site: id.id, ...expected };
+    const fields: ReceiptFields = { federation: this.o.federation, runId: r.runId, round: r.round, site: id.id, ...expected, usage: r.usage };
     if (!verifyReceipt(fields, r.signature, cert.publicKey)) {
       throw new CoordinatorError('BAD_REQUEST', `receipt signature of site ${id.id} does not verify with its certificate`);
     }
@@ -69,6 +72,7 @@ export class ReceiptDesk {
     const record: ReceiptRecord = {
       type: 'receipt',
       ...fields,
+      usage: r.usage,
       committedHash: committed.hash,
       certificatePem: cert.toString(),
       fingerprint: cert.fingerprint256,

@@ -139,7 +139,7 @@ function receiptProblem(x: ReceiptRecord, ts: number, committed: ReadonlyMap<str
   } catch {
     return 'receipt signature is not base64';
   }
-  const fields = { federation: x.federation, runId: x.runId, round: x.round, site: x.site, parentSha256: x.parentSha256, modelSha256: x.modelSha256, dataManifestSha256: x.dataManifestSha256 };
+  const fields = { federation: x.federation, runId: x.runId, round: x.round, site: x.site, parentSha256: x.parentSha256, modelSha256: x.modelSha256, dataManifestSha256: x.dataManifestSha256, usage: x.usage };
   try {
     if (!verifyReceipt(fields, signature, cert.publicKey)) return `receipt signature of site ${x.site} does not verify with its certificate`;
   } catch (err) {

@@ -21,10 +21,11 @@ import type { SiteLogBook } from '../sites/site-logs.js';
 import type { Membership } from '../sites/membership.js';
 import type { RefusalMonitor } from '../observe/refusals.js';
 import { committedSummary, type CommittedSummary } from '../observe/run-metrics.js';
+import { usageRows } from '../audit/usage.js';
 import type { StateStore } from '../state/store.js';
 import { roundDetail, roundsOf } from './admin-rounds.js';
 import { authenticate } from './auth.js';
-import { lineFromWire } from './wire.js';
+import { lineFromWire, u64, usageRowToWire } from './wire.js';
 
 export interface AdminServiceOptions {
   readonly federation: string;
@@ -212,6 +213,16 @@ export function adminServiceHandlers(o: AdminServiceOptions): AdminServiceHandle
         throw new CoordinatorError('UNKNOWN_SITE', `no site ${JSON.stringify(req.siteId)} has been seen by this coordinator`);
       }
       return { siteId: req.siteId, lines: o.logs.recent(req.siteId, req.limit).map((l) => ({ tsMs: l.ts, kind: l.kind, message: l.message })) };
+    }),
+
+    Usage: unary((req) => {
+      const site = req.siteId === '' ? undefined : req.siteId;
+      if (site !== undefined && !ID_PATTERN.test(site)) throw new CoordinatorError('BAD_REQUEST', `site ${JSON.stringify(site.slice(0, 80))} is not a site id`);
+      const ms = (v: string, field: string): number | undefined => (v === '0' ? undefined : u64(v, field));
+      const fromMs = ms(req.fromMs, 'fromMs');
+      const toMs = ms(req.toMs, 'toMs');
+      if (fromMs !== undefined && toMs !== undefined && toMs <= fromMs) throw new CoordinatorError('BAD_REQUEST', `usage window ends (${toMs}) before it starts (${fromMs})`);
+      return { rows: usageRows(o.store.records(), { site, fromMs, toMs }).map(usageRowToWire) };
     }),
 
     Events: (call) => {

@@ -7,10 +7,13 @@
 import type * as grpc from '@grpc/grpc-js';
 import { isSha256 } from '../../common/files.js';
 import { codePointName, findControl, printable } from '../../common/text.js';
+import { usageProblem, usageToWire, type RoundUsage } from '../../common/usage.js';
 import type {
   EvalReport__Output,
   KeyAdvertisement__Output,
   RoundReceipt__Output,
+  RoundUsage__Output,
+  UsageRow as UsageRowWire,
   SharesSubmission__Output,
   SurvivorSignature__Output,
   Task,
@@ -21,6 +24,7 @@ import type {
   UploadReply,
 } from '../../proto/index.js';
 import type { SubmittedReceipt } from '../audit/receipts.js';
+import type { UsageRow } from '../audit/usage.js';
 import { CoordinatorError, type CoordinatorErrorCode } from '../core/errors.js';
 import type { AttemptRef, KeyAdvertisement, SharesSubmission, SurvivorSignature, UnmaskResponse } from '../secure/messages.js';
 import type { EvalReport } from '../shell/evals.js';
@@ -144,7 +148,41 @@ export function receiptFromWire(m: RoundReceipt__Output): SubmittedReceipt {
   }
   if (m.dataManifestSha256 !== '' && !isSha256(m.dataManifestSha256)) throw new CoordinatorError('BAD_REQUEST', 'receipt dataManifestSha256 is not a SHA-256');
   if (m.signature.length === 0 || m.signature.length > 256) throw new CoordinatorError('BAD_REQUEST', `receipt signature must be 1..256 bytes, got ${m.signature.length}`);
-  return { runId: m.runId, round, parentSha256: m.parentSha256, modelSha256: m.modelSha256, dataManifestSha256: m.dataManifestSha256, signature: Buffer.from(m.signature) };
+  if (!m.usage) throw new CoordinatorError('BAD_REQUEST', 'receipt carries no usage (required since protocol version 6; `unknown` with a reason when not measured)');
+  const usage = usageFromWire(m.usage);
+  return { runId: m.runId, round, parentSha256: m.parentSha256, modelSha256: m.modelSha256, dataManifestSha256: m.dataManifestSha256, signature: Buffer.from(m.signature), usage };
+}
+
+/** A receipt's usage: counts as safe integers and a usage a site may sign (common/usage.ts), or BAD_REQUEST. */
+export function usageFromWire(m: RoundUsage__Output): RoundUsage {
+  const n = (value: string, field: string): number => u64(value, field, 'BAD_REQUEST');
+  const usage = {
+    source: m.source as RoundUsage['source'],
+    gpus: m.gpus,
+    wallMs: n(m.wallMs, 'usage.wallMs'),
+    allocatedGpuMs: n(m.allocatedGpuMs, 'usage.allocatedGpuMs'),
+    trainingGpuMs: n(m.trainingGpuMs, 'usage.trainingGpuMs'),
+    jobs: m.jobs,
+    reason: m.reason,
+  };
+  const problem = usageProblem(usage);
+  if (problem !== undefined) throw new CoordinatorError('BAD_REQUEST', `receipt ${problem}`);
+  return usage;
+}
+
+/** A usage row of `admin usage` as the wire carries it. */
+export function usageRowToWire(r: UsageRow): UsageRowWire {
+  return {
+    runId: r.runId,
+    siteId: r.site,
+    rounds: r.rounds,
+    roundsWithoutReceipt: r.roundsWithoutReceipt,
+    roundsUnknown: r.roundsUnknown,
+    allocatedGpuMs: String(r.allocatedGpuMs),
+    trainingGpuMs: String(r.trainingGpuMs),
+    sources: r.sources.join(','),
+    perRound: r.perRound.map((p) => ({ round: String(p.round), committedMs: String(p.committedMs), usage: p.usage ? usageToWire(p.usage) : null })),
+  };
 }
 
 // ------------------------------------------------------------------ uploads

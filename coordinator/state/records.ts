@@ -3,6 +3,7 @@
  * replays it, `admin rounds` reads it, and the audit trail is built on it.
  */
 import type { ResolvedOptimizerOptions } from '../../aggregation/index.js';
+import type { RoundUsage } from '../../common/usage.js';
 import type { RunPlan } from '../round/types.js';
 import type { CheckpointDtype } from './checkpoint-dtype.js';
 
@@ -57,6 +58,11 @@ export interface ReceiptRecord {
   readonly fingerprint: string;
   /** ECDSA P-256 / SHA-256 signature, DER, base64. */
   readonly signature: string;
+  /**
+   * The site's declared usage of the round (protocol version 6; signed: `fedhpc-receipt-v2`).
+   * Absent in receipts journaled before version 6, whose signature covers no usage.
+   */
+  readonly usage?: RoundUsage;
 }
 
 /** A run's round count raised by a later start with the same run id. */

@@ -35,6 +35,7 @@ import type { RoundDetail as _fedhpc_v1_RoundDetail, RoundDetail__Output as _fed
 import type { RoundInfo as _fedhpc_v1_RoundInfo, RoundInfo__Output as _fedhpc_v1_RoundInfo__Output } from './fedhpc/v1/RoundInfo';
 import type { RoundReceipt as _fedhpc_v1_RoundReceipt, RoundReceipt__Output as _fedhpc_v1_RoundReceipt__Output } from './fedhpc/v1/RoundReceipt';
 import type { RoundRequest as _fedhpc_v1_RoundRequest, RoundRequest__Output as _fedhpc_v1_RoundRequest__Output } from './fedhpc/v1/RoundRequest';
+import type { RoundUsage as _fedhpc_v1_RoundUsage, RoundUsage__Output as _fedhpc_v1_RoundUsage__Output } from './fedhpc/v1/RoundUsage';
 import type { RoundsRequest as _fedhpc_v1_RoundsRequest, RoundsRequest__Output as _fedhpc_v1_RoundsRequest__Output } from './fedhpc/v1/RoundsRequest';
 import type { RoundsResponse as _fedhpc_v1_RoundsResponse, RoundsResponse__Output as _fedhpc_v1_RoundsResponse__Output } from './fedhpc/v1/RoundsResponse';
 import type { RunControlRequest as _fedhpc_v1_RunControlRequest, RunControlRequest__Output as _fedhpc_v1_RunControlRequest__Output } from './fedhpc/v1/RunControlRequest';
@@ -73,6 +74,10 @@ import type { UploadReply as _fedhpc_v1_UploadReply, UploadReply__Output as _fed
 import type { UploadResend as _fedhpc_v1_UploadResend, UploadResend__Output as _fedhpc_v1_UploadResend__Output } from './fedhpc/v1/UploadResend';
 import type { UploadResult as _fedhpc_v1_UploadResult, UploadResult__Output as _fedhpc_v1_UploadResult__Output } from './fedhpc/v1/UploadResult';
 import type { UploadTrailer as _fedhpc_v1_UploadTrailer, UploadTrailer__Output as _fedhpc_v1_UploadTrailer__Output } from './fedhpc/v1/UploadTrailer';
+import type { UsageRequest as _fedhpc_v1_UsageRequest, UsageRequest__Output as _fedhpc_v1_UsageRequest__Output } from './fedhpc/v1/UsageRequest';
+import type { UsageResponse as _fedhpc_v1_UsageResponse, UsageResponse__Output as _fedhpc_v1_UsageResponse__Output } from './fedhpc/v1/UsageResponse';
+import type { UsageRound as _fedhpc_v1_UsageRound, UsageRound__Output as _fedhpc_v1_UsageRound__Output } from './fedhpc/v1/UsageRound';
+import type { UsageRow as _fedhpc_v1_UsageRow, UsageRow__Output as _fedhpc_v1_UsageRow__Output } from './fedhpc/v1/UsageRow';
 
 type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
   new(...args: ConstructorParameters<Constructor>): Subtype;
@@ -115,6 +120,7 @@ export interface ProtoGrpcType {
       RoundInfo: MessageTypeDefinition<_fedhpc_v1_RoundInfo, _fedhpc_v1_RoundInfo__Output>
       RoundReceipt: MessageTypeDefinition<_fedhpc_v1_RoundReceipt, _fedhpc_v1_RoundReceipt__Output>
       RoundRequest: MessageTypeDefinition<_fedhpc_v1_RoundRequest, _fedhpc_v1_RoundRequest__Output>
+      RoundUsage: MessageTypeDefinition<_fedhpc_v1_RoundUsage, _fedhpc_v1_RoundUsage__Output>
       RoundsRequest: MessageTypeDefinition<_fedhpc_v1_RoundsRequest, _fedhpc_v1_RoundsRequest__Output>
       RoundsResponse: MessageTypeDefinition<_fedhpc_v1_RoundsResponse, _fedhpc_v1_RoundsResponse__Output>
       RunControlRequest: MessageTypeDefinition<_fedhpc_v1_RunControlRequest, _fedhpc_v1_RunControlRequest__Output>
@@ -153,6 +159,10 @@ export interface ProtoGrpcType {
       UploadResend: MessageTypeDefinition<_fedhpc_v1_UploadResend, _fedhpc_v1_UploadResend__Output>
       UploadResult: MessageTypeDefinition<_fedhpc_v1_UploadResult, _fedhpc_v1_UploadResult__Output>
       UploadTrailer: MessageTypeDefinition<_fedhpc_v1_UploadTrailer, _fedhpc_v1_UploadTrailer__Output>
+      UsageRequest: MessageTypeDefinition<_fedhpc_v1_UsageRequest, _fedhpc_v1_UsageRequest__Output>
+      UsageResponse: MessageTypeDefinition<_fedhpc_v1_UsageResponse, _fedhpc_v1_UsageResponse__Output>
+      UsageRound: MessageTypeDefinition<_fedhpc_v1_UsageRound, _fedhpc_v1_UsageRound__Output>
+      UsageRow: MessageTypeDefinition<_fedhpc_v1_UsageRow, _fedhpc_v1_UsageRow__Output>
     }
   }
 }

@@ -140,6 +140,8 @@ export class BuiltinRunner implements Runner {
       dataManifestSha256: this.manifestSha256,
       trainStartedMs: startedMs,
       trainFinishedMs: finishedMs,
+      // The builtin trainer runs on this process's CPU: no GPU time to declare.
+      allocation: { kind: 'wall-clock', gpus: 0, startedMs, endedMs: Date.now(), busyMs: finishedMs - startedMs },
     };
   }
 

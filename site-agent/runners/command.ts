@@ -22,7 +22,9 @@ import {
   verifyShard,
   writeSessionSpec,
 } from './round-dir.js';
-import type { PersistentCapable, PersistentLaunch, PersistentTrainer } from './persistent.js';
+import { USAGE_GPUS_MAX } from '../../common/usage.js';
+import { busySpanMs, wallClockAllocation, type Allocation } from '../usage.js';
+import type { PersistentCapable, PersistentLaunch, PersistentTrainer, SessionWindow } from './persistent.js';
 import type { EvalResult, Runner, TrainRequest, TrainResult } from './runner.js';
 
 /** Site config of the `command` runner (`runner.kind = "command"`). */
@@ -46,6 +48,8 @@ export const commandRunnerSchema = z
     /** Arguments for an evaluation; `{model}` and `{modelConfig}` are replaced. Prints `{"loss","samples"}`. */
     evalArgs: z.array(z.string()).default(['--eval', '--model', '{model}']),
     evalTimeoutS: z.number().int().positive().default(3600),
+    /** GPUs the trainer holds: its rounds' usage is wall-clock × gpus (receipts); unset, the usage is unknown. */
+    gpus: z.number().int().min(0).max(USAGE_GPUS_MAX).optional(),
     ...shardSpecShape,
   })
   .strict();
@@ -77,7 +81,8 @@ export class CommandRunner implements Runner, PersistentCapable {
   async train(req: TrainRequest): Promise<TrainResult> {
     req.signal.throwIfAborted();
     await prepareRoundDir(req, this.o, this.nextCursor === undefined ? {} : { cursor: this.nextCursor });
-    const deadline = Date.now() + this.o.maxRuntimeS * 1000;
+    const startedMs = Date.now();
+    const deadline = startedMs + this.o.maxRuntimeS * 1000;
     const tail = new ProgressTail(join(req.roundDir, 'progress.jsonl'), plannedSteps(req.train), req.onProgress, this.o.progressPollMs).start(req.signal);
     const log = join(req.roundDir, 'trainer.log');
     const context = { roundDir: req.roundDir, log };
@@ -91,7 +96,7 @@ export class CommandRunner implements Runner, PersistentCapable {
           await tail.stop();
           const { result, done } = await verifyShard(req, this.o, tail);
           if (done.nextCursor !== undefined) this.nextCursor = done.nextCursor;
-          return result;
+          return { ...result, allocation: wallClockAllocation(this.o.gpus, startedMs, Date.now(), busySpanMs(result)) };
         }
         if (outcome === 'bad-spec' || outcome === 'bad-global') throw refusalError(outcome, await tailOf(log), context);
         const how = exit.code === null ? `was killed by ${exit.signal}` : `exited with ${exit.code}`;
@@ -145,6 +150,11 @@ export class CommandRunner implements Runner, PersistentCapable {
         await exited;
       },
     };
+  }
+
+  /** A persistent trainer's share: this process's clock between the snapshots × the configured GPUs. */
+  sessionAllocation(w: SessionWindow): Promise<Allocation> {
+    return Promise.resolve(wallClockAllocation(this.o.gpus, w.fromMs ?? w.sessionStartedMs, w.toMs, w.busyMs));
   }
 
   async evaluate(modelPath: string, signal: AbortSignal): Promise<EvalResult> {

@@ -14,9 +14,11 @@ import { sha256File } from '../../common/files.js';
 import type { Logger } from '../../common/logger.js';
 import { trainOverlapSchema, type TrainOverlap } from '../../common/train-overlap.js';
 import { SiteAgentError } from '../errors.js';
+import type { Allocation } from '../usage.js';
 import { readTrainBudget } from './budget.js';
 import { compareWithGlobal, doneSchema, writeJsonAtomic } from './round-dir.js';
 import type { EvalResult, Runner, TrainRequest, TrainResult } from './runner.js';
+import type { Run } from './slurm-cli.js';
 
 /** The version of the trainer contract a persistent session's `spec.json` speaks. */
 export const PERSISTENT_CONTRACT_VERSION = 3;
@@ -111,6 +113,20 @@ export interface PersistentCapable {
   readonly persistentRetries: number;
   /** The dtype its snapshots have (`outputDtype`). */
   readonly outputDtype: string;
+  /**
+   * How the session's compute between `fromMs` (undefined: the session's start) and the snapshot
+   * at `toMs` was allocated (issue 20): its Slurm jobs, or the runner's clock × its GPUs.
+   */
+  sessionAllocation(window: SessionWindow): Promise<Allocation>;
+}
+
+/** One sync's share of a persistent session, for its usage. */
+export interface SessionWindow {
+  readonly dir: string;
+  readonly sessionStartedMs: number;
+  readonly fromMs: number | undefined;
+  readonly toMs: number;
+  readonly busyMs: number;
 }
 
 function canPersist(r: Runner): r is Runner & PersistentCapable {
@@ -135,6 +151,9 @@ export class PersistentSession {
   private restarts = 0;
   private progressRead = 0;
   private readonly waiters = new Set<() => void>();
+  /** Each sync's snapshot time (its last step's end), by round: where the next round's usage starts. */
+  private readonly boundaries = new Map<number, number>();
+  private readonly startedMs = Date.now();
 
   private constructor(
     readonly dir: string,
@@ -278,6 +297,7 @@ export class PersistentSession {
     if (actual !== done.outSha256) throw new SiteAgentError('MODEL_CHECKSUM', `${outPath} has SHA-256 ${actual}, DONE.json says ${done.outSha256}`, true, context);
     const issues = await compareWithGlobal(req.globalPath, outPath, this.runner.outputDtype);
     if (issues.length > 0) throw new SiteAgentError('MODEL_INVALID', `the trainer's snapshot ${outPath} does not match the global model: ${issues.join('; ')}`, false, context);
+    const busyMs = Math.round(done.busyMs);
     return {
       outPath,
       samples: done.samples,
@@ -288,8 +308,26 @@ export class PersistentSession {
       trainStartedMs: done.trainStartedMs ?? 0,
       trainFinishedMs: done.trainFinishedMs ?? 0,
       appliedStaleness: done.appliedStaleness,
-      busyMs: Math.round(done.busyMs),
+      busyMs,
+      allocation: await this.allocation(req.round, done, busyMs),
     };
+  }
+
+  /**
+   * The sync's share of the session's allocation: from the previous round's snapshot (the session's
+   * start for its first sync) to this one's, so consecutive rounds' shares meet and add up.
+   */
+  private async allocation(round: number, done: SyncDone, busyMs: number): Promise<Allocation> {
+    const toMs = done.trainFinishedMs !== undefined && done.trainFinishedMs > 0 ? done.trainFinishedMs : Date.now();
+    this.boundaries.set(round, toMs);
+    const earlier = [...this.boundaries.keys()].filter((r) => r < round);
+    const fromMs = earlier.length > 0 ? this.boundaries.get(Math.max(...earlier)) : undefined;
+    for (const r of earlier) if (r < round - 1) this.boundaries.delete(r);
+    try {
+      return await this.runner.sessionAllocation({ dir: this.dir, sessionStartedMs: this.startedMs, fromMs, toMs, busyMs });
+    } catch (err) {
+      return { kind: 'unknown', reason: `the session's allocation is not known: ${(err as Error).message}` };
+    }
   }
 
   /** Ends the session: `STOP`, then the runner's grace, then the trainer is killed. Never throws. */
@@ -368,6 +406,11 @@ export class OverlapRunner implements Runner {
 
   evaluate(modelPath: string, signal: AbortSignal): Promise<EvalResult> {
     return this.base.evaluate(modelPath, signal);
+  }
+
+  accounting(jobIds: readonly string[], signal: AbortSignal): Promise<Run> {
+    if (!this.base.accounting) return Promise.reject(new Error(`the ${this.base.kind} runner has no scheduler accounting`));
+    return this.base.accounting(jobIds, signal);
   }
 
   async endRun(runId: string): Promise<void> {

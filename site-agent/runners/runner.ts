@@ -3,6 +3,8 @@
  * a local model file (the shard's result) and scores a model on the site's held-out data. The
  * agent computes the delta itself from the two files.
  */
+import type { Run } from './slurm-cli.js';
+import type { Allocation } from '../usage.js';
 
 /** Progress of a training shard, forwarded to the coordinator as heartbeats. */
 export interface TrainProgress {
@@ -62,6 +64,8 @@ export interface TrainResult {
    */
   readonly appliedStaleness?: number;
   readonly busyMs?: number;
+  /** How the shard's compute was allocated, measured into the round's receipt (site-agent/usage.ts). */
+  readonly allocation?: Allocation;
 }
 
 export interface EvalResult {
@@ -81,4 +85,6 @@ export interface Runner {
   endRun?(runId: string): Promise<void>;
   /** The agent stops: work started ahead of a task that will not come is cancelled. Never throws. */
   close?(): Promise<void>;
+  /** The scheduler's accounting of `jobIds` (Slurm's sacct), for the usage receipts declare. */
+  accounting?(jobIds: readonly string[], signal: AbortSignal): Promise<Run>;
 }

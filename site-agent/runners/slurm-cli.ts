@@ -88,7 +88,7 @@ export interface SlurmCliOptions {
   readonly timeoutMs: number;
 }
 
-interface Run {
+export interface Run {
   readonly code: number;
   readonly stdout: string;
   readonly stderr: string;
@@ -139,7 +139,8 @@ export function formatTimeLimit(seconds: number): string {
  * scripted controller for sequences a one-node cluster cannot produce on demand (a job preempted
  * twice), so the runner depends on this shape, not on the class.
  */
-export type SlurmCommands = Pick<SlurmCli, 'missing' | 'sbatch' | 'jobInfo' | 'jobsNamed' | 'scancel'>;
+/** The Slurm commands the runner uses (accounting optional: a scripted Slurm in tests has none). */
+export type SlurmCommands = Pick<SlurmCli, 'missing' | 'sbatch' | 'jobInfo' | 'jobsNamed' | 'scancel'> & Partial<Pick<SlurmCli, 'accounting'>>;
 
 /** Runs Slurm's commands. */
 export class SlurmCli {
@@ -155,9 +156,9 @@ export class SlurmCli {
   }
 
   /** Runs `command args`; a non-zero exit is returned, not thrown (callers parse it). */
-  private run(command: string, args: readonly string[], signal: AbortSignal): Promise<Run> {
+  private run(command: string, args: readonly string[], signal: AbortSignal, env: NodeJS.ProcessEnv = this.o.env): Promise<Run> {
     return new Promise((resolve, reject) => {
-      execFile(command, args, { env: this.o.env, timeout: this.o.timeoutMs, killSignal: 'SIGKILL', signal, maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
+      execFile(command, args, { env, timeout: this.o.timeoutMs, killSignal: 'SIGKILL', signal, maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
         if (err === null) return resolve({ code: 0, stdout, stderr });
         const e = err as NodeJS.ErrnoException & { code?: string | number; killed?: boolean };
         if (typeof e.code === 'number') return resolve({ code: e.code, stdout, stderr });
@@ -211,6 +212,16 @@ export class SlurmCli {
       }
     }
     return { state: 'UNKNOWN', source: 'none' };
+  }
+
+  /**
+   * Slurm's accounting of `jobIds` (issue 20): every allocation of each job (`-D`: a requeued job has
+   * one per run), one line `JobIDRaw|State|ElapsedRaw|AllocTRES|Start|End`, times as Unix seconds.
+   * Returned as run, not thrown: without slurmdbd sacct fails, and usage is then `unknown`.
+   */
+  async accounting(jobIds: readonly string[], signal: AbortSignal): Promise<Run> {
+    const args = ['-n', '-P', '-X', '-D', '-j', jobIds.join(','), '-o', 'JobIDRaw,State,ElapsedRaw,AllocTRES,Start,End'];
+    return this.run('sacct', args, signal, { ...this.o.env, SLURM_TIME_FORMAT: '%s' });
   }
 
   /** Ids of live jobs named `name` (to find a job submitted just before the agent died). */

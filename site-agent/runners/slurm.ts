@@ -18,14 +18,15 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import type { Logger } from '../../common/logger.js';
 import { SiteAgentError } from '../errors.js';
+import { busySpanMs, type Allocation } from '../usage.js';
 import { parseEvalOutput } from './command.js';
 import { ProgressTail, RunnerConfigError, exitOutcome, plannedSteps, prepareRoundDir, refusalError, shardSpecShape, tailOf, verifyShard, writeSessionSpec } from './round-dir.js';
-import type { PersistentCapable, PersistentLaunch, PersistentTrainer } from './persistent.js';
+import type { PersistentCapable, PersistentLaunch, PersistentTrainer, SessionWindow } from './persistent.js';
 import type { EvalResult, Runner, TrainRequest, TrainResult } from './runner.js';
 import { blockPlaceholderIssues, ignoredDirectives, renderJobScript, sbatchDirectives } from './sbatch-template.js';
 import { markReady, nextRoundDir, readModelWait, readRecord, waitingAhead, waitingAheadJobs, writeRecord, type JobRecord } from './slurm-ahead.js';
-import { startSessionJob } from './slurm-persistent.js';
-import { AHEAD_GAVE_UP_EXIT, REQUIRED_SLURM_COMMANDS, SlurmCli, SlurmCommandError, formatTimeLimit, parseTimeLimit, shellQuote as q, type ModelWait, type SlurmCommands } from './slurm-cli.js';
+import { readSessionJob, startSessionJob } from './slurm-persistent.js';
+import { AHEAD_GAVE_UP_EXIT, REQUIRED_SLURM_COMMANDS, SlurmCli, SlurmCommandError, formatTimeLimit, parseTimeLimit, shellQuote as q, type ModelWait, type Run, type SlurmCommands } from './slurm-cli.js';
 import { SlurmJobWatcher } from './slurm-watch.js';
 
 export { SlurmPendingError } from './slurm-watch.js';
@@ -306,7 +307,8 @@ export class SlurmRunner implements Runner, PersistentCapable {
         const { result, done } = await verifyShard(req, this.o, tail);
         if (done.nextCursor !== undefined) this.nextCursor = done.nextCursor;
         if (this.o.submitAhead) await this.submitAhead(req);
-        return this.withModelWait(req, jobId, result);
+        // Every job this round ran counts (resubmissions, a job submitted ahead and its wait).
+        return this.withModelWait(req, jobId, { ...result, allocation: { kind: 'slurm-jobs', jobs: rec.jobs.map((j) => j.id), busyMs: busySpanMs(result) } });
       }
       if (end.exitCode === AHEAD_GAVE_UP_EXIT && waitS > 0) {
         // Gave up waiting before its task came (adopted too late): a fresh job, no crash counted.
@@ -415,6 +417,18 @@ export class SlurmRunner implements Runner, PersistentCapable {
       jobInfo: (jobId) => this.cli.jobInfo(jobId, deadline()),
       jobsNamed: (name) => this.cli.jobsNamed(name, deadline()),
     });
+  }
+
+  /** A persistent trainer's share: its session's Slurm jobs between the snapshots, measured by sacct. */
+  async sessionAllocation(w: SessionWindow): Promise<Allocation> {
+    const jobs = ((await readSessionJob(w.dir))?.jobs ?? []).map((j) => j.id);
+    return { kind: 'slurm-session', jobs, fromMs: w.fromMs, toMs: w.toMs, busyMs: w.busyMs };
+  }
+
+  /** Slurm's accounting of `jobIds` (sacct), for the usage receipts declare. */
+  accounting(jobIds: readonly string[], signal: AbortSignal): Promise<Run> {
+    if (!this.cli.accounting) return Promise.reject(new Error('this Slurm has no sacct'));
+    return this.cli.accounting(jobIds, signal);
   }
 
   /** Scores a model in a batch job (no requeue, no resubmission), parsing its `{loss, samples}` line. */

@@ -15,11 +15,13 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
 import { formatZodIssues } from '../../common/config-file.js';
+import { USAGE_GPUS_MAX } from '../../common/usage.js';
 import { SiteAgentError } from '../errors.js';
+import type { Allocation } from '../usage.js';
 import { budgetAllows, plannedShardSteps, stepsEstimate, trainBudgetSchema, type TrainBudget } from './budget.js';
 import type { EvalResult, Runner, TrainRequest, TrainResult } from './runner.js';
 import { writeJsonAtomic } from './round-dir.js';
-import type { PersistentCapable, PersistentLaunch, PersistentTrainer } from './persistent.js';
+import type { PersistentCapable, PersistentLaunch, PersistentTrainer, SessionWindow } from './persistent.js';
 import { standinLoss, writeStandinModel, type StandinObjective } from './standin-model.js';
 import { startStandinPersistent, until } from './standin-persistent.js';
 
@@ -33,6 +35,8 @@ export const standinRunnerSchema = z
     stepMs: z.number().positive().max(3_600_000).default(100),
     /** Milliseconds one evaluation takes at speed 1 (slept too). */
     evalMs: z.number().min(0).max(3_600_000).default(0),
+    /** GPUs the stand-in stands for: its rounds' usage is wall-clock × gpus (receipts). */
+    gpus: z.number().int().min(0).max(USAGE_GPUS_MAX).default(0),
     /** Seed of this site's target in the stand-in objective. */
     seed: z.number().int().min(0).max(2 ** 31 - 1).default(1),
     /** Share of the distance to the site's target one step closes. */
@@ -144,11 +148,17 @@ export class StandinRunner implements Runner, PersistentCapable {
       dataManifestSha256: this.manifestSha256,
       trainStartedMs: Math.round(wall0 + t0),
       trainFinishedMs: Math.round(wall0 + finished),
+      allocation: { kind: 'wall-clock', gpus: this.o.gpus, startedMs: Math.round(wall0 + t0), endedMs: Date.now(), busyMs: Math.round(finished - t0) },
     };
   }
 
   get outputDtype(): 'F32' | 'BF16' {
     return this.o.outputDtype;
+  }
+
+  /** A persistent stand-in's share: this process's clock between the snapshots × its GPUs. */
+  sessionAllocation(w: SessionWindow): Promise<Allocation> {
+    return Promise.resolve({ kind: 'wall-clock', gpus: this.o.gpus, startedMs: w.fromMs ?? w.sessionStartedMs, endedMs: w.toMs, busyMs: w.busyMs });
   }
 
   /** The persistent trainer of an overlapped run, in this process (standin-persistent.ts). */

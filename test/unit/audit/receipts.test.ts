@@ -3,6 +3,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { receiptPayload, signReceipt } from '../../../common/receipt.js';
+import { unknownUsage, usageToWire, type RoundUsage } from '../../../common/usage.js';
 import { ReceiptDesk, parseAuditLines, verifyAudit } from '../../../coordinator/audit/index.js';
 import { receiptFromWire } from '../../../coordinator/service/wire.js';
 import { CoordinatorError } from '../../../coordinator/core/errors.js';
@@ -30,7 +31,10 @@ afterEach(async () => {
 const committed = (round: number): JournalRecord => journal.records().find((r) => r.body.type === 'round-committed' && r.body['round'] === round)!;
 const id = (site: string): PeerIdentity => ({ role: 'site', id: site, federation: FEDERATION, fingerprint256: '' });
 
-function receipt(site: string, round: number, over: Partial<{ modelSha256: string; dataManifestSha256: string; key: string }> = {}) {
+/** What a site on a Slurm cluster with accounting declares: 2 GPUs for 100 s, 80 s of them training. */
+const USAGE: RoundUsage = { source: 'slurm-sacct', gpus: 2, wallMs: 100_000, allocatedGpuMs: 200_000, trainingGpuMs: 160_000, jobs: '4711', reason: '' };
+
+function receipt(site: string, round: number, over: Partial<{ modelSha256: string; dataManifestSha256: string; key: string; usage: RoundUsage }> = {}) {
   const b = committed(round).body as unknown as { runId: string; parentSha256: string; modelSha256: string; participants: { site: string; dataManifestSha256: string }[] };
   const fields = {
     federation: FEDERATION,
@@ -40,6 +44,7 @@ function receipt(site: string, round: number, over: Partial<{ modelSha256: strin
     parentSha256: b.parentSha256,
     modelSha256: over.modelSha256 ?? b.modelSha256,
     dataManifestSha256: over.dataManifestSha256 ?? b.participants.find((p) => p.site === site)?.dataManifestSha256 ?? '',
+    usage: over.usage ?? USAGE,
   };
   return { ...fields, signature: signReceipt(fields, over.key ?? trail.sites.get(site)!.keyPem) };
 }
@@ -78,19 +83,48 @@ describe('receipts submitted by sites', () => {
     await expectRefused(desk.submit(id('site-c'), cert('site-a'), receipt('site-c', 1, { key: trail.sites.get('site-a')!.keyPem })), 'NOT_INVITED', /site site-c did not take part in round 1/);
   });
 
-  it('validates wire receipts before use', () => {
-    const ok = { runId: 'r1', round: '1', parentSha256: 'a'.repeat(64), modelSha256: 'b'.repeat(64), dataManifestSha256: '', signature: Buffer.alloc(70, 1) };
-    expect(receiptFromWire(ok).round).toBe(1);
+  it('validates wire receipts before use, their usage included', () => {
+    const ok = { runId: 'r1', round: '1', parentSha256: 'a'.repeat(64), modelSha256: 'b'.repeat(64), dataManifestSha256: '', signature: Buffer.alloc(70, 1), usage: usageToWire(USAGE) };
+    expect(receiptFromWire(ok)).toMatchObject({ round: 1, usage: USAGE });
+    expect(receiptFromWire({ ...ok, usage: usageToWire(unknownUsage('sacct: Slurm accounting storage is disabled')) }).usage.reason).toBe('sacct: Slurm accounting storage is disabled');
+    const usage = (over: Partial<ReturnType<typeof usageToWire>>) => ({ ...ok, usage: { ...ok.usage, ...over } });
     for (const [bad, msg] of [
       [{ ...ok, round: '0' }, /round must be a positive integer/],
       [{ ...ok, runId: 'a b' }, /is not a run id/],
       [{ ...ok, modelSha256: 'xyz' }, /modelSha256 is not a SHA-256/],
       [{ ...ok, dataManifestSha256: 'nope' }, /dataManifestSha256 is not a SHA-256/],
       [{ ...ok, signature: Buffer.alloc(0) }, /signature must be 1..256 bytes/],
+      [{ ...ok, usage: null }, /carries no usage/],
+      [usage({ source: 'guess' }), /usage source "guess" is not one of/],
+      [usage({ trainingGpuMs: '200001' }), /trainingGpuMs 200001 is above allocatedGpuMs 200000/],
+      [usage({ allocatedGpuMs: '200001', trainingGpuMs: '0' }), /above wallMs × gpus/],
+      [usage({ wallMs: '-1' }), /usage.wallMs is not a valid integer/],
+      [usage({ wallMs: '9007199254740993' }), /usage.wallMs is not a valid integer/],
+      [usage({ reason: 'why' }), /known usage carries no reason/],
+      [usage({ source: 'unknown', reason: '' }), /unknown usage must say why/],
+      [usage({ source: 'unknown', reason: 'no sacct' }), /unknown usage carries no figures/],
+      [usage({ source: 'unknown', gpus: 0, wallMs: '0', allocatedGpuMs: '0', trainingGpuMs: '0', jobs: '', reason: 'line\nbreak' }), /printable ASCII/],
+      [usage({ jobs: '1;rm -rf' }), /comma-separated job ids/],
     ] as const) {
       expect(() => receiptFromWire(bad)).toThrow(CoordinatorError);
       expect(() => receiptFromWire(bad)).toThrow(msg);
     }
+  });
+
+  it('journals the usage the site signed; a usage changed afterwards fails audit verify', async () => {
+    await desk.submit(id('site-a'), cert('site-a'), receipt('site-a', 2));
+    const records = journal.records();
+    const ca = { ca: [new X509Certificate(trail.ca.certPem)] };
+    expect(records.at(-1)!.body['usage']).toEqual(USAGE);
+    expect(verifyAudit(parseAuditLines(toText(records)), ca).ok).toBe(true);
+    // Whoever runs the coordinator rewrites the figures and re-chains the journal: the site's signature no longer holds.
+    const inflated = records.map((r) => (r.body.type === 'receipt' ? { ...r, body: { ...r.body, usage: { ...USAGE, allocatedGpuMs: 400_000, gpus: 4 } } } : r));
+    const report = verifyAudit(parseAuditLines(toText(rechain(inflated))), ca);
+    expect(report.ok).toBe(false);
+    expect(JSON.stringify(report)).toMatch(/receipt signature of site site-a does not verify/);
+    // Dropping the usage (passing it off as a pre-version-6 receipt) fails the same way.
+    const dropped = records.map((r) => (r.body.type === 'receipt' ? { ...r, body: { ...r.body, usage: undefined } } : r));
+    expect(verifyAudit(parseAuditLines(toText(rechain(dropped))), ca).ok).toBe(false);
   });
 
   it('signs a payload in which no field can contain a newline', () => {
@@ -98,5 +132,14 @@ describe('receipts submitted by sites', () => {
     expect(receiptPayload(f).toString()).toBe('fedhpc-receipt-v1\nf\nr\n1\ns\np\nm\n\n');
     expect(() => receiptPayload({ ...f, runId: 'r\nx' })).toThrow(RangeError);
     expect(() => receiptPayload({ ...f, round: 0 })).toThrow(RangeError);
+  });
+
+  it('signs version 2 with the usage after the manifest; only the reason, the last line, may hold spaces', () => {
+    const f = { federation: 'f', runId: 'r', round: 1, site: 's', parentSha256: 'p', modelSha256: 'm', dataManifestSha256: '' };
+    expect(receiptPayload({ ...f, usage: USAGE }).toString()).toBe('fedhpc-receipt-v2\nf\nr\n1\ns\np\nm\n\nslurm-sacct\n2\n100000\n200000\n160000\n4711\n\n');
+    expect(receiptPayload({ ...f, usage: unknownUsage('no accounting here') }).toString()).toBe('fedhpc-receipt-v2\nf\nr\n1\ns\np\nm\n\nunknown\n0\n0\n0\n0\n\nno accounting here\n');
+    expect(() => receiptPayload({ ...f, usage: { ...USAGE, jobs: '1 2' } })).toThrow(RangeError);
+    expect(() => receiptPayload({ ...f, usage: { ...unknownUsage('x'), reason: 'a\nb' } })).toThrow(RangeError);
+    expect(unknownUsage('a\nb\u001b[31m').reason).toBe('a b [31m');
   });
 });

@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
+import { registerUsageMetrics } from '../../../coordinator/audit/usage.js';
 import { EventBus } from '../../../coordinator/observe/events.js';
 import { CoordinatorMetrics } from '../../../coordinator/observe/metrics.js';
 import { registerRunMetrics, type RunSnapshot } from '../../../coordinator/observe/run-metrics.js';
@@ -135,6 +136,7 @@ function coordinatorRegistry(): Registry {
     lastRoundBytesUp: 0,
   };
   registerRunMetrics({ registry: metrics.registry, bus, sites, run: () => run });
+  registerUsageMetrics(metrics.registry, () => []);
   return metrics.registry;
 }
 

@@ -21,6 +21,8 @@ import type { SitesResponse as _fedhpc_v1_SitesResponse, SitesResponse__Output a
 import type { StartRunRequest as _fedhpc_v1_StartRunRequest, StartRunRequest__Output as _fedhpc_v1_StartRunRequest__Output } from '../../fedhpc/v1/StartRunRequest';
 import type { StatusRequest as _fedhpc_v1_StatusRequest, StatusRequest__Output as _fedhpc_v1_StatusRequest__Output } from '../../fedhpc/v1/StatusRequest';
 import type { StatusResponse as _fedhpc_v1_StatusResponse, StatusResponse__Output as _fedhpc_v1_StatusResponse__Output } from '../../fedhpc/v1/StatusResponse';
+import type { UsageRequest as _fedhpc_v1_UsageRequest, UsageRequest__Output as _fedhpc_v1_UsageRequest__Output } from '../../fedhpc/v1/UsageRequest';
+import type { UsageResponse as _fedhpc_v1_UsageResponse, UsageResponse__Output as _fedhpc_v1_UsageResponse__Output } from '../../fedhpc/v1/UsageResponse';
 
 export interface AdminServiceClient extends grpc.Client {
   AbortRun(argument: _fedhpc_v1_RunControlRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_RunControlResponse__Output>): grpc.ClientUnaryCall;
@@ -127,6 +129,15 @@ export interface AdminServiceClient extends grpc.Client {
   status(argument: _fedhpc_v1_StatusRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_StatusResponse__Output>): grpc.ClientUnaryCall;
   status(argument: _fedhpc_v1_StatusRequest, callback: grpc.requestCallback<_fedhpc_v1_StatusResponse__Output>): grpc.ClientUnaryCall;
   
+  Usage(argument: _fedhpc_v1_UsageRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_UsageResponse__Output>): grpc.ClientUnaryCall;
+  Usage(argument: _fedhpc_v1_UsageRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_UsageResponse__Output>): grpc.ClientUnaryCall;
+  Usage(argument: _fedhpc_v1_UsageRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_UsageResponse__Output>): grpc.ClientUnaryCall;
+  Usage(argument: _fedhpc_v1_UsageRequest, callback: grpc.requestCallback<_fedhpc_v1_UsageResponse__Output>): grpc.ClientUnaryCall;
+  usage(argument: _fedhpc_v1_UsageRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_UsageResponse__Output>): grpc.ClientUnaryCall;
+  usage(argument: _fedhpc_v1_UsageRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_UsageResponse__Output>): grpc.ClientUnaryCall;
+  usage(argument: _fedhpc_v1_UsageRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_UsageResponse__Output>): grpc.ClientUnaryCall;
+  usage(argument: _fedhpc_v1_UsageRequest, callback: grpc.requestCallback<_fedhpc_v1_UsageResponse__Output>): grpc.ClientUnaryCall;
+  
 }
 
 export interface AdminServiceHandlers extends grpc.UntypedServiceImplementation {
@@ -154,6 +165,8 @@ export interface AdminServiceHandlers extends grpc.UntypedServiceImplementation 
   
   Status: grpc.handleUnaryCall<_fedhpc_v1_StatusRequest__Output, _fedhpc_v1_StatusResponse>;
   
+  Usage: grpc.handleUnaryCall<_fedhpc_v1_UsageRequest__Output, _fedhpc_v1_UsageResponse>;
+  
 }
 
 export interface AdminServiceDefinition extends grpc.ServiceDefinition {
@@ -169,4 +182,5 @@ export interface AdminServiceDefinition extends grpc.ServiceDefinition {
   Sites: MethodDefinition<_fedhpc_v1_SitesRequest, _fedhpc_v1_SitesResponse, _fedhpc_v1_SitesRequest__Output, _fedhpc_v1_SitesResponse__Output>
   StartRun: MethodDefinition<_fedhpc_v1_StartRunRequest, _fedhpc_v1_RunControlResponse, _fedhpc_v1_StartRunRequest__Output, _fedhpc_v1_RunControlResponse__Output>
   Status: MethodDefinition<_fedhpc_v1_StatusRequest, _fedhpc_v1_StatusResponse, _fedhpc_v1_StatusRequest__Output, _fedhpc_v1_StatusResponse__Output>
+  Usage: MethodDefinition<_fedhpc_v1_UsageRequest, _fedhpc_v1_UsageResponse, _fedhpc_v1_UsageRequest__Output, _fedhpc_v1_UsageResponse__Output>
 }

@@ -1,5 +1,6 @@
 // Original file: proto/fedhpc/v1/fedhpc.proto
 
+import type { RoundUsage as _fedhpc_v1_RoundUsage, RoundUsage__Output as _fedhpc_v1_RoundUsage__Output } from '../../fedhpc/v1/RoundUsage';
 import type { Long } from '@grpc/proto-loader';
 
 export interface RoundReceipt {
@@ -9,6 +10,7 @@ export interface RoundReceipt {
   'modelSha256'?: (string);
   'dataManifestSha256'?: (string);
   'signature'?: (Buffer | Uint8Array | string);
+  'usage'?: (_fedhpc_v1_RoundUsage | null);
 }
 
 export interface RoundReceipt__Output {
@@ -18,4 +20,5 @@ export interface RoundReceipt__Output {
   'modelSha256': (string);
   'dataManifestSha256': (string);
   'signature': (Buffer);
+  'usage': (_fedhpc_v1_RoundUsage__Output | null);
 }

@@ -9,6 +9,7 @@ import { loadConfigFile, parseConfig } from '../common/config-file.js';
 import { AdminClient, runSchema } from '../coordinator/index.js';
 import { approveCommand } from './admin-enrol.js';
 import { UsageError } from './usage-error.js';
+import { usageCommand } from './admin-usage.js';
 import { watchCommand } from './admin-watch.js';
 import { formatBytes, formatDuration, formatTable, formatTime } from './table.js';
 import { printable, safeJson } from '../common/text.js';
@@ -27,7 +28,7 @@ const adminConfigSchema = z
 /** A parsed admin config file. */
 export type AdminConfig = z.output<typeof adminConfigSchema>;
 
-export const ADMIN_COMMANDS = ['status', 'sites', 'rounds', 'round', 'start', 'pause', 'resume', 'abort', 'approve', 'revoke', 'watch', 'logs'] as const;
+export const ADMIN_COMMANDS = ['status', 'sites', 'rounds', 'round', 'start', 'pause', 'resume', 'abort', 'approve', 'revoke', 'watch', 'logs', 'usage'] as const;
 export type AdminCommand = (typeof ADMIN_COMMANDS)[number];
 
 /** Arguments of one admin command, as parsed by cli/main.ts. */
@@ -46,6 +47,11 @@ export interface AdminArgs {
   readonly language?: string | undefined;
   readonly validityDays?: number | undefined;
   readonly signal?: AbortSignal | undefined;
+  /** `admin usage`: a site, a window, CSV instead of a table. */
+  readonly site?: string | undefined;
+  readonly from?: string | undefined;
+  readonly to?: string | undefined;
+  readonly csv?: boolean | undefined;
 }
 
 
@@ -164,6 +170,8 @@ export async function runAdmin(a: AdminArgs, out: (s: string) => void): Promise<
       }
       case 'watch':
         return await watchCommand(client, a.json, out, a.signal);
+      case 'usage':
+        return await usageCommand(client, { site: a.site, from: a.from, to: a.to, json: a.json, csv: a.csv === true }, out);
       case 'logs': {
         const site = need(a.target, 'admin logs needs a site id: fedhpc admin logs SITE --config ADMIN.json');
         const r = await client.siteLogs(site, a.limit ?? 50);
@@ -240,7 +248,6 @@ async function roundCommand(client: AdminClient, a: AdminArgs, print: (v: unknow
   });
 }
 
-/** In-flight upload bytes of all sites against the coordinator's one budget, and streams waiting for room. */
 /** Callers refused recently, per reason: "2 tls_handshake, 1 not_member in the last 60 min". */
 function refusalsCell(s: StatusResponse__Output): string {
   const window = `in the last ${Math.round(s.refusalsWindowS / 60)} min`;
@@ -248,6 +255,7 @@ function refusalsCell(s: StatusResponse__Output): string {
   return counts.length > 0 ? `${counts.join(', ')} ${window}` : `none ${window}`;
 }
 
+/** In-flight upload bytes of all sites against the coordinator's one budget, and streams waiting for room. */
 function budgetCell(s: StatusResponse__Output): string {
   const queued = s.uploadStreamsQueued > 0 ? `, ${s.uploadStreamsQueued} stream${s.uploadStreamsQueued === 1 ? '' : 's'} queued` : '';
   return `${formatBytes(Number(s.uploadBudgetUsedBytes))} of ${formatBytes(Number(s.uploadBudgetBytes))} in flight${queued}`;

@@ -37,6 +37,9 @@ export const COMMAND_USAGE: Readonly<Record<string, string>> = {
                start --run FILE | pause | resume | abort [--reason TEXT]
                approve SITE --csr FILE --ca CA_DIR [--out DIR] [--language L] [--validity-days D]
                revoke SITE [--reason TEXT]
+               usage [--site SITE] [--from DATE] [--to DATE] [--csv]
+                 (GPU-hours each site signed into its receipts, per run and site: allocated,
+                  training, waiting; DATE is ISO 8601, e.g. 2026-12-01 or 2026-12-01T10:00Z)
   fedhpc admin dashboard-token --config ADMIN.json [--valid-minutes N] [--url http(s)://HOST:PORT] [--json]
                                 (a sign-in token for the coordinator's dashboard, signed with the admin's key)
   fedhpc admin audit  verify (--state-dir DIR | --nats URL [--stream NAME] [--subject SUBJECT]) [--ca FILE] [--require-receipts] [--json]

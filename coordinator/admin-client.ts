@@ -14,6 +14,7 @@ import {
   type RoundDetail__Output,
   type RunControlResponse__Output,
   type SiteLogsResponse__Output,
+  type UsageResponse__Output,
   type RoundsResponse__Output,
   type SitesResponse__Output,
   type StatusResponse__Output,
@@ -102,6 +103,11 @@ export class AdminClient {
   /** The site's recent log lines as the coordinator saw them (newest last). */
   siteLogs(siteId: string, limit = 0): Promise<SiteLogsResponse__Output> {
     return this.unary((opts, cb) => this.client.SiteLogs({ siteId, limit }, opts, cb));
+  }
+
+  /** GPU-hour accounting from the sites' signed receipts, per run and site (`admin usage`). */
+  usage(filter: { siteId?: string; fromMs?: number; toMs?: number } = {}): Promise<UsageResponse__Output> {
+    return this.unary((opts, cb) => this.client.Usage({ siteId: filter.siteId ?? '', fromMs: filter.fromMs ?? 0, toMs: filter.toMs ?? 0 }, opts, cb));
   }
 
   /** Waits until the coordinator answers (or the deadline passes). */

@@ -121,7 +121,7 @@ export const VECTORS = {
   'quantize-mask.json': { about: 'A delta chunk → clipped, weighted, quantized words (fixed rounding seed) → masked words, and the weight word; Z_2^32 and Z_2^16.', spec: 'quantization-and-the-weight-word', derive: quantizeMask },
   'masked-sum.json': { about: "Three sites, one dropped after the share exchange: the survivors' masked vectors, their modular sum, the unmasked sum, the checks and the mean.", spec: 'unmasking-and-the-checks-of-the-sum', derive: maskedSum },
   'graph.json': { about: 'The neighbour graph from its seed: complete, H(k, n) and the default degree, with the permutation ring.', spec: 'the-neighbour-graph', derive: graphs },
-  'receipt.json': { about: "A receipt's fields → the signed payload, with a P-256 signature, and the payloads refused.", spec: 'receipts', derive: receipts },
+  'receipt.json': { about: "A receipt's fields → the signed payload, with a P-256 signature, and the payloads refused; version 2 (protocol version 6) adds the site's usage of the round.", spec: 'receipts', derive: receipts },
   'canonical-json.json': { about: "Canonical JSON (the journal's hash input): key order by UTF-16 code units, ECMAScript numbers and strings.", spec: 'canonical-json', derive: canonicalJson },
   'journal.json': { about: "A three-record journal: each record's canonical JSON and hash, chained from the genesis hash.", spec: 'the-journal-hash-chain', derive: journal },
   'wire-encodings.json': { about: 'Delta wire encodings and checks: CRC32C, f32 → bf16, int8 blocks and the byte layout of every encoding.', spec: 'delta-encodings', derive: wireEncodings },
@@ -630,6 +630,49 @@ function receipts(m) {
     signature: testSignature(payload, 'receipt'),
     emptyManifest: { fields: { ...fields, dataManifestSha256: '' }, payload: hex(receiptPayload({ ...fields, dataManifestSha256: '' })) },
     refused: refused.map((r) => ({ ...r, error: codeOf(() => receiptPayload(r.fields)) })),
+    v2: receiptsV2(receiptPayload, fields),
+  };
+}
+
+/**
+ * Version 2 (protocol version 6): the usage's seven lines after the manifest. Version 1 above is
+ * what receipts journaled before version 6 keep, and what verifies them.
+ * @param {VectorModules['receipt']['receiptPayload']} receiptPayload
+ * @param {import('../common/receipt.js').ReceiptFields} fields
+ */
+function receiptsV2(receiptPayload, fields) {
+  /** @type {import('../common/usage.js').RoundUsage} */
+  const slurm = { source: 'slurm-sacct', gpus: 4, wallMs: 1_800_000, allocatedGpuMs: 7_200_000, trainingGpuMs: 6_480_000, jobs: '4711,4712.0', reason: '' };
+  /** @type {import('../common/usage.js').RoundUsage} */
+  const unknown = { source: 'unknown', gpus: 0, wallMs: 0, allocatedGpuMs: 0, trainingGpuMs: 0, jobs: '', reason: 'sacct is not installed on this cluster' };
+  /** @type {{ name: string, usage: import('../common/usage.js').RoundUsage }[]} */
+  const accepted = [
+    { name: 'slurm-sacct usage', usage: slurm },
+    { name: 'wall-clock usage, no jobs', usage: { ...slurm, source: 'wall-clock', gpus: 2, wallMs: 60_000, allocatedGpuMs: 120_000, trainingGpuMs: 0, jobs: '' } },
+    { name: 'unknown usage, a reason with spaces', usage: unknown },
+  ];
+  /** @type {{ name: string, usage: Record<string, unknown> }[]} */
+  const refused = [
+    { name: 'training above allocated', usage: { ...slurm, trainingGpuMs: slurm.allocatedGpuMs + 1 } },
+    { name: 'allocated above wall × gpus', usage: { ...slurm, allocatedGpuMs: slurm.wallMs * slurm.gpus + 1, trainingGpuMs: 0 } },
+    { name: 'unknown with figures', usage: { ...unknown, gpus: 1 } },
+    { name: 'unknown with a blank reason', usage: { ...unknown, reason: '   ' } },
+    { name: 'known usage with a reason', usage: { ...slurm, reason: 'measured' } },
+    { name: 'a reason with a newline', usage: { ...unknown, reason: 'no scheduler\nslurm-sacct' } },
+    { name: 'a reason of 513 characters', usage: { ...unknown, reason: 'x'.repeat(513) } },
+    { name: 'a space in jobs', usage: { ...slurm, jobs: '4711, 4712' } },
+    { name: 'an empty job id', usage: { ...slurm, jobs: '4711,' } },
+    { name: 'a negative figure', usage: { ...slurm, trainingGpuMs: -1 } },
+    { name: 'a fractional figure', usage: { ...slurm, wallMs: 1_800_000.5 } },
+    { name: 'another source', usage: { ...slurm, source: 'nvidia-smi' } },
+  ];
+  return {
+    lines: 'the seven fields of version 1, then source, gpus, wallMs, allocatedGpuMs, trainingGpuMs, jobs, reason; the reason (last) may hold spaces',
+    cases: accepted.map(({ name, usage }) => {
+      const payload = receiptPayload({ ...fields, usage });
+      return { name, fields: { ...fields, usage }, payloadText: payload.toString('utf8'), payload: hex(payload) };
+    }),
+    refused: refused.map(({ name, usage }) => ({ name, fields: { ...fields, usage }, error: codeOf(() => receiptPayload({ ...fields, usage: /** @type {import('../common/usage.js').RoundUsage} */ (/** @type {unknown} */ (usage)) })) })),
   };
 }
 

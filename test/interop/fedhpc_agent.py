@@ -5,8 +5,8 @@ Written from docs/protocol.md, proto/fedhpc/v1/fedhpc.proto and proto/vectors/ o
 taken from site-agent/). It joins over mutual TLS with the site's provisioned certificate, keeps
 its Tasks stream open, heartbeats, downloads global models (CRC32C per chunk, SHA-256 of the file),
 trains with a deterministic stand-in trainer, uploads plain or masked deltas in striped, windowed,
-resumable streams, takes part in every SecAgg+ stage and signs receipts of committed rounds.
-It honours a round's training budget (tokens or seconds) and keeps work that missed its round to
+resumable streams, takes part in every SecAgg+ stage and signs receipts of committed rounds (its
+usage declared unknown: the stand-in trainer runs on no scheduler). It honours a round's training budget (tokens or seconds) and keeps work that missed its round to
 fold into a later upload (fedhpc_fold.py: discounted by staleness, weighed W, mixed, masked with the
 later attempt's keys; refused parts dropped and the fresh delta sent alone).
 
@@ -60,6 +60,9 @@ EXIT_REFUSED = 3
 TASK_KINDS = ("keys", "shares", "train", "consistency", "unmask", "eval", "finished", "cancel")
 # Upload failures after which the trained work can no longer count in its round: it is kept and folded later.
 MISSED_ROUND = ("ROUND_CLOSED", "NOT_INVITED", "DEADLINE", "CANCELLED")
+# The usage every receipt declares: the stand-in trainer runs on no scheduler and holds no GPU, so
+# it has nothing to measure and says so (docs/protocol.md "Receipts": unknown, never a silent 0).
+USAGE = fmt.unknown_usage("the interop stand-in trainer runs on no scheduler and declares no GPUs")
 
 
 def load_stubs(stubs_dir):
@@ -459,15 +462,20 @@ class Agent:
         if k not in self.contributions or k in self.receipted or not re.fullmatch(r"[0-9a-f]{64}", model_sha256):
             return
         parent, manifest = self.contributions[k]
-        payload = fmt.receipt_payload(self.federation, run_id, model_round, self.site, parent, model_sha256, manifest)
+        # Since protocol version 6 a receipt declares the round's usage, signed (fedhpc-receipt-v2).
+        u = USAGE
+        payload = fmt.receipt_payload(self.federation, run_id, model_round, self.site, parent, model_sha256, manifest, u)
         signature = sign_p256(self.signing_key, payload)
+        usage = self.pb.RoundUsage(
+            source=u["source"], gpus=u["gpus"], wall_ms=u["wallMs"], allocated_gpu_ms=u["allocatedGpuMs"], training_gpu_ms=u["trainingGpuMs"], jobs=u["jobs"], reason=u["reason"]
+        )
         try:
             self.stub.SubmitReceipt(
-                self.pb.RoundReceipt(run_id=run_id, round=model_round, parent_sha256=parent, model_sha256=model_sha256, data_manifest_sha256=manifest, signature=signature),
+                self.pb.RoundReceipt(run_id=run_id, round=model_round, parent_sha256=parent, model_sha256=model_sha256, data_manifest_sha256=manifest, signature=signature, usage=usage),
                 timeout=CALL_TIMEOUT_S,
             )
             self.receipted.add(k)
-            self.dump.event("receipt", round=model_round, model=model_sha256)
+            self.dump.event("receipt", round=model_round, model=model_sha256, usage=u["source"])
             self.fold.settled(run_id, model_round, counted=True)
         except grpc.RpcError as e:
             code, _, details = error_of(e)

@@ -6,13 +6,14 @@ the safetensors header of a downloaded model. Standard library and numpy only.
 import hashlib
 import json
 import math
+import re
 import struct
 from decimal import Decimal
 
 import numpy as np
 
 # The protocol version this implementation speaks (docs/protocol.md, first line).
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 
 # ----------------------------------------------------------------------------- CRC32C
 
@@ -101,15 +102,94 @@ def delta_segments(encoding, element_counts):
 # ----------------------------------------------------------------------------- receipts
 
 
-def receipt_payload(federation, run_id, round_, site, parent, model, manifest):
-    """Receipts: the signed payload; printable ASCII fields without spaces, a positive round."""
+USAGE_SOURCES = ("slurm-sacct", "wall-clock", "unknown")
+# The usage's figures, in payload order, as a dict names them (the vectors' and the journal's keys).
+USAGE_FIGURES = ("gpus", "wallMs", "allocatedGpuMs", "trainingGpuMs")
+USAGE_KEYS = ("source",) + USAGE_FIGURES + ("jobs", "reason")
+USAGE_REASON_MAX = 512
+USAGE_GPUS_MAX = 1_000_000
+MAX_SAFE_INTEGER = 2**53 - 1
+_JOBS = re.compile(r"(?:[0-9A-Za-z_.+-]+(?:,[0-9A-Za-z_.+-]+)*)?")
+
+
+def _safe_integer(x):
+    """ECMAScript's Number.isSafeInteger: an integral number within ±(2^53 − 1) (an integral float too)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    if isinstance(x, float) and (not math.isfinite(x) or not x.is_integer()):
+        return None
+    return int(x) if abs(x) <= MAX_SAFE_INTEGER else None
+
+
+def usage_problem(usage):
+    """Receipts, usage: why `usage` (a dict with USAGE_KEYS) is not one a site may sign, or None."""
+    source = usage.get("source")
+    if source not in USAGE_SOURCES:
+        return f"usage source {json.dumps(source, default=repr)} is not one of {', '.join(USAGE_SOURCES)}"
+    for k in USAGE_FIGURES:
+        n = _safe_integer(usage.get(k))
+        if n is None or n < 0:
+            return f"usage {k} must be a non-negative integer, got {usage.get(k)!r}"
+    if usage["gpus"] > USAGE_GPUS_MAX:
+        return f"usage gpus {usage['gpus']} is above {USAGE_GPUS_MAX}"
+    jobs, reason = usage.get("jobs"), usage.get("reason")
+    if not isinstance(jobs, str) or not _JOBS.fullmatch(jobs):
+        return "usage jobs must be comma-separated job ids (letters, digits, _ . + -)"
+    if not isinstance(reason, str) or any(not 0x20 <= ord(ch) <= 0x7E for ch in reason) or len(reason) > USAGE_REASON_MAX:
+        return f"usage reason must be printable ASCII of at most {USAGE_REASON_MAX} characters"
+    if source == "unknown":
+        if reason.strip(" ") == "":
+            return "unknown usage must say why"
+        if any(usage[k] != 0 for k in USAGE_FIGURES) or jobs != "":
+            return "unknown usage carries no figures"
+        return None
+    if reason != "":
+        return "known usage carries no reason"
+    if usage["trainingGpuMs"] > usage["allocatedGpuMs"]:
+        return f"usage trainingGpuMs {usage['trainingGpuMs']} is above allocatedGpuMs {usage['allocatedGpuMs']}"
+    if usage["allocatedGpuMs"] > usage["wallMs"] * usage["gpus"]:
+        return f"usage allocatedGpuMs {usage['allocatedGpuMs']} is above wallMs × gpus ({usage['wallMs']} × {usage['gpus']})"
+    return None
+
+
+def usage_dict(usage):
+    """A usage given as a dict (USAGE_KEYS) or a tuple in payload order, as a dict."""
+    if isinstance(usage, dict):
+        return dict(usage)
+    if isinstance(usage, (tuple, list)) and len(usage) == len(USAGE_KEYS):
+        return dict(zip(USAGE_KEYS, usage))
+    raise ValueError(f"RangeError: receipt usage must be a dict or a tuple of {len(USAGE_KEYS)} values ({', '.join(USAGE_KEYS)})")
+
+
+def unknown_usage(reason):
+    """An `unknown` usage: every figure 0, no jobs, and why (printable ASCII, cut to USAGE_REASON_MAX)."""
+    r = re.sub(r"[^\x20-\x7e]+", " ", reason).strip(" ") or "not measured"
+    if len(r) > USAGE_REASON_MAX:
+        r = r[: USAGE_REASON_MAX - 3] + "..."
+    return {"source": "unknown", "gpus": 0, "wallMs": 0, "allocatedGpuMs": 0, "trainingGpuMs": 0, "jobs": "", "reason": r}
+
+
+def receipt_payload(federation, run_id, round_, site, parent, model, manifest, usage=None):
+    """Receipts: the signed payload; printable ASCII fields without spaces, a positive round.
+
+    Without `usage`: `fedhpc-receipt-v1` (receipts journaled before protocol version 6). With it
+    (a dict or a tuple, see usage_dict): `fedhpc-receipt-v2`, the usage's lines after the manifest —
+    source, gpus, wall ms, allocated GPU-ms, training GPU-ms, jobs, reason (the last, spaces allowed).
+    """
     if isinstance(round_, bool) or not isinstance(round_, int) or round_ < 1:
         raise ValueError(f"RangeError: round {round_!r} is not a positive integer")
     fields = [federation, run_id, str(round_), site, parent, model, manifest]
     for f in fields:
         if any(not 0x21 <= ord(ch) <= 0x7E for ch in f):
             raise ValueError(f"RangeError: receipt field {f!r} is not printable ASCII without spaces")
-    return ("fedhpc-receipt-v1\n" + "".join(f + "\n" for f in fields)).encode("ascii")
+    if usage is None:
+        return ("fedhpc-receipt-v1\n" + "".join(f + "\n" for f in fields)).encode("ascii")
+    u = usage_dict(usage)
+    problem = usage_problem(u)
+    if problem is not None:
+        raise ValueError(f"RangeError: receipt {problem}")
+    lines = fields + [u["source"]] + [str(_safe_integer(u[k])) for k in USAGE_FIGURES] + [u["jobs"], u["reason"]]
+    return ("fedhpc-receipt-v2\n" + "".join(f + "\n" for f in lines)).encode("ascii")
 
 
 # ----------------------------------------------------------------------------- canonical JSON

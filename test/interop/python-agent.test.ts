@@ -119,9 +119,22 @@ describe.skipIf(skip)('the Python site agent in secure rounds beside TypeScript 
     ]);
   });
 
-  it('sent a receipt of every round it took part in, and audit verify passes with none missing', async () => {
-    const receipts = (await journalBodies(journalPath(f.fed), 'receipt')).filter((b) => b['site'] === PY).map((b) => b['round']);
+  it('sent a receipt of every round it took part in, declaring its usage unknown (signed, v2), and audit verify passes with none missing', async () => {
+    const bodies = (await journalBodies(journalPath(f.fed), 'receipt')).filter((b) => b['site'] === PY);
+    const receipts = bodies.map((b) => b['round']);
     expect(receipts.sort()).toEqual([1, TS_DROPS, PY_CUT]);
+    // Protocol version 6: the stand-in trainer runs on no scheduler, so it declares unknown, with why.
+    for (const b of bodies) {
+      expect(b['usage'], `round ${String(b['round'])}`).toEqual({
+        source: 'unknown',
+        gpus: 0,
+        wallMs: 0,
+        allocatedGpuMs: 0,
+        trainingGpuMs: 0,
+        jobs: '',
+        reason: 'the interop stand-in trainer runs on no scheduler and declares no GPUs',
+      });
+    }
     const ca = new X509Certificate(readFileSync(siteCertFiles(f.fed, PY).ca, 'utf8'));
     const report = verifyAudit(await readStateDirTrail(coordinatorStateDir(f.fed)), { ca: [ca], requireReceipts: true });
     expect(report).toMatchObject({ ok: true, committedRounds: ROUNDS, missingReceipts: [] });

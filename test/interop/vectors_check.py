@@ -253,7 +253,7 @@ def check_graph(v, c):
 
 
 def _receipt(f):
-    return fmt.receipt_payload(f["federation"], f["runId"], f["round"], f["site"], f["parentSha256"], f["modelSha256"], f["dataManifestSha256"])
+    return fmt.receipt_payload(f["federation"], f["runId"], f["round"], f["site"], f["parentSha256"], f["modelSha256"], f["dataManifestSha256"], f.get("usage"))
 
 
 def check_receipt(v, c):
@@ -266,6 +266,23 @@ def check_receipt(v, c):
     c.eq(_receipt(v["emptyManifest"]["fields"]).hex(), v["emptyManifest"]["payload"], "empty manifest")
     for r in v["refused"]:
         c.code(lambda r=r: _receipt(r["fields"]), r["error"], r["name"])
+    # Version 2 (protocol version 6): the usage's seven lines after the manifest, the reason last.
+    v2 = v["v2"]
+    c.eq(sorted(case["fields"]["usage"]["source"] for case in v2["cases"]), sorted(fmt.USAGE_SOURCES), "v2: a case of every source")
+    for case in v2["cases"]:
+        f, what = case["fields"], f"v2 {case['name']}"
+        u = f["usage"]
+        payload = _receipt(f)
+        c.eq(payload.hex(), case["payload"], f"{what}: payload")
+        c.eq(payload.decode(), case["payloadText"], f"{what}: payload text")
+        lines = [f["federation"], f["runId"], str(f["round"]), f["site"], f["parentSha256"], f["modelSha256"], f["dataManifestSha256"]]
+        lines += [u["source"], str(u["gpus"]), str(u["wallMs"]), str(u["allocatedGpuMs"]), str(u["trainingGpuMs"]), u["jobs"], u["reason"]]
+        c.eq(case["payloadText"], "fedhpc-receipt-v2\n" + "".join(x + "\n" for x in lines), f"{what}: written out from the page")
+        as_tuple = tuple(u[k] for k in fmt.USAGE_KEYS)
+        c.eq(fmt.receipt_payload(*lines[:2], f["round"], *lines[3:7], as_tuple).hex(), case["payload"], f"{what}: usage as a tuple")
+        c.eq(_receipt({k: x for k, x in f.items() if k != "usage"}).decode().startswith("fedhpc-receipt-v1\n"), True, f"{what}: without usage, version 1")
+    for r in v2["refused"]:
+        c.code(lambda r=r: _receipt(r["fields"]), r["error"], f"v2 {r['name']}")
 
 
 def check_canonical_json(v, c):

@@ -330,6 +330,26 @@ describe('protocol test vectors', () => {
     for (const r of v.refused) expect(codeOf(() => receipt.receiptPayload(r.fields)), r.name).toBe(r.error);
   });
 
+  it('receipt v2 (protocol version 6): the usage\'s seven lines after the manifest, the reason last; the usages refused', () => {
+    const v = read('receipt.json').v2;
+    expect(v.cases.map((c) => c.fields.usage.source).sort()).toEqual(['slurm-sacct', 'unknown', 'wall-clock']);
+    expect(v.cases.some((c) => c.fields.usage.source === 'unknown' && c.fields.usage.reason.includes(' '))).toBe(true);
+    for (const c of v.cases) {
+      const f = c.fields;
+      const u = f.usage;
+      expect(receipt.receiptPayload(f).toString('hex'), c.name).toBe(c.payload);
+      expect(c.payloadText, c.name).toBe(
+        `fedhpc-receipt-v2\n${[f.federation, f.runId, f.round, f.site, f.parentSha256, f.modelSha256, f.dataManifestSha256, u.source, u.gpus, u.wallMs, u.allocatedGpuMs, u.trainingGpuMs, u.jobs, u.reason].join('\n')}\n`,
+      );
+      expect(Buffer.from(c.payload, 'hex').toString('utf8'), c.name).toBe(c.payloadText);
+      // The same fields without the usage are a version 1 payload (a receipt journaled before version 6).
+      const { usage: _, ...v1 } = f;
+      expect(receipt.receiptPayload(v1).toString('utf8').startsWith('fedhpc-receipt-v1\n'), c.name).toBe(true);
+    }
+    expect(v.refused.map((r) => r.name)).toEqual(expect.arrayContaining(['training above allocated', 'unknown with figures', 'a reason with a newline', 'a space in jobs']));
+    for (const r of v.refused) expect(codeOf(() => receipt.receiptPayload(r.fields as unknown as receipt.ReceiptFields)), r.name).toBe(r.error);
+  });
+
   it('canonical-json: each input gives its canonical text and hash; all but the lone surrogate are RFC 8785 cases', () => {
     const v = read('canonical-json.json');
     for (const c of v.cases) {

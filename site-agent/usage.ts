@@ -12,7 +12,7 @@
  * sacct's own words; it is never reported as 0.
  */
 import { unknownUsage, type RoundUsage } from '../common/usage.js';
-import { TERMINAL_STATES, type Run, type SlurmState } from './runners/slurm-cli.js';
+import type { Run } from './runners/slurm-cli.js';
 
 /** How a shard's compute was allocated, as its runner knows it. */
 export type Allocation =
@@ -91,7 +91,9 @@ export interface UsageMeterOptions {
   readonly sleep?: (ms: number) => Promise<void>;
 }
 
-const ENDED = (r: AccountedRun): boolean => r.endMs !== undefined && TERMINAL_STATES.has(r.state as SlurmState);
+/** States in which a run still holds its allocation (a requeued run's record has ended: its next run is another line). */
+const LIVE_STATES = new Set(['RUNNING', 'COMPLETING', 'CONFIGURING', 'SUSPENDED', 'PENDING', 'RESIZING', 'STAGE_OUT', 'SIGNALING']);
+const ENDED = (r: AccountedRun): boolean => r.endMs !== undefined && !LIVE_STATES.has(r.state);
 
 /** Measures allocations into receipts' usage. */
 export class UsageMeter {

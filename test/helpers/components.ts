@@ -18,6 +18,22 @@ export function slurmUnavailable(): string | undefined {
   return `sinfo does not answer (${(sinfo.stderr || sinfo.error?.message || 'no partitions').trim()})${why ? `; start-slurm.sh: ${why}` : ''}`;
 }
 
+/**
+ * Starts the one-node Slurm cluster with slurmdbd (idempotent); returns why job accounting (sacct)
+ * is unusable, or undefined. Tests that need it name the component `slurm-accounting`.
+ */
+export function slurmAccountingUnavailable(): string | undefined {
+  const slurm = slurmUnavailable();
+  if (slurm !== undefined) return slurm;
+  const sacct = spawnSync('sacct', ['-n', '-X', '-P', '-o', 'JobIDRaw', '-S', 'now-1minutes'], {
+    encoding: 'utf8',
+    timeout: 15_000,
+  });
+  if (sacct.status === 0) return undefined;
+  const why = (sacct.stderr || sacct.error?.message || `exit ${String(sacct.status ?? sacct.signal)}`).trim();
+  return `sacct does not answer (${why})`;
+}
+
 /** Throws when a required component is missing; otherwise reports the skip once on stdout. */
 export function skipUnless(component: string, unavailable: string | undefined): boolean {
   if (unavailable === undefined) return false;

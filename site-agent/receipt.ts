@@ -117,7 +117,10 @@ export class ReceiptSigner {
     );
   }
 
-  /** Resolves once every receipt in flight now has its answer (each waits 15 s at most). */
+  /**
+   * Resolves once every receipt in flight now has its answer: each waits for its usage (sacct: at
+   * most a minute for a job's end to show; a round's job has ended by then) and 15 s for the answer.
+   */
   async settled(): Promise<void> {
     await Promise.all([...this.inFlight.values()]);
   }

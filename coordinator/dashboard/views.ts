@@ -4,6 +4,8 @@
  * of admin-rounds.ts), the round driver (`runSnapshot` of run-metrics.ts), the site registry, the
  * round timeline, `verifyAudit` — so the dashboard and `fedhpc admin` cannot disagree.
  */
+import { gpuHours } from '../../common/usage.js';
+import { usageRows, type UsageRow } from '../audit/usage.js';
 import type { X509Certificate } from 'node:crypto';
 import type { BudgetUsage } from '../upload/budget.js';
 import type { AdminRoundPort } from '../shell/ports.js';
@@ -147,6 +149,8 @@ export function roundsView(s: DashboardSources) {
 /** The sites page: state, version, heartbeat, busy fraction, bytes, failures, certificate, usage. */
 export function sitesView(s: DashboardSources) {
   const known = s.registry.list();
+  const runId = s.driver.runContext?.plan.runId;
+  const usage = new Map(runId === undefined ? [] : usageRows(s.records()).filter((r) => r.runId === runId).map((r) => [r.site, siteUsage(r)]));
   const expected = s.driver.runContext?.plan.expectedSites ?? [];
   const never = [...new Set([...expected, ...s.members()])].filter((id) => !s.registry.get(id)).sort();
   return {
@@ -167,11 +171,25 @@ export function sitesView(s: DashboardSources) {
         busyFraction: r.lastRound?.busyFraction ?? null,
         certificate: { fingerprint: r.fingerprint, notAfterMs: r.certificateNotAfterMs ?? null },
         failures: s.failures.of(r.id),
-        // Sites do not report resource usage yet: the page shows it as absent, never as zero.
-        usage: null,
+        // The run's GPU-hours the site signed into its receipts; null before its first committed round.
+        usage: usage.get(r.id) ?? null,
       })),
       ...never.map((id) => ({ id, state: 'never joined', usage: null, failures: s.failures.of(id) })),
     ],
+  };
+}
+
+/** A site's usage in the current run as the sites page shows it: GPU-hours, and what is not summed. */
+function siteUsage(r: UsageRow) {
+  const unknown = r.perRound.filter((p) => p.usage?.source === 'unknown').at(-1)?.usage?.reason;
+  return {
+    rounds: r.rounds,
+    allocatedGpuHours: gpuHours(r.allocatedGpuMs),
+    trainingGpuHours: gpuHours(r.trainingGpuMs),
+    roundsUnknown: r.roundsUnknown,
+    unknownReason: unknown ?? null,
+    roundsWithoutReceipt: r.roundsWithoutReceipt,
+    sources: r.sources,
   };
 }
 

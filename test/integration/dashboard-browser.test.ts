@@ -240,7 +240,8 @@ describe.skipIf(skip)('the web dashboard in a browser', () => {
     const site1 = rows.find((r) => r[0] === 'site-1')!;
     expect(site1[1]).toBe('connected');
     expect(site1[10]).toMatch(/^\d{4}-\d\d-\d\d \(\d+ d\)$/);
-    expect(site1[11]).toBe('not reported');
+    // The builtin trainer declares its CPU rounds as wall-clock × 0 GPUs: a known zero, not "not reported".
+    expect(site1[11]).toMatch(/^0\.000 GPU-h/);
     const site3 = rows.find((r) => r[0] === 'site-3')!;
     // Markup from the network is text: shown as sent, never run or parsed.
     expect(site3[3]).toBe(HTML_VERSION);
@@ -260,12 +261,13 @@ describe.skipIf(skip)('the web dashboard in a browser', () => {
     const evil = '<img src=x onerror=window.__xss=5><script>window.__xss=6</script>';
     forgedSites = JSON.stringify({
       nowMs: Date.now(),
-      sites: [{ id: evil, state: evil, activity: evil, progress: -1, agentVersion: evil, lastHeartbeatMs: Date.now(), bytesUp: 1, bytesDown: 1, roundsContributed: 1, busyFraction: null, certificate: { fingerprint: evil, notAfterMs: null }, failures: { total: 1, recent: [{ ts: 1, runId: evil, round: 1, attempt: 0, code: evil, message: evil }] }, usage: null }],
+      sites: [{ id: evil, state: evil, activity: evil, progress: -1, agentVersion: evil, lastHeartbeatMs: Date.now(), bytesUp: 1, bytesDown: 1, roundsContributed: 1, busyFraction: null, certificate: { fingerprint: evil, notAfterMs: null }, failures: { total: 1, recent: [{ ts: 1, runId: evil, round: 1, attempt: 0, code: evil, message: evil }] }, usage: { rounds: 3, allocatedGpuHours: 1.5, trainingGpuHours: 1.2, roundsUnknown: 1, unknownReason: evil, roundsWithoutReceipt: 1, sources: [evil] } }],
     });
     try {
       await open('/rounds');
       await open('/sites');
       expect(await text('#sites-table tbody td:first-child')).toBe(evil);
+      expect(await text('#sites-table tbody td:last-child')).toBe('1.500 GPU-h, 80% training · 1 round unknown · 1 awaiting receipt');
       expect(await page.$$('#sites-table img, #sites-table script')).toHaveLength(0);
       expect(await page.evaluate(() => Reflect.get(window, '__xss'))).toBeUndefined();
     } finally {

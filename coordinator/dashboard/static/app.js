@@ -274,13 +274,36 @@ async function renderSites() {
             ? '0'
             : h('div', { class: 'failures' }, `${f.total}: `, h('code', null, String(last?.code || 'no code')), ' ', h('span', { class: 'failure-message' }, String(last?.message ?? '')), ` (round ${last?.round}.${last?.attempt})`),
           notAfter ? h('span', { class: days < 30 ? 'warn nowrap' : 'nowrap', title: time(notAfter) }, `${time(notAfter).slice(0, 10)} (${Math.floor(days)} d)`) : '-',
-          h('span', { class: 'absent' }, 'not reported'),
+          usageCell(x.usage),
         ];
       }),
       'sites-table',
     ),
-    h('p', { class: 'note' }, 'Busy: first to last training step of the last committed round the site took part in, over that round\'s wall time. Usage (GPU hours, energy) is shown once sites report it; no agent does yet.'),
+    h('p', { class: 'note' }, 'Busy: first to last training step of the last committed round the site took part in, over that round\'s wall time. Usage: the GPU-hours of this run each site signed into its receipts (allocated, and the share spent training); rounds a site could not measure are counted as unknown, never as zero.'),
   );
+}
+
+/**
+ * A site's GPU-hours in this run: "12.3 GPU-h, 81% training", its unknown rounds with the reason,
+ * and rounds whose receipt has not come; "not reported" before its first committed round.
+ * @param {Json} u
+ */
+function usageCell(u) {
+  if (u === null || u === undefined) return h('span', { class: 'absent' }, 'not reported');
+  const parts = [];
+  const known = u.rounds - u.roundsUnknown - u.roundsWithoutReceipt;
+  if (known > 0) {
+    const share = u.allocatedGpuHours > 0 ? `, ${Math.round((u.trainingGpuHours / u.allocatedGpuHours) * 100)}% training` : '';
+    parts.push(h('span', { class: 'nowrap', title: String(u.sources.join(', ')) }, `${gpuHours(u.allocatedGpuHours)} GPU-h${share}`));
+  }
+  if (u.roundsUnknown > 0) parts.push(h('span', { class: 'warn', title: String(u.unknownReason ?? '') }, `${u.roundsUnknown} round${u.roundsUnknown === 1 ? '' : 's'} unknown`));
+  if (u.roundsWithoutReceipt > 0) parts.push(h('span', { class: 'absent' }, `${u.roundsWithoutReceipt} awaiting receipt`));
+  return h('div', { class: 'usage' }, ...parts.flatMap((p, i) => (i === 0 ? [p] : [' · ', p])));
+}
+
+/** @param {number} hours */
+function gpuHours(hours) {
+  return hours < 10 ? hours.toFixed(3) : hours.toFixed(1);
 }
 
 /** @param {Json} t */

@@ -61,17 +61,25 @@ describe('usage receipts from sites without Slurm', () => {
       const gpus = GPUS[site];
       await fed.patchSiteConfig(site, (c) => ({ ...c, runner: { kind: 'command', command: [process.execPath, FAKE_TRAINER], ...(gpus === undefined ? {} : { gpus }) } }));
     }
-    procs.push(await startCoordinatorProcess(fed));
+    const coordinator = await startCoordinatorProcess(fed);
+    procs.push(coordinator);
     for (const s of fed.sites) procs.push(await startSiteProcess(fed, s));
+    // A coordinator that exits (a port taken meanwhile, a config it refuses) ends the wait with its log.
+    const died = coordinator.exited.then(async (code) => {
+      throw new Error(`the coordinator exited (${code}): ${(await coordinator.logText()).slice(-2000)}`);
+    });
+    died.catch(() => undefined); // it exits at the end of the test too: only the race below hears of it
     // The last round's receipts follow the run's end (its `finished` task).
-    receipts = await waitFor(
+    receipts = await Promise.race([died, waitFor(
       'every site\'s receipt of every round',
       async () => {
         const r = (await readJsonLines<JournalLine>(journalPath(fed))).map((l) => l.body).filter((b) => b.type === 'receipt') as unknown as Receipt[];
         return r.length === ROUNDS * fed.sites.length ? r : undefined;
       },
       120_000,
-    );
+    ).catch(async (err: unknown) => {
+      throw new Error(`${(err as Error).message}; the coordinator's log ends: ${(await coordinator.logText().catch(() => '(none)')).slice(-2000)}`);
+    })]);
   }, 150_000);
   afterAll(async () => {
     for (const p of procs.reverse()) await p.stop();

@@ -14,12 +14,13 @@ export const VECTOR_DIR = 'proto/vectors';
 
 /**
  * The implementation the vectors are derived from: the secure-aggregation library, the canonical
- * field encoding, the receipt payload, the journal's canonical JSON and CRC32C.
+ * field encoding, the receipt payload, the journal's canonical JSON and chain rule, and CRC32C.
  * @typedef {{
  *   aggregation: typeof import('../aggregation/index.js'),
  *   encoding: typeof import('../aggregation/secagg/encoding.js'),
  *   receipt: typeof import('../common/receipt.js'),
  *   journal: typeof import('../coordinator/state/journal.js'),
+ *   chainRule: typeof import('../coordinator/state/chain-rule.js'),
  *   crc32c: (data: Uint8Array) => number,
  *   protocolVersion: number,
  * }} VectorModules
@@ -123,7 +124,11 @@ export const VECTORS = {
   'graph.json': { about: 'The neighbour graph from its seed: complete, H(k, n) and the default degree, with the permutation ring.', spec: 'the-neighbour-graph', derive: graphs },
   'receipt.json': { about: "A receipt's fields → the signed payload, with a P-256 signature, and the payloads refused; version 2 (protocol version 6) adds the site's usage of the round.", spec: 'receipts', derive: receipts },
   'canonical-json.json': { about: "Canonical JSON (the journal's hash input): key order by UTF-16 code units, ECMAScript numbers and strings.", spec: 'canonical-json', derive: canonicalJson },
-  'journal.json': { about: "A three-record journal: each record's canonical JSON and hash, chained from the genesis hash.", spec: 'the-journal-hash-chain', derive: journal },
+  'journal.json': {
+    about: "A three-record journal: each record's canonical JSON and hash, chained from the genesis hash; continued by records with leadership terms (protocol version 7: the term is hashed); and a replicated journal's stream, read by the chain rule.",
+    spec: 'the-journal-hash-chain',
+    derive: journal,
+  },
   'wire-encodings.json': { about: 'Delta wire encodings and checks: CRC32C, f32 → bf16, int8 blocks and the byte layout of every encoding.', spec: 'delta-encodings', derive: wireEncodings },
   'folded-weight.json': { about: "Folded work: the staleness discount ⌊k/(1+s)⌋, an upload's weight W = F + min(S, M − F) with λ and each part's count λ·S_i, the weights refused, and one mixed delta, clipped (secure) and not (plain).", spec: 'bases-staleness-and-folded-work', derive: foldedWeight },
 };
@@ -725,7 +730,7 @@ function journal(m) {
       startedMs: 1_764_892_800_000,
     },
   ];
-  /** @type {{ seq: number, ts: number, prev: string, body: Record<string, unknown>, canonical: string, hash: string }[]} */
+  /** @type {{ seq: number, ts: number, prev: string, term?: number, body: Record<string, unknown>, canonical: string, hash: string }[]} */
   const records = [];
   let prev = GENESIS_HASH;
   bodies.forEach((body, i) => {
@@ -734,7 +739,46 @@ function journal(m) {
     records.push({ ...r, canonical: canonical({ seq: r.seq, ts: r.ts, prev: r.prev, body: r.body }), hash });
     prev = hash;
   });
-  return { genesis: GENESIS_HASH, records };
+  // The same journal imported into a replicated stream and continued by leaders of terms 3 and 5.
+  /** @type {[number, Record<string, unknown>][]} */
+  const termedBodies = [
+    [3, { type: 'round-opened', runId: 'run-1', round: 2, attempt: 0 }],
+    [3, { type: 'round-aborted', runId: 'run-1', round: 2, attempt: 0, reason: 'the coordinator lost its lease' }],
+    [5, { type: 'round-opened', runId: 'run-1', round: 2, attempt: 1 }],
+  ];
+  /** @type {typeof records} */
+  const termed = [];
+  /** @param {number} seq @param {number} term @param {string} prevHash @param {Record<string, unknown>} body */
+  const make = (seq, term, prevHash, body) => {
+    const r = { seq, ts: 1_764_892_900_000 + 1000 * seq, prev: prevHash, term, body: /** @type {{ type: string }} */ (body) };
+    return { ...r, canonical: canonical({ seq: r.seq, ts: r.ts, prev: r.prev, term: r.term, body: r.body }), hash: recordHash(r) };
+  };
+  for (const [term, body] of termedBodies) {
+    const r = make(records.length + termed.length + 1, term, prev, body);
+    termed.push(r);
+    prev = r.hash;
+  }
+  const chain = [...records, ...termed].map(({ canonical: _, ...r }) => r);
+  const [r4, r5, r6] = /** @type {typeof chain} */ (chain.slice(3));
+  // What a stream may hold besides the chain: a writer of term 4 that lost the race for seq 6, an
+  // old leader (term 3) writing after term 5, garbage, and a record sent twice.
+  const stream = [
+    ...chain.slice(0, 5).map((r) => JSON.stringify(r)),
+    JSON.stringify(r6),
+    JSON.stringify(make(6, 4, /** @type {{ hash: string }} */ (r5).hash, { type: 'round-opened', runId: 'run-1', round: 2, attempt: 1 })),
+    JSON.stringify(make(7, 3, /** @type {{ hash: string }} */ (r6).hash, { type: 'round-opened', runId: 'run-1', round: 2, attempt: 2 })),
+    'not a record',
+    JSON.stringify(r4),
+  ];
+  const read = m.chainRule.chainOf(stream.map((data, i) => ({ streamSeq: i + 1, data })));
+  const offChain = new Set(read.ignored.map((x) => x.streamSeq));
+  return {
+    genesis: GENESIS_HASH,
+    records,
+    termed,
+    stream: stream.map((message, i) => ({ streamSeq: i + 1, message, onChain: !offChain.has(i + 1) })),
+    chain: read.records.map((r) => r.hash),
+  };
 }
 
 /** @param {VectorModules} m */
@@ -844,6 +888,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     encoding: await dist('aggregation/secagg/encoding.js'),
     receipt: await dist('common/receipt.js'),
     journal: await dist('coordinator/state/journal.js'),
+    chainRule: await dist('coordinator/state/chain-rule.js'),
     crc32c,
     protocolVersion: (await dist('proto/index.js')).PROTOCOL_VERSION,
   };

@@ -7,7 +7,7 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import { verifyReceipt } from '../../common/receipt.js';
 import { identityFromCertificate } from '../pki/index.js';
-import { GENESIS_HASH, recordHash, type JournalRecord } from '../state/journal.js';
+import { GENESIS_HASH, recordHash, termProblem, type JournalRecord } from '../state/journal.js';
 import { isRecordOf, type ReceiptRecord, type RoundCommittedRecord } from '../state/records.js';
 
 /** One line of a trail as read: a parsed record, or why it is not one. */
@@ -78,6 +78,10 @@ export function verifyAudit(lines: readonly AuditLine[], options: VerifyAuditOpt
     if (shape) return fail(shape);
     if (r.seq !== i + 1) return fail(`seq is ${r.seq}, expected ${i + 1} (a record before it is missing or out of order)`);
     if (r.prev !== prev) return fail(`prev ${r.prev} is not the hash of the record before it (${prev})`);
+    // A trail may begin term-less (a state dir's journal, imported) and go on with leadership terms (protocol version 7).
+    const before = lines[i - 1];
+    const term = termProblem(before?.ok ? before.record : undefined, r);
+    if (term !== undefined) return fail(term);
     if (recordHash(r) !== r.hash) return fail('hash does not match the record (a field was changed)');
     prev = r.hash;
     if (isRecordOf(r.body, 'round-committed')) {

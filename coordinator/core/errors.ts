@@ -86,6 +86,18 @@ export const COORDINATOR_ERRORS = {
    * admin's reason) holds a control or bidi character, or is too long (common/text.ts).
    */
   TEXT_INVALID: { status: grpc.status.INVALID_ARGUMENT, retryable: false },
+  /**
+   * The replicated journal: another writer extended the chain (a record of this coordinator's was
+   * published but is not on the chain, or the head already has a higher term). The record is not
+   * committed and never will be: this coordinator has lost leadership (coordinator/state/jetstream-journal.ts).
+   */
+  JOURNAL_FENCED: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
+  /**
+   * The replicated journal did not acknowledge an append before its deadline (NATS without quorum or
+   * out of reach). Not committed as far as anyone was told, but the record may still reach the chain:
+   * the writer reads the chain again before it writes or acknowledges anything else.
+   */
+  JOURNAL_UNAVAILABLE: { status: grpc.status.UNAVAILABLE, retryable: true },
 } as const satisfies Record<string, { status: grpc.status; retryable: boolean }>;
 
 export type CoordinatorErrorCode = keyof typeof COORDINATOR_ERRORS;

@@ -2,7 +2,8 @@
  * The append-only, hash-chained journal (`journal.jsonl`). Each record carries the hash of the
  * previous one; a record is durable once `append` resolves (written and fdatasync'ed). On open, a
  * torn last line (a crash mid-append, never acknowledged) is cut off; any other damage is an error
- * that names the line.
+ * that names the line. The record format, its hash and the term rule are shared with the replicated
+ * journal (`jetstream-journal.ts`), whose records carry the writer's leadership term.
  */
 import { createHash } from 'node:crypto';
 import { open, readFile, truncate, type FileHandle } from 'node:fs/promises';
@@ -17,6 +18,11 @@ export interface JournalRecord<B extends JournalBody = JournalBody> {
   readonly ts: number;
   readonly prev: string;
   readonly hash: string;
+  /**
+   * The leadership term of the coordinator that wrote it (the lease revision; protocol version 7).
+   * Absent in a state dir's journal and in records imported from one.
+   */
+  readonly term?: number;
   readonly body: B;
 }
 
@@ -40,21 +46,41 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
-/** The hash of a record: SHA-256 over the canonical JSON of everything but the hash itself. */
+/**
+ * The hash of a record: SHA-256 over the canonical JSON of everything but the hash itself,
+ * `{seq, ts, prev, term, body}`. A record without a term hashes exactly as before terms existed
+ * (canonical JSON leaves undefined members out), so every existing journal keeps verifying.
+ */
 export function recordHash(r: Omit<JournalRecord, 'hash'>): string {
-  return createHash('sha256').update(canonicalJson({ seq: r.seq, ts: r.ts, prev: r.prev, body: r.body })).digest('hex');
+  return createHash('sha256').update(canonicalJson({ seq: r.seq, ts: r.ts, prev: r.prev, term: r.term, body: r.body })).digest('hex');
+}
+
+/**
+ * What is wrong with `r`'s term after `before` (the record preceding it, if any), or undefined.
+ * A chain is term-less records (a state dir's journal, imported) followed by termed ones whose term
+ * never decreases: a term is a positive integer, and once a record has one, every later record does.
+ */
+export function termProblem(before: Pick<JournalRecord, 'term'> | undefined, r: Pick<JournalRecord, 'term'>): string | undefined {
+  if (r.term !== undefined && !(Number.isSafeInteger(r.term) && r.term > 0)) return `term ${String(r.term)} is not a positive integer`;
+  const last = before?.term;
+  if (last === undefined) return undefined;
+  if (r.term === undefined) return `no term after a record of term ${last}`;
+  if (r.term < last) return `term is ${r.term}, below the previous record's ${last}`;
+  return undefined;
 }
 
 /** Result of checking a chain: the first broken record, if any. */
 export type ChainCheck = { ok: true; records: number } | { ok: false; line: number; reason: string };
 
-/** Verifies seq, prev links and hashes of parsed records. */
+/** Verifies seq, prev links, terms ({@link termProblem}) and hashes of parsed records. */
 export function verifyChain(records: readonly JournalRecord[]): ChainCheck {
   let prev = GENESIS_HASH;
   for (let i = 0; i < records.length; i++) {
     const r = records[i]!;
     if (r.seq !== i + 1) return { ok: false, line: i + 1, reason: `seq is ${r.seq}, expected ${i + 1}` };
     if (r.prev !== prev) return { ok: false, line: i + 1, reason: 'prev does not match the previous record' };
+    const term = termProblem(records[i - 1], r);
+    if (term !== undefined) return { ok: false, line: i + 1, reason: term };
     if (recordHash(r) !== r.hash) return { ok: false, line: i + 1, reason: 'hash does not match the record' };
     prev = r.hash;
   }

@@ -13,7 +13,7 @@ from decimal import Decimal
 import numpy as np
 
 # The protocol version this implementation speaks (docs/protocol.md, first line).
-PROTOCOL_VERSION = 6
+PROTOCOL_VERSION = 7
 
 # ----------------------------------------------------------------------------- CRC32C
 
@@ -275,9 +275,90 @@ def canonical_sha256(value):
 GENESIS_HASH = "0" * 64
 
 
-def record_hash(seq, ts, prev, body):
-    """The journal hash chain: SHA-256 of the canonical JSON of {seq, ts, prev, body}."""
-    return canonical_sha256({"seq": seq, "ts": ts, "prev": prev, "body": body})
+def record_hash(seq, ts, prev, body, term=None):
+    """The journal hash chain: SHA-256 of the canonical JSON of {seq, ts, prev, term, body}; a record
+    without a term (a state dir's journal) leaves it out, as canonical JSON leaves out undefined members."""
+    record = {"seq": seq, "ts": ts, "prev": prev, "body": body}
+    if term is not None:
+        record["term"] = term
+    return canonical_sha256(record)
+
+
+def term_problem(before, record):
+    """What is wrong with a record's term after the record before it (None: the first), or None.
+    Term-less records first (an imported journal), then positive integer terms that never decrease."""
+    term = record.get("term")
+    if term is not None and not (isinstance(term, (int, float)) and not isinstance(term, bool) and term == int(term) and 0 < term <= 2**53 - 1):
+        return "term is not a positive integer"
+    last = before.get("term") if before is not None else None
+    if last is None:
+        return None
+    if term is None:
+        return "no term after a termed record"
+    if term < last:
+        return "term below the previous record's"
+    return None
+
+
+def verify_chain(records):
+    """The first problem of a parsed chain as (index, why), or None: seq from 1, prev links, terms, hashes."""
+    prev, before = GENESIS_HASH, None
+    for i, r in enumerate(records):
+        if r["seq"] != i + 1:
+            return i, "seq"
+        if r["prev"] != prev:
+            return i, "prev"
+        why = term_problem(before, r)
+        if why:
+            return i, why
+        if record_hash(r["seq"], r["ts"], r["prev"], r["body"], r.get("term")) != r["hash"]:
+            return i, "hash"
+        prev, before = r["hash"], r
+    return None
+
+
+_RECORD_KEYS = {"seq", "ts", "prev", "hash", "term", "body"}
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _as_record(message):
+    """A stream message (text) as a journal record, or None when it is none."""
+    try:
+        r = parse_json_as_ecmascript(message)
+    except ValueError:
+        return None
+    if not isinstance(r, dict) or not set(r) <= _RECORD_KEYS:
+        return None
+    seq, ts, prev, digest, body = r.get("seq"), r.get("ts"), r.get("prev"), r.get("hash"), r.get("body")
+    if not isinstance(seq, float) or seq != int(seq) or not 1 <= seq <= 2**53 - 1 or not isinstance(ts, float) or not math.isfinite(ts):
+        return None
+    if not isinstance(prev, str) or not _HEX64.match(prev) or not isinstance(digest, str) or not _HEX64.match(digest):
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+        return None
+    return r
+
+
+def chain_of(messages):
+    """The chain rule of a replicated journal: in stream order, a message is on the chain iff it is a
+    record whose seq is the head's + 1, whose prev is the head's hash, whose term is allowed after the
+    head's and whose hash verifies. Returns (records on the chain, indexes of the messages ignored)."""
+    chain, ignored = [], []
+    for i, message in enumerate(messages):
+        r = _as_record(message)
+        head = chain[-1] if chain else None
+        ok = (
+            r is not None
+            and r["seq"] == (head["seq"] if head else 0) + 1
+            and r["prev"] == (head["hash"] if head else GENESIS_HASH)
+            and term_problem(head, r) is None
+            and record_hash(r["seq"], r["ts"], r["prev"], r["body"], r.get("term")) == r["hash"]
+        )
+        if ok:
+            chain.append(r)
+        else:
+            ignored.append(i)
+    return chain, ignored
 
 
 # ----------------------------------------------------------------------------- safetensors

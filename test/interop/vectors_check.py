@@ -300,6 +300,20 @@ def check_journal(v, c):
         c.eq(fmt.canonical_json({"seq": r["seq"], "ts": r["ts"], "prev": r["prev"], "body": r["body"]}), r["canonical"], f"record {r['seq']}: canonical")
         c.eq(fmt.record_hash(r["seq"], r["ts"], r["prev"], r["body"]), r["hash"], f"record {r['seq']}: hash")
         prev = r["hash"]
+    # Protocol version 7: records with the writer's leadership term, which is part of the hash input.
+    for r in v["termed"]:
+        c.eq(r["prev"], prev, f"termed record {r['seq']}: prev")
+        c.eq(fmt.canonical_json({"seq": r["seq"], "ts": r["ts"], "prev": r["prev"], "term": r["term"], "body": r["body"]}), r["canonical"], f"termed record {r['seq']}: canonical")
+        c.eq(fmt.record_hash(r["seq"], r["ts"], r["prev"], r["body"], r["term"]), r["hash"], f"termed record {r['seq']}: hash")
+        prev = r["hash"]
+    chain = v["records"] + v["termed"]
+    c.eq(fmt.verify_chain(chain), None, "term-less records continued by termed ones verify")
+    c.eq([r["hash"] for r in chain], v["chain"], "the chain")
+    lower = dict(chain[-1], term=chain[-2]["term"] - 1)
+    c.eq(fmt.verify_chain(chain[:-1] + [lower])[1], "term below the previous record's", "a decreasing term is refused")
+    got, ignored = fmt.chain_of([m["message"] for m in v["stream"]])
+    c.eq([r["hash"] for r in got], v["chain"], "the chain rule over the stream")
+    c.eq([m["streamSeq"] - 1 for m in v["stream"] if not m["onChain"]], ignored, "the messages off the chain")
 
 
 def check_wire_encodings(v, c):

@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportLines, parseAuditLines, verifyAudit } from '../../../coordinator/audit/index.js';
 import { createCa, issueCertificate } from '../../../coordinator/pki/index.js';
-import type { JournalRecord } from '../../../coordinator/state/journal.js';
+import { recordHash, type JournalRecord } from '../../../coordinator/state/journal.js';
 import { FEDERATION, rechain, receiptFor, toText, writeTrail, type Trail } from './trail-fixture.js';
 
 let trail: Trail;
@@ -101,6 +101,22 @@ describe('audit verify', () => {
     const strict = verify(text, true);
     expect(strict.ok).toBe(false);
     expect(strict.firstBroken!.reason).toMatch(/1 receipt\(s\) missing, first: site site-b for round 2/);
+  });
+
+  it('accepts a trail that goes on from term-less records with terms that never decrease, and names a term that does', () => {
+    const records = clone();
+    const extend = (term: number | undefined): void => {
+      const last = records[records.length - 1]!;
+      const partial = { seq: last.seq + 1, ts: last.ts + 1, prev: last.hash, term, body: { type: 'leader', term } };
+      records.push({ ...partial, hash: recordHash(partial) });
+    };
+    for (const term of [4, 4, 9]) extend(term);
+    expect(verify(toText(records))).toMatchObject({ ok: true, records: trail.records.length + 3 });
+    extend(8);
+    expect(verify(toText(records)).firstBroken).toMatchObject({ index: trail.records.length + 3, reason: "term is 8, below the previous record's 9" });
+    records.pop();
+    extend(undefined);
+    expect(verify(toText(records)).firstBroken).toMatchObject({ index: trail.records.length + 3, reason: 'no term after a record of term 9' });
   });
 
   it('names a line that is not JSON and a torn last line', () => {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile, appendFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -153,6 +154,48 @@ describe('verifyChain', () => {
   it('refuses a first record that does not start from the genesis hash', async () => {
     const records = await writeRecords(2);
     expect(verifyChain([{ ...records[0]!, prev: 'f'.repeat(64) }])).toMatchObject({ ok: false, line: 1 });
+  });
+});
+
+/** `records` continued by records of the given terms (undefined: none), each chained and hashed. */
+function extendWithTerms(records: readonly JournalRecord[], terms: readonly (number | undefined)[]): JournalRecord[] {
+  const out = [...records];
+  for (const term of terms) {
+    const last = out[out.length - 1];
+    const partial = { seq: (last?.seq ?? 0) + 1, ts: (last?.ts ?? 0) + 1, prev: last?.hash ?? GENESIS_HASH, term, body: { type: 'test', term } };
+    out.push({ ...partial, hash: recordHash(partial) });
+  }
+  return out;
+}
+
+describe('leadership terms (protocol version 7)', () => {
+  it('hashes a record without a term exactly as before terms existed: SHA-256 of the canonical {seq, ts, prev, body}', async () => {
+    for (const r of await writeRecords(3)) {
+      expect(r).not.toHaveProperty('term');
+      expect(createHash('sha256').update(canonicalJson({ seq: r.seq, ts: r.ts, prev: r.prev, body: r.body })).digest('hex')).toBe(r.hash);
+      expect(recordHash({ ...r, term: undefined })).toBe(r.hash);
+    }
+  });
+
+  it('puts a term in the hash input: the same record with another term hashes differently', () => {
+    const base = { seq: 1, ts: 5, prev: GENESIS_HASH, body: { type: 'x' } };
+    expect(recordHash({ ...base, term: 3 })).toBe(createHash('sha256').update(canonicalJson({ ...base, term: 3 })).digest('hex'));
+    expect(recordHash({ ...base, term: 3 })).not.toBe(recordHash({ ...base, term: 4 }));
+    expect(recordHash({ ...base, term: 3 })).not.toBe(recordHash(base));
+  });
+
+  it('accepts term-less records followed by termed ones whose term never decreases', async () => {
+    const chain = extendWithTerms(await writeRecords(3), [1, 1, 4, 9, 9]);
+    expect(verifyChain(chain)).toEqual({ ok: true, records: 8 });
+    expect(verifyChain(extendWithTerms([], [2, 2, 3]))).toEqual({ ok: true, records: 3 });
+  });
+
+  it('names a term that decreases, a record without a term after a termed one, and a term that is no positive integer', async () => {
+    const start = await writeRecords(2);
+    expect(verifyChain(extendWithTerms(start, [5, 4]))).toEqual({ ok: false, line: 4, reason: "term is 4, below the previous record's 5" });
+    expect(verifyChain(extendWithTerms(start, [5, undefined]))).toEqual({ ok: false, line: 4, reason: 'no term after a record of term 5' });
+    expect(verifyChain(extendWithTerms(start, [0]))).toEqual({ ok: false, line: 3, reason: 'term 0 is not a positive integer' });
+    expect(verifyChain(extendWithTerms(start, [1.5]))).toEqual({ ok: false, line: 3, reason: 'term 1.5 is not a positive integer' });
   });
 });
 

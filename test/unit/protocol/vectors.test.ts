@@ -15,12 +15,13 @@ import { describe, expect, it } from 'vitest';
 import * as aggregation from '../../../aggregation/index.js';
 import * as encoding from '../../../aggregation/secagg/encoding.js';
 import * as receipt from '../../../common/receipt.js';
+import * as chainRule from '../../../coordinator/state/chain-rule.js';
 import * as journal from '../../../coordinator/state/journal.js';
 import { PROTOCOL_VERSION } from '../../../proto/index.js';
 import { VECTORS, VECTOR_DIR, vectorFiles } from '../../../scripts/gen-vectors.mjs';
 
 const ROOT = resolve(fileURLToPath(new URL('../../../', import.meta.url)));
-const modules = { aggregation, encoding, receipt, journal, crc32c, protocolVersion: PROTOCOL_VERSION };
+const modules = { aggregation, encoding, receipt, journal, chainRule, crc32c, protocolVersion: PROTOCOL_VERSION };
 
 type Vectors = typeof VECTORS;
 /** A vector file as parsed: its header and what the generator derived for it. */
@@ -373,6 +374,25 @@ describe('protocol test vectors', () => {
     }
     expect(v.records.map((r) => sha256(r.canonical))).toEqual(v.records.map((r) => r.hash));
     expect(journal.verifyChain(records)).toEqual({ ok: true, records: records.length });
+  });
+
+  it('journal (protocol version 7): a term is hashed with the record, the chain goes on from term-less records, and the chain rule reads a stream', () => {
+    const v = read('journal.json');
+    let prev = at(v.records, v.records.length - 1).hash;
+    for (const r of v.termed) {
+      expect(r.prev).toBe(prev);
+      expect(r.term).toBeGreaterThan(0);
+      expect(r.canonical).toBe(journal.canonicalJson({ seq: r.seq, ts: r.ts, prev: r.prev, term: r.term, body: r.body }));
+      expect(sha256(r.canonical)).toBe(r.hash);
+      prev = r.hash;
+    }
+    const chain = [...v.records, ...v.termed].map((r) => ({ seq: r.seq, ts: r.ts, prev: r.prev, term: r.term, hash: r.hash, body: r.body as journal.JournalBody }));
+    expect(journal.verifyChain(chain)).toEqual({ ok: true, records: chain.length });
+    expect(v.chain).toEqual(chain.map((r) => r.hash));
+    const stream = chainRule.chainOf(v.stream.map((m) => ({ streamSeq: m.streamSeq, data: m.message })));
+    expect(stream.records.map((r) => r.hash)).toEqual(v.chain);
+    expect(v.stream.filter((m) => !m.onChain).map((m) => m.streamSeq)).toEqual(stream.ignored.map((m) => m.streamSeq));
+    expect(v.stream.filter((m) => !m.onChain)).toHaveLength(4);
   });
 
   it("wire-encodings: CRC32C, bf16 rounding, int8 blocks and each encoding's byte layout", () => {

@@ -1,6 +1,7 @@
 /**
  * Reading an audit trail for verification or export: the journal of a state dir (every line,
- * damaged ones included, so the verifier can name them), or the records a JetStream stream holds.
+ * damaged ones included, so the verifier can name them), the records a JetStream stream holds, or
+ * the chain of a replicated journal stream (the chain rule: what is off the chain is reported apart).
  */
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
@@ -8,6 +9,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoordinatorError } from '../core/errors.js';
 import { natsConnectOptions, type NatsConnectSettings } from '../nats/options.js';
+import type { IgnoredMessage } from '../state/chain-rule.js';
+import { readJournalChain } from '../state/jetstream-journal.js';
 import type { JournalRecord } from '../state/journal.js';
 import type { AuditLine } from './verify.js';
 
@@ -77,6 +80,27 @@ export async function readStreamTrail(o: StreamTrailOptions): Promise<AuditLine[
       if (got === 0) throw new CoordinatorError('INTERNAL', `stream ${o.stream} stopped delivering with ${remaining} message(s) left`);
     }
     return lines;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** A replicated journal's stream to read: where it is and how to reach it. */
+export interface JournalStreamTrailOptions extends NatsConnectSettings {
+  readonly stream: string;
+  readonly subject: string;
+}
+
+/**
+ * Reads the chain of a replicated journal stream (issue 19) through the chain rule that replay and
+ * standbys use (`chainStep`): its records as trail lines, and the messages that are not on it
+ * (racing or fenced writers, garbage), which are no break of the trail but are reported.
+ */
+export async function readJournalStreamTrail(o: JournalStreamTrailOptions): Promise<{ lines: AuditLine[]; ignored: IgnoredMessage[]; ignoredCount: number }> {
+  const nc = await connect({ ...natsConnectOptions(o, 'fedhpc-audit'), reconnect: false });
+  try {
+    const chain = await readJournalChain(nc, { stream: o.stream, subject: o.subject, timeoutMs: o.timeoutMs });
+    return { lines: chain.records.map((record) => ({ ok: true, record })), ignored: chain.ignored, ignoredCount: chain.ignoredCount };
   } finally {
     await nc.close();
   }

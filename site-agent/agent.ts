@@ -16,13 +16,13 @@ import { PROTOCOL_VERSION } from '../proto/index.js';
 import { SiteActivity } from './activity.js';
 import { checkCertificateDates, watchCertificate } from './cert-reload.js';
 import { createSiteClient } from './client.js';
-import type { ResolvedSiteConfig } from './config.js';
+import { coordinatorAddresses, type ResolvedSiteConfig } from './config.js';
 import { SiteAgentError } from './errors.js';
 import { faultPoint, type DropPhase } from './faults.js';
 import { CoordinatorLink, type TaskStream } from './link.js';
 import type { AgentMetrics } from './metrics.js';
 import { ReceiptSigner } from './receipt.js';
-import { classifyFailure } from './retry.js';
+import { classifyFailure, firstCoordinator, nextCoordinator, type CoordinatorCursor } from './retry.js';
 import { RoundJobs } from './round-job.js';
 import type { Runner } from './runners/runner.js';
 import { SecureStages } from './secure/stages.js';
@@ -61,11 +61,13 @@ export interface SiteAgentOptions {
   readonly metrics?: AgentMetrics | undefined;
 }
 
-/** How the loop stands with the coordinator across connections, for backoff and giving up. */
+/** How the loop stands with the coordinator across connections, for backoff, giving up, and which address to dial. */
 interface Reach {
   failures: number;
   lastContact: number;
   readonly random: () => number;
+  /** The coordinator to dial next, among the configured ones or a leader a standby named. */
+  cursor: CoordinatorCursor;
 }
 
 /** One site's agent. `run` resolves when `signal` aborts and rejects on a permanent refusal. */
@@ -98,7 +100,7 @@ export class SiteAgent {
       accounting: (jobs, signal) => (o.runner.accounting ? o.runner.accounting(jobs, signal) : Promise.reject(new Error(`the ${o.runner.kind} runner has no scheduler accounting`))),
     });
     this.receipts = new ReceiptSigner({
-      measure: (allocation, final, signal) => meter.measure(allocation, final, signal),
+      measure: (allocation, folded, final, signal) => meter.measureAll(allocation, folded, final, signal),
       site: o.config.site,
       certificatePem: tls.cert.toString('utf8'),
       keyPem: this.tls.key,
@@ -143,7 +145,7 @@ export class SiteAgent {
     await mkdir(this.cacheDir, { recursive: true });
     // Kept work an earlier run of the agent folded waits for its round's receipt, as if just uploaded.
     for (const c of await (await this.jobs.kept()).pendingContributions()) this.receipts.contributed(c);
-    const reach: Reach = { failures: 0, lastContact: Date.now(), random: this.o.random ?? Math.random };
+    const reach: Reach = { failures: 0, lastContact: Date.now(), random: this.o.random ?? Math.random, cursor: firstCoordinator(coordinatorAddresses(this.o.config)) };
     const watcher = watchCertificate(this.o.config.tls.cert, this.o.config.tls.key, () => {
       this.log.info({ cert: this.o.config.tls.cert }, 'site certificate file changed: reconnecting with it between rounds');
       this.certificateChanged = true;
@@ -172,14 +174,19 @@ export class SiteAgent {
     checkCertificateDates(tls.cert, this.o.config.tls.cert);
     let retryInMs = backoffDelay(this.o.config.reconnect, reach.failures, reach.random);
     this.tls = { key: tls.key.toString('utf8'), ca: tls.ca.toString('utf8') };
-    const link = new CoordinatorLink(createSiteClient(this.o.config));
+    // The address being dialled is the TLS server name checked (unless `serverName` says otherwise):
+    // a leader a standby named is usable only with a coordinator certificate of the federation for it.
+    const address = reach.cursor.current;
+    const link = new CoordinatorLink(createSiteClient({ ...this.o.config, coordinator: address }));
     this.link = link;
     this.connection = new AbortController();
     try {
-      await this.join(link, signal);
+      await this.join(link, signal, address);
       this.o.metrics?.connected(true);
       reach.failures = 0;
       reach.lastContact = Date.now();
+      // A leader reached by a hint is followed at once again when a later standby names another.
+      reach.cursor = { ...reach.cursor, followed: false };
       await this.followTasks(link, signal);
     } catch (err) {
       if (signal.aborted) return undefined;
@@ -206,8 +213,16 @@ export class SiteAgent {
     }
     const giveUp = this.o.config.giveUpAfterS;
     if (giveUp > 0 && Date.now() - reach.lastContact > giveUp * 1000) {
-      throw new SiteAgentError('UNREACHABLE', `no contact with ${this.o.config.coordinator} for ${giveUp} s: ${(err as Error).message}`, false);
+      throw new SiteAgentError('UNREACHABLE', `no contact with ${reach.cursor.addresses.join(', ')} for ${giveUp} s: ${(err as Error).message}`, false);
     }
+    // Which coordinator next: a leader a standby named, the next configured one, or the same (retry.ts).
+    const from = reach.cursor.current;
+    const next = nextCoordinator(reach.cursor, verdict);
+    reach.cursor = next.cursor;
+    if (next.cursor.current !== from) {
+      this.log.info({ phase: 'join', coordinator: next.cursor.current, from, why: next.why, code: verdict.code, waitsBackoff: next.wait === 'backoff' }, next.why.startsWith('leader-named') ? `following the leader ${from} named: ${next.cursor.current}` : `trying the next coordinator address: ${next.cursor.current}`);
+    }
+    if (next.wait === 'none') return 0;
     let retryInMs = backoffDelay(this.o.config.reconnect, reach.failures++, reach.random);
     // Never sleep past the give-up point: one last try there, then the agent says so and exits.
     if (giveUp > 0) retryInMs = Math.max(0, Math.min(retryInMs, reach.lastContact + giveUp * 1000 - Date.now()));
@@ -215,11 +230,11 @@ export class SiteAgent {
     return retryInMs;
   }
 
-  private async join(link: CoordinatorLink, signal: AbortSignal): Promise<void> {
+  private async join(link: CoordinatorLink, signal: AbortSignal, coordinator: string): Promise<void> {
     const hello = { protocolVersion: this.o.protocolVersion ?? PROTOCOL_VERSION, siteId: this.o.config.site, agentVersion: AGENT_VERSION };
     const joined = await link.join(hello, signal);
     this.heartbeatMs = heartbeatInterval(joined.heartbeatIntervalMs);
-    this.log.info({ federation: joined.federation, coordinatorVersion: joined.coordinatorVersion, heartbeatMs: this.heartbeatMs }, 'joined federation');
+    this.log.info({ phase: 'join', coordinator, federation: joined.federation, coordinatorVersion: joined.coordinatorVersion, heartbeatMs: this.heartbeatMs }, 'joined federation');
   }
 
   /** Follows the task stream until it ends; heartbeats meanwhile. Resolves only when closed on purpose. */

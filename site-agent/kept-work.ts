@@ -33,6 +33,7 @@ import type { TaskTensor } from './encode.js';
 import { SiteAgentError } from './errors.js';
 import type { Contribution } from './receipt.js';
 import type { TrainResult } from './runners/runner.js';
+import { allocationSchema } from './usage.js';
 
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
@@ -58,6 +59,8 @@ const keptRecordSchema = z
     state: z.enum(['kept', 'folded-pending']),
     foldedIn: foldedInSchema.optional(),
     keptAtMs: count,
+    /** How the part's shard was allocated: its usage joins the receipt of the upload that folds it. */
+    allocation: allocationSchema.optional(),
   })
   .strict();
 
@@ -158,6 +161,7 @@ export class KeptWork {
         dataManifestSha256: r.dataManifestSha256,
         state: 'kept',
         keptAtMs: Date.now(),
+        ...(r.allocation === undefined ? {} : { allocation: r.allocation }),
       };
       const part = await this.write(record);
       this.log.info({ kept: describe(part) }, 'missed work kept on disk: it is folded into a later upload');

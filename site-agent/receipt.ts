@@ -20,8 +20,10 @@ export interface Contribution {
   readonly round: number;
   readonly parentSha256: string;
   readonly dataManifestSha256: string;
-  /** How the round's shard was allocated (its runner's word); undefined: not known (kept work, a restart). */
+  /** How the round's shard was allocated (its runner's word); undefined: not known (a restart). */
   readonly allocation?: Allocation | undefined;
+  /** The allocations of the kept parts the upload folded (issue 16): their GPU time counts in this receipt. */
+  readonly foldedAllocations?: readonly (Allocation | undefined)[] | undefined;
 }
 
 export interface ReceiptSignerOptions {
@@ -38,8 +40,8 @@ export interface ReceiptSignerOptions {
    * committed without this site). Other answers say neither, and nothing is called.
    */
   readonly onVerdict?: (c: Contribution, counted: boolean) => void;
-  /** Measures a contribution's allocation into the usage its receipt carries (`final`: the run's last round). */
-  readonly measure: (allocation: Allocation | undefined, final: boolean, signal: AbortSignal) => Promise<RoundUsage>;
+  /** Measures a contribution's allocations (its own, then its folded parts') into the usage its receipt carries (`final`: the run's last round). */
+  readonly measure: (allocation: Allocation | undefined, folded: readonly (Allocation | undefined)[], final: boolean, signal: AbortSignal) => Promise<RoundUsage>;
 }
 
 /** Contributions remembered at most (older ones are forgotten unsigned). */
@@ -82,7 +84,7 @@ export class ReceiptSigner {
     };
     void after
       .catch(() => undefined)
-      .then(() => this.o.measure(c.allocation, final, AbortSignal.timeout(120_000)))
+      .then(() => this.o.measure(c.allocation, c.foldedAllocations ?? [], final, AbortSignal.timeout(120_000)))
       .then(
         (usage) => this.submit(c, modelSha256, usage, done),
         (err: unknown) => {

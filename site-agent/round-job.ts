@@ -262,7 +262,14 @@ export class RoundJobs {
     }
     const { outcome, folded } = res;
     log.info({ phase: 'upload', bytes: outcome.receivedBytes, folded: folded.length }, 'delta uploaded');
-    const contribution = { runId: t.runId, round: t.round, parentSha256: t.globalModel.sha256, dataManifestSha256: result.dataManifestSha256, allocation: result.allocation };
+    const contribution = {
+      runId: t.runId,
+      round: t.round,
+      parentSha256: t.globalModel.sha256,
+      dataManifestSha256: result.dataManifestSha256,
+      allocation: result.allocation,
+      foldedAllocations: folded.map((p) => p.allocation),
+    };
     // Pending before anything else: a crash from here on leaves the parts for the receipt (or ALREADY_COUNTED) to settle.
     await kept.markFolded(folded, { runId: t.runId, round: t.round, parentSha256: contribution.parentSha256, dataManifestSha256: contribution.dataManifestSha256, attempt: t.attempt });
     await rm(roundDir, { recursive: true, force: true });

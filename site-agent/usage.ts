@@ -11,6 +11,7 @@
  * to last step) × GPUs, never more than allocated. Without accounting the usage is `unknown` with
  * sacct's own words; it is never reported as 0.
  */
+import { z } from 'zod';
 import { unknownUsage, type RoundUsage } from '../common/usage.js';
 import type { Run } from './runners/slurm-cli.js';
 
@@ -26,6 +27,17 @@ export type Allocation =
    */
   | { readonly kind: 'slurm-session'; readonly jobs: readonly string[]; readonly fromMs?: number | undefined; readonly toMs: number; readonly busyMs: number }
   | { readonly kind: 'unknown'; readonly reason: string };
+
+const ms = z.number().min(0).max(Number.MAX_SAFE_INTEGER);
+const jobIds = z.array(z.string().regex(/^[0-9A-Za-z_.+-]+$/)).max(10_000);
+
+/** An {@link Allocation} as kept work stores it on disk (site-agent/kept-work.ts). */
+export const allocationSchema: z.ZodType<Allocation> = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('wall-clock'), gpus: z.number().int().min(0), startedMs: ms, endedMs: ms, busyMs: ms }).strict(),
+  z.object({ kind: z.literal('slurm-jobs'), jobs: jobIds, busyMs: ms }).strict(),
+  z.object({ kind: z.literal('slurm-session'), jobs: jobIds, fromMs: ms.optional(), toMs: ms, busyMs: ms }).strict(),
+  z.object({ kind: z.literal('unknown'), reason: z.string().max(4096) }).strict(),
+]);
 
 /** The busy span of a shard's result (first step's start to last step's end), 0 when not known. */
 export function busySpanMs(r: { readonly trainStartedMs?: number | undefined; readonly trainFinishedMs?: number | undefined }): number {
@@ -116,6 +128,31 @@ export class UsageMeter {
       case 'slurm-session':
         return this.measureSlurm(allocation, final, signal).catch((err: unknown) => unknownUsage(`sacct: ${(err as Error).message}`));
     }
+  }
+
+  /**
+   * The usage of an upload: its fresh shard's allocation (`final` applies to it) and those of the
+   * kept parts it folded, whose allocations ended rounds ago. Summed when every part is known by
+   * the same source; one unknown part, or parts measured by different sources, make the round
+   * unknown with the reason — a sum is never partly guessed.
+   */
+  async measureAll(fresh: Allocation | undefined, folded: readonly (Allocation | undefined)[], final: boolean, signal: AbortSignal): Promise<RoundUsage> {
+    const own = await this.measure(fresh, final, signal);
+    if (folded.length === 0) return own;
+    const parts = [own, ...(await Promise.all(folded.map((a) => this.measure(a ?? { kind: 'unknown', reason: 'a kept part from before this agent recorded allocations' }, false, signal))))];
+    const unknown = parts.findIndex((u) => u.source === 'unknown');
+    if (unknown >= 0) return unknownUsage(unknown === 0 ? own.reason : `a folded part from an earlier round: ${parts[unknown]!.reason}`);
+    const sources = [...new Set(parts.map((u) => u.source))];
+    if (sources.length > 1) return unknownUsage(`the round's parts were measured by different sources (${sources.join(', ')}); not added up`);
+    return {
+      source: own.source,
+      gpus: Math.max(...parts.map((u) => u.gpus)),
+      wallMs: parts.reduce((s, u) => s + u.wallMs, 0),
+      allocatedGpuMs: parts.reduce((s, u) => s + u.allocatedGpuMs, 0),
+      trainingGpuMs: parts.reduce((s, u) => s + u.trainingGpuMs, 0),
+      jobs: [...new Set(parts.flatMap((u) => (u.jobs === '' ? [] : u.jobs.split(','))))].join(','),
+      reason: '',
+    };
   }
 
   private async measureSlurm(a: Extract<Allocation, { kind: 'slurm-jobs' | 'slurm-session' }>, final: boolean, signal: AbortSignal): Promise<RoundUsage> {

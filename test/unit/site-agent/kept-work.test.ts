@@ -3,6 +3,7 @@
  * on disk and how it survives a restart, its states, which parts a task folds and with what
  * weights, and the folded delta written as docs/protocol.md defines it.
  */
+import type { Allocation } from '../../../site-agent/usage.js';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -72,10 +73,10 @@ function task(patch: Partial<TrainTask> = {}): TrainTask {
 }
 
 /** Keeps work trained from base `c` (model round `r`) with `samples`; its Δ is local − base. */
-async function keepWork(store: KeptWork, c: string, r: number, samples: number, runId = 'run-1'): Promise<KeptPart> {
+async function keepWork(store: KeptWork, c: string, r: number, samples: number, runId = 'run-1', allocation?: Allocation): Promise<KeptPart> {
   const base = await model(`base-${c}`, (i) => i / 10);
   const local = await model(`local-${c}`, (i) => i / 10 + (i % 3) * 1e-3 * r);
-  const result = { outPath: local, samples, tokens: samples * 8, steps: 3, trainLoss: 1.25, dataManifestSha256: sha('d') };
+  const result = { outPath: local, samples, tokens: samples * 8, steps: 3, trainLoss: 1.25, dataManifestSha256: sha('d'), ...(allocation ? { allocation } : {}) };
   return store.keep({ runId, round: r + 1, attempt: 0, baseModelSha256: sha(c), baseModelRound: r, basePath: base, result, tensors: TENSORS }, AbortSignal.timeout(5_000));
 }
 
@@ -102,6 +103,18 @@ describe('kept work on disk', () => {
     await again.settle({ runId: 'run-1', round: 5, parentSha256: sha('4'), dataManifestSha256: sha('e') }, true);
     expect(await again.parts()).toEqual([]);
     await expect((await KeptWork.open(join(dir, 'kept'), log.logger)).pendingContributions()).resolves.toEqual([]);
+  });
+
+  it('keeps the part\'s allocation through a restart and a settle, so the upload that folds it can count its GPU time', async () => {
+    const log = testLogger();
+    const allocation: Allocation = { kind: 'slurm-jobs', jobs: ['4711'], busyMs: 9000 };
+    await keepWork(await KeptWork.open(join(dir, 'kept'), log.logger), '3', 3, 600, 'run-1', allocation);
+    const again = await KeptWork.open(join(dir, 'kept'), log.logger);
+    expect((await again.parts())[0]!.allocation).toEqual(allocation);
+    const foldedIn = { runId: 'run-1', round: 5, attempt: 0, parentSha256: sha('4'), dataManifestSha256: sha('e') };
+    await again.markFolded(await again.parts(), foldedIn);
+    await again.settle({ runId: 'run-1', round: 5, parentSha256: sha('4'), dataManifestSha256: sha('e') }, false);
+    expect((await again.parts())[0]!.allocation).toEqual(allocation);
   });
 
   it('removes a record that does not parse, with a warning, and keeps reading the rest', async () => {

@@ -120,3 +120,25 @@ describe('wall-clock usage', () => {
     expect((await meter.measure({ kind: 'unknown', reason: 'runner.gpus is not configured' }, false, signal())).reason).toBe('runner.gpus is not configured');
   });
 });
+
+describe('usage of an upload that folds kept work', () => {
+  const meter = new UsageMeter({ accounting: () => Promise.resolve({ code: 0, stdout: [line('41', 'COMPLETED', 100, 'gres/gpu=2', 1000, 1100), line('38', 'COMPLETED', 50, 'gres/gpu=4', 800, 850)].join('\n'), stderr: '' }) });
+  const fresh: Allocation = { kind: 'slurm-jobs', jobs: ['41'], busyMs: 80_000 };
+  const kept: Allocation = { kind: 'slurm-jobs', jobs: ['38'], busyMs: 40_000 };
+
+  it('adds the folded parts\' GPU time to the fresh shard\'s, when one source measured them all', async () => {
+    const scripted = (jobs: readonly string[]) => Promise.resolve({ code: 0, stdout: jobs.map((j) => (j === '41' ? line('41', 'COMPLETED', 100, 'gres/gpu=2', 1000, 1100) : line('38', 'COMPLETED', 50, 'gres/gpu=4', 800, 850))).join('\n'), stderr: '' });
+    const u = await new UsageMeter({ accounting: scripted }).measureAll(fresh, [kept], false, signal());
+    expect(u).toEqual({ source: 'slurm-sacct', gpus: 4, wallMs: 150_000, allocatedGpuMs: 100 * 2000 + 50 * 4000, trainingGpuMs: 80_000 * 2 + 40_000 * 4, jobs: '41,38', reason: '' });
+    expect(usageProblem(u)).toBeUndefined();
+    expect(await meter.measureAll(fresh, [], false, signal())).toMatchObject({ jobs: '41,38' }); // this meter's sacct prints both jobs for any query
+  });
+
+  it('makes the round unknown, with the reason, when a folded part cannot be measured or was measured otherwise', async () => {
+    const noRecord = await meter.measureAll(fresh, [undefined], false, signal());
+    expect(noRecord).toMatchObject({ source: 'unknown', allocatedGpuMs: 0 });
+    expect(noRecord.reason).toMatch(/^a folded part from an earlier round: a kept part from before this agent recorded allocations/);
+    const mixed = await meter.measureAll(fresh, [{ kind: 'wall-clock', gpus: 1, startedMs: 0, endedMs: 1000, busyMs: 500 }], false, signal());
+    expect(mixed.reason).toBe('the round\'s parts were measured by different sources (slurm-sacct, wall-clock); not added up');
+  });
+});

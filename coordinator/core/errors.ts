@@ -98,6 +98,12 @@ export const COORDINATOR_ERRORS = {
    * the writer reads the chain again before it writes or acknowledges anything else.
    */
   JOURNAL_UNAVAILABLE: { status: grpc.status.UNAVAILABLE, retryable: true },
+  /**
+   * A standby coordinator answering: it does not lead the federation now. The leader's address, when
+   * the standby knows one, travels in the `fedhpc-leader` metadata entry ({@link ERROR_METADATA});
+   * the caller dials it, or its next configured address (coordinator/ha/standby-server.ts).
+   */
+  NOT_LEADER: { status: grpc.status.UNAVAILABLE, retryable: true },
 } as const satisfies Record<string, { status: grpc.status; retryable: boolean }>;
 
 export type CoordinatorErrorCode = keyof typeof COORDINATOR_ERRORS;
@@ -123,8 +129,11 @@ export class CoordinatorError extends Error {
   }
 }
 
-/** Metadata keys that carry the fedhpc error code and retry hint next to the gRPC status. */
-export const ERROR_METADATA = { code: 'fedhpc-error-code', retryable: 'fedhpc-retryable' } as const;
+/**
+ * Metadata keys that carry the fedhpc error code and retry hint next to the gRPC status, and, with
+ * `NOT_LEADER`, the leader's `host:port` (absent while no leader is known).
+ */
+export const ERROR_METADATA = { code: 'fedhpc-error-code', retryable: 'fedhpc-retryable', leader: 'fedhpc-leader' } as const;
 
 /** Longest error message sent to a caller, in characters. */
 const MAX_DETAILS_CHARS = 1024;
@@ -136,6 +145,8 @@ export function toServiceError(err: unknown): Partial<grpc.ServiceError> & { cod
   const metadata = new grpc.Metadata();
   metadata.set(ERROR_METADATA.code, e.code);
   metadata.set(ERROR_METADATA.retryable, String(e.retryable));
+  const leader = e.code === 'NOT_LEADER' ? e.context['leader'] : undefined;
+  if (typeof leader === 'string' && leader !== '') metadata.set(ERROR_METADATA.leader, leader);
   // Messages may quote what the caller sent; the status travels in an HTTP/2 trailer, and one
   // larger than the peer's header limit never arrives (the call hangs until its deadline).
   // Lone surrogates (a quoted half of a character) make grpc-js's percent-encoding throw: replace them.

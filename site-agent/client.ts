@@ -7,8 +7,11 @@ import { MAX_MESSAGE_BYTES, loadProto, type SiteServiceClient } from '../proto/i
 import type { ResolvedSiteConfig } from './config.js';
 import { proxiedTarget } from './proxy.js';
 
-/** Creates a SiteService client for `config.coordinator`, authenticated by the site certificate. */
-export function createSiteClient(config: Pick<ResolvedSiteConfig, 'coordinator' | 'serverName' | 'tls' | 'proxy'>): SiteServiceClient {
+/**
+ * Creates a SiteService client for `config.coordinator` — the one address being dialled, whose host
+ * is the TLS server name checked unless `serverName` is set — authenticated by the site certificate.
+ */
+export function createSiteClient(config: { readonly coordinator: string } & Pick<ResolvedSiteConfig, 'serverName' | 'tls' | 'proxy'>): SiteServiceClient {
   const tls = readTlsFiles(config.tls);
   // The coordinator's name is checked by these credentials; an IP address is not sent as SNI (common/grpc-tls.ts).
   const credentials = mutualTlsCredentials(tls, { target: config.coordinator, serverName: config.serverName });

@@ -3,9 +3,11 @@
  * Unknown fields are errors naming the field and the file.
  */
 import { z } from 'zod';
+import { invariant } from '../aggregation/index.js';
 import { loadConfigFile } from '../common/config-file.js';
 import { commandRunnerSchema } from './runners/command.js';
 import { slurmRunnerSchema } from './runners/slurm.js';
+import { COORDINATOR_ADDRESS } from './retry.js';
 import { standinRunnerSchema } from './runners/standin.js';
 
 /** The builtin TypeScript trainer on generated text in one language (demo, tests). */
@@ -24,11 +26,20 @@ export const builtinRunnerSchema = z
   })
   .strict();
 
+/** A coordinator's address: `host:port` or `[v6]:port` (the same rule as site-agent/retry.ts `COORDINATOR_ADDRESS`). */
+const coordinatorAddress = z.string().regex(COORDINATOR_ADDRESS, 'host:port');
+
 export const siteConfigSchema = z
   .object({
     site: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits and -'),
-    coordinator: z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'host:port'),
-    /** TLS server name to verify when `coordinator` is an address the certificate does not name. */
+    /** The coordinator's `host:port` (this, or `coordinators`). */
+    coordinator: coordinatorAddress.optional(),
+    /**
+     * Several coordinator addresses, tried in order; a standby's `NOT_LEADER` names the leader to
+     * follow (docs/protocol.md, "Standby coordinators and NOT_LEADER"; issue 19). This, or `coordinator`.
+     */
+    coordinators: z.array(coordinatorAddress).min(1).max(16).optional(),
+    /** TLS server name to verify when a coordinator address is one the certificate does not name (every address). */
     serverName: z.string().optional(),
     /** Outbound HTTP CONNECT proxy, `http://[user:password@]host:port` (default: `https_proxy` etc. from the environment). */
     proxy: z
@@ -62,7 +73,29 @@ export const siteConfigSchema = z
     giveUpAfterS: z.number().min(0).default(0),
     log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info') }).strict().default({}),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    if ((c.coordinator === undefined) === (c.coordinators === undefined)) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: [c.coordinator === undefined ? 'coordinator' : 'coordinators'],
+        message: c.coordinator === undefined
+          ? 'give the coordinator\'s address: "coordinator": "host:port", or several as "coordinators": ["host:port", ...]'
+          : 'give either "coordinator" or "coordinators", not both',
+      });
+    }
+  });
+
+/**
+ * The coordinator addresses a site dials, in order: `coordinators`, or the one `coordinator`. The
+ * schema requires exactly one of them; a config built in code that sets both is a bug.
+ */
+export function coordinatorAddresses(config: Pick<ResolvedSiteConfig, 'coordinator' | 'coordinators'>): readonly string[] {
+  invariant(config.coordinator === undefined || config.coordinators === undefined, 'a site config names its coordinator once: coordinator or coordinators');
+  if (config.coordinators) return config.coordinators;
+  invariant(config.coordinator !== undefined, 'a site config names a coordinator');
+  return [config.coordinator];
+}
 
 export type SiteOptions = z.input<typeof siteConfigSchema>;
 export type ResolvedSiteConfig = z.output<typeof siteConfigSchema>;

@@ -30,16 +30,26 @@
  *   reads the error's text.
  * - A round's failure report says `retryable` by the verdict; it said true for every gRPC error.
  *
+ * Which coordinator to dial after a failed connection (a standby's `NOT_LEADER` naming the leader,
+ * an address out of reach) is `nextCoordinator`'s decision, from the same verdict.
+ *
  * After a failed upload of trained work, `afterUploadFailure` decides what becomes of the work
  * (issue 16, docs/protocol.md "Bases, staleness and folded work"): the coordinator refused the
  * folded parts (send the fresh delta alone, the window allowing), the round no longer takes this
  * site's upload (keep the work on disk to fold into a later upload), or the failure is the round's.
  */
 import * as grpc from '@grpc/grpc-js';
+import { invariant } from '../aggregation/index.js';
 import { SiteAgentError } from './errors.js';
 
 /** Metadata keys of the coordinator's verdict (the same names as coordinator/core/errors.ts `ERROR_METADATA`). */
-export const VERDICT_METADATA = { code: 'fedhpc-error-code', retryable: 'fedhpc-retryable' } as const;
+export const VERDICT_METADATA = { code: 'fedhpc-error-code', retryable: 'fedhpc-retryable', leader: 'fedhpc-leader' } as const;
+
+/** A standby coordinator's code: it does not lead; `fedhpc-leader` may name the one that does. */
+export const NOT_LEADER = 'NOT_LEADER';
+
+/** A coordinator's address as the site config takes it: `host:port` or `[v6]:port`. */
+export const COORDINATOR_ADDRESS = /^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/;
 
 /** The coordinator's code for a call from a session it does not know: join again, then retry. */
 export const NOT_JOINED = 'NOT_JOINED';
@@ -81,6 +91,8 @@ export interface FailureVerdict {
   readonly reason: string;
   /** What the verdict rests on. */
   readonly source: 'agent' | 'coordinator' | 'status' | 'other';
+  /** With `NOT_LEADER`: the leader's `host:port` the standby named, when it named a well-formed one. */
+  readonly leader?: string;
 }
 
 /** Decides whether `err` is worth another try; see the module comment for the order of evidence. */
@@ -96,7 +108,8 @@ export function classifyFailure(err: unknown): FailureVerdict {
   const said = verdictOf(e.metadata);
   if (said) {
     const code = said.code ?? statusName;
-    return { retryable: said.retryable, rejoin: said.retryable && code === NOT_JOINED, code, reason, source: 'coordinator' };
+    const leader = code === NOT_LEADER ? leaderOf(e.metadata) : undefined;
+    return { retryable: said.retryable, rejoin: said.retryable && code === NOT_JOINED, code, reason, source: 'coordinator', ...(leader ? { leader } : {}) };
   }
   return { retryable: STATUS_VERDICTS[statusName].retryable, rejoin: false, code: statusName, reason, source: 'status' };
 }
@@ -114,6 +127,67 @@ function verdictOf(metadata: grpc.Metadata | undefined): { retryable: boolean; c
   const code = String(metadata?.get(VERDICT_METADATA.code)[0] ?? '');
   // Codes end up in logs and metrics labels: only the coordinator's shape of code is kept.
   return { retryable: retryable === 'true', code: /^[A-Z][A-Z0-9_]{0,63}$/.test(code) ? code : undefined };
+}
+
+/** The leader a standby named, if the entry is one `host:port` (it ends up in logs and is dialled). */
+function leaderOf(metadata: grpc.Metadata | undefined): string | undefined {
+  const leader = String(metadata?.get(VERDICT_METADATA.leader)[0] ?? '');
+  return leader.length <= 261 && COORDINATOR_ADDRESS.test(leader) ? leader : undefined;
+}
+
+/** Codes after which the next configured coordinator is tried: this one is no leader, or out of reach. */
+const MOVE_ON: readonly string[] = [NOT_LEADER, 'UNAVAILABLE', 'DEADLINE_EXCEEDED'];
+
+/** Where the connection loop stands among the coordinators it may dial. */
+export interface CoordinatorCursor {
+  /** The configured addresses, in order (at least one). */
+  readonly addresses: readonly string[];
+  /** The configured address last dialled, or the one a hint was followed from. */
+  readonly index: number;
+  /** The address dialled last: `addresses[index]`, or a leader a standby named. */
+  readonly current: string;
+  /** Whether `current` was reached by following a `NOT_LEADER` hint. */
+  readonly followed: boolean;
+}
+
+/** Where to connect next after a failed connection, and whether to wait the backoff first. */
+export interface NextCoordinator {
+  readonly cursor: CoordinatorCursor;
+  readonly wait: 'none' | 'backoff';
+  /** Why, for the agent's log: a leader named by a standby, the next configured address, or the same one again. */
+  readonly why: 'leader-named' | 'leader-named-again' | 'next-address' | 'same-address';
+}
+
+/** The cursor of a connection loop that has not dialled yet: the first configured address. */
+export function firstCoordinator(addresses: readonly string[]): CoordinatorCursor {
+  const first = addresses[0];
+  if (first === undefined) throw new RangeError('at least one coordinator address is needed');
+  return { addresses, index: 0, current: first, followed: false };
+}
+
+/**
+ * Decides, after a retryable failure of a connection (its `verdict` from {@link classifyFailure}),
+ * which coordinator to dial next (docs/protocol.md, "Standby coordinators and NOT_LEADER"):
+ * - `NOT_LEADER` naming a leader other than `current`: that leader, at once the first time and after
+ *   the backoff when a followed hint led to another `NOT_LEADER` (standbys naming each other);
+ * - `NOT_LEADER` naming none, `UNAVAILABLE` or `DEADLINE_EXCEEDED` (no coordinator there, a refused
+ *   certificate, a dead connection): the next configured address, waiting the backoff only once
+ *   every configured address has been tried (with one address, always, as before);
+ * - anything else (the coordinator is there and leads): the same address after the backoff.
+ */
+export function nextCoordinator(cursor: CoordinatorCursor, verdict: FailureVerdict): NextCoordinator {
+  const { addresses, index } = cursor;
+  if (verdict.code === NOT_LEADER && verdict.leader !== undefined && verdict.leader !== cursor.current) {
+    const next = { addresses, index, current: verdict.leader, followed: true };
+    return cursor.followed ? { cursor: next, wait: 'backoff', why: 'leader-named-again' } : { cursor: next, wait: 'none', why: 'leader-named' };
+  }
+  if (MOVE_ON.includes(verdict.code)) {
+    const nextIndex = (index + 1) % addresses.length;
+    const current = addresses[nextIndex];
+    invariant(current !== undefined, 'a cursor\'s index lies within its addresses');
+    return { cursor: { addresses, index: nextIndex, current, followed: false }, wait: nextIndex === 0 ? 'backoff' : 'none', why: 'next-address' };
+  }
+  return { cursor, wait: 'backoff', why: 'same-address' };
 }
 
 /**

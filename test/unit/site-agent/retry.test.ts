@@ -6,12 +6,18 @@ import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { COORDINATOR_ERRORS, CoordinatorError, toServiceError, type CoordinatorErrorCode } from '../../../coordinator/core/errors.js';
 import { SiteAgentError } from '../../../site-agent/errors.js';
-import { afterUploadFailure, classifyFailure, STATUS_VERDICTS } from '../../../site-agent/retry.js';
+import { afterUploadFailure, classifyFailure, firstCoordinator, nextCoordinator, STATUS_VERDICTS, type CoordinatorCursor } from '../../../site-agent/retry.js';
 
 /** What the agent's client sees when the coordinator refuses a call with `code`. */
 function refusedWith(code: CoordinatorErrorCode, message = 'test refusal'): grpc.ServiceError {
   const s = toServiceError(new CoordinatorError(code, message));
   return Object.assign(new Error(`${s.code} ${grpc.status[s.code]}: ${s.details}`), { code: s.code, details: s.details, metadata: s.metadata! });
+}
+
+/** What the agent sees when a standby refuses it, naming `leader` (none: no leader known). */
+function notLeader(leader?: string): grpc.ServiceError {
+  const s = toServiceError(new CoordinatorError('NOT_LEADER', 'this coordinator is a standby', leader === undefined ? {} : { leader }));
+  return Object.assign(new Error(`${s.code}: ${s.details}`), { code: s.code, details: s.details, metadata: s.metadata! });
 }
 
 /** A gRPC error without the coordinator's metadata (an old coordinator, or raised by grpc-js here). */
@@ -91,5 +97,56 @@ describe('afterUploadFailure', () => {
     expect(afterUploadFailure(refusedWith('WEIGHT_OUT_OF_RANGE'), { folded: true, stoppedToKeep: false })).toBe('fail');
     // A status without the coordinator's verdict says nothing about the round.
     expect(afterUploadFailure(bare(grpc.status.FAILED_PRECONDITION), { folded: true, stoppedToKeep: false })).toBe('fail');
+  });
+});
+
+describe('nextCoordinator', () => {
+  const two = firstCoordinator(['standby.example.org:7443', 'leader.example.org:7443']);
+
+  it('reads the leader a standby names from the fedhpc-leader metadata, and only a host:port', () => {
+    expect(classifyFailure(notLeader('leader.example.org:7443'))).toMatchObject({ code: 'NOT_LEADER', retryable: true, rejoin: false, leader: 'leader.example.org:7443', source: 'coordinator' });
+    expect(classifyFailure(notLeader('[::1]:7443')).leader).toBe('[::1]:7443');
+    expect(classifyFailure(notLeader()).leader).toBeUndefined();
+    for (const bad of ['leader.example.org', 'a b:1', 'x:123456', 'http://x:1']) expect(classifyFailure(notLeader(bad)).leader, bad).toBeUndefined();
+    // Another code's leader entry is not read.
+    const err = refusedWith('NOT_JOINED');
+    err.metadata.set('fedhpc-leader', 'elsewhere:1');
+    expect(classifyFailure(err).leader).toBeUndefined();
+  });
+
+  it('follows a leader a standby names at once, and after the backoff when the address it was sent to is no leader either', () => {
+    const first = nextCoordinator(two, classifyFailure(notLeader('leader.example.org:7443')));
+    expect(first).toEqual({ cursor: { ...two, current: 'leader.example.org:7443', followed: true }, wait: 'none', why: 'leader-named' });
+    const again = nextCoordinator(first.cursor, classifyFailure(notLeader('third.example.org:7443')));
+    expect(again).toEqual({ cursor: { ...two, current: 'third.example.org:7443', followed: true }, wait: 'backoff', why: 'leader-named-again' });
+  });
+
+  it('moves to the next configured address when no leader is named or the address is out of reach, waiting only after a full turn', () => {
+    // A standby naming itself names no leader.
+    expect(nextCoordinator(two, classifyFailure(notLeader('standby.example.org:7443')))).toEqual({ cursor: { ...two, index: 1, current: 'leader.example.org:7443' }, wait: 'none', why: 'next-address' });
+    for (const err of [notLeader(), bare(grpc.status.UNAVAILABLE), bare(grpc.status.DEADLINE_EXCEEDED)]) {
+      const next = nextCoordinator(two, classifyFailure(err));
+      expect(next, err.details).toEqual({ cursor: { ...two, index: 1, current: 'leader.example.org:7443' }, wait: 'none', why: 'next-address' });
+      expect(nextCoordinator(next.cursor, classifyFailure(err)), err.details).toEqual({ cursor: two, wait: 'backoff', why: 'next-address' });
+    }
+    // A followed leader out of reach: back to the configured addresses after the standby that named it.
+    const followed: CoordinatorCursor = { ...two, current: 'leader.example.org:7443', followed: true };
+    expect(nextCoordinator(followed, classifyFailure(bare(grpc.status.UNAVAILABLE)))).toEqual({ cursor: { ...two, index: 1, current: 'leader.example.org:7443' }, wait: 'none', why: 'next-address' });
+  });
+
+  it('with one address, retries it after the backoff, as before several could be given', () => {
+    const one = firstCoordinator(['coordinator.example.org:7443']);
+    expect(nextCoordinator(one, classifyFailure(bare(grpc.status.UNAVAILABLE)))).toEqual({ cursor: one, wait: 'backoff', why: 'next-address' });
+    expect(nextCoordinator(one, classifyFailure(notLeader()))).toEqual({ cursor: one, wait: 'backoff', why: 'next-address' });
+  });
+
+  it('stays with a coordinator that answers as the leader (a forgotten session, a closed stream)', () => {
+    for (const err of [refusedWith('NOT_JOINED'), refusedWith('INTERNAL'), new Error('coordinator closed the task stream')]) {
+      expect(nextCoordinator(two, classifyFailure(err))).toEqual({ cursor: two, wait: 'backoff', why: 'same-address' });
+    }
+  });
+
+  it('needs at least one address', () => {
+    expect(() => firstCoordinator([])).toThrow(RangeError);
   });
 });

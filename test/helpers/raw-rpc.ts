@@ -47,6 +47,8 @@ export interface RawOutcome {
   readonly details: string;
   /** The `fedhpc-error-code` metadata value, when the coordinator sent one. */
   readonly fedhpcCode: string | undefined;
+  /** The `fedhpc-leader` metadata value (a standby's NOT_LEADER naming the leader), when sent. */
+  readonly leader?: string | undefined;
   /** Responses received before the status. */
   readonly responses: number;
 }
@@ -77,10 +79,12 @@ export class RawRpcClient {
       let responses = 0;
       const finish = (err: grpc.ServiceError | null): void => {
         const codes = err?.metadata?.get('fedhpc-error-code') ?? [];
+        const leaders = err?.metadata?.get('fedhpc-leader') ?? [];
         resolve({
           code: err ? err.code : grpc.status.OK,
           details: err ? err.details : '',
           fedhpcCode: codes.length > 0 ? String(codes[0]) : undefined,
+          leader: leaders.length > 0 ? String(leaders[0]) : undefined,
           responses,
         });
       };

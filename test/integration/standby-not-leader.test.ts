@@ -1,0 +1,129 @@
+/**
+ * A standby coordinator's responder (coordinator/ha/standby-server.ts) and sites that follow it to
+ * the leader, over real gRPC and mTLS: a real coordinator leads, a standby on another port with
+ * the coordinator's own certificate names it in every answer. Every RPC of the proto answers
+ * NOT_LEADER to a caller of the right role (enumerated, so one added to the proto is covered),
+ * callers of the wrong role or without a certificate are refused as the leader refuses them, and
+ * health says NOT_SERVING for the fedhpc services. A site configured with [standby, leader] and
+ * one configured with [standby] only both reach the leader, and their round commits.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CoordinatorHandle } from '../../coordinator/index.js';
+import { startStandbyServer, type StandbyServer } from '../../coordinator/ha/standby-server.js';
+import { createRunner, loadSiteConfig } from '../../site-agent/index.js';
+import { createTestFederation, startCoordinatorInProcess, waitForCommitted, type TestFederation } from '../helpers/federation.js';
+import { expectLogs, testLogger } from '../helpers/logger.js';
+import { RawRpcClient, allRpcs, type RawOutcome } from '../helpers/raw-rpc.js';
+import { adminCertFiles, siteCertFiles, type CertFiles } from '../helpers/raw-site.js';
+import { startAgentInProcess, type AgentUnderTest, type LogLine } from '../helpers/stand-in-coordinator.js';
+
+const DEADLINE_MS = 2_000;
+
+/** Calls every RPC of `service` with an empty request as `files`. */
+async function callAll(address: string, files: CertFiles | { ca: string }, service: string): Promise<Map<string, RawOutcome>> {
+  const client = new RawRpcClient(address, files);
+  try {
+    const out = new Map<string, RawOutcome>();
+    for (const rpc of allRpcs().filter((r) => r.service === service)) out.set(rpc.method, await client.call(rpc, [Buffer.alloc(0)], DEADLINE_MS));
+    return out;
+  } finally {
+    client.close();
+  }
+}
+
+/** `grpc.health.v1.Health/Check` of `service` as `files`: the serving status number (1 SERVING, 2 NOT_SERVING). */
+function healthOf(address: string, files: CertFiles, service: string): Promise<number> {
+  const client = new grpc.Client(address, grpc.credentials.createSsl(readFileSync(files.ca), readFileSync(files.key), readFileSync(files.cert)));
+  // HealthCheckRequest { service = 1 } in, HealthCheckResponse { status = 1 } out, by hand.
+  const name = Buffer.from(service, 'utf8');
+  const request = Buffer.concat([Buffer.from([0x0a, name.length]), name]);
+  return new Promise((resolve, reject) => {
+    client.makeUnaryRequest('/grpc.health.v1.Health/Check', (b: Buffer) => b, (b: Buffer) => b, request, { deadline: Date.now() + DEADLINE_MS }, (err, res) => {
+      client.close();
+      if (err || !res) return reject(err ?? new Error('no health answer'));
+      resolve(res.length === 0 ? 0 : res[1]!);
+    });
+  });
+}
+
+describe('a standby coordinator answering NOT_LEADER, and sites following it to the leader', () => {
+  let fed: TestFederation;
+  let coordinator: CoordinatorHandle;
+  let standby: StandbyServer;
+  let leader: string | undefined;
+  const agents: AgentUnderTest[] = [];
+
+  beforeAll(async () => {
+    fed = await createTestFederation({ sites: 2, run: { rounds: 1, minSites: 2 } });
+    coordinator = await startCoordinatorInProcess(fed);
+    leader = fed.address;
+    const dir = fed.member('coordinator');
+    standby = await startStandbyServer({
+      config: { federation: 'testfed', listen: '127.0.0.1:0', tls: { ca: `${dir}/ca.crt`, cert: `${dir}/coordinator.crt`, key: `${dir}/coordinator.key` } },
+      leader: () => leader,
+      logger: testLogger({ level: 'info' }).logger,
+    });
+  }, 30_000);
+
+  afterAll(async () => {
+    for (const a of agents) await a.stop();
+    await standby?.stop();
+    await coordinator?.stop();
+    await fed?.cleanup();
+  });
+
+  /** The standby as sites dial it: by the name its (the coordinator's) certificate holds. */
+  const standbyAddress = (): string => standby.address.replace('127.0.0.1', 'localhost');
+
+  it('answers every site and admin RPC NOT_LEADER naming the leader, and refuses callers as the leader does', async () => {
+    for (const [service, files] of [['SiteService', siteCertFiles(fed, 'site-1')], ['AdminService', adminCertFiles(fed)]] as const) {
+      const outcomes = await callAll(standbyAddress(), files, service);
+      expect(outcomes.size).toBeGreaterThan(5);
+      for (const [method, o] of outcomes) {
+        expect({ code: grpc.status[o.code], fedhpcCode: o.fedhpcCode, leader: o.leader }, `${service}/${method}`).toEqual({ code: 'UNAVAILABLE', fedhpcCode: 'NOT_LEADER', leader: fed.address });
+      }
+    }
+    // The wrong role is refused before the leader is named; no certificate gets no gRPC answer at all.
+    for (const o of (await callAll(standbyAddress(), adminCertFiles(fed), 'SiteService')).values()) {
+      expect({ code: grpc.status[o.code], fedhpcCode: o.fedhpcCode, leader: o.leader }).toEqual({ code: 'PERMISSION_DENIED', fedhpcCode: 'PERMISSION_DENIED', leader: undefined });
+    }
+    // The standby reports the refused handshake as the leader's listener does.
+    expectLogs((l) => l.msg === 'caller refused' && l['reason'] === 'tls_handshake');
+    for (const o of (await callAll(standbyAddress(), { ca: siteCertFiles(fed, 'site-1').ca }, 'AdminService')).values()) {
+      expect({ code: grpc.status[o.code], fedhpcCode: o.fedhpcCode }).toEqual({ code: 'UNAVAILABLE', fedhpcCode: undefined });
+    }
+    // No leader known yet: NOT_LEADER without a name.
+    leader = undefined;
+    try {
+      const join = (await callAll(standbyAddress(), siteCertFiles(fed, 'site-1'), 'SiteService')).get('Join')!;
+      expect({ fedhpcCode: join.fedhpcCode, leader: join.leader }).toEqual({ fedhpcCode: 'NOT_LEADER', leader: undefined });
+    } finally {
+      leader = fed.address;
+    }
+    expect(await healthOf(standbyAddress(), siteCertFiles(fed, 'site-1'), 'fedhpc.v1.SiteService')).toBe(2);
+    expect(await healthOf(standbyAddress(), siteCertFiles(fed, 'site-1'), 'fedhpc.v1.AdminService')).toBe(2);
+    expect(await healthOf(standbyAddress(), siteCertFiles(fed, 'site-1'), '')).toBe(1);
+  }, 20_000);
+
+  it('a site configured [standby, leader] and one configured [standby] only join the leader, and their round commits', async () => {
+    for (const [site, coordinators] of [['site-1', [standbyAddress(), fed.address]], ['site-2', [standbyAddress()]]] as const) {
+      agents.push(
+        startAgentInProcess(fed, site, fed.address, {
+          runner: createRunner(loadSiteConfig(fed.files.siteConfigs.get(site)!)),
+          reconnect: { initialMs: 100, maxMs: 500 },
+          configure: (c) => ({ ...c, coordinator: undefined, coordinators: [...coordinators] }),
+        }),
+      );
+    }
+    await waitForCommitted(fed.admin(), 1, 30_000);
+    for (const a of agents) {
+      const site = a.config.site;
+      const followed = a.logs.filter((l: LogLine) => l['phase'] === 'join' && l['why'] === 'leader-named');
+      expect(followed.length, `${site} followed the standby's hint`).toBeGreaterThanOrEqual(1);
+      expect(followed[0]).toMatchObject({ coordinator: fed.address, from: standbyAddress(), code: 'NOT_LEADER', waitsBackoff: false });
+      expect(a.logs.find((l) => l.msg === 'joined federation')).toMatchObject({ coordinator: fed.address });
+    }
+  }, 40_000);
+});

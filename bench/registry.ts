@@ -4,6 +4,7 @@ import { audit } from './audit.js';
 import { convergence } from './convergence.js';
 import { convergenceTorch } from './convergence-torch.js';
 import { heterogeneity } from './heterogeneity.js';
+import { journal } from './journal.js';
 import { load } from './load.js';
 import { memory } from './memory.js';
 import { salamandra2b } from './salamandra.js';
@@ -22,6 +23,7 @@ export const BENCHMARKS: Record<string, Benchmark> = {
   convergence,
   'convergence-torch': convergenceTorch,
   heterogeneity,
+  journal,
   load,
   memory,
   'salamandra-2b': salamandra2b,

@@ -4,23 +4,14 @@
  * JetStream replicated by Raft (`startNatsCluster`). Tests skip when nats-server is missing, unless
  * FEDHPC_REQUIRE names `nats`.
  */
-import { jetstreamManager, StorageType } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freeLoopbackPort } from '../../common/net.js';
+import { accepts, natsServerBinary } from '../../simulate/index.js';
 
-/** The nats-server binary: on PATH or Debian's /usr/sbin. */
-export function natsServerBinary(): string | undefined {
-  for (const candidate of ['nats-server', '/usr/sbin/nats-server']) {
-    const r = spawnSync(candidate, ['--version'], { encoding: 'utf8', timeout: 10_000 });
-    if (r.status === 0) return candidate;
-  }
-  return undefined;
-}
+export { natsServerBinary, startNatsCluster, type NatsCluster as TestNatsCluster, type NatsClusterNode as TestNatsNode } from '../../simulate/index.js';
 
 /** Why NATS tests cannot run here, or undefined when they can. */
 export function natsUnavailable(): string | undefined {
@@ -82,120 +73,4 @@ export async function startNatsServer(): Promise<TestNatsServer> {
       await rm(storeDir, { recursive: true, force: true });
     },
   };
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = netConnect({ host: '127.0.0.1', port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
-/** One server of a test cluster. */
-export interface TestNatsNode {
-  /** Its `--server_name`, as JetStream names it (e.g. a stream's leader). */
-  readonly name: string;
-  readonly url: string;
-  readonly storeDir: string;
-  /** Whether its process is running. */
-  running(): boolean;
-  /** What it printed (its log), for a test's failure message. */
-  output(): string;
-  /** SIGKILLs it: a crash, no goodbye to its routes. */
-  kill(): Promise<void>;
-}
-
-/** A cluster of `nats-server -js` processes routed to each other on loopback. */
-export interface TestNatsCluster {
-  readonly nodes: readonly TestNatsNode[];
-  /** Every node's client URL, for a client that must survive the loss of one. */
-  readonly urls: readonly string[];
-  /** Kills every node and deletes their store dirs. */
-  stop(): Promise<void>;
-}
-
-/**
- * Starts `n` nats-servers with JetStream, each with its own client port, route port, store dir and
- * server name, routed in a full mesh under one cluster name. Resolves once JetStream has a meta
- * leader and a stream replicated on all `n` nodes can be created (a probe stream, deleted again).
- */
-export async function startNatsCluster(n: number, timeoutMs = 30_000): Promise<TestNatsCluster> {
-  const bin = natsServerBinary();
-  if (!bin) throw new Error('nats-server is not installed');
-  const ports: { client: number; route: number }[] = [];
-  for (let i = 0; i < n; i++) ports.push({ client: await freeLoopbackPort(), route: await freeLoopbackPort() });
-  const routes = ports.map((p) => `nats://127.0.0.1:${p.route}`).join(',');
-  const cluster = `fedhpc-test-${ports[0]!.client}`;
-  const nodes: TestNatsNode[] = [];
-  const stop = async (): Promise<void> => {
-    await Promise.all(nodes.map((node) => node.kill()));
-    await Promise.all(nodes.map((node) => rm(node.storeDir, { recursive: true, force: true })));
-  };
-  try {
-    for (let i = 0; i < n; i++) {
-      const { client, route } = ports[i]!;
-      const name = `n${i + 1}`;
-      const storeDir = await mkdtemp(join(tmpdir(), `fedhpc-nats-${name}-`));
-      const args = ['-a', '127.0.0.1', '-p', String(client), '-js', '-sd', storeDir, '--server_name', name];
-      args.push('--cluster_name', cluster, '--cluster', `nats://127.0.0.1:${route}`, '--routes', routes);
-      const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-      let output = '';
-      proc.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-      proc.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-      const running = (): boolean => proc.exitCode === null && proc.signalCode === null;
-      nodes.push({
-        name,
-        url: `nats://127.0.0.1:${client}`,
-        storeDir,
-        output: () => output,
-        running,
-        async kill() {
-          if (!running()) return;
-          const exited = new Promise((r) => proc.once('exit', r));
-          proc.kill('SIGKILL');
-          await exited;
-        },
-      });
-    }
-    const deadline = Date.now() + timeoutMs;
-    for (const node of nodes) {
-      while (!(await accepts(Number(new URL(node.url).port)))) {
-        if (!node.running()) throw new Error(`nats-server ${node.name} exited:\n${node.output()}`);
-        if (Date.now() > deadline) throw new Error(`nats-server ${node.name} did not listen within ${timeoutMs} ms:\n${node.output()}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
-    await waitForReplicatedStream(nodes.map((node) => node.url), n, deadline);
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  return { nodes, urls: nodes.map((node) => node.url), stop };
-}
-
-/** Creates and deletes an R=`replicas` probe stream until that works: the meta leader is elected and every peer is known. */
-async function waitForReplicatedStream(urls: readonly string[], replicas: number, deadline: number): Promise<void> {
-  const nc = await connect({ servers: [...urls], timeout: 5_000 });
-  try {
-    let last: unknown;
-    while (Date.now() < deadline) {
-      try {
-        // Without a meta leader even the account info that jetstreamManager asks for times out.
-        const jsm = await jetstreamManager(nc, { timeout: 2_000 });
-        await jsm.streams.add({ name: 'FEDHPC_CLUSTER_PROBE', subjects: ['fedhpc.cluster-probe'], storage: StorageType.Memory, num_replicas: replicas });
-        await jsm.streams.delete('FEDHPC_CLUSTER_PROBE');
-        return;
-      } catch (err) {
-        last = err;
-        await new Promise((r) => setTimeout(r, 250));
-      }
-    }
-    throw new Error(`the NATS cluster never accepted an R=${replicas} stream (last error: ${(last as Error | undefined)?.message ?? 'none'})`);
-  } finally {
-    await nc.close();
-  }
 }

@@ -20,7 +20,13 @@ R, keep the work and leave the attempt with ReportFailure DEADLINE_PASSED instea
 --refold R (fold once more in round R the parts a committed round already counted: the coordinator
 refuses them with ALREADY_COUNTED and the agent sends its fresh delta alone).
 
-Usage: /usr/bin/python3 fedhpc_agent.py --address HOST:PORT --ca ca.crt --cert site.crt
+Several --address options are coordinator addresses tried in order; a standby that answers
+NOT_LEADER naming the leader in its `fedhpc-leader` metadata is followed there (docs/protocol.md,
+"Standby coordinators and NOT_LEADER"): at once the first time, after the backoff if the address
+it was sent to is no leader either; NOT_LEADER naming none, UNAVAILABLE or DEADLINE_EXCEEDED moves
+to the next configured address, waiting the backoff once every address has been tried.
+
+Usage: /usr/bin/python3 fedhpc_agent.py --address HOST:PORT [--address HOST:PORT ...] --ca ca.crt --cert site.crt
        --key site.key --dump DIR [--stubs DIR] [options]
 """
 
@@ -62,7 +68,18 @@ TASK_KINDS = ("keys", "shares", "train", "consistency", "unmask", "eval", "finis
 MISSED_ROUND = ("ROUND_CLOSED", "NOT_INVITED", "DEADLINE", "CANCELLED")
 # The usage every receipt declares: the stand-in trainer runs on no scheduler and holds no GPU, so
 # it has nothing to measure and says so (docs/protocol.md "Receipts": unknown, never a silent 0).
+# Codes after which the next configured coordinator address is tried.
+MOVE_ON = ("NOT_LEADER", "UNAVAILABLE", "DEADLINE_EXCEEDED")
+# A coordinator address as a site config takes it: host:port or [v6]:port.
+ADDRESS = re.compile(r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$")
 USAGE = fmt.unknown_usage("the interop stand-in trainer runs on no scheduler and declares no GPUs")
+
+
+def leader_of(e):
+    """The leader a standby's NOT_LEADER names in `fedhpc-leader`, when it is one host:port."""
+    meta = dict(e.trailing_metadata() or ()) if hasattr(e, "trailing_metadata") else {}
+    leader = meta.get("fedhpc-leader") or ""
+    return leader if len(leader) <= 261 and ADDRESS.match(leader) else None
 
 
 def load_stubs(stubs_dir):
@@ -91,15 +108,11 @@ class Agent:
         self.federation = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value
         self.signing_key = load_pem_private_key(key_pem, None)
         self.ca = x509.load_pem_x509_certificate(ca_pem)
-        creds = grpc.ssl_channel_credentials(root_certificates=ca_pem, private_key=key_pem, certificate_chain=self.cert_pem)
-        options = [
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.keepalive_time_ms", 10_000),
-            ("grpc.keepalive_timeout_ms", 20_000),
-        ]
-        self.channel = grpc.secure_channel(args.address, creds, options)
-        self.stub = pbg.SiteServiceStub(self.channel)
+        self.pbg = pbg
+        self.creds = grpc.ssl_channel_credentials(root_certificates=ca_pem, private_key=key_pem, certificate_chain=self.cert_pem)
+        self.addresses = list(args.address)
+        self.channel, self.stub = None, None
+        self._dial(self.addresses[0])
         self.dump = Dump(args.dump)
         self.trainer = Trainer(args.seed if args.seed is not None else int(hashlib.sha256(self.site.encode()).hexdigest()[:8], 16), args.samples, args.step_ms / 1000)
         self.models = os.path.join(args.dump, "models")
@@ -138,15 +151,34 @@ class Agent:
         self.channel.close()
         return self.exit_code
 
+    def _dial(self, address):
+        """A channel to `address`; its host is the name the coordinator's certificate must hold."""
+        options = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.keepalive_time_ms", 10_000),
+            ("grpc.keepalive_timeout_ms", 20_000),
+        ]
+        old = self.channel
+        self.address = address
+        self.channel = grpc.secure_channel(address, self.creds, options)
+        self.stub = self.pbg.SiteServiceStub(self.channel)
+        if old is not None:
+            old.close()
+
     def shutdown(self, *_):
         self.dump.event("stopping")
         self.stop.set()
 
     def _connection_loop(self):
         backoff = 0.2
+        # Where the loop stands among the coordinators: the configured address last dialled, and
+        # whether the current one was reached by following a standby's NOT_LEADER.
+        index, followed = 0, False
         while not self.stop.is_set():
             try:
                 self._join()
+                followed = False
                 self.tasks_call = self.stub.Tasks(self.pb.TasksRequest())
                 self.dump.event("tasks-open")
                 backoff = 0.2
@@ -168,17 +200,34 @@ class Agent:
                     self.exit_code = EXIT_REFUSED
                     self.stop.set()
                     return
+                leader = leader_of(e) if code == "NOT_LEADER" else None
+                if leader is not None and leader != self.address:
+                    wait = followed
+                    self.dump.event("following-leader", address=leader, named_by=self.address, backoff=wait)
+                    self._dial(leader)
+                    followed = True
+                    if not wait:
+                        continue
+                elif code in MOVE_ON:
+                    index = (index + 1) % len(self.addresses)
+                    if self.addresses[index] != self.address:
+                        self.dump.event("next-address", address=self.addresses[index], left=self.address, code=code)
+                        self._dial(self.addresses[index])
+                    followed = False
+                    if index != 0:
+                        continue
             time.sleep(backoff)
             backoff = min(5.0, backoff * 2)
 
     def _join(self):
+        self.dump.event("joining", address=self.address)
         r = self.stub.Join(self.pb.JoinRequest(protocol_version=PROTOCOL_VERSION, site_id=self.site, agent_version=AGENT_VERSION), timeout=CALL_TIMEOUT_S)
         if r.site_id != self.site or r.protocol_version != PROTOCOL_VERSION or r.federation != self.federation:
             self.dump.event("refused", code="JOIN_MISMATCH", details=f"Join answered {r.site_id}@{r.federation} v{r.protocol_version}, expected {self.site}@{self.federation} v{PROTOCOL_VERSION}")
             self.exit_code = EXIT_REFUSED
             self.stop.set()
             raise SystemExit(EXIT_REFUSED)
-        self.dump.event("joined", federation=r.federation, heartbeat_interval_ms=r.heartbeat_interval_ms)
+        self.dump.event("joined", federation=r.federation, heartbeat_interval_ms=r.heartbeat_interval_ms, address=self.address)
 
     def _heartbeats(self):
         while not self.stop.wait(HEARTBEAT_S):
@@ -488,7 +537,7 @@ class Agent:
 
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--address", required=True)
+    ap.add_argument("--address", required=True, action="append", help="a coordinator's HOST:PORT; several are tried in order")
     ap.add_argument("--ca", required=True)
     ap.add_argument("--cert", required=True)
     ap.add_argument("--key", required=True)

@@ -52,12 +52,13 @@ export class PythonAgent {
   readonly exited: Promise<number | string>;
   private readonly child: ChildProcess;
 
-  constructor(fed: TestFederation, site: string, stubs: string, flags: readonly string[]) {
+  /** `addresses`: the coordinator addresses it is given, in order (default: the federation's coordinator). */
+  constructor(fed: TestFederation, site: string, stubs: string, flags: readonly string[], addresses: readonly string[] = [fed.address]) {
     this.dump = join(fed.dir, `python-${site}`);
     this.log = join(fed.dir, `python-${site}.log`);
     const files = siteCertFiles(fed, site);
     const out = openSync(this.log, 'a');
-    const args = ['--address', fed.address, '--ca', files.ca, '--cert', files.cert, '--key', files.key, '--dump', this.dump, '--stubs', stubs, ...flags];
+    const args = [...addresses.flatMap((a) => ['--address', a]), '--ca', files.ca, '--cert', files.cert, '--key', files.key, '--dump', this.dump, '--stubs', stubs, ...flags];
     this.child = spawn(PYTHON, [join(INTEROP_DIR, 'fedhpc_agent.py'), ...args], { stdio: ['ignore', out, out], env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' } });
     this.exited = new Promise((res) => this.child.once('exit', (code, sig) => res(code ?? sig ?? -1)));
   }
@@ -126,8 +127,8 @@ export class InteropFederation {
     this.agents.push({ stop, done: agent.run(stop.signal) });
   }
 
-  startPython(site: string, flags: readonly string[] = []): PythonAgent {
-    const p = new PythonAgent(this.fed, site, this.stubs, flags);
+  startPython(site: string, flags: readonly string[] = [], addresses?: readonly string[]): PythonAgent {
+    const p = new PythonAgent(this.fed, site, this.stubs, flags, addresses);
     this.pythons.push(p);
     return p;
   }

@@ -226,7 +226,7 @@ export class SiteAgent {
     let retryInMs = backoffDelay(this.o.config.reconnect, reach.failures++, reach.random);
     // Never sleep past the give-up point: one last try there, then the agent says so and exits.
     if (giveUp > 0) retryInMs = Math.max(0, Math.min(retryInMs, reach.lastContact + giveUp * 1000 - Date.now()));
-    this.log.warn({ err: { message: (err as Error).message, code }, retryInMs }, 'connection to coordinator lost');
+    this.log.warn({ coordinator: from, next: next.cursor.current, err: { message: (err as Error).message, code }, retryInMs }, 'connection to coordinator lost');
     return retryInMs;
   }
 

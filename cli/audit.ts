@@ -7,13 +7,14 @@ import { X509Certificate } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { invariant } from '../aggregation/index.js';
-import { DEFAULT_AUDIT_STREAM, exportLines, readStateDirTrail, readStreamTrail, verifyAudit, type AuditLine, type AuditReport } from '../coordinator/index.js';
+import { DEFAULT_AUDIT_STREAM, exportLines, journalStreamName, journalSubject, readJournalStreamTrail, readStateDirTrail, readStreamTrail, verifyAudit, type AuditLine, type AuditReport } from '../coordinator/index.js';
 import { UsageError, isUsageError } from './usage-error.js';
 import { printable } from '../common/text.js';
 
 const USAGE = `usage:
-  fedhpc admin audit verify (--state-dir DIR | --nats URL [--stream NAME] [--subject SUBJECT]) [--ca FILE] [--require-receipts] [--json]
-  fedhpc admin audit export (--state-dir DIR | --nats URL [--stream NAME] [--subject SUBJECT]) [--out FILE] [--json]
+  fedhpc admin audit verify (--state-dir DIR | --nats URL [--stream NAME] [--subject SUBJECT] | --nats URL --journal FEDERATION) [--ca FILE] [--require-receipts] [--json]
+  fedhpc admin audit export (--state-dir DIR | --nats URL [--stream NAME] [--subject SUBJECT] | --nats URL --journal FEDERATION) [--out FILE] [--json]
+  (--journal: the replicated journal of a standby-coordinator federation, read by the chain rule)
 `;
 
 
@@ -31,6 +32,7 @@ export async function runAudit(args: string[], out: Out = (s) => void process.st
         subject: { type: 'string' },
         ca: { type: 'string' },
         out: { type: 'string' },
+        journal: { type: 'string' },
         'require-receipts': { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
       },
@@ -42,8 +44,9 @@ export async function runAudit(args: string[], out: Out = (s) => void process.st
     if (extra.length > 0) throw new UsageError(`audit ${command} takes no positional arguments, got ${extra.join(' ')}`);
     const stateDir = values['state-dir'];
     if ((stateDir === undefined) === (values.nats === undefined)) throw new UsageError('give exactly one of --state-dir DIR or --nats URL');
-    const lines = stateDir !== undefined ? await readStateDirTrail(stateDir) : await readStreamTrail(streamOptions(values));
-    const source = stateDir !== undefined ? `state dir ${stateDir}` : `stream ${values.stream} at ${values.nats}`;
+    if (values.journal !== undefined && (stateDir !== undefined || values.subject !== undefined || values.stream !== DEFAULT_AUDIT_STREAM)) throw new UsageError('--journal FEDERATION goes with --nats URL alone (its stream and subject follow from the federation)');
+    const { lines, source, ignored } = await readTrail(stateDir, values);
+    if (ignored > 0) err(`${ignored} message${ignored === 1 ? '' : 's'} in the journal stream extend no chain (a racing or fenced writer, or garbage): not part of the trail`);
     if (command === 'export') return await exportTrail(lines, values.out, values.json === true, out);
     const ca = values.ca === undefined ? undefined : await readCa(values.ca);
     const report = verifyAudit(lines, { ...(ca ? { ca } : {}), requireReceipts: values['require-receipts'] === true });
@@ -59,6 +62,15 @@ export async function runAudit(args: string[], out: Out = (s) => void process.st
     err(`audit failed: ${printable((e as Error).message, { keepNewlines: true })}`);
     return 1;
   }
+}
+
+/** The trail and where it came from: a state dir, an audit stream, or a replicated journal (and what it ignored). */
+async function readTrail(stateDir: string | undefined, values: { nats?: string | undefined; stream: string; subject?: string | undefined; journal?: string | undefined }): Promise<{ lines: AuditLine[]; source: string; ignored: number }> {
+  if (stateDir !== undefined) return { lines: await readStateDirTrail(stateDir), source: `state dir ${stateDir}`, ignored: 0 };
+  if (values.journal === undefined) return { lines: await readStreamTrail(streamOptions(values)), source: `stream ${values.stream} at ${values.nats}`, ignored: 0 };
+  const stream = journalStreamName(values.journal);
+  const read = await readJournalStreamTrail({ ...streamOptions(values), stream, subject: journalSubject(values.journal) });
+  return { lines: read.lines, source: `journal stream ${stream} at ${values.nats}`, ignored: read.ignoredCount };
 }
 
 /** Where `--nats`, `--stream` and `--subject` say the trail is; the usage check leaves `--nats` when there is no `--state-dir`. */

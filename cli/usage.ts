@@ -42,8 +42,8 @@ export const COMMAND_USAGE: Readonly<Record<string, string>> = {
                   training, waiting; DATE is ISO 8601, e.g. 2026-12-01 or 2026-12-01T10:00Z)
   fedhpc admin dashboard-token --config ADMIN.json [--valid-minutes N] [--url http(s)://HOST:PORT] [--json]
                                 (a sign-in token for the coordinator's dashboard, signed with the admin's key)
-  fedhpc admin audit  verify (--state-dir DIR | --nats URL [--stream NAME] [--subject SUBJECT]) [--ca FILE] [--require-receipts] [--json]
-  fedhpc admin audit  export (--state-dir DIR | --nats URL [--stream NAME] [--subject SUBJECT]) [--out FILE] [--json]
+  fedhpc admin audit  verify (--state-dir DIR | --nats URL [--stream NAME] [--subject SUBJECT] | --nats URL --journal FEDERATION) [--ca FILE] [--require-receipts] [--json]
+  fedhpc admin audit  export (--state-dir DIR | --nats URL [--stream NAME] [--subject SUBJECT] | --nats URL --journal FEDERATION) [--out FILE] [--json]
 `,
 };
 

@@ -6,6 +6,7 @@
  */
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,6 +17,7 @@ import { CoordinatorError } from '../../coordinator/core/errors.js';
 import { importJournal, JetStreamJournal, readJournalChain, type JournalStreamOptions } from '../../coordinator/state/jetstream-journal.js';
 import { canonicalJson, Journal, recordHash, verifyChain, type JournalRecord } from '../../coordinator/state/journal.js';
 import { skipUnless } from '../helpers/components.js';
+import { CLI } from '../helpers/federation.js';
 import { testLogger } from '../helpers/logger.js';
 import { natsUnavailable, startNatsCluster, type TestNatsCluster } from '../helpers/nats.js';
 import { waitUntil } from '../helpers/wait.js';
@@ -196,6 +198,15 @@ describe.skipIf(skip)('the journal in a replicated JetStream stream (3 nats-serv
     const reader = await readJournalChain(nc, t);
     expect(reader.records.map((r) => r.hash)).toEqual([first.hash, second.hash]);
     expect(reader.ignoredCount).toBe(6);
+    // An auditor reads the same chain with the CLI: the federation names the stream and subject.
+    const federation = t.subject.split('.')[1]!;
+    const audit = spawnSync(process.execPath, [CLI, 'admin', 'audit', 'verify', '--nats', cluster.urls.join(','), '--journal', federation, '--json'], { encoding: 'utf8', timeout: 60_000 });
+    expect(audit.status, audit.stderr).toBe(0);
+    expect(JSON.parse(audit.stdout)).toMatchObject({ ok: true, records: 2, head: second.hash, source: `journal stream ${t.stream} at ${cluster.urls.join(',')}` });
+    expect(audit.stderr).toMatch(/^6 messages in the journal stream extend no chain/);
+    const both = spawnSync(process.execPath, [CLI, 'admin', 'audit', 'verify', '--nats', cluster.urls[0]!, '--journal', federation, '--subject', 'x.y'], { encoding: 'utf8', timeout: 60_000 });
+    expect(both.status).toBe(2);
+    expect(both.stderr).toMatch(/--journal FEDERATION goes with --nats URL alone/);
   });
 
   // Last: it leaves the cluster with two nodes.

@@ -41,7 +41,8 @@ export async function approveCommand(client: AdminClient, cfg: AdminConfig, a: A
   if (wroteConfig) {
     const siteConfig = {
       site,
-      coordinator: cfg.coordinator,
+      // The admin's coordinators are the site's: one, or the leader and its standbys.
+      ...(cfg.coordinators ? { coordinators: cfg.coordinators } : { coordinator: cfg.coordinator }),
       ...(cfg.serverName ? { serverName: cfg.serverName } : {}),
       tls: { ca: 'ca.crt', cert: 'site.crt', key: 'site.key' },
       workDir: 'work',

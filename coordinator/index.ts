@@ -1,5 +1,5 @@
 /** Public surface of the coordinator part. */
-export { AdminClient, type AdminClientOptions, type AdminEvent } from './admin-client.js';
+export { AdminClient, AdminClientError, type AdminClientErrorCode, type AdminClientOptions, type AdminEvent } from './admin-client.js';
 export { coordinatorConfigSchema, loadCoordinatorConfig, type CoordinatorOptions, type ResolvedCoordinatorConfig } from './config.js';
 export { COORDINATOR_VERSION, SERVER_CHANNEL_OPTIONS, startCoordinator, type CoordinatorHandle, type StartCoordinatorOptions } from './coordinator.js';
 export { systemClock, type Clock } from './shell/driver.js';

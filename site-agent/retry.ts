@@ -40,16 +40,12 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { invariant } from '../aggregation/index.js';
+import { NOT_LEADER, readGrpcRefusal } from '../common/coordinator-verdict.js';
 import { SiteAgentError } from './errors.js';
 
-/** Metadata keys of the coordinator's verdict (the same names as coordinator/core/errors.ts `ERROR_METADATA`). */
-export const VERDICT_METADATA = { code: 'fedhpc-error-code', retryable: 'fedhpc-retryable', leader: 'fedhpc-leader' } as const;
-
-/** A standby coordinator's code: it does not lead; `fedhpc-leader` may name the one that does. */
-export const NOT_LEADER = 'NOT_LEADER';
-
-/** A coordinator's address as the site config takes it: `host:port` or `[v6]:port`. */
-export const COORDINATOR_ADDRESS = /^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/;
+// The verdict's metadata keys, the standby's code and the address rule are shared with the admin
+// client (common/coordinator-verdict.ts); re-exported for the agent's own files.
+export { COORDINATOR_ADDRESS, NOT_LEADER, VERDICT_METADATA } from '../common/coordinator-verdict.js';
 
 /** The coordinator's code for a call from a session it does not know: join again, then retry. */
 export const NOT_JOINED = 'NOT_JOINED';
@@ -98,41 +94,16 @@ export interface FailureVerdict {
 /** Decides whether `err` is worth another try; see the module comment for the order of evidence. */
 export function classifyFailure(err: unknown): FailureVerdict {
   if (err instanceof SiteAgentError) return { retryable: err.retryable, rejoin: false, code: err.code, reason: err.message, source: 'agent' };
-  const status = grpcStatusOf(err);
-  if (status === undefined) {
+  const refusal = readGrpcRefusal(err);
+  if (refusal === undefined) {
     return { retryable: true, rejoin: false, code: 'UNCLASSIFIED', reason: err instanceof Error ? err.message : String(err), source: 'other' };
   }
-  const e = err as grpc.ServiceError;
-  const reason = e.details || e.message;
-  const statusName = grpc.status[status] as keyof typeof grpc.status;
-  const said = verdictOf(e.metadata);
+  const { said, reason, statusName, leader } = refusal;
   if (said) {
     const code = said.code ?? statusName;
-    const leader = code === NOT_LEADER ? leaderOf(e.metadata) : undefined;
     return { retryable: said.retryable, rejoin: said.retryable && code === NOT_JOINED, code, reason, source: 'coordinator', ...(leader ? { leader } : {}) };
   }
   return { retryable: STATUS_VERDICTS[statusName].retryable, rejoin: false, code: statusName, reason, source: 'status' };
-}
-
-/** The gRPC status of a gRPC error (a number grpc-js knows), else undefined. */
-function grpcStatusOf(err: unknown): grpc.status | undefined {
-  const code = (err as { code?: unknown } | null | undefined)?.code;
-  return typeof code === 'number' && typeof grpc.status[code] === 'string' ? (code as grpc.status) : undefined;
-}
-
-/** The coordinator's verdict, when its metadata holds a well-formed one. */
-function verdictOf(metadata: grpc.Metadata | undefined): { retryable: boolean; code: string | undefined } | undefined {
-  const retryable = String(metadata?.get(VERDICT_METADATA.retryable)[0] ?? '');
-  if (retryable !== 'true' && retryable !== 'false') return undefined;
-  const code = String(metadata?.get(VERDICT_METADATA.code)[0] ?? '');
-  // Codes end up in logs and metrics labels: only the coordinator's shape of code is kept.
-  return { retryable: retryable === 'true', code: /^[A-Z][A-Z0-9_]{0,63}$/.test(code) ? code : undefined };
-}
-
-/** The leader a standby named, if the entry is one `host:port` (it ends up in logs and is dialled). */
-function leaderOf(metadata: grpc.Metadata | undefined): string | undefined {
-  const leader = String(metadata?.get(VERDICT_METADATA.leader)[0] ?? '');
-  return leader.length <= 261 && COORDINATOR_ADDRESS.test(leader) ? leader : undefined;
 }
 
 /** Codes after which the next configured coordinator is tried: this one is no leader, or out of reach. */

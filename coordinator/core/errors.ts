@@ -4,6 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { printable } from '../../common/text.js';
+import { VERDICT_METADATA } from '../../common/coordinator-verdict.js';
 
 /** Stable error codes, with the gRPC status each maps to and whether a retry can help. */
 export const COORDINATOR_ERRORS = {
@@ -131,9 +132,10 @@ export class CoordinatorError extends Error {
 
 /**
  * Metadata keys that carry the fedhpc error code and retry hint next to the gRPC status, and, with
- * `NOT_LEADER`, the leader's `host:port` (absent while no leader is known).
+ * `NOT_LEADER`, the leader's `host:port` (absent while no leader is known). The names are defined once,
+ * in common/coordinator-verdict.ts, where sites and admins read them.
  */
-export const ERROR_METADATA = { code: 'fedhpc-error-code', retryable: 'fedhpc-retryable', leader: 'fedhpc-leader' } as const;
+export const ERROR_METADATA = VERDICT_METADATA;
 
 /** Longest error message sent to a caller, in characters. */
 const MAX_DETAILS_CHARS = 1024;

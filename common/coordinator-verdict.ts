@@ -1,0 +1,68 @@
+/**
+ * What a coordinator said when it refused a call, read from a gRPC error on the caller's side: the
+ * status, and the verdict the coordinator sends beside it in metadata (coordinator/core/errors.ts
+ * `toServiceError`): its fedhpc code, whether a retry can help and, with `NOT_LEADER`, the leader's
+ * address. Shared by the two callers that follow a standby to the leader (docs/protocol.md,
+ * "Standby coordinators and NOT_LEADER"): the site agent (site-agent/retry.ts `classifyFailure`)
+ * and the admin client (coordinator/admin-client.ts), which may not import each other's files.
+ */
+import * as grpc from '@grpc/grpc-js';
+
+/** Metadata keys of the coordinator's verdict; coordinator/core/errors.ts sends them under these names. */
+export const VERDICT_METADATA = { code: 'fedhpc-error-code', retryable: 'fedhpc-retryable', leader: 'fedhpc-leader' } as const;
+
+/** A standby coordinator's code: it does not lead; `fedhpc-leader` may name the one that does. */
+export const NOT_LEADER = 'NOT_LEADER';
+
+/** A coordinator's address as configs take it: `host:port` or `[v6]:port`. */
+export const COORDINATOR_ADDRESS = /^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/;
+
+/** A gRPC error as the caller reads it. */
+export interface GrpcRefusal {
+  readonly status: grpc.status;
+  /** The status's name: `UNAVAILABLE`, … */
+  readonly statusName: keyof typeof grpc.status;
+  /** The error's details (or message), for logs and reports. */
+  readonly reason: string;
+  /** The coordinator's own verdict, when its metadata holds a well-formed one; absent for errors grpc-js raised here. */
+  readonly said?: { readonly retryable: boolean; readonly code: string | undefined };
+  /** With `NOT_LEADER`: the leader's `host:port` the standby named, when it named a well-formed one. */
+  readonly leader?: string;
+}
+
+/** Reads `err` as a gRPC error; undefined when it is none (no status grpc-js knows). */
+export function readGrpcRefusal(err: unknown): GrpcRefusal | undefined {
+  const status = grpcStatusOf(err);
+  if (status === undefined) return undefined;
+  const e = err as grpc.ServiceError;
+  const said = verdictOf(e.metadata);
+  const leader = said?.code === NOT_LEADER ? leaderOf(e.metadata) : undefined;
+  return {
+    status,
+    statusName: grpc.status[status] as keyof typeof grpc.status,
+    reason: e.details || e.message,
+    ...(said ? { said } : {}),
+    ...(leader ? { leader } : {}),
+  };
+}
+
+/** The gRPC status of a gRPC error (a number grpc-js knows), else undefined. */
+function grpcStatusOf(err: unknown): grpc.status | undefined {
+  const code = (err as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'number' && typeof grpc.status[code] === 'string' ? (code as grpc.status) : undefined;
+}
+
+/** The coordinator's verdict, when its metadata holds a well-formed one. */
+function verdictOf(metadata: grpc.Metadata | undefined): { retryable: boolean; code: string | undefined } | undefined {
+  const retryable = String(metadata?.get(VERDICT_METADATA.retryable)[0] ?? '');
+  if (retryable !== 'true' && retryable !== 'false') return undefined;
+  const code = String(metadata?.get(VERDICT_METADATA.code)[0] ?? '');
+  // Codes end up in logs and metrics labels: only the coordinator's shape of code is kept.
+  return { retryable: retryable === 'true', code: /^[A-Z][A-Z0-9_]{0,63}$/.test(code) ? code : undefined };
+}
+
+/** The leader a standby named, if the entry is one `host:port` (it ends up in logs and is dialled). */
+function leaderOf(metadata: grpc.Metadata | undefined): string | undefined {
+  const leader = String(metadata?.get(VERDICT_METADATA.leader)[0] ?? '');
+  return leader.length <= 261 && COORDINATOR_ADDRESS.test(leader) ? leader : undefined;
+}

@@ -1,0 +1,119 @@
+/**
+ * Admins configured with several coordinator addresses follow a standby's NOT_LEADER to the
+ * leader, as sites do (docs/protocol.md, "Standby coordinators and NOT_LEADER"): a real
+ * coordinator leads, a standby responder (coordinator/ha/standby-server.ts) with the coordinator's
+ * certificate names it. The built CLI's `admin status --json`, `admin watch --json` and
+ * `admin dashboard-token` with an admin config listing [standby, leader] and one listing only
+ * [standby] answer as the leader does; the admin client's event stream opened at the standby
+ * delivers the leader's events; a standby naming itself ends in LEADER_BOUNCED.
+ */
+import { execFile } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AdminClient, AdminClientError, type AdminEvent, type CoordinatorHandle } from '../../coordinator/index.js';
+import { startStandbyServer, type StandbyServer } from '../../coordinator/ha/standby-server.js';
+import { CLI, createTestFederation, startCoordinatorInProcess, type TestFederation } from '../helpers/federation.js';
+import { testLogger } from '../helpers/logger.js';
+import { waitFor } from '../helpers/wait.js';
+
+const exec = promisify(execFile);
+
+describe('admins with several coordinator addresses follow a standby to the leader', () => {
+  let fed: TestFederation;
+  let coordinator: CoordinatorHandle;
+  let standby: StandbyServer;
+  let leader: string | undefined;
+  /** Admin configs by name: `both` lists [standby, leader], `standby` only [standby]. */
+  const configs = new Map<string, string>();
+
+  beforeAll(async () => {
+    fed = await createTestFederation({ sites: 1 });
+    // No run: the coordinator idles (so `admin watch` ends at once) until the test starts one.
+    await fed.patchCoordinatorConfig(({ run: _run, ...cfg }) => cfg);
+    coordinator = await startCoordinatorInProcess(fed);
+    leader = fed.address;
+    const dir = fed.member('coordinator');
+    standby = await startStandbyServer({
+      config: { federation: 'testfed', listen: '127.0.0.1:0', tls: { ca: `${dir}/ca.crt`, cert: `${dir}/coordinator.crt`, key: `${dir}/coordinator.key` } },
+      leader: () => leader,
+      logger: testLogger({ level: 'info' }).logger,
+    });
+    const provisioned = fed.files.adminConfigs.get('admin')!;
+    const { coordinator: _one, ...base } = JSON.parse(await readFile(provisioned, 'utf8')) as Record<string, unknown>;
+    for (const [name, coordinators] of [['both', [standbyAddress(), fed.address]], ['standby', [standbyAddress()]]] as const) {
+      // Beside the provisioned config, so its relative TLS paths hold.
+      const file = join(provisioned, '..', `admin-${name}.json`);
+      await writeFile(file, JSON.stringify({ ...base, coordinators }));
+      configs.set(name, file);
+    }
+  }, 30_000);
+
+  afterAll(async () => {
+    await standby?.stop();
+    await coordinator?.stop();
+    await fed?.cleanup();
+  });
+
+  /** The standby as admins dial it: by the name its (the coordinator's) certificate holds. */
+  const standbyAddress = (): string => standby.address.replace('127.0.0.1', 'localhost');
+  const cli = (args: string[], config: string) => exec(process.execPath, [CLI, 'admin', ...args, '--config', config], { timeout: 30_000 });
+
+  it('admin status --json answers with the leader\'s status from [standby, leader] and from [standby] alone', async () => {
+    const direct = await fed.admin().status();
+    for (const name of ['both', 'standby']) {
+      const s = JSON.parse((await cli(['status', '--json'], configs.get(name)!)).stdout) as Record<string, unknown>;
+      expect({ federation: s['federation'], runState: s['runState'], sitesKnown: s['sitesKnown'] }, name).toEqual({ federation: direct.federation, runState: 'idle', sitesKnown: direct.sitesKnown });
+    }
+  }, 30_000);
+
+  it('admin watch --json reads the leader through the standby, and dashboard-token takes the config', async () => {
+    const { stdout } = await cli(['watch', '--json'], configs.get('standby')!);
+    const first = JSON.parse(stdout.split('\n')[0]!) as { type: string; status: { federation: string; runState: string } };
+    expect(first).toMatchObject({ type: 'status', status: { federation: 'testfed', runState: 'idle' } });
+    const token = JSON.parse((await cli(['dashboard-token', '--json'], configs.get('both')!)).stdout) as Record<string, unknown>;
+    expect(token).toMatchObject({ admin: 'admin', federation: 'testfed' });
+  }, 30_000);
+
+  it('the event stream opened at the standby delivers the leader\'s events', async () => {
+    const m = fed.member('admins', 'admin');
+    const client = new AdminClient({ coordinators: [standbyAddress()], tls: { ca: join(m, 'ca.crt'), cert: join(m, 'admin.crt'), key: join(m, 'admin.key') } });
+    const stop = new AbortController();
+    const events: AdminEvent[] = [];
+    try {
+      const stream = client.events((e) => events.push(e), stop.signal);
+      // The stream is open at the leader once a status call from the same client is answered there.
+      await client.status();
+      const run = { id: 'standby-run', rounds: 1, minSites: 1, expectedSites: ['site-1'], train: { steps: 2, batchSize: 8, lr: 0.01 }, deadlines: { openS: 60, trainingS: 60, uploadS: 60, aggregateS: 30, commitS: 30, evalS: 15 }, secureAggregation: { enabled: false } };
+      expect(await fed.admin().startRun(JSON.stringify(run), 'test')).toMatchObject({ runState: 'running' });
+      await waitFor('run.started on the stream', () => Promise.resolve(events.some((e) => e.kind === 'run.started') ? true : undefined), 10_000, 100);
+      stop.abort();
+      await stream;
+    } finally {
+      stop.abort();
+      client.close();
+    }
+  }, 30_000);
+
+  it('a standby that names itself leads to NOT_LEADER from the address followed: LEADER_BOUNCED', async () => {
+    const m = fed.member('admins', 'admin');
+    const other = await startStandbyServer({
+      config: { federation: 'testfed', listen: '127.0.0.1:0', tls: { ca: `${fed.member('coordinator')}/ca.crt`, cert: `${fed.member('coordinator')}/coordinator.crt`, key: `${fed.member('coordinator')}/coordinator.key` } },
+      leader: () => standbyAddress(),
+      logger: testLogger({ level: 'info' }).logger,
+    });
+    const client = new AdminClient({ coordinators: [other.address.replace('127.0.0.1', 'localhost')], tls: { ca: join(m, 'ca.crt'), cert: join(m, 'admin.crt'), key: join(m, 'admin.key') } });
+    // `other` names `standby`, which names the leader: the second hint is not followed.
+    leader = other.address.replace('127.0.0.1', 'localhost');
+    try {
+      const err: unknown = await client.status().then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(AdminClientError);
+      expect(err).toMatchObject({ code: 'LEADER_BOUNCED' });
+    } finally {
+      leader = fed.address;
+      client.close();
+      await other.stop();
+    }
+  }, 30_000);
+});

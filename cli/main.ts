@@ -19,6 +19,7 @@ import { runExport } from './export.js';
 import { enrolCommand, renewCommand } from './admin-enrol.js';
 import { speedOptions } from './simulate-options.js';
 import { dashboardTokenCommand } from './admin-dashboard.js';
+import { parseCoordinators } from './provision-coordinators.js';
 
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
 
@@ -213,33 +214,38 @@ async function cmdProvision(args: string[]): Promise<number> {
       admins: { type: 'string' },
       out: { type: 'string' },
       coordinator: { type: 'string' },
+      coordinators: { type: 'string' },
       force: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
     strict: true,
   });
   const sites = required(values.sites, 'sites').split(',').filter(Boolean);
+  if (values.coordinator !== undefined && values.coordinators !== undefined) throw new UsageError('give --coordinator host:port or --coordinators a,b, not both');
   const coordinatorAddress = values.coordinator ?? 'localhost:7443';
   const port = coordinatorAddress.slice(coordinatorAddress.lastIndexOf(':') + 1);
+  // Several coordinators (a leader and its standbys): a certificate and config each, under coordinators/<name>/.
+  const coordinators = values.coordinators === undefined ? { coordinatorAddress, listen: `0.0.0.0:${port}` } : { coordinators: parseCoordinators(values.coordinators) };
   const files = await writeFederationFiles({
     dir: required(values.out, 'out'),
     federation: required(values.federation, 'federation'),
     sites,
     admins: required(values.admins, 'admins').split(',').filter(Boolean),
-    coordinatorAddress,
-    listen: `0.0.0.0:${port}`,
+    ...coordinators,
     run: { id: 'run-1', rounds: 10, minSites: Math.max(1, sites.length - 1), expectedSites: sites, train: DEMO_TRAIN },
     force: values.force === true,
   });
   const summary = {
     coordinatorConfig: files.coordinatorConfig,
+    ...(values.coordinators === undefined ? {} : { coordinators: Object.fromEntries(files.coordinatorConfigs) }),
     sites: Object.fromEntries(files.siteConfigs),
     admins: Object.fromEntries(files.adminConfigs),
     caKey: files.manifest?.ca.keyPath,
   };
   if (values.json) out(JSON.stringify(summary));
   else {
-    out(`coordinator config: ${summary.coordinatorConfig}`);
+    if (values.coordinators === undefined) out(`coordinator config: ${summary.coordinatorConfig}`);
+    else for (const [c, f] of files.coordinatorConfigs) out(`coordinator ${c}: ${f}`);
     for (const [s, f] of files.siteConfigs) out(`site ${s}: ${f}`);
     for (const [a, f] of files.adminConfigs) out(`admin ${a}: ${f}`);
     if (summary.caKey) out(`CA key (keep it offline, never on the coordinator): ${summary.caKey}`);

@@ -24,7 +24,8 @@ export const COMMAND_USAGE: Readonly<Record<string, string>> = {
   fedhpc site renew   --config FILE [--out CSR] [--json]               (CSR for a new certificate, same key)
 `,
   provision: `  fedhpc provision    --federation NAME --sites a,b,c --admins NAME[,NAME] --out DIR
-               [--coordinator HOST:PORT] [--force] [--json]
+               [--coordinator HOST:PORT | --coordinators [NAME=]HOST:PORT,...] [--force] [--json]
+               (--coordinators: a leader and its standbys, a certificate each under coordinators/NAME/)
 `,
   export: `  fedhpc export       --state-dir DIR --round N --format hf --model-config FILE --tokenizer DIR --out DIR
                [--dtype f32|bf16] [--run ID] [--json]

@@ -15,6 +15,8 @@ import {
 import { torchInitialModel, torchRunner, type JobRunnerKind } from './torch-sites.js';
 import { standinRunner, type StandinSites } from './standin-sites.js';
 import { DEMO_DATA, DEMO_MODEL_SEED } from './demo.js';
+import { invariant } from '../aggregation/index.js';
+import { targetHost } from '../common/grpc-tls.js';
 
 /** Training settings of the demo federation (builtin runner), chosen for ≈1 CPU-second per shard. */
 export const DEMO_TRAIN = { steps: 50, batchSize: 256, lr: 0.01 } as const;
@@ -24,10 +26,16 @@ export interface FederationFilesOptions {
   readonly federation: string;
   readonly sites: readonly string[];
   readonly admins: readonly string[];
-  /** Address sites dial (`host:port`). */
-  readonly coordinatorAddress: string;
+  /** Address sites dial (`host:port`), with `listen`; or `coordinators`. */
+  readonly coordinatorAddress?: string;
   /** Address the coordinator binds. */
-  readonly listen: string;
+  readonly listen?: string;
+  /**
+   * Several coordinators instead of one (`fedhpc provision --coordinators`, issue 19): a certificate
+   * and a config each under `coordinators/<name>/`, and every site and admin config lists their
+   * addresses in this order as `coordinators`.
+   */
+  readonly coordinators?: readonly CoordinatorEndpoint[];
   readonly run: CoordinatorOptions['run'];
   /** The coordinator's `limits` (defaults when absent). */
   readonly limits?: CoordinatorOptions['limits'];
@@ -43,18 +51,30 @@ export interface FederationFilesOptions {
   readonly dashboard?: { readonly listen: string; readonly url: string } | undefined;
 }
 
+/** One of several coordinators: its name (the certificate's CN and its folder), the address members dial, the address it binds. */
+export interface CoordinatorEndpoint {
+  readonly name: string;
+  readonly address: string;
+  readonly listen: string;
+}
+
 export interface FederationFiles {
   /** The certificates written now; undefined when the folder already held the federation. */
   readonly manifest: ProvisionManifest | undefined;
   readonly initialModel: string;
+  /** The coordinator's config; with several coordinators, the first one's. */
   readonly coordinatorConfig: string;
+  /** Every coordinator's config by name (`coordinator` alone with one coordinator). */
+  readonly coordinatorConfigs: ReadonlyMap<string, string>;
   readonly siteConfigs: ReadonlyMap<string, string>;
   readonly adminConfigs: ReadonlyMap<string, string>;
 }
 
 /** Admin CLI config: where the coordinator is and which certificate to present. */
 export interface AdminConfigFile {
-  readonly coordinator: string;
+  /** One coordinator's address, or several as `coordinators`. */
+  readonly coordinator?: string;
+  readonly coordinators?: readonly string[];
   readonly serverName?: string;
   readonly tls: { readonly ca: string; readonly cert: string; readonly key: string };
   /** The coordinator's dashboard, for `fedhpc admin dashboard-token`'s sign-in link. */
@@ -77,14 +97,28 @@ async function writeJson(path: string, value: unknown): Promise<void> {
  * config files for every member. Configs use paths relative to their own folder.
  */
 export async function writeFederationFiles(o: FederationFilesOptions): Promise<FederationFiles> {
+  const several = o.coordinators;
+  invariant(
+    several === undefined ? o.coordinatorAddress !== undefined && o.listen !== undefined : o.coordinatorAddress === undefined && o.listen === undefined && several.length > 0,
+    'a federation has one coordinator (coordinatorAddress and listen) or several (coordinators), not both',
+  );
   // An existing federation (a re-run on the same folder) keeps its certificates.
   const provisioned = o.force === true || !(await exists(join(o.dir, 'ca', 'ca.crt')));
   // The coordinator's certificate names the host the members dial, so no serverName override is needed.
-  const [host = 'localhost'] = o.coordinatorAddress.split(':');
+  const [host = 'localhost'] = (o.coordinatorAddress ?? '').split(':');
   const coordinatorHosts = [...new Set([host, 'localhost', '127.0.0.1', '::1'])];
+  // Several: each certificate names its own host, and the loopback names as the one coordinator's does.
+  const coordinators = several?.map((c) => ({ name: c.name, hosts: [...new Set([targetHost(c.address), 'localhost', '127.0.0.1', '::1'])] }));
   const manifest = provisioned
-    ? await provisionFederation({ federation: o.federation, sites: [...o.sites], admins: [...o.admins], outDir: o.dir, force: o.force ?? false, coordinatorHosts })
+    ? await provisionFederation({ federation: o.federation, sites: [...o.sites], admins: [...o.admins], outDir: o.dir, force: o.force ?? false, ...(coordinators ? { coordinators } : { coordinatorHosts }) })
     : undefined;
+  if (!provisioned && several) {
+    for (const c of several) {
+      if (!(await exists(join(o.dir, 'coordinators', c.name, 'coordinator.crt')))) {
+        throw new Error(`${o.dir} holds a federation without a certificate for coordinator ${c.name}; pass force to issue new certificates for all`);
+      }
+    }
+  }
   let initialModel = join(o.dir, 'initial-model.safetensors');
   let modelConfig: string | undefined;
   if (o.trainer) {
@@ -95,24 +129,34 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
     const config = resolveBuiltinConfig({});
     await writeBuiltinModel(initialModel, initBuiltinModel(config, DEMO_MODEL_SEED), config);
   }
-  // A federation provisioned by an earlier run may name only localhost.
-  const serverName = provisioned || host === 'localhost' ? undefined : 'localhost';
+  // A federation provisioned by an earlier run may name only localhost (several coordinators: checked above).
+  const serverName = provisioned || several || host === 'localhost' ? undefined : 'localhost';
+  // Members dial these, in this order; one address is written as `coordinator`, as before.
+  const addressing = several ? { coordinators: several.map((c) => c.address) } : { coordinator: o.coordinatorAddress };
 
-  const coordDir = join(o.dir, 'coordinator');
-  const coordinatorConfig = join(coordDir, 'coordinator.json');
-  const coordinator: CoordinatorOptions = {
-    federation: o.federation,
-    listen: o.listen,
-    tls: { ca: 'ca.crt', cert: 'coordinator.crt', key: 'coordinator.key' },
-    stateDir: 'state',
-    model: { initial: relative(coordDir, initialModel) },
-    // Every site given a certificate here is a member; others join only when an admin approves them.
-    members: [...o.sites],
-    run: o.run,
-    ...(o.limits ? { limits: o.limits } : {}),
-    ...(o.dashboard ? { dashboard: { listen: o.dashboard.listen } } : {}),
-  };
-  await writeJson(coordinatorConfig, coordinator);
+  const coordinatorConfigs = new Map<string, string>();
+  const endpoints = several?.map((c) => ({ ...c, dir: join(o.dir, 'coordinators', c.name) })) ?? [{ name: 'coordinator', listen: o.listen ?? '', dir: join(o.dir, 'coordinator') }];
+  for (const { name, listen, dir: coordDir } of endpoints) {
+    const file = join(coordDir, 'coordinator.json');
+    const coordinator: CoordinatorOptions = {
+      federation: o.federation,
+      listen,
+      tls: { ca: 'ca.crt', cert: 'coordinator.crt', key: 'coordinator.key' },
+      stateDir: 'state',
+      model: { initial: relative(coordDir, initialModel) },
+      // Every site given a certificate here is a member; others join only when an admin approves them.
+      members: [...o.sites],
+      run: o.run,
+      ...(o.limits ? { limits: o.limits } : {}),
+      ...(o.dashboard ? { dashboard: { listen: o.dashboard.listen } } : {}),
+    };
+    await mkdir(coordDir, { recursive: true });
+    await writeJson(file, coordinator);
+    await mkdir(join(coordDir, 'state'), { recursive: true });
+    coordinatorConfigs.set(name, file);
+  }
+  const coordinatorConfig = coordinatorConfigs.values().next().value;
+  invariant(coordinatorConfig !== undefined, 'a federation has a coordinator config');
 
   const languages = defaultSiteLanguages(o.sites.length);
   const siteConfigs = new Map<string, string>();
@@ -121,7 +165,7 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
     const file = join(dir, 'site.json');
     const cfg: SiteOptions = {
       site,
-      coordinator: o.coordinatorAddress,
+      ...addressing,
       ...(serverName ? { serverName } : {}),
       tls: { ca: 'ca.crt', cert: 'site.crt', key: 'site.key' },
       workDir: 'work',
@@ -139,7 +183,7 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
     const dir = join(o.dir, 'admins', admin);
     const file = join(dir, 'admin.json');
     const cfg: AdminConfigFile = {
-      coordinator: o.coordinatorAddress,
+      ...addressing,
       ...(serverName ? { serverName } : {}),
       tls: { ca: 'ca.crt', cert: 'admin.crt', key: 'admin.key' },
       ...(o.dashboard ? { dashboard: o.dashboard.url } : {}),
@@ -147,6 +191,5 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
     await writeJson(file, cfg);
     adminConfigs.set(admin, file);
   }
-  await mkdir(join(coordDir, 'state'), { recursive: true });
-  return { manifest, initialModel, coordinatorConfig, siteConfigs, adminConfigs };
+  return { manifest, initialModel, coordinatorConfig, coordinatorConfigs, siteConfigs, adminConfigs };
 }

@@ -3,7 +3,7 @@
  * containers, and the PyTorch sites of the convergence benchmark. Others import this file only.
  */
 export { DEMO_DATA, DEMO_MODEL_SEED } from './demo.js';
-export { DEMO_TRAIN, writeFederationFiles, type AdminConfigFile, type FederationFiles, type FederationFilesOptions } from './federation-files.js';
+export { DEMO_TRAIN, writeFederationFiles, type AdminConfigFile, type CoordinatorEndpoint, type FederationFiles, type FederationFilesOptions } from './federation-files.js';
 export { SIMULATE_STRATEGIES, SimulateError, bigramBaseline, simulate, type SimulateOptions, type SimulateRecord, type SimulateStrategy, type SiteEvalLine, type SiteRoundWork } from './simulate.js';
 export { STANDIN_STEP_MS, STANDIN_TRAIN, simulatedTraining, standinRunner, type SimulatedTraining, type StandinSites } from './standin-sites.js';
 export { containerLayout, writeContainerFederation, type ContainerLayoutOptions, type SimulateLayout } from './containers.js';

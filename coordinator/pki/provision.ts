@@ -4,13 +4,15 @@
  *
  * ```
  * outDir/ca/ca.crt, ca/ca.key                       (the CA key stays with the admin's tooling)
- * outDir/coordinator/coordinator.crt, coordinator.key, ca.crt
+ * outDir/coordinator/coordinator.crt, coordinator.key, ca.crt   (one coordinator, `coordinatorHosts`)
+ * outDir/coordinators/<name>/coordinator.crt, coordinator.key, ca.crt   (several, `coordinators`)
  * outDir/sites/<id>/site.crt, site.key, ca.crt
  * outDir/admins/<name>/admin.crt, admin.key, ca.crt
  * ```
  */
 import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { invariant } from '../../aggregation/index.js';
 import { PkiError, PkiErrorCode } from './errors.js';
 import { type CertificateAndKey, type RandomBytes, createCa, issueCertificate } from './certificates.js';
 import { type Role, assertValidFederation, assertValidId, assertValidity } from './names.js';
@@ -31,6 +33,12 @@ export interface ProvisionFederationOptions {
   readonly outDir: string;
   /** DNS names and IP addresses for the coordinator's SAN. Default `localhost`, `127.0.0.1`, `::1`. */
   readonly coordinatorHosts?: readonly string[];
+  /**
+   * Several coordinators (a leader and its standbys, issue 19) instead of the one of
+   * `coordinatorHosts`: each gets its own key and certificate, subject CN its `name`, SAN its
+   * `hosts`, under `coordinators/<name>/`.
+   */
+  readonly coordinators?: readonly { readonly name: string; readonly hosts: readonly string[] }[];
   /** Validity of every certificate, in days. Default {@link DEFAULT_VALIDITY_DAYS}. */
   readonly validityDays?: number;
   /** Issuance time. Default `new Date()`. */
@@ -57,7 +65,10 @@ export interface ProvisionManifest {
   readonly federation: string;
   readonly outDir: string;
   readonly ca: { readonly certPath: string; readonly keyPath: string };
+  /** The coordinator; with `coordinators`, the first of them. */
   readonly coordinator: ProvisionedMember;
+  /** Every coordinator, in the order given (the one of `coordinator` alone without `coordinators`). */
+  readonly coordinators: readonly ProvisionedMember[];
   readonly sites: readonly ProvisionedMember[];
   readonly admins: readonly ProvisionedMember[];
 }
@@ -129,9 +140,18 @@ export async function provisionFederation(options: ProvisionFederationOptions): 
   assertValidity(validityDays, now);
   assertUnique(sites, 'site');
   assertUnique(admins, 'admin');
-  const hosts = options.coordinatorHosts ?? ['localhost', '127.0.0.1', '::1'];
-  const ipAddresses = hosts.filter((host) => IP_ADDRESS.test(host));
-  const dnsNames = hosts.filter((host) => !IP_ADDRESS.test(host));
+  if (options.coordinators !== undefined && options.coordinatorHosts !== undefined) {
+    throw new PkiError(PkiErrorCode.InvalidOptions, 'give coordinatorHosts (one coordinator) or coordinators (several), not both');
+  }
+  const several = options.coordinators;
+  if (several !== undefined) {
+    if (several.length === 0) throw new PkiError(PkiErrorCode.InvalidOptions, 'coordinators lists no coordinator');
+    assertUnique(several.map((c) => c.name), 'coordinator');
+  }
+  const sansOf = (hosts: readonly string[]): { dnsNames: string[]; ipAddresses: string[] } => ({
+    dnsNames: hosts.filter((host) => !IP_ADDRESS.test(host)),
+    ipAddresses: hosts.filter((host) => IP_ADDRESS.test(host)),
+  });
 
   const outDir = resolve(options.outDir);
   const caDir = join(outDir, 'ca');
@@ -146,14 +166,18 @@ export async function provisionFederation(options: ProvisionFederationOptions): 
   await writeCert(caPaths.certPath, ca.certPem);
   await writeKey(caPaths.keyPath, ca.keyPem);
 
-  const issue = async (role: Role, id: string): Promise<{ certPem: string; keyPem?: string }> => {
+  const issue = async (role: Role, id: string, hosts?: readonly string[]): Promise<{ certPem: string; keyPem?: string }> => {
     checkAborted(options.signal);
-    const sans = role === 'coordinator' ? { dnsNames, ipAddresses } : {};
+    const sans = role === 'coordinator' ? sansOf(hosts ?? []) : {};
     return issueCertificate({ ca, role, id, federation, validityDays, now, ...sans, ...random });
   };
-  const coordinator = await writeMember(
-    join(outDir, 'coordinator'), 'coordinator', 'coordinator', 'coordinator', await issue('coordinator', 'coordinator'), ca.certPem,
-  );
+  const coordinators: ProvisionedMember[] = [];
+  for (const { name, hosts } of several ?? [{ name: 'coordinator', hosts: options.coordinatorHosts ?? ['localhost', '127.0.0.1', '::1'] }]) {
+    const dir = several === undefined ? join(outDir, 'coordinator') : join(outDir, 'coordinators', name);
+    coordinators.push(await writeMember(dir, 'coordinator', 'coordinator', name, await issue('coordinator', name, hosts), ca.certPem));
+  }
+  const coordinator = coordinators[0];
+  invariant(coordinator !== undefined, 'provisioning issues at least one coordinator certificate');
   const siteMembers: ProvisionedMember[] = [];
   for (const id of sites) {
     siteMembers.push(await writeMember(join(outDir, 'sites', id), 'site', 'site', id, await issue('site', id), ca.certPem));
@@ -162,5 +186,5 @@ export async function provisionFederation(options: ProvisionFederationOptions): 
   for (const id of admins) {
     adminMembers.push(await writeMember(join(outDir, 'admins', id), 'admin', 'admin', id, await issue('admin', id), ca.certPem));
   }
-  return Object.freeze({ federation, outDir, ca: caPaths, coordinator, sites: siteMembers, admins: adminMembers });
+  return Object.freeze({ federation, outDir, ca: caPaths, coordinator, coordinators, sites: siteMembers, admins: adminMembers });
 }

@@ -1,0 +1,92 @@
+/**
+ * `fedhpc provision --coordinators` (issue 19): a certificate per coordinator under
+ * coordinators/<name>/, each naming its own host; site and admin configs list every address in
+ * order. A real coordinator started with the second certificate on 127.0.0.1 is reached by a site
+ * and an admin whose first address has nothing behind it. The built CLI, real processes.
+ */
+import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadCoordinatorConfig } from '../../coordinator/index.js';
+import { loadSiteConfig } from '../../site-agent/index.js';
+import { CLI, freePort, startCli, waitFor, type Proc } from '../helpers/federation.js';
+
+const exec = promisify(execFile);
+const fedhpc = (args: string[]) => exec(process.execPath, [CLI, ...args], { timeout: 30_000 });
+
+/** The subject CN and SAN entries of a PEM certificate file. */
+async function certificate(file: string): Promise<{ cn: string; sans: string[] }> {
+  const cert = new X509Certificate(await readFile(file));
+  return { cn: /CN=([^\n]+)/.exec(cert.subject)?.[1] ?? '', sans: (cert.subjectAltName ?? '').split(', ') };
+}
+
+describe('fedhpc provision --coordinators', () => {
+  const dirs: string[] = [];
+  const procs: Proc[] = [];
+  const tempDir = async (): Promise<string> => {
+    const d = await mkdtemp(join(tmpdir(), 'fedhpc-coords-'));
+    dirs.push(d);
+    return d;
+  };
+  afterAll(async () => {
+    for (const p of procs.reverse()) await p.stop();
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
+
+  it('issues a certificate per coordinator naming its own host, and configs that list both', async () => {
+    const dir = await tempDir();
+    const { stdout } = await fedhpc([
+      'provision', '--federation', 'hafed', '--sites', 'bsc', '--admins', 'alice', '--out', dir,
+      '--coordinators', 'coord-a.example.org:7443,standby=coord-b.example.org:7444', '--json',
+    ]);
+    const summary = JSON.parse(stdout) as { coordinatorConfig: string; coordinators: Record<string, string>; sites: Record<string, string>; admins: Record<string, string> };
+    expect(summary.coordinators).toEqual({
+      'coord-a-example-org': join(dir, 'coordinators', 'coord-a-example-org', 'coordinator.json'),
+      standby: join(dir, 'coordinators', 'standby', 'coordinator.json'),
+    });
+    expect(summary.coordinatorConfig).toBe(summary.coordinators['coord-a-example-org']);
+    const a = await certificate(join(dir, 'coordinators', 'coord-a-example-org', 'coordinator.crt'));
+    const b = await certificate(join(dir, 'coordinators', 'standby', 'coordinator.crt'));
+    expect(a).toEqual({ cn: 'coord-a-example-org', sans: expect.arrayContaining(['DNS:coord-a.example.org', 'DNS:localhost', 'IP Address:127.0.0.1']) as string[] });
+    expect(b).toEqual({ cn: 'standby', sans: expect.arrayContaining(['DNS:coord-b.example.org', 'DNS:localhost']) as string[] });
+    expect(a.sans).not.toContain('DNS:coord-b.example.org');
+    expect(b.sans).not.toContain('DNS:coord-a.example.org');
+    for (const [name, port] of [['coord-a-example-org', 7443], ['standby', 7444]] as const) {
+      const c = loadCoordinatorConfig(summary.coordinators[name]!);
+      expect({ listen: c.listen, federation: c.federation, members: c.members }).toEqual({ listen: `0.0.0.0:${port}`, federation: 'hafed', members: ['bsc'] });
+      expect(c.tls.cert).toBe(join(dir, 'coordinators', name, 'coordinator.crt'));
+    }
+    const site = loadSiteConfig(summary.sites['bsc']!);
+    expect({ coordinator: site.coordinator, coordinators: site.coordinators, serverName: site.serverName }).toEqual({ coordinator: undefined, coordinators: ['coord-a.example.org:7443', 'coord-b.example.org:7444'], serverName: undefined });
+    const admin = JSON.parse(await readFile(summary.admins['alice']!, 'utf8')) as Record<string, unknown>;
+    expect(admin).toMatchObject({ coordinators: ['coord-a.example.org:7443', 'coord-b.example.org:7444'] });
+    expect(admin).not.toHaveProperty('coordinator');
+    // The two flags exclude each other.
+    const both = (await fedhpc(['provision', '--federation', 'x', '--sites', 'a', '--admins', 'b', '--out', await tempDir(), '--coordinator', 'a:1', '--coordinators', 'b:2']).catch((e: unknown) => e)) as { code: number; stderr: string };
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('not both');
+  });
+
+  it('a site and an admin reach the coordinator of the second certificate on 127.0.0.1 when the first address has none', async () => {
+    const dir = await tempDir();
+    const [first, second] = [await freePort(), await freePort()];
+    await fedhpc([
+      'provision', '--federation', 'hafed', '--sites', 'bsc', '--admins', 'alice', '--out', dir,
+      '--coordinators', `localhost:${first},127.0.0.1:${second}`, '--json',
+    ]);
+    procs.push(await startCli('coordinator', ['coordinator', '--config', join(dir, 'coordinators', '127-0-0-1', 'coordinator.json')], dir));
+    procs.push(await startCli('bsc', ['site', '--config', join(dir, 'sites', 'bsc', 'site.json')], dir));
+    const adminConfig = join(dir, 'admins', 'alice', 'admin.json');
+    const status = await waitFor('bsc connected', async () => {
+      const s = await fedhpc(['admin', 'status', '--config', adminConfig, '--json']).then((r) => JSON.parse(r.stdout) as Record<string, unknown>, () => undefined);
+      return s !== undefined && s['sitesConnected'] === 1 ? s : undefined;
+    }, 30_000, 300);
+    expect(status['federation']).toBe('hafed');
+    const joined = (await procs[1]!.logText()).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['msg'] === 'joined federation');
+    expect(joined).toMatchObject({ coordinator: `127.0.0.1:${second}` });
+  }, 60_000);
+});

@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
 import { printable } from '../common/text.js';
-import { loadCoordinatorConfig, startCoordinator } from '../coordinator/index.js';
+import { loadCoordinatorConfig, runHaCoordinator, startCoordinator } from '../coordinator/index.js';
 import { serveMetrics } from '../common/metrics-http.js';
 import { AgentMetrics, createRunner, DROP_PHASES, RunnerConfigError, loadSiteConfig, SiteAgent, SiteAgentError, type DropPhase } from '../site-agent/index.js';
 import { DEMO_TRAIN, writeFederationFiles, SIMULATE_STRATEGIES, simulate, type SimulateRecord, type SimulateStrategy, type SiteRoundWork, containerLayout, buildFedhpcImage } from '../simulate/index.js';
@@ -154,6 +154,12 @@ async function cmdCoordinator(args: string[]): Promise<number> {
   const config = loadCoordinatorConfig(required(values.config, 'config'));
   const logger = createLogger({ name: 'coordinator', level: config.log.level, base: { federation: config.federation } });
   logger.info({ config }, 'configuration');
+  if (config.ha) {
+    // A standby pair's coordinator: it exits when it loses the leadership, for its supervisor to
+    // start it again as a standby (exit 3); a shutdown hands the lease over (exit 0).
+    const exit = await runHaCoordinator({ config, logger, signal: onTerminate() });
+    return exit.kind === 'stopped' ? 0 : 3;
+  }
   const handle = await startCoordinator({ config, logger });
   const signal = onTerminate();
   await new Promise((r) => signal.addEventListener('abort', r, { once: true }));

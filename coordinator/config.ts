@@ -7,6 +7,7 @@ import { WEIGHTINGS, checkFixedPointBudget, parseOptimizerOptions, type Resolved
 import { loadConfigFile } from '../common/config-file.js';
 import { trainBudgetSchema, type TrainBudget } from '../common/train-budget.js';
 import { trainOverlapSchema, type TrainOverlap } from '../common/train-overlap.js';
+import { LEASE_DEFAULTS } from './ha/lease.js';
 import { natsSchema, resolveNatsPaths } from './nats/options.js';
 import { dashboardSchema } from './dashboard/options.js';
 import { CHECKPOINT_DTYPES, type CheckpointDtype } from './state/checkpoint-dtype.js';
@@ -356,6 +357,30 @@ export const coordinatorConfigSchema = z
     heartbeatIntervalMs: z.number().int().min(100).max(600_000).default(2000),
     /** Events and audit records to NATS / JetStream (off unless configured). */
     nats: natsSchema.optional(),
+    /**
+     * A standby pair (issue 19; off unless configured): the journal in a replicated JetStream stream
+     * on `nats`, leadership by a lease there, checkpoints and spools in `stateDir` on storage every
+     * coordinator of the pair reaches. See coordinator/ha/run.ts and docs/operators.md.
+     */
+    ha: z
+      .object({
+        /** This coordinator's name in the pair (unique). */
+        name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits and -'),
+        /** Where sites and admins reach this coordinator (host:port): standbys name it to them. */
+        advertise: z.string().regex(/^[^\s:]+:\d{1,5}$/, 'host:port'),
+        lease: z
+          .object({
+            ttlMs: z.number().int().min(1000).max(600_000).default(LEASE_DEFAULTS.ttlMs),
+            renewMs: z.number().int().min(100).max(60_000).default(LEASE_DEFAULTS.renewMs),
+            marginMs: z.number().int().min(100).max(60_000).default(LEASE_DEFAULTS.marginMs),
+          })
+          .strict()
+          .default({}),
+        /** Replicas of the journal stream and the lease bucket: 3 on a 3-node NATS cluster. */
+        replicas: z.number().int().min(1).max(5).default(LEASE_DEFAULTS.replicas),
+      })
+      .strict()
+      .optional(),
     /**
      * The read-only web dashboard for admins (off unless configured; `{}` serves it on
      * 127.0.0.1:8480). A non-loopback `listen` needs `tls`. See coordinator/dashboard/.

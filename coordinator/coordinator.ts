@@ -60,6 +60,8 @@ export interface StartCoordinatorOptions {
   readonly logger: Logger;
   readonly clock?: Clock;
   readonly onFatal?: (err: unknown) => void;
+  /** A store opened by the caller (a standby pair's leader: the replicated journal); default: `config.stateDir`'s. */
+  readonly store?: LocalStateStore;
 }
 
 /** gRPC server options: large messages for 4 MiB chunks, keepalive to notice dead agents. */
@@ -82,7 +84,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
   const tls = readTlsFiles(config.tls);
-  const opened = await LocalStateStore.open(config.stateDir, () => clock.now());
+  const opened = options.store ?? (await LocalStateStore.open(config.stateDir, () => clock.now()));
   // With NATS, every durable journal append is also sent to the audit stream (after, never before).
   const store = config.nats ? tapAppends(opened, () => nats?.recordAppended()) : opened;
   if (store.journalRepairedBytes > 0) {

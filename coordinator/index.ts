@@ -10,6 +10,7 @@ export { GENESIS_HASH, Journal, readJournal, recordHash, verifyChain, type Journ
 export { JetStreamJournal, type JetStreamJournalOptions } from './state/jetstream-journal.js';
 export { journalStreamName, journalSubject } from './state/journal-stream.js';
 export { LEASE_DEFAULTS, LeaderLease, type LeaseOptions } from './ha/lease.js';
+export { runHaCoordinator, type HaExit, type RunHaOptions } from './ha/run.js';
 export { exportLines, readJournalStreamTrail, readStateDirTrail, readStreamTrail, verifyAudit, type AuditLine, type AuditReport } from './audit/index.js';
 export { DEFAULT_VALIDITY_DAYS, PkiError, createCa, enrolSite, issueCertificate, loadCaFiles, provisionFederation, renewalCsr, signSiteCsr, writeAtomic, type ProvisionManifest } from './pki/index.js';
 export { runSchema, type ResolvedRun } from './config.js';

@@ -65,6 +65,18 @@ export interface ReceiptRecord {
   readonly usage?: RoundUsage;
 }
 
+/**
+ * A coordinator became the leader of a standby pair (issue 19): its first record under its lease's
+ * term, before it replays and serves. Recovery skips it; `admin status` and the audit read it.
+ */
+export interface LeaderRecord {
+  readonly type: 'leader';
+  readonly term: number;
+  /** The coordinator's `ha.name` and `ha.advertise`. */
+  readonly holder: string;
+  readonly address: string;
+}
+
 /** A run's round count raised by a later start with the same run id. */
 export interface RunExtendedRecord {
   readonly type: 'run-extended';
@@ -193,7 +205,8 @@ export type StateRecord =
   | RunFailedRecord
   | SumCheckFailedRecord
   | SiteJoinedRecord
-  | ReceiptRecord;
+  | ReceiptRecord
+  | LeaderRecord;
 
 /** Whether one journal body is a record of `type`: the narrowing of {@link recordsOf}, for any run. */
 export function isRecordOf<T extends StateRecord['type']>(body: { readonly type: string }, type: T): body is Extract<StateRecord, { type: T }> {

@@ -41,21 +41,33 @@ export interface PendingFile {
   discard(): Promise<void>;
 }
 
+/** What the store needs of a journal: the state dir's file (`Journal`) or a replicated stream (`JetStreamJournal`). */
+export interface JournalPort {
+  records(): readonly JournalRecord[];
+  append<B extends { readonly type: string }>(body: B): Promise<JournalRecord<B & JournalBody>>;
+  close(): Promise<void>;
+  /** Bytes of a torn last line cut off at open (a file journal only). */
+  readonly repairedBytes?: number;
+}
+
 /** The state store in a local directory (the default). */
 export class LocalStateStore implements StateStore {
   private constructor(
     readonly dir: string,
-    private readonly journal: Journal,
+    private readonly journal: JournalPort,
   ) {}
 
-  /** Opens or creates `dir`, verifying the journal (a torn last line is repaired). */
-  static async open(dir: string, now?: () => number): Promise<LocalStateStore> {
+  /**
+   * Opens or creates `dir`, verifying the journal (a torn last line is repaired). `journal`: one
+   * opened elsewhere (a standby pair's replicated stream) instead of `dir/journal.jsonl`; the
+   * checkpoints, optimizer state and spools stay in `dir`.
+   */
+  static async open(dir: string, now?: () => number, journal?: JournalPort): Promise<LocalStateStore> {
     for (const sub of ['models', 'optimizer', 'spool', 'tmp']) await mkdir(join(dir, sub), { recursive: true });
     // Leftover temp files are writes that never committed; they were never referenced.
     await rm(join(dir, 'tmp'), { recursive: true, force: true });
     await mkdir(join(dir, 'tmp'), { recursive: true });
-    const journal = await Journal.open(join(dir, 'journal.jsonl'), now);
-    return new LocalStateStore(dir, journal);
+    return new LocalStateStore(dir, journal ?? (await Journal.open(join(dir, 'journal.jsonl'), now)));
   }
 
   records(): readonly JournalRecord[] {
@@ -64,7 +76,7 @@ export class LocalStateStore implements StateStore {
 
   /** Bytes of a torn last journal line cut off at open (a crash mid-append); 0 when none. */
   get journalRepairedBytes(): number {
-    return this.journal.repairedBytes;
+    return this.journal.repairedBytes ?? 0;
   }
 
   append<B extends { readonly type: string }>(body: B): Promise<JournalRecord<B & JournalBody>> {

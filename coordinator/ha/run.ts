@@ -1,0 +1,95 @@
+/**
+ * One coordinator of a standby pair (issue 19): it stands by — answering every call NOT_LEADER with
+ * the leader's address and keeping no state of its own — until it holds the leader lease, then
+ * writes a `leader` record under the lease's term to the replicated journal, replays the journal as
+ * a restart does (an interrupted round resumes at a higher attempt) and serves. It serves only while
+ * it holds the lease: once the lease is lost (not renewed within TTL − margin: cut off from NATS) or
+ * the journal fences it (another writer extended the chain), it stops serving and returns, and its
+ * process exits so that its supervisor (systemd, a container's restart policy) starts it again — as a
+ * standby. Crash-only: there is no path from leader back to standby inside one process.
+ *
+ * Checkpoints, optimizer state and spools stay in `stateDir`, which both coordinators of the pair
+ * must reach (a shared filesystem: the HPC norm); only the journal moves to JetStream.
+ */
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from '../../common/logger.js';
+import type { ResolvedCoordinatorConfig } from '../config.js';
+import { startCoordinator, type CoordinatorHandle } from '../coordinator.js';
+import { CoordinatorError } from '../core/errors.js';
+import { natsConnectOptions } from '../nats/options.js';
+import { JetStreamJournal } from '../state/jetstream-journal.js';
+import { journalStreamName, journalSubject } from '../state/journal-stream.js';
+import type { LeaderRecord } from '../state/records.js';
+import { LocalStateStore } from '../state/store.js';
+import { LeaderLease } from './lease.js';
+import { startStandbyServer } from './standby-server.js';
+
+/** Why a pair's coordinator stopped serving. */
+export type HaExit = { readonly kind: 'stopped' } | { readonly kind: 'lost'; readonly why: string };
+
+export interface RunHaOptions {
+  readonly config: ResolvedCoordinatorConfig;
+  readonly logger: Logger;
+  /** Aborted: stop (a clean shutdown hands the lease over at once). */
+  readonly signal: AbortSignal;
+  /** Called once this coordinator serves as the leader. */
+  readonly onLeader?: (handle: CoordinatorHandle, term: number) => void;
+}
+
+/** Stands by, leads when it can, and resolves when it must stop serving (see the module comment). */
+export async function runHaCoordinator(o: RunHaOptions): Promise<HaExit> {
+  const { config, logger } = o;
+  const ha = config.ha;
+  if (!ha || !config.nats) throw new CoordinatorError('BAD_REQUEST', 'a standby pair needs both `ha` and `nats` in the coordinator config');
+  const log = logger.child({ component: 'ha', holder: ha.name });
+  const nc: NatsConnection = await connect({ ...natsConnectOptions(config.nats, `fedhpc-ha-${ha.name}`), maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  const lease = await LeaderLease.open(nc, { federation: config.federation, holder: ha.name, address: ha.advertise, ...ha.lease, replicas: ha.replicas, logger: log });
+  let leaderAddress: string | undefined;
+  const refreshLeader = async (): Promise<void> => {
+    leaderAddress = (await lease.current().catch(() => undefined))?.address;
+  };
+  await refreshLeader();
+  const standby = await startStandbyServer({ config, leader: () => leaderAddress, logger: log });
+  const watching = setInterval(() => void refreshLeader(), ha.lease.renewMs);
+  log.info({ phase: 'standby', address: standby.address, leader: leaderAddress ?? null }, 'standing by: answering NOT_LEADER until this coordinator holds the lease');
+  let handle: CoordinatorHandle | undefined;
+  try {
+    const term = await lease.acquire(o.signal).catch((err: unknown) => {
+      if (o.signal.aborted) return undefined;
+      throw err;
+    });
+    clearInterval(watching);
+    await standby.stop();
+    if (term === undefined) return { kind: 'stopped' };
+    const journal = await JetStreamJournal.open({ nc, stream: journalStreamName(config.federation), subject: journalSubject(config.federation), replicas: ha.replicas, term, logger: log });
+    const leader: LeaderRecord = { type: 'leader', term, holder: ha.name, address: ha.advertise };
+    await journal.append(leader);
+    log.info({ phase: 'leader', term, records: journal.records().length }, 'leading: replaying the journal and serving');
+    const store = await LocalStateStore.open(config.stateDir, Date.now, journal);
+    let fenced: (why: string) => void = () => undefined;
+    const fence = new Promise<string>((resolve) => (fenced = resolve));
+    handle = await startCoordinator({
+      config,
+      logger,
+      store,
+      // A refused append (fenced, or the journal unreachable past its deadline) ends this leadership.
+      onFatal: (err) => fenced(`the journal refused an append: ${(err as Error).message}`),
+    });
+    o.onLeader?.(handle, term);
+    const stopped = new Promise<'stopped'>((resolve) => o.signal.addEventListener('abort', () => resolve('stopped'), { once: true }));
+    const why = await Promise.race([lease.lost, fence, stopped]);
+    if (why === 'stopped') {
+      await handle.stop();
+      handle = undefined;
+      await lease.release();
+      return { kind: 'stopped' };
+    }
+    log.error({ phase: 'leader', term, why }, 'no longer the leader: stop serving');
+    return { kind: 'lost', why };
+  } finally {
+    clearInterval(watching);
+    await handle?.stop().catch(() => undefined);
+    lease.close();
+    await nc.close().catch(() => undefined);
+  }
+}

@@ -7,14 +7,16 @@ import { X509Certificate } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { invariant } from '../aggregation/index.js';
-import { DEFAULT_AUDIT_STREAM, exportLines, journalStreamName, journalSubject, readJournalStreamTrail, readStateDirTrail, readStreamTrail, verifyAudit, type AuditLine, type AuditReport } from '../coordinator/index.js';
+import { DEFAULT_AUDIT_STREAM, exportLines, importStateDirJournal, journalStreamName, journalSubject, readJournalStreamTrail, readStateDirTrail, readStreamTrail, verifyAudit, type AuditLine, type AuditReport } from '../coordinator/index.js';
 import { UsageError, isUsageError } from './usage-error.js';
 import { printable } from '../common/text.js';
 
 const USAGE = `usage:
   fedhpc admin audit verify (--state-dir DIR | --nats URL [--stream NAME] [--subject SUBJECT] | --nats URL --journal FEDERATION) [--ca FILE] [--require-receipts] [--json]
   fedhpc admin audit export (--state-dir DIR | --nats URL [--stream NAME] [--subject SUBJECT] | --nats URL --journal FEDERATION) [--out FILE] [--json]
-  (--journal: the replicated journal of a standby-coordinator federation, read by the chain rule)
+  fedhpc admin audit import --state-dir DIR --nats URL --journal FEDERATION [--replicas N] [--json]
+  (--journal: the replicated journal of a standby-coordinator federation, read by the chain rule;
+   import publishes a state dir's journal into that empty stream, to move a federation to a pair)
 `;
 
 
@@ -33,6 +35,7 @@ export async function runAudit(args: string[], out: Out = (s) => void process.st
         ca: { type: 'string' },
         out: { type: 'string' },
         journal: { type: 'string' },
+        replicas: { type: 'string', default: '3' },
         'require-receipts': { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
       },
@@ -40,9 +43,10 @@ export async function runAudit(args: string[], out: Out = (s) => void process.st
       strict: true,
     });
     const [command, ...extra] = positionals;
-    if (command !== 'verify' && command !== 'export') throw new UsageError(`audit needs a command: verify | export`);
+    if (command !== 'verify' && command !== 'export' && command !== 'import') throw new UsageError(`audit needs a command: verify | export | import`);
     if (extra.length > 0) throw new UsageError(`audit ${command} takes no positional arguments, got ${extra.join(' ')}`);
     const stateDir = values['state-dir'];
+    if (command === 'import') return await importCommand(stateDir, values, out);
     if ((stateDir === undefined) === (values.nats === undefined)) throw new UsageError('give exactly one of --state-dir DIR or --nats URL');
     if (values.journal !== undefined && (stateDir !== undefined || values.subject !== undefined || values.stream !== DEFAULT_AUDIT_STREAM)) throw new UsageError('--journal FEDERATION goes with --nats URL alone (its stream and subject follow from the federation)');
     const { lines, source, ignored } = await readTrail(stateDir, values);
@@ -62,6 +66,16 @@ export async function runAudit(args: string[], out: Out = (s) => void process.st
     err(`audit failed: ${printable((e as Error).message, { keepNewlines: true })}`);
     return 1;
   }
+}
+
+/** `audit import`: a state dir's journal into a pair's empty journal stream, its chain intact. */
+async function importCommand(stateDir: string | undefined, values: { nats?: string | undefined; journal?: string | undefined; replicas: string; json?: boolean | undefined }, out: Out): Promise<number> {
+  if (stateDir === undefined || values.nats === undefined || values.journal === undefined) throw new UsageError('audit import needs --state-dir DIR, --nats URL and --journal FEDERATION');
+  const replicas = Number(values.replicas);
+  if (![1, 3, 5].includes(replicas)) throw new UsageError(`--replicas must be 1, 3 or 5, got ${JSON.stringify(values.replicas)}`);
+  const r = await importStateDirJournal({ stateDir, nats: { url: values.nats, timeoutMs: 10_000 }, federation: values.journal, replicas });
+  out(values.json ? JSON.stringify({ imported: r.records, stream: r.stream, head: r.head }) : `imported ${r.records} records of ${stateDir} into ${r.stream} (head ${r.head}); the chain reads back intact`);
+  return 0;
 }
 
 /** The trail and where it came from: a state dir, an audit stream, or a replicated journal (and what it ignored). */

@@ -11,6 +11,7 @@ export { JetStreamJournal, type JetStreamJournalOptions } from './state/jetstrea
 export { journalStreamName, journalSubject } from './state/journal-stream.js';
 export { LEASE_DEFAULTS, LeaderLease, type LeaseOptions } from './ha/lease.js';
 export { runHaCoordinator, type HaExit, type RunHaOptions } from './ha/run.js';
+export { importStateDirJournal } from './ha/import.js';
 export { exportLines, readJournalStreamTrail, readStateDirTrail, readStreamTrail, verifyAudit, type AuditLine, type AuditReport } from './audit/index.js';
 export { DEFAULT_VALIDITY_DAYS, PkiError, createCa, enrolSite, issueCertificate, loadCaFiles, provisionFederation, renewalCsr, signSiteCsr, writeAtomic, type ProvisionManifest } from './pki/index.js';
 export { runSchema, type ResolvedRun } from './config.js';

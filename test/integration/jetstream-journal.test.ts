@@ -209,6 +209,33 @@ describe.skipIf(skip)('the journal in a replicated JetStream stream (3 nats-serv
     expect(both.stderr).toMatch(/--journal FEDERATION goes with --nats URL alone/);
   });
 
+  it('moves a state dir to a pair with the CLI: audit import publishes its journal, audit verify reads the same head, a second import is refused', async () => {
+    const t = target();
+    const federation = t.subject.split('.')[1]!;
+    const dir = await mkdtemp(join(tmpdir(), 'fedhpc-import-'));
+    try {
+      const local = await Journal.open(join(dir, 'journal.jsonl'));
+      for (let i = 0; i < 4; i++) await local.append({ type: 'test', i });
+      const head = local.records().at(-1)!.hash;
+      await local.close();
+      const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, 'admin', 'audit', ...args], { encoding: 'utf8', timeout: 60_000 });
+      const imported = cli('import', '--state-dir', dir, '--nats', cluster.urls.join(','), '--journal', federation, '--replicas', '3', '--json');
+      expect(imported.status, imported.stderr).toBe(0);
+      expect(JSON.parse(imported.stdout)).toEqual({ imported: 4, stream: t.stream, head });
+      const verified = cli('verify', '--nats', cluster.urls.join(','), '--journal', federation, '--json');
+      expect(verified.status, verified.stderr).toBe(0);
+      expect(JSON.parse(verified.stdout)).toMatchObject({ ok: true, records: 4, head });
+      const again = cli('import', '--state-dir', dir, '--nats', cluster.urls.join(','), '--journal', federation);
+      expect(again.status).toBe(1);
+      expect(again.stderr).toMatch(/already holds 4 message\(s\): a journal is imported only into an empty stream/);
+      const missing = cli('import', '--state-dir', dir, '--journal', federation);
+      expect(missing.status).toBe(2);
+      expect(missing.stderr).toMatch(/audit import needs --state-dir DIR, --nats URL and --journal FEDERATION/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   // Last: it leaves the cluster with two nodes.
   it('goes on appending when one NATS node (the stream leader) is killed, stalling briefly (4–9 s measured; at most 15 s under a loaded CI)', async () => {
     const t = target();

@@ -45,6 +45,8 @@ export const COMMAND_USAGE: Readonly<Record<string, string>> = {
                                 (a sign-in token for the coordinator's dashboard, signed with the admin's key)
   fedhpc admin audit  verify (--state-dir DIR | --nats URL [--stream NAME] [--subject SUBJECT] | --nats URL --journal FEDERATION) [--ca FILE] [--require-receipts] [--json]
   fedhpc admin audit  export (--state-dir DIR | --nats URL [--stream NAME] [--subject SUBJECT] | --nats URL --journal FEDERATION) [--out FILE] [--json]
+  fedhpc admin audit  import --state-dir DIR --nats URL --journal FEDERATION [--replicas N] [--json]
+                                (a state dir's journal into a standby pair's empty journal stream)
 `,
 };
 

@@ -9,6 +9,8 @@
  * The pair's set-up is local for now; it should move to the shared `startHaPair()` helper.
  */
 import { readFile, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
+import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -19,11 +21,46 @@ import { verifyChain, type JournalRecord } from '../../coordinator/state/journal
 import { skipUnless } from '../helpers/components.js';
 import { createTestFederation, freePort, startCli, startSiteProcess, waitFor, type Proc, type TestFederation } from '../helpers/federation.js';
 import { natsUnavailable, startNatsCluster, type TestNatsCluster } from '../helpers/nats.js';
+import { RawRpcClient, rpcNamed } from '../helpers/raw-rpc.js';
+import { adminCertFiles } from '../helpers/raw-site.js';
 
 const skip = skipUnless('nats', natsUnavailable());
 const ROUNDS = 3;
 const LEASE = { ttlMs: 4000, renewMs: 500, marginMs: 1500 };
 const DEADLINES = { openS: 20, trainingS: 30, uploadS: 30, aggregateS: 20, commitS: 20, evalS: 10 };
+
+/** A TCP proxy to one address whose traffic the test can cut (both ways, connections kept open). */
+interface CuttableProxy {
+  readonly port: number;
+  /** Drops every byte from now on and refuses new connections: a partition, not a reset. */
+  cut(): void;
+  close(): Promise<void>;
+}
+
+async function startCuttableProxy(targetPort: number): Promise<CuttableProxy> {
+  const sockets = new Set<Socket>();
+  let cut = false;
+  const server: Server = createServer((client) => {
+    if (cut) return void client.destroy();
+    const upstream = netConnect(targetPort, '127.0.0.1');
+    for (const [from, to] of [[client, upstream], [upstream, client]] as const) {
+      sockets.add(from);
+      from.on('data', (d: Buffer) => void (cut || to.write(d)));
+      from.on('error', () => to.destroy());
+      from.on('close', () => (sockets.delete(from), to.destroy()));
+    }
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as { port: number }).port,
+    cut: () => void (cut = true),
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
 
 interface Pair {
   readonly fed: TestFederation;
@@ -49,8 +86,9 @@ describe.skipIf(skip)('a standby coordinator pair under faults', () => {
   });
 
   /** A federation of two sites and a pair's two configs (a's `nats.url` may differ: a proxy). */
-  async function setUpPair(secure: boolean, natsUrlOfA?: string): Promise<Pair> {
+  async function setUpPair(secure: boolean, natsUrlOfA?: (c: TestNatsCluster) => Promise<string>): Promise<Pair> {
     cluster = await startNatsCluster(3);
+    const urlA = natsUrlOfA ? await natsUrlOfA(cluster) : cluster.urls.join(',');
     fed = await createTestFederation({ sites: 2, run: { rounds: ROUNDS, minSites: 2, deadlines: DEADLINES, secureAggregation: { enabled: secure } } });
     const f = fed;
     const portB = await freePort();
@@ -63,7 +101,7 @@ describe.skipIf(skip)('a standby coordinator pair under faults', () => {
       ha: { name, advertise: `localhost:${port}`, lease: LEASE, replicas: 3 },
     });
     const configs = [f.files.coordinatorConfig, join(f.dir, 'coordinator', 'coordinator-b.json')] as const;
-    await writeFile(configs[0], JSON.stringify(withHa('coord-a', f.port, natsUrlOfA ?? cluster.urls.join(',')), null, 2));
+    await writeFile(configs[0], JSON.stringify(withHa('coord-a', f.port, urlA), null, 2));
     await writeFile(configs[1], JSON.stringify(withHa('coord-b', portB, cluster.urls.join(',')), null, 2));
     for (const site of f.sites) {
       await f.patchSiteConfig(site, (c) => {
@@ -131,6 +169,59 @@ describe.skipIf(skip)('a standby coordinator pair under faults', () => {
     const adminB = pair.admin(pair.addresses[1]);
     await waitFor('coordinator b to serve', () => adminB.status().then((s) => s, () => undefined), 60_000, 100);
     process.stdout.write(`failover (${phase}, ${secure ? 'secure' : 'plain'}): b served ${((Date.now() - killedAt) / 1000).toFixed(1)} s after a died\n`);
+    await waitFinished(pair, pair.addresses[1]);
+    expect(leaders(await expectJournal())).toEqual(['coord-a', 'coord-b']);
+  }, 120_000);
+
+  async function waitCommitted(pair: Pair, address: string, n: number): Promise<void> {
+    const admin = pair.admin(address);
+    await waitFor(`round ${n} committed`, () => admin.status().then((s) => (Number(s.roundsCommitted) >= n ? s : undefined), () => undefined), 90_000);
+  }
+
+  it('stands the old leader by when it is restarted while the new one leads: NOT_LEADER naming it, no leader record of its own', async () => {
+    const pair = await setUpPair(false);
+    const { a } = await startPair(pair);
+    await waitCommitted(pair, pair.addresses[0], 1);
+    expect(await a.stop('SIGKILL')).toBe('SIGKILL');
+    const adminB = pair.admin(pair.addresses[1]);
+    await waitFor('coordinator b to serve', () => adminB.status().then((s) => s, () => undefined), 60_000, 100);
+
+    const again = await startCoordinator(pair, 0, process.env, 'coord-a-again');
+    const raw = new RawRpcClient(pair.addresses[0], adminCertFiles(pair.fed));
+    closers.push(() => raw.close());
+    const refusal = await waitFor('the restarted a to answer', async () => {
+      const o = await raw.call(rpcNamed('AdminService/Status'), [Buffer.alloc(0)], 2_000);
+      return o.fedhpcCode === 'NOT_LEADER' && o.leader !== undefined ? o : undefined;
+    }, 30_000);
+    expect(refusal.leader).toBe(pair.addresses[1]);
+    await waitFinished(pair, pair.addresses[1]);
+    // Still standing by once the run is over: it never took the lease from a live leader.
+    expect(again.child.exitCode).toBeNull();
+    expect((await raw.call(rpcNamed('AdminService/Status'), [Buffer.alloc(0)], 2_000)).fedhpcCode).toBe('NOT_LEADER');
+    expect(leaders(await expectJournal())).toEqual(['coord-a', 'coord-b']);
+  }, 120_000);
+
+  it('stops the leader within the TTL when it is cut off from NATS (exit 3), and the standby finishes the run, nothing committed twice', async () => {
+    // a reaches NATS only through the proxy (one node; the cut is a silent partition, so it never
+    // sees a disconnect that would send it to the cluster's other, advertised nodes).
+    let proxy: CuttableProxy | undefined;
+    const pair = await setUpPair(false, async (c) => {
+      proxy = await startCuttableProxy(Number(new URL(c.urls[0]!).port));
+      closers.push(() => proxy!.close());
+      return `nats://127.0.0.1:${proxy.port}`;
+    });
+    const { a } = await startPair(pair);
+    await waitCommitted(pair, pair.addresses[0], 1);
+    const cutAt = Date.now();
+    proxy!.cut();
+    expect(await a.exited).toBe(3);
+    const stoppedS = (Date.now() - cutAt) / 1000;
+    const adminB = pair.admin(pair.addresses[1]);
+    await waitFor('coordinator b to serve', () => adminB.status().then((s) => s, () => undefined), 60_000, 100);
+    const servedS = (Date.now() - cutAt) / 1000;
+    process.stdout.write(`cut off: a exited (3) ${stoppedS.toFixed(1)} s after the cut, b served ${servedS.toFixed(1)} s after it (TTL ${LEASE.ttlMs / 1000} s)\n`);
+    expect(stoppedS).toBeLessThan(LEASE.ttlMs / 1000);
+    expect(await a.logText()).toContain('no longer the leader');
     await waitFinished(pair, pair.addresses[1]);
     expect(leaders(await expectJournal())).toEqual(['coord-a', 'coord-b']);
   }, 120_000);

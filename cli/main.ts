@@ -7,17 +7,17 @@ import { parseArgs } from 'node:util';
 import { ConfigError } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
 import { printable } from '../common/text.js';
-import { loadCoordinatorConfig, runHaCoordinator, startCoordinator } from '../coordinator/index.js';
+import { LEASE_DEFAULTS, loadCoordinatorConfig, runHaCoordinator, startCoordinator } from '../coordinator/index.js';
 import { serveMetrics } from '../common/metrics-http.js';
 import { AgentMetrics, createRunner, DROP_PHASES, RunnerConfigError, loadSiteConfig, SiteAgent, SiteAgentError, type DropPhase } from '../site-agent/index.js';
-import { DEMO_TRAIN, writeFederationFiles, SIMULATE_STRATEGIES, simulate, type SimulateRecord, type SimulateStrategy, type SiteRoundWork, containerLayout, buildFedhpcImage } from '../simulate/index.js';
+import { DEMO_LEASE, DEMO_TRAIN, writeFederationFiles, SIMULATE_STRATEGIES, simulate, type SimulateRecord, type SimulateStrategy, type SiteRoundWork, containerLayout, buildFedhpcImage } from '../simulate/index.js';
 import { ADMIN_COMMANDS, runAdmin, type AdminCommand } from './admin.js';
 import { UsageError, isUsageError } from './usage-error.js';
 import { USAGE, usageOf, wantsHelp } from './usage.js';
 import { runAudit } from './audit.js';
 import { runExport } from './export.js';
 import { enrolCommand, renewCommand } from './admin-enrol.js';
-import { speedOptions } from './simulate-options.js';
+import { leaderText, pairOptions, pairSummaryText, speedOptions } from './simulate-options.js';
 import { dashboardTokenCommand } from './admin-dashboard.js';
 import { parseCoordinators } from './provision-coordinators.js';
 
@@ -68,10 +68,14 @@ async function cmdSimulate(args: string[]): Promise<number> {
       fragments: { type: 'string' },
       'no-secure-aggregation': { type: 'boolean', default: false },
       containers: { type: 'boolean', default: false },
+      coordinators: { type: 'string' },
+      'nats-cluster': { type: 'string' },
+      'kill-leader-at': { type: 'string' },
       json: { type: 'boolean', default: false },
     },
     strict: true,
   });
+  const pair = pairOptions({ coordinators: values.coordinators, natsCluster: values['nats-cluster'], killLeaderAt: values['kill-leader-at'], containers: values.containers === true });
   const strategy = (values.strategy ?? 'diloco') as SimulateStrategy;
   if (!SIMULATE_STRATEGIES.includes(strategy)) {
     throw new UsageError(`--strategy must be one of ${SIMULATE_STRATEGIES.join(', ')}, got ${JSON.stringify(values.strategy)}`);
@@ -101,6 +105,9 @@ async function cmdSimulate(args: string[]): Promise<number> {
       const budget = speeds.budgetS === undefined ? '' : `, a ${speeds.budgetS} s budget a round${speeds.overlap ? ', training overlapped with the syncs' : ''}`;
       out(`fedhpc simulate: ${r.sites} sites, ${r.rounds} rounds, ${r.strategy}${how}${budget}; state in ${r.stateDir}`);
       if (r.dashboard) out(`dashboard: ${r.dashboard}`);
+      if (pair) out(`a standby pair (${r.coordinator}) over a 3-node NATS cluster on loopback; lease TTL shortened to ${DEMO_LEASE.ttlMs / 1000} s for the demo (default ${LEASE_DEFAULTS.ttlMs / 1000} s)`);
+    } else if (r.type === 'leader') {
+      out(leaderText(r));
     } else if (r.type === 'round') {
       const per = Object.entries(r.siteEvalLoss).map(([s, l]) => `${s}=${l.toFixed(3)}`).join(' ');
       out(
@@ -112,6 +119,7 @@ async function cmdSimulate(args: string[]): Promise<number> {
         `done: ${r.rounds} rounds, ${r.sites} sites in ${r.seconds.toFixed(1)} s; eval loss ${r.initialEvalLoss.toFixed(4)} -> ${r.finalEvalLoss.toFixed(4)} ` +
           `(${speeds.runner === 'standin' ? 'the stand-in objective, not a language model' : `bigram baseline ${r.bigramEvalLoss.toFixed(4)}`}); model ${r.modelSha256}`,
       );
+      if (r.ha) out(pairSummaryText(r.ha));
     }
   };
   await simulate({
@@ -130,6 +138,7 @@ async function cmdSimulate(args: string[]): Promise<number> {
     layout: values.containers ? await simulateContainers(speeds.runner) : undefined,
     python: values.python,
     drop,
+    pair,
     emit: print,
     signal: onTerminate(),
   });

@@ -15,7 +15,10 @@ export const COMMAND_USAGE: Readonly<Record<string, string>> = {
                                  its steps; builtin and standin runners)
                [--overlap]   (persistent stand-in trainers that train on through each sync; needs --budget-s.
                               --fragments P is refused: fragment-wise syncs are not built)
-               (PHASE: keys, shares, upload, unmask)
+               [--coordinators 2 --nats-cluster 3 [--kill-leader-at PHASE2]]   (a standby pair over a
+                              3-node NATS cluster on loopback, lease TTL 4 s; the leader SIGKILLed on first
+                              entering PHASE2, the failover and the replicated journal's rounds reported)
+               (PHASE: keys, shares, upload, unmask; PHASE2: training, upload, aggregate, commit, keys, shares, unmask)
 `,
   coordinator: `  fedhpc coordinator  --config FILE
 `,

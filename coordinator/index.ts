@@ -4,10 +4,11 @@ export { coordinatorConfigSchema, loadCoordinatorConfig, type CoordinatorOptions
 export { COORDINATOR_VERSION, SERVER_CHANNEL_OPTIONS, startCoordinator, type CoordinatorHandle, type StartCoordinatorOptions } from './coordinator.js';
 export { systemClock, type Clock } from './shell/driver.js';
 export { CoordinatorError, type CoordinatorErrorCode } from './core/errors.js';
+export { CRASH_POINTS, type CrashPoint } from './core/crash-points.js';
 export type { BusEvent, EventBodies, EventKind } from './observe/events.js';
 export { EVENT_KINDS, NATS_GAP_KIND, eventBodySchemas, natsEventSchema, natsGapEventSchema, type NatsGapBody } from './observe/events.js';
 export { GENESIS_HASH, Journal, readJournal, recordHash, verifyChain, type JournalBody, type JournalRecord } from './state/journal.js';
-export { JetStreamJournal, type JetStreamJournalOptions } from './state/jetstream-journal.js';
+export { JetStreamJournal, readJournalChain, type JetStreamJournalOptions } from './state/jetstream-journal.js';
 export { journalStreamName, journalSubject } from './state/journal-stream.js';
 export { LEASE_DEFAULTS, LeaderLease, type LeaseOptions } from './ha/lease.js';
 export { runHaCoordinator, type HaExit, type RunHaOptions } from './ha/run.js';

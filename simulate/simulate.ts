@@ -1,14 +1,15 @@
 /**
  * `fedhpc simulate`: a whole federation on one machine. Provisions a temporary federation, starts
  * the coordinator and N site agents as separate OS processes talking gRPC over mTLS on loopback,
- * follows the run through the admin API, and reports one line per round and a summary.
+ * follows the run through the admin API, and reports one line per round and a summary. With
+ * `pair`, two coordinators over a 3-node NATS cluster instead of one (simulate/ha-pair.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, open, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { AdminClient, createDashboardToken, type CoordinatorOptions } from '../coordinator/index.js';
+import { AdminClient, createDashboardToken, type AdminEvent, type CoordinatorOptions } from '../coordinator/index.js';
 import type { RoundsResponse__Output } from '../proto/index.js';
 import { bigramEvalLoss, defaultSiteLanguages, siteDataset, VOCAB_SIZE, type DropPhase } from '../site-agent/index.js';
 import { DEMO_TRAIN, writeFederationFiles } from './federation-files.js';
@@ -18,6 +19,8 @@ import { STANDIN_STEP_MS, STANDIN_TRAIN, simulatedTraining, type StandinSites } 
 import { freeLoopbackPort } from '../common/net.js';
 import type { SimulateLayout } from './containers.js';
 import { withMallocTuning } from '../common/malloc.js';
+import { configurePair, DEMO_LEASE, follow, noLeaderYet, pairEndpoints, PairSupervisor, waitForLeader, type LeaderChange, type PairOptions, type PairSummary } from './ha-pair.js';
+import type { NatsCluster } from './nats-cluster.js';
 
 export const SIMULATE_STRATEGIES = ['fedavg', 'diloco', 'fedadam'] as const;
 export type SimulateStrategy = (typeof SIMULATE_STRATEGIES)[number];
@@ -63,6 +66,8 @@ export interface SimulateOptions {
   readonly secure?: boolean | undefined;
   /** Sites to kill when they reach a phase (each once; restarted after that round ends). */
   readonly drop?: readonly { readonly site: string; readonly phase: DropPhase }[] | undefined;
+  /** A standby pair over a NATS cluster instead of one coordinator (process layout only). */
+  readonly pair?: PairOptions | undefined;
   /** Path of the CLI entry to start the parts with (`node <cli> coordinator …`). */
   readonly cliPath: string;
   /** Give up after this long. */
@@ -118,6 +123,7 @@ export type SimulateRecord =
       bytesDown: number;
       seconds: number;
     }
+  | LeaderChange
   | {
       type: 'summary';
       rounds: number;
@@ -128,6 +134,8 @@ export type SimulateRecord =
       modelSha256: string;
       seconds: number;
       stateDir: string;
+      /** With a pair: leader changes, failover time, and the replicated journal's committed rounds. */
+      ha?: PairSummary;
     };
 
 /** Why a simulation did not finish. */
@@ -142,10 +150,10 @@ interface Part {
   readonly log: string;
 }
 
-async function startPart(name: string, command: { file: string; args: string[] }, logDir: string): Promise<Part> {
+async function startPart(name: string, command: { file: string; args: string[] }, logDir: string, env: Readonly<Record<string, string>> = {}): Promise<Part> {
   const log = join(logDir, `${name}.log`);
   const fh = await open(log, 'a');
-  const child = spawn(command.file, command.args, { stdio: ['ignore', fh.fd, fh.fd], env: withMallocTuning(process.env) });
+  const child = spawn(command.file, command.args, { stdio: ['ignore', fh.fd, fh.fd], env: withMallocTuning({ ...process.env, ...env }) });
   child.once('exit', () => void fh.close().catch(() => undefined));
   return { name, child, log };
 }
@@ -172,15 +180,19 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
   await mkdir(logDir, { recursive: true });
   const sites = Array.from({ length: o.sites }, (_, i) => `site-${i + 1}`);
   const layout = o.layout;
-  const port = layout ? 0 : await freeLoopbackPort();
-  const address = layout?.coordinatorAddress ?? `localhost:${port}`;
+  if (o.pair && layout) throw new SimulateError('a standby pair runs as local processes, not in containers');
+  const endpoints = o.pair ? await pairEndpoints() : undefined;
+  const port = layout || endpoints ? 0 : await freeLoopbackPort();
+  const address = layout?.coordinatorAddress ?? endpoints?.map((e) => e.address).join(',') ?? `localhost:${port}`;
   const fedDir = join(stateDir, 'federation');
-  // The dashboard on loopback (process layout only: a container's port is not this machine's).
-  const dashboardPort = layout ? undefined : await freeLoopbackPort();
+  // The dashboard on loopback (one coordinator's process layout only: a container's port is not this machine's).
+  const dashboardPort = layout || endpoints ? undefined : await freeLoopbackPort();
   const dashboard = dashboardPort === undefined ? undefined : { listen: `127.0.0.1:${dashboardPort}`, url: `http://127.0.0.1:${dashboardPort}` };
   const write = layout
     ? layout.writeFiles
-    : (f: Parameters<SimulateLayout['writeFiles']>[0]) => writeFederationFiles({ ...f, coordinatorAddress: address, listen: `127.0.0.1:${port}`, dashboard });
+    : endpoints
+      ? (f: Parameters<SimulateLayout['writeFiles']>[0]) => writeFederationFiles({ ...f, coordinators: endpoints })
+      : (f: Parameters<SimulateLayout['writeFiles']>[0]) => writeFederationFiles({ ...f, coordinatorAddress: address, listen: `127.0.0.1:${port}`, dashboard });
   const standin: StandinSites | undefined = runner === 'standin' ? { speeds: o.siteSpeeds ?? sites.map(() => 1), stepMs: STANDIN_STEP_MS } : undefined;
   if (o.overlap && (!standin || o.budgetS === undefined)) throw new SimulateError('overlapped rounds need stand-in trainers (siteSpeeds or runner standin) and a time budget (budgetS)');
   const training = simulatedTraining(o.train ?? (jobs ? TORCH_TRAIN : standin ? STANDIN_TRAIN : DEMO_TRAIN), o.budgetS, standin, o.overlap === true);
@@ -214,7 +226,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
   const command = (name: string, args: string[]): { file: string; args: string[] } =>
     layout ? layout.command(name, args, files, fedDir) : { file: process.execPath, args: [o.cliPath, ...args] };
   const admin = new AdminClient({
-    coordinator: layout?.adminAddress ?? address,
+    ...(endpoints ? { coordinators: endpoints.map((e) => e.address) } : { coordinator: layout?.adminAddress ?? address }),
     serverName: layout?.adminServerName,
     tls: {
       ca: join(stateDir, 'federation/admins/admin/ca.crt'),
@@ -225,14 +237,40 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
   const stop = new AbortController();
   const onOuterAbort = (): void => stop.abort(o.signal?.reason);
   o.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  let cluster: NatsCluster | undefined;
+  let pair: PairSupervisor | undefined;
   try {
-    const coordinator = await startPart('coordinator', command('coordinator', ['coordinator', '--config', files.coordinatorConfig]), logDir);
-    parts.push(coordinator);
-    const died = new Promise<never>((_, reject) =>
-      coordinator.child.once('exit', (code, sig) => reject(new SimulateError(`coordinator exited (${code ?? sig}); see ${coordinator.log}`))),
-    );
-    died.catch(() => undefined);
-    await Promise.race([admin.waitForReady(Date.now() + 30_000), died]);
+    let died: Promise<never>;
+    const coordinatorLog = join(logDir, endpoints ? 'coord-*.log' : 'coordinator.log');
+    if (o.pair && endpoints) {
+      const lease = o.pair.lease ?? DEMO_LEASE;
+      // Checkpoints and spools on storage both reach (here one folder); the journal goes to JetStream.
+      const shared = join(stateDir, 'coordinator-state');
+      await mkdir(shared, { recursive: true });
+      cluster = await configurePair({ configs: files.coordinatorConfigs, endpoints, stateDir: shared, lease });
+      pair = await PairSupervisor.start({
+        endpoints,
+        configs: files.coordinatorConfigs,
+        federation: 'simulation',
+        natsUrls: cluster.urls,
+        pair: o.pair,
+        lease,
+        admin,
+        start: (name, config, env) => startPart(name, command(name, ['coordinator', '--config', config]), logDir, env),
+        emit: o.emit,
+        error: (m) => new SimulateError(m),
+        signal: stop.signal,
+      });
+      died = pair.died;
+    } else {
+      const coordinator = await startPart('coordinator', command('coordinator', ['coordinator', '--config', files.coordinatorConfig]), logDir);
+      parts.push(coordinator);
+      died = new Promise<never>((_, reject) =>
+        coordinator.child.once('exit', (code, sig) => reject(new SimulateError(`coordinator exited (${code ?? sig}); see ${coordinator.log}`))),
+      );
+      died.catch(() => undefined);
+      await Promise.race([admin.waitForReady(Date.now() + 30_000), died]);
+    }
 
     // Rounds committed by an earlier invocation on this state dir are not reported again.
     const before = await admin.rounds();
@@ -245,7 +283,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
         const rounds = await admin.rounds();
         for (const line of await roundLines(admin, rounds, printed, o.secure ?? true)) o.emit(line);
         const status = await admin.status();
-        if (status.runState === 'failed') throw new SimulateError(`the run failed; see ${coordinator.log}`);
+        if (status.runState === 'failed') throw new SimulateError(`the run failed; see ${coordinatorLog}`);
         const final = rounds.rounds.find((r) => r.outcome === 'committed' && r.round === String(o.rounds));
         if (status.runState === 'finished' && final?.hasEval && rounds.hasInitialEval) {
           done({
@@ -258,16 +296,22 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
             modelSha256: status.globalModelSha256,
             seconds: (Date.now() - t0) / 1000,
             stateDir,
+            ...(pair ? { ha: await pair.summary() } : {}),
           });
         }
       });
-      checking.catch((err: unknown) => stop.abort(err));
+      // During a failover no coordinator answers: the new leader's event stream brings the next check.
+      checking = checking.catch((err: unknown) => {
+        if (!pair || !noLeaderYet(err)) stop.abort(err);
+      });
     };
     let reviveOnRoundEnd: () => void = () => undefined;
-    const following = admin.events((e) => {
+    const onEvent = (e: AdminEvent): void => {
+      pair?.onEvent(e.kind, e.body);
       if (e.kind === 'round.committed' || e.kind === 'round.aborted') reviveOnRoundEnd();
       if (e.kind === 'round.evaluated' || e.kind === 'run.finished' || e.kind === 'run.failed' || e.kind === 'round.committed') check();
-    }, stop.signal);
+    };
+    const following = follow(admin, onEvent, pair ? () => waitForLeader(admin, Date.now() + 120_000, stop.signal).then(check) : undefined, stop.signal);
     following.catch((err: unknown) => stop.abort(err));
 
     const siteArgs = (site: string, dieAt?: DropPhase): string[] => ['site', '--config', files.siteConfigs.get(site)!, ...(dieAt ? ['--die-at', dieAt] : [])];
@@ -301,8 +345,11 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
     stop.abort(new SimulateError('simulation over'));
     admin.close();
     // Sites first, so none reports the coordinator's shutdown as a failure.
-    for (const p of parts.slice(1).reverse()) await stopPart(p);
-    if (parts[0]) await stopPart(parts[0]);
+    pair?.stop();
+    const coordinators = pair ? pair.parts : parts.slice(0, 1);
+    for (const p of parts.slice(pair ? 0 : 1).reverse()) await stopPart(p);
+    for (const p of coordinators) await stopPart(p);
+    await cluster?.stop();
     await layout?.close();
   }
 }

@@ -3,7 +3,7 @@
  * error naming the option for every bad value.
  */
 import { describe, expect, it } from 'vitest';
-import { speedOptions } from '../../../cli/simulate-options.js';
+import { KILL_LEADER_PHASES, pairOptions, speedOptions } from '../../../cli/simulate-options.js';
 import { UsageError } from '../../../cli/usage-error.js';
 import { simulatedTraining, STANDIN_STEP_MS } from '../../../simulate/index.js';
 
@@ -53,5 +53,33 @@ describe('simulate --site-speeds and --budget-s', () => {
       trainingS: 360,
     });
     expect(simulatedTraining({ steps: 50 }, undefined, undefined)).toEqual({ train: { steps: 50 }, trainingS: 120 });
+  });
+});
+
+describe('simulate --coordinators, --nats-cluster and --kill-leader-at', () => {
+  const one = { coordinators: undefined, natsCluster: undefined, killLeaderAt: undefined, containers: false };
+
+  it('resolve to a pair over 3 NATS nodes, the kill armed on entering the phase; one coordinator by default', () => {
+    expect(pairOptions(one)).toBeUndefined();
+    expect(pairOptions({ ...one, coordinators: '1' })).toBeUndefined();
+    expect(pairOptions({ ...one, coordinators: '2' })).toEqual({ natsNodes: 3, killLeaderAt: undefined });
+    expect(pairOptions({ ...one, coordinators: '2', natsCluster: '3', killLeaderAt: 'upload' })).toEqual({ natsNodes: 3, killLeaderAt: 'phase.upload' });
+    expect(KILL_LEADER_PHASES).toEqual(expect.arrayContaining(['training', 'upload', 'aggregate', 'commit']));
+  });
+
+  it.each([
+    [{ coordinators: '3' }, /--coordinators must be 1 or 2/],
+    [{ coordinators: '0' }, /--coordinators must be 1 or 2/],
+    [{ coordinators: '2', natsCluster: '1' }, /--nats-cluster must be 3: .*quorum/],
+    [{ coordinators: '2', natsCluster: '5' }, /--nats-cluster must be 3/],
+    [{ natsCluster: '3' }, /--nats-cluster .* with --coordinators 2/],
+    [{ killLeaderAt: 'upload' }, /--kill-leader-at .* with --coordinators 2/],
+    [{ coordinators: '1', killLeaderAt: 'upload' }, /--kill-leader-at .* with --coordinators 2/],
+    [{ coordinators: '2', killLeaderAt: 'lunch' }, /--kill-leader-at must be one of training, upload/],
+    [{ coordinators: '2', containers: true }, /--coordinators 2 runs the pair as local processes, not with --containers/],
+  ])('refuses %j with a usage error naming the option', (bad, message) => {
+    const run = (): unknown => pairOptions({ ...one, ...bad });
+    expect(run).toThrow(UsageError);
+    expect(run).toThrow(message);
   });
 });

@@ -114,6 +114,7 @@ export async function runAdmin(a: AdminArgs, out: (s: string) => void): Promise<
             ['state dir', formatBytes(Number(s.stateDirBytes))],
             ['upload budget', budgetCell(s)],
             ['uptime', `${(Number(s.uptimeMs) / 1000).toFixed(0)} s`],
+            ...haRows(s),
           ]),
         );
       }
@@ -282,4 +283,22 @@ function refusalsCell(s: StatusResponse__Output): string {
 function budgetCell(s: StatusResponse__Output): string {
   const queued = s.uploadStreamsQueued > 0 ? `, ${s.uploadStreamsQueued} stream${s.uploadStreamsQueued === 1 ? '' : 's'} queued` : '';
   return `${formatBytes(Number(s.uploadBudgetUsedBytes))} of ${formatBytes(Number(s.uploadBudgetBytes))} in flight${queued}`;
+}
+
+/** A standby pair's leader: who leads under which term, the lease, the standbys and NATS (none without `ha`). */
+export function haRows(s: Pick<StatusResponse__Output, 'ha'>): string[][] {
+  const ha = s.ha;
+  if (!ha) return [];
+  const secs = (ms: string | number): string => `${(Number(ms) / 1000).toFixed(1)} s`;
+  const n = ha.nats;
+  const standbys = ha.standbys.map((b) => `${b.name} at ${b.address} (seen ${secs(b.lastSeenMsAgo)} ago)`);
+  const nats = n
+    ? `connected to ${n.connectedServer || '-'}; journal leader ${n.journalLeader || 'none'}, ${n.peersCurrent}/${n.peersTotal} peers current (read ${secs(n.checkedMsAgo)} ago)${n.error ? `; ${n.error}` : ''}`
+    : '-';
+  return [
+    ['role', `${ha.role}: ${ha.name} at ${ha.address}, term ${ha.term}`],
+    ['lease', `renewed ${secs(ha.leaseAgeMs)} ago (TTL ${secs(ha.leaseTtlMs)})`],
+    ['standbys', standbys.length > 0 ? standbys.join(', ') : 'none seen'],
+    ['nats', nats],
+  ];
 }

@@ -37,6 +37,7 @@ import { listenTls } from './service/tls-listener.js';
 import { startDashboard, type DashboardEndpoint } from './dashboard/server.js';
 import { FailureBook } from './dashboard/failures.js';
 import { OpenAttemptUploads } from './observe/uploads.js';
+import type { HaView } from './ha/view.js';
 
 /** Version reported to agents and admins. */
 export const COORDINATOR_VERSION = '0.1.0';
@@ -62,6 +63,8 @@ export interface StartCoordinatorOptions {
   readonly onFatal?: (err: unknown) => void;
   /** A store opened by the caller (a standby pair's leader: the replicated journal); default: `config.stateDir`'s. */
   readonly store?: LocalStateStore;
+  /** A standby pair's leader: what `admin status` shows of the pair (coordinator/ha/run.ts keeps it current). */
+  readonly ha?: HaView;
 }
 
 /** gRPC server options: large messages for 4 MiB chunks, keepalive to notice dead agents. */
@@ -165,6 +168,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
       uploadBudget: () => uploadBudget.usage(),
       membership,
       refusals,
+      ha: options.ha,
     }), limiter),
   );
   const health = new HealthImplementation({ '': 'SERVING', 'fedhpc.v1.SiteService': 'SERVING', 'fedhpc.v1.AdminService': 'SERVING' });

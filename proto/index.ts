@@ -28,6 +28,8 @@ export type { Event, Event__Output } from './generated/fedhpc/v1/Event.js';
 export type { EventsRequest, EventsRequest__Output } from './generated/fedhpc/v1/EventsRequest.js';
 export type { FinishedTask, FinishedTask__Output } from './generated/fedhpc/v1/FinishedTask.js';
 export type { FoldedPart, FoldedPart__Output } from './generated/fedhpc/v1/FoldedPart.js';
+export type { HaStandby, HaStandby__Output } from './generated/fedhpc/v1/HaStandby.js';
+export type { HaStatus, HaStatus__Output } from './generated/fedhpc/v1/HaStatus.js';
 export type { HeartbeatRequest, HeartbeatRequest__Output } from './generated/fedhpc/v1/HeartbeatRequest.js';
 export type { HeartbeatResponse, HeartbeatResponse__Output } from './generated/fedhpc/v1/HeartbeatResponse.js';
 export type { JoinRequest, JoinRequest__Output } from './generated/fedhpc/v1/JoinRequest.js';
@@ -36,6 +38,7 @@ export type { KeyAdvertisement, KeyAdvertisement__Output } from './generated/fed
 export type { KeysTask, KeysTask__Output } from './generated/fedhpc/v1/KeysTask.js';
 export type { ModelChunk, ModelChunk__Output } from './generated/fedhpc/v1/ModelChunk.js';
 export type { ModelRef, ModelRef__Output } from './generated/fedhpc/v1/ModelRef.js';
+export type { NatsClusterHealth, NatsClusterHealth__Output } from './generated/fedhpc/v1/NatsClusterHealth.js';
 export type { ParticipantInfo, ParticipantInfo__Output } from './generated/fedhpc/v1/ParticipantInfo.js';
 export type { PhaseTiming, PhaseTiming__Output } from './generated/fedhpc/v1/PhaseTiming.js';
 export type { RefusalCount, RefusalCount__Output } from './generated/fedhpc/v1/RefusalCount.js';

@@ -4,6 +4,7 @@
  * Coordinators of one federation race to create the key; the one that did holds the lease and
  * renews it; the others stand by, polling for the key to lapse. The lease's term is the revision at
  * which its holder created the key: revisions only grow, so a later leader always has a higher term.
+ * Standbys announce themselves in the same bucket (`standby.<name>`), for the leader's `admin status`.
  *
  * The lease is not the fence. On nats-server 2.9 the revision check of create/update runs on the
  * stream leader outside Raft, so two coordinators can both believe they created the key; the
@@ -55,6 +56,29 @@ export interface LeaseHolder {
 }
 
 const KEY = 'leader';
+/** Standbys announce themselves under `standby.<name>` in the same bucket (they expire with its TTL). */
+const STANDBY_PREFIX = 'standby.';
+
+/** A standby's announcement in the lease bucket, put again every renew interval while it stands by. */
+export interface StandbyAnnouncement {
+  readonly name: string;
+  readonly address: string;
+  /** When the standby last announced itself (its clock), ms since the epoch. */
+  readonly seenMs: number;
+}
+
+/** Reads an announcement's JSON, or undefined when it is not one (a foreign or garbled value). */
+export function parseStandbyAnnouncement(text: string): StandbyAnnouncement | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null) return undefined;
+  const { name, address, seenMs } = v as Record<string, unknown>;
+  return typeof name === 'string' && typeof address === 'string' && typeof seenMs === 'number' && Number.isFinite(seenMs) ? { name, address, seenMs } : undefined;
+}
 
 /** The bucket of a federation's lease (KV names allow letters, digits, `_` and `-`). */
 export function leaseBucket(federation: string): string {
@@ -100,6 +124,33 @@ export class LeaderLease {
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * Announces this coordinator as a standby (`standby.<holder>`, its address and now): the leader
+   * lists it for `admin status`; it lapses with the bucket's TTL unless announced again.
+   */
+  async announceStandby(): Promise<void> {
+    const value: StandbyAnnouncement = { name: this.o.holder, address: this.o.address, seenMs: this.now() };
+    await this.kv.put(`${STANDBY_PREFIX}${this.o.holder}`, new TextEncoder().encode(JSON.stringify(value)));
+  }
+
+  /** Withdraws this coordinator's standby announcement (it leads now, or stops). */
+  async withdrawStandby(): Promise<void> {
+    await this.kv.delete(`${STANDBY_PREFIX}${this.o.holder}`);
+  }
+
+  /** The standbys announced in the bucket and not lapsed, this coordinator excluded, by name. */
+  async standbys(): Promise<StandbyAnnouncement[]> {
+    const keys: string[] = [];
+    for await (const k of await this.kv.keys(`${STANDBY_PREFIX}>`)) keys.push(k);
+    const found: StandbyAnnouncement[] = [];
+    for (const k of keys.sort()) {
+      const e = await this.kv.get(k);
+      const a = e && e.operation === 'PUT' && e.length > 0 ? parseStandbyAnnouncement(e.string()) : undefined;
+      if (a && a.name !== this.o.holder) found.push(a);
+    }
+    return found;
   }
 
   /** Whether this coordinator holds the lease and may serve: its last renewal is recent enough. */

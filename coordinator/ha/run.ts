@@ -8,6 +8,9 @@
  * process exits so that its supervisor (systemd, a container's restart policy) starts it again — as a
  * standby. Crash-only: there is no path from leader back to standby inside one process.
  *
+ * While it stands by it announces itself in the lease bucket; while it leads it keeps a view of the
+ * pair (coordinator/ha/monitor.ts) for `admin status`, and its first event is `leader.elected`.
+ *
  * Checkpoints, optimizer state and spools stay in `stateDir`, which both coordinators of the pair
  * must reach (a shared filesystem: the HPC norm); only the journal moves to JetStream.
  */
@@ -19,9 +22,10 @@ import { CoordinatorError } from '../core/errors.js';
 import { natsConnectOptions } from '../nats/options.js';
 import { JetStreamJournal } from '../state/jetstream-journal.js';
 import { journalStreamName, journalSubject } from '../state/journal-stream.js';
-import type { LeaderRecord } from '../state/records.js';
+import { isRecordOf, type LeaderRecord } from '../state/records.js';
 import { LocalStateStore } from '../state/store.js';
 import { LeaderLease } from './lease.js';
+import { startHaMonitor, type HaMonitor } from './monitor.js';
 import { startStandbyServer } from './standby-server.js';
 
 /** Why a pair's coordinator stopped serving. */
@@ -45,14 +49,18 @@ export async function runHaCoordinator(o: RunHaOptions): Promise<HaExit> {
   const nc: NatsConnection = await connect({ ...natsConnectOptions(config.nats, `fedhpc-ha-${ha.name}`), maxReconnectAttempts: -1, reconnectTimeWait: 250 });
   const lease = await LeaderLease.open(nc, { federation: config.federation, holder: ha.name, address: ha.advertise, ...ha.lease, replicas: ha.replicas, logger: log });
   let leaderAddress: string | undefined;
+  // A standby follows who leads (for its NOT_LEADER answers) and announces itself, so that the
+  // leader's `admin status` lists it; the announcement lapses with the bucket's TTL.
   const refreshLeader = async (): Promise<void> => {
     leaderAddress = (await lease.current().catch(() => undefined))?.address;
+    await lease.announceStandby().catch((err: unknown) => log.warn({ err: { message: (err as Error).message } }, 'could not announce this standby in the lease bucket'));
   };
   await refreshLeader();
   const standby = await startStandbyServer({ config, leader: () => leaderAddress, logger: log });
   const watching = setInterval(() => void refreshLeader(), ha.lease.renewMs);
   log.info({ phase: 'standby', address: standby.address, leader: leaderAddress ?? null }, 'standing by: answering NOT_LEADER until this coordinator holds the lease');
   let handle: CoordinatorHandle | undefined;
+  let monitor: HaMonitor | undefined;
   try {
     const term = await lease.acquire(o.signal).catch((err: unknown) => {
       if (o.signal.aborted) return undefined;
@@ -60,12 +68,15 @@ export async function runHaCoordinator(o: RunHaOptions): Promise<HaExit> {
     });
     clearInterval(watching);
     await standby.stop();
+    await lease.withdrawStandby().catch(() => undefined);
     if (term === undefined) return { kind: 'stopped' };
     const journal = await JetStreamJournal.open({ nc, stream: journalStreamName(config.federation), subject: journalSubject(config.federation), replicas: ha.replicas, term, logger: log });
+    const previousTerm = journal.records().reduce((t, r) => (isRecordOf(r.body, 'leader') ? r.body.term : t), 0);
     const leader: LeaderRecord = { type: 'leader', term, holder: ha.name, address: ha.advertise };
     await journal.append(leader);
     log.info({ phase: 'leader', term, records: journal.records().length }, 'leading: replaying the journal and serving');
     const store = await LocalStateStore.open(config.stateDir, Date.now, journal);
+    monitor = startHaMonitor({ nc, lease, federation: config.federation, name: ha.name, address: ha.advertise, term, ttlMs: ha.lease.ttlMs, refreshMs: Math.max(ha.lease.renewMs, 2_000), timeoutMs: 2_000 });
     let fenced: (why: string) => void = () => undefined;
     const fence = new Promise<string>((resolve) => (fenced = resolve));
     handle = await startCoordinator({
@@ -74,7 +85,10 @@ export async function runHaCoordinator(o: RunHaOptions): Promise<HaExit> {
       store,
       // A refused append (fenced, or the journal unreachable past its deadline) ends this leadership.
       onFatal: (err) => fenced(`the journal refused an append: ${(err as Error).message}`),
+      ha: monitor.view,
     });
+    // Announced once this leader serves, so NATS subscribers (and admin event streams open by then) learn who leads.
+    handle.bus.emit('leader.elected', { term, holder: ha.name, address: ha.advertise, previousTerm });
     o.onLeader?.(handle, term);
     const stopped = new Promise<'stopped'>((resolve) => o.signal.addEventListener('abort', () => resolve('stopped'), { once: true }));
     const why = await Promise.race([lease.lost, fence, stopped]);
@@ -88,6 +102,7 @@ export async function runHaCoordinator(o: RunHaOptions): Promise<HaExit> {
     return { kind: 'lost', why };
   } finally {
     clearInterval(watching);
+    monitor?.stop();
     await handle?.stop().catch(() => undefined);
     lease.close();
     await nc.close().catch(() => undefined);

@@ -51,6 +51,12 @@ export const eventBodySchemas = {
     .strict(),
   'run.finished': z.object({ runId: id, rounds: count, modelSha256: sha256 }).strict(),
   'run.failed': z.object({ runId: id, reason: z.string() }).strict(),
+  /**
+   * A coordinator of a standby pair took the leadership and serves (issue 19): its term (the lease
+   * revision), name and address, and the term of the leader before it (0: none). Its journal's
+   * `leader` record is the audited entry; this announces it.
+   */
+  'leader.elected': z.object({ term: z.number().int().positive(), holder: id, address: z.string(), previousTerm: count }).strict(),
 } as const;
 
 /** Every event kind with its body. */

@@ -7,7 +7,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import { ConfigError, parseConfig } from '../../common/config-file.js';
 import type { Logger } from '../../common/logger.js';
-import type { AdminServiceHandlers, ApproveSiteRequest__Output } from '../../proto/index.js';
+import type { AdminServiceHandlers, ApproveSiteRequest__Output, HaStatus } from '../../proto/index.js';
 import type { BudgetUsage } from '../upload/budget.js';
 import { runSchema } from '../config.js';
 import type { AdminRoundPort } from '../shell/ports.js';
@@ -23,6 +23,7 @@ import type { RefusalMonitor } from '../observe/refusals.js';
 import { committedSummary, type CommittedSummary } from '../observe/run-metrics.js';
 import { usageRows } from '../audit/usage.js';
 import type { StateStore } from '../state/store.js';
+import type { HaSnapshot, HaView } from '../ha/view.js';
 import { roundDetail, roundsOf } from './admin-rounds.js';
 import { authenticate } from './auth.js';
 import { lineFromWire, u64, usageRowToWire } from './wire.js';
@@ -50,11 +51,18 @@ export interface AdminServiceOptions {
   readonly membership: Pick<Membership, 'approved' | 'size'>;
   /** Recent refused callers, per reason, for `status`. */
   readonly refusals: Pick<RefusalMonitor, 'recent' | 'windowMs'>;
+  /** A standby pair's leader: its leadership, standbys and NATS health for `status` (absent without `ha`). */
+  readonly ha?: HaView | undefined;
 }
 
 /** The committed rounds as `Status` names them. */
 function statusOfCommitted(c: CommittedSummary): { roundsCommitted: number; maxAppliedStalenessSteps: number; appliedStalenessLimit: number; lastRoundBytesUp: number } {
   return { roundsCommitted: c.roundsCommitted, maxAppliedStalenessSteps: c.maxAppliedStaleness, appliedStalenessLimit: c.appliedStalenessLimit, lastRoundBytesUp: c.lastRoundBytesUp };
+}
+
+/** The pair's view as `HaStatus` (the wire's lists are mutable copies). */
+function haToWire(h: HaSnapshot): HaStatus {
+  return { ...h, standbys: [...h.standbys] };
 }
 
 function budgetFields(u: BudgetUsage): { uploadBudgetBytes: number; uploadBudgetUsedBytes: number; uploadStreamsQueued: number } {
@@ -100,6 +108,7 @@ export function adminServiceHandlers(o: AdminServiceOptions): AdminServiceHandle
         recentRefusals: o.refusals.recent(),
         refusalsWindowS: Math.round(o.refusals.windowMs / 1000),
         ...budgetFields(o.uploadBudget()),
+        ...(o.ha ? { ha: haToWire(o.ha.snapshot()) } : {}),
       };
     }),
 

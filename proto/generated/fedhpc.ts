@@ -17,6 +17,8 @@ import type { Event as _fedhpc_v1_Event, Event__Output as _fedhpc_v1_Event__Outp
 import type { EventsRequest as _fedhpc_v1_EventsRequest, EventsRequest__Output as _fedhpc_v1_EventsRequest__Output } from './fedhpc/v1/EventsRequest';
 import type { FinishedTask as _fedhpc_v1_FinishedTask, FinishedTask__Output as _fedhpc_v1_FinishedTask__Output } from './fedhpc/v1/FinishedTask';
 import type { FoldedPart as _fedhpc_v1_FoldedPart, FoldedPart__Output as _fedhpc_v1_FoldedPart__Output } from './fedhpc/v1/FoldedPart';
+import type { HaStandby as _fedhpc_v1_HaStandby, HaStandby__Output as _fedhpc_v1_HaStandby__Output } from './fedhpc/v1/HaStandby';
+import type { HaStatus as _fedhpc_v1_HaStatus, HaStatus__Output as _fedhpc_v1_HaStatus__Output } from './fedhpc/v1/HaStatus';
 import type { HeartbeatRequest as _fedhpc_v1_HeartbeatRequest, HeartbeatRequest__Output as _fedhpc_v1_HeartbeatRequest__Output } from './fedhpc/v1/HeartbeatRequest';
 import type { HeartbeatResponse as _fedhpc_v1_HeartbeatResponse, HeartbeatResponse__Output as _fedhpc_v1_HeartbeatResponse__Output } from './fedhpc/v1/HeartbeatResponse';
 import type { JoinRequest as _fedhpc_v1_JoinRequest, JoinRequest__Output as _fedhpc_v1_JoinRequest__Output } from './fedhpc/v1/JoinRequest';
@@ -25,6 +27,7 @@ import type { KeyAdvertisement as _fedhpc_v1_KeyAdvertisement, KeyAdvertisement_
 import type { KeysTask as _fedhpc_v1_KeysTask, KeysTask__Output as _fedhpc_v1_KeysTask__Output } from './fedhpc/v1/KeysTask';
 import type { ModelChunk as _fedhpc_v1_ModelChunk, ModelChunk__Output as _fedhpc_v1_ModelChunk__Output } from './fedhpc/v1/ModelChunk';
 import type { ModelRef as _fedhpc_v1_ModelRef, ModelRef__Output as _fedhpc_v1_ModelRef__Output } from './fedhpc/v1/ModelRef';
+import type { NatsClusterHealth as _fedhpc_v1_NatsClusterHealth, NatsClusterHealth__Output as _fedhpc_v1_NatsClusterHealth__Output } from './fedhpc/v1/NatsClusterHealth';
 import type { ParticipantInfo as _fedhpc_v1_ParticipantInfo, ParticipantInfo__Output as _fedhpc_v1_ParticipantInfo__Output } from './fedhpc/v1/ParticipantInfo';
 import type { PhaseTiming as _fedhpc_v1_PhaseTiming, PhaseTiming__Output as _fedhpc_v1_PhaseTiming__Output } from './fedhpc/v1/PhaseTiming';
 import type { RefusalCount as _fedhpc_v1_RefusalCount, RefusalCount__Output as _fedhpc_v1_RefusalCount__Output } from './fedhpc/v1/RefusalCount';
@@ -102,6 +105,8 @@ export interface ProtoGrpcType {
       EventsRequest: MessageTypeDefinition<_fedhpc_v1_EventsRequest, _fedhpc_v1_EventsRequest__Output>
       FinishedTask: MessageTypeDefinition<_fedhpc_v1_FinishedTask, _fedhpc_v1_FinishedTask__Output>
       FoldedPart: MessageTypeDefinition<_fedhpc_v1_FoldedPart, _fedhpc_v1_FoldedPart__Output>
+      HaStandby: MessageTypeDefinition<_fedhpc_v1_HaStandby, _fedhpc_v1_HaStandby__Output>
+      HaStatus: MessageTypeDefinition<_fedhpc_v1_HaStatus, _fedhpc_v1_HaStatus__Output>
       HeartbeatRequest: MessageTypeDefinition<_fedhpc_v1_HeartbeatRequest, _fedhpc_v1_HeartbeatRequest__Output>
       HeartbeatResponse: MessageTypeDefinition<_fedhpc_v1_HeartbeatResponse, _fedhpc_v1_HeartbeatResponse__Output>
       JoinRequest: MessageTypeDefinition<_fedhpc_v1_JoinRequest, _fedhpc_v1_JoinRequest__Output>
@@ -110,6 +115,7 @@ export interface ProtoGrpcType {
       KeysTask: MessageTypeDefinition<_fedhpc_v1_KeysTask, _fedhpc_v1_KeysTask__Output>
       ModelChunk: MessageTypeDefinition<_fedhpc_v1_ModelChunk, _fedhpc_v1_ModelChunk__Output>
       ModelRef: MessageTypeDefinition<_fedhpc_v1_ModelRef, _fedhpc_v1_ModelRef__Output>
+      NatsClusterHealth: MessageTypeDefinition<_fedhpc_v1_NatsClusterHealth, _fedhpc_v1_NatsClusterHealth__Output>
       ParticipantInfo: MessageTypeDefinition<_fedhpc_v1_ParticipantInfo, _fedhpc_v1_ParticipantInfo__Output>
       PhaseTiming: MessageTypeDefinition<_fedhpc_v1_PhaseTiming, _fedhpc_v1_PhaseTiming__Output>
       RefusalCount: MessageTypeDefinition<_fedhpc_v1_RefusalCount, _fedhpc_v1_RefusalCount__Output>

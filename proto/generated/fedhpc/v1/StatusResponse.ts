@@ -1,6 +1,7 @@
 // Original file: proto/fedhpc/v1/fedhpc.proto
 
 import type { RefusalCount as _fedhpc_v1_RefusalCount, RefusalCount__Output as _fedhpc_v1_RefusalCount__Output } from '../../fedhpc/v1/RefusalCount';
+import type { HaStatus as _fedhpc_v1_HaStatus, HaStatus__Output as _fedhpc_v1_HaStatus__Output } from '../../fedhpc/v1/HaStatus';
 import type { Long } from '@grpc/proto-loader';
 
 export interface StatusResponse {
@@ -30,6 +31,7 @@ export interface StatusResponse {
   'maxAppliedStalenessSteps'?: (number);
   'appliedStalenessLimit'?: (number);
   'lastRoundBytesUp'?: (number | string | Long);
+  'ha'?: (_fedhpc_v1_HaStatus | null);
 }
 
 export interface StatusResponse__Output {
@@ -59,4 +61,5 @@ export interface StatusResponse__Output {
   'maxAppliedStalenessSteps': (number);
   'appliedStalenessLimit': (number);
   'lastRoundBytesUp': (string);
+  'ha': (_fedhpc_v1_HaStatus__Output | null);
 }

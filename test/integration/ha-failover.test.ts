@@ -9,82 +9,40 @@
  * the test stays quick.
  */
 import { spawnSync } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AdminClient } from '../../coordinator/index.js';
 import { readJournalChain } from '../../coordinator/state/jetstream-journal.js';
 import { journalStreamName, journalSubject } from '../../coordinator/state/journal-stream.js';
 import { verifyChain } from '../../coordinator/state/journal.js';
 import { skipUnless } from '../helpers/components.js';
-import { CLI, createTestFederation, freePort, startCli, startSiteProcess, waitFor, type Proc, type TestFederation } from '../helpers/federation.js';
-import { natsUnavailable, startNatsCluster, type TestNatsCluster } from '../helpers/nats.js';
+import { CLI, waitFor } from '../helpers/federation.js';
+import { TEST_LEASE as LEASE, startHaPair, type TestHaPair } from '../helpers/ha-pair.js';
+import { natsUnavailable } from '../helpers/nats.js';
 
 const skip = skipUnless('nats', natsUnavailable());
 const ROUNDS = 4;
-const LEASE = { ttlMs: 4000, renewMs: 500, marginMs: 1500 };
 
 describe.skipIf(skip)('a standby coordinator pair over a 3-node NATS cluster', () => {
-  let cluster: TestNatsCluster | undefined;
-  let fed: TestFederation | undefined;
-  const procs: Proc[] = [];
-  const admins: AdminClient[] = [];
+  let pair: TestHaPair | undefined;
   afterEach(async () => {
-    for (const a of admins.splice(0)) a.close();
-    for (const p of procs.splice(0).reverse()) await p.stop();
-    await fed?.cleanup();
-    await cluster?.stop();
-    fed = undefined;
-    cluster = undefined;
+    await pair?.cleanup();
+    pair = undefined;
   });
 
   it.each([
     { mode: 'plain', secure: false },
     { mode: 'secure', secure: true },
   ])('takes over when the leader is SIGKILLed after round 1 ($mode): every round committed once, one chain that audit verify accepts', async ({ secure }) => {
-    cluster = await startNatsCluster(3);
-    fed = await createTestFederation({ sites: 2, run: { rounds: ROUNDS, minSites: 2, secureAggregation: { enabled: secure } } });
-    const f = fed;
-    const portB = await freePort();
-    const addresses = [`localhost:${f.port}`, `localhost:${portB}`];
-    // Coordinator a is the federation's own config; b the same with its own name, port and address.
-    const base = JSON.parse(await readFile(f.files.coordinatorConfig, 'utf8')) as Record<string, unknown>;
-    const withHa = (name: string, port: number): Record<string, unknown> => ({
-      ...base,
-      listen: `127.0.0.1:${port}`,
-      nats: { url: cluster!.urls.join(',') },
-      ha: { name, advertise: `localhost:${port}`, lease: LEASE, replicas: 3 },
-    });
-    const configA = f.files.coordinatorConfig;
-    const configB = join(f.dir, 'coordinator', 'coordinator-b.json');
-    await writeFile(configA, JSON.stringify(withHa('coord-a', f.port), null, 2));
-    await writeFile(configB, JSON.stringify(withHa('coord-b', portB), null, 2));
-    for (const site of f.sites) {
-      await f.patchSiteConfig(site, (c) => {
-        const { coordinator: _, ...rest } = c;
-        return { ...rest, coordinators: addresses };
-      });
-    }
-    const m = f.member('admins', 'admin');
-    const adminOf = (address: string): AdminClient => {
-      const c = new AdminClient({ coordinator: address, tls: { ca: join(m, 'ca.crt'), cert: join(m, 'admin.crt'), key: join(m, 'admin.key') } });
-      admins.push(c);
-      return c;
-    };
-
-    const a = await startCli('coord-a', ['coordinator', '--config', configA], f.dir);
-    procs.push(a);
-    const adminA = adminOf(addresses[0]!);
-    await waitFor('coordinator a to lead', () => adminA.status().then((s) => (s.runId ? s : undefined), () => undefined), 60_000);
-    const b = await startCli('coord-b', ['coordinator', '--config', configB], f.dir);
-    procs.push(b);
-    for (const s of f.sites) procs.push(await startSiteProcess(f, s));
+    pair = await startHaPair({ run: { rounds: ROUNDS, minSites: 2, secureAggregation: { enabled: secure } } });
+    const { cluster, fed: f, addresses } = pair;
+    const { a } = await pair.start();
+    const adminA = pair.admin(addresses[0]);
     await waitFor('round 1 committed', () => adminA.status().then((s) => (Number(s.roundsCommitted) >= 1 ? s : undefined), () => undefined), 90_000);
 
     const killedAt = Date.now();
     expect(await a.stop('SIGKILL')).toBe('SIGKILL');
-    const adminB = adminOf(addresses[1]!);
+    const adminB = pair.admin(addresses[1]);
     await waitFor('coordinator b to serve', () => adminB.status().then((s) => s, () => undefined), 60_000, 100);
     const failoverS = (Date.now() - killedAt) / 1000;
     process.stdout.write(`failover: the standby served ${failoverS.toFixed(1)} s after the leader was SIGKILLed (lease TTL ${LEASE.ttlMs / 1000} s)\n`);

@@ -10,8 +10,8 @@
  * is named. Membership and revocations are the leader's to check: the standby serves no work, and
  * the leader's address is no secret from a holder of a certificate of the federation.
  *
- * Not started by the coordinator yet; the slice that runs the leader lease wires it in
- * (docs/protocol.md, "Standby coordinators and NOT_LEADER").
+ * `runHaCoordinator` (coordinator/ha/run.ts) runs it while the coordinator stands by, and stops it
+ * once the coordinator holds the lease (docs/protocol.md, "Standby coordinators and NOT_LEADER").
  */
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';

@@ -45,6 +45,12 @@ export interface NatsClusterNode {
   output(): string;
   /** SIGKILLs it: a crash, no goodbye to its routes. */
   kill(): Promise<void>;
+  /**
+   * Starts it again after {@link kill}, on the same ports, store dir and name: a node that comes
+   * back (its JetStream state catches up from its peers). Resolves once it accepts connections;
+   * a no-op while it runs.
+   */
+  restart(timeoutMs?: number): Promise<void>;
 }
 
 /** A cluster of `nats-server -js` processes routed to each other on loopback. */
@@ -80,10 +86,13 @@ export async function startNatsCluster(n: number, timeoutMs = 30_000): Promise<N
       const storeDir = await mkdtemp(join(tmpdir(), `fedhpc-nats-${name}-`));
       const args = ['-a', '127.0.0.1', '-p', String(client), '-js', '-sd', storeDir, '--server_name', name];
       args.push('--cluster_name', cluster, '--cluster', `nats://127.0.0.1:${route}`, '--routes', routes);
-      const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      let proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
       let output = '';
-      proc.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-      proc.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+      const capture = (): void => {
+        proc.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+        proc.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+      };
+      capture();
       const running = (): boolean => proc.exitCode === null && proc.signalCode === null;
       nodes.push({
         name,
@@ -97,22 +106,31 @@ export async function startNatsCluster(n: number, timeoutMs = 30_000): Promise<N
           proc.kill('SIGKILL');
           await exited;
         },
+        async restart(restartTimeoutMs = 20_000) {
+          if (running()) return;
+          proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+          capture();
+          await waitListening(name, client, running, () => output, Date.now() + restartTimeoutMs);
+        },
       });
     }
     const deadline = Date.now() + timeoutMs;
-    for (const node of nodes) {
-      while (!(await accepts(Number(new URL(node.url).port)))) {
-        if (!node.running()) throw new Error(`nats-server ${node.name} exited:\n${node.output()}`);
-        if (Date.now() > deadline) throw new Error(`nats-server ${node.name} did not listen within ${timeoutMs} ms:\n${node.output()}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
+    for (const node of nodes) await waitListening(node.name, Number(new URL(node.url).port), node.running, node.output, deadline);
     await waitForReplicatedStream(nodes.map((node) => node.url), n, deadline);
   } catch (err) {
     await stop();
     throw err;
   }
   return { nodes, urls: nodes.map((node) => node.url), stop };
+}
+
+/** Waits until a node accepts connections on `port`; fails at once when it has exited. */
+async function waitListening(name: string, port: number, running: () => boolean, output: () => string, deadline: number): Promise<void> {
+  while (!(await accepts(port))) {
+    if (!running()) throw new Error(`nats-server ${name} exited:\n${output()}`);
+    if (Date.now() > deadline) throw new Error(`nats-server ${name} did not listen by its deadline:\n${output()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 /** Creates and deletes an R=`replicas` probe stream until that works: the meta leader is elected and every peer is known. */

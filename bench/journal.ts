@@ -25,7 +25,8 @@ function body(i: number): { type: string; [k: string]: unknown } {
   return { type: 'bench', round: i, runId: 'bench-run', parentSha256: 'c'.repeat(64), modelSha256: 'd'.repeat(64), participants };
 }
 
-interface Latency {
+/** p50, p99 and max of a set of latencies, in ms. */
+export interface Latency {
   readonly p50: number;
   readonly p99: number;
   readonly max: number;
@@ -49,6 +50,37 @@ async function timeAppends(n: number, append: (i: number) => Promise<unknown>): 
   return ms;
 }
 
+/** Append latencies of the state dir's journal and of a JetStream journal, measured one after the other. */
+export interface JournalAppendFigures {
+  readonly stateDir: Latency;
+  readonly jetstream: Latency;
+}
+
+/**
+ * Times `n` appends (after 20 warm-up ones) to a state dir journal in `dir` and to a JetStream
+ * journal on `urls` with `replicas` replicas — the measurement of this benchmark, shared with
+ * `bench failover` so both report the same figure the same way.
+ */
+export async function measureJournalAppends(o: { urls: readonly string[]; replicas: number; n: number; dir: string; log: (line: string) => void }): Promise<JournalAppendFigures> {
+  const { n, replicas, log } = o;
+  const local = await Journal.open(join(o.dir, 'journal.jsonl'));
+  await timeAppends(20, (i) => local.append(body(i))); // warm-up
+  const localMs = latency(await timeAppends(n, (i) => local.append(body(i))));
+  await local.close();
+  log(`state dir journal (write + fdatasync): p50 ${localMs.p50} ms, p99 ${localMs.p99} ms, max ${localMs.max} ms over ${n} appends`);
+  const nc = await connect({ servers: [...o.urls] });
+  try {
+    const js = await JetStreamJournal.open({ nc, stream: 'FEDHPC_JOURNAL_BENCH', subject: 'fedhpc.bench.journal', replicas, term: 1 });
+    await timeAppends(20, (i) => js.append(body(i)));
+    const jsMs = latency(await timeAppends(n, (i) => js.append(body(i))));
+    await js.close();
+    log(`JetStream journal (R=${replicas}, publish + read-back on the chain): p50 ${jsMs.p50} ms, p99 ${jsMs.p99} ms, max ${jsMs.max} ms over ${n} appends`);
+    return { stateDir: localMs, jetstream: jsMs };
+  } finally {
+    await nc.close();
+  }
+}
+
 export const journal: Benchmark = {
   async run(args, log) {
     const { values } = parseArgs({ args, options: { appends: { type: 'string', default: '500' }, replicas: { type: 'string', default: '3' } }, strict: true });
@@ -61,34 +93,19 @@ export const journal: Benchmark = {
     const dir = await mkdtemp(join(tmpdir(), 'fedhpc-bench-journal-'));
     const cluster = await startNatsCluster(replicas);
     try {
-      const local = await Journal.open(join(dir, 'journal.jsonl'));
-      await timeAppends(20, (i) => local.append(body(i))); // warm-up
-      const localMs = latency(await timeAppends(n, (i) => local.append(body(i))));
-      await local.close();
-      log(`state dir journal (write + fdatasync): p50 ${localMs.p50} ms, p99 ${localMs.p99} ms, max ${localMs.max} ms over ${n} appends`);
-
-      const nc = await connect({ servers: [...cluster.urls] });
-      try {
-        const js = await JetStreamJournal.open({ nc, stream: 'FEDHPC_JOURNAL_BENCH', subject: 'fedhpc.bench.journal', replicas, term: 1 });
-        await timeAppends(20, (i) => js.append(body(i)));
-        const jsMs = latency(await timeAppends(n, (i) => js.append(body(i))));
-        await js.close();
-        log(`JetStream journal (R=${replicas}, publish + read-back on the chain): p50 ${jsMs.p50} ms, p99 ${jsMs.p99} ms, max ${jsMs.max} ms over ${n} appends`);
-        return {
-          bench: 'journal',
-          appends: n,
-          replicas,
-          journalAppendP50Ms: jsMs.p50,
-          journalAppendP99Ms: jsMs.p99,
-          journalAppendMaxMs: jsMs.max,
-          stateDirAppendP50Ms: localMs.p50,
-          stateDirAppendP99Ms: localMs.p99,
-          stateDirAppendMaxMs: localMs.max,
-          jetstreamOverStateDirP99: Math.round((jsMs.p99 / localMs.p99) * 100) / 100,
-        };
-      } finally {
-        await nc.close();
-      }
+      const { stateDir: localMs, jetstream: jsMs } = await measureJournalAppends({ urls: cluster.urls, replicas, n, dir, log });
+      return {
+        bench: 'journal',
+        appends: n,
+        replicas,
+        journalAppendP50Ms: jsMs.p50,
+        journalAppendP99Ms: jsMs.p99,
+        journalAppendMaxMs: jsMs.max,
+        stateDirAppendP50Ms: localMs.p50,
+        stateDirAppendP99Ms: localMs.p99,
+        stateDirAppendMaxMs: localMs.max,
+        jetstreamOverStateDirP99: Math.round((jsMs.p99 / localMs.p99) * 100) / 100,
+      };
     } finally {
       await cluster.stop();
       await rm(dir, { recursive: true, force: true });

@@ -3,6 +3,7 @@ import { aggregate } from './aggregate.js';
 import { audit } from './audit.js';
 import { convergence } from './convergence.js';
 import { convergenceTorch } from './convergence-torch.js';
+import { failover } from './failover.js';
 import { heterogeneity } from './heterogeneity.js';
 import { journal } from './journal.js';
 import { load } from './load.js';
@@ -22,6 +23,7 @@ export const BENCHMARKS: Record<string, Benchmark> = {
   audit,
   convergence,
   'convergence-torch': convergenceTorch,
+  failover,
   heterogeneity,
   journal,
   load,

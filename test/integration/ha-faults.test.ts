@@ -238,4 +238,38 @@ describe.skipIf(skip)('a standby coordinator pair under faults', () => {
     await waitFinished(pair, pair.addresses[1]);
     expect(leaders(await expectJournal())).toEqual(['coord-a', 'coord-b']);
   }, 120_000);
+
+  it('commits nothing while two of three NATS nodes are down, and resumes the run once they return: every round committed once', async () => {
+    const pair = await setUpPair(false);
+    const { a } = await startPair(pair);
+    await waitCommitted(pair, pair.addresses[0], 1);
+    const raws = pair.addresses.map((address) => new RawRpcClient(address, adminCertFiles(pair.fed)));
+    closers.push(() => raws.forEach((r) => r.close()));
+    const serving = async (i: 0 | 1): Promise<boolean> => (await raws[i]!.call(rpcNamed('AdminService/Status'), [Buffer.alloc(0)], 1_000)).code === grpc.status.OK;
+    const committedBefore = Number((await pair.admin(pair.addresses[0]).status()).roundsCommitted);
+    const lostAt = Date.now();
+    await Promise.all([cluster!.nodes[1]!.kill(), cluster!.nodes[2]!.kill()]);
+    // The leader can neither renew its lease nor append: it stops serving, and neither serves.
+    await waitFor('a to stop serving', async () => ((await serving(0)) ? undefined : true), LEASE.ttlMs, 100);
+    const stoppedS = (Date.now() - lostAt) / 1000;
+    await new Promise((r) => setTimeout(r, 2_000));
+    expect([await serving(0), await serving(1)]).toEqual([false, false]);
+
+    const backAt = Date.now();
+    await Promise.all([cluster!.nodes[1]!.restart(), cluster!.nodes[2]!.restart()]);
+    // It exits for its supervisor, which starts it again: as the standby, or the leader if first.
+    expect(await a.exited).toBe(3);
+    const exitS = (Date.now() - lostAt) / 1000;
+    await startCoordinator(pair, 0, process.env, 'coord-a-again');
+    const leading = await waitFor('a coordinator to lead again', async () => ((await serving(1)) ? 1 : (await serving(0)) ? 0 : undefined), 60_000, 250);
+    process.stdout.write(`quorum lost: a stopped serving ${stoppedS.toFixed(1)} s after, exited (3) ${exitS.toFixed(1)} s after; coordinator ${'ab'[leading]} served ${((Date.now() - backAt) / 1000).toFixed(1)} s after the nodes returned\n`);
+    await waitFinished(pair, pair.addresses[leading]);
+    const records = await expectJournal();
+    const held = leaders(records);
+    expect(held).toHaveLength(2);
+    expect(held[0]).toBe('coord-a');
+    // Nothing committed before the outage is lost: the second leader's replay starts after it.
+    const second = records.findIndex((r, i) => r.body.type === 'leader' && i > 0);
+    expect(records.slice(0, second).filter((r) => r.body.type === 'round-committed').length).toBeGreaterThanOrEqual(committedBefore);
+  }, 150_000);
 });

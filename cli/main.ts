@@ -167,7 +167,10 @@ async function cmdCoordinator(args: string[]): Promise<number> {
     // A standby pair's coordinator: it exits when it loses the leadership, for its supervisor to
     // start it again as a standby (exit 3); a shutdown hands the lease over (exit 0).
     const exit = await runHaCoordinator({ config, logger, signal: onTerminate() });
-    return exit.kind === 'stopped' ? 0 : 3;
+    if (exit.kind === 'stopped') return 0;
+    // A connection that died with NATS may keep the event loop alive: the process ends regardless.
+    setTimeout(() => process.exit(3), 1_000).unref();
+    return 3;
   }
   const handle = await startCoordinator({ config, logger });
   const signal = onTerminate();

@@ -103,8 +103,20 @@ export async function runHaCoordinator(o: RunHaOptions): Promise<HaExit> {
   } finally {
     clearInterval(watching);
     monitor?.stop();
-    await handle?.stop().catch(() => undefined);
+    // A leader cut off from NATS would wait on the dead connection (an append in flight, a flush)
+    // until missed pings close it, tens of seconds: it has stopped serving already, so it waits less.
+    await within(STOP_WAIT_MS, handle?.stop());
     lease.close();
-    await nc.close().catch(() => undefined);
+    await within(STOP_WAIT_MS, nc.close());
   }
+}
+
+/** How long stopping waits for the coordinator and for the NATS connection, each. */
+const STOP_WAIT_MS = 5_000;
+
+/** Waits for `p` (its failure ignored), at most `ms`. */
+async function within(ms: number, p: Promise<unknown> | undefined): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p?.catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }

@@ -119,11 +119,15 @@ export class LeaderLease {
   async current(): Promise<LeaseHolder | undefined> {
     const e = await this.kv.get(KEY);
     if (!e || e.operation !== 'PUT' || e.length === 0) return undefined;
+    let held: LeaseHolder;
     try {
-      return e.json<LeaseHolder>();
+      held = e.json<LeaseHolder>();
     } catch {
       return undefined;
     }
+    // The key is created before its term is known (the term is the creation's revision) and written
+    // with it right after; until that write lands, the entry is still the creation itself.
+    return held.term === 0 ? { ...held, term: e.revision } : held;
   }
 
   /**
@@ -189,9 +193,15 @@ export class LeaderLease {
           return created;
         }
       }
+      // One listener per wait, removed with it: a standby polls for hours.
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, this.o.renewMs);
-        signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+        const done = (): void => {
+          clearTimeout(t);
+          signal.removeEventListener('abort', done);
+          resolve();
+        };
+        const t = setTimeout(done, this.o.renewMs);
+        signal.addEventListener('abort', done, { once: true });
       });
     }
   }

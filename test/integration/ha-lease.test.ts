@@ -7,6 +7,7 @@
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { getEventListeners } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LEASE_DEFAULTS, LeaderLease, leaseBucket, type LeaseOptions } from '../../coordinator/ha/lease.js';
 import { skipUnless } from '../helpers/components.js';
@@ -52,7 +53,13 @@ describe.skipIf(skip)('the leader lease on a 3-node NATS cluster', () => {
     expect(winner.lease.held()).toBe(true);
     expect(await winner.lease.current()).toMatchObject({ holder: winner === a ? 'coord-a' : 'coord-b', term: first.term });
     // The other stands by through several renewals: the lease is renewed, never lapses.
+    const watched = new AbortController();
+    const third = (await lease('coord-c', fed)).lease.acquire(watched.signal).catch(() => undefined);
     await new Promise((r) => setTimeout(r, TIMING.ttlMs + 1000));
+    // A standby's polls leave one abort listener at a time, not one per poll (it stands by for hours).
+    expect(getEventListeners(watched.signal, 'abort').length).toBe(1);
+    watched.abort();
+    await third;
     expect(loser.lease.held()).toBe(false);
     expect(winner.lease.held()).toBe(true);
     await winner.lease.release();

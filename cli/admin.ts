@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { loadConfigFile, parseConfig } from '../common/config-file.js';
-import { COORDINATOR_ADDRESS } from '../common/coordinator-verdict.js';
+import { coordinatorAddressSchema, exactlyOneCoordinator } from '../common/coordinator-verdict.js';
 import { AdminClient, runSchema } from '../coordinator/index.js';
 import { approveCommand } from './admin-enrol.js';
 import { UsageError } from './usage-error.js';
@@ -17,17 +17,16 @@ import { printable, safeJson } from '../common/text.js';
 import type { SiteInfo__Output, StatusResponse__Output } from '../proto/index.js';
 
 /** A coordinator's address: `host:port` or `[v6]:port` (the site config's rule, common/coordinator-verdict.ts). */
-const coordinatorAddress = z.string().regex(COORDINATOR_ADDRESS, 'host:port');
 
 export const adminConfigSchema = z
   .object({
     /** The coordinator's `host:port` (this, or `coordinators`). */
-    coordinator: coordinatorAddress.optional(),
+    coordinator: coordinatorAddressSchema.optional(),
     /**
      * Several coordinator addresses, tried in order; a standby's `NOT_LEADER` names the leader to
      * follow (docs/protocol.md, "Standby coordinators and NOT_LEADER"; issue 19). This, or `coordinator`.
      */
-    coordinators: z.array(coordinatorAddress).min(1).max(16).optional(),
+    coordinators: z.array(coordinatorAddressSchema).min(1).max(16).optional(),
     /** TLS server name to verify when a coordinator address is one the certificate does not name (every address). */
     serverName: z.string().optional(),
     tls: z.object({ ca: z.string(), cert: z.string(), key: z.string() }).strict(),
@@ -35,18 +34,7 @@ export const adminConfigSchema = z
     dashboard: z.string().optional(),
   })
   .strict()
-  .superRefine((c, ctx) => {
-    // As the site config (site-agent/config.ts): exactly one of the two.
-    if ((c.coordinator === undefined) === (c.coordinators === undefined)) {
-      ctx.addIssue({
-        code: z.ZodIssueCode.custom,
-        path: [c.coordinator === undefined ? 'coordinator' : 'coordinators'],
-        message: c.coordinator === undefined
-          ? 'give the coordinator\'s address: "coordinator": "host:port", or several as "coordinators": ["host:port", ...]'
-          : 'give either "coordinator" or "coordinators", not both',
-      });
-    }
-  });
+  .superRefine(exactlyOneCoordinator);
 
 /** A parsed admin config file. */
 export type AdminConfig = z.output<typeof adminConfigSchema>;

@@ -7,6 +7,7 @@
  * and the admin client (coordinator/admin-client.ts), which may not import each other's files.
  */
 import * as grpc from '@grpc/grpc-js';
+import { z } from 'zod';
 
 /** Metadata keys of the coordinator's verdict; coordinator/core/errors.ts sends them under these names. */
 export const VERDICT_METADATA = { code: 'fedhpc-error-code', retryable: 'fedhpc-retryable', leader: 'fedhpc-leader' } as const;
@@ -65,4 +66,22 @@ function verdictOf(metadata: grpc.Metadata | undefined): { retryable: boolean; c
 function leaderOf(metadata: grpc.Metadata | undefined): string | undefined {
   const leader = String(metadata?.get(VERDICT_METADATA.leader)[0] ?? '');
   return leader.length <= 261 && COORDINATOR_ADDRESS.test(leader) ? leader : undefined;
+}
+
+/** A coordinator address in a config file (site or admin). */
+export const coordinatorAddressSchema = z.string().regex(COORDINATOR_ADDRESS, 'host:port');
+
+/**
+ * The one rule site and admin configs share: exactly one of `coordinator` (an address) and
+ * `coordinators` (several, a standby pair's), with a message that says which to give.
+ */
+export function exactlyOneCoordinator(c: { readonly coordinator?: string | undefined; readonly coordinators?: readonly string[] | undefined }, ctx: z.RefinementCtx): void {
+  if ((c.coordinator === undefined) !== (c.coordinators === undefined)) return;
+  ctx.addIssue({
+    code: z.ZodIssueCode.custom,
+    path: [c.coordinator === undefined ? 'coordinator' : 'coordinators'],
+    message: c.coordinator === undefined
+      ? 'give the coordinator\'s address: "coordinator": "host:port", or several as "coordinators": ["host:port", ...]'
+      : 'give either "coordinator" or "coordinators", not both',
+  });
 }

@@ -7,7 +7,7 @@ import { invariant } from '../aggregation/index.js';
 import { loadConfigFile } from '../common/config-file.js';
 import { commandRunnerSchema } from './runners/command.js';
 import { slurmRunnerSchema } from './runners/slurm.js';
-import { COORDINATOR_ADDRESS } from './retry.js';
+import { coordinatorAddressSchema, exactlyOneCoordinator } from '../common/coordinator-verdict.js';
 import { standinRunnerSchema } from './runners/standin.js';
 
 /** The builtin TypeScript trainer on generated text in one language (demo, tests). */
@@ -26,19 +26,16 @@ export const builtinRunnerSchema = z
   })
   .strict();
 
-/** A coordinator's address: `host:port` or `[v6]:port` (the same rule as site-agent/retry.ts `COORDINATOR_ADDRESS`). */
-const coordinatorAddress = z.string().regex(COORDINATOR_ADDRESS, 'host:port');
-
 export const siteConfigSchema = z
   .object({
     site: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits and -'),
     /** The coordinator's `host:port` (this, or `coordinators`). */
-    coordinator: coordinatorAddress.optional(),
+    coordinator: coordinatorAddressSchema.optional(),
     /**
      * Several coordinator addresses, tried in order; a standby's `NOT_LEADER` names the leader to
      * follow (docs/protocol.md, "Standby coordinators and NOT_LEADER"; issue 19). This, or `coordinator`.
      */
-    coordinators: z.array(coordinatorAddress).min(1).max(16).optional(),
+    coordinators: z.array(coordinatorAddressSchema).min(1).max(16).optional(),
     /** TLS server name to verify when a coordinator address is one the certificate does not name (every address). */
     serverName: z.string().optional(),
     /** Outbound HTTP CONNECT proxy, `http://[user:password@]host:port` (default: `https_proxy` etc. from the environment). */
@@ -74,17 +71,7 @@ export const siteConfigSchema = z
     log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info') }).strict().default({}),
   })
   .strict()
-  .superRefine((c, ctx) => {
-    if ((c.coordinator === undefined) === (c.coordinators === undefined)) {
-      ctx.addIssue({
-        code: z.ZodIssueCode.custom,
-        path: [c.coordinator === undefined ? 'coordinator' : 'coordinators'],
-        message: c.coordinator === undefined
-          ? 'give the coordinator\'s address: "coordinator": "host:port", or several as "coordinators": ["host:port", ...]'
-          : 'give either "coordinator" or "coordinators", not both',
-      });
-    }
-  });
+  .superRefine(exactlyOneCoordinator);
 
 /**
  * The coordinator addresses a site dials, in order: `coordinators`, or the one `coordinator`. The

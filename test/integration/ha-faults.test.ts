@@ -4,24 +4,21 @@
  * The leader is SIGKILLed on entering a phase (its crash point, coordinator/core/crash-points.ts:
  * polling `admin status` cannot hit the short phases reliably), restarted while the other leads, and
  * cut off from NATS through a TCP proxy the test controls. Each time the run finishes with every
- * round committed once in the replicated journal, one chain that `verifyChain` accepts.
- *
- * The pair's set-up is local for now; it should move to the shared `startHaPair()` helper.
+ * round committed once in the replicated journal, one chain that `verifyChain` accepts. The pair is
+ * test/helpers/ha-pair.ts `startHaPair`, as for the failover and status tests.
  */
-import { readFile, writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { connect } from '@nats-io/transport-node';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AdminClient } from '../../coordinator/index.js';
 import { readJournalChain } from '../../coordinator/state/jetstream-journal.js';
 import { journalStreamName, journalSubject } from '../../coordinator/state/journal-stream.js';
 import { verifyChain, type JournalRecord } from '../../coordinator/state/journal.js';
 import { skipUnless } from '../helpers/components.js';
-import { createTestFederation, freePort, startCli, startSiteProcess, waitFor, type Proc, type TestFederation } from '../helpers/federation.js';
-import { natsUnavailable, startNatsCluster, type TestNatsCluster } from '../helpers/nats.js';
+import { waitFor } from '../helpers/federation.js';
+import { startHaPair, type TestHaPair } from '../helpers/ha-pair.js';
+import { natsUnavailable, type TestNatsCluster } from '../helpers/nats.js';
 import { RawRpcClient, rpcNamed } from '../helpers/raw-rpc.js';
 import { adminCertFiles } from '../helpers/raw-site.js';
 
@@ -63,79 +60,22 @@ async function startCuttableProxy(targetPort: number): Promise<CuttableProxy> {
   };
 }
 
-interface Pair {
-  readonly fed: TestFederation;
-  readonly addresses: readonly [string, string];
-  readonly configs: readonly [string, string];
-  readonly admin: (address: string) => AdminClient;
-}
-
 describe.skipIf(skip)('a standby coordinator pair under faults', () => {
-  let cluster: TestNatsCluster | undefined;
-  let fed: TestFederation | undefined;
-  const procs: Proc[] = [];
-  const admins: AdminClient[] = [];
+  let pair: TestHaPair | undefined;
   const closers: (() => Promise<void> | void)[] = [];
   afterEach(async () => {
-    for (const a of admins.splice(0)) a.close();
     for (const c of closers.splice(0).reverse()) await c();
-    for (const p of procs.splice(0).reverse()) await p.stop();
-    await fed?.cleanup();
-    await cluster?.stop();
-    fed = undefined;
-    cluster = undefined;
+    await pair?.cleanup();
+    pair = undefined;
   });
 
   /** A federation of two sites and a pair's two configs (a's `nats.url` may differ: a proxy). */
-  async function setUpPair(secure: boolean, natsUrlOfA?: (c: TestNatsCluster) => Promise<string>): Promise<Pair> {
-    cluster = await startNatsCluster(3);
-    const urlA = natsUrlOfA ? await natsUrlOfA(cluster) : cluster.urls.join(',');
-    fed = await createTestFederation({ sites: 2, run: { rounds: ROUNDS, minSites: 2, deadlines: DEADLINES, secureAggregation: { enabled: secure } } });
-    const f = fed;
-    const portB = await freePort();
-    const addresses = [`localhost:${f.port}`, `localhost:${portB}`] as const;
-    const base = JSON.parse(await readFile(f.files.coordinatorConfig, 'utf8')) as Record<string, unknown>;
-    const withHa = (name: string, port: number, url: string): Record<string, unknown> => ({
-      ...base,
-      listen: `127.0.0.1:${port}`,
-      nats: { url },
-      ha: { name, advertise: `localhost:${port}`, lease: LEASE, replicas: 3 },
-    });
-    const configs = [f.files.coordinatorConfig, join(f.dir, 'coordinator', 'coordinator-b.json')] as const;
-    await writeFile(configs[0], JSON.stringify(withHa('coord-a', f.port, urlA), null, 2));
-    await writeFile(configs[1], JSON.stringify(withHa('coord-b', portB, cluster.urls.join(',')), null, 2));
-    for (const site of f.sites) {
-      await f.patchSiteConfig(site, (c) => {
-        const { coordinator: _, ...rest } = c;
-        return { ...rest, coordinators: [...addresses] };
-      });
-    }
-    const m = f.member('admins', 'admin');
-    const admin = (address: string): AdminClient => {
-      const c = new AdminClient({ coordinator: address, tls: { ca: join(m, 'ca.crt'), cert: join(m, 'admin.crt'), key: join(m, 'admin.key') } });
-      admins.push(c);
-      return c;
-    };
-    return { fed: f, addresses, configs, admin };
+  async function setUpPair(secure: boolean, natsUrlOfA?: (c: TestNatsCluster) => Promise<string>): Promise<TestHaPair> {
+    pair = await startHaPair({ run: { rounds: ROUNDS, minSites: 2, deadlines: DEADLINES, secureAggregation: { enabled: secure } }, lease: LEASE, ...(natsUrlOfA ? { natsUrlOfA } : {}) });
+    return pair;
   }
 
-  async function startCoordinator(pair: Pair, i: 0 | 1, env: NodeJS.ProcessEnv = process.env, name = `coord-${'ab'[i]}`): Promise<Proc> {
-    const p = await startCli(name, ['coordinator', '--config', pair.configs[i]], pair.fed.dir, env);
-    procs.push(p);
-    return p;
-  }
-
-  /** a leads, b stands by, the sites join. */
-  async function startPair(pair: Pair, envA: NodeJS.ProcessEnv = process.env): Promise<{ a: Proc; b: Proc }> {
-    const a = await startCoordinator(pair, 0, envA);
-    const adminA = pair.admin(pair.addresses[0]);
-    await waitFor('coordinator a to lead', () => adminA.status().then((s) => (s.runId ? s : undefined), () => undefined), 60_000);
-    const b = await startCoordinator(pair, 1);
-    for (const s of pair.fed.sites) procs.push(await startSiteProcess(pair.fed, s));
-    return { a, b };
-  }
-
-  async function waitFinished(pair: Pair, address: string): Promise<void> {
+  async function waitFinished(pair: TestHaPair, address: string): Promise<void> {
     const admin = pair.admin(address);
     const final = await waitFor('the run to finish', () => admin.status().then((s) => (s.runState === 'finished' ? s : undefined), () => undefined), 120_000);
     expect(Number(final.roundsCommitted)).toBe(ROUNDS);
@@ -143,7 +83,7 @@ describe.skipIf(skip)('a standby coordinator pair under faults', () => {
 
   /** The replicated journal: one chain that verifies, every round committed once. */
   async function expectJournal(): Promise<readonly JournalRecord[]> {
-    const nc = await connect({ servers: [...cluster!.urls] });
+    const nc = await connect({ servers: [...pair!.cluster.urls] });
     try {
       const { records } = await readJournalChain(nc, { stream: journalStreamName('testfed'), subject: journalSubject('testfed'), timeoutMs: 20_000 });
       expect(verifyChain(records).ok).toBe(true);
@@ -166,7 +106,7 @@ describe.skipIf(skip)('a standby coordinator pair under faults', () => {
     { mode: 'secure', secure: true, phase: 'unmask' },
   ])('finishes the run under the standby when the leader is SIGKILLed at $phase ($mode): every round committed once', async ({ secure, phase }) => {
     const pair = await setUpPair(secure);
-    const { a } = await startPair(pair, { ...process.env, FEDHPC_CRASH_AT: phase.includes('.') ? phase : `phase.${phase}` });
+    const { a } = await pair.start({ ...process.env, FEDHPC_CRASH_AT: phase.includes('.') ? phase : `phase.${phase}` });
     expect(await a.exited).toBe('SIGKILL');
     const killedAt = Date.now();
     const adminB = pair.admin(pair.addresses[1]);
@@ -176,20 +116,20 @@ describe.skipIf(skip)('a standby coordinator pair under faults', () => {
     expect(leaders(await expectJournal())).toEqual(['coord-a', 'coord-b']);
   }, 120_000);
 
-  async function waitCommitted(pair: Pair, address: string, n: number): Promise<void> {
+  async function waitCommitted(pair: TestHaPair, address: string, n: number): Promise<void> {
     const admin = pair.admin(address);
     await waitFor(`round ${n} committed`, () => admin.status().then((s) => (Number(s.roundsCommitted) >= n ? s : undefined), () => undefined), 90_000);
   }
 
   it('stands the old leader by when it is restarted while the new one leads: NOT_LEADER naming it, no leader record of its own', async () => {
     const pair = await setUpPair(false);
-    const { a } = await startPair(pair);
+    const { a } = await pair.start();
     await waitCommitted(pair, pair.addresses[0], 1);
     expect(await a.stop('SIGKILL')).toBe('SIGKILL');
     const adminB = pair.admin(pair.addresses[1]);
     await waitFor('coordinator b to serve', () => adminB.status().then((s) => s, () => undefined), 60_000, 100);
 
-    const again = await startCoordinator(pair, 0, process.env, 'coord-a-again');
+    const again = await pair.startCoordinator(0, process.env, 'coord-a-again');
     const raw = new RawRpcClient(pair.addresses[0], adminCertFiles(pair.fed));
     closers.push(() => raw.close());
     const refusal = await waitFor('the restarted a to answer', async () => {
@@ -213,7 +153,7 @@ describe.skipIf(skip)('a standby coordinator pair under faults', () => {
       closers.push(() => proxy!.close());
       return `nats://127.0.0.1:${proxy.port}`;
     });
-    const { a } = await startPair(pair);
+    const { a } = await pair.start();
     await waitCommitted(pair, pair.addresses[0], 1);
     const rawA = new RawRpcClient(pair.addresses[0], adminCertFiles(pair.fed));
     closers.push(() => rawA.close());
@@ -242,14 +182,14 @@ describe.skipIf(skip)('a standby coordinator pair under faults', () => {
 
   it('commits nothing while two of three NATS nodes are down, and resumes the run once they return: every round committed once', async () => {
     const pair = await setUpPair(false);
-    const { a } = await startPair(pair);
+    const { a } = await pair.start();
     await waitCommitted(pair, pair.addresses[0], 1);
     const raws = pair.addresses.map((address) => new RawRpcClient(address, adminCertFiles(pair.fed)));
     closers.push(() => raws.forEach((r) => r.close()));
     const serving = async (i: 0 | 1): Promise<boolean> => (await raws[i]!.call(rpcNamed('AdminService/Status'), [Buffer.alloc(0)], 1_000)).code === grpc.status.OK;
     const committedBefore = Number((await pair.admin(pair.addresses[0]).status()).roundsCommitted);
     const lostAt = Date.now();
-    await Promise.all([cluster!.nodes[1]!.kill(), cluster!.nodes[2]!.kill()]);
+    await Promise.all([pair.cluster.nodes[1]!.kill(), pair.cluster.nodes[2]!.kill()]);
     // The leader can neither renew its lease nor append: it stops serving, and neither serves.
     await waitFor('a to stop serving', async () => ((await serving(0)) ? undefined : true), LEASE.ttlMs, 100);
     const stoppedS = (Date.now() - lostAt) / 1000;
@@ -257,11 +197,11 @@ describe.skipIf(skip)('a standby coordinator pair under faults', () => {
     expect([await serving(0), await serving(1)]).toEqual([false, false]);
 
     const backAt = Date.now();
-    await Promise.all([cluster!.nodes[1]!.restart(), cluster!.nodes[2]!.restart()]);
+    await Promise.all([pair.cluster.nodes[1]!.restart(), pair.cluster.nodes[2]!.restart()]);
     // It exits for its supervisor, which starts it again: as the standby, or the leader if first.
     expect(await a.exited).toBe(3);
     const exitS = (Date.now() - lostAt) / 1000;
-    await startCoordinator(pair, 0, process.env, 'coord-a-again');
+    await pair.startCoordinator(0, process.env, 'coord-a-again');
     const leading = await waitFor('a coordinator to lead again', async () => ((await serving(1)) ? 1 : (await serving(0)) ? 0 : undefined), 60_000, 250);
     process.stdout.write(`quorum lost: a stopped serving ${stoppedS.toFixed(1)} s after, exited (3) ${exitS.toFixed(1)} s after; coordinator ${'ab'[leading]} served ${((Date.now() - backAt) / 1000).toFixed(1)} s after the nodes returned\n`);
     await waitFinished(pair, pair.addresses[leading]);

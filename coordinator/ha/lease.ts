@@ -177,9 +177,20 @@ export class LeaderLease {
    * every renew interval: a lapsed key leaves no delete marker to watch for.
    */
   async acquire(signal: AbortSignal): Promise<number> {
+    let unreachable = false;
     for (;;) {
       signal.throwIfAborted();
-      if ((await this.current()) === undefined) {
+      // NATS without quorum (or out of reach) answers nothing: a standby waits it out, it does not give up.
+      const free = await this.current().then(
+        (held) => held === undefined,
+        (err: unknown) => {
+          if (!unreachable) this.o.logger?.warn({ phase: 'lease', err: { message: (err as Error).message } }, 'cannot read the leader lease: standing by until NATS answers');
+          unreachable = true;
+          return false;
+        },
+      );
+      if (free) unreachable = false;
+      if (free) {
         const sent = this.now();
         const value = (term: number): Uint8Array => new TextEncoder().encode(JSON.stringify({ holder: this.o.holder, address: this.o.address, term, renewedMs: this.now() } satisfies LeaseHolder));
         const created = await this.kv.create(KEY, value(0)).catch(() => undefined);

@@ -24,7 +24,7 @@ import { JetStreamJournal } from '../state/jetstream-journal.js';
 import { journalStreamName, journalSubject } from '../state/journal-stream.js';
 import { isRecordOf, type LeaderRecord } from '../state/records.js';
 import { LocalStateStore } from '../state/store.js';
-import { LeaderLease } from './lease.js';
+import { LeaderLease, type LeaseOptions } from './lease.js';
 import { startHaMonitor, type HaMonitor } from './monitor.js';
 import { startStandbyServer } from './standby-server.js';
 
@@ -47,7 +47,11 @@ export async function runHaCoordinator(o: RunHaOptions): Promise<HaExit> {
   if (!ha || !config.nats) throw new CoordinatorError('BAD_REQUEST', 'a standby pair needs both `ha` and `nats` in the coordinator config');
   const log = logger.child({ component: 'ha', holder: ha.name });
   const nc: NatsConnection = await connect({ ...natsConnectOptions(config.nats, `fedhpc-ha-${ha.name}`), maxReconnectAttempts: -1, reconnectTimeWait: 250 });
-  const lease = await LeaderLease.open(nc, { federation: config.federation, holder: ha.name, address: ha.advertise, ...ha.lease, replicas: ha.replicas, logger: log });
+  const lease = await openLease(nc, { federation: config.federation, holder: ha.name, address: ha.advertise, ...ha.lease, replicas: ha.replicas, logger: log }, o.signal, log);
+  if (lease === undefined) {
+    await within(STOP_WAIT_MS, nc.close());
+    return { kind: 'stopped' };
+  }
   let leaderAddress: string | undefined;
   // A standby follows who leads (for its NOT_LEADER answers) and announces itself, so that the
   // leader's `admin status` lists it; the announcement lapses with the bucket's TTL.
@@ -109,6 +113,32 @@ export async function runHaCoordinator(o: RunHaOptions): Promise<HaExit> {
     lease.close();
     await within(STOP_WAIT_MS, nc.close());
   }
+}
+
+/**
+ * Opens the lease bucket, trying again every second while NATS cannot answer (a cluster without
+ * quorum, still electing its leaders after a restart): a coordinator started meanwhile stands by
+ * instead of exiting. Undefined when `signal` aborts first.
+ */
+async function openLease(nc: NatsConnection, options: LeaseOptions, signal: AbortSignal, log: Logger): Promise<LeaderLease | undefined> {
+  for (let tries = 0; !signal.aborted; tries++) {
+    try {
+      return await LeaderLease.open(nc, options);
+    } catch (err) {
+      if (err instanceof RangeError) throw err; // the lease's timing in the config: no retry mends it
+      if (tries === 0) log.warn({ phase: 'standby', err: { message: (err as Error).message } }, 'cannot open the lease bucket yet: trying again until NATS answers');
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, 1_000);
+        function done(): void {
+          clearTimeout(t);
+          signal.removeEventListener('abort', done);
+          resolve();
+        }
+        signal.addEventListener('abort', done, { once: true });
+      });
+    }
+  }
+  return undefined;
 }
 
 /** How long stopping waits for the coordinator and for the NATS connection, each. */

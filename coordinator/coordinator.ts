@@ -2,14 +2,13 @@
  * Starting and stopping a coordinator: state store, registry, membership, round driver, and one gRPC
  * server (SiteService, AdminService, health, reflection) behind the coordinator's own mTLS listener.
  */
-import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
-import { DEFAULT_FLOW_CONTROL_WINDOW_BYTES, FLOW_CONTROL_WINDOW_OPTION, createGrpcServer } from '../common/grpc-window.js';
+import { createGrpcServer } from '../common/grpc-window.js';
 import { readTlsFiles } from '../common/tls.js';
 import type { Logger } from '../common/logger.js';
-import { MAX_MESSAGE_BYTES, loadPackageDefinition, loadProto } from '../proto/index.js';
+import { loadPackageDefinition, loadProto } from '../proto/index.js';
 import type { ResolvedCoordinatorConfig } from './config.js';
 import { RoundDriver, systemClock, type Clock } from './shell/driver.js';
 import { EventBus } from './observe/events.js';
@@ -34,6 +33,7 @@ import { SiteLogBook } from './sites/site-logs.js';
 import { restoreMembership } from './sites/membership.js';
 import { RefusalMonitor } from './observe/refusals.js';
 import { listenTls } from './service/tls-listener.js';
+import { SERVER_CHANNEL_OPTIONS } from './service/channel-options.js';
 import { startDashboard, type DashboardEndpoint } from './dashboard/server.js';
 import { FailureBook } from './dashboard/failures.js';
 import { OpenAttemptUploads } from './observe/uploads.js';
@@ -67,20 +67,6 @@ export interface StartCoordinatorOptions {
   readonly ha?: HaView;
 }
 
-/** gRPC server options: large messages for 4 MiB chunks, keepalive to notice dead agents. */
-export const SERVER_CHANNEL_OPTIONS: grpc.ServerOptions = {
-  'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-  'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
-  'grpc.keepalive_time_ms': 10_000,
-  // 20 s (gRPC's default), not less: a PING answer queues behind up to a window of upload
-  // data (common/grpc-window.ts), and a short timeout dropped busy uploads under load.
-  'grpc.keepalive_timeout_ms': 20_000,
-  'grpc.keepalive_permit_without_calls': 1,
-  'grpc.http2.min_ping_interval_without_data_ms': 5_000,
-  // A 64 MiB receive window per connection: grpc-js servers keep 64 KiB (one window per round trip,
-  // about 2 MB/s at 30 ms) unless common/grpc-window.ts makes them honour this client option.
-  [FLOW_CONTROL_WINDOW_OPTION]: DEFAULT_FLOW_CONTROL_WINDOW_BYTES,
-};
 
 /** Starts a coordinator; resolves once it listens and its run has been recovered or started. */
 export async function startCoordinator(options: StartCoordinatorOptions): Promise<CoordinatorHandle> {

@@ -1,7 +1,8 @@
 /** Public surface of the coordinator part. */
 export { AdminClient, AdminClientError, type AdminClientErrorCode, type AdminClientOptions, type AdminEvent } from './admin-client.js';
 export { coordinatorConfigSchema, loadCoordinatorConfig, type CoordinatorOptions, type ResolvedCoordinatorConfig } from './config.js';
-export { COORDINATOR_VERSION, SERVER_CHANNEL_OPTIONS, startCoordinator, type CoordinatorHandle, type StartCoordinatorOptions } from './coordinator.js';
+export { COORDINATOR_VERSION, startCoordinator, type CoordinatorHandle, type StartCoordinatorOptions } from './coordinator.js';
+export { SERVER_CHANNEL_OPTIONS } from './service/channel-options.js';
 export { systemClock, type Clock } from './shell/driver.js';
 export { CoordinatorError, type CoordinatorErrorCode } from './core/errors.js';
 export { CRASH_POINTS, type CrashPoint } from './core/crash-points.js';

@@ -16,9 +16,10 @@
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { createGrpcServer } from '../../common/grpc-window.js';
+import { SERVER_CHANNEL_OPTIONS } from '../service/channel-options.js';
 import type { Logger } from '../../common/logger.js';
 import { readTlsFiles, type TlsFiles } from '../../common/tls.js';
-import { MAX_MESSAGE_BYTES, loadProto } from '../../proto/index.js';
+import { loadProto } from '../../proto/index.js';
 import type { ResolvedCoordinatorConfig } from '../config.js';
 import { CoordinatorError, toServiceError } from '../core/errors.js';
 import { RefusalMonitor, type RefusalSink } from '../observe/refusals.js';
@@ -51,19 +52,6 @@ const SERVICES = [
   { name: 'AdminService', role: 'admin' },
 ] as const satisfies readonly { name: 'SiteService' | 'AdminService'; role: Role }[];
 
-/**
- * The leader's message limits and keepalive (coordinator.ts `SERVER_CHANNEL_OPTIONS`, not imported:
- * coordinator.ts will start this server), so a call the leader would read is read here too; no
- * large window, since nothing is uploaded to a standby.
- */
-const STANDBY_CHANNEL_OPTIONS: grpc.ServerOptions = {
-  'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-  'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
-  'grpc.keepalive_time_ms': 10_000,
-  'grpc.keepalive_timeout_ms': 20_000,
-  'grpc.keepalive_permit_without_calls': 1,
-  'grpc.http2.min_ping_interval_without_data_ms': 5_000,
-};
 
 type AnyCall = {
   getAuthContext(): AuthContextLike;
@@ -78,7 +66,7 @@ export async function startStandbyServer(o: StandbyServerOptions): Promise<Stand
   const resolver = createIdentityResolver({ federation: config.federation });
   const refusals = o.refusals ?? new RefusalMonitor({ logger, now: () => Date.now() });
   const proto = loadProto().fedhpc.v1;
-  const server = createGrpcServer(STANDBY_CHANNEL_OPTIONS);
+  const server = createGrpcServer(SERVER_CHANNEL_OPTIONS);
   const health = new HealthImplementation({ '': 'SERVING' });
   for (const { name, role } of SERVICES) {
     const service = proto[name].service;

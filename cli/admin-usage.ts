@@ -20,7 +20,13 @@ export interface UsageArgs {
 }
 
 const HOUR_MS = 3_600_000;
-const hours = (gpuMs: string | number): number => Number(gpuMs) / HOUR_MS;
+
+/** A row's GPU-hours: allocated, training, and waiting (the rest of the allocation). */
+function rowHours(r: UsageRow__Output): { allocated: number; training: number; waiting: number } {
+  const allocated = Number(r.allocatedGpuMs) / HOUR_MS;
+  const training = Number(r.trainingGpuMs) / HOUR_MS;
+  return { allocated, training, waiting: allocated - training };
+}
 
 /** `--from`/`--to` as ms since the epoch; a value Date cannot read is a usage error. */
 export function parseWhen(value: string | undefined, option: string): number | undefined {
@@ -32,8 +38,7 @@ export function parseWhen(value: string | undefined, option: string): number | u
 
 /** One row as JSON readers want it: GPU-hours as numbers, waiting included, each round's declaration. */
 function jsonRow(r: UsageRow__Output): Record<string, unknown> {
-  const allocated = hours(r.allocatedGpuMs);
-  const training = hours(r.trainingGpuMs);
+  const { allocated, training, waiting } = rowHours(r);
   return {
     run: r.runId,
     site: r.siteId,
@@ -42,7 +47,7 @@ function jsonRow(r: UsageRow__Output): Record<string, unknown> {
     roundsWithoutReceipt: r.roundsWithoutReceipt,
     allocatedGpuHours: allocated,
     trainingGpuHours: training,
-    waitingGpuHours: allocated - training,
+    waitingGpuHours: waiting,
     sources: r.sources === '' ? [] : r.sources.split(','),
     perRound: r.perRound.map((p) => ({
       round: Number(p.round),
@@ -65,9 +70,8 @@ export const USAGE_CSV_HEADER = ['run', 'site', 'rounds', 'rounds_unknown', 'rou
 function csv(rows: readonly UsageRow__Output[]): string {
   const lines = [USAGE_CSV_HEADER.join(',')];
   for (const r of rows) {
-    const allocated = hours(r.allocatedGpuMs);
-    const training = hours(r.trainingGpuMs);
-    lines.push([r.runId, r.siteId, r.rounds, r.roundsUnknown, r.roundsWithoutReceipt, allocated.toFixed(6), training.toFixed(6), (allocated - training).toFixed(6), r.sources].map(csvField).join(','));
+    const { allocated, training, waiting } = rowHours(r);
+    lines.push([r.runId, r.siteId, r.rounds, r.roundsUnknown, r.roundsWithoutReceipt, allocated.toFixed(6), training.toFixed(6), waiting.toFixed(6), r.sources].map(csvField).join(','));
   }
   return lines.join('\n');
 }
@@ -78,15 +82,14 @@ function table(rows: readonly UsageRow__Output[]): string {
   return formatTable(
     ['run', 'site', 'rounds', 'GPU-h allocated', 'GPU-h training', 'GPU-h waiting', 'training', 'unknown', 'no receipt', 'source'],
     rows.map((r) => {
-      const allocated = hours(r.allocatedGpuMs);
-      const training = hours(r.trainingGpuMs);
+      const { allocated, training, waiting } = rowHours(r);
       return [
         r.runId,
         r.siteId,
         String(r.rounds),
         gh(allocated),
         gh(training),
-        gh(allocated - training),
+        gh(waiting),
         allocated > 0 ? `${((training / allocated) * 100).toFixed(0)}%` : '-',
         r.roundsUnknown > 0 ? `${r.roundsUnknown} (${unknownReason(r)})` : '0',
         String(r.roundsWithoutReceipt),

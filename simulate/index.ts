@@ -9,5 +9,5 @@ export { STANDIN_STEP_MS, STANDIN_TRAIN, simulatedTraining, standinRunner, type 
 export { containerLayout, writeContainerFederation, type ContainerLayoutOptions, type SimulateLayout } from './containers.js';
 export { buildFedhpcImage, buildNatsImage, dockerUnavailable, DockerError, type BuiltImage } from './images.js';
 export { TINY_CONFIG, TORCH_TRAIN, TORCH_TRAINER, dominantMix, mixedTokens, torchInitialModel, writeMixedSiteTokens, type JobRunnerKind } from './torch-sites.js';
-export { accepts, natsServerBinary, startNatsCluster, type NatsCluster, type NatsClusterNode } from './nats-cluster.js';
+export { accepts, natsServerBinary, startNatsCluster, waitForReplicatedStream, type NatsCluster, type NatsClusterNode } from './nats-cluster.js';
 export { DEMO_LEASE, type LeaderChange, type PairLease, type PairOptions, type PairSummary } from './ha-pair.js';

@@ -133,8 +133,12 @@ async function waitListening(name: string, port: number, running: () => boolean,
   }
 }
 
-/** Creates and deletes an R=`replicas` probe stream until that works: the meta leader is elected and every peer is known. */
-async function waitForReplicatedStream(urls: readonly string[], replicas: number, deadline: number): Promise<void> {
+/**
+ * Creates and deletes an R=`replicas` probe stream until that works (by `deadline`, ms since the
+ * epoch): the meta leader is elected and every peer is known. Any cluster: this one, or nodes in
+ * containers reached through published ports.
+ */
+export async function waitForReplicatedStream(urls: readonly string[], replicas: number, deadline: number): Promise<void> {
   const nc = await connect({ servers: [...urls], timeout: 5_000 });
   try {
     let last: unknown;

@@ -52,7 +52,7 @@ export async function recordFigure(figure: Record<string, unknown>): Promise<voi
 }
 
 /** The user the containers run as: this process's, so they can read the mounted keys it wrote. */
-const USER = `${process.getuid?.() ?? 1000}:${process.getgid?.() ?? 1000}`;
+export const USER = `${process.getuid?.() ?? 1000}:${process.getgid?.() ?? 1000}`;
 
 /** stdout and stderr of a container (`docker logs`). */
 export function containerLogs(name: string): Promise<string> {

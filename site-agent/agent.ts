@@ -23,6 +23,7 @@ import { CoordinatorLink, type TaskStream } from './link.js';
 import type { AgentMetrics } from './metrics.js';
 import { ReceiptSigner } from './receipt.js';
 import { classifyFailure, firstCoordinator, nextCoordinator, type CoordinatorCursor } from './retry.js';
+import { clearUploadedShards } from './missed-work.js';
 import { RoundJobs } from './round-job.js';
 import type { Runner } from './runners/runner.js';
 import { SecureStages } from './secure/stages.js';
@@ -316,9 +317,10 @@ export class SiteAgent {
     }
   }
 
-  /** The run is over (its final evaluation or `finished` task): a job submitted ahead for a next round will get no model. */
+  /** The run is over (its final evaluation or `finished` task): its uploaded shards go, and a job submitted ahead for a next round will get no model. */
   private endRun(runId: string): Promise<void> {
-    return (this.o.runner.endRun?.(runId) ?? Promise.resolve()).catch((err: unknown) => this.log.warn({ err: { message: (err as Error).message } }, 'could not end the run\'s work (a job submitted ahead, a persistent trainer)'));
+    const cleared = clearUploadedShards(this.o.config.workDir, runId);
+    return Promise.all([cleared, this.o.runner.endRun?.(runId)]).then(() => undefined).catch((err: unknown) => this.log.warn({ err: { message: (err as Error).message } }, 'could not end the run\'s work (a job submitted ahead, a persistent trainer)'));
   }
 
   /** A task that breaks the wire contract: refused, and reported when the coordinator waits on its attempt. */

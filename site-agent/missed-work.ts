@@ -95,8 +95,8 @@ export interface SweepInput {
  * Keeps the shards earlier runs of the agent trained but never got counted (a crash or a lost
  * connection after training, a task that never came back): every `round-*` directory of the work
  * dir whose saved shard was trained from another model of this run than `task`'s becomes kept
- * work, and the directory goes. A shard of another run is removed; directories without a saved
- * shard (a Slurm job's record, a shard still training) are left alone.
+ * work, and the directory goes. A shard of another run, or one already uploaded, is removed;
+ * directories without a saved shard (a Slurm job's record, a shard still training) are left alone.
  */
 export async function sweepSavedShards(i: SweepInput): Promise<void> {
   const t = i.task;
@@ -106,7 +106,8 @@ export async function sweepSavedShards(i: SweepInput): Promise<void> {
     const saved = await savedShard(dir);
     const task = saved?.task;
     if (!saved || !task || task.baseModelSha256 === t.globalModel.sha256) continue;
-    if (task.runId === t.runId) {
+    // An uploaded shard was counted in its round or lost with its attempt: either way not missed work.
+    if (task.runId === t.runId && !saved.uploaded) {
       try {
         await i.kept.keep({ ...task, baseModelRound: task.modelRound, basePath: cachedModelPath(i.cacheDir, task.baseModelSha256), result: saved.result, tensors: t.tensors }, i.signal);
       } catch (err) {
@@ -115,5 +116,15 @@ export async function sweepSavedShards(i: SweepInput): Promise<void> {
       }
     }
     await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Removes the shards of run `runId` whose uploads were verified: the run is over, no attempt will send them again. */
+export async function clearUploadedShards(workDir: string, runId: string): Promise<void> {
+  const dirs = (await readdir(workDir, { withFileTypes: true }).catch(() => [])).filter((d) => d.isDirectory() && /^round-\d+$/.test(d.name));
+  for (const d of dirs) {
+    const dir = join(workDir, d.name);
+    const saved = await savedShard(dir);
+    if (saved?.uploaded && saved.task?.runId === runId) await rm(dir, { recursive: true, force: true });
   }
 }

@@ -23,7 +23,7 @@ import { KeptWork, keptWorkDir } from './kept-work.js';
 import { sweepSavedShards, uploadWithKeptWork } from './missed-work.js';
 import type { Contribution } from './receipt.js';
 import { afterUploadFailure, classifyFailure } from './retry.js';
-import { saveTrainedResult, trainedResult } from './round-upload.js';
+import { markUploaded, namedShard, saveTrainedResult, trainedResult } from './round-upload.js';
 import type { TrainResult, Runner } from './runners/runner.js';
 import type { SecureAttempt } from './secure/stages.js';
 import { downloadModel, transferPolicy } from './transfer.js';
@@ -272,7 +272,8 @@ export class RoundJobs {
     };
     // Pending before anything else: a crash from here on leaves the parts for the receipt (or ALREADY_COUNTED) to settle.
     await kept.markFolded(folded, { runId: t.runId, round: t.round, parentSha256: contribution.parentSha256, dataManifestSha256: contribution.dataManifestSha256, attempt: t.attempt });
-    await rm(roundDir, { recursive: true, force: true });
+    // The shard stays until the next round's sweep: a later attempt of this round uploads it again.
+    await markUploaded(roundDir);
     this.o.metrics?.moved('up', outcome.receivedBytes);
     this.o.metrics?.roundTrained();
     this.o.contributed(contribution);
@@ -326,14 +327,17 @@ export class RoundJobs {
 
   /** Trains the shard in `roundDir`, or takes the one a previous run of the agent left complete there. */
   private async trainShard(t: TrainTask, globalPath: string, roundDir: string, secure: boolean, log: Logger, job: Job): Promise<TrainResult> {
-    // A shard trained for this very task (the agent restarted mid-upload) is uploaded, not retrained.
-    const kept = secure ? undefined : await trainedResult(roundDir, t);
+    // A shard trained for this very task (the agent restarted mid-upload), or in a plain round for an
+    // earlier attempt from the same model (the coordinator opened the round again), is not retrained.
+    const saved = secure ? undefined : await trainedResult(roundDir, t);
+    const kept = saved?.result;
     // A Slurm shard's job record lives in its round dir: a restarted agent re-attaches to it.
     if (!kept && this.o.runner.kind !== 'slurm') await rm(roundDir, { recursive: true, force: true });
     await mkdir(join(roundDir, 'out'), { recursive: true });
-    if (kept) {
-      log.info({ phase: 'training', steps: kept.steps }, 'shard already trained for this task: uploading it');
-      return kept;
+    if (saved) {
+      const again = saved.attempt !== t.attempt;
+      log.info({ phase: 'training', steps: saved.result.steps, ...(again ? { trainedInAttempt: saved.attempt } : {}) }, again ? 'shard already trained in an earlier attempt of this round from the same model: uploading it, not training again' : 'shard already trained for this task: uploading it');
+      return saved.result;
     }
     const activity = this.o.activity;
     const t0 = Date.now();
@@ -355,9 +359,10 @@ export class RoundJobs {
         activity.trainLoss = p.loss;
       },
     });
-    await saveTrainedResult(roundDir, t, result);
+    const named = namedShard(result);
+    await saveTrainedResult(roundDir, t, named);
     log.info({ phase: 'training', steps: result.steps, loss: result.trainLoss, seconds: (Date.now() - t0) / 1000, ...(result.idleWaitMs ? { idleWaitMs: result.idleWaitMs } : {}) }, 'shard trained');
-    return result;
+    return named;
   }
 
   /** Downloads a model with progress (TTY line or log lines, and heartbeats). */

@@ -5,7 +5,7 @@
  * folded upload (fold.ts) sends the mixed delta from its file, names its parts in the header and
  * weighs with W, the weight word included.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { declaredCount } from '../aggregation/index.js';
@@ -37,6 +37,11 @@ export interface SavedShard {
   /** Absent in a file an agent before issue 16 wrote. */
   readonly task?: SavedShardTask;
   readonly result: TrainResult;
+  /**
+   * The coordinator verified its upload. It stays until the next round's sweep (a later attempt
+   * of its round uploads it again, mostly carried over), and is never kept as missed work.
+   */
+  readonly uploaded?: boolean;
 }
 
 /** The shard saved in `roundDir` whose local model still exists, whatever task it was for. */
@@ -50,17 +55,51 @@ export async function savedShard(roundDir: string): Promise<SavedShard | undefin
   }
 }
 
-/** The training result of this exact task, when a previous run of the agent left it complete. */
-export async function trainedResult(roundDir: string, t: TrainTask): Promise<TrainResult | undefined> {
+/**
+ * A shard already trained for `t`'s work, when an earlier run of the agent left it complete: one
+ * trained for this very task, or for an earlier attempt of the same round from the same model (a
+ * coordinator restart or failover opened the round again; the work is the same, and its upload may
+ * carry over: docs/protocol.md, "Reuse across attempts"). Plain rounds only: the caller asks.
+ */
+export async function trainedResult(roundDir: string, t: TrainTask): Promise<{ result: TrainResult; attempt: number } | undefined> {
   const saved = await savedShard(roundDir);
-  return saved?.key === taskKey(t) ? saved.result : undefined;
+  if (!saved) return undefined;
+  if (saved.key === taskKey(t)) return { result: saved.result, attempt: t.attempt };
+  const s = saved.task;
+  const earlier = s !== undefined && s.runId === t.runId && s.round === t.round && s.attempt < t.attempt && s.baseModelSha256 === t.globalModel.sha256;
+  return earlier ? { result: saved.result, attempt: s.attempt } : undefined;
+}
+
+/** A fresh shard's result as it is saved: named, so its upload can be reused by a later attempt. */
+export function namedShard(result: TrainResult): TrainResult {
+  return { ...result, shardId: randomBytes(16).toString('hex') };
+}
+
+/**
+ * The upload's `contentId`: the SHA-256 of what makes its bytes — the named shard, the encoding and
+ * the folded parts with their weights — so a later attempt sending the same bytes names them the
+ * same. '' for a masked upload (its bytes belong to the attempt) or an unnamed shard.
+ */
+export function uploadContentId(result: TrainResult, encoding: string, fold: FoldPlan | undefined, masked: boolean): string {
+  if (masked || !result.shardId) return '';
+  const parts = (fold?.parts ?? []).map((p) => [p.part.baseModelSha256, p.part.samples, p.part.tokens, p.part.steps, p.count]);
+  return createHash('sha256').update(JSON.stringify([result.shardId, encoding, fold?.weight ?? null, parts])).digest('hex');
 }
 
 /** Records a finished shard, atomically, so a restart can upload it without training again. */
 export async function saveTrainedResult(roundDir: string, t: TrainTask, result: TrainResult): Promise<void> {
-  const tmp = join(roundDir, `${RESULT_FILE}.tmp`);
   const task: SavedShardTask = { runId: t.runId, round: t.round, attempt: t.attempt, baseModelSha256: t.globalModel.sha256, modelRound: t.modelRound };
-  const saved: SavedShard = { key: taskKey(t), task, result };
+  await writeSavedShard(roundDir, { key: taskKey(t), task, result });
+}
+
+/** Marks the shard in `roundDir` uploaded (see {@link SavedShard.uploaded}). */
+export async function markUploaded(roundDir: string): Promise<void> {
+  const saved = await savedShard(roundDir);
+  if (saved) await writeSavedShard(roundDir, { ...saved, uploaded: true });
+}
+
+async function writeSavedShard(roundDir: string, saved: SavedShard): Promise<void> {
+  const tmp = join(roundDir, `${RESULT_FILE}.tmp`);
   await writeFile(tmp, JSON.stringify(saved), { mode: 0o600 });
   await rename(tmp, join(roundDir, RESULT_FILE));
 }
@@ -126,6 +165,7 @@ export async function uploadRoundDelta(i: RoundUploadInput): Promise<UploadOutco
         appliedStalenessSteps: i.result.appliedStaleness ?? 0,
         busyMs: i.result.busyMs ?? 0,
         folded: (fold?.plan.parts ?? []).map(({ part: p }) => ({ baseModelSha256: p.baseModelSha256, samples: p.samples, tokens: p.tokens, steps: p.steps })),
+        contentId: uploadContentId(i.result, encoding, fold?.plan, masked !== undefined),
       },
       encoder,
       i.signal,

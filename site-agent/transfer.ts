@@ -176,6 +176,8 @@ export interface UploadHeaderFields {
   readonly busyMs?: number;
   /** Earlier work folded into the delta, by base (docs/protocol.md, "Bases, staleness and folded work"). */
   readonly folded?: readonly FoldedPartFields[];
+  /** Names the delta's bytes for reuse in a later attempt of the round (absent or '': unnamed). */
+  readonly contentId?: string;
 }
 
 /** One folded part as the header names it: its base and its counts. */

@@ -34,6 +34,11 @@ export class CoordinatorMetrics {
       registers,
     });
     const bytes = new Counter({ name: 'fedhpc_bytes_total', help: 'Model bytes moved between the coordinator and sites', labelNames: ['direction'] as const, registers });
+    const reused = new Counter({
+      name: 'fedhpc_upload_reused_bytes_total',
+      help: 'Upload bytes verified in an earlier attempt of a round and kept for a later one instead of being sent again',
+      registers,
+    });
     this.activeStreams = new Gauge({ name: 'fedhpc_active_streams', help: 'Open streaming calls, by method', labelNames: ['method'] as const, registers });
     this.errors = new Counter({ name: 'fedhpc_errors_total', help: 'Calls that ended with an error, by gRPC status and fedhpc code', labelNames: ['status', 'code'] as const, registers });
     this.refused = new Counter({
@@ -84,16 +89,18 @@ export class CoordinatorMetrics {
       },
     });
     // Bytes are counted where they move (the registry's per-site totals); the counter follows them.
-    let seen = { up: 0, down: 0 };
+    let seen = { up: 0, down: 0, reused: 0 };
     const syncBytes = (): void => {
-      const now = { up: 0, down: 0 };
+      const now = { up: 0, down: 0, reused: 0 };
       for (const s of o.sites.list()) {
         now.up += s.bytesUp;
         now.down += s.bytesDown;
+        now.reused += s.bytesReused;
       }
       if (now.up > seen.up) bytes.inc({ direction: 'up' }, now.up - seen.up);
       if (now.down > seen.down) bytes.inc({ direction: 'down' }, now.down - seen.down);
-      seen = { up: Math.max(seen.up, now.up), down: Math.max(seen.down, now.down) };
+      if (now.reused > seen.reused) reused.inc(now.reused - seen.reused);
+      seen = { up: Math.max(seen.up, now.up), down: Math.max(seen.down, now.down), reused: Math.max(seen.reused, now.reused) };
     };
     bytes.inc({ direction: 'up' }, 0);
     bytes.inc({ direction: 'down' }, 0);

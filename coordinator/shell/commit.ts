@@ -185,6 +185,7 @@ export class RoundCommitter {
       serverStep: run.serverSteps + 1,
       bytesUp: att.bytesUp,
       bytesDown: att.bytesDown,
+      ...(att.bytesReused > 0 ? { bytesReused: att.bytesReused } : {}),
       startedMs: att.startedMs,
     });
     crashPoint('commit.after-journal');

@@ -36,6 +36,8 @@ export interface AttemptContext {
   readonly startedMs: number;
   bytesUp: number;
   bytesDown: number;
+  /** Upload bytes kept from an earlier attempt of the round (upload/reuse.ts). */
+  bytesReused: number;
   readonly uploads: Map<string, { intent: UploadIntent; spool: SpooledUpload }>;
 }
 

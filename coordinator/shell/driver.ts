@@ -131,7 +131,8 @@ export class RoundDriver implements SiteRoundPort, UploadRoundPort, AdminRoundPo
     }
     this.run = await runContextOf(store, recovered, plan);
     this.evals.restore(cfg.id, recovered.evals);
-    await store.pruneSpools();
+    // A plain round interrupted mid-upload keeps its spools: the sites' uploads may carry over (upload/reuse.ts).
+    await store.pruneSpools(plan.secure ? undefined : { round: recovered.nextRound });
     this.log.info(
       { runId: cfg.id, round: recovered.nextRound, attempt: recovered.nextAttempt, model: recovered.globalSha256 },
       recovered.committed.length > 0 ? 'resuming run from the journal' : 'starting run',
@@ -319,11 +320,12 @@ export class RoundDriver implements SiteRoundPort, UploadRoundPort, AdminRoundPo
     }
   }
 
-  countBytes(direction: 'up' | 'down', n: number): void {
+  countBytes(direction: 'up' | 'down' | 'reused', n: number): void {
     const att = this.runner.attempt;
     if (!att) return;
     if (direction === 'up') att.bytesUp += n;
-    else att.bytesDown += n;
+    else if (direction === 'down') att.bytesDown += n;
+    else att.bytesReused += n;
   }
 
   /** Idle timeout, stream limit and window of transfers (`limits`). */

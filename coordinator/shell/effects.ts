@@ -87,7 +87,7 @@ export class EffectRunner {
       }
       case 'recordRoundOpened':
         await this.ctx.o.store.append({ type: 'round-opened', runId, round: effect.round, attempt: effect.attempt });
-        this.current = { round: effect.round, attempt: effect.attempt, startedMs: this.ctx.o.clock.now(), bytesUp: 0, bytesDown: 0, uploads: new Map() };
+        this.current = { round: effect.round, attempt: effect.attempt, startedMs: this.ctx.o.clock.now(), bytesUp: 0, bytesDown: 0, bytesReused: 0, uploads: new Map() };
         this.ctx.control.excluded.clear();
         this.ctx.control.leftOut.clear();
         this.ctx.o.bus.emit('round.opened', { runId, round: effect.round, attempt: effect.attempt });
@@ -120,7 +120,8 @@ export class EffectRunner {
         this.steps.abortAggregation(effect.round, effect.attempt, new CoordinatorError('ROUND_CLOSED', `round ${effect.round} attempt ${effect.attempt} aborted: ${effect.reason}`, { round: effect.round, attempt: effect.attempt }));
         this.ctx.log.warn({ round: effect.round, attempt: effect.attempt, reason: effect.reason }, 'round attempt aborted');
         await this.ctx.o.store.append({ type: 'round-aborted', runId, round: effect.round, attempt: effect.attempt, reason: effect.reason });
-        await this.ctx.o.store.pruneSpools();
+        // The next attempt of a plain round may keep what its sites uploaded in this one (upload/reuse.ts).
+        await this.ctx.o.store.pruneSpools(run.plan.secure ? undefined : { round: effect.round });
         this.ctx.o.bus.emit('round.aborted', { runId, round: effect.round, attempt: effect.attempt, reason: effect.reason });
         return;
       case 'runFinished':

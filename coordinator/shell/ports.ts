@@ -26,8 +26,8 @@ export interface TransferLimits {
 export interface SiteFailurePort {
   /** Drops `site` from the attempt (bad upload, failed training). Stale reports are ignored. */
   failSite(site: string, round: number, attempt: number, reason: string): void;
-  /** Counts transfer bytes of the attempt in progress. */
-  countBytes(direction: 'up' | 'down', n: number): void;
+  /** Counts transfer bytes of the attempt in progress (`reused`: kept from an earlier attempt, not sent). */
+  countBytes(direction: 'up' | 'down' | 'reused', n: number): void;
 }
 
 /** What the site RPCs (task stream, downloads, evaluation and failure reports) ask of the round. */

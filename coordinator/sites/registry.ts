@@ -82,6 +82,8 @@ export interface SiteRecord {
   progress: number;
   bytesUp: number;
   bytesDown: number;
+  /** Upload bytes verified in an earlier attempt and kept for a later one, never sent again (upload/reuse.ts). */
+  bytesReused: number;
   roundsContributed: number;
   /** The last committed round this site took part in since the coordinator started (budgeted rounds). */
   lastRound?: ContributionStats;
@@ -113,6 +115,7 @@ export class SiteRegistry {
       progress: -1,
       bytesUp: 0,
       bytesDown: 0,
+      bytesReused: 0,
       roundsContributed: 0,
       deliver: undefined,
       close: undefined,

@@ -27,8 +27,13 @@ export interface StateStore {
   createOptimizerState(): Promise<PendingFile>;
   /** Folder for the upload spools of one round attempt (created on demand). */
   spoolDir(round: number, attempt: number): Promise<string>;
-  /** Deletes spools of every attempt but the ones kept. */
-  pruneSpools(keep?: { round: number; attempt: number }): Promise<void>;
+  /** The spool folders of `round`'s attempts that exist, by attempt. */
+  spoolAttempts(round: number): Promise<{ attempt: number; dir: string }[]>;
+  /**
+   * Deletes the spools of every attempt but the kept ones: one attempt, or with `attempt` absent
+   * every attempt of `round` (an interrupted plain round's uploads may serve its next attempt).
+   */
+  pruneSpools(keep?: { round: number; attempt?: number }): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -145,11 +150,19 @@ export class LocalStateStore implements StateStore {
     return dir;
   }
 
-  async pruneSpools(keep?: { round: number; attempt: number }): Promise<void> {
+  async spoolAttempts(round: number): Promise<{ attempt: number; dir: string }[]> {
     const root = join(this.dir, 'spool');
-    const keepName = keep ? `round-${keep.round}.${keep.attempt}` : undefined;
+    const prefix = `round-${round}.`;
+    return (await readdir(root))
+      .filter((name) => name.startsWith(prefix) && /^\d+$/.test(name.slice(prefix.length)))
+      .map((name) => ({ attempt: Number(name.slice(prefix.length)), dir: join(root, name) }));
+  }
+
+  async pruneSpools(keep?: { round: number; attempt?: number }): Promise<void> {
+    const root = join(this.dir, 'spool');
+    const kept = (name: string): boolean => keep !== undefined && (keep.attempt === undefined ? name.startsWith(`round-${keep.round}.`) : name === `round-${keep.round}.${keep.attempt}`);
     for (const name of await readdir(root)) {
-      if (name !== keepName) await rm(join(root, name), { recursive: true, force: true });
+      if (!kept(name)) await rm(join(root, name), { recursive: true, force: true });
     }
   }
 

@@ -44,6 +44,11 @@ export interface UploadHeader {
   readonly appliedStalenessSteps: number;
   /** Sum of the training steps' durations within the busy span, ms (0: unknown). */
   readonly busyMs: number;
+  /**
+   * Names the delta's bytes ('' unnamed): the same name in a later attempt of the round, with an
+   * otherwise equal header, promises the same bytes (docs/protocol.md, "Reuse across attempts").
+   */
+  readonly contentId: string;
 }
 
 /** A part of an upload trained from an older base (docs/protocol.md, "Bases, staleness and folded work"). */

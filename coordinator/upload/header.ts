@@ -3,7 +3,9 @@
  * encoding, and the stripe it declares. The header arrives converted by the wire edge (coordinator/service/wire.ts); the stream itself is served by `stream.ts`; a delta
  * joins the sum only once it is complete and verified (DESIGN.md, "Decisions").
  */
+import { createHash } from 'node:crypto';
 import type { UploadHeader } from './frames.js';
+import { canonicalJson } from '../state/journal.js';
 import type { RunBases } from './bases.js';
 import { CoordinatorError } from '../core/errors.js';
 import { declaredCount, deltaSegments, isUnitBoundary, segmentsBytes, uploadWeight, type Segment, type DeltaEncoding, type Weighting } from '../../aggregation/index.js';
@@ -81,6 +83,12 @@ export interface UploadIntent {
   readonly appliedStaleness: number;
   /** Sum of the training steps' durations within the busy span, ms (0: not reported). */
   readonly busyMs: number;
+  /**
+   * A named delta's identity across attempts: the SHA-256 of the header but for its attempt and
+   * stream fields (undefined when `contentId` is empty). Two uploads with the same key promise the
+   * same bytes (reuse.ts).
+   */
+  readonly contentKey: string | undefined;
 }
 
 /** Most stripes one delta may be split into. */
@@ -161,7 +169,24 @@ export function validateHeader(h: UploadHeader, exp: UploadExpectation, site: st
     trainFinishedMs: h.trainFinishedMs,
     appliedStaleness: h.appliedStalenessSteps,
     busyMs: h.busyMs,
+    contentKey: contentKeyOf(h, exp.encoding),
   };
+}
+
+/** Most characters of a `contentId`, and the ones it may use. */
+const CONTENT_ID = /^[0-9A-Za-z._:-]{1,128}$/;
+
+/**
+ * The identity of a named delta's bytes: every header field that describes them — all but the
+ * attempt and the stream's own stripe and chunk size — hashed. Plain encodings only: a masked
+ * delta belongs to its attempt's keys, so its bytes never carry over.
+ */
+function contentKeyOf(h: UploadHeader, encoding: DeltaEncoding): string | undefined {
+  if (h.contentId === '') return undefined;
+  if (!CONTENT_ID.test(h.contentId)) throw new CoordinatorError('UPLOAD_INVALID', `contentId ${JSON.stringify(h.contentId.slice(0, 140))} is not 1..128 characters of [0-9A-Za-z._:-]`);
+  if (encoding.startsWith('secagg')) throw new CoordinatorError('UPLOAD_INVALID', 'a masked delta cannot be named: its bytes belong to the attempt (contentId must be empty)');
+  const { attempt: _a, stripeOffset: _o, stripeBytes: _b, chunkBytes: _c, ...described } = h;
+  return createHash('sha256').update(canonicalJson(described)).digest('hex');
 }
 
 /**

@@ -18,6 +18,7 @@ import { readMessages, writeWithBackpressure } from '../service/streams.js';
 import { UploadSession, type StreamOwner, type StripeState } from './session.js';
 import { StripeReceiver, streamWindow } from './stream.js';
 import { isFoldRefusal, validateHeader, type UploadIntent } from './header.js';
+import { PieceLog, pieceLogPath, takeEarlierUpload } from './reuse.js';
 import type { BudgetGrant, TransferBudget } from './budget.js';
 
 export interface UploadServiceOptions {
@@ -73,7 +74,11 @@ export class UploadService {
       });
       session = attached.s;
       const stripe = attached.stripe;
-      if (stripe.done) {
+      if (stripe.done && session.complete()) {
+        // Every stripe was kept from an earlier attempt: the streams that ask are told it is verified.
+        const whole = await (session.completion ??= this.finish(session, ''));
+        await writeWithBackpressure(call, { result: { accepted: true, receivedBytes: session.intent.totalBytes, message: 'verified', complete: true, sha256: whole.sha256 } }, abort.signal);
+      } else if (stripe.done) {
         // An agent that restarted re-opens every stripe: one already received is just confirmed.
         await writeWithBackpressure(call, { result: { accepted: true, receivedBytes: stripe.end - stripe.start, message: 'stripe already received', complete: false } }, abort.signal);
       } else {
@@ -170,6 +175,8 @@ export class UploadService {
   private async sessionFor(site: string, intent: UploadIntent, exp: UploadSession['exp'], limits: TransferLimits): Promise<UploadSession> {
     const known = this.sessions.get(site);
     if (known && known.round === intent.round && known.attempt === intent.attempt) {
+      // A delta kept whole from an earlier attempt is confirmed to each of the site's streams.
+      if (known.completion) return known;
       if (known.finished) throw new CoordinatorError('ROUND_CLOSED', `the upload of round ${intent.round}.${intent.attempt} is already complete`);
       if (this.o.driver.siteStatus(site) !== 'uploading') throw new CoordinatorError('NOT_INVITED', `site ${site} no longer takes part in round ${intent.round}.${intent.attempt}`);
       return known;
@@ -179,10 +186,36 @@ export class UploadService {
     this.o.registry.touch(site, 'upload', 0);
     const dir = await this.o.store.spoolDir(intent.round, intent.attempt);
     const path = join(dir, `${site}.delta`);
-    await (await open(path, 'w', 0o600)).close();
     const session = new UploadSession({ site, intent, exp, path, idleMs: limits.idleMs, onIdle: (s) => this.idle(s, limits.idleMs), clock: this.o.clock });
+    const reused = await this.reuseEarlier(session);
+    if (!reused) await (await open(path, 'w', 0o600)).close();
     this.sessions.set(site, session);
     return session;
+  }
+
+  /**
+   * A named delta (`contentId`) starts from what the site verifiably uploaded of it in an earlier
+   * attempt of the round (reuse.ts), and keeps a piece log a later attempt can start from in turn.
+   * Resolves whether the spool came from an earlier attempt.
+   */
+  private async reuseEarlier(session: UploadSession): Promise<boolean> {
+    const { intent, site } = session;
+    const contentKey = intent.contentKey;
+    if (contentKey === undefined) return false;
+    const named = { ...intent, contentKey };
+    const taken = await takeEarlierUpload({ site, intent: named, earlier: await this.o.store.spoolAttempts(intent.round), path: session.path, digest: session.digest, logger: this.o.logger });
+    if (taken) {
+      session.seed(taken.stripes);
+      this.o.driver.countBytes('reused', taken.bytes);
+      const rec = this.o.registry.get(site);
+      if (rec) rec.bytesReused += taken.bytes;
+      this.o.logger.info(
+        { site, round: intent.round, attempt: intent.attempt, phase: 'upload', fromAttempt: taken.fromAttempt, bytes: taken.bytes, totalBytes: intent.totalBytes, stripesDone: taken.stripes.filter((s) => s.verifiedTo === s.end).length },
+        'upload carried over from an earlier attempt: its verified bytes are not sent again',
+      );
+    }
+    session.pieceLog = await PieceLog.create(session.path, named, taken?.pieces ?? [], this.o.logger);
+    return taken !== undefined;
   }
 
   /** Attaches `owner` to the stripe its header names: within the stream limit, taking over a stale stream. */
@@ -237,6 +270,7 @@ export class UploadService {
     session.close(reason);
     if (this.sessions.get(session.site) === session) this.sessions.delete(session.site);
     await rm(session.path, { force: true }).catch(() => undefined);
+    await rm(pieceLogPath(session.path), { force: true }).catch(() => undefined);
   }
 
   /** Reports a failed stream; drops the site unless the stream can be resumed. */

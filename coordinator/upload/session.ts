@@ -11,6 +11,7 @@ import type { Clock } from '../core/clock.js';
 import { CoordinatorError } from '../core/errors.js';
 import type { UploadExpectation, UploadIntent } from './header.js';
 import { stripePieces, type Piece } from '../../aggregation/index.js';
+import type { PieceLog } from './reuse.js';
 
 /** A stream that owns a stripe; aborting it hands the stripe to a newer stream. */
 export interface StreamOwner {
@@ -29,6 +30,8 @@ export interface StripeState {
   acked: number;
   owner: StreamOwner | undefined;
   done: boolean;
+  /** Kept from an earlier attempt's upload (reuse.ts), not yet claimed by a stream of this one. */
+  seeded: boolean;
   /** Digest failures per piece start (bounded: the upload fails after a few). */
   readonly digestFailures: Map<number, number>;
 }
@@ -92,6 +95,10 @@ export class UploadSession {
   /** The whole delta's SHA-256 as the bytes arrive. */
   readonly digest = new DeltaDigest();
   finished = false;
+  /** A named delta's piece log (reuse.ts); undefined for an unnamed one. */
+  pieceLog: PieceLog | undefined;
+  /** The verification of a delta kept whole from an earlier attempt, shared by every stream that asks. */
+  completion: Promise<{ sha256: string }> | undefined;
   readonly site: string;
   readonly intent: UploadIntent;
   readonly exp: UploadExpectation;
@@ -138,9 +145,11 @@ export class UploadSession {
       throw new CoordinatorError('UPLOAD_INVALID', `header disagrees with the upload already under way (${intent.totalBytes} bytes in ${intent.stripe.count} stripes, was ${this.intent.totalBytes} in ${this.intent.stripe.count})`);
     }
     const { start, end } = intent.stripe;
+    this.dropSeededOverlapping(start, end);
     const known = this.stripes.get(start);
     if (known) {
       if (known.end !== end) throw new CoordinatorError('UPLOAD_INVALID', `stripe at ${start} ends at ${end}, it was declared to end at ${known.end}`);
+      known.seeded = false;
       return known;
     }
     for (const s of this.stripes.values()) {
@@ -157,10 +166,43 @@ export class UploadSession {
       acked: start,
       owner: undefined,
       done: false,
+      seeded: false,
       digestFailures: new Map(),
     };
     this.stripes.set(start, stripe);
     return stripe;
+  }
+
+  /**
+   * Starts the session from an earlier attempt's upload of the same delta: each stripe resumes
+   * where its verified prefix ends, a whole one is done (reuse.ts).
+   */
+  seed(stripes: readonly { readonly start: number; readonly end: number; readonly verifiedTo: number }[]): void {
+    for (const k of stripes) {
+      this.stripes.set(k.start, {
+        start: k.start,
+        end: k.end,
+        pieces: stripePieces(this.intent.segments, k.start, k.end),
+        received: k.verifiedTo,
+        acked: k.verifiedTo,
+        owner: undefined,
+        done: k.verifiedTo === k.end,
+        seeded: true,
+        digestFailures: new Map(),
+      });
+    }
+  }
+
+  /**
+   * A stripe the site now cuts otherwise than in the earlier attempt replaces the kept ones it
+   * overlaps (their bytes are sent again), and the delta's digest is read again from the spool.
+   */
+  private dropSeededOverlapping(start: number, end: number): void {
+    for (const [at, s] of this.stripes) {
+      if (!s.seeded || (s.start === start && s.end === end) || !(start < s.end && s.start < end)) continue;
+      this.stripes.delete(at);
+      this.digest.rewound(s.start);
+    }
   }
 
   /** Whether every declared stripe is complete and they cover the delta. */
@@ -178,6 +220,7 @@ export class UploadSession {
   close(reason: CoordinatorError): void {
     this.finished = true;
     this.cancelIdle?.();
+    void this.pieceLog?.close();
     for (const s of this.stripes.values()) s.owner?.abort.abort(reason);
   }
 }

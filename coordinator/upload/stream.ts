@@ -150,6 +150,8 @@ export class StripeReceiver {
     if (!next) throw new CoordinatorError('UPLOAD_INVALID', `SHA-256 of tensor ${tensor} before its last byte`);
     if (next.piece.tensor !== tensor) throw new CoordinatorError('UPLOAD_INVALID', `SHA-256 of tensor ${tensor}, expected that of tensor ${next.piece.tensor}`);
     if (sha256 === next.hex) {
+      const s = this.stripe;
+      this.session.pieceLog?.verified({ stripeStart: s.start, stripeEnd: s.end, start: next.piece.start, end: next.piece.end, sha256 });
       if (this.awaiting.length === 0) await this.advanceAck();
       return;
     }

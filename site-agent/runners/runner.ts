@@ -66,6 +66,12 @@ export interface TrainResult {
   readonly busyMs?: number;
   /** How the shard's compute was allocated, measured into the round's receipt (site-agent/usage.ts). */
   readonly allocation?: Allocation;
+  /**
+   * Names this training's output (random hex, set by the agent when it saves the shard): an upload
+   * of it is named by it, so a later attempt of the round can keep the bytes the coordinator
+   * already verified (docs/protocol.md, "Reuse across attempts"). Absent: never named.
+   */
+  readonly shardId?: string;
 }
 
 export interface EvalResult {

@@ -41,7 +41,8 @@ async function federationFor(c: Case): Promise<TestFederation> {
   const deadlines = { openS: 30, trainingS: 60, uploadS: 60, aggregateS: 30, commitS: 30, evalS: 15 };
   return c.secure
     ? createTestFederation({ sites: 3, run: secureRun({ rounds: ROUNDS, minSites: 3, strategy: { name: 'diloco' }, train: TRAIN }) })
-    : createTestFederation({ sites: 2, run: { rounds: ROUNDS, minSites: 2, evaluate: false, train: TRAIN, deadlines } });
+    : // Secure aggregation is on by default: a plain case says so.
+      createTestFederation({ sites: 2, run: { rounds: ROUNDS, minSites: 2, evaluate: false, train: TRAIN, deadlines, secureAggregation: { enabled: false } } });
 }
 
 describe('a coordinator killed at each kill point and restarted', () => {
@@ -89,6 +90,13 @@ async function crashAndRestart(c: Case, fed: TestFederation, procs: Proc[]): Pro
     if (attemptsBefore.length > 0 && interrupted <= ROUNDS) {
       // The interrupted round was restarted under a fresh attempt (secure: from keys, new keys).
       expect(Number(journaled[interrupted - 1]!['attempt'])).toBeGreaterThan(Math.max(...attemptsBefore));
+    }
+    if (!c.secure && (c.point === 'phase.aggregate' || c.point === 'phase.commit' || c.point === 'commit.before-journal')) {
+      // Every upload was verified before the kill: the new attempt keeps them all (upload/reuse.ts),
+      // the sites train nothing again and send no byte of their deltas again.
+      const reopened = journaled[interrupted - 1]!;
+      expect(Number(reopened['bytesReused'])).toBeGreaterThan(0);
+      expect(Number(reopened['bytesUp'])).toBe(0);
     }
     // Read again: a late receipt may have been appended since `after` (the chain must cover it too).
     const records = await readJournal(journalPath(fed), { repairTornTail: false });

@@ -88,6 +88,7 @@ function intent(round: number, attempt: number, weight: number): UploadIntent {
     trainFinishedMs: 0,
     appliedStaleness: 0,
     busyMs: 0,
+    contentKey: undefined,
   };
 }
 
@@ -230,7 +231,7 @@ describe('aggregation refusals', () => {
     const path = await writeSpool('a.delta', 2);
     const uploads: AttemptContext['uploads'] = new Map();
     for (const site of sites) uploads.set(site, { intent: intent(1, 0, 1), spool: { path, bytes: ELEMENTS * 4, sha256: '0'.repeat(64) } });
-    return { round: 1, attempt: 0, startedMs: 0, bytesUp: 0, bytesDown: 0, uploads };
+    return { round: 1, attempt: 0, startedMs: 0, bytesUp: 0, bytesDown: 0, bytesReused: 0, uploads };
   }
 
   /** The error the committer logged with 'aggregation failed', as pino serialised it. */
@@ -266,6 +267,7 @@ describe('aggregation refusals', () => {
       startedMs: 0,
       bytesUp: 0,
       bytesDown: 0,
+      bytesReused: 0,
       uploads: new Map([
         ['site-a', { intent: intent(1, n, 640), spool: { path, bytes: ELEMENTS * 4, sha256: '0'.repeat(64) } }],
         ['site-b', { intent: intent(1, n, 320), spool: { path, bytes: ELEMENTS * 4, sha256: '0'.repeat(64) } }],

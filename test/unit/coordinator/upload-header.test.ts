@@ -69,6 +69,7 @@ function header(patch: Partial<UploadHeader__Output> = {}): UploadHeader__Output
     folded: [],
     appliedStalenessSteps: 0,
     busyMs: '0',
+    contentId: '',
     ...patch,
   };
 }

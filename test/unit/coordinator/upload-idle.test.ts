@@ -46,6 +46,7 @@ const INTENT: UploadIntent = {
   trainFinishedMs: 0,
   appliedStaleness: 0,
   busyMs: 0,
+  contentKey: undefined,
 };
 
 function session(clock: ManualClock, onIdle: (s: UploadSession) => void): UploadSession {

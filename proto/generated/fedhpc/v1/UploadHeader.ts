@@ -27,6 +27,7 @@ export interface UploadHeader {
   'folded'?: (_fedhpc_v1_FoldedPart)[];
   'appliedStalenessSteps'?: (number);
   'busyMs'?: (number | string | Long);
+  'contentId'?: (string);
 }
 
 export interface UploadHeader__Output {
@@ -51,4 +52,5 @@ export interface UploadHeader__Output {
   'folded': (_fedhpc_v1_FoldedPart__Output)[];
   'appliedStalenessSteps': (number);
   'busyMs': (string);
+  'contentId': (string);
 }

@@ -1,0 +1,233 @@
+/**
+ * Uploads that outlive their attempt (issue 19; docs/protocol.md, "Reuse across attempts"). A plain
+ * round interrupted by a coordinator restart or a failover opens again at a higher attempt, and a
+ * site that uploads the same delta again names it with the same `contentId`. Beside each spool the
+ * upload service keeps a **piece log** — the header's content key, then one line per piece whose
+ * SHA-256 the site confirmed — so the coordinator that opens the next attempt (this one restarted,
+ * or a standby reading the shared state dir) can keep what was verified instead of asking for it
+ * again.
+ *
+ * Nothing in the log is trusted: before a piece is kept its bytes are read back from the spool and
+ * hashed, and only each stripe's prefix of pieces that match is kept, so a log whose tail (or a
+ * spool whose last writes) did not reach the disk before a crash costs a re-upload, never a wrong
+ * byte. The log is not synced for the same reason. Reading the kept bytes back also feeds the
+ * whole delta's digest, so the upload's final check reads them only once more at most.
+ *
+ * Layout: `<spool>/round-R.A/<site>.delta` and `<site>.delta.log` (JSON lines: `{"v":1,
+ * "contentKey","totalBytes","stripes"}`, then `{"s","e","p","q","h"}`: the stripe [s, e), the piece
+ * [p, q) and its SHA-256).
+ */
+import { createHash } from 'node:crypto';
+import { open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { stripePieces } from '../../aggregation/index.js';
+import type { Logger } from '../../common/logger.js';
+import type { UploadIntent } from './header.js';
+import type { DeltaDigest } from './session.js';
+
+/** Bytes read at a time when a kept piece is hashed again. */
+const READ_BYTES = 4 << 20;
+
+const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const headLine = z.object({ v: z.literal(1), contentKey: z.string().regex(/^[0-9a-f]{64}$/), totalBytes: count, stripes: count }).strict();
+const pieceLine = z.object({ s: count, e: count, p: count, q: count, h: z.string().regex(/^[0-9a-f]{64}$/) }).strict();
+
+/** A piece the site confirmed: bytes [start, end) of stripe [stripeStart, stripeEnd), and their SHA-256. */
+export interface VerifiedPiece {
+  readonly stripeStart: number;
+  readonly stripeEnd: number;
+  readonly start: number;
+  readonly end: number;
+  readonly sha256: string;
+}
+
+/** The path of a spool's piece log. */
+export function pieceLogPath(spool: string): string {
+  return `${spool}.log`;
+}
+
+/**
+ * The piece log of one named upload: its head line at creation, then a line per verified piece,
+ * appended in order (each append waits for the one before; none is awaited by the stream).
+ */
+export class PieceLog {
+  private tail: Promise<unknown> = Promise.resolve();
+  private failed = false;
+
+  private constructor(
+    private readonly file: FileHandle,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Creates the log of `intent`'s spool, with the pieces already kept from an earlier attempt. */
+  static async create(spool: string, intent: UploadIntent & { contentKey: string }, kept: readonly VerifiedPiece[], logger: Logger): Promise<PieceLog> {
+    const file = await open(pieceLogPath(spool), 'w', 0o600);
+    const head = { v: 1, contentKey: intent.contentKey, totalBytes: intent.totalBytes, stripes: intent.stripe.count };
+    await file.write([JSON.stringify(head), ...kept.map(lineOf)].map((l) => `${l}\n`).join(''));
+    return new PieceLog(file, logger);
+  }
+
+  /** Records a piece whose SHA-256 the site confirmed. */
+  verified(piece: VerifiedPiece): void {
+    if (this.failed) return;
+    this.tail = this.tail.then(() => this.file.write(`${lineOf(piece)}\n`)).catch((err: unknown) => {
+      // A lost log costs a re-upload after a crash, nothing more: the upload goes on.
+      this.failed = true;
+      this.logger.warn({ phase: 'upload', err: { message: (err as Error).message } }, 'piece log not written: this upload cannot be reused by a later attempt');
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.tail;
+    await this.file.close().catch(() => undefined);
+  }
+}
+
+function lineOf(p: VerifiedPiece): string {
+  return JSON.stringify({ s: p.stripeStart, e: p.stripeEnd, p: p.start, q: p.end, h: p.sha256 });
+}
+
+/** One stripe of an earlier attempt's upload: the prefix [start, verifiedTo) is kept. */
+export interface KeptStripe {
+  readonly start: number;
+  readonly end: number;
+  readonly verifiedTo: number;
+}
+
+/** What an earlier attempt's spool gives the new session. */
+export interface Reusable {
+  readonly fromAttempt: number;
+  /** Stripes with a kept prefix (the spool now lies at the new session's path). */
+  readonly stripes: readonly KeptStripe[];
+  readonly pieces: readonly VerifiedPiece[];
+  /** Bytes kept: no site sends them again. */
+  readonly bytes: number;
+}
+
+/** An earlier attempt's spool folder of the same round. */
+export interface EarlierSpools {
+  readonly attempt: number;
+  readonly dir: string;
+}
+
+/**
+ * Moves what `site` verifiably uploaded of the same named delta in an earlier attempt of the round
+ * to `path` (the new session's spool), newest attempt first; undefined when nothing can be kept.
+ * Pieces read back from the spool also feed `digest`, the new session's whole-delta digest.
+ */
+export async function takeEarlierUpload(o: {
+  readonly site: string;
+  readonly intent: UploadIntent & { contentKey: string };
+  readonly earlier: readonly EarlierSpools[];
+  readonly path: string;
+  readonly digest: DeltaDigest;
+  readonly logger: Logger;
+}): Promise<Reusable | undefined> {
+  const log = o.logger.child({ site: o.site, round: o.intent.round, phase: 'upload' });
+  for (const e of [...o.earlier].filter((e) => e.attempt < o.intent.attempt).sort((a, b) => b.attempt - a.attempt)) {
+    const spool = join(e.dir, `${o.site}.delta`);
+    const pieces = await readPieceLog(spool, o.intent, log);
+    if (pieces === undefined) continue;
+    const kept = await verifyPieces(spool, o.intent, pieces, o.digest);
+    if (kept.bytes === 0) continue;
+    // The log goes first: a log left beside a moved spool would name bytes that are no longer there.
+    await rm(pieceLogPath(spool), { force: true });
+    await rename(spool, o.path);
+    return { fromAttempt: e.attempt, ...kept };
+  }
+  return undefined;
+}
+
+/** The pieces an earlier spool's log lists, when it is a log of the same named delta. */
+async function readPieceLog(spool: string, intent: UploadIntent & { contentKey: string }, log: Logger): Promise<VerifiedPiece[] | undefined> {
+  let text: string;
+  try {
+    text = await readFile(pieceLogPath(spool), 'utf8');
+  } catch {
+    return undefined; // no log: an unnamed upload, or one already taken
+  }
+  const lines = text.split('\n');
+  const head = headLine.safeParse(parseJson(lines[0] ?? ''));
+  if (!head.success || head.data.contentKey !== intent.contentKey) return undefined;
+  if (head.data.totalBytes !== intent.totalBytes || head.data.stripes !== intent.stripe.count) {
+    log.warn({ totalBytes: head.data.totalBytes, stripes: head.data.stripes }, 'an earlier upload with the same content key had another layout: not reused');
+    return undefined;
+  }
+  const pieces: VerifiedPiece[] = [];
+  // A torn last line (the crash came mid-write) ends the log.
+  for (const line of lines.slice(1)) {
+    const p = pieceLine.safeParse(parseJson(line));
+    if (!p.success) break;
+    pieces.push({ stripeStart: p.data.s, stripeEnd: p.data.e, start: p.data.p, end: p.data.q, sha256: p.data.h });
+  }
+  return pieces;
+}
+
+function parseJson(line: string): unknown {
+  try {
+    return JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Each stripe's kept prefix: its pieces in order from the stripe's start, as the delta's layout
+ * cuts them, each listed and read back with the SHA-256 the site confirmed. Stripes are walked in
+ * order of their start, so a delta kept from byte 0 streams into `digest`.
+ */
+async function verifyPieces(spool: string, intent: UploadIntent, pieces: readonly VerifiedPiece[], digest: DeltaDigest): Promise<{ stripes: KeptStripe[]; pieces: VerifiedPiece[]; bytes: number }> {
+  const byStripe = new Map<string, Map<number, VerifiedPiece>>();
+  for (const p of pieces) {
+    const key = `${p.stripeStart}-${p.stripeEnd}`;
+    const m = byStripe.get(key) ?? new Map<number, VerifiedPiece>();
+    m.set(p.start, p);
+    byStripe.set(key, m);
+  }
+  const bounds = [...byStripe.keys()].map((k) => k.split('-').map(Number) as [number, number]).sort((a, b) => a[0] - b[0]);
+  // Stripes of one upload never overlap; a log that says otherwise is not used at all.
+  if (bounds.some(([s, e], i) => e > intent.totalBytes || s >= e || (i > 0 && s < bounds[i - 1]![1]))) return { stripes: [], pieces: [], bytes: 0 };
+  let file: FileHandle;
+  try {
+    file = await open(spool, 'r');
+  } catch {
+    return { stripes: [], pieces: [], bytes: 0 };
+  }
+  const stripes: KeptStripe[] = [];
+  const kept: VerifiedPiece[] = [];
+  const buf = Buffer.allocUnsafe(READ_BYTES);
+  try {
+    for (const [start, end] of bounds) {
+      const listed = byStripe.get(`${start}-${end}`)!;
+      let at = start;
+      for (const expected of stripePieces(intent.segments, start, end)) {
+        const p = listed.get(expected.start);
+        if (!p || p.end !== expected.end || !(await matches(file, p, buf, digest))) break;
+        kept.push(p);
+        at = p.end;
+      }
+      if (at > start) stripes.push({ start, end, verifiedTo: at });
+    }
+  } finally {
+    await file.close();
+  }
+  return { stripes, pieces: kept, bytes: stripes.reduce((a, s) => a + s.verifiedTo - s.start, 0) };
+}
+
+/**
+ * Whether the spool's bytes of `p` hash to what the site confirmed. They feed `digest` as they are
+ * read: a piece that then fails is sent again, and the stream resumed before it rewinds the digest.
+ */
+async function matches(file: FileHandle, p: VerifiedPiece, buf: Buffer, digest: DeltaDigest): Promise<boolean> {
+  const hash = createHash('sha256');
+  for (let at = p.start; at < p.end; ) {
+    const { bytesRead } = await file.read(buf, 0, Math.min(buf.length, p.end - at), at);
+    if (bytesRead === 0) return false; // the spool ends short of the piece
+    const data = buf.subarray(0, bytesRead);
+    hash.update(data);
+    digest.written(at, data);
+    at += bytesRead;
+  }
+  return hash.digest('hex') === p.sha256;
+}

@@ -1,0 +1,196 @@
+/**
+ * Uploads that outlive their attempt (coordinator/upload/reuse.ts): what an earlier attempt's
+ * spool and piece log give a later attempt's session of the same named delta — only pieces read
+ * back and matching the SHA-256 the site confirmed, each stripe's prefix of them — and what they
+ * never give: another delta's bytes, a piece whose write was lost, a layout that changed.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { deltaSegments, stripePieces } from '../../../aggregation/index.js';
+import { createLogger } from '../../../common/logger.js';
+import type { UploadExpectation, UploadIntent } from '../../../coordinator/upload/header.js';
+import { PieceLog, pieceLogPath, takeEarlierUpload, type VerifiedPiece } from '../../../coordinator/upload/reuse.js';
+import { DeltaDigest, UploadSession } from '../../../coordinator/upload/session.js';
+import { RunBases } from '../../../coordinator/upload/bases.js';
+import { ManualClock } from '../../helpers/clock.js';
+
+const logger = createLogger({ level: 'silent' });
+const KEY = 'c'.repeat(64);
+/** Three f32 tensors of 8, 8 and 4 values: 80 bytes, cut into stripes [0, 48) and [48, 80). */
+const SEGMENTS = deltaSegments('f32', [8, 8, 4]);
+const STRIPES = [
+  { start: 0, end: 48 },
+  { start: 48, end: 80 },
+] as const;
+
+function intent(attempt: number, contentKey = KEY): UploadIntent & { contentKey: string } {
+  return {
+    round: 3,
+    attempt,
+    totalBytes: 80,
+    weight: 1,
+    samples: 1,
+    tokens: 0,
+    steps: 1,
+    trainLoss: 0,
+    dataManifestSha256: '',
+    segments: SEGMENTS,
+    stripe: { ...STRIPES[0], count: 2 },
+    chunkBytes: 1 << 20,
+    baseModelSha256: 'a'.repeat(64),
+    staleness: 0,
+    folded: [],
+    trainStartedMs: 0,
+    trainFinishedMs: 0,
+    appliedStaleness: 0,
+    busyMs: 0,
+    contentKey,
+  };
+}
+
+const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+/** Every piece of both stripes of `delta`, as the upload service logs them once the site confirmed each. */
+function piecesOf(delta: Buffer): VerifiedPiece[] {
+  return STRIPES.flatMap((s) => stripePieces(SEGMENTS, s.start, s.end).map((p) => ({ stripeStart: s.start, stripeEnd: s.end, start: p.start, end: p.end, sha256: sha(delta.subarray(p.start, p.end)) })));
+}
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'fedhpc-reuse-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Attempt `attempt`'s spool folder holding `spool` and a piece log of `pieces` (what a coordinator left). */
+async function earlierUpload(attempt: number, spool: Buffer, pieces: readonly VerifiedPiece[], contentKey = KEY): Promise<{ attempt: number; dir: string }> {
+  const at = join(dir, `round-3.${attempt}`);
+  await mkdir(at, { recursive: true });
+  const path = join(at, 'site-a.delta');
+  await writeFile(path, spool);
+  const log = await PieceLog.create(path, intent(attempt, contentKey), [], logger);
+  for (const p of pieces) log.verified(p);
+  await log.close();
+  return { attempt, dir: at };
+}
+
+async function take(earlier: readonly { attempt: number; dir: string }[], attempt = 3, contentKey = KEY) {
+  const path = join(dir, `new-${attempt}.delta`);
+  const digest = new DeltaDigest();
+  const taken = await takeEarlierUpload({ site: 'site-a', intent: intent(attempt, contentKey), earlier, path, digest, logger });
+  return { taken, path, digest };
+}
+
+describe('takeEarlierUpload', () => {
+  it('keeps a whole delta every piece of which reads back as confirmed, moves the spool and feeds the whole-delta digest', async () => {
+    const delta = randomBytes(80);
+    const e = await earlierUpload(1, delta, piecesOf(delta));
+    const { taken, path, digest } = await take([e]);
+    expect(taken).toMatchObject({ fromAttempt: 1, bytes: 80, stripes: [{ start: 0, end: 48, verifiedTo: 48 }, { start: 48, end: 80, verifiedTo: 80 }] });
+    expect(taken!.pieces).toHaveLength(4);
+    expect(await readFile(path)).toEqual(delta);
+    // The earlier folder no longer names the bytes: neither spool nor log stays there.
+    expect(await readdir(e.dir)).toEqual([]);
+    expect(digest.hashedBytes).toBe(80);
+    const file = await open(path, 'r');
+    try {
+      expect(await digest.finish(file, 80)).toBe(sha(delta));
+    } finally {
+      await file.close();
+    }
+  });
+
+  it("keeps each stripe's prefix up to the first piece whose bytes did not reach the disk, and nothing of a stripe that starts with one", async () => {
+    const delta = randomBytes(80);
+    const spool = Buffer.from(delta);
+    spool[40] = spool[40]! ^ 0xff; // stripe 1's second piece [32, 48)
+    spool[50] = spool[50]! ^ 0xff; // stripe 2's first piece [48, 64)
+    const { taken } = await take([await earlierUpload(1, spool, piecesOf(delta))]);
+    expect(taken).toMatchObject({ bytes: 32, stripes: [{ start: 0, end: 48, verifiedTo: 32 }] });
+  });
+
+  it('keeps the pieces a log lists before a torn last line, and those only in layout order', async () => {
+    const delta = randomBytes(80);
+    const [p0, p1, p2, p3] = piecesOf(delta);
+    const e = await earlierUpload(1, delta, [p0!, p2!, p3!]);
+    await writeFile(pieceLogPath(join(e.dir, 'site-a.delta')), `${JSON.stringify({ s: 0, e: 48, p: 32, q: 48, h: p1!.sha256 }).slice(0, 20)}`, { flag: 'a' });
+    const { taken } = await take([e]);
+    // Stripe 1 lacks its second piece (torn away): its prefix is the first; stripe 2 is whole.
+    expect(taken).toMatchObject({ bytes: 32 + 32, stripes: [{ start: 0, verifiedTo: 32 }, { start: 48, verifiedTo: 80 }] });
+  });
+
+  it('takes nothing of another delta, of a log without pieces or of a missing spool, and leaves them where they were', async () => {
+    const delta = randomBytes(80);
+    const other = await earlierUpload(1, delta, piecesOf(delta), 'd'.repeat(64));
+    expect((await take([other])).taken).toBeUndefined();
+    expect((await readdir(other.dir)).sort()).toEqual(['site-a.delta', 'site-a.delta.log']);
+
+    const empty = await earlierUpload(2, delta, []);
+    expect((await take([empty])).taken).toBeUndefined();
+
+    const gone = await earlierUpload(4, delta, piecesOf(delta));
+    await rm(join(gone.dir, 'site-a.delta'));
+    expect((await take([gone], 5)).taken).toBeUndefined();
+  });
+
+  it('takes the newest earlier attempt, never the session\'s own or a later one', async () => {
+    const older = randomBytes(80);
+    const newer = randomBytes(80);
+    const e1 = await earlierUpload(1, older, piecesOf(older));
+    const e2 = await earlierUpload(2, newer, piecesOf(newer));
+    const e3 = await earlierUpload(3, older, piecesOf(older));
+    const { taken, path } = await take([e1, e3, e2], 3);
+    expect(taken?.fromAttempt).toBe(2);
+    expect(await readFile(path)).toEqual(newer);
+  });
+
+  it('refuses a log of the same key whose stripes overlap', async () => {
+    const delta = randomBytes(80);
+    const bad = piecesOf(delta).map((p, i) => (i === 2 ? { ...p, stripeStart: 40 } : p));
+    expect((await take([await earlierUpload(1, delta, bad)])).taken).toBeUndefined();
+  });
+});
+
+describe('a session seeded from an earlier attempt', () => {
+  const exp: UploadExpectation = {
+    runId: 'run-1',
+    round: 3,
+    attempt: 3,
+    globalSha256: 'a'.repeat(64),
+    tensors: [8, 8, 4].map((n, i) => ({ name: `t${i}`, dtype: 'F32', shape: [n], elements: n })),
+    encoding: 'f32',
+    maxChunkBytes: 1 << 20,
+    weighting: 'uniform',
+    maxSiteWeight: 1,
+    modelRound: 2,
+    maxStaleness: 2,
+    bases: new RunBases('a'.repeat(64)),
+  };
+  const session = (): UploadSession => new UploadSession({ site: 'site-a', intent: intent(3), exp, path: join(dir, 'x.delta'), idleMs: 60_000, onIdle: () => undefined, clock: new ManualClock() });
+
+  it('resumes each stripe where its kept prefix ends, and is complete once every stripe was kept whole', () => {
+    const s = session();
+    s.seed([{ start: 0, end: 48, verifiedTo: 48 }, { start: 48, end: 80, verifiedTo: 64 }]);
+    expect(s.complete()).toBe(false);
+    const second = s.stripeFor({ ...intent(3), stripe: { start: 48, end: 80, count: 2 } });
+    expect({ acked: second.acked, done: second.done, seeded: second.seeded }).toEqual({ acked: 64, done: false, seeded: false });
+    const whole = session();
+    whole.seed([{ start: 0, end: 48, verifiedTo: 48 }, { start: 48, end: 80, verifiedTo: 80 }]);
+    expect(whole.complete()).toBe(true);
+  });
+
+  it('drops the kept stripes a differently cut stripe overlaps, and gives up the digest streamed so far', () => {
+    const s = session();
+    s.digest.written(0, new Uint8Array(48));
+    s.seed([{ start: 0, end: 48, verifiedTo: 48 }, { start: 48, end: 80, verifiedTo: 80 }]);
+    // The site now sends one stripe: both kept ones are replaced by it, from its first byte.
+    const one = s.stripeFor({ ...intent(3), stripe: { start: 0, end: 80, count: 2 } });
+    expect({ acked: one.acked, done: one.done }).toEqual({ acked: 0, done: false });
+    expect([...s.stripes.keys()]).toEqual([0]);
+    expect(s.digest.hashedBytes).toBe(0);
+  });
+});

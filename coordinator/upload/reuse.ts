@@ -13,9 +13,15 @@
  * byte. The log is not synced for the same reason. Reading the kept bytes back also feeds the
  * whole delta's digest, so the upload's final check reads them only once more at most.
  *
+ * A stripe also keeps the acknowledged bytes of the piece after its verified prefix — a large
+ * tensor cut by the crash, whose SHA-256 the site never sent — when the log recorded them: the
+ * stripe resumes inside that piece, and the piece's digest in the new attempt covers the kept
+ * bytes too (the receiver hashes them from the spool), so a wrong kept byte costs that piece again.
+ * Acknowledged offsets are logged at most every {@link ACK_LOG_MS} or {@link ACK_LOG_BYTES} a stripe.
+ *
  * Layout: `<spool>/round-R.A/<site>.delta` and `<site>.delta.log` (JSON lines: `{"v":1,
  * "contentKey","totalBytes","stripes"}`, then `{"s","e","p","q","h"}`: the stripe [s, e), the piece
- * [p, q) and its SHA-256).
+ * [p, q) and its SHA-256, and `{"s","e","a"}`: the stripe's acknowledged offset).
  */
 import { createHash } from 'node:crypto';
 import { open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
@@ -28,10 +34,15 @@ import type { DeltaDigest } from './session.js';
 
 /** Bytes read at a time when a kept piece is hashed again. */
 const READ_BYTES = 4 << 20;
+/** A stripe's acknowledged offset is logged once it moved this far since the last line… */
+export const ACK_LOG_BYTES = 4 << 20;
+/** …or this long after it (whichever comes first). */
+export const ACK_LOG_MS = 50;
 
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const headLine = z.object({ v: z.literal(1), contentKey: z.string().regex(/^[0-9a-f]{64}$/), totalBytes: count, stripes: count }).strict();
 const pieceLine = z.object({ s: count, e: count, p: count, q: count, h: z.string().regex(/^[0-9a-f]{64}$/) }).strict();
+const ackLine = z.object({ s: count, e: count, a: count }).strict();
 
 /** A piece the site confirmed: bytes [start, end) of stripe [stripeStart, stripeEnd), and their SHA-256. */
 export interface VerifiedPiece {
@@ -54,24 +65,40 @@ export function pieceLogPath(spool: string): string {
 export class PieceLog {
   private tail: Promise<unknown> = Promise.resolve();
   private failed = false;
+  /** Per stripe start: the acknowledged offset logged last, and when. */
+  private readonly lastAck = new Map<number, { offset: number; ms: number }>();
 
   private constructor(
     private readonly file: FileHandle,
     private readonly logger: Logger,
   ) {}
 
-  /** Creates the log of `intent`'s spool, with the pieces already kept from an earlier attempt. */
-  static async create(spool: string, intent: UploadIntent & { contentKey: string }, kept: readonly VerifiedPiece[], logger: Logger): Promise<PieceLog> {
+  /** Creates the log of `intent`'s spool, with what was already kept from an earlier attempt. */
+  static async create(spool: string, intent: UploadIntent & { contentKey: string }, kept: Pick<Reusable, 'pieces' | 'stripes'> | undefined, logger: Logger): Promise<PieceLog> {
     const file = await open(pieceLogPath(spool), 'w', 0o600);
     const head = { v: 1, contentKey: intent.contentKey, totalBytes: intent.totalBytes, stripes: intent.stripe.count };
-    await file.write([JSON.stringify(head), ...kept.map(lineOf)].map((l) => `${l}\n`).join(''));
+    const acks = (kept?.stripes ?? []).map((s) => JSON.stringify({ s: s.start, e: s.end, a: s.keptTo }));
+    await file.write([JSON.stringify(head), ...(kept?.pieces ?? []).map(lineOf), ...acks].map((l) => `${l}\n`).join(''));
     return new PieceLog(file, logger);
   }
 
   /** Records a piece whose SHA-256 the site confirmed. */
   verified(piece: VerifiedPiece): void {
+    this.append(lineOf(piece));
+  }
+
+  /** Records stripe [start, end)'s acknowledged offset, throttled (see the module comment). */
+  acked(stripe: { readonly start: number; readonly end: number }, offset: number): void {
+    const now = Date.now();
+    const last = this.lastAck.get(stripe.start);
+    if (last && offset - last.offset < ACK_LOG_BYTES && now - last.ms < ACK_LOG_MS && offset !== stripe.end) return;
+    this.lastAck.set(stripe.start, { offset, ms: now });
+    this.append(JSON.stringify({ s: stripe.start, e: stripe.end, a: offset }));
+  }
+
+  private append(line: string): void {
     if (this.failed) return;
-    this.tail = this.tail.then(() => this.file.write(`${lineOf(piece)}\n`)).catch((err: unknown) => {
+    this.tail = this.tail.then(() => this.file.write(`${line}\n`)).catch((err: unknown) => {
       // A lost log costs a re-upload after a crash, nothing more: the upload goes on.
       this.failed = true;
       this.logger.warn({ phase: 'upload', err: { message: (err as Error).message } }, 'piece log not written: this upload cannot be reused by a later attempt');
@@ -88,11 +115,14 @@ function lineOf(p: VerifiedPiece): string {
   return JSON.stringify({ s: p.stripeStart, e: p.stripeEnd, p: p.start, q: p.end, h: p.sha256 });
 }
 
-/** One stripe of an earlier attempt's upload: the prefix [start, verifiedTo) is kept. */
+/**
+ * One stripe of an earlier attempt's upload: the prefix [start, keptTo) is kept — verified pieces,
+ * then possibly the acknowledged start of the next one (its digest in the new attempt covers it).
+ */
 export interface KeptStripe {
   readonly start: number;
   readonly end: number;
-  readonly verifiedTo: number;
+  readonly keptTo: number;
 }
 
 /** What an earlier attempt's spool gives the new session. */
@@ -127,9 +157,9 @@ export async function takeEarlierUpload(o: {
   const log = o.logger.child({ site: o.site, round: o.intent.round, phase: 'upload' });
   for (const e of [...o.earlier].filter((e) => e.attempt < o.intent.attempt).sort((a, b) => b.attempt - a.attempt)) {
     const spool = join(e.dir, `${o.site}.delta`);
-    const pieces = await readPieceLog(spool, o.intent, log);
-    if (pieces === undefined) continue;
-    const kept = await verifyPieces(spool, o.intent, pieces, o.digest);
+    const logged = await readPieceLog(spool, o.intent, log);
+    if (logged === undefined) continue;
+    const kept = await verifyPieces(spool, o.intent, logged, o.digest);
     if (kept.bytes === 0) continue;
     // The log goes first: a log left beside a moved spool would name bytes that are no longer there.
     await rm(pieceLogPath(spool), { force: true });
@@ -139,8 +169,14 @@ export async function takeEarlierUpload(o: {
   return undefined;
 }
 
-/** The pieces an earlier spool's log lists, when it is a log of the same named delta. */
-async function readPieceLog(spool: string, intent: UploadIntent & { contentKey: string }, log: Logger): Promise<VerifiedPiece[] | undefined> {
+/** What an earlier spool's log lists: its verified pieces, and each stripe's last acknowledged offset (by `s-e`). */
+interface Logged {
+  readonly pieces: readonly VerifiedPiece[];
+  readonly acked: ReadonlyMap<string, number>;
+}
+
+/** The log of an earlier spool, when it is a log of the same named delta. */
+async function readPieceLog(spool: string, intent: UploadIntent & { contentKey: string }, log: Logger): Promise<Logged | undefined> {
   let text: string;
   try {
     text = await readFile(pieceLogPath(spool), 'utf8');
@@ -155,13 +191,17 @@ async function readPieceLog(spool: string, intent: UploadIntent & { contentKey: 
     return undefined;
   }
   const pieces: VerifiedPiece[] = [];
+  const acked = new Map<string, number>();
   // A torn last line (the crash came mid-write) ends the log.
   for (const line of lines.slice(1)) {
-    const p = pieceLine.safeParse(parseJson(line));
-    if (!p.success) break;
-    pieces.push({ stripeStart: p.data.s, stripeEnd: p.data.e, start: p.data.p, end: p.data.q, sha256: p.data.h });
+    const json = parseJson(line);
+    const p = pieceLine.safeParse(json);
+    const a = p.success ? undefined : ackLine.safeParse(json);
+    if (p.success) pieces.push({ stripeStart: p.data.s, stripeEnd: p.data.e, start: p.data.p, end: p.data.q, sha256: p.data.h });
+    else if (a?.success) acked.set(`${a.data.s}-${a.data.e}`, a.data.a);
+    else break;
   }
-  return pieces;
+  return { pieces, acked };
 }
 
 function parseJson(line: string): unknown {
@@ -174,17 +214,20 @@ function parseJson(line: string): unknown {
 
 /**
  * Each stripe's kept prefix: its pieces in order from the stripe's start, as the delta's layout
- * cuts them, each listed and read back with the SHA-256 the site confirmed. Stripes are walked in
- * order of their start, so a delta kept from byte 0 streams into `digest`.
+ * cuts them, each listed and read back with the SHA-256 the site confirmed; then, when the next
+ * piece is not listed (the crash came inside it), its bytes up to the stripe's last logged
+ * acknowledgement, if that lies strictly inside it. Stripes are walked in order of their start, so
+ * a delta kept from byte 0 streams into `digest`.
  */
-async function verifyPieces(spool: string, intent: UploadIntent, pieces: readonly VerifiedPiece[], digest: DeltaDigest): Promise<{ stripes: KeptStripe[]; pieces: VerifiedPiece[]; bytes: number }> {
+async function verifyPieces(spool: string, intent: UploadIntent, logged: Logged, digest: DeltaDigest): Promise<{ stripes: KeptStripe[]; pieces: VerifiedPiece[]; bytes: number }> {
   const byStripe = new Map<string, Map<number, VerifiedPiece>>();
-  for (const p of pieces) {
+  for (const p of logged.pieces) {
     const key = `${p.stripeStart}-${p.stripeEnd}`;
     const m = byStripe.get(key) ?? new Map<number, VerifiedPiece>();
     m.set(p.start, p);
     byStripe.set(key, m);
   }
+  for (const key of logged.acked.keys()) if (!byStripe.has(key)) byStripe.set(key, new Map());
   const bounds = [...byStripe.keys()].map((k) => k.split('-').map(Number) as [number, number]).sort((a, b) => a[0] - b[0]);
   // Stripes of one upload never overlap; a log that says otherwise is not used at all.
   if (bounds.some(([s, e], i) => e > intent.totalBytes || s >= e || (i > 0 && s < bounds[i - 1]![1]))) return { stripes: [], pieces: [], bytes: 0 };
@@ -203,16 +246,22 @@ async function verifyPieces(spool: string, intent: UploadIntent, pieces: readonl
       let at = start;
       for (const expected of stripePieces(intent.segments, start, end)) {
         const p = listed.get(expected.start);
-        if (!p || p.end !== expected.end || !(await matches(file, p, buf, digest))) break;
+        if (!p) {
+          // Cut inside this piece: its acknowledged start stays, to be covered by its digest later.
+          const acked = logged.acked.get(`${start}-${end}`) ?? at;
+          if (acked > at && acked < expected.end && acked <= (await file.stat()).size) at = acked;
+          break;
+        }
+        if (p.end !== expected.end || !(await matches(file, p, buf, digest))) break;
         kept.push(p);
         at = p.end;
       }
-      if (at > start) stripes.push({ start, end, verifiedTo: at });
+      if (at > start) stripes.push({ start, end, keptTo: at });
     }
   } finally {
     await file.close();
   }
-  return { stripes, pieces: kept, bytes: stripes.reduce((a, s) => a + s.verifiedTo - s.start, 0) };
+  return { stripes, pieces: kept, bytes: stripes.reduce((a, s) => a + s.keptTo - s.start, 0) };
 }
 
 /**

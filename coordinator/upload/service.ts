@@ -210,11 +210,11 @@ export class UploadService {
       const rec = this.o.registry.get(site);
       if (rec) rec.bytesReused += taken.bytes;
       this.o.logger.info(
-        { site, round: intent.round, attempt: intent.attempt, phase: 'upload', fromAttempt: taken.fromAttempt, bytes: taken.bytes, totalBytes: intent.totalBytes, stripesDone: taken.stripes.filter((s) => s.verifiedTo === s.end).length },
+        { site, round: intent.round, attempt: intent.attempt, phase: 'upload', fromAttempt: taken.fromAttempt, bytes: taken.bytes, totalBytes: intent.totalBytes, stripesDone: taken.stripes.filter((s) => s.keptTo === s.end).length },
         'upload carried over from an earlier attempt: its verified bytes are not sent again',
       );
     }
-    session.pieceLog = await PieceLog.create(session.path, named, taken?.pieces ?? [], this.o.logger);
+    session.pieceLog = await PieceLog.create(session.path, named, taken, this.o.logger);
     return taken !== undefined;
   }
 

@@ -177,16 +177,16 @@ export class UploadSession {
    * Starts the session from an earlier attempt's upload of the same delta: each stripe resumes
    * where its verified prefix ends, a whole one is done (reuse.ts).
    */
-  seed(stripes: readonly { readonly start: number; readonly end: number; readonly verifiedTo: number }[]): void {
+  seed(stripes: readonly { readonly start: number; readonly end: number; readonly keptTo: number }[]): void {
     for (const k of stripes) {
       this.stripes.set(k.start, {
         start: k.start,
         end: k.end,
         pieces: stripePieces(this.intent.segments, k.start, k.end),
-        received: k.verifiedTo,
-        acked: k.verifiedTo,
+        received: k.keptTo,
+        acked: k.keptTo,
         owner: undefined,
-        done: k.verifiedTo === k.end,
+        done: k.keptTo === k.end,
         seeded: true,
         digestFailures: new Map(),
       });

@@ -199,6 +199,7 @@ export class StripeReceiver {
   private async advanceAck(): Promise<void> {
     const s = this.stripe;
     s.acked = s.received;
+    this.session.pieceLog?.acked(s, s.acked);
     if (s.acked - this.lastAckSent >= this.ackEvery || s.acked === s.end) {
       this.lastAckSent = s.acked;
       await this.send({ ack: { offset: s.acked } });

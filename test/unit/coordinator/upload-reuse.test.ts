@@ -17,7 +17,7 @@ import { DeltaDigest, UploadSession } from '../../../coordinator/upload/session.
 import { RunBases } from '../../../coordinator/upload/bases.js';
 import { ManualClock } from '../../helpers/clock.js';
 
-const logger = createLogger({ level: 'silent' });
+const logger = createLogger({ name: 'test', level: 'silent' });
 const KEY = 'c'.repeat(64);
 /** Three f32 tensors of 8, 8 and 4 values: 80 bytes, cut into stripes [0, 48) and [48, 80). */
 const SEGMENTS = deltaSegments('f32', [8, 8, 4]);
@@ -72,7 +72,7 @@ async function earlierUpload(attempt: number, spool: Buffer, pieces: readonly Ve
   await mkdir(at, { recursive: true });
   const path = join(at, 'site-a.delta');
   await writeFile(path, spool);
-  const log = await PieceLog.create(path, intent(attempt, contentKey), [], logger);
+  const log = await PieceLog.create(path, intent(attempt, contentKey), undefined, logger);
   for (const p of pieces) log.verified(p);
   await log.close();
   return { attempt, dir: at };
@@ -90,7 +90,7 @@ describe('takeEarlierUpload', () => {
     const delta = randomBytes(80);
     const e = await earlierUpload(1, delta, piecesOf(delta));
     const { taken, path, digest } = await take([e]);
-    expect(taken).toMatchObject({ fromAttempt: 1, bytes: 80, stripes: [{ start: 0, end: 48, verifiedTo: 48 }, { start: 48, end: 80, verifiedTo: 80 }] });
+    expect(taken).toMatchObject({ fromAttempt: 1, bytes: 80, stripes: [{ start: 0, end: 48, keptTo: 48 }, { start: 48, end: 80, keptTo: 80 }] });
     expect(taken!.pieces).toHaveLength(4);
     expect(await readFile(path)).toEqual(delta);
     // The earlier folder no longer names the bytes: neither spool nor log stays there.
@@ -110,7 +110,7 @@ describe('takeEarlierUpload', () => {
     spool[40] = spool[40]! ^ 0xff; // stripe 1's second piece [32, 48)
     spool[50] = spool[50]! ^ 0xff; // stripe 2's first piece [48, 64)
     const { taken } = await take([await earlierUpload(1, spool, piecesOf(delta))]);
-    expect(taken).toMatchObject({ bytes: 32, stripes: [{ start: 0, end: 48, verifiedTo: 32 }] });
+    expect(taken).toMatchObject({ bytes: 32, stripes: [{ start: 0, end: 48, keptTo: 32 }] });
   });
 
   it('keeps the pieces a log lists before a torn last line, and those only in layout order', async () => {
@@ -120,7 +120,7 @@ describe('takeEarlierUpload', () => {
     await writeFile(pieceLogPath(join(e.dir, 'site-a.delta')), `${JSON.stringify({ s: 0, e: 48, p: 32, q: 48, h: p1!.sha256 }).slice(0, 20)}`, { flag: 'a' });
     const { taken } = await take([e]);
     // Stripe 1 lacks its second piece (torn away): its prefix is the first; stripe 2 is whole.
-    expect(taken).toMatchObject({ bytes: 32 + 32, stripes: [{ start: 0, verifiedTo: 32 }, { start: 48, verifiedTo: 80 }] });
+    expect(taken).toMatchObject({ bytes: 32 + 32, stripes: [{ start: 0, keptTo: 32 }, { start: 48, keptTo: 80 }] });
   });
 
   it('takes nothing of another delta, of a log without pieces or of a missing spool, and leaves them where they were', async () => {
@@ -146,6 +146,31 @@ describe('takeEarlierUpload', () => {
     const { taken, path } = await take([e1, e3, e2], 3);
     expect(taken?.fromAttempt).toBe(2);
     expect(await readFile(path)).toEqual(newer);
+  });
+
+  it("keeps the acknowledged start of the piece a crash cut, strictly inside it and only after the stripe's verified prefix", async () => {
+    const delta = randomBytes(80);
+    const [p0, , , p3] = piecesOf(delta);
+    const e = await earlierUpload(1, delta, [p0!, p3!]);
+    const log = pieceLogPath(join(e.dir, 'site-a.delta'));
+    // Stripe 1 was cut inside [32, 48) at 40; stripe 2 inside its first piece [48, 64) at 56, though its second is listed.
+    await writeFile(log, `${JSON.stringify({ s: 0, e: 48, a: 36 })}\n${JSON.stringify({ s: 0, e: 48, a: 40 })}\n${JSON.stringify({ s: 48, e: 80, a: 56 })}\n`, { flag: 'a' });
+    const { taken } = await take([e]);
+    expect(taken).toMatchObject({ bytes: 40 + 8, stripes: [{ start: 0, keptTo: 40 }, { start: 48, keptTo: 56 }] });
+    // Only listed pieces count as verified: the cut one is the new attempt's digest's to check.
+    expect(taken!.pieces).toEqual([p0]);
+  });
+
+  it('keeps nothing past a piece that reads back wrong, nor an acknowledgement at or past the end of the cut piece', async () => {
+    const delta = randomBytes(80);
+    const spool = Buffer.from(delta);
+    spool[10] = spool[10]! ^ 0xff; // stripe 1's first piece
+    const [p0, , p2] = piecesOf(delta);
+    const e = await earlierUpload(1, spool, [p0!, p2!]);
+    await writeFile(pieceLogPath(join(e.dir, 'site-a.delta')), `${JSON.stringify({ s: 0, e: 48, a: 40 })}\n${JSON.stringify({ s: 48, e: 80, a: 80 })}\n`, { flag: 'a' });
+    const { taken } = await take([e]);
+    // Stripe 1 keeps nothing (its first piece is wrong); stripe 2 its verified piece, not [64, 80) that no line vouches for.
+    expect(taken).toMatchObject({ bytes: 16, stripes: [{ start: 48, keptTo: 64 }] });
   });
 
   it('refuses a log of the same key whose stripes overlap', async () => {
@@ -174,19 +199,19 @@ describe('a session seeded from an earlier attempt', () => {
 
   it('resumes each stripe where its kept prefix ends, and is complete once every stripe was kept whole', () => {
     const s = session();
-    s.seed([{ start: 0, end: 48, verifiedTo: 48 }, { start: 48, end: 80, verifiedTo: 64 }]);
+    s.seed([{ start: 0, end: 48, keptTo: 48 }, { start: 48, end: 80, keptTo: 64 }]);
     expect(s.complete()).toBe(false);
     const second = s.stripeFor({ ...intent(3), stripe: { start: 48, end: 80, count: 2 } });
     expect({ acked: second.acked, done: second.done, seeded: second.seeded }).toEqual({ acked: 64, done: false, seeded: false });
     const whole = session();
-    whole.seed([{ start: 0, end: 48, verifiedTo: 48 }, { start: 48, end: 80, verifiedTo: 80 }]);
+    whole.seed([{ start: 0, end: 48, keptTo: 48 }, { start: 48, end: 80, keptTo: 80 }]);
     expect(whole.complete()).toBe(true);
   });
 
   it('drops the kept stripes a differently cut stripe overlaps, and gives up the digest streamed so far', () => {
     const s = session();
     s.digest.written(0, new Uint8Array(48));
-    s.seed([{ start: 0, end: 48, verifiedTo: 48 }, { start: 48, end: 80, verifiedTo: 80 }]);
+    s.seed([{ start: 0, end: 48, keptTo: 48 }, { start: 48, end: 80, keptTo: 80 }]);
     // The site now sends one stripe: both kept ones are replaced by it, from its first byte.
     const one = s.stripeFor({ ...intent(3), stripe: { start: 0, end: 80, count: 2 } });
     expect({ acked: one.acked, done: one.done }).toEqual({ acked: 0, done: false });

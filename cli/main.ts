@@ -5,9 +5,9 @@
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../common/config-file.js';
-import { createLogger } from '../common/logger.js';
+import { createLogger, type Logger } from '../common/logger.js';
 import { printable } from '../common/text.js';
-import { LEASE_DEFAULTS, loadCoordinatorConfig, runHaCoordinator, startCoordinator } from '../coordinator/index.js';
+import { CoordinatorError, LEASE_DEFAULTS, loadCoordinatorConfig, runHaCoordinator, startCoordinator } from '../coordinator/index.js';
 import { serveMetrics } from '../common/metrics-http.js';
 import { AgentMetrics, createRunner, DROP_PHASES, RunnerConfigError, loadSiteConfig, SiteAgent, SiteAgentError, type DropPhase } from '../site-agent/index.js';
 import { DEMO_LEASE, DEMO_TRAIN, writeFederationFiles, SIMULATE_STRATEGIES, simulate, type SimulateRecord, type SimulateStrategy, type SiteRoundWork, containerLayout, buildFedhpcImage } from '../simulate/index.js';
@@ -166,18 +166,34 @@ async function cmdCoordinator(args: string[]): Promise<number> {
   if (config.ha) {
     // A standby pair's coordinator: it exits when it loses the leadership, for its supervisor to
     // start it again as a standby (exit 3); a shutdown hands the lease over (exit 0).
-    const exit = await runHaCoordinator({ config, logger, signal: onTerminate() });
+    const exit = await refusedStart(logger, runHaCoordinator({ config, logger, signal: onTerminate() }));
     if (exit.kind === 'stopped') return 0;
     // A connection that died with NATS may keep the event loop alive: the process ends regardless.
     setTimeout(() => process.exit(3), 1_000).unref();
     return 3;
   }
-  const handle = await startCoordinator({ config, logger });
+  const handle = await refusedStart(logger, startCoordinator({ config, logger }));
   const signal = onTerminate();
   await new Promise((r) => signal.addEventListener('abort', r, { once: true }));
   logger.info('shutting down');
   await handle.stop();
   return 0;
+}
+
+/**
+ * `started`, or its coded refusal (RUN_CONFIG_MISMATCH, STATE_CORRUPT, …) logged at fatal with its
+ * code, where the operator reads the coordinator's log, before it is rethrown (stderr, exit 1).
+ */
+async function refusedStart<T>(logger: Logger, started: Promise<T>): Promise<T> {
+  try {
+    return await started;
+  } catch (err) {
+    if (err instanceof CoordinatorError) logger.fatal({ code: err.code, context: err.context }, err.message);
+    // Whatever the refused start left open (a NATS connection) must not keep the process up; it
+    // ends with the code main() sets for the error.
+    setTimeout(() => process.exit(), 1_000).unref();
+    throw err;
+  }
 }
 
 async function cmdSite(args: string[]): Promise<number> {

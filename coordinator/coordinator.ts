@@ -11,6 +11,7 @@ import type { Logger } from '../common/logger.js';
 import { loadPackageDefinition, loadProto } from '../proto/index.js';
 import type { ResolvedCoordinatorConfig } from './config.js';
 import { RoundDriver, systemClock, type Clock } from './shell/driver.js';
+import { checkConfiguredRun } from './shell/run-start.js';
 import { EventBus } from './observe/events.js';
 import { createIdentityResolver } from './pki/index.js';
 import { SiteRegistry } from './sites/registry.js';
@@ -74,6 +75,13 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
   const clock = options.clock ?? systemClock;
   const tls = readTlsFiles(config.tls);
   const opened = options.store ?? (await LocalStateStore.open(config.stateDir, () => clock.now()));
+  try {
+    // Before anything is appended (members, a run's records): a refused start leaves the journal as it was.
+    checkConfiguredRun(opened.records(), config);
+  } catch (err) {
+    if (!options.store) await opened.close();
+    throw err;
+  }
   // With NATS, every durable journal append is also sent to the audit stream (after, never before).
   const store = config.nats ? tapAppends(opened, () => nats?.recordAppended()) : opened;
   if (store.journalRepairedBytes > 0) {

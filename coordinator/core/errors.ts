@@ -105,6 +105,13 @@ export const COORDINATOR_ERRORS = {
    * the caller dials it, or its next configured address (coordinator/ha/standby-server.ts).
    */
   NOT_LEADER: { status: grpc.status.UNAVAILABLE, retryable: true },
+  /**
+   * A coordinator whose configured run differs from the run its journal started under the same id in
+   * anything but more rounds (coordinator/shell/run-match.ts): it refuses to start, or a standby to
+   * stand by, rather than resume the journal's run as if configured so or change it silently. The
+   * message names each field with the journal's and the config's values. Never answers a call.
+   */
+  RUN_CONFIG_MISMATCH: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
 } as const satisfies Record<string, { status: grpc.status; retryable: boolean }>;
 
 export type CoordinatorErrorCode = keyof typeof COORDINATOR_ERRORS;

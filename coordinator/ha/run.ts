@@ -8,8 +8,11 @@
  * process exits so that its supervisor (systemd, a container's restart policy) starts it again — as a
  * standby. Crash-only: there is no path from leader back to standby inside one process.
  *
- * While it stands by it announces itself in the lease bucket; while it leads it keeps a view of the
- * pair (coordinator/ha/monitor.ts) for `admin status`, and its first event is `leader.elected`.
+ * While it stands by it announces itself in the lease bucket and checks its configured run against
+ * the journal it follows (coordinator/ha/run-check.ts): a run that differs from the journal's ends it
+ * with `RUN_CONFIG_MISMATCH` before any failover, and is checked once more at takeover, before the
+ * `leader` record. While it leads it keeps a view of the pair (coordinator/ha/monitor.ts) for
+ * `admin status`, and its first event is `leader.elected`.
  *
  * Checkpoints, optimizer state and spools stay in `stateDir`, which both coordinators of the pair
  * must reach (a shared filesystem: the HPC norm); only the journal moves to JetStream.
@@ -24,8 +27,10 @@ import { JetStreamJournal } from '../state/jetstream-journal.js';
 import { journalStreamName, journalSubject } from '../state/journal-stream.js';
 import { isRecordOf, type LeaderRecord } from '../state/records.js';
 import { LocalStateStore } from '../state/store.js';
+import { checkConfiguredRun } from '../shell/run-start.js';
 import { LeaderLease, type LeaseOptions } from './lease.js';
 import { startHaMonitor, type HaMonitor } from './monitor.js';
+import { startRunCheck } from './run-check.js';
 import { startStandbyServer } from './standby-server.js';
 
 /** Why a pair's coordinator stopped serving. */
@@ -53,9 +58,23 @@ export async function runHaCoordinator(o: RunHaOptions): Promise<HaExit> {
     return { kind: 'stopped' };
   }
   let leaderAddress: string | undefined;
+  // A standby checks its configured run against the journal it follows (run-check.ts): one the
+  // journal's run refuses stops standing by, before a failover would need it.
+  const runCheck = startRunCheck({
+    config,
+    logger: log,
+    openReader: () => JetStreamJournal.open({ nc, stream: journalStreamName(config.federation), subject: journalSubject(config.federation), replicas: ha.replicas }),
+  });
+  let refusal: { err: unknown } | undefined;
+  const refused = new AbortController();
+  void runCheck.refused.then((err) => {
+    refusal = { err };
+    refused.abort();
+  });
   // A standby follows who leads (for its NOT_LEADER answers) and announces itself, so that the
   // leader's `admin status` lists it; the announcement lapses with the bucket's TTL.
   const refreshLeader = async (): Promise<void> => {
+    runCheck.check();
     leaderAddress = (await lease.current().catch(() => undefined))?.address;
     await lease.announceStandby().catch((err: unknown) => log.warn({ err: { message: (err as Error).message } }, 'could not announce this standby in the lease bucket'));
   };
@@ -66,15 +85,32 @@ export async function runHaCoordinator(o: RunHaOptions): Promise<HaExit> {
   let handle: CoordinatorHandle | undefined;
   let monitor: HaMonitor | undefined;
   try {
-    const term = await lease.acquire(o.signal).catch((err: unknown) => {
-      if (o.signal.aborted) return undefined;
+    const standingBy = AbortSignal.any([o.signal, refused.signal]);
+    const term = await lease.acquire(standingBy).catch((err: unknown) => {
+      if (standingBy.aborted) return undefined;
       throw err;
     });
     clearInterval(watching);
+    // Closed at once (no refusal after this), in the background: a takeover does not wait on the reader.
+    void runCheck.close().catch(() => undefined);
     await standby.stop();
     await lease.withdrawStandby().catch(() => undefined);
+    if (refusal) {
+      // Refused while standing by; a lease taken in the same instant is handed over, nothing written under it.
+      if (term !== undefined) await lease.release();
+      throw refusal.err;
+    }
     if (term === undefined) return { kind: 'stopped' };
     const journal = await JetStreamJournal.open({ nc, stream: journalStreamName(config.federation), subject: journalSubject(config.federation), replicas: ha.replicas, term, logger: log });
+    try {
+      // Again on the chain as of the takeover (the standby may not have read it yet), before the
+      // `leader` record: a refused takeover leaves the journal as it was and the lease to the pair.
+      checkConfiguredRun(journal.records(), config);
+    } catch (err) {
+      await journal.close();
+      await lease.release();
+      throw err;
+    }
     const previousTerm = journal.records().reduce((t, r) => (isRecordOf(r.body, 'leader') ? r.body.term : t), 0);
     const leader: LeaderRecord = { type: 'leader', term, holder: ha.name, address: ha.advertise };
     await journal.append(leader);
@@ -106,6 +142,8 @@ export async function runHaCoordinator(o: RunHaOptions): Promise<HaExit> {
     return { kind: 'lost', why };
   } finally {
     clearInterval(watching);
+    await standby.stop();
+    await within(STOP_WAIT_MS, runCheck.close());
     monitor?.stop();
     // A leader cut off from NATS would wait on the dead connection (an append in flight, a flush)
     // until missed pings close it, tens of seconds: it has stopped serving already, so it waits less.

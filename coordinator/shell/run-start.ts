@@ -4,11 +4,15 @@
  */
 import { createOptimizer, invariant } from '../../aggregation/index.js';
 import { auditedConfig } from '../audit/config.js';
-import type { RunningConfig } from '../config.js';
+import type { ResolvedCoordinatorConfig, RunningConfig } from '../config.js';
+import { CoordinatorError } from '../core/errors.js';
 import { CHECKPOINT_DTYPES } from '../state/checkpoint-dtype.js';
 import { importInitialModel } from '../state/model-import.js';
 import { runPlanFromConfig } from './plan.js';
 import { recoverRun, type RecoveredRun } from '../state/recovery.js';
+import type { JournalRecord } from '../state/journal.js';
+import { activeRunAtStart } from './run-control.js';
+import { matchJournaledRun, type RunResumption } from './run-match.js';
 import { describeModel } from './commit.js';
 import type { RunContext } from './context.js';
 import type { RunPlan } from '../round/types.js';
@@ -16,8 +20,34 @@ import type { StateStore } from '../state/store.js';
 import { RunBases } from '../upload/bases.js';
 
 /**
+ * Refuses (`RUN_CONFIG_MISMATCH`) a coordinator whose run, the one it would drive after a (re)start
+ * on `records`, differs from the run the journal started under its id (run-match.ts). Checked before
+ * the coordinator appends anything, and by a standby on the journal it follows. A run an admin
+ * started is the journal's own run file, and an aborted or never started run resumes nothing: those pass.
+ */
+export function checkConfiguredRun(records: readonly JournalRecord[], config: Pick<ResolvedCoordinatorConfig, 'run'>): void {
+  const active = activeRunAtStart(records, config.run);
+  if (!active || active.aborted) return;
+  const recovered = recoverRun(records, active.run.id);
+  if (recovered) resumptionOf(recovered, active.run);
+}
+
+/** How `run` resumes `recovered`, or the `RUN_CONFIG_MISMATCH` that names every differing field. */
+function resumptionOf(recovered: RecoveredRun, run: RunningConfig['run']): RunResumption {
+  const match = matchJournaledRun(recovered, run);
+  if (match.ok) return match.value;
+  throw new CoordinatorError(
+    'RUN_CONFIG_MISMATCH',
+    `run ${run.id}: the configured run differs from the run the journal started: ${match.issues.join('; ')}. ` +
+      'A restart or a takeover resumes the journal\'s run and may only add rounds: configure it as journaled, or give the changed run a new run.id',
+    { runId: run.id, fields: String(match.context['fields']) },
+  );
+}
+
+/**
  * The run of `config` as the journal has it, once journaled: a run never started is started
- * (its initial model imported), one configured with more rounds than it had is extended.
+ * (its initial model imported), one configured with more rounds than it had is extended, and one
+ * configured otherwise than the journal says is refused (`RUN_CONFIG_MISMATCH`, nothing appended).
  */
 export async function journalRunStart(store: StateStore, config: RunningConfig): Promise<RecoveredRun> {
   const cfg = config.run;
@@ -41,8 +71,9 @@ export async function journalRunStart(store: StateStore, config: RunningConfig):
     invariant(started !== undefined, 'a run just journaled as started is recovered from the journal');
     return started;
   }
-  if (cfg.rounds > recovered.rounds) {
-    await store.append({ type: 'run-extended', runId: cfg.id, rounds: cfg.rounds });
+  const resumption = resumptionOf(recovered, cfg);
+  if (resumption.kind === 'extend') {
+    await store.append({ type: 'run-extended', runId: cfg.id, rounds: resumption.rounds });
     const extended = recoverRun(store.records(), cfg.id);
     invariant(extended !== undefined, 'a run just journaled as extended is recovered from the journal');
     return extended;

@@ -172,6 +172,29 @@ describe('a coordinator that crashes and is restarted', () => {
     expect(verifyChain(records)).toEqual({ ok: true, records: records.length });
   }, 120_000);
 
+  it('refuses to resume the run with another strategy learning rate and secure aggregation off (RUN_CONFIG_MISMATCH), leaving the journal as it was', async () => {
+    // No sites: the run is journaled at start-up, which is all a restart compares.
+    fed = await createTestFederation({ sites: 2, run: { rounds: 2 } });
+    const first = await startCoordinatorProcess(fed);
+    procs.push(first);
+    const started = () => journalOf(fed!).then((lines) => (lines.some((l) => l.body.type === 'round-opened') ? true : undefined), () => undefined);
+    await waitFor('the run to be journaled', started, 30_000, 50);
+    await first.stop('SIGKILL');
+    const path = journalPath(fed);
+    const before = await readFile(path, 'utf8');
+
+    await fed.patchCoordinatorConfig((cfg) => ({ ...cfg, run: { ...(cfg['run'] as object), strategy: { name: 'diloco', lr: 0.5 }, secureAggregation: { enabled: false } } }));
+    const again = await startCoordinatorProcess(fed, 'coordinator-2');
+    procs.push(again);
+    expect(await again.exited).toBe(1);
+    const lines = (await again.logText()).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; code?: string; msg: string });
+    const fatal = lines.find((l) => l.level === 60);
+    expect(fatal).toMatchObject({ code: 'RUN_CONFIG_MISMATCH', context: { runId: 'test-run', fields: 'run.strategy.lr, run.secureAggregation.enabled' } });
+    expect(fatal?.msg).toContain('run.strategy.lr: journal 0.7, config 0.5; run.secureAggregation.enabled: journal true, config false');
+    // Refused before anything was appended (not even the members of the config).
+    expect(await readFile(path, 'utf8')).toBe(before);
+  }, 60_000);
+
   it('refuses to start on a journal whose middle record was altered, and names the line', async () => {
     fed = await createTestFederation({ sites: 3, run: { rounds: 1 } });
     const first = await startCoordinatorProcess(fed);

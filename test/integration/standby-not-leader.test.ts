@@ -6,14 +6,23 @@
  * callers of the wrong role or without a certificate are refused as the leader refuses them, and
  * health says NOT_SERVING for the fedhpc services. A site configured with [standby, leader] and
  * one configured with [standby] only both reach the leader, and their round commits.
+ *
+ * And a standby whose configured run differs from the run the replicated journal started (a pair
+ * on one nats-server): it is refused as it starts standing by (RUN_CONFIG_MISMATCH, exit 1, the
+ * code in its pino log), writes nothing, and the leader goes on.
  */
 import * as grpc from '@grpc/grpc-js';
+import { connect } from '@nats-io/transport-node';
 import { readFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CoordinatorHandle } from '../../coordinator/index.js';
+import { journalStreamName, journalSubject, readJournalChain, type CoordinatorHandle } from '../../coordinator/index.js';
 import { startStandbyServer, type StandbyServer } from '../../coordinator/ha/standby-server.js';
 import { createRunner, loadSiteConfig } from '../../site-agent/index.js';
-import { createTestFederation, startCoordinatorInProcess, waitForCommitted, type TestFederation } from '../helpers/federation.js';
+import { skipUnless } from '../helpers/components.js';
+import { createTestFederation, freePort, startCli, startCoordinatorInProcess, waitFor, waitForCommitted, type Proc, type TestFederation } from '../helpers/federation.js';
+import { natsUnavailable, startNatsServer, type TestNatsServer } from '../helpers/nats.js';
 import { expectLogs, testLogger } from '../helpers/logger.js';
 import { RawRpcClient, allRpcs, type RawOutcome } from '../helpers/raw-rpc.js';
 import { adminCertFiles, siteCertFiles, type CertFiles } from '../helpers/raw-site.js';
@@ -126,4 +135,56 @@ describe('a standby coordinator answering NOT_LEADER, and sites following it to 
       expect(a.logs.find((l) => l.msg === 'joined federation')).toMatchObject({ coordinator: fed.address });
     }
   }, 40_000);
+});
+
+describe.skipIf(skipUnless('nats', natsUnavailable()))('a standby whose configured run differs from the journal\'s', () => {
+  let nats: TestNatsServer | undefined;
+  let fed: TestFederation | undefined;
+  const procs: Proc[] = [];
+  afterAll(async () => {
+    for (const p of procs.reverse()) await p.stop();
+    await fed?.cleanup();
+    await nats?.cleanup();
+  });
+
+  it('exits 1 as it starts standing by, RUN_CONFIG_MISMATCH naming the field in its log, and writes nothing while the leader goes on', async () => {
+    nats = await startNatsServer();
+    fed = await createTestFederation({ sites: 1, run: { rounds: 2 } });
+    const base = JSON.parse(await readFile(fed.files.coordinatorConfig, 'utf8')) as { run: object };
+    const portB = await freePort();
+    // A pair on one NATS node (replicas 1), with a short lease as the pair tests use.
+    const config = (name: string, port: number, run: object) => ({
+      ...base,
+      listen: `127.0.0.1:${port}`,
+      nats: { url: nats!.url },
+      ha: { name, advertise: `localhost:${port}`, lease: { ttlMs: 4000, renewMs: 500, marginMs: 1500 }, replicas: 1 },
+      run,
+    });
+    const files = [fed.files.coordinatorConfig, join(fed.dir, 'coordinator', 'coordinator-b.json')] as const;
+    await writeFile(files[0], JSON.stringify(config('coord-a', fed.port, base.run)));
+    await writeFile(files[1], JSON.stringify(config('coord-b', portB, { ...base.run, strategy: { name: 'diloco', lr: 0.5 } })));
+
+    procs.push(await startCli('coord-a', ['coordinator', '--config', files[0]], fed.dir));
+    const admin = fed.admin();
+    await waitFor('coordinator a to lead its run', () => admin.status().then((s) => (s.runId ? s : undefined), () => undefined), 30_000, 100);
+    const b = await startCli('coord-b', ['coordinator', '--config', files[1]], fed.dir);
+    procs.push(b);
+    expect(await b.exited).toBe(1);
+
+    const lines = (await b.logText()).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; msg: string; phase?: string });
+    // Refused while standing by, not at a takeover.
+    expect(lines.some((l) => l.phase === 'standby')).toBe(true);
+    expect(lines.some((l) => l.phase === 'leader')).toBe(false);
+    const fatal = lines.find((l) => l.level === 60);
+    expect(fatal).toMatchObject({ code: 'RUN_CONFIG_MISMATCH', context: { runId: 'test-run', fields: 'run.strategy.lr' } });
+    expect(fatal?.msg).toContain('run.strategy.lr: journal 0.7, config 0.5');
+    expect(await admin.status()).toMatchObject({ runId: 'test-run' });
+    const nc = await connect({ servers: nats.url });
+    try {
+      const chain = await readJournalChain(nc, { stream: journalStreamName('testfed'), subject: journalSubject('testfed'), replicas: 1 });
+      expect(chain.records.filter((r) => r.body.type === 'leader').map((r) => r.body['holder'])).toEqual(['coord-a']);
+    } finally {
+      await nc.close();
+    }
+  }, 60_000);
 });

@@ -2,15 +2,31 @@
  * `fedhpc admin watch`: live round progress from the `Events` stream plus a status poll, redrawn
  * in the terminal (or one JSON object per line with `--json`); ends when the run ends. What the
  * coordinator sends is printed as data (common/text.ts): no event or site field reaches the
- * terminal as a control.
+ * terminal as a control. Across a standby pair's failover it follows the new leader: calls that
+ * find no coordinator answering are retried (said once, `{"type":"unavailable"}` with `--json`)
+ * for up to {@link UNANSWERED_MS}, and the event stream is opened again at whoever leads, whose
+ * first event is its `leader.elected`.
  */
-import type { AdminClient, AdminEvent } from '../coordinator/index.js';
+import * as grpc from '@grpc/grpc-js';
+import { AdminClientError, type AdminClient, type AdminEvent } from '../coordinator/index.js';
 import { printable, safeJson } from '../common/text.js';
 import { formatBytes, formatTable, formatTime } from './table.js';
 
 /** Run states after which there is nothing left to watch. */
 const ENDED = new Set(['finished', 'failed', 'aborted', 'idle']);
 const POLL_MS = 1_000;
+/** How long the watch waits for any coordinator to answer (a failover takes a lease's TTL) before it gives up. */
+const UNANSWERED_MS = 5 * 60_000;
+
+/**
+ * An error that says no coordinator answered as the leader — a leader gone, its standby not yet
+ * leading: grpc-js's `UNAVAILABLE` with one address configured, the admin client's
+ * `NO_LEADER_REACHED` or `LEADER_BOUNCED` with several.
+ */
+function unanswered(err: unknown): boolean {
+  if (err instanceof AdminClientError) return true;
+  return (err as grpc.ServiceError | undefined)?.code === grpc.status.UNAVAILABLE;
+}
 
 /** Follows the coordinator until the run ends or `signal` aborts; returns the exit code. */
 export async function watchCommand(client: AdminClient, json: boolean, out: (s: string) => void, signal?: AbortSignal): Promise<number> {
@@ -18,27 +34,50 @@ export async function watchCommand(client: AdminClient, json: boolean, out: (s: 
   const onAbort = (): void => stop.abort();
   signal?.addEventListener('abort', onAbort, { once: true });
   const recent: string[] = [];
-  const events = client
-    .events((e: AdminEvent) => {
-      if (json) out(safeJson({ type: 'event', kind: e.kind, ts: e.ts, body: e.body }));
-      else {
-        recent.push(printable(`${formatTime(e.ts)} ${e.kind} ${summary(e.body)}`));
-        if (recent.length > 8) recent.shift();
+  const onEvent = (e: AdminEvent): void => {
+    if (json) out(safeJson({ type: 'event', kind: e.kind, ts: e.ts, body: e.body }));
+    else {
+      recent.push(printable(`${formatTime(e.ts)} ${e.kind} ${summary(e.body)}`));
+      if (recent.length > 8) recent.shift();
+    }
+  };
+  const events = (async () => {
+    while (!stop.signal.aborted) {
+      try {
+        await client.events(onEvent, stop.signal);
+      } catch (err) {
+        // The leader went away mid-stream: open it again at whoever leads (the status poll says when none does).
+        if (stop.signal.aborted || !unanswered(err)) throw err;
       }
-    }, stop.signal)
-    .catch((err: unknown) => {
-      if (!stop.signal.aborted) throw err;
-    });
+      await pause(POLL_MS, stop.signal);
+    }
+  })().catch((err: unknown) => {
+    if (!stop.signal.aborted) throw err;
+  });
+  let silentSince: number | undefined;
   try {
     for (;;) {
-      const [status, { sites }] = await Promise.all([client.status(), client.sites()]);
+      let answer: [Status, { sites: Site[] }];
+      try {
+        answer = await Promise.all([client.status(), client.sites()]);
+        silentSince = undefined;
+      } catch (err) {
+        if (!unanswered(err)) throw err;
+        const now = Date.now();
+        if (silentSince === undefined) {
+          silentSince = now;
+          const why = `no coordinator answers (${(err as Error).message}); retrying — a standby takes over once the leader's lease lapses`;
+          out(json ? safeJson({ type: 'unavailable', reason: why }) : printable(why));
+        } else if (now - silentSince > UNANSWERED_MS) throw err;
+        await pause(POLL_MS, stop.signal);
+        if (stop.signal.aborted) return 0;
+        continue;
+      }
+      const [status, { sites }] = answer;
       if (json) out(safeJson({ type: 'status', status, sites }));
       else out(screen(status, sites, recent));
       if (ENDED.has(status.runState)) return status.runState === 'finished' ? 0 : status.runState === 'idle' ? 0 : 1;
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, POLL_MS);
-        stop.signal.addEventListener('abort', () => (clearTimeout(t), r()), { once: true });
-      });
+      await pause(POLL_MS, stop.signal);
       if (stop.signal.aborted) return 0;
     }
   } finally {
@@ -46,6 +85,14 @@ export async function watchCommand(client: AdminClient, json: boolean, out: (s: 
     signal?.removeEventListener('abort', onAbort);
     await events;
   }
+}
+
+/** Waits `ms`, or less if `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((r) => {
+    const t = setTimeout(r, ms);
+    signal.addEventListener('abort', () => (clearTimeout(t), r()), { once: true });
+  });
 }
 
 function summary(body: Record<string, unknown>): string {

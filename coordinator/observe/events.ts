@@ -97,11 +97,22 @@ type Listener = (event: BusEvent) => void;
 /** A synchronous fan-out of events to subscribers. */
 export class EventBus {
   private readonly listeners = new Set<Listener>();
+  private leader: BusEvent<'leader.elected'> | undefined;
   constructor(private readonly now: () => number = Date.now) {}
 
   emit<K extends EventKind>(kind: K, body: EventBodies[K]): void {
     const event: BusEvent<K> = { kind, ts: this.now(), body };
+    if (event.kind === 'leader.elected') this.leader = event as BusEvent<'leader.elected'>;
     for (const l of this.listeners) l(event as BusEvent);
+  }
+
+  /**
+   * The `leader.elected` event of this coordinator's leadership, if it leads a standby pair: who
+   * leads is state, so an admin stream opened after the election (one that followed the leader
+   * across a failover) gets it first.
+   */
+  get leadership(): BusEvent<'leader.elected'> | undefined {
+    return this.leader;
   }
 
   /** Subscribes; returns the function that unsubscribes. */

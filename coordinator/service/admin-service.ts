@@ -241,6 +241,8 @@ export function adminServiceHandlers(o: AdminServiceOptions): AdminServiceHandle
         call.emit('error', toServiceError(err));
         return;
       }
+      const led = o.bus.leadership;
+      if (led) call.write({ kind: led.kind, tsMs: led.ts, json: JSON.stringify(led.body) });
       const unsubscribe = o.bus.subscribe((event) => {
         if (call.writableLength > o.maxBufferedEvents) {
           unsubscribe();

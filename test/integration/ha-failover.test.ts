@@ -16,7 +16,7 @@ import { readJournalChain } from '../../coordinator/state/jetstream-journal.js';
 import { journalStreamName, journalSubject } from '../../coordinator/state/journal-stream.js';
 import { verifyChain } from '../../coordinator/state/journal.js';
 import { skipUnless } from '../helpers/components.js';
-import { CLI, waitFor } from '../helpers/federation.js';
+import { CLI, startCli, waitFor } from '../helpers/federation.js';
 import { TEST_LEASE as LEASE, startHaPair, type TestHaPair } from '../helpers/ha-pair.js';
 import { natsUnavailable } from '../helpers/nats.js';
 
@@ -38,6 +38,8 @@ describe.skipIf(skip)('a standby coordinator pair over a 3-node NATS cluster', (
     const { cluster, fed: f, addresses } = pair;
     const { a } = await pair.start();
     const adminA = pair.admin(addresses[0]);
+    // An operator's `admin watch`, configured with both addresses, follows the run across the failover.
+    const watch = pair.track(await startCli('watch', ['admin', 'watch', '--json', '--config', pair.adminConfig], f.dir));
     await waitFor('round 1 committed', () => adminA.status().then((s) => (Number(s.roundsCommitted) >= 1 ? s : undefined), () => undefined), 90_000);
 
     const killedAt = Date.now();
@@ -49,6 +51,11 @@ describe.skipIf(skip)('a standby coordinator pair over a 3-node NATS cluster', (
     expect(failoverS).toBeLessThan(30);
     const final = await waitFor('the run to finish under b', () => adminB.status().then((s) => (s.runState === 'finished' ? s : undefined), () => undefined), 120_000);
     expect(Number(final.roundsCommitted)).toBe(ROUNDS);
+    // The watch saw b's election (the first event of the stream it opened again at b) and the run's end.
+    expect(await watch.exited).toBe(0);
+    const watched = (await watch.logText()).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { type: string; kind?: string; body?: { holder?: string }; status?: { runState?: string } });
+    expect(watched.filter((l) => l.kind === 'leader.elected').map((l) => l.body?.holder)).toContain('coord-b');
+    expect(watched.at(-1)?.status?.runState).toBe('finished');
 
     // The replicated journal: one chain, two leaders with rising terms, each round committed once.
     const nc = await connect({ servers: [...cluster.urls] });

@@ -171,7 +171,7 @@ export class RoundCommitter {
     const parentSha256 = run.globalSha256;
     const model = await describeModel(this.ctx.o.store, modelSha256);
     // The journal append is the commit point: the checkpoint is already on disk under its hash.
-    crashPoint('commit.before-journal');
+    crashPoint('commit.before-journal', round);
     await this.ctx.o.store.append({
       type: 'round-committed',
       runId: run.plan.runId,
@@ -188,7 +188,7 @@ export class RoundCommitter {
       ...(att.bytesReused > 0 ? { bytesReused: att.bytesReused } : {}),
       startedMs: att.startedMs,
     });
-    crashPoint('commit.after-journal');
+    crashPoint('commit.after-journal', round);
     run.bases.recordCommit(round, modelSha256, parentSha256, participants);
     run.globalSha256 = modelSha256;
     run.globalBytes = model.bytes;

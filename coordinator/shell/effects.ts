@@ -72,7 +72,7 @@ export class EffectRunner {
     switch (effect.type) {
       case 'phaseEntered':
         this.ctx.log.info({ round: effect.round, attempt: effect.attempt, phase: effect.phase }, `phase ${effect.phase}`);
-        phaseCrashPoint(effect.phase);
+        phaseCrashPoint(effect.phase, effect.round);
         this.ctx.o.bus.emit('phase.changed', { runId, round: effect.round, attempt: effect.attempt, phase: effect.phase, deadlineMs: effect.deadline });
         return;
       case 'armDeadline': {

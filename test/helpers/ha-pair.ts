@@ -36,8 +36,8 @@ export interface TestHaPair {
   admin(address: string): AdminClient;
   /** Starts coordinator a (0) or b (1) as a process. */
   startCoordinator(i: 0 | 1, env?: NodeJS.ProcessEnv, name?: string): Promise<Proc>;
-  /** a leads (its run started), then b stands by and the sites join. */
-  start(envA?: NodeJS.ProcessEnv): Promise<{ a: Proc; b: Proc }>;
+  /** a leads (its run started), then b stands by and the sites join; each with its own environment. */
+  start(envA?: NodeJS.ProcessEnv, envB?: NodeJS.ProcessEnv): Promise<{ a: Proc; b: Proc }>;
   /** Adds a process for `cleanup` to stop. */
   track(p: Proc): Proc;
   /** Stops every process and client, then the federation's files and the cluster. */
@@ -103,11 +103,11 @@ export async function startHaPair(o: HaPairOptions = {}): Promise<TestHaPair> {
       startCoordinator,
       track,
       cleanup,
-      async start(envA = process.env) {
+      async start(envA = process.env, envB = process.env) {
         const a = await startCoordinator(0, envA);
         const adminA = admin(addresses[0]);
         await waitFor('coordinator a to lead', () => adminA.status().then((s) => (s.runId ? s : undefined), () => undefined), 60_000);
-        const b = await startCoordinator(1);
+        const b = await startCoordinator(1, envB);
         for (const s of f.sites) track(await startSiteProcess(f, s));
         return { a, b };
       },

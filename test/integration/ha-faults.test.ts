@@ -1,30 +1,34 @@
 /**
  * A standby pair under faults (issue 19's Tests): two real coordinator processes with `ha` over a
  * real 3-node NATS JetStream cluster on loopback, two site agents configured with both addresses.
- * The leader is SIGKILLed on entering a phase (its crash point, coordinator/core/crash-points.ts:
- * polling `admin status` cannot hit the short phases reliably), restarted while the other leads, and
- * cut off from NATS through a TCP proxy the test controls. Each time the run finishes with every
- * round committed once in the replicated journal, one chain that `verifyChain` accepts. The pair is
- * test/helpers/ha-pair.ts `startHaPair`, as for the failover and status tests.
+ * One plain and one secure run each lose their leader in every phase: SIGKILLed at its crash point
+ * (coordinator/core/crash-points.ts, armed for one round: polling `admin status` cannot hit the
+ * short phases reliably) in round 1, the new leader in round 2, and so on, each killed coordinator
+ * restarted as the standby armed for a later round, so the lead alternates and one run covers every
+ * phase. The old leader is also restarted while the other leads, and cut off from NATS through a
+ * TCP proxy the test controls. Each time the run finishes with every round committed once in the
+ * replicated journal, one chain that `verifyChain` accepts. The pair is test/helpers/ha-pair.ts
+ * `startHaPair`, as for the failover and status tests.
  */
 import { once } from 'node:events';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { connect } from '@nats-io/transport-node';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { CrashPoint } from '../../coordinator/index.js';
 import { readJournalChain } from '../../coordinator/state/jetstream-journal.js';
 import { journalStreamName, journalSubject } from '../../coordinator/state/journal-stream.js';
 import { verifyChain, type JournalRecord } from '../../coordinator/state/journal.js';
 import { skipUnless } from '../helpers/components.js';
-import { waitFor } from '../helpers/federation.js';
-import { startHaPair, type TestHaPair } from '../helpers/ha-pair.js';
+import { waitFor, type Proc } from '../helpers/federation.js';
+import { startHaPair, TEST_LEASE, type TestHaPair } from '../helpers/ha-pair.js';
 import { natsUnavailable, type TestNatsCluster } from '../helpers/nats.js';
 import { RawRpcClient, rpcNamed } from '../helpers/raw-rpc.js';
 import { adminCertFiles } from '../helpers/raw-site.js';
 
 const skip = skipUnless('nats', natsUnavailable());
 const ROUNDS = 3;
-const LEASE = { ttlMs: 4000, renewMs: 500, marginMs: 1500 };
+const LEASE = TEST_LEASE;
 const DEADLINES = { openS: 20, trainingS: 30, uploadS: 30, aggregateS: 20, commitS: 20, evalS: 10 };
 
 /** A TCP proxy to one address whose traffic the test can cut (both ways, connections kept open). */
@@ -60,6 +64,25 @@ async function startCuttableProxy(targetPort: number): Promise<CuttableProxy> {
   };
 }
 
+/** How and when a process exited. */
+interface Death {
+  readonly code: number | string;
+  readonly at: number;
+}
+
+const deathOf = (p: Proc): Promise<Death> => p.exited.then((code) => ({ code, at: Date.now() }));
+
+/** `p`, or a rejection naming `what` once `ms` have passed. */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)));
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 describe.skipIf(skip)('a standby coordinator pair under faults', () => {
   let pair: TestHaPair | undefined;
   const closers: (() => Promise<void> | void)[] = [];
@@ -69,25 +92,29 @@ describe.skipIf(skip)('a standby coordinator pair under faults', () => {
     pair = undefined;
   });
 
-  /** A federation of two sites and a pair's two configs (a's `nats.url` may differ: a proxy). */
-  async function setUpPair(secure: boolean, natsUrlOfA?: (c: TestNatsCluster) => Promise<string>): Promise<TestHaPair> {
-    pair = await startHaPair({ run: { rounds: ROUNDS, minSites: 2, deadlines: DEADLINES, secureAggregation: { enabled: secure } }, lease: LEASE, ...(natsUrlOfA ? { natsUrlOfA } : {}) });
+  /** A federation of two sites and a pair's two configs (a's `nats.url` may differ: a proxy), not yet started. */
+  const newPair = (secure: boolean, o: { rounds?: number; natsUrlOfA?: (c: TestNatsCluster) => Promise<string> } = {}): Promise<TestHaPair> =>
+    startHaPair({ run: { rounds: o.rounds ?? ROUNDS, minSites: 2, deadlines: DEADLINES, secureAggregation: { enabled: secure } }, lease: LEASE, ...(o.natsUrlOfA ? { natsUrlOfA: o.natsUrlOfA } : {}) });
+
+  /** {@link newPair} as the pair of a test that runs alone, stopped after it. */
+  async function setUpPair(secure: boolean, o: { natsUrlOfA?: (c: TestNatsCluster) => Promise<string> } = {}): Promise<TestHaPair> {
+    pair = await newPair(secure, o);
     return pair;
   }
 
-  async function waitFinished(pair: TestHaPair, address: string): Promise<void> {
+  async function waitFinished(pair: TestHaPair, address: string, rounds = ROUNDS): Promise<void> {
     const admin = pair.admin(address);
     const final = await waitFor('the run to finish', () => admin.status().then((s) => (s.runState === 'finished' ? s : undefined), () => undefined), 120_000);
-    expect(Number(final.roundsCommitted)).toBe(ROUNDS);
+    expect(Number(final.roundsCommitted)).toBe(rounds);
   }
 
   /** The replicated journal: one chain that verifies, every round committed once. */
-  async function expectJournal(): Promise<readonly JournalRecord[]> {
-    const nc = await connect({ servers: [...pair!.cluster.urls] });
+  async function expectJournal(rounds = ROUNDS, of = pair!): Promise<readonly JournalRecord[]> {
+    const nc = await connect({ servers: [...of.cluster.urls] });
     try {
       const { records } = await readJournalChain(nc, { stream: journalStreamName('testfed'), subject: journalSubject('testfed'), timeoutMs: 20_000 });
       expect(verifyChain(records).ok).toBe(true);
-      expect(records.filter((r) => r.body.type === 'round-committed').map((r) => r.body['round'])).toEqual([1, 2, 3]);
+      expect(records.filter((r) => r.body.type === 'round-committed').map((r) => r.body['round'])).toEqual(Array.from({ length: rounds }, (_, i) => i + 1));
       return records;
     } finally {
       await nc.close();
@@ -96,25 +123,63 @@ describe.skipIf(skip)('a standby coordinator pair under faults', () => {
 
   const leaders = (records: readonly JournalRecord[]): string[] => records.filter((r) => r.body.type === 'leader').map((r) => String(r.body['holder']));
 
-  it.each([
-    { mode: 'plain', secure: false, phase: 'upload' },
-    { mode: 'plain', secure: false, phase: 'commit' },
-    // Inside commit: the journal names the new checkpoint, nobody has been told — committed, not repeated.
-    { mode: 'plain', secure: false, phase: 'commit.after-journal' },
-    { mode: 'secure', secure: true, phase: 'keys' },
-    { mode: 'secure', secure: true, phase: 'upload' },
-    { mode: 'secure', secure: true, phase: 'unmask' },
-  ])('finishes the run under the standby when the leader is SIGKILLed at $phase ($mode): every round committed once', async ({ secure, phase }) => {
-    const pair = await setUpPair(secure);
-    const { a } = await pair.start({ ...process.env, FEDHPC_CRASH_AT: phase.includes('.') ? phase : `phase.${phase}` });
-    expect(await a.exited).toBe('SIGKILL');
-    const killedAt = Date.now();
-    const adminB = pair.admin(pair.addresses[1]);
-    await waitFor('coordinator b to serve', () => adminB.status().then((s) => s, () => undefined), 60_000, 100);
-    process.stdout.write(`failover (${phase}, ${secure ? 'secure' : 'plain'}): b served ${((Date.now() - killedAt) / 1000).toFixed(1)} s after a died\n`);
-    await waitFinished(pair, pair.addresses[1]);
-    expect(leaders(await expectJournal())).toEqual(['coord-a', 'coord-b']);
-  }, 120_000);
+  /** For each leader record after the first: the round open when it took over, and the rounds committed by then. */
+  function takeovers(records: readonly JournalRecord[]): { openRound: number; committed: number }[] {
+    const out: { openRound: number; committed: number }[] = [];
+    let openRound = 0;
+    let committed = 0;
+    let leaderRecords = 0;
+    for (const { body } of records) {
+      if (body.type === 'round-opened') openRound = Number(body['round']);
+      if (body.type === 'round-committed') committed += 1;
+      if (body.type === 'leader' && leaderRecords++ > 0) out.push({ openRound, committed });
+    }
+    return out;
+  }
+
+  /**
+   * Where each round's leader is SIGKILLed (`kills[k]` in round k + 1): every phase of the mode, and in
+   * plain mode both sides of commit's journal append, the commit point (the same code in secure mode).
+   */
+  const CHAINS = [
+    { mode: 'plain', secure: false, kills: ['phase.training', 'phase.upload', 'phase.aggregate', 'phase.commit', 'commit.before-journal', 'commit.after-journal'] },
+    { mode: 'secure', secure: true, kills: ['phase.keys', 'phase.shares', 'phase.training', 'phase.upload', 'phase.unmask', 'phase.aggregate', 'phase.commit'] },
+  ] as const satisfies readonly { mode: string; secure: boolean; kills: readonly CrashPoint[] }[];
+
+  // Concurrent: a run spends most of its time waiting out leases, the two together little more than the secure one.
+  it.concurrent.for(CHAINS)('finishes a $mode run whose leader is SIGKILLed in every phase, a new leader each round: every round committed once, the lead alternating', { timeout: 300_000 }, async ({ mode, secure, kills }, { onTestFinished }) => {
+    // As many rounds as kills: the last kill also fails over the run's final round.
+    const rounds = kills.length;
+    const pair = await newPair(secure, { rounds });
+    onTestFinished(() => pair.cleanup());
+    // Kill k is armed on the coordinator that leads round k + 1: a for even k, b for odd.
+    const armedFor = (k: number): NodeJS.ProcessEnv => (k < kills.length ? { ...process.env, FEDHPC_CRASH_AT: `${kills[k]}@${k + 1}` } : process.env);
+    const started = await pair.start(armedFor(0), armedFor(1));
+    const deaths: [Promise<Death>, Promise<Death>] = [deathOf(started.a), deathOf(started.b)];
+    const raws = [new RawRpcClient(pair.addresses[0], adminCertFiles(pair.fed)), new RawRpcClient(pair.addresses[1], adminCertFiles(pair.fed))] as const;
+    onTestFinished(() => raws.forEach((r) => r.close()));
+    // Raw calls: an AdminClient would follow a standby's NOT_LEADER to the leader and call that serving.
+    const serving = async (i: 0 | 1): Promise<boolean> => (await raws[i].call(rpcNamed('AdminService/Status'), [Buffer.alloc(0)], 1_000)).code === grpc.status.OK;
+    const failovers: string[] = [];
+    for (const [k, point] of kills.entries()) {
+      const dead = k % 2 === 0 ? 0 : 1;
+      const next = dead === 0 ? 1 : 0;
+      const { code, at } = await within(deaths[dead], 90_000, `coordinator ${'ab'[dead]} to die at ${point}@${k + 1}`);
+      expect(code).toBe('SIGKILL');
+      await waitFor(`coordinator ${'ab'[next]} to serve after ${point}@${k + 1}`, async () => ((await serving(next)) ? true : undefined), 60_000, 100);
+      failovers.push(`${point}@${k + 1} ${'ab'[dead]}→${'ab'[next]} ${((Date.now() - at) / 1000).toFixed(1)} s`);
+      // Restarted only once the other leads: started at once, it could take the expired lease
+      // before the standby does, and the lead would no longer alternate.
+      deaths[dead] = deathOf(await pair.startCoordinator(dead, armedFor(k + 2), `coord-${'ab'[dead]}-${k + 2}`));
+    }
+    process.stdout.write(`failovers (${mode}, TTL ${LEASE.ttlMs / 1000} s): ${failovers.join('; ')}\n`);
+    await waitFinished(pair, pair.addresses[kills.length % 2 === 0 ? 0 : 1], rounds);
+    const records = await expectJournal(rounds, pair);
+    expect(leaders(records)).toEqual(Array.from({ length: kills.length + 1 }, (_, i) => `coord-${'ab'[i % 2]}`));
+    // Each leader died in the round its kill was armed for, with that round committed only when the
+    // journal already named it (after the append), never otherwise.
+    expect(takeovers(records)).toEqual(kills.map((point, k) => ({ openRound: k + 1, committed: point === 'commit.after-journal' ? k + 1 : k })));
+  });
 
   async function waitCommitted(pair: TestHaPair, address: string, n: number): Promise<void> {
     const admin = pair.admin(address);
@@ -148,10 +213,12 @@ describe.skipIf(skip)('a standby coordinator pair under faults', () => {
     // a reaches NATS only through the proxy (one node; the cut is a silent partition, so it never
     // sees a disconnect that would send it to the cluster's other, advertised nodes).
     let proxy: CuttableProxy | undefined;
-    const pair = await setUpPair(false, async (c) => {
-      proxy = await startCuttableProxy(Number(new URL(c.urls[0]!).port));
-      closers.push(() => proxy!.close());
-      return `nats://127.0.0.1:${proxy.port}`;
+    const pair = await setUpPair(false, {
+      natsUrlOfA: async (c) => {
+        proxy = await startCuttableProxy(Number(new URL(c.urls[0]!).port));
+        closers.push(() => proxy!.close());
+        return `nats://127.0.0.1:${proxy.port}`;
+      },
     });
     const { a } = await pair.start();
     await waitCommitted(pair, pair.addresses[0], 1);

@@ -8,7 +8,7 @@
  * value that names no point (or no round) makes the coordinator throw when its modules load.
  */
 
-/** The kill points: `phase.<name>` on entering a phase, and two inside `commit`. */
+/** The kill points: `phase.<name>` on entering a phase, one mid-upload, and two inside `commit`. */
 export const CRASH_POINTS = [
   'phase.training',
   'phase.upload',
@@ -17,6 +17,8 @@ export const CRASH_POINTS = [
   'phase.keys',
   'phase.shares',
   'phase.unmask',
+  /** The attempt has received half the bytes its invited sites' deltas hold (uploads cut mid-way). */
+  'upload.half',
   /** The new checkpoint is on disk, the journal does not name it yet. */
   'commit.before-journal',
   /** The journal names the new checkpoint, nobody has been told. */
@@ -46,6 +48,11 @@ const armed = parseArmed(process.env['FEDHPC_CRASH_AT']);
 
 function reached(point: string, round: number): void {
   if (armed !== undefined && armed.point === point && (armed.round === undefined || armed.round === round)) process.kill(process.pid, 'SIGKILL');
+}
+
+/** Whether `point` is the armed kill point: a check that costs something runs only then. */
+export function crashPointArmed(point: CrashPoint): boolean {
+  return armed?.point === point;
 }
 
 /** Kills the process with SIGKILL when `point` is the armed kill point (and `round` its round, if it has one). */

@@ -8,14 +8,15 @@ import type { Logger } from '../../common/logger.js';
 import type { Clock } from '../core/clock.js';
 export { systemClock, type Clock } from '../core/clock.js';
 import { tokenCap, trainOverlap, type ResolvedCoordinatorConfig, type ResolvedRun, type RunningConfig } from '../config.js';
-import { invariant } from '../../aggregation/index.js';
+import { deltaSegments, invariant, segmentsBytes } from '../../aggregation/index.js';
+import { crashPoint, crashPointArmed } from '../core/crash-points.js';
 import { CoordinatorError } from '../core/errors.js';
 import { EvalTracker, type EvalReport } from './evals.js';
 import type { EventBus } from '../observe/events.js';
 import type { SiteRegistry } from '../sites/registry.js';
 import { initialSchedulerState, step } from '../round/machine.js';
 import type { RunPlan, SchedulerEvent, SchedulerState, SiteProgress } from '../round/types.js';
-import type { RunContext } from './context.js';
+import type { AttemptContext, RunContext } from './context.js';
 import { EffectRunner } from './effects.js';
 import { journalRunStart, runContextOf } from './run-start.js';
 import type { SpooledUpload, UploadExpectation, UploadIntent } from '../upload/header.js';
@@ -323,9 +324,22 @@ export class RoundDriver implements SiteRoundPort, UploadRoundPort, AdminRoundPo
   countBytes(direction: 'up' | 'down' | 'reused', n: number): void {
     const att = this.runner.attempt;
     if (!att) return;
-    if (direction === 'up') att.bytesUp += n;
-    else if (direction === 'down') att.bytesDown += n;
+    if (direction === 'up') {
+      att.bytesUp += n;
+      if (crashPointArmed('upload.half')) this.killMidUpload(att);
+    } else if (direction === 'down') att.bytesDown += n;
     else att.bytesReused += n;
+  }
+
+  /** The `upload.half` kill point: half of what the invited sites' deltas hold has arrived (logged first, for the failover bench). */
+  private killMidUpload(att: AttemptContext): void {
+    const s = this.state.run;
+    if (!this.run || !('roster' in s)) return;
+    const encoding = this.secure?.encoding ?? this.config.run.encoding;
+    const expectedBytes = Object.keys(s.roster).length * segmentsBytes(deltaSegments(encoding, this.run.tensors.map((t) => t.elements)));
+    if (att.bytesUp * 2 < expectedBytes) return;
+    this.log.warn({ round: att.round, attempt: att.attempt, phase: 'upload', bytesUp: att.bytesUp, expectedBytes }, 'kill point upload.half reached');
+    crashPoint('upload.half', att.round);
   }
 
   /** Idle timeout, stream limit and window of transfers (`limits`). */

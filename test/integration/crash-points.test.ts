@@ -21,7 +21,7 @@ interface Case {
 }
 
 const CASES: Case[] = [
-  ...(['phase.training', 'phase.upload', 'phase.aggregate', 'phase.commit', 'commit.before-journal', 'commit.after-journal'] as const).map((point) => ({ point, secure: false })),
+  ...(['phase.training', 'phase.upload', 'upload.half', 'phase.aggregate', 'phase.commit', 'commit.before-journal', 'commit.after-journal'] as const).map((point) => ({ point, secure: false })),
   ...(['phase.keys', 'phase.shares', 'phase.upload', 'phase.unmask'] as const).map((point) => ({ point, secure: true })),
 ];
 
@@ -60,6 +60,10 @@ describe('a coordinator killed at each kill point and restarted', () => {
 });
 
 async function crashAndRestart(c: Case, fed: TestFederation, procs: Proc[]): Promise<void> {
+    if (c.point === 'upload.half') {
+      // Uploads in 4 KiB chunks at 64 KB/s (about 1.3 s a delta), so the kill lands inside them.
+      for (const s of fed.sites) await fed.patchSiteConfig(s, (cfg) => ({ ...cfg, transfer: { ...(cfg['transfer'] as object | undefined), chunkBytes: 4096, uploadRateBytesPerS: 65_536 } }));
+    }
     const armed = await startArmedCoordinator(fed, c.point);
     procs.push(armed);
     for (const s of fed.sites) procs.push(await startSiteProcess(fed, s));
@@ -97,6 +101,16 @@ async function crashAndRestart(c: Case, fed: TestFederation, procs: Proc[]): Pro
       const reopened = journaled[interrupted - 1]!;
       expect(Number(reopened['bytesReused'])).toBeGreaterThan(0);
       expect(Number(reopened['bytesUp'])).toBe(0);
+    }
+    if (c.point === 'upload.half') {
+      // Half the bytes had arrived: what was verified (or acknowledged inside a tensor) is kept, the rest sent again.
+      const reopened = journaled[interrupted - 1]!;
+      const kill = (await armed.logText()).split('\n').filter((l) => l.includes('kill point upload.half reached')).map((l) => JSON.parse(l) as { bytesUp: number; expectedBytes: number })[0]!;
+      expect(kill.bytesUp * 2).toBeGreaterThanOrEqual(kill.expectedBytes);
+      process.stdout.write(`upload.half: ${kill.bytesUp} of ${kill.expectedBytes} bytes received before the kill, ${String(reopened['bytesReused'])} kept, ${String(reopened['bytesUp'])} sent again\n`);
+      expect(Number(reopened['bytesReused'])).toBeGreaterThan(kill.bytesUp / 2);
+      expect(Number(reopened['bytesUp'])).toBeLessThan(kill.expectedBytes);
+      expect(Number(reopened['bytesUp']) + Number(reopened['bytesReused'])).toBeGreaterThanOrEqual(kill.expectedBytes);
     }
     // Read again: a late receipt may have been appended since `after` (the chain must cover it too).
     const records = await readJournal(journalPath(fed), { repairTornTail: false });

@@ -121,6 +121,7 @@ export function pairSummaryText(h: PairSummary): string {
   const lost = h.committedRoundsLost === 0 ? 'none lost' : `${h.committedRoundsLost} LOST`;
   return (
     `pair: ${h.leaderChanges} leader change${h.leaderChanges === 1 ? '' : 's'}${h.failoverS !== undefined ? `, failover ${h.failoverS.toFixed(1)} s` : ''}; ` +
-    `the replicated journal commits rounds ${h.committedRounds.join(',') || 'none'}: ${lost}, ${repeated}`
+    `the replicated journal commits rounds ${h.committedRounds.join(',') || 'none'}: ${lost}, ${repeated}` +
+    (h.bytesReused > 0 ? `; ${h.bytesReused} upload bytes carried over from the interrupted attempt` : '')
   );
 }

@@ -28,6 +28,11 @@ export interface PairOptions {
   readonly killLeaderAt?: CrashPoint | undefined;
   /** Default {@link DEMO_LEASE}. */
   readonly lease?: PairLease | undefined;
+  /**
+   * The sites' uploads: chunk size and rate per site (their config's `transfer`), so a small
+   * model's upload lasts long enough for `upload.half` to cut it (the failover bench).
+   */
+  readonly siteTransfer?: { readonly chunkBytes: number; readonly uploadRateBytesPerS: number } | undefined;
 }
 
 /** A change of leader, as `simulate` reports it (`--json`: one `{"type":"leader",…}` line each). */
@@ -57,6 +62,10 @@ export interface PairSummary {
   /** `round-committed` records beyond the first for their round. */
   readonly roundsRepeated: number;
   readonly leaseTtlS: number;
+  /** Upload bytes a new attempt kept from an interrupted one (the chain's `bytesReused`, summed). */
+  readonly bytesReused: number;
+  /** Upload bytes the first leader had received when it died at `upload.half` (its last log line says); undefined otherwise. */
+  readonly bytesBeforeKill: number | undefined;
 }
 
 /** The two coordinators' endpoints on free loopback ports: `coord-a` leads first. */
@@ -71,9 +80,22 @@ export async function pairEndpoints(): Promise<CoordinatorEndpoint[]> {
 
 /**
  * Starts the NATS cluster and adds `nats` and `ha` to each coordinator's config, every one with
- * `stateDir` the same folder (checkpoints and spools on shared storage; the journal in JetStream).
+ * `stateDir` the same folder (checkpoints and spools on shared storage; the journal in JetStream),
+ * and the pair's `siteTransfer` to each site's.
  */
-export async function configurePair(o: { configs: ReadonlyMap<string, string>; endpoints: readonly CoordinatorEndpoint[]; stateDir: string; lease: PairLease }): Promise<NatsCluster> {
+export async function configurePair(o: {
+  configs: ReadonlyMap<string, string>;
+  endpoints: readonly CoordinatorEndpoint[];
+  stateDir: string;
+  lease: PairLease;
+  /** With `siteTransfer`, each site's config gets it as its `transfer`. */
+  siteConfigs?: ReadonlyMap<string, string>;
+  siteTransfer?: PairOptions['siteTransfer'];
+}): Promise<NatsCluster> {
+  for (const file of o.siteTransfer ? (o.siteConfigs?.values() ?? []) : []) {
+    const config = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    await writeFile(file, `${JSON.stringify({ ...config, transfer: { ...(config['transfer'] as object | undefined), ...o.siteTransfer } }, null, 2)}\n`, { mode: 0o600 });
+  }
   const cluster = await startNatsCluster(3);
   try {
     for (const e of o.endpoints) {
@@ -116,20 +138,29 @@ export async function waitForLeader(admin: AdminClient, deadlineMs: number, sign
 }
 
 /** The leader records and committed rounds of the federation's replicated journal. */
-export async function readPairJournal(urls: readonly string[], federation: string): Promise<{ leaders: { holder: string; term: number }[]; committed: number[] }> {
+export async function readPairJournal(urls: readonly string[], federation: string): Promise<{ leaders: { holder: string; term: number }[]; committed: number[]; bytesReused: number }> {
   const nc = await connect({ servers: [...urls] });
   try {
     const { records } = await readJournalChain(nc, { stream: journalStreamName(federation), subject: journalSubject(federation), timeoutMs: 20_000 });
     const leaders = records.filter((r) => r.body.type === 'leader').map((r) => ({ holder: String(r.body['holder']), term: Number(r.body['term']) }));
-    const committed = records.filter((r) => r.body.type === 'round-committed').map((r) => Number(r.body['round']));
-    return { leaders, committed };
+    const commits = records.filter((r) => r.body.type === 'round-committed');
+    const committed = commits.map((r) => Number(r.body['round']));
+    return { leaders, committed, bytesReused: commits.reduce((sum, r) => sum + Number(r.body['bytesReused'] ?? 0), 0) };
   } finally {
     await nc.close();
   }
 }
 
 /** Counts rounds lost (announced, not in the chain) and repeated (committed twice) against the chain. */
-export function pairSummary(o: { committed: readonly number[]; announced: ReadonlySet<number>; leaders: number; failoverS: number | undefined; lease: PairLease }): PairSummary {
+export function pairSummary(o: {
+  committed: readonly number[];
+  announced: ReadonlySet<number>;
+  leaders: number;
+  failoverS: number | undefined;
+  lease: PairLease;
+  bytesReused: number;
+  bytesBeforeKill: number | undefined;
+}): PairSummary {
   const inChain = new Set(o.committed);
   return {
     leaderChanges: Math.max(0, o.leaders - 1),
@@ -138,6 +169,8 @@ export function pairSummary(o: { committed: readonly number[]; announced: Readon
     committedRoundsLost: [...o.announced].filter((r) => !inChain.has(r)).length,
     roundsRepeated: o.committed.length - inChain.size,
     leaseTtlS: o.lease.ttlMs / 1000,
+    bytesReused: o.bytesReused,
+    bytesBeforeKill: o.bytesBeforeKill,
   };
 }
 
@@ -195,6 +228,7 @@ export class PairSupervisor {
   private killed = false;
   private stopping = false;
   private failoverS: number | undefined;
+  private bytesBeforeKill: number | undefined;
   private lastRound: number | undefined;
   private readonly announced = new Set<number>();
 
@@ -237,7 +271,7 @@ export class PairSupervisor {
   /** Reads the replicated journal: leader changes, and committed rounds lost or repeated. */
   async summary(): Promise<PairSummary> {
     const j = await readPairJournal(this.o.natsUrls, this.o.federation);
-    return pairSummary({ committed: j.committed, announced: this.announced, leaders: j.leaders.length, failoverS: this.failoverS, lease: this.o.lease });
+    return pairSummary({ committed: j.committed, announced: this.announced, leaders: j.leaders.length, failoverS: this.failoverS, lease: this.o.lease, bytesReused: j.bytesReused, bytesBeforeKill: this.bytesBeforeKill });
   }
 
   private async spawn(name: string, endpoint: string, env: Readonly<Record<string, string>>): Promise<void> {
@@ -250,6 +284,7 @@ export class PairSupervisor {
       if (this.stopping) return;
       if (armed && sig === 'SIGKILL' && !this.killed) {
         this.killed = true;
+        void bytesAtKill(part.log).then((n) => (this.bytesBeforeKill = n));
         this.failover(endpoint, Date.now()).catch((err: unknown) => this.fail(err instanceof Error ? err : this.o.error(String(err))));
         return;
       }
@@ -273,4 +308,13 @@ export class PairSupervisor {
     if (!last) throw this.o.error('a coordinator leads but the replicated journal holds no leader record');
     this.o.emit({ type: 'leader', holder: last.holder, term: last.term, ...extra, leaseTtlS: this.o.lease.ttlMs / 1000 });
   }
+}
+
+/** The upload bytes a coordinator killed at `upload.half` had received: its log's last word before the kill. */
+async function bytesAtKill(log: string): Promise<number | undefined> {
+  const text = await readFile(log, 'utf8').catch(() => '');
+  const line = text.split('\n').find((l) => l.includes('"kill point upload.half reached"'));
+  if (line === undefined) return undefined;
+  const bytes = (JSON.parse(line) as { bytesUp?: unknown }).bytesUp;
+  return typeof bytes === 'number' ? bytes : undefined;
 }

@@ -247,7 +247,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
       // Checkpoints and spools on storage both reach (here one folder); the journal goes to JetStream.
       const shared = join(stateDir, 'coordinator-state');
       await mkdir(shared, { recursive: true });
-      cluster = await configurePair({ configs: files.coordinatorConfigs, endpoints, stateDir: shared, lease });
+      cluster = await configurePair({ configs: files.coordinatorConfigs, siteConfigs: files.siteConfigs, endpoints, stateDir: shared, lease, siteTransfer: o.pair.siteTransfer });
       pair = await PairSupervisor.start({
         endpoints,
         configs: files.coordinatorConfigs,

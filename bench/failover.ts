@@ -15,6 +15,14 @@
  *
  * Options: --ttl-ms MS (default the product's), --rounds N (default 3), --sites N (default 4),
  * --appends N (journal appends timed, default 200).
+ *
+ * `--load-minutes M` runs the load mode instead (bench/failover-load.ts, issue 19's "under the
+ * 8-site upload load for 10 minutes: zero leadership changes"): no kill, a pair that must keep
+ * its leader for M minutes while --sites N (default 8) stand-in sites upload --params N F32
+ * parameters (default 50,000,000: 200 MB of f32 delta per site and round) in plain rounds as fast
+ * as the machine lets them. It reports the journal's leadership changes, rounds committed, upload
+ * bytes and MB/s, the leader's lease age and renewal gaps, its event-loop delay and admin
+ * `status` latency, and fails on any leadership change. --keep keeps its folder (logs, state).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -22,6 +30,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { LEASE_DEFAULTS, type CrashPoint } from '../coordinator/index.js';
 import { natsServerBinary, simulate, startNatsCluster, type PairLease, type PairSummary } from '../simulate/index.js';
+import { LOAD_PARAMS, runFailoverLoad } from './failover-load.js';
 import { measureJournalAppends } from './journal.js';
 import type { Benchmark } from './registry.js';
 
@@ -72,14 +81,30 @@ export const failover: Benchmark = {
   async run(args, log) {
     const { values } = parseArgs({
       args,
-      options: { 'ttl-ms': { type: 'string', default: String(LEASE_DEFAULTS.ttlMs) }, rounds: { type: 'string', default: '3' }, sites: { type: 'string', default: '4' }, appends: { type: 'string', default: '200' } },
+      options: {
+        'ttl-ms': { type: 'string', default: String(LEASE_DEFAULTS.ttlMs) },
+        rounds: { type: 'string', default: '3' },
+        sites: { type: 'string' },
+        appends: { type: 'string', default: '200' },
+        'load-minutes': { type: 'string' },
+        params: { type: 'string', default: String(LOAD_PARAMS) },
+        keep: { type: 'boolean', default: false },
+      },
       strict: true,
     });
     const lease = leaseFor(positiveInt(values['ttl-ms'], 'ttl-ms', 1000));
-    const rounds = positiveInt(values.rounds, 'rounds', 2);
-    const sites = positiveInt(values.sites, 'sites', 2);
-    const appends = positiveInt(values.appends, 'appends', 10);
     if (!natsServerBinary()) throw new Error('the failover benchmark needs nats-server (apt-get install nats-server)');
+    if (values['load-minutes'] !== undefined) {
+      const minutes = positiveInt(values['load-minutes'], 'load-minutes', 1);
+      const loadSites = positiveInt(values.sites ?? '8', 'sites', 2);
+      const params = positiveInt(values.params, 'params', 4000);
+      log(`lease TTL ${lease.ttlMs / 1000} s, renewed every ${lease.renewMs / 1000} s, margin ${lease.marginMs / 1000} s; ${loadSites} stand-in sites uploading ${params / 1e6} M F32 parameters a round, for ${minutes} min`);
+      const figures: Record<string, number | string | boolean> = { bench: 'failover', mode: 'load', ...(await runFailoverLoad({ minutes, sites: loadSites, params, lease, keep: values.keep, log })) };
+      return figures;
+    }
+    const rounds = positiveInt(values.rounds, 'rounds', 2);
+    const sites = positiveInt(values.sites ?? '4', 'sites', 2);
+    const appends = positiveInt(values.appends, 'appends', 10);
     log(`lease TTL ${lease.ttlMs / 1000} s, renewed every ${lease.renewMs / 1000} s, margin ${lease.marginMs / 1000} s; ${sites} builtin sites, ${rounds} plain rounds`);
 
     const results: Record<string, PairSummary> = {};

@@ -11,7 +11,7 @@ export { EVENT_KINDS, NATS_GAP_KIND, eventBodySchemas, natsEventSchema, natsGapE
 export { GENESIS_HASH, Journal, readJournal, recordHash, verifyChain, type JournalBody, type JournalRecord } from './state/journal.js';
 export { JetStreamJournal, readJournalChain, type JetStreamJournalOptions } from './state/jetstream-journal.js';
 export { journalStreamName, journalSubject } from './state/journal-stream.js';
-export { LEASE_DEFAULTS, LeaderLease, type LeaseOptions } from './ha/lease.js';
+export { LEASE_DEFAULTS, LeaderLease, leaseBucket, type LeaseHolder, type LeaseOptions } from './ha/lease.js';
 export { runHaCoordinator, type HaExit, type RunHaOptions } from './ha/run.js';
 export { importStateDirJournal } from './ha/import.js';
 export { exportLines, readJournalStreamTrail, readStateDirTrail, readStreamTrail, verifyAudit, type AuditLine, type AuditReport } from './audit/index.js';

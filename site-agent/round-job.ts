@@ -8,7 +8,7 @@
  * by its deadline and its connection since no job carries it.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../common/logger.js';
 import type { SiteActivity } from './activity.js';
@@ -23,10 +23,10 @@ import { KeptWork, keptWorkDir } from './kept-work.js';
 import { sweepSavedShards, uploadWithKeptWork } from './missed-work.js';
 import type { Contribution } from './receipt.js';
 import { afterUploadFailure, classifyFailure } from './retry.js';
-import { markUploaded, namedShard, saveTrainedResult, trainedResult } from './round-upload.js';
+import { markUploaded, namedShard, savedShard, saveTrainedResult, trainedResult } from './round-upload.js';
 import type { TrainResult, Runner } from './runners/runner.js';
 import type { SecureAttempt } from './secure/stages.js';
-import { downloadModel, transferPolicy } from './transfer.js';
+import { downloadModel, pruneModelCache, transferPolicy } from './transfer.js';
 import { attemptKey, type AttemptRef, type CancelTask, type EvalTask, type ModelRef, type TrainTask } from './wire.js';
 
 /**
@@ -218,6 +218,7 @@ export class RoundJobs {
     await this.waitForStopped(job, t, log);
     const kept = await this.kept();
     await sweepSavedShards({ workDir: this.o.config.workDir, cacheDir: this.o.cacheDir, task: t, kept, log, signal });
+    await this.pruneModels(t, log);
     activity.activity = 'training';
     const roundDir = join(this.o.config.workDir, `round-${t.round}`);
     // The runner stops only with the hard signal: a job stopped to keep its shard lets it finish.
@@ -323,6 +324,22 @@ export class RoundJobs {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * Keeps the model cache to what can still be read: this task's model, those of jobs still
+   * training, and the bases of shards saved in round directories (after the sweep, this round's).
+   * Kept work holds its own delta, so its base need not stay.
+   */
+  private async pruneModels(t: TrainTask, log: Logger): Promise<void> {
+    const keep = new Set([t.globalModel.sha256, ...[...this.live].map((j) => j.model)]);
+    const dirs = await readdir(this.o.config.workDir, { withFileTypes: true }).catch(() => []);
+    for (const d of dirs) {
+      const base = d.isDirectory() && /^round-\d+$/.test(d.name) ? (await savedShard(join(this.o.config.workDir, d.name)))?.task?.baseModelSha256 : undefined;
+      if (base !== undefined) keep.add(base);
+    }
+    const removed = await pruneModelCache(this.o.cacheDir, keep);
+    if (removed.length > 0) log.info({ phase: 'training', removed: removed.map((s) => s.slice(0, 12)) }, 'older global models removed from the cache');
   }
 
   /** Trains the shard in `roundDir`, or takes the one a previous run of the agent left complete there. */

@@ -7,7 +7,7 @@
  */
 import { crc32c } from '@node-rs/crc32';
 import type { Hash } from 'node:crypto';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { backoffDelay, sleep } from '../common/backoff.js';
 import { fsyncDir, hashFilePrefix } from '../common/files.js';
@@ -39,6 +39,21 @@ export function transferPolicy(config: { transfer: { idleTimeoutS: number }; rec
 /** Local path of a cached model. */
 export function cachedModelPath(cacheDir: string, sha256: string): string {
   return join(cacheDir, `${sha256}.safetensors`);
+}
+
+/**
+ * Removes the cached global models not in `keep` (each round downloads one: a long run would fill
+ * the disk with them); partial downloads and other files stay. Returns the models removed.
+ */
+export async function pruneModelCache(cacheDir: string, keep: ReadonlySet<string>): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(cacheDir).catch(() => [])) {
+    const sha = /^([0-9a-f]{64})\.safetensors$/.exec(name)?.[1];
+    if (sha === undefined || keep.has(sha)) continue;
+    await rm(join(cacheDir, name), { force: true });
+    removed.push(sha);
+  }
+  return removed;
 }
 
 /**

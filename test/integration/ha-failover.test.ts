@@ -9,6 +9,7 @@
  * the test stays quick.
  */
 import { spawnSync } from 'node:child_process';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -56,6 +57,8 @@ describe.skipIf(skip)('a standby coordinator pair over a 3-node NATS cluster', (
     const watched = (await watch.logText()).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { type: string; kind?: string; body?: { holder?: string }; status?: { runState?: string } });
     expect(watched.filter((l) => l.kind === 'leader.elected').map((l) => l.body?.holder)).toContain('coord-b');
     expect(watched.at(-1)?.status?.runState).toBe('finished');
+    // Four rounds downloaded four global models and the final one; each site keeps the last two (its last task's and the evaluated one).
+    for (const site of f.sites) expect((await readdir(join(f.dir, 'sites', site, 'work', 'models'))).filter((n) => n.endsWith('.safetensors')).length).toBeLessThanOrEqual(2);
 
     // The replicated journal: one chain, two leaders with rising terms, each round committed once.
     const nc = await connect({ servers: [...cluster.urls] });

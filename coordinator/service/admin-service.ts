@@ -307,11 +307,20 @@ async function approve(o: AdminServiceOptions, req: ApproveSiteRequest__Output, 
   return { siteId: req.siteId, certificateFingerprint: keys.fingerprint, renewal, notAfterMs: keys.notAfterMs };
 }
 
-/** The state dir's size, recomputed at most every `maxAgeMs` (a walk of the dir per `status`). */
+/**
+ * The state dir's size, walked at most every `maxAgeMs`. Once one walk has finished, `status`
+ * answers with the last size at once while the next walk runs: under upload load a walk's stat
+ * calls queue behind the spool writes in libuv's thread pool, and `status` took 3 s waiting for it.
+ */
 function cachedSize(store: { sizeBytes(): Promise<number> }, maxAgeMs: number): () => Promise<number> {
-  let cached: { at: number; bytes: Promise<number> } | undefined;
+  let last: number | undefined;
+  let walk: { at: number; bytes: Promise<number> } | undefined;
   return () => {
-    if (!cached || Date.now() - cached.at > maxAgeMs) cached = { at: Date.now(), bytes: store.sizeBytes() };
-    return cached.bytes;
+    if (!walk || Date.now() - walk.at > maxAgeMs) {
+      const bytes = store.sizeBytes();
+      walk = { at: Date.now(), bytes };
+      void bytes.then((n) => (last = n), () => undefined);
+    }
+    return last === undefined ? walk.bytes : Promise.resolve(last);
   };
 }

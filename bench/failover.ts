@@ -2,16 +2,19 @@
  * `npm run bench -- failover --json`: what losing the leader of a standby pair costs (issue 19).
  * `fedhpc simulate`'s pair (simulate/ha-pair.ts): 4 builtin sites, plain rounds, two coordinator
  * processes over a 3-node NATS JetStream cluster on loopback, the product's lease (TTL 20 s) unless
- * `--ttl-ms` says otherwise. Two cases, each a fresh federation: the leader SIGKILLs itself on
- * entering `upload` in round 1, and inside `commit` between the checkpoint write and the journal
- * append (`commit.before-journal`) — both through the coordinator's kill points
- * (coordinator/core/crash-points.ts), so the kill lands in the window exactly.
+ * `--ttl-ms` says otherwise. Two cases, each a fresh federation: the leader SIGKILLs itself in
+ * `upload` once half the bytes of round 1's deltas have arrived (`upload.half`; the sites send 4 KiB
+ * chunks at 64 KB/s each, so every upload is under way), and inside `commit` between the checkpoint
+ * write and the journal append (`commit.before-journal`) — both through the coordinator's kill
+ * points (coordinator/core/crash-points.ts), so the kill lands in the window exactly.
  *
  * Reports per case `failoverS` (the leader's death → the first admin call the new leader answers),
  * and from the replicated journal `committedRoundsLost` (announced committed, absent from the chain)
  * and `roundsRepeated` (committed twice); and `journalAppendP99Ms` (JetStream, R=3) beside
  * `stateDirAppendP99Ms` (write + fdatasync), measured in the same run as `bench journal` does.
- * `uploadBytesReused` is absent: a new leader does not reuse the interrupted round's spools yet.
+ * `uploadBytesReusedRatio`: the bytes the new leader's attempt kept (the chain's `bytesReused`,
+ * upload/reuse.ts) ÷ the bytes the dead leader had received (its log's kill line), spools shared
+ * (target ≥ 0.9); the commit case's figure is `commitBytesReused` (every upload was complete).
  *
  * Options: --ttl-ms MS (default the product's), --rounds N (default 3), --sites N (default 4),
  * --appends N (journal appends timed, default 200).
@@ -34,8 +37,11 @@ import { LOAD_PARAMS, runFailoverLoad } from './failover-load.js';
 import { measureJournalAppends } from './journal.js';
 import type { Benchmark } from './registry.js';
 
-const CASES: readonly { readonly name: string; readonly at: CrashPoint }[] = [
-  { name: 'upload', at: 'phase.upload' },
+/** Sites' uploads in the upload case: small chunks at a pace that keeps every upload under way when half the bytes are in. */
+const SLOW_UPLOADS = { chunkBytes: 4096, uploadRateBytesPerS: 65_536 } as const;
+
+const CASES: readonly { readonly name: string; readonly at: CrashPoint; readonly siteTransfer?: typeof SLOW_UPLOADS }[] = [
+  { name: 'upload', at: 'upload.half', siteTransfer: SLOW_UPLOADS },
   { name: 'commit', at: 'commit.before-journal' },
 ];
 
@@ -52,7 +58,7 @@ function positiveInt(text: string, name: string, min: number): number {
 }
 
 /** One case: a fresh federation whose first leader dies at `at`; its pair summary. */
-async function runCase(o: { at: CrashPoint; sites: number; rounds: number; lease: PairLease; log: (line: string) => void }): Promise<PairSummary> {
+async function runCase(o: { at: CrashPoint; siteTransfer: typeof SLOW_UPLOADS | undefined; sites: number; rounds: number; lease: PairLease; log: (line: string) => void }): Promise<PairSummary> {
   const dir = await mkdtemp(join(tmpdir(), 'fedhpc-bench-failover-'));
   try {
     const summary = await simulate({
@@ -62,7 +68,7 @@ async function runCase(o: { at: CrashPoint; sites: number; rounds: number; lease
       stateDir: dir,
       minSites: o.sites - 1,
       secure: false,
-      pair: { natsNodes: 3, killLeaderAt: o.at, lease: o.lease },
+      pair: { natsNodes: 3, killLeaderAt: o.at, lease: o.lease, siteTransfer: o.siteTransfer },
       cliPath: resolve('dist/cli/main.js'),
       timeoutS: 600,
       emit: (r) => {
@@ -110,9 +116,10 @@ export const failover: Benchmark = {
     const results: Record<string, PairSummary> = {};
     for (const c of CASES) {
       log(`case ${c.name}: the leader SIGKILLed at ${c.at} (its first time, round 1)`);
-      const h = await runCase({ at: c.at, sites, rounds, lease, log });
+      const h = await runCase({ at: c.at, siteTransfer: c.siteTransfer, sites, rounds, lease, log });
       if (h.leaderChanges !== 1) throw new Error(`case ${c.name}: ${h.leaderChanges} leader changes, expected 1`);
-      log(`  failover ${h.failoverS?.toFixed(1)} s; rounds committed ${h.committedRounds.join(',')}; lost ${h.committedRoundsLost}, repeated ${h.roundsRepeated}`);
+      const before = h.bytesBeforeKill !== undefined ? `, ${h.bytesBeforeKill} upload bytes received before the kill` : '';
+      log(`  failover ${h.failoverS?.toFixed(1)} s; rounds committed ${h.committedRounds.join(',')}; lost ${h.committedRoundsLost}, repeated ${h.roundsRepeated}${before}; ${h.bytesReused} kept by the new attempt`);
       results[c.name] = h;
     }
 
@@ -125,10 +132,11 @@ export const failover: Benchmark = {
       await cluster.stop();
       await rm(dir, { recursive: true, force: true });
     }
-    log('uploadBytesReused: absent — a new leader does not reuse the interrupted round\'s upload spools (not built); the interrupted round restarts at a higher attempt and every site uploads again');
-
     const upload = results['upload']!;
     const commit = results['commit']!;
+    if (upload.bytesBeforeKill === undefined) throw new Error('case upload: the dead leader\'s log does not say how many bytes it had received');
+    const ratio = upload.bytesReused / upload.bytesBeforeKill;
+    log(`uploadBytesReused ÷ bytes received before the kill = ${upload.bytesReused} / ${upload.bytesBeforeKill} = ${ratio.toFixed(3)} (target ≥ 0.9)`);
     const r1 = (x: number | undefined): number => Math.round((x ?? NaN) * 10) / 10;
     return {
       bench: 'failover',
@@ -144,7 +152,10 @@ export const failover: Benchmark = {
       roundsCommittedCommit: commit.committedRounds.join(','),
       journalAppendP99Ms: journal.jetstream.p99,
       stateDirAppendP99Ms: journal.stateDir.p99,
-      uploadBytesReused: 'absent: spool reuse by a new leader is not built',
+      uploadBytesBeforeKill: upload.bytesBeforeKill,
+      uploadBytesReused: upload.bytesReused,
+      uploadBytesReusedRatio: Math.round(ratio * 1000) / 1000,
+      commitBytesReused: commit.bytesReused,
     };
   },
 };

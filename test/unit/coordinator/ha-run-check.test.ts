@@ -37,6 +37,17 @@ function readerOf(records: JournalRecord[]): JournalReader & { closed: boolean }
 
 const settled = () => new Promise((r) => setImmediate(r));
 
+/** A check of `configured` over `records`, checked once after its start; `refusal()` is what it refused with so far. */
+async function checkedOnce(configured: ResolvedRun, records: JournalRecord[]): Promise<{ check: ReturnType<typeof startRunCheck>; refusal: () => unknown }> {
+  const check = startRunCheck({ config: { run: configured }, logger: testLogger().logger, openReader: () => Promise.resolve(readerOf(records)) });
+  let refused: unknown;
+  void check.refused.then((err) => (refused = err));
+  await settled();
+  check.check();
+  await settled();
+  return { check, refusal: () => refused };
+}
+
 describe("a standby's check of its configured run against the journal", () => {
   it('refuses with RUN_CONFIG_MISMATCH as soon as the journal is read', async () => {
     const reader = readerOf([started(run(0.7))]);
@@ -50,28 +61,18 @@ describe("a standby's check of its configured run against the journal", () => {
 
   it('stands by on a journal without the run, and refuses at the next check once the leader has journaled a run it differs from', async () => {
     const records: JournalRecord[] = [];
-    const check = startRunCheck({ config: { run: run(0.5) }, logger: testLogger().logger, openReader: () => Promise.resolve(readerOf(records)) });
-    let refused: unknown;
-    void check.refused.then((err) => (refused = err));
-    await settled();
-    check.check();
-    await settled();
-    expect(refused).toBeUndefined();
+    const { check, refusal } = await checkedOnce(run(0.5), records);
+    expect(refusal()).toBeUndefined();
     records.push(started(run(0.7)));
     check.check();
     await settled();
-    expect(refused).toMatchObject({ code: 'RUN_CONFIG_MISMATCH' });
+    expect(refusal()).toMatchObject({ code: 'RUN_CONFIG_MISMATCH' });
     await check.close();
   });
 
   it('passes a journal whose run it matches', async () => {
-    const check = startRunCheck({ config: { run: run(0.7) }, logger: testLogger().logger, openReader: () => Promise.resolve(readerOf([started(run(0.7))])) });
-    let refused: unknown;
-    void check.refused.then((err) => (refused = err));
-    await settled();
-    check.check();
-    await settled();
-    expect(refused).toBeUndefined();
+    const { check, refusal } = await checkedOnce(run(0.7), [started(run(0.7))]);
+    expect(refusal()).toBeUndefined();
     await check.close();
   });
 

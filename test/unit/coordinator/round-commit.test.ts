@@ -26,6 +26,7 @@ import { RunControlState } from '../../../coordinator/shell/run-control.js';
 import type { UploadIntent } from '../../../coordinator/upload/header.js';
 import { RunBases } from '../../../coordinator/upload/bases.js';
 import { LocalStateStore } from '../../../coordinator/state/store.js';
+import { uploadIntent } from '../../helpers/upload-intent.js';
 
 /** Values of the model's one tensor: four slices of 262144, so an aggregation is four pool jobs. */
 const ELEMENTS = 1 << 20;
@@ -68,28 +69,7 @@ async function writeSpool(name: string, seed: number): Promise<string> {
 }
 
 function intent(round: number, attempt: number, weight: number): UploadIntent {
-  return {
-    round,
-    attempt,
-    totalBytes: ELEMENTS * 4,
-    weight,
-    samples: weight,
-    tokens: weight,
-    steps: 1,
-    trainLoss: 1,
-    dataManifestSha256: '0'.repeat(64),
-    segments: [],
-    stripe: { start: 0, end: ELEMENTS * 4, count: 1 },
-    chunkBytes: 1 << 20,
-    baseModelSha256: '0'.repeat(64),
-    staleness: 0,
-    folded: [],
-    trainStartedMs: 0,
-    trainFinishedMs: 0,
-    appliedStaleness: 0,
-    busyMs: 0,
-    contentKey: undefined,
-  };
+  return uploadIntent(ELEMENTS, { round, attempt, weight, samples: weight, tokens: weight, trainLoss: 1, dataManifestSha256: '0'.repeat(64), segments: [], baseModelSha256: '0'.repeat(64) });
 }
 
 /** The driver as the effect runner sees it, with the scheduler's feed recorded instead of stepped. */

@@ -1,13 +1,13 @@
 /** The idle (no-progress) timeouts of upload sessions and streams, on an injected clock. */
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { deltaSegments } from '../../../aggregation/index.js';
 import { CoordinatorError } from '../../../coordinator/core/errors.js';
 import { readMessages } from '../../../coordinator/service/streams.js';
 import type { UploadExpectation, UploadIntent } from '../../../coordinator/upload/header.js';
 import { UploadSession } from '../../../coordinator/upload/session.js';
 import { RunBases } from '../../../coordinator/upload/bases.js';
 import { ManualClock } from '../../helpers/clock.js';
+import { uploadIntent } from '../../helpers/upload-intent.js';
 
 const IDLE_MS = 60_000;
 
@@ -26,28 +26,7 @@ const EXPECTATION: UploadExpectation = {
   bases: new RunBases('a'.repeat(64)),
 };
 
-const INTENT: UploadIntent = {
-  round: 1,
-  attempt: 1,
-  totalBytes: 16,
-  weight: 1,
-  samples: 1,
-  tokens: 0,
-  steps: 1,
-  trainLoss: 0,
-  dataManifestSha256: '',
-  segments: deltaSegments('f32', [4]),
-  stripe: { start: 0, end: 16, count: 1 },
-  chunkBytes: 16,
-  baseModelSha256: 'a'.repeat(64),
-  staleness: 0,
-  folded: [],
-  trainStartedMs: 0,
-  trainFinishedMs: 0,
-  appliedStaleness: 0,
-  busyMs: 0,
-  contentKey: undefined,
-};
+const INTENT: UploadIntent = uploadIntent(4, { chunkBytes: 16 });
 
 function session(clock: ManualClock, onIdle: (s: UploadSession) => void): UploadSession {
   return new UploadSession({ site: 'site-1', intent: INTENT, exp: EXPECTATION, path: '/nonexistent/site-1.delta', idleMs: IDLE_MS, onIdle, clock });

@@ -16,6 +16,7 @@ import { PieceLog, pieceLogPath, takeEarlierUpload, type VerifiedPiece } from '.
 import { DeltaDigest, UploadSession } from '../../../coordinator/upload/session.js';
 import { RunBases } from '../../../coordinator/upload/bases.js';
 import { ManualClock } from '../../helpers/clock.js';
+import { uploadIntent } from '../../helpers/upload-intent.js';
 
 const logger = createLogger({ name: 'test', level: 'silent' });
 const KEY = 'c'.repeat(64);
@@ -27,28 +28,7 @@ const STRIPES = [
 ] as const;
 
 function intent(attempt: number, contentKey = KEY): UploadIntent & { contentKey: string } {
-  return {
-    round: 3,
-    attempt,
-    totalBytes: 80,
-    weight: 1,
-    samples: 1,
-    tokens: 0,
-    steps: 1,
-    trainLoss: 0,
-    dataManifestSha256: '',
-    segments: SEGMENTS,
-    stripe: { ...STRIPES[0], count: 2 },
-    chunkBytes: 1 << 20,
-    baseModelSha256: 'a'.repeat(64),
-    staleness: 0,
-    folded: [],
-    trainStartedMs: 0,
-    trainFinishedMs: 0,
-    appliedStaleness: 0,
-    busyMs: 0,
-    contentKey,
-  };
+  return { ...uploadIntent(20, { round: 3, attempt, segments: SEGMENTS, stripe: { ...STRIPES[0], count: 2 } }), contentKey };
 }
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');

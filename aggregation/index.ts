@@ -1,7 +1,8 @@
 /**
  * Public surface of `aggregation/`, the pure library of fedhpc: typed errors, the project's one
  * `Result` type and `invariant` helper, streaming safetensors, weighted accumulation and server
- * optimizers. No files, sockets or other parts: callers hand it byte sources and sinks.
+ * optimizers, the partition of a model over aggregator shards. No files, sockets or other parts:
+ * callers hand it byte sources and sinks.
  */
 export { AGGREGATION_ERROR_CODES, AggregationError, type AggregationErrorCode, type AggregationErrorContext } from './errors.js';
 export { type CodedErrorClass, type Err, type FailureContext, type Ok, type Result, err, ok, unwrap } from './result.js';
@@ -22,4 +23,17 @@ export {
   segmentsBytes,
   stripePieces,
 } from './wire-layout.js';
+export {
+  PARTITION_ALIGN_VALUES,
+  type ModelPartition,
+  type PartByteRange,
+  type PartitionOptions,
+  type PartitionPart,
+  type PartitionTensor,
+  type ResolvedPartitionOptions,
+  checkShardRangesTile,
+  partitionModel,
+  resolvePartitionOptions,
+  shardByteRanges,
+} from './partition.js';
 export { type UploadWeight, type UploadWeightCode, type WorkPart, discountedCount, uploadWeight } from './staleness.js';

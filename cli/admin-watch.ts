@@ -7,8 +7,8 @@
  * for up to {@link UNANSWERED_MS}, and the event stream is opened again at whoever leads, whose
  * first event is its `leader.elected`.
  */
-import * as grpc from '@grpc/grpc-js';
-import { AdminClientError, type AdminClient, type AdminEvent } from '../coordinator/index.js';
+import { sleep } from '../common/backoff.js';
+import { followEvents, noLeaderAnswered, type AdminClient, type AdminEvent } from '../coordinator/index.js';
 import { printable, safeJson } from '../common/text.js';
 import { formatBytes, formatTable, formatTime } from './table.js';
 
@@ -18,15 +18,6 @@ const POLL_MS = 1_000;
 /** How long the watch waits for any coordinator to answer (a failover takes a lease's TTL) before it gives up. */
 const UNANSWERED_MS = 5 * 60_000;
 
-/**
- * An error that says no coordinator answered as the leader — a leader gone, its standby not yet
- * leading: grpc-js's `UNAVAILABLE` with one address configured, the admin client's
- * `NO_LEADER_REACHED` or `LEADER_BOUNCED` with several.
- */
-function unanswered(err: unknown): boolean {
-  if (err instanceof AdminClientError) return true;
-  return (err as grpc.ServiceError | undefined)?.code === grpc.status.UNAVAILABLE;
-}
 
 /** Follows the coordinator until the run ends or `signal` aborts; returns the exit code. */
 export async function watchCommand(client: AdminClient, json: boolean, out: (s: string) => void, signal?: AbortSignal): Promise<number> {
@@ -41,17 +32,8 @@ export async function watchCommand(client: AdminClient, json: boolean, out: (s: 
       if (recent.length > 8) recent.shift();
     }
   };
-  const events = (async () => {
-    while (!stop.signal.aborted) {
-      try {
-        await client.events(onEvent, stop.signal);
-      } catch (err) {
-        // The leader went away mid-stream: open it again at whoever leads (the status poll says when none does).
-        if (stop.signal.aborted || !unanswered(err)) throw err;
-      }
-      await pause(POLL_MS, stop.signal);
-    }
-  })().catch((err: unknown) => {
+  // A stream the leader's death ended is opened again at whoever leads (the status poll says when none does).
+  const events = followEvents(client, onEvent, () => pause(POLL_MS, stop.signal), stop.signal).catch((err: unknown) => {
     if (!stop.signal.aborted) throw err;
   });
   let silentSince: number | undefined;
@@ -62,7 +44,7 @@ export async function watchCommand(client: AdminClient, json: boolean, out: (s: 
         answer = await Promise.all([client.status(), client.sites()]);
         silentSince = undefined;
       } catch (err) {
-        if (!unanswered(err)) throw err;
+        if (!noLeaderAnswered(err)) throw err;
         const now = Date.now();
         if (silentSince === undefined) {
           silentSince = now;
@@ -87,12 +69,9 @@ export async function watchCommand(client: AdminClient, json: boolean, out: (s: 
   }
 }
 
-/** Waits `ms`, or less if `signal` aborts. */
+/** Waits `ms`, or less if `signal` aborts (resolving: the caller looks at the signal). */
 function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise<void>((r) => {
-    const t = setTimeout(r, ms);
-    signal.addEventListener('abort', () => (clearTimeout(t), r()), { once: true });
-  });
+  return sleep(ms, signal).catch(() => undefined);
 }
 
 function summary(body: Record<string, unknown>): string {

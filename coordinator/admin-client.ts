@@ -308,3 +308,30 @@ export class AdminClient {
     this.channels.clear();
   }
 }
+
+/**
+ * Whether an admin call failed only because no coordinator answered as the leader — one gone, its
+ * standby not yet leading (a failover under way): the client's own `NO_LEADER_REACHED` or
+ * `LEADER_BOUNCED` with several addresses, `UNAVAILABLE` with one (NOT_LEADER travels as it too).
+ */
+export function noLeaderAnswered(err: unknown): boolean {
+  if (err instanceof AdminClientError) return true;
+  return (err as { code?: unknown } | undefined)?.code === grpc.status.UNAVAILABLE;
+}
+
+/**
+ * Follows the coordinator's events until `signal` aborts. With `reconnect` (a standby pair), a
+ * stream that ends or fails for want of a leader is opened again, at whichever coordinator leads
+ * then, once `reconnect` resolves; without it the stream's end is the caller's.
+ */
+export async function followEvents(admin: AdminClient, onEvent: (e: AdminEvent) => void, reconnect: (() => Promise<void>) | undefined, signal: AbortSignal): Promise<void> {
+  for (;;) {
+    try {
+      await admin.events(onEvent, signal);
+      if (!reconnect || signal.aborted) return;
+    } catch (err) {
+      if (!reconnect || signal.aborted || !noLeaderAnswered(err)) throw err;
+    }
+    await reconnect();
+  }
+}

@@ -1,5 +1,5 @@
 /** Public surface of the coordinator part. */
-export { AdminClient, AdminClientError, type AdminClientErrorCode, type AdminClientOptions, type AdminEvent } from './admin-client.js';
+export { AdminClient, AdminClientError, followEvents, noLeaderAnswered, type AdminClientErrorCode, type AdminClientOptions, type AdminEvent } from './admin-client.js';
 export { coordinatorConfigSchema, loadCoordinatorConfig, type CoordinatorOptions, type ResolvedCoordinatorConfig } from './config.js';
 export { COORDINATOR_VERSION, startCoordinator, type CoordinatorHandle, type StartCoordinatorOptions } from './coordinator.js';
 export { SERVER_CHANNEL_OPTIONS } from './service/channel-options.js';

@@ -9,7 +9,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { connect } from '@nats-io/transport-node';
-import { AdminClientError, journalStreamName, journalSubject, readJournalChain, type AdminClient, type AdminEvent, type CrashPoint, type LeaseOptions } from '../coordinator/index.js';
+import { journalStreamName, journalSubject, noLeaderAnswered, readJournalChain, type AdminClient, type CrashPoint, type LeaseOptions } from '../coordinator/index.js';
 import { freeLoopbackPort } from '../common/net.js';
 import type { CoordinatorEndpoint } from './federation-files.js';
 import { startNatsCluster, type NatsCluster } from './nats-cluster.js';
@@ -112,13 +112,6 @@ export async function configurePair(o: {
   }
 }
 
-/** Whether an admin call failed only because no coordinator leads right now (a failover under way). */
-export function noLeaderYet(err: unknown): boolean {
-  if (err instanceof AdminClientError) return true;
-  // UNAVAILABLE (14): the leader's address refuses connections; NOT_LEADER travels as UNAVAILABLE too.
-  return (err as { code?: unknown } | undefined)?.code === 14;
-}
-
 /**
  * Resolves once a coordinator answers `admin.status()` as the leader (no later than `deadlineMs`),
  * retrying every 100 ms: a failover has no event to wait for, its end is the first call served.
@@ -130,7 +123,7 @@ export async function waitForLeader(admin: AdminClient, deadlineMs: number, sign
       const s = await admin.status();
       if (s.runId) return;
     } catch (err) {
-      if (!noLeaderYet(err)) throw err;
+      if (!noLeaderAnswered(err)) throw err;
     }
     if (Date.now() > deadlineMs) throw new Error('no coordinator of the pair answered as the leader before the deadline');
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -172,23 +165,6 @@ export function pairSummary(o: {
     bytesReused: o.bytesReused,
     bytesBeforeKill: o.bytesBeforeKill,
   };
-}
-
-/**
- * Follows the coordinator's events until `signal` aborts. With `reconnect` (a pair), a stream that
- * ends or fails — its leader died — is opened again on whichever coordinator leads next, once
- * `reconnect` resolves; without it the stream's end is the caller's.
- */
-export async function follow(admin: AdminClient, onEvent: (e: AdminEvent) => void, reconnect: (() => Promise<void>) | undefined, signal: AbortSignal): Promise<void> {
-  for (;;) {
-    try {
-      await admin.events(onEvent, signal);
-      if (!reconnect || signal.aborted) return;
-    } catch (err) {
-      if (!reconnect || signal.aborted || !noLeaderYet(err)) throw err;
-    }
-    await reconnect();
-  }
 }
 
 /** A coordinator process of the pair, as `simulate` started it. */

@@ -10,4 +10,4 @@ export { containerLayout, writeContainerFederation, type ContainerLayoutOptions,
 export { buildFedhpcImage, buildNatsImage, dockerUnavailable, DockerError, type BuiltImage } from './images.js';
 export { TINY_CONFIG, TORCH_TRAIN, TORCH_TRAINER, dominantMix, mixedTokens, torchInitialModel, writeMixedSiteTokens, type JobRunnerKind } from './torch-sites.js';
 export { accepts, natsServerBinary, startNatsCluster, waitForReplicatedStream, type NatsCluster, type NatsClusterNode } from './nats-cluster.js';
-export { DEMO_LEASE, configurePair, follow, pairEndpoints, readPairJournal, waitForLeader, type LeaderChange, type PairLease, type PairOptions, type PairSummary } from './ha-pair.js';
+export { DEMO_LEASE, configurePair, pairEndpoints, readPairJournal, waitForLeader, type LeaderChange, type PairLease, type PairOptions, type PairSummary } from './ha-pair.js';

@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { mkdir, mkdtemp, open, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { AdminClient, createDashboardToken, type AdminEvent, type CoordinatorOptions } from '../coordinator/index.js';
+import { AdminClient, createDashboardToken, followEvents, noLeaderAnswered, type AdminEvent, type CoordinatorOptions } from '../coordinator/index.js';
 import type { RoundsResponse__Output } from '../proto/index.js';
 import { bigramEvalLoss, defaultSiteLanguages, siteDataset, VOCAB_SIZE, type DropPhase } from '../site-agent/index.js';
 import { DEMO_TRAIN, writeFederationFiles } from './federation-files.js';
@@ -19,7 +19,7 @@ import { STANDIN_STEP_MS, STANDIN_TRAIN, simulatedTraining, type StandinSites } 
 import { freeLoopbackPort } from '../common/net.js';
 import type { SimulateLayout } from './containers.js';
 import { withMallocTuning } from '../common/malloc.js';
-import { configurePair, DEMO_LEASE, follow, noLeaderYet, pairEndpoints, PairSupervisor, waitForLeader, type LeaderChange, type PairOptions, type PairSummary } from './ha-pair.js';
+import { configurePair, DEMO_LEASE, pairEndpoints, PairSupervisor, waitForLeader, type LeaderChange, type PairOptions, type PairSummary } from './ha-pair.js';
 import type { NatsCluster } from './nats-cluster.js';
 
 export const SIMULATE_STRATEGIES = ['fedavg', 'diloco', 'fedadam'] as const;
@@ -302,7 +302,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
       });
       // During a failover no coordinator answers: the new leader's event stream brings the next check.
       checking = checking.catch((err: unknown) => {
-        if (!pair || !noLeaderYet(err)) stop.abort(err);
+        if (!pair || !noLeaderAnswered(err)) stop.abort(err);
       });
     };
     let reviveOnRoundEnd: () => void = () => undefined;
@@ -311,7 +311,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
       if (e.kind === 'round.committed' || e.kind === 'round.aborted') reviveOnRoundEnd();
       if (e.kind === 'round.evaluated' || e.kind === 'run.finished' || e.kind === 'run.failed' || e.kind === 'round.committed') check();
     };
-    const following = follow(admin, onEvent, pair ? () => waitForLeader(admin, Date.now() + 120_000, stop.signal).then(check) : undefined, stop.signal);
+    const following = followEvents(admin, onEvent, pair ? () => waitForLeader(admin, Date.now() + 120_000, stop.signal).then(check) : undefined, stop.signal);
     following.catch((err: unknown) => stop.abort(err));
 
     const siteArgs = (site: string, dieAt?: DropPhase): string[] => ['site', '--config', files.siteConfigs.get(site)!, ...(dieAt ? ['--die-at', dieAt] : [])];

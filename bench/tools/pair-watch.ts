@@ -17,7 +17,8 @@ import { join } from 'node:path';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { leaseBucket, type AdminClient, type AdminEvent, type LeaseHolder } from '../../coordinator/index.js';
-import { follow, waitForLeader } from '../../simulate/index.js';
+import { followEvents } from '../../coordinator/index.js';
+import { waitForLeader } from '../../simulate/index.js';
 
 /** How often status and metrics are sampled. */
 export const SAMPLE_MS = 2_000;
@@ -125,7 +126,7 @@ export class PairWatch {
       })(),
     );
     const reconnect = (): Promise<void> => waitForLeader(this.o.admin, Date.now() + 120_000, signal);
-    this.tasks.push(follow(this.o.admin, (e) => this.onEvent(e), reconnect, signal).catch((err: unknown) => this.o.log(`  event stream ended: ${(err as Error).message}`)));
+    this.tasks.push(followEvents(this.o.admin, (e) => this.onEvent(e), reconnect, signal).catch((err: unknown) => this.o.log(`  event stream ended: ${(err as Error).message}`)));
     this.tasks.push(this.every(() => this.sampleStatus()));
     this.tasks.push(this.every(() => this.scrapeAll()));
   }

@@ -8,6 +8,8 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AdminClient } from '../../coordinator/index.js';
+import { startStandbyServer, type StandbyServer } from '../../coordinator/ha/standby-server.js';
+import { testLogger } from './logger.js';
 import { createTestFederation, freePort, patchJsonFile, startCli, startSiteProcess, waitFor, type Proc, type TestFederation, type TestFederationOptions } from './federation.js';
 import { startNatsCluster, type TestNatsCluster } from './nats.js';
 
@@ -116,4 +118,24 @@ export async function startHaPair(o: HaPairOptions = {}): Promise<TestHaPair> {
     await cleanup();
     throw err;
   }
+}
+
+/** A standby responder as tests start it, and the address members dial it by. */
+export interface TestStandby extends StandbyServer {
+  /** `localhost:port`: the name its certificate (the federation's coordinator certificate) holds. */
+  readonly dial: string;
+}
+
+/**
+ * A standby responder (coordinator/ha/standby-server.ts) with `fed`'s coordinator certificate on a
+ * free loopback port, answering every call NOT_LEADER and naming `leader()`.
+ */
+export async function startTestStandby(fed: Pick<TestFederation, 'member'>, leader: () => string | undefined, level: 'info' | 'warn' = 'info'): Promise<TestStandby> {
+  const dir = fed.member('coordinator');
+  const server = await startStandbyServer({
+    config: { federation: 'testfed', listen: '127.0.0.1:0', tls: { ca: join(dir, 'ca.crt'), cert: join(dir, 'coordinator.crt'), key: join(dir, 'coordinator.key') } },
+    leader,
+    logger: testLogger({ level }).logger,
+  });
+  return { address: server.address, dial: server.address.replace('127.0.0.1', 'localhost'), stop: () => server.stop() };
 }

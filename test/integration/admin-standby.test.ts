@@ -13,9 +13,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AdminClient, AdminClientError, type AdminEvent, type CoordinatorHandle } from '../../coordinator/index.js';
-import { startStandbyServer, type StandbyServer } from '../../coordinator/ha/standby-server.js';
 import { CLI, createTestFederation, startCoordinatorInProcess, type TestFederation } from '../helpers/federation.js';
-import { testLogger } from '../helpers/logger.js';
+import { startTestStandby, type TestStandby } from '../helpers/ha-pair.js';
 import { waitFor } from '../helpers/wait.js';
 
 const exec = promisify(execFile);
@@ -23,7 +22,7 @@ const exec = promisify(execFile);
 describe('admins with several coordinator addresses follow a standby to the leader', () => {
   let fed: TestFederation;
   let coordinator: CoordinatorHandle;
-  let standby: StandbyServer;
+  let standby: TestStandby;
   let leader: string | undefined;
   /** Admin configs by name: `both` lists [standby, leader], `standby` only [standby]. */
   const configs = new Map<string, string>();
@@ -34,12 +33,7 @@ describe('admins with several coordinator addresses follow a standby to the lead
     await fed.patchCoordinatorConfig(({ run: _run, ...cfg }) => cfg);
     coordinator = await startCoordinatorInProcess(fed);
     leader = fed.address;
-    const dir = fed.member('coordinator');
-    standby = await startStandbyServer({
-      config: { federation: 'testfed', listen: '127.0.0.1:0', tls: { ca: `${dir}/ca.crt`, cert: `${dir}/coordinator.crt`, key: `${dir}/coordinator.key` } },
-      leader: () => leader,
-      logger: testLogger({ level: 'info' }).logger,
-    });
+    standby = await startTestStandby(fed, () => leader);
     const provisioned = fed.files.adminConfigs.get('admin')!;
     const { coordinator: _one, ...base } = JSON.parse(await readFile(provisioned, 'utf8')) as Record<string, unknown>;
     for (const [name, coordinators] of [['both', [standbyAddress(), fed.address]], ['standby', [standbyAddress()]]] as const) {
@@ -57,7 +51,7 @@ describe('admins with several coordinator addresses follow a standby to the lead
   });
 
   /** The standby as admins dial it: by the name its (the coordinator's) certificate holds. */
-  const standbyAddress = (): string => standby.address.replace('127.0.0.1', 'localhost');
+  const standbyAddress = (): string => standby.dial;
   const cli = (args: string[], config: string) => exec(process.execPath, [CLI, 'admin', ...args, '--config', config], { timeout: 30_000 });
 
   it('admin status --json answers with the leader\'s status from [standby, leader] and from [standby] alone', async () => {
@@ -98,14 +92,10 @@ describe('admins with several coordinator addresses follow a standby to the lead
 
   it('a standby that names itself leads to NOT_LEADER from the address followed: LEADER_BOUNCED', async () => {
     const m = fed.member('admins', 'admin');
-    const other = await startStandbyServer({
-      config: { federation: 'testfed', listen: '127.0.0.1:0', tls: { ca: `${fed.member('coordinator')}/ca.crt`, cert: `${fed.member('coordinator')}/coordinator.crt`, key: `${fed.member('coordinator')}/coordinator.key` } },
-      leader: () => standbyAddress(),
-      logger: testLogger({ level: 'info' }).logger,
-    });
-    const client = new AdminClient({ coordinators: [other.address.replace('127.0.0.1', 'localhost')], tls: { ca: join(m, 'ca.crt'), cert: join(m, 'admin.crt'), key: join(m, 'admin.key') } });
+    const other = await startTestStandby(fed, () => standbyAddress());
+    const client = new AdminClient({ coordinators: [other.dial], tls: { ca: join(m, 'ca.crt'), cert: join(m, 'admin.crt'), key: join(m, 'admin.key') } });
     // `other` names `standby`, which names the leader: the second hint is not followed.
-    leader = other.address.replace('127.0.0.1', 'localhost');
+    leader = other.dial;
     try {
       const err: unknown = await client.status().then(() => undefined, (e: unknown) => e);
       expect(err).toBeInstanceOf(AdminClientError);

@@ -18,12 +18,12 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { journalStreamName, journalSubject, readJournalChain, type CoordinatorHandle } from '../../coordinator/index.js';
-import { startStandbyServer, type StandbyServer } from '../../coordinator/ha/standby-server.js';
 import { createRunner, loadSiteConfig } from '../../site-agent/index.js';
 import { skipUnless } from '../helpers/components.js';
 import { createTestFederation, freePort, startCli, startCoordinatorInProcess, waitFor, waitForCommitted, type Proc, type TestFederation } from '../helpers/federation.js';
+import { startTestStandby, type TestStandby } from '../helpers/ha-pair.js';
 import { natsUnavailable, startNatsServer, type TestNatsServer } from '../helpers/nats.js';
-import { expectLogs, testLogger } from '../helpers/logger.js';
+import { expectLogs } from '../helpers/logger.js';
 import { RawRpcClient, allRpcs, type RawOutcome } from '../helpers/raw-rpc.js';
 import { adminCertFiles, siteCertFiles, type CertFiles } from '../helpers/raw-site.js';
 import { startAgentInProcess, type AgentUnderTest, type LogLine } from '../helpers/stand-in-coordinator.js';
@@ -60,7 +60,7 @@ function healthOf(address: string, files: CertFiles, service: string): Promise<n
 describe('a standby coordinator answering NOT_LEADER, and sites following it to the leader', () => {
   let fed: TestFederation;
   let coordinator: CoordinatorHandle;
-  let standby: StandbyServer;
+  let standby: TestStandby;
   let leader: string | undefined;
   const agents: AgentUnderTest[] = [];
 
@@ -68,12 +68,7 @@ describe('a standby coordinator answering NOT_LEADER, and sites following it to 
     fed = await createTestFederation({ sites: 2, run: { rounds: 1, minSites: 2 } });
     coordinator = await startCoordinatorInProcess(fed);
     leader = fed.address;
-    const dir = fed.member('coordinator');
-    standby = await startStandbyServer({
-      config: { federation: 'testfed', listen: '127.0.0.1:0', tls: { ca: `${dir}/ca.crt`, cert: `${dir}/coordinator.crt`, key: `${dir}/coordinator.key` } },
-      leader: () => leader,
-      logger: testLogger({ level: 'info' }).logger,
-    });
+    standby = await startTestStandby(fed, () => leader);
   }, 30_000);
 
   afterAll(async () => {
@@ -84,7 +79,7 @@ describe('a standby coordinator answering NOT_LEADER, and sites following it to 
   });
 
   /** The standby as sites dial it: by the name its (the coordinator's) certificate holds. */
-  const standbyAddress = (): string => standby.address.replace('127.0.0.1', 'localhost');
+  const standbyAddress = (): string => standby.dial;
 
   it('answers every site and admin RPC NOT_LEADER naming the leader, and refuses callers as the leader does', async () => {
     for (const [service, files] of [['SiteService', siteCertFiles(fed, 'site-1')], ['AdminService', adminCertFiles(fed)]] as const) {

@@ -5,11 +5,9 @@
  * a TypeScript agent whose site.json lists `coordinators: [standby, leader]` does the same. The
  * standby is coordinator/ha/standby-server.ts on another port, with the coordinator's certificate.
  */
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startStandbyServer, type StandbyServer } from '../../coordinator/ha/standby-server.js';
+import { startTestStandby, type TestStandby } from '../helpers/ha-pair.js';
 import { skipUnless } from '../helpers/components.js';
-import { testLogger } from '../helpers/logger.js';
 import { InteropFederation } from './harness.js';
 import { pythonInteropUnavailable } from './python.js';
 
@@ -18,7 +16,7 @@ const PY = 'site-2';
 
 describe.skipIf(skip)('the Python site agent and a standby coordinator', () => {
   let f: InteropFederation | undefined;
-  let standby: StandbyServer | undefined;
+  let standby: TestStandby | undefined;
   afterEach(async () => {
     await standby?.stop();
     await f?.close();
@@ -28,14 +26,9 @@ describe.skipIf(skip)('the Python site agent and a standby coordinator', () => {
   it('given only a standby\'s address, follows its NOT_LEADER to the leader, and its round commits', async () => {
     f = await InteropFederation.start(2, { rounds: 1, minSites: 2, evaluate: false, secureAggregation: { enabled: false }, strategy: { name: 'fedavg', lr: 1 }, maxSiteWeight: 1000 });
     const fed = f.fed;
-    const dir = fed.member('coordinator');
-    standby = await startStandbyServer({
-      config: { federation: 'testfed', listen: '127.0.0.1:0', tls: { ca: join(dir, 'ca.crt'), cert: join(dir, 'coordinator.crt'), key: join(dir, 'coordinator.key') } },
-      leader: () => fed.address,
-      logger: testLogger({ level: 'warn' }).logger,
-    });
+    standby = await startTestStandby(fed, () => fed.address, 'warn');
     // Dialled by the name the coordinator's certificate holds (the standby shares it).
-    const standbyAddress = standby.address.replace('127.0.0.1', 'localhost');
+    const standbyAddress = standby.dial;
     await fed.patchSiteConfig('site-1', ({ coordinator: _one, ...c }) => ({ ...c, coordinators: [standbyAddress, fed.address] }));
     f.startTsAgent('site-1');
     const python = f.startPython(PY, [], [standbyAddress]);

@@ -147,9 +147,14 @@ describe('fedhpc admin: run control and every read command', () => {
   }, 150_000);
 
   it('abort ends the open round and the run, journaled; a second start or abort is refused', async () => {
-    const file = await runFile('run-2.json', { ...baseRun, id: 'run-2', rounds: 50, train: { steps: 2000, batchSize: 16, lr: 0.01 } });
+    // Steps enough that no site finishes its shard before the abort: a round past training would
+    // have nobody to cancel (a loaded machine once let round 1 reach its aggregation first).
+    const file = await runFile('run-2.json', { ...baseRun, id: 'run-2', rounds: 50, train: { steps: 200_000, batchSize: 16, lr: 0.01 } });
     expect((await fedhpc(['start', '--run', file])).stdout).toBe('run run-2 started (50 rounds); run run-2 is running\n');
-    await waitFor('run-2 training', async () => ((await json(['status']))['phase'] === 'training' ? true : undefined), 60_000, 200);
+    await waitFor('a site of run-2 training', async () => {
+      const sites = await json<{ activity: string }[]>(['sites']);
+      return (await json(['status']))['phase'] === 'training' && sites.some((x) => x.activity === 'training') ? true : undefined;
+    }, 60_000, 200);
     const again = await fails(['start', '--run', file]);
     expect(again.stderr).toMatch(/RUN_STATE: a run is active/);
     const reused = await fails(['start', '--run', await runFile('run-1-again.json', { ...baseRun, id: 'run-1', rounds: 2 })]);

@@ -1,9 +1,10 @@
 /**
  * The reusable memory of the fused masking paths (mask.ts): one slice of masked words, into which
- * keystream slices are folded (added or subtracted modulo 2^b), and from which a sum is decoded.
- * With WebAssembly SIMD (mask-kernels.wat) the slice lives in the kernels' own memory: keystream
- * slices are copied in, four of one sign at a time, and folded in one pass; a sum decodes there
- * too. Elsewhere, or on a big-endian host, the same folds run in plain JS. Either way nothing is
+ * an update's values are quantised and keystream slices are folded (added or subtracted modulo
+ * 2^b), and from which a sum is decoded. With WebAssembly SIMD (mask-kernels.wat) the slice lives
+ * in the kernels' own memory: values and rounding words are copied in and quantised there,
+ * keystream slices are copied in, four of one sign at a time, and folded in one pass; a sum decodes
+ * there too. Elsewhere, or on a big-endian host, the same folds run in plain JS. Either way nothing is
  * allocated per slice but typed-array views and the keystream bytes Node's `cipher.update` hands
  * back (it cannot write into a caller's buffer).
  *
@@ -15,10 +16,12 @@ import { Buffer } from 'node:buffer';
 import { SecAggError } from './errors.js';
 import { MASK_KERNELS_WASM_BASE64 } from './mask-kernels-wasm.js';
 import { type MaskBits, type MaskWords, type Keystream, add16, add32, sub16, sub32 } from './prg.js';
+import { type QuantizeParams, quantizeRange } from './quantize.js';
 
 /** The exports of mask-kernels.wat: byte addresses in its memory, counts in words, m = 0 adds, −1 subtracts. */
 interface MaskKernelExports {
   readonly memory: WebAssembly.Memory;
+  quantize_f32(dst: number, x: number, u: number, n: number, clip: number, zero: number, scale: number, weight: number, wide: number): number;
   fold4_mod_u32(acc: number, src: number, stride: number, n: number, m: number): void;
   fold_mod_u32(acc: number, src: number, n: number, m: number): void;
   fold_mod_u16(acc: number, src: number, n: number, m: number): void;
@@ -86,6 +89,22 @@ export class MaskWorkspace {
       throw new SecAggError('INVALID_ARGUMENT', `a mask slice holds at most ${MASK_SLICE_WORDS} words`, { count });
     }
     return bits === 32 ? new Uint32Array(this.window, ACC_AT, count) : new Uint16Array(this.window, ACC_AT, count);
+  }
+
+  /**
+   * Fills the slice ({@link slice} with these `bits` and `count`) with the words of x[from, from +
+   * count), rounded by the next `count` words of `rounding`: quantize.ts's `quantizeRange`, bit for
+   * bit, and its NON_FINITE error (`offset` is x's element offset in the whole vector).
+   */
+  quantize(x: Float32Array, from: number, count: number, rounding: Keystream, bits: MaskBits, p: QuantizeParams, offset: number): void {
+    const u = rounding.take(count);
+    if (this.k !== undefined) {
+      new Float32Array(this.window, SRC_AT, count).set(x.subarray(from, from + count));
+      this.bytes.set(u, SRC_AT + SLICE_BYTES);
+      if (this.k.quantize_f32(ACC_AT, SRC_AT, SRC_AT + SLICE_BYTES, count, p.clip, p.zero, p.scale, p.weight, bits === 32 ? 1 : 0) === 0) return;
+      // A NaN or ±Infinity: the JS formula finds the first one and throws with its index.
+    }
+    quantizeRange(x, from, count, rounding.words32(u), this.slice(bits, count), 0, p, offset);
   }
 
   /**

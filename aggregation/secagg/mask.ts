@@ -8,7 +8,7 @@ import { SecAggError } from './errors.js';
 import { compareSiteIds } from './encoding.js';
 import { MASK_SLICE_WORDS, MaskWorkspace, type SignedStream } from './mask-workspace.js';
 import { type MaskBits, type MaskWords, Keystream } from './prg.js';
-import { type QuantizeOptions, dequantizeParams, quantizeParams, quantizeRange } from './quantize.js';
+import { type QuantizeOptions, dequantizeParams, quantizeParams } from './quantize.js';
 
 /** One pairwise mask of a site: the seed s_{u,v} shared with `peer`, added (+1) or subtracted (−1). */
 export interface PairwiseMask {
@@ -75,13 +75,18 @@ export interface MaskedEncodeInput extends MaskOptions {
  * The site's masked encoding of one chunk, fused: for each slice of {@link MASK_SLICE_WORDS}
  * elements, quantise and weight into `workspace`'s slice, fold the self mask and each pairwise
  * mask into it, copy it out. The words equal `maskVector(quantize(x, options, input), input)`
- * bit for bit; nothing is allocated per slice but keystream bytes, and `x` is not copied.
+ * bit for bit; nothing is allocated per slice but keystream bytes, and `x` is only read (a slice
+ * at a time, into the kernels' memory where they run). The words go to `out` when given (x.length
+ * words of the modulus's width: a buffer the caller sends as it is), else to a new array.
  */
-export function quantizeAndMask(x: Float32Array, options: QuantizeOptions, input: MaskedEncodeInput, workspace?: MaskWorkspace): MaskWords {
+export function quantizeAndMask(x: Float32Array, options: QuantizeOptions, input: MaskedEncodeInput, workspace?: MaskWorkspace, out?: MaskWords): MaskWords {
   const p = quantizeParams(options, input.weight);
   const bits = options.modulusBits;
   const offset = input.wordOffset ?? 0;
-  const out = bits === 32 ? new Uint32Array(x.length) : new Uint16Array(x.length);
+  if (out !== undefined && (out.length !== x.length || bitsOf(out) !== bits)) {
+    throw new SecAggError('INVALID_ARGUMENT', `the output needs ${x.length} words of ${bits} bits`, { words: out.length, values: x.length });
+  }
+  out ??= bits === 32 ? new Uint32Array(x.length) : new Uint16Array(x.length);
   // The masks' seeds are checked even for no words, as maskVector checks them; the rounding seed
   // only when there are words to round, as quantize does.
   const streams = maskStreams(input, x.length, bits);
@@ -90,9 +95,9 @@ export function quantizeAndMask(x: Float32Array, options: QuantizeOptions, input
   const ws = workspace ?? new MaskWorkspace();
   for (let at = 0; at < x.length; at += MASK_SLICE_WORDS) {
     const n = Math.min(MASK_SLICE_WORDS, x.length - at);
-    const slice = ws.slice(bits, n);
-    quantizeRange(x, at, n, rounding.words32(rounding.take(n)), slice, 0, p, offset);
+    ws.quantize(x, at, n, rounding, bits, p, offset);
     ws.fold(streams, bits, n);
+    const slice = ws.slice(bits, n);
     out.set(slice, at);
   }
   return out;

@@ -12,6 +12,7 @@ import {
   pairwiseSign,
   quantize,
   quantizeAndMask,
+  SecAggError,
   unmaskDequantize,
   unmaskSum,
   unmaskSumInPlace,
@@ -147,6 +148,70 @@ describe('fused masking (quantise, weight and mask per slice; unmask and decode 
       });
     }
   }
+
+  // The quantiser's own edges, where a kernel that rounds, clips or converts otherwise than the JS
+  // formula would differ: values at and just past ±clip, −0, subnormals, f32's largest, products
+  // that land on whole numbers, weights 0 and 1, q = b (Z = 2^(b−1) − 1, the widest clamp).
+  const edgeValues = (clip: number): Float32Array => {
+    const f = (v: number) => Math.fround(v);
+    const edges = [0, -0, clip, -clip, f(clip * (1 + 2 ** -20)), -f(clip * (1 + 2 ** -20)), f(clip * (1 - 2 ** -20)), 1e-45, -1e-45, 3.4e38, -3.4e38, 0.5, -0.5, 0.25, 1, -1];
+    const x = new Float32Array(4099);
+    for (let i = 0; i < x.length; i++) x[i] = i < edges.length ? edges[i]! : i % 3 === 0 ? f(((i % 64) - 32) / 16) : Math.cos(i) * clip * 1.2;
+    return x;
+  };
+  for (const { bits, quantBits, clip } of [
+    { bits: 32, quantBits: 32, clip: 1 },
+    { bits: 32, quantBits: 24, clip: 2.0e-3 },
+    { bits: 16, quantBits: 16, clip: 1.5 },
+    { bits: 16, quantBits: 14, clip: 2.0e-3 },
+  ] as const) {
+    it(`quantises the edge values the plain-JS way in WebAssembly SIMD: b = ${bits}, q = ${quantBits}, clip ${clip}`, () => {
+      const random = seededRandomBytes(`edges ${bits} ${quantBits}`);
+      const x = edgeValues(clip);
+      const q = { clip, quantBits, modulusBits: bits };
+      for (const weight of [0, 1, 0.3, 0.625]) {
+        for (const [from, to] of [[0, x.length], [1, 2050], [3, 4]] as const) {
+          const input = { weight, roundingSeed: random(32), selfSeed: random(32), pairwise: [], wordOffset: from + 7 };
+          const part = x.subarray(from, to);
+          const simd = quantizeAndMask(part, q, input, workspaces[0]!.ws);
+          const plain = quantizeAndMask(part, q, input, workspaces[1]!.ws);
+          const reference = refFold(refQuantize(part, q, weight, input.roundingSeed, input.wordOffset), [{ seed: input.selfSeed, sign: 1 }], input.wordOffset, bits);
+          expect([weight, from, firstDifference(simd, plain)]).toEqual([weight, from, -1]);
+          expect([weight, from, firstDifference(simd, reference)]).toEqual([weight, from, -1]);
+        }
+      }
+    });
+  }
+
+  it('names the first NaN or ±Infinity in either workspace, wherever it falls in the kernel\'s steps', () => {
+    const { pairwise, selfSeed, roundingSeed, q } = inputs(CASES[1]!);
+    const input = { weight: 0.5, roundingSeed, selfSeed, pairwise, wordOffset: 100 };
+    // Even and odd places, the odd length's last value (the kernel's scalar tail), a second slice.
+    for (const [length, at, bad] of [[1013, 700, Number.NaN], [1013, 701, Infinity], [1013, 1012, -Infinity], [MASK_SLICE_WORDS + 3, MASK_SLICE_WORDS + 2, Number.NaN]] as const) {
+      const x = new Float32Array(length).fill(0.25);
+      x[at] = bad;
+      x[length - 1] = x[length - 1] === 0.25 ? -Infinity : x[length - 1]!;
+      for (const { kind, ws } of workspaces) {
+        let thrown: unknown;
+        try {
+          quantizeAndMask(x, q, input, ws);
+        } catch (error) {
+          thrown = error;
+        }
+        expect([kind, length, at, thrown instanceof SecAggError ? [thrown.code, thrown.context['index']] : thrown]).toEqual([kind, length, at, ['NON_FINITE', 100 + at]]);
+      }
+    }
+  });
+
+  it('writes into a caller\'s buffer of the modulus\'s width, and refuses one of another size or width', () => {
+    const { x, pairwise, selfSeed, roundingSeed, q } = inputs(CASES[1]!);
+    const input = { weight: 0.5, roundingSeed, selfSeed, pairwise, wordOffset: 3 };
+    const out = new Uint32Array(x.length);
+    expect(quantizeAndMask(x, q, input, workspaces[0]!.ws, out)).toBe(out);
+    expect(firstDifference(out, quantizeAndMask(x, q, input))).toBe(-1);
+    expect(codeOf(() => quantizeAndMask(x, q, input, undefined, new Uint32Array(x.length - 1)))).toBe('INVALID_ARGUMENT');
+    expect(codeOf(() => quantizeAndMask(x, q, input, undefined, new Uint16Array(x.length)))).toBe('INVALID_ARGUMENT');
+  });
 
   it('refuses what quantize and maskVector refuse, with the same codes', () => {
     const { x, pairwise, selfSeed, roundingSeed, q } = inputs(CASES[1]!);

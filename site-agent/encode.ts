@@ -225,9 +225,12 @@ export class DeltaEncoder {
   private maskedWords(x: Float32Array, wordOffset: number): Buffer {
     const m = this.masked!;
     const q = { clip: m.params.clip, quantBits: m.params.quantBits, modulusBits: m.params.modulusBits };
-    // Quantise, weigh and mask in one pass per slice (the words of quantize + maskVector, bit for bit).
-    const masked = quantizeAndMask(x, q, { ...this.maskKit().masks, weight: m.weight, roundingSeed: m.roundingSeed, wordOffset }, this.maskKit().workspace);
-    return Buffer.from(masked.buffer, masked.byteOffset, masked.byteLength);
+    // Quantise, weigh and mask in one pass per slice (the words of quantize + maskVector, bit for
+    // bit), into a buffer the upload codec writes the chunk message around (no copy).
+    const room = chunkDataBuffer(x.length * (q.modulusBits / 8));
+    const words = q.modulusBits === 32 ? new Uint32Array(room.buffer, room.byteOffset, x.length) : new Uint16Array(room.buffer, room.byteOffset, x.length);
+    quantizeAndMask(x, q, { ...this.maskKit().masks, weight: m.weight, roundingSeed: m.roundingSeed, wordOffset }, this.maskKit().workspace, words);
+    return room;
   }
 
   /** The masked weight word that ends a secure upload, so the coordinator learns only Σw. */

@@ -15,8 +15,13 @@ import { chunkMessages, completeUpload, craftDelta, headerFor, joinedRawSite, ty
 /** The smallest window; the budget holds exactly one. */
 const WINDOW = 256 * 1024;
 const IDLE_S = 2;
-/** How long site-3's first stream keeps the budget, trickling chunks (it progresses; the others wait). */
+/**
+ * How long site-3's first stream keeps the budget after every other stream is seen queued, trickling
+ * chunks (it progresses; the others wait).
+ */
 const HOLD_MS = 2.5 * IDLE_S * 1000;
+/** The pause between the first stream's chunks: well inside the idle timeout, however slow the host. */
+const TRICKLE_MS = (IDLE_S * 1000) / 5;
 
 describe('one in-flight upload budget shared by every site', () => {
   let fed: TestFederation;
@@ -67,12 +72,29 @@ describe('one in-flight upload budget shared by every site', () => {
     const [task2, task3] = await Promise.all([site2.tasks.nextTrain(45_000), site3.tasks.nextTrain(45_000)]);
     const delta3 = craftDelta(task3);
     const half = 4 * Math.floor(delta3.length / 8);
-    const chunk = Math.max(4, 4 * Math.floor(half / 40));
+    // About 80 chunks a stripe (whole f32 values): at TRICKLE_MS, 32 s of trickle, room for the
+    // checks below on a slow host and HOLD_MS after them.
+    const chunk = Math.max(4, 4 * Math.floor(half / (4 * 80)));
     const [a, b] = [stripe(task3, delta3, 0, half, 2, chunk), stripe(task3, delta3, half, delta3.length, 2, chunk)];
 
     const first = site3.client.openUpload();
     await first.write(a[0]!);
     expect(Number((await first.reply((r) => r.accepted)).windowBytes)).toBe(WINDOW);
+    // From its acceptance on, the first stream sends a chunk every TRICKLE_MS, so the idle timeout
+    // (restarted only by a message) never ends it while the checks below run, however long they
+    // take; once they are done (`checked`) it goes on for HOLD_MS, the trailer kept back.
+    const body = a.slice(1, -1);
+    let checked: number | undefined;
+    const trickle = (async () => {
+      let i = 0;
+      while (i < body.length && (checked === undefined || Date.now() - checked < HOLD_MS)) {
+        await first.write(body[i++]!);
+        await sleep(TRICKLE_MS);
+      }
+      await first.write(...body.slice(i));
+      return { sent: i, of: body.length };
+    })();
+    trickle.catch(() => undefined); // a failed write is reported where the trickle is awaited
     // The budget is spent: site-3's second stripe and site-2's upload wait, told so.
     const second = site3.client.openUpload();
     await second.write(b[0]!);
@@ -85,7 +107,7 @@ describe('one in-flight upload budget shared by every site', () => {
     await gone.reply((r) => r.queued);
     gone.cancel();
     // Its end is logged while the budget is still held by the first stream: it left the queue, ungranted.
-    await waitFor('the cancelled stream off the queue', async () => ((await procs[0]!.logText()).includes('"message":"the client cancelled the stream"') ? true : undefined), 3_000, 100);
+    await waitFor('the cancelled stream off the queue', async () => ((await procs[0]!.logText()).includes('"message":"the client cancelled the stream"') ? true : undefined), 10_000, 100);
     const other = site2.client.openUpload();
     const whole2 = completeUpload([{ header: headerFor(task2, { chunkBytes: chunk }) }, ...chunkMessages(craftDelta(task2), chunk), { trailer: { sha256: '' } }]);
     await other.write(whole2[0]!);
@@ -94,13 +116,11 @@ describe('one in-flight upload budget shared by every site', () => {
     expect(status).toMatchObject({ uploadBudgetBytes: String(WINDOW), uploadBudgetUsedBytes: String(WINDOW) });
     expect(status.uploadStreamsQueued).toBeGreaterThanOrEqual(2); // site-1's agent may be queued too
 
-    const body = a.slice(1, -1);
-    const started = Date.now();
-    for (const m of body) {
-      await first.write(m);
-      await sleep(HOLD_MS / body.length);
-    }
-    expect(Date.now() - started).toBeGreaterThan(2 * IDLE_S * 1000);
+    checked = Date.now();
+    const trickled = await trickle;
+    // The trickle outlasted the checks (chunks were left for the hold) and held past two idle timeouts.
+    expect(trickled.sent).toBeLessThan(trickled.of);
+    expect(Date.now() - checked).toBeGreaterThan(2 * IDLE_S * 1000);
     // Still waiting (not accepted, not failed) after more than two idle timeouts without a byte.
     for (const s of [second, other]) {
       expect(s.replies.some((r) => r.accepted)).toBe(false);

@@ -32,7 +32,9 @@ const OPEN_S = 60;
 /**
  * A federation of 3 expected sites where site-3 uploads slowly, so that it can be revoked
  * mid-upload. Five rounds: the fourth opens under a restarted coordinator, the fifth after site-3
- * is enrolled again.
+ * is enrolled again. In the plain run site-2 uploads at a few seconds a round too, so that round 4
+ * is still under way when the test, having seen it leave `open`, pauses the run (unthrottled, a
+ * round took about a second, which a loaded machine could spend before the pause arrived).
  */
 async function slowSiteFederation(secure: boolean): Promise<{ fed: TestFederation; procs: Proc[]; admin: AdminClient }> {
   const fed = await createTestFederation({
@@ -46,6 +48,8 @@ async function slowSiteFederation(secure: boolean): Promise<{ fed: TestFederatio
     },
   });
   await fed.patchSiteConfig('site-3', (c) => ({ ...c, transfer: { uploadRateBytesPerS: 4_000, chunkBytes: 4096 } }));
+  // About 5 s for its ~80 KB delta: each round waits for it (site-3 is revoked, minSites is 2).
+  if (!secure) await fed.patchSiteConfig('site-2', (c) => ({ ...c, transfer: { uploadRateBytesPerS: 16_000, chunkBytes: 4096 } }));
   const procs = [await startCoordinatorProcess(fed)];
   for (const s of fed.sites) procs.push(await startSiteProcess(fed, s));
   return { fed, procs, admin: fed.admin() };
@@ -125,7 +129,8 @@ for (const secure of [false, true]) {
         expect(status.sitesRevoked).toBe(1);
         // The revocation replayed from the journal: round 4 does not wait for site-3 either.
         expect(await openPhaseMs(admin, 4)).toBeLessThan(PROMPT_OPEN_MS);
-        // Held after round 4 (which is training now), so site-3 can be enrolled again before round 5.
+        // Held after round 4 (still under way: site-2's upload alone takes seconds), so site-3 can be
+        // enrolled again before round 5.
         await admin.pause('re-enrolling site-3');
         await waitForCommitted(admin, 4, 90_000);
         expect((await admin.rounds()).rounds.filter((r) => r.outcome === 'committed').every((r) => !r.participants.includes('site-3'))).toBe(true);
@@ -133,7 +138,12 @@ for (const secure of [false, true]) {
 
       it('waits for the site again once an admin approves a new key for it', async () => {
         const { fed, procs, admin } = ctx!;
-        await waitFor('the run held after round 4', async () => ((await admin.status()).runState === 'paused' ? true : undefined), 90_000, 200);
+        const held = await waitFor('the run held', async () => {
+          const st = await admin.status();
+          return st.runState === 'paused' ? st : undefined;
+        }, 90_000, 200);
+        // The pause reached the coordinator while round 4 was under way: held after round 4.
+        expect(Number(held.roundsCommitted)).toBe(4);
         const dir = join(fed.dir, 're-enrol-site-3');
         await exec(process.execPath, [CLI, 'site', 'enroll', '--site', 'site-3', '--federation', 'testfed', '--out', dir]);
         const approve = ['admin', 'approve', 'site-3', '--csr', join(dir, 'site.csr'), '--ca', join(fed.dir, 'ca'), '--config', fed.files.adminConfigs.get('admin')!, '--json'];

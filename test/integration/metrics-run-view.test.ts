@@ -33,6 +33,7 @@ function plainHealthCheck(port: number, service: string, path = '/grpc.health.v1
   });
 }
 const SERVING = 1;
+const ROUNDS = 20;
 
 describe('coordinator metrics listener: run view and health for probes', () => {
   let fed: TestFederation;
@@ -45,10 +46,15 @@ describe('coordinator metrics listener: run view and health for probes', () => {
   };
 
   beforeAll(async () => {
+    // The run must still be going when the view is read after round 1, with an upload in flight:
+    // more rounds than the test sees (it is stopped, not finished), and site-2's ~80 KB delta
+    // throttled to a few seconds a round (unthrottled an upload lasted some 20 ms, and the 50 ms
+    // poll could miss every one of the few rounds left on a loaded machine).
     fed = await createTestFederation({
       sites: 2,
-      run: { rounds: 6, minSites: 2, train: { steps: 10, batchSize: 16, lr: 0.01 }, secureAggregation: { enabled: false } },
+      run: { rounds: ROUNDS, minSites: 2, train: { steps: 10, batchSize: 16, lr: 0.01 }, secureAggregation: { enabled: false } },
     });
+    await fed.patchSiteConfig('site-2', (c) => ({ ...c, transfer: { uploadRateBytesPerS: 32_000, chunkBytes: 4096 } }));
     port = await freePort();
     await fed.patchCoordinatorConfig((cfg) => ({ ...cfg, metrics: { port } }));
     procs.push(await startCoordinatorProcess(fed));
@@ -79,7 +85,7 @@ describe('coordinator metrics listener: run view and health for probes', () => {
     expect(first.type).toBe('text/plain; version=0.0.4; charset=utf-8');
     const t = first.text;
     expect(value(t, 'fedhpc_run_info', 'run_id="test-run"', 'state="running"')).toBe(1);
-    expect(value(t, 'fedhpc_run_rounds', 'kind="planned"')).toBe(6);
+    expect(value(t, 'fedhpc_run_rounds', 'kind="planned"')).toBe(ROUNDS);
     expect(value(t, 'fedhpc_run_rounds', 'kind="committed"')).toBeGreaterThanOrEqual(1);
     expect(value(t, 'fedhpc_round')).toBeGreaterThanOrEqual(1);
     expect(value(t, 'fedhpc_round_attempt')).toBeGreaterThanOrEqual(0);

@@ -92,8 +92,11 @@ describe.skipIf(skip)('the web dashboard in a browser', () => {
     fed = await createTestFederation({ sites: 3, run: { rounds: ROUNDS, minSites: 2, expectedSites: ['site-1', 'site-2'] } });
     const dashboardPort = await freePort();
     await fed.patchCoordinatorConfig((c) => ({ ...c, dashboard: { listen: `127.0.0.1:${dashboardPort}`, tls: true } }));
-    // One slow uploader: its transfers last long enough to be seen on the transfers page.
-    await fed.patchSiteConfig('site-2', (c) => ({ ...c, transfer: { uploadRateBytesPerS: 20_000, chunkBytes: 8192 } }));
+    // One slow uploader: its transfers last long enough to be seen on the transfers page, and each
+    // round waits some 8 s for its ~80 KB delta, so the run is still running well after round 1
+    // commits (at 20 KB/s the run's remaining rounds took some 16 s, which a loaded machine's
+    // browser could spend before the run page was read).
+    await fed.patchSiteConfig('site-2', (c) => ({ ...c, transfer: { uploadRateBytesPerS: 10_000, chunkBytes: 8192 } }));
     coordinator = await startCoordinatorInProcess(fed, {
       expectLogs: [/dashboard token refused/, /dropped|failed|left|disconnect|aborted/i],
     });
@@ -205,14 +208,15 @@ describe.skipIf(skip)('the web dashboard in a browser', () => {
   }, 150_000);
 
   it('shows a transfer in progress with a progress bar', async () => {
+    // The run page mid-round, first (a transfer can outlast the run: the final model's download for
+    // its evaluation): phase, deadline countdown, the attempt's sites.
+    await open('/');
+    expect(await text('#run-state')).toBe('running');
+    await shoot('run');
     await open('/transfers');
     await page.waitForSelector('#transfers .transfer .bar', { timeout: 60_000 });
     expect(await text('#transfers .transfer')).toMatch(/site-\d (uploads|downloads)/);
     await shoot('transfers');
-    // The run page mid-round: phase, deadline countdown, the attempt's sites.
-    await open('/');
-    expect(await text('#run-state')).toBe('running');
-    await shoot('run');
   }, 90_000);
 
   it('renders every page with the run’s data once it has finished', async () => {

@@ -10,7 +10,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { committedRecords } from '../helpers/faults.js';
 import { countedWork, keptFiles } from '../helpers/fold-checks.js';
-import { createTestFederation, startCoordinatorInProcess, waitForCommitted, type TestFederation } from '../helpers/federation.js';
+import type { TrainRequest } from '../../site-agent/runners/runner.js';
+import { createTestFederation, startCoordinatorInProcess, waitFor, waitForCommitted, type TestFederation } from '../helpers/federation.js';
 import { FoldTestRun, type InProcessAgent, KnownDeltaRunner, knownSamples, startKnownDeltaAgent } from '../helpers/known-delta-runner.js';
 import { expectLogs } from '../helpers/logger.js';
 
@@ -103,14 +104,29 @@ describe('sites that fall behind or join late', () => {
     live.coordinator = await startCoordinatorInProcess(f);
     let roundThreeTraining!: () => void;
     const training = new Promise<void>((r) => (roundThreeTraining = r));
-    // Round 3 trains for 2 s at site-1, long enough to join in the middle of it.
-    const beforeTrain = async (r: { round: number }): Promise<void> => {
-      if (r.round === 3) roundThreeTraining();
+    let siteThreeJoined!: () => void;
+    const joined = new Promise<void>((r) => (siteThreeJoined = r));
+    // Round 3 trains at site-1 until site-3 has joined (a fixed 2 s was not always enough for its
+    // TLS and Join on a loaded machine, and a site that joins once round 4 trains misses round 4).
+    const beforeTrain = async (r: TrainRequest): Promise<void> => {
+      if (r.round !== 3) return;
+      roundThreeTraining();
+      await new Promise<void>((resolve) => {
+        void joined.then(resolve);
+        r.signal.addEventListener('abort', () => resolve(), { once: true });
+      });
     };
-    start(f, 'site-1', new KnownDeltaRunner({ site: 'site-1', samples: knownSamples('site-1'), beforeTrain, delayMs: (r) => (r === 3 ? 2_000 : 0) }));
+    start(f, 'site-1', new KnownDeltaRunner({ site: 'site-1', samples: knownSamples('site-1'), beforeTrain }));
     start(f, 'site-2', new KnownDeltaRunner({ site: 'site-2', samples: knownSamples('site-2') }));
     await training;
     const late = start(f, 'site-3', new KnownDeltaRunner({ site: 'site-3', samples: knownSamples('site-3') }));
+    // Joined, with its task stream, while round 3 still trains (well inside its 20 s deadline).
+    await waitFor('site-3 connected', async () => {
+      const seen = await f.admin().sites();
+      return seen.sites.some((s) => s.siteId === 'site-3' && s.connected) ? seen : undefined;
+    }, 15_000, 50);
+    expect(await f.admin().status()).toMatchObject({ round: '3', roundsCommitted: '2' });
+    siteThreeJoined();
     await waitForCommitted(f.admin(), 5, 40_000);
     const commits = await committedRecords(f);
     expect(commits.map((c) => c.participants.some((p) => p.site === 'site-3'))).toEqual([false, false, false, true, true]);

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../common/config-file.js';
 import { createLogger, type Logger } from '../common/logger.js';
+import { tuneGarbageCollector } from '../common/gc-tuning.js';
 import { printable } from '../common/text.js';
 import { CoordinatorError, LEASE_DEFAULTS, loadCoordinatorConfig, runHaCoordinator, startCoordinator } from '../coordinator/index.js';
 import { serveMetrics } from '../common/metrics-http.js';
@@ -350,6 +351,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
 };
 
 async function main(argv: string[]): Promise<number> {
+  tuneGarbageCollector();
   const [command, ...rest] = argv;
   if (!command || command === '--help' || command === '-h') {
     process.stdout.write(USAGE);

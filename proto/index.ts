@@ -9,6 +9,7 @@ import type { ProtoGrpcType } from './generated/fedhpc.js';
 import type { UploadMessage, UploadMessage__Output } from './generated/fedhpc/v1/UploadMessage.js';
 import type { UploadReply } from './generated/fedhpc/v1/UploadReply.js';
 import { installFramePassThrough, uploadRequestCodec } from './upload-codec.js';
+import { installReceivePool } from './receive-pool.js';
 
 export type { ProtoGrpcType } from './generated/fedhpc.js';
 // <generated-exports>
@@ -161,13 +162,15 @@ function withUploadCodec(def: protoLoader.PackageDefinition): protoLoader.Packag
   const service = def['fedhpc.v1.SiteService'] as protoLoader.ServiceDefinition;
   const upload = service.Upload as protoLoader.MethodDefinition<UploadMessage, UploadReply, UploadMessage__Output>;
   const codec = uploadRequestCodec({ serialize: upload.requestSerialize, deserialize: upload.requestDeserialize }, installFramePassThrough());
+  installReceivePool();
   return {
     ...def,
     'fedhpc.v1.SiteService': { ...service, Upload: { ...upload, requestSerialize: codec.serialize, requestDeserialize: codec.deserialize } },
   };
 }
 
-export { chunkDataBuffer, installFramePassThrough } from './upload-codec.js';
+export { chunkBufferCounts, chunkDataBuffer, installFramePassThrough, recycleChunkData } from './upload-codec.js';
+export { installReceivePool, recycleReceived } from './receive-pool.js';
 
 /** Path of the .proto file, for reflection and tooling. */
 export const protoPath = PROTO_PATH;

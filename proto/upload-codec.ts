@@ -111,14 +111,56 @@ const ROOM_AFTER = 8;
 const rooms = new WeakMap<ArrayBufferLike, Buffer<ArrayBuffer>>();
 
 /**
+ * Whole buffers handed back by {@link recycleChunkData}, by data size (a delta's chunks are nearly
+ * all one size), at most {@link RECYCLED_BYTES} in all. Each fresh buffer is external memory to V8,
+ * and 1 MiB chunks that outlive a scavenge in the send window set off mark-compacts (a mark-compact
+ * every ~13 MB of chunks in a plain agent: bench/RESULTS.md, issue 18, session 10).
+ */
+const recycled = new Map<number, Buffer<ArrayBuffer>[]>();
+const RECYCLED_BYTES = 64 * 1024 * 1024;
+let recycledBytes = 0;
+/** Chunk buffers made fresh and made of recycled memory, in this process. */
+const counts = { fresh: 0, reused: 0 };
+
+/** How many chunk buffers {@link chunkDataBuffer} made fresh and how many of recycled memory. */
+export function chunkBufferCounts(): { readonly fresh: number; readonly reused: number } {
+  return { ...counts };
+}
+
+/**
  * A buffer for `bytes` bytes of a chunk's data with room around it, in memory of its own: a chunk
  * message made of it is written around the data in place, with no copy of the data
- * ({@link encodeChunkMessage}). The delta encoder makes its chunks in such buffers.
+ * ({@link encodeChunkMessage}). The delta encoder makes its chunks in such buffers; one handed back
+ * by {@link recycleChunkData} is used again.
  */
 export function chunkDataBuffer(bytes: number): Buffer {
+  const reused = recycled.get(bytes)?.pop();
+  if (reused) {
+    recycledBytes -= reused.byteLength;
+    counts.reused++;
+    return reused.subarray(ROOM_BEFORE, ROOM_BEFORE + bytes);
+  }
+  counts.fresh++;
   const whole = Buffer.allocUnsafeSlow(ROOM_BEFORE + bytes + ROOM_AFTER);
   rooms.set(whole.buffer, whole);
   return whole.subarray(ROOM_BEFORE, ROOM_BEFORE + bytes);
+}
+
+/**
+ * Hands back the buffer of `data`, all of a {@link chunkDataBuffer}'s data, for a later chunk; any
+ * other bytes are left alone. Only for a caller that will not read `data` again and whose every
+ * holder is done with it: the upload sender calls it from the write's callback, once grpc-js has
+ * written the message (the agent's channel runs without grpc-js's retry buffer, which could send a
+ * message again after that callback).
+ */
+export function recycleChunkData(data: Uint8Array): void {
+  const whole = roomOf(data);
+  if (!whole || recycledBytes + whole.byteLength > RECYCLED_BYTES) return;
+  let list = recycled.get(data.byteLength);
+  if (!list) recycled.set(data.byteLength, (list = []));
+  if (list.includes(whole)) return;
+  list.push(whole);
+  recycledBytes += whole.byteLength;
 }
 
 /** The whole {@link chunkDataBuffer} when `data` is all of its data (its room may be written), else undefined. */

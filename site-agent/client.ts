@@ -28,12 +28,30 @@ export function createSiteClient(config: { readonly coordinator: string } & Pick
     'grpc.max_reconnect_backoff_ms': 2_000,
     // Downloads of the global model need a receive window larger than HTTP/2's 64 KiB too.
     ...clientWindowOptions(),
+    // Retrying is the agent's job too (it resumes a stripe from the coordinator's offset). And with
+    // no retry buffer grpc-js calls a message's write callback only once HTTP/2 has written it —
+    // a message kept for a retry is called back at once, before it is sent — which is when the
+    // upload sender hands a chunk's buffer back for a later chunk (proto/upload-codec.ts).
+    'grpc.enable_retries': 0,
+    'grpc.per_rpc_retry_buffer_size': 0,
   };
   if (config.serverName) options['grpc.default_authority'] = config.serverName;
   const { SiteService } = loadProto().fedhpc.v1;
-  if (config.proxy) {
-    const via = proxiedTarget(config.coordinator, config.proxy);
-    return new SiteService(via.target, credentials, { ...options, ...via.options, ...(config.serverName ? { 'grpc.default_authority': config.serverName } : {}) });
-  }
-  return new SiteService(config.coordinator, credentials, options);
+  const via = config.proxy ? proxiedTarget(config.coordinator, config.proxy) : undefined;
+  const client = via
+    ? new SiteService(via.target, credentials, { ...options, ...via.options, ...(config.serverName ? { 'grpc.default_authority': config.serverName } : {}) })
+    : new SiteService(config.coordinator, credentials, options);
+  calledBackAfterWrite.add(client);
+  return client;
+}
+
+/** Clients made by {@link createSiteClient}, whose channel options are set as recycling needs. */
+const calledBackAfterWrite = new WeakSet<object>();
+
+/**
+ * Whether grpc-js calls back a message written on `client`'s streams only once HTTP/2 has written
+ * it (a client of {@link createSiteClient}), so that the message's memory may then be used again.
+ */
+export function callsBackAfterWrite(client: object): boolean {
+  return calledBackAfterWrite.has(client);
 }

@@ -16,6 +16,7 @@ import { isUnitBoundary } from '../aggregation/index.js';
 import type { DeltaEncoder } from './encode.js';
 import { SiteAgentError } from './errors.js';
 import { classifyFailure } from './retry.js';
+import { callsBackAfterWrite } from './client.js';
 import { sendStripe } from './upload-stripe.js';
 import { modelChunksFromWire, type UploadOutcome, type UploadQueue } from './wire.js';
 
@@ -256,6 +257,8 @@ export async function uploadDelta(client: SiteServiceClient, header: UploadHeade
   const positions = stripes.map((s) => s.start);
   const done = (): number => positions.reduce((sum, p, i) => sum + p - stripes[i]!.start, 0);
   const pace = ratePacer(o.rateBytesPerS, signal);
+  // Chunk buffers are used again only where the stream calls back after writing (client.ts).
+  const recycleChunks = callsBackAfterWrite(client);
   const results = await Promise.all(
     stripes.map((s, i) =>
       withRetries(`upload of stripe ${s.start}..${s.end}`, policy, signal, () => positions[i]!, async () => {
@@ -282,7 +285,7 @@ export async function uploadDelta(client: SiteServiceClient, header: UploadHeade
           // one opened on a connection that died under it may never hear so. Only idleMs without
           // progress across streams fails the transfer.
           const streamIdleMs = Math.max(1_000, Math.floor(policy.idleMs / 3));
-          const result = await sendStripe(call, { encoder, header: wireHeader, start: s.start, end: s.end, chunkBytes: o.chunkBytes, idleMs: streamIdleMs, signal, pace, onSent: o.onSent ?? (() => undefined), onPosition, onQueued: o.onQueued });
+          const result = await sendStripe(call, { encoder, header: wireHeader, start: s.start, end: s.end, chunkBytes: o.chunkBytes, idleMs: streamIdleMs, signal, pace, onSent: o.onSent ?? (() => undefined), onPosition, onQueued: o.onQueued, recycleChunks });
           call.end();
           return result;
         } catch (err) {

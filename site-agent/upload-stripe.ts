@@ -7,7 +7,7 @@
 import { crc32c } from '@node-rs/crc32';
 import { createHash, type Hash } from 'node:crypto';
 import { once } from 'node:events';
-import type { UploadMessage } from '../proto/index.js';
+import { recycleChunkData, type UploadMessage } from '../proto/index.js';
 import { stripePieces, type Piece } from '../aggregation/index.js';
 import type { DeltaEncoder } from './encode.js';
 import { SiteAgentError } from './errors.js';
@@ -31,6 +31,11 @@ export interface StripeJob {
   readonly onPosition: (offset: number) => void;
   /** The coordinator holds the stream back until its shared in-flight budget has room. */
   readonly onQueued?: ((q: UploadQueue) => void) | undefined;
+  /**
+   * Hand each chunk's buffer back for a later chunk once the stream's write callback fires: only
+   * where that callback comes after HTTP/2 wrote the message (client.ts, `callsBackAfterWrite`).
+   */
+  readonly recycleChunks?: boolean;
 }
 
 /** Replies of the coordinator, as state the sender waits on. */
@@ -116,8 +121,9 @@ export async function sendStripe(call: UploadStream, job: StripeJob): Promise<Up
   const replies = new Replies(call, job.idleMs, job.onQueued);
   const pieces = stripePieces(job.encoder.segments, job.start, job.end);
   try {
-    const write = async (m: UploadMessage): Promise<void> => {
-      if (!call.write(m)) await Promise.race([once(call, 'drain', { signal: job.signal }), replies.failed]);
+    const write = async (m: UploadMessage, written?: () => void): Promise<void> => {
+      const more = written ? call.write(m, (err: unknown) => (err ? undefined : written())) : call.write(m);
+      if (!more) await Promise.race([once(call, 'drain', { signal: job.signal }), replies.failed]);
     };
     await write({ header: job.header });
     await replies.until(() => replies.accepted !== undefined || replies.result !== undefined);
@@ -142,7 +148,7 @@ export async function sendStripe(call: UploadStream, job: StripeJob): Promise<Up
 }
 
 /** Sends chunks from `pos` to the stripe's end; stops early when a resend is asked for. */
-async function sendFrom(pos: number, job: StripeJob, pieces: readonly Piece[], replies: Replies, window: number, write: (m: UploadMessage) => Promise<void>): Promise<void> {
+async function sendFrom(pos: number, job: StripeJob, pieces: readonly Piece[], replies: Replies, window: number, write: (m: UploadMessage, written?: () => void) => Promise<void>): Promise<void> {
   let piece = pieces.findIndex((p) => pos < p.end);
   if (piece < 0) return;
   let hash = await prefixHash(job, pieces[piece]!, pos);
@@ -151,11 +157,12 @@ async function sendFrom(pos: number, job: StripeJob, pieces: readonly Piece[], r
     await replies.until(() => end - replies.acked <= window || replies.resendTo !== undefined);
     if (replies.resendTo !== undefined) return;
     await job.pace(c.data.length);
-    await write({ chunk: { offset: c.offset, data: c.data, crc32c: crc32c(c.data) } });
+    // Hashed before it is written: once grpc-js has written it, its buffer may make a later chunk.
+    hash.update(c.data);
+    await write({ chunk: { offset: c.offset, data: c.data, crc32c: crc32c(c.data) } }, job.recycleChunks ? () => recycleChunkData(c.data) : undefined);
     replies.touch();
     job.onSent(c.data.length);
     job.onPosition(end);
-    hash.update(c.data);
     if (end === pieces[piece]!.end) {
       await write({ digest: { tensor: pieces[piece]!.tensor, sha256: hash.digest('hex') } });
       hash = createHash('sha256');
@@ -167,6 +174,11 @@ async function sendFrom(pos: number, job: StripeJob, pieces: readonly Piece[], r
 /** The SHA-256 state of a tensor piece up to `pos`, re-encoding (not re-sending) its first bytes. */
 async function prefixHash(job: StripeJob, p: Piece, pos: number): Promise<Hash> {
   const hash = createHash('sha256');
-  if (pos > p.start) for await (const c of job.encoder.range(p.start, pos, job.chunkBytes, job.signal)) hash.update(c.data);
+  if (pos > p.start) {
+    for await (const c of job.encoder.range(p.start, pos, job.chunkBytes, job.signal)) {
+      hash.update(c.data);
+      recycleChunkData(c.data);
+    }
+  }
   return hash;
 }

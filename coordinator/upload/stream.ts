@@ -9,7 +9,7 @@ import { crc32c } from '@node-rs/crc32';
 import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
-import type { UploadReply } from '../../proto/index.js';
+import { recycleReceived, type UploadReply } from '../../proto/index.js';
 import type { UploadFrame } from './frames.js';
 import { CoordinatorError } from '../core/errors.js';
 import { hashRange, pieceAt, type StripeState, type UploadSession } from './session.js';
@@ -122,6 +122,8 @@ export class StripeReceiver {
     await this.file.write(data, 0, data.length, offset);
     this.session.digest.written(offset, data);
     this.digestBytes(offset, data);
+    // Written and hashed: nothing reads these bytes again, and their memory takes a later chunk.
+    recycleReceived(data);
     s.received = end;
     this.hooks.onBytes(data.length);
     this.session.progressed();

@@ -14,6 +14,7 @@ import { openFileSource } from '../../common/files.js';
 import { createSiteClient } from '../../site-agent/client.js';
 import { DeltaEncoder } from '../../site-agent/encode.js';
 import { uploadDelta } from '../../site-agent/transfer.js';
+import { chunkBufferCounts } from '../../proto/index.js';
 import { coordinatorStateDir, readJsonLines } from '../helpers/faults.js';
 import { createTestFederation, startCoordinatorProcess, startSiteProcess, waitFor, waitForCommitted, type Proc, type TestFederation } from '../helpers/federation.js';
 import { RawSiteClient, siteCertFiles } from '../helpers/raw-site.js';
@@ -108,6 +109,7 @@ describe('uploads resume after a broken connection or a killed agent', () => {
     const encoder = await DeltaEncoder.open(globalPath, localPath, tensors, 'f32');
     closers.push(() => encoder.close());
     let sent = 0;
+    const before = chunkBufferCounts();
     const res = await uploadDelta(
       client,
       { runId: task.runId, round: Number(task.round), attempt: task.attempt, baseModelSha256: task.globalModel!.sha256, encoding: 'f32', tensors, samples: 100, tokens: 1000, steps: 1, trainLoss: 1, dataManifestSha256: '' },
@@ -122,6 +124,9 @@ describe('uploads resume after a broken connection or a killed agent', () => {
     const whole = createHash('sha256');
     for await (const c of encoder.range(0, encoder.totalBytes, 1 << 20, new AbortController().signal)) whole.update(c.data);
     expect(res.sha256).toBe(whole.digest('hex'));
+    // ...though the agent's client (createSiteClient) let the sender make later chunks in the
+    // buffers of chunks already written (proto/upload-codec.ts, recycleChunkData).
+    expect(chunkBufferCounts().reused - before.reused).toBeGreaterThan(0);
     expect(proxy.cuts()).toBe(1);
     expect(sent).toBeGreaterThanOrEqual(encoder.totalBytes);
     expect(sent - encoder.totalBytes).toBeLessThanOrEqual(2 * WINDOW);

@@ -8,7 +8,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadProto, protoPath, type UploadMessage, type UploadMessage__Output, type UploadReply } from '../../../proto/index.js';
-import { chunkDataBuffer, decodeChunkMessage, encodeChunkMessage, installFramePassThrough, uploadRequestCodec } from '../../../proto/upload-codec.js';
+import { chunkDataBuffer, decodeChunkMessage, encodeChunkMessage, installFramePassThrough, recycleChunkData, uploadRequestCodec } from '../../../proto/upload-codec.js';
 import { encodeWire } from '../../helpers/proto-fuzz.js';
 
 const OPTIONS = { keepCase: false, longs: String, enums: String, defaults: true, oneofs: true };
@@ -88,6 +88,32 @@ describe('the Upload chunk codec writes what protobufjs writes', () => {
     const copied = encodeChunkMessage({ offset: 1, data: part, crc32c: 2 })!;
     expect(copied.buffer).not.toBe(part.buffer);
     expect(Buffer.from(copied).equals(generated.serialize({ chunk: { offset: 1, data: part, crc32c: 2 } }))).toBe(true);
+  });
+
+  it('makes a later chunk of the same size in a buffer handed back, and takes back only whole chunk buffers, once', () => {
+    const bytes = 4099;
+    const first = chunkDataBuffer(bytes);
+    recycleChunkData(first);
+    recycleChunkData(first);
+    const again = chunkDataBuffer(bytes);
+    expect(again.buffer).toBe(first.buffer);
+    // Handed back twice, it was kept once: the next buffer of that size is new.
+    expect(chunkDataBuffer(bytes).buffer).not.toBe(first.buffer);
+    // A buffer of another size is not used for it, and a chunk made again is still written in place.
+    recycleChunkData(again);
+    expect(chunkDataBuffer(bytes + 2).buffer).not.toBe(first.buffer);
+    const reused = chunkDataBuffer(bytes);
+    expect(reused.buffer).toBe(first.buffer);
+    reused.set(bytesOf(bytes));
+    const message = encodeChunkMessage({ offset: 7, data: reused, crc32c: 9 }, true)!;
+    expect(message.buffer).toBe(reused.buffer);
+    expect(Buffer.from(message).equals(generated.serialize({ chunk: { offset: 7, data: reused, crc32c: 9 } }))).toBe(true);
+    // Part of a chunk buffer, or bytes from anywhere else, are never taken.
+    const part = chunkDataBuffer(200);
+    recycleChunkData(part.subarray(1));
+    const other = Buffer.alloc(200);
+    recycleChunkData(other);
+    expect([chunkDataBuffer(200).buffer === part.buffer, chunkDataBuffer(199).buffer === part.buffer]).toEqual([false, false]);
   });
 
   it.each([

@@ -13,32 +13,22 @@
  * and hashed. Messages nobody hands back are garbage, as before; where the pool is empty the decoder
  * allocates, as before.
  */
-import { createRequire } from 'node:module';
+import { BufferPool } from './buffer-pool.js';
+import { grpcInternal } from './grpc-internals.js';
 
-/** grpc-js versions whose `StreamDecoder` (stream-decoder.js) was read for the patch below. */
-const CHECKED_GRPC_JS_VERSIONS = /^1\.14\.\d+$/;
 /** Messages smaller than this are left to grpc-js: only upload chunks are worth a pool. */
 const MIN_POOLED_BYTES = 64 * 1024;
-/** At most this many bytes wait in the pool, in all. */
-const POOL_BYTES = 64 * 1024 * 1024;
 /** `StreamDecoder`'s READING_MESSAGE state. */
 const READING_MESSAGE = 2;
 /** `StreamDecoder`'s NO_DATA state. */
 const NO_DATA = 0;
 
-/** Pooled buffers by framed-message length (5-byte prefix + message). */
-const pool = new Map<number, Buffer<ArrayBuffer>[]>();
-let pooledBytes = 0;
-/** Every buffer the decoder made or took here, by its memory: only these come back. */
-const ours = new WeakMap<ArrayBufferLike, Buffer<ArrayBuffer>>();
-/** Messages gathered into fresh and into recycled memory, in this process. */
-const counts = { fresh: 0, reused: 0 };
+/** Framed messages' memory (5-byte prefix + message), at most 64 MiB of it waiting. */
+const received = new BufferPool(64 * 1024 * 1024);
 
 /** Messages gathered here into fresh and into recycled memory, and buffers waiting to be used again. */
 export function receivedBufferCounts(): { readonly fresh: number; readonly reused: number; readonly pooled: number } {
-  let pooled = 0;
-  for (const list of pool.values()) pooled += list.length;
-  return { ...counts, pooled };
+  return received.stats();
 }
 
 /** The decoder state the patch reads and writes (grpc-js 1.14's field names). */
@@ -67,53 +57,32 @@ export function installReceivePool(): boolean {
 }
 
 function patchStreamDecoder(): boolean {
-  try {
-    const require = createRequire(import.meta.url);
-    const version = String((require('@grpc/grpc-js/package.json') as { version?: unknown }).version);
-    if (!CHECKED_GRPC_JS_VERSIONS.test(version)) return false;
-    const mod = require('@grpc/grpc-js/build/src/stream-decoder.js') as { StreamDecoder?: { prototype: { write?: DecoderWrite } } };
-    const proto = mod.StreamDecoder?.prototype;
-    const original = proto?.write;
-    if (!proto || typeof original !== 'function') return false;
-    proto.write = function (this: DecoderState, data: Buffer): Buffer[] {
-      // The one case handled here: a large message whose last bytes open `data`. Anything else
-      // (sizes, prefixes, small messages, a message inside one frame) is grpc-js's own path.
-      const size = this.readMessageSize;
-      const remaining = this.readMessageRemaining;
-      if (this.readState !== READING_MESSAGE || size < MIN_POOLED_BYTES || remaining > data.length || !Array.isArray(this.readPartialMessage)) {
-        return original.call(this, data);
-      }
-      const framed = takeBuffer(size + 5);
-      framed.set(this.readCompressFlag.subarray(0, 1), 0);
-      framed.set(this.readPartialSize.subarray(0, 4), 1);
-      let at = 5;
-      for (const part of this.readPartialMessage) {
-        framed.set(part, at);
-        at += part.length;
-      }
-      framed.set(data.subarray(0, remaining), at);
-      this.readPartialMessage = [];
-      this.readMessageRemaining = 0;
-      this.readState = NO_DATA;
-      return remaining < data.length ? [framed, ...original.call(this, data.subarray(remaining))] : [framed];
-    };
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function takeBuffer(bytes: number): Buffer<ArrayBuffer> {
-  const reused = pool.get(bytes)?.pop();
-  if (reused) {
-    pooledBytes -= reused.byteLength;
-    counts.reused++;
-    return reused;
-  }
-  counts.fresh++;
-  const fresh = Buffer.allocUnsafeSlow(bytes);
-  ours.set(fresh.buffer, fresh);
-  return fresh;
+  const proto = grpcInternal<{ StreamDecoder: { prototype: { write?: DecoderWrite } } }>('stream-decoder.js')?.StreamDecoder?.prototype;
+  const original = proto?.write;
+  if (!proto || typeof original !== 'function') return false;
+  proto.write = function (this: DecoderState, data: Buffer): Buffer[] {
+    // The one case handled here: a large message whose last bytes open `data`. Anything else
+    // (sizes, prefixes, small messages, a message inside one frame) is grpc-js's own path.
+    const size = this.readMessageSize;
+    const remaining = this.readMessageRemaining;
+    if (this.readState !== READING_MESSAGE || size < MIN_POOLED_BYTES || remaining > data.length || !Array.isArray(this.readPartialMessage)) {
+      return original.call(this, data);
+    }
+    const framed = received.take(size + 5);
+    framed.set(this.readCompressFlag.subarray(0, 1), 0);
+    framed.set(this.readPartialSize.subarray(0, 4), 1);
+    let at = 5;
+    for (const part of this.readPartialMessage) {
+      framed.set(part, at);
+      at += part.length;
+    }
+    framed.set(data.subarray(0, remaining), at);
+    this.readPartialMessage = [];
+    this.readMessageRemaining = 0;
+    this.readState = NO_DATA;
+    return remaining < data.length ? [framed, ...original.call(this, data.subarray(remaining))] : [framed];
+  };
+  return true;
 }
 
 /**
@@ -122,11 +91,6 @@ function takeBuffer(bytes: number): Buffer<ArrayBuffer> {
  * any other view of that message) again.
  */
 export function recycleReceived(bytes: Uint8Array): void {
-  const whole = ours.get(bytes.buffer);
-  if (!whole || pooledBytes + whole.byteLength > POOL_BYTES) return;
-  let list = pool.get(whole.byteLength);
-  if (!list) pool.set(whole.byteLength, (list = []));
-  if (list.includes(whole)) return;
-  list.push(whole);
-  pooledBytes += whole.byteLength;
+  const whole = received.owner(bytes);
+  if (whole) received.give(whole);
 }

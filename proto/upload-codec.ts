@@ -19,7 +19,8 @@
  * message beside the chunk, wire types that differ from the contract, groups, over-long varints) to
  * the generated decoder. test/unit/protocol/upload-codec.test.ts checks both directions.
  */
-import { createRequire } from 'node:module';
+import { BufferPool } from './buffer-pool.js';
+import { grpcInternal } from './grpc-internals.js';
 
 /** A codec as grpc-js method definitions hold one. */
 export interface MessageCodec<In, Out> {
@@ -107,24 +108,16 @@ Object.setPrototypeOf(PreFramedMessage.prototype, Buffer.prototype);
  */
 const ROOM_BEFORE = 32;
 const ROOM_AFTER = 8;
-/** The whole buffers {@link chunkDataBuffer} made, by backing store: only they are written around their data. */
-const rooms = new WeakMap<ArrayBufferLike, Buffer<ArrayBuffer>>();
-
 /**
- * Whole buffers handed back by {@link recycleChunkData}, by data size (a delta's chunks are nearly
- * all one size), at most {@link RECYCLED_BYTES} in all. Each fresh buffer is external memory to V8,
- * and 1 MiB chunks that outlive a scavenge in the send window set off mark-compacts (a mark-compact
- * every ~13 MB of chunks in a plain agent: bench/RESULTS.md, issue 18, session 10).
+ * The whole buffers {@link chunkDataBuffer} makes, handed back by {@link recycleChunkData}: a delta's
+ * chunks are nearly all one size, and 1 MiB chunks that outlived a scavenge in the send window set
+ * off a mark-compact every ~13 MB in a plain agent (bench/RESULTS.md, issue 18, session 10).
  */
-const recycled = new Map<number, Buffer<ArrayBuffer>[]>();
-const RECYCLED_BYTES = 64 * 1024 * 1024;
-let recycledBytes = 0;
-/** Chunk buffers made fresh and made of recycled memory, in this process. */
-const counts = { fresh: 0, reused: 0 };
+const chunkBuffers = new BufferPool(64 * 1024 * 1024);
 
-/** How many chunk buffers {@link chunkDataBuffer} made fresh and how many of recycled memory. */
-export function chunkBufferCounts(): { readonly fresh: number; readonly reused: number } {
-  return { ...counts };
+/** How many chunk buffers {@link chunkDataBuffer} made fresh, how many of recycled memory, how many wait. */
+export function chunkBufferCounts(): { readonly fresh: number; readonly reused: number; readonly pooled: number } {
+  return chunkBuffers.stats();
 }
 
 /**
@@ -134,16 +127,7 @@ export function chunkBufferCounts(): { readonly fresh: number; readonly reused: 
  * by {@link recycleChunkData} is used again.
  */
 export function chunkDataBuffer(bytes: number): Buffer {
-  const reused = recycled.get(bytes)?.pop();
-  if (reused) {
-    recycledBytes -= reused.byteLength;
-    counts.reused++;
-    return reused.subarray(ROOM_BEFORE, ROOM_BEFORE + bytes);
-  }
-  counts.fresh++;
-  const whole = Buffer.allocUnsafeSlow(ROOM_BEFORE + bytes + ROOM_AFTER);
-  rooms.set(whole.buffer, whole);
-  return whole.subarray(ROOM_BEFORE, ROOM_BEFORE + bytes);
+  return chunkBuffers.take(ROOM_BEFORE + bytes + ROOM_AFTER).subarray(ROOM_BEFORE, ROOM_BEFORE + bytes);
 }
 
 /**
@@ -155,17 +139,12 @@ export function chunkDataBuffer(bytes: number): Buffer {
  */
 export function recycleChunkData(data: Uint8Array): void {
   const whole = roomOf(data);
-  if (!whole || recycledBytes + whole.byteLength > RECYCLED_BYTES) return;
-  let list = recycled.get(data.byteLength);
-  if (!list) recycled.set(data.byteLength, (list = []));
-  if (list.includes(whole)) return;
-  list.push(whole);
-  recycledBytes += whole.byteLength;
+  if (whole) chunkBuffers.give(whole);
 }
 
 /** The whole {@link chunkDataBuffer} when `data` is all of its data (its room may be written), else undefined. */
 function roomOf(data: Uint8Array): Buffer<ArrayBuffer> | undefined {
-  const whole = rooms.get(data.buffer);
+  const whole = chunkBuffers.owner(data);
   return whole && data.byteOffset === ROOM_BEFORE && whole.byteLength === ROOM_BEFORE + data.byteLength + ROOM_AFTER ? whole : undefined;
 }
 
@@ -335,9 +314,6 @@ export function uploadRequestCodec<In extends UploadMessageInput, Out>(generated
   };
 }
 
-/** grpc-js versions whose framing (compression-filter.js, `IdentityHandler.writeMessage`) was read for the patch below. */
-const CHECKED_GRPC_JS_VERSIONS = /^1\.14\.\d+$/;
-
 /** The grpc-js internals the pass-through touches. */
 interface CompressionFilterModule {
   CompressionFilter: new (options: object, shared: object) => { sendCompression: object };
@@ -361,11 +337,8 @@ export function installFramePassThrough(): boolean {
 
 function patchIdentityHandler(): boolean {
   try {
-    const require = createRequire(import.meta.url);
-    const version = String((require('@grpc/grpc-js/package.json') as { version?: unknown }).version);
-    if (!CHECKED_GRPC_JS_VERSIONS.test(version)) return false;
-    const mod = require('@grpc/grpc-js/build/src/compression-filter.js') as Partial<CompressionFilterModule>;
-    if (typeof mod.CompressionFilter !== 'function') return false;
+    const mod = grpcInternal<CompressionFilterModule>('compression-filter.js');
+    if (typeof mod?.CompressionFilter !== 'function') return false;
     // The identity handler class is not exported; a filter built with no options holds one.
     const identity = Object.getPrototypeOf(new mod.CompressionFilter({}, {}).sendCompression) as { writeMessage?: WriteMessage; constructor: { name: string } };
     const original = identity.writeMessage;

@@ -7,7 +7,8 @@ import * as grpc from '@grpc/grpc-js';
 import { crc32c } from '@node-rs/crc32';
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { loadProto, type UploadMessage, type UploadMessage__Output, type UploadReply } from '../../../proto/index.js';
+import { loadProto, type UploadMessage, type UploadMessage__Output, type UploadReply, type UploadReply__Output } from '../../../proto/index.js';
+import { uploadOverLoopback } from '../../helpers/upload-loopback.js';
 import { installReceivePool, receivedBufferCounts, recycleReceived } from '../../../proto/receive-pool.js';
 
 /** Seeded bytes: message `i` of `bytes` bytes. */
@@ -31,49 +32,34 @@ async function upload(sizes: readonly number[], recycle: boolean): Promise<{ int
   const proto = loadProto();
   const seen = { intact: 0, broken: 0 };
   const expected = sizes.map((n, i) => createHash('sha256').update(payload(i, n)).digest('hex'));
-  const server = new grpc.Server();
-  server.addService(proto.fedhpc.v1.SiteService.service, {
-    Upload: (call: grpc.ServerDuplexStream<UploadMessage__Output, UploadReply>) => {
-      let i = 0;
-      call.on('data', (m: UploadMessage__Output) => {
-        const data = m.chunk!.data;
-        // Read after a turn of the event loop, as the coordinator reads after its spool write.
-        setImmediate(() => {
-          const ok = crc32c(data) === m.chunk!.crc32c && createHash('sha256').update(data).digest('hex') === expected[Number(m.chunk!.offset)];
-          if (ok) seen.intact++;
-          else seen.broken++;
-          if (recycle) recycleReceived(data);
-        });
-        i++;
+  const serve = (call: grpc.ServerDuplexStream<UploadMessage__Output, UploadReply>): void => {
+    let i = 0;
+    call.on('data', (m: UploadMessage__Output) => {
+      const data = m.chunk!.data;
+      // Read after a turn of the event loop, as the coordinator reads after its spool write.
+      setImmediate(() => {
+        const ok = crc32c(data) === m.chunk!.crc32c && createHash('sha256').update(data).digest('hex') === expected[Number(m.chunk!.offset)];
+        if (ok) seen.intact++;
+        else seen.broken++;
+        if (recycle) recycleReceived(data);
       });
-      call.on('end', () => {
-        setImmediate(() => {
-          call.write({ result: { accepted: true, receivedBytes: String(i) } });
-          call.end();
-        });
-      });
-    },
-  });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
-  const client = new proto.fedhpc.v1.SiteService(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.max_send_message_length': -1, 'grpc.max_receive_message_length': -1 });
-  try {
-    const call = client.Upload({ deadline: Date.now() + 30_000 });
-    const done = new Promise<void>((resolve, reject) => {
-      call.on('data', () => undefined);
-      call.on('end', resolve);
-      call.on('error', reject);
+      i++;
     });
+    call.on('end', () => {
+      setImmediate(() => {
+        call.write({ result: { accepted: true, receivedBytes: String(i) } });
+        call.end();
+      });
+    });
+  };
+  const drive = async (call: grpc.ClientDuplexStream<UploadMessage, UploadReply__Output>): Promise<void> => {
     for (const [i, n] of sizes.entries()) {
       const data = payload(i, n);
-      const message: UploadMessage = { chunk: { offset: i, data, crc32c: crc32c(data) } };
-      if (!call.write(message)) await new Promise((r) => call.once('drain', r));
+      if (!call.write({ chunk: { offset: i, data, crc32c: crc32c(data) } })) await new Promise((r) => call.once('drain', r));
     }
     call.end();
-    await done;
-  } finally {
-    client.close();
-    server.forceShutdown();
-  }
+  };
+  await uploadOverLoopback(proto, proto, serve, drive, { 'grpc.max_send_message_length': -1, 'grpc.max_receive_message_length': -1 });
   return seen;
 }
 

@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { loadProto, protoPath, type UploadMessage, type UploadMessage__Output, type UploadReply } from '../../../proto/index.js';
 import { chunkDataBuffer, decodeChunkMessage, encodeChunkMessage, installFramePassThrough, recycleChunkData, uploadRequestCodec } from '../../../proto/upload-codec.js';
 import { encodeWire } from '../../helpers/proto-fuzz.js';
+import { uploadOverLoopback } from '../../helpers/upload-loopback.js';
 
 const OPTIONS = { keepCase: false, longs: String, enums: String, defaults: true, oneofs: true };
 const generatedDefinition = protoLoader.loadSync(protoPath, OPTIONS);
@@ -252,32 +253,21 @@ describe('old and new ends of an Upload stream interoperate', () => {
   /** Sends `messages` from a client of `client`'s package to a server of `server`'s; resolves with what the server read. */
   async function roundTrip(server: ReturnType<typeof loadProto>, client: ReturnType<typeof loadProto>): Promise<UploadMessage__Output[]> {
     const received: UploadMessage__Output[] = [];
-    const s = new grpc.Server();
-    s.addService(server.fedhpc.v1.SiteService.service, {
-      Upload: (call: grpc.ServerDuplexStream<UploadMessage__Output, UploadReply>) => {
+    await uploadOverLoopback(
+      server,
+      client,
+      (call) => {
         call.on('data', (m: UploadMessage__Output) => received.push(m));
         call.on('end', () => {
           call.write({ result: { accepted: true, receivedBytes: String(received.length) } });
           call.end();
         });
       },
-    });
-    const port = await new Promise<number>((resolve, reject) => s.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
-    const c = new client.fedhpc.v1.SiteService(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
-    try {
-      const call = c.Upload({ deadline: Date.now() + 20_000 });
-      const done = new Promise<void>((resolve, reject) => {
-        call.on('data', () => undefined);
-        call.on('end', resolve);
-        call.on('error', reject);
-      });
-      for (const m of messages) call.write(m);
-      call.end();
-      await done;
-    } finally {
-      c.close();
-      s.forceShutdown();
-    }
+      async (call) => {
+        for (const m of messages) call.write(m);
+        call.end();
+      },
+    );
     return received;
   }
 

@@ -50,15 +50,19 @@ describe('per-caller limits (real coordinator over mTLS)', () => {
   it('refuses a site that floods Heartbeat with RESOURCE_EXHAUSTED and a clear message, while another site is served', async () => {
     const flooder = client('site-1');
     const other = client('site-2');
-    expect((await join(flooder, 'site-1')).code).toBe(grpc.status.OK);
     expect((await join(other, 'site-2')).code).toBe(grpc.status.OK);
+    const started = Date.now();
+    expect((await join(flooder, 'site-1')).code).toBe(grpc.status.OK);
 
     const outcomes = [];
     for (let i = 0; i < 12; i++) outcomes.push(await heartbeat(flooder));
     const served = outcomes.filter((o) => o.code === grpc.status.OK).length;
-    // Burst 5, one token spent on Join; a refill of 2/s adds at most one during the flood.
+    // Burst 5, one token spent on Join, and a refill of 2/s for as long as the flood took (about
+    // half a second here; a loaded machine's calls can take longer, and earn more tokens).
+    const refilled = Math.ceil(((Date.now() - started) / 1000) * 2);
     expect(served).toBeGreaterThanOrEqual(4);
-    expect(served).toBeLessThanOrEqual(5);
+    expect(served).toBeLessThanOrEqual(4 + refilled);
+    expect(served).toBeLessThan(12);
     const refused = outcomes.filter((o) => o.code !== grpc.status.OK);
     expect(refused.length).toBe(12 - served);
     for (const r of refused) {

@@ -23,7 +23,10 @@ const READING_MESSAGE = 2;
 /** `StreamDecoder`'s NO_DATA state. */
 const NO_DATA = 0;
 
-/** Framed messages' memory (5-byte prefix + message), at most 64 MiB of it waiting. */
+/**
+ * Framed messages' memory (5-byte prefix + message), at most 64 MiB of it waiting. One per process,
+ * not injected: the grpc-js decoder it serves is patched once per process, for every call.
+ */
 const received = new BufferPool(64 * 1024 * 1024);
 
 /** Messages gathered here into fresh and into recycled memory, and buffers waiting to be used again. */

@@ -111,7 +111,8 @@ const ROOM_AFTER = 8;
 /**
  * The whole buffers {@link chunkDataBuffer} makes, handed back by {@link recycleChunkData}: a delta's
  * chunks are nearly all one size, and 1 MiB chunks that outlived a scavenge in the send window set
- * off a mark-compact every ~13 MB in a plain agent (bench/RESULTS.md, issue 18, session 10).
+ * off a mark-compact every ~13 MB in a plain agent (bench/RESULTS.md, issue 18, session 10). One
+ * per process, as the frame pass-through is: a chunk's buffer must be known here wherever it was made.
  */
 const chunkBuffers = new BufferPool(64 * 1024 * 1024);
 

@@ -4,29 +4,23 @@
  * `coordinators` and `coordinatorHosts` exclude each other.
  */
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PkiError, PkiErrorCode, identityFromCertificate, provisionFederation } from '../../../coordinator/pki/index.js';
+import { tempDirEachTest } from '../../helpers/temp-dir.js';
 
-let outDir: string;
-beforeEach(async () => {
-  outDir = await mkdtemp(join(tmpdir(), 'fedhpc-pki-'));
-});
-afterEach(async () => {
-  await rm(outDir, { recursive: true, force: true });
-});
+const outDir = tempDirEachTest('fedhpc-pki-');
 
 describe('provisionFederation with several coordinators', () => {
   it('issues one certificate per coordinator, each naming its own hosts, and no coordinator/ folder', async () => {
     const manifest = await provisionFederation({
-      federation: 'hafed', sites: ['bsc'], admins: ['alice'], outDir,
+      federation: 'hafed', sites: ['bsc'], admins: ['alice'], outDir: outDir(),
       coordinators: [{ name: 'coord-a', hosts: ['a.example.org'] }, { name: 'coord-b', hosts: ['b.example.org', '10.0.0.6'] }],
     });
     expect(manifest.coordinators.map((c) => [c.id, c.certPath])).toEqual([
-      ['coord-a', join(outDir, 'coordinators/coord-a/coordinator.crt')],
-      ['coord-b', join(outDir, 'coordinators/coord-b/coordinator.crt')],
+      ['coord-a', join(outDir(), 'coordinators/coord-a/coordinator.crt')],
+      ['coord-b', join(outDir(), 'coordinators/coord-b/coordinator.crt')],
     ]);
     expect(manifest.coordinator).toBe(manifest.coordinators[0]);
     const a = new X509Certificate(await readFile(manifest.coordinators[0]!.certPath));
@@ -35,12 +29,12 @@ describe('provisionFederation with several coordinators', () => {
     expect(b.subjectAltName).toBe('DNS:b.example.org, IP Address:10.0.0.6');
     expect(identityFromCertificate(await readFile(manifest.coordinators[1]!.certPath, 'utf8'))).toMatchObject({ ok: true, value: { role: 'coordinator', id: 'coord-b', federation: 'hafed' } });
     expect(((await stat(manifest.coordinators[1]!.keyPath)).mode & 0o777).toString(8)).toBe('600');
-    await expect(stat(join(outDir, 'coordinator'))).rejects.toThrow();
+    await expect(stat(join(outDir(), 'coordinator'))).rejects.toThrow();
   });
 
   it('refuses duplicate or invalid names, an empty list, and coordinatorHosts beside coordinators', async () => {
     const refused = async (o: Partial<Parameters<typeof provisionFederation>[0]>): Promise<string> => {
-      const err: unknown = await provisionFederation({ federation: 'hafed', sites: ['bsc'], admins: ['alice'], outDir, ...o }).then(() => undefined, (e: unknown) => e);
+      const err: unknown = await provisionFederation({ federation: 'hafed', sites: ['bsc'], admins: ['alice'], outDir: outDir(), ...o }).then(() => undefined, (e: unknown) => e);
       expect(err).toBeInstanceOf(PkiError);
       return (err as PkiError).code;
     };

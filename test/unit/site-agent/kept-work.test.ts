@@ -4,16 +4,16 @@
  * weights, and the folded delta written as docs/protocol.md defines it.
  */
 import type { Allocation } from '../../../site-agent/usage.js';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createSafetensorsWriter, memorySink, openSafetensors } from '../../../aggregation/index.js';
 import { openFileSource } from '../../../common/files.js';
 import { mixDeltas, planFold, writeFoldedDelta, type FoldTerms } from '../../../site-agent/fold.js';
 import { KeptWork, type KeptPart } from '../../../site-agent/kept-work.js';
 import type { TrainTask } from '../../../site-agent/wire.js';
 import { testLogger } from '../../helpers/logger.js';
+import { tempDirEachTest } from '../../helpers/temp-dir.js';
 
 const N = 40;
 const TENSORS = [
@@ -22,13 +22,7 @@ const TENSORS = [
 ];
 const sha = (c: string): string => c.repeat(64);
 
-let dir: string;
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'fedhpc-kept-'));
-});
-afterEach(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const dir = tempDirEachTest('fedhpc-kept-');
 
 /** A model file whose value i (over both tensors, in order) is f(i). */
 async function model(name: string, f: (i: number) => number): Promise<string> {
@@ -37,7 +31,7 @@ async function model(name: string, f: (i: number) => number): Promise<string> {
   await w.writeF32('a', Float32Array.from({ length: 20 }, (_, i) => f(i)));
   await w.writeF32('b', Float32Array.from({ length: N - 20 }, (_, i) => f(20 + i)));
   await w.finish();
-  const path = join(dir, name);
+  const path = join(dir(), name);
   await writeFile(path, sink.bytes());
   return path;
 }
@@ -83,16 +77,16 @@ async function keepWork(store: KeptWork, c: string, r: number, samples: number, 
 describe('kept work on disk', () => {
   it('keeps Δ = local − base in f32 beside its record, reads both back after a restart, and moves kept → folded-pending → done', async () => {
     const log = testLogger();
-    const store = await KeptWork.open(join(dir, 'kept'), log.logger);
+    const store = await KeptWork.open(join(dir(), 'kept'), log.logger);
     const part = await keepWork(store, '3', 3, 600);
-    const base = await values(join(dir, 'base-3'));
-    const local = await values(join(dir, 'local-3'));
+    const base = await values(join(dir(), 'base-3'));
+    const local = await values(join(dir(), 'local-3'));
     expect(await values(part.deltaPath)).toEqual(Float32Array.from(local, (v, i) => v - base[i]!));
-    expect(JSON.parse(await readFile(join(dir, 'kept', `${sha('3')}.json`), 'utf8'))).toMatchObject({ version: 1, baseModelRound: 3, samples: 600, tokens: 4800, steps: 3, state: 'kept' });
+    expect(JSON.parse(await readFile(join(dir(), 'kept', `${sha('3')}.json`), 'utf8'))).toMatchObject({ version: 1, baseModelRound: 3, samples: 600, tokens: 4800, steps: 3, state: 'kept' });
 
     const foldedIn = { runId: 'run-1', round: 5, attempt: 0, parentSha256: sha('4'), dataManifestSha256: sha('e') };
     await store.markFolded([part], foldedIn);
-    const again = await KeptWork.open(join(dir, 'kept'), log.logger);
+    const again = await KeptWork.open(join(dir(), 'kept'), log.logger);
     expect(await again.parts()).toMatchObject([{ baseModelSha256: sha('3'), state: 'folded-pending', foldedIn }]);
     expect(await again.pendingContributions()).toEqual([{ runId: 'run-1', round: 5, parentSha256: sha('4'), dataManifestSha256: sha('e') }]);
     // The round committed without this site: kept again; then folded and counted: gone.
@@ -102,14 +96,14 @@ describe('kept work on disk', () => {
     await again.markFolded(await again.parts(), foldedIn);
     await again.settle({ runId: 'run-1', round: 5, parentSha256: sha('4'), dataManifestSha256: sha('e') }, true);
     expect(await again.parts()).toEqual([]);
-    await expect((await KeptWork.open(join(dir, 'kept'), log.logger)).pendingContributions()).resolves.toEqual([]);
+    await expect((await KeptWork.open(join(dir(), 'kept'), log.logger)).pendingContributions()).resolves.toEqual([]);
   });
 
   it('keeps the part\'s allocation through a restart and a settle, so the upload that folds it can count its GPU time', async () => {
     const log = testLogger();
     const allocation: Allocation = { kind: 'slurm-jobs', jobs: ['4711'], busyMs: 9000 };
-    await keepWork(await KeptWork.open(join(dir, 'kept'), log.logger), '3', 3, 600, 'run-1', allocation);
-    const again = await KeptWork.open(join(dir, 'kept'), log.logger);
+    await keepWork(await KeptWork.open(join(dir(), 'kept'), log.logger), '3', 3, 600, 'run-1', allocation);
+    const again = await KeptWork.open(join(dir(), 'kept'), log.logger);
     expect((await again.parts())[0]!.allocation).toEqual(allocation);
     const foldedIn = { runId: 'run-1', round: 5, attempt: 0, parentSha256: sha('4'), dataManifestSha256: sha('e') };
     await again.markFolded(await again.parts(), foldedIn);
@@ -119,9 +113,9 @@ describe('kept work on disk', () => {
 
   it('removes a record that does not parse, with a warning, and keeps reading the rest', async () => {
     const log = testLogger({ expect: [/kept work unreadable/] });
-    const store = await KeptWork.open(join(dir, 'kept'), log.logger);
+    const store = await KeptWork.open(join(dir(), 'kept'), log.logger);
     await keepWork(store, '2', 2, 100);
-    await writeFile(join(dir, 'kept', `${sha('9')}.json`), '{"version": 7}');
+    await writeFile(join(dir(), 'kept', `${sha('9')}.json`), '{"version": 7}');
     expect((await store.parts()).map((p) => p.baseModelSha256)).toEqual([sha('2')]);
     expect(log.warnings().map((l) => l.msg)).toEqual(['kept work unreadable: removed']);
   });
@@ -131,7 +125,7 @@ describe('planFold', () => {
   const terms: FoldTerms = { weighting: 'samples', maxSiteWeight: 1000, clip: undefined };
 
   it('drops parts of another run, of the task\'s own model, older than max_staleness or counting nothing; folds the rest freshest first', async () => {
-    const store = await KeptWork.open(join(dir, 'kept'), testLogger().logger);
+    const store = await KeptWork.open(join(dir(), 'kept'), testLogger().logger);
     await keepWork(store, '3', 3, 300);
     await keepWork(store, '2', 2, 200);
     await keepWork(store, '1', 1, 500);
@@ -156,7 +150,7 @@ describe('planFold', () => {
   });
 
   it('scales the folded parts together to fit maxSiteWeight (λ), folds nothing when the fresh part fills it or no terms are known', async () => {
-    const store = await KeptWork.open(join(dir, 'kept'), testLogger().logger);
+    const store = await KeptWork.open(join(dir(), 'kept'), testLogger().logger);
     await keepWork(store, '3', 3, 600);
     await keepWork(store, '2', 2, 900);
     const parts = await store.parts();
@@ -174,13 +168,13 @@ describe('planFold', () => {
 describe('writeFoldedDelta', () => {
   for (const clip of [undefined, 0.0015]) {
     it(`writes f32((F·clip(Δ_f) + Σ λS_i·clip(Δ_i)) / W), computed in float64 (${clip === undefined ? 'plain: no clip' : `clip ${clip}`})`, async () => {
-      const store = await KeptWork.open(join(dir, 'kept'), testLogger().logger);
+      const store = await KeptWork.open(join(dir(), 'kept'), testLogger().logger);
       await keepWork(store, '3', 3, 600);
       await keepWork(store, '2', 2, 900);
       const global = await model('global', (i) => i / 10 - 1);
       const local = await model('local', (i) => i / 10 - 1 + ((i % 5) - 2) * 7e-4);
       const plan = planFold(task(), { samples: 500, tokens: 0 }, await store.parts(), { weighting: 'samples', maxSiteWeight: 800, clip });
-      const outPath = join(dir, 'folded.safetensors');
+      const outPath = join(dir(), 'folded.safetensors');
       await writeFoldedDelta({ globalPath: global, localPath: local, tensors: TENSORS, plan, clip, outPath, signal: AbortSignal.timeout(5_000) });
       const g = await values(global);
       const l = await values(local);

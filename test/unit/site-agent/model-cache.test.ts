@@ -1,30 +1,24 @@
 /** The site's model cache (site-agent/transfer.ts `pruneModelCache`): each round adds a global model; only the ones still read stay. */
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { cachedModelPath, pruneModelCache } from '../../../site-agent/transfer.js';
+import { tempDirEachTest } from '../../helpers/temp-dir.js';
 
 const sha = (c: string): string => c.repeat(64);
-let dir: string;
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'fedhpc-cache-'));
-});
-afterEach(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const dir = tempDirEachTest('fedhpc-cache-');
 
 describe('pruneModelCache', () => {
   it('removes the models not kept, and leaves partial downloads and other files', async () => {
-    for (const c of ['a', 'b', 'c', 'd']) await writeFile(cachedModelPath(dir, sha(c)), c);
-    await writeFile(`${cachedModelPath(dir, sha('e'))}.partial`, 'e');
-    await writeFile(join(dir, 'notes.txt'), 'x');
-    const removed = await pruneModelCache(dir, new Set([sha('b'), sha('d')]));
+    for (const c of ['a', 'b', 'c', 'd']) await writeFile(cachedModelPath(dir(), sha(c)), c);
+    await writeFile(`${cachedModelPath(dir(), sha('e'))}.partial`, 'e');
+    await writeFile(join(dir(), 'notes.txt'), 'x');
+    const removed = await pruneModelCache(dir(), new Set([sha('b'), sha('d')]));
     expect(removed.sort()).toEqual([sha('a'), sha('c')]);
-    expect((await readdir(dir)).sort()).toEqual([`${sha('b')}.safetensors`, `${sha('d')}.safetensors`, `${sha('e')}.safetensors.partial`, 'notes.txt']);
+    expect((await readdir(dir())).sort()).toEqual([`${sha('b')}.safetensors`, `${sha('d')}.safetensors`, `${sha('e')}.safetensors.partial`, 'notes.txt']);
   });
 
   it('does nothing to a cache that does not exist yet', async () => {
-    expect(await pruneModelCache(join(dir, 'absent'), new Set())).toEqual([]);
+    expect(await pruneModelCache(join(dir(), 'absent'), new Set())).toEqual([]);
   });
 });

@@ -17,10 +17,7 @@
  */
 import { setFlagsFromString } from 'node:v8';
 
-/** V8 flags every fedhpc process sets at start ({@link tuneGarbageCollector}). */
-export const V8_GC_FLAGS: readonly string[] = Object.freeze(['--no-concurrent-array-buffer-sweeping']);
-
-/** Applies {@link V8_GC_FLAGS} to this process (idempotent). */
+/** Sweeps this process's freed ArrayBuffers at once from now on (idempotent). */
 export function tuneGarbageCollector(): void {
-  for (const flag of V8_GC_FLAGS) setFlagsFromString(flag);
+  setFlagsFromString('--no-concurrent-array-buffer-sweeping');
 }

@@ -8,6 +8,8 @@ export class BufferPool {
   private readonly free = new Map<number, Buffer<ArrayBuffer>[]>();
   /** Every buffer this pool made, by its memory: only these come back. */
   private readonly made = new WeakMap<ArrayBufferLike, Buffer<ArrayBuffer>>();
+  /** The buffers in {@link free} now, so a second hand-back of one is seen without a scan. */
+  private readonly waiting = new WeakSet<Buffer<ArrayBuffer>>();
   private freeBytes = 0;
   private readonly counts = { fresh: 0, reused: 0 };
 
@@ -18,6 +20,7 @@ export class BufferPool {
   take(bytes: number): Buffer<ArrayBuffer> {
     const reused = this.free.get(bytes)?.pop();
     if (reused) {
+      this.waiting.delete(reused);
       this.freeBytes -= reused.byteLength;
       this.counts.reused++;
       return reused;
@@ -35,11 +38,11 @@ export class BufferPool {
 
   /** Takes `whole` (a buffer of {@link owner}'s) back for a later {@link take}, unless it waits already or the budget is spent. */
   give(whole: Buffer<ArrayBuffer>): void {
-    if (this.made.get(whole.buffer) !== whole || this.freeBytes + whole.byteLength > this.budget) return;
+    if (this.made.get(whole.buffer) !== whole || this.waiting.has(whole) || this.freeBytes + whole.byteLength > this.budget) return;
     let list = this.free.get(whole.byteLength);
     if (!list) this.free.set(whole.byteLength, (list = []));
-    if (list.includes(whole)) return;
     list.push(whole);
+    this.waiting.add(whole);
     this.freeBytes += whole.byteLength;
   }
 

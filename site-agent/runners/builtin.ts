@@ -115,9 +115,12 @@ export class BuiltinRunner implements Runner {
     const planned = plannedShardSteps(spec.budget, spec.steps, spec.batchSize);
     const startedMs = Date.now();
     let finishedMs = startedMs;
-    while (budgetAllows(spec.budget, planned, done, Date.now() - startedMs)) {
+    // A time budget is spent by training, so it is measured to the end of the last slice: the
+    // yield between slices is not training, and counting it once stopped a shard short of its
+    // budget (the busy span it reports ends with that slice).
+    while (budgetAllows(spec.budget, planned, done, finishedMs - startedMs)) {
       req.signal.throwIfAborted();
-      const steps = this.sliceSteps(spec.budget, planned, done, Date.now() - startedMs);
+      const steps = this.sliceSteps(spec.budget, planned, done, finishedMs - startedMs);
       const r = trainShard({ params, config, data: this.data.train, steps, batchSize: spec.batchSize, lr: spec.lr, rng, optimizerState: state, gradClip: spec.gradClip });
       params = r.params;
       state = r.optimizerState;

@@ -155,6 +155,7 @@ describe.skipIf(skip)('a standby coordinator pair under faults', () => {
     // Kill k is armed on the coordinator that leads round k + 1: a for even k, b for odd.
     const armedFor = (k: number): NodeJS.ProcessEnv => (k < kills.length ? { ...process.env, FEDHPC_CRASH_AT: `${kills[k]}@${k + 1}` } : process.env);
     const started = await pair.start(armedFor(0), armedFor(1));
+    const procs: [Proc, Proc] = [started.a, started.b];
     const deaths: [Promise<Death>, Promise<Death>] = [deathOf(started.a), deathOf(started.b)];
     const raws = [new RawRpcClient(pair.addresses[0], adminCertFiles(pair.fed)), new RawRpcClient(pair.addresses[1], adminCertFiles(pair.fed))] as const;
     onTestFinished(() => raws.forEach((r) => r.close()));
@@ -166,11 +167,17 @@ describe.skipIf(skip)('a standby coordinator pair under faults', () => {
       const next = dead === 0 ? 1 : 0;
       const { code, at } = await within(deaths[dead], 90_000, `coordinator ${'ab'[dead]} to die at ${point}@${k + 1}`);
       expect(code).toBe('SIGKILL');
-      await waitFor(`coordinator ${'ab'[next]} to serve after ${point}@${k + 1}`, async () => ((await serving(next)) ? true : undefined), 60_000, 100);
+      await waitFor(`coordinator ${'ab'[next]} to serve after ${point}@${k + 1}`, async () => ((await serving(next)) ? true : undefined), 60_000, 100).catch(async (err: Error) => {
+        // What the standby was doing: exited, or standing by, and its last words (a CI run once timed out here).
+        const exited = await Promise.race([deaths[next].then((d) => `exited ${String(d.code)}`), new Promise<string>((r) => setTimeout(() => r('still running'), 100))]);
+        const tail = (await procs[next].logText()).trim().split('\n').slice(-15).join('\n');
+        throw new Error(`${err.message}; coordinator ${'ab'[next]} ${exited}; its log ends:\n${tail}`);
+      });
       failovers.push(`${point}@${k + 1} ${'ab'[dead]}→${'ab'[next]} ${((Date.now() - at) / 1000).toFixed(1)} s`);
       // Restarted only once the other leads: started at once, it could take the expired lease
       // before the standby does, and the lead would no longer alternate.
-      deaths[dead] = deathOf(await pair.startCoordinator(dead, armedFor(k + 2), `coord-${'ab'[dead]}-${k + 2}`));
+      procs[dead] = await pair.startCoordinator(dead, armedFor(k + 2), `coord-${'ab'[dead]}-${k + 2}`);
+      deaths[dead] = deathOf(procs[dead]);
     }
     process.stdout.write(`failovers (${mode}, TTL ${LEASE.ttlMs / 1000} s): ${failovers.join('; ')}\n`);
     await waitFinished(pair, pair.addresses[kills.length % 2 === 0 ? 0 : 1], rounds);

@@ -1,0 +1,69 @@
+import * as grpc from '@grpc/grpc-js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { issueCertificate } from '../../../coordinator/pki/index.js';
+import { unknownUsage } from '../../../common/usage.js';
+import { loadProto, type RoundReceipt__Output, type SiteServiceClient } from '../../../proto/index.js';
+import { ReceiptSigner } from '../../../site-agent/receipt.js';
+import { testLogger } from '../../helpers/logger.js';
+import { caFor, NOW } from '../pki/fixtures.js';
+
+const proto = loadProto();
+const closers: (() => void)[] = [];
+afterEach(() => closers.splice(0).forEach((close) => close()));
+
+/** A SiteService on loopback that keeps the receipts it is sent. */
+async function receiptServer(): Promise<{ address: string; received: RoundReceipt__Output[] }> {
+  const received: RoundReceipt__Output[] = [];
+  const server = new grpc.Server();
+  server.addService(proto.fedhpc.v1.SiteService.service, {
+    SubmitReceipt: (call: grpc.ServerUnaryCall<RoundReceipt__Output, unknown>, reply: grpc.sendUnaryData<unknown>) => {
+      received.push(call.request);
+      reply(null, {});
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  closers.push(() => server.forceShutdown());
+  return { address: `127.0.0.1:${port}`, received };
+}
+
+function dial(address: string): SiteServiceClient {
+  const client = new proto.fedhpc.v1.SiteService(address, grpc.credentials.createInsecure());
+  closers.push(() => client.close());
+  return client;
+}
+
+describe('receipts of committed rounds', () => {
+  it('keeps a receipt whose connection closed under it, and delivers it when the round is announced again', async () => {
+    const ca = await caFor('receipts');
+    const site = await issueCertificate({ ca, role: 'site', id: 'bsc', federation: 'receipts', validityDays: 1, now: NOW });
+    const { logger, lines } = testLogger();
+    const server = await receiptServer();
+    const closed = dial(server.address);
+    closed.close();
+    let client: SiteServiceClient = closed;
+    const signer = new ReceiptSigner({
+      site: 'bsc',
+      certificatePem: site.certPem,
+      keyPem: site.keyPem!,
+      logger,
+      client: () => client,
+      measure: () => Promise.resolve(unknownUsage('not measured in this test')),
+    });
+    const model = 'ab'.repeat(32);
+    signer.contributed({ runId: 'run-1', round: 3, parentSha256: 'cd'.repeat(32), dataManifestSha256: 'ef'.repeat(32) });
+
+    // The agent stopped or redialled between choosing the client and calling it: grpc-js throws
+    // "Channel has been shut down" synchronously. The receipt is kept, not lost to a rejection.
+    signer.committed('run-1', 3, model);
+    await signer.settled();
+    expect(lines.some((l) => l.msg === 'receipt not delivered yet' && l.round === 3 && JSON.stringify(l.err).includes('shut down'))).toBe(true);
+    expect(server.received).toHaveLength(0);
+
+    client = dial(server.address);
+    signer.committed('run-1', 3, model);
+    await signer.settled();
+    expect(server.received).toHaveLength(1);
+    expect(server.received[0]).toMatchObject({ runId: 'run-1', round: '3', modelSha256: model });
+    expect(lines.some((l) => l.msg === 'receipt of committed round signed and submitted')).toBe(true);
+  });
+});

@@ -1,7 +1,8 @@
 /**
- * `npm run bench -- salamandra-2b [--dir DIR] [--only plain,secure] [--keep] [--profile DIR] [--json]`: one full
- * DiLoCo round of a synthetic model with Salamandra-2B's real tensor names and shapes
- * (2,253,490,176 parameters) across 4 sites on this machine, as separate processes over gRPC and
+ * `npm run bench -- salamandra-2b [--dir DIR] [--only plain,secure] [--keep] [--profile DIR] [--model-dtype BF16|F32] [--json]`:
+ * one full DiLoCo round of a synthetic model with Salamandra-2B's real tensor names and shapes
+ * (2,253,490,176 parameters, BF16 as Salamandra's checkpoints are; `--model-dtype F32` for the
+ * F32 model the figures before session 11 used) across 4 sites on this machine, as separate processes over gRPC and
  * mTLS — once with bf16 deltas (secure aggregation off) and once with secure aggregation on
  * (masked fixed point in Z_2^16: 4 sites × 2^14 levels fit, half the bytes of Z_2^32). Reports the
  * round time, the time in each phase, the coordinator's peak RSS (target ≤ 12 GB) and the CPU
@@ -36,8 +37,9 @@ const SALAMANDRA_PARAMS = 2_253_490_176;
 const KINDS = ['plain', 'secure'] as const;
 type Kind = (typeof KINDS)[number];
 
-function parse(args: readonly string[]): { dir: string; only: Set<Kind>; keep: boolean; profile: string | undefined; params: number | undefined } {
+function parse(args: readonly string[]): { dir: string; only: Set<Kind>; keep: boolean; profile: string | undefined; params: number | undefined; dtype: 'BF16' | 'F32' } {
   let dir = tmpdir();
+  let dtype: 'BF16' | 'F32' = 'BF16';
   let profile: string | undefined;
   let params: number | undefined;
   let only = new Set<Kind>(KINDS);
@@ -51,12 +53,13 @@ function parse(args: readonly string[]): { dir: string; only: Set<Kind>; keep: b
       only = new Set(names as Kind[]);
     } else if (a === '--keep') keep = true;
     else if (a === '--profile' && args[i + 1]) profile = args[++i]!;
+    else if (a === '--model-dtype' && (args[i + 1] === 'BF16' || args[i + 1] === 'F32')) dtype = args[++i] as 'BF16' | 'F32';
     else if (a === '--params' && args[i + 1]) {
       params = Number(args[++i]);
       if (!Number.isSafeInteger(params) || params < 4000) throw new Error('salamandra-2b: --params takes a whole number ≥ 4000');
-    } else throw new Error(`salamandra-2b: unknown option ${a} (known: --dir DIR, --only plain,secure, --keep, --profile DIR, --params N)`);
+    } else throw new Error(`salamandra-2b: unknown option ${a} (known: --dir DIR, --only plain,secure, --keep, --profile DIR, --params N, --model-dtype BF16|F32)`);
   }
-  return { dir, only, keep, profile, params };
+  return { dir, only, keep, profile, params, dtype };
 }
 
 function trainerPath(): string {
@@ -69,7 +72,7 @@ function trainerPath(): string {
 /**
  * Waits for the coordinator's imported copy of the initial model, hard-links it into every site's
  * cache, and removes the benchmark's own copy (the next round links it back from this store):
- * 9 GB less on disk while the round runs. Returns the store's copy.
+ * a model's size less on disk while the round runs. Returns the store's copy.
  */
 async function seedSiteCaches(paths: FederationPaths, sha256: string, modelPath: string): Promise<string> {
   const stored = join(paths.coordinatorStateDir, 'models', `${sha256}.safetensors`);
@@ -131,10 +134,11 @@ export const salamandra2b: Benchmark = {
     try {
       const params = tensors.reduce((a, t) => a + elementsOf(t), 0);
       const modelPath = join(root, 'initial-model.safetensors');
-      log(`salamandra-2b: writing the synthetic model (${tensors.length} tensors, ${params.toLocaleString('en')} F32 parameters) to ${root}`);
-      await writeSyntheticModel(modelPath, tensors, 'synthetic-salamandra-2b');
+      log(`salamandra-2b: writing the synthetic model (${tensors.length} tensors, ${params.toLocaleString('en')} ${o.dtype} parameters) to ${root}`);
+      await writeSyntheticModel(modelPath, tensors, 'synthetic-salamandra-2b', o.dtype);
       const sha256 = await sha256File(modelPath);
       figures['params'] = params;
+      figures['modelDtype'] = o.dtype;
       for (const kind of KINDS.filter((k) => o.only.has(k))) {
         log(`${kind}: 4 sites, DiLoCo, ${kind === 'secure' ? 'secure aggregation (Z_2^16, 14-bit quantization, clip ±2e-3)' : 'bf16 deltas, secure aggregation off'}`);
         const r = await run(kind, root, modelPath, sha256, o.profile, log);

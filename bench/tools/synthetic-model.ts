@@ -1,6 +1,6 @@
 /**
- * Synthetic models for the benchmarks: any list of F32 tensors written with the repo's streaming
- * safetensors writer, filled with seeded uniform values in ±0.05 one 4 MiB slice at a time, so a
+ * Synthetic models for the benchmarks: any list of F32 (or BF16) tensors written with the repo's
+ * streaming safetensors writer, filled with seeded uniform values in ±0.05 one 4 MiB slice at a time, so a
  * 9 GB model never sits in memory.
  */
 import { join } from 'node:path';
@@ -52,13 +52,13 @@ export function salamandra2bModel(): SyntheticTensor[] {
   return tensors;
 }
 
-/** Writes `tensors` as an F32 safetensors file at `path` (atomically), seeded uniform values in ±0.05. */
-export async function writeSyntheticModel(path: string, tensors: readonly SyntheticTensor[], model: string): Promise<void> {
+/** Writes `tensors` as a safetensors file of `dtype` at `path` (atomically), seeded uniform values in ±0.05. */
+export async function writeSyntheticModel(path: string, tensors: readonly SyntheticTensor[], model: string, dtype: 'F32' | 'BF16' = 'F32'): Promise<void> {
   const file = await AtomicFile.create(join(path, '..'));
   try {
     const writer = await createSafetensorsWriter(
       file,
-      tensors.map((t) => ({ name: t.name, dtype: 'F32' as const, shape: [...t.shape] })),
+      tensors.map((t) => ({ name: t.name, dtype, shape: [...t.shape] })),
       { format: 'pt', model },
     );
     let state = 0x2545f491;

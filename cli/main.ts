@@ -2,6 +2,7 @@
 /**
  * The `fedhpc` command: argument parsing and wiring only. Every command accepts `--json`.
  */
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../common/config-file.js';
@@ -20,7 +21,7 @@ import { runExport } from './export.js';
 import { enrolCommand, renewCommand } from './admin-enrol.js';
 import { leaderText, pairOptions, pairSummaryText, speedOptions } from './simulate-options.js';
 import { dashboardTokenCommand } from './admin-dashboard.js';
-import { parseCoordinators } from './provision-coordinators.js';
+import { parseAggregators, parseCoordinators } from './provision-coordinators.js';
 
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
 
@@ -250,12 +251,14 @@ async function cmdProvision(args: string[]): Promise<number> {
       out: { type: 'string' },
       coordinator: { type: 'string' },
       coordinators: { type: 'string' },
+      aggregators: { type: 'string' },
       force: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
     strict: true,
   });
   const sites = required(values.sites, 'sites').split(',').filter(Boolean);
+  const aggregators = values.aggregators === undefined ? [] : parseAggregators(values.aggregators);
   if (values.coordinator !== undefined && values.coordinators !== undefined) throw new UsageError('give --coordinator host:port or --coordinators a,b, not both');
   const coordinatorAddress = values.coordinator ?? 'localhost:7443';
   const port = coordinatorAddress.slice(coordinatorAddress.lastIndexOf(':') + 1);
@@ -267,6 +270,7 @@ async function cmdProvision(args: string[]): Promise<number> {
     sites,
     admins: required(values.admins, 'admins').split(',').filter(Boolean),
     ...coordinators,
+    aggregators,
     run: { id: 'run-1', rounds: 10, minSites: Math.max(1, sites.length - 1), expectedSites: sites, train: DEMO_TRAIN },
     force: values.force === true,
   });
@@ -275,6 +279,8 @@ async function cmdProvision(args: string[]): Promise<number> {
     ...(values.coordinators === undefined ? {} : { coordinators: Object.fromEntries(files.coordinatorConfigs) }),
     sites: Object.fromEntries(files.siteConfigs),
     admins: Object.fromEntries(files.adminConfigs),
+    // Certificates only: an aggregator shard's own config comes with the shard (issue 22).
+    ...(aggregators.length === 0 ? {} : { aggregators: Object.fromEntries((files.manifest?.aggregators ?? []).map((m) => [m.id, dirname(m.certPath)])) }),
     caKey: files.manifest?.ca.keyPath,
   };
   if (values.json) out(JSON.stringify(summary));
@@ -283,6 +289,7 @@ async function cmdProvision(args: string[]): Promise<number> {
     else for (const [c, f] of files.coordinatorConfigs) out(`coordinator ${c}: ${f}`);
     for (const [s, f] of files.siteConfigs) out(`site ${s}: ${f}`);
     for (const [a, f] of files.adminConfigs) out(`admin ${a}: ${f}`);
+    for (const [a, d] of Object.entries(summary.aggregators ?? {})) out(`aggregator ${a}: certificate and key in ${d}`);
     if (summary.caKey) out(`CA key (keep it offline, never on the coordinator): ${summary.caKey}`);
   }
   return 0;

@@ -27,8 +27,10 @@ export const COMMAND_USAGE: Readonly<Record<string, string>> = {
   fedhpc site renew   --config FILE [--out CSR] [--json]               (CSR for a new certificate, same key)
 `,
   provision: `  fedhpc provision    --federation NAME --sites a,b,c --admins NAME[,NAME] --out DIR
-               [--coordinator HOST:PORT | --coordinators [NAME=]HOST:PORT,...] [--force] [--json]
-               (--coordinators: a leader and its standbys, a certificate each under coordinators/NAME/)
+               [--coordinator HOST:PORT | --coordinators [NAME=]HOST:PORT,...]
+               [--aggregators [NAME=]HOST:PORT,...] [--force] [--json]
+               (--coordinators: a leader and its standbys, a certificate each under coordinators/NAME/;
+                --aggregators: aggregator shards, a certificate of the aggregator role each under aggregators/NAME/)
 `,
   export: `  fedhpc export       --state-dir DIR --round N --format hf --model-config FILE --tokenizer DIR --out DIR
                [--dtype f32|bf16] [--run ID] [--json]

@@ -36,6 +36,11 @@ export interface FederationFilesOptions {
    * addresses in this order as `coordinators`.
    */
   readonly coordinators?: readonly CoordinatorEndpoint[];
+  /**
+   * Aggregator shards to issue certificates for (issue 22), each named and dialled as a coordinator
+   * is; their certificates go under `aggregators/<name>/`. Only when the certificates are written now.
+   */
+  readonly aggregators?: readonly CoordinatorEndpoint[];
   readonly run: CoordinatorOptions['run'];
   /** The coordinator's `limits` (defaults when absent). */
   readonly limits?: CoordinatorOptions['limits'];
@@ -108,9 +113,22 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
   const [host = 'localhost'] = (o.coordinatorAddress ?? '').split(':');
   const coordinatorHosts = [...new Set([host, 'localhost', '127.0.0.1', '::1'])];
   // Several: each certificate names its own host, and the loopback names as the one coordinator's does.
-  const coordinators = several?.map((c) => ({ name: c.name, hosts: [...new Set([targetHost(c.address), 'localhost', '127.0.0.1', '::1'])] }));
+  const hostsOf = (address: string): string[] => [...new Set([targetHost(address), 'localhost', '127.0.0.1', '::1'])];
+  const coordinators = several?.map((c) => ({ name: c.name, hosts: hostsOf(c.address) }));
+  const aggregators = (o.aggregators ?? []).map((a) => ({ name: a.name, hosts: hostsOf(a.address) }));
+  if (!provisioned && aggregators.length > 0) {
+    throw new Error(`${o.dir} holds a federation already: aggregator certificates are issued with the federation's (pass force to issue new certificates for all)`);
+  }
   const manifest = provisioned
-    ? await provisionFederation({ federation: o.federation, sites: [...o.sites], admins: [...o.admins], outDir: o.dir, force: o.force ?? false, ...(coordinators ? { coordinators } : { coordinatorHosts }) })
+    ? await provisionFederation({
+        federation: o.federation,
+        sites: [...o.sites],
+        admins: [...o.admins],
+        outDir: o.dir,
+        force: o.force ?? false,
+        aggregators,
+        ...(coordinators ? { coordinators } : { coordinatorHosts }),
+      })
     : undefined;
   if (!provisioned && several) {
     for (const c of several) {

@@ -64,9 +64,9 @@ export interface IssueCertificateOptions {
   readonly id: string;
   /** Federation name (O); must equal the CA's O. */
   readonly federation: string;
-  /** Coordinator only: DNS names in the SAN. Defaults to {@link DEFAULT_COORDINATOR_DNS_NAMES}. */
+  /** Servers (coordinator, aggregator) only: DNS names in the SAN. Defaults to {@link DEFAULT_COORDINATOR_DNS_NAMES}. */
   readonly dnsNames?: readonly string[];
-  /** Coordinator only: IP addresses in the SAN. Defaults to {@link DEFAULT_COORDINATOR_IP_ADDRESSES}. */
+  /** Servers (coordinator, aggregator) only: IP addresses in the SAN. Defaults to {@link DEFAULT_COORDINATOR_IP_ADDRESSES}. */
   readonly ipAddresses?: readonly string[];
   /** Validity from `now`, in whole days. */
   readonly validityDays: number;
@@ -152,29 +152,37 @@ async function loadCa(ca: CertificateAndKey): Promise<LoadedCa> {
   return { cert, signingKey: key, federation };
 }
 
+/** Roles whose members serve (sites dial them): their certificates name hosts and may authenticate servers. */
+const isServerRole = (role: Role): boolean => role === 'coordinator' || role === 'aggregator';
+
 function subjectAltNames(options: IssueCertificateOptions): x509.JsonGeneralNames {
-  if (options.role === 'coordinator') {
+  const identity = { type: 'url' as const, value: identityUri(options.federation, options.role, options.id) };
+  if (isServerRole(options.role)) {
     const dns = options.dnsNames ?? DEFAULT_COORDINATOR_DNS_NAMES;
     const ips = options.ipAddresses ?? DEFAULT_COORDINATOR_IP_ADDRESSES;
     if (dns.length + ips.length === 0) {
-      throw new PkiError(PkiErrorCode.InvalidOptions, 'a coordinator certificate needs at least one DNS name or IP address');
+      throw new PkiError(PkiErrorCode.InvalidOptions, `${options.role} certificates need at least one DNS name or IP address`);
     }
-    return [...dns.map((value) => ({ type: 'dns' as const, value })), ...ips.map((value) => ({ type: 'ip' as const, value }))];
+    const hosts = [...dns.map((value) => ({ type: 'dns' as const, value })), ...ips.map((value) => ({ type: 'ip' as const, value }))];
+    // A coordinator's certificate has carried its hosts alone since the start; an aggregator's also
+    // names it, as a site's or admin's does, so the coordinator can read which shard dialled it.
+    return options.role === 'aggregator' ? [...hosts, identity] : hosts;
   }
   if (options.dnsNames !== undefined || options.ipAddresses !== undefined) {
-    throw new PkiError(PkiErrorCode.InvalidOptions, `dnsNames and ipAddresses apply only to coordinator certificates, not ${options.role}`, {
+    throw new PkiError(PkiErrorCode.InvalidOptions, `dnsNames and ipAddresses apply only to coordinator and aggregator certificates, not ${options.role}`, {
       role: options.role,
       id: options.id,
     });
   }
-  return [{ type: 'url', value: identityUri(options.federation, options.role, options.id) }];
+  return [identity];
 }
 
 /**
  * Issues a certificate signed by the CA, subject `CN=<id>, OU=<role>, O=<federation>`.
  *
  * Coordinator certificates get extKeyUsage serverAuth+clientAuth and a SAN of the given DNS names and
- * IPs; site and admin certificates get clientAuth and the SAN URI {@link identityUri}. With
+ * IPs; aggregator certificates the same plus the SAN URI {@link identityUri}; site and admin
+ * certificates get clientAuth and that URI alone. With
  * `publicKeyPem` (the CSR flow) the given key is certified and no private key is returned.
  *
  * @throws {PkiError} `PKI_INVALID_ID`, `PKI_INVALID_FEDERATION`, `PKI_INVALID_ROLE`,
@@ -196,8 +204,7 @@ export async function issueCertificate(options: IssueCertificateOptions): Promis
   }
   const generated = options.publicKeyPem === undefined ? await generateKeyPair() : undefined;
   const publicKey: x509.PublicKeyType = generated?.publicKey ?? new Uint8Array(publicKeySpki(options.publicKeyPem ?? '', 'public key'));
-  const usages =
-    options.role === 'coordinator' ? [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth] : [x509.ExtendedKeyUsage.clientAuth];
+  const usages = isServerRole(options.role) ? [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth] : [x509.ExtendedKeyUsage.clientAuth];
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serialNumber(options.randomBytes ?? nodeRandomBytes),
     subject: [{ CN: [options.id] }, { OU: [options.role] }, { O: [options.federation] }],

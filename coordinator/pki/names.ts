@@ -12,9 +12,13 @@ x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 export const ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 /** The roles a federation certificate can carry (in the subject's OU). */
-export const ROLES = ['coordinator', 'site', 'admin'] as const;
+export const ROLES = ['coordinator', 'site', 'admin', 'aggregator'] as const;
 
-/** A certificate role: the coordinator server, a training site, or an operator. */
+/**
+ * A certificate role: the coordinator server, a training site, an operator, or an aggregator shard
+ * (issue 22: a server that owns part of the model's bytes, inside the coordinator operator's trust
+ * boundary; sites take only its role as a shard, and only the coordinator's as the coordinator).
+ */
 export type Role = (typeof ROLES)[number];
 
 /** ECDSA P-256 key generation and import parameters used for every key in the federation. */
@@ -23,7 +27,7 @@ export const EC_KEY_ALGORITHM: EcKeyGenParams = { name: 'ECDSA', namedCurve: 'P-
 /** ECDSA with SHA-256, used for every signature in the federation. */
 export const EC_SIGNING_ALGORITHM: EcdsaParams = { name: 'ECDSA', hash: 'SHA-256' };
 
-/** The SAN URI that names a site or admin: `fedhpc://<federation>/<role>/<id>`. */
+/** The SAN URI that names a site, admin or aggregator: `fedhpc://<federation>/<role>/<id>`. */
 export function identityUri(federation: string, role: Role, id: string): string {
   return `fedhpc://${federation}/${role}/${id}`;
 }

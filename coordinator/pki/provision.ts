@@ -8,6 +8,7 @@
  * outDir/coordinators/<name>/coordinator.crt, coordinator.key, ca.crt   (several, `coordinators`)
  * outDir/sites/<id>/site.crt, site.key, ca.crt
  * outDir/admins/<name>/admin.crt, admin.key, ca.crt
+ * outDir/aggregators/<name>/aggregator.crt, aggregator.key, ca.crt   (aggregator shards, `aggregators`)
  * ```
  */
 import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
@@ -39,6 +40,12 @@ export interface ProvisionFederationOptions {
    * `hosts`, under `coordinators/<name>/`.
    */
   readonly coordinators?: readonly { readonly name: string; readonly hosts: readonly string[] }[];
+  /**
+   * Aggregator shards (issue 22): each gets a key and a certificate of the `aggregator` role,
+   * subject CN its `name`, SAN its `hosts` (what sites dial) and its identity URI, under
+   * `aggregators/<name>/`. Default none.
+   */
+  readonly aggregators?: readonly { readonly name: string; readonly hosts: readonly string[] }[];
   /** Validity of every certificate, in days. Default {@link DEFAULT_VALIDITY_DAYS}. */
   readonly validityDays?: number;
   /** Issuance time. Default `new Date()`. */
@@ -71,6 +78,8 @@ export interface ProvisionManifest {
   readonly coordinators: readonly ProvisionedMember[];
   readonly sites: readonly ProvisionedMember[];
   readonly admins: readonly ProvisionedMember[];
+  /** Every aggregator shard, in the order given (empty without `aggregators`). */
+  readonly aggregators: readonly ProvisionedMember[];
 }
 
 const IP_ADDRESS = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-fA-F:]*:[0-9a-fA-F:.]*)$/;
@@ -125,7 +134,7 @@ function checkAborted(signal: AbortSignal | undefined): void {
 }
 
 /**
- * Creates a CA and issues the coordinator, site and admin certificates, writing them under
+ * Creates a CA and issues the coordinator, site, admin and aggregator certificates, writing them under
  * `outDir`. All ids are checked before anything is written. With `force`, existing files are
  * overwritten; files of members no longer listed are left in place.
  *
@@ -148,6 +157,11 @@ export async function provisionFederation(options: ProvisionFederationOptions): 
     if (several.length === 0) throw new PkiError(PkiErrorCode.InvalidOptions, 'coordinators lists no coordinator');
     assertUnique(several.map((c) => c.name), 'coordinator');
   }
+  const shards = options.aggregators ?? [];
+  assertUnique(shards.map((a) => a.name), 'aggregator');
+  for (const { name, hosts } of shards) {
+    if (hosts.length === 0) throw new PkiError(PkiErrorCode.InvalidOptions, `aggregator ${JSON.stringify(name)} names no host for sites to dial`, { id: name, role: 'aggregator' });
+  }
   const sansOf = (hosts: readonly string[]): { dnsNames: string[]; ipAddresses: string[] } => ({
     dnsNames: hosts.filter((host) => !IP_ADDRESS.test(host)),
     ipAddresses: hosts.filter((host) => IP_ADDRESS.test(host)),
@@ -168,7 +182,7 @@ export async function provisionFederation(options: ProvisionFederationOptions): 
 
   const issue = async (role: Role, id: string, hosts?: readonly string[]): Promise<{ certPem: string; keyPem?: string }> => {
     checkAborted(options.signal);
-    const sans = role === 'coordinator' ? sansOf(hosts ?? []) : {};
+    const sans = hosts === undefined ? {} : sansOf(hosts);
     return issueCertificate({ ca, role, id, federation, validityDays, now, ...sans, ...random });
   };
   const coordinators: ProvisionedMember[] = [];
@@ -186,5 +200,9 @@ export async function provisionFederation(options: ProvisionFederationOptions): 
   for (const id of admins) {
     adminMembers.push(await writeMember(join(outDir, 'admins', id), 'admin', 'admin', id, await issue('admin', id), ca.certPem));
   }
-  return Object.freeze({ federation, outDir, ca: caPaths, coordinator, coordinators, sites: siteMembers, admins: adminMembers });
+  const aggregators: ProvisionedMember[] = [];
+  for (const { name, hosts } of shards) {
+    aggregators.push(await writeMember(join(outDir, 'aggregators', name), 'aggregator', 'aggregator', name, await issue('aggregator', name, hosts), ca.certPem));
+  }
+  return Object.freeze({ federation, outDir, ca: caPaths, coordinator, coordinators, sites: siteMembers, admins: adminMembers, aggregators });
 }

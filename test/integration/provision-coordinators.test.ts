@@ -2,7 +2,8 @@
  * `fedhpc provision --coordinators` (issue 19): a certificate per coordinator under
  * coordinators/<name>/, each naming its own host; site and admin configs list every address in
  * order. A real coordinator started with the second certificate on 127.0.0.1 is reached by a site
- * and an admin whose first address has nothing behind it. The built CLI, real processes.
+ * and an admin whose first address has nothing behind it. `--aggregators` (issue 22) issues shard
+ * certificates the same way. The built CLI, real processes.
  */
 import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
@@ -69,6 +70,27 @@ describe('fedhpc provision --coordinators', () => {
     const both = (await fedhpc(['provision', '--federation', 'x', '--sites', 'a', '--admins', 'b', '--out', await tempDir(), '--coordinator', 'a:1', '--coordinators', 'b:2']).catch((e: unknown) => e)) as { code: number; stderr: string };
     expect(both.code).toBe(2);
     expect(both.stderr).toContain('not both');
+  });
+
+  it('--aggregators issues a certificate of the aggregator role per shard, naming its host; refuses a bad entry and a folder already provisioned', async () => {
+    const dir = await tempDir();
+    const { stdout } = await fedhpc([
+      'provision', '--federation', 'hafed', '--sites', 'bsc', '--admins', 'alice', '--out', dir,
+      '--aggregators', 'shard-1.example.org:7450,s2=10.0.0.9:7451', '--json',
+    ]);
+    const summary = JSON.parse(stdout) as { aggregators: Record<string, string> };
+    expect(summary.aggregators).toEqual({ 'shard-1-example-org': join(dir, 'aggregators', 'shard-1-example-org'), s2: join(dir, 'aggregators', 's2') });
+    const s2 = await certificate(join(dir, 'aggregators', 's2', 'aggregator.crt'));
+    expect(s2).toEqual({ cn: 's2', sans: expect.arrayContaining(['IP Address:10.0.0.9', 'DNS:localhost', 'URI:fedhpc://hafed/aggregator/s2']) as string[] });
+    expect(new X509Certificate(await readFile(join(dir, 'aggregators', 's2', 'aggregator.crt'))).subject).toContain('OU=aggregator');
+    const bad = (await fedhpc(['provision', '--federation', 'x', '--sites', 'a', '--admins', 'b', '--out', await tempDir(), '--aggregators', 'Shard=h:1']).catch((e: unknown) => e)) as { code: number; stderr: string };
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--aggregators: the name "Shard"');
+    // Shards join a federation with its certificates, not later into one already provisioned.
+    const again = (await fedhpc(['provision', '--federation', 'hafed', '--sites', 'bsc', '--admins', 'alice', '--out', dir, '--aggregators', 'h3:7452']).catch((e: unknown) => e)) as { code: number; stderr: string };
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toContain('holds a federation already');
+    await expect(readFile(join(dir, 'aggregators', 'h3', 'aggregator.crt'))).rejects.toThrow(/ENOENT/);
   });
 
   it('a site and an admin reach the coordinator of the second certificate on 127.0.0.1 when the first address has none', async () => {

@@ -106,7 +106,7 @@ export class SiteAgent {
       certificatePem: tls.cert.toString('utf8'),
       keyPem: this.tls.key,
       logger: this.log,
-      client: () => this.link?.client,
+      client: () => this.link?.openClient,
       // A receipt's verdict settles kept work its upload folded: done when counted, kept again when not.
       onVerdict: (c, counted) => void this.jobs.kept().then((k) => k.settle(c, counted)).catch((err: unknown) => this.log.warn({ err: { message: (err as Error).message } }, 'kept work not settled')),
     });

@@ -85,6 +85,14 @@ export class CoordinatorLink {
 
   constructor(readonly client: SiteServiceClient) {}
 
+  /**
+   * The client while the connection is open, undefined once it is closed: for callers that choose a
+   * client now and call it later (receipts), since a call on a closed channel throws at once.
+   */
+  get openClient(): SiteServiceClient | undefined {
+    return this.closed ? undefined : this.client;
+  }
+
   /** Joins; rejects with the coordinator's refusal, or with the signal's reason once it aborts. */
   join(hello: JoinHello, signal: AbortSignal): Promise<JoinInfo> {
     // The lifetime signal outlives every connection: a listener left on it per Join leaked one

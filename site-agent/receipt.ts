@@ -101,29 +101,22 @@ export class ReceiptSigner {
     if (!client) return done();
     const fields = { federation: this.federation, runId, round: modelRound, site: this.o.site, parentSha256: c.parentSha256, modelSha256, dataManifestSha256: c.dataManifestSha256, usage };
     const signature = signReceipt(fields, this.key);
-    try {
-      client.SubmitReceipt(
-        { runId, round: String(modelRound), parentSha256: c.parentSha256, modelSha256, dataManifestSha256: c.dataManifestSha256, signature, usage: usageToWire(usage) },
-        { deadline: Date.now() + 15_000 },
-        (err: grpc.ServiceError | null) => {
-          done();
-          const log = this.o.logger.child({ round: modelRound, phase: 'commit' });
-          // Kept on a transient failure: the same announcement comes again with the next task.
-          if (err && err.code === 14 /* UNAVAILABLE */) return log.info({ err: { message: err.message } }, 'receipt not delivered yet');
-          this.pending.delete(k);
-          const notInvited = err !== null && classifyFailure(err).code === 'NOT_INVITED';
-          if (!err || notInvited) this.o.onVerdict?.(c, !err);
-          if (notInvited) log.info({ model: modelSha256 }, 'the round committed without this site\'s upload: no receipt');
-          else if (err) log.warn({ err: { code: err.code, message: err.details } }, 'receipt refused by the coordinator');
-          else log.info({ model: modelSha256, usage }, 'receipt of committed round signed and submitted');
-        },
-      );
-    } catch (err) {
-      // The channel closed between choosing the client and calling it (the agent stopping or
-      // redialling): kept, as for UNAVAILABLE, and signed when the next task announces the round.
-      done();
-      this.o.logger.info({ round: modelRound, phase: 'commit', err: { message: (err as Error).message } }, 'receipt not delivered yet');
-    }
+    client.SubmitReceipt(
+      { runId, round: String(modelRound), parentSha256: c.parentSha256, modelSha256, dataManifestSha256: c.dataManifestSha256, signature, usage: usageToWire(usage) },
+      { deadline: Date.now() + 15_000 },
+      (err: grpc.ServiceError | null) => {
+        done();
+        const log = this.o.logger.child({ round: modelRound, phase: 'commit' });
+        // Kept on a transient failure: the same announcement comes again with the next task.
+        if (err && err.code === 14 /* UNAVAILABLE */) return log.info({ err: { message: err.message } }, 'receipt not delivered yet');
+        this.pending.delete(k);
+        const notInvited = err !== null && classifyFailure(err).code === 'NOT_INVITED';
+        if (!err || notInvited) this.o.onVerdict?.(c, !err);
+        if (notInvited) log.info({ model: modelSha256 }, 'the round committed without this site\'s upload: no receipt');
+        else if (err) log.warn({ err: { code: err.code, message: err.details } }, 'receipt refused by the coordinator');
+        else log.info({ model: modelSha256, usage }, 'receipt of committed round signed and submitted');
+      },
+    );
   }
 
   /**

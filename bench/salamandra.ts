@@ -53,7 +53,11 @@ function parse(args: readonly string[]): { dir: string; only: Set<Kind>; keep: b
       only = new Set(names as Kind[]);
     } else if (a === '--keep') keep = true;
     else if (a === '--profile' && args[i + 1]) profile = args[++i]!;
-    else if (a === '--model-dtype' && (args[i + 1] === 'BF16' || args[i + 1] === 'F32')) dtype = args[++i] as 'BF16' | 'F32';
+    else if (a === '--model-dtype') {
+      const d = args[++i];
+      if (d !== 'BF16' && d !== 'F32') throw new Error(`salamandra-2b: --model-dtype takes BF16 or F32, got ${JSON.stringify(d ?? '')}`);
+      dtype = d;
+    }
     else if (a === '--params' && args[i + 1]) {
       params = Number(args[++i]);
       if (!Number.isSafeInteger(params) || params < 4000) throw new Error('salamandra-2b: --params takes a whole number ≥ 4000');

@@ -6,6 +6,7 @@
  */
 import {
   createSafetensorsWriter,
+  type Dtype,
   openSafetensors,
   type SafetensorsFile,
   type SafetensorsWriter,
@@ -70,7 +71,7 @@ export interface AggregateResult {
 }
 
 /** The files one aggregation writes: the checkpoint, the optimizer state slots and the f32 master. */
-interface CheckpointWriters {
+export interface CheckpointWriters {
   readonly model: SafetensorsWriter;
   readonly modelFile: PendingFile;
   /** One per optimizer state slot, in `stateSlots` order. */
@@ -86,34 +87,22 @@ interface CheckpointWriters {
  * narrower than F32 gets the new master beside it.
  */
 export async function aggregateRound(o: AggregateOptions): Promise<AggregateResult> {
-  invariant(!o.optimizer.stateSlots.includes(MASTER_WEIGHTS_SLOT), 'no optimizer state slot is named like the master weights');
   const opened: FileSource[] = [];
   const pending: PendingFile[] = [];
-  const mean = o.mean ?? (await plainMean(o));
+  const mean = o.mean ?? (await plainMean(o, await tensorElements(o.store, o.globalSha256)));
   try {
-    const globalSrc = await o.store.openModel(o.globalSha256);
-    opened.push(globalSrc);
-    const global = await openSafetensors(globalSrc);
-    const master = await openMasterWeights(o, global, opened);
-    const prevState = await openPreviousState(o, opened);
-    const out = await createCheckpointWriters(o, global, pending);
+    const sources = await openStepSources(o, mean, opened);
+    const out = await createCheckpointWriters(o, sources.global, pending);
     let flatOffset = 0;
-    for (const t of global.tensors) {
+    for (const t of sources.global.tensors) {
       for (let start = 0; start < t.elements; start += o.sliceElements) {
         o.signal?.throwIfAborted();
         const n = Math.min(o.sliceElements, t.elements - start);
-        const theta = await (master ?? global).readF32(t.name, start, n);
-        const delta = await mean.read(flatOffset + start, n);
-        const state: Record<string, Float32Array> = {};
-        for (const [slotIndex, slot] of o.optimizer.stateSlots.entries()) {
-          state[slot] = prevState[slotIndex] ? await prevState[slotIndex].readF32(t.name, start, n) : new Float32Array(n);
-        }
-        o.optimizer.apply(theta, delta, state, o.step);
-        checkFitsDtype(theta, t.dtype, t.name, start);
+        const { theta, state } = await stepSlice(sources, t, start, n, flatOffset + start);
         await out.model.writeF32(t.name, theta);
         await out.master?.writer.writeF32(t.name, theta);
-        for (const { slot, writer } of out.state) {
-          const values = state[slot];
+        for (const [k, { writer }] of out.state.entries()) {
+          const values = state[k];
           invariant(values !== undefined, "each optimizer state slot has this slice's values");
           await writer.writeF32(t.name, values);
         }
@@ -137,12 +126,77 @@ export async function aggregateRound(o: AggregateOptions): Promise<AggregateResu
   }
 }
 
+/** The checkpoints a server step reads: the global model, its master weights, the optimizer state. */
+export type CheckpointReader = Pick<StateStore, 'openModel' | 'hasOptimizerState' | 'openOptimizerState'>;
+
+/** What {@link openStepSources} needs to know of one aggregation. */
+export interface StepInputs {
+  readonly store: CheckpointReader;
+  readonly globalSha256: string;
+  readonly previousStateSha256: string | undefined;
+  readonly optimizer: ServerOptimizer;
+  readonly step: number;
+}
+
+/** Everything one server step reads, opened. */
+export interface StepSources {
+  readonly global: SafetensorsFile;
+  /** The f32 values the optimizer steps: the master weights, or the global model where exact. */
+  readonly theta: SafetensorsFile;
+  readonly mean: MeanSource;
+  /** The previous optimizer state per slot, in `optimizer.stateSlots` order; undefined starts from zeros. */
+  readonly state: readonly (SafetensorsFile | undefined)[];
+  readonly optimizer: ServerOptimizer;
+  readonly step: number;
+}
+
+/** Opens the global model, its master weights and the previous optimizer state; each file opened is added to `opened`. */
+export async function openStepSources(o: StepInputs, mean: MeanSource, opened: FileSource[]): Promise<StepSources> {
+  invariant(!o.optimizer.stateSlots.includes(MASTER_WEIGHTS_SLOT), 'no optimizer state slot is named like the master weights');
+  const globalSrc = await o.store.openModel(o.globalSha256);
+  opened.push(globalSrc);
+  const global = await openSafetensors(globalSrc);
+  const master = await openMasterWeights(o, global, opened);
+  const state = await openPreviousState(o, opened);
+  return { global, theta: master ?? global, mean, state, optimizer: o.optimizer, step: o.step };
+}
+
+/**
+ * The server step on values [start, start + n) of tensor `t`, whose mean delta is at
+ * `meanOffset` of `s.mean`: the new θ (checked against the checkpoint dtype) and the new value of
+ * each optimizer state slot, in slot order. Element-wise, so any cut of the model into slices —
+ * or into shards' parts — gives the same bits.
+ */
+export async function stepSlice(s: StepSources, t: { readonly name: string; readonly dtype: Dtype }, start: number, n: number, meanOffset: number): Promise<{ theta: Float32Array; state: Float32Array[] }> {
+  const theta = await s.theta.readF32(t.name, start, n);
+  const delta = await s.mean.read(meanOffset, n);
+  const slots: Record<string, Float32Array> = {};
+  for (const [k, slot] of s.optimizer.stateSlots.entries()) {
+    const prev = s.state[k];
+    slots[slot] = prev ? await prev.readF32(t.name, start, n) : new Float32Array(n);
+  }
+  s.optimizer.apply(theta, delta, slots, s.step);
+  checkFitsDtype(theta, t.dtype, t.name, start);
+  return {
+    theta,
+    state: s.optimizer.stateSlots.map((slot) => {
+      const values = slots[slot];
+      invariant(values !== undefined, 'the optimizer keeps every state slot it names');
+      return values;
+    }),
+  };
+}
+
 /**
  * Stages the new checkpoint (the global model's tensors and dtypes, its metadata with this round's
  * entries on top), one F32 file per optimizer state slot, and the F32 master when the checkpoint
  * is narrower. Every staged file is added to `pending`.
  */
-async function createCheckpointWriters(o: AggregateOptions, global: SafetensorsFile, pending: PendingFile[]): Promise<CheckpointWriters> {
+export async function createCheckpointWriters(
+  o: Pick<AggregateOptions, 'store' | 'optimizer' | 'step' | 'metadata'>,
+  global: SafetensorsFile,
+  pending: PendingFile[],
+): Promise<CheckpointWriters> {
   const f32 = global.tensors.map((t) => ({ name: t.name, dtype: 'F32' as const, shape: t.shape }));
   const stage = async (create: () => Promise<PendingFile>): Promise<PendingFile> => {
     const file = await create();
@@ -176,7 +230,7 @@ async function createCheckpointWriters(o: AggregateOptions, global: SafetensorsF
  * than F32 without its master is refused: stepping from the rounded file would silently drop
  * what the rounding took, as a momentum reset to zero would change the run.
  */
-async function openMasterWeights(o: AggregateOptions, global: SafetensorsFile, opened: FileSource[]): Promise<SafetensorsFile | undefined> {
+async function openMasterWeights(o: StepInputs, global: SafetensorsFile, opened: FileSource[]): Promise<SafetensorsFile | undefined> {
   if (!(await o.store.hasOptimizerState(o.globalSha256, MASTER_WEIGHTS_SLOT))) {
     if (o.previousStateSha256 !== undefined && needsMasterWeights(global.tensors)) {
       throw new CoordinatorError('STATE_CORRUPT', `the f32 master weights of checkpoint ${o.globalSha256} are missing`, { slot: MASTER_WEIGHTS_SLOT });
@@ -196,20 +250,21 @@ async function openMasterWeights(o: AggregateOptions, global: SafetensorsFile, o
 /**
  * The weighted mean of plain spools (f32, bf16 or int8, decoded slice by slice) with normalised
  * weights f32(wᵢ/W), added in input order: a single participant's delta passes through exactly
- * (w/W = 1). Runs in `o.pool`'s workers when given.
+ * (w/W = 1). Runs in `o.pool`'s workers when given. `tensorElements`: the values of each tensor
+ * in a spool, in order — the global model's tensors, or one shard's parts of them.
  */
-async function plainMean(o: AggregateOptions): Promise<MeanSource> {
+export async function plainMean(o: Pick<AggregateOptions, 'inputs' | 'openSpool' | 'pool' | 'signal'>, tensorElements: readonly number[]): Promise<MeanSource> {
   const totalWeight = o.inputs.reduce((s, i) => s + i.weight, 0);
   if (!(totalWeight > 0)) {
     throw new CoordinatorError('ZERO_WEIGHT', 'aggregation needs a positive total weight', { inputs: o.inputs.length, totalWeight });
   }
   const spools = o.inputs.map((i) => ({ path: i.path, encoding: i.encoding, weight: i.weight / totalWeight }));
-  return openWeightedSpools(spools, await tensorElements(o), { openSpool: o.openSpool, ...(o.pool ? { pool: o.pool } : {}), ...(o.signal ? { signal: o.signal } : {}) });
+  return openWeightedSpools(spools, tensorElements, { openSpool: o.openSpool, ...(o.pool ? { pool: o.pool } : {}), ...(o.signal ? { signal: o.signal } : {}) });
 }
 
 /** Value counts of the global model's tensors, in order: where each tensor starts in a spool. */
-async function tensorElements(o: AggregateOptions): Promise<number[]> {
-  const src = await o.store.openModel(o.globalSha256);
+async function tensorElements(store: CheckpointReader, globalSha256: string): Promise<number[]> {
+  const src = await store.openModel(globalSha256);
   try {
     return (await openSafetensors(src)).tensors.map((t) => t.elements);
   } finally {
@@ -217,7 +272,7 @@ async function tensorElements(o: AggregateOptions): Promise<number[]> {
   }
 }
 
-async function openPreviousState(o: AggregateOptions, opened: FileSource[]): Promise<(SafetensorsFile | undefined)[]> {
+async function openPreviousState(o: StepInputs, opened: FileSource[]): Promise<(SafetensorsFile | undefined)[]> {
   const prev = o.previousStateSha256;
   return Promise.all(
     o.optimizer.stateSlots.map(async (slot) => {

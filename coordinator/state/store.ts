@@ -1,6 +1,7 @@
 /**
  * The coordinator's durable state behind one interface: the journal, content-addressed model
- * checkpoints, optimizer state beside each checkpoint, and upload spools. `LocalStateStore` keeps
+ * checkpoints, optimizer state beside each checkpoint, upload spools, and the parts aggregator
+ * shards write of a checkpoint before the leader assembles it (issue 22). `LocalStateStore` keeps
  * it in `--state-dir`; a JetStream-backed store (for a standby coordinator) implements the same.
  */
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
@@ -37,6 +38,18 @@ export interface StateStore {
   close(): Promise<void>;
 }
 
+/**
+ * Parts of a checkpoint an aggregator shard wrote (issue 22): one shard's share of one file, its
+ * tensors' raw bytes in order, content-addressed, until the leader assembles the whole file.
+ */
+export interface PartStore {
+  /** A new part; `commit()` names it by its content hash. */
+  createPart(): Promise<PendingFile>;
+  /** Opens part `sha256`; `MODEL_NOT_FOUND` when there is none. */
+  openPart(sha256: string): Promise<FileSource>;
+  deletePart(sha256: string): Promise<void>;
+}
+
 /** A file being written; committed atomically under its final name. */
 export interface PendingFile {
   write(bytes: Uint8Array): Promise<void>;
@@ -56,7 +69,7 @@ export interface JournalPort {
 }
 
 /** The state store in a local directory (the default). */
-export class LocalStateStore implements StateStore {
+export class LocalStateStore implements StateStore, PartStore {
   private constructor(
     readonly dir: string,
     private readonly journal: JournalPort,
@@ -68,7 +81,7 @@ export class LocalStateStore implements StateStore {
    * checkpoints, optimizer state and spools stay in `dir`.
    */
   static async open(dir: string, now?: () => number, journal?: JournalPort): Promise<LocalStateStore> {
-    for (const sub of ['models', 'optimizer', 'spool', 'tmp']) await mkdir(join(dir, sub), { recursive: true });
+    for (const sub of ['models', 'optimizer', 'parts', 'spool', 'tmp']) await mkdir(join(dir, sub), { recursive: true });
     // Leftover temp files are writes that never committed; they were never referenced.
     await rm(join(dir, 'tmp'), { recursive: true, force: true });
     await mkdir(join(dir, 'tmp'), { recursive: true });
@@ -142,6 +155,25 @@ export class LocalStateStore implements StateStore {
       },
       discard: () => file.discard(),
     };
+  }
+
+  private partPath(sha256: string): string {
+    if (!isSha256(sha256)) throw new CoordinatorError('BAD_REQUEST', `not a SHA-256: ${JSON.stringify(sha256)}`);
+    return join(this.dir, 'parts', `${sha256}.part`);
+  }
+
+  createPart(): Promise<PendingFile> {
+    return this.pending((sha) => this.partPath(sha));
+  }
+
+  async openPart(sha256: string): Promise<FileSource> {
+    const path = this.partPath(sha256);
+    if (!(await exists(path))) throw new CoordinatorError('MODEL_NOT_FOUND', `no checkpoint part ${sha256}`, { sha256 });
+    return openFileSource(path);
+  }
+
+  async deletePart(sha256: string): Promise<void> {
+    await rm(this.partPath(sha256), { force: true });
   }
 
   async spoolDir(round: number, attempt: number): Promise<string> {

@@ -172,7 +172,7 @@ describe('LocalStateStore spools and journal', () => {
     const fresh = join(dir, 'nested', 'state');
     await mkdir(join(dir, 'nested'));
     const s = await LocalStateStore.open(fresh);
-    expect((await readdir(fresh)).sort()).toEqual(['journal.jsonl', 'models', 'optimizer', 'spool', 'tmp']);
+    expect((await readdir(fresh)).sort()).toEqual(['journal.jsonl', 'models', 'optimizer', 'parts', 'spool', 'tmp']);
     await s.close();
   });
 });

@@ -1,0 +1,284 @@
+/**
+ * Sharded aggregation (issue 22): each shard steps its part of the model from its slices of the
+ * sites' deltas (coordinator/aggregate/shard-part.ts) and the leader assembles the parts
+ * (coordinator/aggregate/assemble.ts). The assembled checkpoint, master weights and optimizer state
+ * must be the files one process writes from the whole deltas, bit for bit, whatever K.
+ */
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  type Dtype,
+  type ModelPartition,
+  type WireEncoding,
+  createOptimizer,
+  createSafetensorsWriter,
+  encodeInt8Blocks,
+  f32ToBf16,
+  memorySink,
+  partitionModel,
+  shardByteRanges,
+  unwrap,
+  AggregationError,
+} from '../../../aggregation/index.js';
+import { openFileSource } from '../../../common/files.js';
+import { assembleCheckpoint } from '../../../coordinator/aggregate/assemble.js';
+import { aggregateRound, type SpoolInput } from '../../../coordinator/aggregate/checkpoint-writer.js';
+import { KernelPool } from '../../../coordinator/aggregate/kernel-pool.js';
+import { aggregatePart, type CheckpointParts } from '../../../coordinator/aggregate/shard-part.js';
+import { CoordinatorError } from '../../../coordinator/core/errors.js';
+import { MASTER_WEIGHTS_SLOT } from '../../../coordinator/state/checkpoint-dtype.js';
+import { importInitialModel } from '../../../coordinator/state/model-import.js';
+import { LocalStateStore } from '../../../coordinator/state/store.js';
+
+// Mixed dtypes (so the checkpoint keeps f32 master weights), row lengths that do and do not divide
+// the 128-value cut alignment, a 1-D tensor shorter than one unit and a one-value tensor.
+const TENSORS: readonly { name: string; dtype: Dtype; shape: number[] }[] = [
+  { name: 'embed', dtype: 'BF16', shape: [260, 64] },
+  { name: 'up', dtype: 'BF16', shape: [40, 96] },
+  { name: 'norm', dtype: 'F32', shape: [64] },
+  { name: 'scale', dtype: 'F16', shape: [1] },
+  { name: 'head', dtype: 'BF16', shape: [130, 64] },
+];
+const SIZES = TENSORS.map((t) => t.shape.reduce((a, d) => a * d, 1));
+const OPTIMIZER = { name: 'diloco', lr: 0.7, momentum: 0.9 } as const;
+const SITES: readonly { site: string; weight: number; encoding: WireEncoding }[] = [
+  { site: 'a', weight: 3, encoding: 'f32' },
+  { site: 'b', weight: 1, encoding: 'bf16' },
+  { site: 'c', weight: 5, encoding: 'int8' },
+];
+
+let dir: string;
+let pool: KernelPool;
+const stores: LocalStateStore[] = [];
+beforeAll(async () => {
+  pool = await KernelPool.start({ threads: 2, subElements: 1024 });
+});
+afterAll(async () => {
+  await pool.close();
+});
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'fedhpc-shard-aggregate-'));
+});
+afterEach(async () => {
+  for (const s of stores.splice(0)) await s.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function values(n: number, seed: number, scale: number): Float32Array {
+  let x = seed >>> 0;
+  return Float32Array.from({ length: n }, () => {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    return Math.fround(((x / 2 ** 32) * 2 - 1) * scale);
+  });
+}
+
+/** A state dir holding the same initial model. */
+async function storeWithModel(name: string): Promise<{ store: LocalStateStore; sha: string }> {
+  const store = await LocalStateStore.open(join(dir, name), () => 0);
+  stores.push(store);
+  const sink = memorySink();
+  const w = await createSafetensorsWriter(sink, TENSORS, { format: 'pt', license: 'Apache-2.0' });
+  for (const [k, t] of TENSORS.entries()) await w.writeF32(t.name, values(SIZES[k]!, 10 + k, 1));
+  await w.finish();
+  const path = join(dir, `${name}-initial.safetensors`);
+  await writeFile(path, sink.bytes());
+  return { store, sha: (await importInitialModel(store, path, 1000)).sha256 };
+}
+
+/** One site's whole delta on the wire: every tensor encoded on its own, in the model's order. */
+function wholeDelta(encoding: WireEncoding, seed: number): Buffer {
+  return Buffer.concat(
+    SIZES.map((n, k) => {
+      const delta = values(n, seed + k, 1e-2);
+      if (encoding === 'f32') return Buffer.from(delta.buffer);
+      if (encoding === 'bf16') return Buffer.from(f32ToBf16(delta).buffer);
+      return Buffer.from(encodeInt8Blocks(delta));
+    }),
+  );
+}
+
+/** The sites' whole deltas of server step `step`, each with its encoding and weight. */
+function deltasOf(step: number): { input: Omit<SpoolInput, 'path'>; bytes: Buffer }[] {
+  return SITES.map((s, k) => ({ input: { site: s.site, weight: s.weight, encoding: s.encoding }, bytes: wholeDelta(s.encoding, 1000 * step + 100 * k) }));
+}
+
+interface StepRun {
+  readonly step: number;
+  readonly global: string;
+  readonly previous: string | undefined;
+}
+
+/** The server step in one process, from the whole deltas. */
+async function wholeStep(store: LocalStateStore, run: StepRun): Promise<string> {
+  const spools = await store.spoolDir(run.step, 0);
+  const inputs: SpoolInput[] = [];
+  for (const d of deltasOf(run.step)) {
+    const path = join(spools, `${d.input.site}.delta`);
+    await writeFile(path, d.bytes);
+    inputs.push({ ...d.input, path });
+  }
+  const result = await aggregateRound({
+    store,
+    globalSha256: run.global,
+    inputs,
+    optimizer: createOptimizer(OPTIMIZER),
+    step: run.step,
+    previousStateSha256: run.previous,
+    sliceElements: 1000,
+    openSpool: openFileSource,
+    metadata: { fedhpc_round: String(run.step) },
+  });
+  return result.modelSha256;
+}
+
+/** Each shard's slice of each whole delta, written as that shard's spools. */
+async function partSpools(store: LocalStateStore, partition: ModelPartition, shard: number, step: number): Promise<SpoolInput[]> {
+  const spools = await store.spoolDir(step, shard);
+  const inputs: SpoolInput[] = [];
+  for (const d of deltasOf(step)) {
+    const ranges = shardByteRanges(partition, shard, d.input.encoding);
+    const path = join(spools, `${d.input.site}.part`);
+    await writeFile(path, d.bytes.subarray(ranges[0]!.start, ranges[ranges.length - 1]!.end));
+    inputs.push({ ...d.input, path });
+  }
+  return inputs;
+}
+
+/** The server step over K shards' parts, assembled by the leader. */
+async function shardedStep(store: LocalStateStore, partition: ModelPartition, run: StepRun, withPool: boolean): Promise<string> {
+  const shards: CheckpointParts[] = [];
+  for (let shard = 0; shard < partition.shards.length; shard++) {
+    shards.push(
+      await aggregatePart({
+        store,
+        parts: store,
+        partition,
+        shard,
+        globalSha256: run.global,
+        inputs: await partSpools(store, partition, shard, run.step),
+        optimizer: createOptimizer(OPTIMIZER),
+        step: run.step,
+        previousStateSha256: run.previous,
+        sliceElements: 777,
+        openSpool: openFileSource,
+        ...(withPool ? { pool } : {}),
+      }),
+    );
+  }
+  const result = await assembleCheckpoint({
+    store,
+    parts: store,
+    partition,
+    shards,
+    globalSha256: run.global,
+    optimizer: createOptimizer(OPTIMIZER),
+    step: run.step,
+    metadata: { fedhpc_round: String(run.step) },
+  });
+  return result.modelSha256;
+}
+
+const partitionOf = (k: number): ModelPartition => unwrap(partitionModel(TENSORS, k), AggregationError, 'partition');
+const fileBytes = (store: LocalStateStore, sub: string, name: string): Promise<Buffer> => readFile(join(store.dir, sub, name));
+
+describe('sharded aggregation: parts stepped by shards, assembled by the leader', () => {
+  it.each([
+    [1, false],
+    [2, false],
+    [3, true],
+  ])('K = %i (worker pool: %s): two DiLoCo steps over f32, bf16 and int8 deltas give the checkpoint, master and momentum of one process, bit for bit', async (k, withPool) => {
+    const whole = await storeWithModel('whole');
+    const sharded = await storeWithModel('sharded');
+    expect(sharded.sha).toBe(whole.sha);
+    const partition = partitionOf(k);
+    expect(partition.shards.length).toBe(k);
+    let global = whole.sha;
+    let previous: string | undefined;
+    for (const step of [1, 2]) {
+      const run = { step, global, previous };
+      const expected = await wholeStep(whole.store, run);
+      const got = await shardedStep(sharded.store, partition, run, withPool);
+      expect(got).toBe(expected);
+      expect(await fileBytes(sharded.store, 'models', `${got}.safetensors`)).toEqual(await fileBytes(whole.store, 'models', `${expected}.safetensors`));
+      for (const slot of ['momentum', MASTER_WEIGHTS_SLOT]) {
+        const name = `${got}.${slot}.safetensors`;
+        expect(await fileBytes(sharded.store, 'optimizer', name), slot).toEqual(await fileBytes(whole.store, 'optimizer', name));
+      }
+      // The parts are gone once assembled.
+      expect(await readdir(join(sharded.store.dir, 'parts'))).toEqual([]);
+      global = expected;
+      previous = expected;
+    }
+  });
+
+  it('refuses to assemble a part of the wrong length (another partition): nothing is committed and the parts stay', async () => {
+    const { store, sha } = await storeWithModel('state');
+    const two = partitionOf(2);
+    const three = partitionOf(3);
+    const run = { step: 1, global: sha, previous: undefined };
+    const part = (partition: ModelPartition, shard: number): Promise<CheckpointParts> =>
+      partSpools(store, partition, shard, 1).then((inputs) =>
+        aggregatePart({ store, parts: store, partition, shard, globalSha256: sha, inputs, optimizer: createOptimizer(OPTIMIZER), step: 1, previousStateSha256: undefined, sliceElements: 1000, openSpool: openFileSource }),
+      );
+    // Shard 0 of a 3-way cut owns fewer values than shard 0 of the 2-way cut it is assembled into.
+    const shards = [await part(three, 0), await part(two, 1)];
+    const models = await readdir(join(store.dir, 'models'));
+    const err = await assembleCheckpoint({ store, parts: store, partition: two, shards, globalSha256: run.global, optimizer: createOptimizer(OPTIMIZER), step: 1, metadata: {} }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CoordinatorError);
+    expect((err as CoordinatorError).code).toBe('STATE_CORRUPT');
+    expect((err as CoordinatorError).message).toMatch(/shard 0's model part [0-9a-f]{64} holds \d+ bytes, its range \d+/);
+    expect(await readdir(join(store.dir, 'models'))).toEqual(models);
+    expect(await readdir(join(store.dir, 'optimizer'))).toEqual([]);
+    expect((await readdir(join(store.dir, 'parts'))).length).toBe(6); // model, master, momentum × 2
+    expect(await readdir(join(store.dir, 'tmp'))).toEqual([]);
+  });
+
+  it('refuses a partition of another model before reading a delta, and leaves no part behind', async () => {
+    const { store, sha } = await storeWithModel('state');
+    const other = unwrap(partitionModel([...TENSORS.slice(0, 4), { name: 'head', shape: [129, 64] }], 2), AggregationError, 'partition');
+    const inputs = await partSpools(store, other, 1, 1);
+    const err = await aggregatePart({ store, parts: store, partition: other, shard: 1, globalSha256: sha, inputs, optimizer: createOptimizer(OPTIMIZER), step: 1, previousStateSha256: undefined, sliceElements: 1000, openSpool: openFileSource }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CoordinatorError);
+    expect((err as CoordinatorError).code).toBe('BAD_REQUEST');
+    expect((err as CoordinatorError).message).toContain(`the partition does not describe checkpoint ${sha}: tensor 4 is "head" of 129 × 64 values there, "head" of shape [130, 64] in the model`);
+    expect(await readdir(join(store.dir, 'parts'))).toEqual([]);
+  });
+
+  it('stops between slices when aborted: the shard rejects with the reason and removes its partial parts', async () => {
+    const { store, sha } = await storeWithModel('state');
+    const partition = partitionOf(2);
+    const inputs = await partSpools(store, partition, 0, 1);
+    const controller = new AbortController();
+    let reads = 0;
+    const err = await aggregatePart({
+      store,
+      parts: store,
+      partition,
+      shard: 0,
+      globalSha256: sha,
+      inputs,
+      optimizer: createOptimizer(OPTIMIZER),
+      step: 1,
+      previousStateSha256: undefined,
+      sliceElements: 100,
+      openSpool: async (path) => {
+        const src = await openFileSource(path);
+        return {
+          ...src,
+          read: (offset, length) => {
+            if (++reads === 20) controller.abort(new Error('attempt aborted'));
+            return src.read(offset, length);
+          },
+          close: () => src.close(),
+        };
+      },
+      signal: controller.signal,
+    }).catch((e: unknown) => e);
+    expect(String(err)).toContain('attempt aborted');
+    expect(reads).toBeGreaterThanOrEqual(20);
+    expect(await readdir(join(store.dir, 'parts'))).toEqual([]);
+    expect(await readdir(join(store.dir, 'tmp'))).toEqual([]);
+  });
+});

@@ -103,6 +103,7 @@ export async function runAdmin(a: AdminArgs, out: (s: string) => void): Promise<
             ['upload budget', budgetCell(s)],
             ['uptime', `${(Number(s.uptimeMs) / 1000).toFixed(0)} s`],
             ...haRows(s),
+            ...shardRows(s),
           ]),
         );
       }
@@ -271,6 +272,16 @@ function refusalsCell(s: StatusResponse__Output): string {
 function budgetCell(s: StatusResponse__Output): string {
   const queued = s.uploadStreamsQueued > 0 ? `, ${s.uploadStreamsQueued} stream${s.uploadStreamsQueued === 1 ? '' : 's'} queued` : '';
   return `${formatBytes(Number(s.uploadBudgetUsedBytes))} of ${formatBytes(Number(s.uploadBudgetBytes))} in flight${queued}`;
+}
+
+/** Each aggregator shard the coordinator names (issue 22): its state, part and storage, or why it is not ready. */
+export function shardRows(s: Pick<StatusResponse__Output, 'shards'>): string[][] {
+  return s.shards.map((shard) => {
+    const part = Number(shard.endValue) > 0 ? `values [${shard.firstValue}, ${shard.endValue})` : 'no part yet';
+    const free = Number(shard.freeBytes) > 0 ? `, ${formatBytes(Number(shard.freeBytes))} free` : '';
+    const at = shard.peer ? ` from ${shard.peer}` : '';
+    return [`shard ${shard.shardIndex}`, `${shard.shardId} (${shard.endpoint}): ${shard.state}${at}; ${part}${free}${shard.problem ? `; ${shard.problem}` : ''}`];
+  });
 }
 
 /** A standby pair's leader: who leads under which term, the lease, the standbys and NATS (none without `ha`). */

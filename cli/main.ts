@@ -2,14 +2,13 @@
 /**
  * The `fedhpc` command: argument parsing and wiring only. Every command accepts `--json`.
  */
-import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../common/config-file.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import { tuneGarbageCollector } from '../common/gc-tuning.js';
 import { printable } from '../common/text.js';
-import { CoordinatorError, LEASE_DEFAULTS, loadCoordinatorConfig, runHaCoordinator, startCoordinator } from '../coordinator/index.js';
+import { CoordinatorError, LEASE_DEFAULTS, ShardRefusedError, loadCoordinatorConfig, loadShardConfig, runHaCoordinator, runShard, startCoordinator } from '../coordinator/index.js';
 import { serveMetrics } from '../common/metrics-http.js';
 import { AgentMetrics, createRunner, DROP_PHASES, RunnerConfigError, loadSiteConfig, SiteAgent, SiteAgentError, type DropPhase } from '../site-agent/index.js';
 import { DEMO_LEASE, DEMO_TRAIN, writeFederationFiles, SIMULATE_STRATEGIES, simulate, type SimulateRecord, type SimulateStrategy, type SiteRoundWork, containerLayout, buildFedhpcImage } from '../simulate/index.js';
@@ -198,6 +197,28 @@ async function refusedStart<T>(logger: Logger, started: Promise<T>): Promise<T> 
   }
 }
 
+/**
+ * An aggregator shard (issue 22): attaches to the leader until SIGINT/SIGTERM (exit 0); a leader's
+ * refusal no retry can mend (its certificate, name or version) exits 1, naming the code.
+ */
+async function cmdAggregator(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' }, json: { type: 'boolean', default: false } }, strict: true });
+  const config = loadShardConfig(required(values.config, 'config'));
+  const logger = createLogger({ name: 'aggregator', level: config.log.level, base: { federation: config.federation, shard: config.name } });
+  logger.info({ config }, 'configuration');
+  try {
+    await runShard({ config, logger, signal: onTerminate() });
+    logger.info('shutting down');
+    return 0;
+  } catch (err) {
+    if (!(err instanceof ShardRefusedError)) throw err;
+    logger.fatal({ code: err.code }, err.message);
+    if (values.json) out(JSON.stringify({ error: err.code, message: err.message }));
+    process.stderr.write(`fedhpc aggregator: ${err.code}: ${printable(err.message)}\n`);
+    return 1;
+  }
+}
+
 async function cmdSite(args: string[]): Promise<number> {
   if (args[0] === 'enroll' || args[0] === 'renew') return cmdSiteEnrol(args[0], args.slice(1));
   const { values } = parseArgs({ args, options: { config: { type: 'string' }, 'die-at': { type: 'string' }, json: { type: 'boolean' } }, strict: true });
@@ -279,8 +300,7 @@ async function cmdProvision(args: string[]): Promise<number> {
     ...(values.coordinators === undefined ? {} : { coordinators: Object.fromEntries(files.coordinatorConfigs) }),
     sites: Object.fromEntries(files.siteConfigs),
     admins: Object.fromEntries(files.adminConfigs),
-    // Certificates only: an aggregator shard's own config comes with the shard (issue 22).
-    ...(aggregators.length === 0 ? {} : { aggregators: Object.fromEntries((files.manifest?.aggregators ?? []).map((m) => [m.id, dirname(m.certPath)])) }),
+    ...(aggregators.length === 0 ? {} : { aggregators: Object.fromEntries(files.aggregatorConfigs) }),
     caKey: files.manifest?.ca.keyPath,
   };
   if (values.json) out(JSON.stringify(summary));
@@ -289,7 +309,7 @@ async function cmdProvision(args: string[]): Promise<number> {
     else for (const [c, f] of files.coordinatorConfigs) out(`coordinator ${c}: ${f}`);
     for (const [s, f] of files.siteConfigs) out(`site ${s}: ${f}`);
     for (const [a, f] of files.adminConfigs) out(`admin ${a}: ${f}`);
-    for (const [a, d] of Object.entries(summary.aggregators ?? {})) out(`aggregator ${a}: certificate and key in ${d}`);
+    for (const [a, f] of Object.entries(summary.aggregators ?? {})) out(`aggregator ${a}: ${f}`);
     if (summary.caKey) out(`CA key (keep it offline, never on the coordinator): ${summary.caKey}`);
   }
   return 0;
@@ -351,6 +371,7 @@ async function cmdAdmin(args: string[]): Promise<number> {
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   simulate: cmdSimulate,
   coordinator: cmdCoordinator,
+  aggregator: cmdAggregator,
   site: cmdSite,
   provision: cmdProvision,
   admin: cmdAdmin,

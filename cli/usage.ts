@@ -22,6 +22,10 @@ export const COMMAND_USAGE: Readonly<Record<string, string>> = {
 `,
   coordinator: `  fedhpc coordinator  --config FILE
 `,
+  aggregator: `  fedhpc aggregator   --config FILE [--json]
+               (an aggregator shard: attaches to the leader with its aggregator certificate and checks
+                its part of the model against the checkpoint storage; written by provision --aggregators)
+`,
   site: `  fedhpc site         --config FILE
   fedhpc site enroll  --site ID --federation NAME --out DIR [--json]   (key + CSR, made here; send the CSR)
   fedhpc site renew   --config FILE [--out CSR] [--json]               (CSR for a new certificate, same key)

@@ -386,6 +386,30 @@ export const coordinatorConfigSchema = z
      * 127.0.0.1:8480). A non-loopback `listen` needs `tls`. See coordinator/dashboard/.
      */
     dashboard: dashboardSchema.optional(),
+    /**
+     * Aggregator shards (issue 22), in shard order: each dials this coordinator with its `aggregator`
+     * certificate (`fedhpc provision --aggregators`) and owns one part of the model; sites will reach
+     * it at `endpoint`. Empty (the default): everything runs in the coordinator. See
+     * coordinator/shards/ and docs/operators.md.
+     */
+    aggregators: z
+      .array(
+        z
+          .object({
+            name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a shard name: lower-case letters, digits, - (at most 63)'),
+            endpoint: z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'host:port'),
+          })
+          .strict(),
+      )
+      .max(256)
+      .default([])
+      .superRefine((shards, ctx) => {
+        const seen = new Set<string>();
+        for (const [i, { name }] of shards.entries()) {
+          if (seen.has(name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [i, 'name'], message: `shard ${name} is named twice` });
+          seen.add(name);
+        }
+      }),
     log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info') }).strict().default({}),
   })
   .strict();

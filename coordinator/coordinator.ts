@@ -1,6 +1,7 @@
 /**
  * Starting and stopping a coordinator: state store, registry, membership, round driver, and one gRPC
- * server (SiteService, AdminService, health, reflection) behind the coordinator's own mTLS listener.
+ * server (SiteService, AdminService, AggregatorService, health, reflection) behind the coordinator's
+ * own mTLS listener.
  */
 import { X509Certificate } from 'node:crypto';
 import { ReflectionService } from '@grpc/reflection';
@@ -16,6 +17,8 @@ import { EventBus } from './observe/events.js';
 import { createIdentityResolver } from './pki/index.js';
 import { SiteRegistry } from './sites/registry.js';
 import { adminServiceHandlers } from './service/admin-service.js';
+import { aggregatorServiceHandlers } from './service/aggregator-service.js';
+import { ShardRegistry } from './shards/registry.js';
 import { CallLimiter, withCallLimits } from './service/limits.js';
 import { TransferBudget } from './upload/budget.js';
 import { siteServiceHandlers } from './service/site-service.js';
@@ -117,6 +120,18 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
       }
     : undefined;
   const driver = new RoundDriver({ config, store, registry, bus, logger, clock, onFatal, afterCommit, revokedSites: access.lockedOutSites() });
+  const shards = new ShardRegistry({
+    shards: config.aggregators,
+    plan: () => {
+      const run = driver.runContext;
+      return run ? { runId: run.plan.runId, globalSha256: run.globalSha256, tensors: run.tensors } : undefined;
+    },
+    now: () => clock.now(),
+  });
+  // Shards hear of a new run or global model at once (the assignment names both).
+  bus.subscribe((e) => {
+    if (e.kind === 'run.started' || e.kind === 'round.committed') shards.refresh();
+  });
   registerRunMetrics({ registry: metrics.registry, bus, sites: registry, run: () => runSnapshot(driver, () => store.records()) });
   registerUsageMetrics(metrics.registry, () => store.records());
 
@@ -163,9 +178,20 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
       membership,
       refusals,
       ha: options.ha,
+      shards,
     }), limiter),
   );
-  const health = new HealthImplementation({ '': 'SERVING', 'fedhpc.v1.SiteService': 'SERVING', 'fedhpc.v1.AdminService': 'SERVING' });
+  server.addService(
+    proto.fedhpc.v1.AggregatorService.service,
+    withCallLimits(proto.fedhpc.v1.AggregatorService.service, aggregatorServiceHandlers({
+      resolver,
+      shards,
+      term: options.ha?.snapshot().term ?? 0,
+      refusals,
+      logger: logger.child({ component: 'shards' }),
+    }), limiter),
+  );
+  const health = new HealthImplementation({ '': 'SERVING', 'fedhpc.v1.SiteService': 'SERVING', 'fedhpc.v1.AdminService': 'SERVING', 'fedhpc.v1.AggregatorService': 'SERVING' });
   health.addToServer(server);
   new ReflectionService(loadPackageDefinition()).addToServer(server);
 
@@ -225,6 +251,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
       await metricsEndpoint?.close();
       driver.close();
       for (const site of registry.list()) site.close?.();
+      shards.close();
       listener.stopAccepting();
       // Streams that never end on their own (an idle Tasks stream) must not hold shutdown up.
       await new Promise<void>((resolve) => {

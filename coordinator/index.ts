@@ -17,6 +17,8 @@ export { importStateDirJournal } from './ha/import.js';
 export { exportLines, readJournalStreamTrail, readStateDirTrail, readStreamTrail, verifyAudit, type AuditLine, type AuditReport } from './audit/index.js';
 export { DEFAULT_VALIDITY_DAYS, PkiError, createCa, enrolSite, issueCertificate, loadCaFiles, provisionFederation, renewalCsr, signSiteCsr, writeAtomic, type ProvisionManifest } from './pki/index.js';
 export { runSchema, type ResolvedRun } from './config.js';
+export { loadShardConfig, shardConfigSchema, type ResolvedShardConfig, type ShardConfigInput } from './shards/config.js';
+export { ShardRefusedError, runShard, type RunShardOptions, type ShardState } from './shards/shard.js';
 export { KernelPool, type PoolEncoding, type PoolRegion } from './aggregate/kernel-pool.js';
 export { DEFAULT_AUDIT_STREAM } from './nats/index.js';
 export { createDashboardToken } from './dashboard/token.js';

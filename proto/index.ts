@@ -15,6 +15,7 @@ export type { ProtoGrpcType } from './generated/fedhpc.js';
 // <generated-exports>
 export type { Ack, Ack__Output } from './generated/fedhpc/v1/Ack.js';
 export type { AdminServiceClient, AdminServiceHandlers, AdminServiceDefinition } from './generated/fedhpc/v1/AdminService.js';
+export type { AggregatorServiceClient, AggregatorServiceHandlers, AggregatorServiceDefinition } from './generated/fedhpc/v1/AggregatorService.js';
 export type { ApproveSiteRequest, ApproveSiteRequest__Output } from './generated/fedhpc/v1/ApproveSiteRequest.js';
 export type { ApproveSiteResponse, ApproveSiteResponse__Output } from './generated/fedhpc/v1/ApproveSiteResponse.js';
 export type { AttemptInfo, AttemptInfo__Output } from './generated/fedhpc/v1/AttemptInfo.js';
@@ -56,6 +57,12 @@ export type { RoundsResponse, RoundsResponse__Output } from './generated/fedhpc/
 export type { RunControlRequest, RunControlRequest__Output } from './generated/fedhpc/v1/RunControlRequest.js';
 export type { RunControlResponse, RunControlResponse__Output } from './generated/fedhpc/v1/RunControlResponse.js';
 export type { SecAggParams, SecAggParams__Output } from './generated/fedhpc/v1/SecAggParams.js';
+export type { ShardAssignment, ShardAssignment__Output } from './generated/fedhpc/v1/ShardAssignment.js';
+export type { ShardHello, ShardHello__Output } from './generated/fedhpc/v1/ShardHello.js';
+export type { ShardInstruction, ShardInstruction__Output } from './generated/fedhpc/v1/ShardInstruction.js';
+export type { ShardReadiness, ShardReadiness__Output } from './generated/fedhpc/v1/ShardReadiness.js';
+export type { ShardReport, ShardReport__Output } from './generated/fedhpc/v1/ShardReport.js';
+export type { ShardStatus, ShardStatus__Output } from './generated/fedhpc/v1/ShardStatus.js';
 export type { SharesSubmission, SharesSubmission__Output } from './generated/fedhpc/v1/SharesSubmission.js';
 export type { SharesTask, SharesTask__Output } from './generated/fedhpc/v1/SharesTask.js';
 export type { SiteEval, SiteEval__Output } from './generated/fedhpc/v1/SiteEval.js';
@@ -96,7 +103,7 @@ export type { UsageRow, UsageRow__Output } from './generated/fedhpc/v1/UsageRow.
 // </generated-exports>
 
 /** Protocol version spoken by this build; `Join` refuses agents that speak another. */
-export const PROTOCOL_VERSION = 8;
+export const PROTOCOL_VERSION = 9;
 
 /** Largest message either side accepts: one 4 MiB chunk plus framing. */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024;

@@ -3,8 +3,8 @@
  * the coordinator, each site and the admin. Used by `fedhpc provision` and `fedhpc simulate`.
  */
 import { mkdir, stat, writeFile } from 'node:fs/promises';
-import { join, relative } from 'node:path';
-import { provisionFederation, type CoordinatorOptions, type ProvisionManifest } from '../coordinator/index.js';
+import { dirname, join, relative } from 'node:path';
+import { provisionFederation, type CoordinatorOptions, type ProvisionManifest, type ShardConfigInput } from '../coordinator/index.js';
 import {
   defaultSiteLanguages,
   initBuiltinModel,
@@ -37,8 +37,10 @@ export interface FederationFilesOptions {
    */
   readonly coordinators?: readonly CoordinatorEndpoint[];
   /**
-   * Aggregator shards to issue certificates for (issue 22), each named and dialled as a coordinator
-   * is; their certificates go under `aggregators/<name>/`. Only when the certificates are written now.
+   * Aggregator shards (issue 22), each named and dialled as a coordinator is: their certificates
+   * and configs (`aggregator.json`, its checkpoint storage the first coordinator's state dir) go
+   * under `aggregators/<name>/`, and the coordinators' configs list them as `aggregators`. Only when
+   * the certificates are written now.
    */
   readonly aggregators?: readonly CoordinatorEndpoint[];
   readonly run: CoordinatorOptions['run'];
@@ -73,6 +75,8 @@ export interface FederationFiles {
   readonly coordinatorConfigs: ReadonlyMap<string, string>;
   readonly siteConfigs: ReadonlyMap<string, string>;
   readonly adminConfigs: ReadonlyMap<string, string>;
+  /** Every aggregator shard's config by name (empty without shards). */
+  readonly aggregatorConfigs: ReadonlyMap<string, string>;
 }
 
 /** Admin CLI config: where the coordinator is and which certificate to present. */
@@ -167,6 +171,7 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
       run: o.run,
       ...(o.limits ? { limits: o.limits } : {}),
       ...(o.dashboard ? { dashboard: { listen: o.dashboard.listen } } : {}),
+      ...(o.aggregators && o.aggregators.length > 0 ? { aggregators: o.aggregators.map((a) => ({ name: a.name, endpoint: a.address })) } : {}),
     };
     await mkdir(coordDir, { recursive: true });
     await writeJson(file, coordinator);
@@ -209,5 +214,23 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
     await writeJson(file, cfg);
     adminConfigs.set(admin, file);
   }
-  return { manifest, initialModel, coordinatorConfig, coordinatorConfigs, siteConfigs, adminConfigs };
+  const aggregatorConfigs = new Map<string, string>();
+  // Shards read and write the checkpoints where the coordinators keep them (a pair's shared state dir).
+  const checkpoints = join(dirname(coordinatorConfig), 'state');
+  for (const shard of o.aggregators ?? []) {
+    const dir = join(o.dir, 'aggregators', shard.name);
+    const file = join(dir, 'aggregator.json');
+    const cfg: ShardConfigInput = {
+      federation: o.federation,
+      name: shard.name,
+      coordinators: several ? several.map((c) => c.address) : [o.coordinatorAddress ?? ''],
+      ...(serverName ? { serverName } : {}),
+      tls: { ca: 'ca.crt', cert: 'aggregator.crt', key: 'aggregator.key' },
+      checkpoints: relative(dir, checkpoints),
+    };
+    await mkdir(dir, { recursive: true });
+    await writeJson(file, cfg);
+    aggregatorConfigs.set(shard.name, file);
+  }
+  return { manifest, initialModel, coordinatorConfig, coordinatorConfigs, siteConfigs, adminConfigs, aggregatorConfigs };
 }

@@ -1,9 +1,9 @@
 /**
  * A standby coordinator's responder (issue 19): while another coordinator leads, a standby answers
  * on its listener so that sites and admins configured with several addresses find the leader.
- * Every method of `SiteService` and `AdminService`, enumerated from the loaded proto, fails with
- * `NOT_LEADER` naming the leader (`fedhpc-leader` metadata, absent while none is known); health says
- * NOT_SERVING for both services. Callers are authenticated as the leader authenticates them: the
+ * Every method of `SiteService`, `AdminService` and `AggregatorService` (shards, issue 22),
+ * enumerated from the loaded proto, fails with `NOT_LEADER` naming the leader (`fedhpc-leader`
+ * metadata, absent while none is known); health says NOT_SERVING for each service. Callers are authenticated as the leader authenticates them: the
  * same mTLS listener (coordinator/service/tls-listener.ts) closes a connection whose certificate
  * does not verify against the federation CA, and a certificate of another federation or of the
  * wrong role for the service is refused (`UNAUTHENTICATED`, `PERMISSION_DENIED`) before the leader
@@ -50,7 +50,8 @@ export interface StandbyServer {
 const SERVICES = [
   { name: 'SiteService', role: 'site' },
   { name: 'AdminService', role: 'admin' },
-] as const satisfies readonly { name: 'SiteService' | 'AdminService'; role: Role }[];
+  { name: 'AggregatorService', role: 'aggregator' },
+] as const satisfies readonly { name: 'SiteService' | 'AdminService' | 'AggregatorService'; role: Role }[];
 
 
 type AnyCall = {

@@ -24,6 +24,7 @@ import { committedSummary, type CommittedSummary } from '../observe/run-metrics.
 import { usageRows } from '../audit/usage.js';
 import type { StateStore } from '../state/store.js';
 import type { HaSnapshot, HaView } from '../ha/view.js';
+import type { ShardRegistry } from '../shards/registry.js';
 import { roundDetail, roundsOf } from './admin-rounds.js';
 import { authenticate } from './auth.js';
 import { lineFromWire, u64, usageRowToWire } from './wire.js';
@@ -53,6 +54,8 @@ export interface AdminServiceOptions {
   readonly refusals: Pick<RefusalMonitor, 'recent' | 'windowMs'>;
   /** A standby pair's leader: its leadership, standbys and NATS health for `status` (absent without `ha`). */
   readonly ha?: HaView | undefined;
+  /** The aggregator shards the config names (issue 22), for `status`. */
+  readonly shards?: Pick<ShardRegistry, 'list'> | undefined;
 }
 
 /** The committed rounds as `Status` names them. */
@@ -109,6 +112,7 @@ export function adminServiceHandlers(o: AdminServiceOptions): AdminServiceHandle
         refusalsWindowS: Math.round(o.refusals.windowMs / 1000),
         ...budgetFields(o.uploadBudget()),
         ...(o.ha ? { ha: haToWire(o.ha.snapshot()) } : {}),
+        shards: o.shards?.list() ?? [],
       };
     }),
 

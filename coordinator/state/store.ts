@@ -68,6 +68,16 @@ export interface JournalPort {
   readonly repairedBytes?: number;
 }
 
+/**
+ * Where checkpoint `sha256` lies under the state dir `dir`: for the store, and for an aggregator
+ * shard reading the coordinator's checkpoint storage (issue 22). Throws `BAD_REQUEST` for a name
+ * that is not a SHA-256.
+ */
+export function checkpointPath(dir: string, sha256: string): string {
+  if (!isSha256(sha256)) throw new CoordinatorError('BAD_REQUEST', `not a SHA-256: ${JSON.stringify(sha256)}`);
+  return join(dir, 'models', `${sha256}.safetensors`);
+}
+
 /** The state store in a local directory (the default). */
 export class LocalStateStore implements StateStore, PartStore {
   private constructor(
@@ -102,8 +112,7 @@ export class LocalStateStore implements StateStore, PartStore {
   }
 
   modelPath(sha256: string): string {
-    if (!isSha256(sha256)) throw new CoordinatorError('BAD_REQUEST', `not a SHA-256: ${JSON.stringify(sha256)}`);
-    return join(this.dir, 'models', `${sha256}.safetensors`);
+    return checkpointPath(this.dir, sha256);
   }
 
   async hasModel(sha256: string): Promise<boolean> {

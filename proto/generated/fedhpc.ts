@@ -3,6 +3,7 @@ import type { MessageTypeDefinition } from '@grpc/proto-loader';
 
 import type { Ack as _fedhpc_v1_Ack, Ack__Output as _fedhpc_v1_Ack__Output } from './fedhpc/v1/Ack';
 import type { AdminServiceClient as _fedhpc_v1_AdminServiceClient, AdminServiceDefinition as _fedhpc_v1_AdminServiceDefinition } from './fedhpc/v1/AdminService';
+import type { AggregatorServiceClient as _fedhpc_v1_AggregatorServiceClient, AggregatorServiceDefinition as _fedhpc_v1_AggregatorServiceDefinition } from './fedhpc/v1/AggregatorService';
 import type { ApproveSiteRequest as _fedhpc_v1_ApproveSiteRequest, ApproveSiteRequest__Output as _fedhpc_v1_ApproveSiteRequest__Output } from './fedhpc/v1/ApproveSiteRequest';
 import type { ApproveSiteResponse as _fedhpc_v1_ApproveSiteResponse, ApproveSiteResponse__Output as _fedhpc_v1_ApproveSiteResponse__Output } from './fedhpc/v1/ApproveSiteResponse';
 import type { AttemptInfo as _fedhpc_v1_AttemptInfo, AttemptInfo__Output as _fedhpc_v1_AttemptInfo__Output } from './fedhpc/v1/AttemptInfo';
@@ -44,6 +45,12 @@ import type { RoundsResponse as _fedhpc_v1_RoundsResponse, RoundsResponse__Outpu
 import type { RunControlRequest as _fedhpc_v1_RunControlRequest, RunControlRequest__Output as _fedhpc_v1_RunControlRequest__Output } from './fedhpc/v1/RunControlRequest';
 import type { RunControlResponse as _fedhpc_v1_RunControlResponse, RunControlResponse__Output as _fedhpc_v1_RunControlResponse__Output } from './fedhpc/v1/RunControlResponse';
 import type { SecAggParams as _fedhpc_v1_SecAggParams, SecAggParams__Output as _fedhpc_v1_SecAggParams__Output } from './fedhpc/v1/SecAggParams';
+import type { ShardAssignment as _fedhpc_v1_ShardAssignment, ShardAssignment__Output as _fedhpc_v1_ShardAssignment__Output } from './fedhpc/v1/ShardAssignment';
+import type { ShardHello as _fedhpc_v1_ShardHello, ShardHello__Output as _fedhpc_v1_ShardHello__Output } from './fedhpc/v1/ShardHello';
+import type { ShardInstruction as _fedhpc_v1_ShardInstruction, ShardInstruction__Output as _fedhpc_v1_ShardInstruction__Output } from './fedhpc/v1/ShardInstruction';
+import type { ShardReadiness as _fedhpc_v1_ShardReadiness, ShardReadiness__Output as _fedhpc_v1_ShardReadiness__Output } from './fedhpc/v1/ShardReadiness';
+import type { ShardReport as _fedhpc_v1_ShardReport, ShardReport__Output as _fedhpc_v1_ShardReport__Output } from './fedhpc/v1/ShardReport';
+import type { ShardStatus as _fedhpc_v1_ShardStatus, ShardStatus__Output as _fedhpc_v1_ShardStatus__Output } from './fedhpc/v1/ShardStatus';
 import type { SharesSubmission as _fedhpc_v1_SharesSubmission, SharesSubmission__Output as _fedhpc_v1_SharesSubmission__Output } from './fedhpc/v1/SharesSubmission';
 import type { SharesTask as _fedhpc_v1_SharesTask, SharesTask__Output as _fedhpc_v1_SharesTask__Output } from './fedhpc/v1/SharesTask';
 import type { SiteEval as _fedhpc_v1_SiteEval, SiteEval__Output as _fedhpc_v1_SiteEval__Output } from './fedhpc/v1/SiteEval';
@@ -91,6 +98,7 @@ export interface ProtoGrpcType {
     v1: {
       Ack: MessageTypeDefinition<_fedhpc_v1_Ack, _fedhpc_v1_Ack__Output>
       AdminService: SubtypeConstructor<typeof grpc.Client, _fedhpc_v1_AdminServiceClient> & { service: _fedhpc_v1_AdminServiceDefinition }
+      AggregatorService: SubtypeConstructor<typeof grpc.Client, _fedhpc_v1_AggregatorServiceClient> & { service: _fedhpc_v1_AggregatorServiceDefinition }
       ApproveSiteRequest: MessageTypeDefinition<_fedhpc_v1_ApproveSiteRequest, _fedhpc_v1_ApproveSiteRequest__Output>
       ApproveSiteResponse: MessageTypeDefinition<_fedhpc_v1_ApproveSiteResponse, _fedhpc_v1_ApproveSiteResponse__Output>
       AttemptInfo: MessageTypeDefinition<_fedhpc_v1_AttemptInfo, _fedhpc_v1_AttemptInfo__Output>
@@ -132,6 +140,12 @@ export interface ProtoGrpcType {
       RunControlRequest: MessageTypeDefinition<_fedhpc_v1_RunControlRequest, _fedhpc_v1_RunControlRequest__Output>
       RunControlResponse: MessageTypeDefinition<_fedhpc_v1_RunControlResponse, _fedhpc_v1_RunControlResponse__Output>
       SecAggParams: MessageTypeDefinition<_fedhpc_v1_SecAggParams, _fedhpc_v1_SecAggParams__Output>
+      ShardAssignment: MessageTypeDefinition<_fedhpc_v1_ShardAssignment, _fedhpc_v1_ShardAssignment__Output>
+      ShardHello: MessageTypeDefinition<_fedhpc_v1_ShardHello, _fedhpc_v1_ShardHello__Output>
+      ShardInstruction: MessageTypeDefinition<_fedhpc_v1_ShardInstruction, _fedhpc_v1_ShardInstruction__Output>
+      ShardReadiness: MessageTypeDefinition<_fedhpc_v1_ShardReadiness, _fedhpc_v1_ShardReadiness__Output>
+      ShardReport: MessageTypeDefinition<_fedhpc_v1_ShardReport, _fedhpc_v1_ShardReport__Output>
+      ShardStatus: MessageTypeDefinition<_fedhpc_v1_ShardStatus, _fedhpc_v1_ShardStatus__Output>
       SharesSubmission: MessageTypeDefinition<_fedhpc_v1_SharesSubmission, _fedhpc_v1_SharesSubmission__Output>
       SharesTask: MessageTypeDefinition<_fedhpc_v1_SharesTask, _fedhpc_v1_SharesTask__Output>
       SiteEval: MessageTypeDefinition<_fedhpc_v1_SiteEval, _fedhpc_v1_SiteEval__Output>

@@ -2,6 +2,7 @@
 
 import type { RefusalCount as _fedhpc_v1_RefusalCount, RefusalCount__Output as _fedhpc_v1_RefusalCount__Output } from '../../fedhpc/v1/RefusalCount';
 import type { HaStatus as _fedhpc_v1_HaStatus, HaStatus__Output as _fedhpc_v1_HaStatus__Output } from '../../fedhpc/v1/HaStatus';
+import type { ShardStatus as _fedhpc_v1_ShardStatus, ShardStatus__Output as _fedhpc_v1_ShardStatus__Output } from '../../fedhpc/v1/ShardStatus';
 import type { Long } from '@grpc/proto-loader';
 
 export interface StatusResponse {
@@ -32,6 +33,7 @@ export interface StatusResponse {
   'appliedStalenessLimit'?: (number);
   'lastRoundBytesUp'?: (number | string | Long);
   'ha'?: (_fedhpc_v1_HaStatus | null);
+  'shards'?: (_fedhpc_v1_ShardStatus)[];
 }
 
 export interface StatusResponse__Output {
@@ -62,4 +64,5 @@ export interface StatusResponse__Output {
   'appliedStalenessLimit': (number);
   'lastRoundBytesUp': (string);
   'ha': (_fedhpc_v1_HaStatus__Output | null);
+  'shards': (_fedhpc_v1_ShardStatus__Output)[];
 }

@@ -1,0 +1,117 @@
+/**
+ * `AggregatorService.Attach` at the leader (issue 22): an aggregator shard's one stream. The caller
+ * must hold an `aggregator` certificate of this federation naming a shard the config lists
+ * (`aggregators`; another is refused `NOT_MEMBER` and counted as `not_member`), speak this protocol
+ * version, and not have followed a leadership term above this coordinator's (`NOT_LEADER`: this
+ * coordinator has been superseded). The stream then carries the shard's assignments, each with the
+ * leader's term, and its readiness reports (coordinator/shards/registry.ts).
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from '../../common/logger.js';
+import { PROTOCOL_VERSION, type AggregatorServiceHandlers, type ShardInstruction, type ShardReport__Output } from '../../proto/index.js';
+import { CoordinatorError, toServiceError } from '../core/errors.js';
+import type { IdentityResolver, PeerIdentity } from '../pki/index.js';
+import type { RefusalSink } from '../observe/refusals.js';
+import type { ShardLink, ShardRegistry } from '../shards/registry.js';
+import { authenticate } from './auth.js';
+
+/** How long a shard has to send its hello after opening the stream. */
+const HELLO_TIMEOUT_MS = 10_000;
+
+export interface AggregatorServiceOptions {
+  readonly resolver: IdentityResolver;
+  readonly shards: ShardRegistry;
+  /** This coordinator's leadership term: the lease revision of a standby pair's leader, 0 without `ha`. */
+  readonly term: number;
+  readonly refusals: RefusalSink;
+  readonly logger: Logger;
+}
+
+type AttachCall = Parameters<AggregatorServiceHandlers['Attach']>[0];
+
+export function aggregatorServiceHandlers(o: AggregatorServiceOptions): AggregatorServiceHandlers {
+  return {
+    Attach: (call) => {
+      let identity: PeerIdentity;
+      try {
+        identity = authenticate(call, o.resolver, 'aggregator');
+        if (!o.shards.has(identity.id)) {
+          o.refusals.refused({ reason: 'not_member', peer: call.getPeer(), cause: 'aggregator', fingerprint: identity.fingerprint256, site: identity.id });
+          throw new CoordinatorError('NOT_MEMBER', `aggregator ${identity.id} is not one of this coordinator's shards (its config's aggregators)`, { shard: identity.id });
+        }
+      } catch (err) {
+        call.emit('error', toServiceError(err));
+        return;
+      }
+      serveAttach(call, identity.id, o);
+    },
+  };
+}
+
+function serveAttach(call: AttachCall, shard: string, o: AggregatorServiceOptions): void {
+  const term = String(o.term);
+  const log = o.logger.child({ shard });
+  let link: ShardLink | undefined;
+  let ended = false;
+  const end = (err?: unknown): void => {
+    if (ended) return;
+    ended = true;
+    clearTimeout(helloTimer);
+    if (link) {
+      o.shards.detach(shard, link);
+      log.info({ peer: call.getPeer() }, 'shard detached');
+    }
+    if (err === undefined) call.end();
+    else call.emit('error', toServiceError(err));
+  };
+  const helloTimer = setTimeout(() => end(new CoordinatorError('BAD_REQUEST', `no hello within ${HELLO_TIMEOUT_MS / 1000} s`)), HELLO_TIMEOUT_MS);
+  call.on('data', (report: ShardReport__Output) => {
+    try {
+      if (link === undefined) {
+        link = hello(call, shard, report, o);
+        clearTimeout(helloTimer);
+        o.shards.attach(shard, link);
+        log.info({ peer: call.getPeer(), term: o.term }, 'shard attached');
+      } else if (report.kind === 'readiness' && report.readiness) {
+        o.shards.readiness(shard, link, report.readiness, term);
+        const r = report.readiness;
+        if (r.ready) log.info({ runId: r.runId, model: r.globalModelSha256 }, 'shard ready');
+        else log.warn({ runId: r.runId, model: r.globalModelSha256, problem: r.problem }, 'shard not ready');
+      } else {
+        throw new CoordinatorError('BAD_REQUEST', `unexpected ${report.kind ?? 'empty'} report after the hello`);
+      }
+    } catch (err) {
+      end(err);
+    }
+  });
+  call.on('end', () => end());
+  call.on('cancelled', () => end());
+  call.on('error', () => end());
+}
+
+/** Checks the first report and makes the shard's link; throws the refusal otherwise. */
+function hello(call: AttachCall, shard: string, report: ShardReport__Output, o: AggregatorServiceOptions): ShardLink {
+  const h = report.kind === 'hello' ? report.hello : undefined;
+  if (!h) throw new CoordinatorError('BAD_REQUEST', 'an Attach stream must start with a hello');
+  if (h.protocolVersion !== PROTOCOL_VERSION) {
+    throw new CoordinatorError('PROTOCOL_VERSION', `shard speaks protocol version ${h.protocolVersion}, this coordinator speaks version ${PROTOCOL_VERSION}`, {
+      shard: h.protocolVersion,
+      coordinator: PROTOCOL_VERSION,
+    });
+  }
+  if (h.shardId !== '' && h.shardId !== shard) throw new CoordinatorError('SITE_MISMATCH', `the hello names shard ${JSON.stringify(h.shardId)}, the certificate ${shard}`);
+  if (BigInt(h.term) > BigInt(o.term)) {
+    throw new CoordinatorError('NOT_LEADER', `the shard follows leadership term ${h.term}, above this coordinator's ${o.term}: another coordinator leads`, { term: h.term });
+  }
+  const peer = call.getPeer();
+  return {
+    peer,
+    send: (assignment) => {
+      const instruction: ShardInstruction = { term: String(o.term), assignment };
+      call.write(instruction);
+    },
+    close: (reason) => {
+      call.emit('error', { code: grpc.status.ABORTED, details: reason, metadata: new grpc.Metadata() });
+    },
+  };
+}

@@ -1,0 +1,44 @@
+/**
+ * The config of one aggregator shard (`fedhpc aggregator --config FILE`, issue 22), written by
+ * `fedhpc provision --aggregators` beside the shard's certificate as `aggregator.json`.
+ */
+import { z } from 'zod';
+import { loadConfigFile } from '../../common/config-file.js';
+import { COORDINATOR_ADDRESS } from '../../common/coordinator-verdict.js';
+
+export const shardConfigSchema = z
+  .object({
+    federation: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/),
+    /** The shard's name: its certificate's id and its entry in the coordinator's `aggregators`. */
+    name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a shard name: lower-case letters, digits, - (at most 63)'),
+    /** The coordinators to dial, in order (a standby pair's members, or the one coordinator). */
+    coordinators: z.array(z.string().regex(COORDINATOR_ADDRESS, 'host:port')).min(1).max(16),
+    /** The TLS name the coordinators' certificates must carry, when not the host dialled. */
+    serverName: z.string().min(1).optional(),
+    tls: z.object({ ca: z.string(), cert: z.string(), key: z.string() }).strict(),
+    /**
+     * The coordinator's checkpoint storage as this host reaches it: the coordinator's `stateDir`
+     * (its `models/`, `optimizer/` and `parts/`), shared with the shard. The shard never writes the
+     * coordinator's journal.
+     */
+    checkpoints: z.string().min(1),
+    /** Waits between attempts to reach a coordinator: full jitter, doubling up to `maxMs`. */
+    reconnect: z
+      .object({ initialMs: z.number().int().min(10).max(60_000).default(500), maxMs: z.number().int().min(10).max(600_000).default(10_000) })
+      .strict()
+      .default({}),
+    log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info') }).strict().default({}),
+  })
+  .strict();
+
+export type ShardConfigInput = z.input<typeof shardConfigSchema>;
+export type ResolvedShardConfig = z.output<typeof shardConfigSchema>;
+
+/** Loads and validates a shard config; relative paths resolve against its folder. */
+export function loadShardConfig(file: string): ResolvedShardConfig {
+  return loadConfigFile(file, shardConfigSchema, (c, rel) => ({
+    ...c,
+    tls: { ca: rel(c.tls.ca), cert: rel(c.tls.cert), key: rel(c.tls.key) },
+    checkpoints: rel(c.checkpoints),
+  }));
+}

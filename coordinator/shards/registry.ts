@@ -1,0 +1,178 @@
+/**
+ * The leader's view of its aggregator shards (issue 22): the shards the config names, in shard
+ * order; which of them holds an `Attach` stream; the part of the run's model each owns
+ * (aggregation/partition.ts, K = the number of configured shards) and what each last said of its
+ * readiness. The registry sends every attached shard its assignment when it attaches and again when
+ * the run or its global model changes; an assignment carries the leader's term.
+ */
+import { type ModelPartition, partitionModel, PARTITION_ALIGN_VALUES } from '../../aggregation/index.js';
+import { printable } from '../../common/text.js';
+import type { ShardAssignment, ShardReadiness__Output, ShardStatus } from '../../proto/index.js';
+
+/** A shard's state as `admin status` shows it. */
+export type ShardState = 'detached' | 'attached' | 'ready' | 'not_ready';
+
+/** What the registry needs to know of the run: its id, global model and tensors; undefined before a run. */
+export interface ShardPlanSource {
+  readonly runId: string;
+  readonly globalSha256: string;
+  readonly tensors: readonly { readonly name: string; readonly shape: readonly number[] }[];
+}
+
+/** One shard's attached stream, as the service hands it to the registry. */
+export interface ShardLink {
+  readonly peer: string;
+  /** Sends one assignment on the stream. */
+  send(assignment: ShardAssignment): void;
+  /** Ends the stream (a newer stream of the same shard replaces it). */
+  close(reason: string): void;
+}
+
+interface ShardRecord {
+  readonly name: string;
+  readonly endpoint: string;
+  readonly index: number;
+  state: ShardState;
+  sinceMs: number;
+  link: ShardLink | undefined;
+  /** The assignment last sent, to match its readiness report and to send only changes. */
+  sent: ShardAssignment | undefined;
+  problem: string;
+  freeBytes: number;
+}
+
+export interface ShardRegistryOptions {
+  readonly shards: readonly { readonly name: string; readonly endpoint: string }[];
+  /** The run being driven, or undefined while there is none. */
+  readonly plan: () => ShardPlanSource | undefined;
+  readonly now: () => number;
+}
+
+export class ShardRegistry {
+  private readonly records: ShardRecord[];
+  private cut: { readonly key: string; readonly partition: ModelPartition | undefined; readonly problem: string } | undefined;
+
+  constructor(private readonly o: ShardRegistryOptions) {
+    this.records = o.shards.map((s, index) => ({ name: s.name, endpoint: s.endpoint, index, state: 'detached', sinceMs: 0, link: undefined, sent: undefined, problem: '', freeBytes: 0 }));
+  }
+
+  /** Whether the config names shard `name`. */
+  has(name: string): boolean {
+    return this.records.some((r) => r.name === name);
+  }
+
+  get size(): number {
+    return this.records.length;
+  }
+
+  /** Registers `name`'s stream (ending an older one) and sends it its assignment. */
+  attach(name: string, link: ShardLink): void {
+    const r = this.record(name);
+    r.link?.close('a newer Attach stream of this shard replaced it');
+    r.link = link;
+    r.sent = undefined;
+    this.enter(r, 'attached');
+    this.sendAssignment(r);
+  }
+
+  /** Forgets `link` if it is still `name`'s stream. */
+  detach(name: string, link: ShardLink): void {
+    const r = this.record(name);
+    if (r.link !== link) return;
+    r.link = undefined;
+    r.sent = undefined;
+    this.enter(r, 'detached');
+  }
+
+  /**
+   * A shard's readiness for the assignment it names; ignored unless it answers the assignment last
+   * sent on its current stream (an answer to an older run or model is stale).
+   */
+  readiness(name: string, link: ShardLink, report: ShardReadiness__Output, term: string): void {
+    const r = this.record(name);
+    const sent = r.sent;
+    if (r.link !== link || sent === undefined) return;
+    if (report.term !== term || report.runId !== sent.runId || report.globalModelSha256 !== sent.globalModelSha256) return;
+    // The shard's words are shown to admins: printable, bounded.
+    r.problem = report.ready ? '' : printable(report.problem).slice(0, 512);
+    r.freeBytes = Number(report.freeBytes);
+    this.enter(r, report.ready ? 'ready' : 'not_ready');
+  }
+
+  /** Sends each attached shard its assignment where the run or its global model changed. */
+  refresh(): void {
+    for (const r of this.records) if (r.link) this.sendAssignment(r);
+  }
+
+  /** Every configured shard, in shard order, for `admin status`. */
+  list(): ShardStatus[] {
+    const partition = this.partition();
+    return this.records.map((r) => ({
+      shardId: r.name,
+      endpoint: r.endpoint,
+      state: r.state,
+      sinceMs: String(r.sinceMs),
+      shardIndex: r.index,
+      firstValue: String(partition.partition?.bounds[r.index] ?? 0),
+      endValue: String(partition.partition?.bounds[r.index + 1] ?? 0),
+      problem: r.problem || partition.problem,
+      freeBytes: String(r.freeBytes),
+      peer: r.link?.peer ?? '',
+    }));
+  }
+
+  /** Ends every stream (the coordinator stops). */
+  close(): void {
+    for (const r of this.records) {
+      r.link?.close('the coordinator is stopping');
+      r.link = undefined;
+    }
+  }
+
+  private sendAssignment(r: ShardRecord): void {
+    const a = this.assignment(r);
+    const same = r.sent !== undefined && r.sent.runId === a.runId && r.sent.globalModelSha256 === a.globalModelSha256;
+    if (same || !r.link) return;
+    r.sent = a;
+    if (r.state !== 'attached') this.enter(r, 'attached');
+    r.link.send(a);
+  }
+
+  private assignment(r: ShardRecord): ShardAssignment {
+    const plan = this.o.plan();
+    const { partition } = this.partition();
+    return {
+      runId: plan?.runId ?? '',
+      globalModelSha256: plan?.globalSha256 ?? '',
+      shardIndex: r.index,
+      shardCount: this.records.length,
+      alignValues: partition?.alignValues ?? PARTITION_ALIGN_VALUES,
+      firstValue: String(partition?.bounds[r.index] ?? 0),
+      endValue: String(partition?.bounds[r.index + 1] ?? 0),
+      totalValues: String(partition?.totalValues ?? 0),
+    };
+  }
+
+  /** The run's partition over the configured shards, computed once per run; a model that cannot be cut says why. */
+  private partition(): { readonly partition: ModelPartition | undefined; readonly problem: string } {
+    const plan = this.o.plan();
+    if (plan === undefined || this.records.length === 0) return { partition: undefined, problem: '' };
+    if (this.cut?.key !== plan.runId) {
+      const result = partitionModel(plan.tensors, this.records.length);
+      this.cut = result.ok ? { key: plan.runId, partition: result.value, problem: '' } : { key: plan.runId, partition: undefined, problem: `the model cannot be cut into ${this.records.length} shards: ${result.issues.join('; ')}` };
+    }
+    return this.cut;
+  }
+
+  private enter(r: ShardRecord, state: ShardState): void {
+    if (r.state === state) return;
+    r.state = state;
+    r.sinceMs = this.o.now();
+  }
+
+  private record(name: string): ShardRecord {
+    const r = this.records.find((x) => x.name === name);
+    if (r === undefined) throw new Error(`no shard ${name}`);
+    return r;
+  }
+}

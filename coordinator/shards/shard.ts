@@ -1,0 +1,196 @@
+/**
+ * An aggregator shard's process (`fedhpc aggregator`, issue 22): it dials the leader with its
+ * `aggregator` certificate, holds one `Attach` stream, and answers each assignment with whether it
+ * can serve its part (./readiness.ts). It follows the leadership terms the leader's instructions
+ * carry: an instruction of a term below the highest it has followed is refused and the shard dials
+ * on, so a deposed leader that still talks cannot direct it. It finds the leader as sites do
+ * (docs/protocol.md, "Standby coordinators and NOT_LEADER"): the configured addresses in order, a
+ * standby's `NOT_LEADER` hint first, jittered backoff once every address has been tried.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { backoffDelay, sleep } from '../../common/backoff.js';
+import { readGrpcRefusal, type GrpcRefusal } from '../../common/coordinator-verdict.js';
+import { mutualTlsCredentials } from '../../common/grpc-tls.js';
+import type { Logger } from '../../common/logger.js';
+import { readTlsFiles } from '../../common/tls.js';
+import {
+  MAX_MESSAGE_BYTES,
+  PROTOCOL_VERSION,
+  loadProto,
+  type ShardAssignment__Output,
+  type ShardInstruction__Output,
+  type ShardReport,
+} from '../../proto/index.js';
+import { COORDINATOR_VERSION } from '../coordinator.js';
+import type { ResolvedShardConfig } from './config.js';
+import { checkAssignment } from './readiness.js';
+
+/** A refusal no retry can mend: the shard stops (its certificate, its name or its version is wrong). */
+export class ShardRefusedError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ShardRefusedError';
+  }
+}
+
+/** Codes with which a leader refuses a shard for good. */
+const FINAL_CODES = new Set(['NOT_MEMBER', 'PERMISSION_DENIED', 'UNAUTHENTICATED', 'PROTOCOL_VERSION', 'SITE_MISMATCH']);
+
+/**
+ * Whether a shard that has followed term `highest` may act on an instruction of term `term`: only
+ * when it is not older. A newer term is followed from then on.
+ */
+export function termAllows(highest: bigint, term: bigint): boolean {
+  return term >= highest;
+}
+
+/** What the shard is doing, for tests and logs. */
+export interface ShardState {
+  readonly term: bigint;
+  readonly coordinator: string | undefined;
+  readonly assignment: ShardAssignment__Output | undefined;
+}
+
+export interface RunShardOptions {
+  readonly config: ResolvedShardConfig;
+  readonly logger: Logger;
+  /** Stops the shard: it ends its stream and resolves. */
+  readonly signal: AbortSignal;
+  readonly random?: () => number;
+  /** Called with every change of what the shard follows (tests). */
+  readonly onState?: (state: ShardState) => void;
+}
+
+/** How one Attach stream ended. */
+type StreamEnd =
+  | { readonly kind: 'ended'; readonly attached: boolean }
+  | { readonly kind: 'refused'; readonly attached: boolean; readonly refusal: GrpcRefusal | undefined; readonly error: unknown }
+  | { readonly kind: 'older-term'; readonly attached: boolean };
+
+/**
+ * Runs the shard until `signal` aborts (resolves) or a coordinator refuses it for good (rejects
+ * with {@link ShardRefusedError}).
+ */
+export async function runShard(o: RunShardOptions): Promise<void> {
+  const { config, logger } = o;
+  const random = o.random ?? Math.random;
+  const tls = readTlsFiles(config.tls);
+  const { AggregatorService } = loadProto().fedhpc.v1;
+  let state: ShardState = { term: 0n, coordinator: undefined, assignment: undefined };
+  const update = (patch: Partial<ShardState>): void => {
+    state = { ...state, ...patch };
+    o.onState?.(state);
+  };
+  let next = 0;
+  let failures = 0;
+  let hint: { readonly address: string; readonly again: boolean } | undefined;
+  while (!o.signal.aborted) {
+    const target = hint?.address ?? config.coordinators[next % config.coordinators.length]!;
+    const fromHint = hint !== undefined;
+    const hintedAgain = hint?.again ?? false;
+    hint = undefined;
+    const client = new AggregatorService(target, mutualTlsCredentials(tls, { target, serverName: config.serverName }), {
+      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+      'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 20_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      ...(config.serverName ? { 'grpc.default_authority': config.serverName } : {}),
+    });
+    const log = logger.child({ coordinator: target, phase: 'attach' });
+    let end: StreamEnd;
+    try {
+      end = await attachOnce(client, target, o, log, () => state, update);
+    } finally {
+      client.close();
+    }
+    update({ coordinator: undefined });
+    if (o.signal.aborted) break;
+    if (end.attached) failures = 0;
+    if (end.kind === 'refused') {
+      const r = end.refusal;
+      const code = r?.said?.code ?? r?.statusName;
+      if (code !== undefined && FINAL_CODES.has(code) && r?.said?.retryable !== true) {
+        throw new ShardRefusedError(code, `coordinator ${target} refused shard ${config.name}: ${r?.reason ?? String(end.error)}`);
+      }
+      if (r?.leader !== undefined && r.leader !== target) {
+        log.info({ leader: r.leader }, 'a standby named the leader');
+        hint = { address: r.leader, again: fromHint };
+        // Straight to a named leader the first time; after the backoff when hints chase each other.
+        if (!hintedAgain) continue;
+      } else {
+        log.warn({ reason: r?.reason ?? String(end.error) }, 'coordinator unavailable');
+      }
+    }
+    if (!fromHint) next += 1;
+    // A full pass over the addresses without attaching waits before the next.
+    if (next % config.coordinators.length === 0 || end.kind === 'older-term' || fromHint) {
+      const ms = backoffDelay({ initialMs: config.reconnect.initialMs, maxMs: config.reconnect.maxMs }, failures++, random);
+      await sleep(ms, o.signal).catch(() => undefined);
+    }
+  }
+}
+
+/** Holds one Attach stream to `client` until it ends, is refused, or sends an older term. */
+function attachOnce(
+  client: InstanceType<ReturnType<typeof loadProto>['fedhpc']['v1']['AggregatorService']>,
+  target: string,
+  o: RunShardOptions,
+  log: Logger,
+  state: () => ShardState,
+  update: (patch: Partial<ShardState>) => void,
+): Promise<StreamEnd> {
+  const { config } = o;
+  return new Promise<StreamEnd>((resolve) => {
+    const call = client.Attach();
+    let attached = false;
+    let settled = false;
+    /** Each assignment's number: a readiness check that finishes after a newer assignment is not sent. */
+    let latest = 0;
+    const settle = (end: StreamEnd): void => {
+      if (settled) return;
+      settled = true;
+      o.signal.removeEventListener('abort', onAbort);
+      call.cancel();
+      resolve(end);
+    };
+    const onAbort = (): void => settle({ kind: 'ended', attached });
+    o.signal.addEventListener('abort', onAbort, { once: true });
+    call.on('data', (instruction: ShardInstruction__Output) => {
+      const term = BigInt(instruction.term);
+      const highest = state().term;
+      if (!termAllows(highest, term)) {
+        log.error({ term: instruction.term, following: String(highest) }, 'refused an instruction of an older leadership term: a newer leader exists; dialling on');
+        settle({ kind: 'older-term', attached });
+        return;
+      }
+      if (term > highest) log.info({ term: instruction.term }, 'following leadership term');
+      if (!attached) log.info({ term: instruction.term }, 'attached to the leader');
+      attached = true;
+      update({ term, coordinator: target });
+      const a = instruction.kind === 'assignment' ? instruction.assignment : null;
+      if (!a) return;
+      const n = ++latest;
+      update({ assignment: a });
+      const alog = log.child({ phase: 'assign', runId: a.runId, shard: a.shardIndex });
+      alog.info({ first: a.firstValue, end: a.endValue, of: a.totalValues, model: a.globalModelSha256 }, 'assigned a part of the model');
+      void checkAssignment(config.checkpoints, a).then((r) => {
+        if (settled || n !== latest) return;
+        if (r.ready) alog.info({ freeBytes: r.freeBytes }, 'ready');
+        else alog.warn({ problem: r.problem }, 'not ready');
+        const report: ShardReport = { readiness: { term: instruction.term, runId: a.runId, globalModelSha256: a.globalModelSha256, ready: r.ready, problem: r.problem, freeBytes: String(r.freeBytes) } };
+        call.write(report);
+      });
+    });
+    call.on('error', (error: unknown) => {
+      if ((error as { code?: unknown }).code === grpc.status.CANCELLED && settled) return;
+      settle({ kind: 'refused', attached, refusal: readGrpcRefusal(error), error });
+    });
+    call.on('end', () => settle({ kind: 'ended', attached }));
+    const hello: ShardReport = { hello: { protocolVersion: PROTOCOL_VERSION, shardId: config.name, term: String(state().term), shardVersion: COORDINATOR_VERSION } };
+    call.write(hello);
+  });
+}

@@ -1,0 +1,17 @@
+// Original file: proto/fedhpc/v1/fedhpc.proto
+
+import type { Long } from '@grpc/proto-loader';
+
+export interface ShardHello {
+  'protocolVersion'?: (number);
+  'shardId'?: (string);
+  'term'?: (number | string | Long);
+  'shardVersion'?: (string);
+}
+
+export interface ShardHello__Output {
+  'protocolVersion': (number);
+  'shardId': (string);
+  'term': (string);
+  'shardVersion': (string);
+}

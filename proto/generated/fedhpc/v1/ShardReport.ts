@@ -1,0 +1,16 @@
+// Original file: proto/fedhpc/v1/fedhpc.proto
+
+import type { ShardHello as _fedhpc_v1_ShardHello, ShardHello__Output as _fedhpc_v1_ShardHello__Output } from '../../fedhpc/v1/ShardHello';
+import type { ShardReadiness as _fedhpc_v1_ShardReadiness, ShardReadiness__Output as _fedhpc_v1_ShardReadiness__Output } from '../../fedhpc/v1/ShardReadiness';
+
+export interface ShardReport {
+  'hello'?: (_fedhpc_v1_ShardHello | null);
+  'readiness'?: (_fedhpc_v1_ShardReadiness | null);
+  'kind'?: "hello"|"readiness";
+}
+
+export interface ShardReport__Output {
+  'hello'?: (_fedhpc_v1_ShardHello__Output | null);
+  'readiness'?: (_fedhpc_v1_ShardReadiness__Output | null);
+  'kind'?: "hello"|"readiness";
+}

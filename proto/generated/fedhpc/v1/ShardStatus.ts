@@ -1,0 +1,29 @@
+// Original file: proto/fedhpc/v1/fedhpc.proto
+
+import type { Long } from '@grpc/proto-loader';
+
+export interface ShardStatus {
+  'shardId'?: (string);
+  'endpoint'?: (string);
+  'state'?: (string);
+  'sinceMs'?: (number | string | Long);
+  'shardIndex'?: (number);
+  'firstValue'?: (number | string | Long);
+  'endValue'?: (number | string | Long);
+  'problem'?: (string);
+  'freeBytes'?: (number | string | Long);
+  'peer'?: (string);
+}
+
+export interface ShardStatus__Output {
+  'shardId': (string);
+  'endpoint': (string);
+  'state': (string);
+  'sinceMs': (string);
+  'shardIndex': (number);
+  'firstValue': (string);
+  'endValue': (string);
+  'problem': (string);
+  'freeBytes': (string);
+  'peer': (string);
+}

@@ -1,0 +1,120 @@
+/**
+ * Aggregator shards attach to the leader (issue 22): `fedhpc provision --aggregators` writes each
+ * shard's certificate and config and lists the shards in the coordinator's; `fedhpc aggregator`
+ * processes attach over mTLS, are assigned their parts of the run's model and check them against
+ * the checkpoint storage; `admin status` shows each shard. Refused: a site's certificate presented
+ * as a shard, a shard the coordinator does not list, a shard of another federation (at the TLS
+ * handshake). Real processes of the built CLI on loopback.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CLI, freePort, startCli, waitFor, type Proc } from '../helpers/federation.js';
+
+const exec = promisify(execFile);
+const fedhpc = (args: string[]) => exec(process.execPath, [CLI, ...args], { timeout: 30_000 });
+
+interface ShardRow {
+  readonly shardId: string;
+  readonly state: string;
+  readonly shardIndex: number;
+  readonly firstValue: string;
+  readonly endValue: string;
+  readonly problem: string;
+  readonly freeBytes: string;
+}
+
+describe('fedhpc aggregator: shards attach to the leader', () => {
+  const dirs: string[] = [];
+  const procs: Proc[] = [];
+  const tempDir = async (): Promise<string> => {
+    const d = await mkdtemp(join(tmpdir(), 'fedhpc-shards-'));
+    dirs.push(d);
+    return d;
+  };
+  afterAll(async () => {
+    for (const p of procs.reverse()) await p.stop();
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
+
+  it('two shards attach, get parts that tile the model and report ready; a killed shard shows detached; wrong storage, a site certificate, an unlisted shard and another federation are refused', async () => {
+    const dir = await tempDir();
+    const port = await freePort();
+    await fedhpc([
+      'provision', '--federation', 'shardfed', '--sites', 'bsc,hlrs', '--admins', 'alice', '--out', dir,
+      '--coordinator', `localhost:${port}`, '--aggregators', `s1=localhost:${await freePort()},s2=localhost:${await freePort()},s3=localhost:${await freePort()}`, '--json',
+    ]);
+    // s3 has a certificate but the coordinator does not list it.
+    const coordinatorConfig = join(dir, 'coordinator', 'coordinator.json');
+    const coordinator = JSON.parse(await readFile(coordinatorConfig, 'utf8')) as { aggregators: unknown[] };
+    coordinator.aggregators = coordinator.aggregators.slice(0, 2);
+    await writeFile(coordinatorConfig, JSON.stringify(coordinator));
+    procs.push(await startCli('coordinator', ['coordinator', '--config', coordinatorConfig], dir));
+    const shardConfig = (name: string): string => join(dir, 'aggregators', name, 'aggregator.json');
+    const s1 = await startCli('s1', ['aggregator', '--config', shardConfig('s1')], dir);
+    const s2 = await startCli('s2', ['aggregator', '--config', shardConfig('s2')], dir);
+    procs.push(s1, s2);
+    const admin = join(dir, 'admins', 'alice', 'admin.json');
+    const status = async (): Promise<{ shards: ShardRow[]; recentRefusals: { reason: string; count: string }[] } | undefined> =>
+      fedhpc(['admin', 'status', '--config', admin, '--json']).then((r) => JSON.parse(r.stdout) as { shards: ShardRow[]; recentRefusals: { reason: string; count: string }[] }, () => undefined);
+    const ready = await waitFor('both shards ready', async () => {
+      const s = await status();
+      return s?.shards.length === 2 && s.shards.every((x) => x.state === 'ready') ? s.shards : undefined;
+    }, 30_000, 300);
+    expect(ready.map((x) => [x.shardId, x.shardIndex])).toEqual([['s1', 0], ['s2', 1]]);
+    // The parts tile the model: [0, b) and [b, N), b inside, each about half.
+    const [a, b] = ready;
+    expect(a!.firstValue).toBe('0');
+    expect(b!.firstValue).toBe(a!.endValue);
+    const half = Number(b!.endValue) / 2;
+    expect(Math.abs(Number(a!.endValue) - half)).toBeLessThan(half * 0.05);
+    expect(Number(a!.freeBytes)).toBeGreaterThan(0);
+    const text = (await fedhpc(['admin', 'status', '--config', admin])).stdout;
+    expect(text).toMatch(/shard 0 +s1 \(localhost:\d+\): ready from [\d.:]+; values \[0, \d+\), [\d.]+ [KMGT]?i?B free/);
+
+    // A killed shard is detached at once (its stream ends with the process).
+    await s2.stop('SIGKILL');
+    await waitFor('s2 detached', async () => ((await status())?.shards[1]?.state === 'detached' ? true : undefined), 30_000, 300);
+
+    // A shard whose checkpoint storage is not the coordinator's says why it is not ready.
+    const wrong = JSON.parse(await readFile(shardConfig('s2'), 'utf8')) as Record<string, unknown>;
+    await writeFile(join(dir, 'aggregators', 's2', 'wrong.json'), JSON.stringify({ ...wrong, checkpoints: await tempDir() }));
+    procs.push(await startCli('s2-wrong', ['aggregator', '--config', join(dir, 'aggregators', 's2', 'wrong.json')], dir));
+    const notReady = await waitFor('s2 not ready', async () => {
+      const row = (await status())?.shards[1];
+      return row?.state === 'not_ready' ? row : undefined;
+    }, 30_000, 300);
+    expect(notReady.problem).toMatch(/^global model [0-9a-f]{64} of run run-1 cannot be read from .*: .*ENOENT/);
+
+    // A site's certificate cannot stand in for a shard: the coordinator refuses it and the process exits 1.
+    const site = join(dir, 'aggregators', 's1', 'as-site.json');
+    await writeFile(site, JSON.stringify({ ...wrong, name: 'bsc', checkpoints: join('..', '..', 'coordinator', 'state'), tls: { ca: '../../sites/bsc/ca.crt', cert: '../../sites/bsc/site.crt', key: '../../sites/bsc/site.key' } }));
+    const asSite = await startCli('as-site', ['aggregator', '--config', site], dir);
+    procs.push(asSite);
+    expect(await asSite.exited).toBe(1);
+    expect(await asSite.logText()).toContain('PERMISSION_DENIED: a site certificate cannot call the aggregator API');
+
+    // A shard with a certificate of the federation that the coordinator does not list: NOT_MEMBER, exit 1, counted.
+    const unlisted = await startCli('s3', ['aggregator', '--config', shardConfig('s3')], dir);
+    procs.push(unlisted);
+    expect(await unlisted.exited).toBe(1);
+    expect(await unlisted.logText()).toContain("NOT_MEMBER: aggregator s3 is not one of this coordinator's shards");
+
+    // A shard of another federation fails the TLS handshake (another CA); it keeps trying and is counted each time.
+    const other = await tempDir();
+    await fedhpc(['provision', '--federation', 'otherfed', '--sites', 'x', '--admins', 'bob', '--out', other, '--coordinator', `localhost:${port}`, '--aggregators', `s1=localhost:${await freePort()}`]);
+    const foreign = await startCli('foreign', ['aggregator', '--config', join(other, 'aggregators', 's1', 'aggregator.json')], dir);
+    procs.push(foreign);
+    const refused = await waitFor('handshake refusals counted', async () => {
+      const s = await status();
+      const r = s?.recentRefusals.find((x) => x.reason === 'tls_handshake');
+      return r && Number(r.count) > 0 ? s : undefined;
+    }, 30_000, 300);
+    expect(Number(refused.recentRefusals.find((x) => x.reason === 'not_member')?.count)).toBeGreaterThanOrEqual(1);
+    expect(refused.shards[0]?.state).toBe('ready');
+    expect(await foreign.logText()).toContain('coordinator unavailable');
+  }, 120_000);
+});

@@ -99,6 +99,129 @@ export interface SecureMeanOptions {
 }
 
 /**
+ * What unmasking needs besides the masked words: the secrets rebuilt from the revealed shares and
+ * the attempt's quantization. The leader makes it once per attempt; with aggregator shards (issue
+ * 22) it hands it to every shard, which unmasks its own range of the sum (masks are per coordinate,
+ * and the keystream seeks by word offset).
+ */
+export interface UnmaskPlan {
+  /** n, the survivors whose masked words are summed. */
+  readonly survivors: number;
+  readonly selfSeeds: readonly Uint8Array[];
+  readonly droppedPairs: readonly DroppedPair[];
+  readonly clip: number;
+  readonly quantBits: number;
+  readonly modulusBits: 16 | 32;
+}
+
+/** The attempt's {@link UnmaskPlan}: its survivors' self seeds and dropped sites' pairwise seeds rebuilt. */
+export function unmaskPlan(r: SecureRound): UnmaskPlan {
+  const { selfSeeds, droppedPairs } = unmaskingSecrets(r);
+  return { survivors: r.survivors.length, selfSeeds, droppedPairs, clip: r.params.clip, quantBits: r.params.quantBits, modulusBits: r.params.modulusBits };
+}
+
+/** Unmasked, dequantized sums of the masked spools over global word ranges. */
+interface UnmaskedSums {
+  /** Σ of words [at, at + count) (global offsets), unmasked and decoded with `clip`; valid until the next call. */
+  read(at: number, count: number, clip: number): Promise<Float64Array>;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the survivors' masked spools, whose first word is global word `base` (0 for whole deltas,
+ * a shard's first value for its parts). Unmasking and decoding are fused slice by slice in one
+ * workspace, into one reused f64 buffer: each caller checks and divides the decoded sum before its
+ * next await, so no decoded sum outlives the turn that made it.
+ */
+async function openUnmaskedSums(
+  plan: UnmaskPlan,
+  spoolPaths: readonly string[],
+  base: number,
+  openSpool: (path: string) => Promise<FileSource>,
+  options: SecureMeanOptions,
+): Promise<UnmaskedSums> {
+  invariant(spoolPaths.length === plan.survivors, 'a secure sum reads one spool per survivor');
+  const workspace = new MaskWorkspace();
+  const spools = await openMaskedSpools(spoolPaths, plan.modulusBits, { openSpool, ...options });
+  const masks = { survivorSelfSeeds: plan.selfSeeds, droppedPairs: plan.droppedPairs };
+  let decoded = new Float64Array(0);
+  return {
+    async read(at, count, clip) {
+      const words = await spools.read(at - base, count);
+      if (decoded.length !== words.length) decoded = new Float64Array(words.length);
+      return unmaskDequantize(words, plan.survivors, { clip, quantBits: plan.quantBits, modulusBits: plan.modulusBits }, { ...masks, wordOffset: at }, workspace, decoded);
+    },
+    close: () => spools.close(),
+  };
+}
+
+/**
+ * The unmasked sum of the survivors' weight words (global word `elements`, quantized with clip 1),
+ * read from spools whose first word is global word `base`: the whole deltas, or the parts of the
+ * shard designated to hold the weight word. The caller checks it ({@link checkedWeightSum}).
+ */
+export async function unmaskWeightWord(
+  plan: UnmaskPlan,
+  spoolPaths: readonly string[],
+  base: number,
+  elements: number,
+  openSpool: (path: string) => Promise<FileSource>,
+  options: SecureMeanOptions = {},
+): Promise<number> {
+  const sums = await openUnmaskedSums(plan, spoolPaths, base, openSpool, options);
+  try {
+    return (await sums.read(elements, 1, 1))[0]!;
+  } finally {
+    await sums.close();
+  }
+}
+
+/**
+ * The Σw check: the unmasked weight sum against the weights the survivors declared in their clear
+ * headers; returns the declared Σw every mean divides by, or throws `WEIGHT_SUM_MISMATCH` naming
+ * the survivors.
+ */
+export function checkedWeightSum(r: SecureRound, declared: ReadonlyMap<string, number>, unmasked: number): number {
+  return checked(checkWeightSum(unmasked, declaredWeights(r, declared), r.params.quantBits), r);
+}
+
+/**
+ * A mean source over values [base, base + …) of the survivors' masked spools (whose first word is
+ * global word `base`), offsets relative to `base`: each slice unmasked, checked against the range
+ * bound of `weightSum` (`SUM_OUT_OF_RANGE`, through `check`, which may name the survivors) and
+ * divided by it.
+ */
+export async function unmaskedMean(
+  plan: UnmaskPlan,
+  spoolPaths: readonly string[],
+  base: number,
+  weightSum: number,
+  openSpool: (path: string) => Promise<FileSource>,
+  options: SecureMeanOptions & { readonly check?: (result: Result<void, SecAggErrorCode>) => void } = {},
+): Promise<MeanSource> {
+  const check = options.check ?? ((result) => checkedAtShard(result));
+  const bound = sumRangeBound(weightSum, plan.survivors, plan);
+  const sums = await openUnmaskedSums(plan, spoolPaths, base, openSpool, options);
+  return {
+    async read(offset, count) {
+      const sum = await sums.read(base + offset, count, plan.clip);
+      check(checkSumRange(sum, bound, base + offset));
+      const mean = new Float32Array(count);
+      for (let i = 0; i < count; i++) mean[i] = sum[i]! / weightSum;
+      return mean;
+    },
+    close: () => sums.close(),
+  };
+}
+
+/** A failed range check where the survivors are not known (a shard): the leader names them when it aborts. */
+function checkedAtShard(result: Result<void, SecAggErrorCode>): void {
+  if (result.ok) return;
+  const code: CoordinatorErrorCode = result.code === 'SUM_OUT_OF_RANGE' ? 'SUM_OUT_OF_RANGE' : 'INTERNAL';
+  throw new CoordinatorError(code, result.issues.join('; '));
+}
+
+/**
  * A mean source over the survivors' masked spools (`elements` words each plus one weight word).
  * Opens the spools and unmasks the weight word first: the Σw check runs before any slice is
  * served, the range check on every slice served. The mean divides by the declared Σwᵢ, so a
@@ -114,37 +237,8 @@ export async function secureMean(
   options: SecureMeanOptions = {},
 ): Promise<MeanSource> {
   invariant(spoolPaths.length === r.survivors.length, 'a secure sum reads one spool per survivor');
-  const weights = declaredWeights(r, declared);
-  const { selfSeeds, droppedPairs } = unmaskingSecrets(r);
-  const bits = r.params.modulusBits;
-  const n = r.survivors.length;
-  const q = { clip: r.params.clip, quantBits: r.params.quantBits, modulusBits: bits };
-  // Unmasking and decoding fused slice by slice in one workspace, into one reused f64 buffer. It is
-  // synchronous, and each caller checks and divides the decoded sum before its next await, so no
-  // decoded sum outlives the turn that made it.
-  const workspace = new MaskWorkspace();
-  const spools = await openMaskedSpools(spoolPaths, bits, { openSpool, ...options });
-  let decoded = new Float64Array(0);
-  const unmaskedSum = (words: Uint32Array | Uint16Array, wordOffset: number, quantize: typeof q): Float64Array => {
-    if (decoded.length !== words.length) decoded = new Float64Array(words.length);
-    return unmaskDequantize(words, n, quantize, { survivorSelfSeeds: selfSeeds, droppedPairs, wordOffset }, workspace, decoded);
-  };
-  try {
-    const unmasked = unmaskedSum(await spools.read(elements, 1), elements, { ...q, clip: 1 })[0]!;
-    const weightSum = checked(checkWeightSum(unmasked, weights, q.quantBits), r);
-    const bound = sumRangeBound(weightSum, n, q);
-    return {
-      async read(elemOffset, count) {
-        const sum = unmaskedSum(await spools.read(elemOffset, count), elemOffset, q);
-        checked(checkSumRange(sum, bound, elemOffset), r);
-        const mean = new Float32Array(count);
-        for (let i = 0; i < count; i++) mean[i] = sum[i]! / weightSum;
-        return mean;
-      },
-      close: () => spools.close(),
-    };
-  } catch (err) {
-    await spools.close();
-    throw err;
-  }
+  declaredWeights(r, declared); // a weight no encoder could have declared fails before any spool is read
+  const plan = unmaskPlan(r);
+  const weightSum = checkedWeightSum(r, declared, await unmaskWeightWord(plan, spoolPaths, 0, elements, openSpool, options));
+  return unmaskedMean(plan, spoolPaths, 0, weightSum, openSpool, { ...options, check: (result) => checked(result, r) });
 }

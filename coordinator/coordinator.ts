@@ -26,7 +26,7 @@ import { LocalStateStore } from './state/store.js';
 import { tapAppends } from './audit/tap.js';
 import { NatsPublisher } from './nats/publisher.js';
 import { serveMetrics, type MetricsEndpoint } from '../common/metrics-http.js';
-import { CoordinatorMetrics } from './observe/metrics.js';
+import { CoordinatorMetrics, registerShardMetrics } from './observe/metrics.js';
 import { registerRunMetrics, runSnapshot } from './observe/run-metrics.js';
 import { registerUsageMetrics } from './audit/usage.js';
 import { healthProbe } from './observe/health-probe.js';
@@ -127,7 +127,9 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
       return run ? { runId: run.plan.runId, globalSha256: run.globalSha256, tensors: run.tensors } : undefined;
     },
     now: () => clock.now(),
+    onState: (change) => bus.emit('shard.state', change),
   });
+  registerShardMetrics(metrics.registry, () => shards.list());
   // Shards hear of a new run or global model at once (the assignment names both).
   bus.subscribe((e) => {
     if (e.kind === 'run.started' || e.kind === 'round.committed') shards.refresh();
@@ -230,6 +232,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
             uploadBudget: () => uploadBudget.usage(),
             uploads,
             failures,
+            shards: () => shards.list(),
             ca: new X509Certificate(tls.ca),
             now: () => clock.now(),
           },

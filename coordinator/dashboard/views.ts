@@ -19,6 +19,7 @@ import type { OpenAttemptUploads } from '../observe/uploads.js';
 import { roundsOf } from '../service/admin-rounds.js';
 import { verifyAudit, type AuditReport } from '../audit/verify.js';
 import type { FailureBook } from './failures.js';
+import type { ShardView } from '../shards/registry.js';
 
 /** Rounds sent to the rounds page at most (the newest); the journal and `fedhpc admin rounds` have all. */
 export const MAX_ROUNDS_SHOWN = 2000;
@@ -40,6 +41,8 @@ export interface DashboardSources {
   readonly failures: FailureBook;
   /** The federation CA: the audit view checks receipt certificates against it. */
   readonly ca: X509Certificate;
+  /** The aggregator shards the config names (issue 22), as `admin status` shows them. */
+  readonly shards?: () => readonly ShardView[];
   readonly now: () => number;
 }
 
@@ -65,6 +68,17 @@ export function overviewView(s: DashboardSources, role: CoordinatorRole = { kind
     uptimeMs: s.driver.uptimeMs,
     sites: { connected: s.registry.connected().length, known: s.registry.list().length, members: s.members().length },
     uploadBudget: s.uploadBudget(),
+    shards: (s.shards?.() ?? []).map((x) => ({
+      shard: x.shardId,
+      endpoint: x.endpoint,
+      index: x.shardIndex,
+      state: x.state,
+      sinceMs: Number(x.sinceMs),
+      firstValue: Number(x.firstValue),
+      endValue: Number(x.endValue),
+      freeBytes: Number(x.freeBytes),
+      problem: x.problem,
+    })),
     run:
       snap && ctx
         ? {

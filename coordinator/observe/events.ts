@@ -57,6 +57,11 @@ export const eventBodySchemas = {
    * `leader` record is the audited entry; this announces it.
    */
   'leader.elected': z.object({ term: z.number().int().positive(), holder: id, address: z.string(), previousTerm: count }).strict(),
+  /**
+   * An aggregator shard (issue 22) changed state at the leader: `attached` (its stream is open and
+   * assigned a part), `ready` or `not_ready` (its answer, with the problem), `detached` (its stream ended).
+   */
+  'shard.state': z.object({ shard: id, index: count, state: z.enum(['detached', 'attached', 'ready', 'not_ready']), problem: z.string() }).strict(),
 } as const;
 
 /** Every event kind with its body. */

@@ -14,6 +14,26 @@ import type { BudgetUsage } from '../upload/budget.js';
 import { REFUSAL_REASONS, type RefusalReason } from './refusals.js';
 
 /** The metric families and the gRPC interceptor that counts streams and errors. */
+/** The states a shard may be in (coordinator/shards/registry.ts), each a series of the state set. */
+const SHARD_STATES = ['detached', 'attached', 'ready', 'not_ready'] as const;
+
+/**
+ * `fedhpc_shard_state{shard, state}`: 1 for each aggregator shard's current state, 0 for its
+ * others (a Prometheus state set), so an alert can fire on a shard not `ready`.
+ */
+export function registerShardMetrics(registry: Registry, shards: () => readonly { readonly shardId: string; readonly state: string }[]): void {
+  new Gauge({
+    name: 'fedhpc_shard_state',
+    help: "Each aggregator shard's state at the leader: 1 for the current one (detached, attached, ready, not_ready)",
+    labelNames: ['shard', 'state'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of shards()) for (const state of SHARD_STATES) this.set({ shard: s.shardId, state }, s.state === state ? 1 : 0);
+    },
+  });
+}
+
 export class CoordinatorMetrics {
   readonly registry = new Registry();
   private readonly activeStreams: Gauge<'method'>;

@@ -7,10 +7,24 @@
  */
 import { type ModelPartition, partitionModel, PARTITION_ALIGN_VALUES } from '../../aggregation/index.js';
 import { printable } from '../../common/text.js';
-import type { ShardAssignment, ShardReadiness__Output, ShardStatus } from '../../proto/index.js';
+import type { ShardAssignment, ShardReadiness__Output } from '../../proto/index.js';
 
 /** A shard's state as `admin status` shows it. */
 export type ShardState = 'detached' | 'attached' | 'ready' | 'not_ready';
+
+/** One shard as `admin status`, the metrics and the dashboard show it (the wire's `ShardStatus`, 64-bit numbers as strings). */
+export interface ShardView {
+  readonly shardId: string;
+  readonly endpoint: string;
+  readonly state: ShardState;
+  readonly sinceMs: string;
+  readonly shardIndex: number;
+  readonly firstValue: string;
+  readonly endValue: string;
+  readonly problem: string;
+  readonly freeBytes: string;
+  readonly peer: string;
+}
 
 /** What the registry needs to know of the run: its id, global model and tensors; undefined before a run. */
 export interface ShardPlanSource {
@@ -46,6 +60,8 @@ export interface ShardRegistryOptions {
   /** The run being driven, or undefined while there is none. */
   readonly plan: () => ShardPlanSource | undefined;
   readonly now: () => number;
+  /** Called on every change of a shard's state (the coordinator emits `shard.state`). */
+  readonly onState?: (change: { readonly shard: string; readonly index: number; readonly state: ShardState; readonly problem: string }) => void;
 }
 
 export class ShardRegistry {
@@ -105,7 +121,7 @@ export class ShardRegistry {
   }
 
   /** Every configured shard, in shard order, for `admin status`. */
-  list(): ShardStatus[] {
+  list(): ShardView[] {
     const partition = this.partition();
     return this.records.map((r) => ({
       shardId: r.name,
@@ -168,6 +184,7 @@ export class ShardRegistry {
     if (r.state === state) return;
     r.state = state;
     r.sinceMs = this.o.now();
+    this.o.onState?.({ shard: r.name, index: r.index, state, problem: state === 'not_ready' ? r.problem : '' });
   }
 
   private record(name: string): ShardRecord {

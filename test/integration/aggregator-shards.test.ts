@@ -51,7 +51,9 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     const coordinatorConfig = join(dir, 'coordinator', 'coordinator.json');
     const coordinator = JSON.parse(await readFile(coordinatorConfig, 'utf8')) as { aggregators: unknown[] };
     coordinator.aggregators = coordinator.aggregators.slice(0, 2);
-    await writeFile(coordinatorConfig, JSON.stringify(coordinator));
+    const metricsPort = await freePort();
+    const dashboardPort = await freePort();
+    await writeFile(coordinatorConfig, JSON.stringify({ ...coordinator, metrics: { port: metricsPort }, dashboard: { listen: `127.0.0.1:${dashboardPort}` } }));
     procs.push(await startCli('coordinator', ['coordinator', '--config', coordinatorConfig], dir));
     const shardConfig = (name: string): string => join(dir, 'aggregators', name, 'aggregator.json');
     const s1 = await startCli('s1', ['aggregator', '--config', shardConfig('s1')], dir);
@@ -74,6 +76,15 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     expect(Number(a!.freeBytes)).toBeGreaterThan(0);
     const text = (await fedhpc(['admin', 'status', '--config', admin])).stdout;
     expect(text).toMatch(/shard 0 +s1 \(localhost:\d+\): ready from [\d.:]+; values \[0, \d+\), [\d.]+ [KMGT]?i?B free/);
+    // The metrics and the dashboard show the same.
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).toContain('fedhpc_shard_state{shard="s1",state="ready",federation="shardfed"} 1');
+    expect(metrics).toContain('fedhpc_shard_state{shard="s2",state="detached",federation="shardfed"} 0');
+    const { stdout: tokenJson } = await fedhpc(['admin', 'dashboard-token', '--config', admin, '--json']);
+    const session = await fetch(`http://127.0.0.1:${dashboardPort}/api/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: (JSON.parse(tokenJson) as { token: string }).token }) });
+    const cookie = session.headers.get('set-cookie')!.split(';')[0]!;
+    const overview = (await (await fetch(`http://127.0.0.1:${dashboardPort}/api/overview`, { headers: { cookie } })).json()) as { shards: { shard: string; state: string; firstValue: number; endValue: number }[] };
+    expect(overview.shards.map((x) => [x.shard, x.state, x.firstValue, x.endValue])).toEqual(ready.map((x) => [x.shardId, 'ready', Number(x.firstValue), Number(x.endValue)]));
 
     // A killed shard is detached at once (its stream ends with the process).
     await s2.stop('SIGKILL');

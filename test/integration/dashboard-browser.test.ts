@@ -91,7 +91,8 @@ describe.skipIf(skip)('the web dashboard in a browser', () => {
   beforeAll(async () => {
     fed = await createTestFederation({ sites: 3, run: { rounds: ROUNDS, minSites: 2, expectedSites: ['site-1', 'site-2'] } });
     const dashboardPort = await freePort();
-    await fed.patchCoordinatorConfig((c) => ({ ...c, dashboard: { listen: `127.0.0.1:${dashboardPort}`, tls: true } }));
+    // An aggregator shard the config names but that never attaches: the run page lists it, detached.
+    await fed.patchCoordinatorConfig((c) => ({ ...c, dashboard: { listen: `127.0.0.1:${dashboardPort}`, tls: true }, aggregators: [{ name: 'shard-a', endpoint: 'localhost:7450' }] }));
     // One slow uploader: its transfers last long enough to be seen on the transfers page, and each
     // round waits some 8 s for its ~80 KB delta, so the run is still running well after round 1
     // commits (at 20 KB/s the run's remaining rounds took some 16 s, which a loaded machine's
@@ -230,6 +231,8 @@ describe.skipIf(skip)('the web dashboard in a browser', () => {
     expect(await text('#strategy')).toBe('diloco');
     expect(await text('#secure-state')).toMatch(/^on/);
     expect(await text('#run-rounds')).toContain(`${ROUNDS} of ${ROUNDS} committed`);
+    const shards = await page.$$eval('#shards tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent ?? '')));
+    expect(shards).toEqual([['0 shard-a (localhost:7450)', 'detached', expect.stringMatching(/^\[0, \d+\)$/), '-', '']]);
 
     await open('/rounds');
     await page.waitForFunction((n) => document.querySelectorAll('#rounds-table .state.committed').length >= n, { timeout: 30_000 }, ROUNDS);

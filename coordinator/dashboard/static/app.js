@@ -125,7 +125,19 @@ async function renderRun() {
     field('connected', `${o['sites'].connected} of ${o['sites'].known} known, ${o['sites'].members} members`),
     field('upload budget', bar(budget.totalBytes ? budget.usedBytes / budget.totalBytes : 0, `${bytes(budget.usedBytes)} of ${bytes(budget.totalBytes)}${budget.waiting ? `, ${budget.waiting} waiting` : ''}`)),
   );
-  if (!run) return h('div', { class: 'grid' }, card('Run', h('p', null, 'No run: the coordinator idles until an admin starts one (fedhpc admin start).')), sites);
+  // Aggregator shards (issue 22): only when the coordinator names some.
+  const shardList = /** @type {Json[]} */ (o['shards'] ?? []);
+  const shards = shardList.length
+    ? card(
+        'Aggregator shards',
+        table(
+          ['shard', 'state', 'part (values)', 'free', 'problem'],
+          shardList.map((s) => [`${s.index} ${s.shard} (${s.endpoint})`, String(s.state), s.endValue ? `[${s.firstValue}, ${s.endValue})` : '-', s.freeBytes ? bytes(s.freeBytes) : '-', String(s.problem || '')]),
+          'shards',
+        ),
+      )
+    : null;
+  if (!run) return h('div', { class: 'grid' }, card('Run', h('p', null, 'No run: the coordinator idles until an admin starts one (fedhpc admin start).')), sites, shards);
   const secure = run.secure;
   const strategy = run.strategy ?? {};
   const params = Object.entries(strategy).filter(([k]) => k !== 'name').map(([k, v]) => `${k} ${JSON.stringify(v)}`).join(', ');
@@ -162,6 +174,7 @@ async function renderRun() {
         : field('state', h('span', { class: 'state off' }, 'off (plain rounds)'), 'secure-state'),
     ),
     sites,
+    shards,
     card(
       'This attempt',
       run.openAttempt?.sites?.length
@@ -373,7 +386,7 @@ function connect() {
     // A stream refused for want of a session stays closed: the page asks for one.
     if (events.readyState === EventSource.CLOSED) void getJson('/api/overview').then(() => setTimeout(connect, 2000));
   };
-  const kinds = ['site.joined', 'site.left', 'site.approved', 'site.revoked', 'run.started', 'round.opened', 'phase.changed', 'upload.done', 'site.dropped', 'round.committed', 'round.aborted', 'round.evaluated', 'run.finished', 'run.failed'];
+  const kinds = ['site.joined', 'site.left', 'site.approved', 'site.revoked', 'run.started', 'round.opened', 'phase.changed', 'upload.done', 'site.dropped', 'round.committed', 'round.aborted', 'round.evaluated', 'run.finished', 'run.failed', 'shard.state'];
   for (const kind of kinds) events.addEventListener(kind, () => refresh());
   events.addEventListener('transfers', (e) => {
     if (page() !== '/transfers') return;

@@ -89,9 +89,19 @@ describe('an aggregator shard and leadership terms', () => {
     });
     stops.push(() => standby.stop());
     let leader = await startLeader(5);
+    const events: unknown[] = [];
+    leader.bus.subscribe((e) => {
+      if (e.kind === 'shard.state') events.push(e.body);
+    });
     const shard = startShard([`localhost:${standbyPort}`]);
     await waitFor('attached at term 5', async () => (shard.states.some((s) => s.term === 5n && s.coordinator === `localhost:${port}`) ? true : undefined), 20_000, 50);
     expect(shard.lines()).toContain('a standby named the leader');
+    // The leader announces the shard's states: attached, then ready (it reads the run's model in the shared state dir).
+    await waitFor('shard ready', async () => (events.length >= 2 ? true : undefined), 20_000, 50);
+    expect(events).toEqual([
+      { shard: 's1', index: 0, state: 'attached', problem: '' },
+      { shard: 's1', index: 0, state: 'ready', problem: '' },
+    ]);
 
     // The leader of term 5 goes; a coordinator of term 3 (superseded) takes its address: it refuses the shard.
     await leader.stop();

@@ -10,6 +10,7 @@ import { load } from './load.js';
 import { memory } from './memory.js';
 import { salamandra2b } from './salamandra.js';
 import { secagg } from './secagg.js';
+import { shardAggregate } from './shard-aggregate.js';
 import { transport } from './transport.js';
 import { wan } from './wan.js';
 
@@ -30,6 +31,7 @@ export const BENCHMARKS: Record<string, Benchmark> = {
   memory,
   'salamandra-2b': salamandra2b,
   secagg,
+  'shard-aggregate': shardAggregate,
   transport,
   wan,
 };

@@ -55,21 +55,21 @@ export async function fsyncDir(dir: string): Promise<void> {
 }
 
 /**
- * A file written under a temporary name and published atomically. Bytes are hashed as written,
- * so the SHA-256 of a content-addressed file costs no second read.
+ * A file written under a temporary name and published atomically under a name given at the end
+ * (fsync, rename, fsync of the folder). Its bytes are not hashed: for files named otherwise than by
+ * their content, such as a checkpoint's optimizer state beside it.
  */
-export class AtomicFile {
-  private readonly hash: Hash = createHash('sha256');
+export class StagedFile {
   private written = 0;
-  private constructor(
+  protected constructor(
     readonly tempPath: string,
     private readonly handle: FileHandle,
   ) {}
 
-  /** Creates a temp file beside `dirOrFinal` (a folder, or the final path's folder). */
-  static async create(dir: string): Promise<AtomicFile> {
-    const tempPath = join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
-    return new AtomicFile(tempPath, await open(tempPath, 'wx', 0o600));
+  /** Creates a temp file in `dir` (the final path's folder, or one on its filesystem). */
+  static async create(dir: string): Promise<StagedFile> {
+    const tempPath = tempPathIn(dir);
+    return new StagedFile(tempPath, await open(tempPath, 'wx', 0o600));
   }
 
   get bytesWritten(): number {
@@ -77,7 +77,6 @@ export class AtomicFile {
   }
 
   async write(bytes: Uint8Array): Promise<void> {
-    this.hash.update(bytes);
     let done = 0;
     while (done < bytes.length) {
       const { bytesWritten } = await this.handle.write(bytes, done, bytes.length - done);
@@ -86,15 +85,12 @@ export class AtomicFile {
     this.written += bytes.length;
   }
 
-  /** Fsyncs, renames to `finalPath` and fsyncs its folder. Returns the SHA-256 of the content. */
-  async commit(finalPath: string | ((sha256: string) => string)): Promise<{ path: string; sha256: string }> {
-    const sha256 = this.hash.digest('hex');
+  /** Fsyncs, renames to `finalPath` and fsyncs its folder. */
+  async publish(finalPath: string): Promise<void> {
     await this.handle.sync();
     await this.handle.close();
-    const path = typeof finalPath === 'string' ? finalPath : finalPath(sha256);
-    await rename(this.tempPath, path);
-    await fsyncDir(dirname(path));
-    return { path, sha256 };
+    await rename(this.tempPath, finalPath);
+    await fsyncDir(dirname(finalPath));
   }
 
   /** Deletes the temp file (after an error). */
@@ -102,6 +98,38 @@ export class AtomicFile {
     await this.handle.close().catch(() => undefined);
     await rm(this.tempPath, { force: true });
   }
+}
+
+/**
+ * A {@link StagedFile} whose bytes are hashed as written, so the SHA-256 of a content-addressed
+ * file costs no second read.
+ */
+export class AtomicFile extends StagedFile {
+  private readonly hash: Hash = createHash('sha256');
+
+  /** Creates a temp file beside `dirOrFinal` (a folder, or the final path's folder). */
+  static override async create(dir: string): Promise<AtomicFile> {
+    const tempPath = tempPathIn(dir);
+    return new AtomicFile(tempPath, await open(tempPath, 'wx', 0o600));
+  }
+
+  override async write(bytes: Uint8Array): Promise<void> {
+    this.hash.update(bytes);
+    await super.write(bytes);
+  }
+
+  /** Fsyncs, renames to `finalPath` (or the path named by the content's hash) and fsyncs its folder. Returns the SHA-256 of the content. */
+  async commit(finalPath: string | ((sha256: string) => string)): Promise<{ path: string; sha256: string }> {
+    const sha256 = this.hash.digest('hex');
+    const path = typeof finalPath === 'string' ? finalPath : finalPath(sha256);
+    await this.publish(path);
+    return { path, sha256 };
+  }
+}
+
+/** A fresh temp file name in `dir`. */
+function tempPathIn(dir: string): string {
+  return join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
 }
 
 /** SHA-256 of a file, streamed. */

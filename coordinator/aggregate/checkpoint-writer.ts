@@ -9,6 +9,7 @@ import {
   type Dtype,
   openSafetensors,
   type SafetensorsFile,
+  type SafetensorsTensorSpec,
   type SafetensorsWriter,
   type ServerOptimizer,
   type WireEncoding,
@@ -19,7 +20,7 @@ import { CoordinatorError } from '../core/errors.js';
 import type { KernelPool } from './kernel-pool.js';
 import { openWeightedSpools } from './kernel-spools.js';
 import { checkFitsDtype, MASTER_WEIGHTS_SLOT, needsMasterWeights } from '../state/checkpoint-dtype.js';
-import type { PendingFile, StateStore } from '../state/store.js';
+import type { PendingFile, PendingNamedFile, StagedWrite, StateStore } from '../state/store.js';
 
 /** One verified upload to fold into the mean. */
 export interface SpoolInput {
@@ -71,13 +72,13 @@ export interface AggregateResult {
 }
 
 /** The files one aggregation writes: the checkpoint, the optimizer state slots and the f32 master. */
-export interface CheckpointWriters {
+interface CheckpointWriters {
   readonly model: SafetensorsWriter;
   readonly modelFile: PendingFile;
   /** One per optimizer state slot, in `stateSlots` order. */
-  readonly state: readonly { readonly slot: string; readonly file: PendingFile; readonly writer: SafetensorsWriter }[];
+  readonly state: readonly { readonly slot: string; readonly file: PendingNamedFile; readonly writer: SafetensorsWriter }[];
   /** The f32 master weights, when the checkpoint has a tensor narrower than F32. */
-  readonly master: { readonly file: PendingFile; readonly writer: SafetensorsWriter } | undefined;
+  readonly master: { readonly file: PendingNamedFile; readonly writer: SafetensorsWriter } | undefined;
 }
 
 /**
@@ -88,7 +89,7 @@ export interface CheckpointWriters {
  */
 export async function aggregateRound(o: AggregateOptions): Promise<AggregateResult> {
   const opened: FileSource[] = [];
-  const pending: PendingFile[] = [];
+  const pending: StagedWrite[] = [];
   const mean = o.mean ?? (await plainMean(o, await tensorElements(o.store, o.globalSha256)));
   try {
     const sources = await openStepSources(o, mean, opened);
@@ -187,39 +188,53 @@ export async function stepSlice(s: StepSources, t: { readonly name: string; read
   };
 }
 
+/** One file of a new checkpoint: what it is, its tensors and its metadata. */
+export interface CheckpointFilePlan {
+  /** `model`, an optimizer state slot, or the master weights' slot ({@link MASTER_WEIGHTS_SLOT}). */
+  readonly slot: string;
+  readonly tensors: readonly SafetensorsTensorSpec[];
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
 /**
- * Stages the new checkpoint (the global model's tensors and dtypes, its metadata with this round's
- * entries on top), one F32 file per optimizer state slot, and the F32 master when the checkpoint
- * is narrower. Every staged file is added to `pending`.
+ * The files a server step writes, in this order: the checkpoint (the global model's tensors and
+ * dtypes, its metadata with this round's entries on top), one F32 file per optimizer state slot,
+ * and the F32 master when the checkpoint is narrower.
  */
-export async function createCheckpointWriters(
+export function checkpointFiles(o: Pick<AggregateOptions, 'optimizer' | 'step' | 'metadata'>, global: SafetensorsFile): CheckpointFilePlan[] {
+  const f32 = global.tensors.map((t) => ({ name: t.name, dtype: 'F32' as const, shape: t.shape }));
+  // The user's metadata (licence, source, …) travels from the initial model into every checkpoint;
+  // this round's entries are added on top.
+  const files: CheckpointFilePlan[] = [
+    { slot: 'model', tensors: global.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })), metadata: { format: 'pt', ...global.metadata, ...o.metadata } },
+  ];
+  for (const slot of o.optimizer.stateSlots) files.push({ slot, tensors: f32, metadata: { format: 'pt', optimizer: o.optimizer.name, step: String(o.step) } });
+  if (needsMasterWeights(global.tensors)) files.push({ slot: MASTER_WEIGHTS_SLOT, tensors: f32, metadata: { format: 'pt', master: 'f32', step: String(o.step) } });
+  return files;
+}
+
+/** Stages the files of {@link checkpointFiles} with their writers; every staged file is added to `pending`. */
+async function createCheckpointWriters(
   o: Pick<AggregateOptions, 'store' | 'optimizer' | 'step' | 'metadata'>,
   global: SafetensorsFile,
-  pending: PendingFile[],
+  pending: StagedWrite[],
 ): Promise<CheckpointWriters> {
-  const f32 = global.tensors.map((t) => ({ name: t.name, dtype: 'F32' as const, shape: t.shape }));
-  const stage = async (create: () => Promise<PendingFile>): Promise<PendingFile> => {
+  const stage = async <F extends StagedWrite>(create: () => Promise<F>): Promise<F> => {
     const file = await create();
     pending.push(file);
     return file;
   };
+  const [modelPlan, ...rest] = checkpointFiles(o, global);
+  invariant(modelPlan !== undefined, 'a checkpoint has its model file');
   const modelFile = await stage(() => o.store.createModel());
-  // The user's metadata (licence, source, …) travels from the initial model into every checkpoint;
-  // this round's entries are added on top.
-  const model = await createSafetensorsWriter(
-    modelFile,
-    global.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })),
-    { format: 'pt', ...global.metadata, ...o.metadata },
-  );
+  const model = await createSafetensorsWriter(modelFile, modelPlan.tensors, modelPlan.metadata);
   const state: CheckpointWriters['state'][number][] = [];
-  for (const slot of o.optimizer.stateSlots) {
-    const file = await stage(() => o.store.createOptimizerState());
-    state.push({ slot, file, writer: await createSafetensorsWriter(file, f32, { format: 'pt', optimizer: o.optimizer.name, step: String(o.step) }) });
-  }
   let master: CheckpointWriters['master'];
-  if (needsMasterWeights(global.tensors)) {
+  for (const plan of rest) {
     const file = await stage(() => o.store.createOptimizerState());
-    master = { file, writer: await createSafetensorsWriter(file, f32, { format: 'pt', master: 'f32', step: String(o.step) }) };
+    const writer = await createSafetensorsWriter(file, plan.tensors, plan.metadata);
+    if (plan.slot === MASTER_WEIGHTS_SLOT) master = { file, writer };
+    else state.push({ slot: plan.slot, file, writer });
   }
   return { model, modelFile, state, master };
 }

@@ -1,25 +1,24 @@
 /**
  * An aggregator shard's share of the `aggregate` phase (issue 22): the server step on the values
- * the run's partition (aggregation/partition.ts) gives one shard, written as *parts* — for each
- * file of the checkpoint (the model in its dtypes, the f32 master weights where the model is
- * narrower, each optimizer state slot) the raw bytes of the shard's tensor ranges, in order,
- * content-addressed in the {@link PartStore}. The leader then assembles the whole files from every
- * shard's parts (./assemble.ts). The mean and the server step are element-wise, so the assembled
- * checkpoint is bit for bit the one `aggregateRound` writes from the whole deltas.
- * Memory: a few slices, as for the whole model.
+ * the run's partition (aggregation/partition.ts) gives one shard, its results written straight into
+ * the new checkpoint's files the leader staged (./staged-checkpoint.ts) — the model in each
+ * tensor's dtype, each optimizer state slot and the f32 master — at the offsets of the shard's
+ * tensor ranges. The mean and the server step are element-wise, so the filled files are bit for
+ * bit the ones `aggregateRound` writes from the whole deltas. Memory: a few slices, as for the
+ * whole model.
  */
+import { open, type FileHandle } from 'node:fs/promises';
 import {
   type ModelPartition,
   type SafetensorsFile,
   type SafetensorsTensorInfo,
+  dtypeSize,
   encodeFromF32,
   invariant,
   isFloatDtype,
 } from '../../aggregation/index.js';
 import type { FileSource } from '../../common/files.js';
 import { CoordinatorError } from '../core/errors.js';
-import { needsMasterWeights } from '../state/checkpoint-dtype.js';
-import type { PartStore, PendingFile } from '../state/store.js';
 import {
   type AggregateOptions,
   type MeanSource,
@@ -29,24 +28,11 @@ import {
   plainMean,
   stepSlice,
 } from './checkpoint-writer.js';
-
-/** One part written: its content hash (its name in the part store) and length. */
-export interface PartFile {
-  readonly sha256: string;
-  readonly bytes: number;
-}
-
-/** One shard's parts of a new checkpoint, file by file. */
-export interface CheckpointParts {
-  readonly model: PartFile;
-  /** The f32 master weights' part, when the checkpoint has a tensor narrower than F32. */
-  readonly master: PartFile | undefined;
-  /** One per optimizer state slot, in `optimizer.stateSlots` order. */
-  readonly state: readonly { readonly slot: string; readonly part: PartFile }[];
-}
+import type { CheckpointStage, ShardWrites } from './staged-checkpoint.js';
 
 export interface PartAggregateOptions extends StepInputs, Pick<AggregateOptions, 'sliceElements' | 'openSpool' | 'signal' | 'pool'> {
-  readonly parts: PartStore;
+  /** The new checkpoint's files, staged by the leader. */
+  readonly stage: CheckpointStage;
   /** The run's partition of the global model, and which of its shards this is. */
   readonly partition: ModelPartition;
   readonly shard: number;
@@ -62,19 +48,20 @@ export interface PartAggregateOptions extends StepInputs, Pick<AggregateOptions,
 
 /** A part's tensor range: values [start, start + count) of `tensor`. */
 interface PartRange {
+  readonly index: number;
   readonly tensor: SafetensorsTensorInfo;
   readonly start: number;
   readonly count: number;
 }
 
 /**
- * Runs the server step on shard `o.shard`'s values and writes its parts. Partial parts are
- * removed on failure or abort; the parts written are the caller's (the leader assembles and then
- * deletes them). Throws `BAD_REQUEST` when the partition does not describe the global model.
+ * Runs the server step on shard `o.shard`'s values and writes them into the staged files, synced
+ * before it returns; returns the bytes written to each file (the leader checks them). Throws
+ * `BAD_REQUEST` when the partition or the stage does not describe the global model.
  */
-export async function aggregatePart(o: PartAggregateOptions): Promise<CheckpointParts> {
+export async function aggregatePart(o: PartAggregateOptions): Promise<ShardWrites> {
   const opened: FileSource[] = [];
-  const pending: PendingFile[] = [];
+  const handles: FileHandle[] = [];
   let mean: MeanSource | undefined;
   try {
     const owned = o.partition.shards[o.shard];
@@ -83,56 +70,54 @@ export async function aggregatePart(o: PartAggregateOptions): Promise<Checkpoint
     mean = o.mean ?? (await plainMean(o, counts));
     const sources = await openStepSources(o, mean, opened);
     const ranges = partRanges(o, sources.global);
-    const stage = async (): Promise<PendingFile> => {
-      const file = await o.parts.createPart();
-      pending.push(file);
-      return file;
-    };
-    const model = await stage();
-    const master = needsMasterWeights(sources.global.tensors) ? await stage() : undefined;
-    const state: PendingFile[] = [];
-    for (let k = 0; k < o.optimizer.stateSlots.length; k++) state.push(await stage());
-    await stepRanges(o, sources, ranges, { model, master, state });
-    o.signal?.throwIfAborted();
-    const commit = async (file: PendingFile): Promise<PartFile> => ({ bytes: file.bytesWritten, sha256: (await file.commit()).sha256 });
-    const parts: CheckpointParts = {
-      model: await commit(model),
-      master: master ? await commit(master) : undefined,
-      state: await Promise.all(o.optimizer.stateSlots.map(async (slot, k) => ({ slot, part: await commit(state[k]!) }))),
-    };
-    pending.length = 0;
-    return parts;
+    for (const file of o.stage.files) {
+      if (file.tensors.length !== sources.global.tensors.length) throw new CoordinatorError('BAD_REQUEST', `the staged ${file.slot} file has ${file.tensors.length} tensors, the model ${sources.global.tensors.length}`);
+      handles.push(await open(file.path, 'r+'));
+    }
+    const written = await stepRanges(o, sources, ranges, handles);
+    for (const h of handles) await h.datasync();
+    return written;
   } finally {
-    for (const p of pending) await p.discard();
+    for (const h of handles) await h.close();
     for (const f of opened) await f.close();
     await mean?.close();
   }
 }
 
-/** Steps every range slice by slice, appending θ in the tensor's dtype, the f32 master and the state to their parts. */
-async function stepRanges(
-  o: PartAggregateOptions,
-  sources: StepSources,
-  ranges: readonly PartRange[],
-  out: { readonly model: PendingFile; readonly master: PendingFile | undefined; readonly state: readonly PendingFile[] },
-): Promise<void> {
+/** Steps every range slice by slice, writing θ, the state slots and the master at their offsets in each staged file. */
+async function stepRanges(o: PartAggregateOptions, sources: StepSources, ranges: readonly PartRange[], handles: readonly FileHandle[]): Promise<number[]> {
+  const written = o.stage.files.map(() => 0);
+  const slots = o.optimizer.stateSlots;
   let meanOffset = 0;
-  for (const { tensor, start, count } of ranges) {
-    const dtype = tensor.dtype;
-    if (!isFloatDtype(dtype)) throw new CoordinatorError('BAD_REQUEST', `tensor ${tensor.name} is ${dtype}, not a float dtype: it cannot be aggregated`, { tensor: tensor.name, dtype });
+  for (const { index, tensor, start, count } of ranges) {
+    if (!isFloatDtype(tensor.dtype)) throw new CoordinatorError('BAD_REQUEST', `tensor ${tensor.name} is ${tensor.dtype}, not a float dtype: it cannot be aggregated`, { tensor: tensor.name, dtype: tensor.dtype });
     for (let at = 0; at < count; at += o.sliceElements) {
       o.signal?.throwIfAborted();
       const n = Math.min(o.sliceElements, count - at);
       const step = await stepSlice(sources, tensor, start + at, n, meanOffset + at);
-      await out.model.write(encodeFromF32(step.theta, dtype));
-      await out.master?.write(encodeFromF32(step.theta, 'F32'));
-      for (const [k, file] of out.state.entries()) {
-        const values = step.state[k];
+      for (const [k, file] of o.stage.files.entries()) {
+        const place = file.tensors[index];
+        invariant(place !== undefined, 'checked: each staged file holds every tensor');
+        const slot = slots.indexOf(file.slot);
+        const values = file.slot === 'model' || slot < 0 ? step.theta : step.state[slot];
         invariant(values !== undefined, "each optimizer state slot has this slice's values");
-        await file.write(encodeFromF32(values, 'F32'));
+        if (!isFloatDtype(place.dtype)) throw new CoordinatorError('BAD_REQUEST', `the staged ${file.slot} file holds ${tensor.name} as ${place.dtype}`);
+        const bytes = encodeFromF32(values, place.dtype);
+        const position = place.byteOffset + (start + at) * dtypeSize(place.dtype);
+        await writeAt(handles[k]!, bytes, position);
+        written[k]! += bytes.length;
       }
     }
     meanOffset += count;
+  }
+  return written;
+}
+
+/** Writes all of `bytes` at `position`. */
+async function writeAt(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  for (let done = 0; done < bytes.length; ) {
+    const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, position + done);
+    done += bytesWritten;
   }
 }
 
@@ -147,7 +132,7 @@ function partRanges(o: PartAggregateOptions, global: SafetensorsFile): PartRange
     const info = o.partition.tensors[part.tensor];
     const tensor = global.tensors[part.tensor];
     invariant(info !== undefined && tensor !== undefined, 'a checked partition names only its tensors');
-    return { tensor, start: part.firstRow * info.rowValues, count: part.rows * info.rowValues };
+    return { index: part.tensor, tensor, start: part.firstRow * info.rowValues, count: part.rows * info.rowValues };
   });
 }
 

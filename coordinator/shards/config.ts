@@ -18,7 +18,7 @@ export const shardConfigSchema = z
     tls: z.object({ ca: z.string(), cert: z.string(), key: z.string() }).strict(),
     /**
      * The coordinator's checkpoint storage as this host reaches it: the coordinator's `stateDir`
-     * (its `models/`, `optimizer/` and `parts/`), shared with the shard. The shard never writes the
+     * (its `models/`, `optimizer/` and the staging folder `tmp/`), shared with the shard. The shard never writes the
      * coordinator's journal.
      */
     checkpoints: z.string().min(1),

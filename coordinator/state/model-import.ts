@@ -7,7 +7,7 @@
 import { createSafetensorsWriter, openSafetensors, type FloatDtype, type SafetensorsWriter } from '../../aggregation/index.js';
 import { openFileSource } from '../../common/files.js';
 import { checkFitsDtype, MASTER_WEIGHTS_SLOT } from './checkpoint-dtype.js';
-import type { PendingFile, StateStore } from './store.js';
+import type { PendingNamedFile, StagedWrite, StateStore } from './store.js';
 
 /**
  * Imports `path` and returns the content hash of the checkpoint in the store. `checkpointDtype`
@@ -16,7 +16,7 @@ import type { PendingFile, StateStore } from './store.js';
  */
 export async function importInitialModel(store: StateStore, path: string, sliceElements: number, checkpointDtype?: FloatDtype): Promise<{ sha256: string }> {
   const src = await openFileSource(path);
-  const pending: PendingFile[] = [];
+  const pending: StagedWrite[] = [];
   try {
     const file = await openSafetensors(src);
     const specs = file.tensors.map((t) => ({ name: t.name, dtype: checkpointDtype ?? t.dtype, shape: t.shape }));
@@ -25,7 +25,7 @@ export async function importInitialModel(store: StateStore, path: string, sliceE
     const writer = await createSafetensorsWriter(out, specs, { format: 'pt', ...file.metadata });
     // Widening is exact; only a narrowed tensor loses what the master keeps.
     const narrowed = specs.some((s, i) => s.dtype !== 'F32' && s.dtype !== file.tensors[i]?.dtype);
-    let master: { file: PendingFile; writer: SafetensorsWriter } | undefined;
+    let master: { file: PendingNamedFile; writer: SafetensorsWriter } | undefined;
     if (narrowed) {
       const masterFile = await store.createOptimizerState();
       pending.push(masterFile);

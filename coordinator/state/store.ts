@@ -1,12 +1,11 @@
 /**
  * The coordinator's durable state behind one interface: the journal, content-addressed model
- * checkpoints, optimizer state beside each checkpoint, upload spools, and the parts aggregator
- * shards write of a checkpoint before the leader assembles it (issue 22). `LocalStateStore` keeps
+ * checkpoints, optimizer state beside each checkpoint, and upload spools. `LocalStateStore` keeps
  * it in `--state-dir`; a JetStream-backed store (for a standby coordinator) implements the same.
  */
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { AtomicFile, isSha256, openFileSource, type FileSource } from '../../common/files.js';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { AtomicFile, StagedFile, fsyncDir, isSha256, openFileSource, sha256File, type FileSource } from '../../common/files.js';
 import { CoordinatorError } from '../core/errors.js';
 import { Journal, type JournalBody, type JournalRecord } from './journal.js';
 
@@ -24,8 +23,20 @@ export interface StateStore {
   /** Whether state buffer `slot` (e.g. `momentum`) was saved beside checkpoint `modelSha256`. */
   hasOptimizerState(modelSha256: string, slot: string): Promise<boolean>;
   openOptimizerState(modelSha256: string, slot: string): Promise<FileSource>;
-  /** A new optimizer-state file; `commit(\`${modelSha256}.${slot}\`)` stores it beside that checkpoint. */
-  createOptimizerState(): Promise<PendingFile>;
+  /**
+   * A new optimizer-state file; `commit(\`${modelSha256}.${slot}\`)` stores it beside that
+   * checkpoint. Named by its checkpoint, so its bytes are not hashed.
+   */
+  createOptimizerState(): Promise<PendingNamedFile>;
+  /**
+   * A folder on the checkpoints' filesystem where a checkpoint's files are staged whole and written
+   * in parts by aggregator shards before they are published (issue 22); emptied at start.
+   */
+  readonly stagingDir: string;
+  /** Publishes a staged checkpoint file (complete and synced) under its SHA-256, which it reads to hash. */
+  publishStagedModel(path: string, signal?: AbortSignal): Promise<{ sha256: string }>;
+  /** Publishes a staged file as optimizer state `slot` of checkpoint `modelSha256`. */
+  publishStagedOptimizerState(path: string, modelSha256: string, slot: string): Promise<void>;
   /** Folder for the upload spools of one round attempt (created on demand). */
   spoolDir(round: number, attempt: number): Promise<string>;
   /** The spool folders of `round`'s attempts that exist, by attempt. */
@@ -38,26 +49,23 @@ export interface StateStore {
   close(): Promise<void>;
 }
 
-/**
- * Parts of a checkpoint an aggregator shard wrote (issue 22): one shard's share of one file, its
- * tensors' raw bytes in order, content-addressed, until the leader assembles the whole file.
- */
-export interface PartStore {
-  /** A new part; `commit()` names it by its content hash. */
-  createPart(): Promise<PendingFile>;
-  /** Opens part `sha256`; `MODEL_NOT_FOUND` when there is none. */
-  openPart(sha256: string): Promise<FileSource>;
-  deletePart(sha256: string): Promise<void>;
-}
-
-/** A file being written; committed atomically under its final name. */
-export interface PendingFile {
+/** A file being written, published atomically once complete, or discarded. */
+export interface StagedWrite {
   write(bytes: Uint8Array): Promise<void>;
   readonly bytesWritten: number;
-  /** Publishes the file; for models the name is the returned SHA-256. */
-  commit(name?: string): Promise<{ sha256: string }>;
   discard(): Promise<void>;
 }
+
+/** A content-addressed file being written (a checkpoint): published under its SHA-256, hashed as written. */
+export interface PendingFile extends StagedWrite {
+  commit(): Promise<{ sha256: string }>;
+}
+
+/** A file being written that its writer names (optimizer state beside a checkpoint): not hashed. */
+export interface PendingNamedFile extends StagedWrite {
+  commit(name: string): Promise<void>;
+}
+
 
 /** What the store needs of a journal: the state dir's file (`Journal`) or a replicated stream (`JetStreamJournal`). */
 export interface JournalPort {
@@ -79,7 +87,7 @@ export function checkpointPath(dir: string, sha256: string): string {
 }
 
 /** The state store in a local directory (the default). */
-export class LocalStateStore implements StateStore, PartStore {
+export class LocalStateStore implements StateStore {
   private constructor(
     readonly dir: string,
     private readonly journal: JournalPort,
@@ -91,7 +99,7 @@ export class LocalStateStore implements StateStore, PartStore {
    * checkpoints, optimizer state and spools stay in `dir`.
    */
   static async open(dir: string, now?: () => number, journal?: JournalPort): Promise<LocalStateStore> {
-    for (const sub of ['models', 'optimizer', 'parts', 'spool', 'tmp']) await mkdir(join(dir, sub), { recursive: true });
+    for (const sub of ['models', 'optimizer', 'spool', 'tmp']) await mkdir(join(dir, sub), { recursive: true });
     // Leftover temp files are writes that never committed; they were never referenced.
     await rm(join(dir, 'tmp'), { recursive: true, force: true });
     await mkdir(join(dir, 'tmp'), { recursive: true });
@@ -125,7 +133,15 @@ export class LocalStateStore implements StateStore, PartStore {
   }
 
   async createModel(): Promise<PendingFile> {
-    return this.pending((sha) => this.modelPath(sha));
+    const file = await AtomicFile.create(join(this.dir, 'tmp'));
+    return {
+      write: (bytes) => file.write(bytes),
+      get bytesWritten() {
+        return file.bytesWritten;
+      },
+      commit: async () => ({ sha256: (await file.commit((sha) => this.modelPath(sha))).sha256 }),
+      discard: () => file.discard(),
+    };
   }
 
   private optimizerPath(name: string): string {
@@ -144,45 +160,34 @@ export class LocalStateStore implements StateStore, PartStore {
     return openFileSource(this.optimizerPath(`${modelSha256}.${slot}`));
   }
 
-  async createOptimizerState(): Promise<PendingFile> {
-    return this.pending((_sha, name) => {
-      if (!name) throw new CoordinatorError('INTERNAL', 'optimizer state needs the model hash as its name');
-      return this.optimizerPath(name);
-    });
-  }
-
-  private async pending(pathFor: (sha256: string, name?: string) => string): Promise<PendingFile> {
-    const file = await AtomicFile.create(join(this.dir, 'tmp'));
+  async createOptimizerState(): Promise<PendingNamedFile> {
+    const file = await StagedFile.create(join(this.dir, 'tmp'));
     return {
       write: (bytes) => file.write(bytes),
       get bytesWritten() {
         return file.bytesWritten;
       },
-      commit: async (name) => {
-        const { sha256 } = await file.commit((sha) => pathFor(sha, name));
-        return { sha256 };
-      },
+      commit: (name) => file.publish(this.optimizerPath(name)),
       discard: () => file.discard(),
     };
   }
 
-  private partPath(sha256: string): string {
-    if (!isSha256(sha256)) throw new CoordinatorError('BAD_REQUEST', `not a SHA-256: ${JSON.stringify(sha256)}`);
-    return join(this.dir, 'parts', `${sha256}.part`);
+  get stagingDir(): string {
+    return join(this.dir, 'tmp');
   }
 
-  createPart(): Promise<PendingFile> {
-    return this.pending((sha) => this.partPath(sha));
+  async publishStagedModel(path: string, signal?: AbortSignal): Promise<{ sha256: string }> {
+    const sha256 = await sha256File(path, signal);
+    const final = this.modelPath(sha256);
+    await rename(path, final);
+    await fsyncDir(dirname(final));
+    return { sha256 };
   }
 
-  async openPart(sha256: string): Promise<FileSource> {
-    const path = this.partPath(sha256);
-    if (!(await exists(path))) throw new CoordinatorError('MODEL_NOT_FOUND', `no checkpoint part ${sha256}`, { sha256 });
-    return openFileSource(path);
-  }
-
-  async deletePart(sha256: string): Promise<void> {
-    await rm(this.partPath(sha256), { force: true });
+  async publishStagedOptimizerState(path: string, modelSha256: string, slot: string): Promise<void> {
+    const final = this.optimizerPath(`${modelSha256}.${slot}`);
+    await rename(path, final);
+    await fsyncDir(dirname(final));
   }
 
   async spoolDir(round: number, attempt: number): Promise<string> {

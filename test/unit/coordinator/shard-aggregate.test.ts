@@ -1,8 +1,9 @@
 /**
- * Sharded aggregation (issue 22): each shard steps its part of the model from its slices of the
- * sites' deltas (coordinator/aggregate/shard-part.ts) and the leader assembles the parts
- * (coordinator/aggregate/assemble.ts). The assembled checkpoint, master weights and optimizer state
- * must be the files one process writes from the whole deltas, bit for bit, whatever K.
+ * Sharded aggregation (issue 22): the leader stages the new checkpoint's files
+ * (coordinator/aggregate/staged-checkpoint.ts), each shard steps its part of the model from its
+ * slices of the sites' deltas and writes it into them (coordinator/aggregate/shard-part.ts), and
+ * the leader hashes and publishes them. The checkpoint, master weights and optimizer state must be
+ * the files one process writes from the whole deltas, bit for bit, whatever K.
  */
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,10 +24,10 @@ import {
   AggregationError,
 } from '../../../aggregation/index.js';
 import { openFileSource } from '../../../common/files.js';
-import { assembleCheckpoint } from '../../../coordinator/aggregate/assemble.js';
 import { aggregateRound, type SpoolInput } from '../../../coordinator/aggregate/checkpoint-writer.js';
 import { KernelPool } from '../../../coordinator/aggregate/kernel-pool.js';
-import { aggregatePart, type CheckpointParts } from '../../../coordinator/aggregate/shard-part.js';
+import { aggregatePart } from '../../../coordinator/aggregate/shard-part.js';
+import { commitStagedCheckpoint, discardStagedCheckpoint, stageCheckpoint, type CheckpointStage, type ShardWrites } from '../../../coordinator/aggregate/staged-checkpoint.js';
 import { CoordinatorError } from '../../../coordinator/core/errors.js';
 import { MASTER_WEIGHTS_SLOT } from '../../../coordinator/state/checkpoint-dtype.js';
 import { importInitialModel } from '../../../coordinator/state/model-import.js';
@@ -146,44 +147,41 @@ async function partSpools(store: LocalStateStore, partition: ModelPartition, sha
   return inputs;
 }
 
-/** The server step over K shards' parts, assembled by the leader. */
-async function shardedStep(store: LocalStateStore, partition: ModelPartition, run: StepRun, withPool: boolean): Promise<string> {
-  const shards: CheckpointParts[] = [];
-  for (let shard = 0; shard < partition.shards.length; shard++) {
-    shards.push(
-      await aggregatePart({
-        store,
-        parts: store,
-        partition,
-        shard,
-        globalSha256: run.global,
-        inputs: await partSpools(store, partition, shard, run.step),
-        optimizer: createOptimizer(OPTIMIZER),
-        step: run.step,
-        previousStateSha256: run.previous,
-        sliceElements: 777,
-        openSpool: openFileSource,
-        ...(withPool ? { pool } : {}),
-      }),
-    );
-  }
-  const result = await assembleCheckpoint({
+/** The leader's stage of step `run.step`'s checkpoint. */
+const stageFor = (store: LocalStateStore, run: StepRun): Promise<CheckpointStage> =>
+  stageCheckpoint({ store, globalSha256: run.global, optimizer: createOptimizer(OPTIMIZER), step: run.step, metadata: { fedhpc_round: String(run.step) } });
+
+/** Shard `shard`'s step into `stage`. */
+async function shardStep(store: LocalStateStore, partition: ModelPartition, stage: CheckpointStage, shard: number, run: StepRun, o: { pool?: KernelPool; sliceElements?: number } = {}): Promise<ShardWrites> {
+  return aggregatePart({
     store,
-    parts: store,
+    stage,
     partition,
-    shards,
+    shard,
     globalSha256: run.global,
+    inputs: await partSpools(store, partition, shard, run.step),
     optimizer: createOptimizer(OPTIMIZER),
     step: run.step,
-    metadata: { fedhpc_round: String(run.step) },
+    previousStateSha256: run.previous,
+    sliceElements: o.sliceElements ?? 777,
+    openSpool: openFileSource,
+    ...(o.pool ? { pool: o.pool } : {}),
   });
+}
+
+/** The server step over K shards writing into the files the leader staged, which it then publishes. */
+async function shardedStep(store: LocalStateStore, partition: ModelPartition, run: StepRun, withPool: boolean): Promise<string> {
+  const stage = await stageFor(store, run);
+  const written: ShardWrites[] = [];
+  for (let shard = 0; shard < partition.shards.length; shard++) written.push(await shardStep(store, partition, stage, shard, run, withPool ? { pool } : {}));
+  const result = await commitStagedCheckpoint({ store, stage, partition, written });
   return result.modelSha256;
 }
 
 const partitionOf = (k: number): ModelPartition => unwrap(partitionModel(TENSORS, k), AggregationError, 'partition');
 const fileBytes = (store: LocalStateStore, sub: string, name: string): Promise<Buffer> => readFile(join(store.dir, sub, name));
 
-describe('sharded aggregation: parts stepped by shards, assembled by the leader', () => {
+describe('sharded aggregation: shards step their parts into the files the leader staged', () => {
   it.each([
     [1, false],
     [2, false],
@@ -206,55 +204,58 @@ describe('sharded aggregation: parts stepped by shards, assembled by the leader'
         const name = `${got}.${slot}.safetensors`;
         expect(await fileBytes(sharded.store, 'optimizer', name), slot).toEqual(await fileBytes(whole.store, 'optimizer', name));
       }
-      // The parts are gone once assembled.
-      expect(await readdir(join(sharded.store.dir, 'parts'))).toEqual([]);
+      // Nothing staged is left once published.
+      expect(await readdir(sharded.store.stagingDir)).toEqual([]);
       global = expected;
       previous = expected;
     }
   });
 
-  it('refuses to assemble a part of the wrong length (another partition): nothing is committed and the parts stay', async () => {
+  it('refuses to publish what a shard of another partition wrote: nothing is published, and the stage is discarded', async () => {
     const { store, sha } = await storeWithModel('state');
     const two = partitionOf(2);
     const three = partitionOf(3);
     const run = { step: 1, global: sha, previous: undefined };
-    const part = (partition: ModelPartition, shard: number): Promise<CheckpointParts> =>
-      partSpools(store, partition, shard, 1).then((inputs) =>
-        aggregatePart({ store, parts: store, partition, shard, globalSha256: sha, inputs, optimizer: createOptimizer(OPTIMIZER), step: 1, previousStateSha256: undefined, sliceElements: 1000, openSpool: openFileSource }),
-      );
-    // Shard 0 of a 3-way cut owns fewer values than shard 0 of the 2-way cut it is assembled into.
-    const shards = [await part(three, 0), await part(two, 1)];
+    const stage = await stageFor(store, run);
+    // Shard 0 of a 3-way cut owns fewer values than shard 0 of the 2-way cut it is published with.
+    const written = [await shardStep(store, three, stage, 0, run), await shardStep(store, two, stage, 1, run)];
     const models = await readdir(join(store.dir, 'models'));
-    const err = await assembleCheckpoint({ store, parts: store, partition: two, shards, globalSha256: run.global, optimizer: createOptimizer(OPTIMIZER), step: 1, metadata: {} }).catch((e: unknown) => e);
+    const err = await commitStagedCheckpoint({ store, stage, partition: two, written }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CoordinatorError);
     expect((err as CoordinatorError).code).toBe('STATE_CORRUPT');
-    expect((err as CoordinatorError).message).toMatch(/shard 0's model part [0-9a-f]{64} holds \d+ bytes, its range \d+/);
+    expect((err as CoordinatorError).message).toMatch(/^shard 0 wrote \d+ bytes of the staged model file, its part is \d+$/);
     expect(await readdir(join(store.dir, 'models'))).toEqual(models);
     expect(await readdir(join(store.dir, 'optimizer'))).toEqual([]);
-    expect((await readdir(join(store.dir, 'parts'))).length).toBe(6); // model, master, momentum × 2
-    expect(await readdir(join(store.dir, 'tmp'))).toEqual([]);
+    expect((await readdir(store.stagingDir)).length).toBe(3); // model, momentum, master: still staged
+    await discardStagedCheckpoint(stage);
+    expect(await readdir(store.stagingDir)).toEqual([]);
   });
 
-  it('refuses a partition of another model before reading a delta, and leaves no part behind', async () => {
+  it('refuses a partition of another model before reading a delta or writing a byte', async () => {
     const { store, sha } = await storeWithModel('state');
     const other = unwrap(partitionModel([...TENSORS.slice(0, 4), { name: 'head', shape: [129, 64] }], 2), AggregationError, 'partition');
-    const inputs = await partSpools(store, other, 1, 1);
-    const err = await aggregatePart({ store, parts: store, partition: other, shard: 1, globalSha256: sha, inputs, optimizer: createOptimizer(OPTIMIZER), step: 1, previousStateSha256: undefined, sliceElements: 1000, openSpool: openFileSource }).catch((e: unknown) => e);
+    const run = { step: 1, global: sha, previous: undefined };
+    const stage = await stageFor(store, run);
+    const before = await Promise.all(stage.files.map((f) => readFile(f.path)));
+    const err = await shardStep(store, other, stage, 1, run).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CoordinatorError);
     expect((err as CoordinatorError).code).toBe('BAD_REQUEST');
     expect((err as CoordinatorError).message).toContain(`the partition does not describe checkpoint ${sha}: tensor 4 is "head" of 129 × 64 values there, "head" of shape [130, 64] in the model`);
-    expect(await readdir(join(store.dir, 'parts'))).toEqual([]);
+    expect(await Promise.all(stage.files.map((f) => readFile(f.path)))).toEqual(before);
+    await discardStagedCheckpoint(stage);
   });
 
-  it('stops between slices when aborted: the shard rejects with the reason and removes its partial parts', async () => {
+  it('stops between slices when aborted: the shard rejects with the reason', async () => {
     const { store, sha } = await storeWithModel('state');
     const partition = partitionOf(2);
+    const run = { step: 1, global: sha, previous: undefined };
+    const stage = await stageFor(store, run);
     const inputs = await partSpools(store, partition, 0, 1);
     const controller = new AbortController();
     let reads = 0;
     const err = await aggregatePart({
       store,
-      parts: store,
+      stage,
       partition,
       shard: 0,
       globalSha256: sha,
@@ -278,7 +279,8 @@ describe('sharded aggregation: parts stepped by shards, assembled by the leader'
     }).catch((e: unknown) => e);
     expect(String(err)).toContain('attempt aborted');
     expect(reads).toBeGreaterThanOrEqual(20);
-    expect(await readdir(join(store.dir, 'parts'))).toEqual([]);
-    expect(await readdir(join(store.dir, 'tmp'))).toEqual([]);
+    expect(reads).toBeLessThan(200);
+    await discardStagedCheckpoint(stage);
+    expect(await readdir(store.stagingDir)).toEqual([]);
   });
 });

@@ -33,6 +33,8 @@ export interface SpoolInput {
   readonly path: string;
   /** How the spool is encoded; required, so a bf16 or int8 spool is never read as f32. */
   readonly encoding: WireEncoding;
+  /** Where its values start in the file, in bytes (default 0: the whole delta). */
+  readonly offset?: number;
 }
 
 /** Where the mean delta comes from, slice by slice over the flattened model (tensors in order). */
@@ -273,7 +275,7 @@ export async function plainMean(o: Pick<AggregateOptions, 'inputs' | 'openSpool'
   if (!(totalWeight > 0)) {
     throw new CoordinatorError('ZERO_WEIGHT', 'aggregation needs a positive total weight', { inputs: o.inputs.length, totalWeight });
   }
-  const spools = o.inputs.map((i) => ({ path: i.path, encoding: i.encoding, weight: i.weight / totalWeight }));
+  const spools = o.inputs.map((i) => ({ path: i.path, encoding: i.encoding, weight: i.weight / totalWeight, ...(i.offset ? { offset: i.offset } : {}) }));
   return openWeightedSpools(spools, tensorElements, { openSpool: o.openSpool, ...(o.pool ? { pool: o.pool } : {}), ...(o.signal ? { signal: o.signal } : {}) });
 }
 

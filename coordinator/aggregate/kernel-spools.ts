@@ -17,6 +17,11 @@ export interface WeightedSpool {
   readonly encoding: WireEncoding;
   /** Multiplies the decoded values (f32 arithmetic): the normalised weight for a mean. */
   readonly weight: number;
+  /**
+   * Where the values start in the file, in bytes (default 0): an aggregator shard reads its slice
+   * of a whole delta's spool in place (issue 22).
+   */
+  readonly offset?: number;
 }
 
 /** Slices of a sum over the flattened model (or word vector); each read returns a fresh array. */
@@ -69,7 +74,7 @@ export async function openWeightedSpools(
             const sources: PoolSource[] = spools.map((s, k) => {
               const file = files[k];
               invariant(file !== undefined, 'each spool has an open file');
-              return { encoding: s.encoding, weight: s.weight, elemInTensor: seg.elemInTensor, base: layout(s.encoding).tensorByteOffset(seg.tensor), fd: file.fd };
+              return { encoding: s.encoding, weight: s.weight, elemInTensor: seg.elemInTensor, base: (s.offset ?? 0) + layout(s.encoding).tensorByteOffset(seg.tensor), fd: file.fd };
             });
             await pool.run({ target: target.ptr + seg.outOffset * 4, count: seg.count, clear: true, sources }, o.signal);
           }
@@ -92,7 +97,7 @@ export async function openWeightedSpools(
         invariant(source !== undefined, 'each spool has an open source');
         for (const seg of layout(s.encoding).segments(elemOffset, count)) {
           o.signal?.throwIfAborted();
-          const bytes = await source.read(seg.byteOffset, seg.byteLength);
+          const bytes = await source.read((s.offset ?? 0) + seg.byteOffset, seg.byteLength);
           kernels.accEncoded(out.subarray(seg.outOffset, seg.outOffset + seg.count), bytes, s.encoding, s.weight, seg.skip);
         }
       }

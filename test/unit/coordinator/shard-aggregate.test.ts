@@ -134,15 +134,19 @@ async function wholeStep(store: LocalStateStore, run: StepRun): Promise<string> 
   return result.modelSha256;
 }
 
-/** Each shard's slice of each whole delta, written as that shard's spools. */
-async function partSpools(store: LocalStateStore, partition: ModelPartition, shard: number, step: number): Promise<SpoolInput[]> {
+/**
+ * Each shard's slice of each whole delta: written as that shard's own spools (as sites will upload
+ * parts to shards), or `inPlace`, read from the whole delta's spool at the slice's offset.
+ */
+async function partSpools(store: LocalStateStore, partition: ModelPartition, shard: number, step: number, inPlace = false): Promise<SpoolInput[]> {
   const spools = await store.spoolDir(step, shard);
   const inputs: SpoolInput[] = [];
   for (const d of deltasOf(step)) {
     const ranges = shardByteRanges(partition, shard, d.input.encoding);
-    const path = join(spools, `${d.input.site}.part`);
-    await writeFile(path, d.bytes.subarray(ranges[0]!.start, ranges[ranges.length - 1]!.end));
-    inputs.push({ ...d.input, path });
+    const [start, end] = [ranges[0]!.start, ranges[ranges.length - 1]!.end];
+    const path = join(spools, `${d.input.site}.${inPlace ? 'delta' : 'part'}`);
+    await writeFile(path, inPlace ? d.bytes : d.bytes.subarray(start, end));
+    inputs.push({ ...d.input, path, ...(inPlace ? { offset: start } : {}) });
   }
   return inputs;
 }
@@ -152,14 +156,14 @@ const stageFor = (store: LocalStateStore, run: StepRun): Promise<CheckpointStage
   stageCheckpoint({ store, globalSha256: run.global, optimizer: createOptimizer(OPTIMIZER), step: run.step, metadata: { fedhpc_round: String(run.step) } });
 
 /** Shard `shard`'s step into `stage`. */
-async function shardStep(store: LocalStateStore, partition: ModelPartition, stage: CheckpointStage, shard: number, run: StepRun, o: { pool?: KernelPool; sliceElements?: number } = {}): Promise<ShardWrites> {
+async function shardStep(store: LocalStateStore, partition: ModelPartition, stage: CheckpointStage, shard: number, run: StepRun, o: { pool?: KernelPool; sliceElements?: number; inPlace?: boolean } = {}): Promise<ShardWrites> {
   return aggregatePart({
     store,
     stage,
     partition,
     shard,
     globalSha256: run.global,
-    inputs: await partSpools(store, partition, shard, run.step),
+    inputs: await partSpools(store, partition, shard, run.step, o.inPlace),
     optimizer: createOptimizer(OPTIMIZER),
     step: run.step,
     previousStateSha256: run.previous,
@@ -170,10 +174,10 @@ async function shardStep(store: LocalStateStore, partition: ModelPartition, stag
 }
 
 /** The server step over K shards writing into the files the leader staged, which it then publishes. */
-async function shardedStep(store: LocalStateStore, partition: ModelPartition, run: StepRun, withPool: boolean): Promise<string> {
+async function shardedStep(store: LocalStateStore, partition: ModelPartition, run: StepRun, withPool: boolean, inPlace: boolean): Promise<string> {
   const stage = await stageFor(store, run);
   const written: ShardWrites[] = [];
-  for (let shard = 0; shard < partition.shards.length; shard++) written.push(await shardStep(store, partition, stage, shard, run, withPool ? { pool } : {}));
+  for (let shard = 0; shard < partition.shards.length; shard++) written.push(await shardStep(store, partition, stage, shard, run, { ...(withPool ? { pool } : {}), inPlace }));
   const result = await commitStagedCheckpoint({ store, stage, partition, written });
   return result.modelSha256;
 }
@@ -183,10 +187,12 @@ const fileBytes = (store: LocalStateStore, sub: string, name: string): Promise<B
 
 describe('sharded aggregation: shards step their parts into the files the leader staged', () => {
   it.each([
-    [1, false],
-    [2, false],
-    [3, true],
-  ])('K = %i (worker pool: %s): two DiLoCo steps over f32, bf16 and int8 deltas give the checkpoint, master and momentum of one process, bit for bit', async (k, withPool) => {
+    [1, false, false],
+    [2, false, false],
+    [3, true, false],
+    [2, false, true],
+    [3, true, true],
+  ])('K = %i (worker pool: %s, slices read in place from whole spools: %s): two DiLoCo steps over f32, bf16 and int8 deltas give the checkpoint, master and momentum of one process, bit for bit', async (k, withPool, inPlace) => {
     const whole = await storeWithModel('whole');
     const sharded = await storeWithModel('sharded');
     expect(sharded.sha).toBe(whole.sha);
@@ -197,7 +203,7 @@ describe('sharded aggregation: shards step their parts into the files the leader
     for (const step of [1, 2]) {
       const run = { step, global, previous };
       const expected = await wholeStep(whole.store, run);
-      const got = await shardedStep(sharded.store, partition, run, withPool);
+      const got = await shardedStep(sharded.store, partition, run, withPool, inPlace);
       expect(got).toBe(expected);
       expect(await fileBytes(sharded.store, 'models', `${got}.safetensors`)).toEqual(await fileBytes(whole.store, 'models', `${expected}.safetensors`));
       for (const slot of ['momentum', MASTER_WEIGHTS_SLOT]) {

@@ -18,7 +18,7 @@ import { createIdentityResolver } from './pki/index.js';
 import { SiteRegistry } from './sites/registry.js';
 import { adminServiceHandlers } from './service/admin-service.js';
 import { aggregatorServiceHandlers } from './service/aggregator-service.js';
-import { ShardRegistry } from './shards/registry.js';
+import { ShardRegistry, type ShardPlanSource } from './shards/registry.js';
 import { CallLimiter, withCallLimits } from './service/limits.js';
 import { TransferBudget } from './upload/budget.js';
 import { siteServiceHandlers } from './service/site-service.js';
@@ -119,16 +119,17 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
         if (deleted.length > 0) logger.info({ deleted, retention }, 'checkpoints deleted by retention');
       }
     : undefined;
-  const driver = new RoundDriver({ config, store, registry, bus, logger, clock, onFatal, afterCommit, revokedSites: access.lockedOutSites() });
-  const shards = new ShardRegistry({
+  const shards: ShardRegistry = new ShardRegistry({
     shards: config.aggregators,
-    plan: () => {
+    // Read only once the driver below runs a run.
+    plan: (): ShardPlanSource | undefined => {
       const run = driver.runContext;
       return run ? { runId: run.plan.runId, globalSha256: run.globalSha256, tensors: run.tensors } : undefined;
     },
     now: () => clock.now(),
     onState: (change) => bus.emit('shard.state', change),
   });
+  const driver: RoundDriver = new RoundDriver({ config, store, registry, bus, logger, clock, onFatal, afterCommit, revokedSites: access.lockedOutSites(), shards: config.aggregators.length > 0 ? shards : undefined });
   registerShardMetrics(metrics.registry, () => shards.list());
   // Shards hear of a new run or global model at once (the assignment names both).
   bus.subscribe((e) => {

@@ -57,8 +57,12 @@ export type { RoundsResponse, RoundsResponse__Output } from './generated/fedhpc/
 export type { RunControlRequest, RunControlRequest__Output } from './generated/fedhpc/v1/RunControlRequest.js';
 export type { RunControlResponse, RunControlResponse__Output } from './generated/fedhpc/v1/RunControlResponse.js';
 export type { SecAggParams, SecAggParams__Output } from './generated/fedhpc/v1/SecAggParams.js';
+export type { ShardAggregate, ShardAggregate__Output } from './generated/fedhpc/v1/ShardAggregate.js';
+export type { ShardAggregated, ShardAggregated__Output } from './generated/fedhpc/v1/ShardAggregated.js';
 export type { ShardAssignment, ShardAssignment__Output } from './generated/fedhpc/v1/ShardAssignment.js';
+export type { ShardCancel, ShardCancel__Output } from './generated/fedhpc/v1/ShardCancel.js';
 export type { ShardHello, ShardHello__Output } from './generated/fedhpc/v1/ShardHello.js';
+export type { ShardInput, ShardInput__Output } from './generated/fedhpc/v1/ShardInput.js';
 export type { ShardInstruction, ShardInstruction__Output } from './generated/fedhpc/v1/ShardInstruction.js';
 export type { ShardReadiness, ShardReadiness__Output } from './generated/fedhpc/v1/ShardReadiness.js';
 export type { ShardReport, ShardReport__Output } from './generated/fedhpc/v1/ShardReport.js';
@@ -73,6 +77,8 @@ export type { SiteLogsResponse, SiteLogsResponse__Output } from './generated/fed
 export type { SiteServiceClient, SiteServiceHandlers, SiteServiceDefinition } from './generated/fedhpc/v1/SiteService.js';
 export type { SitesRequest, SitesRequest__Output } from './generated/fedhpc/v1/SitesRequest.js';
 export type { SitesResponse, SitesResponse__Output } from './generated/fedhpc/v1/SitesResponse.js';
+export type { StagedFile, StagedFile__Output } from './generated/fedhpc/v1/StagedFile.js';
+export type { StagedTensor, StagedTensor__Output } from './generated/fedhpc/v1/StagedTensor.js';
 export type { StartRunRequest, StartRunRequest__Output } from './generated/fedhpc/v1/StartRunRequest.js';
 export type { StatusRequest, StatusRequest__Output } from './generated/fedhpc/v1/StatusRequest.js';
 export type { StatusResponse, StatusResponse__Output } from './generated/fedhpc/v1/StatusResponse.js';

@@ -112,6 +112,11 @@ export const COORDINATOR_ERRORS = {
    * message names each field with the journal's and the config's values. Never answers a call.
    */
   RUN_CONFIG_MISMATCH: { status: grpc.status.FAILED_PRECONDITION, retryable: false },
+  /**
+   * An aggregator shard (issue 22) failed its part of the aggregation, or its stream ended before it
+   * answered: the attempt is aborted and retried. Never answers a call.
+   */
+  SHARD_FAILED: { status: grpc.status.UNAVAILABLE, retryable: true },
 } as const satisfies Record<string, { status: grpc.status; retryable: boolean }>;
 
 export type CoordinatorErrorCode = keyof typeof COORDINATOR_ERRORS;

@@ -72,6 +72,8 @@ function serveAttach(call: AttachCall, shard: string, o: AggregatorServiceOption
         clearTimeout(helloTimer);
         o.shards.attach(shard, link);
         log.info({ peer: call.getPeer(), term: o.term }, 'shard attached');
+      } else if (report.kind === 'aggregated' && report.aggregated) {
+        o.shards.aggregated(shard, link, report.aggregated);
       } else if (report.kind === 'readiness' && report.readiness) {
         o.shards.readiness(shard, link, report.readiness, term);
         const r = report.readiness;
@@ -106,9 +108,9 @@ function hello(call: AttachCall, shard: string, report: ShardReport__Output, o: 
   const peer = call.getPeer();
   return {
     peer,
-    send: (assignment) => {
-      const instruction: ShardInstruction = { term: String(o.term), assignment };
-      call.write(instruction);
+    send: (instruction) => {
+      const termed: ShardInstruction = { term: String(o.term), ...instruction };
+      call.write(termed);
     },
     close: (reason) => {
       call.emit('error', { code: grpc.status.ABORTED, details: reason, metadata: new grpc.Metadata() });

@@ -3,11 +3,13 @@
  * order; which of them holds an `Attach` stream; the part of the run's model each owns
  * (aggregation/partition.ts, K = the number of configured shards) and what each last said of its
  * readiness. The registry sends every attached shard its assignment when it attaches and again when
- * the run or its global model changes; an assignment carries the leader's term.
+ * the run or its global model changes, and runs an aggregation on the shards when every one is ready
+ * (`aggregate`); every instruction carries the leader's term.
  */
 import { type ModelPartition, partitionModel, PARTITION_ALIGN_VALUES } from '../../aggregation/index.js';
 import { printable } from '../../common/text.js';
-import type { ShardAssignment, ShardReadiness__Output } from '../../proto/index.js';
+import type { ShardAggregate, ShardAggregated__Output, ShardAssignment, ShardCancel, ShardReadiness__Output } from '../../proto/index.js';
+import { CoordinatorError } from '../core/errors.js';
 
 /** A shard's state as `admin status` shows it. */
 export type ShardState = 'detached' | 'attached' | 'ready' | 'not_ready';
@@ -36,8 +38,8 @@ export interface ShardPlanSource {
 /** One shard's attached stream, as the service hands it to the registry. */
 export interface ShardLink {
   readonly peer: string;
-  /** Sends one assignment on the stream. */
-  send(assignment: ShardAssignment): void;
+  /** Sends one instruction on the stream (the service adds the leader's term). */
+  send(instruction: { readonly assignment: ShardAssignment } | { readonly aggregate: ShardAggregate } | { readonly cancel: ShardCancel }): void;
   /** Ends the stream (a newer stream of the same shard replaces it). */
   close(reason: string): void;
 }
@@ -53,6 +55,16 @@ interface ShardRecord {
   sent: ShardAssignment | undefined;
   problem: string;
   freeBytes: number;
+  /** The aggregation it was asked for and has not answered. */
+  pending: PendingAggregation | undefined;
+}
+
+/** One shard's part of an aggregation under way. */
+interface PendingAggregation {
+  readonly round: string;
+  readonly attempt: number;
+  resolve(written: number[]): void;
+  reject(err: unknown): void;
 }
 
 export interface ShardRegistryOptions {
@@ -69,7 +81,7 @@ export class ShardRegistry {
   private cut: { readonly key: string; readonly partition: ModelPartition | undefined; readonly problem: string } | undefined;
 
   constructor(private readonly o: ShardRegistryOptions) {
-    this.records = o.shards.map((s, index) => ({ name: s.name, endpoint: s.endpoint, index, state: 'detached', sinceMs: 0, link: undefined, sent: undefined, problem: '', freeBytes: 0 }));
+    this.records = o.shards.map((s, index) => ({ name: s.name, endpoint: s.endpoint, index, state: 'detached', sinceMs: 0, link: undefined, sent: undefined, problem: '', freeBytes: 0, pending: undefined }));
   }
 
   /** Whether the config names shard `name`. */
@@ -98,6 +110,69 @@ export class ShardRegistry {
     r.link = undefined;
     r.sent = undefined;
     this.enter(r, 'detached');
+    this.settle(r, undefined, new CoordinatorError('SHARD_FAILED', `aggregator shard ${name} went away before it answered`, { shard: name }));
+  }
+
+  /**
+   * The run's partition over the configured shards, when every one of them is attached and ready
+   * for the run's current model: an aggregation may then run on them. Undefined otherwise.
+   */
+  readyPartition(): ModelPartition | undefined {
+    const { partition } = this.partition();
+    const plan = this.o.plan();
+    const ready = (r: ShardRecord): boolean => r.state === 'ready' && r.link !== undefined && r.sent?.globalModelSha256 === plan?.globalSha256;
+    return partition !== undefined && this.records.length > 0 && this.records.every(ready) ? partition : undefined;
+  }
+
+  /**
+   * Asks every shard to step its part into the staged checkpoint `request` names and resolves with
+   * each one's writes (bytes per staged file), in shard order. Rejects with `SHARD_FAILED` when a
+   * shard fails or goes away first; `signal` cancels every shard's part and rejects with its reason.
+   */
+  async aggregate(request: ShardAggregate, signal: AbortSignal): Promise<number[][]> {
+    const round = String(request.round);
+    const attempt = request.attempt ?? 0;
+    const parts = this.records.map(
+      (r) =>
+        new Promise<number[]>((resolve, reject) => {
+          if (!r.link) throw new CoordinatorError('SHARD_FAILED', `aggregator shard ${r.name} is not attached`, { shard: r.name });
+          r.pending?.reject(new CoordinatorError('SHARD_FAILED', 'a newer aggregation replaced it'));
+          r.pending = { round, attempt, resolve, reject };
+          r.link.send({ aggregate: request });
+        }),
+    );
+    const onAbort = (): void => {
+      for (const r of this.records) {
+        if (r.pending?.round !== round || r.pending.attempt !== attempt) continue;
+        r.link?.send({ cancel: { round, attempt } });
+        this.settle(r, undefined, signal.reason);
+      }
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await Promise.all(parts);
+    } catch (err) {
+      onAbort(); // the others' parts are of no use now
+      throw err;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** A shard's answer to its aggregation; ignored unless it answers the one pending on its current stream. */
+  aggregated(name: string, link: ShardLink, report: ShardAggregated__Output): void {
+    const r = this.record(name);
+    if (r.link !== link || r.pending?.round !== report.round || r.pending.attempt !== report.attempt) return;
+    if (report.ok) this.settle(r, report.written.map(Number));
+    else this.settle(r, undefined, new CoordinatorError('SHARD_FAILED', `aggregator shard ${name} failed its part: ${printable(report.code)}: ${printable(report.message).slice(0, 512)}`, { shard: name }));
+  }
+
+  private settle(r: ShardRecord, written: number[] | undefined, err?: unknown): void {
+    const p = r.pending;
+    if (!p) return;
+    r.pending = undefined;
+    if (written) p.resolve(written);
+    else p.reject(err);
   }
 
   /**
@@ -151,7 +226,7 @@ export class ShardRegistry {
     if (same || !r.link) return;
     r.sent = a;
     if (r.state !== 'attached') this.enter(r, 'attached');
-    r.link.send(a);
+    r.link.send({ assignment: a });
   }
 
   private assignment(r: ShardRecord): ShardAssignment {

@@ -1,7 +1,8 @@
 /**
  * An aggregator shard's process (`fedhpc aggregator`, issue 22): it dials the leader with its
  * `aggregator` certificate, holds one `Attach` stream, and answers each assignment with whether it
- * can serve its part (./readiness.ts). It follows the leadership terms the leader's instructions
+ * can serve its part (./readiness.ts); asked to aggregate, it steps its part of the model into the
+ * checkpoint the leader staged (./shard-aggregate.ts) and reports what it wrote. It follows the leadership terms the leader's instructions
  * carry: an instruction of a term below the highest it has followed is refused and the shard dials
  * on, so a deposed leader that still talks cannot direct it. It finds the leader as sites do
  * (docs/protocol.md, "Standby coordinators and NOT_LEADER"): the configured addresses in order, a
@@ -21,9 +22,13 @@ import {
   type ShardInstruction__Output,
   type ShardReport,
 } from '../../proto/index.js';
+import { KernelPool } from '../aggregate/kernel-pool.js';
 import { COORDINATOR_VERSION } from '../coordinator.js';
+import { CoordinatorError } from '../core/errors.js';
+import { printable } from '../../common/text.js';
 import type { ResolvedShardConfig } from './config.js';
 import { checkAssignment } from './readiness.js';
+import { shardAggregate } from './shard-aggregate.js';
 
 /** A refusal no retry can mend: the shard stops (its certificate, its name or its version is wrong). */
 export class ShardRefusedError extends Error {
@@ -84,6 +89,13 @@ export async function runShard(o: RunShardOptions): Promise<void> {
     state = { ...state, ...patch };
     o.onState?.(state);
   };
+  // Started at the first aggregation, kept for the next ones (the coordinator keeps its pool too).
+  let pool: Promise<KernelPool | undefined> | undefined;
+  const kernels = (): Promise<KernelPool | undefined> =>
+    (pool ??= KernelPool.start().catch((err: unknown) => {
+      logger.warn({ err, phase: 'aggregate' }, 'kernel worker pool unavailable; aggregating in the event-loop thread');
+      return undefined;
+    }));
   let next = 0;
   let failures = 0;
   let hint: { readonly address: string; readonly again: boolean } | undefined;
@@ -103,7 +115,7 @@ export async function runShard(o: RunShardOptions): Promise<void> {
     const log = logger.child({ coordinator: target, phase: 'attach' });
     let end: StreamEnd;
     try {
-      end = await attachOnce(client, target, o, log, () => state, update);
+      end = await attachOnce(client, target, o, log, () => state, update, kernels);
     } finally {
       client.close();
     }
@@ -132,6 +144,7 @@ export async function runShard(o: RunShardOptions): Promise<void> {
       await sleep(ms, o.signal).catch(() => undefined);
     }
   }
+  await (await pool)?.close();
 }
 
 /** Holds one Attach stream to `client` until it ends, is refused, or sends an older term. */
@@ -142,6 +155,7 @@ function attachOnce(
   log: Logger,
   state: () => ShardState,
   update: (patch: Partial<ShardState>) => void,
+  kernels: () => Promise<KernelPool | undefined>,
 ): Promise<StreamEnd> {
   const { config } = o;
   return new Promise<StreamEnd>((resolve) => {
@@ -150,9 +164,12 @@ function attachOnce(
     let settled = false;
     /** Each assignment's number: a readiness check that finishes after a newer assignment is not sent. */
     let latest = 0;
+    /** The aggregation under way, if any: one at a time, stopped by a cancel or the stream's end. */
+    let job: { readonly round: string; readonly attempt: number; readonly controller: AbortController } | undefined;
     const settle = (end: StreamEnd): void => {
       if (settled) return;
       settled = true;
+      job?.controller.abort(new CoordinatorError('UPLOAD_INTERRUPTED', 'the stream to the leader ended'));
       o.signal.removeEventListener('abort', onAbort);
       call.cancel();
       resolve(end);
@@ -171,6 +188,39 @@ function attachOnce(
       if (!attached) log.info({ term: instruction.term }, 'attached to the leader');
       attached = true;
       update({ term, coordinator: target });
+      if (instruction.kind === 'cancel' && instruction.cancel) {
+        const c = instruction.cancel;
+        if (job && job.round === c.round && job.attempt === c.attempt) job.controller.abort(new CoordinatorError('UPLOAD_INTERRUPTED', 'the leader cancelled the aggregation'));
+        return;
+      }
+      if (instruction.kind === 'aggregate' && instruction.aggregate) {
+        const req = instruction.aggregate;
+        const glog = log.child({ phase: 'aggregate', round: Number(req.round), attempt: req.attempt });
+        job?.controller.abort(new CoordinatorError('UPLOAD_INTERRUPTED', 'a newer aggregation replaced it'));
+        const mine = { round: req.round, attempt: req.attempt, controller: new AbortController() };
+        job = mine;
+        const t0 = performance.now();
+        glog.info({ inputs: req.inputs.length, files: req.files.length }, 'aggregating the shard\'s part');
+        const reply = (body: Omit<NonNullable<ShardReport['aggregated']>, 'term' | 'round' | 'attempt'>): void => {
+          if (job === mine) job = undefined;
+          if (!settled) call.write({ aggregated: { term: instruction.term, round: req.round, attempt: req.attempt, ...body } } satisfies ShardReport);
+        };
+        void kernels()
+          .then((pool) => shardAggregate(config.checkpoints, state().assignment, req, { ...(pool ? { pool } : {}), signal: mine.controller.signal }))
+          .then(
+            (written) => {
+              glog.info({ seconds: (performance.now() - t0) / 1000, written }, 'aggregated the shard\'s part');
+              reply({ ok: true, written: written.map(String) });
+            },
+            (err: unknown) => {
+              const code = err instanceof CoordinatorError ? err.code : 'INTERNAL';
+              const message = printable(err instanceof Error ? err.message : String(err)).slice(0, 512);
+              glog.warn({ code, err }, 'aggregation of the shard\'s part failed');
+              reply({ ok: false, code, message });
+            },
+          );
+        return;
+      }
       const a = instruction.kind === 'assignment' ? instruction.assignment : null;
       if (!a) return;
       const n = ++latest;

@@ -5,7 +5,11 @@
  */
 import { invariant, openSafetensors } from '../../aggregation/index.js';
 import { openFileSource } from '../../common/files.js';
-import { aggregateRound } from '../aggregate/checkpoint-writer.js';
+import { relative } from 'node:path';
+import type { ModelPartition } from '../../aggregation/index.js';
+import { aggregateRound, type AggregateResult, type SpoolInput } from '../aggregate/checkpoint-writer.js';
+import { commitStagedCheckpoint, discardStagedCheckpoint, stageCheckpoint } from '../aggregate/staged-checkpoint.js';
+import type { ShardAggregationPort } from './ports.js';
 import { busyFraction, finishesOf } from '../observe/busy.js';
 import { crashPoint } from '../core/crash-points.js';
 import { CoordinatorError } from '../core/errors.js';
@@ -71,9 +75,19 @@ export class RoundCommitter {
       });
       const t0 = this.ctx.o.clock.now();
       const elements = run.tensors.reduce((n, t) => n + t.elements, 0);
-      const pool = await this.kernels();
       const aggregator = this.ctx.config().run.aggregator;
       const secure = this.ctx.secure();
+      const metadata = { fedhpc_run: run.plan.runId, fedhpc_round: String(round) };
+      // Aggregator shards (issue 22) take a plain mean when every one of them is ready; otherwise
+      // (none configured, one away, a secure or robust round) the coordinator aggregates alone.
+      const partition = secure || isRobust(aggregator) ? undefined : this.ctx.o.shards?.readyPartition();
+      if (partition && this.ctx.o.shards) {
+        const result = await this.aggregateOnShards(this.ctx.o.shards, partition, inputs, { round, attempt, metadata }, signal);
+        this.ctx.log.info({ round, attempt, phase: 'aggregate', ms: this.ctx.o.clock.now() - t0, model: result.modelSha256, shards: partition.shards.length }, 'aggregated on the shards');
+        this.ctx.dispatch({ type: 'aggregated', round, attempt, modelSha256: result.modelSha256 });
+        return;
+      }
+      const pool = await this.kernels();
       const mean = secure
         ? await secure.mean(round, attempt, inputs.map((i) => i.path), new Map(inputs.map((i) => [i.site, i.weight])), elements, openFileSource, { ...(pool ? { pool } : {}), signal })
         : isRobust(aggregator)
@@ -91,7 +105,7 @@ export class RoundCommitter {
         previousStateSha256: run.stateSha256,
         sliceElements: this.ctx.o.config.limits.sliceElements,
         openSpool: openFileSource,
-        metadata: { fedhpc_run: run.plan.runId, fedhpc_round: String(round) },
+        metadata,
       });
       this.ctx.log.info({ round, attempt, phase: 'aggregate', ms: this.ctx.o.clock.now() - t0, model: result.modelSha256 }, 'aggregated');
       this.ctx.dispatch({ type: 'aggregated', round, attempt, modelSha256: result.modelSha256 });
@@ -233,6 +247,48 @@ export class RoundCommitter {
   close(): void {
     this.running?.controller.abort(new CoordinatorError('ROUND_CLOSED', 'the coordinator is stopping'));
     void this.kernelPool?.then((pool) => pool?.close());
+  }
+
+  /**
+   * The attempt's plain mean and server step run by the aggregator shards: the leader stages the
+   * new checkpoint's files, every shard writes its part into them, and the leader checks, hashes
+   * and publishes them. A shard that fails or goes away fails the aggregation (`SHARD_FAILED`; the
+   * attempt is retried) and the stage is discarded: no part of a checkpoint is ever published alone.
+   */
+  private async aggregateOnShards(
+    shards: ShardAggregationPort,
+    partition: ModelPartition,
+    inputs: readonly SpoolInput[],
+    at: { readonly round: number; readonly attempt: number; readonly metadata: Readonly<Record<string, string>> },
+    signal: AbortSignal,
+  ): Promise<AggregateResult> {
+    const run = this.ctx.run();
+    const store = this.ctx.o.store;
+    const step = run.serverSteps + 1;
+    const stage = await stageCheckpoint({ store, globalSha256: run.globalSha256, optimizer: run.optimizer, step, metadata: at.metadata });
+    try {
+      // Shards reach the same storage under their own path: everything they are sent is relative to the state dir.
+      const rel = (path: string): string => relative(store.dir, path);
+      const written = await shards.aggregate(
+        {
+          runId: run.plan.runId,
+          round: String(at.round),
+          attempt: at.attempt,
+          globalModelSha256: run.globalSha256,
+          previousStateSha256: run.stateSha256 ?? '',
+          optimizerJson: JSON.stringify({ name: run.optimizer.name, ...run.optimizer.params }),
+          step: String(step),
+          inputs: inputs.map((i) => ({ siteId: i.site, weight: i.weight, path: rel(i.path), encoding: i.encoding })),
+          files: stage.files.map((f) => ({ slot: f.slot, path: rel(f.path), size: String(f.size), tensors: f.tensors.map((t) => ({ byteOffset: String(t.byteOffset), dtype: t.dtype })) })),
+          sliceElements: this.ctx.o.config.limits.sliceElements,
+        },
+        signal,
+      );
+      return await commitStagedCheckpoint({ store, stage, partition, written, signal });
+    } catch (err) {
+      await discardStagedCheckpoint(stage);
+      throw err;
+    }
   }
 
   private kernels(): Promise<KernelPool | undefined> {

@@ -23,7 +23,7 @@ import type { SpooledUpload, UploadExpectation, UploadIntent } from '../upload/h
 import { SecureSide } from '../secure/coordinator-side.js';
 import { refuseSecureStages } from '../secure/coordinator-side.js';
 import type { SecureStageHandlers } from '../secure/messages.js';
-import type { AdminRoundPort, AttemptAt, SiteRoundPort, TransferLimits, UploadRoundPort } from './ports.js';
+import type { AdminRoundPort, AttemptAt, ShardAggregationPort, SiteRoundPort, TransferLimits, UploadRoundPort } from './ports.js';
 import type { StateStore } from '../state/store.js';
 import { siteJoinedRecord } from '../audit/joins.js';
 import { RunControlState, activeRunAtStart, assertCanStart } from './run-control.js';
@@ -41,6 +41,8 @@ export interface DriverOptions {
   readonly afterCommit?: (() => Promise<void>) | undefined;
   /** Sites locked out by a revocation in the journal at start-up: rounds never wait for them. */
   readonly revokedSites: readonly string[];
+  /** The aggregator shards (issue 22), when the config names some: plain means run on them when they are ready. */
+  readonly shards?: ShardAggregationPort | undefined;
 }
 
 /** Runs rounds: the scheduler, its effects, and the open round's bookkeeping. */

@@ -3,6 +3,8 @@
  * needs, not on the `RoundDriver` class, so the services and the round shell do not import each
  * other. `RoundDriver` implements all three.
  */
+import type { ModelPartition } from '../../aggregation/index.js';
+import type { ShardAggregate } from '../../proto/index.js';
 import type { ResolvedRun } from '../config.js';
 import type { SchedulerState, SiteProgress } from '../round/types.js';
 import type { SpooledUpload, UploadExpectation, UploadIntent } from '../upload/header.js';
@@ -73,3 +75,12 @@ export interface AdminRoundPort {
   dropRevokedSite(site: string, reason: string): number;
   excuseSite(site: string, excused: boolean): void;
 }
+
+/** What the round's aggregation asks of the aggregator shards (coordinator/shards/registry.ts, issue 22). */
+export interface ShardAggregationPort {
+  /** The run's partition, when every configured shard is attached and ready for the run's model. */
+  readyPartition(): ModelPartition | undefined;
+  /** Every shard's part of one aggregation; resolves with each shard's writes per staged file, in shard order. */
+  aggregate(request: ShardAggregate, signal: AbortSignal): Promise<number[][]>;
+}
+

@@ -11,6 +11,8 @@ import { Journal, type JournalBody, type JournalRecord } from './journal.js';
 
 /** What the coordinator needs from durable state. */
 export interface StateStore {
+  /** The state dir: what aggregator shards are sent is relative to it (they reach it under their own path). */
+  readonly dir: string;
   records(): readonly JournalRecord[];
   append<B extends { readonly type: string }>(body: B): Promise<JournalRecord<B & JournalBody>>;
   hasModel(sha256: string): Promise<boolean>;
@@ -86,6 +88,36 @@ export function checkpointPath(dir: string, sha256: string): string {
   return join(dir, 'models', `${sha256}.safetensors`);
 }
 
+/** Where optimizer state `slot` of checkpoint `modelSha256` lies under the state dir `dir`; `BAD_REQUEST` for a malformed name. */
+export function optimizerStatePath(dir: string, modelSha256: string, slot: string): string {
+  if (!isSha256(modelSha256) || !/^[a-z0-9]{1,32}$/.test(slot)) {
+    throw new CoordinatorError('BAD_REQUEST', `not an optimizer state name (<sha256>.<slot>): ${JSON.stringify(`${modelSha256}.${slot}`)}`);
+  }
+  return join(dir, 'optimizer', `${modelSha256}.${slot}.safetensors`);
+}
+
+/**
+ * The checkpoints under a state dir, read-only: what an aggregator shard reads of the coordinator's
+ * checkpoint storage (issue 22). It never opens the journal or writes a file of the store.
+ */
+export class CheckpointDir {
+  constructor(readonly dir: string) {}
+
+  async openModel(sha256: string): Promise<FileSource> {
+    const path = checkpointPath(this.dir, sha256);
+    if (!(await exists(path))) throw new CoordinatorError('MODEL_NOT_FOUND', `no checkpoint ${sha256} in ${this.dir}`, { sha256 });
+    return openFileSource(path);
+  }
+
+  hasOptimizerState(modelSha256: string, slot: string): Promise<boolean> {
+    return exists(optimizerStatePath(this.dir, modelSha256, slot));
+  }
+
+  openOptimizerState(modelSha256: string, slot: string): Promise<FileSource> {
+    return openFileSource(optimizerStatePath(this.dir, modelSha256, slot));
+  }
+}
+
 /** The state store in a local directory (the default). */
 export class LocalStateStore implements StateStore {
   private constructor(
@@ -146,10 +178,8 @@ export class LocalStateStore implements StateStore {
 
   private optimizerPath(name: string): string {
     const [sha, slot, ...rest] = name.split('.');
-    if (!isSha256(sha ?? '') || !/^[a-z0-9]{1,32}$/.test(slot ?? '') || rest.length > 0) {
-      throw new CoordinatorError('BAD_REQUEST', `not an optimizer state name (<sha256>.<slot>): ${JSON.stringify(name)}`);
-    }
-    return join(this.dir, 'optimizer', `${name}.safetensors`);
+    if (rest.length > 0) throw new CoordinatorError('BAD_REQUEST', `not an optimizer state name (<sha256>.<slot>): ${JSON.stringify(name)}`);
+    return optimizerStatePath(this.dir, sha ?? '', slot ?? '');
   }
 
   hasOptimizerState(modelSha256: string, slot: string): Promise<boolean> {

@@ -45,8 +45,12 @@ import type { RoundsResponse as _fedhpc_v1_RoundsResponse, RoundsResponse__Outpu
 import type { RunControlRequest as _fedhpc_v1_RunControlRequest, RunControlRequest__Output as _fedhpc_v1_RunControlRequest__Output } from './fedhpc/v1/RunControlRequest';
 import type { RunControlResponse as _fedhpc_v1_RunControlResponse, RunControlResponse__Output as _fedhpc_v1_RunControlResponse__Output } from './fedhpc/v1/RunControlResponse';
 import type { SecAggParams as _fedhpc_v1_SecAggParams, SecAggParams__Output as _fedhpc_v1_SecAggParams__Output } from './fedhpc/v1/SecAggParams';
+import type { ShardAggregate as _fedhpc_v1_ShardAggregate, ShardAggregate__Output as _fedhpc_v1_ShardAggregate__Output } from './fedhpc/v1/ShardAggregate';
+import type { ShardAggregated as _fedhpc_v1_ShardAggregated, ShardAggregated__Output as _fedhpc_v1_ShardAggregated__Output } from './fedhpc/v1/ShardAggregated';
 import type { ShardAssignment as _fedhpc_v1_ShardAssignment, ShardAssignment__Output as _fedhpc_v1_ShardAssignment__Output } from './fedhpc/v1/ShardAssignment';
+import type { ShardCancel as _fedhpc_v1_ShardCancel, ShardCancel__Output as _fedhpc_v1_ShardCancel__Output } from './fedhpc/v1/ShardCancel';
 import type { ShardHello as _fedhpc_v1_ShardHello, ShardHello__Output as _fedhpc_v1_ShardHello__Output } from './fedhpc/v1/ShardHello';
+import type { ShardInput as _fedhpc_v1_ShardInput, ShardInput__Output as _fedhpc_v1_ShardInput__Output } from './fedhpc/v1/ShardInput';
 import type { ShardInstruction as _fedhpc_v1_ShardInstruction, ShardInstruction__Output as _fedhpc_v1_ShardInstruction__Output } from './fedhpc/v1/ShardInstruction';
 import type { ShardReadiness as _fedhpc_v1_ShardReadiness, ShardReadiness__Output as _fedhpc_v1_ShardReadiness__Output } from './fedhpc/v1/ShardReadiness';
 import type { ShardReport as _fedhpc_v1_ShardReport, ShardReport__Output as _fedhpc_v1_ShardReport__Output } from './fedhpc/v1/ShardReport';
@@ -61,6 +65,8 @@ import type { SiteLogsResponse as _fedhpc_v1_SiteLogsResponse, SiteLogsResponse_
 import type { SiteServiceClient as _fedhpc_v1_SiteServiceClient, SiteServiceDefinition as _fedhpc_v1_SiteServiceDefinition } from './fedhpc/v1/SiteService';
 import type { SitesRequest as _fedhpc_v1_SitesRequest, SitesRequest__Output as _fedhpc_v1_SitesRequest__Output } from './fedhpc/v1/SitesRequest';
 import type { SitesResponse as _fedhpc_v1_SitesResponse, SitesResponse__Output as _fedhpc_v1_SitesResponse__Output } from './fedhpc/v1/SitesResponse';
+import type { StagedFile as _fedhpc_v1_StagedFile, StagedFile__Output as _fedhpc_v1_StagedFile__Output } from './fedhpc/v1/StagedFile';
+import type { StagedTensor as _fedhpc_v1_StagedTensor, StagedTensor__Output as _fedhpc_v1_StagedTensor__Output } from './fedhpc/v1/StagedTensor';
 import type { StartRunRequest as _fedhpc_v1_StartRunRequest, StartRunRequest__Output as _fedhpc_v1_StartRunRequest__Output } from './fedhpc/v1/StartRunRequest';
 import type { StatusRequest as _fedhpc_v1_StatusRequest, StatusRequest__Output as _fedhpc_v1_StatusRequest__Output } from './fedhpc/v1/StatusRequest';
 import type { StatusResponse as _fedhpc_v1_StatusResponse, StatusResponse__Output as _fedhpc_v1_StatusResponse__Output } from './fedhpc/v1/StatusResponse';
@@ -140,8 +146,12 @@ export interface ProtoGrpcType {
       RunControlRequest: MessageTypeDefinition<_fedhpc_v1_RunControlRequest, _fedhpc_v1_RunControlRequest__Output>
       RunControlResponse: MessageTypeDefinition<_fedhpc_v1_RunControlResponse, _fedhpc_v1_RunControlResponse__Output>
       SecAggParams: MessageTypeDefinition<_fedhpc_v1_SecAggParams, _fedhpc_v1_SecAggParams__Output>
+      ShardAggregate: MessageTypeDefinition<_fedhpc_v1_ShardAggregate, _fedhpc_v1_ShardAggregate__Output>
+      ShardAggregated: MessageTypeDefinition<_fedhpc_v1_ShardAggregated, _fedhpc_v1_ShardAggregated__Output>
       ShardAssignment: MessageTypeDefinition<_fedhpc_v1_ShardAssignment, _fedhpc_v1_ShardAssignment__Output>
+      ShardCancel: MessageTypeDefinition<_fedhpc_v1_ShardCancel, _fedhpc_v1_ShardCancel__Output>
       ShardHello: MessageTypeDefinition<_fedhpc_v1_ShardHello, _fedhpc_v1_ShardHello__Output>
+      ShardInput: MessageTypeDefinition<_fedhpc_v1_ShardInput, _fedhpc_v1_ShardInput__Output>
       ShardInstruction: MessageTypeDefinition<_fedhpc_v1_ShardInstruction, _fedhpc_v1_ShardInstruction__Output>
       ShardReadiness: MessageTypeDefinition<_fedhpc_v1_ShardReadiness, _fedhpc_v1_ShardReadiness__Output>
       ShardReport: MessageTypeDefinition<_fedhpc_v1_ShardReport, _fedhpc_v1_ShardReport__Output>
@@ -156,6 +166,8 @@ export interface ProtoGrpcType {
       SiteService: SubtypeConstructor<typeof grpc.Client, _fedhpc_v1_SiteServiceClient> & { service: _fedhpc_v1_SiteServiceDefinition }
       SitesRequest: MessageTypeDefinition<_fedhpc_v1_SitesRequest, _fedhpc_v1_SitesRequest__Output>
       SitesResponse: MessageTypeDefinition<_fedhpc_v1_SitesResponse, _fedhpc_v1_SitesResponse__Output>
+      StagedFile: MessageTypeDefinition<_fedhpc_v1_StagedFile, _fedhpc_v1_StagedFile__Output>
+      StagedTensor: MessageTypeDefinition<_fedhpc_v1_StagedTensor, _fedhpc_v1_StagedTensor__Output>
       StartRunRequest: MessageTypeDefinition<_fedhpc_v1_StartRunRequest, _fedhpc_v1_StartRunRequest__Output>
       StatusRequest: MessageTypeDefinition<_fedhpc_v1_StatusRequest, _fedhpc_v1_StatusRequest__Output>
       StatusResponse: MessageTypeDefinition<_fedhpc_v1_StatusResponse, _fedhpc_v1_StatusResponse__Output>

@@ -4,7 +4,9 @@
  * processes attach over mTLS, are assigned their parts of the run's model and check them against
  * the checkpoint storage; `admin status` shows each shard. Refused: a site's certificate presented
  * as a shard, a shard the coordinator does not list, a shard of another federation (at the TLS
- * handshake). Real processes of the built CLI on loopback.
+ * handshake). Plain rounds aggregate on the shards, and give the models the coordinator alone gives;
+ * a shard gone for good leaves the coordinator to aggregate alone. Real processes of the built CLI
+ * on loopback.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -12,7 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLI, freePort, startCli, waitFor, type Proc } from '../helpers/federation.js';
+import { AdminClient } from '../../coordinator/index.js';
+import { writeFederationFiles } from '../../simulate/federation-files.js';
+import { CLI, freePort, patchJsonFile, startCli, waitFor, type Proc } from '../helpers/federation.js';
 
 const exec = promisify(execFile);
 const fedhpc = (args: string[]) => exec(process.execPath, [CLI, ...args], { timeout: 30_000 });
@@ -128,4 +132,83 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     expect(refused.shards[0]?.state).toBe('ready');
     expect(await foreign.logText()).toContain('coordinator unavailable');
   }, 120_000);
+
+  it('plain rounds aggregate on two shards and commit the models the coordinator alone commits; a shard gone for good leaves the coordinator to aggregate', async () => {
+    const dir = await tempDir();
+    const port = await freePort();
+    const sites = ['bsc', 'hlrs'];
+    const files = await writeFederationFiles({
+      dir,
+      federation: 'shardrun',
+      sites,
+      admins: ['alice'],
+      coordinatorAddress: `localhost:${port}`,
+      listen: `127.0.0.1:${port}`,
+      aggregators: [
+        { name: 's1', address: `localhost:${await freePort()}`, listen: '' },
+        { name: 's2', address: `localhost:${await freePort()}`, listen: '' },
+      ],
+      run: {
+        id: 'sharded',
+        rounds: 3,
+        minSites: 2,
+        expectedSites: sites,
+        strategy: { name: 'diloco' },
+        train: { steps: 10, batchSize: 16, lr: 0.01 },
+        secureAggregation: { enabled: false },
+        deadlines: { openS: 60, trainingS: 60, uploadS: 60, aggregateS: 30, commitS: 30, evalS: 15 },
+      },
+    });
+    const adminDir = join(dir, 'admins', 'alice');
+    const admin = new AdminClient({ coordinator: `localhost:${port}`, tls: { ca: join(adminDir, 'ca.crt'), cert: join(adminDir, 'admin.crt'), key: join(adminDir, 'admin.key') } });
+    /** Runs the federation to its end; the models of its rounds and the coordinator's log. */
+    const runFederation = async (label: string, o: { shards: boolean; killShardAfterRound?: number }): Promise<{ models: string[]; log: string; shardLogs: string[] }> => {
+      const started: Proc[] = [];
+      const start = async (name: string, args: string[]): Promise<Proc> => {
+        const p = await startCli(`${label}-${name}`, args, dir);
+        started.push(p);
+        procs.push(p);
+        return p;
+      };
+      const coordinator = await start('coordinator', ['coordinator', '--config', files.coordinatorConfig]);
+      const shards = o.shards ? await Promise.all(['s1', 's2'].map((s) => start(s, ['aggregator', '--config', files.aggregatorConfigs.get(s)!]))) : [];
+      if (o.shards) await waitFor('shards ready', async () => ((await admin.status().catch(() => undefined))?.shards.every((x) => x.state === 'ready') ? true : undefined), 30_000, 200);
+      for (const site of sites) await start(site, ['site', '--config', files.siteConfigs.get(site)!]);
+      if (o.killShardAfterRound !== undefined) {
+        await waitFor('the round before the kill', async () => (Number((await admin.status().catch(() => undefined))?.roundsCommitted ?? 0) >= o.killShardAfterRound! ? true : undefined), 90_000, 100);
+        await shards[1]!.stop('SIGKILL');
+      }
+      const done = await waitFor('the run finished', async () => {
+        const s = await admin.status().catch(() => undefined);
+        return s?.runState === 'finished' ? s : undefined;
+      }, 120_000, 300);
+      expect(Number(done.roundsCommitted)).toBe(3);
+      const rounds = await admin.rounds();
+      const models = rounds.rounds.filter((r) => r.outcome === 'committed').map((r) => r.modelSha256);
+      for (const p of started.reverse()) await p.stop();
+      return { models, log: await coordinator.logText(), shardLogs: await Promise.all(shards.map((p) => p.logText())) };
+    };
+
+    const sharded = await runFederation('k2', { shards: true });
+    const lines = (text: string): Record<string, unknown>[] => text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines(sharded.log).filter((l) => l['msg'] === 'aggregated on the shards').map((l) => l['shards'])).toEqual([2, 2, 2]);
+    for (const log of sharded.shardLogs) expect(lines(log).filter((l) => l['msg'] === "aggregated the shard's part")).toHaveLength(3);
+
+    // The same federation again from a fresh state dir, the coordinator alone: the same models.
+    await patchJsonFile(files.coordinatorConfig, ({ aggregators: _a, ...c }) => ({ ...c, stateDir: 'state-alone' }));
+    const alone = await runFederation('k0', { shards: false });
+    expect(lines(alone.log).filter((l) => l['msg'] === 'aggregated on the shards')).toHaveLength(0);
+    expect(alone.models).toEqual(sharded.models);
+
+    // With the shards, and one of them SIGKILLed after round 1: the coordinator aggregates the rest alone.
+    await patchJsonFile(files.coordinatorConfig, (c) => ({ ...c, stateDir: 'state-lost', aggregators: [{ name: 's1', endpoint: 'localhost:1' }, { name: 's2', endpoint: 'localhost:2' }] }));
+    for (const s of ['s1', 's2']) await patchJsonFile(files.aggregatorConfigs.get(s)!, (c) => ({ ...c, checkpoints: '../../coordinator/state-lost' }));
+    const lost = await runFederation('lost', { shards: true, killShardAfterRound: 1 });
+    expect(lost.models).toEqual(sharded.models);
+    const aggregatedLines = lines(lost.log).filter((l) => l['msg'] === 'aggregated on the shards' || l['msg'] === 'aggregated');
+    expect(aggregatedLines[0]?.['msg']).toBe('aggregated on the shards');
+    expect(aggregatedLines.at(-1)?.['msg']).toBe('aggregated');
+    admin.close();
+  }, 400_000);
 });
+

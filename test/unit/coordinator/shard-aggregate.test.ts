@@ -27,6 +27,7 @@ import { openFileSource } from '../../../common/files.js';
 import { aggregateRound, type SpoolInput } from '../../../coordinator/aggregate/checkpoint-writer.js';
 import { KernelPool } from '../../../coordinator/aggregate/kernel-pool.js';
 import { aggregatePart } from '../../../coordinator/aggregate/shard-part.js';
+import { shardAggregate } from '../../../coordinator/shards/shard-aggregate.js';
 import { commitStagedCheckpoint, discardStagedCheckpoint, stageCheckpoint, type CheckpointStage, type ShardWrites } from '../../../coordinator/aggregate/staged-checkpoint.js';
 import { CoordinatorError } from '../../../coordinator/core/errors.js';
 import { MASTER_WEIGHTS_SLOT } from '../../../coordinator/state/checkpoint-dtype.js';
@@ -289,4 +290,33 @@ describe('sharded aggregation: shards step their parts into the files the leader
     await discardStagedCheckpoint(stage);
     expect(await readdir(store.stagingDir)).toEqual([]);
   });
+
+  it('a shard process refuses a request for another run or model, and a path outside the checkpoint storage', async () => {
+    const { store, sha } = await storeWithModel('state');
+    const assignment = { runId: 'r', globalModelSha256: sha, shardIndex: 0, shardCount: 2, alignValues: 128, firstValue: '0', endValue: '1', totalValues: '2' };
+    const request = {
+      runId: 'r',
+      round: '1',
+      attempt: 0,
+      globalModelSha256: sha,
+      previousStateSha256: '',
+      optimizerJson: JSON.stringify(OPTIMIZER),
+      step: '1',
+      inputs: [{ siteId: 'a', weight: 1, path: '../../../etc/passwd', encoding: 'f32' }],
+      files: [],
+      sliceElements: 4096,
+    };
+    const refused = (r: typeof request, a: typeof assignment | undefined): Promise<CoordinatorError> =>
+      shardAggregate(store.dir, a, r).then(
+        () => {
+          throw new Error('accepted');
+        },
+        (e: unknown) => e as CoordinatorError,
+      );
+    expect((await refused(request, assignment)).message).toBe('path "../../../etc/passwd" is not inside the checkpoint storage');
+    expect((await refused({ ...request, runId: 'other' }, assignment)).message).toMatch(/^asked to aggregate run other from model [0-9a-f]{64}, assigned run r from/);
+    expect((await refused(request, undefined)).code).toBe('BAD_REQUEST');
+    expect((await refused({ ...request, optimizerJson: '{"name":"sgd"}' }, assignment)).message).toMatch(/^optimizer_json: /);
+  });
 });
+

@@ -1,16 +1,22 @@
 // Original file: proto/fedhpc/v1/fedhpc.proto
 
 import type { ShardAssignment as _fedhpc_v1_ShardAssignment, ShardAssignment__Output as _fedhpc_v1_ShardAssignment__Output } from '../../fedhpc/v1/ShardAssignment';
+import type { ShardAggregate as _fedhpc_v1_ShardAggregate, ShardAggregate__Output as _fedhpc_v1_ShardAggregate__Output } from '../../fedhpc/v1/ShardAggregate';
+import type { ShardCancel as _fedhpc_v1_ShardCancel, ShardCancel__Output as _fedhpc_v1_ShardCancel__Output } from '../../fedhpc/v1/ShardCancel';
 import type { Long } from '@grpc/proto-loader';
 
 export interface ShardInstruction {
   'term'?: (number | string | Long);
   'assignment'?: (_fedhpc_v1_ShardAssignment | null);
-  'kind'?: "assignment";
+  'aggregate'?: (_fedhpc_v1_ShardAggregate | null);
+  'cancel'?: (_fedhpc_v1_ShardCancel | null);
+  'kind'?: "assignment"|"aggregate"|"cancel";
 }
 
 export interface ShardInstruction__Output {
   'term': (string);
   'assignment'?: (_fedhpc_v1_ShardAssignment__Output | null);
-  'kind'?: "assignment";
+  'aggregate'?: (_fedhpc_v1_ShardAggregate__Output | null);
+  'cancel'?: (_fedhpc_v1_ShardCancel__Output | null);
+  'kind'?: "assignment"|"aggregate"|"cancel";
 }

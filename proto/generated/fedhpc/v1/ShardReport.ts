@@ -2,15 +2,18 @@
 
 import type { ShardHello as _fedhpc_v1_ShardHello, ShardHello__Output as _fedhpc_v1_ShardHello__Output } from '../../fedhpc/v1/ShardHello';
 import type { ShardReadiness as _fedhpc_v1_ShardReadiness, ShardReadiness__Output as _fedhpc_v1_ShardReadiness__Output } from '../../fedhpc/v1/ShardReadiness';
+import type { ShardAggregated as _fedhpc_v1_ShardAggregated, ShardAggregated__Output as _fedhpc_v1_ShardAggregated__Output } from '../../fedhpc/v1/ShardAggregated';
 
 export interface ShardReport {
   'hello'?: (_fedhpc_v1_ShardHello | null);
   'readiness'?: (_fedhpc_v1_ShardReadiness | null);
-  'kind'?: "hello"|"readiness";
+  'aggregated'?: (_fedhpc_v1_ShardAggregated | null);
+  'kind'?: "hello"|"readiness"|"aggregated";
 }
 
 export interface ShardReport__Output {
   'hello'?: (_fedhpc_v1_ShardHello__Output | null);
   'readiness'?: (_fedhpc_v1_ShardReadiness__Output | null);
-  'kind'?: "hello"|"readiness";
+  'aggregated'?: (_fedhpc_v1_ShardAggregated__Output | null);
+  'kind'?: "hello"|"readiness"|"aggregated";
 }

@@ -1,0 +1,111 @@
+/**
+ * A shard's `aggregate` (issue 22): the leader's `ShardAggregate` checked and turned into the
+ * shard's step (coordinator/aggregate/shard-part.ts) over the coordinator's checkpoint storage —
+ * its global model and optimizer state read, the sites' spools read at the shard's slice, its
+ * values written into the checkpoint the leader staged. Every path the leader names must lie inside
+ * that storage; the part is that of the shard's assignment, recomputed from the model it reads.
+ */
+import { isAbsolute, relative, resolve } from 'node:path';
+import {
+  AggregationError,
+  type Dtype,
+  WIRE_ENCODINGS,
+  type WireEncoding,
+  createOptimizer,
+  isDtype,
+  openSafetensors,
+  partitionModel,
+  shardByteRanges,
+  unwrap,
+} from '../../aggregation/index.js';
+import { openFileSource } from '../../common/files.js';
+import type { ShardAggregate__Output, ShardAssignment__Output } from '../../proto/index.js';
+import type { KernelPool } from '../aggregate/kernel-pool.js';
+import { aggregatePart } from '../aggregate/shard-part.js';
+import type { CheckpointStage, ShardWrites } from '../aggregate/staged-checkpoint.js';
+import { CoordinatorError } from '../core/errors.js';
+import { CheckpointDir } from '../state/store.js';
+
+/** The plain encodings a shard sums (secure rounds are not sharded yet). */
+const PLAIN: readonly WireEncoding[] = ['f32', 'bf16', 'int8'];
+
+/** Runs the leader's `request` for this shard's `assignment` on the storage at `checkpoints`. */
+export async function shardAggregate(
+  checkpoints: string,
+  assignment: ShardAssignment__Output | undefined,
+  request: ShardAggregate__Output,
+  o: { readonly pool?: KernelPool; readonly signal?: AbortSignal } = {},
+): Promise<ShardWrites> {
+  if (!assignment || assignment.runId !== request.runId || assignment.globalModelSha256 !== request.globalModelSha256) {
+    throw new CoordinatorError('BAD_REQUEST', `asked to aggregate run ${request.runId} from model ${request.globalModelSha256}, assigned ${assignment ? `run ${assignment.runId} from ${assignment.globalModelSha256}` : 'nothing'}`);
+  }
+  const store = new CheckpointDir(checkpoints);
+  const src = await store.openModel(request.globalModelSha256);
+  let tensors;
+  try {
+    tensors = (await openSafetensors(src)).tensors;
+  } finally {
+    await src.close();
+  }
+  const partition = partitionModel(tensors, assignment.shardCount, { alignValues: assignment.alignValues });
+  if (!partition.ok) throw new CoordinatorError('BAD_REQUEST', `the model cannot be cut into ${assignment.shardCount} shards: ${partition.issues.join('; ')}`);
+  let strategy: unknown;
+  try {
+    strategy = JSON.parse(request.optimizerJson);
+  } catch {
+    throw new CoordinatorError('BAD_REQUEST', 'optimizer_json is not JSON');
+  }
+  const optimizer = (() => {
+    try {
+      return createOptimizer(strategy as Parameters<typeof createOptimizer>[0]);
+    } catch (err) {
+      throw new CoordinatorError('BAD_REQUEST', `optimizer_json: ${err instanceof AggregationError ? err.message : String(err)}`);
+    }
+  })();
+  const inside = (path: string): string => insideStorage(checkpoints, path);
+  const stage: CheckpointStage = {
+    files: request.files.map((f) => ({
+      slot: f.slot,
+      path: inside(f.path),
+      size: Number(f.size),
+      tensors: f.tensors.map((t) => ({ byteOffset: Number(t.byteOffset), dtype: dtypeOf(t.dtype) })),
+    })),
+  };
+  const cut = unwrap(partition, AggregationError, 'partition');
+  const inputs = request.inputs.map((i) => {
+    const encoding = i.encoding as WireEncoding;
+    if (!WIRE_ENCODINGS.includes(encoding) || !PLAIN.includes(encoding)) throw new CoordinatorError('BAD_REQUEST', `input of ${i.siteId} has encoding ${JSON.stringify(i.encoding)}, not a plain one`);
+    // A whole delta's spool: this shard's values start where its first part's bytes do.
+    const offset = shardByteRanges(cut, assignment.shardIndex, encoding)[0]?.start ?? 0;
+    return { site: i.siteId, weight: i.weight, path: inside(i.path), encoding, offset };
+  });
+  const previous = request.previousStateSha256;
+  return aggregatePart({
+    store,
+    stage,
+    partition: cut,
+    shard: assignment.shardIndex,
+    globalSha256: request.globalModelSha256,
+    inputs,
+    optimizer,
+    step: Number(request.step),
+    previousStateSha256: previous === '' ? undefined : previous,
+    sliceElements: Math.max(1024, request.sliceElements),
+    openSpool: openFileSource,
+    ...(o.pool ? { pool: o.pool } : {}),
+    ...(o.signal ? { signal: o.signal } : {}),
+  });
+}
+
+/** `path` (relative to the storage) resolved inside `root`; `BAD_REQUEST` for one that leaves it. */
+function insideStorage(root: string, path: string): string {
+  const full = resolve(root, path);
+  const rel = relative(resolve(root), full);
+  if (isAbsolute(path) || rel === '' || rel.startsWith('..') || isAbsolute(rel)) throw new CoordinatorError('BAD_REQUEST', `path ${JSON.stringify(path)} is not inside the checkpoint storage`);
+  return full;
+}
+
+function dtypeOf(dtype: string): Dtype {
+  if (!isDtype(dtype)) throw new CoordinatorError('BAD_REQUEST', `unknown dtype ${JSON.stringify(dtype)} in a staged file`);
+  return dtype;
+}

@@ -1,0 +1,90 @@
+/**
+ * The leader's side of an aggregation on shards (coordinator/shards/registry.ts, issue 22): only
+ * when every configured shard is ready for the run's model; each shard's answer resolves its part,
+ * and a shard that fails, or whose stream ends first, fails the whole aggregation (`SHARD_FAILED`)
+ * with the other shards told to stop; an abort tells every shard to stop. The links are the
+ * registry's own interface, recorded in memory (the stream itself is tested over gRPC in
+ * shard-terms.test.ts and the integration tests).
+ */
+import { describe, expect, it } from 'vitest';
+import { CoordinatorError } from '../../../coordinator/core/errors.js';
+import { ShardRegistry, type ShardLink } from '../../../coordinator/shards/registry.js';
+import type { ShardAggregate } from '../../../proto/index.js';
+
+const PLAN = {
+  runId: 'run-1',
+  globalSha256: 'a'.repeat(64),
+  tensors: [
+    { name: 'w', shape: [64, 128] },
+    { name: 'b', shape: [128] },
+  ],
+};
+
+type Sent = Parameters<ShardLink['send']>[0];
+
+function link(peer: string): ShardLink & { sent: Sent[]; closed: string[] } {
+  const sent: Sent[] = [];
+  const closed: string[] = [];
+  return { peer, sent, closed, send: (i) => void sent.push(i), close: (r) => void closed.push(r) };
+}
+
+/** A registry of shards s1 and s2, both attached and ready for PLAN's model. */
+function readyRegistry(): { registry: ShardRegistry; links: ReturnType<typeof link>[] } {
+  const registry = new ShardRegistry({ shards: [{ name: 's1', endpoint: 'h1:1' }, { name: 's2', endpoint: 'h2:1' }], plan: () => PLAN, now: () => 0 });
+  const links = [link('p1'), link('p2')];
+  for (const [i, name] of ['s1', 's2'].entries()) {
+    registry.attach(name, links[i]!);
+    registry.readiness(name, links[i]!, { term: '0', runId: PLAN.runId, globalModelSha256: PLAN.globalSha256, ready: true, problem: '', freeBytes: '1' }, '0');
+  }
+  return { registry, links };
+}
+
+const REQUEST: ShardAggregate = { runId: 'run-1', round: '3', attempt: 1 };
+const answer = (ok: boolean, written: string[] = [], code = '', message = '') => ({ term: '0', round: '3', attempt: 1, ok, written, code, message });
+
+describe('ShardRegistry: an aggregation on the shards', () => {
+  it('is offered only when every shard is ready for the run’s model, and resolves with each shard’s writes in shard order', async () => {
+    const { registry, links } = readyRegistry();
+    expect(registry.readyPartition()?.shards).toHaveLength(2);
+    const done = registry.aggregate(REQUEST, new AbortController().signal);
+    expect(links.map((l) => l.sent.at(-1))).toEqual([{ aggregate: REQUEST }, { aggregate: REQUEST }]);
+    registry.aggregated('s2', links[1]!, answer(true, ['30', '40']));
+    registry.aggregated('s1', links[0]!, { ...answer(true, ['10', '20']), attempt: 0 }); // another attempt's: ignored
+    registry.aggregated('s1', links[0]!, answer(true, ['10', '20']));
+    await expect(done).resolves.toEqual([
+      [10, 20],
+      [30, 40],
+    ]);
+    // One shard not ready (its readiness says so): no partition is offered.
+    registry.readiness('s2', links[1]!, { term: '0', runId: PLAN.runId, globalModelSha256: PLAN.globalSha256, ready: false, problem: 'disk', freeBytes: '1' }, '0');
+    expect(registry.readyPartition()).toBeUndefined();
+  });
+
+  it('fails with SHARD_FAILED when a shard reports a failure, and tells the other to stop', async () => {
+    const { registry, links } = readyRegistry();
+    const done = registry.aggregate(REQUEST, new AbortController().signal);
+    registry.aggregated('s1', links[0]!, answer(false, [], 'CHECKPOINT_OVERFLOW', 'tensor w element 7 is Infinity'));
+    const err = await done.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CoordinatorError);
+    expect((err as CoordinatorError).code).toBe('SHARD_FAILED');
+    expect((err as CoordinatorError).message).toBe('aggregator shard s1 failed its part: CHECKPOINT_OVERFLOW: tensor w element 7 is Infinity');
+    expect(links[1]!.sent.at(-1)).toEqual({ cancel: { round: '3', attempt: 1 } });
+  });
+
+  it('fails with SHARD_FAILED when a shard’s stream ends before it answers', async () => {
+    const { registry, links } = readyRegistry();
+    const done = registry.aggregate(REQUEST, new AbortController().signal);
+    registry.detach('s2', links[1]!);
+    await expect(done).rejects.toMatchObject({ code: 'SHARD_FAILED', message: 'aggregator shard s2 went away before it answered' });
+    expect(registry.readyPartition()).toBeUndefined();
+  });
+
+  it('stops every shard when the attempt is aborted, rejecting with the abort’s reason', async () => {
+    const { registry, links } = readyRegistry();
+    const controller = new AbortController();
+    const done = registry.aggregate(REQUEST, controller.signal);
+    controller.abort(new Error('the attempt ended'));
+    await expect(done).rejects.toThrow('the attempt ended');
+    expect(links.map((l) => l.sent.at(-1))).toEqual([{ cancel: { round: '3', attempt: 1 } }, { cancel: { round: '3', attempt: 1 } }]);
+  });
+});

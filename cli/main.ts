@@ -72,10 +72,14 @@ async function cmdSimulate(args: string[]): Promise<number> {
       coordinators: { type: 'string' },
       'nats-cluster': { type: 'string' },
       'kill-leader-at': { type: 'string' },
+      shards: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
     strict: true,
   });
+  const shards = values.shards === undefined ? 0 : intOption(values.shards, 'shards', 0, 1);
+  if (shards > 0 && (values.containers === true || values.coordinators !== undefined)) throw new UsageError('--shards runs beside one coordinator as local processes: not with --containers or --coordinators (not built yet)');
+  if (shards > 0 && values['no-secure-aggregation'] !== true) throw new UsageError('--shards aggregates plain rounds only, so far: add --no-secure-aggregation');
   const pair = pairOptions({ coordinators: values.coordinators, natsCluster: values['nats-cluster'], killLeaderAt: values['kill-leader-at'], containers: values.containers === true });
   const strategy = (values.strategy ?? 'diloco') as SimulateStrategy;
   if (!SIMULATE_STRATEGIES.includes(strategy)) {
@@ -121,6 +125,7 @@ async function cmdSimulate(args: string[]): Promise<number> {
           `(${speeds.runner === 'standin' ? 'the stand-in objective, not a language model' : `bigram baseline ${r.bigramEvalLoss.toFixed(4)}`}); model ${r.modelSha256}`,
       );
       if (r.ha) out(pairSummaryText(r.ha));
+      if (r.shards) out(`aggregator shards: ${r.shards.count}; ${r.shards.roundsAggregated} of ${r.rounds} rounds aggregated on them (the others by the coordinator alone)`);
     }
   };
   await simulate({
@@ -140,6 +145,7 @@ async function cmdSimulate(args: string[]): Promise<number> {
     python: values.python,
     drop,
     pair,
+    shards,
     emit: print,
     signal: onTerminate(),
   });

@@ -17,6 +17,7 @@ import { DEMO_DATA } from './demo.js';
 import { TORCH_TRAIN, type JobRunnerKind } from './torch-sites.js';
 import { STANDIN_STEP_MS, STANDIN_TRAIN, simulatedTraining, type StandinSites } from './standin-sites.js';
 import { freeLoopbackPort } from '../common/net.js';
+import { sleep } from '../common/backoff.js';
 import type { SimulateLayout } from './containers.js';
 import { withMallocTuning } from '../common/malloc.js';
 import { configurePair, DEMO_LEASE, pairEndpoints, PairSupervisor, waitForLeader, type LeaderChange, type PairOptions, type PairSummary } from './ha-pair.js';
@@ -68,6 +69,11 @@ export interface SimulateOptions {
   readonly drop?: readonly { readonly site: string; readonly phase: DropPhase }[] | undefined;
   /** A standby pair over a NATS cluster instead of one coordinator (process layout only). */
   readonly pair?: PairOptions | undefined;
+  /**
+   * Aggregator shards (issue 22) beside the one coordinator, as local processes (default 0): plain
+   * rounds aggregate on them. Refused with containers, a pair, or secure aggregation (not built).
+   */
+  readonly shards?: number | undefined;
   /** Path of the CLI entry to start the parts with (`node <cli> coordinator …`). */
   readonly cliPath: string;
   /** Give up after this long. */
@@ -136,6 +142,8 @@ export type SimulateRecord =
       stateDir: string;
       /** With a pair: leader changes, failover time, and the replicated journal's committed rounds. */
       ha?: PairSummary;
+      /** With aggregator shards: how many, and the rounds they aggregated (the others the coordinator did alone). */
+      shards?: { readonly count: number; readonly roundsAggregated: number };
     };
 
 /** Why a simulation did not finish. */
@@ -181,6 +189,10 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
   const sites = Array.from({ length: o.sites }, (_, i) => `site-${i + 1}`);
   const layout = o.layout;
   if (o.pair && layout) throw new SimulateError('a standby pair runs as local processes, not in containers');
+  const shardCount = o.shards ?? 0;
+  if (shardCount > 0 && (layout || o.pair)) throw new SimulateError('aggregator shards run beside one coordinator as local processes (not in containers, not with a standby pair, yet)');
+  if (shardCount > 0 && o.secure !== false) throw new SimulateError('aggregator shards aggregate plain rounds only, so far: add --no-secure-aggregation');
+  const shards = await Promise.all(Array.from({ length: shardCount }, async (_, i) => ({ name: `shard-${i + 1}`, address: `localhost:${await freeLoopbackPort()}`, listen: '' })));
   const endpoints = o.pair ? await pairEndpoints() : undefined;
   const port = layout || endpoints ? 0 : await freeLoopbackPort();
   const address = layout?.coordinatorAddress ?? endpoints?.map((e) => e.address).join(',') ?? `localhost:${port}`;
@@ -192,7 +204,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
     ? layout.writeFiles
     : endpoints
       ? (f: Parameters<SimulateLayout['writeFiles']>[0]) => writeFederationFiles({ ...f, coordinators: endpoints })
-      : (f: Parameters<SimulateLayout['writeFiles']>[0]) => writeFederationFiles({ ...f, coordinatorAddress: address, listen: `127.0.0.1:${port}`, dashboard });
+      : (f: Parameters<SimulateLayout['writeFiles']>[0]) => writeFederationFiles({ ...f, coordinatorAddress: address, listen: `127.0.0.1:${port}`, dashboard, aggregators: shards });
   const standin: StandinSites | undefined = runner === 'standin' ? { speeds: o.siteSpeeds ?? sites.map(() => 1), stepMs: STANDIN_STEP_MS } : undefined;
   if (o.overlap && (!standin || o.budgetS === undefined)) throw new SimulateError('overlapped rounds need stand-in trainers (siteSpeeds or runner standin) and a time budget (budgetS)');
   const training = simulatedTraining(o.train ?? (jobs ? TORCH_TRAIN : standin ? STANDIN_TRAIN : DEMO_TRAIN), o.budgetS, standin, o.overlap === true);
@@ -297,6 +309,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
             seconds: (Date.now() - t0) / 1000,
             stateDir,
             ...(pair ? { ha: await pair.summary() } : {}),
+            ...(shards.length > 0 ? { shards: { count: shards.length, roundsAggregated: await roundsOnShards(join(logDir, 'coordinator.log')) } } : {}),
           });
         }
       });
@@ -314,6 +327,16 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
     const following = followEvents(admin, onEvent, pair ? () => waitForLeader(admin, Date.now() + 120_000, stop.signal).then(check) : undefined, stop.signal);
     following.catch((err: unknown) => stop.abort(err));
 
+    // Aggregator shards attach before the sites start, so that the first round can aggregate on them.
+    for (const shard of shards) parts.push(await startPart(shard.name, command(shard.name, ['aggregator', '--config', files.aggregatorConfigs.get(shard.name)!]), logDir));
+    if (shards.length > 0) {
+      await Promise.race([
+        waitForShards(admin, Date.now() + 30_000, stop.signal).catch((err: unknown) => {
+          throw new SimulateError(`the aggregator shards did not become ready: ${(err as Error).message}; logs in ${logDir}`);
+        }),
+        died,
+      ]);
+    }
     const siteArgs = (site: string, dieAt?: DropPhase): string[] => ['site', '--config', files.siteConfigs.get(site)!, ...(dieAt ? ['--die-at', dieAt] : [])];
     const doomed = new Map((o.drop ?? []).map((d) => [d.site, d.phase]));
     const killed = new Set<string>();
@@ -352,6 +375,24 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
     await cluster?.stop();
     await layout?.close();
   }
+}
+
+/** Resolves once every aggregator shard the coordinator names is ready; rejects at `deadlineMs`. */
+async function waitForShards(admin: AdminClient, deadlineMs: number, signal: AbortSignal): Promise<void> {
+  for (;;) {
+    const status = await admin.status().catch(() => undefined);
+    if (status && status.shards.length > 0 && status.shards.every((s) => s.state === 'ready')) return;
+    if (Date.now() > deadlineMs) {
+      throw new Error(status ? status.shards.map((s) => `${s.shardId} ${s.state}${s.problem ? ` (${s.problem})` : ''}`).join(', ') : 'the coordinator did not answer');
+    }
+    await sleep(200, signal);
+  }
+}
+
+/** Rounds the coordinator's log says it aggregated on the shards. */
+async function roundsOnShards(coordinatorLog: string): Promise<number> {
+  const text = await readFile(coordinatorLog, 'utf8').catch(() => '');
+  return text.split('\n').filter((line) => line.includes('"msg":"aggregated on the shards"')).length;
 }
 
 /**

@@ -210,5 +210,15 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     expect(aggregatedLines.at(-1)?.['msg']).toBe('aggregated');
     admin.close();
   }, 400_000);
+
+  it('fedhpc simulate --shards 2 runs plain rounds aggregated on two local shard processes, and refuses secure rounds with a clear error', async () => {
+    const refused = (await fedhpc(['simulate', '--shards', '2', '--rounds', '1']).catch((e: unknown) => e)) as { code: number; stderr: string };
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('--shards aggregates plain rounds only, so far: add --no-secure-aggregation');
+    const stateDir = await tempDir();
+    const { stdout } = await exec(process.execPath, [CLI, 'simulate', '--sites', '2', '--rounds', '2', '--shards', '2', '--no-secure-aggregation', '--state-dir', stateDir, '--json'], { timeout: 120_000 });
+    const summary = stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; shards?: unknown; rounds?: number }).find((r) => r.type === 'summary');
+    expect(summary).toMatchObject({ rounds: 2, shards: { count: 2, roundsAggregated: 2 } });
+  }, 150_000);
 });
 

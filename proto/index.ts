@@ -61,12 +61,14 @@ export type { ShardAggregate, ShardAggregate__Output } from './generated/fedhpc/
 export type { ShardAggregated, ShardAggregated__Output } from './generated/fedhpc/v1/ShardAggregated.js';
 export type { ShardAssignment, ShardAssignment__Output } from './generated/fedhpc/v1/ShardAssignment.js';
 export type { ShardCancel, ShardCancel__Output } from './generated/fedhpc/v1/ShardCancel.js';
+export type { ShardDroppedPair, ShardDroppedPair__Output } from './generated/fedhpc/v1/ShardDroppedPair.js';
 export type { ShardHello, ShardHello__Output } from './generated/fedhpc/v1/ShardHello.js';
 export type { ShardInput, ShardInput__Output } from './generated/fedhpc/v1/ShardInput.js';
 export type { ShardInstruction, ShardInstruction__Output } from './generated/fedhpc/v1/ShardInstruction.js';
 export type { ShardReadiness, ShardReadiness__Output } from './generated/fedhpc/v1/ShardReadiness.js';
 export type { ShardReport, ShardReport__Output } from './generated/fedhpc/v1/ShardReport.js';
 export type { ShardStatus, ShardStatus__Output } from './generated/fedhpc/v1/ShardStatus.js';
+export type { ShardUnmask, ShardUnmask__Output } from './generated/fedhpc/v1/ShardUnmask.js';
 export type { SharesSubmission, SharesSubmission__Output } from './generated/fedhpc/v1/SharesSubmission.js';
 export type { SharesTask, SharesTask__Output } from './generated/fedhpc/v1/SharesTask.js';
 export type { SiteEval, SiteEval__Output } from './generated/fedhpc/v1/SiteEval.js';

@@ -70,8 +70,8 @@ export interface SimulateOptions {
   /** A standby pair over a NATS cluster instead of one coordinator (process layout only). */
   readonly pair?: PairOptions | undefined;
   /**
-   * Aggregator shards (issue 22) beside the one coordinator, as local processes (default 0): plain
-   * rounds aggregate on them. Refused with containers, a pair, or secure aggregation (not built).
+   * Aggregator shards (issue 22) beside the one coordinator, as local processes (default 0): rounds
+   * aggregate on them. Refused with containers or a pair (not built).
    */
   readonly shards?: number | undefined;
   /** Path of the CLI entry to start the parts with (`node <cli> coordinator …`). */
@@ -191,7 +191,6 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
   if (o.pair && layout) throw new SimulateError('a standby pair runs as local processes, not in containers');
   const shardCount = o.shards ?? 0;
   if (shardCount > 0 && (layout || o.pair)) throw new SimulateError('aggregator shards run beside one coordinator as local processes (not in containers, not with a standby pair, yet)');
-  if (shardCount > 0 && o.secure !== false) throw new SimulateError('aggregator shards aggregate plain rounds only, so far: add --no-secure-aggregation');
   const shards = await Promise.all(Array.from({ length: shardCount }, async (_, i) => ({ name: `shard-${i + 1}`, address: `localhost:${await freeLoopbackPort()}`, listen: '' })));
   const endpoints = o.pair ? await pairEndpoints() : undefined;
   const port = layout || endpoints ? 0 : await freeLoopbackPort();

@@ -126,6 +126,18 @@ export interface RoundUploadInput {
   readonly fold?: { readonly plan: FoldPlan; readonly deltaPath: string } | undefined;
 }
 
+/**
+ * The stochastic rounding's seed of one masked upload: random, except in tests that compare two
+ * secure runs bit for bit (issue 22: a federation with aggregator shards against one without), which
+ * set `FEDHPC_TEST_ROUNDING_SEED` so that each site rounds the same way in the same round. The
+ * rounding stays unbiased either way; only its repeatability changes, so this is for tests only.
+ */
+function roundingSeed(site: string, round: number, attempt: number): Uint8Array {
+  const fixed = process.env['FEDHPC_TEST_ROUNDING_SEED'];
+  if (fixed === undefined || fixed === '') return randomBytes(32);
+  return createHash('sha256').update(`fedhpc-test-rounding/${fixed}/${site}/${round}/${attempt}`).digest();
+}
+
 /** Encodes and uploads the round's delta; resolves with the coordinator's verdict. */
 export async function uploadRoundDelta(i: RoundUploadInput): Promise<UploadOutcome> {
   const t = i.task;
@@ -134,7 +146,7 @@ export async function uploadRoundDelta(i: RoundUploadInput): Promise<UploadOutco
   const fold = i.fold;
   // The weight word carries W of a folded upload, what the coordinator recomputes from the header's parts.
   const masked: MaskedInputs | undefined = i.secure
-    ? { ...i.secure, count: fold?.plan.weight ?? declaredCount(i.secure.params.weighting, counts), roundingSeed: randomBytes(32) }
+    ? { ...i.secure, count: fold?.plan.weight ?? declaredCount(i.secure.params.weighting, counts), roundingSeed: roundingSeed(i.config.site, t.round, t.attempt) }
     : undefined;
   const encoder = fold
     ? await DeltaEncoder.openDelta(fold.deltaPath, tensors, encoding, masked)

@@ -129,7 +129,7 @@ interface UnmaskedSums {
 
 /**
  * Opens the survivors' masked spools, whose first word is global word `base` (0 for whole deltas,
- * a shard's first value for its parts). Unmasking and decoding are fused slice by slice in one
+ * a shard's first value for spools holding only its part). Unmasking and decoding are fused slice by slice in one
  * workspace, into one reused f64 buffer: each caller checks and divides the decoded sum before its
  * next await, so no decoded sum outlives the turn that made it.
  */
@@ -186,26 +186,26 @@ export function checkedWeightSum(r: SecureRound, declared: ReadonlyMap<string, n
 }
 
 /**
- * A mean source over values [base, base + …) of the survivors' masked spools (whose first word is
- * global word `base`), offsets relative to `base`: each slice unmasked, checked against the range
- * bound of `weightSum` (`SUM_OUT_OF_RANGE`, through `check`, which may name the survivors) and
- * divided by it.
+ * A mean source over values [first, first + …) of the survivors' masked spools, offsets relative
+ * to `first`; the spools' first word is global word `base` (0: whole deltas, the default; `first`:
+ * spools holding only this part). Each slice is unmasked, checked against the range bound of
+ * `weightSum` (`SUM_OUT_OF_RANGE`, through `check`, which may name the survivors) and divided by it.
  */
 export async function unmaskedMean(
   plan: UnmaskPlan,
   spoolPaths: readonly string[],
-  base: number,
+  first: number,
   weightSum: number,
   openSpool: (path: string) => Promise<FileSource>,
-  options: SecureMeanOptions & { readonly check?: (result: Result<void, SecAggErrorCode>) => void } = {},
+  options: SecureMeanOptions & { readonly base?: number; readonly check?: (result: Result<void, SecAggErrorCode>) => void } = {},
 ): Promise<MeanSource> {
   const check = options.check ?? ((result) => checkedAtShard(result));
   const bound = sumRangeBound(weightSum, plan.survivors, plan);
-  const sums = await openUnmaskedSums(plan, spoolPaths, base, openSpool, options);
+  const sums = await openUnmaskedSums(plan, spoolPaths, options.base ?? 0, openSpool, options);
   return {
     async read(offset, count) {
-      const sum = await sums.read(base + offset, count, plan.clip);
-      check(checkSumRange(sum, bound, base + offset));
+      const sum = await sums.read(first + offset, count, plan.clip);
+      check(checkSumRange(sum, bound, first + offset));
       const mean = new Float32Array(count);
       for (let i = 0; i < count; i++) mean[i] = sum[i]! / weightSum;
       return mean;

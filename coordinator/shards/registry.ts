@@ -11,6 +11,9 @@ import { printable } from '../../common/text.js';
 import type { ShardAggregate, ShardAggregated__Output, ShardAssignment, ShardCancel, ShardReadiness__Output } from '../../proto/index.js';
 import { CoordinatorError } from '../core/errors.js';
 
+/** The codes of a shard's failure that name the sum, not the shard: they keep their code at the leader. */
+const SHARD_CHECK_CODES = ['SUM_OUT_OF_RANGE', 'CHECKPOINT_OVERFLOW'] as const;
+
 /** A shard's state as `admin status` shows it. */
 export type ShardState = 'detached' | 'attached' | 'ready' | 'not_ready';
 
@@ -163,8 +166,14 @@ export class ShardRegistry {
   aggregated(name: string, link: ShardLink, report: ShardAggregated__Output): void {
     const r = this.record(name);
     if (r.link !== link || r.pending?.round !== report.round || r.pending.attempt !== report.attempt) return;
-    if (report.ok) this.settle(r, report.written.map(Number));
-    else this.settle(r, undefined, new CoordinatorError('SHARD_FAILED', `aggregator shard ${name} failed its part: ${printable(report.code)}: ${printable(report.message).slice(0, 512)}`, { shard: name }));
+    if (report.ok) {
+      this.settle(r, report.written.map(Number));
+      return;
+    }
+    const message = `aggregator shard ${name} failed its part: ${printable(report.code)}: ${printable(report.message).slice(0, 512)}`;
+    // A failed check of the secure sum keeps its own code, so the attempt is handled as one (journaled, paused after two).
+    const code = (SHARD_CHECK_CODES as readonly string[]).includes(report.code) ? (report.code as (typeof SHARD_CHECK_CODES)[number]) : 'SHARD_FAILED';
+    this.settle(r, undefined, new CoordinatorError(code, message, { shard: name }));
   }
 
   private settle(r: ShardRecord, written: number[] | undefined, err?: unknown): void {

@@ -19,14 +19,15 @@ import {
   unwrap,
 } from '../../aggregation/index.js';
 import { openFileSource } from '../../common/files.js';
-import type { ShardAggregate__Output, ShardAssignment__Output } from '../../proto/index.js';
+import type { ShardAggregate__Output, ShardAssignment__Output, ShardUnmask__Output } from '../../proto/index.js';
+import { type UnmaskPlan, unmaskedMean } from '../secure/unmask.js';
 import type { KernelPool } from '../aggregate/kernel-pool.js';
 import { aggregatePart } from '../aggregate/shard-part.js';
 import type { CheckpointStage, ShardWrites } from '../aggregate/staged-checkpoint.js';
 import { CoordinatorError } from '../core/errors.js';
 import { CheckpointDir } from '../state/store.js';
 
-/** The plain encodings a shard sums (secure rounds are not sharded yet). */
+/** The plain encodings a shard sums (a secure round's inputs are masked words: `secagg32`, `secagg16`). */
 const PLAIN: readonly WireEncoding[] = ['f32', 'bf16', 'int8'];
 
 /** Runs the leader's `request` for this shard's `assignment` on the storage at `checkpoints`. */
@@ -72,7 +73,11 @@ export async function shardAggregate(
     })),
   };
   const cut = unwrap(partition, AggregationError, 'partition');
-  const inputs = request.inputs.map((i) => {
+  const unmask = request.unmask;
+  for (const i of unmask ? request.inputs : []) {
+    if (i.encoding !== `secagg${unmask?.modulusBits}`) throw new CoordinatorError('BAD_REQUEST', `input of ${i.siteId} has encoding ${JSON.stringify(i.encoding)}, not secagg${unmask?.modulusBits}`);
+  }
+  const inputs = (unmask ? [] : request.inputs).map((i) => {
     const encoding = i.encoding as WireEncoding;
     if (!WIRE_ENCODINGS.includes(encoding) || !PLAIN.includes(encoding)) throw new CoordinatorError('BAD_REQUEST', `input of ${i.siteId} has encoding ${JSON.stringify(i.encoding)}, not a plain one`);
     // A whole delta's spool: this shard's values start where its first part's bytes do.
@@ -80,13 +85,19 @@ export async function shardAggregate(
     return { site: i.siteId, weight: i.weight, path: inside(i.path), encoding, offset };
   });
   const previous = request.previousStateSha256;
+  const first = cut.bounds[assignment.shardIndex] ?? 0;
+  // A secure round: the unmasked mean of the shard's range of the survivors' whole masked spools.
+  const masked = request.inputs.map((i) => inside(i.path));
+  const mean = unmask ? await unmaskedMean(unmaskPlanOf(unmask, masked.length), masked, first, unmask.weightSum, openFileSource, { ...(o.pool ? { pool: o.pool } : {}), ...(o.signal ? { signal: o.signal } : {}) }) : undefined;
   return aggregatePart({
+    // A secure round's masked spools are read by the unmasking mean, never decoded as plain values.
+    ...(mean ? { mean } : {}),
+    inputs,
     store,
     stage,
     partition: cut,
     shard: assignment.shardIndex,
     globalSha256: request.globalModelSha256,
-    inputs,
     optimizer,
     step: Number(request.step),
     previousStateSha256: previous === '' ? undefined : previous,
@@ -95,6 +106,25 @@ export async function shardAggregate(
     ...(o.pool ? { pool: o.pool } : {}),
     ...(o.signal ? { signal: o.signal } : {}),
   });
+}
+
+/** The unmasking the leader sent, checked: seeds of 32 bytes, a modulus of 16 or 32 bits. */
+function unmaskPlanOf(u: ShardUnmask__Output, survivors: number): UnmaskPlan {
+  const seed = (b: Buffer): Uint8Array => {
+    if (b.length !== 32) throw new CoordinatorError('BAD_REQUEST', `a mask seed of ${b.length} bytes, not 32`);
+    return new Uint8Array(b);
+  };
+  if (u.modulusBits !== 16 && u.modulusBits !== 32) throw new CoordinatorError('BAD_REQUEST', `modulus_bits ${u.modulusBits}, not 16 or 32`);
+  if (u.selfSeeds.length !== survivors) throw new CoordinatorError('BAD_REQUEST', `${u.selfSeeds.length} self seeds for ${survivors} survivors' spools`);
+  if (!(u.weightSum > 0)) throw new CoordinatorError('BAD_REQUEST', `weight_sum ${u.weightSum}, not positive`);
+  return {
+    survivors,
+    selfSeeds: u.selfSeeds.map(seed),
+    droppedPairs: u.droppedPairs.map((p) => ({ survivor: p.survivor, dropped: p.dropped, seed: seed(p.seed) })),
+    clip: u.clip,
+    quantBits: u.quantBits,
+    modulusBits: u.modulusBits,
+  };
 }
 
 /** `path` (relative to the storage) resolved inside `root`; `BAD_REQUEST` for one that leaves it. */

@@ -18,7 +18,7 @@ import { isRobust, robustMean } from '../aggregate/robust.js';
 import type { AttemptContext, RoundContext } from './context.js';
 import type { LayoutTensor } from '../upload/header.js';
 import { recordsOf, type ParticipantRecord } from '../state/records.js';
-import { SUM_CHECK_CODES } from '../secure/unmask.js';
+import { SUM_CHECK_CODES, type UnmaskPlan } from '../secure/unmask.js';
 import type { StateStore } from '../state/store.js';
 
 /** Size and tensor layout of the model stored under `sha256`. */
@@ -78,11 +78,15 @@ export class RoundCommitter {
       const aggregator = this.ctx.config().run.aggregator;
       const secure = this.ctx.secure();
       const metadata = { fedhpc_run: run.plan.runId, fedhpc_round: String(round) };
-      // Aggregator shards (issue 22) take a plain mean when every one of them is ready; otherwise
-      // (none configured, one away, a secure or robust round) the coordinator aggregates alone.
-      const partition = secure || isRobust(aggregator) ? undefined : this.ctx.o.shards?.readyPartition();
+      // Aggregator shards (issue 22) take the mean when every one of them is ready; otherwise (none
+      // configured, one away, a robust round) the coordinator aggregates alone.
+      const partition = isRobust(aggregator) ? undefined : this.ctx.o.shards?.readyPartition();
       if (partition && this.ctx.o.shards) {
-        const result = await this.aggregateOnShards(this.ctx.o.shards, partition, inputs, { round, attempt, metadata }, signal);
+        const pool = await this.kernels();
+        const unmask = secure
+          ? await secure.shardUnmask(round, attempt, inputs.map((i) => i.path), new Map(inputs.map((i) => [i.site, i.weight])), elements, openFileSource, { ...(pool ? { pool } : {}), signal })
+          : undefined;
+        const result = await this.aggregateOnShards(this.ctx.o.shards, partition, inputs, { round, attempt, metadata, unmask }, signal);
         this.ctx.log.info({ round, attempt, phase: 'aggregate', ms: this.ctx.o.clock.now() - t0, model: result.modelSha256, shards: partition.shards.length }, 'aggregated on the shards');
         this.ctx.dispatch({ type: 'aggregated', round, attempt, modelSha256: result.modelSha256 });
         return;
@@ -259,7 +263,7 @@ export class RoundCommitter {
     shards: ShardAggregationPort,
     partition: ModelPartition,
     inputs: readonly SpoolInput[],
-    at: { readonly round: number; readonly attempt: number; readonly metadata: Readonly<Record<string, string>> },
+    at: { readonly round: number; readonly attempt: number; readonly metadata: Readonly<Record<string, string>>; readonly unmask: { readonly plan: UnmaskPlan; readonly weightSum: number } | undefined },
     signal: AbortSignal,
   ): Promise<AggregateResult> {
     const run = this.ctx.run();
@@ -278,9 +282,20 @@ export class RoundCommitter {
           previousStateSha256: run.stateSha256 ?? '',
           optimizerJson: JSON.stringify({ name: run.optimizer.name, ...run.optimizer.params }),
           step: String(step),
-          inputs: inputs.map((i) => ({ siteId: i.site, weight: i.weight, path: rel(i.path), encoding: i.encoding })),
+          // A secure round's spools hold masked words; a plain round's, the run's plain encoding.
+          inputs: inputs.map((i) => ({ siteId: i.site, weight: i.weight, path: rel(i.path), encoding: at.unmask ? `secagg${at.unmask.plan.modulusBits}` : i.encoding })),
           files: stage.files.map((f) => ({ slot: f.slot, path: rel(f.path), size: String(f.size), tensors: f.tensors.map((t) => ({ byteOffset: String(t.byteOffset), dtype: t.dtype })) })),
           sliceElements: this.ctx.o.config.limits.sliceElements,
+          unmask: at.unmask
+            ? {
+                selfSeeds: at.unmask.plan.selfSeeds.map((s) => Buffer.from(s)),
+                droppedPairs: at.unmask.plan.droppedPairs.map((p) => ({ survivor: p.survivor, dropped: p.dropped, seed: Buffer.from(p.seed) })),
+                clip: at.unmask.plan.clip,
+                quantBits: at.unmask.plan.quantBits,
+                modulusBits: at.unmask.plan.modulusBits,
+                weightSum: at.unmask.weightSum,
+              }
+            : null,
         },
         signal,
       );

@@ -49,12 +49,14 @@ import type { ShardAggregate as _fedhpc_v1_ShardAggregate, ShardAggregate__Outpu
 import type { ShardAggregated as _fedhpc_v1_ShardAggregated, ShardAggregated__Output as _fedhpc_v1_ShardAggregated__Output } from './fedhpc/v1/ShardAggregated';
 import type { ShardAssignment as _fedhpc_v1_ShardAssignment, ShardAssignment__Output as _fedhpc_v1_ShardAssignment__Output } from './fedhpc/v1/ShardAssignment';
 import type { ShardCancel as _fedhpc_v1_ShardCancel, ShardCancel__Output as _fedhpc_v1_ShardCancel__Output } from './fedhpc/v1/ShardCancel';
+import type { ShardDroppedPair as _fedhpc_v1_ShardDroppedPair, ShardDroppedPair__Output as _fedhpc_v1_ShardDroppedPair__Output } from './fedhpc/v1/ShardDroppedPair';
 import type { ShardHello as _fedhpc_v1_ShardHello, ShardHello__Output as _fedhpc_v1_ShardHello__Output } from './fedhpc/v1/ShardHello';
 import type { ShardInput as _fedhpc_v1_ShardInput, ShardInput__Output as _fedhpc_v1_ShardInput__Output } from './fedhpc/v1/ShardInput';
 import type { ShardInstruction as _fedhpc_v1_ShardInstruction, ShardInstruction__Output as _fedhpc_v1_ShardInstruction__Output } from './fedhpc/v1/ShardInstruction';
 import type { ShardReadiness as _fedhpc_v1_ShardReadiness, ShardReadiness__Output as _fedhpc_v1_ShardReadiness__Output } from './fedhpc/v1/ShardReadiness';
 import type { ShardReport as _fedhpc_v1_ShardReport, ShardReport__Output as _fedhpc_v1_ShardReport__Output } from './fedhpc/v1/ShardReport';
 import type { ShardStatus as _fedhpc_v1_ShardStatus, ShardStatus__Output as _fedhpc_v1_ShardStatus__Output } from './fedhpc/v1/ShardStatus';
+import type { ShardUnmask as _fedhpc_v1_ShardUnmask, ShardUnmask__Output as _fedhpc_v1_ShardUnmask__Output } from './fedhpc/v1/ShardUnmask';
 import type { SharesSubmission as _fedhpc_v1_SharesSubmission, SharesSubmission__Output as _fedhpc_v1_SharesSubmission__Output } from './fedhpc/v1/SharesSubmission';
 import type { SharesTask as _fedhpc_v1_SharesTask, SharesTask__Output as _fedhpc_v1_SharesTask__Output } from './fedhpc/v1/SharesTask';
 import type { SiteEval as _fedhpc_v1_SiteEval, SiteEval__Output as _fedhpc_v1_SiteEval__Output } from './fedhpc/v1/SiteEval';
@@ -150,12 +152,14 @@ export interface ProtoGrpcType {
       ShardAggregated: MessageTypeDefinition<_fedhpc_v1_ShardAggregated, _fedhpc_v1_ShardAggregated__Output>
       ShardAssignment: MessageTypeDefinition<_fedhpc_v1_ShardAssignment, _fedhpc_v1_ShardAssignment__Output>
       ShardCancel: MessageTypeDefinition<_fedhpc_v1_ShardCancel, _fedhpc_v1_ShardCancel__Output>
+      ShardDroppedPair: MessageTypeDefinition<_fedhpc_v1_ShardDroppedPair, _fedhpc_v1_ShardDroppedPair__Output>
       ShardHello: MessageTypeDefinition<_fedhpc_v1_ShardHello, _fedhpc_v1_ShardHello__Output>
       ShardInput: MessageTypeDefinition<_fedhpc_v1_ShardInput, _fedhpc_v1_ShardInput__Output>
       ShardInstruction: MessageTypeDefinition<_fedhpc_v1_ShardInstruction, _fedhpc_v1_ShardInstruction__Output>
       ShardReadiness: MessageTypeDefinition<_fedhpc_v1_ShardReadiness, _fedhpc_v1_ShardReadiness__Output>
       ShardReport: MessageTypeDefinition<_fedhpc_v1_ShardReport, _fedhpc_v1_ShardReport__Output>
       ShardStatus: MessageTypeDefinition<_fedhpc_v1_ShardStatus, _fedhpc_v1_ShardStatus__Output>
+      ShardUnmask: MessageTypeDefinition<_fedhpc_v1_ShardUnmask, _fedhpc_v1_ShardUnmask__Output>
       SharesSubmission: MessageTypeDefinition<_fedhpc_v1_SharesSubmission, _fedhpc_v1_SharesSubmission__Output>
       SharesTask: MessageTypeDefinition<_fedhpc_v1_SharesTask, _fedhpc_v1_SharesTask__Output>
       SiteEval: MessageTypeDefinition<_fedhpc_v1_SiteEval, _fedhpc_v1_SiteEval__Output>

@@ -211,14 +211,70 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     admin.close();
   }, 400_000);
 
-  it('fedhpc simulate --shards 2 runs plain rounds aggregated on two local shard processes, and refuses secure rounds with a clear error', async () => {
-    const refused = (await fedhpc(['simulate', '--shards', '2', '--rounds', '1']).catch((e: unknown) => e)) as { code: number; stderr: string };
+  it('fedhpc simulate --shards 2 runs secure rounds aggregated on two local shard processes, and refuses shards in containers with a clear error', async () => {
+    const refused = (await fedhpc(['simulate', '--shards', '2', '--containers']).catch((e: unknown) => e)) as { code: number; stderr: string };
     expect(refused.code).toBe(2);
-    expect(refused.stderr).toContain('--shards aggregates plain rounds only, so far: add --no-secure-aggregation');
+    expect(refused.stderr).toContain('--shards runs beside one coordinator as local processes: not with --containers or --coordinators (not built yet)');
     const stateDir = await tempDir();
-    const { stdout } = await exec(process.execPath, [CLI, 'simulate', '--sites', '2', '--rounds', '2', '--shards', '2', '--no-secure-aggregation', '--state-dir', stateDir, '--json'], { timeout: 120_000 });
+    const { stdout } = await exec(process.execPath, [CLI, 'simulate', '--sites', '3', '--rounds', '2', '--shards', '2', '--state-dir', stateDir, '--json'], { timeout: 120_000 });
     const summary = stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; shards?: unknown; rounds?: number }).find((r) => r.type === 'summary');
     expect(summary).toMatchObject({ rounds: 2, shards: { count: 2, roundsAggregated: 2 } });
   }, 150_000);
+
+  it('secure rounds aggregate on two shards, each unmasking its own range, and commit the models the coordinator alone commits (rounding seeds fixed for the test)', async () => {
+    const dir = await tempDir();
+    const port = await freePort();
+    const sites = ['bsc', 'hlrs', 'cines'];
+    const files = await writeFederationFiles({
+      dir,
+      federation: 'securerun',
+      sites,
+      admins: ['alice'],
+      coordinatorAddress: `localhost:${port}`,
+      listen: `127.0.0.1:${port}`,
+      aggregators: [
+        { name: 's1', address: `localhost:${await freePort()}`, listen: '' },
+        { name: 's2', address: `localhost:${await freePort()}`, listen: '' },
+      ],
+      run: {
+        id: 'secure',
+        rounds: 2,
+        minSites: 3,
+        expectedSites: sites,
+        strategy: { name: 'diloco' },
+        train: { steps: 10, batchSize: 16, lr: 0.01 },
+        deadlines: { openS: 60, trainingS: 60, uploadS: 60, aggregateS: 30, commitS: 30, evalS: 15 },
+      },
+    });
+    const adminDir = join(dir, 'admins', 'alice');
+    const admin = new AdminClient({ coordinator: `localhost:${port}`, tls: { ca: join(adminDir, 'ca.crt'), cert: join(adminDir, 'admin.crt'), key: join(adminDir, 'admin.key') } });
+    const env = { ...process.env, FEDHPC_TEST_ROUNDING_SEED: 'shards' };
+    const run = async (label: string, shards: boolean): Promise<{ models: string[]; log: string }> => {
+      const started: Proc[] = [];
+      const start = async (name: string, args: string[]): Promise<Proc> => {
+        const p = await startCli(`${label}-${name}`, args, dir, env);
+        started.push(p);
+        procs.push(p);
+        return p;
+      };
+      const coordinator = await start('coordinator', ['coordinator', '--config', files.coordinatorConfig]);
+      if (shards) {
+        for (const s of ['s1', 's2']) await start(s, ['aggregator', '--config', files.aggregatorConfigs.get(s)!]);
+        await waitFor('shards ready', async () => ((await admin.status().catch(() => undefined))?.shards.every((x) => x.state === 'ready') ? true : undefined), 30_000, 200);
+      }
+      for (const site of sites) await start(site, ['site', '--config', files.siteConfigs.get(site)!]);
+      await waitFor('the run finished', async () => ((await admin.status().catch(() => undefined))?.runState === 'finished' ? true : undefined), 120_000, 300);
+      const models = (await admin.rounds()).rounds.filter((r) => r.outcome === 'committed').map((r) => r.modelSha256);
+      for (const p of started.reverse()) await p.stop();
+      return { models, log: await coordinator.logText() };
+    };
+    const sharded = await run('k2', true);
+    expect(sharded.log.split('\n').filter((l) => l.includes('"msg":"aggregated on the shards"'))).toHaveLength(2);
+    await patchJsonFile(files.coordinatorConfig, ({ aggregators: _a, ...c }) => ({ ...c, stateDir: 'state-alone' }));
+    const alone = await run('k0', false);
+    expect(alone.models).toHaveLength(2);
+    expect(alone.models).toEqual(sharded.models);
+    admin.close();
+  }, 300_000);
 });
 

@@ -305,6 +305,7 @@ describe('sharded aggregation: shards step their parts into the files the leader
       inputs: [{ siteId: 'a', weight: 1, path: '../../../etc/passwd', encoding: 'f32' }],
       files: [],
       sliceElements: 4096,
+      unmask: null,
     };
     const refused = (r: typeof request, a: typeof assignment | undefined): Promise<CoordinatorError> =>
       shardAggregate(store.dir, a, r).then(

@@ -66,7 +66,7 @@ async function partSpools(a: Attempt, bounds: readonly number[], size: number): 
 
 /** Shard `s`'s mean over its part, read whole. */
 async function shardMean(plan: UnmaskPlan, paths: readonly string[], base: number, count: number, weightSum: number): Promise<Float32Array> {
-  const source = await unmaskedMean(plan, paths, base, weightSum, openFileSource);
+  const source = await unmaskedMean(plan, paths, base, weightSum, openFileSource, { base });
   try {
     return await source.read(0, count);
   } finally {
@@ -91,6 +91,14 @@ describe('secure aggregation over aggregator shards', () => {
       const sharded = new Float32Array(ELEMENTS);
       for (let s = 0; s < k; s++) sharded.set(await shardMean(plan, parts[s]!, bounds[s]!, bounds[s + 1]! - bounds[s]!, weightSum), bounds[s]!);
       expect(Buffer.from(sharded.buffer).equals(Buffer.from(a.whole.buffer))).toBe(true);
+      // The same, each shard reading its range of the whole spools in place (base 0).
+      const inPlace = new Float32Array(ELEMENTS);
+      for (let s = 0; s < k; s++) {
+        const source = await unmaskedMean(plan, a.paths, bounds[s]!, weightSum, openFileSource);
+        inPlace.set(await source.read(0, bounds[s + 1]! - bounds[s]!), bounds[s]!);
+        await source.close();
+      }
+      expect(Buffer.from(inPlace.buffer).equals(Buffer.from(a.whole.buffer))).toBe(true);
     } finally {
       await a.p.cleanup();
     }

@@ -2,6 +2,7 @@
 
 import type { ShardInput as _fedhpc_v1_ShardInput, ShardInput__Output as _fedhpc_v1_ShardInput__Output } from '../../fedhpc/v1/ShardInput';
 import type { StagedFile as _fedhpc_v1_StagedFile, StagedFile__Output as _fedhpc_v1_StagedFile__Output } from '../../fedhpc/v1/StagedFile';
+import type { ShardUnmask as _fedhpc_v1_ShardUnmask, ShardUnmask__Output as _fedhpc_v1_ShardUnmask__Output } from '../../fedhpc/v1/ShardUnmask';
 import type { Long } from '@grpc/proto-loader';
 
 export interface ShardAggregate {
@@ -15,6 +16,7 @@ export interface ShardAggregate {
   'inputs'?: (_fedhpc_v1_ShardInput)[];
   'files'?: (_fedhpc_v1_StagedFile)[];
   'sliceElements'?: (number);
+  'unmask'?: (_fedhpc_v1_ShardUnmask | null);
 }
 
 export interface ShardAggregate__Output {
@@ -28,4 +30,5 @@ export interface ShardAggregate__Output {
   'inputs': (_fedhpc_v1_ShardInput__Output)[];
   'files': (_fedhpc_v1_StagedFile__Output)[];
   'sliceElements': (number);
+  'unmask': (_fedhpc_v1_ShardUnmask__Output | null);
 }

@@ -18,6 +18,7 @@ import {
   MAX_MESSAGE_BYTES,
   PROTOCOL_VERSION,
   loadProto,
+  type ShardAggregate__Output,
   type ShardAssignment__Output,
   type ShardInstruction__Output,
   type ShardReport,
@@ -169,13 +170,53 @@ function attachOnce(
     const settle = (end: StreamEnd): void => {
       if (settled) return;
       settled = true;
-      job?.controller.abort(new CoordinatorError('UPLOAD_INTERRUPTED', 'the stream to the leader ended'));
+      job?.controller.abort(new Error('the stream to the leader ended'));
       o.signal.removeEventListener('abort', onAbort);
       call.cancel();
       resolve(end);
     };
     const onAbort = (): void => settle({ kind: 'ended', attached });
     o.signal.addEventListener('abort', onAbort, { once: true });
+    /** Steps the shard's part of the leader's aggregation and answers it; one at a time, a newer one replaces it. */
+    const onAggregate = (term: string, req: ShardAggregate__Output): void => {
+      const glog = log.child({ phase: 'aggregate', round: Number(req.round), attempt: req.attempt });
+      job?.controller.abort(new Error('a newer aggregation replaced it'));
+      const mine = { round: req.round, attempt: req.attempt, controller: new AbortController() };
+      job = mine;
+      const t0 = performance.now();
+      glog.info({ inputs: req.inputs.length, files: req.files.length, secure: req.unmask !== null }, "aggregating the shard's part");
+      const reply = (body: Omit<NonNullable<ShardReport['aggregated']>, 'term' | 'round' | 'attempt'>): void => {
+        if (job === mine) job = undefined;
+        if (!settled) call.write({ aggregated: { term, round: req.round, attempt: req.attempt, ...body } } satisfies ShardReport);
+      };
+      void kernels()
+        .then((pool) => shardAggregate(config.checkpoints, state().assignment, req, { ...(pool ? { pool } : {}), signal: mine.controller.signal }))
+        .then(
+          (written) => {
+            glog.info({ seconds: (performance.now() - t0) / 1000, written }, "aggregated the shard's part");
+            reply({ ok: true, written: written.map(String) });
+          },
+          (err: unknown) => {
+            const code = err instanceof CoordinatorError ? err.code : 'INTERNAL';
+            glog.warn({ code, err }, "aggregation of the shard's part failed");
+            reply({ ok: false, code, message: printable(err instanceof Error ? err.message : String(err)).slice(0, 512) });
+          },
+        );
+    };
+    /** Takes a new part and answers whether the checkpoint storage serves it. */
+    const onAssignment = (term: string, a: ShardAssignment__Output): void => {
+      const n = ++latest;
+      update({ assignment: a });
+      const alog = log.child({ phase: 'assign', runId: a.runId, shard: a.shardIndex });
+      alog.info({ first: a.firstValue, end: a.endValue, of: a.totalValues, model: a.globalModelSha256 }, 'assigned a part of the model');
+      void checkAssignment(config.checkpoints, a).then((r) => {
+        if (settled || n !== latest) return;
+        if (r.ready) alog.info({ freeBytes: r.freeBytes }, 'ready');
+        else alog.warn({ problem: r.problem }, 'not ready');
+        const report: ShardReport = { readiness: { term, runId: a.runId, globalModelSha256: a.globalModelSha256, ready: r.ready, problem: r.problem, freeBytes: String(r.freeBytes) } };
+        call.write(report);
+      });
+    };
     call.on('data', (instruction: ShardInstruction__Output) => {
       const term = BigInt(instruction.term);
       const highest = state().term;
@@ -188,52 +229,14 @@ function attachOnce(
       if (!attached) log.info({ term: instruction.term }, 'attached to the leader');
       attached = true;
       update({ term, coordinator: target });
-      if (instruction.kind === 'cancel' && instruction.cancel) {
-        const c = instruction.cancel;
-        if (job && job.round === c.round && job.attempt === c.attempt) job.controller.abort(new CoordinatorError('UPLOAD_INTERRUPTED', 'the leader cancelled the aggregation'));
-        return;
+      const { cancel, aggregate, assignment } = instruction;
+      if (instruction.kind === 'cancel' && cancel) {
+        if (job?.round === cancel.round && job.attempt === cancel.attempt) job.controller.abort(new Error('the leader cancelled the aggregation'));
+      } else if (instruction.kind === 'aggregate' && aggregate) {
+        onAggregate(instruction.term, aggregate);
+      } else if (instruction.kind === 'assignment' && assignment) {
+        onAssignment(instruction.term, assignment);
       }
-      if (instruction.kind === 'aggregate' && instruction.aggregate) {
-        const req = instruction.aggregate;
-        const glog = log.child({ phase: 'aggregate', round: Number(req.round), attempt: req.attempt });
-        job?.controller.abort(new CoordinatorError('UPLOAD_INTERRUPTED', 'a newer aggregation replaced it'));
-        const mine = { round: req.round, attempt: req.attempt, controller: new AbortController() };
-        job = mine;
-        const t0 = performance.now();
-        glog.info({ inputs: req.inputs.length, files: req.files.length }, 'aggregating the shard\'s part');
-        const reply = (body: Omit<NonNullable<ShardReport['aggregated']>, 'term' | 'round' | 'attempt'>): void => {
-          if (job === mine) job = undefined;
-          if (!settled) call.write({ aggregated: { term: instruction.term, round: req.round, attempt: req.attempt, ...body } } satisfies ShardReport);
-        };
-        void kernels()
-          .then((pool) => shardAggregate(config.checkpoints, state().assignment, req, { ...(pool ? { pool } : {}), signal: mine.controller.signal }))
-          .then(
-            (written) => {
-              glog.info({ seconds: (performance.now() - t0) / 1000, written }, 'aggregated the shard\'s part');
-              reply({ ok: true, written: written.map(String) });
-            },
-            (err: unknown) => {
-              const code = err instanceof CoordinatorError ? err.code : 'INTERNAL';
-              const message = printable(err instanceof Error ? err.message : String(err)).slice(0, 512);
-              glog.warn({ code, err }, 'aggregation of the shard\'s part failed');
-              reply({ ok: false, code, message });
-            },
-          );
-        return;
-      }
-      const a = instruction.kind === 'assignment' ? instruction.assignment : null;
-      if (!a) return;
-      const n = ++latest;
-      update({ assignment: a });
-      const alog = log.child({ phase: 'assign', runId: a.runId, shard: a.shardIndex });
-      alog.info({ first: a.firstValue, end: a.endValue, of: a.totalValues, model: a.globalModelSha256 }, 'assigned a part of the model');
-      void checkAssignment(config.checkpoints, a).then((r) => {
-        if (settled || n !== latest) return;
-        if (r.ready) alog.info({ freeBytes: r.freeBytes }, 'ready');
-        else alog.warn({ problem: r.problem }, 'not ready');
-        const report: ShardReport = { readiness: { term: instruction.term, runId: a.runId, globalModelSha256: a.globalModelSha256, ready: r.ready, problem: r.problem, freeBytes: String(r.freeBytes) } };
-        call.write(report);
-      });
     });
     call.on('error', (error: unknown) => {
       if ((error as { code?: unknown }).code === grpc.status.CANCELLED && settled) return;

@@ -1,8 +1,8 @@
 /**
  * The leader's side of an aggregation on shards (coordinator/shards/registry.ts, issue 22): only
  * when every configured shard is ready for the run's model; each shard's answer resolves its part,
- * and a shard that fails, or whose stream ends first, fails the whole aggregation (`SHARD_FAILED`)
- * with the other shards told to stop; an abort tells every shard to stop. The links are the
+ * and a shard that fails, or whose stream ends first, fails the whole aggregation (`SHARD_FAILED`,
+ * or the sum check's own code) with the other shards told to stop; an abort tells every shard to stop. The links are the
  * registry's own interface, recorded in memory (the stream itself is tested over gRPC in
  * shard-terms.test.ts and the integration tests).
  */
@@ -63,12 +63,19 @@ describe('ShardRegistry: an aggregation on the shards', () => {
   it('fails with SHARD_FAILED when a shard reports a failure, and tells the other to stop', async () => {
     const { registry, links } = readyRegistry();
     const done = registry.aggregate(REQUEST, new AbortController().signal);
-    registry.aggregated('s1', links[0]!, answer(false, [], 'CHECKPOINT_OVERFLOW', 'tensor w element 7 is Infinity'));
+    registry.aggregated('s1', links[0]!, answer(false, [], 'MODEL_NOT_FOUND', 'no checkpoint aaaa in /srv/state'));
     const err = await done.catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CoordinatorError);
     expect((err as CoordinatorError).code).toBe('SHARD_FAILED');
-    expect((err as CoordinatorError).message).toBe('aggregator shard s1 failed its part: CHECKPOINT_OVERFLOW: tensor w element 7 is Infinity');
+    expect((err as CoordinatorError).message).toBe('aggregator shard s1 failed its part: MODEL_NOT_FOUND: no checkpoint aaaa in /srv/state');
     expect(links[1]!.sent.at(-1)).toEqual({ cancel: { round: '3', attempt: 1 } });
+  });
+
+  it('keeps the code of a failed check of the sum (SUM_OUT_OF_RANGE), so the attempt is handled as one', async () => {
+    const { registry, links } = readyRegistry();
+    const done = registry.aggregate(REQUEST, new AbortController().signal);
+    registry.aggregated('s2', links[1]!, answer(false, [], 'SUM_OUT_OF_RANGE', 'coordinate 9000 of the unmasked sum is 4e9, beyond ±12'));
+    await expect(done).rejects.toMatchObject({ code: 'SUM_OUT_OF_RANGE', message: 'aggregator shard s2 failed its part: SUM_OUT_OF_RANGE: coordinate 9000 of the unmasked sum is 4e9, beyond ±12' });
   });
 
   it('fails with SHARD_FAILED when a shard’s stream ends before it answers', async () => {

@@ -14,6 +14,7 @@ import type { IdentityResolver, PeerIdentity } from '../pki/index.js';
 import type { RefusalSink } from '../observe/refusals.js';
 import type { ShardLink, ShardRegistry } from '../shards/registry.js';
 import { authenticate } from './auth.js';
+import { shardAggregationToWire } from './wire.js';
 
 /** How long a shard has to send its hello after opening the stream. */
 const HELLO_TIMEOUT_MS = 10_000;
@@ -109,8 +110,14 @@ function hello(call: AttachCall, shard: string, report: ShardReport__Output, o: 
   return {
     peer,
     send: (instruction) => {
-      const termed: ShardInstruction = { term: String(o.term), ...instruction };
-      call.write(termed);
+      const term = String(o.term);
+      const wire: ShardInstruction =
+        'aggregate' in instruction
+          ? { term, aggregate: shardAggregationToWire(instruction.aggregate) }
+          : 'cancel' in instruction
+            ? { term, cancel: { round: String(instruction.cancel.round), attempt: instruction.cancel.attempt } }
+            : { term, assignment: instruction.assignment };
+      call.write(wire);
     },
     close: (reason) => {
       call.emit('error', { code: grpc.status.ABORTED, details: reason, metadata: new grpc.Metadata() });

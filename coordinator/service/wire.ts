@@ -22,12 +22,14 @@ import type {
   UploadHeader__Output,
   UploadMessage__Output,
   UploadReply,
+  ShardAggregate,
 } from '../../proto/index.js';
 import type { SubmittedReceipt } from '../audit/receipts.js';
 import type { UsageRow } from '../audit/usage.js';
 import { CoordinatorError, type CoordinatorErrorCode } from '../core/errors.js';
 import type { AttemptRef, KeyAdvertisement, SharesSubmission, SurvivorSignature, UnmaskResponse } from '../secure/messages.js';
 import type { EvalReport } from '../shell/evals.js';
+import type { ShardAggregation } from '../shell/ports.js';
 import type { SiteTask } from '../sites/registry.js';
 import type { UploadFrame, UploadHeader } from '../upload/frames.js';
 
@@ -331,3 +333,30 @@ export function taskToWire(task: SiteTask): Task {
       };
   }
 }
+
+/** An aggregation asked of a shard (issue 22) as the wire's `ShardAggregate`. */
+export function shardAggregationToWire(a: ShardAggregation): ShardAggregate {
+  return {
+    runId: a.runId,
+    round: String(a.round),
+    attempt: a.attempt,
+    globalModelSha256: a.globalModelSha256,
+    previousStateSha256: a.previousStateSha256 ?? '',
+    optimizerJson: JSON.stringify({ name: a.optimizer.name, ...a.optimizer.params }),
+    step: String(a.step),
+    inputs: a.inputs.map((i) => ({ siteId: i.site, weight: i.weight, path: i.path, encoding: i.encoding })),
+    files: a.stage.files.map((f) => ({ slot: f.slot, path: f.path, size: String(f.size), tensors: f.tensors.map((t) => ({ byteOffset: String(t.byteOffset), dtype: t.dtype })) })),
+    sliceElements: a.sliceElements,
+    unmask: a.unmask
+      ? {
+          selfSeeds: a.unmask.plan.selfSeeds.map((s) => Buffer.from(s)),
+          droppedPairs: a.unmask.plan.droppedPairs.map((p) => ({ survivor: p.survivor, dropped: p.dropped, seed: Buffer.from(p.seed) })),
+          clip: a.unmask.plan.clip,
+          quantBits: a.unmask.plan.quantBits,
+          modulusBits: a.unmask.plan.modulusBits,
+          weightSum: a.unmask.weightSum,
+        }
+      : null,
+  };
+}
+

@@ -8,7 +8,8 @@
  */
 import { type ModelPartition, partitionModel, PARTITION_ALIGN_VALUES } from '../../aggregation/index.js';
 import { printable } from '../../common/text.js';
-import type { ShardAggregate, ShardAggregated__Output, ShardAssignment, ShardCancel, ShardReadiness__Output } from '../../proto/index.js';
+import type { ShardAggregated__Output, ShardAssignment, ShardReadiness__Output } from '../../proto/index.js';
+import type { ShardAggregation } from '../shell/ports.js';
 import { CoordinatorError } from '../core/errors.js';
 
 /** The codes of a shard's failure that name the sum, not the shard: they keep their code at the leader. */
@@ -42,7 +43,12 @@ export interface ShardPlanSource {
 export interface ShardLink {
   readonly peer: string;
   /** Sends one instruction on the stream (the service adds the leader's term). */
-  send(instruction: { readonly assignment: ShardAssignment } | { readonly aggregate: ShardAggregate } | { readonly cancel: ShardCancel }): void;
+  send(
+    instruction:
+      | { readonly assignment: ShardAssignment }
+      | { readonly aggregate: ShardAggregation }
+      | { readonly cancel: { readonly round: number; readonly attempt: number } },
+  ): void;
   /** Ends the stream (a newer stream of the same shard replaces it). */
   close(reason: string): void;
 }
@@ -64,7 +70,7 @@ interface ShardRecord {
 
 /** One shard's part of an aggregation under way. */
 interface PendingAggregation {
-  readonly round: string;
+  readonly round: number;
   readonly attempt: number;
   resolve(written: number[]): void;
   reject(err: unknown): void;
@@ -132,9 +138,8 @@ export class ShardRegistry {
    * each one's writes (bytes per staged file), in shard order. Rejects with `SHARD_FAILED` when a
    * shard fails or goes away first; `signal` cancels every shard's part and rejects with its reason.
    */
-  async aggregate(request: ShardAggregate, signal: AbortSignal): Promise<number[][]> {
-    const round = String(request.round);
-    const attempt = request.attempt ?? 0;
+  async aggregate(request: ShardAggregation, signal: AbortSignal): Promise<number[][]> {
+    const { round, attempt } = request;
     const parts = this.records.map(
       (r) =>
         new Promise<number[]>((resolve, reject) => {
@@ -165,7 +170,7 @@ export class ShardRegistry {
   /** A shard's answer to its aggregation; ignored unless it answers the one pending on its current stream. */
   aggregated(name: string, link: ShardLink, report: ShardAggregated__Output): void {
     const r = this.record(name);
-    if (r.link !== link || r.pending?.round !== report.round || r.pending.attempt !== report.attempt) return;
+    if (r.link !== link || String(r.pending?.round) !== report.round || r.pending?.attempt !== report.attempt) return;
     if (report.ok) {
       this.settle(r, report.written.map(Number));
       return;

@@ -276,26 +276,17 @@ export class RoundCommitter {
       const written = await shards.aggregate(
         {
           runId: run.plan.runId,
-          round: String(at.round),
+          round: at.round,
           attempt: at.attempt,
           globalModelSha256: run.globalSha256,
-          previousStateSha256: run.stateSha256 ?? '',
-          optimizerJson: JSON.stringify({ name: run.optimizer.name, ...run.optimizer.params }),
-          step: String(step),
+          previousStateSha256: run.stateSha256,
+          optimizer: { name: run.optimizer.name, params: run.optimizer.params },
+          step,
           // A secure round's spools hold masked words; a plain round's, the run's plain encoding.
-          inputs: inputs.map((i) => ({ siteId: i.site, weight: i.weight, path: rel(i.path), encoding: at.unmask ? `secagg${at.unmask.plan.modulusBits}` : i.encoding })),
-          files: stage.files.map((f) => ({ slot: f.slot, path: rel(f.path), size: String(f.size), tensors: f.tensors.map((t) => ({ byteOffset: String(t.byteOffset), dtype: t.dtype })) })),
+          inputs: inputs.map((i) => ({ site: i.site, weight: i.weight, path: rel(i.path), encoding: at.unmask ? `secagg${at.unmask.plan.modulusBits}` : i.encoding })),
+          stage: { files: stage.files.map((f) => ({ ...f, path: rel(f.path) })) },
           sliceElements: this.ctx.o.config.limits.sliceElements,
-          unmask: at.unmask
-            ? {
-                selfSeeds: at.unmask.plan.selfSeeds.map((s) => Buffer.from(s)),
-                droppedPairs: at.unmask.plan.droppedPairs.map((p) => ({ survivor: p.survivor, dropped: p.dropped, seed: Buffer.from(p.seed) })),
-                clip: at.unmask.plan.clip,
-                quantBits: at.unmask.plan.quantBits,
-                modulusBits: at.unmask.plan.modulusBits,
-                weightSum: at.unmask.weightSum,
-              }
-            : null,
+          unmask: at.unmask,
         },
         signal,
       );

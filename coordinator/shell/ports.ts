@@ -4,7 +4,8 @@
  * other. `RoundDriver` implements all three.
  */
 import type { ModelPartition } from '../../aggregation/index.js';
-import type { ShardAggregate } from '../../proto/index.js';
+import type { CheckpointStage } from '../aggregate/staged-checkpoint.js';
+import type { UnmaskPlan } from '../secure/unmask.js';
 import type { ResolvedRun } from '../config.js';
 import type { SchedulerState, SiteProgress } from '../round/types.js';
 import type { SpooledUpload, UploadExpectation, UploadIntent } from '../upload/header.js';
@@ -76,11 +77,32 @@ export interface AdminRoundPort {
   excuseSite(site: string, excused: boolean): void;
 }
 
+/**
+ * One aggregation asked of the aggregator shards (issue 22), in domain terms: the service turns it
+ * into the wire's `ShardAggregate` (coordinator/service/wire.ts). Paths are relative to the state dir.
+ */
+export interface ShardAggregation {
+  readonly runId: string;
+  readonly round: number;
+  readonly attempt: number;
+  readonly globalModelSha256: string;
+  /** The checkpoint whose optimizer state the step continues; undefined starts from zeros. */
+  readonly previousStateSha256: string | undefined;
+  readonly optimizer: { readonly name: string; readonly params: Readonly<Record<string, number>> };
+  readonly step: number;
+  /** The sites' whole spools in the order they are summed; a secure round's are masked (`secagg16`, `secagg32`). */
+  readonly inputs: readonly { readonly site: string; readonly weight: number; readonly path: string; readonly encoding: string }[];
+  readonly stage: CheckpointStage;
+  readonly sliceElements: number;
+  /** A secure round: the rebuilt secrets and the checked Σw. */
+  readonly unmask: { readonly plan: UnmaskPlan; readonly weightSum: number } | undefined;
+}
+
 /** What the round's aggregation asks of the aggregator shards (coordinator/shards/registry.ts, issue 22). */
 export interface ShardAggregationPort {
   /** The run's partition, when every configured shard is attached and ready for the run's model. */
   readyPartition(): ModelPartition | undefined;
   /** Every shard's part of one aggregation; resolves with each shard's writes per staged file, in shard order. */
-  aggregate(request: ShardAggregate, signal: AbortSignal): Promise<number[][]>;
+  aggregate(request: ShardAggregation, signal: AbortSignal): Promise<number[][]>;
 }
 

@@ -133,13 +133,19 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     expect(await foreign.logText()).toContain('coordinator unavailable');
   }, 120_000);
 
-  it('plain rounds aggregate on two shards and commit the models the coordinator alone commits; a shard gone for good leaves the coordinator to aggregate', async () => {
+  /** The lines of a pino log, parsed. */
+  const lines = (text: string): Record<string, unknown>[] => text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+
+  /**
+   * A federation of builtin sites with two aggregator shards s1 and s2 listed in the coordinator's
+   * config, and a runner for it: every part a process of the built CLI, the run driven to its end.
+   */
+  async function shardFederation(federation: string, sites: readonly string[], run: { readonly rounds: number; readonly secure: boolean }, env: NodeJS.ProcessEnv = process.env) {
     const dir = await tempDir();
     const port = await freePort();
-    const sites = ['bsc', 'hlrs'];
     const files = await writeFederationFiles({
       dir,
-      federation: 'shardrun',
+      federation,
       sites,
       admins: ['alice'],
       coordinatorAddress: `localhost:${port}`,
@@ -149,23 +155,23 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
         { name: 's2', address: `localhost:${await freePort()}`, listen: '' },
       ],
       run: {
-        id: 'sharded',
-        rounds: 3,
-        minSites: 2,
-        expectedSites: sites,
+        id: federation,
+        rounds: run.rounds,
+        minSites: sites.length,
+        expectedSites: [...sites],
         strategy: { name: 'diloco' },
         train: { steps: 10, batchSize: 16, lr: 0.01 },
-        secureAggregation: { enabled: false },
+        secureAggregation: { enabled: run.secure },
         deadlines: { openS: 60, trainingS: 60, uploadS: 60, aggregateS: 30, commitS: 30, evalS: 15 },
       },
     });
     const adminDir = join(dir, 'admins', 'alice');
     const admin = new AdminClient({ coordinator: `localhost:${port}`, tls: { ca: join(adminDir, 'ca.crt'), cert: join(adminDir, 'admin.crt'), key: join(adminDir, 'admin.key') } });
-    /** Runs the federation to its end; the models of its rounds and the coordinator's log. */
-    const runFederation = async (label: string, o: { shards: boolean; killShardAfterRound?: number }): Promise<{ models: string[]; log: string; shardLogs: string[] }> => {
+    /** Runs the federation to its end: the models of its committed rounds, the coordinator's and the shards' logs. */
+    const runToEnd = async (label: string, o: { shards: boolean; killShardAfterRound?: number }): Promise<{ models: string[]; log: string; shardLogs: string[] }> => {
       const started: Proc[] = [];
       const start = async (name: string, args: string[]): Promise<Proc> => {
-        const p = await startCli(`${label}-${name}`, args, dir);
+        const p = await startCli(`${label}-${name}`, args, dir, env);
         started.push(p);
         procs.push(p);
         return p;
@@ -179,31 +185,33 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
         await shards[1]!.stop('SIGKILL');
       }
       const done = await waitFor('the run finished', async () => {
-        const s = await admin.status().catch(() => undefined);
-        return s?.runState === 'finished' ? s : undefined;
+        const st = await admin.status().catch(() => undefined);
+        return st?.runState === 'finished' ? st : undefined;
       }, 120_000, 300);
-      expect(Number(done.roundsCommitted)).toBe(3);
-      const rounds = await admin.rounds();
-      const models = rounds.rounds.filter((r) => r.outcome === 'committed').map((r) => r.modelSha256);
+      expect(Number(done.roundsCommitted)).toBe(run.rounds);
+      const models = (await admin.rounds()).rounds.filter((r) => r.outcome === 'committed').map((r) => r.modelSha256);
       for (const p of started.reverse()) await p.stop();
       return { models, log: await coordinator.logText(), shardLogs: await Promise.all(shards.map((p) => p.logText())) };
     };
+    return { files, admin, runToEnd };
+  }
 
-    const sharded = await runFederation('k2', { shards: true });
-    const lines = (text: string): Record<string, unknown>[] => text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  it('plain rounds aggregate on two shards and commit the models the coordinator alone commits; a shard gone for good leaves the coordinator to aggregate', async () => {
+    const { files, admin, runToEnd } = await shardFederation('shardrun', ['bsc', 'hlrs'], { rounds: 3, secure: false });
+    const sharded = await runToEnd('k2', { shards: true });
     expect(lines(sharded.log).filter((l) => l['msg'] === 'aggregated on the shards').map((l) => l['shards'])).toEqual([2, 2, 2]);
     for (const log of sharded.shardLogs) expect(lines(log).filter((l) => l['msg'] === "aggregated the shard's part")).toHaveLength(3);
 
     // The same federation again from a fresh state dir, the coordinator alone: the same models.
     await patchJsonFile(files.coordinatorConfig, ({ aggregators: _a, ...c }) => ({ ...c, stateDir: 'state-alone' }));
-    const alone = await runFederation('k0', { shards: false });
+    const alone = await runToEnd('k0', { shards: false });
     expect(lines(alone.log).filter((l) => l['msg'] === 'aggregated on the shards')).toHaveLength(0);
     expect(alone.models).toEqual(sharded.models);
 
     // With the shards, and one of them SIGKILLed after round 1: the coordinator aggregates the rest alone.
     await patchJsonFile(files.coordinatorConfig, (c) => ({ ...c, stateDir: 'state-lost', aggregators: [{ name: 's1', endpoint: 'localhost:1' }, { name: 's2', endpoint: 'localhost:2' }] }));
     for (const s of ['s1', 's2']) await patchJsonFile(files.aggregatorConfigs.get(s)!, (c) => ({ ...c, checkpoints: '../../coordinator/state-lost' }));
-    const lost = await runFederation('lost', { shards: true, killShardAfterRound: 1 });
+    const lost = await runToEnd('lost', { shards: true, killShardAfterRound: 1 });
     expect(lost.models).toEqual(sharded.models);
     const aggregatedLines = lines(lost.log).filter((l) => l['msg'] === 'aggregated on the shards' || l['msg'] === 'aggregated');
     expect(aggregatedLines[0]?.['msg']).toBe('aggregated on the shards');
@@ -222,56 +230,12 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
   }, 150_000);
 
   it('secure rounds aggregate on two shards, each unmasking its own range, and commit the models the coordinator alone commits (rounding seeds fixed for the test)', async () => {
-    const dir = await tempDir();
-    const port = await freePort();
-    const sites = ['bsc', 'hlrs', 'cines'];
-    const files = await writeFederationFiles({
-      dir,
-      federation: 'securerun',
-      sites,
-      admins: ['alice'],
-      coordinatorAddress: `localhost:${port}`,
-      listen: `127.0.0.1:${port}`,
-      aggregators: [
-        { name: 's1', address: `localhost:${await freePort()}`, listen: '' },
-        { name: 's2', address: `localhost:${await freePort()}`, listen: '' },
-      ],
-      run: {
-        id: 'secure',
-        rounds: 2,
-        minSites: 3,
-        expectedSites: sites,
-        strategy: { name: 'diloco' },
-        train: { steps: 10, batchSize: 16, lr: 0.01 },
-        deadlines: { openS: 60, trainingS: 60, uploadS: 60, aggregateS: 30, commitS: 30, evalS: 15 },
-      },
-    });
-    const adminDir = join(dir, 'admins', 'alice');
-    const admin = new AdminClient({ coordinator: `localhost:${port}`, tls: { ca: join(adminDir, 'ca.crt'), cert: join(adminDir, 'admin.crt'), key: join(adminDir, 'admin.key') } });
     const env = { ...process.env, FEDHPC_TEST_ROUNDING_SEED: 'shards' };
-    const run = async (label: string, shards: boolean): Promise<{ models: string[]; log: string }> => {
-      const started: Proc[] = [];
-      const start = async (name: string, args: string[]): Promise<Proc> => {
-        const p = await startCli(`${label}-${name}`, args, dir, env);
-        started.push(p);
-        procs.push(p);
-        return p;
-      };
-      const coordinator = await start('coordinator', ['coordinator', '--config', files.coordinatorConfig]);
-      if (shards) {
-        for (const s of ['s1', 's2']) await start(s, ['aggregator', '--config', files.aggregatorConfigs.get(s)!]);
-        await waitFor('shards ready', async () => ((await admin.status().catch(() => undefined))?.shards.every((x) => x.state === 'ready') ? true : undefined), 30_000, 200);
-      }
-      for (const site of sites) await start(site, ['site', '--config', files.siteConfigs.get(site)!]);
-      await waitFor('the run finished', async () => ((await admin.status().catch(() => undefined))?.runState === 'finished' ? true : undefined), 120_000, 300);
-      const models = (await admin.rounds()).rounds.filter((r) => r.outcome === 'committed').map((r) => r.modelSha256);
-      for (const p of started.reverse()) await p.stop();
-      return { models, log: await coordinator.logText() };
-    };
-    const sharded = await run('k2', true);
-    expect(sharded.log.split('\n').filter((l) => l.includes('"msg":"aggregated on the shards"'))).toHaveLength(2);
+    const { files, admin, runToEnd } = await shardFederation('securerun', ['bsc', 'hlrs', 'cines'], { rounds: 2, secure: true }, env);
+    const sharded = await runToEnd('k2', { shards: true });
+    expect(lines(sharded.log).filter((l) => l['msg'] === 'aggregated on the shards')).toHaveLength(2);
     await patchJsonFile(files.coordinatorConfig, ({ aggregators: _a, ...c }) => ({ ...c, stateDir: 'state-alone' }));
-    const alone = await run('k0', false);
+    const alone = await runToEnd('k0', { shards: false });
     expect(alone.models).toHaveLength(2);
     expect(alone.models).toEqual(sharded.models);
     admin.close();

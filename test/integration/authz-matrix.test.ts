@@ -1,7 +1,7 @@
 /**
  * The authorization matrix: every RPC of every service in the proto, called by every kind of
- * caller (no certificate, another CA's, a site's, a revoked site's, an admin's), answers with the
- * status its role allows. RPCs are enumerated from the loaded package definition, so one added to
+ * caller (no certificate, another CA's, a site's, a revoked site's, an admin's, an aggregator
+ * shard's), answers with the status its role allows. RPCs are enumerated from the loaded package definition, so one added to
  * the proto is covered without editing this file.
  */
 import * as grpc from '@grpc/grpc-js';
@@ -9,14 +9,14 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CoordinatorHandle } from '../../coordinator/index.js';
-import { createCa, issueCertificate } from '../../coordinator/pki/index.js';
+import { createCa, issueCertificate, loadCaFiles } from '../../coordinator/pki/index.js';
 import { PROTOCOL_VERSION } from '../../proto/index.js';
 import { createTestFederation, startCoordinatorInProcess, type TestFederation } from '../helpers/federation.js';
 import { adminCertFiles, siteCertFiles, type CertFiles } from '../helpers/raw-site.js';
 import { RawRpcClient, allRpcs, encodeRequest, type RawOutcome, type RpcInfo } from '../helpers/raw-rpc.js';
 
 /** The certificate role each service requires. A new service must be added here, deliberately. */
-const SERVICE_ROLE: Record<string, 'site' | 'admin'> = { SiteService: 'site', AdminService: 'admin' };
+const SERVICE_ROLE: Record<string, 'site' | 'admin' | 'aggregator'> = { SiteService: 'site', AdminService: 'admin', AggregatorService: 'aggregator' };
 
 /** Codes that mean "you may not call this" (or could not reach it at all). */
 const REFUSED = new Set([grpc.status.UNAUTHENTICATED, grpc.status.PERMISSION_DENIED, grpc.status.UNAVAILABLE, grpc.status.UNIMPLEMENTED]);
@@ -46,6 +46,7 @@ describe('authorization matrix: every RPC × every kind of caller', () => {
   let fed: TestFederation;
   let coordinator: CoordinatorHandle;
   let foreign: CertFiles;
+  let shard: CertFiles;
 
   beforeAll(async () => {
     fed = await createTestFederation({ sites: 3, run: { rounds: 1, minSites: 3 } });
@@ -63,6 +64,11 @@ describe('authorization matrix: every RPC × every kind of caller', () => {
     await writeFile(join(dir, 'site.crt'), forged.certPem);
     await writeFile(join(dir, 'site.key'), forged.keyPem!, { mode: 0o600 });
     foreign = { ca: siteCertFiles(fed, 'site-1').ca, cert: join(dir, 'site.crt'), key: join(dir, 'site.key') };
+    // An aggregator shard of this federation that the coordinator's config does not list.
+    const issued = await issueCertificate({ ca: await loadCaFiles(join(fed.dir, 'ca')), role: 'aggregator', id: 'shard-x', federation: 'testfed', validityDays: 1, now });
+    await writeFile(join(dir, 'aggregator.crt'), issued.certPem);
+    await writeFile(join(dir, 'aggregator.key'), issued.keyPem!, { mode: 0o600 });
+    shard = { ca: siteCertFiles(fed, 'site-1').ca, cert: join(dir, 'aggregator.crt'), key: join(dir, 'aggregator.key') };
   });
 
   afterAll(async () => {
@@ -70,9 +76,9 @@ describe('authorization matrix: every RPC × every kind of caller', () => {
     await fed?.cleanup();
   });
 
-  it('enumerates both services from the proto, and knows the role of every service', () => {
+  it('enumerates the services from the proto, and knows the role of every service', () => {
     const services = new Set(rpcs.map((r) => r.service));
-    expect([...services].sort()).toEqual(expect.arrayContaining(['AdminService', 'SiteService']));
+    expect([...services].sort()).toEqual(expect.arrayContaining(['AdminService', 'AggregatorService', 'SiteService']));
     for (const s of services) expect(SERVICE_ROLE[s], `no expected role for service ${s}`).toBeDefined();
     expect(rpcs.length).toBeGreaterThanOrEqual(15);
   });
@@ -110,6 +116,15 @@ describe('authorization matrix: every RPC × every kind of caller', () => {
         expect(o.code, `${key(rpc)}: ${label(o)}`).toBe(grpc.status.PERMISSION_DENIED);
         expect(o.fedhpcCode).toBe('PERMISSION_DENIED');
       }
+    }
+  });
+
+  it("refuses an aggregator certificate on site and admin RPCs (PERMISSION_DENIED), and one the coordinator does not list at Attach (NOT_MEMBER)", async () => {
+    const outcomes = await callAll(fed.address, shard);
+    for (const rpc of rpcs) {
+      const o = outcomes.get(key(rpc))!;
+      expect(o.code, `${key(rpc)}: ${label(o)}`).toBe(grpc.status.PERMISSION_DENIED);
+      expect(o.fedhpcCode, `${key(rpc)}: ${label(o)}`).toBe(SERVICE_ROLE[rpc.service] === 'aggregator' ? 'NOT_MEMBER' : 'PERMISSION_DENIED');
     }
   });
 

@@ -9,7 +9,7 @@
 import { describe, expect, it } from 'vitest';
 import { CoordinatorError } from '../../../coordinator/core/errors.js';
 import { ShardRegistry, type ShardLink } from '../../../coordinator/shards/registry.js';
-import type { ShardAggregate } from '../../../proto/index.js';
+import type { ShardAggregation } from '../../../coordinator/shell/ports.js';
 
 const PLAN = {
   runId: 'run-1',
@@ -39,7 +39,19 @@ function readyRegistry(): { registry: ShardRegistry; links: ReturnType<typeof li
   return { registry, links };
 }
 
-const REQUEST: ShardAggregate = { runId: 'run-1', round: '3', attempt: 1 };
+const REQUEST: ShardAggregation = {
+  runId: 'run-1',
+  round: 3,
+  attempt: 1,
+  globalModelSha256: PLAN.globalSha256,
+  previousStateSha256: undefined,
+  optimizer: { name: 'diloco', params: { lr: 0.7, momentum: 0.9 } },
+  step: 3,
+  inputs: [],
+  stage: { files: [] },
+  sliceElements: 4096,
+  unmask: undefined,
+};
 const answer = (ok: boolean, written: string[] = [], code = '', message = '') => ({ term: '0', round: '3', attempt: 1, ok, written, code, message });
 
 describe('ShardRegistry: an aggregation on the shards', () => {
@@ -68,7 +80,7 @@ describe('ShardRegistry: an aggregation on the shards', () => {
     expect(err).toBeInstanceOf(CoordinatorError);
     expect((err as CoordinatorError).code).toBe('SHARD_FAILED');
     expect((err as CoordinatorError).message).toBe('aggregator shard s1 failed its part: MODEL_NOT_FOUND: no checkpoint aaaa in /srv/state');
-    expect(links[1]!.sent.at(-1)).toEqual({ cancel: { round: '3', attempt: 1 } });
+    expect(links[1]!.sent.at(-1)).toEqual({ cancel: { round: 3, attempt: 1 } });
   });
 
   it('keeps the code of a failed check of the sum (SUM_OUT_OF_RANGE), so the attempt is handled as one', async () => {
@@ -92,6 +104,6 @@ describe('ShardRegistry: an aggregation on the shards', () => {
     const done = registry.aggregate(REQUEST, controller.signal);
     controller.abort(new Error('the attempt ended'));
     await expect(done).rejects.toThrow('the attempt ended');
-    expect(links.map((l) => l.sent.at(-1))).toEqual([{ cancel: { round: '3', attempt: 1 } }, { cancel: { round: '3', attempt: 1 } }]);
+    expect(links.map((l) => l.sent.at(-1))).toEqual([{ cancel: { round: 3, attempt: 1 } }, { cancel: { round: 3, attempt: 1 } }]);
   });
 });

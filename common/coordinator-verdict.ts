@@ -2,9 +2,11 @@
  * What a coordinator said when it refused a call, read from a gRPC error on the caller's side: the
  * status, and the verdict the coordinator sends beside it in metadata (coordinator/core/errors.ts
  * `toServiceError`): its fedhpc code, whether a retry can help and, with `NOT_LEADER`, the leader's
- * address. Shared by the two callers that follow a standby to the leader (docs/protocol.md,
- * "Standby coordinators and NOT_LEADER"): the site agent (site-agent/retry.ts `classifyFailure`)
- * and the admin client (coordinator/admin-client.ts), which may not import each other's files.
+ * address. Shared by the callers that follow a standby to the leader (docs/protocol.md,
+ * "Standby coordinators and NOT_LEADER"): the site agent (site-agent/retry.ts `classifyFailure`),
+ * the admin client (coordinator/admin-client.ts) and an aggregator shard (coordinator/shards/shard.ts),
+ * which may not import each other's files; the agent and the shard dial by the one rule of
+ * {@link nextCoordinator}.
  */
 import * as grpc from '@grpc/grpc-js';
 import { z } from 'zod';
@@ -84,4 +86,58 @@ export function exactlyOneCoordinator(c: { readonly coordinator?: string | undef
       ? 'give the coordinator\'s address: "coordinator": "host:port", or several as "coordinators": ["host:port", ...]'
       : 'give either "coordinator" or "coordinators", not both',
   });
+}
+
+const MOVE_ON: readonly string[] = [NOT_LEADER, 'UNAVAILABLE', 'DEADLINE_EXCEEDED'];
+
+/** Where the connection loop stands among the coordinators it may dial. */
+export interface CoordinatorCursor {
+  /** The configured addresses, in order (at least one). */
+  readonly addresses: readonly string[];
+  /** The configured address last dialled, or the one a hint was followed from. */
+  readonly index: number;
+  /** The address dialled last: `addresses[index]`, or a leader a standby named. */
+  readonly current: string;
+  /** Whether `current` was reached by following a `NOT_LEADER` hint. */
+  readonly followed: boolean;
+}
+
+/** Where to connect next after a failed connection, and whether to wait the backoff first. */
+export interface NextCoordinator {
+  readonly cursor: CoordinatorCursor;
+  readonly wait: 'none' | 'backoff';
+  /** Why, for the agent's log: a leader named by a standby, the next configured address, or the same one again. */
+  readonly why: 'leader-named' | 'leader-named-again' | 'next-address' | 'same-address';
+}
+
+/** The cursor of a connection loop that has not dialled yet: the first configured address. */
+export function firstCoordinator(addresses: readonly string[]): CoordinatorCursor {
+  const first = addresses[0];
+  if (first === undefined) throw new RangeError('at least one coordinator address is needed');
+  return { addresses, index: 0, current: first, followed: false };
+}
+
+/**
+ * Decides, after a retryable failure of a connection (its code, and with `NOT_LEADER` the leader a
+ * standby named), which coordinator to dial next (docs/protocol.md, "Standby coordinators and NOT_LEADER"):
+ * - `NOT_LEADER` naming a leader other than `current`: that leader, at once the first time and after
+ *   the backoff when a followed hint led to another `NOT_LEADER` (standbys naming each other);
+ * - `NOT_LEADER` naming none, `UNAVAILABLE` or `DEADLINE_EXCEEDED` (no coordinator there, a refused
+ *   certificate, a dead connection): the next configured address, waiting the backoff only once
+ *   every configured address has been tried (with one address, always, as before);
+ * - anything else (the coordinator is there and leads): the same address after the backoff.
+ */
+export function nextCoordinator(cursor: CoordinatorCursor, verdict: { readonly code: string; readonly leader?: string | undefined }): NextCoordinator {
+  const { addresses, index } = cursor;
+  if (verdict.code === NOT_LEADER && verdict.leader !== undefined && verdict.leader !== cursor.current) {
+    const next = { addresses, index, current: verdict.leader, followed: true };
+    return cursor.followed ? { cursor: next, wait: 'backoff', why: 'leader-named-again' } : { cursor: next, wait: 'none', why: 'leader-named' };
+  }
+  if (MOVE_ON.includes(verdict.code)) {
+    const nextIndex = (index + 1) % addresses.length;
+    const current = addresses[nextIndex];
+    if (current === undefined) throw new RangeError('a cursor\'s index lies within its addresses');
+    return { cursor: { addresses, index: nextIndex, current, followed: false }, wait: nextIndex === 0 ? 'backoff' : 'none', why: 'next-address' };
+  }
+  return { cursor, wait: 'backoff', why: 'same-address' };
 }

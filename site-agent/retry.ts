@@ -39,13 +39,12 @@
  * site's upload (keep the work on disk to fold into a later upload), or the failure is the round's.
  */
 import * as grpc from '@grpc/grpc-js';
-import { invariant } from '../aggregation/index.js';
-import { NOT_LEADER, readGrpcRefusal } from '../common/coordinator-verdict.js';
+import { readGrpcRefusal } from '../common/coordinator-verdict.js';
 import { SiteAgentError } from './errors.js';
 
 // The verdict's metadata keys, the standby's code and the address rule are shared with the admin
 // client (common/coordinator-verdict.ts); re-exported for the agent's own files.
-export { COORDINATOR_ADDRESS, NOT_LEADER, VERDICT_METADATA } from '../common/coordinator-verdict.js';
+export { COORDINATOR_ADDRESS, NOT_LEADER, VERDICT_METADATA, firstCoordinator, nextCoordinator, type CoordinatorCursor, type NextCoordinator } from '../common/coordinator-verdict.js';
 
 /** The coordinator's code for a call from a session it does not know: join again, then retry. */
 export const NOT_JOINED = 'NOT_JOINED';
@@ -107,60 +106,6 @@ export function classifyFailure(err: unknown): FailureVerdict {
 }
 
 /** Codes after which the next configured coordinator is tried: this one is no leader, or out of reach. */
-const MOVE_ON: readonly string[] = [NOT_LEADER, 'UNAVAILABLE', 'DEADLINE_EXCEEDED'];
-
-/** Where the connection loop stands among the coordinators it may dial. */
-export interface CoordinatorCursor {
-  /** The configured addresses, in order (at least one). */
-  readonly addresses: readonly string[];
-  /** The configured address last dialled, or the one a hint was followed from. */
-  readonly index: number;
-  /** The address dialled last: `addresses[index]`, or a leader a standby named. */
-  readonly current: string;
-  /** Whether `current` was reached by following a `NOT_LEADER` hint. */
-  readonly followed: boolean;
-}
-
-/** Where to connect next after a failed connection, and whether to wait the backoff first. */
-export interface NextCoordinator {
-  readonly cursor: CoordinatorCursor;
-  readonly wait: 'none' | 'backoff';
-  /** Why, for the agent's log: a leader named by a standby, the next configured address, or the same one again. */
-  readonly why: 'leader-named' | 'leader-named-again' | 'next-address' | 'same-address';
-}
-
-/** The cursor of a connection loop that has not dialled yet: the first configured address. */
-export function firstCoordinator(addresses: readonly string[]): CoordinatorCursor {
-  const first = addresses[0];
-  if (first === undefined) throw new RangeError('at least one coordinator address is needed');
-  return { addresses, index: 0, current: first, followed: false };
-}
-
-/**
- * Decides, after a retryable failure of a connection (its `verdict` from {@link classifyFailure}),
- * which coordinator to dial next (docs/protocol.md, "Standby coordinators and NOT_LEADER"):
- * - `NOT_LEADER` naming a leader other than `current`: that leader, at once the first time and after
- *   the backoff when a followed hint led to another `NOT_LEADER` (standbys naming each other);
- * - `NOT_LEADER` naming none, `UNAVAILABLE` or `DEADLINE_EXCEEDED` (no coordinator there, a refused
- *   certificate, a dead connection): the next configured address, waiting the backoff only once
- *   every configured address has been tried (with one address, always, as before);
- * - anything else (the coordinator is there and leads): the same address after the backoff.
- */
-export function nextCoordinator(cursor: CoordinatorCursor, verdict: FailureVerdict): NextCoordinator {
-  const { addresses, index } = cursor;
-  if (verdict.code === NOT_LEADER && verdict.leader !== undefined && verdict.leader !== cursor.current) {
-    const next = { addresses, index, current: verdict.leader, followed: true };
-    return cursor.followed ? { cursor: next, wait: 'backoff', why: 'leader-named-again' } : { cursor: next, wait: 'none', why: 'leader-named' };
-  }
-  if (MOVE_ON.includes(verdict.code)) {
-    const nextIndex = (index + 1) % addresses.length;
-    const current = addresses[nextIndex];
-    invariant(current !== undefined, 'a cursor\'s index lies within its addresses');
-    return { cursor: { addresses, index: nextIndex, current, followed: false }, wait: nextIndex === 0 ? 'backoff' : 'none', why: 'next-address' };
-  }
-  return { cursor, wait: 'backoff', why: 'same-address' };
-}
-
 /**
  * The coordinator's codes for an upload's folded parts it will not count (a base it never
  * committed, one older than `max_staleness`, work a committed round already counted): the parts are

@@ -10,7 +10,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { backoffDelay, sleep } from '../../common/backoff.js';
-import { readGrpcRefusal, type GrpcRefusal } from '../../common/coordinator-verdict.js';
+import { firstCoordinator, nextCoordinator, readGrpcRefusal, type GrpcRefusal } from '../../common/coordinator-verdict.js';
 import { mutualTlsCredentials } from '../../common/grpc-tls.js';
 import type { Logger } from '../../common/logger.js';
 import { readTlsFiles } from '../../common/tls.js';
@@ -97,14 +97,11 @@ export async function runShard(o: RunShardOptions): Promise<void> {
       logger.warn({ err, phase: 'aggregate' }, 'kernel worker pool unavailable; aggregating in the event-loop thread');
       return undefined;
     }));
-  let next = 0;
+  // Which coordinator to dial: the sites' rule (common/coordinator-verdict.ts `nextCoordinator`).
+  let cursor = firstCoordinator(config.coordinators);
   let failures = 0;
-  let hint: { readonly address: string; readonly again: boolean } | undefined;
   while (!o.signal.aborted) {
-    const target = hint?.address ?? config.coordinators[next % config.coordinators.length]!;
-    const fromHint = hint !== undefined;
-    const hintedAgain = hint?.again ?? false;
-    hint = undefined;
+    const target = cursor.current;
     const client = new AggregatorService(target, mutualTlsCredentials(tls, { target, serverName: config.serverName }), {
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
@@ -123,24 +120,17 @@ export async function runShard(o: RunShardOptions): Promise<void> {
     update({ coordinator: undefined });
     if (o.signal.aborted) break;
     if (end.attached) failures = 0;
-    if (end.kind === 'refused') {
-      const r = end.refusal;
-      const code = r?.said?.code ?? r?.statusName;
-      if (code !== undefined && FINAL_CODES.has(code) && r?.said?.retryable !== true) {
-        throw new ShardRefusedError(code, `coordinator ${target} refused shard ${config.name}: ${r?.reason ?? String(end.error)}`);
-      }
-      if (r?.leader !== undefined && r.leader !== target) {
-        log.info({ leader: r.leader }, 'a standby named the leader');
-        hint = { address: r.leader, again: fromHint };
-        // Straight to a named leader the first time; after the backoff when hints chase each other.
-        if (!hintedAgain) continue;
-      } else {
-        log.warn({ reason: r?.reason ?? String(end.error) }, 'coordinator unavailable');
-      }
+    const r = end.kind === 'refused' ? end.refusal : undefined;
+    const code = r?.said?.code ?? r?.statusName;
+    if (end.kind === 'refused' && code !== undefined && FINAL_CODES.has(code) && r?.said?.retryable !== true) {
+      throw new ShardRefusedError(code, `coordinator ${target} refused shard ${config.name}: ${r?.reason ?? String(end.error)}`);
     }
-    if (!fromHint) next += 1;
-    // A full pass over the addresses without attaching waits before the next.
-    if (next % config.coordinators.length === 0 || end.kind === 'older-term' || fromHint) {
+    // A stream that ended, an older term or a coordinator not there: the next address, as a site moves on.
+    const next = nextCoordinator(cursor, { code: end.kind === 'refused' && code !== undefined ? code : 'UNAVAILABLE', leader: r?.leader });
+    if (next.why.startsWith('leader-named')) log.info({ leader: next.cursor.current }, 'a standby named the leader');
+    else if (end.kind === 'refused') log.warn({ reason: r?.reason ?? String(end.error) }, 'coordinator unavailable');
+    cursor = next.cursor;
+    if (next.wait === 'backoff') {
       const ms = backoffDelay({ initialMs: config.reconnect.initialMs, maxMs: config.reconnect.maxMs }, failures++, random);
       await sleep(ms, o.signal).catch(() => undefined);
     }

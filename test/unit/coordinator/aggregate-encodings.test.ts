@@ -23,6 +23,7 @@ import { CoordinatorError } from '../../../coordinator/core/errors.js';
 import { KernelPool } from '../../../coordinator/aggregate/kernel-pool.js';
 import { importInitialModel } from '../../../coordinator/state/model-import.js';
 import { LocalStateStore } from '../../../coordinator/state/store.js';
+import { seededValues } from '../../helpers/seeded-values.js';
 
 // Sizes around the int8 block of 128: short last blocks, a one-value tensor, several blocks.
 const TENSORS = [
@@ -51,13 +52,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function values(n: number, seed: number, scale: number): Float32Array {
-  let x = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    return Math.fround(((x / 2 ** 32) * 2 - 1) * scale);
-  });
-}
+const values = seededValues;
 
 async function importGlobal(): Promise<{ sha: string; tensors: Float32Array[] }> {
   const tensors = SIZES.map((n, k) => values(n, 10 + k, 1));

@@ -33,6 +33,7 @@ import { CoordinatorError } from '../../../coordinator/core/errors.js';
 import { MASTER_WEIGHTS_SLOT } from '../../../coordinator/state/checkpoint-dtype.js';
 import { importInitialModel } from '../../../coordinator/state/model-import.js';
 import { LocalStateStore } from '../../../coordinator/state/store.js';
+import { seededValues } from '../../helpers/seeded-values.js';
 
 // Mixed dtypes (so the checkpoint keeps f32 master weights), row lengths that do and do not divide
 // the 128-value cut alignment, a 1-D tensor shorter than one unit and a one-value tensor.
@@ -68,13 +69,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function values(n: number, seed: number, scale: number): Float32Array {
-  let x = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    return Math.fround(((x / 2 ** 32) * 2 - 1) * scale);
-  });
-}
+const values = seededValues;
 
 /** A state dir holding the same initial model. */
 async function storeWithModel(name: string): Promise<{ store: LocalStateStore; sha: string }> {

@@ -14,7 +14,7 @@ import type { SiteRegistry } from '../sites/registry.js';
 import type { RunState, SchedulerEvent, StepResult } from '../round/types.js';
 import type { AttemptRef, SecureStageHandlers } from './messages.js';
 import { SecureRound, type SecureStage, type StoredShare } from './round.js';
-import { type SecureMeanOptions, type UnmaskPlan, checkedWeightSum, declaredWeights, secureMean, unmaskPlan, unmaskWeightWord } from './unmask.js';
+import { type SecureMeanOptions, checkedUnmasking, secureMean } from './unmask.js';
 
 export interface SecureSideOptions {
   readonly config: RunningConfig;
@@ -122,25 +122,9 @@ export class SecureSide {
     return secureMean(r, spools, declared, elements, open, options);
   }
 
-  /**
-   * What aggregator shards need to unmask their ranges of this attempt's sum (issue 22): the secrets
-   * rebuilt from the revealed shares, and Σw — the weight words unmasked here from the survivors'
-   * spools (n words) and checked against the counts they declared (`WEIGHT_SUM_MISMATCH` otherwise).
-   */
-  async shardUnmask(
-    round: number,
-    attempt: number,
-    spools: readonly string[],
-    declared: ReadonlyMap<string, number>,
-    elements: number,
-    open: (p: string) => Promise<FileSource>,
-    options: SecureMeanOptions = {},
-  ): Promise<{ readonly plan: UnmaskPlan; readonly weightSum: number }> {
-    const r = this.round(round, attempt);
-    declaredWeights(r, declared); // a weight no encoder could have declared fails before any spool is read
-    const plan = unmaskPlan(r);
-    const weightSum = checkedWeightSum(r, declared, await unmaskWeightWord(plan, spools, 0, elements, open, options));
-    return { plan, weightSum };
+  /** What aggregator shards need to unmask their ranges of this attempt's sum (issue 22; unmask.ts `checkedUnmasking`). */
+  shardUnmask(round: number, attempt: number, spools: readonly string[], declared: ReadonlyMap<string, number>, elements: number, open: (p: string) => Promise<FileSource>, options: SecureMeanOptions = {}): ReturnType<typeof checkedUnmasking> {
+    return checkedUnmasking(this.round(round, attempt), spools, declared, elements, open, options);
   }
 
   /** Stage RPC handlers for one calling site; each validates, then tells the scheduler. */

@@ -236,9 +236,26 @@ export async function secureMean(
   openSpool: (path: string) => Promise<FileSource>,
   options: SecureMeanOptions = {},
 ): Promise<MeanSource> {
+  const { plan, weightSum } = await checkedUnmasking(r, spoolPaths, declared, elements, openSpool, options);
+  return unmaskedMean(plan, spoolPaths, 0, weightSum, openSpool, { ...options, check: (result) => checked(result, r) });
+}
+
+/**
+ * What unmasking the attempt's sum needs, checked: the secrets rebuilt from the revealed shares, and
+ * Σw — the survivors' weight words unmasked from their whole spools (n words) and checked against the
+ * counts they declared (`WEIGHT_SUM_MISMATCH` otherwise). `secureMean` runs on it; so do aggregator
+ * shards, each over its own range (issue 22).
+ */
+export async function checkedUnmasking(
+  r: SecureRound,
+  spoolPaths: readonly string[],
+  declared: ReadonlyMap<string, number>,
+  elements: number,
+  openSpool: (path: string) => Promise<FileSource>,
+  options: SecureMeanOptions = {},
+): Promise<{ readonly plan: UnmaskPlan; readonly weightSum: number }> {
   invariant(spoolPaths.length === r.survivors.length, 'a secure sum reads one spool per survivor');
   declaredWeights(r, declared); // a weight no encoder could have declared fails before any spool is read
   const plan = unmaskPlan(r);
-  const weightSum = checkedWeightSum(r, declared, await unmaskWeightWord(plan, spoolPaths, 0, elements, openSpool, options));
-  return unmaskedMean(plan, spoolPaths, 0, weightSum, openSpool, { ...options, check: (result) => checked(result, r) });
+  return { plan, weightSum: checkedWeightSum(r, declared, await unmaskWeightWord(plan, spoolPaths, 0, elements, openSpool, options)) };
 }

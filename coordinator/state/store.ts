@@ -105,7 +105,7 @@ export class CheckpointDir {
 
   async openModel(sha256: string): Promise<FileSource> {
     const path = checkpointPath(this.dir, sha256);
-    if (!(await exists(path))) throw new CoordinatorError('MODEL_NOT_FOUND', `no checkpoint ${sha256} in ${this.dir}`, { sha256 });
+    if (!(await exists(path))) throw new CoordinatorError('MODEL_NOT_FOUND', `no checkpoint ${sha256}`, { sha256 });
     return openFileSource(path);
   }
 
@@ -118,12 +118,14 @@ export class CheckpointDir {
   }
 }
 
-/** The state store in a local directory (the default). */
-export class LocalStateStore implements StateStore {
+/** The state store in a local directory (the default): its checkpoints read as a {@link CheckpointDir}'s. */
+export class LocalStateStore extends CheckpointDir implements StateStore {
   private constructor(
-    readonly dir: string,
+    dir: string,
     private readonly journal: JournalPort,
-  ) {}
+  ) {
+    super(dir);
+  }
 
   /**
    * Opens or creates `dir`, verifying the journal (a torn last line is repaired). `journal`: one
@@ -159,11 +161,6 @@ export class LocalStateStore implements StateStore {
     return exists(this.modelPath(sha256));
   }
 
-  async openModel(sha256: string): Promise<FileSource> {
-    if (!(await this.hasModel(sha256))) throw new CoordinatorError('MODEL_NOT_FOUND', `no checkpoint ${sha256}`, { sha256 });
-    return openFileSource(this.modelPath(sha256));
-  }
-
   async createModel(): Promise<PendingFile> {
     const file = await AtomicFile.create(join(this.dir, 'tmp'));
     return {
@@ -180,14 +177,6 @@ export class LocalStateStore implements StateStore {
     const [sha, slot, ...rest] = name.split('.');
     if (rest.length > 0) throw new CoordinatorError('BAD_REQUEST', `not an optimizer state name (<sha256>.<slot>): ${JSON.stringify(name)}`);
     return optimizerStatePath(this.dir, sha ?? '', slot ?? '');
-  }
-
-  hasOptimizerState(modelSha256: string, slot: string): Promise<boolean> {
-    return exists(this.optimizerPath(`${modelSha256}.${slot}`));
-  }
-
-  openOptimizerState(modelSha256: string, slot: string): Promise<FileSource> {
-    return openFileSource(this.optimizerPath(`${modelSha256}.${slot}`));
   }
 
   async createOptimizerState(): Promise<PendingNamedFile> {

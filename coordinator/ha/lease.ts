@@ -111,7 +111,10 @@ export class LeaderLease {
     if (!(o.marginMs > 0 && o.marginMs < o.ttlMs && o.renewMs > 0 && o.renewMs < o.ttlMs - o.marginMs)) {
       throw new RangeError(`lease timing: need 0 < renew (${o.renewMs}) < ttl − margin (${o.ttlMs} − ${o.marginMs}) and 0 < margin < ttl`);
     }
-    const kv = await new Kvm(nc).create(leaseBucket(o.federation), { history: 1, ttl: o.ttlMs, replicas: o.replicas });
+    // Reads go to the bucket's stream leader, not (`allow_direct`) to any replica: a follower may not
+    // have the latest write yet. Seen on a 3-node cluster: a new holder read its own fresh key back as
+    // lapsed; a stale read in `release` would skip the delete and leave the standby a TTL to wait.
+    const kv = await new Kvm(nc).create(leaseBucket(o.federation), { history: 1, ttl: o.ttlMs, replicas: o.replicas, allow_direct: false });
     return new LeaderLease(kv, o);
   }
 

@@ -8,15 +8,12 @@ import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { coordinatorConfigSchema } from '../../coordinator/index.js';
 import { docker } from '../../simulate/images.js';
 import { waitFor } from '../helpers/federation.js';
 import { ContainerFederation, containerLogs, recordFigure, skipWithoutDocker } from './harness.js';
 
 const skip = await skipWithoutDocker();
 const SITES = ['site-1', 'site-2', 'site-3'];
-/** Whether this coordinator has a `nats` config section (the events/audit work of issue 6). */
-const coordinatorSpeaksNats = 'nats' in coordinatorConfigSchema.shape;
 
 /** The journal's records as written (hash and body), oldest first. */
 async function journal(fed: ContainerFederation): Promise<{ seq: number; hash: string; type: string }[]> {
@@ -53,7 +50,7 @@ describe.skipIf(skip)('NATS stopped and started mid-run, in containers', () => {
       sites: 3,
       rounds: 3,
       nats: true,
-      coordinatorPatch: coordinatorSpeaksNats ? (c) => ({ ...c, nats: { url: 'nats://nats:4222', timeoutMs: 2_000 } }) : undefined,
+      coordinatorPatch: (c) => ({ ...c, nats: { url: 'nats://nats:4222', timeoutMs: 2_000 } }),
     });
     for (const s of SITES) await fed.startSite(s);
     const nats = fed.nats!;
@@ -73,10 +70,6 @@ describe.skipIf(skip)('NATS stopped and started mid-run, in containers', () => {
     const natsLog = await containerLogs(nats.getName());
     expect(natsLog.match(/Server is ready/g)?.length).toBe(2);
 
-    if (!coordinatorSpeaksNats) {
-      process.stdout.write('nats scenario: this coordinator has no `nats` config section; only the outage itself was exercised\n');
-      return;
-    }
     const records = await journal(fed);
     const port = fed.natsHostPort;
     const stream = await waitFor('the audit stream to catch up with the journal', async () => {

@@ -8,7 +8,7 @@ import { ConfigError } from '../common/config-file.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import { tuneGarbageCollector } from '../common/gc-tuning.js';
 import { printable } from '../common/text.js';
-import { CoordinatorError, LEASE_DEFAULTS, ShardRefusedError, loadCoordinatorConfig, loadShardConfig, runHaCoordinator, runShard, startCoordinator } from '../coordinator/index.js';
+import { CoordinatorError, EXIT_WITH_STDIN, LEASE_DEFAULTS, ShardRefusedError, loadCoordinatorConfig, loadShardConfig, runHaCoordinator, runShard, startCoordinator } from '../coordinator/index.js';
 import { serveMetrics } from '../common/metrics-http.js';
 import { AgentMetrics, createRunner, DROP_PHASES, RunnerConfigError, loadSiteConfig, SiteAgent, SiteAgentError, type DropPhase } from '../site-agent/index.js';
 import { DEMO_LEASE, DEMO_TRAIN, writeFederationFiles, SIMULATE_STRATEGIES, simulate, type SimulateRecord, type SimulateStrategy, type SiteRoundWork, containerLayout, buildFedhpcImage } from '../simulate/index.js';
@@ -40,6 +40,14 @@ function required(value: string | undefined, name: string): string {
 function onTerminate(): AbortSignal {
   const ac = new AbortController();
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => ac.abort(new Error(`received ${sig}`)));
+  return ac.signal;
+}
+
+/** Aborts when stdin closes: a local shard's parent coordinator has exited (coordinator/shards/local.ts). */
+function onStdinClosed(): AbortSignal {
+  const ac = new AbortController();
+  process.stdin.once('close', () => ac.abort(new Error('the coordinator that started this shard exited')));
+  process.stdin.resume();
   return ac.signal;
 }
 
@@ -203,7 +211,8 @@ async function refusedStart<T>(logger: Logger, started: Promise<T>): Promise<T> 
 }
 
 /**
- * An aggregator shard (issue 22): attaches to the leader until SIGINT/SIGTERM (exit 0); a leader's
+ * An aggregator shard (issue 22): attaches to the leader until SIGINT/SIGTERM (exit 0), or, started
+ * by a coordinator as a local shard, until that coordinator exits; a leader's
  * refusal no retry can mend (its certificate, name or version) exits 1, naming the code.
  */
 async function cmdAggregator(args: string[]): Promise<number> {
@@ -212,7 +221,7 @@ async function cmdAggregator(args: string[]): Promise<number> {
   const logger = createLogger({ name: 'aggregator', level: config.log.level, base: { federation: config.federation, shard: config.name } });
   logger.info({ config }, 'configuration');
   try {
-    await runShard({ config, logger, signal: onTerminate() });
+    await runShard({ config, logger, signal: process.env[EXIT_WITH_STDIN] === '1' ? AbortSignal.any([onTerminate(), onStdinClosed()]) : onTerminate() });
     logger.info('shutting down');
     return 0;
   } catch (err) {

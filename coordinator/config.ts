@@ -410,9 +410,21 @@ export const coordinatorConfigSchema = z
           seen.add(name);
         }
       }),
+    /**
+     * Aggregator shards this coordinator starts itself as child processes on its own host (issue 22):
+     * `local-1` … `local-K`, dialling it on loopback with its own certificate and stepping their parts
+     * in its `stateDir`, so one big host aggregates on several cores with no other configuration.
+     * 0 (the default): none. Not with `aggregators`. See coordinator/shards/local.ts.
+     */
+    localShards: z.number().int().min(0).max(64).default(0),
     log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info') }).strict().default({}),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.localShards > 0 && c.aggregators.length > 0) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['localShards'], message: 'name aggregators (shards on other hosts) or localShards (shards this coordinator starts), not both' });
+    }
+  });
 
 export type CoordinatorOptions = z.input<typeof coordinatorConfigSchema>;
 export type ResolvedCoordinatorConfig = z.output<typeof coordinatorConfigSchema>;

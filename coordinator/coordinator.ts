@@ -19,6 +19,7 @@ import { SiteRegistry } from './sites/registry.js';
 import { adminServiceHandlers } from './service/admin-service.js';
 import { aggregatorServiceHandlers } from './service/aggregator-service.js';
 import { ShardRegistry, type ShardPlanSource } from './shards/registry.js';
+import { localShardNames, startLocalShards } from './shards/local.js';
 import { CallLimiter, withCallLimits } from './service/limits.js';
 import { TransferBudget } from './upload/budget.js';
 import { siteServiceHandlers } from './service/site-service.js';
@@ -119,8 +120,10 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
         if (deleted.length > 0) logger.info({ deleted, retention }, 'checkpoints deleted by retention');
       }
     : undefined;
+  // Local shards (`localShards`) are listed as the configured ones are; they dial this coordinator's own port.
+  const shardList = config.localShards > 0 ? localShardNames(config.localShards).map((name) => ({ name, endpoint: config.listen })) : config.aggregators;
   const shards: ShardRegistry = new ShardRegistry({
-    shards: config.aggregators,
+    shards: shardList,
     // Read only once the driver below runs a run.
     plan: (): ShardPlanSource | undefined => {
       const run = driver.runContext;
@@ -129,7 +132,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
     now: () => clock.now(),
     onState: (change) => bus.emit('shard.state', change),
   });
-  const driver: RoundDriver = new RoundDriver({ config, store, registry, bus, logger, clock, onFatal, afterCommit, revokedSites: access.lockedOutSites(), shards: config.aggregators.length > 0 ? shards : undefined });
+  const driver: RoundDriver = new RoundDriver({ config, store, registry, bus, logger, clock, onFatal, afterCommit, revokedSites: access.lockedOutSites(), shards: shardList.length > 0 ? shards : undefined });
   registerShardMetrics(metrics.registry, () => shards.list());
   // Shards hear of a new run or global model at once (the assignment names both).
   bus.subscribe((e) => {
@@ -192,6 +195,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
       term: options.ha?.snapshot().term ?? 0,
       refusals,
       logger: logger.child({ component: 'shards' }),
+      local: config.localShards > 0 ? { certificate: new X509Certificate(tls.cert).raw, names: new Set(shardList.map((s) => s.name)) } : undefined,
     }), limiter),
   );
   const health = new HealthImplementation({ '': 'SERVING', 'fedhpc.v1.SiteService': 'SERVING', 'fedhpc.v1.AdminService': 'SERVING', 'fedhpc.v1.AggregatorService': 'SERVING' });
@@ -206,6 +210,19 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
   // Started once the port is bound (a failed bind leaves no NATS connection behind), before the run.
   nats?.start();
   await driver.start();
+  const localShards =
+    config.localShards > 0
+      ? await startLocalShards({
+          count: config.localShards,
+          federation: config.federation,
+          address,
+          tls: config.tls,
+          certPem: tls.cert,
+          stateDir: config.stateDir,
+          logLevel: config.log.level,
+          logger: logger.child({ component: 'shards' }),
+        })
+      : undefined;
   // The metrics port also answers grpc.health.v1 over cleartext HTTP/2, for probes without a certificate.
   const probe = config.metrics ? healthProbe(health) : undefined;
   const metricsEndpoint = config.metrics
@@ -256,6 +273,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
       driver.close();
       for (const site of registry.list()) site.close?.();
       shards.close();
+      await localShards?.stop();
       listener.stopAccepting();
       // Streams that never end on their own (an idle Tasks stream) must not hold shutdown up.
       await new Promise<void>((resolve) => {

@@ -18,6 +18,7 @@ export { exportLines, readJournalStreamTrail, readStateDirTrail, readStreamTrail
 export { DEFAULT_VALIDITY_DAYS, PkiError, createCa, enrolSite, issueCertificate, loadCaFiles, provisionFederation, renewalCsr, signSiteCsr, writeAtomic, type ProvisionManifest } from './pki/index.js';
 export { runSchema, type ResolvedRun } from './config.js';
 export { loadShardConfig, shardConfigSchema, type ResolvedShardConfig, type ShardConfigInput } from './shards/config.js';
+export { EXIT_WITH_STDIN } from './shards/local.js';
 export { ShardRefusedError, runShard, type RunShardOptions, type ShardState } from './shards/shard.js';
 export { KernelPool, type PoolEncoding, type PoolRegion } from './aggregate/kernel-pool.js';
 export { aggregateRound, type SpoolInput } from './aggregate/checkpoint-writer.js';

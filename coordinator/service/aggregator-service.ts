@@ -4,7 +4,8 @@
  * (`aggregators`; another is refused `NOT_MEMBER` and counted as `not_member`), speak this protocol
  * version, and not have followed a leadership term above this coordinator's (`NOT_LEADER`: this
  * coordinator has been superseded). The stream then carries the shard's assignments, each with the
- * leader's term, and its readiness reports (coordinator/shards/registry.ts).
+ * leader's term, and its readiness reports (coordinator/shards/registry.ts). The coordinator's own
+ * certificate attaches too, as one of the local shards it started (`localShards`), named by the hello.
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../common/logger.js';
@@ -26,6 +27,11 @@ export interface AggregatorServiceOptions {
   readonly term: number;
   readonly refusals: RefusalSink;
   readonly logger: Logger;
+  /**
+   * Local shards (coordinator/shards/local.ts): this coordinator's own certificate (DER), which its
+   * child processes present, and the shard names they may take in their hello.
+   */
+  readonly local?: { readonly certificate: Buffer; readonly names: ReadonlySet<string> } | undefined;
 }
 
 type AttachCall = Parameters<AggregatorServiceHandlers['Attach']>[0];
@@ -34,9 +40,12 @@ export function aggregatorServiceHandlers(o: AggregatorServiceOptions): Aggregat
   return {
     Attach: (call) => {
       let identity: PeerIdentity;
+      let local = false;
       try {
-        identity = authenticate(call, o.resolver, 'aggregator');
-        if (!o.shards.has(identity.id)) {
+        // This coordinator's own certificate is one of its local shards; the hello says which.
+        local = o.local !== undefined && call.getAuthContext().sslPeerCertificate?.raw?.equals(o.local.certificate) === true;
+        identity = authenticate(call, o.resolver, local ? 'coordinator' : 'aggregator');
+        if (!local && !o.shards.has(identity.id)) {
           o.refusals.refused({ reason: 'not_member', peer: call.getPeer(), cause: 'aggregator', fingerprint: identity.fingerprint256, site: identity.id });
           throw new CoordinatorError('NOT_MEMBER', `aggregator ${identity.id} is not one of this coordinator's shards (its config's aggregators)`, { shard: identity.id });
         }
@@ -44,14 +53,16 @@ export function aggregatorServiceHandlers(o: AggregatorServiceOptions): Aggregat
         call.emit('error', toServiceError(err));
         return;
       }
-      serveAttach(call, identity.id, o);
+      serveAttach(call, local ? undefined : identity.id, o);
     },
   };
 }
 
-function serveAttach(call: AttachCall, shard: string, o: AggregatorServiceOptions): void {
+/** Serves one attached shard: `certified` names it by its certificate; a local shard (undefined) is named by its hello. */
+function serveAttach(call: AttachCall, certified: string | undefined, o: AggregatorServiceOptions): void {
   const term = String(o.term);
-  const log = o.logger.child({ shard });
+  let shard = certified ?? '';
+  let log = o.logger.child({ shard: certified ?? 'local' });
   let link: ShardLink | undefined;
   let ended = false;
   const end = (err?: unknown): void => {
@@ -69,6 +80,10 @@ function serveAttach(call: AttachCall, shard: string, o: AggregatorServiceOption
   call.on('data', (report: ShardReport__Output) => {
     try {
       if (link === undefined) {
+        if (certified === undefined) {
+          shard = localShardName(report, o);
+          log = o.logger.child({ shard });
+        }
         link = hello(call, shard, report, o);
         clearTimeout(helloTimer);
         o.shards.attach(shard, link);
@@ -90,6 +105,15 @@ function serveAttach(call: AttachCall, shard: string, o: AggregatorServiceOption
   call.on('end', () => end());
   call.on('cancelled', () => end());
   call.on('error', () => end());
+}
+
+/** The local shard a hello on this coordinator's own certificate names; throws NOT_MEMBER for another name. */
+function localShardName(report: ShardReport__Output, o: AggregatorServiceOptions): string {
+  const name = report.kind === 'hello' ? report.hello?.shardId ?? '' : '';
+  if (!o.local?.names.has(name)) {
+    throw new CoordinatorError('NOT_MEMBER', `this coordinator's own certificate attaches only its local shards (${[...(o.local?.names ?? [])].join(', ')}), not ${JSON.stringify(name)}`, { shard: name });
+  }
+  return name;
 }
 
 /** Checks the first report and makes the shard's link; throws the refusal otherwise. */

@@ -5,8 +5,8 @@
  * the checkpoint storage; `admin status` shows each shard. Refused: a site's certificate presented
  * as a shard, a shard the coordinator does not list, a shard of another federation (at the TLS
  * handshake). Plain rounds aggregate on the shards, and give the models the coordinator alone gives;
- * a shard gone for good leaves the coordinator to aggregate alone. Real processes of the built CLI
- * on loopback.
+ * a shard gone for good leaves the coordinator to aggregate alone; `localShards` makes the
+ * coordinator start and supervise its own shard processes. Real processes of the built CLI on loopback.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -19,6 +19,14 @@ import { writeFederationFiles } from '../../simulate/federation-files.js';
 import { CLI, freePort, patchJsonFile, startCli, waitFor, type Proc } from '../helpers/federation.js';
 
 const exec = promisify(execFile);
+
+/** The pid of the one process whose command line names `config` (a local shard's config file). */
+async function pidOf(config: string): Promise<number> {
+  const { stdout } = await exec('pgrep', ['-f', '--', config]);
+  const pids = stdout.trim().split('\n').map(Number);
+  if (pids.length !== 1) throw new Error(`${pids.length} processes run ${config}`);
+  return pids[0]!;
+}
 const fedhpc = (args: string[]) => exec(process.execPath, [CLI, ...args], { timeout: 30_000 });
 
 interface ShardRow {
@@ -168,7 +176,10 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     const adminDir = join(dir, 'admins', 'alice');
     const admin = new AdminClient({ coordinator: `localhost:${port}`, tls: { ca: join(adminDir, 'ca.crt'), cert: join(adminDir, 'admin.crt'), key: join(adminDir, 'admin.key') } });
     /** Runs the federation to its end: the models of its committed rounds, the coordinator's and the shards' logs. */
-    const runToEnd = async (label: string, o: { shards: boolean; killShardAfterRound?: number }): Promise<{ models: string[]; log: string; shardLogs: string[] }> => {
+    const runToEnd = async (
+      label: string,
+      o: { shards: boolean; killShardAfterRound?: number; localShards?: boolean; beforeStop?: (coordinator: Proc) => Promise<void> },
+    ): Promise<{ models: string[]; log: string; shardLogs: string[] }> => {
       const started: Proc[] = [];
       const start = async (name: string, args: string[]): Promise<Proc> => {
         const p = await startCli(`${label}-${name}`, args, dir, env);
@@ -178,7 +189,7 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
       };
       const coordinator = await start('coordinator', ['coordinator', '--config', files.coordinatorConfig]);
       const shards = o.shards ? await Promise.all(['s1', 's2'].map((s) => start(s, ['aggregator', '--config', files.aggregatorConfigs.get(s)!]))) : [];
-      if (o.shards) await waitFor('shards ready', async () => ((await admin.status().catch(() => undefined))?.shards.every((x) => x.state === 'ready') ? true : undefined), 30_000, 200);
+      if (o.shards || o.localShards) await waitFor('shards ready', async () => ((await admin.status().catch(() => undefined))?.shards.every((x) => x.state === 'ready') ? true : undefined), 30_000, 200);
       for (const site of sites) await start(site, ['site', '--config', files.siteConfigs.get(site)!]);
       if (o.killShardAfterRound !== undefined) {
         await waitFor('the round before the kill', async () => (Number((await admin.status().catch(() => undefined))?.roundsCommitted ?? 0) >= o.killShardAfterRound! ? true : undefined), 90_000, 100);
@@ -190,6 +201,7 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
       }, 120_000, 300);
       expect(Number(done.roundsCommitted)).toBe(run.rounds);
       const models = (await admin.rounds()).rounds.filter((r) => r.outcome === 'committed').map((r) => r.modelSha256);
+      await o.beforeStop?.(coordinator);
       for (const p of started.reverse()) await p.stop();
       return { models, log: await coordinator.logText(), shardLogs: await Promise.all(shards.map((p) => p.logText())) };
     };
@@ -218,6 +230,46 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     expect(aggregatedLines.at(-1)?.['msg']).toBe('aggregated');
     admin.close();
   }, 400_000);
+
+  it('localShards: 2 makes the coordinator start its own shard processes, which aggregate the models the coordinator alone does, are restarted when killed and leave with a SIGKILLed coordinator', async () => {
+    const { files, admin, runToEnd } = await shardFederation('localrun', ['bsc', 'hlrs'], { rounds: 2, secure: false });
+    await patchJsonFile(files.coordinatorConfig, ({ aggregators: _a, ...c }) => ({ ...c, stateDir: 'state-alone' }));
+    const alone = await runToEnd('k0', { shards: false });
+    await patchJsonFile(files.coordinatorConfig, (c) => ({ ...c, stateDir: 'state-local', localShards: 2 }));
+    const configOf = (name: string): string => join(files.coordinatorConfig, '..', 'state-local', 'local-shards', `${name}.json`);
+    let restarted = '';
+    const local = await runToEnd('local', {
+      shards: false,
+      localShards: true,
+      beforeStop: async (coordinator) => {
+        // A local shard killed is started again and attaches again.
+        const pid = await pidOf(configOf('local-2'));
+        process.kill(pid, 'SIGKILL');
+        await waitFor('local-2 restarted', async () => {
+          const again = await pidOf(configOf('local-2')).catch(() => undefined);
+          return again !== undefined && again !== pid ? again : undefined;
+        }, 15_000, 100);
+        await waitFor('local-2 ready again', async () => ((await admin.status().catch(() => undefined))?.shards.every((x) => x.state === 'ready') ? true : undefined), 30_000, 200);
+        restarted = await coordinator.logText();
+        // The coordinator SIGKILLed (no shutdown of its own): its shards see their stdin close and exit.
+        await coordinator.stop('SIGKILL');
+        await waitFor('no local shard left', async () => ((await pidOf(configOf('local-1')).catch(() => undefined)) === undefined && (await pidOf(configOf('local-2')).catch(() => undefined)) === undefined ? true : undefined), 15_000, 200);
+      },
+    });
+    expect(lines(local.log).filter((l) => l['msg'] === 'aggregated on the shards').map((l) => l['shards'])).toEqual([2, 2]);
+    // The shards' lines are in the coordinator's log (their stdout is its), each naming its shard.
+    const parts = lines(local.log).filter((l) => l['msg'] === "aggregated the shard's part");
+    expect(parts.map((l) => l['shard']).sort()).toEqual(['local-1', 'local-1', 'local-2', 'local-2']);
+    expect(local.models).toEqual(alone.models);
+    expect(lines(restarted).find((l) => l['msg'] === 'local aggregator shard exited; restarting it')).toMatchObject({ shard: 'local-2', signal: 'SIGKILL' });
+
+    // A coordinator with both configured and local shards is refused at start, naming the conflict.
+    await patchJsonFile(files.coordinatorConfig, (c) => ({ ...c, aggregators: [{ name: 's1', endpoint: 'localhost:1' }] }));
+    const both = (await fedhpc(['coordinator', '--config', files.coordinatorConfig]).catch((e: unknown) => e)) as { code: number; stderr: string };
+    expect(both.code).not.toBe(0);
+    expect(both.stderr).toContain('localShards: name aggregators (shards on other hosts) or localShards (shards this coordinator starts), not both');
+    admin.close();
+  }, 200_000);
 
   it('fedhpc simulate --shards 2 runs secure rounds aggregated on two local shard processes, and refuses shards in containers with a clear error', async () => {
     const refused = (await fedhpc(['simulate', '--shards', '2', '--containers']).catch((e: unknown) => e)) as { code: number; stderr: string };

@@ -86,7 +86,7 @@ async function cmdSimulate(args: string[]): Promise<number> {
     strict: true,
   });
   const shards = values.shards === undefined ? 0 : intOption(values.shards, 'shards', 0, 1);
-  if (shards > 0 && (values.containers === true || values.coordinators !== undefined)) throw new UsageError('--shards runs beside one coordinator as local processes: not with --containers or --coordinators (not built yet)');
+  if (shards > 0 && values.coordinators !== undefined) throw new UsageError('--shards runs beside one coordinator: not with --coordinators (not built yet)');
   const pair = pairOptions({ coordinators: values.coordinators, natsCluster: values['nats-cluster'], killLeaderAt: values['kill-leader-at'], containers: values.containers === true });
   const strategy = (values.strategy ?? 'diloco') as SimulateStrategy;
   if (!SIMULATE_STRATEGIES.includes(strategy)) {

@@ -5,10 +5,11 @@
  *
  * Each container sees only its own member folder, mounted at the same absolute path as on the host
  * so the configs' paths need no translation: the coordinator its certificate, state dir and the
- * initial model; a site its certificate and work dir. The CA key is never mounted.
+ * initial model; a site its certificate and work dir; an aggregator shard its certificate and the
+ * coordinator's state dir, the checkpoint storage they share. The CA key is never mounted.
  */
 import { randomBytes } from 'node:crypto';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { provisionFederation } from '../coordinator/index.js';
 import { freeLoopbackPort } from '../common/net.js';
@@ -18,6 +19,8 @@ import { docker, DockerError } from './images.js';
 /** The coordinator's hostname on the federation's network, and the port it listens on there. */
 export const COORDINATOR_HOST = 'coordinator';
 export const COORDINATOR_PORT = 7443;
+/** The port an aggregator shard's address names (sites do not dial shards yet; it is their endpoint in `aggregators`). */
+export const SHARD_PORT = 7450;
 
 /** Options of {@link writeContainerFederation}: those of a local federation, less the addresses. */
 export type ContainerFederationFilesOptions = Omit<FederationFilesOptions, 'coordinatorAddress' | 'listen' | 'force'>;
@@ -36,10 +39,14 @@ export async function writeContainerFederation(o: ContainerFederationFilesOption
     admins: [...o.admins],
     outDir: o.dir,
     coordinatorHosts: [COORDINATOR_HOST, 'localhost', '127.0.0.1'],
+    // A shard's certificate names its container's hostname, its part name.
+    aggregators: (o.aggregators ?? []).map((a) => ({ name: a.name, hosts: [a.name] })),
   });
   // The CA now exists, so this keeps the certificates above and writes models and configs.
   const files = await writeFederationFiles({ ...o, coordinatorAddress: `${COORDINATOR_HOST}:${COORDINATOR_PORT}`, listen: `0.0.0.0:${COORDINATOR_PORT}` });
-  for (const file of [...files.siteConfigs.values(), ...files.adminConfigs.values()]) {
+  // Made by this user now: a bind mount docker had to create would belong to root.
+  if (files.aggregatorConfigs.size > 0) await mkdir(join(o.dir, 'coordinator', 'state'), { recursive: true });
+  for (const file of [...files.siteConfigs.values(), ...files.adminConfigs.values(), ...files.aggregatorConfigs.values()]) {
     const cfg = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
     delete cfg['serverName'];
     await writeFile(file, `${JSON.stringify(cfg, null, 2)}\n`, { mode: 0o600 });
@@ -50,6 +57,8 @@ export async function writeContainerFederation(o: ContainerFederationFilesOption
 /** Host folders (and files) a part's container mounts, at the same paths. */
 export function memberMounts(files: FederationFiles, dir: string, part: string): string[] {
   if (part === COORDINATOR_HOST) return [join(dir, 'coordinator'), files.initialModel];
+  // An aggregator shard: its folder and the checkpoint storage it shares with the coordinator.
+  if (files.aggregatorConfigs.has(part)) return [join(dir, 'aggregators', part), join(dir, 'coordinator', 'state')];
   // `simulate` names a revived site `<site>-restarted`; it mounts the same site folder.
   return [join(dir, 'sites', part.replace(/-restarted$/, ''))];
 }

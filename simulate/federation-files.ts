@@ -39,8 +39,8 @@ export interface FederationFilesOptions {
   /**
    * Aggregator shards (issue 22), each named and dialled as a coordinator is: their certificates
    * and configs (`aggregator.json`, its checkpoint storage the first coordinator's state dir) go
-   * under `aggregators/<name>/`, and the coordinators' configs list them as `aggregators`. Only when
-   * the certificates are written now.
+   * under `aggregators/<name>/`, and the coordinators' configs list them as `aggregators`. A
+   * federation provisioned earlier must hold their certificates already.
    */
   readonly aggregators?: readonly CoordinatorEndpoint[];
   readonly run: CoordinatorOptions['run'];
@@ -120,8 +120,11 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
   const hostsOf = (address: string): string[] => [...new Set([targetHost(address), 'localhost', '127.0.0.1', '::1'])];
   const coordinators = several?.map((c) => ({ name: c.name, hosts: hostsOf(c.address) }));
   const aggregators = (o.aggregators ?? []).map((a) => ({ name: a.name, hosts: hostsOf(a.address) }));
-  if (!provisioned && aggregators.length > 0) {
-    throw new Error(`${o.dir} holds a federation already: aggregator certificates are issued with the federation's (pass force to issue new certificates for all)`);
+  // A federation provisioned earlier (a re-run, or a layout that provisions with its own host names) must hold every shard's certificate.
+  for (const a of provisioned ? [] : aggregators) {
+    if (!(await exists(join(o.dir, 'aggregators', a.name, 'aggregator.crt')))) {
+      throw new Error(`${o.dir} holds a federation without a certificate for aggregator shard ${a.name}: shard certificates are issued with the federation's (pass force to issue new certificates for all)`);
+    }
   }
   const manifest = provisioned
     ? await provisionFederation({

@@ -18,7 +18,7 @@ import { TORCH_TRAIN, type JobRunnerKind } from './torch-sites.js';
 import { STANDIN_STEP_MS, STANDIN_TRAIN, simulatedTraining, type StandinSites } from './standin-sites.js';
 import { freeLoopbackPort } from '../common/net.js';
 import { sleep } from '../common/backoff.js';
-import type { SimulateLayout } from './containers.js';
+import { SHARD_PORT, type SimulateLayout } from './containers.js';
 import { withMallocTuning } from '../common/malloc.js';
 import { configurePair, DEMO_LEASE, pairEndpoints, PairSupervisor, waitForLeader, type LeaderChange, type PairOptions, type PairSummary } from './ha-pair.js';
 import type { NatsCluster } from './nats-cluster.js';
@@ -70,8 +70,9 @@ export interface SimulateOptions {
   /** A standby pair over a NATS cluster instead of one coordinator (process layout only). */
   readonly pair?: PairOptions | undefined;
   /**
-   * Aggregator shards (issue 22) beside the one coordinator, as local processes (default 0): rounds
-   * aggregate on them. Refused with containers or a pair (not built).
+   * Aggregator shards (issue 22) beside the one coordinator (default 0): local processes, or with a
+   * container layout a container each sharing the coordinator's state dir; rounds aggregate on them.
+   * Refused with a pair (not built).
    */
   readonly shards?: number | undefined;
   /** Path of the CLI entry to start the parts with (`node <cli> coordinator …`). */
@@ -190,8 +191,14 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
   const layout = o.layout;
   if (o.pair && layout) throw new SimulateError('a standby pair runs as local processes, not in containers');
   const shardCount = o.shards ?? 0;
-  if (shardCount > 0 && (layout || o.pair)) throw new SimulateError('aggregator shards run beside one coordinator as local processes (not in containers, not with a standby pair, yet)');
-  const shards = await Promise.all(Array.from({ length: shardCount }, async (_, i) => ({ name: `shard-${i + 1}`, address: `localhost:${await freeLoopbackPort()}`, listen: '' })));
+  if (shardCount > 0 && o.pair) throw new SimulateError('aggregator shards run beside one coordinator (not with a standby pair, yet)');
+  // In containers a shard is reached by its container's hostname, as the coordinator is.
+  const shards = await Promise.all(
+    Array.from({ length: shardCount }, async (_, i) => {
+      const name = `shard-${i + 1}`;
+      return { name, address: layout ? `${name}:${SHARD_PORT}` : `localhost:${await freeLoopbackPort()}`, listen: '' };
+    }),
+  );
   const endpoints = o.pair ? await pairEndpoints() : undefined;
   const port = layout || endpoints ? 0 : await freeLoopbackPort();
   const address = layout?.coordinatorAddress ?? endpoints?.map((e) => e.address).join(',') ?? `localhost:${port}`;
@@ -200,7 +207,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
   const dashboardPort = layout || endpoints ? undefined : await freeLoopbackPort();
   const dashboard = dashboardPort === undefined ? undefined : { listen: `127.0.0.1:${dashboardPort}`, url: `http://127.0.0.1:${dashboardPort}` };
   const write = layout
-    ? layout.writeFiles
+    ? (f: Parameters<SimulateLayout['writeFiles']>[0]) => layout.writeFiles({ ...f, aggregators: shards })
     : endpoints
       ? (f: Parameters<SimulateLayout['writeFiles']>[0]) => writeFederationFiles({ ...f, coordinators: endpoints })
       : (f: Parameters<SimulateLayout['writeFiles']>[0]) => writeFederationFiles({ ...f, coordinatorAddress: address, listen: `127.0.0.1:${port}`, dashboard, aggregators: shards });

@@ -1,8 +1,12 @@
 /**
  * `fedhpc simulate --containers`: the local federation of `fedhpc simulate`, each part in its own
- * container, through the built CLI as a user runs it.
+ * container, through the built CLI as a user runs it; with `--shards 2`, each aggregator shard in a
+ * container of its own.
  */
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { docker } from '../../simulate/images.js';
 import { CLI } from '../helpers/federation.js';
@@ -40,6 +44,34 @@ describe.skipIf(skip)('fedhpc simulate --containers', () => {
     // Nothing is left behind: no container or network of any simulation.
     expect((await docker(['ps', '--all', '--quiet', '--filter', 'label=fedhpc.simulation'])).trim()).toBe('');
     expect((await docker(['network', 'ls', '--quiet', '--filter', 'name=fedhpc-sim-'])).trim()).toBe('');
+  });
+
+  it('runs a round aggregated on two shard containers beside the coordinator container, sharing its state dir', { timeout: 300_000 }, async () => {
+    await testImages();
+    const stateDir = mkdtempSync(join(tmpdir(), 'fedhpc-sim-shards-'));
+    try {
+      const r = spawnSync(process.execPath, [CLI, 'simulate', '--containers', '--shards', '2', '--sites', '2', '--rounds', '1', '--state-dir', stateDir, '--timeout', '240', '--json'], {
+        encoding: 'utf8',
+        timeout: 280_000,
+      });
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Line);
+      expect(lines.find((l) => l.type === 'summary')).toMatchObject({ rounds: 1, shards: { count: 2, roundsAggregated: 1 } });
+      // Each shard ran in a container of the federation's network (it reached the coordinator by its
+      // container hostname, which resolves only there) and stepped its part of the one round.
+      for (const shard of ['shard-1', 'shard-2']) {
+        const log = readFileSync(join(stateDir, 'logs', `${shard}.log`), 'utf8')
+          .split('\n')
+          .filter((l) => l.startsWith('{'))
+          .map((l) => JSON.parse(l) as { msg: string; shard: string; coordinator?: string });
+        expect(log.find((l) => l.msg === 'attached to the leader')).toMatchObject({ shard, coordinator: 'coordinator:7443' });
+        expect(log.filter((l) => l.msg === "aggregated the shard's part")).toHaveLength(1);
+      }
+      expect((await docker(['ps', '--all', '--quiet', '--filter', 'label=fedhpc.simulation'])).trim()).toBe('');
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
   });
 
   it('refuses --containers with a job runner, whose trainer needs a Python the image lacks', () => {

@@ -271,10 +271,10 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     admin.close();
   }, 200_000);
 
-  it('fedhpc simulate --shards 2 runs secure rounds aggregated on two local shard processes, and refuses shards in containers with a clear error', async () => {
-    const refused = (await fedhpc(['simulate', '--shards', '2', '--containers']).catch((e: unknown) => e)) as { code: number; stderr: string };
+  it('fedhpc simulate --shards 2 runs secure rounds aggregated on two local shard processes, and refuses shards with a standby pair with a clear error', async () => {
+    const refused = (await fedhpc(['simulate', '--shards', '2', '--coordinators', '2', '--nats-cluster', '3']).catch((e: unknown) => e)) as { code: number; stderr: string };
     expect(refused.code).toBe(2);
-    expect(refused.stderr).toContain('--shards runs beside one coordinator as local processes: not with --containers or --coordinators (not built yet)');
+    expect(refused.stderr).toContain('--shards runs beside one coordinator: not with --coordinators (not built yet)');
     const stateDir = await tempDir();
     const { stdout } = await exec(process.execPath, [CLI, 'simulate', '--sites', '3', '--rounds', '2', '--shards', '2', '--state-dir', stateDir, '--json'], { timeout: 120_000 });
     const summary = stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; shards?: unknown; rounds?: number }).find((r) => r.type === 'summary');

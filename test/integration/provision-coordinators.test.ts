@@ -94,7 +94,7 @@ describe('fedhpc provision --coordinators', () => {
     // Shards join a federation with its certificates, not later into one already provisioned.
     const again = (await fedhpc(['provision', '--federation', 'hafed', '--sites', 'bsc', '--admins', 'alice', '--out', dir, '--aggregators', 'h3:7452']).catch((e: unknown) => e)) as { code: number; stderr: string };
     expect(again.code).not.toBe(0);
-    expect(again.stderr).toContain('holds a federation already');
+    expect(again.stderr).toContain('holds a federation without a certificate for aggregator shard h3: shard certificates are issued with the federation');
     await expect(readFile(join(dir, 'aggregators', 'h3', 'aggregator.crt'))).rejects.toThrow(/ENOENT/);
   });
 

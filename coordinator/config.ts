@@ -156,6 +156,13 @@ function checkOverlap(train: Readonly<Record<string, unknown>>, ctx: z.Refinemen
 
 
 /** A run: how many rounds, k-of-n, deadlines, strategy and the training settings sent to sites. */
+/** How plain rounds combine deltas (`run.aggregator`); shards read the same JSON (`ShardAggregate.aggregator_json`). */
+export const aggregatorSchema = z.discriminatedUnion('name', [
+  z.object({ name: z.literal('mean') }).strict(),
+  z.object({ name: z.literal('median') }).strict(),
+  z.object({ name: z.literal('trimmed-mean'), trim: z.number().gt(0).lt(0.5) }).strict(),
+]);
+
 export const runSchema = z
   .object({
     id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'letters, digits, . _ - (at most 64)'),
@@ -174,13 +181,7 @@ export const runSchema = z
      * How plain rounds combine deltas: the weighted mean, or a robust aggregator (coordinate-wise
      * median, trimmed mean), which needs individual updates and so is refused under secure aggregation.
      */
-    aggregator: z
-      .discriminatedUnion('name', [
-        z.object({ name: z.literal('mean') }).strict(),
-        z.object({ name: z.literal('median') }).strict(),
-        z.object({ name: z.literal('trimmed-mean'), trim: z.number().gt(0).lt(0.5) }).strict(),
-      ])
-      .default({ name: 'mean' }),
+    aggregator: aggregatorSchema.default({ name: 'mean' }),
     /** Wire encoding of plain rounds' deltas; secure rounds always use masked fixed point. */
     encoding: z.enum(['f32', 'bf16', 'int8']).default('f32'),
     /**

@@ -28,7 +28,8 @@ export function trimCount(a: AggregatorOptions, n: number): number {
 
 /**
  * A {@link MeanSource} computing `aggregator` over the verified spools, slice by slice (memory:
- * one slice per site). `tensorElements` is the global model's value count per tensor.
+ * one slice per site). `tensorElements` is the value count per tensor of what is read: the global
+ * model's, or an aggregator shard's ranges (each spool then read from its `offset`).
  */
 export async function robustMean(
   aggregator: AggregatorOptions,
@@ -42,7 +43,7 @@ export async function robustMean(
   // Each site decoded on its own: a weighted "sum" of one spool with weight 1 is its values.
   const sources: SpoolSlices<Float32Array>[] = [];
   try {
-    for (const i of inputs) sources.push(await openWeightedSpools([{ path: i.path, encoding: i.encoding, weight: 1 }], tensorElements, { openSpool, ...(signal ? { signal } : {}) }));
+    for (const i of inputs) sources.push(await openWeightedSpools([{ path: i.path, encoding: i.encoding, weight: 1, ...(i.offset ? { offset: i.offset } : {}) }], tensorElements, { openSpool, ...(signal ? { signal } : {}) }));
   } catch (err) {
     for (const s of sources) await s.close();
     throw err;

@@ -28,6 +28,7 @@ import {
   plainMean,
   stepSlice,
 } from './checkpoint-writer.js';
+import { isRobust, robustMean, type AggregatorOptions } from './robust.js';
 import type { CheckpointStage, ShardWrites } from './staged-checkpoint.js';
 
 export interface PartAggregateOptions extends StepInputs, Pick<AggregateOptions, 'sliceElements' | 'openSpool' | 'signal' | 'pool'> {
@@ -44,6 +45,8 @@ export interface PartAggregateOptions extends StepInputs, Pick<AggregateOptions,
   readonly inputs: AggregateOptions['inputs'];
   /** Secure rounds: the unmasked mean of the shard's values instead, offsets from its first value. */
   readonly mean?: MeanSource;
+  /** Plain rounds: how the inputs combine (default the weighted mean); a robust one, coordinate-wise over the part. */
+  readonly aggregator?: AggregatorOptions;
 }
 
 /** A part's tensor range: values [start, start + count) of `tensor`. */
@@ -67,7 +70,7 @@ export async function aggregatePart(o: PartAggregateOptions): Promise<ShardWrite
     const owned = o.partition.shards[o.shard];
     if (owned === undefined) throw new CoordinatorError('BAD_REQUEST', `no shard ${o.shard} in a partition of ${o.partition.shards.length}`, { shard: o.shard });
     const counts = owned.map((part) => part.rows * (o.partition.tensors[part.tensor]?.rowValues ?? 0));
-    mean = o.mean ?? (await plainMean(o, counts));
+    mean = o.mean ?? (o.aggregator && isRobust(o.aggregator) ? await robustMean(o.aggregator, o.inputs, counts, o.openSpool, o.signal) : await plainMean(o, counts));
     const sources = await openStepSources(o, mean, opened);
     const ranges = partRanges(o, sources.global);
     for (const file of o.stage.files) {

@@ -357,6 +357,7 @@ export function shardAggregationToWire(a: ShardAggregation): ShardAggregate {
           weightSum: a.unmask.weightSum,
         }
       : null,
+    aggregatorJson: JSON.stringify(a.aggregator),
   };
 }
 

@@ -22,7 +22,9 @@ import { openFileSource } from '../../common/files.js';
 import type { ShardAggregate__Output, ShardAssignment__Output, ShardUnmask__Output } from '../../proto/index.js';
 import { type UnmaskPlan, unmaskedMean } from '../secure/unmask.js';
 import type { KernelPool } from '../aggregate/kernel-pool.js';
+import type { AggregatorOptions } from '../aggregate/robust.js';
 import { aggregatePart } from '../aggregate/shard-part.js';
+import { aggregatorSchema } from '../config.js';
 import type { CheckpointStage, ShardWrites } from '../aggregate/staged-checkpoint.js';
 import { CoordinatorError } from '../core/errors.js';
 import { CheckpointDir } from '../state/store.js';
@@ -63,6 +65,8 @@ export async function shardAggregate(
       throw new CoordinatorError('BAD_REQUEST', `optimizer_json: ${err instanceof AggregationError ? err.message : String(err)}`);
     }
   })();
+  const aggregator = aggregatorOf(request.aggregatorJson);
+  if (request.unmask && aggregator.name !== 'mean') throw new CoordinatorError('BAD_REQUEST', `a secure round aggregates by the mean, not ${aggregator.name}`);
   const inside = (path: string): string => insideStorage(checkpoints, path);
   const stage: CheckpointStage = {
     files: request.files.map((f) => ({
@@ -92,6 +96,7 @@ export async function shardAggregate(
   return aggregatePart({
     // A secure round's masked spools are read by the unmasking mean, never decoded as plain values.
     ...(mean ? { mean } : {}),
+    aggregator,
     inputs,
     store,
     stage,
@@ -106,6 +111,19 @@ export async function shardAggregate(
     ...(o.pool ? { pool: o.pool } : {}),
     ...(o.signal ? { signal: o.signal } : {}),
   });
+}
+
+/** The run's aggregator as the leader sent it (`aggregator_json`), checked as the run config checks it. */
+function aggregatorOf(json: string): AggregatorOptions {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    throw new CoordinatorError('BAD_REQUEST', `aggregator_json ${JSON.stringify(json.slice(0, 64))} is not JSON`);
+  }
+  const parsed = aggregatorSchema.safeParse(value);
+  if (!parsed.success) throw new CoordinatorError('BAD_REQUEST', `aggregator_json: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'value'}: ${i.message}`).join('; ')}`);
+  return parsed.data;
 }
 
 /** The unmasking the leader sent, checked: seeds of 32 bytes, a modulus of 16 or 32 bits. */

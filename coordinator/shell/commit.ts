@@ -14,7 +14,7 @@ import { busyFraction, finishesOf } from '../observe/busy.js';
 import { crashPoint } from '../core/crash-points.js';
 import { CoordinatorError } from '../core/errors.js';
 import { KernelPool } from '../aggregate/kernel-pool.js';
-import { isRobust, robustMean } from '../aggregate/robust.js';
+import { isRobust, robustMean, type AggregatorOptions } from '../aggregate/robust.js';
 import type { AttemptContext, RoundContext } from './context.js';
 import type { LayoutTensor } from '../upload/header.js';
 import { recordsOf, type ParticipantRecord } from '../state/records.js';
@@ -78,15 +78,15 @@ export class RoundCommitter {
       const aggregator = this.ctx.config().run.aggregator;
       const secure = this.ctx.secure();
       const metadata = { fedhpc_run: run.plan.runId, fedhpc_round: String(round) };
-      // Aggregator shards (issue 22) take the mean when every one of them is ready; otherwise (none
-      // configured, one away, a robust round) the coordinator aggregates alone.
-      const partition = isRobust(aggregator) ? undefined : this.ctx.o.shards?.readyPartition();
+      // Aggregator shards (issue 22) aggregate when every one of them is ready (the mean or a robust
+      // aggregator, each coordinate-wise over its range); otherwise the coordinator aggregates alone.
+      const partition = this.ctx.o.shards?.readyPartition();
       if (partition && this.ctx.o.shards) {
         const pool = await this.kernels();
         const unmask = secure
           ? await secure.shardUnmask(round, attempt, inputs.map((i) => i.path), new Map(inputs.map((i) => [i.site, i.weight])), elements, openFileSource, { ...(pool ? { pool } : {}), signal })
           : undefined;
-        const result = await this.aggregateOnShards(this.ctx.o.shards, partition, inputs, { round, attempt, metadata, unmask }, signal);
+        const result = await this.aggregateOnShards(this.ctx.o.shards, partition, inputs, { round, attempt, metadata, unmask, aggregator }, signal);
         this.ctx.log.info({ round, attempt, phase: 'aggregate', ms: this.ctx.o.clock.now() - t0, model: result.modelSha256, shards: partition.shards.length }, 'aggregated on the shards');
         this.ctx.dispatch({ type: 'aggregated', round, attempt, modelSha256: result.modelSha256 });
         return;
@@ -263,7 +263,13 @@ export class RoundCommitter {
     shards: ShardAggregationPort,
     partition: ModelPartition,
     inputs: readonly SpoolInput[],
-    at: { readonly round: number; readonly attempt: number; readonly metadata: Readonly<Record<string, string>>; readonly unmask: { readonly plan: UnmaskPlan; readonly weightSum: number } | undefined },
+    at: {
+      readonly round: number;
+      readonly attempt: number;
+      readonly metadata: Readonly<Record<string, string>>;
+      readonly unmask: { readonly plan: UnmaskPlan; readonly weightSum: number } | undefined;
+      readonly aggregator: AggregatorOptions;
+    },
     signal: AbortSignal,
   ): Promise<AggregateResult> {
     const run = this.ctx.run();
@@ -287,6 +293,7 @@ export class RoundCommitter {
           stage: { files: stage.files.map((f) => ({ ...f, path: rel(f.path) })) },
           sliceElements: this.ctx.o.config.limits.sliceElements,
           unmask: at.unmask,
+          aggregator: at.aggregator,
         },
         signal,
       );

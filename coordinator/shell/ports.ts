@@ -4,6 +4,7 @@
  * other. `RoundDriver` implements all three.
  */
 import type { ModelPartition } from '../../aggregation/index.js';
+import type { AggregatorOptions } from '../aggregate/robust.js';
 import type { CheckpointStage } from '../aggregate/staged-checkpoint.js';
 import type { UnmaskPlan } from '../secure/unmask.js';
 import type { ResolvedRun } from '../config.js';
@@ -96,6 +97,8 @@ export interface ShardAggregation {
   readonly sliceElements: number;
   /** A secure round: the rebuilt secrets and the checked Σw. */
   readonly unmask: { readonly plan: UnmaskPlan; readonly weightSum: number } | undefined;
+  /** How the inputs combine: the run's `aggregator` (robust ones coordinate-wise on each shard's range). */
+  readonly aggregator: AggregatorOptions;
 }
 
 /** What the round's aggregation asks of the aggregator shards (coordinator/shards/registry.ts, issue 22). */

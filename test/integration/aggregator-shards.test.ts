@@ -148,7 +148,12 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
    * A federation of builtin sites with two aggregator shards s1 and s2 listed in the coordinator's
    * config, and a runner for it: every part a process of the built CLI, the run driven to its end.
    */
-  async function shardFederation(federation: string, sites: readonly string[], run: { readonly rounds: number; readonly secure: boolean }, env: NodeJS.ProcessEnv = process.env) {
+  async function shardFederation(
+    federation: string,
+    sites: readonly string[],
+    run: { readonly rounds: number; readonly secure: boolean; readonly aggregator?: { readonly name: 'median' } },
+    env: NodeJS.ProcessEnv = process.env,
+  ) {
     const dir = await tempDir();
     const port = await freePort();
     const files = await writeFederationFiles({
@@ -170,6 +175,7 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
         strategy: { name: 'diloco' },
         train: { steps: 10, batchSize: 16, lr: 0.01 },
         secureAggregation: { enabled: run.secure },
+        ...(run.aggregator ? { aggregator: run.aggregator } : {}),
         deadlines: { openS: 60, trainingS: 60, uploadS: 60, aggregateS: 30, commitS: 30, evalS: 15 },
       },
     });
@@ -231,8 +237,8 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     admin.close();
   }, 400_000);
 
-  it('localShards: 2 makes the coordinator start its own shard processes, which aggregate the models the coordinator alone does, are restarted when killed and leave with a SIGKILLed coordinator', async () => {
-    const { files, admin, runToEnd } = await shardFederation('localrun', ['bsc', 'hlrs'], { rounds: 2, secure: false });
+  it('localShards: 2 makes the coordinator start its own shard processes, which aggregate (by the median) the models the coordinator alone does, are restarted when killed and leave with a SIGKILLed coordinator', async () => {
+    const { files, admin, runToEnd } = await shardFederation('localrun', ['bsc', 'hlrs', 'cines'], { rounds: 2, secure: false, aggregator: { name: 'median' } });
     await patchJsonFile(files.coordinatorConfig, ({ aggregators: _a, ...c }) => ({ ...c, stateDir: 'state-alone' }));
     const alone = await runToEnd('k0', { shards: false });
     await patchJsonFile(files.coordinatorConfig, (c) => ({ ...c, stateDir: 'state-local', localShards: 2 }));
@@ -260,6 +266,8 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     // The shards' lines are in the coordinator's log (their stdout is its), each naming its shard.
     const parts = lines(local.log).filter((l) => l['msg'] === "aggregated the shard's part");
     expect(parts.map((l) => l['shard']).sort()).toEqual(['local-1', 'local-1', 'local-2', 'local-2']);
+    // The models compared above are the shards' median against the coordinator's own, with no shards.
+    expect(lines(alone.log).filter((l) => l['msg'] === 'aggregated')).toHaveLength(2);
     expect(local.models).toEqual(alone.models);
     expect(lines(restarted).find((l) => l['msg'] === 'local aggregator shard exited; restarting it')).toMatchObject({ shard: 'local-2', signal: 'SIGKILL' });
 

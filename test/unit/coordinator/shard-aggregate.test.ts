@@ -26,6 +26,7 @@ import {
 import { openFileSource } from '../../../common/files.js';
 import { aggregateRound, type SpoolInput } from '../../../coordinator/aggregate/checkpoint-writer.js';
 import { KernelPool } from '../../../coordinator/aggregate/kernel-pool.js';
+import { isRobust, robustMean, type AggregatorOptions } from '../../../coordinator/aggregate/robust.js';
 import { aggregatePart } from '../../../coordinator/aggregate/shard-part.js';
 import { shardAggregate } from '../../../coordinator/shards/shard-aggregate.js';
 import { commitStagedCheckpoint, discardStagedCheckpoint, stageCheckpoint, type CheckpointStage, type ShardWrites } from '../../../coordinator/aggregate/staged-checkpoint.js';
@@ -105,6 +106,8 @@ interface StepRun {
   readonly step: number;
   readonly global: string;
   readonly previous: string | undefined;
+  /** How the deltas combine (default the weighted mean). */
+  readonly aggregator?: AggregatorOptions;
 }
 
 /** The server step in one process, from the whole deltas. */
@@ -116,7 +119,9 @@ async function wholeStep(store: LocalStateStore, run: StepRun): Promise<string> 
     await writeFile(path, d.bytes);
     inputs.push({ ...d.input, path });
   }
+  const robust = run.aggregator && isRobust(run.aggregator) ? await robustMean(run.aggregator, inputs, SIZES, openFileSource) : undefined;
   const result = await aggregateRound({
+    ...(robust ? { mean: robust } : {}),
     store,
     globalSha256: run.global,
     inputs,
@@ -160,6 +165,7 @@ async function shardStep(store: LocalStateStore, partition: ModelPartition, stag
     shard,
     globalSha256: run.global,
     inputs: await partSpools(store, partition, shard, run.step, o.inPlace),
+    ...(run.aggregator ? { aggregator: run.aggregator } : {}),
     optimizer: createOptimizer(OPTIMIZER),
     step: run.step,
     previousStateSha256: run.previous,
@@ -208,6 +214,35 @@ describe('sharded aggregation: shards step their parts into the files the leader
       }
       // Nothing staged is left once published.
       expect(await readdir(sharded.store.stagingDir)).toEqual([]);
+      global = expected;
+      previous = expected;
+    }
+  });
+
+  it.each([
+    [{ name: 'median' } as const, 3, true],
+    [{ name: 'trimmed-mean', trim: 0.34 } as const, 2, false],
+  ])('robust aggregator %o over K = %i shards (in place: %s): two DiLoCo steps give the files of one process, bit for bit, and not those of the mean', async (aggregator, k, inPlace) => {
+    const whole = await storeWithModel('whole');
+    const sharded = await storeWithModel('sharded');
+    const mean = await storeWithModel('mean');
+    const partition = partitionOf(k);
+    let global = whole.sha;
+    let previous: string | undefined;
+    let meanChain: { global: string; previous: string | undefined } = { global: mean.sha, previous: undefined };
+    for (const step of [1, 2]) {
+      const run = { step, global, previous, aggregator };
+      const expected = await wholeStep(whole.store, run);
+      const got = await shardedStep(sharded.store, partition, run, false, inPlace);
+      expect(got).toBe(expected);
+      for (const slot of ['momentum', MASTER_WEIGHTS_SLOT]) {
+        const name = `${got}.${slot}.safetensors`;
+        expect(await fileBytes(sharded.store, 'optimizer', name), slot).toEqual(await fileBytes(whole.store, 'optimizer', name));
+      }
+      // The robust steps are not the weighted mean's: the aggregator did reach the shards.
+      const byMean = await wholeStep(mean.store, { step, ...meanChain });
+      expect(byMean).not.toBe(expected);
+      meanChain = { global: byMean, previous: byMean };
       global = expected;
       previous = expected;
     }
@@ -301,6 +336,7 @@ describe('sharded aggregation: shards step their parts into the files the leader
       files: [],
       sliceElements: 4096,
       unmask: null,
+      aggregatorJson: '{"name":"mean"}',
     };
     const refused = (r: typeof request, a: typeof assignment | undefined): Promise<CoordinatorError> =>
       shardAggregate(store.dir, a, r).then(
@@ -313,6 +349,12 @@ describe('sharded aggregation: shards step their parts into the files the leader
     expect((await refused({ ...request, runId: 'other' }, assignment)).message).toMatch(/^asked to aggregate run other from model [0-9a-f]{64}, assigned run r from/);
     expect((await refused(request, undefined)).code).toBe('BAD_REQUEST');
     expect((await refused({ ...request, optimizerJson: '{"name":"sgd"}' }, assignment)).message).toMatch(/^optimizer_json: /);
+    // The aggregator is checked as the run config checks it; a secure round is the mean's.
+    expect((await refused({ ...request, aggregatorJson: '{"name":"krum"}' }, assignment)).message).toMatch(/^aggregator_json: name: Invalid discriminator value/);
+    expect((await refused({ ...request, aggregatorJson: '{"name":"trimmed-mean","trim":0.5}' }, assignment)).message).toMatch(/^aggregator_json: trim: /);
+    expect((await refused({ ...request, aggregatorJson: '' }, assignment)).message).toBe('aggregator_json "" is not JSON');
+    const secure = { ...request, aggregatorJson: '{"name":"median"}', unmask: { selfSeeds: [], droppedPairs: [], clip: 1, quantBits: 16, modulusBits: 32, weightSum: 1 } };
+    expect((await refused(secure as unknown as typeof request, assignment)).message).toBe('a secure round aggregates by the mean, not median');
   });
 });
 

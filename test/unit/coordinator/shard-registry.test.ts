@@ -51,6 +51,7 @@ const REQUEST: ShardAggregation = {
   stage: { files: [] },
   sliceElements: 4096,
   unmask: undefined,
+  aggregator: { name: 'mean' },
 };
 const answer = (ok: boolean, written: string[] = [], code = '', message = '') => ({ term: '0', round: '3', attempt: 1, ok, written, code, message });
 

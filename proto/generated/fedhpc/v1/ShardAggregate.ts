@@ -17,6 +17,7 @@ export interface ShardAggregate {
   'files'?: (_fedhpc_v1_StagedFile)[];
   'sliceElements'?: (number);
   'unmask'?: (_fedhpc_v1_ShardUnmask | null);
+  'aggregatorJson'?: (string);
 }
 
 export interface ShardAggregate__Output {
@@ -31,4 +32,5 @@ export interface ShardAggregate__Output {
   'files': (_fedhpc_v1_StagedFile__Output)[];
   'sliceElements': (number);
   'unmask': (_fedhpc_v1_ShardUnmask__Output | null);
+  'aggregatorJson': (string);
 }

@@ -127,7 +127,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
     // Read only once the driver below runs a run.
     plan: (): ShardPlanSource | undefined => {
       const run = driver.runContext;
-      return run ? { runId: run.plan.runId, globalSha256: run.globalSha256, tensors: run.tensors } : undefined;
+      return run ? { runId: run.plan.runId, globalSha256: run.globalSha256, shards: run.shards } : undefined;
     },
     now: () => clock.now(),
     onState: (change) => bus.emit('shard.state', change),

@@ -1,12 +1,12 @@
 /**
  * The leader's view of its aggregator shards (issue 22): the shards the config names, in shard
  * order; which of them holds an `Attach` stream; the part of the run's model each owns
- * (aggregation/partition.ts, K = the number of configured shards) and what each last said of its
+ * (aggregation/partition.ts, K = the number of configured shards, as the run journaled it) and what each last said of its
  * readiness. The registry sends every attached shard its assignment when it attaches and again when
  * the run or its global model changes, and runs an aggregation on the shards when every one is ready
  * (`aggregate`); every instruction carries the leader's term.
  */
-import { type ModelPartition, partitionModel, PARTITION_ALIGN_VALUES } from '../../aggregation/index.js';
+import { type ModelPartition, PARTITION_ALIGN_VALUES } from '../../aggregation/index.js';
 import { printable } from '../../common/text.js';
 import type { ShardAggregated__Output, ShardAssignment, ShardReadiness__Output } from '../../proto/index.js';
 import type { ShardAggregation } from '../shell/ports.js';
@@ -36,7 +36,8 @@ export interface ShardView {
 export interface ShardPlanSource {
   readonly runId: string;
   readonly globalSha256: string;
-  readonly tensors: readonly { readonly name: string; readonly shape: readonly number[] }[];
+  /** The run's partition as journaled (coordinator/shell/run-start.ts `journalPartition`), or why there is none. */
+  readonly shards: { readonly partition: ModelPartition | undefined; readonly problem: string };
 }
 
 /** One shard's attached stream, as the service hands it to the registry. */
@@ -87,10 +88,14 @@ export interface ShardRegistryOptions {
 
 export class ShardRegistry {
   private readonly records: ShardRecord[];
-  private cut: { readonly key: string; readonly partition: ModelPartition | undefined; readonly problem: string } | undefined;
 
   constructor(private readonly o: ShardRegistryOptions) {
     this.records = o.shards.map((s, index) => ({ name: s.name, endpoint: s.endpoint, index, state: 'detached', sinceMs: 0, link: undefined, sent: undefined, problem: '', freeBytes: 0, pending: undefined }));
+  }
+
+  /** The configured shards' names, in shard order. */
+  get names(): readonly string[] {
+    return this.records.map((r) => r.name);
   }
 
   /** Whether the config names shard `name`. */
@@ -258,15 +263,11 @@ export class ShardRegistry {
     };
   }
 
-  /** The run's partition over the configured shards, computed once per run; a model that cannot be cut says why. */
+  /** The run's partition over the configured shards, as the run journaled it; a model that cannot be cut says why. */
   private partition(): { readonly partition: ModelPartition | undefined; readonly problem: string } {
     const plan = this.o.plan();
     if (plan === undefined || this.records.length === 0) return { partition: undefined, problem: '' };
-    if (this.cut?.key !== plan.runId) {
-      const result = partitionModel(plan.tensors, this.records.length);
-      this.cut = result.ok ? { key: plan.runId, partition: result.value, problem: '' } : { key: plan.runId, partition: undefined, problem: `the model cannot be cut into ${this.records.length} shards: ${result.issues.join('; ')}` };
-    }
-    return this.cut;
+    return plan.shards;
   }
 
   private enter(r: ShardRecord, state: ShardState): void {

@@ -197,7 +197,7 @@ function attachOnce(
     const onAssignment = (term: string, a: ShardAssignment__Output): void => {
       const n = ++latest;
       update({ assignment: a });
-      const alog = log.child({ phase: 'assign', runId: a.runId, shard: a.shardIndex });
+      const alog = log.child({ phase: 'assign', runId: a.runId, shardIndex: a.shardIndex });
       alog.info({ first: a.firstValue, end: a.endValue, of: a.totalValues, model: a.globalModelSha256 }, 'assigned a part of the model');
       void checkAssignment(config.checkpoints, a).then((r) => {
         if (settled || n !== latest) return;

@@ -12,6 +12,7 @@ import type { RunPlan, SchedulerEvent, SchedulerState } from '../round/types.js'
 import type { RunControlState } from './run-control.js';
 import type { SecureSide } from '../secure/coordinator-side.js';
 import type { LayoutTensor, SpooledUpload, UploadIntent } from '../upload/header.js';
+import type { RunPartition } from './run-start.js';
 import type { RunBases } from '../upload/bases.js';
 
 /** The run being driven: its plan, optimizer and the global model its next round trains. */
@@ -27,6 +28,8 @@ export interface RunContext {
   tensors: LayoutTensor[];
   /** Committed models an upload may name as its base, and the work already counted. */
   readonly bases: RunBases;
+  /** The run's partition over its aggregator shards, as journaled (issue 22); none without shards. */
+  shards: RunPartition;
 }
 
 /** The open round attempt: its traffic and the verified uploads that join its sum. */

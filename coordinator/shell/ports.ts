@@ -103,6 +103,8 @@ export interface ShardAggregation {
 
 /** What the round's aggregation asks of the aggregator shards (coordinator/shards/registry.ts, issue 22). */
 export interface ShardAggregationPort {
+  /** The configured shards' names, in shard order. */
+  readonly names: readonly string[];
   /** The run's partition, when every configured shard is attached and ready for the run's model. */
   readyPartition(): ModelPartition | undefined;
   /** Every shard's part of one aggregation; resolves with each shard's writes per staged file, in shard order. */

@@ -2,7 +2,7 @@
  * Starting (or resuming) a run for the driver: the journal records that start or extend it, and
  * the `RunContext` its rounds are driven from.
  */
-import { createOptimizer, invariant } from '../../aggregation/index.js';
+import { createOptimizer, invariant, partitionModel, type ModelPartition } from '../../aggregation/index.js';
 import { auditedConfig } from '../audit/config.js';
 import type { ResolvedCoordinatorConfig, RunningConfig } from '../config.js';
 import { CoordinatorError } from '../core/errors.js';
@@ -16,8 +16,10 @@ import { matchJournaledRun, type RunResumption } from './run-match.js';
 import { describeModel } from './commit.js';
 import type { RunContext } from './context.js';
 import type { RunPlan } from '../round/types.js';
+import { recordsOf } from '../state/records.js';
 import type { StateStore } from '../state/store.js';
 import { RunBases } from '../upload/bases.js';
+import type { LayoutTensor } from '../upload/header.js';
 
 /**
  * Refuses (`RUN_CONFIG_MISMATCH`) a coordinator whose run, the one it would drive after a (re)start
@@ -94,5 +96,37 @@ export async function runContextOf(store: StateStore, recovered: RecoveredRun, p
     serverSteps: recovered.serverSteps,
     tensors: model.tensors,
     bases: new RunBases(recovered.started.initialModelSha256, recovered.committed),
+    shards: { partition: undefined, problem: '' },
   };
+}
+
+/** The run's partition over its shards as journaled, or why there is none. */
+export interface RunPartition {
+  readonly partition: ModelPartition | undefined;
+  /** Why shards that are configured do not get parts ('' when they do, or none are configured). */
+  readonly problem: string;
+}
+
+/**
+ * Journals how the run's model is cut over the configured aggregator shards (`names`, in shard
+ * order) from `fromRound` on, unless the run's last `shards-partitioned` record says the same
+ * already; a run that had shards and now has none journals that too (empty `shards`). A model
+ * that cannot be cut into that many parts journals nothing and says why.
+ */
+export async function journalPartition(store: StateStore, runId: string, fromRound: number, names: readonly string[], tensors: readonly LayoutTensor[]): Promise<RunPartition> {
+  const last = recordsOf(store.records().map((r) => r.body), runId, 'shards-partitioned').at(-1);
+  if (names.length === 0) {
+    if (last !== undefined && last.shards.length > 0) await store.append({ type: 'shards-partitioned', runId, fromRound, shards: [], alignValues: last.alignValues, bounds: [] });
+    return { partition: undefined, problem: '' };
+  }
+  const cut = partitionModel(tensors, names.length);
+  if (!cut.ok) return { partition: undefined, problem: `the model cannot be cut into ${names.length} shards: ${cut.issues.join('; ')}` };
+  const p = cut.value;
+  const same = last !== undefined && last.alignValues === p.alignValues && sameList(last.shards, names) && sameList(last.bounds, p.bounds);
+  if (!same) await store.append({ type: 'shards-partitioned', runId, fromRound, shards: [...names], alignValues: p.alignValues, bounds: [...p.bounds] });
+  return { partition: p, problem: '' };
+}
+
+function sameList<T>(a: readonly T[], b: readonly T[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

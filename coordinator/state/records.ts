@@ -77,6 +77,23 @@ export interface LeaderRecord {
   readonly address: string;
 }
 
+/**
+ * How a run's model is cut over its aggregator shards from round `fromRound` on (issue 22): written
+ * when a run starts with shards, and again when a coordinator resumes it with another set of shards
+ * (`shards` empty: from then on the coordinator aggregates alone). Shard s owns values
+ * [bounds[s], bounds[s + 1]) of the flat model (aggregation/partition.ts).
+ */
+export interface ShardsPartitionedRecord {
+  readonly type: 'shards-partitioned';
+  readonly runId: string;
+  readonly fromRound: number;
+  /** The shards' names, in shard order. */
+  readonly shards: readonly string[];
+  readonly alignValues: number;
+  /** K + 1 flat value offsets (K = 0: none). */
+  readonly bounds: readonly number[];
+}
+
 /** A run's round count raised by a later start with the same run id. */
 export interface RunExtendedRecord {
   readonly type: 'run-extended';
@@ -206,7 +223,8 @@ export type StateRecord =
   | SumCheckFailedRecord
   | SiteJoinedRecord
   | ReceiptRecord
-  | LeaderRecord;
+  | LeaderRecord
+  | ShardsPartitionedRecord;
 
 /** Whether one journal body is a record of `type`: the narrowing of {@link recordsOf}, for any run. */
 export function isRecordOf<T extends StateRecord['type']>(body: { readonly type: string }, type: T): body is Extract<StateRecord, { type: T }> {

@@ -267,6 +267,13 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     const parts = lines(local.log).filter((l) => l['msg'] === "aggregated the shard's part");
     expect(parts.map((l) => l['shard']).sort()).toEqual(['local-1', 'local-1', 'local-2', 'local-2']);
     // The models compared above are the shards' median against the coordinator's own, with no shards.
+    // The run's partition is in its journal, from round 1, with the bounds the shards were assigned.
+    const journal = (await readFile(join(files.coordinatorConfig, '..', 'state-local', 'journal.jsonl'), 'utf8')).trim().split('\n').map((l) => (JSON.parse(l) as { body: Record<string, unknown> }).body);
+    const partitioned = journal.filter((b) => b['type'] === 'shards-partitioned');
+    expect(partitioned).toEqual([expect.objectContaining({ runId: 'localrun', fromRound: 1, shards: ['local-1', 'local-2'], alignValues: 128 })]);
+    const bounds = partitioned[0]!['bounds'] as number[];
+    const assigned = lines(local.log).filter((l) => l['msg'] === 'assigned a part of the model' && l['shard'] === 'local-2').at(-1);
+    expect(assigned).toMatchObject({ first: String(bounds[1]), end: String(bounds[2]) });
     expect(lines(alone.log).filter((l) => l['msg'] === 'aggregated')).toHaveLength(2);
     expect(local.models).toEqual(alone.models);
     expect(lines(restarted).find((l) => l['msg'] === 'local aggregator shard exited; restarting it')).toMatchObject({ shard: 'local-2', signal: 'SIGKILL' });

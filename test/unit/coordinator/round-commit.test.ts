@@ -108,6 +108,7 @@ async function harness(globalSha256: string): Promise<{ ctx: RoundContext; event
     serverSteps: 0,
     tensors: model.tensors,
     bases: new RunBases(globalSha256),
+    shards: { partition: undefined, problem: '' },
   };
   const bus = new EventBus();
   const o = {

@@ -7,17 +7,20 @@
  * shard-terms.test.ts and the integration tests).
  */
 import { describe, expect, it } from 'vitest';
+import { AggregationError, partitionModel, unwrap } from '../../../aggregation/index.js';
 import { CoordinatorError } from '../../../coordinator/core/errors.js';
 import { ShardRegistry, type ShardLink } from '../../../coordinator/shards/registry.js';
 import type { ShardAggregation } from '../../../coordinator/shell/ports.js';
 
+const TENSORS = [
+  { name: 'w', shape: [64, 128] },
+  { name: 'b', shape: [128] },
+];
 const PLAN = {
   runId: 'run-1',
   globalSha256: 'a'.repeat(64),
-  tensors: [
-    { name: 'w', shape: [64, 128] },
-    { name: 'b', shape: [128] },
-  ],
+  // The run's journaled partition over the two shards.
+  shards: { partition: unwrap(partitionModel(TENSORS, 2), AggregationError, 'partition'), problem: '' },
 };
 
 type Sent = Parameters<ShardLink['send']>[0];

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- salamandra-2b [--dir DIR] [--only plain,secure] [--keep] [--profile DIR] [--model-dtype BF16|F32] [--json]`:
+ * `npm run bench -- salamandra-2b [--dir DIR] [--only plain,secure] [--keep] [--profile DIR] [--model-dtype BF16|F32] [--shards K] [--json]`:
  * one full DiLoCo round of a synthetic model with Salamandra-2B's real tensor names and shapes
  * (2,253,490,176 parameters, BF16 as Salamandra's checkpoints are; `--model-dtype F32` for the
  * F32 model the figures before session 11 used) across 4 sites on this machine, as separate processes over gRPC and
@@ -10,8 +10,11 @@
  * `open` to `aggregate` ÷ the GB it took in (target ≤ 3), and `salamandraSiteCpuPerGb`, the
  * busiest agent's own CPU over the round ÷ the GB it sent (target ≤ 4), with their `…Secure…`
  * counterparts and the secure ÷ plain ratios (target ≤ 1.3). `--params N` runs the same round on
- * a block model of N parameters instead (a quick profile of the same path; not the figure). Not part
- * of CI: it needs about 65 GB of free disk and a quarter of an hour.
+ * a block model of N parameters instead (a quick profile of the same path; not the figure).
+ * `--shards K` (issue 22) runs each kind twice, the coordinator alone and then with `localShards: K`
+ * (its own shard processes aggregate), and reports the round time of the second over the first
+ * (target ≤ 1.05 here) and each process's peak RSS (target ≤ 0.5 GB). Not part of CI: it needs
+ * about 65 GB of free disk and a quarter of an hour (twice that with `--shards`).
  *
  * Disk is the constraint, so the sites do not download what they already hold: once the
  * coordinator has imported the initial model into its store, each site's model cache gets a hard
@@ -21,7 +24,7 @@
  * Salamandra-2B shard's is ≈ 5e-4).
  */
 import { existsSync } from 'node:fs';
-import { link, mkdir, mkdtemp, rm, statfs } from 'node:fs/promises';
+import { link, mkdir, mkdtemp, readFile, rm, statfs } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,8 +40,9 @@ const SALAMANDRA_PARAMS = 2_253_490_176;
 const KINDS = ['plain', 'secure'] as const;
 type Kind = (typeof KINDS)[number];
 
-function parse(args: readonly string[]): { dir: string; only: Set<Kind>; keep: boolean; profile: string | undefined; params: number | undefined; dtype: 'BF16' | 'F32' } {
+function parse(args: readonly string[]): { dir: string; only: Set<Kind>; keep: boolean; profile: string | undefined; params: number | undefined; dtype: 'BF16' | 'F32'; shards: number } {
   let dir = tmpdir();
+  let shards = 0;
   let dtype: 'BF16' | 'F32' = 'BF16';
   let profile: string | undefined;
   let params: number | undefined;
@@ -58,12 +62,15 @@ function parse(args: readonly string[]): { dir: string; only: Set<Kind>; keep: b
       if (d !== 'BF16' && d !== 'F32') throw new Error(`salamandra-2b: --model-dtype takes BF16 or F32, got ${JSON.stringify(d ?? '')}`);
       dtype = d;
     }
-    else if (a === '--params' && args[i + 1]) {
+    else if (a === '--shards') {
+      shards = Number(args[++i]);
+      if (!Number.isSafeInteger(shards) || shards < 1 || shards > 16) throw new Error('salamandra-2b: --shards takes a whole number from 1 to 16');
+    } else if (a === '--params' && args[i + 1]) {
       params = Number(args[++i]);
       if (!Number.isSafeInteger(params) || params < 4000) throw new Error('salamandra-2b: --params takes a whole number ≥ 4000');
-    } else throw new Error(`salamandra-2b: unknown option ${a} (known: --dir DIR, --only plain,secure, --keep, --profile DIR, --params N, --model-dtype BF16|F32)`);
+    } else throw new Error(`salamandra-2b: unknown option ${a} (known: --dir DIR, --only plain,secure, --keep, --profile DIR, --params N, --model-dtype BF16|F32, --shards K)`);
   }
-  return { dir, only, keep, profile, params, dtype };
+  return { dir, only, keep, profile, params, dtype, shards };
 }
 
 function trainerPath(): string {
@@ -92,12 +99,13 @@ async function seedSiteCaches(paths: FederationPaths, sha256: string, modelPath:
   return stored;
 }
 
-async function run(kind: Kind, root: string, modelPath: string, sha256: string, profile: string | undefined, log: (l: string) => void): Promise<RoundFigures> {
+async function run(kind: Kind, root: string, modelPath: string, sha256: string, profile: string | undefined, log: (l: string) => void, shards = 0): Promise<RoundFigures> {
   const secure = kind === 'secure';
   let stored: string | undefined;
   try {
     return await runBenchRound({
-      name: kind,
+      name: shards > 0 ? `${kind}-k${shards}` : kind,
+      ...(shards > 0 ? { coordinator: (c: Record<string, unknown>) => ({ ...c, localShards: shards }) } : {}),
       root,
       sites: SITES,
       modelPath,
@@ -122,6 +130,39 @@ async function run(kind: Kind, root: string, modelPath: string, sha256: string, 
   } finally {
     if (stored !== undefined && !existsSync(modelPath)) await link(stored, modelPath);
   }
+}
+
+/**
+ * The same round with the coordinator's `localShards: K` (issue 22): its round time over the
+ * coordinator alone's (`alone`), and the peak RSS of the coordinator and of each shard process.
+ */
+async function withShards(
+  kind: Kind,
+  shards: number,
+  alone: RoundFigures,
+  o: { readonly root: string; readonly modelPath: string; readonly sha256: string; readonly profile: string | undefined; readonly keep: boolean; readonly log: (l: string) => void },
+): Promise<Record<string, number | string>> {
+  const r = await run(kind, o.root, o.modelPath, o.sha256, o.profile, o.log, shards);
+  const onShards = (await readFile(join(r.dir, 'logs', 'coordinator.log'), 'utf8')).includes('"msg":"aggregated on the shards"');
+  if (!onShards || r.shards.length !== shards) throw new Error(`salamandra-2b: the ${kind} round with ${shards} local shards did not aggregate on them (${r.shards.length} shard processes seen); logs in ${r.dir}`);
+  const cap = kind === 'plain' ? '' : 'Secure';
+  const gb = (b: number): number => Math.round(b / 1e7) / 100;
+  const aggregateS = (f: RoundFigures): number => f.phases.find(([p]) => p === 'aggregate')?.[1] ?? Number.NaN;
+  o.log(
+    `  ${kind}, ${shards} local shards: round ${r.roundS.toFixed(1)} s (alone ${alone.roundS.toFixed(1)} s, ×${(r.roundS / alone.roundS).toFixed(2)}; target ≤ 1.05); aggregate ${aggregateS(r).toFixed(1)} s (alone ${aggregateS(alone).toFixed(1)} s); ` +
+      `peak RSS coordinator ${gb(r.coordinatorPeakRssBytes)} GB, shards ${r.shards.map((s) => gb(s.peakRssBytes)).join(', ')} GB (target ≤ 0.5); shard CPU s ${r.shards.map((s) => s.cpuS.toFixed(1)).join(', ')}`,
+  );
+  if (!o.keep) await rm(r.dir, { recursive: true, force: true });
+  return {
+    [`salamandra${cap}ShardsRoundS`]: Math.round(r.roundS * 10) / 10,
+    [`salamandra${cap}ShardsOverAloneRoundS`]: Math.round((r.roundS / alone.roundS) * 100) / 100,
+    [`salamandra${cap}ShardsAggregateS`]: Math.round(aggregateS(r) * 10) / 10,
+    [`salamandra${cap}AloneAggregateS`]: Math.round(aggregateS(alone) * 10) / 10,
+    [`salamandra${cap}ShardsCoordinatorPeakRssGB`]: gb(r.coordinatorPeakRssBytes),
+    [`salamandra${cap}ShardPeakRssGB`]: Math.max(...r.shards.map((s) => gb(s.peakRssBytes))),
+    [`salamandra${cap}ShardCpuS`]: r.shards.map((s) => s.cpuS.toFixed(1)).join(', '),
+    [`salamandra${cap}ShardsPhases`]: phaseLine(r),
+  };
 }
 
 export const salamandra2b: Benchmark = {
@@ -166,6 +207,7 @@ export const salamandra2b: Benchmark = {
         });
         // Keep the initial model (the coordinator's copy, same bytes) for the next round, drop the rest.
         if (!o.keep) await rm(join(root, kind), { recursive: true, force: true });
+        if (o.shards > 0) Object.assign(figures, await withShards(kind, o.shards, r, { root, modelPath, sha256, profile: o.profile, keep: o.keep, log }));
       }
       const peaks = KINDS.filter((k) => o.only.has(k)).map((k) => Number(figures[`salamandra${k === 'plain' ? '' : 'Secure'}PeakRssGB`]));
       figures['salamandraPeakRssGB'] = Math.max(...peaks);

@@ -7,7 +7,7 @@
  * seconds per process from `/proc/<pid>/stat` over the same span; the coordinator's peak RSS.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,6 +52,22 @@ export function peakRssBytes(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+/** The live processes whose parent is `pid` (a coordinator's local aggregator shards), from /proc. */
+export function childPids(pid: number): number[] {
+  const found: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      // Field 4, the parent's pid, follows "(comm) state".
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) found.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
 }
 
 /** Polls /proc so a process that dies (a dropped site) keeps its last reading. */
@@ -164,6 +180,8 @@ export interface RoundFigures {
    */
   readonly coordinatorIngestCpuS: number;
   readonly coordinatorPeakRssBytes: number;
+  /** The coordinator's child processes (its `localShards`), each one's CPU over the round and peak RSS. */
+  readonly shards: readonly { readonly cpuS: number; readonly peakRssBytes: number }[];
   /** Per surviving site agent over the round (its own CPU, not the trainer's). */
   readonly siteCpuS: number[];
   /** Per surviving site: its trainer's CPU (reaped children of the agent). */
@@ -196,7 +214,11 @@ export async function runBenchRound(o: BenchRoundOptions): Promise<RoundFigures>
   const adminDir = join(dir, 'federation', 'admins', 'admin');
   const admin = new AdminClient({ coordinator: address, tls: { ca: join(adminDir, 'ca.crt'), cert: join(adminDir, 'admin.crt'), key: join(adminDir, 'admin.key') } });
   const stop = new AbortController();
-  const watch = new CpuWatch(() => procs.map((p) => p.child.pid).filter((pid): pid is number => pid !== undefined));
+  // The coordinator's children (local aggregator shards) are watched too.
+  const watch = new CpuWatch(() => {
+    const pids = procs.map((p) => p.child.pid).filter((pid): pid is number => pid !== undefined);
+    return pids.length > 0 ? [...pids, ...childPids(pids[0]!)] : pids;
+  });
   const nodeArgs = o.nodeArgs ?? (() => []);
   try {
     const coordinator = await startProc('coordinator', ['coordinator', '--config', files.coordinatorConfig], logDir, nodeArgs('coordinator'));
@@ -250,6 +272,8 @@ export async function runBenchRound(o: BenchRoundOptions): Promise<RoundFigures>
     const done = await Promise.race([committed, died, timeout]);
     const end = watch.sample();
     const coordinatorPeakRssBytes = peakRssBytes(coordinator.child.pid ?? -1);
+    const shardPids = childPids(coordinator.child.pid ?? -1);
+    const shardPeaks = shardPids.map(peakRssBytes);
     const start = leftOpen;
     if (!start) throw new Error(`bench ${o.name}: the round committed without leaving open?`);
 
@@ -276,6 +300,7 @@ export async function runBenchRound(o: BenchRoundOptions): Promise<RoundFigures>
       coordinatorCpuS: cpu(coordinator.child.pid, 'self'),
       coordinatorIngestCpuS: ingested && coordinator.child.pid !== undefined ? (ingested.get(coordinator.child.pid)?.self ?? 0) - (start.get(coordinator.child.pid)?.self ?? 0) : Number.NaN,
       coordinatorPeakRssBytes,
+      shards: shardPids.map((pid, i) => ({ cpuS: cpu(pid, 'self'), peakRssBytes: shardPeaks[i]! })),
       siteCpuS: survivors.map((p) => cpu(p.child.pid, 'self')),
       trainerCpuS: survivors.map((p) => cpu(p.child.pid, 'children')),
       dir,

@@ -17,6 +17,9 @@ import { backoffDelay, sleep } from '../../common/backoff.js';
 import type { Logger } from '../../common/logger.js';
 import type { ShardConfigInput } from './config.js';
 
+/** A shard's log level: the coordinator's own, handed down. */
+type ShardLogLevel = NonNullable<NonNullable<ShardConfigInput['log']>['level']>;
+
 /** The names of K local shards, in shard order. */
 export function localShardNames(count: number): string[] {
   return Array.from({ length: count }, (_, i) => `local-${i + 1}`);
@@ -33,7 +36,7 @@ export interface LocalShardsOptions {
   readonly certPem: Buffer;
   /** The coordinator's `stateDir`: its checkpoint storage, and where the shards' configs are written. */
   readonly stateDir: string;
-  readonly logLevel: string;
+  readonly logLevel: ShardLogLevel;
   readonly logger: Logger;
   /** The `fedhpc` CLI script run by Node (default: this build's dist/cli/main.js). */
   readonly cli?: string;
@@ -77,7 +80,7 @@ export async function startLocalShards(o: LocalShardsOptions): Promise<LocalShar
         tls: { ca: resolve(o.tls.ca), cert: resolve(o.tls.cert), key: resolve(o.tls.key) },
         checkpoints: resolve(o.stateDir),
         reconnect: { initialMs: 200, maxMs: 2_000 },
-        log: { level: o.logLevel as 'info' },
+        log: { level: o.logLevel },
       };
       const file = join(dir, `${name}.json`);
       await writeFile(file, `${JSON.stringify(config, null, 2)}\n`);

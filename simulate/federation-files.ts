@@ -230,6 +230,7 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
       ...(serverName ? { serverName } : {}),
       tls: { ca: 'ca.crt', cert: 'aggregator.crt', key: 'aggregator.key' },
       checkpoints: relative(dir, checkpoints),
+      stateDir: 'state',
     };
     await mkdir(dir, { recursive: true });
     await writeJson(file, cfg);

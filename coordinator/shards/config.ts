@@ -22,6 +22,12 @@ export const shardConfigSchema = z
      * coordinator's journal.
      */
     checkpoints: z.string().min(1),
+    /**
+     * The shard's own folder: it keeps the highest leadership term it has followed there (`term`),
+     * so that a restarted shard still refuses a deposed leader. Absent: the term is kept in memory
+     * only, and a restarted shard learns it again from the first leader that reaches it.
+     */
+    stateDir: z.string().min(1).optional(),
     /** Waits between attempts to reach a coordinator: full jitter, doubling up to `maxMs`. */
     reconnect: z
       .object({ initialMs: z.number().int().min(10).max(60_000).default(500), maxMs: z.number().int().min(10).max(600_000).default(10_000) })
@@ -40,5 +46,6 @@ export function loadShardConfig(file: string): ResolvedShardConfig {
     ...c,
     tls: { ca: rel(c.tls.ca), cert: rel(c.tls.cert), key: rel(c.tls.key) },
     checkpoints: rel(c.checkpoints),
+    ...(c.stateDir !== undefined ? { stateDir: rel(c.stateDir) } : {}),
   }));
 }

@@ -79,6 +79,7 @@ export async function startLocalShards(o: LocalShardsOptions): Promise<LocalShar
         // Absolute: a shard's config resolves relative paths against its own folder.
         tls: { ca: resolve(o.tls.ca), cert: resolve(o.tls.cert), key: resolve(o.tls.key) },
         checkpoints: resolve(o.stateDir),
+        stateDir: resolve(dir, name),
         reconnect: { initialMs: 200, maxMs: 2_000 },
         log: { level: o.logLevel },
       };

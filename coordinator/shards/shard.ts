@@ -4,7 +4,8 @@
  * can serve its part (./readiness.ts); asked to aggregate, it steps its part of the model into the
  * checkpoint the leader staged (./shard-aggregate.ts) and reports what it wrote. It follows the leadership terms the leader's instructions
  * carry: an instruction of a term below the highest it has followed is refused and the shard dials
- * on, so a deposed leader that still talks cannot direct it. It finds the leader as sites do
+ * on, so a deposed leader that still talks cannot direct it; with a `stateDir` the highest term
+ * survives a restart (./term-file.ts). It finds the leader as sites do
  * (docs/protocol.md, "Standby coordinators and NOT_LEADER"): the configured addresses in order, a
  * standby's `NOT_LEADER` hint first, jittered backoff once every address has been tried.
  */
@@ -30,6 +31,7 @@ import { printable } from '../../common/text.js';
 import type { ResolvedShardConfig } from './config.js';
 import { checkAssignment } from './readiness.js';
 import { shardAggregate } from './shard-aggregate.js';
+import { keepTerm, readKeptTerm } from './term-file.js';
 
 /** A refusal no retry can mend: the shard stops (its certificate, its name or its version is wrong). */
 export class ShardRefusedError extends Error {
@@ -85,7 +87,9 @@ export async function runShard(o: RunShardOptions): Promise<void> {
   const random = o.random ?? Math.random;
   const tls = readTlsFiles(config.tls);
   const { AggregatorService } = loadProto().fedhpc.v1;
-  let state: ShardState = { term: 0n, coordinator: undefined, assignment: undefined };
+  // The term followed before a restart, when the shard keeps one (its `stateDir`).
+  let state: ShardState = { term: config.stateDir ? readKeptTerm(config.stateDir) : 0n, coordinator: undefined, assignment: undefined };
+  if (state.term > 0n) logger.info({ term: String(state.term) }, 'following the leadership term kept before the restart');
   const update = (patch: Partial<ShardState>): void => {
     state = { ...state, ...patch };
     o.onState?.(state);
@@ -215,7 +219,17 @@ function attachOnce(
         settle({ kind: 'older-term', attached });
         return;
       }
-      if (term > highest) log.info({ term: instruction.term }, 'following leadership term');
+      if (term > highest) {
+        // Kept before it is acted on: a restart must not forget a term the shard has obeyed.
+        try {
+          if (config.stateDir) keepTerm(config.stateDir, term);
+        } catch (err) {
+          log.error({ term: instruction.term, err }, 'cannot keep the leadership term in the state dir: not following it; dialling on');
+          settle({ kind: 'ended', attached });
+          return;
+        }
+        log.info({ term: instruction.term }, 'following leadership term');
+      }
       if (!attached) log.info({ term: instruction.term }, 'attached to the leader');
       attached = true;
       update({ term, coordinator: target });

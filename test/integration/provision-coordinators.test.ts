@@ -84,7 +84,7 @@ describe('fedhpc provision --coordinators', () => {
     const coordinator = JSON.parse(await readFile(join(dir, 'coordinator', 'coordinator.json'), 'utf8')) as Record<string, unknown>;
     expect(coordinator['aggregators']).toEqual([{ name: 'shard-1-example-org', endpoint: 'shard-1.example.org:7450' }, { name: 's2', endpoint: '10.0.0.9:7451' }]);
     const shardConfig = JSON.parse(await readFile(summary.aggregators['s2']!, 'utf8')) as Record<string, unknown>;
-    expect(shardConfig).toMatchObject({ federation: 'hafed', name: 's2', coordinators: ['localhost:7443'], checkpoints: join('..', '..', 'coordinator', 'state') });
+    expect(shardConfig).toMatchObject({ federation: 'hafed', name: 's2', coordinators: ['localhost:7443'], checkpoints: join('..', '..', 'coordinator', 'state'), stateDir: 'state' });
     const s2 = await certificate(join(dir, 'aggregators', 's2', 'aggregator.crt'));
     expect(s2).toEqual({ cn: 's2', sans: expect.arrayContaining(['IP Address:10.0.0.9', 'DNS:localhost', 'URI:fedhpc://hafed/aggregator/s2']) as string[] });
     expect(new X509Certificate(await readFile(join(dir, 'aggregators', 's2', 'aggregator.crt'))).subject).toContain('OU=aggregator');

@@ -7,7 +7,7 @@
  * (the lease itself is tested with NATS in the HA tests).
  */
 import * as grpc from '@grpc/grpc-js';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -66,18 +66,20 @@ async function startLeader(term: number): Promise<CoordinatorHandle> {
   return handle;
 }
 
-/** Runs the shard of `files` dialling `coordinators`; its states as they change. */
-function startShard(coordinators: string[]): { states: ShardState[]; lines: () => string } {
-  const config = { ...loadShardConfig(files.aggregatorConfigs.get('s1')!), coordinators, reconnect: { initialMs: 50, maxMs: 200 } };
+/** Runs the shard of `files` dialling `coordinators`; its states as they change; `stop` ends it. */
+function startShard(coordinators: string[], o: { keepTerm?: boolean } = {}): { states: ShardState[]; lines: () => string; stop: () => Promise<void> } {
+  const { stateDir, ...loaded } = loadShardConfig(files.aggregatorConfigs.get('s1')!);
+  const config = { ...loaded, ...(o.keepTerm ? { stateDir } : {}), coordinators, reconnect: { initialMs: 50, maxMs: 200 } };
   const log = testLogger({ expect: [/coordinator unavailable/, /refused an instruction of an older leadership term/] });
   const states: ShardState[] = [];
   const ac = new AbortController();
   const done = runShard({ config, logger: log.logger, signal: ac.signal, onState: (s) => states.push(s) });
-  stops.push(async () => {
+  const stop = async (): Promise<void> => {
     ac.abort();
     await done;
-  });
-  return { states, lines: () => JSON.stringify(log.lines) };
+  };
+  stops.push(stop);
+  return { states, lines: () => JSON.stringify(log.lines), stop };
 }
 
 describe('an aggregator shard and leadership terms', () => {
@@ -145,6 +147,29 @@ describe('an aggregator shard and leadership terms', () => {
     leader = await startLeader(5);
     stops.push(() => leader.stop());
     await waitFor('attached again at term 5', async () => (shard.states.filter((s) => s.term === 5n && s.coordinator !== undefined).length > 1 ? true : undefined), 20_000, 50);
+  }, 60_000);
+
+  it('a shard with a state dir keeps the highest term it followed: restarted, it still refuses a leader of an older term; a corrupt term file stops it', async () => {
+    let leader = await startLeader(7);
+    const first = startShard([`localhost:${port}`], { keepTerm: true });
+    await waitFor('attached at term 7', async () => (first.states.some((s) => s.term === 7n && s.assignment !== undefined) ? true : undefined), 20_000, 50);
+    const stateDir = loadShardConfig(files.aggregatorConfigs.get('s1')!).stateDir!;
+    expect(await readFile(join(stateDir, 'term'), 'utf8')).toBe('7\n');
+    await first.stop();
+    await leader.stop();
+
+    // Restarted while a deposed leader of term 5 holds the address: the shard hellos with term 7 and is refused.
+    leader = await startLeader(5);
+    const again = startShard([`localhost:${port}`], { keepTerm: true });
+    await waitFor('refused by the older term', async () => (again.lines().includes('above this coordinator') ? true : undefined), 20_000, 50);
+    expect(again.lines()).toContain('following the leadership term kept before the restart');
+    expect(again.states.every((s) => s.coordinator === undefined && s.term === 7n)).toBe(true);
+    await again.stop();
+    await leader.stop();
+
+    // A term file that holds no term: the shard refuses to start, naming it.
+    await writeFile(join(stateDir, 'term'), 'seven\n');
+    await expect(runShard({ config: loadShardConfig(files.aggregatorConfigs.get('s1')!), logger: testLogger().logger, signal: AbortSignal.timeout(5_000) })).rejects.toThrow(/term holds no leadership term \("seven\\n"\)/);
   }, 60_000);
 
   it('termAllows: the same or a newer term, never an older one', () => {

@@ -120,8 +120,8 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
         if (deleted.length > 0) logger.info({ deleted, retention }, 'checkpoints deleted by retention');
       }
     : undefined;
-  // Local shards (`localShards`) are listed as the configured ones are; they dial this coordinator's own port.
-  const shardList = config.localShards > 0 ? localShardNames(config.localShards).map((name) => ({ name, endpoint: config.listen })) : config.aggregators;
+  // Local shards (`localShards`) are listed as the configured ones are; no site dials them, so their endpoint reads `local`.
+  const shardList = config.localShards > 0 ? localShardNames(config.localShards).map((name) => ({ name, endpoint: 'local' })) : config.aggregators;
   const shards: ShardRegistry = new ShardRegistry({
     shards: shardList,
     // Read only once the driver below runs a run.

@@ -257,6 +257,11 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
         }, 15_000, 100);
         await waitFor('local-2 ready again', async () => ((await admin.status().catch(() => undefined))?.shards.every((x) => x.state === 'ready') ? true : undefined), 30_000, 200);
         restarted = await coordinator.logText();
+        // `admin status` names them as local shards, not by an address no site dials.
+        expect((await admin.status()).shards.map((x) => [x.shardId, x.endpoint, x.state])).toEqual([
+          ['local-1', 'local', 'ready'],
+          ['local-2', 'local', 'ready'],
+        ]);
         // The coordinator SIGKILLed (no shutdown of its own): its shards see their stdin close and exit.
         await coordinator.stop('SIGKILL');
         await waitFor('no local shard left', async () => ((await pidOf(configOf('local-1')).catch(() => undefined)) === undefined && (await pidOf(configOf('local-2')).catch(() => undefined)) === undefined ? true : undefined), 15_000, 200);

@@ -45,9 +45,11 @@ export function aggregatorServiceHandlers(o: AggregatorServiceOptions): Aggregat
         // This coordinator's own certificate is one of its local shards; the hello says which.
         local = o.local !== undefined && call.getAuthContext().sslPeerCertificate?.raw?.equals(o.local.certificate) === true;
         identity = authenticate(call, o.resolver, local ? 'coordinator' : 'aggregator');
-        if (!local && !o.shards.has(identity.id)) {
+        // With local shards, no other certificate is a shard, whatever its name (`local-1` included).
+        if (!local && (o.local !== undefined || !o.shards.has(identity.id))) {
           o.refusals.refused({ reason: 'not_member', peer: call.getPeer(), cause: 'aggregator', fingerprint: identity.fingerprint256, site: identity.id });
-          throw new CoordinatorError('NOT_MEMBER', `aggregator ${identity.id} is not one of this coordinator's shards (its config's aggregators)`, { shard: identity.id });
+          const why = o.local !== undefined ? 'it runs only the local shards it starts (localShards)' : "not in its config's aggregators";
+          throw new CoordinatorError('NOT_MEMBER', `aggregator ${identity.id} is not one of this coordinator's shards: ${why}`, { shard: identity.id });
         }
       } catch (err) {
         call.emit('error', toServiceError(err));
@@ -81,7 +83,7 @@ function serveAttach(call: AttachCall, certified: string | undefined, o: Aggrega
     try {
       if (link === undefined) {
         if (certified === undefined) {
-          shard = localShardName(report, o);
+          shard = localShardName(call, report, o);
           log = o.logger.child({ shard });
         }
         link = hello(call, shard, report, o);
@@ -107,10 +109,15 @@ function serveAttach(call: AttachCall, certified: string | undefined, o: Aggrega
   call.on('error', () => end());
 }
 
-/** The local shard a hello on this coordinator's own certificate names; throws NOT_MEMBER for another name. */
-function localShardName(report: ShardReport__Output, o: AggregatorServiceOptions): string {
-  const name = report.kind === 'hello' ? report.hello?.shardId ?? '' : '';
+/**
+ * The local shard a hello on this coordinator's own certificate names: `BAD_REQUEST` when the first
+ * report is no hello, `NOT_MEMBER` (counted) for a name that is not one of the local shards.
+ */
+function localShardName(call: AttachCall, report: ShardReport__Output, o: AggregatorServiceOptions): string {
+  if (report.kind !== 'hello' || !report.hello) throw new CoordinatorError('BAD_REQUEST', 'an Attach stream must start with a hello');
+  const name = report.hello.shardId;
   if (!o.local?.names.has(name)) {
+    o.refusals.refused({ reason: 'not_member', peer: call.getPeer(), cause: 'aggregator', site: name });
     throw new CoordinatorError('NOT_MEMBER', `this coordinator's own certificate attaches only its local shards (${[...(o.local?.names ?? [])].join(', ')}), not ${JSON.stringify(name)}`, { shard: name });
   }
   return name;

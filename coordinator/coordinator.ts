@@ -19,7 +19,7 @@ import { SiteRegistry } from './sites/registry.js';
 import { adminServiceHandlers } from './service/admin-service.js';
 import { aggregatorServiceHandlers } from './service/aggregator-service.js';
 import { ShardRegistry, type ShardPlanSource } from './shards/registry.js';
-import { localShardNames, startLocalShards } from './shards/local.js';
+import { localShardCli, localShardNames, startLocalShards } from './shards/local.js';
 import { CallLimiter, withCallLimits } from './service/limits.js';
 import { TransferBudget } from './upload/budget.js';
 import { siteServiceHandlers } from './service/site-service.js';
@@ -202,6 +202,8 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
   health.addToServer(server);
   new ReflectionService(loadPackageDefinition()).addToServer(server);
 
+  // Local shards need the built CLI: refused before anything listens.
+  const shardCli = config.localShards > 0 ? localShardCli() : undefined;
   // TLS is terminated here, not inside grpc-js, so that refused handshakes are seen (tls-listener.ts).
   const listener = await listenTls({ listen: config.listen, tls, server, refusals });
   const port = listener.port;
@@ -211,8 +213,9 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
   nats?.start();
   await driver.start();
   const localShards =
-    config.localShards > 0
+    shardCli !== undefined
       ? await startLocalShards({
+          cli: shardCli,
           count: config.localShards,
           federation: config.federation,
           address,
@@ -225,15 +228,21 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
       : undefined;
   // The metrics port also answers grpc.health.v1 over cleartext HTTP/2, for probes without a certificate.
   const probe = config.metrics ? healthProbe(health) : undefined;
+  // A start refused from here on (a port taken) must not leave the local shard processes behind.
+  const stopShardsOnFailure = <T>(started: Promise<T>): Promise<T> =>
+    started.catch(async (err: unknown) => {
+      await localShards?.stop();
+      throw err;
+    });
   const metricsEndpoint = config.metrics
-    ? await serveMetrics({ ...config.metrics, contentType: metrics.registry.contentType, text: () => metrics.text(), http2: probe?.accept })
+    ? await stopShardsOnFailure(serveMetrics({ ...config.metrics, contentType: metrics.registry.contentType, text: () => metrics.text(), http2: probe?.accept }))
     : undefined;
   // Its readers follow the bus from start-up, so the pages show failures and uploads since then.
   const failures = config.dashboard ? new FailureBook(bus) : undefined;
   const uploads = config.dashboard ? new OpenAttemptUploads(bus) : undefined;
   const dashboard =
     config.dashboard && failures && uploads
-      ? await startDashboard({
+      ? await stopShardsOnFailure(startDashboard({
           config: config.dashboard,
           tls,
           bus,
@@ -254,7 +263,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
             ca: new X509Certificate(tls.ca),
             now: () => clock.now(),
           },
-        })
+        }))
       : undefined;
   logger.info({ address, federation: config.federation, stateDir: config.stateDir, metrics: metricsEndpoint?.url, dashboard: dashboard?.url }, 'coordinator listening');
 
@@ -272,8 +281,9 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
       await metricsEndpoint?.close();
       driver.close();
       for (const site of registry.list()) site.close?.();
-      shards.close();
+      // The children first: with the registry closed and the port still open they would attach again.
       await localShards?.stop();
+      shards.close();
       listener.stopAccepting();
       // Streams that never end on their own (an idle Tasks stream) must not hold shutdown up.
       await new Promise<void>((resolve) => {

@@ -15,6 +15,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { backoffDelay, sleep } from '../../common/backoff.js';
 import type { Logger } from '../../common/logger.js';
+import { CoordinatorError } from '../core/errors.js';
 import type { ShardConfigInput } from './config.js';
 
 /** A shard's log level: the coordinator's own, handed down. */
@@ -25,6 +26,7 @@ export function localShardNames(count: number): string[] {
   return Array.from({ length: count }, (_, i) => `local-${i + 1}`);
 }
 
+/** What {@link startLocalShards} needs of the coordinator that starts them. */
 export interface LocalShardsOptions {
   readonly count: number;
   readonly federation: string;
@@ -43,6 +45,7 @@ export interface LocalShardsOptions {
   readonly random?: () => number;
 }
 
+/** The local shards started, and how to stop them. */
 export interface LocalShards {
   readonly names: readonly string[];
   /** Stops every child (SIGTERM, SIGKILL after 5 s) and resolves once all have exited. */
@@ -63,8 +66,7 @@ const STEADY_MS = 60_000;
 /** Writes each local shard's config and starts the children; they attach on their own. */
 export async function startLocalShards(o: LocalShardsOptions): Promise<LocalShards> {
   const names = localShardNames(o.count);
-  const cli = o.cli ?? builtCli();
-  if (!existsSync(cli)) throw new Error(`cannot start local aggregator shards: the fedhpc CLI is not built at ${cli} (npm run build)`);
+  const cli = o.cli ?? localShardCli();
   const dir = join(o.stateDir, 'local-shards');
   await mkdir(dir, { recursive: true });
   const target = loopbackTarget(o.address);
@@ -89,7 +91,11 @@ export async function startLocalShards(o: LocalShardsOptions): Promise<LocalShar
     }),
   );
   const stopping = new AbortController();
-  const runs = files.map(({ name, file }) => supervise(name, [cli, 'aggregator', '--config', file], o, stopping.signal));
+  const runs = files.map(({ name, file }) =>
+    supervise(name, [cli, 'aggregator', '--config', file], o, stopping.signal).catch((err: unknown) => {
+      o.logger.error({ shard: name, err }, 'local aggregator shard supervisor failed: the shard is not restarted');
+    }),
+  );
   o.logger.info({ shards: names, coordinator: target }, 'started local aggregator shards');
   return {
     names,
@@ -108,8 +114,14 @@ async function supervise(name: string, args: string[], o: LocalShardsOptions, si
     const startedAt = Date.now();
     // The child's pino lines go to the coordinator's own stdout and stderr, each naming its shard.
     // Its stdin is a pipe it watches: a coordinator gone, even SIGKILLed, leaves no shard behind.
-    const child = spawn(process.execPath, args, { stdio: ['pipe', 'inherit', 'inherit'], env: { ...process.env, [EXIT_WITH_STDIN]: '1' } });
-    const exit = await waitForExit(child, signal);
+    let exit: Awaited<ReturnType<typeof waitForExit>>;
+    try {
+      const child = spawn(process.execPath, args, { stdio: ['pipe', 'inherit', 'inherit'], env: { ...process.env, [EXIT_WITH_STDIN]: '1' } });
+      exit = await waitForExit(child, signal);
+    } catch (err) {
+      // spawn throws at once for some failures (E2BIG, ENOMEM): counted as an exit, tried again later.
+      exit = { code: null, signal: null, error: err instanceof Error ? err.message : String(err) };
+    }
     if (signal.aborted) return;
     if (Date.now() - startedAt >= STEADY_MS) failures = 0;
     const ms = backoffDelay({ initialMs: 500, maxMs: 30_000 }, failures++, o.random ?? Math.random);
@@ -137,10 +149,15 @@ function waitForExit(child: ChildProcess, signal: AbortSignal): Promise<{ code: 
   });
 }
 
-/** This build's CLI: beside the compiled coordinator, or under dist/ when running from sources. */
-function builtCli(): string {
+/**
+ * The CLI the local shards run: this build's, beside the compiled coordinator, or under dist/ when
+ * running from sources. `INTERNAL` when it is not there (an installation without its build; checked before the coordinator listens).
+ */
+export function localShardCli(): string {
   const fromSources = import.meta.url.endsWith('.ts');
-  return fileURLToPath(new URL(fromSources ? '../../dist/cli/main.js' : '../../cli/main.js', import.meta.url));
+  const cli = fileURLToPath(new URL(fromSources ? '../../dist/cli/main.js' : '../../cli/main.js', import.meta.url));
+  if (!existsSync(cli)) throw new CoordinatorError('INTERNAL', `localShards: the fedhpc CLI the local shards run is not built at ${cli} (npm run build)`, { path: cli });
+  return cli;
 }
 
 /** `host:port` to dial a coordinator bound at `address`: an unspecified host becomes loopback. */

@@ -154,8 +154,6 @@ function checkOverlap(train: Readonly<Record<string, unknown>>, ctx: z.Refinemen
   }
 }
 
-
-/** A run: how many rounds, k-of-n, deadlines, strategy and the training settings sent to sites. */
 /** How plain rounds combine deltas (`run.aggregator`); shards read the same JSON (`ShardAggregate.aggregator_json`). */
 export const aggregatorSchema = z.discriminatedUnion('name', [
   z.object({ name: z.literal('mean') }).strict(),
@@ -163,6 +161,7 @@ export const aggregatorSchema = z.discriminatedUnion('name', [
   z.object({ name: z.literal('trimmed-mean'), trim: z.number().gt(0).lt(0.5) }).strict(),
 ]);
 
+/** A run: how many rounds, k-of-n, deadlines, strategy and the training settings sent to sites. */
 export const runSchema = z
   .object({
     id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'letters, digits, . _ - (at most 64)'),

@@ -4,6 +4,7 @@
  * instruction of a higher term, so that a shard restarted after following term t still refuses a
  * leader of a term below t (a deposed leader that still talks cannot direct it).
  */
+import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoordinatorError } from '../core/errors.js';
@@ -16,7 +17,7 @@ export function readKeptTerm(stateDir: string): bigint {
   try {
     text = readFileSync(join(stateDir, FILE), 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0n;
+    if (err instanceof Error && 'code' in err && err.code === 'ENOENT') return 0n;
     throw err;
   }
   if (!/^\d{1,20}\n$/.test(text)) {
@@ -29,7 +30,8 @@ export function readKeptTerm(stateDir: string): bigint {
 export function keepTerm(stateDir: string, term: bigint): void {
   mkdirSync(stateDir, { recursive: true });
   const path = join(stateDir, FILE);
-  const tmp = `${path}.tmp`;
+  // Its own temporary name: two shards wrongly given one folder must not write into each other's.
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   const fd = openSync(tmp, 'w', 0o600);
   try {
     writeSync(fd, `${term}\n`);

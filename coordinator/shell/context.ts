@@ -29,7 +29,7 @@ export interface RunContext {
   /** Committed models an upload may name as its base, and the work already counted. */
   readonly bases: RunBases;
   /** The run's partition over its aggregator shards, as journaled (issue 22); none without shards. */
-  shards: RunPartition;
+  readonly shards: RunPartition;
 }
 
 /** The open round attempt: its traffic and the verified uploads that join its sum. */

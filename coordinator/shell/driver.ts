@@ -18,7 +18,7 @@ import { initialSchedulerState, step } from '../round/machine.js';
 import type { RunPlan, SchedulerEvent, SchedulerState, SiteProgress } from '../round/types.js';
 import type { AttemptContext, RunContext } from './context.js';
 import { EffectRunner } from './effects.js';
-import { journalPartition, journalRunStart, runContextOf } from './run-start.js';
+import { journalRunStart, runContextOf } from './run-start.js';
 import type { SpooledUpload, UploadExpectation, UploadIntent } from '../upload/header.js';
 import { SecureSide } from '../secure/coordinator-side.js';
 import { refuseSecureStages } from '../secure/coordinator-side.js';
@@ -132,8 +132,7 @@ export class RoundDriver implements SiteRoundPort, UploadRoundPort, AdminRoundPo
         threshold: plan.secure.threshold,
       });
     }
-    this.run = await runContextOf(store, recovered, plan);
-    this.run.shards = await journalPartition(store, cfg.id, recovered.nextRound, this.o.shards?.names ?? [], this.run.tensors);
+    this.run = await runContextOf(store, recovered, plan, this.o.shards?.names);
     this.evals.restore(cfg.id, recovered.evals);
     // A plain round interrupted mid-upload keeps its spools: the sites' uploads may carry over (upload/reuse.ts).
     await store.pruneSpools(plan.secure ? undefined : { round: recovered.nextRound });

@@ -83,8 +83,11 @@ export async function journalRunStart(store: StateStore, config: RunningConfig):
   return recovered;
 }
 
-/** The context a recovered run is driven from: `plan`, a fresh optimizer, and its global model's layout. */
-export async function runContextOf(store: StateStore, recovered: RecoveredRun, plan: RunPlan): Promise<RunContext> {
+/**
+ * The context a recovered run is driven from: `plan`, a fresh optimizer, its global model's layout,
+ * and its partition over `shardNames` (journaled when it changes, {@link journalPartition}).
+ */
+export async function runContextOf(store: StateStore, recovered: RecoveredRun, plan: RunPlan, shardNames: readonly string[] = []): Promise<RunContext> {
   const model = await describeModel(store, recovered.globalSha256);
   return {
     plan,
@@ -96,7 +99,7 @@ export async function runContextOf(store: StateStore, recovered: RecoveredRun, p
     serverSteps: recovered.serverSteps,
     tensors: model.tensors,
     bases: new RunBases(recovered.started.initialModelSha256, recovered.committed),
-    shards: { partition: undefined, problem: '' },
+    shards: await journalPartition(store, plan.runId, recovered.nextRound, shardNames, model.tensors),
   };
 }
 
@@ -110,17 +113,18 @@ export interface RunPartition {
 /**
  * Journals how the run's model is cut over the configured aggregator shards (`names`, in shard
  * order) from `fromRound` on, unless the run's last `shards-partitioned` record says the same
- * already; a run that had shards and now has none journals that too (empty `shards`). A model
- * that cannot be cut into that many parts journals nothing and says why.
+ * already; a run that had shards and now aggregates alone journals that too (empty `shards`): no
+ * shards configured, or a model that cannot be cut into that many parts (then it says why).
  */
 export async function journalPartition(store: StateStore, runId: string, fromRound: number, names: readonly string[], tensors: readonly LayoutTensor[]): Promise<RunPartition> {
   const last = recordsOf(store.records().map((r) => r.body), runId, 'shards-partitioned').at(-1);
-  if (names.length === 0) {
+  const alone = async (problem: string): Promise<RunPartition> => {
     if (last !== undefined && last.shards.length > 0) await store.append({ type: 'shards-partitioned', runId, fromRound, shards: [], alignValues: last.alignValues, bounds: [] });
-    return { partition: undefined, problem: '' };
-  }
+    return { partition: undefined, problem };
+  };
+  if (names.length === 0) return alone('');
   const cut = partitionModel(tensors, names.length);
-  if (!cut.ok) return { partition: undefined, problem: `the model cannot be cut into ${names.length} shards: ${cut.issues.join('; ')}` };
+  if (!cut.ok) return alone(`the model cannot be cut into ${names.length} shards: ${cut.issues.join('; ')}`);
   const p = cut.value;
   const same = last !== undefined && last.alignValues === p.alignValues && sameList(last.shards, names) && sameList(last.bounds, p.bounds);
   if (!same) await store.append({ type: 'shards-partitioned', runId, fromRound, shards: [...names], alignValues: p.alignValues, bounds: [...p.bounds] });

@@ -248,15 +248,23 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
       shards: false,
       localShards: true,
       beforeStop: async (coordinator) => {
-        // A local shard killed is started again and attaches again.
+        // A local shard killed is started again and attaches again: a second `shard attached` for it.
+        const attachedLines = async (): Promise<number> => lines(await coordinator.logText()).filter((l) => l['msg'] === 'shard attached' && l['shard'] === 'local-2').length;
+        const attachedBefore = await attachedLines();
         const pid = await pidOf(configOf('local-2'));
         process.kill(pid, 'SIGKILL');
         await waitFor('local-2 restarted', async () => {
           const again = await pidOf(configOf('local-2')).catch(() => undefined);
           return again !== undefined && again !== pid ? again : undefined;
         }, 15_000, 100);
+        await waitFor('local-2 attached again', async () => ((await attachedLines()) > attachedBefore ? true : undefined), 30_000, 200);
         await waitFor('local-2 ready again', async () => ((await admin.status().catch(() => undefined))?.shards.every((x) => x.state === 'ready') ? true : undefined), 30_000, 200);
         restarted = await coordinator.logText();
+        // With local shards no aggregator certificate is a shard, not even one the federation issued.
+        const outsider = await startCli('localrun-s1', ['aggregator', '--config', files.aggregatorConfigs.get('s1')!], join(files.coordinatorConfig, '..', '..'));
+        procs.push(outsider);
+        expect(await outsider.exited).toBe(1);
+        expect(await outsider.logText()).toContain("NOT_MEMBER: aggregator s1 is not one of this coordinator's shards: it runs only the local shards it starts (localShards)");
         // `admin status` names them as local shards, not by an address no site dials.
         expect((await admin.status()).shards.map((x) => [x.shardId, x.endpoint, x.state])).toEqual([
           ['local-1', 'local', 'ready'],

@@ -69,11 +69,18 @@ describe('the run partition in the journal', () => {
     expect(journaled('run-1')).toHaveLength(1);
   });
 
-  it('says why a model cannot be cut into that many shards, and journals nothing', async () => {
+  it('says why a model cannot be cut into that many shards: nothing journaled for a run without shards, an empty partition after one with', async () => {
     const tiny: LayoutTensor[] = [{ name: 'w', dtype: 'F32', shape: [4, 64], elements: 256 }];
     const r = await journalPartition(store, 'run-1', 1, ['s1', 's2', 's3', 's4'], tiny);
     expect(r.partition).toBeUndefined();
     expect(r.problem).toMatch(/^the model cannot be cut into 4 shards: /);
     expect(journaled()).toEqual([]);
+    // A run that had two parts and resumes with shards it cannot be cut for: alone from that round.
+    await journalPartition(store, 'run-1', 2, ['s1', 's2'], tiny);
+    expect((await journalPartition(store, 'run-1', 3, ['s1', 's2', 's3', 's4'], tiny)).problem).toMatch(/^the model cannot be cut into 4 shards: /);
+    expect(journaled().map((x) => [x.fromRound, x.shards])).toEqual([
+      [2, ['s1', 's2']],
+      [3, []],
+    ]);
   });
 });

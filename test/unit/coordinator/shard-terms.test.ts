@@ -169,7 +169,10 @@ describe('an aggregator shard and leadership terms', () => {
 
     // A term file that holds no term: the shard refuses to start, naming it.
     await writeFile(join(stateDir, 'term'), 'seven\n');
-    await expect(runShard({ config: loadShardConfig(files.aggregatorConfigs.get('s1')!), logger: testLogger().logger, signal: AbortSignal.timeout(5_000) })).rejects.toThrow(/term holds no leadership term \("seven\\n"\)/);
+    await expect(runShard({ config: loadShardConfig(files.aggregatorConfigs.get('s1')!), logger: testLogger().logger, signal: AbortSignal.timeout(5_000) })).rejects.toMatchObject({
+      code: 'STATE_CORRUPT',
+      message: expect.stringMatching(/term holds no leadership term \("seven\\n"\)/),
+    });
   }, 60_000);
 
   it('termAllows: the same or a newer term, never an older one', () => {

@@ -59,6 +59,9 @@ export async function stageCheckpoint(o: StageOptions): Promise<CheckpointStage>
       try {
         await handle.write(layout.headerBytes, 0, layout.headerBytes.length, 0);
         await handle.truncate(layout.fileSize);
+        // Durable now, header and size: the shards sync the bytes they write, so at the commit
+        // nothing is left to sync and the files need not be opened again.
+        await handle.sync();
       } finally {
         await handle.close();
       }
@@ -76,8 +79,9 @@ export type ShardWrites = readonly number[];
 /**
  * Publishes a staged checkpoint every shard has filled: checks that each shard wrote exactly its
  * part of every file (`STATE_CORRUPT` otherwise: a shard of another partition or a step cut short),
- * syncs the files, hashes the checkpoint and publishes it under its SHA-256, the master and the
- * optimizer state beside it. On failure the staged files are left for the caller to discard.
+ * hashes the checkpoint and publishes it under its SHA-256, the master and the optimizer state
+ * beside it (the files are durable already: synced when staged, each part synced by its shard).
+ * On failure the staged files are left for the caller to discard.
  */
 export async function commitStagedCheckpoint(o: {
   readonly store: StateStore;
@@ -96,14 +100,6 @@ export async function commitStagedCheckpoint(o: {
       if (writes[k] !== expected) {
         throw new CoordinatorError('STATE_CORRUPT', `shard ${shard} wrote ${writes[k] ?? 0} bytes of the staged ${file.slot} file, its part is ${expected}`, { shard, file: file.slot, expected });
       }
-    }
-  }
-  for (const file of o.stage.files) {
-    const handle = await open(file.path, 'r+');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
     }
   }
   o.signal?.throwIfAborted();

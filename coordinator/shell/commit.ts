@@ -3,10 +3,9 @@
  * kernel worker pool when it starts), then committing that model to the journal. Both report back
  * to the scheduler through the driver's `RoundContext`.
  */
-import { invariant, openSafetensors } from '../../aggregation/index.js';
-import { openFileSource } from '../../common/files.js';
 import { relative } from 'node:path';
-import type { ModelPartition } from '../../aggregation/index.js';
+import { invariant, openSafetensors, type ModelPartition } from '../../aggregation/index.js';
+import { openFileSource } from '../../common/files.js';
 import { aggregateRound, type AggregateResult, type SpoolInput } from '../aggregate/checkpoint-writer.js';
 import { commitStagedCheckpoint, discardStagedCheckpoint, stageCheckpoint } from '../aggregate/staged-checkpoint.js';
 import type { ShardAggregationPort } from './ports.js';
@@ -78,22 +77,21 @@ export class RoundCommitter {
       const aggregator = this.ctx.config().run.aggregator;
       const secure = this.ctx.secure();
       const metadata = { fedhpc_run: run.plan.runId, fedhpc_round: String(round) };
+      const pool = await this.kernels();
+      // A secure round's sum is checked against the weights the survivors declared in their headers.
+      const secureArgs = [inputs.map((i) => i.path), new Map(inputs.map((i) => [i.site, i.weight])), elements, openFileSource, { ...(pool ? { pool } : {}), signal }] as const;
       // Aggregator shards (issue 22) aggregate when every one of them is ready (the mean or a robust
       // aggregator, each coordinate-wise over its range); otherwise the coordinator aggregates alone.
       const partition = this.ctx.o.shards?.readyPartition();
       if (partition && this.ctx.o.shards) {
-        const pool = await this.kernels();
-        const unmask = secure
-          ? await secure.shardUnmask(round, attempt, inputs.map((i) => i.path), new Map(inputs.map((i) => [i.site, i.weight])), elements, openFileSource, { ...(pool ? { pool } : {}), signal })
-          : undefined;
+        const unmask = secure ? await secure.shardUnmask(round, attempt, ...secureArgs) : undefined;
         const result = await this.aggregateOnShards(this.ctx.o.shards, partition, inputs, { round, attempt, metadata, unmask, aggregator }, signal);
         this.ctx.log.info({ round, attempt, phase: 'aggregate', ms: this.ctx.o.clock.now() - t0, model: result.modelSha256, shards: partition.shards.length }, 'aggregated on the shards');
         this.ctx.dispatch({ type: 'aggregated', round, attempt, modelSha256: result.modelSha256 });
         return;
       }
-      const pool = await this.kernels();
       const mean = secure
-        ? await secure.mean(round, attempt, inputs.map((i) => i.path), new Map(inputs.map((i) => [i.site, i.weight])), elements, openFileSource, { ...(pool ? { pool } : {}), signal })
+        ? await secure.mean(round, attempt, ...secureArgs)
         : isRobust(aggregator)
           ? await robustMean(aggregator, inputs, run.tensors.map((t) => t.elements), openFileSource, signal)
           : undefined;
@@ -254,9 +252,9 @@ export class RoundCommitter {
   }
 
   /**
-   * The attempt's plain mean and server step run by the aggregator shards: the leader stages the
-   * new checkpoint's files, every shard writes its part into them, and the leader checks, hashes
-   * and publishes them. A shard that fails or goes away fails the aggregation (`SHARD_FAILED`; the
+   * The attempt's aggregation (plain, secure with the leader's checked unmasking, or robust) and
+   * server step run by the aggregator shards: the leader stages the new checkpoint's files, every
+   * shard writes its part into them, and the leader checks, hashes and publishes them. A shard that fails or goes away fails the aggregation (`SHARD_FAILED`; the
    * attempt is retried) and the stage is discarded: no part of a checkpoint is ever published alone.
    */
   private async aggregateOnShards(

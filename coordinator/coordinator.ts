@@ -19,6 +19,7 @@ import { SiteRegistry } from './sites/registry.js';
 import { adminServiceHandlers } from './service/admin-service.js';
 import { aggregatorServiceHandlers } from './service/aggregator-service.js';
 import { ShardRegistry, type ShardPlanSource } from './shards/registry.js';
+import { PartUploads } from './shards/part-uploads.js';
 import { localShardCli, localShardNames, startLocalShards } from './shards/local.js';
 import { CallLimiter, withCallLimits } from './service/limits.js';
 import { TransferBudget } from './upload/budget.js';
@@ -131,8 +132,11 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
     },
     now: () => clock.now(),
     onState: (change) => bus.emit('shard.state', change),
+    onReceived: (shard, report) => partUploads.received(shard, report),
   });
   const driver: RoundDriver = new RoundDriver({ config, store, registry, bus, logger, clock, onFatal, afterCommit, revokedSites: access.lockedOutSites(), shards: shardList.length > 0 ? shards : undefined });
+  // Sites ask where their deltas go (AdmitUpload): to the shards in parts, when they all serve uploads.
+  const partUploads = new PartUploads({ shards: shardList.length > 0 ? shards : undefined, driver, limits: () => driver.transferLimits(), maxChunkBytes: config.limits.maxChunkBytes, logger: logger.child({ component: 'shards' }) });
   registerShardMetrics(metrics.registry, () => shards.list());
   // Shards hear of a new run or global model at once (the assignment names both).
   bus.subscribe((e) => {
@@ -162,6 +166,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
       membership,
       logger,
       secure: (site) => driver.secureHandlers(site),
+      partUploads,
     }), limiter),
   );
   server.addService(

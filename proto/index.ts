@@ -57,6 +57,7 @@ export type { RoundsResponse, RoundsResponse__Output } from './generated/fedhpc/
 export type { RunControlRequest, RunControlRequest__Output } from './generated/fedhpc/v1/RunControlRequest.js';
 export type { RunControlResponse, RunControlResponse__Output } from './generated/fedhpc/v1/RunControlResponse.js';
 export type { SecAggParams, SecAggParams__Output } from './generated/fedhpc/v1/SecAggParams.js';
+export type { ShardAdmit, ShardAdmit__Output } from './generated/fedhpc/v1/ShardAdmit.js';
 export type { ShardAggregate, ShardAggregate__Output } from './generated/fedhpc/v1/ShardAggregate.js';
 export type { ShardAggregated, ShardAggregated__Output } from './generated/fedhpc/v1/ShardAggregated.js';
 export type { ShardAssignment, ShardAssignment__Output } from './generated/fedhpc/v1/ShardAssignment.js';
@@ -66,6 +67,7 @@ export type { ShardHello, ShardHello__Output } from './generated/fedhpc/v1/Shard
 export type { ShardInput, ShardInput__Output } from './generated/fedhpc/v1/ShardInput.js';
 export type { ShardInstruction, ShardInstruction__Output } from './generated/fedhpc/v1/ShardInstruction.js';
 export type { ShardReadiness, ShardReadiness__Output } from './generated/fedhpc/v1/ShardReadiness.js';
+export type { ShardReceived, ShardReceived__Output } from './generated/fedhpc/v1/ShardReceived.js';
 export type { ShardReport, ShardReport__Output } from './generated/fedhpc/v1/ShardReport.js';
 export type { ShardStatus, ShardStatus__Output } from './generated/fedhpc/v1/ShardStatus.js';
 export type { ShardUnmask, ShardUnmask__Output } from './generated/fedhpc/v1/ShardUnmask.js';
@@ -96,9 +98,11 @@ export type { UnmaskResponse, UnmaskResponse__Output } from './generated/fedhpc/
 export type { UnmaskTask, UnmaskTask__Output } from './generated/fedhpc/v1/UnmaskTask.js';
 export type { UploadAccepted, UploadAccepted__Output } from './generated/fedhpc/v1/UploadAccepted.js';
 export type { UploadAck, UploadAck__Output } from './generated/fedhpc/v1/UploadAck.js';
+export type { UploadAdmission, UploadAdmission__Output } from './generated/fedhpc/v1/UploadAdmission.js';
 export type { UploadChunk, UploadChunk__Output } from './generated/fedhpc/v1/UploadChunk.js';
 export type { UploadHeader, UploadHeader__Output } from './generated/fedhpc/v1/UploadHeader.js';
 export type { UploadMessage, UploadMessage__Output } from './generated/fedhpc/v1/UploadMessage.js';
+export type { UploadPart, UploadPart__Output } from './generated/fedhpc/v1/UploadPart.js';
 export type { UploadQueued, UploadQueued__Output } from './generated/fedhpc/v1/UploadQueued.js';
 export type { UploadReply, UploadReply__Output } from './generated/fedhpc/v1/UploadReply.js';
 export type { UploadResend, UploadResend__Output } from './generated/fedhpc/v1/UploadResend.js';
@@ -111,7 +115,7 @@ export type { UsageRow, UsageRow__Output } from './generated/fedhpc/v1/UsageRow.
 // </generated-exports>
 
 /** Protocol version spoken by this build; `Join` refuses agents that speak another. */
-export const PROTOCOL_VERSION = 10;
+export const PROTOCOL_VERSION = 11;
 
 /** Largest message either side accepts: one 4 MiB chunk plus framing. */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024;

@@ -231,6 +231,8 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
       tls: { ca: 'ca.crt', cert: 'aggregator.crt', key: 'aggregator.key' },
       checkpoints: relative(dir, checkpoints),
       stateDir: 'state',
+      // Where it takes sites' part uploads, when the federation gives it an address to listen on.
+      ...(shard.listen !== '' ? { listen: shard.listen } : {}),
     };
     await mkdir(dir, { recursive: true });
     await writeJson(file, cfg);

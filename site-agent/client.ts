@@ -1,7 +1,7 @@
 /** The agent's gRPC client: mTLS credentials and channel options for large, long-lived streams. */
 import * as grpc from '@grpc/grpc-js';
 import { clientWindowOptions } from '../common/grpc-window.js';
-import { mutualTlsCredentials } from '../common/grpc-tls.js';
+import { mutualTlsCredentials, type ServerRole } from '../common/grpc-tls.js';
 import { readTlsFiles } from '../common/tls.js';
 import { MAX_MESSAGE_BYTES, loadProto, type SiteServiceClient } from '../proto/index.js';
 import type { ResolvedSiteConfig } from './config.js';
@@ -10,11 +10,13 @@ import { proxiedTarget } from './proxy.js';
 /**
  * Creates a SiteService client for `config.coordinator` — the one address being dialled, whose host
  * is the TLS server name checked unless `serverName` is set — authenticated by the site certificate.
+ * The server's certificate must carry `role`: the coordinator's, or `aggregator` for a shard's
+ * endpoint that takes part uploads.
  */
-export function createSiteClient(config: { readonly coordinator: string } & Pick<ResolvedSiteConfig, 'serverName' | 'tls' | 'proxy'>): SiteServiceClient {
+export function createSiteClient(config: { readonly coordinator: string } & Pick<ResolvedSiteConfig, 'serverName' | 'tls' | 'proxy'>, role: ServerRole = 'coordinator'): SiteServiceClient {
   const tls = readTlsFiles(config.tls);
   // The coordinator's name is checked by these credentials; an IP address is not sent as SNI (common/grpc-tls.ts).
-  const credentials = mutualTlsCredentials(tls, { target: config.coordinator, serverName: config.serverName });
+  const credentials = mutualTlsCredentials(tls, { target: config.coordinator, serverName: config.serverName, role });
   const options: grpc.ChannelOptions = {
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
     'grpc.max_send_message_length': MAX_MESSAGE_BYTES,

@@ -5,13 +5,14 @@
  * stream and resumed from the coordinator's acknowledged offset after a break; a shared pacer keeps
  * all stripes within the site's rate limit. Idle (no-progress) timeouts end stalled transfers.
  */
+import * as grpc from '@grpc/grpc-js';
 import { crc32c } from '@node-rs/crc32';
 import type { Hash } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { backoffDelay, sleep } from '../common/backoff.js';
 import { fsyncDir, hashFilePrefix } from '../common/files.js';
-import type { SiteServiceClient, UploadMessage } from '../proto/index.js';
+import type { SiteServiceClient, UploadAdmission__Output, UploadMessage } from '../proto/index.js';
 import { isUnitBoundary } from '../aggregation/index.js';
 import type { DeltaEncoder } from './encode.js';
 import { SiteAgentError } from './errors.js';
@@ -216,19 +217,62 @@ export interface UploadOptions {
   readonly onSent?: (n: number) => void;
   /** A stream waits for the coordinator's shared in-flight budget (told again while it waits). */
   readonly onQueued?: (q: UploadQueue) => void;
+  /**
+   * A client for an aggregator shard's endpoint (its certificate must carry the `aggregator` role):
+   * the coordinator is then asked where the delta goes (AdmitUpload), and the parts it names go
+   * to their shards. Absent: the whole delta goes to `client`.
+   */
+  readonly shardClient?: (endpoint: string) => SiteServiceClient;
 }
 
-/** Splits [0, total) into `n` contiguous stripes whose bounds fall between values (int8: blocks). */
-export function planStripes(encoder: DeltaEncoder, n: number): { start: number; end: number }[] {
-  const total = encoder.totalBytes;
-  const cuts = [0];
+/** One part of a delta and the client that takes it: the coordinator for a whole delta, or an aggregator shard. */
+interface PartTarget {
+  readonly client: SiteServiceClient;
+  readonly start: number;
+  readonly end: number;
+  /** The header's part fields: 0/0 for the whole delta. */
+  readonly partStart: number;
+  readonly partEnd: number;
+  readonly shard: string | undefined;
+}
+
+/** Splits [from, to) (default the whole delta) into `n` contiguous stripes whose bounds fall between values (int8: blocks). */
+export function planStripes(encoder: DeltaEncoder, n: number, from = 0, to = encoder.totalBytes): { start: number; end: number }[] {
+  const size = to - from;
+  const cuts = [from];
   for (let k = 1; k < n; k++) {
-    let at = Math.max(cuts[cuts.length - 1]!, Math.floor((total * k) / n));
-    while (at < total && !isUnitBoundary(encoder.segments, at)) at++;
-    if (at > cuts[cuts.length - 1]! && at < total) cuts.push(at);
+    let at = Math.max(cuts[cuts.length - 1]!, from + Math.floor((size * k) / n));
+    while (at < to && !isUnitBoundary(encoder.segments, at)) at++;
+    if (at > cuts[cuts.length - 1]! && at < to) cuts.push(at);
   }
-  cuts.push(total);
+  cuts.push(to);
   return cuts.slice(1).map((end, i) => ({ start: cuts[i]!, end }));
+}
+
+/**
+ * Where the delta goes: the parts the coordinator names for its aggregator shards (each over a
+ * client of the shard, which the caller closes), or the whole delta to the coordinator.
+ */
+async function uploadTargets(client: SiteServiceClient, header: NonNullable<UploadMessage['header']>, o: UploadOptions, total: number, signal: AbortSignal): Promise<PartTarget[]> {
+  const whole: PartTarget[] = [{ client, start: 0, end: total, partStart: 0, partEnd: 0, shard: undefined }];
+  if (!o.shardClient) return whole;
+  const admission = await withRetries('admission of the upload', o.policy, signal, () => 0, () =>
+    new Promise<UploadAdmission__Output | undefined>((resolve, reject) =>
+      client.AdmitUpload(header, { deadline: Date.now() + o.policy.idleMs }, (err, res) => {
+        // A server without AdmitUpload (one that predates part uploads) takes whole deltas.
+        if (err?.code === grpc.status.UNIMPLEMENTED) resolve(undefined);
+        else if (err || !res) reject(err ?? new Error('AdmitUpload answered nothing'));
+        else resolve(res);
+      }),
+    ),
+  );
+  if (admission === undefined || admission.parts.length === 0) return whole;
+  const parts = admission.parts.map((p) => ({ shard: p.shard, endpoint: p.endpoint, start: Number(p.start), end: Number(p.end) }));
+  // The parts must tile the delta: anything else is a coordinator this agent cannot follow.
+  if (parts.some((p, i) => !(p.start < p.end) || p.start !== (i === 0 ? 0 : parts[i - 1]!.end)) || parts.at(-1)!.end !== total) {
+    throw new SiteAgentError('UPLOAD_INCOMPLETE', `the coordinator's parts ${parts.map((p) => `[${p.start}, ${p.end})`).join(' ')} do not tile the delta's ${total} bytes`, false);
+  }
+  return parts.map((p) => ({ client: o.shardClient!(p.endpoint), start: p.start, end: p.end, partStart: p.start, partEnd: p.end, shard: p.shard }));
 }
 
 /** A pacer shared by every stream of one site: never ahead of rate × elapsed. */
@@ -249,33 +293,61 @@ export function ratePacer(rateBytesPerS: number, signal: AbortSignal): (n: numbe
  * coordinator has it all. Resolves with the result of the stream that completed the delta.
  */
 export async function uploadDelta(client: SiteServiceClient, header: UploadHeaderFields, encoder: DeltaEncoder, outer: AbortSignal, onProgress: TransferProgress, o: UploadOptions): Promise<UploadOutcome> {
-  const { policy } = o;
   // One stripe failing for good stops the others.
   const stop = new AbortController();
   const signal = AbortSignal.any([outer, stop.signal]);
-  const stripes = planStripes(encoder, Math.max(1, o.streams));
+  const baseHeader: NonNullable<UploadMessage['header']> = {
+    ...header,
+    tensors: header.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: [...t.shape] })),
+    folded: (header.folded ?? []).map((f) => ({ ...f })),
+    encoding: { name: header.encoding },
+    totalBytes: encoder.totalBytes,
+  };
+  const targets = await uploadTargets(client, baseHeader, o, encoder.totalBytes, signal);
+  try {
+    return await uploadParts(targets, baseHeader, encoder, signal, stop, onProgress, o);
+  } finally {
+    for (const t of targets) if (t.client !== client) t.client.close();
+  }
+}
+
+/** Uploads each target's part over its share of the streams; resolves when every part is complete. */
+async function uploadParts(
+  targets: readonly PartTarget[],
+  baseHeader: NonNullable<UploadMessage['header']>,
+  encoder: DeltaEncoder,
+  signal: AbortSignal,
+  stop: AbortController,
+  onProgress: TransferProgress,
+  o: UploadOptions,
+): Promise<UploadOutcome> {
+  const { policy } = o;
+  // The streams are shared among the parts by their sizes, at least one each.
+  const perPart = (t: PartTarget): number => Math.max(1, Math.round((Math.max(1, o.streams) * (t.end - t.start)) / encoder.totalBytes));
+  const stripes = targets.flatMap((t) => {
+    const own = planStripes(encoder, perPart(t), t.start, t.end);
+    return own.map((s) => ({ ...s, target: t, count: own.length }));
+  });
   const positions = stripes.map((s) => s.start);
   const done = (): number => positions.reduce((sum, p, i) => sum + p - stripes[i]!.start, 0);
   const pace = ratePacer(o.rateBytesPerS, signal);
   // Chunk buffers are used again only where the stream calls back after writing (client.ts).
-  const recycleChunks = callsBackAfterWrite(client);
+  const recycleChunks = targets.every((t) => callsBackAfterWrite(t.client));
   const results = await Promise.all(
     stripes.map((s, i) =>
-      withRetries(`upload of stripe ${s.start}..${s.end}`, policy, signal, () => positions[i]!, async () => {
-        const call = client.Upload({ deadline: Infinity });
+      withRetries(`upload of stripe ${s.start}..${s.end}${s.target.shard ? ` to shard ${s.target.shard}` : ''}`, policy, signal, () => positions[i]!, async () => {
+        const call = s.target.client.Upload({ deadline: Infinity });
         const abort = (): void => call.cancel();
         signal.addEventListener('abort', abort, { once: true });
         try {
           const wireHeader: UploadMessage['header'] = {
-            ...header,
-            tensors: header.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: [...t.shape] })),
-            folded: (header.folded ?? []).map((f) => ({ ...f })),
-            encoding: { name: header.encoding },
-            totalBytes: encoder.totalBytes,
+            ...baseHeader,
             stripeOffset: s.start,
             stripeBytes: s.end - s.start,
-            stripeCount: stripes.length,
+            stripeCount: s.count,
             chunkBytes: o.chunkBytes,
+            partStart: s.target.partStart,
+            partEnd: s.target.partEnd,
           };
           const onPosition = (p: number): void => {
             positions[i] = Math.max(positions[i]!, p);
@@ -300,9 +372,12 @@ export async function uploadDelta(client: SiteServiceClient, header: UploadHeade
       }),
     ),
   );
-  const complete = results.find((r) => r.complete);
-  if (!complete) throw new SiteAgentError('UPLOAD_INCOMPLETE', 'every stripe was received but none completed the delta', true);
-  return complete;
+  // Each part completes on one of its stripes; a whole delta is one part.
+  const complete = results.filter((r) => r.complete);
+  if (complete.length !== targets.length) throw new SiteAgentError('UPLOAD_INCOMPLETE', `every stripe was received but ${complete.length} of ${targets.length} parts completed`, true);
+  if (targets.length === 1) return complete[0]!;
+  const bytes = complete.reduce((n, r) => n + r.receivedBytes, 0);
+  return { accepted: true, receivedBytes: bytes, message: `verified by ${targets.length} aggregator shards`, complete: true, sha256: '' };
 }
 
 async function exists(path: string): Promise<boolean> {

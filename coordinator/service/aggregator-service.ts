@@ -92,6 +92,8 @@ function serveAttach(call: AttachCall, certified: string | undefined, o: Aggrega
         log.info({ peer: call.getPeer(), term: o.term }, 'shard attached');
       } else if (report.kind === 'aggregated' && report.aggregated) {
         o.shards.aggregated(shard, link, report.aggregated);
+      } else if (report.kind === 'received' && report.received) {
+        o.shards.received(shard, link, report.received);
       } else if (report.kind === 'readiness' && report.readiness) {
         o.shards.readiness(shard, link, report.readiness, term);
         const r = report.readiness;
@@ -140,6 +142,7 @@ function hello(call: AttachCall, shard: string, report: ShardReport__Output, o: 
   const peer = call.getPeer();
   return {
     peer,
+    servesUploads: h.servesUploads,
     send: (instruction) => {
       const term = String(o.term);
       const wire: ShardInstruction =
@@ -147,7 +150,9 @@ function hello(call: AttachCall, shard: string, report: ShardReport__Output, o: 
           ? { term, aggregate: shardAggregationToWire(instruction.aggregate) }
           : 'cancel' in instruction
             ? { term, cancel: { round: String(instruction.cancel.round), attempt: instruction.cancel.attempt } }
-            : { term, assignment: instruction.assignment };
+            : 'admit' in instruction
+              ? { term, admit: instruction.admit }
+              : { term, assignment: instruction.assignment };
       call.write(wire);
     },
     close: (reason) => {

@@ -31,8 +31,10 @@ import {
   survivorSignatureFromWire,
   taskToWire,
   unmaskResponseFromWire,
+  uploadHeaderFromWire,
 } from './wire.js';
 import { UploadService } from '../upload/service.js';
+import type { PartUploads } from '../shards/part-uploads.js';
 import type { TransferBudget } from '../upload/budget.js';
 
 export interface SiteServiceOptions {
@@ -55,6 +57,8 @@ export interface SiteServiceOptions {
   readonly logger: Logger;
   /** The secure-aggregation stage handlers for a calling site (refusing when no secure round runs). */
   readonly secure: (site: string) => SecureStageHandlers;
+  /** Where an admitted upload goes: in parts to the aggregator shards, or whole here. */
+  readonly partUploads: Pick<PartUploads, 'admit'>;
 }
 
 /** Builds the handlers of `SiteService`. */
@@ -201,6 +205,11 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
       }
       void uploads.serve(call, site);
     },
+
+    AdmitUpload: unary((call) => {
+      const site = joined(call).id;
+      return { parts: o.partUploads.admit(site, uploadHeaderFromWire(call.request), call.request) };
+    }),
 
     ReportEval: unary((call) => {
       const id = joined(call);

@@ -212,6 +212,8 @@ export function uploadHeaderFromWire(h: UploadHeader__Output): UploadHeader {
     stripeBytes: n(h.stripeBytes ?? '0', 'stripeBytes'),
     stripeCount: h.stripeCount ?? 0,
     chunkBytes: h.chunkBytes ?? 0,
+    partStart: n(h.partStart ?? '0', 'partStart'),
+    partEnd: n(h.partEnd ?? '0', 'partEnd'),
     trainStartedMs: n(h.trainStartedMs ?? '0', 'trainStartedMs'),
     trainFinishedMs: n(h.trainFinishedMs ?? '0', 'trainFinishedMs'),
     folded: (h.folded ?? []).map((f, i) => ({
@@ -344,7 +346,7 @@ export function shardAggregationToWire(a: ShardAggregation): ShardAggregate {
     previousStateSha256: a.previousStateSha256 ?? '',
     optimizerJson: JSON.stringify({ name: a.optimizer.name, ...a.optimizer.params }),
     step: String(a.step),
-    inputs: a.inputs.map((i) => ({ siteId: i.site, weight: i.weight, path: i.path, encoding: i.encoding })),
+    inputs: a.inputs.map((i) => ({ siteId: i.site, weight: i.weight, path: i.path, encoding: i.encoding, onShard: i.onShard })),
     files: a.stage.files.map((f) => ({ slot: f.slot, path: f.path, size: String(f.size), tensors: f.tensors.map((t) => ({ byteOffset: String(t.byteOffset), dtype: t.dtype })) })),
     sliceElements: a.sliceElements,
     unmask: a.unmask

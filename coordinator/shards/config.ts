@@ -28,6 +28,15 @@ export const shardConfigSchema = z
      * only, and a restarted shard learns it again from the first leader that reaches it.
      */
     stateDir: z.string().min(1).optional(),
+    /**
+     * Where the shard serves sites' part uploads (`host:port`; its `aggregator` certificate, the
+     * address the coordinator's `aggregators` entry names as `endpoint`). Needs `stateDir`: the
+     * parts are spooled there. Absent: sites upload whole deltas to the coordinator, and the shard
+     * reads them from the checkpoint storage.
+     */
+    listen: z.string().regex(/^[^\s:]*:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'host:port').optional(),
+    /** The in-flight bytes of every site's upload streams at this shard together (the coordinator's `limits.uploadBudgetBytes`). */
+    uploadBudgetBytes: z.number().int().min(256 * 1024).max(64 * 1024 * 1024 * 1024).default(256 * 1024 * 1024),
     /** Waits between attempts to reach a coordinator: full jitter, doubling up to `maxMs`. */
     reconnect: z
       .object({ initialMs: z.number().int().min(10).max(60_000).default(500), maxMs: z.number().int().min(10).max(600_000).default(10_000) })
@@ -35,7 +44,8 @@ export const shardConfigSchema = z
       .default({}),
     log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info') }).strict().default({}),
   })
-  .strict();
+  .strict()
+  .refine((c) => c.listen === undefined || c.stateDir !== undefined, { path: ['listen'], message: 'a shard that serves uploads (listen) spools them in its stateDir: set stateDir' });
 
 export type ShardConfigInput = z.input<typeof shardConfigSchema>;
 export type ResolvedShardConfig = z.output<typeof shardConfigSchema>;

@@ -6,9 +6,9 @@
  * the run or its global model changes, and runs an aggregation on the shards when every one is ready
  * (`aggregate`); every instruction carries the leader's term.
  */
-import { type ModelPartition, PARTITION_ALIGN_VALUES } from '../../aggregation/index.js';
+import { type DeltaEncoding, type ModelPartition, PARTITION_ALIGN_VALUES, shardByteRanges } from '../../aggregation/index.js';
 import { printable } from '../../common/text.js';
-import type { ShardAggregated__Output, ShardAssignment, ShardReadiness__Output } from '../../proto/index.js';
+import type { ShardAdmit, ShardAggregated__Output, ShardAssignment, ShardReadiness__Output, ShardReceived__Output } from '../../proto/index.js';
 import type { ShardAggregation } from '../shell/ports.js';
 import { CoordinatorError } from '../core/errors.js';
 
@@ -43,12 +43,15 @@ export interface ShardPlanSource {
 /** One shard's attached stream, as the service hands it to the registry. */
 export interface ShardLink {
   readonly peer: string;
+  /** The shard serves sites' part uploads (its hello said so). */
+  readonly servesUploads: boolean;
   /** Sends one instruction on the stream (the service adds the leader's term). */
   send(
     instruction:
       | { readonly assignment: ShardAssignment }
       | { readonly aggregate: ShardAggregation }
-      | { readonly cancel: { readonly round: number; readonly attempt: number } },
+      | { readonly cancel: { readonly round: number; readonly attempt: number } }
+      | { readonly admit: ShardAdmit },
   ): void;
   /** Ends the stream (a newer stream of the same shard replaces it). */
   close(reason: string): void;
@@ -67,6 +70,8 @@ interface ShardRecord {
   freeBytes: number;
   /** The aggregation it was asked for and has not answered. */
   pending: PendingAggregation | undefined;
+  /** The part uploads admitted to it in the open attempt, by site: sent again when it attaches again. */
+  readonly admitted: Map<string, ShardAdmit>;
 }
 
 /** One shard's part of an aggregation under way. */
@@ -82,6 +87,8 @@ export interface ShardRegistryOptions {
   /** The run being driven, or undefined while there is none. */
   readonly plan: () => ShardPlanSource | undefined;
   readonly now: () => number;
+  /** A shard's report of a site's part, verified or refused (./part-uploads.ts takes it). */
+  readonly onReceived?: (shard: string, report: ShardReceived__Output) => void;
   /** Called on every change of a shard's state (the coordinator emits `shard.state`). */
   readonly onState?: (change: { readonly shard: string; readonly index: number; readonly state: ShardState; readonly problem: string }) => void;
 }
@@ -90,7 +97,7 @@ export class ShardRegistry {
   private readonly records: ShardRecord[];
 
   constructor(private readonly o: ShardRegistryOptions) {
-    this.records = o.shards.map((s, index) => ({ name: s.name, endpoint: s.endpoint, index, state: 'detached', sinceMs: 0, link: undefined, sent: undefined, problem: '', freeBytes: 0, pending: undefined }));
+    this.records = o.shards.map((s, index) => ({ name: s.name, endpoint: s.endpoint, index, state: 'detached', sinceMs: 0, link: undefined, sent: undefined, problem: '', freeBytes: 0, pending: undefined, admitted: new Map() }));
   }
 
   /** The configured shards' names, in shard order. */
@@ -115,6 +122,37 @@ export class ShardRegistry {
     r.sent = undefined;
     this.enter(r, 'attached');
     this.sendAssignment(r);
+    for (const admit of r.admitted.values()) link.send({ admit });
+  }
+
+  /**
+   * Where a site's upload of `encoding` goes, one part per shard in shard order: when every shard
+   * is ready for the run's model and serves uploads. Undefined otherwise: the delta goes whole to
+   * the coordinator.
+   */
+  uploadParts(encoding: DeltaEncoding): { readonly shard: string; readonly endpoint: string; readonly start: number; readonly end: number }[] | undefined {
+    const partition = this.readyPartition();
+    if (partition === undefined || !this.records.every((r) => r.link?.servesUploads === true)) return undefined;
+    return this.records.map((r) => {
+      const ranges = shardByteRanges(partition, r.index, encoding);
+      return { shard: r.name, endpoint: r.endpoint, start: ranges[0]?.start ?? 0, end: ranges.at(-1)?.end ?? 0 };
+    });
+  }
+
+  /** Tells shard `name` of a site's admitted part upload (again when it attaches again, until the next attempt's). */
+  admit(name: string, admit: ShardAdmit): void {
+    const r = this.record(name);
+    const h = admit.header;
+    const stale = [...r.admitted.values()].some((a) => a.header?.round !== h?.round || a.header?.attempt !== h?.attempt);
+    if (stale) r.admitted.clear();
+    r.admitted.set(admit.siteId ?? '', admit);
+    r.link?.send({ admit });
+  }
+
+  /** A shard's report of a site's part; ignored unless it comes on the shard's current stream. */
+  received(name: string, link: ShardLink, report: ShardReceived__Output): void {
+    if (this.record(name).link !== link) return;
+    this.o.onReceived?.(name, report);
   }
 
   /** Forgets `link` if it is still `name`'s stream. */

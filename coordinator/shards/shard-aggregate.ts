@@ -37,7 +37,12 @@ export async function shardAggregate(
   checkpoints: string,
   assignment: ShardAssignment__Output | undefined,
   request: ShardAggregate__Output,
-  o: { readonly pool?: KernelPool; readonly signal?: AbortSignal } = {},
+  o: {
+    readonly pool?: KernelPool;
+    readonly signal?: AbortSignal;
+    /** The shard's own spool of a site's part upload in the request's attempt (`on_shard` inputs); absent: a shard without a state dir. */
+    readonly ownSpool?: (site: string, round: number, attempt: number) => string;
+  } = {},
 ): Promise<ShardWrites> {
   if (!assignment || assignment.runId !== request.runId || assignment.globalModelSha256 !== request.globalModelSha256) {
     throw new CoordinatorError('BAD_REQUEST', `asked to aggregate run ${request.runId} from model ${request.globalModelSha256}, assigned ${assignment ? `run ${assignment.runId} from ${assignment.globalModelSha256}` : 'nothing'}`);
@@ -68,6 +73,12 @@ export async function shardAggregate(
   const aggregator = aggregatorOf(request.aggregatorJson);
   if (request.unmask && aggregator.name !== 'mean') throw new CoordinatorError('BAD_REQUEST', `a secure round aggregates by the mean, not ${aggregator.name}`);
   const inside = (path: string): string => insideStorage(checkpoints, path);
+  // A site that uploaded its part here: the shard's own spool, in the whole delta's layout.
+  const spoolOf = (i: ShardAggregate__Output['inputs'][number]): string => {
+    if (!i.onShard) return inside(i.path);
+    if (!o.ownSpool) throw new CoordinatorError('BAD_REQUEST', `input of ${i.siteId} is on the shard, which keeps no spools (no stateDir)`);
+    return o.ownSpool(i.siteId, Number(request.round), request.attempt);
+  };
   const stage: CheckpointStage = {
     files: request.files.map((f) => ({
       slot: f.slot,
@@ -86,12 +97,12 @@ export async function shardAggregate(
     if (!WIRE_ENCODINGS.includes(encoding) || !PLAIN.includes(encoding)) throw new CoordinatorError('BAD_REQUEST', `input of ${i.siteId} has encoding ${JSON.stringify(i.encoding)}, not a plain one`);
     // A whole delta's spool: this shard's values start where its first part's bytes do.
     const offset = shardByteRanges(cut, assignment.shardIndex, encoding)[0]?.start ?? 0;
-    return { site: i.siteId, weight: i.weight, path: inside(i.path), encoding, offset };
+    return { site: i.siteId, weight: i.weight, path: spoolOf(i), encoding, offset };
   });
   const previous = request.previousStateSha256;
   const first = cut.bounds[assignment.shardIndex] ?? 0;
   // A secure round: the unmasked mean of the shard's range of the survivors' whole masked spools.
-  const masked = request.inputs.map((i) => inside(i.path));
+  const masked = request.inputs.map(spoolOf);
   const mean = unmask ? await unmaskedMean(unmaskPlanOf(unmask, masked.length), masked, first, unmask.weightSum, openFileSource, { ...(o.pool ? { pool: o.pool } : {}), ...(o.signal ? { signal: o.signal } : {}) }) : undefined;
   return aggregatePart({
     // A secure round's masked spools are read by the unmasking mean, never decoded as plain values.

@@ -22,8 +22,10 @@ import {
   type ShardAggregate__Output,
   type ShardAssignment__Output,
   type ShardInstruction__Output,
+  type ShardReceived,
   type ShardReport,
 } from '../../proto/index.js';
+import { join } from 'node:path';
 import { KernelPool } from '../aggregate/kernel-pool.js';
 import { COORDINATOR_VERSION } from '../coordinator.js';
 import { CoordinatorError } from '../core/errors.js';
@@ -32,6 +34,9 @@ import type { ResolvedShardConfig } from './config.js';
 import { checkAssignment } from './readiness.js';
 import { shardAggregate } from './shard-aggregate.js';
 import { keepTerm, readKeptTerm } from './term-file.js';
+import { ShardAdmissions, serveShardUploads, spoolDirOf } from './shard-uploads.js';
+import { RefusalMonitor } from '../observe/refusals.js';
+import { systemClock } from '../core/clock.js';
 
 /** A refusal no retry can mend: the shard stops (its certificate, its name or its version is wrong). */
 export class ShardRefusedError extends Error {
@@ -94,6 +99,9 @@ export async function runShard(o: RunShardOptions): Promise<void> {
     state = { ...state, ...patch };
     o.onState?.(state);
   };
+  // Sites' part uploads (./shard-uploads.ts): served while the shard runs, reported on whichever
+  // Attach stream is open (a report made while none is, is sent on the next one).
+  const uploads = config.listen !== undefined && config.stateDir !== undefined ? await startUploads(o, config.listen, config.stateDir) : undefined;
   // Started at the first aggregation, kept for the next ones (the coordinator keeps its pool too).
   let pool: Promise<KernelPool | undefined> | undefined;
   const kernels = (): Promise<KernelPool | undefined> =>
@@ -117,7 +125,7 @@ export async function runShard(o: RunShardOptions): Promise<void> {
     const log = logger.child({ coordinator: target, phase: 'attach' });
     let end: StreamEnd;
     try {
-      end = await attachOnce(client, target, o, log, () => state, update, kernels);
+      end = await attachOnce(client, target, o, log, () => state, update, kernels, uploads);
     } finally {
       client.close();
     }
@@ -140,6 +148,47 @@ export async function runShard(o: RunShardOptions): Promise<void> {
     }
   }
   await (await pool)?.close();
+  await uploads?.stop();
+}
+
+/** The shard's part uploads: its admissions, the reports not yet sent, and the server. */
+interface ShardUploads {
+  readonly admissions: ShardAdmissions;
+  readonly stateDir: string;
+  /** Where reports go while a stream is attached (undefined: kept until one is). */
+  sink: ((r: ShardReport) => void) | undefined;
+  /** The current attempt's reports, sent again on every new stream (the leader ignores repeats). */
+  readonly reports: Omit<ShardReceived, 'term'>[];
+  stop(): Promise<void>;
+}
+
+async function startUploads(o: RunShardOptions, listen: string, stateDir: string): Promise<ShardUploads> {
+  const { config, logger } = o;
+  const clock = systemClock;
+  const refusals = new RefusalMonitor({ logger, now: () => clock.now() });
+  const u: ShardUploads = {
+    stateDir,
+    sink: undefined,
+    reports: [],
+    admissions: new ShardAdmissions((r) => {
+      // One attempt's reports are kept: those of an older one are of no use to the leader.
+      if (u.reports.some((k) => k.round !== r.round || k.attempt !== r.attempt)) u.reports.length = 0;
+      u.reports.push(r);
+      u.sink?.({ received: { term: '0', ...r } });
+    }, logger),
+    stop: async () => undefined,
+  };
+  const server = await serveShardUploads({ listen, federation: config.federation, tls: readTlsFiles(config.tls), stateDir, uploadBudgetBytes: config.uploadBudgetBytes, admissions: u.admissions, refusals, clock, logger });
+  u.stop = () => server.stop();
+  return u;
+}
+
+/** A site's own spool at this shard (a part upload), for the aggregation; site names are those of certificates. */
+function ownSpool(stateDir: string): (site: string, round: number, attempt: number) => string {
+  return (site, round, attempt) => {
+    if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(site)) throw new CoordinatorError('BAD_REQUEST', `${JSON.stringify(site.slice(0, 70))} is no site name`);
+    return join(spoolDirOf(stateDir, round, attempt), `${site}.delta`);
+  };
 }
 
 /** Holds one Attach stream to `client` until it ends, is refused, or sends an older term. */
@@ -151,6 +200,7 @@ function attachOnce(
   state: () => ShardState,
   update: (patch: Partial<ShardState>) => void,
   kernels: () => Promise<KernelPool | undefined>,
+  uploads: ShardUploads | undefined,
 ): Promise<StreamEnd> {
   const { config } = o;
   return new Promise<StreamEnd>((resolve) => {
@@ -165,11 +215,16 @@ function attachOnce(
       if (settled) return;
       settled = true;
       job?.controller.abort(new Error('the stream to the leader ended'));
+      if (uploads?.sink === sendReceived) uploads.sink = undefined;
       o.signal.removeEventListener('abort', onAbort);
       call.cancel();
       resolve(end);
     };
     const onAbort = (): void => settle({ kind: 'ended', attached });
+    // Part-upload reports carry the term this stream follows.
+    const sendReceived = (r: ShardReport): void => {
+      if (!settled && r.received) call.write({ received: { ...r.received, term: String(state().term) } } satisfies ShardReport);
+    };
     o.signal.addEventListener('abort', onAbort, { once: true });
     /** Steps the shard's part of the leader's aggregation and answers it; one at a time, a newer one replaces it. */
     const onAggregate = (term: string, req: ShardAggregate__Output): void => {
@@ -184,7 +239,9 @@ function attachOnce(
         if (!settled) call.write({ aggregated: { term, round: req.round, attempt: req.attempt, ...body } } satisfies ShardReport);
       };
       void kernels()
-        .then((pool) => shardAggregate(config.checkpoints, state().assignment, req, { ...(pool ? { pool } : {}), signal: mine.controller.signal }))
+        .then((pool) =>
+          shardAggregate(config.checkpoints, state().assignment, req, { ...(pool ? { pool } : {}), signal: mine.controller.signal, ...(uploads ? { ownSpool: ownSpool(uploads.stateDir) } : {}) }),
+        )
         .then(
           (written) => {
             glog.info({ seconds: (performance.now() - t0) / 1000, written }, "aggregated the shard's part");
@@ -230,11 +287,20 @@ function attachOnce(
         }
         log.info({ term: instruction.term }, 'following leadership term');
       }
-      if (!attached) log.info({ term: instruction.term }, 'attached to the leader');
+      if (!attached) {
+        log.info({ term: instruction.term }, 'attached to the leader');
+        if (uploads) {
+          uploads.sink = sendReceived;
+          for (const r of uploads.reports) sendReceived({ received: { term: '0', ...r } });
+        }
+      }
       attached = true;
       update({ term, coordinator: target });
-      const { cancel, aggregate, assignment } = instruction;
-      if (instruction.kind === 'cancel' && cancel) {
+      const { cancel, aggregate, assignment, admit } = instruction;
+      if (instruction.kind === 'admit' && admit) {
+        if (uploads) uploads.admissions.admit(admit);
+        else log.warn({ site: admit.siteId }, 'the leader admitted an upload to a shard that serves none (no listen)');
+      } else if (instruction.kind === 'cancel' && cancel) {
         if (job?.round === cancel.round && job.attempt === cancel.attempt) job.controller.abort(new Error('the leader cancelled the aggregation'));
       } else if (instruction.kind === 'aggregate' && aggregate) {
         onAggregate(instruction.term, aggregate);
@@ -247,7 +313,7 @@ function attachOnce(
       settle({ kind: 'refused', attached, refusal: readGrpcRefusal(error), error });
     });
     call.on('end', () => settle({ kind: 'ended', attached }));
-    const hello: ShardReport = { hello: { protocolVersion: PROTOCOL_VERSION, shardId: config.name, term: String(state().term), shardVersion: COORDINATOR_VERSION } };
+    const hello: ShardReport = { hello: { protocolVersion: PROTOCOL_VERSION, shardId: config.name, term: String(state().term), shardVersion: COORDINATOR_VERSION, servesUploads: uploads !== undefined } };
     call.write(hello);
   });
 }

@@ -83,9 +83,14 @@ export class RoundCommitter {
       // Aggregator shards (issue 22) aggregate when every one of them is ready (the mean or a robust
       // aggregator, each coordinate-wise over its range); otherwise the coordinator aggregates alone.
       const partition = this.ctx.o.shards?.readyPartition();
+      // Sites that uploaded their parts to the shards (issue 22): only the shards hold their bytes.
+      const onShards = new Set(sites.filter((site) => att.uploads.get(site)?.spool.parts !== undefined));
+      if (onShards.size > 0 && !partition) {
+        throw new CoordinatorError('SHARD_FAILED', `the parts of ${[...onShards].join(', ')} are held by aggregator shards that are not all ready`, { round, attempt });
+      }
       if (partition && this.ctx.o.shards) {
         const unmask = secure ? await secure.shardUnmask(round, attempt, ...secureArgs) : undefined;
-        const result = await this.aggregateOnShards(this.ctx.o.shards, partition, inputs, { round, attempt, metadata, unmask, aggregator }, signal);
+        const result = await this.aggregateOnShards(this.ctx.o.shards, partition, inputs, onShards, { round, attempt, metadata, unmask, aggregator }, signal);
         this.ctx.log.info({ round, attempt, phase: 'aggregate', ms: this.ctx.o.clock.now() - t0, model: result.modelSha256, shards: partition.shards.length }, 'aggregated on the shards');
         this.ctx.dispatch({ type: 'aggregated', round, attempt, modelSha256: result.modelSha256 });
         return;
@@ -261,6 +266,7 @@ export class RoundCommitter {
     shards: ShardAggregationPort,
     partition: ModelPartition,
     inputs: readonly SpoolInput[],
+    onShards: ReadonlySet<string>,
     at: {
       readonly round: number;
       readonly attempt: number;
@@ -287,7 +293,12 @@ export class RoundCommitter {
           optimizer: { name: run.optimizer.name, params: run.optimizer.params },
           step,
           // A secure round's spools hold masked words; a plain round's, the run's plain encoding.
-          inputs: inputs.map((i) => ({ site: i.site, weight: i.weight, path: rel(i.path), encoding: at.unmask ? `secagg${at.unmask.plan.modulusBits}` : i.encoding })),
+          inputs: inputs.map((i) => ({
+            site: i.site,
+            weight: i.weight,
+            ...(onShards.has(i.site) ? { path: '', onShard: true } : { path: rel(i.path), onShard: false }),
+            encoding: at.unmask ? `secagg${at.unmask.plan.modulusBits}` : i.encoding,
+          })),
           stage: { files: stage.files.map((f) => ({ ...f, path: rel(f.path) })) },
           sliceElements: this.ctx.o.config.limits.sliceElements,
           unmask: at.unmask,

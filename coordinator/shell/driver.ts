@@ -19,7 +19,8 @@ import type { RunPlan, SchedulerEvent, SchedulerState, SiteProgress } from '../r
 import type { AttemptContext, RunContext } from './context.js';
 import { EffectRunner } from './effects.js';
 import { journalRunStart, runContextOf } from './run-start.js';
-import type { SpooledUpload, UploadExpectation, UploadIntent } from '../upload/header.js';
+import { validateHeader, type SpooledUpload, type UploadExpectation, type UploadIntent } from '../upload/header.js';
+import type { UploadHeader } from '../upload/frames.js';
 import { SecureSide } from '../secure/coordinator-side.js';
 import { refuseSecureStages } from '../secure/coordinator-side.js';
 import type { SecureStageHandlers } from '../secure/messages.js';
@@ -267,8 +268,12 @@ export class RoundDriver implements SiteRoundPort, UploadRoundPort, AdminRoundPo
     return this.o.clock.now() - this.startedMs;
   }
 
+  checkUpload(header: UploadHeader, site: string): UploadIntent {
+    return validateHeader(header, this.uploadExpectation(), site);
+  }
+
   /** What an upload from `site` must match now; throws ROUND_CLOSED when no round takes uploads. */
-  uploadExpectation(): UploadExpectation {
+  private uploadExpectation(): UploadExpectation {
     const s = this.state.run;
     if (!this.run || (s.phase !== 'training' && s.phase !== 'upload')) {
       throw new CoordinatorError('ROUND_CLOSED', `no round is accepting uploads (phase: ${s.phase})`);

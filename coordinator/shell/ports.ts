@@ -9,7 +9,8 @@ import type { CheckpointStage } from '../aggregate/staged-checkpoint.js';
 import type { UnmaskPlan } from '../secure/unmask.js';
 import type { ResolvedRun } from '../config.js';
 import type { SchedulerState, SiteProgress } from '../round/types.js';
-import type { SpooledUpload, UploadExpectation, UploadIntent } from '../upload/header.js';
+import type { SpooledUpload, UploadIntent } from '../upload/header.js';
+import type { UploadHeader } from '../upload/frames.js';
 import type { RunContext } from './context.js';
 import type { EvalReport, EvalTracker } from './evals.js';
 
@@ -48,8 +49,12 @@ export interface SiteRoundPort extends SiteFailurePort {
 
 /** What the upload service asks of the round. */
 export interface UploadRoundPort extends SiteFailurePort {
-  /** What an upload must match now; throws ROUND_CLOSED when no round takes uploads. */
-  uploadExpectation(): UploadExpectation;
+  /**
+   * Checks `site`'s upload header against what the open round takes (the coordinator: the round,
+   * the model, the run's policy; an aggregator shard: the header its leader admitted). Throws the
+   * refusal: ROUND_CLOSED when no round takes uploads.
+   */
+  checkUpload(header: UploadHeader, site: string): UploadIntent;
   /** The attempt that trains or takes uploads now, if any. */
   uploadingAttempt(): AttemptAt | undefined;
   /** `site`'s status in that attempt (undefined when it is not part of it). */
@@ -91,8 +96,11 @@ export interface ShardAggregation {
   readonly previousStateSha256: string | undefined;
   readonly optimizer: { readonly name: string; readonly params: Readonly<Record<string, number>> };
   readonly step: number;
-  /** The sites' whole spools in the order they are summed; a secure round's are masked (`secagg16`, `secagg32`). */
-  readonly inputs: readonly { readonly site: string; readonly weight: number; readonly path: string; readonly encoding: string }[];
+  /**
+   * The sites' whole spools in the order they are summed; a secure round's are masked (`secagg16`,
+   * `secagg32`). `onShard`: the site uploaded its parts to the shards, each reads its own spool (`path` is empty).
+   */
+  readonly inputs: readonly { readonly site: string; readonly weight: number; readonly path: string; readonly encoding: string; readonly onShard: boolean }[];
   readonly stage: CheckpointStage;
   readonly sliceElements: number;
   /** A secure round: the rebuilt secrets and the checked Σw. */

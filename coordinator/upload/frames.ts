@@ -32,6 +32,9 @@ export interface UploadHeader {
   readonly stripeCount: number;
   /** 0: the coordinator's maximum. */
   readonly chunkBytes: number;
+  /** The part of the delta an aggregator shard takes (0/0: the whole delta, to the coordinator). */
+  readonly partStart: number;
+  readonly partEnd: number;
   /** First and last training step of the fresh work, ms on the site's clock (0/0: unknown). */
   readonly trainStartedMs: number;
   readonly trainFinishedMs: number;

@@ -67,9 +67,15 @@ export interface UploadIntent {
   readonly steps: number;
   readonly trainLoss: number;
   readonly dataManifestSha256: string;
-  /** Byte layout of the delta in the run's encoding. */
+  /** The run's encoding of the delta, and its byte layout in it. */
+  readonly encoding: DeltaEncoding;
   readonly segments: readonly Segment[];
-  /** The stripe this stream carries, and how many the site splits its delta into. */
+  /**
+   * The bytes this upload carries: the whole delta [0, totalBytes), or the part [start, end) an
+   * aggregator shard takes (issue 22), which its stripes then tile.
+   */
+  readonly part: { readonly start: number; readonly end: number };
+  /** The stripe this stream carries, and how many the site splits its part into. */
   readonly stripe: { readonly start: number; readonly end: number; readonly count: number };
   /** Largest chunk this stream sends. */
   readonly chunkBytes: number;
@@ -149,12 +155,15 @@ export function validateHeader(h: UploadHeader, exp: UploadExpectation, site: st
   );
   if (!w.ok) throw new CoordinatorError(w.code === 'WEIGHT_OUT_OF_RANGE' ? 'WEIGHT_OUT_OF_RANGE' : 'UPLOAD_INVALID', w.issues.join('; '), { maxSiteWeight: exp.maxSiteWeight });
   validateTrainingReport(h, exp);
+  const part = validatePart(h, segments, totalBytes);
   return {
     round,
     attempt: h.attempt,
     totalBytes,
+    encoding: exp.encoding,
     segments,
-    stripe: validateStripe(h, segments, totalBytes),
+    part,
+    stripe: validateStripe(h, segments, part),
     chunkBytes: validateChunkBytes(h.chunkBytes, exp.maxChunkBytes),
     weight: w.value.weight,
     samples,
@@ -251,27 +260,59 @@ function validateFolded(h: UploadHeader, exp: UploadExpectation, site: string, f
   });
 }
 
-/** Result of a complete, verified upload. */
-export interface SpooledUpload {
-  readonly path: string;
-  readonly bytes: number;
-  readonly sha256: string;
+/** Bytes the upload carries: the whole delta's, or an aggregator shard's part's. */
+export function partBytes(intent: Pick<UploadIntent, 'part'>): number {
+  return intent.part.end - intent.part.start;
 }
 
-function validateStripe(h: UploadHeader, segments: readonly Segment[], total: number): UploadIntent['stripe'] {
-  // Absent stripe fields (0/0/0) declare one stripe: the whole delta.
+/** Result of a complete, verified upload. */
+export interface SpooledUpload {
+  /** The spool of the whole delta; empty when the aggregator shards hold it as `parts`. */
+  readonly path: string;
+  readonly bytes: number;
+  /** The delta's SHA-256; of parts held by shards, {@link partsSha256}. */
+  readonly sha256: string;
+  /** The parts the aggregator shards hold (issue 22), in shard order; absent for a delta the coordinator holds. */
+  readonly parts?: readonly { readonly shard: string; readonly start: number; readonly end: number; readonly sha256: string }[];
+}
+
+/**
+ * The SHA-256 a delta uploaded in parts is recorded under: that of one line per part, in order,
+ * `<start>-<end> <part SHA-256>\n` (docs/protocol.md, "Part uploads"). No one holds the whole
+ * delta's bytes to hash them; this names exactly the bytes each shard verified.
+ */
+export function partsSha256(parts: readonly { readonly start: number; readonly end: number; readonly sha256: string }[]): string {
+  return createHash('sha256')
+    .update(parts.map((p) => `${p.start}-${p.end} ${p.sha256}\n`).join(''))
+    .digest('hex');
+}
+
+/** The part the header carries: 0/0 is the whole delta; otherwise a non-empty range between values. */
+function validatePart(h: UploadHeader, segments: readonly Segment[], total: number): UploadIntent['part'] {
+  if (h.partStart === 0 && h.partEnd === 0) return { start: 0, end: total };
+  const { partStart: start, partEnd: end } = h;
+  if (!(start < end) || end > total) throw new CoordinatorError('CHUNK_OUT_OF_RANGE', `part [${start}, ${end}) is empty or past the delta's ${total} bytes`, { start, end, total });
+  if (!isUnitBoundary(segments, start) || !isUnitBoundary(segments, end)) throw new CoordinatorError('UPLOAD_INVALID', `part [${start}, ${end}) splits a value or int8 block`, { start, end });
+  return { start, end };
+}
+
+/** The stripe the header names, inside the part it carries. */
+export function validateStripe(h: UploadHeader, segments: readonly Segment[], part: UploadIntent['part']): UploadIntent['stripe'] {
+  // Absent stripe fields (0/0/0) declare one stripe: the whole part.
   const count = h.stripeCount || 1;
-  const start = h.stripeOffset;
+  const start = !h.stripeCount && h.stripeBytes === 0 ? part.start : h.stripeOffset;
   const declared = h.stripeBytes;
-  const bytes = !h.stripeCount && declared === 0 ? total : declared;
+  const size = part.end - part.start;
+  const bytes = !h.stripeCount && declared === 0 ? size : declared;
+  const what = part.start === 0 && part.end === h.totalBytes ? "the delta's" : `the part [${part.start}, ${part.end})'s`;
   if (count > MAX_STRIPES) throw new CoordinatorError('UPLOAD_INVALID', `${count} stripes declared, at most ${MAX_STRIPES}`);
-  if (bytes <= 0 || start + bytes > total) {
-    throw new CoordinatorError('CHUNK_OUT_OF_RANGE', `stripe [${start}, ${start + bytes}) is empty or past the delta's ${total} bytes`, { start, bytes, total });
+  if (bytes <= 0 || start < part.start || start + bytes > part.end) {
+    throw new CoordinatorError('CHUNK_OUT_OF_RANGE', `stripe [${start}, ${start + bytes}) is empty or outside ${what} ${size} bytes`, { start, bytes, total: size });
   }
   if (!isUnitBoundary(segments, start) || !isUnitBoundary(segments, start + bytes)) {
     throw new CoordinatorError('UPLOAD_INVALID', `stripe [${start}, ${start + bytes}) splits a value or int8 block`, { start, bytes });
   }
-  if (count === 1 && bytes !== total) throw new CoordinatorError('UPLOAD_INVALID', `a single stripe must carry all ${total} bytes, not ${bytes}`);
+  if (count === 1 && bytes !== size) throw new CoordinatorError('UPLOAD_INVALID', `a single stripe must carry all ${size} bytes, not ${bytes}`);
   return { start, end: start + bytes, count };
 }
 
@@ -279,4 +320,56 @@ function validateChunkBytes(declared: number, max: number): number {
   if (declared === 0) return max;
   if (declared < 4 || declared > max) throw new CoordinatorError('CHUNK_OUT_OF_RANGE', `chunk size ${declared} outside 4..${max}`, { bytes: declared });
   return declared;
+}
+
+/** What an aggregator shard was told of one admitted upload (issue 22): the header its leader checked, with the shard's part. */
+export interface AdmittedUpload {
+  /** The header as the leader admitted it: its stripe and chunk fields are not compared. */
+  readonly header: UploadHeader;
+  /** The weight the leader computed from it. */
+  readonly weight: number;
+  readonly maxChunkBytes: number;
+}
+
+/**
+ * The intent of a stream's `header` at an aggregator shard: the header the leader admitted for
+ * the site, field for field but for the stream's own stripe and chunk size (`UPLOAD_INVALID`
+ * otherwise: a site cannot send a shard what its leader did not check), with its part and stripe.
+ */
+export function admittedIntent(h: UploadHeader, admitted: AdmittedUpload): UploadIntent {
+  const a = admitted.header;
+  const described = (x: UploadHeader): string => {
+    const { stripeOffset: _o, stripeBytes: _b, stripeCount: _c, chunkBytes: _k, ...rest } = x;
+    return canonicalJson(rest);
+  };
+  if (described(h) !== described(a)) {
+    throw new CoordinatorError('UPLOAD_INVALID', `the header is not the one the coordinator admitted for round ${a.round}.${a.attempt} and part [${a.partStart}, ${a.partEnd})`, { round: h.round, attempt: h.attempt });
+  }
+  const encoding = a.encoding as DeltaEncoding;
+  const segments = deltaSegments(encoding, a.tensors.map((t) => t.shape.reduce((n, d) => n * d, 1)));
+  const part = validatePart(h, segments, h.totalBytes);
+  return {
+    round: h.round,
+    attempt: h.attempt,
+    totalBytes: h.totalBytes,
+    weight: admitted.weight,
+    samples: h.samples,
+    tokens: h.tokens,
+    steps: h.steps,
+    trainLoss: Number.isFinite(h.trainLoss) ? h.trainLoss : Number.NaN,
+    dataManifestSha256: h.dataManifestSha256,
+    encoding,
+    segments,
+    part,
+    stripe: validateStripe(h, segments, part),
+    chunkBytes: validateChunkBytes(h.chunkBytes, admitted.maxChunkBytes),
+    baseModelSha256: h.baseModelSha256,
+    staleness: 0,
+    folded: [],
+    trainStartedMs: h.trainStartedMs,
+    trainFinishedMs: h.trainFinishedMs,
+    appliedStaleness: h.appliedStalenessSteps,
+    busyMs: h.busyMs,
+    contentKey: contentKeyOf(h, encoding),
+  };
 }

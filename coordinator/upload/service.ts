@@ -12,20 +12,27 @@ import type { TransferLimits, UploadRoundPort } from '../shell/ports.js';
 import { uploadFrameFromWire, type UploadCall } from '../service/wire.js';
 import type { UploadFrame } from './frames.js';
 import { CoordinatorError, toServiceError } from '../core/errors.js';
-import type { SiteRegistry } from '../sites/registry.js';
+import type { SiteRecord } from '../sites/registry.js';
 import type { StateStore } from '../state/store.js';
 import { readMessages, writeWithBackpressure } from '../service/streams.js';
 import { UploadSession, type StreamOwner, type StripeState } from './session.js';
 import { StripeReceiver, streamWindow } from './stream.js';
-import { isFoldRefusal, validateHeader, type UploadIntent } from './header.js';
+import { isFoldRefusal, partBytes, type UploadIntent } from './header.js';
 import { PieceLog, pieceLogPath, takeEarlierUpload } from './reuse.js';
 import type { BudgetGrant, TransferBudget } from './budget.js';
 
+/** What uploads keep of a site: its open streams (a revocation aborts them) and its byte counts. */
+export interface UploadSites {
+  get(site: string): Pick<SiteRecord, 'uploads' | 'bytesUp' | 'bytesReused'> | undefined;
+  touch(site: string, activity?: string, progress?: number): void;
+}
+
 export interface UploadServiceOptions {
-  /** The open round, as uploads see it. */
+  /** The open round, as uploads see it (the coordinator's driver, or an aggregator shard's admissions). */
   readonly driver: UploadRoundPort;
-  readonly registry: SiteRegistry;
-  readonly store: StateStore;
+  readonly registry: UploadSites;
+  /** Where the attempts' spools are. */
+  readonly store: Pick<StateStore, 'spoolDir' | 'spoolAttempts'>;
   readonly logger: Logger;
   readonly limits: () => TransferLimits;
   /** The one budget of in-flight upload bytes shared by every site's streams. */
@@ -66,10 +73,9 @@ export class UploadService {
     try {
       const first = await messages.next();
       if (first.done || first.value.kind !== 'header') throw new CoordinatorError('UPLOAD_INVALID', 'an upload must start with a header');
-      const exp = this.o.driver.uploadExpectation();
-      const intent = validateHeader(first.value.header, exp, site);
+      const intent = this.o.driver.checkUpload(first.value.header, site);
       const attached = await this.serialised(site, async () => {
-        const s = await this.sessionFor(site, intent, exp, limits);
+        const s = await this.sessionFor(site, intent, limits);
         return { s, stripe: await this.attach(s, intent, owner, limits) };
       });
       session = attached.s;
@@ -77,7 +83,7 @@ export class UploadService {
       if (stripe.done && session.complete()) {
         // Every stripe was kept from an earlier attempt: the streams that ask are told it is verified.
         const whole = await (session.completion ??= this.finish(session, ''));
-        await writeWithBackpressure(call, { result: { accepted: true, receivedBytes: session.intent.totalBytes, message: 'verified', complete: true, sha256: whole.sha256 } }, abort.signal);
+        await writeWithBackpressure(call, { result: { accepted: true, receivedBytes: partBytes(session.intent), message: 'verified', complete: true, sha256: whole.sha256 } }, abort.signal);
       } else if (stripe.done) {
         // An agent that restarted re-opens every stripe: one already received is just confirmed.
         await writeWithBackpressure(call, { result: { accepted: true, receivedBytes: stripe.end - stripe.start, message: 'stripe already received', complete: false } }, abort.signal);
@@ -172,7 +178,7 @@ export class UploadService {
   }
 
   /** The site's session for this attempt, created (and the upload begun) on its first stream. */
-  private async sessionFor(site: string, intent: UploadIntent, exp: UploadSession['exp'], limits: TransferLimits): Promise<UploadSession> {
+  private async sessionFor(site: string, intent: UploadIntent, limits: TransferLimits): Promise<UploadSession> {
     const known = this.sessions.get(site);
     if (known && known.round === intent.round && known.attempt === intent.attempt) {
       // A delta kept whole from an earlier attempt is confirmed to each of the site's streams.
@@ -186,7 +192,7 @@ export class UploadService {
     this.o.registry.touch(site, 'upload', 0);
     const dir = await this.o.store.spoolDir(intent.round, intent.attempt);
     const path = join(dir, `${site}.delta`);
-    const session = new UploadSession({ site, intent, exp, path, idleMs: limits.idleMs, onIdle: (s) => this.idle(s, limits.idleMs), clock: this.o.clock });
+    const session = new UploadSession({ site, intent, path, idleMs: limits.idleMs, onIdle: (s) => this.idle(s, limits.idleMs), clock: this.o.clock });
     const reused = await this.reuseEarlier(session);
     if (!reused) await (await open(path, 'w', 0o600)).close();
     this.sessions.set(site, session);
@@ -244,16 +250,16 @@ export class UploadService {
     const file = await open(session.path, 'r');
     let sha256: string;
     try {
-      sha256 = await session.digest.finish(file, session.intent.totalBytes);
+      sha256 = await session.digest.finish(file, session.intent.part.end);
     } finally {
       await file.close();
     }
     if (trailerSha256 !== '' && trailerSha256 !== sha256) throw new CoordinatorError('CHECKSUM_MISMATCH', `delta SHA-256 is ${sha256}, the trailer says ${trailerSha256}`);
     session.finished = true;
     session.close(new CoordinatorError('ROUND_CLOSED', 'upload complete'));
-    const accepted = this.o.driver.completeUpload(session.site, session.intent, { path: session.path, bytes: session.intent.totalBytes, sha256 });
+    const accepted = this.o.driver.completeUpload(session.site, session.intent, { path: session.path, bytes: partBytes(session.intent), sha256 });
     if (!accepted) throw new CoordinatorError('ROUND_CLOSED', `round ${session.round}.${session.attempt} no longer takes this upload`);
-    this.o.logger.info({ site: session.site, round: session.round, phase: 'upload', bytes: session.intent.totalBytes }, 'upload verified');
+    this.o.logger.info({ site: session.site, round: session.round, phase: 'upload', bytes: partBytes(session.intent) }, 'upload verified');
     return { sha256 };
   }
 

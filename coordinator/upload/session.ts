@@ -9,7 +9,7 @@ import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import type { Clock } from '../core/clock.js';
 import { CoordinatorError } from '../core/errors.js';
-import type { UploadExpectation, UploadIntent } from './header.js';
+import type { UploadIntent } from './header.js';
 import { stripePieces, type Piece } from '../../aggregation/index.js';
 import type { PieceLog } from './reuse.js';
 
@@ -41,7 +41,6 @@ export interface UploadSessionOptions {
   readonly site: string;
   /** The header of the site's first stream in this attempt. */
   readonly intent: UploadIntent;
-  readonly exp: UploadExpectation;
   /** The spool file the stripes are written to. */
   readonly path: string;
   /** No progress for this long ends the session (`onIdle`). */
@@ -60,7 +59,12 @@ export interface UploadSessionOptions {
  */
 export class DeltaDigest {
   private hash: Hash | undefined = createHash('sha256');
-  private at = 0;
+  private at: number;
+
+  /** A digest of the spool's bytes from `start` (a part's first byte; 0 for a whole delta). */
+  constructor(private readonly start = 0) {
+    this.at = start;
+  }
 
   /** Bytes `data` were written at `offset`. */
   written(offset: number, data: Uint8Array): void {
@@ -74,17 +78,17 @@ export class DeltaDigest {
     if (offset < this.at) this.hash = undefined;
   }
 
-  /** Bytes already hashed (0 once given up): what `finish` need not read. */
-  get hashedBytes(): number {
-    return this.hash === undefined ? 0 : this.at;
+  /** Where the bytes hashed so far end (the start once given up): what `finish` need not read. */
+  get hashedTo(): number {
+    return this.hash === undefined ? this.start : this.at;
   }
 
-  /** The digest of spool bytes [0, total): what was streamed, then the rest read from `file`. */
-  async finish(file: FileHandle, total: number): Promise<string> {
+  /** The digest of spool bytes [start, end): what was streamed, then the rest read from `file`. */
+  async finish(file: FileHandle, end: number): Promise<string> {
     const hash = this.hash ?? createHash('sha256');
-    const from = this.hashedBytes;
+    const from = this.hashedTo;
     this.hash = undefined;
-    if (from < total) await feedRange(hash, file, from, total);
+    if (from < end) await feedRange(hash, file, from, end);
     return hash.digest('hex');
   }
 }
@@ -93,7 +97,8 @@ export class DeltaDigest {
 export class UploadSession {
   readonly stripes = new Map<number, StripeState>();
   /** The whole delta's SHA-256 as the bytes arrive. */
-  readonly digest = new DeltaDigest();
+  /** The SHA-256 of the bytes the upload carries (the whole delta, or an aggregator shard's part) as they arrive. */
+  readonly digest: DeltaDigest;
   finished = false;
   /** A named delta's piece log (reuse.ts); undefined for an unnamed one. */
   pieceLog: PieceLog | undefined;
@@ -101,15 +106,14 @@ export class UploadSession {
   completion: Promise<{ sha256: string }> | undefined;
   readonly site: string;
   readonly intent: UploadIntent;
-  readonly exp: UploadExpectation;
   readonly path: string;
   private cancelIdle: (() => void) | undefined;
 
   constructor(private readonly o: UploadSessionOptions) {
     this.site = o.site;
     this.intent = o.intent;
-    this.exp = o.exp;
     this.path = o.path;
+    this.digest = new DeltaDigest(o.intent.part.start);
     this.progressed();
   }
 
@@ -141,6 +145,10 @@ export class UploadSession {
    * new one that overlaps none and keeps within the declared stripe count.
    */
   stripeFor(intent: UploadIntent): StripeState {
+    const { part } = this.intent;
+    if (intent.part.start !== part.start || intent.part.end !== part.end) {
+      throw new CoordinatorError('UPLOAD_INVALID', `header carries part [${intent.part.start}, ${intent.part.end}) of the delta, the upload under way [${part.start}, ${part.end})`);
+    }
     if (intent.totalBytes !== this.intent.totalBytes || intent.stripe.count !== this.intent.stripe.count) {
       throw new CoordinatorError('UPLOAD_INVALID', `header disagrees with the upload already under way (${intent.totalBytes} bytes in ${intent.stripe.count} stripes, was ${this.intent.totalBytes} in ${this.intent.stripe.count})`);
     }
@@ -205,7 +213,7 @@ export class UploadSession {
     }
   }
 
-  /** Whether every declared stripe is complete and they cover the delta. */
+  /** Whether every declared stripe is complete and they cover the part (the whole delta, or a shard's part). */
   complete(): boolean {
     if (this.stripes.size !== this.intent.stripe.count) return false;
     let bytes = 0;
@@ -213,7 +221,7 @@ export class UploadSession {
       if (!s.done) return false;
       bytes += s.end - s.start;
     }
-    return bytes === this.intent.totalBytes;
+    return bytes === this.intent.part.end - this.intent.part.start;
   }
 
   /** Stops the idle timer and aborts every attached stream. */

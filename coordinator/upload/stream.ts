@@ -13,6 +13,7 @@ import { recycleReceived, type UploadReply } from '../../proto/index.js';
 import type { UploadFrame } from './frames.js';
 import { CoordinatorError } from '../core/errors.js';
 import { hashRange, pieceAt, type StripeState, type UploadSession } from './session.js';
+import { partBytes } from './header.js';
 import { writeWithBackpressure } from '../service/streams.js';
 import { isUnitBoundary, type Piece } from '../../aggregation/index.js';
 import { checkValues } from './value-checks.js';
@@ -112,13 +113,13 @@ export class StripeReceiver {
     if (data.length === 0 || data.length > max) throw new CoordinatorError('CHUNK_OUT_OF_RANGE', `chunk of ${data.length} bytes (allowed 1..${max})`, { bytes: data.length });
     const end = offset + data.length;
     if (end > s.end) throw new CoordinatorError('CHUNK_OUT_OF_RANGE', `chunk ends at ${end}, past the declared ${s.end} bytes of its stripe`, { end, total: s.end });
-    if (!isUnitBoundary(this.session.intent.segments, end)) throw new CoordinatorError('UPLOAD_INVALID', `${this.session.exp.encoding} chunk ending at ${end} splits a value or block`);
+    if (!isUnitBoundary(this.session.intent.segments, end)) throw new CoordinatorError('UPLOAD_INVALID', `${this.session.intent.encoding} chunk ending at ${end} splits a value or block`);
     if (crc32c(data) !== crc) {
       if (++this.crcFailures > MAX_CRC_RETRIES) throw new CoordinatorError('CHECKSUM_MISMATCH', `chunk at ${offset} failed its CRC32C ${this.crcFailures} times`, { offset });
       return this.resend(offset, 'CRC32C mismatch');
     }
     this.crcFailures = 0;
-    checkValues(this.session.exp.encoding, this.session.intent.segments, offset, data);
+    checkValues(this.session.intent.encoding, this.session.intent.segments, offset, data);
     await this.file.write(data, 0, data.length, offset);
     this.session.digest.written(offset, data);
     this.digestBytes(offset, data);
@@ -185,7 +186,7 @@ export class StripeReceiver {
       return true;
     }
     const whole = await this.hooks.finish(sha256);
-    await this.send({ result: { accepted: true, receivedBytes: this.session.intent.totalBytes, message: 'verified', complete: true, sha256: whole.sha256 } });
+    await this.send({ result: { accepted: true, receivedBytes: partBytes(this.session.intent), message: 'verified', complete: true, sha256: whole.sha256 } });
     return true;
   }
 

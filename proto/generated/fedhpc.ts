@@ -45,6 +45,7 @@ import type { RoundsResponse as _fedhpc_v1_RoundsResponse, RoundsResponse__Outpu
 import type { RunControlRequest as _fedhpc_v1_RunControlRequest, RunControlRequest__Output as _fedhpc_v1_RunControlRequest__Output } from './fedhpc/v1/RunControlRequest';
 import type { RunControlResponse as _fedhpc_v1_RunControlResponse, RunControlResponse__Output as _fedhpc_v1_RunControlResponse__Output } from './fedhpc/v1/RunControlResponse';
 import type { SecAggParams as _fedhpc_v1_SecAggParams, SecAggParams__Output as _fedhpc_v1_SecAggParams__Output } from './fedhpc/v1/SecAggParams';
+import type { ShardAdmit as _fedhpc_v1_ShardAdmit, ShardAdmit__Output as _fedhpc_v1_ShardAdmit__Output } from './fedhpc/v1/ShardAdmit';
 import type { ShardAggregate as _fedhpc_v1_ShardAggregate, ShardAggregate__Output as _fedhpc_v1_ShardAggregate__Output } from './fedhpc/v1/ShardAggregate';
 import type { ShardAggregated as _fedhpc_v1_ShardAggregated, ShardAggregated__Output as _fedhpc_v1_ShardAggregated__Output } from './fedhpc/v1/ShardAggregated';
 import type { ShardAssignment as _fedhpc_v1_ShardAssignment, ShardAssignment__Output as _fedhpc_v1_ShardAssignment__Output } from './fedhpc/v1/ShardAssignment';
@@ -54,6 +55,7 @@ import type { ShardHello as _fedhpc_v1_ShardHello, ShardHello__Output as _fedhpc
 import type { ShardInput as _fedhpc_v1_ShardInput, ShardInput__Output as _fedhpc_v1_ShardInput__Output } from './fedhpc/v1/ShardInput';
 import type { ShardInstruction as _fedhpc_v1_ShardInstruction, ShardInstruction__Output as _fedhpc_v1_ShardInstruction__Output } from './fedhpc/v1/ShardInstruction';
 import type { ShardReadiness as _fedhpc_v1_ShardReadiness, ShardReadiness__Output as _fedhpc_v1_ShardReadiness__Output } from './fedhpc/v1/ShardReadiness';
+import type { ShardReceived as _fedhpc_v1_ShardReceived, ShardReceived__Output as _fedhpc_v1_ShardReceived__Output } from './fedhpc/v1/ShardReceived';
 import type { ShardReport as _fedhpc_v1_ShardReport, ShardReport__Output as _fedhpc_v1_ShardReport__Output } from './fedhpc/v1/ShardReport';
 import type { ShardStatus as _fedhpc_v1_ShardStatus, ShardStatus__Output as _fedhpc_v1_ShardStatus__Output } from './fedhpc/v1/ShardStatus';
 import type { ShardUnmask as _fedhpc_v1_ShardUnmask, ShardUnmask__Output as _fedhpc_v1_ShardUnmask__Output } from './fedhpc/v1/ShardUnmask';
@@ -84,9 +86,11 @@ import type { UnmaskResponse as _fedhpc_v1_UnmaskResponse, UnmaskResponse__Outpu
 import type { UnmaskTask as _fedhpc_v1_UnmaskTask, UnmaskTask__Output as _fedhpc_v1_UnmaskTask__Output } from './fedhpc/v1/UnmaskTask';
 import type { UploadAccepted as _fedhpc_v1_UploadAccepted, UploadAccepted__Output as _fedhpc_v1_UploadAccepted__Output } from './fedhpc/v1/UploadAccepted';
 import type { UploadAck as _fedhpc_v1_UploadAck, UploadAck__Output as _fedhpc_v1_UploadAck__Output } from './fedhpc/v1/UploadAck';
+import type { UploadAdmission as _fedhpc_v1_UploadAdmission, UploadAdmission__Output as _fedhpc_v1_UploadAdmission__Output } from './fedhpc/v1/UploadAdmission';
 import type { UploadChunk as _fedhpc_v1_UploadChunk, UploadChunk__Output as _fedhpc_v1_UploadChunk__Output } from './fedhpc/v1/UploadChunk';
 import type { UploadHeader as _fedhpc_v1_UploadHeader, UploadHeader__Output as _fedhpc_v1_UploadHeader__Output } from './fedhpc/v1/UploadHeader';
 import type { UploadMessage as _fedhpc_v1_UploadMessage, UploadMessage__Output as _fedhpc_v1_UploadMessage__Output } from './fedhpc/v1/UploadMessage';
+import type { UploadPart as _fedhpc_v1_UploadPart, UploadPart__Output as _fedhpc_v1_UploadPart__Output } from './fedhpc/v1/UploadPart';
 import type { UploadQueued as _fedhpc_v1_UploadQueued, UploadQueued__Output as _fedhpc_v1_UploadQueued__Output } from './fedhpc/v1/UploadQueued';
 import type { UploadReply as _fedhpc_v1_UploadReply, UploadReply__Output as _fedhpc_v1_UploadReply__Output } from './fedhpc/v1/UploadReply';
 import type { UploadResend as _fedhpc_v1_UploadResend, UploadResend__Output as _fedhpc_v1_UploadResend__Output } from './fedhpc/v1/UploadResend';
@@ -148,6 +152,7 @@ export interface ProtoGrpcType {
       RunControlRequest: MessageTypeDefinition<_fedhpc_v1_RunControlRequest, _fedhpc_v1_RunControlRequest__Output>
       RunControlResponse: MessageTypeDefinition<_fedhpc_v1_RunControlResponse, _fedhpc_v1_RunControlResponse__Output>
       SecAggParams: MessageTypeDefinition<_fedhpc_v1_SecAggParams, _fedhpc_v1_SecAggParams__Output>
+      ShardAdmit: MessageTypeDefinition<_fedhpc_v1_ShardAdmit, _fedhpc_v1_ShardAdmit__Output>
       ShardAggregate: MessageTypeDefinition<_fedhpc_v1_ShardAggregate, _fedhpc_v1_ShardAggregate__Output>
       ShardAggregated: MessageTypeDefinition<_fedhpc_v1_ShardAggregated, _fedhpc_v1_ShardAggregated__Output>
       ShardAssignment: MessageTypeDefinition<_fedhpc_v1_ShardAssignment, _fedhpc_v1_ShardAssignment__Output>
@@ -157,6 +162,7 @@ export interface ProtoGrpcType {
       ShardInput: MessageTypeDefinition<_fedhpc_v1_ShardInput, _fedhpc_v1_ShardInput__Output>
       ShardInstruction: MessageTypeDefinition<_fedhpc_v1_ShardInstruction, _fedhpc_v1_ShardInstruction__Output>
       ShardReadiness: MessageTypeDefinition<_fedhpc_v1_ShardReadiness, _fedhpc_v1_ShardReadiness__Output>
+      ShardReceived: MessageTypeDefinition<_fedhpc_v1_ShardReceived, _fedhpc_v1_ShardReceived__Output>
       ShardReport: MessageTypeDefinition<_fedhpc_v1_ShardReport, _fedhpc_v1_ShardReport__Output>
       ShardStatus: MessageTypeDefinition<_fedhpc_v1_ShardStatus, _fedhpc_v1_ShardStatus__Output>
       ShardUnmask: MessageTypeDefinition<_fedhpc_v1_ShardUnmask, _fedhpc_v1_ShardUnmask__Output>
@@ -187,9 +193,11 @@ export interface ProtoGrpcType {
       UnmaskTask: MessageTypeDefinition<_fedhpc_v1_UnmaskTask, _fedhpc_v1_UnmaskTask__Output>
       UploadAccepted: MessageTypeDefinition<_fedhpc_v1_UploadAccepted, _fedhpc_v1_UploadAccepted__Output>
       UploadAck: MessageTypeDefinition<_fedhpc_v1_UploadAck, _fedhpc_v1_UploadAck__Output>
+      UploadAdmission: MessageTypeDefinition<_fedhpc_v1_UploadAdmission, _fedhpc_v1_UploadAdmission__Output>
       UploadChunk: MessageTypeDefinition<_fedhpc_v1_UploadChunk, _fedhpc_v1_UploadChunk__Output>
       UploadHeader: MessageTypeDefinition<_fedhpc_v1_UploadHeader, _fedhpc_v1_UploadHeader__Output>
       UploadMessage: MessageTypeDefinition<_fedhpc_v1_UploadMessage, _fedhpc_v1_UploadMessage__Output>
+      UploadPart: MessageTypeDefinition<_fedhpc_v1_UploadPart, _fedhpc_v1_UploadPart__Output>
       UploadQueued: MessageTypeDefinition<_fedhpc_v1_UploadQueued, _fedhpc_v1_UploadQueued__Output>
       UploadReply: MessageTypeDefinition<_fedhpc_v1_UploadReply, _fedhpc_v1_UploadReply__Output>
       UploadResend: MessageTypeDefinition<_fedhpc_v1_UploadResend, _fedhpc_v1_UploadResend__Output>

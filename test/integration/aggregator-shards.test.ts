@@ -163,10 +163,13 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
       admins: ['alice'],
       coordinatorAddress: `localhost:${port}`,
       listen: `127.0.0.1:${port}`,
-      aggregators: [
-        { name: 's1', address: `localhost:${await freePort()}`, listen: '' },
-        { name: 's2', address: `localhost:${await freePort()}`, listen: '' },
-      ],
+      // The shards take the sites' part uploads where the coordinator names them (plain rounds).
+      aggregators: await Promise.all(
+        ['s1', 's2'].map(async (name) => {
+          const shardPort = await freePort();
+          return { name, address: `localhost:${shardPort}`, listen: `127.0.0.1:${shardPort}` };
+        }),
+      ),
       run: {
         id: federation,
         rounds: run.rounds,
@@ -218,16 +221,21 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     const { files, admin, runToEnd } = await shardFederation('shardrun', ['bsc', 'hlrs'], { rounds: 3, secure: false });
     const sharded = await runToEnd('k2', { shards: true });
     expect(lines(sharded.log).filter((l) => l['msg'] === 'aggregated on the shards').map((l) => l['shards'])).toEqual([2, 2, 2]);
+    // Every site sent its delta in two parts, one to each shard: the coordinator received none of it.
+    expect(lines(sharded.log).filter((l) => l['msg'] === 'upload verified: every shard holds its part')).toHaveLength(6);
+    expect(lines(sharded.log).filter((l) => l['msg'] === 'upload verified')).toHaveLength(0);
+    for (const log of sharded.shardLogs) expect(lines(log).filter((l) => l['msg'] === 'upload verified')).toHaveLength(6);
     for (const log of sharded.shardLogs) expect(lines(log).filter((l) => l['msg'] === "aggregated the shard's part")).toHaveLength(3);
 
     // The same federation again from a fresh state dir, the coordinator alone: the same models.
+    const { aggregators } = JSON.parse(await readFile(files.coordinatorConfig, 'utf8')) as { aggregators: unknown[] };
     await patchJsonFile(files.coordinatorConfig, ({ aggregators: _a, ...c }) => ({ ...c, stateDir: 'state-alone' }));
     const alone = await runToEnd('k0', { shards: false });
     expect(lines(alone.log).filter((l) => l['msg'] === 'aggregated on the shards')).toHaveLength(0);
     expect(alone.models).toEqual(sharded.models);
 
     // With the shards, and one of them SIGKILLed after round 1: the coordinator aggregates the rest alone.
-    await patchJsonFile(files.coordinatorConfig, (c) => ({ ...c, stateDir: 'state-lost', aggregators: [{ name: 's1', endpoint: 'localhost:1' }, { name: 's2', endpoint: 'localhost:2' }] }));
+    await patchJsonFile(files.coordinatorConfig, (c) => ({ ...c, stateDir: 'state-lost', aggregators }));
     for (const s of ['s1', 's2']) await patchJsonFile(files.aggregatorConfigs.get(s)!, (c) => ({ ...c, checkpoints: '../../coordinator/state-lost' }));
     const lost = await runToEnd('lost', { shards: true, killShardAfterRound: 1 });
     expect(lost.models).toEqual(sharded.models);

@@ -331,7 +331,7 @@ describe('sharded aggregation: shards step their parts into the files the leader
       previousStateSha256: '',
       optimizerJson: JSON.stringify(OPTIMIZER),
       step: '1',
-      inputs: [{ siteId: 'a', weight: 1, path: '../../../etc/passwd', encoding: 'f32' }],
+      inputs: [{ siteId: 'a', weight: 1, path: '../../../etc/passwd', encoding: 'f32', onShard: false }],
       files: [],
       sliceElements: 4096,
       unmask: null,

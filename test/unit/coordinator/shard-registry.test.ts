@@ -28,7 +28,7 @@ type Sent = Parameters<ShardLink['send']>[0];
 function link(peer: string): ShardLink & { sent: Sent[]; closed: string[] } {
   const sent: Sent[] = [];
   const closed: string[] = [];
-  return { peer, sent, closed, send: (i) => void sent.push(i), close: (r) => void closed.push(r) };
+  return { peer, servesUploads: false, sent, closed, send: (i) => void sent.push(i), close: (r) => void closed.push(r) };
 }
 
 /** A registry of shards s1 and s2, both attached and ready for PLAN's model. */

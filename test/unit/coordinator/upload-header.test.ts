@@ -70,6 +70,8 @@ function header(patch: Partial<UploadHeader__Output> = {}): UploadHeader__Output
     appliedStalenessSteps: 0,
     busyMs: '0',
     contentId: '',
+    partStart: '0',
+    partEnd: '0',
     ...patch,
   };
 }

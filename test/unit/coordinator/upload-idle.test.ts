@@ -29,7 +29,7 @@ const EXPECTATION: UploadExpectation = {
 const INTENT: UploadIntent = uploadIntent(4, { chunkBytes: 16 });
 
 function session(clock: ManualClock, onIdle: (s: UploadSession) => void): UploadSession {
-  return new UploadSession({ site: 'site-1', intent: INTENT, exp: EXPECTATION, path: '/nonexistent/site-1.delta', idleMs: IDLE_MS, onIdle, clock });
+  return new UploadSession({ site: 'site-1', intent: INTENT, path: '/nonexistent/site-1.delta', idleMs: IDLE_MS, onIdle, clock });
 }
 
 describe('UploadSession idle timeout', () => {

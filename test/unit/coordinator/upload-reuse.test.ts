@@ -75,7 +75,7 @@ describe('takeEarlierUpload', () => {
     expect(await readFile(path)).toEqual(delta);
     // The earlier folder no longer names the bytes: neither spool nor log stays there.
     expect(await readdir(e.dir)).toEqual([]);
-    expect(digest.hashedBytes).toBe(80);
+    expect(digest.hashedTo).toBe(80);
     const file = await open(path, 'r');
     try {
       expect(await digest.finish(file, 80)).toBe(sha(delta));
@@ -175,7 +175,7 @@ describe('a session seeded from an earlier attempt', () => {
     maxStaleness: 2,
     bases: new RunBases('a'.repeat(64)),
   };
-  const session = (): UploadSession => new UploadSession({ site: 'site-a', intent: intent(3), exp, path: join(dir, 'x.delta'), idleMs: 60_000, onIdle: () => undefined, clock: new ManualClock() });
+  const session = (): UploadSession => new UploadSession({ site: 'site-a', intent: intent(3), path: join(dir, 'x.delta'), idleMs: 60_000, onIdle: () => undefined, clock: new ManualClock() });
 
   it('resumes each stripe where its kept prefix ends, and is complete once every stripe was kept whole', () => {
     const s = session();
@@ -196,6 +196,6 @@ describe('a session seeded from an earlier attempt', () => {
     const one = s.stripeFor({ ...intent(3), stripe: { start: 0, end: 80, count: 2 } });
     expect({ acked: one.acked, done: one.done }).toEqual({ acked: 0, done: false });
     expect([...s.stripes.keys()]).toEqual([0]);
-    expect(s.digest.hashedBytes).toBe(0);
+    expect(s.digest.hashedTo).toBe(0);
   });
 });

@@ -31,7 +31,7 @@ describe('DeltaDigest', () => {
           digest.written(step.write[0], step.write[1]);
         }
       }
-      const skipped = digest.hashedBytes;
+      const skipped = digest.hashedTo;
       const streamed = await digest.finish(file, total);
       const bytes = Buffer.alloc(total);
       await file.read(bytes, 0, total, 0);

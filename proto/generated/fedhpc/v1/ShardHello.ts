@@ -7,6 +7,7 @@ export interface ShardHello {
   'shardId'?: (string);
   'term'?: (number | string | Long);
   'shardVersion'?: (string);
+  'servesUploads'?: (boolean);
 }
 
 export interface ShardHello__Output {
@@ -14,4 +15,5 @@ export interface ShardHello__Output {
   'shardId': (string);
   'term': (string);
   'shardVersion': (string);
+  'servesUploads': (boolean);
 }

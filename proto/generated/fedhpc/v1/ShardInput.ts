@@ -6,6 +6,7 @@ export interface ShardInput {
   'weight'?: (number | string);
   'path'?: (string);
   'encoding'?: (string);
+  'onShard'?: (boolean);
 }
 
 export interface ShardInput__Output {
@@ -13,4 +14,5 @@ export interface ShardInput__Output {
   'weight': (number);
   'path': (string);
   'encoding': (string);
+  'onShard': (boolean);
 }

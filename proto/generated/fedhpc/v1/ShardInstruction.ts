@@ -3,6 +3,7 @@
 import type { ShardAssignment as _fedhpc_v1_ShardAssignment, ShardAssignment__Output as _fedhpc_v1_ShardAssignment__Output } from '../../fedhpc/v1/ShardAssignment';
 import type { ShardAggregate as _fedhpc_v1_ShardAggregate, ShardAggregate__Output as _fedhpc_v1_ShardAggregate__Output } from '../../fedhpc/v1/ShardAggregate';
 import type { ShardCancel as _fedhpc_v1_ShardCancel, ShardCancel__Output as _fedhpc_v1_ShardCancel__Output } from '../../fedhpc/v1/ShardCancel';
+import type { ShardAdmit as _fedhpc_v1_ShardAdmit, ShardAdmit__Output as _fedhpc_v1_ShardAdmit__Output } from '../../fedhpc/v1/ShardAdmit';
 import type { Long } from '@grpc/proto-loader';
 
 export interface ShardInstruction {
@@ -10,7 +11,8 @@ export interface ShardInstruction {
   'assignment'?: (_fedhpc_v1_ShardAssignment | null);
   'aggregate'?: (_fedhpc_v1_ShardAggregate | null);
   'cancel'?: (_fedhpc_v1_ShardCancel | null);
-  'kind'?: "assignment"|"aggregate"|"cancel";
+  'admit'?: (_fedhpc_v1_ShardAdmit | null);
+  'kind'?: "assignment"|"aggregate"|"cancel"|"admit";
 }
 
 export interface ShardInstruction__Output {
@@ -18,5 +20,6 @@ export interface ShardInstruction__Output {
   'assignment'?: (_fedhpc_v1_ShardAssignment__Output | null);
   'aggregate'?: (_fedhpc_v1_ShardAggregate__Output | null);
   'cancel'?: (_fedhpc_v1_ShardCancel__Output | null);
-  'kind'?: "assignment"|"aggregate"|"cancel";
+  'admit'?: (_fedhpc_v1_ShardAdmit__Output | null);
+  'kind'?: "assignment"|"aggregate"|"cancel"|"admit";
 }

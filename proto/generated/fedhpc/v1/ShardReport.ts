@@ -3,17 +3,20 @@
 import type { ShardHello as _fedhpc_v1_ShardHello, ShardHello__Output as _fedhpc_v1_ShardHello__Output } from '../../fedhpc/v1/ShardHello';
 import type { ShardReadiness as _fedhpc_v1_ShardReadiness, ShardReadiness__Output as _fedhpc_v1_ShardReadiness__Output } from '../../fedhpc/v1/ShardReadiness';
 import type { ShardAggregated as _fedhpc_v1_ShardAggregated, ShardAggregated__Output as _fedhpc_v1_ShardAggregated__Output } from '../../fedhpc/v1/ShardAggregated';
+import type { ShardReceived as _fedhpc_v1_ShardReceived, ShardReceived__Output as _fedhpc_v1_ShardReceived__Output } from '../../fedhpc/v1/ShardReceived';
 
 export interface ShardReport {
   'hello'?: (_fedhpc_v1_ShardHello | null);
   'readiness'?: (_fedhpc_v1_ShardReadiness | null);
   'aggregated'?: (_fedhpc_v1_ShardAggregated | null);
-  'kind'?: "hello"|"readiness"|"aggregated";
+  'received'?: (_fedhpc_v1_ShardReceived | null);
+  'kind'?: "hello"|"readiness"|"aggregated"|"received";
 }
 
 export interface ShardReport__Output {
   'hello'?: (_fedhpc_v1_ShardHello__Output | null);
   'readiness'?: (_fedhpc_v1_ShardReadiness__Output | null);
   'aggregated'?: (_fedhpc_v1_ShardAggregated__Output | null);
-  'kind'?: "hello"|"readiness"|"aggregated";
+  'received'?: (_fedhpc_v1_ShardReceived__Output | null);
+  'kind'?: "hello"|"readiness"|"aggregated"|"received";
 }

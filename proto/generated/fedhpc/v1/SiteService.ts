@@ -18,10 +18,21 @@ import type { Task as _fedhpc_v1_Task, Task__Output as _fedhpc_v1_Task__Output }
 import type { TasksRequest as _fedhpc_v1_TasksRequest, TasksRequest__Output as _fedhpc_v1_TasksRequest__Output } from '../../fedhpc/v1/TasksRequest';
 import type { TrainingFailure as _fedhpc_v1_TrainingFailure, TrainingFailure__Output as _fedhpc_v1_TrainingFailure__Output } from '../../fedhpc/v1/TrainingFailure';
 import type { UnmaskResponse as _fedhpc_v1_UnmaskResponse, UnmaskResponse__Output as _fedhpc_v1_UnmaskResponse__Output } from '../../fedhpc/v1/UnmaskResponse';
+import type { UploadAdmission as _fedhpc_v1_UploadAdmission, UploadAdmission__Output as _fedhpc_v1_UploadAdmission__Output } from '../../fedhpc/v1/UploadAdmission';
+import type { UploadHeader as _fedhpc_v1_UploadHeader, UploadHeader__Output as _fedhpc_v1_UploadHeader__Output } from '../../fedhpc/v1/UploadHeader';
 import type { UploadMessage as _fedhpc_v1_UploadMessage, UploadMessage__Output as _fedhpc_v1_UploadMessage__Output } from '../../fedhpc/v1/UploadMessage';
 import type { UploadReply as _fedhpc_v1_UploadReply, UploadReply__Output as _fedhpc_v1_UploadReply__Output } from '../../fedhpc/v1/UploadReply';
 
 export interface SiteServiceClient extends grpc.Client {
+  AdmitUpload(argument: _fedhpc_v1_UploadHeader, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_UploadAdmission__Output>): grpc.ClientUnaryCall;
+  AdmitUpload(argument: _fedhpc_v1_UploadHeader, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_UploadAdmission__Output>): grpc.ClientUnaryCall;
+  AdmitUpload(argument: _fedhpc_v1_UploadHeader, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_UploadAdmission__Output>): grpc.ClientUnaryCall;
+  AdmitUpload(argument: _fedhpc_v1_UploadHeader, callback: grpc.requestCallback<_fedhpc_v1_UploadAdmission__Output>): grpc.ClientUnaryCall;
+  admitUpload(argument: _fedhpc_v1_UploadHeader, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_UploadAdmission__Output>): grpc.ClientUnaryCall;
+  admitUpload(argument: _fedhpc_v1_UploadHeader, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_UploadAdmission__Output>): grpc.ClientUnaryCall;
+  admitUpload(argument: _fedhpc_v1_UploadHeader, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_UploadAdmission__Output>): grpc.ClientUnaryCall;
+  admitUpload(argument: _fedhpc_v1_UploadHeader, callback: grpc.requestCallback<_fedhpc_v1_UploadAdmission__Output>): grpc.ClientUnaryCall;
+  
   AdvertiseKeys(argument: _fedhpc_v1_KeyAdvertisement, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
   AdvertiseKeys(argument: _fedhpc_v1_KeyAdvertisement, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
   AdvertiseKeys(argument: _fedhpc_v1_KeyAdvertisement, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_Ack__Output>): grpc.ClientUnaryCall;
@@ -121,6 +132,8 @@ export interface SiteServiceClient extends grpc.Client {
 }
 
 export interface SiteServiceHandlers extends grpc.UntypedServiceImplementation {
+  AdmitUpload: grpc.handleUnaryCall<_fedhpc_v1_UploadHeader__Output, _fedhpc_v1_UploadAdmission>;
+  
   AdvertiseKeys: grpc.handleUnaryCall<_fedhpc_v1_KeyAdvertisement__Output, _fedhpc_v1_Ack>;
   
   Download: grpc.handleServerStreamingCall<_fedhpc_v1_DownloadRequest__Output, _fedhpc_v1_ModelChunk>;
@@ -148,6 +161,7 @@ export interface SiteServiceHandlers extends grpc.UntypedServiceImplementation {
 }
 
 export interface SiteServiceDefinition extends grpc.ServiceDefinition {
+  AdmitUpload: MethodDefinition<_fedhpc_v1_UploadHeader, _fedhpc_v1_UploadAdmission, _fedhpc_v1_UploadHeader__Output, _fedhpc_v1_UploadAdmission__Output>
   AdvertiseKeys: MethodDefinition<_fedhpc_v1_KeyAdvertisement, _fedhpc_v1_Ack, _fedhpc_v1_KeyAdvertisement__Output, _fedhpc_v1_Ack__Output>
   Download: MethodDefinition<_fedhpc_v1_DownloadRequest, _fedhpc_v1_ModelChunk, _fedhpc_v1_DownloadRequest__Output, _fedhpc_v1_ModelChunk__Output>
   Heartbeat: MethodDefinition<_fedhpc_v1_HeartbeatRequest, _fedhpc_v1_HeartbeatResponse, _fedhpc_v1_HeartbeatRequest__Output, _fedhpc_v1_HeartbeatResponse__Output>

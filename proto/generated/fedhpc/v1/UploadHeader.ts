@@ -28,6 +28,8 @@ export interface UploadHeader {
   'appliedStalenessSteps'?: (number);
   'busyMs'?: (number | string | Long);
   'contentId'?: (string);
+  'partStart'?: (number | string | Long);
+  'partEnd'?: (number | string | Long);
 }
 
 export interface UploadHeader__Output {
@@ -53,4 +55,6 @@ export interface UploadHeader__Output {
   'appliedStalenessSteps': (number);
   'busyMs': (string);
   'contentId': (string);
+  'partStart': (string);
+  'partEnd': (string);
 }

@@ -1,0 +1,215 @@
+/**
+ * An aggregator shard's side of the data path (issue 22): sites upload their part of a delta to the
+ * shard that owns it, over the same `SiteService.Upload` stream they use with the coordinator, and
+ * the shard serves it with the coordinator's own `UploadService` (stripes, piece digests, resumes,
+ * value checks, the in-flight budget). What the coordinator's round decides, the shard takes from
+ * its leader: it accepts from a site's certificate only the header the leader admitted for it
+ * (`ShardAdmit`, coordinator/upload/header.ts `admittedIntent`), under the leader's transfer limits,
+ * and reports each part verified, or refused, on its `Attach` stream (`ShardReceived`). Spools
+ * keep the whole delta's layout (only the part's bytes are written, the rest is a hole), so that
+ * the shard's aggregation reads its range at the same offsets as in a whole spool.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { mkdir, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../../common/logger.js';
+import type { TlsMaterial } from '../../common/tls.js';
+import { loadProto, type ShardAdmit__Output, type ShardReceived } from '../../proto/index.js';
+import type { Clock } from '../core/clock.js';
+import { CoordinatorError, toServiceError } from '../core/errors.js';
+import type { RefusalSink } from '../observe/refusals.js';
+import { createIdentityResolver } from '../pki/index.js';
+import { authenticate } from '../service/auth.js';
+import { SERVER_CHANNEL_OPTIONS } from '../service/channel-options.js';
+import { listenTls, type TlsListener } from '../service/tls-listener.js';
+import { uploadHeaderFromWire } from '../service/wire.js';
+import type { AttemptAt, TransferLimits, UploadRoundPort } from '../shell/ports.js';
+import { TransferBudget } from '../upload/budget.js';
+import type { UploadHeader } from '../upload/frames.js';
+import { admittedIntent, type AdmittedUpload, type SpooledUpload, type UploadIntent } from '../upload/header.js';
+import { UploadService, type UploadSites } from '../upload/service.js';
+import { printable } from '../../common/text.js';
+
+/** One site's admitted upload at this shard, with the leader's limits. */
+interface Admission extends AdmittedUpload {
+  readonly limits: TransferLimits;
+}
+
+/** One site's counters at this shard (its streams, so that a drop ends them, and its bytes). */
+interface ShardSite {
+  readonly uploads: Set<AbortController>;
+  bytesUp: number;
+  bytesReused: number;
+}
+
+/** Until the leader admits anything, streams are held to the coordinator's default limits. */
+const DEFAULT_LIMITS: TransferLimits = { idleMs: 60_000, maxStreamsPerSite: 8, windowBytes: 16 << 20 };
+
+/**
+ * The round as a shard's uploads see it: the leader's admissions. Implements the port the
+ * coordinator's driver implements for `UploadService`.
+ */
+export class ShardAdmissions implements UploadRoundPort {
+  private readonly admitted = new Map<string, Admission>();
+  private attempt: AttemptAt | undefined;
+  private readonly sites = new Map<string, ShardSite>();
+  /** Part bytes received in the current attempt (shown in the shard's logs). */
+  bytesUp = 0;
+
+  constructor(
+    private readonly report: (r: Omit<ShardReceived, 'term'>) => void,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Takes the leader's admission of a site's upload; a newer attempt forgets the older ones. */
+  admit(a: ShardAdmit__Output): void {
+    if (!a.header) throw new CoordinatorError('BAD_REQUEST', 'an admission without a header');
+    const header = uploadHeaderFromWire(a.header);
+    const at = { round: header.round, attempt: header.attempt };
+    if (this.attempt === undefined || at.round > this.attempt.round || (at.round === this.attempt.round && at.attempt > this.attempt.attempt)) {
+      this.admitted.clear();
+      this.attempt = at;
+      this.bytesUp = 0;
+    } else if (at.round !== this.attempt.round || at.attempt !== this.attempt.attempt) {
+      return; // an admission of an older attempt: that attempt is over
+    }
+    this.admitted.set(a.siteId, {
+      header,
+      weight: a.weight,
+      maxChunkBytes: a.maxChunkBytes,
+      limits: { idleMs: a.idleMs, maxStreamsPerSite: a.maxStreams, windowBytes: Number(a.windowBytes) },
+    });
+    this.logger.info({ site: a.siteId, round: at.round, attempt: at.attempt, phase: 'upload', start: header.partStart, end: header.partEnd }, 'upload admitted by the leader');
+  }
+
+  /** The limits of the latest admission (the leader's). */
+  limits(): TransferLimits {
+    const any = this.admitted.values().next();
+    return any.done ? DEFAULT_LIMITS : any.value.limits;
+  }
+
+  /** The per-site records `UploadService` keeps its streams and byte counts in. */
+  get registry(): UploadSites {
+    return {
+      get: (site) => this.sites.get(site),
+      touch: (site) => {
+        if (!this.sites.has(site)) this.sites.set(site, { uploads: new Set(), bytesUp: 0, bytesReused: 0 });
+      },
+    };
+  }
+
+  checkUpload(header: UploadHeader, site: string): UploadIntent {
+    const a = this.admitted.get(site);
+    if (a === undefined || header.round !== a.header.round || header.attempt !== a.header.attempt) {
+      throw new CoordinatorError('NOT_INVITED', `the coordinator has not admitted an upload of site ${site} for round ${header.round}.${header.attempt} to this shard: call AdmitUpload first`);
+    }
+    return admittedIntent(header, a);
+  }
+
+  uploadingAttempt(): AttemptAt | undefined {
+    return this.attempt;
+  }
+
+  siteStatus(site: string): 'uploading' | undefined {
+    return this.admitted.has(site) ? 'uploading' : undefined;
+  }
+
+  beginUpload(site: string, intent: UploadIntent): void {
+    this.checkUpload({ ...this.admitted.get(site)!.header, round: intent.round, attempt: intent.attempt }, site);
+  }
+
+  completeUpload(site: string, intent: UploadIntent, spool: SpooledUpload): boolean {
+    if (!this.admitted.has(site)) return false;
+    this.report({ siteId: site, round: String(intent.round), attempt: intent.attempt, start: String(intent.part.start), end: String(intent.part.end), sha256: spool.sha256, refused: '' });
+    return true;
+  }
+
+  failSite(site: string, round: number, attempt: number, reason: string): void {
+    const a = this.admitted.get(site);
+    if (a === undefined || a.header.round !== round || a.header.attempt !== attempt) return;
+    this.admitted.delete(site);
+    this.report({ siteId: site, round: String(round), attempt, start: String(a.header.partStart), end: String(a.header.partEnd), sha256: '', refused: printable(reason).slice(0, 512) });
+  }
+
+  countBytes(direction: 'up' | 'down' | 'reused', n: number): void {
+    if (direction === 'up') this.bytesUp += n;
+  }
+}
+
+/** The attempts' spools of a shard, under its state dir, laid out as the coordinator's. */
+export function shardSpools(stateDir: string): { spoolDir(round: number, attempt: number): Promise<string>; spoolAttempts(round: number): Promise<{ attempt: number; dir: string }[]> } {
+  const root = join(stateDir, 'spool');
+  return {
+    async spoolDir(round, attempt) {
+      const dir = spoolDirOf(stateDir, round, attempt);
+      await mkdir(dir, { recursive: true });
+      return dir;
+    },
+    async spoolAttempts(round) {
+      const prefix = `round-${round}.`;
+      return (await readdir(root).catch(() => []))
+        .filter((name) => name.startsWith(prefix) && /^\d+$/.test(name.slice(prefix.length)))
+        .map((name) => ({ attempt: Number(name.slice(prefix.length)), dir: join(root, name) }));
+    },
+  };
+}
+
+/** The folder of one attempt's spools at a shard (the coordinator's layout). */
+export function spoolDirOf(stateDir: string, round: number, attempt: number): string {
+  return join(stateDir, 'spool', `round-${round}.${attempt}`);
+}
+
+export interface ShardUploadServerOptions {
+  readonly listen: string;
+  readonly federation: string;
+  readonly tls: TlsMaterial;
+  readonly stateDir: string;
+  readonly uploadBudgetBytes: number;
+  readonly admissions: ShardAdmissions;
+  readonly refusals: RefusalSink;
+  readonly clock: Clock;
+  readonly logger: Logger;
+}
+
+/**
+ * Serves `SiteService.Upload` on `listen` with the shard's `aggregator` certificate; every other
+ * site call is UNIMPLEMENTED here (they go to the coordinator). Only site certificates of the
+ * federation are served, and of those only the uploads the leader admitted.
+ */
+export async function serveShardUploads(o: ShardUploadServerOptions): Promise<{ readonly port: number; stop(): Promise<void> }> {
+  const resolver = createIdentityResolver({ federation: o.federation });
+  const uploads = new UploadService({
+    driver: o.admissions,
+    registry: o.admissions.registry,
+    store: shardSpools(o.stateDir),
+    logger: o.logger,
+    limits: () => o.admissions.limits(),
+    budget: new TransferBudget(o.uploadBudgetBytes, o.clock),
+    clock: o.clock,
+  });
+  const server = new grpc.Server(SERVER_CHANNEL_OPTIONS);
+  server.addService(loadProto().fedhpc.v1.SiteService.service, {
+    Upload: (call: Parameters<UploadService['serve']>[0]) => {
+      let site: string;
+      try {
+        site = authenticate(call, resolver, 'site').id;
+        o.admissions.registry.touch(site);
+      } catch (err) {
+        call.emit('error', toServiceError(err));
+        return;
+      }
+      void uploads.serve(call, site);
+    },
+  });
+  const listener: TlsListener = await listenTls({ listen: o.listen, tls: o.tls, server, refusals: o.refusals });
+  o.logger.info({ port: listener.port, phase: 'upload' }, 'serving part uploads');
+  return {
+    port: listener.port,
+    async stop() {
+      listener.stopAccepting();
+      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      server.forceShutdown();
+      await listener.close();
+    },
+  };
+}

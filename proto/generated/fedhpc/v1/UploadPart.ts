@@ -1,0 +1,17 @@
+// Original file: proto/fedhpc/v1/fedhpc.proto
+
+import type { Long } from '@grpc/proto-loader';
+
+export interface UploadPart {
+  'shard'?: (string);
+  'endpoint'?: (string);
+  'start'?: (number | string | Long);
+  'end'?: (number | string | Long);
+}
+
+export interface UploadPart__Output {
+  'shard': (string);
+  'endpoint': (string);
+  'start': (string);
+  'end': (string);
+}

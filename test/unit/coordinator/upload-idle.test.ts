@@ -3,28 +3,12 @@ import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { CoordinatorError } from '../../../coordinator/core/errors.js';
 import { readMessages } from '../../../coordinator/service/streams.js';
-import type { UploadExpectation, UploadIntent } from '../../../coordinator/upload/header.js';
+import type { UploadIntent } from '../../../coordinator/upload/header.js';
 import { UploadSession } from '../../../coordinator/upload/session.js';
-import { RunBases } from '../../../coordinator/upload/bases.js';
 import { ManualClock } from '../../helpers/clock.js';
 import { uploadIntent } from '../../helpers/upload-intent.js';
 
 const IDLE_MS = 60_000;
-
-const EXPECTATION: UploadExpectation = {
-  runId: 'run-1',
-  round: 1,
-  attempt: 1,
-  globalSha256: 'a'.repeat(64),
-  tensors: [{ name: 'w', dtype: 'F32', shape: [4], elements: 4 }],
-  encoding: 'f32',
-  maxChunkBytes: 1 << 20,
-  weighting: 'uniform',
-  maxSiteWeight: 1,
-  modelRound: 0,
-  maxStaleness: 2,
-  bases: new RunBases('a'.repeat(64)),
-};
 
 const INTENT: UploadIntent = uploadIntent(4, { chunkBytes: 16 });
 

@@ -11,10 +11,9 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { deltaSegments, stripePieces } from '../../../aggregation/index.js';
 import { createLogger } from '../../../common/logger.js';
-import type { UploadExpectation, UploadIntent } from '../../../coordinator/upload/header.js';
+import type { UploadIntent } from '../../../coordinator/upload/header.js';
 import { PieceLog, pieceLogPath, takeEarlierUpload, type VerifiedPiece } from '../../../coordinator/upload/reuse.js';
 import { DeltaDigest, UploadSession } from '../../../coordinator/upload/session.js';
-import { RunBases } from '../../../coordinator/upload/bases.js';
 import { ManualClock } from '../../helpers/clock.js';
 import { uploadIntent } from '../../helpers/upload-intent.js';
 
@@ -161,20 +160,6 @@ describe('takeEarlierUpload', () => {
 });
 
 describe('a session seeded from an earlier attempt', () => {
-  const exp: UploadExpectation = {
-    runId: 'run-1',
-    round: 3,
-    attempt: 3,
-    globalSha256: 'a'.repeat(64),
-    tensors: [8, 8, 4].map((n, i) => ({ name: `t${i}`, dtype: 'F32', shape: [n], elements: n })),
-    encoding: 'f32',
-    maxChunkBytes: 1 << 20,
-    weighting: 'uniform',
-    maxSiteWeight: 1,
-    modelRound: 2,
-    maxStaleness: 2,
-    bases: new RunBases('a'.repeat(64)),
-  };
   const session = (): UploadSession => new UploadSession({ site: 'site-a', intent: intent(3), path: join(dir, 'x.delta'), idleMs: 60_000, onIdle: () => undefined, clock: new ManualClock() });
 
   it('resumes each stripe where its kept prefix ends, and is complete once every stripe was kept whole', () => {

@@ -9,7 +9,7 @@
  * coordinator start and supervise its own shard processes. Real processes of the built CLI on loopback.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -187,7 +187,7 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     /** Runs the federation to its end: the models of its committed rounds, the coordinator's and the shards' logs. */
     const runToEnd = async (
       label: string,
-      o: { shards: boolean; killShardAfterRound?: number; localShards?: boolean; beforeStop?: (coordinator: Proc) => Promise<void> },
+      o: { shards: boolean; killShardAfterRound?: number; restartShardMidUpload?: boolean; localShards?: boolean; beforeStop?: (coordinator: Proc) => Promise<void> },
     ): Promise<{ models: string[]; log: string; shardLogs: string[] }> => {
       const started: Proc[] = [];
       const start = async (name: string, args: string[]): Promise<Proc> => {
@@ -200,6 +200,14 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
       const shards = o.shards ? await Promise.all(['s1', 's2'].map((s) => start(s, ['aggregator', '--config', files.aggregatorConfigs.get(s)!]))) : [];
       if (o.shards || o.localShards) await waitFor('shards ready', async () => ((await admin.status().catch(() => undefined))?.shards.every((x) => x.state === 'ready') ? true : undefined), 30_000, 200);
       for (const site of sites) await start(site, ['site', '--config', files.siteConfigs.get(site)!]);
+      if (o.restartShardMidUpload) {
+        // s2 SIGKILLed once a part is on its way to it, and started again a second later.
+        await waitFor('a part upload under way at s2', async () => (lines(await shards[1]!.logText()).some((l) => l['msg'] === 'upload admitted by the leader') ? true : undefined), 60_000, 50);
+        await new Promise((r) => setTimeout(r, 300));
+        await shards[1]!.stop('SIGKILL');
+        await new Promise((r) => setTimeout(r, 1_000));
+        shards[1] = await start('s2-again', ['aggregator', '--config', files.aggregatorConfigs.get('s2')!]);
+      }
       if (o.killShardAfterRound !== undefined) {
         await waitFor('the round before the kill', async () => (Number((await admin.status().catch(() => undefined))?.roundsCommitted ?? 0) >= o.killShardAfterRound! ? true : undefined), 90_000, 100);
         await shards[1]!.stop('SIGKILL');
@@ -244,6 +252,26 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     expect(aggregatedLines.at(-1)?.['msg']).toBe('aggregated');
     admin.close();
   }, 400_000);
+
+  it('a shard SIGKILLed while parts are uploaded to it and started again: the sites send it their parts again and the round commits on the shards, the model the coordinator alone commits', async () => {
+    const { files, admin, runToEnd } = await shardFederation('shardkill', ['bsc', 'hlrs'], { rounds: 1, secure: false });
+    // Each site's upload takes about 3 s, so the kill lands while s2 receives.
+    const bytes = (await stat(files.initialModel)).size;
+    for (const site of ['bsc', 'hlrs']) await patchJsonFile(files.siteConfigs.get(site)!, (c) => ({ ...c, transfer: { uploadRateBytesPerS: Math.ceil(bytes / 3), idleTimeoutS: 30 }, reconnect: { initialMs: 100, maxMs: 500 } }));
+    const killed = await runToEnd('kill', { shards: true, restartShardMidUpload: true });
+    expect(lines(killed.log).filter((l) => l['msg'] === 'aggregated on the shards')).toHaveLength(1);
+    expect(lines(killed.log).filter((l) => l['msg'] === 'upload verified: every shard holds its part')).toHaveLength(2);
+    // s2 went away during the round (and again when the test stopped it).
+    const msgs = lines(killed.log).map((l) => (l['msg'] === 'shard detached' ? `detached ${String(l['shard'])}` : l['msg']));
+    expect(msgs.indexOf('detached s2')).toBeGreaterThan(-1);
+    expect(msgs.indexOf('detached s2')).toBeLessThan(msgs.indexOf('aggregated on the shards'));
+    // The restarted s2 took both sites' parts (the admissions were sent again when it attached).
+    expect(lines(killed.shardLogs[1]!).filter((l) => l['msg'] === 'upload verified')).toHaveLength(2);
+    await patchJsonFile(files.coordinatorConfig, ({ aggregators: _a, ...c }) => ({ ...c, stateDir: 'state-alone' }));
+    const alone = await runToEnd('k0', { shards: false });
+    expect(killed.models).toEqual(alone.models);
+    admin.close();
+  }, 200_000);
 
   it('localShards: 2 makes the coordinator start its own shard processes, which aggregate (by the median) the models the coordinator alone does, are restarted when killed and leave with a SIGKILLed coordinator', async () => {
     const { files, admin, runToEnd } = await shardFederation('localrun', ['bsc', 'hlrs', 'cines'], { rounds: 2, secure: false, aggregator: { name: 'median' } });

@@ -192,11 +192,14 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
   if (o.pair && layout) throw new SimulateError('a standby pair runs as local processes, not in containers');
   const shardCount = o.shards ?? 0;
   if (shardCount > 0 && o.pair) throw new SimulateError('aggregator shards run beside one coordinator (not with a standby pair, yet)');
-  // In containers a shard is reached by its container's hostname, as the coordinator is.
+  // In containers a shard is reached by its container's hostname, as the coordinator is; it takes
+  // the sites' part uploads (plain rounds) on that address.
   const shards = await Promise.all(
     Array.from({ length: shardCount }, async (_, i) => {
       const name = `shard-${i + 1}`;
-      return { name, address: layout ? `${name}:${SHARD_PORT}` : `localhost:${await freeLoopbackPort()}`, listen: '' };
+      if (layout) return { name, address: `${name}:${SHARD_PORT}`, listen: `0.0.0.0:${SHARD_PORT}` };
+      const shardPort = await freeLoopbackPort();
+      return { name, address: `localhost:${shardPort}`, listen: `127.0.0.1:${shardPort}` };
     }),
   );
   const endpoints = o.pair ? await pairEndpoints() : undefined;

@@ -46,11 +46,11 @@ describe.skipIf(skip)('fedhpc simulate --containers', () => {
     expect((await docker(['network', 'ls', '--quiet', '--filter', 'name=fedhpc-sim-'])).trim()).toBe('');
   });
 
-  it('runs a round aggregated on two shard containers beside the coordinator container, sharing its state dir', { timeout: 300_000 }, async () => {
+  it('runs a plain round whose sites upload their parts to two shard containers, which aggregate it beside the coordinator container, sharing its state dir', { timeout: 300_000 }, async () => {
     await testImages();
     const stateDir = mkdtempSync(join(tmpdir(), 'fedhpc-sim-shards-'));
     try {
-      const r = spawnSync(process.execPath, [CLI, 'simulate', '--containers', '--shards', '2', '--sites', '2', '--rounds', '1', '--state-dir', stateDir, '--timeout', '240', '--json'], {
+      const r = spawnSync(process.execPath, [CLI, 'simulate', '--containers', '--shards', '2', '--sites', '2', '--rounds', '1', '--no-secure-aggregation', '--state-dir', stateDir, '--timeout', '240', '--json'], {
         encoding: 'utf8',
         timeout: 280_000,
       });
@@ -67,6 +67,8 @@ describe.skipIf(skip)('fedhpc simulate --containers', () => {
           .map((l) => JSON.parse(l) as { msg: string; shard: string; coordinator?: string });
         expect(log.find((l) => l.msg === 'attached to the leader')).toMatchObject({ shard, coordinator: 'coordinator:7443' });
         expect(log.filter((l) => l.msg === "aggregated the shard's part")).toHaveLength(1);
+        // Both sites sent it their part of the delta, across the federation's network.
+        expect(log.filter((l) => l.msg === 'upload verified').map((l) => (l as { site?: string }).site).sort()).toEqual(['site-1', 'site-2']);
       }
       expect((await docker(['ps', '--all', '--quiet', '--filter', 'label=fedhpc.simulation'])).trim()).toBe('');
     } finally {

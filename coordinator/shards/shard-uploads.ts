@@ -10,7 +10,7 @@
  * the shard's aggregation reads its range at the same offsets as in a whole spool.
  */
 import * as grpc from '@grpc/grpc-js';
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../common/logger.js';
 import type { TlsMaterial } from '../../common/tls.js';
@@ -59,6 +59,8 @@ export class ShardAdmissions implements UploadRoundPort {
   constructor(
     private readonly report: (r: Omit<ShardReceived, 'term'>) => void,
     private readonly logger: Logger,
+    /** Called when the first admission of a newer attempt arrives: the older attempts' spools can go. */
+    private readonly onNewAttempt: (at: AttemptAt) => void = () => undefined,
   ) {}
 
   /** Takes the leader's admission of a site's upload; a newer attempt forgets the older ones. */
@@ -70,6 +72,7 @@ export class ShardAdmissions implements UploadRoundPort {
       this.admitted.clear();
       this.attempt = at;
       this.bytesUp = 0;
+      this.onNewAttempt(at);
     } else if (at.round !== this.attempt.round || at.attempt !== this.attempt.attempt) {
       return; // an admission of an older attempt: that attempt is over
     }
@@ -137,9 +140,18 @@ export class ShardAdmissions implements UploadRoundPort {
 }
 
 /** The attempts' spools of a shard, under its state dir, laid out as the coordinator's. */
-export function shardSpools(stateDir: string): { spoolDir(round: number, attempt: number): Promise<string>; spoolAttempts(round: number): Promise<{ attempt: number; dir: string }[]> } {
+export function shardSpools(stateDir: string): {
+  spoolDir(round: number, attempt: number): Promise<string>;
+  spoolAttempts(round: number): Promise<{ attempt: number; dir: string }[]>;
+  /** Deletes every attempt's spools but `keep`'s: once a newer attempt is admitted, the older ones were aggregated or abandoned. */
+  prune(keep: AttemptAt): Promise<void>;
+} {
   const root = join(stateDir, 'spool');
   return {
+    async prune(keep) {
+      const kept = `round-${keep.round}.${keep.attempt}`;
+      for (const name of await readdir(root).catch(() => [])) if (name !== kept) await rm(join(root, name), { recursive: true, force: true });
+    },
     async spoolDir(round, attempt) {
       const dir = spoolDirOf(stateDir, round, attempt);
       await mkdir(dir, { recursive: true });

@@ -34,7 +34,7 @@ import type { ResolvedShardConfig } from './config.js';
 import { checkAssignment } from './readiness.js';
 import { shardAggregate } from './shard-aggregate.js';
 import { keepTerm, readKeptTerm } from './term-file.js';
-import { ShardAdmissions, serveShardUploads, spoolDirOf } from './shard-uploads.js';
+import { ShardAdmissions, serveShardUploads, shardSpools, spoolDirOf } from './shard-uploads.js';
 import { RefusalMonitor } from '../observe/refusals.js';
 import { systemClock } from '../core/clock.js';
 
@@ -112,43 +112,47 @@ export async function runShard(o: RunShardOptions): Promise<void> {
   // Which coordinator to dial: the sites' rule (common/coordinator-verdict.ts `nextCoordinator`).
   let cursor = firstCoordinator(config.coordinators);
   let failures = 0;
-  while (!o.signal.aborted) {
-    const target = cursor.current;
-    const client = new AggregatorService(target, mutualTlsCredentials(tls, { target, serverName: config.serverName }), {
-      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-      'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
-      'grpc.keepalive_time_ms': 10_000,
-      'grpc.keepalive_timeout_ms': 20_000,
-      'grpc.keepalive_permit_without_calls': 1,
-      ...(config.serverName ? { 'grpc.default_authority': config.serverName } : {}),
-    });
-    const log = logger.child({ coordinator: target, phase: 'attach' });
-    let end: StreamEnd;
-    try {
-      end = await attachOnce(client, target, o, log, () => state, update, kernels, uploads);
-    } finally {
-      client.close();
+  try {
+    while (!o.signal.aborted) {
+      const target = cursor.current;
+      const client = new AggregatorService(target, mutualTlsCredentials(tls, { target, serverName: config.serverName }), {
+        'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+        'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+        'grpc.keepalive_time_ms': 10_000,
+        'grpc.keepalive_timeout_ms': 20_000,
+        'grpc.keepalive_permit_without_calls': 1,
+        ...(config.serverName ? { 'grpc.default_authority': config.serverName } : {}),
+      });
+      const log = logger.child({ coordinator: target, phase: 'attach' });
+      let end: StreamEnd;
+      try {
+        end = await attachOnce(client, target, o, log, () => state, update, kernels, uploads);
+      } finally {
+        client.close();
+      }
+      update({ coordinator: undefined });
+      if (o.signal.aborted) break;
+      if (end.attached) failures = 0;
+      const r = end.kind === 'refused' ? end.refusal : undefined;
+      const code = r?.said?.code ?? r?.statusName;
+      if (end.kind === 'refused' && code !== undefined && FINAL_CODES.has(code) && r?.said?.retryable !== true) {
+        throw new ShardRefusedError(code, `coordinator ${target} refused shard ${config.name}: ${r?.reason ?? String(end.error)}`);
+      }
+      // A stream that ended, an older term or a coordinator not there: the next address, as a site moves on.
+      const next = nextCoordinator(cursor, { code: end.kind === 'refused' && code !== undefined ? code : 'UNAVAILABLE', leader: r?.leader });
+      if (next.why.startsWith('leader-named')) log.info({ leader: next.cursor.current }, 'a standby named the leader');
+      else if (end.kind === 'refused') log.warn({ reason: r?.reason ?? String(end.error) }, 'coordinator unavailable');
+      cursor = next.cursor;
+      if (next.wait === 'backoff') {
+        const ms = backoffDelay({ initialMs: config.reconnect.initialMs, maxMs: config.reconnect.maxMs }, failures++, random);
+        await sleep(ms, o.signal).catch(() => undefined);
+      }
     }
-    update({ coordinator: undefined });
-    if (o.signal.aborted) break;
-    if (end.attached) failures = 0;
-    const r = end.kind === 'refused' ? end.refusal : undefined;
-    const code = r?.said?.code ?? r?.statusName;
-    if (end.kind === 'refused' && code !== undefined && FINAL_CODES.has(code) && r?.said?.retryable !== true) {
-      throw new ShardRefusedError(code, `coordinator ${target} refused shard ${config.name}: ${r?.reason ?? String(end.error)}`);
-    }
-    // A stream that ended, an older term or a coordinator not there: the next address, as a site moves on.
-    const next = nextCoordinator(cursor, { code: end.kind === 'refused' && code !== undefined ? code : 'UNAVAILABLE', leader: r?.leader });
-    if (next.why.startsWith('leader-named')) log.info({ leader: next.cursor.current }, 'a standby named the leader');
-    else if (end.kind === 'refused') log.warn({ reason: r?.reason ?? String(end.error) }, 'coordinator unavailable');
-    cursor = next.cursor;
-    if (next.wait === 'backoff') {
-      const ms = backoffDelay({ initialMs: config.reconnect.initialMs, maxMs: config.reconnect.maxMs }, failures++, random);
-      await sleep(ms, o.signal).catch(() => undefined);
-    }
+  } finally {
+    // Refused for good or stopped: nothing may keep the process alive.
+    await (await pool)?.close();
+    await uploads?.stop();
   }
-  await (await pool)?.close();
-  await uploads?.stop();
 }
 
 /** The shard's part uploads: its admissions, the reports not yet sent, and the server. */
@@ -166,6 +170,7 @@ async function startUploads(o: RunShardOptions, listen: string, stateDir: string
   const { config, logger } = o;
   const clock = systemClock;
   const refusals = new RefusalMonitor({ logger, now: () => clock.now() });
+  const spools = shardSpools(stateDir);
   const u: ShardUploads = {
     stateDir,
     sink: undefined,
@@ -175,7 +180,10 @@ async function startUploads(o: RunShardOptions, listen: string, stateDir: string
       if (u.reports.some((k) => k.round !== r.round || k.attempt !== r.attempt)) u.reports.length = 0;
       u.reports.push(r);
       u.sink?.({ received: { term: '0', ...r } });
-    }, logger),
+    }, logger, (at) => {
+      // The older attempts' parts were aggregated (or their attempt abandoned): they go.
+      spools.prune(at).catch((err: unknown) => logger.warn({ err, round: at.round, phase: 'upload' }, 'could not delete the spools of older attempts'));
+    }),
     stop: async () => undefined,
   };
   const server = await serveShardUploads({ listen, federation: config.federation, tls: readTlsFiles(config.tls), stateDir, uploadBudgetBytes: config.uploadBudgetBytes, admissions: u.admissions, refusals, clock, logger });

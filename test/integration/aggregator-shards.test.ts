@@ -9,7 +9,7 @@
  * coordinator start and supervise its own shard processes. Real processes of the built CLI on loopback.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -103,7 +103,8 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     await waitFor('s2 detached', async () => ((await status())?.shards[1]?.state === 'detached' ? true : undefined), 30_000, 300);
 
     // A shard whose checkpoint storage is not the coordinator's says why it is not ready.
-    const wrong = JSON.parse(await readFile(shardConfig('s2'), 'utf8')) as Record<string, unknown>;
+    // (Taking no part uploads: `listen` would be s2's port.)
+    const { listen: _listen, ...wrong } = JSON.parse(await readFile(shardConfig('s2'), 'utf8')) as Record<string, unknown>;
     await writeFile(join(dir, 'aggregators', 's2', 'wrong.json'), JSON.stringify({ ...wrong, checkpoints: await tempDir() }));
     procs.push(await startCli('s2-wrong', ['aggregator', '--config', join(dir, 'aggregators', 's2', 'wrong.json')], dir));
     const notReady = await waitFor('s2 not ready', async () => {
@@ -233,6 +234,8 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     expect(lines(sharded.log).filter((l) => l['msg'] === 'upload verified: every shard holds its part')).toHaveLength(6);
     expect(lines(sharded.log).filter((l) => l['msg'] === 'upload verified')).toHaveLength(0);
     for (const log of sharded.shardLogs) expect(lines(log).filter((l) => l['msg'] === 'upload verified')).toHaveLength(6);
+    // Each shard kept the parts of the last round only: a newer attempt's admission deletes the older spools.
+    for (const s of ['s1', 's2']) expect(await readdir(join(files.aggregatorConfigs.get(s)!, '..', 'state', 'spool'))).toEqual(['round-3.0']);
     for (const log of sharded.shardLogs) expect(lines(log).filter((l) => l['msg'] === "aggregated the shard's part")).toHaveLength(3);
 
     // The same federation again from a fresh state dir, the coordinator alone: the same models.

@@ -136,7 +136,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
   });
   const driver: RoundDriver = new RoundDriver({ config, store, registry, bus, logger, clock, onFatal, afterCommit, revokedSites: access.lockedOutSites(), shards: shardList.length > 0 ? shards : undefined });
   // Sites ask where their deltas go (AdmitUpload): to the shards in parts, when they all serve uploads.
-  const partUploads = new PartUploads({ shards: shardList.length > 0 ? shards : undefined, driver, limits: () => driver.transferLimits(), maxChunkBytes: config.limits.maxChunkBytes, logger: logger.child({ component: 'shards' }) });
+  const partUploads = new PartUploads({ shards: shardList.length > 0 ? shards : undefined, driver, limits: () => driver.transferLimits(), maxChunkBytes: config.limits.maxChunkBytes, logger });
   registerShardMetrics(metrics.registry, () => shards.list());
   // Shards hear of a new run or global model at once (the assignment names both).
   bus.subscribe((e) => {

@@ -14,6 +14,7 @@ import { canonicalJson } from '../state/journal.js';
 import type { TransferLimits, UploadRoundPort } from '../shell/ports.js';
 import type { UploadHeader } from '../upload/frames.js';
 import { partBytes, partsSha256, type UploadIntent } from '../upload/header.js';
+import { refused } from '../upload/service.js';
 import type { ShardRegistry } from './registry.js';
 import { printable } from '../../common/text.js';
 import { CoordinatorError } from '../core/errors.js';
@@ -47,6 +48,16 @@ export class PartUploads {
    * parts go, or none (the delta goes whole to the coordinator). Throws the header's refusal.
    */
   admit(site: string, header: UploadHeader, wire: WireUploadHeader): UploadPart[] {
+    try {
+      return this.parts(site, header, wire);
+    } catch (err) {
+      const e = err instanceof CoordinatorError ? err : new CoordinatorError('INTERNAL', (err as Error).message, {}, { cause: err });
+      refused(this.o.driver, this.o.logger, site, e, true);
+      throw e;
+    }
+  }
+
+  private parts(site: string, header: UploadHeader, wire: WireUploadHeader): UploadPart[] {
     const whole = { ...header, stripeOffset: 0, stripeBytes: 0, stripeCount: 0, chunkBytes: 0 };
     if (header.partStart !== 0 || header.partEnd !== 0) {
       throw new CoordinatorError('UPLOAD_INVALID', 'AdmitUpload takes the header of the whole delta (part_start and part_end 0): the coordinator names the parts');

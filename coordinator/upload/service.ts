@@ -285,16 +285,26 @@ export class UploadService {
     if (!call.destroyed && !call.cancelled) call.emit('error', toServiceError(e));
     if (!RESUMABLE.has(e.code)) {
       if (session && !session.finished) void this.discard(session, e);
-      if (e.code !== 'ROUND_CLOSED' && e.code !== 'NOT_INVITED' && !(session === undefined && isFoldRefusal(e))) {
-        // A header that fails validation is still a broken contribution to the open round — but
-        // one refused for a folded part only leaves the site free to send its fresh work alone.
-        const at = this.o.driver.uploadingAttempt();
-        if (at) this.o.driver.failSite(site, at.round, at.attempt, `${e.code}: ${e.message}`);
-      }
+      refused(this.o.driver, this.o.logger, site, e, session === undefined);
+    } else {
+      this.o.logger.info({ site, phase: 'upload', err: { code: e.code, message: e.message } }, 'upload stream ended, resumable');
     }
-    const level = RESUMABLE.has(e.code) ? 'info' : 'warn';
-    this.o.logger[level]({ site, phase: 'upload', ...staleTrainerFields(e), err: { code: e.code, message: e.message } }, RESUMABLE.has(e.code) ? 'upload stream ended, resumable' : 'upload refused');
   }
+}
+
+/**
+ * A refused upload, logged as `upload refused`; the site is dropped from the open attempt — a
+ * header that fails its checks is still a broken contribution — unless the round is closed to it,
+ * or only a folded part of a header (`atHeader`) was refused, which leaves the site free to send
+ * its fresh work alone. The `Upload` stream and `AdmitUpload` (coordinator/shards/part-uploads.ts)
+ * refuse alike.
+ */
+export function refused(driver: UploadRoundPort, logger: Logger, site: string, e: CoordinatorError, atHeader: boolean): void {
+  if (e.code !== 'ROUND_CLOSED' && e.code !== 'NOT_INVITED' && !(atHeader && isFoldRefusal(e))) {
+    const at = driver.uploadingAttempt();
+    if (at) driver.failSite(site, at.round, at.attempt, `${e.code}: ${e.message}`);
+  }
+  logger.warn({ site, phase: 'upload', ...staleTrainerFields(e), err: { code: e.code, message: e.message } }, 'upload refused');
 }
 
 /** A trainer refused for its applied staleness is logged with the figures an operator tunes `maxAppliedSteps` by. */

@@ -40,6 +40,8 @@ export interface TestFederation {
 export interface TestFederationOptions {
   readonly sites?: number;
   readonly run?: Partial<CoordinatorOptions['run']>;
+  /** Aggregator shards `shard-1` … (issue 22), each listening for part uploads on a loopback port. */
+  readonly aggregators?: number;
 }
 
 /** Rewrites a JSON config file through `patch`. */
@@ -61,6 +63,12 @@ export async function createTestFederation(o: TestFederationOptions = {}): Promi
     admins: ['admin'],
     coordinatorAddress: address,
     listen: `127.0.0.1:${port}`,
+    aggregators: await Promise.all(
+      Array.from({ length: o.aggregators ?? 0 }, async (_, i) => {
+        const shardPort = await freePort();
+        return { name: `shard-${i + 1}`, address: `localhost:${shardPort}`, listen: `127.0.0.1:${shardPort}` };
+      }),
+    ),
     run: {
       id: 'test-run',
       rounds: 3,

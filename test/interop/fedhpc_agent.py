@@ -35,6 +35,8 @@ import hashlib
 import os
 import re
 import signal
+import socket
+import ssl
 import sys
 import tempfile
 import threading
@@ -112,6 +114,8 @@ class Agent:
         self.creds = grpc.ssl_channel_credentials(root_certificates=ca_pem, private_key=key_pem, certificate_chain=self.cert_pem)
         self.addresses = list(args.address)
         self.channel, self.stub = None, None
+        # Channels to the aggregator shards that take part uploads, by endpoint, once their role is checked.
+        self.shards = {}
         self._dial(self.addresses[0])
         self.dump = Dump(args.dump)
         self.trainer = Trainer(args.seed if args.seed is not None else int(hashlib.sha256(self.site.encode()).hexdigest()[:8], 16), args.samples, args.step_ms / 1000)
@@ -426,13 +430,54 @@ class Agent:
             applied_staleness_steps=0, busy_ms=counts["busyMs"],
         )
         deadline = t.upload_deadline_ms / 1000 if t.upload_deadline_ms else time.time() + 300
+        self.dump.event("admitting", round=t.round, attempt=t.attempt, bytes=len(data), folded=len(folded))
+        parts = self._admit(header, len(data))
         upload = Upload(
             self.stub, self.pb, header, data, fmt.delta_segments(encoding, counts_per_tensor), t.max_streams or 1, min(t.max_chunk_bytes or 1 << 20, self.args.chunk_bytes),
             deadline, lambda kind, **f: self.dump.event(kind, round=t.round, attempt=t.attempt, **f), cut_after=self.cut.pop(t.round, None), cancelled=cancel,
-            min_stripe_bytes=self.args.min_stripe_bytes, corrupt=self.corrupt.pop(t.round, ()),
+            min_stripe_bytes=self.args.min_stripe_bytes, corrupt=self.corrupt.pop(t.round, ()), parts=parts,
         )
-        self.dump.event("uploading", round=t.round, attempt=t.attempt, bytes=len(data), stripes=upload.stripes, sha256=upload.sha256, folded=len(folded))
+        self.dump.event("uploading", round=t.round, attempt=t.attempt, bytes=len(data), stripes=upload.stripes, sha256=upload.sha256, folded=len(folded), parts=[[p.start, p.end] for p in upload.parts if not p.whole])
         return upload.run()
+
+    def _admit(self, header, total):
+        """Where the delta goes (docs/protocol.md, "Part uploads"): (stub, start, end) per aggregator
+        shard the coordinator names, or None for the whole delta to the coordinator."""
+        try:
+            admission = self.stub.AdmitUpload(header, timeout=CALL_TIMEOUT_S)
+        except grpc.RpcError as e:
+            code, retryable, details = error_of(e)
+            if code == "UNIMPLEMENTED":
+                return None
+            raise UploadFailed(code, details, retryable=retryable) from e
+        if not admission.parts:
+            return None
+        at, out = 0, []
+        for p in admission.parts:
+            if p.start != at or p.end <= p.start:
+                raise UploadFailed("UPLOAD_INCOMPLETE", f"the coordinator's parts do not tile the delta's {total} bytes")
+            out.append((self._shard_stub(p.endpoint), p.start, p.end))
+            at = p.end
+        if at != total:
+            raise UploadFailed("UPLOAD_INCOMPLETE", f"the coordinator's parts end at {at}, the delta at {total}")
+        return out
+
+    def _shard_stub(self, endpoint):
+        """A stub for an aggregator shard's endpoint, whose certificate must carry the `aggregator`
+        role (its subject's OU): a site or coordinator certificate is no shard."""
+        if endpoint not in self.shards:
+            host, port = endpoint.rsplit(":", 1)
+            ctx = ssl.create_default_context(cafile=self.args.ca)
+            ctx.load_cert_chain(self.args.cert, self.args.key)
+            ctx.set_alpn_protocols(["h2"])
+            with socket.create_connection((host, int(port)), timeout=CALL_TIMEOUT_S) as sock, ctx.wrap_socket(sock, server_hostname=host) as tls:
+                der = tls.getpeercert(binary_form=True)
+            roles = [a.value for a in x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)]
+            if roles != ["aggregator"]:
+                raise UploadFailed("SERVER_ROLE", f"{endpoint}'s certificate has role {roles} in its OU, not aggregator: it may not serve as an aggregator shard")
+            channel = grpc.secure_channel(endpoint, self.creds, [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+            self.shards[endpoint] = (channel, self.pbg.SiteServiceStub(channel))
+        return self.shards[endpoint][1]
 
     def _miss(self, t, delta, counts, why, report=True):
         """Work that will not count in its round: kept with its base and counts to fold into a later

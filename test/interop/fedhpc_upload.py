@@ -1,7 +1,8 @@
 """The upload stream (docs/protocol.md, "The upload stream"): an encoded delta cut into stripes, each
 on its own bidirectional `Upload` stream with a header, windowed chunks with CRC32C, a SHA-256 per
 piece, acknowledgements, resends, a trailer and the result; a broken stream resumes from the
-offset the coordinator accepts.
+offset the coordinator accepts. With parts (docs/protocol.md, "Part uploads"), each part goes to
+its aggregator shard, its stripes tiling the part.
 """
 
 import hashlib
@@ -39,17 +40,28 @@ def error_of(e):
     return code, retryable, e.details() if hasattr(e, "details") else str(e)
 
 
-def plan_stripes(segments, total, streams, min_stripe_bytes):
-    """Stripes: contiguous ranges whose ends lie on unit boundaries, at most `streams` of them."""
-    count = max(1, min(streams, MAX_STRIPES, total // max(1, min_stripe_bytes)))
-    cuts = [0]
+def plan_stripes(segments, start, end, streams, min_stripe_bytes):
+    """Stripes of [start, end): contiguous ranges whose ends lie on unit boundaries, at most `streams` of them."""
+    size = end - start
+    count = max(1, min(streams, MAX_STRIPES, size // max(1, min_stripe_bytes)))
+    cuts = [start]
     for k in range(1, count):
-        want = total * k // count
+        want = start + size * k // count
         cut = _unit_floor(segments, want)
         if cut > cuts[-1]:
             cuts.append(cut)
-    cuts.append(total)
+    cuts.append(end)
     return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+class Part:
+    """Bytes [start, end) of the delta and the stub that takes them: the coordinator's for the whole
+    delta (part fields 0/0), or an aggregator shard's."""
+
+    def __init__(self, stub, start, end, data, whole):
+        self.stub, self.start, self.end, self.whole = stub, start, end, whole
+        self.sha256 = hashlib.sha256(data[start:end]).hexdigest()
+        self.complete = None
 
 
 def _unit_floor(segments, at):
@@ -67,7 +79,7 @@ def pieces_of(segments, start, end):
 class Upload:
     """One attempt's delta upload. `header` is an UploadHeader without its stripe fields."""
 
-    def __init__(self, stub, pb, header, data, segments, streams, chunk_bytes, deadline_s, events, cut_after=None, cancelled=None, min_stripe_bytes=32 * 1024, corrupt=()):
+    def __init__(self, stub, pb, header, data, segments, streams, chunk_bytes, deadline_s, events, cut_after=None, cancelled=None, min_stripe_bytes=32 * 1024, corrupt=(), parts=None):
         self.stub, self.pb, self.header, self.data = stub, pb, header, data
         self.segments = segments
         self.sha256 = hashlib.sha256(data).hexdigest()
@@ -78,15 +90,22 @@ class Upload:
         # Test behaviour: "crc" sends one chunk with a wrong CRC32C, "digest" one wrong piece digest.
         self.corrupt = set(corrupt)
         self.cancelled = cancelled or threading.Event()
-        self.stripes = plan_stripes(segments, len(data), streams, min_stripe_bytes)
-        self.complete = None
+        # `parts`: (stub, start, end) of each aggregator shard the coordinator named; none: the whole delta.
+        self.parts = [Part(st, a, b, data, False) for st, a, b in parts] if parts else [Part(stub, 0, len(data), data, True)]
+        # Each part gets its share of the streams, at least one.
+        self.striped = []
+        for part in self.parts:
+            share = max(1, round(streams * (part.end - part.start) / max(1, len(data))))
+            self.striped += [(part, a, b) for a, b in plan_stripes(segments, part.start, part.end, share, min_stripe_bytes)]
+        self.stripes = [(a, b) for _, a, b in self.striped]
         self.sent = 0
         self.lock = threading.Lock()
 
     def run(self):
         count = len(self.stripes)
+        per_part = {id(p): sum(1 for q, _, _ in self.striped if q is p) for p in self.parts}
         with ThreadPoolExecutor(max_workers=count) as pool:
-            futures = [pool.submit(self._stripe, i, a, b, count) for i, (a, b) in enumerate(self.stripes)]
+            futures = [pool.submit(self._stripe, i, part, a, b, per_part[id(part)]) for i, (part, a, b) in enumerate(self.striped)]
             errors = [f.exception() for f in futures]
         failed = [e for e in errors if e is not None]
         if failed:
@@ -94,11 +113,14 @@ class Upload:
             # to the site since): every stripe's code goes with the first error.
             failed[0].codes = [getattr(e, "code", type(e).__name__) for e in failed]
             raise failed[0]
-        if self.complete is None:
-            raise UploadFailed("UPLOAD_INCOMPLETE", "every stripe was received but no stream reported the delta complete")
-        return self.complete
+        done = [p for p in self.parts if p.complete is not None]
+        if len(done) != len(self.parts):
+            raise UploadFailed("UPLOAD_INCOMPLETE", f"every stripe was received but {len(done)} of {len(self.parts)} parts were reported complete")
+        if len(self.parts) == 1:
+            return self.parts[0].complete
+        return {"sha256": self.sha256, "bytes": len(self.data), "parts": [p.complete for p in self.parts]}
 
-    def _stripe(self, index, start, end, count):
+    def _stripe(self, index, part, start, end, count):
         attempts = 0
         cut = self.cut_after if index == 0 else None
         while True:
@@ -106,7 +128,7 @@ class Upload:
                 raise UploadFailed("CANCELLED", "the attempt was cancelled")
             if time.time() > self.deadline_s:
                 raise UploadFailed("DEADLINE", f"stripe {index} not delivered by the upload deadline")
-            stream = StripeStream(self, index, start, end, 0 if count == 1 else count, cut)
+            stream = StripeStream(self, part, index, start, end, 0 if count == 1 and part.whole else count, cut)
             cut = None
             try:
                 return stream.run()
@@ -121,8 +143,9 @@ class Upload:
 class StripeStream:
     """One `Upload` call for the stripe [start, end)."""
 
-    def __init__(self, upload, index, start, end, declared_count, cut_after):
+    def __init__(self, upload, part, index, start, end, declared_count, cut_after):
         self.u = upload
+        self.part = part
         self.index, self.start, self.end = index, start, end
         self.declared_count = declared_count
         self.cut_after = cut_after
@@ -150,10 +173,12 @@ class StripeStream:
         h.CopyFrom(self.u.header)
         if self.declared_count:
             h.stripe_offset, h.stripe_bytes, h.stripe_count = self.start, self.end - self.start, self.declared_count
+        if not self.part.whole:
+            h.part_start, h.part_end = self.part.start, self.part.end
         h.chunk_bytes = self.u.chunk_bytes
         self.outbox.put(pb.UploadMessage(header=h))
         timeout = max(1.0, self.u.deadline_s - time.time())
-        self.call = self.u.stub.Upload(self._requests(), timeout=timeout)
+        self.call = self.part.stub.Upload(self._requests(), timeout=timeout)
         watchdog = threading.Thread(target=self._watch, daemon=True)
         watchdog.start()
         try:
@@ -251,14 +276,15 @@ class StripeStream:
                 return
         if self.pos == self.end and not self.trailer_sent:
             self.trailer_sent = True
-            self.outbox.put(self.u.pb.UploadMessage(trailer=self.u.pb.UploadTrailer(sha256=self.u.sha256)))
+            self.outbox.put(self.u.pb.UploadMessage(trailer=self.u.pb.UploadTrailer(sha256=self.part.sha256)))
 
     def _result(self, r):
         if not r.accepted:
             raise UploadFailed("UPLOAD_REFUSED", r.message)
         if r.complete:
-            if r.sha256 != self.u.sha256 or r.received_bytes != len(self.u.data):
-                raise UploadFailed("UPLOAD_MISMATCH", f"the coordinator spooled {r.received_bytes} bytes with SHA-256 {r.sha256}, this agent sent {len(self.u.data)} with {self.u.sha256}")
-            self.u.complete = {"sha256": r.sha256, "bytes": r.received_bytes}
+            size = self.part.end - self.part.start
+            if r.sha256 != self.part.sha256 or r.received_bytes != size:
+                raise UploadFailed("UPLOAD_MISMATCH", f"the server spooled {r.received_bytes} bytes with SHA-256 {r.sha256}, this agent sent {size} with {self.part.sha256}")
+            self.part.complete = {"sha256": r.sha256, "bytes": r.received_bytes}
         self.u.events("stripe-done", stripe=self.index, start=self.start, end=self.end, complete=r.complete, message=r.message)
         return r

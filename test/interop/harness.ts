@@ -14,6 +14,8 @@ import { createTestFederation, startCoordinatorInProcess, waitFor, type TestFede
 import { testLogger } from '../helpers/logger.js';
 import { siteCertFiles } from '../helpers/raw-site.js';
 import { FixedDeltaRunner } from './fixed-delta-runner.js';
+import { loadShardConfig } from '../../coordinator/shards/config.js';
+import { runShard } from '../../coordinator/shards/shard.js';
 import { generateStubs, INTEROP_DIR, PYTHON } from './python.js';
 
 /** One line of the Python agent's events.jsonl. */
@@ -105,8 +107,8 @@ export class InteropFederation {
    * stripes outgrow the 256 KiB upload window and see acknowledgements mid-stripe) and starts the
    * coordinator with `run`.
    */
-  static async start(sites: number, run: Partial<CoordinatorOptions['run']>): Promise<InteropFederation> {
-    const fed = await createTestFederation({ sites, run });
+  static async start(sites: number, run: Partial<CoordinatorOptions['run']>, o: { readonly shards?: number } = {}): Promise<InteropFederation> {
+    const fed = await createTestFederation({ sites, run, aggregators: o.shards ?? 0 });
     const config = resolveBuiltinConfig({ hidden: 1024 });
     await writeBuiltinModel(fed.files.initialModel, initBuiltinModel(config, 7), config);
     await fed.patchCoordinatorConfig((c) => ({ ...c, limits: { ...(c['limits'] as object), uploadWindowBytes: 256 * 1024 } }));
@@ -115,6 +117,14 @@ export class InteropFederation {
     await admin.waitForReady(Date.now() + 15_000);
     const f = new InteropFederation(fed, coordinator, admin);
     f.stubs = generateStubs();
+    // Aggregator shards in this process, ready before any site starts (so that every upload goes in parts).
+    for (const file of fed.files.aggregatorConfigs.values()) {
+      const stop = new AbortController();
+      f.agents.push({ stop, done: runShard({ config: { ...loadShardConfig(file), reconnect: { initialMs: 50, maxMs: 500 } }, logger: testLogger({ level: 'warn' }).logger, signal: stop.signal }) });
+    }
+    if (fed.files.aggregatorConfigs.size > 0) {
+      await waitFor('the shards ready', async () => ((await admin.status()).shards.every((s) => s.state === 'ready') ? true : undefined), 20_000, 100);
+    }
     return f;
   }
 

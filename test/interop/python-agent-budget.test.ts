@@ -200,8 +200,10 @@ describe.skipIf(skip)('the Python site agent in a token-budgeted secure run: mis
     const summary = JSON.stringify(ev.map((e) => [e.event, e['code'] ?? e['folded'] ?? '']));
     expect(ev.find((e) => e.event === 'refolding'), summary).toMatchObject({ bases: [base] });
     expect(ev.find((e) => e.event === 'fold-refused'), summary).toMatchObject({ code: 'ALREADY_COUNTED' });
-    // Its first upload folded the part; the one after the refusal carried the fresh delta alone.
-    expect(ev.filter((e) => e.event === 'uploading').map((e) => e['folded']), summary).toEqual([1, 0]);
+    // It asked to upload the delta with the part folded in (AdmitUpload refused the header); the
+    // upload after the refusal carried the fresh delta alone.
+    expect(ev.filter((e) => e.event === 'admitting').map((e) => e['folded']), summary).toEqual([1, 0]);
+    expect(ev.filter((e) => e.event === 'uploading').map((e) => e['folded']), summary).toEqual([0]);
     expect(python.events().filter((e) => e.event === 'kept-dropped' && e['base'] === base).map((e) => String(e['why'])), summary).toEqual([expect.stringContaining('ALREADY_COUNTED')]);
     expect(journal.find((c) => c.round === REFOLDS)?.participants.every((p) => (p.folded ?? []).length === 0)).toBe(true);
   });

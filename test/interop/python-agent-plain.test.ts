@@ -14,7 +14,8 @@ import { openFileSource } from '../../common/files.js';
 import { readStateDirTrail, verifyAudit } from '../../coordinator/audit/index.js';
 import type { RoundInfo__Output } from '../../proto/index.js';
 import { skipUnless } from '../helpers/components.js';
-import { coordinatorStateDir } from '../helpers/faults.js';
+import { coordinatorStateDir, journalBodies, journalPath } from '../helpers/faults.js';
+import { partsSha256 } from '../../coordinator/upload/header.js';
 import { siteCertFiles } from '../helpers/raw-site.js';
 import { modelValues } from '../helpers/secure-federation.js';
 import { InteropFederation, type PythonAgent } from './harness.js';
@@ -106,4 +107,28 @@ describe.skipIf(skip)('the Python site agent in plain rounds', () => {
       if (encoding === 'int8') expect(python.events().find((e) => e.event === 'finished')).toMatchObject({ model_round: 2 });
     }, 90_000);
   }
+
+  it('uploads its bf16 deltas in parts to two aggregator shards, which take them as the coordinator would: the same weighted mean, and the journal names the parts the shards verified', async () => {
+    const run = { rounds: 2, minSites: 2, evaluate: false, encoding: 'bf16' as const, secureAggregation: { enabled: false }, strategy: { name: 'fedavg' as const, lr: 1 }, maxSiteWeight: 1000 };
+    f = await InteropFederation.start(2, run, { shards: 2 });
+    f.startTsAgent('site-1');
+    const python = f.startPython(PY, ['--min-stripe-bytes', String(64 * 1024)]);
+    const committed = await f.completed(2);
+    const records = await journalBodies(journalPath(f.fed), 'round-committed');
+    for (const info of committed) {
+      expect([...info.participants].sort()).toEqual(['site-1', PY]);
+      await expectPlainMean(f, info, 'bf16', new Map([[PY, python]]));
+      // Two parts that tile the delta, each verified by its shard under the SHA-256 the agent computed.
+      const uploaded = python.events().find((e) => e.event === 'uploaded' && e.round === Number(info.round))!;
+      const uploading = python.events().find((e) => e.event === 'uploading' && e.round === Number(info.round))!;
+      const bounds = uploading['parts'] as [number, number][];
+      expect(bounds).toHaveLength(2);
+      expect(bounds[0]![0]).toBe(0);
+      expect(bounds[1]![0]).toBe(bounds[0]![1]);
+      expect(bounds[1]![1]).toBe(uploading['bytes']);
+      const parts = (uploaded['parts'] as { sha256: string }[]).map((p, i) => ({ start: bounds[i]![0], end: bounds[i]![1], sha256: p.sha256 }));
+      const participant = records.find((r) => r['round'] === Number(info.round))!['participants'] as { site: string; deltaSha256: string }[];
+      expect(participant.find((p) => p.site === PY)?.deltaSha256).toBe(partsSha256(parts));
+    }
+  }, 90_000);
 });

@@ -109,7 +109,11 @@ export class PartUploads {
       this.o.logger.warn({ ...log, sha256: printable(r.sha256).slice(0, 80) }, 'a shard reported a part without a SHA-256: ignored');
       return;
     }
-    part.sha256 ??= r.sha256;
+    if (part.sha256 === undefined) {
+      part.sha256 = r.sha256;
+      // The round's bytes up count what the federation took in, wherever it was spooled.
+      this.o.driver.countBytes('up', part.end - part.start);
+    }
     if (entry.parts.some((p) => p.sha256 === undefined)) return;
     entry.done = true;
     const parts = entry.parts.map((p) => ({ shard: p.shard, start: p.start, end: p.end, sha256: p.sha256! }));

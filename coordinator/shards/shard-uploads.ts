@@ -53,8 +53,6 @@ export class ShardAdmissions implements UploadRoundPort {
   private readonly admitted = new Map<string, Admission>();
   private attempt: AttemptAt | undefined;
   private readonly sites = new Map<string, ShardSite>();
-  /** Part bytes received in the current attempt (shown in the shard's logs). */
-  bytesUp = 0;
 
   constructor(
     private readonly report: (r: Omit<ShardReceived, 'term'>) => void,
@@ -71,7 +69,6 @@ export class ShardAdmissions implements UploadRoundPort {
     if (this.attempt === undefined || at.round > this.attempt.round || (at.round === this.attempt.round && at.attempt > this.attempt.attempt)) {
       this.admitted.clear();
       this.attempt = at;
-      this.bytesUp = 0;
       this.onNewAttempt(at);
     } else if (at.round !== this.attempt.round || at.attempt !== this.attempt.attempt) {
       return; // an admission of an older attempt: that attempt is over
@@ -102,11 +99,16 @@ export class ShardAdmissions implements UploadRoundPort {
   }
 
   checkUpload(header: UploadHeader, site: string): UploadIntent {
+    return admittedIntent(header, this.admission(site, header));
+  }
+
+  /** `site`'s admission for `at`'s attempt; NOT_INVITED when the leader admitted none. */
+  private admission(site: string, at: { readonly round: number; readonly attempt: number }): Admission {
     const a = this.admitted.get(site);
-    if (a === undefined || header.round !== a.header.round || header.attempt !== a.header.attempt) {
-      throw new CoordinatorError('NOT_INVITED', `the coordinator has not admitted an upload of site ${site} for round ${header.round}.${header.attempt} to this shard: call AdmitUpload first`);
+    if (a === undefined || at.round !== a.header.round || at.attempt !== a.header.attempt) {
+      throw new CoordinatorError('NOT_INVITED', `the coordinator has not admitted an upload of site ${site} for round ${at.round}.${at.attempt} to this shard: call AdmitUpload first`);
     }
-    return admittedIntent(header, a);
+    return a;
   }
 
   uploadingAttempt(): AttemptAt | undefined {
@@ -118,7 +120,7 @@ export class ShardAdmissions implements UploadRoundPort {
   }
 
   beginUpload(site: string, intent: UploadIntent): void {
-    this.checkUpload({ ...this.admitted.get(site)!.header, round: intent.round, attempt: intent.attempt }, site);
+    this.admission(site, intent);
   }
 
   completeUpload(site: string, intent: UploadIntent, spool: SpooledUpload): boolean {
@@ -134,9 +136,8 @@ export class ShardAdmissions implements UploadRoundPort {
     this.report({ siteId: site, round: String(round), attempt, start: String(a.header.partStart), end: String(a.header.partEnd), sha256: '', refused: printable(reason).slice(0, 512) });
   }
 
-  countBytes(direction: 'up' | 'down' | 'reused', n: number): void {
-    if (direction === 'up') this.bytesUp += n;
-  }
+  /** Nothing to count here: the leader counts a part's bytes when the shard reports it verified. */
+  countBytes(): void {}
 }
 
 /** The attempts' spools of a shard, under its state dir, laid out as the coordinator's. */

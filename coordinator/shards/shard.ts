@@ -306,8 +306,12 @@ function attachOnce(
       update({ term, coordinator: target });
       const { cancel, aggregate, assignment, admit } = instruction;
       if (instruction.kind === 'admit' && admit) {
-        if (uploads) uploads.admissions.admit(admit);
-        else log.warn({ site: admit.siteId }, 'the leader admitted an upload to a shard that serves none (no listen)');
+        try {
+          if (!uploads) throw new CoordinatorError('BAD_REQUEST', 'this shard serves no uploads (no listen)');
+          uploads.admissions.admit(admit);
+        } catch (err) {
+          log.warn({ site: admit.siteId, err }, 'an admission from the leader was not taken');
+        }
       } else if (instruction.kind === 'cancel' && cancel) {
         if (job?.round === cancel.round && job.attempt === cancel.attempt) job.controller.abort(new Error('the leader cancelled the aggregation'));
       } else if (instruction.kind === 'aggregate' && aggregate) {

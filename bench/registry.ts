@@ -5,6 +5,7 @@ import { convergence } from './convergence.js';
 import { convergenceTorch } from './convergence-torch.js';
 import { failover } from './failover.js';
 import { heterogeneity } from './heterogeneity.js';
+import { ingestBench } from './ingest.js';
 import { journal } from './journal.js';
 import { load } from './load.js';
 import { memory } from './memory.js';
@@ -26,6 +27,7 @@ export const BENCHMARKS: Record<string, Benchmark> = {
   'convergence-torch': convergenceTorch,
   failover,
   heterogeneity,
+  ingest: ingestBench,
   journal,
   load,
   memory,

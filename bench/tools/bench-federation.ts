@@ -145,6 +145,12 @@ export interface BenchRoundOptions {
   readonly site: (cfg: Record<string, unknown>, site: string, index: number) => Record<string, unknown> | Promise<Record<string, unknown>>;
   /** Changes to the coordinator's config beyond the initial model. */
   readonly coordinator?: (cfg: Record<string, unknown>) => Record<string, unknown>;
+  /**
+   * Aggregator shards `shard-1` … (issue 22) as processes of their own, provisioned with the
+   * federation and listening on loopback for the sites' part uploads; started and awaited ready
+   * before any site.
+   */
+  readonly aggregators?: number;
   /** Site started with `--die-at upload`. */
   readonly dropSite?: string;
   /** Runs once the coordinator answers (its initial model imported), before any site starts. */
@@ -187,8 +193,14 @@ export interface RoundFigures {
    */
   readonly coordinatorIngestCpuS: number;
   readonly coordinatorPeakRssBytes: number;
-  /** The coordinator's child processes (its `localShards`), each one's CPU over the round and peak RSS. */
-  readonly shards: readonly { readonly cpuS: number; readonly peakRssBytes: number }[];
+  /**
+   * The aggregator shards — the coordinator's child processes (`localShards`) or the configured
+   * ones (`aggregators`) — each one's CPU over the round, its CPU while the uploads came in (as
+   * `coordinatorIngestCpuS`), and its peak RSS.
+   */
+  readonly shards: readonly { readonly cpuS: number; readonly ingestCpuS: number; readonly peakRssBytes: number }[];
+  /** Each surviving site's upload, from its log's `upload finished`: when it started and ended (ms) and its bytes. */
+  readonly uploads: readonly { readonly startMs: number; readonly endMs: number; readonly bytes: number }[];
   /** Per surviving site agent over the round (its own CPU, not the trainer's). */
   readonly siteCpuS: number[];
   /** Per surviving site: its trainer's CPU (reaped children of the agent). */
@@ -211,6 +223,12 @@ export async function runBenchRound(o: BenchRoundOptions): Promise<RoundFigures>
     coordinatorAddress: address,
     listen: `127.0.0.1:${port}`,
     run: { id: `bench-${o.name}`, rounds: 1, expectedSites: [...o.sites], ...o.run },
+    aggregators: await Promise.all(
+      Array.from({ length: o.aggregators ?? 0 }, async (_, i) => {
+        const shardPort = await freeLoopbackPort();
+        return { name: `shard-${i + 1}`, address: `localhost:${shardPort}`, listen: `127.0.0.1:${shardPort}` };
+      }),
+    ),
   });
   await patchJson(files.coordinatorConfig, (c) => (o.coordinator ?? ((x) => x))({ ...c, model: { initial: o.modelPath } }));
   for (const [i, site] of o.sites.entries()) {
@@ -218,12 +236,13 @@ export async function runBenchRound(o: BenchRoundOptions): Promise<RoundFigures>
     await writeFile(files.siteConfigs.get(site)!, `${JSON.stringify(await o.site(cfg, site, i), null, 2)}\n`, { mode: 0o600 });
   }
   const procs: Proc[] = [];
+  const shardProcs: Proc[] = [];
   const adminDir = join(dir, 'federation', 'admins', 'admin');
   const admin = new AdminClient({ coordinator: address, tls: { ca: join(adminDir, 'ca.crt'), cert: join(adminDir, 'admin.crt'), key: join(adminDir, 'admin.key') } });
   const stop = new AbortController();
   // The coordinator's children (local aggregator shards) are watched too.
   const watch = new CpuWatch(() => {
-    const pids = procs.map((p) => p.child.pid).filter((pid): pid is number => pid !== undefined);
+    const pids = [...procs, ...shardProcs].map((p) => p.child.pid).filter((pid): pid is number => pid !== undefined);
     return pids.length > 0 ? [...pids, ...childPids(pids[0]!)] : pids;
   });
   const nodeArgs = o.nodeArgs ?? (() => []);
@@ -235,6 +254,8 @@ export async function runBenchRound(o: BenchRoundOptions): Promise<RoundFigures>
     });
     died.catch(() => undefined);
     await Promise.race([admin.waitForReady(Date.now() + 600_000), died]);
+    for (const [name, config] of files.aggregatorConfigs) shardProcs.push(await startProc(name, ['aggregator', '--config', config], logDir, nodeArgs(name)));
+    if (shardProcs.length > 0) await shardsReady(admin, o.name, logDir);
     if (o.beforeSites) {
       const siteWorkDirs = new Map<string, string>();
       for (const site of o.sites) siteWorkDirs.set(site, await configPath(files.siteConfigs.get(site)!, 'workDir'));
@@ -279,7 +300,7 @@ export async function runBenchRound(o: BenchRoundOptions): Promise<RoundFigures>
     const done = await Promise.race([committed, died, timeout]);
     const end = watch.sample();
     const coordinatorPeakRssBytes = peakRssBytes(coordinator.child.pid ?? -1);
-    const shardPids = childPids(coordinator.child.pid ?? -1);
+    const shardPids = shardProcs.length > 0 ? shardProcs.map((p) => p.child.pid ?? -1) : childPids(coordinator.child.pid ?? -1);
     const shardPeaks = shardPids.map(peakRssBytes);
     const start = leftOpen;
     if (!start) throw new Error(`bench ${o.name}: the round committed without leaving open?`);
@@ -296,6 +317,7 @@ export async function runBenchRound(o: BenchRoundOptions): Promise<RoundFigures>
       return (end.get(pid)?.[key] ?? 0) - (start.get(pid)?.[key] ?? 0);
     };
     const survivors = procs.slice(1).filter((p) => p.name !== o.dropSite);
+    const ingestCpu = (pid: number | undefined): number => (ingested && pid !== undefined ? (ingested.get(pid)?.self ?? 0) - (start.get(pid)?.self ?? 0) : Number.NaN);
     return {
       roundS: (done.ts - firstAfterOpen.ts) / 1000,
       adminRoundS: (Number(info.finishedMs) - Number(info.startedMs)) / 1000,
@@ -305,9 +327,10 @@ export async function runBenchRound(o: BenchRoundOptions): Promise<RoundFigures>
       bytesUp: Number(info.bytesUp),
       bytesDown: Number(info.bytesDown),
       coordinatorCpuS: cpu(coordinator.child.pid, 'self'),
-      coordinatorIngestCpuS: ingested && coordinator.child.pid !== undefined ? (ingested.get(coordinator.child.pid)?.self ?? 0) - (start.get(coordinator.child.pid)?.self ?? 0) : Number.NaN,
+      coordinatorIngestCpuS: ingestCpu(coordinator.child.pid),
       coordinatorPeakRssBytes,
-      shards: shardPids.map((pid, i) => ({ cpuS: cpu(pid, 'self'), peakRssBytes: shardPeaks[i]! })),
+      shards: shardPids.map((pid, i) => ({ cpuS: cpu(pid, 'self'), ingestCpuS: ingestCpu(pid), peakRssBytes: shardPeaks[i]! })),
+      uploads: await Promise.all(survivors.map((p) => uploadSpan(p.log))),
       siteCpuS: survivors.map((p) => cpu(p.child.pid, 'self')),
       trainerCpuS: survivors.map((p) => cpu(p.child.pid, 'children')),
       dir,
@@ -318,8 +341,30 @@ export async function runBenchRound(o: BenchRoundOptions): Promise<RoundFigures>
     admin.close();
     // Sites first, so none reports the coordinator's shutdown as a failure.
     for (const p of procs.slice(1).reverse()) await stopProc(p);
+    for (const p of shardProcs) await stopProc(p);
     if (procs[0]) await stopProc(procs[0]);
   }
+}
+
+/** Waits until `admin status` shows every configured shard ready. */
+async function shardsReady(admin: AdminClient, name: string, logDir: string): Promise<void> {
+  for (let waited = 0; ; waited++) {
+    const shards = (await admin.status()).shards;
+    if (shards.length > 0 && shards.every((s) => s.state === 'ready')) return;
+    if (waited > 600) throw new Error(`bench ${name}: the aggregator shards are not ready (${shards.map((s) => `${s.shardId} ${s.state} ${s.problem}`).join(', ')}); logs in ${logDir}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** A site's upload as its log's `upload finished` line says: started (its time less the seconds it took), ended, and bytes. */
+async function uploadSpan(log: string): Promise<{ startMs: number; endMs: number; bytes: number }> {
+  const line = (await readFile(log, 'utf8'))
+    .split('\n')
+    .filter((l) => l.includes('"msg":"upload finished"'))
+    .map((l) => JSON.parse(l) as { time: number; seconds: number; bytes: number })
+    .at(-1);
+  if (!line) throw new Error(`no "upload finished" line in ${log}`);
+  return { startMs: line.time - line.seconds * 1000, endMs: line.time, bytes: line.bytes };
 }
 
 /** "phase seconds, …" of a round, for log lines. */

@@ -280,7 +280,8 @@ export function shardRows(s: Pick<StatusResponse__Output, 'shards'>): string[][]
     const part = Number(shard.endValue) > 0 ? `values [${shard.firstValue}, ${shard.endValue})` : 'no part yet';
     const free = Number(shard.freeBytes) > 0 ? `, ${formatBytes(Number(shard.freeBytes))} free` : '';
     const at = shard.peer ? ` from ${shard.peer}` : '';
-    return [`shard ${shard.shardIndex}`, `${shard.shardId} (${shard.endpoint}): ${shard.state}${at}; ${part}${free}${shard.problem ? `; ${shard.problem}` : ''}`];
+    const uploads = shard.uploadsAdmitted > 0 ? `; parts ${shard.uploadsReceived} of ${shard.uploadsAdmitted} received (${formatBytes(Number(shard.bytesReceived))})` : '';
+    return [`shard ${shard.shardIndex}`, `${shard.shardId} (${shard.endpoint}): ${shard.state}${at}; ${part}${free}${uploads}${shard.problem ? `; ${shard.problem}` : ''}`];
   });
 }
 

@@ -77,6 +77,9 @@ export function overviewView(s: DashboardSources, role: CoordinatorRole = { kind
       firstValue: Number(x.firstValue),
       endValue: Number(x.endValue),
       freeBytes: Number(x.freeBytes),
+      uploadsAdmitted: x.uploadsAdmitted,
+      uploadsReceived: x.uploadsReceived,
+      bytesReceived: Number(x.bytesReceived),
       problem: x.problem,
     })),
     run:

@@ -21,7 +21,33 @@ const SHARD_STATES = ['detached', 'attached', 'ready', 'not_ready'] as const;
  * `fedhpc_shard_state{shard, state}`: 1 for each aggregator shard's current state, 0 for its
  * others (a Prometheus state set), so an alert can fire on a shard not `ready`.
  */
-export function registerShardMetrics(registry: Registry, shards: () => readonly { readonly shardId: string; readonly state: string }[]): void {
+export function registerShardMetrics(
+  registry: Registry,
+  shards: () => readonly { readonly shardId: string; readonly state: string; readonly uploadsAdmitted: number; readonly uploadsReceived: number; readonly bytesReceived: string }[],
+): void {
+  new Gauge({
+    name: 'fedhpc_shard_part_uploads',
+    help: "The open attempt's part uploads at each aggregator shard: admitted to it, and verified by it",
+    labelNames: ['shard', 'stage'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of shards()) {
+        this.set({ shard: s.shardId, stage: 'admitted' }, s.uploadsAdmitted);
+        this.set({ shard: s.shardId, stage: 'received' }, s.uploadsReceived);
+      }
+    },
+  });
+  new Gauge({
+    name: 'fedhpc_shard_received_bytes',
+    help: "Bytes of the open attempt's part uploads each aggregator shard has verified",
+    labelNames: ['shard'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of shards()) this.set({ shard: s.shardId }, Number(s.bytesReceived));
+    },
+  });
   new Gauge({
     name: 'fedhpc_shard_state',
     help: "Each aggregator shard's state at the leader: 1 for the current one (detached, attached, ready, not_ready)",

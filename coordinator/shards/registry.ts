@@ -30,6 +30,10 @@ export interface ShardView {
   readonly problem: string;
   readonly freeBytes: string;
   readonly peer: string;
+  /** The open attempt's part uploads: admitted to the shard, verified by it, and their bytes. */
+  readonly uploadsAdmitted: number;
+  readonly uploadsReceived: number;
+  readonly bytesReceived: string;
 }
 
 /** What the registry needs to know of the run: its id, global model and tensors; undefined before a run. */
@@ -72,6 +76,8 @@ interface ShardRecord {
   pending: PendingAggregation | undefined;
   /** The part uploads admitted to it in the open attempt, by site: sent again when it attaches again. */
   readonly admitted: Map<string, ShardAdmit>;
+  /** Of those, the ones it reported verified, with their bytes. */
+  readonly received: Map<string, number>;
 }
 
 /** One shard's part of an aggregation under way. */
@@ -97,7 +103,7 @@ export class ShardRegistry {
   private readonly records: ShardRecord[];
 
   constructor(private readonly o: ShardRegistryOptions) {
-    this.records = o.shards.map((s, index) => ({ name: s.name, endpoint: s.endpoint, index, state: 'detached', sinceMs: 0, link: undefined, sent: undefined, problem: '', freeBytes: 0, pending: undefined, admitted: new Map() }));
+    this.records = o.shards.map((s, index) => ({ name: s.name, endpoint: s.endpoint, index, state: 'detached', sinceMs: 0, link: undefined, sent: undefined, problem: '', freeBytes: 0, pending: undefined, admitted: new Map(), received: new Map() }));
   }
 
   /** The configured shards' names, in shard order. */
@@ -144,14 +150,20 @@ export class ShardRegistry {
     const r = this.record(name);
     const h = admit.header;
     const stale = [...r.admitted.values()].some((a) => a.header?.round !== h?.round || a.header?.attempt !== h?.attempt);
-    if (stale) r.admitted.clear();
+    if (stale) {
+      r.admitted.clear();
+      r.received.clear();
+    }
     r.admitted.set(admit.siteId ?? '', admit);
     r.link?.send({ admit });
   }
 
   /** A shard's report of a site's part; ignored unless it comes on the shard's current stream. */
   received(name: string, link: ShardLink, report: ShardReceived__Output): void {
-    if (this.record(name).link !== link) return;
+    const r = this.record(name);
+    if (r.link !== link) return;
+    const admitted = r.admitted.get(report.siteId)?.header;
+    if (report.refused === '' && admitted?.round === report.round && admitted.attempt === report.attempt) r.received.set(report.siteId, Number(report.end) - Number(report.start));
     this.o.onReceived?.(name, report);
   }
 
@@ -266,6 +278,9 @@ export class ShardRegistry {
       problem: r.problem || partition.problem,
       freeBytes: String(r.freeBytes),
       peer: r.link?.peer ?? '',
+      uploadsAdmitted: r.admitted.size,
+      uploadsReceived: r.received.size,
+      bytesReceived: String([...r.received.values()].reduce((n, b) => n + b, 0)),
     }));
   }
 

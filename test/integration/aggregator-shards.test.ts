@@ -189,7 +189,7 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     const runToEnd = async (
       label: string,
       o: { shards: boolean; killShardAfterRound?: number; restartShardMidUpload?: boolean; localShards?: boolean; beforeStop?: (coordinator: Proc) => Promise<void> },
-    ): Promise<{ models: string[]; log: string; shardLogs: string[] }> => {
+    ): Promise<{ models: string[]; log: string; shardLogs: string[]; shardsAtEnd: { uploadsAdmitted: number; uploadsReceived: number; bytesReceived: string }[] }> => {
       const started: Proc[] = [];
       const start = async (name: string, args: string[]): Promise<Proc> => {
         const p = await startCli(`${label}-${name}`, args, dir, env);
@@ -221,7 +221,7 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
       const models = (await admin.rounds()).rounds.filter((r) => r.outcome === 'committed').map((r) => r.modelSha256);
       await o.beforeStop?.(coordinator);
       for (const p of started.reverse()) await p.stop();
-      return { models, log: await coordinator.logText(), shardLogs: await Promise.all(shards.map((p) => p.logText())) };
+      return { models, log: await coordinator.logText(), shardLogs: await Promise.all(shards.map((p) => p.logText())), shardsAtEnd: done.shards };
     };
     return { files, admin, runToEnd };
   }
@@ -234,6 +234,9 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     expect(lines(sharded.log).filter((l) => l['msg'] === 'upload verified: every shard holds its part')).toHaveLength(6);
     expect(lines(sharded.log).filter((l) => l['msg'] === 'upload verified')).toHaveLength(0);
     for (const log of sharded.shardLogs) expect(lines(log).filter((l) => l['msg'] === 'upload verified')).toHaveLength(6);
+    // `admin status` shows each shard's part uploads of the last attempt: both sites' parts, verified.
+    expect(sharded.shardsAtEnd.map((x) => [x.uploadsAdmitted, x.uploadsReceived])).toEqual([[2, 2], [2, 2]]);
+    expect(sharded.shardsAtEnd.every((x) => Number(x.bytesReceived) > 0)).toBe(true);
     // Each shard kept the parts of the last round only: a newer attempt's admission deletes the older spools.
     for (const s of ['s1', 's2']) expect(await readdir(join(files.aggregatorConfigs.get(s)!, '..', 'state', 'spool'))).toEqual(['round-3.0']);
     for (const log of sharded.shardLogs) expect(lines(log).filter((l) => l['msg'] === "aggregated the shard's part")).toHaveLength(3);

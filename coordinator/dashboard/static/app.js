@@ -131,8 +131,15 @@ async function renderRun() {
     ? card(
         'Aggregator shards',
         table(
-          ['shard', 'state', 'part (values)', 'free', 'problem'],
-          shardList.map((s) => [`${s.index} ${s.shard} (${s.endpoint})`, String(s.state), s.endValue ? `[${s.firstValue}, ${s.endValue})` : '-', s.freeBytes ? bytes(s.freeBytes) : '-', String(s.problem || '')]),
+          ['shard', 'state', 'part (values)', 'free', 'parts received', 'problem'],
+          shardList.map((s) => [
+            `${s.index} ${s.shard} (${s.endpoint})`,
+            String(s.state),
+            s.endValue ? `[${s.firstValue}, ${s.endValue})` : '-',
+            s.freeBytes ? bytes(s.freeBytes) : '-',
+            s.uploadsAdmitted ? `${s.uploadsReceived} of ${s.uploadsAdmitted} (${bytes(s.bytesReceived)})` : '-',
+            String(s.problem || ''),
+          ]),
           'shards',
         ),
       )

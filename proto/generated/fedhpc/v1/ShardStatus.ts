@@ -13,6 +13,9 @@ export interface ShardStatus {
   'problem'?: (string);
   'freeBytes'?: (number | string | Long);
   'peer'?: (string);
+  'uploadsAdmitted'?: (number);
+  'uploadsReceived'?: (number);
+  'bytesReceived'?: (number | string | Long);
 }
 
 export interface ShardStatus__Output {
@@ -26,4 +29,7 @@ export interface ShardStatus__Output {
   'problem': (string);
   'freeBytes': (string);
   'peer': (string);
+  'uploadsAdmitted': (number);
+  'uploadsReceived': (number);
+  'bytesReceived': (string);
 }

@@ -4,8 +4,9 @@
  * at once, in one plain FedAvg round of separate processes over gRPC and mTLS — first to the
  * coordinator alone (K = 0), then with K aggregator shards (default 2) of their own, to which the
  * sites upload their parts. Figures, both runs on this machine:
- * - `shardReceiveCpuPerGbOverSingle`: the busiest shard's CPU while the uploads came in, per GB it
- *   received, over the coordinator's per GB at K = 0 (target ≤ 1.1: a shard receives as cheaply);
+ * - `shardReceiveCpuPerGbOverSingle`: the busiest shard's CPU while the uploads came in, per GB of
+ *   its 1/K share (the parts are balanced by bytes), over the coordinator's per GB at K = 0
+ *   (target ≤ 1.1: a shard receives as cheaply);
  * - `leaderCpuPerGbSharded`: the coordinator's CPU over the same window at K, per GB the sites
  *   uploaded (target ≤ 0.05: the bytes do not pass through it);
  * - `ingestK${K}OverK0`: the GB per second of the uploads at K over K = 0, the window from the

@@ -257,14 +257,17 @@ async function uploadTargets(client: SiteServiceClient, header: NonNullable<Uplo
   const whole: PartTarget[] = [{ client, start: 0, end: total, partStart: 0, partEnd: 0, shard: undefined }];
   if (!o.shardClient) return whole;
   const admission = await withRetries('admission of the upload', o.policy, signal, () => 0, () =>
-    new Promise<UploadAdmission__Output | undefined>((resolve, reject) =>
-      client.AdmitUpload(header, { deadline: Date.now() + o.policy.idleMs }, (err, res) => {
+    new Promise<UploadAdmission__Output | undefined>((resolve, reject) => {
+      const cancel = (): void => call.cancel();
+      const call = client.AdmitUpload(header, { deadline: Date.now() + o.policy.idleMs }, (err, res) => {
+        signal.removeEventListener('abort', cancel);
         // A server without AdmitUpload (one that predates part uploads) takes whole deltas.
         if (err?.code === grpc.status.UNIMPLEMENTED) resolve(undefined);
         else if (err || !res) reject(err ?? new Error('AdmitUpload answered nothing'));
         else resolve(res);
-      }),
-    ),
+      });
+      signal.addEventListener('abort', cancel, { once: true });
+    }),
   );
   if (admission === undefined || admission.parts.length === 0) return whole;
   const parts = admission.parts.map((p) => ({ shard: p.shard, endpoint: p.endpoint, start: Number(p.start), end: Number(p.end) }));
@@ -290,7 +293,9 @@ export function ratePacer(rateBytesPerS: number, signal: AbortSignal): (n: numbe
 
 /**
  * Uploads the delta `encoder` produces: one stream per stripe, each retried and resumed until the
- * coordinator has it all. Resolves with the result of the stream that completed the delta.
+ * coordinator — or, where it names parts, each aggregator shard — has it all. Resolves with the
+ * result of the stream that completed the delta; of parts, with their bytes together (each part's
+ * SHA-256 was checked by its shard, the whole delta's has no one to check it: `sha256` is empty).
  */
 export async function uploadDelta(client: SiteServiceClient, header: UploadHeaderFields, encoder: DeltaEncoder, outer: AbortSignal, onProgress: TransferProgress, o: UploadOptions): Promise<UploadOutcome> {
   // One stripe failing for good stops the others.

@@ -117,6 +117,11 @@ export const COORDINATOR_ERRORS = {
    * answered: the attempt is aborted and retried. Never answers a call.
    */
   SHARD_FAILED: { status: grpc.status.UNAVAILABLE, retryable: true },
+  /**
+   * An aggregator shard has no admission of the site's upload for this attempt (yet): its leader's
+   * `ShardAdmit` is on its way, or is sent again when the shard, restarted, attaches. Ask again.
+   */
+  NOT_ADMITTED: { status: grpc.status.UNAVAILABLE, retryable: true },
 } as const satisfies Record<string, { status: grpc.status; retryable: boolean }>;
 
 export type CoordinatorErrorCode = keyof typeof COORDINATOR_ERRORS;

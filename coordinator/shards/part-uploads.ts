@@ -18,6 +18,7 @@ import { refused } from '../upload/service.js';
 import type { ShardRegistry } from './registry.js';
 import { printable } from '../../common/text.js';
 import { CoordinatorError } from '../core/errors.js';
+import { invariant } from '../../aggregation/index.js';
 
 /** One site's upload in parts in the open attempt. */
 interface SiteParts {
@@ -111,12 +112,16 @@ export class PartUploads {
     }
     if (part.sha256 === undefined) {
       part.sha256 = r.sha256;
-      // The round's bytes up count what the federation took in, wherever it was spooled.
-      this.o.driver.countBytes('up', part.end - part.start);
+      // The round's bytes up count what the federation took in, wherever it was spooled — of a
+      // site still in the attempt (a dropped site's parts are wasted, never counted).
+      if (this.o.driver.siteStatus(r.siteId) === 'uploading') this.o.driver.countBytes('up', part.end - part.start);
     }
     if (entry.parts.some((p) => p.sha256 === undefined)) return;
     entry.done = true;
-    const parts = entry.parts.map((p) => ({ shard: p.shard, start: p.start, end: p.end, sha256: p.sha256! }));
+    const parts = entry.parts.map((p) => {
+      invariant(p.sha256 !== undefined, 'every part is verified once none is missing');
+      return { shard: p.shard, start: p.start, end: p.end, sha256: p.sha256 };
+    });
     const bytes = parts.reduce((n, p) => n + partBytes({ part: p }), 0);
     const accepted = this.o.driver.completeUpload(r.siteId, entry.intent, { path: '', bytes, sha256: partsSha256(parts), parts });
     if (accepted) this.o.logger.info({ ...log, bytes, shards: parts.length }, 'upload verified: every shard holds its part');

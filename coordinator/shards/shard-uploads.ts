@@ -30,10 +30,6 @@ import { admittedIntent, type AdmittedUpload, type SpooledUpload, type UploadInt
 import { UploadService, type UploadSites } from '../upload/service.js';
 import { printable } from '../../common/text.js';
 
-/** One site's admitted upload at this shard, with the leader's limits. */
-interface Admission extends AdmittedUpload {
-  readonly limits: TransferLimits;
-}
 
 /** One site's counters at this shard (its streams, so that a drop ends them, and its bytes). */
 interface ShardSite {
@@ -41,6 +37,9 @@ interface ShardSite {
   bytesUp: number;
   bytesReused: number;
 }
+
+/** How long a stopping shard lets upload streams end on their own. */
+const STOP_GRACE_MS = 2_000;
 
 /** Until the leader admits anything, streams are held to the coordinator's default limits. */
 const DEFAULT_LIMITS: TransferLimits = { idleMs: 60_000, maxStreamsPerSite: 8, windowBytes: 16 << 20 };
@@ -50,7 +49,9 @@ const DEFAULT_LIMITS: TransferLimits = { idleMs: 60_000, maxStreamsPerSite: 8, w
  * coordinator's driver implements for `UploadService`.
  */
 export class ShardAdmissions implements UploadRoundPort {
-  private readonly admitted = new Map<string, Admission>();
+  private readonly admitted = new Map<string, AdmittedUpload>();
+  /** The latest admission's limits: the leader's, which apply to every stream here. */
+  private latestLimits: TransferLimits = DEFAULT_LIMITS;
   private attempt: AttemptAt | undefined;
   private readonly sites = new Map<string, ShardSite>();
 
@@ -73,19 +74,14 @@ export class ShardAdmissions implements UploadRoundPort {
     } else if (at.round !== this.attempt.round || at.attempt !== this.attempt.attempt) {
       return; // an admission of an older attempt: that attempt is over
     }
-    this.admitted.set(a.siteId, {
-      header,
-      weight: a.weight,
-      maxChunkBytes: a.maxChunkBytes,
-      limits: { idleMs: a.idleMs, maxStreamsPerSite: a.maxStreams, windowBytes: Number(a.windowBytes) },
-    });
+    this.latestLimits = { idleMs: a.idleMs, maxStreamsPerSite: a.maxStreams, windowBytes: Number(a.windowBytes) };
+    this.admitted.set(a.siteId, { header, weight: a.weight, maxChunkBytes: a.maxChunkBytes });
     this.logger.info({ site: a.siteId, round: at.round, attempt: at.attempt, phase: 'upload', start: header.partStart, end: header.partEnd }, 'upload admitted by the leader');
   }
 
   /** The limits of the latest admission (the leader's). */
   limits(): TransferLimits {
-    const any = this.admitted.values().next();
-    return any.done ? DEFAULT_LIMITS : any.value.limits;
+    return this.latestLimits;
   }
 
   /** The per-site records `UploadService` keeps its streams and byte counts in. */
@@ -102,13 +98,19 @@ export class ShardAdmissions implements UploadRoundPort {
     return admittedIntent(header, this.admission(site, header));
   }
 
-  /** `site`'s admission for `at`'s attempt; NOT_INVITED when the leader admitted none. */
-  private admission(site: string, at: { readonly round: number; readonly attempt: number }): Admission {
+  /**
+   * `site`'s admission for `at`'s attempt. None: `NOT_ADMITTED` (retryable) — the leader's admission
+   * may still be on its way, or be sent again once this shard, restarted, attaches — or
+   * `NOT_INVITED` for an attempt older than the one admitted here.
+   */
+  private admission(site: string, at: { readonly round: number; readonly attempt: number }): AdmittedUpload {
     const a = this.admitted.get(site);
-    if (a === undefined || at.round !== a.header.round || at.attempt !== a.header.attempt) {
-      throw new CoordinatorError('NOT_INVITED', `the coordinator has not admitted an upload of site ${site} for round ${at.round}.${at.attempt} to this shard: call AdmitUpload first`);
+    if (a !== undefined && at.round === a.header.round && at.attempt === a.header.attempt) return a;
+    const current = this.attempt;
+    if (current !== undefined && (at.round < current.round || (at.round === current.round && at.attempt < current.attempt))) {
+      throw new CoordinatorError('NOT_INVITED', `round ${at.round}.${at.attempt} is over at this shard (it takes ${current.round}.${current.attempt})`);
     }
-    return a;
+    throw new CoordinatorError('NOT_ADMITTED', `this shard holds no admission of site ${site}'s upload for round ${at.round}.${at.attempt} (yet): ask again`);
   }
 
   uploadingAttempt(): AttemptAt | undefined {
@@ -144,14 +146,20 @@ export class ShardAdmissions implements UploadRoundPort {
 export function shardSpools(stateDir: string): {
   spoolDir(round: number, attempt: number): Promise<string>;
   spoolAttempts(round: number): Promise<{ attempt: number; dir: string }[]>;
-  /** Deletes every attempt's spools but `keep`'s: once a newer attempt is admitted, the older ones were aggregated or abandoned. */
+  /**
+   * Deletes the spools of rounds before `keep`'s: once a newer round is admitted, the older ones
+   * were aggregated or abandoned. Earlier attempts of `keep`'s round stay (a named delta's upload
+   * may carry over from them), until the next round.
+   */
   prune(keep: AttemptAt): Promise<void>;
 } {
   const root = join(stateDir, 'spool');
   return {
     async prune(keep) {
-      const kept = `round-${keep.round}.${keep.attempt}`;
-      for (const name of await readdir(root).catch(() => [])) if (name !== kept) await rm(join(root, name), { recursive: true, force: true });
+      for (const name of await readdir(root).catch(() => [])) {
+        const round = Number(/^round-(\d+)\.\d+$/.exec(name)?.[1] ?? Number.NaN);
+        if (round < keep.round) await rm(join(root, name), { recursive: true, force: true });
+      }
     },
     async spoolDir(round, attempt) {
       const dir = spoolDirOf(stateDir, round, attempt);
@@ -220,8 +228,17 @@ export async function serveShardUploads(o: ShardUploadServerOptions): Promise<{ 
     port: listener.port,
     async stop() {
       listener.stopAccepting();
-      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
-      server.forceShutdown();
+      // Streams of sites still uploading get a moment to end; then they are cut (they resume elsewhere or later).
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, STOP_GRACE_MS);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
       await listener.close();
     },
   };

@@ -14,7 +14,7 @@ import { backoffDelay, sleep } from '../../common/backoff.js';
 import { firstCoordinator, nextCoordinator, readGrpcRefusal, type GrpcRefusal } from '../../common/coordinator-verdict.js';
 import { mutualTlsCredentials } from '../../common/grpc-tls.js';
 import type { Logger } from '../../common/logger.js';
-import { readTlsFiles } from '../../common/tls.js';
+import { readTlsFiles, type TlsMaterial } from '../../common/tls.js';
 import {
   MAX_MESSAGE_BYTES,
   PROTOCOL_VERSION,
@@ -34,6 +34,7 @@ import type { ResolvedShardConfig } from './config.js';
 import { checkAssignment } from './readiness.js';
 import { shardAggregate } from './shard-aggregate.js';
 import { keepTerm, readKeptTerm } from './term-file.js';
+import { ID_PATTERN } from '../pki/names.js';
 import { ShardAdmissions, serveShardUploads, shardSpools, spoolDirOf } from './shard-uploads.js';
 import { RefusalMonitor } from '../observe/refusals.js';
 import { systemClock } from '../core/clock.js';
@@ -101,7 +102,7 @@ export async function runShard(o: RunShardOptions): Promise<void> {
   };
   // Sites' part uploads (./shard-uploads.ts): served while the shard runs, reported on whichever
   // Attach stream is open (a report made while none is, is sent on the next one).
-  const uploads = config.listen !== undefined && config.stateDir !== undefined ? await startUploads(o, config.listen, config.stateDir) : undefined;
+  const uploads = config.listen !== undefined && config.stateDir !== undefined ? await startUploads(o, tls, config.listen, config.stateDir) : undefined;
   // Started at the first aggregation, kept for the next ones (the coordinator keeps its pool too).
   let pool: Promise<KernelPool | undefined> | undefined;
   const kernels = (): Promise<KernelPool | undefined> =>
@@ -150,8 +151,11 @@ export async function runShard(o: RunShardOptions): Promise<void> {
     }
   } finally {
     // Refused for good or stopped: nothing may keep the process alive.
-    await (await pool)?.close();
-    await uploads?.stop();
+    try {
+      await (await pool)?.close();
+    } finally {
+      await uploads?.stop();
+    }
   }
 }
 
@@ -166,7 +170,7 @@ interface ShardUploads {
   stop(): Promise<void>;
 }
 
-async function startUploads(o: RunShardOptions, listen: string, stateDir: string): Promise<ShardUploads> {
+async function startUploads(o: RunShardOptions, tls: TlsMaterial, listen: string, stateDir: string): Promise<ShardUploads> {
   const { config, logger } = o;
   const clock = systemClock;
   const refusals = new RefusalMonitor({ logger, now: () => clock.now() });
@@ -186,7 +190,7 @@ async function startUploads(o: RunShardOptions, listen: string, stateDir: string
     }),
     stop: async () => undefined,
   };
-  const server = await serveShardUploads({ listen, federation: config.federation, tls: readTlsFiles(config.tls), stateDir, uploadBudgetBytes: config.uploadBudgetBytes, admissions: u.admissions, refusals, clock, logger });
+  const server = await serveShardUploads({ listen, federation: config.federation, tls, stateDir, uploadBudgetBytes: config.uploadBudgetBytes, admissions: u.admissions, refusals, clock, logger });
   u.stop = () => server.stop();
   return u;
 }
@@ -194,7 +198,7 @@ async function startUploads(o: RunShardOptions, listen: string, stateDir: string
 /** A site's own spool at this shard (a part upload), for the aggregation; site names are those of certificates. */
 function ownSpool(stateDir: string): (site: string, round: number, attempt: number) => string {
   return (site, round, attempt) => {
-    if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(site)) throw new CoordinatorError('BAD_REQUEST', `${JSON.stringify(site.slice(0, 70))} is no site name`);
+    if (!ID_PATTERN.test(site)) throw new CoordinatorError('BAD_REQUEST', `${JSON.stringify(site.slice(0, 70))} is no site name`);
     return join(spoolDirOf(stateDir, round, attempt), `${site}.delta`);
   };
 }

@@ -269,6 +269,10 @@ export class RoundDriver implements SiteRoundPort, UploadRoundPort, AdminRoundPo
   }
 
   checkUpload(header: UploadHeader, site: string): UploadIntent {
+    // A part goes to its aggregator shard only: the coordinator takes whole deltas.
+    if (header.partStart !== 0 || header.partEnd !== 0) {
+      throw new CoordinatorError('UPLOAD_INVALID', `the coordinator takes whole deltas, not part [${header.partStart}, ${header.partEnd}): parts go to the aggregator shards AdmitUpload names`);
+    }
     return validateHeader(header, this.uploadExpectation(), site);
   }
 

@@ -45,8 +45,8 @@ export interface UploadServiceOptions {
 /** How often a stream waiting for the budget tells its agent so (agents drop a stream silent for 1 s or more). */
 const QUEUED_REPORT_MS = 500;
 
-/** Errors after which the site's partial upload is kept for a resume. */
-const RESUMABLE = new Set(['UPLOAD_INTERRUPTED', 'TOO_MANY_STREAMS']);
+/** Errors after which the site's partial upload is kept for a resume (at a shard: not yet admitted, ask again). */
+const RESUMABLE = new Set(['UPLOAD_INTERRUPTED', 'TOO_MANY_STREAMS', 'NOT_ADMITTED']);
 
 /** Serves `Upload` streams and holds every site's resumable upload of the open attempt. */
 export class UploadService {

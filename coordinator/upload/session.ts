@@ -96,7 +96,6 @@ export class DeltaDigest {
 /** One site's upload in one round attempt. */
 export class UploadSession {
   readonly stripes = new Map<number, StripeState>();
-  /** The whole delta's SHA-256 as the bytes arrive. */
   /** The SHA-256 of the bytes the upload carries (the whole delta, or an aggregator shard's part) as they arrive. */
   readonly digest: DeltaDigest;
   finished = false;

@@ -29,6 +29,7 @@ import {
   adminCertFiles,
   chunkMessages,
   craftDelta,
+  deltaBytes,
   headerFor,
   refusal,
   sha256Hex,
@@ -155,7 +156,7 @@ describe('refusals at the door (identity, role, protocol, order of calls)', () =
  */
 describe('uploads that break the contract, during a run of real sites', () => {
   // One round per contract-breaking test, two for the closed-round test.
-  const ROUNDS = 11;
+  const ROUNDS = 12;
   let fed: TestFederation;
   let admin: AdminClient;
   let raw: RawSiteClient;
@@ -334,6 +335,19 @@ describe('uploads that break the contract, during a run of real sites', () => {
       status: grpc.status.DATA_LOSS,
       code: 'CHECKSUM_MISMATCH',
       names: (task) => [sha256Hex(craftDelta(task)), sha256Hex(Buffer.from('something else'))],
+    },
+    {
+      // A part goes only to the aggregator shard the coordinator names; sent to the coordinator, a
+      // first half would otherwise count as the whole delta.
+      name: 'rejects a header that carries a part of the delta (the coordinator takes whole deltas)',
+      messages: (task) => {
+        const delta = craftDelta(task);
+        const half = Math.floor(delta.length / 8) * 4;
+        return [{ header: headerFor(task, { partStart: 0, partEnd: half }) }, ...chunkMessages(delta.subarray(0, half), task.maxChunkBytes), { trailer: { sha256: sha256Hex(delta.subarray(0, half)) } }];
+      },
+      status: grpc.status.INVALID_ARGUMENT,
+      code: 'UPLOAD_INVALID',
+      names: (task) => [`part [0, ${Math.floor(deltaBytes(task) / 8) * 4})`, 'whole deltas'],
     },
     {
       // With its delta, such a weight would be the whole mean; it is refused, never clamped.

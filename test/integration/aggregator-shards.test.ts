@@ -202,8 +202,8 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
       if (o.shards || o.localShards) await waitFor('shards ready', async () => ((await admin.status().catch(() => undefined))?.shards.every((x) => x.state === 'ready') ? true : undefined), 30_000, 200);
       for (const site of sites) await start(site, ['site', '--config', files.siteConfigs.get(site)!]);
       if (o.restartShardMidUpload) {
-        // s2 SIGKILLed once a part is on its way to it, and started again a second later.
-        await waitFor('a part upload under way at s2', async () => (lines(await shards[1]!.logText()).some((l) => l['msg'] === 'upload admitted by the leader') ? true : undefined), 60_000, 50);
+        // s2 SIGKILLed once both sites' parts are on their way to it, and started again a second later.
+        await waitFor('both part uploads under way at s2', async () => (lines(await shards[1]!.logText()).filter((l) => l['msg'] === 'upload admitted by the leader').length >= 2 ? true : undefined), 60_000, 50);
         await new Promise((r) => setTimeout(r, 300));
         await shards[1]!.stop('SIGKILL');
         await new Promise((r) => setTimeout(r, 1_000));

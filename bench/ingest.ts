@@ -4,11 +4,13 @@
  * at once, in one plain FedAvg round of separate processes over gRPC and mTLS — first to the
  * coordinator alone (K = 0), then with K aggregator shards (default 2) of their own, to which the
  * sites upload their parts. Figures, both runs on this machine:
- * - `shardReceiveCpuPerGbOverSingle`: the busiest shard's CPU while the uploads came in, per GB of
- *   its 1/K share (the parts are balanced by bytes), over the coordinator's per GB at K = 0
+ * - `shardReceiveCpuPerGbOverSingle`: the busiest shard's CPU while the uploads ran (the first
+ *   site's upload start to the last one's end, as the agents log them), per GB of its 1/K share
+ *   (the parts are balanced by bytes), over the coordinator's per GB in the same window at K = 0
  *   (target ≤ 1.1: a shard receives as cheaply);
- * - `leaderCpuPerGbSharded`: the coordinator's CPU over the same window at K, per GB the sites
- *   uploaded (target ≤ 0.05: the bytes do not pass through it);
+ * - `leaderCpuPerGbSharded`: the coordinator's CPU in that window at K, per GB the sites uploaded
+ *   (target ≤ 0.05: the bytes do not pass through it); the same figures over the whole window
+ *   from leaving `open` to `aggregate` (training included) are reported beside them (`…Phase…`);
  * - `ingestK${K}OverK0`: the GB per second of the uploads at K over K = 0, the window from the
  *   first site's upload start to the last one's end as the agents log them (target ≥ 0.95 here:
  *   two cores shared by the senders and receivers cannot show scaling, only that nothing regressed).
@@ -132,8 +134,8 @@ export const ingestBench: Benchmark = {
         if (!onShards) throw new Error(`ingest: the round with ${k} shards saw ${r.shards.length} shard processes; logs in ${r.dir}`);
         const i = ingest(r);
         log(
-          `  K = ${k}: ${i.gb.toFixed(2)} GB uploaded in ${i.seconds.toFixed(1)} s (${(i.gb / i.seconds).toFixed(3)} GB/s); coordinator ingest CPU ${r.coordinatorIngestCpuS.toFixed(1)} s` +
-            (k > 0 ? `; shards' ingest CPU ${r.shards.map((s) => s.ingestCpuS.toFixed(1)).join(', ')} s, peak RSS ${r.shards.map((s) => (s.peakRssBytes / 1e9).toFixed(2)).join(', ')} GB` : '') +
+          `  K = ${k}: ${i.gb.toFixed(2)} GB uploaded in ${i.seconds.toFixed(1)} s (${(i.gb / i.seconds).toFixed(3)} GB/s); coordinator CPU ${r.uploadWindowCpuS.coordinator.toFixed(1)} s while the uploads ran (${r.coordinatorIngestCpuS.toFixed(1)} s from leaving open to aggregate)` +
+            (k > 0 ? `; shards' CPU ${r.uploadWindowCpuS.shards.map((x) => x.toFixed(1)).join(', ')} s (${r.shards.map((x) => x.ingestCpuS.toFixed(1)).join(', ')} s), peak RSS ${r.shards.map((x) => (x.peakRssBytes / 1e9).toFixed(2)).join(', ')} GB` : '') +
             `; phases ${phaseLine(r)}`,
         );
         runs.push(r);
@@ -142,8 +144,10 @@ export const ingestBench: Benchmark = {
       const [alone, sharded] = runs as [RoundFigures, RoundFigures];
       const a = ingest(alone);
       const s = ingest(sharded);
-      const singlePerGb = alone.coordinatorIngestCpuS / a.gb;
-      const shardPerGb = Math.max(...sharded.shards.map((x) => x.ingestCpuS)) / (s.gb / o.shards);
+      const singlePerGb = alone.uploadWindowCpuS.coordinator / a.gb;
+      const shardPerGb = Math.max(...sharded.uploadWindowCpuS.shards) / (s.gb / o.shards);
+      const phaseSinglePerGb = alone.coordinatorIngestCpuS / a.gb;
+      const phaseShardPerGb = Math.max(...sharded.shards.map((x) => x.ingestCpuS)) / (s.gb / o.shards);
       const figures = {
         machine: `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`,
         sites: o.sites,
@@ -153,7 +157,9 @@ export const ingestBench: Benchmark = {
         singleCoordinatorCpuPerGb: round2(singlePerGb),
         shardCpuPerGb: round2(shardPerGb),
         shardReceiveCpuPerGbOverSingle: round2(shardPerGb / singlePerGb),
-        leaderCpuPerGbSharded: Math.round((sharded.coordinatorIngestCpuS / s.gb) * 1000) / 1000,
+        leaderCpuPerGbSharded: Math.round((sharded.uploadWindowCpuS.coordinator / s.gb) * 1000) / 1000,
+        phaseShardReceiveCpuPerGbOverSingle: round2(phaseShardPerGb / phaseSinglePerGb),
+        phaseLeaderCpuPerGbSharded: Math.round((sharded.coordinatorIngestCpuS / s.gb) * 1000) / 1000,
         ingestK0GBps: Math.round((a.gb / a.seconds) * 1000) / 1000,
         [`ingestK${o.shards}GBps`]: Math.round((s.gb / s.seconds) * 1000) / 1000,
         [`ingestK${o.shards}OverK0`]: round2(s.gb / s.seconds / (a.gb / a.seconds)),

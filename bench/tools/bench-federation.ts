@@ -77,9 +77,13 @@ export function childPids(pid: number): number[] {
   return found;
 }
 
-/** Polls /proc so a process that dies (a dropped site) keeps its last reading. */
+/**
+ * Polls /proc so a process that dies (a dropped site) keeps its last reading; keeps every sample
+ * with its time, so that the CPU of a window known only afterwards can be read (`cpuBetween`).
+ */
 class CpuWatch {
   private readonly last = new Map<number, CpuSample>();
+  private readonly history: { readonly ms: number; readonly cpu: Map<number, CpuSample> }[] = [];
   private readonly timer: NodeJS.Timeout;
   constructor(private readonly pids: () => number[]) {
     this.timer = setInterval(() => this.sample(), 200);
@@ -89,7 +93,15 @@ class CpuWatch {
       const s = readCpu(pid);
       if (s) this.last.set(pid, s);
     }
-    return new Map(this.last);
+    const cpu = new Map(this.last);
+    this.history.push({ ms: Date.now(), cpu });
+    return cpu;
+  }
+  /** `pid`'s own CPU seconds between the samples nearest to `fromMs` and `toMs` (200 ms apart). */
+  cpuBetween(pid: number, fromMs: number, toMs: number): number {
+    if (this.history.length === 0) return Number.NaN;
+    const at = (ms: number): number => this.history.reduce((best, h) => (Math.abs(h.ms - ms) < Math.abs(best.ms - ms) ? h : best), this.history[0]!).cpu.get(pid)?.self ?? 0;
+    return at(toMs) - at(fromMs);
   }
   stop(): void {
     clearInterval(this.timer);
@@ -201,6 +213,11 @@ export interface RoundFigures {
   readonly shards: readonly { readonly cpuS: number; readonly ingestCpuS: number; readonly peakRssBytes: number }[];
   /** Each surviving site's upload, from its log's `upload finished`: when it started and ended (ms) and its bytes. */
   readonly uploads: readonly { readonly startMs: number; readonly endMs: number; readonly bytes: number }[];
+  /**
+   * CPU seconds while the uploads ran (the first one's start to the last one's end, as the agents
+   * log them): the coordinator's, and each shard's in `shards` order.
+   */
+  readonly uploadWindowCpuS: { readonly coordinator: number; readonly shards: readonly number[] };
   /** Per surviving site agent over the round (its own CPU, not the trainer's). */
   readonly siteCpuS: number[];
   /** Per surviving site: its trainer's CPU (reaped children of the agent). */
@@ -317,6 +334,9 @@ export async function runBenchRound(o: BenchRoundOptions): Promise<RoundFigures>
       return (end.get(pid)?.[key] ?? 0) - (start.get(pid)?.[key] ?? 0);
     };
     const survivors = procs.slice(1).filter((p) => p.name !== o.dropSite);
+    const uploads = await Promise.all(survivors.map((p) => uploadSpan(p.log)));
+    const uploadsFrom = Math.min(...uploads.map((u) => u.startMs));
+    const uploadsTo = Math.max(...uploads.map((u) => u.endMs));
     const ingestCpu = (pid: number | undefined): number => (ingested && pid !== undefined ? (ingested.get(pid)?.self ?? 0) - (start.get(pid)?.self ?? 0) : Number.NaN);
     return {
       roundS: (done.ts - firstAfterOpen.ts) / 1000,
@@ -330,7 +350,11 @@ export async function runBenchRound(o: BenchRoundOptions): Promise<RoundFigures>
       coordinatorIngestCpuS: ingestCpu(coordinator.child.pid),
       coordinatorPeakRssBytes,
       shards: shardPids.map((pid, i) => ({ cpuS: cpu(pid, 'self'), ingestCpuS: ingestCpu(pid), peakRssBytes: shardPeaks[i]! })),
-      uploads: await Promise.all(survivors.map((p) => uploadSpan(p.log))),
+      uploads,
+      uploadWindowCpuS: {
+        coordinator: watch.cpuBetween(coordinator.child.pid ?? -1, uploadsFrom, uploadsTo),
+        shards: shardPids.map((pid) => watch.cpuBetween(pid, uploadsFrom, uploadsTo)),
+      },
       siteCpuS: survivors.map((p) => cpu(p.child.pid, 'self')),
       trainerCpuS: survivors.map((p) => cpu(p.child.pid, 'children')),
       dir,

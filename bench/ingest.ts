@@ -21,11 +21,10 @@ import { existsSync } from 'node:fs';
 import { link, mkdir, mkdtemp, rm, statfs } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sha256File } from '../common/files.js';
 import type { Benchmark } from './registry.js';
-import { phaseLine, runBenchRound, type FederationPaths, type RoundFigures } from './tools/bench-federation.js';
+import { phaseLine, runBenchRound, sleepTrainerPath, type FederationPaths, type RoundFigures } from './tools/bench-federation.js';
 import { blockModel, elementsOf, writeSyntheticModel } from './tools/synthetic-model.js';
 
 interface IngestOptions {
@@ -55,12 +54,6 @@ function parse(args: readonly string[]): IngestOptions {
   return o;
 }
 
-function trainerPath(): string {
-  const candidates = [new URL('./fixtures/sleep-trainer.mjs', import.meta.url), new URL('../../bench/fixtures/sleep-trainer.mjs', import.meta.url)].map((u) => fileURLToPath(u));
-  const found = candidates.find((p) => existsSync(p));
-  if (!found) throw new Error(`ingest: sleep-trainer.mjs not found (looked at ${candidates.join(', ')})`);
-  return found;
-}
 
 /** Hard-links the coordinator's imported initial model into every site's cache (no download). */
 async function seedSiteCaches(paths: FederationPaths, sha256: string): Promise<void> {
@@ -95,7 +88,7 @@ function round(o: IngestOptions, root: string, modelPath: string, sha256: string
       train: { sleep_s: 0, noise: 1e-3 },
       deadlines: { openS: 1800, trainingS: 3600, uploadS: 3600, aggregateS: 3600, commitS: 1800, evalS: 60 },
     },
-    site: (c, _site, i) => ({ ...c, runner: { kind: 'command', command: [process.execPath, trainerPath()], seed: i + 1, maxRetries: 0, outputDtype: 'BF16' } }),
+    site: (c, _site, i) => ({ ...c, runner: { kind: 'command', command: [process.execPath, sleepTrainerPath('ingest')], seed: i + 1, maxRetries: 0, outputDtype: 'BF16' } }),
     beforeSites: (paths) => seedSiteCaches(paths, sha256),
     timeoutS: 3600,
     log,

@@ -27,11 +27,10 @@ import { existsSync } from 'node:fs';
 import { link, mkdir, mkdtemp, readFile, rm, statfs } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sha256File } from '../common/files.js';
 import type { Benchmark } from './registry.js';
-import { phaseLine, runBenchRound, type FederationPaths, type RoundFigures } from './tools/bench-federation.js';
+import { phaseLine, runBenchRound, sleepTrainerPath, type FederationPaths, type RoundFigures } from './tools/bench-federation.js';
 import { blockModel, elementsOf, salamandra2bModel, writeSyntheticModel } from './tools/synthetic-model.js';
 
 const SITES = ['bsc', 'cineca', 'julich', 'lumi'] as const;
@@ -73,12 +72,6 @@ function parse(args: readonly string[]): { dir: string; only: Set<Kind>; keep: b
   return { dir, only, keep, profile, params, dtype, shards };
 }
 
-function trainerPath(): string {
-  const candidates = [new URL('./fixtures/sleep-trainer.mjs', import.meta.url), new URL('../../bench/fixtures/sleep-trainer.mjs', import.meta.url)].map((u) => fileURLToPath(u));
-  const found = candidates.find((p) => existsSync(p));
-  if (!found) throw new Error(`salamandra-2b: sleep-trainer.mjs not found (looked at ${candidates.join(', ')})`);
-  return found;
-}
 
 /**
  * Waits for the coordinator's imported copy of the initial model, hard-links it into every site's
@@ -120,7 +113,7 @@ async function run(kind: Kind, root: string, modelPath: string, sha256: string, 
         train: { sleep_s: 0, noise: 1e-3 },
         deadlines: { openS: 1800, keysS: 600, sharesS: 600, trainingS: 3600, uploadS: 3600, unmaskS: 1800, aggregateS: 3600, commitS: 1800, evalS: 60 },
       },
-      site: (c, _site, i) => ({ ...c, runner: { kind: 'command', command: [process.execPath, trainerPath()], seed: i + 1, maxRetries: 0, outputDtype: 'BF16' } }),
+      site: (c, _site, i) => ({ ...c, runner: { kind: 'command', command: [process.execPath, sleepTrainerPath('salamandra-2b')], seed: i + 1, maxRetries: 0, outputDtype: 'BF16' } }),
       beforeSites: async (paths) => void (stored = await seedSiteCaches(paths, sha256, modelPath)),
       timeoutS: 3600,
       // `--profile DIR`: V8 CPU profiles of the coordinator and every agent, under DIR/<kind>/.

@@ -7,7 +7,7 @@
  * seconds per process from `/proc/<pid>/stat` over the same span; the coordinator's peak RSS.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -368,6 +368,14 @@ export async function runBenchRound(o: BenchRoundOptions): Promise<RoundFigures>
     for (const p of shardProcs) await stopProc(p);
     if (procs[0]) await stopProc(procs[0]);
   }
+}
+
+/** The benchmarks' stand-in trainer (`bench/fixtures/sleep-trainer.mjs`), from the sources or the build; `bench` names who asks in the error. */
+export function sleepTrainerPath(bench: string): string {
+  const candidates = [new URL('../fixtures/sleep-trainer.mjs', import.meta.url), new URL('../../../bench/fixtures/sleep-trainer.mjs', import.meta.url)].map((u) => fileURLToPath(u));
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) throw new Error(`${bench}: sleep-trainer.mjs not found (looked at ${candidates.join(', ')})`);
+  return found;
 }
 
 /** Waits until `admin status` shows every configured shard ready. */

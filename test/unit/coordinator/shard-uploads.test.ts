@@ -10,6 +10,7 @@ import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { wireHeader } from '../../helpers/wire-header.js';
 import { ShardAdmissions, shardSpools } from '../../../coordinator/shards/shard-uploads.js';
 import type { ShardAdmit__Output, ShardReceived, UploadHeader__Output } from '../../../proto/index.js';
 import { uploadHeaderFromWire } from '../../../coordinator/service/wire.js';
@@ -17,7 +18,7 @@ import { testLogger } from '../../helpers/logger.js';
 
 /** A header of a 1,000-value f32 delta (4,000 bytes) of round 2, attempt 0; `patch` changes it. */
 function header(patch: Partial<UploadHeader__Output> = {}): UploadHeader__Output {
-  return {
+  const fields = {
     runId: 'run-1',
     round: '2',
     attempt: 0,
@@ -30,20 +31,8 @@ function header(patch: Partial<UploadHeader__Output> = {}): UploadHeader__Output
     steps: '10',
     trainLoss: 1.5,
     dataManifestSha256: '',
-    stripeOffset: '0',
-    stripeBytes: '0',
-    stripeCount: 0,
-    chunkBytes: 0,
-    trainStartedMs: '0',
-    trainFinishedMs: '0',
-    folded: [],
-    appliedStalenessSteps: 0,
-    busyMs: '0',
-    contentId: '',
-    partStart: '0',
-    partEnd: '2000',
-    ...patch,
   };
+  return wireHeader(fields, { partEnd: '2000', ...patch });
 }
 
 function admit(site: string, h: UploadHeader__Output = header()): ShardAdmit__Output {

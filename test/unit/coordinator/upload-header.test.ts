@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { wireHeader } from '../../helpers/wire-header.js';
 import { CoordinatorError, type CoordinatorErrorCode } from '../../../coordinator/core/errors.js';
 import { type UploadExpectation, type UploadIntent, isFoldRefusal, validateHeader as validateDomainHeader } from '../../../coordinator/upload/header.js';
 import { uploadHeaderFromWire } from '../../../coordinator/service/wire.js';
@@ -42,8 +43,9 @@ const EXPECTATION: UploadExpectation = {
   bases: runBases(),
 };
 
+/** What the wire decodes when a sender sets no stripe fields: the whole delta, one stripe. */
 function header(patch: Partial<UploadHeader__Output> = {}): UploadHeader__Output {
-  return {
+  const fields = {
     runId: 'run-1',
     round: '3',
     attempt: 1,
@@ -59,21 +61,8 @@ function header(patch: Partial<UploadHeader__Output> = {}): UploadHeader__Output
     steps: '10',
     trainLoss: 2.5,
     dataManifestSha256: 'b'.repeat(64),
-    // What the wire decodes when a sender sets no stripe fields: the whole delta, one stripe.
-    stripeOffset: '0',
-    stripeBytes: '0',
-    stripeCount: 0,
-    chunkBytes: 0,
-    trainStartedMs: '0',
-    trainFinishedMs: '0',
-    folded: [],
-    appliedStalenessSteps: 0,
-    busyMs: '0',
-    contentId: '',
-    partStart: '0',
-    partEnd: '0',
-    ...patch,
   };
+  return wireHeader(fields, patch);
 }
 
 function refusal(h: UploadHeader__Output, exp: UploadExpectation = EXPECTATION): CoordinatorError {

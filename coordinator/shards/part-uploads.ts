@@ -15,7 +15,7 @@ import type { TransferLimits, UploadRoundPort } from '../shell/ports.js';
 import type { UploadHeader } from '../upload/frames.js';
 import { partBytes, partsSha256, type UploadIntent } from '../upload/header.js';
 import { refused } from '../upload/service.js';
-import type { ShardRegistry } from './registry.js';
+import type { ShardPart, ShardRegistry } from './registry.js';
 import { printable } from '../../common/text.js';
 import { CoordinatorError } from '../core/errors.js';
 import { invariant } from '../../aggregation/index.js';
@@ -25,7 +25,7 @@ interface SiteParts {
   readonly intent: UploadIntent;
   /** The header as admitted, stripe fields aside: a repeated AdmitUpload of it gets the same parts. */
   readonly key: string;
-  readonly parts: { readonly shard: string; readonly endpoint: string; readonly start: number; readonly end: number; sha256: string | undefined }[];
+  readonly parts: (ShardPart & { sha256: string | undefined })[];
   done: boolean;
 }
 
@@ -128,6 +128,6 @@ export class PartUploads {
   }
 }
 
-function toWire(p: { readonly shard: string; readonly endpoint: string; readonly start: number; readonly end: number }): UploadPart {
+function toWire(p: ShardPart): UploadPart {
   return { shard: p.shard, endpoint: p.endpoint, start: String(p.start), end: String(p.end) };
 }

@@ -44,6 +44,14 @@ export interface ShardPlanSource {
   readonly shards: { readonly partition: ModelPartition | undefined; readonly problem: string };
 }
 
+/** One part of a delta in part uploads: bytes [start, end), to shard `shard` at `endpoint`. */
+export interface ShardPart {
+  readonly shard: string;
+  readonly endpoint: string;
+  readonly start: number;
+  readonly end: number;
+}
+
 /** One shard's attached stream, as the service hands it to the registry. */
 export interface ShardLink {
   readonly peer: string;
@@ -136,7 +144,7 @@ export class ShardRegistry {
    * is ready for the run's model and serves uploads. Undefined otherwise: the delta goes whole to
    * the coordinator.
    */
-  uploadParts(encoding: DeltaEncoding): { readonly shard: string; readonly endpoint: string; readonly start: number; readonly end: number }[] | undefined {
+  uploadParts(encoding: DeltaEncoding): ShardPart[] | undefined {
     const partition = this.readyPartition();
     if (partition === undefined || !this.records.every((r) => r.link?.servesUploads === true)) return undefined;
     return this.records.map((r) => {

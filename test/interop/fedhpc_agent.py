@@ -464,7 +464,10 @@ class Agent:
 
     def _shard_stub(self, endpoint):
         """A stub for an aggregator shard's endpoint, whose certificate must carry the `aggregator`
-        role (its subject's OU): a site or coordinator certificate is no shard."""
+        role (its subject's OU): a site or coordinator certificate is no shard. Python's gRPC has no
+        hook to read the certificate of the channel it opens, so the role is checked on a TLS
+        connection of its own first (a test agent's shortcut; the TypeScript agent checks the
+        channel it uploads on)."""
         if endpoint not in self.shards:
             host, port = endpoint.rsplit(":", 1)
             ctx = ssl.create_default_context(cafile=self.args.ca)

@@ -20,8 +20,9 @@ export const COMMAND_USAGE: Readonly<Record<string, string>> = {
                               entering PHASE2, the failover and the replicated journal's rounds reported)
                (PHASE: keys, shares, upload, unmask; PHASE2: training, upload, aggregate, commit, keys, shares, unmask)
                [--shards K]   (K aggregator shards, local processes or with --containers a container each:
-                              rounds aggregate on them, each unmasking and stepping its 1/K of the model
-                              into the new checkpoint; not with --coordinators)
+                              plain rounds' sites upload their deltas to them in parts; rounds aggregate
+                              on them, each unmasking and stepping its 1/K of the model into the new
+                              checkpoint; not with --coordinators)
 `,
   coordinator: `  fedhpc coordinator  --config FILE
 `,

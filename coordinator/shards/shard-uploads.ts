@@ -10,7 +10,8 @@
  * the shard's aggregation reads its range at the same offsets as in a whole spool.
  */
 import * as grpc from '@grpc/grpc-js';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
+import { spoolAttemptsIn, spoolDirIn } from '../state/store.js';
 import { join } from 'node:path';
 import type { Logger } from '../../common/logger.js';
 import type { TlsMaterial } from '../../common/tls.js';
@@ -161,23 +162,9 @@ export function shardSpools(stateDir: string): {
         if (round < keep.round) await rm(join(root, name), { recursive: true, force: true });
       }
     },
-    async spoolDir(round, attempt) {
-      const dir = spoolDirOf(stateDir, round, attempt);
-      await mkdir(dir, { recursive: true });
-      return dir;
-    },
-    async spoolAttempts(round) {
-      const prefix = `round-${round}.`;
-      return (await readdir(root).catch(() => []))
-        .filter((name) => name.startsWith(prefix) && /^\d+$/.test(name.slice(prefix.length)))
-        .map((name) => ({ attempt: Number(name.slice(prefix.length)), dir: join(root, name) }));
-    },
+    spoolDir: (round, attempt) => spoolDirIn(stateDir, round, attempt),
+    spoolAttempts: (round) => spoolAttemptsIn(stateDir, round),
   };
-}
-
-/** The folder of one attempt's spools at a shard (the coordinator's layout). */
-export function spoolDirOf(stateDir: string, round: number, attempt: number): string {
-  return join(stateDir, 'spool', `round-${round}.${attempt}`);
 }
 
 export interface ShardUploadServerOptions {

@@ -35,7 +35,8 @@ import { checkAssignment } from './readiness.js';
 import { shardAggregate } from './shard-aggregate.js';
 import { keepTerm, readKeptTerm } from './term-file.js';
 import { ID_PATTERN } from '../pki/names.js';
-import { ShardAdmissions, serveShardUploads, shardSpools, spoolDirOf } from './shard-uploads.js';
+import { ShardAdmissions, serveShardUploads, shardSpools } from './shard-uploads.js';
+import { spoolFolder } from '../state/store.js';
 import { RefusalMonitor } from '../observe/refusals.js';
 import { systemClock } from '../core/clock.js';
 
@@ -199,7 +200,7 @@ async function startUploads(o: RunShardOptions, tls: TlsMaterial, listen: string
 function ownSpool(stateDir: string): (site: string, round: number, attempt: number) => string {
   return (site, round, attempt) => {
     if (!ID_PATTERN.test(site)) throw new CoordinatorError('BAD_REQUEST', `${JSON.stringify(site.slice(0, 70))} is no site name`);
-    return join(spoolDirOf(stateDir, round, attempt), `${site}.delta`);
+    return join(spoolFolder(stateDir, round, attempt), `${site}.delta`);
   };
 }
 

@@ -83,6 +83,30 @@ export interface JournalPort {
  * shard reading the coordinator's checkpoint storage (issue 22). Throws `BAD_REQUEST` for a name
  * that is not a SHA-256.
  */
+/** The spool folder of one round attempt under `dir`: `spool/round-R.A/`. */
+export function spoolFolder(dir: string, round: number, attempt: number): string {
+  return join(dir, 'spool', `round-${round}.${attempt}`);
+}
+
+/**
+ * The spool folder of one round attempt under `dir` ({@link spoolFolder}), made if missing: the
+ * coordinator's state dir, or an aggregator shard's (coordinator/shards/shard-uploads.ts).
+ */
+export async function spoolDirIn(dir: string, round: number, attempt: number): Promise<string> {
+  const spool = spoolFolder(dir, round, attempt);
+  await mkdir(spool, { recursive: true });
+  return spool;
+}
+
+/** The spool folders of `round`'s attempts that exist under `dir`, by attempt (none: no spool folder yet). */
+export async function spoolAttemptsIn(dir: string, round: number): Promise<{ attempt: number; dir: string }[]> {
+  const root = join(dir, 'spool');
+  const prefix = `round-${round}.`;
+  return (await readdir(root).catch(() => []))
+    .filter((name) => name.startsWith(prefix) && /^\d+$/.test(name.slice(prefix.length)))
+    .map((name) => ({ attempt: Number(name.slice(prefix.length)), dir: join(root, name) }));
+}
+
 export function checkpointPath(dir: string, sha256: string): string {
   if (!isSha256(sha256)) throw new CoordinatorError('BAD_REQUEST', `not a SHA-256: ${JSON.stringify(sha256)}`);
   return join(dir, 'models', `${sha256}.safetensors`);
@@ -209,18 +233,12 @@ export class LocalStateStore extends CheckpointDir implements StateStore {
     await fsyncDir(dirname(final));
   }
 
-  async spoolDir(round: number, attempt: number): Promise<string> {
-    const dir = join(this.dir, 'spool', `round-${round}.${attempt}`);
-    await mkdir(dir, { recursive: true });
-    return dir;
+  spoolDir(round: number, attempt: number): Promise<string> {
+    return spoolDirIn(this.dir, round, attempt);
   }
 
-  async spoolAttempts(round: number): Promise<{ attempt: number; dir: string }[]> {
-    const root = join(this.dir, 'spool');
-    const prefix = `round-${round}.`;
-    return (await readdir(root))
-      .filter((name) => name.startsWith(prefix) && /^\d+$/.test(name.slice(prefix.length)))
-      .map((name) => ({ attempt: Number(name.slice(prefix.length)), dir: join(root, name) }));
+  spoolAttempts(round: number): Promise<{ attempt: number; dir: string }[]> {
+    return spoolAttemptsIn(this.dir, round);
   }
 
   async pruneSpools(keep?: { round: number; attempt?: number }): Promise<void> {

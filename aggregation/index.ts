@@ -35,5 +35,7 @@ export {
   partitionModel,
   resolvePartitionOptions,
   shardByteRanges,
+  shardFileRanges,
+  type FileTensor,
 } from './partition.js';
 export { type UploadWeight, type UploadWeightCode, type WorkPart, discountedCount, uploadWeight } from './staleness.js';

@@ -300,6 +300,45 @@ export function checkShardRangesTile(partition: ModelPartition, encoding: DeltaE
   return ok({ bytes: at });
 }
 
+/** Where one tensor's data lies in a model file: its absolute first byte and its bytes per value. */
+export interface FileTensor {
+  readonly byteOffset: number;
+  readonly valueBytes: number;
+}
+
+/**
+ * The byte range of each shard's part in a model file whose tensors are the partition's, in its
+ * order, with their data back to back (as every checkpoint fedhpc writes, whatever each tensor's
+ * dtype): shard s serves [start, end) where the first shard's range starts at byte 0 (the
+ * header is its) and the last one's ends at `fileSize`. The ranges tile the file, in shard order.
+ * Throws `INVALID_ARGUMENT` for tensors that do not match the partition or are not back to back.
+ */
+export function shardFileRanges(partition: ModelPartition, tensors: readonly FileTensor[], fileSize: number): { readonly start: number; readonly end: number }[] {
+  if (tensors.length !== partition.tensors.length) {
+    throw new AggregationError('INVALID_ARGUMENT', `the file has ${tensors.length} tensors, the partition ${partition.tensors.length}`, { file: tensors.length, partition: partition.tensors.length });
+  }
+  const flatStart: number[] = [];
+  let flat = 0;
+  for (const [i, t] of partition.tensors.entries()) {
+    const f = tensors[i]!;
+    const next = tensors[i + 1];
+    const end = f.byteOffset + t.values * f.valueBytes;
+    if (next !== undefined ? next.byteOffset !== end : end !== fileSize) {
+      throw new AggregationError('INVALID_ARGUMENT', `tensor ${JSON.stringify(t.name)}'s data ends at byte ${end}, not where the next data starts`, { tensor: i, end });
+    }
+    flatStart.push(flat);
+    flat += t.values;
+  }
+  // The file offset of flat value v (0 < v < N): in the tensor whose values hold it.
+  const at = (v: number): number => {
+    let i = flatStart.length - 1;
+    while (i > 0 && (flatStart[i]! > v || partition.tensors[i]!.values === 0)) i--;
+    return tensors[i]!.byteOffset + (v - flatStart[i]!) * tensors[i]!.valueBytes;
+  };
+  const k = partition.shards.length;
+  return partition.shards.map((_, s) => ({ start: s === 0 ? 0 : at(partition.bounds[s]!), end: s === k - 1 ? fileSize : at(partition.bounds[s + 1]!) }));
+}
+
 /** One part's byte range, or why it has none: a part outside its tensor, or an int8 block split. */
 function partByteRange(partition: ModelPartition, segments: readonly Segment[], part: PartitionPart, encoding: DeltaEncoding): Result<PartByteRange, AggregationErrorCode> {
   const tensor = partition.tensors[part.tensor];

@@ -139,9 +139,13 @@ export async function sha256File(path: string, signal?: AbortSignal): Promise<st
 
 /** A SHA-256 state fed with the first `bytes` bytes of `path` (all of it for Infinity), to continue. */
 export async function hashFilePrefix(path: string, bytes: number, signal?: AbortSignal): Promise<Hash> {
-  const hash = createHash('sha256');
-  if (bytes <= 0) return hash;
-  const stream = createReadStream(path, { highWaterMark: 1 << 20, signal, ...(Number.isFinite(bytes) ? { end: bytes - 1 } : {}) });
+  return feedHashFromFile(createHash('sha256'), path, 0, bytes, signal);
+}
+
+/** Feeds `hash` bytes [start, end) of `path` (to its end for Infinity) and returns it. */
+export async function feedHashFromFile(hash: Hash, path: string, start: number, end: number, signal?: AbortSignal): Promise<Hash> {
+  if (end <= start) return hash;
+  const stream = createReadStream(path, { highWaterMark: 1 << 20, signal, start, ...(Number.isFinite(end) ? { end: end - 1 } : {}) });
   for await (const chunk of stream) hash.update(chunk as Buffer);
   return hash;
 }

@@ -20,6 +20,7 @@ import { adminServiceHandlers } from './service/admin-service.js';
 import { aggregatorServiceHandlers } from './service/aggregator-service.js';
 import { ShardRegistry, type ShardPlanSource } from './shards/registry.js';
 import { PartUploads } from './shards/part-uploads.js';
+import { PartDownloads } from './shards/part-downloads.js';
 import { localShardCli, localShardNames, startLocalShards } from './shards/local.js';
 import { CallLimiter, withCallLimits } from './service/limits.js';
 import { TransferBudget } from './upload/budget.js';
@@ -133,10 +134,24 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
     now: () => clock.now(),
     onState: (change) => bus.emit('shard.state', change),
     onReceived: (shard, report) => partUploads.received(shard, report),
+    onSent: (shard, report) => partDownloads.sent(shard, report),
   });
   const driver: RoundDriver = new RoundDriver({ config, store, registry, bus, logger, clock, onFatal, afterCommit, revokedSites: access.lockedOutSites(), shards: shardList.length > 0 ? shards : undefined });
   // Sites ask where their deltas go (AdmitUpload): to the shards in parts, when they all serve uploads.
   const partUploads = new PartUploads({ shards: shardList.length > 0 ? shards : undefined, driver, limits: () => driver.transferLimits(), maxChunkBytes: config.limits.maxChunkBytes, logger });
+  // And where a model's download comes from: in parts from the shards, when they all serve sites.
+  const partDownloads = new PartDownloads({
+    shards: shardList.length > 0 ? shards : undefined,
+    store,
+    limits: () => driver.transferLimits(),
+    maxChunkBytes: config.limits.maxChunkBytes,
+    countDown: (site, bytes) => {
+      driver.countBytes('down', bytes);
+      const rec = registry.get(site);
+      if (rec) rec.bytesDown += bytes;
+    },
+    logger,
+  });
   registerShardMetrics(metrics.registry, () => shards.list());
   // Shards hear of a new run or global model at once (the assignment names both).
   bus.subscribe((e) => {
@@ -167,6 +182,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
       logger,
       secure: (site) => driver.secureHandlers(site),
       partUploads,
+      partDownloads,
     }), limiter),
   );
   server.addService(

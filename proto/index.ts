@@ -21,6 +21,7 @@ export type { ApproveSiteResponse, ApproveSiteResponse__Output } from './generat
 export type { AttemptInfo, AttemptInfo__Output } from './generated/fedhpc/v1/AttemptInfo.js';
 export type { CancelTask, CancelTask__Output } from './generated/fedhpc/v1/CancelTask.js';
 export type { ConsistencyTask, ConsistencyTask__Output } from './generated/fedhpc/v1/ConsistencyTask.js';
+export type { DownloadAdmission, DownloadAdmission__Output } from './generated/fedhpc/v1/DownloadAdmission.js';
 export type { DownloadRequest, DownloadRequest__Output } from './generated/fedhpc/v1/DownloadRequest.js';
 export type { Encoding, Encoding__Output } from './generated/fedhpc/v1/Encoding.js';
 export type { EncryptedShare, EncryptedShare__Output } from './generated/fedhpc/v1/EncryptedShare.js';
@@ -58,6 +59,7 @@ export type { RunControlRequest, RunControlRequest__Output } from './generated/f
 export type { RunControlResponse, RunControlResponse__Output } from './generated/fedhpc/v1/RunControlResponse.js';
 export type { SecAggParams, SecAggParams__Output } from './generated/fedhpc/v1/SecAggParams.js';
 export type { ShardAdmit, ShardAdmit__Output } from './generated/fedhpc/v1/ShardAdmit.js';
+export type { ShardAdmitDownload, ShardAdmitDownload__Output } from './generated/fedhpc/v1/ShardAdmitDownload.js';
 export type { ShardAggregate, ShardAggregate__Output } from './generated/fedhpc/v1/ShardAggregate.js';
 export type { ShardAggregated, ShardAggregated__Output } from './generated/fedhpc/v1/ShardAggregated.js';
 export type { ShardAssignment, ShardAssignment__Output } from './generated/fedhpc/v1/ShardAssignment.js';
@@ -69,6 +71,7 @@ export type { ShardInstruction, ShardInstruction__Output } from './generated/fed
 export type { ShardReadiness, ShardReadiness__Output } from './generated/fedhpc/v1/ShardReadiness.js';
 export type { ShardReceived, ShardReceived__Output } from './generated/fedhpc/v1/ShardReceived.js';
 export type { ShardReport, ShardReport__Output } from './generated/fedhpc/v1/ShardReport.js';
+export type { ShardSent, ShardSent__Output } from './generated/fedhpc/v1/ShardSent.js';
 export type { ShardStatus, ShardStatus__Output } from './generated/fedhpc/v1/ShardStatus.js';
 export type { ShardUnmask, ShardUnmask__Output } from './generated/fedhpc/v1/ShardUnmask.js';
 export type { SharesSubmission, SharesSubmission__Output } from './generated/fedhpc/v1/SharesSubmission.js';
@@ -93,6 +96,7 @@ export type { TensorDigest, TensorDigest__Output } from './generated/fedhpc/v1/T
 export type { TensorSpec, TensorSpec__Output } from './generated/fedhpc/v1/TensorSpec.js';
 export type { TrainTask, TrainTask__Output } from './generated/fedhpc/v1/TrainTask.js';
 export type { TrainingFailure, TrainingFailure__Output } from './generated/fedhpc/v1/TrainingFailure.js';
+export type { TransferPart, TransferPart__Output } from './generated/fedhpc/v1/TransferPart.js';
 export type { TransferProgress, TransferProgress__Output } from './generated/fedhpc/v1/TransferProgress.js';
 export type { UnmaskResponse, UnmaskResponse__Output } from './generated/fedhpc/v1/UnmaskResponse.js';
 export type { UnmaskTask, UnmaskTask__Output } from './generated/fedhpc/v1/UnmaskTask.js';
@@ -102,7 +106,6 @@ export type { UploadAdmission, UploadAdmission__Output } from './generated/fedhp
 export type { UploadChunk, UploadChunk__Output } from './generated/fedhpc/v1/UploadChunk.js';
 export type { UploadHeader, UploadHeader__Output } from './generated/fedhpc/v1/UploadHeader.js';
 export type { UploadMessage, UploadMessage__Output } from './generated/fedhpc/v1/UploadMessage.js';
-export type { UploadPart, UploadPart__Output } from './generated/fedhpc/v1/UploadPart.js';
 export type { UploadQueued, UploadQueued__Output } from './generated/fedhpc/v1/UploadQueued.js';
 export type { UploadReply, UploadReply__Output } from './generated/fedhpc/v1/UploadReply.js';
 export type { UploadResend, UploadResend__Output } from './generated/fedhpc/v1/UploadResend.js';
@@ -115,7 +118,7 @@ export type { UsageRow, UsageRow__Output } from './generated/fedhpc/v1/UsageRow.
 // </generated-exports>
 
 /** Protocol version spoken by this build; `Join` refuses agents that speak another. */
-export const PROTOCOL_VERSION = 11;
+export const PROTOCOL_VERSION = 12;
 
 /** Largest message either side accepts: one 4 MiB chunk plus framing. */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024;

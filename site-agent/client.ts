@@ -47,6 +47,14 @@ export function createSiteClient(config: { readonly coordinator: string } & Pick
   return client;
 }
 
+/**
+ * Clients for aggregator shards' endpoints (part uploads and downloads), each checked for the
+ * `aggregator` role: a shard's name is its endpoint's host.
+ */
+export function shardClients(config: Pick<ResolvedSiteConfig, 'tls' | 'proxy'>): (endpoint: string) => SiteServiceClient {
+  return (endpoint) => createSiteClient({ coordinator: endpoint, tls: config.tls, proxy: config.proxy, serverName: undefined }, 'aggregator');
+}
+
 /** Clients made by {@link createSiteClient}, whose channel options are set as recycling needs. */
 const calledBackAfterWrite = new WeakSet<object>();
 

@@ -12,7 +12,7 @@ import { planFold, writeFoldedDelta, type FoldPlan, type FoldTerms } from './fol
 import type { KeptPart, KeptWork } from './kept-work.js';
 import { afterUploadFailure, classifyFailure } from './retry.js';
 import { savedShard, uploadRoundDelta, type RoundUploadInput } from './round-upload.js';
-import { cachedModelPath } from './transfer.js';
+import { cachedModelPath } from './download.js';
 import type { TrainTask } from './wire.js';
 import type { UploadOutcome } from './wire.js';
 

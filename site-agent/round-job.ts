@@ -26,7 +26,9 @@ import { afterUploadFailure, classifyFailure } from './retry.js';
 import { markUploaded, namedShard, savedShard, saveTrainedResult, trainedResult } from './round-upload.js';
 import type { TrainResult, Runner } from './runners/runner.js';
 import type { SecureAttempt } from './secure/stages.js';
-import { downloadModel, pruneModelCache, transferPolicy } from './transfer.js';
+import { shardClients } from './client.js';
+import { type DownloadOptions, downloadModel, pruneModelCache } from './download.js';
+import { type TransferProgress, transferPolicy } from './transfer.js';
 import { attemptKey, type AttemptRef, type CancelTask, type EvalTask, type ModelRef, type TrainTask } from './wire.js';
 
 /**
@@ -183,7 +185,7 @@ export class RoundJobs {
   /** Scores `model` (the model round `modelRound` produced) and reports the score. */
   private async evaluate(runId: string, model: ModelRef, modelRound: number, signal: AbortSignal): Promise<void> {
     const log = this.o.log.child({ round: modelRound, phase: 'training' });
-    const { path } = await downloadModel(this.o.link().client, model.sha256, model.sizeBytes, this.o.cacheDir, signal, () => undefined, transferPolicy(this.o.config));
+    const { path } = await downloadModel(this.o.link().client, model, this.downloadOptions(signal, () => undefined));
     const r = await this.o.runner.evaluate(path, signal);
     // A runner that finished after all must not report a score the caller has given up on.
     signal.throwIfAborted();
@@ -382,17 +384,21 @@ export class RoundJobs {
     return named;
   }
 
+  /** How this site downloads models: into its cache, from the aggregator shards where the coordinator names them. */
+  private downloadOptions(signal: AbortSignal, onProgress: TransferProgress): DownloadOptions {
+    return { cacheDir: this.o.cacheDir, signal, onProgress, policy: transferPolicy(this.o.config), shardClient: shardClients(this.o.config) };
+  }
+
   /** Downloads a model with progress (TTY line or log lines, and heartbeats). */
   private async download(model: ModelRef, signal: AbortSignal, log: Logger): Promise<{ path: string; bytes: number }> {
     const activity = this.o.activity;
     const meter = new TransferMeter('download', model.sizeBytes, log.child({ phase: 'download' }), stderrSink());
     activity.meter = meter;
-    const policy = transferPolicy(this.o.config);
     try {
-      const dl = await downloadModel(this.o.link().client, model.sha256, model.sizeBytes, this.o.cacheDir, signal, (done, total) => {
+      const dl = await downloadModel(this.o.link().client, model, this.downloadOptions(signal, (done, total) => {
         activity.progress = done / total;
         meter.update(done);
-      }, policy);
+      }));
       if (dl.bytes > 0) meter.finish();
       this.o.metrics?.moved('down', dl.bytes);
       return dl;

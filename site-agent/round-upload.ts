@@ -18,7 +18,7 @@ import { stderrSink, TransferMeter, type ProgressSink } from './progress.js';
 import type { TrainResult } from './runners/runner.js';
 import type { SecureParams, SecureSession } from './secure/session.js';
 import { transferPolicy, uploadDelta } from './transfer.js';
-import { createSiteClient } from './client.js';
+import { shardClients } from './client.js';
 import { attemptKey, type TrainTask, type UploadOutcome, type UploadQueue } from './wire.js';
 
 const RESULT_FILE = 'trained.json';
@@ -193,7 +193,7 @@ export async function uploadRoundDelta(i: RoundUploadInput): Promise<UploadOutco
         policy,
         onQueued: queuedOnce(i.log),
         // Parts go to the aggregator shards the coordinator names, each checked for the `aggregator` role.
-        shardClient: (endpoint) => createSiteClient({ coordinator: endpoint, tls: i.config.tls, proxy: i.config.proxy, serverName: undefined }, 'aggregator'),
+        shardClient: shardClients(i.config),
       },
     );
     meter.finish();

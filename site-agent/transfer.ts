@@ -1,17 +1,11 @@
 /**
- * Moving models and deltas. Downloads land in a content-addressed cache (skipped when the model is
- * already held), check each chunk's CRC32C, resume from the partial file after a break or a bad
- * chunk, and verify the whole SHA-256. Uploads split the encoded delta into stripes, each on its own
- * stream and resumed from the coordinator's acknowledged offset after a break; a shared pacer keeps
- * all stripes within the site's rate limit. Idle (no-progress) timeouts end stalled transfers.
+ * Moving deltas, and the retries every transfer shares (downloads of the global model are
+ * ./download.ts). Uploads split the encoded delta into stripes, each on its own stream and resumed
+ * from the coordinator's acknowledged offset after a break; a shared pacer keeps all stripes within
+ * the site's rate limit. Idle (no-progress) timeouts end stalled transfers.
  */
 import * as grpc from '@grpc/grpc-js';
-import { crc32c } from '@node-rs/crc32';
-import type { Hash } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { backoffDelay, sleep } from '../common/backoff.js';
-import { fsyncDir, hashFilePrefix } from '../common/files.js';
 import type { SiteServiceClient, UploadAdmission__Output, UploadMessage } from '../proto/index.js';
 import { isUnitBoundary } from '../aggregation/index.js';
 import type { DeltaEncoder } from './encode.js';
@@ -19,7 +13,7 @@ import { SiteAgentError } from './errors.js';
 import { classifyFailure } from './retry.js';
 import { callsBackAfterWrite } from './client.js';
 import { sendStripe } from './upload-stripe.js';
-import { modelChunksFromWire, type UploadOutcome, type UploadQueue } from './wire.js';
+import type { UploadOutcome, UploadQueue } from './wire.js';
 
 /** Bytes moved, for progress reports. */
 export type TransferProgress = (done: number, total: number) => void;
@@ -38,31 +32,11 @@ export function transferPolicy(config: { transfer: { idleTimeoutS: number }; rec
   return { idleMs: config.transfer.idleTimeoutS * 1000, retry: config.reconnect };
 }
 
-/** Local path of a cached model. */
-export function cachedModelPath(cacheDir: string, sha256: string): string {
-  return join(cacheDir, `${sha256}.safetensors`);
-}
-
-/**
- * Removes the cached global models not in `keep` (each round downloads one: a long run would fill
- * the disk with them); partial downloads and other files stay. Returns the models removed.
- */
-export async function pruneModelCache(cacheDir: string, keep: ReadonlySet<string>): Promise<string[]> {
-  const removed: string[] = [];
-  for (const name of await readdir(cacheDir).catch(() => [])) {
-    const sha = /^([0-9a-f]{64})\.safetensors$/.exec(name)?.[1];
-    if (sha === undefined || keep.has(sha)) continue;
-    await rm(join(cacheDir, name), { force: true });
-    removed.push(sha);
-  }
-  return removed;
-}
-
 /**
  * Runs `attempt` until it succeeds, retrying with backoff after transient failures while progress
  * (as `position()` reports it) is made at least every `idleMs`.
  */
-async function withRetries<T>(what: string, policy: TransferPolicy, signal: AbortSignal, position: () => number, attempt: () => Promise<T>): Promise<T> {
+export async function withRetries<T>(what: string, policy: TransferPolicy, signal: AbortSignal, position: () => number, attempt: () => Promise<T>): Promise<T> {
   let failures = 0;
   let lastPos = position();
   let lastProgress = Date.now();
@@ -85,87 +59,6 @@ async function withRetries<T>(what: string, policy: TransferPolicy, signal: Abor
       }
       await sleep(backoffDelay(policy.retry, failures++, Math.random), signal);
     }
-  }
-}
-
-/**
- * Ensures model `sha256` is in `cacheDir`, downloading what is missing. Returns its path and the
- * bytes actually transferred (0 when it was already held).
- */
-export async function downloadModel(
-  client: SiteServiceClient,
-  sha256: string,
-  sizeBytes: number,
-  cacheDir: string,
-  signal: AbortSignal,
-  onProgress: TransferProgress,
-  policy: TransferPolicy,
-): Promise<{ path: string; bytes: number }> {
-  await mkdir(cacheDir, { recursive: true });
-  const path = cachedModelPath(cacheDir, sha256);
-  if (await exists(path)) return { path, bytes: 0 };
-  const partial = `${path}.partial`;
-  let offset = (await exists(partial)) ? (await stat(partial)).size : 0;
-  if (offset > sizeBytes) {
-    await rm(partial);
-    offset = 0;
-  }
-  // The digest is fed as chunks are written (in order, from a partial file's end): the file is
-  // read back only for the prefix an earlier agent left, never whole.
-  const state = { offset, received: 0, hash: await hashFilePrefix(partial, offset, signal) };
-  await withRetries(`download of ${sha256}`, policy, signal, () => state.offset, () => downloadFrom(client, sha256, sizeBytes, partial, state, signal, onProgress, policy.idleMs));
-  signal.throwIfAborted();
-  const actual = state.hash.digest('hex');
-  if (actual !== sha256) {
-    await rm(partial, { force: true });
-    throw new SiteAgentError('MODEL_CHECKSUM', `downloaded model hashes to ${actual}, expected ${sha256}`, true);
-  }
-  await rename(partial, path);
-  await fsyncDir(cacheDir);
-  return { path, bytes: state.received };
-}
-
-/** One `Download` call from `state.offset`; a chunk failing its CRC32C ends it (the retry resumes there). */
-async function downloadFrom(
-  client: SiteServiceClient,
-  sha256: string,
-  sizeBytes: number,
-  partial: string,
-  state: { offset: number; received: number; readonly hash: Hash },
-  signal: AbortSignal,
-  onProgress: TransferProgress,
-  idleMs: number,
-): Promise<void> {
-  const file = await open(partial, state.offset > 0 ? 'r+' : 'w', 0o600);
-  const call = client.Download({ sha256, offset: state.offset }, { deadline: Infinity });
-  let timer: NodeJS.Timeout | undefined;
-  const arm = (): void => {
-    clearTimeout(timer);
-    timer = setTimeout(() => call.cancel(), idleMs);
-  };
-  const abort = (): void => call.cancel();
-  signal.addEventListener('abort', abort, { once: true });
-  try {
-    arm();
-    for await (const chunk of modelChunksFromWire(call)) {
-      arm();
-      const at = chunk.offset;
-      if (at !== state.offset) throw new SiteAgentError('MODEL_CHECKSUM', `download chunk at ${at}, expected ${state.offset}`, true);
-      if (crc32c(chunk.data) !== chunk.crc32c) throw new SiteAgentError('CHUNK_CRC', `download chunk at ${at} failed its CRC32C: asking again from there`, true);
-      await file.write(chunk.data, 0, chunk.data.length, at);
-      state.hash.update(chunk.data);
-      state.offset += chunk.data.length;
-      state.received += chunk.data.length;
-      onProgress(state.offset, sizeBytes);
-    }
-    if (state.offset !== sizeBytes) throw new SiteAgentError('MODEL_CHECKSUM', `download ended at ${state.offset} of ${sizeBytes} bytes`, true);
-    await file.sync();
-  } finally {
-    clearTimeout(timer);
-    signal.removeEventListener('abort', abort);
-    call.cancel();
-    await file.truncate(state.offset).catch(() => undefined);
-    await file.close();
   }
 }
 
@@ -383,13 +276,4 @@ async function uploadParts(
   if (targets.length === 1) return complete[0]!;
   const bytes = complete.reduce((n, r) => n + r.receivedBytes, 0);
   return { accepted: true, receivedBytes: bytes, message: `verified by ${targets.length} aggregator shards`, complete: true, sha256: '' };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

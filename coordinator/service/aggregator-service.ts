@@ -94,6 +94,8 @@ function serveAttach(call: AttachCall, certified: string | undefined, o: Aggrega
         o.shards.aggregated(shard, link, report.aggregated);
       } else if (report.kind === 'received' && report.received) {
         o.shards.received(shard, link, report.received);
+      } else if (report.kind === 'sent' && report.sent) {
+        o.shards.sent(shard, link, report.sent);
       } else if (report.kind === 'readiness' && report.readiness) {
         o.shards.readiness(shard, link, report.readiness, term);
         const r = report.readiness;
@@ -152,7 +154,9 @@ function hello(call: AttachCall, shard: string, report: ShardReport__Output, o: 
             ? { term, cancel: { round: String(instruction.cancel.round), attempt: instruction.cancel.attempt } }
             : 'admit' in instruction
               ? { term, admit: instruction.admit }
-              : { term, assignment: instruction.assignment };
+              : 'admitDownload' in instruction
+                ? { term, admitDownload: instruction.admitDownload }
+                : { term, assignment: instruction.assignment };
       call.write(wire);
     },
     close: (reason) => {

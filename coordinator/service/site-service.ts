@@ -3,9 +3,7 @@
  * and hands them to the driver; every error leaves through `toServiceError`.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { crc32c } from '@node-rs/crc32';
 import { X509Certificate } from 'node:crypto';
-import { open } from 'node:fs/promises';
 import type { Logger } from '../../common/logger.js';
 import { isSha256 } from '../../common/files.js';
 import { PROTOCOL_VERSION, type SiteServiceHandlers, type TransferProgress__Output } from '../../proto/index.js';
@@ -20,7 +18,7 @@ import type { Membership } from '../sites/membership.js';
 import type { StateStore } from '../state/store.js';
 import { ReceiptDesk } from '../audit/receipts.js';
 import { authenticate } from './auth.js';
-import { writeWithBackpressure } from './streams.js';
+import { sendModelRange } from './model-download.js';
 import {
   evalReportFromWire,
   failureFromWire,
@@ -35,6 +33,7 @@ import {
 } from './wire.js';
 import { UploadService } from '../upload/service.js';
 import type { PartUploads } from '../shards/part-uploads.js';
+import type { PartDownloads } from '../shards/part-downloads.js';
 import type { TransferBudget } from '../upload/budget.js';
 
 export interface SiteServiceOptions {
@@ -59,6 +58,8 @@ export interface SiteServiceOptions {
   readonly secure: (site: string) => SecureStageHandlers;
   /** Where an admitted upload goes: in parts to the aggregator shards, or whole here. */
   readonly partUploads: Pick<PartUploads, 'admit'>;
+  /** Where a model's download comes from: in parts from the aggregator shards, or whole from here. */
+  readonly partDownloads: Pick<PartDownloads, 'admit'>;
 }
 
 /** Builds the handlers of `SiteService`. */
@@ -165,32 +166,30 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
           const { sha256 } = call.request;
           if (!isSha256(sha256)) throw new CoordinatorError('BAD_REQUEST', `not a SHA-256: ${JSON.stringify(sha256)}`);
           if (!(await o.store.hasModel(sha256))) throw new CoordinatorError('MODEL_NOT_FOUND', `no model ${sha256}`);
-          const file = await open(o.store.modelPath(sha256), 'r');
-          try {
-            const { size } = await file.stat();
-            let offset = Number(call.request.offset);
-            if (!Number.isSafeInteger(offset) || offset < 0 || offset > size) {
-              throw new CoordinatorError('CHUNK_OUT_OF_RANGE', `offset ${call.request.offset} outside model of ${size} bytes`);
-            }
-            // A reader that takes nothing for the idle timeout is stalled: the download ends.
-            const idleMs = limits().idleMs;
-            while (offset < size && !call.cancelled) {
-              const n = Math.min(o.maxChunkBytes, size - offset);
-              const buf = Buffer.allocUnsafe(n);
-              const { bytesRead } = await file.read(buf, 0, n, offset);
-              const data = buf.subarray(0, bytesRead);
-              await writeWithBackpressure(call, { offset, data, totalBytes: size, crc32c: crc32c(data) }, AbortSignal.timeout(idleMs));
-              offset += bytesRead;
-              o.driver.countBytes('down', bytesRead);
+          await sendModelRange(call, {
+            path: o.store.modelPath(sha256),
+            maxChunkBytes: o.maxChunkBytes,
+            idleMs: limits().idleMs,
+            onBytes: (n) => {
+              o.driver.countBytes('down', n);
               const rec = o.registry.get(id.id);
-              if (rec) rec.bytesDown += bytesRead;
-            }
-            call.end();
-          } finally {
-            await file.close();
-          }
+              if (rec) rec.bytesDown += n;
+            },
+          });
+          call.end();
         } catch (err) {
           call.emit('error', toServiceError(err));
+        }
+      })();
+    },
+
+    AdmitDownload: (call, callback) => {
+      void (async () => {
+        try {
+          const site = joined(call).id;
+          callback(null, { parts: await o.partDownloads.admit(site, call.request.sha256) });
+        } catch (err) {
+          callback(toServiceError(err));
         }
       })();
     },

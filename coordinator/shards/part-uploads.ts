@@ -9,7 +9,7 @@
  * to the coordinator (the leader unmasks the weight words from the spools it holds).
  */
 import type { Logger } from '../../common/logger.js';
-import type { ShardReceived__Output, UploadHeader as WireUploadHeader, UploadPart } from '../../proto/index.js';
+import type { ShardReceived__Output, UploadHeader as WireUploadHeader, TransferPart } from '../../proto/index.js';
 import { canonicalJson } from '../state/journal.js';
 import type { TransferLimits, UploadRoundPort } from '../shell/ports.js';
 import type { UploadHeader } from '../upload/frames.js';
@@ -48,7 +48,7 @@ export class PartUploads {
    * Admits `site`'s upload of `header` (a stream's header without its stripe); resolves where its
    * parts go, or none (the delta goes whole to the coordinator). Throws the header's refusal.
    */
-  admit(site: string, header: UploadHeader, wire: WireUploadHeader): UploadPart[] {
+  admit(site: string, header: UploadHeader, wire: WireUploadHeader): TransferPart[] {
     try {
       return this.parts(site, header, wire);
     } catch (err) {
@@ -58,7 +58,7 @@ export class PartUploads {
     }
   }
 
-  private parts(site: string, header: UploadHeader, wire: WireUploadHeader): UploadPart[] {
+  private parts(site: string, header: UploadHeader, wire: WireUploadHeader): TransferPart[] {
     const whole = { ...header, stripeOffset: 0, stripeBytes: 0, stripeCount: 0, chunkBytes: 0 };
     if (header.partStart !== 0 || header.partEnd !== 0) {
       throw new CoordinatorError('UPLOAD_INVALID', 'AdmitUpload takes the header of the whole delta (part_start and part_end 0): the coordinator names the parts');
@@ -128,6 +128,6 @@ export class PartUploads {
   }
 }
 
-function toWire(p: ShardPart): UploadPart {
+function toWire(p: ShardPart): TransferPart {
   return { shard: p.shard, endpoint: p.endpoint, start: String(p.start), end: String(p.end) };
 }

@@ -8,12 +8,15 @@
  */
 import { type DeltaEncoding, type ModelPartition, PARTITION_ALIGN_VALUES, shardByteRanges } from '../../aggregation/index.js';
 import { printable } from '../../common/text.js';
-import type { ShardAdmit, ShardAggregated__Output, ShardAssignment, ShardReadiness__Output, ShardReceived__Output } from '../../proto/index.js';
+import type { ShardAdmit, ShardAdmitDownload, ShardAggregated__Output, ShardAssignment, ShardReadiness__Output, ShardReceived__Output, ShardSent__Output } from '../../proto/index.js';
 import type { ShardAggregation } from '../shell/ports.js';
 import { CoordinatorError } from '../core/errors.js';
 
 /** The codes of a shard's failure that name the sum, not the shard: they keep their code at the leader. */
 const SHARD_CHECK_CODES = ['SUM_OUT_OF_RANGE', 'CHECKPOINT_OVERFLOW'] as const;
+
+/** A shard keeps site's download admissions of this many models (the round's global model and the one before). */
+const DOWNLOAD_MODELS_KEPT = 2;
 
 /** A shard's state as `admin status` shows it. */
 export type ShardState = 'detached' | 'attached' | 'ready' | 'not_ready';
@@ -34,6 +37,10 @@ export interface ShardView {
   readonly uploadsAdmitted: number;
   readonly uploadsReceived: number;
   readonly bytesReceived: string;
+  /** Downloads of the run's global model admitted to the shard and served whole by it, and the bytes it sent since the leader started. */
+  readonly downloadsAdmitted: number;
+  readonly downloadsServed: number;
+  readonly bytesSent: string;
 }
 
 /** What the registry needs to know of the run: its id, global model and tensors; undefined before a run. */
@@ -63,7 +70,8 @@ export interface ShardLink {
       | { readonly assignment: ShardAssignment }
       | { readonly aggregate: ShardAggregation }
       | { readonly cancel: { readonly round: number; readonly attempt: number } }
-      | { readonly admit: ShardAdmit },
+      | { readonly admit: ShardAdmit }
+      | { readonly admitDownload: ShardAdmitDownload },
   ): void;
   /** Ends the stream (a newer stream of the same shard replaces it). */
   close(reason: string): void;
@@ -86,6 +94,11 @@ interface ShardRecord {
   readonly admitted: Map<string, ShardAdmit>;
   /** Of those, the ones it reported verified, with their bytes. */
   readonly received: Map<string, number>;
+  /** The downloads admitted to it, by site and model (of the latest models only): sent again when it attaches again. */
+  readonly downloads: Map<string, ShardAdmitDownload>;
+  /** Of those, the ones it reported sent whole. */
+  readonly served: Set<string>;
+  bytesSent: number;
 }
 
 /** One shard's part of an aggregation under way. */
@@ -103,6 +116,8 @@ export interface ShardRegistryOptions {
   readonly now: () => number;
   /** A shard's report of a site's part, verified or refused (./part-uploads.ts takes it). */
   readonly onReceived?: (shard: string, report: ShardReceived__Output) => void;
+  /** A shard's report of the bytes a Download call sent a site (./part-downloads.ts takes it). */
+  readonly onSent?: (shard: string, report: ShardSent__Output) => void;
   /** Called on every change of a shard's state (the coordinator emits `shard.state`). */
   readonly onState?: (change: { readonly shard: string; readonly index: number; readonly state: ShardState; readonly problem: string }) => void;
 }
@@ -111,7 +126,7 @@ export class ShardRegistry {
   private readonly records: ShardRecord[];
 
   constructor(private readonly o: ShardRegistryOptions) {
-    this.records = o.shards.map((s, index) => ({ name: s.name, endpoint: s.endpoint, index, state: 'detached', sinceMs: 0, link: undefined, sent: undefined, problem: '', freeBytes: 0, pending: undefined, admitted: new Map(), received: new Map() }));
+    this.records = o.shards.map((s, index) => ({ name: s.name, endpoint: s.endpoint, index, state: 'detached', sinceMs: 0, link: undefined, sent: undefined, problem: '', freeBytes: 0, pending: undefined, admitted: new Map(), received: new Map(), downloads: new Map(), served: new Set(), bytesSent: 0 }));
   }
 
   /** The configured shards' names, in shard order. */
@@ -137,6 +152,7 @@ export class ShardRegistry {
     this.enter(r, 'attached');
     this.sendAssignment(r);
     for (const admit of r.admitted.values()) link.send({ admit });
+    for (const admitDownload of r.downloads.values()) link.send({ admitDownload });
   }
 
   /**
@@ -164,6 +180,44 @@ export class ShardRegistry {
     }
     r.admitted.set(admit.siteId ?? '', admit);
     r.link?.send({ admit });
+  }
+
+  /**
+   * The shards a site downloads a model's parts from, in shard order, with the run's partition:
+   * when every shard is attached and serves sites. Undefined otherwise: the model comes whole from
+   * the coordinator. (Readiness is not needed: a shard reads the committed files it wrote.)
+   */
+  downloadShards(): { readonly partition: ModelPartition; readonly shards: readonly { readonly name: string; readonly endpoint: string }[] } | undefined {
+    const { partition } = this.partition();
+    if (partition === undefined || this.records.length === 0 || !this.records.every((r) => r.link?.servesUploads === true)) return undefined;
+    return { partition, shards: this.records.map((r) => ({ name: r.name, endpoint: r.endpoint })) };
+  }
+
+  /**
+   * Tells shard `name` of a site's admitted download of a part of a model (again when it attaches
+   * again). Admissions of the latest {@link DOWNLOAD_MODELS_KEPT} models are kept.
+   */
+  admitDownload(name: string, admit: ShardAdmitDownload): void {
+    const r = this.record(name);
+    const key = `${admit.siteId ?? ''} ${admit.sha256 ?? ''}`;
+    r.downloads.delete(key); // re-inserted last: the map's order is the admissions' order
+    r.downloads.set(key, admit);
+    const models = [...new Set([...r.downloads.values()].map((a) => a.sha256))];
+    for (const old of models.slice(0, Math.max(0, models.length - DOWNLOAD_MODELS_KEPT))) {
+      for (const [k, a] of r.downloads) if (a.sha256 === old) r.downloads.delete(k);
+    }
+    r.link?.send({ admitDownload: admit });
+  }
+
+  /** A shard's report of a Download call's bytes; ignored unless it comes on the shard's current stream. */
+  sent(name: string, link: ShardLink, report: ShardSent__Output): void {
+    const r = this.record(name);
+    if (r.link !== link) return;
+    const key = `${report.siteId} ${report.sha256}`;
+    if (!r.downloads.has(key)) return;
+    r.bytesSent += Number(report.bytes) || 0;
+    if (report.complete) r.served.add(key);
+    this.o.onSent?.(name, report);
   }
 
   /** A shard's report of a site's part; ignored unless it comes on the shard's current stream. */
@@ -275,6 +329,7 @@ export class ShardRegistry {
   /** Every configured shard, in shard order, for `admin status`. */
   list(): ShardView[] {
     const partition = this.partition();
+    const plan = this.o.plan();
     return this.records.map((r) => ({
       shardId: r.name,
       endpoint: r.endpoint,
@@ -289,6 +344,9 @@ export class ShardRegistry {
       uploadsAdmitted: r.admitted.size,
       uploadsReceived: r.received.size,
       bytesReceived: String([...r.received.values()].reduce((n, b) => n + b, 0)),
+      downloadsAdmitted: [...r.downloads.values()].filter((a) => a.sha256 === plan?.globalSha256).length,
+      downloadsServed: [...r.served].filter((k) => r.downloads.get(k)?.sha256 === plan?.globalSha256).length,
+      bytesSent: String(r.bytesSent),
     }));
   }
 

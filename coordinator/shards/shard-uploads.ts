@@ -30,6 +30,8 @@ import type { UploadHeader } from '../upload/frames.js';
 import { admittedIntent, type AdmittedUpload, type SpooledUpload, type UploadIntent } from '../upload/header.js';
 import { UploadService, type UploadSites } from '../upload/service.js';
 import { printable } from '../../common/text.js';
+import type { DownloadCall } from '../service/model-download.js';
+import type { ShardDownloads } from './shard-downloads.js';
 
 
 /** One site's counters at this shard (its streams, so that a drop ends them, and its bytes). */
@@ -174,17 +176,19 @@ export interface ShardUploadServerOptions {
   readonly stateDir: string;
   readonly uploadBudgetBytes: number;
   readonly admissions: ShardAdmissions;
+  /** The downloads of model parts the leader admitted here. */
+  readonly downloads: ShardDownloads;
   readonly refusals: RefusalSink;
   readonly clock: Clock;
   readonly logger: Logger;
 }
 
 /**
- * Serves `SiteService.Upload` on `listen` with the shard's `aggregator` certificate; every other
- * site call is UNIMPLEMENTED here (they go to the coordinator). Only site certificates of the
- * federation are served, and of those only the uploads the leader admitted.
+ * Serves `SiteService.Upload` and `Download` on `listen` with the shard's `aggregator` certificate;
+ * every other site call is UNIMPLEMENTED here (they go to the coordinator). Only site certificates
+ * of the federation are served, and of those only the transfers the leader admitted.
  */
-export async function serveShardUploads(o: ShardUploadServerOptions): Promise<{ readonly port: number; stop(): Promise<void> }> {
+export async function serveShardTransfers(o: ShardUploadServerOptions): Promise<{ readonly port: number; stop(): Promise<void> }> {
   const resolver = createIdentityResolver({ federation: o.federation });
   const uploads = new UploadService({
     driver: o.admissions,
@@ -208,9 +212,19 @@ export async function serveShardUploads(o: ShardUploadServerOptions): Promise<{ 
       }
       void uploads.serve(call, site);
     },
+    Download: (call: DownloadCall) => {
+      void (async () => {
+        try {
+          await o.downloads.serve(call, authenticate(call, resolver, 'site').id);
+          call.end();
+        } catch (err) {
+          call.emit('error', toServiceError(err));
+        }
+      })();
+    },
   });
   const listener: TlsListener = await listenTls({ listen: o.listen, tls: o.tls, server, refusals: o.refusals });
-  o.logger.info({ port: listener.port, phase: 'upload' }, 'serving part uploads');
+  o.logger.info({ port: listener.port, phase: 'upload' }, 'serving part uploads and downloads');
   return {
     port: listener.port,
     async stop() {

@@ -23,6 +23,7 @@ import {
   type ShardAssignment__Output,
   type ShardInstruction__Output,
   type ShardReceived,
+  type ShardSent,
   type ShardReport,
 } from '../../proto/index.js';
 import { join } from 'node:path';
@@ -35,7 +36,8 @@ import { checkAssignment } from './readiness.js';
 import { shardAggregate } from './shard-aggregate.js';
 import { keepTerm, readKeptTerm } from './term-file.js';
 import { ID_PATTERN } from '../pki/names.js';
-import { ShardAdmissions, serveShardUploads, shardSpools } from './shard-uploads.js';
+import { ShardAdmissions, serveShardTransfers, shardSpools } from './shard-uploads.js';
+import { ShardDownloads } from './shard-downloads.js';
 import { spoolFolder } from '../state/store.js';
 import { RefusalMonitor } from '../observe/refusals.js';
 import { systemClock } from '../core/clock.js';
@@ -160,16 +162,22 @@ export async function runShard(o: RunShardOptions): Promise<void> {
   }
 }
 
-/** The shard's part uploads: its admissions, the reports not yet sent, and the server. */
+/** The shard's part uploads and downloads: their admissions, the reports not yet sent, and the server. */
 interface ShardUploads {
   readonly admissions: ShardAdmissions;
+  readonly downloads: ShardDownloads;
   readonly stateDir: string;
   /** Where reports go while a stream is attached (undefined: kept until one is). */
   sink: ((r: ShardReport) => void) | undefined;
   /** The current attempt's reports, sent again on every new stream (the leader ignores repeats). */
   readonly reports: Omit<ShardReceived, 'term'>[];
+  /** Download reports made while no stream was attached, sent on the next one (at most {@link UNSENT_KEPT}). */
+  readonly unsent: Omit<ShardSent, 'term'>[];
   stop(): Promise<void>;
 }
+
+/** Download reports kept while no leader is attached: the bytes of calls beyond these go uncounted. */
+const UNSENT_KEPT = 1_000;
 
 async function startUploads(o: RunShardOptions, tls: TlsMaterial, listen: string, stateDir: string): Promise<ShardUploads> {
   const { config, logger } = o;
@@ -189,9 +197,14 @@ async function startUploads(o: RunShardOptions, tls: TlsMaterial, listen: string
       // The older attempts' parts were aggregated (or their attempt abandoned): they go.
       spools.prune(at).catch((err: unknown) => logger.warn({ err, round: at.round, phase: 'upload' }, 'could not delete the spools of older attempts'));
     }),
+    downloads: new ShardDownloads(config.checkpoints, (r) => {
+      if (u.sink) u.sink({ sent: { term: '0', ...r } });
+      else if (u.unsent.length < UNSENT_KEPT) u.unsent.push(r);
+    }, logger),
+    unsent: [],
     stop: async () => undefined,
   };
-  const server = await serveShardUploads({ listen, federation: config.federation, tls, stateDir, uploadBudgetBytes: config.uploadBudgetBytes, admissions: u.admissions, refusals, clock, logger });
+  const server = await serveShardTransfers({ listen, federation: config.federation, tls, stateDir, uploadBudgetBytes: config.uploadBudgetBytes, admissions: u.admissions, downloads: u.downloads, refusals, clock, logger });
   u.stop = () => server.stop();
   return u;
 }
@@ -234,9 +247,11 @@ function attachOnce(
       resolve(end);
     };
     const onAbort = (): void => settle({ kind: 'ended', attached });
-    // Part-upload reports carry the term this stream follows.
+    // Part-upload and download reports carry the term this stream follows.
     const sendReceived = (r: ShardReport): void => {
-      if (!settled && r.received) call.write({ received: { ...r.received, term: String(state().term) } } satisfies ShardReport);
+      if (settled) return;
+      if (r.received) call.write({ received: { ...r.received, term: String(state().term) } } satisfies ShardReport);
+      else if (r.sent) call.write({ sent: { ...r.sent, term: String(state().term) } } satisfies ShardReport);
     };
     o.signal.addEventListener('abort', onAbort, { once: true });
     /** Steps the shard's part of the leader's aggregation and answers it; one at a time, a newer one replaces it. */
@@ -305,17 +320,19 @@ function attachOnce(
         if (uploads) {
           uploads.sink = sendReceived;
           for (const r of uploads.reports) sendReceived({ received: { term: '0', ...r } });
+          for (const r of uploads.unsent.splice(0)) sendReceived({ sent: { term: '0', ...r } });
         }
       }
       attached = true;
       update({ term, coordinator: target });
-      const { cancel, aggregate, assignment, admit } = instruction;
-      if (instruction.kind === 'admit' && admit) {
+      const { cancel, aggregate, assignment, admit, admitDownload } = instruction;
+      if ((instruction.kind === 'admit' && admit) || (instruction.kind === 'admitDownload' && admitDownload)) {
         try {
-          if (!uploads) throw new CoordinatorError('BAD_REQUEST', 'this shard serves no uploads (no listen)');
-          uploads.admissions.admit(admit);
+          if (!uploads) throw new CoordinatorError('BAD_REQUEST', 'this shard serves no sites (no listen)');
+          if (admit) uploads.admissions.admit(admit);
+          else if (admitDownload) uploads.downloads.admit(admitDownload);
         } catch (err) {
-          log.warn({ site: admit.siteId, err }, 'an admission from the leader was not taken');
+          log.warn({ site: (admit ?? admitDownload)?.siteId, err }, 'an admission from the leader was not taken');
         }
       } else if (instruction.kind === 'cancel' && cancel) {
         if (job?.round === cancel.round && job.attempt === cancel.attempt) job.controller.abort(new Error('the leader cancelled the aggregation'));

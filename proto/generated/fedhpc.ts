@@ -9,6 +9,7 @@ import type { ApproveSiteResponse as _fedhpc_v1_ApproveSiteResponse, ApproveSite
 import type { AttemptInfo as _fedhpc_v1_AttemptInfo, AttemptInfo__Output as _fedhpc_v1_AttemptInfo__Output } from './fedhpc/v1/AttemptInfo';
 import type { CancelTask as _fedhpc_v1_CancelTask, CancelTask__Output as _fedhpc_v1_CancelTask__Output } from './fedhpc/v1/CancelTask';
 import type { ConsistencyTask as _fedhpc_v1_ConsistencyTask, ConsistencyTask__Output as _fedhpc_v1_ConsistencyTask__Output } from './fedhpc/v1/ConsistencyTask';
+import type { DownloadAdmission as _fedhpc_v1_DownloadAdmission, DownloadAdmission__Output as _fedhpc_v1_DownloadAdmission__Output } from './fedhpc/v1/DownloadAdmission';
 import type { DownloadRequest as _fedhpc_v1_DownloadRequest, DownloadRequest__Output as _fedhpc_v1_DownloadRequest__Output } from './fedhpc/v1/DownloadRequest';
 import type { Encoding as _fedhpc_v1_Encoding, Encoding__Output as _fedhpc_v1_Encoding__Output } from './fedhpc/v1/Encoding';
 import type { EncryptedShare as _fedhpc_v1_EncryptedShare, EncryptedShare__Output as _fedhpc_v1_EncryptedShare__Output } from './fedhpc/v1/EncryptedShare';
@@ -46,6 +47,7 @@ import type { RunControlRequest as _fedhpc_v1_RunControlRequest, RunControlReque
 import type { RunControlResponse as _fedhpc_v1_RunControlResponse, RunControlResponse__Output as _fedhpc_v1_RunControlResponse__Output } from './fedhpc/v1/RunControlResponse';
 import type { SecAggParams as _fedhpc_v1_SecAggParams, SecAggParams__Output as _fedhpc_v1_SecAggParams__Output } from './fedhpc/v1/SecAggParams';
 import type { ShardAdmit as _fedhpc_v1_ShardAdmit, ShardAdmit__Output as _fedhpc_v1_ShardAdmit__Output } from './fedhpc/v1/ShardAdmit';
+import type { ShardAdmitDownload as _fedhpc_v1_ShardAdmitDownload, ShardAdmitDownload__Output as _fedhpc_v1_ShardAdmitDownload__Output } from './fedhpc/v1/ShardAdmitDownload';
 import type { ShardAggregate as _fedhpc_v1_ShardAggregate, ShardAggregate__Output as _fedhpc_v1_ShardAggregate__Output } from './fedhpc/v1/ShardAggregate';
 import type { ShardAggregated as _fedhpc_v1_ShardAggregated, ShardAggregated__Output as _fedhpc_v1_ShardAggregated__Output } from './fedhpc/v1/ShardAggregated';
 import type { ShardAssignment as _fedhpc_v1_ShardAssignment, ShardAssignment__Output as _fedhpc_v1_ShardAssignment__Output } from './fedhpc/v1/ShardAssignment';
@@ -57,6 +59,7 @@ import type { ShardInstruction as _fedhpc_v1_ShardInstruction, ShardInstruction_
 import type { ShardReadiness as _fedhpc_v1_ShardReadiness, ShardReadiness__Output as _fedhpc_v1_ShardReadiness__Output } from './fedhpc/v1/ShardReadiness';
 import type { ShardReceived as _fedhpc_v1_ShardReceived, ShardReceived__Output as _fedhpc_v1_ShardReceived__Output } from './fedhpc/v1/ShardReceived';
 import type { ShardReport as _fedhpc_v1_ShardReport, ShardReport__Output as _fedhpc_v1_ShardReport__Output } from './fedhpc/v1/ShardReport';
+import type { ShardSent as _fedhpc_v1_ShardSent, ShardSent__Output as _fedhpc_v1_ShardSent__Output } from './fedhpc/v1/ShardSent';
 import type { ShardStatus as _fedhpc_v1_ShardStatus, ShardStatus__Output as _fedhpc_v1_ShardStatus__Output } from './fedhpc/v1/ShardStatus';
 import type { ShardUnmask as _fedhpc_v1_ShardUnmask, ShardUnmask__Output as _fedhpc_v1_ShardUnmask__Output } from './fedhpc/v1/ShardUnmask';
 import type { SharesSubmission as _fedhpc_v1_SharesSubmission, SharesSubmission__Output as _fedhpc_v1_SharesSubmission__Output } from './fedhpc/v1/SharesSubmission';
@@ -81,6 +84,7 @@ import type { TensorDigest as _fedhpc_v1_TensorDigest, TensorDigest__Output as _
 import type { TensorSpec as _fedhpc_v1_TensorSpec, TensorSpec__Output as _fedhpc_v1_TensorSpec__Output } from './fedhpc/v1/TensorSpec';
 import type { TrainTask as _fedhpc_v1_TrainTask, TrainTask__Output as _fedhpc_v1_TrainTask__Output } from './fedhpc/v1/TrainTask';
 import type { TrainingFailure as _fedhpc_v1_TrainingFailure, TrainingFailure__Output as _fedhpc_v1_TrainingFailure__Output } from './fedhpc/v1/TrainingFailure';
+import type { TransferPart as _fedhpc_v1_TransferPart, TransferPart__Output as _fedhpc_v1_TransferPart__Output } from './fedhpc/v1/TransferPart';
 import type { TransferProgress as _fedhpc_v1_TransferProgress, TransferProgress__Output as _fedhpc_v1_TransferProgress__Output } from './fedhpc/v1/TransferProgress';
 import type { UnmaskResponse as _fedhpc_v1_UnmaskResponse, UnmaskResponse__Output as _fedhpc_v1_UnmaskResponse__Output } from './fedhpc/v1/UnmaskResponse';
 import type { UnmaskTask as _fedhpc_v1_UnmaskTask, UnmaskTask__Output as _fedhpc_v1_UnmaskTask__Output } from './fedhpc/v1/UnmaskTask';
@@ -90,7 +94,6 @@ import type { UploadAdmission as _fedhpc_v1_UploadAdmission, UploadAdmission__Ou
 import type { UploadChunk as _fedhpc_v1_UploadChunk, UploadChunk__Output as _fedhpc_v1_UploadChunk__Output } from './fedhpc/v1/UploadChunk';
 import type { UploadHeader as _fedhpc_v1_UploadHeader, UploadHeader__Output as _fedhpc_v1_UploadHeader__Output } from './fedhpc/v1/UploadHeader';
 import type { UploadMessage as _fedhpc_v1_UploadMessage, UploadMessage__Output as _fedhpc_v1_UploadMessage__Output } from './fedhpc/v1/UploadMessage';
-import type { UploadPart as _fedhpc_v1_UploadPart, UploadPart__Output as _fedhpc_v1_UploadPart__Output } from './fedhpc/v1/UploadPart';
 import type { UploadQueued as _fedhpc_v1_UploadQueued, UploadQueued__Output as _fedhpc_v1_UploadQueued__Output } from './fedhpc/v1/UploadQueued';
 import type { UploadReply as _fedhpc_v1_UploadReply, UploadReply__Output as _fedhpc_v1_UploadReply__Output } from './fedhpc/v1/UploadReply';
 import type { UploadResend as _fedhpc_v1_UploadResend, UploadResend__Output as _fedhpc_v1_UploadResend__Output } from './fedhpc/v1/UploadResend';
@@ -116,6 +119,7 @@ export interface ProtoGrpcType {
       AttemptInfo: MessageTypeDefinition<_fedhpc_v1_AttemptInfo, _fedhpc_v1_AttemptInfo__Output>
       CancelTask: MessageTypeDefinition<_fedhpc_v1_CancelTask, _fedhpc_v1_CancelTask__Output>
       ConsistencyTask: MessageTypeDefinition<_fedhpc_v1_ConsistencyTask, _fedhpc_v1_ConsistencyTask__Output>
+      DownloadAdmission: MessageTypeDefinition<_fedhpc_v1_DownloadAdmission, _fedhpc_v1_DownloadAdmission__Output>
       DownloadRequest: MessageTypeDefinition<_fedhpc_v1_DownloadRequest, _fedhpc_v1_DownloadRequest__Output>
       Encoding: MessageTypeDefinition<_fedhpc_v1_Encoding, _fedhpc_v1_Encoding__Output>
       EncryptedShare: MessageTypeDefinition<_fedhpc_v1_EncryptedShare, _fedhpc_v1_EncryptedShare__Output>
@@ -153,6 +157,7 @@ export interface ProtoGrpcType {
       RunControlResponse: MessageTypeDefinition<_fedhpc_v1_RunControlResponse, _fedhpc_v1_RunControlResponse__Output>
       SecAggParams: MessageTypeDefinition<_fedhpc_v1_SecAggParams, _fedhpc_v1_SecAggParams__Output>
       ShardAdmit: MessageTypeDefinition<_fedhpc_v1_ShardAdmit, _fedhpc_v1_ShardAdmit__Output>
+      ShardAdmitDownload: MessageTypeDefinition<_fedhpc_v1_ShardAdmitDownload, _fedhpc_v1_ShardAdmitDownload__Output>
       ShardAggregate: MessageTypeDefinition<_fedhpc_v1_ShardAggregate, _fedhpc_v1_ShardAggregate__Output>
       ShardAggregated: MessageTypeDefinition<_fedhpc_v1_ShardAggregated, _fedhpc_v1_ShardAggregated__Output>
       ShardAssignment: MessageTypeDefinition<_fedhpc_v1_ShardAssignment, _fedhpc_v1_ShardAssignment__Output>
@@ -164,6 +169,7 @@ export interface ProtoGrpcType {
       ShardReadiness: MessageTypeDefinition<_fedhpc_v1_ShardReadiness, _fedhpc_v1_ShardReadiness__Output>
       ShardReceived: MessageTypeDefinition<_fedhpc_v1_ShardReceived, _fedhpc_v1_ShardReceived__Output>
       ShardReport: MessageTypeDefinition<_fedhpc_v1_ShardReport, _fedhpc_v1_ShardReport__Output>
+      ShardSent: MessageTypeDefinition<_fedhpc_v1_ShardSent, _fedhpc_v1_ShardSent__Output>
       ShardStatus: MessageTypeDefinition<_fedhpc_v1_ShardStatus, _fedhpc_v1_ShardStatus__Output>
       ShardUnmask: MessageTypeDefinition<_fedhpc_v1_ShardUnmask, _fedhpc_v1_ShardUnmask__Output>
       SharesSubmission: MessageTypeDefinition<_fedhpc_v1_SharesSubmission, _fedhpc_v1_SharesSubmission__Output>
@@ -188,6 +194,7 @@ export interface ProtoGrpcType {
       TensorSpec: MessageTypeDefinition<_fedhpc_v1_TensorSpec, _fedhpc_v1_TensorSpec__Output>
       TrainTask: MessageTypeDefinition<_fedhpc_v1_TrainTask, _fedhpc_v1_TrainTask__Output>
       TrainingFailure: MessageTypeDefinition<_fedhpc_v1_TrainingFailure, _fedhpc_v1_TrainingFailure__Output>
+      TransferPart: MessageTypeDefinition<_fedhpc_v1_TransferPart, _fedhpc_v1_TransferPart__Output>
       TransferProgress: MessageTypeDefinition<_fedhpc_v1_TransferProgress, _fedhpc_v1_TransferProgress__Output>
       UnmaskResponse: MessageTypeDefinition<_fedhpc_v1_UnmaskResponse, _fedhpc_v1_UnmaskResponse__Output>
       UnmaskTask: MessageTypeDefinition<_fedhpc_v1_UnmaskTask, _fedhpc_v1_UnmaskTask__Output>
@@ -197,7 +204,6 @@ export interface ProtoGrpcType {
       UploadChunk: MessageTypeDefinition<_fedhpc_v1_UploadChunk, _fedhpc_v1_UploadChunk__Output>
       UploadHeader: MessageTypeDefinition<_fedhpc_v1_UploadHeader, _fedhpc_v1_UploadHeader__Output>
       UploadMessage: MessageTypeDefinition<_fedhpc_v1_UploadMessage, _fedhpc_v1_UploadMessage__Output>
-      UploadPart: MessageTypeDefinition<_fedhpc_v1_UploadPart, _fedhpc_v1_UploadPart__Output>
       UploadQueued: MessageTypeDefinition<_fedhpc_v1_UploadQueued, _fedhpc_v1_UploadQueued__Output>
       UploadReply: MessageTypeDefinition<_fedhpc_v1_UploadReply, _fedhpc_v1_UploadReply__Output>
       UploadResend: MessageTypeDefinition<_fedhpc_v1_UploadResend, _fedhpc_v1_UploadResend__Output>

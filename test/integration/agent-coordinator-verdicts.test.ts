@@ -13,7 +13,7 @@ import { CoordinatorError, toServiceError, type CoordinatorErrorCode } from '../
 import { PROTOCOL_VERSION, type Task } from '../../proto/index.js';
 import { createSiteClient } from '../../site-agent/client.js';
 import { SiteAgentError } from '../../site-agent/errors.js';
-import { downloadModel } from '../../site-agent/transfer.js';
+import { downloadModel } from '../../site-agent/download.js';
 import { createTestFederation, type TestFederation } from '../helpers/federation.js';
 import { siteCertFiles } from '../helpers/raw-site.js';
 import { serveSiteStandIn, startAgentInProcess, UNUSED_RUNNER, WARN, type AgentUnderTest, type SiteStandIn } from '../helpers/stand-in-coordinator.js';
@@ -97,7 +97,7 @@ describe('the agent follows the coordinator\'s verdict on a refusal', () => {
     const client = createSiteClient({ coordinator: standIn.address, tls: siteCertFiles(fed, 'site-1') });
     const t0 = Date.now();
     try {
-      const got = downloadModel(client, SHA, MODEL.length, join(fed.dir, 'cache'), new AbortController().signal, () => undefined, { idleMs: 3_000, retry: { initialMs: 20, maxMs: 100 } });
+      const got = downloadModel(client, { sha256: SHA, sizeBytes: MODEL.length }, { cacheDir: join(fed.dir, 'cache'), signal: new AbortController().signal, onProgress: () => undefined, policy: { idleMs: 3_000, retry: { initialMs: 20, maxMs: 100 } } });
       await expect(got).rejects.toMatchObject({ code: grpc.status.INTERNAL, details: 'STATE_CORRUPT: model store unreadable' });
     } finally {
       client.close();

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION } from '../../proto/index.js';
 import { CommandRunner, commandRunnerSchema, loadSiteConfig } from '../../site-agent/index.js';
-import { cachedModelPath } from '../../site-agent/transfer.js';
+import { cachedModelPath } from '../../site-agent/download.js';
 import { createTestFederation, type TestFederation } from '../helpers/federation.js';
 import { serveSiteStandIn, startAgentInProcess, WARN, type AgentUnderTest, type SiteStandIn } from '../helpers/stand-in-coordinator.js';
 import { waitFor, waitUntil } from '../helpers/wait.js';

@@ -189,7 +189,7 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     const runToEnd = async (
       label: string,
       o: { shards: boolean; killShardAfterRound?: number; restartShardMidUpload?: boolean; localShards?: boolean; beforeStop?: (coordinator: Proc) => Promise<void> },
-    ): Promise<{ models: string[]; log: string; shardLogs: string[]; shardsAtEnd: { uploadsAdmitted: number; uploadsReceived: number; bytesReceived: string }[] }> => {
+    ): Promise<{ models: string[]; log: string; shardLogs: string[]; siteLogs: string[]; shardsAtEnd: { uploadsAdmitted: number; uploadsReceived: number; bytesReceived: string; bytesSent: string }[] }> => {
       const started: Proc[] = [];
       const start = async (name: string, args: string[]): Promise<Proc> => {
         const p = await startCli(`${label}-${name}`, args, dir, env);
@@ -200,7 +200,8 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
       const coordinator = await start('coordinator', ['coordinator', '--config', files.coordinatorConfig]);
       const shards = o.shards ? await Promise.all(['s1', 's2'].map((s) => start(s, ['aggregator', '--config', files.aggregatorConfigs.get(s)!]))) : [];
       if (o.shards || o.localShards) await waitFor('shards ready', async () => ((await admin.status().catch(() => undefined))?.shards.every((x) => x.state === 'ready') ? true : undefined), 30_000, 200);
-      for (const site of sites) await start(site, ['site', '--config', files.siteConfigs.get(site)!]);
+      const siteProcs: Proc[] = [];
+      for (const site of sites) siteProcs.push(await start(site, ['site', '--config', files.siteConfigs.get(site)!]));
       if (o.restartShardMidUpload) {
         // s2 SIGKILLed once both sites' parts are on their way to it, and started again a second later.
         await waitFor('both part uploads under way at s2', async () => (lines(await shards[1]!.logText()).filter((l) => l['msg'] === 'upload admitted by the leader').length >= 2 ? true : undefined), 60_000, 50);
@@ -221,7 +222,7 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
       const models = (await admin.rounds()).rounds.filter((r) => r.outcome === 'committed').map((r) => r.modelSha256);
       await o.beforeStop?.(coordinator);
       for (const p of started.reverse()) await p.stop();
-      return { models, log: await coordinator.logText(), shardLogs: await Promise.all(shards.map((p) => p.logText())), shardsAtEnd: done.shards };
+      return { models, log: await coordinator.logText(), shardLogs: await Promise.all(shards.map((p) => p.logText())), siteLogs: await Promise.all(siteProcs.map((p) => p.logText())), shardsAtEnd: done.shards };
     };
     return { files, admin, runToEnd };
   }
@@ -240,12 +241,22 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     // Each shard kept the parts of the last round only: a newer attempt's admission deletes the older spools.
     for (const s of ['s1', 's2']) expect(await readdir(join(files.aggregatorConfigs.get(s)!, '..', 'state', 'spool'))).toEqual(['round-3.0']);
     for (const log of sharded.shardLogs) expect(lines(log).filter((l) => l['msg'] === "aggregated the shard's part")).toHaveLength(3);
+    // Every global model came to the sites in two parts, each from the shard that wrote it: the
+    // bytes the sites downloaded are the bytes the shards sent, and both shards sent every model's part.
+    const admittedDownloads = lines(sharded.log).filter((l) => l['msg'] === 'download admitted in parts from the aggregator shards');
+    expect(admittedDownloads.length).toBeGreaterThanOrEqual(6);
+    expect(lines(sharded.log).filter((l) => l['msg'] === 'a shard sent its part of the model')).toHaveLength(2 * admittedDownloads.length);
+    const downloaded = sharded.siteLogs.flatMap((log) => lines(log).filter((l) => l['msg'] === 'global model downloaded').map((l) => Number(l['bytes'])));
+    expect(downloaded).toHaveLength(6);
+    expect(sharded.shardsAtEnd.every((x) => Number(x.bytesSent) > 0)).toBe(true);
+    expect(sharded.shardsAtEnd.reduce((n, x) => n + Number(x.bytesSent), 0)).toBeGreaterThanOrEqual(downloaded.reduce((n, b) => n + b, 0));
 
     // The same federation again from a fresh state dir, the coordinator alone: the same models.
     const { aggregators } = JSON.parse(await readFile(files.coordinatorConfig, 'utf8')) as { aggregators: unknown[] };
     await patchJsonFile(files.coordinatorConfig, ({ aggregators: _a, ...c }) => ({ ...c, stateDir: 'state-alone' }));
     const alone = await runToEnd('k0', { shards: false });
     expect(lines(alone.log).filter((l) => l['msg'] === 'aggregated on the shards')).toHaveLength(0);
+    expect(lines(alone.log).filter((l) => l['msg'] === 'download admitted in parts from the aggregator shards')).toHaveLength(0);
     expect(alone.models).toEqual(sharded.models);
 
     // With the shards, and one of them SIGKILLed after round 1: the coordinator aggregates the rest alone.

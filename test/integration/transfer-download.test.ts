@@ -13,7 +13,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { freeLoopbackPort } from '../../common/net.js';
 import { loadProto, type DownloadRequest__Output, type ModelChunk } from '../../proto/index.js';
 import { createSiteClient } from '../../site-agent/client.js';
-import { downloadModel } from '../../site-agent/transfer.js';
+import { downloadModel } from '../../site-agent/download.js';
 import { createTestFederation, type TestFederation } from '../helpers/federation.js';
 import { siteCertFiles } from '../helpers/raw-site.js';
 
@@ -69,7 +69,7 @@ describe('model downloads: CRC32C, resume, idle timeout', () => {
   async function download(address: string) {
     const client = createSiteClient({ coordinator: address, tls: siteCertFiles(fed, 'site-1') });
     try {
-      return await downloadModel(client, SHA, MODEL.length, join(fed.dir, 'cache'), new AbortController().signal, () => undefined, POLICY);
+      return await downloadModel(client, { sha256: SHA, sizeBytes: MODEL.length }, { cacheDir: join(fed.dir, 'cache'), signal: new AbortController().signal, onProgress: () => undefined, policy: POLICY });
     } finally {
       client.close();
     }

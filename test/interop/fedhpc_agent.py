@@ -516,39 +516,83 @@ class Agent:
         self.dump.event("finished", model_round=t.model_round)
 
     def _download(self, sha256, cancel):
-        """Download: chunks checked by CRC32C, asked again from the last good byte; the file by SHA-256."""
+        """Download (docs/protocol.md, "Part downloads"): the parts the coordinator names, each from
+        its aggregator shard and all at once, or the whole file from the coordinator; chunks checked
+        by CRC32C, asked again from the last good byte; the file by SHA-256."""
         path = os.path.join(self.models, f"{sha256}.safetensors")
         if os.path.exists(path):
             return open(path, "rb").read()
         self.activity = "download"
-        buf, failures = bytearray(), 0
-        total = None
+        ranges = self._download_parts(sha256) or [(self.stub, 0, 0)]
+        out = [None] * len(ranges)
+        errors = []
+
+        def fetch(i, stub, start, end):
+            try:
+                out[i] = self._download_range(stub, sha256, start, end, cancel)
+            except Exception as e:  # noqa: BLE001 - re-raised in the caller's thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=fetch, args=(i, *r), daemon=True) for i, r in enumerate(ranges)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        if errors:
+            raise errors[0]
+        buf = b"".join(out)
+        if hashlib.sha256(buf).hexdigest() != sha256:
+            raise Refused("MODEL_CORRUPT", f"the downloaded model's SHA-256 is not {sha256}")
+        with open(path + ".part", "wb") as fh:
+            fh.write(buf)
+        os.replace(path + ".part", path)
+        self.dump.event("downloaded", sha256=sha256, bytes=len(buf), parts=[[r[1], r[2]] for r in ranges] if len(ranges) > 1 else [])
+        return buf
+
+    def _download_parts(self, sha256):
+        """Where the model's parts come from: (stub, start, end) per aggregator shard the coordinator
+        names, or None for the whole file from the coordinator."""
+        try:
+            admission = self.stub.AdmitDownload(self.pb.DownloadRequest(sha256=sha256), timeout=CALL_TIMEOUT_S)
+        except grpc.RpcError as e:
+            code, retryable, details = error_of(e)
+            if code == "UNIMPLEMENTED":
+                return None
+            raise Refused(code, f"admission of the download of {sha256}: {details}") from e
+        at, out = 0, []
+        for p in admission.parts:
+            if p.start != at or p.end <= p.start:
+                raise Refused("MODEL_CORRUPT", "the coordinator's parts do not tile the model")
+            out.append((self._shard_stub(p.endpoint), p.start, p.end))
+            at = p.end
+        return out or None
+
+    def _download_range(self, stub, sha256, start, end, cancel):
+        """Bytes [start, end) of the model (to its end for end 0) from `stub`, resumed after a break."""
+        buf, failures, total = bytearray(), 0, (end - start if end else None)
         while total is None or len(buf) < total:
             if cancel.is_set():
                 raise UploadFailed("CANCELLED", "cancelled during download")
             try:
-                for chunk in self.stub.Download(self.pb.DownloadRequest(sha256=sha256, offset=len(buf)), timeout=120):
-                    if chunk.offset != len(buf) or fmt.crc32c(chunk.data) != chunk.crc32c:
+                for chunk in stub.Download(self.pb.DownloadRequest(sha256=sha256, offset=start + len(buf), end=end), timeout=120):
+                    if chunk.offset != start + len(buf) or fmt.crc32c(chunk.data) != chunk.crc32c:
                         failures += 1
-                        self.dump.event("download-bad-chunk", offset=chunk.offset, expected=len(buf))
+                        self.dump.event("download-bad-chunk", offset=chunk.offset, expected=start + len(buf))
                         break
                     buf += chunk.data
-                    total = chunk.total_bytes
+                    if total is None:
+                        total = chunk.total_bytes - start
                 if total is None:
                     total = len(buf)
             except grpc.RpcError as e:
                 code, retryable, details = error_of(e)
                 failures += 1
                 if not retryable:
-                    raise Refused(code, f"download of {sha256}: {details}") from e
+                    raise Refused(code, f"download of {sha256} [{start}, {end or 'end'}): {details}") from e
+                # NOT_ADMITTED: the leader's admission may still be on its way to the shard.
+                time.sleep(min(0.05 * 2**failures, 1.0))
             if failures > 8:
-                raise Refused("DOWNLOAD_FAILED", f"download of {sha256} failed {failures} times")
-        if hashlib.sha256(buf).hexdigest() != sha256:
-            raise Refused("MODEL_CORRUPT", f"the downloaded model's SHA-256 is not {sha256}")
-        with open(path + ".part", "wb") as fh:
-            fh.write(buf)
-        os.replace(path + ".part", path)
-        self.dump.event("downloaded", sha256=sha256, bytes=len(buf))
+                raise Refused("DOWNLOAD_FAILED", f"download of {sha256} [{start}, {end or 'end'}) failed {failures} times")
         return bytes(buf)
 
     # ------------------------------------------------------------------ receipts

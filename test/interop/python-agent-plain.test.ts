@@ -108,7 +108,7 @@ describe.skipIf(skip)('the Python site agent in plain rounds', () => {
     }, 90_000);
   }
 
-  it('uploads its bf16 deltas in parts to two aggregator shards, which take them as the coordinator would: the same weighted mean, and the journal names the parts the shards verified', async () => {
+  it('uploads its bf16 deltas in parts to two aggregator shards, which take them as the coordinator would: the same weighted mean, and the journal names the parts the shards verified; it downloads each global model in parts from the shards', async () => {
     const run = { rounds: 2, minSites: 2, evaluate: false, encoding: 'bf16' as const, secureAggregation: { enabled: false }, strategy: { name: 'fedavg' as const, lr: 1 }, maxSiteWeight: 1000 };
     f = await InteropFederation.start(2, run, { shards: 2 });
     f.startTsAgent('site-1');
@@ -129,6 +129,15 @@ describe.skipIf(skip)('the Python site agent in plain rounds', () => {
       const parts = (uploaded['parts'] as { sha256: string }[]).map((p, i) => ({ start: bounds[i]![0], end: bounds[i]![1], sha256: p.sha256 }));
       const participant = records.find((r) => r['round'] === Number(info.round))!['participants'] as { site: string; deltaSha256: string }[];
       expect(participant.find((p) => p.site === PY)?.deltaSha256).toBe(partsSha256(parts));
+    }
+    // Each global model it trained from came in two parts that tile the file, one from each shard,
+    // and hashed to the model's SHA-256 (the agent checks it before it trains).
+    const downloads = python.events().filter((e) => e.event === 'downloaded');
+    expect(downloads.length).toBeGreaterThanOrEqual(2);
+    for (const d of downloads) {
+      const bounds = d['parts'] as [number, number][];
+      expect(bounds).toHaveLength(2);
+      expect([bounds[0]![0], bounds[1]![0], bounds[1]![1]]).toEqual([0, bounds[0]![1], d['bytes']]);
     }
   }, 90_000);
 });

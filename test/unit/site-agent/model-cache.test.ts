@@ -2,7 +2,7 @@
 import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cachedModelPath, pruneModelCache } from '../../../site-agent/transfer.js';
+import { cachedModelPath, pruneModelCache } from '../../../site-agent/download.js';
 import { tempDirEachTest } from '../../helpers/temp-dir.js';
 
 const sha = (c: string): string => c.repeat(64);

@@ -16,7 +16,7 @@ import type { FailureReport } from '../../../site-agent/link.js';
 import { RoundJobs, type RoundLink } from '../../../site-agent/round-job.js';
 import { loadProto } from '../../../proto/index.js';
 import type { Runner } from '../../../site-agent/runners/runner.js';
-import { cachedModelPath } from '../../../site-agent/transfer.js';
+import { cachedModelPath } from '../../../site-agent/download.js';
 import type { TrainTask } from '../../../site-agent/wire.js';
 import { testLogger } from '../../helpers/logger.js';
 import { waitFor } from '../../helpers/wait.js';

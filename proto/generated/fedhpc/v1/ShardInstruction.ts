@@ -4,6 +4,7 @@ import type { ShardAssignment as _fedhpc_v1_ShardAssignment, ShardAssignment__Ou
 import type { ShardAggregate as _fedhpc_v1_ShardAggregate, ShardAggregate__Output as _fedhpc_v1_ShardAggregate__Output } from '../../fedhpc/v1/ShardAggregate';
 import type { ShardCancel as _fedhpc_v1_ShardCancel, ShardCancel__Output as _fedhpc_v1_ShardCancel__Output } from '../../fedhpc/v1/ShardCancel';
 import type { ShardAdmit as _fedhpc_v1_ShardAdmit, ShardAdmit__Output as _fedhpc_v1_ShardAdmit__Output } from '../../fedhpc/v1/ShardAdmit';
+import type { ShardAdmitDownload as _fedhpc_v1_ShardAdmitDownload, ShardAdmitDownload__Output as _fedhpc_v1_ShardAdmitDownload__Output } from '../../fedhpc/v1/ShardAdmitDownload';
 import type { Long } from '@grpc/proto-loader';
 
 export interface ShardInstruction {
@@ -12,7 +13,8 @@ export interface ShardInstruction {
   'aggregate'?: (_fedhpc_v1_ShardAggregate | null);
   'cancel'?: (_fedhpc_v1_ShardCancel | null);
   'admit'?: (_fedhpc_v1_ShardAdmit | null);
-  'kind'?: "assignment"|"aggregate"|"cancel"|"admit";
+  'admitDownload'?: (_fedhpc_v1_ShardAdmitDownload | null);
+  'kind'?: "assignment"|"aggregate"|"cancel"|"admit"|"admitDownload";
 }
 
 export interface ShardInstruction__Output {
@@ -21,5 +23,6 @@ export interface ShardInstruction__Output {
   'aggregate'?: (_fedhpc_v1_ShardAggregate__Output | null);
   'cancel'?: (_fedhpc_v1_ShardCancel__Output | null);
   'admit'?: (_fedhpc_v1_ShardAdmit__Output | null);
-  'kind'?: "assignment"|"aggregate"|"cancel"|"admit";
+  'admitDownload'?: (_fedhpc_v1_ShardAdmitDownload__Output | null);
+  'kind'?: "assignment"|"aggregate"|"cancel"|"admit"|"admitDownload";
 }

@@ -16,6 +16,9 @@ export interface ShardStatus {
   'uploadsAdmitted'?: (number);
   'uploadsReceived'?: (number);
   'bytesReceived'?: (number | string | Long);
+  'downloadsAdmitted'?: (number);
+  'downloadsServed'?: (number);
+  'bytesSent'?: (number | string | Long);
 }
 
 export interface ShardStatus__Output {
@@ -32,4 +35,7 @@ export interface ShardStatus__Output {
   'uploadsAdmitted': (number);
   'uploadsReceived': (number);
   'bytesReceived': (string);
+  'downloadsAdmitted': (number);
+  'downloadsServed': (number);
+  'bytesSent': (string);
 }

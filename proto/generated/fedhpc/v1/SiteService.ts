@@ -3,6 +3,7 @@
 import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
 import type { Ack as _fedhpc_v1_Ack, Ack__Output as _fedhpc_v1_Ack__Output } from '../../fedhpc/v1/Ack';
+import type { DownloadAdmission as _fedhpc_v1_DownloadAdmission, DownloadAdmission__Output as _fedhpc_v1_DownloadAdmission__Output } from '../../fedhpc/v1/DownloadAdmission';
 import type { DownloadRequest as _fedhpc_v1_DownloadRequest, DownloadRequest__Output as _fedhpc_v1_DownloadRequest__Output } from '../../fedhpc/v1/DownloadRequest';
 import type { EvalReport as _fedhpc_v1_EvalReport, EvalReport__Output as _fedhpc_v1_EvalReport__Output } from '../../fedhpc/v1/EvalReport';
 import type { HeartbeatRequest as _fedhpc_v1_HeartbeatRequest, HeartbeatRequest__Output as _fedhpc_v1_HeartbeatRequest__Output } from '../../fedhpc/v1/HeartbeatRequest';
@@ -24,6 +25,15 @@ import type { UploadMessage as _fedhpc_v1_UploadMessage, UploadMessage__Output a
 import type { UploadReply as _fedhpc_v1_UploadReply, UploadReply__Output as _fedhpc_v1_UploadReply__Output } from '../../fedhpc/v1/UploadReply';
 
 export interface SiteServiceClient extends grpc.Client {
+  AdmitDownload(argument: _fedhpc_v1_DownloadRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_DownloadAdmission__Output>): grpc.ClientUnaryCall;
+  AdmitDownload(argument: _fedhpc_v1_DownloadRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_DownloadAdmission__Output>): grpc.ClientUnaryCall;
+  AdmitDownload(argument: _fedhpc_v1_DownloadRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_DownloadAdmission__Output>): grpc.ClientUnaryCall;
+  AdmitDownload(argument: _fedhpc_v1_DownloadRequest, callback: grpc.requestCallback<_fedhpc_v1_DownloadAdmission__Output>): grpc.ClientUnaryCall;
+  admitDownload(argument: _fedhpc_v1_DownloadRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_DownloadAdmission__Output>): grpc.ClientUnaryCall;
+  admitDownload(argument: _fedhpc_v1_DownloadRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_DownloadAdmission__Output>): grpc.ClientUnaryCall;
+  admitDownload(argument: _fedhpc_v1_DownloadRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_DownloadAdmission__Output>): grpc.ClientUnaryCall;
+  admitDownload(argument: _fedhpc_v1_DownloadRequest, callback: grpc.requestCallback<_fedhpc_v1_DownloadAdmission__Output>): grpc.ClientUnaryCall;
+  
   AdmitUpload(argument: _fedhpc_v1_UploadHeader, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_UploadAdmission__Output>): grpc.ClientUnaryCall;
   AdmitUpload(argument: _fedhpc_v1_UploadHeader, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_UploadAdmission__Output>): grpc.ClientUnaryCall;
   AdmitUpload(argument: _fedhpc_v1_UploadHeader, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_UploadAdmission__Output>): grpc.ClientUnaryCall;
@@ -132,6 +142,8 @@ export interface SiteServiceClient extends grpc.Client {
 }
 
 export interface SiteServiceHandlers extends grpc.UntypedServiceImplementation {
+  AdmitDownload: grpc.handleUnaryCall<_fedhpc_v1_DownloadRequest__Output, _fedhpc_v1_DownloadAdmission>;
+  
   AdmitUpload: grpc.handleUnaryCall<_fedhpc_v1_UploadHeader__Output, _fedhpc_v1_UploadAdmission>;
   
   AdvertiseKeys: grpc.handleUnaryCall<_fedhpc_v1_KeyAdvertisement__Output, _fedhpc_v1_Ack>;
@@ -161,6 +173,7 @@ export interface SiteServiceHandlers extends grpc.UntypedServiceImplementation {
 }
 
 export interface SiteServiceDefinition extends grpc.ServiceDefinition {
+  AdmitDownload: MethodDefinition<_fedhpc_v1_DownloadRequest, _fedhpc_v1_DownloadAdmission, _fedhpc_v1_DownloadRequest__Output, _fedhpc_v1_DownloadAdmission__Output>
   AdmitUpload: MethodDefinition<_fedhpc_v1_UploadHeader, _fedhpc_v1_UploadAdmission, _fedhpc_v1_UploadHeader__Output, _fedhpc_v1_UploadAdmission__Output>
   AdvertiseKeys: MethodDefinition<_fedhpc_v1_KeyAdvertisement, _fedhpc_v1_Ack, _fedhpc_v1_KeyAdvertisement__Output, _fedhpc_v1_Ack__Output>
   Download: MethodDefinition<_fedhpc_v1_DownloadRequest, _fedhpc_v1_ModelChunk, _fedhpc_v1_DownloadRequest__Output, _fedhpc_v1_ModelChunk__Output>

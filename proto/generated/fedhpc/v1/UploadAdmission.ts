@@ -1,11 +1,11 @@
 // Original file: proto/fedhpc/v1/fedhpc.proto
 
-import type { UploadPart as _fedhpc_v1_UploadPart, UploadPart__Output as _fedhpc_v1_UploadPart__Output } from '../../fedhpc/v1/UploadPart';
+import type { TransferPart as _fedhpc_v1_TransferPart, TransferPart__Output as _fedhpc_v1_TransferPart__Output } from '../../fedhpc/v1/TransferPart';
 
 export interface UploadAdmission {
-  'parts'?: (_fedhpc_v1_UploadPart)[];
+  'parts'?: (_fedhpc_v1_TransferPart)[];
 }
 
 export interface UploadAdmission__Output {
-  'parts': (_fedhpc_v1_UploadPart__Output)[];
+  'parts': (_fedhpc_v1_TransferPart__Output)[];
 }

@@ -2,14 +2,14 @@
 
 import type { Long } from '@grpc/proto-loader';
 
-export interface UploadPart {
+export interface TransferPart {
   'shard'?: (string);
   'endpoint'?: (string);
   'start'?: (number | string | Long);
   'end'?: (number | string | Long);
 }
 
-export interface UploadPart__Output {
+export interface TransferPart__Output {
   'shard': (string);
   'endpoint': (string);
   'start': (string);

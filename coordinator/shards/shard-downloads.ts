@@ -1,0 +1,84 @@
+/**
+ * An aggregator shard's side of model downloads (issue 22, protocol version 12): a site downloads
+ * the byte range of the global model file that holds the shard's part of the model — the bytes this
+ * shard wrote into the checkpoint — from the shard itself, over the same `SiteService.Download`
+ * stream it uses with the coordinator. The shard serves only what its leader admitted
+ * (`ShardAdmitDownload`): that site, that model, that range, under the leader's chunk size and idle
+ * timeout; it reads the file from the checkpoint storage it shares with the coordinators, and
+ * reports each call's bytes (`ShardSent`) so the leader counts them as its own.
+ */
+import { isSha256 } from '../../common/files.js';
+import type { Logger } from '../../common/logger.js';
+import type { ShardAdmitDownload__Output, ShardSent } from '../../proto/index.js';
+import { CoordinatorError } from '../core/errors.js';
+import { type DownloadCall, sendModelRange } from '../service/model-download.js';
+import { checkpointPath } from '../state/store.js';
+
+/** Admissions are kept for this many models (the round's global model and the one before), as the leader keeps them. */
+const MODELS_KEPT = 2;
+
+interface AdmittedDownload {
+  readonly start: number;
+  readonly end: number;
+  readonly maxChunkBytes: number;
+  readonly idleMs: number;
+}
+
+/** The downloads the leader admitted at this shard, and the serving of them. */
+export class ShardDownloads {
+  /** By `<site> <sha256>`, in the order admitted. */
+  private readonly admitted = new Map<string, AdmittedDownload & { readonly sha256: string }>();
+
+  constructor(
+    /** The checkpoint storage (the coordinator's state dir) as this host reaches it. */
+    private readonly checkpoints: string,
+    private readonly report: (r: Omit<ShardSent, 'term'>) => void,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Takes the leader's admission of a site's download of a range of a model. */
+  admit(a: ShardAdmitDownload__Output): void {
+    const start = Number(a.start);
+    const end = Number(a.end);
+    if (!isSha256(a.sha256)) throw new CoordinatorError('BAD_REQUEST', `a download admission of ${JSON.stringify(a.sha256.slice(0, 70))}, not a SHA-256`);
+    if (!(Number.isSafeInteger(start) && Number.isSafeInteger(end) && start >= 0 && start < end)) throw new CoordinatorError('BAD_REQUEST', `a download admission of bytes [${a.start}, ${a.end})`);
+    const key = `${a.siteId} ${a.sha256}`;
+    this.admitted.delete(key);
+    this.admitted.set(key, { sha256: a.sha256, start, end, maxChunkBytes: a.maxChunkBytes, idleMs: a.idleMs });
+    const models = [...new Set([...this.admitted.values()].map((d) => d.sha256))];
+    for (const old of models.slice(0, Math.max(0, models.length - MODELS_KEPT))) {
+      for (const [k, d] of this.admitted) if (d.sha256 === old) this.admitted.delete(k);
+    }
+    this.logger.info({ site: a.siteId, phase: 'download', model: a.sha256, start, end }, 'download admitted by the leader');
+  }
+
+  /**
+   * Serves one `Download` call of `site`: `NOT_ADMITTED` (retryable) for a model this shard holds
+   * no admission of for the site (yet: the leader's admission may be on its way, or be sent again
+   * once a restarted shard attaches), `CHUNK_OUT_OF_RANGE` for bytes outside the admitted range.
+   */
+  async serve(call: DownloadCall, site: string): Promise<void> {
+    const { sha256 } = call.request;
+    const a = this.admitted.get(`${site} ${sha256}`);
+    if (a === undefined) {
+      throw new CoordinatorError('NOT_ADMITTED', `this shard holds no admission of site ${site}'s download of ${isSha256(sha256) ? sha256 : JSON.stringify(sha256.slice(0, 70))} (yet): ask again`);
+    }
+    let bytes = 0;
+    let complete = false;
+    try {
+      const r = await sendModelRange(call, {
+        path: checkpointPath(this.checkpoints, sha256),
+        maxChunkBytes: a.maxChunkBytes,
+        idleMs: a.idleMs,
+        within: a,
+        onBytes: (n) => {
+          bytes += n;
+        },
+      });
+      complete = r.complete && (call.request.end === '0' || Number(call.request.end) === a.end);
+    } finally {
+      const end = call.request.end === '0' ? String(a.end) : call.request.end;
+      if (bytes > 0) this.report({ siteId: site, sha256, start: call.request.offset, end, bytes: String(bytes), complete });
+    }
+  }
+}

@@ -281,7 +281,8 @@ export function shardRows(s: Pick<StatusResponse__Output, 'shards'>): string[][]
     const free = Number(shard.freeBytes) > 0 ? `, ${formatBytes(Number(shard.freeBytes))} free` : '';
     const at = shard.peer ? ` from ${shard.peer}` : '';
     const uploads = shard.uploadsAdmitted > 0 ? `; parts ${shard.uploadsReceived} of ${shard.uploadsAdmitted} received (${formatBytes(Number(shard.bytesReceived))})` : '';
-    return [`shard ${shard.shardIndex}`, `${shard.shardId} (${shard.endpoint}): ${shard.state}${at}; ${part}${free}${uploads}${shard.problem ? `; ${shard.problem}` : ''}`];
+    const downloads = shard.downloadsAdmitted > 0 || Number(shard.bytesSent) > 0 ? `; model parts ${shard.downloadsServed} of ${shard.downloadsAdmitted} sent (${formatBytes(Number(shard.bytesSent))} in all)` : '';
+    return [`shard ${shard.shardIndex}`, `${shard.shardId} (${shard.endpoint}): ${shard.state}${at}; ${part}${free}${uploads}${downloads}${shard.problem ? `; ${shard.problem}` : ''}`];
   });
 }
 

@@ -80,6 +80,9 @@ export function overviewView(s: DashboardSources, role: CoordinatorRole = { kind
       uploadsAdmitted: x.uploadsAdmitted,
       uploadsReceived: x.uploadsReceived,
       bytesReceived: Number(x.bytesReceived),
+      downloadsAdmitted: x.downloadsAdmitted,
+      downloadsServed: x.downloadsServed,
+      bytesSent: Number(x.bytesSent),
       problem: x.problem,
     })),
     run:

@@ -23,7 +23,7 @@ const SHARD_STATES = ['detached', 'attached', 'ready', 'not_ready'] as const;
  */
 export function registerShardMetrics(
   registry: Registry,
-  shards: () => readonly { readonly shardId: string; readonly state: string; readonly uploadsAdmitted: number; readonly uploadsReceived: number; readonly bytesReceived: string }[],
+  shards: () => readonly { readonly shardId: string; readonly state: string; readonly uploadsAdmitted: number; readonly uploadsReceived: number; readonly bytesReceived: string; readonly bytesSent: string }[],
 ): void {
   new Gauge({
     name: 'fedhpc_shard_part_uploads',
@@ -46,6 +46,16 @@ export function registerShardMetrics(
     collect() {
       this.reset();
       for (const s of shards()) this.set({ shard: s.shardId }, Number(s.bytesReceived));
+    },
+  });
+  new Gauge({
+    name: 'fedhpc_shard_sent_bytes',
+    help: 'Bytes of model parts each aggregator shard has sent sites since the coordinator started',
+    labelNames: ['shard'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of shards()) this.set({ shard: s.shardId }, Number(s.bytesSent));
     },
   });
   new Gauge({

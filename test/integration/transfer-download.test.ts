@@ -123,3 +123,120 @@ describe('model downloads: CRC32C, resume, idle timeout', () => {
     expect((await readFile(got.path)).equals(MODEL)).toBe(true);
   });
 });
+
+describe('model downloads in parts from aggregator shards: every range at once, resumed, and from the coordinator when a shard keeps failing', () => {
+  let fed: TestFederation;
+  const servers: grpc.Server[] = [];
+  /** Download calls each server took, as `[offset, end)` of the bytes asked for. */
+  const calls = new Map<string, string[]>();
+  /** Bytes each server wrote. */
+  const written = new Map<string, number>();
+  const HALF = 6 * CHUNK + 123;
+
+  beforeEach(async () => {
+    fed = await createTestFederation({ sites: 1 });
+    calls.clear();
+    written.clear();
+  });
+  afterEach(async () => {
+    for (const s of servers.splice(0)) s.forceShutdown();
+    await fed.cleanup();
+  });
+
+  /** A stand-in serving ranges of MODEL (`cut` may end a call early, once, after `cut` bytes) and, as the coordinator, AdmitDownload naming `parts`. */
+  async function serve(name: string, o: { parts?: () => { shard: string; endpoint: string; start: number; end: number }[]; cutAfter?: number; paceMs?: number } = {}): Promise<string> {
+    const { SiteService } = loadProto().fedhpc.v1;
+    const server = new grpc.Server();
+    servers.push(server);
+    let cut = o.cutAfter;
+    server.addService(SiteService.service, {
+      AdmitDownload: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb(null, { parts: (o.parts?.() ?? []).map((p) => ({ ...p, start: String(p.start), end: String(p.end) })) }),
+      Download: (call: grpc.ServerWritableStream<DownloadRequest__Output, ModelChunk>) => {
+        const from = Number(call.request.offset);
+        const end = Number(call.request.end) || MODEL.length;
+        calls.set(name, [...(calls.get(name) ?? []), `${from}-${end}`]);
+        void (async () => {
+          let sent = 0;
+          for (let at = from; at < end && !call.cancelled; at += CHUNK) {
+            if (cut !== undefined && sent >= cut) {
+              cut = undefined;
+              return void call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'connection reset (test)' });
+            }
+            const data = MODEL.subarray(at, Math.min(end, at + CHUNK));
+            call.write({ offset: at, data, totalBytes: MODEL.length, crc32c: crc32c(data) });
+            sent += data.length;
+            written.set(name, (written.get(name) ?? 0) + data.length);
+            if (o.paceMs) await new Promise((r) => setTimeout(r, o.paceMs));
+          }
+          call.end();
+        })();
+      },
+    });
+    const dir = fed.member('coordinator');
+    const creds = grpc.ServerCredentials.createSsl(await readFile(join(dir, 'ca.crt')), [{ private_key: await readFile(join(dir, 'coordinator.key')), cert_chain: await readFile(join(dir, 'coordinator.crt')) }], true);
+    const port = await freeLoopbackPort();
+    await new Promise<void>((res, rej) => server.bindAsync(`127.0.0.1:${port}`, creds, (err) => (err ? rej(err) : res())));
+    return `localhost:${port}`;
+  }
+
+  async function download(coordinator: string, signal = new AbortController().signal) {
+    const tls = siteCertFiles(fed, 'site-1');
+    const client = createSiteClient({ coordinator, tls });
+    try {
+      // The stand-ins present the coordinator's certificate: the role check is the real shards' test's.
+      return await downloadModel(client, { sha256: SHA, sizeBytes: MODEL.length }, { cacheDir: join(fed.dir, 'cache'), signal, onProgress: () => undefined, policy: POLICY, shardClient: (endpoint) => createSiteClient({ coordinator: endpoint, tls }) });
+    } finally {
+      client.close();
+    }
+  }
+
+  const partsAt = (a: string, b: string) => () => [
+    { shard: 's1', endpoint: a, start: 0, end: HALF },
+    { shard: 's2', endpoint: b, start: HALF, end: MODEL.length },
+  ];
+
+  it('takes each range from its shard, resumes a range broken mid-way from where it broke, and hashes the whole file', async () => {
+    const s1 = await serve('s1');
+    const s2 = await serve('s2', { cutAfter: 3 * CHUNK });
+    const coordinator = await serve('coordinator', { parts: partsAt(s1, s2) });
+    const got = await download(coordinator);
+    expect((await readFile(got.path)).equals(MODEL)).toBe(true);
+    expect(got.bytes).toBe(MODEL.length);
+    expect(calls.get('s1')).toEqual([`0-${HALF}`]);
+    expect(calls.get('s2')).toEqual([`${HALF}-${MODEL.length}`, `${HALF + 3 * CHUNK}-${MODEL.length}`]);
+    expect(calls.get('coordinator')).toBeUndefined();
+    await expect(stat(`${got.path}.partial.parts`)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('an agent stopped mid-way resumes every range from the sidecar the partial file keeps', async () => {
+    const s1 = await serve('s1', { paceMs: 20 });
+    const s2 = await serve('s2', { paceMs: 20 });
+    const coordinator = await serve('coordinator', { parts: partsAt(s1, s2) });
+    const stop = new AbortController();
+    // Stopped once both shards have sent a few chunks, long before either range is done.
+    const watch = setInterval(() => {
+      if ((written.get('s1') ?? 0) >= 2 * CHUNK && (written.get('s2') ?? 0) >= 2 * CHUNK) stop.abort(new Error('agent stopped (test)'));
+    }, 5);
+    await expect(download(coordinator, stop.signal)).rejects.toThrow();
+    clearInterval(watch);
+    const saved = JSON.parse(await readFile(join(fed.dir, 'cache', `${SHA}.safetensors.partial.parts`), 'utf8')) as { ranges: { start: number; end: number; at: number }[] };
+    expect(saved.ranges.map((r) => [r.start, r.end])).toEqual([[0, HALF], [HALF, MODEL.length]]);
+    expect(saved.ranges.every((r) => r.at > r.start && r.at < r.end)).toBe(true);
+    calls.clear();
+    const got = await download(coordinator);
+    expect((await readFile(got.path)).equals(MODEL)).toBe(true);
+    expect(calls.get('s1')).toEqual([`${saved.ranges[0]!.at}-${HALF}`]);
+    expect(calls.get('s2')).toEqual([`${saved.ranges[1]!.at}-${MODEL.length}`]);
+    expect(got.bytes).toBe(MODEL.length - (saved.ranges[0]!.at - 0) - (saved.ranges[1]!.at - HALF));
+  });
+
+  it('a shard that does not answer: its range comes from the coordinator after three calls that moved nothing', async () => {
+    const s1 = await serve('s1');
+    const gone = `localhost:${await freeLoopbackPort()}`;
+    const coordinator = await serve('coordinator', { parts: partsAt(s1, gone) });
+    const got = await download(coordinator);
+    expect((await readFile(got.path)).equals(MODEL)).toBe(true);
+    expect(calls.get('s1')).toEqual([`0-${HALF}`]);
+    expect(calls.get('coordinator')).toEqual([`${HALF}-${MODEL.length}`]);
+  });
+});

@@ -131,13 +131,14 @@ async function renderRun() {
     ? card(
         'Aggregator shards',
         table(
-          ['shard', 'state', 'part (values)', 'free', 'parts received', 'problem'],
+          ['shard', 'state', 'part (values)', 'free', 'parts received', 'model parts sent', 'problem'],
           shardList.map((s) => [
             `${s.index} ${s.shard} (${s.endpoint})`,
             String(s.state),
             s.endValue ? `[${s.firstValue}, ${s.endValue})` : '-',
             s.freeBytes ? bytes(s.freeBytes) : '-',
             s.uploadsAdmitted ? `${s.uploadsReceived} of ${s.uploadsAdmitted} (${bytes(s.bytesReceived)})` : '-',
+            s.downloadsAdmitted || s.bytesSent ? `${s.downloadsServed} of ${s.downloadsAdmitted} (${bytes(s.bytesSent)} in all)` : '-',
             String(s.problem || ''),
           ]),
           'shards',

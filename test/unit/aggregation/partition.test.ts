@@ -18,6 +18,7 @@ import {
   partitionModel,
   segmentsBytes,
   shardByteRanges,
+  shardFileRanges,
   unwrap,
 } from '../../../aggregation/index.js';
 
@@ -339,5 +340,43 @@ describe('partitionModel properties', () => {
       }),
       { numRuns: 40 },
     );
+  });
+
+  it("gives each shard the bytes of a model file that hold its parts, whatever each tensor's dtype: the ranges tile the file, the header the first shard's", () => {
+    fc.assert(
+      fc.property(model, fc.integer({ min: 1, max: 6 }), align, fc.integer({ min: 8, max: 400 }), fc.array(fc.constantFrom(1, 2, 4), { minLength: 10, maxLength: 10 }), (tensors, k, a, header, sizes) => {
+        const made = partitionModel(tensors, k, { alignValues: a });
+        if (!made.ok) return;
+        const p = made.value;
+        let at = header;
+        const file = tensors.map((t, i) => {
+          const f = { byteOffset: at, valueBytes: sizes[i]! };
+          at += valuesOf(t) * f.valueBytes;
+          return f;
+        });
+        const ranges = shardFileRanges(p, file, at);
+        expect(ranges[0]!.start).toBe(0);
+        expect(ranges.at(-1)!.end).toBe(at);
+        ranges.forEach((r, s) => {
+          if (s > 0) expect(r.start, `shard ${s} starts where shard ${s - 1} ends`).toBe(ranges[s - 1]!.end);
+          // The oracle, from the parts alone: the bytes of each part's rows in its tensor's dtype.
+          for (const part of p.shards[s]!) {
+            const w = rowValuesOf(tensors[part.tensor]!) * file[part.tensor]!.valueBytes;
+            const [first, stop] = [file[part.tensor]!.byteOffset + part.firstRow * w, file[part.tensor]!.byteOffset + (part.firstRow + part.rows) * w];
+            if (stop > first) expect(first >= r.start && stop <= r.end, `shard ${s}'s part of ${part.name} lies in its range`).toBe(true);
+          }
+        });
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('refuses a file whose tensors are not the partition\'s, or whose data is not back to back', () => {
+    const tensors = [{ name: 'a', shape: [4, 3] }, { name: 'b', shape: [5] }];
+    const p = partition(tensors, 2, { alignValues: 1 });
+    expect(() => shardFileRanges(p, [{ byteOffset: 100, valueBytes: 4 }], 200)).toThrow(/2 tensors|1 tensors/);
+    expect(() => shardFileRanges(p, [{ byteOffset: 100, valueBytes: 4 }, { byteOffset: 152, valueBytes: 2 }], 162)).toThrow(/not where the next data starts/);
+    expect(() => shardFileRanges(p, [{ byteOffset: 100, valueBytes: 4 }, { byteOffset: 148, valueBytes: 2 }], 170)).toThrow(/not where the next data starts/);
+    expect(shardFileRanges(p, [{ byteOffset: 100, valueBytes: 4 }, { byteOffset: 148, valueBytes: 2 }], 158)).toEqual([{ start: 0, end: 100 + p.bounds[1]! * 4 }, { start: 100 + p.bounds[1]! * 4, end: 158 }]);
   });
 });

@@ -12,7 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../common/config-file.js';
 import { AdminClient, loadCoordinatorConfig, type AdminEvent, type CoordinatorHandle } from '../../coordinator/index.js';
 import { createCa, issueCertificate } from '../../coordinator/pki/index.js';
-import { PROTOCOL_VERSION, type RoundInfo__Output, type TrainTask__Output, type UploadMessage } from '../../proto/index.js';
+import { PROTOCOL_VERSION, type DownloadAdmission__Output, type ModelChunk__Output, type RoundInfo__Output, type TrainTask__Output, type UploadMessage } from '../../proto/index.js';
 import { loadSiteConfig } from '../../site-agent/index.js';
 import { expectLogs } from '../helpers/logger.js';
 import {
@@ -146,6 +146,34 @@ describe('refusals at the door (identity, role, protocol, order of calls)', () =
     expect(await knownSites(admin)).not.toContain('site-4');
     // The coordinator still serves.
     expect((await admin.status()).federation).toBe('testfed');
+  });
+
+  it('refuses a download of bytes beyond the model and an admission of a model it does not hold; with no shards a held model comes whole', async () => {
+    const client = rawSite(siteCertFiles(fed, 'site-4'));
+    const admitDownload = (sha256: string) =>
+      new Promise<{ ok: true; value: DownloadAdmission__Output } | { ok: false; error: grpc.ServiceError }>((resolve) =>
+        client.client.AdmitDownload({ sha256 }, (err, res) => resolve(err ? { ok: false, error: err } : { ok: true, value: res! })),
+      );
+    const download = (sha256: string, offset: number, end: number) =>
+      new Promise<{ ok: true; value: number } | { ok: false; error: grpc.ServiceError }>((resolve) => {
+        let bytes = 0;
+        const call = client.client.Download({ sha256, offset, end });
+        call.on('data', (m: ModelChunk__Output) => (bytes += m.data.length));
+        call.on('error', (error: grpc.ServiceError) => resolve({ ok: false, error }));
+        call.on('end', () => resolve({ ok: true, value: bytes }));
+      });
+    const global = (await admin.status()).globalModelSha256;
+    // Before Join: refused like every other site call.
+    expect(refusal(await admitDownload(global)).fedhpcCode).toBe('NOT_JOINED');
+    expect((await client.join()).ok).toBe(true);
+    expect(refusal(await admitDownload('f'.repeat(64)))).toMatchObject({ code: grpc.status.NOT_FOUND, fedhpcCode: 'MODEL_NOT_FOUND' });
+    expect(refusal(await admitDownload('not-a-hash'))).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, fedhpcCode: 'BAD_REQUEST' });
+    const admission = await admitDownload(global);
+    expect(admission).toEqual({ ok: true, value: { parts: [] } });
+    expect(refusal(await download(global, 0, 2 ** 40))).toMatchObject({ code: grpc.status.OUT_OF_RANGE, fedhpcCode: 'CHUNK_OUT_OF_RANGE' });
+    expect(refusal(await download(global, 200, 100))).toMatchObject({ code: grpc.status.OUT_OF_RANGE, fedhpcCode: 'CHUNK_OUT_OF_RANGE' });
+    // A range inside the file is served exactly.
+    expect(await download(global, 100, 1_100)).toEqual({ ok: true, value: 1_000 });
   });
 });
 

@@ -18,6 +18,7 @@ export {
   type Segment,
   deltaSegments,
   encodedTensorBytes,
+  isSecureEncoding,
   isUnitBoundary,
   segmentAt,
   segmentsBytes,

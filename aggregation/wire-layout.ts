@@ -10,6 +10,11 @@ import { INT8_BLOCK_BYTES, int8Bytes, type WireEncoding } from './kernels/encodi
 /** Encodings a delta may travel in: plain (`f32`, `bf16`, `int8`) or masked fixed point. */
 export type DeltaEncoding = WireEncoding | 'secagg32' | 'secagg16';
 
+/** Whether `encoding` is a masked one of secure aggregation, whose last word is the masked weight word. */
+export function isSecureEncoding(encoding: DeltaEncoding): encoding is 'secagg32' | 'secagg16' {
+  return encoding === 'secagg32' || encoding === 'secagg16';
+}
+
 /** Bytes of one tensor of `n` values in `encoding`. */
 export function encodedTensorBytes(encoding: DeltaEncoding, n: number): number {
   switch (encoding) {

@@ -176,6 +176,34 @@ export async function unmaskWeightWord(
   }
 }
 
+/** The name a survivor's in-memory weight word goes by among the spool paths ({@link weightWordSpool}). */
+export function weightWordKey(site: string): string {
+  return `weight-word:${site}`;
+}
+
+/**
+ * A spool that holds only a survivor's masked weight word, at its place after `elements` words:
+ * what the leader has of a secure upload the aggregator shards hold in parts (the shard with the
+ * last part reports the word, issue 22), enough for {@link unmaskWeightWord}. Every other word
+ * reads as 0; nothing but the weight word is read from it.
+ */
+export function weightWordSpool(word: Uint8Array, elements: number): FileSource {
+  const at = elements * word.length;
+  const fill = (offset: number, target: Uint8Array): Uint8Array => {
+    target.fill(0);
+    const from = Math.max(offset, at);
+    const to = Math.min(offset + target.length, at + word.length);
+    if (from < to) target.set(word.subarray(from - at, to - at), from - offset);
+    return target;
+  };
+  return {
+    size: at + word.length,
+    read: (offset, length) => Promise.resolve(fill(offset, new Uint8Array(length))),
+    readInto: (offset, target) => Promise.resolve(fill(offset, target)),
+    close: () => Promise.resolve(),
+  };
+}
+
 /**
  * The Σw check: the unmasked weight sum against the weights the survivors declared in their clear
  * headers; returns the declared Σw every mean divides by, or throws `WEIGHT_SUM_MISMATCH` naming

@@ -5,8 +5,9 @@
  * the parts — one byte range of the delta per shard, from the run's journaled partition — and tells
  * each shard, on its `Attach` stream, the header it may accept from that site with its part. The
  * site's upload is complete when every shard has reported its part verified; a part a shard refuses
- * drops the site from the attempt. Plain rounds only in this step: a secure round's delta goes whole
- * to the coordinator (the leader unmasks the weight words from the spools it holds).
+ * drops the site from the attempt. A secure upload's masked weight word goes with the last shard's
+ * part, and that shard reports the word: the leader unmasks Σw from the words as it does from the
+ * spools it holds.
  */
 import type { Logger } from '../../common/logger.js';
 import type { ShardReceived__Output, UploadHeader as WireUploadHeader, TransferPart } from '../../proto/index.js';
@@ -18,7 +19,7 @@ import { refused } from '../upload/service.js';
 import type { ShardPart, ShardRegistry } from './registry.js';
 import { printable } from '../../common/text.js';
 import { CoordinatorError } from '../core/errors.js';
-import { invariant } from '../../aggregation/index.js';
+import { invariant, isSecureEncoding } from '../../aggregation/index.js';
 
 /** One site's upload in parts in the open attempt. */
 interface SiteParts {
@@ -26,6 +27,8 @@ interface SiteParts {
   /** The header as admitted, stripe fields aside: a repeated AdmitUpload of it gets the same parts. */
   readonly key: string;
   readonly parts: (ShardPart & { sha256: string | undefined })[];
+  /** A secure upload's masked weight word, from the report of the part that ends with it. */
+  weightWord: Uint8Array | undefined;
   done: boolean;
 }
 
@@ -67,12 +70,11 @@ export class PartUploads {
     const key = canonicalJson(whole);
     const known = this.sites.get(site);
     if (known && known.intent.round === intent.round && known.intent.attempt === intent.attempt && known.key === key && !known.done) return known.parts.map(toWire);
-    if (intent.encoding.startsWith('secagg')) return [];
     const shards = this.o.shards;
-    const parts = shards?.uploadParts(intent.encoding);
+    const parts = shards?.uploadParts(intent.encoding, intent.totalBytes);
     if (shards === undefined || parts === undefined) return [];
     this.o.driver.beginUpload(site, intent);
-    const entry: SiteParts = { intent, key, parts: parts.map((p) => ({ ...p, sha256: undefined })), done: false };
+    const entry: SiteParts = { intent, key, parts: parts.map((p) => ({ ...p, sha256: undefined })), weightWord: undefined, done: false };
     this.sites.set(site, entry);
     const limits = this.o.limits();
     for (const p of parts) {
@@ -110,6 +112,17 @@ export class PartUploads {
       this.o.logger.warn({ ...log, sha256: printable(r.sha256).slice(0, 80) }, 'a shard reported a part without a SHA-256: ignored');
       return;
     }
+    const secure = isSecureEncoding(entry.intent.encoding);
+    if (secure && part.end === entry.intent.totalBytes) {
+      // The last word of a secure upload is its masked weight word: the leader unmasks Σw from them.
+      const word = entry.intent.segments.at(-1)!;
+      if (r.weightWord.length !== word.end - word.start) {
+        entry.done = true;
+        this.o.driver.failSite(r.siteId, round, r.attempt, `UPLOAD_INVALID: aggregator shard ${shard} reported the part [${r.start}, ${r.end}) without its ${word.end - word.start}-byte masked weight word`);
+        return;
+      }
+      entry.weightWord = Uint8Array.from(r.weightWord);
+    }
     if (part.sha256 === undefined) {
       part.sha256 = r.sha256;
       // The round's bytes up count what the federation took in, wherever it was spooled — of a
@@ -123,7 +136,8 @@ export class PartUploads {
       return { shard: p.shard, start: p.start, end: p.end, sha256: p.sha256 };
     });
     const bytes = parts.reduce((n, p) => n + partBytes({ part: p }), 0);
-    const accepted = this.o.driver.completeUpload(r.siteId, entry.intent, { path: '', bytes, sha256: partsSha256(parts), parts });
+    const weightWord = entry.weightWord;
+    const accepted = this.o.driver.completeUpload(r.siteId, entry.intent, { path: '', bytes, sha256: partsSha256(parts), parts, ...(weightWord ? { weightWord } : {}) });
     if (accepted) this.o.logger.info({ ...log, bytes, shards: parts.length }, 'upload verified: every shard holds its part');
   }
 }

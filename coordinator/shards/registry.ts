@@ -6,7 +6,7 @@
  * the run or its global model changes, and runs an aggregation on the shards when every one is ready
  * (`aggregate`); every instruction carries the leader's term.
  */
-import { type DeltaEncoding, type ModelPartition, PARTITION_ALIGN_VALUES, shardByteRanges } from '../../aggregation/index.js';
+import { type DeltaEncoding, type ModelPartition, PARTITION_ALIGN_VALUES, isSecureEncoding, shardByteRanges } from '../../aggregation/index.js';
 import { printable } from '../../common/text.js';
 import type { ShardAdmit, ShardAdmitDownload, ShardAggregated__Output, ShardAssignment, ShardReadiness__Output, ShardReceived__Output, ShardSent__Output } from '../../proto/index.js';
 import type { ShardAggregation } from '../shell/ports.js';
@@ -156,16 +156,18 @@ export class ShardRegistry {
   }
 
   /**
-   * Where a site's upload of `encoding` goes, one part per shard in shard order: when every shard
-   * is ready for the run's model and serves uploads. Undefined otherwise: the delta goes whole to
-   * the coordinator.
+   * Where a site's upload of `encoding` (of `totalBytes`) goes, one part per shard in shard order:
+   * when every shard is ready for the run's model and serves uploads. A secure upload's masked
+   * weight word, which follows every value, goes with the last shard's part. Undefined otherwise:
+   * the delta goes whole to the coordinator.
    */
-  uploadParts(encoding: DeltaEncoding): ShardPart[] | undefined {
+  uploadParts(encoding: DeltaEncoding, totalBytes: number): ShardPart[] | undefined {
     const partition = this.readyPartition();
     if (partition === undefined || !this.records.every((r) => r.link?.servesUploads === true)) return undefined;
-    return this.records.map((r) => {
+    return this.records.map((r, i) => {
       const ranges = shardByteRanges(partition, r.index, encoding);
-      return { shard: r.name, endpoint: r.endpoint, start: ranges[0]?.start ?? 0, end: ranges.at(-1)?.end ?? 0 };
+      const last = i === this.records.length - 1 && isSecureEncoding(encoding);
+      return { shard: r.name, endpoint: r.endpoint, start: ranges[0]?.start ?? 0, end: last ? totalBytes : (ranges.at(-1)?.end ?? 0) };
     });
   }
 

@@ -10,7 +10,9 @@
  * the shard's aggregation reads its range at the same offsets as in a whole spool.
  */
 import * as grpc from '@grpc/grpc-js';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
+import { isSecureEncoding } from '../../aggregation/index.js';
 import { spoolAttemptsIn, spoolDirIn } from '../state/store.js';
 import { join } from 'node:path';
 import type { Logger } from '../../common/logger.js';
@@ -130,7 +132,8 @@ export class ShardAdmissions implements UploadRoundPort {
 
   completeUpload(site: string, intent: UploadIntent, spool: SpooledUpload): boolean {
     if (!this.admitted.has(site)) return false;
-    this.report({ siteId: site, round: String(intent.round), attempt: intent.attempt, start: String(intent.part.start), end: String(intent.part.end), sha256: spool.sha256, refused: '' });
+    const weightWord = maskedWeightWord(intent, spool.path);
+    this.report({ siteId: site, round: String(intent.round), attempt: intent.attempt, start: String(intent.part.start), end: String(intent.part.end), sha256: spool.sha256, refused: '', ...(weightWord ? { weightWord } : {}) });
     return true;
   }
 
@@ -143,6 +146,23 @@ export class ShardAdmissions implements UploadRoundPort {
 
   /** Nothing to count here: the leader counts a part's bytes when the shard reports it verified. */
   countBytes(): void {}
+}
+
+/**
+ * The masked weight word of a secure upload whose part ends with it (the last shard's), read from
+ * the verified spool: its last word, a few bytes. Undefined for every other part.
+ */
+function maskedWeightWord(intent: UploadIntent, spoolPath: string): Buffer | undefined {
+  const word = intent.segments.at(-1);
+  if (!isSecureEncoding(intent.encoding) || word === undefined || intent.part.end !== word.end) return undefined;
+  const out = Buffer.alloc(word.end - word.start);
+  const fd = openSync(spoolPath, 'r');
+  try {
+    if (readSync(fd, out, 0, out.length, word.start) !== out.length) throw new CoordinatorError('STATE_CORRUPT', `the spool ${spoolPath} ends before its weight word`);
+  } finally {
+    closeSync(fd);
+  }
+  return out;
 }
 
 /** The attempts' spools of a shard, under its state dir, laid out as the coordinator's. */

@@ -5,7 +5,7 @@
  */
 import { relative } from 'node:path';
 import { invariant, openSafetensors, type ModelPartition } from '../../aggregation/index.js';
-import { openFileSource } from '../../common/files.js';
+import { type FileSource, openFileSource } from '../../common/files.js';
 import { aggregateRound, type AggregateResult, type SpoolInput } from '../aggregate/checkpoint-writer.js';
 import { commitStagedCheckpoint, discardStagedCheckpoint, stageCheckpoint } from '../aggregate/staged-checkpoint.js';
 import type { ShardAggregationPort } from './ports.js';
@@ -17,7 +17,7 @@ import { isRobust, robustMean, type AggregatorOptions } from '../aggregate/robus
 import type { AttemptContext, RoundContext } from './context.js';
 import type { LayoutTensor } from '../upload/header.js';
 import { recordsOf, type ParticipantRecord } from '../state/records.js';
-import { SUM_CHECK_CODES, type UnmaskPlan } from '../secure/unmask.js';
+import { SUM_CHECK_CODES, type UnmaskPlan, weightWordKey, weightWordSpool } from '../secure/unmask.js';
 import type { StateStore } from '../state/store.js';
 
 /** Size and tensor layout of the model stored under `sha256`. */
@@ -79,7 +79,17 @@ export class RoundCommitter {
       const metadata = { fedhpc_run: run.plan.runId, fedhpc_round: String(round) };
       const pool = await this.kernels();
       // A secure round's sum is checked against the weights the survivors declared in their headers.
-      const secureArgs = [inputs.map((i) => i.path), new Map(inputs.map((i) => [i.site, i.weight])), elements, openFileSource, { ...(pool ? { pool } : {}), signal }] as const;
+      // Of an upload in parts the leader holds only the masked weight word the last shard reported.
+      const words = new Map(sites.flatMap((site) => {
+        const word = att.uploads.get(site)?.spool.weightWord;
+        return word ? [[weightWordKey(site), word] as const] : [];
+      }));
+      const openSpool = (path: string): Promise<FileSource> => {
+        const word = words.get(path);
+        return word ? Promise.resolve(weightWordSpool(word, elements)) : openFileSource(path);
+      };
+      const spools = inputs.map((i) => (words.has(weightWordKey(i.site)) ? weightWordKey(i.site) : i.path));
+      const declared = new Map(inputs.map((i) => [i.site, i.weight]));
       // Aggregator shards (issue 22) aggregate when every one of them is ready (the mean or a robust
       // aggregator, each coordinate-wise over its range); otherwise the coordinator aggregates alone.
       const partition = this.ctx.o.shards?.readyPartition();
@@ -89,14 +99,15 @@ export class RoundCommitter {
         throw new CoordinatorError('SHARD_FAILED', `the parts of ${[...onShards].join(', ')} are held by aggregator shards that are not all ready`, { round, attempt });
       }
       if (partition && this.ctx.o.shards) {
-        const unmask = secure ? await secure.shardUnmask(round, attempt, ...secureArgs) : undefined;
+        // The leader unmasks Σw only, a word per survivor (some held in memory): no worker pool.
+        const unmask = secure ? await secure.shardUnmask(round, attempt, spools, declared, elements, openSpool, { signal }) : undefined;
         const result = await this.aggregateOnShards(this.ctx.o.shards, partition, inputs, onShards, { round, attempt, metadata, unmask, aggregator }, signal);
         this.ctx.log.info({ round, attempt, phase: 'aggregate', ms: this.ctx.o.clock.now() - t0, model: result.modelSha256, shards: partition.shards.length }, 'aggregated on the shards');
         this.ctx.dispatch({ type: 'aggregated', round, attempt, modelSha256: result.modelSha256 });
         return;
       }
       const mean = secure
-        ? await secure.mean(round, attempt, ...secureArgs)
+        ? await secure.mean(round, attempt, spools, declared, elements, openFileSource, { ...(pool ? { pool } : {}), signal })
         : isRobust(aggregator)
           ? await robustMean(aggregator, inputs, run.tensors.map((t) => t.elements), openFileSource, signal)
           : undefined;

@@ -274,6 +274,8 @@ export interface SpooledUpload {
   readonly sha256: string;
   /** The parts the aggregator shards hold (issue 22), in shard order; absent for a delta the coordinator holds. */
   readonly parts?: readonly { readonly shard: string; readonly start: number; readonly end: number; readonly sha256: string }[];
+  /** A secure upload in parts: its masked weight word, as the shard holding the last part reported it. */
+  readonly weightWord?: Uint8Array;
 }
 
 /**

@@ -352,14 +352,23 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     admin.close();
   }, 200_000);
 
-  it('fedhpc simulate --shards 2 runs secure rounds aggregated on two local shard processes, and refuses shards with a standby pair with a clear error', async () => {
+  it('fedhpc simulate --shards 2 runs secure rounds aggregated on two shard processes, a site killed mid-upload dropped from the masked sum, and refuses shards with a standby pair with a clear error', async () => {
     const refused = (await fedhpc(['simulate', '--shards', '2', '--coordinators', '2', '--nats-cluster', '3']).catch((e: unknown) => e)) as { code: number; stderr: string };
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain('--shards runs beside one coordinator: not with --coordinators (not built yet)');
     const stateDir = await tempDir();
-    const { stdout } = await exec(process.execPath, [CLI, 'simulate', '--sites', '3', '--rounds', '2', '--shards', '2', '--state-dir', stateDir, '--json'], { timeout: 120_000 });
-    const summary = stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; shards?: unknown; rounds?: number }).find((r) => r.type === 'summary');
-    expect(summary).toMatchObject({ rounds: 2, shards: { count: 2, roundsAggregated: 2 } });
+    // site-3 SIGKILLs itself half-way through its upload of round 1, its masked parts on their way to the shards.
+    const { stdout } = await exec(process.execPath, [CLI, 'simulate', '--sites', '3', '--rounds', '2', '--shards', '2', '--drop', 'site-3@upload', '--state-dir', stateDir, '--json'], { timeout: 120_000 });
+    const out = stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; round?: number; participants?: string[]; dropped?: string[] });
+    expect(out.find((r) => r.type === 'summary')).toMatchObject({ rounds: 2, shards: { count: 2, roundsAggregated: 2 } });
+    // Round 1 commits on the shards from the two survivors' parts (the dropped site's pairwise masks
+    // rebuilt from its shares); site-3 is back for round 2.
+    expect(out.find((r) => r.type === 'round' && r.round === 1)).toMatchObject({ participants: ['site-1', 'site-2'], dropped: ['site-3'] });
+    expect(out.find((r) => r.type === 'round' && r.round === 2)).toMatchObject({ participants: ['site-1', 'site-2', 'site-3'] });
+    const coordinatorLog = lines(await readFile(join(stateDir, 'logs', 'coordinator.log'), 'utf8'));
+    const inParts = coordinatorLog.filter((l) => l['msg'] === 'upload verified: every shard holds its part');
+    expect(inParts.filter((l) => l['round'] === 1).map((l) => l['site']).sort()).toEqual(['site-1', 'site-2']);
+    expect(inParts.filter((l) => l['round'] === 2)).toHaveLength(3);
   }, 150_000);
 
   it('secure rounds aggregate on two shards, each unmasking its own range, and commit the models the coordinator alone commits (rounding seeds fixed for the test)', async () => {
@@ -367,6 +376,11 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     const { files, admin, runToEnd } = await shardFederation('securerun', ['bsc', 'hlrs', 'cines'], { rounds: 2, secure: true }, env);
     const sharded = await runToEnd('k2', { shards: true });
     expect(lines(sharded.log).filter((l) => l['msg'] === 'aggregated on the shards')).toHaveLength(2);
+    // Every masked delta went to the shards in two parts, the weight word with the last one: the
+    // leader held none of the masked values, only the three weight words s2 reported per round.
+    expect(lines(sharded.log).filter((l) => l['msg'] === 'upload verified: every shard holds its part')).toHaveLength(6);
+    expect(lines(sharded.log).filter((l) => l['msg'] === 'upload verified')).toHaveLength(0);
+    for (const log of sharded.shardLogs) expect(lines(log).filter((l) => l['msg'] === 'upload verified')).toHaveLength(6);
     await patchJsonFile(files.coordinatorConfig, ({ aggregators: _a, ...c }) => ({ ...c, stateDir: 'state-alone' }));
     const alone = await runToEnd('k0', { shards: false });
     expect(alone.models).toHaveLength(2);

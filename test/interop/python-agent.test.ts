@@ -141,3 +141,27 @@ describe.skipIf(skip)('the Python site agent in secure rounds beside TypeScript 
     expect(report.receipts).toBe(committed.reduce((n, r) => n + r.participants.length, 0));
   });
 });
+
+describe.skipIf(skip)('the Python site agent in secure rounds with two aggregator shards', () => {
+  let f: InteropFederation | undefined;
+  afterAll(async () => {
+    await f?.close();
+  });
+
+  it('uploads its masked deltas in parts, the weight word with the last shard’s, downloads the models in parts, and the committed mean is the participants’', async () => {
+    f = await InteropFederation.start(2, secureRun({ rounds: 2, minSites: 2, evaluate: false }), { shards: 2 });
+    f.startTsAgent('site-1');
+    const python = f.startPython('site-2');
+    const committed = await f.completed(2);
+    for (const info of committed) {
+      expect([...info.participants].sort()).toEqual(['site-1', 'site-2']);
+      const { deltas, samples } = f.deltas(info, new Map([['site-2', python]]));
+      await expectCommittedMean(f.fed, info, deltas, samples);
+      const uploading = python.events().find((e) => e.event === 'uploading' && e.round === Number(info.round))!;
+      const bounds = uploading['parts'] as [number, number][];
+      expect(bounds).toHaveLength(2);
+      expect([bounds[0]![0], bounds[1]![0], bounds[1]![1]]).toEqual([0, bounds[0]![1], uploading['bytes']]);
+    }
+    for (const d of python.events().filter((e) => e.event === 'downloaded')) expect(d['parts']).toHaveLength(2);
+  }, 90_000);
+});

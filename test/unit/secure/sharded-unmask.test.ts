@@ -2,8 +2,8 @@
  * Secure aggregation, sharded (issue 22): masks are per coordinate, so each aggregator shard
  * unmasks its own range of the survivors' masked words with the secrets the leader rebuilt
  * (`unmaskPlan`), the keystream seeking to its first word; one designated shard — the last, whose
- * part the weight word follows — unmasks Σw, which the leader checks (`checkedWeightSum`) and hands
- * to every shard. The means the shards serve must be the mean one process serves (`secureMean`),
+ * part the weight word follows — holds the weight words and reports them, and the leader unmasks
+ * Σw from them, checks it (`checkedWeightSum`) and hands it to every shard. The means the shards serve must be the mean one process serves (`secureMean`),
  * bit for bit, and each shard's range check must catch a bad word in its own range. The sites'
  * side (`SecureSession`, the agent's `DeltaEncoder`) and the coordinator's run in process; masked
  * spools are files, each shard's parts cut from them as the partition says.
@@ -13,7 +13,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { AggregationError, partitionModel, unwrap } from '../../../aggregation/index.js';
 import { openFileSource } from '../../../common/files.js';
 import { CoordinatorError } from '../../../coordinator/core/errors.js';
-import { checkedWeightSum, unmaskPlan, unmaskWeightWord, unmaskedMean, type UnmaskPlan } from '../../../coordinator/secure/unmask.js';
+import { checkedWeightSum, unmaskPlan, unmaskWeightWord, unmaskedMean, weightWordKey, weightWordSpool, type UnmaskPlan } from '../../../coordinator/secure/unmask.js';
 import { InProcessSecAgg, makeIdentities, pseudoGradient, type Identities } from '../../helpers/secure-protocol.js';
 
 const SITES = ['site-a', 'site-b', 'site-c', 'site-d', 'site-e'];
@@ -88,6 +88,11 @@ describe('secure aggregation over aggregator shards', () => {
       const plan = unmaskPlan(a.p.coordinator);
       const unmasked = await unmaskWeightWord(plan, parts[k - 1]!, bounds[k - 1]!, ELEMENTS, openFileSource);
       const weightSum = checkedWeightSum(a.p.coordinator, a.p.declared, unmasked);
+      // What the leader holds of uploads in parts: each survivor's masked weight word, as the last
+      // shard reports it; unmasked from those words alone, Σw is the same.
+      const words = new Map(await Promise.all(a.paths.map(async (path, i) => [weightWordKey(String(i)), (await readFile(path)).subarray(ELEMENTS * (bits / 8))] as const)));
+      const fromWords = await unmaskWeightWord(plan, [...words.keys()], 0, ELEMENTS, (key) => Promise.resolve(weightWordSpool(words.get(key)!, ELEMENTS)));
+      expect(fromWords).toBe(unmasked);
       const sharded = new Float32Array(ELEMENTS);
       for (let s = 0; s < k; s++) sharded.set(await shardMean(plan, parts[s]!, bounds[s]!, bounds[s + 1]! - bounds[s]!, weightSum), bounds[s]!);
       expect(Buffer.from(sharded.buffer).equals(Buffer.from(a.whole.buffer))).toBe(true);

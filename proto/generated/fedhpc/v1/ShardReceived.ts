@@ -11,6 +11,7 @@ export interface ShardReceived {
   'end'?: (number | string | Long);
   'sha256'?: (string);
   'refused'?: (string);
+  'weightWord'?: (Buffer | Uint8Array | string);
 }
 
 export interface ShardReceived__Output {
@@ -22,4 +23,5 @@ export interface ShardReceived__Output {
   'end': (string);
   'sha256': (string);
   'refused': (string);
+  'weightWord': (Buffer);
 }

@@ -13,7 +13,7 @@ import { loadPackageDefinition, loadProto } from '../proto/index.js';
 import type { ResolvedCoordinatorConfig } from './config.js';
 import { RoundDriver, systemClock, type Clock } from './shell/driver.js';
 import { checkConfiguredRun } from './shell/run-start.js';
-import { EventBus } from './observe/events.js';
+import { EventBus, eventBody } from './observe/events.js';
 import { createIdentityResolver } from './pki/index.js';
 import { SiteRegistry } from './sites/registry.js';
 import { adminServiceHandlers } from './service/admin-service.js';
@@ -156,6 +156,9 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
   // Shards hear of a new run or global model at once (the assignment names both).
   bus.subscribe((e) => {
     if (e.kind === 'run.started' || e.kind === 'round.committed') shards.refresh();
+    // Revocation applies at every shard: a revoked site's admissions there go, and its streams.
+    const revoked = eventBody(e, 'site.revoked');
+    if (revoked) shards.drop(revoked.site, `revoked by admin ${revoked.admin}${revoked.reason ? `: ${revoked.reason}` : ''}`);
   });
   registerRunMetrics({ registry: metrics.registry, bus, sites: registry, run: () => runSnapshot(driver, () => store.records()) });
   registerUsageMetrics(metrics.registry, () => store.records());

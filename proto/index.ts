@@ -64,6 +64,7 @@ export type { ShardAggregate, ShardAggregate__Output } from './generated/fedhpc/
 export type { ShardAggregated, ShardAggregated__Output } from './generated/fedhpc/v1/ShardAggregated.js';
 export type { ShardAssignment, ShardAssignment__Output } from './generated/fedhpc/v1/ShardAssignment.js';
 export type { ShardCancel, ShardCancel__Output } from './generated/fedhpc/v1/ShardCancel.js';
+export type { ShardDrop, ShardDrop__Output } from './generated/fedhpc/v1/ShardDrop.js';
 export type { ShardDroppedPair, ShardDroppedPair__Output } from './generated/fedhpc/v1/ShardDroppedPair.js';
 export type { ShardHello, ShardHello__Output } from './generated/fedhpc/v1/ShardHello.js';
 export type { ShardInput, ShardInput__Output } from './generated/fedhpc/v1/ShardInput.js';

@@ -78,6 +78,11 @@ export interface BusEvent<K extends EventKind = EventKind> {
   readonly body: EventBodies[K];
 }
 
+/** The body of `e` when it is of `kind`, else undefined. */
+export function eventBody<K extends EventKind>(e: BusEvent, kind: K): EventBodies[K] | undefined {
+  return e.kind === kind ? (e.body as EventBodies[K]) : undefined;
+}
+
 /**
  * A gap in the NATS event feed (not a bus event): while NATS was unreachable the bounded buffer
  * overflowed and the oldest `dropped` events, emitted between `fromTs` and `toTs`, were discarded.

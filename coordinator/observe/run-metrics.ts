@@ -16,7 +16,7 @@ import type { AdminRoundPort } from '../shell/ports.js';
 import type { JournalRecord } from '../state/journal.js';
 import { isRecordOf } from '../state/records.js';
 import type { SiteRegistry } from '../sites/registry.js';
-import type { BusEvent, EventBodies, EventBus, EventKind } from './events.js';
+import { type EventBus, eventBody } from './events.js';
 import { OpenAttemptUploads } from './uploads.js';
 
 /** The run as `admin status` shows it. */
@@ -301,7 +301,7 @@ function registerEvalMetrics(o: RunMetricsOptions): void {
   const samples = new Gauge({ name: 'fedhpc_eval_samples', help: 'Samples the latest evaluation rests on, all sites together', registers: [o.registry] });
   const siteLoss = new Gauge({ name: 'fedhpc_site_eval_loss', help: "Each site's loss in the latest evaluation", labelNames: ['site'] as const, registers: [o.registry] });
   o.bus.subscribe((e) => {
-    const b = bodyOf(e, 'round.evaluated');
+    const b = eventBody(e, 'round.evaluated');
     if (!b) return;
     loss.set(b.loss);
     modelRound.set(b.modelRound);
@@ -311,7 +311,3 @@ function registerEvalMetrics(o: RunMetricsOptions): void {
   });
 }
 
-/** The body of `e` when it is of `kind`. */
-function bodyOf<K extends EventKind>(e: BusEvent, kind: K): EventBodies[K] | undefined {
-  return e.kind === kind ? (e.body as EventBodies[K]) : undefined;
-}

@@ -156,7 +156,9 @@ function hello(call: AttachCall, shard: string, report: ShardReport__Output, o: 
               ? { term, admit: instruction.admit }
               : 'admitDownload' in instruction
                 ? { term, admitDownload: instruction.admitDownload }
-                : { term, assignment: instruction.assignment };
+                : 'drop' in instruction
+                  ? { term, drop: instruction.drop }
+                  : { term, assignment: instruction.assignment };
       call.write(wire);
     },
     close: (reason) => {

@@ -23,6 +23,8 @@ export interface ModelRangeOptions {
   readonly within?: { readonly start: number; readonly end: number };
   /** Called after each chunk is handed to the stream. */
   readonly onBytes: (n: number) => void;
+  /** Ends the sending with its reason (a shard's site revoked). */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -45,6 +47,7 @@ export async function sendModelRange(call: DownloadCall, o: ModelRangeOptions): 
     }
     let bytes = 0;
     while (offset < end && !call.cancelled) {
+      o.signal?.throwIfAborted();
       const n = Math.min(o.maxChunkBytes, end - offset);
       const buf = Buffer.allocUnsafe(n);
       const { bytesRead } = await file.read(buf, 0, n, offset);

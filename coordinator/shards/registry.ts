@@ -8,7 +8,7 @@
  */
 import { type DeltaEncoding, type ModelPartition, PARTITION_ALIGN_VALUES, isSecureEncoding, shardByteRanges } from '../../aggregation/index.js';
 import { printable } from '../../common/text.js';
-import type { ShardAdmit, ShardAdmitDownload, ShardAggregated__Output, ShardAssignment, ShardReadiness__Output, ShardReceived__Output, ShardSent__Output } from '../../proto/index.js';
+import type { ShardAdmit, ShardAdmitDownload, ShardDrop, ShardAggregated__Output, ShardAssignment, ShardReadiness__Output, ShardReceived__Output, ShardSent__Output } from '../../proto/index.js';
 import type { ShardAggregation } from '../shell/ports.js';
 import { CoordinatorError } from '../core/errors.js';
 
@@ -71,7 +71,8 @@ export interface ShardLink {
       | { readonly aggregate: ShardAggregation }
       | { readonly cancel: { readonly round: number; readonly attempt: number } }
       | { readonly admit: ShardAdmit }
-      | { readonly admitDownload: ShardAdmitDownload },
+      | { readonly admitDownload: ShardAdmitDownload }
+      | { readonly drop: ShardDrop },
   ): void;
   /** Ends the stream (a newer stream of the same shard replaces it). */
   close(reason: string): void;
@@ -124,6 +125,8 @@ export interface ShardRegistryOptions {
 
 export class ShardRegistry {
   private readonly records: ShardRecord[];
+  /** Sites revoked since the leader started, told to every shard that attaches before any admission. */
+  private readonly drops = new Map<string, ShardDrop>();
 
   constructor(private readonly o: ShardRegistryOptions) {
     this.records = o.shards.map((s, index) => ({ name: s.name, endpoint: s.endpoint, index, state: 'detached', sinceMs: 0, link: undefined, sent: undefined, problem: '', freeBytes: 0, pending: undefined, admitted: new Map(), received: new Map(), downloads: new Map(), served: new Set(), bytesSent: 0 }));
@@ -151,6 +154,7 @@ export class ShardRegistry {
     r.sent = undefined;
     this.enter(r, 'attached');
     this.sendAssignment(r);
+    for (const drop of this.drops.values()) link.send({ drop });
     for (const admit of r.admitted.values()) link.send({ admit });
     for (const admitDownload of r.downloads.values()) link.send({ admitDownload });
   }
@@ -209,6 +213,21 @@ export class ShardRegistry {
       for (const [k, a] of r.downloads) if (a.sha256 === old) r.downloads.delete(k);
     }
     r.link?.send({ admitDownload: admit });
+  }
+
+  /**
+   * A revoked site: every shard forgets its admissions and cuts its streams, now if attached and
+   * when it attaches otherwise; the leader forgets them too (a re-approved site is admitted anew).
+   */
+  drop(site: string, reason: string): void {
+    const drop: ShardDrop = { siteId: site, reason };
+    this.drops.set(site, drop);
+    for (const r of this.records) {
+      r.admitted.delete(site);
+      r.received.delete(site);
+      for (const [k, a] of r.downloads) if (a.siteId === site) r.downloads.delete(k);
+      r.link?.send({ drop });
+    }
   }
 
   /** A shard's report of a Download call's bytes; ignored unless it comes on the shard's current stream. */

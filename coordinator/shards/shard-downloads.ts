@@ -28,6 +28,8 @@ interface AdmittedDownload {
 export class ShardDownloads {
   /** By `<site> <sha256>`, in the order admitted. */
   private readonly admitted = new Map<string, AdmittedDownload & { readonly sha256: string }>();
+  /** The calls being served, by site: a dropped site's are ended. */
+  private readonly serving = new Map<string, Set<AbortController>>();
 
   constructor(
     /** The checkpoint storage (the coordinator's state dir) as this host reaches it. */
@@ -52,6 +54,12 @@ export class ShardDownloads {
     this.logger.info({ site: a.siteId, phase: 'download', model: a.sha256, start, end }, 'download admitted by the leader');
   }
 
+  /** The leader revoked `site`: its admissions go and the calls it has open end (`SITE_REVOKED`). */
+  drop(site: string, reason: string): void {
+    for (const [k, d] of this.admitted) if (k === `${site} ${d.sha256}`) this.admitted.delete(k);
+    for (const c of this.serving.get(site) ?? []) c.abort(new CoordinatorError('SITE_REVOKED', `site ${site} was dropped by the leader: ${reason}`));
+  }
+
   /**
    * Serves one `Download` call of `site`: `NOT_ADMITTED` (retryable) for a model this shard holds
    * no admission of for the site (yet: the leader's admission may be on its way, or be sent again
@@ -65,18 +73,24 @@ export class ShardDownloads {
     }
     let bytes = 0;
     let complete = false;
+    const controller = new AbortController();
+    const calls = this.serving.get(site) ?? new Set();
+    this.serving.set(site, calls.add(controller));
     try {
       const r = await sendModelRange(call, {
         path: checkpointPath(this.checkpoints, sha256),
         maxChunkBytes: a.maxChunkBytes,
         idleMs: a.idleMs,
         within: a,
+        signal: controller.signal,
         onBytes: (n) => {
           bytes += n;
         },
       });
       complete = r.complete && (call.request.end === '0' || Number(call.request.end) === a.end);
     } finally {
+      calls.delete(controller);
+      if (calls.size === 0) this.serving.delete(site);
       const end = call.request.end === '0' ? String(a.end) : call.request.end;
       if (bytes > 0) this.report({ siteId: site, sha256, start: call.request.offset, end, bytes: String(bytes), complete });
     }

@@ -84,6 +84,12 @@ export class ShardAdmissions implements UploadRoundPort {
     this.logger.info({ site: a.siteId, round: at.round, attempt: at.attempt, phase: 'upload', start: header.partStart, end: header.partEnd }, 'upload admitted by the leader');
   }
 
+  /** The leader revoked `site`: its admission goes and its upload streams end (`SITE_REVOKED`). */
+  drop(site: string, reason: string): void {
+    this.admitted.delete(site);
+    for (const c of this.sites.get(site)?.uploads ?? []) c.abort(new CoordinatorError('SITE_REVOKED', `site ${site} was dropped by the leader: ${reason}`));
+  }
+
   /** The limits of the latest admission (the leader's). */
   limits(): TransferLimits {
     return this.latestLimits;

@@ -325,8 +325,13 @@ function attachOnce(
       }
       attached = true;
       update({ term, coordinator: target });
-      const { cancel, aggregate, assignment, admit, admitDownload } = instruction;
-      if ((instruction.kind === 'admit' && admit) || (instruction.kind === 'admitDownload' && admitDownload)) {
+      const { cancel, aggregate, assignment, admit, admitDownload, drop } = instruction;
+      if (instruction.kind === 'drop' && drop) {
+        const reason = printable(drop.reason).slice(0, 512);
+        uploads?.admissions.drop(drop.siteId, reason);
+        uploads?.downloads.drop(drop.siteId, reason);
+        log.warn({ site: drop.siteId, reason }, 'site dropped by the leader: its admissions and streams here end');
+      } else if ((instruction.kind === 'admit' && admit) || (instruction.kind === 'admitDownload' && admitDownload)) {
         try {
           if (!uploads) throw new CoordinatorError('BAD_REQUEST', 'this shard serves no sites (no listen)');
           if (admit) uploads.admissions.admit(admit);

@@ -52,6 +52,7 @@ import type { ShardAggregate as _fedhpc_v1_ShardAggregate, ShardAggregate__Outpu
 import type { ShardAggregated as _fedhpc_v1_ShardAggregated, ShardAggregated__Output as _fedhpc_v1_ShardAggregated__Output } from './fedhpc/v1/ShardAggregated';
 import type { ShardAssignment as _fedhpc_v1_ShardAssignment, ShardAssignment__Output as _fedhpc_v1_ShardAssignment__Output } from './fedhpc/v1/ShardAssignment';
 import type { ShardCancel as _fedhpc_v1_ShardCancel, ShardCancel__Output as _fedhpc_v1_ShardCancel__Output } from './fedhpc/v1/ShardCancel';
+import type { ShardDrop as _fedhpc_v1_ShardDrop, ShardDrop__Output as _fedhpc_v1_ShardDrop__Output } from './fedhpc/v1/ShardDrop';
 import type { ShardDroppedPair as _fedhpc_v1_ShardDroppedPair, ShardDroppedPair__Output as _fedhpc_v1_ShardDroppedPair__Output } from './fedhpc/v1/ShardDroppedPair';
 import type { ShardHello as _fedhpc_v1_ShardHello, ShardHello__Output as _fedhpc_v1_ShardHello__Output } from './fedhpc/v1/ShardHello';
 import type { ShardInput as _fedhpc_v1_ShardInput, ShardInput__Output as _fedhpc_v1_ShardInput__Output } from './fedhpc/v1/ShardInput';
@@ -162,6 +163,7 @@ export interface ProtoGrpcType {
       ShardAggregated: MessageTypeDefinition<_fedhpc_v1_ShardAggregated, _fedhpc_v1_ShardAggregated__Output>
       ShardAssignment: MessageTypeDefinition<_fedhpc_v1_ShardAssignment, _fedhpc_v1_ShardAssignment__Output>
       ShardCancel: MessageTypeDefinition<_fedhpc_v1_ShardCancel, _fedhpc_v1_ShardCancel__Output>
+      ShardDrop: MessageTypeDefinition<_fedhpc_v1_ShardDrop, _fedhpc_v1_ShardDrop__Output>
       ShardDroppedPair: MessageTypeDefinition<_fedhpc_v1_ShardDroppedPair, _fedhpc_v1_ShardDroppedPair__Output>
       ShardHello: MessageTypeDefinition<_fedhpc_v1_ShardHello, _fedhpc_v1_ShardHello__Output>
       ShardInput: MessageTypeDefinition<_fedhpc_v1_ShardInput, _fedhpc_v1_ShardInput__Output>

@@ -152,7 +152,7 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
   async function shardFederation(
     federation: string,
     sites: readonly string[],
-    run: { readonly rounds: number; readonly secure: boolean; readonly aggregator?: { readonly name: 'median' } },
+    run: { readonly rounds: number; readonly secure: boolean; readonly aggregator?: { readonly name: 'median' }; readonly minSites?: number },
     env: NodeJS.ProcessEnv = process.env,
   ) {
     const dir = await tempDir();
@@ -174,7 +174,7 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
       run: {
         id: federation,
         rounds: run.rounds,
-        minSites: sites.length,
+        minSites: run.minSites ?? sites.length,
         expectedSites: [...sites],
         strategy: { name: 'diloco' },
         train: { steps: 10, batchSize: 16, lr: 0.01 },
@@ -188,7 +188,15 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     /** Runs the federation to its end: the models of its committed rounds, the coordinator's and the shards' logs. */
     const runToEnd = async (
       label: string,
-      o: { shards: boolean; killShardAfterRound?: number; restartShardMidUpload?: boolean; localShards?: boolean; beforeStop?: (coordinator: Proc) => Promise<void> },
+      o: {
+        shards: boolean;
+        killShardAfterRound?: number;
+        restartShardMidUpload?: boolean;
+        localShards?: boolean;
+        /** Runs once the sites are started, with the shard processes. */
+        whileRunning?: (shards: Proc[]) => Promise<void>;
+        beforeStop?: (coordinator: Proc) => Promise<void>;
+      },
     ): Promise<{ models: string[]; log: string; shardLogs: string[]; siteLogs: string[]; shardsAtEnd: { uploadsAdmitted: number; uploadsReceived: number; bytesReceived: string; bytesSent: string }[] }> => {
       const started: Proc[] = [];
       const start = async (name: string, args: string[]): Promise<Proc> => {
@@ -210,6 +218,7 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
         await new Promise((r) => setTimeout(r, 1_000));
         shards[1] = await start('s2-again', ['aggregator', '--config', files.aggregatorConfigs.get('s2')!]);
       }
+      await o.whileRunning?.(shards);
       if (o.killShardAfterRound !== undefined) {
         await waitFor('the round before the kill', async () => (Number((await admin.status().catch(() => undefined))?.roundsCommitted ?? 0) >= o.killShardAfterRound! ? true : undefined), 90_000, 100);
         await shards[1]!.stop('SIGKILL');
@@ -287,6 +296,32 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     await patchJsonFile(files.coordinatorConfig, ({ aggregators: _a, ...c }) => ({ ...c, stateDir: 'state-alone' }));
     const alone = await runToEnd('k0', { shards: false });
     expect(killed.models).toEqual(alone.models);
+    admin.close();
+  }, 200_000);
+
+  it('a site revoked while its parts are on their way: every shard drops its admission and its streams, and the round commits with the others', async () => {
+    const { files, admin, runToEnd } = await shardFederation('shardrevoke', ['bsc', 'hlrs', 'cines'], { rounds: 1, secure: false, minSites: 2 });
+    const bytes = (await stat(files.initialModel)).size;
+    for (const site of ['bsc', 'hlrs', 'cines']) await patchJsonFile(files.siteConfigs.get(site)!, (c) => ({ ...c, transfer: { uploadRateBytesPerS: Math.ceil(bytes / 3), idleTimeoutS: 30 } }));
+    let participants: string[] = [];
+    const admittedCines = async (p: Proc): Promise<boolean> => lines(await p.logText()).some((l) => l['msg'] === 'upload admitted by the leader' && l['site'] === 'cines');
+    const run = await runToEnd('revoke', {
+      shards: true,
+      whileRunning: async (shards) => {
+        await waitFor('cines admitted at both shards', async () => ((await Promise.all(shards.map(admittedCines))).every(Boolean) ? true : undefined), 60_000, 50);
+        await admin.revokeSite('cines', 'test: revoked mid-upload');
+      },
+      beforeStop: async () => {
+        participants = [...((await admin.rounds()).rounds[0]?.participants ?? [])].sort();
+      },
+    });
+    expect(participants).toEqual(['bsc', 'hlrs']);
+    expect(lines(run.log).filter((l) => l['msg'] === 'aggregated on the shards')).toHaveLength(1);
+    for (const log of run.shardLogs) {
+      expect(lines(log).find((l) => l['msg'] === 'site dropped by the leader: its admissions and streams here end')).toMatchObject({ site: 'cines', reason: 'revoked by admin alice: test: revoked mid-upload' });
+      // Its part was cut off at every shard: none verified, the others' both.
+      expect(lines(log).filter((l) => l['msg'] === 'upload verified').map((l) => l['site']).sort()).toEqual(['bsc', 'hlrs']);
+    }
     admin.close();
   }, 200_000);
 

@@ -78,8 +78,8 @@ describe('an aggregator shard serves the model parts its leader admitted, and no
       call.on('error', reject);
       call.on('end', () => resolve(Buffer.concat(parts)));
     });
-  const admit = (site: string, start: number, end: number, sha256 = SHA): void =>
-    downloads.admit({ siteId: site, sha256, start: String(start), end: String(end), maxChunkBytes: 64 * 1024, idleMs: 10_000 });
+  const admit = (site: string, start: number, end: number, sha256 = SHA, maxChunkBytes = 64 * 1024): void =>
+    downloads.admit({ siteId: site, sha256, start: String(start), end: String(end), maxChunkBytes, idleMs: 10_000 });
 
   it('serves the admitted range, in chunks of the leader’s size, resumed from any offset in it, and reports each call’s bytes', async () => {
     const c = client();
@@ -106,6 +106,18 @@ describe('an aggregator shard serves the model parts its leader admitted, and no
     admit('site-1', 0, 10, 'c'.repeat(64));
     await expect(fetch(c, 100_000, 300_000)).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE, details: expect.stringContaining('NOT_ADMITTED') });
     expect(sent).toEqual([]);
+    // A site the leader revoked: its admissions go, and a call it has open ends.
+    admit('site-2', 0, 300_000, SHA, 1024);
+    // Dropped as the first chunk arrives: the rest of the range (1 KiB chunks, each read from the
+    // file first) is never sent.
+    const slow = new Promise<grpc.ServiceError>((resolve) => {
+      const call = client(siteCertFiles(fed, 'site-2')).Download({ sha256: SHA, offset: 0, end: 300_000 });
+      call.once('data', () => downloads.drop('site-2', 'revoked by admin alice'));
+      call.on('error', resolve);
+      call.on('end', () => resolve({ code: grpc.status.OK } as grpc.ServiceError));
+    });
+    expect(await slow).toMatchObject({ code: grpc.status.PERMISSION_DENIED, details: expect.stringContaining('SITE_REVOKED') });
+    await expect(fetch(client(siteCertFiles(fed, 'site-2')), 0, 300_000)).rejects.toMatchObject({ details: expect.stringContaining('NOT_ADMITTED') });
     // An admission the shard cannot take is refused where it arrives.
     expect(() => admit('site-1', 10, 10)).toThrow(/download admission of bytes/);
   });

@@ -80,6 +80,23 @@ describe("an aggregator shard's admissions", () => {
     expect(a.siteStatus('bsc')).toBeUndefined();
   });
 
+  it('drops a site the leader revoked: its admission goes and its open streams end with SITE_REVOKED; the others are untouched', () => {
+    const { a } = admissions();
+    a.admit(admit('bsc'));
+    a.admit(admit('hlrs'));
+    const streams = ['bsc', 'hlrs'].map((site) => {
+      a.registry.touch(site);
+      const c = new AbortController();
+      a.registry.get(site)!.uploads.add(c);
+      return c;
+    });
+    a.drop('bsc', 'revoked by admin alice');
+    expect(streams[0]!.signal.reason).toMatchObject({ code: 'SITE_REVOKED', message: expect.stringContaining('revoked by admin alice') });
+    expect(streams[1]!.signal.aborted).toBe(false);
+    expect(refusal(() => a.checkUpload(uploadHeaderFromWire(header()), 'bsc'))).toMatchObject({ code: 'NOT_ADMITTED' });
+    expect(a.checkUpload(uploadHeaderFromWire(header()), 'hlrs')).toMatchObject({ part: { start: 0, end: 2000 } });
+  });
+
   it('reports a part verified or refused; a newer attempt’s first admission is announced once, an older one’s is ignored', () => {
     const { a, reports, newAttempts } = admissions();
     a.admit(admit('bsc'));

@@ -5,6 +5,7 @@ import type { ShardAggregate as _fedhpc_v1_ShardAggregate, ShardAggregate__Outpu
 import type { ShardCancel as _fedhpc_v1_ShardCancel, ShardCancel__Output as _fedhpc_v1_ShardCancel__Output } from '../../fedhpc/v1/ShardCancel';
 import type { ShardAdmit as _fedhpc_v1_ShardAdmit, ShardAdmit__Output as _fedhpc_v1_ShardAdmit__Output } from '../../fedhpc/v1/ShardAdmit';
 import type { ShardAdmitDownload as _fedhpc_v1_ShardAdmitDownload, ShardAdmitDownload__Output as _fedhpc_v1_ShardAdmitDownload__Output } from '../../fedhpc/v1/ShardAdmitDownload';
+import type { ShardDrop as _fedhpc_v1_ShardDrop, ShardDrop__Output as _fedhpc_v1_ShardDrop__Output } from '../../fedhpc/v1/ShardDrop';
 import type { Long } from '@grpc/proto-loader';
 
 export interface ShardInstruction {
@@ -14,7 +15,8 @@ export interface ShardInstruction {
   'cancel'?: (_fedhpc_v1_ShardCancel | null);
   'admit'?: (_fedhpc_v1_ShardAdmit | null);
   'admitDownload'?: (_fedhpc_v1_ShardAdmitDownload | null);
-  'kind'?: "assignment"|"aggregate"|"cancel"|"admit"|"admitDownload";
+  'drop'?: (_fedhpc_v1_ShardDrop | null);
+  'kind'?: "assignment"|"aggregate"|"cancel"|"admit"|"admitDownload"|"drop";
 }
 
 export interface ShardInstruction__Output {
@@ -24,5 +26,6 @@ export interface ShardInstruction__Output {
   'cancel'?: (_fedhpc_v1_ShardCancel__Output | null);
   'admit'?: (_fedhpc_v1_ShardAdmit__Output | null);
   'admitDownload'?: (_fedhpc_v1_ShardAdmitDownload__Output | null);
-  'kind'?: "assignment"|"aggregate"|"cancel"|"admit"|"admitDownload";
+  'drop'?: (_fedhpc_v1_ShardDrop__Output | null);
+  'kind'?: "assignment"|"aggregate"|"cancel"|"admit"|"admitDownload"|"drop";
 }

@@ -21,6 +21,7 @@ export type { ApproveSiteResponse, ApproveSiteResponse__Output } from './generat
 export type { AttemptInfo, AttemptInfo__Output } from './generated/fedhpc/v1/AttemptInfo.js';
 export type { CancelTask, CancelTask__Output } from './generated/fedhpc/v1/CancelTask.js';
 export type { ConsistencyTask, ConsistencyTask__Output } from './generated/fedhpc/v1/ConsistencyTask.js';
+export type { DeltaPartHash, DeltaPartHash__Output } from './generated/fedhpc/v1/DeltaPartHash.js';
 export type { DownloadAdmission, DownloadAdmission__Output } from './generated/fedhpc/v1/DownloadAdmission.js';
 export type { DownloadRequest, DownloadRequest__Output } from './generated/fedhpc/v1/DownloadRequest.js';
 export type { Encoding, Encoding__Output } from './generated/fedhpc/v1/Encoding.js';

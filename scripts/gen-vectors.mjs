@@ -122,7 +122,7 @@ export const VECTORS = {
   'quantize-mask.json': { about: 'A delta chunk → clipped, weighted, quantized words (fixed rounding seed) → masked words, and the weight word; Z_2^32 and Z_2^16.', spec: 'quantization-and-the-weight-word', derive: quantizeMask },
   'masked-sum.json': { about: "Three sites, one dropped after the share exchange: the survivors' masked vectors, their modular sum, the unmasked sum, the checks and the mean.", spec: 'unmasking-and-the-checks-of-the-sum', derive: maskedSum },
   'graph.json': { about: 'The neighbour graph from its seed: complete, H(k, n) and the default degree, with the permutation ring.', spec: 'the-neighbour-graph', derive: graphs },
-  'receipt.json': { about: "A receipt's fields → the signed payload, with a P-256 signature, and the payloads refused; version 2 (protocol version 6) adds the site's usage of the round.", spec: 'receipts', derive: receipts },
+  'receipt.json': { about: "A receipt's fields → the signed payload, with a P-256 signature, and the payloads refused; version 2 (protocol version 6) adds the site's usage of the round, version 3 (protocol version 12) the delta and its parts' hashes.", spec: 'receipts', derive: receipts },
   'canonical-json.json': { about: "Canonical JSON (the journal's hash input): key order by UTF-16 code units, ECMAScript numbers and strings.", spec: 'canonical-json', derive: canonicalJson },
   'journal.json': {
     about: "A three-record journal: each record's canonical JSON and hash, chained from the genesis hash; continued by records with leadership terms (protocol version 7: the term is hashed); and a replicated journal's stream, read by the chain rule.",
@@ -636,6 +636,46 @@ function receipts(m) {
     emptyManifest: { fields: { ...fields, dataManifestSha256: '' }, payload: hex(receiptPayload({ ...fields, dataManifestSha256: '' })) },
     refused: refused.map((r) => ({ ...r, error: codeOf(() => receiptPayload(r.fields)) })),
     v2: receiptsV2(receiptPayload, fields),
+    v3: receiptsV3(m.receipt, fields),
+  };
+}
+
+/**
+ * Version 3 (protocol version 12): the delta's SHA-256 and its parts between the manifest and the
+ * usage. A delta uploaded whole names no parts (an empty line); one in parts names each part, and
+ * its SHA-256 is that of the parts' lines (`partsSha256`).
+ * @param {VectorModules['receipt']} receipt
+ * @param {import('../common/receipt.js').ReceiptFields} fields
+ */
+function receiptsV3(receipt, fields) {
+  const { receiptPayload, partsSha256 } = receipt;
+  /** @type {import('../common/usage.js').RoundUsage} */
+  const usage = { source: 'unknown', gpus: 0, wallMs: 0, allocatedGpuMs: 0, trainingGpuMs: 0, jobs: '', reason: 'no scheduler here' };
+  const parts = [
+    { start: 0, end: 4_718_592, sha256: sha256('part-0') },
+    { start: 4_718_592, end: 9_437_188, sha256: sha256('part-1') },
+  ];
+  const inParts = { sha256: partsSha256(parts), parts };
+  const accepted = [
+    { name: 'a delta uploaded whole', delta: { sha256: sha256('delta'), parts: [] } },
+    { name: 'a delta uploaded in two parts (the last ending with a masked weight word)', delta: inParts },
+  ];
+  /** @type {{ name: string, fields: Record<string, unknown> }[]} */
+  const refused = [
+    { name: "a delta SHA-256 that is not its parts'", fields: { ...fields, usage, delta: { ...inParts, sha256: sha256('delta') } } },
+    { name: 'parts that do not start at byte 0', fields: { ...fields, usage, delta: { sha256: partsSha256(parts.slice(1)), parts: parts.slice(1) } } },
+    { name: 'parts with a gap', fields: { ...fields, usage, delta: { sha256: partsSha256([parts[0], { ...parts[1], start: 4_718_593 }]), parts: [parts[0], { ...parts[1], start: 4_718_593 }] } } },
+    { name: 'an upper-case SHA-256', fields: { ...fields, usage, delta: { sha256: sha256('delta').toUpperCase(), parts: [] } } },
+    { name: 'a delta without a usage', fields: { ...fields, delta: inParts } },
+  ];
+  return {
+    lines: 'the seven fields of version 1, then the delta SHA-256 and its parts (<start>-<end>:<sha256>, comma-separated; empty for a whole delta), then the seven usage lines of version 2',
+    partsSha256: { parts, sha256: inParts.sha256, text: parts.map((p) => `${p.start}-${p.end} ${p.sha256}\n`).join('') },
+    cases: accepted.map(({ name, delta }) => {
+      const payload = receiptPayload({ ...fields, usage, delta });
+      return { name, fields: { ...fields, usage, delta }, payloadText: payload.toString('utf8'), payload: hex(payload) };
+    }),
+    refused: refused.map(({ name, fields: f }) => ({ name, fields: f, error: codeOf(() => receiptPayload(/** @type {import('../common/receipt.js').ReceiptFields} */ (/** @type {unknown} */ (f)))) })),
   };
 }
 

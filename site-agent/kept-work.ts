@@ -38,8 +38,10 @@ import { allocationSchema } from './usage.js';
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
-/** The upload that folded a part: what its receipt names (run, round, the model it trained on, its data manifest). */
-const foldedInSchema = z.object({ runId: z.string(), round: count, attempt: count, parentSha256: sha256, dataManifestSha256: z.string() }).strict();
+/** What the upload a part was folded into was recorded under (its receipt names it; absent in records of older agents). */
+const deltaSchema = z.object({ sha256, parts: z.array(z.object({ start: count, end: count, sha256 }).strict()).readonly() }).strict();
+/** The upload that folded a part: what its receipt names (run, round, the model it trained on, its data manifest, its delta). */
+const foldedInSchema = z.object({ runId: z.string(), round: count, attempt: count, parentSha256: sha256, dataManifestSha256: z.string(), delta: deltaSchema.optional() }).strict();
 
 /** One record of `<workDir>/kept/`, version 1. */
 const keptRecordSchema = z
@@ -135,7 +137,7 @@ export class KeptWork {
     const seen = new Map<string, Contribution>();
     for (const p of await this.parts()) {
       const f = p.foldedIn;
-      if (p.state === 'folded-pending' && f) seen.set(`${f.runId}/${f.round}`, { runId: f.runId, round: f.round, parentSha256: f.parentSha256, dataManifestSha256: f.dataManifestSha256 });
+      if (p.state === 'folded-pending' && f) seen.set(`${f.runId}/${f.round}`, { runId: f.runId, round: f.round, parentSha256: f.parentSha256, dataManifestSha256: f.dataManifestSha256, delta: f.delta });
     }
     return [...seen.values()];
   }

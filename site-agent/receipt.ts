@@ -8,7 +8,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import type { Logger } from '../common/logger.js';
-import { signReceipt } from '../common/receipt.js';
+import { signReceipt, type ReceiptDelta } from '../common/receipt.js';
 import { usageToWire, type RoundUsage } from '../common/usage.js';
 import type { SiteServiceClient } from '../proto/index.js';
 import { classifyFailure } from './retry.js';
@@ -24,6 +24,8 @@ export interface Contribution {
   readonly allocation?: Allocation | undefined;
   /** The allocations of the kept parts the upload folded (issue 16): their GPU time counts in this receipt. */
   readonly foldedAllocations?: readonly (Allocation | undefined)[] | undefined;
+  /** What the upload was recorded under (its receiver's hash, or its parts'): a version 3 receipt names it; undefined, version 2. */
+  readonly delta?: ReceiptDelta | undefined;
 }
 
 export interface ReceiptSignerOptions {
@@ -99,10 +101,11 @@ export class ReceiptSigner {
     const k = `${runId}/${modelRound}`;
     const client = this.o.client();
     if (!client) return done();
-    const fields = { federation: this.federation, runId, round: modelRound, site: this.o.site, parentSha256: c.parentSha256, modelSha256, dataManifestSha256: c.dataManifestSha256, usage };
+    const fields = { federation: this.federation, runId, round: modelRound, site: this.o.site, parentSha256: c.parentSha256, modelSha256, dataManifestSha256: c.dataManifestSha256, usage, delta: c.delta };
     const signature = signReceipt(fields, this.key);
+    const delta = c.delta ? { deltaSha256: c.delta.sha256, deltaParts: c.delta.parts.map((p) => ({ start: String(p.start), end: String(p.end), sha256: p.sha256 })) } : {};
     client.SubmitReceipt(
-      { runId, round: String(modelRound), parentSha256: c.parentSha256, modelSha256, dataManifestSha256: c.dataManifestSha256, signature, usage: usageToWire(usage) },
+      { runId, round: String(modelRound), parentSha256: c.parentSha256, modelSha256, dataManifestSha256: c.dataManifestSha256, signature, usage: usageToWire(usage), ...delta },
       { deadline: Date.now() + 15_000 },
       (err: grpc.ServiceError | null) => {
         done();

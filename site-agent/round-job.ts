@@ -265,6 +265,8 @@ export class RoundJobs {
     }
     const { outcome, folded } = res;
     log.info({ phase: 'upload', bytes: outcome.receivedBytes, folded: folded.length }, 'delta uploaded');
+    // What the receipt will say the upload was recorded under: the receiver's hash, or the parts'.
+    const delta = /^[0-9a-f]{64}$/.test(outcome.sha256) ? { sha256: outcome.sha256, parts: outcome.parts ?? [] } : undefined;
     const contribution = {
       runId: t.runId,
       round: t.round,
@@ -272,9 +274,10 @@ export class RoundJobs {
       dataManifestSha256: result.dataManifestSha256,
       allocation: result.allocation,
       foldedAllocations: folded.map((p) => p.allocation),
+      delta,
     };
     // Pending before anything else: a crash from here on leaves the parts for the receipt (or ALREADY_COUNTED) to settle.
-    await kept.markFolded(folded, { runId: t.runId, round: t.round, parentSha256: contribution.parentSha256, dataManifestSha256: contribution.dataManifestSha256, attempt: t.attempt });
+    await kept.markFolded(folded, { runId: t.runId, round: t.round, parentSha256: contribution.parentSha256, dataManifestSha256: contribution.dataManifestSha256, attempt: t.attempt, ...(delta ? { delta } : {}) });
     // The shard stays until the next round's sweep: a later attempt of this round uploads it again.
     await markUploaded(roundDir);
     this.o.metrics?.moved('up', outcome.receivedBytes);

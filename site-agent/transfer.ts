@@ -13,6 +13,7 @@ import { SiteAgentError } from './errors.js';
 import { classifyFailure } from './retry.js';
 import { callsBackAfterWrite } from './client.js';
 import { sendStripe } from './upload-stripe.js';
+import { partsSha256 } from '../common/receipt.js';
 import type { UploadOutcome, UploadQueue } from './wire.js';
 
 /** Bytes moved, for progress reports. */
@@ -187,8 +188,9 @@ export function ratePacer(rateBytesPerS: number, signal: AbortSignal): (n: numbe
 /**
  * Uploads the delta `encoder` produces: one stream per stripe, each retried and resumed until the
  * coordinator — or, where it names parts, each aggregator shard — has it all. Resolves with the
- * result of the stream that completed the delta; of parts, with their bytes together (each part's
- * SHA-256 was checked by its shard, the whole delta's has no one to check it: `sha256` is empty).
+ * result of the stream that completed the delta; of parts, with their bytes together and each
+ * part's SHA-256 as its shard verified it (`sha256` is then `partsSha256` of them, as the journal
+ * records the delta).
  */
 export async function uploadDelta(client: SiteServiceClient, header: UploadHeaderFields, encoder: DeltaEncoder, outer: AbortSignal, onProgress: TransferProgress, o: UploadOptions): Promise<UploadOutcome> {
   // One stripe failing for good stops the others.
@@ -273,7 +275,10 @@ async function uploadParts(
   // Each part completes on one of its stripes; a whole delta is one part.
   const complete = results.filter((r) => r.complete);
   if (complete.length !== targets.length) throw new SiteAgentError('UPLOAD_INCOMPLETE', `every stripe was received but ${complete.length} of ${targets.length} parts completed`, true);
-  if (targets.length === 1) return complete[0]!;
+  // A whole delta: the coordinator's result. Parts (one shard's, too): the journal names them.
+  if (targets.length === 1 && targets[0]!.shard === undefined) return complete[0]!;
   const bytes = complete.reduce((n, r) => n + r.receivedBytes, 0);
-  return { accepted: true, receivedBytes: bytes, message: `verified by ${targets.length} aggregator shards`, complete: true, sha256: '' };
+  // Each part's hash is the one its shard verified it under, from the stripe that completed it.
+  const parts = targets.map((t) => ({ start: t.start, end: t.end, sha256: results.find((r, i) => r.complete && stripes[i]!.target === t)!.sha256 }));
+  return { accepted: true, receivedBytes: bytes, message: `verified by ${targets.length} aggregator shards`, complete: true, sha256: partsSha256(parts), parts };
 }

@@ -26,6 +26,7 @@ import type {
   UploadResult__Output,
 } from '../proto/index.js';
 import { WEIGHTINGS, err, ok, type Err, type Ok, type Result, type Weighting } from '../aggregation/index.js';
+import type { DeltaPartHash } from '../common/receipt.js';
 import type { TaskTensor } from './encode.js';
 import { SiteAgentError } from './errors.js';
 import type { PeerAdvertisement, SecureParams, WireShare } from './secure/session.js';
@@ -356,8 +357,10 @@ export interface UploadOutcome {
   readonly message: string;
   /** True on the stream whose stripe completed the whole delta. */
   readonly complete: boolean;
-  /** SHA-256 of the whole encoded delta, as spooled. */
+  /** SHA-256 of the whole encoded delta, as spooled; of a delta uploaded in parts, that of its parts' hashes (`partsSha256`). */
   readonly sha256: string;
+  /** A delta uploaded in parts: each part and the SHA-256 its aggregator shard verified it under. */
+  readonly parts?: readonly DeltaPartHash[];
 }
 
 /** The coordinator holds an upload stream back until its shared in-flight budget has room. */

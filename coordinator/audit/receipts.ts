@@ -5,7 +5,7 @@
  */
 import type { X509Certificate } from 'node:crypto';
 import type { Logger } from '../../common/logger.js';
-import { verifyReceipt, type ReceiptFields } from '../../common/receipt.js';
+import { verifyReceipt, type ReceiptDelta, type ReceiptFields } from '../../common/receipt.js';
 import type { RoundUsage } from '../../common/usage.js';
 import { CoordinatorError } from '../core/errors.js';
 import type { PeerIdentity } from '../pki/index.js';
@@ -29,6 +29,8 @@ export interface SubmittedReceipt {
   readonly signature: Buffer;
   /** The site's declared usage of the round (checked in shape on arrival; signed). */
   readonly usage: RoundUsage;
+  /** The delta the site says its upload was recorded under (version 3; checked in shape on arrival); absent: version 2. */
+  readonly delta?: ReceiptDelta;
 }
 
 /** Checks and journals receipts; submissions are handled one at a time (no duplicate records). */
@@ -63,7 +65,10 @@ export class ReceiptDesk {
         throw new CoordinatorError('BAD_REQUEST', `receipt ${k} ${r[k as keyof typeof expected]} differs from the committed round's ${v}`, { field: k });
       }
     }
-    const fields: ReceiptFields = { federation: this.o.federation, runId: r.runId, round: r.round, site: id.id, ...expected, usage: r.usage };
+    if (r.delta !== undefined && r.delta.sha256 !== participant.deltaSha256) {
+      throw new CoordinatorError('BAD_REQUEST', `receipt delta SHA-256 ${r.delta.sha256} differs from the committed round's ${participant.deltaSha256}`, { field: 'deltaSha256' });
+    }
+    const fields: ReceiptFields = { federation: this.o.federation, runId: r.runId, round: r.round, site: id.id, ...expected, usage: r.usage, ...(r.delta ? { delta: r.delta } : {}) };
     if (!verifyReceipt(fields, r.signature, cert.publicKey)) {
       throw new CoordinatorError('BAD_REQUEST', `receipt signature of site ${id.id} does not verify with its certificate`);
     }

@@ -134,6 +134,7 @@ function receiptProblem(x: ReceiptRecord, ts: number, committed: ReadonlyMap<str
   if (x.parentSha256 !== c.parentSha256) return `receipt parent model ${x.parentSha256} differs from the committed ${c.parentSha256}`;
   if (x.modelSha256 !== c.modelSha256) return `receipt model ${x.modelSha256} differs from the committed ${c.modelSha256}`;
   if (x.dataManifestSha256 !== p.dataManifestSha256) return `receipt data manifest ${x.dataManifestSha256} differs from the committed ${p.dataManifestSha256}`;
+  if (x.delta !== undefined && x.delta.sha256 !== p.deltaSha256) return `receipt delta ${x.delta.sha256} differs from the committed ${p.deltaSha256}`;
   const cert = certs.check(x.certificatePem, x.site, x.federation, ts);
   if (typeof cert === 'string') return cert;
   if (cert.fingerprint !== x.fingerprint) return `receipt fingerprint ${x.fingerprint} is not its certificate's (${cert.fingerprint})`;
@@ -143,7 +144,7 @@ function receiptProblem(x: ReceiptRecord, ts: number, committed: ReadonlyMap<str
   } catch {
     return 'receipt signature is not base64';
   }
-  const fields = { federation: x.federation, runId: x.runId, round: x.round, site: x.site, parentSha256: x.parentSha256, modelSha256: x.modelSha256, dataManifestSha256: x.dataManifestSha256, usage: x.usage };
+  const fields = { federation: x.federation, runId: x.runId, round: x.round, site: x.site, parentSha256: x.parentSha256, modelSha256: x.modelSha256, dataManifestSha256: x.dataManifestSha256, usage: x.usage, delta: x.delta };
   try {
     if (!verifyReceipt(fields, signature, cert.publicKey)) return `receipt signature of site ${x.site} does not verify with its certificate`;
   } catch (err) {

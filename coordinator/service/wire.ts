@@ -8,6 +8,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { isSha256 } from '../../common/files.js';
 import { codePointName, findControl, printable } from '../../common/text.js';
 import { usageProblem, usageToWire, type RoundUsage } from '../../common/usage.js';
+import { deltaProblem } from '../../common/receipt.js';
 import type {
   EvalReport__Output,
   KeyAdvertisement__Output,
@@ -152,7 +153,15 @@ export function receiptFromWire(m: RoundReceipt__Output): SubmittedReceipt {
   if (m.signature.length === 0 || m.signature.length > 256) throw new CoordinatorError('BAD_REQUEST', `receipt signature must be 1..256 bytes, got ${m.signature.length}`);
   if (!m.usage) throw new CoordinatorError('BAD_REQUEST', 'receipt carries no usage (required since protocol version 6; `unknown` with a reason when not measured)');
   const usage = usageFromWire(m.usage);
-  return { runId: m.runId, round, parentSha256: m.parentSha256, modelSha256: m.modelSha256, dataManifestSha256: m.dataManifestSha256, signature: Buffer.from(m.signature), usage };
+  const base = { runId: m.runId, round, parentSha256: m.parentSha256, modelSha256: m.modelSha256, dataManifestSha256: m.dataManifestSha256, signature: Buffer.from(m.signature), usage };
+  if (m.deltaSha256 === '') {
+    if (m.deltaParts.length > 0) throw new CoordinatorError('BAD_REQUEST', 'receipt names delta parts without the delta SHA-256');
+    return base;
+  }
+  const delta = { sha256: m.deltaSha256, parts: m.deltaParts.map((p, i) => ({ start: u64(p.start, `deltaParts[${i}].start`, 'BAD_REQUEST'), end: u64(p.end, `deltaParts[${i}].end`, 'BAD_REQUEST'), sha256: p.sha256 })) };
+  const problem = deltaProblem(delta);
+  if (problem !== undefined) throw new CoordinatorError('BAD_REQUEST', `receipt ${problem}`);
+  return { ...base, delta };
 }
 
 /** A receipt's usage: counts as safe integers and a usage a site may sign (common/usage.ts), or BAD_REQUEST. */

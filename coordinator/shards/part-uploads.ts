@@ -14,7 +14,8 @@ import type { ShardReceived__Output, UploadHeader as WireUploadHeader, TransferP
 import { canonicalJson } from '../state/journal.js';
 import type { TransferLimits, UploadRoundPort } from '../shell/ports.js';
 import type { UploadHeader } from '../upload/frames.js';
-import { partBytes, partsSha256, type UploadIntent } from '../upload/header.js';
+import { partBytes, type UploadIntent } from '../upload/header.js';
+import { partsSha256 } from '../../common/receipt.js';
 import { refused } from '../upload/service.js';
 import type { ShardPart, ShardRegistry } from './registry.js';
 import { printable } from '../../common/text.js';

@@ -3,6 +3,7 @@
  * replays it, `admin rounds` reads it, and the audit trail is built on it.
  */
 import type { ResolvedOptimizerOptions } from '../../aggregation/index.js';
+import type { ReceiptDelta } from '../../common/receipt.js';
 import type { RoundUsage } from '../../common/usage.js';
 import type { RunPlan } from '../round/types.js';
 import type { CheckpointDtype } from './checkpoint-dtype.js';
@@ -63,6 +64,11 @@ export interface ReceiptRecord {
    * Absent in receipts journaled before version 6, whose signature covers no usage.
    */
   readonly usage?: RoundUsage;
+  /**
+   * The delta the site's upload was recorded under, and its parts' hashes when it went in parts
+   * (protocol version 12; signed: `fedhpc-receipt-v3`). Absent in version 2 receipts.
+   */
+  readonly delta?: ReceiptDelta;
 }
 
 /**

@@ -278,17 +278,6 @@ export interface SpooledUpload {
   readonly weightWord?: Uint8Array;
 }
 
-/**
- * The SHA-256 a delta uploaded in parts is recorded under: that of one line per part, in order,
- * `<start>-<end> <part SHA-256>\n` (docs/protocol.md, "Part uploads"). No one holds the whole
- * delta's bytes to hash them; this names exactly the bytes each shard verified.
- */
-export function partsSha256(parts: readonly { readonly start: number; readonly end: number; readonly sha256: string }[]): string {
-  return createHash('sha256')
-    .update(parts.map((p) => `${p.start}-${p.end} ${p.sha256}\n`).join(''))
-    .digest('hex');
-}
-
 /** The part the header carries: 0/0 is the whole delta; otherwise a non-empty range between values. */
 function validatePart(h: UploadHeader, segments: readonly Segment[], total: number): UploadIntent['part'] {
   if (h.partStart === 0 && h.partEnd === 0) return { start: 0, end: total };

@@ -9,6 +9,7 @@ import type { ApproveSiteResponse as _fedhpc_v1_ApproveSiteResponse, ApproveSite
 import type { AttemptInfo as _fedhpc_v1_AttemptInfo, AttemptInfo__Output as _fedhpc_v1_AttemptInfo__Output } from './fedhpc/v1/AttemptInfo';
 import type { CancelTask as _fedhpc_v1_CancelTask, CancelTask__Output as _fedhpc_v1_CancelTask__Output } from './fedhpc/v1/CancelTask';
 import type { ConsistencyTask as _fedhpc_v1_ConsistencyTask, ConsistencyTask__Output as _fedhpc_v1_ConsistencyTask__Output } from './fedhpc/v1/ConsistencyTask';
+import type { DeltaPartHash as _fedhpc_v1_DeltaPartHash, DeltaPartHash__Output as _fedhpc_v1_DeltaPartHash__Output } from './fedhpc/v1/DeltaPartHash';
 import type { DownloadAdmission as _fedhpc_v1_DownloadAdmission, DownloadAdmission__Output as _fedhpc_v1_DownloadAdmission__Output } from './fedhpc/v1/DownloadAdmission';
 import type { DownloadRequest as _fedhpc_v1_DownloadRequest, DownloadRequest__Output as _fedhpc_v1_DownloadRequest__Output } from './fedhpc/v1/DownloadRequest';
 import type { Encoding as _fedhpc_v1_Encoding, Encoding__Output as _fedhpc_v1_Encoding__Output } from './fedhpc/v1/Encoding';
@@ -120,6 +121,7 @@ export interface ProtoGrpcType {
       AttemptInfo: MessageTypeDefinition<_fedhpc_v1_AttemptInfo, _fedhpc_v1_AttemptInfo__Output>
       CancelTask: MessageTypeDefinition<_fedhpc_v1_CancelTask, _fedhpc_v1_CancelTask__Output>
       ConsistencyTask: MessageTypeDefinition<_fedhpc_v1_ConsistencyTask, _fedhpc_v1_ConsistencyTask__Output>
+      DeltaPartHash: MessageTypeDefinition<_fedhpc_v1_DeltaPartHash, _fedhpc_v1_DeltaPartHash__Output>
       DownloadAdmission: MessageTypeDefinition<_fedhpc_v1_DownloadAdmission, _fedhpc_v1_DownloadAdmission__Output>
       DownloadRequest: MessageTypeDefinition<_fedhpc_v1_DownloadRequest, _fedhpc_v1_DownloadRequest__Output>
       Encoding: MessageTypeDefinition<_fedhpc_v1_Encoding, _fedhpc_v1_Encoding__Output>

@@ -406,7 +406,11 @@ class Agent:
             if e.code in MISSED_ROUND:
                 self._miss(t, delta, counts, f"the upload could not count in its round ({e.code})", report=False)
             raise
-        self.contributions[(t.run_id, t.round)] = (t.global_model.sha256, manifest)
+        # What the receipt names: the delta's SHA-256 (this agent's own, which the receiver matched),
+        # or of one uploaded in parts, each part's and the SHA-256 of their lines.
+        parts = [{"start": p["start"], "end": p["end"], "sha256": p["sha256"]} for p in result.get("parts", [])]
+        delta = {"sha256": fmt.parts_sha256(parts) if parts else result["sha256"], "parts": parts}
+        self.contributions[(t.run_id, t.round)] = (t.global_model.sha256, manifest, delta)
         if plan is not None:
             self.fold.uploaded(plan, t.run_id, t.round)
         self.dump.event("uploaded", round=t.round, attempt=t.attempt, folded=0 if plan is None else len(plan["parts"]), **result)
@@ -602,17 +606,21 @@ class Agent:
         k = (run_id, model_round)
         if k not in self.contributions or k in self.receipted or not re.fullmatch(r"[0-9a-f]{64}", model_sha256):
             return
-        parent, manifest = self.contributions[k]
-        # Since protocol version 6 a receipt declares the round's usage, signed (fedhpc-receipt-v2).
+        parent, manifest, delta = self.contributions[k]
+        # Since protocol version 6 a receipt declares the round's usage, signed (fedhpc-receipt-v2);
+        # since version 12 it names the delta too (fedhpc-receipt-v3).
         u = USAGE
-        payload = fmt.receipt_payload(self.federation, run_id, model_round, self.site, parent, model_sha256, manifest, u)
+        payload = fmt.receipt_payload(self.federation, run_id, model_round, self.site, parent, model_sha256, manifest, u, delta)
         signature = sign_p256(self.signing_key, payload)
         usage = self.pb.RoundUsage(
             source=u["source"], gpus=u["gpus"], wall_ms=u["wallMs"], allocated_gpu_ms=u["allocatedGpuMs"], training_gpu_ms=u["trainingGpuMs"], jobs=u["jobs"], reason=u["reason"]
         )
         try:
             self.stub.SubmitReceipt(
-                self.pb.RoundReceipt(run_id=run_id, round=model_round, parent_sha256=parent, model_sha256=model_sha256, data_manifest_sha256=manifest, signature=signature, usage=usage),
+                self.pb.RoundReceipt(
+                    run_id=run_id, round=model_round, parent_sha256=parent, model_sha256=model_sha256, data_manifest_sha256=manifest, signature=signature, usage=usage,
+                    delta_sha256=delta["sha256"], delta_parts=[self.pb.DeltaPartHash(start=p["start"], end=p["end"], sha256=p["sha256"]) for p in delta["parts"]],
+                ),
                 timeout=CALL_TIMEOUT_S,
             )
             self.receipted.add(k)

@@ -169,12 +169,38 @@ def unknown_usage(reason):
     return {"source": "unknown", "gpus": 0, "wallMs": 0, "allocatedGpuMs": 0, "trainingGpuMs": 0, "jobs": "", "reason": r}
 
 
-def receipt_payload(federation, run_id, round_, site, parent, model, manifest, usage=None):
+def parts_sha256(parts):
+    """The SHA-256 a delta uploaded in parts is recorded under: of `<start>-<end> <sha256>\n` per part."""
+    return hashlib.sha256("".join(f"{p['start']}-{p['end']} {p['sha256']}\n" for p in parts).encode("ascii")).hexdigest()
+
+
+def delta_problem(delta):
+    """Why a receipt may not name `delta` ({"sha256", "parts": [{"start", "end", "sha256"}]}), or None."""
+    hex64 = re.compile(r"[0-9a-f]{64}")
+    if not isinstance(delta.get("sha256"), str) or not hex64.fullmatch(delta["sha256"]):
+        return f"delta SHA-256 {delta.get('sha256')!r} is not lowercase hex of 64 digits"
+    at = 0
+    for p in delta["parts"]:
+        ok = all(isinstance(p[k], int) and not isinstance(p[k], bool) for k in ("start", "end")) and p["start"] == at and p["end"] > p["start"]
+        if not ok:
+            return f"delta part [{p['start']}, {p['end']}) does not follow byte {at}: the parts must tile the delta from byte 0"
+        if not isinstance(p["sha256"], str) or not hex64.fullmatch(p["sha256"]):
+            return f"delta part [{p['start']}, {p['end']}) has SHA-256 {p['sha256']!r}, not lowercase hex of 64 digits"
+        at = p["end"]
+    if delta["parts"] and parts_sha256(delta["parts"]) != delta["sha256"]:
+        return f"delta SHA-256 {delta['sha256']} is not that of its parts, {parts_sha256(delta['parts'])}"
+    return None
+
+
+def receipt_payload(federation, run_id, round_, site, parent, model, manifest, usage=None, delta=None):
     """Receipts: the signed payload; printable ASCII fields without spaces, a positive round.
 
     Without `usage`: `fedhpc-receipt-v1` (receipts journaled before protocol version 6). With it
     (a dict or a tuple, see usage_dict): `fedhpc-receipt-v2`, the usage's lines after the manifest —
     source, gpus, wall ms, allocated GPU-ms, training GPU-ms, jobs, reason (the last, spaces allowed).
+    With `delta` too (protocol version 12): `fedhpc-receipt-v3`, the delta's SHA-256 and its parts
+    (`<start>-<end>:<sha256>`, comma-separated; an empty line for a delta uploaded whole) between
+    the manifest and the usage.
     """
     if isinstance(round_, bool) or not isinstance(round_, int) or round_ < 1:
         raise ValueError(f"RangeError: round {round_!r} is not a positive integer")
@@ -183,13 +209,21 @@ def receipt_payload(federation, run_id, round_, site, parent, model, manifest, u
         if any(not 0x21 <= ord(ch) <= 0x7E for ch in f):
             raise ValueError(f"RangeError: receipt field {f!r} is not printable ASCII without spaces")
     if usage is None:
+        if delta is not None:
+            raise ValueError("RangeError: receipt names a delta without a usage: version 3 carries both")
         return ("fedhpc-receipt-v1\n" + "".join(f + "\n" for f in fields)).encode("ascii")
     u = usage_dict(usage)
     problem = usage_problem(u)
     if problem is not None:
         raise ValueError(f"RangeError: receipt {problem}")
-    lines = fields + [u["source"]] + [str(_safe_integer(u[k])) for k in USAGE_FIGURES] + [u["jobs"], u["reason"]]
-    return ("fedhpc-receipt-v2\n" + "".join(f + "\n" for f in lines)).encode("ascii")
+    usage_lines = [u["source"]] + [str(_safe_integer(u[k])) for k in USAGE_FIGURES] + [u["jobs"], u["reason"]]
+    if delta is None:
+        return ("fedhpc-receipt-v2\n" + "".join(f + "\n" for f in fields + usage_lines)).encode("ascii")
+    problem = delta_problem(delta)
+    if problem is not None:
+        raise ValueError(f"RangeError: receipt {problem}")
+    parts = ",".join(f"{p['start']}-{p['end']}:{p['sha256']}" for p in delta["parts"])
+    return ("fedhpc-receipt-v3\n" + "".join(f + "\n" for f in fields + [delta["sha256"], parts] + usage_lines)).encode("ascii")
 
 
 # ----------------------------------------------------------------------------- canonical JSON

@@ -116,9 +116,9 @@ class Upload:
         done = [p for p in self.parts if p.complete is not None]
         if len(done) != len(self.parts):
             raise UploadFailed("UPLOAD_INCOMPLETE", f"every stripe was received but {len(done)} of {len(self.parts)} parts were reported complete")
-        if len(self.parts) == 1:
+        if len(self.parts) == 1 and self.parts[0].whole:
             return self.parts[0].complete
-        return {"sha256": self.sha256, "bytes": len(self.data), "parts": [p.complete for p in self.parts]}
+        return {"sha256": self.sha256, "bytes": len(self.data), "parts": [{"start": p.start, "end": p.end, **p.complete} for p in self.parts]}
 
     def _stripe(self, index, part, start, end, count):
         attempts = 0

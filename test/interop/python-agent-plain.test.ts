@@ -15,8 +15,9 @@ import { readStateDirTrail, verifyAudit } from '../../coordinator/audit/index.js
 import type { RoundInfo__Output } from '../../proto/index.js';
 import { skipUnless } from '../helpers/components.js';
 import { coordinatorStateDir, journalBodies, journalPath } from '../helpers/faults.js';
-import { partsSha256 } from '../../coordinator/upload/header.js';
+import { partsSha256 } from '../../common/receipt.js';
 import { siteCertFiles } from '../helpers/raw-site.js';
+import { waitFor } from '../helpers/federation.js';
 import { modelValues } from '../helpers/secure-federation.js';
 import { InteropFederation, type PythonAgent } from './harness.js';
 import { pythonInteropUnavailable } from './python.js';
@@ -130,6 +131,21 @@ describe.skipIf(skip)('the Python site agent in plain rounds', () => {
       const participant = records.find((r) => r['round'] === Number(info.round))!['participants'] as { site: string; deltaSha256: string }[];
       expect(participant.find((p) => p.site === PY)?.deltaSha256).toBe(partsSha256(parts));
     }
+    // Both sites' receipts of round 1 (version 3) name the delta the round recorded, part by part:
+    // the Python agent's its own SHA-256s, the TypeScript agent's those its shards reported.
+    const receipts = await waitFor('both receipts of round 1', async () => {
+      const r = (await journalBodies(journalPath(f!.fed), 'receipt')).filter((b) => b['round'] === 1);
+      return r.length === 2 ? r : undefined;
+    }, 30_000, 100);
+    const round1 = records.find((r) => r['round'] === 1)!['participants'] as { site: string; deltaSha256: string }[];
+    for (const r of receipts) {
+      const delta = r['delta'] as { sha256: string; parts: { start: number; end: number; sha256: string }[] };
+      expect(delta.parts).toHaveLength(2);
+      expect(delta.sha256).toBe(round1.find((p) => p.site === r['site'])!.deltaSha256);
+      expect(partsSha256(delta.parts)).toBe(delta.sha256);
+    }
+    const ca = new X509Certificate(readFileSync(siteCertFiles(f.fed, PY).ca, 'utf8'));
+    expect(verifyAudit(await readStateDirTrail(coordinatorStateDir(f.fed)), { ca: [ca] })).toMatchObject({ ok: true });
     // Each global model it trained from came in two parts that tile the file, one from each shard,
     // and hashed to the model's SHA-256 (the agent checks it before it trains).
     const downloads = python.events().filter((e) => e.event === 'downloaded');

@@ -253,7 +253,7 @@ def check_graph(v, c):
 
 
 def _receipt(f):
-    return fmt.receipt_payload(f["federation"], f["runId"], f["round"], f["site"], f["parentSha256"], f["modelSha256"], f["dataManifestSha256"], f.get("usage"))
+    return fmt.receipt_payload(f["federation"], f["runId"], f["round"], f["site"], f["parentSha256"], f["modelSha256"], f["dataManifestSha256"], f.get("usage"), f.get("delta"))
 
 
 def check_receipt(v, c):
@@ -283,6 +283,22 @@ def check_receipt(v, c):
         c.eq(_receipt({k: x for k, x in f.items() if k != "usage"}).decode().startswith("fedhpc-receipt-v1\n"), True, f"{what}: without usage, version 1")
     for r in v2["refused"]:
         c.code(lambda r=r: _receipt(r["fields"]), r["error"], f"v2 {r['name']}")
+    # Version 3 (protocol version 12): the delta and its parts between the manifest and the usage.
+    v3 = v["v3"]
+    ph = v3["partsSha256"]
+    c.eq("".join(f"{p['start']}-{p['end']} {p['sha256']}\n" for p in ph["parts"]), ph["text"], "v3: the parts' lines")
+    c.eq(fmt.parts_sha256(ph["parts"]), ph["sha256"], "v3: partsSha256")
+    for case in v3["cases"]:
+        f, what = case["fields"], f"v3 {case['name']}"
+        u, d = f["usage"], f["delta"]
+        payload = _receipt(f)
+        c.eq(payload.hex(), case["payload"], f"{what}: payload")
+        lines = [f["federation"], f["runId"], str(f["round"]), f["site"], f["parentSha256"], f["modelSha256"], f["dataManifestSha256"]]
+        lines += [d["sha256"], ",".join(f"{p['start']}-{p['end']}:{p['sha256']}" for p in d["parts"])]
+        lines += [u["source"], str(u["gpus"]), str(u["wallMs"]), str(u["allocatedGpuMs"]), str(u["trainingGpuMs"]), u["jobs"], u["reason"]]
+        c.eq(case["payloadText"], "fedhpc-receipt-v3\n" + "".join(x + "\n" for x in lines), f"{what}: written out from the page")
+    for r in v3["refused"]:
+        c.code(lambda r=r: _receipt(r["fields"]), r["error"], f"v3 {r['name']}")
 
 
 def check_canonical_json(v, c):

@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { receiptPayload, signReceipt } from '../../../common/receipt.js';
+import { partsSha256, receiptPayload, signReceipt, type ReceiptDelta } from '../../../common/receipt.js';
 import { unknownUsage, usageToWire, type RoundUsage } from '../../../common/usage.js';
 import { ReceiptDesk, parseAuditLines, verifyAudit } from '../../../coordinator/audit/index.js';
 import { receiptFromWire } from '../../../coordinator/service/wire.js';
@@ -34,7 +34,7 @@ const id = (site: string): PeerIdentity => ({ role: 'site', id: site, federation
 /** What a site on a Slurm cluster with accounting declares: 2 GPUs for 100 s, 80 s of them training. */
 const USAGE: RoundUsage = { source: 'slurm-sacct', gpus: 2, wallMs: 100_000, allocatedGpuMs: 200_000, trainingGpuMs: 160_000, jobs: '4711', reason: '' };
 
-function receipt(site: string, round: number, over: Partial<{ modelSha256: string; dataManifestSha256: string; key: string; usage: RoundUsage }> = {}) {
+function receipt(site: string, round: number, over: Partial<{ modelSha256: string; dataManifestSha256: string; key: string; usage: RoundUsage; delta: ReceiptDelta }> = {}) {
   const b = committed(round).body as unknown as { runId: string; parentSha256: string; modelSha256: string; participants: { site: string; dataManifestSha256: string }[] };
   const fields = {
     federation: FEDERATION,
@@ -45,6 +45,7 @@ function receipt(site: string, round: number, over: Partial<{ modelSha256: strin
     modelSha256: over.modelSha256 ?? b.modelSha256,
     dataManifestSha256: over.dataManifestSha256 ?? b.participants.find((p) => p.site === site)?.dataManifestSha256 ?? '',
     usage: over.usage ?? USAGE,
+    ...(over.delta ? { delta: over.delta } : {}),
   };
   return { ...fields, signature: signReceipt(fields, over.key ?? trail.sites.get(site)!.keyPem) };
 }
@@ -84,7 +85,7 @@ describe('receipts submitted by sites', () => {
   });
 
   it('validates wire receipts before use, their usage included', () => {
-    const ok = { runId: 'r1', round: '1', parentSha256: 'a'.repeat(64), modelSha256: 'b'.repeat(64), dataManifestSha256: '', signature: Buffer.alloc(70, 1), usage: usageToWire(USAGE) };
+    const ok = { runId: 'r1', round: '1', parentSha256: 'a'.repeat(64), modelSha256: 'b'.repeat(64), dataManifestSha256: '', signature: Buffer.alloc(70, 1), usage: usageToWire(USAGE), deltaSha256: '', deltaParts: [] };
     expect(receiptFromWire(ok)).toMatchObject({ round: 1, usage: USAGE });
     expect(receiptFromWire({ ...ok, usage: usageToWire(unknownUsage('sacct: Slurm accounting storage is disabled')) }).usage.reason).toBe('sacct: Slurm accounting storage is disabled');
     const usage = (over: Partial<ReturnType<typeof usageToWire>>) => ({ ...ok, usage: { ...ok.usage, ...over } });
@@ -125,6 +126,50 @@ describe('receipts submitted by sites', () => {
     // Dropping the usage (passing it off as a pre-version-6 receipt) fails the same way.
     const dropped = records.map((r) => (r.body.type === 'receipt' ? { ...r, body: { ...r.body, usage: undefined } } : r));
     expect(verifyAudit(parseAuditLines(toText(rechain(dropped))), ca).ok).toBe(false);
+  });
+
+  it('journals a version 3 receipt naming the delta the round recorded; one naming another delta is refused, and a delta changed afterwards fails audit verify', async () => {
+    const b = committed(2).body as unknown as { participants: { site: string; deltaSha256: string }[] };
+    const recorded = b.participants.find((p) => p.site === 'site-a')!.deltaSha256;
+    await expectRefused(desk.submit(id('site-a'), cert('site-a'), receipt('site-a', 2, { delta: { sha256: 'e'.repeat(64), parts: [] } })), 'BAD_REQUEST', /receipt delta SHA-256 e+ differs from the committed round's/);
+    expect(await desk.submit(id('site-a'), cert('site-a'), receipt('site-a', 2, { delta: { sha256: recorded, parts: [] } }))).toBe('recorded');
+    const records = journal.records();
+    expect(records.at(-1)!.body['delta']).toEqual({ sha256: recorded, parts: [] });
+    const ca = { ca: [new X509Certificate(trail.ca.certPem)] };
+    expect(verifyAudit(parseAuditLines(toText(records)), ca).ok).toBe(true);
+    // Whoever runs the coordinator rewrites site-a's delta in round 2's record and re-chains the
+    // journal (the receipt pointed at the new record): the receipt no longer matches it, and a
+    // receipt rewritten to match no longer verifies.
+    const other = 'f'.repeat(64);
+    const rewrite = (receiptDelta: string) => {
+      const moved = rechain(
+        records.map((r) =>
+          r.body.type === 'round-committed' && r.body['round'] === 2 ? { ...r, body: { ...r.body, participants: (r.body['participants'] as { site: string }[]).map((p) => (p.site === 'site-a' ? { ...p, deltaSha256: other } : p)) } } : r,
+        ),
+      );
+      const newHash = moved.find((r) => r.body.type === 'round-committed' && r.body['round'] === 2)!.hash;
+      return rechain(moved.map((r) => (r.body.type === 'receipt' ? { ...r, body: { ...r.body, committedHash: newHash, delta: { sha256: receiptDelta, parts: [] } } } : r)));
+    };
+    expect(JSON.stringify(verifyAudit(parseAuditLines(toText(rewrite(recorded))), ca))).toMatch(/receipt delta [0-9a-f]+ differs from the committed f+/);
+    expect(JSON.stringify(verifyAudit(parseAuditLines(toText(rewrite(other))), ca))).toMatch(/receipt signature of site site-a does not verify/);
+  });
+
+  it('signs version 3 with the delta and its parts between the manifest and the usage, and refuses parts that do not tile or hash', () => {
+    const f = { federation: 'f', runId: 'r', round: 1, site: 's', parentSha256: 'p', modelSha256: 'm', dataManifestSha256: '', usage: USAGE };
+    const parts = [{ start: 0, end: 100, sha256: 'a'.repeat(64) }, { start: 100, end: 250, sha256: 'b'.repeat(64) }];
+    const delta = { sha256: partsSha256(parts), parts };
+    expect(receiptPayload({ ...f, delta }).toString()).toBe(`fedhpc-receipt-v3\nf\nr\n1\ns\np\nm\n\n${delta.sha256}\n0-100:${'a'.repeat(64)},100-250:${'b'.repeat(64)}\nslurm-sacct\n2\n100000\n200000\n160000\n4711\n\n`);
+    expect(receiptPayload({ ...f, delta: { sha256: 'c'.repeat(64), parts: [] } }).toString()).toContain(`\n${'c'.repeat(64)}\n\nslurm-sacct\n`);
+    expect(() => receiptPayload({ ...f, delta: { ...delta, sha256: 'c'.repeat(64) } })).toThrow(/is not that of its parts/);
+    expect(() => receiptPayload({ ...f, delta: { sha256: partsSha256(parts.slice(1)), parts: parts.slice(1) } })).toThrow(/must tile the delta from byte 0/);
+    expect(() => receiptPayload({ ...f, delta: { sha256: 'C'.repeat(64), parts: [] } })).toThrow(/not lowercase hex/);
+    expect(() => receiptPayload({ ...f, usage: undefined, delta })).toThrow(/without a usage/);
+    // On the wire: the same checks, and parts without the delta's hash.
+    const ok = { runId: 'r1', round: '1', parentSha256: 'a'.repeat(64), modelSha256: 'b'.repeat(64), dataManifestSha256: '', signature: Buffer.alloc(70, 1), usage: usageToWire(USAGE) };
+    const wireParts = parts.map((p) => ({ start: String(p.start), end: String(p.end), sha256: p.sha256 }));
+    expect(receiptFromWire({ ...ok, deltaSha256: delta.sha256, deltaParts: wireParts }).delta).toEqual(delta);
+    expect(() => receiptFromWire({ ...ok, deltaSha256: '', deltaParts: wireParts })).toThrow(/delta parts without the delta SHA-256/);
+    expect(() => receiptFromWire({ ...ok, deltaSha256: 'c'.repeat(64), deltaParts: wireParts })).toThrow(/is not that of its parts/);
   });
 
   it('signs a payload in which no field can contain a newline', () => {

@@ -651,10 +651,10 @@ function receiptsV3(receipt, fields) {
   const { receiptPayload, partsSha256 } = receipt;
   /** @type {import('../common/usage.js').RoundUsage} */
   const usage = { source: 'unknown', gpus: 0, wallMs: 0, allocatedGpuMs: 0, trainingGpuMs: 0, jobs: '', reason: 'no scheduler here' };
-  const parts = [
-    { start: 0, end: 4_718_592, sha256: sha256('part-0') },
-    { start: 4_718_592, end: 9_437_188, sha256: sha256('part-1') },
-  ];
+  const first = { start: 0, end: 4_718_592, sha256: sha256('part-0') };
+  const second = { start: 4_718_592, end: 9_437_188, sha256: sha256('part-1') };
+  const parts = [first, second];
+  const gapped = [first, { ...second, start: 4_718_593 }];
   const inParts = { sha256: partsSha256(parts), parts };
   const accepted = [
     { name: 'a delta uploaded whole', delta: { sha256: sha256('delta'), parts: [] } },
@@ -663,8 +663,8 @@ function receiptsV3(receipt, fields) {
   /** @type {{ name: string, fields: Record<string, unknown> }[]} */
   const refused = [
     { name: "a delta SHA-256 that is not its parts'", fields: { ...fields, usage, delta: { ...inParts, sha256: sha256('delta') } } },
-    { name: 'parts that do not start at byte 0', fields: { ...fields, usage, delta: { sha256: partsSha256(parts.slice(1)), parts: parts.slice(1) } } },
-    { name: 'parts with a gap', fields: { ...fields, usage, delta: { sha256: partsSha256([parts[0], { ...parts[1], start: 4_718_593 }]), parts: [parts[0], { ...parts[1], start: 4_718_593 }] } } },
+    { name: 'parts that do not start at byte 0', fields: { ...fields, usage, delta: { sha256: partsSha256([second]), parts: [second] } } },
+    { name: 'parts with a gap', fields: { ...fields, usage, delta: { sha256: partsSha256(gapped), parts: gapped } } },
     { name: 'an upper-case SHA-256', fields: { ...fields, usage, delta: { sha256: sha256('delta').toUpperCase(), parts: [] } } },
     { name: 'a delta without a usage', fields: { ...fields, delta: inParts } },
   ];

@@ -144,6 +144,8 @@ export interface EarlierSpools {
 /**
  * Moves what `site` verifiably uploaded of the same named delta in an earlier attempt of the round
  * to `path` (the new session's spool), newest attempt first; undefined when nothing can be kept.
+ * The session's own attempt counts too: a receiver that restarted mid-upload (an aggregator shard,
+ * issue 22, whose attempt goes on without it) finds its spool and log at `path` and keeps them there.
  * Pieces read back from the spool also feed `digest`, the new session's whole-delta digest.
  */
 export async function takeEarlierUpload(o: {
@@ -155,15 +157,17 @@ export async function takeEarlierUpload(o: {
   readonly logger: Logger;
 }): Promise<Reusable | undefined> {
   const log = o.logger.child({ site: o.site, round: o.intent.round, phase: 'upload' });
-  for (const e of [...o.earlier].filter((e) => e.attempt < o.intent.attempt).sort((a, b) => b.attempt - a.attempt)) {
-    const spool = join(e.dir, `${o.site}.delta`);
+  // The session's own attempt only where its spool is the session's own (a receiver restarted).
+  const spools = o.earlier.map((e) => ({ attempt: e.attempt, spool: join(e.dir, `${o.site}.delta`) }));
+  for (const e of spools.filter((e) => e.attempt < o.intent.attempt || (e.attempt === o.intent.attempt && e.spool === o.path)).sort((a, b) => b.attempt - a.attempt)) {
+    const spool = e.spool;
     const logged = await readPieceLog(spool, o.intent, log);
     if (logged === undefined) continue;
     const kept = await verifyPieces(spool, o.intent, logged, o.digest);
     if (kept.bytes === 0) continue;
     // The log goes first: a log left beside a moved spool would name bytes that are no longer there.
     await rm(pieceLogPath(spool), { force: true });
-    await rename(spool, o.path);
+    if (spool !== o.path) await rename(spool, o.path);
     return { fromAttempt: e.attempt, ...kept };
   }
   return undefined;

@@ -217,7 +217,9 @@ export class UploadService {
       if (rec) rec.bytesReused += taken.bytes;
       this.o.logger.info(
         { site, round: intent.round, attempt: intent.attempt, phase: 'upload', fromAttempt: taken.fromAttempt, bytes: taken.bytes, totalBytes: intent.totalBytes, stripesDone: taken.stripes.filter((s) => s.keptTo === s.end).length },
-        'upload carried over from an earlier attempt: its verified bytes are not sent again',
+        taken.fromAttempt === intent.attempt
+          ? 'upload resumed from the spool this receiver kept before it restarted: its verified bytes are not sent again'
+          : 'upload carried over from an earlier attempt: its verified bytes are not sent again',
       );
     }
     session.pieceLog = await PieceLog.create(session.path, named, taken, this.o.logger);

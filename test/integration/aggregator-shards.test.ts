@@ -211,9 +211,11 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
       const siteProcs: Proc[] = [];
       for (const site of sites) siteProcs.push(await start(site, ['site', '--config', files.siteConfigs.get(site)!]));
       if (o.restartShardMidUpload) {
-        // s2 SIGKILLed once both sites' parts are on their way to it, and started again a second later.
-        await waitFor('both part uploads under way at s2', async () => (lines(await shards[1]!.logText()).filter((l) => l['msg'] === 'upload admitted by the leader').length >= 2 ? true : undefined), 60_000, 50);
-        await new Promise((r) => setTimeout(r, 300));
+        // s2 SIGKILLed once both sites' parts are on their way to it — each part's piece log beside
+        // its spool has recorded acknowledged bytes — and started again a second later.
+        const spool = join(files.aggregatorConfigs.get('s2')!, '..', 'state', 'spool', 'round-1.0');
+        const acked = async (site: string): Promise<boolean> => (await readFile(join(spool, `${site}.delta.log`), 'utf8').catch(() => '')).includes('"a":');
+        await waitFor('both parts acknowledged in part at s2', async () => ((await Promise.all(sites.map(acked))).every(Boolean) ? true : undefined), 60_000, 20);
         await shards[1]!.stop('SIGKILL');
         await new Promise((r) => setTimeout(r, 1_000));
         shards[1] = await start('s2-again', ['aggregator', '--config', files.aggregatorConfigs.get('s2')!]);
@@ -279,7 +281,7 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     admin.close();
   }, 400_000);
 
-  it('a shard SIGKILLed while parts are uploaded to it and started again: the sites send it their parts again and the round commits on the shards, the model the coordinator alone commits', async () => {
+  it('a shard SIGKILLed while parts are uploaded to it and started again: the sites resume their parts from what it had kept and the round commits on the shards, the model the coordinator alone commits', async () => {
     const { files, admin, runToEnd } = await shardFederation('shardkill', ['bsc', 'hlrs'], { rounds: 1, secure: false });
     // Each site's upload takes about 3 s, so the kill lands while s2 receives.
     const bytes = (await stat(files.initialModel)).size;
@@ -291,8 +293,14 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     const msgs = lines(killed.log).map((l) => (l['msg'] === 'shard detached' ? `detached ${String(l['shard'])}` : l['msg']));
     expect(msgs.indexOf('detached s2')).toBeGreaterThan(-1);
     expect(msgs.indexOf('detached s2')).toBeLessThan(msgs.indexOf('aggregated on the shards'));
-    // The restarted s2 took both sites' parts (the admissions were sent again when it attached).
-    expect(lines(killed.shardLogs[1]!).filter((l) => l['msg'] === 'upload verified')).toHaveLength(2);
+    // The restarted s2 took both sites' parts (the admissions were sent again when it attached),
+    // each resumed from what it had verified and acknowledged before the kill: the part's log and
+    // spool in its state dir.
+    const again = lines(killed.shardLogs[1]!);
+    expect(again.filter((l) => l['msg'] === 'upload verified')).toHaveLength(2);
+    const resumed = again.filter((l) => l['msg'] === 'upload resumed from the spool this receiver kept before it restarted: its verified bytes are not sent again');
+    expect(resumed.map((l) => l['site']).sort()).toEqual(['bsc', 'hlrs']);
+    for (const r of resumed) expect(Number(r['bytes'])).toBeGreaterThan(0);
     await patchJsonFile(files.coordinatorConfig, ({ aggregators: _a, ...c }) => ({ ...c, stateDir: 'state-alone' }));
     const alone = await runToEnd('k0', { shards: false });
     expect(killed.models).toEqual(alone.models);

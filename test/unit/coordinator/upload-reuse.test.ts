@@ -116,7 +116,7 @@ describe('takeEarlierUpload', () => {
     expect((await take([gone], 5)).taken).toBeUndefined();
   });
 
-  it('takes the newest earlier attempt, never the session\'s own or a later one', async () => {
+  it("takes the newest earlier attempt, never a later one, nor another spool of the session's own", async () => {
     const older = randomBytes(80);
     const newer = randomBytes(80);
     const e1 = await earlierUpload(1, older, piecesOf(older));
@@ -125,6 +125,20 @@ describe('takeEarlierUpload', () => {
     const { taken, path } = await take([e1, e3, e2], 3);
     expect(taken?.fromAttempt).toBe(2);
     expect(await readFile(path)).toEqual(newer);
+  });
+
+  it("a receiver restarted mid-upload (an aggregator shard): keeps what its own attempt's spool verifiably holds, in place, before any earlier attempt's", async () => {
+    const delta = randomBytes(80);
+    const e2 = await earlierUpload(2, delta, piecesOf(delta));
+    // Attempt 3's spool before the restart: the first stripe confirmed, the second not yet.
+    const own = await earlierUpload(3, delta, piecesOf(delta).filter((p) => p.stripeStart === 0));
+    const path = join(own.dir, 'site-a.delta');
+    const taken = await takeEarlierUpload({ site: 'site-a', intent: intent(3), earlier: [e2, own], path, digest: new DeltaDigest(), logger });
+    expect(taken).toMatchObject({ fromAttempt: 3, bytes: 48, stripes: [{ start: 0, end: 48, keptTo: 48 }] });
+    expect(await readFile(path)).toEqual(delta);
+    // Its log went (the session writes a new one from what was kept); attempt 2 was left alone.
+    expect(await readdir(own.dir)).toEqual(['site-a.delta']);
+    expect((await readdir(e2.dir)).sort()).toEqual(['site-a.delta', 'site-a.delta.log']);
   });
 
   it("keeps the acknowledged start of the piece a crash cut, strictly inside it and only after the stripe's verified prefix", async () => {

@@ -4,7 +4,7 @@
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 /** A file opened for random-access reads (the shape `aggregation` expects of a byte source). */
@@ -148,6 +148,14 @@ export async function feedHashFromFile(hash: Hash, path: string, start: number, 
   const stream = createReadStream(path, { highWaterMark: 1 << 20, signal, start, ...(Number.isFinite(end) ? { end: end - 1 } : {}) });
   for await (const chunk of stream) hash.update(chunk as Buffer);
   return hash;
+}
+
+/** Whether something exists at `path` (a file, a folder: whatever `stat` finds). */
+export async function pathExists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Whether `name` is a lowercase hex SHA-256. */

@@ -2,7 +2,7 @@
  * The files of a local federation: certificates, the initial model and ready-to-use configs for
  * the coordinator, each site and the admin. Used by `fedhpc provision` and `fedhpc simulate`.
  */
-import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { provisionFederation, type CoordinatorOptions, type ProvisionManifest, type ShardConfigInput } from '../coordinator/index.js';
 import {
@@ -17,6 +17,7 @@ import { standinRunner, type StandinSites } from './standin-sites.js';
 import { DEMO_DATA, DEMO_MODEL_SEED } from './demo.js';
 import { invariant } from '../aggregation/index.js';
 import { targetHost } from '../common/grpc-tls.js';
+import { pathExists } from '../common/files.js';
 
 /** Training settings of the demo federation (builtin runner), chosen for ≈1 CPU-second per shard. */
 export const DEMO_TRAIN = { steps: 50, batchSize: 256, lr: 0.01 } as const;
@@ -90,13 +91,6 @@ export interface AdminConfigFile {
   readonly dashboard?: string;
 }
 
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
-}
-
 async function writeJson(path: string, value: unknown): Promise<void> {
   await writeFile(path, `${JSON.stringify(value, null, 2)}\n`, { mode: 0o600 });
 }
@@ -112,7 +106,7 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
     'a federation has one coordinator (coordinatorAddress and listen) or several (coordinators), not both',
   );
   // An existing federation (a re-run on the same folder) keeps its certificates.
-  const provisioned = o.force === true || !(await exists(join(o.dir, 'ca', 'ca.crt')));
+  const provisioned = o.force === true || !(await pathExists(join(o.dir, 'ca', 'ca.crt')));
   // The coordinator's certificate names the host the members dial, so no serverName override is needed.
   const [host = 'localhost'] = (o.coordinatorAddress ?? '').split(':');
   const coordinatorHosts = [...new Set([host, 'localhost', '127.0.0.1', '::1'])];
@@ -122,7 +116,7 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
   const aggregators = (o.aggregators ?? []).map((a) => ({ name: a.name, hosts: hostsOf(a.address) }));
   // A federation provisioned earlier (a re-run, or a layout that provisions with its own host names) must hold every shard's certificate.
   for (const a of provisioned ? [] : aggregators) {
-    if (!(await exists(join(o.dir, 'aggregators', a.name, 'aggregator.crt')))) {
+    if (!(await pathExists(join(o.dir, 'aggregators', a.name, 'aggregator.crt')))) {
       throw new Error(`${o.dir} holds a federation without a certificate for aggregator shard ${a.name}: shard certificates are issued with the federation's (pass force to issue new certificates for all)`);
     }
   }
@@ -139,7 +133,7 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
     : undefined;
   if (!provisioned && several) {
     for (const c of several) {
-      if (!(await exists(join(o.dir, 'coordinators', c.name, 'coordinator.crt')))) {
+      if (!(await pathExists(join(o.dir, 'coordinators', c.name, 'coordinator.crt')))) {
         throw new Error(`${o.dir} holds a federation without a certificate for coordinator ${c.name}; pass force to issue new certificates for all`);
       }
     }
@@ -150,7 +144,7 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
     const init = await torchInitialModel(o.dir, o.trainer.python);
     initialModel = init.model;
     modelConfig = init.config;
-  } else if (!(await exists(initialModel))) {
+  } else if (!(await pathExists(initialModel))) {
     const config = resolveBuiltinConfig({});
     await writeBuiltinModel(initialModel, initBuiltinModel(config, DEMO_MODEL_SEED), config);
   }

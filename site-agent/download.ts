@@ -11,7 +11,7 @@ import { crc32c } from '@node-rs/crc32';
 import type { Hash } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { feedHashFromFile, fsyncDir, hashFilePrefix } from '../common/files.js';
+import { feedHashFromFile, fsyncDir, hashFilePrefix, pathExists } from '../common/files.js';
 import type { DownloadAdmission__Output, SiteServiceClient } from '../proto/index.js';
 import { SiteAgentError } from './errors.js';
 import { type TransferPolicy, type TransferProgress, withRetries } from './transfer.js';
@@ -83,7 +83,7 @@ export async function downloadModel(client: SiteServiceClient, model: ModelToFet
   const { sha256, sizeBytes } = model;
   await mkdir(o.cacheDir, { recursive: true });
   const path = cachedModelPath(o.cacheDir, sha256);
-  if (await exists(path)) return { path, bytes: 0 };
+  if (await pathExists(path)) return { path, bytes: 0 };
   const partial = `${path}.partial`;
   const parts = await admittedParts(client, sha256, sizeBytes, o);
   const ranges = await resumeRanges(partial, sha256, sizeBytes, parts?.map((p) => ({ start: p.start, end: p.end })) ?? [{ start: 0, end: sizeBytes }]);
@@ -177,7 +177,7 @@ async function admittedParts(client: SiteServiceClient, sha256: string, sizeByte
  * other ranges), and the file is cut to it.
  */
 async function resumeRanges(partial: string, sha256: string, sizeBytes: number, wanted: readonly { start: number; end: number }[]): Promise<Range[]> {
-  const size = (await exists(partial)) ? (await stat(partial)).size : 0;
+  const size = (await pathExists(partial)) ? (await stat(partial)).size : 0;
   const saved = await readSidecar(partial);
   const same = saved !== undefined && saved.sha256 === sha256 && saved.ranges.length === wanted.length && saved.ranges.every((r, i) => r.start === wanted[i]!.start && r.end === wanted[i]!.end);
   if (same && saved.ranges.every((r) => r.at >= r.start && r.at <= r.end && r.at <= size)) return saved.ranges.map((r) => ({ ...r }));
@@ -256,14 +256,5 @@ async function downloadRange(client: SiteServiceClient, t: RangeTarget, o: Downl
     call.cancel();
     if (t.cutAfter) await file.truncate(r.at).catch(() => undefined);
     await file.close();
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
   }
 }

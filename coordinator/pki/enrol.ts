@@ -11,9 +11,10 @@
  * ```
  */
 import { createPrivateKey, createPublicKey, webcrypto } from 'node:crypto';
-import { readFile, rename, stat, writeFile, chmod, mkdir } from 'node:fs/promises';
+import { readFile, rename, writeFile, chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
+import { pathExists } from '../../common/files.js';
 import { signCsr, createCsr } from './csr.js';
 import { PkiError, PkiErrorCode } from './errors.js';
 import { EC_KEY_ALGORITHM, EC_SIGNING_ALGORITHM, assertValidFederation, assertValidId } from './names.js';
@@ -22,13 +23,6 @@ import { EC_KEY_ALGORITHM, EC_SIGNING_ALGORITHM, assertValidFederation, assertVa
 export interface EnrolFiles {
   readonly keyPath: string;
   readonly csrPath: string;
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
 }
 
 /** Writes `content` to `path` through a temp file and a rename, so a reader never sees half of it. */
@@ -49,7 +43,7 @@ export async function enrolSite(o: { site: string; federation: string; outDir: s
   assertValidId(o.site, 'site');
   assertValidFederation(o.federation);
   const files = { keyPath: join(o.outDir, 'site.key'), csrPath: join(o.outDir, 'site.csr') };
-  if (await exists(files.keyPath)) {
+  if (await pathExists(files.keyPath)) {
     throw new PkiError(PkiErrorCode.OutputExists, `${files.keyPath} already exists; enrol into an empty folder (a renewal uses fedhpc site renew)`, { path: files.keyPath });
   }
   const { csrPem, keyPem } = await createCsr({ id: o.site, federation: o.federation, role: 'site' });

@@ -5,7 +5,7 @@
  */
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { AtomicFile, StagedFile, fsyncDir, isSha256, openFileSource, sha256File, type FileSource } from '../../common/files.js';
+import { AtomicFile, StagedFile, fsyncDir, isSha256, openFileSource, pathExists, sha256File, type FileSource } from '../../common/files.js';
 import { CoordinatorError } from '../core/errors.js';
 import { Journal, type JournalBody, type JournalRecord } from './journal.js';
 
@@ -129,12 +129,12 @@ export class CheckpointDir {
 
   async openModel(sha256: string): Promise<FileSource> {
     const path = checkpointPath(this.dir, sha256);
-    if (!(await exists(path))) throw new CoordinatorError('MODEL_NOT_FOUND', `no checkpoint ${sha256}`, { sha256 });
+    if (!(await pathExists(path))) throw new CoordinatorError('MODEL_NOT_FOUND', `no checkpoint ${sha256}`, { sha256 });
     return openFileSource(path);
   }
 
   hasOptimizerState(modelSha256: string, slot: string): Promise<boolean> {
-    return exists(optimizerStatePath(this.dir, modelSha256, slot));
+    return pathExists(optimizerStatePath(this.dir, modelSha256, slot));
   }
 
   openOptimizerState(modelSha256: string, slot: string): Promise<FileSource> {
@@ -182,7 +182,7 @@ export class LocalStateStore extends CheckpointDir implements StateStore {
   }
 
   async hasModel(sha256: string): Promise<boolean> {
-    return exists(this.modelPath(sha256));
+    return pathExists(this.modelPath(sha256));
   }
 
   async createModel(): Promise<PendingFile> {
@@ -278,13 +278,4 @@ async function dirBytes(dir: string): Promise<number> {
     else total += await stat(path).then((s) => s.size, () => 0);
   }
   return total;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

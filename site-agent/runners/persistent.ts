@@ -5,12 +5,12 @@
  * through a {@link PersistentSession} — the session directory, one sync per train task, the
  * trainer's supervision — and any other run through the runner itself.
  */
-import { copyFile, link, mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { formatZodIssues } from '../../common/config-file.js';
-import { sha256File } from '../../common/files.js';
+import { pathExists, sha256File } from '../../common/files.js';
 import type { Logger } from '../../common/logger.js';
 import { trainOverlapSchema, type TrainOverlap } from '../../common/train-overlap.js';
 import { SiteAgentError } from '../errors.js';
@@ -229,7 +229,7 @@ export class PersistentSession {
 
   /** Lays out the sync: its global model (a hard link, else a copy), then `READY.json` last. */
   private async offer(req: TrainRequest, dir: string): Promise<void> {
-    if (await exists(join(dir, 'READY.json'))) return;
+    if (await pathExists(join(dir, 'READY.json'))) return;
     await mkdir(join(dir, 'global'), { recursive: true });
     const model = join(dir, 'global', 'model.safetensors');
     await rm(model, { force: true });
@@ -341,13 +341,6 @@ export class PersistentSession {
     clearTimeout(timer);
     if (!ended) await trainer.kill().catch(() => undefined);
   }
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
 }
 
 /** A sync's `DONE.json`, or undefined while there is none; a malformed one is the trainer's failure. */

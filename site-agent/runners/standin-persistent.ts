@@ -8,14 +8,14 @@
  * costs one pass over the weights whatever the number of steps. `state/` holds what a restarted
  * agent resumes from: the last snapshot (a hard link), its sync and its DONE record.
  */
-import { appendFile, link, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { appendFile, link, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { sha256File } from '../../common/files.js';
+import { pathExists, sha256File } from '../../common/files.js';
 import { SiteAgentError } from '../errors.js';
 import { budgetAllows, plannedShardSteps, type TrainBudget } from './budget.js';
 import { syncOrder, type PersistentLaunch, type PersistentTrainer, type SyncDone } from './persistent.js';
@@ -116,13 +116,6 @@ function startInWorker(file: string, launch: PersistentLaunch, pace: StandinPace
   };
 }
 
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
-}
-
 /** The lowest sync above `last` whose READY.json is there. */
 async function nextReady(dir: string, last: string | undefined): Promise<Ready | undefined> {
   const names = (await readdir(join(dir, 'syncs')).catch(() => [] as string[])).filter((n) => /^\d+\.\d+$/.test(n) && after(n, last));
@@ -212,7 +205,7 @@ class StandinLoop {
       this.snapshotTaken = true;
       // The snapshot is counted or kept by the agent: a DONE.json lost to the crash is written again.
       const doneDir = join(this.dir, 'syncs', this.state.lastSync);
-      if ((await exists(doneDir)) && !(await exists(join(doneDir, 'DONE.json')))) await writeJsonAtomic(join(doneDir, 'DONE.json'), this.state.done);
+      if ((await pathExists(doneDir)) && !(await pathExists(join(doneDir, 'DONE.json')))) await writeJsonAtomic(join(doneDir, 'DONE.json'), this.state.done);
     }
     const tokensPerStep = this.p.batch * this.p.seqLen;
     const planned = plannedShardSteps(this.p.budget, this.p.maxSteps, tokensPerStep);
@@ -235,7 +228,7 @@ class StandinLoop {
       if (performance.now() - checked >= CHECK_MS || (base === undefined && !pending)) {
         checked = performance.now();
         await this.flush();
-        if (await exists(join(this.dir, 'STOP'))) break;
+        if (await pathExists(join(this.dir, 'STOP'))) break;
         const ready = pending ? undefined : await nextReady(this.dir, last);
         if (ready) {
           await this.checkGlobal(ready);

@@ -159,6 +159,9 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
     // Revocation applies at every shard: a revoked site's admissions there go, and its streams.
     const revoked = eventBody(e, 'site.revoked');
     if (revoked) shards.drop(revoked.site, `revoked by admin ${revoked.admin}${revoked.reason ? `: ${revoked.reason}` : ''}`);
+    // An approved site (a new certificate, or one approved again) is no longer dropped at shards that attach later.
+    const approved = eventBody(e, 'site.approved');
+    if (approved) shards.undrop(approved.site);
   });
   registerRunMetrics({ registry: metrics.registry, bus, sites: registry, run: () => runSnapshot(driver, () => store.records()) });
   registerUsageMetrics(metrics.registry, () => store.records());

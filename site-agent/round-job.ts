@@ -26,6 +26,7 @@ import { afterUploadFailure, classifyFailure } from './retry.js';
 import { markUploaded, namedShard, savedShard, saveTrainedResult, trainedResult } from './round-upload.js';
 import type { TrainResult, Runner } from './runners/runner.js';
 import type { SecureAttempt } from './secure/stages.js';
+import { isSha256 } from '../common/files.js';
 import { shardClients } from './client.js';
 import { type DownloadOptions, downloadModel, pruneModelCache } from './download.js';
 import { type TransferProgress, transferPolicy } from './transfer.js';
@@ -266,7 +267,7 @@ export class RoundJobs {
     const { outcome, folded } = res;
     log.info({ phase: 'upload', bytes: outcome.receivedBytes, folded: folded.length }, 'delta uploaded');
     // What the receipt will say the upload was recorded under: the receiver's hash, or the parts'.
-    const delta = /^[0-9a-f]{64}$/.test(outcome.sha256) ? { sha256: outcome.sha256, parts: outcome.parts ?? [] } : undefined;
+    const delta = isSha256(outcome.sha256) ? { sha256: outcome.sha256, parts: outcome.parts ?? [] } : undefined;
     const contribution = {
       runId: t.runId,
       round: t.round,

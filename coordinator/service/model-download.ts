@@ -53,7 +53,9 @@ export async function sendModelRange(call: DownloadCall, o: ModelRangeOptions): 
       const { bytesRead } = await file.read(buf, 0, n, offset);
       if (bytesRead === 0) throw new CoordinatorError('STATE_CORRUPT', `the model file ended at byte ${offset}, before ${end}`);
       const data = buf.subarray(0, bytesRead);
-      await writeWithBackpressure(call, { offset, data, totalBytes: size, crc32c: crc32c(data) }, AbortSignal.timeout(o.idleMs));
+      // A reader that takes nothing for the idle timeout is stalled; a drop ends the wait too.
+      const wait = AbortSignal.timeout(o.idleMs);
+      await writeWithBackpressure(call, { offset, data, totalBytes: size, crc32c: crc32c(data) }, o.signal ? AbortSignal.any([o.signal, wait]) : wait);
       offset += bytesRead;
       bytes += bytesRead;
       o.onBytes(bytesRead);

@@ -17,7 +17,7 @@ import type { TransferLimits } from '../shell/ports.js';
 import type { StateStore } from '../state/store.js';
 import type { ShardRegistry } from './registry.js';
 
-/** How many models' ranges are kept: the global model of the round, and the one before. */
+/** How many models' ranges are kept (a few: each costs a header read to compute again). */
 const RANGES_KEPT = 4;
 
 export interface PartDownloadsOptions {

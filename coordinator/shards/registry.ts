@@ -10,13 +10,11 @@ import { type DeltaEncoding, type ModelPartition, PARTITION_ALIGN_VALUES, isSecu
 import { printable } from '../../common/text.js';
 import type { ShardAdmit, ShardAdmitDownload, ShardDrop, ShardAggregated__Output, ShardAssignment, ShardReadiness__Output, ShardReceived__Output, ShardSent__Output } from '../../proto/index.js';
 import type { ShardAggregation } from '../shell/ports.js';
+import { admitLatest } from './shard-downloads.js';
 import { CoordinatorError } from '../core/errors.js';
 
 /** The codes of a shard's failure that name the sum, not the shard: they keep their code at the leader. */
 const SHARD_CHECK_CODES = ['SUM_OUT_OF_RANGE', 'CHECKPOINT_OVERFLOW'] as const;
-
-/** A shard keeps site's download admissions of this many models (the round's global model and the one before). */
-const DOWNLOAD_MODELS_KEPT = 2;
 
 /** A shard's state as `admin status` shows it. */
 export type ShardState = 'detached' | 'attached' | 'ready' | 'not_ready';
@@ -201,17 +199,11 @@ export class ShardRegistry {
 
   /**
    * Tells shard `name` of a site's admitted download of a part of a model (again when it attaches
-   * again). Admissions of the latest {@link DOWNLOAD_MODELS_KEPT} models are kept.
+   * again). Admissions of the latest models are kept, as the shard keeps them ({@link admitLatest}).
    */
   admitDownload(name: string, admit: ShardAdmitDownload): void {
     const r = this.record(name);
-    const key = `${admit.siteId ?? ''} ${admit.sha256 ?? ''}`;
-    r.downloads.delete(key); // re-inserted last: the map's order is the admissions' order
-    r.downloads.set(key, admit);
-    const models = [...new Set([...r.downloads.values()].map((a) => a.sha256))];
-    for (const old of models.slice(0, Math.max(0, models.length - DOWNLOAD_MODELS_KEPT))) {
-      for (const [k, a] of r.downloads) if (a.sha256 === old) r.downloads.delete(k);
-    }
+    admitLatest(r.downloads, `${admit.siteId ?? ''} ${admit.sha256 ?? ''}`, admit, (a) => a.sha256 ?? '');
     r.link?.send({ admitDownload: admit });
   }
 
@@ -228,6 +220,11 @@ export class ShardRegistry {
       for (const [k, a] of r.downloads) if (a.siteId === site) r.downloads.delete(k);
       r.link?.send({ drop });
     }
+  }
+
+  /** A site approved again: shards that attach from now on are not told to drop it; its new admissions reach every shard as usual. */
+  undrop(site: string): void {
+    this.drops.delete(site);
   }
 
   /** A shard's report of a Download call's bytes; ignored unless it comes on the shard's current stream. */

@@ -14,8 +14,22 @@ import { CoordinatorError } from '../core/errors.js';
 import { type DownloadCall, sendModelRange } from '../service/model-download.js';
 import { checkpointPath } from '../state/store.js';
 
-/** Admissions are kept for this many models (the round's global model and the one before), as the leader keeps them. */
+/** Download admissions are kept for this many models (the round's global model and the one before), at the shard and the leader alike. */
 const MODELS_KEPT = 2;
+
+/**
+ * Records `value` under `key` as the newest download admission of `admitted` (by site and model,
+ * in the order admitted), and forgets the admissions of all but the {@link MODELS_KEPT} newest
+ * models (`model` names a value's).
+ */
+export function admitLatest<T>(admitted: Map<string, T>, key: string, value: T, model: (v: T) => string): void {
+  admitted.delete(key); // set again last: the map's order is the admissions' order
+  admitted.set(key, value);
+  const models = [...new Set([...admitted.values()].map(model))];
+  for (const old of models.slice(0, Math.max(0, models.length - MODELS_KEPT))) {
+    for (const [k, v] of admitted) if (model(v) === old) admitted.delete(k);
+  }
+}
 
 interface AdmittedDownload {
   readonly start: number;
@@ -44,13 +58,8 @@ export class ShardDownloads {
     const end = Number(a.end);
     if (!isSha256(a.sha256)) throw new CoordinatorError('BAD_REQUEST', `a download admission of ${JSON.stringify(a.sha256.slice(0, 70))}, not a SHA-256`);
     if (!(Number.isSafeInteger(start) && Number.isSafeInteger(end) && start >= 0 && start < end)) throw new CoordinatorError('BAD_REQUEST', `a download admission of bytes [${a.start}, ${a.end})`);
-    const key = `${a.siteId} ${a.sha256}`;
-    this.admitted.delete(key);
-    this.admitted.set(key, { sha256: a.sha256, start, end, maxChunkBytes: a.maxChunkBytes, idleMs: a.idleMs });
-    const models = [...new Set([...this.admitted.values()].map((d) => d.sha256))];
-    for (const old of models.slice(0, Math.max(0, models.length - MODELS_KEPT))) {
-      for (const [k, d] of this.admitted) if (d.sha256 === old) this.admitted.delete(k);
-    }
+    if (!(a.maxChunkBytes > 0 && a.idleMs > 0)) throw new CoordinatorError('BAD_REQUEST', `a download admission with chunks of ${a.maxChunkBytes} bytes and an idle timeout of ${a.idleMs} ms`);
+    admitLatest(this.admitted, `${a.siteId} ${a.sha256}`, { sha256: a.sha256, start, end, maxChunkBytes: a.maxChunkBytes, idleMs: a.idleMs }, (d) => d.sha256);
     this.logger.info({ site: a.siteId, phase: 'download', model: a.sha256, start, end }, 'download admitted by the leader');
   }
 

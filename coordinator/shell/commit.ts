@@ -106,6 +106,8 @@ export class RoundCommitter {
         this.ctx.dispatch({ type: 'aggregated', round, attempt, modelSha256: result.modelSha256 });
         return;
       }
+      // Without shards every spool is a whole delta on disk (uploads in parts need every shard ready).
+      invariant(words.size === 0, 'weight words in memory only for uploads in parts, which aggregate on the shards');
       const mean = secure
         ? await secure.mean(round, attempt, spools, declared, elements, openFileSource, { ...(pool ? { pool } : {}), signal })
         : isRobust(aggregator)

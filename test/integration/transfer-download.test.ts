@@ -144,7 +144,7 @@ describe('model downloads in parts from aggregator shards: every range at once, 
   });
 
   /** A stand-in serving ranges of MODEL (`cut` may end a call early, once, after `cut` bytes) and, as the coordinator, AdmitDownload naming `parts`. */
-  async function serve(name: string, o: { parts?: () => { shard: string; endpoint: string; start: number; end: number }[]; cutAfter?: number; paceMs?: number } = {}): Promise<string> {
+  async function serve(name: string, o: { parts?: () => { shard: string; endpoint: string; start: number; end: number }[]; cutAfter?: number; paceMs?: number; silent?: boolean } = {}): Promise<string> {
     const { SiteService } = loadProto().fedhpc.v1;
     const server = new grpc.Server();
     servers.push(server);
@@ -155,6 +155,7 @@ describe('model downloads in parts from aggregator shards: every range at once, 
         const from = Number(call.request.offset);
         const end = Number(call.request.end) || MODEL.length;
         calls.set(name, [...(calls.get(name) ?? []), `${from}-${end}`]);
+        if (o.silent) return; // takes the call and never sends a byte
         void (async () => {
           let sent = 0;
           for (let at = from; at < end && !call.cancelled; at += CHUNK) {
@@ -179,12 +180,12 @@ describe('model downloads in parts from aggregator shards: every range at once, 
     return `localhost:${port}`;
   }
 
-  async function download(coordinator: string, signal = new AbortController().signal) {
+  async function download(coordinator: string, signal = new AbortController().signal, policy = POLICY) {
     const tls = siteCertFiles(fed, 'site-1');
     const client = createSiteClient({ coordinator, tls });
     try {
       // The stand-ins present the coordinator's certificate: the role check is the real shards' test's.
-      return await downloadModel(client, { sha256: SHA, sizeBytes: MODEL.length }, { cacheDir: join(fed.dir, 'cache'), signal, onProgress: () => undefined, policy: POLICY, shardClient: (endpoint) => createSiteClient({ coordinator: endpoint, tls }) });
+      return await downloadModel(client, { sha256: SHA, sizeBytes: MODEL.length }, { cacheDir: join(fed.dir, 'cache'), signal, onProgress: () => undefined, policy, shardClient: (endpoint) => createSiteClient({ coordinator: endpoint, tls }) });
     } finally {
       client.close();
     }
@@ -230,7 +231,20 @@ describe('model downloads in parts from aggregator shards: every range at once, 
     expect(got.bytes).toBe(MODEL.length - (saved.ranges[0]!.at - 0) - (saved.ranges[1]!.at - HALF));
   });
 
-  it('a shard that does not answer: its range comes from the coordinator after three calls that moved nothing', async () => {
+  it('a shard that takes the call and never sends: each call to it is cut after a third of the idle timeout, and after two its range comes from the coordinator', async () => {
+    const s1 = await serve('s1');
+    const s2 = await serve('s2', { silent: true });
+    const coordinator = await serve('coordinator', { parts: partsAt(s1, s2) });
+    const t0 = Date.now();
+    const got = await download(coordinator, new AbortController().signal, { idleMs: 4_500, retry: { initialMs: 20, maxMs: 100 } });
+    expect((await readFile(got.path)).equals(MODEL)).toBe(true);
+    expect(calls.get('s2')).toEqual([`${HALF}-${MODEL.length}`, `${HALF}-${MODEL.length}`]);
+    expect(calls.get('coordinator')).toEqual([`${HALF}-${MODEL.length}`]);
+    // Two calls of 1.5 s each, well inside the 4.5 s in which a stalled download fails.
+    expect(Date.now() - t0).toBeLessThan(4_500);
+  });
+
+  it('a shard that does not answer: its range comes from the coordinator after two calls that moved nothing', async () => {
     const s1 = await serve('s1');
     const gone = `localhost:${await freeLoopbackPort()}`;
     const coordinator = await serve('coordinator', { parts: partsAt(s1, gone) });

@@ -111,3 +111,41 @@ describe('ShardRegistry: an aggregation on the shards', () => {
     expect(links.map((l) => l.sent.at(-1))).toEqual([{ cancel: { round: 3, attempt: 1 } }, { cancel: { round: 3, attempt: 1 } }]);
   });
 });
+
+describe('ShardRegistry: admissions and drops', () => {
+  const admitDownload = (site: string, sha256: string) => ({ siteId: site, sha256, start: '0', end: '10', maxChunkBytes: 1024, idleMs: 1000 });
+
+  it('tells a revoked site’s drop to every attached shard and, before any admission, to one that attaches later — until the site is approved again', () => {
+    const { registry, links } = readyRegistry();
+    registry.admitDownload('s1', admitDownload('bsc', 'b'.repeat(64)));
+    registry.admitDownload('s1', admitDownload('hlrs', 'b'.repeat(64)));
+    registry.drop('bsc', 'revoked by admin alice');
+    expect(links.map((l) => l.sent.at(-1))).toEqual([{ drop: { siteId: 'bsc', reason: 'revoked by admin alice' } }, { drop: { siteId: 'bsc', reason: 'revoked by admin alice' } }]);
+    // s1 comes back: the drop first, then the admissions it still holds (hlrs's only).
+    const again = link('p1b');
+    registry.attach('s1', again);
+    const kinds = again.sent.map((i) => Object.keys(i)[0]);
+    expect(kinds.slice(kinds.indexOf('drop'))).toEqual(['drop', 'admitDownload']);
+    expect(again.sent.filter((i) => 'admitDownload' in i)).toEqual([{ admitDownload: admitDownload('hlrs', 'b'.repeat(64)) }]);
+    // Approved again: a shard attaching from now on is not told to drop it.
+    registry.undrop('bsc');
+    const third = link('p1c');
+    registry.attach('s1', third);
+    expect(third.sent.some((i) => 'drop' in i)).toBe(false);
+  });
+
+  it('keeps the download admissions of the two newest models, and counts what the shard reports sent of the run’s model', () => {
+    const { registry, links } = readyRegistry();
+    for (const sha of ['1', '2', '3'].map((c) => c.repeat(64))) registry.admitDownload('s1', admitDownload('bsc', sha));
+    registry.admitDownload('s1', admitDownload('bsc', PLAN.globalSha256));
+    const again = link('p1b');
+    registry.attach('s1', again);
+    expect(again.sent.filter((i) => 'admitDownload' in i).map((i) => ('admitDownload' in i ? i.admitDownload.sha256 : ''))).toEqual(['3'.repeat(64), PLAN.globalSha256]);
+    // A report on the old stream is not counted; on the current one it is.
+    const report = { term: '0', siteId: 'bsc', sha256: PLAN.globalSha256, start: '0', end: '10', bytes: '10', complete: true };
+    registry.sent('s1', links[0]!, report);
+    expect(registry.list()[0]).toMatchObject({ downloadsAdmitted: 1, downloadsServed: 0, bytesSent: '0' });
+    registry.sent('s1', again, report);
+    expect(registry.list()[0]).toMatchObject({ downloadsAdmitted: 1, downloadsServed: 1, bytesSent: '10' });
+  });
+});

@@ -12,7 +12,7 @@
  * counterparts and the secure ÷ plain ratios (target ≤ 1.3). `--params N` runs the same round on
  * a block model of N parameters instead (a quick profile of the same path; not the figure).
  * `--shards K` (issue 22) runs each kind twice, the coordinator alone and then with `localShards: K`
- * (its own shard processes aggregate), and reports the round time of the second over the first
+ * (its own shard processes, provisioned to serve sites: they take the parts and aggregate), and reports the round time of the second over the first
  * (target ≤ 1.05 here) and each process's peak RSS (target ≤ 0.5 GB). Not part of CI: it needs
  * about 65 GB of free disk and a quarter of an hour (twice that with `--shards`).
  *
@@ -98,7 +98,7 @@ async function run(kind: Kind, root: string, modelPath: string, sha256: string, 
   try {
     return await runBenchRound({
       name: shards > 0 ? `${kind}-k${shards}` : kind,
-      ...(shards > 0 ? { coordinator: (c: Record<string, unknown>) => ({ ...c, localShards: shards }) } : {}),
+      ...(shards > 0 ? { localShards: shards } : {}),
       root,
       sites: SITES,
       modelPath,

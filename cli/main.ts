@@ -287,12 +287,16 @@ async function cmdProvision(args: string[]): Promise<number> {
       coordinator: { type: 'string' },
       coordinators: { type: 'string' },
       aggregators: { type: 'string' },
+      'local-shards': { type: 'string' },
       force: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
     strict: true,
   });
   const sites = required(values.sites, 'sites').split(',').filter(Boolean);
+  const localShards = values['local-shards'] === undefined ? 0 : Number(values['local-shards']);
+  if (values['local-shards'] !== undefined && !(Number.isSafeInteger(localShards) && localShards >= 1 && localShards <= 64)) throw new UsageError(`--local-shards takes a whole number from 1 to 64, got ${JSON.stringify(values['local-shards'])}`);
+  if (localShards > 0 && (values.aggregators !== undefined || values.coordinators !== undefined)) throw new UsageError('--local-shards runs beside one coordinator, not with --aggregators or --coordinators');
   const aggregators = values.aggregators === undefined ? [] : parseAggregators(values.aggregators);
   if (values.coordinator !== undefined && values.coordinators !== undefined) throw new UsageError('give --coordinator host:port or --coordinators a,b, not both');
   const coordinatorAddress = values.coordinator ?? 'localhost:7443';
@@ -306,6 +310,7 @@ async function cmdProvision(args: string[]): Promise<number> {
     admins: required(values.admins, 'admins').split(',').filter(Boolean),
     ...coordinators,
     aggregators,
+    ...(localShards > 0 ? { localShards } : {}),
     run: { id: 'run-1', rounds: 10, minSites: Math.max(1, sites.length - 1), expectedSites: sites, train: DEMO_TRAIN },
     force: values.force === true,
   });
@@ -315,6 +320,7 @@ async function cmdProvision(args: string[]): Promise<number> {
     sites: Object.fromEntries(files.siteConfigs),
     admins: Object.fromEntries(files.adminConfigs),
     ...(aggregators.length === 0 ? {} : { aggregators: Object.fromEntries(files.aggregatorConfigs) }),
+    ...(localShards === 0 ? {} : { localShards: Object.fromEntries((files.manifest?.localShards ?? []).map((m) => [m.id, m.certPath])) }),
     caKey: files.manifest?.ca.keyPath,
   };
   if (values.json) out(JSON.stringify(summary));
@@ -324,6 +330,7 @@ async function cmdProvision(args: string[]): Promise<number> {
     for (const [s, f] of files.siteConfigs) out(`site ${s}: ${f}`);
     for (const [a, f] of files.adminConfigs) out(`admin ${a}: ${f}`);
     for (const [a, f] of Object.entries(summary.aggregators ?? {})) out(`aggregator ${a}: ${f}`);
+    for (const [a, f] of Object.entries(summary.localShards ?? {})) out(`local shard ${a} (serves sites on the coordinator's port + ${a.slice('local-'.length)}): ${f}`);
     if (summary.caKey) out(`CA key (keep it offline, never on the coordinator): ${summary.caKey}`);
   }
   return 0;

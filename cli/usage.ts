@@ -20,9 +20,9 @@ export const COMMAND_USAGE: Readonly<Record<string, string>> = {
                               entering PHASE2, the failover and the replicated journal's rounds reported)
                (PHASE: keys, shares, upload, unmask; PHASE2: training, upload, aggregate, commit, keys, shares, unmask)
                [--shards K]   (K aggregator shards, local processes or with --containers a container each:
-                              plain rounds' sites upload their deltas to them in parts; rounds aggregate
-                              on them, each unmasking and stepping its 1/K of the model into the new
-                              checkpoint; not with --coordinators)
+                              sites upload their deltas to them in parts and download the global model's
+                              parts from them; rounds aggregate on them, each unmasking and stepping its
+                              1/K of the model into the new checkpoint; not with --coordinators)
 `,
   coordinator: `  fedhpc coordinator  --config FILE
 `,
@@ -36,9 +36,11 @@ export const COMMAND_USAGE: Readonly<Record<string, string>> = {
 `,
   provision: `  fedhpc provision    --federation NAME --sites a,b,c --admins NAME[,NAME] --out DIR
                [--coordinator HOST:PORT | --coordinators [NAME=]HOST:PORT,...]
-               [--aggregators [NAME=]HOST:PORT,...] [--force] [--json]
+               [--aggregators [NAME=]HOST:PORT,... | --local-shards K] [--force] [--json]
                (--coordinators: a leader and its standbys, a certificate each under coordinators/NAME/;
-                --aggregators: aggregator shards, a certificate of the aggregator role each under aggregators/NAME/)
+                --aggregators: aggregator shards, a certificate of the aggregator role each under aggregators/NAME/;
+                --local-shards: K shards the coordinator starts on its own host (localShards), each serving
+                sites on the coordinator's port + its number, a certificate each under coordinator/local-shards/)
 `,
   export: `  fedhpc export       --state-dir DIR --round N --format hf --model-config FILE --tokenizer DIR --out DIR
                [--dtype f32|bf16] [--run ID] [--json]

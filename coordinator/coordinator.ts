@@ -21,7 +21,7 @@ import { aggregatorServiceHandlers } from './service/aggregator-service.js';
 import { ShardRegistry, type ShardPlanSource } from './shards/registry.js';
 import { PartUploads } from './shards/part-uploads.js';
 import { PartDownloads } from './shards/part-downloads.js';
-import { localShardCli, localShardNames, startLocalShards } from './shards/local.js';
+import { localShardCli, localShardNames, localShardServing, startLocalShards } from './shards/local.js';
 import { CallLimiter, withCallLimits } from './service/limits.js';
 import { TransferBudget } from './upload/budget.js';
 import { siteServiceHandlers } from './service/site-service.js';
@@ -122,8 +122,12 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
         if (deleted.length > 0) logger.info({ deleted, retention }, 'checkpoints deleted by retention');
       }
     : undefined;
-  // Local shards (`localShards`) are listed as the configured ones are; no site dials them, so their endpoint reads `local`.
-  const shardList = config.localShards > 0 ? localShardNames(config.localShards).map((name) => ({ name, endpoint: 'local' })) : config.aggregators;
+  // Local shards (`localShards`) are listed as the configured ones are: a shard with a certificate of
+  // its own serves sites at `:<port>` (the coordinator's host), one without reads `local` and serves none.
+  const shardList =
+    config.localShards > 0
+      ? localShardNames(config.localShards).map((name, i) => ({ name, endpoint: localShardServing(config.tls.cert, config.listen, name, i + 1)?.endpoint ?? 'local' }))
+      : config.aggregators;
   const shards: ShardRegistry = new ShardRegistry({
     shards: shardList,
     // Read only once the driver below runs a run.
@@ -249,6 +253,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
           tls: config.tls,
           certPem: tls.cert,
           stateDir: config.stateDir,
+          listen: config.listen,
           logLevel: config.log.level,
           logger: logger.child({ component: 'shards' }),
         })

@@ -44,6 +44,13 @@ export interface FederationFilesOptions {
    * federation provisioned earlier must hold their certificates already.
    */
   readonly aggregators?: readonly CoordinatorEndpoint[];
+  /**
+   * Local aggregator shards (issue 22): `localShards` in coordinator.json, and each an `aggregator`
+   * certificate under `coordinator/local-shards/<name>/` so that it serves sites. One coordinator only.
+   */
+  readonly localShards?: number;
+  /** Issue the local shards' certificates only, leaving coordinator.json without `localShards` (a test switches it on). */
+  readonly localShardCertificatesOnly?: boolean;
   readonly run: CoordinatorOptions['run'];
   /** The coordinator's `limits` (defaults when absent). */
   readonly limits?: CoordinatorOptions['limits'];
@@ -128,6 +135,7 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
         outDir: o.dir,
         force: o.force ?? false,
         aggregators,
+        ...(o.localShards ? { localShards: o.localShards } : {}),
         ...(coordinators ? { coordinators } : { coordinatorHosts }),
       })
     : undefined;
@@ -169,6 +177,7 @@ export async function writeFederationFiles(o: FederationFilesOptions): Promise<F
       ...(o.limits ? { limits: o.limits } : {}),
       ...(o.dashboard ? { dashboard: { listen: o.dashboard.listen } } : {}),
       ...(o.aggregators && o.aggregators.length > 0 ? { aggregators: o.aggregators.map((a) => ({ name: a.name, endpoint: a.address })) } : {}),
+      ...(o.localShards && !o.localShardCertificatesOnly ? { localShards: o.localShards } : {}),
     };
     await mkdir(coordDir, { recursive: true });
     await writeJson(file, coordinator);

@@ -178,7 +178,7 @@ export class SiteAgent {
     // The address being dialled is the TLS server name checked (unless `serverName` says otherwise):
     // a leader a standby named is usable only with a coordinator certificate of the federation for it.
     const address = reach.cursor.current;
-    const link = new CoordinatorLink(createSiteClient({ ...this.o.config, coordinator: address }));
+    const link = new CoordinatorLink(createSiteClient({ ...this.o.config, coordinator: address }), address);
     this.link = link;
     this.connection = new AbortController();
     try {

@@ -49,10 +49,16 @@ export function createSiteClient(config: { readonly coordinator: string } & Pick
 
 /**
  * Clients for aggregator shards' endpoints (part uploads and downloads), each checked for the
- * `aggregator` role: a shard's name is its endpoint's host.
+ * `aggregator` role: a shard's name is its endpoint's host. An endpoint without a host (`:7444`, a
+ * shard the coordinator runs on its own host) is on the host of `coordinator`, the address this
+ * agent dials the coordinator at, and is checked under the coordinator's TLS name.
  */
-export function shardClients(config: Pick<ResolvedSiteConfig, 'tls' | 'proxy'>): (endpoint: string) => SiteServiceClient {
-  return (endpoint) => createSiteClient({ coordinator: endpoint, tls: config.tls, proxy: config.proxy, serverName: undefined }, 'aggregator');
+export function shardClients(config: Pick<ResolvedSiteConfig, 'tls' | 'proxy' | 'serverName'>, coordinator: string): (endpoint: string) => SiteServiceClient {
+  return (endpoint) => {
+    const local = endpoint.startsWith(':');
+    const address = local ? `${coordinator.slice(0, coordinator.lastIndexOf(':'))}${endpoint}` : endpoint;
+    return createSiteClient({ coordinator: address, tls: config.tls, proxy: config.proxy, serverName: local ? config.serverName : undefined }, 'aggregator');
+  };
 }
 
 /** Clients made by {@link createSiteClient}, whose channel options are set as recycling needs. */

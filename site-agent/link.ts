@@ -83,7 +83,11 @@ export type SecureLink = Pick<CoordinatorLink, 'advertiseKeys' | 'submitShares' 
 export class CoordinatorLink {
   private closed = false;
 
-  constructor(readonly client: SiteServiceClient) {}
+  constructor(
+    readonly client: SiteServiceClient,
+    /** The coordinator's address this connection dials (`host:port`). */
+    readonly address: string,
+  ) {}
 
   /**
    * The client while the connection is open, undefined once it is closed: for callers that choose a

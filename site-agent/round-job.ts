@@ -45,7 +45,7 @@ const DRAIN_FALLBACK_MS = 3_600_000;
 const STOP_GRACE_MS = 5_000;
 
 /** The calls a round job makes: transfers on the client, a score, a failure report. */
-export type RoundLink = Pick<CoordinatorLink, 'client' | 'reportEval' | 'reportFailure'>;
+export type RoundLink = Pick<CoordinatorLink, 'client' | 'address' | 'reportEval' | 'reportFailure'>;
 
 /** What round jobs need from the agent around them. */
 export interface RoundJobsOptions {
@@ -244,6 +244,7 @@ export class RoundJobs {
     try {
       res = await uploadWithKeptWork({
         client: this.o.link().client,
+        coordinator: this.o.link().address,
         config: this.o.config,
         task: t,
         globalPath: dl.path,
@@ -390,7 +391,7 @@ export class RoundJobs {
 
   /** How this site downloads models: into its cache, from the aggregator shards where the coordinator names them. */
   private downloadOptions(signal: AbortSignal, onProgress: TransferProgress): DownloadOptions {
-    return { cacheDir: this.o.cacheDir, signal, onProgress, policy: transferPolicy(this.o.config), shardClient: shardClients(this.o.config) };
+    return { cacheDir: this.o.cacheDir, signal, onProgress, policy: transferPolicy(this.o.config), shardClient: shardClients(this.o.config, this.o.link().address) };
   }
 
   /** Downloads a model with progress (TTY line or log lines, and heartbeats). */

@@ -112,6 +112,8 @@ function taskKey(t: TrainTask): string {
 /** What the agent hands the upload step. */
 export interface RoundUploadInput {
   readonly client: SiteServiceClient;
+  /** The address `client` dials: the host of shards the coordinator runs on its own host (round-upload's shard clients). */
+  readonly coordinator: string;
   readonly config: ResolvedSiteConfig;
   readonly task: TrainTask;
   readonly globalPath: string;
@@ -193,7 +195,7 @@ export async function uploadRoundDelta(i: RoundUploadInput): Promise<UploadOutco
         policy,
         onQueued: queuedOnce(i.log),
         // Parts go to the aggregator shards the coordinator names, each checked for the `aggregator` role.
-        shardClient: shardClients(i.config),
+        shardClient: shardClients(i.config, i.coordinator),
       },
     );
     meter.finish();

@@ -163,6 +163,12 @@ export interface BenchRoundOptions {
    * before any site.
    */
   readonly aggregators?: number;
+  /**
+   * Local aggregator shards (`localShards`: the coordinator's own child processes), provisioned
+   * with certificates of their own so that they take the sites' parts on the ports after the
+   * coordinator's (`provision --local-shards`).
+   */
+  readonly localShards?: number;
   /** Site started with `--die-at upload`. */
   readonly dropSite?: string;
   /** Runs once the coordinator answers (its initial model imported), before any site starts. */
@@ -240,6 +246,7 @@ export async function runBenchRound(o: BenchRoundOptions): Promise<RoundFigures>
     coordinatorAddress: address,
     listen: `127.0.0.1:${port}`,
     run: { id: `bench-${o.name}`, rounds: 1, expectedSites: [...o.sites], ...o.run },
+    ...(o.localShards ? { localShards: o.localShards } : {}),
     aggregators: await Promise.all(
       Array.from({ length: o.aggregators ?? 0 }, async (_, i) => {
         const shardPort = await freeLoopbackPort();

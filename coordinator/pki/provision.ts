@@ -9,6 +9,7 @@
  * outDir/sites/<id>/site.crt, site.key, ca.crt
  * outDir/admins/<name>/admin.crt, admin.key, ca.crt
  * outDir/aggregators/<name>/aggregator.crt, aggregator.key, ca.crt   (aggregator shards, `aggregators`)
+ * outDir/coordinator/local-shards/local-<i>/aggregator.crt, …       (local shards, `localShards`)
  * ```
  */
 import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
@@ -46,6 +47,13 @@ export interface ProvisionFederationOptions {
    * `aggregators/<name>/`. Default none.
    */
   readonly aggregators?: readonly { readonly name: string; readonly hosts: readonly string[] }[];
+  /**
+   * Local aggregator shards (`localShards` in coordinator.json, issue 22): `local-1` … `local-K` each
+   * get an `aggregator` certificate naming the coordinator's own hosts, under
+   * `coordinator/local-shards/<name>/`, so that the shards the coordinator starts on its host can
+   * serve sites. One coordinator only (not with `coordinators`). Default 0.
+   */
+  readonly localShards?: number;
   /** Validity of every certificate, in days. Default {@link DEFAULT_VALIDITY_DAYS}. */
   readonly validityDays?: number;
   /** Issuance time. Default `new Date()`. */
@@ -80,7 +88,12 @@ export interface ProvisionManifest {
   readonly admins: readonly ProvisionedMember[];
   /** Every aggregator shard, in the order given (empty without `aggregators`). */
   readonly aggregators: readonly ProvisionedMember[];
+  /** The local shards' serving certificates, `local-1` first (empty without `localShards`). */
+  readonly localShards: readonly ProvisionedMember[];
 }
+
+/** The hosts one coordinator's certificate names when none are given. */
+const DEFAULT_HOSTS = ['localhost', '127.0.0.1', '::1'];
 
 const IP_ADDRESS = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-fA-F:]*:[0-9a-fA-F:.]*)$/;
 
@@ -157,6 +170,11 @@ export async function provisionFederation(options: ProvisionFederationOptions): 
     if (several.length === 0) throw new PkiError(PkiErrorCode.InvalidOptions, 'coordinators lists no coordinator');
     assertUnique(several.map((c) => c.name), 'coordinator');
   }
+  const localShards = options.localShards ?? 0;
+  if (!Number.isSafeInteger(localShards) || localShards < 0 || localShards > 64) {
+    throw new PkiError(PkiErrorCode.InvalidOptions, `localShards must be a whole number from 0 to 64, got ${String(localShards)}`);
+  }
+  if (localShards > 0 && several !== undefined) throw new PkiError(PkiErrorCode.InvalidOptions, 'local shards run beside one coordinator: not with coordinators');
   const shards = options.aggregators ?? [];
   assertUnique(shards.map((a) => a.name), 'aggregator');
   for (const { name, hosts } of shards) {
@@ -186,7 +204,7 @@ export async function provisionFederation(options: ProvisionFederationOptions): 
     return issueCertificate({ ca, role, id, federation, validityDays, now, ...sans, ...random });
   };
   const coordinators: ProvisionedMember[] = [];
-  for (const { name, hosts } of several ?? [{ name: 'coordinator', hosts: options.coordinatorHosts ?? ['localhost', '127.0.0.1', '::1'] }]) {
+  for (const { name, hosts } of several ?? [{ name: 'coordinator', hosts: options.coordinatorHosts ?? DEFAULT_HOSTS }]) {
     const dir = several === undefined ? join(outDir, 'coordinator') : join(outDir, 'coordinators', name);
     coordinators.push(await writeMember(dir, 'coordinator', 'coordinator', name, await issue('coordinator', name, hosts), ca.certPem));
   }
@@ -204,5 +222,20 @@ export async function provisionFederation(options: ProvisionFederationOptions): 
   for (const { name, hosts } of shards) {
     aggregators.push(await writeMember(join(outDir, 'aggregators', name), 'aggregator', 'aggregator', name, await issue('aggregator', name, hosts), ca.certPem));
   }
-  return Object.freeze({ federation, outDir, ca: caPaths, coordinator, coordinators, sites: siteMembers, admins: adminMembers, aggregators });
+  const locals: ProvisionedMember[] = [];
+  for (let i = 1; i <= localShards; i++) {
+    const name = localShardName(i);
+    locals.push(await writeMember(localShardDir(join(outDir, 'coordinator'), name), 'aggregator', 'aggregator', name, await issue('aggregator', name, options.coordinatorHosts ?? DEFAULT_HOSTS), ca.certPem));
+  }
+  return Object.freeze({ federation, outDir, ca: caPaths, coordinator, coordinators, sites: siteMembers, admins: adminMembers, aggregators, localShards: locals });
+}
+
+/** The name of local shard `i` (from 1): `local-<i>`. */
+export function localShardName(i: number): string {
+  return `local-${i}`;
+}
+
+/** Where local shard `name`'s serving certificate lies: beside the coordinator's, under `local-shards/<name>/`. */
+export function localShardDir(coordinatorDir: string, name: string): string {
+  return join(coordinatorDir, 'local-shards', name);
 }

@@ -35,6 +35,11 @@ export const shardConfigSchema = z
      * reads them from the checkpoint storage.
      */
     listen: z.string().regex(/^[^\s:]*:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'host:port').optional(),
+    /**
+     * The certificate the shard serves sites with, when not `tls`'s: a local shard attaches with the
+     * coordinator's own certificate and serves with an `aggregator` one (`provision --local-shards`).
+     */
+    siteTls: z.object({ ca: z.string(), cert: z.string(), key: z.string() }).strict().optional(),
     /** The in-flight bytes of every site's upload streams at this shard together (the coordinator's `limits.uploadBudgetBytes`). */
     uploadBudgetBytes: z.number().int().min(256 * 1024).max(64 * 1024 * 1024 * 1024).default(256 * 1024 * 1024),
     /** Waits between attempts to reach a coordinator: full jitter, doubling up to `maxMs`. */
@@ -56,6 +61,7 @@ export function loadShardConfig(file: string): ResolvedShardConfig {
     ...c,
     tls: { ca: rel(c.tls.ca), cert: rel(c.tls.cert), key: rel(c.tls.key) },
     checkpoints: rel(c.checkpoints),
+    ...(c.siteTls !== undefined ? { siteTls: { ca: rel(c.siteTls.ca), cert: rel(c.siteTls.cert), key: rel(c.siteTls.key) } } : {}),
     ...(c.stateDir !== undefined ? { stateDir: rel(c.stateDir) } : {}),
   }));
 }

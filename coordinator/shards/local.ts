@@ -4,14 +4,17 @@
  * cores with nothing else to provision. A local shard is the coordinator in another process: it
  * presents the coordinator's own certificate (the leader accepts that certificate as a shard only
  * for the names `local-1` … `local-K`, see service/aggregator-service.ts), dials the coordinator on
- * loopback and steps its part in the coordinator's own `stateDir`. Each child is restarted with
+ * loopback and steps its part in the coordinator's own `stateDir`. Where `provision --local-shards`
+ * gave it an `aggregator` certificate beside the coordinator's, it also serves sites — their part
+ * uploads and downloads — on the coordinator's port plus its number ({@link localShardServing}). Each child is restarted with
  * backoff if it exits while the coordinator runs, and stopped (SIGTERM, then SIGKILL) with it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { localShardDir, localShardName } from '../pki/provision.js';
 import { fileURLToPath } from 'node:url';
 import { backoffDelay, sleep } from '../../common/backoff.js';
 import type { Logger } from '../../common/logger.js';
@@ -23,7 +26,31 @@ type ShardLogLevel = NonNullable<NonNullable<ShardConfigInput['log']>['level']>;
 
 /** The names of K local shards, in shard order. */
 export function localShardNames(count: number): string[] {
-  return Array.from({ length: count }, (_, i) => `local-${i + 1}`);
+  return Array.from({ length: count }, (_, i) => localShardName(i + 1));
+}
+
+/** Where a local shard serves sites, and with which certificate. */
+export interface LocalShardServing {
+  /** What it binds: the coordinator's host, and the coordinator's port plus the shard's number. */
+  readonly listen: string;
+  /** What sites are told: `:<port>`, the port on the host they reach the coordinator at. */
+  readonly endpoint: string;
+  readonly tls: { readonly ca: string; readonly cert: string; readonly key: string };
+}
+
+/**
+ * Where local shard `name` (number `n`, from 1) serves sites: when the coordinator's folder holds
+ * its `aggregator` certificate (`fedhpc provision --local-shards K`) and the coordinator listens on
+ * a fixed port, it listens on that port plus `n` on the coordinator's host. Undefined otherwise: the
+ * shard aggregates only, and sites send their deltas whole to the coordinator.
+ */
+export function localShardServing(coordinatorCert: string, coordinatorListen: string, name: string, n: number): LocalShardServing | undefined {
+  const dir = localShardDir(dirname(resolve(coordinatorCert)), name);
+  const cert = join(dir, 'aggregator.crt');
+  const colon = coordinatorListen.lastIndexOf(':');
+  const port = Number(coordinatorListen.slice(colon + 1)) + n;
+  if (!existsSync(cert) || !(port > n && port <= 65_535)) return undefined;
+  return { listen: `${coordinatorListen.slice(0, colon)}:${port}`, endpoint: `:${port}`, tls: { ca: join(dir, 'ca.crt'), cert, key: join(dir, 'aggregator.key') } };
 }
 
 /** What {@link startLocalShards} needs of the coordinator that starts them. */
@@ -38,6 +65,8 @@ export interface LocalShardsOptions {
   readonly certPem: Buffer;
   /** The coordinator's `stateDir`: its checkpoint storage, and where the shards' configs are written. */
   readonly stateDir: string;
+  /** The coordinator's `listen`: local shards that have a certificate serve sites on the ports after it. */
+  readonly listen: string;
   readonly logLevel: ShardLogLevel;
   readonly logger: Logger;
   /** The `fedhpc` CLI script run by Node (default: this build's dist/cli/main.js). */
@@ -72,7 +101,8 @@ export async function startLocalShards(o: LocalShardsOptions): Promise<LocalShar
   const target = loopbackTarget(o.address);
   const serverName = certificateName(o.certPem);
   const files = await Promise.all(
-    names.map(async (name) => {
+    names.map(async (name, i) => {
+      const serving = localShardServing(o.tls.cert, o.listen, name, i + 1);
       const config: ShardConfigInput = {
         federation: o.federation,
         name,
@@ -82,6 +112,7 @@ export async function startLocalShards(o: LocalShardsOptions): Promise<LocalShar
         tls: { ca: resolve(o.tls.ca), cert: resolve(o.tls.cert), key: resolve(o.tls.key) },
         checkpoints: resolve(o.stateDir),
         stateDir: resolve(dir, name),
+        ...(serving ? { listen: serving.listen, siteTls: { ca: resolve(serving.tls.ca), cert: resolve(serving.tls.cert), key: resolve(serving.tls.key) } } : {}),
         reconnect: { initialMs: 200, maxMs: 2_000 },
         log: { level: o.logLevel },
       };

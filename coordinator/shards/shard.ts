@@ -105,7 +105,8 @@ export async function runShard(o: RunShardOptions): Promise<void> {
   };
   // Sites' part uploads (./shard-uploads.ts): served while the shard runs, reported on whichever
   // Attach stream is open (a report made while none is, is sent on the next one).
-  const uploads = config.listen !== undefined && config.stateDir !== undefined ? await startUploads(o, tls, config.listen, config.stateDir) : undefined;
+  const siteTls = config.siteTls ? readTlsFiles(config.siteTls) : tls;
+  const uploads = config.listen !== undefined && config.stateDir !== undefined ? await startUploads(o, siteTls, config.listen, config.stateDir) : undefined;
   // Started at the first aggregation, kept for the next ones (the coordinator keeps its pool too).
   let pool: Promise<KernelPool | undefined> | undefined;
   const kernels = (): Promise<KernelPool | undefined> =>

@@ -152,7 +152,7 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
   async function shardFederation(
     federation: string,
     sites: readonly string[],
-    run: { readonly rounds: number; readonly secure: boolean; readonly aggregator?: { readonly name: 'median' }; readonly minSites?: number },
+    run: { readonly rounds: number; readonly secure: boolean; readonly aggregator?: { readonly name: 'median' }; readonly minSites?: number; readonly localShardCertificates?: number },
     env: NodeJS.ProcessEnv = process.env,
   ) {
     const dir = await tempDir();
@@ -171,6 +171,8 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
           return { name, address: `localhost:${shardPort}`, listen: `127.0.0.1:${shardPort}` };
         }),
       ),
+      // Certificates for local shards that serve sites (`provision --local-shards`), for a test that switches `localShards` on.
+      ...(run.localShardCertificates ? { localShards: run.localShardCertificates, localShardCertificatesOnly: true } : {}),
       run: {
         id: federation,
         rounds: run.rounds,
@@ -333,8 +335,10 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     admin.close();
   }, 200_000);
 
-  it('localShards: 2 makes the coordinator start its own shard processes, which aggregate (by the median) the models the coordinator alone does, are restarted when killed and leave with a SIGKILLed coordinator', async () => {
-    const { files, admin, runToEnd } = await shardFederation('localrun', ['bsc', 'hlrs', 'cines'], { rounds: 2, secure: false, aggregator: { name: 'median' } });
+  it('localShards: 2 makes the coordinator start its own shard processes, which take the sites’ parts on the ports after its own and aggregate (by the median) the models the coordinator alone does, are restarted when killed and leave with a SIGKILLed coordinator', async () => {
+    const { files, admin, runToEnd } = await shardFederation('localrun', ['bsc', 'hlrs', 'cines'], { rounds: 2, secure: false, aggregator: { name: 'median' }, localShardCertificates: 2 });
+    const { listen } = JSON.parse(await readFile(files.coordinatorConfig, 'utf8')) as { listen: string };
+    const port = Number(listen.slice(listen.lastIndexOf(':') + 1));
     await patchJsonFile(files.coordinatorConfig, ({ aggregators: _a, ...c }) => ({ ...c, stateDir: 'state-alone' }));
     const alone = await runToEnd('k0', { shards: false });
     await patchJsonFile(files.coordinatorConfig, (c) => ({ ...c, stateDir: 'state-local', localShards: 2 }));
@@ -361,10 +365,10 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
         procs.push(outsider);
         expect(await outsider.exited).toBe(1);
         expect(await outsider.logText()).toContain("NOT_MEMBER: aggregator s1 is not one of this coordinator's shards: it runs only the local shards it starts (localShards)");
-        // `admin status` names them as local shards, not by an address no site dials.
+        // `admin status` names them by the ports they serve sites on, on the host the sites dial the coordinator at.
         expect((await admin.status()).shards.map((x) => [x.shardId, x.endpoint, x.state])).toEqual([
-          ['local-1', 'local', 'ready'],
-          ['local-2', 'local', 'ready'],
+          ['local-1', `:${port + 1}`, 'ready'],
+          ['local-2', `:${port + 2}`, 'ready'],
         ]);
         // The coordinator SIGKILLed (no shutdown of its own): its shards see their stdin close and exit.
         await coordinator.stop('SIGKILL');
@@ -372,6 +376,11 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
       },
     });
     expect(lines(local.log).filter((l) => l['msg'] === 'aggregated on the shards').map((l) => l['shards'])).toEqual([2, 2]);
+    // Every delta went to the local shards in parts, and every global model came from them in parts:
+    // the coordinator's own process took none of those bytes (its certificate served none of them).
+    expect(lines(local.log).filter((l) => l['msg'] === 'upload verified: every shard holds its part')).toHaveLength(6);
+    expect(lines(local.log).filter((l) => l['msg'] === 'upload verified' && l['shard'] === undefined)).toHaveLength(0);
+    expect(lines(local.log).filter((l) => l['msg'] === 'download admitted in parts from the aggregator shards').length).toBeGreaterThanOrEqual(6);
     // The shards' lines are in the coordinator's log (their stdout is its), each naming its shard.
     const parts = lines(local.log).filter((l) => l['msg'] === "aggregated the shard's part");
     expect(parts.map((l) => l['shard']).sort()).toEqual(['local-1', 'local-1', 'local-2', 'local-2']);

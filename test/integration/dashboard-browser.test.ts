@@ -232,7 +232,8 @@ describe.skipIf(skip)('the web dashboard in a browser', () => {
     expect(await text('#secure-state')).toMatch(/^on/);
     expect(await text('#run-rounds')).toContain(`${ROUNDS} of ${ROUNDS} committed`);
     const shards = await page.$$eval('#shards tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent ?? '')));
-    expect(shards).toEqual([['0 shard-a (localhost:7450)', 'detached', expect.stringMatching(/^\[0, \d+\)$/), '-', '-', '']]);
+    // shard, state, part, free bytes, parts received, model parts sent, problem
+    expect(shards).toEqual([['0 shard-a (localhost:7450)', 'detached', expect.stringMatching(/^\[0, \d+\)$/), '-', '-', '-', '']]);
 
     await open('/rounds');
     await page.waitForFunction((n) => document.querySelectorAll('#rounds-table .state.committed').length >= n, { timeout: 30_000 }, ROUNDS);

@@ -471,7 +471,10 @@ class Agent:
         role (its subject's OU): a site or coordinator certificate is no shard. Python's gRPC has no
         hook to read the certificate of the channel it opens, so the role is checked on a TLS
         connection of its own first (a test agent's shortcut; the TypeScript agent checks the
-        channel it uploads on)."""
+        channel it uploads on). An endpoint without a host (`:7444`, a shard the coordinator runs on
+        its own host) is on the host this agent dials the coordinator at."""
+        if endpoint.startswith(":"):
+            endpoint = self.address.rsplit(":", 1)[0] + endpoint
         if endpoint not in self.shards:
             host, port = endpoint.rsplit(":", 1)
             ctx = ssl.create_default_context(cafile=self.args.ca)

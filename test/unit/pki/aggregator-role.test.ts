@@ -109,6 +109,23 @@ describe('aggregator shard certificates', () => {
     }
   });
 
+  it('issues local shards (--local-shards) aggregator certificates naming the coordinator’s hosts, beside its certificate; refuses them with several coordinators', async () => {
+    const dir = await tempDir('fedhpc-local-shards-');
+    const m = await provisionFederation({ federation: 'eurohpc', sites: ['bsc'], admins: ['ops'], outDir: dir, now: NOW, coordinatorHosts: ['coord.example.org', '10.0.0.5'], localShards: 2 });
+    expect(m.localShards.map((l) => [l.id, l.role, l.certPath])).toEqual([
+      ['local-1', 'aggregator', join(dir, 'coordinator', 'local-shards', 'local-1', 'aggregator.crt')],
+      ['local-2', 'aggregator', join(dir, 'coordinator', 'local-shards', 'local-2', 'aggregator.crt')],
+    ]);
+    const cert = new X509Certificate(await readFile(m.localShards[1]!.certPath));
+    expect(cert.subject.split('\n')).toEqual(expect.arrayContaining(['CN=local-2', 'OU=aggregator']));
+    expect(cert.subjectAltName?.split(', ').sort()).toEqual(['DNS:coord.example.org', 'IP Address:10.0.0.5', 'URI:fedhpc://eurohpc/aggregator/local-2']);
+    for (const localShards of [2.5, 65]) {
+      await expect(provisionFederation({ federation: 'eurohpc', sites: ['bsc'], admins: ['ops'], outDir: await tempDir('fedhpc-local-bad-'), now: NOW, localShards })).rejects.toThrow(/localShards must be a whole number from 0 to 64/);
+    }
+    const several = provisionFederation({ federation: 'eurohpc', sites: ['bsc'], admins: ['ops'], outDir: await tempDir('fedhpc-local-bad-'), now: NOW, localShards: 1, coordinators: [{ name: 'a', hosts: ['a'] }] });
+    await expect(several).rejects.toThrow(/local shards run beside one coordinator/);
+  });
+
   it('a member dialling the coordinator refuses a shard certificate; one dialling a shard refuses the coordinator', async () => {
     const site = manifest.sites[0]!;
     expect(await dial('coordinator', site)).toEqual({ reply: 'site/bsc' });

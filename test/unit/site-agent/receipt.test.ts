@@ -40,7 +40,7 @@ describe('receipts of committed rounds', () => {
     const { logger, lines } = testLogger();
     const server = await receiptServer();
     // The agent hands the signer its current link's open client (site-agent/agent.ts).
-    let link = new CoordinatorLink(dial(server.address));
+    let link = new CoordinatorLink(dial(server.address), server.address);
     link.close();
     const signer = new ReceiptSigner({
       site: 'bsc',
@@ -60,7 +60,7 @@ describe('receipts of committed rounds', () => {
     await signer.settled();
     expect(server.received).toHaveLength(0);
 
-    link = new CoordinatorLink(dial(server.address));
+    link = new CoordinatorLink(dial(server.address), server.address);
     signer.committed('run-1', 3, model);
     await signer.settled();
     expect(server.received).toHaveLength(1);

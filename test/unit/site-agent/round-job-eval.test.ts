@@ -59,7 +59,7 @@ async function runJob(reportEval: () => Promise<void>, expectLogs: RegExp[]): Pr
   // A real client that is never called: the global model is already in the cache, so nothing downloads.
   const { SiteService } = loadProto().fedhpc.v1;
   const client = new SiteService('127.0.0.1:1', grpc.credentials.createInsecure());
-  const link: RoundLink = { client, reportEval, reportFailure: (_a, f) => void failures.push(f) };
+  const link: RoundLink = { client, address: '127.0.0.1:1', reportEval, reportFailure: (_a, f) => void failures.push(f) };
   const config = siteConfigSchema.parse({ site: 'site-1', coordinator: 'localhost:1', tls: { ca: 'ca', cert: 'c', key: 'k' }, workDir: dir, runner: { kind: 'builtin', language: 'en' } });
   const jobs = new RoundJobs({
     config,

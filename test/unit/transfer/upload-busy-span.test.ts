@@ -80,6 +80,7 @@ describe('the upload header', () => {
     try {
       const res = await uploadRoundDelta({
         client,
+        coordinator: 'localhost:1',
         config,
         task,
         globalPath: join(dir, 'global.safetensors'),

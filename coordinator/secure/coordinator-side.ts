@@ -14,7 +14,7 @@ import type { SiteRegistry } from '../sites/registry.js';
 import type { RunState, SchedulerEvent, StepResult } from '../round/types.js';
 import type { AttemptRef, SecureStageHandlers } from './messages.js';
 import { SecureRound, type SecureStage, type StoredShare } from './round.js';
-import { type SecureMeanOptions, checkedUnmasking, secureMean } from './unmask.js';
+import { type SecureMeanOptions, checkedUnmaskingOfWords, secureMean } from './unmask.js';
 
 export interface SecureSideOptions {
   readonly config: RunningConfig;
@@ -122,9 +122,12 @@ export class SecureSide {
     return secureMean(r, spools, declared, elements, open, options);
   }
 
-  /** What aggregator shards need to unmask their ranges of this attempt's sum (issue 22; unmask.ts `checkedUnmasking`). */
-  shardUnmask(round: number, attempt: number, spools: readonly string[], declared: ReadonlyMap<string, number>, elements: number, open: (p: string) => Promise<FileSource>, options: SecureMeanOptions = {}): ReturnType<typeof checkedUnmasking> {
-    return checkedUnmasking(this.round(round, attempt), spools, declared, elements, open, options);
+  /**
+   * What aggregator shards need to unmask their ranges of this attempt's sum (issue 22): the plan,
+   * and Σw from the survivors' masked weight words, in survivor order (unmask.ts `checkedUnmaskingOfWords`).
+   */
+  shardUnmask(round: number, attempt: number, words: readonly Uint8Array[], declared: ReadonlyMap<string, number>, elements: number): ReturnType<typeof checkedUnmaskingOfWords> {
+    return checkedUnmaskingOfWords(this.round(round, attempt), words, declared, elements);
   }
 
   /** Stage RPC handlers for one calling site; each validates, then tells the scheduler. */

@@ -176,34 +176,6 @@ export async function unmaskWeightWord(
   }
 }
 
-/** The name a survivor's in-memory weight word goes by among the spool paths ({@link weightWordSpool}). */
-export function weightWordKey(site: string): string {
-  return `weight-word:${site}`;
-}
-
-/**
- * A spool that holds only a survivor's masked weight word, at its place after `elements` words:
- * what the leader has of a secure upload the aggregator shards hold in parts (the shard with the
- * last part reports the word, issue 22), enough for {@link unmaskWeightWord}. Every other word
- * reads as 0; nothing but the weight word is read from it.
- */
-export function weightWordSpool(word: Uint8Array, elements: number): FileSource {
-  const at = elements * word.length;
-  const fill = (offset: number, target: Uint8Array): Uint8Array => {
-    target.fill(0);
-    const from = Math.max(offset, at);
-    const to = Math.min(offset + target.length, at + word.length);
-    if (from < to) target.set(word.subarray(from - at, to - at), from - offset);
-    return target;
-  };
-  return {
-    size: at + word.length,
-    read: (offset, length) => Promise.resolve(fill(offset, new Uint8Array(length))),
-    readInto: (offset, target) => Promise.resolve(fill(offset, target)),
-    close: () => Promise.resolve(),
-  };
-}
-
 /**
  * The Σw check: the unmasked weight sum against the weights the survivors declared in their clear
  * headers; returns the declared Σw every mean divides by, or throws `WEIGHT_SUM_MISMATCH` naming
@@ -286,4 +258,26 @@ export async function checkedUnmasking(
   declaredWeights(r, declared); // a weight no encoder could have declared fails before any spool is read
   const plan = unmaskPlan(r);
   return { plan, weightSum: checkedWeightSum(r, declared, await unmaskWeightWord(plan, spoolPaths, 0, elements, openSpool, options)) };
+}
+
+/**
+ * {@link checkedUnmasking} from the survivors' masked weight words themselves, in survivor order
+ * (each `modulusBits / 8` bytes, little-endian): what the leader holds of the uploads aggregator
+ * shards take in parts (the shard with the last part reports its word; issue 22), or reads from the
+ * end of a whole spool. The same Σw, from n words instead of n spools.
+ */
+export function checkedUnmaskingOfWords(r: SecureRound, words: readonly Uint8Array[], declared: ReadonlyMap<string, number>, elements: number): { readonly plan: UnmaskPlan; readonly weightSum: number } {
+  invariant(words.length === r.survivors.length, 'a secure sum takes one weight word per survivor');
+  declaredWeights(r, declared);
+  const plan = unmaskPlan(r);
+  const bytes = plan.modulusBits / 8;
+  let total = 0;
+  for (const w of words) {
+    invariant(w.length === bytes, 'a weight word is one word of the modulus');
+    total = (total + (bytes === 4 ? Buffer.from(w.buffer, w.byteOffset, 4).readUInt32LE(0) : Buffer.from(w.buffer, w.byteOffset, 2).readUInt16LE(0))) % 2 ** plan.modulusBits;
+  }
+  const sum = plan.modulusBits === 32 ? Uint32Array.of(total) : Uint16Array.of(total);
+  const masks = { survivorSelfSeeds: plan.selfSeeds, droppedPairs: plan.droppedPairs, wordOffset: elements };
+  const unmasked = unmaskDequantize(sum, plan.survivors, { clip: 1, quantBits: plan.quantBits, modulusBits: plan.modulusBits }, masks)[0]!;
+  return { plan, weightSum: checkedWeightSum(r, declared, unmasked) };
 }

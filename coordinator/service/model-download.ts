@@ -9,10 +9,18 @@ import type * as grpc from '@grpc/grpc-js';
 import { crc32c } from '@node-rs/crc32';
 import { open } from 'node:fs/promises';
 import type { DownloadRequest__Output, ModelChunk } from '../../proto/index.js';
+import { isSha256 } from '../../common/files.js';
 import { CoordinatorError } from '../core/errors.js';
+import type { StateStore } from '../state/store.js';
 import { writeWithBackpressure } from './streams.js';
 
 export type DownloadCall = grpc.ServerWritableStream<DownloadRequest__Output, ModelChunk>;
+
+/** Refuses a download of what is not a model of `store`: `BAD_REQUEST` for a malformed hash, `MODEL_NOT_FOUND`. */
+export async function requireModel(store: Pick<StateStore, 'hasModel'>, sha256: string): Promise<void> {
+  if (!isSha256(sha256)) throw new CoordinatorError('BAD_REQUEST', `not a SHA-256: ${JSON.stringify(sha256)}`);
+  if (!(await store.hasModel(sha256))) throw new CoordinatorError('MODEL_NOT_FOUND', `no model ${sha256}`);
+}
 
 export interface ModelRangeOptions {
   /** The model file. */

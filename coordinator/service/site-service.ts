@@ -5,7 +5,6 @@
 import type * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import type { Logger } from '../../common/logger.js';
-import { isSha256 } from '../../common/files.js';
 import { PROTOCOL_VERSION, type SiteServiceHandlers, type TransferProgress__Output } from '../../proto/index.js';
 import type { Clock } from '../core/clock.js';
 import type { SiteRoundPort, TransferLimits, UploadRoundPort } from '../shell/ports.js';
@@ -18,7 +17,7 @@ import type { Membership } from '../sites/membership.js';
 import type { StateStore } from '../state/store.js';
 import { ReceiptDesk } from '../audit/receipts.js';
 import { authenticate } from './auth.js';
-import { sendModelRange } from './model-download.js';
+import { requireModel, sendModelRange } from './model-download.js';
 import {
   evalReportFromWire,
   failureFromWire,
@@ -164,8 +163,7 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
         try {
           const id = joined(call);
           const { sha256 } = call.request;
-          if (!isSha256(sha256)) throw new CoordinatorError('BAD_REQUEST', `not a SHA-256: ${JSON.stringify(sha256)}`);
-          if (!(await o.store.hasModel(sha256))) throw new CoordinatorError('MODEL_NOT_FOUND', `no model ${sha256}`);
+          await requireModel(o.store, sha256);
           await sendModelRange(call, {
             path: o.store.modelPath(sha256),
             maxChunkBytes: o.maxChunkBytes,

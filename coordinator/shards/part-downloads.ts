@@ -9,10 +9,9 @@
  * counted as the coordinator counts its own.
  */
 import { AggregationError, dtypeSize, openSafetensors, shardFileRanges } from '../../aggregation/index.js';
-import { isSha256 } from '../../common/files.js';
 import type { Logger } from '../../common/logger.js';
 import type { ShardSent__Output, TransferPart } from '../../proto/index.js';
-import { CoordinatorError } from '../core/errors.js';
+import { requireModel } from '../service/model-download.js';
 import type { TransferLimits } from '../shell/ports.js';
 import type { StateStore } from '../state/store.js';
 import type { ShardRegistry } from './registry.js';
@@ -39,16 +38,16 @@ export class PartDownloads {
 
   /** Where `site`'s download of model `sha256` comes from: one part per shard, or none (whole, from the coordinator). */
   async admit(site: string, sha256: string): Promise<TransferPart[]> {
-    if (!isSha256(sha256)) throw new CoordinatorError('BAD_REQUEST', `not a SHA-256: ${JSON.stringify(sha256)}`);
-    if (!(await this.o.store.hasModel(sha256))) throw new CoordinatorError('MODEL_NOT_FOUND', `no model ${sha256}`);
-    const shards = this.o.shards?.downloadShards();
-    if (shards === undefined) return [];
+    await requireModel(this.o.store, sha256);
+    const registry = this.o.shards;
+    const shards = registry?.downloadShards();
+    if (registry === undefined || shards === undefined) return [];
     const ranges = await this.rangesOf(sha256, shards.partition);
     if (ranges === undefined) return [];
     const limits = this.o.limits();
     const parts = shards.shards.map((s, i) => ({ shard: s.name, endpoint: s.endpoint, start: ranges[i]!.start, end: ranges[i]!.end }));
     for (const p of parts) {
-      this.o.shards!.admitDownload(p.shard, { siteId: site, sha256, start: String(p.start), end: String(p.end), maxChunkBytes: this.o.maxChunkBytes, idleMs: limits.idleMs });
+      registry.admitDownload(p.shard, { siteId: site, sha256, start: String(p.start), end: String(p.end), maxChunkBytes: this.o.maxChunkBytes, idleMs: limits.idleMs });
     }
     this.o.logger.info({ site, phase: 'download', model: sha256, parts: parts.map((p) => `${p.shard}:[${p.start},${p.end})`) }, 'download admitted in parts from the aggregator shards');
     return parts.map((p) => ({ shard: p.shard, endpoint: p.endpoint, start: String(p.start), end: String(p.end) }));

@@ -31,6 +31,11 @@ export function admitLatest<T>(admitted: Map<string, T>, key: string, value: T, 
   }
 }
 
+/** Why a site's transfers at a shard end when its leader drops it: final, the site is revoked. */
+export function droppedByLeader(site: string, reason: string): CoordinatorError {
+  return new CoordinatorError('SITE_REVOKED', `site ${site} was dropped by the leader: ${reason}`);
+}
+
 interface AdmittedDownload {
   readonly start: number;
   readonly end: number;
@@ -65,8 +70,9 @@ export class ShardDownloads {
 
   /** The leader revoked `site`: its admissions go and the calls it has open end (`SITE_REVOKED`). */
   drop(site: string, reason: string): void {
-    for (const [k, d] of this.admitted) if (k === `${site} ${d.sha256}`) this.admitted.delete(k);
-    for (const c of this.serving.get(site) ?? []) c.abort(new CoordinatorError('SITE_REVOKED', `site ${site} was dropped by the leader: ${reason}`));
+    // Keys are `<site> <sha256>`; a site id holds no space.
+    for (const k of this.admitted.keys()) if (k.startsWith(`${site} `)) this.admitted.delete(k);
+    for (const c of this.serving.get(site) ?? []) c.abort(droppedByLeader(site, reason));
   }
 
   /**
@@ -80,6 +86,8 @@ export class ShardDownloads {
     if (a === undefined) {
       throw new CoordinatorError('NOT_ADMITTED', `this shard holds no admission of site ${site}'s download of ${isSha256(sha256) ? sha256 : JSON.stringify(sha256.slice(0, 70))} (yet): ask again`);
     }
+    // The end asked for: 0 is the admitted range's.
+    const end = Number(call.request.end) || a.end;
     let bytes = 0;
     let complete = false;
     const controller = new AbortController();
@@ -96,12 +104,11 @@ export class ShardDownloads {
           bytes += n;
         },
       });
-      complete = r.complete && (call.request.end === '0' || Number(call.request.end) === a.end);
+      complete = r.complete && end === a.end;
     } finally {
       calls.delete(controller);
       if (calls.size === 0) this.serving.delete(site);
-      const end = call.request.end === '0' ? String(a.end) : call.request.end;
-      if (bytes > 0) this.report({ siteId: site, sha256, start: call.request.offset, end, bytes: String(bytes), complete });
+      if (bytes > 0) this.report({ siteId: site, sha256, start: call.request.offset, end: String(end), bytes: String(bytes), complete });
     }
   }
 }

@@ -33,7 +33,7 @@ import { admittedIntent, type AdmittedUpload, type SpooledUpload, type UploadInt
 import { UploadService, type UploadSites } from '../upload/service.js';
 import { printable } from '../../common/text.js';
 import type { DownloadCall } from '../service/model-download.js';
-import type { ShardDownloads } from './shard-downloads.js';
+import { droppedByLeader, type ShardDownloads } from './shard-downloads.js';
 
 
 /** One site's counters at this shard (its streams, so that a drop ends them, and its bytes). */
@@ -87,7 +87,7 @@ export class ShardAdmissions implements UploadRoundPort {
   /** The leader revoked `site`: its admission goes and its upload streams end (`SITE_REVOKED`). */
   drop(site: string, reason: string): void {
     this.admitted.delete(site);
-    for (const c of this.sites.get(site)?.uploads ?? []) c.abort(new CoordinatorError('SITE_REVOKED', `site ${site} was dropped by the leader: ${reason}`));
+    for (const c of this.sites.get(site)?.uploads ?? []) c.abort(droppedByLeader(site, reason));
   }
 
   /** The limits of the latest admission (the leader's). */

@@ -5,7 +5,7 @@
  */
 import { relative } from 'node:path';
 import { invariant, openSafetensors, type ModelPartition } from '../../aggregation/index.js';
-import { type FileSource, openFileSource } from '../../common/files.js';
+import { openFileSource } from '../../common/files.js';
 import { aggregateRound, type AggregateResult, type SpoolInput } from '../aggregate/checkpoint-writer.js';
 import { commitStagedCheckpoint, discardStagedCheckpoint, stageCheckpoint } from '../aggregate/staged-checkpoint.js';
 import type { ShardAggregationPort } from './ports.js';
@@ -17,7 +17,7 @@ import { isRobust, robustMean, type AggregatorOptions } from '../aggregate/robus
 import type { AttemptContext, RoundContext } from './context.js';
 import type { LayoutTensor } from '../upload/header.js';
 import { recordsOf, type ParticipantRecord } from '../state/records.js';
-import { SUM_CHECK_CODES, type UnmaskPlan, weightWordKey, weightWordSpool } from '../secure/unmask.js';
+import { SUM_CHECK_CODES, type UnmaskPlan } from '../secure/unmask.js';
 import type { StateStore } from '../state/store.js';
 
 /** Size and tensor layout of the model stored under `sha256`. */
@@ -79,16 +79,6 @@ export class RoundCommitter {
       const metadata = { fedhpc_run: run.plan.runId, fedhpc_round: String(round) };
       const pool = await this.kernels();
       // A secure round's sum is checked against the weights the survivors declared in their headers.
-      // Of an upload in parts the leader holds only the masked weight word the last shard reported.
-      const words = new Map(sites.flatMap((site) => {
-        const word = att.uploads.get(site)?.spool.weightWord;
-        return word ? [[weightWordKey(site), word] as const] : [];
-      }));
-      const openSpool = (path: string): Promise<FileSource> => {
-        const word = words.get(path);
-        return word ? Promise.resolve(weightWordSpool(word, elements)) : openFileSource(path);
-      };
-      const spools = inputs.map((i) => (words.has(weightWordKey(i.site)) ? weightWordKey(i.site) : i.path));
       const declared = new Map(inputs.map((i) => [i.site, i.weight]));
       // Aggregator shards (issue 22) aggregate when every one of them is ready (the mean or a robust
       // aggregator, each coordinate-wise over its range); otherwise the coordinator aggregates alone.
@@ -99,17 +89,16 @@ export class RoundCommitter {
         throw new CoordinatorError('SHARD_FAILED', `the parts of ${[...onShards].join(', ')} are held by aggregator shards that are not all ready`, { round, attempt });
       }
       if (partition && this.ctx.o.shards) {
-        // The leader unmasks Σw only, a word per survivor (some held in memory): no worker pool.
-        const unmask = secure ? await secure.shardUnmask(round, attempt, spools, declared, elements, openSpool, { signal }) : undefined;
+        // The leader unmasks Σw only, from each survivor's masked weight word.
+        const unmask = secure ? secure.shardUnmask(round, attempt, await maskedWeightWords(att, sites), declared, elements) : undefined;
         const result = await this.aggregateOnShards(this.ctx.o.shards, partition, inputs, onShards, { round, attempt, metadata, unmask, aggregator }, signal);
         this.ctx.log.info({ round, attempt, phase: 'aggregate', ms: this.ctx.o.clock.now() - t0, model: result.modelSha256, shards: partition.shards.length }, 'aggregated on the shards');
         this.ctx.dispatch({ type: 'aggregated', round, attempt, modelSha256: result.modelSha256 });
         return;
       }
       // Without shards every spool is a whole delta on disk (uploads in parts need every shard ready).
-      invariant(words.size === 0, 'weight words in memory only for uploads in parts, which aggregate on the shards');
       const mean = secure
-        ? await secure.mean(round, attempt, spools, declared, elements, openFileSource, { ...(pool ? { pool } : {}), signal })
+        ? await secure.mean(round, attempt, inputs.map((i) => i.path), declared, elements, openFileSource, { ...(pool ? { pool } : {}), signal })
         : isRobust(aggregator)
           ? await robustMean(aggregator, inputs, run.tensors.map((t) => t.elements), openFileSource, signal)
           : undefined;
@@ -333,4 +322,26 @@ export class RoundCommitter {
     });
     return this.kernelPool;
   }
+}
+
+/**
+ * Each site's masked weight word, in `sites` order: as the aggregator shard holding its last part
+ * reported it (an upload in parts), or read from the end of its whole spool here.
+ */
+async function maskedWeightWords(att: AttemptContext, sites: readonly string[]): Promise<Uint8Array[]> {
+  return Promise.all(
+    sites.map(async (site) => {
+      const u = att.uploads.get(site);
+      invariant(u !== undefined, 'each site of a secure sum has a verified upload in the attempt');
+      if (u.spool.weightWord) return u.spool.weightWord;
+      const word = u.intent.segments.at(-1);
+      invariant(word !== undefined, 'a masked upload ends with its weight word');
+      const source = await openFileSource(u.spool.path);
+      try {
+        return await source.read(word.start, word.end - word.start);
+      } finally {
+        await source.close();
+      }
+    }),
+  );
 }

@@ -13,7 +13,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { AggregationError, partitionModel, unwrap } from '../../../aggregation/index.js';
 import { openFileSource } from '../../../common/files.js';
 import { CoordinatorError } from '../../../coordinator/core/errors.js';
-import { checkedWeightSum, unmaskPlan, unmaskWeightWord, unmaskedMean, weightWordKey, weightWordSpool, type UnmaskPlan } from '../../../coordinator/secure/unmask.js';
+import { checkedUnmaskingOfWords, checkedWeightSum, unmaskPlan, unmaskWeightWord, unmaskedMean, type UnmaskPlan } from '../../../coordinator/secure/unmask.js';
 import { InProcessSecAgg, makeIdentities, pseudoGradient, type Identities } from '../../helpers/secure-protocol.js';
 
 const SITES = ['site-a', 'site-b', 'site-c', 'site-d', 'site-e'];
@@ -90,9 +90,13 @@ describe('secure aggregation over aggregator shards', () => {
       const weightSum = checkedWeightSum(a.p.coordinator, a.p.declared, unmasked);
       // What the leader holds of uploads in parts: each survivor's masked weight word, as the last
       // shard reports it; unmasked from those words alone, Σw is the same.
-      const words = new Map(await Promise.all(a.paths.map(async (path, i) => [weightWordKey(String(i)), (await readFile(path)).subarray(ELEMENTS * (bits / 8))] as const)));
-      const fromWords = await unmaskWeightWord(plan, [...words.keys()], 0, ELEMENTS, (key) => Promise.resolve(weightWordSpool(words.get(key)!, ELEMENTS)));
-      expect(fromWords).toBe(unmasked);
+      const words = await Promise.all(a.paths.map(async (path) => (await readFile(path)).subarray(ELEMENTS * (bits / 8))));
+      expect(words.every((w) => w.length === bits / 8)).toBe(true);
+      expect(checkedUnmaskingOfWords(a.p.coordinator, words, a.p.declared, ELEMENTS).weightSum).toBe(weightSum);
+      // One survivor's word off by a quarter of the modulus: the words no longer sum to the declared Σw.
+      const off = Buffer.from(words[0]!);
+      off.writeUInt8(off.readUInt8(off.length - 1) ^ 0x40, off.length - 1);
+      expect(() => checkedUnmaskingOfWords(a.p.coordinator, [off, ...words.slice(1)], a.p.declared, ELEMENTS)).toThrow(/WEIGHT_SUM_MISMATCH|unmasked sum of weights/);
       const sharded = new Float32Array(ELEMENTS);
       for (let s = 0; s < k; s++) sharded.set(await shardMean(plan, parts[s]!, bounds[s]!, bounds[s + 1]! - bounds[s]!, weightSum), bounds[s]!);
       expect(Buffer.from(sharded.buffer).equals(Buffer.from(a.whole.buffer))).toBe(true);

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- ingest [--sites N] [--params P] [--shards K] [--dir DIR] [--keep] [--json]`
+ * `npm run bench -- ingest [--sites N] [--params P] [--shards K] [--dir DIR] [--keep] [--profile DIR] [--json]`
  * (issue 22): N sites (default 8) upload a bf16 delta of P parameters (default 2^29: 1 GiB each)
  * at once, in one plain FedAvg round of separate processes over gRPC and mTLS — first to the
  * coordinator alone (K = 0), then with K aggregator shards (default 2) of their own, to which the
@@ -33,10 +33,12 @@ interface IngestOptions {
   readonly shards: number;
   readonly dir: string;
   readonly keep: boolean;
+  /** Where the coordinator's and shards' CPU profiles go (`--cpu-prof`), if anywhere. */
+  readonly profile: string | undefined;
 }
 
 function parse(args: readonly string[]): IngestOptions {
-  const o = { sites: 8, params: 2 ** 29, shards: 2, dir: tmpdir(), keep: false };
+  const o: { -readonly [K in keyof IngestOptions]: IngestOptions[K] } = { sites: 8, params: 2 ** 29, shards: 2, dir: tmpdir(), keep: false, profile: undefined };
   const whole = (name: string, v: string | undefined, min: number, max: number): number => {
     const n = Number(v);
     if (!Number.isSafeInteger(n) || n < min || n > max) throw new Error(`ingest: --${name} takes a whole number from ${min} to ${max}, got ${JSON.stringify(v ?? '')}`);
@@ -49,7 +51,8 @@ function parse(args: readonly string[]): IngestOptions {
     else if (a === '--shards') o.shards = whole('shards', args[++i], 1, 16);
     else if (a === '--dir' && args[i + 1]) o.dir = args[++i]!;
     else if (a === '--keep') o.keep = true;
-    else throw new Error(`ingest: unknown option ${a} (known: --sites N, --params P, --shards K, --dir DIR, --keep)`);
+    else if (a === '--profile' && args[i + 1]) o.profile = args[++i]!;
+    else throw new Error(`ingest: unknown option ${a} (known: --sites N, --params P, --shards K, --dir DIR, --keep, --profile DIR)`);
   }
   return o;
 }
@@ -92,6 +95,7 @@ function round(o: IngestOptions, root: string, modelPath: string, sha256: string
     beforeSites: (paths) => seedSiteCaches(paths, sha256),
     timeoutS: 3600,
     log,
+    ...(o.profile ? { nodeArgs: (name: string) => (name.startsWith('site-') ? [] : ['--cpu-prof', '--cpu-prof-dir', join(o.profile!, `k${shards}`), '--cpu-prof-name', `${name}.cpuprofile`]) } : {}),
   });
 }
 

@@ -154,6 +154,19 @@ function checkOverlap(train: Readonly<Record<string, unknown>>, ctx: z.Refinemen
   }
 }
 
+/**
+ * Per-caller call limits (coordinator/service/limits.ts): the coordinator's `limits` and an
+ * aggregator shard's, which apply them to the sites' calls it serves.
+ */
+export const callLimitFields = {
+  /** Calls per second each caller (site or admin certificate) may start, sustained. */
+  requestsPerS: z.number().positive().max(100_000).default(20),
+  /** Calls a caller may start at once after being idle (token bucket size). */
+  burst: z.number().int().min(1).max(100_000).default(100),
+  /** Calls (unary or streaming) one caller may have open at the same time. */
+  maxConcurrentCallsPerSite: z.number().int().min(1).max(10_000).default(32),
+};
+
 /** How plain rounds combine deltas (`run.aggregator`); shards read the same JSON (`ShardAggregate.aggregator_json`). */
 export const aggregatorSchema = z.discriminatedUnion('name', [
   z.object({ name: z.literal('mean') }).strict(),
@@ -334,12 +347,7 @@ export const coordinatorConfigSchema = z
          * this one budget before it is accepted, and waits while it is spent.
          */
         uploadBudgetBytes: z.number().int().min(256 * 1024).max(64 * 1024 * 1024 * 1024).default(256 * 1024 * 1024),
-        /** Calls per second each caller (site or admin certificate) may start, sustained. */
-        requestsPerS: z.number().positive().max(100_000).default(20),
-        /** Calls a caller may start at once after being idle (token bucket size). */
-        burst: z.number().int().min(1).max(100_000).default(100),
-        /** Calls (unary or streaming) one caller may have open at the same time. */
-        maxConcurrentCallsPerSite: z.number().int().min(1).max(10_000).default(32),
+        ...callLimitFields,
       })
       .strict()
       .superRefine((l, ctx) => {

@@ -255,6 +255,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
           stateDir: config.stateDir,
           listen: config.listen,
           logLevel: config.log.level,
+          limits: config.limits,
           logger: logger.child({ component: 'shards' }),
         })
       : undefined;

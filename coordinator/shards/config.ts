@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { loadConfigFile } from '../../common/config-file.js';
 import { COORDINATOR_ADDRESS } from '../../common/coordinator-verdict.js';
+import { callLimitFields } from '../config.js';
 
 export const shardConfigSchema = z
   .object({
@@ -42,6 +43,13 @@ export const shardConfigSchema = z
     siteTls: z.object({ ca: z.string(), cert: z.string(), key: z.string() }).strict().optional(),
     /** The in-flight bytes of every site's upload streams at this shard together (the coordinator's `limits.uploadBudgetBytes`). */
     uploadBudgetBytes: z.number().int().min(256 * 1024).max(64 * 1024 * 1024 * 1024).default(256 * 1024 * 1024),
+    /**
+     * Per-site limits on the calls the shard serves (`Upload`, `Download`), as the coordinator's
+     * `limits` apply them to every call it serves: a site over them at a shard is refused there
+     * (RESOURCE_EXHAUSTED, `RATE_LIMITED`, retryable) as the coordinator would refuse it. Local
+     * shards take their coordinator's.
+     */
+    limits: z.object(callLimitFields).strict().default({}),
     /** Waits between attempts to reach a coordinator: full jitter, doubling up to `maxMs`. */
     reconnect: z
       .object({ initialMs: z.number().int().min(10).max(60_000).default(500), maxMs: z.number().int().min(10).max(600_000).default(10_000) })

@@ -20,6 +20,7 @@ import { backoffDelay, sleep } from '../../common/backoff.js';
 import type { Logger } from '../../common/logger.js';
 import { CoordinatorError } from '../core/errors.js';
 import type { ShardConfigInput } from './config.js';
+import type { CallLimits } from '../service/limits.js';
 
 /** A shard's log level: the coordinator's own, handed down. */
 type ShardLogLevel = NonNullable<NonNullable<ShardConfigInput['log']>['level']>;
@@ -68,6 +69,8 @@ export interface LocalShardsOptions {
   /** The coordinator's `listen`: local shards that have a certificate serve sites on the ports after it. */
   readonly listen: string;
   readonly logLevel: ShardLogLevel;
+  /** The coordinator's call limits and upload budget, which its local shards apply to the sites' calls alike. */
+  readonly limits: CallLimits & { readonly uploadBudgetBytes: number };
   readonly logger: Logger;
   /** The `fedhpc` CLI script run by Node (default: this build's dist/cli/main.js). */
   readonly cli?: string;
@@ -113,6 +116,8 @@ export async function startLocalShards(o: LocalShardsOptions): Promise<LocalShar
         checkpoints: resolve(o.stateDir),
         stateDir: resolve(dir, name),
         ...(serving ? { listen: serving.listen, siteTls: { ca: resolve(serving.tls.ca), cert: resolve(serving.tls.cert), key: resolve(serving.tls.key) } } : {}),
+        uploadBudgetBytes: o.limits.uploadBudgetBytes,
+        limits: { requestsPerS: o.limits.requestsPerS, burst: o.limits.burst, maxConcurrentCallsPerSite: o.limits.maxConcurrentCallsPerSite },
         reconnect: { initialMs: 200, maxMs: 2_000 },
         log: { level: o.logLevel },
       };

@@ -24,6 +24,7 @@ import type { RefusalSink } from '../observe/refusals.js';
 import { createIdentityResolver } from '../pki/index.js';
 import { authenticate } from '../service/auth.js';
 import { SERVER_CHANNEL_OPTIONS } from '../service/channel-options.js';
+import { CallLimiter, withCallLimits, type CallLimits } from '../service/limits.js';
 import { listenTls, type TlsListener } from '../service/tls-listener.js';
 import { uploadHeaderFromWire } from '../service/wire.js';
 import type { AttemptAt, TransferLimits, UploadRoundPort } from '../shell/ports.js';
@@ -201,6 +202,8 @@ export interface ShardUploadServerOptions {
   readonly tls: TlsMaterial;
   readonly stateDir: string;
   readonly uploadBudgetBytes: number;
+  /** Per-site call limits, as the coordinator applies its own. */
+  readonly limits: CallLimits;
   readonly admissions: ShardAdmissions;
   /** The downloads of model parts the leader admitted here. */
   readonly downloads: ShardDownloads;
@@ -212,7 +215,8 @@ export interface ShardUploadServerOptions {
 /**
  * Serves `SiteService.Upload` and `Download` on `listen` with the shard's `aggregator` certificate;
  * every other site call is UNIMPLEMENTED here (they go to the coordinator). Only site certificates
- * of the federation are served, and of those only the transfers the leader admitted.
+ * of the federation are served, of those only the transfers the leader admitted, and each site's
+ * calls within the shard's call limits (the coordinator's, for a local shard).
  */
 export async function serveShardTransfers(o: ShardUploadServerOptions): Promise<{ readonly port: number; stop(): Promise<void> }> {
   const resolver = createIdentityResolver({ federation: o.federation });
@@ -226,7 +230,9 @@ export async function serveShardTransfers(o: ShardUploadServerOptions): Promise<
     clock: o.clock,
   });
   const server = new grpc.Server(SERVER_CHANNEL_OPTIONS);
-  server.addService(loadProto().fedhpc.v1.SiteService.service, {
+  const service = loadProto().fedhpc.v1.SiteService.service;
+  const limiter = new CallLimiter(o.limits, () => o.clock.now());
+  server.addService(service, withCallLimits(service, {
     Upload: (call: Parameters<UploadService['serve']>[0]) => {
       let site: string;
       try {
@@ -248,7 +254,7 @@ export async function serveShardTransfers(o: ShardUploadServerOptions): Promise<
         }
       })();
     },
-  });
+  }, limiter));
   const listener: TlsListener = await listenTls({ listen: o.listen, tls: o.tls, server, refusals: o.refusals });
   o.logger.info({ port: listener.port, phase: 'upload' }, 'serving part uploads and downloads');
   return {

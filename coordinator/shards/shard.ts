@@ -205,7 +205,7 @@ async function startUploads(o: RunShardOptions, tls: TlsMaterial, listen: string
     unsent: [],
     stop: async () => undefined,
   };
-  const server = await serveShardTransfers({ listen, federation: config.federation, tls, stateDir, uploadBudgetBytes: config.uploadBudgetBytes, admissions: u.admissions, downloads: u.downloads, refusals, clock, logger });
+  const server = await serveShardTransfers({ listen, federation: config.federation, tls, stateDir, uploadBudgetBytes: config.uploadBudgetBytes, limits: config.limits, admissions: u.admissions, downloads: u.downloads, refusals, clock, logger });
   u.stop = () => server.stop();
   return u;
 }

@@ -341,7 +341,8 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     const port = Number(listen.slice(listen.lastIndexOf(':') + 1));
     await patchJsonFile(files.coordinatorConfig, ({ aggregators: _a, ...c }) => ({ ...c, stateDir: 'state-alone' }));
     const alone = await runToEnd('k0', { shards: false });
-    await patchJsonFile(files.coordinatorConfig, (c) => ({ ...c, stateDir: 'state-local', localShards: 2 }));
+    // Its call limits (looser than the defaults, so that the run is not throttled) go to its local shards with it.
+    await patchJsonFile(files.coordinatorConfig, (c) => ({ ...c, stateDir: 'state-local', localShards: 2, limits: { ...(c['limits'] as object | undefined), requestsPerS: 40, maxConcurrentCallsPerSite: 48 } }));
     const configOf = (name: string): string => join(files.coordinatorConfig, '..', 'state-local', 'local-shards', `${name}.json`);
     let restarted = '';
     const local = await runToEnd('local', {
@@ -395,6 +396,9 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     expect(lines(alone.log).filter((l) => l['msg'] === 'aggregated')).toHaveLength(2);
     expect(local.models).toEqual(alone.models);
     expect(lines(restarted).find((l) => l['msg'] === 'local aggregator shard exited; restarting it')).toMatchObject({ shard: 'local-2', signal: 'SIGKILL' });
+    for (const name of ['local-1', 'local-2']) {
+      expect(JSON.parse(await readFile(configOf(name), 'utf8'))).toMatchObject({ limits: { requestsPerS: 40, burst: 100, maxConcurrentCallsPerSite: 48 }, uploadBudgetBytes: 256 << 20 });
+    }
 
     // A coordinator with both configured and local shards is refused at start, naming the conflict.
     await patchJsonFile(files.coordinatorConfig, (c) => ({ ...c, aggregators: [{ name: 's1', endpoint: 'localhost:1' }] }));

@@ -3,7 +3,8 @@
  * protocol version 12) over real gRPC and mTLS, with its own `aggregator` certificate: it serves a
  * site only the range of a model its leader admitted for that site, reports each call's bytes, and
  * refuses the rest — nothing before the admission ("ask again"), nothing outside the range, nothing
- * of another site's admission, no caller that is not a site.
+ * of another site's admission, no caller that is not a site — and holds each site to its call limits
+ * as the coordinator does.
  */
 import * as grpc from '@grpc/grpc-js';
 import { createHash, randomBytes } from 'node:crypto';
@@ -17,10 +18,11 @@ import { RefusalMonitor } from '../../coordinator/observe/refusals.js';
 import { loadShardConfig } from '../../coordinator/shards/config.js';
 import { ShardDownloads } from '../../coordinator/shards/shard-downloads.js';
 import { ShardAdmissions, serveShardTransfers } from '../../coordinator/shards/shard-uploads.js';
+import type { CallLimits } from '../../coordinator/service/limits.js';
 import type { ModelChunk__Output, ShardSent, SiteServiceClient } from '../../proto/index.js';
 import { createSiteClient } from '../../site-agent/client.js';
 import { createTestFederation, type TestFederation } from '../helpers/federation.js';
-import { testLogger } from '../helpers/logger.js';
+import { expectLogs, testLogger } from '../helpers/logger.js';
 import { adminCertFiles, siteCertFiles } from '../helpers/raw-site.js';
 
 const MODEL = randomBytes(300_000);
@@ -32,6 +34,8 @@ describe('an aggregator shard serves the model parts its leader admitted, and no
   let server: { stop(): Promise<void> } | undefined;
   let endpoint: string;
   let downloads: ShardDownloads;
+  /** (Re)starts the shard's server under `limits`. */
+  let serve: (limits: CallLimits) => Promise<void>;
   let sent: Omit<ShardSent, 'term'>[];
   const clients: SiteServiceClient[] = [];
 
@@ -44,20 +48,25 @@ describe('an aggregator shard serves the model parts its leader admitted, and no
     sent = [];
     const { logger } = testLogger();
     downloads = new ShardDownloads(checkpoints, (r) => sent.push(r), logger);
-    const port = await freeLoopbackPort();
-    endpoint = `localhost:${port}`;
-    server = await serveShardTransfers({
-      listen: `127.0.0.1:${port}`,
-      federation: config.federation,
-      tls: readTlsFiles(config.tls),
-      stateDir: join(fed.dir, 'shard-state'),
-      uploadBudgetBytes: 1 << 20,
-      admissions: new ShardAdmissions(() => undefined, logger),
-      downloads,
-      refusals: new RefusalMonitor({ logger, now: () => systemClock.now() }),
-      clock: systemClock,
-      logger,
-    });
+    serve = async (limits) => {
+      await server?.stop();
+      const port = await freeLoopbackPort();
+      endpoint = `localhost:${port}`;
+      server = await serveShardTransfers({
+        listen: `127.0.0.1:${port}`,
+        federation: config.federation,
+        tls: readTlsFiles(config.tls),
+        stateDir: join(fed.dir, 'shard-state'),
+        uploadBudgetBytes: 1 << 20,
+        limits,
+        admissions: new ShardAdmissions(() => undefined, logger),
+        downloads,
+        refusals: new RefusalMonitor({ logger, now: () => systemClock.now() }),
+        clock: systemClock,
+        logger,
+      });
+    };
+    await serve(config.limits);
   });
   afterEach(async () => {
     for (const c of clients.splice(0)) c.close();
@@ -120,5 +129,27 @@ describe('an aggregator shard serves the model parts its leader admitted, and no
     await expect(fetch(client(siteCertFiles(fed, 'site-2')), 0, 300_000)).rejects.toMatchObject({ details: expect.stringContaining('NOT_ADMITTED') });
     // An admission the shard cannot take is refused where it arrives.
     expect(() => admit('site-1', 10, 10)).toThrow(/download admission of bytes/);
+  });
+
+  it('holds each site to its call limits, as the coordinator does: open calls, then calls per second', async () => {
+    await serve({ requestsPerS: 0.001, burst: 3, maxConcurrentCallsPerSite: 1 });
+    admit('site-1', 0, 300_000);
+    admit('site-2', 0, 300_000);
+    const c = client();
+    // The held upload, cancelled before its header, is refused as one.
+    expectLogs((l) => l.msg === 'upload refused' && l['site'] === 'site-1');
+    // An upload stream that has sent nothing yet holds site-1's one open call.
+    const held = c.Upload();
+    held.on('error', () => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await expect(fetch(c, 0, 300_000)).rejects.toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED, details: expect.stringMatching(/RATE_LIMITED: site-1 already has 1 calls open/) });
+    // Another site's calls are its own.
+    expect((await fetch(client(siteCertFiles(fed, 'site-2')), 0, 300_000)).equals(MODEL)).toBe(true);
+    held.cancel();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Its bucket held three: the upload took one, two downloads the rest; the next waits for a token.
+    expect((await fetch(c, 0, 100)).equals(MODEL.subarray(0, 100))).toBe(true);
+    expect((await fetch(c, 100, 200)).equals(MODEL.subarray(100, 200))).toBe(true);
+    await expect(fetch(c, 200, 300)).rejects.toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED, details: expect.stringMatching(/RATE_LIMITED: site-1 exceeds 0.001 requests\/s/) });
   });
 });

@@ -12,7 +12,7 @@
  * that refuses the coordinator's certificate, a protocol error, a peer gone mid-handshake) arrive
  * as `tlsClientError` and are reported the same way. Since verification happens outside OpenSSL,
  * no TLS session is ever resumed (a resumed TLS 1.3 session without a certificate would count as
- * verified).
+ * verified), and none renegotiated: each connection's peer certificate is read once.
  */
 import * as grpc from '@grpc/grpc-js';
 import { constants } from 'node:crypto';
@@ -59,8 +59,9 @@ export async function listenTls(o: TlsListenerOptions): Promise<TlsListener> {
       ALPNProtocols: ['h2'],
       minVersion: 'TLSv1.2',
       // No tickets, and no session cache (Node keeps none unless asked): no session is resumed,
-      // so no peer refused below comes back by resuming one.
-      secureOptions: constants.SSL_OP_NO_TICKET,
+      // so no peer refused below comes back by resuming one. No renegotiation: a peer's
+      // certificate is the one it verified with for as long as the connection lasts.
+      secureOptions: constants.SSL_OP_NO_TICKET | constants.SSL_OP_NO_RENEGOTIATION,
     });
     server.on('connection', (socket: Socket) => {
       sockets.add(socket);
@@ -79,6 +80,7 @@ export async function listenTls(o: TlsListenerOptions): Promise<TlsListener> {
         socket.destroy();
         return;
       }
+      fixPeerCertificate(socket);
       injector.injectConnection(socket);
     });
     return server;
@@ -153,6 +155,24 @@ function whyRefused(socket: tls.TLSSocket): string | undefined {
   if (!cert || !('raw' in cert) || !Buffer.isBuffer(cert.raw)) return 'NO_PEER_CERTIFICATE';
   if (socket.alpnProtocol !== 'h2') return 'ALPN_NOT_H2';
   return undefined;
+}
+
+/**
+ * Makes an accepted socket's peer certificate the one it presented at the handshake, read once:
+ * renegotiation is refused (TLS 1.2's; TLS 1.3 has none), so the certificate cannot change while
+ * the connection lasts, and every call's auth context — grpc-js asks the socket on each call, and
+ * the call limits and `authenticate` each read it — gets that one object instead of Node building
+ * it again with its three fingerprints (a site's heartbeat every 2 s, each stream of its uploads).
+ */
+function fixPeerCertificate(socket: tls.TLSSocket): void {
+  socket.disableRenegotiation();
+  // Node reports a refused renegotiation as an error on the socket, and leaves it open: close it.
+  socket.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'ERR_TLS_RENEGOTIATION_DISABLED') socket.destroy();
+  });
+  const read = socket.getPeerCertificate.bind(socket);
+  const presented = Object.freeze(read());
+  socket.getPeerCertificate = ((detailed?: boolean) => (detailed ? read(true) : presented)) as tls.TLSSocket['getPeerCertificate'];
 }
 
 /** `host:port` of a socket's peer. */

@@ -140,13 +140,44 @@ describe('the coordinator TLS listener', () => {
     expect(again.reused).toBe(false);
   });
 
-  it('reports a peer that connects and leaves without a handshake', async () => {
-    const before = refusals.length;
+  it('keeps the certificate a member presented for the whole connection: every call sees it, and TLS 1.2 renegotiation is refused', async () => {
+    const site = await issueCertificate({ ca, role: 'site', id: 'hlrs', federation: 'eurohpc', validityDays: 1, now: NOW });
+    const client = clientFor(site);
+    try {
+      const replies = await Promise.all([call(client), call(client), call(client)]);
+      expect(replies.map((r) => (r.ok ? r.reply.replace(/ from .*/, '') : r.error.message))).toEqual(Array(3).fill(expect.stringMatching(/CN=hlrs/)));
+    } finally {
+      client.close();
+    }
+    // A member on TLS 1.2 that asks to renegotiate (it could present another certificate) is cut off.
+    const socket = tls.connect({ host: '127.0.0.1', port: listener.port, ca: ca.certPem, cert: site.certPem, key: site.keyPem ?? '', servername: 'localhost', ALPNProtocols: ['h2'], maxVersion: 'TLSv1.2' });
+    socket.on('error', () => undefined);
+    await new Promise((resolve) => socket.once('secureConnect', resolve));
+    expect(socket.getProtocol()).toBe('TLSv1.2');
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    // Reading, so that the client sees the server close the connection.
+    socket.resume();
+    socket.renegotiate({ rejectUnauthorized: true }, () => undefined);
+    await closed;
+    expect(socket.destroyed).toBe(true);
+  });
+
+  it('reports a peer that connects and leaves without a handshake, and one that speaks no TLS', async () => {
+    // The earlier tests' clients, closed, may still be reported: wait until they all are.
+    let seen = -1;
+    await waitFor('earlier refusals reported', () => (refusals.length === seen ? true : ((seen = refusals.length), undefined)), 5_000, 200);
+    const probe = connect(listener.port, '127.0.0.1');
+    await new Promise((resolve) => probe.once('connect', resolve));
+    probe.destroy();
+    const left = await waitFor('the probe reported', () => refusals[seen]);
+    expect(left).toMatchObject({ reason: 'tls_handshake', cause: 'ECONNRESET' });
+    expect(left.fingerprint).toBeUndefined();
     const socket = connect(listener.port, '127.0.0.1');
     await new Promise((resolve) => socket.once('connect', resolve));
+    const peer = `127.0.0.1:${socket.localPort}`;
     socket.end('not TLS\r\n\r\n');
-    const r = await waitFor('the refusal reported', () => refusals[before]);
-    expect(r).toMatchObject({ reason: 'tls_handshake', cause: 'ECONNRESET' });
+    const r = await waitFor('the refusal reported', () => refusals.find((x) => x.peer === peer));
+    expect(r).toMatchObject({ reason: 'tls_handshake', cause: 'ERR_SSL_WRONG_VERSION_NUMBER' });
     expect(r.fingerprint).toBeUndefined();
     socket.destroy();
   });

@@ -71,6 +71,12 @@ async function seedSiteCaches(paths: FederationPaths, sha256: string): Promise<v
   }
 }
 
+/** Node's arguments that profile the coordinator and the shards (not the sites) into `dir`/`arm`, if profiling. */
+function profileArgs(dir: string | undefined, arm: string): { nodeArgs?: (name: string) => string[] } {
+  if (dir === undefined) return {};
+  return { nodeArgs: (name) => (name.startsWith('site-') ? [] : ['--cpu-prof', '--cpu-prof-dir', join(dir, arm), '--cpu-prof-name', `${name}.cpuprofile`]) };
+}
+
 /** One round of `sites` uploading at once, with `shards` aggregator shards (0: the coordinator alone). */
 function round(o: IngestOptions, root: string, modelPath: string, sha256: string, shards: number, log: (l: string) => void): Promise<RoundFigures> {
   const sites = Array.from({ length: o.sites }, (_, i) => `site-${i + 1}`);
@@ -95,7 +101,7 @@ function round(o: IngestOptions, root: string, modelPath: string, sha256: string
     beforeSites: (paths) => seedSiteCaches(paths, sha256),
     timeoutS: 3600,
     log,
-    ...(o.profile ? { nodeArgs: (name: string) => (name.startsWith('site-') ? [] : ['--cpu-prof', '--cpu-prof-dir', join(o.profile!, `k${shards}`), '--cpu-prof-name', `${name}.cpuprofile`]) } : {}),
+    ...profileArgs(o.profile, `k${shards}`),
   });
 }
 

@@ -1,11 +1,12 @@
 /**
- * Per-caller limits on the coordinator's gRPC surface: a token bucket of requests per second and a
- * cap on concurrent calls, both keyed by the caller's certificate (a site or an admin). Applied once
- * to every handler of a service when it is registered, so no handler can forget them.
+ * Per-caller limits on a gRPC surface — the coordinator's, and the site calls an aggregator shard
+ * serves: a token bucket of requests per second and a cap on concurrent calls, both keyed by the
+ * caller's certificate (a site or an admin). Applied once to every handler of a service when it is
+ * registered, so no handler can forget them.
  */
 import * as grpc from '@grpc/grpc-js';
 
-/** The limits from the coordinator config (`limits`). */
+/** The limits from the coordinator's config (`limits`), or a shard's. */
 export interface CallLimits {
   /** Sustained calls per second each caller may start. */
   readonly requestsPerS: number;

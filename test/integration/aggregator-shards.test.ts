@@ -341,8 +341,8 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     const port = Number(listen.slice(listen.lastIndexOf(':') + 1));
     await patchJsonFile(files.coordinatorConfig, ({ aggregators: _a, ...c }) => ({ ...c, stateDir: 'state-alone' }));
     const alone = await runToEnd('k0', { shards: false });
-    // Its call limits (looser than the defaults, so that the run is not throttled) go to its local shards with it.
-    await patchJsonFile(files.coordinatorConfig, (c) => ({ ...c, stateDir: 'state-local', localShards: 2, limits: { ...(c['limits'] as object | undefined), requestsPerS: 40, maxConcurrentCallsPerSite: 48 } }));
+    // Its call limits and upload budget (none of them the defaults) go to its local shards with it.
+    await patchJsonFile(files.coordinatorConfig, (c) => ({ ...c, stateDir: 'state-local', localShards: 2, limits: { ...(c['limits'] as object | undefined), requestsPerS: 40, burst: 150, maxConcurrentCallsPerSite: 48, uploadBudgetBytes: 300 << 20 } }));
     const configOf = (name: string): string => join(files.coordinatorConfig, '..', 'state-local', 'local-shards', `${name}.json`);
     let restarted = '';
     const local = await runToEnd('local', {
@@ -397,7 +397,7 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     expect(local.models).toEqual(alone.models);
     expect(lines(restarted).find((l) => l['msg'] === 'local aggregator shard exited; restarting it')).toMatchObject({ shard: 'local-2', signal: 'SIGKILL' });
     for (const name of ['local-1', 'local-2']) {
-      expect(JSON.parse(await readFile(configOf(name), 'utf8'))).toMatchObject({ limits: { requestsPerS: 40, burst: 100, maxConcurrentCallsPerSite: 48 }, uploadBudgetBytes: 256 << 20 });
+      expect(JSON.parse(await readFile(configOf(name), 'utf8'))).toMatchObject({ limits: { requestsPerS: 40, burst: 150, maxConcurrentCallsPerSite: 48 }, uploadBudgetBytes: 300 << 20 });
     }
 
     // A coordinator with both configured and local shards is refused at start, naming the conflict.

@@ -9,10 +9,10 @@
  * keep the whole delta's layout (only the part's bytes are written, the rest is a hole), so that
  * the shard's aggregation reads its range at the same offsets as in a whole spool.
  */
-import * as grpc from '@grpc/grpc-js';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { isSecureEncoding } from '../../aggregation/index.js';
+import { createGrpcServer } from '../../common/grpc-window.js';
 import { spoolAttemptsIn, spoolDirIn } from '../state/store.js';
 import { join } from 'node:path';
 import type { Logger } from '../../common/logger.js';
@@ -229,7 +229,9 @@ export async function serveShardTransfers(o: ShardUploadServerOptions): Promise<
     budget: new TransferBudget(o.uploadBudgetBytes, o.clock),
     clock: o.clock,
   });
-  const server = new grpc.Server(SERVER_CHANNEL_OPTIONS);
+  // Built as the coordinator's is (common/grpc-window.ts): a plain grpc-js server would keep a
+  // 64 KiB receive window whatever the options say, one window of a site's part per round trip.
+  const server = createGrpcServer(SERVER_CHANNEL_OPTIONS);
   const service = loadProto().fedhpc.v1.SiteService.service;
   const limiter = new CallLimiter(o.limits, () => o.clock.now());
   server.addService(service, withCallLimits(service, {

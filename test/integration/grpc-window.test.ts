@@ -8,7 +8,6 @@ import * as grpc from '@grpc/grpc-js';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import * as http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,31 +22,7 @@ import type { TlsFiles } from '../../common/tls.js';
 import { provisionFederation, type CoordinatorHandle, type ProvisionManifest } from '../../coordinator/index.js';
 import { loadProto, type SiteServiceHandlers, type UploadMessage, type UploadMessage__Output, type UploadReply__Output } from '../../proto/index.js';
 import { createTestFederation, startCoordinatorInProcess, type TestFederation } from '../helpers/federation.js';
-
-interface PeerWindow {
-  /** SETTINGS_INITIAL_WINDOW_SIZE the server advertised: each stream's receive window. */
-  readonly streamWindow: number | undefined;
-  /** Bytes the client may send on the connection before the server's next WINDOW_UPDATE. */
-  readonly connectionWindow: number;
-}
-
-/** Connects a plain HTTP/2 client over mTLS and reads the windows the server granted it. */
-async function windowsGrantedBy(port: number, tls: TlsFiles): Promise<PeerWindow> {
-  const session = http2.connect(`https://127.0.0.1:${port}`, {
-    ca: readFileSync(tls.ca),
-    cert: readFileSync(tls.cert),
-    key: readFileSync(tls.key),
-    servername: 'localhost',
-  });
-  try {
-    await once(session, 'remoteSettings');
-    // Frames arrive in order: once our PING is acknowledged, the server's start-up WINDOW_UPDATE is in.
-    await new Promise<void>((resolve, reject) => session.ping((err) => (err ? reject(err) : resolve())));
-    return { streamWindow: session.remoteSettings.initialWindowSize, connectionWindow: session.state.remoteWindowSize ?? -1 };
-  } finally {
-    session.destroy();
-  }
-}
+import { windowsGrantedBy } from '../helpers/http2-window.js';
 
 async function listen(server: grpc.Server, manifest: ProvisionManifest): Promise<number> {
   const c = manifest.coordinator;

@@ -11,6 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DEFAULT_FLOW_CONTROL_WINDOW_BYTES } from '../../common/grpc-window.js';
 import { freeLoopbackPort } from '../../common/net.js';
 import { readTlsFiles } from '../../common/tls.js';
 import { systemClock } from '../../coordinator/core/clock.js';
@@ -22,6 +23,7 @@ import type { CallLimits } from '../../coordinator/service/limits.js';
 import type { ModelChunk__Output, ShardSent, SiteServiceClient } from '../../proto/index.js';
 import { createSiteClient } from '../../site-agent/client.js';
 import { createTestFederation, type TestFederation } from '../helpers/federation.js';
+import { windowsGrantedBy } from '../helpers/http2-window.js';
 import { expectLogs, testLogger } from '../helpers/logger.js';
 import { adminCertFiles, siteCertFiles } from '../helpers/raw-site.js';
 
@@ -151,5 +153,13 @@ describe('an aggregator shard serves the model parts its leader admitted, and no
     expect((await fetch(c, 0, 100)).equals(MODEL.subarray(0, 100))).toBe(true);
     expect((await fetch(c, 100, 200)).equals(MODEL.subarray(100, 200))).toBe(true);
     await expect(fetch(c, 200, 300)).rejects.toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED, details: expect.stringMatching(/RATE_LIMITED: site-1 exceeds 0.001 requests\/s/) });
+  });
+
+  it('opens every site connection with the 64 MiB receive window the coordinator opens, not grpc-js’s 64 KiB', async () => {
+    // A shard's server once kept grpc-js's window: one 64 KiB window of a site's part per round trip.
+    expect(await windowsGrantedBy(Number(endpoint.slice(endpoint.lastIndexOf(':') + 1)), siteCertFiles(fed, 'site-1'))).toEqual({
+      streamWindow: DEFAULT_FLOW_CONTROL_WINDOW_BYTES,
+      connectionWindow: DEFAULT_FLOW_CONTROL_WINDOW_BYTES,
+    });
   });
 });

@@ -70,6 +70,16 @@ export function registerShardMetrics(
   });
 }
 
+/**
+ * How often the event-loop lag histogram samples, in ms. prom-client's default, 10 ms, wakes the
+ * process 100 times a second whatever it is doing: 0.76 % of a core for an idle Node 20 process on
+ * a 2-vCPU EPYC, about half of what the leader spends while its sites upload to aggregator shards
+ * (bench/RESULTS.md, issue 22). Lags that matter to a coordinator — a blocked loop delaying
+ * heartbeats, acks and deadlines — last hundreds of milliseconds and are still caught whole; only
+ * the histogram's resolution below this is given up.
+ */
+export const EVENT_LOOP_SAMPLE_MS = 100;
+
 export class CoordinatorMetrics {
   readonly registry = new Registry();
   private readonly activeStreams: Gauge<'method'>;
@@ -79,7 +89,7 @@ export class CoordinatorMetrics {
   constructor(o: { bus: EventBus; sites: SiteRegistry; timeline: RoundTimeline; now: () => number; federation: string; budget?: () => BudgetUsage }) {
     this.registry.setDefaultLabels({ federation: o.federation });
     // Node's process metrics (CPU, memory, event-loop lag, GC, handles), prom-client's standard names.
-    collectDefaultMetrics({ register: this.registry });
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
     const registers = [this.registry];
     const rounds = new Counter({ name: 'fedhpc_rounds_total', help: 'Round attempts that ended, by outcome', labelNames: ['outcome'] as const, registers });
     const phases = new Histogram({

@@ -74,13 +74,14 @@ export async function listenTls(o: TlsListenerOptions): Promise<TlsListener> {
     server.on('secureConnection', (socket: tls.TLSSocket) => {
       // Errors after the handshake (a reset) end the socket; HTTP/2 reports them to grpc-js.
       socket.on('error', () => undefined);
+      // Read once here, for the checks below and for every call the connection carries.
+      fixPeerCertificate(socket);
       const refused = whyRefused(socket);
       if (refused !== undefined) {
         o.refusals.refused({ reason: 'tls_handshake', peer: peerOf(socket), cause: refused, fingerprint: fingerprintOf(socket) });
         socket.destroy();
         return;
       }
-      fixPeerCertificate(socket);
       injector.injectConnection(socket);
     });
     return server;

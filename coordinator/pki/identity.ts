@@ -157,39 +157,52 @@ export interface IdentityResolver {
 
 /**
  * Creates an {@link IdentityResolver} with a bounded LRU cache. A hit costs one SHA-256 of the DER
- * (a few hundred bytes) and a map lookup instead of an X.509 parse. Results, failures included,
- * are cached: they depend only on the certificate bytes.
+ * (a few hundred bytes) and a map lookup instead of an X.509 parse; the same bytes passed again as
+ * the same object cost a WeakMap lookup. Results, failures included, are cached: they depend only
+ * on the certificate bytes.
  */
 export function createIdentityResolver(options: IdentityResolverOptions = {}): IdentityResolver {
   const capacity = options.capacity ?? 1024;
   if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`capacity must be a positive integer, got ${capacity}`);
   const expected = options.federation;
   const cache = new Map<string, IdentityResult>();
+  // The TLS listener hands every call on a connection the same DER Buffer (tls-listener.ts reads
+  // the peer certificate once), so a call after a connection's first, or a heartbeat on a stream,
+  // costs a WeakMap lookup instead of a SHA-256. Nothing changes those bytes in place.
+  let byObject = new WeakMap<Uint8Array, IdentityResult>();
+  const byDigest = (certificate: Buffer | Uint8Array | string): IdentityResult => {
+    const der = toDer(certificate);
+    if (der === undefined) return failure(IdentityIssueCode.NotACertificate, 'input holds no PEM CERTIFICATE block');
+    const digest = createHash('sha256').update(der).digest();
+    const key = digest.toString('base64');
+    const hit = cache.get(key);
+    if (hit !== undefined) {
+      // Re-insert to mark as most recently used (Map iterates in insertion order).
+      cache.delete(key);
+      cache.set(key, hit);
+      return hit;
+    }
+    let result = parseIdentity(der, fingerprintOf(digest));
+    if (result.ok && expected !== undefined && result.value.federation !== expected) {
+      result = failure(
+        IdentityIssueCode.WrongFederation,
+        `certificate belongs to federation ${JSON.stringify(result.value.federation)}, not ${JSON.stringify(expected)}`,
+      );
+    }
+    cache.set(key, result);
+    if (cache.size > capacity) {
+      const oldest = cache.keys().next();
+      if (oldest.done !== true) cache.delete(oldest.value);
+    }
+    return result;
+  };
   return {
     resolve(certificate) {
-      const der = toDer(certificate);
-      if (der === undefined) return failure(IdentityIssueCode.NotACertificate, 'input holds no PEM CERTIFICATE block');
-      const digest = createHash('sha256').update(der).digest();
-      const key = digest.toString('base64');
-      const hit = cache.get(key);
-      if (hit !== undefined) {
-        // Re-insert to mark as most recently used (Map iterates in insertion order).
-        cache.delete(key);
-        cache.set(key, hit);
-        return hit;
-      }
-      let result = parseIdentity(der, fingerprintOf(digest));
-      if (result.ok && expected !== undefined && result.value.federation !== expected) {
-        result = failure(
-          IdentityIssueCode.WrongFederation,
-          `certificate belongs to federation ${JSON.stringify(result.value.federation)}, not ${JSON.stringify(expected)}`,
-        );
-      }
-      cache.set(key, result);
-      if (cache.size > capacity) {
-        const oldest = cache.keys().next();
-        if (oldest.done !== true) cache.delete(oldest.value);
-      }
+      if (typeof certificate === 'string') return byDigest(certificate);
+      const known = byObject.get(certificate);
+      if (known !== undefined) return known;
+      const result = byDigest(certificate);
+      byObject.set(certificate, result);
       return result;
     },
     get size() {
@@ -197,6 +210,7 @@ export function createIdentityResolver(options: IdentityResolverOptions = {}): I
     },
     clear() {
       cache.clear();
+      byObject = new WeakMap();
     },
   };
 }

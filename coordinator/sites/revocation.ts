@@ -112,10 +112,10 @@ export class SiteAccess {
   }
 
   /** Records the key of a site certificate that authenticated, for the approval check. */
-  noteSeen(identity: PeerIdentity, der: Buffer): void {
+  noteSeen(identity: PeerIdentity, der: Uint8Array): void {
     if (identity.role !== 'site' || this.seen.has(identity.fingerprint256)) return;
     this.seen.add(identity.fingerprint256);
-    const { keySha256 } = certificateKeys(der);
+    const { keySha256 } = certificateKeys(Buffer.from(der.buffer, der.byteOffset, der.byteLength));
     const e = this.entry(identity.id);
     e.keys.add(keySha256);
     e.fingerprints.add(identity.fingerprint256);
@@ -182,7 +182,8 @@ export function accessResolver(base: IdentityResolver, access: SiteAccess, refus
   return {
     resolve(certificate): IdentityResult {
       const result = base.resolve(certificate);
-      if (result.ok && typeof certificate !== 'string') access.noteSeen(result.value, Buffer.from(certificate));
+      // Every call comes here: no copy of the DER (noteSeen parses it once per certificate).
+      if (result.ok && typeof certificate !== 'string') access.noteSeen(result.value, certificate);
       return result;
     },
     get size() {

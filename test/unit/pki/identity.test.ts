@@ -57,14 +57,29 @@ describe('createIdentityResolver', () => {
   it('evicts the least recently used certificate beyond its capacity', async () => {
     const resolver = createIdentityResolver({ capacity: 2 });
     const [a, b, c] = await Promise.all([siteCert('a'), siteCert('b'), siteCert('c')]);
-    const resultA = resolver.resolve(a as Buffer);
-    resolver.resolve(b as Buffer);
-    resolver.resolve(a as Buffer); // a is now most recent; b is evicted next
-    resolver.resolve(c as Buffer);
+    // Copies each time: the bytes, not the object, are what the LRU remembers.
+    const resultA = resolver.resolve(Buffer.from(a!));
+    resolver.resolve(Buffer.from(b!));
+    resolver.resolve(Buffer.from(a!)); // a is now most recent; b is evicted next
+    resolver.resolve(Buffer.from(c!));
     expect(resolver.size).toBe(2);
-    expect(resolver.resolve(a as Buffer)).toBe(resultA);
+    expect(resolver.resolve(Buffer.from(a!))).toBe(resultA);
     resolver.clear();
     expect(resolver.size).toBe(0);
+  });
+
+  it('answers the same bytes object again without the LRU (a connection\'s certificate), until cleared', async () => {
+    const resolver = createIdentityResolver({ capacity: 1 });
+    const [a, b] = await Promise.all([siteCert('a'), siteCert('b')]);
+    const resultA = resolver.resolve(a);
+    resolver.resolve(b); // a leaves the LRU
+    expect(resolver.resolve(a)).toBe(resultA);
+    expect(resolver.resolve(Buffer.from(a))).not.toBe(resultA);
+    // A revocation list change clears the resolver: nothing it answered before is answered again.
+    resolver.clear();
+    const again = resolver.resolve(a);
+    expect(again).not.toBe(resultA);
+    expect(again).toEqual(resultA);
   });
 
   it('refuses a certificate of another federation when pinned to one', async () => {

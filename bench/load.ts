@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { freeLoopbackPort } from '../common/net.js';
 import { AdminClient } from '../coordinator/index.js';
-import { PROTOCOL_VERSION, loadProto, type SiteServiceClient } from '../proto/index.js';
+import { PROTOCOL_VERSION, loadProto, type HeartbeatRequest, type SiteServiceClient } from '../proto/index.js';
 import { writeFederationFiles } from '../simulate/index.js';
 import type { Benchmark } from './registry.js';
 
@@ -43,11 +43,12 @@ async function cpuPercent(pid: number, ms: number): Promise<number> {
   return ((cpuSeconds(pid) - c0) / ((performance.now() - t0) / 1000)) * 100;
 }
 
-/** A lightweight site: joins, opens its task stream (and ignores the tasks), heartbeats. */
+/** A lightweight site: joins, opens its task stream (and ignores the tasks), heartbeats on a stream. */
 class LightSite {
   private readonly client: SiteServiceClient;
   private timer: NodeJS.Timeout | undefined;
   private tasks: grpc.ClientReadableStream<unknown> | undefined;
+  private beats: grpc.ClientDuplexStream<HeartbeatRequest, unknown> | undefined;
   errors = 0;
 
   constructor(address: string, dir: string, readonly site: string) {
@@ -62,15 +63,24 @@ class LightSite {
     this.tasks = this.client.Tasks({});
     this.tasks.on('data', () => undefined);
     this.tasks.on('error', () => undefined);
+    // On one Heartbeats stream, as the agent sends them (reopened after an error, counted).
     this.timer = setInterval(() => {
-      this.client.Heartbeat({ activity: 'idle', progress: -1 }, { deadline: Date.now() + HEARTBEAT_MS }, (err) => {
-        if (err) this.errors += 1;
-      });
+      if (!this.beats) {
+        const beats = this.client.Heartbeats();
+        beats.on('data', () => undefined);
+        beats.on('error', () => {
+          this.errors += 1;
+          if (this.beats === beats) this.beats = undefined;
+        });
+        this.beats = beats;
+      }
+      this.beats.write({ activity: 'idle', progress: -1 });
     }, HEARTBEAT_MS);
   }
 
   close(): void {
     clearInterval(this.timer);
+    this.beats?.cancel();
     this.tasks?.cancel();
     this.client.close();
   }

@@ -5,7 +5,7 @@
  * and receipts, which stream or retry on their own terms, take `client` itself.
  */
 import type * as grpc from '@grpc/grpc-js';
-import type { SiteServiceClient } from '../proto/index.js';
+import type { HeartbeatRequest, HeartbeatResponse__Output, SiteServiceClient } from '../proto/index.js';
 import { wireProgress, type TransferSnapshot } from './progress.js';
 import type { WireShare } from './secure/session.js';
 import { joinFromWire, taskFromWire, type AttemptRef, type DecodedTask, type JoinInfo } from './wire.js';
@@ -14,8 +14,6 @@ import { joinFromWire, taskFromWire, type AttemptRef, type DecodedTask, type Joi
 const CALL_DEADLINE_MS = 15_000;
 /** Failure reports are best effort: a shorter wait, and no answer is needed. */
 const REPORT_DEADLINE_MS = 10_000;
-/** A heartbeat older than its interval or two is worth nothing. */
-const HEARTBEAT_DEADLINE_MS = 5_000;
 
 /** What the agent says about itself at `Join`. */
 export interface JoinHello {
@@ -82,6 +80,10 @@ export type SecureLink = Pick<CoordinatorLink, 'advertiseKeys' | 'submitShares' 
 /** One connection to the coordinator. */
 export class CoordinatorLink {
   private closed = false;
+  /** The open `Heartbeats` stream, if any (see `heartbeat`). */
+  private beats: grpc.ClientDuplexStream<HeartbeatRequest, HeartbeatResponse__Output> | undefined;
+  /** Runs for each answer on `beats`: the latest heartbeat's `onContact`. */
+  private onBeatAnswered: () => void = () => undefined;
 
   constructor(
     readonly client: SiteServiceClient,
@@ -126,14 +128,26 @@ export class CoordinatorLink {
     return { cancel: () => call.cancel(), closed };
   }
 
-  /** Sends a heartbeat; `onContact` runs when the coordinator answered it. */
+  /**
+   * Sends a heartbeat on the connection's `Heartbeats` stream, opened by the first heartbeat and
+   * again by the next one after it ended; `onContact` runs when the coordinator answered it. An
+   * error ends the stream and nothing else: heartbeats are status, and the task stream decides
+   * about the connection.
+   */
   heartbeat(r: HeartbeatReport, onContact: () => void): void {
     if (this.closed) return;
-    this.client.Heartbeat(
-      { activity: r.activity, round: r.round, progress: r.progress, trainLoss: r.trainLoss, transfer: r.transfer ? wireProgress(r.transfer) : null },
-      { deadline: Date.now() + HEARTBEAT_DEADLINE_MS },
-      (err) => (err ? undefined : onContact()),
-    );
+    this.onBeatAnswered = onContact;
+    if (!this.beats) {
+      const call = this.client.Heartbeats();
+      const ended = (): void => {
+        if (this.beats === call) this.beats = undefined;
+      };
+      call.on('data', () => this.onBeatAnswered());
+      call.on('error', ended);
+      call.on('end', ended);
+      this.beats = call;
+    }
+    this.beats.write({ activity: r.activity, round: r.round, progress: r.progress, trainLoss: r.trainLoss, transfer: r.transfer ? wireProgress(r.transfer) : null });
   }
 
   /**
@@ -186,6 +200,7 @@ export class CoordinatorLink {
   /** Closes the connection; fire-and-forget calls on it are dropped from now on. */
   close(): void {
     this.closed = true;
+    this.beats?.cancel();
     this.client.close();
   }
 }

@@ -52,11 +52,8 @@ export class CallLimiter {
     if (b.open >= this.limits.maxConcurrentCallsPerSite) {
       return { ok: false, message: `${name} already has ${b.open} calls open (limit ${this.limits.maxConcurrentCallsPerSite}); ${method} refused` };
     }
-    if (b.tokens < 1) {
-      const waitMs = Math.ceil(((1 - b.tokens) / this.limits.requestsPerS) * 1000);
-      return { ok: false, message: `${name} exceeds ${this.limits.requestsPerS} requests/s (burst ${this.limits.burst}); ${method} refused, retry in ${waitMs} ms` };
-    }
-    b.tokens -= 1;
+    const token = this.charge(caller, name, method);
+    if (!token.ok) return token;
     b.open += 1;
     let released = false;
     return {
@@ -67,6 +64,20 @@ export class CallLimiter {
         b.open -= 1;
       },
     };
+  }
+
+  /**
+   * Takes one token of `caller`'s bucket for a message that stands in for a call (a heartbeat on
+   * its stream), without counting an open call. Refused as a call would be when no token is left.
+   */
+  charge(caller: string, name: string, method: string): { readonly ok: true } | { readonly ok: false; readonly message: string } {
+    const b = this.bucket(caller, this.now());
+    if (b.tokens < 1) {
+      const waitMs = Math.ceil(((1 - b.tokens) / this.limits.requestsPerS) * 1000);
+      return { ok: false, message: `${name} exceeds ${this.limits.requestsPerS} requests/s (burst ${this.limits.burst}); ${method} refused, retry in ${waitMs} ms` };
+    }
+    b.tokens -= 1;
+    return { ok: true };
   }
 
   /** Callers currently tracked (for tests: idle callers are dropped). */
@@ -102,6 +113,16 @@ function callerOf(call: CallerCall): { key: string; name: string } {
   const cn = cert?.subject?.CN;
   const name = Array.isArray(cn) ? cn.join(',') : (cn ?? 'an unnamed caller');
   return { key: cert?.fingerprint256 ?? 'anonymous', name: name.slice(0, 128) };
+}
+
+/**
+ * Charges one message of `call`'s stream to its caller's bucket (`CallLimiter.charge`): undefined
+ * when it may go on, else the RESOURCE_EXHAUSTED error to end the stream with.
+ */
+export function chargeMessage(limiter: CallLimiter, call: CallerCall, method: string): (Partial<grpc.ServiceError> & { code: grpc.status; details: string }) | undefined {
+  const { key, name } = callerOf(call);
+  const token = limiter.charge(key, name, method);
+  return token.ok ? undefined : limitError(token.message);
 }
 
 function limitError(message: string): Partial<grpc.ServiceError> & { code: grpc.status; details: string } {

@@ -5,7 +5,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import type { Logger } from '../../common/logger.js';
-import { PROTOCOL_VERSION, type SiteServiceHandlers, type TransferProgress__Output } from '../../proto/index.js';
+import { PROTOCOL_VERSION, type HeartbeatRequest__Output, type SiteServiceHandlers, type TransferProgress__Output } from '../../proto/index.js';
 import type { Clock } from '../core/clock.js';
 import type { SiteRoundPort, TransferLimits, UploadRoundPort } from '../shell/ports.js';
 import type { SecureStageHandlers } from '../secure/messages.js';
@@ -59,6 +59,11 @@ export interface SiteServiceOptions {
   readonly partUploads: Pick<PartUploads, 'admit'>;
   /** Where a model's download comes from: in parts from the aggregator shards, or whole from here. */
   readonly partDownloads: Pick<PartDownloads, 'admit'>;
+  /**
+   * Charges one heartbeat on a `Heartbeats` stream to the site's request rate, as a `Heartbeat`
+   * call is charged (service/limits.ts `chargeMessage`): the error to end the stream with, if over.
+   */
+  readonly chargeMessage: (call: grpc.ServerDuplexStream<unknown, unknown>, method: string) => Partial<grpc.ServiceError> | undefined;
 }
 
 /** Builds the handlers of `SiteService`. */
@@ -77,6 +82,12 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
   const limits = (): TransferLimits => o.driver.transferLimits();
   const receipts = new ReceiptDesk({ federation: o.federation, store: o.store, logger: o.logger });
   const uploads = new UploadService({ driver: o.driver, registry: o.registry, store: o.store, logger: o.logger, limits, budget: o.uploadBudget, clock: o.clock });
+  const beat = (site: string, req: HeartbeatRequest__Output): { serverTimeMs: number } => {
+    const p = req.progress;
+    o.registry.touch(site, labelFromWire(req.activity, 'activity'), Number.isFinite(p) ? p : -1);
+    recordTransfer(o.registry, site, req.transfer);
+    return { serverTimeMs: Date.now() };
+  };
   const unary =
     <Req, Res>(fn: (call: grpc.ServerUnaryCall<Req, Res>) => Res) =>
     (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>): void => {
@@ -119,13 +130,28 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
       };
     }),
 
-    Heartbeat: unary((call) => {
-      const id = joined(call);
-      const p = call.request.progress;
-      o.registry.touch(id.id, labelFromWire(call.request.activity, 'activity'), Number.isFinite(p) ? p : -1);
-      recordTransfer(o.registry, id.id, call.request.transfer);
-      return { serverTimeMs: Date.now() };
-    }),
+    Heartbeat: unary((call) => beat(joined(call).id, call.request)),
+
+    // Each message is checked as a Heartbeat call is (a member, joined, not revoked) and charged
+    // to the site's request rate; the first that fails ends the stream with that error.
+    Heartbeats: (call) => {
+      let refused = false;
+      const refuse = (err: Partial<grpc.ServiceError>): void => {
+        refused = true;
+        call.emit('error', err);
+      };
+      call.on('data', (req: HeartbeatRequest__Output) => {
+        if (refused) return;
+        const over = o.chargeMessage(call, 'Heartbeats');
+        if (over) return refuse(over);
+        try {
+          call.write(beat(joined(call).id, req));
+        } catch (err) {
+          refuse(toServiceError(err));
+        }
+      });
+      call.on('end', () => call.end());
+    },
 
     Tasks: (call) => {
       let id: PeerIdentity;

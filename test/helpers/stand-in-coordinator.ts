@@ -18,19 +18,32 @@ import type { TestFederation } from './federation.js';
 export interface SiteStandIn {
   readonly address: string;
   readonly calls: Readonly<Record<string, number>>;
+  /** Heartbeats received by the default handlers: `Heartbeat` calls and messages on `Heartbeats` streams. */
+  heartbeats(): number;
   close(): void;
 }
 
 /**
  * Serves `handlers` as the federation's coordinator (its certificate, client certificates
  * required). Every call is counted; a method the test does not write answers UNIMPLEMENTED, except
- * `Heartbeat`, which answers as a coordinator would.
+ * `Heartbeat` and `Heartbeats`, which answer as a coordinator would.
  */
 export async function serveSiteStandIn(fed: TestFederation, handlers: Partial<SiteServiceHandlers>): Promise<SiteStandIn> {
   const { SiteService } = loadProto().fedhpc.v1;
   const calls: Record<string, number> = {};
+  let beats = 0;
   const all: Partial<SiteServiceHandlers> = {
-    Heartbeat: (_call, cb) => cb(null, { serverTimeMs: Date.now() }),
+    Heartbeat: (_call, cb) => {
+      beats++;
+      cb(null, { serverTimeMs: Date.now() });
+    },
+    Heartbeats: (call) => {
+      call.on('data', () => {
+        beats++;
+        call.write({ serverTimeMs: Date.now() });
+      });
+      call.on('end', () => call.end());
+    },
     ...handlers,
   };
   const counted: grpc.UntypedServiceImplementation = {};
@@ -50,7 +63,7 @@ export async function serveSiteStandIn(fed: TestFederation, handlers: Partial<Si
   );
   const port = await freeLoopbackPort();
   await new Promise<void>((res, rej) => server.bindAsync(`127.0.0.1:${port}`, creds, (err) => (err ? rej(err) : res())));
-  return { address: `localhost:${port}`, calls, close: () => server.forceShutdown() };
+  return { address: `localhost:${port}`, calls, heartbeats: () => beats, close: () => server.forceShutdown() };
 }
 
 /** One log line of the agent under test. */

@@ -67,16 +67,11 @@ describe('the eval-only task after the last round', () => {
     await writeFile(cachedModelPath(join(workDir, 'models'), SHA), MODEL);
 
     let deadlineMs = 0;
-    const heartbeats: number[] = [];
     standIn = await serveSiteStandIn(fed, {
       Join: (_call, cb) => cb(null, JOINED),
       Tasks: (call) => {
         deadlineMs = Date.now() + DEADLINE_MS;
         call.write({ eval: { runId: 'run-e', model: { sha256: SHA, sizeBytes: MODEL.length }, modelRound: 3, deadlineMs } });
-      },
-      Heartbeat: (_call, cb) => {
-        heartbeats.push(Date.now());
-        cb(null, { serverTimeMs: Date.now() });
       },
       ReportEval: (_call, cb) => cb(null, {}),
     });
@@ -86,6 +81,7 @@ describe('the eval-only task after the last round', () => {
 
     await waitUntil('a warning that the evaluation was abandoned', () => agent!.logs.some((l) => l.level === WARN && /deadline/.test(l.msg)), deadlineMs - Date.now() + 3_000);
     const warning = agent.logs.find((l) => l.level === WARN && /deadline/.test(l.msg))!;
+    const beatsAtWarning = standIn.heartbeats();
     // At the deadline: not before it, and not long after (evalTimeoutS, 120 s, is not what ended it).
     expect(warning.time).toBeGreaterThanOrEqual(deadlineMs - 50);
     expect(warning.time).toBeLessThan(deadlineMs + 2_500);
@@ -94,7 +90,7 @@ describe('the eval-only task after the last round', () => {
     await waitUntil('the evaluation process to end', () => !alive(pid!), 4_000);
     expect(standIn.calls['ReportEval']).toBeUndefined();
     // Still healthy: connected and heartbeating after the abandoned evaluation.
-    await waitUntil('a heartbeat after the deadline', () => heartbeats.some((t) => t > warning.time), 5_000);
+    await waitUntil('a heartbeat after the deadline', () => standIn!.heartbeats() > beatsAtWarning, 5_000);
     expect(agent.outcome()).toBeUndefined();
   }, 30_000);
 });

@@ -2,7 +2,8 @@
  * The agent heartbeats at the interval the coordinator names at `Join` (`heartbeat_interval_ms`),
  * within the bounds it keeps (0.5–60 s), and every 2 s when the coordinator names none: a
  * coordinator of many sites can slow its heartbeats down, and none can make a site hammer it.
- * A stand-in coordinator over real gRPC and mTLS counts the heartbeats of a real agent.
+ * They go on one `Heartbeats` stream per connection (protocol version 13). A stand-in coordinator
+ * over real gRPC and mTLS counts the heartbeats of a real agent.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION } from '../../proto/index.js';
@@ -31,14 +32,17 @@ describe('heartbeat interval', () => {
     agent = startAgentInProcess(fed, 'site-1', standIn.address, { runner: UNUSED_RUNNER });
     const deadline = Date.now() + 10_000;
     while ((standIn.calls['Tasks'] ?? 0) === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    const before = standIn.calls['Heartbeat'] ?? 0;
+    const before = standIn.heartbeats();
     await new Promise((r) => setTimeout(r, windowMs));
-    return (standIn.calls['Heartbeat'] ?? 0) - before;
+    return standIn.heartbeats() - before;
   }
 
-  it('follows the interval the coordinator asks for', async () => {
+  it('follows the interval the coordinator asks for, on one stream', async () => {
     // 600 ms over 3 s: five heartbeats; the 2 s default would send one or two.
     expect(await heartbeatsIn(600, 3_000)).toBeGreaterThanOrEqual(4);
+    // Every heartbeat of the connection went on one Heartbeats stream, none as a call of its own.
+    expect(standIn!.calls['Heartbeats']).toBe(1);
+    expect(standIn!.calls['Heartbeat']).toBeUndefined();
   });
 
   it('heartbeats every 2 s when the coordinator names no interval, and never faster than its floor', async () => {

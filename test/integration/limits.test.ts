@@ -1,6 +1,6 @@
 /**
  * Per-caller limits on the coordinator's gRPC surface: a site that floods an RPC is refused with
- * RESOURCE_EXHAUSTED while other sites are served, a caller cannot hold more than its share of
+ * RESOURCE_EXHAUSTED while other sites are served (heartbeats on a stream are charged one by one), a caller cannot hold more than its share of
  * open calls, and a message over the size limit is refused before any handler sees it.
  */
 import * as grpc from '@grpc/grpc-js';
@@ -14,6 +14,7 @@ import { RawRpcClient, encodeRequest, rpcNamed } from '../helpers/raw-rpc.js';
 
 const JOIN = rpcNamed('SiteService/Join');
 const HEARTBEAT = rpcNamed('SiteService/Heartbeat');
+const HEARTBEATS = rpcNamed('SiteService/Heartbeats');
 const STATUS = rpcNamed('AdminService/Status');
 const EVENTS = rpcNamed('AdminService/Events');
 
@@ -36,7 +37,7 @@ describe('per-caller limits (real coordinator over mTLS)', () => {
   const heartbeat = (c: RawRpcClient) => c.call(HEARTBEAT, [encodeRequest(HEARTBEAT, { activity: 'idle', progress: 0 })], 5_000);
 
   beforeAll(async () => {
-    fed = await createTestFederation({ sites: 3, run: { rounds: 1, minSites: 3 } });
+    fed = await createTestFederation({ sites: 5, run: { rounds: 1, minSites: 3 } });
     await patchLimits(fed, { requestsPerS: 2, burst: 5, maxConcurrentCallsPerSite: 3 });
     coordinator = await startCoordinatorInProcess(fed);
   });
@@ -74,6 +75,37 @@ describe('per-caller limits (real coordinator over mTLS)', () => {
     expect((await heartbeat(other)).code).toBe(grpc.status.OK);
     // And the flooder is served again once its bucket refills.
     await waitFor('the bucket to refill', async () => ((await heartbeat(flooder)).code === grpc.status.OK ? true : undefined), 5_000, 300);
+  });
+
+  it('answers each heartbeat on a Heartbeats stream and shows the latest in the site list', async () => {
+    const c = client('site-5');
+    expect((await join(c, 'site-5')).code).toBe(grpc.status.OK);
+    const beat = (bytes: number) =>
+      encodeRequest(HEARTBEATS, { activity: 'uploading', round: 1, progress: 0.5, transfer: { direction: 'upload', bytes: String(bytes), totalBytes: '1000', rateBytesPerS: 100 } });
+    const o = await c.call(HEARTBEATS, [beat(100), beat(400)], 5_000);
+    expect(o.code).toBe(grpc.status.OK);
+    expect(o.responses).toBe(2);
+    const site = (await fed.admin().sites()).sites.find((x) => x.siteId === 'site-5');
+    expect(site?.activity).toBe('uploading');
+    expect(site?.transferBytes).toBe('400');
+  });
+
+  it('charges each message on a Heartbeats stream as a call: a flood ends the stream with RATE_LIMITED', async () => {
+    const c = client('site-4');
+    expect((await join(c, 'site-4')).code).toBe(grpc.status.OK);
+    const o = await c.call(HEARTBEATS, Array.from({ length: 12 }, () => encodeRequest(HEARTBEATS, { activity: 'idle', progress: -1 })), 5_000);
+    expect(o.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(o.fedhpcCode).toBe('RATE_LIMITED');
+    expect(o.details).toMatch(/^RATE_LIMITED: site-4 exceeds 2 requests\/s \(burst 5\); Heartbeats refused, retry in \d+ ms$/);
+    // Burst 5: one token for Join and one for the stream leave three heartbeats (and what refilled).
+    expect(o.responses).toBeGreaterThanOrEqual(3);
+    expect(o.responses).toBeLessThan(12);
+  });
+
+  it('refuses heartbeats on a stream from a site that has not joined', async () => {
+    const o = await client('site-3').call(HEARTBEATS, [encodeRequest(HEARTBEATS, { activity: 'idle', progress: -1 })], 5_000);
+    expect(o.fedhpcCode).toBe('NOT_JOINED');
+    expect(o.responses).toBe(0);
   });
 
   it('caps the calls one caller holds open; a closed stream frees its place', async () => {

@@ -234,11 +234,20 @@ class Agent:
         self.dump.event("joined", federation=r.federation, heartbeat_interval_ms=r.heartbeat_interval_ms, address=self.address)
 
     def _heartbeats(self):
-        while not self.stop.wait(HEARTBEAT_S):
+        # One Heartbeats stream at a time (version 13), each request a heartbeat and each answer
+        # read; an error ends the stream and the next heartbeat opens another (on the stub of the
+        # moment: a new address's channel closes the old one, which ends its stream).
+        def beats():
+            while not self.stop.wait(HEARTBEAT_S):
+                yield self.pb.HeartbeatRequest(activity=self.activity, round=self.round, progress=-1.0)
+
+        while not self.stop.is_set():
             try:
-                self.stub.Heartbeat(self.pb.HeartbeatRequest(activity=self.activity, round=self.round, progress=-1.0), timeout=CALL_TIMEOUT_S)
+                for _ in self.stub.Heartbeats(beats()):
+                    pass
             except grpc.RpcError:
                 pass  # status only; the Tasks stream decides about the connection
+            self.stop.wait(HEARTBEAT_S)
 
     def _dispatch(self, task):
         kind = task.WhichOneof("kind")

@@ -66,6 +66,11 @@ export interface SiteServiceClient extends grpc.Client {
   heartbeat(argument: _fedhpc_v1_HeartbeatRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_HeartbeatResponse__Output>): grpc.ClientUnaryCall;
   heartbeat(argument: _fedhpc_v1_HeartbeatRequest, callback: grpc.requestCallback<_fedhpc_v1_HeartbeatResponse__Output>): grpc.ClientUnaryCall;
   
+  Heartbeats(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_fedhpc_v1_HeartbeatRequest, _fedhpc_v1_HeartbeatResponse__Output>;
+  Heartbeats(options?: grpc.CallOptions): grpc.ClientDuplexStream<_fedhpc_v1_HeartbeatRequest, _fedhpc_v1_HeartbeatResponse__Output>;
+  heartbeats(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_fedhpc_v1_HeartbeatRequest, _fedhpc_v1_HeartbeatResponse__Output>;
+  heartbeats(options?: grpc.CallOptions): grpc.ClientDuplexStream<_fedhpc_v1_HeartbeatRequest, _fedhpc_v1_HeartbeatResponse__Output>;
+  
   Join(argument: _fedhpc_v1_JoinRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
   Join(argument: _fedhpc_v1_JoinRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_fedhpc_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
   Join(argument: _fedhpc_v1_JoinRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_fedhpc_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
@@ -152,6 +157,8 @@ export interface SiteServiceHandlers extends grpc.UntypedServiceImplementation {
   
   Heartbeat: grpc.handleUnaryCall<_fedhpc_v1_HeartbeatRequest__Output, _fedhpc_v1_HeartbeatResponse>;
   
+  Heartbeats: grpc.handleBidiStreamingCall<_fedhpc_v1_HeartbeatRequest__Output, _fedhpc_v1_HeartbeatResponse>;
+  
   Join: grpc.handleUnaryCall<_fedhpc_v1_JoinRequest__Output, _fedhpc_v1_JoinResponse>;
   
   ReportEval: grpc.handleUnaryCall<_fedhpc_v1_EvalReport__Output, _fedhpc_v1_Ack>;
@@ -178,6 +185,7 @@ export interface SiteServiceDefinition extends grpc.ServiceDefinition {
   AdvertiseKeys: MethodDefinition<_fedhpc_v1_KeyAdvertisement, _fedhpc_v1_Ack, _fedhpc_v1_KeyAdvertisement__Output, _fedhpc_v1_Ack__Output>
   Download: MethodDefinition<_fedhpc_v1_DownloadRequest, _fedhpc_v1_ModelChunk, _fedhpc_v1_DownloadRequest__Output, _fedhpc_v1_ModelChunk__Output>
   Heartbeat: MethodDefinition<_fedhpc_v1_HeartbeatRequest, _fedhpc_v1_HeartbeatResponse, _fedhpc_v1_HeartbeatRequest__Output, _fedhpc_v1_HeartbeatResponse__Output>
+  Heartbeats: MethodDefinition<_fedhpc_v1_HeartbeatRequest, _fedhpc_v1_HeartbeatResponse, _fedhpc_v1_HeartbeatRequest__Output, _fedhpc_v1_HeartbeatResponse__Output>
   Join: MethodDefinition<_fedhpc_v1_JoinRequest, _fedhpc_v1_JoinResponse, _fedhpc_v1_JoinRequest__Output, _fedhpc_v1_JoinResponse__Output>
   ReportEval: MethodDefinition<_fedhpc_v1_EvalReport, _fedhpc_v1_Ack, _fedhpc_v1_EvalReport__Output, _fedhpc_v1_Ack__Output>
   ReportFailure: MethodDefinition<_fedhpc_v1_TrainingFailure, _fedhpc_v1_Ack, _fedhpc_v1_TrainingFailure__Output, _fedhpc_v1_Ack__Output>

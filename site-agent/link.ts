@@ -132,7 +132,8 @@ export class CoordinatorLink {
    * Sends a heartbeat on the connection's `Heartbeats` stream, opened by the first heartbeat and
    * again by the next one after it ended; `onContact` runs when the coordinator answered it. An
    * error ends the stream and nothing else: heartbeats are status, and the task stream decides
-   * about the connection.
+   * about the connection. A stalled stream buffers its few bytes a heartbeat until keepalive ends
+   * the connection.
    */
   heartbeat(r: HeartbeatReport, onContact: () => void): void {
     if (this.closed) return;

@@ -147,7 +147,10 @@ export interface IdentityResolverOptions {
 
 /** A cached identity reader; see {@link createIdentityResolver}. */
 export interface IdentityResolver {
-  /** Same contract as {@link identityFromCertificate}, memoised by the DER's SHA-256. */
+  /**
+   * Same contract as {@link identityFromCertificate}, memoised by the DER's SHA-256 and, for bytes,
+   * by the object too: bytes passed once must not change in place (the TLS layer's never do).
+   */
   resolve(certificate: Buffer | Uint8Array | string): IdentityResult;
   /** Number of cached certificates. */
   readonly size: number;

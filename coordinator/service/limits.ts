@@ -30,6 +30,9 @@ interface CallerCall {
   getAuthContext(): { sslPeerCertificate?: { fingerprint256?: string; subject?: { CN?: string | string[] } } };
 }
 
+/** A token taken from a caller's bucket, or why none was left. */
+type Token = { readonly ok: true } | { readonly ok: false; readonly message: string };
+
 /** Why a call was refused, or undefined when it may go on (and then counts as open until `release`). */
 export type Admission = { readonly ok: true; release(): void } | { readonly ok: false; readonly message: string };
 
@@ -47,12 +50,11 @@ export class CallLimiter {
 
   /** Admits one call by `caller` (a certificate fingerprint) named `name` in messages. */
   admit(caller: string, name: string, method: string): Admission {
-    const t = this.now();
-    const b = this.bucket(caller, t);
+    const b = this.bucket(caller, this.now());
     if (b.open >= this.limits.maxConcurrentCallsPerSite) {
       return { ok: false, message: `${name} already has ${b.open} calls open (limit ${this.limits.maxConcurrentCallsPerSite}); ${method} refused` };
     }
-    const token = this.charge(caller, name, method);
+    const token = this.take(b, name, method);
     if (!token.ok) return token;
     b.open += 1;
     let released = false;
@@ -70,8 +72,11 @@ export class CallLimiter {
    * Takes one token of `caller`'s bucket for a message that stands in for a call (a heartbeat on
    * its stream), without counting an open call. Refused as a call would be when no token is left.
    */
-  charge(caller: string, name: string, method: string): { readonly ok: true } | { readonly ok: false; readonly message: string } {
-    const b = this.bucket(caller, this.now());
+  charge(caller: string, name: string, method: string): Token {
+    return this.take(this.bucket(caller, this.now()), name, method);
+  }
+
+  private take(b: Bucket, name: string, method: string): Token {
     if (b.tokens < 1) {
       const waitMs = Math.ceil(((1 - b.tokens) / this.limits.requestsPerS) * 1000);
       return { ok: false, message: `${name} exceeds ${this.limits.requestsPerS} requests/s (burst ${this.limits.burst}); ${method} refused, retry in ${waitMs} ms` };

@@ -132,19 +132,30 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
 
     Heartbeat: unary((call) => beat(joined(call).id, call.request)),
 
-    // Each message is checked as a Heartbeat call is (a member, joined, not revoked) and charged
-    // to the site's request rate; the first that fails ends the stream with that error.
+    // Checked when it opens, as the other streams are, and each message again as a Heartbeat call
+    // is (a member, joined, not revoked); the opening call paid the first message's token and each
+    // later one pays its own, so N heartbeats cost N tokens, as N calls did. The first refusal ends
+    // the stream with that error.
     Heartbeats: (call) => {
       let refused = false;
       const refuse = (err: Partial<grpc.ServiceError>): void => {
         refused = true;
         call.emit('error', err);
       };
+      try {
+        joined(call);
+      } catch (err) {
+        return refuse(toServiceError(err));
+      }
+      let paid = true;
       call.on('data', (req: HeartbeatRequest__Output) => {
         if (refused) return;
-        const over = o.chargeMessage(call, 'Heartbeats');
+        const over = paid ? undefined : o.chargeMessage(call, 'Heartbeats');
+        paid = false;
         if (over) return refuse(over);
         try {
+          // Answers are a few bytes, one per heartbeat the site's rate allows: the HTTP/2 window
+          // absorbs them, so no backpressure wait (as on Tasks).
           call.write(beat(joined(call).id, req));
         } catch (err) {
           refuse(toServiceError(err));

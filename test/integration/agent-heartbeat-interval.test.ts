@@ -5,9 +5,11 @@
  * They go on one `Heartbeats` stream per connection (protocol version 13). A stand-in coordinator
  * over real gRPC and mTLS counts the heartbeats of a real agent.
  */
+import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION } from '../../proto/index.js';
 import { heartbeatInterval, HEARTBEAT_BOUNDS_MS } from '../../site-agent/agent.js';
+import { waitUntil } from '../helpers/wait.js';
 import { createTestFederation, type TestFederation } from '../helpers/federation.js';
 import { serveSiteStandIn, startAgentInProcess, UNUSED_RUNNER, type AgentUnderTest, type SiteStandIn } from '../helpers/stand-in-coordinator.js';
 
@@ -43,6 +45,33 @@ describe('heartbeat interval', () => {
     // Every heartbeat of the connection went on one Heartbeats stream, none as a call of its own.
     expect(standIn!.calls['Heartbeats']).toBe(1);
     expect(standIn!.calls['Heartbeat']).toBeUndefined();
+  });
+
+  it('opens its heartbeat stream again after the coordinator ends it with an error, and cancels it when stopped', async () => {
+    fed = await createTestFederation({ sites: 1 });
+    let streams = 0;
+    let beats = 0;
+    let cancelled = 0;
+    standIn = await serveSiteStandIn(fed, {
+      Join: (_call, cb) => cb(null, { federation: 'testfed', siteId: 'site-1', protocolVersion: PROTOCOL_VERSION, heartbeatIntervalMs: 500, coordinatorVersion: 'stand-in' }),
+      Tasks: () => undefined,
+      Heartbeats: (call) => {
+        const first = ++streams === 1;
+        call.on('cancelled', () => cancelled++);
+        call.on('data', () => {
+          // The first stream fails on its first heartbeat, as a refusal would end it.
+          if (first) return void call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'stand-in: first stream refused' });
+          beats++;
+          call.write({ serverTimeMs: Date.now() });
+        });
+      },
+    });
+    agent = startAgentInProcess(fed, 'site-1', standIn.address, { runner: UNUSED_RUNNER });
+    await waitUntil('heartbeats on a second stream', () => beats >= 2, 10_000);
+    expect(streams).toBe(2);
+    await agent.stop();
+    agent = undefined;
+    await waitUntil('the second stream cancelled', () => cancelled === 1, 5_000);
   });
 
   it('heartbeats every 2 s when the coordinator names no interval, and never faster than its floor', async () => {

@@ -9,6 +9,7 @@ import type { CoordinatorHandle } from '../../coordinator/index.js';
 import { CallLimiter } from '../../coordinator/service/limits.js';
 import { MAX_MESSAGE_BYTES, PROTOCOL_VERSION } from '../../proto/index.js';
 import { createTestFederation, startCoordinatorInProcess, waitFor, type TestFederation } from '../helpers/federation.js';
+import { expectLogs } from '../helpers/logger.js';
 import { adminCertFiles, siteCertFiles } from '../helpers/raw-site.js';
 import { RawRpcClient, encodeRequest, rpcNamed } from '../helpers/raw-rpc.js';
 
@@ -97,15 +98,23 @@ describe('per-caller limits (real coordinator over mTLS)', () => {
     expect(o.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     expect(o.fedhpcCode).toBe('RATE_LIMITED');
     expect(o.details).toMatch(/^RATE_LIMITED: site-4 exceeds 2 requests\/s \(burst 5\); Heartbeats refused, retry in \d+ ms$/);
-    // Burst 5: one token for Join and one for the stream leave three heartbeats (and what refilled).
-    expect(o.responses).toBeGreaterThanOrEqual(3);
+    // Burst 5: Join takes one, the stream's call pays for its first heartbeat, and three more
+    // tokens pay for three more (and whatever refilled meanwhile): N heartbeats cost N tokens.
+    expect(o.responses).toBeGreaterThanOrEqual(4);
     expect(o.responses).toBeLessThan(12);
   });
 
-  it('refuses heartbeats on a stream from a site that has not joined', async () => {
+  it('refuses a Heartbeats stream from a site that has not joined, or has been revoked', async () => {
     const o = await client('site-3').call(HEARTBEATS, [encodeRequest(HEARTBEATS, { activity: 'idle', progress: -1 })], 5_000);
+    expect(o.code).toBe(grpc.status.FAILED_PRECONDITION);
     expect(o.fedhpcCode).toBe('NOT_JOINED');
     expect(o.responses).toBe(0);
+    // site-5 joined and heartbeated above; once revoked, its next stream is refused.
+    expectLogs(/^site revoked$/, /^caller refused$/);
+    await fed.admin().revokeSite('site-5', 'limits test');
+    const revoked = await client('site-5').call(HEARTBEATS, [encodeRequest(HEARTBEATS, { activity: 'idle', progress: -1 })], 5_000);
+    expect(revoked.fedhpcCode).toBe('SITE_REVOKED');
+    expect(revoked.responses).toBe(0);
   });
 
   it('caps the calls one caller holds open; a closed stream frees its place', async () => {
@@ -168,5 +177,19 @@ describe('CallLimiter (token bucket and open-call count, fake clock)', () => {
     first.release();
     expect(limiter.admit('fp', 'site-a', 'Status').ok).toBe(true);
     expect(limiter.admit('fp', 'site-a', 'Status').ok).toBe(false);
+  });
+
+  it('charges a message from the same bucket as calls, without holding an open call', () => {
+    let now = 0;
+    const limiter = new CallLimiter({ requestsPerS: 10, burst: 3, maxConcurrentCallsPerSite: 1 }, () => now);
+    const stream = limiter.admit('fp', 'site-a', 'Heartbeats');
+    expect(stream.ok).toBe(true);
+    expect(limiter.charge('fp', 'site-a', 'Heartbeats')).toEqual({ ok: true });
+    expect(limiter.charge('fp', 'site-a', 'Heartbeats')).toEqual({ ok: true });
+    expect(limiter.charge('fp', 'site-a', 'Heartbeats')).toEqual({ ok: false, message: 'site-a exceeds 10 requests/s (burst 3); Heartbeats refused, retry in 100 ms' });
+    now += 100;
+    expect(limiter.charge('fp', 'site-a', 'Heartbeats')).toEqual({ ok: true });
+    // The one open call is the stream's: a message took none.
+    expect(limiter.admit('fp', 'site-a', 'Status')).toEqual({ ok: false, message: 'site-a already has 1 calls open (limit 1); Status refused' });
   });
 });

@@ -245,9 +245,9 @@ class Agent:
             try:
                 for _ in self.stub.Heartbeats(beats()):
                     pass
-            except grpc.RpcError:
-                pass  # status only; the Tasks stream decides about the connection
-            self.stop.wait(HEARTBEAT_S)
+            except (grpc.RpcError, ValueError):
+                pass  # status only (ValueError: a channel closed under a new address); the Tasks stream decides
+            self.stop.wait(HEARTBEAT_S)  # a stream refused at once is not reopened in a tight loop
 
     def _dispatch(self, task):
         kind = task.WhichOneof("kind")

@@ -155,8 +155,8 @@ describe.skipIf(skip)('the Python site agent in plain rounds', () => {
       expect(bounds).toHaveLength(2);
       expect([bounds[0]![0], bounds[1]![0], bounds[1]![1]]).toEqual([0, bounds[0]![1], d['bytes']]);
     }
-    // Its heartbeats, which it sends on a Heartbeats stream (version 13), reached the coordinator:
-    // the site list shows an activity it reported, not the one Join recorded.
+    // Its heartbeats reached the coordinator: the site list shows an activity it reported, not the
+    // one Join recorded. The agent sends them only on a Heartbeats stream (version 13).
     const activity = await waitFor('a heartbeat of the Python site', async () => {
       const site = (await f!.fed.admin().sites()).sites.find((s) => s.siteId === PY);
       return site && site.activity !== 'joined' ? site.activity : undefined;

@@ -75,7 +75,7 @@ describe('createIdentityResolver', () => {
     resolver.resolve(b); // a leaves the LRU
     expect(resolver.resolve(a)).toBe(resultA);
     expect(resolver.resolve(Buffer.from(a))).not.toBe(resultA);
-    // A revocation list change clears the resolver: nothing it answered before is answered again.
+    // clear() forgets both caches: nothing it answered before is answered again.
     resolver.clear();
     const again = resolver.resolve(a);
     expect(again).not.toBe(resultA);

@@ -22,7 +22,7 @@ import { ShardRegistry, type ShardPlanSource } from './shards/registry.js';
 import { PartUploads } from './shards/part-uploads.js';
 import { PartDownloads } from './shards/part-downloads.js';
 import { localShardCli, localShardNames, localShardServing, startLocalShards } from './shards/local.js';
-import { CallLimiter, chargeMessage, withCallLimits } from './service/limits.js';
+import { CallLimiter, withCallLimits } from './service/limits.js';
 import { TransferBudget } from './upload/budget.js';
 import { siteServiceHandlers } from './service/site-service.js';
 import { LocalStateStore } from './state/store.js';
@@ -193,7 +193,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
       secure: (site) => driver.secureHandlers(site),
       partUploads,
       partDownloads,
-      chargeMessage: (call, method) => chargeMessage(limiter, call, method),
+      limiter,
     }), limiter),
   );
   server.addService(

@@ -17,6 +17,7 @@ import type { Membership } from '../sites/membership.js';
 import type { StateStore } from '../state/store.js';
 import { ReceiptDesk } from '../audit/receipts.js';
 import { authenticate } from './auth.js';
+import { chargeMessage, type CallLimiter } from './limits.js';
 import { requireModel, sendModelRange } from './model-download.js';
 import {
   evalReportFromWire,
@@ -59,11 +60,8 @@ export interface SiteServiceOptions {
   readonly partUploads: Pick<PartUploads, 'admit'>;
   /** Where a model's download comes from: in parts from the aggregator shards, or whole from here. */
   readonly partDownloads: Pick<PartDownloads, 'admit'>;
-  /**
-   * Charges one heartbeat on a `Heartbeats` stream to the site's request rate, as a `Heartbeat`
-   * call is charged (service/limits.ts `chargeMessage`): the error to end the stream with, if over.
-   */
-  readonly chargeMessage: (call: grpc.ServerDuplexStream<unknown, unknown>, method: string) => Partial<grpc.ServiceError> | undefined;
+  /** The limiter every call passes (`withCallLimits`): a heartbeat on a `Heartbeats` stream is charged to it as a call is. */
+  readonly limiter: CallLimiter;
 }
 
 /** Builds the handlers of `SiteService`. */
@@ -150,7 +148,7 @@ export function siteServiceHandlers(o: SiteServiceOptions): SiteServiceHandlers 
       let paid = true;
       call.on('data', (req: HeartbeatRequest__Output) => {
         if (refused) return;
-        const over = paid ? undefined : o.chargeMessage(call, 'Heartbeats');
+        const over = paid ? undefined : chargeMessage(o.limiter, call, 'Heartbeats');
         paid = false;
         if (over) return refuse(over);
         try {

@@ -10,6 +10,9 @@
  * slices for 8 sites with one dropped (7 self masks and 7 dropped pairs, as
  * coordinator/secure/unmask.ts calls it; summing the spools is not counted).
  *
+ * Each runs twice, with the native keystream (native/prg.c) and through node:crypto
+ * (FEDHPC_NATIVE_PRG=off), so the keystream's source is compared in the same run.
+ *
  * The kernels run in child processes, because the glibc allocator settings a fedhpc process starts
  * with (common/malloc.ts; `bin/fedhpc` and the launchers set them) decide whether every cipher
  * call page-faults its output buffer in: once with the settings agents run with, once without, so
@@ -28,6 +31,7 @@ import {
   forEachKeystreamChunk,
   MaskWorkspace,
   pairwiseSign,
+  nativePrgUnavailable,
   PRG_CHUNK_BYTES,
   quantize,
   quantizeAndMask,
@@ -97,17 +101,27 @@ function measureKernels(): KernelFigures {
   return { prg, expandInto, applyMask: apply, quantize: quant };
 }
 
-/** One child process's kernel figures, with or without the allocator settings. */
-async function kernelsInChild(tuned: boolean): Promise<KernelFigures> {
+/** Where a child's keystream comes from: native/prg.c, or node:crypto (FEDHPC_NATIVE_PRG=off). */
+type KeystreamSource = 'native' | 'node:crypto';
+
+/** A child's environment: the allocator settings or none, and the keystream's source. */
+function childEnv(tuned: boolean, source: KeystreamSource): NodeJS.ProcessEnv {
   const env = tuned ? withMallocTuning(process.env) : { ...process.env };
   if (!tuned) for (const name of Object.keys(MALLOC_TUNING)) delete env[name];
-  const { stdout } = await exec(process.execPath, [fileURLToPath(import.meta.url)], { env, timeout: 120_000 });
+  if (source === 'node:crypto') env['FEDHPC_NATIVE_PRG'] = 'off';
+  else delete env['FEDHPC_NATIVE_PRG'];
+  return env;
+}
+
+/** One child process's kernel figures, with or without the allocator settings. */
+async function kernelsInChild(tuned: boolean, source: KeystreamSource): Promise<KernelFigures> {
+  const { stdout } = await exec(process.execPath, [fileURLToPath(import.meta.url)], { env: childEnv(tuned, source), timeout: 120_000 });
   return JSON.parse(stdout) as KernelFigures;
 }
 
 /** The encoder and unmasker pipelines in a child process started as agents are. */
-async function pipelinesInChild(): Promise<PipelineFigures> {
-  const { stdout } = await exec(process.execPath, [fileURLToPath(import.meta.url), 'pipelines'], { env: withMallocTuning(process.env), timeout: 300_000, maxBuffer: 1 << 20 });
+async function pipelinesInChild(source: KeystreamSource): Promise<PipelineFigures> {
+  const { stdout } = await exec(process.execPath, [fileURLToPath(import.meta.url), 'pipelines'], { env: childEnv(true, source), timeout: 300_000, maxBuffer: 1 << 20 });
   return JSON.parse(stdout) as PipelineFigures;
 }
 
@@ -219,28 +233,34 @@ function measurePipelines(): PipelineFigures {
 /** Measures the kernels and OpenSSL, logs them, and returns the figures for the JSON report. */
 export async function secaggKernelFigures(log: (line: string) => void): Promise<Record<string, number>> {
   // OpenSSL before and after the tuned kernels, averaged, so drifting load weighs on both alike.
+  if (nativePrgUnavailable !== undefined) log(`the native keystream is unavailable (${nativePrgUnavailable}): both runs use node:crypto`);
   const opensslBefore = await opensslAesCtr(false);
-  const k = await kernelsInChild(true);
+  const k = await kernelsInChild(true, 'native');
   const opensslAfter = await opensslAesCtr(false);
-  const untuned = await kernelsInChild(false);
+  const viaNodeCrypto = await kernelsInChild(true, 'node:crypto');
+  const untuned = await kernelsInChild(false, 'node:crypto');
   const opensslElapsed = await opensslAesCtr(true);
   const openssl = (opensslBefore + opensslAfter) / 2;
   const ratio = k.prg.cpu / 1e9 / openssl;
   const gb = (x: number): string => (x / 1e9).toFixed(2);
   log(`mask PRG (AES-256-CTR keystream, ${PRG_CHUNK_BYTES / 1024} KiB per call, 1 core): ${gb(k.prg.cpu)} GB/s per CPU-second (${gb(k.prg.wall)} GB/s wall)`);
-  log(`  the same without the allocator settings: ${gb(untuned.prg.cpu)} GB/s (every output buffer page-faulted in again)`);
+  log(`  through node:crypto's cipher.update (a new output buffer per call): ${gb(viaNodeCrypto.prg.cpu)} GB/s; the same without the allocator settings: ${gb(untuned.prg.cpu)} GB/s (every output buffer page-faulted in again)`);
   log(`openssl speed -evp aes-256-ctr (16384 B blocks): ${openssl.toFixed(2)} GB/s per CPU-second (${opensslBefore.toFixed(2)} before, ${opensslAfter.toFixed(2)} after; -elapsed: ${opensslElapsed.toFixed(2)} GB/s wall)`);
   log(`  PRG / OpenSSL = ${(ratio * 100).toFixed(0)}% (target ≥ 50%)${ratio >= 0.5 ? '' : '  BELOW TARGET'}; wall-clock ratio ${((k.prg.wall / 1e9 / opensslElapsed) * 100).toFixed(0)}%`);
   log(`expandMaskInto (keystream copied into a reused ${KERNEL_WORDS * 4} B buffer): ${gb(k.expandInto.cpu)} GB/s`);
   log(`applyMask (keystream + add, in place): ${gb(k.applyMask.cpu)} GB/s; quantize (f32 in, with its rounding PRG): ${gb(k.quantize.cpu)} GB/s (per CPU-second)`);
-  const p = await pipelinesInChild();
+  const p = await pipelinesInChild('native');
+  const q = await pipelinesInChild('node:crypto');
   const runs = (xs: readonly number[]): string => xs.map((x) => x.toFixed(3)).join(', ');
-  log(`site mask encoder (${PIPELINE_PARAMS / 1e6} M parameters, self + ${PIPELINE_SITES - 1} pairwise masks): ${p.siteMaskCpuS.toFixed(3)} CPU-s, median of ${runs(p.siteMaskRunsS)} (target ≤ 0.20)`);
-  log(`coordinator unmask + dequantise (${PIPELINE_SITES} sites, one dropped): ${p.coordinatorUnmaskCpuS.toFixed(3)} CPU-s, median of ${runs(p.coordinatorUnmaskRunsS)} (target ≤ 0.15)`);
+  log(`site mask encoder (${PIPELINE_PARAMS / 1e6} M parameters, self + ${PIPELINE_SITES - 1} pairwise masks): ${p.siteMaskCpuS.toFixed(3)} CPU-s, median of ${runs(p.siteMaskRunsS)} (target ≤ 0.20); through node:crypto ${q.siteMaskCpuS.toFixed(3)} (${runs(q.siteMaskRunsS)})`);
+  log(`coordinator unmask + dequantise (${PIPELINE_SITES} sites, one dropped): ${p.coordinatorUnmaskCpuS.toFixed(3)} CPU-s, median of ${runs(p.coordinatorUnmaskRunsS)} (target ≤ 0.15); through node:crypto ${q.coordinatorUnmaskCpuS.toFixed(3)} (${runs(q.coordinatorUnmaskRunsS)})`);
   return {
     siteMaskCpuS: round3(p.siteMaskCpuS),
     coordinatorUnmaskCpuS: round3(p.coordinatorUnmaskCpuS),
+    siteMaskNodeCryptoCpuS: round3(q.siteMaskCpuS),
+    coordinatorUnmaskNodeCryptoCpuS: round3(q.coordinatorUnmaskCpuS),
     prgGBs: round3(k.prg.cpu / 1e9),
+    prgNodeCryptoGBs: round3(viaNodeCrypto.prg.cpu / 1e9),
     opensslGBs: round3(openssl),
     prgOverOpenssl: round3(ratio),
     prgUntunedGBs: round3(untuned.prg.cpu / 1e9),

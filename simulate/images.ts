@@ -136,11 +136,15 @@ async function fedhpcEntries(root: string): Promise<Entry[]> {
   const entries: Entry[] = [{ from: process.execPath, to: '/usr/local/bin/node' }];
   const app = (from: string): Entry => ({ from, to: join('/app', relative(root, from)) });
   entries.push(app(join(root, 'package.json')));
-  for (const f of await filesBelow(join(root, 'dist'))) if (!f.endsWith('.map')) entries.push(app(f));
+  const natives: string[] = [];
+  for (const f of await filesBelow(join(root, 'dist'))) {
+    if (f.endsWith('.map')) continue;
+    entries.push(app(f));
+    if (f.endsWith('.node')) natives.push(f);
+  }
   const packages = productionPackages(root);
   // A package nested inside another's folder is copied with it.
   const tops = packages.filter((p) => !packages.some((q) => q !== p && p.startsWith(`${q}/`)));
-  const natives: string[] = [];
   for (const p of tops) {
     for (const f of await filesBelow(p)) {
       entries.push(app(f));

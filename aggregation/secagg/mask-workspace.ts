@@ -2,11 +2,12 @@
  * The reusable memory of the fused masking paths (mask.ts): one slice of masked words, into which
  * an update's values are quantised and keystream slices are folded (added or subtracted modulo
  * 2^b), and from which a sum is decoded. With WebAssembly SIMD (mask-kernels.wat) the slice lives
- * in the kernels' own memory: values and rounding words are copied in and quantised there,
- * keystream slices are copied in, four of one sign at a time, and folded in one pass; a sum decodes
- * there too. Elsewhere, or on a big-endian host, the same folds run in plain JS. Either way nothing is
- * allocated per slice but typed-array views and the keystream bytes Node's `cipher.update` hands
- * back (it cannot write into a caller's buffer).
+ * in the kernels' own memory: values are copied in, the rounding words and keystream slices are
+ * written there (native-prg.ts; copied in from node:crypto where it is unavailable), quantised and
+ * folded, four keystreams of one sign at a time in one pass; a sum decodes there too. Elsewhere, or
+ * on a big-endian host, the same folds run in plain JS. Nothing is allocated per slice but
+ * typed-array views, and, without the native keystream, the bytes Node's `cipher.update` hands back
+ * (it cannot write into a caller's buffer).
  *
  * A workspace belongs to one caller (a site's encoder, the coordinator's unmasking) and one
  * thread; create one per such caller rather than per call, as compiling the kernels costs a
@@ -45,6 +46,8 @@ const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 const SLICE_BYTES = MASK_SLICE_WORDS * 4;
 const ACC_AT = 0;
 const SRC_AT = SLICE_BYTES;
+/** The rounding words quantize_f32 reads: the second source slot. */
+const ROUNDING_AT = SRC_AT + SLICE_BYTES;
 const F64_AT = SRC_AT + 4 * SLICE_BYTES;
 /** Bytes the window needs; mask-kernels.wat declares at least this much memory. */
 const WINDOW_BYTES = F64_AT + MASK_SLICE_WORDS * 8;
@@ -97,14 +100,15 @@ export class MaskWorkspace {
    * bit, and its NON_FINITE error (`offset` is x's element offset in the whole vector).
    */
   quantize(x: Float32Array, from: number, count: number, rounding: Keystream, bits: MaskBits, p: QuantizeParams, offset: number): void {
-    const u = rounding.take(count);
     if (this.k !== undefined) {
       new Float32Array(this.window, SRC_AT, count).set(x.subarray(from, from + count));
-      this.bytes.set(u, SRC_AT + SLICE_BYTES);
-      if (this.k.quantize_f32(ACC_AT, SRC_AT, SRC_AT + SLICE_BYTES, count, p.clip, p.zero, p.scale, p.weight, bits === 32 ? 1 : 0) === 0) return;
+      rounding.into(this.bytes.subarray(ROUNDING_AT, ROUNDING_AT + count * 4));
+      if (this.k.quantize_f32(ACC_AT, SRC_AT, ROUNDING_AT, count, p.clip, p.zero, p.scale, p.weight, bits === 32 ? 1 : 0) === 0) return;
       // A NaN or ±Infinity: the JS formula finds the first one and throws with its index.
+      quantizeRange(x, from, count, new Uint32Array(this.window, ROUNDING_AT, count), this.slice(bits, count), 0, p, offset);
+      return;
     }
-    quantizeRange(x, from, count, rounding.words32(u), this.slice(bits, count), 0, p, offset);
+    quantizeRange(x, from, count, rounding.words32(rounding.take(count)), this.slice(bits, count), 0, p, offset);
   }
 
   /**
@@ -121,7 +125,7 @@ export class MaskWorkspace {
       const same = streams.filter((s) => s.sign === sign);
       let i = 0;
       for (; i + 4 <= same.length; i += 4) {
-        for (let j = 0; j < 4; j++) this.bytes.set(same[i + j]!.stream.take(count), SRC_AT + j * SLICE_BYTES);
+        for (let j = 0; j < 4; j++) same[i + j]!.stream.into(this.src(j, count * 4));
         this.k.fold4_mod_u32(ACC_AT, SRC_AT, SLICE_BYTES, count, sign === 1 ? 0 : -1);
       }
       for (; i < same.length; i++) this.foldOne(same[i]!, bits, count);
@@ -142,14 +146,19 @@ export class MaskWorkspace {
     for (let i = 0; i < count; i++) out[outAt + i] = (words[i]! - shift) * step;
   }
 
+  /** Source slot `j` of the window, its first `bytes` bytes. */
+  private src(j: number, bytes: number): Uint8Array {
+    return this.bytes.subarray(SRC_AT + j * SLICE_BYTES, SRC_AT + j * SLICE_BYTES + bytes);
+  }
+
   private foldOne({ stream, sign }: SignedStream, bits: MaskBits, count: number): void {
-    const chunk = stream.take(count);
     if (this.k !== undefined) {
-      this.bytes.set(chunk, SRC_AT);
+      stream.into(this.src(0, (count * bits) / 8));
       if (bits === 32) this.k.fold_mod_u32(ACC_AT, SRC_AT, count, sign === 1 ? 0 : -1);
       else this.k.fold_mod_u16(ACC_AT, SRC_AT, count, sign === 1 ? 0 : -1);
       return;
     }
+    const chunk = stream.take(count);
     if (bits === 32) {
       const target = new Uint32Array(this.window, ACC_AT, count);
       if (sign === 1) add32(target, stream.words32(chunk), 0);

@@ -9,6 +9,7 @@
 import { Buffer } from 'node:buffer';
 import { type Cipher, createCipheriv } from 'node:crypto';
 import { assertBytes, SecAggError } from './errors.js';
+import { nativePrg } from './native-prg.js';
 
 /** Word widths of the masking ring Z_2^b. */
 export type MaskBits = 16 | 32;
@@ -162,7 +163,9 @@ function checkCount(count: number): void {
 
 /**
  * Keystream bytes for words [offset, offset + count), handed out in chunks of at most
- * PRG_CHUNK_BYTES ({@link next}) or of as many words as asked ({@link take}). One cipher per
+ * PRG_CHUNK_BYTES ({@link next}), of as many words as asked ({@link take}), or written into the
+ * caller's memory ({@link into}). With the native keystream (native-prg.ts) the bytes are written
+ * where they are wanted and nothing is allocated per call; otherwise one node:crypto cipher per
  * keystream, so fused loops over slices keep one per seed and pay for no other set-up.
  */
 export class Keystream {
@@ -170,9 +173,17 @@ export class Keystream {
   /** Words handed out before the chunk last returned by {@link next}. */
   wordsBefore = 0;
   private nextWord = 0;
-  private readonly cipher: Cipher;
+  private readonly key: Uint8Array;
+  /** The node:crypto cipher, where the native keystream is unavailable. */
+  private readonly cipher: Cipher | undefined;
   private scratch: Uint8Array | undefined;
+  /** The native keystream's buffer for {@link next} and {@link take}. */
+  private made: Uint8Array | undefined;
+  /** Keystream byte (from the stream's start) of the next byte handed out. */
+  private byteAt: number;
+  /** Bytes of the first block before the first word (node:crypto path: not yet skipped). */
   private skip: number;
+  /** Bytes left to hand out, the skipped ones included. */
   private remaining: number;
 
   constructor(seed: Uint8Array, wordOffset: number, count: number, bits: MaskBits) {
@@ -183,9 +194,13 @@ export class Keystream {
     if (!Number.isSafeInteger(wordOffset) || wordOffset < 0 || !Number.isSafeInteger(byteOffset + count * this.wordBytes)) {
       throw new SecAggError('INVALID_ARGUMENT', 'word offset must be a non-negative safe integer', { wordOffset });
     }
-    const iv = Buffer.alloc(AES_BLOCK);
-    iv.writeBigUInt64BE(BigInt(Math.floor(byteOffset / AES_BLOCK)), 8);
-    this.cipher = createCipheriv('aes-256-ctr', seed, iv);
+    this.key = Uint8Array.from(seed);
+    this.byteAt = byteOffset;
+    if (nativePrg === undefined) {
+      const iv = Buffer.alloc(AES_BLOCK);
+      iv.writeBigUInt64BE(BigInt(Math.floor(byteOffset / AES_BLOCK)), 8);
+      this.cipher = createCipheriv('aes-256-ctr', this.key, iv);
+    }
     this.skip = byteOffset % AES_BLOCK; // a multiple of wordBytes, since AES_BLOCK is
     this.remaining = this.skip + count * this.wordBytes;
   }
@@ -193,10 +208,7 @@ export class Keystream {
   /** The next chunk of keystream bytes (a whole number of words), or undefined at the end. */
   next(): Uint8Array | undefined {
     if (this.remaining === 0) return undefined;
-    const n = Math.min(PRG_CHUNK_BYTES, this.remaining);
-    this.remaining -= n;
-    const bytes = this.cipher.update(ZEROS.subarray(0, n)).subarray(this.skip);
-    this.skip = 0;
+    const bytes = this.produce(Math.min(PRG_CHUNK_BYTES, this.remaining) - this.skip);
     this.wordsBefore = this.nextWord;
     this.nextWord += bytes.length / this.wordBytes;
     return bytes;
@@ -204,20 +216,57 @@ export class Keystream {
 
   /**
    * The next `words` words' keystream bytes (at most PRG_CHUNK_BYTES of them, no more than are
-   * left), valid until the caller drops them. Node's `cipher.update` cannot write into a caller's
-   * buffer, so each call still allocates its output: slices of PRG_CHUNK_BYTES amortise that.
+   * left), valid until the next call on this keystream.
    */
   take(words: number): Uint8Array {
+    const bytes = this.produce(this.checkedBytes(words));
+    this.wordsBefore = this.nextWord;
+    this.nextWord += words;
+    return bytes;
+  }
+
+  /**
+   * Writes the next `dst.length / wordBytes` words' keystream bytes into `dst` (at most
+   * PRG_CHUNK_BYTES, no more than are left): {@link take} without the bytes in between.
+   */
+  into(dst: Uint8Array): void {
+    const words = dst.length / this.wordBytes;
+    const n = this.checkedBytes(words);
+    if (this.cipher === undefined) this.native(dst);
+    else dst.set(this.produce(n));
+    this.wordsBefore = this.nextWord;
+    this.nextWord += words;
+  }
+
+  private checkedBytes(words: number): number {
     const n = words * this.wordBytes;
     if (!(Number.isSafeInteger(words) && words > 0 && n <= PRG_CHUNK_BYTES && n <= this.remaining - this.skip)) {
       throw new SecAggError('INVALID_ARGUMENT', 'keystream slice must be 1..PRG_CHUNK_BYTES bytes and within the words asked for', { words });
     }
+    return n;
+  }
+
+  /** The next `n` bytes after any skipped ones. */
+  private produce(n: number): Uint8Array {
+    if (this.cipher === undefined) {
+      this.made ??= new Uint8Array(PRG_CHUNK_BYTES);
+      const out = this.made.subarray(0, n);
+      this.native(out);
+      return out;
+    }
     const bytes = this.cipher.update(ZEROS.subarray(0, this.skip + n)).subarray(this.skip);
     this.remaining -= this.skip + n;
     this.skip = 0;
-    this.wordsBefore = this.nextWord;
-    this.nextWord += words;
     return bytes;
+  }
+
+  /** Fills `out` with the native keystream from {@link byteAt}. */
+  private native(out: Uint8Array): void {
+    const block = Math.floor(this.byteAt / AES_BLOCK);
+    nativePrg!.aes256CtrInto(this.key, Math.floor(block / 2 ** 32), block % 2 ** 32, this.byteAt % AES_BLOCK, out);
+    this.byteAt += out.length;
+    this.remaining -= this.skip + out.length;
+    this.skip = 0;
   }
 
   /** `chunk` as little-endian 32-bit words (copied only if misaligned or on a big-endian host). */

@@ -93,8 +93,8 @@ describe.skipIf(skip)('Docker build context of the repository', () => {
   });
 
   it('sends everything the Dockerfile build needs: manifests, tsconfigs, sources, scripts, proto, deploy files', () => {
-    const needed = sources.filter((f) => /^(package(-lock)?\.json|tsconfig(\.build)?\.json|(bin|scripts|common|aggregation|coordinator|site-agent|simulate|cli|proto|bench|deploy)\/.*)$/.test(f));
-    expect(needed).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', 'tsconfig.build.json', 'scripts/copy-assets.mjs', 'deploy/docker/healthcheck.mjs', 'proto/fedhpc/v1/fedhpc.proto']));
+    const needed = sources.filter((f) => /^(package(-lock)?\.json|tsconfig(\.build)?\.json|(bin|scripts|common|aggregation|coordinator|site-agent|simulate|cli|proto|native|bench|deploy)\/.*)$/.test(f));
+    expect(needed).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', 'tsconfig.build.json', 'scripts/copy-assets.mjs', 'deploy/docker/healthcheck.mjs', 'proto/fedhpc/v1/fedhpc.proto', 'native/prg.c']));
     expect(needed.filter((f) => !sent.includes(f))).toEqual([]);
     // Nothing else: tests, docs and CI stay out too.
     expect(sent.filter((f) => /^(test|docs|\.ci|\.git)\//.test(f))).toEqual([]);

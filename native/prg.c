@@ -1,0 +1,170 @@
+/*
+ * AES-256-CTR keystream written into caller-owned memory, for the mask generator
+ * (aggregation/secagg/prg.ts). Node 20's cipher.update allocates (and zero-fills) a fresh output
+ * buffer on every call and cannot write into a caller's; this writes the same bytes straight into
+ * the mask kernels' memory. The keystream is exactly OpenSSL's aes-256-ctr with the same key and
+ * IV (128-bit big-endian counter), which the tests check against node:crypto.
+ *
+ * Only x86-64 with AES-NI: elsewhere the module says so (`aesni` false) and prg.ts keeps using
+ * node:crypto.
+ */
+#include <node_api.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <cpuid.h>
+#define HAVE_X86 1
+#endif
+
+#ifdef HAVE_X86
+
+#define AESNI __attribute__((target("aes,sse4.1")))
+
+AESNI static inline __m128i expand_even(__m128i k, __m128i assist) {
+  assist = _mm_shuffle_epi32(assist, 0xff);
+  k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
+  k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
+  k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
+  return _mm_xor_si128(k, assist);
+}
+
+AESNI static inline __m128i expand_odd(__m128i k, __m128i prev) {
+  __m128i assist = _mm_shuffle_epi32(_mm_aeskeygenassist_si128(prev, 0x00), 0xaa);
+  k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
+  k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
+  k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
+  return _mm_xor_si128(k, assist);
+}
+
+/* FIPS-197 AES-256 key expansion: 15 round keys. */
+AESNI static void expand_key(const uint8_t key[32], __m128i rk[15]) {
+  rk[0] = _mm_loadu_si128((const __m128i *)key);
+  rk[1] = _mm_loadu_si128((const __m128i *)(key + 16));
+#define EVEN(i, rcon) rk[i] = expand_even(rk[i - 2], _mm_aeskeygenassist_si128(rk[i - 1], rcon))
+#define ODD(i) rk[i] = expand_odd(rk[i - 2], rk[i - 1])
+  EVEN(2, 0x01); ODD(3);
+  EVEN(4, 0x02); ODD(5);
+  EVEN(6, 0x04); ODD(7);
+  EVEN(8, 0x08); ODD(9);
+  EVEN(10, 0x10); ODD(11);
+  EVEN(12, 0x20); ODD(13);
+  EVEN(14, 0x40);
+#undef EVEN
+#undef ODD
+}
+
+/* The counter block for block index (hi, lo) + i, as the big-endian 128-bit integer CTR uses. */
+static inline __m128i counter_block(uint64_t hi, uint64_t lo, uint64_t i) {
+  uint64_t l = lo + i;
+  uint64_t h = hi + (l < lo);
+  return _mm_set_epi64x((long long)__builtin_bswap64(l), (long long)__builtin_bswap64(h));
+}
+
+AESNI static inline __m128i encrypt_block(const __m128i rk[15], __m128i x) {
+  x = _mm_xor_si128(x, rk[0]);
+  for (int r = 1; r < 14; r++) x = _mm_aesenc_si128(x, rk[r]);
+  return _mm_aesenclast_si128(x, rk[14]);
+}
+
+/* Keystream bytes [skip, skip + n) of the blocks counted from (hi, lo), into out. */
+AESNI static void keystream(const uint8_t key[32], uint64_t hi, uint64_t lo, size_t skip, uint8_t *out, size_t n) {
+  __m128i rk[15];
+  expand_key(key, rk);
+  uint64_t block = 0;
+  if (skip > 0 && n > 0) {
+    uint8_t tmp[16];
+    _mm_storeu_si128((__m128i *)tmp, encrypt_block(rk, counter_block(hi, lo, 0)));
+    size_t take = 16 - skip < n ? 16 - skip : n;
+    memcpy(out, tmp + skip, take);
+    out += take;
+    n -= take;
+    block = 1;
+  }
+  while (n >= 128) {
+    __m128i x[8];
+    for (int j = 0; j < 8; j++) x[j] = _mm_xor_si128(counter_block(hi, lo, block + j), rk[0]);
+    for (int r = 1; r < 14; r++)
+      for (int j = 0; j < 8; j++) x[j] = _mm_aesenc_si128(x[j], rk[r]);
+    for (int j = 0; j < 8; j++) _mm_storeu_si128((__m128i *)(out + 16 * j), _mm_aesenclast_si128(x[j], rk[14]));
+    out += 128;
+    n -= 128;
+    block += 8;
+  }
+  while (n > 0) {
+    uint8_t tmp[16];
+    _mm_storeu_si128((__m128i *)tmp, encrypt_block(rk, counter_block(hi, lo, block)));
+    size_t take = n < 16 ? n : 16;
+    memcpy(out, tmp, take);
+    out += take;
+    n -= take;
+    block++;
+  }
+}
+
+static int cpu_has_aesni(void) {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+  return (c & bit_AES) && (c & bit_SSE4_1);
+}
+
+#endif /* HAVE_X86 */
+
+static napi_value fail(napi_env env, const char *msg) {
+  napi_throw_type_error(env, "ERR_FEDHPC_NATIVE", msg);
+  return NULL;
+}
+
+static int bytes_of(napi_env env, napi_value v, uint8_t **data, size_t *len) {
+  napi_typedarray_type type;
+  size_t length, offset;
+  napi_value ab;
+  void *p;
+  bool is;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return 0;
+  if (napi_get_typedarray_info(env, v, &type, &length, &p, &ab, &offset) != napi_ok) return 0;
+  if (type != napi_uint8_array) return 0;
+  *data = p;
+  *len = length;
+  return 1;
+}
+
+/* aes256CtrInto(key: Uint8Array(32), blockHi: number, blockLo: number, skip: number, out: Uint8Array) */
+static napi_value aes256_ctr_into(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 5) return fail(env, "aes256CtrInto takes 5 arguments");
+  uint8_t *key, *out;
+  size_t key_len, out_len;
+  if (!bytes_of(env, argv[0], &key, &key_len) || key_len != 32) return fail(env, "key must be a 32-byte Uint8Array");
+  double hi, lo, skip;
+  if (napi_get_value_double(env, argv[1], &hi) != napi_ok || napi_get_value_double(env, argv[2], &lo) != napi_ok ||
+      napi_get_value_double(env, argv[3], &skip) != napi_ok) return fail(env, "block and skip must be numbers");
+  if (!(hi >= 0 && hi <= 4294967295.0 && hi == (double)(uint64_t)hi)) return fail(env, "blockHi must be an integer in [0, 2^32)");
+  if (!(lo >= 0 && lo <= 4294967295.0 && lo == (double)(uint64_t)lo)) return fail(env, "blockLo must be an integer in [0, 2^32)");
+  if (!(skip >= 0 && skip < 16 && skip == (double)(uint64_t)skip)) return fail(env, "skip must be an integer in [0, 16)");
+  if (!bytes_of(env, argv[4], &out, &out_len)) return fail(env, "out must be a Uint8Array");
+#ifdef HAVE_X86
+  /* The 64-bit block index is hi·2^32 + lo; the counter's upper 64 bits start at 0, as the IV's do. */
+  keystream(key, 0, ((uint64_t)hi << 32) | (uint64_t)lo, (size_t)skip, out, out_len);
+  return NULL;
+#else
+  return fail(env, "no AES-NI on this machine");
+#endif
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_value fn, flag;
+  int aesni = 0;
+#ifdef HAVE_X86
+  aesni = cpu_has_aesni();
+#endif
+  if (napi_get_boolean(env, aesni, &flag) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "aesni", flag) != napi_ok) return NULL;
+  if (napi_create_function(env, "aes256CtrInto", NAPI_AUTO_LENGTH, aes256_ctr_into, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "aes256CtrInto", fn) != napi_ok) return NULL;
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

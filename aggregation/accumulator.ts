@@ -5,6 +5,7 @@
 import { AggregationError } from './errors.js';
 import { type Kernels, createKernels } from './kernels/wasm.js';
 import { findNonFiniteBf16Ref, findNonFiniteRef } from './kernels/reference.js';
+import { native } from './native.js';
 import { bf16ToF32 } from './safetensors/dtype.js';
 
 /** One tensor of the model layout an accumulator sums over. */
@@ -29,21 +30,24 @@ let finiteKernels: Kernels | undefined;
 
 /**
  * Index of the first NaN or ±Infinity in `values`, or -1 when all are finite. Large arrays go
- * through the WebAssembly SIMD kernel (about 4× the JS loop per CPU-second, copy included).
+ * through the native kernel where it is built (read in place), else the WebAssembly SIMD kernel
+ * (about 4× the JS loop per CPU-second, copy included).
  */
 export function checkFinite(values: Float32Array): number {
   if (values.length < FINITE_KERNEL_MIN) return findNonFiniteRef(values);
+  if (native?.findNonFiniteF32 !== undefined) return native.findNonFiniteF32(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
   finiteKernels ??= createKernels();
   return finiteKernels.findNonFinite(values);
 }
 
 /**
  * Index of the first bf16 NaN or ±Infinity among little-endian bf16 `bytes` (any byte offset), or
- * -1 when all are finite: {@link checkFinite} for bf16, large inputs through the SIMD kernel (about
- * four times a 32-bit word loop per CPU-second, copy included).
+ * -1 when all are finite: {@link checkFinite} for bf16, large inputs through the native kernel, else
+ * the SIMD kernel (about four times a 32-bit word loop per CPU-second, copy included).
  */
 export function checkFiniteBf16(bytes: Uint8Array): number {
   if (bytes.length < 2 * FINITE_KERNEL_MIN) return findNonFiniteBf16Ref(bytes);
+  if (native?.findNonFiniteBf16 !== undefined) return native.findNonFiniteBf16(bytes);
   finiteKernels ??= createKernels();
   return finiteKernels.findNonFiniteBf16(bytes);
 }

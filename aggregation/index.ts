@@ -40,3 +40,4 @@ export {
   type FileTensor,
 } from './partition.js';
 export { type UploadWeight, type UploadWeightCode, type WorkPart, discountedCount, uploadWeight } from './staleness.js';
+export { type NativeKernels, native, nativeKeystreamUnavailable, nativeUnavailable } from './native.js';

@@ -11,7 +11,7 @@
  * coordinator/secure/unmask.ts calls it; summing the spools is not counted).
  *
  * Each runs twice, with the native keystream (native/prg.c) and through node:crypto
- * (FEDHPC_NATIVE_PRG=off), so the keystream's source is compared in the same run.
+ * (FEDHPC_NATIVE=off), so the keystream's source is compared in the same run.
  *
  * The kernels run in child processes, because the glibc allocator settings a fedhpc process starts
  * with (common/malloc.ts; `bin/fedhpc` and the launchers set them) decide whether every cipher
@@ -31,7 +31,7 @@ import {
   forEachKeystreamChunk,
   MaskWorkspace,
   pairwiseSign,
-  nativePrgUnavailable,
+  nativeKeystreamUnavailable,
   PRG_CHUNK_BYTES,
   quantize,
   quantizeAndMask,
@@ -101,15 +101,15 @@ function measureKernels(): KernelFigures {
   return { prg, expandInto, applyMask: apply, quantize: quant };
 }
 
-/** Where a child's keystream comes from: native/prg.c, or node:crypto (FEDHPC_NATIVE_PRG=off). */
+/** Where a child's keystream comes from: native/prg.c, or node:crypto (FEDHPC_NATIVE=off). */
 type KeystreamSource = 'native' | 'node:crypto';
 
 /** A child's environment: the allocator settings or none, and the keystream's source. */
 function childEnv(tuned: boolean, source: KeystreamSource): NodeJS.ProcessEnv {
   const env = tuned ? withMallocTuning(process.env) : { ...process.env };
   if (!tuned) for (const name of Object.keys(MALLOC_TUNING)) delete env[name];
-  if (source === 'node:crypto') env['FEDHPC_NATIVE_PRG'] = 'off';
-  else delete env['FEDHPC_NATIVE_PRG'];
+  if (source === 'node:crypto') env['FEDHPC_NATIVE'] = 'off';
+  else delete env['FEDHPC_NATIVE'];
   return env;
 }
 
@@ -233,7 +233,7 @@ function measurePipelines(): PipelineFigures {
 /** Measures the kernels and OpenSSL, logs them, and returns the figures for the JSON report. */
 export async function secaggKernelFigures(log: (line: string) => void): Promise<Record<string, number>> {
   // OpenSSL before and after the tuned kernels, averaged, so drifting load weighs on both alike.
-  if (nativePrgUnavailable !== undefined) log(`the native keystream is unavailable (${nativePrgUnavailable}): both runs use node:crypto`);
+  if (nativeKeystreamUnavailable !== undefined) log(`the native keystream is unavailable (${nativeKeystreamUnavailable}): both runs use node:crypto`);
   const opensslBefore = await opensslAesCtr(false);
   const k = await kernelsInChild(true, 'native');
   const opensslAfter = await opensslAesCtr(false);

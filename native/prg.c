@@ -1,6 +1,6 @@
 /*
  * AES-256-CTR keystream written into caller-owned memory, for the mask generator
- * (aggregation/secagg/prg.ts). Node 20's cipher.update allocates (and zero-fills) a fresh output
+ * (aggregation/secagg/prg.ts; the Node-API glue is module.c). Node 20's cipher.update allocates (and zero-fills) a fresh output
  * buffer on every call and cannot write into a caller's; this writes the same bytes straight into
  * the mask kernels' memory. The keystream is exactly OpenSSL's aes-256-ctr with the same key and
  * IV (128-bit big-endian counter), which the tests check against node:crypto.
@@ -9,7 +9,7 @@
  * node:crypto. Where the CPU has VAES (AVX2 registers holding two AES blocks), sixteen blocks are
  * in flight at once (`vaes` true).
  */
-#include <node_api.h>
+#include "fedhpc_native.h"
 #include <stdint.h>
 #include <string.h>
 
@@ -89,11 +89,8 @@ VAES static size_t keystream_wide(const __m128i rk128[15], uint64_t hi, uint64_t
   return done;
 }
 
-/* Set at load: VAES and AVX2 on this CPU (and enabled by the OS). */
-static int use_wide = 0;
-
 /* Keystream bytes [skip, skip + n) of the blocks counted from (hi, lo), into out. */
-AESNI static void keystream(const uint8_t key[32], uint64_t hi, uint64_t lo, size_t skip, uint8_t *out, size_t n, int wide) {
+AESNI void fedhpc_aes256_ctr(const uint8_t key[32], uint64_t hi, uint64_t lo, size_t skip, uint8_t *out, size_t n, int wide) {
   __m128i rk[15];
   expand_key(key, rk);
   uint64_t block = 0;
@@ -133,82 +130,15 @@ AESNI static void keystream(const uint8_t key[32], uint64_t hi, uint64_t lo, siz
   }
 }
 
-static int cpu_has_aesni(void) {
+int fedhpc_cpu_has_aesni(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("aes") && __builtin_cpu_supports("sse4.1");
 }
 
 /* libgcc's check includes the OS's support for the 256-bit registers (XGETBV). */
-static int cpu_has_vaes(void) {
+int fedhpc_cpu_has_vaes(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("vaes") && __builtin_cpu_supports("avx2");
 }
 
 #endif /* HAVE_X86 */
-
-static napi_value fail(napi_env env, const char *msg) {
-  napi_throw_type_error(env, "ERR_FEDHPC_NATIVE", msg);
-  return NULL;
-}
-
-static int bytes_of(napi_env env, napi_value v, uint8_t **data, size_t *len) {
-  napi_typedarray_type type;
-  size_t length, offset;
-  napi_value ab;
-  void *p;
-  bool is;
-  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return 0;
-  if (napi_get_typedarray_info(env, v, &type, &length, &p, &ab, &offset) != napi_ok) return 0;
-  if (type != napi_uint8_array) return 0;
-  *data = p;
-  *len = length;
-  return 1;
-}
-
-/*
- * aes256CtrInto(key: Uint8Array(32), blockHi: number, blockLo: number, skip: number, out: Uint8Array,
- * narrow?: boolean): `narrow` true keeps to the 128-bit AES-NI loop where VAES is available (tests
- * compare both loops with node:crypto).
- */
-static napi_value aes256_ctr_into(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) return fail(env, "aes256CtrInto takes 5 or 6 arguments");
-  bool narrow = false;
-  if (argc == 6 && napi_get_value_bool(env, argv[5], &narrow) != napi_ok) return fail(env, "narrow must be a boolean");
-  uint8_t *key, *out;
-  size_t key_len, out_len;
-  if (!bytes_of(env, argv[0], &key, &key_len) || key_len != 32) return fail(env, "key must be a 32-byte Uint8Array");
-  double hi, lo, skip;
-  if (napi_get_value_double(env, argv[1], &hi) != napi_ok || napi_get_value_double(env, argv[2], &lo) != napi_ok ||
-      napi_get_value_double(env, argv[3], &skip) != napi_ok) return fail(env, "block and skip must be numbers");
-  if (!(hi >= 0 && hi <= 4294967295.0 && hi == (double)(uint64_t)hi)) return fail(env, "blockHi must be an integer in [0, 2^32)");
-  if (!(lo >= 0 && lo <= 4294967295.0 && lo == (double)(uint64_t)lo)) return fail(env, "blockLo must be an integer in [0, 2^32)");
-  if (!(skip >= 0 && skip < 16 && skip == (double)(uint64_t)skip)) return fail(env, "skip must be an integer in [0, 16)");
-  if (!bytes_of(env, argv[4], &out, &out_len)) return fail(env, "out must be a Uint8Array");
-#ifdef HAVE_X86
-  /* The 64-bit block index is hi·2^32 + lo; the counter's upper 64 bits start at 0, as the IV's do. */
-  keystream(key, 0, ((uint64_t)hi << 32) | (uint64_t)lo, (size_t)skip, out, out_len, use_wide && !narrow);
-  return NULL;
-#else
-  return fail(env, "no AES-NI on this machine");
-#endif
-}
-
-static napi_value init(napi_env env, napi_value exports) {
-  napi_value fn, flag, wide;
-  int aesni = 0;
-#ifdef HAVE_X86
-  aesni = cpu_has_aesni();
-  use_wide = aesni && cpu_has_vaes();
-#endif
-  if (napi_get_boolean(env, aesni, &flag) != napi_ok) return NULL;
-  if (napi_set_named_property(env, exports, "aesni", flag) != napi_ok) return NULL;
-  if (napi_get_boolean(env, use_wide, &wide) != napi_ok) return NULL;
-  if (napi_set_named_property(env, exports, "vaes", wide) != napi_ok) return NULL;
-  if (napi_create_function(env, "aes256CtrInto", NAPI_AUTO_LENGTH, aes256_ctr_into, NULL, &fn) != napi_ok) return NULL;
-  if (napi_set_named_property(env, exports, "aes256CtrInto", fn) != napi_ok) return NULL;
-  return exports;
-}
-
-NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -8,7 +8,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { invariant, nativePrgUnavailable } from '../aggregation/index.js';
+import { invariant, nativeKeystreamUnavailable } from '../aggregation/index.js';
 import { backoffDelay, sleep } from '../common/backoff.js';
 import type { Logger } from '../common/logger.js';
 import { readTlsFiles } from '../common/tls.js';
@@ -94,7 +94,7 @@ export class SiteAgent {
 
   constructor(private readonly o: SiteAgentOptions) {
     this.log = o.logger.child({ site: o.config.site });
-    if (nativePrgUnavailable !== undefined) this.log.info({ why: nativePrgUnavailable }, 'secure aggregation masks use node:crypto, not the native keystream (the same bytes, about twice the keystream CPU)');
+    if (nativeKeystreamUnavailable !== undefined) this.log.info({ why: nativeKeystreamUnavailable }, 'secure aggregation masks use node:crypto, not the native keystream (the same bytes, about twice the keystream CPU)');
     this.cacheDir = join(o.config.workDir, 'models');
     const tls = readTlsFiles(o.config.tls);
     this.tls = { key: tls.key.toString('utf8'), ca: tls.ca.toString('utf8') };

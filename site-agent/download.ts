@@ -7,7 +7,6 @@
  * (`<partial>.parts`) recording how far each range got, so a restarted agent resumes every range.
  */
 import * as grpc from '@grpc/grpc-js';
-import { crc32c } from '@node-rs/crc32';
 import type { Hash } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -18,7 +17,7 @@ import { invariant } from '../aggregation/index.js';
 import { SiteAgentError } from './errors.js';
 import { classifyFailure } from './retry.js';
 import { type TransferPolicy, type TransferProgress, withRetries } from './transfer.js';
-import { modelChunksFromWire } from './wire.js';
+import { crc32c, modelChunksFromWire } from './wire.js';
 
 /** Local path of a cached model. */
 export function cachedModelPath(cacheDir: string, sha256: string): string {

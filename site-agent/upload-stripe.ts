@@ -4,14 +4,13 @@
  * more than one window past the last acknowledgement, going back when the coordinator asks for
  * bytes again. A broken stream throws; the caller opens another, which resumes.
  */
-import { crc32c } from '@node-rs/crc32';
 import { createHash, type Hash } from 'node:crypto';
 import { once } from 'node:events';
 import { recycleChunkData, type UploadMessage } from '../proto/index.js';
 import { stripePieces, type Piece } from '../aggregation/index.js';
 import type { DeltaEncoder } from './encode.js';
 import { SiteAgentError } from './errors.js';
-import { uploadReplyFromWire, wireError, type UploadOutcome, type UploadQueue, type UploadReply, type UploadStream } from './wire.js';
+import { crc32c, uploadReplyFromWire, wireError, type UploadOutcome, type UploadQueue, type UploadReply, type UploadStream } from './wire.js';
 
 /** Everything one stripe stream needs. */
 export interface StripeJob {

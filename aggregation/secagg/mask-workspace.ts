@@ -3,7 +3,7 @@
  * an update's values are quantised and keystream slices are folded (added or subtracted modulo
  * 2^b), and from which a sum is decoded. With WebAssembly SIMD (mask-kernels.wat) the slice lives
  * in the kernels' own memory: values are copied in, the rounding words and keystream slices are
- * written there (native-prg.ts; copied in from node:crypto where it is unavailable), quantised and
+ * written there (aggregation/native.ts; copied in from node:crypto where it is unavailable), quantised and
  * folded, four keystreams of one sign at a time in one pass; a sum decodes there too. Elsewhere, or
  * on a big-endian host, the same folds run in plain JS. Nothing is allocated per slice but
  * typed-array views, and, without the native keystream, the bytes Node's `cipher.update` hands back

@@ -9,7 +9,7 @@
 import { Buffer } from 'node:buffer';
 import { type Cipher, createCipheriv } from 'node:crypto';
 import { assertBytes, SecAggError } from './errors.js';
-import { nativePrg } from './native-prg.js';
+import { native } from '../native.js';
 
 /** Word widths of the masking ring Z_2^b. */
 export type MaskBits = 16 | 32;
@@ -164,7 +164,7 @@ function checkCount(count: number): void {
 /**
  * Keystream bytes for words [offset, offset + count), handed out in chunks of at most
  * PRG_CHUNK_BYTES ({@link next}), of as many words as asked ({@link take}), or written into the
- * caller's memory ({@link into}). With the native keystream (native-prg.ts) the bytes are written
+ * caller's memory ({@link into}). With the native keystream (aggregation/native.ts) the bytes are written
  * where they are wanted and nothing is allocated per call; otherwise one node:crypto cipher per
  * keystream, so fused loops over slices keep one per seed and pay for no other set-up.
  */
@@ -196,7 +196,7 @@ export class Keystream {
     }
     this.key = Uint8Array.from(seed);
     this.byteAt = byteOffset;
-    if (nativePrg === undefined) {
+    if (native?.aes256CtrInto === undefined) {
       const iv = Buffer.alloc(AES_BLOCK);
       iv.writeBigUInt64BE(BigInt(Math.floor(byteOffset / AES_BLOCK)), 8);
       this.cipher = createCipheriv('aes-256-ctr', this.key, iv);
@@ -263,7 +263,7 @@ export class Keystream {
   /** Fills `out` with the native keystream from {@link byteAt}. */
   private native(out: Uint8Array): void {
     const block = Math.floor(this.byteAt / AES_BLOCK);
-    nativePrg!.aes256CtrInto(this.key, Math.floor(block / 2 ** 32), block % 2 ** 32, this.byteAt % AES_BLOCK, out);
+    native!.aes256CtrInto!(this.key, Math.floor(block / 2 ** 32), block % 2 ** 32, this.byteAt % AES_BLOCK, out);
     this.byteAt += out.length;
     this.remaining -= this.skip + out.length;
     this.skip = 0;

@@ -6,13 +6,13 @@
  * timeout is stalled and the download ends.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { crc32c } from '@node-rs/crc32';
 import { open } from 'node:fs/promises';
 import type { DownloadRequest__Output, ModelChunk } from '../../proto/index.js';
 import { isSha256 } from '../../common/files.js';
 import { CoordinatorError } from '../core/errors.js';
 import type { StateStore } from '../state/store.js';
 import { writeWithBackpressure } from './streams.js';
+import { crc32c } from './wire.js';
 
 export type DownloadCall = grpc.ServerWritableStream<DownloadRequest__Output, ModelChunk>;
 

@@ -5,7 +5,6 @@
  * SHA-256 (a bad tensor is discarded and asked for again, a few times at most) — acknowledges
  * durable offsets at least every quarter window, and ends with the stripe's result.
  */
-import { crc32c } from '@node-rs/crc32';
 import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
@@ -15,6 +14,7 @@ import { CoordinatorError } from '../core/errors.js';
 import { hashRange, pieceAt, type StripeState, type UploadSession } from './session.js';
 import { partBytes } from './header.js';
 import { writeWithBackpressure } from '../service/streams.js';
+import { crc32c } from '../service/wire.js';
 import { isUnitBoundary, type Piece } from '../../aggregation/index.js';
 import { checkValues } from './value-checks.js';
 

@@ -1,0 +1,19 @@
+/* The C kernels behind fedhpc's native module (module.c is its Node-API glue). */
+#ifndef FEDHPC_NATIVE_H
+#define FEDHPC_NATIVE_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* prg.c: AES-256-CTR keystream bytes [skip, skip + n) of the blocks from (hi, lo), into out. */
+void fedhpc_aes256_ctr(const uint8_t key[32], uint64_t hi, uint64_t lo, size_t skip, uint8_t *out, size_t n, int wide);
+int fedhpc_cpu_has_aesni(void);
+int fedhpc_cpu_has_vaes(void);
+
+/* checks.c: CRC32C (Castagnoli, reflected, init and final xor 0xffffffff) of n bytes. */
+uint32_t fedhpc_crc32c(const uint8_t *p, size_t n);
+int fedhpc_cpu_has_sse42(void);
+/* Index of the first NaN or ±Infinity among n little-endian bf16 (or f32) values, or -1. */
+int64_t fedhpc_find_non_finite_bf16(const uint8_t *p, size_t n);
+int64_t fedhpc_find_non_finite_f32(const uint8_t *p, size_t n);
+
+#endif

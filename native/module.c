@@ -1,0 +1,138 @@
+/*
+ * fedhpc's native module: Node-API glue over the C kernels of prg.c (the mask keystream) and
+ * checks.c (CRC32C, finiteness of delta values), loaded by aggregation/native.ts. Each function is
+ * exported only where this CPU runs it (x86-64 with AES-NI, SSE4.2); aggregation/native.ts and its
+ * callers fall back to node:crypto, @node-rs/crc32 and the WebAssembly kernels elsewhere.
+ */
+#include <node_api.h>
+#include <stdbool.h>
+#include "fedhpc_native.h"
+
+#if defined(__x86_64__)
+#define HAVE_X86 1
+#endif
+
+/* Set at load: VAES and AVX2 on this CPU (and enabled by the OS). */
+static int use_wide = 0;
+
+static napi_value fail(napi_env env, const char *msg) {
+  napi_throw_type_error(env, "ERR_FEDHPC_NATIVE", msg);
+  return NULL;
+}
+
+static int bytes_of(napi_env env, napi_value v, uint8_t **data, size_t *len) {
+  napi_typedarray_type type;
+  size_t length, offset;
+  napi_value ab;
+  void *p;
+  bool is;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return 0;
+  if (napi_get_typedarray_info(env, v, &type, &length, &p, &ab, &offset) != napi_ok) return 0;
+  if (type != napi_uint8_array) return 0;
+  *data = p;
+  *len = length;
+  return 1;
+}
+
+/*
+ * aes256CtrInto(key: Uint8Array(32), blockHi: number, blockLo: number, skip: number, out: Uint8Array,
+ * narrow?: boolean): `narrow` true keeps to the 128-bit AES-NI loop where VAES is available (tests
+ * compare both loops with node:crypto).
+ */
+static napi_value aes256_ctr_into(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) return fail(env, "aes256CtrInto takes 5 or 6 arguments");
+  bool narrow = false;
+  if (argc == 6 && napi_get_value_bool(env, argv[5], &narrow) != napi_ok) return fail(env, "narrow must be a boolean");
+  uint8_t *key, *out;
+  size_t key_len, out_len;
+  if (!bytes_of(env, argv[0], &key, &key_len) || key_len != 32) return fail(env, "key must be a 32-byte Uint8Array");
+  double hi, lo, skip;
+  if (napi_get_value_double(env, argv[1], &hi) != napi_ok || napi_get_value_double(env, argv[2], &lo) != napi_ok ||
+      napi_get_value_double(env, argv[3], &skip) != napi_ok) return fail(env, "block and skip must be numbers");
+  if (!(hi >= 0 && hi <= 4294967295.0 && hi == (double)(uint64_t)hi)) return fail(env, "blockHi must be an integer in [0, 2^32)");
+  if (!(lo >= 0 && lo <= 4294967295.0 && lo == (double)(uint64_t)lo)) return fail(env, "blockLo must be an integer in [0, 2^32)");
+  if (!(skip >= 0 && skip < 16 && skip == (double)(uint64_t)skip)) return fail(env, "skip must be an integer in [0, 16)");
+  if (!bytes_of(env, argv[4], &out, &out_len)) return fail(env, "out must be a Uint8Array");
+#ifdef HAVE_X86
+  /* The 64-bit block index is hi·2^32 + lo; the counter's upper 64 bits start at 0, as the IV's do. */
+  fedhpc_aes256_ctr(key, 0, ((uint64_t)hi << 32) | (uint64_t)lo, (size_t)skip, out, out_len, use_wide && !narrow);
+  return NULL;
+#else
+  (void)narrow;
+  return fail(env, "no AES-NI on this machine");
+#endif
+}
+
+/* crc32c(data: Uint8Array): number */
+static napi_value crc32c(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  uint8_t *data;
+  size_t len;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1) return fail(env, "crc32c takes 1 argument");
+  if (!bytes_of(env, argv[0], &data, &len)) return fail(env, "crc32c takes a Uint8Array");
+#ifdef HAVE_X86
+  if (napi_create_uint32(env, fedhpc_crc32c(data, len), &result) != napi_ok) return NULL;
+  return result;
+#else
+  (void)result;
+  return fail(env, "no SSE4.2 on this machine");
+#endif
+}
+
+/* findNonFiniteBf16(bytes) / findNonFiniteF32(bytes): index of the first NaN or ±Infinity, or -1. */
+static napi_value find_non_finite(napi_env env, napi_callback_info info, int width) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  uint8_t *data;
+  size_t len;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1) return fail(env, "the finiteness checks take 1 argument");
+  if (!bytes_of(env, argv[0], &data, &len)) return fail(env, "the finiteness checks take a Uint8Array");
+  if (len % width != 0) return fail(env, width == 2 ? "bf16 bytes must be a whole number of values" : "f32 bytes must be a whole number of values");
+#ifdef HAVE_X86
+  int64_t at = width == 2 ? fedhpc_find_non_finite_bf16(data, len / 2) : fedhpc_find_non_finite_f32(data, len / 4);
+  if (napi_create_int64(env, at, &result) != napi_ok) return NULL;
+  return result;
+#else
+  (void)result;
+  return fail(env, "no x86-64 kernels on this machine");
+#endif
+}
+
+static napi_value find_non_finite_bf16(napi_env env, napi_callback_info info) {
+  return find_non_finite(env, info, 2);
+}
+
+static napi_value find_non_finite_f32(napi_env env, napi_callback_info info) {
+  return find_non_finite(env, info, 4);
+}
+
+static bool export_function(napi_env env, napi_value exports, const char *name, napi_callback cb) {
+  napi_value fn;
+  return napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn) == napi_ok && napi_set_named_property(env, exports, name, fn) == napi_ok;
+}
+
+static bool export_flag(napi_env env, napi_value exports, const char *name, int value) {
+  napi_value flag;
+  return napi_get_boolean(env, value, &flag) == napi_ok && napi_set_named_property(env, exports, name, flag) == napi_ok;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  int aesni = 0, sse42 = 0;
+#ifdef HAVE_X86
+  aesni = fedhpc_cpu_has_aesni();
+  use_wide = aesni && fedhpc_cpu_has_vaes();
+  sse42 = fedhpc_cpu_has_sse42();
+#endif
+  if (!export_flag(env, exports, "aesni", aesni) || !export_flag(env, exports, "vaes", use_wide)) return NULL;
+  if (aesni && !export_function(env, exports, "aes256CtrInto", aes256_ctr_into)) return NULL;
+  if (sse42 && !export_function(env, exports, "crc32c", crc32c)) return NULL;
+#ifdef HAVE_X86
+  if (!export_function(env, exports, "findNonFiniteBf16", find_non_finite_bf16) || !export_function(env, exports, "findNonFiniteF32", find_non_finite_f32)) return NULL;
+#endif
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,153 @@
+import { createCipheriv } from 'node:crypto';
+import fc from 'fast-check';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { crc32c as crc32cPortable } from '@node-rs/crc32';
+import { checkFinite, checkFiniteBf16 } from '../../../aggregation/index.js';
+import { findNonFiniteBf16Ref, findNonFiniteRef } from '../../../aggregation/kernels/reference.js';
+import { native, nativeUnavailable } from '../../../aggregation/native.js';
+import { Keystream, PRG_CHUNK_BYTES } from '../../../aggregation/secagg/prg.js';
+import { skipUnless } from '../../helpers/components.js';
+import { seededRandomBytes } from '../secagg/helpers.js';
+
+/** node:crypto's aes-256-ctr keystream: bytes [byteOffset, byteOffset + n) with IV 0 ‖ block. */
+function opensslKeystream(key: Uint8Array, byteOffset: number, n: number): Buffer {
+  const iv = Buffer.alloc(16);
+  iv.writeBigUInt64BE(BigInt(Math.floor(byteOffset / 16)), 8);
+  return createCipheriv('aes-256-ctr', key, iv).update(Buffer.alloc((byteOffset % 16) + n)).subarray(byteOffset % 16);
+}
+
+/** The native module's keystream for the same bytes, by its widest loop or (`narrow`) by AES-NI alone. */
+function nativeKeystream(key: Uint8Array, byteOffset: number, n: number, narrow = false): Buffer {
+  const out = new Uint8Array(n);
+  const block = Math.floor(byteOffset / 16);
+  native!.aes256CtrInto!(key, Math.floor(block / 2 ** 32), block % 2 ** 32, byteOffset % 16, out, narrow);
+  return Buffer.from(out);
+}
+
+/** Every word of a keystream, taken in slices of `words` by one of Keystream's three ways. */
+function drain(ks: Keystream, total: number, words: number, how: 'take' | 'into' | 'next'): Buffer {
+  const parts: Buffer[] = [];
+  if (how === 'next') {
+    for (let c = ks.next(); c !== undefined; c = ks.next()) parts.push(Buffer.from(c));
+    return Buffer.concat(parts);
+  }
+  for (let at = 0; at < total; at += words) {
+    const n = Math.min(words, total - at);
+    if (how === 'take') parts.push(Buffer.from(ks.take(n)));
+    else {
+      const dst = new Uint8Array(n * ks.wordBytes);
+      ks.into(dst);
+      parts.push(Buffer.from(dst));
+    }
+  }
+  return Buffer.concat(parts);
+}
+
+const unavailable = skipUnless('native', nativeUnavailable ?? (native?.aes256CtrInto === undefined || native.crc32c === undefined ? 'this CPU lacks AES-NI or SSE4.2' : undefined));
+
+describe.skipIf(unavailable)('native AES-256-CTR keystream (native/prg.c)', () => {
+  afterEach(() => {
+    vi.unstubAllEnvs();
+    vi.resetModules();
+  });
+
+  it.each([
+    ['its widest loop', false],
+    ['the AES-NI loop alone', true],
+  ])('writes the bytes node:crypto aes-256-ctr makes, from any byte of any block, for any length, by %s', (_, narrow) => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.nat(2 ** 44), fc.nat(5000), (key, byteOffset, n) => {
+        expect(nativeKeystream(key, byteOffset, n, narrow).equals(opensslKeystream(key, byteOffset, n))).toBe(true);
+      }),
+      { numRuns: 400 },
+    );
+  });
+
+  it('carries the counter across the 2^32-block boundary, where the JS caller splits the block index', () => {
+    const key = seededRandomBytes('native carry')(32);
+    const at = (2 ** 32 - 3) * 16 + 5;
+    for (const narrow of [false, true]) expect(nativeKeystream(key, at, 16 * 16 * 3, narrow).equals(opensslKeystream(key, at, 16 * 16 * 3))).toBe(true);
+  });
+
+  it('refuses a key that is not 32 bytes, an output that is not a Uint8Array, and a skip past the block', () => {
+    const out = new Uint8Array(16);
+    expect(() => native!.aes256CtrInto!(new Uint8Array(16), 0, 0, 0, out)).toThrow(/32-byte/);
+    expect(() => native!.aes256CtrInto!(new Uint8Array(32), 0, 0, 0, new Uint32Array(4) as unknown as Uint8Array)).toThrow(/Uint8Array/);
+    expect(() => native!.aes256CtrInto!(new Uint8Array(32), 0, 0, 16, out)).toThrow(/skip/);
+    expect(() => native!.aes256CtrInto!(new Uint8Array(32), 2 ** 32, 0, 0, out)).toThrow(/blockHi/);
+  });
+
+  it('gives Keystream the same words as node:crypto does, by take, into and next, from an odd offset', async () => {
+    vi.stubEnv('FEDHPC_NATIVE', 'off');
+    vi.resetModules();
+    const viaNode = await import('../../../aggregation/secagg/prg.js');
+    expect((await import('../../../aggregation/native.js')).nativeUnavailable).toBe('FEDHPC_NATIVE=off');
+    const seed = seededRandomBytes('native keystream')(32);
+    for (const bits of [16, 32] as const) {
+      const wordOffset = 1_000_003;
+      const total = (3 * PRG_CHUNK_BYTES) / (bits / 8) + 77;
+      const expected = drain(new viaNode.Keystream(seed, wordOffset, total, bits), total, 32 * 1024, 'take');
+      expect(expected.equals(opensslKeystream(seed, wordOffset * (bits / 8), total * (bits / 8)))).toBe(true);
+      for (const how of ['take', 'into', 'next'] as const) {
+        expect(drain(new Keystream(seed, wordOffset, total, bits), total, 32 * 1024 - 5, how).equals(expected), `${how}, ${bits} bits`).toBe(true);
+      }
+    }
+  });
+
+  it('refuses a slice past the words asked for, whichever way it is taken', () => {
+    const ks = new Keystream(seededRandomBytes('native bounds')(32), 0, 10, 32);
+    expect(() => ks.into(new Uint8Array(44))).toThrow(/within the words asked for/);
+    ks.into(new Uint8Array(40));
+    expect(() => ks.take(1)).toThrow(/within the words asked for/);
+  });
+});
+
+describe.skipIf(unavailable)('native CRC32C and finiteness checks (native/checks.c)', () => {
+  it('gives the CRC32C @node-rs/crc32 gives, for every length and byte offset, across its three-way runs', () => {
+    const bytes = seededRandomBytes('native crc')(200_000);
+    for (const n of [0, 1, 7, 8, 9, 24_575, 24_576, 24_577, 49_153, 199_999]) {
+      for (const at of [0, 1, 3]) {
+        const data = bytes.subarray(at, Math.min(bytes.length, at + n));
+        expect(native!.crc32c!(data), `${data.length} bytes from ${at}`).toBe(crc32cPortable(data));
+      }
+    }
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 100_000 }), (data) => native!.crc32c!(data) === crc32cPortable(data)), { numRuns: 200 });
+  });
+
+  it('finds the first NaN or infinity of bf16 and f32 values where the reference does, at any byte offset', () => {
+    const specials = [0x7f80, 0xff80, 0x7fc0, 0x7f81, 0xffff];
+    for (const n of [1, 7, 8, 9, 100, 4097]) {
+      for (let bad = -1; bad < n; bad += Math.max(1, Math.floor(n / 5))) {
+        const halves = new Uint16Array(n + 1);
+        for (let i = 0; i < halves.length; i++) halves[i] = (0x3f80 + i * 13) & 0x7f7f; // finite: exponent never all ones
+        if (bad >= 0) halves[bad + 1] = specials[bad % specials.length]!;
+        const bytes = new Uint8Array(halves.buffer).subarray(2, 2 + 2 * n);
+        expect(native!.findNonFiniteBf16!(bytes)).toBe(findNonFiniteBf16Ref(bytes));
+        expect(native!.findNonFiniteBf16!(bytes)).toBe(bad);
+        // The same values as f32 (bf16 is f32's upper half), read from an odd byte offset.
+        const f32 = new Float32Array(n);
+        for (let i = 0; i < n; i++) f32[i] = new Float32Array(Uint32Array.of(halves[i + 1]! << 16).buffer)[0]!;
+        const odd = new Uint8Array(4 * n + 1);
+        odd.set(new Uint8Array(f32.buffer), 1);
+        expect(native!.findNonFiniteF32!(odd.subarray(1))).toBe(findNonFiniteRef(f32));
+        expect(native!.findNonFiniteF32!(odd.subarray(1))).toBe(bad);
+      }
+    }
+  });
+
+  it('is what checkFinite and checkFiniteBf16 answer with for large inputs', () => {
+    const values = new Float32Array(100_000).fill(0.5);
+    values[77_777] = Number.NaN;
+    expect(checkFinite(values)).toBe(77_777);
+    const halves = new Uint16Array(100_000).fill(0x3f00);
+    halves[99_998] = 0xff80;
+    expect(checkFiniteBf16(new Uint8Array(halves.buffer))).toBe(99_998);
+  });
+
+  it('refuses bytes that are not whole values, and what is not a Uint8Array', () => {
+    expect(() => native!.findNonFiniteBf16!(new Uint8Array(3))).toThrow(/whole number of values/);
+    expect(() => native!.findNonFiniteF32!(new Uint8Array(6))).toThrow(/whole number of values/);
+    expect(() => native!.crc32c!('abc' as unknown as Uint8Array)).toThrow(/Uint8Array/);
+  });
+});
+

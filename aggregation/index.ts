@@ -41,3 +41,4 @@ export {
 } from './partition.js';
 export { type UploadWeight, type UploadWeightCode, type WorkPart, discountedCount, uploadWeight } from './staleness.js';
 export { type NativeKernels, native, nativeKeystreamUnavailable, nativeUnavailable } from './native.js';
+export { Sha256 } from './sha256.js';

@@ -9,7 +9,8 @@
  *   output buffer on every call;
  * - CRC32C with SSE4.2 (about four times @node-rs/crc32 per CPU-second here);
  * - the finiteness of bf16 and f32 values read in place (the WebAssembly kernel copies them into
- *   its memory first).
+ *   its memory first);
+ * - SHA-256 with the SHA extensions, and two states over the same bytes at once (sha256.ts).
  *
  * `npm run build` compiles it to dist/native/fedhpc_native.node where a C compiler is found
  * (scripts/build-native.mjs). Where it is missing, cannot load, or FEDHPC_NATIVE=off, {@link native}
@@ -40,6 +41,13 @@ export interface NativeKernels {
   readonly findNonFiniteBf16?: (bytes: Uint8Array) => number;
   /** Index of the first NaN or ±Infinity among little-endian f32 values, or -1. */
   readonly findNonFiniteF32?: (bytes: Uint8Array) => number;
+  /** Bytes of a SHA-256 state (the SHA extensions' functions below are there with it). */
+  readonly sha256StateBytes?: number;
+  readonly sha256Init?: (state: Uint8Array) => void;
+  readonly sha256Update?: (state: Uint8Array, data: Uint8Array) => void;
+  /** Both states take `data`, their rounds interleaved. */
+  readonly sha256Update2?: (a: Uint8Array, b: Uint8Array, data: Uint8Array) => void;
+  readonly sha256Final?: (state: Uint8Array, out: Uint8Array) => void;
 }
 
 /** Where the build puts the module: beside this file's dist/ tree, or under dist/ when run from source. */

@@ -16,4 +16,18 @@ int fedhpc_cpu_has_sse42(void);
 int64_t fedhpc_find_non_finite_bf16(const uint8_t *p, size_t n);
 int64_t fedhpc_find_non_finite_f32(const uint8_t *p, size_t n);
 
+/* sha256.c: SHA-256 with the SHA extensions; the state lives in the caller's memory. */
+struct fedhpc_sha256 {
+  uint32_t h[8];
+  uint64_t bytes;
+  uint32_t buffered;
+  uint8_t block[64];
+};
+void fedhpc_sha256_init(struct fedhpc_sha256 *s);
+void fedhpc_sha256_update(struct fedhpc_sha256 *s, const uint8_t *p, size_t n);
+/* Both states take the same bytes, their blocks interleaved. */
+void fedhpc_sha256_update2(struct fedhpc_sha256 *a, struct fedhpc_sha256 *b, const uint8_t *p, size_t n);
+void fedhpc_sha256_final(struct fedhpc_sha256 *s, uint8_t out[32]);
+int fedhpc_cpu_has_sha(void);
+
 #endif

@@ -1,6 +1,7 @@
 /*
- * fedhpc's native module: Node-API glue over the C kernels of prg.c (the mask keystream) and
- * checks.c (CRC32C, finiteness of delta values), loaded by aggregation/native.ts. Each function is
+ * fedhpc's native module: Node-API glue over the C kernels of prg.c (the mask keystream), checks.c
+ * (CRC32C, finiteness of delta values) and sha256.c (SHA-256, two states at once), loaded by
+ * aggregation/native.ts. Each function is
  * exported only where this CPU runs it (x86-64 with AES-NI, SSE4.2); aggregation/native.ts and its
  * callers fall back to node:crypto, @node-rs/crc32 and the WebAssembly kernels elsewhere.
  */
@@ -109,6 +110,58 @@ static napi_value find_non_finite_f32(napi_env env, napi_callback_info info) {
   return find_non_finite(env, info, 4);
 }
 
+/* A SHA-256 state in a Uint8Array of at least sizeof(struct fedhpc_sha256) bytes, 8-aligned. */
+static struct fedhpc_sha256 *sha_state(napi_env env, napi_value v) {
+  uint8_t *p;
+  size_t len;
+  if (!bytes_of(env, v, &p, &len) || len < sizeof(struct fedhpc_sha256) || ((uintptr_t)p & 7) != 0) return NULL;
+  return (struct fedhpc_sha256 *)p;
+}
+
+/* sha256Init(state) / sha256Update(state, data) / sha256Update2(a, b, data) / sha256Final(state, out32) */
+static napi_value sha256_call(napi_env env, napi_callback_info info, int op) {
+  size_t argc = 3;
+  napi_value argv[3];
+  size_t want = op == 0 ? 1 : op == 2 ? 3 : 2;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != want) return fail(env, "wrong number of arguments to a SHA-256 call");
+  struct fedhpc_sha256 *a = sha_state(env, argv[0]);
+  if (a == NULL) return fail(env, "a SHA-256 state must be an 8-aligned Uint8Array of sha256StateBytes");
+#ifdef HAVE_X86
+  uint8_t *data;
+  size_t len;
+  if (op == 0) {
+    fedhpc_sha256_init(a);
+  } else if (op == 1) {
+    if (!bytes_of(env, argv[1], &data, &len)) return fail(env, "SHA-256 data must be a Uint8Array");
+    fedhpc_sha256_update(a, data, len);
+  } else if (op == 2) {
+    struct fedhpc_sha256 *b = sha_state(env, argv[1]);
+    if (b == NULL || b == a) return fail(env, "sha256Update2 needs two distinct states");
+    if (!bytes_of(env, argv[2], &data, &len)) return fail(env, "SHA-256 data must be a Uint8Array");
+    fedhpc_sha256_update2(a, b, data, len);
+  } else {
+    if (!bytes_of(env, argv[1], &data, &len) || len != 32) return fail(env, "a SHA-256 digest goes into 32 bytes");
+    fedhpc_sha256_final(a, data);
+  }
+  return NULL;
+#else
+  return fail(env, "no SHA extensions on this machine");
+#endif
+}
+
+static napi_value sha256_init(napi_env env, napi_callback_info info) {
+  return sha256_call(env, info, 0);
+}
+static napi_value sha256_update(napi_env env, napi_callback_info info) {
+  return sha256_call(env, info, 1);
+}
+static napi_value sha256_update2(napi_env env, napi_callback_info info) {
+  return sha256_call(env, info, 2);
+}
+static napi_value sha256_final(napi_env env, napi_callback_info info) {
+  return sha256_call(env, info, 3);
+}
+
 static bool export_function(napi_env env, napi_value exports, const char *name, napi_callback cb) {
   napi_value fn;
   return napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn) == napi_ok && napi_set_named_property(env, exports, name, fn) == napi_ok;
@@ -120,15 +173,22 @@ static bool export_flag(napi_env env, napi_value exports, const char *name, int 
 }
 
 static napi_value init(napi_env env, napi_value exports) {
-  int aesni = 0, sse42 = 0;
+  int aesni = 0, sse42 = 0, sha = 0;
 #ifdef HAVE_X86
   aesni = fedhpc_cpu_has_aesni();
   use_wide = aesni && fedhpc_cpu_has_vaes();
   sse42 = fedhpc_cpu_has_sse42();
+  sha = fedhpc_cpu_has_sha();
 #endif
   if (!export_flag(env, exports, "aesni", aesni) || !export_flag(env, exports, "vaes", use_wide)) return NULL;
   if (aesni && !export_function(env, exports, "aes256CtrInto", aes256_ctr_into)) return NULL;
   if (sse42 && !export_function(env, exports, "crc32c", crc32c)) return NULL;
+  if (sha) {
+    napi_value size;
+    if (napi_create_uint32(env, (uint32_t)sizeof(struct fedhpc_sha256), &size) != napi_ok || napi_set_named_property(env, exports, "sha256StateBytes", size) != napi_ok) return NULL;
+    if (!export_function(env, exports, "sha256Init", sha256_init) || !export_function(env, exports, "sha256Update", sha256_update) ||
+        !export_function(env, exports, "sha256Update2", sha256_update2) || !export_function(env, exports, "sha256Final", sha256_final)) return NULL;
+  }
 #ifdef HAVE_X86
   if (!export_function(env, exports, "findNonFiniteBf16", find_non_finite_bf16) || !export_function(env, exports, "findNonFiniteF32", find_non_finite_f32)) return NULL;
 #endif

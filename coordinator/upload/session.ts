@@ -5,12 +5,11 @@
  * back resumes from the acknowledged offset; it ends with the attempt, a protocol violation, or
  * the idle timeout (decisions 2026-11-27, "Resumable uploads").
  */
-import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import type { Clock } from '../core/clock.js';
 import { CoordinatorError } from '../core/errors.js';
 import type { UploadIntent } from './header.js';
-import { stripePieces, type Piece } from '../../aggregation/index.js';
+import { Sha256, stripePieces, type Piece } from '../../aggregation/index.js';
 import type { PieceLog } from './reuse.js';
 
 /** A stream that owns a stripe; aborting it hands the stripe to a newer stream. */
@@ -58,7 +57,7 @@ export interface UploadSessionOptions {
  * the spool from the start as it used to: rare faults cost a re-read, never a wrong digest.
  */
 export class DeltaDigest {
-  private hash: Hash | undefined = createHash('sha256');
+  private hash: Sha256 | undefined = new Sha256();
   private at: number;
 
   /** A digest of the spool's bytes from `start` (a part's first byte; 0 for a whole delta). */
@@ -68,9 +67,18 @@ export class DeltaDigest {
 
   /** Bytes `data` were written at `offset`. */
   written(offset: number, data: Uint8Array): void {
-    if (this.hash === undefined || offset !== this.at) return;
-    this.hash.update(data);
-    this.at += data.length;
+    this.continuing(offset, data.length)?.update(data);
+  }
+
+  /**
+   * The hash to feed the `bytes` bytes written at `offset` when they continue what it holds, or
+   * undefined: what a caller that hashes the same bytes for a piece feeds both with
+   * (`Sha256.updateBoth`). The caller must feed them all.
+   */
+  continuing(offset: number, bytes: number): Sha256 | undefined {
+    if (this.hash === undefined || offset !== this.at) return undefined;
+    this.at += bytes;
+    return this.hash;
   }
 
   /** Bytes from `offset` on will be written again. */
@@ -85,7 +93,7 @@ export class DeltaDigest {
 
   /** The digest of spool bytes [start, end): what was streamed, then the rest read from `file`. */
   async finish(file: FileHandle, end: number): Promise<string> {
-    const hash = this.hash ?? createHash('sha256');
+    const hash = this.hash ?? new Sha256();
     const from = this.hashedTo;
     this.hash = undefined;
     if (from < end) await feedRange(hash, file, from, end);
@@ -239,13 +247,13 @@ export function pieceAt(pieces: readonly Piece[], offset: number): number {
 }
 
 /** SHA-256 state over spool bytes [start, end): how a resumed stream continues a tensor's digest. */
-export async function hashRange(file: FileHandle, start: number, end: number): Promise<Hash> {
-  const hash = createHash('sha256');
+export async function hashRange(file: FileHandle, start: number, end: number): Promise<Sha256> {
+  const hash = new Sha256();
   await feedRange(hash, file, start, end);
   return hash;
 }
 
-async function feedRange(hash: Hash, file: FileHandle, start: number, end: number): Promise<void> {
+async function feedRange(hash: Sha256, file: FileHandle, start: number, end: number): Promise<void> {
   const buf = Buffer.allocUnsafe(Math.min(4 << 20, Math.max(1, end - start)));
   for (let at = start; at < end; ) {
     const { bytesRead } = await file.read(buf, 0, Math.min(buf.length, end - at), at);

@@ -5,7 +5,6 @@
  * SHA-256 (a bad tensor is discarded and asked for again, a few times at most) — acknowledges
  * durable offsets at least every quarter window, and ends with the stripe's result.
  */
-import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { recycleReceived, type UploadReply } from '../../proto/index.js';
@@ -15,7 +14,7 @@ import { hashRange, pieceAt, type StripeState, type UploadSession } from './sess
 import { partBytes } from './header.js';
 import { writeWithBackpressure } from '../service/streams.js';
 import { crc32c } from '../service/wire.js';
-import { isUnitBoundary, type Piece } from '../../aggregation/index.js';
+import { isUnitBoundary, Sha256, type Piece } from '../../aggregation/index.js';
 import { checkValues } from './value-checks.js';
 
 /** Consecutive CRC failures of one chunk before the upload fails. */
@@ -50,7 +49,7 @@ export interface StripeHooks {
 /** Receives the messages of one stream for one stripe. */
 export class StripeReceiver {
   private piece = 0;
-  private hash: Hash = createHash('sha256');
+  private hash = new Sha256();
   private awaiting: { piece: Piece; hex: string }[] = [];
   private resync = false;
   private dropped = 0;
@@ -79,7 +78,7 @@ export class StripeReceiver {
     s.received = s.acked;
     this.piece = pieceAt(s.pieces, s.acked);
     const p = s.pieces[this.piece];
-    this.hash = p && p.start < s.acked ? await hashRange(this.file, p.start, s.acked) : createHash('sha256');
+    this.hash = p && p.start < s.acked ? await hashRange(this.file, p.start, s.acked) : new Sha256();
     await this.send({ accepted: { offset: s.acked, chunkBytes: this.session.intent.chunkBytes, windowBytes: this.window } });
   }
 
@@ -121,8 +120,7 @@ export class StripeReceiver {
     this.crcFailures = 0;
     checkValues(this.session.intent.encoding, this.session.intent.segments, offset, data);
     await this.file.write(data, 0, data.length, offset);
-    this.session.digest.written(offset, data);
-    this.digestBytes(offset, data);
+    this.digestBytes(offset, data, this.session.digest.continuing(offset, data.length));
     // Written and hashed: nothing reads these bytes again, and their memory takes a later chunk.
     recycleReceived(data);
     s.received = end;
@@ -131,17 +129,22 @@ export class StripeReceiver {
     if (this.awaiting.length === 0) await this.advanceAck();
   }
 
-  /** Feeds the tensor digests; queues every tensor piece the chunk completes. */
-  private digestBytes(offset: number, data: Buffer): void {
+  /**
+   * Feeds the tensor digests, and `whole` (the delta's digest, when these bytes continue it) with
+   * the same bytes in the same pass; queues every tensor piece the chunk completes.
+   */
+  private digestBytes(offset: number, data: Buffer, whole: Sha256 | undefined): void {
     const pieces = this.stripe.pieces;
     for (let at = offset; at < offset + data.length; ) {
       const p = pieces[this.piece]!;
       const to = Math.min(p.end, offset + data.length);
-      this.hash.update(data.subarray(at - offset, to - offset));
+      const bytes = data.subarray(at - offset, to - offset);
+      if (whole === undefined) this.hash.update(bytes);
+      else Sha256.updateBoth(this.hash, whole, bytes);
       at = to;
       if (to === p.end) {
         this.awaiting.push({ piece: p, hex: this.hash.digest('hex') });
-        this.hash = createHash('sha256');
+        this.hash = new Sha256();
         this.piece++;
       }
     }
@@ -167,7 +170,7 @@ export class StripeReceiver {
     }
     // Discard the tensor's bytes: they are written again over the same range.
     this.piece = s.pieces.indexOf(p);
-    this.hash = createHash('sha256');
+    this.hash = new Sha256();
     this.awaiting = [];
     s.acked = Math.min(s.acked, p.start);
     this.lastAckSent = Math.min(this.lastAckSent, p.start);

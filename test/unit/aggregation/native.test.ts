@@ -1,8 +1,8 @@
-import { createCipheriv } from 'node:crypto';
+import { createCipheriv, createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { crc32c as crc32cPortable } from '@node-rs/crc32';
-import { checkFinite, checkFiniteBf16 } from '../../../aggregation/index.js';
+import { checkFinite, checkFiniteBf16, Sha256 } from '../../../aggregation/index.js';
 import { findNonFiniteBf16Ref, findNonFiniteRef } from '../../../aggregation/kernels/reference.js';
 import { native, nativeUnavailable } from '../../../aggregation/native.js';
 import { Keystream, PRG_CHUNK_BYTES } from '../../../aggregation/secagg/prg.js';
@@ -43,7 +43,10 @@ function drain(ks: Keystream, total: number, words: number, how: 'take' | 'into'
   return Buffer.concat(parts);
 }
 
-const unavailable = skipUnless('native', nativeUnavailable ?? (native?.aes256CtrInto === undefined || native.crc32c === undefined ? 'this CPU lacks AES-NI or SSE4.2' : undefined));
+const unavailable = skipUnless(
+  'native',
+  nativeUnavailable ?? (native?.aes256CtrInto === undefined || native.crc32c === undefined || native.sha256Update2 === undefined ? 'this CPU lacks AES-NI, SSE4.2 or the SHA extensions' : undefined),
+);
 
 describe.skipIf(unavailable)('native AES-256-CTR keystream (native/prg.c)', () => {
   afterEach(() => {
@@ -148,6 +151,45 @@ describe.skipIf(unavailable)('native CRC32C and finiteness checks (native/checks
     expect(() => native!.findNonFiniteBf16!(new Uint8Array(3))).toThrow(/whole number of values/);
     expect(() => native!.findNonFiniteF32!(new Uint8Array(6))).toThrow(/whole number of values/);
     expect(() => native!.crc32c!('abc' as unknown as Uint8Array)).toThrow(/Uint8Array/);
+  });
+});
+
+describe.skipIf(unavailable)('native SHA-256 (native/sha256.c)', () => {
+  const sha = (...parts: Uint8Array[]): string => {
+    const h = createHash('sha256');
+    for (const p of parts) h.update(p);
+    return h.digest('hex');
+  };
+
+  it('gives node:crypto\'s digest for any split of any message, padding at every length near a block', () => {
+    const bytes = seededRandomBytes('native sha')(70_000);
+    for (const n of [0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 1000, 69_999]) {
+      for (const cut of [0, 1, 63, Math.floor(n / 2)]) {
+        const at = Math.min(cut, n);
+        const h = new Sha256().update(bytes.subarray(0, at)).update(bytes.subarray(at, n));
+        expect(h.digest('hex'), `${n} bytes cut at ${at}`).toBe(sha(bytes.subarray(0, n)));
+      }
+    }
+  });
+
+  it('feeds two hashes the same bytes in one pass, whatever each held before (updateBoth)', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 130 }), fc.uint8Array({ maxLength: 130 }), fc.uint8Array({ maxLength: 5000 }), fc.nat(200), (before, other, data, tail) => {
+        const a = new Sha256().update(before);
+        const b = new Sha256().update(other);
+        Sha256.updateBoth(a, b, data);
+        Sha256.updateBoth(a, b, data.subarray(0, tail));
+        expect(a.digest('hex')).toBe(sha(before, data, data.subarray(0, tail)));
+        expect(b.digest('hex')).toBe(sha(other, data, data.subarray(0, tail)));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('refuses one hash fed twice as both, and a state that is not one', () => {
+    const h = new Sha256();
+    expect(() => Sha256.updateBoth(h, h, new Uint8Array(1))).toThrow(/two distinct/);
+    expect(() => native!.sha256Update!(new Uint8Array(8), new Uint8Array(1))).toThrow(/SHA-256 state/);
   });
 });
 

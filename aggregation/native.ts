@@ -10,7 +10,8 @@
  * - CRC32C with SSE4.2 (about four times @node-rs/crc32 per CPU-second here);
  * - the finiteness of bf16 and f32 values read in place (the WebAssembly kernel copies them into
  *   its memory first);
- * - SHA-256 with the SHA extensions, and two states over the same bytes at once (sha256.ts).
+ * - SHA-256 with the SHA extensions, and two states over the same bytes at once (sha256.ts);
+ * - secure aggregation's quantiser in AVX-512, reading the values in place (mask-workspace.ts).
  *
  * `npm run build` compiles it to dist/native/fedhpc_native.node where a C compiler is found
  * (scripts/build-native.mjs). Where it is missing, cannot load, or FEDHPC_NATIVE=off, {@link native}
@@ -41,6 +42,12 @@ export interface NativeKernels {
   readonly findNonFiniteBf16?: (bytes: Uint8Array) => number;
   /** Index of the first NaN or ±Infinity among little-endian f32 values, or -1. */
   readonly findNonFiniteF32?: (bytes: Uint8Array) => number;
+  /**
+   * secure aggregation's quantiser (quantize.ts, `quantizeRange`), bit for bit, eight values a step
+   * (AVX-512): x's f32 values and u's rounding words into u32 (`wide`) or u16 words; 1 when x holds
+   * a NaN or ±Infinity, else 0.
+   */
+  readonly quantizeF32?: (dst: Uint8Array, x: Uint8Array, u: Uint8Array, clip: number, zero: number, scale: number, weight: number, wide: boolean) => number;
   /** Bytes of a SHA-256 state (the SHA extensions' functions below are there with it). */
   readonly sha256StateBytes?: number;
   readonly sha256Init?: (state: Uint8Array) => void;

@@ -15,6 +15,10 @@ int fedhpc_cpu_has_sse42(void);
 /* Index of the first NaN or ±Infinity among n little-endian bf16 (or f32) values, or -1. */
 int64_t fedhpc_find_non_finite_bf16(const uint8_t *p, size_t n);
 int64_t fedhpc_find_non_finite_f32(const uint8_t *p, size_t n);
+/* The masked encoding's quantiser over n f32 values and u32 rounding words into u32 (wide) or u16
+ * words; 1 when x holds a NaN or ±Infinity. */
+int fedhpc_quantize_f32(uint8_t *dst, const uint8_t *x, const uint8_t *u, size_t n, double clip, double zero, double scale, double weight, int wide);
+int fedhpc_cpu_has_avx512(void);
 
 /* sha256.c: SHA-256 with the SHA extensions; the state lives in the caller's memory. */
 struct fedhpc_sha256 {

@@ -162,6 +162,30 @@ static napi_value sha256_final(napi_env env, napi_callback_info info) {
   return sha256_call(env, info, 3);
 }
 
+/* quantizeF32(dst, x, u, clip, zero, scale, weight, wide): 0, or 1 when x holds a NaN or ±Infinity. */
+static napi_value quantize_f32(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value argv[8], result;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 8) return fail(env, "quantizeF32 takes 8 arguments");
+  uint8_t *dst, *x, *u;
+  size_t dst_len, x_len, u_len;
+  double p[4];
+  bool wide;
+  if (!bytes_of(env, argv[0], &dst, &dst_len) || !bytes_of(env, argv[1], &x, &x_len) || !bytes_of(env, argv[2], &u, &u_len)) return fail(env, "quantizeF32's buffers must be Uint8Arrays");
+  for (int i = 0; i < 4; i++)
+    if (napi_get_value_double(env, argv[3 + i], &p[i]) != napi_ok) return fail(env, "quantizeF32's parameters must be numbers");
+  if (napi_get_value_bool(env, argv[7], &wide) != napi_ok) return fail(env, "quantizeF32's wide must be a boolean");
+  size_t n = x_len / 4;
+  if (x_len % 4 != 0 || u_len != x_len || dst_len != n * (wide ? 4 : 2)) return fail(env, "quantizeF32 needs n f32 values, n rounding words and n output words");
+#ifdef HAVE_X86
+  if (napi_create_int32(env, fedhpc_quantize_f32(dst, x, u, n, p[0], p[1], p[2], p[3], wide), &result) != napi_ok) return NULL;
+  return result;
+#else
+  (void)result;
+  return fail(env, "no AVX-512 on this machine");
+#endif
+}
+
 static bool export_function(napi_env env, napi_value exports, const char *name, napi_callback cb) {
   napi_value fn;
   return napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn) == napi_ok && napi_set_named_property(env, exports, name, fn) == napi_ok;
@@ -173,16 +197,18 @@ static bool export_flag(napi_env env, napi_value exports, const char *name, int 
 }
 
 static napi_value init(napi_env env, napi_value exports) {
-  int aesni = 0, sse42 = 0, sha = 0;
+  int aesni = 0, sse42 = 0, sha = 0, avx512 = 0;
 #ifdef HAVE_X86
   aesni = fedhpc_cpu_has_aesni();
   use_wide = aesni && fedhpc_cpu_has_vaes();
   sse42 = fedhpc_cpu_has_sse42();
   sha = fedhpc_cpu_has_sha();
+  avx512 = fedhpc_cpu_has_avx512();
 #endif
   if (!export_flag(env, exports, "aesni", aesni) || !export_flag(env, exports, "vaes", use_wide)) return NULL;
   if (aesni && !export_function(env, exports, "aes256CtrInto", aes256_ctr_into)) return NULL;
   if (sse42 && !export_function(env, exports, "crc32c", crc32c)) return NULL;
+  if (avx512 && !export_function(env, exports, "quantizeF32", quantize_f32)) return NULL;
   if (sha) {
     napi_value size;
     if (napi_create_uint32(env, (uint32_t)sizeof(struct fedhpc_sha256), &size) != napi_ok || napi_set_named_property(env, exports, "sha256StateBytes", size) != napi_ok) return NULL;

@@ -27,4 +27,4 @@ if (compiler === undefined) {
 if (existsSync(OUT) && INPUTS.every((f) => statSync(OUT).mtimeMs >= statSync(f).mtimeMs)) process.exit(0);
 const headers = join(dirname(createRequire(import.meta.url).resolve('node-api-headers/package.json')), 'include');
 mkdirSync(dirname(OUT), { recursive: true });
-execFileSync(compiler, ['-O3', '-ffp-contract=off', '-fPIC', '-shared', '-Wall', '-Werror', '-DNAPI_VERSION=8', '-DNODE_GYP_MODULE_NAME=fedhpc_native', '-I', headers, ...SOURCES, '-o', OUT], { stdio: 'inherit' });
+execFileSync(compiler, ['-O3', '-ffp-contract=off', '-fPIC', '-shared', '-Wall', '-Werror', '-DNAPI_VERSION=8', '-DNODE_GYP_MODULE_NAME=fedhpc_native', '-I', headers, ...SOURCES, '-o', OUT, '-lm'], { stdio: 'inherit' });

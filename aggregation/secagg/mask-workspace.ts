@@ -2,18 +2,20 @@
  * The reusable memory of the fused masking paths (mask.ts): one slice of masked words, into which
  * an update's values are quantised and keystream slices are folded (added or subtracted modulo
  * 2^b), and from which a sum is decoded. With WebAssembly SIMD (mask-kernels.wat) the slice lives
- * in the kernels' own memory: values are copied in, the rounding words and keystream slices are
- * written there (aggregation/native.ts; copied in from node:crypto where it is unavailable), quantised and
- * folded, four keystreams of one sign at a time in one pass; a sum decodes there too. Elsewhere, or
- * on a big-endian host, the same folds run in plain JS. Nothing is allocated per slice but
- * typed-array views, and, without the native keystream, the bytes Node's `cipher.update` hands back
- * (it cannot write into a caller's buffer).
+ * in the kernels' own memory: the rounding words and keystream slices are written there
+ * (aggregation/native.ts; copied in from node:crypto where it is unavailable), values are quantised
+ * into it (by the native AVX-512 quantiser reading them in place, or copied in and quantised in
+ * WebAssembly) and folded, four keystreams of one sign at a time in one pass; a sum decodes there
+ * too. Elsewhere, or on a big-endian host, the same folds run in plain JS. Nothing is allocated per
+ * slice but typed-array views, and, without the native keystream, the bytes Node's `cipher.update`
+ * hands back (it cannot write into a caller's buffer).
  *
  * A workspace belongs to one caller (a site's encoder, the coordinator's unmasking) and one
  * thread; create one per such caller rather than per call, as compiling the kernels costs a
  * fraction of a millisecond.
  */
 import { Buffer } from 'node:buffer';
+import { type NativeKernels, native } from '../native.js';
 import { SecAggError } from './errors.js';
 import { MASK_KERNELS_WASM_BASE64 } from './mask-kernels-wasm.js';
 import { type MaskBits, type MaskWords, type Keystream, add16, add32, sub16, sub32 } from './prg.js';
@@ -62,15 +64,21 @@ function instantiateMaskKernels(): MaskKernelExports | undefined {
   return k;
 }
 
-/** How a {@link MaskWorkspace} folds: `reference` forces the plain-JS loops (tests compare both). */
+/**
+ * How a {@link MaskWorkspace} folds: `reference` forces the plain-JS loops, `native: false` keeps
+ * quantising in WebAssembly where the native quantiser is built (tests compare all three).
+ */
 export interface MaskWorkspaceOptions {
   readonly reference?: boolean;
+  readonly native?: boolean;
 }
 
 /** One slice of masked words and the kernels that fold keystreams into it. */
 export class MaskWorkspace {
   /** True when the folds run in WebAssembly SIMD. */
   readonly simd: boolean;
+  /** The native module's quantiser (AVX-512), where it is built and this workspace uses SIMD. */
+  private readonly quantizeNative: NonNullable<NativeKernels['quantizeF32']> | undefined;
   private readonly k: MaskKernelExports | undefined;
   private readonly window: ArrayBufferLike;
   private readonly bytes: Uint8Array;
@@ -78,6 +86,7 @@ export class MaskWorkspace {
   constructor(options: MaskWorkspaceOptions = {}) {
     this.k = options.reference !== true && LITTLE_ENDIAN ? instantiateMaskKernels() : undefined;
     this.simd = this.k !== undefined;
+    this.quantizeNative = this.simd && options.native !== false ? native?.quantizeF32 : undefined;
     // The kernels' memory is never grown, so its buffer (and views of it) stay attached.
     this.window = this.k?.memory.buffer ?? new ArrayBuffer(SLICE_BYTES);
     this.bytes = new Uint8Array(this.window);
@@ -101,9 +110,16 @@ export class MaskWorkspace {
    */
   quantize(x: Float32Array, from: number, count: number, rounding: Keystream, bits: MaskBits, p: QuantizeParams, offset: number): void {
     if (this.k !== undefined) {
-      new Float32Array(this.window, SRC_AT, count).set(x.subarray(from, from + count));
-      rounding.into(this.bytes.subarray(ROUNDING_AT, ROUNDING_AT + count * 4));
-      if (this.k.quantize_f32(ACC_AT, SRC_AT, ROUNDING_AT, count, p.clip, p.zero, p.scale, p.weight, bits === 32 ? 1 : 0) === 0) return;
+      const u = this.bytes.subarray(ROUNDING_AT, ROUNDING_AT + count * 4);
+      rounding.into(u);
+      if (this.quantizeNative !== undefined) {
+        // x is read where it lies; the words go straight into the slice.
+        const values = new Uint8Array(x.buffer, x.byteOffset + from * 4, count * 4);
+        if (this.quantizeNative(this.bytes.subarray(ACC_AT, ACC_AT + (count * bits) / 8), values, u, p.clip, p.zero, p.scale, p.weight, bits === 32) === 0) return;
+      } else {
+        new Float32Array(this.window, SRC_AT, count).set(x.subarray(from, from + count));
+        if (this.k.quantize_f32(ACC_AT, SRC_AT, ROUNDING_AT, count, p.clip, p.zero, p.scale, p.weight, bits === 32 ? 1 : 0) === 0) return;
+      }
       // A NaN or ±Infinity: the JS formula finds the first one and throws with its index.
       quantizeRange(x, from, count, new Uint32Array(this.window, ROUNDING_AT, count), this.slice(bits, count), 0, p, offset);
       return;

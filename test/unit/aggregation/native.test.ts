@@ -6,6 +6,7 @@ import { checkFinite, checkFiniteBf16, Sha256 } from '../../../aggregation/index
 import { findNonFiniteBf16Ref, findNonFiniteRef } from '../../../aggregation/kernels/reference.js';
 import { native, nativeUnavailable } from '../../../aggregation/native.js';
 import { Keystream, PRG_CHUNK_BYTES } from '../../../aggregation/secagg/prg.js';
+import { quantizeRange } from '../../../aggregation/secagg/quantize.js';
 import { skipUnless } from '../../helpers/components.js';
 import { seededRandomBytes } from '../secagg/helpers.js';
 
@@ -190,6 +191,35 @@ describe.skipIf(unavailable)('native SHA-256 (native/sha256.c)', () => {
     const h = new Sha256();
     expect(() => Sha256.updateBoth(h, h, new Uint8Array(1))).toThrow(/two distinct/);
     expect(() => native!.sha256Update!(new Uint8Array(8), new Uint8Array(1))).toThrow(/SHA-256 state/);
+  });
+});
+
+describe.skipIf(skipUnless('native', nativeUnavailable ?? (native?.quantizeF32 === undefined ? 'this CPU lacks AVX-512' : undefined)))('native quantiser (native/checks.c)', () => {
+  const q = { clip: 2e-3, zero: 2 ** 15 - 1, scale: (2 ** 15 - 1) / 2e-3, weight: 0.625 };
+
+  it('makes quantizeRange\'s words bit for bit, both widths, any length (the eight-value steps and the tail)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.float({ noNaN: true, noDefaultInfinity: true }), { maxLength: 67 }), fc.boolean(), (values, wide) => {
+        const x = Float32Array.from(values, (v) => v * 1e-3);
+        const u = new Uint32Array(new Uint8Array(seededRandomBytes(`q ${values.length}`)(4 * x.length)).buffer);
+        const expected = wide ? new Uint32Array(x.length) : new Uint16Array(x.length);
+        quantizeRange(x, 0, x.length, u, expected, 0, q, 0);
+        const out = new Uint8Array(expected.byteLength);
+        expect(native!.quantizeF32!(out, new Uint8Array(x.buffer), new Uint8Array(u.buffer), q.clip, q.zero, q.scale, q.weight, wide)).toBe(0);
+        expect(Buffer.from(out).equals(Buffer.from(expected.buffer))).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('answers 1 for a NaN or infinity in the steps or the tail, and refuses buffers of the wrong sizes', () => {
+    for (const at of [3, 8, 17]) {
+      const x = new Float32Array(18).fill(1e-4);
+      x[at] = at === 8 ? Number.NaN : -Infinity;
+      expect(native!.quantizeF32!(new Uint8Array(72), new Uint8Array(x.buffer), new Uint8Array(72), q.clip, q.zero, q.scale, q.weight, true)).toBe(1);
+    }
+    expect(() => native!.quantizeF32!(new Uint8Array(8), new Uint8Array(16), new Uint8Array(16), q.clip, q.zero, q.scale, q.weight, true)).toThrow(/n output words/);
+    expect(() => native!.quantizeF32!(new Uint8Array(8), new Uint8Array(16), new Uint8Array(12), q.clip, q.zero, q.scale, q.weight, false)).toThrow(/n rounding words/);
   });
 });
 

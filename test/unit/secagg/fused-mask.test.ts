@@ -97,14 +97,17 @@ function inputs(c: Case): { x: Float32Array; pairwise: PairwiseMask[]; selfSeed:
 }
 
 const workspaces = [
-  { kind: 'WebAssembly SIMD', ws: new MaskWorkspace() },
+  { kind: 'WebAssembly SIMD', ws: new MaskWorkspace({ native: false }) },
   { kind: 'plain JS', ws: new MaskWorkspace({ reference: true }) },
+  // The native AVX-512 quantiser where it is built (test/unit/aggregation/native.test.ts says whether).
+  { kind: 'native quantiser', ws: new MaskWorkspace() },
 ];
 
 describe('fused masking (quantise, weight and mask per slice; unmask and decode per slice)', () => {
   it('runs in WebAssembly SIMD here, and in plain JS when asked', () => {
     expect(workspaces[0]!.ws.simd).toBe(true);
     expect(workspaces[1]!.ws.simd).toBe(false);
+    expect(workspaces[2]!.ws.simd).toBe(true);
   });
 
   for (const c of CASES) {
@@ -165,7 +168,7 @@ describe('fused masking (quantise, weight and mask per slice; unmask and decode 
     { bits: 16, quantBits: 16, clip: 1.5 },
     { bits: 16, quantBits: 14, clip: 2.0e-3 },
   ] as const) {
-    it(`quantises the edge values the plain-JS way in WebAssembly SIMD: b = ${bits}, q = ${quantBits}, clip ${clip}`, () => {
+    it(`quantises the edge values the plain-JS way in WebAssembly SIMD and natively: b = ${bits}, q = ${quantBits}, clip ${clip}`, () => {
       const random = seededRandomBytes(`edges ${bits} ${quantBits}`);
       const x = edgeValues(clip);
       const q = { clip, quantBits, modulusBits: bits };
@@ -173,11 +176,12 @@ describe('fused masking (quantise, weight and mask per slice; unmask and decode 
         for (const [from, to] of [[0, x.length], [1, 2050], [3, 4]] as const) {
           const input = { weight, roundingSeed: random(32), selfSeed: random(32), pairwise: [], wordOffset: from + 7 };
           const part = x.subarray(from, to);
-          const simd = quantizeAndMask(part, q, input, workspaces[0]!.ws);
           const plain = quantizeAndMask(part, q, input, workspaces[1]!.ws);
           const reference = refFold(refQuantize(part, q, weight, input.roundingSeed, input.wordOffset), [{ seed: input.selfSeed, sign: 1 }], input.wordOffset, bits);
-          expect([weight, from, firstDifference(simd, plain)]).toEqual([weight, from, -1]);
-          expect([weight, from, firstDifference(simd, reference)]).toEqual([weight, from, -1]);
+          expect([weight, from, firstDifference(plain, reference)]).toEqual([weight, from, -1]);
+          for (const { kind, ws } of [workspaces[0]!, workspaces[2]!]) {
+            expect([kind, weight, from, firstDifference(quantizeAndMask(part, q, input, ws), reference)]).toEqual([kind, weight, from, -1]);
+          }
         }
       }
     });

@@ -45,6 +45,7 @@ import { startDashboard, type DashboardEndpoint } from './dashboard/server.js';
 import { FailureBook } from './dashboard/failures.js';
 import { OpenAttemptUploads } from './observe/uploads.js';
 import type { HaView } from './ha/view.js';
+import { nativeUnavailable } from '../aggregation/index.js';
 
 /** Version reported to agents and admins. */
 export const COORDINATOR_VERSION = '0.1.0';
@@ -300,6 +301,7 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
         }))
       : undefined;
   logger.info({ address, federation: config.federation, stateDir: config.stateDir, metrics: metricsEndpoint?.url, dashboard: dashboard?.url }, 'coordinator listening');
+  if (nativeUnavailable !== undefined) logger.info({ why: nativeUnavailable }, 'native kernels unavailable: CRC32C, hashing, value checks and unmasking use their portable forms (the same results, more CPU)');
 
   return {
     address,

@@ -4,7 +4,7 @@
  * mask keystream is written by a small native module"):
  *
  * - the AES-256-CTR keystream of the mask generator written into the caller's memory: the same
- *   bytes as node:crypto's aes-256-ctr, at 1.6× `openssl speed` with VAES (0.8× with AES-NI alone)
+ *   bytes as node:crypto's aes-256-ctr, at 1.3× `openssl speed` with VAES (0.8× with AES-NI alone)
  *   where Node's `cipher.update` reaches about half, because it allocates and zero-fills a new
  *   output buffer on every call;
  * - CRC32C with SSE4.2 (about four times @node-rs/crc32 per CPU-second here);

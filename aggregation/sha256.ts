@@ -3,50 +3,76 @@
  * (aggregation/native.ts), else node:crypto. The same digests either way; what the native one adds
  * is {@link Sha256.updateBoth}, two states fed the same bytes with their rounds interleaved — the
  * coordinator's piece digest and whole-delta digest of each received chunk, at about 0.8× the CPU
- * of two passes (docs/decisions.md, "The mask keystream is written by a small native module").
+ * of two passes (docs/decisions.md, "A small native module for the bytes every round touches").
  */
-import { type Hash, createHash } from 'node:crypto';
 import { Buffer } from 'node:buffer';
+import { type Hash, createHash } from 'node:crypto';
+import { AggregationError } from './errors.js';
 import { native } from './native.js';
+
+/** The native module's SHA-256 functions (native/sha256.c). */
+interface NativeSha {
+  readonly bytes: number;
+  readonly init: (state: Uint8Array) => void;
+  readonly update: (state: Uint8Array, data: Uint8Array) => void;
+  readonly update2: (a: Uint8Array, b: Uint8Array, data: Uint8Array) => void;
+  readonly final: (state: Uint8Array, out: Uint8Array) => void;
+}
+
+/** The native module's SHA-256 functions, all or none. */
+const sha: NativeSha | undefined =
+  native?.sha256StateBytes !== undefined && native.sha256Init && native.sha256Update && native.sha256Update2 && native.sha256Final
+    ? { bytes: native.sha256StateBytes, init: native.sha256Init, update: native.sha256Update, update2: native.sha256Update2, final: native.sha256Final }
+    : undefined;
 
 /** A running SHA-256. */
 export class Sha256 {
-  /** The native state, or undefined where node:crypto hashes. */
-  private readonly state: Uint8Array | undefined;
-  private readonly hash: Hash | undefined;
+  /** The native state, or the node:crypto hash where the native module is not built. */
+  private readonly state: { readonly kind: 'native'; readonly bytes: Uint8Array; readonly sha: NativeSha } | { readonly kind: 'node'; readonly hash: Hash };
+  private finished = false;
 
   constructor() {
-    if (native?.sha256Init !== undefined) {
-      // A fresh ArrayBuffer is 8-aligned, as the C struct needs.
-      this.state = new Uint8Array(native.sha256StateBytes!);
-      native.sha256Init(this.state);
-    } else {
-      this.hash = createHash('sha256');
+    if (sha === undefined) {
+      this.state = { kind: 'node', hash: createHash('sha256') };
+      return;
     }
+    // A fresh ArrayBuffer of this size lives outside V8's heap, 16-aligned, as the C struct needs.
+    const bytes = new Uint8Array(sha.bytes);
+    sha.init(bytes);
+    this.state = { kind: 'native', bytes, sha };
   }
 
   /** Feeds `data`; returns this. */
   update(data: Uint8Array): this {
-    if (this.state !== undefined) native!.sha256Update!(this.state, data);
-    else this.hash!.update(data);
+    this.checkOpen();
+    if (this.state.kind === 'native') this.state.sha.update(this.state.bytes, data);
+    else this.state.hash.update(data);
     return this;
   }
 
-  /** The digest in lower-case hex; the hash takes no more bytes after it. */
+  /** The digest in lower-case hex; the hash takes nothing after it (as node:crypto's). */
   digest(encoding: 'hex'): string {
-    if (this.state === undefined) return this.hash!.digest(encoding);
+    this.checkOpen();
+    this.finished = true;
+    if (this.state.kind === 'node') return this.state.hash.digest(encoding);
     const out = new Uint8Array(32);
-    native!.sha256Final!(this.state, out);
+    this.state.sha.final(this.state.bytes, out);
     return Buffer.from(out.buffer).toString('hex');
   }
 
   /** `a.update(data); b.update(data)`, in one pass where the native module is built. */
   static updateBoth(a: Sha256, b: Sha256, data: Uint8Array): void {
-    if (a === b) throw new RangeError('updateBoth needs two distinct hashes');
-    if (a.state !== undefined && b.state !== undefined) native!.sha256Update2!(a.state, b.state, data);
+    if (a === b) throw new AggregationError('INVALID_ARGUMENT', 'updateBoth needs two distinct hashes');
+    a.checkOpen();
+    b.checkOpen();
+    if (a.state.kind === 'native' && b.state.kind === 'native') a.state.sha.update2(a.state.bytes, b.state.bytes, data);
     else {
       a.update(data);
       b.update(data);
     }
+  }
+
+  private checkOpen(): void {
+    if (this.finished) throw new AggregationError('INVALID_ARGUMENT', 'this SHA-256 has given its digest and takes no more bytes');
   }
 }

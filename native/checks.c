@@ -1,6 +1,6 @@
 /*
  * The checks the coordinator and the agents make on every byte they move: the CRC32C of each
- * chunk, with SSE4.2's crc32 instruction (about 1.5× @node-rs/crc32 per CPU-second here), and the
+ * chunk, with SSE4.2's crc32 instruction (about four times @node-rs/crc32 per CPU-second here), the
  * finiteness of bf16 and f32 delta values read in place (the WebAssembly kernel must first copy
  * them into its own memory). x86-64 only; module.c exports none of it elsewhere.
  */
@@ -28,7 +28,7 @@ static uint32_t gf_multiply(uint32_t a, uint32_t b) {
   return product;
 }
 
-/* x^(8·RUN) mod P, reflected, made once. */
+/* x^(8·RUN) mod P, reflected: set by fedhpc_checks_init when the module loads. */
 static uint32_t shift_run = 0;
 
 static uint32_t x_pow_8n(size_t n) {
@@ -53,9 +53,12 @@ SSE42 static uint32_t crc_bytes(uint32_t crc, const uint8_t *p, size_t n) {
   return crc;
 }
 
+void fedhpc_checks_init(void) {
+  shift_run = x_pow_8n(RUN);
+}
+
 SSE42 uint32_t fedhpc_crc32c(const uint8_t *p, size_t n) {
   uint32_t crc = 0xFFFFFFFFu;
-  if (shift_run == 0) shift_run = x_pow_8n(RUN);
   while (n >= 3 * RUN) {
     uint64_t a = crc, b = 0, c = 0;
     for (size_t i = 0; i < RUN; i += 8) {
@@ -67,7 +70,7 @@ SSE42 uint32_t fedhpc_crc32c(const uint8_t *p, size_t n) {
       b = _mm_crc32_u64(b, wb);
       c = _mm_crc32_u64(c, wc);
     }
-    /* crc(A‖B‖C) = crc(A)·x^(16·RUN·8/2…) folded: shift A over B, xor B, shift over C, xor C. */
+    /* Registers after A‖B‖C: ((a·x^(8·RUN)) ⊕ b)·x^(8·RUN) ⊕ c, where b and c started from 0. */
     crc = gf_multiply(gf_multiply((uint32_t)a, shift_run) ^ (uint32_t)b, shift_run) ^ (uint32_t)c;
     p += 3 * RUN;
     n -= 3 * RUN;
@@ -116,7 +119,7 @@ int64_t fedhpc_find_non_finite_f32(const uint8_t *p, size_t n) {
 #if defined(__x86_64__)
 #include <math.h>
 
-#define AVX512 __attribute__((target("avx512f,avx512vl")))
+#define AVX512 __attribute__((target("avx2,avx512f,avx512vl")))
 
 /*
  * The quantiser of secure aggregation's masked encoding (aggregation/secagg/quantize.ts,
@@ -165,9 +168,10 @@ AVX512 int fedhpc_quantize_f32(uint8_t *dst, const uint8_t *x, const uint8_t *u,
   return 0;
 }
 
+/* The quantiser's finiteness test uses AVX2 beside AVX-512F and VL. */
 int fedhpc_cpu_has_avx512(void) {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2");
 }
 
 #endif /* __x86_64__ */

@@ -4,13 +4,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* prg.c: AES-256-CTR keystream bytes [skip, skip + n) of the blocks from (hi, lo), into out. */
+/* prg.c: AES-256-CTR keystream bytes [skip, skip + n) of the blocks from (hi, lo), into out;
+ * skip < 16 (module.c checks it). */
 void fedhpc_aes256_ctr(const uint8_t key[32], uint64_t hi, uint64_t lo, size_t skip, uint8_t *out, size_t n, int wide);
 int fedhpc_cpu_has_aesni(void);
 int fedhpc_cpu_has_vaes(void);
 
 /* checks.c: CRC32C (Castagnoli, reflected, init and final xor 0xffffffff) of n bytes. */
 uint32_t fedhpc_crc32c(const uint8_t *p, size_t n);
+/* Makes CRC32C's constant; called once when the module loads, before any fedhpc_crc32c. */
+void fedhpc_checks_init(void);
 int fedhpc_cpu_has_sse42(void);
 /* Index of the first NaN or ±Infinity among n little-endian bf16 (or f32) values, or -1. */
 int64_t fedhpc_find_non_finite_bf16(const uint8_t *p, size_t n);

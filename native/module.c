@@ -45,7 +45,9 @@ static napi_value aes256_ctr_into(napi_env env, napi_callback_info info) {
   napi_value argv[6];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) return fail(env, "aes256CtrInto takes 5 or 6 arguments");
   bool narrow = false;
-  if (argc == 6 && napi_get_value_bool(env, argv[5], &narrow) != napi_ok) return fail(env, "narrow must be a boolean");
+  napi_valuetype narrow_type = napi_undefined;
+  if (argc == 6 && napi_typeof(env, argv[5], &narrow_type) != napi_ok) return fail(env, "narrow must be a boolean");
+  if (narrow_type != napi_undefined && napi_get_value_bool(env, argv[5], &narrow) != napi_ok) return fail(env, "narrow must be a boolean");
   uint8_t *key, *out;
   size_t key_len, out_len;
   if (!bytes_of(env, argv[0], &key, &key_len) || key_len != 32) return fail(env, "key must be a 32-byte Uint8Array");
@@ -202,6 +204,7 @@ static napi_value init(napi_env env, napi_value exports) {
   aesni = fedhpc_cpu_has_aesni();
   use_wide = aesni && fedhpc_cpu_has_vaes();
   sse42 = fedhpc_cpu_has_sse42();
+  if (sse42) fedhpc_checks_init();
   sha = fedhpc_cpu_has_sha();
   avx512 = fedhpc_cpu_has_avx512();
 #endif

@@ -62,7 +62,6 @@ export {
   tryCombine,
 } from './shamir.js';
 export { PRG_CHUNK_BYTES, type MaskBits, type MaskWords, applyMask, expandMask, expandMaskInto, forEachKeystreamChunk } from './prg.js';
-
 export {
   type FixedPointBudget,
   type QuantizeInput,

@@ -79,6 +79,11 @@ export class MaskWorkspace {
   readonly simd: boolean;
   /** The native module's quantiser (AVX-512), where it is built and this workspace uses SIMD. */
   private readonly quantizeNative: NonNullable<NativeKernels['quantizeF32']> | undefined;
+
+  /** True when values are quantised by the native module (AVX-512), not in WebAssembly. */
+  get nativeQuantize(): boolean {
+    return this.quantizeNative !== undefined;
+  }
   private readonly k: MaskKernelExports | undefined;
   private readonly window: ArrayBufferLike;
   private readonly bytes: Uint8Array;
@@ -112,7 +117,7 @@ export class MaskWorkspace {
     if (this.k !== undefined) {
       const u = this.bytes.subarray(ROUNDING_AT, ROUNDING_AT + count * 4);
       rounding.into(u);
-      if (this.quantizeNative !== undefined) {
+      if (this.quantizeNative !== undefined && Number.isFinite(p.scale)) {
         // x is read where it lies; the words go straight into the slice.
         const values = new Uint8Array(x.buffer, x.byteOffset + from * 4, count * 4);
         if (this.quantizeNative(this.bytes.subarray(ACC_AT, ACC_AT + (count * bits) / 8), values, u, p.clip, p.zero, p.scale, p.weight, bits === 32) === 0) return;

@@ -9,7 +9,11 @@
 import { Buffer } from 'node:buffer';
 import { type Cipher, createCipheriv } from 'node:crypto';
 import { assertBytes, SecAggError } from './errors.js';
+import { invariant } from '../invariant.js';
 import { native } from '../native.js';
+
+/** The native keystream (aggregation/native.ts), or undefined where node:crypto makes it. */
+const nativeKeystream = native?.aes256CtrInto;
 
 /** Word widths of the masking ring Z_2^b. */
 export type MaskBits = 16 | 32;
@@ -196,7 +200,7 @@ export class Keystream {
     }
     this.key = Uint8Array.from(seed);
     this.byteAt = byteOffset;
-    if (native?.aes256CtrInto === undefined) {
+    if (nativeKeystream === undefined) {
       const iv = Buffer.alloc(AES_BLOCK);
       iv.writeBigUInt64BE(BigInt(Math.floor(byteOffset / AES_BLOCK)), 8);
       this.cipher = createCipheriv('aes-256-ctr', this.key, iv);
@@ -262,8 +266,9 @@ export class Keystream {
 
   /** Fills `out` with the native keystream from {@link byteAt}. */
   private native(out: Uint8Array): void {
+    invariant(nativeKeystream !== undefined, 'a keystream without a cipher has the native one');
     const block = Math.floor(this.byteAt / AES_BLOCK);
-    native!.aes256CtrInto!(this.key, Math.floor(block / 2 ** 32), block % 2 ** 32, this.byteAt % AES_BLOCK, out);
+    nativeKeystream(this.key, Math.floor(block / 2 ** 32), block % 2 ** 32, this.byteAt % AES_BLOCK, out);
     this.byteAt += out.length;
     this.remaining -= this.skip + out.length;
     this.skip = 0;

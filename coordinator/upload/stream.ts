@@ -120,7 +120,13 @@ export class StripeReceiver {
     this.crcFailures = 0;
     checkValues(this.session.intent.encoding, this.session.intent.segments, offset, data);
     await this.file.write(data, 0, data.length, offset);
-    this.digestBytes(offset, data, this.session.digest.continuing(offset, data.length));
+    try {
+      this.digestBytes(offset, data, this.session.digest.continuing(offset, data.length));
+    } catch (err) {
+      // The whole-delta digest may hold part of these bytes: give it up (finish re-reads the spool).
+      this.session.digest.rewound(offset);
+      throw err;
+    }
     // Written and hashed: nothing reads these bytes again, and their memory takes a later chunk.
     recycleReceived(data);
     s.received = end;

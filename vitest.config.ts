@@ -10,6 +10,6 @@ export default defineConfig({
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
     // it.concurrent cases (crash points) start a coordinator and agents each: two at a time.
     maxConcurrency: 2,
-    setupFiles: ['test/setup/fail-on-console.ts'],
+    setupFiles: ['test/setup/fail-on-console.ts', 'test/setup/native.ts'],
   },
 });

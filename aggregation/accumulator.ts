@@ -5,7 +5,7 @@
 import { AggregationError } from './errors.js';
 import { type Kernels, createKernels } from './kernels/wasm.js';
 import { findNonFiniteBf16Ref, findNonFiniteRef } from './kernels/reference.js';
-import { native } from './native.js';
+import { nativeKernels } from './native.js';
 import { bf16ToF32 } from './safetensors/dtype.js';
 
 /** One tensor of the model layout an accumulator sums over. */
@@ -35,7 +35,8 @@ let finiteKernels: Kernels | undefined;
  */
 export function checkFinite(values: Float32Array): number {
   if (values.length < FINITE_KERNEL_MIN) return findNonFiniteRef(values);
-  if (native?.findNonFiniteF32 !== undefined) return native.findNonFiniteF32(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+  const find = nativeKernels()?.findNonFiniteF32;
+  if (find !== undefined) return find(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
   finiteKernels ??= createKernels();
   return finiteKernels.findNonFinite(values);
 }
@@ -47,7 +48,8 @@ export function checkFinite(values: Float32Array): number {
  */
 export function checkFiniteBf16(bytes: Uint8Array): number {
   if (bytes.length < 2 * FINITE_KERNEL_MIN) return findNonFiniteBf16Ref(bytes);
-  if (native?.findNonFiniteBf16 !== undefined) return native.findNonFiniteBf16(bytes);
+  const find = nativeKernels()?.findNonFiniteBf16;
+  if (find !== undefined) return find(bytes);
   finiteKernels ??= createKernels();
   return finiteKernels.findNonFiniteBf16(bytes);
 }

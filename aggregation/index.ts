@@ -40,5 +40,5 @@ export {
   type FileTensor,
 } from './partition.js';
 export { type UploadWeight, type UploadWeightCode, type WorkPart, discountedCount, uploadWeight } from './staleness.js';
-export { type NativeKernels, native, nativeKeystreamUnavailable, nativeUnavailable } from './native.js';
+export { type LoadedNative, type NativeKernels, nativeKernels, nativeKeystreamUnavailable, nativeUnavailable, useNativeKernels } from './native.js';
 export { Sha256 } from './sha256.js';

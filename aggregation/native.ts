@@ -1,7 +1,7 @@
 /**
- * fedhpc's native module (native/*.c, Node-API): the kernels that touch every byte of a round
- * where JavaScript and WebAssembly cannot do them at the machine's speed (docs/decisions.md, "The
- * mask keystream is written by a small native module"):
+ * fedhpc's native kernels (native/*.c, Node-API): those that touch every byte of a round where
+ * JavaScript and WebAssembly cannot do them at the machine's speed (docs/decisions.md, "A small
+ * native module for the bytes every round touches"):
  *
  * - the AES-256-CTR keystream of the mask generator written into the caller's memory: the same
  *   bytes as node:crypto's aes-256-ctr, at 1.3× `openssl speed` with VAES (0.8× with AES-NI alone)
@@ -13,18 +13,13 @@
  * - SHA-256 with the SHA extensions, and two states over the same bytes at once (sha256.ts);
  * - secure aggregation's quantiser in AVX-512, reading the values in place (mask-workspace.ts).
  *
- * `npm run build` compiles it to dist/native/fedhpc_native.node where a C compiler is found
- * (scripts/build-native.mjs). Where it is missing, cannot load, or FEDHPC_NATIVE=off, {@link native}
- * is undefined; a function the CPU cannot run (no AES-NI, no SSE4.2) is absent. Callers then use
- * node:crypto, @node-rs/crc32 or the WebAssembly kernels: the same results, more CPU.
- *
- * The one file of aggregation/ that touches the filesystem, to find and load the module (never
- * data); test/unit/aggregation/purity.test.ts allows it that by name.
+ * aggregation/ touches no file: common/native.ts finds and loads the module, and each process's
+ * entry point (the CLI, the benchmarks, the test setup) hands it here once with
+ * {@link useNativeKernels}, before any work. Until then, where it is missing, or where the CPU cannot
+ * run a kernel (that function is then absent), callers use node:crypto, @node-rs/crc32 or the
+ * WebAssembly kernels: the same results, more CPU. Each caller reads {@link nativeKernels} when it
+ * makes its state (a keystream, a hash, a workspace), so a change applies to what is made after it.
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-
 /** The module's exports (native/module.c). */
 export interface NativeKernels {
   /** Whether this CPU has AES-NI (and {@link aes256CtrInto} is there). */
@@ -57,27 +52,37 @@ export interface NativeKernels {
   readonly sha256Final?: (state: Uint8Array, out: Uint8Array) => void;
 }
 
-/** Where the build puts the module: beside this file's dist/ tree, or under dist/ when run from source. */
-const CANDIDATES = ['../native/fedhpc_native.node', '../dist/native/fedhpc_native.node'];
-
-/** The module, or why it is not used. */
-type Loaded = { readonly module: NativeKernels; readonly why?: undefined } | { readonly module?: undefined; readonly why: string };
-
-function load(): Loaded {
-  if ((process.env['FEDHPC_NATIVE'] ?? '').toLowerCase() === 'off') return { why: 'FEDHPC_NATIVE=off' };
-  const path = CANDIDATES.map((c) => fileURLToPath(new URL(c, import.meta.url))).find((p) => existsSync(p));
-  if (path === undefined) return { why: 'dist/native/fedhpc_native.node was not built (no C compiler when `npm run build` ran)' };
-  try {
-    return { module: createRequire(import.meta.url)(path) as NativeKernels };
-  } catch (e) {
-    return { why: `${path} did not load: ${(e as Error).message}` };
-  }
+/** What common/native.ts's `loadNativeModule` returns. */
+export interface LoadedNative {
+  readonly module?: object;
+  readonly why?: string;
 }
 
-const loaded = load();
+/** The process's kernels and why there are none; set by {@link useNativeKernels}. */
+let installed: { readonly kernels?: NativeKernels; readonly why?: string } = { why: 'this process has not loaded the native module' };
+
+/**
+ * Makes `loaded` the process's native kernels (or, with no module, records why there are none).
+ * A module that does not say whether it has AES-NI is not this project's and is refused.
+ */
+export function useNativeKernels(loaded: LoadedNative): void {
+  const m = loaded.module as Partial<NativeKernels> | undefined;
+  if (m === undefined) installed = { why: loaded.why ?? 'no native module' };
+  else if (typeof m.aesni !== 'boolean' || typeof m.vaes !== 'boolean') installed = { why: 'the loaded module is not native/module.c (no aesni and vaes flags)' };
+  else installed = { kernels: m as NativeKernels };
+}
+
 /** The native kernels, or undefined (see {@link nativeUnavailable}). */
-export const native: NativeKernels | undefined = loaded.module;
-/** Why the native kernels are not used, or undefined when they are. */
-export const nativeUnavailable: string | undefined = loaded.why;
+export function nativeKernels(): NativeKernels | undefined {
+  return installed.kernels;
+}
+
+/** Why there are no native kernels, or undefined when there are. */
+export function nativeUnavailable(): string | undefined {
+  return installed.why;
+}
+
 /** Why the mask keystream does not come from the native module, or undefined when it does. */
-export const nativeKeystreamUnavailable: string | undefined = loaded.why ?? (native?.aes256CtrInto === undefined ? 'this CPU has no AES-NI' : undefined);
+export function nativeKeystreamUnavailable(): string | undefined {
+  return installed.why ?? (installed.kernels?.aes256CtrInto === undefined ? 'this CPU has no AES-NI' : undefined);
+}

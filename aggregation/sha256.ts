@@ -8,7 +8,7 @@
 import { Buffer } from 'node:buffer';
 import { type Hash, createHash } from 'node:crypto';
 import { AggregationError } from './errors.js';
-import { native } from './native.js';
+import { nativeKernels } from './native.js';
 
 /** The native module's SHA-256 functions (native/sha256.c). */
 interface NativeSha {
@@ -20,10 +20,12 @@ interface NativeSha {
 }
 
 /** The native module's SHA-256 functions, all or none. */
-const sha: NativeSha | undefined =
-  native?.sha256StateBytes !== undefined && native.sha256Init && native.sha256Update && native.sha256Update2 && native.sha256Final
-    ? { bytes: native.sha256StateBytes, init: native.sha256Init, update: native.sha256Update, update2: native.sha256Update2, final: native.sha256Final }
+function nativeSha(): NativeSha | undefined {
+  const k = nativeKernels();
+  return k?.sha256StateBytes !== undefined && k.sha256Init && k.sha256Update && k.sha256Update2 && k.sha256Final
+    ? { bytes: k.sha256StateBytes, init: k.sha256Init, update: k.sha256Update, update2: k.sha256Update2, final: k.sha256Final }
     : undefined;
+}
 
 /** A running SHA-256. */
 export class Sha256 {
@@ -32,6 +34,7 @@ export class Sha256 {
   private finished = false;
 
   constructor() {
+    const sha = nativeSha();
     if (sha === undefined) {
       this.state = { kind: 'node', hash: createHash('sha256') };
       return;

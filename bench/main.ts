@@ -2,9 +2,12 @@
  * `npm run bench -- NAME [--json]`: runs one benchmark. Each prints human-readable lines and, with
  * `--json`, a last line holding its figures. Every benchmark measures its baseline in the same run.
  */
+import { useNativeKernels } from '../aggregation/index.js';
+import { loadNativeModule } from '../common/native.js';
 import { BENCHMARKS } from './registry.js';
 
 async function main(argv: string[]): Promise<number> {
+  useNativeKernels(loadNativeModule());
   const json = argv.includes('--json');
   const args = argv.filter((a) => a !== '--json');
   const name = args[0];

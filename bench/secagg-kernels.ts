@@ -32,6 +32,7 @@ import {
   MaskWorkspace,
   pairwiseSign,
   nativeKeystreamUnavailable,
+  useNativeKernels,
   PRG_CHUNK_BYTES,
   quantize,
   quantizeAndMask,
@@ -41,6 +42,7 @@ import {
   type PairwiseMask,
 } from '../aggregation/index.js';
 import { MALLOC_TUNING, withMallocTuning } from '../common/malloc.js';
+import { loadNativeModule } from '../common/native.js';
 
 const exec = promisify(execFile);
 
@@ -233,7 +235,8 @@ function measurePipelines(): PipelineFigures {
 /** Measures the kernels and OpenSSL, logs them, and returns the figures for the JSON report. */
 export async function secaggKernelFigures(log: (line: string) => void): Promise<Record<string, number>> {
   // OpenSSL before and after the tuned kernels, averaged, so drifting load weighs on both alike.
-  if (nativeKeystreamUnavailable !== undefined) log(`the native keystream is unavailable (${nativeKeystreamUnavailable}): both runs use node:crypto`);
+  const why = nativeKeystreamUnavailable();
+  if (why !== undefined) log(`the native keystream is unavailable (${why}): both runs use node:crypto`);
   const opensslBefore = await opensslAesCtr(false);
   const k = await kernelsInChild(true, 'native');
   const opensslAfter = await opensslAesCtr(false);
@@ -273,5 +276,6 @@ export async function secaggKernelFigures(log: (line: string) => void): Promise<
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  useNativeKernels(loadNativeModule());
   process.stdout.write(`${JSON.stringify(process.argv[2] === 'pipelines' ? measurePipelines() : measureKernels())}\n`);
 }

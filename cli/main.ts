@@ -7,6 +7,8 @@ import { parseArgs } from 'node:util';
 import { ConfigError } from '../common/config-file.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import { tuneGarbageCollector } from '../common/gc-tuning.js';
+import { loadNativeModule } from '../common/native.js';
+import { useNativeKernels } from '../aggregation/index.js';
 import { printable } from '../common/text.js';
 import { CoordinatorError, EXIT_WITH_STDIN, LEASE_DEFAULTS, ShardRefusedError, loadCoordinatorConfig, loadShardConfig, runHaCoordinator, runShard, startCoordinator } from '../coordinator/index.js';
 import { serveMetrics } from '../common/metrics-http.js';
@@ -401,6 +403,8 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
 
 async function main(argv: string[]): Promise<number> {
   tuneGarbageCollector();
+  // The native kernels, before anything makes a keystream, a hash or a workspace.
+  useNativeKernels(loadNativeModule());
   const [command, ...rest] = argv;
   if (!command || command === '--help' || command === '-h') {
     process.stdout.write(USAGE);

@@ -301,7 +301,8 @@ export async function startCoordinator(options: StartCoordinatorOptions): Promis
         }))
       : undefined;
   logger.info({ address, federation: config.federation, stateDir: config.stateDir, metrics: metricsEndpoint?.url, dashboard: dashboard?.url }, 'coordinator listening');
-  if (nativeUnavailable !== undefined) logger.info({ why: nativeUnavailable }, 'native kernels unavailable: CRC32C, hashing, value checks and unmasking use their portable forms (the same results, more CPU)');
+  const nativeWhy = nativeUnavailable();
+  if (nativeWhy !== undefined) logger.info({ why: nativeWhy }, 'native kernels unavailable: CRC32C, hashing, value checks and unmasking use their portable forms (the same results, more CPU)');
 
   return {
     address,

@@ -85,13 +85,18 @@ static napi_value crc32c(napi_env env, napi_callback_info info) {
 #endif
 }
 
-/* findNonFiniteBf16(bytes) / findNonFiniteF32(bytes): index of the first NaN or ±Infinity, or -1. */
-static napi_value find_non_finite(napi_env env, napi_callback_info info, int width) {
+/*
+ * findNonFiniteBf16(bytes) / findNonFiniteF32(bytes): index of the first NaN or ±Infinity, or -1.
+ * One callback for both; the value width (2 or 4) is the function's data.
+ */
+static napi_value find_non_finite(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1], result;
   uint8_t *data;
   size_t len;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1) return fail(env, "the finiteness checks take 1 argument");
+  void *width_data;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, &width_data) != napi_ok || argc != 1) return fail(env, "the finiteness checks take 1 argument");
+  int width = (int)(intptr_t)width_data;
   if (!bytes_of(env, argv[0], &data, &len)) return fail(env, "the finiteness checks take a Uint8Array");
   if (len % width != 0) return fail(env, width == 2 ? "bf16 bytes must be a whole number of values" : "f32 bytes must be a whole number of values");
 #ifdef HAVE_X86
@@ -104,14 +109,6 @@ static napi_value find_non_finite(napi_env env, napi_callback_info info, int wid
 #endif
 }
 
-static napi_value find_non_finite_bf16(napi_env env, napi_callback_info info) {
-  return find_non_finite(env, info, 2);
-}
-
-static napi_value find_non_finite_f32(napi_env env, napi_callback_info info) {
-  return find_non_finite(env, info, 4);
-}
-
 /* A SHA-256 state in a Uint8Array of at least sizeof(struct fedhpc_sha256) bytes, 8-aligned. */
 static struct fedhpc_sha256 *sha_state(napi_env env, napi_value v) {
   uint8_t *p;
@@ -120,12 +117,18 @@ static struct fedhpc_sha256 *sha_state(napi_env env, napi_value v) {
   return (struct fedhpc_sha256 *)p;
 }
 
-/* sha256Init(state) / sha256Update(state, data) / sha256Update2(a, b, data) / sha256Final(state, out32) */
-static napi_value sha256_call(napi_env env, napi_callback_info info, int op) {
+/*
+ * sha256Init(state) / sha256Update(state, data) / sha256Update2(a, b, data) / sha256Final(state,
+ * out32): one callback; which of the four (0 to 3) is the function's data.
+ */
+static napi_value sha256_call(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
+  void *op_data;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, &op_data) != napi_ok) return fail(env, "wrong number of arguments to a SHA-256 call");
+  int op = (int)(intptr_t)op_data;
   size_t want = op == 0 ? 1 : op == 2 ? 3 : 2;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != want) return fail(env, "wrong number of arguments to a SHA-256 call");
+  if (argc != want) return fail(env, "wrong number of arguments to a SHA-256 call");
   struct fedhpc_sha256 *a = sha_state(env, argv[0]);
   if (a == NULL) return fail(env, "a SHA-256 state must be an 8-aligned Uint8Array of sha256StateBytes");
 #ifdef HAVE_X86
@@ -149,19 +152,6 @@ static napi_value sha256_call(napi_env env, napi_callback_info info, int op) {
 #else
   return fail(env, "no SHA extensions on this machine");
 #endif
-}
-
-static napi_value sha256_init(napi_env env, napi_callback_info info) {
-  return sha256_call(env, info, 0);
-}
-static napi_value sha256_update(napi_env env, napi_callback_info info) {
-  return sha256_call(env, info, 1);
-}
-static napi_value sha256_update2(napi_env env, napi_callback_info info) {
-  return sha256_call(env, info, 2);
-}
-static napi_value sha256_final(napi_env env, napi_callback_info info) {
-  return sha256_call(env, info, 3);
 }
 
 /* quantizeF32(dst, x, u, clip, zero, scale, weight, wide): 0, or 1 when x holds a NaN or ±Infinity. */
@@ -188,9 +178,10 @@ static napi_value quantize_f32(napi_env env, napi_callback_info info) {
 #endif
 }
 
-static bool export_function(napi_env env, napi_value exports, const char *name, napi_callback cb) {
+/* Exports `cb` as `name`, with `data` as what napi_get_cb_info hands it. */
+static bool export_function(napi_env env, napi_value exports, const char *name, napi_callback cb, intptr_t data) {
   napi_value fn;
-  return napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn) == napi_ok && napi_set_named_property(env, exports, name, fn) == napi_ok;
+  return napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, (void *)data, &fn) == napi_ok && napi_set_named_property(env, exports, name, fn) == napi_ok;
 }
 
 static bool export_flag(napi_env env, napi_value exports, const char *name, int value) {
@@ -209,17 +200,17 @@ static napi_value init(napi_env env, napi_value exports) {
   avx512 = fedhpc_cpu_has_avx512();
 #endif
   if (!export_flag(env, exports, "aesni", aesni) || !export_flag(env, exports, "vaes", use_wide)) return NULL;
-  if (aesni && !export_function(env, exports, "aes256CtrInto", aes256_ctr_into)) return NULL;
-  if (sse42 && !export_function(env, exports, "crc32c", crc32c)) return NULL;
-  if (avx512 && !export_function(env, exports, "quantizeF32", quantize_f32)) return NULL;
+  if (aesni && !export_function(env, exports, "aes256CtrInto", aes256_ctr_into, 0)) return NULL;
+  if (sse42 && !export_function(env, exports, "crc32c", crc32c, 0)) return NULL;
+  if (avx512 && !export_function(env, exports, "quantizeF32", quantize_f32, 0)) return NULL;
   if (sha) {
     napi_value size;
     if (napi_create_uint32(env, (uint32_t)sizeof(struct fedhpc_sha256), &size) != napi_ok || napi_set_named_property(env, exports, "sha256StateBytes", size) != napi_ok) return NULL;
-    if (!export_function(env, exports, "sha256Init", sha256_init) || !export_function(env, exports, "sha256Update", sha256_update) ||
-        !export_function(env, exports, "sha256Update2", sha256_update2) || !export_function(env, exports, "sha256Final", sha256_final)) return NULL;
+    if (!export_function(env, exports, "sha256Init", sha256_call, 0) || !export_function(env, exports, "sha256Update", sha256_call, 1) ||
+        !export_function(env, exports, "sha256Update2", sha256_call, 2) || !export_function(env, exports, "sha256Final", sha256_call, 3)) return NULL;
   }
 #ifdef HAVE_X86
-  if (!export_function(env, exports, "findNonFiniteBf16", find_non_finite_bf16) || !export_function(env, exports, "findNonFiniteF32", find_non_finite_f32)) return NULL;
+  if (!export_function(env, exports, "findNonFiniteBf16", find_non_finite, 2) || !export_function(env, exports, "findNonFiniteF32", find_non_finite, 4)) return NULL;
 #endif
   return exports;
 }

@@ -94,7 +94,8 @@ export class SiteAgent {
 
   constructor(private readonly o: SiteAgentOptions) {
     this.log = o.logger.child({ site: o.config.site });
-    if (nativeKeystreamUnavailable !== undefined) this.log.info({ why: nativeKeystreamUnavailable }, 'secure aggregation masks use node:crypto, not the native keystream (the same bytes, about twice the keystream CPU)');
+    const why = nativeKeystreamUnavailable();
+    if (why !== undefined) this.log.info({ why }, 'secure aggregation masks use node:crypto, not the native keystream (the same bytes, about twice the keystream CPU)');
     this.cacheDir = join(o.config.workDir, 'models');
     const tls = readTlsFiles(o.config.tls);
     this.tls = { key: tls.key.toString('utf8'), ca: tls.ca.toString('utf8') };

@@ -26,14 +26,16 @@ import type {
   UploadResult__Output,
 } from '../proto/index.js';
 import { crc32c as crc32cPortable } from '@node-rs/crc32';
-import { WEIGHTINGS, err, native, ok, type Err, type Ok, type Result, type Weighting } from '../aggregation/index.js';
+import { WEIGHTINGS, err, nativeKernels, ok, type Err, type Ok, type Result, type Weighting } from '../aggregation/index.js';
 import type { DeltaPartHash } from '../common/receipt.js';
 import type { TaskTensor } from './encode.js';
 import { SiteAgentError } from './errors.js';
 import type { PeerAdvertisement, SecureParams, WireShare } from './secure/session.js';
 
 /** CRC32C of a chunk: the native kernel where it is built (about four times as fast), else @node-rs/crc32. */
-export const crc32c: (data: Uint8Array) => number = native?.crc32c ?? crc32cPortable;
+export function crc32c(data: Uint8Array): number {
+  return (nativeKernels()?.crc32c ?? crc32cPortable)(data);
+}
 
 /** Which attempt of which round of which run a task belongs to. */
 export interface AttemptRef {

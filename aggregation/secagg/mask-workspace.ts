@@ -15,7 +15,7 @@
  * fraction of a millisecond.
  */
 import { Buffer } from 'node:buffer';
-import { type NativeKernels, native } from '../native.js';
+import { type NativeKernels, nativeKernels } from '../native.js';
 import { SecAggError } from './errors.js';
 import { MASK_KERNELS_WASM_BASE64 } from './mask-kernels-wasm.js';
 import { type MaskBits, type MaskWords, type Keystream, add16, add32, sub16, sub32 } from './prg.js';
@@ -91,7 +91,7 @@ export class MaskWorkspace {
   constructor(options: MaskWorkspaceOptions = {}) {
     this.k = options.reference !== true && LITTLE_ENDIAN ? instantiateMaskKernels() : undefined;
     this.simd = this.k !== undefined;
-    this.quantizeNative = this.simd && options.native !== false ? native?.quantizeF32 : undefined;
+    this.quantizeNative = this.simd && options.native !== false ? nativeKernels()?.quantizeF32 : undefined;
     // The kernels' memory is never grown, so its buffer (and views of it) stay attached.
     this.window = this.k?.memory.buffer ?? new ArrayBuffer(SLICE_BYTES);
     this.bytes = new Uint8Array(this.window);

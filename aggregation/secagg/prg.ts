@@ -10,10 +10,7 @@ import { Buffer } from 'node:buffer';
 import { type Cipher, createCipheriv } from 'node:crypto';
 import { assertBytes, SecAggError } from './errors.js';
 import { invariant } from '../invariant.js';
-import { native } from '../native.js';
-
-/** The native keystream (aggregation/native.ts), or undefined where node:crypto makes it. */
-const nativeKeystream = native?.aes256CtrInto;
+import { type NativeKernels, nativeKernels } from '../native.js';
 
 /** Word widths of the masking ring Z_2^b. */
 export type MaskBits = 16 | 32;
@@ -178,6 +175,8 @@ export class Keystream {
   wordsBefore = 0;
   private nextWord = 0;
   private readonly key: Uint8Array;
+  /** The native keystream (aggregation/native.ts), or undefined where node:crypto makes it. */
+  private readonly generate: NativeKernels['aes256CtrInto'];
   /** The node:crypto cipher, where the native keystream is unavailable. */
   private readonly cipher: Cipher | undefined;
   private scratch: Uint8Array | undefined;
@@ -200,7 +199,8 @@ export class Keystream {
     }
     this.key = Uint8Array.from(seed);
     this.byteAt = byteOffset;
-    if (nativeKeystream === undefined) {
+    this.generate = nativeKernels()?.aes256CtrInto;
+    if (this.generate === undefined) {
       const iv = Buffer.alloc(AES_BLOCK);
       iv.writeBigUInt64BE(BigInt(Math.floor(byteOffset / AES_BLOCK)), 8);
       this.cipher = createCipheriv('aes-256-ctr', this.key, iv);
@@ -266,9 +266,9 @@ export class Keystream {
 
   /** Fills `out` with the native keystream from {@link byteAt}. */
   private native(out: Uint8Array): void {
-    invariant(nativeKeystream !== undefined, 'a keystream without a cipher has the native one');
+    invariant(this.generate !== undefined, 'a keystream without a cipher has the native one');
     const block = Math.floor(this.byteAt / AES_BLOCK);
-    nativeKeystream(this.key, Math.floor(block / 2 ** 32), block % 2 ** 32, this.byteAt % AES_BLOCK, out);
+    this.generate(this.key, Math.floor(block / 2 ** 32), block % 2 ** 32, this.byteAt % AES_BLOCK, out);
     this.byteAt += out.length;
     this.remaining -= this.skip + out.length;
     this.skip = 0;

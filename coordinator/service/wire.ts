@@ -6,7 +6,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { crc32c as crc32cPortable } from '@node-rs/crc32';
-import { native } from '../../aggregation/index.js';
+import { nativeKernels } from '../../aggregation/index.js';
 import { isSha256 } from '../../common/files.js';
 import { codePointName, findControl, printable } from '../../common/text.js';
 import { usageProblem, usageToWire, type RoundUsage } from '../../common/usage.js';
@@ -37,7 +37,9 @@ import type { SiteTask } from '../sites/registry.js';
 import type { UploadFrame, UploadHeader } from '../upload/frames.js';
 
 /** CRC32C of a chunk: the native kernel where it is built (about four times as fast), else @node-rs/crc32. */
-export const crc32c: (data: Uint8Array) => number = native?.crc32c ?? crc32cPortable;
+export function crc32c(data: Uint8Array): number {
+  return (nativeKernels()?.crc32c ?? crc32cPortable)(data);
+}
 
 const U64 = /^\d{1,16}$/;
 /** A run id, as `runSchema` defines it. */

@@ -4,7 +4,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { crc32c as crc32cPortable } from '@node-rs/crc32';
 import { checkFinite, checkFiniteBf16, Sha256 } from '../../../aggregation/index.js';
 import { findNonFiniteBf16Ref, findNonFiniteRef } from '../../../aggregation/kernels/reference.js';
-import { native, nativeUnavailable } from '../../../aggregation/native.js';
+import { nativeKernels, nativeKeystreamUnavailable, nativeUnavailable, useNativeKernels } from '../../../aggregation/native.js';
+import { loadNativeModule } from '../../../common/native.js';
 import { Keystream, PRG_CHUNK_BYTES } from '../../../aggregation/secagg/prg.js';
 import { quantizeRange } from '../../../aggregation/secagg/quantize.js';
 import { skipUnless } from '../../helpers/components.js';
@@ -46,7 +47,8 @@ function drain(ks: Keystream, total: number, words: number, how: 'take' | 'into'
 
 // The module must load where FEDHPC_REQUIRE names `native`; a kernel this CPU cannot run is absent
 // from it, and its tests skip and say so whatever FEDHPC_REQUIRE says (the fallback is then right).
-const moduleMissing = skipUnless('native', nativeUnavailable);
+const native = nativeKernels();
+const moduleMissing = skipUnless('native', nativeUnavailable());
 function lacks(feature: string, present: unknown): boolean {
   if (moduleMissing || present !== undefined) return moduleMissing;
   process.stdout.write(`skipping the native ${feature} tests: this CPU lacks it\n`);
@@ -56,7 +58,7 @@ function lacks(feature: string, present: unknown): boolean {
 describe.skipIf(lacks('AES-NI', native?.aes256CtrInto))('native AES-256-CTR keystream (native/prg.c)', () => {
   afterEach(() => {
     vi.unstubAllEnvs();
-    vi.resetModules();
+    useNativeKernels(loadNativeModule());
   });
 
   it.each([
@@ -85,21 +87,36 @@ describe.skipIf(lacks('AES-NI', native?.aes256CtrInto))('native AES-256-CTR keys
     expect(() => native!.aes256CtrInto!(new Uint8Array(32), 2 ** 32, 0, 0, out)).toThrow(/blockHi/);
   });
 
-  it('gives Keystream the same words as node:crypto does, by take, into and next, from an odd offset', async () => {
+  it('gives Keystream the same words as node:crypto does, by take, into and next, from an odd offset', () => {
+    const on = loadNativeModule();
     vi.stubEnv('FEDHPC_NATIVE', 'off');
-    vi.resetModules();
-    const viaNode = await import('../../../aggregation/secagg/prg.js');
-    expect((await import('../../../aggregation/native.js')).nativeUnavailable).toBe('FEDHPC_NATIVE=off');
+    const off = loadNativeModule();
+    expect(off).toEqual({ why: 'FEDHPC_NATIVE=off' });
     const seed = seededRandomBytes('native keystream')(32);
     for (const bits of [16, 32] as const) {
       const wordOffset = 1_000_003;
       const total = (3 * PRG_CHUNK_BYTES) / (bits / 8) + 77;
       const expected = opensslKeystream(seed, wordOffset * (bits / 8), total * (bits / 8));
       for (const how of ['take', 'into', 'next'] as const) {
-        expect(drain(new viaNode.Keystream(seed, wordOffset, total, bits), total, 32 * 1024, how).equals(expected), `node:crypto, ${how}, ${bits} bits`).toBe(true);
-        expect(drain(new Keystream(seed, wordOffset, total, bits), total, 32 * 1024 - 5, how).equals(expected), `native, ${how}, ${bits} bits`).toBe(true);
+        // A keystream keeps the generator it was made with: node:crypto while none is installed.
+        useNativeKernels(off);
+        const viaNode = new Keystream(seed, wordOffset, total, bits);
+        expect(nativeKeystreamUnavailable()).toBe('FEDHPC_NATIVE=off');
+        useNativeKernels(on);
+        expect(nativeKeystreamUnavailable()).toBeUndefined();
+        const viaNative = new Keystream(seed, wordOffset, total, bits);
+        expect(drain(viaNode, total, 32 * 1024, how).equals(expected), `node:crypto, ${how}, ${bits} bits`).toBe(true);
+        expect(drain(viaNative, total, 32 * 1024 - 5, how).equals(expected), `native, ${how}, ${bits} bits`).toBe(true);
       }
     }
+  });
+
+  it('refuses a module that is not native/module.c, and says why there are then no kernels', () => {
+    useNativeKernels({ module: { aes256CtrInto: () => undefined } });
+    expect(nativeKernels()).toBeUndefined();
+    expect(nativeUnavailable()).toMatch(/not native\/module.c/);
+    useNativeKernels({ why: 'built without a compiler' });
+    expect(nativeKeystreamUnavailable()).toBe('built without a compiler');
   });
 
   it('refuses a slice past the words asked for, whichever way it is taken', () => {

@@ -6,13 +6,6 @@ import { describe, expect, it } from 'vitest';
 // DESIGN.md, Layout: aggregation/ is pure — it imports itself and four node modules, nothing else.
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../../aggregation');
 const ALLOWED = new Set(['node:crypto', 'node:buffer', 'node:stream', 'node:worker_threads']);
-/**
- * One file more: the loader of the native mask keystream finds and loads its compiled module
- * (docs/decisions.md, "The mask keystream is written by a small native module"); it reads no data.
- */
-const ALLOWED_IN: Readonly<Record<string, ReadonlySet<string>>> = {
-  ['native.ts']: new Set(['node:fs', 'node:module', 'node:url']),
-};
 
 function tsFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
@@ -35,7 +28,7 @@ describe('aggregation purity', () => {
       const source = readFileSync(file, 'utf8');
       if (/\b(?:import|require)\s*\(\s*[^'"`\s]/.test(source)) offences.push(`${relative(ROOT, file)}: non-literal dynamic import`);
       for (const spec of specifiers(source)) {
-        if (ALLOWED.has(spec) || ALLOWED_IN[relative(ROOT, file)]?.has(spec) === true) continue;
+        if (ALLOWED.has(spec)) continue;
         const target = spec.startsWith('.') ? resolve(dirname(file), spec) : undefined;
         if (target !== undefined && (target === ROOT || target.startsWith(ROOT + sep))) continue;
         offences.push(`${relative(ROOT, file)}: ${spec}`);

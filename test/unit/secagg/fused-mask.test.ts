@@ -1,6 +1,6 @@
 import { createCipheriv } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { native } from '../../../aggregation/native.js';
+import { nativeKernels } from '../../../aggregation/native.js';
 import {
   MASK_SLICE_WORDS,
   type MaskBits,
@@ -110,7 +110,7 @@ describe('fused masking (quantise, weight and mask per slice; unmask and decode 
     expect(workspaces[1]!.ws.simd).toBe(false);
     expect(workspaces[2]!.ws.simd).toBe(true);
     // The third quantises natively wherever the native module offers it, and only the third.
-    expect(workspaces[2]!.ws.nativeQuantize).toBe(native?.quantizeF32 !== undefined);
+    expect(workspaces[2]!.ws.nativeQuantize).toBe(nativeKernels()?.quantizeF32 !== undefined);
     expect(workspaces[0]!.ws.nativeQuantize).toBe(false);
   });
 

@@ -2,11 +2,13 @@
  * Received gRPC messages in recycled memory: the coordinator's upload chunks.
  *
  * grpc-js gathers each received message that spans several HTTP/2 DATA frames into a fresh buffer
- * (`StreamDecoder.write`, `Buffer.concat`). A 1 MiB chunk lives in it until the spool write is done,
- * long enough to outlive a scavenge, so each one is old-generation external memory to V8, and every
+ * (`StreamDecoder.write`, `Buffer.concat`), holding every frame until the last has come. A 1 MiB
+ * chunk lives in it until the spool write is done, long enough to outlive a scavenge, so each one
+ * is old-generation external memory to V8, and every
  * few tens of MB of them set off a full mark-compact: ~110 for one 100 M-parameter round (800 MB in)
  * at the coordinator (bench/RESULTS.md, issue 18, session 10). {@link installReceivePool} lets the
- * decoder take such a message's memory from buffers that {@link recycleReceived} handed back.
+ * decoder take such a message's memory from buffers that {@link recycleReceived} handed back, and
+ * copy each frame's bytes into it as the frame arrives.
  *
  * Only a caller that will not read a message's bytes again, and that knows no one else holds a view
  * of them, hands them back: the coordinator's upload stream, once a chunk is written to the spool
@@ -34,7 +36,10 @@ export function receivedBufferCounts(): { readonly fresh: number; readonly reuse
   return received.stats();
 }
 
-/** The decoder state the patch reads and writes (grpc-js 1.14's field names). */
+/** The patch's own field on a decoder: a symbol, so it can meet none of grpc-js's. */
+const GATHERING = Symbol('fedhpc.gathering');
+
+/** The decoder state the patch reads and writes (grpc-js 1.14's field names), and its own. */
 interface DecoderState {
   readState: number;
   readMessageSize: number;
@@ -42,17 +47,18 @@ interface DecoderState {
   readCompressFlag: Buffer;
   readPartialSize: Buffer;
   readPartialMessage: Buffer[];
+  /** The pooled buffer a large message is being gathered into, and how much of it is written. */
+  [GATHERING]?: { readonly framed: Buffer; at: number };
 }
 type DecoderWrite = (this: DecoderState, data: Buffer) => Buffer[];
 
 let installed: boolean | undefined;
 
 /**
- * Patches grpc-js's `StreamDecoder.write` so that a message of at least 64 KiB completed by a
- * DATA frame after its first is gathered into a pooled buffer, once per process. Checked against
- * the grpc-js version and shape it was read for (1.14); where either differs nothing is patched
- * and the result is false (messages are then gathered by grpc-js, correct and one allocation
- * each).
+ * Patches grpc-js's `StreamDecoder.write` so that a message of at least 64 KiB that spans DATA
+ * frames is gathered into a pooled buffer, once per process. Checked against the grpc-js version
+ * and shape it was read for (1.14); where either differs nothing is patched and the result is
+ * false (messages are then gathered by grpc-js, correct and one allocation each).
  */
 export function installReceivePool(): boolean {
   installed ??= patchStreamDecoder();
@@ -64,26 +70,36 @@ function patchStreamDecoder(): boolean {
   const original = proto?.write;
   if (!proto || typeof original !== 'function') return false;
   proto.write = function (this: DecoderState, data: Buffer): Buffer[] {
-    // The one case handled here: a large message whose last bytes open `data`. Anything else
-    // (sizes, prefixes, small messages, a message inside one frame) is grpc-js's own path.
-    const size = this.readMessageSize;
-    const remaining = this.readMessageRemaining;
-    if (this.readState !== READING_MESSAGE || size < MIN_POOLED_BYTES || remaining > data.length || !Array.isArray(this.readPartialMessage)) {
+    // The one case handled here: the bytes of a large message after the frame that opened it.
+    // Anything else (sizes, prefixes, small messages, a message inside one frame) is grpc-js's own
+    // path, which leaves the first bytes of a large message in `readPartialMessage`.
+    if (this.readState !== READING_MESSAGE || this.readMessageSize < MIN_POOLED_BYTES || !Array.isArray(this.readPartialMessage)) {
       return original.call(this, data);
     }
-    const framed = received.take(size + 5);
-    framed.set(this.readCompressFlag.subarray(0, 1), 0);
-    framed.set(this.readPartialSize.subarray(0, 4), 1);
-    let at = 5;
-    for (const part of this.readPartialMessage) {
-      framed.set(part, at);
-      at += part.length;
+    // Each frame's bytes are copied as they arrive, while the TLS layer's decryption has them in
+    // cache, and the frame's buffer dies young; grpc-js would hold every frame of the message and
+    // copy them all at its end (about 300 frames of 4 MiB's, by then out of cache and promoted).
+    let gathering = this[GATHERING];
+    if (gathering === undefined) {
+      const framed = received.take(this.readMessageSize + 5);
+      framed.set(this.readCompressFlag.subarray(0, 1), 0);
+      framed.set(this.readPartialSize.subarray(0, 4), 1);
+      let at = 5;
+      for (const part of this.readPartialMessage) {
+        framed.set(part, at);
+        at += part.length;
+      }
+      this.readPartialMessage = [];
+      gathering = this[GATHERING] = { framed, at };
     }
-    framed.set(data.subarray(0, remaining), at);
-    this.readPartialMessage = [];
-    this.readMessageRemaining = 0;
+    const take = Math.min(this.readMessageRemaining, data.length);
+    gathering.framed.set(take === data.length ? data : data.subarray(0, take), gathering.at);
+    gathering.at += take;
+    this.readMessageRemaining -= take;
+    if (this.readMessageRemaining > 0) return [];
+    this[GATHERING] = undefined;
     this.readState = NO_DATA;
-    return remaining < data.length ? [framed, ...original.call(this, data.subarray(remaining))] : [framed];
+    return take < data.length ? [gathering.framed, ...original.call(this, data.subarray(take))] : [gathering.framed];
   };
   return true;
 }

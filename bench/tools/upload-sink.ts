@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { createGrpcServer } from '../../common/grpc-window.js';
 import type { TlsMaterial } from '../../common/tls.js';
 import { SERVER_CHANNEL_OPTIONS } from '../../coordinator/index.js';
-import { loadProto, type UploadMessage__Output, type UploadReply } from '../../proto/index.js';
+import { loadProto, recycleReceived, type UploadMessage__Output, type UploadReply } from '../../proto/index.js';
 
 /** What the receivers do with the bytes, for the bench's output. */
 export const SINK_DESCRIPTION = 'receiver checks CRC32C of every chunk (@node-rs/crc32) and discards the bytes (no spool, no decode)';
@@ -48,6 +48,9 @@ function sinkUpload(ackWindowBytes: number): grpc.handleBidiStreamingCall<Upload
       } else if (m.kind === 'chunk' && m.chunk) {
         if (crc32c(m.chunk.data) !== m.chunk.crc32c) crcFailures++;
         received += m.chunk.data.length;
+        // Done with the bytes: their memory goes back for a later chunk, as the coordinator's does
+        // once a chunk is spooled and hashed.
+        recycleReceived(m.chunk.data);
         call.write({ ack: { offset: String(received) } });
       } else if (m.kind === 'trailer') {
         const message = `${crcFailures} chunk(s) failed CRC32C`;

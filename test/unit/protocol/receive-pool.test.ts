@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { loadProto, type UploadMessage, type UploadMessage__Output, type UploadReply, type UploadReply__Output } from '../../../proto/index.js';
 import { uploadOverLoopback } from '../../helpers/upload-loopback.js';
+import { grpcInternal } from '../../../proto/grpc-internals.js';
 import { installReceivePool, receivedBufferCounts, recycleReceived } from '../../../proto/receive-pool.js';
 
 /** Seeded bytes: message `i` of `bytes` bytes. */
@@ -86,6 +87,40 @@ describe('received messages in recycled memory', () => {
     expect(await upload(sizes, false)).toEqual({ intact: sizes.length, broken: 0 });
     expect(receivedBufferCounts().reused - before.reused).toBe(0);
   }, 60_000);
+
+  it('gathers messages from any split of the stream into DATA frames: prefixes split, several messages in a frame, a message per byte', () => {
+    installReceivePool();
+    type Decoder = { write(data: Buffer): Buffer[] };
+    const StreamDecoder = grpcInternal<{ StreamDecoder: new (max: number) => Decoder }>('stream-decoder.js')!.StreamDecoder!;
+    let seed = 7;
+    let gathered = 0;
+    const random = (n: number): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    for (let trial = 0; trial < 30; trial++) {
+      // Large messages (gathered here) between small and empty ones (grpc-js's own path).
+      const messages = Array.from({ length: 8 }, (_, i) => {
+        const kind = random(4);
+        const bytes = kind === 0 ? 0 : kind === 1 ? 1 + random(5_000) : 65_536 + random(200_000);
+        return payload(trial * 8 + i, bytes + ((4 - (bytes % 4)) % 4));
+      });
+      const stream = Buffer.concat(messages.flatMap((m) => [Buffer.from([0]), Buffer.from(Uint32Array.of(m.length).buffer).reverse(), m]));
+      const decoder = new StreamDecoder(-1);
+      const out: Buffer[] = [];
+      // Frames of 1 byte to 40 KB, cut anywhere: inside a prefix, across message ends.
+      for (let at = 0; at < stream.length; ) {
+        const n = trial % 10 === 9 && at < 70_000 ? 1 : 1 + random(40_000);
+        out.push(...decoder.write(stream.subarray(at, at + n)));
+        at += n;
+      }
+      expect(out.map((f) => f.subarray(5).toString('hex'))).toEqual(messages.map((m) => m.toString('hex')));
+      expect(out.map((f) => f.readUInt32BE(1))).toEqual(messages.map((m) => m.length));
+      gathered += messages.filter((m) => m.length >= 65_536).length;
+    }
+    // The trials did reach the patch: large messages, each spanning frames.
+    expect(gathered).toBeGreaterThan(30);
+  });
 
   it('takes back only memory it gave out, once', () => {
     const before = receivedBufferCounts();

@@ -1,20 +1,23 @@
 /**
  * The sending side of the transport benchmarks, run in a child process per site: a gRPC upload over
  * the site agent's own client (`createSiteClient`: mTLS, channel options, receive window) with
- * `SiteService.Upload` messages — header, CRC32C'd chunks within the acknowledged window, trailer —
- * and a raw mTLS socket writing the same bytes. Each connects first (`prepare`) and moves
- * {@link WARM_UP_CHUNKS} chunks once (on its own TLS connection, for raw TLS), so that `run` times
- * the transfer only: not process start-up, the TLS handshake, or the first calls of the code paths,
- * which V8 compiles then (grpc-js and protobufjs compile most of theirs on first use).
+ * `SiteService.Upload` messages — header, CRC32C'd chunks within the acknowledged window, trailer;
+ * the chunks in buffers made as the delta encoder makes its own, so each message is written around
+ * its data as the agent's are — and a raw mTLS socket writing the same bytes. Each connects first
+ * (`prepare`) and moves {@link WARM_UP_CHUNKS} chunks once (on its own TLS connection, for raw
+ * TLS), so that `run` times the transfer only: not process start-up, the TLS handshake, or the first
+ * calls of the code paths, which V8 compiles then (grpc-js and protobufjs compile most of theirs on
+ * first use).
  */
 import type * as grpc from '@grpc/grpc-js';
 import { crc32c } from '@node-rs/crc32';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomFillSync } from 'node:crypto';
 import { once } from 'node:events';
 import * as tls from 'node:tls';
 import type { TlsFiles } from '../../common/tls.js';
 import { readTlsFiles } from '../../common/tls.js';
-import type { SiteServiceClient, UploadMessage, UploadReply__Output } from '../../proto/index.js';
+import { DEFAULT_FLOW_CONTROL_WINDOW_BYTES } from '../../common/grpc-window.js';
+import { chunkDataBuffer, type SiteServiceClient, type UploadMessage, type UploadReply__Output } from '../../proto/index.js';
 import { createSiteClient } from '../../site-agent/index.js';
 import { TLS_HEADER_BYTES, TLS_REPLY_BYTES } from './upload-sink.js';
 
@@ -53,6 +56,42 @@ function payload(chunkBytes: number): Buffer[] {
   return Array.from({ length: 4 }, () => randomBytes(chunkBytes));
 }
 
+/**
+ * The gRPC sender's chunks, random bytes made before the clock starts in buffers the delta encoder
+ * would make them in (`chunkDataBuffer`): the agent's codec writes each chunk message around its
+ * data, with no copy, as it does for the agent's own chunks. A buffer is used again only once
+ * grpc-js has written the message around it (the write's callback), since its next message's
+ * framing is written into the same room. The sender never has more unwritten chunks than the
+ * acknowledged window holds (at most the HTTP/2 window) plus the one being sent, so this many
+ * buffers never leave it waiting.
+ */
+class ChunkRing {
+  private readonly free: Buffer[];
+  private wake: (() => void) | undefined;
+
+  constructor(chunkBytes: number) {
+    const count = Math.ceil(DEFAULT_FLOW_CONTROL_WINDOW_BYTES / chunkBytes) + 2;
+    this.free = Array.from({ length: count }, () => randomFillSync(chunkDataBuffer(chunkBytes)));
+  }
+
+  /** A chunk's buffer, once one is free. */
+  async take(): Promise<Buffer> {
+    for (;;) {
+      const b = this.free.pop();
+      if (b) return b;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+
+  /** Hands `b` back for a later chunk. */
+  give(b: Buffer): void {
+    this.free.push(b);
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+}
+
 /** Connects a sender for `o.transport`. */
 export function prepareSender(o: SendOptions): Promise<Sender> {
   return o.transport === 'grpc' ? prepareGrpc(o) : prepareTls(o);
@@ -61,9 +100,9 @@ export function prepareSender(o: SendOptions): Promise<Sender> {
 async function prepareGrpc(o: SendOptions): Promise<Sender> {
   const client = createSiteClient({ coordinator: `${o.host}:${o.port}`, serverName: 'localhost', tls: o.tls });
   await new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + 30_000, (err) => (err ? reject(err) : resolve())));
-  const blocks = payload(o.chunkBytes);
-  await grpcUpload(client, blocks, { ...o, bytes: Math.min(o.bytes, WARM_UP_CHUNKS * o.chunkBytes) });
-  return { run: () => grpcUpload(client, blocks, o), close: () => client.close() };
+  const ring = new ChunkRing(o.chunkBytes);
+  await grpcUpload(client, ring, { ...o, bytes: Math.min(o.bytes, WARM_UP_CHUNKS * o.chunkBytes) });
+  return { run: () => grpcUpload(client, ring, o), close: () => client.close() };
 }
 
 /** The coordinator's replies on one Upload stream, and waiting on them. */
@@ -103,21 +142,24 @@ class Replies {
 }
 
 /** One Upload stream: never more than the coordinator's acknowledged window in flight. */
-async function grpcUpload(client: SiteServiceClient, blocks: readonly Buffer[], o: SendOptions): Promise<Omit<SendResult, 'cpuMs'>> {
+async function grpcUpload(client: SiteServiceClient, ring: ChunkRing, o: SendOptions): Promise<Omit<SendResult, 'cpuMs'>> {
   const startMs = Date.now();
   const call = client.Upload({ deadline: startMs + o.deadlineMs });
   const replies = new Replies(call);
-  const send = async (m: UploadMessage): Promise<void> => {
-    if (call.write(m)) return;
+  const send = async (m: UploadMessage, written?: () => void): Promise<void> => {
+    if (written ? call.write(m, (err: unknown) => (err ? undefined : written())) : call.write(m)) return;
     if (replies.failure) throw replies.failure;
     await once(call, 'drain'); // rejects if the call fails meanwhile
   };
   await send({ header: { runId: 'bench', round: '1', attempt: 1, totalBytes: String(o.bytes), chunkBytes: o.chunkBytes } });
   await replies.until(() => replies.window >= 0);
-  for (let offset = 0, i = 0; offset < o.bytes; offset += o.chunkBytes, i++) {
-    const data = blocks[i % blocks.length]!.subarray(0, Math.min(o.chunkBytes, o.bytes - offset));
-    await replies.until(() => offset + data.length - replies.acked <= replies.window);
-    await send({ chunk: { offset, data, crc32c: crc32c(data) } });
+  for (let offset = 0; offset < o.bytes; offset += o.chunkBytes) {
+    const bytes = Math.min(o.chunkBytes, o.bytes - offset);
+    await replies.until(() => offset + bytes - replies.acked <= replies.window);
+    const whole = await ring.take();
+    // A short last chunk is a view, which the codec copies; every other chunk is written in place.
+    const data = bytes === whole.length ? whole : whole.subarray(0, bytes);
+    await send({ chunk: { offset, data, crc32c: crc32c(data) } }, () => ring.give(whole));
   }
   await send({ trailer: { sha256: '' } });
   call.end();

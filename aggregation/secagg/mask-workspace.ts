@@ -5,7 +5,7 @@
  * in the kernels' own memory: the rounding words and keystream slices are written there
  * (aggregation/native.ts; copied in from node:crypto where it is unavailable), values are quantised
  * into it (by the native AVX-512 quantiser reading them in place, or copied in and quantised in
- * WebAssembly) and folded, four keystreams of one sign at a time in one pass; a sum decodes there
+ * WebAssembly) and folded, four keystreams of either sign at a time in one pass; a sum decodes there
  * too. Elsewhere, or on a big-endian host, the same folds run in plain JS. Nothing is allocated per
  * slice but typed-array views, and, without the native keystream, the bytes Node's `cipher.update`
  * hands back (it cannot write into a caller's buffer).
@@ -26,6 +26,9 @@ interface MaskKernelExports {
   readonly memory: WebAssembly.Memory;
   quantize_f32(dst: number, x: number, u: number, n: number, clip: number, zero: number, scale: number, weight: number, wide: number): number;
   fold4_mod_u32(acc: number, src: number, stride: number, n: number, m: number): void;
+  fold4_mod_u16(acc: number, src: number, stride: number, n: number, m: number): void;
+  fold4s_mod_u32(acc: number, src: number, stride: number, n: number, m0: number, m1: number, m2: number, m3: number): void;
+  fold4s_mod_u16(acc: number, src: number, stride: number, n: number, m0: number, m1: number, m2: number, m3: number): void;
   fold_mod_u32(acc: number, src: number, n: number, m: number): void;
   fold_mod_u16(acc: number, src: number, n: number, m: number): void;
   dequant_u32_f64(dst: number, src: number, n: number, shift: number, step: number): void;
@@ -137,20 +140,24 @@ export class MaskWorkspace {
    * the one {@link slice} last returned with these `bits` and `count`.
    */
   fold(streams: readonly SignedStream[], bits: MaskBits, count: number): void {
-    if (this.k === undefined || bits !== 32) {
+    const k = this.k;
+    if (k === undefined) {
       for (const s of streams) this.foldOne(s, bits, count);
       return;
     }
-    // Modular addition commutes: fold the streams of each sign four at a time, the rest singly.
-    for (const sign of [1, -1] as const) {
-      const same = streams.filter((s) => s.sign === sign);
-      let i = 0;
-      for (; i + 4 <= same.length; i += 4) {
-        for (let j = 0; j < 4; j++) same[i + j]!.stream.into(this.src(j, count * 4));
-        this.k.fold4_mod_u32(ACC_AT, SRC_AT, SLICE_BYTES, count, sign === 1 ? 0 : -1);
-      }
-      for (; i < same.length; i++) this.foldOne(same[i]!, bits, count);
+    // Modular addition commutes: fold four keystreams a pass, those of one sign together where
+    // they fill a pass (its kernel is the cheaper), a mixed four otherwise; the rest singly.
+    const sorted = [...streams.filter((s) => s.sign === 1), ...streams.filter((s) => s.sign === -1)];
+    const m = (s: SignedStream): number => (s.sign === 1 ? 0 : -1);
+    let i = 0;
+    for (; i + 4 <= sorted.length; i += 4) {
+      const four = sorted.slice(i, i + 4);
+      four.forEach((s, j) => s.stream.into(this.src(j, (count * bits) / 8)));
+      const [a, b, c, d] = four.map(m) as [number, number, number, number];
+      if (a === d) (bits === 32 ? k.fold4_mod_u32 : k.fold4_mod_u16)(ACC_AT, SRC_AT, SLICE_BYTES, count, a);
+      else (bits === 32 ? k.fold4s_mod_u32 : k.fold4s_mod_u16)(ACC_AT, SRC_AT, SLICE_BYTES, count, a, b, c, d);
     }
+    for (; i < sorted.length; i++) this.foldOne(sorted[i]!, bits, count);
   }
 
   /**

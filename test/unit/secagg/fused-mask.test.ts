@@ -75,8 +75,8 @@ interface Case {
   readonly peers: number;
 }
 
-// Lengths around the slice size and the kernels' 8-word steps; offsets off the AES block; peer
-// counts that leave groups of four and singles of each sign.
+// Lengths around the slice size and the kernels' 8- and 16-word steps; offsets off the AES block;
+// peer counts that leave groups of four (of one sign and of both) and singles of each sign.
 const CASES: readonly Case[] = [
   { name: 'one word at offset 0, no peers', bits: 32, quantBits: 24, length: 1, offset: 0, self: 0, peers: 0 },
   { name: 'odd length mid-block, 3 peers of both signs', bits: 32, quantBits: 24, length: 1013, offset: 3, self: 2, peers: 3 },
@@ -84,6 +84,7 @@ const CASES: readonly Case[] = [
   { name: 'a slice and a bit, 7 peers all subtracted (highest id)', bits: 32, quantBits: 24, length: MASK_SLICE_WORDS + 9, offset: 5, self: 7, peers: 7 },
   { name: 'mixed signs, 9 peers', bits: 32, quantBits: 20, length: 40_001, offset: 77, self: 4, peers: 9 },
   { name: '16-bit words, 5 peers', bits: 16, quantBits: 13, length: MASK_SLICE_WORDS + 1001, offset: 11, self: 3, peers: 5 },
+  { name: '16-bit words, odd length mid-block, 3 peers of both signs', bits: 16, quantBits: 14, length: 1013, offset: 3, self: 2, peers: 3 },
 ];
 
 function inputs(c: Case): { x: Float32Array; pairwise: PairwiseMask[]; selfSeed: Uint8Array; roundingSeed: Uint8Array; q: QuantizeOptions } {

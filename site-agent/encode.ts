@@ -5,7 +5,7 @@
  * re-encodes exactly the bytes it had sent. Encodings are deterministic — the masked one takes its
  * stochastic rounding from a seed fixed per attempt.
  */
-import { encodeInt8Blocks, f32ToBf16, MaskWorkspace, openSafetensors, quantizeAndMask, type MaskOptions, type SafetensorsFile } from '../aggregation/index.js';
+import { encodeInt8Blocks, f32ToBf16, MASK_SLICE_WORDS, MaskWorkspace, openSafetensors, quantizeAndMask, type MaskOptions, type MaskWords, type SafetensorsFile } from '../aggregation/index.js';
 import { createKernels, type Kernels } from '../aggregation/index.js';
 import { openFileSource } from '../common/files.js';
 import { chunkDataBuffer } from '../proto/index.js';
@@ -46,7 +46,21 @@ interface DeltaValues {
    * unless `fresh`; bit for bit `read(...)`.
    */
   readonly f32?: ((name: string, first: number, count: number, scratch: ReadScratch, fresh: boolean) => Promise<Float32Array | undefined>) | undefined;
+  /**
+   * The same range as f32 in slices of at most {@link VALUE_SLICE} values, each handed to `visit`
+   * (valid during the call only) with the index of its first value in the range: one fused pass
+   * whose values are still in cache when `visit` reads them. False where the source cannot.
+   */
+  readonly f32Slices?: ((name: string, first: number, count: number, scratch: ReadScratch, visit: (x: Float32Array, from: number) => void) => Promise<boolean>) | undefined;
 }
+
+/**
+ * Values per slice of {@link DeltaValues.f32Slices}: 512 KiB of f32, which stays in a core's L2
+ * beside the mask kernels' window, where a whole chunk's f32 Δ (8 MiB for a 4 MiB chunk of 16-bit
+ * words) went out to memory between the delta and the masking and was read back (measured: the
+ * masked encoding of 2 M bf16 values 5.5–5.9 ms against 6.2–6.6; bench/RESULTS.md, session 19).
+ */
+const VALUE_SLICE = 4 * MASK_SLICE_WORDS;
 
 /**
  * Read buffers one `range` walk reuses from chunk to chunk (a stripe's walk is sequential; stripes
@@ -57,11 +71,18 @@ class ReadScratch {
   private global = Buffer.alloc(0);
   private local = Buffer.alloc(0);
   private values = new Float32Array(0);
+  private slice = new Float32Array(0);
 
   /** An f32 buffer of `count` values, reused by the walk's next chunk. */
   f32(count: number): Float32Array {
     if (this.values.length < count) this.values = new Float32Array(count);
     return this.values.subarray(0, count);
+  }
+
+  /** An f32 buffer of `count` ≤ {@link VALUE_SLICE} values for one slice, reused by the next. */
+  f32Slice(count: number): Float32Array {
+    if (this.slice.length < count) this.slice = new Float32Array(VALUE_SLICE);
+    return this.slice.subarray(0, count);
   }
 
   /** The two buffers, grown to at least these sizes, as views of exactly them. */
@@ -202,6 +223,13 @@ export class DeltaEncoder {
       const fused = await this.values.bf16?.(t.name, first, last - first, scratch);
       if (fused) return Buffer.from(fused.buffer, fused.byteOffset, fused.byteLength);
     }
+    if (this.masked !== undefined && this.values.f32Slices !== undefined) {
+      // Each slice of Δ is masked while it is in cache.
+      const { room, words } = this.maskedRoom(last - first);
+      const wordOffset = this.elementStarts[s.index]! + first;
+      const visit = (x: Float32Array, from: number): void => this.maskInto(x, wordOffset + from, words.subarray(from, from + x.length));
+      if (await this.values.f32Slices(t.name, first, last - first, scratch, visit)) return room;
+    }
     // f32 goes on the wire as it is, so it needs a buffer of its own; the others encode from it.
     const fused = await this.values.f32?.(t.name, first, last - first, scratch, this.encoding === 'f32');
     const delta = fused ?? (await this.values.read(t.name, first, last - first));
@@ -223,14 +251,29 @@ export class DeltaEncoder {
   }
 
   private maskedWords(x: Float32Array, wordOffset: number): Buffer {
+    const { room, words } = this.maskedRoom(x.length);
+    this.maskInto(x, wordOffset, words);
+    return room;
+  }
+
+  /**
+   * A buffer for `count` masked words, one the upload codec writes the chunk message around (no
+   * copy), and the words in it.
+   */
+  private maskedRoom(count: number): { room: Buffer; words: MaskWords } {
+    const bits = this.masked!.params.modulusBits;
+    const room = chunkDataBuffer(count * (bits / 8));
+    return { room, words: bits === 32 ? new Uint32Array(room.buffer, room.byteOffset, count) : new Uint16Array(room.buffer, room.byteOffset, count) };
+  }
+
+  /**
+   * Quantises, weighs and masks x, whose first value is word `wordOffset` of the whole delta, into
+   * `out` in one pass per slice (the words of quantize + maskVector, bit for bit).
+   */
+  private maskInto(x: Float32Array, wordOffset: number, out: MaskWords): void {
     const m = this.masked!;
     const q = { clip: m.params.clip, quantBits: m.params.quantBits, modulusBits: m.params.modulusBits };
-    // Quantise, weigh and mask in one pass per slice (the words of quantize + maskVector, bit for
-    // bit), into a buffer the upload codec writes the chunk message around (no copy).
-    const room = chunkDataBuffer(x.length * (q.modulusBits / 8));
-    const words = q.modulusBits === 32 ? new Uint32Array(room.buffer, room.byteOffset, x.length) : new Uint16Array(room.buffer, room.byteOffset, x.length);
-    quantizeAndMask(x, q, { ...this.maskKit().masks, weight: m.weight, roundingSeed: m.roundingSeed, wordOffset }, this.maskKit().workspace, words);
-    return room;
+    quantizeAndMask(x, q, { ...this.maskKit().masks, weight: m.weight, roundingSeed: m.roundingSeed, wordOffset }, this.maskKit().workspace, out);
   }
 
   /** The masked weight word that ends a secure upload, so the coordinator learns only Σw. */
@@ -294,6 +337,20 @@ function differenceOf(g: SafetensorsFile, l: SafetensorsFile): DeltaValues {
       const out = fresh ? f32Room(count) : scratch.f32(count);
       (deltaKernels ??= createKernels()).deltaToF32(out, bytes.local, bytes.ld, bytes.global, bytes.gd);
       return out;
+    },
+    async f32Slices(name, first, count, scratch, visit) {
+      const bytes = await rawBytes(name, first, count, scratch);
+      if (!bytes) return false;
+      const gs = bytes.gd === 'F32' ? 4 : 2;
+      const ls = bytes.ld === 'F32' ? 4 : 2;
+      const kernels = (deltaKernels ??= createKernels());
+      for (let from = 0; from < count; from += VALUE_SLICE) {
+        const n = Math.min(VALUE_SLICE, count - from);
+        const x = scratch.f32Slice(n);
+        kernels.deltaToF32(x, bytes.local.subarray(from * ls, (from + n) * ls), bytes.ld, bytes.global.subarray(from * gs, (from + n) * gs), bytes.gd);
+        visit(x, from);
+      }
+      return true;
     },
   };
 }

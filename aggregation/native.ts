@@ -11,7 +11,8 @@
  * - the finiteness of bf16 and f32 values read in place (the WebAssembly kernel copies them into
  *   its memory first);
  * - SHA-256 with the SHA extensions, and two states over the same bytes at once (sha256.ts);
- * - secure aggregation's quantiser in AVX-512, reading the values in place (mask-workspace.ts).
+ * - secure aggregation's quantiser in AVX-512, reading the values in place (mask-workspace.ts);
+ * - a site's delta, local − global, from the two models' bytes where they lie (kernels/wasm.ts).
  *
  * aggregation/ touches no file: common/native.ts finds and loads the module, and each process's
  * entry point (the CLI, the benchmarks, the test setup) hands it here once with
@@ -43,6 +44,12 @@ export interface NativeKernels {
    * a NaN or ±Infinity, else 0.
    */
   readonly quantizeF32?: (dst: Uint8Array, x: Uint8Array, u: Uint8Array, clip: number, zero: number, scale: number, weight: number, wide: boolean) => number;
+  /**
+   * A site's delta (kernels/reference.ts, deltaToF32Ref and deltaToBf16Ref), bit for bit, sixteen
+   * values a step (AVX-512): dst = local − global in f32, each source little-endian F32 or BF16
+   * bytes (the flags) read in place, written as f32 or rounded to bf16; the lengths must agree.
+   */
+  readonly delta?: (dst: Uint8Array, local: Uint8Array, localBf16: boolean, global: Uint8Array, globalBf16: boolean, outBf16: boolean) => void;
   /** Bytes of a SHA-256 state (the SHA extensions' functions below are there with it). */
   readonly sha256StateBytes?: number;
   readonly sha256Init?: (state: Uint8Array) => void;

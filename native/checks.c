@@ -168,6 +168,66 @@ AVX512 int fedhpc_quantize_f32(uint8_t *dst, const uint8_t *x, const uint8_t *u,
   return 0;
 }
 
+/* Sixteen values of little-endian F32 or BF16 bytes from value i, widened to f32 (BF16 exactly). */
+AVX512 static inline __m512 widen16(const uint8_t *p, int bf16, size_t i) {
+  if (bf16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p + 2 * i))), 16));
+  return _mm512_loadu_ps(p + 4 * i);
+}
+
+static inline float widen1(const uint8_t *p, int bf16, size_t i) {
+  uint32_t bits = 0;
+  float f;
+  if (bf16) {
+    uint16_t h;
+    memcpy(&h, p + 2 * i, 2);
+    bits = (uint32_t)h << 16;
+    memcpy(&f, &bits, 4);
+  } else {
+    memcpy(&f, p + 4 * i, 4);
+  }
+  return f;
+}
+
+/* bf16 of f32 bits: round to nearest even, a NaN kept a NaN with its quiet bit set. */
+static inline uint16_t bf16_of(uint32_t x) {
+  return (x & 0x7FFFFFFFu) > 0x7F800000u ? (uint16_t)((x >> 16) | 0x40) : (uint16_t)((x + 0x7FFFu + ((x >> 16) & 1)) >> 16);
+}
+
+/*
+ * A site's delta (aggregation/kernels/reference.ts, deltaToF32Ref and deltaToBf16Ref), bit for bit:
+ * dst[i] = local[i] − global[i] in f32 for n values, each source little-endian F32 or BF16 bytes
+ * read where they lie, written as f32 or (out_bf16) rounded to bf16 as bf16_of. Sixteen values a
+ * step; the WebAssembly kernel copies both sources into its memory and the result out of it.
+ */
+AVX512 void fedhpc_delta(uint8_t *dst, const uint8_t *local, int local_bf16, const uint8_t *global, int global_bf16, size_t n, int out_bf16) {
+  const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7FFF), quiet = _mm512_set1_epi32(0x40);
+  const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), inf = _mm512_set1_epi32(0x7F800000);
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 d = _mm512_sub_ps(widen16(local, local_bf16, i), widen16(global, global_bf16, i));
+    if (!out_bf16) {
+      _mm512_storeu_ps(dst + 4 * i, d);
+      continue;
+    }
+    __m512i x = _mm512_castps_si512(d);
+    __m512i high = _mm512_srli_epi32(x, 16);
+    __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(x, half), _mm512_and_si512(high, one)), 16);
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(x, abs), inf);
+    _mm256_storeu_si256((__m256i *)(dst + 2 * i), _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, _mm512_or_si512(high, quiet))));
+  }
+  for (; i < n; i++) {
+    float d = widen1(local, local_bf16, i) - widen1(global, global_bf16, i);
+    if (out_bf16) {
+      uint32_t x;
+      memcpy(&x, &d, 4);
+      uint16_t h = bf16_of(x);
+      memcpy(dst + 2 * i, &h, 2);
+    } else {
+      memcpy(dst + 4 * i, &d, 4);
+    }
+  }
+}
+
 /* The quantiser's finiteness test uses AVX2 beside AVX-512F and VL. */
 int fedhpc_cpu_has_avx512(void) {
   __builtin_cpu_init();

@@ -178,6 +178,26 @@ static napi_value quantize_f32(napi_env env, napi_callback_info info) {
 #endif
 }
 
+/* delta(dst, local, localBf16, global, globalBf16, outBf16): dst = local − global in f32, as f32 or bf16. */
+static napi_value delta(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 6) return fail(env, "delta takes 6 arguments");
+  uint8_t *dst, *local, *global;
+  size_t dst_len, local_len, global_len;
+  bool bf16[3];
+  if (!bytes_of(env, argv[0], &dst, &dst_len) || !bytes_of(env, argv[1], &local, &local_len) || !bytes_of(env, argv[3], &global, &global_len)) return fail(env, "delta's buffers must be Uint8Arrays");
+  if (napi_get_value_bool(env, argv[2], &bf16[0]) != napi_ok || napi_get_value_bool(env, argv[4], &bf16[1]) != napi_ok || napi_get_value_bool(env, argv[5], &bf16[2]) != napi_ok) return fail(env, "delta's dtype flags must be booleans");
+  size_t n = dst_len / (bf16[2] ? 2 : 4);
+  if (dst_len % (bf16[2] ? 2 : 4) != 0 || local_len != n * (bf16[0] ? 2 : 4) || global_len != n * (bf16[1] ? 2 : 4)) return fail(env, "delta needs n values in each source and room for n in dst");
+#ifdef HAVE_X86
+  fedhpc_delta(dst, local, bf16[0], global, bf16[1], n, bf16[2]);
+  return NULL;
+#else
+  return fail(env, "no AVX-512 on this machine");
+#endif
+}
+
 /* Exports `cb` as `name`, with `data` as what napi_get_cb_info hands it. */
 static bool export_function(napi_env env, napi_value exports, const char *name, napi_callback cb, intptr_t data) {
   napi_value fn;
@@ -202,7 +222,7 @@ static napi_value init(napi_env env, napi_value exports) {
   if (!export_flag(env, exports, "aesni", aesni) || !export_flag(env, exports, "vaes", use_wide)) return NULL;
   if (aesni && !export_function(env, exports, "aes256CtrInto", aes256_ctr_into, 0)) return NULL;
   if (sse42 && !export_function(env, exports, "crc32c", crc32c, 0)) return NULL;
-  if (avx512 && !export_function(env, exports, "quantizeF32", quantize_f32, 0)) return NULL;
+  if (avx512 && (!export_function(env, exports, "quantizeF32", quantize_f32, 0) || !export_function(env, exports, "delta", delta, 0))) return NULL;
   if (sha) {
     napi_value size;
     if (napi_create_uint32(env, (uint32_t)sizeof(struct fedhpc_sha256), &size) != napi_ok || napi_set_named_property(env, exports, "sha256StateBytes", size) != napi_ok) return NULL;

@@ -10,6 +10,7 @@ import { Buffer } from 'node:buffer';
 import { AggregationError } from '../errors.js';
 import { type WireEncoding, encodedRange } from './encoding.js';
 import { KERNELS_WASM_BASE64 } from './kernels-wasm.js';
+import { type NativeKernels, nativeKernels } from '../native.js';
 import {
   accBf16Ref,
   accF32Ref,
@@ -121,9 +122,12 @@ export interface Kernels {
   deltaToF32(dst: Float32Array, local: Uint8Array, localDtype: 'F32' | 'BF16', global: Uint8Array, globalDtype: 'F32' | 'BF16'): void;
 }
 
-/** WebAssembly SIMD kernels where supported, else {@link referenceKernels}. */
-export function createKernels(options: { readonly reference?: boolean } = {}): Kernels {
-  return options.reference === true || !wasmKernelsSupported() ? referenceKernels : new WasmKernels();
+/**
+ * WebAssembly SIMD kernels where supported, else {@link referenceKernels}; their delta is the
+ * native module's where it is built, unless `native` is false (tests compare the two).
+ */
+export function createKernels(options: { readonly reference?: boolean; readonly native?: boolean } = {}): Kernels {
+  return options.reference === true || !wasmKernelsSupported() ? referenceKernels : new WasmKernels(options.native === false ? undefined : nativeKernels()?.delta);
 }
 
 /** The plain-JS reference kernels. */
@@ -165,6 +169,9 @@ class WasmKernels implements Kernels {
   private readonly memory = createKernelMemory(WINDOW_PAGES);
   private readonly k = instantiateKernels(compileKernelModule(), this.memory);
   private readonly bytes = new Uint8Array(this.memory.buffer);
+
+  /** `nativeDelta`: the native module's delta (AVX-512), reading and writing in place; else the WebAssembly one's. */
+  constructor(private readonly nativeDelta: NativeKernels['delta']) {}
 
   accF32(acc: Float32Array, src: Float32Array, w: number): void {
     this.accEncoded(acc, bytesOf(checkedSrc(acc, src)), 'f32', w);
@@ -247,6 +254,10 @@ class WasmKernels implements Kernels {
     const gs = globalDtype === 'F32' ? 4 : 2;
     const os = dst.BYTES_PER_ELEMENT;
     const out = bytesOf(dst);
+    if (this.nativeDelta !== undefined) {
+      this.nativeDelta(out, local.subarray(0, dst.length * ls), ls === 2, global.subarray(0, dst.length * gs), gs === 2, os === 2);
+      return;
+    }
     for (let done = 0; done < dst.length; done += PIECE) {
       const m = Math.min(PIECE, dst.length - done);
       this.bytes.set(local.subarray(done * ls, (done + m) * ls), ACC_AT);

@@ -15,9 +15,15 @@ import {
   referenceKernels,
   wasmKernelsSupported,
 } from '../../../aggregation/index.js';
+import { nativeKernels } from '../../../aggregation/native.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const wasm = createKernels();
+/** The WebAssembly kernels with their own delta, not the native module's. */
+const wasmOnly = createKernels({ native: false });
+/** Whether {@link wasm}'s delta is the native module's: the module is loaded (test/setup/native.ts) and the CPU has AVX-512. */
+const nativeDelta = nativeKernels()?.delta !== undefined;
+if (nativeKernels() !== undefined && !nativeDelta) process.stdout.write('skipping the native delta tests: this CPU lacks AVX-512\n');
 const ref = referenceKernels;
 
 /** Deterministic xorshift32 stream. */
@@ -234,8 +240,10 @@ describe('deltaToBf16 and deltaToF32: a site delta, WebAssembly SIMD equals the 
   /** bf16 bits with every NaN folded to one pattern (payloads are unspecified). */
   const folded = (h: Uint16Array): number[] => Array.from(h, (b) => ((b & 0x7f80) === 0x7f80 && (b & 0x7f) !== 0 ? 0x7fc0 : b));
 
+  // The WebAssembly kernel, and the native module's (AVX-512) where this machine runs it.
+  const kinds = [['WebAssembly', wasmOnly], ...(nativeDelta ? [['native', wasm] as const] : [])] as const;
   for (const [ld, gd] of [['F32', 'F32'], ['BF16', 'BF16'], ['F32', 'BF16'], ['BF16', 'F32']] as const) {
-    it(`${ld} local − ${gd} global, every length around the SIMD width and the window, at odd offsets`, () => {
+    it.each(kinds)(`${ld} local − ${gd} global, every length around the SIMD width and the window, at odd offsets (%s)`, (_, kernels) => {
       for (const n of LENGTHS) {
         const global = randomF32(n, 7 + n);
         const local = Float32Array.from(global, (g, i) => (i % 7 === 0 ? randomF32(1, i + 1)[0]! : g + (g * 1e-3 * ((i % 5) - 2)) / 2));
@@ -244,7 +252,7 @@ describe('deltaToBf16 and deltaToF32: a site delta, WebAssembly SIMD equals the 
         const want = folded(composed(l.values, g.values));
         const a = new Uint16Array(n);
         const b = new Uint16Array(n);
-        wasm.deltaToBf16(a, unaligned(l.bytes, 3), ld, unaligned(g.bytes, 1), gd);
+        kernels.deltaToBf16(a, unaligned(l.bytes, 3), ld, unaligned(g.bytes, 1), gd);
         ref.deltaToBf16(b, l.bytes, ld, g.bytes, gd);
         expect(folded(a)).toEqual(want);
         expect(folded(b)).toEqual(want);
@@ -252,7 +260,7 @@ describe('deltaToBf16 and deltaToF32: a site delta, WebAssembly SIMD equals the 
         const d = Float32Array.from(l.values, (x, i) => x - g.values[i]!);
         const fa = new Float32Array(n);
         const fb = new Float32Array(n);
-        wasm.deltaToF32(fa, unaligned(l.bytes, 2), ld, unaligned(g.bytes, 3), gd);
+        kernels.deltaToF32(fa, unaligned(l.bytes, 2), ld, unaligned(g.bytes, 3), gd);
         ref.deltaToF32(fb, l.bytes, ld, g.bytes, gd);
         expect(bits(fa)).toEqual(bits(d));
         expect(bits(fb)).toEqual(bits(d));
@@ -262,6 +270,7 @@ describe('deltaToBf16 and deltaToF32: a site delta, WebAssembly SIMD equals the 
 
   it('refuses a source shorter than the output', () => {
     expect(() => wasm.deltaToBf16(new Uint16Array(4), new Uint8Array(16), 'F32', new Uint8Array(12), 'F32')).toThrow(AggregationError);
+    expect(() => wasmOnly.deltaToBf16(new Uint16Array(4), new Uint8Array(16), 'F32', new Uint8Array(12), 'F32')).toThrow(AggregationError);
     expect(() => ref.deltaToBf16(new Uint16Array(4), new Uint8Array(7), 'BF16', new Uint8Array(8), 'BF16')).toThrow(AggregationError);
     expect(() => wasm.deltaToF32(new Float32Array(4), new Uint8Array(16), 'F32', new Uint8Array(7), 'BF16')).toThrow(AggregationError);
   });

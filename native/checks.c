@@ -201,7 +201,7 @@ static inline uint16_t bf16_of(uint32_t x) {
  */
 AVX512 void fedhpc_delta(uint8_t *dst, const uint8_t *local, int local_bf16, const uint8_t *global, int global_bf16, size_t n, int out_bf16) {
   const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7FFF), quiet = _mm512_set1_epi32(0x40);
-  const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), inf = _mm512_set1_epi32(0x7F800000);
+  const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF), inf = _mm512_set1_epi32(0x7F800000);
   size_t i = 0;
   for (; i + 16 <= n; i += 16) {
     __m512 d = _mm512_sub_ps(widen16(local, local_bf16, i), widen16(global, global_bf16, i));
@@ -212,7 +212,7 @@ AVX512 void fedhpc_delta(uint8_t *dst, const uint8_t *local, int local_bf16, con
     __m512i x = _mm512_castps_si512(d);
     __m512i high = _mm512_srli_epi32(x, 16);
     __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(x, half), _mm512_and_si512(high, one)), 16);
-    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(x, abs), inf);
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(x, magnitude), inf);
     _mm256_storeu_si256((__m256i *)(dst + 2 * i), _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, _mm512_or_si512(high, quiet))));
   }
   for (; i < n; i++) {

@@ -4,9 +4,9 @@
  * grpc-js gathers each received message that spans several HTTP/2 DATA frames into a fresh buffer
  * (`StreamDecoder.write`, `Buffer.concat`), holding every frame until the last has come. A 1 MiB
  * chunk lives in it until the spool write is done, long enough to outlive a scavenge, so each one
- * is old-generation external memory to V8, and every
- * few tens of MB of them set off a full mark-compact: ~110 for one 100 M-parameter round (800 MB in)
- * at the coordinator (bench/RESULTS.md, issue 18, session 10). {@link installReceivePool} lets the
+ * is old-generation external memory to V8, and every few tens of MB of them set off a full
+ * mark-compact: ~110 for one 100 M-parameter round (800 MB in) at the coordinator
+ * (bench/RESULTS.md, issue 18, session 10). {@link installReceivePool} lets the
  * decoder take such a message's memory from buffers that {@link recycleReceived} handed back, and
  * copy each frame's bytes into it as the frame arrives.
  *
@@ -78,7 +78,7 @@ function patchStreamDecoder(): boolean {
     }
     // Each frame's bytes are copied as they arrive, while the TLS layer's decryption has them in
     // cache, and the frame's buffer dies young; grpc-js would hold every frame of the message and
-    // copy them all at its end (about 300 frames of 4 MiB's, by then out of cache and promoted).
+    // copy them all at its end (256 DATA frames for a 4 MiB chunk, by then out of cache and promoted).
     let gathering = this[GATHERING];
     if (gathering === undefined) {
       const framed = received.take(this.readMessageSize + 5);

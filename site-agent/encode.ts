@@ -223,12 +223,16 @@ export class DeltaEncoder {
       const fused = await this.values.bf16?.(t.name, first, last - first, scratch);
       if (fused) return Buffer.from(fused.buffer, fused.byteOffset, fused.byteLength);
     }
-    if (this.masked !== undefined && this.values.f32Slices !== undefined) {
-      // Each slice of Δ is masked while it is in cache.
-      const { room, words } = this.maskedRoom(last - first);
+    if ((this.encoding === 'secagg32' || this.encoding === 'secagg16') && this.values.f32Slices !== undefined) {
+      // Each slice of Δ is masked while it is in cache; the words' buffer is taken at the first
+      // slice, so a source that cannot be sliced (F16 and friends) takes none.
+      let out: { room: Buffer; words: MaskWords } | undefined;
       const wordOffset = this.elementStarts[s.index]! + first;
-      const visit = (x: Float32Array, from: number): void => this.maskInto(x, wordOffset + from, words.subarray(from, from + x.length));
-      if (await this.values.f32Slices(t.name, first, last - first, scratch, visit)) return room;
+      const visit = (x: Float32Array, from: number): void => {
+        out ??= this.maskedRoom(last - first);
+        this.maskInto(x, wordOffset + from, out.words.subarray(from, from + x.length));
+      };
+      if (await this.values.f32Slices(t.name, first, last - first, scratch, visit)) return (out ?? this.maskedRoom(last - first)).room;
     }
     // f32 goes on the wire as it is, so it needs a buffer of its own; the others encode from it.
     const fused = await this.values.f32?.(t.name, first, last - first, scratch, this.encoding === 'f32');

@@ -7,8 +7,8 @@
  * into it (by the native AVX-512 quantiser reading them in place, or copied in and quantised in
  * WebAssembly) and folded, four keystreams of either sign at a time in one pass; a sum decodes there
  * too. Elsewhere, or on a big-endian host, the same folds run in plain JS. Nothing is allocated per
- * slice but typed-array views, and, without the native keystream, the bytes Node's `cipher.update`
- * hands back (it cannot write into a caller's buffer).
+ * slice but typed-array views and the fold's short lists of streams, and, without the native
+ * keystream, the bytes Node's `cipher.update` hands back (it cannot write into a caller's buffer).
  *
  * A workspace belongs to one caller (a site's encoder, the coordinator's unmasking) and one
  * thread; create one per such caller rather than per call, as compiling the kernels costs a
@@ -154,6 +154,7 @@ export class MaskWorkspace {
       const four = sorted.slice(i, i + 4);
       four.forEach((s, j) => s.stream.into(this.src(j, (count * bits) / 8)));
       const [a, b, c, d] = four.map(m) as [number, number, number, number];
+      // Sorted by sign: the first and last of four agree only when all four do.
       if (a === d) (bits === 32 ? k.fold4_mod_u32 : k.fold4_mod_u16)(ACC_AT, SRC_AT, SLICE_BYTES, count, a);
       else (bits === 32 ? k.fold4s_mod_u32 : k.fold4s_mod_u16)(ACC_AT, SRC_AT, SLICE_BYTES, count, a, b, c, d);
     }

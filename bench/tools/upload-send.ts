@@ -51,27 +51,34 @@ export interface Sender {
 /** Chunks each sender moves while it prepares, before the clock starts. */
 export const WARM_UP_CHUNKS = 4;
 
+/**
+ * Distinct chunks each sender cycles through, made before the clock starts: enough for the
+ * acknowledged window (at most the HTTP/2 window) and the chunk being sent, so the gRPC sender's
+ * ring never waits, and as many for raw TLS, so both read the same amount of memory.
+ */
+function chunkCount(chunkBytes: number): number {
+  return Math.ceil(DEFAULT_FLOW_CONTROL_WINDOW_BYTES / chunkBytes) + 2;
+}
+
 /** Distinct random chunks, cycled: incompressible, made before the clock starts. */
 function payload(chunkBytes: number): Buffer[] {
-  return Array.from({ length: 4 }, () => randomBytes(chunkBytes));
+  return Array.from({ length: chunkCount(chunkBytes) }, () => randomBytes(chunkBytes));
 }
 
 /**
  * The gRPC sender's chunks, random bytes made before the clock starts in buffers the delta encoder
  * would make them in (`chunkDataBuffer`): the agent's codec writes each chunk message around its
  * data, with no copy, as it does for the agent's own chunks. A buffer is used again only once
- * grpc-js has written the message around it (the write's callback), since its next message's
- * framing is written into the same room. The sender never has more unwritten chunks than the
- * acknowledged window holds (at most the HTTP/2 window) plus the one being sent, so this many
- * buffers never leave it waiting.
+ * grpc-js is done with the message around it (the write's callback: written, or dropped with a
+ * failed call), since its next message's framing is written into the same room. The sender never
+ * has more unwritten chunks than {@link chunkCount} allows for, so the ring does not make it wait.
  */
 class ChunkRing {
   private readonly free: Buffer[];
   private wake: (() => void) | undefined;
 
   constructor(chunkBytes: number) {
-    const count = Math.ceil(DEFAULT_FLOW_CONTROL_WINDOW_BYTES / chunkBytes) + 2;
-    this.free = Array.from({ length: count }, () => randomFillSync(chunkDataBuffer(chunkBytes)));
+    this.free = Array.from({ length: chunkCount(chunkBytes) }, () => randomFillSync(chunkDataBuffer(chunkBytes)));
   }
 
   /** A chunk's buffer, once one is free. */
@@ -146,8 +153,9 @@ async function grpcUpload(client: SiteServiceClient, ring: ChunkRing, o: SendOpt
   const startMs = Date.now();
   const call = client.Upload({ deadline: startMs + o.deadlineMs });
   const replies = new Replies(call);
-  const send = async (m: UploadMessage, written?: () => void): Promise<void> => {
-    if (written ? call.write(m, (err: unknown) => (err ? undefined : written())) : call.write(m)) return;
+  // A chunk's buffer goes back once grpc-js is done with it: written, or dropped with the call.
+  const send = async (m: UploadMessage, done?: () => void): Promise<void> => {
+    if (done ? call.write(m, () => done()) : call.write(m)) return;
     if (replies.failure) throw replies.failure;
     await once(call, 'drain'); // rejects if the call fails meanwhile
   };

@@ -16,7 +16,7 @@ import { SERVER_CHANNEL_OPTIONS } from '../../coordinator/index.js';
 import { loadProto, recycleReceived, type UploadMessage__Output, type UploadReply } from '../../proto/index.js';
 
 /** What the receivers do with the bytes, for the bench's output. */
-export const SINK_DESCRIPTION = 'receiver checks CRC32C of every chunk (@node-rs/crc32) and discards the bytes (no spool, no decode)';
+export const SINK_DESCRIPTION = 'receiver checks CRC32C of every chunk (@node-rs/crc32) and discards the bytes (no spool, no decode; the gRPC receiver hands each chunk\'s memory back, as the coordinator does)';
 
 /** Bytes of the raw-TLS stream's header (total bytes, u64 BE) and reply (received u64 BE, CRC32C u32 BE). */
 export const TLS_HEADER_BYTES = 8;

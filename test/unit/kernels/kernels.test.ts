@@ -268,6 +268,20 @@ describe('deltaToBf16 and deltaToF32: a site delta, WebAssembly SIMD equals the 
     });
   }
 
+  it.each(kinds)('keeps a NaN a NaN in bf16 whatever its payload, where rounding would carry it into the sign (%s)', (_, kernels) => {
+    // F32 NaNs whose low half would round up into the exponent, or past it into the sign bit.
+    const local = Uint32Array.of(0x7fffffff, 0xffffffff, 0x7f80ffff, 0xff800001, 0x7fc00000, 0x3f800000);
+    const n = local.length;
+    const out = new Uint16Array(n);
+    const want = new Uint16Array(n);
+    kernels.deltaToBf16(out, bytesOf(local), 'F32', new Uint8Array(n * 4), 'F32');
+    ref.deltaToBf16(want, bytesOf(local), 'F32', new Uint8Array(n * 4), 'F32');
+    const isNaN = (h: number): boolean => (h & 0x7f80) === 0x7f80 && (h & 0x7f) !== 0;
+    expect(Array.from(out, isNaN)).toEqual([true, true, true, true, true, false]);
+    expect(Array.from(want, isNaN)).toEqual([true, true, true, true, true, false]);
+    expect(out[5]).toBe(0x3f80);
+  });
+
   it('refuses a source shorter than the output', () => {
     expect(() => wasm.deltaToBf16(new Uint16Array(4), new Uint8Array(16), 'F32', new Uint8Array(12), 'F32')).toThrow(AggregationError);
     expect(() => wasmOnly.deltaToBf16(new Uint16Array(4), new Uint8Array(16), 'F32', new Uint8Array(12), 'F32')).toThrow(AggregationError);

@@ -105,7 +105,10 @@ describe('received messages in recycled memory', () => {
         const bytes = kind === 0 ? 0 : kind === 1 ? 1 + random(5_000) : 65_536 + random(200_000);
         return payload(trial * 8 + i, bytes + ((4 - (bytes % 4)) % 4));
       });
-      const stream = Buffer.concat(messages.flatMap((m) => [Buffer.from([0]), Buffer.from(Uint32Array.of(m.length).buffer).reverse(), m]));
+      // The compressed flag passes through as it came (0 or 1 here: grpc-js reads it later).
+      const flags = messages.map(() => random(2));
+      const stream = Buffer.concat(messages.flatMap((m, i) => [Buffer.from([flags[i]!]), Buffer.from(Uint32Array.of(m.length).buffer).reverse(), m]));
+      const before = receivedBufferCounts();
       const decoder = new StreamDecoder(-1);
       const out: Buffer[] = [];
       // Frames of 1 byte to 40 KB, cut anywhere: inside a prefix, across message ends.
@@ -116,9 +119,13 @@ describe('received messages in recycled memory', () => {
       }
       expect(out.map((f) => f.subarray(5).toString('hex'))).toEqual(messages.map((m) => m.toString('hex')));
       expect(out.map((f) => f.readUInt32BE(1))).toEqual(messages.map((m) => m.length));
-      gathered += messages.filter((m) => m.length >= 65_536).length;
+      expect(out.map((f) => f[0])).toEqual(flags);
+      // Every large message (each spans frames here) was gathered by the patch, in the pool's memory.
+      const after = receivedBufferCounts();
+      const large = messages.filter((m) => m.length >= 65_536).length;
+      expect(after.fresh + after.reused - before.fresh - before.reused).toBe(large);
+      gathered += large;
     }
-    // The trials did reach the patch: large messages, each spanning frames.
     expect(gathered).toBeGreaterThan(30);
   });
 

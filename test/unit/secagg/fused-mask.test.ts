@@ -85,6 +85,7 @@ const CASES: readonly Case[] = [
   { name: 'mixed signs, 9 peers', bits: 32, quantBits: 20, length: 40_001, offset: 77, self: 4, peers: 9 },
   { name: '16-bit words, 5 peers', bits: 16, quantBits: 13, length: MASK_SLICE_WORDS + 1001, offset: 11, self: 3, peers: 5 },
   { name: '16-bit words, odd length mid-block, 3 peers of both signs', bits: 16, quantBits: 14, length: 1013, offset: 3, self: 2, peers: 3 },
+  { name: '16-bit words, 3 peers all added (lowest id)', bits: 16, quantBits: 14, length: 1013, offset: 7, self: 0, peers: 3 },
 ];
 
 function inputs(c: Case): { x: Float32Array; pairwise: PairwiseMask[]; selfSeed: Uint8Array; roundingSeed: Uint8Array; q: QuantizeOptions } {

@@ -4,14 +4,14 @@
  * slices, the words must be those of quantizeAndMask over the whole Δ at once: a resumed stripe
  * re-encodes exactly what it sent, and the coordinator's unmasking assumes nothing else.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSafetensorsWriter, createKernels, memorySink, quantizeAndMask } from '../../../aggregation/index.js';
+import { createSafetensorsWriter, memorySink, quantizeAndMask, referenceKernels } from '../../../aggregation/index.js';
 import { DeltaEncoder } from '../../../site-agent/encode.js';
 import { InProcessSecAgg, makeIdentities, pseudoGradient, type Identities } from '../../helpers/secure-protocol.js';
+import { seededRandomBytes } from '../secagg/helpers.js';
 
 const SITES = ['site-a', 'site-b', 'site-c', 'site-d'];
 /** Values: two whole slices of 128 Ki, a part of a third, and an odd tail. */
@@ -53,11 +53,11 @@ describe('the masked encoding, a slice of Δ at a time', () => {
         const [gPath, lPath] = [join(dir, `g-${bits}-${dtype}-${trainedDtype}`), join(dir, `l-${bits}-${dtype}-${trainedDtype}`)];
         const gBytes = await writeModel(gPath, dtype, global);
         const lBytes = await writeModel(lPath, trainedDtype, trained);
-        const masked = { session, params: p.params, count: 500, roundingSeed: randomBytes(32) };
+        const masked = { session, params: p.params, count: 500, roundingSeed: seededRandomBytes(`rounding-${bits}-${dtype}-${trainedDtype}`)(32) };
 
         // The reference: Δ of the whole tensors, then quantised, weighed and masked in one call.
         const delta = new Float32Array(N);
-        createKernels().deltaToF32(delta, lBytes, trainedDtype, gBytes, dtype);
+        referenceKernels.deltaToF32(delta, lBytes, trainedDtype, gBytes, dtype);
         const expected = quantizeAndMask(delta, { clip: p.params.clip, quantBits: p.params.quantBits, modulusBits: bits }, { ...session.masks(), weight: session.weight(500), roundingSeed: masked.roundingSeed, wordOffset: 0 });
 
         const tensors = [{ name: 'w', dtype, shape: [N] }];

@@ -318,7 +318,7 @@ function differenceOf(g: SafetensorsFile, l: SafetensorsFile): DeltaValues {
     const ls = ld === 'F32' ? 4 : 2;
     const into = scratch.take(count * gs, count * ls);
     const [global, local] = await Promise.all([g.readBytesInto(name, first * gs, into.global), l.readBytesInto(name, first * ls, into.local)]);
-    return { global, gd, local, ld };
+    return { global, gd, gs, local, ld, ls };
   };
   return {
     async read(name, first, count) {
@@ -345,8 +345,7 @@ function differenceOf(g: SafetensorsFile, l: SafetensorsFile): DeltaValues {
     async f32Slices(name, first, count, scratch, visit) {
       const bytes = await rawBytes(name, first, count, scratch);
       if (!bytes) return false;
-      const gs = bytes.gd === 'F32' ? 4 : 2;
-      const ls = bytes.ld === 'F32' ? 4 : 2;
+      const { gs, ls } = bytes;
       const kernels = (deltaKernels ??= createKernels());
       for (let from = 0; from < count; from += VALUE_SLICE) {
         const n = Math.min(VALUE_SLICE, count - from);

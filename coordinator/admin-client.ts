@@ -214,7 +214,7 @@ export class AdminClient {
     return this.routed(
       (client) =>
         new Promise<Res>((resolve, reject) =>
-          fn(client, { deadline: Date.now() + this.timeoutMs }, (err, res) => (err || res === undefined ? reject(err ?? new Error('empty response')) : resolve(res))),
+          fn(client, { deadline: Date.now() + this.timeoutMs }, (err, res) => (err || res === undefined ? reject(err ? asDroppedConnection(err) : new Error('empty response')) : resolve(res))),
         ),
     );
   }
@@ -297,7 +297,7 @@ export class AdminClient {
           if (err.code === grpc.status.CANCELLED && signal.aborted) return resolve();
           // Stopped by the caller: not a reason to dial anyone else.
           if (signal.aborted) answered();
-          reject(err);
+          reject(signal.aborted ? err : asDroppedConnection(err));
         });
       }).finally(() => signal.removeEventListener('abort', abort));
     });
@@ -307,6 +307,20 @@ export class AdminClient {
     for (const c of this.channels.values()) c.close();
     this.channels.clear();
   }
+}
+
+/**
+ * A call the admin client did not cancel that ends CANCELLED "Call cancelled", with no verdict of
+ * the coordinator's, lost its connection: grpc-js reports a dropped connection so when the stream's
+ * reset (Node synthesizes NGHTTP2_CANCEL for it) reaches the call before the session's close does,
+ * and as UNAVAILABLE "Connection dropped" after (subchannel-call.ts). Both are one failure — the
+ * coordinator went away, a leader killed mid-call — so both are UNAVAILABLE here, and a standby
+ * pair's admin dials on and waits for the new leader whichever way the race went.
+ */
+export function asDroppedConnection(err: grpc.ServiceError): grpc.ServiceError {
+  if (err.code !== grpc.status.CANCELLED || readGrpcRefusal(err)?.said !== undefined) return err;
+  const details = `Connection dropped (grpc-js said: ${err.details || err.message})`;
+  return Object.assign(new Error(`${grpc.status.UNAVAILABLE} UNAVAILABLE: ${details}`, { cause: err }), { code: grpc.status.UNAVAILABLE, details, metadata: err.metadata });
 }
 
 /**

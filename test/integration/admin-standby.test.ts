@@ -5,14 +5,22 @@
  * certificate names it. The built CLI's `admin status --json`, `admin watch --json` and
  * `admin dashboard-token` with an admin config listing [standby, leader] and one listing only
  * [standby] answer as the leader does; the admin client's event stream opened at the standby
- * delivers the leader's events; a standby naming itself ends in LEADER_BOUNCED.
+ * delivers the leader's events; a standby naming itself ends in LEADER_BOUNCED. A coordinator whose
+ * calls end in a reset stream (how grpc-js may see a leader killed mid-call: CANCELLED "Call
+ * cancelled", not UNAVAILABLE) is passed over like one that is down, and an event stream it ends is
+ * opened again.
  */
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
+import * as http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AdminClient, AdminClientError, type AdminEvent, type CoordinatorHandle } from '../../coordinator/index.js';
+import { AdminClient, AdminClientError, followEvents, noLeaderAnswered, type AdminEvent, type CoordinatorHandle } from '../../coordinator/index.js';
+import { loadProto } from '../../proto/index.js';
 import { CLI, createTestFederation, startCoordinatorInProcess, type TestFederation } from '../helpers/federation.js';
 import { startTestStandby, type TestStandby } from '../helpers/ha-pair.js';
 import { waitFor } from '../helpers/wait.js';
@@ -106,4 +114,82 @@ describe('admins with several coordinator addresses follow a standby to the lead
       await other.stop();
     }
   }, 30_000);
+
+  it('a coordinator whose call ends in a reset stream (a leader killed mid-call, as grpc-js may report it) is passed over, and an event stream it ends is opened again', async () => {
+    const resetter = await startResettingServer(fed.member('coordinator'));
+    const m = fed.member('admins', 'admin');
+    const tls = { ca: join(m, 'ca.crt'), cert: join(m, 'admin.crt'), key: join(m, 'admin.key') };
+    const alone = new AdminClient({ coordinators: [resetter.dial], tls });
+    const both = new AdminClient({ coordinators: [resetter.dial, fed.address], tls });
+    try {
+      // Alone: the failure a standby pair's admin waits out, not a final one.
+      const err: unknown = await alone.status().then(() => undefined, (e: unknown) => e);
+      expect(err).toMatchObject({ code: grpc.status.UNAVAILABLE });
+      expect(noLeaderAnswered(err)).toBe(true);
+      // With the leader listed next: answered there.
+      expect(await both.status()).toMatchObject({ federation: 'testfed' });
+      // A stream that delivered an event, then was reset: followed again, not failed.
+      const events: AdminEvent[] = [];
+      const stop = new AbortController();
+      let reconnects = 0;
+      const onEvent = (e: AdminEvent): void => {
+        events.push(e);
+        if (events.length === 2) stop.abort();
+      };
+      await followEvents(alone, onEvent, () => Promise.resolve(void (reconnects += 1)), stop.signal);
+      // One event on the first stream, one on the stream opened again after its reset.
+      expect(events.map((e) => e.kind)).toEqual(['round.opened', 'round.opened']);
+      expect(reconnects).toBe(1);
+      expect(resetter.streams()).toBeGreaterThanOrEqual(3);
+    } finally {
+      alone.close();
+      both.close();
+      await resetter.stop();
+    }
+  }, 30_000);
 });
+
+/**
+ * A TLS HTTP/2 server with the coordinator's certificate that resets every stream with CANCEL, as
+ * a connection lost under a call may reach grpc-js; an `Events` stream gets one event first.
+ */
+async function startResettingServer(dir: string): Promise<{ dial: string; streams: () => number; stop: () => Promise<void> }> {
+  const server = http2.createSecureServer({
+    ca: readFileSync(join(dir, 'ca.crt')),
+    cert: readFileSync(join(dir, 'coordinator.crt')),
+    key: readFileSync(join(dir, 'coordinator.key')),
+    requestCert: true,
+    rejectUnauthorized: true,
+  });
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (s) => {
+    sessions.add(s);
+    s.once('close', () => sessions.delete(s));
+  });
+  let streams = 0;
+  server.on('stream', (stream, headers) => {
+    streams += 1;
+    if (headers[':path'] !== '/fedhpc.v1.AdminService/Events') {
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      return;
+    }
+    const body = loadProto().fedhpc.v1.AdminService.service.Events.responseSerialize({ kind: 'round.opened', tsMs: String(Date.now()), json: '{"round":1}' });
+    const frame = Buffer.alloc(5 + body.length);
+    frame.writeUInt32BE(body.length, 1);
+    body.copy(frame, 5);
+    // Trailers held back: closing sends no END_STREAM ahead of the reset.
+    stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+    stream.write(frame, () => setTimeout(() => stream.close(http2.constants.NGHTTP2_CANCEL), 200));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    dial: `localhost:${port}`,
+    streams: () => streams,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sessions) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -49,6 +49,19 @@ export function readGrpcRefusal(err: unknown): GrpcRefusal | undefined {
   };
 }
 
+/**
+ * Whether a call its caller did not cancel failed for want of a connection, by grpc-js's own status
+ * (no coordinator verdict): `UNAVAILABLE`, or `CANCELLED` "Call cancelled". When a connection drops
+ * under a call, Node synthesizes `NGHTTP2_CANCEL` for its streams, and grpc-js says "Connection
+ * dropped" (UNAVAILABLE) if the session's close reaches the call first, "Call cancelled" if the
+ * stream's close does (subchannel-call.ts): one failure, the coordinator gone (a leader killed
+ * mid-call), told two ways by a race.
+ */
+export function droppedConnection(err: unknown): boolean {
+  const r = readGrpcRefusal(err);
+  return r !== undefined && r.said === undefined && (r.status === grpc.status.UNAVAILABLE || r.status === grpc.status.CANCELLED);
+}
+
 /** The gRPC status of a gRPC error (a number grpc-js knows), else undefined. */
 function grpcStatusOf(err: unknown): grpc.status | undefined {
   const code = (err as { code?: unknown } | null | undefined)?.code;

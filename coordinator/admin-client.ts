@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { clientWindowOptions } from '../common/grpc-window.js';
 import { mutualTlsCredentials } from '../common/grpc-tls.js';
 import { readTlsFiles, type TlsFiles } from '../common/tls.js';
-import { NOT_LEADER, readGrpcRefusal } from '../common/coordinator-verdict.js';
+import { NOT_LEADER, droppedConnection, readGrpcRefusal } from '../common/coordinator-verdict.js';
 import { invariant } from '../aggregation/index.js';
 import {
   loadProto,
@@ -310,15 +310,13 @@ export class AdminClient {
 }
 
 /**
- * A call the admin client did not cancel that ends CANCELLED "Call cancelled", with no verdict of
- * the coordinator's, lost its connection: grpc-js reports a dropped connection so when the stream's
- * reset (Node synthesizes NGHTTP2_CANCEL for it) reaches the call before the session's close does,
- * and as UNAVAILABLE "Connection dropped" after (subchannel-call.ts). Both are one failure — the
- * coordinator went away, a leader killed mid-call — so both are UNAVAILABLE here, and a standby
- * pair's admin dials on and waits for the new leader whichever way the race went.
+ * An admin call's failure with a dropped connection told as grpc-js tells one either way
+ * ({@link droppedConnection}: CANCELLED "Call cancelled" or UNAVAILABLE), as UNAVAILABLE: the admin
+ * client cancels no call it still awaits, so a standby pair's admin dials on, or waits for the new
+ * leader, whichever way the race went. grpc-js's words stay in the details.
  */
 export function asDroppedConnection(err: grpc.ServiceError): grpc.ServiceError {
-  if (err.code !== grpc.status.CANCELLED || readGrpcRefusal(err)?.said !== undefined) return err;
+  if (err.code !== grpc.status.CANCELLED || !droppedConnection(err)) return err;
   const details = `Connection dropped (grpc-js said: ${err.details || err.message})`;
   return Object.assign(new Error(`${grpc.status.UNAVAILABLE} UNAVAILABLE: ${details}`, { cause: err }), { code: grpc.status.UNAVAILABLE, details, metadata: err.metadata });
 }

@@ -8,6 +8,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import type { Logger } from '../common/logger.js';
+import { droppedConnection } from '../common/coordinator-verdict.js';
 import { signReceipt, type ReceiptDelta } from '../common/receipt.js';
 import { usageToWire, type RoundUsage } from '../common/usage.js';
 import type { SiteServiceClient } from '../proto/index.js';
@@ -110,8 +111,9 @@ export class ReceiptSigner {
       (err: grpc.ServiceError | null) => {
         done();
         const log = this.o.logger.child({ round: modelRound, phase: 'commit' });
-        // Kept on a transient failure: the same announcement comes again with the next task.
-        if (err && err.code === 14 /* UNAVAILABLE */) return log.info({ err: { message: err.message } }, 'receipt not delivered yet');
+        // Kept on a transient failure (the coordinator unreachable or gone under the call, however
+        // grpc-js told it): the same announcement comes again with the next task.
+        if (err && (err.code === 14 /* UNAVAILABLE */ || droppedConnection(err))) return log.info({ err: { message: err.message } }, 'receipt not delivered yet');
         this.pending.delete(k);
         const notInvited = err !== null && classifyFailure(err).code === 'NOT_INVITED';
         if (!err || notInvited) this.o.onVerdict?.(c, !err);

@@ -12,12 +12,17 @@ const proto = loadProto();
 const closers: (() => void)[] = [];
 afterEach(() => closers.splice(0).forEach((close) => close()));
 
-/** A SiteService on loopback that keeps the receipts it is sent. */
-async function receiptServer(): Promise<{ address: string; received: RoundReceipt__Output[] }> {
+/**
+ * A SiteService on loopback that keeps the receipts it is sent; the first `cancelFirst` calls end
+ * CANCELLED with no verdict, as grpc-js may report a connection that dropped under the call.
+ */
+async function receiptServer(cancelFirst = 0): Promise<{ address: string; received: RoundReceipt__Output[] }> {
   const received: RoundReceipt__Output[] = [];
   const server = new grpc.Server();
+  let calls = 0;
   server.addService(proto.fedhpc.v1.SiteService.service, {
     SubmitReceipt: (call: grpc.ServerUnaryCall<RoundReceipt__Output, unknown>, reply: grpc.sendUnaryData<unknown>) => {
+      if (calls++ < cancelFirst) return reply({ code: grpc.status.CANCELLED, details: 'Call cancelled' });
       received.push(call.request);
       reply(null, {});
     },
@@ -66,5 +71,26 @@ describe('receipts of committed rounds', () => {
     expect(server.received).toHaveLength(1);
     expect(server.received[0]).toMatchObject({ runId: 'run-1', round: '3', modelSha256: model });
     expect(lines.some((l) => l.msg === 'receipt of committed round signed and submitted')).toBe(true);
+  });
+
+  it('keeps a receipt whose call ended CANCELLED without a verdict (a connection dropped under it), and delivers it when the round is announced again', async () => {
+    const ca = await caFor('receipts');
+    const site = await issueCertificate({ ca, role: 'site', id: 'bsc', federation: 'receipts', validityDays: 1, now: NOW });
+    const { logger, lines } = testLogger();
+    const server = await receiptServer(1);
+    const link = new CoordinatorLink(dial(server.address), server.address);
+    const signer = new ReceiptSigner({ site: 'bsc', certificatePem: site.certPem, keyPem: site.keyPem!, logger, client: () => link.openClient, measure: () => Promise.resolve(unknownUsage('not measured in this test')) });
+    const model = 'ab'.repeat(32);
+    signer.contributed({ runId: 'run-1', round: 3, parentSha256: 'cd'.repeat(32), dataManifestSha256: 'ef'.repeat(32) });
+    signer.committed('run-1', 3, model);
+    await signer.settled();
+    expect(server.received).toHaveLength(0);
+    expect(lines.some((l) => l.msg === 'receipt not delivered yet')).toBe(true);
+    expect(lines.some((l) => l.msg === 'receipt refused by the coordinator')).toBe(false);
+
+    signer.committed('run-1', 3, model);
+    await signer.settled();
+    expect(server.received).toHaveLength(1);
+    expect(server.received[0]).toMatchObject({ runId: 'run-1', round: '3', modelSha256: model });
   });
 });

@@ -79,6 +79,22 @@ describe.skipIf(lacks('AES-NI', native?.aes256CtrInto))('native AES-256-CTR keys
     for (const narrow of [false, true]) expect(nativeKeystream(key, at, 16 * 16 * 3, narrow).equals(opensslKeystream(key, at, 16 * 16 * 3))).toBe(true);
   });
 
+  it('carries the counter from its low 64 bits into its high ones, as aes-256-ctr does, whichever loop is running there', () => {
+    const key = seededRandomBytes('native 2^64 carry')(32);
+    // Runs that cross 2^64 in their first, middle and last block of the wide loop's 256-byte runs.
+    // A skip into the last block before 2^64 starts the wide loop past the carry.
+    for (const [before, skip] of [[1, 0], [1, 5], [8, 0], [16, 0], [40, 3]] as const) {
+      const iv = Buffer.alloc(16);
+      iv.writeBigUInt64BE(2n ** 64n - BigInt(before), 8);
+      const expected = createCipheriv('aes-256-ctr', key, iv).update(Buffer.alloc(16 * 64)).subarray(skip);
+      for (const narrow of [false, true]) {
+        const out = new Uint8Array(16 * 64 - skip);
+        native!.aes256CtrInto!(key, 2 ** 32 - 1, 2 ** 32 - before, skip, out, narrow);
+        expect(Buffer.from(out).equals(expected), `${before} blocks before 2^64, skip ${skip}, narrow ${narrow}`).toBe(true);
+      }
+    }
+  });
+
   it('refuses a key that is not 32 bytes, an output that is not a Uint8Array, and a skip past the block', () => {
     const out = new Uint8Array(16);
     expect(() => native!.aes256CtrInto!(new Uint8Array(16), 0, 0, 0, out)).toThrow(/32-byte/);

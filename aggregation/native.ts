@@ -40,10 +40,27 @@ export interface NativeKernels {
   readonly findNonFiniteF32?: (bytes: Uint8Array) => number;
   /**
    * secure aggregation's quantiser (quantize.ts, `quantizeRange`), bit for bit, eight values a step
-   * (AVX-512): x's f32 values and u's rounding words into u32 (`wide`) or u16 words; 1 when x holds
-   * a NaN or ±Infinity, else 0.
+   * (AVX-512): x's f32 values and u's rounding words into u32 (`wide`) or u16 words, each word then
+   * taking `count` (0 to 4) keystream words before it is stored — source j's `stride` bytes after
+   * source j − 1's in `src`, subtracted where bit j of `negative` is set, modulo 2^b. 1 when x holds a
+   * NaN or ±Infinity (dst then holds nothing reliable), else 0.
    */
-  readonly quantizeF32?: (dst: Uint8Array, x: Uint8Array, u: Uint8Array, clip: number, zero: number, scale: number, weight: number, wide: boolean) => number;
+  readonly quantizeF32?: (
+    dst: Uint8Array,
+    x: Uint8Array,
+    u: Uint8Array,
+    src: Uint8Array,
+    stride: number,
+    count: number,
+    negative: number,
+    clip: number,
+    zero: number,
+    scale: number,
+    weight: number,
+    wide: boolean,
+  ) => number;
+  /** dst's u32 (`wide`) or u16 words take `count` (1 to 4) keystream words each, as quantizeF32's do. */
+  readonly foldWords?: (dst: Uint8Array, src: Uint8Array, stride: number, count: number, negative: number, wide: boolean) => void;
   /**
    * A site's delta (kernels/reference.ts, deltaToF32Ref and deltaToBf16Ref), bit for bit, sixteen
    * values a step (AVX-512): dst = local − global in f32, each source little-endian F32 or BF16

@@ -122,17 +122,49 @@ int64_t fedhpc_find_non_finite_f32(const uint8_t *p, size_t n) {
 #define AVX512 __attribute__((target("avx2,avx512f,avx512vl")))
 
 /*
+ * Masks are folded in by adding, for each source j, its word xor m_j, where m_j is all ones for a
+ * source subtracted and zero for one added: −s = ~s + 1 mod 2^b, so after the sources one add of
+ * the count of subtracted ones finishes every subtraction at once.
+ */
+static inline uint32_t fold_scalar(uint32_t word, const uint8_t *src, size_t stride, int nsrc, int neg, size_t i, int wide) {
+  for (int j = 0; j < nsrc; j++) {
+    uint32_t s;
+    if (wide) memcpy(&s, src + j * stride + 4 * i, 4);
+    else {
+      uint16_t h;
+      memcpy(&h, src + j * stride + 2 * i, 2);
+      s = h;
+    }
+    word = (neg >> j) & 1 ? word - s : word + s;
+  }
+  return word;
+}
+
+/*
  * The quantiser of secure aggregation's masked encoding (aggregation/secagg/quantize.ts,
  * `quantizeRange`), bit for bit: in float64, t = weight·clip(x)·scale + u·2^-32, k = ⌊t⌋ held to
  * [−zero, zero], word = zero + k, the same IEEE operations in the same order (the file is built with
  * -ffp-contract=off, so nothing is fused). Eight values a step in AVX-512 against the WebAssembly
- * kernel's two. Returns 1, having written nothing reliable, when x holds a NaN or ±Infinity (the
- * caller then runs the JS formula, which names the index), else 0.
+ * kernel's two. Each word then takes `nsrc` (at most 4) keystream words before it is stored, source
+ * j's at src + j·stride, subtracted where bit j of `neg` is set, modulo 2^b: the slice is quantised
+ * and masked in one pass and written once, straight where it goes. Returns 1, having written
+ * nothing reliable, when x holds a NaN or ±Infinity (the caller then runs the JS formula, which
+ * names the index), else 0.
  */
-AVX512 int fedhpc_quantize_f32(uint8_t *dst, const uint8_t *x, const uint8_t *u, size_t n, double clip, double zero, double scale, double weight, int wide) {
+AVX512 int fedhpc_quantize_f32(uint8_t *dst, const uint8_t *x, const uint8_t *u, size_t n, double clip, double zero, double scale, double weight, int wide,
+                               const uint8_t *src, size_t stride, int nsrc, int neg) {
   const __m512d c = _mm512_set1_pd(clip), negc = _mm512_set1_pd(-clip), z = _mm512_set1_pd(zero), negz = _mm512_set1_pd(-zero);
   const __m512d s = _mm512_set1_pd(scale), w = _mm512_set1_pd(weight), inv32 = _mm512_set1_pd(0x1p-32);
   const __m256i exponent = _mm256_set1_epi32(0x7F800000);
+  __m256i flip[4];
+  int subtracted = 0;
+  for (int j = 0; j < 4; j++) {
+    int minus = j < nsrc && ((neg >> j) & 1);
+    flip[j] = _mm256_set1_epi32(minus ? -1 : 0);
+    subtracted += minus;
+  }
+  const __m256i carries = _mm256_set1_epi32(subtracted);
+  const __m128i carries16 = _mm_set1_epi16((short)subtracted);
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     __m256i bits = _mm256_loadu_si256((const __m256i *)(x + 4 * i));
@@ -144,8 +176,16 @@ AVX512 int fedhpc_quantize_f32(uint8_t *dst, const uint8_t *x, const uint8_t *u,
     __m512d k = _mm512_roundscale_pd(_mm512_add_pd(t, r), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
     k = _mm512_min_pd(_mm512_max_pd(k, negz), z);
     __m256i word = _mm512_cvtpd_epu32(_mm512_add_pd(z, k));
-    if (wide) _mm256_storeu_si256((__m256i *)(dst + 4 * i), word);
-    else _mm_storeu_si128((__m128i *)(dst + 2 * i), _mm256_cvtepi32_epi16(word));
+    if (wide) {
+      for (int j = 0; j < nsrc; j++) word = _mm256_add_epi32(word, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(src + j * stride + 4 * i)), flip[j]));
+      if (nsrc > 0) word = _mm256_add_epi32(word, carries);
+      _mm256_storeu_si256((__m256i *)(dst + 4 * i), word);
+    } else {
+      __m128i half = _mm256_cvtepi32_epi16(word);
+      for (int j = 0; j < nsrc; j++) half = _mm_add_epi16(half, _mm_xor_si128(_mm_loadu_si128((const __m128i *)(src + j * stride + 2 * i)), _mm256_castsi256_si128(flip[j])));
+      if (nsrc > 0) half = _mm_add_epi16(half, carries16);
+      _mm_storeu_si128((__m128i *)(dst + 2 * i), half);
+    }
   }
   for (; i < n; i++) {
     float xf;
@@ -157,15 +197,56 @@ AVX512 int fedhpc_quantize_f32(uint8_t *dst, const uint8_t *x, const uint8_t *u,
     double clipped = v < -clip ? -clip : v > clip ? clip : v;
     double k = floor(weight * clipped * scale + (double)ui / 4294967296.0);
     double word = zero + (k > zero ? zero : k < -zero ? -zero : k);
-    if (wide) {
-      uint32_t out = (uint32_t)word;
-      memcpy(dst + 4 * i, &out, 4);
-    } else {
-      uint16_t out = (uint16_t)word;
-      memcpy(dst + 2 * i, &out, 2);
+    uint32_t out = fold_scalar((uint32_t)word, src, stride, nsrc, neg, i, wide);
+    if (wide) memcpy(dst + 4 * i, &out, 4);
+    else {
+      uint16_t out16 = (uint16_t)out;
+      memcpy(dst + 2 * i, &out16, 2);
     }
   }
   return 0;
+}
+
+/*
+ * dst's n words (32-bit where `wide`, else 16-bit) take `nsrc` (1 to 4) keystream words each,
+ * source j's at src + j·stride, subtracted where bit j of `neg` is set, modulo 2^b: the folds of a
+ * site's masks beyond the four fedhpc_quantize_f32 takes, straight into the words where they lie.
+ */
+AVX512 void fedhpc_fold_words(uint8_t *dst, const uint8_t *src, size_t stride, int nsrc, int neg, size_t n, int wide) {
+  __m256i flip[4];
+  int subtracted = 0;
+  for (int j = 0; j < 4; j++) {
+    int minus = j < nsrc && ((neg >> j) & 1);
+    flip[j] = _mm256_set1_epi32(minus ? -1 : 0);
+    subtracted += minus;
+  }
+  const __m256i carries = wide ? _mm256_set1_epi32(subtracted) : _mm256_set1_epi16((short)subtracted);
+  const size_t bytes = n * (wide ? 4 : 2);
+  size_t at = 0;
+  for (; at + 32 <= bytes; at += 32) {
+    __m256i acc = _mm256_loadu_si256((const __m256i *)(dst + at));
+    __m256i sum = carries;
+    for (int j = 0; j < nsrc; j++) {
+      __m256i term = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(src + j * stride + at)), flip[j]);
+      sum = wide ? _mm256_add_epi32(sum, term) : _mm256_add_epi16(sum, term);
+    }
+    _mm256_storeu_si256((__m256i *)(dst + at), wide ? _mm256_add_epi32(acc, sum) : _mm256_add_epi16(acc, sum));
+  }
+  for (size_t i = at / (wide ? 4 : 2); i < n; i++) {
+    uint32_t word;
+    if (wide) memcpy(&word, dst + 4 * i, 4);
+    else {
+      uint16_t h;
+      memcpy(&h, dst + 2 * i, 2);
+      word = h;
+    }
+    word = fold_scalar(word, src, stride, nsrc, neg, i, wide);
+    if (wide) memcpy(dst + 4 * i, &word, 4);
+    else {
+      uint16_t h = (uint16_t)word;
+      memcpy(dst + 2 * i, &h, 2);
+    }
+  }
 }
 
 /* Sixteen values of little-endian F32 or BF16 bytes from value i, widened to f32 (BF16 exactly). */

@@ -154,26 +154,79 @@ static napi_value sha256_call(napi_env env, napi_callback_info info) {
 #endif
 }
 
-/* quantizeF32(dst, x, u, clip, zero, scale, weight, wide): 0, or 1 when x holds a NaN or ±Infinity. */
+/*
+ * Reads the keystream sources of quantizeF32 and foldWords from argv[0..3]: src (a Uint8Array),
+ * stride (bytes between sources), count (0 to 4; at least `least`) and neg (bit j: source j is
+ * subtracted). Each source must hold `bytes` bytes and lie within src.
+ */
+static bool sources_of(napi_env env, napi_value *argv, size_t bytes, int least, const uint8_t **src, size_t *stride, int *count, int *neg) {
+  uint8_t *p;
+  size_t len;
+  double st, c, m;
+  if (!bytes_of(env, argv[0], &p, &len)) return fail(env, "the keystream sources must be a Uint8Array"), false;
+  if (napi_get_value_double(env, argv[1], &st) != napi_ok || napi_get_value_double(env, argv[2], &c) != napi_ok || napi_get_value_double(env, argv[3], &m) != napi_ok)
+    return fail(env, "stride, count and negative must be numbers"), false;
+  if (!(c >= least && c <= 4 && c == (double)(int)c)) return fail(env, least > 0 ? "count must be an integer in [1, 4]" : "count must be an integer in [0, 4]"), false;
+  if (!(m >= 0 && m < 16 && m == (double)(int)m)) return fail(env, "negative must be an integer bit mask in [0, 16)"), false;
+  if (!(st >= 0 && st <= 9007199254740991.0 && st == (double)(size_t)st)) return fail(env, "stride must be a non-negative integer"), false;
+  *stride = (size_t)st;
+  *count = (int)c;
+  *neg = (int)m;
+  if (*count > 0 && ((*count > 1 && *stride < bytes) || (size_t)(*count - 1) * *stride + bytes > len)) return fail(env, "each keystream source needs as many words as dst, within the sources and apart by stride"), false;
+  *src = p;
+  return true;
+}
+
+/*
+ * quantizeF32(dst, x, u, src, stride, count, negative, clip, zero, scale, weight, wide): 0, or 1 when x
+ * holds a NaN or ±Infinity; each word takes `count` keystream words from src before it is stored.
+ */
 static napi_value quantize_f32(napi_env env, napi_callback_info info) {
-  size_t argc = 8;
-  napi_value argv[8], result;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 8) return fail(env, "quantizeF32 takes 8 arguments");
+  size_t argc = 12;
+  napi_value argv[12], result;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 12) return fail(env, "quantizeF32 takes 12 arguments");
   uint8_t *dst, *x, *u;
   size_t dst_len, x_len, u_len;
   double p[4];
   bool wide;
   if (!bytes_of(env, argv[0], &dst, &dst_len) || !bytes_of(env, argv[1], &x, &x_len) || !bytes_of(env, argv[2], &u, &u_len)) return fail(env, "quantizeF32's buffers must be Uint8Arrays");
   for (int i = 0; i < 4; i++)
-    if (napi_get_value_double(env, argv[3 + i], &p[i]) != napi_ok) return fail(env, "quantizeF32's parameters must be numbers");
-  if (napi_get_value_bool(env, argv[7], &wide) != napi_ok) return fail(env, "quantizeF32's wide must be a boolean");
+    if (napi_get_value_double(env, argv[7 + i], &p[i]) != napi_ok) return fail(env, "quantizeF32's parameters must be numbers");
+  if (napi_get_value_bool(env, argv[11], &wide) != napi_ok) return fail(env, "quantizeF32's wide must be a boolean");
   size_t n = x_len / 4;
   if (x_len % 4 != 0 || u_len != x_len || dst_len != n * (wide ? 4 : 2)) return fail(env, "quantizeF32 needs n f32 values, n rounding words and n output words");
+  const uint8_t *src;
+  size_t stride;
+  int count, neg;
+  if (!sources_of(env, argv + 3, dst_len, 0, &src, &stride, &count, &neg)) return NULL;
 #ifdef HAVE_X86
-  if (napi_create_int32(env, fedhpc_quantize_f32(dst, x, u, n, p[0], p[1], p[2], p[3], wide), &result) != napi_ok) return NULL;
+  if (napi_create_int32(env, fedhpc_quantize_f32(dst, x, u, n, p[0], p[1], p[2], p[3], wide, src, stride, count, neg), &result) != napi_ok) return NULL;
   return result;
 #else
   (void)result;
+  return fail(env, "no AVX-512 on this machine");
+#endif
+}
+
+/* foldWords(dst, src, stride, count, negative, wide): dst's words take `count` keystream words each. */
+static napi_value fold_words(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 6) return fail(env, "foldWords takes 6 arguments");
+  uint8_t *dst;
+  size_t dst_len;
+  bool wide;
+  if (!bytes_of(env, argv[0], &dst, &dst_len)) return fail(env, "foldWords's dst must be a Uint8Array");
+  if (napi_get_value_bool(env, argv[5], &wide) != napi_ok) return fail(env, "foldWords's wide must be a boolean");
+  if (dst_len % (wide ? 4 : 2) != 0) return fail(env, "foldWords's dst must hold whole words");
+  const uint8_t *src;
+  size_t stride;
+  int count, neg;
+  if (!sources_of(env, argv + 1, dst_len, 1, &src, &stride, &count, &neg)) return NULL;
+#ifdef HAVE_X86
+  fedhpc_fold_words(dst, src, stride, count, neg, dst_len / (wide ? 4 : 2), wide);
+  return NULL;
+#else
   return fail(env, "no AVX-512 on this machine");
 #endif
 }
@@ -222,7 +275,8 @@ static napi_value init(napi_env env, napi_value exports) {
   if (!export_flag(env, exports, "aesni", aesni) || !export_flag(env, exports, "vaes", use_wide)) return NULL;
   if (aesni && !export_function(env, exports, "aes256CtrInto", aes256_ctr_into, 0)) return NULL;
   if (sse42 && !export_function(env, exports, "crc32c", crc32c, 0)) return NULL;
-  if (avx512 && (!export_function(env, exports, "quantizeF32", quantize_f32, 0) || !export_function(env, exports, "delta", delta, 0))) return NULL;
+  if (avx512 && (!export_function(env, exports, "quantizeF32", quantize_f32, 0) || !export_function(env, exports, "foldWords", fold_words, 0) ||
+                 !export_function(env, exports, "delta", delta, 0))) return NULL;
   if (sha) {
     napi_value size;
     if (napi_create_uint32(env, (uint32_t)sizeof(struct fedhpc_sha256), &size) != napi_ok || napi_set_named_property(env, exports, "sha256StateBytes", size) != napi_ok) return NULL;

@@ -80,12 +80,13 @@ export interface MaskWorkspaceOptions {
 export class MaskWorkspace {
   /** True when the folds run in WebAssembly SIMD. */
   readonly simd: boolean;
-  /** The native module's quantiser (AVX-512), where it is built and this workspace uses SIMD. */
+  /** The native module's quantiser and fold (AVX-512), where they are built and this workspace uses SIMD. */
   private readonly quantizeNative: NonNullable<NativeKernels['quantizeF32']> | undefined;
+  private readonly foldNative: NonNullable<NativeKernels['foldWords']> | undefined;
 
-  /** True when values are quantised by the native module (AVX-512), not in WebAssembly. */
+  /** True when values are quantised and masked by the native module (AVX-512, {@link quantizeMasked}), not in WebAssembly. */
   get nativeQuantize(): boolean {
-    return this.quantizeNative !== undefined;
+    return this.quantizeNative !== undefined && this.foldNative !== undefined;
   }
   private readonly k: MaskKernelExports | undefined;
   private readonly window: ArrayBufferLike;
@@ -94,7 +95,9 @@ export class MaskWorkspace {
   constructor(options: MaskWorkspaceOptions = {}) {
     this.k = options.reference !== true && LITTLE_ENDIAN ? instantiateMaskKernels() : undefined;
     this.simd = this.k !== undefined;
-    this.quantizeNative = this.simd && options.native !== false ? nativeKernels()?.quantizeF32 : undefined;
+    const native = this.simd && options.native !== false ? nativeKernels() : undefined;
+    this.quantizeNative = native?.quantizeF32;
+    this.foldNative = native?.foldWords;
     // The kernels' memory is never grown, so its buffer (and views of it) stay attached.
     this.window = this.k?.memory.buffer ?? new ArrayBuffer(SLICE_BYTES);
     this.bytes = new Uint8Array(this.window);
@@ -118,21 +121,47 @@ export class MaskWorkspace {
    */
   quantize(x: Float32Array, from: number, count: number, rounding: Keystream, bits: MaskBits, p: QuantizeParams, offset: number): void {
     if (this.k !== undefined) {
-      const u = this.bytes.subarray(ROUNDING_AT, ROUNDING_AT + count * 4);
-      rounding.into(u);
-      if (this.quantizeNative !== undefined && Number.isFinite(p.scale)) {
-        // x is read where it lies; the words go straight into the slice.
-        const values = new Uint8Array(x.buffer, x.byteOffset + from * 4, count * 4);
-        if (this.quantizeNative(this.bytes.subarray(ACC_AT, ACC_AT + (count * bits) / 8), values, u, p.clip, p.zero, p.scale, p.weight, bits === 32) === 0) return;
-      } else {
-        new Float32Array(this.window, SRC_AT, count).set(x.subarray(from, from + count));
-        if (this.k.quantize_f32(ACC_AT, SRC_AT, ROUNDING_AT, count, p.clip, p.zero, p.scale, p.weight, bits === 32 ? 1 : 0) === 0) return;
-      }
+      rounding.into(this.bytes.subarray(ROUNDING_AT, ROUNDING_AT + count * 4));
+      new Float32Array(this.window, SRC_AT, count).set(x.subarray(from, from + count));
+      if (this.k.quantize_f32(ACC_AT, SRC_AT, ROUNDING_AT, count, p.clip, p.zero, p.scale, p.weight, bits === 32 ? 1 : 0) === 0) return;
       // A NaN or ±Infinity: the JS formula finds the first one and throws with its index.
       quantizeRange(x, from, count, new Uint32Array(this.window, ROUNDING_AT, count), this.slice(bits, count), 0, p, offset);
       return;
     }
     quantizeRange(x, from, count, rounding.words32(rounding.take(count)), this.slice(bits, count), 0, p, offset);
+  }
+
+  /**
+   * {@link quantize} and {@link fold} at once, straight into `out` (`count` words of `bits` bits),
+   * by the native kernels: x is read where it lies, the rounding words and keystreams go into the
+   * window, and each word is quantised, takes its first four keystream words and is stored once,
+   * where it goes; further streams are folded into `out` four at a time. Nothing passes through the
+   * slice, so nothing is copied out of it. False, having done nothing, where this workspace has no
+   * native quantiser: the caller quantises, folds and copies.
+   */
+  quantizeMasked(x: Float32Array, from: number, count: number, rounding: Keystream, streams: readonly SignedStream[], bits: MaskBits, p: QuantizeParams, offset: number, out: MaskWords): boolean {
+    const quantizeF32 = this.quantizeNative;
+    const foldWords = this.foldNative;
+    if (quantizeF32 === undefined || foldWords === undefined || !Number.isFinite(p.scale)) return false;
+    if (out.length !== count) throw new SecAggError('INVALID_ARGUMENT', `the output needs ${count} words`, { words: out.length });
+    // This path never uses the slice: the rounding words take its place.
+    const u = this.bytes.subarray(ACC_AT, ACC_AT + count * 4);
+    rounding.into(u);
+    const dst = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+    const sources = this.bytes.subarray(SRC_AT, SRC_AT + 4 * SLICE_BYTES);
+    const wide = bits === 32;
+    for (let i = 0; i === 0 || i < streams.length; i += 4) {
+      const four = streams.slice(i, i + 4);
+      four.forEach((s, j) => s.stream.into(this.src(j, dst.byteLength)));
+      const negative = four.reduce((m, s, j) => (s.sign === -1 ? m | (1 << j) : m), 0);
+      if (i > 0) foldWords(dst, sources, SLICE_BYTES, four.length, negative, wide);
+      else if (quantizeF32(dst, new Uint8Array(x.buffer, x.byteOffset + from * 4, count * 4), u, sources, SLICE_BYTES, four.length, negative, p.clip, p.zero, p.scale, p.weight, wide) !== 0) {
+        // A NaN or ±Infinity: the JS formula finds the first one and throws with its index.
+        quantizeRange(x, from, count, new Uint32Array(this.window, ACC_AT, count), out, 0, p, offset);
+        throw new SecAggError('INVALID_ARGUMENT', 'the native quantiser found a value the JS formula did not', { from, count });
+      }
+    }
+    return true;
   }
 
   /**

@@ -95,6 +95,7 @@ export function quantizeAndMask(x: Float32Array, options: QuantizeOptions, input
   const ws = workspace ?? new MaskWorkspace();
   for (let at = 0; at < x.length; at += MASK_SLICE_WORDS) {
     const n = Math.min(MASK_SLICE_WORDS, x.length - at);
+    if (ws.quantizeMasked(x, at, n, rounding, streams, bits, p, offset, out.subarray(at, at + n))) continue;
     ws.quantize(x, at, n, rounding, bits, p, offset);
     ws.fold(streams, bits, n);
     const slice = ws.slice(bits, n);

@@ -240,6 +240,7 @@ describe.skipIf(lacks('SHA extensions', native?.sha256Update2))('native SHA-256 
 });
 
 describe.skipIf(lacks('AVX-512', native?.quantizeF32))('native quantiser (native/checks.c)', () => {
+  const NO_SOURCES = new Uint8Array(0);
   const q = { clip: 2e-3, zero: 2 ** 15 - 1, scale: (2 ** 15 - 1) / 2e-3, weight: 0.625 };
 
   it('makes quantizeRange\'s words bit for bit: both widths, any q, clip and weight, any length (the eight-value steps and the tail)', () => {
@@ -260,7 +261,7 @@ describe.skipIf(lacks('AVX-512', native?.quantizeF32))('native quantiser (native
         const expected = r.wide ? new Uint32Array(x.length) : new Uint16Array(x.length);
         quantizeRange(x, 0, x.length, u, expected, 0, p, 0);
         const out = new Uint8Array(expected.byteLength);
-        expect(native!.quantizeF32!(out, new Uint8Array(x.buffer), new Uint8Array(u.buffer), p.clip, p.zero, p.scale, p.weight, r.wide)).toBe(0);
+        expect(native!.quantizeF32!(out, new Uint8Array(x.buffer), new Uint8Array(u.buffer), NO_SOURCES, 0, 0, 0, p.clip, p.zero, p.scale, p.weight, r.wide)).toBe(0);
         expect(Buffer.from(out).equals(Buffer.from(expected.buffer))).toBe(true);
       }),
       { numRuns: 400 },
@@ -271,10 +272,55 @@ describe.skipIf(lacks('AVX-512', native?.quantizeF32))('native quantiser (native
     for (const at of [3, 8, 17]) {
       const x = new Float32Array(18).fill(1e-4);
       x[at] = at === 8 ? Number.NaN : -Infinity;
-      expect(native!.quantizeF32!(new Uint8Array(72), new Uint8Array(x.buffer), new Uint8Array(72), q.clip, q.zero, q.scale, q.weight, true)).toBe(1);
+      expect(native!.quantizeF32!(new Uint8Array(72), new Uint8Array(x.buffer), new Uint8Array(72), NO_SOURCES, 0, 0, 0, q.clip, q.zero, q.scale, q.weight, true)).toBe(1);
     }
-    expect(() => native!.quantizeF32!(new Uint8Array(8), new Uint8Array(16), new Uint8Array(16), q.clip, q.zero, q.scale, q.weight, true)).toThrow(/n output words/);
-    expect(() => native!.quantizeF32!(new Uint8Array(8), new Uint8Array(16), new Uint8Array(12), q.clip, q.zero, q.scale, q.weight, false)).toThrow(/n rounding words/);
+    expect(() => native!.quantizeF32!(new Uint8Array(8), new Uint8Array(16), new Uint8Array(16), NO_SOURCES, 0, 0, 0, q.clip, q.zero, q.scale, q.weight, true)).toThrow(/n output words/);
+    expect(() => native!.quantizeF32!(new Uint8Array(8), new Uint8Array(16), new Uint8Array(12), NO_SOURCES, 0, 0, 0, q.clip, q.zero, q.scale, q.weight, false)).toThrow(/n rounding words/);
+  });
+
+  it('folds up to four keystreams of either sign into each word before storing it, and foldWords folds them into words in place: both widths, any length', () => {
+    const case_ = fc.record({ wide: fc.boolean(), n: fc.nat(80), count: fc.integer({ min: 0, max: 4 }), negative: fc.nat(15), gap: fc.nat(40) });
+    fc.assert(
+      fc.property(case_, ({ wide, n, count, negative, gap }) => {
+        const random = seededRandomBytes(`fold ${wide} ${n} ${count} ${negative} ${gap}`);
+        const zero = wide ? 2 ** 23 - 1 : 2 ** 13 - 1;
+        const p = { clip: 1.5, zero, scale: zero / 1.5, weight: 0.625 };
+        const x = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.7) * 2);
+        const u = new Uint32Array(new Uint8Array(random(4 * n)).buffer);
+        const wordBytes = wide ? 4 : 2;
+        const stride = n * wordBytes + 2 * gap;
+        const sources = random(Math.max(0, count - 1) * stride + n * wordBytes + gap);
+        const words = (bytes: Uint8Array): Uint32Array | Uint16Array => (wide ? new Uint32Array(new Uint8Array(bytes).buffer) : new Uint16Array(new Uint8Array(bytes).buffer));
+        // The reference: quantizeRange's words, then each source added or subtracted, mod 2^b.
+        const expected = wide ? new Uint32Array(n) : new Uint16Array(n);
+        quantizeRange(x, 0, n, u, expected, 0, p, 0);
+        const quantized = expected.slice();
+        for (let j = 0; j < count; j++) {
+          const s = words(sources.subarray(j * stride, j * stride + n * wordBytes));
+          for (let i = 0; i < n; i++) expected[i] = (negative >> j) & 1 ? expected[i]! - s[i]! : expected[i]! + s[i]!;
+        }
+        const out = new Uint8Array(n * wordBytes);
+        expect(native!.quantizeF32!(out, new Uint8Array(x.buffer), new Uint8Array(u.buffer), sources, stride, count, negative, p.clip, p.zero, p.scale, p.weight, wide)).toBe(0);
+        expect(Buffer.from(out).equals(Buffer.from(expected.buffer))).toBe(true);
+        if (count === 0) return;
+        const folded = new Uint8Array(quantized.buffer.slice(0));
+        native!.foldWords!(folded, sources, stride, count, negative, wide);
+        expect(Buffer.from(folded).equals(Buffer.from(expected.buffer))).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('refuses keystream sources that are too few, too short or too many', () => {
+    const x = new Uint8Array(64);
+    const u = new Uint8Array(64);
+    const quantizeWith = (src: Uint8Array, stride: number, count: number, negative = 0) => native!.quantizeF32!(new Uint8Array(32), x, u, src, stride, count, negative, q.clip, q.zero, q.scale, q.weight, false);
+    expect(() => quantizeWith(new Uint8Array(64), 32, 3)).toThrow(/within the sources/);
+    expect(() => quantizeWith(new Uint8Array(64), 16, 2)).toThrow(/as many words as dst/);
+    expect(() => quantizeWith(new Uint8Array(256), 32, 5)).toThrow(/count must be an integer in \[0, 4\]/);
+    expect(() => quantizeWith(new Uint8Array(256), 32, 2, 16)).toThrow(/bit mask/);
+    expect(() => native!.foldWords!(new Uint8Array(32), new Uint8Array(64), 32, 0, 0, false)).toThrow(/\[1, 4\]/);
+    expect(() => native!.foldWords!(new Uint8Array(6), new Uint8Array(64), 32, 1, 0, true)).toThrow(/whole words/);
   });
 });
 

@@ -3,10 +3,12 @@
  * an update's values are quantised and keystream slices are folded (added or subtracted modulo
  * 2^b), and from which a sum is decoded. With WebAssembly SIMD (mask-kernels.wat) the slice lives
  * in the kernels' own memory: the rounding words and keystream slices are written there
- * (aggregation/native.ts; copied in from node:crypto where it is unavailable), values are quantised
- * into it (by the native AVX-512 quantiser reading them in place, or copied in and quantised in
- * WebAssembly) and folded, four keystreams of either sign at a time in one pass; a sum decodes there
- * too. Elsewhere, or on a big-endian host, the same folds run in plain JS. Nothing is allocated per
+ * (aggregation/native.ts; copied in from node:crypto where it is unavailable), values are copied
+ * in, quantised in WebAssembly and folded, four keystreams of either sign at a time in one pass; a
+ * sum decodes there too. Where the native AVX-512 quantiser is built, a site's words skip the slice
+ * ({@link MaskWorkspace.quantizeMasked}): values are read in place, and each word is quantised and
+ * takes its masks on the way to the caller's buffer. Elsewhere, or on a big-endian host, the same
+ * folds run in plain JS. Nothing is allocated per
  * slice but typed-array views and the fold's short lists of streams, and, without the native
  * keystream, the bytes Node's `cipher.update` hands back (it cannot write into a caller's buffer).
  *

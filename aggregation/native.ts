@@ -11,7 +11,8 @@
  * - the finiteness of bf16 and f32 values read in place (the WebAssembly kernel copies them into
  *   its memory first);
  * - SHA-256 with the SHA extensions, and two states over the same bytes at once (sha256.ts);
- * - secure aggregation's quantiser in AVX-512, reading the values in place (mask-workspace.ts);
+ * - secure aggregation's quantiser in AVX-512, reading the values in place and folding a site's
+ *   masks into each word before storing it where it goes (mask-workspace.ts);
  * - a site's delta, local − global, from the two models' bytes where they lie (kernels/wasm.ts).
  *
  * aggregation/ touches no file: common/native.ts finds and loads the module, and each process's

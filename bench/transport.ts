@@ -94,8 +94,8 @@ export const transport: Benchmark = {
         senderCpuPerGbOverRawTls: fixed(senderRatio, 3),
         grpcSenderCpuSPerGB: fixed(one.senderCpuSPerGB.grpc, 2),
         rawTlsSenderCpuSPerGB: fixed(one.senderCpuSPerGB.tls, 2),
-        sites8SenderCpuSPerGB: fixed(many.grpc.senderCpuSPerGB, 2),
-        sites8RawTlsSenderCpuSPerGB: fixed(many.tls.senderCpuSPerGB, 2),
+        sites8SenderCpuSPerGB: fixed(many.senderCpuSPerGB.grpc, 2),
+        sites8RawTlsSenderCpuSPerGB: fixed(many.senderCpuSPerGB.tls, 2),
         // CPU per byte (sender + receiver) barely depends on load elsewhere, unlike MB/s.
         grpcCpuSPerGB: fixed(one.grpc.senderCpuSPerGB + one.grpc.receiverCpuSPerGB, 2),
         rawTlsCpuSPerGB: fixed(one.tls.senderCpuSPerGB + one.tls.receiverCpuSPerGB, 2),

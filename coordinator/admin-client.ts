@@ -315,7 +315,7 @@ export class AdminClient {
  * client cancels no call it still awaits, so a standby pair's admin dials on, or waits for the new
  * leader, whichever way the race went. grpc-js's words stay in the details.
  */
-export function asDroppedConnection(err: grpc.ServiceError): grpc.ServiceError {
+function asDroppedConnection(err: grpc.ServiceError): grpc.ServiceError {
   if (err.code !== grpc.status.CANCELLED || !droppedConnection(err)) return err;
   const details = `Connection dropped (grpc-js said: ${err.details || err.message})`;
   return Object.assign(new Error(`${grpc.status.UNAVAILABLE} UNAVAILABLE: ${details}`, { cause: err }), { code: grpc.status.UNAVAILABLE, details, metadata: err.metadata });

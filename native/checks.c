@@ -149,10 +149,11 @@ static inline uint32_t fold_scalar(uint32_t word, const uint8_t *src, size_t str
  * j's at src + j·stride, subtracted where bit j of `neg` is set, modulo 2^b: the slice is quantised
  * and masked in one pass and written once, straight where it goes. Returns 1, having written
  * nothing reliable, when x holds a NaN or ±Infinity (the caller then runs the JS formula, which
- * names the index), else 0.
+ * names the index), −1 for more than four sources, else 0.
  */
 AVX512 int fedhpc_quantize_f32(uint8_t *dst, const uint8_t *x, const uint8_t *u, size_t n, double clip, double zero, double scale, double weight, int wide,
                                const uint8_t *src, size_t stride, int nsrc, int neg) {
+  if (nsrc < 0 || nsrc > 4) return -1;
   const __m512d c = _mm512_set1_pd(clip), negc = _mm512_set1_pd(-clip), z = _mm512_set1_pd(zero), negz = _mm512_set1_pd(-zero);
   const __m512d s = _mm512_set1_pd(scale), w = _mm512_set1_pd(weight), inv32 = _mm512_set1_pd(0x1p-32);
   const __m256i exponent = _mm256_set1_epi32(0x7F800000);
@@ -211,8 +212,10 @@ AVX512 int fedhpc_quantize_f32(uint8_t *dst, const uint8_t *x, const uint8_t *u,
  * dst's n words (32-bit where `wide`, else 16-bit) take `nsrc` (1 to 4) keystream words each,
  * source j's at src + j·stride, subtracted where bit j of `neg` is set, modulo 2^b: the folds of a
  * site's masks beyond the four fedhpc_quantize_f32 takes, straight into the words where they lie.
+ * Returns −1, having done nothing, for a count outside 1 to 4, else 0.
  */
-AVX512 void fedhpc_fold_words(uint8_t *dst, const uint8_t *src, size_t stride, int nsrc, int neg, size_t n, int wide) {
+AVX512 int fedhpc_fold_words(uint8_t *dst, const uint8_t *src, size_t stride, int nsrc, int neg, size_t n, int wide) {
+  if (nsrc < 1 || nsrc > 4) return -1;
   __m256i flip[4];
   int subtracted = 0;
   for (int j = 0; j < 4; j++) {
@@ -247,6 +250,7 @@ AVX512 void fedhpc_fold_words(uint8_t *dst, const uint8_t *src, size_t stride, i
       memcpy(dst + 2 * i, &h, 2);
     }
   }
+  return 0;
 }
 
 /* Sixteen values of little-endian F32 or BF16 bytes from value i, widened to f32 (BF16 exactly). */

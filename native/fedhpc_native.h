@@ -20,11 +20,11 @@ int64_t fedhpc_find_non_finite_bf16(const uint8_t *p, size_t n);
 int64_t fedhpc_find_non_finite_f32(const uint8_t *p, size_t n);
 /* The masked encoding's quantiser over n f32 values and u32 rounding words into u32 (wide) or u16
  * words, each then taking nsrc (≤ 4) keystream words, source j's at src + j·stride, subtracted where
- * bit j of neg is set; 1 when x holds a NaN or ±Infinity. */
+ * bit j of neg is set; 1 when x holds a NaN or ±Infinity, −1 for nsrc outside 0 to 4. */
 int fedhpc_quantize_f32(uint8_t *dst, const uint8_t *x, const uint8_t *u, size_t n, double clip, double zero, double scale, double weight, int wide,
                         const uint8_t *src, size_t stride, int nsrc, int neg);
-/* dst's n words take nsrc (1 to 4) keystream words each, as fedhpc_quantize_f32's do. */
-void fedhpc_fold_words(uint8_t *dst, const uint8_t *src, size_t stride, int nsrc, int neg, size_t n, int wide);
+/* dst's n words take nsrc (1 to 4) keystream words each, as fedhpc_quantize_f32's do; −1 for nsrc outside 1 to 4. */
+int fedhpc_fold_words(uint8_t *dst, const uint8_t *src, size_t stride, int nsrc, int neg, size_t n, int wide);
 /* A site's delta: dst[i] = local[i] − global[i] in f32 over n values (sources F32 or BF16 bytes),
  * written as f32 or rounded to bf16. */
 void fedhpc_delta(uint8_t *dst, const uint8_t *local, int local_bf16, const uint8_t *global, int global_bf16, size_t n, int out_bf16);

@@ -200,7 +200,9 @@ static napi_value quantize_f32(napi_env env, napi_callback_info info) {
   int count, neg;
   if (!sources_of(env, argv + 3, dst_len, 0, &src, &stride, &count, &neg)) return NULL;
 #ifdef HAVE_X86
-  if (napi_create_int32(env, fedhpc_quantize_f32(dst, x, u, n, p[0], p[1], p[2], p[3], wide, src, stride, count, neg), &result) != napi_ok) return NULL;
+  int found = fedhpc_quantize_f32(dst, x, u, n, p[0], p[1], p[2], p[3], wide, src, stride, count, neg);
+  if (found < 0) return fail(env, "quantizeF32 takes 0 to 4 sources");
+  if (napi_create_int32(env, found, &result) != napi_ok) return NULL;
   return result;
 #else
   (void)result;
@@ -224,7 +226,7 @@ static napi_value fold_words(napi_env env, napi_callback_info info) {
   int count, neg;
   if (!sources_of(env, argv + 1, dst_len, 1, &src, &stride, &count, &neg)) return NULL;
 #ifdef HAVE_X86
-  fedhpc_fold_words(dst, src, stride, count, neg, dst_len / (wide ? 4 : 2), wide);
+  if (fedhpc_fold_words(dst, src, stride, count, neg, dst_len / (wide ? 4 : 2), wide) != 0) return fail(env, "foldWords takes 1 to 4 sources");
   return NULL;
 #else
   return fail(env, "no AVX-512 on this machine");

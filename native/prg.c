@@ -81,7 +81,7 @@ VAES static size_t keystream_wide(const __m128i rk128[15], uint64_t hi, uint64_t
   const uint64_t first = lo + block;
   const uint64_t blocks = n / 256 * 16;
   const uint64_t high = hi + (first < lo);
-  if (blocks == 0 || first + blocks < first) return 0;
+  if (blocks == 0 || first + (blocks - 1) < first) return 0;
   __m256i rk[15];
   for (int r = 0; r < 15; r++) rk[r] = _mm256_broadcastsi128_si256(rk128[r]);
   /* Each 128-bit lane holds (high, low) as little-endian 64-bit words; the shuffle reverses each. */

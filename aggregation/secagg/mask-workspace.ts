@@ -8,9 +8,9 @@
  * sum decodes there too. Where the native AVX-512 quantiser is built, a site's words skip the slice
  * ({@link MaskWorkspace.quantizeMasked}): values are read in place, and each word is quantised and
  * takes its masks on the way to the caller's buffer. Elsewhere, or on a big-endian host, the same
- * folds run in plain JS. Nothing is allocated per
- * slice but typed-array views and the fold's short lists of streams, and, without the native
- * keystream, the bytes Node's `cipher.update` hands back (it cannot write into a caller's buffer).
+ * folds run in plain JS. Nothing is allocated per slice but typed-array views and the fold's short
+ * lists of streams, and, without the native keystream, the bytes Node's `cipher.update` hands back
+ * (it cannot write into a caller's buffer).
  *
  * A workspace belongs to one caller (a site's encoder, the coordinator's unmasking) and one
  * thread; create one per such caller rather than per call, as compiling the kernels costs a
@@ -18,6 +18,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { type NativeKernels, nativeKernels } from '../native.js';
+import { invariant } from '../invariant.js';
 import { SecAggError } from './errors.js';
 import { MASK_KERNELS_WASM_BASE64 } from './mask-kernels-wasm.js';
 import { type MaskBits, type MaskWords, type Keystream, add16, add32, sub16, sub32 } from './prg.js';
@@ -42,6 +43,20 @@ interface MaskKernelExports {
  * keystream slices and a decoded f64 slice, 896 KiB — stays in a core's L2.
  */
 export const MASK_SLICE_WORDS = 32 * 1024;
+
+/** Where a slice of {@link MaskWorkspace.quantizeMasked} lies: its first value in x, its length, and x's offset in the whole vector. */
+export interface SliceAt {
+  readonly from: number;
+  readonly count: number;
+  readonly offset: number;
+}
+
+/** Throws unless `count` words fit one slice. */
+function checkSliceCount(count: number): void {
+  if (!(Number.isSafeInteger(count) && count >= 0 && count <= MASK_SLICE_WORDS)) {
+    throw new SecAggError('INVALID_ARGUMENT', `a mask slice holds at most ${MASK_SLICE_WORDS} words`, { count });
+  }
+}
 
 /** A keystream to fold and the sign it is folded with. */
 export interface SignedStream {
@@ -110,9 +125,7 @@ export class MaskWorkspace {
    * caller, folded into by {@link fold}, and read back before the next call to this method.
    */
   slice(bits: MaskBits, count: number): MaskWords {
-    if (!(Number.isSafeInteger(count) && count >= 0 && count <= MASK_SLICE_WORDS)) {
-      throw new SecAggError('INVALID_ARGUMENT', `a mask slice holds at most ${MASK_SLICE_WORDS} words`, { count });
-    }
+    checkSliceCount(count);
     return bits === 32 ? new Uint32Array(this.window, ACC_AT, count) : new Uint16Array(this.window, ACC_AT, count);
   }
 
@@ -141,11 +154,14 @@ export class MaskWorkspace {
    * slice, so nothing is copied out of it. False, having done nothing, where this workspace has no
    * native quantiser: the caller quantises, folds and copies.
    */
-  quantizeMasked(x: Float32Array, from: number, count: number, rounding: Keystream, streams: readonly SignedStream[], bits: MaskBits, p: QuantizeParams, offset: number, out: MaskWords): boolean {
+  quantizeMasked(x: Float32Array, at: SliceAt, rounding: Keystream, streams: readonly SignedStream[], bits: MaskBits, p: QuantizeParams, out: MaskWords): boolean {
     const quantizeF32 = this.quantizeNative;
     const foldWords = this.foldNative;
     if (quantizeF32 === undefined || foldWords === undefined || !Number.isFinite(p.scale)) return false;
-    if (out.length !== count) throw new SecAggError('INVALID_ARGUMENT', `the output needs ${count} words`, { words: out.length });
+    const { from, count, offset } = at;
+    // The rounding words take the slice's place: no more of them than it holds.
+    checkSliceCount(count);
+    if (out.length !== count || from + count > x.length) throw new SecAggError('INVALID_ARGUMENT', `the output needs ${count} words, and x as many values from ${from}`, { words: out.length, values: x.length });
     // This path never uses the slice: the rounding words take its place.
     const u = this.bytes.subarray(ACC_AT, ACC_AT + count * 4);
     rounding.into(u);
@@ -160,7 +176,7 @@ export class MaskWorkspace {
       else if (quantizeF32(dst, new Uint8Array(x.buffer, x.byteOffset + from * 4, count * 4), u, sources, SLICE_BYTES, four.length, negative, p.clip, p.zero, p.scale, p.weight, wide) !== 0) {
         // A NaN or ±Infinity: the JS formula finds the first one and throws with its index.
         quantizeRange(x, from, count, new Uint32Array(this.window, ACC_AT, count), out, 0, p, offset);
-        throw new SecAggError('INVALID_ARGUMENT', 'the native quantiser found a value the JS formula did not', { from, count });
+        invariant(false, 'the native quantiser and quantizeRange agree on which values are finite');
       }
     }
     return true;

@@ -73,11 +73,12 @@ export interface MaskedEncodeInput extends MaskOptions {
 
 /**
  * The site's masked encoding of one chunk, fused: for each slice of {@link MASK_SLICE_WORDS}
- * elements, quantise and weight into `workspace`'s slice, fold the self mask and each pairwise
- * mask into it, copy it out. The words equal `maskVector(quantize(x, options, input), input)`
- * bit for bit; nothing is allocated per slice but keystream bytes, and `x` is only read (a slice
- * at a time, into the kernels' memory where they run). The words go to `out` when given (x.length
- * words of the modulus's width: a buffer the caller sends as it is), else to a new array.
+ * elements, quantise and weight, and fold the self mask and each pairwise mask in — in one native
+ * pass straight into the output where the native quantiser is built
+ * ({@link MaskWorkspace.quantizeMasked}), else into `workspace`'s slice, copied out after. The
+ * words equal `maskVector(quantize(x, options, input), input)` bit for bit; nothing is allocated per
+ * slice but keystream bytes, and `x` is only read. The words go to `out` when given (x.length words
+ * of the modulus's width: a buffer the caller sends as it is), else to a new array.
  */
 export function quantizeAndMask(x: Float32Array, options: QuantizeOptions, input: MaskedEncodeInput, workspace?: MaskWorkspace, out?: MaskWords): MaskWords {
   const p = quantizeParams(options, input.weight);
@@ -95,7 +96,7 @@ export function quantizeAndMask(x: Float32Array, options: QuantizeOptions, input
   const ws = workspace ?? new MaskWorkspace();
   for (let at = 0; at < x.length; at += MASK_SLICE_WORDS) {
     const n = Math.min(MASK_SLICE_WORDS, x.length - at);
-    if (ws.quantizeMasked(x, at, n, rounding, streams, bits, p, offset, out.subarray(at, at + n))) continue;
+    if (ws.quantizeMasked(x, { from: at, count: n, offset }, rounding, streams, bits, p, out.subarray(at, at + n))) continue;
     ws.quantize(x, at, n, rounding, bits, p, offset);
     ws.fold(streams, bits, n);
     const slice = ws.slice(bits, n);

@@ -79,11 +79,12 @@ describe.skipIf(lacks('AES-NI', native?.aes256CtrInto))('native AES-256-CTR keys
     for (const narrow of [false, true]) expect(nativeKeystream(key, at, 16 * 16 * 3, narrow).equals(opensslKeystream(key, at, 16 * 16 * 3))).toBe(true);
   });
 
-  it('carries the counter from its low 64 bits into its high ones, as aes-256-ctr does, whichever loop is running there', () => {
+  it('carries the counter from its low 64 bits into its high ones, as aes-256-ctr does: runs that end at 2^64, cross it, and start past it', () => {
     const key = seededRandomBytes('native 2^64 carry')(32);
     // Runs that cross 2^64 in their first, middle and last block of the wide loop's 256-byte runs.
-    // A skip into the last block before 2^64 starts the wide loop past the carry.
-    for (const [before, skip] of [[1, 0], [1, 5], [8, 0], [16, 0], [40, 3]] as const) {
+    // 64 blocks before 2^64: the wide loop runs right up to it. A skip into the last block before
+    // it starts the wide loop past the carry. The rest cross it, in the block-at-a-time loop.
+    for (const [before, skip] of [[64, 0], [1, 0], [1, 5], [8, 0], [16, 0], [40, 3]] as const) {
       const iv = Buffer.alloc(16);
       iv.writeBigUInt64BE(2n ** 64n - BigInt(before), 8);
       const expected = createCipheriv('aes-256-ctr', key, iv).update(Buffer.alloc(16 * 64)).subarray(skip);
@@ -319,6 +320,8 @@ describe.skipIf(lacks('AVX-512', native?.quantizeF32))('native quantiser (native
     expect(() => quantizeWith(new Uint8Array(64), 16, 2)).toThrow(/as many words as dst/);
     expect(() => quantizeWith(new Uint8Array(256), 32, 5)).toThrow(/count must be an integer in \[0, 4\]/);
     expect(() => quantizeWith(new Uint8Array(256), 32, 2, 16)).toThrow(/bit mask/);
+    expect(() => quantizeWith(new Uint8Array(256), -32, 2)).toThrow(/non-negative integer/);
+    expect(() => quantizeWith(new Uint8Array(256), 32.5, 2)).toThrow(/non-negative integer/);
     expect(() => native!.foldWords!(new Uint8Array(32), new Uint8Array(64), 32, 0, 0, false)).toThrow(/\[1, 4\]/);
     expect(() => native!.foldWords!(new Uint8Array(6), new Uint8Array(64), 32, 1, 0, true)).toThrow(/whole words/);
   });

@@ -112,7 +112,7 @@ describe('fused masking (quantise, weight and mask per slice; unmask and decode 
     expect(workspaces[1]!.ws.simd).toBe(false);
     expect(workspaces[2]!.ws.simd).toBe(true);
     // The third quantises natively wherever the native module offers it, and only the third.
-    expect(workspaces[2]!.ws.nativeQuantize).toBe(nativeKernels()?.quantizeF32 !== undefined);
+    expect(workspaces[2]!.ws.nativeQuantize).toBe(nativeKernels()?.quantizeF32 !== undefined && nativeKernels()?.foldWords !== undefined);
     expect(workspaces[0]!.ws.nativeQuantize).toBe(false);
   });
 
@@ -213,12 +213,18 @@ describe('fused masking (quantise, weight and mask per slice; unmask and decode 
     }
   });
 
-  it('writes into a caller\'s buffer of the modulus\'s width, and refuses one of another size or width', () => {
+  it('writes into a caller\'s buffer of the modulus\'s width, a view at any offset of a larger one, and refuses one of another size or width', () => {
     const { x, pairwise, selfSeed, roundingSeed, q } = inputs(CASES[1]!);
     const input = { weight: 0.5, roundingSeed, selfSeed, pairwise, wordOffset: 3 };
-    const out = new Uint32Array(x.length);
-    expect(quantizeAndMask(x, q, input, workspaces[0]!.ws, out)).toBe(out);
-    expect(firstDifference(out, quantizeAndMask(x, q, input))).toBe(-1);
+    const expected = quantizeAndMask(x, q, input, workspaces[1]!.ws);
+    for (const { kind, ws } of workspaces) {
+      // As the agent's chunks are: words in a pooled buffer, after a message's header bytes.
+      const pool = Buffer.alloc(12 + x.length * 4 + 8, 0xab);
+      const out = new Uint32Array(pool.buffer, pool.byteOffset + 12, x.length);
+      expect(quantizeAndMask(x, q, input, ws, out), kind).toBe(out);
+      expect(firstDifference(out, expected), kind).toBe(-1);
+      expect([pool.subarray(0, 12).every((b) => b === 0xab), pool.subarray(12 + x.length * 4).every((b) => b === 0xab)], kind).toEqual([true, true]);
+    }
     expect(codeOf(() => quantizeAndMask(x, q, input, undefined, new Uint32Array(x.length - 1)))).toBe('INVALID_ARGUMENT');
     expect(codeOf(() => quantizeAndMask(x, q, input, undefined, new Uint16Array(x.length)))).toBe('INVALID_ARGUMENT');
   });

@@ -140,6 +140,17 @@ static inline uint32_t fold_scalar(uint32_t word, const uint8_t *src, size_t str
   return word;
 }
 
+/* flip[j]: all ones where source j is subtracted, zero where it is added or absent; returns how many are subtracted. */
+AVX512 static inline int source_flips(__m256i flip[4], int nsrc, int neg) {
+  int subtracted = 0;
+  for (int j = 0; j < 4; j++) {
+    int minus = j < nsrc && ((neg >> j) & 1);
+    flip[j] = _mm256_set1_epi32(minus ? -1 : 0);
+    subtracted += minus;
+  }
+  return subtracted;
+}
+
 /*
  * The quantiser of secure aggregation's masked encoding (aggregation/secagg/quantize.ts,
  * `quantizeRange`), bit for bit: in float64, t = weight·clip(x)·scale + u·2^-32, k = ⌊t⌋ held to
@@ -158,12 +169,7 @@ AVX512 int fedhpc_quantize_f32(uint8_t *dst, const uint8_t *x, const uint8_t *u,
   const __m512d s = _mm512_set1_pd(scale), w = _mm512_set1_pd(weight), inv32 = _mm512_set1_pd(0x1p-32);
   const __m256i exponent = _mm256_set1_epi32(0x7F800000);
   __m256i flip[4];
-  int subtracted = 0;
-  for (int j = 0; j < 4; j++) {
-    int minus = j < nsrc && ((neg >> j) & 1);
-    flip[j] = _mm256_set1_epi32(minus ? -1 : 0);
-    subtracted += minus;
-  }
+  const int subtracted = source_flips(flip, nsrc, neg);
   const __m256i carries = _mm256_set1_epi32(subtracted);
   const __m128i carries16 = _mm_set1_epi16((short)subtracted);
   size_t i = 0;
@@ -217,12 +223,7 @@ AVX512 int fedhpc_quantize_f32(uint8_t *dst, const uint8_t *x, const uint8_t *u,
 AVX512 int fedhpc_fold_words(uint8_t *dst, const uint8_t *src, size_t stride, int nsrc, int neg, size_t n, int wide) {
   if (nsrc < 1 || nsrc > 4) return -1;
   __m256i flip[4];
-  int subtracted = 0;
-  for (int j = 0; j < 4; j++) {
-    int minus = j < nsrc && ((neg >> j) & 1);
-    flip[j] = _mm256_set1_epi32(minus ? -1 : 0);
-    subtracted += minus;
-  }
+  const int subtracted = source_flips(flip, nsrc, neg);
   const __m256i carries = wide ? _mm256_set1_epi32(subtracted) : _mm256_set1_epi16((short)subtracted);
   const size_t bytes = n * (wide ? 4 : 2);
   size_t at = 0;

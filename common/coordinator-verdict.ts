@@ -52,11 +52,11 @@ export function readGrpcRefusal(err: unknown): GrpcRefusal | undefined {
 /**
  * Whether a call its caller did not cancel failed for want of a connection, by grpc-js's own status
  * (no coordinator verdict): `UNAVAILABLE`, or `CANCELLED` (which a coordinator never answers with;
- * grpc-js says "Call cancelled"). When a connection drops
- * under a call, Node synthesizes `NGHTTP2_CANCEL` for its streams, and grpc-js says "Connection
- * dropped" (UNAVAILABLE) if the session's close reaches the call first, "Call cancelled" if the
- * stream's close does (subchannel-call.ts): one failure, the coordinator gone (a leader killed
- * mid-call), told two ways by a race.
+ * grpc-js says "Call cancelled"). When a connection drops under a call, Node synthesizes
+ * `NGHTTP2_CANCEL` for its streams, and grpc-js says "Connection dropped" (UNAVAILABLE) if the
+ * session's close reaches the call first, "Call cancelled" if the stream's close does
+ * (subchannel-call.ts): one failure, the coordinator gone (a leader killed mid-call), told two ways
+ * by a race.
  */
 export function droppedConnection(err: unknown): boolean {
   const r = readGrpcRefusal(err);

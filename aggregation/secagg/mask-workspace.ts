@@ -162,7 +162,6 @@ export class MaskWorkspace {
     // The rounding words take the slice's place: no more of them than it holds.
     checkSliceCount(count);
     if (out.length !== count || from + count > x.length) throw new SecAggError('INVALID_ARGUMENT', `the output needs ${count} words, and x as many values from ${from}`, { words: out.length, values: x.length });
-    // This path never uses the slice: the rounding words take its place.
     const u = this.bytes.subarray(ACC_AT, ACC_AT + count * 4);
     rounding.into(u);
     const dst = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);

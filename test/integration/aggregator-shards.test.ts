@@ -232,6 +232,10 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
         return st?.runState === 'finished' ? st : undefined;
       }, 120_000, 300);
       expect(Number(done.roundsCommitted)).toBe(run.rounds);
+      // The run is finished as the last round commits; the sites then download its model to score
+      // it. Stopping them before the coordinator has the scores (or stopped waiting for them) would
+      // cut those downloads short: a loaded CI once stopped a shard before its part was sent.
+      await waitFor('the final model scored', async () => ((await admin.rounds().catch(() => undefined))?.rounds.at(-1)?.hasEval ? true : undefined), 60_000, 200);
       const models = (await admin.rounds()).rounds.filter((r) => r.outcome === 'committed').map((r) => r.modelSha256);
       await o.beforeStop?.(coordinator);
       for (const p of started.reverse()) await p.stop();

@@ -105,7 +105,6 @@ export function classifyFailure(err: unknown): FailureVerdict {
   return { retryable: STATUS_VERDICTS[statusName].retryable, rejoin: false, code: statusName, reason, source: 'status' };
 }
 
-/** Codes after which the next configured coordinator is tried: this one is no leader, or out of reach. */
 /**
  * The coordinator's codes for an upload's folded parts it will not count (a base it never
  * committed, one older than `max_staleness`, work a committed round already counted): the parts are

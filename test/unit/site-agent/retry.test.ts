@@ -124,7 +124,8 @@ describe('nextCoordinator', () => {
   it('moves to the next configured address when no leader is named or the address is out of reach, waiting only after a full turn', () => {
     // A standby naming itself names no leader.
     expect(nextCoordinator(two, classifyFailure(notLeader('standby.example.org:7443')))).toEqual({ cursor: { ...two, index: 1, current: 'leader.example.org:7443' }, wait: 'none', why: 'next-address' });
-    for (const err of [notLeader(), bare(grpc.status.UNAVAILABLE), bare(grpc.status.DEADLINE_EXCEEDED)]) {
+    // A CANCELLED without a verdict is a connection grpc-js saw drop (it reports some so, "Call cancelled").
+    for (const err of [notLeader(), bare(grpc.status.UNAVAILABLE), bare(grpc.status.DEADLINE_EXCEEDED), bare(grpc.status.CANCELLED, 'Call cancelled')]) {
       const next = nextCoordinator(two, classifyFailure(err));
       expect(next, err.details).toEqual({ cursor: { ...two, index: 1, current: 'leader.example.org:7443' }, wait: 'none', why: 'next-address' });
       expect(nextCoordinator(next.cursor, classifyFailure(err)), err.details).toEqual({ cursor: two, wait: 'backoff', why: 'next-address' });

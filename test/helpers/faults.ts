@@ -26,10 +26,14 @@ export function journalPath(fed: TestFederation): string {
   return join(coordinatorStateDir(fed), 'journal.jsonl');
 }
 
-/** Parses a JSON-lines file (every line must be JSON). */
+/**
+ * Parses a JSON-lines file (every line must be JSON). A last line without its newline is one a
+ * running process is still writing (a live log): it is left out, not parsed in half.
+ */
 export async function readJsonLines<T = Record<string, unknown>>(path: string): Promise<T[]> {
   const text = await readFile(path, 'utf8');
   return text
+    .slice(0, text.lastIndexOf('\n') + 1)
     .split('\n')
     .filter((l) => l.trim() !== '')
     .map((l) => JSON.parse(l) as T);

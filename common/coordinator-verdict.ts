@@ -143,7 +143,10 @@ export function firstCoordinator(addresses: readonly string[]): CoordinatorCurso
  *   (with one address, always, as before);
  * - anything else (the coordinator is there and leads): the same address after the backoff.
  */
-export function nextCoordinator(cursor: CoordinatorCursor, verdict: { readonly code: string; readonly leader?: string | undefined; readonly source?: string }): NextCoordinator {
+export function nextCoordinator(
+  cursor: CoordinatorCursor,
+  verdict: { readonly code: string; readonly leader?: string | undefined; readonly source: 'agent' | 'coordinator' | 'status' | 'other' },
+): NextCoordinator {
   const { addresses, index } = cursor;
   if (verdict.code === NOT_LEADER && verdict.leader !== undefined && verdict.leader !== cursor.current) {
     const next = { addresses, index, current: verdict.leader, followed: true };

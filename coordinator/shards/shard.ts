@@ -144,7 +144,7 @@ export async function runShard(o: RunShardOptions): Promise<void> {
         throw new ShardRefusedError(code, `coordinator ${target} refused shard ${config.name}: ${r?.reason ?? String(end.error)}`);
       }
       // A stream that ended, an older term or a coordinator not there: the next address, as a site moves on.
-      const next = nextCoordinator(cursor, { code: end.kind === 'refused' && code !== undefined ? code : 'UNAVAILABLE', leader: r?.leader });
+      const next = nextCoordinator(cursor, { code: end.kind === 'refused' && code !== undefined ? code : 'UNAVAILABLE', leader: r?.leader, source: r?.said ? 'coordinator' : 'status' });
       if (next.why.startsWith('leader-named')) log.info({ leader: next.cursor.current }, 'a standby named the leader');
       else if (end.kind === 'refused') log.warn({ reason: r?.reason ?? String(end.error) }, 'coordinator unavailable');
       cursor = next.cursor;

@@ -142,7 +142,9 @@ describe('nextCoordinator', () => {
   });
 
   it('stays with a coordinator that answers as the leader (a forgotten session, a closed stream)', () => {
-    for (const err of [refusedWith('NOT_JOINED'), refusedWith('INTERNAL'), new Error('coordinator closed the task stream')]) {
+    // A CANCELLED that is the agent's own word (it stopped something itself), not grpc-js's status, is no dropped connection.
+    const ownCancel = new SiteAgentError('CANCELLED', 'stopped here', true);
+    for (const err of [refusedWith('NOT_JOINED'), refusedWith('INTERNAL'), new Error('coordinator closed the task stream'), ownCancel]) {
       expect(nextCoordinator(two, classifyFailure(err))).toEqual({ cursor: two, wait: 'backoff', why: 'same-address' });
     }
   });

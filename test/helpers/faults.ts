@@ -27,8 +27,9 @@ export function journalPath(fed: TestFederation): string {
 }
 
 /**
- * Parses a JSON-lines file (every line must be JSON). A last line without its newline is one a
- * running process is still writing (a live log): it is left out, not parsed in half.
+ * Parses a JSON-lines file (every line must be JSON). A last line without its newline is still
+ * being written (a live log or journal) or was cut by a kill: it is left out, not parsed in half,
+ * as the coordinator's own journal reader cuts a torn last line off (coordinator/state/journal.ts).
  */
 export async function readJsonLines<T = Record<string, unknown>>(path: string): Promise<T[]> {
   const text = await readFile(path, 'utf8');

@@ -182,7 +182,7 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
         train: { steps: 10, batchSize: 16, lr: 0.01 },
         secureAggregation: { enabled: run.secure },
         ...(run.aggregator ? { aggregator: run.aggregator } : {}),
-        // A final score that took past its deadline under load would leave that site's download cut short at the stop.
+        // Long enough for a loaded machine's final scores: the runs wait for every one (runToEnd).
         deadlines: { openS: 60, trainingS: 60, uploadS: 60, aggregateS: 30, commitS: 30, evalS: 60 },
       },
     });
@@ -199,6 +199,8 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
         /** Runs once the sites are started, with the shard processes. */
         whileRunning?: (shards: Proc[]) => Promise<void>;
         beforeStop?: (coordinator: Proc) => Promise<void>;
+        /** The sites asked to score the final model (all of them unless one was revoked). */
+        scoredBy?: readonly string[];
       },
     ): Promise<{ models: string[]; log: string; shardLogs: string[]; siteLogs: string[]; shardsAtEnd: { uploadsAdmitted: number; uploadsReceived: number; bytesReceived: string; bytesSent: string }[] }> => {
       const started: Proc[] = [];
@@ -234,10 +236,13 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
       }, 120_000, 300);
       expect(Number(done.roundsCommitted)).toBe(run.rounds);
       // The run is finished as the last round commits; the sites then download its model to score
-      // it. Stopping them before the coordinator has every score it asked for (a revoked site is not
-      // asked) would cut those downloads short: a loaded CI once stopped a shard before its part was
-      // sent. The eval deadline is long, so that this is not merely the deadline passing.
-      await waitFor('the final model scored', async () => ((await admin.rounds().catch(() => undefined))?.rounds.at(-1)?.hasEval ? true : undefined), 90_000, 200);
+      // it. Stopping them before every site asked has scored it would cut those downloads short: a
+      // loaded CI once stopped a shard before its part was sent.
+      const scoredBy = new Set(o.scoredBy ?? sites);
+      await waitFor('the final model scored by every site asked', async () => {
+        const evals = (await admin.rounds().catch(() => undefined))?.rounds.at(-1)?.evals ?? [];
+        return evals.filter((e) => scoredBy.has(e.siteId)).length === scoredBy.size ? true : undefined;
+      }, 90_000, 200);
       const models = (await admin.rounds()).rounds.filter((r) => r.outcome === 'committed').map((r) => r.modelSha256);
       await o.beforeStop?.(coordinator);
       for (const p of started.reverse()) await p.stop();
@@ -327,6 +332,7 @@ describe('fedhpc aggregator: shards attach to the leader', () => {
     const admittedCines = async (p: Proc): Promise<boolean> => lines(await p.logText()).some((l) => l['msg'] === 'upload admitted by the leader' && l['site'] === 'cines');
     const run = await runToEnd('revoke', {
       shards: true,
+      scoredBy: ['bsc', 'hlrs'],
       whileRunning: async (shards) => {
         await waitFor('cines admitted at both shards', async () => ((await Promise.all(shards.map(admittedCines))).every(Boolean) ? true : undefined), 60_000, 50);
         await admin.revokeSite('cines', 'test: revoked mid-upload');

@@ -84,10 +84,14 @@ describe.skipIf(skip)('the leader lease on a 3-node NATS cluster', () => {
     const takeover = b.lease.acquire(AbortSignal.timeout(30_000)).then((term) => ({ term, at: Date.now() }));
     const why = await a.lease.lost;
     const lostAt = Date.now();
-    expect(why).toMatch(/not renewed for \d+ ms/);
+    // "not renewed for N ms": N is measured from the last acknowledged renewal, which may be up to
+    // renewMs before the cut. Up to 500 ms of timer lag on a loaded machine is allowed (half the
+    // margin, which exists for such lag); a holder still serving at the TTL is not.
+    const silentMs = Number(/not renewed for (\d+) ms/.exec(why)?.[1]);
+    expect(silentMs).toBeGreaterThanOrEqual(TIMING.ttlMs - TIMING.marginMs);
+    expect(silentMs).toBeLessThanOrEqual(TIMING.ttlMs - TIMING.marginMs / 2);
     expect(a.lease.held()).toBe(false);
-    // Timer lag on a loaded machine allowed for, still well inside the TTL (the margin is for such lag).
-    expect(lostAt - cutAt).toBeLessThanOrEqual(TIMING.ttlMs - TIMING.marginMs / 2);
+    expect(lostAt - cutAt).toBeLessThan(TIMING.ttlMs);
     const { term, at } = await takeover;
     expect(term).toBeGreaterThan(termA);
     // The old holder had stopped serving before the new one could start: no moment with two leaders.

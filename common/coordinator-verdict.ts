@@ -137,23 +137,22 @@ export function firstCoordinator(addresses: readonly string[]): CoordinatorCurso
  * - `NOT_LEADER` naming a leader other than `current`: that leader, at once the first time and after
  *   the backoff when a followed hint led to another `NOT_LEADER` (standbys naming each other);
  * - `NOT_LEADER` naming none, `UNAVAILABLE` or `DEADLINE_EXCEEDED` (no coordinator there, a refused
- *   certificate, a dead connection), or a `CANCELLED` status without the coordinator's verdict
- *   (`source: 'status'`: a connection grpc-js saw drop, as {@link droppedConnection} reads it): the
+ *   certificate, a dead connection), or any other failure {@link droppedConnection} reads as a
+ *   dropped connection (grpc-js's `CANCELLED` "Call cancelled"; the caller says, in `dropped`): the
  *   next configured address, waiting the backoff only once every configured address has been tried
  *   (with one address, always, as before);
  * - anything else (the coordinator is there and leads): the same address after the backoff.
  */
 export function nextCoordinator(
   cursor: CoordinatorCursor,
-  verdict: { readonly code: string; readonly leader?: string | undefined; readonly source: 'agent' | 'coordinator' | 'status' | 'other' },
+  verdict: { readonly code: string; readonly leader?: string | undefined; readonly dropped: boolean },
 ): NextCoordinator {
   const { addresses, index } = cursor;
   if (verdict.code === NOT_LEADER && verdict.leader !== undefined && verdict.leader !== cursor.current) {
     const next = { addresses, index, current: verdict.leader, followed: true };
     return cursor.followed ? { cursor: next, wait: 'backoff', why: 'leader-named-again' } : { cursor: next, wait: 'none', why: 'leader-named' };
   }
-  // CANCELLED counts only as grpc-js's status: the agent's own errors reuse the word for what it stopped itself.
-  if (MOVE_ON.includes(verdict.code) || (verdict.code === 'CANCELLED' && verdict.source === 'status')) {
+  if (MOVE_ON.includes(verdict.code) || verdict.dropped) {
     const nextIndex = (index + 1) % addresses.length;
     const current = addresses[nextIndex];
     if (current === undefined) throw new RangeError('a cursor\'s index lies within its addresses');

@@ -39,7 +39,7 @@
  * site's upload (keep the work on disk to fold into a later upload), or the failure is the round's.
  */
 import * as grpc from '@grpc/grpc-js';
-import { readGrpcRefusal } from '../common/coordinator-verdict.js';
+import { droppedConnection, readGrpcRefusal } from '../common/coordinator-verdict.js';
 import { SiteAgentError } from './errors.js';
 
 // The verdict's metadata keys, the standby's code and the address rule are shared with the admin
@@ -88,21 +88,23 @@ export interface FailureVerdict {
   readonly source: 'agent' | 'coordinator' | 'status' | 'other';
   /** With `NOT_LEADER`: the leader's `host:port` the standby named, when it named a well-formed one. */
   readonly leader?: string;
+  /** Whether the connection dropped under the call, by grpc-js's own status ({@link droppedConnection}). */
+  readonly dropped: boolean;
 }
 
 /** Decides whether `err` is worth another try; see the module comment for the order of evidence. */
 export function classifyFailure(err: unknown): FailureVerdict {
-  if (err instanceof SiteAgentError) return { retryable: err.retryable, rejoin: false, code: err.code, reason: err.message, source: 'agent' };
+  if (err instanceof SiteAgentError) return { retryable: err.retryable, rejoin: false, code: err.code, reason: err.message, source: 'agent', dropped: false };
   const refusal = readGrpcRefusal(err);
   if (refusal === undefined) {
-    return { retryable: true, rejoin: false, code: 'UNCLASSIFIED', reason: err instanceof Error ? err.message : String(err), source: 'other' };
+    return { retryable: true, rejoin: false, code: 'UNCLASSIFIED', reason: err instanceof Error ? err.message : String(err), source: 'other', dropped: false };
   }
   const { said, reason, statusName, leader } = refusal;
   if (said) {
     const code = said.code ?? statusName;
-    return { retryable: said.retryable, rejoin: said.retryable && code === NOT_JOINED, code, reason, source: 'coordinator', ...(leader ? { leader } : {}) };
+    return { retryable: said.retryable, rejoin: said.retryable && code === NOT_JOINED, code, reason, source: 'coordinator', dropped: false, ...(leader ? { leader } : {}) };
   }
-  return { retryable: STATUS_VERDICTS[statusName].retryable, rejoin: false, code: statusName, reason, source: 'status' };
+  return { retryable: STATUS_VERDICTS[statusName].retryable, rejoin: false, code: statusName, reason, source: 'status', dropped: droppedConnection(err) };
 }
 
 /**

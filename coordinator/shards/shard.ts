@@ -11,7 +11,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { backoffDelay, sleep } from '../../common/backoff.js';
-import { firstCoordinator, nextCoordinator, readGrpcRefusal, type GrpcRefusal } from '../../common/coordinator-verdict.js';
+import { droppedConnection, firstCoordinator, nextCoordinator, readGrpcRefusal, type GrpcRefusal } from '../../common/coordinator-verdict.js';
 import { mutualTlsCredentials } from '../../common/grpc-tls.js';
 import type { Logger } from '../../common/logger.js';
 import { readTlsFiles, type TlsMaterial } from '../../common/tls.js';
@@ -144,7 +144,7 @@ export async function runShard(o: RunShardOptions): Promise<void> {
         throw new ShardRefusedError(code, `coordinator ${target} refused shard ${config.name}: ${r?.reason ?? String(end.error)}`);
       }
       // A stream that ended, an older term or a coordinator not there: the next address, as a site moves on.
-      const next = nextCoordinator(cursor, { code: end.kind === 'refused' && code !== undefined ? code : 'UNAVAILABLE', leader: r?.leader, source: r?.said ? 'coordinator' : 'status' });
+      const next = nextCoordinator(cursor, { code: end.kind === 'refused' && code !== undefined ? code : 'UNAVAILABLE', leader: r?.leader, dropped: end.kind === 'refused' && droppedConnection(end.error) });
       if (next.why.startsWith('leader-named')) log.info({ leader: next.cursor.current }, 'a standby named the leader');
       else if (end.kind === 'refused') log.warn({ reason: r?.reason ?? String(end.error) }, 'coordinator unavailable');
       cursor = next.cursor;

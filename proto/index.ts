@@ -120,7 +120,7 @@ export type { UsageRow, UsageRow__Output } from './generated/fedhpc/v1/UsageRow.
 // </generated-exports>
 
 /** Protocol version spoken by this build; `Join` refuses agents that speak another. */
-export const PROTOCOL_VERSION = 13;
+export const PROTOCOL_VERSION = 14;
 
 /** Largest message either side accepts: one 4 MiB chunk plus framing. */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024;

@@ -12,7 +12,7 @@ import type { DeltaEncoder } from './encode.js';
 import { SiteAgentError } from './errors.js';
 import { classifyFailure } from './retry.js';
 import { callsBackAfterWrite } from './client.js';
-import { sendStripe } from './upload-stripe.js';
+import { WholeStripeDigest, sendStripe } from './upload-stripe.js';
 import { partsSha256 } from '../common/receipt.js';
 import type { UploadOutcome, UploadQueue } from './wire.js';
 
@@ -233,6 +233,8 @@ async function uploadParts(
   const pace = ratePacer(o.rateBytesPerS, signal);
   // Chunk buffers are used again only where the stream calls back after writing (client.ts).
   const recycleChunks = targets.every((t) => callsBackAfterWrite(t.client));
+  // A part sent on one stream is proved by one SHA-256, kept across that stream's retries.
+  const wholes = stripes.map((s) => (s.count === 1 ? new WholeStripeDigest(s.start) : undefined));
   const results = await Promise.all(
     stripes.map((s, i) =>
       withRetries(`upload of stripe ${s.start}..${s.end}${s.target.shard ? ` to shard ${s.target.shard}` : ''}`, policy, signal, () => positions[i]!, async () => {
@@ -257,7 +259,21 @@ async function uploadParts(
           // one opened on a connection that died under it may never hear so. Only idleMs without
           // progress across streams fails the transfer.
           const streamIdleMs = Math.max(1_000, Math.floor(policy.idleMs / 3));
-          const result = await sendStripe(call, { encoder, header: wireHeader, start: s.start, end: s.end, chunkBytes: o.chunkBytes, idleMs: streamIdleMs, signal, pace, onSent: o.onSent ?? (() => undefined), onPosition, onQueued: o.onQueued, recycleChunks });
+          const result = await sendStripe(call, {
+            encoder,
+            header: wireHeader,
+            start: s.start,
+            end: s.end,
+            chunkBytes: o.chunkBytes,
+            idleMs: streamIdleMs,
+            signal,
+            pace,
+            onSent: o.onSent ?? (() => undefined),
+            onPosition,
+            onQueued: o.onQueued,
+            recycleChunks,
+            whole: wholes[i],
+          });
           call.end();
           return result;
         } catch (err) {

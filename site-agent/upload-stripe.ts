@@ -3,6 +3,10 @@
  * continue), then chunks with their CRC32C and each tensor's SHA-256 after its last chunk, never
  * more than one window past the last acknowledgement, going back when the coordinator asks for
  * bytes again. A broken stream throws; the caller opens another, which resumes.
+ *
+ * A single stripe offers to prove its bytes whole (`wholeDigest`, version 14): where the receiver
+ * takes the offer, no tensor digests are sent and the trailer names the SHA-256 of the stripe, so
+ * the receiver hashes each byte once, not once per tensor and once for the delta.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { once } from 'node:events';
@@ -35,11 +39,46 @@ export interface StripeJob {
    * where that callback comes after HTTP/2 wrote the message (client.ts, `callsBackAfterWrite`).
    */
   readonly recycleChunks?: boolean;
+  /**
+   * The stripe's whole digest, where the header offers one (a single stripe): kept by the caller
+   * across the stripe's streams, so a resumed one continues it.
+   */
+  readonly whole?: WholeStripeDigest | undefined;
+}
+
+/**
+ * The SHA-256 of a stripe proved whole, as its bytes are sent: the hash's state at the stripe's
+ * start and at every chunk end the receiver may still go back to (its acknowledged offset or
+ * later), so a resend or a resumed stream continues from a copy instead of reading the bytes
+ * again. Where it holds no state for the offset the receiver names (the receiver, or this agent,
+ * restarted and kept another prefix), the stripe's bytes up to it are encoded again and hashed.
+ */
+export class WholeStripeDigest {
+  private readonly states = new Map<number, Hash>();
+
+  constructor(private readonly start: number) {
+    this.states.set(start, createHash('sha256'));
+  }
+
+  /** A hash holding the stripe's bytes before `offset`, when a state was kept there. */
+  at(offset: number): Hash | undefined {
+    return this.states.get(offset)?.copy();
+  }
+
+  /** `hash` holds the stripe's bytes before `offset`. */
+  keep(offset: number, hash: Hash): void {
+    this.states.set(offset, hash.copy());
+  }
+
+  /** The receiver acknowledged `offset`: it never goes back before it, but to the stripe's start. */
+  acked(offset: number): void {
+    for (const at of this.states.keys()) if (at < offset && at !== this.start) this.states.delete(at);
+  }
 }
 
 /** Replies of the coordinator, as state the sender waits on. */
 class Replies {
-  accepted: { offset: number; windowBytes: number } | undefined;
+  accepted: { offset: number; windowBytes: number; wholeDigest: boolean } | undefined;
   acked = 0;
   resendTo: number | undefined;
   result: UploadOutcome | undefined;
@@ -86,7 +125,7 @@ class Replies {
   readonly touch: () => void;
 
   private apply(r: UploadReply | undefined): void {
-    if (r?.kind === 'accepted') this.accepted = { offset: r.offset, windowBytes: r.windowBytes };
+    if (r?.kind === 'accepted') this.accepted = { offset: r.offset, windowBytes: r.windowBytes, wholeDigest: r.wholeDigest };
     else if (r?.kind === 'ack') this.acked = Math.max(this.acked, r.offset);
     else if (r?.kind === 'resend') {
       this.resendTo = r.offset;
@@ -124,18 +163,26 @@ export async function sendStripe(call: UploadStream, job: StripeJob): Promise<Up
       const more = written ? call.write(m, (err: unknown) => (err ? undefined : written())) : call.write(m);
       if (!more) await Promise.race([once(call, 'drain', { signal: job.signal }), replies.failed]);
     };
-    await write({ header: job.header });
+    await write({ header: { ...job.header, wholeDigest: job.whole !== undefined } });
     await replies.until(() => replies.accepted !== undefined || replies.result !== undefined);
     // A stripe the coordinator already holds (this agent restarted) is confirmed at once.
     if (!replies.accepted) return replies.result!;
-    const window = Math.max(replies.accepted!.windowBytes, job.chunkBytes);
-    let pos = replies.accepted!.offset;
+    if (replies.accepted.wholeDigest && !job.whole) throw new SiteAgentError('WIRE_INVALID', 'the receiver took a whole-digest offer this stream did not make', false);
+    const whole = replies.accepted.wholeDigest ? job.whole : undefined;
+    const window = Math.max(replies.accepted.windowBytes, job.chunkBytes);
+    let pos = replies.accepted.offset;
     replies.acked = pos;
     for (;;) {
-      await sendFrom(pos, job, pieces, replies, window, write);
+      await sendFrom(pos, job, pieces, replies, window, write, whole);
       if (replies.resendTo === undefined) {
-        await write({ trailer: { sha256: '' } });
+        const sha256 = whole ? (await wholeHashAt(job, whole, job.end)).digest('hex') : '';
+        await write({ trailer: { sha256 } });
         await replies.until(() => replies.result !== undefined || replies.resendTo !== undefined);
+        const r = replies.result;
+        if (whole && r?.complete && replies.resendTo === undefined && r.sha256 !== sha256) {
+          // What a receipt would sign: the receiver must name the bytes this agent sent.
+          throw new SiteAgentError('WIRE_INVALID', `the receiver verified the stripe as SHA-256 ${r.sha256}, its bytes as sent are ${sha256}`, false);
+        }
       }
       if (replies.result && replies.resendTo === undefined) return replies.result;
       pos = replies.resendTo!;
@@ -146,11 +193,23 @@ export async function sendStripe(call: UploadStream, job: StripeJob): Promise<Up
   }
 }
 
-/** Sends chunks from `pos` to the stripe's end; stops early when a resend is asked for. */
-async function sendFrom(pos: number, job: StripeJob, pieces: readonly Piece[], replies: Replies, window: number, write: (m: UploadMessage, written?: () => void) => Promise<void>): Promise<void> {
+/**
+ * Sends chunks from `pos` to the stripe's end, each tensor's digest after its last byte or, for a
+ * stripe proved whole (`whole`), none; stops early when a resend is asked for.
+ */
+async function sendFrom(
+  pos: number,
+  job: StripeJob,
+  pieces: readonly Piece[],
+  replies: Replies,
+  window: number,
+  write: (m: UploadMessage, written?: () => void) => Promise<void>,
+  whole: WholeStripeDigest | undefined,
+): Promise<void> {
+  if (whole) return sendWhole(pos, job, whole, replies, window, write);
   let piece = pieces.findIndex((p) => pos < p.end);
   if (piece < 0) return;
-  let hash = await prefixHash(job, pieces[piece]!, pos);
+  let hash = await prefixHash(job, pieces[piece]!.start, pos);
   for await (const c of job.encoder.range(pos, job.end, job.chunkBytes, job.signal)) {
     const end = c.offset + c.data.length;
     await replies.until(() => end - replies.acked <= window || replies.resendTo !== undefined);
@@ -170,11 +229,39 @@ async function sendFrom(pos: number, job: StripeJob, pieces: readonly Piece[], r
   }
 }
 
-/** The SHA-256 state of a tensor piece up to `pos`, re-encoding (not re-sending) its first bytes. */
-async function prefixHash(job: StripeJob, p: Piece, pos: number): Promise<Hash> {
+/** Sends chunks of a stripe proved whole from `pos`, keeping the hash's state at each chunk's end. */
+async function sendWhole(pos: number, job: StripeJob, whole: WholeStripeDigest, replies: Replies, window: number, write: (m: UploadMessage, written?: () => void) => Promise<void>): Promise<void> {
+  const hash = await wholeHashAt(job, whole, pos);
+  for await (const c of job.encoder.range(pos, job.end, job.chunkBytes, job.signal)) {
+    const end = c.offset + c.data.length;
+    await replies.until(() => end - replies.acked <= window || replies.resendTo !== undefined);
+    if (replies.resendTo !== undefined) return;
+    await job.pace(c.data.length);
+    whole.acked(replies.acked);
+    // Hashed before it is written: once grpc-js has written it, its buffer may make a later chunk.
+    hash.update(c.data);
+    whole.keep(end, hash);
+    await write({ chunk: { offset: c.offset, data: c.data, crc32c: crc32c(c.data) } }, job.recycleChunks ? () => recycleChunkData(c.data) : undefined);
+    replies.touch();
+    job.onSent(c.data.length);
+    job.onPosition(end);
+  }
+}
+
+/** The whole stripe's hash up to `pos`: a copy of the state kept there, else re-encoded from the stripe's start. */
+async function wholeHashAt(job: StripeJob, whole: WholeStripeDigest, pos: number): Promise<Hash> {
+  const kept = whole.at(pos);
+  if (kept) return kept;
+  const hash = await prefixHash(job, job.start, pos);
+  whole.keep(pos, hash);
+  return hash;
+}
+
+/** The SHA-256 state of bytes [from, pos) of the delta, re-encoding (not re-sending) them. */
+async function prefixHash(job: StripeJob, from: number, pos: number): Promise<Hash> {
   const hash = createHash('sha256');
-  if (pos > p.start) {
-    for await (const c of job.encoder.range(p.start, pos, job.chunkBytes, job.signal)) {
+  if (pos > from) {
+    for await (const c of job.encoder.range(from, pos, job.chunkBytes, job.signal)) {
       hash.update(c.data);
       recycleChunkData(c.data);
     }

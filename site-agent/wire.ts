@@ -378,7 +378,8 @@ export interface UploadQueue {
 
 /** One reply on an upload stream. */
 export type UploadReply =
-  | { readonly kind: 'accepted'; readonly offset: number; readonly windowBytes: number }
+  /** `wholeDigest`: the receiver took the offer to prove the stripe with one SHA-256 in the trailer. */
+  | { readonly kind: 'accepted'; readonly offset: number; readonly windowBytes: number; readonly wholeDigest: boolean }
   | { readonly kind: 'ack'; readonly offset: number }
   | { readonly kind: 'resend'; readonly offset: number }
   | { readonly kind: 'result'; readonly outcome: UploadOutcome }
@@ -390,7 +391,7 @@ export type UploadStream = grpc.ClientDuplexStream<UploadMessage, UploadReply__O
 /** Decodes one reply on an upload stream (undefined: a kind this agent does not know). */
 export function uploadReplyFromWire(r: UploadReply__Output): Result<UploadReply | undefined, WireErrorCode> {
   try {
-    if (r.accepted) return ok({ kind: 'accepted', offset: u64(r.accepted.offset, 'offset'), windowBytes: u64(r.accepted.windowBytes, 'windowBytes') });
+    if (r.accepted) return ok({ kind: 'accepted', offset: u64(r.accepted.offset, 'offset'), windowBytes: u64(r.accepted.windowBytes, 'windowBytes'), wholeDigest: r.accepted.wholeDigest ?? false });
     if (r.ack) return ok({ kind: 'ack', offset: u64(r.ack.offset, 'offset') });
     if (r.resend) return ok({ kind: 'resend', offset: u64(r.resend.offset, 'offset') });
     if (r.result) return ok({ kind: 'result', outcome: decodeUploadResult(r.result) });

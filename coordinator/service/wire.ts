@@ -241,6 +241,7 @@ export function uploadHeaderFromWire(h: UploadHeader__Output): UploadHeader {
     appliedStalenessSteps: h.appliedStalenessSteps ?? 0,
     busyMs: n(h.busyMs ?? '0', 'busyMs'),
     contentId: h.contentId ?? '',
+    wholeDigest: h.wholeDigest ?? false,
   };
 }
 

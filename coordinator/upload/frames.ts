@@ -52,6 +52,12 @@ export interface UploadHeader {
    * otherwise equal header, promises the same bytes (docs/protocol.md, "Reuse across attempts").
    */
   readonly contentId: string;
+  /**
+   * The stream offers one SHA-256 of all its bytes, in the trailer, instead of a digest per tensor
+   * piece (version 14; docs/protocol.md, "Chunks, digests, acknowledgements"): a stream's own
+   * choice, like its stripe and chunk size, so not part of what names the delta's bytes.
+   */
+  readonly wholeDigest: boolean;
 }
 
 /** A part of an upload trained from an older base (docs/protocol.md, "Bases, staleness and folded work"). */

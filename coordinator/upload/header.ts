@@ -187,14 +187,14 @@ const CONTENT_ID = /^[0-9A-Za-z._:-]{1,128}$/;
 
 /**
  * The identity of a named delta's bytes: every header field that describes them — all but the
- * attempt and the stream's own stripe and chunk size — hashed. Plain encodings only: a masked
+ * attempt and the stream's own stripe, chunk size and digest mode — hashed. Plain encodings only: a masked
  * delta belongs to its attempt's keys, so its bytes never carry over.
  */
 function contentKeyOf(h: UploadHeader, encoding: DeltaEncoding): string | undefined {
   if (h.contentId === '') return undefined;
   if (!CONTENT_ID.test(h.contentId)) throw new CoordinatorError('UPLOAD_INVALID', `contentId ${JSON.stringify(h.contentId.slice(0, 140))} is not 1..128 characters of [0-9A-Za-z._:-]`);
   if (encoding.startsWith('secagg')) throw new CoordinatorError('UPLOAD_INVALID', 'a masked delta cannot be named: its bytes belong to the attempt (contentId must be empty)');
-  const { attempt: _a, stripeOffset: _o, stripeBytes: _b, chunkBytes: _c, ...described } = h;
+  const { attempt: _a, stripeOffset: _o, stripeBytes: _b, chunkBytes: _c, wholeDigest: _w, ...described } = h;
   return createHash('sha256').update(canonicalJson(described)).digest('hex');
 }
 
@@ -324,13 +324,13 @@ export interface AdmittedUpload {
 
 /**
  * The intent of a stream's `header` at an aggregator shard: the header the leader admitted for
- * the site, field for field but for the stream's own stripe and chunk size (`UPLOAD_INVALID`
+ * the site, field for field but for the stream's own stripe, chunk size and digest mode (`UPLOAD_INVALID`
  * otherwise: a site cannot send a shard what its leader did not check), with its part and stripe.
  */
 export function admittedIntent(h: UploadHeader, admitted: AdmittedUpload): UploadIntent {
   const a = admitted.header;
   const described = (x: UploadHeader): string => {
-    const { stripeOffset: _o, stripeBytes: _b, stripeCount: _c, chunkBytes: _k, ...rest } = x;
+    const { stripeOffset: _o, stripeBytes: _b, stripeCount: _c, chunkBytes: _k, wholeDigest: _w, ...rest } = x;
     return canonicalJson(rest);
   };
   if (described(h) !== described(a)) {

@@ -19,6 +19,12 @@
  * bytes too (the receiver hashes them from the spool), so a wrong kept byte costs that piece again.
  * Acknowledged offsets are logged at most every {@link ACK_LOG_MS} or {@link ACK_LOG_BYTES} a stripe.
  *
+ * A new stream that proves its bytes whole (`wholeDigest`, one stripe) needs no piece checked: its
+ * trailer's SHA-256 covers every byte, kept ones too. It keeps the stripe's bytes up to the last
+ * acknowledged offset the log names (or the end of its last listed piece, if further), read back
+ * once to feed the digest; a wrong kept byte then costs the stripe again, not a piece. Such a
+ * stripe is marked `wholeOnly`, so a stream with tensor digests starts it over.
+ *
  * Layout: `<spool>/round-R.A/<site>.delta` and `<site>.delta.log` (JSON lines: `{"v":1,
  * "contentKey","totalBytes","stripes"}`, then `{"s","e","p","q","h"}`: the stripe [s, e), the piece
  * [p, q) and its SHA-256, and `{"s","e","a"}`: the stripe's acknowledged offset).
@@ -123,6 +129,8 @@ export interface KeptStripe {
   readonly start: number;
   readonly end: number;
   readonly keptTo: number;
+  /** Kept for a stream that proves its bytes whole: no piece digest vouches for them. */
+  readonly wholeOnly?: boolean;
 }
 
 /** What an earlier attempt's spool gives the new session. */
@@ -154,6 +162,8 @@ export async function takeEarlierUpload(o: {
   readonly earlier: readonly EarlierSpools[];
   readonly path: string;
   readonly digest: DeltaDigest;
+  /** The new session's first stream proves its bytes whole: acknowledged bytes are kept unchecked. */
+  readonly wholeDigest?: boolean;
   readonly logger: Logger;
 }): Promise<Reusable | undefined> {
   const log = o.logger.child({ site: o.site, round: o.intent.round, phase: 'upload' });
@@ -163,7 +173,7 @@ export async function takeEarlierUpload(o: {
     const spool = e.spool;
     const logged = await readPieceLog(spool, o.intent, log);
     if (logged === undefined) continue;
-    const kept = await verifyPieces(spool, o.intent, logged, o.digest);
+    const kept = o.wholeDigest ? await keepAcknowledged(spool, o.intent, logged, o.digest) : await verifyPieces(spool, o.intent, logged, o.digest);
     if (kept.bytes === 0) continue;
     // The log goes first: a log left beside a moved spool would name bytes that are no longer there.
     await rm(pieceLogPath(spool), { force: true });
@@ -266,6 +276,39 @@ async function verifyPieces(spool: string, intent: UploadIntent, logged: Logged,
     await file.close();
   }
   return { stripes, pieces: kept, bytes: stripes.reduce((a, s) => a + s.keptTo - s.start, 0) };
+}
+
+/**
+ * The one stripe of an upload proved whole: its bytes from the part's start up to the furthest
+ * point the log names (an acknowledged offset, or a listed piece's end reached from the start),
+ * within the spool, read back once into `digest`. Nothing is hashed against the log.
+ */
+async function keepAcknowledged(spool: string, intent: UploadIntent, logged: Logged, digest: DeltaDigest): Promise<{ stripes: KeptStripe[]; pieces: VerifiedPiece[]; bytes: number }> {
+  const { start, end } = intent.stripe;
+  const none = { stripes: [], pieces: [], bytes: 0 };
+  const acked = logged.acked.get(`${start}-${end}`) ?? start;
+  let pieceEnd = start;
+  for (const p of logged.pieces) if (p.stripeStart === start && p.stripeEnd === end && p.start === pieceEnd) pieceEnd = p.end;
+  let file: FileHandle;
+  try {
+    file = await open(spool, 'r');
+  } catch {
+    return none;
+  }
+  try {
+    const keptTo = Math.min(Math.max(acked, pieceEnd), end, (await file.stat()).size);
+    if (keptTo <= start) return none;
+    const buf = Buffer.allocUnsafe(READ_BYTES);
+    for (let at = start; at < keptTo; ) {
+      const { bytesRead } = await file.read(buf, 0, Math.min(buf.length, keptTo - at), at);
+      if (bytesRead === 0) return none;
+      digest.written(at, buf.subarray(0, bytesRead));
+      at += bytesRead;
+    }
+    return { stripes: [{ start, end, keptTo, wholeOnly: true }], pieces: [], bytes: keptTo - start };
+  } finally {
+    await file.close();
+  }
 }
 
 /**

@@ -74,8 +74,10 @@ export class UploadService {
       const first = await messages.next();
       if (first.done || first.value.kind !== 'header') throw new CoordinatorError('UPLOAD_INVALID', 'an upload must start with a header');
       const intent = this.o.driver.checkUpload(first.value.header, site);
+      // One SHA-256 over the stream's bytes proves a stripe only where it is the whole upload.
+      const wholeDigest = first.value.header.wholeDigest && intent.stripe.count === 1;
       const attached = await this.serialised(site, async () => {
-        const s = await this.sessionFor(site, intent, limits);
+        const s = await this.sessionFor(site, intent, limits, wholeDigest);
         return { s, stripe: await this.attach(s, intent, owner, limits) };
       });
       session = attached.s;
@@ -90,7 +92,7 @@ export class UploadService {
       } else {
         grant = await this.reserveWindow(call, messages, session, streamWindow(limits.windowBytes, intent.chunkBytes), abort.signal);
         file = await open(session.path, 'r+');
-        await this.receive(call, messages, session, stripe, file, grant.bytes, abort.signal);
+        await this.receive(call, messages, session, stripe, file, { windowBytes: grant.bytes, wholeDigest }, abort.signal);
       }
       call.end();
     } catch (err) {
@@ -111,13 +113,13 @@ export class UploadService {
     session: UploadSession,
     stripe: StripeState,
     file: FileHandle,
-    windowBytes: number,
+    stream: { readonly windowBytes: number; readonly wholeDigest: boolean },
     signal: AbortSignal,
   ): Promise<void> {
     const site = session.site;
     const rec = this.o.registry.get(site);
     const receiver = new StripeReceiver(session, stripe, file, call, {
-      windowBytes,
+      ...stream,
       signal,
       onBytes: (n) => {
         this.o.driver.countBytes('up', n);
@@ -177,8 +179,11 @@ export class UploadService {
     return run;
   }
 
-  /** The site's session for this attempt, created (and the upload begun) on its first stream. */
-  private async sessionFor(site: string, intent: UploadIntent, limits: TransferLimits): Promise<UploadSession> {
+  /**
+   * The site's session for this attempt, created (and the upload begun) on its first stream;
+   * `wholeDigest`: that stream proves its bytes whole (what an earlier attempt's spool may keep).
+   */
+  private async sessionFor(site: string, intent: UploadIntent, limits: TransferLimits, wholeDigest: boolean): Promise<UploadSession> {
     const known = this.sessions.get(site);
     if (known && known.round === intent.round && known.attempt === intent.attempt) {
       // A delta kept whole from an earlier attempt is confirmed to each of the site's streams.
@@ -193,7 +198,7 @@ export class UploadService {
     const dir = await this.o.store.spoolDir(intent.round, intent.attempt);
     const path = join(dir, `${site}.delta`);
     const session = new UploadSession({ site, intent, path, idleMs: limits.idleMs, onIdle: (s) => this.idle(s, limits.idleMs), clock: this.o.clock });
-    const reused = await this.reuseEarlier(session);
+    const reused = await this.reuseEarlier(session, wholeDigest);
     if (!reused) await (await open(path, 'w', 0o600)).close();
     this.sessions.set(site, session);
     return session;
@@ -202,14 +207,15 @@ export class UploadService {
   /**
    * A named delta (`contentId`) starts from what the site verifiably uploaded of it in an earlier
    * attempt of the round (reuse.ts), and keeps a piece log a later attempt can start from in turn.
-   * Resolves whether the spool came from an earlier attempt.
+   * A stream that proves its bytes whole keeps every byte the earlier receiver acknowledged: its
+   * trailer's SHA-256 covers them. Resolves whether the spool came from an earlier attempt.
    */
-  private async reuseEarlier(session: UploadSession): Promise<boolean> {
+  private async reuseEarlier(session: UploadSession, wholeDigest: boolean): Promise<boolean> {
     const { intent, site } = session;
     const contentKey = intent.contentKey;
     if (contentKey === undefined) return false;
     const named = { ...intent, contentKey };
-    const taken = await takeEarlierUpload({ site, intent: named, earlier: await this.o.store.spoolAttempts(intent.round), path: session.path, digest: session.digest, logger: this.o.logger });
+    const taken = await takeEarlierUpload({ site, intent: named, earlier: await this.o.store.spoolAttempts(intent.round), path: session.path, digest: session.digest, wholeDigest, logger: this.o.logger });
     if (taken) {
       session.seed(taken.stripes);
       this.o.driver.countBytes('reused', taken.bytes);

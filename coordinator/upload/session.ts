@@ -33,6 +33,13 @@ export interface StripeState {
   seeded: boolean;
   /** Digest failures per piece start (bounded: the upload fails after a few). */
   readonly digestFailures: Map<number, number>;
+  /**
+   * Bytes before `received` came on a stream that proves its bytes whole (no tensor digest has
+   * checked them): a stream that sends tensor digests starts such a stripe over.
+   */
+  wholeOnly: boolean;
+  /** Times the whole stripe failed the SHA-256 its trailer named (bounded as `digestFailures`). */
+  wholeFailures: number;
 }
 
 /** What an upload session is made of. */
@@ -54,7 +61,8 @@ export interface UploadSessionOptions {
  * the bytes hashed so far — all of a one-stripe upload, the first stripe of a striped one — so the
  * spool is not read back to hash it once complete. A rewind behind what was hashed (a resumed
  * stream, a tensor discarded after a bad digest) gives the streaming state up, and `finish` hashes
- * the spool from the start as it used to: rare faults cost a re-read, never a wrong digest.
+ * the spool from the start as it used to: rare faults cost a re-read, never a wrong digest. A
+ * rewind to the very start (a stripe sent again whole) begins a fresh digest instead.
  */
 export class DeltaDigest {
   private hash: Sha256 | undefined = new Sha256();
@@ -83,7 +91,10 @@ export class DeltaDigest {
 
   /** Bytes from `offset` on will be written again. */
   rewound(offset: number): void {
-    if (offset < this.at) this.hash = undefined;
+    if (offset === this.start) {
+      this.hash = new Sha256();
+      this.at = this.start;
+    } else if (offset < this.at) this.hash = undefined;
   }
 
   /** Where the bytes hashed so far end (the start once given up): what `finish` need not read. */
@@ -183,6 +194,8 @@ export class UploadSession {
       done: false,
       seeded: false,
       digestFailures: new Map(),
+      wholeOnly: false,
+      wholeFailures: 0,
     };
     this.stripes.set(start, stripe);
     return stripe;
@@ -190,9 +203,10 @@ export class UploadSession {
 
   /**
    * Starts the session from an earlier attempt's upload of the same delta: each stripe resumes
-   * where its verified prefix ends, a whole one is done (reuse.ts).
+   * where its kept prefix ends, a whole one is done (reuse.ts) — but one kept for a stream that
+   * proves its bytes whole, which waits for the trailer that names their SHA-256.
    */
-  seed(stripes: readonly { readonly start: number; readonly end: number; readonly keptTo: number }[]): void {
+  seed(stripes: readonly { readonly start: number; readonly end: number; readonly keptTo: number; readonly wholeOnly?: boolean }[]): void {
     for (const k of stripes) {
       this.stripes.set(k.start, {
         start: k.start,
@@ -201,9 +215,12 @@ export class UploadSession {
         received: k.keptTo,
         acked: k.keptTo,
         owner: undefined,
-        done: k.keptTo === k.end,
+        // Bytes kept for a whole digest are done only once a trailer names it.
+        done: k.keptTo === k.end && k.wholeOnly !== true,
         seeded: true,
         digestFailures: new Map(),
+        wholeOnly: k.wholeOnly === true,
+        wholeFailures: 0,
       });
     }
   }

@@ -4,6 +4,11 @@
  * checking each chunk's CRC32C (a bad one is asked for again, never written) and each tensor's
  * SHA-256 (a bad tensor is discarded and asked for again, a few times at most) — acknowledges
  * durable offsets at least every quarter window, and ends with the stripe's result.
+ *
+ * A stream that took the header's `wholeDigest` offer (a single stripe) sends no tensor digests:
+ * its trailer names the SHA-256 of all its bytes, which the receiver computes as they are written
+ * (the digest it reports anyway), so each byte is hashed once instead of twice. A mismatch sends
+ * the whole stripe again, a few times at most.
  */
 import type { FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
@@ -19,8 +24,10 @@ import { checkValues } from './value-checks.js';
 
 /** Consecutive CRC failures of one chunk before the upload fails. */
 export const MAX_CRC_RETRIES = 8;
-/** Digest failures of one tensor before the upload fails with CHECKSUM_MISMATCH. */
+/** Digest failures of one tensor (or of a stripe proved whole) before the upload fails with CHECKSUM_MISMATCH. */
 export const MAX_DIGEST_RETRIES = 3;
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /**
  * Bytes an agent may send past the last acknowledgement on one stream: the configured window, but
@@ -43,6 +50,8 @@ export interface StripeHooks {
   onBytes(n: number): void;
   /** The last stripe is complete: verify the whole delta and hand it to the round. */
   finish(trailerSha256: string): Promise<{ sha256: string }>;
+  /** The stream took its header's `wholeDigest` offer: its trailer's SHA-256 proves the stripe. */
+  readonly wholeDigest: boolean;
   logResend(offset: number, reason: string): void;
 }
 
@@ -74,12 +83,18 @@ export class StripeReceiver {
   /** Rewinds to the acknowledged offset and rebuilds the digest of the tensor in progress. */
   async resume(): Promise<void> {
     const s = this.stripe;
+    if (s.wholeOnly && !this.hooks.wholeDigest) {
+      // No tensor digest checked these bytes, and this stream's digests would not cover them.
+      this.restartStripe();
+    }
     this.session.digest.rewound(s.acked);
     s.received = s.acked;
-    this.piece = pieceAt(s.pieces, s.acked);
-    const p = s.pieces[this.piece];
-    this.hash = p && p.start < s.acked ? await hashRange(this.file, p.start, s.acked) : new Sha256();
-    await this.send({ accepted: { offset: s.acked, chunkBytes: this.session.intent.chunkBytes, windowBytes: this.window } });
+    if (!this.hooks.wholeDigest) {
+      this.piece = pieceAt(s.pieces, s.acked);
+      const p = s.pieces[this.piece];
+      this.hash = p && p.start < s.acked ? await hashRange(this.file, p.start, s.acked) : new Sha256();
+    }
+    await this.send({ accepted: { offset: s.acked, chunkBytes: this.session.intent.chunkBytes, windowBytes: this.window, wholeDigest: this.hooks.wholeDigest } });
   }
 
   /** Handles one message; resolves true when the stripe is finished and the stream may end. */
@@ -120,12 +135,17 @@ export class StripeReceiver {
     this.crcFailures = 0;
     checkValues(this.session.intent.encoding, this.session.intent.segments, offset, data);
     await this.file.write(data, 0, data.length, offset);
-    try {
-      this.digestBytes(offset, data, this.session.digest.continuing(offset, data.length));
-    } catch (err) {
-      // The whole-delta digest may hold part of these bytes: give it up (finish re-reads the spool).
-      this.session.digest.rewound(offset);
-      throw err;
+    if (this.hooks.wholeDigest) {
+      s.wholeOnly = true;
+      this.session.digest.written(offset, data);
+    } else {
+      try {
+        this.digestBytes(offset, data, this.session.digest.continuing(offset, data.length));
+      } catch (err) {
+        // The whole-delta digest may hold part of these bytes: give it up (finish re-reads the spool).
+        this.session.digest.rewound(offset);
+        throw err;
+      }
     }
     // Written and hashed: nothing reads these bytes again, and their memory takes a later chunk.
     recycleReceived(data);
@@ -157,6 +177,7 @@ export class StripeReceiver {
   }
 
   private async digest(tensor: number, sha256: string): Promise<void> {
+    if (this.hooks.wholeDigest) throw new CoordinatorError('UPLOAD_INVALID', `SHA-256 of tensor ${tensor} on a stream whose trailer proves all its bytes (wholeDigest)`);
     if (this.resync) return;
     const next = this.awaiting.shift();
     if (!next) throw new CoordinatorError('UPLOAD_INVALID', `SHA-256 of tensor ${tensor} before its last byte`);
@@ -189,14 +210,39 @@ export class StripeReceiver {
     if (s.received !== s.end || this.awaiting.length > 0) {
       throw new CoordinatorError('UPLOAD_INVALID', `trailer after ${s.received - s.start} of ${s.end - s.start} stripe bytes${this.awaiting.length > 0 ? ' with a tensor SHA-256 missing' : ''}`);
     }
+    if (this.hooks.wholeDigest && !SHA256_HEX.test(sha256)) {
+      throw new CoordinatorError('UPLOAD_INVALID', 'the trailer of a stream that proves its bytes whole (wholeDigest) must carry their SHA-256');
+    }
     s.done = true;
     if (!this.session.complete()) {
       await this.send({ result: { accepted: true, receivedBytes: s.end - s.start, message: 'stripe received', complete: false } });
       return true;
     }
-    const whole = await this.hooks.finish(sha256);
+    let whole: { sha256: string };
+    try {
+      whole = await this.hooks.finish(sha256);
+    } catch (err) {
+      if (!this.hooks.wholeDigest || !(err instanceof CoordinatorError) || err.code !== 'CHECKSUM_MISMATCH') throw err;
+      s.done = false;
+      if (++s.wholeFailures > MAX_DIGEST_RETRIES) {
+        throw new CoordinatorError('CHECKSUM_MISMATCH', `the stripe [${s.start}, ${s.end}) failed the SHA-256 its trailer named ${s.wholeFailures} times`, { start: s.start, end: s.end });
+      }
+      // Nothing vouches for any byte of the stripe now: all of it again.
+      this.restartStripe();
+      await this.resend(s.start, `SHA-256 mismatch of the stripe: ${err.message}`);
+      return false;
+    }
     await this.send({ result: { accepted: true, receivedBytes: partBytes(this.session.intent), message: 'verified', complete: true, sha256: whole.sha256 } });
     return true;
+  }
+
+  /** The stripe's bytes are all to be sent again: nothing of it is acknowledged. */
+  private restartStripe(): void {
+    const s = this.stripe;
+    s.acked = s.start;
+    s.wholeOnly = false;
+    this.lastAckSent = s.start;
+    this.session.pieceLog?.acked(s, s.start);
   }
 
   private async resend(offset: number, reason: string): Promise<void> {

@@ -301,12 +301,13 @@ export interface UploadStreamOutcome {
 }
 
 /**
- * Fills what a test leaves unset: each chunk's CRC32C, and — when the messages hold no digest —
- * the SHA-256 of every tensor piece after the chunk that completes it (layout from the header).
+ * Fills what a test leaves unset: each chunk's CRC32C, and — when the messages hold no digest and
+ * the header does not offer to prove the stripe whole — the SHA-256 of every tensor piece after the
+ * chunk that completes it (layout from the header).
  */
 export function completeUpload(messages: readonly UploadMessage[]): UploadMessage[] {
   const header = messages.find((m) => m.header)?.header;
-  const addDigests = header !== undefined && !messages.some((m) => m.digest);
+  const addDigests = header != null && header.wholeDigest !== true && !messages.some((m) => m.digest);
   const enc = (header?.encoding?.name ?? 'f32') as DeltaEncoding;
   const known = ['f32', 'bf16', 'int8', 'secagg32', 'secagg16'].includes(enc);
   const segments = header && known ? deltaSegments(enc, (header.tensors ?? []).map((t) => elementsOf((t.shape ?? []).map((d) => Number(d))))) : [];

@@ -20,6 +20,7 @@ export function wireHeader(fields: Named, patch: Partial<UploadHeader__Output> =
     appliedStalenessSteps: 0,
     busyMs: '0',
     contentId: '',
+    wholeDigest: false,
     partStart: '0',
     partEnd: '0',
     ...patch,

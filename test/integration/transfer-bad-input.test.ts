@@ -18,6 +18,7 @@ import {
   headerFor,
   refusal,
   joinedRawSite,
+  sha256Hex,
   type TaskStream,
 } from '../helpers/raw-site.js';
 
@@ -39,7 +40,7 @@ describe('resumable uploads: corrupted, broken and excessive streams', () => {
     fed = await createTestFederation({
       sites: 3,
       run: {
-        rounds: 12,
+        rounds: 16,
         minSites: 2,
         evaluate: false,
         secureAggregation: { enabled: false },
@@ -212,6 +213,95 @@ describe('resumable uploads: corrupted, broken and excessive streams', () => {
     await second.write(...rest);
     expect(await second.outcome).toMatchObject({ ok: true, value: { complete: true } });
     second.end();
+    await expectContributed(task);
+  }, 60_000);
+
+  /** A single stripe proved whole (version 14): chunks, no tensor digests, the delta's SHA-256 in the trailer. */
+  const whole = (task: TrainTask__Output, trailer?: string, chunkBytes = 4096): UploadMessage[] => {
+    const delta = craftDelta(task);
+    return [{ header: headerFor(task, { chunkBytes, wholeDigest: true }) }, ...chunkMessages(delta, chunkBytes), { trailer: { sha256: trailer ?? sha256Hex(delta) } }];
+  };
+
+  it('takes a single stripe proved by one SHA-256 in its trailer, with no tensor digests, and names that digest', async () => {
+    const task = await tasks.nextTrain(45_000);
+    const m = whole(task);
+    const s = await raw.uploadStream(m);
+    expect(s.replies.find((r) => r.accepted)?.accepted?.wholeDigest).toBe(true);
+    expect(s.outcome).toMatchObject({ ok: true, value: { accepted: true, complete: true, sha256: m.at(-1)!.trailer!.sha256 } });
+    // Acknowledged as written: no digest holds any byte back.
+    expect(s.replies.filter((r) => r.ack).length).toBeGreaterThan(1);
+    await expectContributed(task);
+  }, 60_000);
+
+  it('asks for the whole stripe again when its trailer names another SHA-256, and the upload completes', async () => {
+    const task = await tasks.nextTrain(45_000);
+    const m = whole(task);
+    const wrong = whole(task, 'e'.repeat(64));
+    const s = await raw.uploadStream([...wrong, ...m.slice(1)]);
+    expect(s.replies.filter((r) => r.resend).map((r) => [Number(r.resend!.offset), r.resend!.reason])).toEqual([[0, expect.stringMatching(/^SHA-256 mismatch of the stripe: delta SHA-256 is [0-9a-f]{64}, the trailer says e{64}$/)]]);
+    expect(s.outcome).toMatchObject({ ok: true, value: { complete: true, sha256: m.at(-1)!.trailer!.sha256 } });
+    await expectContributed(task);
+  }, 60_000);
+
+  it('fails with CHECKSUM_MISMATCH a stripe proved whole whose SHA-256 keeps failing, and drops the site', async () => {
+    const task = await tasks.nextTrain(45_000);
+    const wrong = whole(task, 'e'.repeat(64));
+    const r = refusal((await raw.uploadStream([...wrong, ...wrong.slice(1), ...wrong.slice(1), ...wrong.slice(1)])).outcome);
+    expect(r.code).toBe(grpc.status.DATA_LOSS);
+    expect(r.fedhpcCode).toBe('CHECKSUM_MISMATCH');
+    expect(r.details).toMatch(/stripe \[0, \d+\) failed the SHA-256 its trailer named 4 times/);
+    await expectDropped(task, 'CHECKSUM_MISMATCH');
+  }, 60_000);
+
+  it('refuses a tensor digest on a stream proved whole, and drops the site', async () => {
+    const task = await tasks.nextTrain(45_000);
+    const m = whole(task);
+    const digest = correct(task).find((x) => x.digest)!;
+    const r = refusal((await raw.uploadStream([...m.slice(0, 2), digest, ...m.slice(2)])).outcome);
+    expect(r.fedhpcCode).toBe('UPLOAD_INVALID');
+    expect(r.details).toMatch(/SHA-256 of tensor 0 on a stream whose trailer proves all its bytes/);
+    await expectDropped(task, 'UPLOAD_INVALID');
+  }, 60_000);
+
+  it('refuses an empty trailer on a stream proved whole, and drops the site', async () => {
+    const task = await tasks.nextTrain(45_000);
+    const r = refusal((await raw.uploadStream(whole(task, ''))).outcome);
+    expect(r.fedhpcCode).toBe('UPLOAD_INVALID');
+    expect(r.details).toContain('must carry their SHA-256');
+    await expectDropped(task, 'UPLOAD_INVALID');
+  }, 60_000);
+
+  it('declines the offer for a striped upload, whose stripes send tensor digests as before', async () => {
+    const task = await tasks.nextTrain(45_000);
+    const delta = craftDelta(task);
+    const cut = [0, 4 * Math.floor(delta.length / 8), delta.length];
+    const stripe = (k: number): UploadMessage[] => {
+      const header = headerFor(task, { stripeOffset: cut[k]!, stripeBytes: cut[k + 1]! - cut[k]!, stripeCount: 2 });
+      const [, ...rest] = completeUpload([{ header }, ...chunkMessages(delta.subarray(cut[k]!, cut[k + 1]!), 4096, cut[k]!), { trailer: { sha256: '' } }]);
+      return [{ header: { ...header, wholeDigest: true } }, ...rest];
+    };
+    const first = await raw.uploadStream(stripe(0));
+    expect(first.replies.find((r) => r.accepted)?.accepted?.wholeDigest).toBe(false);
+    expect(first.outcome).toMatchObject({ ok: true, value: { complete: false } });
+    expect((await raw.uploadStream(stripe(1))).outcome).toMatchObject({ ok: true, value: { complete: true, sha256: sha256Hex(delta) } });
+    await expectContributed(task);
+  }, 60_000);
+
+  it('starts a stripe sent proved whole over when a stream with tensor digests resumes it', async () => {
+    const task = await tasks.nextTrain(45_000);
+    const m = whole(task);
+    const first = raw.openUpload();
+    // Seventeen of its chunks: past the first acknowledgement (a quarter window), short of the end.
+    expect(m.length).toBeGreaterThan(19);
+    await first.write(...m.slice(0, 18));
+    const acked = await first.reply((r) => (r.ack ? Number(r.ack.offset) : undefined));
+    expect(acked).toBeGreaterThan(0);
+    first.cancel();
+    await first.outcome;
+    // The same stripe with tensor digests: none of them would cover the bytes already spooled.
+    const s = await raw.uploadStream(correct(task));
+    expect(s.replies.find((r) => r.accepted)?.accepted).toMatchObject({ offset: '0', wholeDigest: false });
+    expect(s.outcome).toMatchObject({ ok: true, value: { complete: true, sha256: m.at(-1)!.trailer!.sha256 } });
     await expectContributed(task);
   }, 60_000);
 });

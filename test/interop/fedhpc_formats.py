@@ -13,7 +13,7 @@ from decimal import Decimal
 import numpy as np
 
 # The protocol version this implementation speaks (docs/protocol.md, first line).
-PROTOCOL_VERSION = 13
+PROTOCOL_VERSION = 14
 
 # ----------------------------------------------------------------------------- CRC32C
 

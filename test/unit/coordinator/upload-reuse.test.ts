@@ -166,6 +166,47 @@ describe('takeEarlierUpload', () => {
     expect(taken).toMatchObject({ bytes: 16, stripes: [{ start: 48, keptTo: 64 }] });
   });
 
+  describe('for a stream that proves its bytes whole (one stripe)', () => {
+    const whole = (attempt: number): UploadIntent & { contentKey: string } => ({ ...intent(attempt), stripe: { start: 0, end: 80, count: 1 } });
+    /** Attempt 1's spool and a one-stripe log: the piece [0, 32) confirmed, then `ack` acknowledged. */
+    async function earlierWhole(spool: Buffer, ack: number, delta: Buffer): Promise<{ attempt: number; dir: string }> {
+      const at = join(dir, 'round-3.1');
+      await mkdir(at, { recursive: true });
+      const path = join(at, 'site-a.delta');
+      await writeFile(path, spool);
+      const log = await PieceLog.create(path, whole(1), undefined, logger);
+      log.verified({ stripeStart: 0, stripeEnd: 80, start: 0, end: 32, sha256: sha(delta.subarray(0, 32)) });
+      log.acked({ start: 0, end: 80 }, ack);
+      await log.close();
+      return { attempt: 1, dir: at };
+    }
+    async function takeWhole(e: { attempt: number; dir: string }) {
+      const digest = new DeltaDigest();
+      const taken = await takeEarlierUpload({ site: 'site-a', intent: whole(3), earlier: [e], path: join(dir, 'new.delta'), digest, wholeDigest: true, logger });
+      return { taken, digest };
+    }
+
+    it('keeps every acknowledged byte, unchecked against the log, marks the stripe wholeOnly and feeds the digest', async () => {
+      const delta = randomBytes(80);
+      const spool = Buffer.from(delta);
+      spool[40] = spool[40]! ^ 0xff; // no piece is checked: the new stream's trailer will be
+      const { taken, digest } = await takeWhole(await earlierWhole(spool, 72, delta));
+      expect(taken).toMatchObject({ fromAttempt: 1, bytes: 72, pieces: [], stripes: [{ start: 0, end: 80, keptTo: 72, wholeOnly: true }] });
+      expect(digest.hashedTo).toBe(72);
+    });
+
+    it('keeps no more than the spool holds, and leaves a stripe kept to its end waiting for the trailer', async () => {
+      const delta = randomBytes(80);
+      expect((await takeWhole(await earlierWhole(delta.subarray(0, 60), 72, delta))).taken).toMatchObject({ bytes: 60, stripes: [{ keptTo: 60 }] });
+      await rm(join(dir, 'new.delta'));
+      const { taken } = await takeWhole(await earlierWhole(delta, 80, delta));
+      expect(taken).toMatchObject({ bytes: 80, stripes: [{ keptTo: 80, wholeOnly: true }] });
+      const s = new UploadSession({ site: 'site-a', intent: whole(3), path: join(dir, 'x.delta'), idleMs: 60_000, onIdle: () => undefined, clock: new ManualClock() });
+      s.seed(taken!.stripes);
+      expect({ done: s.stripes.get(0)!.done, wholeOnly: s.stripes.get(0)!.wholeOnly, complete: s.complete() }).toEqual({ done: false, wholeOnly: true, complete: false });
+    });
+  });
+
   it('refuses a log of the same key whose stripes overlap', async () => {
     const delta = randomBytes(80);
     const bad = piecesOf(delta).map((p, i) => (i === 2 ? { ...p, stripeStart: 40 } : p));

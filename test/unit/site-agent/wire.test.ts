@@ -143,7 +143,8 @@ describe('tasks from the wire', () => {
 describe('transfer replies from the wire', () => {
   it('decodes each upload reply kind with its offsets as numbers', () => {
     const cases: [UploadReply__Output, unknown][] = [
-      [{ kind: 'accepted', accepted: { offset: '1024', chunkBytes: 4096, windowBytes: '65536' } }, { kind: 'accepted', offset: 1024, windowBytes: 65536 }],
+      [{ kind: 'accepted', accepted: { offset: '1024', chunkBytes: 4096, windowBytes: '65536', wholeDigest: false } }, { kind: 'accepted', offset: 1024, windowBytes: 65536, wholeDigest: false }],
+      [{ kind: 'accepted', accepted: { offset: '0', chunkBytes: 4096, windowBytes: '65536', wholeDigest: true } }, { kind: 'accepted', offset: 0, windowBytes: 65536, wholeDigest: true }],
       [{ kind: 'ack', ack: { offset: '2048' } }, { kind: 'ack', offset: 2048 }],
       [{ kind: 'resend', resend: { offset: '512', reason: 'crc' } }, { kind: 'resend', offset: 512 }],
       [{ kind: 'queued', queued: { budgetBytes: '100', usedBytes: '90', waitingStreams: 3 } }, { kind: 'queued', queue: { budgetBytes: 100, usedBytes: 90, waitingStreams: 3 } }],

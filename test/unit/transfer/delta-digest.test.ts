@@ -64,6 +64,14 @@ describe('DeltaDigest', () => {
     expect(r.skipped).toBe(0);
   });
 
+  it('begins afresh on a rewind to the very start (a stripe proved whole sent again): nothing is read back', async () => {
+    const wrong = Buffer.from(data.subarray(0, 8192));
+    wrong.writeUInt8(wrong.readUInt8(5000) ^ 0xff, 5000);
+    const r = await run(10_000, [{ write: [0, wrong] }, chunk(8192, 10_000), { rewind: 0 }, chunk(0, 4096), chunk(4096, 10_000)]);
+    expect(r.streamed).toBe(r.actual);
+    expect(r.skipped).toBe(10_000);
+  });
+
   it('keeps streaming across a rewind to exactly where it stands (a chunk refused for its CRC)', async () => {
     const r = await run(10_000, [chunk(0, 4096), { rewind: 4096 }, chunk(4096, 10_000)]);
     expect(r.streamed).toBe(r.actual);

@@ -6,10 +6,12 @@ export interface UploadAccepted {
   'offset'?: (number | string | Long);
   'chunkBytes'?: (number);
   'windowBytes'?: (number | string | Long);
+  'wholeDigest'?: (boolean);
 }
 
 export interface UploadAccepted__Output {
   'offset': (string);
   'chunkBytes': (number);
   'windowBytes': (string);
+  'wholeDigest': (boolean);
 }

@@ -30,6 +30,7 @@ export interface UploadHeader {
   'contentId'?: (string);
   'partStart'?: (number | string | Long);
   'partEnd'?: (number | string | Long);
+  'wholeDigest'?: (boolean);
 }
 
 export interface UploadHeader__Output {
@@ -57,4 +58,5 @@ export interface UploadHeader__Output {
   'contentId': (string);
   'partStart': (string);
   'partEnd': (string);
+  'wholeDigest': (boolean);
 }

@@ -75,6 +75,8 @@ export interface NativeKernels {
   /** Both states take `data`, their rounds interleaved. */
   readonly sha256Update2?: (a: Uint8Array, b: Uint8Array, data: Uint8Array) => void;
   readonly sha256Final?: (state: Uint8Array, out: Uint8Array) => void;
+  /** `sha256Update(state, data)`, returning the CRC32C of `data` from the same pass (needs SSE4.2 too). */
+  readonly sha256UpdateCrc32c?: (state: Uint8Array, data: Uint8Array) => number;
 }
 
 /** What common/native.ts's `loadNativeModule` returns. */

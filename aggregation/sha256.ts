@@ -3,7 +3,8 @@
  * (aggregation/native.ts), else node:crypto. The same digests either way; what the native one adds
  * is {@link Sha256.updateBoth}, two states fed the same bytes with their rounds interleaved — the
  * coordinator's piece digest and whole-delta digest of each received chunk, at about 0.8× the CPU
- * of two passes (docs/decisions.md, "A small native module for the bytes every round touches").
+ * of two passes (docs/decisions.md, "A small native module for the bytes every round touches") —
+ * and {@link Sha256.updateCrc32c}, a chunk's CRC32C from the pass that hashes it.
  */
 import { Buffer } from 'node:buffer';
 import { type Hash, createHash } from 'node:crypto';
@@ -17,13 +18,15 @@ interface NativeSha {
   readonly update: (state: Uint8Array, data: Uint8Array) => void;
   readonly update2: (a: Uint8Array, b: Uint8Array, data: Uint8Array) => void;
   readonly final: (state: Uint8Array, out: Uint8Array) => void;
+  /** `update`, returning the CRC32C of the same bytes from the same pass (where SSE4.2 is there too). */
+  readonly updateCrc?: ((state: Uint8Array, data: Uint8Array) => number) | undefined;
 }
 
 /** The native module's SHA-256 functions, all or none. */
 function nativeSha(): NativeSha | undefined {
   const k = nativeKernels();
   return k?.sha256StateBytes !== undefined && k.sha256Init && k.sha256Update && k.sha256Update2 && k.sha256Final
-    ? { bytes: k.sha256StateBytes, init: k.sha256Init, update: k.sha256Update, update2: k.sha256Update2, final: k.sha256Final }
+    ? { bytes: k.sha256StateBytes, init: k.sha256Init, update: k.sha256Update, update2: k.sha256Update2, final: k.sha256Final, updateCrc: k.sha256UpdateCrc32c }
     : undefined;
 }
 
@@ -51,6 +54,17 @@ export class Sha256 {
     if (this.state.kind === 'native') this.state.sha.update(this.state.bytes, data);
     else this.state.hash.update(data);
     return this;
+  }
+
+  /**
+   * Feeds `data` and returns its CRC32C: computed in the same pass where the native module has it
+   * (the CRC's chain runs in the shadow of the rounds' latency), else by `crc32c` after the update.
+   */
+  updateCrc32c(data: Uint8Array, crc32c: (data: Uint8Array) => number): number {
+    this.checkOpen();
+    if (this.state.kind === 'native' && this.state.sha.updateCrc) return this.state.sha.updateCrc(this.state.bytes, data);
+    this.update(data);
+    return crc32c(data);
   }
 
   /** The digest in lower-case hex; the hash takes nothing after it (as node:crypto's). */

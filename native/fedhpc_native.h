@@ -12,6 +12,8 @@ int fedhpc_cpu_has_vaes(void);
 
 /* checks.c: CRC32C (Castagnoli, reflected, init and final xor 0xffffffff) of n bytes. */
 uint32_t fedhpc_crc32c(const uint8_t *p, size_t n);
+/* The running (not inverted) CRC32C register `crc` extended over p[0..n), one chain: for short runs. */
+uint32_t fedhpc_crc32c_extend(uint32_t crc, const uint8_t *p, size_t n);
 /* Makes CRC32C's constant; called once when the module loads, before any fedhpc_crc32c. */
 void fedhpc_checks_init(void);
 int fedhpc_cpu_has_sse42(void);
@@ -42,6 +44,8 @@ void fedhpc_sha256_update(struct fedhpc_sha256 *s, const uint8_t *p, size_t n);
 /* Both states take the same bytes, their blocks interleaved. */
 void fedhpc_sha256_update2(struct fedhpc_sha256 *a, struct fedhpc_sha256 *b, const uint8_t *p, size_t n);
 void fedhpc_sha256_final(struct fedhpc_sha256 *s, uint8_t out[32]);
+/* fedhpc_sha256_update, returning the CRC32C of the same bytes, computed in the same pass (needs SSE4.2 too). */
+uint32_t fedhpc_sha256_update_crc32c(struct fedhpc_sha256 *s, const uint8_t *p, size_t n);
 int fedhpc_cpu_has_sha(void);
 
 #endif

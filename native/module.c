@@ -154,6 +154,24 @@ static napi_value sha256_call(napi_env env, napi_callback_info info) {
 #endif
 }
 
+/* sha256UpdateCrc32c(state, data): feeds the state and returns the CRC32C of data, in one pass. */
+static napi_value sha256_update_crc32c(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], result;
+  uint8_t *data;
+  size_t len;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2) return fail(env, "sha256UpdateCrc32c takes 2 arguments");
+  struct fedhpc_sha256 *s = sha_state(env, argv[0]);
+  if (s == NULL) return fail(env, "a SHA-256 state must be an 8-aligned Uint8Array of sha256StateBytes");
+  if (!bytes_of(env, argv[1], &data, &len)) return fail(env, "SHA-256 data must be a Uint8Array");
+#ifdef HAVE_X86
+  if (napi_create_uint32(env, fedhpc_sha256_update_crc32c(s, data, len), &result) != napi_ok) return NULL;
+  return result;
+#else
+  return fail(env, "no SHA extensions on this machine");
+#endif
+}
+
 /*
  * Reads the keystream sources of quantizeF32 and foldWords from argv[0..3]: src (a Uint8Array),
  * stride (bytes between sources), count (0 to 4; at least `least`) and neg (bit j: source j is
@@ -284,6 +302,7 @@ static napi_value init(napi_env env, napi_value exports) {
     if (napi_create_uint32(env, (uint32_t)sizeof(struct fedhpc_sha256), &size) != napi_ok || napi_set_named_property(env, exports, "sha256StateBytes", size) != napi_ok) return NULL;
     if (!export_function(env, exports, "sha256Init", sha256_call, 0) || !export_function(env, exports, "sha256Update", sha256_call, 1) ||
         !export_function(env, exports, "sha256Update2", sha256_call, 2) || !export_function(env, exports, "sha256Final", sha256_call, 3)) return NULL;
+    if (sse42 && !export_function(env, exports, "sha256UpdateCrc32c", sha256_update_crc32c, 0)) return NULL;
   }
 #ifdef HAVE_X86
   if (!export_function(env, exports, "findNonFiniteBf16", find_non_finite, 2) || !export_function(env, exports, "findNonFiniteF32", find_non_finite, 4)) return NULL;

@@ -1,9 +1,12 @@
 /*
  * SHA-256 (FIPS 180-4) with the SHA extensions, one message or two states over the same message
- * at once. The coordinator hashes every byte it receives twice — the piece digest the wire
- * carries and the whole delta's digest it journals — and SHA256RNDS2's latency, not its
- * throughput, bounds one stream: two independent chains in one loop cost little more than one
- * (docs/decisions.md). States live in caller memory (struct fedhpc_sha256), so JavaScript owns them.
+ * at once. A coordinator that takes tensor digests hashes every byte it receives twice — the piece
+ * digest the wire carries and the whole delta's digest it journals — and SHA256RNDS2's latency,
+ * not its throughput, bounds one stream: two independent chains in one loop cost little more than
+ * one (docs/decisions.md). For the same reason a chunk's CRC32C rides in the block loop of one
+ * state almost for nothing (fedhpc_sha256_update_crc32c): where a stripe is proved whole, the
+ * coordinator reads each received byte once for both. States live in caller memory (struct
+ * fedhpc_sha256), so JavaScript owns them.
  */
 #include "fedhpc_native.h"
 #include <string.h>
@@ -12,6 +15,7 @@
 #include <immintrin.h>
 
 #define SHANI __attribute__((target("sha,sse4.1,ssse3")))
+#define SHANI_CRC __attribute__((target("sha,sse4.1,ssse3,sse4.2")))
 
 static const uint32_t K[64] = {
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -70,6 +74,24 @@ SHANI static void blocks1(uint32_t h[8], const uint8_t *p, size_t n) {
   load_state(h, &abef, &cdgh);
   for (; n > 0; n--, p += 64) BLOCK_ROUNDS(p, abef, cdgh);
   store_state(h, abef, cdgh);
+}
+
+/* blocks1 with the CRC32C register `*crc` extended over the same blocks: its crc32 chain (eight a
+ * block) runs in the shadow of the rounds' latency. */
+SHANI_CRC static void blocks1_crc(uint32_t h[8], const uint8_t *p, size_t n, uint32_t *crc) {
+  __m128i abef, cdgh;
+  uint64_t c = *crc;
+  load_state(h, &abef, &cdgh);
+  for (; n > 0; n--, p += 64) {
+    for (int j = 0; j < 8; j++) {
+      uint64_t w;
+      memcpy(&w, p + 8 * j, 8);
+      c = _mm_crc32_u64(c, w);
+    }
+    BLOCK_ROUNDS(p, abef, cdgh);
+  }
+  store_state(h, abef, cdgh);
+  *crc = (uint32_t)c;
 }
 
 /* Two chains at once: their rounds interleave, so each hides the other's latency. */
@@ -138,6 +160,19 @@ void fedhpc_sha256_update(struct fedhpc_sha256 *s, const uint8_t *p, size_t n) {
   n -= used;
   if (n >= 64) blocks1(s->h, p, n / 64);
   keep_tail(s, p + (n & ~(size_t)63), n & 63);
+}
+
+uint32_t fedhpc_sha256_update_crc32c(struct fedhpc_sha256 *s, const uint8_t *p, size_t n) {
+  s->bytes += n;
+  size_t used = top_up(s, p, n);
+  uint32_t crc = fedhpc_crc32c_extend(0xFFFFFFFFu, p, used);
+  p += used;
+  n -= used;
+  if (n >= 64) blocks1_crc(s->h, p, n / 64, &crc);
+  const uint8_t *tail = p + (n & ~(size_t)63);
+  crc = fedhpc_crc32c_extend(crc, tail, n & 63);
+  keep_tail(s, tail, n & 63);
+  return ~crc;
 }
 
 void fedhpc_sha256_update2(struct fedhpc_sha256 *a, struct fedhpc_sha256 *b, const uint8_t *p, size_t n) {

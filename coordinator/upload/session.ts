@@ -79,6 +79,16 @@ export class DeltaDigest {
   }
 
   /**
+   * The CRC32C of `data`, to be written at `offset`; where the bytes continue what the digest
+   * holds it takes them in the same pass (`Sha256.updateCrc32c`). A caller that then does not
+   * write them (a CRC that differs, a failed write) must rewind the digest to `offset`.
+   */
+  crcTaking(offset: number, data: Uint8Array, crc32c: (data: Uint8Array) => number): number {
+    const hash = this.continuing(offset, data.length);
+    return hash ? hash.updateCrc32c(data, crc32c) : crc32c(data);
+  }
+
+  /**
    * The hash to feed the `bytes` bytes written at `offset` when they continue what it holds, or
    * undefined: what a caller that hashes the same bytes for a piece feeds both with
    * (`Sha256.updateBoth`). The caller must feed them all.

@@ -128,24 +128,22 @@ export class StripeReceiver {
     const end = offset + data.length;
     if (end > s.end) throw new CoordinatorError('CHUNK_OUT_OF_RANGE', `chunk ends at ${end}, past the declared ${s.end} bytes of its stripe`, { end, total: s.end });
     if (!isUnitBoundary(this.session.intent.segments, end)) throw new CoordinatorError('UPLOAD_INVALID', `${this.session.intent.encoding} chunk ending at ${end} splits a value or block`);
-    if (crc32c(data) !== crc) {
+    // A stripe proved whole: the delta's digest takes the bytes in the pass that checks their CRC.
+    const whole = this.hooks.wholeDigest;
+    if ((whole ? this.session.digest.crcTaking(offset, data, crc32c) : crc32c(data)) !== crc) {
       if (++this.crcFailures > MAX_CRC_RETRIES) throw new CoordinatorError('CHECKSUM_MISMATCH', `chunk at ${offset} failed its CRC32C ${this.crcFailures} times`, { offset });
-      return this.resend(offset, 'CRC32C mismatch');
+      return this.resend(offset, 'CRC32C mismatch'); // which rewinds the digest
     }
     this.crcFailures = 0;
-    checkValues(this.session.intent.encoding, this.session.intent.segments, offset, data);
-    await this.file.write(data, 0, data.length, offset);
-    if (this.hooks.wholeDigest) {
-      s.wholeOnly = true;
-      this.session.digest.written(offset, data);
-    } else {
-      try {
-        this.digestBytes(offset, data, this.session.digest.continuing(offset, data.length));
-      } catch (err) {
-        // The whole-delta digest may hold part of these bytes: give it up (finish re-reads the spool).
-        this.session.digest.rewound(offset);
-        throw err;
-      }
+    try {
+      checkValues(this.session.intent.encoding, this.session.intent.segments, offset, data);
+      await this.file.write(data, 0, data.length, offset);
+      if (whole) s.wholeOnly = true;
+      else this.digestBytes(offset, data, this.session.digest.continuing(offset, data.length));
+    } catch (err) {
+      // The whole-delta digest may hold part of these bytes: give it up (finish re-reads the spool).
+      this.session.digest.rewound(offset);
+      throw err;
     }
     // Written and hashed: nothing reads these bytes again, and their memory takes a later chunk.
     recycleReceived(data);

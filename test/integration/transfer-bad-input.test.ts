@@ -40,7 +40,7 @@ describe('resumable uploads: corrupted, broken and excessive streams', () => {
     fed = await createTestFederation({
       sites: 3,
       run: {
-        rounds: 16,
+        rounds: 17,
         minSites: 2,
         evaluate: false,
         secureAggregation: { enabled: false },
@@ -230,6 +230,19 @@ describe('resumable uploads: corrupted, broken and excessive streams', () => {
     expect(s.outcome).toMatchObject({ ok: true, value: { accepted: true, complete: true, sha256: m.at(-1)!.trailer!.sha256 } });
     // Acknowledged as written: no digest holds any byte back.
     expect(s.replies.filter((r) => r.ack).length).toBeGreaterThan(1);
+    await expectContributed(task);
+  }, 60_000);
+
+  it('asks again for a chunk of a stripe proved whole whose CRC32C is wrong, and names the bytes spooled', async () => {
+    const task = await tasks.nextTrain(45_000);
+    const m = whole(task);
+    const at = m.indexOf(m.filter((x) => x.chunk)[3]!);
+    const bad = m[at]!.chunk!;
+    const corrupted = Buffer.from(bad.data as Uint8Array);
+    corrupted[7]! ^= 0x01;
+    const s = await raw.uploadStream([...m.slice(0, at), { chunk: { ...bad, data: corrupted } }, ...m.slice(at)]);
+    expect(s.replies.filter((r) => r.resend).map((r) => [Number(r.resend!.offset), r.resend!.reason])).toEqual([[Number(bad.offset), 'CRC32C mismatch']]);
+    expect(s.outcome).toMatchObject({ ok: true, value: { complete: true, sha256: m.at(-1)!.trailer!.sha256 } });
     await expectContributed(task);
   }, 60_000);
 

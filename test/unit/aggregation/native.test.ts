@@ -225,6 +225,21 @@ describe.skipIf(lacks('SHA extensions', native?.sha256Update2))('native SHA-256 
     );
   });
 
+  it('gives each chunk\'s CRC32C from the pass that hashes it, whatever the hash held before and wherever the chunk starts (updateCrc32c)', () => {
+    expect(native!.sha256UpdateCrc32c, 'the fused pass needs SSE4.2 beside the SHA extensions').toBeTypeOf('function');
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 130 }), fc.uint8Array({ maxLength: 5000 }), fc.nat(7), fc.nat(200), (before, data, from, tail) => {
+        const h = new Sha256().update(before);
+        const chunk = data.subarray(Math.min(from, data.length));
+        // The fallback CRC must not be asked: the native pass gives it.
+        expect(h.updateCrc32c(chunk, () => Number.NaN)).toBe(crc32cPortable(Buffer.from(chunk)));
+        expect(h.updateCrc32c(chunk.subarray(0, tail), () => Number.NaN)).toBe(crc32cPortable(Buffer.from(chunk.subarray(0, tail))));
+        expect(h.digest('hex')).toBe(sha(before, chunk, chunk.subarray(0, tail)));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('takes nothing after its digest, as node:crypto\'s hash does', () => {
     const h = new Sha256().update(new Uint8Array(3));
     expect(h.digest('hex')).toBe(sha(new Uint8Array(3)));

@@ -33,7 +33,7 @@ function nativeSha(): NativeSha | undefined {
 /** A running SHA-256. */
 export class Sha256 {
   /** The native state, or the node:crypto hash where the native module is not built. */
-  private readonly state: { readonly kind: 'native'; readonly bytes: Uint8Array; readonly sha: NativeSha } | { readonly kind: 'node'; readonly hash: Hash };
+  private state: { readonly kind: 'native'; readonly bytes: Uint8Array; readonly sha: NativeSha } | { readonly kind: 'node'; readonly hash: Hash };
   private finished = false;
 
   constructor() {
@@ -65,6 +65,14 @@ export class Sha256 {
     if (this.state.kind === 'native' && this.state.sha.updateCrc) return this.state.sha.updateCrc(this.state.bytes, data);
     this.update(data);
     return crc32c(data);
+  }
+
+  /** A new hash holding what this one holds, to be fed on its own (as node:crypto's `copy`). */
+  copy(): Sha256 {
+    this.checkOpen();
+    const c = new Sha256();
+    c.state = this.state.kind === 'native' ? { ...this.state, bytes: this.state.bytes.slice() } : { kind: 'node', hash: this.state.hash.copy() };
+    return c;
   }
 
   /** The digest in lower-case hex; the hash takes nothing after it (as node:crypto's). */

@@ -11,7 +11,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { once } from 'node:events';
 import { recycleChunkData, type UploadMessage } from '../proto/index.js';
-import { stripePieces, type Piece } from '../aggregation/index.js';
+import { Sha256, stripePieces, type Piece } from '../aggregation/index.js';
 import type { DeltaEncoder } from './encode.js';
 import { SiteAgentError } from './errors.js';
 import { crc32c, uploadReplyFromWire, wireError, type UploadOutcome, type UploadQueue, type UploadReply, type UploadStream } from './wire.js';
@@ -54,19 +54,19 @@ export interface StripeJob {
  * restarted and kept another prefix), the stripe's bytes up to it are encoded again and hashed.
  */
 export class WholeStripeDigest {
-  private readonly states = new Map<number, Hash>();
+  private readonly states = new Map<number, Sha256>();
 
   constructor(private readonly start: number) {
-    this.states.set(start, createHash('sha256'));
+    this.states.set(start, new Sha256());
   }
 
   /** A hash holding the stripe's bytes before `offset`, when a state was kept there. */
-  at(offset: number): Hash | undefined {
+  at(offset: number): Sha256 | undefined {
     return this.states.get(offset)?.copy();
   }
 
   /** `hash` holds the stripe's bytes before `offset`. */
-  keep(offset: number, hash: Hash): void {
+  keep(offset: number, hash: Sha256): void {
     this.states.set(offset, hash.copy());
   }
 
@@ -238,10 +238,11 @@ async function sendWhole(pos: number, job: StripeJob, whole: WholeStripeDigest, 
     if (replies.resendTo !== undefined) return;
     await job.pace(c.data.length);
     whole.acked(replies.acked);
-    // Hashed before it is written: once grpc-js has written it, its buffer may make a later chunk.
-    hash.update(c.data);
+    // Hashed before it is written (once grpc-js has written it, its buffer may make a later chunk),
+    // its CRC32C from the same pass where the native module is built.
+    const crc = hash.updateCrc32c(c.data, crc32c);
     whole.keep(end, hash);
-    await write({ chunk: { offset: c.offset, data: c.data, crc32c: crc32c(c.data) } }, job.recycleChunks ? () => recycleChunkData(c.data) : undefined);
+    await write({ chunk: { offset: c.offset, data: c.data, crc32c: crc } }, job.recycleChunks ? () => recycleChunkData(c.data) : undefined);
     replies.touch();
     job.onSent(c.data.length);
     job.onPosition(end);
@@ -249,15 +250,19 @@ async function sendWhole(pos: number, job: StripeJob, whole: WholeStripeDigest, 
 }
 
 /** The whole stripe's hash up to `pos`: a copy of the state kept there, else re-encoded from the stripe's start. */
-async function wholeHashAt(job: StripeJob, whole: WholeStripeDigest, pos: number): Promise<Hash> {
+async function wholeHashAt(job: StripeJob, whole: WholeStripeDigest, pos: number): Promise<Sha256> {
   const kept = whole.at(pos);
   if (kept) return kept;
-  const hash = await prefixHash(job, job.start, pos);
+  const hash = new Sha256();
+  for await (const c of job.encoder.range(job.start, pos, job.chunkBytes, job.signal)) {
+    hash.update(c.data);
+    recycleChunkData(c.data);
+  }
   whole.keep(pos, hash);
   return hash;
 }
 
-/** The SHA-256 state of bytes [from, pos) of the delta, re-encoding (not re-sending) them. */
+/** The SHA-256 state of a tensor piece up to `pos`, re-encoding (not re-sending) its first bytes. */
 async function prefixHash(job: StripeJob, from: number, pos: number): Promise<Hash> {
   const hash = createHash('sha256');
   if (pos > from) {

@@ -240,6 +240,17 @@ describe.skipIf(lacks('SHA extensions', native?.sha256Update2))('native SHA-256 
     );
   });
 
+  it('copies a state that then goes its own way, as node:crypto\'s copy does', () => {
+    const bytes = seededRandomBytes('native sha copy')(300);
+    const h = new Sha256().update(bytes.subarray(0, 100));
+    const c = h.copy();
+    h.update(bytes.subarray(100, 200));
+    c.update(bytes.subarray(200, 300));
+    expect(h.digest('hex')).toBe(sha(bytes.subarray(0, 200)));
+    expect(c.digest('hex')).toBe(sha(bytes.subarray(0, 100), bytes.subarray(200, 300)));
+    expect(() => h.copy()).toThrow(/takes no more bytes/);
+  });
+
   it('takes nothing after its digest, as node:crypto\'s hash does', () => {
     const h = new Sha256().update(new Uint8Array(3));
     expect(h.digest('hex')).toBe(sha(new Uint8Array(3)));

@@ -77,6 +77,7 @@ describe('a stripe proved whole, as the agent sends it', () => {
     const stream = ++streams;
     let expected = 0;
     let resync = false;
+    let ended = false; // what a stream ended here still had in flight is not read
     const reply = (r: UploadReply): void => void call.write(r);
     const resend = (offset: number): void => {
       expected = offset;
@@ -84,6 +85,7 @@ describe('a stripe proved whole, as the agent sends it', () => {
       reply({ resend: { offset, reason: 'scripted' } });
     };
     call.on('data', (m: UploadMessage__Output) => {
+      if (ended) return;
       if (m.header) {
         seen.headers.push(m.header);
         const a = script.accept(stream);
@@ -95,7 +97,10 @@ describe('a stripe proved whole, as the agent sends it', () => {
         resync = false;
         expect(offset).toBe(expected);
         const what = script.chunk?.(stream, offset) ?? 'take';
-        if (what === 'break') call.end();
+        if (what === 'break') {
+          ended = true;
+          call.end();
+        }
         else if (what !== 'take') resend(what.resend);
         else {
           Buffer.from(m.chunk.data).copy(seen.spooled, offset);
@@ -109,6 +114,7 @@ describe('a stripe proved whole, as the agent sends it', () => {
         if ('resend' in t) resend(t.resend);
         else {
           reply({ result: { accepted: true, complete: true, receivedBytes: delta.length, sha256: t.sha256 ?? sha256(seen.spooled), message: 'verified' } });
+          ended = true;
           call.end();
         }
       }

@@ -119,11 +119,12 @@ static struct fedhpc_sha256 *sha_state(napi_env env, napi_value v) {
 
 /*
  * sha256Init(state) / sha256Update(state, data) / sha256Update2(a, b, data) / sha256Final(state,
- * out32): one callback; which of the four (0 to 3) is the function's data.
+ * out32) / sha256UpdateCrc32c(state, data), which returns the CRC32C of data from the same pass:
+ * one callback; which of the five (0 to 4) is the function's data.
  */
 static napi_value sha256_call(napi_env env, napi_callback_info info) {
   size_t argc = 3;
-  napi_value argv[3];
+  napi_value argv[3], result = NULL;
   void *op_data;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, &op_data) != napi_ok) return fail(env, "wrong number of arguments to a SHA-256 call");
   int op = (int)(intptr_t)op_data;
@@ -136,9 +137,10 @@ static napi_value sha256_call(napi_env env, napi_callback_info info) {
   size_t len;
   if (op == 0) {
     fedhpc_sha256_init(a);
-  } else if (op == 1) {
+  } else if (op == 1 || op == 4) {
     if (!bytes_of(env, argv[1], &data, &len)) return fail(env, "SHA-256 data must be a Uint8Array");
-    fedhpc_sha256_update(a, data, len);
+    if (op == 1) fedhpc_sha256_update(a, data, len);
+    else if (napi_create_uint32(env, fedhpc_sha256_update_crc32c(a, data, len), &result) != napi_ok) return NULL;
   } else if (op == 2) {
     struct fedhpc_sha256 *b = sha_state(env, argv[1]);
     if (b == NULL || b == a) return fail(env, "sha256Update2 needs two distinct states");
@@ -148,24 +150,6 @@ static napi_value sha256_call(napi_env env, napi_callback_info info) {
     if (!bytes_of(env, argv[1], &data, &len) || len != 32) return fail(env, "a SHA-256 digest goes into 32 bytes");
     fedhpc_sha256_final(a, data);
   }
-  return NULL;
-#else
-  return fail(env, "no SHA extensions on this machine");
-#endif
-}
-
-/* sha256UpdateCrc32c(state, data): feeds the state and returns the CRC32C of data, in one pass. */
-static napi_value sha256_update_crc32c(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2], result;
-  uint8_t *data;
-  size_t len;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2) return fail(env, "sha256UpdateCrc32c takes 2 arguments");
-  struct fedhpc_sha256 *s = sha_state(env, argv[0]);
-  if (s == NULL) return fail(env, "a SHA-256 state must be an 8-aligned Uint8Array of sha256StateBytes");
-  if (!bytes_of(env, argv[1], &data, &len)) return fail(env, "SHA-256 data must be a Uint8Array");
-#ifdef HAVE_X86
-  if (napi_create_uint32(env, fedhpc_sha256_update_crc32c(s, data, len), &result) != napi_ok) return NULL;
   return result;
 #else
   return fail(env, "no SHA extensions on this machine");
@@ -302,7 +286,7 @@ static napi_value init(napi_env env, napi_value exports) {
     if (napi_create_uint32(env, (uint32_t)sizeof(struct fedhpc_sha256), &size) != napi_ok || napi_set_named_property(env, exports, "sha256StateBytes", size) != napi_ok) return NULL;
     if (!export_function(env, exports, "sha256Init", sha256_call, 0) || !export_function(env, exports, "sha256Update", sha256_call, 1) ||
         !export_function(env, exports, "sha256Update2", sha256_call, 2) || !export_function(env, exports, "sha256Final", sha256_call, 3)) return NULL;
-    if (sse42 && !export_function(env, exports, "sha256UpdateCrc32c", sha256_update_crc32c, 0)) return NULL;
+    if (sse42 && !export_function(env, exports, "sha256UpdateCrc32c", sha256_call, 4)) return NULL;
   }
 #ifdef HAVE_X86
   if (!export_function(env, exports, "findNonFiniteBf16", find_non_finite, 2) || !export_function(env, exports, "findNonFiniteF32", find_non_finite, 4)) return NULL;

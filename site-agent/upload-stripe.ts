@@ -8,7 +8,6 @@
  * takes the offer, no tensor digests are sent and the trailer names the SHA-256 of the stripe, so
  * the receiver hashes each byte once, not once per tensor and once for the delta.
  */
-import { createHash, type Hash } from 'node:crypto';
 import { once } from 'node:events';
 import { recycleChunkData, type UploadMessage } from '../proto/index.js';
 import { Sha256, stripePieces, type Piece } from '../aggregation/index.js';
@@ -154,6 +153,14 @@ class Replies {
   }
 }
 
+/** A stream as its header's answer left it: the replies, the window, how to write, and the whole digest it took. */
+interface OpenStream {
+  readonly replies: Replies;
+  readonly window: number;
+  readonly write: (m: UploadMessage, written?: () => void) => Promise<void>;
+  readonly whole: WholeStripeDigest | undefined;
+}
+
 /** Sends one stripe on `call`; resolves with the coordinator's result for it. */
 export async function sendStripe(call: UploadStream, job: StripeJob): Promise<UploadOutcome> {
   const replies = new Replies(call, job.idleMs, job.onQueued);
@@ -173,7 +180,7 @@ export async function sendStripe(call: UploadStream, job: StripeJob): Promise<Up
     let pos = replies.accepted.offset;
     replies.acked = pos;
     for (;;) {
-      await sendFrom(pos, job, pieces, replies, window, write, whole);
+      await sendFrom(pos, job, pieces, { replies, window, write, whole });
       if (replies.resendTo === undefined) {
         const sha256 = whole ? (await wholeHashAt(job, whole, job.end)).digest('hex') : '';
         await write({ trailer: { sha256 } });
@@ -197,55 +204,31 @@ export async function sendStripe(call: UploadStream, job: StripeJob): Promise<Up
  * Sends chunks from `pos` to the stripe's end, each tensor's digest after its last byte or, for a
  * stripe proved whole (`whole`), none; stops early when a resend is asked for.
  */
-async function sendFrom(
-  pos: number,
-  job: StripeJob,
-  pieces: readonly Piece[],
-  replies: Replies,
-  window: number,
-  write: (m: UploadMessage, written?: () => void) => Promise<void>,
-  whole: WholeStripeDigest | undefined,
-): Promise<void> {
-  if (whole) return sendWhole(pos, job, whole, replies, window, write);
+async function sendFrom(pos: number, job: StripeJob, pieces: readonly Piece[], stream: OpenStream): Promise<void> {
+  const { replies, window, write, whole } = stream;
   let piece = pieces.findIndex((p) => pos < p.end);
   if (piece < 0) return;
-  let hash = await prefixHash(job, pieces[piece]!.start, pos);
+  // The stripe's one hash, or the digest of the tensor piece in progress from its first bytes, encoded again.
+  let hash = whole ? await wholeHashAt(job, whole, pos) : await feedEncoded(job, pieces[piece]!.start, pos, new Sha256());
   for await (const c of job.encoder.range(pos, job.end, job.chunkBytes, job.signal)) {
     const end = c.offset + c.data.length;
     await replies.until(() => end - replies.acked <= window || replies.resendTo !== undefined);
     if (replies.resendTo !== undefined) return;
     await job.pace(c.data.length);
-    // Hashed before it is written: once grpc-js has written it, its buffer may make a later chunk.
-    hash.update(c.data);
-    await write({ chunk: { offset: c.offset, data: c.data, crc32c: crc32c(c.data) } }, job.recycleChunks ? () => recycleChunkData(c.data) : undefined);
-    replies.touch();
-    job.onSent(c.data.length);
-    job.onPosition(end);
-    if (end === pieces[piece]!.end) {
-      await write({ digest: { tensor: pieces[piece]!.tensor, sha256: hash.digest('hex') } });
-      hash = createHash('sha256');
-      piece++;
-    }
-  }
-}
-
-/** Sends chunks of a stripe proved whole from `pos`, keeping the hash's state at each chunk's end. */
-async function sendWhole(pos: number, job: StripeJob, whole: WholeStripeDigest, replies: Replies, window: number, write: (m: UploadMessage, written?: () => void) => Promise<void>): Promise<void> {
-  const hash = await wholeHashAt(job, whole, pos);
-  for await (const c of job.encoder.range(pos, job.end, job.chunkBytes, job.signal)) {
-    const end = c.offset + c.data.length;
-    await replies.until(() => end - replies.acked <= window || replies.resendTo !== undefined);
-    if (replies.resendTo !== undefined) return;
-    await job.pace(c.data.length);
-    whole.acked(replies.acked);
     // Hashed before it is written (once grpc-js has written it, its buffer may make a later chunk),
     // its CRC32C from the same pass where the native module is built.
     const crc = hash.updateCrc32c(c.data, crc32c);
-    whole.keep(end, hash);
+    whole?.acked(replies.acked);
+    whole?.keep(end, hash);
     await write({ chunk: { offset: c.offset, data: c.data, crc32c: crc } }, job.recycleChunks ? () => recycleChunkData(c.data) : undefined);
     replies.touch();
     job.onSent(c.data.length);
     job.onPosition(end);
+    if (!whole && end === pieces[piece]!.end) {
+      await write({ digest: { tensor: pieces[piece]!.tensor, sha256: hash.digest('hex') } });
+      hash = new Sha256();
+      piece++;
+    }
   }
 }
 
@@ -253,18 +236,13 @@ async function sendWhole(pos: number, job: StripeJob, whole: WholeStripeDigest, 
 async function wholeHashAt(job: StripeJob, whole: WholeStripeDigest, pos: number): Promise<Sha256> {
   const kept = whole.at(pos);
   if (kept) return kept;
-  const hash = new Sha256();
-  for await (const c of job.encoder.range(job.start, pos, job.chunkBytes, job.signal)) {
-    hash.update(c.data);
-    recycleChunkData(c.data);
-  }
+  const hash = await feedEncoded(job, job.start, pos, new Sha256());
   whole.keep(pos, hash);
   return hash;
 }
 
-/** The SHA-256 state of a tensor piece up to `pos`, re-encoding (not re-sending) its first bytes. */
-async function prefixHash(job: StripeJob, from: number, pos: number): Promise<Hash> {
-  const hash = createHash('sha256');
+/** Feeds `hash` the delta's bytes [from, pos), re-encoding (not re-sending) them; resolves with it. */
+async function feedEncoded<H extends { update(data: Uint8Array): unknown }>(job: StripeJob, from: number, pos: number, hash: H): Promise<H> {
   if (pos > from) {
     for await (const c of job.encoder.range(from, pos, job.chunkBytes, job.signal)) {
       hash.update(c.data);

@@ -93,11 +93,12 @@ export class PieceLog {
     this.append(lineOf(piece));
   }
 
-  /** Records stripe [start, end)'s acknowledged offset, throttled (see the module comment). */
+  /** Records stripe [start, end)'s acknowledged offset, throttled as it moves on (see the module comment). */
   acked(stripe: { readonly start: number; readonly end: number }, offset: number): void {
     const now = Date.now();
     const last = this.lastAck.get(stripe.start);
-    if (last && offset - last.offset < ACK_LOG_BYTES && now - last.ms < ACK_LOG_MS && offset !== stripe.end) return;
+    // A stripe sent again from an earlier offset is logged at once: a later attempt must not keep more.
+    if (last && offset >= last.offset && offset - last.offset < ACK_LOG_BYTES && now - last.ms < ACK_LOG_MS && offset !== stripe.end) return;
     this.lastAck.set(stripe.start, { offset, ms: now });
     this.append(JSON.stringify({ s: stripe.start, e: stripe.end, a: offset }));
   }
@@ -143,6 +144,9 @@ export interface Reusable {
   readonly bytes: number;
 }
 
+/** What one earlier spool keeps. */
+type Kept = Omit<Reusable, 'fromAttempt'>;
+
 /** An earlier attempt's spool folder of the same round. */
 export interface EarlierSpools {
   readonly attempt: number;
@@ -174,7 +178,11 @@ export async function takeEarlierUpload(o: {
     const logged = await readPieceLog(spool, o.intent, log);
     if (logged === undefined) continue;
     const kept = o.wholeDigest ? await keepAcknowledged(spool, o.intent, logged, o.digest) : await verifyPieces(spool, o.intent, logged, o.digest);
-    if (kept.bytes === 0) continue;
+    if (kept.bytes === 0) {
+      // Bytes this spool fed the digest before it failed are not the ones an older spool keeps.
+      o.digest.rewound(o.intent.part.start);
+      continue;
+    }
     // The log goes first: a log left beside a moved spool would name bytes that are no longer there.
     await rm(pieceLogPath(spool), { force: true });
     if (spool !== o.path) await rename(spool, o.path);
@@ -233,7 +241,7 @@ function parseJson(line: string): unknown {
  * acknowledgement, if that lies strictly inside it. Stripes are walked in order of their start, so
  * a delta kept from byte 0 streams into `digest`.
  */
-async function verifyPieces(spool: string, intent: UploadIntent, logged: Logged, digest: DeltaDigest): Promise<{ stripes: KeptStripe[]; pieces: VerifiedPiece[]; bytes: number }> {
+async function verifyPieces(spool: string, intent: UploadIntent, logged: Logged, digest: DeltaDigest): Promise<Kept> {
   const byStripe = new Map<string, Map<number, VerifiedPiece>>();
   for (const p of logged.pieces) {
     const key = `${p.stripeStart}-${p.stripeEnd}`;
@@ -283,7 +291,7 @@ async function verifyPieces(spool: string, intent: UploadIntent, logged: Logged,
  * point the log names (an acknowledged offset, or a listed piece's end reached from the start),
  * within the spool, read back once into `digest`. Nothing is hashed against the log.
  */
-async function keepAcknowledged(spool: string, intent: UploadIntent, logged: Logged, digest: DeltaDigest): Promise<{ stripes: KeptStripe[]; pieces: VerifiedPiece[]; bytes: number }> {
+async function keepAcknowledged(spool: string, intent: UploadIntent, logged: Logged, digest: DeltaDigest): Promise<Kept> {
   const { start, end } = intent.stripe;
   const none = { stripes: [], pieces: [], bytes: 0 };
   const acked = logged.acked.get(`${start}-${end}`) ?? start;

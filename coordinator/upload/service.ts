@@ -222,7 +222,7 @@ export class UploadService {
       const rec = this.o.registry.get(site);
       if (rec) rec.bytesReused += taken.bytes;
       this.o.logger.info(
-        { site, round: intent.round, attempt: intent.attempt, phase: 'upload', fromAttempt: taken.fromAttempt, bytes: taken.bytes, totalBytes: intent.totalBytes, stripesDone: taken.stripes.filter((s) => s.keptTo === s.end).length },
+        { site, round: intent.round, attempt: intent.attempt, phase: 'upload', fromAttempt: taken.fromAttempt, bytes: taken.bytes, totalBytes: intent.totalBytes, stripesDone: taken.stripes.filter((s) => s.keptTo === s.end && s.wholeOnly !== true).length },
         taken.fromAttempt === intent.attempt
           ? 'upload resumed from the spool this receiver kept before it restarted: its verified bytes are not sent again'
           : 'upload carried over from an earlier attempt: its verified bytes are not sent again',

@@ -207,6 +207,24 @@ describe('takeEarlierUpload', () => {
     });
   });
 
+  it('drops from the digest what a newer spool fed it before failing, so the older spool kept is what it names', async () => {
+    const delta = randomBytes(80);
+    const older = await earlierUpload(1, delta, piecesOf(delta));
+    const spoiled = Buffer.from(delta);
+    spoiled[20] = spoiled[20]! ^ 0xff; // inside [16, 32), read back after [0, 16) fed the digest
+    const [p0, p1] = piecesOf(delta);
+    const newer = await earlierUpload(2, spoiled, [p0!, p1!].map((p) => ({ ...p })));
+    await writeFile(join(newer.dir, 'site-a.delta'), spoiled.subarray(0, 32));
+    const { taken, path, digest } = await take([older, newer]);
+    expect(taken).toMatchObject({ fromAttempt: 1, bytes: 80 });
+    const file = await open(path, 'r');
+    try {
+      expect(await digest.finish(file, 80)).toBe(sha(delta));
+    } finally {
+      await file.close();
+    }
+  });
+
   it('refuses a log of the same key whose stripes overlap', async () => {
     const delta = randomBytes(80);
     const bad = piecesOf(delta).map((p, i) => (i === 2 ? { ...p, stripeStart: 40 } : p));

@@ -7,26 +7,15 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSafetensorsWriter, memorySink } from '../../../aggregation/index.js';
 import { loadProto, type UploadMessage__Output, type UploadReply } from '../../../proto/index.js';
 import { DeltaEncoder } from '../../../site-agent/encode.js';
 import { uploadDelta } from '../../../site-agent/transfer.js';
+import { writeDeltaFiles, type DeltaFiles } from '../../helpers/delta-files.js';
 
 /** 4,096 f32 values: four chunks of 4 KiB. */
 const N = 4096;
 const CHUNK = 4096;
-
-async function writeModel(path: string, f: (i: number) => number): Promise<void> {
-  const sink = memorySink();
-  const w = await createSafetensorsWriter(sink, [{ name: 'w', dtype: 'F32', shape: [N] }]);
-  await w.writeF32('w', Float32Array.from({ length: N }, (_, i) => f(i)));
-  await w.finish();
-  await writeFile(path, sink.bytes());
-}
 
 /** What the scripted receiver does at each step; `stream` counts the agent's streams from 1. */
 interface Script {
@@ -46,7 +35,7 @@ interface Seen {
 }
 
 describe('a stripe proved whole, as the agent sends it', () => {
-  let dir = '';
+  let files: DeltaFiles | undefined;
   let server: grpc.Server;
   let port = 0;
   let script: Script;
@@ -56,10 +45,8 @@ describe('a stripe proved whole, as the agent sends it', () => {
   let delta = Buffer.alloc(0);
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'fedhpc-whole-digest-'));
-    await writeModel(join(dir, 'global.safetensors'), (i) => i / N);
-    await writeModel(join(dir, 'local.safetensors'), (i) => i / N + 1e-3 * Math.sin(i));
-    const encoder = await DeltaEncoder.open(join(dir, 'global.safetensors'), join(dir, 'local.safetensors'), [{ name: 'w', dtype: 'F32', shape: [N] }], 'f32');
+    files = await writeDeltaFiles([[N]], (_, i) => i / N, (_, i) => 1e-3 * Math.sin(i));
+    const encoder = await encoderOf(files);
     const parts: Buffer[] = [];
     for await (const c of encoder.range(0, encoder.totalBytes, CHUNK, AbortSignal.timeout(10_000))) parts.push(Buffer.from(c.data));
     delta = Buffer.concat(parts);
@@ -70,8 +57,10 @@ describe('a stripe proved whole, as the agent sends it', () => {
   });
   afterAll(async () => {
     server?.forceShutdown();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await files?.remove();
   });
+
+  const encoderOf = (f: DeltaFiles): Promise<DeltaEncoder> => DeltaEncoder.open(f.globalPath, f.localPath, f.tensors, 'f32');
 
   function serve(call: grpc.ServerDuplexStream<UploadMessage__Output, UploadReply>): void {
     const stream = ++streams;
@@ -129,8 +118,8 @@ describe('a stripe proved whole, as the agent sends it', () => {
     seen = { headers: [], trailers: [], digests: 0, spooled: Buffer.alloc(delta.length) };
     const { SiteService } = loadProto().fedhpc.v1;
     const client = new SiteService(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
-    const encoder = await DeltaEncoder.open(join(dir, 'global.safetensors'), join(dir, 'local.safetensors'), [{ name: 'w', dtype: 'F32', shape: [N] }], 'f32');
-    const header = { runId: 'run-1', round: 1, attempt: 0, baseModelSha256: 'a'.repeat(64), encoding: 'f32', tensors: [{ name: 'w', dtype: 'F32', shape: [N] }], samples: 1, tokens: 1, steps: 1, trainLoss: 1, dataManifestSha256: '' };
+    const encoder = await encoderOf(files!);
+    const header = { runId: 'run-1', round: 1, attempt: 0, baseModelSha256: 'a'.repeat(64), encoding: 'f32', tensors: files!.tensors, samples: 1, tokens: 1, steps: 1, trainLoss: 1, dataManifestSha256: '' };
     try {
       return await uploadDelta(client, header, encoder, AbortSignal.timeout(20_000), () => undefined, {
         chunkBytes: CHUNK,

@@ -33,10 +33,17 @@ function nativeSha(): NativeSha | undefined {
 /** A running SHA-256. */
 export class Sha256 {
   /** The native state, or the node:crypto hash where the native module is not built. */
-  private state: { readonly kind: 'native'; readonly bytes: Uint8Array; readonly sha: NativeSha } | { readonly kind: 'node'; readonly hash: Hash };
+  private readonly state: { readonly kind: 'native'; readonly bytes: Uint8Array; readonly sha: NativeSha } | { readonly kind: 'node'; readonly hash: Hash };
   private finished = false;
 
-  constructor() {
+  /** A new hash; given `from`, one holding what `from` holds, to be fed on its own (see {@link copy}). */
+  constructor(from?: Sha256) {
+    if (from !== undefined) {
+      from.checkOpen();
+      const f = from.state;
+      this.state = f.kind === 'native' ? { ...f, bytes: f.bytes.slice() } : { kind: 'node', hash: f.hash.copy() };
+      return;
+    }
     const sha = nativeSha();
     if (sha === undefined) {
       this.state = { kind: 'node', hash: createHash('sha256') };
@@ -69,10 +76,7 @@ export class Sha256 {
 
   /** A new hash holding what this one holds, to be fed on its own (as node:crypto's `copy`). */
   copy(): Sha256 {
-    this.checkOpen();
-    const c = new Sha256();
-    c.state = this.state.kind === 'native' ? { ...this.state, bytes: this.state.bytes.slice() } : { kind: 'node', hash: this.state.hash.copy() };
-    return c;
+    return new Sha256(this);
   }
 
   /** The digest in lower-case hex; the hash takes nothing after it (as node:crypto's). */

@@ -209,7 +209,7 @@ async function sendFrom(pos: number, job: StripeJob, pieces: readonly Piece[], s
   let piece = pieces.findIndex((p) => pos < p.end);
   if (piece < 0) return;
   // The stripe's one hash, or the digest of the tensor piece in progress from its first bytes, encoded again.
-  let hash = whole ? await wholeHashAt(job, whole, pos) : await feedEncoded(job, pieces[piece]!.start, pos, new Sha256());
+  let hash = whole ? await wholeHashAt(job, whole, pos) : await hashEncoded(job, pieces[piece]!.start, pos);
   for await (const c of job.encoder.range(pos, job.end, job.chunkBytes, job.signal)) {
     const end = c.offset + c.data.length;
     await replies.until(() => end - replies.acked <= window || replies.resendTo !== undefined);
@@ -236,13 +236,14 @@ async function sendFrom(pos: number, job: StripeJob, pieces: readonly Piece[], s
 async function wholeHashAt(job: StripeJob, whole: WholeStripeDigest, pos: number): Promise<Sha256> {
   const kept = whole.at(pos);
   if (kept) return kept;
-  const hash = await feedEncoded(job, job.start, pos, new Sha256());
+  const hash = await hashEncoded(job, job.start, pos);
   whole.keep(pos, hash);
   return hash;
 }
 
-/** Feeds `hash` the delta's bytes [from, pos), re-encoding (not re-sending) them; resolves with it. */
-async function feedEncoded<H extends { update(data: Uint8Array): unknown }>(job: StripeJob, from: number, pos: number, hash: H): Promise<H> {
+/** A hash of the delta's bytes [from, pos), re-encoding (not re-sending) them. */
+async function hashEncoded(job: StripeJob, from: number, pos: number): Promise<Sha256> {
+  const hash = new Sha256();
   if (pos > from) {
     for await (const c of job.encoder.range(from, pos, job.chunkBytes, job.signal)) {
       hash.update(c.data);

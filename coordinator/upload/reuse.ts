@@ -306,12 +306,10 @@ async function keepAcknowledged(spool: string, intent: UploadIntent, logged: Log
   try {
     const keptTo = Math.min(Math.max(acked, pieceEnd), end, (await file.stat()).size);
     if (keptTo <= start) return none;
-    const buf = Buffer.allocUnsafe(READ_BYTES);
-    for (let at = start; at < keptTo; ) {
-      const { bytesRead } = await file.read(buf, 0, Math.min(buf.length, keptTo - at), at);
-      if (bytesRead === 0) return none;
-      digest.written(at, buf.subarray(0, bytesRead));
-      at += bytesRead;
+    try {
+      await digest.readKept(file, start, keptTo);
+    } catch {
+      return none; // the spool ended short of its own size: the caller starts the digest afresh
     }
     return { stripes: [{ start, end, keptTo, wholeOnly: true }], pieces: [], bytes: keptTo - start };
   } finally {

@@ -99,6 +99,16 @@ export class DeltaDigest {
     return this.hash;
   }
 
+  /**
+   * Feeds the spool's bytes [from, to) when they continue what the digest holds (bytes an earlier
+   * attempt left there, kept): read once now, so `finish` need not read them.
+   */
+  async readKept(file: FileHandle, from: number, to: number): Promise<void> {
+    if (this.hash === undefined || from !== this.at) return;
+    await feedRange(this.hash, file, from, to);
+    this.at = to;
+  }
+
   /** Bytes from `offset` on will be written again. */
   rewound(offset: number): void {
     if (offset === this.start) {

@@ -92,18 +92,33 @@ describe('resumable uploads: corrupted, broken and excessive streams', () => {
   const correct = (task: TrainTask__Output, chunkBytes = 4096): UploadMessage[] =>
     completeUpload([{ header: headerFor(task, { chunkBytes }) }, ...chunkMessages(craftDelta(task), chunkBytes), { trailer: { sha256: '' } }]);
   const firstDigest = (m: UploadMessage[]): number => m.findIndex((x) => x.digest);
+  /** `m` with a copy of its `k`th chunk, one bit of its byte `at` flipped (changed in flight, the CRC the sender's), sent before it. */
+  const withCorruptedChunk = (m: UploadMessage[], k: number, at: number): { messages: UploadMessage[]; offset: number } => {
+    const i = m.indexOf(m.filter((x) => x.chunk)[k]!);
+    const good = m[i]!.chunk!;
+    const corrupted = Buffer.from(good.data as Uint8Array);
+    corrupted[at]! ^= 0x01;
+    return { messages: [...m.slice(0, i), { chunk: { ...good, data: corrupted } }, ...m.slice(i)], offset: Number(good.offset) };
+  };
+  /**
+   * `delta` cut into `count` stripes on value boundaries, each stripe's messages with its tensor
+   * digests; `offer`: its header offers the whole digest all the same.
+   */
+  const stripesOf = (task: TrainTask__Output, delta: Buffer, count: number, offer = false): UploadMessage[][] => {
+    const cut = [...Array.from({ length: count }, (_, k) => 4 * k * Math.floor(delta.length / (4 * count))), delta.length];
+    return Array.from({ length: count }, (_, k) => {
+      const header = headerFor(task, { stripeOffset: cut[k]!, stripeBytes: cut[k + 1]! - cut[k]!, stripeCount: count });
+      const [, ...rest] = completeUpload([{ header }, ...chunkMessages(delta.subarray(cut[k]!, cut[k + 1]!), 4096, cut[k]!), { trailer: { sha256: '' } }]);
+      return [{ header: offer ? { ...header, wholeDigest: true } : header }, ...rest];
+    });
+  };
 
   it('asks again for a chunk whose CRC32C is wrong, never writes it, and the upload completes', async () => {
     const task = await tasks.nextTrain(45_000);
-    const m = correct(task);
-    const at = m.indexOf(m.filter((x) => x.chunk)[2]!);
-    const bad = m[at]!.chunk!;
-    const corrupted = Buffer.from(bad.data as Uint8Array);
-    corrupted[0]! ^= 0xff; // the bytes changed in flight, the CRC is the sender's
-    m.splice(at, 0, { chunk: { ...bad, data: corrupted } });
-    const s = await raw.uploadStream(m);
+    const { messages, offset } = withCorruptedChunk(correct(task), 2, 0);
+    const s = await raw.uploadStream(messages);
     expect(s.outcome).toMatchObject({ ok: true, value: { accepted: true, complete: true } });
-    expect(s.replies.filter((r) => r.resend).map((r) => [Number(r.resend!.offset), r.resend!.reason])).toEqual([[Number(bad.offset), 'CRC32C mismatch']]);
+    expect(s.replies.filter((r) => r.resend).map((r) => [Number(r.resend!.offset), r.resend!.reason])).toEqual([[offset, 'CRC32C mismatch']]);
     await expectContributed(task);
   }, 60_000);
 
@@ -157,14 +172,9 @@ describe('resumable uploads: corrupted, broken and excessive streams', () => {
   it('refuses a stream beyond the site’s allowance with RESOURCE_EXHAUSTED while its others go on', async () => {
     const task = await tasks.nextTrain(45_000);
     const delta = craftDelta(task);
-    // Three stripes on value boundaries; at most two streams may be open at once.
-    const cut = [0, 4 * Math.floor(delta.length / 12), 8 * Math.floor(delta.length / 12), delta.length];
-    const stripe = (k: number): UploadMessage[] =>
-      completeUpload([
-        { header: headerFor(task, { stripeOffset: cut[k]!, stripeBytes: cut[k + 1]! - cut[k]!, stripeCount: 3 }) },
-        ...chunkMessages(delta.subarray(cut[k]!, cut[k + 1]!), 4096, cut[k]!),
-        { trailer: { sha256: '' } },
-      ]);
+    // Three stripes; at most two streams may be open at once.
+    const all = stripesOf(task, delta, 3);
+    const stripe = (k: number): UploadMessage[] => all[k]!;
     const streams = [0, 1].map(() => raw.openUpload());
     await streams[0]!.write(stripe(0)[0]!);
     await streams[1]!.write(stripe(1)[0]!);
@@ -236,12 +246,9 @@ describe('resumable uploads: corrupted, broken and excessive streams', () => {
   it('asks again for a chunk of a stripe proved whole whose CRC32C is wrong, and names the bytes spooled', async () => {
     const task = await tasks.nextTrain(45_000);
     const m = whole(task);
-    const at = m.indexOf(m.filter((x) => x.chunk)[3]!);
-    const bad = m[at]!.chunk!;
-    const corrupted = Buffer.from(bad.data as Uint8Array);
-    corrupted[7]! ^= 0x01;
-    const s = await raw.uploadStream([...m.slice(0, at), { chunk: { ...bad, data: corrupted } }, ...m.slice(at)]);
-    expect(s.replies.filter((r) => r.resend).map((r) => [Number(r.resend!.offset), r.resend!.reason])).toEqual([[Number(bad.offset), 'CRC32C mismatch']]);
+    const { messages, offset } = withCorruptedChunk(m, 3, 7);
+    const s = await raw.uploadStream(messages);
+    expect(s.replies.filter((r) => r.resend).map((r) => [Number(r.resend!.offset), r.resend!.reason])).toEqual([[offset, 'CRC32C mismatch']]);
     expect(s.outcome).toMatchObject({ ok: true, value: { complete: true, sha256: m.at(-1)!.trailer!.sha256 } });
     await expectContributed(task);
   }, 60_000);
@@ -287,16 +294,11 @@ describe('resumable uploads: corrupted, broken and excessive streams', () => {
   it('declines the offer for a striped upload, whose stripes send tensor digests as before', async () => {
     const task = await tasks.nextTrain(45_000);
     const delta = craftDelta(task);
-    const cut = [0, 4 * Math.floor(delta.length / 8), delta.length];
-    const stripe = (k: number): UploadMessage[] => {
-      const header = headerFor(task, { stripeOffset: cut[k]!, stripeBytes: cut[k + 1]! - cut[k]!, stripeCount: 2 });
-      const [, ...rest] = completeUpload([{ header }, ...chunkMessages(delta.subarray(cut[k]!, cut[k + 1]!), 4096, cut[k]!), { trailer: { sha256: '' } }]);
-      return [{ header: { ...header, wholeDigest: true } }, ...rest];
-    };
-    const first = await raw.uploadStream(stripe(0));
-    expect(first.replies.find((r) => r.accepted)?.accepted?.wholeDigest).toBe(false);
-    expect(first.outcome).toMatchObject({ ok: true, value: { complete: false } });
-    expect((await raw.uploadStream(stripe(1))).outcome).toMatchObject({ ok: true, value: { complete: true, sha256: sha256Hex(delta) } });
+    const [first, second] = stripesOf(task, delta, 2, true);
+    const s = await raw.uploadStream(first!);
+    expect(s.replies.find((r) => r.accepted)?.accepted?.wholeDigest).toBe(false);
+    expect(s.outcome).toMatchObject({ ok: true, value: { complete: false } });
+    expect((await raw.uploadStream(second!)).outcome).toMatchObject({ ok: true, value: { complete: true, sha256: sha256Hex(delta) } });
     await expectContributed(task);
   }, 60_000);
 

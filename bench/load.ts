@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { NODE_HEAP_OPTIONS } from '../common/gc-tuning.js';
 import { freeLoopbackPort } from '../common/net.js';
 import { AdminClient } from '../coordinator/index.js';
 import { PROTOCOL_VERSION, loadProto, type HeartbeatRequest, type SiteServiceClient } from '../proto/index.js';
@@ -88,7 +89,7 @@ class LightSite {
 
 async function startProcess(args: string[], log: string): Promise<ChildProcess> {
   const fh = await open(log, 'a');
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', fh.fd, fh.fd] });
+  const child = spawn(process.execPath, [...NODE_HEAP_OPTIONS, CLI, ...args], { stdio: ['ignore', fh.fd, fh.fd] });
   child.once('exit', () => void fh.close().catch(() => undefined));
   return child;
 }

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../common/config-file.js';
 import { createLogger, type Logger } from '../common/logger.js';
-import { tuneGarbageCollector } from '../common/gc-tuning.js';
+import { tuneGarbageCollector, warnIfHeapUntuned } from '../common/gc-tuning.js';
 import { loadNativeModule } from '../common/native.js';
 import { useNativeKernels } from '../aggregation/index.js';
 import { printable } from '../common/text.js';
@@ -179,6 +179,7 @@ async function cmdCoordinator(args: string[]): Promise<number> {
   const config = loadCoordinatorConfig(required(values.config, 'config'));
   const logger = createLogger({ name: 'coordinator', level: config.log.level, base: { federation: config.federation } });
   logger.info({ config }, 'configuration');
+  warnIfHeapUntuned(logger);
   if (config.ha) {
     // A standby pair's coordinator: it exits when it loses the leadership, for its supervisor to
     // start it again as a standby (exit 3); a shutdown hands the lease over (exit 0).
@@ -222,6 +223,7 @@ async function cmdAggregator(args: string[]): Promise<number> {
   const config = loadShardConfig(required(values.config, 'config'));
   const logger = createLogger({ name: 'aggregator', level: config.log.level, base: { federation: config.federation, shard: config.name } });
   logger.info({ config }, 'configuration');
+  warnIfHeapUntuned(logger);
   try {
     await runShard({ config, logger, signal: process.env[EXIT_WITH_STDIN] === '1' ? AbortSignal.any([onTerminate(), onStdinClosed()]) : onTerminate() });
     logger.info('shutting down');
@@ -243,6 +245,7 @@ async function cmdSite(args: string[]): Promise<number> {
   const config = loadSiteConfig(required(values.config, 'config'));
   const logger = createLogger({ name: 'site-agent', level: config.log.level, base: { site: config.site } });
   logger.info({ config }, 'configuration');
+  warnIfHeapUntuned(logger);
   const metrics = new AgentMetrics(config.site);
   const runner = createRunner(config, { log: logger.child({ component: 'runner' }), metrics });
   const endpoint = config.metrics

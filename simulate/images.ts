@@ -17,6 +17,7 @@ import { chmod, copyFile, link, mkdir, mkdtemp, readdir, realpath, rm, writeFile
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { NODE_HEAP_OPTIONS } from '../common/gc-tuning.js';
 import { MALLOC_TUNING } from '../common/malloc.js';
 
 /** A docker command failed, or Docker is not usable here. */
@@ -222,7 +223,7 @@ ENV ${Object.entries(MALLOC_TUNING).map(([name, value]) => `${name}=${value}`).j
 USER 1000:1000
 WORKDIR /app
 HEALTHCHECK --interval=2s --timeout=5s --start-period=2s --retries=3 CMD ["/usr/local/bin/node", "/app/healthcheck.mjs"]
-ENTRYPOINT ["/usr/local/bin/node", "/app/dist/cli/main.js"]
+ENTRYPOINT ${JSON.stringify(['/usr/local/bin/node', ...NODE_HEAP_OPTIONS, '/app/dist/cli/main.js'])}
 CMD ["--help"]
 `;
 

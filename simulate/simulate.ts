@@ -19,6 +19,7 @@ import { STANDIN_STEP_MS, STANDIN_TRAIN, simulatedTraining, type StandinSites } 
 import { freeLoopbackPort } from '../common/net.js';
 import { sleep } from '../common/backoff.js';
 import { SHARD_PORT, type SimulateLayout } from './containers.js';
+import { NODE_HEAP_OPTIONS } from '../common/gc-tuning.js';
 import { withMallocTuning } from '../common/malloc.js';
 import { configurePair, DEMO_LEASE, pairEndpoints, PairSupervisor, waitForLeader, type LeaderChange, type PairOptions, type PairSummary } from './ha-pair.js';
 import type { NatsCluster } from './nats-cluster.js';
@@ -245,7 +246,7 @@ export async function simulate(o: SimulateOptions): Promise<Extract<SimulateReco
 
   const parts: Part[] = [];
   const command = (name: string, args: string[]): { file: string; args: string[] } =>
-    layout ? layout.command(name, args, files, fedDir) : { file: process.execPath, args: [o.cliPath, ...args] };
+    layout ? layout.command(name, args, files, fedDir) : { file: process.execPath, args: [...NODE_HEAP_OPTIONS, o.cliPath, ...args] };
   const admin = new AdminClient({
     ...(endpoints ? { coordinators: endpoints.map((e) => e.address) } : { coordinator: layout?.adminAddress ?? address }),
     serverName: layout?.adminServerName,

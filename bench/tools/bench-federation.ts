@@ -1,7 +1,7 @@
 /**
  * One round of a real federation for the benchmarks: a coordinator and N site agents, each a
  * separate process of the built CLI (started as `bin/fedhpc` starts them, with the allocator
- * settings of common/malloc.ts) talking gRPC over mTLS on loopback, training through the `command`
+ * settings of common/malloc.ts and the Node options of common/gc-tuning.ts) talking gRPC over mTLS on loopback, training through the `command`
  * runner with a fixture trainer. Measures the round on the coordinator's clock (its event stream),
  * from the moment it leaves `open` to `round.committed`, so process start-up is not counted; CPU
  * seconds per process from `/proc/<pid>/stat` over the same span; the coordinator's peak RSS.
@@ -11,6 +11,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { NODE_HEAP_OPTIONS } from '../../common/gc-tuning.js';
 import { withMallocTuning } from '../../common/malloc.js';
 import { freeLoopbackPort } from '../../common/net.js';
 import { AdminClient, type AdminEvent } from '../../coordinator/index.js';
@@ -118,7 +119,7 @@ export interface Proc {
 export async function startProc(name: string, args: string[], logDir: string, nodeArgs: string[]): Promise<Proc> {
   const log = join(logDir, `${name}.log`);
   const fh = await open(log, 'a');
-  const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { stdio: ['ignore', fh.fd, fh.fd], env: withMallocTuning(process.env) });
+  const child = spawn(process.execPath, [...NODE_HEAP_OPTIONS, ...nodeArgs, CLI, ...args], { stdio: ['ignore', fh.fd, fh.fd], env: withMallocTuning(process.env) });
   const exited = new Promise<number | string>((res) =>
     child.once('exit', (code, sig) => {
       void fh.close().catch(() => undefined);

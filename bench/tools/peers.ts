@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { NODE_HEAP_OPTIONS } from '../../common/gc-tuning.js';
 import { withMallocTuning } from '../../common/malloc.js';
 import type { PeerRequest } from './peer-main.js';
 import type { SendOptions, SendResult } from './upload-send.js';
@@ -29,9 +30,9 @@ export interface Peer {
 
 /** Starts `peer-main.js` with `request`; its stderr goes to ours. */
 export function spawnPeer(request: PeerRequest): Peer {
-  // Sites run with the allocator settings `bin/fedhpc` gives every fedhpc process.
+  // Sites run with the allocator settings and Node options `bin/fedhpc` gives every fedhpc process.
   const env = withMallocTuning(process.env);
-  const child: ChildProcess = spawn(process.execPath, [PEER_MAIN, JSON.stringify(request)], { stdio: ['pipe', 'pipe', 'inherit'], env });
+  const child: ChildProcess = spawn(process.execPath, [...NODE_HEAP_OPTIONS, PEER_MAIN, JSON.stringify(request)], { stdio: ['pipe', 'pipe', 'inherit'], env });
   const queue: PeerMessage[] = [];
   let waiter: ((m: PeerMessage) => void) | undefined;
   const deliver = (m: PeerMessage): void => {

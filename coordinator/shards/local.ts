@@ -17,6 +17,7 @@ import { dirname, join, resolve } from 'node:path';
 import { localShardDir, localShardName } from '../pki/provision.js';
 import { fileURLToPath } from 'node:url';
 import { backoffDelay, sleep } from '../../common/backoff.js';
+import { NODE_HEAP_OPTIONS } from '../../common/gc-tuning.js';
 import type { Logger } from '../../common/logger.js';
 import { CoordinatorError } from '../core/errors.js';
 import type { ShardConfigInput } from './config.js';
@@ -152,7 +153,7 @@ async function supervise(name: string, args: string[], o: LocalShardsOptions, si
     // Its stdin is a pipe it watches: a coordinator gone, even SIGKILLed, leaves no shard behind.
     let exit: Awaited<ReturnType<typeof waitForExit>>;
     try {
-      const child = spawn(process.execPath, args, { stdio: ['pipe', 'inherit', 'inherit'], env: { ...process.env, [EXIT_WITH_STDIN]: '1' } });
+      const child = spawn(process.execPath, [...NODE_HEAP_OPTIONS, ...args], { stdio: ['pipe', 'inherit', 'inherit'], env: { ...process.env, [EXIT_WITH_STDIN]: '1' } });
       exit = await waitForExit(child, signal);
     } catch (err) {
       // spawn throws at once for some failures (E2BIG, ENOMEM): counted as an exit, tried again later.

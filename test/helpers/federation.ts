@@ -14,6 +14,7 @@ import { waitFor } from './wait.js';
 export { waitFor } from './wait.js';
 import { writeFederationFiles, type FederationFiles } from '../../simulate/federation-files.js';
 import { freeLoopbackPort } from '../../common/net.js';
+import { NODE_HEAP_OPTIONS } from '../../common/gc-tuning.js';
 
 /** The built CLI; `npm test` builds before running vitest. */
 export const CLI = resolve('dist/cli/main.js');
@@ -116,11 +117,11 @@ export interface Proc {
   logText(): Promise<string>;
 }
 
-/** Starts `fedhpc <args>` as a separate process (environment `env`), logging to `<logDir>/<name>.log`. */
+/** Starts `fedhpc <args>` as a separate process (environment `env`; Node's options as `bin/fedhpc` gives them), logging to `<logDir>/<name>.log`. */
 export async function startCli(name: string, args: string[], logDir: string, env: NodeJS.ProcessEnv = process.env): Promise<Proc> {
   const log = join(logDir, `${name}.log`);
   const fh = await open(log, 'a');
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', fh.fd, fh.fd], env });
+  const child = spawn(process.execPath, [...NODE_HEAP_OPTIONS, CLI, ...args], { stdio: ['ignore', fh.fd, fh.fd], env });
   const exited = new Promise<number | string>((res) =>
     child.once('exit', (code, sig) => {
       void fh.close().catch(() => undefined);

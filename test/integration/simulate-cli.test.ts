@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -91,6 +91,11 @@ describe('fedhpc simulate on the command line', () => {
     expect(summary2['modelSha256']).toMatch(/^[0-9a-f]{64}$/);
     expect(summary2['modelSha256']).not.toBe(summary['modelSha256']);
     expect(summary2['initialEvalLoss']).toBe(summary['initialEvalLoss']);
+
+    // Every process simulate started ran with fedhpc's Node options (none warns that it lacks them).
+    const logs = await readdir(join(state, 'logs'));
+    expect(logs).toEqual(expect.arrayContaining(['coordinator.log', ...SITES.map((s) => `${s}.log`)]));
+    for (const name of logs) expect(await readFile(join(state, 'logs', name), 'utf8')).not.toContain('Node was started without');
 
     const journal = join(state, 'federation', 'coordinator', 'state', 'journal.jsonl');
     const committed = await journalBodies(journal, 'round-committed');

@@ -68,6 +68,17 @@ export interface NativeKernels {
    * bytes (the flags) read in place, written as f32 or rounded to bf16; the lengths must agree.
    */
   readonly delta?: (dst: Uint8Array, local: Uint8Array, localBf16: boolean, global: Uint8Array, globalBf16: boolean, outBf16: boolean) => void;
+  /** bf16 bytes widened to f32 bytes (dtype.ts's bf16ToF32), n values each, both views aligned to their values. */
+  readonly bf16ToF32?: (dst: Uint8Array, src: Uint8Array) => void;
+  /** f32 bytes narrowed to bf16 bytes, rounded to nearest even, a NaN kept quiet (dtype.ts's f32ToBf16). */
+  readonly f32ToBf16?: (dst: Uint8Array, src: Uint8Array) => void;
+  /** Index of the first finite f32 value whose magnitude's bits are at least `limit` (dtype.ts's narrowingOverflow), or −1. */
+  readonly findNarrowingOverflow?: (src: Uint8Array, limit: number) => number;
+  /**
+   * One server step of the momentum rules in place over f32 bytes (server-optimizer.ts, bit for bit):
+   * with `v`, heavy ball or (nesterov) DiLoCo's outer step; with null, FedAvg.
+   */
+  readonly momentumStep?: (theta: Uint8Array, delta: Uint8Array, v: Uint8Array | null, lr: number, mu: number, nesterov: boolean) => void;
   /** Bytes of a SHA-256 state (the SHA extensions' functions below are there with it). */
   readonly sha256StateBytes?: number;
   readonly sha256Init?: (state: Uint8Array) => void;
@@ -77,6 +88,11 @@ export interface NativeKernels {
   readonly sha256Final?: (state: Uint8Array, out: Uint8Array) => void;
   /** `sha256Update(state, data)`, returning the CRC32C of `data` from the same pass (needs SSE4.2 too). */
   readonly sha256UpdateCrc32c?: (state: Uint8Array, data: Uint8Array) => number;
+}
+
+/** The bytes a typed array views, as the native kernels (and the WebAssembly ones) take them. */
+export function bytesOf(a: ArrayBufferView): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
 /** What common/native.ts's `loadNativeModule` returns. */

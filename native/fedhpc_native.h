@@ -32,6 +32,14 @@ int fedhpc_fold_words(uint8_t *dst, const uint8_t *src, size_t stride, int nsrc,
 void fedhpc_delta(uint8_t *dst, const uint8_t *local, int local_bf16, const uint8_t *global, int global_bf16, size_t n, int out_bf16);
 int fedhpc_cpu_has_avx512(void);
 
+/* step.c (AVX-512, exported where fedhpc_cpu_has_avx512): bf16 to f32 exactly; f32 to bf16 rounded
+ * to nearest even, NaN kept quiet; the first finite value that narrowing turns into ±Inf (|bits| in
+ * [limit, 0x7F800000)), or −1; one momentum step in place (v NULL: FedAvg), f64 per element. */
+void fedhpc_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
+void fedhpc_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
+int64_t fedhpc_find_narrowing_overflow(const float *src, size_t n, uint32_t limit);
+void fedhpc_momentum_step(float *theta, const float *delta, float *v, size_t n, double lr, double mu, int nesterov);
+
 /* sha256.c: SHA-256 with the SHA extensions; the state lives in the caller's memory. */
 struct fedhpc_sha256 {
   uint32_t h[8];

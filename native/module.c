@@ -1,6 +1,7 @@
 /*
  * fedhpc's native module: Node-API glue over the C kernels of prg.c (the mask keystream), checks.c
- * (CRC32C, finiteness of delta values) and sha256.c (SHA-256, two states at once), loaded by
+ * (CRC32C, finiteness of delta values), sha256.c (SHA-256, two states at once) and step.c (the
+ * server step's conversions and momentum rules), loaded by
  * aggregation/native.ts. Each function is
  * exported only where this CPU runs it (x86-64 with AES-NI, SSE4.2); aggregation/native.ts and its
  * callers fall back to node:crypto, @node-rs/crc32 and the WebAssembly kernels elsewhere.
@@ -255,6 +256,77 @@ static napi_value delta(napi_env env, napi_callback_info info) {
 #endif
 }
 
+/* A Uint8Array whose bytes are whole, aligned values of `width` bytes (a Float32Array's or Uint16Array's view). */
+static int values_of(napi_env env, napi_value v, size_t width, uint8_t **data, size_t *count) {
+  size_t len;
+  if (!bytes_of(env, v, data, &len) || len % width != 0 || ((uintptr_t)*data & (width - 1)) != 0) return 0;
+  *count = len / width;
+  return 1;
+}
+
+/* bf16ToF32(dst f32 bytes, src bf16 bytes) / f32ToBf16(dst bf16 bytes, src f32 bytes): the same n values; which is the function's data (0, 1). */
+static napi_value convert(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  void *which;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, &which) != napi_ok || argc != 2) return fail(env, "the bf16 conversions take 2 arguments");
+  int narrow = (int)(intptr_t)which;
+  uint8_t *dst, *src;
+  size_t dst_n, src_n;
+  if (!values_of(env, argv[0], narrow ? 2 : 4, &dst, &dst_n) || !values_of(env, argv[1], narrow ? 4 : 2, &src, &src_n)) return fail(env, "the bf16 conversions take aligned bytes of whole values");
+  if (dst_n != src_n) return fail(env, "the bf16 conversions need as many values in dst as in src");
+#ifdef HAVE_X86
+  if (narrow) fedhpc_f32_to_bf16((uint16_t *)dst, (const float *)src, src_n);
+  else fedhpc_bf16_to_f32((float *)dst, (const uint16_t *)src, src_n);
+  return NULL;
+#else
+  return fail(env, "no AVX-512 on this machine");
+#endif
+}
+
+/* findNarrowingOverflow(f32 bytes, limit): index of the first finite value with |bits| ≥ limit, or −1. */
+static napi_value find_narrowing_overflow(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], result;
+  uint8_t *src;
+  size_t n;
+  uint32_t limit;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2) return fail(env, "findNarrowingOverflow takes 2 arguments");
+  if (!values_of(env, argv[0], 4, &src, &n)) return fail(env, "findNarrowingOverflow takes aligned f32 bytes");
+  if (napi_get_value_uint32(env, argv[1], &limit) != napi_ok) return fail(env, "findNarrowingOverflow's limit must be a u32");
+#ifdef HAVE_X86
+  if (napi_create_int64(env, fedhpc_find_narrowing_overflow((const float *)src, n, limit), &result) != napi_ok) return NULL;
+  return result;
+#else
+  (void)result;
+  return fail(env, "no AVX-512 on this machine");
+#endif
+}
+
+/* momentumStep(theta, delta, v | null, lr, mu, nesterov): f32 bytes of n values each, stepped in place. */
+static napi_value momentum_step(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  uint8_t *theta, *delta, *v = NULL;
+  size_t n, delta_n, v_n;
+  double lr, mu;
+  bool nesterov;
+  napi_valuetype v_type;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 6) return fail(env, "momentumStep takes 6 arguments");
+  if (!values_of(env, argv[0], 4, &theta, &n) || !values_of(env, argv[1], 4, &delta, &delta_n)) return fail(env, "momentumStep takes aligned f32 bytes");
+  if (napi_typeof(env, argv[2], &v_type) != napi_ok) return NULL;
+  if (v_type != napi_null && !values_of(env, argv[2], 4, &v, &v_n)) return fail(env, "momentumStep's momentum must be aligned f32 bytes or null");
+  if (delta_n != n || (v != NULL && v_n != n)) return fail(env, "momentumStep needs as many values in each slice");
+  if (napi_get_value_double(env, argv[3], &lr) != napi_ok || napi_get_value_double(env, argv[4], &mu) != napi_ok) return fail(env, "momentumStep's lr and mu must be numbers");
+  if (napi_get_value_bool(env, argv[5], &nesterov) != napi_ok) return fail(env, "momentumStep's nesterov must be a boolean");
+#ifdef HAVE_X86
+  fedhpc_momentum_step((float *)theta, (const float *)delta, (float *)v, n, lr, mu, nesterov);
+  return NULL;
+#else
+  return fail(env, "no AVX-512 on this machine");
+#endif
+}
+
 /* Exports `cb` as `name`, with `data` as what napi_get_cb_info hands it. */
 static bool export_function(napi_env env, napi_value exports, const char *name, napi_callback cb, intptr_t data) {
   napi_value fn;
@@ -280,7 +352,9 @@ static napi_value init(napi_env env, napi_value exports) {
   if (aesni && !export_function(env, exports, "aes256CtrInto", aes256_ctr_into, 0)) return NULL;
   if (sse42 && !export_function(env, exports, "crc32c", crc32c, 0)) return NULL;
   if (avx512 && (!export_function(env, exports, "quantizeF32", quantize_f32, 0) || !export_function(env, exports, "foldWords", fold_words, 0) ||
-                 !export_function(env, exports, "delta", delta, 0))) return NULL;
+                 !export_function(env, exports, "delta", delta, 0) || !export_function(env, exports, "bf16ToF32", convert, 0) ||
+                 !export_function(env, exports, "f32ToBf16", convert, 1) || !export_function(env, exports, "findNarrowingOverflow", find_narrowing_overflow, 0) ||
+                 !export_function(env, exports, "momentumStep", momentum_step, 0))) return NULL;
   if (sha) {
     napi_value size;
     if (napi_create_uint32(env, (uint32_t)sizeof(struct fedhpc_sha256), &size) != napi_ok || napi_set_named_property(env, exports, "sha256StateBytes", size) != napi_ok) return NULL;

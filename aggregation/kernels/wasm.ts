@@ -10,7 +10,7 @@ import { Buffer } from 'node:buffer';
 import { AggregationError } from '../errors.js';
 import { type WireEncoding, encodedRange } from './encoding.js';
 import { KERNELS_WASM_BASE64 } from './kernels-wasm.js';
-import { type NativeKernels, nativeKernels } from '../native.js';
+import { type NativeKernels, bytesOf, nativeKernels } from '../native.js';
 import {
   accBf16Ref,
   accF32Ref,
@@ -278,10 +278,6 @@ class WasmKernels implements Kernels {
       a.set(this.bytes.subarray(ACC_AT, ACC_AT + m * size), done * size);
     }
   }
-}
-
-function bytesOf(a: ArrayBufferView): Uint8Array {
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
 function checkedDelta(dst: Uint16Array | Float32Array, src: Uint8Array, dtype: 'F32' | 'BF16'): Uint8Array {

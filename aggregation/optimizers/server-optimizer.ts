@@ -4,6 +4,7 @@
  */
 import { AggregationError } from '../errors.js';
 import { invariant } from '../invariant.js';
+import { bytesOf, nativeKernels } from '../native.js';
 import { unwrap } from '../result.js';
 import { type OptimizerName, type OptimizerOptions, type ResolvedOptimizerOptions, parseOptimizerOptions } from './options.js';
 
@@ -58,6 +59,8 @@ function checkShapes(
 
 function fedavg(lr: number): Update {
   return (theta, delta) => {
+    const native = nativeKernels()?.momentumStep;
+    if (native !== undefined) return native(bytesOf(theta), bytesOf(delta), null, lr, 0, false);
     for (let i = 0; i < theta.length; i++) theta[i] = theta[i]! - lr * -delta[i]!;
   };
 }
@@ -66,6 +69,8 @@ function fedavg(lr: number): Update {
 function momentumUpdate(lr: number, mu: number, nesterov: boolean): Update {
   return (theta, delta, state) => {
     const v = slot(state, 'momentum');
+    const native = nativeKernels()?.momentumStep;
+    if (native !== undefined) return native(bytesOf(theta), bytesOf(delta), bytesOf(v), lr, mu, nesterov);
     for (let i = 0; i < theta.length; i++) {
       const g = -delta[i]!;
       const vi = mu * v[i]! + g;

@@ -3,8 +3,11 @@
  *
  * Conversions work on whole typed arrays through integer views of the same memory, with no
  * per-element allocation. The host is assumed little-endian (every platform Node 20 supports).
+ * The bf16 conversions and the overflow check run in the native module where it is built
+ * (native/step.c, the same bits), in the JS below elsewhere.
  */
 import { AggregationError } from '../errors.js';
+import { bytesOf, nativeKernels } from '../native.js';
 
 /** The dtypes fedhpc accepts in a safetensors file, with their size in bytes. */
 export const DTYPE_SIZES = {
@@ -56,6 +59,11 @@ function checkDst(srcLength: number, dstLength: number): void {
 /** Widens bf16 bit patterns to f32 (exact). Writes into `dst` when given (same length). */
 export function bf16ToF32(src: Uint16Array, dst: Float32Array = new Float32Array(src.length)): Float32Array {
   checkDst(src.length, dst.length);
+  const native = nativeKernels()?.bf16ToF32;
+  if (native !== undefined) {
+    native(bytesOf(dst), bytesOf(src));
+    return dst;
+  }
   const out = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
   for (let i = 0; i < src.length; i++) out[i] = src[i]! << 16;
   return dst;
@@ -67,6 +75,11 @@ export function bf16ToF32(src: Uint16Array, dst: Float32Array = new Float32Array
  */
 export function f32ToBf16(src: Float32Array, dst: Uint16Array = new Uint16Array(src.length)): Uint16Array {
   checkDst(src.length, dst.length);
+  const native = nativeKernels()?.f32ToBf16;
+  if (native !== undefined) {
+    native(bytesOf(dst), bytesOf(src));
+    return dst;
+  }
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
   for (let i = 0; i < bits.length; i++) {
     const x = bits[i]!;
@@ -156,6 +169,8 @@ const OVERFLOW_BITS = { BF16: 0x7f7f8000, F16: 0x477ff000 } as const;
 export function narrowingOverflow(values: Float32Array, dtype: FloatDtype): number {
   if (dtype === 'F32') return -1;
   const limit = OVERFLOW_BITS[dtype];
+  const native = nativeKernels()?.findNarrowingOverflow;
+  if (native !== undefined) return native(bytesOf(values), limit);
   const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
   for (let i = 0; i < bits.length; i++) {
     const abs = bits[i]! & 0x7fffffff;

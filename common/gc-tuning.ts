@@ -17,14 +17,15 @@
  * allocation limit, and sets that limit at about 1.4–1.5× the live heap. A coordinator's heap is
  * ~20 MB, so once ~10 MB of buffers are in flight above their level at the last mark-compact — TLS
  * records, DATA frames and chunks of a few uploads — V8 starts the next incremental marking, which
- * marks a heap with nothing to free: 243 mark-compacts for one 400 M-parameter plain round, 130
- * in the transport benchmark's eight-stream receiver for 4 GiB, ~60 ms of marking CPU each
- * (bench/RESULTS.md, issue 18, session 23). `--initial-old-space-size` is the embedder's floor
- * under that limit: V8 skips full collections below it. Garbage in external memory is still
- * bounded by V8's separate external-memory limit (64 MB above its level at the last mark-compact),
- * so what the floor costs is heap garbage, which these processes make little of. It must be given
- * on Node's command line (NODE_OPTIONS refuses it, and V8 sizes the heap before any code runs):
- * `bin/fedhpc`, the images' entry points and fedhpc's own launchers pass it.
+ * marks a heap with nothing to free: 243 mark-compacts for one 400 M-parameter plain round, up
+ * to 130 in the transport benchmark's eight-stream receiver for 4 GiB (58 ms of background
+ * marking in the one read; bench/RESULTS.md, issue 18, session 23). `--initial-old-space-size` is
+ * the embedder's floor under that limit: below it, V8 starts no full collection for the old
+ * generation's sake (external memory pressure still starts them). Garbage in external memory is
+ * still bounded by V8's separate external-memory limit (64 MB above its level at the last
+ * mark-compact), so what the floor costs is heap garbage, which these processes make little of. It
+ * must be given on Node's command line (NODE_OPTIONS refuses it, and V8 sizes the heap before any
+ * code runs): `bin/fedhpc`, the images' entry points and fedhpc's own launchers pass it.
  */
 import { setFlagsFromString } from 'node:v8';
 
@@ -39,9 +40,18 @@ export const INITIAL_OLD_SPACE_MB = 256;
 /** Node command-line options every fedhpc process starts with, before its script. */
 export const NODE_HEAP_OPTIONS: readonly string[] = Object.freeze([`--initial-old-space-size=${INITIAL_OLD_SPACE_MB}`]);
 
-/** Whether this process (its `execArgv`) was started with {@link NODE_HEAP_OPTIONS}. */
+/**
+ * Whether this process (its `execArgv`) was started with an old-generation floor of at least
+ * {@link INITIAL_OLD_SPACE_MB}: fedhpc's option, or an operator's larger one, as `--flag=N` or
+ * `--flag N` (V8 reads `_` and `-` alike; the last one given counts).
+ */
 export function startedWithHeapOptions(execArgv: readonly string[] = process.execArgv): boolean {
-  return NODE_HEAP_OPTIONS.every((o) => execArgv.includes(o));
+  let mb: number | undefined;
+  execArgv.forEach((arg, i) => {
+    const m = /^--initial[-_]old[-_]space[-_]size(?:=(.*))?$/.exec(arg);
+    if (m) mb = Number(m[1] ?? execArgv[i + 1]);
+  });
+  return mb !== undefined && mb >= INITIAL_OLD_SPACE_MB;
 }
 
 /** What a long-running command logs when Node was started without {@link NODE_HEAP_OPTIONS} (as `node dist/cli/main.js` is). */

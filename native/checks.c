@@ -5,6 +5,7 @@
  * them into its own memory). x86-64 only; module.c exports none of it elsewhere.
  */
 #include "fedhpc_native.h"
+#include "bf16.h"
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -123,7 +124,7 @@ int64_t fedhpc_find_non_finite_f32(const uint8_t *p, size_t n) {
 #if defined(__x86_64__)
 #include <math.h>
 
-#define AVX512 __attribute__((target("avx2,avx512f,avx512vl")))
+#define AVX512 FEDHPC_AVX512
 
 /*
  * Masks are folded in by adding, for each source j, its word xor m_j, where m_j is all ones for a
@@ -278,39 +279,25 @@ static inline float widen1(const uint8_t *p, int bf16, size_t i) {
   return f;
 }
 
-/* bf16 of f32 bits: round to nearest even, a NaN kept a NaN with its quiet bit set. */
-static inline uint16_t bf16_of(uint32_t x) {
-  return (x & 0x7FFFFFFFu) > 0x7F800000u ? (uint16_t)((x >> 16) | 0x40) : (uint16_t)((x + 0x7FFFu + ((x >> 16) & 1)) >> 16);
-}
-
 /*
  * A site's delta (aggregation/kernels/reference.ts, deltaToF32Ref and deltaToBf16Ref), bit for bit:
  * dst[i] = local[i] − global[i] in f32 for n values, each source little-endian F32 or BF16 bytes
- * read where they lie, written as f32 or (out_bf16) rounded to bf16 as bf16_of. Sixteen values a
+ * read where they lie, written as f32 or (out_bf16) rounded to bf16 as fedhpc_bf16_of. Sixteen values a
  * step; the WebAssembly kernel copies both sources into its memory and the result out of it.
  */
 AVX512 void fedhpc_delta(uint8_t *dst, const uint8_t *local, int local_bf16, const uint8_t *global, int global_bf16, size_t n, int out_bf16) {
-  const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7FFF), quiet = _mm512_set1_epi32(0x40);
-  const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF), inf = _mm512_set1_epi32(0x7F800000);
   size_t i = 0;
   for (; i + 16 <= n; i += 16) {
     __m512 d = _mm512_sub_ps(widen16(local, local_bf16, i), widen16(global, global_bf16, i));
-    if (!out_bf16) {
-      _mm512_storeu_ps(dst + 4 * i, d);
-      continue;
-    }
-    __m512i x = _mm512_castps_si512(d);
-    __m512i high = _mm512_srli_epi32(x, 16);
-    __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(x, half), _mm512_and_si512(high, one)), 16);
-    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(x, magnitude), inf);
-    _mm256_storeu_si256((__m256i *)(dst + 2 * i), _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, _mm512_or_si512(high, quiet))));
+    if (out_bf16) _mm256_storeu_si256((__m256i *)(dst + 2 * i), fedhpc_bf16_of16(_mm512_castps_si512(d)));
+    else _mm512_storeu_ps(dst + 4 * i, d);
   }
   for (; i < n; i++) {
     float d = widen1(local, local_bf16, i) - widen1(global, global_bf16, i);
     if (out_bf16) {
       uint32_t x;
       memcpy(&x, &d, 4);
-      uint16_t h = bf16_of(x);
+      uint16_t h = fedhpc_bf16_of(x);
       memcpy(dst + 2 * i, &h, 2);
     } else {
       memcpy(dst + 4 * i, &d, 4);
@@ -318,7 +305,7 @@ AVX512 void fedhpc_delta(uint8_t *dst, const uint8_t *local, int local_bf16, con
   }
 }
 
-/* The quantiser's finiteness test uses AVX2 beside AVX-512F and VL. */
+/* The AVX-512 kernels here and in step.c (FEDHPC_AVX512); the quantiser's finiteness test uses AVX2 beside AVX-512F and VL. */
 int fedhpc_cpu_has_avx512(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2");

@@ -1,10 +1,10 @@
 /*
  * fedhpc's native module: Node-API glue over the C kernels of prg.c (the mask keystream), checks.c
  * (CRC32C, finiteness of delta values), sha256.c (SHA-256, two states at once) and step.c (the
- * server step's conversions and momentum rules), loaded by
- * aggregation/native.ts. Each function is
- * exported only where this CPU runs it (x86-64 with AES-NI, SSE4.2); aggregation/native.ts and its
- * callers fall back to node:crypto, @node-rs/crc32 and the WebAssembly kernels elsewhere.
+ * server step's conversions and momentum rules), loaded by aggregation/native.ts. Each function is
+ * exported only where this CPU runs it (x86-64 with AES-NI, SSE4.2, the SHA extensions, AVX-512);
+ * aggregation/native.ts and its callers fall back to node:crypto, @node-rs/crc32, the WebAssembly
+ * kernels and the JS loops elsewhere.
  */
 #include <node_api.h>
 #include <stdbool.h>

@@ -8,11 +8,12 @@
  * arithmetic eight at a time; the tails element by element, the same formulas.
  */
 #include "fedhpc_native.h"
+#include "bf16.h"
 #include <string.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
-#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2")))
+#define AVX512 FEDHPC_AVX512
 
 /* bf16 bit patterns to f32, exactly. */
 AVX512 void fedhpc_bf16_to_f32(float *dst, const uint16_t *src, size_t n) {
@@ -29,20 +30,12 @@ AVX512 void fedhpc_bf16_to_f32(float *dst, const uint16_t *src, size_t n) {
 
 /* f32 to bf16 with round-to-nearest-even; a NaN stays a NaN with its quiet bit set (dtype.ts's f32ToBf16). */
 AVX512 void fedhpc_f32_to_bf16(uint16_t *dst, const float *src, size_t n) {
-  const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7FFF), quiet = _mm512_set1_epi32(0x40);
-  const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF), inf = _mm512_set1_epi32(0x7F800000);
   size_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    __m512i x = _mm512_loadu_si512(src + i);
-    __m512i high = _mm512_srli_epi32(x, 16);
-    __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(x, half), _mm512_and_si512(high, one)), 16);
-    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(x, magnitude), inf);
-    _mm256_storeu_si256((__m256i *)(dst + i), _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, _mm512_or_si512(high, quiet))));
-  }
+  for (; i + 16 <= n; i += 16) _mm256_storeu_si256((__m256i *)(dst + i), fedhpc_bf16_of16(_mm512_loadu_si512(src + i)));
   for (; i < n; i++) {
     uint32_t x;
     memcpy(&x, src + i, 4);
-    dst[i] = (x & 0x7FFFFFFFu) > 0x7F800000u ? (uint16_t)((x >> 16) | 0x40) : (uint16_t)((x + 0x7FFFu + ((x >> 16) & 1)) >> 16);
+    dst[i] = fedhpc_bf16_of(x);
   }
 }
 

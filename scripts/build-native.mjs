@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const SOURCES = ['native/module.c', 'native/prg.c', 'native/checks.c', 'native/sha256.c', 'native/step.c'];
-const INPUTS = [...SOURCES, 'native/fedhpc_native.h', fileURLToPath(import.meta.url)];
+const INPUTS = [...SOURCES, 'native/fedhpc_native.h', 'native/bf16.h', fileURLToPath(import.meta.url)];
 const OUT = 'dist/native/fedhpc_native.node';
 const required = (process.env['FEDHPC_REQUIRE'] ?? '').split(',').map((s) => s.trim()).includes('native');
 

@@ -20,7 +20,12 @@ describe("fedhpc's Node options", () => {
   it('are told apart from a start without them, and only a start without them is warned about', () => {
     expect(startedWithHeapOptions(['--cpu-prof', ...NODE_HEAP_OPTIONS])).toBe(true);
     expect(startedWithHeapOptions([])).toBe(false);
+    // An operator's larger floor, in any spelling V8 takes, is enough; a smaller one, or one a later option lowers, is not.
+    expect(startedWithHeapOptions([`--initial-old-space-size=${2 * INITIAL_OLD_SPACE_MB}`])).toBe(true);
+    expect(startedWithHeapOptions(['--initial_old_space_size', String(INITIAL_OLD_SPACE_MB)])).toBe(true);
     expect(startedWithHeapOptions(['--initial-old-space-size=64'])).toBe(false);
+    expect(startedWithHeapOptions([...NODE_HEAP_OPTIONS, '--initial-old-space-size=64'])).toBe(false);
+    expect(startedWithHeapOptions(['--initial-old-space-size'])).toBe(false);
 
     const tuned = warnings();
     warnIfHeapUntuned(tuned, [...NODE_HEAP_OPTIONS]);

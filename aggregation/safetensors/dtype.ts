@@ -191,10 +191,10 @@ export function aligned(bytes: Uint8Array, alignment: number): Uint8Array {
 }
 
 /**
- * Decodes little-endian `bytes` of a float dtype into a fresh Float32Array (never a view of
- * `bytes`, so the caller may mutate the result freely).
+ * Decodes little-endian `bytes` of a float dtype into `into` (as many values) or a fresh
+ * Float32Array: never a view of `bytes`, so the caller may mutate the result freely.
  */
-export function decodeToF32(bytes: Uint8Array, dtype: FloatDtype): Float32Array {
+export function decodeToF32(bytes: Uint8Array, dtype: FloatDtype, into?: Float32Array): Float32Array {
   const size = DTYPE_SIZES[dtype];
   if (bytes.length % size !== 0) {
     throw new AggregationError('TENSOR_MISMATCH', `${bytes.length} bytes is not a whole number of ${dtype}`, {
@@ -203,22 +203,28 @@ export function decodeToF32(bytes: Uint8Array, dtype: FloatDtype): Float32Array 
     });
   }
   const count = bytes.length / size;
+  const out = into ?? new Float32Array(count);
+  checkDst(count, out.length);
   if (dtype === 'F32') {
-    const out = new Float32Array(count);
-    new Uint8Array(out.buffer).set(bytes);
+    bytesOf(out).set(bytes);
     return out;
   }
   const src = aligned(bytes, 2);
   const halves = new Uint16Array(src.buffer, src.byteOffset, count);
-  return dtype === 'BF16' ? bf16ToF32(halves) : f16ToF32(halves);
+  return dtype === 'BF16' ? bf16ToF32(halves, out) : f16ToF32(halves, out);
 }
 
 /**
- * Encodes f32 values as little-endian bytes of a float dtype. For F32 the result may be a view of
- * `values`' memory; for BF16/F16 it is a fresh buffer.
+ * Encodes f32 values as little-endian bytes of a float dtype. For F32 the result is a view of
+ * `values`' memory; for BF16/F16 it is a view of `scratch` when given (at least as many values;
+ * valid until the caller reuses it), else a fresh buffer.
  */
-export function encodeFromF32(values: Float32Array, dtype: FloatDtype): Uint8Array {
-  if (dtype === 'F32') return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
-  const halves = dtype === 'BF16' ? f32ToBf16(values) : f32ToF16(values);
-  return new Uint8Array(halves.buffer, halves.byteOffset, halves.byteLength);
+export function encodeFromF32(values: Float32Array, dtype: FloatDtype, scratch?: Uint16Array): Uint8Array {
+  if (dtype === 'F32') return bytesOf(values);
+  if (scratch !== undefined && scratch.length < values.length) {
+    throw new AggregationError('TENSOR_MISMATCH', `a scratch of ${scratch.length} values cannot hold ${values.length}`, { scratch: scratch.length, values: values.length });
+  }
+  const dst = scratch?.subarray(0, values.length);
+  const halves = dtype === 'BF16' ? f32ToBf16(values, dst) : f32ToF16(values, dst);
+  return bytesOf(halves);
 }

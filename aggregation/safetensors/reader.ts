@@ -22,10 +22,11 @@ export interface SafetensorsFile {
   /** {@link readBytes} into `target` (all of it): a source that can fill a caller's buffer does, no new one. */
   readBytesInto(name: string, byteOffset: number, target: Uint8Array): Promise<Uint8Array>;
   /**
-   * Elements `[elemOffset, elemOffset + elemCount)` of an F32, BF16 or F16 tensor as a fresh
-   * Float32Array; other dtypes throw `SAFETENSORS_DTYPE_UNSUPPORTED`.
+   * Elements `[elemOffset, elemOffset + elemCount)` of an F32, BF16 or F16 tensor as f32: into
+   * `into` when given (`elemCount` long), else a fresh Float32Array; other dtypes throw
+   * `SAFETENSORS_DTYPE_UNSUPPORTED`. A caller stepping a model slice by slice keeps one array.
    */
-  readF32(name: string, elemOffset: number, elemCount: number): Promise<Float32Array>;
+  readF32(name: string, elemOffset: number, elemCount: number, into?: Float32Array): Promise<Float32Array>;
 }
 
 function checkRange(name: string, offset: number, count: number, limit: number, unit: string): void {
@@ -72,7 +73,7 @@ export async function openSafetensors(source: ByteSource): Promise<SafetensorsFi
     return target;
   };
 
-  const readF32 = async (name: string, elemOffset: number, elemCount: number): Promise<Float32Array> => {
+  const readF32 = async (name: string, elemOffset: number, elemCount: number, into?: Float32Array): Promise<Float32Array> => {
     const info = tensor(name);
     if (!isFloatDtype(info.dtype)) {
       throw new AggregationError('SAFETENSORS_DTYPE_UNSUPPORTED', `tensor ${JSON.stringify(name)} is ${info.dtype}, not a float dtype`, {
@@ -81,9 +82,18 @@ export async function openSafetensors(source: ByteSource): Promise<SafetensorsFi
       });
     }
     checkRange(name, elemOffset, elemCount, info.elements, 'elements');
+    if (into !== undefined && into.length !== elemCount) {
+      throw new AggregationError('TENSOR_MISMATCH', `readF32 of ${elemCount} elements into an array of ${into.length}`, { tensor: name, elemCount, into: into.length });
+    }
     const size = DTYPE_SIZES[info.dtype];
-    const bytes = await readExactly(source, info.byteOffset + elemOffset * size, elemCount * size);
-    return decodeToF32(bytes, info.dtype);
+    const at = info.byteOffset + elemOffset * size;
+    if (into === undefined) return decodeToF32(await readExactly(source, at, elemCount * size), info.dtype);
+    // F32 goes straight into the caller's array where the source can fill a buffer.
+    if (info.dtype === 'F32' && source.readInto) {
+      await source.readInto(at, new Uint8Array(into.buffer, into.byteOffset, into.byteLength));
+      return into;
+    }
+    return decodeToF32(await readExactly(source, at, elemCount * size), info.dtype, into);
   };
 
   return { tensors: header.tensors, metadata: header.metadata, dataOffset: header.dataOffset, tensor, readBytes, readBytesInto, readF32 };

@@ -7,6 +7,9 @@
 import {
   createSafetensorsWriter,
   type Dtype,
+  encodeFromF32,
+  type FloatDtype,
+  isFloatDtype,
   openSafetensors,
   type SafetensorsFile,
   type SafetensorsTensorSpec,
@@ -39,7 +42,8 @@ export interface SpoolInput {
 
 /** Where the mean delta comes from, slice by slice over the flattened model (tensors in order). */
 export interface MeanSource {
-  read(elemOffset: number, count: number): Promise<Float32Array>;
+  /** The mean of values [elemOffset, elemOffset + count): into `into` when given (`count` long), else a fresh array. */
+  read(elemOffset: number, count: number, into?: Float32Array): Promise<Float32Array>;
   close(): Promise<void>;
 }
 
@@ -96,13 +100,14 @@ export async function aggregateRound(o: AggregateOptions): Promise<AggregateResu
   try {
     const sources = await openStepSources(o, mean, opened);
     const out = await createCheckpointWriters(o, sources.global, pending);
+    const buffers = new SliceBuffers(o.sliceElements, o.optimizer.stateSlots.length);
     let flatOffset = 0;
     for (const t of sources.global.tensors) {
       for (let start = 0; start < t.elements; start += o.sliceElements) {
         o.signal?.throwIfAborted();
         const n = Math.min(o.sliceElements, t.elements - start);
-        const { theta, state } = await stepSlice(sources, t, start, n, flatOffset + start);
-        await out.model.writeF32(t.name, theta);
+        const { theta, state } = await stepSlice(sources, t, start, n, flatOffset + start, buffers);
+        await out.model.writeTensorBytes(t.name, encodeFromF32(theta, floatDtype(t), buffers.narrow));
         await out.master?.writer.writeF32(t.name, theta);
         for (const [k, { writer }] of out.state.entries()) {
           const values = state[k];
@@ -165,18 +170,53 @@ export async function openStepSources(o: StepInputs, mean: MeanSource, opened: F
 }
 
 /**
+ * The arrays one slice of a server step is read into and stepped in, made once per aggregation:
+ * a fresh 16 MB array per value kind per slice cost a first touch of every page and, as external
+ * memory, a full garbage collection per slice (bench/RESULTS.md, issue 18, session 23).
+ */
+export class SliceBuffers {
+  readonly theta: Float32Array;
+  readonly delta: Float32Array;
+  readonly state: readonly Float32Array[];
+  /** Room for a slice narrowed to bf16 or f16 ({@link encodeFromF32}'s scratch). */
+  readonly narrow: Uint16Array;
+
+  constructor(sliceElements: number, stateSlots: number) {
+    this.theta = new Float32Array(sliceElements);
+    this.delta = new Float32Array(sliceElements);
+    this.state = Array.from({ length: stateSlots }, () => new Float32Array(sliceElements));
+    this.narrow = new Uint16Array(sliceElements);
+  }
+}
+
+/** `t`'s dtype, which a checkpoint's tensors all have: a float one. */
+export function floatDtype(t: { readonly name: string; readonly dtype: Dtype }): FloatDtype {
+  if (!isFloatDtype(t.dtype)) throw new CoordinatorError('BAD_REQUEST', `tensor ${t.name} is ${t.dtype}, not a float dtype: it cannot be aggregated`, { tensor: t.name, dtype: t.dtype });
+  return t.dtype;
+}
+
+/**
  * The server step on values [start, start + n) of tensor `t`, whose mean delta is at
  * `meanOffset` of `s.mean`: the new θ (checked against the checkpoint dtype) and the new value of
- * each optimizer state slot, in slot order. Element-wise, so any cut of the model into slices —
- * or into shards' parts — gives the same bits.
+ * each optimizer state slot, in slot order, in `buffers` (valid until the next step with them).
+ * Element-wise, so any cut of the model into slices — or into shards' parts — gives the same bits.
  */
-export async function stepSlice(s: StepSources, t: { readonly name: string; readonly dtype: Dtype }, start: number, n: number, meanOffset: number): Promise<{ theta: Float32Array; state: Float32Array[] }> {
-  const theta = await s.theta.readF32(t.name, start, n);
-  const delta = await s.mean.read(meanOffset, n);
+export async function stepSlice(
+  s: StepSources,
+  t: { readonly name: string; readonly dtype: Dtype },
+  start: number,
+  n: number,
+  meanOffset: number,
+  buffers: SliceBuffers,
+): Promise<{ theta: Float32Array; state: Float32Array[] }> {
+  const theta = await s.theta.readF32(t.name, start, n, buffers.theta.subarray(0, n));
+  const delta = await s.mean.read(meanOffset, n, buffers.delta.subarray(0, n));
   const slots: Record<string, Float32Array> = {};
   for (const [k, slot] of s.optimizer.stateSlots.entries()) {
     const prev = s.state[k];
-    slots[slot] = prev ? await prev.readF32(t.name, start, n) : new Float32Array(n);
+    const into = buffers.state[k]?.subarray(0, n);
+    invariant(into !== undefined, 'the slice buffers have a slot for each optimizer state slot');
+    slots[slot] = prev ? await prev.readF32(t.name, start, n, into) : into.fill(0);
   }
   s.optimizer.apply(theta, delta, slots, s.step);
   checkFitsDtype(theta, t.dtype, t.name, start);

@@ -24,9 +24,9 @@ export interface WeightedSpool {
   readonly offset?: number;
 }
 
-/** Slices of a sum over the flattened model (or word vector); each read returns a fresh array. */
+/** Slices of a sum over the flattened model (or word vector): into `into` when given (`count` long), else a fresh array. */
 export interface SpoolSlices<T> {
-  read(elemOffset: number, count: number): Promise<T>;
+  read(elemOffset: number, count: number, into?: T): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -66,8 +66,8 @@ export async function openWeightedSpools(
     const pool = o.pool;
     const files = await openAll(spools.map((s) => s.path));
     return {
-      async read(elemOffset, count) {
-        const out = new Float32Array(count);
+      async read(elemOffset, count, into) {
+        const out = into ?? new Float32Array(count);
         const target = pool.allocate(count * 4);
         try {
           for (const seg of layout('f32').segments(elemOffset, count)) {
@@ -90,8 +90,9 @@ export async function openWeightedSpools(
   const kernels = o.kernels ?? createKernels();
   const sources = await openSources(spools.map((s) => s.path), o.openSpool);
   return {
-    async read(elemOffset, count) {
-      const out = new Float32Array(count);
+    async read(elemOffset, count, into) {
+      // The sum starts from +0, as a fresh array does.
+      const out = into?.fill(0) ?? new Float32Array(count);
       for (const [k, s] of spools.entries()) {
         const source = sources[k];
         invariant(source !== undefined, 'each spool has an open source');

@@ -51,9 +51,9 @@ export async function robustMean(
   const n = inputs.length;
   const drop = trimCount(aggregator, n);
   return {
-    async read(elemOffset, count) {
+    async read(elemOffset, count, into) {
       const slices = await Promise.all(sources.map((s) => s.read(elemOffset, count)));
-      const out = new Float32Array(count);
+      const out = into ?? new Float32Array(count);
       const column = new Float64Array(n);
       for (let i = 0; i < count; i++) {
         for (let k = 0; k < n; k++) column[k] = slices[k]![i]!;

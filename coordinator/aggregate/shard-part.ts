@@ -24,6 +24,8 @@ import {
   type MeanSource,
   type StepInputs,
   type StepSources,
+  SliceBuffers,
+  floatDtype,
   openStepSources,
   plainMean,
   stepSlice,
@@ -91,13 +93,14 @@ export async function aggregatePart(o: PartAggregateOptions): Promise<ShardWrite
 async function stepRanges(o: PartAggregateOptions, sources: StepSources, ranges: readonly PartRange[], handles: readonly FileHandle[]): Promise<number[]> {
   const written = o.stage.files.map(() => 0);
   const slots = o.optimizer.stateSlots;
+  const buffers = new SliceBuffers(o.sliceElements, slots.length);
   let meanOffset = 0;
   for (const { index, tensor, start, count } of ranges) {
-    if (!isFloatDtype(tensor.dtype)) throw new CoordinatorError('BAD_REQUEST', `tensor ${tensor.name} is ${tensor.dtype}, not a float dtype: it cannot be aggregated`, { tensor: tensor.name, dtype: tensor.dtype });
+    floatDtype(tensor); // a tensor that is not float cannot be aggregated: refused before any slice
     for (let at = 0; at < count; at += o.sliceElements) {
       o.signal?.throwIfAborted();
       const n = Math.min(o.sliceElements, count - at);
-      const step = await stepSlice(sources, tensor, start + at, n, meanOffset + at);
+      const step = await stepSlice(sources, tensor, start + at, n, meanOffset + at, buffers);
       for (const [k, file] of o.stage.files.entries()) {
         const place = file.tensors[index];
         invariant(place !== undefined, 'checked: each staged file holds every tensor');
@@ -105,7 +108,7 @@ async function stepRanges(o: PartAggregateOptions, sources: StepSources, ranges:
         const values = file.slot === 'model' || slot < 0 ? step.theta : step.state[slot];
         invariant(values !== undefined, "each optimizer state slot has this slice's values");
         if (!isFloatDtype(place.dtype)) throw new CoordinatorError('BAD_REQUEST', `the staged ${file.slot} file holds ${tensor.name} as ${place.dtype}`);
-        const bytes = encodeFromF32(values, place.dtype);
+        const bytes = encodeFromF32(values, place.dtype, buffers.narrow);
         const position = place.byteOffset + (start + at) * dtypeSize(place.dtype);
         await writeAt(handles[k]!, bytes, position);
         written[k]! += bytes.length;

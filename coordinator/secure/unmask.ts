@@ -203,10 +203,10 @@ export async function unmaskedMean(
   const bound = sumRangeBound(weightSum, plan.survivors, plan);
   const sums = await openUnmaskedSums(plan, spoolPaths, options.base ?? 0, openSpool, options);
   return {
-    async read(offset, count) {
+    async read(offset, count, into) {
       const sum = await sums.read(first + offset, count, plan.clip);
       check(checkSumRange(sum, bound, first + offset));
-      const mean = new Float32Array(count);
+      const mean = into ?? new Float32Array(count);
       for (let i = 0; i < count; i++) mean[i] = sum[i]! / weightSum;
       return mean;
     },

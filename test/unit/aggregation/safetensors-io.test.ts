@@ -6,6 +6,7 @@ import {
   type Dtype,
   bf16ToF32,
   createSafetensorsWriter,
+  encodeFromF32,
   f16ToF32,
   f32ToBf16,
   f32ToF16,
@@ -53,6 +54,50 @@ describe('safetensors writer and reader', () => {
     expect(await file.readF32('w.bf16', 0, 50)).toEqual(bf16ToF32(f32ToBf16(values)));
     expect(await file.readF32('w.f16', 0, 50)).toEqual(f16ToF32(f32ToF16(values)));
     expect(await file.readF32('w.f16', 10, 3)).toEqual(f16ToF32(f32ToF16(values.slice(10, 13))));
+  });
+
+  it('reads a slice into a caller\'s array, in place of a fresh one: F32 straight from a source that fills buffers, BF16 and F16 decoded into it', async () => {
+    const values = ramp(50);
+    const bytes = await writeFile([
+      { name: 'w.f32', dtype: 'F32', shape: [50], values },
+      { name: 'w.bf16', dtype: 'BF16', shape: [50], values },
+      { name: 'w.f16', dtype: 'F16', shape: [50], values },
+    ]);
+    const inner = memorySource(bytes);
+    const filled: number[] = [];
+    const source: ByteSource = {
+      size: inner.size,
+      read: (o, l) => inner.read(o, l),
+      readInto: async (o, target) => {
+        filled.push(target.length);
+        target.set(await inner.read(o, target.length));
+        return target;
+      },
+    };
+    const file = await openSafetensors(source);
+    const room = new Float32Array(20).fill(7);
+    const into = room.subarray(4, 16);
+    expect(await file.readF32('w.f32', 30, 12, into)).toBe(into);
+    expect(into).toEqual(values.slice(30, 42));
+    expect(filled).toEqual([48]);
+    expect(await file.readF32('w.bf16', 30, 12, into)).toBe(into);
+    expect(into).toEqual(bf16ToF32(f32ToBf16(values.slice(30, 42))));
+    expect(await file.readF32('w.f16', 30, 12, into)).toBe(into);
+    expect(into).toEqual(f16ToF32(f32ToF16(values.slice(30, 42))));
+    // Nothing outside the caller's view was touched.
+    expect([...room.subarray(0, 4), ...room.subarray(16)]).toEqual(new Array(8).fill(7));
+    await expectCode(file.readF32('w.f32', 0, 12, new Float32Array(11)), 'TENSOR_MISMATCH');
+  });
+
+  it('narrows into a caller\'s scratch, and refuses one too small', () => {
+    const values = ramp(9);
+    const scratch = new Uint16Array(16);
+    const bf16 = encodeFromF32(values, 'BF16', scratch);
+    expect(bf16.buffer).toBe(scratch.buffer);
+    expect(Array.from(new Uint16Array(bf16.buffer, bf16.byteOffset, 9))).toEqual(Array.from(f32ToBf16(values)));
+    const f16 = encodeFromF32(values, 'F16', scratch);
+    expect(Array.from(new Uint16Array(f16.buffer, f16.byteOffset, 9))).toEqual(Array.from(f32ToF16(values)));
+    expect(() => encodeFromF32(values, 'BF16', new Uint16Array(8))).toThrow(AggregationError);
   });
 
   it('pads the header with spaces to a multiple of 8 and keeps given metadata', async () => {

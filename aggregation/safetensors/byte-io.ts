@@ -12,7 +12,7 @@ import { AggregationError } from '../errors.js';
 export interface ByteSource {
   readonly size: number;
   read(offset: number, length: number): Promise<Uint8Array>;
-  /** Optional: fills all of `target` from `offset` (a reader that reuses its buffers). */
+  /** Optional: fills all of `target` from `offset` and resolves to it (a reader that reuses its buffers). */
   readInto?(offset: number, target: Uint8Array): Promise<Uint8Array>;
 }
 

@@ -5,6 +5,7 @@ import { AggregationError } from '../errors.js';
 import { unwrap } from '../result.js';
 import { type ByteSource, readExactly } from './byte-io.js';
 import { DTYPE_SIZES, decodeToF32, isFloatDtype } from './dtype.js';
+import { bytesOf } from '../native.js';
 import { type SafetensorsTensorInfo, parseHeaderJson, parseHeaderLength } from './header.js';
 
 /** An opened safetensors file. Holds only the header in memory. */
@@ -90,7 +91,13 @@ export async function openSafetensors(source: ByteSource): Promise<SafetensorsFi
     if (into === undefined) return decodeToF32(await readExactly(source, at, elemCount * size), info.dtype);
     // F32 goes straight into the caller's array where the source can fill a buffer.
     if (info.dtype === 'F32' && source.readInto) {
-      await source.readInto(at, new Uint8Array(into.buffer, into.byteOffset, into.byteLength));
+      const target = bytesOf(into);
+      const got = await source.readInto(at, target);
+      if (got.length !== target.length) {
+        throw new AggregationError('SAFETENSORS_TRUNCATED', `read of ${target.length} bytes at ${at} returned ${got.length}`, { tensor: name, offset: at, length: target.length });
+      }
+      // A source may hand back bytes of its own rather than fill the target.
+      if (got !== target) target.set(got);
       return into;
     }
     return decodeToF32(await readExactly(source, at, elemCount * size), info.dtype, into);

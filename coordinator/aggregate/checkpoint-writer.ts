@@ -100,14 +100,15 @@ export async function aggregateRound(o: AggregateOptions): Promise<AggregateResu
   try {
     const sources = await openStepSources(o, mean, opened);
     const out = await createCheckpointWriters(o, sources.global, pending);
-    const buffers = new SliceBuffers(o.sliceElements, o.optimizer.stateSlots.length);
+    const buffers = new SliceBuffers(sliceLength(o.sliceElements, sources.global.tensors.map((t) => t.elements)), o.optimizer.stateSlots.length);
     let flatOffset = 0;
     for (const t of sources.global.tensors) {
+      const dtype = floatDtype(t);
       for (let start = 0; start < t.elements; start += o.sliceElements) {
         o.signal?.throwIfAborted();
         const n = Math.min(o.sliceElements, t.elements - start);
         const { theta, state } = await stepSlice(sources, t, start, n, flatOffset + start, buffers);
-        await out.model.writeTensorBytes(t.name, encodeFromF32(theta, floatDtype(t), buffers.narrow));
+        await out.model.writeTensorBytes(t.name, encodeFromF32(theta, dtype, buffers.narrow));
         await out.master?.writer.writeF32(t.name, theta);
         for (const [k, { writer }] of out.state.entries()) {
           const values = state[k];
@@ -170,17 +171,22 @@ export async function openStepSources(o: StepInputs, mean: MeanSource, opened: F
 }
 
 /**
- * The arrays one slice of a server step is read into and stepped in, made once per aggregation:
- * a fresh 16 MB array per value kind per slice cost a first touch of every page and, as external
- * memory, a full garbage collection per slice (bench/RESULTS.md, issue 18, session 23).
+ * The arrays one slice of a server step is read into and stepped in, made once per aggregation
+ * and used by one step at a time: {@link stepSlice}'s results are views of them, valid until its
+ * next call. A fresh 16 MB array per value kind per slice cost a first touch of every page and, as
+ * external memory, a mark-compact per slice (bench/RESULTS.md, issue 18, session 23).
  */
 export class SliceBuffers {
+  /** The f32 master weights of the slice, stepped in place. */
   readonly theta: Float32Array;
+  /** The slice's mean delta. */
   readonly delta: Float32Array;
+  /** One per optimizer state slot, in slot order: read (or zeroed at step 1) and stepped in place. */
   readonly state: readonly Float32Array[];
   /** Room for a slice narrowed to bf16 or f16 ({@link encodeFromF32}'s scratch). */
   readonly narrow: Uint16Array;
 
+  /** Arrays of `sliceElements` values ({@link sliceLength}) for an optimizer with `stateSlots` slots. */
   constructor(sliceElements: number, stateSlots: number) {
     this.theta = new Float32Array(sliceElements);
     this.delta = new Float32Array(sliceElements);
@@ -189,7 +195,12 @@ export class SliceBuffers {
   }
 }
 
-/** `t`'s dtype, which a checkpoint's tensors all have: a float one. */
+/** The longest slice a step over runs of these lengths takes: no more than the longest run. */
+export function sliceLength(sliceElements: number, runs: readonly number[]): number {
+  return Math.min(sliceElements, runs.reduce((longest, n) => Math.max(longest, n), 0));
+}
+
+/** `t`'s dtype as a float one; throws `BAD_REQUEST` for any other, which cannot be aggregated. */
 export function floatDtype(t: { readonly name: string; readonly dtype: Dtype }): FloatDtype {
   if (!isFloatDtype(t.dtype)) throw new CoordinatorError('BAD_REQUEST', `tensor ${t.name} is ${t.dtype}, not a float dtype: it cannot be aggregated`, { tensor: t.name, dtype: t.dtype });
   return t.dtype;

@@ -24,7 +24,10 @@ export interface WeightedSpool {
   readonly offset?: number;
 }
 
-/** Slices of a sum over the flattened model (or word vector): into `into` when given (`count` long), else a fresh array. */
+/**
+ * Slices of a sum over the flattened model (or word vector), each a fresh array, or `into` (`count`
+ * long) where the source takes one: the weighted f32 sums do, the masked word sums do not.
+ */
 export interface SpoolSlices<T> {
   read(elemOffset: number, count: number, into?: T): Promise<T>;
   close(): Promise<void>;
@@ -67,6 +70,7 @@ export async function openWeightedSpools(
     const files = await openAll(spools.map((s) => s.path));
     return {
       async read(elemOffset, count, into) {
+        invariant(into === undefined || into.length === count, 'a mean slice is read into an array of its length');
         const out = into ?? new Float32Array(count);
         const target = pool.allocate(count * 4);
         try {
@@ -91,6 +95,7 @@ export async function openWeightedSpools(
   const sources = await openSources(spools.map((s) => s.path), o.openSpool);
   return {
     async read(elemOffset, count, into) {
+      invariant(into === undefined || into.length === count, 'a mean slice is read into an array of its length');
       // The sum starts from +0, as a fresh array does.
       const out = into?.fill(0) ?? new Float32Array(count);
       for (const [k, s] of spools.entries()) {

@@ -6,6 +6,7 @@
  * (coordinator/config.ts). Both are unweighted: weighting by reported samples would hand a lying
  * site the very leverage the aggregator is there to take away.
  */
+import { invariant } from '../../aggregation/index.js';
 import type { FileSource } from '../../common/files.js';
 import { CoordinatorError } from '../core/errors.js';
 import type { MeanSource, SpoolInput } from './checkpoint-writer.js';
@@ -53,6 +54,7 @@ export async function robustMean(
   return {
     async read(elemOffset, count, into) {
       const slices = await Promise.all(sources.map((s) => s.read(elemOffset, count)));
+      invariant(into === undefined || into.length === count, 'a mean slice is read into an array of its length');
       const out = into ?? new Float32Array(count);
       const column = new Float64Array(n);
       for (let i = 0; i < count; i++) {

@@ -26,6 +26,7 @@ import {
   type StepSources,
   SliceBuffers,
   floatDtype,
+  sliceLength,
   openStepSources,
   plainMean,
   stepSlice,
@@ -93,10 +94,11 @@ export async function aggregatePart(o: PartAggregateOptions): Promise<ShardWrite
 async function stepRanges(o: PartAggregateOptions, sources: StepSources, ranges: readonly PartRange[], handles: readonly FileHandle[]): Promise<number[]> {
   const written = o.stage.files.map(() => 0);
   const slots = o.optimizer.stateSlots;
-  const buffers = new SliceBuffers(o.sliceElements, slots.length);
+  const buffers = new SliceBuffers(sliceLength(o.sliceElements, ranges.map((r) => r.count)), slots.length);
   let meanOffset = 0;
   for (const { index, tensor, start, count } of ranges) {
-    floatDtype(tensor); // a tensor that is not float cannot be aggregated: refused before any slice
+    // Refused before any of its slices is read or written.
+    floatDtype(tensor);
     for (let at = 0; at < count; at += o.sliceElements) {
       o.signal?.throwIfAborted();
       const n = Math.min(o.sliceElements, count - at);

@@ -206,6 +206,7 @@ export async function unmaskedMean(
     async read(offset, count, into) {
       const sum = await sums.read(first + offset, count, plan.clip);
       check(checkSumRange(sum, bound, first + offset));
+      invariant(into === undefined || into.length === count, 'a mean slice is read into an array of its length');
       const mean = into ?? new Float32Array(count);
       for (let i = 0; i < count; i++) mean[i] = sum[i]! / weightSum;
       return mean;

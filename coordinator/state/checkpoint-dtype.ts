@@ -31,7 +31,7 @@ export function needsMasterWeights(tensors: readonly Pick<SafetensorsTensorInfo,
  * rather than a checkpoint whose infinities every site's next delta would turn into NaN.
  */
 export function checkFitsDtype(values: Float32Array, dtype: Dtype, tensor: string, elemOffset: number): void {
-  if (!isFloatDtype(dtype)) return; // the writer refuses a non-float tensor itself
+  if (!isFloatDtype(dtype)) return; // the server step refuses a non-float tensor itself (floatDtype)
   const at = narrowingOverflow(values, dtype);
   if (at < 0) return;
   throw new CoordinatorError('CHECKPOINT_OVERFLOW', `tensor ${tensor} element ${elemOffset + at} is ${values[at]}, beyond the range of the checkpoint dtype ${dtype}`, {

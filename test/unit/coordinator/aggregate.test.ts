@@ -11,7 +11,8 @@ import {
   openSafetensors,
 } from '../../../aggregation/index.js';
 import { type FileSource, openFileSource } from '../../../common/files.js';
-import { aggregateRound, type SpoolInput } from '../../../coordinator/aggregate/checkpoint-writer.js';
+import { aggregateRound, type MeanSource, type SpoolInput } from '../../../coordinator/aggregate/checkpoint-writer.js';
+import { robustMean } from '../../../coordinator/aggregate/robust.js';
 import { CoordinatorError } from '../../../coordinator/core/errors.js';
 import { importInitialModel } from '../../../coordinator/state/model-import.js';
 import { LocalStateStore } from '../../../coordinator/state/store.js';
@@ -81,12 +82,13 @@ async function aggregate(
   globalSha256: string,
   inputs: readonly SpoolInput[],
   strategy: OptimizerOptions,
-  extra: { step?: number; previousStateSha256?: string; sliceElements?: number } = {},
+  extra: { step?: number; previousStateSha256?: string; sliceElements?: number; mean?: MeanSource } = {},
 ): Promise<string> {
   const result = await aggregateRound({
     store,
     globalSha256,
     inputs,
+    ...(extra.mean ? { mean: extra.mean } : {}),
     optimizer: createOptimizer(strategy),
     step: extra.step ?? 1,
     previousStateSha256: extra.previousStateSha256,
@@ -230,6 +232,24 @@ describe('aggregateRound', () => {
       expect(sha).toBe(shaLarge);
     }
     expect(await readTensors(store.openOptimizerState(shaLarge, 'momentum'))).toEqual(stateLarge);
+  });
+
+  // The step reads each slice into arrays it keeps for the whole aggregation: a slice must not see
+  // what the one before left there, in the optimizer's state at step 1 or in a robust mean.
+  it('gives the same checkpoint whatever the slice size with FedAdam\'s two state slots and with a median of three sites', async () => {
+    const globalSha = await importModel(GLOBAL);
+    const deltas = (seed: number, scale: number) => GLOBAL.map((t, k) => values(t.values.length, seed + k).map((v) => Math.fround(v * scale)));
+    const inputs: SpoolInput[] = [];
+    for (const [i, site] of ['a', 'b', 'c'].entries()) inputs.push({ site, weight: i + 1, path: await writeSpool(site, deltas(40 + 10 * i, 1e-2)), encoding: 'f32' });
+    const elements = GLOBAL.map((t) => t.values.length);
+    const median = () => robustMean({ name: 'median' }, inputs, elements, openFileSource);
+    const adam = { name: 'fedadam' } as const;
+    const large = { adam: await aggregate(globalSha, inputs, adam, { sliceElements: 1 << 20 }), median: await aggregate(globalSha, inputs, adam, { sliceElements: 1 << 20, mean: await median() }) };
+    expect(large.median).not.toBe(large.adam);
+    for (const sliceElements of [1, 3, 5]) {
+      expect(await aggregate(globalSha, inputs, adam, { sliceElements })).toBe(large.adam);
+      expect(await aggregate(globalSha, inputs, adam, { sliceElements, mean: await median() })).toBe(large.median);
+    }
   });
 
   it('cleans up and keeps the global model when a spool is short', async () => {

@@ -67,7 +67,7 @@ export interface NatsCluster {
  * server name, routed in a full mesh under one cluster name. Resolves once JetStream has a meta
  * leader and a stream replicated on all `n` nodes can be created (a probe stream, deleted again).
  */
-export async function startNatsCluster(n: number, timeoutMs = 30_000): Promise<NatsCluster> {
+export async function startNatsCluster(n: number, timeoutMs = 60_000): Promise<NatsCluster> {
   const bin = natsServerBinary();
   if (!bin) throw new Error('nats-server is not installed');
   const ports: { client: number; route: number }[] = [];
@@ -118,8 +118,10 @@ export async function startNatsCluster(n: number, timeoutMs = 30_000): Promise<N
     for (const node of nodes) await waitListening(node.name, Number(new URL(node.url).port), node.running, node.output, deadline);
     await waitForReplicatedStream(nodes.map((node) => node.url), n, deadline);
   } catch (err) {
+    // What each node said (its routes, its JetStream peers) is what tells a slow start from a stuck one.
+    const said = nodes.map((node) => `--- nats-server ${node.name}:\n${node.output().slice(-3000)}`).join('\n');
     await stop();
-    throw err;
+    throw new Error(`${(err as Error).message}\n${said}`, { cause: err });
   }
   return { nodes, urls: nodes.map((node) => node.url), stop };
 }

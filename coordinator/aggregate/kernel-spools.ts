@@ -33,6 +33,12 @@ export interface SpoolSlices<T> {
   close(): Promise<void>;
 }
 
+/** The array a mean slice of `count` values goes to: the caller's `into` (which must be that long), else a fresh one. */
+export function meanSliceArray(count: number, into: Float32Array | undefined): Float32Array {
+  invariant(into === undefined || into.length === count, 'a mean slice is read into an array of its length');
+  return into ?? new Float32Array(count);
+}
+
 /** Where the sums run and how spools are opened without a pool. */
 export interface SpoolSumOptions {
   /**
@@ -70,8 +76,7 @@ export async function openWeightedSpools(
     const files = await openAll(spools.map((s) => s.path));
     return {
       async read(elemOffset, count, into) {
-        invariant(into === undefined || into.length === count, 'a mean slice is read into an array of its length');
-        const out = into ?? new Float32Array(count);
+        const out = meanSliceArray(count, into);
         const target = pool.allocate(count * 4);
         try {
           for (const seg of layout('f32').segments(elemOffset, count)) {
@@ -95,9 +100,8 @@ export async function openWeightedSpools(
   const sources = await openSources(spools.map((s) => s.path), o.openSpool);
   return {
     async read(elemOffset, count, into) {
-      invariant(into === undefined || into.length === count, 'a mean slice is read into an array of its length');
       // The sum starts from +0, as a fresh array does.
-      const out = into?.fill(0) ?? new Float32Array(count);
+      const out = meanSliceArray(count, into?.fill(0));
       for (const [k, s] of spools.entries()) {
         const source = sources[k];
         invariant(source !== undefined, 'each spool has an open source');

@@ -6,11 +6,10 @@
  * (coordinator/config.ts). Both are unweighted: weighting by reported samples would hand a lying
  * site the very leverage the aggregator is there to take away.
  */
-import { invariant } from '../../aggregation/index.js';
 import type { FileSource } from '../../common/files.js';
 import { CoordinatorError } from '../core/errors.js';
 import type { MeanSource, SpoolInput } from './checkpoint-writer.js';
-import { openWeightedSpools, type SpoolSlices } from './kernel-spools.js';
+import { meanSliceArray, openWeightedSpools, type SpoolSlices } from './kernel-spools.js';
 
 /** How a plain round combines its deltas. */
 export type AggregatorOptions =
@@ -54,8 +53,7 @@ export async function robustMean(
   return {
     async read(elemOffset, count, into) {
       const slices = await Promise.all(sources.map((s) => s.read(elemOffset, count)));
-      invariant(into === undefined || into.length === count, 'a mean slice is read into an array of its length');
-      const out = into ?? new Float32Array(count);
+      const out = meanSliceArray(count, into);
       const column = new Float64Array(n);
       for (let i = 0; i < count; i++) {
         for (let k = 0; k < n; k++) column[k] = slices[k]![i]!;

@@ -32,7 +32,7 @@ import type { FileSource } from '../../common/files.js';
 import type { MeanSource } from '../aggregate/checkpoint-writer.js';
 import { CoordinatorError, type CoordinatorErrorCode } from '../core/errors.js';
 import type { KernelPool } from '../aggregate/kernel-pool.js';
-import { openMaskedSpools } from '../aggregate/kernel-spools.js';
+import { meanSliceArray, openMaskedSpools } from '../aggregate/kernel-spools.js';
 import { neighbourGraph, type SecureRound } from './round.js';
 
 function rebuild(r: SecureRound, graph: NeighbourGraph, owner: string, kind: 'self_seed' | 'mask_key'): Uint8Array {
@@ -206,8 +206,7 @@ export async function unmaskedMean(
     async read(offset, count, into) {
       const sum = await sums.read(first + offset, count, plan.clip);
       check(checkSumRange(sum, bound, first + offset));
-      invariant(into === undefined || into.length === count, 'a mean slice is read into an array of its length');
-      const mean = into ?? new Float32Array(count);
+      const mean = meanSliceArray(count, into);
       for (let i = 0; i < count; i++) mean[i] = sum[i]! / weightSum;
       return mean;
     },

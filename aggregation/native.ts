@@ -22,17 +22,44 @@
  * WebAssembly kernels: the same results, more CPU. Each caller reads {@link nativeKernels} when it
  * makes its state (a keystream, a hash, a workspace), so a change applies to what is made after it.
  */
+/** The register widths of the native keystream's loops: AES-NI alone, VAES with AVX2, VAES with AVX-512. */
+export type KeystreamWidth = 128 | 256 | 512;
+
 /** The module's exports (native/module.c). */
 export interface NativeKernels {
   /** Whether this CPU has AES-NI (and {@link aes256CtrInto} is there). */
   readonly aesni: boolean;
   /** Whether sixteen AES blocks are made at once in VAES's 256-bit registers. */
   readonly vaes: boolean;
+  /** Whether thirty-two are, in VAES's 512-bit registers (AVX-512). */
+  readonly vaes512?: boolean;
   /**
    * Keystream bytes from byte `skip` of counter block hi·2^32 + lo (IV 0 ‖ block, big-endian),
-   * filling `out`; `narrow` keeps to the 128-bit AES-NI loop (for tests).
+   * filling `out`; `width` holds the loop to registers of at most that many bits (for tests: each
+   * loop must make the same bytes).
    */
-  readonly aes256CtrInto?: (key: Uint8Array, blockHi: number, blockLo: number, skip: number, out: Uint8Array, narrow?: boolean) => void;
+  readonly aes256CtrInto?: (key: Uint8Array, blockHi: number, blockLo: number, skip: number, out: Uint8Array, width?: KeystreamWidth) => void;
+  /**
+   * The masked words of Δ = local − global (each F32 or BF16 bytes) into `dst`, 32-bit where `wide`:
+   * `keys` holds the rounding stream's 32-byte key and one per mask, `minus` a byte per mask
+   * (nonzero: subtracted), every stream from word `wordOffset`. −1, or the index of the first NaN
+   * or ±Infinity in Δ (aggregation/secagg/mask.ts, `maskDelta`).
+   */
+  readonly maskDelta?: (
+    dst: Uint8Array,
+    local: Uint8Array,
+    localBf16: boolean,
+    global: Uint8Array,
+    globalBf16: boolean,
+    keys: Uint8Array,
+    minus: Uint8Array,
+    wordOffset: number,
+    clip: number,
+    zero: number,
+    scale: number,
+    weight: number,
+    wide: boolean,
+  ) => number;
   /** CRC32C (Castagnoli) of `data`, as @node-rs/crc32's `crc32c(data)`. */
   readonly crc32c?: (data: Uint8Array) => number;
   /** Index of the first NaN or ±Infinity among little-endian bf16 values, or -1. */

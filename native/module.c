@@ -1,6 +1,6 @@
 /*
  * fedhpc's native module: Node-API glue over the C kernels of prg.c (the mask keystream), checks.c
- * (CRC32C, finiteness of delta values), sha256.c (SHA-256, two states at once) and step.c (the
+ * (CRC32C, finiteness of delta values, a site's delta), mask.c (the masked encoding), sha256.c (SHA-256, two states at once) and step.c (the
  * server step's conversions and momentum rules), loaded by aggregation/native.ts. Each function is
  * exported only where this CPU runs it (x86-64 with AES-NI, SSE4.2, the SHA extensions, AVX-512);
  * aggregation/native.ts and its callers fall back to node:crypto, @node-rs/crc32, the WebAssembly
@@ -14,8 +14,9 @@
 #define HAVE_X86 1
 #endif
 
-/* Set at load: VAES and AVX2 on this CPU (and enabled by the OS). */
-static int use_wide = 0;
+/* Set at load: the widest registers the keystream may use on this CPU (128: AES-NI alone; 256: VAES
+ * and AVX2; 512: VAES and AVX-512, each enabled by the OS). */
+static int max_width = 128;
 
 static napi_value fail(napi_env env, const char *msg) {
   napi_throw_type_error(env, "ERR_FEDHPC_NATIVE", msg);
@@ -38,17 +39,21 @@ static int bytes_of(napi_env env, napi_value v, uint8_t **data, size_t *len) {
 
 /*
  * aes256CtrInto(key: Uint8Array(32), blockHi: number, blockLo: number, skip: number, out: Uint8Array,
- * narrow?: boolean): `narrow` true keeps to the 128-bit AES-NI loop where VAES is available (tests
- * compare both loops with node:crypto).
+ * width?: 128 | 256 | 512): `width` holds the loop to registers of at most that many bits (tests
+ * compare each loop with node:crypto); the widest this CPU has by default.
  */
 static napi_value aes256_ctr_into(napi_env env, napi_callback_info info) {
   size_t argc = 6;
   napi_value argv[6];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) return fail(env, "aes256CtrInto takes 5 or 6 arguments");
-  bool narrow = false;
-  napi_valuetype narrow_type = napi_undefined;
-  if (argc == 6 && napi_typeof(env, argv[5], &narrow_type) != napi_ok) return fail(env, "narrow must be a boolean");
-  if (narrow_type != napi_undefined && napi_get_value_bool(env, argv[5], &narrow) != napi_ok) return fail(env, "narrow must be a boolean");
+  int width = max_width;
+  napi_valuetype width_type = napi_undefined;
+  if (argc == 6 && napi_typeof(env, argv[5], &width_type) != napi_ok) return fail(env, "width must be 128, 256 or 512");
+  if (width_type != napi_undefined) {
+    double w;
+    if (napi_get_value_double(env, argv[5], &w) != napi_ok || !(w == 128 || w == 256 || w == 512)) return fail(env, "width must be 128, 256 or 512");
+    if ((int)w < width) width = (int)w;
+  }
   uint8_t *key, *out;
   size_t key_len, out_len;
   if (!bytes_of(env, argv[0], &key, &key_len) || key_len != 32) return fail(env, "key must be a 32-byte Uint8Array");
@@ -61,10 +66,9 @@ static napi_value aes256_ctr_into(napi_env env, napi_callback_info info) {
   if (!bytes_of(env, argv[4], &out, &out_len)) return fail(env, "out must be a Uint8Array");
 #ifdef HAVE_X86
   /* The 64-bit block index is hi·2^32 + lo; the counter's upper 64 bits start at 0, as the IV's do. */
-  fedhpc_aes256_ctr(key, 0, ((uint64_t)hi << 32) | (uint64_t)lo, (size_t)skip, out, out_len, use_wide && !narrow);
+  fedhpc_aes256_ctr(key, 0, ((uint64_t)hi << 32) | (uint64_t)lo, (size_t)skip, out, out_len, width);
   return NULL;
 #else
-  (void)narrow;
   return fail(env, "no AES-NI on this machine");
 #endif
 }
@@ -236,6 +240,45 @@ static napi_value fold_words(napi_env env, napi_callback_info info) {
 #endif
 }
 
+/*
+ * maskDelta(dst, local, localBf16, global, globalBf16, keys, minus, wordOffset, clip, zero, scale,
+ * weight, wide): the masked words of Δ = local − global into dst (n words of 32 bits where `wide`,
+ * else 16), from n values of each source; keys holds the rounding stream's 32-byte key and then one
+ * per mask, minus one byte per mask (nonzero: subtracted). −1, or the index of the first NaN or
+ * ±Infinity in Δ.
+ */
+static napi_value mask_delta(napi_env env, napi_callback_info info) {
+  size_t argc = 13;
+  napi_value argv[13], result;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 13) return fail(env, "maskDelta takes 13 arguments");
+  uint8_t *dst, *local, *global, *keys, *minus;
+  size_t dst_len, local_len, global_len, keys_len, minus_len;
+  bool local_bf16, global_bf16, wide;
+  double offset, p[4];
+  if (!bytes_of(env, argv[0], &dst, &dst_len) || !bytes_of(env, argv[1], &local, &local_len) || !bytes_of(env, argv[3], &global, &global_len) ||
+      !bytes_of(env, argv[5], &keys, &keys_len) || !bytes_of(env, argv[6], &minus, &minus_len)) return fail(env, "maskDelta's buffers must be Uint8Arrays");
+  if (napi_get_value_bool(env, argv[2], &local_bf16) != napi_ok || napi_get_value_bool(env, argv[4], &global_bf16) != napi_ok || napi_get_value_bool(env, argv[12], &wide) != napi_ok)
+    return fail(env, "maskDelta's dtype and width flags must be booleans");
+  if (napi_get_value_double(env, argv[7], &offset) != napi_ok) return fail(env, "maskDelta's word offset must be a number");
+  for (int i = 0; i < 4; i++)
+    if (napi_get_value_double(env, argv[8 + i], &p[i]) != napi_ok) return fail(env, "maskDelta's parameters must be numbers");
+  size_t n = dst_len / (wide ? 4 : 2);
+  if (dst_len % (wide ? 4 : 2) != 0 || local_len != n * (local_bf16 ? 2 : 4) || global_len != n * (global_bf16 ? 2 : 4))
+    return fail(env, "maskDelta needs n values in each source and room for n words in dst");
+  if (keys_len != 32 * (minus_len + 1) || minus_len > 1u << 20) return fail(env, "maskDelta needs a 32-byte key for the rounding stream and one for each mask");
+  /* The rounding stream's bytes reach 4·(offset + n): that must stay a safe integer, as the JS keystream's do. */
+  if (!(offset >= 0 && offset == (double)(uint64_t)offset && 4 * (offset + (double)n) <= 9007199254740991.0)) return fail(env, "maskDelta's word offset must be a non-negative integer, its streams' bytes safe integers");
+#ifdef HAVE_X86
+  int64_t found = fedhpc_mask_delta(dst, local, local_bf16, global, global_bf16, n, keys, minus, (int)minus_len, (uint64_t)offset, wide, max_width, p[0], p[1], p[2], p[3]);
+  if (found == -2) return fail(env, "maskDelta could not allocate its round keys");
+  if (napi_create_int64(env, found, &result) != napi_ok) return NULL;
+  return result;
+#else
+  (void)result;
+  return fail(env, "no AVX-512 on this machine");
+#endif
+}
+
 /* delta(dst, local, localBf16, global, globalBf16, outBf16): dst = local − global in f32, as f32 or bf16. */
 static napi_value delta(napi_env env, napi_callback_info info) {
   size_t argc = 6;
@@ -342,19 +385,20 @@ static napi_value init(napi_env env, napi_value exports) {
   int aesni = 0, sse42 = 0, sha = 0, avx512 = 0;
 #ifdef HAVE_X86
   aesni = fedhpc_cpu_has_aesni();
-  use_wide = aesni && fedhpc_cpu_has_vaes();
+  if (aesni && fedhpc_cpu_has_vaes()) max_width = fedhpc_cpu_has_vaes512() ? 512 : 256;
   sse42 = fedhpc_cpu_has_sse42();
   if (sse42) fedhpc_checks_init();
   sha = fedhpc_cpu_has_sha();
   avx512 = fedhpc_cpu_has_avx512();
 #endif
-  if (!export_flag(env, exports, "aesni", aesni) || !export_flag(env, exports, "vaes", use_wide)) return NULL;
+  if (!export_flag(env, exports, "aesni", aesni) || !export_flag(env, exports, "vaes", max_width >= 256) || !export_flag(env, exports, "vaes512", max_width >= 512)) return NULL;
   if (aesni && !export_function(env, exports, "aes256CtrInto", aes256_ctr_into, 0)) return NULL;
   if (sse42 && !export_function(env, exports, "crc32c", crc32c, 0)) return NULL;
   if (avx512 && (!export_function(env, exports, "quantizeF32", quantize_f32, 0) || !export_function(env, exports, "foldWords", fold_words, 0) ||
                  !export_function(env, exports, "delta", delta, 0) || !export_function(env, exports, "bf16ToF32", convert, 0) ||
                  !export_function(env, exports, "f32ToBf16", convert, 1) || !export_function(env, exports, "findNarrowingOverflow", find_narrowing_overflow, 0) ||
                  !export_function(env, exports, "momentumStep", momentum_step, 0))) return NULL;
+  if (avx512 && aesni && !export_function(env, exports, "maskDelta", mask_delta, 0)) return NULL;
   if (sha) {
     napi_value size;
     if (napi_create_uint32(env, (uint32_t)sizeof(struct fedhpc_sha256), &size) != napi_ok || napi_set_named_property(env, exports, "sha256StateBytes", size) != napi_ok) return NULL;

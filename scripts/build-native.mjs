@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const SOURCES = ['native/module.c', 'native/prg.c', 'native/checks.c', 'native/sha256.c', 'native/step.c'];
+const SOURCES = ['native/module.c', 'native/prg.c', 'native/checks.c', 'native/mask.c', 'native/sha256.c', 'native/step.c'];
 const INPUTS = [...SOURCES, 'native/fedhpc_native.h', 'native/bf16.h', fileURLToPath(import.meta.url)];
 const OUT = 'dist/native/fedhpc_native.node';
 const required = (process.env['FEDHPC_REQUIRE'] ?? '').split(',').map((s) => s.trim()).includes('native');

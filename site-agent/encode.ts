@@ -6,6 +6,7 @@
  * stochastic rounding from a seed fixed per attempt.
  */
 import { encodeInt8Blocks, f32ToBf16, MASK_SLICE_WORDS, MaskWorkspace, openSafetensors, quantizeAndMask, type MaskOptions, type MaskWords, type SafetensorsFile } from '../aggregation/index.js';
+import { type DeltaSources, type MaskedEncodeInput, maskDelta, maskDeltaAvailable, type QuantizeOptions } from '../aggregation/index.js';
 import { createKernels, type Kernels } from '../aggregation/index.js';
 import { openFileSource } from '../common/files.js';
 import { chunkDataBuffer } from '../proto/index.js';
@@ -52,6 +53,11 @@ interface DeltaValues {
    * whose values are still in cache when `visit` reads them. False where the source cannot.
    */
   readonly f32Slices?: ((name: string, first: number, count: number, scratch: ReadScratch, visit: (x: Float32Array, from: number) => void) => Promise<boolean>) | undefined;
+  /**
+   * The two models' bytes of the range, read into the walk's scratch (valid until its next call),
+   * for the native masker (`maskDelta`), which makes Δ itself; undefined where the source cannot.
+   */
+  readonly bytes?: ((name: string, first: number, count: number, scratch: ReadScratch) => Promise<DeltaSources | undefined>) | undefined;
 }
 
 /**
@@ -223,6 +229,12 @@ export class DeltaEncoder {
       const fused = await this.values.bf16?.(t.name, first, last - first, scratch);
       if (fused) return Buffer.from(fused.buffer, fused.byteOffset, fused.byteLength);
     }
+    if ((this.encoding === 'secagg32' || this.encoding === 'secagg16') && this.values.bytes !== undefined && maskDeltaAvailable()) {
+      // The native masker reads the two models' bytes and writes the words once: Δ never leaves L1.
+      const sources = await this.values.bytes(t.name, first, last - first, scratch);
+      const out = sources && this.maskedRoom(last - first);
+      if (sources && out && maskDelta(sources, this.quantizeOptions(), this.maskInput(this.elementStarts[s.index]! + first), out.words)) return out.room;
+    }
     if ((this.encoding === 'secagg32' || this.encoding === 'secagg16') && this.values.f32Slices !== undefined) {
       // Each slice of Δ is masked while it is in cache; the words' buffer is taken at the first
       // slice, so a source that cannot be sliced (F16 and friends) takes none.
@@ -275,9 +287,18 @@ export class DeltaEncoder {
    * `out` in one pass per slice (the words of quantize + maskVector, bit for bit).
    */
   private maskInto(x: Float32Array, wordOffset: number, out: MaskWords): void {
+    quantizeAndMask(x, this.quantizeOptions(), this.maskInput(wordOffset), this.maskKit().workspace, out);
+  }
+
+  private quantizeOptions(): QuantizeOptions {
+    const { clip, quantBits, modulusBits } = this.masked!.params;
+    return { clip, quantBits, modulusBits };
+  }
+
+  /** The masks, weight and rounding seed of the words from `wordOffset` on. */
+  private maskInput(wordOffset: number): MaskedEncodeInput {
     const m = this.masked!;
-    const q = { clip: m.params.clip, quantBits: m.params.quantBits, modulusBits: m.params.modulusBits };
-    quantizeAndMask(x, q, { ...this.maskKit().masks, weight: m.weight, roundingSeed: m.roundingSeed, wordOffset }, this.maskKit().workspace, out);
+    return { ...this.maskKit().masks, weight: m.weight, roundingSeed: m.roundingSeed, wordOffset };
   }
 
   /** The masked weight word that ends a secure upload, so the coordinator learns only Σw. */
@@ -321,6 +342,10 @@ function differenceOf(g: SafetensorsFile, l: SafetensorsFile): DeltaValues {
     return { global, gd, gs, local, ld, ls };
   };
   return {
+    async bytes(name, first, count, scratch) {
+      const b = await rawBytes(name, first, count, scratch);
+      return b && { local: b.local, localBf16: b.ld === 'BF16', global: b.global, globalBf16: b.gd === 'BF16' };
+    },
     async read(name, first, count) {
       const global = await g.readF32(name, first, count);
       const local = await l.readF32(name, first, count);

@@ -85,12 +85,15 @@ export {
   weightSumTolerance,
 } from './bounds.js';
 export {
+  type DeltaSources,
   type DroppedPair,
   type MaskOptions,
   type MaskedEncodeInput,
   type PairwiseMask,
   type UnmaskOptions,
   addModular,
+  maskDelta,
+  maskDeltaAvailable,
   maskVector,
   pairwiseSign,
   quantizeAndMask,

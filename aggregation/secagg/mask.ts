@@ -4,10 +4,11 @@
  * id adds and the higher subtracts, so pairwise masks cancel in the sum of survivors; the
  * coordinator then removes survivors' self masks and dropped sites' pairwise masks.
  */
+import { bytesOf, nativeKernels } from '../native.js';
 import { SecAggError } from './errors.js';
 import { compareSiteIds } from './encoding.js';
 import { MASK_SLICE_WORDS, MaskWorkspace, type SignedStream } from './mask-workspace.js';
-import { type MaskBits, type MaskWords, Keystream } from './prg.js';
+import { type MaskBits, type MaskWords, Keystream, checkStream } from './prg.js';
 import { type QuantizeOptions, dequantizeParams, quantizeParams } from './quantize.js';
 
 /** One pairwise mask of a site: the seed s_{u,v} shared with `peer`, added (+1) or subtracted (−1). */
@@ -106,17 +107,69 @@ export function quantizeAndMask(x: Float32Array, options: QuantizeOptions, input
 }
 
 /** The self mask (+1) and each pairwise mask (its sign), checking that no peer is listed twice. */
-function maskStreams(options: MaskOptions, count: number, bits: MaskBits): SignedStream[] {
-  const offset = options.wordOffset ?? 0;
-  const streams: SignedStream[] = [{ stream: new Keystream(options.selfSeed, offset, count, bits), sign: 1 }];
+function maskSeeds(options: MaskOptions): { readonly seed: Uint8Array; readonly sign: 1 | -1 }[] {
+  const seeds: { seed: Uint8Array; sign: 1 | -1 }[] = [{ seed: options.selfSeed, sign: 1 }];
   const peers = new Set<string>();
   for (const { peer, seed, sign } of options.pairwise) {
     if (peers.has(peer)) throw new SecAggError('INVALID_ARGUMENT', 'pairwise mask listed twice for one peer', { peer });
     if (sign !== 1 && sign !== -1) throw new SecAggError('INVALID_ARGUMENT', 'mask sign must be +1 or -1', { sign });
     peers.add(peer);
-    streams.push({ stream: new Keystream(seed, offset, count, bits), sign });
+    seeds.push({ seed, sign });
   }
-  return streams;
+  return seeds;
+}
+
+/** {@link maskSeeds}' keystreams over words [wordOffset, wordOffset + count). */
+function maskStreams(options: MaskOptions, count: number, bits: MaskBits): SignedStream[] {
+  const offset = options.wordOffset ?? 0;
+  return maskSeeds(options).map(({ seed, sign }) => ({ stream: new Keystream(seed, offset, count, bits), sign }));
+}
+
+/** The two models' bytes of one range of a tensor, little-endian F32 or BF16, as a site's delta reads them. */
+export interface DeltaSources {
+  readonly local: Uint8Array;
+  readonly localBf16: boolean;
+  readonly global: Uint8Array;
+  readonly globalBf16: boolean;
+}
+
+/** True where this process has the native masker {@link maskDelta} uses (AVX-512 and AES-NI). */
+export function maskDeltaAvailable(): boolean {
+  return nativeKernels()?.maskDelta !== undefined;
+}
+
+/**
+ * The site's masked encoding of Δ = local − global straight from the two models' bytes into `out`
+ * (one word per value, of the modulus's width): `quantizeAndMask(Δ)` bit for bit, Δ in f32 as the
+ * agent's delta kernels make it. The native masker (native/mask.c) makes Δ, the rounding words and
+ * the keystreams block by block in L1 and writes each word once; Δ is never written out and nothing
+ * is allocated but the keys. False, having done nothing, where this process has no native masker
+ * (AVX-512 and AES-NI) or the scale is not finite: the caller computes Δ and calls
+ * {@link quantizeAndMask}. Throws what quantizeAndMask throws, NON_FINITE with Δ's index in the
+ * whole vector.
+ */
+export function maskDelta(sources: DeltaSources, options: QuantizeOptions, input: MaskedEncodeInput, out: MaskWords): boolean {
+  const kernel = nativeKernels()?.maskDelta;
+  const p = quantizeParams(options, input.weight);
+  if (kernel === undefined || !Number.isFinite(p.scale)) return false;
+  const bits = options.modulusBits;
+  const n = sources.local.length / (sources.localBf16 ? 2 : 4);
+  if (!(Number.isInteger(n) && sources.global.length === n * (sources.globalBf16 ? 2 : 4))) {
+    throw new SecAggError('INVALID_ARGUMENT', 'the two models must give as many whole values', { local: sources.local.length, global: sources.global.length });
+  }
+  if (out.length !== n || bitsOf(out) !== bits) throw new SecAggError('INVALID_ARGUMENT', `the output needs ${n} words of ${bits} bits`, { words: out.length, values: n });
+  const offset = input.wordOffset ?? 0;
+  const seeds = maskSeeds(input);
+  for (const { seed } of seeds) checkStream(seed, offset, n, bits);
+  if (n === 0) return true;
+  checkStream(input.roundingSeed, offset, n, 32);
+  const keys = new Uint8Array(32 * (seeds.length + 1));
+  keys.set(input.roundingSeed);
+  seeds.forEach(({ seed }, j) => keys.set(seed, 32 * (j + 1)));
+  const minus = Uint8Array.from(seeds, ({ sign }) => (sign === -1 ? 1 : 0));
+  const found = kernel(bytesOf(out), sources.local, sources.localBf16, sources.global, sources.globalBf16, keys, minus, offset, p.clip, p.zero, p.scale, p.weight, bits === 32);
+  if (found >= 0) throw new SecAggError('NON_FINITE', 'update holds NaN or ±Infinity', { index: offset + found });
+  return true;
 }
 
 /**

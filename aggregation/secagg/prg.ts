@@ -163,6 +163,19 @@ function checkCount(count: number): void {
 }
 
 /**
+ * Throws unless `seed` is 32 bytes and words [wordOffset, wordOffset + count) of `bits` bits lie at
+ * byte offsets that are safe integers: what a {@link Keystream} over them checks, for callers that
+ * hand the seed to the native masker instead.
+ */
+export function checkStream(seed: Uint8Array, wordOffset: number, count: number, bits: MaskBits): void {
+  assertBytes(seed, 32, 'mask seed');
+  checkCount(count);
+  if (!Number.isSafeInteger(wordOffset) || wordOffset < 0 || !Number.isSafeInteger((wordOffset + count) * (bits / 8))) {
+    throw new SecAggError('INVALID_ARGUMENT', 'word offset must be a non-negative safe integer', { wordOffset });
+  }
+}
+
+/**
  * Keystream bytes for words [offset, offset + count), handed out in chunks of at most
  * PRG_CHUNK_BYTES ({@link next}), of as many words as asked ({@link take}), or written into the
  * caller's memory ({@link into}). With the native keystream (aggregation/native.ts) the bytes are written
@@ -190,13 +203,9 @@ export class Keystream {
   private remaining: number;
 
   constructor(seed: Uint8Array, wordOffset: number, count: number, bits: MaskBits) {
-    assertBytes(seed, 32, 'mask seed');
-    checkCount(count);
+    checkStream(seed, wordOffset, count, bits);
     this.wordBytes = bits / 8;
     const byteOffset = wordOffset * this.wordBytes;
-    if (!Number.isSafeInteger(wordOffset) || wordOffset < 0 || !Number.isSafeInteger(byteOffset + count * this.wordBytes)) {
-      throw new SecAggError('INVALID_ARGUMENT', 'word offset must be a non-negative safe integer', { wordOffset });
-    }
     this.key = Uint8Array.from(seed);
     this.byteAt = byteOffset;
     this.generate = nativeKernels()?.aes256CtrInto;

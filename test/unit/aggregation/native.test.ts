@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { crc32c as crc32cPortable } from '@node-rs/crc32';
 import { checkFinite, checkFiniteBf16, Sha256 } from '../../../aggregation/index.js';
 import { findNonFiniteBf16Ref, findNonFiniteRef } from '../../../aggregation/kernels/reference.js';
-import { nativeKernels, nativeKeystreamUnavailable, nativeUnavailable, useNativeKernels } from '../../../aggregation/native.js';
+import { type KeystreamWidth, nativeKernels, nativeKeystreamUnavailable, nativeUnavailable, useNativeKernels } from '../../../aggregation/native.js';
 import { loadNativeModule } from '../../../common/native.js';
 import { Keystream, PRG_CHUNK_BYTES } from '../../../aggregation/secagg/prg.js';
 import { quantizeRange } from '../../../aggregation/secagg/quantize.js';
@@ -18,11 +18,11 @@ function opensslKeystream(key: Uint8Array, byteOffset: number, n: number): Buffe
   return createCipheriv('aes-256-ctr', key, iv).update(Buffer.alloc((byteOffset % 16) + n)).subarray(byteOffset % 16);
 }
 
-/** The native module's keystream for the same bytes, by its widest loop or (`narrow`) by AES-NI alone. */
-function nativeKeystream(key: Uint8Array, byteOffset: number, n: number, narrow = false): Buffer {
+/** The native module's keystream for the same bytes, by its loop of registers of at most `width` bits. */
+function nativeKeystream(key: Uint8Array, byteOffset: number, n: number, width?: KeystreamWidth): Buffer {
   const out = new Uint8Array(n);
   const block = Math.floor(byteOffset / 16);
-  native!.aes256CtrInto!(key, Math.floor(block / 2 ** 32), block % 2 ** 32, byteOffset % 16, out, narrow);
+  native!.aes256CtrInto!(key, Math.floor(block / 2 ** 32), block % 2 ** 32, byteOffset % 16, out, width);
   return Buffer.from(out);
 }
 
@@ -45,6 +45,9 @@ function drain(ks: Keystream, total: number, words: number, how: 'take' | 'into'
   return Buffer.concat(parts);
 }
 
+/** Each loop of the native keystream, widest first (the CPU's own limit caps the wider ones). */
+const WIDTHS = [512, 256, 128] as const;
+
 // The module must load where FEDHPC_REQUIRE names `native`; a kernel this CPU cannot run is absent
 // from it, and its tests skip and say so whatever FEDHPC_REQUIRE says (the fallback is then right).
 const native = nativeKernels();
@@ -62,12 +65,13 @@ describe.skipIf(lacks('AES-NI', native?.aes256CtrInto))('native AES-256-CTR keys
   });
 
   it.each([
-    ['its widest loop', false],
-    ['the AES-NI loop alone', true],
-  ])('writes the bytes node:crypto aes-256-ctr makes, from any byte of any block, for any length, by %s', (_, narrow) => {
+    ['its widest loop', undefined],
+    ['the 256-bit VAES loop', 256],
+    ['the AES-NI loop alone', 128],
+  ] as const)('writes the bytes node:crypto aes-256-ctr makes, from any byte of any block, for any length, by %s', (_, width) => {
     fc.assert(
       fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.nat(2 ** 44), fc.nat(5000), (key, byteOffset, n) => {
-        expect(nativeKeystream(key, byteOffset, n, narrow).equals(opensslKeystream(key, byteOffset, n))).toBe(true);
+        expect(nativeKeystream(key, byteOffset, n, width).equals(opensslKeystream(key, byteOffset, n))).toBe(true);
       }),
       { numRuns: 400 },
     );
@@ -76,7 +80,7 @@ describe.skipIf(lacks('AES-NI', native?.aes256CtrInto))('native AES-256-CTR keys
   it('carries the counter across the 2^32-block boundary, where the JS caller splits the block index', () => {
     const key = seededRandomBytes('native carry')(32);
     const at = (2 ** 32 - 3) * 16 + 5;
-    for (const narrow of [false, true]) expect(nativeKeystream(key, at, 16 * 16 * 3, narrow).equals(opensslKeystream(key, at, 16 * 16 * 3))).toBe(true);
+    for (const width of WIDTHS) expect(nativeKeystream(key, at, 16 * 16 * 3, width).equals(opensslKeystream(key, at, 16 * 16 * 3))).toBe(true);
   });
 
   it('carries the counter from its low 64 bits into its high ones, as aes-256-ctr does: runs that end at 2^64, cross it, and start past it', () => {
@@ -88,10 +92,10 @@ describe.skipIf(lacks('AES-NI', native?.aes256CtrInto))('native AES-256-CTR keys
       const iv = Buffer.alloc(16);
       iv.writeBigUInt64BE(2n ** 64n - BigInt(before), 8);
       const expected = createCipheriv('aes-256-ctr', key, iv).update(Buffer.alloc(16 * 64)).subarray(skip);
-      for (const narrow of [false, true]) {
+      for (const width of WIDTHS) {
         const out = new Uint8Array(16 * 64 - skip);
-        native!.aes256CtrInto!(key, 2 ** 32 - 1, 2 ** 32 - before, skip, out, narrow);
-        expect(Buffer.from(out).equals(expected), `${before} blocks before 2^64, skip ${skip}, narrow ${narrow}`).toBe(true);
+        native!.aes256CtrInto!(key, 2 ** 32 - 1, 2 ** 32 - before, skip, out, width);
+        expect(Buffer.from(out).equals(expected), `${before} blocks before 2^64, skip ${skip}, width ${width}`).toBe(true);
       }
     }
   });
@@ -266,7 +270,7 @@ describe.skipIf(lacks('SHA extensions', native?.sha256Update2))('native SHA-256 
   });
 });
 
-describe.skipIf(lacks('AVX-512', native?.quantizeF32))('native quantiser (native/checks.c)', () => {
+describe.skipIf(lacks('AVX-512', native?.quantizeF32))('native quantiser (native/mask.c)', () => {
   const NO_SOURCES = new Uint8Array(0);
   const q = { clip: 2e-3, zero: 2 ** 15 - 1, scale: (2 ** 15 - 1) / 2e-3, weight: 0.625 };
 
@@ -293,6 +297,30 @@ describe.skipIf(lacks('AVX-512', native?.quantizeF32))('native quantiser (native
       }),
       { numRuns: 400 },
     );
+  });
+
+  it('holds each word to [0, 2Z] where t passes ±Z: the rounding word carries ±clip over, or clip · (Z / clip) rounds past Z', () => {
+    // At q = 32 and clip 1, t = Z exactly, and Z + (2^32 − 1) / 2^32 rounds to Z + 1 in float64; at
+    // q = 16 and clip 0.0025, clip · (Z / clip) is above Z, so −clip with u = 0 floors to −Z − 1.
+    for (const { quantBits, clip, wide } of [
+      { quantBits: 32, clip: 1, wide: true },
+      { quantBits: 16, clip: Math.fround(0.0025), wide: false },
+      { quantBits: 16, clip: Math.fround(0.0025), wide: true },
+    ]) {
+      const zero = 2 ** (quantBits - 1) - 1;
+      const p = { clip, zero, scale: zero / clip, weight: 1 };
+      // Nine values, so the eight-value step and the tail each meet both edges.
+      const x = Float32Array.from({ length: 9 }, (_, i) => (i % 2 === 0 ? clip : -clip));
+      const u = Uint32Array.from({ length: 9 }, (_, i) => (i % 2 === 0 ? 2 ** 32 - 1 : 0));
+      const unheld = Array.from(x, (v, i) => Math.floor(p.weight * v * p.scale + u[i]! / 2 ** 32));
+      expect(unheld.some((k) => k > zero || k < -zero), `q = ${quantBits}: the case reaches past ±Z`).toBe(true);
+      const expected = wide ? new Uint32Array(x.length) : new Uint16Array(x.length);
+      quantizeRange(x, 0, x.length, u, expected, 0, p, 0);
+      expect(Array.from(expected).every((w) => w >= 0 && w <= 2 * zero)).toBe(true);
+      const out = new Uint8Array(expected.byteLength);
+      expect(native!.quantizeF32!(out, new Uint8Array(x.buffer), new Uint8Array(u.buffer), NO_SOURCES, 0, 0, 0, p.clip, p.zero, p.scale, p.weight, wide)).toBe(0);
+      expect(Buffer.from(out).equals(Buffer.from(expected.buffer)), `q = ${quantBits}, wide ${wide}`).toBe(true);
+    }
   });
 
   it('answers 1 for a NaN or infinity in the steps or the tail, and refuses buffers of the wrong sizes', () => {

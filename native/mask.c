@@ -1,0 +1,198 @@
+/*
+ * The site's masked encoding in AVX-512 (aggregation/secagg/mask.ts): the quantiser, the folds of
+ * keystream words into it, and the fused masker, which makes a tensor range's masked words straight
+ * from the two models' bytes with the keystreams of prg.c, block by block in L1. x86-64 only;
+ * module.c exports these where the CPU has AVX-512 (and, for the masker, AES-NI).
+ */
+#include "fedhpc_native.h"
+#include "bf16.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define AVX512 FEDHPC_AVX512
+
+/*
+ * Masks are folded in by adding, for each source j, its word xor m_j, where m_j is all ones for a
+ * source subtracted and zero for one added: −s = ~s + 1 mod 2^b, so after the sources one add of
+ * the count of subtracted ones finishes every subtraction at once.
+ */
+static inline uint32_t fold_scalar(uint32_t word, const uint8_t *src, size_t stride, int nsrc, int neg, size_t i, int wide) {
+  for (int j = 0; j < nsrc; j++) {
+    uint32_t s;
+    if (wide) memcpy(&s, src + j * stride + 4 * i, 4);
+    else {
+      uint16_t h;
+      memcpy(&h, src + j * stride + 2 * i, 2);
+      s = h;
+    }
+    word = (neg >> j) & 1 ? word - s : word + s;
+  }
+  return word;
+}
+
+/* flip[j]: all ones where source j is subtracted, zero where it is added or absent; returns how many are subtracted. */
+AVX512 static inline int source_flips(__m256i flip[4], int nsrc, int neg) {
+  int subtracted = 0;
+  for (int j = 0; j < 4; j++) {
+    int minus = j < nsrc && ((neg >> j) & 1);
+    flip[j] = _mm256_set1_epi32(minus ? -1 : 0);
+    subtracted += minus;
+  }
+  return subtracted;
+}
+
+/*
+ * The quantiser of secure aggregation's masked encoding (aggregation/secagg/quantize.ts,
+ * `quantizeRange`), bit for bit: in float64, t = weight·clip(x)·scale + u·2^-32, k = ⌊t⌋ held to
+ * [−zero, zero], word = zero + k, the same IEEE results (the file is built with
+ * -ffp-contract=off; the one multiply-add is written out, where the product is exact). Eight values a step in AVX-512 against the WebAssembly
+ * kernel's two. Each word then takes `nsrc` (at most 4) keystream words before it is stored, source
+ * j's at src + j·stride, subtracted where bit j of `neg` is set, modulo 2^b: the slice is quantised
+ * and masked in one pass and written once, straight where it goes. Returns 1, having written
+ * nothing reliable, when x holds a NaN or ±Infinity (the caller then runs the JS formula, which
+ * names the index), −1 for more than four sources, else 0.
+ */
+AVX512 int fedhpc_quantize_f32(uint8_t *dst, const uint8_t *x, const uint8_t *u, size_t n, double clip, double zero, double scale, double weight, int wide,
+                               const uint8_t *src, size_t stride, int nsrc, int neg) {
+  if (nsrc < 0 || nsrc > 4) return -1;
+  const __m512d c = _mm512_set1_pd(clip), negc = _mm512_set1_pd(-clip), z = _mm512_set1_pd(zero), negz = _mm512_set1_pd(-zero);
+  const __m512d s = _mm512_set1_pd(scale), w = _mm512_set1_pd(weight), inv32 = _mm512_set1_pd(0x1p-32);
+  const __m256i zi = _mm256_set1_epi32((int)(uint32_t)zero);
+  const __m256i exponent = _mm256_set1_epi32(0x7F800000);
+  __m256i flip[4];
+  const int subtracted = source_flips(flip, nsrc, neg);
+  const __m256i carries = _mm256_set1_epi32(subtracted);
+  const __m128i carries16 = _mm_set1_epi16((short)subtracted);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256i bits = _mm256_loadu_si256((const __m256i *)(x + 4 * i));
+    if (_mm256_movemask_epi8(_mm256_cmpeq_epi32(_mm256_and_si256(bits, exponent), exponent)) != 0) return 1;
+    __m512d v = _mm512_cvtps_pd(_mm256_castsi256_ps(bits));
+    __m512d clipped = _mm512_max_pd(_mm512_min_pd(v, c), negc);
+    /* u·2^-32 is exact, so adding it in the multiply-add rounds once, as the separate add does. */
+    __m512d t = _mm512_fmadd_pd(_mm512_cvtepu32_pd(_mm256_loadu_si256((const __m256i *)(u + 4 * i))), inv32, _mm512_mul_pd(_mm512_mul_pd(w, clipped), s));
+    /* zero is an integer, so ⌊t⌋ held to [−zero, zero] is ⌊t held to it⌋, which fits an int32; zero + k is then
+     * taken modulo 2^32, where it lies in [0, 2·zero]. */
+    t = _mm512_min_pd(_mm512_max_pd(t, negz), z);
+    __m256i word = _mm256_add_epi32(_mm512_cvt_roundpd_epi32(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC), zi);
+    if (wide) {
+      for (int j = 0; j < nsrc; j++) word = _mm256_add_epi32(word, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(src + j * stride + 4 * i)), flip[j]));
+      if (nsrc > 0) word = _mm256_add_epi32(word, carries);
+      _mm256_storeu_si256((__m256i *)(dst + 4 * i), word);
+    } else {
+      __m128i half = _mm256_cvtepi32_epi16(word);
+      for (int j = 0; j < nsrc; j++) half = _mm_add_epi16(half, _mm_xor_si128(_mm_loadu_si128((const __m128i *)(src + j * stride + 2 * i)), _mm256_castsi256_si128(flip[j])));
+      if (nsrc > 0) half = _mm_add_epi16(half, carries16);
+      _mm_storeu_si128((__m128i *)(dst + 2 * i), half);
+    }
+  }
+  for (; i < n; i++) {
+    float xf;
+    uint32_t ui;
+    memcpy(&xf, x + 4 * i, 4);
+    memcpy(&ui, u + 4 * i, 4);
+    if (!isfinite(xf)) return 1;
+    double v = xf;
+    double clipped = v < -clip ? -clip : v > clip ? clip : v;
+    double k = floor(weight * clipped * scale + (double)ui / 4294967296.0);
+    double word = zero + (k > zero ? zero : k < -zero ? -zero : k);
+    uint32_t out = fold_scalar((uint32_t)word, src, stride, nsrc, neg, i, wide);
+    if (wide) memcpy(dst + 4 * i, &out, 4);
+    else {
+      uint16_t out16 = (uint16_t)out;
+      memcpy(dst + 2 * i, &out16, 2);
+    }
+  }
+  return 0;
+}
+
+/*
+ * dst's n words (32-bit where `wide`, else 16-bit) take `nsrc` (1 to 4) keystream words each,
+ * source j's at src + j·stride, subtracted where bit j of `neg` is set, modulo 2^b: the folds of a
+ * site's masks beyond the four fedhpc_quantize_f32 takes, straight into the words where they lie.
+ * Returns −1, having done nothing, for a count outside 1 to 4, else 0.
+ */
+AVX512 int fedhpc_fold_words(uint8_t *dst, const uint8_t *src, size_t stride, int nsrc, int neg, size_t n, int wide) {
+  if (nsrc < 1 || nsrc > 4) return -1;
+  __m256i flip[4];
+  const int subtracted = source_flips(flip, nsrc, neg);
+  const __m256i carries = wide ? _mm256_set1_epi32(subtracted) : _mm256_set1_epi16((short)subtracted);
+  const size_t bytes = n * (wide ? 4 : 2);
+  size_t at = 0;
+  for (; at + 32 <= bytes; at += 32) {
+    __m256i acc = _mm256_loadu_si256((const __m256i *)(dst + at));
+    __m256i sum = carries;
+    for (int j = 0; j < nsrc; j++) {
+      __m256i term = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(src + j * stride + at)), flip[j]);
+      sum = wide ? _mm256_add_epi32(sum, term) : _mm256_add_epi16(sum, term);
+    }
+    _mm256_storeu_si256((__m256i *)(dst + at), wide ? _mm256_add_epi32(acc, sum) : _mm256_add_epi16(acc, sum));
+  }
+  for (size_t i = at / (wide ? 4 : 2); i < n; i++) {
+    uint32_t word;
+    if (wide) memcpy(&word, dst + 4 * i, 4);
+    else {
+      uint16_t h;
+      memcpy(&h, dst + 2 * i, 2);
+      word = h;
+    }
+    word = fold_scalar(word, src, stride, nsrc, neg, i, wide);
+    if (wide) memcpy(dst + 4 * i, &word, 4);
+    else {
+      uint16_t h = (uint16_t)word;
+      memcpy(dst + 2 * i, &h, 2);
+    }
+  }
+  return 0;
+}
+
+/*
+ * Values per block of fedhpc_mask_delta: its f32 Δ, rounding words and four keystream slices
+ * (14 KiB for 16-bit words, 22 KiB for 32-bit) stay in L1 between being made and being read. Blocks
+ * start on a multiple of it in the whole vector, so that every stream's run after the first starts
+ * on an AES block.
+ */
+enum { MASK_BLOCK = 512 };
+
+AVX512 int64_t fedhpc_mask_delta(uint8_t *dst, const uint8_t *local, int local_bf16, const uint8_t *global, int global_bf16, size_t n,
+                                 const uint8_t *keys, const uint8_t *minus, int nmasks, uint64_t word_offset, int wide, int width,
+                                 double clip, double zero, double scale, double weight) {
+  if (nmasks < 0) return -2;
+  struct fedhpc_aes256_key *k = malloc(sizeof *k * (size_t)(nmasks + 1));
+  if (k == NULL) return -2;
+  for (int j = 0; j <= nmasks; j++) fedhpc_aes256_expand(keys + 32 * j, &k[j]);
+  _Alignas(64) float x[MASK_BLOCK];
+  _Alignas(64) uint8_t u[MASK_BLOCK * 4];
+  _Alignas(64) uint8_t src[4][MASK_BLOCK * 4];
+  const size_t wb = wide ? 4 : 2, ls = local_bf16 ? 2 : 4, gs = global_bf16 ? 2 : 4;
+  int64_t found = -1;
+  for (size_t i = 0; i < n && found < 0;) {
+    const uint64_t word = word_offset + i;
+    size_t m = MASK_BLOCK - (size_t)(word % MASK_BLOCK);
+    if (m > n - i) m = n - i;
+    fedhpc_delta((uint8_t *)x, local + ls * i, local_bf16, global + gs * i, global_bf16, m, 0);
+    fedhpc_aes256_ctr_expanded(&k[0], 0, word * 4 / 16, (size_t)(word * 4 % 16), u, m * 4, width);
+    for (int s = 0; s == 0 || s < nmasks; s += 4) {
+      const int count = nmasks - s < 4 ? nmasks - s : 4;
+      int neg = 0;
+      for (int j = 0; j < count; j++) {
+        fedhpc_aes256_ctr_expanded(&k[1 + s + j], 0, word * wb / 16, (size_t)(word * wb % 16), src[j], m * wb, width);
+        if (minus[s + j]) neg |= 1 << j;
+      }
+      if (s > 0) fedhpc_fold_words(dst + wb * i, src[0], sizeof src[0], count, neg, m, wide);
+      else if (fedhpc_quantize_f32(dst + wb * i, (const uint8_t *)x, u, m, clip, zero, scale, weight, wide, src[0], sizeof src[0], count, neg) != 0) {
+        found = (int64_t)i + fedhpc_find_non_finite_f32((const uint8_t *)x, m);
+        break;
+      }
+    }
+    i += m;
+  }
+  free(k);
+  return found;
+}
+
+#endif /* __x86_64__ */

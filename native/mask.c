@@ -49,47 +49,100 @@ AVX512 static inline int source_flips(__m256i flip[4], int nsrc, int neg) {
  * The quantiser of secure aggregation's masked encoding (aggregation/secagg/quantize.ts,
  * `quantizeRange`), bit for bit: in float64, t = weight·clip(x)·scale + u·2^-32, k = ⌊t⌋ held to
  * [−zero, zero], word = zero + k, the same IEEE results (the file is built with
- * -ffp-contract=off; the one multiply-add is written out, where the product is exact). Eight values a step in AVX-512 against the WebAssembly
- * kernel's two. Each word then takes `nsrc` (at most 4) keystream words before it is stored, source
+ * -ffp-contract=off; the one multiply-add is written out, where the product is exact). Eight values
+ * a step in AVX-512 against the WebAssembly kernel's two. Where all eight lie within
+ * unclipped_limit, neither the clip nor the hold can change them, and both are skipped: four of
+ * the step's ten 512-bit operations. Each word then takes `nsrc` (at most 4) keystream words before it is stored, source
  * j's at src + j·stride, subtracted where bit j of `neg` is set, modulo 2^b: the slice is quantised
  * and masked in one pass and written once, straight where it goes. Returns 1, having written
  * nothing reliable, when x holds a NaN or ±Infinity (the caller then runs the JS formula, which
  * names the index), −1 for more than four sources, else 0.
  */
-AVX512 int fedhpc_quantize_f32(uint8_t *dst, const uint8_t *x, const uint8_t *u, size_t n, double clip, double zero, double scale, double weight, int wide,
-                               const uint8_t *src, size_t stride, int nsrc, int neg) {
-  if (nsrc < 0 || nsrc > 4) return -1;
-  const __m512d c = _mm512_set1_pd(clip), negc = _mm512_set1_pd(-clip), z = _mm512_set1_pd(zero), negz = _mm512_set1_pd(-zero);
-  const __m512d s = _mm512_set1_pd(scale), w = _mm512_set1_pd(weight), inv32 = _mm512_set1_pd(0x1p-32);
-  const __m256i zi = _mm256_set1_epi32((int)(uint32_t)zero);
-  const __m256i exponent = _mm256_set1_epi32(0x7F800000);
-  __m256i flip[4];
-  const int subtracted = source_flips(flip, nsrc, neg);
-  const __m256i carries = _mm256_set1_epi32(subtracted);
-  const __m128i carries16 = _mm_set1_epi16((short)subtracted);
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
+/*
+ * The largest f32 magnitude the quantiser needs neither to clip nor to hold: |x| ≤ clip, and
+ * weight·|x|·scale (rounded as the quantiser rounds it) ≤ zero − 1, so that ⌊t⌋ lies within
+ * [−zero, zero] whatever the rounding word. Rounding is monotone, so every smaller |x| qualifies
+ * too. −1 (no value qualifies) when zero < 1 or the scale is not finite.
+ */
+static float unclipped_limit(double clip, double zero, double scale, double weight) {
+  if (!(zero >= 1 && isfinite(scale) && scale > 0 && weight >= 0 && clip > 0)) return -1.0f;
+  double bound = clip;
+  if (weight > 0 && (zero - 1) / (weight * scale) < bound) bound = (zero - 1) / (weight * scale);
+  float limit = (float)bound;
+  while (limit > 0 && ((double)limit > clip || (weight * (double)limit) * scale > zero - 1)) limit = nextafterf(limit, 0.0f);
+  return limit;
+}
+
+/* The quantiser's constants, made once per call. */
+struct quantizer {
+  __m512d c, negc, z, negz, s, w, inv32;
+  __m256i zi, exponent, carries, flip[4];
+  __m128i carries16;
+  __m256 magnitude, limit;
+};
+
+/*
+ * fedhpc_quantize_f32's eight-value steps over values [0, n − n % 8), for a fixed count of sources and
+ * width, so that the compiler makes one loop per pair without a branch on either per step. Returns
+ * 1 at the first step holding a NaN or ±Infinity, else 0.
+ */
+AVX512 static inline __attribute__((always_inline)) int quantize_steps(uint8_t *dst, const uint8_t *x, const uint8_t *u, size_t n, const struct quantizer *q,
+                                                                       const uint8_t *src, size_t stride, const int nsrc, const int wide) {
+  for (size_t i = 0; i + 8 <= n; i += 8) {
     __m256i bits = _mm256_loadu_si256((const __m256i *)(x + 4 * i));
-    if (_mm256_movemask_epi8(_mm256_cmpeq_epi32(_mm256_and_si256(bits, exponent), exponent)) != 0) return 1;
-    __m512d v = _mm512_cvtps_pd(_mm256_castsi256_ps(bits));
-    __m512d clipped = _mm512_max_pd(_mm512_min_pd(v, c), negc);
+    __m256 xs = _mm256_castsi256_ps(bits);
     /* u·2^-32 is exact, so adding it in the multiply-add rounds once, as the separate add does. */
-    __m512d t = _mm512_fmadd_pd(_mm512_cvtepu32_pd(_mm256_loadu_si256((const __m256i *)(u + 4 * i))), inv32, _mm512_mul_pd(_mm512_mul_pd(w, clipped), s));
-    /* zero is an integer, so ⌊t⌋ held to [−zero, zero] is ⌊t held to it⌋, which fits an int32; zero + k is then
-     * taken modulo 2^32, where it lies in [0, 2·zero]. */
-    t = _mm512_min_pd(_mm512_max_pd(t, negz), z);
-    __m256i word = _mm256_add_epi32(_mm512_cvt_roundpd_epi32(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC), zi);
+    __m512d r = _mm512_cvtepu32_pd(_mm256_loadu_si256((const __m256i *)(u + 4 * i)));
+    __m512d t;
+    if (_mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(xs, q->magnitude), q->limit, _CMP_LE_OQ)) == 0xFF) {
+      t = _mm512_fmadd_pd(r, q->inv32, _mm512_mul_pd(_mm512_mul_pd(q->w, _mm512_cvtps_pd(xs)), q->s));
+    } else {
+      if (_mm256_movemask_epi8(_mm256_cmpeq_epi32(_mm256_and_si256(bits, q->exponent), q->exponent)) != 0) return 1;
+      __m512d clipped = _mm512_max_pd(_mm512_min_pd(_mm512_cvtps_pd(xs), q->c), q->negc);
+      /* zero is an integer, so ⌊t⌋ held to [−zero, zero] is ⌊t held to it⌋. */
+      t = _mm512_min_pd(_mm512_max_pd(_mm512_fmadd_pd(r, q->inv32, _mm512_mul_pd(_mm512_mul_pd(q->w, clipped), q->s)), q->negz), q->z);
+    }
+    /* ⌊t⌋ fits an int32; zero + k is taken modulo 2^32, where it lies in [0, 2·zero]. */
+    __m256i word = _mm256_add_epi32(_mm512_cvt_roundpd_epi32(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC), q->zi);
     if (wide) {
-      for (int j = 0; j < nsrc; j++) word = _mm256_add_epi32(word, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(src + j * stride + 4 * i)), flip[j]));
-      if (nsrc > 0) word = _mm256_add_epi32(word, carries);
+      for (int j = 0; j < nsrc; j++) word = _mm256_add_epi32(word, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(src + j * stride + 4 * i)), q->flip[j]));
+      if (nsrc > 0) word = _mm256_add_epi32(word, q->carries);
       _mm256_storeu_si256((__m256i *)(dst + 4 * i), word);
     } else {
       __m128i half = _mm256_cvtepi32_epi16(word);
-      for (int j = 0; j < nsrc; j++) half = _mm_add_epi16(half, _mm_xor_si128(_mm_loadu_si128((const __m128i *)(src + j * stride + 2 * i)), _mm256_castsi256_si128(flip[j])));
-      if (nsrc > 0) half = _mm_add_epi16(half, carries16);
+      for (int j = 0; j < nsrc; j++) half = _mm_add_epi16(half, _mm_xor_si128(_mm_loadu_si128((const __m128i *)(src + j * stride + 2 * i)), _mm256_castsi256_si128(q->flip[j])));
+      if (nsrc > 0) half = _mm_add_epi16(half, q->carries16);
       _mm_storeu_si128((__m128i *)(dst + 2 * i), half);
     }
   }
+  return 0;
+}
+
+AVX512 int fedhpc_quantize_f32(uint8_t *dst, const uint8_t *x, const uint8_t *u, size_t n, double clip, double zero, double scale, double weight, int wide,
+                               const uint8_t *src, size_t stride, int nsrc, int neg) {
+  if (nsrc < 0 || nsrc > 4) return -1;
+  struct quantizer q;
+  q.c = _mm512_set1_pd(clip), q.negc = _mm512_set1_pd(-clip), q.z = _mm512_set1_pd(zero), q.negz = _mm512_set1_pd(-zero);
+  q.s = _mm512_set1_pd(scale), q.w = _mm512_set1_pd(weight), q.inv32 = _mm512_set1_pd(0x1p-32);
+  q.zi = _mm256_set1_epi32((int)(uint32_t)zero);
+  q.exponent = _mm256_set1_epi32(0x7F800000);
+  q.magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  q.limit = _mm256_set1_ps(unclipped_limit(clip, zero, scale, weight));
+  const int subtracted = source_flips(q.flip, nsrc, neg);
+  q.carries = _mm256_set1_epi32(subtracted);
+  q.carries16 = _mm_set1_epi16((short)subtracted);
+  int found;
+#define STEPS(k) (wide ? quantize_steps(dst, x, u, n, &q, src, stride, k, 1) : quantize_steps(dst, x, u, n, &q, src, stride, k, 0))
+  switch (nsrc) {
+    case 0: found = STEPS(0); break;
+    case 1: found = STEPS(1); break;
+    case 2: found = STEPS(2); break;
+    case 3: found = STEPS(3); break;
+    default: found = STEPS(4); break;
+  }
+#undef STEPS
+  if (found) return 1;
+  size_t i = n - n % 8;
   for (; i < n; i++) {
     float xf;
     uint32_t ui;

@@ -6,6 +6,8 @@
  * same run, before and after ours, and averaged. Then the two whole paths, in CPU-seconds (median
  * of 5): `siteMaskCpuS`, a site's encoder over 10 M parameters in 1 MiB upload chunks (quantise +
  * weight + self mask + 7 pairwise masks, as site-agent/encode.ts calls it), and
+ * `siteMaskDeltaCpuS`, the same encoder from the two models' BF16 bytes by the native masker, Δ
+ * included, beside its baseline by slices of Δ (`siteMaskDeltaSlicesCpuS`, and their ratio), and
  * `coordinatorUnmaskCpuS`, the coordinator's unmask + dequantise of a 10 M-word sum in its 4 Mi
  * slices for 8 sites with one dropped (7 self masks and 7 dropped pairs, as
  * coordinator/secure/unmask.ts calls it; summing the spools is not counted).
@@ -27,8 +29,11 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import {
   applyMask,
+  createKernels,
   expandMaskInto,
   forEachKeystreamChunk,
+  maskDelta,
+  maskDeltaAvailable,
   MaskWorkspace,
   pairwiseSign,
   nativeKeystreamUnavailable,
@@ -165,6 +170,11 @@ interface PipelineFigures {
   readonly coordinatorUnmaskCpuS: number;
   readonly siteMaskRunsS: readonly number[];
   readonly coordinatorUnmaskRunsS: readonly number[];
+  /**
+   * The encoder from the two models' BF16 bytes (Δ included): by the native masker (`maskDelta`),
+   * and by slices of Δ as without it; absent where the process has no masker.
+   */
+  readonly fromBytes?: { readonly maskerCpuS: number; readonly slicesCpuS: number; readonly maskerRunsS: readonly number[]; readonly slicesRunsS: readonly number[] };
 }
 
 const cpuSecondsOf = (fn: () => void): number => {
@@ -229,7 +239,55 @@ function measurePipelines(): PipelineFigures {
     return cpuSecondsOf(() => coordinatorOnce(slices));
   });
   if (Number.isNaN(sink)) throw new Error('unreachable: keeps the outputs observable');
-  return { siteMaskCpuS: median(siteMaskRunsS), coordinatorUnmaskCpuS: median(coordinatorUnmaskRunsS), siteMaskRunsS, coordinatorUnmaskRunsS };
+  return { siteMaskCpuS: median(siteMaskRunsS), coordinatorUnmaskCpuS: median(coordinatorUnmaskRunsS), siteMaskRunsS, coordinatorUnmaskRunsS, ...(maskDeltaAvailable() ? { fromBytes: measureFromBytes(x, site) } : {}) };
+}
+
+/** Values per slice of Δ where the encoder has no native masker (site-agent/encode.ts, VALUE_SLICE). */
+const DELTA_SLICE = 128 * 1024;
+
+/**
+ * The site's encoder as it now runs, from the two models' BF16 bytes in 1 MiB chunks: the native
+ * masker (Δ made block by block in L1), against its baseline, Δ into a reused f32 slice and
+ * {@link quantizeAndMask} over each slice; both make the same words, which are compared once.
+ */
+function measureFromBytes(x: Float32Array, m: { selfSeed: Uint8Array; pairwise: PairwiseMask[]; roundingSeed: Uint8Array; workspace: MaskWorkspace }): NonNullable<PipelineFigures['fromBytes']> {
+  const bf16 = (v: (i: number) => number): Uint8Array => {
+    const f = new Float32Array(x.length);
+    for (let i = 0; i < f.length; i++) f[i] = v(i);
+    const words = new Uint32Array(f.buffer);
+    return new Uint8Array(Uint16Array.from(words, (w) => w >>> 16).buffer);
+  };
+  const global = bf16((i) => Math.sin(i * 0.37) * 0.05);
+  const local = bf16((i) => Math.sin(i * 0.37) * 0.05 + x[i]!);
+  const q = { clip: 1, quantBits: 24, modulusBits: 32 as const };
+  const input = (wordOffset: number) => ({ weight: 0.5, roundingSeed: m.roundingSeed, selfSeed: m.selfSeed, pairwise: m.pairwise, wordOffset });
+  const kernels = createKernels();
+  const scratch = new Float32Array(DELTA_SLICE);
+  const out = new Uint32Array(KERNEL_WORDS);
+  const masker = (): Uint32Array => {
+    for (let at = 0; at < x.length; at += KERNEL_WORDS) {
+      const n = Math.min(KERNEL_WORDS, x.length - at);
+      maskDelta({ local: local.subarray(2 * at, 2 * (at + n)), localBf16: true, global: global.subarray(2 * at, 2 * (at + n)), globalBf16: true }, q, input(at), out.subarray(0, n));
+    }
+    return out;
+  };
+  const slices = (): Uint32Array => {
+    for (let at = 0; at < x.length; at += KERNEL_WORDS) {
+      const n = Math.min(KERNEL_WORDS, x.length - at);
+      for (let from = 0; from < n; from += DELTA_SLICE) {
+        const k = Math.min(DELTA_SLICE, n - from);
+        const [a, b] = [2 * (at + from), 2 * (at + from + k)];
+        kernels.deltaToF32(scratch.subarray(0, k), local.subarray(a, b), 'BF16', global.subarray(a, b), 'BF16');
+        quantizeAndMask(scratch.subarray(0, k), q, input(at + from), m.workspace, out.subarray(from, from + k));
+      }
+    }
+    return out;
+  };
+  const lastChunk = (f: () => Uint32Array): Buffer => Buffer.from(f().slice());
+  if (!lastChunk(masker).equals(lastChunk(slices))) throw new Error('secagg: the native masker and the slices of Δ made different words');
+  const maskerRunsS = Array.from({ length: PIPELINE_REPEATS }, () => cpuSecondsOf(() => void masker()));
+  const slicesRunsS = Array.from({ length: PIPELINE_REPEATS }, () => cpuSecondsOf(() => void slices()));
+  return { maskerCpuS: median(maskerRunsS), slicesCpuS: median(slicesRunsS), maskerRunsS, slicesRunsS };
 }
 
 /** Measures the kernels and OpenSSL, logs them, and returns the figures for the JSON report. */
@@ -256,11 +314,18 @@ export async function secaggKernelFigures(log: (line: string) => void): Promise<
   const q = await pipelinesInChild('node:crypto');
   const runs = (xs: readonly number[]): string => xs.map((x) => x.toFixed(3)).join(', ');
   log(`site mask encoder (${PIPELINE_PARAMS / 1e6} M parameters, self + ${PIPELINE_SITES - 1} pairwise masks): ${p.siteMaskCpuS.toFixed(3)} CPU-s, median of ${runs(p.siteMaskRunsS)} (target ≤ 0.20); through node:crypto ${q.siteMaskCpuS.toFixed(3)} (${runs(q.siteMaskRunsS)})`);
+  if (p.fromBytes) {
+    const b = p.fromBytes;
+    log(`site encoder from the models' BF16 bytes, Δ included: native masker ${b.maskerCpuS.toFixed(3)} CPU-s (${runs(b.maskerRunsS)}), by slices of Δ ${b.slicesCpuS.toFixed(3)} (${runs(b.slicesRunsS)}); ratio ${(b.maskerCpuS / b.slicesCpuS).toFixed(2)}`);
+  } else log('site encoder from the models\' bytes: no native masker in this process (AVX-512 and AES-NI), not measured');
   log(`coordinator unmask + dequantise (${PIPELINE_SITES} sites, one dropped): ${p.coordinatorUnmaskCpuS.toFixed(3)} CPU-s, median of ${runs(p.coordinatorUnmaskRunsS)} (target ≤ 0.15); through node:crypto ${q.coordinatorUnmaskCpuS.toFixed(3)} (${runs(q.coordinatorUnmaskRunsS)})`);
   return {
     siteMaskCpuS: round3(p.siteMaskCpuS),
     coordinatorUnmaskCpuS: round3(p.coordinatorUnmaskCpuS),
     siteMaskNodeCryptoCpuS: round3(q.siteMaskCpuS),
+    ...(p.fromBytes
+      ? { siteMaskDeltaCpuS: round3(p.fromBytes.maskerCpuS), siteMaskDeltaSlicesCpuS: round3(p.fromBytes.slicesCpuS), siteMaskDeltaOverSlices: round3(p.fromBytes.maskerCpuS / p.fromBytes.slicesCpuS) }
+      : {}),
     coordinatorUnmaskNodeCryptoCpuS: round3(q.coordinatorUnmaskCpuS),
     prgGBs: round3(k.prg.cpu / 1e9),
     prgNodeCryptoGBs: round3(viaNodeCrypto.prg.cpu / 1e9),

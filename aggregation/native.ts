@@ -25,6 +25,9 @@
 /** The register widths of the native keystream's loops: AES-NI alone, VAES with AVX2, VAES with AVX-512. */
 export type KeystreamWidth = 128 | 256 | 512;
 
+/** The quantiser's parameters, as the native kernels take them last: quantize.ts's QuantizeParams, and 32-bit words or 16. */
+type QuantizerArgs = [clip: number, zero: number, scale: number, weight: number, wide: boolean];
+
 /** The module's exports (native/module.c). */
 export interface NativeKernels {
   /** Whether this CPU has AES-NI (and {@link aes256CtrInto} is there). */
@@ -32,7 +35,7 @@ export interface NativeKernels {
   /** Whether sixteen AES blocks are made at once in VAES's 256-bit registers. */
   readonly vaes: boolean;
   /** Whether thirty-two are, in VAES's 512-bit registers (AVX-512). */
-  readonly vaes512?: boolean;
+  readonly vaes512: boolean;
   /**
    * Keystream bytes from byte `skip` of counter block hi·2^32 + lo (IV 0 ‖ block, big-endian),
    * filling `out`; `width` holds the loop to registers of at most that many bits (for tests: each
@@ -54,11 +57,7 @@ export interface NativeKernels {
     keys: Uint8Array,
     minus: Uint8Array,
     wordOffset: number,
-    clip: number,
-    zero: number,
-    scale: number,
-    weight: number,
-    wide: boolean,
+    ...quantizer: QuantizerArgs
   ) => number;
   /** CRC32C (Castagnoli) of `data`, as @node-rs/crc32's `crc32c(data)`. */
   readonly crc32c?: (data: Uint8Array) => number;
@@ -81,11 +80,7 @@ export interface NativeKernels {
     stride: number,
     count: number,
     negative: number,
-    clip: number,
-    zero: number,
-    scale: number,
-    weight: number,
-    wide: boolean,
+    ...quantizer: QuantizerArgs
   ) => number;
   /** dst's u32 (`wide`) or u16 words take `count` (1 to 4) keystream words each, as quantizeF32's do. */
   readonly foldWords?: (dst: Uint8Array, src: Uint8Array, stride: number, count: number, negative: number, wide: boolean) => void;
@@ -138,7 +133,9 @@ let installed: { readonly kernels?: NativeKernels; readonly why?: string } = { w
 export function useNativeKernels(loaded: LoadedNative): void {
   const m = loaded.module as Partial<NativeKernels> | undefined;
   if (m === undefined) installed = { why: loaded.why ?? 'no native module' };
-  else if (typeof m.aesni !== 'boolean' || typeof m.vaes !== 'boolean') installed = { why: 'the loaded module is not native/module.c (no aesni and vaes flags)' };
+  else if (typeof m.aesni !== 'boolean' || typeof m.vaes !== 'boolean' || typeof m.vaes512 !== 'boolean') {
+    installed = { why: 'the loaded module is not native/module.c (no aesni, vaes and vaes512 flags)' };
+  }
   else installed = { kernels: m as NativeKernels };
 }
 

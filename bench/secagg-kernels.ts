@@ -172,7 +172,8 @@ interface PipelineFigures {
   readonly coordinatorUnmaskRunsS: readonly number[];
   /**
    * The encoder from the two models' BF16 bytes (Δ included): by the native masker (`maskDelta`),
-   * and by slices of Δ as without it; absent where the process has no masker.
+   * and by slices of Δ, the encoder's path where the masker is missing; absent where the process
+   * has no masker.
    */
   readonly fromBytes?: { readonly maskerCpuS: number; readonly slicesCpuS: number; readonly maskerRunsS: readonly number[]; readonly slicesRunsS: readonly number[] };
 }
@@ -246,9 +247,10 @@ function measurePipelines(): PipelineFigures {
 const DELTA_SLICE = 128 * 1024;
 
 /**
- * The site's encoder as it now runs, from the two models' BF16 bytes in 1 MiB chunks: the native
- * masker (Δ made block by block in L1), against its baseline, Δ into a reused f32 slice and
- * {@link quantizeAndMask} over each slice; both make the same words, which are compared once.
+ * The site's encoder from the two models' BF16 bytes in 1 MiB chunks: the native masker (Δ made
+ * block by block in L1), against its baseline, the encoder's path where the masker is missing (Δ
+ * into a reused f32 slice, {@link quantizeAndMask} over each slice); both make the same words,
+ * which are compared once.
  */
 function measureFromBytes(x: Float32Array, m: { selfSeed: Uint8Array; pairwise: PairwiseMask[]; roundingSeed: Uint8Array; workspace: MaskWorkspace }): NonNullable<PipelineFigures['fromBytes']> {
   const bf16 = (v: (i: number) => number): Uint8Array => {

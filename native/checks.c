@@ -2,7 +2,8 @@
  * The checks the coordinator and the agents make on every byte they move: the CRC32C of each
  * chunk, with SSE4.2's crc32 instruction (about four times @node-rs/crc32 per CPU-second here), the
  * finiteness of bf16 and f32 delta values read in place (the WebAssembly kernel must first copy
- * them into its own memory). x86-64 only; module.c exports none of it elsewhere.
+ * them into its own memory), and a site's delta, local − global, in AVX-512. x86-64 only; module.c
+ * exports none of it elsewhere.
  */
 #include "fedhpc_native.h"
 #include "bf16.h"
@@ -171,7 +172,7 @@ AVX512 void fedhpc_delta(uint8_t *dst, const uint8_t *local, int local_bf16, con
   }
 }
 
-/* The AVX-512 kernels here and in step.c (FEDHPC_AVX512); the quantiser's finiteness test uses AVX2 beside AVX-512F and VL. */
+/* The AVX-512 kernels here, in mask.c and in step.c (FEDHPC_AVX512); the quantiser's finiteness test uses AVX2 beside AVX-512F and VL. */
 int fedhpc_cpu_has_avx512(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2");

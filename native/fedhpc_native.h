@@ -32,9 +32,10 @@ int64_t fedhpc_find_non_finite_f32(const uint8_t *p, size_t n);
 void fedhpc_delta(uint8_t *dst, const uint8_t *local, int local_bf16, const uint8_t *global, int global_bf16, size_t n, int out_bf16);
 int fedhpc_cpu_has_avx512(void);
 
-/* mask.c (AVX-512, exported where fedhpc_cpu_has_avx512): the masked encoding's quantiser over n f32 values and u32 rounding words into u32 (wide) or u16
- * words, each then taking nsrc (≤ 4) keystream words, source j's at src + j·stride, subtracted where
- * bit j of neg is set; 1 when x holds a NaN or ±Infinity, −1 for nsrc outside 0 to 4. */
+/* mask.c (AVX-512, exported where fedhpc_cpu_has_avx512): the masked encoding's quantiser over n
+ * f32 values and u32 rounding words into u32 (wide) or u16 words, each then taking nsrc (≤ 4)
+ * keystream words, source j's at src + j·stride, subtracted where bit j of neg is set; 1 when x
+ * holds a NaN or ±Infinity, −1 for nsrc outside 0 to 4. */
 int fedhpc_quantize_f32(uint8_t *dst, const uint8_t *x, const uint8_t *u, size_t n, double clip, double zero, double scale, double weight, int wide,
                         const uint8_t *src, size_t stride, int nsrc, int neg);
 /* dst's n words take nsrc (1 to 4) keystream words each, as fedhpc_quantize_f32's do; −1 for nsrc outside 1 to 4. */
@@ -46,7 +47,7 @@ int fedhpc_fold_words(uint8_t *dst, const uint8_t *src, size_t stride, int nsrc,
  * of at most `width` bits. −1 when done; the index of the first NaN or ±Infinity in Δ, the words
  * then partly written; −2 when memory for the round keys cannot be had. */
 int64_t fedhpc_mask_delta(uint8_t *dst, const uint8_t *local, int local_bf16, const uint8_t *global, int global_bf16, size_t n,
-                          const uint8_t *keys, const uint8_t *minus, int nmasks, uint64_t word_offset, int wide, int width,
+                          const uint8_t *keys, const uint8_t *minus, size_t nmasks, uint64_t word_offset, int wide, int width,
                           double clip, double zero, double scale, double weight);
 
 /* step.c (AVX-512, exported where fedhpc_cpu_has_avx512): bf16 to f32 exactly; f32 to bf16 rounded

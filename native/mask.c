@@ -46,19 +46,6 @@ AVX512 static inline int source_flips(__m256i flip[4], int nsrc, int neg) {
 }
 
 /*
- * The quantiser of secure aggregation's masked encoding (aggregation/secagg/quantize.ts,
- * `quantizeRange`), bit for bit: in float64, t = weight·clip(x)·scale + u·2^-32, k = ⌊t⌋ held to
- * [−zero, zero], word = zero + k, the same IEEE results (the file is built with
- * -ffp-contract=off; the one multiply-add is written out, where the product is exact). Eight values
- * a step in AVX-512 against the WebAssembly kernel's two. Where all eight lie within
- * unclipped_limit, neither the clip nor the hold can change them, and both are skipped: four of
- * the step's ten 512-bit operations. Each word then takes `nsrc` (at most 4) keystream words before it is stored, source
- * j's at src + j·stride, subtracted where bit j of `neg` is set, modulo 2^b: the slice is quantised
- * and masked in one pass and written once, straight where it goes. Returns 1, having written
- * nothing reliable, when x holds a NaN or ±Infinity (the caller then runs the JS formula, which
- * names the index), −1 for more than four sources, else 0.
- */
-/*
  * The largest f32 magnitude the quantiser needs neither to clip nor to hold: |x| ≤ clip, and
  * weight·|x|·scale (rounded as the quantiser rounds it) ≤ zero − 1, so that ⌊t⌋ lies within
  * [−zero, zero] whatever the rounding word. Rounding is monotone, so every smaller |x| qualifies
@@ -105,12 +92,18 @@ AVX512 static inline __attribute__((always_inline)) int quantize_steps(uint8_t *
     /* ⌊t⌋ fits an int32; zero + k is taken modulo 2^32, where it lies in [0, 2·zero]. */
     __m256i word = _mm256_add_epi32(_mm512_cvt_roundpd_epi32(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC), q->zi);
     if (wide) {
-      for (int j = 0; j < nsrc; j++) word = _mm256_add_epi32(word, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(src + j * stride + 4 * i)), q->flip[j]));
+      for (int j = 0; j < nsrc; j++) {
+        __m256i term = _mm256_loadu_si256((const __m256i *)(src + j * stride + 4 * i));
+        word = _mm256_add_epi32(word, _mm256_xor_si256(term, q->flip[j]));
+      }
       if (nsrc > 0) word = _mm256_add_epi32(word, q->carries);
       _mm256_storeu_si256((__m256i *)(dst + 4 * i), word);
     } else {
       __m128i half = _mm256_cvtepi32_epi16(word);
-      for (int j = 0; j < nsrc; j++) half = _mm_add_epi16(half, _mm_xor_si128(_mm_loadu_si128((const __m128i *)(src + j * stride + 2 * i)), _mm256_castsi256_si128(q->flip[j])));
+      for (int j = 0; j < nsrc; j++) {
+        __m128i term = _mm_loadu_si128((const __m128i *)(src + j * stride + 2 * i));
+        half = _mm_add_epi16(half, _mm_xor_si128(term, _mm256_castsi256_si128(q->flip[j])));
+      }
       if (nsrc > 0) half = _mm_add_epi16(half, q->carries16);
       _mm_storeu_si128((__m128i *)(dst + 2 * i), half);
     }
@@ -118,6 +111,19 @@ AVX512 static inline __attribute__((always_inline)) int quantize_steps(uint8_t *
   return 0;
 }
 
+/*
+ * The quantiser of secure aggregation's masked encoding (aggregation/secagg/quantize.ts,
+ * `quantizeRange`), bit for bit: in float64, t = weight·clip(x)·scale + u·2^-32, k = ⌊t⌋ held to
+ * [−zero, zero], word = zero + k, the same IEEE results (the file is built with -ffp-contract=off;
+ * the one multiply-add is written out, where the product is exact). Eight values a step in
+ * AVX-512 against the WebAssembly kernel's two. Where all eight lie within unclipped_limit, neither
+ * the clip nor the hold can change them, and both are skipped: four of the step's ten 512-bit
+ * operations. Each word then takes `nsrc` (at most 4) keystream words before it is stored, source
+ * j's at src + j·stride, subtracted where bit j of `neg` is set, modulo 2^b: the slice is
+ * quantised and masked in one pass and written once, straight where it goes. Returns 1, having
+ * written nothing reliable, when x holds a NaN or ±Infinity (the caller then finds the index), −1
+ * for more than four sources, else 0.
+ */
 AVX512 int fedhpc_quantize_f32(uint8_t *dst, const uint8_t *x, const uint8_t *u, size_t n, double clip, double zero, double scale, double weight, int wide,
                                const uint8_t *src, size_t stride, int nsrc, int neg) {
   if (nsrc < 0 || nsrc > 4) return -1;
@@ -205,19 +211,19 @@ AVX512 int fedhpc_fold_words(uint8_t *dst, const uint8_t *src, size_t stride, in
 
 /*
  * Values per block of fedhpc_mask_delta: its f32 Δ, rounding words and four keystream slices
- * (14 KiB for 16-bit words, 22 KiB for 32-bit) stay in L1 between being made and being read. Blocks
+ * (8 KiB for 16-bit words, 12 KiB for 32-bit, beside the block's bytes of the two models and its
+ * words) stay in L1 between being made and being read. Blocks
  * start on a multiple of it in the whole vector, so that every stream's run after the first starts
  * on an AES block.
  */
 enum { MASK_BLOCK = 512 };
 
 AVX512 int64_t fedhpc_mask_delta(uint8_t *dst, const uint8_t *local, int local_bf16, const uint8_t *global, int global_bf16, size_t n,
-                                 const uint8_t *keys, const uint8_t *minus, int nmasks, uint64_t word_offset, int wide, int width,
+                                 const uint8_t *keys, const uint8_t *minus, size_t nmasks, uint64_t word_offset, int wide, int width,
                                  double clip, double zero, double scale, double weight) {
-  if (nmasks < 0) return -2;
-  struct fedhpc_aes256_key *k = malloc(sizeof *k * (size_t)(nmasks + 1));
+  struct fedhpc_aes256_key *k = malloc(sizeof *k * (nmasks + 1));
   if (k == NULL) return -2;
-  for (int j = 0; j <= nmasks; j++) fedhpc_aes256_expand(keys + 32 * j, &k[j]);
+  for (size_t j = 0; j <= nmasks; j++) fedhpc_aes256_expand(keys + 32 * j, &k[j]);
   _Alignas(64) float x[MASK_BLOCK];
   _Alignas(64) uint8_t u[MASK_BLOCK * 4];
   _Alignas(64) uint8_t src[4][MASK_BLOCK * 4];
@@ -229,15 +235,15 @@ AVX512 int64_t fedhpc_mask_delta(uint8_t *dst, const uint8_t *local, int local_b
     if (m > n - i) m = n - i;
     fedhpc_delta((uint8_t *)x, local + ls * i, local_bf16, global + gs * i, global_bf16, m, 0);
     fedhpc_aes256_ctr_expanded(&k[0], 0, word * 4 / 16, (size_t)(word * 4 % 16), u, m * 4, width);
-    for (int s = 0; s == 0 || s < nmasks; s += 4) {
-      const int count = nmasks - s < 4 ? nmasks - s : 4;
+    for (size_t s = 0; s == 0 || s < nmasks; s += 4) {
+      const int count = nmasks - s < 4 ? (int)(nmasks - s) : 4;
       int neg = 0;
       for (int j = 0; j < count; j++) {
         fedhpc_aes256_ctr_expanded(&k[1 + s + j], 0, word * wb / 16, (size_t)(word * wb % 16), src[j], m * wb, width);
         if (minus[s + j]) neg |= 1 << j;
       }
       if (s > 0) fedhpc_fold_words(dst + wb * i, src[0], sizeof src[0], count, neg, m, wide);
-      else if (fedhpc_quantize_f32(dst + wb * i, (const uint8_t *)x, u, m, clip, zero, scale, weight, wide, src[0], sizeof src[0], count, neg) != 0) {
+      else if (fedhpc_quantize_f32(dst + wb * i, (const uint8_t *)x, u, m, clip, zero, scale, weight, wide, src[0], sizeof src[0], count, neg) == 1) {
         found = (int64_t)i + fedhpc_find_non_finite_f32((const uint8_t *)x, m);
         break;
       }

@@ -267,9 +267,10 @@ static napi_value mask_delta(napi_env env, napi_callback_info info) {
     return fail(env, "maskDelta needs n values in each source and room for n words in dst");
   if (keys_len != 32 * (minus_len + 1) || minus_len > 1u << 20) return fail(env, "maskDelta needs a 32-byte key for the rounding stream and one for each mask");
   /* The rounding stream's bytes reach 4·(offset + n): that must stay a safe integer, as the JS keystream's do. */
-  if (!(offset >= 0 && offset == (double)(uint64_t)offset && 4 * (offset + (double)n) <= 9007199254740991.0)) return fail(env, "maskDelta's word offset must be a non-negative integer, its streams' bytes safe integers");
+  if (!(offset >= 0 && 4 * (offset + (double)n) <= 9007199254740991.0 && offset == (double)(uint64_t)offset))
+    return fail(env, "maskDelta's word offset must be a non-negative integer, its streams' bytes safe integers");
 #ifdef HAVE_X86
-  int64_t found = fedhpc_mask_delta(dst, local, local_bf16, global, global_bf16, n, keys, minus, (int)minus_len, (uint64_t)offset, wide, max_width, p[0], p[1], p[2], p[3]);
+  int64_t found = fedhpc_mask_delta(dst, local, local_bf16, global, global_bf16, n, keys, minus, minus_len, (uint64_t)offset, wide, max_width, p[0], p[1], p[2], p[3]);
   if (found == -2) return fail(env, "maskDelta could not allocate its round keys");
   if (napi_create_int64(env, found, &result) != napi_ok) return NULL;
   return result;

@@ -5,9 +5,24 @@
  * re-encodes exactly the bytes it had sent. Encodings are deterministic — the masked one takes its
  * stochastic rounding from a seed fixed per attempt.
  */
-import { encodeInt8Blocks, f32ToBf16, MASK_SLICE_WORDS, MaskWorkspace, openSafetensors, quantizeAndMask, type MaskOptions, type MaskWords, type SafetensorsFile } from '../aggregation/index.js';
-import { type DeltaSources, type MaskedEncodeInput, maskDelta, maskDeltaAvailable, type QuantizeOptions } from '../aggregation/index.js';
-import { createKernels, type Kernels } from '../aggregation/index.js';
+import {
+  createKernels,
+  type DeltaSources,
+  encodeInt8Blocks,
+  f32ToBf16,
+  type Kernels,
+  MASK_SLICE_WORDS,
+  maskDelta,
+  maskDeltaAvailable,
+  type MaskedEncodeInput,
+  type MaskOptions,
+  type MaskWords,
+  MaskWorkspace,
+  openSafetensors,
+  type QuantizeOptions,
+  quantizeAndMask,
+  type SafetensorsFile,
+} from '../aggregation/index.js';
 import { openFileSource } from '../common/files.js';
 import { chunkDataBuffer } from '../proto/index.js';
 import { deltaSegments, INT8_BLOCK, type Segment, type DeltaEncoding } from '../aggregation/index.js';

@@ -142,11 +142,11 @@ export function maskDeltaAvailable(): boolean {
  * The site's masked encoding of Δ = local − global straight from the two models' bytes into `out`
  * (one word per value, of the modulus's width): `quantizeAndMask(Δ)` bit for bit, Δ in f32 as the
  * agent's delta kernels make it. The native masker (native/mask.c) makes Δ, the rounding words and
- * the keystreams block by block in L1 and writes each word once; Δ is never written out and nothing
- * is allocated but the keys. False, having done nothing, where this process has no native masker
- * (AVX-512 and AES-NI) or the scale is not finite: the caller computes Δ and calls
- * {@link quantizeAndMask}. Throws what quantizeAndMask throws, NON_FINITE with Δ's index in the
- * whole vector.
+ * the keystreams block by block in L1 and writes each word once; Δ is never written out, and
+ * nothing is allocated per block. False, having written nothing, where this process has no native
+ * masker (AVX-512 and AES-NI) or the scale is not finite: the caller computes Δ and calls
+ * {@link quantizeAndMask}. Throws what quantizeAndMask throws (bad options even where it then
+ * returns false), NON_FINITE with Δ's index in the whole vector.
  */
 export function maskDelta(sources: DeltaSources, options: QuantizeOptions, input: MaskedEncodeInput, out: MaskWords): boolean {
   const kernel = nativeKernels()?.maskDelta;

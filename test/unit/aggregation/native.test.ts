@@ -52,6 +52,7 @@ const WIDTHS = [512, 256, 128] as const;
 // from it, and its tests skip and say so whatever FEDHPC_REQUIRE says (the fallback is then right).
 const native = nativeKernels();
 const moduleMissing = skipUnless('native', nativeUnavailable());
+if (native?.aesni === true && !native.vaes512) process.stdout.write('the 512-bit keystream loop is not tested: this CPU lacks VAES with AVX-512 (the 256-bit or AES-NI loop runs in its place)\n');
 function lacks(feature: string, present: unknown): boolean {
   if (moduleMissing || present !== undefined) return moduleMissing;
   process.stdout.write(`skipping the native ${feature} tests: this CPU lacks it\n`);

@@ -15,6 +15,7 @@ import { ShardAdmissions, shardSpools } from '../../../coordinator/shards/shard-
 import type { ShardAdmit__Output, ShardReceived, UploadHeader__Output } from '../../../proto/index.js';
 import { uploadHeaderFromWire } from '../../../coordinator/service/wire.js';
 import { testLogger } from '../../helpers/logger.js';
+import { thrownBy } from '../../helpers/thrown.js';
 
 /** A header of a 1,000-value f32 delta (4,000 bytes) of round 2, attempt 0; `patch` changes it. */
 function header(patch: Partial<UploadHeader__Output> = {}): UploadHeader__Output {
@@ -46,15 +47,6 @@ function admissions(): { a: ShardAdmissions; reports: Omit<ShardReceived, 'term'
   return { a, reports, newAttempts };
 }
 
-const refusal = (f: () => unknown): unknown => {
-  try {
-    f();
-  } catch (err) {
-    return err;
-  }
-  return undefined;
-};
-
 describe("an aggregator shard's admissions", () => {
   it('takes the admitted header with its own stripes inside the part, with the leader’s weight and limits', () => {
     const { a } = admissions();
@@ -69,14 +61,14 @@ describe("an aggregator shard's admissions", () => {
   it('refuses another header, another part or a stripe outside the part; an upload it holds no admission of is asked again, one of an attempt over is final', () => {
     const { a } = admissions();
     a.admit(admit('bsc'));
-    expect(refusal(() => a.checkUpload(uploadHeaderFromWire(header({ samples: '6400' })), 'bsc'))).toMatchObject({ code: 'UPLOAD_INVALID', message: expect.stringContaining('not the one the coordinator admitted') });
-    expect(refusal(() => a.checkUpload(uploadHeaderFromWire(header({ partStart: '2000', partEnd: '4000' })), 'bsc'))).toMatchObject({ code: 'UPLOAD_INVALID' });
-    expect(refusal(() => a.checkUpload(uploadHeaderFromWire(header({ stripeOffset: '1000', stripeBytes: '2000', stripeCount: 2 })), 'bsc'))).toMatchObject({ code: 'CHUNK_OUT_OF_RANGE' });
-    expect(refusal(() => a.checkUpload(uploadHeaderFromWire(header()), 'hlrs'))).toMatchObject({ code: 'NOT_ADMITTED' });
-    expect(refusal(() => a.checkUpload(uploadHeaderFromWire(header({ attempt: 1 })), 'bsc'))).toMatchObject({ code: 'NOT_ADMITTED' });
+    expect(thrownBy(() => a.checkUpload(uploadHeaderFromWire(header({ samples: '6400' })), 'bsc'))).toMatchObject({ code: 'UPLOAD_INVALID', message: expect.stringContaining('not the one the coordinator admitted') });
+    expect(thrownBy(() => a.checkUpload(uploadHeaderFromWire(header({ partStart: '2000', partEnd: '4000' })), 'bsc'))).toMatchObject({ code: 'UPLOAD_INVALID' });
+    expect(thrownBy(() => a.checkUpload(uploadHeaderFromWire(header({ stripeOffset: '1000', stripeBytes: '2000', stripeCount: 2 })), 'bsc'))).toMatchObject({ code: 'CHUNK_OUT_OF_RANGE' });
+    expect(thrownBy(() => a.checkUpload(uploadHeaderFromWire(header()), 'hlrs'))).toMatchObject({ code: 'NOT_ADMITTED' });
+    expect(thrownBy(() => a.checkUpload(uploadHeaderFromWire(header({ attempt: 1 })), 'bsc'))).toMatchObject({ code: 'NOT_ADMITTED' });
     // A newer attempt admitted: the older one is over, and its admissions are forgotten.
     a.admit(admit('hlrs', header({ attempt: 1 })));
-    expect(refusal(() => a.checkUpload(uploadHeaderFromWire(header()), 'bsc'))).toMatchObject({ code: 'NOT_INVITED' });
+    expect(thrownBy(() => a.checkUpload(uploadHeaderFromWire(header()), 'bsc'))).toMatchObject({ code: 'NOT_INVITED' });
     expect(a.siteStatus('bsc')).toBeUndefined();
   });
 
@@ -93,7 +85,7 @@ describe("an aggregator shard's admissions", () => {
     a.drop('bsc', 'revoked by admin alice');
     expect(streams[0]!.signal.reason).toMatchObject({ code: 'SITE_REVOKED', message: expect.stringContaining('revoked by admin alice') });
     expect(streams[1]!.signal.aborted).toBe(false);
-    expect(refusal(() => a.checkUpload(uploadHeaderFromWire(header()), 'bsc'))).toMatchObject({ code: 'NOT_ADMITTED' });
+    expect(thrownBy(() => a.checkUpload(uploadHeaderFromWire(header()), 'bsc'))).toMatchObject({ code: 'NOT_ADMITTED' });
     expect(a.checkUpload(uploadHeaderFromWire(header()), 'hlrs')).toMatchObject({ part: { start: 0, end: 2000 } });
   });
 

@@ -1,5 +1,6 @@
 import { createCipheriv, createHash } from 'node:crypto';
 import { SecAggError, type RandomBytes } from '../../../aggregation/secagg/index.js';
+import { thrownBy } from '../../helpers/thrown.js';
 
 /** A deterministic RandomBytes: AES-256-CTR keyed by SHA-256(label), independent of the PRG under test. */
 export function seededRandomBytes(label: string): RandomBytes {
@@ -9,12 +10,9 @@ export function seededRandomBytes(label: string): RandomBytes {
 
 /** The code of the SecAggError `f` throws ('other' for another error, undefined if none). */
 export function codeOf(f: () => unknown): string | undefined {
-  try {
-    f();
-  } catch (error) {
-    return error instanceof SecAggError ? error.code : `other: ${String(error)}`;
-  }
-  return undefined;
+  const error = thrownBy(f);
+  if (error === undefined) return undefined;
+  return error instanceof SecAggError ? error.code : `other: ${String(error)}`;
 }
 
 /** Pearson χ² statistic of `counts` against the uniform distribution. */

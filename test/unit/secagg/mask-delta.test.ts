@@ -22,6 +22,7 @@ import {
 } from '../../../aggregation/secagg/index.js';
 import { loadNativeModule } from '../../../common/native.js';
 import { skipUnless } from '../../helpers/components.js';
+import { thrownBy } from '../../helpers/thrown.js';
 import { codeOf, seededRandomBytes } from './helpers.js';
 
 type Dtype = 'F32' | 'BF16';
@@ -124,23 +125,15 @@ describe.skipIf(moduleMissing || noMasker)('the native masker (maskDelta, native
       else if (how === 'inf') c.local[at] = Number.NEGATIVE_INFINITY;
       else [c.local[at], c.global[at]] = [3.4e38, -3.4e38];
       c.local[at + 1 < 2048 ? at + 1 : 0] = Number.NaN; // a later (or earlier, already named) one must not be named instead
-      const thrown = (f: () => unknown): unknown => {
-        try {
-          f();
-        } catch (error) {
-          return error;
-        }
-        return undefined;
-      };
-      const native = thrown(() => maskedWords(c));
-      const reference = thrown(() => expectedWords(c));
+      const native = thrownBy(() => maskedWords(c));
+      const reference = thrownBy(() => expectedWords(c));
       expect(native).toBeInstanceOf(SecAggError);
       expect([(native as SecAggError).code, (native as SecAggError).context]).toEqual([(reference as SecAggError).code, (reference as SecAggError).context]);
       expect((native as SecAggError).context).toMatchObject({ index: 77 + (how === 'nan' && at === 2047 ? 0 : at) });
     }
   });
 
-  it('refuses what quantizeAndMask refuses, with the same codes, and sources of different lengths', () => {
+  it('refuses what quantizeAndMask refuses, with the same codes, messages and details, and sources of different lengths', () => {
     const c = makeCase('refuse', 64, ['BF16', 'F32'], 16, 2, 5);
     const s = sourcesOf(c);
     const q = options(16);
@@ -159,7 +152,9 @@ describe.skipIf(moduleMissing || noMasker)('the native masker (maskDelta, native
       { ...c.input, weight: 1.5 },
     ]) {
       const x = new Float32Array(64);
-      expect([input, codeOf(() => maskDelta(s, q, input, out))]).toEqual([input, codeOf(() => quantizeAndMask(x, q, input, undefined, out))]);
+      const [native, reference] = [thrownBy(() => maskDelta(s, q, input, out)), thrownBy(() => quantizeAndMask(x, q, input, undefined, out))];
+      const said = (e: unknown) => (e instanceof SecAggError ? [e.code, e.message, e.context] : e);
+      expect([input, said(native)]).toEqual([input, said(reference)]);
       expect(codeOf(() => maskDelta(s, q, input, out))).toBe('INVALID_ARGUMENT');
     }
     expect(codeOf(() => maskDelta(s, { ...q, quantBits: 17 }, c.input, out))).toBe('INVALID_ARGUMENT');

@@ -60,13 +60,29 @@ static float unclipped_limit(double clip, double zero, double scale, double weig
   return limit;
 }
 
-/* The quantiser's constants, made once per call. */
+/* The quantiser's parameters and constants, made once for all the blocks a call quantises. */
 struct quantizer {
+  double clip, zero, scale, weight;
+  int nsrc, neg;
   __m512d c, negc, z, negz, s, w, inv32;
   __m256i zi, exponent, carries, flip[4];
   __m128i carries16;
   __m256 magnitude, limit;
 };
+
+/* A quantizer for these parameters and `nsrc` (0 to 4) sources, subtracted where bit j of `neg` is set. */
+AVX512 static void quantizer_init(struct quantizer *q, double clip, double zero, double scale, double weight, int nsrc, int neg) {
+  q->clip = clip, q->zero = zero, q->scale = scale, q->weight = weight, q->nsrc = nsrc, q->neg = neg;
+  q->c = _mm512_set1_pd(clip), q->negc = _mm512_set1_pd(-clip), q->z = _mm512_set1_pd(zero), q->negz = _mm512_set1_pd(-zero);
+  q->s = _mm512_set1_pd(scale), q->w = _mm512_set1_pd(weight), q->inv32 = _mm512_set1_pd(0x1p-32);
+  q->zi = _mm256_set1_epi32((int)(uint32_t)zero);
+  q->exponent = _mm256_set1_epi32(0x7F800000);
+  q->magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  q->limit = _mm256_set1_ps(unclipped_limit(clip, zero, scale, weight));
+  const int subtracted = source_flips(q->flip, nsrc, neg);
+  q->carries = _mm256_set1_epi32(subtracted);
+  q->carries16 = _mm_set1_epi16((short)subtracted);
+}
 
 /*
  * fedhpc_quantize_f32's eight-value steps over values [0, n − n % 8), for a fixed count of sources and
@@ -111,6 +127,41 @@ AVX512 static inline __attribute__((always_inline)) int quantize_steps(uint8_t *
   return 0;
 }
 
+/* fedhpc_quantize_f32 by a quantizer made once: the eight-value steps, then the tail one value at a time. */
+AVX512 static int quantize_with(const struct quantizer *q, uint8_t *dst, const uint8_t *x, const uint8_t *u, size_t n, int wide, const uint8_t *src, size_t stride) {
+  int found;
+#define STEPS(k) (wide ? quantize_steps(dst, x, u, n, q, src, stride, k, 1) : quantize_steps(dst, x, u, n, q, src, stride, k, 0))
+  switch (q->nsrc) {
+    case 0: found = STEPS(0); break;
+    case 1: found = STEPS(1); break;
+    case 2: found = STEPS(2); break;
+    case 3: found = STEPS(3); break;
+    default: found = STEPS(4); break;
+  }
+#undef STEPS
+  if (found) return 1;
+  const double clip = q->clip, zero = q->zero, scale = q->scale, weight = q->weight;
+  size_t i = n - n % 8;
+  for (; i < n; i++) {
+    float xf;
+    uint32_t ui;
+    memcpy(&xf, x + 4 * i, 4);
+    memcpy(&ui, u + 4 * i, 4);
+    if (!isfinite(xf)) return 1;
+    double v = xf;
+    double clipped = v < -clip ? -clip : v > clip ? clip : v;
+    double k = floor(weight * clipped * scale + (double)ui / 4294967296.0);
+    double word = zero + (k > zero ? zero : k < -zero ? -zero : k);
+    uint32_t out = fold_scalar((uint32_t)word, src, stride, q->nsrc, q->neg, i, wide);
+    if (wide) memcpy(dst + 4 * i, &out, 4);
+    else {
+      uint16_t out16 = (uint16_t)out;
+      memcpy(dst + 2 * i, &out16, 2);
+    }
+  }
+  return 0;
+}
+
 /*
  * The quantiser of secure aggregation's masked encoding (aggregation/secagg/quantize.ts,
  * `quantizeRange`), bit for bit: in float64, t = weight·clip(x)·scale + u·2^-32, k = ⌊t⌋ held to
@@ -128,45 +179,8 @@ AVX512 int fedhpc_quantize_f32(uint8_t *dst, const uint8_t *x, const uint8_t *u,
                                const uint8_t *src, size_t stride, int nsrc, int neg) {
   if (nsrc < 0 || nsrc > 4) return -1;
   struct quantizer q;
-  q.c = _mm512_set1_pd(clip), q.negc = _mm512_set1_pd(-clip), q.z = _mm512_set1_pd(zero), q.negz = _mm512_set1_pd(-zero);
-  q.s = _mm512_set1_pd(scale), q.w = _mm512_set1_pd(weight), q.inv32 = _mm512_set1_pd(0x1p-32);
-  q.zi = _mm256_set1_epi32((int)(uint32_t)zero);
-  q.exponent = _mm256_set1_epi32(0x7F800000);
-  q.magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-  q.limit = _mm256_set1_ps(unclipped_limit(clip, zero, scale, weight));
-  const int subtracted = source_flips(q.flip, nsrc, neg);
-  q.carries = _mm256_set1_epi32(subtracted);
-  q.carries16 = _mm_set1_epi16((short)subtracted);
-  int found;
-#define STEPS(k) (wide ? quantize_steps(dst, x, u, n, &q, src, stride, k, 1) : quantize_steps(dst, x, u, n, &q, src, stride, k, 0))
-  switch (nsrc) {
-    case 0: found = STEPS(0); break;
-    case 1: found = STEPS(1); break;
-    case 2: found = STEPS(2); break;
-    case 3: found = STEPS(3); break;
-    default: found = STEPS(4); break;
-  }
-#undef STEPS
-  if (found) return 1;
-  size_t i = n - n % 8;
-  for (; i < n; i++) {
-    float xf;
-    uint32_t ui;
-    memcpy(&xf, x + 4 * i, 4);
-    memcpy(&ui, u + 4 * i, 4);
-    if (!isfinite(xf)) return 1;
-    double v = xf;
-    double clipped = v < -clip ? -clip : v > clip ? clip : v;
-    double k = floor(weight * clipped * scale + (double)ui / 4294967296.0);
-    double word = zero + (k > zero ? zero : k < -zero ? -zero : k);
-    uint32_t out = fold_scalar((uint32_t)word, src, stride, nsrc, neg, i, wide);
-    if (wide) memcpy(dst + 4 * i, &out, 4);
-    else {
-      uint16_t out16 = (uint16_t)out;
-      memcpy(dst + 2 * i, &out16, 2);
-    }
-  }
-  return 0;
+  quantizer_init(&q, clip, zero, scale, weight, nsrc, neg);
+  return quantize_with(&q, dst, x, u, n, wide, src, stride);
 }
 
 /*
@@ -212,9 +226,8 @@ AVX512 int fedhpc_fold_words(uint8_t *dst, const uint8_t *src, size_t stride, in
 /*
  * Values per block of fedhpc_mask_delta: its f32 Δ, rounding words and four keystream slices
  * (8 KiB for 16-bit words, 12 KiB for 32-bit, beside the block's bytes of the two models and its
- * words) stay in L1 between being made and being read. Blocks
- * start on a multiple of it in the whole vector, so that every stream's run after the first starts
- * on an AES block.
+ * words) stay in L1 between being made and being read. Blocks start on a multiple of it in the
+ * whole vector, so that every stream's run after the first starts on an AES block.
  */
 enum { MASK_BLOCK = 512 };
 
@@ -228,6 +241,12 @@ AVX512 int64_t fedhpc_mask_delta(uint8_t *dst, const uint8_t *local, int local_b
   _Alignas(64) uint8_t u[MASK_BLOCK * 4];
   _Alignas(64) uint8_t src[4][MASK_BLOCK * 4];
   const size_t wb = wide ? 4 : 2, ls = local_bf16 ? 2 : 4, gs = global_bf16 ? 2 : 4;
+  /* The first four masks' signs, which the quantiser folds in: the same for every block. */
+  int first_neg = 0;
+  for (size_t j = 0; j < nmasks && j < 4; j++)
+    if (minus[j]) first_neg |= 1 << j;
+  struct quantizer q;
+  quantizer_init(&q, clip, zero, scale, weight, nmasks < 4 ? (int)nmasks : 4, first_neg);
   int64_t found = -1;
   for (size_t i = 0; i < n && found < 0;) {
     const uint64_t word = word_offset + i;
@@ -242,8 +261,9 @@ AVX512 int64_t fedhpc_mask_delta(uint8_t *dst, const uint8_t *local, int local_b
         fedhpc_aes256_ctr_expanded(&k[1 + s + j], 0, word * wb / 16, (size_t)(word * wb % 16), src[j], m * wb, width);
         if (minus[s + j]) neg |= 1 << j;
       }
+      /* The first four go in as each word is quantised, the rest four at a time after. */
       if (s > 0) fedhpc_fold_words(dst + wb * i, src[0], sizeof src[0], count, neg, m, wide);
-      else if (fedhpc_quantize_f32(dst + wb * i, (const uint8_t *)x, u, m, clip, zero, scale, weight, wide, src[0], sizeof src[0], count, neg) == 1) {
+      else if (quantize_with(&q, dst + wb * i, (const uint8_t *)x, u, m, wide, src[0], sizeof src[0]) != 0) {
         found = (int64_t)i + fedhpc_find_non_finite_f32((const uint8_t *)x, m);
         break;
       }

@@ -238,6 +238,13 @@ describe('protocol test vectors', () => {
       expect(hex(new Uint8Array(masked.buffer, masked.byteOffset, masked.byteLength))).toBe(c.maskedBytes);
       // The site's encoder makes the same words fused, without the quantized vector.
       expect(Array.from(aggregation.quantizeAndMask(x, c.params, { ...masks, weight: c.weight, roundingSeed: seed }))).toEqual(c.masked);
+      // And the native masker, from the two models' bytes: a zero global model, so Δ is the values.
+      if (aggregation.maskDeltaAvailable()) {
+        const out = c.params.modulusBits === 32 ? new Uint32Array(x.length) : new Uint16Array(x.length);
+        const sources = { local: new Uint8Array(x.buffer), localBf16: false, global: new Uint8Array(4 * x.length), globalBf16: false };
+        expect(aggregation.maskDelta(sources, c.params, { ...masks, weight: c.weight, roundingSeed: seed }, out)).toBe(true);
+        expect(Array.from(out)).toEqual(c.masked);
+      }
       // The same words by hand: + PRG(b) and ± each pairwise PRG, at the element offset, mod 2^b.
       const mod = 2 ** c.params.modulusBits;
       const prg = (seedHex: string): number[] => Array.from(aggregation.expandMask(bytes(seedHex), c.wordOffset, x.length, c.params.modulusBits));

@@ -13,7 +13,6 @@ import {
   type Kernels,
   MASK_SLICE_WORDS,
   maskDelta,
-  maskDeltaAvailable,
   type MaskedEncodeInput,
   type MaskOptions,
   type MaskWords,
@@ -63,20 +62,15 @@ interface DeltaValues {
    */
   readonly f32?: ((name: string, first: number, count: number, scratch: ReadScratch, fresh: boolean) => Promise<Float32Array | undefined>) | undefined;
   /**
-   * The same range as f32 in slices of at most {@link VALUE_SLICE} values, each handed to `visit`
-   * (valid during the call only) with the index of its first value in the range: one fused pass
-   * whose values are still in cache when `visit` reads them. False where the source cannot.
-   */
-  readonly f32Slices?: ((name: string, first: number, count: number, scratch: ReadScratch, visit: (x: Float32Array, from: number) => void) => Promise<boolean>) | undefined;
-  /**
    * The two models' bytes of the range, read into the walk's scratch (valid until its next call),
-   * for the native masker (`maskDelta`), which makes Δ itself; undefined where the source cannot.
+   * for the masked encoding, which makes Δ from them; undefined where the source cannot (F16 and
+   * friends).
    */
   readonly bytes?: ((name: string, first: number, count: number, scratch: ReadScratch) => Promise<DeltaSources | undefined>) | undefined;
 }
 
 /**
- * Values per slice of {@link DeltaValues.f32Slices}: 512 KiB of f32, which stays in a core's L2
+ * Values per slice of Δ where the process has no native masker: 512 KiB of f32, which stays in a core's L2
  * beside the mask kernels' window, where a whole chunk's f32 Δ (8 MiB for a 4 MiB chunk of 16-bit
  * words) went out to memory between the delta and the masking and was read back (measured: the
  * masked encoding of 2 M bf16 values 5.5–5.9 ms against 6.2–6.6; bench/RESULTS.md, session 19).
@@ -244,22 +238,9 @@ export class DeltaEncoder {
       const fused = await this.values.bf16?.(t.name, first, last - first, scratch);
       if (fused) return Buffer.from(fused.buffer, fused.byteOffset, fused.byteLength);
     }
-    if ((this.encoding === 'secagg32' || this.encoding === 'secagg16') && this.values.bytes !== undefined && maskDeltaAvailable()) {
-      // The native masker reads the two models' bytes and writes the words once: Δ never leaves L1.
+    if ((this.encoding === 'secagg32' || this.encoding === 'secagg16') && this.values.bytes !== undefined) {
       const sources = await this.values.bytes(t.name, first, last - first, scratch);
-      const out = sources && this.maskedRoom(last - first);
-      if (sources && out && maskDelta(sources, this.quantizeOptions(), this.maskInput(this.elementStarts[s.index]! + first), out.words)) return out.room;
-    }
-    if ((this.encoding === 'secagg32' || this.encoding === 'secagg16') && this.values.f32Slices !== undefined) {
-      // Each slice of Δ is masked while it is in cache; the words' buffer is taken at the first
-      // slice, so a source that cannot be sliced (F16 and friends) takes none.
-      let out: { room: Buffer; words: MaskWords } | undefined;
-      const wordOffset = this.elementStarts[s.index]! + first;
-      const visit = (x: Float32Array, from: number): void => {
-        out ??= this.maskedRoom(last - first);
-        this.maskInto(x, wordOffset + from, out.words.subarray(from, from + x.length));
-      };
-      if (await this.values.f32Slices(t.name, first, last - first, scratch, visit)) return (out ?? this.maskedRoom(last - first)).room;
+      if (sources) return this.maskedFromBytes(sources, this.elementStarts[s.index]! + first, scratch);
     }
     // f32 goes on the wire as it is, so it needs a buffer of its own; the others encode from it.
     const fused = await this.values.f32?.(t.name, first, last - first, scratch, this.encoding === 'f32');
@@ -279,6 +260,27 @@ export class DeltaEncoder {
       default:
         return this.maskedWords(delta, this.elementStarts[s.index]! + first);
     }
+  }
+
+  /**
+   * The masked words of Δ made from the two models' bytes, whose first value is word `wordOffset`
+   * of the whole delta: by the native masker, which keeps Δ in L1 and writes each word once, or,
+   * where the process has none, a slice of Δ at a time, each masked while it is in cache.
+   */
+  private maskedFromBytes(sources: DeltaSources, wordOffset: number, scratch: ReadScratch): Buffer {
+    const count = sources.local.length / (sources.localBf16 ? 2 : 4);
+    const { room, words } = this.maskedRoom(count);
+    if (maskDelta(sources, this.quantizeOptions(), this.maskInput(wordOffset), words)) return room;
+    const [ls, ld] = sources.localBf16 ? ([2, 'BF16'] as const) : ([4, 'F32'] as const);
+    const [gs, gd] = sources.globalBf16 ? ([2, 'BF16'] as const) : ([4, 'F32'] as const);
+    const kernels = (deltaKernels ??= createKernels());
+    for (let from = 0; from < count; from += VALUE_SLICE) {
+      const n = Math.min(VALUE_SLICE, count - from);
+      const x = scratch.f32Slice(n);
+      kernels.deltaToF32(x, sources.local.subarray(from * ls, (from + n) * ls), ld, sources.global.subarray(from * gs, (from + n) * gs), gd);
+      this.maskInto(x, wordOffset + from, words.subarray(from, from + n));
+    }
+    return room;
   }
 
   private maskedWords(x: Float32Array, wordOffset: number): Buffer {
@@ -381,19 +383,6 @@ function differenceOf(g: SafetensorsFile, l: SafetensorsFile): DeltaValues {
       const out = fresh ? f32Room(count) : scratch.f32(count);
       (deltaKernels ??= createKernels()).deltaToF32(out, bytes.local, bytes.ld, bytes.global, bytes.gd);
       return out;
-    },
-    async f32Slices(name, first, count, scratch, visit) {
-      const bytes = await rawBytes(name, first, count, scratch);
-      if (!bytes) return false;
-      const { gs, ls } = bytes;
-      const kernels = (deltaKernels ??= createKernels());
-      for (let from = 0; from < count; from += VALUE_SLICE) {
-        const n = Math.min(VALUE_SLICE, count - from);
-        const x = scratch.f32Slice(n);
-        kernels.deltaToF32(x, bytes.local.subarray(from * ls, (from + n) * ls), bytes.ld, bytes.global.subarray(from * gs, (from + n) * gs), bytes.gd);
-        visit(x, from);
-      }
-      return true;
     },
   };
 }

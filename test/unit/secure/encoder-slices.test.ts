@@ -1,8 +1,8 @@
 /**
  * The agent's masked encoding makes Δ and masks it in small pieces while they are in cache: the
  * native masker block by block in L1 (`maskDelta`, native/mask.c), or, without it, a slice of Δ at
- * a time (site-agent/encode.ts, `f32Slices`). Whatever the chunk size, and so however a chunk falls
- * into blocks or slices, the words must be those of quantizeAndMask over the whole Δ at once: a
+ * a time (site-agent/encode.ts, `maskedFromBytes`). Whatever the chunk size, and so however a
+ * chunk falls into blocks or slices, the words must be those of quantizeAndMask over the whole Δ at once: a
  * resumed stripe re-encodes exactly what it sent, and the coordinator's unmasking assumes nothing else.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
